@@ -1,0 +1,14 @@
+"""Result record shared by the benchmarks."""
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Result:
+    name: str
+    ratio: float
+    unit: str
+    goal: str
+    met: bool
+    detail: str

@@ -1,0 +1,31 @@
+"""``make bench``: every figure against its baseline, measured in the same run.
+
+Each benchmark module exposes ``run() -> list[Result]``; this prints them as
+ratios with their goals.  Timings here are only meaningful relative to the
+baseline measured alongside them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_sim  # noqa: E402
+
+MODULES = [bench_sim]
+
+
+def main() -> int:
+    failed = 0
+    for module in MODULES:
+        for r in module.run():
+            mark = "ok " if r.met else "MISS"
+            failed += 0 if r.met else 1
+            print(f"[{mark}] {r.name}: {r.ratio:.1f}x {r.unit} (goal {r.goal}); {r.detail}")
+    print(f"{failed} goal(s) missed" if failed else "all goals met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The xapi-numa command: queries with --json, sim scripting, clear errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xapi_numa.cli import main
+
+
+@pytest.fixture
+def host(tmp_path):
+    path = str(tmp_path / "host.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G",
+                 "--distances", "10,21;21,10", "--scheduler", "credit", "--seed", "5"]) == 0
+    return path
+
+
+def run_json(capsys, *argv):
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_topology_json(host, capsys):
+    data = run_json(capsys, "--backend", f"sim:{host}", "topology", "--json")
+    assert [n["cpus"] for n in data["nodes"]] == ["0-3", "4-7"]
+    assert data["distances"] == [[10, 21], [21, 10]]
+    assert data["nodes"][0]["memory_total"] == 2 << 30
+    assert data["nodes"][0]["memory_free"] < 2 << 30  # dom0 took some
+
+
+def test_vcpus_and_memory_json(host, capsys, monkeypatch):
+    assert main(["sim", "create", host, "web", "--vcpus", "3", "--memory", "512M", "--soft", "node:1"]) == 0
+    assert main(["sim", "run", host, "--seconds", "0.5"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    rows = run_json(capsys, "vcpus", "web", "--json")
+    assert len(rows) == 3
+    for r in rows:
+        assert set(r) >= {"domid", "name", "vcpu", "cpu", "node", "hard", "soft", "outside_soft"}
+        assert r["soft"] == "4-7" and r["hard"] == "all" and r["node"] == 1 and r["outside_soft"] is False
+    mem = run_json(capsys, "memory", "--json")
+    web = [m for m in mem if m["name"] == "web"][0]
+    assert web["nodes"] == {"0": 0, "1": 512 << 20}
+
+
+def test_tables(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    for cmd in ("topology", "vcpus", "memory"):
+        capsys.readouterr()
+        assert main([cmd]) == 0
+        out = capsys.readouterr().out
+        assert out.strip() and "{" not in out
+
+
+def test_sim_lifecycle(host, capsys):
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "256M", "--paused",
+                 "--load", "bursty:200ms:50%", "--type", "pvh"]) == 0
+    domid = int(capsys.readouterr().out)
+    assert main(["sim", "unpause", host, "g"]) == 0
+    assert main(["sim", "pause", host, str(domid)]) == 0
+    assert main(["sim", "destroy", host, "g"]) == 0
+    rows = run_json(capsys, "--backend", f"sim:{host}", "memory", "--json")
+    assert [r["name"] for r in rows] == ["Domain-0"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["sim", "create", "{host}", "x", "--vcpus", "2", "--memory", "lots"], "--memory: 'lots' is not a size"),
+    (["sim", "create", "{host}", "x", "--vcpus", "2", "--memory", "1G", "--soft", "node:7"],
+     "--soft: node 7"),
+    (["sim", "create", "{host}", "x", "--vcpus", "2", "--memory", "1G", "--hard", "^all"], "--hard"),
+    (["sim", "create", "{host}", "x", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0 (allowed: 1..512)"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "1G", "--load", "spiky"], "load: unknown"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "not enough free memory"),
+    (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
+    (["sim", "unpause", "{host}", "Domain-0"], "not paused"),
+    (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
+      "--distances", "10,21"], "distances"),
+    (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
+    (["--backend", "xen", "topology"], "libxenuma"),
+])
+def test_errors_are_one_clear_line(host, capsys, argv, fragment):
+    before = open(host).read()
+    capsys.readouterr()
+    code = main([a.replace("{host}", host) for a in argv])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert fragment in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert open(host).read() == before  # nothing changed
+
+
+def test_console_script_never_shows_a_traceback(tmp_path):
+    env = dict(os.environ, XAPI_NUMA_BACKEND=f"sim:{tmp_path}/missing.json")
+    bindir = os.path.dirname(sys.executable)
+    proc = subprocess.run([os.path.join(bindir, "xapi-numa"), "vcpus", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr and "no simulated host" in proc.stderr
+
+
+def test_daemon_entry_point_says_it_is_not_there_yet():
+    bindir = os.path.dirname(sys.executable)
+    proc = subprocess.run([os.path.join(bindir, "xapi-numad")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not part of this release" in proc.stderr

@@ -1,0 +1,75 @@
+"""The simulator through the Hypervisor port, as every caller sees it."""
+import pytest
+
+from xapi_numa.errors import BackendUnavailable, HypervisorError, InvalidArgument
+from xapi_numa.hypervisor import Hypervisor, open_hypervisor
+from xapi_numa.sim.backend import SimHypervisor
+from xapi_numa.topology import Topology
+
+
+@pytest.fixture
+def sim(tmp_path):
+    return SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 4, 1 << 30), "credit2", 1,
+                              dom0_vcpus=1, dom0_memory=128 << 20)
+
+
+def test_is_a_hypervisor(sim):
+    assert isinstance(sim, Hypervisor)
+
+
+def test_backend_selection(tmp_path, monkeypatch, sim):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{sim.path}")
+    assert isinstance(open_hypervisor(), SimHypervisor)
+    with pytest.raises(InvalidArgument) as err:
+        open_hypervisor("kvm")
+    assert "sim:PATH" in err.value.message
+    with pytest.raises(BackendUnavailable) as err:
+        open_hypervisor("xen")
+    assert "libxenuma" in err.value.message
+
+
+def test_affinity_round_trip_and_node_pages(sim):
+    domid = sim.create("g", 2, 256 << 20, soft=frozenset({4, 5, 6, 7}))
+    assert sim.node_pages(domid) == {0: 0, 1: (256 << 20) >> 12}
+    sim.set_vcpu_affinity(domid, 1, hard=frozenset({0, 1}), soft=frozenset({1}))
+    v = sim.vcpus(domid)[1]
+    assert (v.hard, v.soft) == ({0, 1}, {1}) and v.cpu in {0, 1}
+    assert sim.node_affinity(domid) == {0, 1}
+    sim.set_node_affinity(domid, frozenset({1}))
+    assert sim.node_affinity(domid) == {1}
+    sim.set_node_affinity(domid, None)
+    with pytest.raises(HypervisorError) as err:
+        sim.set_vcpu_affinity(domid, 0, hard=frozenset())
+    assert err.value.errno_name == "EINVAL"
+    with pytest.raises(HypervisorError) as err:
+        sim.vcpus(42)
+    assert "no such domain" in err.value.message
+
+
+def test_claims_visible_and_released(sim):
+    domid = sim.create("g", 1, 64 << 20, paused=True)
+    sim.claim(domid, 1000, node=1)
+    assert [m.claimed for m in sim.node_memory()] == [0, 1000 << 12]
+    assert [d.claimed for d in sim.domains() if d.domid == domid] == [1000 << 12]
+    sim.claim(domid, 0, node=1)
+    assert all(m.claimed == 0 for m in sim.node_memory())
+
+
+def test_pause_unpause_states(sim):
+    domid = sim.create("g", 2, 64 << 20)
+    sim.run(0.1)
+    assert {v.state for v in sim.vcpus(domid)} == {"running"}
+    sim.pause(domid)
+    assert {v.state for v in sim.vcpus(domid)} == {"paused"}
+    assert [d.paused for d in sim.domains() if d.domid == domid] == [True]
+    sim.unpause(domid)
+    sim.run(0.1)
+    assert {v.state for v in sim.vcpus(domid)} == {"running"}
+
+
+def test_xl_like_auto_placement(sim):
+    domid = sim.create("auto", 2, 512 << 20)
+    pages = sim.node_pages(domid)
+    assert sorted(pages.values()) == [0, (512 << 20) >> 12]  # one node, not striped
+    node = max(pages, key=pages.get)
+    assert all(v.soft == sim.topology().cpus_of_nodes([node]) for v in sim.vcpus(domid))

@@ -1,0 +1,57 @@
+import pytest
+
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.topology import Topology
+
+
+def test_from_xl_info(fixture_text):
+    topo = Topology.from_xl_info(fixture_text("xl-info-n-2node.txt"))
+    assert [sorted(n.cpus) for n in topo.nodes] == [[0, 1], [2, 3]]
+    assert topo.distances == ((10, 20), (20, 10))
+    assert topo.nodes[0].memory_size == 2048 << 20
+    assert topo.nodes[1].memory_free == 1637 << 20
+    assert [c.socket for c in topo.cpus] == [0, 1, 2, 3]
+    assert topo.node_of(3) == 1
+    assert topo.parse_cpus("node:1") == {2, 3}
+    assert topo.format_cpus({0, 1, 2, 3}) == "all"
+
+
+def test_from_xl_info_without_numa_section():
+    with pytest.raises(InvalidArgument) as err:
+        Topology.from_xl_info("nr_cpus : 4\n")
+    assert "numa_info" in err.value.message
+
+
+def test_from_arrays_lookups():
+    topo = Topology.from_arrays([0, 0, 1, 1, 2, 2], [[10, 16, 22], [16, 10, 16], [22, 16, 10]],
+                                [1 << 30] * 3)
+    assert topo.cpus_of_nodes([0, 2]) == {0, 1, 4, 5}
+    assert topo.nodes_of_cpus([1, 5]) == {0, 2}
+    assert topo.distance(0, 2) == 22
+    assert topo.memory_total() == 3 << 30
+
+
+@pytest.mark.parametrize("matrix, fragment", [
+    ([[10, 20]], "square"),
+    ([[10, 20], [20]], "square"),
+    ([[11, 20], [20, 10]], "must be 10"),
+    ([[10, 0xFF], [20, 10]], "unreachable"),
+    ([[10, 5], [20, 10]], "11..254"),
+    ([[10, "x"], [20, 10]], "not an integer"),
+])
+def test_distance_validation(matrix, fragment):
+    with pytest.raises(InvalidArgument) as err:
+        Topology.from_arrays([0, 1], matrix, [1 << 30, 1 << 30])
+    assert err.value.field == "distances"
+    assert fragment in err.value.message
+
+
+def test_cpu_on_missing_node():
+    with pytest.raises(InvalidArgument) as err:
+        Topology.from_arrays([0, 3], [[10, 20], [20, 10]], [1, 1])
+    assert "node 3" in err.value.message
+
+
+def test_asymmetric_matrix_is_accepted():
+    topo = Topology.from_arrays([0, 1], [[10, 21], [31, 10]], [1, 1])
+    assert topo.distance(1, 0) == 31

@@ -1,0 +1,224 @@
+"""The ``xapi-numa`` command line.
+
+Queries (``topology``, ``vcpus``, ``memory``) work on any backend and take
+``--json``; ``sim ...`` scripts the simulated host; ``demo`` runs the seed
+scenario.  Errors print one line naming the field and what is allowed, and
+exit non-zero; no traceback reaches the user (``XAPI_NUMA_DEBUG=1`` shows it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from . import __version__, views
+from .errors import InvalidArgument, NumaError
+from .hypervisor import BACKEND_SYNTAX, domain_by_name_or_id, open_hypervisor
+from .sim.loads import LOAD_SYNTAX
+from .topology import Topology
+from .units import SIZE_SYNTAX, parse_size
+
+SCHEDULERS = ("credit", "credit2")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def parse_distances(text: str, nr_nodes: int) -> List[List[int]]:
+    """``"10,21;21,10"`` -> matrix (rows separated by ';')."""
+    try:
+        rows = [[int(x) for x in row.split(",")] for row in text.split(";")]
+    except ValueError:
+        raise InvalidArgument("distances", f"{text!r} is not a matrix of integers",
+                              'rows of comma-separated distances separated by ";", e.g. "10,21;21,10"') from None
+    if len(rows) != nr_nodes:
+        raise InvalidArgument("distances", f"{len(rows)} rows for {nr_nodes} nodes; the matrix must be square")
+    return rows
+
+
+# --- queries --------------------------------------------------------------------------------
+def cmd_topology(args) -> int:
+    report = views.topology_report(open_hypervisor(args.backend))
+    if args.json:
+        _print_json(report)
+    else:
+        print(views.render_topology(report))
+    return 0
+
+
+def cmd_vcpus(args) -> int:
+    hv = open_hypervisor(args.backend)
+    domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain else None
+    rows = views.vcpu_rows(hv, domids)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(views.render_vcpus(rows))
+    return 0
+
+
+def cmd_memory(args) -> int:
+    rows = views.memory_rows(open_hypervisor(args.backend))
+    if args.json:
+        _print_json(rows)
+    else:
+        print(views.render_memory(rows))
+    return 0
+
+
+# --- the simulated host -----------------------------------------------------------------------
+def _sim(path: str):
+    from .sim.backend import SimHypervisor
+
+    return SimHypervisor(path)
+
+
+def cmd_sim_init(args) -> int:
+    from .sim.backend import SimHypervisor
+
+    if not 1 <= args.nodes <= 64:
+        raise InvalidArgument("--nodes", f"{args.nodes}", "1..64")
+    if not 1 <= args.cpus_per_node <= 512:
+        raise InvalidArgument("--cpus-per-node", f"{args.cpus_per_node}", "1..512")
+    memory = parse_size(args.memory_per_node, "--memory-per-node")
+    if memory < 64 << 20:
+        raise InvalidArgument("--memory-per-node", f"{args.memory_per_node} is too small", "at least 64M")
+    distances = parse_distances(args.distances, args.nodes) if args.distances else None
+    topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
+    dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
+    SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force)
+    print(f"simulated host at {args.path}: {args.nodes} nodes x {args.cpus_per_node} pCPUs, "
+          f"{args.memory_per_node} per node, scheduler {args.scheduler}")
+    return 0
+
+
+def cmd_sim_create(args) -> int:
+    sim = _sim(args.path)
+    topo = sim.topology()
+    hard = topo.parse_cpus(args.hard, "--hard") if args.hard else None
+    soft = topo.parse_cpus(args.soft, "--soft") if args.soft else None
+    if hard is not None and not hard:
+        raise InvalidArgument("--hard", f"{args.hard!r} leaves no CPU", "a non-empty CPU list")
+    if not 1 <= args.vcpus <= 512:
+        raise InvalidArgument("--vcpus", f"{args.vcpus}", "1..512")
+    memory = parse_size(args.memory, "--memory")
+    domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused)
+    print(domid)
+    return 0
+
+
+def cmd_sim_control(args) -> int:
+    sim = _sim(args.path)
+    domid = sim.find(args.name)
+    getattr(sim, args.action)(domid)
+    return 0
+
+
+def cmd_sim_run(args) -> int:
+    _sim(args.path).run(args.seconds)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.seed, args.schedulers.split(","), sys.stdout)
+
+
+def cmd_not_yet(args) -> int:
+    raise NumaError(f"'{args.command}' is not available yet")
+
+
+# --- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xapi-numa", description="NUMA placement and balancing for Xen/XAPI hosts")
+    p.add_argument("--version", action="version", version=f"xapi-numa {__version__}")
+    p.add_argument("--backend", help=f"hypervisor backend: {BACKEND_SYNTAX} (default: $XAPI_NUMA_BACKEND or xen)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    q = sub.add_parser("topology", help="nodes, CPUs, memory and distances of this host")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_topology)
+
+    q = sub.add_parser("vcpus", help="where each vCPU runs, and whether outside its soft affinity")
+    q.add_argument("domain", nargs="?", help="domid, name or UUID (default: all domains)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_vcpus)
+
+    q = sub.add_parser("memory", help="memory of each domain on each node")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_memory)
+
+    q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
+    q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
+    q.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser("sim", help="script the simulated host").add_subparsers(dest="sim_command",
+                                                                                    metavar="SIMCOMMAND")
+    sim.required = True
+    s = sim.add_parser("init", help="create a simulated host at PATH")
+    s.add_argument("path")
+    s.add_argument("--nodes", type=int, required=True)
+    s.add_argument("--cpus-per-node", type=int, required=True)
+    s.add_argument("--memory-per-node", required=True, help=SIZE_SYNTAX)
+    s.add_argument("--distances", help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
+    s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dom0-vcpus", type=int, default=4)
+    s.add_argument("--dom0-memory", help=f"dom0 memory ({SIZE_SYNTAX}); default min(1G, 10%% of the host)")
+    s.add_argument("--force", action="store_true", help="replace an existing state file")
+    s.set_defaults(func=cmd_sim_init)
+
+    s = sim.add_parser("create", help="create a guest (as xl create would)")
+    s.add_argument("path")
+    s.add_argument("name")
+    s.add_argument("--vcpus", type=int, required=True)
+    s.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
+    s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
+    s.add_argument("--load", default="busy", help=LOAD_SYNTAX)
+    s.add_argument("--type", choices=("pv", "pvh", "hvm"), default="pv")
+    s.add_argument("--paused", action="store_true", help="leave the new domain paused (xl create -p)")
+    s.set_defaults(func=cmd_sim_create)
+
+    for action in ("pause", "unpause", "destroy"):
+        s = sim.add_parser(action, help=f"{action} a domain")
+        s.add_argument("path")
+        s.add_argument("name", help="name, domid or UUID")
+        s.set_defaults(func=cmd_sim_control, action=action)
+
+    s = sim.add_parser("run", help="advance simulated time")
+    s.add_argument("path")
+    s.add_argument("--seconds", type=float, required=True)
+    s.set_defaults(func=cmd_sim_run)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NumaError as err:
+        print(f"xapi-numa: error: {err.message}", file=sys.stderr)
+        return 2 if isinstance(err, InvalidArgument) else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # never show a traceback to a user
+        if os.environ.get("XAPI_NUMA_DEBUG"):
+            traceback.print_exc()
+        print(f"xapi-numa: internal error: {type(err).__name__}: {err} "
+              "(set XAPI_NUMA_DEBUG=1 for details)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

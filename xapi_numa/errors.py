@@ -1,0 +1,96 @@
+"""The one exception hierarchy of xapi-numa.
+
+Every failure a user or xapi can see is a :class:`NumaError` carrying a stable
+``code`` (``NUMA_NO_CAPACITY`` ...) and string ``params``.  The plugin boundary
+maps ``[code, *params]`` to a XenAPI failure; the CLI prints ``message``.
+"""
+from __future__ import annotations
+
+import errno as _errno
+from typing import Iterable, Optional, Tuple
+
+
+class NumaError(Exception):
+    """Base class: a failure with a stable code and a human message."""
+
+    code = "NUMA_ERROR"
+
+    def __init__(self, message: str, params: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.params: Tuple[str, ...] = tuple(str(p) for p in params)
+
+    def xenapi_failure(self) -> list:
+        """The ErrorDescription list xapi would show for this failure."""
+        return [self.code, *self.params]
+
+
+class InvalidArgument(NumaError):
+    """A value a user typed (or a caller passed) is not acceptable."""
+
+    code = "NUMA_INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str, allowed: Optional[str] = None) -> None:
+        text = f"{field}: {message}"
+        if allowed:
+            text += f" (allowed: {allowed})"
+        super().__init__(text, (field, text))
+        self.field = field
+        self.detail = message
+        self.allowed = allowed
+
+
+class NoCapacity(NumaError):
+    """Not enough free memory (or CPUs) where the policy allows placing."""
+
+    code = "NUMA_NO_CAPACITY"
+
+
+class UnknownVM(NumaError):
+    code = "NUMA_UNKNOWN_VM"
+
+    def __init__(self, vm: str) -> None:
+        super().__init__(f"no such VM or domain: {vm}", (vm,))
+
+
+class NotRunning(NumaError):
+    code = "NUMA_NOT_RUNNING"
+
+    def __init__(self, vm: str) -> None:
+        super().__init__(f"VM {vm} is not running", (vm,))
+
+
+class HypervisorError(NumaError):
+    """The hypervisor refused or failed a call; carries an errno name."""
+
+    code = "NUMA_HYPERVISOR_ERROR"
+
+    _EXPLAIN = {
+        _errno.ESRCH: "no such domain",
+        _errno.EPERM: "not privileged (run as root in dom0)",
+        _errno.EACCES: "not privileged (run as root in dom0)",
+        _errno.ENOSYS: "not supported by this hypervisor",
+        _errno.EINVAL: "invalid argument",
+        _errno.ENOMEM: "out of memory",
+        _errno.EBUSY: "busy",
+    }
+
+    def __init__(self, err: int, what: str) -> None:
+        name = _errno.errorcode.get(err, f"E{err}")
+        reason = self._EXPLAIN.get(err, "failed")
+        message = f"{what}: {reason} ({name})"
+        super().__init__(message, (name, message))
+        self.errno = err
+        self.errno_name = name
+
+
+class BackendUnavailable(NumaError):
+    """The requested hypervisor backend cannot be used on this machine."""
+
+    code = "NUMA_BACKEND_UNAVAILABLE"
+
+
+class StateError(NumaError):
+    """A stored state file (simulator, ledger) is missing or unreadable."""
+
+    code = "NUMA_STATE_ERROR"

@@ -1,0 +1,147 @@
+"""The Hypervisor port: the one interface between xapi-numa and a hypervisor.
+
+Everything that reads or changes the world goes through :class:`Hypervisor`.
+Two adapters implement it: the simulated host (``sim:PATH``, see
+:mod:`xapi_numa.sim`) and the real Xen backend over our libxc extension
+(``xen``).  The values it returns are immutable snapshots; callers never
+hold hypervisor state.
+
+Units: memory in bytes unless a name says ``pages`` (4 KiB pages, as Xen
+counts); CPU and node sets are frozensets of ids.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, FrozenSet, List, Optional
+
+import attrs
+
+try:  # Python >= 3.8 has Protocol in typing
+    from typing import Protocol, runtime_checkable
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol, runtime_checkable  # type: ignore
+
+from .errors import BackendUnavailable, InvalidArgument
+from .topology import Topology
+
+VCPU_STATES = ("running", "runnable", "blocked", "paused", "offline")
+DOMAIN_TYPES = ("pv", "pvh", "hvm")
+
+
+@attrs.frozen
+class NodeMemory:
+    """Memory of one node: size, free, and outstanding claims (bytes)."""
+
+    node: int
+    size: int
+    free: int
+    claimed: int = 0
+
+    @property
+    def claimable(self) -> int:
+        """Free memory not promised to anyone by an outstanding claim."""
+        return max(0, self.free - self.claimed)
+
+
+@attrs.frozen
+class DomainInfo:
+    """One domain as the hypervisor sees it."""
+
+    domid: int
+    name: str
+    uuid: str
+    vcpus: int
+    memory: int  # bytes currently allocated (tot_pages)
+    max_memory: int
+    paused: bool
+    type: str = "pv"
+    claimed: int = 0  # bytes still outstanding on this domain's claim
+
+
+@attrs.frozen
+class VcpuInfo:
+    """One vCPU: where it is, what it is doing and where it may run."""
+
+    domid: int
+    vcpu: int
+    cpu: int  # pCPU it runs on, or last ran on / is queued on
+    state: str
+    hard: FrozenSet[int]
+    soft: FrozenSet[int]
+
+
+@runtime_checkable
+class Hypervisor(Protocol):
+    """What xapi-numa needs from a hypervisor.  All methods may raise NumaError."""
+
+    def topology(self) -> Topology: ...
+
+    def node_memory(self) -> List[NodeMemory]: ...
+
+    def domains(self) -> List[DomainInfo]: ...
+
+    def vcpus(self, domid: int) -> List[VcpuInfo]: ...
+
+    def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[FrozenSet[int]] = None,
+                          soft: Optional[FrozenSet[int]] = None) -> None: ...
+
+    def node_affinity(self, domid: int) -> FrozenSet[int]: ...
+
+    def set_node_affinity(self, domid: int, nodes: Optional[FrozenSet[int]]) -> None:
+        """Set the domain's node affinity; ``None`` returns it to automatic."""
+
+    def node_pages(self, domid: int) -> Dict[int, int]:
+        """Pages of the domain's memory on each node."""
+
+    def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
+        """Claim ``pages`` for the domain (0 cancels), host-wide or on one node."""
+
+    def pause(self, domid: int) -> None: ...
+
+    def unpause(self, domid: int) -> None: ...
+
+
+def backend_spec(explicit: Optional[str] = None) -> str:
+    """Which backend to use: the flag, else $XAPI_NUMA_BACKEND, else ``xen``."""
+    return explicit or os.environ.get("XAPI_NUMA_BACKEND") or "xen"
+
+
+BACKEND_SYNTAX = "xen, or sim:PATH for a simulated host stored at PATH"
+
+
+def open_hypervisor(spec: Optional[str] = None) -> Hypervisor:
+    """Open the backend named by ``spec`` (see :func:`backend_spec`)."""
+    spec = backend_spec(spec)
+    if spec.startswith("sim:"):
+        path = spec[4:]
+        if not path:
+            raise InvalidArgument("backend", "sim: needs a path", BACKEND_SYNTAX)
+        from .sim.backend import SimHypervisor
+
+        return SimHypervisor(path)
+    if spec == "xen":
+        return _open_xen()
+    raise InvalidArgument("backend", f"unknown backend {spec!r}", BACKEND_SYNTAX)
+
+
+def _open_xen() -> Hypervisor:
+    try:
+        from .xen import XenHypervisor  # type: ignore[import-not-found]
+    except ImportError:
+        raise BackendUnavailable(
+            "the xen backend needs libxenuma, xapi-numa's native libxc extension, which is not "
+            "built in this installation; use --backend sim:PATH for a simulated host"
+        ) from None
+    return XenHypervisor()
+
+
+def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:
+    """Find a domain by domid, name or UUID (what users type)."""
+    from .errors import UnknownVM
+
+    doms = hv.domains()
+    for d in doms:
+        if ref in (str(d.domid), d.name, d.uuid):
+            return d
+    raise UnknownVM(ref)
+

@@ -1,0 +1,14 @@
+"""The simulated Xen host: a product feature, faithful to what Xen does.
+
+* :mod:`.model`     - host, domain and vCPU state; one step of simulated time
+* :mod:`.allocator` - Xen's page allocator (node affinity striping, claims)
+* :mod:`.credit1`   - the credit scheduler (per-pCPU run queues)
+* :mod:`.credit2`   - the credit2 scheduler (per-socket run queues)
+* :mod:`.loads`     - guest load profiles (idle, busy, bursty)
+* :mod:`.toolstack` - what ``xl create`` adds on top (libxl's auto placement)
+* :mod:`.store`     - the state file shared by processes, under a file lock
+* :mod:`.backend`   - the Hypervisor port over a state file
+
+When the simulator and real Xen disagree, real Xen wins: fix the model and
+say so next to the fix.
+"""

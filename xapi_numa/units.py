@@ -1,0 +1,49 @@
+"""Memory sizes: parsing what users type ("4G", "512MiB") and printing bytes."""
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidArgument
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_FACTOR = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+SIZE_SYNTAX = "a number of bytes or a number with K, M, G or T (binary units), e.g. 4G, 512M"
+
+
+def parse_size(text: str, field: str = "size") -> int:
+    """Parse a size in bytes; suffixes are binary (K=1024), as in xe and xl."""
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise InvalidArgument(field, f"{text!r} is not a size", SIZE_SYNTAX)
+    number, unit, tail = match.groups()
+    if tail and tail.lower() == "ib" and not unit:
+        raise InvalidArgument(field, f"{text!r} is not a size", SIZE_SYNTAX)
+    value = float(number) * _FACTOR[unit.lower()]
+    if value != int(value):
+        raise InvalidArgument(field, f"{text!r} is not a whole number of bytes", SIZE_SYNTAX)
+    return int(value)
+
+
+def format_size(nbytes: int) -> str:
+    """Human form with binary units, exact when it can be ("4G", "1536M")."""
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= factor and nbytes % factor == 0:
+            return f"{nbytes // factor}{unit}"
+    if nbytes >= 1 << 30:
+        return f"{nbytes / (1 << 30):.1f}G"
+    if nbytes >= 1 << 20:
+        return f"{nbytes / (1 << 20):.1f}M"
+    return f"{nbytes}B"
+
+
+def pages_to_bytes(pages: int) -> int:
+    return pages << PAGE_SHIFT
+
+
+def bytes_to_pages(nbytes: int) -> int:
+    """Pages needed to hold nbytes (rounded up)."""
+    return (nbytes + PAGE_SIZE - 1) >> PAGE_SHIFT
