@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xapi_numa.errors import HypervisorError, NoCapacity
-from xapi_numa.sim.allocator import SUPERPAGE, distribute
+from xapi_numa.xenalloc import SUPERPAGE, distribute
 from xapi_numa.sim.model import Host
 from xapi_numa.topology import Topology
 

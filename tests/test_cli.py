@@ -105,3 +105,39 @@ def test_daemon_entry_point_says_it_is_not_there_yet():
     bindir = os.path.dirname(sys.executable)
     proc = subprocess.run([os.path.join(bindir, "xapi-numad")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not part of this release" in proc.stderr
+
+
+def test_place_reserve_list_release(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    out = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", "vm-1", "--json")
+    assert len(out["nodes"]) == 1 and out["reservation"]["vm"] == "vm-1"
+    assert out["soft"] in ("0-3", "4-7") and out["hard"] is None
+    rows = run_json(capsys, "reservations", "--json")
+    assert [r["vm"] for r in rows] == ["vm-1"] and rows[0]["total"] == 1 << 30
+    # the reservation steers the next start to the other node
+    other = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", "vm-2", "--json")
+    assert other["nodes"] != out["nodes"]
+    dry = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--dry-run", "--json")
+    assert dry["reservation"] is None
+    assert main(["release", "vm-1"]) == 0
+    assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == ["vm-2"]
+    assert main(["release", "vm-1"]) == 1
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["place", "--vcpus", "2", "--memory", "1G", "--mode", "loose"], "mode: unknown mode 'loose'"),
+    (["place", "--vcpus", "2", "--memory", "1G", "--nodes", "9", "--mode", "strict"], "node 9 does not exist"),
+    (["place", "--vcpus", "2", "--memory", "1G", "--on-exhaust", "maybe"], "on_exhaust: unknown value"),
+    (["place", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0"),
+    (["place", "--vcpus", "1", "--memory", "9G", "--mode", "strict", "--nodes", "0", "--on-exhaust", "fail"],
+     "node 0 has"),
+    (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "-1"], "--ttl"),
+])
+def test_place_errors(host, capsys, monkeypatch, argv, fragment):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    capsys.readouterr()
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert run_json(capsys, "reservations", "--json") == []

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from typing import List, Optional
 
@@ -19,7 +20,7 @@ from .errors import InvalidArgument, NumaError
 from .hypervisor import BACKEND_SYNTAX, domain_by_name_or_id, open_hypervisor
 from .sim.loads import LOAD_SYNTAX
 from .topology import Topology
-from .units import SIZE_SYNTAX, parse_size
+from .units import SIZE_SYNTAX, format_size, parse_size
 
 SCHEDULERS = ("credit", "credit2")
 
@@ -129,8 +130,75 @@ def cmd_demo(args) -> int:
     return run_demo(args.seed, args.schedulers.split(","), sys.stdout)
 
 
-def cmd_not_yet(args) -> int:
-    raise NumaError(f"'{args.command}' is not available yet")
+def _ledger(args):
+    from .ledger import Ledger, default_path
+
+    path = args.ledger
+    if not path:
+        from .hypervisor import backend_spec
+
+        spec = backend_spec(args.backend)
+        # A simulated host keeps its ledger beside its state file.
+        path = spec[4:] + ".ledger.db" if spec.startswith("sim:") and not os.environ.get(
+            "XAPI_NUMA_LEDGER") else default_path()
+    return Ledger(path)
+
+
+def cmd_place(args) -> int:
+    from .placement import Request
+    from .policy import Policy
+    from .starts import place_and_reserve
+
+    if not 1 <= args.vcpus <= 4096:
+        raise InvalidArgument("--vcpus", f"{args.vcpus}", "1..4096")
+    memory = parse_size(args.memory, "--memory")
+    if memory < 1:
+        raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
+    if not 0 < args.ttl <= 86400:
+        raise InvalidArgument("--ttl", f"{args.ttl:g}", "more than 0, at most 86400 seconds")
+    policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
+    request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
+    hv = open_hypervisor(args.backend)
+    ledger = None if args.dry_run else _ledger(args)
+    placement, reservation = place_and_reserve(hv, ledger, request, args.vm, args.ttl, args.dry_run)
+    topo = hv.topology()
+    out = placement.to_dict(topo)
+    out["reservation"] = reservation.to_dict() if reservation else None
+    if args.json:
+        _print_json(out)
+        return 0
+    print(f"nodes:    {','.join(map(str, placement.nodes))}" + ("  (fallback)" if placement.fallback else ""))
+    print("memory:   " + ", ".join(f"node {n}: {format_size(b)}" for n, b in placement.memory))
+    if placement.hard is not None:
+        print(f"hard:     {out['hard']}")
+    if placement.soft is not None:
+        print(f"soft:     {out['soft']}")
+    print(f"policy:   {placement.policy}")
+    print(f"why:      {placement.reason}")
+    if reservation:
+        print(f"reserved: for {reservation.vm} until {time.strftime('%H:%M:%S', time.localtime(reservation.expires))}")
+    else:
+        print("reserved: nothing (dry run)")
+    return 0
+
+
+def cmd_reservations(args) -> int:
+    ledger = _ledger(args)
+    rows = [r.to_dict() for r in ledger.reservations()]
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(views.table(["vm", "nodes", "total", "expires in", "claimed"],
+                      [[r["vm"], ", ".join(f"{n}:{format_size(b)}" for n, b in r["nodes"].items()),
+                        format_size(r["total"]), f"{max(0, r['expires'] - time.time()):.0f}s",
+                        "yes" if r["claimed"] else ""] for r in rows]))
+    return 0
+
+
+def cmd_release(args) -> int:
+    if not _ledger(args).release(args.vm):
+        raise NumaError(f"no reservation for {args.vm}")
+    return 0
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -153,6 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("memory", help="memory of each domain on each node")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_memory)
+
+    q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
+    q.add_argument("--vcpus", type=int, required=True)
+    q.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    q.add_argument("--mode", help="any, best_effort (default), preferred, strict")
+    q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
+    q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")
+    q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
+    q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
+    q.add_argument("--ttl", type=float, default=300.0, help="seconds before an unused reservation expires")
+    q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
+    q.add_argument("--ledger", help="reservation ledger (default: $XAPI_NUMA_LEDGER or "
+                                    "/var/lib/xapi-numa/ledger.db; beside the state file for sim:PATH)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_place)
+
+    q = sub.add_parser("reservations", help="memory reserved for VMs that are starting")
+    q.add_argument("--ledger", help="reservation ledger path")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_reservations)
+
+    q = sub.add_parser("release", help="drop a VM's reservation")
+    q.add_argument("vm")
+    q.add_argument("--ledger", help="reservation ledger path")
+    q.set_defaults(func=cmd_release)
 
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
     q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")

@@ -100,6 +100,9 @@ class Hypervisor(Protocol):
 
     def unpause(self, domid: int) -> None: ...
 
+    def features(self) -> Dict[str, str]:
+        """For each primitive: ``native``, ``fallback`` or ``unavailable`` here."""
+
 
 def backend_spec(explicit: Optional[str] = None) -> str:
     """Which backend to use: the flag, else $XAPI_NUMA_BACKEND, else ``xen``."""

@@ -1,7 +1,7 @@
 """The simulated Xen host: a product feature, faithful to what Xen does.
 
 * :mod:`.model`     - host, domain and vCPU state; one step of simulated time
-* :mod:`.allocator` - Xen's page allocator (node affinity striping, claims)
+* :mod:`xapi_numa.xenalloc` - Xen's page allocator arithmetic (shared with the planner)
 * :mod:`.credit1`   - the credit scheduler (per-pCPU run queues)
 * :mod:`.credit2`   - the credit2 scheduler (per-socket run queues)
 * :mod:`.loads`     - guest load profiles (idle, busy, bursty)

@@ -3,7 +3,7 @@
 A :class:`Host` holds the topology, free pages per node, the domains with
 their vCPUs and memory, the scheduler, and simulated time (ticks of 10 ms).
 Its methods are the hypervisor's operations with Xen's semantics (creating
-a domain allocates its memory through :mod:`.allocator`; pausing puts vCPUs
+a domain allocates its memory through :mod:`xapi_numa.xenalloc`; pausing puts vCPUs
 to sleep in the scheduler; changing affinity re-picks a pCPU, like
 ``vcpu_set_affinity``).  It is deterministic for a given seed.
 """
@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional
 
 from ..errors import HypervisorError, InvalidArgument, NoCapacity, UnknownVM
 from ..topology import Topology
-from . import allocator
+from .. import xenalloc as allocator
 from .loads import TICK_MS, LoadProfile
 from .masks import cycle, has, iter_bits, soft_effective
 

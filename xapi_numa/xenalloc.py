@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import NoCapacity
+from .errors import NoCapacity
 
 SUPERPAGE = 512  # pages in a 2 MiB extent
 

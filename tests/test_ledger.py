@@ -1,0 +1,155 @@
+"""The reservation ledger: atomic reservations across processes, expiry, reconcile."""
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.ledger import Ledger
+from xapi_numa.sim.backend import SimHypervisor
+from xapi_numa.topology import Topology
+
+G = 1 << 30
+CAPACITY = {0: 10 * G, 1: 10 * G, 2: 10 * G, 3: 10 * G}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_reserve_checks_free_minus_outstanding(tmp_path):
+    clock = Clock()
+    ledger = Ledger(str(tmp_path / "l.db"), clock)
+    ledger.reserve("vm-a", {0: 6 * G}, 60, lambda: CAPACITY)
+    with pytest.raises(NoCapacity) as err:
+        ledger.reserve("vm-b", {0: 5 * G}, 60, lambda: CAPACITY)
+    assert "node 0 has 4G left" in err.value.message
+    assert ledger.outstanding() == {0: 6 * G}  # the refusal changed nothing
+    ledger.reserve("vm-b", {0: 4 * G, 1: 1 * G}, 60, lambda: CAPACITY)
+    assert ledger.outstanding() == {0: 10 * G, 1: G}
+    # re-reserving replaces the VM's own reservation instead of adding to it
+    ledger.reserve("vm-a", {0: 6 * G}, 60, lambda: CAPACITY)
+    assert ledger.outstanding(0) == {0: 10 * G}
+    assert ledger.release("vm-a") and not ledger.release("vm-a")
+    assert ledger.outstanding() == {0: 4 * G, 1: G}
+
+
+def test_expiry(tmp_path):
+    clock = Clock()
+    ledger = Ledger(str(tmp_path / "l.db"), clock)
+    ledger.reserve("vm-a", {0: 6 * G}, 30, lambda: CAPACITY)
+    clock.now += 29
+    assert ledger.outstanding() == {0: 6 * G}
+    clock.now += 2
+    assert ledger.outstanding() == {}  # expired leases do not count ...
+    assert ledger.expire() == 1       # ... and are removed
+    assert ledger.reservations() == []
+
+
+def test_validation(tmp_path):
+    ledger = Ledger(str(tmp_path / "l.db"))
+    with pytest.raises(InvalidArgument) as err:
+        ledger.reserve("", {0: 1}, 10, lambda: CAPACITY)
+    assert err.value.field == "vm"
+    with pytest.raises(InvalidArgument) as err:
+        ledger.reserve("x", {0: 1}, 0, lambda: CAPACITY)
+    assert err.value.field == "ttl"
+
+
+def test_reconcile_shrinks_claims_and_drops(tmp_path):
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * G), "credit", 1,
+                             dom0_vcpus=1, dom0_memory=64 << 20)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    uuid = "11111111-2222-4333-8444-555555555555"
+    ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    assert ledger.reconcile(sim) == {}  # no domain yet: nothing to do
+    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
+    # the simulated hypervisor has per-node claims: the rest becomes a claim
+    assert ledger.reconcile(sim) == {uuid: "claimed"}
+    assert ledger.outstanding() == {1: 0}
+    assert [m.claimed for m in sim.node_memory()] == [0, G]
+    sim.unpause(domid)
+    assert ledger.reconcile(sim) == {uuid: "built: released"}
+    assert ledger.reservations() == []
+    assert all(m.claimed == 0 for m in sim.node_memory())
+
+
+class NoClaims:
+    """A hypervisor view without per-node claims (stock Xen 4.17)."""
+
+    def __init__(self, sim):
+        self.sim = sim
+
+    def domains(self):
+        return self.sim.domains()
+
+    def node_pages(self, domid):
+        return self.sim.node_pages(domid)
+
+
+def test_reconcile_without_node_claims_shrinks(tmp_path):
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * G), "credit", 1,
+                             dom0_vcpus=1, dom0_memory=64 << 20)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    uuid = "11111111-2222-4333-8444-555555555556"
+    ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
+    assert ledger.reconcile(NoClaims(sim)) == {uuid: "shrunk"}
+    assert ledger.outstanding() == {1: G}  # 1G of the 2G has landed
+
+
+# --- many processes, some killed --------------------------------------------------------------------
+def _churn(path, wid, seconds):
+    ledger = Ledger(path)
+    rng = random.Random(wid)
+    end = time.time() + seconds
+    while time.time() < end:
+        vm = f"w{wid}-{rng.randrange(4)}"
+        want = {rng.randrange(4): rng.randrange(1, 4) * G}
+        try:
+            ledger.reserve(vm, want, 2.0, lambda: CAPACITY)
+        except NoCapacity:
+            pass
+        if rng.random() < 0.5:
+            ledger.release(vm)
+
+
+def test_32_processes_with_sigkill_never_overcommit_and_leak_nothing(tmp_path):
+    path = str(tmp_path / "l.db")
+    Ledger(path).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_churn, args=(path, w, 3.0)) for w in range(32)]
+    for p in procs:
+        p.start()
+    monitor = Ledger(path)
+    victims = random.Random(7).sample(procs, 8)
+    samples = 0
+    started = time.time()
+    while any(p.is_alive() for p in procs):
+        if victims and time.time() - started > 0.3 * (9 - len(victims)):
+            os.kill(victims.pop().pid, signal.SIGKILL)
+        for node, total in monitor.outstanding().items():
+            assert total <= CAPACITY[node], f"node {node} over-committed: {total}"
+        samples += 1
+    for p in procs:
+        p.join()
+    assert samples > 20
+    assert sum(p.exitcode == -signal.SIGKILL for p in procs) >= 1
+    # whatever the killed processes held expires; reconcile finds nothing to keep
+    time.sleep(2.1)
+    monitor.expire()
+    monitor.reconcile(_Empty())
+    assert monitor.reservations() == []
+    assert monitor.outstanding() == {}
+
+
+class _Empty:
+    def domains(self):
+        return []

@@ -1,0 +1,189 @@
+"""Placement engine: examples and properties."""
+import itertools
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.placement import NodeLoad, Planner, Request
+from xapi_numa.policy import Policy
+from xapi_numa.topology import Topology
+
+G = 1 << 30
+AMD = [[10, 16, 16, 22, 16, 22, 16, 22], [16, 10, 22, 16, 16, 22, 22, 17], [16, 22, 10, 16, 16, 16, 16, 16],
+       [22, 16, 16, 10, 16, 16, 22, 22], [16, 16, 16, 16, 10, 16, 16, 22], [22, 22, 16, 16, 16, 10, 22, 16],
+       [16, 22, 16, 22, 16, 22, 10, 16], [22, 16, 16, 22, 22, 16, 16, 10]]
+
+
+def topo(distances, cpus_per_node=4, mem=64 * G):
+    n = len(distances)
+    return Topology.from_arrays([c // cpus_per_node for c in range(n * cpus_per_node)], distances, [mem] * n)
+
+
+def loads_of(free, reserved=None, vcpus=None):
+    n = len(free)
+    return [NodeLoad(i, free[i], (reserved or [0] * n)[i], (vcpus or [0] * n)[i]) for i in range(n)]
+
+
+def test_amd_matrix_prefers_0_1_4():
+    planner = Planner(topo(AMD))
+    free = [10 * G if i in (0, 1, 2, 4) else G for i in range(8)]
+    p = planner.place(loads_of(free), Request(4, 25 * G))
+    assert p.nodes == (0, 1, 4)
+    assert sum(p.bytes_per_node.values()) >= 25 * G
+
+
+def test_single_node_when_it_fits_most_headroom_then_load():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    p = planner.place(loads_of([30 * G, 40 * G]), Request(2, 8 * G))
+    assert p.nodes == (1,) and p.soft == frozenset(range(4, 8)) and p.hard is None and not p.fallback
+    p = planner.place(loads_of([40 * G, 40 * G], vcpus=[8, 2]), Request(2, 8 * G))
+    assert p.nodes == (1,)
+    p = planner.place(loads_of([40 * G, 40 * G], reserved=[0, 20 * G]), Request(2, 8 * G))
+    assert p.nodes == (0,)
+
+
+def test_strict_sets_hard_affinity():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    p = planner.place(loads_of([30 * G, 40 * G]), Request(2, 8 * G, Policy.parse("strict", "0")))
+    assert p.nodes == (0,) and p.hard == frozenset(range(4)) and p.soft is None
+
+
+def test_ordered_fallback_list_is_followed():
+    planner = Planner(topo(AMD))
+    free = [G, G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G]
+    p = planner.place(loads_of(free), Request(2, 8 * G, Policy.parse("best_effort", "1,3,0")))
+    assert p.nodes == (3,) and p.fallback
+    p = planner.place(loads_of(free), Request(2, 8 * G, Policy.parse("preferred", "0,1,5")))
+    assert p.nodes == (0, 1, 5) and p.fallback
+
+
+def test_nearest_goes_outward_by_distance():
+    planner = Planner(topo(AMD))
+    free = [G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G]
+    p = planner.place(loads_of(free), Request(2, 8 * G, Policy.parse("strict", "0,nearest")))
+    # from node 0 the nearest are 1,2,4,6 (16): the first of them by id
+    assert p.nodes == (0, 1) and p.fallback and p.hard == frozenset(range(8))
+
+
+def test_fail_instead_of_falling_back():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    with pytest.raises(NoCapacity) as err:
+        planner.place(loads_of([4 * G, 40 * G]), Request(2, 8 * G, Policy.parse("strict", "0", "fail")))
+    assert err.value.code == "NUMA_NO_CAPACITY" and "node 0 has 4G" in err.value.message
+    with pytest.raises(NoCapacity):  # engine-chosen + fail: refuse to spread
+        planner.place(loads_of([6 * G, 6 * G]), Request(2, 8 * G, Policy.parse("best_effort", None, "fail")))
+
+
+def test_host_full_and_bad_nodes():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    with pytest.raises(NoCapacity) as err:
+        planner.place(loads_of([4 * G, 4 * G]), Request(2, 9 * G))
+    assert "8G available" in err.value.message
+    with pytest.raises(InvalidArgument) as err:
+        planner.place(loads_of([4 * G, 4 * G]), Request(2, G, Policy.parse("strict", "5")))
+    assert "node 5 does not exist" in err.value.message
+
+
+def test_any_stripes_over_all_nodes():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    p = planner.place(loads_of([40 * G, 40 * G]), Request(2, 8 * G, Policy.parse("any")))
+    assert p.soft is None and p.hard is None
+    assert p.bytes_per_node == {0: 4 * G, 1: 4 * G}
+
+
+def test_big_host_is_fast_enough_to_not_enumerate():
+    # 64 nodes in 8 sockets: enumerating subsets would never finish
+    d = [[10 if i == j else (12 if i // 8 == j // 8 else 32) for j in range(64)] for i in range(64)]
+    planner = Planner(topo(d, cpus_per_node=2))
+    p = planner.place(loads_of([3 * G] * 64), Request(8, 20 * G))
+    assert len({n // 8 for n in p.nodes}) == 1 and len(p.nodes) == 7
+
+
+# --- properties -------------------------------------------------------------------------------
+@st.composite
+def hosts(draw, max_nodes=6):
+    n = draw(st.integers(1, max_nodes))
+    d = [[10] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                d[i][j] = draw(st.integers(11, 40))
+    free = draw(st.lists(st.integers(0, 64).map(lambda x: x * G // 4), min_size=n, max_size=n))
+    reserved = draw(st.lists(st.integers(0, 8).map(lambda x: x * G // 4), min_size=n, max_size=n))
+    vcpus = draw(st.lists(st.integers(0, 16), min_size=n, max_size=n))
+    return topo(d, cpus_per_node=draw(st.integers(1, 4))), loads_of(free, reserved, vcpus)
+
+
+policies = st.builds(
+    lambda mode, nodes, nearest, on_exhaust: Policy(mode, tuple(nodes) if mode != "any" else (),
+                                                    nearest and mode != "any", on_exhaust),
+    st.sampled_from(["any", "best_effort", "preferred", "strict"]),
+    st.lists(st.integers(0, 5), unique=True, max_size=4), st.booleans(), st.sampled_from(["fallback", "fail"]))
+
+
+def _place(host, vcpus, mem, policy):
+    t, loads = host
+    assume(all(n < len(loads) for n in policy.nodes))
+    return Planner(t).place(loads, Request(vcpus, mem, policy))
+
+
+@settings(max_examples=300)
+@given(hosts(), st.integers(1, 12), st.integers(1, 48).map(lambda x: x * G // 4), policies)
+def test_placement_properties(host, vcpus, mem, policy):
+    t, loads = host
+    try:
+        p = _place(host, vcpus, mem, policy)
+    except NoCapacity:
+        if policy.on_exhaust == "fallback" or policy.mode == "any":
+            # falling back may fail only when the host as a whole is short
+            assert sum(l.available for l in loads) < mem
+        return
+    # never more than free - reserved on any node, and the whole VM placed
+    for node, nbytes in p.memory:
+        assert nbytes <= loads[node].available
+    assert sum(b for _, b in p.memory) >= mem
+    if policy.mode == "strict":
+        # strict never leaves its nodes: memory and vCPUs confined to them
+        assert {n for n, _ in p.memory} <= set(p.nodes)
+        assert p.hard == t.cpus_of_nodes(p.nodes) and p.soft is None
+        if policy.on_exhaust == "fail" and policy.nodes and not policy.nearest:
+            assert set(p.nodes) <= set(policy.nodes)
+    if policy.nodes and policy.mode in ("preferred", "strict"):
+        # the listed order is followed: the listed nodes used are the list's
+        # first ones (skipping nodes with nothing free); others only after all
+        listed = [n for n in policy.nodes if loads[n].available > 0]
+        used = [n for n in listed if n in p.nodes]
+        assert used == listed[:len(used)]
+        if set(p.nodes) - set(policy.nodes):
+            assert used == listed
+    # same input -> same answer
+    assert _place(host, vcpus, mem, policy) == p
+
+
+@settings(max_examples=200)
+@given(hosts(max_nodes=6), st.integers(1, 8), st.integers(1, 64).map(lambda x: x * G // 4))
+def test_minimal_distance_set(host, vcpus, mem):
+    """The chosen set's max distance is the smallest among all sets that fit (brute force)."""
+    t, loads = host
+    planner = Planner(t)
+    try:
+        p = planner.place(loads, Request(vcpus, mem))
+    except NoCapacity:
+        assert sum(l.available for l in loads) < mem
+        return
+    n = len(loads)
+    best = None
+    for k in range(1, n + 1):
+        for combo in itertools.combinations(range(n), k):
+            if sum(loads[c].available for c in combo) < mem:
+                continue
+            if sum(planner.pcpus[c] for c in combo) < vcpus:
+                continue
+            if any(loads[c].available == 0 for c in combo):
+                continue
+            key = planner._distance_key(combo)[0]
+            best = key if best is None else min(best, key)
+    if best is not None and not p.fallback:
+        assert planner._distance_key(p.nodes)[0] == best

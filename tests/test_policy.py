@@ -1,0 +1,54 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.policy import Policy
+
+
+def test_defaults():
+    p = Policy.parse()
+    assert (p.mode, p.nodes, p.nearest, p.on_exhaust) == ("best_effort", (), False, "fallback")
+    assert Policy.parse("", "", "") == p
+
+
+@pytest.mark.parametrize("nodes, parsed, nearest", [
+    ("1,3,0", (1, 3, 0), False),
+    ("0-2,5", (0, 1, 2, 5), False),
+    ("nearest", (), True),
+    ("2,nearest", (2,), True),
+    (" 1 , 0 ", (1, 0), False),
+])
+def test_node_lists(nodes, parsed, nearest):
+    p = Policy.parse("preferred", nodes, "fail")
+    assert (p.nodes, p.nearest) == (parsed, nearest)
+
+
+@pytest.mark.parametrize("args, field, fragment", [
+    (("sometimes", None, None), "mode", "allowed: any, best_effort, preferred, strict"),
+    (("strict", None, "panic"), "on_exhaust", "allowed: fallback, fail"),
+    (("strict", "1,1", None), "nodes", "listed twice"),
+    (("strict", "nearest,1", None), "nodes", "must come last"),
+    (("strict", "a", None), "nodes", "bad entry 'a'"),
+    (("strict", "3-1", None), "nodes", "bad range"),
+    (("strict", "1,,2", None), "nodes", "empty entry"),
+    (("strict", "99", None), "nodes", "node 99"),
+    (("any", "1", None), "nodes", "mode 'any' takes no node list"),
+])
+def test_errors_name_field_and_allowed_values(args, field, fragment):
+    with pytest.raises(InvalidArgument) as err:
+        Policy.parse(*args)
+    assert err.value.field == field
+    assert fragment in err.value.message
+    assert err.value.xenapi_failure()[:2] == ["NUMA_INVALID_ARGUMENT", field]
+
+
+@given(st.sampled_from(["best_effort", "preferred", "strict"]),
+       st.lists(st.integers(0, 63), unique=True, max_size=8), st.booleans(),
+       st.sampled_from(["fallback", "fail"]))
+def test_canonical_round_trip(mode, nodes, nearest, on_exhaust):
+    p = Policy(mode, tuple(nodes), nearest, on_exhaust)
+    oc = p.to_other_config()
+    assert set(oc) == {"numa_mode", "numa_nodes", "numa_on_exhaust"}
+    assert Policy.from_other_config(oc) == p
+    assert Policy.parse(**p.to_dict()) == p
