@@ -130,7 +130,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
     (["place", "--vcpus", "2", "--memory", "1G", "--nodes", "9", "--mode", "strict"], "node 9 does not exist"),
     (["place", "--vcpus", "2", "--memory", "1G", "--on-exhaust", "maybe"], "on_exhaust: unknown value"),
     (["place", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0"),
-    (["place", "--vcpus", "1", "--memory", "9G", "--mode", "strict", "--nodes", "0", "--on-exhaust", "fail"],
+    (["place", "--vcpus", "1", "--memory", "3G", "--mode", "strict", "--nodes", "0", "--on-exhaust", "fail"],
      "node 0 has"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "-1"], "--ttl"),
 ])

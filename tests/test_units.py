@@ -23,3 +23,4 @@ def test_format():
     assert format_size(8 << 30) == "8G"
     assert format_size(1536 << 20) == "1536M"
     assert format_size(0) == "0B"
+    assert format_size(3774872 << 10) == "3.6G"

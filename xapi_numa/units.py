@@ -30,13 +30,12 @@ def parse_size(text: str, field: str = "size") -> int:
 
 def format_size(nbytes: int) -> str:
     """Human form with binary units, exact when it can be ("4G", "1536M")."""
-    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20)):
         if nbytes >= factor and nbytes % factor == 0:
             return f"{nbytes // factor}{unit}"
-    if nbytes >= 1 << 30:
-        return f"{nbytes / (1 << 30):.1f}G"
-    if nbytes >= 1 << 20:
-        return f"{nbytes / (1 << 20):.1f}M"
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= factor:
+            return f"{nbytes / factor:.1f}{unit}"
     return f"{nbytes}B"
 
 
