@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.placement import NodeLoad, Planner, Request
+from xapi_numa.placement import NodeLoads, Planner, Request
 from xapi_numa.policy import Policy
 from xapi_numa.topology import Topology
 
@@ -22,8 +22,7 @@ def topo(distances, cpus_per_node=4, mem=64 * G):
 
 
 def loads_of(free, reserved=None, vcpus=None):
-    n = len(free)
-    return [NodeLoad(i, free[i], (reserved or [0] * n)[i], (vcpus or [0] * n)[i]) for i in range(n)]
+    return NodeLoads.of(free, reserved, vcpus)
 
 
 def test_amd_matrix_prefers_0_1_4():
@@ -125,7 +124,7 @@ policies = st.builds(
 
 def _place(host, vcpus, mem, policy):
     t, loads = host
-    assume(all(n < len(loads) for n in policy.nodes))
+    assume(all(n < len(loads.free) for n in policy.nodes))
     return Planner(t).place(loads, Request(vcpus, mem, policy))
 
 
@@ -138,11 +137,12 @@ def test_placement_properties(host, vcpus, mem, policy):
     except NoCapacity:
         if policy.on_exhaust == "fallback" or policy.mode == "any":
             # falling back may fail only when the host as a whole is short
-            assert sum(l.available for l in loads) < mem
+            assert sum(loads.available()) < mem
         return
+    avail = loads.available()
     # never more than free - reserved on any node, and the whole VM placed
     for node, nbytes in p.memory:
-        assert nbytes <= loads[node].available
+        assert nbytes <= avail[node]
     assert sum(b for _, b in p.memory) >= mem
     if policy.mode == "strict":
         # strict never leaves its nodes: memory and vCPUs confined to them
@@ -153,7 +153,7 @@ def test_placement_properties(host, vcpus, mem, policy):
     if policy.nodes and policy.mode in ("preferred", "strict"):
         # the listed order is followed: the listed nodes used are the list's
         # first ones (skipping nodes with nothing free); others only after all
-        listed = [n for n in policy.nodes if loads[n].available > 0]
+        listed = [n for n in policy.nodes if avail[n] > 0]
         used = [n for n in listed if n in p.nodes]
         assert used == listed[:len(used)]
         if set(p.nodes) - set(policy.nodes):
@@ -171,17 +171,18 @@ def test_minimal_distance_set(host, vcpus, mem):
     try:
         p = planner.place(loads, Request(vcpus, mem))
     except NoCapacity:
-        assert sum(l.available for l in loads) < mem
+        assert sum(loads.available()) < mem
         return
-    n = len(loads)
+    avail = loads.available()
+    n = len(avail)
     best = None
     for k in range(1, n + 1):
         for combo in itertools.combinations(range(n), k):
-            if sum(loads[c].available for c in combo) < mem:
+            if sum(avail[c] for c in combo) < mem:
                 continue
             if sum(planner.pcpus[c] for c in combo) < vcpus:
                 continue
-            if any(loads[c].available == 0 for c in combo):
+            if any(avail[c] == 0 for c in combo):
                 continue
             key = planner._distance_key(combo)[0]
             best = key if best is None else min(best, key)

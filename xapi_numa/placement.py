@@ -15,9 +15,10 @@ Choosing nodes when the policy does not list them:
   Distances are taken symmetrically (max of both directions).  Capacity adds
   up, so a distance threshold is feasible exactly when one of the maximal
   cliques of the graph "distance <= threshold" fits; those cliques depend on
-  the topology only and are computed once.  Within a fitting clique the set
-  is grown from each seed by closeness.  No 2^N enumeration: the maximum
-  distance is exact, the mean is a greedy optimum.
+  the topology only and are computed once.  Within a fitting clique every
+  pair is within the threshold, so the fewest nodes (largest first) are
+  taken; cliques then compare by node count, mean distance, headroom, load.
+  No 2^N enumeration, and the maximum distance is exact.
 * a set must have at least as many pCPUs as the VM has vCPUs; when no set
   does, the constraint is dropped (and the placement says fallback).
 
@@ -27,6 +28,7 @@ over a set of nodes the allocator stripes extents round-robin over them
 """
 from __future__ import annotations
 
+from operator import sub
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
@@ -40,18 +42,39 @@ from .xenalloc import SUPERPAGE, distribute
 MIB = 1 << 20
 
 
+def _int_tuple(values) -> Tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
 @attrs.frozen
-class NodeLoad:
-    """What the engine knows of one node right now (bytes, vCPU count)."""
+class NodeLoads:
+    """What the engine knows of the nodes right now, one entry per node id.
 
-    node: int
-    free: int
-    reserved: int = 0
-    vcpus: int = 0
+    ``free``: bytes free (less the hypervisor's outstanding claims);
+    ``reserved``: bytes other starts have reserved in the ledger;
+    ``vcpus``: vCPUs already homed on the node (soft/hard affinity).
+    """
 
-    @property
-    def available(self) -> int:
-        return max(0, self.free - self.reserved)
+    free: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+    reserved: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+    vcpus: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not len(self.free) == len(self.reserved) == len(self.vcpus):
+            raise InvalidArgument("loads", "free, reserved and vcpus need one entry per node each")
+
+    @classmethod
+    def of(cls, free: Sequence[int], reserved: Optional[Sequence[int]] = None,
+           vcpus: Optional[Sequence[int]] = None) -> "NodeLoads":
+        n = len(free)
+        return cls(free, reserved if reserved is not None else [0] * n, vcpus if vcpus is not None else [0] * n)
+
+    def available(self) -> List[int]:
+        """Free minus reserved per node, never below zero."""
+        avail = list(map(sub, self.free, self.reserved))
+        if min(avail, default=0) < 0:
+            avail = [a if a > 0 else 0 for a in avail]
+        return avail
 
 
 @attrs.frozen
@@ -129,11 +152,13 @@ class Planner:
         self.n = n
         self.sym = [[max(d[i][j], d[j][i]) for j in range(n)] for i in range(n)]
         self.pcpus = [len(node.cpus) for node in topology.nodes]
+        self.node_cpus = [node.cpus for node in topology.nodes]
         self.thresholds = sorted({self.sym[i][j] for i in range(n) for j in range(n) if i != j})
         self.cliques: Dict[int, List[int]] = {}
         for t in self.thresholds:
             adjacency = [sum(1 << j for j in range(n) if j != i and self.sym[i][j] <= t) for i in range(n)]
             self.cliques[t] = maximal_cliques(adjacency)
+        self.clique_members = {t: [list(_bits(c)) for c in cs] for t, cs in self.cliques.items()}
         # Other nodes by distance from each node (the "nearest" order).
         self.nearest = [sorted((j for j in range(n) if j != i), key=lambda j, i=i: (d[i][j], j))
                         for i in range(n)]
@@ -146,166 +171,197 @@ class Planner:
         pairs = [s[a][b] for a in nodes for b in nodes]
         return (max(pairs), sum(pairs) / len(pairs))
 
-    def _load(self, nodes: Sequence[int], loads: Sequence[NodeLoad]) -> float:
+    def _load(self, nodes: Sequence[int], vcpus_on: Sequence[int]) -> float:
         cpus = sum(self.pcpus[x] for x in nodes) or 1
-        return sum(loads[x].vcpus for x in nodes) / cpus
+        return sum(vcpus_on[x] for x in nodes) / cpus
 
     # --- entry point ---------------------------------------------------------------------------
-    def place(self, loads: Sequence[NodeLoad], request: Request) -> Placement:
-        if len(loads) != self.n or [l.node for l in loads] != list(range(self.n)):
-            raise InvalidArgument("loads", f"need one entry per node 0..{self.n - 1}")
+    def place(self, loads: NodeLoads, request: Request) -> Placement:
+        n = self.n
+        if len(loads.free) != n:
+            raise InvalidArgument("loads", f"{len(loads.free)} entries for a host of {n} nodes")
         policy = request.policy
-        for node in policy.nodes:
-            if node >= self.n:
-                raise InvalidArgument("nodes", f"node {node} does not exist on this host",
-                                      f"nodes 0..{self.n - 1}")
-        total = sum(l.available for l in loads)
-        if total < request.memory:
+        need, vcpus = request.memory, request.vcpus
+        if policy.nodes:
+            for node in policy.nodes:
+                if node >= n:
+                    raise InvalidArgument("nodes", f"node {node} does not exist on this host",
+                                          f"nodes 0..{n - 1}")
+        avail = list(map(sub, loads.free, loads.reserved))  # inline: this is the hot path
+        best_a = max(avail)
+        if best_a >= need and policy.mode != "any" and not (policy.nodes or policy.nearest):
+            # The common case, kept cheap: the node with the most headroom
+            # fits, has the pCPUs and is not tied with another.
+            best = avail.index(best_a)
+            if self.pcpus[best] < vcpus:
+                best = self._best_single([a if a > 0 else 0 for a in avail], loads.vcpus, need, vcpus)
+            elif avail.count(best_a) > 1:  # tied on headroom: least vCPU load per pCPU, then id
+                pcpus, homed = self.pcpus, loads.vcpus
+                tied = [i for i, a in enumerate(avail) if a == best_a and pcpus[i] >= vcpus]
+                best = min(tied, key=lambda i: (homed[i] / (pcpus[i] or 1), i))
+            if best >= 0:
+                return self._single(best, request, False,
+                                    f"fits on node {best} alone ({format_size(avail[best] - need)} left there after it)")
+        if min(avail) < 0:
+            avail = [a if a > 0 else 0 for a in avail]
+        total = sum(avail)
+        if total < need:
             raise NoCapacity(f"the host has {format_size(total)} available after reservations; "
-                             f"the VM needs {format_size(request.memory)}",
-                             ("host", str(request.memory), str(total)))
+                             f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         if policy.mode == "any":
-            nodes = [l.node for l in loads if l.available > 0]
-            return self._result(nodes, loads, request, False,
+            nodes = [i for i in range(n) if avail[i] > 0]
+            return self._result(nodes, avail, request, False,
                                 "mode any: no affinity, Xen stripes memory over all nodes", striped_all=True)
         if policy.nodes or policy.nearest:
-            return self._place_ordered(loads, request)
-        return self._place_chosen(loads, request)
+            return self._place_ordered(avail, loads.vcpus, request)
+        return self._place_chosen(avail, loads.vcpus, request)
+
+    def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
+                     relax: bool = False) -> int:
+        """Most headroom, then least vCPU load per pCPU, then lowest id; -1 if none fits."""
+        pcpus = self.pcpus
+        fits = [i for i, a in enumerate(avail) if a >= need and (relax or pcpus[i] >= vcpus)]
+        if not fits:
+            return -1
+        return min(fits, key=lambda i: (-avail[i], vcpus_on[i] / (pcpus[i] or 1), i))
 
     # --- nodes chosen by the engine -------------------------------------------------------------
-    def _place_chosen(self, loads: Sequence[NodeLoad], request: Request) -> Placement:
+    def _place_chosen(self, avail: List[int], vcpus_on: Sequence[int], request: Request) -> Placement:
+        """No single node with enough memory and pCPUs: spread, or relax the pCPU count."""
         need, vcpus = request.memory, request.vcpus
         for relax in (False, True):
-            singles = [l for l in loads if l.available >= need and (relax or self.pcpus[l.node] >= vcpus)]
-            if singles:
-                best = min(singles, key=lambda l: (-(l.available - need), self._load([l.node], loads), l.node))
-                headroom = best.available - need
-                why = f"fits on node {best.node} alone ({format_size(headroom)} left there after it)"
-                if relax:
-                    why += f"; no node has {vcpus} pCPUs, so its vCPUs share"
-                return self._result([best.node], loads, request, relax, why)
+            if relax:
+                best = self._best_single(avail, vcpus_on, need, vcpus, relax=True)
+                if best >= 0:
+                    return self._single(best, request, True,
+                                        f"fits on node {best} alone ({format_size(avail[best] - need)} left there "
+                                        f"after it); no node has {vcpus} pCPUs, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
                 continue
-            found = self._best_set(loads, request, relax)
+            found = self._best_set(avail, vcpus_on, request, relax)
             if found is not None:
-                nodes, key = found
+                nodes, distance = found
                 why = (f"no single node has {format_size(need)} available; nodes "
-                       f"{','.join(map(str, nodes))} (max distance {key[0]}) hold it")
+                       f"{','.join(map(str, nodes))} (max distance {distance}) hold it")
                 if relax:
                     why += f"; no set of nodes has {vcpus} pCPUs, so its vCPUs share"
-                return self._result(nodes, loads, request, relax, why)
-        best_single = max(loads, key=lambda l: l.available)
-        raise NoCapacity(f"no single node can hold {format_size(need)} (at most "
-                         f"{format_size(best_single.available)} on node {best_single.node}) and "
-                         "on_exhaust=fail forbids spreading",
-                         ("node", str(need), str(best_single.available)))
+                return self._result(nodes, avail, request, relax, why)
+        most = max(range(self.n), key=lambda i: avail[i])
+        raise NoCapacity(f"no single node can hold {format_size(need)} (at most {format_size(avail[most])} "
+                         f"on node {most}) and on_exhaust=fail forbids spreading",
+                         ("node", str(need), str(avail[most])))
 
-    def _best_set(self, loads: Sequence[NodeLoad], request: Request, relax: bool):
-        need, vcpus = request.memory, request.vcpus
-        cap = [l.available for l in loads]
+    def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, relax: bool):
+        """Smallest max distance exactly (threshold by threshold); then the fewest
+        nodes, the smallest mean distance, the most headroom, the least load."""
+        need = request.memory
+        vcpus = 0 if relax else request.vcpus
+        pcpus = self.pcpus
         for t in self.thresholds:
             best = None
-            for clique in self.cliques[t]:
+            for clique in self.clique_members[t]:
                 # nodes without memory to give add nothing to a set
-                members = [m for m in _bits(clique) if cap[m] > 0]
-                if sum(cap[m] for m in members) < need:
+                members = [m for m in clique if cap[m] > 0]
+                if sum(cap[m] for m in members) < need or sum(pcpus[m] for m in members) < vcpus:
                     continue
-                if not relax and sum(self.pcpus[m] for m in members) < vcpus:
-                    continue
-                for seed in members:
-                    nodes = self._grow(seed, members, cap, need, vcpus if not relax else 0)
-                    key = self._distance_key(nodes) + (
-                        len(nodes), -(sum(cap[x] for x in nodes) - need), self._load(nodes, loads),
-                        tuple(sorted(nodes)))
-                    if best is None or key < best[1]:
-                        best = (sorted(nodes), key)
+                # every pair in a clique is within t: take the fewest nodes, biggest first
+                members.sort(key=lambda m: (-cap[m], vcpus_on[m] / (pcpus[m] or 1), m))
+                chosen: List[int] = []
+                have = cpus = 0
+                for m in members:
+                    chosen.append(m)
+                    have += cap[m]
+                    cpus += pcpus[m]
+                    if have >= need and cpus >= vcpus:
+                        break
+                chosen.sort()
+                key = (len(chosen), self._distance_key(chosen)[1], need - have, self._load(chosen, vcpus_on),
+                       tuple(chosen))
+                if best is None or key < best[1]:
+                    best = (chosen, key)
             if best is not None:
-                return best
+                return best[0], t
         return None
 
-    def _grow(self, seed: int, members: List[int], cap: List[int], need: int, vcpus: int) -> List[int]:
-        chosen = [seed]
-        have, cpus = cap[seed], self.pcpus[seed]
-        rest = [m for m in members if m != seed]
-        s = self.sym
-        while have < need or cpus < vcpus:
-            nxt = min(rest, key=lambda m: (sum(s[m][c] for c in chosen), -cap[m], m))
-            rest.remove(nxt)
-            chosen.append(nxt)
-            have += cap[nxt]
-            cpus += self.pcpus[nxt]
-        return chosen
-
     # --- nodes listed by the policy ---------------------------------------------------------------
-    def _order(self, loads: Sequence[NodeLoad], request: Request) -> List[int]:
+    def _order(self, avail: List[int], vcpus_on: Sequence[int], request: Request) -> List[int]:
         policy = request.policy
         order = list(policy.nodes)
         if policy.nearest:
             if order:
                 start = order[0]
             else:
-                fits = [l for l in loads if l.available >= request.memory]
-                pool = fits or list(loads)
-                start = min(pool, key=lambda l: (-l.available, self._load([l.node], loads), l.node)).node
+                fits = [i for i in range(self.n) if avail[i] >= request.memory]
+                pool = fits or list(range(self.n))
+                start = min(pool, key=lambda i: (-avail[i], self._load([i], vcpus_on), i))
                 order = [start]
             order += [m for m in self.nearest[start] if m not in order]
         return order
 
-    def _place_ordered(self, loads: Sequence[NodeLoad], request: Request) -> Placement:
+    def _place_ordered(self, avail: List[int], vcpus_on: Sequence[int], request: Request) -> Placement:
         policy, need = request.policy, request.memory
-        order = self._order(loads, request)
+        order = self._order(avail, vcpus_on, request)
         first = order[0]
         if policy.mode == "best_effort":
             # fewest nodes: the first listed node that holds it alone
-            for node in order:
-                if loads[node].available >= need:
-                    why = (f"fits on node {node}" + ("" if node == first else
-                           f"; listed node{'s' if order.index(node) > 1 else ''} "
-                           f"{','.join(map(str, order[:order.index(node)]))} "
-                           f"{'are' if order.index(node) > 1 else 'is'} full"))
-                    return self._result([node], loads, request, node != first, why)
-        prefix = self._smallest_prefix(order, loads, need)
+            for k, node in enumerate(order):
+                if avail[node] >= need:
+                    why = f"fits on node {node}"
+                    if k:
+                        skipped = ",".join(map(str, order[:k]))
+                        why += f"; listed node{'s' if k > 1 else ''} {skipped} {'are' if k > 1 else 'is'} full"
+                    return self._result([node], avail, request, node != first, why)
+        prefix = self._smallest_prefix(order, avail, need)
         if prefix is not None:
             why = (f"fits on node {first}" if len(prefix) == 1 else
                    f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}")
-            return self._result(prefix, loads, request, len(prefix) > 1, why)
-        listed_free = sum(loads[n].available for n in order)
+            return self._result(prefix, avail, request, len(prefix) > 1, why)
+        listed_free = sum(avail[n] for n in order)
         if policy.on_exhaust == "fail":
             which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"
             raise NoCapacity(f"{which} {format_size(listed_free)} available; "
                              f"the VM needs {format_size(need)} and on_exhaust=fail",
                              ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
         extended = order + [m for m in self.nearest[first] if m not in order]
-        prefix = self._smallest_prefix(extended, loads, need)
+        prefix = self._smallest_prefix(extended, avail, need)
         assert prefix is not None  # the host as a whole has room (checked above)
         extra = [n for n in prefix if n not in order]
         why = (f"listed nodes {','.join(map(str, order))} are short ({format_size(listed_free)} available); "
                f"fell back to nearest node{'s' if len(extra) > 1 else ''} {','.join(map(str, extra))}")
-        return self._result(prefix, loads, request, True, why)
+        return self._result(prefix, avail, request, True, why)
 
     @staticmethod
-    def _smallest_prefix(order: Sequence[int], loads: Sequence[NodeLoad], need: int) -> Optional[List[int]]:
+    def _smallest_prefix(order: Sequence[int], avail: List[int], need: int) -> Optional[List[int]]:
         have = 0
         for i, node in enumerate(order):
-            have += loads[node].available
+            have += avail[node]
             if have >= need:
-                return [n for n in order[:i + 1] if loads[n].available > 0] or [order[0]]
+                return [n for n in order[:i + 1] if avail[n] > 0] or [order[0]]
         return None
 
     # --- the result -------------------------------------------------------------------------------
-    def _result(self, nodes: Sequence[int], loads: Sequence[NodeLoad], request: Request, fallback: bool,
-                reason: str, striped_all: bool = False) -> Placement:
+    def _single(self, node: int, request: Request, fallback: bool, reason: str) -> Placement:
+        """All memory on one node that has room: no striping to predict."""
         pages = (request.memory + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
-        budget = [l.available >> PAGE_SHIFT for l in loads]
-        affinity = sorted(nodes)
-        got, _ = distribute(pages, budget, affinity, -1, SUPERPAGE if request.translated else 1)
+        cpus = self.node_cpus[node]
+        if request.policy.mode == "strict":
+            soft, hard = None, cpus
+        else:
+            soft, hard = cpus, None
+        return Placement((node,), ((node, pages << PAGE_SHIFT),), soft, hard, fallback, reason, request.policy)
+
+    def _result(self, nodes: Sequence[int], avail: List[int], request: Request, fallback: bool,
+                reason: str, striped_all: bool = False) -> Placement:
+        """Placement over several nodes: predict Xen's striping over them."""
+        pages = (request.memory + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+        budget = [a >> PAGE_SHIFT for a in avail]
+        got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)
         memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
         cpus = self.topology.cpus_of_nodes(nodes)
-        mode = request.policy.mode
         if striped_all:
             soft = hard = None
             nodes = [n for n, _ in memory]
-        elif mode == "strict":
+        elif request.policy.mode == "strict":
             soft, hard = None, cpus
         else:
             soft, hard = cpus, None

@@ -9,17 +9,17 @@ with fresh numbers (optimistic concurrency; nobody waits on a global lock).
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from .errors import NoCapacity, NumaError
 from .hypervisor import Hypervisor
 from .ledger import DEFAULT_TTL, Ledger, Reservation
-from .placement import NodeLoad, Placement, Planner, Request
+from .placement import NodeLoads, Placement, Planner, Request
 
 ATTEMPTS = 8
 
 
-def node_loads(hv: Hypervisor, ledger: Optional[Ledger], topology=None) -> List[NodeLoad]:
+def node_loads(hv: Hypervisor, ledger: Optional[Ledger], topology=None) -> NodeLoads:
     """Per-node free memory (less hypervisor claims), reservations and vCPU homes."""
     topology = topology or hv.topology()
     reserved = ledger.outstanding() if ledger is not None else {}
@@ -35,7 +35,8 @@ def node_loads(hv: Hypervisor, ledger: Optional[Ledger], topology=None) -> List[
             home = topology.nodes_of_cpus(v.soft & v.hard) if v.soft & v.hard else topology.nodes_of_cpus(v.hard)
             if len(home) == 1:
                 vcpus[next(iter(home))] += 1
-    return [NodeLoad(m.node, m.claimable, reserved.get(m.node, 0), vcpus[m.node]) for m in hv.node_memory()]
+    memory = sorted(hv.node_memory(), key=lambda m: m.node)
+    return NodeLoads([m.claimable for m in memory], [reserved.get(m.node, 0) for m in memory], vcpus)
 
 
 def claimable_now(hv: Hypervisor):

@@ -29,14 +29,19 @@ def parse_size(text: str, field: str = "size") -> int:
 
 
 def format_size(nbytes: int) -> str:
-    """Human form with binary units, exact when it can be ("4G", "1536M")."""
-    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20)):
-        if nbytes >= factor and nbytes % factor == 0:
-            return f"{nbytes // factor}{unit}"
-    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if nbytes >= factor:
-            return f"{nbytes / factor:.1f}{unit}"
+    """Human form with binary units: exact when whole ("4G", "1536M"), else one decimal."""
+    for unit, shift in _UNITS:
+        if nbytes >= 1 << shift:
+            if nbytes & ((1 << shift) - 1) == 0:
+                return f"{nbytes >> shift}{unit}"
+            if shift > 20 and nbytes & ((1 << 20) - 1) == 0 and nbytes < 10 << shift:
+                return f"{nbytes >> 20}M"
+            tenths = (nbytes * 10 + (1 << (shift - 1))) >> shift  # rounded, integers only
+            return f"{tenths // 10}.{tenths % 10}{unit}"
     return f"{nbytes}B"
+
+
+_UNITS = (("T", 40), ("G", 30), ("M", 20), ("K", 10))
 
 
 def pages_to_bytes(pages: int) -> int:
