@@ -63,12 +63,21 @@ def test_validation(tmp_path):
     assert err.value.field == "ttl"
 
 
-def test_reconcile_shrinks_claims_and_drops(tmp_path):
+UUID = "11111111-2222-4333-8444-555555555555"
+
+
+@pytest.fixture
+def reserved(tmp_path):
+    """A 2-node simulated host and a 2G reservation on node 1 for UUID."""
     sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * G), "credit", 1,
                              dom0_vcpus=1, dom0_memory=64 << 20)
     ledger = Ledger(str(tmp_path / "l.db"))
-    uuid = "11111111-2222-4333-8444-555555555555"
-    ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    ledger.reserve(UUID, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    return sim, ledger, UUID
+
+
+def test_reconcile_shrinks_claims_and_drops(reserved):
+    sim, ledger, uuid = reserved
     assert ledger.reconcile(sim) == {}  # no domain yet: nothing to do
     domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
     # the simulated hypervisor has per-node claims: the rest becomes a claim
@@ -94,12 +103,8 @@ class NoClaims:
         return self.sim.node_pages(domid)
 
 
-def test_reconcile_without_node_claims_shrinks(tmp_path):
-    sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * G), "credit", 1,
-                             dom0_vcpus=1, dom0_memory=64 << 20)
-    ledger = Ledger(str(tmp_path / "l.db"))
-    uuid = "11111111-2222-4333-8444-555555555556"
-    ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+def test_reconcile_without_node_claims_shrinks(reserved):
+    sim, ledger, uuid = reserved
     sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
     assert ledger.reconcile(NoClaims(sim)) == {uuid: "shrunk"}
     assert ledger.outstanding() == {1: G}  # 1G of the 2G has landed
