@@ -1,9 +1,15 @@
 """Build and install xapi-numa.
 
-The native extension (libxenuma via cffi) arrives with the native-layer work;
-until then the package is pure Python and runs on the simulated host.
+The native extension (libxenuma, our libxc extension, through cffi) is built
+when Xen's development headers are installed (Debian: libxen-dev); without
+them the package installs without it and runs on the simulated host only.
 """
+import os
+
 from setuptools import find_packages, setup
+
+XENCTRL_H = os.environ.get("XENCTRL_H", "/usr/include/xenctrl.h")
+NATIVE = os.path.exists(XENCTRL_H) and os.environ.get("XAPI_NUMA_NO_NATIVE") != "1"
 
 setup(
     name="xapi-numa",
@@ -14,7 +20,10 @@ setup(
     license="LGPL-2.1-only",
     python_requires=">=3.9",
     packages=find_packages(include=["xapi_numa", "xapi_numa.*"]),
-    install_requires=["attrs>=22.2"],
+    install_requires=["attrs>=22.2"] + (["cffi>=1.15"] if NATIVE else []),
+    setup_requires=["cffi>=1.15"] if NATIVE else [],
+    cffi_modules=["xapi_numa/native/build_libxenuma.py:ffibuilder"] if NATIVE else [],
+    package_data={"xapi_numa": ["native/*.c", "native/*.h"]},
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
     },

@@ -24,8 +24,8 @@ def test_backend_selection(tmp_path, monkeypatch, sim):
         open_hypervisor("kvm")
     assert "sim:PATH" in err.value.message
     with pytest.raises(BackendUnavailable) as err:
-        open_hypervisor("xen")
-    assert "libxenuma" in err.value.message
+        open_hypervisor("xen")  # not dom0 here: built or not, it says why
+    assert "libxenuma" in err.value.message or "not running in dom0" in err.value.message
 
 
 def test_affinity_round_trip_and_node_pages(sim):

@@ -1,0 +1,349 @@
+/* libxenuma: see libxenuma.h. */
+#define _GNU_SOURCE
+#include "libxenuma.h"
+#include "udump.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xenctrl.h>
+#include <xentoollog.h>
+
+/* XenServer's patched libxc has per-node page counts and claims; the build
+ * defines these when its xenctrl.h declares them (see build_libxenuma.py). */
+
+struct xn_handle {
+    xc_interface *xch;
+    xentoollog_logger_stdiostream *log;
+};
+
+static int neg_errno(void)
+{
+    return errno ? -errno : -EIO;
+}
+
+int xn_open(xn_handle **out)
+{
+    xn_handle *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    /* Keep libxc quiet: errors come back as errno, callers explain them. */
+    h->log = xtl_createlogger_stdiostream(stderr, XTL_NUM_LEVELS, 0);
+    errno = 0;
+    h->xch = xc_interface_open((xentoollog_logger *)h->log, (xentoollog_logger *)h->log, 0);
+    if (!h->xch) {
+        int rc = neg_errno();
+        if (h->log)
+            xtl_logger_destroy((xentoollog_logger *)h->log);
+        free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void xn_close(xn_handle *h)
+{
+    if (!h)
+        return;
+    xc_interface_close(h->xch);
+    if (h->log)
+        xtl_logger_destroy((xentoollog_logger *)h->log);
+    free(h);
+}
+
+int xn_physinfo(xn_handle *h, struct xn_physinfo *out)
+{
+    xc_physinfo_t info;
+    int sched = 0;
+
+    memset(&info, 0, sizeof(info));
+    if (xc_physinfo(h->xch, &info))
+        return neg_errno();
+    out->nr_cpus = info.nr_cpus;
+    out->max_cpu_id = info.max_cpu_id;
+    out->nr_nodes = info.nr_nodes;
+    out->max_node_id = info.max_node_id;
+    out->threads_per_core = info.threads_per_core;
+    out->cores_per_socket = info.cores_per_socket;
+    out->total_pages = info.total_pages;
+    out->free_pages = info.free_pages;
+    out->outstanding_pages = info.outstanding_pages;
+    out->sched_id = xc_sched_id(h->xch, &sched) ? 0 : (uint32_t)sched;
+    return 0;
+}
+
+int xn_numainfo(xn_handle *h, unsigned int *nr_nodes, uint64_t *size, uint64_t *free_bytes,
+                uint32_t *distances)
+{
+    unsigned int max = 0, i;
+    xc_meminfo_t *mem;
+    uint32_t *dist;
+    int rc = 0;
+
+    if (xc_numainfo(h->xch, &max, NULL, NULL))
+        return neg_errno();
+    if (max > *nr_nodes)
+        return -ENOSPC;
+    mem = calloc(max, sizeof(*mem));
+    dist = calloc((size_t)max * max, sizeof(*dist));
+    if (!mem || !dist) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (xc_numainfo(h->xch, &max, mem, dist)) {
+        rc = neg_errno();
+        goto out;
+    }
+    for (i = 0; i < max; i++) {
+        size[i] = mem[i].memsize;
+        free_bytes[i] = mem[i].memfree;
+    }
+    memcpy(distances, dist, (size_t)max * max * sizeof(*dist));
+    *nr_nodes = max;
+out:
+    free(mem);
+    free(dist);
+    return rc;
+}
+
+int xn_cputopo(xn_handle *h, unsigned int *nr_cpus, uint32_t *core, uint32_t *socket, uint32_t *node)
+{
+    unsigned int max = 0, i;
+    xc_cputopo_t *topo;
+
+    if (xc_cputopoinfo(h->xch, &max, NULL))
+        return neg_errno();
+    if (max > *nr_cpus)
+        return -ENOSPC;
+    topo = calloc(max, sizeof(*topo));
+    if (!topo)
+        return -ENOMEM;
+    if (xc_cputopoinfo(h->xch, &max, topo)) {
+        int rc = neg_errno();
+        free(topo);
+        return rc;
+    }
+    for (i = 0; i < max; i++) {
+        core[i] = topo[i].core;
+        socket[i] = topo[i].socket;
+        node[i] = topo[i].node;
+    }
+    *nr_cpus = max;
+    free(topo);
+    return 0;
+}
+
+int xn_domains(xn_handle *h, uint32_t first_domid, unsigned int max, struct xn_domain *out)
+{
+    xc_domaininfo_t *info;
+    int n, i;
+
+    if (max == 0)
+        return 0;
+    info = calloc(max, sizeof(*info));
+    if (!info)
+        return -ENOMEM;
+    n = xc_domain_getinfolist(h->xch, first_domid, max, info);
+    if (n < 0) {
+        n = neg_errno();
+        free(info);
+        return n;
+    }
+    for (i = 0; i < n; i++) {
+        out[i].domid = info[i].domain;
+        out[i].flags = info[i].flags & 0x1ff;
+        out[i].tot_pages = info[i].tot_pages;
+        out[i].max_pages = info[i].max_pages;
+        out[i].outstanding_pages = info[i].outstanding_pages;
+        out[i].nr_online_vcpus = info[i].nr_online_vcpus;
+        out[i].max_vcpu_id = info[i].max_vcpu_id;
+        out[i].cpupool = info[i].cpupool;
+        memcpy(out[i].handle, info[i].handle, sizeof(out[i].handle));
+    }
+    free(info);
+    return n;
+}
+
+int xn_vcpu_info(xn_handle *h, uint32_t domid, uint32_t vcpu, struct xn_vcpu *out)
+{
+    xc_vcpuinfo_t info;
+
+    memset(&info, 0, sizeof(info));
+    if (xc_vcpu_getinfo(h->xch, domid, vcpu, &info))
+        return neg_errno();
+    out->online = info.online;
+    out->blocked = info.blocked;
+    out->running = info.running;
+    out->cpu = info.cpu;
+    return 0;
+}
+
+int xn_cpumap_bytes(xn_handle *h)
+{
+    int cpus = xc_get_max_cpus(h->xch);
+    return cpus <= 0 ? neg_errno() : (cpus + 7) / 8;
+}
+
+int xn_nodemap_bytes(xn_handle *h)
+{
+    int nodes = xc_get_max_nodes(h->xch);
+    return nodes <= 0 ? neg_errno() : (nodes + 7) / 8;
+}
+
+int xn_vcpu_get_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft)
+{
+    if (xc_vcpu_getaffinity(h->xch, domid, (int)vcpu, hard, soft,
+                            XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT))
+        return neg_errno();
+    return 0;
+}
+
+int xn_vcpu_set_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft)
+{
+    uint32_t flags = (hard ? XEN_VCPUAFFINITY_HARD : 0) | (soft ? XEN_VCPUAFFINITY_SOFT : 0);
+    int bytes = xn_cpumap_bytes(h);
+    uint8_t *scratch = NULL;
+    int rc = 0;
+
+    if (flags == 0)
+        return 0;
+    if (bytes < 0)
+        return bytes;
+    /* libxc reads both maps whatever the flags: give it a scratch for the unset one. */
+    if (!hard || !soft) {
+        scratch = calloc(1, (size_t)bytes);
+        if (!scratch)
+            return -ENOMEM;
+    }
+    if (xc_vcpu_setaffinity(h->xch, domid, (int)vcpu, hard ? hard : scratch, soft ? soft : scratch, flags))
+        rc = neg_errno();
+    free(scratch);
+    return rc;
+}
+
+int xn_node_affinity_get(xn_handle *h, uint32_t domid, uint8_t *nodes)
+{
+    return xc_domain_node_getaffinity(h->xch, domid, nodes) ? neg_errno() : 0;
+}
+
+int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes)
+{
+    return xc_domain_node_setaffinity(h->xch, domid, nodes) ? neg_errno() : 0;
+}
+
+int xn_pause(xn_handle *h, uint32_t domid)
+{
+    return xc_domain_pause(h->xch, domid) ? neg_errno() : 0;
+}
+
+int xn_unpause(xn_handle *h, uint32_t domid)
+{
+    return xc_domain_unpause(h->xch, domid) ? neg_errno() : 0;
+}
+
+int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)
+{
+    if (node != ~0u) {
+#ifdef XN_HAVE_CLAIM_PAGES_NODE
+        /* XenServer: xc_domain_claim_pages_node(xch, domid, node, nr_pages) */
+        return xc_domain_claim_pages_node(h->xch, domid, node, nr_pages) ? neg_errno() : 0;
+#else
+        return -ENOSYS;
+#endif
+    }
+    return xc_domain_claim_pages(h->xch, domid, (unsigned long)nr_pages) ? neg_errno() : 0;
+}
+
+int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages)
+{
+#ifdef XN_HAVE_NUMA_GET_NODE_PAGES
+    /* XenServer: xc_domain_numa_get_node_pages(xch, domid, &nr_nodes, pages) */
+    unsigned int n = nr_nodes;
+    if (xc_domain_numa_get_node_pages(h->xch, domid, &n, pages))
+        return neg_errno();
+    return (int)n;
+#else
+    (void)h; (void)domid; (void)nr_nodes; (void)pages;
+    return -ENOSYS;
+#endif
+}
+
+static void sleep_ms(unsigned int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Read everything after *index; returns bytes appended or -errno. */
+static int ring_read_from(xn_handle *h, uint32_t *index, char *buf, size_t cap)
+{
+    size_t used = 0;
+
+    for (;;) {
+        unsigned int chunk = (unsigned int)((cap - used) > 16384 ? 16384 : (cap - used));
+        unsigned int nr = chunk;
+        if (chunk == 0)
+            return -ENOSPC;
+        if (xc_readconsolering(h->xch, buf + used, &nr, 0, 1, index))
+            return neg_errno();
+        used += nr;
+        if (nr < chunk)
+            return (int)used;
+    }
+}
+
+int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_ms)
+{
+    uint32_t index = 0;
+    size_t used = 0;
+    unsigned int waited = 0;
+    char *scratch;
+    int rc;
+
+    if (*len < 64)
+        return -EINVAL;
+    /* Move the index to the current end of the ring: only output that
+     * appears after this point belongs to our dump. */
+    scratch = malloc(16384);
+    if (!scratch)
+        return -ENOMEM;
+    do {
+        rc = ring_read_from(h, &index, scratch, 16384);
+    } while (rc == -ENOSPC);
+    free(scratch);
+    if (rc < 0)
+        return rc;
+    if (xc_send_debug_keys(h->xch, "u"))
+        return neg_errno();
+    /* The dump may be produced asynchronously: read until it stops growing. */
+    for (;;) {
+        rc = ring_read_from(h, &index, buf + used, *len - used - 1);
+        if (rc < 0)
+            return rc;
+        used += (size_t)rc;
+        if (rc == 0 && used > 0 && memmem(buf, used, "Memory location of each domain:", 31))
+            break;
+        if (waited >= timeout_ms)
+            break;
+        sleep_ms(20);
+        waited += 20;
+    }
+    buf[used] = '\0';
+    *len = used;
+    return used ? 0 : -EAGAIN;
+}
+
+void xn_features(xn_handle *h, struct xn_features *out)
+{
+    uint64_t probe[1];
+    out->node_pages = xn_node_pages_native(h, 0, 1, probe) == -ENOSYS ? XN_FALLBACK : XN_NATIVE;
+#ifdef XN_HAVE_CLAIM_PAGES_NODE
+    out->node_claims = XN_NATIVE;
+#else
+    out->node_claims = XN_UNAVAILABLE;
+#endif
+    out->claims = XN_NATIVE;
+}

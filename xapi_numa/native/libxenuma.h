@@ -1,0 +1,99 @@
+/*
+ * libxenuma: xapi-numa's libxc extension.
+ *
+ * Thin, allocation-free wrappers over libxenctrl for what NUMA placement
+ * needs, with one error convention: every function returns 0 (or a count)
+ * on success and -errno on failure.  Bitmaps are byte arrays, bit i of byte
+ * i/8 for CPU (or node) i, as libxc's cpumaps.  Used by Python through cffi
+ * and, later, by OCaml stubs for xenopsd (built as a plain shared library).
+ */
+#ifndef LIBXENUMA_H
+#define LIBXENUMA_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct xn_handle xn_handle;
+
+struct xn_physinfo {
+    uint32_t nr_cpus, max_cpu_id, nr_nodes, max_node_id;
+    uint32_t threads_per_core, cores_per_socket;
+    uint64_t total_pages, free_pages, outstanding_pages;
+    uint32_t sched_id;   /* XEN_SCHEDULER_* of the default pool */
+};
+
+struct xn_domain {
+    uint32_t domid;
+    uint32_t flags;      /* XN_DOM_* below */
+    uint64_t tot_pages, max_pages, outstanding_pages;
+    uint32_t nr_online_vcpus, max_vcpu_id;
+    uint32_t cpupool;
+    uint8_t handle[16];  /* the domain's UUID */
+};
+
+#define XN_DOM_DYING   (1u << 0)
+#define XN_DOM_HVM     (1u << 1)
+#define XN_DOM_SHUTDOWN (1u << 2)
+#define XN_DOM_PAUSED  (1u << 3)
+#define XN_DOM_BLOCKED (1u << 4)
+#define XN_DOM_RUNNING (1u << 5)
+#define XN_DOM_HAP     (1u << 8)
+
+struct xn_vcpu {
+    uint8_t online, blocked, running;
+    uint32_t cpu;
+};
+
+/* Feature states reported by xn_features(). */
+#define XN_NATIVE      2
+#define XN_FALLBACK    1
+#define XN_UNAVAILABLE 0
+
+struct xn_features {
+    int node_pages;   /* per-node page counts: native (patched op) or fallback (debug key 'u') */
+    int node_claims;  /* per-node claims: native, or unavailable */
+    int claims;       /* host-wide claims */
+};
+
+int xn_open(xn_handle **out);
+void xn_close(xn_handle *h);
+
+int xn_physinfo(xn_handle *h, struct xn_physinfo *out);
+/* Node sizes/free (bytes, ~0 for an invalid node) and the distance matrix
+ * (row-major, max_nodes x max_nodes).  *nr_nodes: in capacity, out count. */
+int xn_numainfo(xn_handle *h, unsigned int *nr_nodes, uint64_t *size, uint64_t *free_bytes,
+                uint32_t *distances);
+/* Per CPU: core, socket, node (~0 for an offline CPU). *nr_cpus: in capacity, out count. */
+int xn_cputopo(xn_handle *h, unsigned int *nr_cpus, uint32_t *core, uint32_t *socket, uint32_t *node);
+
+/* Domains from first_domid on, up to max; returns how many were filled. */
+int xn_domains(xn_handle *h, uint32_t first_domid, unsigned int max, struct xn_domain *out);
+int xn_vcpu_info(xn_handle *h, uint32_t domid, uint32_t vcpu, struct xn_vcpu *out);
+/* Affinity bitmaps of `bytes` bytes (xn_cpumap_bytes). */
+int xn_cpumap_bytes(xn_handle *h);
+int xn_nodemap_bytes(xn_handle *h);
+int xn_vcpu_get_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft);
+/* Set hard and/or soft (NULL leaves it alone); the effective maps come back in place. */
+int xn_vcpu_set_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft);
+int xn_node_affinity_get(xn_handle *h, uint32_t domid, uint8_t *nodes);
+int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes);
+int xn_pause(xn_handle *h, uint32_t domid);
+int xn_unpause(xn_handle *h, uint32_t domid);
+
+/* Host-wide claim of nr_pages (0 cancels) or, where the hypervisor has it,
+ * a claim on one node (node = ~0u for host-wide). */
+int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages);
+
+/* Pages per node with the patched op; -ENOSYS where the hypervisor lacks it. */
+int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages);
+/* Trigger debug key 'u' and return only the console output it produced
+ * (read incrementally from the ring position before the key).  *len: in
+ * capacity, out length.  Waits up to timeout_ms for the dump to finish. */
+int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_ms);
+/* Parse a capture (see udump.h). */
+int xn_udump_parse(const char *buf, size_t len, uint32_t domid, unsigned int nr_nodes,
+                   uint64_t *pages, uint64_t *total);
+
+void xn_features(xn_handle *h, struct xn_features *out);
+
+#endif
