@@ -78,7 +78,7 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "10,21"], "distances"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
-    (["--backend", "xen", "topology"], "xen"),
+    (["--backend", "xen", "topology"], "Xen"),
 ])
 def test_errors_are_one_clear_line(host, capsys, argv, fragment):
     before = open(host).read()

@@ -132,7 +132,7 @@ def _open_xen() -> Hypervisor:
         from .xen import XenHypervisor  # type: ignore[import-not-found]
     except ImportError:
         raise BackendUnavailable(
-            "the xen backend needs libxenuma, xapi-numa's native libxc extension, which is not "
+            "the Xen backend needs libxenuma, xapi-numa's native libxc extension, which is not "
             "built in this installation; use --backend sim:PATH for a simulated host"
         ) from None
     return XenHypervisor()
