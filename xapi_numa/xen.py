@@ -212,8 +212,15 @@ class XenHypervisor:
         _check(lib.xn_unpause(self._h, domid), f"unpausing domain {domid}")
 
     def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
-        _check(lib.xn_claim(self._h, domid, INVALID_U32 if node is None else node, pages),
-               f"claiming {pages} pages for domain {domid}" + ("" if node is None else f" on node {node}"))
+        what = f"claiming {pages} pages for domain {domid}" + ("" if node is None else f" on node {node}")
+        rc = lib.xn_claim(self._h, domid, INVALID_U32 if node is None else node, pages)
+        if rc == -errno.EINVAL:
+            # XENMEM_claim_pages answers EINVAL, not ESRCH, for a domain that
+            # does not exist (seen on Xen 4.17): tell the two apart.
+            self._max_vcpu(domid)
+            raise HypervisorError(errno.EINVAL, what + " (the claim must exceed the domain's current pages "
+                                  "and not exceed its maximum)")
+        _check(rc, what)
 
     # --- pages per node ---------------------------------------------------------------
     def _dump(self, fresh: bool) -> bytes:

@@ -1,0 +1,27 @@
+#!/bin/sh
+# /init of the test dom0: bring up the Xen toolstack daemons, run the
+# real-Xen tests, print their results on the console, power off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /run/xen /run/xenstored /var/run/xen /var/lib/xen /var/log/xen /var/lib/xenstored
+for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs; do
+    modprobe "$m" || echo "XEN-TEST: modprobe $m failed"
+done
+mount -t xenfs xenfs /proc/xen
+XENSTORED=$(command -v oxenstored || command -v xenstored || ls /usr/lib/xen-4.17/bin/*xenstored 2>/dev/null | head -n1)
+"$XENSTORED" --pid-file /run/xenstored.pid 2>/dev/null || "$XENSTORED"
+sleep 1
+xen-init-dom0 || echo "XEN-TEST: xen-init-dom0 failed"
+xenconsoled --pid-file=/run/xenconsoled.pid || echo "XEN-TEST: xenconsoled failed"
+echo "XEN-TEST: dom0 ready: $(xl info | grep -E '^xen_scheduler' | tr -s ' ')"
+cd /opt/xapi-numa
+PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 900 python3 -m pytest -p no:cacheprovider -q -rs \
+    tests/xen/dom0 2>&1 | sed -u 's/^/XEN-TEST: /'
+echo "XEN-TEST-EXIT: done"
+sync
+poweroff -f

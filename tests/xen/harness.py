@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""``make xen-test``: real Xen 4.17 with two NUMA nodes, under QEMU.
+
+Builds (and caches in .cache/xen) a Debian 12 dom0 image with Xen's
+toolstack and this project in it, boots Xen under QEMU (software
+emulation) with 2 NUMA nodes, runs the real-Xen pytest suite inside dom0
+and reads the results back from the serial console.  It boots twice: with
+credit2 (Xen's default) and with credit1 (``sched=credit``).  A hang or a
+panic ends at a timeout and fails.  Follows ../shared/xen-in-qemu.md.
+
+Run as root (debootstrap, chroot); needs qemu-system-x86 debootstrap cpio
+busybox-static kmod libxen-dev gcc (the CI script installs them).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.path.join(ROOT, ".cache", "xen")
+MIRROR = os.environ.get("XEN_TEST_MIRROR", "http://deb.debian.org/debian")
+DOM0_PACKAGES = ["xen-utils-4.17", "xenstore-utils", "python3", "python3-attr", "python3-cffi-backend",
+                 "python3-pytest", "kmod", "procps"]
+XEN_MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"]
+BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "900"))
+
+
+def log(msg: str) -> None:
+    print(f"[xen-test] {msg}", flush=True)
+
+
+def run(cmd, **kw) -> None:
+    subprocess.run(cmd, check=True, **kw)
+
+
+def mirror() -> str:
+    """The machine's own Debian mirror, as the recipe asks."""
+    for path in glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        m = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(r"^deb\s+(\S+/debian)\s+bookworm", text, re.M)
+        if m:
+            return m.group(1)
+    return MIRROR
+
+
+# --- pieces from Debian packages -----------------------------------------------------------
+def kernel_version() -> str:
+    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"Depends: linux-image-(\S+-amd64)", out)
+    if not m:
+        raise SystemExit("cannot tell which kernel linux-image-amd64 depends on (run apt-get update)")
+    return m.group(1)
+
+
+def fetch_debs() -> str:
+    debs = os.path.join(CACHE, "debs")
+    stamp = os.path.join(debs, ".done")
+    if os.path.exists(stamp):
+        return debs
+    os.makedirs(debs, exist_ok=True)
+    version = kernel_version()
+    log(f"downloading xen-hypervisor-4.17-amd64 and linux-image-{version}")
+    run(["apt-get", "download", "-q", "xen-hypervisor-4.17-amd64", f"linux-image-{version}"], cwd=debs,
+        stderr=subprocess.DEVNULL)
+    for deb in glob.glob(os.path.join(debs, "*.deb")):
+        run(["dpkg", "-x", deb, os.path.join(debs, "x")])
+    open(stamp, "w").close()
+    return debs
+
+
+def xen_image(debs: str) -> str:
+    out = os.path.join(CACHE, "xen-4.17")
+    if not os.path.exists(out):
+        gz = glob.glob(os.path.join(debs, "x", "boot", "xen-4.17-amd64.gz"))[0]
+        with open(out, "wb") as f:
+            run(["zcat", gz], stdout=f)
+    return out
+
+
+def vmlinux(debs: str) -> str:
+    """The uncompressed kernel inside the bzImage (emulated Xen is slow to decompress)."""
+    out = os.path.join(CACHE, "vmlinux")
+    if os.path.exists(out):
+        return out
+    bz = glob.glob(os.path.join(debs, "x", "boot", "vmlinuz-*"))[0]
+    data = open(bz, "rb").read()
+    at = data.find(b"\xfd7zXZ\x00")
+    if at < 0:
+        raise SystemExit("no XZ payload in the kernel image")
+    raw = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[at:])
+    with open(out, "wb") as f:
+        f.write(raw)
+    return out
+
+
+# --- the dom0 root file system ---------------------------------------------------------------
+def rootfs(debs: str) -> str:
+    root = os.path.join(CACHE, "rootfs")
+    stamp = os.path.join(CACHE, "rootfs.done")
+    if os.path.exists(stamp):
+        return root
+    if not os.path.exists(os.path.join(root, "usr", "bin", "apt-get")):
+        shutil.rmtree(root, ignore_errors=True)
+        log("debootstrap (minbase bookworm)")
+        run(["debootstrap", "--variant=minbase", "bookworm", root, mirror()], stdout=subprocess.DEVNULL)
+    log("installing Xen tools and Python into the dom0 image")
+    with open(os.path.join(root, "usr", "sbin", "policy-rc.d"), "w") as f:
+        f.write("#!/bin/sh\nexit 101\n")  # no service starts in the chroot
+    os.chmod(os.path.join(root, "usr", "sbin", "policy-rc.d"), 0o755)
+    shutil.copy("/etc/resolv.conf", os.path.join(root, "etc", "resolv.conf"))
+    proc = os.path.join(root, "proc")
+    run(["mount", "--bind", "/proc", proc])
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+        run(["chroot", root, "apt-get", "update", "-qq"], env=env)
+        run(["chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *DOM0_PACKAGES],
+            env=env, stdout=subprocess.DEVNULL)
+        run(["chroot", root, "apt-get", "clean"], env=env)
+    finally:
+        run(["umount", proc])
+    trim(root)
+    add_modules(root, debs)
+    add_guest(root, debs)
+    open(stamp, "w").close()
+    return root
+
+
+def trim(root: str) -> None:
+    for pattern in ("usr/share/doc/*", "usr/share/man/*", "usr/share/locale/*", "usr/share/info/*",
+                    "var/lib/apt/lists/*", "var/cache/apt/*", "usr/share/zoneinfo/*"):
+        for path in glob.glob(os.path.join(root, pattern)):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+
+def add_modules(root: str, debs: str) -> None:
+    src = glob.glob(os.path.join(debs, "x", "lib", "modules", "*"))[0]
+    version = os.path.basename(src)
+    dst = os.path.join(root, "lib", "modules", version)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(os.path.join(src, "kernel", "drivers", "xen"), os.path.join(dst, "kernel", "drivers", "xen"))
+    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copy(os.path.join(src, name), dst)
+    run(["depmod", "-b", root, version])
+
+
+def add_guest(root: str, debs: str) -> None:
+    """The guest kernel (same vmlinux) and a busybox initramfs for PV guests."""
+    guest = os.path.join(root, "opt", "guest")
+    os.makedirs(guest, exist_ok=True)
+    shutil.copy(vmlinux(debs), os.path.join(guest, "vmlinux"))
+    tree = os.path.join(CACHE, "guest-initrd")
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(os.path.join(tree, "bin"))
+    shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
+    for tool in ("sh", "mount", "mkdir", "echo", "sleep"):
+        os.symlink("busybox", os.path.join(tree, "bin", tool))
+    shutil.copy(os.path.join(HERE, "guest-init.sh"), os.path.join(tree, "init"))
+    os.chmod(os.path.join(tree, "init"), 0o755)
+    pack(tree, os.path.join(guest, "initrd.cpio"))
+
+
+def pack(tree: str, out: str) -> None:
+    files = subprocess.run(["find", "."], cwd=tree, capture_output=True, check=True).stdout
+    with open(out, "wb") as f:
+        subprocess.run(["cpio", "--quiet", "-o", "-H", "newc"], cwd=tree, input=files, stdout=f, check=True)
+
+
+def base_cpio(root: str) -> str:
+    out = os.path.join(CACHE, "base.cpio")
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(os.path.join(CACHE, "rootfs.done")):
+        return out
+    log("packing the dom0 image")
+    pack(root, out)
+    return out
+
+
+def project_cpio() -> str:
+    """This project (with its built libxenuma) as a small overlay: no image rebuild per change."""
+    tree = os.path.join(CACHE, "overlay")
+    shutil.rmtree(tree, ignore_errors=True)
+    dest = os.path.join(tree, "opt", "xapi-numa")
+    os.makedirs(dest)
+    if not glob.glob(os.path.join(ROOT, "xapi_numa", "_libxenuma*.so")):
+        raise SystemExit("libxenuma is not built: install libxen-dev and run 'make' (pip install -e .)")
+    shutil.copytree(os.path.join(ROOT, "xapi_numa"), os.path.join(dest, "xapi_numa"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(dest, "tests"))
+    shutil.copytree(os.path.join(ROOT, "tests", "xen"), os.path.join(dest, "tests", "xen"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(os.path.join(HERE, "dom0-init.sh"), os.path.join(tree, "init"))
+    os.chmod(os.path.join(tree, "init"), 0o755)
+    out = os.path.join(CACHE, "project.cpio")
+    pack(tree, out)
+    return out
+
+
+# --- booting ------------------------------------------------------------------------------------
+def boot(xen: str, kernel: str, initrd: str, scheduler: str) -> tuple:
+    extra = " sched=credit" if scheduler == "credit" else ""
+    cmd = ["timeout", str(BOOT_TIMEOUT), "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
+           "-smp", "4", "-m", "4G",
+           "-object", "memory-backend-ram,id=m0,size=2G", "-object", "memory-backend-ram,id=m1,size=2G",
+           "-numa", "node,nodeid=0,cpus=0-1,memdev=m0", "-numa", "node,nodeid=1,cpus=2-3,memdev=m1",
+           "-numa", "dist,src=0,dst=1,val=20",
+           "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none",
+           "-kernel", xen,
+           "-append", "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=4 loglvl=all "
+                      "guest_loglvl=all smap=0" + extra,
+           "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet,{initrd}"]
+    log(f"booting Xen ({scheduler}) under QEMU")
+    started = time.monotonic()
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text = proc.stdout.decode("utf-8", "replace")
+    with open(os.path.join(CACHE, f"console-{scheduler}.log"), "w") as f:
+        f.write(text)
+    return proc.returncode, text, time.monotonic() - started
+
+
+def results(text: str) -> tuple:
+    lines = [l.split("XEN-TEST: ", 1)[1].rstrip("\r") for l in text.splitlines() if "XEN-TEST: " in l]
+    summary = None
+    for line in lines:
+        if re.search(r"\b\d+ (passed|failed|error)", line) and " in " in line:
+            summary = line
+    finished = "XEN-TEST-EXIT: done" in text
+    return lines, summary, finished
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scheduler", choices=("credit2", "credit", "both"), default="both")
+    ap.add_argument("--build-only", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("make xen-test needs root (debootstrap, chroot, mount)", file=sys.stderr)
+        return 2
+    os.makedirs(CACHE, exist_ok=True)
+    t0 = time.monotonic()
+    debs = fetch_debs()
+    xen, kernel = xen_image(debs), vmlinux(debs)
+    root = rootfs(debs)
+    base = base_cpio(root)
+    overlay = project_cpio()
+    initrd = os.path.join(CACHE, "initrd.cpio")
+    with open(initrd, "wb") as out:
+        for part in (base, overlay):
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out)
+    log(f"image ready in {time.monotonic() - t0:.0f}s ({os.path.getsize(initrd) >> 20} MiB)")
+    if args.build_only:
+        return 0
+    failures = 0
+    schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
+    for scheduler in schedulers:
+        code, text, seconds = boot(xen, kernel, initrd, scheduler)
+        lines, summary, finished = results(text)
+        for line in lines:
+            print(f"  [{scheduler}] {line}")
+        ok = finished and summary is not None and " failed" not in summary and " error" not in summary
+        verdict = "ok" if ok else "FAILED"
+        log(f"{scheduler}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {verdict}")
+        if not finished:
+            tail = "\n".join(text.splitlines()[-30:])
+            log(f"{scheduler}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
+        failures += 0 if ok else 1
+    log(f"real-Xen tests: {len(schedulers) - failures} of {len(schedulers)} boots passed "
+        f"in {time.monotonic() - t0:.0f}s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
