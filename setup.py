@@ -20,10 +20,11 @@ setup(
     license="LGPL-2.1-only",
     python_requires=">=3.9",
     packages=find_packages(include=["xapi_numa", "xapi_numa.*"]),
-    install_requires=["attrs>=22.2"] + (["cffi>=1.15"] if NATIVE else []),
+    install_requires=["attrs>=22.2", "XenAPI"] + (["cffi>=1.15"] if NATIVE else []),
     setup_requires=["cffi>=1.15"] if NATIVE else [],
     cffi_modules=["xapi_numa/native/build_libxenuma.py:ffibuilder"] if NATIVE else [],
     package_data={"xapi_numa": ["native/*.c", "native/*.h"]},
+    scripts=["plugins/numa"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
     },

@@ -54,7 +54,7 @@ def _start(path: str, ledger_path: str, index: int, use_ledger: bool, barrier, r
     barrier.wait()
     try:
         if use_ledger:
-            placement, _ = place_and_reserve(sim, Ledger(ledger_path), request, vm, ttl=60)
+            placement, _, _ = place_and_reserve(sim, Ledger(ledger_path), request, vm, ttl=60)
         else:
             topo = sim.topology()
             placement = Planner(topo).place(

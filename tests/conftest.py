@@ -19,3 +19,25 @@ def fixture_text():
             return f.read()
 
     return read
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_DIR = os.path.join(REPO, "plugins")
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A running loopback XenAPI pool of 3 simulated 2-node hosts, and a logged-in session."""
+    import XenAPI
+
+    from xapi_numa.loopback import LoopbackXapi
+    from xapi_numa.topology import Topology
+
+    hosts = [(f"host{i}", Topology.uniform(2, 4, 4 << 30, [[10, 21], [21, 10]])) for i in range(3)]
+    server = LoopbackXapi(str(tmp_path), hosts, PLUGIN_DIR)
+    server.start()
+    session = XenAPI.Session(server.url)
+    session.xenapi.login_with_password("root", "xenroot", "2.21", "tests")
+    yield server, session
+    server.stop()

@@ -58,6 +58,12 @@ def test_ordered_fallback_list_is_followed():
     assert p.nodes == (0, 1, 5) and p.fallback
 
 
+def test_a_full_first_choice_is_a_fallback():
+    planner = Planner(topo([[10, 21], [21, 10]]))
+    p = planner.place(loads_of([40 * G, 0]), Request(2, 8 * G, Policy.parse("preferred", "1,0")))
+    assert p.nodes == (0,) and p.fallback and "node 1 is full" in p.reason
+
+
 def test_nearest_goes_outward_by_distance():
     planner = Planner(topo(AMD))
     free = [G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G, 20 * G]

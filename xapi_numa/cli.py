@@ -42,7 +42,23 @@ def parse_distances(text: str, nr_nodes: int) -> List[List[int]]:
 
 
 # --- queries --------------------------------------------------------------------------------
+def _pool_session(args):
+    from . import xapi
+
+    return xapi.login(xapi.credentials(args.pool, args.user, args.password_file))
+
+
 def cmd_topology(args) -> int:
+    if args.pool:
+        from .pool import per_host
+
+        reports = per_host(_pool_session(args), "host_topology")
+        if args.json:
+            _print_json(reports)
+        else:
+            for host, report in reports.items():
+                print(f"== {host} ({report['scheduler']})\n{views.render_topology(report)}\n")
+        return 0
     report = views.topology_report(open_hypervisor(args.backend))
     if args.json:
         _print_json(report)
@@ -52,6 +68,17 @@ def cmd_topology(args) -> int:
 
 
 def cmd_vcpus(args) -> int:
+    if args.pool:
+        from .pool import per_host
+
+        per = per_host(_pool_session(args), "vcpus")
+        rows = [dict(r, host=host) for host, host_rows in per.items() for r in host_rows
+                if not args.domain or args.domain in (str(r["domid"]), r["name"])]
+        if args.json:
+            _print_json(rows)
+        else:
+            print(views.render_vcpus(rows))
+        return 0
     hv = open_hypervisor(args.backend)
     domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain else None
     rows = views.vcpu_rows(hv, domids)
@@ -63,6 +90,8 @@ def cmd_vcpus(args) -> int:
 
 
 def cmd_memory(args) -> int:
+    if args.pool:
+        raise InvalidArgument("--pool", "memory is per host", "xapi-numa vm-placement VM for a VM in the pool")
     rows = views.memory_rows(open_hypervisor(args.backend))
     if args.json:
         _print_json(rows)
@@ -159,8 +188,7 @@ def cmd_place(args) -> int:
     policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
     request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
     hv = open_hypervisor(args.backend)
-    ledger = None if args.dry_run else _ledger(args)
-    placement, reservation = place_and_reserve(hv, ledger, request, args.vm, args.ttl, args.dry_run)
+    placement, reservation, _ = place_and_reserve(hv, _ledger(args), request, args.vm, args.ttl, args.dry_run)
     topo = hv.topology()
     out = placement.to_dict(topo)
     out["reservation"] = reservation.to_dict() if reservation else None
@@ -195,6 +223,38 @@ def cmd_reservations(args) -> int:
     return 0
 
 
+def cmd_vm_start(args) -> int:
+    from .pool import vm_start
+
+    result = vm_start(_pool_session(args), args.vm, args.host)
+    if args.json:
+        _print_json(result)
+    else:
+        p, s = result["placement"], result["settled"]
+        print(f"{args.vm} started on {result['host']}, nodes {','.join(map(str, s['nodes']))} "
+              f"(memory on {','.join(map(str, s['memory_nodes']))}); {p['reason']}")
+    return 0
+
+
+def cmd_vm_placement(args) -> int:
+    from .pool import vm_placement
+
+    result = vm_placement(_pool_session(args), args.vm)
+    if args.json:
+        _print_json(result)
+    elif "options" in result:
+        print(f"{args.vm} is {result['state']}; where it would go, best first:")
+        for o in result["options"]:
+            print(f"  {o['host']}: nodes {','.join(map(str, o['nodes']))} - {o['reason']}")
+    else:
+        m = result["memory"]
+        print(f"{args.vm} runs on {result['host']} (domid {m['domid']}), policy {result['policy']['mode']}: "
+              f"memory " + ", ".join(f"node {n}: {format_size(b)}" for n, b in m["nodes"].items())
+              + f"; {100 * m['local_share']:.0f}% local to its soft affinity")
+        print(views.render_vcpus(result["vcpus"]))
+    return 0
+
+
 def cmd_release(args) -> int:
     if not _ledger(args).release(args.vm):
         raise NumaError(f"no reservation for {args.vm}")
@@ -206,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xapi-numa", description="NUMA placement and balancing for Xen/XAPI hosts")
     p.add_argument("--version", action="version", version=f"xapi-numa {__version__}")
     p.add_argument("--backend", help=f"hypervisor backend: {BACKEND_SYNTAX} (default: $XAPI_NUMA_BACKEND or xen)")
+    p.add_argument("--pool", help="XenAPI URL of a pool master: query every host through its numa plugin "
+                                  "(or $XAPI_NUMA_POOL_URL)")
+    p.add_argument("--user", help="pool user name (or $XAPI_NUMA_POOL_USER)")
+    p.add_argument("--password-file", dest="password_file",
+                   help="file holding the pool password, readable by its owner only (or $XAPI_NUMA_POOL_PASSWORD)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -236,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
                                     "/var/lib/xapi-numa/ledger.db; beside the state file for sim:PATH)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_place)
+
+    q = sub.add_parser("vm-start", help="start a VM on the pool's host with the best NUMA fit")
+    q.add_argument("vm", help="VM UUID or unique name")
+    q.add_argument("--host", help="start on this host (name or UUID) only")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_vm_start)
+
+    q = sub.add_parser("vm-placement", help="where a VM's memory and vCPUs are, or would go")
+    q.add_argument("vm", help="VM UUID or unique name")
+    q.add_argument("--json", action="store_true", help="machine-readable output (the only output)")
+    q.set_defaults(func=cmd_vm_placement)
 
     q = sub.add_parser("reservations", help="memory reserved for VMs that are starting")
     q.add_argument("--ledger", help="reservation ledger path")

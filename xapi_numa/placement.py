@@ -313,9 +313,13 @@ class Planner:
                     return self._result([node], avail, request, node != first, why)
         prefix = self._smallest_prefix(order, avail, need)
         if prefix is not None:
-            why = (f"fits on node {first}" if len(prefix) == 1 else
-                   f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}")
-            return self._result(prefix, avail, request, len(prefix) > 1, why)
+            if prefix == [first]:
+                why = f"fits on node {first}"
+            elif len(prefix) == 1:
+                why = f"node {first} is full; the next listed node {prefix[0]} holds it"
+            else:
+                why = f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}"
+            return self._result(prefix, avail, request, prefix != [first], why)
         listed_free = sum(avail[n] for n in order)
         if policy.on_exhaust == "fail":
             which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"

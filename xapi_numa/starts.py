@@ -45,19 +45,28 @@ def claimable_now(hv: Hypervisor):
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,
                       ttl: float = DEFAULT_TTL, dry_run: bool = False,
-                      planner: Optional[Planner] = None) -> Tuple[Placement, Optional[Reservation]]:
-    """Decide where the VM goes and, unless ``dry_run``, reserve it."""
+                      planner: Optional[Planner] = None) -> Tuple[Placement, Optional[Reservation], NodeLoads]:
+    """Decide where the VM goes and, unless ``dry_run``, reserve it.
+
+    Other starts' reservations count in both cases (a dry run reads them);
+    the ledger is reconciled first, so memory of domains already built is
+    not counted twice (once landed, once reserved).
+    """
     planner = planner or Planner(hv.topology())
+    if ledger is not None:
+        ledger.reconcile(hv)
     last: Optional[NoCapacity] = None
     for _ in range(ATTEMPTS):
-        placement = planner.place(node_loads(hv, ledger, planner.topology), request)
+        loads = node_loads(hv, ledger, planner.topology)
+        placement = planner.place(loads, request)
         if dry_run or ledger is None:
-            return placement, None
+            return placement, None, loads
         try:
             reservation = ledger.reserve(vm or new_vm_key(), placement.bytes_per_node, ttl, claimable_now(hv))
-            return placement, reservation
+            return placement, reservation, loads
         except NoCapacity as err:
             last = err  # another start got there first: plan again with fresh numbers
+            ledger.reconcile(hv)
     raise NoCapacity(f"could not reserve after {ATTEMPTS} attempts; last refusal: {last.message}",
                      last.params if last else ())
 

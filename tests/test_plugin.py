@@ -1,0 +1,187 @@
+"""The numa plugin through xapi's real convention: a subprocess, argv[1], stdout."""
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import PLUGIN_DIR
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from xapi_numa import plugin_protocol as proto
+from xapi_numa.plugin import FUNCTIONS
+
+PLUGIN = os.path.join(PLUGIN_DIR, "numa")
+
+
+def run(server, host, session, fn, args):
+    """Run the plugin exactly as xapi does; returns the parsed result struct."""
+    done = subprocess.run([PLUGIN, proto.build_call(fn, session, args)], capture_output=True, text=True,
+                          timeout=120, env=server.plugin_env(host))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout
+    return proto.parse_response(done.stdout)
+
+
+def ok(result):
+    assert result["Status"] == "Success", result
+    return json.loads(result["Value"])
+
+
+def err(result):
+    assert result["Status"] == "Failure", result
+    return result["ErrorDescription"]
+
+
+@pytest.fixture
+def ctx(pool):
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    return server, session, host, session._session
+
+
+def test_host_topology(ctx):
+    server, session, host, sid = ctx
+    topo = ok(run(server, host, sid, "host_topology", {}))
+    assert [n["cpus"] for n in topo["nodes"]] == ["0-3", "4-7"]
+    assert topo["distances"] == [[10, 21], [21, 10]] and topo["scheduler"] == "credit2"
+    assert {"memory_total", "memory_free", "memory_reserved", "memory_claimable"} <= set(topo["nodes"][0])
+    assert topo["features"]["node_pages"] == "native"
+
+
+def test_policy_round_trip_and_validation(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    assert ok(run(server, host, sid, "set_policy", {"vm": uuid, "mode": "preferred", "nodes": "1,0",
+                                                    "on_exhaust": "fail"}))["nodes"] == "1,0"
+    assert session.xenapi.VM.get_other_config(ref) == {"numa_mode": "preferred", "numa_nodes": "1,0",
+                                                       "numa_on_exhaust": "fail"}
+    assert ok(run(server, host, sid, "get_policy", {"vm": uuid}))["mode"] == "preferred"
+    before = session.xenapi.VM.get_other_config(ref)
+    for args, field in [({"vm": uuid, "mode": "loose"}, "mode"), ({"vm": uuid, "mode": "strict", "nodes": "7"}, "nodes"),
+                        ({"vm": "not-a-uuid", "mode": "strict"}, "vm"), ({"vm": uuid}, "mode"),
+                        ({"vm": uuid, "mode": "strict", "colour": "red"}, "colour")]:
+        details = err(run(server, host, sid, "set_policy", args))
+        assert details[:2] == ["NUMA_INVALID_ARGUMENT", field] and "allowed" in details[2]
+    assert session.xenapi.VM.get_other_config(ref) == before  # nothing changed on failure
+    details = err(run(server, host, sid, "get_policy", {"vm": "01234567-89ab-cdef-0123-456789abcdef"}))
+    assert details == ["NUMA_UNKNOWN_VM", "01234567-89ab-cdef-0123-456789abcdef"]
+
+
+def test_place_settle_release(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7", "weight": "512"})
+    what_if = ok(run(server, host, sid, "place", {"vcpus": "2", "memory": "1G"}))
+    assert len(what_if["nodes"]) == 1 and what_if["reserved"] is False
+    placed = ok(run(server, host, sid, "place", {"vm": uuid}))
+    assert placed["reserved"] and len(placed["nodes"]) == 1
+    node = placed["nodes"][0]
+    assert session.xenapi.VM.get_VCPUs_params(ref)["mask"] == ",".join(str(c) for c in range(4 * node, 4 * node + 4))
+    # vm_memory and settle want a running domain
+    assert err(run(server, host, sid, "vm_memory", {"vm": uuid}))[0] == "NUMA_NOT_RUNNING"
+    session.xenapi.VM.start_on(ref, host, False, False)
+    settled = ok(run(server, host, sid, "settle", {"vm": uuid}))
+    assert settled["memory_nodes"] == [node] and settled["nodes"] == [node]
+    # the admin's mask is back, the boot pin is gone, the reservation released
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "0,1,2,3,4,5,6,7", "weight": "512"}
+    assert "numa_saved_mask" not in session.xenapi.VM.get_other_config(ref)
+    rows = ok(run(server, host, sid, "vcpus", {"vm": uuid}))
+    assert {r["soft"] for r in rows} == {f"{4 * node}-{4 * node + 3}"} and {r["hard"] for r in rows} == {"all"}
+    mem = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
+    assert mem["local_share"] == 1.0 and mem["total"] == 1 << 30
+    assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False}
+
+
+def test_release_restores_a_failed_start(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    assert "mask" in session.xenapi.VM.get_VCPUs_params(ref)
+    assert ok(run(server, host, sid, "release", {"vm": uuid}))["released"] is True
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {}
+    assert session.xenapi.VM.get_other_config(ref) == {}
+
+
+def test_strict_on_a_full_node_is_no_capacity(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("big", 2, 5 << 30, other_config={"numa_mode": "strict", "numa_nodes": "0",
+                                                               "numa_on_exhaust": "fail"})
+    details = err(run(server, host, sid, "place", {"vm": uuid}))
+    assert details[0] == "NUMA_NO_CAPACITY" and "node 0 has" in details[1]
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {}
+
+
+def test_unknown_function_and_bad_calls(ctx):
+    server, session, host, sid = ctx
+    assert err(run(server, host, sid, "reboot_host", {})) == ["UNKNOWN_XENAPI_PLUGIN_FUNCTION", "reboot_host"]
+    for argv in (["garbage"], ["<methodCall><methodName>x</methodName></methodCall>"], []):
+        done = subprocess.run([PLUGIN, *argv], capture_output=True, text=True, timeout=60, env=server.plugin_env(host))
+        result = proto.parse_response(done.stdout)
+        assert result["Status"] == "Failure" and result["ErrorDescription"][0] == "XENAPI_PLUGIN_FAILURE"
+
+
+def test_through_host_call_plugin(ctx):
+    import XenAPI
+
+    server, session, host, sid = ctx
+    value = session.xenapi.host.call_plugin(host, "numa", "host_topology", {})
+    assert json.loads(value)["distances"] == [[10, 21], [21, 10]]
+    with pytest.raises(XenAPI.Failure) as e:
+        session.xenapi.host.call_plugin(host, "numa", "set_policy", {"vm": "x", "mode": "strict"})
+    assert e.value.details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"]
+    with pytest.raises(XenAPI.Failure) as e:
+        session.xenapi.host.call_plugin(host, "nope", "x", {})
+    assert e.value.details == ["XENAPI_MISSING_PLUGIN", "nope"]
+
+
+@pytest.fixture
+def plain(pool):
+    """Plain values only: hypothesis must not touch a XenAPI session (any attribute is a remote call)."""
+    server, session = pool
+    ref, _ = server.add_vm("fuzzed", 2, 1 << 30)
+    return server, session.xenapi.host.get_all()[0], session._session
+
+
+def _session(server):
+    import XenAPI
+
+    session = XenAPI.Session(server.url)
+    session.xenapi.login_with_password("root", "xenroot", "2.21", "fuzz")
+    return session
+
+
+def _state(server, session):
+    digest = hashlib.sha256()
+    for path in sorted(list(server.ledgers.values()) + [s.path for s in server.sims.values()]):
+        if os.path.exists(path):
+            digest.update(open(path, "rb").read())
+    return digest.hexdigest(), json.dumps(session.xenapi.VM.get_all_records(), sort_keys=True)
+
+
+names = st.one_of(st.sampled_from(sorted(FUNCTIONS)), st.text(min_size=1, max_size=20))
+keys = st.one_of(st.sampled_from(["vm", "mode", "nodes", "on_exhaust", "dry_run", "vcpus", "memory"]),
+                 st.text(max_size=8))
+values = st.one_of(st.sampled_from(["true", "false", "strict", "1,0", "nearest", "4", "1G", "-1", "x" * 2000]),
+                   st.text(max_size=30))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fn=names, args=st.dictionaries(keys, values, max_size=4))
+def test_fuzz_exactly_one_response_nothing_changed_on_failure(plain, fn, args):
+    server, host, sid = plain
+    if "vm" in args and not args["vm"].strip():
+        args["vm"] = "01234567-89ab-cdef-0123-456789abcdef"
+    session = _session(server)
+    before = _state(server, session)
+    call = proto.build_call(fn, sid, args)
+    assume("\x00" not in call)  # no process can receive a NUL byte in argv, from xapi or anyone
+    done = subprocess.run([PLUGIN, call], capture_output=True, text=True, timeout=120, env=server.plugin_env(host))
+    assert done.returncode == 0
+    assert done.stdout.count("<methodResponse>") == 1 and "Traceback" not in done.stdout
+    result = proto.parse_response(done.stdout)
+    if result["Status"] == "Failure":
+        details = result["ErrorDescription"]
+        if details[0] == "XENAPI_PLUGIN_FAILURE":  # only for calls xapi could not have made, never a crash
+            assert details[1] in ("bad call", "usage"), result
+        assert _state(server, session) == before

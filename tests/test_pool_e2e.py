@@ -1,0 +1,124 @@
+"""End to end through the XenAPI SDK and the CLI against a loopback pool of 3 simulated hosts."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xapi_numa.ledger import Ledger
+
+G = 1 << 30
+M = 1 << 20
+XAPI_NUMA = os.path.join(os.path.dirname(sys.executable), "xapi-numa")
+
+
+def fill(server, host_index: int, node: int, size: int) -> None:
+    """Take memory on one node of one host (a guest pinned there)."""
+    host = list(server.hosts)[host_index]
+    sim = server.sims[host]
+    topo = sim.topology()
+    sim.create(f"filler-{host_index}-{node}", 1, size, hard=topo.cpus_of_nodes([node]), load="idle",
+               auto_numa=False)
+
+
+def cli(server, tmp_path, *argv):
+    secret = tmp_path / "password"
+    if not secret.exists():
+        secret.write_text("xenroot\n")
+        secret.chmod(0o600)
+    return subprocess.Popen([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
+                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def nodes_with_memory(server, host, domid):
+    pages = server.sims[host].node_pages(domid)
+    return sorted(n for n, p in pages.items() if p)
+
+
+def test_16_concurrent_vm_starts_land_on_single_nodes(pool, tmp_path):
+    server, session = pool
+    # different free memory per node on each host (each node has about 3.6G after dom0)
+    fill(server, 0, 0, 2 * G)
+    fill(server, 1, 1, 1 * G)
+    fill(server, 2, 0, 3 * G)
+    vms = [server.add_vm(f"vm{i:02d}", 2, 512 * M) for i in range(16)]
+    procs = [cli(server, tmp_path, "vm-start", uuid, "--json") for _, uuid in vms]
+    results = [finish(p) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+    hosts_used = set()
+    for (ref, uuid), (_, out, _) in zip(vms, results):
+        report = json.loads(out)
+        record = session.xenapi.VM.get_record(ref)
+        assert record["power_state"] == "Running"
+        host, domid = record["resident_on"], int(record["domid"])
+        hosts_used.add(host)
+        landed = nodes_with_memory(server, host, domid)
+        assert len(landed) == 1, f"{record['name_label']} spread over {landed}"
+        assert landed == report["placement"]["nodes"] == report["settled"]["memory_nodes"]
+        # after settle: soft affinity is the node holding the memory; the boot pin is gone
+        topo = server.sims[host].topology()
+        assert {v.soft for v in server.sims[host].vcpus(domid)} == {topo.cpus_of_nodes(landed)}
+        assert "mask" not in record["VCPUs_params"]
+        assert not {"numa_saved_mask", "numa_placed_nodes"} & set(record["other_config"])
+    assert len(hosts_used) >= 2  # spread over the pool, not piled on one host
+    for host, path in server.ledgers.items():
+        assert Ledger(path).reservations() == []  # no reservation left
+        for m in server.sims[host].node_memory():
+            assert m.free >= 0
+
+
+def test_ordered_fallback_and_no_capacity(pool, tmp_path):
+    server, session = pool
+    for i in range(3):
+        fill(server, i, 1, 3968 * M)  # node 1 of every host is full (4G less dom0's share)
+    ref, uuid = server.add_vm("prefers-1", 2, G, other_config={"numa_mode": "preferred", "numa_nodes": "1,0"})
+    code, out, err = finish(cli(server, tmp_path, "vm-start", uuid, "--json"))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["placement"]["fallback"] is True and report["settled"]["nodes"] == [0]
+    ref2, uuid2 = server.add_vm("strict-1", 2, G, other_config={"numa_mode": "strict", "numa_nodes": "1",
+                                                                "numa_on_exhaust": "fail"})
+    code, out, err = finish(cli(server, tmp_path, "vm-start", uuid2))
+    assert code == 1 and "no host can take the VM" in err and "node 1 has" in err
+    assert "Traceback" not in err and out == ""
+    assert session.xenapi.VM.get_power_state(ref2) == "Halted"
+    assert session.xenapi.VM.get_VCPUs_params(ref2) == {}
+    assert all(Ledger(p).reservations() == [] for p in server.ledgers.values())
+
+
+def test_vm_placement_and_pool_queries(pool, tmp_path):
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G)
+    code, out, err = finish(cli(server, tmp_path, "vm-placement", "web", "--json"))
+    assert code == 0, err
+    assert len(json.loads(out)["options"]) == 3
+    assert finish(cli(server, tmp_path, "vm-start", "web"))[0] == 0
+    code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid, "--json"))
+    placed = json.loads(out)
+    assert placed["state"] == "Running" and placed["memory"]["local_share"] == 1.0
+    code, out, err = finish(cli(server, tmp_path, "topology", "--json"))
+    assert code == 0 and sorted(json.loads(out)) == ["host0", "host1", "host2"]
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "web", "--json"))
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_bad_credentials_are_one_clear_line(pool, tmp_path):
+    server, _ = pool
+    secret = tmp_path / "wrong"
+    secret.write_text("nope\n")
+    secret.chmod(0o600)
+    proc = subprocess.run([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
+                           "topology"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "SESSION_AUTHENTICATION_FAILED" in proc.stderr
+    secret.chmod(0o644)
+    proc = subprocess.run([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
+                           "topology"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "readable by others" in proc.stderr
