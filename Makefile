@@ -43,8 +43,10 @@ build/libxenuma.so: xapi_numa/native/libxenuma.c xapi_numa/native/udump.c xapi_n
 xen-test: native
 	$(BIN)/python tests/xen/harness.py
 
+# On a XenServer/XCP-ng host: the package for dom0's python3, and the xapi plugin.
 install:
 	$(PYTHON) -m pip install .
+	install -D -m 0755 plugins/numa $(DESTDIR)/etc/xapi.d/plugins/numa
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*

@@ -24,7 +24,6 @@ setup(
     setup_requires=["cffi>=1.15"] if NATIVE else [],
     cffi_modules=["xapi_numa/native/build_libxenuma.py:ffibuilder"] if NATIVE else [],
     package_data={"xapi_numa": ["native/*.c", "native/*.h"]},
-    scripts=["plugins/numa"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
     },
