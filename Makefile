@@ -47,6 +47,7 @@ xen-test: native
 install:
 	$(PYTHON) -m pip install .
 	install -D -m 0755 plugins/numa $(DESTDIR)/etc/xapi.d/plugins/numa
+	install -D -m 0644 packaging/xapi-numad.service $(DESTDIR)/etc/systemd/system/xapi-numad.service
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*

@@ -101,12 +101,6 @@ def test_console_script_never_shows_a_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "no simulated host" in proc.stderr
 
 
-def test_daemon_entry_point_says_it_is_not_there_yet():
-    bindir = os.path.dirname(sys.executable)
-    proc = subprocess.run([os.path.join(bindir, "xapi-numad")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "not part of this release" in proc.stderr
-
-
 def test_place_reserve_list_release(host, capsys, monkeypatch):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
     monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
@@ -141,3 +135,19 @@ def test_place_errors(host, capsys, monkeypatch, argv, fragment):
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert run_json(capsys, "reservations", "--json") == []
+
+
+def test_top_once_and_homing_dry_run(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "A", "--vcpus", "2", "--memory", "256M", "--soft", "node:0"]) == 0
+    assert main(["sim", "run", host, "--seconds", "0.3"]) == 0
+    report = run_json(capsys, "top", "--once", "--json")
+    assert [n["busy_cpus"] for n in report["nodes"]] == [2, 0]
+    assert report["vms"][0]["home_nodes"] == [0] and report["vms"][0]["local_share"] == 1.0
+    capsys.readouterr()
+    assert main(["top", "--once"]) == 0 and "local" in capsys.readouterr().out
+    plan = run_json(capsys, "homing", "--dry-run", "--json")
+    assert plan["pins"] == [] and plan["scheduler"] == "credit"
+    capsys.readouterr()
+    assert main(["homing"]) == 2 and "--dry-run" in capsys.readouterr().err
+    assert main(["top", "--interval", "0"]) == 2

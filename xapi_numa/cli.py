@@ -255,6 +255,47 @@ def cmd_vm_placement(args) -> int:
     return 0
 
 
+def cmd_top(args) -> int:
+    hv = open_hypervisor(args.backend)
+    ledger = _ledger(args)
+    if not 0.1 <= args.interval <= 3600:
+        raise InvalidArgument("--interval", f"{args.interval:g}", "0.1..3600 seconds")
+    while True:
+        report = views.top_report(hv, ledger.outstanding())
+        if args.json:
+            _print_json(report)
+        else:
+            text = views.render_top(report)
+            # refresh in place: home the cursor and clear the screen
+            print(text if args.once else "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  xapi-numa top\n\n") + text,
+                  flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_homing(args) -> int:
+    from . import homing, snapshot
+
+    if not args.dry_run:
+        raise InvalidArgument("--dry-run", "homing is done by xapi-numad; this command only shows its plan",
+                              "xapi-numa homing --dry-run")
+    hv = open_hypervisor(args.backend)
+    snap = snapshot.take(hv, 0.0)
+    scheduler = hv.scheduler() if hasattr(hv, "scheduler") else "credit2"
+    pins = homing.plan(snap, {}, 0.0, scheduler)
+    rows = [{"domid": p.domid, "vcpu": p.vcpu, "pin_to": snap.topology.format_cpus(p.cpus),
+             "restore_to": snap.topology.format_cpus(p.original_hard), "reason": p.reason} for p in pins]
+    if args.json:
+        _print_json({"scheduler": scheduler, "displaced": len(homing.displaced(snap)), "pins": rows})
+    elif not rows:
+        print(f"nothing to do: {len(homing.displaced(snap))} vCPUs outside their soft affinity, none fixable now")
+    else:
+        print(views.table(["domid", "vcpu", "pin to", "then restore", "why"],
+                          [[r["domid"], r["vcpu"], r["pin_to"], r["restore_to"], r["reason"]] for r in rows]))
+    return 0
+
+
 def cmd_release(args) -> int:
     if not _ledger(args).release(args.vm):
         raise NumaError(f"no reservation for {args.vm}")
@@ -322,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("vm")
     q.add_argument("--ledger", help="reservation ledger path")
     q.set_defaults(func=cmd_release)
+
+    q = sub.add_parser("top", help="live view: per node busy CPUs and memory, per VM locality")
+    q.add_argument("--once", action="store_true", help="print once and exit")
+    q.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    q.add_argument("--ledger", help="reservation ledger path")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_top)
+
+    q = sub.add_parser("homing", help="what xapi-numad would do now to bring displaced vCPUs home")
+    q.add_argument("--dry-run", action="store_true", help="show the plan (the only mode)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_homing)
 
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
     q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")

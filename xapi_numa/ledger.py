@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS reservation_node (
     initial  INTEGER NOT NULL,
     PRIMARY KEY (vm, node)
 );
+CREATE TABLE IF NOT EXISTS temp_pin (
+    uuid          TEXT NOT NULL,
+    vcpu          INTEGER NOT NULL,
+    domid         INTEGER NOT NULL,
+    original_hard TEXT NOT NULL,
+    pinned_at     REAL NOT NULL,
+    PRIMARY KEY (uuid, vcpu)
+);
 """
 
 
@@ -253,6 +261,30 @@ class Ledger:
             db.execute("UPDATE reservation SET claimed = 1 WHERE vm = ?", (r.vm,))
             db.execute("UPDATE reservation_node SET bytes = 0 WHERE vm = ?", (r.vm,))
         return True
+
+
+class PinJournal:
+    """Temporary hard pins of the daemon, written before the pin and removed after
+    the restore, in the ledger database: a daemon killed in between finds them
+    at its next start and puts the original affinity back."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def record(self, uuid: str, vcpu: int, domid: int, original_hard: str, now: float) -> None:
+        with self.ledger._write() as db:
+            db.execute("INSERT OR IGNORE INTO temp_pin (uuid, vcpu, domid, original_hard, pinned_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (uuid, vcpu, domid, original_hard, now))
+
+    def entries(self) -> List[tuple]:
+        """(uuid, vcpu, domid, original_hard, pinned_at) rows."""
+        with self.ledger._read() as db:
+            return [tuple(r) for r in db.execute(
+                "SELECT uuid, vcpu, domid, original_hard, pinned_at FROM temp_pin ORDER BY uuid, vcpu").fetchall()]
+
+    def drop(self, uuid: str, vcpu: int) -> None:
+        with self.ledger._write() as db:
+            db.execute("DELETE FROM temp_pin WHERE uuid = ? AND vcpu = ?", (uuid, vcpu))
 
 
 def _supports_node_claims(hypervisor) -> bool:

@@ -99,3 +99,46 @@ def render_memory(rows: Sequence[dict]) -> str:
     return table(["domid", "name"] + [f"node{n}" for n in nodes] + ["total"],
                  [[r["domid"], r["name"]] + [format_size(r["nodes"].get(n, 0)) for n in nodes]
                   + [format_size(r["total"])] for r in rows])
+
+
+# --- top -------------------------------------------------------------------------------------
+def top_report(hv: Hypervisor, reserved: Optional[Dict[int, int]] = None) -> dict:
+    """Per node: busy CPUs and memory; per VM: home nodes, memory local, vCPUs outside soft."""
+    topo = hv.topology()
+    memory = {m.node: m for m in hv.node_memory()}
+    reserved = reserved or {}
+    busy = {n.id: 0 for n in topo.nodes}
+    vms = []
+    for d in sorted(hv.domains(), key=lambda d: d.domid):
+        vcpus = hv.vcpus(d.domid)
+        for v in vcpus:
+            if v.state == "running":
+                busy[topo.node_of(v.cpu)] += 1
+        if d.domid == 0:
+            continue
+        homes = set()
+        for v in vcpus:
+            if soft_is_narrow(v, topo):
+                homes |= topo.nodes_of_cpus(v.soft & v.hard)
+        pages = hv.node_pages(d.domid)
+        total = sum(pages.values())
+        local = sum(p for n, p in pages.items() if n in homes) if homes else total
+        vms.append({"domid": d.domid, "name": d.name, "home_nodes": sorted(homes),
+                    "memory": total << PAGE_SHIFT, "local_share": round(local / total, 4) if total else 1.0,
+                    "outside_soft": sum(1 for v in vcpus if outside_soft(v, topo)), "vcpus": len(vcpus),
+                    "paused": d.paused})
+    nodes = [{"id": n.id, "cpus": len(n.cpus), "busy_cpus": busy[n.id], "memory_total": memory[n.id].size,
+              "memory_free": memory[n.id].free, "memory_used": memory[n.id].size - memory[n.id].free,
+              "memory_reserved": reserved.get(n.id, 0)} for n in topo.nodes]
+    return {"nodes": nodes, "vms": vms}
+
+
+def render_top(report: dict) -> str:
+    nodes = table(["node", "busy", "used", "free", "reserved"],
+                  [[n["id"], f"{n['busy_cpus']}/{n['cpus']}", format_size(n["memory_used"]),
+                    format_size(n["memory_free"]), format_size(n["memory_reserved"])] for n in report["nodes"]])
+    vms = table(["domid", "name", "home", "memory", "local", "outside-soft"],
+                [[v["domid"], v["name"] + (" (paused)" if v["paused"] else ""),
+                  ",".join(map(str, v["home_nodes"])) or "-", format_size(v["memory"]),
+                  f"{100 * v['local_share']:.0f}%", f"{v['outside_soft']}/{v['vcpus']}"] for v in report["vms"]])
+    return nodes + "\n\n" + vms
