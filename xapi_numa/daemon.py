@@ -265,6 +265,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--ledger", help="reservation ledger (default $XAPI_NUMA_LEDGER or /var/lib/xapi-numa/ledger.db)")
     ap.add_argument("--cycles", type=int, default=0, help="stop after this many cycles (default: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="do not settle VMs through xapi")
+    ap.add_argument("--scheduler", choices=("credit", "credit2"),
+                    help="the guests' scheduler, when their cpupool's differs from the host default")
     args = ap.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -282,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec = backend_spec(args.backend)
         ledger = Ledger(args.ledger or (spec[4:] + ".ledger.db" if spec.startswith("sim:")
                                         and not os.environ.get("XAPI_NUMA_LEDGER") else None))
-        scheduler = hv.scheduler() if hasattr(hv, "scheduler") else "credit2"
+        scheduler = args.scheduler or (hv.scheduler() if hasattr(hv, "scheduler") else "credit2")
         daemon = Daemon(hv, ledger, _clock_for(hv, spec), scheduler, threshold=args.threshold,
                         settler=None if args.no_xapi else _xapi_settler(hv))
         daemon.recover()

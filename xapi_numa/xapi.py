@@ -150,21 +150,22 @@ def vm_record(session, vm: str) -> dict:
     return call(session.xenapi.VM.get_record, vm)
 
 
-def set_other_config(session, vm: str, key: str, value: Optional[str]) -> None:
-    """Set (or with None remove) one key; add_to_* refuses an existing key."""
-    current = call(session.xenapi.VM.get_other_config, vm)
+def _set_map_key(session, vm: str, field: str, key: str, value: Optional[str]) -> None:
+    """Set (or with None remove) one key of a VM map field; add_to_* refuses an existing key."""
+    vm_class = session.xenapi.VM
+    current = call(getattr(vm_class, f"get_{field}"), vm)
     if key in current:
-        call(session.xenapi.VM.remove_from_other_config, vm, key)
+        call(getattr(vm_class, f"remove_from_{field}"), vm, key)
     if value is not None:
-        call(session.xenapi.VM.add_to_other_config, vm, key, value)
+        call(getattr(vm_class, f"add_to_{field}"), vm, key, value)
+
+
+def set_other_config(session, vm: str, key: str, value: Optional[str]) -> None:
+    _set_map_key(session, vm, "other_config", key, value)
 
 
 def set_vcpus_param(session, vm: str, key: str, value: Optional[str]) -> None:
-    current = call(session.xenapi.VM.get_VCPUs_params, vm)
-    if key in current:
-        call(session.xenapi.VM.remove_from_VCPUs_params, vm, key)
-    if value is not None:
-        call(session.xenapi.VM.add_to_VCPUs_params, vm, key, value)
+    _set_map_key(session, vm, "VCPUs_params", key, value)
 
 
 def get_policy(session, vm: str) -> Policy:

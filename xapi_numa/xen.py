@@ -71,6 +71,7 @@ class XenHypervisor:
         self._dump_lock = threading.Lock()
         self._dump_text: Optional[bytes] = None
         self._dump_time = 0.0
+        self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
 
     # --- host -------------------------------------------------------------------------
     def physinfo(self):
@@ -127,12 +128,17 @@ class XenHypervisor:
 
     def domains(self) -> List[DomainInfo]:
         result = []
-        for d in self._domain_records():
+        records = self._domain_records()
+        alive = {d.domid for d in records}
+        self._names = {k: v for k, v in self._names.items() if k in alive}
+        for d in records:
             if d.flags & lib.XN_DOM_DYING:
                 continue
             dtype = "pv" if not d.flags & lib.XN_DOM_HVM else "hvm"
+            if d.domid not in self._names:
+                self._names[d.domid] = self._name(d.domid)
             result.append(DomainInfo(
-                d.domid, self._name(d.domid), str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
+                d.domid, self._names[d.domid], str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
                 d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
                 dtype, d.outstanding_pages << PAGE_SHIFT))
         return result

@@ -20,8 +20,9 @@ xen-init-dom0 || echo "XEN-TEST: xen-init-dom0 failed"
 xenconsoled --pid-file=/run/xenconsoled.pid || echo "XEN-TEST: xenconsoled failed"
 echo "XEN-TEST: dom0 ready: $(xl info | grep -E '^xen_scheduler' | tr -s ' ')"
 cd /opt/xapi-numa
-PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 900 python3 -m pytest -p no:cacheprovider -q -rs \
-    tests/xen/dom0 2>&1 | sed -u 's/^/XEN-TEST: /'
+SUITE=$(sed -n 's/.*xentest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 1200 python3 -m pytest -p no:cacheprovider -q -rs \
+    "tests/xen/${SUITE:-dom0}" 2>&1 | sed -u 's/^/XEN-TEST: /'
 echo "XEN-TEST-EXIT: done"
 sync
 poweroff -f

@@ -133,7 +133,7 @@ def rootfs(debs: str) -> str:
         run(["umount", proc])
     trim(root)
     add_modules(root, debs)
-    add_guest(root, debs)
+    add_guest_kernel(root, debs)
     open(stamp, "w").close()
     return root
 
@@ -157,11 +157,15 @@ def add_modules(root: str, debs: str) -> None:
     run(["depmod", "-b", root, version])
 
 
-def add_guest(root: str, debs: str) -> None:
-    """The guest kernel (same vmlinux) and a busybox initramfs for PV guests."""
+def add_guest_kernel(root: str, debs: str) -> None:
+    """The guest kernel (the same vmlinux) goes into the cached image."""
     guest = os.path.join(root, "opt", "guest")
     os.makedirs(guest, exist_ok=True)
     shutil.copy(vmlinux(debs), os.path.join(guest, "vmlinux"))
+
+
+def guest_initrd(out: str) -> None:
+    """A busybox initramfs for PV test guests (rebuilt per run: its /init is a test file)."""
     tree = os.path.join(CACHE, "guest-initrd")
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(os.path.join(tree, "bin"))
@@ -170,7 +174,7 @@ def add_guest(root: str, debs: str) -> None:
         os.symlink("busybox", os.path.join(tree, "bin", tool))
     shutil.copy(os.path.join(HERE, "guest-init.sh"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
-    pack(tree, os.path.join(guest, "initrd.cpio"))
+    pack(tree, out)
 
 
 def pack(tree: str, out: str) -> None:
@@ -201,6 +205,8 @@ def project_cpio() -> str:
     os.makedirs(os.path.join(dest, "tests"))
     shutil.copytree(os.path.join(ROOT, "tests", "xen"), os.path.join(dest, "tests", "xen"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(tree, "opt", "guest"))
+    guest_initrd(os.path.join(tree, "opt", "guest", "initrd.cpio"))
     shutil.copy(os.path.join(HERE, "dom0-init.sh"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
     out = os.path.join(CACHE, "project.cpio")
@@ -209,23 +215,34 @@ def project_cpio() -> str:
 
 
 # --- booting ------------------------------------------------------------------------------------
-def boot(xen: str, kernel: str, initrd: str, scheduler: str) -> tuple:
+def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0", pool: str = "") -> tuple:
+    """Boot Xen under QEMU and run one suite in dom0.
+
+    dom0: 2 nodes x 2 pCPUs, the native layer suite.  daemon: 3 nodes x 2 pCPUs,
+    dom0 alone on node 0 (1 vCPU, pinned), guests in a cpupool over nodes 1-2.
+    """
+    nodes = 3 if suite == "daemon" else 2
+    numa = []
+    for n in range(nodes):
+        numa += ["-object", f"memory-backend-ram,id=m{n},size=2G",
+                 "-numa", f"node,nodeid={n},cpus={2 * n}-{2 * n + 1},memdev=m{n}"]
+    for a in range(nodes):
+        for b in range(a + 1, nodes):
+            numa += ["-numa", f"dist,src={a},dst={b},val={20 if b - a == 1 else 30}"]
     extra = " sched=credit" if scheduler == "credit" else ""
+    dom0 = "dom0_max_vcpus=1 dom0_vcpus_pin" if suite == "daemon" else "dom0_max_vcpus=4"
     cmd = ["timeout", str(BOOT_TIMEOUT), "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
-           "-smp", "4", "-m", "4G",
-           "-object", "memory-backend-ram,id=m0,size=2G", "-object", "memory-backend-ram,id=m1,size=2G",
-           "-numa", "node,nodeid=0,cpus=0-1,memdev=m0", "-numa", "node,nodeid=1,cpus=2-3,memdev=m1",
-           "-numa", "dist,src=0,dst=1,val=20",
+           "-smp", str(2 * nodes), "-m", f"{2 * nodes}G", *numa,
            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none",
            "-kernel", xen,
-           "-append", "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=4 loglvl=all "
+           "-append", f"console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M {dom0} loglvl=all "
                       "guest_loglvl=all smap=0" + extra,
-           "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet,{initrd}"]
+           "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet xentest={suite}{' poolsched=' + pool if pool else ''},{initrd}"]
     log(f"booting Xen ({scheduler}) under QEMU")
     started = time.monotonic()
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     text = proc.stdout.decode("utf-8", "replace")
-    with open(os.path.join(CACHE, f"console-{scheduler}.log"), "w") as f:
+    with open(os.path.join(CACHE, f"console-{suite}-{pool or scheduler}.log"), "w") as f:
         f.write(text)
     return proc.returncode, text, time.monotonic() - started
 
@@ -242,7 +259,11 @@ def results(text: str) -> tuple:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scheduler", choices=("credit2", "credit", "both"), default="both")
+    ap.add_argument("--scheduler", choices=("credit2", "credit", "both"), default="both",
+                    help="Xen's default scheduler for the native-layer suite")
+    ap.add_argument("--suite", choices=("dom0", "daemon"), default="dom0",
+                    help="dom0: the native layer (2 nodes, one boot per scheduler); daemon: xapi-numad on "
+                         "3 nodes, guests in a cpupool (one boot per pool scheduler)")
     ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -265,19 +286,23 @@ def main() -> int:
         return 0
     failures = 0
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
-    for scheduler in schedulers:
-        code, text, seconds = boot(xen, kernel, initrd, scheduler)
+    runs = [(args.suite, s) for s in schedulers]
+    for suite, scheduler in runs:
+        label = f"{suite}/{scheduler}"
+        # the daemon suite keeps Xen's default for Pool-0 and tests `scheduler` in its cpupool
+        code, text, seconds = (boot(xen, kernel, initrd, "credit2", suite, pool=scheduler) if suite == "daemon"
+                               else boot(xen, kernel, initrd, scheduler, suite))
         lines, summary, finished = results(text)
         for line in lines:
-            print(f"  [{scheduler}] {line}")
+            print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary
         verdict = "ok" if ok else "FAILED"
-        log(f"{scheduler}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {verdict}")
+        log(f"{label}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {verdict}")
         if not finished:
             tail = "\n".join(text.splitlines()[-30:])
-            log(f"{scheduler}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
+            log(f"{label}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
         failures += 0 if ok else 1
-    log(f"real-Xen tests: {len(schedulers) - failures} of {len(schedulers)} boots passed "
+    log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
         f"in {time.monotonic() - t0:.0f}s")
     return 1 if failures else 0
 

@@ -18,50 +18,14 @@ SOURCES = ["libxenuma.c", "udump.c"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 XENCTRL_H = os.environ.get("XENCTRL_H", "/usr/include/xenctrl.h")
 
-CDEF = """
-typedef struct xn_handle xn_handle;
-struct xn_physinfo {
-    uint32_t nr_cpus, max_cpu_id, nr_nodes, max_node_id;
-    uint32_t threads_per_core, cores_per_socket;
-    uint64_t total_pages, free_pages, outstanding_pages;
-    uint32_t sched_id;
-};
-struct xn_domain {
-    uint32_t domid; uint32_t flags;
-    uint64_t tot_pages, max_pages, outstanding_pages;
-    uint32_t nr_online_vcpus, max_vcpu_id; uint32_t cpupool;
-    uint8_t handle[16];
-};
-struct xn_vcpu { uint8_t online, blocked, running; uint32_t cpu; };
-struct xn_features { int node_pages; int node_claims; int claims; };
-#define XN_DOM_DYING ...
-#define XN_DOM_HVM ...
-#define XN_DOM_PAUSED ...
-#define XN_DOM_HAP ...
-#define XN_NATIVE ...
-#define XN_FALLBACK ...
-#define XN_UNAVAILABLE ...
-int xn_open(xn_handle **out);
-void xn_close(xn_handle *h);
-int xn_physinfo(xn_handle *h, struct xn_physinfo *out);
-int xn_numainfo(xn_handle *h, unsigned int *nr_nodes, uint64_t *size, uint64_t *free_bytes, uint32_t *distances);
-int xn_cputopo(xn_handle *h, unsigned int *nr_cpus, uint32_t *core, uint32_t *socket, uint32_t *node);
-int xn_domains(xn_handle *h, uint32_t first_domid, unsigned int max, struct xn_domain *out);
-int xn_vcpu_info(xn_handle *h, uint32_t domid, uint32_t vcpu, struct xn_vcpu *out);
-int xn_cpumap_bytes(xn_handle *h);
-int xn_nodemap_bytes(xn_handle *h);
-int xn_vcpu_get_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft);
-int xn_vcpu_set_affinity(xn_handle *h, uint32_t domid, uint32_t vcpu, uint8_t *hard, uint8_t *soft);
-int xn_node_affinity_get(xn_handle *h, uint32_t domid, uint8_t *nodes);
-int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes);
-int xn_pause(xn_handle *h, uint32_t domid);
-int xn_unpause(xn_handle *h, uint32_t domid);
-int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages);
-int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages);
-int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_ms);
-int xn_udump_parse(const char *buf, size_t len, uint32_t domid, unsigned int nr_nodes, uint64_t *pages, uint64_t *total);
-void xn_features(xn_handle *h, struct xn_features *out);
-"""
+def header_declarations() -> str:
+    """The cffi declarations: libxenuma.h itself, less its preprocessor lines."""
+    with open(os.path.join(HERE, "libxenuma.h"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    keep = [l for l in lines if not l.startswith(("#ifndef", "#endif", "#include", "#define LIBXENUMA_H"))]
+    return "\n".join(keep)
+
+
 
 
 def patched_ops_defines() -> list:
@@ -93,7 +57,7 @@ def build_archive(outdir: str) -> str:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(header_declarations())
 _archive = build_archive(tempfile.mkdtemp(prefix="libxenuma-"))
 ffibuilder.set_source(
     "xapi_numa._libxenuma",

@@ -31,13 +31,14 @@ struct xn_domain {
     uint8_t handle[16];  /* the domain's UUID */
 };
 
-#define XN_DOM_DYING   (1u << 0)
-#define XN_DOM_HVM     (1u << 1)
-#define XN_DOM_SHUTDOWN (1u << 2)
-#define XN_DOM_PAUSED  (1u << 3)
-#define XN_DOM_BLOCKED (1u << 4)
-#define XN_DOM_RUNNING (1u << 5)
-#define XN_DOM_HAP     (1u << 8)
+/* plain literals: the cffi declarations are read from this header */
+#define XN_DOM_DYING 0x1
+#define XN_DOM_HVM 0x2
+#define XN_DOM_SHUTDOWN 0x4
+#define XN_DOM_PAUSED 0x8
+#define XN_DOM_BLOCKED 0x10
+#define XN_DOM_RUNNING 0x20
+#define XN_DOM_HAP 0x100
 
 struct xn_vcpu {
     uint8_t online, blocked, running;

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import debug_key_dump, expected_scheduler, xl
+from conftest import debug_key_dump, expected_scheduler, xl  # re-exported from xenlib
 
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.topology import Topology
