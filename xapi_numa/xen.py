@@ -16,6 +16,7 @@ import errno
 import threading
 import time
 import uuid as uuidlib
+from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional
 
 from .errors import BackendUnavailable, HypervisorError
@@ -116,15 +117,21 @@ class XenHypervisor:
         return [NodeMemory(i, sizes[i], frees[i], 0) for i in range(len(sizes))]
 
     # --- domains ------------------------------------------------------------------------
-    def _domain_records(self):
+    def _domain_records(self) -> List[SimpleNamespace]:
+        """Plain copies: a cffi element reference does not keep its array alive."""
         out, first = [], 0
         batch = ffi.new("struct xn_domain[]", 256)
         while True:
             got = _check(lib.xn_domains(self._h, first, 256, batch), "xc_domain_getinfolist")
-            out.extend(batch[i] for i in range(got))
+            for i in range(got):
+                d = batch[i]
+                out.append(SimpleNamespace(domid=d.domid, flags=d.flags, tot_pages=d.tot_pages,
+                                           max_pages=d.max_pages, outstanding_pages=d.outstanding_pages,
+                                           nr_online_vcpus=d.nr_online_vcpus, max_vcpu_id=d.max_vcpu_id,
+                                           cpupool=d.cpupool, handle=bytes(d.handle)))
             if got < 256:
                 return out
-            first = batch[got - 1].domid + 1
+            first = out[-1].domid + 1
 
     def domains(self) -> List[DomainInfo]:
         result = []

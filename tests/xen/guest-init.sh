@@ -1,13 +1,9 @@
 #!/bin/busybox sh
-# /init of the tiny PV test guest: say hello, then keep every vCPU busy
-# (one spinning loop pinned to each guest CPU, so no vCPU ever blocks).
-/bin/busybox mkdir -p /proc /sys
+# /init of the tiny PV test guest: say hello, then keep a vCPU busy.
+# (For the daemon suite both vCPUs must stay busy; this does not achieve it
+# reliably yet: see tests/xen/daemon/test_daemon_real.py.)
+/bin/busybox mkdir -p /proc
 /bin/busybox mount -t proc proc /proc
 echo "guest: up"
-cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo)
-i=0
-while [ "$i" -lt "$cpus" ]; do
-    /bin/busybox taskset -c "$i" /bin/busybox sh -c 'while :; do :; done' &
-    i=$((i + 1))
-done
-while :; do /bin/busybox sleep 3600; done
+while :; do :; done &
+while :; do :; done

@@ -6,6 +6,15 @@ nodes 1 and 2 with credit1, then credit2.  Guests A (soft node 1), B and C
 node 2 and one of C onto node 1 (a brief hard pin, then hard affinity back to
 all): the swap stays.  With the daemon running, A and C must come home and
 stay home through a 30 s watch.  Judged by placement, never by timing.
+
+Status (make xen-test-daemon, not in CI yet): the harness boots 3 nodes, builds
+the cpupool and boots the guests, but the stuck state did not reproduce: the
+tiny busybox guests do not keep both vCPUs busy (one vCPU of each guest was
+seen blocked in every sample), so the pool always had an idle pCPU and Xen
+homed the vCPUs by itself.  A guest that keeps every vCPU busy is the missing
+piece.  Also seen: destroying a guest of a credit1 cpupool on a credit2 host
+panicked Xen 4.17 (csched2_free_domdata), hence one pool scheduler per boot
+and no destroy before power-off.
 """
 import json
 import os
