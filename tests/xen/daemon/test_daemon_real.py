@@ -10,9 +10,11 @@ stay home through a 30 s watch.  Judged by placement, never by timing.
 Status (make xen-test-daemon, not in CI yet): the harness boots 3 nodes, builds
 the cpupool and boots the guests, but the stuck state did not reproduce: the
 tiny busybox guests do not keep both vCPUs busy (one vCPU of each guest was
-seen blocked in every sample), so the pool always had an idle pCPU and Xen
-homed the vCPUs by itself.  A guest that keeps every vCPU busy is the missing
-piece.  Also seen: destroying a guest of a credit1 cpupool on a credit2 host
+seen blocked in every sample, even with five spinning processes in a 2-vCPU
+guest, and with per-CPU taskset loops every vCPU ended blocked), so the pool
+always had an idle pCPU and Xen homed the vCPUs by itself.  A guest that keeps
+every vCPU busy (its kernel evidently schedules nothing on its second vCPU;
+look at the guest console next) is the missing piece.  Also seen: destroying a guest of a credit1 cpupool on a credit2 host
 panicked Xen 4.17 (csched2_free_domdata), hence one pool scheduler per boot
 and no destroy before power-off.
 """
