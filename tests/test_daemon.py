@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from xapi_numa import homing, snapshot
 from xapi_numa.daemon import LOG, Daemon
@@ -206,3 +205,18 @@ def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     assert {v.soft for v in sim.vcpus(domid)} == {sim.topology().cpus_of_nodes(placed["nodes"])}
     assert Ledger(server.ledgers[host]).reservations() == []
     assert d.cycle()["settled"] == 0  # once only
+
+
+def test_soft_affinity_follows_the_memory(tmp_path):
+    path = str(tmp_path / "h.json")
+    topo = Topology.uniform(2, 4, 4 << 30)
+    sim = SimHypervisor.init(path, topo, "credit", 3, dom0_vcpus=1, dom0_memory=128 << 20)
+    # memory built on node 1 (boot pin), then soft affinity set to node 0 and hard freed
+    domid = sim.create("vm", 2, 512 << 20, hard=topo.cpus_of_nodes([1]), auto_numa=False)
+    for v in range(2):
+        sim.set_vcpu_affinity(domid, v, hard=topo.all_cpus, soft=topo.cpus_of_nodes([0]))
+    d = make_daemon(sim, path)
+    stats = d.cycle()  # the first cycle reads pages per node
+    assert stats["soft_moved"] == 1
+    assert {v.soft for v in sim.vcpus(domid)} == {topo.cpus_of_nodes([1])}
+    assert {v.hard for v in sim.vcpus(domid)} == {topo.all_cpus}  # hard untouched

@@ -69,13 +69,15 @@ class Daemon:
         self.reported: Set[Tuple[int, str]] = set()
 
     # --- affinity writes, with error handling in one place ---------------------------------------
-    def _write(self, domid: int, vcpu: int, hard: FrozenSet[int], what: str) -> bool:
+    def _write(self, domid: int, vcpu: int, what: str, hard: Optional[FrozenSet[int]] = None,
+               soft: Optional[FrozenSet[int]] = None) -> bool:
+        """Every affinity write goes through here: back-off, log-once, ESRCH to the caller."""
         now = self.clock()
         retry_at, delay = self.backoff.get(domid, (0.0, 0.0))
         if now < retry_at:
             return False
         try:
-            self.hv.set_vcpu_affinity(domid, vcpu, hard=hard)
+            self.hv.set_vcpu_affinity(domid, vcpu, hard=hard, soft=soft)
         except HypervisorError as err:
             if err.errno_name == "ESRCH":
                 raise
@@ -100,7 +102,7 @@ class Daemon:
             domid = doms.get(uuid)
             if domid is not None:
                 try:
-                    if self._write(domid, vcpu, _cpus(original), "restore"):
+                    if self._write(domid, vcpu, "restore", hard=_cpus(original)):
                         restored += 1
                     else:
                         continue  # keep the entry: retried next cycle
@@ -131,7 +133,7 @@ class Daemon:
                 continue
             for r in rows:
                 try:
-                    if self._write(domid, r[1], _cpus(r[3]), "restore"):
+                    if self._write(domid, r[1], "restore", hard=_cpus(r[3])):
                         self.journal.drop(uuid, r[1])
                         restored += 1
                 except HypervisorError:
@@ -145,7 +147,7 @@ class Daemon:
             # journal first: a crash between the two lines leaves a restorable entry
             self.journal.record(pin.uuid, pin.vcpu, pin.domid, format_ids(pin.original_hard), now)
             try:
-                if self._write(pin.domid, pin.vcpu, pin.cpus, "pin"):
+                if self._write(pin.domid, pin.vcpu, "pin", hard=pin.cpus):
                     applied += 1
                 else:
                     self.journal.drop(pin.uuid, pin.vcpu)
@@ -184,12 +186,12 @@ class Daemon:
         moved = 0
         if with_pages:
             for move in affinity_fixup.plan(snap, excluded):
-                for v in snap.vcpus.get(move.domid, ()):
-                    try:
-                        self.hv.set_vcpu_affinity(move.domid, v.vcpu, soft=move.cpus)
-                        self.writes += 1
-                    except HypervisorError:
-                        break
+                try:
+                    if not all([self._write(move.domid, v.vcpu, "soft", soft=move.cpus)
+                                for v in snap.vcpus.get(move.domid, ())]):
+                        continue  # refused: retried on a later fix-up pass
+                except HypervisorError:
+                    continue  # the domain went away
                 moved += 1
                 log(logging.INFO, "soft affinity follows memory", domid=move.domid,
                     nodes=sorted(move.nodes), reason=move.reason)
@@ -247,9 +249,7 @@ def _xapi_settler(hv):
         for ref, rec in xapi.call(session.xenapi.VM.get_all_records).items():
             if rec["uuid"] in running and xapi.PLACED_KEY in rec["other_config"] and \
                     rec["power_state"] == "Running":
-                ctx = plugin.Context(session._session)
-                ctx._session, ctx._hv = session, hv
-                plugin.settle(ctx, {"vm": rec["uuid"]})
+                plugin.settle(plugin.Context(session._session, session=session, hv=hv), {"vm": rec["uuid"]})
                 done.append(rec["uuid"])
                 log(logging.INFO, "settled a VM started after place", vm=rec["uuid"])
         return done

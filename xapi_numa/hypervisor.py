@@ -24,7 +24,6 @@ except ImportError:  # pragma: no cover
 from .errors import BackendUnavailable, InvalidArgument
 from .topology import Topology
 
-VCPU_STATES = ("running", "runnable", "blocked", "paused", "offline")
 DOMAIN_TYPES = ("pv", "pvh", "hvm")
 
 
@@ -65,7 +64,7 @@ class VcpuInfo:
     domid: int
     vcpu: int
     cpu: int  # pCPU it runs on, or last ran on / is queued on
-    state: str
+    state: str  # running, runnable, blocked, paused or offline
     hard: FrozenSet[int]
     soft: FrozenSet[int]
 

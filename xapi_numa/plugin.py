@@ -79,9 +79,9 @@ def int_arg(args: Dict[str, str], key: str, low: int, high: int) -> int:
 class Context:
     """Lazily opened hypervisor, ledger and xapi session for one call."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, session=None, hv=None) -> None:
         self.session_id = session_id
-        self._hv = self._ledger = self._session = None
+        self._session, self._hv, self._ledger = session, hv, None
 
     @property
     def hv(self):

@@ -206,24 +206,6 @@ class Topology:
             memory_free=[r[2] * mib for r in node_rows],
         )
 
-    def to_dict(self) -> dict:
-        return {
-            "nodes": [
-                {"id": n.id, "cpus": cpuset.format_ids(n.cpus), "memory_total": n.memory_size,
-                 "memory_free": n.memory_free}
-                for n in self.nodes
-            ],
-            "distances": [list(r) for r in self.distances],
-            "cpus": [[c.core, c.socket, c.node] for c in self.cpus],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "Topology":
-        nodes = [Node(n["id"], cpuset.parse_cpus(n["cpus"] or "none", range(len(data["cpus"])), {}) if n["cpus"] else (),
-                      n["memory_total"], n["memory_free"]) for n in data["nodes"]]
-        cpus = [CpuInfo(i, c[0], c[1], c[2]) for i, c in enumerate(data["cpus"])]
-        return cls(nodes, data["distances"], cpus)
-
     def with_free(self, free: Mapping[int, int]) -> "Topology":
         """The same host with per-node free memory replaced."""
         nodes = [attrs.evolve(n, memory_free=free.get(n.id, n.memory_free)) for n in self.nodes]

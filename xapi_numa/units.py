@@ -44,10 +44,6 @@ def format_size(nbytes: int) -> str:
 _UNITS = (("T", 40), ("G", 30), ("M", 20), ("K", 10))
 
 
-def pages_to_bytes(pages: int) -> int:
-    return pages << PAGE_SHIFT
-
-
 def bytes_to_pages(nbytes: int) -> int:
     """Pages needed to hold nbytes (rounded up)."""
     return (nbytes + PAGE_SIZE - 1) >> PAGE_SHIFT

@@ -14,13 +14,13 @@ import random
 import uuid as uuidlib
 from typing import Dict, Iterator, List, Optional
 
+from ..hypervisor import DOMAIN_TYPES
 from ..errors import HypervisorError, InvalidArgument, NoCapacity, UnknownVM
 from ..topology import Topology
 from .. import xenalloc as allocator
 from .loads import TICK_MS, LoadProfile
 from .masks import cycle, has, iter_bits, soft_effective
 
-DOMAIN_TYPES = ("pv", "pvh", "hvm")
 STATE_VERSION = 1
 
 

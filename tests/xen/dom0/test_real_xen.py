@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import debug_key_dump, expected_scheduler, xl  # re-exported from xenlib
 
-from xapi_numa.errors import BackendUnavailable, HypervisorError
+from xapi_numa.errors import HypervisorError
 from xapi_numa.topology import Topology
 
 MIB = 1 << 20
