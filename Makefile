@@ -32,12 +32,12 @@ native: $(STAMP)
 
 # The C library's own unit tests (console-dump parser); no Xen needed.
 native-test: $(STAMP)
-	$(BIN)/python -m pytest -q tests/test_native_udump.py
+	$(BIN)/python -m pytest -q tests/test_native_c.py
 
 # The same C as a plain shared library, for the OCaml stubs.
-build/libxenuma.so: xapi_numa/native/libxenuma.c xapi_numa/native/udump.c xapi_numa/native/libxenuma.h
+build/libxenuma.so: $(wildcard xapi_numa/native/*.c xapi_numa/native/*.h)
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ xapi_numa/native/libxenuma.c xapi_numa/native/udump.c -lxenctrl -lxentoollog
+	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ xapi_numa/native/libxenuma.c xapi_numa/native/udump.c xapi_numa/native/pagelayout.c xapi_numa/native/pagemove.c -lxenctrl -lxenforeignmemory -lxentoollog
 
 # Real Xen 4.17 with 2 NUMA nodes under QEMU; the suite runs in dom0 (root needed).
 xen-test: native

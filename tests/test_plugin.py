@@ -185,3 +185,49 @@ def test_fuzz_exactly_one_response_nothing_changed_on_failure(plain, fn, args):
         if details[0] == "XENAPI_PLUGIN_FAILURE":  # only for calls xapi could not have made, never a crash
             assert details[1] in ("bad call", "usage"), result
         assert _state(server, session) == before
+
+
+def test_migrate_memory_runs_in_the_background(ctx):
+    import time
+
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("mover", 2, 512 << 20)
+    session.xenapi.VM.start_on(ref, host, False, False)
+    before = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
+    source = max(before["nodes"], key=lambda n: before["nodes"][n])
+    target = str(1 - int(source))
+    assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"
+    started = ok(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": f"node:{target}"}))
+    assert started["state"] == "running" and started["planned_pages"] > 0 and started["pid"] > 0
+    deadline = time.monotonic() + 120
+    while True:
+        status = ok(run(server, host, sid, "migration_status", {"vm": uuid}))
+        if status["state"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status["state"] == "done", status
+    assert status["moved_pages"] == started["planned_pages"]
+    after = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
+    assert after["nodes"][target] > 0.99 * after["total"]
+
+
+def test_migrate_memory_refusals(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("pv-guest", 1, 256 << 20, domain_type="pv")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    assert err(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": "1"}))[0] == "NUMA_NOT_MOVABLE"
+    ref, uuid = server.add_vm("gpu", 1, 256 << 20)
+    session.xenapi.VM.start_on(ref, host, False, False)
+    with server.lock:
+        server.vms[ref]["attached_PCIs"] = ["OpaqueRef:pci"]
+    details = err(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": "1"}))
+    assert details[0] == "NUMA_NOT_MOVABLE" and "passed through" in details[2]
+    with server.lock:
+        server.vms[ref]["attached_PCIs"] = []
+        server.vms[ref]["current_operations"] = {"task": "migrate_send"}
+    assert "migrate_send" in err(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": "1"}))[2]
+    for args, field in [({"vm": uuid, "to": "9"}, "to"), ({"vm": uuid, "to": "1", "rate": "fast"}, "rate"),
+                        ({"vm": uuid, "to": "1", "max": "x"}, "max"), ({"vm": uuid}, "to")]:
+        details = err(run(server, host, sid, "migrate_memory", args))
+        assert details[:2] == ["NUMA_INVALID_ARGUMENT", field], details
+    assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"

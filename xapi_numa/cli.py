@@ -136,7 +136,8 @@ def cmd_sim_create(args) -> int:
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", f"{args.vcpus}", "1..512")
     memory = parse_size(args.memory, "--memory")
-    domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused)
+    domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+                       passthrough=args.passthrough)
     print(domid)
     return 0
 
@@ -303,6 +304,110 @@ def cmd_release(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+def _progress_bar(stream):
+    def show(tally) -> None:
+        done = tally.released
+        frac = done / tally.planned if tally.planned else 1.0
+        bar = "#" * int(frac * 30)
+        pauses = tally.pauses or [0.0]
+        stream.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {done}/{tally.planned} pages  "
+                     f"batch {tally.batches}/{tally.batches_planned}  max pause {1000 * max(pauses):.1f} ms")
+        stream.flush()
+    return show
+
+
+def _print_move_summary(report: dict) -> None:
+    print(f"moved:      {report['moved_pages']} pages to node {report['to']} "
+          f"({report['superpages']} as 2 MiB superpages), {report['fallback_pages']} elsewhere")
+    print(f"batches:    {report['batches']} of {report['batches_planned']}; pause max "
+          f"{report['pause_max_ms']} ms, median {report['pause_median_ms']} ms")
+    print(f"throughput: {report['throughput_mib_s']} MiB/s while moving; {report['elapsed_s']} s in all")
+    skipped = report.get("skipped") or {}
+    print("skipped:    " + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "nothing"))
+    if report.get("affinity"):
+        a = report["affinity"]
+        print(f"affinity:   node and soft affinity now nodes {','.join(map(str, a['nodes']))}"
+              + (f"; hard affinity of vCPUs {a['hard_excludes_memory']} excludes them"
+                 if a.get("hard_excludes_memory") else ""))
+    if report.get("error"):
+        print(f"stopped:    {report['error']}")
+    if report.get("stuck_gfns"):
+        print(f"stuck gfns: {report['stuck_gfns']}")
+
+
+def cmd_migrate(args) -> int:
+    from . import migrate, pagemove
+
+    to = migrate.parse_node(args.to, "--to")
+    if not 1 <= args.verify_chunk <= 8192:
+        raise InvalidArgument("--verify-chunk", f"{args.verify_chunk}", "1..8192 pages")
+    max_bytes = parse_size(args.max, "--max") if args.max else None
+    rate = migrate.parse_rate(args.rate, "--rate")
+    hv = open_hypervisor(args.backend)
+    ledger = _ledger(args)
+    journal = migrate.Journal(ledger)
+    migrate.recover(hv, journal)
+    try:
+        plan = migrate.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback)
+    except NumaError as err:
+        if args.journal_owner:  # started in the background: the journal is the only one listening
+            journal.fail_claimed(args.vm, err.message)
+        raise
+    if args.dry_run:
+        if args.json:
+            _print_json(plan.to_dict())
+            return 0
+        d = plan.to_dict()
+        print(f"vm:       {d['vm']} (domid {d['domid']})")
+        print(f"plan:     {d['pages']} of {d['movable_pages']} movable pages to node {d['to']} in "
+              f"{d['batches']} batches, {d['superpage_runs']} whole 2 MiB runs")
+        print(f"target:   node {d['to']} has {d['target_free_pages']} free pages")
+        print("skip set:" + ("" if d["skipped"] else "  nothing"))
+        for reason, gfns in sorted(d["skipped_gfns"].items()):
+            print(f"  {reason:<10} {d['skipped'][reason]:>6}  {gfns}   ({pagemove.SKIP_EXPLAINED[reason]})")
+        if d["busy_grants"]:
+            print(f"          {d['busy_grants']} granted frames are mapped or in use by their grantee now")
+        return 0
+    show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
+    try:
+        report = migrate.run(hv, ledger, plan, rate, args.verify_chunk, args.allow_fallback, show,
+                             owner=args.journal_owner)
+    except NumaError as err:
+        if show:
+            sys.stderr.write("\n")
+        if args.json and err.code == "NUMA_MOVE_STOPPED":
+            _print_json(json.loads(err.params[2]))
+            return 1
+        raise
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        _print_json(report)
+    else:
+        _print_move_summary(report)
+    return 0
+
+
+def cmd_migrations(args) -> int:
+    from . import migrate
+
+    journal = migrate.Journal(_ledger(args))
+    notes = migrate.recover(open_hypervisor(args.backend), journal) if args.recover else []
+    rows = journal.rows()
+    if args.vm:
+        rows = [r for r in rows if args.vm in (r["uuid"], r["report"].get("vm"), str(r["domid"]))]
+    if args.json:
+        _print_json({"migrations": rows, "recovered": notes})
+        return 0
+    for note in notes:
+        print(f"recovered: {note}")
+    print(views.table(["vm", "to", "state", "moved", "planned", "max pause", "error"],
+                      [[r["report"].get("vm", r["uuid"]), str(r["to"]), r["state"],
+                        str(r["report"].get("moved_pages", 0)), str(r["report"].get("planned_pages", 0)),
+                        f"{r['report'].get('pause_max_ms', 0)} ms", r["report"].get("error", "")] for r in rows]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xapi-numa", description="NUMA placement and balancing for Xen/XAPI hosts")
     p.add_argument("--version", action="version", version=f"xapi-numa {__version__}")
@@ -376,6 +481,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_homing)
 
+    q = sub.add_parser("migrate", help="move a running PVH/HVM VM's memory to another node, page by page")
+    q.add_argument("vm", help="domid, name or UUID")
+    q.add_argument("--to", required=True, help="target node: 1 or node:1")
+    q.add_argument("--max", help=f"move at most this much ({SIZE_SYNTAX}); default all")
+    q.add_argument("--batch", type=int, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
+    q.add_argument("--rate", help="average MB/s at most (default: unpaced beyond a 50%% duty cycle)")
+    q.add_argument("--probe-ms", dest="probe_ms", type=int, default=0,
+                   help="pause the guest this long first to find frames Xen writes while it is paused "
+                        "(default 0: layout recognition only)")
+    q.add_argument("--verify-chunk", dest="verify_chunk", type=int, default=16,
+                   help="check that freed frames really were freed every this many pages (default 16)")
+    q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
+                   help="if the target node runs short, put the rest anywhere instead of failing")
+    q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")
+    q.add_argument("--journal-owner", dest="journal_owner", type=int, help=argparse.SUPPRESS)
+    q.add_argument("--ledger", help="ledger database holding the move journal")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_migrate)
+
+    q = sub.add_parser("migrations", help="memory moves in progress or done, from the journal")
+    q.add_argument("vm", nargs="?", help="only this VM (name, domid or UUID)")
+    q.add_argument("--recover", action="store_true",
+                   help="also unpause domains a dead mover left paused (done by every migrate run anyway)")
+    q.add_argument("--ledger", help="ledger database holding the move journal")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_migrations)
+
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
     q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
@@ -407,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--load", default="busy", help=LOAD_SYNTAX)
     s.add_argument("--type", choices=("pv", "pvh", "hvm"), default="pv")
     s.add_argument("--paused", action="store_true", help="leave the new domain paused (xl create -p)")
+    s.add_argument("--passthrough", action="store_true", help="the guest has a PCI device passed through")
     s.set_defaults(func=cmd_sim_create)
 
     for action in ("pause", "unpause", "destroy"):

@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from . import affinity_fixup, homing, snapshot
+from . import affinity_fixup, homing, migrate, snapshot
 from .cpuset import format_ids
 from .errors import HypervisorError, NumaError
 from .hypervisor import Hypervisor, backend_spec, open_hypervisor
@@ -57,6 +57,7 @@ class Daemon:
                  settler: Optional[Callable[[], List[str]]] = None) -> None:
         self.hv, self.ledger, self.clock, self.scheduler = hv, ledger, clock, scheduler
         self.journal = PinJournal(ledger)
+        self.moves = migrate.Journal(ledger)
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.threshold, self.pin_timeout = threshold, pin_timeout
         self.max_writes = max_writes_per_cycle
@@ -160,7 +161,9 @@ class Daemon:
 
     # --- one cycle --------------------------------------------------------------------------------------
     def excluded(self, snap: snapshot.HostSnapshot) -> Set[int]:
-        out = set()
+        # a VM whose memory is being moved gets its affinity from the mover when it is done
+        moving = {r["uuid"] for r in self.moves.rows() if r["state"] == migrate.RUNNING}
+        out = {d.domid for d in snap.domains if d.uuid in moving}
         for d in snap.domains:
             try:
                 mode = self.policy_of(d.uuid).mode
@@ -202,6 +205,9 @@ class Daemon:
     def _upkeep(self) -> dict:
         out = {}
         try:
+            # a page mover that died mid-batch left its domain paused: unpause it
+            for note in migrate.recover(self.hv, self.moves):
+                log(logging.WARNING, "page move recovered", what=note)
             out["expired"] = self.ledger.expire()
             out["reconciled"] = len(self.ledger.reconcile(self.hv))
             if self.settler is not None:

@@ -94,3 +94,19 @@ class StateError(NumaError):
     """A stored state file (simulator, ledger) is missing or unreadable."""
 
     code = "NUMA_STATE_ERROR"
+
+
+class NotMovable(NumaError):
+    """This VM's memory cannot (or must not now) be moved between nodes."""
+
+    code = "NUMA_NOT_MOVABLE"
+
+    def __init__(self, vm: str, reason: str) -> None:
+        super().__init__(f"the memory of VM {vm} cannot be moved: {reason}", (vm, reason))
+        self.reason = reason
+
+
+class MoveStopped(NumaError):
+    """A page move stopped part-way (its report says how far it got and why)."""
+
+    code = "NUMA_MOVE_STOPPED"

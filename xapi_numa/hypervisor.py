@@ -12,7 +12,7 @@ counts); CPU and node sets are frozensets of ids.
 from __future__ import annotations
 
 import os
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -69,6 +69,36 @@ class VcpuInfo:
     soft: FrozenSet[int]
 
 
+@attrs.frozen
+class MemoryMap:
+    """A guest's memory as seen for moving it between nodes.
+
+    ``classes`` holds one byte per gfn (0 .. max gfn): 0 is ordinary RAM that
+    may move; the other values say why a gfn stays (see
+    :data:`xapi_numa.pagemove.SKIP_REASONS`).
+    """
+
+    classes: bytes
+    busy_grants: int = 0  # granted frames their grantee is using right now
+
+
+@attrs.frozen
+class BatchResult:
+    """What one pause window of a move did (see libxenuma's xn_mig_move)."""
+
+    released: int       # gfns whose old frames were given back
+    moved: int          # of those, now on the target node
+    fallback: int       # of those, on another node (target short, or after a failure)
+    lost: int           # of those, left without a frame: must be 0
+    superpages: int     # 2 MiB extents populated on the target
+    not_freed: int      # old frames something still references
+    stuck_gfns: Tuple[int, ...]  # the chunk that held them
+    raised_max: int     # pages added to max_pages so every gfn got a frame back
+    pause: float        # seconds the domain was paused
+    stage: str          # how far it got: "done" on success
+    error: int = 0      # errno of the failure
+
+
 @runtime_checkable
 class Hypervisor(Protocol):
     """What xapi-numa needs from a hypervisor.  All methods may raise NumaError."""
@@ -101,6 +131,17 @@ class Hypervisor(Protocol):
 
     def features(self) -> Dict[str, str]:
         """For each primitive: ``native``, ``fallback`` or ``unavailable`` here."""
+
+    def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
+        """Classify the guest's gfns for moving; ``probe_ms`` pauses it that long to spot
+        frames that change while no vCPU runs."""
+
+    def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
+                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+        """Move one batch of gfns (ascending) to ``node`` in one pause window."""
+
+    def move_blockers(self, domid: int) -> List[str]:
+        """Why this domain's memory must not be moved (PCI passthrough ...), if anything."""
 
 
 def backend_spec(explicit: Optional[str] = None) -> str:

@@ -59,6 +59,17 @@ CREATE TABLE IF NOT EXISTS temp_pin (
     pinned_at     REAL NOT NULL,
     PRIMARY KEY (uuid, vcpu)
 );
+CREATE TABLE IF NOT EXISTS migration (
+    uuid      TEXT PRIMARY KEY,
+    domid     INTEGER NOT NULL,
+    pid       INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    target    INTEGER NOT NULL,
+    inflight  INTEGER NOT NULL DEFAULT 0,
+    report    TEXT NOT NULL DEFAULT '{}',
+    started   REAL NOT NULL,
+    updated   REAL NOT NULL
+);
 """
 
 

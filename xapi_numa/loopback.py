@@ -164,7 +164,7 @@ class LoopbackXapi:
                              "memory_dynamic_min": str(memory), "memory_static_min": str(memory),
                              "memory_target": str(memory), "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
-                             "metrics": mref}
+                             "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": []}
         return ref, uuid
 
     def plugin_env(self, host: str) -> dict:

@@ -2,7 +2,7 @@
 
 Functions (all arguments are strings; every result is a JSON string):
 ``host_topology``, ``vm_memory``, ``vcpus``, ``set_policy``, ``get_policy``,
-``place``, ``settle``, ``release``.  Failures: a :class:`NumaError` becomes
+``place``, ``settle``, ``release``, ``migrate_memory``, ``migration_status``.  Failures: a :class:`NumaError` becomes
 ``[code, ...]`` here and nowhere else; xapi failures pass through; anything
 unexpected becomes ``XENAPI_PLUGIN_FAILURE`` as xapi's own dispatcher does.
 Nothing but the one methodResponse reaches stdout; logs go to syslog and
@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Set
 
 from . import plugin_protocol as proto
 from . import views, xapi
-from .errors import InvalidArgument, NotRunning, NumaError, UnknownVM
+from .errors import InvalidArgument, NotMovable, NotRunning, NumaError, UnknownVM
 from .ledger import Ledger
 from .placement import Planner, Request
 from .policy import Policy
@@ -266,6 +266,56 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
             "fixed_up": fixed_up}
 
 
+BUSY_OPERATIONS = {"migrate_send", "pool_migrate", "suspend", "checkpoint", "snapshot_with_quiesce"}
+
+
+def migrate_memory(ctx: Context, args: Dict[str, str]) -> dict:
+    """Move a running VM's memory to node ``to``, in the background; returns at once.
+    Refusals (PV, passthrough, a live migration, already moving, no room) come back now."""
+    from . import migrate
+
+    check_args(args, {"vm", "to"}, {"max", "rate"})
+    uuid = uuid_arg(args)
+    to = migrate.parse_node(args["to"], "to")
+    nodes = len(ctx.hv.topology().nodes)
+    if to >= nodes:
+        raise InvalidArgument("to", f"no node {to} on this host", f"0..{nodes - 1}")
+    max_bytes = parse_size(args["max"], "max") if "max" in args else None
+    migrate.parse_rate(args.get("rate"), "rate")
+    dom = ctx.domain_of(uuid)
+    record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
+    busy = sorted(BUSY_OPERATIONS & set(record.get("current_operations", {}).values()))
+    if busy:
+        raise NotMovable(uuid, f"xapi is running {', '.join(busy)} on it")
+    if record.get("attached_PCIs") or record.get("VGPUs"):
+        raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
+    journal = migrate.Journal(ctx.ledger)
+    migrate.recover(ctx.hv, journal)
+    plan = migrate.prepare(ctx.hv, str(dom.domid), to, max_bytes)
+    report = {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": migrate.RUNNING,
+              "planned_pages": plan.pages, "batches_planned": len(plan.batches), "skipped": plan.skipped}
+    journal.begin(dom, to, report)  # claimed now, atomically: a second call is refused
+    child = migrate.start_background(dom.domid, to, ctx.ledger.path, max_bytes, args.get("rate"))
+    journal.begin(dom, to, report, pid=child, owner=os.getpid())
+    return dict(report, pid=child)
+
+
+def migration_status(ctx: Context, args: Dict[str, str]) -> dict:
+    """Progress or outcome of the last memory move of a VM on this host."""
+    from . import migrate
+
+    check_args(args, {"vm"})
+    uuid = uuid_arg(args)
+    journal = migrate.Journal(ctx.ledger)
+    recovered = migrate.recover(ctx.hv, journal)
+    row = journal.status(uuid)
+    if row is None:
+        xapi.vm_ref(ctx.session, uuid)
+        return {"vm": uuid, "state": "none"}
+    return dict(row["report"], vm=uuid, state=row["state"], to=row["to"], pid=row["pid"], updated=row["updated"],
+                recovered=recovered)
+
+
 def release(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
@@ -277,6 +327,7 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
 FUNCTIONS: Dict[str, Callable[[Context, Dict[str, str]], object]] = {
     "host_topology": host_topology, "vm_memory": vm_memory, "vcpus": vcpus, "set_policy": set_policy,
     "get_policy": get_policy, "place": place, "settle": settle, "release": release,
+    "migrate_memory": migrate_memory, "migration_status": migration_status,
 }
 
 
@@ -285,7 +336,7 @@ def failure_details(err: NumaError) -> List[str]:
     """The one mapping from NumaError to a XenAPI failure."""
     if isinstance(err, xapi.XapiError):
         return [err.code, *err.params]
-    if isinstance(err, (UnknownVM, NotRunning, InvalidArgument)) or err.code == "NUMA_HYPERVISOR_ERROR":
+    if isinstance(err, (UnknownVM, NotRunning, InvalidArgument, NotMovable)) or err.code == "NUMA_HYPERVISOR_ERROR":
         return err.xenapi_failure()
     return [err.code, err.message, *err.params]
 

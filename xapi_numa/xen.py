@@ -17,10 +17,10 @@ import threading
 import time
 import uuid as uuidlib
 from types import SimpleNamespace
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from .errors import BackendUnavailable, HypervisorError
-from .hypervisor import DomainInfo, NodeMemory, VcpuInfo
+from .hypervisor import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from .topology import Topology
 from .units import PAGE_SHIFT
 
@@ -33,6 +33,9 @@ INVALID_U32 = 0xFFFFFFFF
 INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
+STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause",
+          7: "done"}
+FAULTS = {"after-release": 0x100}
 DUMP_BUFFER = 4 << 20
 
 
@@ -276,3 +279,50 @@ class XenHypervisor:
         return {"topology": "native", "vcpu_affinity": "native", "node_affinity": "native",
                 "node_pages": FEATURE_NAMES[f.node_pages], "claims": FEATURE_NAMES[f.claims],
                 "node_claims": FEATURE_NAMES[f.node_claims]}
+
+    # --- moving memory between nodes ----------------------------------------------------
+    def _check_movable(self, domid: int) -> None:
+        rc = lib.xn_mig_check(self._h, domid)
+        if rc == -errno.EPROTOTYPE:
+            raise HypervisorError(errno.EPROTOTYPE, f"domain {domid} is a PV guest: its memory cannot be moved")
+        _check(rc, f"domain {domid}")
+
+    def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
+        self._check_movable(domid)
+        top = ffi.new("uint64_t *")
+        _check(lib.xn_mig_max_gfn(self._h, domid, top), f"highest gfn of domain {domid}")
+        nr = top[0] + 1
+        classes = ffi.new("uint8_t[]", nr)
+        busy = ffi.new("uint64_t *")
+        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, busy), f"scanning the memory of domain {domid}")
+        return MemoryMap(ffi.buffer(classes, nr)[:], busy[0])
+
+    def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
+                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+        flags = (lib.XN_MIG_ALLOW_FALLBACK if allow_fallback else 0) | (FAULTS[fault] if fault else 0)
+        arr = ffi.new("uint64_t[]", list(gfns))
+        res = ffi.new("struct xn_mig_result *")
+        rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, res)
+        if rc in (-errno.EPROTOTYPE, -errno.ESRCH, -errno.EINVAL) and res.stage == 0:
+            self._check_movable(domid)
+            _check(rc, f"moving memory of domain {domid}")
+        first, count = res.stuck_first, res.stuck_count
+        return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed,
+                           tuple(gfns[first:first + count]) if res.not_freed else (), res.raised_max,
+                           res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error)
+
+    def move_blockers(self, domid: int) -> List[str]:
+        """PCI passthrough, as the toolstacks record it in xenstore (Xen 4.17 does not
+        report a domain's IOMMU use to dom0)."""
+        import subprocess
+
+        found = []
+        for path, what in ((f"/libxl/{domid}/device/pci", "PCI passthrough (libxl)"),
+                           (f"/local/domain/0/backend/pci/{domid}", "PCI passthrough (pciback)")):
+            try:
+                out = subprocess.run(["xenstore-exists", path], capture_output=True, timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if out.returncode == 0:
+                found.append(what)
+        return found

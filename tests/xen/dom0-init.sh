@@ -17,11 +17,12 @@ XENSTORED=$(command -v oxenstored || command -v xenstored || ls /usr/lib/xen-4.1
 "$XENSTORED" --pid-file /run/xenstored.pid 2>/dev/null || "$XENSTORED"
 sleep 1
 xen-init-dom0 || echo "XEN-TEST: xen-init-dom0 failed"
-xenconsoled --pid-file=/run/xenconsoled.pid || echo "XEN-TEST: xenconsoled failed"
+mkdir -p /var/log/xen/console
+xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || echo "XEN-TEST: xenconsoled failed"
 echo "XEN-TEST: dom0 ready: $(xl info | grep -E '^xen_scheduler' | tr -s ' ')"
 cd /opt/xapi-numa
 SUITE=$(sed -n 's/.*xentest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
-PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 1200 python3 -m pytest -p no:cacheprovider -q -rs \
+PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 1200 python3 -m pytest -p no:cacheprovider -q -rs --durations=12 \
     "tests/xen/${SUITE:-dom0}" 2>&1 | sed -u 's/^/XEN-TEST: /'
 echo "XEN-TEST-EXIT: done"
 sync

@@ -176,6 +176,25 @@ def guest_initrd(out: str) -> None:
     pack(tree, out)
 
 
+def memcheck_initrd(debs: str, out: str) -> None:
+    """The PVH page-migration guest: busybox, the grant allocator module and memcheck
+    (static, built here), whose /init keeps checksumming guest memory."""
+    tree = os.path.join(CACHE, "guest-mem-initrd")
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(os.path.join(tree, "bin"))
+    shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
+    for tool in ("sh", "mount", "mkdir", "echo", "insmod"):
+        os.symlink("busybox", os.path.join(tree, "bin", tool))
+    run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(tree, "memcheck"),
+         os.path.join(HERE, "guest", "memcheck.c")])
+    module = glob.glob(os.path.join(debs, "x", "lib", "modules", "*", "kernel", "drivers", "xen", "xen-gntalloc.ko"))
+    if module:
+        shutil.copy(module[0], os.path.join(tree, "xen-gntalloc.ko"))
+    shutil.copy(os.path.join(HERE, "guest", "init.sh"), os.path.join(tree, "init"))
+    os.chmod(os.path.join(tree, "init"), 0o755)
+    pack(tree, out)
+
+
 def pack(tree: str, out: str) -> None:
     files = subprocess.run(["find", "."], cwd=tree, capture_output=True, check=True).stdout
     with open(out, "wb") as f:
@@ -191,7 +210,7 @@ def base_cpio(root: str) -> str:
     return out
 
 
-def project_cpio() -> str:
+def project_cpio(debs: str) -> str:
     """This project (with its built libxenuma) as a small overlay: no image rebuild per change."""
     tree = os.path.join(CACHE, "overlay")
     shutil.rmtree(tree, ignore_errors=True)
@@ -206,6 +225,11 @@ def project_cpio() -> str:
                     ignore=shutil.ignore_patterns("__pycache__"))
     os.makedirs(os.path.join(tree, "opt", "guest"))
     guest_initrd(os.path.join(tree, "opt", "guest", "initrd.cpio"))
+    memcheck_initrd(debs, os.path.join(tree, "opt", "guest", "initrd-mem.cpio"))
+    bindir = os.path.join(dest, "tests", "xen", "bin")
+    os.makedirs(bindir)
+    run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(bindir, "holdpage"),
+         os.path.join(HERE, "holdpage.c"), "-lxenforeignmemory"])
     shutil.copy(os.path.join(HERE, "dom0-init.sh"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
     out = os.path.join(CACHE, "project.cpio")
@@ -239,10 +263,12 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
            "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet xentest={suite}{' poolsched=' + pool if pool else ''},{initrd}"]
     log(f"booting Xen ({scheduler}) under QEMU")
     started = time.monotonic()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    text = proc.stdout.decode("utf-8", "replace")
-    with open(os.path.join(CACHE, f"console-{suite}-{pool or scheduler}.log"), "w") as f:
-        f.write(text)
+    # The console goes to its log as it comes, so a slow run can be watched.
+    path = os.path.join(CACHE, f"console-{suite}-{pool or scheduler}.log")
+    with open(path, "wb") as f:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", "replace")
     return proc.returncode, text, time.monotonic() - started
 
 
@@ -254,6 +280,22 @@ def results(text: str) -> tuple:
             summary = line
     finished = "XEN-TEST-EXIT: done" in text
     return lines, summary, finished
+
+
+def save_bench(text: str, label: str) -> None:
+    """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
+    import json
+
+    runs = []
+    for line in text.splitlines():
+        if "XEN-BENCH: " in line:
+            try:
+                runs.append(dict(json.loads(line.split("XEN-BENCH: ", 1)[1]), label=label))
+            except ValueError:
+                continue
+    if runs:
+        with open(os.path.join(CACHE, "bench-pagemove.json"), "w") as f:
+            json.dump(runs, f, indent=1)
 
 
 def main() -> int:
@@ -274,7 +316,7 @@ def main() -> int:
     xen, kernel = xen_image(debs), vmlinux(debs)
     root = rootfs(debs)
     base = base_cpio(root)
-    overlay = project_cpio()
+    overlay = project_cpio(debs)
     initrd = os.path.join(CACHE, "initrd.cpio")
     with open(initrd, "wb") as out:
         for part in (base, overlay):
@@ -292,6 +334,7 @@ def main() -> int:
         code, text, seconds = (boot(xen, kernel, initrd, "credit2", suite, pool=scheduler) if suite == "daemon"
                                else boot(xen, kernel, initrd, scheduler, suite))
         lines, summary, finished = results(text)
+        save_bench(text, label)
         for line in lines:
             print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary

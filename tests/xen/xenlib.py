@@ -5,6 +5,8 @@ import time
 
 GUEST_KERNEL = "/opt/guest/vmlinux"
 GUEST_INITRD = "/opt/guest/initrd.cpio"
+MEMCHECK_INITRD = "/opt/guest/initrd-mem.cpio"
+CONSOLE_LOGS = "/var/log/xen/console"
 
 
 def xl(*args: str) -> str:
@@ -15,11 +17,13 @@ def xl(*args: str) -> str:
 
 
 def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int = 0, vcpus: int = 2,
-                 **cfg: str) -> int:
-    """xl create a PV guest with the tiny busybox initramfs; returns its domid."""
-    lines = [f'name = "{name}"', 'type = "pv"', f'kernel = "{GUEST_KERNEL}"', f'ramdisk = "{GUEST_INITRD}"',
+                 kind: str = "pv", initrd: str = GUEST_INITRD, **cfg: str) -> int:
+    """xl create a guest (PV, or PVH) with a tiny busybox initramfs; returns its domid."""
+    lines = [f'name = "{name}"', f'type = "{kind}"', f'kernel = "{GUEST_KERNEL}"', f'ramdisk = "{initrd}"',
              'extra = "console=hvc0 rdinit=/init quiet"', f"memory = {memory}", f"vcpus = {vcpus}",
              'on_crash = "destroy"']
+    if kind == "pvh":
+        lines.append('tsc_mode = "native"')
     if maxmem:
         lines.append(f"maxmem = {maxmem}")
     lines += [f'{k} = "{v}"' for k, v in cfg.items()]
@@ -48,3 +52,24 @@ def debug_key_dump() -> dict:
         if m and current is not None:
             result[current][int(m.group(1))] = int(m.group(2))
     return result
+
+
+def console(name: str) -> str:
+    """What the guest has printed on its console so far (xenconsoled's log)."""
+    try:
+        with open(f"{CONSOLE_LOGS}/guest-{name}.log", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def wait_console(name: str, pattern: str, timeout: float = 120.0, after: int = 0) -> re.Match:
+    """Wait until the guest's console (from offset ``after``) matches ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, console(name)[after:])
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"guest {name} never printed /{pattern}/; console tail:\n{console(name)[-1500:]}")
+        time.sleep(0.5)

@@ -14,7 +14,7 @@ import tempfile
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["libxenuma.c", "udump.c"]
+SOURCES = ["libxenuma.c", "udump.c", "pagelayout.c", "pagemove.c"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 XENCTRL_H = os.environ.get("XENCTRL_H", "/usr/include/xenctrl.h")
 
@@ -64,7 +64,7 @@ ffibuilder.set_source(
     '#include "libxenuma.h"',
     include_dirs=[HERE],
     extra_objects=[_archive],
-    libraries=["xenctrl", "xentoollog"],
+    libraries=["xenctrl", "xenforeignmemory", "xentoollog"],
 )
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "libxenuma.h"
 #include "udump.h"
+#include "pagemove_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +19,11 @@ struct xn_handle {
     xc_interface *xch;
     xentoollog_logger_stdiostream *log;
 };
+
+xc_interface *xn_xch(xn_handle *h)
+{
+    return h->xch;
+}
 
 static int neg_errno(void)
 {

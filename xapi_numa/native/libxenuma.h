@@ -97,4 +97,66 @@ int xn_udump_parse(const char *buf, size_t len, uint32_t domid, unsigned int nr_
 
 void xn_features(xn_handle *h, struct xn_features *out);
 
+/* --- Page migration between nodes (PVH/HVM guests; stock Xen 4.17) ---------------------
+ * What a gfn is, for moving (xn_mig_scan fills one byte per gfn):       */
+#define XN_GFN_RAM 0         /* ordinary RAM: may move */
+#define XN_GFN_NOT_RAM 1     /* hole, MMIO, or Xen's own (shared_info, grant frames) */
+#define XN_GFN_MAGIC 2       /* an HVM param's page: xenstore, console, ioreq, rings */
+#define XN_GFN_GRANTED 3     /* granted to another domain (a backend may map or copy into it) */
+#define XN_GFN_VCPU_INFO 4   /* looks like a vcpu_info (or time area) Xen keeps mapped */
+#define XN_GFN_EVTCHN 5      /* looks like a FIFO event-channel control block or event array */
+#define XN_GFN_CHANGED 6     /* changed while the domain was paused (the probe) */
+#define XN_GFN_CLASSES 7
+
+/* Can this domain's memory be moved?  0, -ESRCH (gone or dying),
+ * -EPROTOTYPE (a PV guest: its page tables hold machine frames). */
+int xn_mig_check(xn_handle *h, uint32_t domid);
+int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn);
+/* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 pauses the domain that
+ * long and also marks frames that changed meanwhile.  *busy_grants: granted
+ * frames being read or written by their grantee right now. */
+int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
+                uint64_t *busy_grants);
+/* Pure: what a 4 KiB page looks like (XN_GFN_RAM, _VCPU_INFO or _EVTCHN). */
+int xn_page_layout(const uint8_t *page);
+
+/* Where a batch stopped (xn_mig_result.stage). */
+#define XN_MIG_STAGE_NONE 0
+#define XN_MIG_STAGE_COPY_OUT 1
+#define XN_MIG_STAGE_RELEASE 2
+#define XN_MIG_STAGE_VERIFY 3
+#define XN_MIG_STAGE_POPULATE 4
+#define XN_MIG_STAGE_COPY_BACK 5
+#define XN_MIG_STAGE_UNPAUSE 6
+#define XN_MIG_STAGE_DONE 7
+
+struct xn_mig_result {
+    uint64_t released;     /* gfns whose old frames were given back */
+    uint64_t moved;        /* of those, now backed on the target node */
+    uint64_t fallback;     /* of those, backed elsewhere (target short, or after a failure) */
+    uint64_t lost;         /* of those, left unbacked: must be 0 */
+    uint64_t superpages;   /* 2 MiB extents populated on the target */
+    uint64_t not_freed;    /* frames a release did not free: something still references them */
+    uint64_t stuck_first;  /* index in the batch of the chunk holding them ... */
+    uint64_t stuck_count;  /* ... and its length */
+    uint64_t raised_max;   /* pages added to max_pages to back every gfn again */
+    uint64_t pause_ns;     /* how long the domain was paused */
+    int32_t stage;         /* XN_MIG_STAGE_* reached (DONE on success) */
+    int32_t error;         /* -errno of the failure, 0 */
+};
+
+#define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */
+#define XN_MIG_FAULT_AFTER_RELEASE 0x100 /* tests: fail right after the release, as a populate would */
+
+/*
+ * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
+ * one pause window: copy out, release in chunks of verify_chunk pages
+ * checking each was really freed (stopping at the first that was not),
+ * repopulate (order 9 for whole aligned runs), copy back, unpause.  The
+ * domain is unpaused on every path and signals are held off meanwhile.
+ * Returns 0 or the -errno also left in res->error.
+ */
+int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
+                uint32_t verify_chunk, uint32_t flags, struct xn_mig_result *out);
+
 #endif

@@ -6,13 +6,14 @@ the simulator's own controls: ``init``, ``create``, ``destroy`` and ``run``.
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from ..cpuset import ids_of, mask_of
 from ..errors import InvalidArgument
-from ..hypervisor import DomainInfo, NodeMemory, VcpuInfo
+from ..hypervisor import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from ..topology import Topology
 from ..units import PAGE_SHIFT, bytes_to_pages
+from . import guestmem
 from .model import Host
 from .store import SimStore
 from .toolstack import auto_placement
@@ -41,7 +42,8 @@ class SimHypervisor:
 
     def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,
                soft: Optional[FrozenSet[int]] = None, load: str = "busy", dtype: str = "pv",
-               paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True) -> int:
+               paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True,
+               passthrough: bool = False) -> int:
         """Create a guest as ``xl create`` would (libxl placement when no affinity)."""
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
@@ -50,7 +52,17 @@ class SimHypervisor:
             if hard is None and soft is None and auto_numa:
                 soft_mask = auto_placement(host, vcpus, pages)
             d = host.create_domain(name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid)
+            d.passthrough = passthrough
             return d.domid
+
+    def hold(self, domid: int, gfn: int) -> None:
+        """A backend maps this guest frame (it cannot be freed while held)."""
+        with self.store.transaction() as host:
+            host.domain(domid).held.append(gfn)
+
+    def release_hold(self, domid: int, gfn: int) -> None:
+        with self.store.transaction() as host:
+            guestmem.release_hold(host, host.domain(domid), gfn)
 
     def destroy(self, domid: int) -> None:
         with self.store.transaction() as host:
@@ -133,3 +145,21 @@ class SimHypervisor:
         # claims included (stock Xen 4.17 has host-wide claims only).
         return {"topology": "native", "vcpu_affinity": "native", "node_affinity": "native",
                 "node_pages": "native", "claims": "native", "node_claims": "native"}
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Pacing between page-move batches: simulated pauses are modelled, not
+        waited for, so neither is the pacing."""
+
+    def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
+        with self.store.snapshot() as host:
+            return guestmem.memory_map(host, host.domain(domid), probe_ms)
+
+    def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
+                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+        with self.store.transaction() as host:
+            return guestmem.move(host, host.domain(domid), list(gfns), node, verify_chunk, allow_fallback, fault)
+
+    def move_blockers(self, domid: int) -> List[str]:
+        with self.store.snapshot() as host:
+            return ["PCI passthrough"] if host.domain(domid).passthrough else []

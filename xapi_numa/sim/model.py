@@ -83,6 +83,12 @@ class Domain:
         self.pause_count = 0
         self.load = load
         self.vcpus: List[Vcpu] = []
+        self.passthrough = False
+        # page moves (see guestmem): gfn layout once a move has touched it,
+        # frames a backend holds, old frames not freed yet ([node, pages])
+        self.gfn_runs: Optional[List[List[int]]] = None
+        self.held: List[int] = []
+        self.stale: List[List[int]] = []
 
     @property
     def tot_pages(self) -> int:
@@ -94,7 +100,8 @@ class Domain:
                 "node_claims": {str(k): v for k, v in self.node_claims.items()},
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
-                "vcpus": [v.to_list() for v in self.vcpus]}
+                "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
+                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Domain":
@@ -107,6 +114,10 @@ class Domain:
         d.last_alloc_node = data["last_alloc_node"]
         d.pause_count = data["pause_count"]
         d.vcpus = [Vcpu.from_list(d, v) for v in data["vcpus"]]
+        d.passthrough = data.get("passthrough", False)
+        d.gfn_runs = data.get("gfn_runs")
+        d.held = list(data.get("held", []))
+        d.stale = [list(x) for x in data.get("stale", [])]
         return d
 
 

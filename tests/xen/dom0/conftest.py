@@ -7,7 +7,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xenlib import create_guest, debug_key_dump, xl  # noqa: E402,F401
+from xenlib import console, create_guest, debug_key_dump, wait_console, xl  # noqa: E402,F401
 
 @pytest.fixture
 def guests():

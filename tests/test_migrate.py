@@ -1,0 +1,281 @@
+"""Moving a guest's memory between nodes: the pure planning, the simulator's
+model of the primitive, the orchestration with its journal, and its faults."""
+import json
+import os
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xapi_numa import migrate, pagemove
+from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
+from xapi_numa.hypervisor import MemoryMap
+from xapi_numa.ledger import Ledger
+from xapi_numa.sim.backend import SimHypervisor
+from xapi_numa.sim import guestmem
+from xapi_numa.topology import Topology
+
+M = 1 << 20
+
+
+# --- pure planning ---------------------------------------------------------------------------
+def test_batches_keep_whole_superpage_runs_together():
+    gfns = list(range(100, 3000))
+    batches = pagemove.plan_batches(gfns, 512)
+    assert [len(b) for b in batches][:2] == [412, 512]  # first window ends at gfn 512
+    assert all(b[0] // 512 == b[-1] // 512 for b in batches)
+    assert sum(pagemove.whole_runs(b) for b in batches) == 4  # 512.., 1024.., 1536.., 2048..
+    assert [g for b in batches for g in b] == gfns
+
+
+def test_max_pages_and_small_batches():
+    gfns = [g for g in range(5000) if g % 7]
+    batches = pagemove.plan_batches(gfns, 64, max_pages=1000)
+    assert [g for b in batches for g in b] == gfns[:1000]
+    assert all(len(b) <= 64 and b[0] // 64 == b[-1] // 64 for b in batches)
+    assert pagemove.whole_runs(list(range(512, 1024))) == 1 and pagemove.whole_runs(list(range(1, 600))) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 1 << 20), unique=True, max_size=3000), st.integers(1, 4096),
+       st.one_of(st.none(), st.integers(1, 4000)))
+def test_plan_property(gfns, batch, max_pages):
+    gfns.sort()
+    batches = pagemove.plan_batches(gfns, batch, max_pages)
+    window = pagemove.window_for(batch)
+    assert [g for b in batches for g in b] == gfns[:max_pages]
+    for b in batches:
+        assert 0 < len(b) <= batch and b[0] // window == b[-1] // window
+
+
+def test_memory_map_helpers():
+    classes = bytes([0, 0, 2, 0, 3, 3, 1, 4, 0])
+    memory = MemoryMap(classes)
+    assert pagemove.movable_gfns(memory) == [0, 1, 3, 8]
+    assert pagemove.skipped_counts(memory) == {"magic": 1, "granted": 2, "vcpu-info": 1}
+    assert pagemove.ranges([1, 2, 3, 7, 9, 10]) == "0x1-0x3,0x7,0x9-0xa"
+
+
+def test_pacing_and_the_hardware_model():
+    assert pagemove.pacing_gap(0.01, 512, None) == 0.01          # at most a 50% duty cycle
+    assert pagemove.pacing_gap(0.001, 512, 1 * M) == pytest.approx(2.0 - 0.001)
+    pause = pagemove.estimated_pause(512, 1)
+    assert pause <= 0.010 and 512 * 4096 / pause >= 1 << 30     # the target the README states
+    assert pagemove.estimated_pause(512, 0) > pause              # order 0 costs more than order 9
+
+
+def test_gfn_runs_paint_and_derive():
+    runs = guestmem.derive_runs([1024, 600])
+    assert runs == [[0, 512, 0], [512, 512, 1], [1024, 512, 0], [1536, 88, 1]]
+    runs = guestmem.paint(runs, 100, 700, 1)
+    assert runs == [[0, 100, 0], [100, 924, 1], [1024, 512, 0], [1536, 88, 1]]
+    assert guestmem.node_of(runs, 99) == 0 and guestmem.node_of(runs, 1600) == 1
+
+
+# --- the simulator and the orchestration ---------------------------------------------------------
+@pytest.fixture
+def sim(tmp_path):
+    return SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 4, 2 << 30), "credit2", 1,
+                              dom0_vcpus=1, dom0_memory=128 << 20)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return Ledger(str(tmp_path / "ledger.db"))
+
+
+def _vm(sim, name="vm", memory=256 * M, load="busy", **kw):
+    return sim.create(name, 2, memory, soft=frozenset({0, 1, 2, 3}), dtype="pvh", load=load, **kw)
+
+
+def _invariants(sim):
+    with sim.store.snapshot() as host:
+        host.check_invariants()
+        for d in host.domains.values():
+            if d.gfn_runs is not None:
+                per_node = [0] * len(host.free)
+                for _, count, node in d.gfn_runs:
+                    per_node[node] += count
+                for node, count in d.stale:
+                    per_node[node] += count
+                assert per_node == d.node_pages
+
+
+def test_full_move_follows_memory_and_conserves_pages(sim, ledger):
+    domid = _vm(sim)
+    total = sum(sim.node_pages(domid).values())
+    plan = migrate.prepare(sim, "vm", 1)
+    assert plan.skipped == {"magic": 4, "granted": 32, "vcpu-info": 2, "evtchn": 3}  # 2 control blocks, 1 array
+    report = migrate.run(sim, ledger, plan)
+    assert report["state"] == "done" and report["moved_pages"] == plan.pages == total - 41
+    assert report["superpages"] == plan.superpage_runs > 0
+    assert sim.node_pages(domid) == {0: 41, 1: total - 41}
+    assert sim.node_affinity(domid) == {1} and all(v.soft == {4, 5, 6, 7} for v in sim.vcpus(domid))
+    assert not next(d for d in sim.domains() if d.domid == domid).paused
+    _invariants(sim)
+    assert migrate.Journal(ledger).status(plan.domain.uuid)["state"] == "done"
+
+
+def test_partial_move_and_back(sim, ledger):
+    domid = _vm(sim)
+    migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1, max_bytes=32 * M))
+    assert sim.node_pages(domid)[1] == 8192
+    migrate.run(sim, ledger, migrate.prepare(sim, "vm", 0))
+    assert sim.node_pages(domid)[1] == 0
+    _invariants(sim)
+
+
+def test_refusals_change_nothing(sim, ledger):
+    sim.create("pv", 1, 64 * M)
+    _vm(sim, "passthrough", passthrough=True)
+    _vm(sim)
+    before = open(sim.path).read()
+    for vm, to, err in [("pv", 1, NotMovable), ("passthrough", 1, NotMovable), ("vm", 2, InvalidArgument),
+                        ("Domain-0", 1, NotMovable)]:
+        with pytest.raises(err):
+            migrate.prepare(sim, vm, to)
+    with pytest.raises(InvalidArgument) as info:
+        migrate.prepare(sim, "vm", 1, batch=0)
+    assert info.value.field == "batch" and "1..8192" in info.value.message
+    with pytest.raises(InvalidArgument):
+        migrate.parse_node("2,3")
+    assert migrate.parse_node("node:1") == 1
+    assert open(sim.path).read() == before
+
+
+def test_no_room_on_the_target(sim, ledger):
+    sim.create("filler", 1, 1800 * M, soft=frozenset({4}), load="idle")
+    domid = _vm(sim)
+    before = sim.node_pages(domid)
+    with pytest.raises(NoCapacity):
+        migrate.prepare(sim, "vm", 1)
+    assert sim.node_pages(domid) == before
+    report = migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1, allow_fallback=True), allow_fallback=True)
+    assert report["state"] == "done" and report["fallback_pages"] > 0
+    _invariants(sim)
+
+
+def test_already_being_moved_is_refused(sim, ledger):
+    _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        migrate.Journal(ledger).begin(plan.domain, 1, {}, pid=other.pid)
+        with pytest.raises(NotMovable) as info:
+            migrate.run(sim, ledger, plan)
+        assert "already being moved" in info.value.message
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_fault_mid_batch_puts_everything_back(sim, ledger):
+    domid = _vm(sim)
+    total = sum(sim.node_pages(domid).values())
+    with pytest.raises(MoveStopped) as info:
+        migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1), fault="after-release", fault_batch=3)
+    report = json.loads(info.value.params[2])
+    assert report["state"] == "failed" and report["batches"] == 4 and "populate" in report["error"]
+    assert sum(sim.node_pages(domid).values()) == total               # nothing lost
+    assert not next(d for d in sim.domains() if d.domid == domid).paused
+    assert migrate.Journal(ledger).status(report["uuid"])["inflight"] is False
+    _invariants(sim)
+
+
+def test_frame_still_referenced_stops_before_the_next_batch(sim, ledger):
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    held = plan.batches[5][200]
+    sim.hold(domid, held)
+    with pytest.raises(MoveStopped) as info:
+        migrate.run(sim, ledger, plan)
+    report = json.loads(info.value.params[2])
+    assert report["batches"] == 6 and "not freed" in report["error"]
+    lo, hi = (int(x, 16) for x in report["stuck_gfns"].split("-"))
+    assert lo <= held <= hi and hi - lo + 1 == pagemove.DEFAULT_VERIFY_CHUNK
+    moved_before = sum(len(b) for b in plan.batches[:5])
+    # batches 0-4 and batch 5 up to the stuck chunk moved; nothing after
+    assert sim.node_pages(domid)[1] == moved_before + (hi - plan.batches[5][0] + 1)
+    sim.release_hold(domid, held)
+    _invariants(sim)
+
+
+def test_probe_finds_nothing_more_on_a_linux_like_guest(sim, ledger):
+    _vm(sim, load="idle")
+    assert migrate.prepare(sim, "vm", 1, probe_ms=2000).skipped == migrate.prepare(sim, "vm", 1).skipped
+    with pytest.raises(InvalidArgument):
+        migrate.prepare(sim, "vm", 1, probe_ms=-1)
+
+
+def test_interrupted_between_batches(sim, ledger):
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+
+    def stop_after_two(tally):
+        if tally.batches == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(MoveStopped):
+        migrate.run(sim, ledger, plan, progress=stop_after_two)
+    row = migrate.Journal(ledger).status(plan.domain.uuid)
+    assert row["state"] == "stopped" and row["report"]["batches"] == 2
+    assert sim.node_pages(domid)[1] == sum(len(b) for b in plan.batches[:2])
+
+
+def test_a_dead_mover_is_recovered(sim, ledger):
+    """Killed between pause and unpause: the next run unpauses the domain."""
+    domid = _vm(sim)
+    d = next(x for x in sim.domains() if x.domid == domid)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    journal = migrate.Journal(ledger)
+    journal.begin(d, 1, {"vm": "vm"}, pid=dead.pid)
+    journal.inflight(d.uuid, True)
+    sim.pause(domid)  # where the dead mover left it
+    notes = migrate.recover(sim, journal)
+    assert any("unpaused" in n for n in notes)
+    assert not next(x for x in sim.domains() if x.domid == domid).paused
+    assert journal.status(d.uuid)["state"] == "interrupted"
+    assert migrate.recover(sim, journal) == []  # once only
+
+
+def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
+    _vm(sim)
+    env = dict(os.environ, XAPI_NUMA_BACKEND=f"sim:{sim.path}", XAPI_NUMA_LEDGER=str(tmp_path / "l.db"))
+    cli = ["python", "-m", "xapi_numa.cli", "migrate", "vm"]
+    before = open(sim.path).read()
+    out = subprocess.run(cli + ["--to", "node:1", "--dry-run"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "skip set:" in out.stdout and "vcpu-info" in out.stdout
+    assert open(sim.path).read() == before
+    for flags, field in [(["--to", "x"], "--to"), (["--to", "1", "--rate", "-3"], "--rate"),
+                         (["--to", "1", "--max", "lots"], "--max"), (["--to", "1", "--verify-chunk", "0"],
+                                                                     "--verify-chunk")]:
+        out = subprocess.run(cli + flags, capture_output=True, text=True, env=env)
+        assert out.returncode == 2 and out.stderr.startswith(f"xapi-numa: error: {field}:"), out.stderr
+        assert "allowed" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(cli + ["--to", "1", "--json"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and json.loads(out.stdout)["state"] == "done"
+    out = subprocess.run(["python", "-m", "xapi_numa.cli", "migrations", "--json"], capture_output=True,
+                         text=True, env=env)
+    assert json.loads(out.stdout)["migrations"][0]["state"] == "done"
+
+
+def test_the_daemon_recovers_a_dead_mover_and_leaves_moving_vms_alone(sim, ledger):
+    from xapi_numa.daemon import Daemon
+
+    domid = _vm(sim)
+    d = next(x for x in sim.domains() if x.domid == domid)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    journal = migrate.Journal(ledger)
+    journal.begin(d, 1, {"vm": "vm"}, pid=dead.pid)
+    journal.inflight(d.uuid, True)
+    sim.pause(domid)
+    from xapi_numa import snapshot
+
+    daemon = Daemon(sim, ledger, lambda: 0.0, "credit2")
+    assert domid in daemon.excluded(snapshot.take(sim, 0.0))
+    daemon.cycle()
+    assert not next(x for x in sim.domains() if x.domid == domid).paused
+    assert journal.status(d.uuid)["state"] == "interrupted"
