@@ -223,21 +223,33 @@ def test_interrupted_between_batches(sim, ledger):
     assert sim.node_pages(domid)[1] == sum(len(b) for b in plan.batches[:2])
 
 
-def test_a_dead_mover_is_recovered(sim, ledger):
-    """Killed between pause and unpause: the next run unpauses the domain."""
-    domid = _vm(sim)
-    d = next(x for x in sim.domains() if x.domid == domid)
+def _die_mid_batch(sim, ledger, vm="vm"):
+    """A mover killed inside a batch's pause window: gfns released, guest paused."""
+    plan = migrate.prepare(sim, vm, 1)
+    result = sim.move_pages(plan.domain.domid, plan.batches[1], 1, fault="die-after-release")
+    assert result.stage == "died" and result.released == len(plan.batches[1])
     dead = subprocess.Popen(["true"])
     dead.wait()
+    migrate.Journal(ledger).begin(plan.domain, 1, {"vm": vm}, pid=dead.pid)
+    return plan
+
+
+def test_a_dead_mover_is_recovered(sim, ledger):
+    """Killed between pause and unpause: the next run puts the batch back and unpauses."""
+    domid = _vm(sim)
+    total = sum(sim.node_pages(domid).values())
+    plan = _die_mid_batch(sim, ledger)
+    assert next(x for x in sim.domains() if x.domid == domid).paused
+    assert sum(sim.node_pages(domid).values()) == total - len(plan.batches[1])  # released, not backed
     journal = migrate.Journal(ledger)
-    journal.begin(d, 1, {"vm": "vm"}, pid=dead.pid)
-    journal.inflight(d.uuid, True)
-    sim.pause(domid)  # where the dead mover left it
     notes = migrate.recover(sim, journal)
     assert any("unpaused" in n for n in notes)
     assert not next(x for x in sim.domains() if x.domid == domid).paused
-    assert journal.status(d.uuid)["state"] == "interrupted"
+    assert sum(sim.node_pages(domid).values()) == total
+    assert journal.status(plan.domain.uuid)["state"] == "interrupted"
     assert migrate.recover(sim, journal) == []  # once only
+    _invariants(sim)
+    assert migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1))["state"] == "done"  # and it can go on
 
 
 def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
@@ -262,20 +274,14 @@ def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
 
 
 def test_the_daemon_recovers_a_dead_mover_and_leaves_moving_vms_alone(sim, ledger):
+    from xapi_numa import snapshot
     from xapi_numa.daemon import Daemon
 
     domid = _vm(sim)
-    d = next(x for x in sim.domains() if x.domid == domid)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    journal = migrate.Journal(ledger)
-    journal.begin(d, 1, {"vm": "vm"}, pid=dead.pid)
-    journal.inflight(d.uuid, True)
-    sim.pause(domid)
-    from xapi_numa import snapshot
-
+    plan = _die_mid_batch(sim, ledger)
     daemon = Daemon(sim, ledger, lambda: 0.0, "credit2")
     assert domid in daemon.excluded(snapshot.take(sim, 0.0))
     daemon.cycle()
     assert not next(x for x in sim.domains() if x.domid == domid).paused
-    assert journal.status(d.uuid)["state"] == "interrupted"
+    assert migrate.Journal(ledger).status(plan.domain.uuid)["state"] == "interrupted"
+    _invariants(sim)

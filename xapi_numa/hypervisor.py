@@ -143,6 +143,10 @@ class Hypervisor(Protocol):
     def move_blockers(self, domid: int) -> List[str]:
         """Why this domain's memory must not be moved (PCI passthrough ...), if anything."""
 
+    def recover_move(self, domid: int) -> Optional[str]:
+        """Finish a batch whose mover died inside its pause window (restore, unpause);
+        what was done, or None if nothing was left."""
+
 
 def backend_spec(explicit: Optional[str] = None) -> str:
     """Which backend to use: the flag, else $XAPI_NUMA_BACKEND, else ``xen``."""

@@ -124,22 +124,23 @@ def _alive(pid: int) -> bool:
 
 
 def recover(hv: Hypervisor, journal: Journal) -> List[str]:
-    """Finish what a dead mover left: unpause a domain it left mid-batch; mark the
-    move interrupted.  Returns what was done, for logs."""
+    """Finish what a dead mover left: the backend puts back a batch it left inside
+    its pause window (from the batch record) and unpauses the domain; the move
+    is marked interrupted.  Returns what was done, for logs."""
     done = []
     for row in journal.rows():
         if row["state"] != RUNNING or _alive(row["pid"]):
             continue
         report = dict(row["report"], error=f"process {row['pid']} died during the move")
-        if row["inflight"]:
-            domain = next((d for d in hv.domains() if d.uuid == row["uuid"]), None)
-            if domain is not None and domain.paused:
-                try:
-                    hv.unpause(domain.domid)
-                    done.append(f"unpaused domain {domain.domid} ({domain.name}), left paused mid-batch "
-                                f"by process {row['pid']}")
-                except NumaError as err:
-                    done.append(f"could not unpause domain {domain.domid}: {err.message}")
+        domain = next((d for d in hv.domains() if d.uuid == row["uuid"]), None)
+        if domain is not None:
+            try:
+                note = hv.recover_move(domain.domid)
+            except NumaError as err:
+                done.append(f"could not recover domain {domain.domid} ({domain.name}): {err.message}")
+                continue  # the row stays: retried by the next caller
+            if note:
+                done.append(note)
         journal.finish(row["uuid"], INTERRUPTED, report)
         done.append(f"move of {row['uuid']} by process {row['pid']} marked interrupted")
     return done

@@ -13,6 +13,7 @@ of every domain under a lock, so captures are rate-limited: one per
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 import uuid as uuidlib
@@ -35,7 +36,8 @@ SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause",
           7: "done"}
-FAULTS = {"after-release": 0x100}
+FAULTS = {"after-release": 0x100, "die-after-release": 0x200}
+RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
 DUMP_BUFFER = 4 << 20
 
 
@@ -76,6 +78,7 @@ class XenHypervisor:
         self._dump_text: Optional[bytes] = None
         self._dump_time = 0.0
         self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
+        self.last_scan: Dict[str, float] = {}  # phases of the last memory_map, for reports
 
     # --- host -------------------------------------------------------------------------
     def physinfo(self):
@@ -293,16 +296,19 @@ class XenHypervisor:
         _check(lib.xn_mig_max_gfn(self._h, domid, top), f"highest gfn of domain {domid}")
         nr = top[0] + 1
         classes = ffi.new("uint8_t[]", nr)
-        busy = ffi.new("uint64_t *")
-        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, busy), f"scanning the memory of domain {domid}")
-        return MemoryMap(ffi.buffer(classes, nr)[:], busy[0])
+        stats = ffi.new("struct xn_mig_scan_stats *")
+        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, stats), f"scanning the memory of domain {domid}")
+        self.last_scan = {"typed": stats.typed, "types_s": stats.types_ns / 1e9, "grants_s": stats.grants_ns / 1e9,
+                          "layouts_s": stats.layouts_ns / 1e9}
+        return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants)
 
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
                    allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
         flags = (lib.XN_MIG_ALLOW_FALLBACK if allow_fallback else 0) | (FAULTS[fault] if fault else 0)
         arr = ffi.new("uint64_t[]", list(gfns))
         res = ffi.new("struct xn_mig_result *")
-        rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, res)
+        record = self._record_path(domid).encode()
+        rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
         if rc in (-errno.EPROTOTYPE, -errno.ESRCH, -errno.EINVAL) and res.stage == 0:
             self._check_movable(domid)
             _check(rc, f"moving memory of domain {domid}")
@@ -310,6 +316,24 @@ class XenHypervisor:
         return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed,
                            tuple(gfns[first:first + count]) if res.not_freed else (), res.raised_max,
                            res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error)
+
+    @staticmethod
+    def _record_path(domid: int) -> str:
+        directory = os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, f"move-{domid}.batch")
+
+    def recover_move(self, domid: int) -> Optional[str]:
+        path = self._record_path(domid)
+        if not os.path.exists(path):
+            return None
+        res = ffi.new("struct xn_mig_result *")
+        rc = lib.xn_mig_recover(self._h, path.encode(), res)
+        _check(rc, f"recovering an interrupted page move of domain {domid} (record kept at {path})")
+        if rc == 0:
+            return None
+        return (f"domain {domid}: finished a page-move batch its mover left paused "
+                f"({res.fallback} released pages backed again, contents restored) and unpaused it")
 
     def move_blockers(self, domid: int) -> List[str]:
         """PCI passthrough, as the toolstacks record it in xenstore (Xen 4.17 does not

@@ -21,8 +21,10 @@ mkdir -p /var/log/xen/console
 xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || echo "XEN-TEST: xenconsoled failed"
 echo "XEN-TEST: dom0 ready: $(xl info | grep -E '^xen_scheduler' | tr -s ' ')"
 cd /opt/xapi-numa
+# a crash in native code shows the Python stack that led to it (children inherit it)
+export PYTHONFAULTHANDLER=1
 SUITE=$(sed -n 's/.*xentest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
-PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 1200 python3 -m pytest -p no:cacheprovider -q -rs --durations=12 \
+PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 1200 python3 -m pytest -p no:cacheprovider -q -rsP --durations=12 \
     "tests/xen/${SUITE:-dom0}" 2>&1 | sed -u 's/^/XEN-TEST: /'
 echo "XEN-TEST-EXIT: done"
 sync

@@ -30,7 +30,7 @@ MIRROR = os.environ.get("XEN_TEST_MIRROR", "http://deb.debian.org/debian")
 DOM0_PACKAGES = ["xen-utils-4.17", "xenstore-utils", "python3", "python3-attr", "python3-cffi-backend",
                  "python3-pytest", "kmod", "procps"]
 XEN_MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"]
-BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "900"))
+BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "1500"))
 
 
 def log(msg: str) -> None:
@@ -177,16 +177,17 @@ def guest_initrd(out: str) -> None:
 
 
 def memcheck_initrd(debs: str, out: str) -> None:
-    """The PVH page-migration guest: busybox, the grant allocator module and memcheck
-    (static, built here), whose /init keeps checksumming guest memory."""
+    """The guests that run programs: busybox, the grant allocator module, memcheck and
+    spin (static, built here); /init picks one (see guest/init.sh)."""
     tree = os.path.join(CACHE, "guest-mem-initrd")
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(os.path.join(tree, "bin"))
     shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
     for tool in ("sh", "mount", "mkdir", "echo", "insmod"):
         os.symlink("busybox", os.path.join(tree, "bin", tool))
-    run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(tree, "memcheck"),
-         os.path.join(HERE, "guest", "memcheck.c")])
+    for program in ("memcheck", "spin"):
+        run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(tree, program),
+             os.path.join(HERE, "guest", f"{program}.c")])
     module = glob.glob(os.path.join(debs, "x", "lib", "modules", "*", "kernel", "drivers", "xen", "xen-gntalloc.ko"))
     if module:
         shutil.copy(module[0], os.path.join(tree, "xen-gntalloc.ko"))

@@ -17,10 +17,10 @@ def xl(*args: str) -> str:
 
 
 def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int = 0, vcpus: int = 2,
-                 kind: str = "pv", initrd: str = GUEST_INITRD, **cfg: str) -> int:
+                 kind: str = "pv", initrd: str = GUEST_INITRD, extra: str = "", **cfg: str) -> int:
     """xl create a guest (PV, or PVH) with a tiny busybox initramfs; returns its domid."""
     lines = [f'name = "{name}"', f'type = "{kind}"', f'kernel = "{GUEST_KERNEL}"', f'ramdisk = "{initrd}"',
-             'extra = "console=hvc0 rdinit=/init quiet"', f"memory = {memory}", f"vcpus = {vcpus}",
+             f'extra = "console=hvc0 rdinit=/init quiet {extra}"', f"memory = {memory}", f"vcpus = {vcpus}",
              'on_crash = "destroy"']
     if kind == "pvh":
         lines.append('tsc_mode = "native"')

@@ -112,11 +112,15 @@ void xn_features(xn_handle *h, struct xn_features *out);
  * -EPROTOTYPE (a PV guest: its page tables hold machine frames). */
 int xn_mig_check(xn_handle *h, uint32_t domid);
 int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn);
+struct xn_mig_scan_stats {
+    uint64_t typed;        /* gfns whose type was asked (the scan stops after the last RAM) */
+    uint64_t busy_grants;  /* granted frames their grantee reads or writes right now */
+    uint64_t types_ns, grants_ns, layouts_ns;  /* time in each phase */
+};
 /* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 pauses the domain that
- * long and also marks frames that changed meanwhile.  *busy_grants: granted
- * frames being read or written by their grantee right now. */
+ * long and also marks frames that changed meanwhile. */
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
-                uint64_t *busy_grants);
+                struct xn_mig_scan_stats *stats);
 /* Pure: what a 4 KiB page looks like (XN_GFN_RAM, _VCPU_INFO or _EVTCHN). */
 int xn_page_layout(const uint8_t *page);
 
@@ -147,6 +151,7 @@ struct xn_mig_result {
 
 #define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */
 #define XN_MIG_FAULT_AFTER_RELEASE 0x100 /* tests: fail right after the release, as a populate would */
+#define XN_MIG_FAULT_DIE_AFTER_RELEASE 0x200 /* tests: the process exits there (needs a record) */
 
 /*
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
@@ -154,9 +159,16 @@ struct xn_mig_result {
  * checking each was really freed (stopping at the first that was not),
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  The
  * domain is unpaused on every path and signals are held off meanwhile.
+ * record_path (or NULL): a file on tmpfs that holds the saved contents and
+ * how far the batch got, removed when it is over; if the process dies inside
+ * the window, xn_mig_recover puts the guest back together from it.
  * Returns 0 or the -errno also left in res->error.
  */
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
-                uint32_t verify_chunk, uint32_t flags, struct xn_mig_result *out);
+                uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *out);
+/* After a mover died: back released gfns (any node), copy the saved contents
+ * back, unpause.  1: unpaused; 0: nothing to do; -errno (the record is kept
+ * if it still holds data the guest needs). */
+int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *out);
 
 #endif

@@ -12,11 +12,14 @@
 #include "pagemove_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
@@ -88,40 +91,30 @@ static const uint32_t magic_params[] = {
 /*
  * Ordinary RAM (NOTAB) is movable; holes, MMIO and Xen-owned frames
  * (shared_info, grant frames: XTAB) are not.  A translated guest's gfn space
- * is mostly hole (a PVH guest's magic pages sit just below 4 GiB), so the
- * scan stops once it has seen as many RAM frames as the domain has pages,
- * counting the magic pages still ahead: beyond that nothing can be RAM.  (If
- * the count moves meanwhile, or a magic page is not populated, stopping
- * early only ever leaves RAM unmoved, never the reverse.)
+ * is mostly hole (a PVH guest's magic and special pages sit just below
+ * 4 GiB), so the scan stops once it has seen all the domain's pages but
+ * SPECIAL_SLACK: what lies beyond is holes and the toolstack's special pages
+ * (never moved anyway), or at worst a few RAM frames left unmoved -- never
+ * the reverse, whatever the page count does meanwhile.
  */
-static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls)
+#define SPECIAL_SLACK 64
+
+static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *typed)
 {
     xen_pfn_t arr[TYPE_BATCH];
-    uint64_t first, ram = 0, magic[NR_MAGIC_PARAMS], value, tot;
-    unsigned int i, n, nmagic = 0;
+    uint64_t first, ram = 0;
+    unsigned int i, n;
     xc_domaininfo_t info;
     int rc = domain_info(xch, domid, &info);
 
     if (rc)
         return rc;
-    tot = info.tot_pages;
-    for (i = 0; i < NR_MAGIC_PARAMS; i++)
-        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value && value < nr)
-            magic[nmagic++] = value;
     memset(cls, XN_GFN_NOT_RAM, nr);
     for (first = 0; first < nr; first += n) {
-        uint64_t ahead = 0;
         n = (unsigned int)(nr - first < TYPE_BATCH ? nr - first : TYPE_BATCH);
-        for (i = 0; i < nmagic; i++)
-            ahead += magic[i] >= first;
-        if (ram + ahead >= tot && ram > 0) {
-            /* the magic pages ahead are all that is left: mark them as RAM
-             * for classify_magic to claim */
-            for (i = 0; i < nmagic; i++)
-                if (magic[i] >= first)
-                    cls[magic[i]] = XN_GFN_RAM;
+        if (ram > 0 && ram + SPECIAL_SLACK >= info.tot_pages)
             break;
-        }
+        *typed += n;
         for (i = 0; i < n; i++)
             arr[i] = first + i;
         if (xc_get_pfn_type_batch(xch, domid, n, arr))
@@ -141,14 +134,19 @@ static void mark(uint8_t *cls, uint64_t nr, uint64_t gfn, uint8_t what)
         cls[gfn] = what;
 }
 
-/* The HVM params that name frames Xen or the toolstack's daemons map. */
-static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls)
+/* The HVM params that name frames Xen or the toolstack's daemons map.  Those
+ * past the typed range (the special pages below 4 GiB) are populated frames
+ * the type scan did not reach: they are named as what they are. */
+static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t typed)
 {
     uint64_t value, base = 0, count = 0, i;
 
     for (i = 0; i < NR_MAGIC_PARAMS; i++)
-        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value)
+        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value && value < nr) {
+            if (value >= typed)
+                cls[value] = XN_GFN_MAGIC;
             mark(cls, nr, value, XN_GFN_MAGIC);
+        }
     if (xc_hvm_param_get(xch, domid, HVM_PARAM_IOREQ_SERVER_PFN, &base) == 0 &&
         xc_hvm_param_get(xch, domid, HVM_PARAM_NR_IOREQ_SERVER_PAGES, &count) == 0 && base)
         for (i = 0; i < count && i < 256; i++)
@@ -252,6 +250,23 @@ static int visit_ram(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cl
     return 0;
 }
 
+/*
+ * Hold off every asynchronous signal for a pause window.  Faults stay
+ * deliverable: a blocked SIGSEGV or SIGBUS would kill the process silently
+ * instead of letting its handler report (the batch record covers the death).
+ */
+static void hold_signals(sigset_t *old)
+{
+    sigset_t set;
+
+    sigfillset(&set);
+    sigdelset(&set, SIGSEGV);
+    sigdelset(&set, SIGBUS);
+    sigdelset(&set, SIGFPE);
+    sigdelset(&set, SIGILL);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
 static void sleep_ms(unsigned int ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -264,7 +279,7 @@ static void sleep_ms(unsigned int ms)
 static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, unsigned int probe_ms)
 {
     uint64_t *before = calloc(nr, sizeof(*before)), *after = calloc(nr, sizeof(*after)), gfn;
-    sigset_t all, old;
+    sigset_t old;
     int rc;
 
     if (!before || !after) {
@@ -272,8 +287,7 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
         free(after);
         return -ENOMEM;
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    hold_signals(&old);
     rc = xc_domain_pause(xch, domid) ? neg_errno() : 0;
     if (rc == 0) {
         rc = visit_ram(xch, domid, nr, cls, before, 0);
@@ -293,22 +307,27 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
 }
 
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
-                uint64_t *busy_grants)
+                struct xn_mig_scan_stats *stats)
 {
     xc_interface *xch = xn_xch(h);
     int rc = xn_mig_check(h, domid);
+    uint64_t t0 = now_ns(), t1, t2;
 
-    *busy_grants = 0;
+    memset(stats, 0, sizeof(*stats));
     if (rc)
         return rc;
-    if ((rc = classify_types(xch, domid, nr, cls)))
+    if ((rc = classify_types(xch, domid, nr, cls, &stats->typed)))
         return rc;
-    classify_magic(xch, domid, nr, cls);
-    if ((rc = classify_grants(xch, domid, nr, cls, busy_grants)))
+    classify_magic(xch, domid, nr, cls, stats->typed);
+    t1 = now_ns();
+    if ((rc = classify_grants(xch, domid, nr, cls, &stats->busy_grants)))
         return rc;
-    if (probe_ms)
-        return probe_changes(xch, domid, nr, cls, probe_ms);
-    return visit_ram(xch, domid, nr, cls, NULL, 1);
+    t2 = now_ns();
+    rc = probe_ms ? probe_changes(xch, domid, nr, cls, probe_ms) : visit_ram(xch, domid, nr, cls, NULL, 1);
+    stats->types_ns = t1 - t0;
+    stats->grants_ns = t2 - t1;
+    stats->layouts_ns = now_ns() - t2;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -336,38 +355,42 @@ static int tot_pages(struct batch *b, uint64_t *out)
     return rc;
 }
 
-static int copy_pages(struct batch *b, uint32_t count, int to_guest)
+/* Map gfns[0..count) of the batch; every page must map. */
+static int map_pages(struct batch *b, uint32_t count, int prot, uint8_t **out)
 {
     int *errs = calloc(count ? count : 1, sizeof(int));
-    uint8_t *map;
     uint32_t i;
+    int rc = 0;
 
     if (!errs)
         return -ENOMEM;
     for (i = 0; i < count; i++)
         b->scratch[i] = b->gfns[i];
-    map = xenforeignmemory_map(b->fmem, b->domid, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, count,
-                               b->scratch, errs);
-    if (!map) {
-        int rc = neg_errno();
-        free(errs);
+    *out = xenforeignmemory_map(b->fmem, b->domid, prot, count, b->scratch, errs);
+    if (!*out)
+        rc = neg_errno();
+    for (i = 0; rc == 0 && i < count; i++)
+        if (errs[i])
+            rc = errs[i] < 0 ? errs[i] : -errs[i];
+    if (rc && *out)
+        xenforeignmemory_unmap(b->fmem, *out, count);
+    free(errs);
+    return rc;
+}
+
+/* Copy between the guest and the batch's buffer through a fresh mapping. */
+static int copy_pages(struct batch *b, uint32_t count, int to_guest)
+{
+    uint8_t *map;
+    int rc = map_pages(b, count, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, &map);
+
+    if (rc)
         return rc;
-    }
-    for (i = 0; i < count; i++)
-        if (errs[i]) {
-            int rc = errs[i] < 0 ? errs[i] : -errs[i];
-            xenforeignmemory_unmap(b->fmem, map, count);
-            free(errs);
-            return rc;
-        }
     if (to_guest)
         memcpy(map, b->copy, (size_t)count * XN_PAGE_SIZE);
     else
         memcpy(b->copy, map, (size_t)count * XN_PAGE_SIZE);
-    /* Unmap before anything is released: dom0's own mapping would keep
-     * the old frame alive. */
     xenforeignmemory_unmap(b->fmem, map, count);
-    free(errs);
     return 0;
 }
 
@@ -481,11 +504,71 @@ static uint32_t repopulate(struct batch *b, uint32_t released, uint32_t node, in
     return left;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * The batch record: the copy buffer lives in a shared mapping of a file on
+ * tmpfs, behind a header saying how far the batch got.  A mover killed inside
+ * the pause window leaves the file behind, and with it everything needed to
+ * put the guest back together: xn_mig_recover.
+ */
+#define RECORD_MAGIC 0x21424d554e45584eull /* "NXENUMB!" */
+#define REC_NONE 0      /* not paused yet */
+#define REC_PAUSED 1    /* paused; nothing released */
+#define REC_COPIED 2    /* contents saved in the record; gfns may be released */
+#define REC_RESTORED 3  /* every gfn backed again, contents back: only the unpause is left */
+
+struct record {
+    uint64_t magic;
+    uint32_t domid, n;
+    uint32_t state, pad;
+    uint64_t gfns[];
+};
+
+static size_t record_header(uint32_t n)
+{
+    size_t bytes = sizeof(struct record) + (size_t)n * sizeof(uint64_t);
+    return (bytes + XN_PAGE_SIZE - 1) / XN_PAGE_SIZE * XN_PAGE_SIZE;
+}
+
+static void record_state(struct record *r, uint32_t state)
+{
+    if (r)
+        __atomic_store_n(&r->state, state, __ATOMIC_RELEASE); /* after the data it vouches for */
+}
+
+/* Map a record of n pages at path (created 0600); returns the header, or NULL. */
+static struct record *record_open(const char *path, uint32_t domid, const uint64_t *gfns, uint32_t n,
+                                  size_t *size)
+{
+    struct record *r;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return NULL;
+    *size = record_header(n) + (size_t)n * XN_PAGE_SIZE;
+    if (ftruncate(fd, (off_t)*size)) {
+        close(fd);
+        return NULL;
+    }
+    r = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (r == MAP_FAILED)
+        return NULL;
+    r->domid = domid;
+    r->n = n;
+    memcpy(r->gfns, gfns, (size_t)n * sizeof(uint64_t));
+    r->magic = RECORD_MAGIC;
+    record_state(r, REC_NONE);
+    return r;
+}
+
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
-                uint32_t verify_chunk, uint32_t flags, struct xn_mig_result *res)
+                uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *res)
 {
     struct batch b = { .xch = xn_xch(h), .domid = domid, .gfns = gfns, .n = n, .res = res };
-    sigset_t all, old;
+    struct record *rec = NULL;
+    uint8_t *mapped = NULL;
+    size_t rec_size = 0;
+    sigset_t old;
     uint64_t paused_at;
     uint32_t released, i;
     int rc;
@@ -499,7 +582,14 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     if ((rc = xn_mig_check(h, domid)))
         return rc;
     b.fmem = xc_interface_fmem_handle(b.xch);
-    b.copy = malloc((size_t)n * XN_PAGE_SIZE);
+    if (record_path) {
+        rec = record_open(record_path, domid, gfns, n, &rec_size);
+        if (!rec)
+            return neg_errno();
+        b.copy = (uint8_t *)rec + record_header(n);
+    } else {
+        b.copy = malloc((size_t)n * XN_PAGE_SIZE);
+    }
     b.is_super = malloc(n);
     b.scratch = malloc((size_t)n * sizeof(xen_pfn_t));
     if (!b.copy || !b.is_super || !b.scratch || !b.fmem) {
@@ -509,20 +599,31 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     if (verify_chunk == 0 || verify_chunk > n)
         verify_chunk = n;
 
+    /* Page faults (each a page-table hypercall in a PV dom0) and mapping are
+     * the slow parts of a copy, and need not happen with the guest paused:
+     * touch the buffer for writing and map the guest's frames first. */
+    memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
+    if ((rc = map_pages(&b, n, PROT_READ, &mapped)))
+        goto out_free;
+
     /* No signal may run the caller's handlers (or kill it politely)
-     * between pause and unpause; SIGKILL is the journal's business. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+     * between pause and unpause; SIGKILL is the batch record's business. */
+    hold_signals(&old);
     if (xc_domain_pause(b.xch, domid)) {
         rc = neg_errno();
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        xenforeignmemory_unmap(b.fmem, mapped, n);
         goto out_free;
     }
     paused_at = now_ns();
+    record_state(rec, REC_PAUSED);
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
-    if ((res->error = copy_pages(&b, n, 0)))
-        goto unpause; /* nothing released: nothing to undo */
+    memcpy(b.copy, mapped, (size_t)n * XN_PAGE_SIZE);
+    /* Unmap before anything is released: dom0's own mapping would keep the
+     * old frames alive. */
+    xenforeignmemory_unmap(b.fmem, mapped, n);
+    record_state(rec, REC_COPIED);
 
     res->stage = XN_MIG_STAGE_RELEASE;
     released = release(&b, verify_chunk);
@@ -530,6 +631,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         res->error = -EIO; /* test hook: as if the target had failed us now */
         res->stage = XN_MIG_STAGE_POPULATE;
     }
+    if (flags & XN_MIG_FAULT_DIE_AFTER_RELEASE && rec)
+        _exit(99); /* test hook: the mover dies with gfns released, the guest paused */
     res->released = released;
     {
         /* A stuck frame does not stop this batch's released gfns from going
@@ -555,17 +658,107 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     if (res->error == 0)
         res->stage = XN_MIG_STAGE_DONE;
 
-unpause:
+    /* Past this point the guest runs: the saved contents are stale and must
+     * never be written back, whatever happened. */
+    record_state(rec, REC_RESTORED);
     res->pause_ns = now_ns() - paused_at;
     if (xc_domain_unpause(b.xch, domid) && res->error == 0) {
         res->error = neg_errno();
         res->stage = XN_MIG_STAGE_UNPAUSE;
     }
+    if (rec)
+        unlink(record_path);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     rc = res->error;
 out_free:
-    free(b.copy);
+    if (rec)
+        munmap(rec, rec_size);
+    else
+        free(b.copy);
     free(b.is_super);
     free(b.scratch);
+    return rc;
+}
+
+/*
+ * Finish what a dead mover left (see the batch record above): back every
+ * released gfn again (any node), copy the saved contents back, unpause.
+ * Returns 1 if the domain was unpaused, 0 if there was nothing to do (the
+ * mover died before pausing, or the domain is gone), or -errno.
+ */
+int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *res)
+{
+    xc_interface *xch = xn_xch(h);
+    struct record *r;
+    struct stat st;
+    uint32_t state, i;
+    int fd, rc = 0;
+
+    memset(res, 0, sizeof(*res));
+    fd = open(record_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : neg_errno();
+    if (fstat(fd, &st) || (size_t)st.st_size < sizeof(struct record)) {
+        close(fd);
+        unlink(record_path);
+        return 0; /* died before the record was written: it never paused */
+    }
+    r = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (r == MAP_FAILED)
+        return neg_errno();
+    state = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+    if (r->magic != RECORD_MAGIC || state == REC_NONE ||
+        (size_t)st.st_size < record_header(r->n) + (size_t)r->n * XN_PAGE_SIZE) {
+        rc = 0;
+        goto done;
+    }
+    if (state == REC_COPIED) {
+        struct batch b = { .xch = xch, .fmem = xc_interface_fmem_handle(xch), .domid = r->domid,
+                           .gfns = r->gfns, .n = r->n, .res = res,
+                           .copy = (uint8_t *)r + record_header(r->n) };
+        xen_pfn_t *types = malloc((size_t)r->n * sizeof(*types));
+        xen_pfn_t *missing = malloc((size_t)r->n * sizeof(*missing));
+        uint32_t nmissing = 0, first;
+        b.scratch = malloc((size_t)r->n * sizeof(xen_pfn_t));
+        if (!types || !missing || !b.scratch) {
+            free(types); free(missing); free(b.scratch);
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (i = 0; i < r->n; i++)
+            types[i] = r->gfns[i];
+        for (first = 0; first < r->n && rc == 0; first += TYPE_BATCH) {
+            uint32_t len = r->n - first < TYPE_BATCH ? r->n - first : TYPE_BATCH;
+            if (xc_get_pfn_type_batch(xch, r->domid, len, types + first))
+                rc = neg_errno();
+        }
+        /* released and not backed again: only those; populating a backed gfn
+         * would orphan its frame */
+        for (i = 0; rc == 0 && i < r->n; i++)
+            if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
+                missing[nmissing++] = r->gfns[i];
+        if (rc == 0 && nmissing) {
+            int got = xc_domain_populate_physmap(xch, r->domid, nmissing, 0, 0, missing);
+            res->fallback = got > 0 ? (uint64_t)got : 0;
+            res->lost = nmissing - res->fallback;
+        }
+        if (rc == 0 && !res->lost && (rc = copy_pages(&b, r->n, 1)) == 0)
+            record_state(r, REC_RESTORED);
+        free(types); free(missing); free(b.scratch);
+        if (rc == -ESRCH)
+            goto done; /* the domain is gone: nothing left to save */
+        if (rc || res->lost) {
+            rc = rc ? rc : -ENOMEM;
+            goto out; /* keep the record: it holds the guest's data */
+        }
+    }
+    rc = xc_domain_unpause(xch, r->domid) ? neg_errno() : 1;
+    if (rc == -ESRCH || rc == -EINVAL)
+        rc = 0; /* gone, or not paused any more */
+done:
+    unlink(record_path);
+out:
+    munmap(r, (size_t)st.st_size);
     return rc;
 }

@@ -160,6 +160,10 @@ class SimHypervisor:
         with self.store.transaction() as host:
             return guestmem.move(host, host.domain(domid), list(gfns), node, verify_chunk, allow_fallback, fault)
 
+    def recover_move(self, domid: int) -> Optional[str]:
+        with self.store.transaction() as host:
+            return guestmem.recover(host, host.domain(domid))
+
     def move_blockers(self, domid: int) -> List[str]:
         with self.store.snapshot() as host:
             return ["PCI passthrough"] if host.domain(domid).passthrough else []

@@ -30,6 +30,7 @@ MAGIC, GRANTED, VCPU_INFO, EVTCHN = 2, 3, 4, 5
 GRANT_BASE, GRANT_PAGES = 0x1000, 32
 VCPU_INFO_BASE, CONTROL_BASE, EVENT_ARRAY = 0x2000, 0x3000, 0x3800
 MAGIC_PAGES = 4
+UNBACKED = -1  # node of a gfn released by a mover that died before backing it again
 
 
 def derive_runs(node_pages: Sequence[int]) -> List[List[int]]:
@@ -181,6 +182,15 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
             break
     if fault == "after-release" and not error:
         stage, error = "populate", errno.EIO
+    if fault == "die-after-release":
+        # the mover dies here: the guest stays paused with these gfns unbacked,
+        # their contents in the batch record (the real one is a file on tmpfs)
+        d.pause_count += 1
+        d.record = list(released)
+        d.gfn_runs = runs
+        for s_, e_ in contiguous(released):
+            d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
+        return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR)
     to_target = error == 0 or stage == "verify"
     moved = fallback = superpages = 0
 
@@ -208,6 +218,26 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     d.gfn_runs = runs
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
     return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error)
+
+
+def recover(host, d) -> Optional[str]:
+    """What xn_mig_recover does: back the released gfns again (anywhere), put the
+    saved contents back, unpause."""
+    if d.record is None:
+        return None
+    runs = d.gfn_runs
+    backed = 0
+    for n, count in _take(host, -1, len(d.record)).items():
+        part = d.record[backed:backed + count]
+        host.free[n] -= len(part)
+        d.node_pages[n] += len(part)
+        for s_, e_ in contiguous(part):
+            runs = paint(runs, s_, e_, n)
+        backed += count
+    d.gfn_runs, d.record = runs, None
+    host.unpause(d.domid)
+    return (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} released pages "
+            f"backed again, contents restored) and unpaused it")
 
 
 def release_hold(host, d, gfn: int) -> None:

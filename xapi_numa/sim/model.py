@@ -89,6 +89,7 @@ class Domain:
         self.gfn_runs: Optional[List[List[int]]] = None
         self.held: List[int] = []
         self.stale: List[List[int]] = []
+        self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
 
     @property
     def tot_pages(self) -> int:
@@ -101,7 +102,7 @@ class Domain:
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
-                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale}
+                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Domain":
@@ -118,6 +119,7 @@ class Domain:
         d.gfn_runs = data.get("gfn_runs")
         d.held = list(data.get("held", []))
         d.stale = [list(x) for x in data.get("stale", [])]
+        d.record = data.get("record")
         return d
 
 

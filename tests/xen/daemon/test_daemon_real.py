@@ -25,7 +25,7 @@ import sys
 import time
 
 from conftest import xl
-from xenlib import create_guest
+from xenlib import MEMCHECK_INITRD, console, create_guest, wait_console
 
 from xapi_numa.xen import XenHypervisor
 
@@ -77,8 +77,12 @@ def test_daemon_brings_a_swapped_pair_home(numa_pool, tmp_path):
     topo = hv.topology()
     assert len(topo.nodes) == 3
     for name, soft in (("A", "node:1"), ("B", "node:2"), ("C", "node:2")):
-        create_guest(name, paused=False, pool="numa", cpus_soft=soft, vcpus=2, memory=128)
+        create_guest(name, paused=False, pool="numa", cpus_soft=soft, vcpus=2, memory=128,
+                     initrd=MEMCHECK_INITRD, extra="guest=spin")
     a, b, c = _domid("A"), _domid("B"), _domid("C")
+    for name in ("A", "B", "C"):
+        m = wait_console(name, r"spin: (\d+) cpus online \(([^)]*)\)", timeout=240)
+        print(f"XEN-INFO guest {name}: {m.group(0)}")
     _wait_busy(hv, (a, b, c))
     xl("pause", "B")
     time.sleep(3)
@@ -115,6 +119,8 @@ def test_daemon_brings_a_swapped_pair_home(numa_pool, tmp_path):
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     writes = [e.get("writes") for e in events if e["event"] == "stopped"]
     print(f"XEN-INFO {scheduler}: samples {samples}; daemon affinity writes {writes}")
+    for name in ("A", "C"):
+        print(f"XEN-INFO console {name}: " + " | ".join(console(name).splitlines()[-4:]))
     assert daemon.returncode == 0, err[-2000:]
     assert samples[-1][1] == []
     last_displaced = max((t for t, d in samples if d), default=0)

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console, xl
+from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
 
 from xapi_numa import migrate, pagemove
 from xapi_numa.errors import MoveStopped, NotMovable
@@ -93,7 +93,7 @@ def test_skip_set_has_the_frames_xen_and_backends_use(hv, guest):
     assert 31000 < movable <= 128 * 256
     with open("/dev/console", "w") as console_dev:
         console_dev.write(f"XEN-TEST-NOTE: scan of {len(memory.classes)} gfns ({movable} movable) took "
-                          f"{scan:.2f} s; skipped {skipped}\n")
+                          f"{scan:.2f} s ({hv.last_scan}); skipped {skipped}\n")
 
 
 def test_full_move_node0_to_node1_keeps_the_guest_intact(hv, guest, ledger):
@@ -206,6 +206,62 @@ def test_frame_still_referenced_stops_the_run(hv, guest, ledger):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+    assert_guest_healthy(hv, guest["domid"])
+
+
+def test_probe_pauses_briefly_and_adds_to_the_skip_set(hv, guest):
+    plain = hv.memory_map(guest["domid"])
+    probed = hv.memory_map(guest["domid"], probe_ms=3000)
+    # whatever the layouts found is still skipped; the probe can only add
+    assert all(probed.classes[g] != 0 for g in range(len(plain.classes)) if plain.classes[g] not in (0, 1))
+    found = pagemove.skipped_counts(probed)
+    with open("/dev/console", "w") as console_dev:
+        console_dev.write(f"XEN-TEST-NOTE: probe (3 s) skip set {found}; without it {pagemove.skipped_counts(plain)}\n")
+    assert_guest_healthy(hv, guest["domid"])
+
+
+def test_mover_dying_inside_the_pause_window_is_put_back(hv, guest):
+    """C-level crash: the mover exits right after releasing a batch's frames,
+    leaving the guest paused with those gfns unbacked; recovery backs them
+    again from the batch record, restores their contents and unpauses."""
+    domid = guest["domid"]
+    plan = migrate.prepare(hv, GUEST, 1)
+    code = ("import sys; from xapi_numa.xen import XenHypervisor; "
+            f"XenHypervisor().move_pages({domid}, {list(plan.batches[2])!r}, 1, fault='die-after-release')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 99, proc.stderr
+    assert next(d for d in hv.domains() if d.domid == domid).paused
+    note = hv.recover_move(domid)
+    assert note and "unpaused" in note, note
+    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    assert hv.recover_move(domid) is None
+    assert_guest_healthy(hv, domid)
+
+
+def test_mover_killed_mid_batch_is_recovered(hv, guest, tmp_path):
+    """SIGKILL while a batch is in flight: the domain may be left paused; the next
+    run (here: migrations --recover) unpauses it and marks the move interrupted."""
+    env = dict(os.environ, XAPI_NUMA_LEDGER=str(tmp_path / "kill.db"))
+    mover = subprocess.Popen([sys.executable, "-m", "xapi_numa.cli", "migrate", GUEST, "--to", "0", "--json"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    journal = migrate.Journal(Ledger(str(tmp_path / "kill.db")))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        rows = journal.rows()
+        if rows and rows[0]["inflight"] and rows[0]["report"].get("batches", 0) >= 2:
+            break
+        time.sleep(0.05)
+    mover.kill()
+    mover.wait()
+    was_paused = next(d for d in hv.domains() if d.domid == guest["domid"]).paused
+    out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "migrations", "--recover", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["migrations"][0]["state"] == "interrupted"
+    assert any("unpaused" in n for n in result["recovered"]) == was_paused
+    with open("/dev/console", "w") as console_dev:
+        console_dev.write(f"XEN-TEST-NOTE: mover killed in flight; domain was left paused: {was_paused}\n")
     assert_guest_healthy(hv, guest["domid"])
 
 
