@@ -303,9 +303,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scheduler", choices=("credit2", "credit", "both"), default="both",
                     help="Xen's default scheduler for the native-layer suite")
-    ap.add_argument("--suite", choices=("dom0", "daemon"), default="dom0",
-                    help="dom0: the native layer (2 nodes, one boot per scheduler); daemon: xapi-numad on "
-                         "3 nodes, guests in a cpupool (one boot per pool scheduler)")
+    ap.add_argument("--suite", choices=("dom0", "daemon", "all"), default="all",
+                    help="dom0: the native layer and page moves (2 nodes, one boot per scheduler); daemon: "
+                         "xapi-numad on 3 nodes, guests in a cpupool (one boot per pool scheduler); all: both")
     ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -328,7 +328,8 @@ def main() -> int:
         return 0
     failures = 0
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
-    runs = [(args.suite, s) for s in schedulers]
+    suites = ["dom0", "daemon"] if args.suite == "all" else [args.suite]
+    runs = [(suite, s) for suite in suites for s in schedulers]
     for suite, scheduler in runs:
         label = f"{suite}/{scheduler}"
         # the daemon suite keeps Xen's default for Pool-0 and tests `scheduler` in its cpupool

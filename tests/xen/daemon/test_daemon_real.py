@@ -7,21 +7,22 @@ node 2 and one of C onto node 1 (a brief hard pin, then hard affinity back to
 all): the swap stays.  With the daemon running, A and C must come home and
 stay home through a 30 s watch.  Judged by placement, never by timing.
 
-Status (make xen-test-daemon, not in CI yet): the harness boots 3 nodes, builds
-the cpupool and boots the guests, but the stuck state did not reproduce: the
-tiny busybox guests do not keep both vCPUs busy (one vCPU of each guest was
-seen blocked in every sample, even with five spinning processes in a 2-vCPU
-guest, and with per-CPU taskset loops every vCPU ended blocked), so the pool
-always had an idle pCPU and Xen homed the vCPUs by itself.  A guest that keeps
-every vCPU busy (its kernel evidently schedules nothing on its second vCPU;
-look at the guest console next) is the missing piece.  Also seen: destroying a guest of a credit1 cpupool on a credit2 host
-panicked Xen 4.17 (csched2_free_domdata), hence one pool scheduler per boot
-and no destroy before power-off.
+The guests run tests/xen/guest/spin.c: one spinner pinned to each of their
+vCPUs (the earlier busybox shell loops left one vCPU of each guest blocked, so
+the pool always had an idle pCPU and Xen homed the vCPUs by itself).  Seen
+here: the forced swap stays for the 5 s observed without the daemon under
+both schedulers; with xapi-numad started, A and C are home within 2 s and
+stay home for the 30 s watch (4 affinity writes under credit1, which pins the
+displaced vCPUs only; 8 under credit2, which pins every vCPU of both VMs).
+Also seen: destroying a guest of a credit1 cpupool on a credit2 host panicked
+Xen 4.17 (csched2_free_domdata), hence one pool scheduler per boot and no
+destroy before power-off.
 """
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import xl
@@ -105,17 +106,27 @@ def test_daemon_brings_a_swapped_pair_home(numa_pool, tmp_path):
     ledger = str(tmp_path / "ledger.db")
     daemon = subprocess.Popen([sys.executable, "-m", "xapi_numa.daemon", "--backend", "xen", "--period", "1",
                                "--threshold", "1", "--no-xapi", "--scheduler", scheduler, "--ledger", ledger],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH="/opt/xapi-numa"))
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(daemon.stderr.readline, "")), daemon=True)
+    reader.start()
     samples = []
     try:
+        # the watch starts when the daemon does (starting Python takes a while under emulation)
+        deadline = time.monotonic() + 180
+        while not any('"started"' in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any('"started"' in line for line in lines), f"xapi-numad did not start: {lines[-5:]}"
         start = time.monotonic()
         while time.monotonic() - start < WATCH:
             time.sleep(1)
             samples.append((round(time.monotonic() - start), _displaced(hv, a) + _displaced(hv, c)))
     finally:
         daemon.terminate()
-        _, err = daemon.communicate(timeout=120)
+        daemon.wait(timeout=120)
+        reader.join(timeout=30)
+    err = "".join(lines)
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     writes = [e.get("writes") for e in events if e["event"] == "stopped"]
     print(f"XEN-INFO {scheduler}: samples {samples}; daemon affinity writes {writes}")

@@ -134,16 +134,6 @@ def test_cli_moves_the_rest_back(hv, guest, tmp_path):
     assert_guest_healthy(hv, guest["domid"])
 
 
-def test_dry_run_prints_the_skip_set_and_changes_nothing(hv, guest, tmp_path):
-    before = pages(guest["domid"])
-    out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "migrate", GUEST, "--to", "1", "--dry-run"],
-                         capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, XAPI_NUMA_LEDGER=str(tmp_path / "dry.db")))
-    assert out.returncode == 0, out.stderr
-    assert "skip set:" in out.stdout and "vcpu-info" in out.stdout and "granted" in out.stdout
-    assert pages(guest["domid"]) == before
-
-
 def test_grant_mapped_by_dom0_is_skipped_and_still_shared(hv, guest, ledger):
     """dom0 maps the guest's granted page through gntdev, the memory moves,
     then dom0 writes through its mapping: the guest must see the write."""
