@@ -53,8 +53,10 @@ static int is_event_array(const uint8_t *page)
 {
     unsigned int masked = 0, i;
 
-    /* Most pages are not: decide from the first 16 words before reading all. */
-    for (i = 0; i < 16; i++)
+    /* Most pages are not: decide from 16 words spread over the page before
+     * reading all.  (Not from the first words: the low ports are the bound,
+     * unmasked ones -- timers, IPIs, xenstore, console.) */
+    for (i = 0; i < EVTCHN_FIFO_WORDS; i += EVTCHN_FIFO_WORDS / 16)
         masked += (rd32(page + 4 * i) & EVTCHN_FIFO_MASKED) != 0;
     if (masked < 8)
         return 0;
