@@ -53,7 +53,7 @@ def run() -> List[Result]:
         for r in runs:
             pps = r["released_pages"] / (r["elapsed_s"] or 1)
             out.append(Result(f"page move on the QEMU harness ({r['label']}: {r.get('what', '')}), indicative only",
-                              r["throughput_mib_s"], "MiB/s while paused", "none (emulated CPU)", True,
+                              r["throughput_mib_s"], "MiB/s while paused (a measured figure, no ratio)", "none (emulated CPU)", True,
                               f"{pps:.0f} pages/s overall, {r['batches']} batches, pause max {r['pause_max_ms']} ms, "
                               f"median {r['pause_median_ms']} ms (from the last make xen-test)"))
     return out
