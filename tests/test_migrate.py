@@ -49,6 +49,17 @@ def test_plan_property(gfns, batch, max_pages):
         assert 0 < len(b) <= batch and b[0] // window == b[-1] // window
 
 
+def test_gfn_classes_match_the_c_header():
+    """pagemove names libxenuma's XN_GFN_* values; the two must never drift apart."""
+    import re
+
+    header = open(os.path.join(os.path.dirname(__file__), "..", "xapi_numa", "native", "libxenuma.h")).read()
+    c = {name: int(v) for name, v in re.findall(r"#define XN_GFN_(\w+) (\d+)", header) if name != "CLASSES"}
+    assert c == {"RAM": pagemove.MOVABLE, "NOT_RAM": pagemove.NOT_RAM, "MAGIC": pagemove.MAGIC,
+                 "GRANTED": pagemove.GRANTED, "VCPU_INFO": pagemove.VCPU_INFO, "EVTCHN": pagemove.EVTCHN,
+                 "CHANGED": pagemove.CHANGED}
+
+
 def test_memory_map_helpers():
     classes = bytes([0, 0, 2, 0, 3, 3, 1, 4, 0])
     memory = MemoryMap(classes)
@@ -179,7 +190,7 @@ def test_fault_mid_batch_puts_everything_back(sim, ledger):
     assert report["state"] == "failed" and report["batches"] == 4 and "populate" in report["error"]
     assert sum(sim.node_pages(domid).values()) == total               # nothing lost
     assert not next(d for d in sim.domains() if d.domid == domid).paused
-    assert migrate.Journal(ledger).status(report["uuid"])["inflight"] is False
+    assert migrate.Journal(ledger).status(report["uuid"])["state"] == "failed"
     _invariants(sim)
 
 
@@ -242,6 +253,9 @@ def test_a_dead_mover_is_recovered(sim, ledger):
     assert next(x for x in sim.domains() if x.domid == domid).paused
     assert sum(sim.node_pages(domid).values()) == total - len(plan.batches[1])  # released, not backed
     journal = migrate.Journal(ledger)
+    with pytest.raises(NotMovable) as info:  # its batch record first
+        migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1))
+    assert "recover first" in info.value.message
     notes = migrate.recover(sim, journal)
     assert any("unpaused" in n for n in notes)
     assert not next(x for x in sim.domains() if x.domid == domid).paused

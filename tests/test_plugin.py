@@ -198,7 +198,7 @@ def test_migrate_memory_runs_in_the_background(ctx):
     target = str(1 - int(source))
     assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"
     started = ok(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": f"node:{target}"}))
-    assert started["state"] == "running" and started["planned_pages"] > 0 and started["pid"] > 0
+    assert started["state"] == "running" and started["pid"] > 0
     deadline = time.monotonic() + 120
     while True:
         status = ok(run(server, host, sid, "migration_status", {"vm": uuid}))
@@ -206,7 +206,7 @@ def test_migrate_memory_runs_in_the_background(ctx):
             break
         time.sleep(0.5)
     assert status["state"] == "done", status
-    assert status["moved_pages"] == started["planned_pages"]
+    assert status["moved_pages"] == status["planned_pages"] > 0
     after = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
     assert after["nodes"][target] > 0.99 * after["total"]
 

@@ -346,7 +346,7 @@ def cmd_migrate(args) -> int:
     hv = open_hypervisor(args.backend)
     ledger = _ledger(args)
     journal = migrate.Journal(ledger)
-    migrate.recover(hv, journal)
+    migrate.recover(hv, journal)  # a dead mover's batch first: before the scan, and before claiming the VM
     try:
         plan = migrate.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback)
     except NumaError as err:

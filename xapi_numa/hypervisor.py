@@ -80,6 +80,7 @@ class MemoryMap:
 
     classes: bytes
     busy_grants: int = 0  # granted frames their grantee is using right now
+    scan_phases: Tuple[Tuple[str, float], ...] = ()  # (phase, seconds) where the backend measures them
 
 
 @attrs.frozen

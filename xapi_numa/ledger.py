@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS migration (
     pid       INTEGER NOT NULL,
     state     TEXT NOT NULL,
     target    INTEGER NOT NULL,
-    inflight  INTEGER NOT NULL DEFAULT 0,
     report    TEXT NOT NULL DEFAULT '{}',
     started   REAL NOT NULL,
     updated   REAL NOT NULL

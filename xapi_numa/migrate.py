@@ -1,12 +1,13 @@
 """Moving a running guest's memory to another node: orchestration.
 
-``prepare`` checks that the move may happen and plans it (the pure planning
-is :mod:`xapi_numa.pagemove`); ``run`` drives the hypervisor port batch by
+``check`` answers every refusal that needs no scan; ``prepare`` also scans
+the guest's memory and plans the move (the pure planning is
+:mod:`xapi_numa.pagemove`); ``run`` drives the hypervisor port batch by
 batch, paced, recording progress in the ledger database.  The journal there
-is what keeps the promise "never leave the domain paused": a batch is
-marked in flight before its pause window and cleared after, so whoever
-finds a mark left by a dead process (the next ``migrate``, the daemon,
-``migration_status``) unpauses the domain.  After a move the VM's node
+says who is moving which VM; a VM whose mover died is handed to the
+backend's ``recover_move`` (the next ``migrate``, the daemon,
+``migration_status``), which puts back a batch left inside its pause window
+from its batch record and unpauses the domain.  After a move the VM's node
 affinity and soft affinity follow its memory.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 import attrs
 
+from .affinity_fixup import MEANINGFUL_SHARE
 from .errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
 from .hypervisor import DomainInfo, Hypervisor, MemoryMap, domain_by_name_or_id
 from .ledger import Ledger
@@ -68,24 +70,24 @@ class Journal:
         pid = os.getpid() if pid is None else pid
         with self.ledger._write() as db:
             row = db.execute("SELECT pid, state FROM migration WHERE uuid = ?", (d.uuid,)).fetchone()
-            if row and row[1] == RUNNING and row[0] not in (pid, owner) and _alive(row[0]):
-                raise NotMovable(d.name, f"its memory is already being moved (process {row[0]})")
-            db.execute("INSERT OR REPLACE INTO migration (uuid, domid, pid, state, target, inflight, report, "
-                       "started, updated) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            if row and row[1] == RUNNING and row[0] not in (pid, owner):
+                if _alive(row[0]):
+                    raise NotMovable(d.name, f"its memory is already being moved (process {row[0]})")
+                # its batch record may hold the guest's pages: never claim over it
+                raise NotMovable(d.name, f"its last mover (process {row[0]}) died; recover first "
+                                         "(xapi-numa migrations --recover)")
+            db.execute("INSERT OR REPLACE INTO migration (uuid, domid, pid, state, target, report, "
+                       "started, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now))
 
-    def inflight(self, uuid: str, flag: bool, report: Optional[dict] = None) -> None:
+    def progress(self, uuid: str, report: dict) -> None:
         with self.ledger._write() as db:
-            if report is None:
-                db.execute("UPDATE migration SET inflight = ?, updated = ? WHERE uuid = ?",
-                           (int(flag), self.ledger.clock(), uuid))
-            else:
-                db.execute("UPDATE migration SET inflight = ?, report = ?, updated = ? WHERE uuid = ?",
-                           (int(flag), json.dumps(report), self.ledger.clock(), uuid))
+            db.execute("UPDATE migration SET report = ?, updated = ? WHERE uuid = ?",
+                       (json.dumps(report), self.ledger.clock(), uuid))
 
     def finish(self, uuid: str, state: str, report: dict) -> None:
         with self.ledger._write() as db:
-            db.execute("UPDATE migration SET state = ?, inflight = 0, report = ?, updated = ? WHERE uuid = ?",
+            db.execute("UPDATE migration SET state = ?, report = ?, updated = ? WHERE uuid = ?",
                        (state, json.dumps(report), self.ledger.clock(), uuid))
 
     def fail_claimed(self, vm: str, error: str) -> None:
@@ -101,9 +103,9 @@ class Journal:
 
     def rows(self) -> List[dict]:
         with self.ledger._read() as db:
-            return [{"uuid": r[0], "domid": r[1], "pid": r[2], "state": r[3], "to": r[4], "inflight": bool(r[5]),
-                     "report": json.loads(r[6]), "started": r[7], "updated": r[8]}
-                    for r in db.execute("SELECT uuid, domid, pid, state, target, inflight, report, started, "
+            return [{"uuid": r[0], "domid": r[1], "pid": r[2], "state": r[3], "to": r[4],
+                     "report": json.loads(r[5]), "started": r[6], "updated": r[7]}
+                    for r in db.execute("SELECT uuid, domid, pid, state, target, report, started, "
                                         "updated FROM migration ORDER BY started").fetchall()]
 
     def status(self, uuid: str) -> Optional[dict]:
@@ -179,9 +181,10 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
         raise NotMovable(d.name, f"it has {', '.join(blockers)}: device DMA mappings would go stale")
 
 
-def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
-            batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False) -> Plan:
-    """Check and plan a move; changes nothing (the probe pauses the guest briefly)."""
+def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
+          batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False) -> DomainInfo:
+    """Every refusal that needs no scan of the guest's memory (what the plugin answers
+    at once); returns the domain."""
     topo = hv.topology()
     nodes = len(topo.nodes)
     if not 0 <= to < nodes:
@@ -194,6 +197,26 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
         raise InvalidArgument("probe", f"{probe_ms} ms", "0..60000")
     d = domain_by_name_or_id(hv, vm)
     _check_domain(hv, d)
+    # Pages already on the target come back to it, so only the rest needs room;
+    # stock Xen cannot say which gfn is where, so count from the per-node totals
+    # (the whole domain: a few skipped frames more than will move).
+    pages = d.memory // pagemove.PAGE
+    if max_bytes is not None:
+        pages = min(pages, max_bytes // pagemove.PAGE)
+    need = max(0, pages - hv.node_pages(d.domid).get(to, 0))
+    free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
+    if need > free_pages and not allow_fallback:
+        raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "
+                         f"needs up to {need} (allow the rest elsewhere with --allow-fallback)",
+                         ("to", str(to), str(free_pages), str(need)))
+    return d
+
+
+def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
+            batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False) -> Plan:
+    """Check, scan the guest's memory and plan a move; changes nothing (the probe
+    pauses the guest briefly)."""
+    d = check(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -203,18 +226,9 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     gfns = pagemove.movable_gfns(memory)
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
-    free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
-    plan = Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
-                memory.busy_grants, free_pages, sum(pagemove.whole_runs(b) for b in batches))
-    # Pages already on the target come back to it, so only the rest needs room;
-    # stock Xen cannot say which gfn is where, so count from the per-node totals.
-    on_target = hv.node_pages(d.domid).get(to, 0)
-    need = max(0, plan.pages - on_target)
-    if need > free_pages and not allow_fallback:
-        raise NoCapacity(f"node {to} has {free_pages} free pages; moving {plan.pages} pages of {d.name} "
-                         f"needs up to {need} (allow the rest elsewhere with --allow-fallback)",
-                         ("to", str(to), str(free_pages), str(need)))
-    return plan
+    return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
+                memory.busy_grants, hv.node_memory()[to].claimable // pagemove.PAGE,
+                sum(pagemove.whole_runs(b) for b in batches))
 
 
 Progress = Callable[[MoveTally], None]
@@ -227,13 +241,15 @@ def run(hv: Hypervisor, ledger: Ledger, plan: Plan, rate: Optional[float] = None
         sleep: Optional[Callable[[float], None]] = None, clock: Callable[[], float] = time.monotonic) -> dict:
     """Move the planned batches; returns the report (also kept in the journal).
 
+    Callers run :func:`recover` first (before the scan): a VM whose last mover died
+    is refused until then, its batch record may hold the guest's pages.
+
     Stops at the first batch that fails, after that batch has put every page
     back; raises MoveStopped with the report in that case.
     """
     # A backend with modelled time (the simulator) paces in that time, not ours.
     sleep = sleep or getattr(hv, "sleep", time.sleep)
     journal = Journal(ledger)
-    recover(hv, journal)
     d = plan.domain
     tally = MoveTally(plan.pages, len(plan.batches))
     base = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": plan.target, "skipped": plan.skipped}
@@ -242,12 +258,11 @@ def run(hv: Hypervisor, ledger: Ledger, plan: Plan, rate: Optional[float] = None
     state, error, stuck = DONE, None, ()
     try:
         for i, batch in enumerate(plan.batches):
-            journal.inflight(d.uuid, True)
             result = hv.move_pages(d.domid, batch, plan.target, verify_chunk, allow_fallback,
                                    fault if i == fault_batch else None)
             tally.add(result)
             tally.elapsed = clock() - started
-            journal.inflight(d.uuid, False, dict(base, state=RUNNING, **tally.summary()))
+            journal.progress(d.uuid, dict(base, state=RUNNING, **tally.summary()))
             if progress:
                 progress(tally)
             if result.error or result.lost:
@@ -297,7 +312,7 @@ def follow_memory(hv: Hypervisor, d: DomainInfo) -> dict:
     topo = hv.topology()
     pages = hv.node_pages(d.domid)
     total = sum(pages.values()) or 1
-    nodes = frozenset(n for n, p in pages.items() if p / total >= 0.05)
+    nodes = frozenset(n for n, p in pages.items() if p / total >= MEANINGFUL_SHARE)
     if not nodes:
         return {}
     cpus = topo.cpus_of_nodes(nodes)

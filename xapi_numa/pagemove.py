@@ -16,9 +16,10 @@ import attrs
 from .hypervisor import BatchResult, MemoryMap
 from .units import PAGE_SHIFT
 
-MOVABLE = 0
-# The other classes of libxenuma's xn_mig_scan (XN_GFN_*), by name.
-SKIP_REASONS = {1: "not-ram", 2: "magic", 3: "granted", 4: "vcpu-info", 5: "evtchn", 6: "changed"}
+# The classes of libxenuma's xn_mig_scan, one byte per gfn (XN_GFN_* in libxenuma.h).
+MOVABLE, NOT_RAM, MAGIC, GRANTED, VCPU_INFO, EVTCHN, CHANGED = range(7)
+SKIP_REASONS = {NOT_RAM: "not-ram", MAGIC: "magic", GRANTED: "granted", VCPU_INFO: "vcpu-info",
+                EVTCHN: "evtchn", CHANGED: "changed"}
 SKIP_EXPLAINED = {
     "not-ram": "not ordinary RAM (holes, MMIO, shared_info, grant-table frames)",
     "magic": "toolstack pages named by HVM params (xenstore, console, ioreq, rings)",
@@ -59,20 +60,20 @@ def skipped_gfns(memory: MemoryMap) -> Dict[str, List[int]]:
     return {name: gfns for name, gfns in out.items() if gfns}
 
 
+def spans(gfns: Iterable[int]) -> List[Tuple[int, int]]:
+    """Ascending gfns as [start, end) spans of consecutive ones."""
+    out: List[Tuple[int, int]] = []
+    for g in gfns:
+        if out and out[-1][1] == g:
+            out[-1] = (out[-1][0], g + 1)
+        else:
+            out.append((g, g + 1))
+    return out
+
+
 def ranges(gfns: Iterable[int]) -> str:
     """'0x10-0x1f,0x40' for a sorted gfn list."""
-    parts: List[str] = []
-    start = prev = None
-    for g in gfns:
-        if prev is not None and g == prev + 1:
-            prev = g
-            continue
-        if start is not None:
-            parts.append(f"{start:#x}" if start == prev else f"{start:#x}-{prev:#x}")
-        start = prev = g
-    if start is not None:
-        parts.append(f"{start:#x}" if start == prev else f"{start:#x}-{prev:#x}")
-    return ",".join(parts)
+    return ",".join(f"{a:#x}" if b == a + 1 else f"{a:#x}-{b - 1:#x}" for a, b in spans(gfns))
 
 
 def window_for(batch: int) -> int:

@@ -290,10 +290,9 @@ def migrate_memory(ctx: Context, args: Dict[str, str]) -> dict:
     if record.get("attached_PCIs") or record.get("VGPUs"):
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
     journal = migrate.Journal(ctx.ledger)
-    migrate.recover(ctx.hv, journal)
-    plan = migrate.prepare(ctx.hv, str(dom.domid), to, max_bytes)
-    report = {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": migrate.RUNNING,
-              "planned_pages": plan.pages, "batches_planned": len(plan.batches), "skipped": plan.skipped}
+    migrate.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
+    migrate.check(ctx.hv, str(dom.domid), to, max_bytes)  # the scan and the plan are the mover's
+    report = {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": migrate.RUNNING}
     journal.begin(dom, to, report)  # claimed now, atomically: a second call is refused
     child = migrate.start_background(dom.domid, to, ctx.ledger.path, max_bytes, args.get("rate"))
     journal.begin(dom, to, report, pid=child, owner=os.getpid())

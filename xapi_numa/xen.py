@@ -78,7 +78,6 @@ class XenHypervisor:
         self._dump_text: Optional[bytes] = None
         self._dump_time = 0.0
         self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
-        self.last_scan: Dict[str, float] = {}  # phases of the last memory_map, for reports
 
     # --- host -------------------------------------------------------------------------
     def physinfo(self):
@@ -298,9 +297,9 @@ class XenHypervisor:
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
         _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, stats), f"scanning the memory of domain {domid}")
-        self.last_scan = {"typed": stats.typed, "types_s": stats.types_ns / 1e9, "grants_s": stats.grants_ns / 1e9,
-                          "layouts_s": stats.layouts_ns / 1e9}
-        return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants)
+        phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
+                  ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
+        return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants, phases)
 
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
                    allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:

@@ -163,36 +163,36 @@ def add_guest_kernel(root: str, debs: str) -> None:
     shutil.copy(vmlinux(debs), os.path.join(guest, "vmlinux"))
 
 
-def guest_initrd(out: str) -> None:
-    """A busybox initramfs for PV test guests (rebuilt per run: its /init is a test file)."""
-    tree = os.path.join(CACHE, "guest-initrd")
+def busybox_tree(name: str, tools, init_script: str) -> str:
+    """A fresh initramfs tree in the cache: busybox with these applets and /init."""
+    tree = os.path.join(CACHE, name)
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(os.path.join(tree, "bin"))
     shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
-    for tool in ("sh", "mount", "mkdir", "echo", "sleep"):
+    for tool in tools:
         os.symlink("busybox", os.path.join(tree, "bin", tool))
-    shutil.copy(os.path.join(HERE, "guest-init.sh"), os.path.join(tree, "init"))
+    shutil.copy(init_script, os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
-    pack(tree, out)
+    return tree
+
+
+def guest_initrd(out: str) -> None:
+    """A busybox initramfs for PV test guests (rebuilt per run: its /init is a test file)."""
+    pack(busybox_tree("guest-initrd", ("sh", "mount", "mkdir", "echo", "sleep"),
+                      os.path.join(HERE, "guest-init.sh")), out)
 
 
 def memcheck_initrd(debs: str, out: str) -> None:
     """The guests that run programs: busybox, the grant allocator module, memcheck and
     spin (static, built here); /init picks one (see guest/init.sh)."""
-    tree = os.path.join(CACHE, "guest-mem-initrd")
-    shutil.rmtree(tree, ignore_errors=True)
-    os.makedirs(os.path.join(tree, "bin"))
-    shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
-    for tool in ("sh", "mount", "mkdir", "echo", "insmod"):
-        os.symlink("busybox", os.path.join(tree, "bin", tool))
+    tree = busybox_tree("guest-mem-initrd", ("sh", "mount", "mkdir", "echo", "insmod"),
+                        os.path.join(HERE, "guest", "init.sh"))
     for program in ("memcheck", "spin"):
         run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(tree, program),
              os.path.join(HERE, "guest", f"{program}.c")])
     module = glob.glob(os.path.join(debs, "x", "lib", "modules", "*", "kernel", "drivers", "xen", "xen-gntalloc.ko"))
     if module:
         shutil.copy(module[0], os.path.join(tree, "xen-gntalloc.ko"))
-    shutil.copy(os.path.join(HERE, "guest", "init.sh"), os.path.join(tree, "init"))
-    os.chmod(os.path.join(tree, "init"), 0o755)
     pack(tree, out)
 
 

@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import HypervisorError
 from ..hypervisor import BatchResult, MemoryMap
 from .. import pagemove
+from ..pagemove import EVTCHN, GRANTED, MAGIC, VCPU_INFO
 
-MAGIC, GRANTED, VCPU_INFO, EVTCHN = 2, 3, 4, 5
 GRANT_BASE, GRANT_PAGES = 0x1000, 32
 VCPU_INFO_BASE, CONTROL_BASE, EVENT_ARRAY = 0x2000, 0x3000, 0x3800
 MAGIC_PAGES = 4
@@ -77,16 +77,6 @@ def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[i
         _append(out, lo, hi - lo, node)
         if e > end:
             _append(out, end, e - end, n)
-    return out
-
-
-def contiguous(gfns: Sequence[int]) -> List[Tuple[int, int]]:
-    out: List[Tuple[int, int]] = []
-    for g in gfns:
-        if out and out[-1][1] == g:
-            out[-1] = (out[-1][0], g + 1)
-        else:
-            out.append((g, g + 1))
     return out
 
 
@@ -188,7 +178,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         d.pause_count += 1
         d.record = list(released)
         d.gfn_runs = runs
-        for s_, e_ in contiguous(released):
+        for s_, e_ in pagemove.spans(released):
             d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
         return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR)
     to_target = error == 0 or stage == "verify"
@@ -198,7 +188,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         nonlocal runs
         host.free[n] -= len(gs)
         d.node_pages[n] += len(gs)
-        for s, e in contiguous(gs):
+        for s, e in pagemove.spans(gs):
             runs = paint(runs, s, e, n)
 
     if to_target:
@@ -231,7 +221,7 @@ def recover(host, d) -> Optional[str]:
         part = d.record[backed:backed + count]
         host.free[n] -= len(part)
         d.node_pages[n] += len(part)
-        for s_, e_ in contiguous(part):
+        for s_, e_ in pagemove.spans(part):
             runs = paint(runs, s_, e_, n)
         backed += count
     d.gfn_runs, d.record = runs, None
