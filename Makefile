@@ -35,9 +35,11 @@ native-test: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_native_c.py
 
 # The same C as a plain shared library, for the OCaml stubs.
-build/libxenuma.so: $(wildcard xapi_numa/native/*.c xapi_numa/native/*.h)
+LIBXENUMA_SRC := $(addprefix libxenuma/src/,$(shell grep -v '^\#' libxenuma/SOURCES))
+
+build/libxenuma.so: $(LIBXENUMA_SRC) $(wildcard libxenuma/src/*.h)
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ xapi_numa/native/libxenuma.c xapi_numa/native/udump.c xapi_numa/native/pagelayout.c xapi_numa/native/pagemove.c -lxenctrl -lxenforeignmemory -lxentoollog
+	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ $(LIBXENUMA_SRC) -lxenctrl -lxenforeignmemory -lxentoollog
 
 # Real Xen 4.17 under QEMU, the suites run in dom0 (root needed): the native layer and
 # page moves on 2 nodes, then xapi-numad on 3 nodes; each under credit2 and credit1.

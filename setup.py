@@ -22,8 +22,7 @@ setup(
     packages=find_packages(include=["xapi_numa", "xapi_numa.*"]),
     install_requires=["attrs>=22.2", "XenAPI"] + (["cffi>=1.15"] if NATIVE else []),
     setup_requires=["cffi>=1.15"] if NATIVE else [],
-    cffi_modules=["xapi_numa/native/build_libxenuma.py:ffibuilder"] if NATIVE else [],
-    package_data={"xapi_numa": ["native/*.c", "native/*.h"]},
+    cffi_modules=["libxenuma/build_cffi.py:ffibuilder"] if NATIVE else [],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
     },

@@ -4,7 +4,6 @@ Baseline in the same run: Xen alone (no daemon), where displaced vCPUs stay
 displaced to the end.  Sampled every 0.1 simulated seconds; the daemon's
 cycle runs once per simulated second.
 """
-from __future__ import annotations
 
 import os
 import tempfile
@@ -12,7 +11,7 @@ from typing import List
 
 from common import Result
 
-from xapi_numa.demo import END, TIMELINE, run_scenario
+from xapi_numa.cli.demo import END, TIMELINE, run_scenario
 
 LAST_EVENT = max(t for t, _, _ in TIMELINE)
 

@@ -2,7 +2,6 @@
 
 Baseline in the same run: one process doing the same pairs alone (no contention).
 """
-from __future__ import annotations
 
 import multiprocessing
 import os
@@ -12,7 +11,7 @@ from typing import List
 
 from common import Result
 
-from xapi_numa.ledger import Ledger
+from xapi_numa.state.ledger import Ledger
 
 PROCS = 32
 SECONDS = 2.0

@@ -8,7 +8,6 @@ Harness: the figures the last ``make xen-test`` wrote (emulated CPU: they say
 the code works and roughly how the batch size trades pause for throughput,
 nothing about hardware).
 """
-from __future__ import annotations
 
 import json
 import os
@@ -17,10 +16,10 @@ from typing import List
 
 from common import Result
 
-from xapi_numa import migrate
-from xapi_numa.ledger import Ledger
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.topology import Topology
+from xapi_numa.ops import move_memory as migrate
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
 
 GIB = 1 << 30
 HARNESS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "xen",

@@ -4,7 +4,6 @@ For 2/4/8/16/64-node hosts: 1000 running VMs (sizes from a fixed mix) fill
 the host to about 90%; then the same 300 requests from the same mix are
 decided by both, each timed alone.  Medians are compared in the same run.
 """
-from __future__ import annotations
 
 import random
 import statistics
@@ -14,8 +13,8 @@ from typing import List
 from common import Result
 from xenopsd_baseline import XenopsdNUMA
 
-from xapi_numa.placement import NodeLoads, Planner, Request
-from xapi_numa.topology import Topology
+from xapi_numa.core.placement import NodeLoads, Planner, Request
+from xapi_numa.core.topology import Topology
 
 G = 1 << 30
 SIZES = [(1, 1 * G), (2, 2 * G), (2, 4 * G), (4, 8 * G), (8, 16 * G), (16, 32 * G), (32, 64 * G)]

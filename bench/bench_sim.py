@@ -3,7 +3,6 @@
 Baseline: real time itself (the simulated seconds); measured: wall time of
 the whole scenario, state file round trips included, as ``make demo`` runs it.
 """
-from __future__ import annotations
 
 import os
 import tempfile
@@ -12,7 +11,7 @@ from typing import List
 
 from common import Result
 
-from xapi_numa.demo import END, run_scenario
+from xapi_numa.cli.demo import END, run_scenario
 
 
 def run() -> List[Result]:

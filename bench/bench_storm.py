@@ -7,7 +7,6 @@ Measured: the share of started VMs whose memory landed entirely on the
 nodes chosen for them.  With the ledger, reservations keep concurrent starts
 apart; the baseline reads free memory only, as xenopsd does.
 """
-from __future__ import annotations
 
 import multiprocessing
 import os
@@ -19,11 +18,11 @@ from typing import List
 from common import Result
 
 from xapi_numa.errors import NoCapacity
-from xapi_numa.ledger import Ledger
-from xapi_numa.placement import NodeLoads, Planner, Request
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.starts import place_and_reserve
-from xapi_numa.topology import Topology
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.core.placement import NodeLoads, Planner, Request
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.core.topology import Topology
 
 G = 1 << 30
 M = 1 << 20

@@ -1,5 +1,4 @@
 """Result record shared by the benchmarks."""
-from __future__ import annotations
 
 import attrs
 

@@ -4,7 +4,6 @@ Each benchmark module exposes ``run() -> list[Result]``; this prints them as
 ratios with their goals.  Timings here are only meaningful relative to the
 baseline measured alongside them.
 """
-from __future__ import annotations
 
 import os
 import sys

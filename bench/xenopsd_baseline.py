@@ -11,7 +11,6 @@ Follows xenopsd's lib/topology.ml and lib/softaffinity.ml (2024):
   the OCaml structural order of the picked list), and bumps their usage.
 It reads free memory only: no reservations, as xenopsd does.
 """
-from __future__ import annotations
 
 from typing import FrozenSet, List, Optional, Sequence, Tuple
 

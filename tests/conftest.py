@@ -31,8 +31,8 @@ def pool(tmp_path):
     """A running loopback XenAPI pool of 3 simulated 2-node hosts, and a logged-in session."""
     import XenAPI
 
-    from xapi_numa.loopback import LoopbackXapi
-    from xapi_numa.topology import Topology
+    from xapi_loopback import LoopbackXapi
+    from xapi_numa.core.topology import Topology
 
     hosts = [(f"host{i}", Topology.uniform(2, 4, 4 << 30, [[10, 21], [21, 10]])) for i in range(3)]
     server = LoopbackXapi(str(tmp_path), hosts, PLUGIN_DIR)

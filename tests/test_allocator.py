@@ -3,9 +3,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xapi_numa.errors import HypervisorError, NoCapacity
-from xapi_numa.xenalloc import SUPERPAGE, distribute
-from xapi_numa.sim.model import Host
-from xapi_numa.topology import Topology
+from xapi_numa.core.xenalloc import SUPERPAGE, distribute
+from xapi_numa.backends.sim.model import Host
+from xapi_numa.core.topology import Topology
 
 GiB_PAGES = (1 << 30) >> 12
 

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xapi_numa.cpuset import format_cpus, format_ids, ids_of, mask_of, parse_cpus, parse_nodes
+from xapi_numa.core.cpuset import format_cpus, format_ids, ids_of, mask_of, parse_cpus, parse_nodes
 from xapi_numa.errors import InvalidArgument
 
 ALL = frozenset(range(8))

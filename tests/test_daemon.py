@@ -9,14 +9,15 @@ import sys
 import time
 
 
-from xapi_numa import homing, snapshot
+from xapi_numa.core import homing
+from xapi_numa.ops import observe
 from xapi_numa.daemon import LOG, Daemon
-from xapi_numa.demo import TIMELINE, run_scenario
+from xapi_numa.cli.demo import TIMELINE, run_scenario
 from xapi_numa.errors import HypervisorError
-from xapi_numa.ledger import Ledger, PinJournal
-from xapi_numa.policy import Policy
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.topology import Topology
+from xapi_numa.state.ledger import Ledger, PinJournal
+from xapi_numa.core.policy import Policy
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
 
 LAST = max(t for t, _, _ in TIMELINE)
 
@@ -162,7 +163,7 @@ def test_policy_any_and_strict_are_left_alone(tmp_path):
         d.cycle()
         sim.run(1.0)
     assert d.writes == 0
-    snap = snapshot.take(sim, 0.0)
+    snap = observe.take(sim, 0.0)
     assert homing.plan(snap, {}, 0.0, "credit", excluded=d.excluded(snap)) == []
 
 
@@ -184,7 +185,7 @@ def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
 
 def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     from xapi_numa.daemon import _xapi_settler
-    from xapi_numa.plugin import Context, place
+    from xapi_numa.plugin.functions import Context, place
 
     server, session = pool
     host = session.xenapi.host.get_all()[0]

@@ -5,12 +5,14 @@ import random
 import signal
 import time
 
+import attrs
 import pytest
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.ledger import Ledger
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.topology import Topology
+from xapi_numa.ports.hypervisor import Capabilities
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
 
 G = 1 << 30
 CAPACITY = {0: 10 * G, 1: 10 * G, 2: 10 * G, 3: 10 * G}
@@ -102,6 +104,9 @@ class NoClaims:
     def node_pages(self, domid):
         return self.sim.node_pages(domid)
 
+    def capabilities(self):
+        return attrs.evolve(self.sim.capabilities(), node_claims=False)
+
 
 def test_reconcile_without_node_claims_shrinks(reserved):
     sim, ledger, uuid = reserved
@@ -158,3 +163,6 @@ def test_32_processes_with_sigkill_never_overcommit_and_leak_nothing(tmp_path):
 class _Empty:
     def domains(self):
         return []
+
+    def capabilities(self):
+        return Capabilities("credit2", False, {})

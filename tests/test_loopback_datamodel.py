@@ -8,8 +8,8 @@ import re
 import pytest
 from conftest import SHARED
 
-from xapi_numa import loopback
-from xapi_numa.loopback import GENERIC_ERRORS, LoopbackXapi
+import xapi_loopback as loopback
+from xapi_loopback import GENERIC_ERRORS, LoopbackXapi
 
 DATAMODEL = os.path.join(SHARED, "xenapi.json")
 pytestmark = pytest.mark.skipif(not os.path.exists(DATAMODEL), reason="shared/xenapi.json not present")

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_numa import migrate, pagemove
+from xapi_numa.ops import move_memory as migrate
+from xapi_numa.core import memory_move as pagemove
 from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
-from xapi_numa.hypervisor import MemoryMap
-from xapi_numa.ledger import Ledger
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.sim import guestmem
-from xapi_numa.topology import Topology
+from xapi_numa.core.host import MemoryMap
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim import guestmem
+from xapi_numa.core.topology import Topology
 
 M = 1 << 20
 
@@ -53,7 +54,7 @@ def test_gfn_classes_match_the_c_header():
     """pagemove names libxenuma's XN_GFN_* values; the two must never drift apart."""
     import re
 
-    header = open(os.path.join(os.path.dirname(__file__), "..", "xapi_numa", "native", "libxenuma.h")).read()
+    header = open(os.path.join(os.path.dirname(__file__), "..", "libxenuma", "src", "libxenuma.h")).read()
     c = {name: int(v) for name, v in re.findall(r"#define XN_GFN_(\w+) (\d+)", header) if name != "CLASSES"}
     assert c == {"RAM": pagemove.MOVABLE, "NOT_RAM": pagemove.NOT_RAM, "MAGIC": pagemove.MAGIC,
                  "GRANTED": pagemove.GRANTED, "VCPU_INFO": pagemove.VCPU_INFO, "EVTCHN": pagemove.EVTCHN,
@@ -288,13 +289,13 @@ def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
 
 
 def test_the_daemon_recovers_a_dead_mover_and_leaves_moving_vms_alone(sim, ledger):
-    from xapi_numa import snapshot
+    from xapi_numa.ops import observe
     from xapi_numa.daemon import Daemon
 
     domid = _vm(sim)
     plan = _die_mid_batch(sim, ledger)
     daemon = Daemon(sim, ledger, lambda: 0.0, "credit2")
-    assert domid in daemon.excluded(snapshot.take(sim, 0.0))
+    assert domid in daemon.excluded(observe.take(sim, 0.0))
     daemon.cycle()
     assert not next(x for x in sim.domains() if x.domid == domid).paused
     assert migrate.Journal(ledger).status(plan.domain.uuid)["state"] == "interrupted"

@@ -8,14 +8,15 @@ import subprocess
 
 import pytest
 
-NATIVE = os.path.join(os.path.dirname(__file__), "..", "xapi_numa", "native")
+LIB = os.path.join(os.path.dirname(__file__), "..", "libxenuma")
 CC = shutil.which("gcc") or shutil.which("cc")
 
 
 def run_c_tests(tmp_path, test_source: str, unit: str) -> tuple:
     exe = str(tmp_path / test_source.replace(".c", ""))
     subprocess.run([CC, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", exe,
-                    os.path.join(NATIVE, test_source), os.path.join(NATIVE, unit)], check=True)
+                    "-I", os.path.join(LIB, "src"), os.path.join(LIB, "tests", test_source),
+                    os.path.join(LIB, "src", unit)], check=True)
     proc = subprocess.run([exe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     passed, failed = (int(x.split()[0]) for x in proc.stdout.strip().split(", "))

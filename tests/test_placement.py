@@ -6,9 +6,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.placement import NodeLoads, Planner, Request
-from xapi_numa.policy import Policy
-from xapi_numa.topology import Topology
+from xapi_numa.core.placement import NodeLoads, Planner, Request
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
 
 G = 1 << 30
 AMD = [[10, 16, 16, 22, 16, 22, 16, 22], [16, 10, 22, 16, 16, 22, 22, 17], [16, 22, 10, 16, 16, 16, 16, 16],

@@ -9,8 +9,8 @@ from conftest import PLUGIN_DIR
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from xapi_numa import plugin_protocol as proto
-from xapi_numa.plugin import FUNCTIONS
+from xapi_numa.plugin import protocol as proto
+from xapi_numa.plugin.functions import FUNCTIONS
 
 PLUGIN = os.path.join(PLUGIN_DIR, "numa")
 

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.policy import Policy
+from xapi_numa.core.policy import Policy
 
 
 def test_defaults():

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 
-from xapi_numa.ledger import Ledger
+from xapi_numa.state.ledger import Ledger
 
 G = 1 << 30
 M = 1 << 20

@@ -2,9 +2,10 @@
 import pytest
 
 from xapi_numa.errors import BackendUnavailable, HypervisorError, InvalidArgument
-from xapi_numa.hypervisor import Hypervisor, open_hypervisor
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.topology import Topology
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.backends.open import open_hypervisor
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
 
 
 @pytest.fixture

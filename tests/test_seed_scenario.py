@@ -1,7 +1,7 @@
 """The seed report reproduces in the simulator (the demo's scenario)."""
 import pytest
 
-from xapi_numa.demo import END, TIMELINE, run_scenario
+from xapi_numa.cli.demo import END, TIMELINE, run_scenario
 
 
 @pytest.fixture(scope="module")

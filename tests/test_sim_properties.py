@@ -3,8 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.errors import NumaError
-from xapi_numa.sim.model import Host
-from xapi_numa.topology import Topology
+from xapi_numa.backends.sim.model import Host
+from xapi_numa.core.topology import Topology
 
 actions = st.lists(
     st.one_of(

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from xapi_numa.errors import HypervisorError, NoCapacity, StateError
-from xapi_numa.sim.backend import SimHypervisor
-from xapi_numa.topology import Topology
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
 
 
 def _init(path, **kw):

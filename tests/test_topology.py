@@ -1,7 +1,7 @@
 import pytest
 
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.topology import Topology
+from xapi_numa.core.topology import Topology
 
 
 def test_from_xl_info(fixture_text):

@@ -1,7 +1,7 @@
 import pytest
 
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.units import format_size, parse_size
+from xapi_numa.core.units import format_size, parse_size
 
 
 @pytest.mark.parametrize("text, value", [

@@ -16,7 +16,6 @@ Affinity writes are rate-limited; a refusal by the hypervisor is logged once
 and retried with exponential back-off; a domain that vanishes mid-repair is
 forgotten, not retried.  Logs are JSON lines.  SIGTERM ends it cleanly.
 """
-from __future__ import annotations
 
 import argparse
 import json
@@ -27,12 +26,16 @@ import sys
 import time
 from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from . import affinity_fixup, homing, migrate, snapshot
-from .cpuset import format_ids
-from .errors import HypervisorError, NumaError
-from .hypervisor import Hypervisor, backend_spec, open_hypervisor
-from .ledger import Ledger, PinJournal
-from .policy import Policy
+from xapi_numa.core import affinity_fixup, homing
+from xapi_numa.ops import move_memory as migrate
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.ops import observe
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.errors import HypervisorError, NumaError
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.backends.open import backend_spec, open_hypervisor
+from xapi_numa.state.ledger import Ledger, PinJournal
+from xapi_numa.core.policy import Policy
 
 LOG = logging.getLogger("xapi-numad")
 
@@ -114,7 +117,7 @@ class Daemon:
             log(logging.INFO, "restored pins left by a previous run", count=restored)
         return restored
 
-    def _restore_due(self, snap: snapshot.HostSnapshot) -> int:
+    def _restore_due(self, snap: HostSnapshot) -> int:
         """Restore the original hard affinity of pinned VMs that are home (or waited too long)."""
         by_vm: Dict[str, list] = {}
         for row in self.journal.entries():
@@ -160,7 +163,7 @@ class Daemon:
         return applied
 
     # --- one cycle --------------------------------------------------------------------------------------
-    def excluded(self, snap: snapshot.HostSnapshot) -> Set[int]:
+    def excluded(self, snap: HostSnapshot) -> Set[int]:
         # a VM whose memory is being moved gets its affinity from the mover when it is done
         moving = {r["uuid"] for r in self.moves.rows() if r["state"] == migrate.RUNNING}
         out = {d.domid for d in snap.domains if d.uuid in moving}
@@ -177,7 +180,7 @@ class Daemon:
         now = self.clock()
         self.cycles += 1
         with_pages = self.fixup_every > 0 and self.cycles % self.fixup_every == 1
-        snap = snapshot.take(self.hv, now, with_pages=with_pages)
+        snap = observe.take(self.hv, now, with_pages=with_pages)
         # how long each vCPU has been displaced
         current = {(v.domid, v.vcpu) for v in homing.displaced(snap)}
         self.displaced_since = {k: self.displaced_since.get(k, now) for k in current}
@@ -237,7 +240,8 @@ def _clock_for(hv, spec: str) -> Callable[[], float]:
 
 def _xapi_settler(hv):
     """Settle VMs started with a boot pin from place (needs a local xapi)."""
-    from . import plugin, xapi
+    from xapi_numa.plugin import functions as plugin
+    from xapi_numa.backends import xapi
 
     url = os.environ.get("XAPI_NUMA_XENAPI_URL")
     try:
@@ -290,7 +294,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec = backend_spec(args.backend)
         ledger = Ledger(args.ledger or (spec[4:] + ".ledger.db" if spec.startswith("sim:")
                                         and not os.environ.get("XAPI_NUMA_LEDGER") else None))
-        scheduler = args.scheduler or (hv.scheduler() if hasattr(hv, "scheduler") else "credit2")
+        scheduler = args.scheduler or hv.capabilities().scheduler
         daemon = Daemon(hv, ledger, _clock_for(hv, spec), scheduler, threshold=args.threshold,
                         settler=None if args.no_xapi else _xapi_settler(hv))
         daemon.recover()

@@ -4,7 +4,6 @@ Every failure a user or xapi can see is a :class:`NumaError` carrying a stable
 ``code`` (``NUMA_NO_CAPACITY`` ...) and string ``params``.  The plugin boundary
 maps ``[code, *params]`` to a XenAPI failure; the CLI prints ``message``.
 """
-from __future__ import annotations
 
 import errno as _errno
 from typing import Iterable, Optional, Tuple

@@ -11,7 +11,6 @@ panic ends at a timeout and fails.  Follows ../shared/xen-in-qemu.md.
 Run as root (debootstrap, chroot); needs qemu-system-x86 debootstrap cpio
 busybox-static kmod libxen-dev gcc (the CI script installs them).
 """
-from __future__ import annotations
 
 import argparse
 import glob

@@ -28,7 +28,7 @@ import time
 from conftest import xl
 from xenlib import MEMCHECK_INITRD, console, create_guest, wait_console
 
-from xapi_numa.xen import XenHypervisor
+from xapi_numa.backends.xen import XenHypervisor
 
 WATCH = 30
 

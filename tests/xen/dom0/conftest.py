@@ -25,7 +25,7 @@ def guests():
 
 @pytest.fixture(scope="session")
 def hv():
-    from xapi_numa.xen import XenHypervisor
+    from xapi_numa.backends.xen import XenHypervisor
 
     return XenHypervisor(dump_interval=0.5)
 

@@ -14,9 +14,10 @@ import time
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
 
-from xapi_numa import migrate, pagemove
+from xapi_numa.ops import move_memory as migrate
+from xapi_numa.core import memory_move as pagemove
 from xapi_numa.errors import MoveStopped, NotMovable
-from xapi_numa.ledger import Ledger
+from xapi_numa.state.ledger import Ledger
 
 GUEST = "memcheck"
 HOLDPAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "holdpage")

@@ -12,7 +12,7 @@ import pytest
 from conftest import debug_key_dump, expected_scheduler, xl  # re-exported from xenlib
 
 from xapi_numa.errors import HypervisorError
-from xapi_numa.topology import Topology
+from xapi_numa.core.topology import Topology
 
 MIB = 1 << 20
 
@@ -171,7 +171,7 @@ def test_simulator_places_memory_like_xen(hv, guests, tmp_path):
 
     The simulated host gets the real host's topology and free memory per node.
     """
-    from xapi_numa.sim.backend import SimHypervisor
+    from xapi_numa.backends.sim.backend import SimHypervisor
 
     topo = hv.topology()
     free = {m.node: m.free for m in hv.node_memory()}

@@ -1,0 +1,383 @@
+"""A loopback XenAPI server: a pool of simulated hosts behind xapi's wire format.
+
+XAPI cannot run here, so tests (and ``make demo``) talk to this instead, with
+the real ``XenAPI`` client.  It speaks XenAPI's XML-RPC: sessions, result
+structs ``{"Status": ..., "Value"/"ErrorDescription": ...}``, opaque refs,
+string-encoded integers.  It offers the pool/host/VM/VM_metrics calls
+xapi-numa uses, with the names, parameters, record fields and error names of
+xapi's datamodel (checked against ``shared/xenapi.json`` by a test).
+
+``VM.start_on`` builds the domain on that host's simulated hypervisor and
+honours ``VCPUs_params["mask"]`` as xenopsd does (hard affinity of every
+vCPU, so memory follows it).  ``host.call_plugin`` runs the plugin exactly as
+xapi does: a subprocess given one methodCall in argv[1], whose stdout must be
+one methodResponse; otherwise ``XENAPI_PLUGIN_FAILURE``.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import uuid as uuidlib
+from socketserver import ThreadingMixIn
+from typing import Dict, List, Optional, Tuple
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+from xapi_numa.plugin import protocol as proto
+from xapi_numa.errors import NoCapacity, NumaError
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.topology import Topology
+
+NULL = "OpaqueRef:NULL"
+PLUGIN_TIMEOUT = 120
+# xapi's generic errors (Api_errors), raised by any call: not listed per message in the datamodel.
+GENERIC_ERRORS = {"HANDLE_INVALID", "SESSION_INVALID", "MAP_DUPLICATE_KEY", "UUID_INVALID",
+                  "MESSAGE_METHOD_UNKNOWN", "MESSAGE_PARAMETER_COUNT_MISMATCH", "XENAPI_PLUGIN_FAILURE",
+                  "XENAPI_MISSING_PLUGIN", "INTERNAL_ERROR"}
+
+
+class Failure(Exception):
+    def __init__(self, *details: str) -> None:
+        super().__init__(details)
+        self.details = [str(d) for d in details]
+
+
+def _ref() -> str:
+    return f"OpaqueRef:{uuidlib.uuid4()}"
+
+
+class _Server(ThreadingMixIn, SimpleXMLRPCServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/", "/RPC2")
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+class LoopbackXapi:
+    """A pool of simulated hosts; start() serves it on 127.0.0.1."""
+
+    def __init__(self, workdir: str, hosts: List[Tuple[str, Topology]], plugin_dir: str,
+                 username: str = "root", password: str = "xenroot", scheduler: str = "credit2") -> None:
+        self.workdir = workdir
+        self.plugin_dir = plugin_dir
+        self.username, self.password = username, password
+        self.lock = threading.RLock()
+        self.sessions: Dict[str, str] = {}
+        self.pool_ref, self.pool_uuid = _ref(), str(uuidlib.uuid4())
+        self.hosts: Dict[str, dict] = {}
+        self.sims: Dict[str, SimHypervisor] = {}
+        self.ledgers: Dict[str, str] = {}
+        self.vms: Dict[str, dict] = {}
+        self.metrics: Dict[str, dict] = {}
+        for i, (name, topo) in enumerate(hosts):
+            ref = _ref()
+            path = os.path.join(workdir, f"{name}.json")
+            self.sims[ref] = SimHypervisor.init(path, topo, scheduler, seed=i + 1, dom0_vcpus=1,
+                                                dom0_memory=256 << 20, force=True)
+            self.ledgers[ref] = path + ".ledger.db"
+            self.hosts[ref] = {"uuid": str(uuidlib.uuid4()), "name_label": name, "name_description": "",
+                               "enabled": True, "address": "127.0.0.1", "hostname": name,
+                               "API_version_major": "2", "API_version_minor": "21", "other_config": {},
+                               "resident_VMs": []}
+        self.master = next(iter(self.hosts))
+        self._server: Optional[_Server] = None
+        self.url = ""
+        self.plugin_calls = 0
+
+    # --- serving -------------------------------------------------------------------------
+    def start(self) -> str:
+        self._server = _Server(("127.0.0.1", 0), requestHandler=_Handler, allow_none=True, logRequests=False)
+        self._server.register_instance(self)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _dispatch(self, method: str, params: tuple):
+        try:
+            return {"Status": "Success", "Value": self._call(method, params)}
+        except Failure as f:
+            return {"Status": "Failure", "ErrorDescription": f.details}
+        except Exception as err:  # a server bug: answer as xapi would
+            return {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", f"{type(err).__name__}: {err}"]}
+
+    def _call(self, method: str, params: tuple):
+        if method == "session.login_with_password":
+            return self.session_login_with_password(*params)
+        impl = getattr(self, method.replace(".", "_"), None)
+        if impl is None or method.startswith("_") or "." not in method:
+            raise Failure("MESSAGE_METHOD_UNKNOWN", method)
+        expected = impl.__code__.co_argcount - 1  # minus self
+        if len(params) != expected:
+            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, str(expected), str(len(params)))
+        with self.lock:
+            if params[0] not in self.sessions:
+                raise Failure("SESSION_INVALID", str(params[0]))
+        return impl(*params)
+
+    @classmethod
+    def methods(cls) -> List[str]:
+        """The XenAPI methods served (for the datamodel test)."""
+        names = []
+        for attr in dir(cls):
+            if attr.startswith(("session_", "pool_", "host_", "VM_metrics_", "VM_")) and callable(getattr(cls, attr)):
+                klass, _, msg = attr.partition("_")
+                if attr.startswith("VM_metrics_"):
+                    klass, msg = "VM_metrics", attr[len("VM_metrics_"):]
+                names.append(f"{klass}.{msg}")
+        return names
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _vm(self, ref: str) -> dict:
+        vm = self.vms.get(ref)
+        if vm is None:
+            raise Failure("HANDLE_INVALID", "VM", ref)
+        return vm
+
+    def _host(self, ref: str) -> dict:
+        host = self.hosts.get(ref)
+        if host is None:
+            raise Failure("HANDLE_INVALID", "host", ref)
+        return host
+
+    def add_vm(self, name: str, vcpus: int, memory: int, other_config: Optional[dict] = None,
+               vcpus_params: Optional[dict] = None, domain_type: str = "hvm") -> Tuple[str, str]:
+        """Create a halted VM (what a template install does); returns (ref, uuid)."""
+        ref, uuid, mref = _ref(), str(uuidlib.uuid4()), _ref()
+        with self.lock:
+            self.metrics[mref] = {"uuid": str(uuidlib.uuid4()), "memory_actual": "0", "VCPUs_number": "0",
+                                  "VCPUs_CPU": {}, "VCPUs_params": {}, "state": [], "other_config": {}}
+            self.vms[ref] = {"uuid": uuid, "name_label": name, "name_description": "", "power_state": "Halted",
+                             "is_a_template": False, "is_control_domain": False, "VCPUs_max": str(vcpus),
+                             "VCPUs_at_startup": str(vcpus), "VCPUs_params": dict(vcpus_params or {}),
+                             "memory_static_max": str(memory), "memory_dynamic_max": str(memory),
+                             "memory_dynamic_min": str(memory), "memory_static_min": str(memory),
+                             "memory_target": str(memory), "other_config": dict(other_config or {}),
+                             "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
+                             "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": []}
+        return ref, uuid
+
+    def plugin_env(self, host: str) -> dict:
+        env = dict(os.environ)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(XAPI_NUMA_BACKEND=f"sim:{self.sims[host].path}", XAPI_NUMA_LEDGER=self.ledgers[host],
+                   XAPI_NUMA_XENAPI_URL=self.url)
+        return env
+
+    # --- session -------------------------------------------------------------------------------
+    def session_login_with_password(self, uname, pwd, version, originator):
+        if uname != self.username or pwd != self.password:
+            raise Failure("SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure")
+        ref = _ref()
+        with self.lock:
+            self.sessions[ref] = uname
+        return ref
+
+    def session_logout(self, session_id):
+        with self.lock:
+            self.sessions.pop(session_id, None)
+        return ""
+
+    # --- pool ------------------------------------------------------------------------------------
+    def pool_get_all(self, session_id):
+        return [self.pool_ref]
+
+    def pool_get_master(self, session_id, self_ref):
+        if self_ref != self.pool_ref:
+            raise Failure("HANDLE_INVALID", "pool", self_ref)
+        return self.master
+
+    def pool_get_record(self, session_id, self_ref):
+        if self_ref != self.pool_ref:
+            raise Failure("HANDLE_INVALID", "pool", self_ref)
+        return {"uuid": self.pool_uuid, "name_label": "loopback", "name_description": "", "master": self.master,
+                "other_config": {}}
+
+    # --- host ---------------------------------------------------------------------------------------
+    def host_get_all(self, session_id):
+        return list(self.hosts)
+
+    def host_get_all_records(self, session_id):
+        with self.lock:
+            return {ref: dict(h) for ref, h in self.hosts.items()}
+
+    def host_get_record(self, session_id, self_ref):
+        with self.lock:
+            return dict(self._host(self_ref))
+
+    def host_get_by_uuid(self, session_id, uuid):
+        for ref, h in self.hosts.items():
+            if h["uuid"] == uuid:
+                return ref
+        raise Failure("UUID_INVALID", "host", uuid)
+
+    def host_get_name_label(self, session_id, self_ref):
+        return self._host(self_ref)["name_label"]
+
+    def host_get_API_version_major(self, session_id, self_ref):
+        return self._host(self_ref)["API_version_major"]
+
+    def host_get_API_version_minor(self, session_id, self_ref):
+        return self._host(self_ref)["API_version_minor"]
+
+    def host_call_plugin(self, session_id, host, plugin, fn, args):
+        self._host(host)
+        path = os.path.join(self.plugin_dir, plugin)
+        if "/" in plugin or not os.access(path, os.X_OK):
+            raise Failure("XENAPI_MISSING_PLUGIN", plugin)
+        call = proto.build_call(fn, session_id, {str(k): str(v) for k, v in args.items()})
+        with self.lock:
+            self.plugin_calls += 1
+        try:
+            done = subprocess.run([path, call], capture_output=True, text=True, timeout=PLUGIN_TIMEOUT,
+                                  env=self.plugin_env(host))
+        except subprocess.TimeoutExpired as err:
+            raise Failure("XENAPI_PLUGIN_FAILURE", "timeout", err.stdout or "", err.stderr or "") from None
+        if done.returncode != 0:
+            status = f"signal: {-done.returncode}" if done.returncode < 0 else "non-zero exit"
+            raise Failure("XENAPI_PLUGIN_FAILURE", status, done.stdout, done.stderr)
+        try:
+            result = proto.parse_response(done.stdout)
+        except Exception:
+            raise Failure("XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", done.stdout, done.stderr) from None
+        if result["Status"] == "Failure":
+            raise Failure(*result.get("ErrorDescription", ["XENAPI_PLUGIN_FAILURE"]))
+        if not isinstance(result.get("Value"), str):
+            raise Failure("XENAPI_PLUGIN_FAILURE", "unexpected XMLRPC result", done.stdout, done.stderr)
+        return result["Value"]
+
+    # --- VM ------------------------------------------------------------------------------------------
+    def VM_get_all(self, session_id):
+        with self.lock:
+            return list(self.vms)
+
+    def VM_get_all_records(self, session_id):
+        with self.lock:
+            return {ref: dict(vm) for ref, vm in self.vms.items()}
+
+    def VM_get_record(self, session_id, self_ref):
+        with self.lock:
+            vm = self._vm(self_ref)
+            return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vm.items()}
+
+    def VM_get_by_uuid(self, session_id, uuid):
+        with self.lock:
+            for ref, vm in self.vms.items():
+                if vm["uuid"] == uuid:
+                    return ref
+        raise Failure("UUID_INVALID", "VM", uuid)
+
+    def VM_get_by_name_label(self, session_id, label):
+        with self.lock:
+            return [ref for ref, vm in self.vms.items() if vm["name_label"] == label]
+
+    def VM_get_uuid(self, session_id, self_ref):
+        return self._vm(self_ref)["uuid"]
+
+    def VM_get_power_state(self, session_id, self_ref):
+        return self._vm(self_ref)["power_state"]
+
+    def VM_get_resident_on(self, session_id, self_ref):
+        return self._vm(self_ref)["resident_on"]
+
+    def VM_get_domid(self, session_id, self_ref):
+        return self._vm(self_ref)["domid"]
+
+    def VM_get_metrics(self, session_id, self_ref):
+        return self._vm(self_ref)["metrics"]
+
+    def _map_get(self, ref, field):
+        with self.lock:
+            return dict(self._vm(ref)[field])
+
+    def _map_add(self, ref, field, key, value):
+        with self.lock:
+            m = self._vm(ref)[field]
+            if key in m:
+                raise Failure("MAP_DUPLICATE_KEY", "VM", field, ref, key)
+            m[key] = value
+        return ""
+
+    def _map_remove(self, ref, field, key):
+        with self.lock:
+            self._vm(ref)[field].pop(key, None)
+        return ""
+
+    def VM_get_other_config(self, session_id, self_ref):
+        return self._map_get(self_ref, "other_config")
+
+    def VM_add_to_other_config(self, session_id, self_ref, key, value):
+        return self._map_add(self_ref, "other_config", key, value)
+
+    def VM_remove_from_other_config(self, session_id, self_ref, key):
+        return self._map_remove(self_ref, "other_config", key)
+
+    def VM_get_VCPUs_params(self, session_id, self_ref):
+        return self._map_get(self_ref, "VCPUs_params")
+
+    def VM_add_to_VCPUs_params(self, session_id, self_ref, key, value):
+        return self._map_add(self_ref, "VCPUs_params", key, value)
+
+    def VM_remove_from_VCPUs_params(self, session_id, self_ref, key):
+        return self._map_remove(self_ref, "VCPUs_params", key)
+
+    def VM_start_on(self, session_id, vm, host, start_paused, force):
+        with self.lock:
+            record = self._vm(vm)
+            h = self._host(host)
+            if record["power_state"] != "Halted":
+                raise Failure("VM_BAD_POWER_STATE", vm, "halted", record["power_state"].lower())
+            if not h["enabled"]:
+                raise Failure("HOST_DISABLED", host)
+            record["power_state"] = "Starting"  # xapi's current_operations would block a second start
+            mask = record["VCPUs_params"].get("mask")
+            vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
+            uuid, dtype = record["uuid"], "pv" if record["domain_type"] == "pv" else "hvm"
+        try:
+            hard = frozenset(int(c) for c in mask.split(",")) if mask else None
+            # xenopsd builds with the mask as every vCPU's hard affinity; no libxl auto placement
+            domid = self.sims[host].create(record["name_label"], vcpus, memory, hard=hard, uuid=uuid, load="idle",
+                                           dtype=dtype, paused=bool(start_paused), auto_numa=False)
+        except NoCapacity:
+            free = sum(m.free for m in self.sims[host].node_memory())
+            with self.lock:
+                record["power_state"] = "Halted"
+            raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", str(memory), str(free)) from None
+        except (NumaError, ValueError) as err:
+            with self.lock:
+                record["power_state"] = "Halted"
+            raise Failure("INTERNAL_ERROR", str(err)) from None
+        with self.lock:
+            record.update(power_state="Paused" if start_paused else "Running", resident_on=host, domid=str(domid))
+            self.hosts[host]["resident_VMs"].append(vm)
+            self.metrics[record["metrics"]].update(VCPUs_number=str(vcpus), memory_actual=str(memory))
+        return ""
+
+    def VM_hard_shutdown(self, session_id, vm):
+        with self.lock:
+            record = self._vm(vm)
+            if record["power_state"] not in ("Running", "Paused"):
+                raise Failure("VM_BAD_POWER_STATE", vm, "running", record["power_state"].lower())
+            host, domid = record["resident_on"], int(record["domid"])
+        self.sims[host].destroy(domid)
+        with self.lock:
+            record.update(power_state="Halted", resident_on=NULL, domid="-1")
+            self.hosts[host]["resident_VMs"].remove(vm)
+        return ""
+
+    def VM_metrics_get_record(self, session_id, self_ref):
+        with self.lock:
+            m = self.metrics.get(self_ref)
+            if m is None:
+                raise Failure("HANDLE_INVALID", "VM_metrics", self_ref)
+            return dict(m)
+

@@ -1,0 +1,49 @@
+"""The composition root: open the hypervisor backend a user named.
+
+``xen`` (the default) is real Xen in dom0 over libxenuma; ``sim:PATH`` is the
+simulated host stored at PATH.  Entry points (CLI, plugin, daemon) call this;
+nothing below them opens a backend.
+"""
+import os
+from typing import Optional
+
+from xapi_numa.errors import BackendUnavailable, InvalidArgument
+from xapi_numa.ports.hypervisor import Hypervisor
+
+BACKEND_SYNTAX = "xen, or sim:PATH for a simulated host stored at PATH"
+
+
+def backend_spec(explicit: Optional[str] = None) -> str:
+    """Which backend to use: the flag, else $XAPI_NUMA_BACKEND, else ``xen``."""
+    return explicit or os.environ.get("XAPI_NUMA_BACKEND") or "xen"
+
+
+def sim_path(spec: str) -> Optional[str]:
+    """The state file of a ``sim:PATH`` spec, or None for another backend."""
+    return spec[4:] if spec.startswith("sim:") else None
+
+
+def open_hypervisor(spec: Optional[str] = None) -> Hypervisor:
+    """Open the backend named by ``spec`` (see :func:`backend_spec`)."""
+    spec = backend_spec(spec)
+    path = sim_path(spec)
+    if path is not None:
+        if not path:
+            raise InvalidArgument("backend", "sim: needs a path", BACKEND_SYNTAX)
+        from xapi_numa.backends.sim.backend import SimHypervisor
+
+        return SimHypervisor(path)
+    if spec == "xen":
+        return _open_xen()
+    raise InvalidArgument("backend", "unknown backend {!r}".format(spec), BACKEND_SYNTAX)
+
+
+def _open_xen() -> Hypervisor:
+    try:
+        from xapi_numa.backends.xen import XenHypervisor
+    except ImportError:
+        raise BackendUnavailable(
+            "the Xen backend needs libxenuma, xapi-numa's native libxc extension, which is not "
+            "built in this installation; use --backend sim:PATH for a simulated host"
+        ) from None
+    return XenHypervisor()

@@ -1,0 +1,173 @@
+"""The Hypervisor port over a simulated host stored in a file (``sim:PATH``).
+
+Every call is one locked transaction on the state file (see :mod:`.store`),
+so separate processes see one consistent host.  Besides the port it offers
+the simulator's own controls: ``init``, ``create``, ``destroy`` and ``run``.
+"""
+
+from typing import Dict, FrozenSet, List, Optional, Sequence
+
+from xapi_numa.core.cpuset import ids_of, mask_of
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
+from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages
+from xapi_numa.backends.sim import guestmem
+from xapi_numa.backends.sim.model import Host
+from xapi_numa.backends.sim.store import SimStore
+from xapi_numa.backends.sim.toolstack import auto_placement
+
+
+class SimHypervisor(Hypervisor):
+    """Hypervisor port implementation backed by :class:`SimStore`."""
+
+    def __init__(self, path: str) -> None:
+        self.store = SimStore(path)
+        self.path = self.store.path
+
+    # --- the simulator's own controls ---------------------------------------------
+    @classmethod
+    def init(cls, path: str, topology: Topology, scheduler: str = "credit2", seed: int = 0,
+             dom0_vcpus: int = 4, dom0_memory: Optional[int] = None, force: bool = False) -> "SimHypervisor":
+        host = Host(topology, scheduler, seed)
+        total = topology.memory_total()
+        if dom0_memory is None:
+            dom0_memory = min(1 << 30, total // 10)
+        dom0_vcpus = max(1, min(dom0_vcpus, len(topology.cpus)))
+        host.create_domain("Domain-0", dom0_vcpus, max(1, bytes_to_pages(dom0_memory)), load="idle",
+                           dtype="pv", uuid="00000000-0000-0000-0000-000000000000")
+        SimStore(path).create(host, overwrite=force)
+        return cls(path)
+
+    def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,
+               soft: Optional[FrozenSet[int]] = None, load: str = "busy", dtype: str = "pv",
+               paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True,
+               passthrough: bool = False) -> int:
+        """Create a guest as ``xl create`` would (libxl placement when no affinity)."""
+        with self.store.transaction() as host:
+            pages = bytes_to_pages(memory)
+            hard_mask = mask_of(hard) if hard is not None else None
+            soft_mask = mask_of(soft) if soft is not None else None
+            if hard is None and soft is None and auto_numa:
+                soft_mask = auto_placement(host, vcpus, pages)
+            d = host.create_domain(name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid)
+            d.passthrough = passthrough
+            return d.domid
+
+    def hold(self, domid: int, gfn: int) -> None:
+        """A backend maps this guest frame (it cannot be freed while held)."""
+        with self.store.transaction() as host:
+            host.domain(domid).held.append(gfn)
+
+    def release_hold(self, domid: int, gfn: int) -> None:
+        with self.store.transaction() as host:
+            guestmem.release_hold(host, host.domain(domid), gfn)
+
+    def destroy(self, domid: int) -> None:
+        with self.store.transaction() as host:
+            host.destroy(domid)
+
+    def run(self, seconds: float) -> None:
+        if not 0 <= seconds <= 24 * 3600:
+            raise InvalidArgument("seconds", f"{seconds}", "0..86400")
+        with self.store.transaction() as host:
+            host.run(seconds)
+
+    def find(self, ref: str) -> int:
+        with self.store.snapshot() as host:
+            return host.find(ref).domid
+
+    def now_ms(self) -> int:
+        with self.store.snapshot() as host:
+            return host.now_ms
+
+    def scheduler(self) -> str:
+        with self.store.snapshot() as host:
+            return host.sched.name
+
+    # --- the Hypervisor port ----------------------------------------------------------
+    def topology(self) -> Topology:
+        with self.store.snapshot() as host:
+            return host.topology.with_free({n: f << PAGE_SHIFT for n, f in enumerate(host.free)})
+
+    def node_memory(self) -> List[NodeMemory]:
+        with self.store.snapshot() as host:
+            claimed = host.outstanding()
+            return [NodeMemory(n, size << PAGE_SHIFT, free << PAGE_SHIFT, claimed[n] << PAGE_SHIFT)
+                    for n, (size, free) in enumerate(zip(host.size, host.free))]
+
+    def domains(self) -> List[DomainInfo]:
+        with self.store.snapshot() as host:
+            return [DomainInfo(d.domid, d.name, d.uuid, len(d.vcpus), d.tot_pages << PAGE_SHIFT,
+                               d.max_pages << PAGE_SHIFT, d.pause_count > 0, d.type,
+                               (d.claim + sum(d.node_claims.values())) << PAGE_SHIFT)
+                    for d in host.domains.values()]
+
+    def vcpus(self, domid: int) -> List[VcpuInfo]:
+        with self.store.snapshot() as host:
+            d = host.domain(domid)
+            return [VcpuInfo(domid, v.id, v.processor, host.vcpu_state(v), ids_of(v.hard), ids_of(v.soft))
+                    for v in d.vcpus]
+
+    def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[FrozenSet[int]] = None,
+                          soft: Optional[FrozenSet[int]] = None) -> None:
+        with self.store.transaction() as host:
+            host.set_vcpu_affinity(domid, vcpu, None if hard is None else mask_of(hard),
+                                   None if soft is None else mask_of(soft))
+
+    def node_affinity(self, domid: int) -> FrozenSet[int]:
+        with self.store.snapshot() as host:
+            return ids_of(host.effective_node_affinity(host.domain(domid)))
+
+    def set_node_affinity(self, domid: int, nodes: Optional[FrozenSet[int]]) -> None:
+        with self.store.transaction() as host:
+            host.set_node_affinity(domid, None if nodes is None else mask_of(nodes))
+
+    def node_pages(self, domid: int) -> Dict[int, int]:
+        with self.store.snapshot() as host:
+            return dict(enumerate(host.domain(domid).node_pages))
+
+    def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
+        with self.store.transaction() as host:
+            host.claim(domid, pages, node)
+
+    def pause(self, domid: int) -> None:
+        with self.store.transaction() as host:
+            host.pause(domid)
+
+    def unpause(self, domid: int) -> None:
+        with self.store.transaction() as host:
+            host.unpause(domid)
+
+    def capabilities(self) -> Capabilities:
+        # The simulated hypervisor offers every primitive natively, per-node
+        # claims included (stock Xen 4.17 has host-wide claims only).
+        features = {"topology": "native", "vcpu_affinity": "native", "node_affinity": "native",
+                    "node_pages": "native", "claims": "native", "node_claims": "native"}
+        return Capabilities(self.scheduler(), True, features, modelled_time=True)
+
+    def clock(self) -> float:
+        """Simulated time: thresholds and timeouts count in simulated seconds."""
+        return self.now_ms() / 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        """Pacing between page-move batches: simulated pauses are modelled, not
+        waited for, so neither is the pacing."""
+
+    def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
+        with self.store.snapshot() as host:
+            return guestmem.memory_map(host, host.domain(domid), probe_ms)
+
+    def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
+                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+        with self.store.transaction() as host:
+            return guestmem.move(host, host.domain(domid), list(gfns), node, verify_chunk, allow_fallback, fault)
+
+    def recover_move(self, domid: int) -> Optional[str]:
+        with self.store.transaction() as host:
+            return guestmem.recover(host, host.domain(domid))
+
+    def move_blockers(self, domid: int) -> List[str]:
+        with self.store.snapshot() as host:
+            return ["PCI passthrough"] if host.domain(domid).passthrough else []

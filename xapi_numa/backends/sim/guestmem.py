@@ -1,0 +1,239 @@
+"""A simulated guest's memory, gfn by gfn, and moving it between nodes.
+
+Real Xen decides which node backs each gfn; stock Xen does not tell dom0,
+so the real mover works gfn by gfn without knowing.  The simulator keeps the
+layout as runs ``[first_gfn, count, node]`` (derived on first use the way
+Xen's allocator lays out a translated guest: 2 MiB extents round-robin over
+the nodes holding its memory) so a move here does what it does on Xen:
+released frames go back to their node, new ones come from the target.
+
+It models the frames that matter to the mover's safety: toolstack magic
+pages, granted pages, and the frames Xen keeps mapped (each vCPU's vcpu_info
+and FIFO control block, one event-array page).  Xen-mapped frames cannot be
+freed.  Simulated guests lay them out as Linux does, so the scan recognises
+them all (a control block shows its timer's port once the guest has booted)
+and the probe finds nothing more here.  Frames a "backend" holds
+(``SimHypervisor.hold``) cannot be freed either: that is how the simulator
+shows the mover's safety check stopping a run.
+"""
+
+import bisect
+import errno
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from xapi_numa.errors import HypervisorError
+from xapi_numa.core.host import BatchResult, MemoryMap
+from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.memory_move import EVTCHN, GRANTED, MAGIC, VCPU_INFO
+
+GRANT_BASE, GRANT_PAGES = 0x1000, 32
+VCPU_INFO_BASE, CONTROL_BASE, EVENT_ARRAY = 0x2000, 0x3000, 0x3800
+MAGIC_PAGES = 4
+UNBACKED = -1  # node of a gfn released by a mover that died before backing it again
+
+
+def derive_runs(node_pages: Sequence[int]) -> List[List[int]]:
+    """The layout Xen's allocator gives a translated guest: 2 MiB extents taken
+    round-robin from the nodes that hold its memory."""
+    left = list(node_pages)
+    runs: List[List[int]] = []
+    gfn = 0
+    while any(left):
+        for n in range(len(left)):
+            take = min(pagemove.SUPERPAGE_PAGES, left[n])
+            if take:
+                _append(runs, gfn, take, n)
+                gfn += take
+                left[n] -= take
+    return runs
+
+
+def _append(runs: List[List[int]], start: int, count: int, node: int) -> None:
+    if runs and runs[-1][2] == node and runs[-1][0] + runs[-1][1] == start:
+        runs[-1][1] += count
+    else:
+        runs.append([start, count, node])
+
+
+def node_of(runs: List[List[int]], gfn: int) -> int:
+    i = bisect.bisect_right([r[0] for r in runs], gfn) - 1
+    if i < 0 or gfn >= runs[i][0] + runs[i][1]:
+        raise HypervisorError(errno.EINVAL, f"gfn {gfn:#x} is not populated")
+    return runs[i][2]
+
+
+def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[int]]:
+    """Runs with gfns [start, end) now on ``node``."""
+    out: List[List[int]] = []
+    for s, c, n in runs:
+        e = s + c
+        if e <= start or s >= end:
+            _append(out, s, c, n)
+            continue
+        if s < start:
+            _append(out, s, start - s, n)
+        lo, hi = max(s, start), min(e, end)
+        _append(out, lo, hi - lo, node)
+        if e > end:
+            _append(out, end, e - end, n)
+    return out
+
+
+def special_gfns(d) -> Dict[int, int]:
+    """gfn -> class of the frames the mover must leave alone (those it can see)."""
+    top = d.tot_pages - sum(n for _, n in d.stale)
+    special: Dict[int, int] = {}
+    for i in range(MAGIC_PAGES):
+        special[top - 1 - i] = MAGIC
+    for i in range(GRANT_PAGES):
+        special[GRANT_BASE + i] = GRANTED
+    for v in d.vcpus:
+        special[VCPU_INFO_BASE + 8 * v.id] = VCPU_INFO
+    special[EVENT_ARRAY] = EVTCHN
+    return {g: c for g, c in special.items() if 0 <= g < top}
+
+
+def xen_mapped(d) -> List[int]:
+    """Frames Xen keeps mapped: they are never freed while the domain lives."""
+    top = d.tot_pages - sum(n for _, n in d.stale)
+    gfns = [VCPU_INFO_BASE + 8 * v.id for v in d.vcpus] + [CONTROL_BASE + v.id for v in d.vcpus] + [EVENT_ARRAY]
+    return [g for g in gfns if g < top]
+
+
+def memory_map(host, d, probe_ms: int = 0) -> MemoryMap:
+    _refuse_pv(d)
+    top = d.tot_pages - sum(n for _, n in d.stale)
+    classes = bytearray(top)
+    for gfn, cls in special_gfns(d).items():
+        classes[gfn] = cls
+    for v in d.vcpus:
+        if CONTROL_BASE + v.id < top:
+            classes[CONTROL_BASE + v.id] = EVTCHN
+    return MemoryMap(bytes(classes), busy_grants=2)
+
+
+def _refuse_pv(d) -> None:
+    if d.type == "pv":
+        raise HypervisorError(errno.EPROTOTYPE, f"domain {d.domid} is a PV guest: its memory cannot be moved")
+
+
+def _take(host, node: int, count: int, avoid: int = -1) -> Dict[int, int]:
+    """Frames from ``node`` (or, node < 0, anywhere: nearest to ``avoid`` first)."""
+    if node >= 0:
+        got = min(count, host.free[node])
+        return {node: got} if got else {}
+    order = sorted(range(len(host.free)),
+                   key=lambda n: (host.topology.distances[max(avoid, 0)][n], n))
+    out: Dict[int, int] = {}
+    for n in order:
+        got = min(count, host.free[n])
+        if got:
+            out[n] = got
+            count -= got
+        if not count:
+            break
+    return out
+
+
+def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallback: bool,
+         fault: Optional[str]) -> BatchResult:
+    """One batch, as libxenuma's xn_mig_move does it on Xen (see its contract)."""
+    _refuse_pv(d)
+    if list(gfns) != sorted(set(gfns)):
+        raise HypervisorError(errno.EINVAL, "gfns must be ascending and unique")
+    if not 0 <= node < len(host.free):
+        raise HypervisorError(errno.EINVAL, f"no node {node}")
+    runs = d.gfn_runs if d.gfn_runs is not None else derive_runs(
+        [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
+    for g in (gfns[0], gfns[-1]) if gfns else ():
+        node_of(runs, g)
+    pinned = set(xen_mapped(d)) | set(d.held)
+    chunk = max(1, min(verify_chunk or len(gfns), len(gfns) or 1))
+    released: List[int] = []
+    stuck: Tuple[int, ...] = ()
+    not_freed = 0
+    stage, error = "done", 0
+    # release, chunk by chunk, stopping at the first chunk with a frame that stays referenced
+    for at in range(0, len(gfns), chunk):
+        part = gfns[at:at + chunk]
+        for g in part:
+            old = node_of(runs, g)
+            d.node_pages[old] -= 1
+            if g in pinned:
+                not_freed += 1
+                d.stale.append([old, 1])
+                d.node_pages[old] += 1  # the old frame stays the domain's until its user lets go
+            else:
+                host.free[old] += 1
+        released.extend(part)
+        if not_freed:
+            stuck, stage, error = tuple(part), "verify", errno.EBUSY
+            break
+    if fault == "after-release" and not error:
+        stage, error = "populate", errno.EIO
+    if fault == "die-after-release":
+        # the mover dies here: the guest stays paused with these gfns unbacked,
+        # their contents in the batch record (the real one is a file on tmpfs)
+        d.pause_count += 1
+        d.record = list(released)
+        d.gfn_runs = runs
+        for s_, e_ in pagemove.spans(released):
+            d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
+        return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR)
+    to_target = error == 0 or stage == "verify"
+    moved = fallback = superpages = 0
+
+    def back(gs: List[int], n: int) -> None:
+        nonlocal runs
+        host.free[n] -= len(gs)
+        d.node_pages[n] += len(gs)
+        for s, e in pagemove.spans(gs):
+            runs = paint(runs, s, e, n)
+
+    if to_target:
+        moved = _take(host, node, len(released)).get(node, 0)
+        back(released[:moved], node)
+        superpages = pagemove.whole_runs(released[:moved])
+    rest = released[moved:]
+    if rest:
+        at = 0
+        for n, count in _take(host, -1, len(rest), avoid=node).items():
+            back(rest[at:at + count], n)
+            at += count
+        fallback = at
+        if to_target and not error and not allow_fallback:
+            stage, error = "populate", errno.ENOMEM
+    lost = len(released) - moved - fallback
+    d.gfn_runs = runs
+    pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
+    return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error)
+
+
+def recover(host, d) -> Optional[str]:
+    """What xn_mig_recover does: back the released gfns again (anywhere), put the
+    saved contents back, unpause."""
+    if d.record is None:
+        return None
+    runs = d.gfn_runs
+    backed = 0
+    for n, count in _take(host, -1, len(d.record)).items():
+        part = d.record[backed:backed + count]
+        host.free[n] -= len(part)
+        d.node_pages[n] += len(part)
+        for s_, e_ in pagemove.spans(part):
+            runs = paint(runs, s_, e_, n)
+        backed += count
+    d.gfn_runs, d.record = runs, None
+    host.unpause(d.domid)
+    return (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} released pages "
+            f"backed again, contents restored) and unpaused it")
+
+
+def release_hold(host, d, gfn: int) -> None:
+    """The holder of a frame lets go: a stale old frame is finally freed."""
+    if gfn in d.held:
+        d.held.remove(gfn)
+    if d.stale:
+        node, count = d.stale.pop(0)
+        d.node_pages[node] -= count
+        host.free[node] += count

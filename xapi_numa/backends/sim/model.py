@@ -1,0 +1,476 @@
+"""State of the simulated host and the hypervisor operations on it.
+
+A :class:`Host` holds the topology, free pages per node, the domains with
+their vCPUs and memory, the scheduler, and simulated time (ticks of 10 ms).
+Its methods are the hypervisor's operations with Xen's semantics (creating
+a domain allocates its memory through :mod:`xapi_numa.xenalloc`; pausing puts vCPUs
+to sleep in the scheduler; changing affinity re-picks a pCPU, like
+``vcpu_set_affinity``).  It is deterministic for a given seed.
+"""
+
+import errno
+import random
+import uuid as uuidlib
+from typing import Dict, Iterator, List, Optional
+
+from xapi_numa.core.host import DOMAIN_TYPES
+from xapi_numa.errors import HypervisorError, InvalidArgument, NoCapacity, UnknownVM
+from xapi_numa.core.topology import Topology
+from xapi_numa.core import xenalloc as allocator
+from xapi_numa.backends.sim.loads import TICK_MS, LoadProfile
+from xapi_numa.backends.sim.masks import cycle, has, iter_bits, soft_effective
+
+STATE_VERSION = 1
+
+
+class Vcpu:
+    """One simulated vCPU; scheduler fields are owned by the scheduler."""
+
+    __slots__ = ("dom", "id", "hard", "soft", "processor", "running", "queued", "credit", "pri",
+                 "migrating", "avgload", "rqd", "migrate_rqd", "tickled_cpu", "phase", "outside_since")
+
+    def __init__(self, dom: "Domain", vid: int, hard: int, soft: int, phase: int = 0) -> None:
+        self.dom = dom
+        self.id = vid
+        self.hard = hard
+        self.soft = soft
+        self.processor = 0
+        self.running = False
+        self.queued = False
+        self.credit = 0
+        self.pri = -1
+        self.migrating = False
+        self.avgload = 0
+        self.rqd = -1
+        self.migrate_rqd = -1
+        self.tickled_cpu = -1
+        self.phase = phase
+        self.outside_since = -1
+
+    @property
+    def key(self):
+        return (self.dom.domid, self.id)
+
+    def to_list(self) -> list:
+        return [self.id, self.hard, self.soft, self.processor, self.running, self.queued, self.credit,
+                self.pri, self.migrating, self.avgload, self.rqd, self.migrate_rqd, self.tickled_cpu,
+                self.phase, self.outside_since]
+
+    @classmethod
+    def from_list(cls, dom: "Domain", data: list) -> "Vcpu":
+        v = cls(dom, data[0], data[1], data[2])
+        (v.processor, v.running, v.queued, v.credit, v.pri, v.migrating, v.avgload, v.rqd,
+         v.migrate_rqd, v.tickled_cpu, v.phase, v.outside_since) = data[3:]
+        return v
+
+
+class Domain:
+    """One simulated domain: memory per node, claims, affinity, vCPUs."""
+
+    def __init__(self, domid: int, name: str, uuid: str, dtype: str, max_pages: int, nr_nodes: int,
+                 load: LoadProfile) -> None:
+        self.domid = domid
+        self.name = name
+        self.uuid = uuid
+        self.type = dtype
+        self.max_pages = max_pages
+        self.node_pages = [0] * nr_nodes
+        self.claim = 0  # host-wide outstanding claim (pages)
+        self.node_claims: Dict[int, int] = {}
+        self.node_affinity: Optional[int] = None  # node mask; None = automatic
+        self.last_alloc_node = -1
+        self.pause_count = 0
+        self.load = load
+        self.vcpus: List[Vcpu] = []
+        self.passthrough = False
+        # page moves (see guestmem): gfn layout once a move has touched it,
+        # frames a backend holds, old frames not freed yet ([node, pages])
+        self.gfn_runs: Optional[List[List[int]]] = None
+        self.held: List[int] = []
+        self.stale: List[List[int]] = []
+        self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
+
+    @property
+    def tot_pages(self) -> int:
+        return sum(self.node_pages)
+
+    def to_dict(self) -> dict:
+        return {"domid": self.domid, "name": self.name, "uuid": self.uuid, "type": self.type,
+                "max_pages": self.max_pages, "node_pages": self.node_pages, "claim": self.claim,
+                "node_claims": {str(k): v for k, v in self.node_claims.items()},
+                "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
+                "pause_count": self.pause_count, "load": str(self.load),
+                "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
+                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Domain":
+        d = cls(data["domid"], data["name"], data["uuid"], data["type"], data["max_pages"],
+                len(data["node_pages"]), LoadProfile.parse(data["load"]))
+        d.node_pages = list(data["node_pages"])
+        d.claim = data["claim"]
+        d.node_claims = {int(k): v for k, v in data["node_claims"].items()}
+        d.node_affinity = data["node_affinity"]
+        d.last_alloc_node = data["last_alloc_node"]
+        d.pause_count = data["pause_count"]
+        d.vcpus = [Vcpu.from_list(d, v) for v in data["vcpus"]]
+        d.passthrough = data.get("passthrough", False)
+        d.gfn_runs = data.get("gfn_runs")
+        d.held = list(data.get("held", []))
+        d.stale = [list(x) for x in data.get("stale", [])]
+        d.record = data.get("record")
+        return d
+
+
+def _scheduler_class(name: str):
+    from xapi_numa.backends.sim.credit1 import Credit1
+    from xapi_numa.backends.sim.credit2 import Credit2
+
+    table = {"credit": Credit1, "credit2": Credit2}
+    if name not in table:
+        raise InvalidArgument("scheduler", f"unknown scheduler {name!r}", "credit, credit2")
+    return table[name]
+
+
+class Host:
+    """The simulated hypervisor: state plus Xen's operations on it."""
+
+    def __init__(self, topology: Topology, scheduler: str = "credit2", seed: int = 0) -> None:
+        self.topology = topology
+        self.seed = seed
+        self.tick = 0
+        self.free = [n.memory_size >> 12 for n in topology.nodes]
+        self.size = list(self.free)
+        self.domains: Dict[int, Domain] = {}
+        self.next_domid = 0
+        self.rng = random.Random(seed)
+        self.online = (1 << len(topology.cpus)) - 1
+        self.node_mask = [sum(1 << c for c in n.cpus) for n in topology.nodes]
+        self.cpu_node = [c.node for c in topology.cpus]
+        self.sched = _scheduler_class(scheduler)(self)
+
+    # --- time ------------------------------------------------------------------
+    @property
+    def now_ms(self) -> int:
+        return self.tick * TICK_MS
+
+    def runnable(self, v: Vcpu) -> bool:
+        d = v.dom
+        return d.pause_count == 0 and d.load.active(self.tick, v.phase)
+
+    def step(self) -> None:
+        """Advance simulated time by one tick (10 ms)."""
+        self.tick += 1
+        t = self.tick
+        for d in self.domains.values():
+            if d.load.kind != "bursty" or d.pause_count:
+                continue
+            for v in d.vcpus:
+                if d.load.changes_at(t, v.phase):
+                    if d.load.active(t, v.phase):
+                        self.sched.wake(v)
+                    else:
+                        self.sched.sleep(v)
+        self.sched.tick()
+        self._track_outside_soft()
+
+    def run(self, seconds: float, observer=None) -> None:
+        ticks = int(round(seconds * 1000 / TICK_MS))
+        for _ in range(ticks):
+            self.step()
+            if observer is not None:
+                observer(self)
+
+    def _track_outside_soft(self) -> None:
+        online = self.online
+        for d in self.domains.values():
+            for v in d.vcpus:
+                outside = v.running and soft_effective(v.hard, v.soft, online) and not has(v.soft, v.processor)
+                if outside:
+                    if v.outside_since < 0:
+                        v.outside_since = self.tick
+                else:
+                    v.outside_since = -1
+
+    # --- lookups ---------------------------------------------------------------
+    def domain(self, domid: int) -> Domain:
+        d = self.domains.get(domid)
+        if d is None:
+            raise HypervisorError(errno.ESRCH, f"domain {domid}")
+        return d
+
+    def vcpu(self, domid: int, vid: int) -> Vcpu:
+        d = self.domain(domid)
+        if not 0 <= vid < len(d.vcpus):
+            raise HypervisorError(errno.EINVAL, f"domain {domid} has no vCPU {vid}")
+        return d.vcpus[vid]
+
+    def find(self, ref: str) -> Domain:
+        for d in self.domains.values():
+            if ref in (str(d.domid), d.name, d.uuid):
+                return d
+        raise UnknownVM(ref)
+
+    def all_vcpus(self) -> Iterator[Vcpu]:
+        for d in self.domains.values():
+            yield from d.vcpus
+
+    def vcpu_state(self, v: Vcpu) -> str:
+        if v.dom.pause_count:
+            return "paused"
+        if v.running:
+            return "running"
+        if v.queued:
+            return "runnable"
+        return "blocked"
+
+    # --- affinity ----------------------------------------------------------------
+    def effective_node_affinity(self, d: Domain) -> int:
+        """Xen's domain_update_node_affinity for an automatic node affinity."""
+        if d.node_affinity is not None:
+            return d.node_affinity
+        hard = 0
+        soft = 0
+        for v in d.vcpus:
+            hard |= v.hard
+            soft |= v.soft & v.hard
+        cpus = (soft & hard & self.online) or (hard & self.online)
+        nodes = 0
+        for cpu in iter_bits(cpus):
+            nodes |= 1 << self.cpu_node[cpu]
+        return nodes
+
+    def set_vcpu_affinity(self, domid: int, vid: int, hard: Optional[int], soft: Optional[int]) -> None:
+        v = self.vcpu(domid, vid)
+        new_hard = v.hard if hard is None else hard
+        new_soft = v.soft if soft is None else soft
+        if new_hard & self.online == 0:
+            raise HypervisorError(errno.EINVAL, "hard affinity has no online CPU")
+        if (new_hard | new_soft) & ~self.online:
+            raise HypervisorError(errno.EINVAL, "affinity names CPUs that do not exist")
+        v.hard, v.soft = new_hard, new_soft
+        # vcpu_set_affinity always goes through vcpu_migrate: re-pick a pCPU.
+        self.sched.affinity_changed(v)
+
+    def set_node_affinity(self, domid: int, nodes: Optional[int]) -> None:
+        d = self.domain(domid)
+        full = (1 << len(self.topology.nodes)) - 1
+        if nodes is not None and nodes & full == 0:
+            raise HypervisorError(errno.EINVAL, "empty node affinity")
+        if nodes is not None and nodes & ~full:
+            raise HypervisorError(errno.EINVAL, "node affinity names nodes that do not exist")
+        # Xen: a full node mask means "automatic" again.
+        d.node_affinity = None if nodes is None or nodes == full else nodes
+
+    # --- memory ------------------------------------------------------------------
+    def _claimed_by_others(self, d: Domain):
+        host = sum(o.claim for o in self.domains.values() if o is not d)
+        per_node = [0] * len(self.free)
+        for o in self.domains.values():
+            if o is not d:
+                for n, p in o.node_claims.items():
+                    per_node[n] += p
+        return host, per_node
+
+    def allocate(self, d: Domain, pages: int, node: Optional[int] = None, exact: bool = False) -> Dict[int, int]:
+        """Populate ``pages`` of ``d``'s memory as Xen's allocator would."""
+        if d.tot_pages + pages > d.max_pages:
+            raise HypervisorError(errno.ENOMEM, f"domain {d.domid} would exceed its maximum memory")
+        host_claims, node_claims = self._claimed_by_others(d)
+        budget = [max(0, f - c) for f, c in zip(self.free, node_claims)]
+        usable = sum(self.free) - host_claims - sum(node_claims)
+        if pages > usable:
+            raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
+                             "after other domains' claims", ("memory", str(pages)))
+        affinity = list(iter_bits(self.effective_node_affinity(d)))
+        extent = allocator.SUPERPAGE if d.type in ("hvm", "pvh") else 1
+        got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node, extent,
+                                                      node, exact)
+        for n, p in got.items():
+            self.free[n] -= p
+            d.node_pages[n] += p
+            if n in d.node_claims:
+                d.node_claims[n] = max(0, d.node_claims[n] - p)
+                if d.node_claims[n] == 0:
+                    del d.node_claims[n]
+        d.claim = max(0, d.claim - pages)
+        return got
+
+    def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
+        """Claim pages: host-wide like xc_domain_claim_pages, or on one node."""
+        d = self.domain(domid)
+        if pages < 0:
+            raise HypervisorError(errno.EINVAL, "negative claim")
+        host_claims, node_claims = self._claimed_by_others(d)
+        if node is None:
+            if pages == 0:
+                d.claim = 0
+                return
+            if pages <= d.tot_pages or pages > d.max_pages:
+                raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
+                                      f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
+            want = pages - d.tot_pages
+            if want > sum(self.free) - host_claims - sum(node_claims):
+                raise HypervisorError(errno.ENOMEM, f"claim of {want} pages")
+            d.claim = want
+            return
+        if not 0 <= node < len(self.free):
+            raise HypervisorError(errno.EINVAL, f"node {node} does not exist")
+        if pages == 0:
+            d.node_claims.pop(node, None)
+            return
+        if pages > self.free[node] - node_claims[node]:
+            raise HypervisorError(errno.ENOMEM, f"claim of {pages} pages on node {node}")
+        d.node_claims[node] = pages
+
+    def outstanding(self) -> List[int]:
+        """Pages claimed per node (host-wide claims are not on any node)."""
+        per_node = [0] * len(self.free)
+        for d in self.domains.values():
+            for n, p in d.node_claims.items():
+                per_node[n] += p
+        return per_node
+
+    # --- domain lifecycle --------------------------------------------------------
+    def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
+                      soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
+                      paused: bool = False, uuid: Optional[str] = None) -> Domain:
+        """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause."""
+        if dtype not in DOMAIN_TYPES:
+            raise InvalidArgument("type", f"unknown domain type {dtype!r}", ", ".join(DOMAIN_TYPES))
+        if vcpus < 1 or vcpus > 512:
+            raise InvalidArgument("vcpus", f"{vcpus} vCPUs", "1..512")
+        if memory_pages < 1:
+            raise InvalidArgument("memory", "a domain needs some memory")
+        if any(d.name == name for d in self.domains.values()):
+            raise InvalidArgument("name", f"a domain called {name!r} already exists")
+        hard = self.online if hard is None else hard
+        soft = self.online if soft is None else soft
+        if hard & self.online == 0:
+            raise InvalidArgument("hard", "hard affinity has no CPU of this host")
+        profile = LoadProfile.parse(load)
+        domid = self.next_domid
+        d = Domain(domid, name, uuid or str(uuidlib.UUID(int=self.rng.getrandbits(128), version=4)),
+                   dtype, memory_pages, len(self.free), profile)
+        d.pause_count = 1  # domains are created paused
+        lo, hi = profile.phase_range()
+        # Xen spreads new vCPUs: vCPU 0 anywhere, then cpumask_cycle from the previous.
+        processor = self.rng.randrange(len(self.cpu_node))
+        for i in range(vcpus):
+            v = Vcpu(d, i, hard, soft, self.rng.randrange(lo, hi))
+            v.processor = processor if has(hard, processor) else cycle(processor, hard)
+            processor = cycle(v.processor, self.online)
+            d.vcpus.append(v)
+        self.domains[domid] = d
+        self.next_domid += 1
+        self.allocate(d, memory_pages)
+        for v in d.vcpus:
+            self.sched.insert(v)
+        if not paused:
+            self.unpause(domid)
+        return d
+
+    def destroy(self, domid: int) -> None:
+        d = self.domain(domid)
+        if domid == 0:
+            raise HypervisorError(errno.EPERM, "domain 0 cannot be destroyed")
+        self.pause(domid)  # domain_kill pauses the domain before tearing it down
+        for v in d.vcpus:
+            self.sched.remove(v)
+        for n, p in enumerate(d.node_pages):
+            self.free[n] += p
+        del self.domains[domid]
+
+    def pause(self, domid: int) -> None:
+        d = self.domain(domid)
+        d.pause_count += 1
+        if d.pause_count == 1:
+            for v in d.vcpus:
+                self.sched.sleep(v)
+
+    def unpause(self, domid: int) -> None:
+        d = self.domain(domid)
+        if d.pause_count == 0:
+            raise HypervisorError(errno.EINVAL, f"domain {domid} is not paused")
+        d.pause_count -= 1
+        if d.pause_count == 0:
+            for v in d.vcpus:
+                if self.runnable(v):
+                    self.sched.wake(v)
+
+    # --- invariants (used by property tests and --check) -------------------------
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the state is impossible for Xen."""
+        for n, size in enumerate(self.size):
+            used = sum(d.node_pages[n] for d in self.domains.values())
+            assert self.free[n] >= 0, f"node {n} free < 0"
+            assert used + self.free[n] == size, f"node {n}: pages not conserved"
+        seen = {}
+        for cpu in range(len(self.cpu_node)):
+            v = self.sched.current(cpu)
+            if v is not None:
+                assert v.key not in seen, f"vCPU {v.key} runs on pCPUs {seen[v.key]} and {cpu}"
+                seen[v.key] = cpu
+                assert v.running and v.processor == cpu, f"vCPU {v.key} bookkeeping"
+                assert has(v.hard, cpu), f"vCPU {v.key} runs on pCPU {cpu} outside its hard affinity"
+                assert self.runnable(v), f"vCPU {v.key} runs while not runnable"
+        for v in self.all_vcpus():
+            assert not v.running or v.key in seen, f"vCPU {v.key} marked running but on no pCPU"
+            assert has(v.hard, v.processor), f"vCPU {v.key} assigned to pCPU {v.processor} outside hard"
+
+    # --- persistence ---------------------------------------------------------------
+    def to_dict(self) -> dict:
+        topo = self.topology
+        return {
+            "version": STATE_VERSION,
+            "topology": {
+                "cpu_to_node": [c.node for c in topo.cpus],
+                "cpu_to_core": [c.core for c in topo.cpus],
+                "cpu_to_socket": [c.socket for c in topo.cpus],
+                "memory_size": [n.memory_size for n in topo.nodes],
+                "distances": [list(r) for r in topo.distances],
+            },
+            "scheduler": self.sched.name,
+            "seed": self.seed,
+            "tick": self.tick,
+            "free": self.free,
+            "next_domid": self.next_domid,
+            "rng": _rng_state_to_json(self.rng.getstate()),
+            "domains": [d.to_dict() for d in self.domains.values()],
+            "sched": self.sched.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Host":
+        if data.get("version") != STATE_VERSION:
+            raise InvalidArgument("state", f"unsupported simulator state version {data.get('version')!r}")
+        t = data["topology"]
+        topo = Topology.from_arrays(t["cpu_to_node"], t["distances"], t["memory_size"],
+                                    cpu_to_core=t["cpu_to_core"], cpu_to_socket=t["cpu_to_socket"])
+        host = cls.__new__(cls)
+        host.topology = topo
+        host.seed = data["seed"]
+        host.tick = data["tick"]
+        host.free = list(data["free"])
+        host.size = [n.memory_size >> 12 for n in topo.nodes]
+        host.next_domid = data["next_domid"]
+        host.rng = random.Random()
+        host.rng.setstate(_rng_state_from_json(data["rng"]))
+        host.online = (1 << len(topo.cpus)) - 1
+        host.node_mask = [sum(1 << c for c in n.cpus) for n in topo.nodes]
+        host.cpu_node = [c.node for c in topo.cpus]
+        host.domains = {}
+        for dd in data["domains"]:
+            d = Domain.from_dict(dd)
+            host.domains[d.domid] = d
+        host.sched = _scheduler_class(data["scheduler"]).from_dict(host, data["sched"])
+        return host
+
+
+def _rng_state_to_json(state) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_state_from_json(data) -> tuple:
+    return (data[0], tuple(data[1]), data[2])

@@ -1,0 +1,46 @@
+"""Tables for people: the query rows of :mod:`xapi_numa.ops.queries` as text."""
+from typing import Sequence
+
+from xapi_numa.core.units import format_size
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def render_topology(report: dict) -> str:
+    nodes = table(["node", "cpus", "memory", "free", "claimed"],
+                  [[n["id"], n["cpus"], format_size(n["memory_total"]), format_size(n["memory_free"]),
+                    format_size(n["memory_claimed"])] for n in report["nodes"]])
+    ids = [n["id"] for n in report["nodes"]]
+    dist = table(["distance"] + [str(i) for i in ids],
+                 [[i] + row for i, row in zip(ids, report["distances"])])
+    return nodes + "\n\n" + dist
+
+
+def render_vcpus(rows: Sequence[dict]) -> str:
+    return table(["domid", "name", "vcpu", "cpu", "node", "state", "hard", "soft", "outside-soft"],
+                 [[r["domid"], r["name"], r["vcpu"], r["cpu"], r["node"], r["state"], r["hard"], r["soft"],
+                   "yes" if r["outside_soft"] else ""] for r in rows])
+
+
+def render_memory(rows: Sequence[dict]) -> str:
+    nodes = sorted({n for r in rows for n in r["nodes"]}, key=int)
+    return table(["domid", "name"] + ["node{}".format(n) for n in nodes] + ["total"],
+                 [[r["domid"], r["name"]] + [format_size(r["nodes"].get(n, 0)) for n in nodes]
+                  + [format_size(r["total"])] for r in rows])
+
+
+def render_top(report: dict) -> str:
+    nodes = table(["node", "busy", "used", "free", "reserved"],
+                  [[n["id"], "{}/{}".format(n["busy_cpus"], n["cpus"]), format_size(n["memory_used"]),
+                    format_size(n["memory_free"]), format_size(n["memory_reserved"])] for n in report["nodes"]])
+    vms = table(["domid", "name", "home", "memory", "local", "outside-soft"],
+                [[v["domid"], v["name"] + (" (paused)" if v["paused"] else ""),
+                  ",".join(map(str, v["home_nodes"])) or "-", format_size(v["memory"]),
+                  "{:.0f}%".format(100 * v["local_share"]), "{}/{}".format(v["outside_soft"], v["vcpus"])]
+                 for v in report["vms"]])
+    return nodes + "\n\n" + vms

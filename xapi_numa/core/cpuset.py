@@ -1,0 +1,145 @@
+"""CPU and node lists in Xen's syntax, exactly as ``xl`` reads them.
+
+A list is comma-separated tokens applied left to right (so order matters:
+``0-3,^2`` is ``0,1,3`` while ``^2,0-3`` is ``0-3``).  A token is a CPU
+``N``, a range ``A-B``, ``all``, or ``node:N`` / ``nodes:A-B`` / ``nodes:all``
+(every CPU of those nodes); a leading ``^`` removes instead of adding
+(``^all`` is refused, as by xl).  Empty tokens are skipped, like xl's
+``strtok``.  ``none`` (what xl prints for an empty map) reads as the empty set.
+
+Node lists (``parse_nodes``) use the same grammar over node ids, without the
+``node:`` prefix.  Everything here is pure: the caller passes the universe.
+"""
+
+from typing import AbstractSet, FrozenSet, Iterable, Mapping, Tuple
+
+from xapi_numa.errors import InvalidArgument
+
+CPU_SYNTAX = "comma-separated CPUs or ranges (0-27,56-83), node:N, nodes:A-B, all; ^ excludes"
+NODE_SYNTAX = "comma-separated node ids or ranges (0-1,3), all; ^ excludes"
+
+
+def _parse_range(token: str, field: str, text: str, what: str) -> Tuple[int, int]:
+    """Parse ``N`` or ``A-B`` with A <= B (xl's parse_range)."""
+    first, sep, second = token.partition("-")
+    if not first.isdigit() or (sep and not second.isdigit()):
+        raise InvalidArgument(field, f"bad token {token!r} in {text!r}: expected a {what} number or range A-B")
+    low = int(first)
+    high = int(second) if sep else low
+    if high < low:
+        raise InvalidArgument(field, f"bad range {token!r} in {text!r}: {high} < {low}")
+    return low, high
+
+
+def _check_known(ids: Iterable[int], known: AbstractSet[int], field: str, text: str, what: str) -> None:
+    missing = sorted(set(ids) - set(known))
+    if missing:
+        raise InvalidArgument(
+            field,
+            f"{what} {format_ids(missing)} in {text!r} does not exist on this host",
+            f"{what}s {format_ids(known) or 'none'}",
+        )
+
+
+def parse_cpus(
+    text: str,
+    all_cpus: AbstractSet[int],
+    node_cpus: Mapping[int, AbstractSet[int]],
+    field: str = "cpus",
+) -> FrozenSet[int]:
+    """Read a CPU list in xl syntax against a host's CPUs and nodes."""
+    if not isinstance(text, str):
+        raise InvalidArgument(field, f"expected a CPU list, got {type(text).__name__}", CPU_SYNTAX)
+    result: set = set()
+    tokens = [t.strip() for t in text.split(",")]
+    if text.strip() == "none":
+        return frozenset()
+    if not any(tokens):
+        raise InvalidArgument(field, "empty CPU list", CPU_SYNTAX)
+    for token in tokens:
+        if not token:
+            continue
+        negate = token.startswith("^")
+        body = token[1:] if negate else token
+        is_nodes = False
+        for prefix in ("nodes:", "node:"):
+            if body.startswith(prefix):
+                body, is_nodes = body[len(prefix):], True
+                break
+        if body == "all":
+            if negate:
+                raise InvalidArgument(field, f"can't combine '^' and 'all' in {text!r}", CPU_SYNTAX)
+            result |= set(all_cpus)
+            continue
+        try:
+            low, high = _parse_range(body, field, text, "node" if is_nodes else "CPU")
+        except InvalidArgument as err:
+            raise InvalidArgument(field, err.detail, CPU_SYNTAX) from None
+        ids = range(low, high + 1)
+        if is_nodes:
+            _check_known(ids, node_cpus.keys(), field, text, "node")
+            cpus = set().union(*(node_cpus[n] for n in ids))
+        else:
+            _check_known(ids, all_cpus, field, text, "CPU")
+            cpus = set(ids)
+        if negate:
+            result -= cpus
+        else:
+            result |= cpus
+    return frozenset(result)
+
+
+def parse_nodes(text: str, all_nodes: AbstractSet[int], field: str = "nodes") -> FrozenSet[int]:
+    """Read a node set (``0-1,3``, ``all``, ``^2``) against a host's node ids."""
+    identity = {n: {n} for n in all_nodes}
+    if not isinstance(text, str):
+        raise InvalidArgument(field, f"expected a node list, got {type(text).__name__}", NODE_SYNTAX)
+    if any(p in text for p in ("node:", "nodes:")):
+        raise InvalidArgument(field, f"{text!r}: give node ids directly, without 'node:'", NODE_SYNTAX)
+    try:
+        return parse_cpus(text, all_nodes, identity, field)
+    except InvalidArgument as err:
+        raise InvalidArgument(field, err.detail.replace("CPU", "node"), NODE_SYNTAX) from None
+
+
+def format_ids(ids: Iterable[int]) -> str:
+    """Canonical range form: ``0-27,56-83``; empty gives ``""``."""
+    ordered = sorted(set(ids))
+    parts = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def format_cpus(cpus: AbstractSet[int], all_cpus: AbstractSet[int] = frozenset()) -> str:
+    """Print a CPU set as xl does: ``all``, ``none`` or ranges."""
+    if not cpus:
+        return "none"
+    if all_cpus and set(cpus) == set(all_cpus):
+        return "all"
+    return format_ids(cpus)
+
+
+def mask_of(ids: Iterable[int]) -> int:
+    """Bit mask with bit i set for each id (the simulator's fast form)."""
+    mask = 0
+    for i in ids:
+        mask |= 1 << i
+    return mask
+
+
+def ids_of(mask: int) -> FrozenSet[int]:
+    """Inverse of :func:`mask_of`."""
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return frozenset(out)

@@ -1,0 +1,96 @@
+"""Values of a Xen host as xapi-numa sees it: nodes' memory, domains, vCPUs, a
+guest's memory map and what one page-move batch did.
+
+Plain immutable values, returned by the :class:`~xapi_numa.ports.hypervisor.Hypervisor`
+port and consumed by the pure planners.  Units: memory in bytes unless a name
+says ``pages`` (4 KiB pages, as Xen counts); CPU and node sets are frozensets
+of ids.
+"""
+from typing import FrozenSet, Iterable, Tuple
+
+import attrs
+
+from xapi_numa.errors import UnknownVM
+
+DOMAIN_TYPES = ("pv", "pvh", "hvm")
+
+
+@attrs.frozen
+class NodeMemory:
+    """Memory of one node: size, free, and outstanding claims (bytes)."""
+
+    node: int
+    size: int
+    free: int
+    claimed: int = 0
+
+    @property
+    def claimable(self) -> int:
+        """Free memory not promised to anyone by an outstanding claim."""
+        return max(0, self.free - self.claimed)
+
+
+@attrs.frozen
+class DomainInfo:
+    """One domain as the hypervisor sees it."""
+
+    domid: int
+    name: str
+    uuid: str
+    vcpus: int
+    memory: int  # bytes currently allocated (tot_pages)
+    max_memory: int
+    paused: bool
+    type: str = "pv"
+    claimed: int = 0  # bytes still outstanding on this domain's claim
+
+
+@attrs.frozen
+class VcpuInfo:
+    """One vCPU: where it is, what it is doing and where it may run."""
+
+    domid: int
+    vcpu: int
+    cpu: int  # pCPU it runs on, or last ran on / is queued on
+    state: str  # running, runnable, blocked, paused or offline
+    hard: FrozenSet[int]
+    soft: FrozenSet[int]
+
+
+@attrs.frozen
+class MemoryMap:
+    """A guest's memory as seen for moving it between nodes.
+
+    ``classes`` holds one byte per gfn (0 .. max gfn): 0 is ordinary RAM that
+    may move; the other values say why a gfn stays (see
+    :data:`xapi_numa.pagemove.SKIP_REASONS`).
+    """
+
+    classes: bytes
+    busy_grants: int = 0  # granted frames their grantee is using right now
+    scan_phases: Tuple[Tuple[str, float], ...] = ()  # (phase, seconds) where the backend measures them
+
+
+@attrs.frozen
+class BatchResult:
+    """What one pause window of a move did (see libxenuma's xn_mig_move)."""
+
+    released: int       # gfns whose old frames were given back
+    moved: int          # of those, now on the target node
+    fallback: int       # of those, on another node (target short, or after a failure)
+    lost: int           # of those, left without a frame: must be 0
+    superpages: int     # 2 MiB extents populated on the target
+    not_freed: int      # old frames something still references
+    stuck_gfns: Tuple[int, ...]  # the chunk that held them
+    raised_max: int     # pages added to max_pages so every gfn got a frame back
+    pause: float        # seconds the domain was paused
+    stage: str          # how far it got: "done" on success
+    error: int = 0      # errno of the failure
+
+
+def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
+    """The domain a user means by ``ref``: a domid, a name or a UUID."""
+    for d in domains:
+        if ref in (str(d.domid), d.name, d.uuid):
+            return d
+    raise UnknownVM(ref)

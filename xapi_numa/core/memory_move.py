@@ -1,0 +1,181 @@
+"""Moving a guest's memory between nodes: the pure part (no I/O).
+
+Given a guest's memory map (one class per gfn, from the hypervisor port),
+this module says which gfns may move, cuts them into batches -- each one
+pause window, aligned so that whole 2 MiB runs stay together and can be
+repopulated as superpages -- paces the batches, and adds up what happened.
+The orchestration that talks to the hypervisor is :mod:`xapi_numa.migrate`.
+"""
+
+import statistics
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core.host import BatchResult, MemoryMap
+from xapi_numa.core.units import PAGE_SHIFT
+
+# The classes of libxenuma's xn_mig_scan, one byte per gfn (XN_GFN_* in libxenuma.h).
+MOVABLE, NOT_RAM, MAGIC, GRANTED, VCPU_INFO, EVTCHN, CHANGED = range(7)
+SKIP_REASONS = {NOT_RAM: "not-ram", MAGIC: "magic", GRANTED: "granted", VCPU_INFO: "vcpu-info",
+                EVTCHN: "evtchn", CHANGED: "changed"}
+SKIP_EXPLAINED = {
+    "not-ram": "not ordinary RAM (holes, MMIO, shared_info, grant-table frames)",
+    "magic": "toolstack pages named by HVM params (xenstore, console, ioreq, rings)",
+    "granted": "granted to another domain (a backend may map it or copy into it)",
+    "vcpu-info": "laid out like a vcpu_info or time area Xen keeps mapped",
+    "evtchn": "laid out like a FIFO event-channel control block or event array",
+    "changed": "changed while the guest was paused (probe): Xen or a backend writes it",
+}
+SUPERPAGE_PAGES = 512
+DEFAULT_BATCH = 512
+MAX_BATCH = 8192
+DEFAULT_VERIFY_CHUNK = 16
+PAGE = 1 << PAGE_SHIFT
+
+
+def _gfns_of(classes: bytes, code: int) -> List[int]:
+    """Indexes of one class (bytes.find: the map is mostly hole, this stays fast)."""
+    needle = bytes([code])
+    out, at = [], classes.find(needle)
+    while at >= 0:
+        out.append(at)
+        at = classes.find(needle, at + 1)
+    return out
+
+
+def movable_gfns(memory: MemoryMap) -> List[int]:
+    return _gfns_of(memory.classes, MOVABLE)
+
+
+def skipped_counts(memory: MemoryMap) -> Dict[str, int]:
+    """Gfns that stay, by reason (RAM reasons only: holes are not counted)."""
+    return {name: memory.classes.count(bytes([code])) for code, name in SKIP_REASONS.items()
+            if name != "not-ram" and memory.classes.count(bytes([code]))}
+
+
+def skipped_gfns(memory: MemoryMap) -> Dict[str, List[int]]:
+    out = {name: _gfns_of(memory.classes, code) for code, name in SKIP_REASONS.items() if name != "not-ram"}
+    return {name: gfns for name, gfns in out.items() if gfns}
+
+
+def spans(gfns: Iterable[int]) -> List[Tuple[int, int]]:
+    """Ascending gfns as [start, end) spans of consecutive ones."""
+    out: List[Tuple[int, int]] = []
+    for g in gfns:
+        if out and out[-1][1] == g:
+            out[-1] = (out[-1][0], g + 1)
+        else:
+            out.append((g, g + 1))
+    return out
+
+
+def ranges(gfns: Iterable[int]) -> str:
+    """'0x10-0x1f,0x40' for a sorted gfn list."""
+    return ",".join(f"{a:#x}" if b == a + 1 else f"{a:#x}-{b - 1:#x}" for a, b in spans(gfns))
+
+
+def window_for(batch: int) -> int:
+    """Gfn window per batch: whole superpage runs when the batch can hold one."""
+    return batch if batch < SUPERPAGE_PAGES else (batch // SUPERPAGE_PAGES) * SUPERPAGE_PAGES
+
+
+def plan_batches(gfns: Sequence[int], batch: int, max_pages: Optional[int] = None) -> List[Tuple[int, ...]]:
+    """Cut ascending gfns into batches of at most ``batch`` pages, each within one
+    aligned window, stopping after ``max_pages``."""
+    window = window_for(batch)
+    chosen = gfns if max_pages is None else gfns[:max_pages]
+    batches: List[Tuple[int, ...]] = []
+    current: List[int] = []
+    current_window = -1
+    for g in chosen:
+        w = g // window
+        if current and (w != current_window or len(current) >= batch):
+            batches.append(tuple(current))
+            current = []
+        current_window = w
+        current.append(g)
+    if current:
+        batches.append(tuple(current))
+    return batches
+
+
+def whole_runs(batch: Sequence[int]) -> int:
+    """Complete, aligned 2 MiB runs in a batch (what can stay a superpage)."""
+    runs, i = 0, 0
+    while i + SUPERPAGE_PAGES <= len(batch):
+        if batch[i] % SUPERPAGE_PAGES == 0 and batch[i + SUPERPAGE_PAGES - 1] == batch[i] + SUPERPAGE_PAGES - 1:
+            runs += 1
+            i += SUPERPAGE_PAGES
+        else:
+            i += 1
+    return runs
+
+
+# Pause-time model for hardware (what planners and the simulator use).  The
+# two copies are memcpy-bound: 4 GiB/s each on one core (a conservative
+# figure for 4 KiB copies) gives the >= 1 GiB/s per stream the primitive is meant
+# to reach; the rest is hypercall and
+# allocator work, order-9 populate about 5x cheaper per page than order 0
+# (as measured under emulation).  Not measured on hardware here.
+COPY_BYTES_PER_S = 4 << 30
+MAP_PAGE_S = 0.2e-6
+RELEASE_PAGE_S = 0.1e-6
+POPULATE_PAGE_S = 0.5e-6
+POPULATE_SUPERPAGE_S = POPULATE_PAGE_S * SUPERPAGE_PAGES / 5
+HYPERCALL_S = 2e-6
+
+
+def estimated_pause(pages: int, superpages: int, verify_chunk: int = DEFAULT_VERIFY_CHUNK) -> float:
+    """Seconds one batch keeps the guest paused on hardware (model)."""
+    small = max(0, pages - superpages * SUPERPAGE_PAGES)
+    chunks = -(-pages // max(1, verify_chunk))
+    return (2 * pages * PAGE / COPY_BYTES_PER_S + 2 * pages * MAP_PAGE_S + pages * RELEASE_PAGE_S
+            + small * POPULATE_PAGE_S + superpages * POPULATE_SUPERPAGE_S + (2 * chunks + 6) * HYPERCALL_S)
+
+
+def pacing_gap(pause: float, pages: int, rate: Optional[float]) -> float:
+    """Seconds to wait after a batch: the guest gets at least as long running as it
+    spent paused, and the average stays under ``rate`` bytes/s."""
+    gap = pause
+    if rate:
+        gap = max(gap, pages * PAGE / rate - pause)
+    return max(0.0, gap)
+
+
+@attrs.define
+class MoveTally:
+    """What a move has done so far (one per run; mutable, owned by the orchestrator)."""
+
+    planned: int
+    batches_planned: int
+    moved: int = 0
+    fallback: int = 0
+    released: int = 0
+    superpages: int = 0
+    batches: int = 0
+    pauses: List[float] = attrs.Factory(list)
+    elapsed: float = 0.0
+    raised_max: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.moved += result.moved
+        self.fallback += result.fallback
+        self.released += result.released
+        self.superpages += result.superpages
+        self.raised_max += result.raised_max
+        self.batches += 1
+        self.pauses.append(result.pause)
+
+    def summary(self) -> Dict[str, object]:
+        pauses = self.pauses or [0.0]
+        # Throughput while the guest was paused for the move: the primitive's own speed.
+        paused = sum(self.pauses)
+        throughput = (self.released * PAGE / paused) if paused else 0.0
+        return {"planned_pages": self.planned, "moved_pages": self.moved, "fallback_pages": self.fallback,
+                "released_pages": self.released, "superpages": self.superpages, "batches": self.batches,
+                "batches_planned": self.batches_planned,
+                "pause_max_ms": round(max(pauses) * 1000, 3),
+                "pause_median_ms": round(statistics.median(pauses) * 1000, 3),
+                "throughput_mib_s": round(throughput / (1 << 20), 2),
+                "elapsed_s": round(self.elapsed, 3), "raised_max_pages": self.raised_max}

@@ -1,0 +1,118 @@
+"""Per-VM NUMA policy: what an admin asks for, parsed from the strings ``xe`` sends.
+
+Three fields, stored by the XAPI layer in ``VM.other_config`` as
+``numa_mode``, ``numa_nodes`` and ``numa_on_exhaust``:
+
+``mode``
+    ``any``          Xen's default: no affinity, memory striped over all nodes.
+    ``best_effort``  soft affinity on the fewest, closest nodes that fit.
+    ``preferred``    soft affinity; memory from the listed nodes, in order.
+    ``strict``       hard affinity; memory and vCPUs only on the chosen nodes.
+``nodes``
+    an ordered list to try (``1,3,0``; ranges allowed: ``0-3``), ``nearest``
+    (start at the best node, then outward by SLIT distance), a list ending in
+    ``nearest`` (``2,nearest``: start at 2, then outward), or unset (the
+    engine chooses).
+``on_exhaust``
+    ``fallback``  when the nodes asked for are full, take the next node in
+                  order, then the nearest others.
+    ``fail``      fail with ``NUMA_NO_CAPACITY`` instead.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import attrs
+
+from xapi_numa.errors import InvalidArgument
+
+MODES = ("any", "best_effort", "preferred", "strict")
+ON_EXHAUST = ("fallback", "fail")
+NODES_SYNTAX = "an ordered node list like 1,3,0 (ranges allowed), nearest, a list ending in nearest, or empty"
+MAX_NODES = 64
+OTHER_CONFIG_KEYS = ("numa_mode", "numa_nodes", "numa_on_exhaust")
+
+
+def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
+    tokens = [t.strip() for t in text.split(",")]
+    if any(t == "" for t in tokens):
+        raise InvalidArgument("nodes", f"{text!r} has an empty entry", NODES_SYNTAX)
+    nearest = tokens[-1] == "nearest"
+    if nearest:
+        tokens = tokens[:-1]
+    nodes = []
+    for t in tokens:
+        if t == "nearest":
+            raise InvalidArgument("nodes", f"'nearest' must come last in {text!r}", NODES_SYNTAX)
+        first, sep, second = t.partition("-")
+        if not first.isdigit() or (sep and not second.isdigit()):
+            raise InvalidArgument("nodes", f"bad entry {t!r} in {text!r}", NODES_SYNTAX)
+        low, high = int(first), int(second) if sep else int(first)
+        if high < low:
+            raise InvalidArgument("nodes", f"bad range {t!r} in {text!r}", NODES_SYNTAX)
+        if high >= MAX_NODES:
+            raise InvalidArgument("nodes", f"node {high} in {text!r} is beyond the largest possible id",
+                                  f"node ids 0..{MAX_NODES - 1}")
+        for n in range(low, high + 1):
+            if n in nodes:
+                raise InvalidArgument("nodes", f"node {n} is listed twice in {text!r}", NODES_SYNTAX)
+            nodes.append(n)
+    return tuple(nodes), nearest
+
+
+@attrs.frozen
+class Policy:
+    """A validated NUMA policy (immutable); ``str()`` is its canonical form."""
+
+    mode: str = "best_effort"
+    nodes: Tuple[int, ...] = ()
+    nearest: bool = False
+    on_exhaust: str = "fallback"
+
+    @classmethod
+    def parse(cls, mode: Optional[str] = None, nodes: Optional[str] = None,
+              on_exhaust: Optional[str] = None) -> "Policy":
+        """Validate the three strings; unset fields take their defaults."""
+        m = (mode if mode not in (None, "") else "best_effort")
+        if not isinstance(m, str) or m.strip() not in MODES:
+            raise InvalidArgument("mode", f"unknown mode {mode!r}", ", ".join(MODES))
+        m = m.strip()
+        e = (on_exhaust if on_exhaust not in (None, "") else "fallback")
+        if not isinstance(e, str) or e.strip() not in ON_EXHAUST:
+            raise InvalidArgument("on_exhaust", f"unknown value {on_exhaust!r}", ", ".join(ON_EXHAUST))
+        e = e.strip()
+        node_list: Tuple[int, ...] = ()
+        nearest = False
+        if nodes is not None and str(nodes).strip() != "":
+            if not isinstance(nodes, str):
+                raise InvalidArgument("nodes", f"expected a string, got {type(nodes).__name__}", NODES_SYNTAX)
+            if len(nodes) > 512:
+                raise InvalidArgument("nodes", "value is too long", NODES_SYNTAX)
+            node_list, nearest = _parse_node_list(nodes.strip())
+        if m == "any" and (node_list or nearest):
+            raise InvalidArgument("nodes", "mode 'any' takes no node list (Xen chooses)",
+                                  "leave nodes empty, or use best_effort, preferred or strict")
+        return cls(m, node_list, nearest, e)
+
+    @classmethod
+    def from_other_config(cls, other_config: Dict[str, str]) -> "Policy":
+        return cls.parse(other_config.get("numa_mode"), other_config.get("numa_nodes"),
+                         other_config.get("numa_on_exhaust"))
+
+    @property
+    def nodes_text(self) -> str:
+        parts = [str(n) for n in self.nodes]
+        if self.nearest:
+            parts.append("nearest")
+        return ",".join(parts)
+
+    def to_other_config(self) -> Dict[str, str]:
+        return {"numa_mode": self.mode, "numa_nodes": self.nodes_text, "numa_on_exhaust": self.on_exhaust}
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"mode": self.mode, "nodes": self.nodes_text, "on_exhaust": self.on_exhaust}
+
+    def __str__(self) -> str:
+        text = f"mode={self.mode}"
+        if self.nodes_text:
+            text += f" nodes={self.nodes_text}"
+        return text + f" on_exhaust={self.on_exhaust}"

@@ -1,0 +1,40 @@
+"""One consistent read of a host, as a value: what the runtime planners look at.
+
+Taken through the Hypervisor port in one go by :func:`xapi_numa.ops.observe.take`
+(topology, domains, vCPUs, pages per node when asked), so that every planner is
+a pure function of a :class:`HostSnapshot`.
+"""
+from typing import Dict, Mapping, Optional, Tuple
+
+import attrs
+
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.topology import Topology
+
+
+@attrs.frozen
+class HostSnapshot:
+    topology: Topology
+    time: float
+    domains: Tuple[DomainInfo, ...]
+    vcpus: Mapping[int, Tuple[VcpuInfo, ...]]
+    pages: Mapping[int, Mapping[int, int]] = attrs.field(factory=dict)
+    scheduler: str = "credit2"
+
+    def domain(self, domid: int) -> Optional[DomainInfo]:
+        for d in self.domains:
+            if d.domid == domid:
+                return d
+        return None
+
+    def by_uuid(self) -> Dict[str, DomainInfo]:
+        return {d.uuid: d for d in self.domains}
+
+    def running_on(self) -> Dict[int, VcpuInfo]:
+        """pCPU -> the vCPU running there."""
+        out = {}
+        for vs in self.vcpus.values():
+            for v in vs:
+                if v.state == "running":
+                    out[v.cpu] = v
+        return out

@@ -1,0 +1,211 @@
+"""The host's NUMA topology as immutable values.
+
+A :class:`Topology` owns: the nodes (id, CPUs, memory size and free memory
+when read), the SLIT distance matrix, and for every CPU its core, socket and
+node.  It validates itself on construction and offers the lookups the
+planners need.  Builders read raw arrays (what libxc returns) or the text of
+``xl info -n``.
+"""
+
+import re
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core import cpuset
+from xapi_numa.errors import InvalidArgument
+
+LOCAL_DISTANCE = 10
+UNREACHABLE_DISTANCE = 0xFF
+
+
+@attrs.frozen
+class CpuInfo:
+    """One physical CPU: its core, socket and NUMA node."""
+
+    id: int
+    core: int
+    socket: int
+    node: int
+
+
+@attrs.frozen
+class Node:
+    """One NUMA node; ``memory_free`` is as of when the topology was read."""
+
+    id: int
+    cpus: FrozenSet[int] = attrs.field(converter=frozenset)
+    memory_size: int = 0
+    memory_free: int = 0
+
+
+def _validate_distances(n: int, distances: Sequence[Sequence[int]]) -> None:
+    field = "distances"
+    if len(distances) != n:
+        raise InvalidArgument(field, f"matrix has {len(distances)} rows for {n} nodes; it must be square")
+    for i, row in enumerate(distances):
+        if len(row) != n:
+            raise InvalidArgument(field, f"row {i} has {len(row)} entries for {n} nodes; it must be square")
+        for j, d in enumerate(row):
+            if not isinstance(d, int) or isinstance(d, bool):
+                raise InvalidArgument(field, f"distance {i}->{j} is {d!r}, not an integer")
+            if d == UNREACHABLE_DISTANCE:
+                raise InvalidArgument(field, f"node {j} is unreachable from node {i} (distance 0xFF)",
+                                      "10 on the diagonal, 11..254 elsewhere")
+            if i == j and d != LOCAL_DISTANCE:
+                raise InvalidArgument(field, f"distance {i}->{i} is {d}; a node's distance to itself must be 10")
+            if i != j and not LOCAL_DISTANCE < d < UNREACHABLE_DISTANCE:
+                raise InvalidArgument(field, f"distance {i}->{j} is {d}", "11..254 between different nodes")
+
+
+@attrs.frozen
+class Topology:
+    """Nodes, CPUs and distances of one host (validated, immutable)."""
+
+    nodes: Tuple[Node, ...] = attrs.field(converter=tuple)
+    distances: Tuple[Tuple[int, ...], ...] = attrs.field(converter=lambda m: tuple(tuple(r) for r in m))
+    cpus: Tuple[CpuInfo, ...] = attrs.field(converter=tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.nodes:
+            raise InvalidArgument("nodes", "a host has at least one node")
+        ids = [n.id for n in self.nodes]
+        if ids != list(range(len(ids))):
+            raise InvalidArgument("nodes", f"node ids must be 0..{len(ids) - 1} in order, got {ids}")
+        cpu_ids = [c.id for c in self.cpus]
+        if cpu_ids != list(range(len(cpu_ids))):
+            raise InvalidArgument("cpus", "CPU ids must be 0..N-1 in order")
+        _validate_distances(len(self.nodes), self.distances)
+        for c in self.cpus:
+            if not 0 <= c.node < len(self.nodes):
+                raise InvalidArgument("cpus", f"CPU {c.id} is on node {c.node}, which does not exist")
+            if c.id not in self.nodes[c.node].cpus:
+                raise InvalidArgument("cpus", f"CPU {c.id} is not listed by node {c.node}")
+        listed = sum(len(n.cpus) for n in self.nodes)
+        if listed != len(self.cpus):
+            raise InvalidArgument("nodes", "nodes list CPUs that the CPU table does not have")
+
+    # --- lookups -----------------------------------------------------------
+    @property
+    def node_ids(self) -> FrozenSet[int]:
+        return frozenset(n.id for n in self.nodes)
+
+    @property
+    def all_cpus(self) -> FrozenSet[int]:
+        return frozenset(c.id for c in self.cpus)
+
+    @property
+    def node_cpus(self) -> Dict[int, FrozenSet[int]]:
+        return {n.id: n.cpus for n in self.nodes}
+
+    def node_of(self, cpu: int) -> int:
+        return self.cpus[cpu].node
+
+    def distance(self, a: int, b: int) -> int:
+        return self.distances[a][b]
+
+    def cpus_of_nodes(self, nodes: Iterable[int]) -> FrozenSet[int]:
+        return frozenset().union(*(self.nodes[n].cpus for n in nodes))
+
+    def nodes_of_cpus(self, cpus: Iterable[int]) -> FrozenSet[int]:
+        return frozenset(self.cpus[c].node for c in cpus)
+
+    def memory_total(self) -> int:
+        return sum(n.memory_size for n in self.nodes)
+
+    # --- user syntax ---------------------------------------------------------
+    def parse_cpus(self, text: str, field: str = "cpus") -> FrozenSet[int]:
+        return cpuset.parse_cpus(text, self.all_cpus, self.node_cpus, field)
+
+    def parse_nodes(self, text: str, field: str = "nodes") -> FrozenSet[int]:
+        return cpuset.parse_nodes(text, self.node_ids, field)
+
+    def format_cpus(self, cpus: Iterable[int]) -> str:
+        return cpuset.format_cpus(frozenset(cpus), self.all_cpus)
+
+    # --- builders ------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        cpu_to_node: Sequence[int],
+        distances: Sequence[Sequence[int]],
+        memory_size: Sequence[int],
+        memory_free: Optional[Sequence[int]] = None,
+        cpu_to_core: Optional[Sequence[int]] = None,
+        cpu_to_socket: Optional[Sequence[int]] = None,
+    ) -> "Topology":
+        """Build from per-CPU and per-node arrays (libxc's cputopo/numainfo)."""
+        nr_nodes = len(memory_size)
+        free = list(memory_free) if memory_free is not None else list(memory_size)
+        if len(free) != nr_nodes:
+            raise InvalidArgument("memory_free", f"{len(free)} entries for {nr_nodes} nodes")
+        cores = list(cpu_to_core) if cpu_to_core is not None else list(range(len(cpu_to_node)))
+        sockets = list(cpu_to_socket) if cpu_to_socket is not None else list(cpu_to_node)
+        if not len(cores) == len(sockets) == len(cpu_to_node):
+            raise InvalidArgument("cpus", "per-CPU arrays differ in length")
+        by_node: Dict[int, List[int]] = {n: [] for n in range(nr_nodes)}
+        for cpu, node in enumerate(cpu_to_node):
+            if node not in by_node:
+                raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
+            by_node[node].append(cpu)
+        nodes = [Node(n, frozenset(by_node[n]), memory_size[n], free[n]) for n in range(nr_nodes)]
+        cpus = [CpuInfo(i, cores[i], sockets[i], cpu_to_node[i]) for i in range(len(cpu_to_node))]
+        return cls(nodes, distances, cpus)
+
+    @classmethod
+    def uniform(cls, nr_nodes: int, cpus_per_node: int, memory_per_node: int,
+                distances: Optional[Sequence[Sequence[int]]] = None) -> "Topology":
+        """A symmetric host: node n has CPUs n*C..n*C+C-1 on socket n."""
+        if nr_nodes < 1 or cpus_per_node < 1:
+            raise InvalidArgument("nodes", "need at least one node with at least one CPU")
+        if distances is None:
+            distances = [[LOCAL_DISTANCE if i == j else 20 for j in range(nr_nodes)] for i in range(nr_nodes)]
+        cpu_to_node = [c // cpus_per_node for c in range(nr_nodes * cpus_per_node)]
+        cores = [c % cpus_per_node for c in range(nr_nodes * cpus_per_node)]
+        return cls.from_arrays(cpu_to_node, distances, [memory_per_node] * nr_nodes,
+                               cpu_to_core=cores, cpu_to_socket=cpu_to_node)
+
+    @classmethod
+    def from_xl_info(cls, text: str) -> "Topology":
+        """Build from the text of ``xl info -n`` (memory there is in MiB)."""
+        cpu_rows: List[Tuple[int, int, int, int]] = []
+        node_rows: List[Tuple[int, int, int, List[int]]] = []
+        section = None
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("cpu_topology"):
+                section = "cpu"
+                continue
+            if stripped.startswith("numa_info"):
+                section = "numa"
+                continue
+            if re.match(r"^[a-z_]+\s+:", stripped) or stripped.startswith("device topology"):
+                section = None
+                continue
+            if section == "cpu":
+                m = re.match(r"^(\d+):\s+(\d+)\s+(\d+)\s+(\d+)$", stripped)
+                if m:
+                    cpu_rows.append(tuple(int(x) for x in m.groups()))  # type: ignore[arg-type]
+            elif section == "numa":
+                m = re.match(r"^(\d+):\s+(\d+)\s+(\d+)\s+([\d,]+)$", stripped)
+                if m:
+                    dists = [int(d) for d in m.group(4).split(",")]
+                    node_rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), dists))
+        if not cpu_rows or not node_rows:
+            raise InvalidArgument("xl info -n", "no cpu_topology or numa_info section found")
+        cpu_rows.sort()
+        node_rows.sort()
+        mib = 1 << 20
+        return cls.from_arrays(
+            cpu_to_node=[r[3] for r in cpu_rows],
+            cpu_to_core=[r[1] for r in cpu_rows],
+            cpu_to_socket=[r[2] for r in cpu_rows],
+            distances=[r[3] for r in node_rows],
+            memory_size=[r[1] * mib for r in node_rows],
+            memory_free=[r[2] * mib for r in node_rows],
+        )
+
+    def with_free(self, free: Mapping[int, int]) -> "Topology":
+        """The same host with per-node free memory replaced."""
+        nodes = [attrs.evolve(n, memory_free=free.get(n.id, n.memory_free)) for n in self.nodes]
+        return attrs.evolve(self, nodes=nodes)

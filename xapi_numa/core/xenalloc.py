@@ -1,0 +1,112 @@
+"""Xen's domain heap allocator, as far as NUMA placement goes.
+
+What it models (xen/common/page_alloc.c, get_free_buddy):
+* an explicit node is tried first; with ``exact`` nothing else is tried;
+* otherwise each allocation (one extent) starts at the node after the
+  domain's ``last_alloc_node`` within its node affinity, so memory is
+  striped round-robin over the affinity; a node without room is skipped;
+* when no node of the affinity has room, the other nodes are tried in
+  ascending order;
+* outstanding claims: free memory promised to other domains' claims is not
+  available; a domain's own claim is used up as it allocates.
+Extents are 2 MiB for translated guests (HVM/PVH: superpages) and single
+pages for PV guests (libxc populates PV memory with order-0 extents); once
+no node has a whole extent left the rest goes page by page.
+"""
+
+from typing import Dict, List, Optional, Sequence
+
+from xapi_numa.errors import NoCapacity
+
+SUPERPAGE = 512  # pages in a 2 MiB extent
+
+
+def _rotate_after(order: Sequence[int], last: int) -> List[int]:
+    """``order`` starting at the first node after ``last`` (cycle_node)."""
+    after = [n for n in order if n > last]
+    return after + [n for n in order if n <= last]
+
+
+def _cycle_gains(rotation: Sequence[int], alive: set) -> Dict[int, int]:
+    """Extents each alive node receives over one full cycle of ``rotation``."""
+    gains = {n: 0 for n in alive}
+    k = len(rotation)
+    for i, start in enumerate(rotation):
+        for j in range(k):
+            n = rotation[(i + j) % k]
+            if n in alive:
+                gains[n] += 1
+                break
+    return gains
+
+
+def distribute(
+    pages: int,
+    free: List[int],
+    affinity: Sequence[int],
+    last_alloc_node: int,
+    extent: int,
+    node: Optional[int] = None,
+    exact: bool = False,
+) -> (Dict[int, int], int):
+    """Decide where ``pages`` go; mutate ``free``; return (per node, last node).
+
+    Raises NoCapacity (changing nothing) when they do not fit.
+    """
+    budget = list(free)
+    got: Dict[int, int] = {}
+    remaining = pages
+    last = last_alloc_node
+
+    def take(n: int, count: int) -> None:
+        nonlocal remaining
+        budget[n] -= count
+        got[n] = got.get(n, 0) + count
+        remaining -= count
+
+    while remaining > 0:
+        size = extent if remaining >= extent else 1
+        if node is not None:
+            # An explicit node: all from there when possible.
+            if budget[node] >= size:
+                take(node, min(remaining - remaining % size, budget[node] - budget[node] % size) or size)
+                continue
+            if exact:
+                break
+        alive = [n for n in affinity if budget[n] >= size]
+        if alive:
+            rotation = _rotate_after(affinity, last)
+            # A whole cycle over the affinity gives each alive node one extent
+            # plus the turns of the dead nodes just before it (they fall
+            # through to the next node with room).  Take whole cycles at once.
+            gain = _cycle_gains(rotation, set(alive))
+            cycles = min(min(budget[n] // (gain[n] * size) for n in alive),
+                         (remaining // size) // len(rotation))
+            if cycles > 0:
+                for n in alive:
+                    take(n, cycles * gain[n] * size)
+                continue
+            start = rotation[0]
+            last = start
+            # The extent goes to the first node with room from `start` on.
+            for n in rotation:
+                if budget[n] >= size:
+                    take(n, size)
+                    break
+            continue
+        others = [n for n in range(len(budget)) if n not in affinity and budget[n] >= size]
+        if others:
+            n = others[0]
+            count = min(budget[n] - budget[n] % size, remaining - remaining % size) or size
+            take(n, count)
+            continue
+        if size > 1:
+            extent = 1  # no node has a whole superpage: go page by page
+            continue
+        break
+    if remaining > 0:
+        where = f"node {node}" if node is not None and exact else "the host"
+        raise NoCapacity(f"not enough free memory on {where} for {pages} pages "
+                         f"({pages - remaining} would fit)", ("memory", str(pages)))
+    free[:] = budget
+    return got, last

@@ -1,0 +1,96 @@
+"""Backend-neutral queries: the host through the port in, plain rows out.
+
+The rows are what ``--json`` prints, what the plugin returns and what tables
+show (rendering is the CLI's); they are built from the Hypervisor port only,
+so they read the same on the simulator and on real Xen.
+"""
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from xapi_numa.core import locality
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.ports.hypervisor import Hypervisor
+
+
+def topology_report(hv: Hypervisor) -> dict:
+    topo = hv.topology()
+    memory = {m.node: m for m in hv.node_memory()}
+    return {
+        "nodes": [
+            {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
+             "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed}
+            for n in topo.nodes
+        ],
+        "distances": [list(r) for r in topo.distances],
+        "cpus": [{"cpu": c.id, "core": c.core, "socket": c.socket, "node": c.node} for c in topo.cpus],
+    }
+
+
+def vcpu_rows(hv: Hypervisor, domids: Optional[Sequence[int]] = None) -> List[dict]:
+    topo = hv.topology()
+    names = {d.domid: d.name for d in hv.domains()}
+    rows = []
+    for domid in (domids if domids is not None else sorted(names)):
+        for v in hv.vcpus(domid):
+            rows.append({
+                "domid": domid, "name": names.get(domid, ""), "vcpu": v.vcpu, "cpu": v.cpu,
+                "node": topo.node_of(v.cpu), "state": v.state,
+                "hard": topo.format_cpus(v.hard), "soft": topo.format_cpus(v.soft),
+                "outside_soft": locality.outside_soft(v, topo),
+            })
+    return rows
+
+
+def memory_rows(hv: Hypervisor) -> List[dict]:
+    rows = []
+    for d in sorted(hv.domains(), key=lambda d: d.domid):
+        pages = hv.node_pages(d.domid)
+        rows.append({"domid": d.domid, "name": d.name,
+                     "nodes": {str(n): p << PAGE_SHIFT for n, p in sorted(pages.items())},
+                     "total": sum(pages.values()) << PAGE_SHIFT})
+    return rows
+
+
+def vm_memory(hv: Hypervisor, domid: int) -> dict:
+    """One VM's memory per node, its home nodes and the share of its memory there."""
+    topo = hv.topology()
+    pages = hv.node_pages(domid)
+    homes = locality.home_nodes(hv.vcpus(domid), topo)
+    return {"domid": domid, "nodes": {str(n): p << PAGE_SHIFT for n, p in sorted(pages.items())},
+            "total": sum(pages.values()) << PAGE_SHIFT, "home_nodes": sorted(homes),
+            "memory_nodes": sorted(locality.memory_nodes(pages)),
+            "local_share": round(locality.local_share(pages, homes), 4)}
+
+
+def outside_soft_counts(rows: Sequence[dict]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for r in rows:
+        counts[r["name"]] = counts.get(r["name"], 0) + (1 if r["outside_soft"] else 0)
+    return counts
+
+
+def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> dict:
+    """Per node: busy CPUs and memory; per VM: home nodes, memory local, vCPUs outside soft."""
+    topo = hv.topology()
+    memory = {m.node: m for m in hv.node_memory()}
+    reserved = reserved or {}
+    busy = {n.id: 0 for n in topo.nodes}
+    vms = []
+    for d in sorted(hv.domains(), key=lambda d: d.domid):
+        vcpus = hv.vcpus(d.domid)
+        for v in vcpus:
+            if v.state == "running":
+                busy[topo.node_of(v.cpu)] += 1
+        if d.domid == 0:
+            continue
+        homes = locality.home_nodes(vcpus, topo)
+        pages = hv.node_pages(d.domid)
+        vms.append({"domid": d.domid, "name": d.name, "home_nodes": sorted(homes),
+                    "memory": sum(pages.values()) << PAGE_SHIFT,
+                    "local_share": round(locality.local_share(pages, homes), 4),
+                    "outside_soft": sum(1 for v in vcpus if locality.outside_soft(v, topo)), "vcpus": len(vcpus),
+                    "paused": d.paused})
+    nodes = [{"id": n.id, "cpus": len(n.cpus), "busy_cpus": busy[n.id], "memory_total": memory[n.id].size,
+              "memory_free": memory[n.id].free, "memory_used": memory[n.id].size - memory[n.id].free,
+              "memory_reserved": reserved.get(n.id, 0)} for n in topo.nodes]
+    return {"nodes": nodes, "vms": vms}

@@ -1,0 +1,1 @@
+"""The ``numa`` XAPI host plugin: protocol (no I/O), functions, and the boundary."""

@@ -1,0 +1,57 @@
+"""xapi's host-plugin convention, as pure functions (no I/O).
+
+xapi runs ``/etc/xapi.d/plugins/<name>`` with one argument: an XML-RPC
+``methodCall`` whose method is the plugin function and whose params are the
+session reference and a string->string map.  The plugin writes one XML-RPC
+``methodResponse`` to stdout holding a XenAPI result struct:
+``{"Status": "Success", "Value": <string>}`` or
+``{"Status": "Failure", "ErrorDescription": [code, param, ...]}``.
+"""
+
+import xmlrpc.client
+from typing import Dict, List, Tuple
+
+UNKNOWN_FUNCTION = "UNKNOWN_XENAPI_PLUGIN_FUNCTION"
+PLUGIN_FAILURE = "XENAPI_PLUGIN_FAILURE"
+
+
+class BadCall(Exception):
+    """argv[1] is not a plugin call xapi would make."""
+
+
+def parse_call(text: str) -> Tuple[str, str, Dict[str, str]]:
+    """(function, session ref, args) from a methodCall document."""
+    try:
+        params, method = xmlrpc.client.loads(text, use_builtin_types=False)
+    except Exception as err:  # expat and xmlrpc raise a variety of errors
+        raise BadCall(f"not an XML-RPC methodCall: {type(err).__name__}") from None
+    if not method:
+        raise BadCall("no method name")
+    if len(params) != 2 or not isinstance(params[0], str) or not isinstance(params[1], dict):
+        raise BadCall("expected params (session ref, string->string map)")
+    args = params[1]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in args.items()):
+        raise BadCall("args must map strings to strings")
+    return method, params[0], dict(args)
+
+
+def build_call(function: str, session: str, args: Dict[str, str]) -> str:
+    """The methodCall xapi sends (used by the loopback server and tests)."""
+    return xmlrpc.client.dumps((session, args), function, allow_none=False)
+
+
+def success_response(value: str) -> str:
+    return xmlrpc.client.dumps(({"Status": "Success", "Value": value},), methodresponse=True)
+
+
+def failure_response(details: List[str]) -> str:
+    return xmlrpc.client.dumps(({"Status": "Failure", "ErrorDescription": [str(d) for d in details]},),
+                               methodresponse=True)
+
+
+def parse_response(text: str) -> dict:
+    """The result struct from a methodResponse (what xapi does with stdout)."""
+    (result,), _ = xmlrpc.client.loads(text)
+    if not isinstance(result, dict) or result.get("Status") not in ("Success", "Failure"):
+        raise ValueError("not a XenAPI result struct")
+    return result

@@ -1,0 +1,1 @@
+"""Ports: the interfaces through which the use cases reach a hypervisor."""

@@ -1,0 +1,105 @@
+"""The Hypervisor port: the one interface between xapi-numa and a hypervisor.
+
+Everything that reads or changes a host goes through :class:`Hypervisor`.
+Two adapters implement it (:mod:`xapi_numa.backends`): the real Xen backend
+over libxenuma and the simulated host.  What a host can do beyond the common
+operations is said by :meth:`Hypervisor.capabilities`, never probed with
+``hasattr``; time (for thresholds and pacing) comes from the host too, since a
+simulated host keeps its own.
+
+The values it returns live in :mod:`xapi_numa.core.host`.  All methods may
+raise :class:`~xapi_numa.errors.NumaError`.
+"""
+import abc
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence
+
+import attrs
+
+from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.topology import Topology
+
+FEATURE_LEVELS = ("native", "fallback", "unavailable")
+
+
+@attrs.frozen
+class Capabilities:
+    """What this host offers beyond the common operations."""
+
+    scheduler: str                # the default scheduler: credit, credit2, ... or unknown
+    node_claims: bool             # claims on one node (XenServer's patched Xen), not only host-wide
+    features: Mapping[str, str]   # per primitive: native, fallback or unavailable (for reports)
+    modelled_time: bool = False   # the host keeps its own time (the simulator)
+
+
+class Hypervisor(abc.ABC):
+    """What xapi-numa needs from a hypervisor."""
+
+    # --- what this host is ----------------------------------------------------------------
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    def clock(self) -> float:
+        """Seconds on the host's clock (monotonic)."""
+
+    @abc.abstractmethod
+    def sleep(self, seconds: float) -> None:
+        """Wait on the host's clock (a simulated host models the wait instead)."""
+
+    @abc.abstractmethod
+    def topology(self) -> Topology: ...
+
+    @abc.abstractmethod
+    def node_memory(self) -> List[NodeMemory]: ...
+
+    # --- domains and vCPUs ----------------------------------------------------------------
+    @abc.abstractmethod
+    def domains(self) -> List[DomainInfo]: ...
+
+    @abc.abstractmethod
+    def vcpus(self, domid: int) -> List[VcpuInfo]: ...
+
+    @abc.abstractmethod
+    def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[FrozenSet[int]] = None,
+                          soft: Optional[FrozenSet[int]] = None) -> None: ...
+
+    @abc.abstractmethod
+    def node_affinity(self, domid: int) -> FrozenSet[int]: ...
+
+    @abc.abstractmethod
+    def set_node_affinity(self, domid: int, nodes: Optional[FrozenSet[int]]) -> None:
+        """Set the domain's node affinity; ``None`` returns it to automatic."""
+
+    @abc.abstractmethod
+    def pause(self, domid: int) -> None: ...
+
+    @abc.abstractmethod
+    def unpause(self, domid: int) -> None: ...
+
+    # --- memory -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def node_pages(self, domid: int) -> Dict[int, int]:
+        """Pages of the domain's memory on each node."""
+
+    @abc.abstractmethod
+    def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
+        """Claim ``pages`` for the domain (0 cancels), host-wide or on one node."""
+
+    @abc.abstractmethod
+    def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
+        """Classify the guest's gfns for moving; ``probe_ms`` pauses it that long to spot
+        frames that change while no vCPU runs."""
+
+    @abc.abstractmethod
+    def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
+                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+        """Move one batch of gfns (ascending) to ``node`` in one pause window."""
+
+    @abc.abstractmethod
+    def move_blockers(self, domid: int) -> List[str]:
+        """Why this domain's memory must not be moved (PCI passthrough ...), if anything."""
+
+    @abc.abstractmethod
+    def recover_move(self, domid: int) -> Optional[str]:
+        """Finish a batch whose mover died inside its pause window (restore, unpause);
+        what was done, or None if nothing was left."""
