@@ -55,6 +55,7 @@ class VcpuInfo:
     state: str  # running, runnable, blocked, paused or offline
     hard: FrozenSet[int]
     soft: FrozenSet[int]
+    cpu_time: float = 0.0  # seconds this vCPU has run, since it was created
 
 
 @attrs.frozen
