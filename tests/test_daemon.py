@@ -9,15 +9,19 @@ import sys
 import time
 
 
-from xapi_numa.core import homing
-from xapi_numa.ops import observe
-from xapi_numa.daemon import LOG, Daemon
-from xapi_numa.cli.demo import TIMELINE, run_scenario
-from xapi_numa.errors import HypervisorError
-from xapi_numa.state.ledger import Ledger, PinJournal
-from xapi_numa.core.policy import Policy
+import attrs
+
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.cli.demo import TIMELINE, run_scenario
+from xapi_numa.core import homing
+from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+from xapi_numa.errors import HypervisorError
+from xapi_numa.ops import observe
+from xapi_numa.ops.runtime import LOG, Runtime, Settings
+from xapi_numa.state.db import Database
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.pins import PinJournal
 
 LAST = max(t for t, _, _ in TIMELINE)
 
@@ -39,8 +43,12 @@ def swapped_host(path, scheduler="credit"):
     return sim, a, c
 
 
-def make_daemon(sim, path, **kw):
-    return Daemon(sim, Ledger(path + ".db"), lambda: sim.now_ms() / 1000.0, sim.scheduler(), **kw)
+def make_daemon(sim, path, policy_of=None, settler=None, **settings):
+    return Runtime(sim, Database(path + ".db"), Settings(**settings), policy_of=policy_of, settler=settler)
+
+
+def pins(d):
+    return PinJournal(d.db).entries()
 
 
 def outside(sim, domid):
@@ -57,7 +65,7 @@ def test_swap_is_stuck_without_and_fixed_with_the_daemon(tmp_path):
         d.cycle()
         sim.run(1.0)
     assert outside(sim, a) == 0 and outside(sim, c) == 0
-    assert PinJournal(d.ledger).entries() == []  # no temporary pin left
+    assert pins(d) == []  # no temporary pin left
     assert all(v.hard == sim.topology().all_cpus for dom in (a, c) for v in sim.vcpus(dom))
     sim.run(5.0)
     assert outside(sim, a) == 0 and outside(sim, c) == 0  # and they stay home
@@ -93,12 +101,12 @@ def test_killed_between_pin_and_restore_restores_at_next_start(tmp_path):
     d.cycle()
     sim.run(1.1)
     d.cycle()  # pins made and journalled
-    assert PinJournal(d.ledger).entries()
+    assert pins(d)
     assert any(v.hard != sim.topology().all_cpus for v in sim.vcpus(a))
     del d  # killed: no restore happened
     fresh = make_daemon(sim, path)
-    assert fresh.recover() >= 1
-    assert PinJournal(fresh.ledger).entries() == []
+    assert fresh.restore_all_pins("start") >= 1
+    assert pins(fresh) == []
     assert all(v.hard == sim.topology().all_cpus for dom in (a, c) for v in sim.vcpus(dom))
 
 
@@ -109,15 +117,15 @@ def test_domain_destroyed_mid_repair_is_no_error_loop(tmp_path, caplog):
     d.cycle()
     sim.run(1.1)
     d.cycle()
-    assert any(r[0] == "cccccccc-0000-4000-8000-000000000003" for r in PinJournal(d.ledger).entries()) or \
-        any(r[0] == "aaaaaaaa-0000-4000-8000-000000000001" for r in PinJournal(d.ledger).entries())
+    assert {r.uuid for r in pins(d)} & {"cccccccc-0000-4000-8000-000000000003",
+                                         "aaaaaaaa-0000-4000-8000-000000000001"}
     sim.destroy(c)
     sim.destroy(a)
     with caplog.at_level(logging.WARNING, logger=LOG.name):
         for _ in range(5):
             d.cycle()
             sim.run(1.0)
-    assert PinJournal(d.ledger).entries() == []
+    assert pins(d) == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -142,7 +150,7 @@ def test_refusal_is_logged_once_and_retried_with_back_off(tmp_path, caplog):
     path = str(tmp_path / "h.json")
     sim, a, c = swapped_host(path)
     refusing = Refusing(sim, refusals=3)
-    d = Daemon(refusing, Ledger(path + ".db"), lambda: sim.now_ms() / 1000.0, "credit")
+    d = Runtime(refusing, Database(path + ".db"))
     with caplog.at_level(logging.WARNING, logger=LOG.name):
         for _ in range(12):
             d.cycle()
@@ -164,7 +172,7 @@ def test_policy_any_and_strict_are_left_alone(tmp_path):
         sim.run(1.0)
     assert d.writes == 0
     snap = observe.take(sim, 0.0)
-    assert homing.plan(snap, {}, 0.0, "credit", excluded=d.excluded(snap)) == []
+    assert homing.plan(snap, {}, 0.0, excluded=d.excluded(snap)) == []
 
 
 def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
@@ -184,7 +192,8 @@ def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
 
 
 def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
-    from xapi_numa.daemon import _xapi_settler
+    from xapi_numa.ops.settle import settle
+    from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed
     from xapi_numa.plugin.functions import Context, place
 
     server, session = pool
@@ -197,8 +206,10 @@ def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     session.xenapi.VM.start_on(ref, host, False, False)  # a plain start, no settle
     assert "mask" in session.xenapi.VM.get_VCPUs_params(ref)
     sim = server.sims[host]
-    d = Daemon(sim, Ledger(server.ledgers[host]), lambda: sim.now_ms() / 1000.0, "credit2",
-               settler=_xapi_settler(sim))
+    ledger = Ledger(server.ledgers[host])
+    link = XapiLink(local_login, sim.clock)
+    d = Runtime(sim, ledger.db, settler=lambda: settle_placed(
+        link, lambda s, uuid: settle(sim, s, ledger, uuid), lambda: [x.uuid for x in sim.domains()]))
     stats = d.cycle()
     assert stats["settled"] == 1
     assert "mask" not in session.xenapi.VM.get_VCPUs_params(ref)

@@ -8,14 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_numa.ops import move_memory as migrate
-from xapi_numa.core import memory_move as pagemove
-from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
-from xapi_numa.core.host import MemoryMap
-from xapi_numa.state.ledger import Ledger
-from xapi_numa.backends.sim.backend import SimHypervisor
+import time
+
 from xapi_numa.backends.sim import guestmem
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.host import MemoryMap
 from xapi_numa.core.topology import Topology
+from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
+from xapi_numa.ops import move_memory as migrate
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.moves import MoveJournal
 
 M = 1 << 20
 
@@ -119,21 +122,21 @@ def test_full_move_follows_memory_and_conserves_pages(sim, ledger):
     total = sum(sim.node_pages(domid).values())
     plan = migrate.prepare(sim, "vm", 1)
     assert plan.skipped == {"magic": 4, "granted": 32, "vcpu-info": 2, "evtchn": 3}  # 2 control blocks, 1 array
-    report = migrate.run(sim, ledger, plan)
+    report = migrate.run(sim, ledger.db, plan)
     assert report["state"] == "done" and report["moved_pages"] == plan.pages == total - 41
     assert report["superpages"] == plan.superpage_runs > 0
     assert sim.node_pages(domid) == {0: 41, 1: total - 41}
     assert sim.node_affinity(domid) == {1} and all(v.soft == {4, 5, 6, 7} for v in sim.vcpus(domid))
     assert not next(d for d in sim.domains() if d.domid == domid).paused
     _invariants(sim)
-    assert migrate.Journal(ledger).status(plan.domain.uuid)["state"] == "done"
+    assert MoveJournal(ledger.db).status(plan.domain.uuid).state == "done"
 
 
 def test_partial_move_and_back(sim, ledger):
     domid = _vm(sim)
-    migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1, max_bytes=32 * M))
+    migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1, max_bytes=32 * M))
     assert sim.node_pages(domid)[1] == 8192
-    migrate.run(sim, ledger, migrate.prepare(sim, "vm", 0))
+    migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 0))
     assert sim.node_pages(domid)[1] == 0
     _invariants(sim)
 
@@ -163,7 +166,7 @@ def test_no_room_on_the_target(sim, ledger):
     with pytest.raises(NoCapacity):
         migrate.prepare(sim, "vm", 1)
     assert sim.node_pages(domid) == before
-    report = migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1, allow_fallback=True), allow_fallback=True)
+    report = migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1, allow_fallback=True), allow_fallback=True)
     assert report["state"] == "done" and report["fallback_pages"] > 0
     _invariants(sim)
 
@@ -171,11 +174,14 @@ def test_no_room_on_the_target(sim, ledger):
 def test_already_being_moved_is_refused(sim, ledger):
     _vm(sim)
     plan = migrate.prepare(sim, "vm", 1)
-    other = subprocess.Popen(["sleep", "30"])
+    # another live mover: a process holding the VM's mover lock
+    lock_path = MoveJournal(ledger.db).lock_for(plan.domain.uuid).path
+    other = subprocess.Popen(["flock", lock_path, "sleep", "30"])
     try:
-        migrate.Journal(ledger).begin(plan.domain, 1, {}, pid=other.pid)
+        while not MoveJournal(ledger.db).mover_alive(plan.domain.uuid):
+            time.sleep(0.01)
         with pytest.raises(NotMovable) as info:
-            migrate.run(sim, ledger, plan)
+            migrate.run(sim, ledger.db, plan)
         assert "already being moved" in info.value.message
     finally:
         other.kill()
@@ -186,12 +192,12 @@ def test_fault_mid_batch_puts_everything_back(sim, ledger):
     domid = _vm(sim)
     total = sum(sim.node_pages(domid).values())
     with pytest.raises(MoveStopped) as info:
-        migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1), fault="after-release", fault_batch=3)
+        migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1), fault="after-release", fault_batch=3)
     report = json.loads(info.value.params[2])
     assert report["state"] == "failed" and report["batches"] == 4 and "populate" in report["error"]
     assert sum(sim.node_pages(domid).values()) == total               # nothing lost
     assert not next(d for d in sim.domains() if d.domid == domid).paused
-    assert migrate.Journal(ledger).status(report["uuid"])["state"] == "failed"
+    assert MoveJournal(ledger.db).status(report["uuid"]).state == "failed"
     _invariants(sim)
 
 
@@ -201,7 +207,7 @@ def test_frame_still_referenced_stops_before_the_next_batch(sim, ledger):
     held = plan.batches[5][200]
     sim.hold(domid, held)
     with pytest.raises(MoveStopped) as info:
-        migrate.run(sim, ledger, plan)
+        migrate.run(sim, ledger.db, plan)
     report = json.loads(info.value.params[2])
     assert report["batches"] == 6 and "not freed" in report["error"]
     lo, hi = (int(x, 16) for x in report["stuck_gfns"].split("-"))
@@ -229,9 +235,9 @@ def test_interrupted_between_batches(sim, ledger):
             raise KeyboardInterrupt
 
     with pytest.raises(MoveStopped):
-        migrate.run(sim, ledger, plan, progress=stop_after_two)
-    row = migrate.Journal(ledger).status(plan.domain.uuid)
-    assert row["state"] == "stopped" and row["report"]["batches"] == 2
+        migrate.run(sim, ledger.db, plan, progress=stop_after_two)
+    row = MoveJournal(ledger.db).status(plan.domain.uuid)
+    assert row.state == "stopped" and row.report["batches"] == 2
     assert sim.node_pages(domid)[1] == sum(len(b) for b in plan.batches[:2])
 
 
@@ -240,9 +246,8 @@ def _die_mid_batch(sim, ledger, vm="vm"):
     plan = migrate.prepare(sim, vm, 1)
     result = sim.move_pages(plan.domain.domid, plan.batches[1], 1, fault="die-after-release")
     assert result.stage == "died" and result.released == len(plan.batches[1])
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    migrate.Journal(ledger).begin(plan.domain, 1, {"vm": vm}, pid=dead.pid)
+    # its journal row says running, and nobody holds its lock any more
+    MoveJournal(ledger.db).begin(plan.domain, 1, {"vm": vm}).release()
     return plan
 
 
@@ -253,18 +258,18 @@ def test_a_dead_mover_is_recovered(sim, ledger):
     plan = _die_mid_batch(sim, ledger)
     assert next(x for x in sim.domains() if x.domid == domid).paused
     assert sum(sim.node_pages(domid).values()) == total - len(plan.batches[1])  # released, not backed
-    journal = migrate.Journal(ledger)
+    journal = MoveJournal(ledger.db)
     with pytest.raises(NotMovable) as info:  # its batch record first
-        migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1))
+        migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1))
     assert "recover first" in info.value.message
     notes = migrate.recover(sim, journal)
     assert any("unpaused" in n for n in notes)
     assert not next(x for x in sim.domains() if x.domid == domid).paused
     assert sum(sim.node_pages(domid).values()) == total
-    assert journal.status(plan.domain.uuid)["state"] == "interrupted"
+    assert journal.status(plan.domain.uuid).state == "interrupted"
     assert migrate.recover(sim, journal) == []  # once only
     _invariants(sim)
-    assert migrate.run(sim, ledger, migrate.prepare(sim, "vm", 1))["state"] == "done"  # and it can go on
+    assert migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1))["state"] == "done"  # and it can go on
 
 
 def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
@@ -290,13 +295,13 @@ def test_cli_migrate_dry_run_and_errors(sim, tmp_path):
 
 def test_the_daemon_recovers_a_dead_mover_and_leaves_moving_vms_alone(sim, ledger):
     from xapi_numa.ops import observe
-    from xapi_numa.daemon import Daemon
+    from xapi_numa.ops.runtime import Runtime
 
     domid = _vm(sim)
     plan = _die_mid_batch(sim, ledger)
-    daemon = Daemon(sim, ledger, lambda: 0.0, "credit2")
+    daemon = Runtime(sim, ledger.db)
     assert domid in daemon.excluded(observe.take(sim, 0.0))
     daemon.cycle()
     assert not next(x for x in sim.domains() if x.domid == domid).paused
-    assert migrate.Journal(ledger).status(plan.domain.uuid)["state"] == "interrupted"
+    assert MoveJournal(ledger.db).status(plan.domain.uuid).state == "interrupted"
     _invariants(sim)

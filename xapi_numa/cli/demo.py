@@ -13,10 +13,10 @@ import tempfile
 import time
 from typing import List, Optional, TextIO, Tuple
 
-from xapi_numa.cli import render
-from xapi_numa.ops import queries
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.cli.render import table
 from xapi_numa.core.topology import Topology
+from xapi_numa.ops import queries
 
 GUESTS = (("A", "0-27"), ("B", "28-55"), ("C", "28-55"))
 VCPUS = 28
@@ -36,15 +36,15 @@ def run_scenario(path: str, scheduler: str, seed: int, daemon: bool = False, ste
 
     With ``daemon``, xapi-numad's cycle runs once per simulated second.
     """
-    from xapi_numa.daemon import Daemon
-    from xapi_numa.state.ledger import Ledger
+    from xapi_numa.ops.runtime import Runtime
+    from xapi_numa.state.db import Database
 
     topo = Topology.uniform(2, 28, 64 << 30)
     sim = SimHypervisor.init(path, topo, scheduler, seed, force=True)
     domids = {}
     for name, soft in GUESTS:
         domids[name] = sim.create(name, VCPUS, MEMORY, soft=topo.parse_cpus(soft), load="busy")
-    homer = Daemon(sim, Ledger(path + ".ledger.db"), lambda: sim.now_ms() / 1000.0, scheduler) if daemon else None
+    homer = Runtime(sim, Database(path + ".ledger.db")) if daemon else None
     rows = []
     events = list(TIMELINE)
     ticks = int(round(END / step))
@@ -77,7 +77,7 @@ def render(scheduler: str, rows: List[dict], daemon: bool = False) -> str:
     lines = [f"== {title}: vCPUs outside their soft affinity (of {VCPUS} per guest)"]
     body = [[f"{r['time']:.1f}s", ", ".join(r["events"])]
             + ["paused" if r["outside"][g] is None else r["outside"][g] for g, _ in GUESTS] for r in rows]
-    lines.append(render.table(["time", "event"] + [g for g, _ in GUESTS], body))
+    lines.append(table(["time", "event"] + [g for g, _ in GUESTS], body))
     end = rows[-1]["outside"]
     stuck = [g for g, _ in GUESTS if end[g]]
     last_event = max(t for t, _, _ in TIMELINE)

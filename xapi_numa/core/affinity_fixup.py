@@ -1,51 +1,66 @@
-"""Affinity fix-up: soft affinity follows the memory (pure planner).
+"""Soft affinity follows the memory (pure).
 
-When most of a running VM's memory sits on nodes outside its soft affinity
-(its node was full at boot, say), its vCPUs are better off near the memory:
-move the soft affinity to the nodes that hold it.  Never for ``strict`` VMs
-or admin hard pins, and only when the VM has a meaningful soft affinity.
+One rule, used in three places: when most of a running VM's memory sits on
+nodes outside its soft affinity (its node was full at boot, say) the daemon's
+fix-up points the VM at the nodes that hold it; after a page move the VM
+follows its memory the same way; settling a started VM uses the same rule for
+"where did the memory land".  Which nodes hold the memory is
+:func:`xapi_numa.core.locality.memory_nodes` (one threshold).
+
+Never for ``strict`` VMs or admin hard pins (the caller excludes them), and the
+fix-up only acts on VMs whose soft affinity means something.
 """
+from typing import FrozenSet, Iterable, List, Mapping, Sequence
 
-from typing import FrozenSet, Iterable, List
-
-import attrs
-
+from xapi_numa.core.actions import SetAffinity, SetNodeAffinity
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.locality import memory_nodes, soft_is_narrow
 from xapi_numa.core.snapshot import HostSnapshot
-from xapi_numa.core.locality import soft_is_narrow
+from xapi_numa.core.topology import Topology
 
-MAJORITY = 0.5
-MEANINGFUL_SHARE = 0.05  # a node holding less than this is not "where the memory is"
-
-
-@attrs.frozen
-class SoftMove:
-    domid: int
-    uuid: str
-    cpus: FrozenSet[int]
-    nodes: FrozenSet[int]
-    reason: str
+MAJORITY = 0.5  # the fix-up acts when more than this share of the memory is outside the soft affinity
 
 
-def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[SoftMove]:
+def follow(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, pages: Mapping[int, int],
+           reason: str, node_affinity: bool = True) -> List[object]:
+    """Actions that point a VM's node affinity and every vCPU's soft affinity at the nodes
+    holding its memory (nothing if it has none).  Hard affinity is the admin's."""
+    nodes = memory_nodes(pages)
+    if not nodes:
+        return []
+    cpus = topo.cpus_of_nodes(nodes)
+    out: List[object] = []
+    if node_affinity:
+        out.append(SetNodeAffinity(domain.domid, domain.uuid, nodes, reason))
+    out += [SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=cpus, reason=reason) for v in vcpus]
+    return out
+
+
+def outside_share(vcpus: Sequence[VcpuInfo], topo: Topology, pages: Mapping[int, int]) -> float:
+    """Share of the memory on nodes outside the VM's soft affinity."""
+    total = sum(pages.values())
+    if not total:
+        return 0.0
+    soft_nodes: FrozenSet[int] = frozenset().union(*(topo.nodes_of_cpus(v.soft) for v in vcpus))
+    return sum(p for n, p in pages.items() if n not in soft_nodes) / total
+
+
+def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[object]:
+    """Soft affinity moves for the VMs whose memory is mostly elsewhere."""
     excluded = set(excluded)
     topo = snap.topology
-    moves = []
+    out: List[object] = []
     for d in snap.domains:
         if d.domid == 0 or d.domid in excluded or d.domid not in snap.pages:
             continue
         vs = snap.vcpus.get(d.domid, ())
         if not vs or not all(soft_is_narrow(v, topo) and v.hard >= topo.all_cpus for v in vs):
             continue
-        soft_nodes = frozenset().union(*(topo.nodes_of_cpus(v.soft) for v in vs))
-        pages = snap.pages[d.domid]
-        total = sum(pages.values())
-        if not total:
+        share = outside_share(vs, topo, snap.pages[d.domid])
+        if share <= MAJORITY:
             continue
-        outside = sum(p for n, p in pages.items() if n not in soft_nodes)
-        if outside / total <= MAJORITY:
+        if memory_nodes(snap.pages[d.domid]) == frozenset().union(*(topo.nodes_of_cpus(v.soft) for v in vs)):
             continue
-        nodes = frozenset(n for n, p in pages.items() if p / total >= MEANINGFUL_SHARE)
-        moves.append(SoftMove(d.domid, d.uuid, topo.cpus_of_nodes(nodes), nodes,
-                              f"{100 * outside / total:.0f}% of its memory is outside its soft affinity "
-                              f"(nodes {','.join(map(str, sorted(soft_nodes)))})"))
-    return moves
+        out += follow(d, vs, topo, snap.pages[d.domid],
+                      "{:.0f}% of its memory is outside its soft affinity".format(100 * share), node_affinity=False)
+    return out

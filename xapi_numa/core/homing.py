@@ -1,41 +1,49 @@
-"""vCPU homing: a pure planner that brings displaced vCPUs back (snapshot in, actions out).
+"""vCPU homing: bring displaced vCPUs back (pure: snapshot and pin records in, actions out).
 
 A vCPU is *displaced* when it runs on a pCPU outside its soft affinity.  The
 schedulers may never bring it back: credit1 only steals queued vCPUs and a
 vCPU running alone only moves to an idle pCPU; credit2 does not rebalance run
 queues of equal load.  A displaced vCPU is *fixable* when a pCPU of its soft
-affinity is idle or runs a vCPU that is itself displaced (a swap).
+affinity (an online pCPU of its cpupool: its hard affinity says which) is idle
+or runs a vCPU that is itself displaced (a swap).
 
-The fix is a temporary hard pin to the soft mask, undone once the vCPU is
-home (or after a timeout).  Which vCPUs to pin depends on the scheduler,
-as measured on real Xen 4.17:
+The fix is a temporary hard pin to the soft mask (:class:`PinTemporarily`),
+undone (:class:`RestorePin`) once the vCPU is home or after a timeout.  Which
+vCPUs to pin depends on the scheduler, as measured on real Xen 4.17:
+
 * credit1: pinning only the displaced vCPUs is enough (the partner, now with
   an idle pCPU in its soft affinity, moves home on its next tick);
 * credit2: the load balancer pushes an already-home partner out again, so
   every vCPU of both VMs of a swapped pair is pinned.
-VMs whose policy is ``any``, and vCPUs the admin hard-pinned (hard affinity
-narrower than the host and not a pin of ours), are left alone.
-"""
 
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Set, Tuple
+VMs the caller excludes (policy ``any`` or ``strict``, a memory move in
+flight) and vCPUs the admin hard-pinned (hard affinity narrower than the host
+and not a pin of ours) are left alone.  A pin is undone only while the vCPU's
+hard affinity is still our pin: if the admin set another one meanwhile, the
+record is dropped and the admin's choice stays.
+"""
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 
+from xapi_numa.core.actions import PinTemporarily, RestorePin
 from xapi_numa.core.host import VcpuInfo
-from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.locality import soft_is_narrow
+from xapi_numa.core.snapshot import HostSnapshot
+
+VcpuKey = Tuple[int, int]  # (domid, vcpu)
 
 
 @attrs.frozen
-class Pin:
-    """Temporarily restrict a vCPU's hard affinity to ``cpus`` (its soft mask)."""
+class PinRecord:
+    """A temporary pin of ours, as journalled before it was made."""
 
-    domid: int
     uuid: str
     vcpu: int
-    cpus: FrozenSet[int]
+    domid: int
+    pinned_to: FrozenSet[int]
     original_hard: FrozenSet[int]
-    reason: str
+    pinned_at: float
 
 
 def displaced(snap: HostSnapshot) -> List[VcpuInfo]:
@@ -51,8 +59,9 @@ def displaced(snap: HostSnapshot) -> List[VcpuInfo]:
     return out
 
 
-def fixable(v: VcpuInfo, snap: HostSnapshot, displaced_keys: Set[Tuple[int, int]]) -> bool:
-    running = snap.running_on()
+def fixable(v: VcpuInfo, running: Mapping[int, VcpuInfo], displaced_keys: Set[VcpuKey]) -> bool:
+    """Is a pCPU of its home free, or held by another displaced vCPU?  Only pCPUs in
+    its hard affinity count: those are online and in its cpupool."""
     for cpu in v.soft & v.hard:
         other = running.get(cpu)
         if other is None or (other.domid, other.vcpu) in displaced_keys:
@@ -60,40 +69,100 @@ def fixable(v: VcpuInfo, snap: HostSnapshot, displaced_keys: Set[Tuple[int, int]
     return False
 
 
-def plan(snap: HostSnapshot, displaced_since: Mapping[Tuple[int, int], float], threshold: float,
-         scheduler: str, excluded: Iterable[int] = (), pinned: Iterable[Tuple[int, int]] = ()) -> List[Pin]:
+def displaced_since(snap: HostSnapshot, previous: Mapping[VcpuKey, float]) -> Dict[VcpuKey, float]:
+    """When each currently displaced vCPU was first seen displaced."""
+    return {(v.domid, v.vcpu): previous.get((v.domid, v.vcpu), snap.time) for v in displaced(snap)}
+
+
+def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
+         excluded: Iterable[int] = (), pinned: Iterable[VcpuKey] = ()) -> List[PinTemporarily]:
     """Pins that bring home the vCPUs displaced for at least ``threshold`` seconds.
 
-    ``excluded``: domids to leave alone (policy ``any``, strict, admin pins);
-    ``pinned``: vCPUs already under a temporary pin of ours.
+    ``excluded``: domids to leave alone; ``pinned``: vCPUs already under a pin of ours.
     """
     excluded = set(excluded)
     pinned = set(pinned)
     all_cpus = snap.topology.all_cpus
     uuids = {d.domid: d.uuid for d in snap.domains}
+    running = snap.running_on()
     out = displaced(snap)
     keys = {(v.domid, v.vcpu) for v in out}
     due = [v for v in out
            if v.domid not in excluded and (v.domid, v.vcpu) not in pinned
            and v.hard >= all_cpus  # an admin pin is the admin's business
-           and snap.time - displaced_since.get((v.domid, v.vcpu), snap.time) >= threshold
-           and fixable(v, snap, keys)]
+           and snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold
+           and fixable(v, running, keys)]
     if not due:
         return []
-    targets: Dict[Tuple[int, int], VcpuInfo] = {(v.domid, v.vcpu): v for v in due}
-    if scheduler == "credit2":
-        # every vCPU of each VM involved, and of the VMs whose displaced vCPUs sit on their homes
-        running = snap.running_on()
-        involved: Set[int] = {v.domid for v in due}
-        for v in due:
-            for cpu in v.soft:
-                other = running.get(cpu)
-                if other is not None and (other.domid, other.vcpu) in keys and other.domid not in excluded:
-                    involved.add(other.domid)
-        for domid in involved:
+    targets: Dict[VcpuKey, VcpuInfo] = {(v.domid, v.vcpu): v for v in due}
+    if snap.scheduler == "credit2":
+        for domid in _credit2_partners(due, running, keys, excluded):
             for v in snap.vcpus.get(domid, ()):
                 if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned:
                     targets.setdefault((domid, v.vcpu), v)
-    return [Pin(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard, v.hard,
-                "displaced" if (v.domid, v.vcpu) in keys else "partner of a displaced vCPU")
-            for _, v in sorted(targets.items())]
+    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard, v.hard,
+                           "displaced" if key in keys else "partner of a displaced vCPU")
+            for key, v in sorted(targets.items())]
+
+
+def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey],
+                      excluded: Set[int]) -> Set[int]:
+    """Every VM involved: those with due vCPUs, and those whose displaced vCPUs sit on
+    the due vCPUs' homes."""
+    involved = {v.domid for v in due}
+    for v in due:
+        for cpu in v.soft:
+            other = running.get(cpu)
+            if other is not None and (other.domid, other.vcpu) in keys and other.domid not in excluded:
+                involved.add(other.domid)
+    return involved
+
+
+def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float) -> List[RestorePin]:
+    """Undo the pins of VMs that are home (all their pinned vCPUs) or waited too long;
+    forget the pins of VMs that are gone or whose hard affinity the admin changed."""
+    by_vm: Dict[str, List[PinRecord]] = {}
+    for p in pins:
+        by_vm.setdefault(p.uuid, []).append(p)
+    domains = snap.by_uuid()
+    out: List[RestorePin] = []
+    for uuid, records in sorted(by_vm.items()):
+        d = domains.get(uuid)
+        if d is None:
+            out += [RestorePin(None, uuid, p.vcpu, None, "the VM is gone") for p in records]
+            continue
+        current = {v.vcpu: v for v in snap.vcpus.get(d.domid, ())}
+        ours = [p for p in records if p.vcpu in current and current[p.vcpu].hard == p.pinned_to]
+        out += [RestorePin(None, uuid, p.vcpu, None, "its hard affinity was changed by someone else: left as is")
+                for p in records if p not in ours]
+        if not ours:
+            continue
+        home = all(current[p.vcpu].cpu in current[p.vcpu].hard for p in ours)
+        timed_out = snap.time - min(p.pinned_at for p in ours) >= timeout
+        if home or timed_out:
+            reason = "home" if home else "not home after {:g}s: given up".format(timeout)
+            out += [RestorePin(d.domid, uuid, p.vcpu, p.original_hard, reason) for p in ours]
+    return out
+
+
+def pinned_keys(snap: HostSnapshot, pins: Sequence[PinRecord]) -> Set[VcpuKey]:
+    """The (domid, vcpu) of the running domains' pinned vCPUs."""
+    domains = snap.by_uuid()
+    return {(domains[p.uuid].domid, p.vcpu) for p in pins if p.uuid in domains}
+
+
+def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord]) -> List[RestorePin]:
+    """At stop or start: undo every pin of ours still in place (forget the others)."""
+    domains = snap.by_uuid()
+    out = []
+    for p in pins:
+        d = domains.get(p.uuid)
+        current = {v.vcpu: v for v in snap.vcpus.get(d.domid, ())} if d else {}
+        v: Optional[VcpuInfo] = current.get(p.vcpu)
+        if d is None or v is None:
+            out.append(RestorePin(None, p.uuid, p.vcpu, None, "the VM is gone"))
+        elif v.hard != p.pinned_to:
+            out.append(RestorePin(None, p.uuid, p.vcpu, None, "its hard affinity was changed by someone else"))
+        else:
+            out.append(RestorePin(d.domid, p.uuid, p.vcpu, p.original_hard, "daemon start or stop"))
+    return out

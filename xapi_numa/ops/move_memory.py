@@ -2,15 +2,19 @@
 
 ``check`` answers every refusal that needs no scan; ``prepare`` also scans
 the guest's memory and plans the move (the pure planning is
-:mod:`xapi_numa.pagemove`); ``run`` drives the hypervisor port batch by
-batch, paced, recording progress in the ledger database.  The journal there
-says who is moving which VM; a VM whose mover died is handed to the
-backend's ``recover_move`` (the next ``migrate``, the daemon,
-``migration_status``), which puts back a batch left inside its pause window
-from its batch record and unpauses the domain.  After a move the VM's node
-affinity and soft affinity follow its memory.
-"""
+:mod:`xapi_numa.core.memory_move`); ``run`` drives the Hypervisor port batch
+by batch, paced, recording progress in the move journal
+(:mod:`xapi_numa.state.moves`).  A VM whose mover died is handed to the
+backend's ``recover_move`` (by the next move, the daemon, or the status
+query), which puts back a batch left inside its pause window from its batch
+record and unpauses the domain.  After a move the VM's node affinity and soft
+affinity follow its memory (the one rule of
+:mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
 
+(xapi's "migrate" is a VM migration; this moves pages inside one host.  The
+CLI's ``migrate`` and the plugin's ``migrate_memory`` are the names of the
+first version, kept as documented aliases.)
+"""
 import errno
 import json
 import os
@@ -19,16 +23,16 @@ from typing import Callable, Dict, List, Optional
 
 import attrs
 
-from xapi_numa.core.affinity_fixup import MEANINGFUL_SHARE
-from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
-from xapi_numa.core.host import DomainInfo, MemoryMap
-from xapi_numa.ports.hypervisor import Hypervisor
-from xapi_numa.ops.observe import domain_by_name_or_id
-from xapi_numa.state.ledger import Ledger
+from xapi_numa.core import affinity_fixup
 from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.actions import MoveMemory
+from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.memory_move import MoveTally
-
-RUNNING, DONE, FAILED, STOPPED, INTERRUPTED = "running", "done", "failed", "stopped", "interrupted"
+from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
+from xapi_numa.ops.observe import domain_by_name_or_id
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.db import Database
+from xapi_numa.state.moves import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED, MoveJournal, MoverLock
 
 
 @attrs.frozen
@@ -56,96 +60,26 @@ class Plan:
                 "skipped_gfns": {k: pagemove.ranges(v) for k, v in self.skipped_gfns.items()}}
 
 
-class Journal:
-    """Moves in progress and their last report, in the ledger database."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    def begin(self, d: DomainInfo, target: int, report: dict, pid: Optional[int] = None,
-              owner: Optional[int] = None) -> None:
-        """Claim the VM for one mover (``pid``, default this process); refused while
-        another live mover has it.  ``owner``: the process that claimed it on our
-        behalf (the plugin that started us in the background)."""
-        now = self.ledger.clock()
-        pid = os.getpid() if pid is None else pid
-        with self.ledger._write() as db:
-            row = db.execute("SELECT pid, state FROM migration WHERE uuid = ?", (d.uuid,)).fetchone()
-            if row and row[1] == RUNNING and row[0] not in (pid, owner):
-                if _alive(row[0]):
-                    raise NotMovable(d.name, f"its memory is already being moved (process {row[0]})")
-                # its batch record may hold the guest's pages: never claim over it
-                raise NotMovable(d.name, f"its last mover (process {row[0]}) died; recover first "
-                                         "(xapi-numa migrations --recover)")
-            db.execute("INSERT OR REPLACE INTO migration (uuid, domid, pid, state, target, report, "
-                       "started, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now))
-
-    def progress(self, uuid: str, report: dict) -> None:
-        with self.ledger._write() as db:
-            db.execute("UPDATE migration SET report = ?, updated = ? WHERE uuid = ?",
-                       (json.dumps(report), self.ledger.clock(), uuid))
-
-    def finish(self, uuid: str, state: str, report: dict) -> None:
-        with self.ledger._write() as db:
-            db.execute("UPDATE migration SET state = ?, report = ?, updated = ? WHERE uuid = ?",
-                       (state, json.dumps(report), self.ledger.clock(), uuid))
-
-    def fail_claimed(self, vm: str, error: str) -> None:
-        """A background mover could not start: say why where its caller looks."""
-        with self.ledger._write() as db:
-            for uuid, report in db.execute("SELECT uuid, report FROM migration WHERE state = ?",
-                                           (RUNNING,)).fetchall():
-                data = json.loads(report)
-                if vm in (uuid, data.get("vm"), str(data.get("domid"))):
-                    data.update(state=FAILED, error=error)
-                    db.execute("UPDATE migration SET state = ?, report = ?, updated = ? WHERE uuid = ?",
-                               (FAILED, json.dumps(data), self.ledger.clock(), uuid))
-
-    def rows(self) -> List[dict]:
-        with self.ledger._read() as db:
-            return [{"uuid": r[0], "domid": r[1], "pid": r[2], "state": r[3], "to": r[4],
-                     "report": json.loads(r[5]), "started": r[6], "updated": r[7]}
-                    for r in db.execute("SELECT uuid, domid, pid, state, target, report, started, "
-                                        "updated FROM migration ORDER BY started").fetchall()]
-
-    def status(self, uuid: str) -> Optional[dict]:
-        for row in self.rows():
-            if row["uuid"] == uuid:
-                return row
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover(hv: Hypervisor, journal: Journal) -> List[str]:
+def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
     """Finish what a dead mover left: the backend puts back a batch it left inside
     its pause window (from the batch record) and unpauses the domain; the move
     is marked interrupted.  Returns what was done, for logs."""
     done = []
     for row in journal.rows():
-        if row["state"] != RUNNING or _alive(row["pid"]):
+        if row.state != RUNNING or journal.mover_alive(row.uuid):
             continue
-        report = dict(row["report"], error=f"process {row['pid']} died during the move")
-        domain = next((d for d in hv.domains() if d.uuid == row["uuid"]), None)
+        report = dict(row.report, error="process {} died during the move".format(row.pid))
+        domain = next((d for d in hv.domains() if d.uuid == row.uuid), None)
         if domain is not None:
             try:
                 note = hv.recover_move(domain.domid)
             except NumaError as err:
-                done.append(f"could not recover domain {domain.domid} ({domain.name}): {err.message}")
+                done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
                 continue  # the row stays: retried by the next caller
             if note:
                 done.append(note)
-        journal.finish(row["uuid"], INTERRUPTED, report)
-        done.append(f"move of {row['uuid']} by process {row['pid']} marked interrupted")
+        journal.finish(row.uuid, INTERRUPTED, report)
+        done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
     return done
 
 
@@ -235,10 +169,10 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
 Progress = Callable[[MoveTally], None]
 
 
-def run(hv: Hypervisor, ledger: Ledger, plan: Plan, rate: Optional[float] = None,
+def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
         verify_chunk: int = pagemove.DEFAULT_VERIFY_CHUNK, allow_fallback: bool = False,
         progress: Optional[Progress] = None, fault: Optional[str] = None, fault_batch: int = 0,
-        owner: Optional[int] = None,
+        lock: Optional[MoverLock] = None,
         sleep: Optional[Callable[[float], None]] = None, clock: Callable[[], float] = time.monotonic) -> dict:
     """Move the planned batches; returns the report (also kept in the journal).
 
@@ -250,11 +184,23 @@ def run(hv: Hypervisor, ledger: Ledger, plan: Plan, rate: Optional[float] = None
     """
     # A backend with modelled time (the simulator) paces in that time, not ours.
     sleep = sleep or hv.sleep
-    journal = Journal(ledger)
+    journal = MoveJournal(db)
     d = plan.domain
     tally = MoveTally(plan.pages, len(plan.batches))
     base = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": plan.target, "skipped": plan.skipped}
-    journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), owner=owner)
+    lock = journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), lock=lock)
+    try:
+        return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
+                            fault_batch, sleep, clock)
+    finally:
+        lock.release()
+
+
+def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTally, base: dict,
+                 rate: Optional[float], verify_chunk: int, allow_fallback: bool, progress: Optional[Progress],
+                 fault: Optional[str], fault_batch: int, sleep: Callable[[float], None],
+                 clock: Callable[[], float]) -> dict:
+    d = plan.domain
     started = clock()
     state, error, stuck = DONE, None, ()
     try:
@@ -283,7 +229,7 @@ def run(hv: Hypervisor, ledger: Ledger, plan: Plan, rate: Optional[float] = None
     if stuck:
         report["stuck_gfns"] = pagemove.ranges(stuck)
     if tally.released:
-        report["affinity"] = follow_memory(hv, d)
+        report["affinity"] = follow_memory(hv, d, journal.db)
     journal.finish(d.uuid, state, report)
     if state != DONE:
         raise MoveStopped(f"moving the memory of {d.name} stopped after {tally.batches} of "
@@ -307,39 +253,71 @@ def _explain(result, target: int) -> str:
             f"its contents were put back and the domain unpaused")
 
 
-def follow_memory(hv: Hypervisor, d: DomainInfo) -> dict:
+def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) -> dict:
     """Point node affinity and soft affinity at the nodes that now hold the memory.
     Hard affinity is the admin's: it is reported, never changed."""
+    from xapi_numa.ops.executor import DONE as APPLIED, Executor
+
     topo = hv.topology()
-    pages = hv.node_pages(d.domid)
-    total = sum(pages.values()) or 1
-    nodes = frozenset(n for n, p in pages.items() if p / total >= MEANINGFUL_SHARE)
-    if not nodes:
+    vcpus = hv.vcpus(d.domid)
+    actions = affinity_fixup.follow(d, vcpus, topo, hv.node_pages(d.domid), "its memory was moved")
+    if not actions:
         return {}
+    outcomes = Executor(hv, db).apply(actions)
+    nodes = sorted(actions[0].nodes)
     cpus = topo.cpus_of_nodes(nodes)
-    hv.set_node_affinity(d.domid, nodes)
-    outcome = {"nodes": sorted(nodes), "soft": "set", "hard_excludes_memory": []}
-    for v in hv.vcpus(d.domid):
-        hv.set_vcpu_affinity(d.domid, v.vcpu, soft=cpus)
-        if not v.hard & cpus:
-            outcome["hard_excludes_memory"].append(v.vcpu)
-    return outcome
+    return {"nodes": nodes, "soft": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
+            "hard_excludes_memory": [v.vcpu for v in vcpus if not v.hard & cpus]}
 
 
-def start_background(domid: int, to: int, ledger_path: str, max_bytes: Optional[int] = None,
+def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,
                      rate: Optional[str] = None) -> int:
-    """Run ``xapi-numa migrate`` detached (its own session, no stdio: xapi reads
-    the plugin's stdout to EOF), owning the journal row this process claimed.
-    Returns its pid."""
+    """Run ``xapi-numa move-memory`` detached: isolated (``-I``, from ``/``), in its own
+    session with no stdio (xapi reads the plugin's stdout to EOF), and where systemd
+    runs, in a scope of its own, so that a toolstack restart that stops xapi's
+    children does not stop a move in flight.  The child inherits ``lock`` (the VM's
+    mover lock, taken when the VM was claimed).  Returns its pid."""
+    import shutil
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "xapi_numa.cli", "migrate", str(domid), "--to", str(to), "--json",
-           "--ledger", ledger_path, "--journal-owner", str(os.getpid())]
+    cmd = [sys.executable, "-I", "-m", "xapi_numa.cli", "move-memory", str(domid), "--to", str(to), "--json",
+           "--ledger", db_path, "--lock-fd", str(lock.fd)]
     if max_bytes is not None:
         cmd += ["--max", str(max_bytes)]
     if rate is not None:
         cmd += ["--rate", rate]
+    if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
+        # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
+        cmd = ["systemd-run", "--quiet", "--scope", "--collect",
+               "--unit", "xapi-numa-move-{}-{}".format(domid, int(time.time()))] + cmd
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True)
+                             start_new_session=True, close_fds=True, pass_fds=(lock.fd,), cwd="/")
     return child.pid
+
+
+def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
+    """Claim the VM and start a background mover for a planned :class:`MoveMemory`."""
+    journal = MoveJournal(db)
+    recover(hv, journal)  # a dead mover's batch record first
+    d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
+    if d is None:
+        raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
+    max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
+    check(hv, str(d.domid), action.to, max_bytes)
+    return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason)
+
+
+def claim_and_start(journal: MoveJournal, d: DomainInfo, to: int, max_bytes: Optional[int],
+                    rate: Optional[float], reason: str = "") -> int:
+    """Claim the VM in the journal (refused if someone is moving it) and hand it to a
+    background mover."""
+    report = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "reason": reason}
+    lock = journal.begin(d, to, report)
+    try:
+        text_rate = None if rate is None else "{:g}".format(rate / (1 << 20))
+        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate)
+        journal.hand_over(d.uuid, pid)
+    finally:
+        lock.release()  # the child holds its own copy of the lock
+    return pid

@@ -1,0 +1,64 @@
+"""What every ``xapi-numa`` command group shares: JSON output, opening the backend
+and the state database, and a pool session that is always logged out."""
+import contextlib
+import json
+import os
+from typing import Iterator
+
+from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.db import default_path
+from xapi_numa.state.ledger import Ledger
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def emit(args, value, render) -> None:
+    """``--json``: the value as JSON; otherwise ``render(value)`` for people."""
+    if args.json:
+        print_json(value)
+    else:
+        print(render(value))
+
+
+def hypervisor(args) -> Hypervisor:
+    return open_hypervisor(args.backend)
+
+
+def ledger_path(args) -> str:
+    explicit = getattr(args, "ledger", None)
+    if explicit:
+        return explicit
+    path = sim_path(backend_spec(args.backend))
+    # a simulated host keeps its state database beside its state file
+    return path + ".ledger.db" if path and not os.environ.get("XAPI_NUMA_LEDGER") else default_path()
+
+
+def ledger(args) -> Ledger:
+    return Ledger(ledger_path(args))
+
+
+@contextlib.contextmanager
+def pool_session(args) -> Iterator[object]:
+    """A session with the pool master, logged out whatever happens."""
+    from xapi_numa.backends import xapi
+
+    session = xapi.login(xapi.credentials(args.pool, args.user, args.password_file))
+    try:
+        yield session
+    finally:
+        try:
+            session.xenapi.session.logout()
+        except Exception:  # noqa: BLE001 - logging out must never hide the command's outcome
+            pass
+
+
+def add_json(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_ledger(parser) -> None:
+    parser.add_argument("--ledger", help="state database (default: $XAPI_NUMA_LEDGER or "
+                                         "/var/lib/xapi-numa/ledger.db; beside the state file for sim:PATH)")

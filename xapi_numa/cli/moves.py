@@ -1,0 +1,144 @@
+"""``xapi-numa move-memory | memory-moves``: moving a running VM's memory between nodes.
+
+``migrate`` and ``migrations`` are the first version's names, kept as aliases
+(xapi's "migrate" moves a VM between hosts; this moves pages inside one).
+"""
+import argparse
+import json
+import sys
+
+from xapi_numa.cli import common, render
+from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.units import SIZE_SYNTAX, parse_size
+from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops import move_memory
+from xapi_numa.state.moves import MoveJournal, MoverLock
+
+
+def _progress_bar(stream):
+    def show(tally) -> None:
+        done = tally.released
+        frac = done / tally.planned if tally.planned else 1.0
+        pauses = tally.pauses or [0.0]
+        stream.write("\r[{:<30}] {:5.1f}%  {}/{} pages  batch {}/{}  max pause {:.1f} ms".format(
+            "#" * int(frac * 30), 100 * frac, done, tally.planned, tally.batches, tally.batches_planned,
+            1000 * max(pauses)))
+        stream.flush()
+    return show
+
+
+def render_summary(report: dict) -> str:
+    lines = ["moved:      {} pages to node {} ({} as 2 MiB superpages), {} elsewhere".format(
+                 report["moved_pages"], report["to"], report["superpages"], report["fallback_pages"]),
+             "batches:    {} of {}; pause max {} ms, median {} ms".format(
+                 report["batches"], report["batches_planned"], report["pause_max_ms"], report["pause_median_ms"]),
+             "throughput: {} MiB/s while moving; {} s in all".format(report["throughput_mib_s"], report["elapsed_s"])]
+    skipped = report.get("skipped") or {}
+    lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing"))
+    if report.get("affinity"):
+        a = report["affinity"]
+        lines.append("affinity:   node and soft affinity now nodes {}".format(",".join(map(str, a["nodes"])))
+                     + ("; hard affinity of vCPUs {} excludes them".format(a["hard_excludes_memory"])
+                        if a.get("hard_excludes_memory") else ""))
+    if report.get("error"):
+        lines.append("stopped:    {}".format(report["error"]))
+    if report.get("stuck_gfns"):
+        lines.append("stuck gfns: {}".format(report["stuck_gfns"]))
+    return "\n".join(lines)
+
+
+def render_plan(d: dict) -> str:
+    lines = ["vm:       {} (domid {})".format(d["vm"], d["domid"]),
+             "plan:     {} of {} movable pages to node {} in {} batches, {} whole 2 MiB runs".format(
+                 d["pages"], d["movable_pages"], d["to"], d["batches"], d["superpage_runs"]),
+             "target:   node {} has {} free pages".format(d["to"], d["target_free_pages"]),
+             "skip set:" + ("" if d["skipped"] else "  nothing")]
+    for reason, gfns in sorted(d["skipped_gfns"].items()):
+        lines.append("  {:<10} {:>6}  {}   ({})".format(reason, d["skipped"][reason], gfns,
+                                                       pagemove.SKIP_EXPLAINED[reason]))
+    if d["busy_grants"]:
+        lines.append("          {} granted frames are mapped or in use by their grantee now".format(d["busy_grants"]))
+    return "\n".join(lines)
+
+
+def cmd_move_memory(args) -> int:
+    to = move_memory.parse_node(args.to, "--to")
+    if not 1 <= args.verify_chunk <= 8192:
+        raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
+    max_bytes = parse_size(args.max, "--max") if args.max else None
+    rate = move_memory.parse_rate(args.rate, "--rate")
+    hv = common.hypervisor(args)
+    db = common.ledger(args).db
+    journal = MoveJournal(db)
+    # started in the background: the parent claimed the VM and handed us its lock
+    lock = MoverLock("inherited fd {}".format(args.lock_fd), args.lock_fd) if args.lock_fd is not None else None
+    if lock is None:
+        move_memory.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
+    try:
+        plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback)
+    except NumaError as err:
+        if lock is not None:  # started in the background: the journal is the only one listening
+            journal.fail_claimed(args.vm, err.message)
+        raise
+    if args.dry_run:
+        common.emit(args, plan.to_dict(), render_plan)
+        return 0
+    show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
+    try:
+        report = move_memory.run(hv, db, plan, rate, args.verify_chunk, args.allow_fallback, show, lock=lock)
+    except NumaError as err:
+        if show:
+            sys.stderr.write("\n")
+        if args.json and err.code == "NUMA_MOVE_STOPPED":
+            common.print_json(json.loads(err.params[2]))
+            return 1
+        raise
+    if show:
+        sys.stderr.write("\n")
+    common.emit(args, report, render_summary)
+    return 0
+
+
+def cmd_memory_moves(args) -> int:
+    journal = MoveJournal(common.ledger(args).db)
+    notes = move_memory.recover(common.hypervisor(args), journal) if args.recover else []
+    rows = [r.to_dict() for r in journal.rows()]
+    if args.vm:
+        rows = [r for r in rows if args.vm in (r["uuid"], r["report"].get("vm"), str(r["domid"]))]
+    value = {"moves": rows, "migrations": rows, "recovered": notes}  # "migrations": the first version's key
+    common.emit(args, value, lambda v: "\n".join(["recovered: " + n for n in notes] + [render.table(
+        ["vm", "to", "state", "moved", "planned", "max pause", "error"],
+        [[r["report"].get("vm", r["uuid"]), str(r["to"]), r["state"], str(r["report"].get("moved_pages", 0)),
+          str(r["report"].get("planned_pages", 0)), "{} ms".format(r["report"].get("pause_max_ms", 0)),
+          r["report"].get("error", "")] for r in rows])]))
+    return 0
+
+
+def register(sub) -> None:
+    q = sub.add_parser("move-memory", aliases=["migrate"],
+                       help="move a running PVH/HVM VM's memory to another node, page by page")
+    q.add_argument("vm", help="domid, name or UUID")
+    q.add_argument("--to", required=True, help="target node: 1 or node:1")
+    q.add_argument("--max", help="move at most this much ({}); default all".format(SIZE_SYNTAX))
+    q.add_argument("--batch", type=int, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
+    q.add_argument("--rate", help="average MB/s at most (default: unpaced beyond a 50%% duty cycle)")
+    q.add_argument("--probe-ms", dest="probe_ms", type=int, default=0,
+                   help="pause the guest this long first to find frames Xen writes while it is paused "
+                        "(default 0: layout recognition only)")
+    q.add_argument("--verify-chunk", dest="verify_chunk", type=int, default=16,
+                   help="check that freed frames really were freed every this many pages (default 16)")
+    q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
+                   help="if the target node runs short, put the rest anywhere instead of failing")
+    q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")
+    q.add_argument("--lock-fd", dest="lock_fd", type=int, help=argparse.SUPPRESS)
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_move_memory)
+
+    q = sub.add_parser("memory-moves", aliases=["migrations"], help="memory moves in progress or done")
+    q.add_argument("vm", nargs="?", help="only this VM (name, domid or UUID)")
+    q.add_argument("--recover", action="store_true",
+                   help="also finish what a dead mover left (done by every move anyway)")
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_memory_moves)

@@ -1,0 +1,129 @@
+"""``xapi-numa place | reservations | release | vm-start | vm-placement``: deciding where VMs go."""
+import time
+
+from xapi_numa.cli import common, render
+from xapi_numa.core.placement import Request
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops.reserve import place_and_reserve
+
+
+def cmd_place(args) -> int:
+    if not 1 <= args.vcpus <= 4096:
+        raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
+    memory = parse_size(args.memory, "--memory")
+    if memory < 1:
+        raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
+    if not 0 < args.ttl <= 86400:
+        raise InvalidArgument("--ttl", "{:g}".format(args.ttl), "more than 0, at most 86400 seconds")
+    request = Request(args.vcpus, memory, Policy.parse(args.mode, args.nodes, args.on_exhaust),
+                      translated=args.type != "pv")
+    hv = common.hypervisor(args)
+    placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, args.ttl, args.dry_run)
+    out = placement.to_dict(hv.topology())
+    out["reservation"] = reservation.to_dict() if reservation else None
+    common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
+    return 0
+
+
+def _render_placement(placement, out: dict, reservation) -> str:
+    lines = ["nodes:    " + ",".join(map(str, placement.nodes)) + ("  (fallback)" if placement.fallback else ""),
+             "memory:   " + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in placement.memory)]
+    if placement.hard is not None:
+        lines.append("hard:     {}".format(out["hard"]))
+    if placement.soft is not None:
+        lines.append("soft:     {}".format(out["soft"]))
+    lines += ["policy:   {}".format(placement.policy), "why:      {}".format(placement.reason)]
+    if reservation:
+        lines.append("reserved: for {} until {}".format(
+            reservation.vm, time.strftime("%H:%M:%S", time.localtime(reservation.expires))))
+    else:
+        lines.append("reserved: nothing (dry run)")
+    return "\n".join(lines)
+
+
+def cmd_reservations(args) -> int:
+    rows = [r.to_dict() for r in common.ledger(args).reservations()]
+    common.emit(args, rows, lambda rows: render.table(
+        ["vm", "nodes", "total", "expires in", "claimed"],
+        [[r["vm"], ", ".join("{}:{}".format(n, format_size(b)) for n, b in r["nodes"].items()),
+          format_size(r["total"]), "{:.0f}s".format(max(0, r["expires"] - time.time())),
+          "yes" if r["claimed"] else ""] for r in rows]))
+    return 0
+
+
+def cmd_release(args) -> int:
+    if not common.ledger(args).release(args.vm):
+        raise NumaError("no reservation for {}".format(args.vm))
+    return 0
+
+
+def cmd_vm_start(args) -> int:
+    from xapi_numa.ops.pool import vm_start
+
+    with common.pool_session(args) as session:
+        result = vm_start(session, args.vm, args.host)
+    p, s = result["placement"], result["settled"]
+    common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}".format(
+        args.vm, r["host"], ",".join(map(str, s["nodes"])), ",".join(map(str, s["memory_nodes"])), p["reason"]))
+    return 0
+
+
+def cmd_vm_placement(args) -> int:
+    from xapi_numa.ops.pool import vm_placement
+
+    with common.pool_session(args) as session:
+        result = vm_placement(session, args.vm)
+    common.emit(args, result, lambda r: _render_vm_placement(args.vm, r))
+    return 0
+
+
+def _render_vm_placement(vm: str, result: dict) -> str:
+    if "options" in result:
+        return "\n".join(["{} is {}; where it would go, best first:".format(vm, result["state"])]
+                         + ["  {}: nodes {} - {}".format(o["host"], ",".join(map(str, o["nodes"])), o["reason"])
+                            for o in result["options"]])
+    m = result["memory"]
+    head = ("{} runs on {} (domid {}), policy {}: memory ".format(vm, result["host"], m["domid"],
+                                                                  result["policy"]["mode"])
+            + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in m["nodes"].items())
+            + "; {:.0f}% local to its home nodes".format(100 * m["local_share"]))
+    return head + "\n" + render.render_vcpus(result["vcpus"])
+
+
+def register(sub) -> None:
+    q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
+    q.add_argument("--vcpus", type=int, required=True)
+    q.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    q.add_argument("--mode", help="any, best_effort (default), preferred, strict")
+    q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
+    q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")
+    q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
+    q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
+    q.add_argument("--ttl", type=float, default=300.0, help="seconds before an unused reservation expires")
+    q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_place)
+
+    q = sub.add_parser("vm-start", help="start a VM on the pool's host with the best NUMA fit")
+    q.add_argument("vm", help="VM UUID or unique name")
+    q.add_argument("--host", help="start on this host (name or UUID) only")
+    common.add_json(q)
+    q.set_defaults(func=cmd_vm_start)
+
+    q = sub.add_parser("vm-placement", help="where a VM's memory and vCPUs are, or would go")
+    q.add_argument("vm", help="VM UUID or unique name")
+    common.add_json(q)
+    q.set_defaults(func=cmd_vm_placement)
+
+    q = sub.add_parser("reservations", help="memory reserved for VMs that are starting")
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_reservations)
+
+    q = sub.add_parser("release", help="drop a VM's reservation")
+    q.add_argument("vm")
+    common.add_ledger(q)
+    q.set_defaults(func=cmd_release)

@@ -1,0 +1,130 @@
+"""``xapi-numa topology | vcpus | memory | top | homing --dry-run``: what the host looks like,
+and what xapi-numad would do now."""
+import time
+
+from xapi_numa.cli import common, render
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops import queries, runtime
+from xapi_numa.ops.observe import domain_by_name_or_id
+
+
+def cmd_topology(args) -> int:
+    if args.pool:
+        from xapi_numa.ops.pool import per_host
+
+        with common.pool_session(args) as session:
+            reports = per_host(session, "host_topology")
+        if args.json:
+            common.print_json(reports)
+        else:
+            for host, report in reports.items():
+                print("== {} ({})\n{}\n".format(host, report["scheduler"], render.render_topology(report)))
+        return 0
+    report = queries.topology_report(common.hypervisor(args))
+    common.emit(args, report, render.render_topology)
+    return 0
+
+
+def cmd_vcpus(args) -> int:
+    if args.pool:
+        from xapi_numa.ops.pool import per_host
+
+        with common.pool_session(args) as session:
+            per = per_host(session, "vcpus")
+        rows = [dict(r, host=host) for host, host_rows in per.items() for r in host_rows
+                if not args.domain or args.domain in (str(r["domid"]), r["name"])]
+    else:
+        hv = common.hypervisor(args)
+        domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain else None
+        rows = queries.vcpu_rows(hv, domids)
+    common.emit(args, rows, render.render_vcpus)
+    return 0
+
+
+def cmd_memory(args) -> int:
+    if args.pool:
+        raise InvalidArgument("--pool", "memory is per host", "xapi-numa vm-placement VM for a VM in the pool")
+    rows = queries.memory_rows(common.hypervisor(args))
+    common.emit(args, rows, render.render_memory)
+    return 0
+
+
+def cmd_top(args) -> int:
+    if not 0.1 <= args.interval <= 3600:
+        raise InvalidArgument("--interval", "{:g}".format(args.interval), "0.1..3600 seconds")
+    hv = common.hypervisor(args)
+    ledger = common.ledger(args)
+    while True:
+        report = queries.top_report(hv, ledger.outstanding())
+        if args.json:
+            common.print_json(report)
+        else:
+            text = render.render_top(report)
+            # refresh in place: home the cursor and clear the screen
+            print(text if args.once else "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  xapi-numa top\n\n") + text,
+                  flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_homing(args) -> int:
+    if not args.dry_run:
+        raise InvalidArgument("--dry-run", "homing is done by xapi-numad; this command only shows its plan",
+                              "xapi-numa homing --dry-run")
+    hv = common.hypervisor(args)
+    rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(scheduler=args.scheduler))
+    outcomes = rt.what_now()
+    topo = hv.topology()
+    rows = [o.to_dict() for o in outcomes]
+    pins = [{"domid": r["domid"], "vcpu": r["vcpu"], "pin_to": topo.format_cpus(o.action.cpus),
+             "restore_to": topo.format_cpus(o.action.original_hard), "reason": r["reason"]}
+            for o, r in zip(outcomes, rows) if r["action"] == "PinTemporarily"]
+    if args.json:
+        common.print_json({"scheduler": args.scheduler or hv.capabilities().scheduler, "pins": pins,
+                           "actions": rows})
+    elif not rows:
+        print("nothing to do: no vCPU is both outside its soft affinity and fixable now")
+    else:
+        print(render.table(["action", "domid", "vcpu", "to", "why"],
+                           [[r["action"], r.get("domid", ""), r.get("vcpu", ""),
+                             _target(o.action, topo), r.get("reason", "")] for o, r in zip(outcomes, rows)]))
+    return 0
+
+
+def _target(action, topo) -> str:
+    for field in ("cpus", "hard", "soft"):
+        value = getattr(action, field, None)
+        if value:
+            return "{} {}".format(field, topo.format_cpus(value))
+    return ""
+
+
+def register(sub) -> None:
+    q = sub.add_parser("topology", help="nodes, CPUs, memory and distances of this host")
+    common.add_json(q)
+    q.set_defaults(func=cmd_topology)
+
+    q = sub.add_parser("vcpus", help="where each vCPU runs, and whether outside its soft affinity")
+    q.add_argument("domain", nargs="?", help="domid, name or UUID (default: all domains)")
+    common.add_json(q)
+    q.set_defaults(func=cmd_vcpus)
+
+    q = sub.add_parser("memory", help="memory of each domain on each node")
+    common.add_json(q)
+    q.set_defaults(func=cmd_memory)
+
+    q = sub.add_parser("top", help="live view: per node busy CPUs and memory, per VM locality")
+    q.add_argument("--once", action="store_true", help="print once and exit")
+    q.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_top)
+
+    q = sub.add_parser("homing", help="what xapi-numad would do now (pins, restores, soft-affinity moves)")
+    q.add_argument("--dry-run", action="store_true", help="show the plan (the only mode)")
+    q.add_argument("--scheduler", choices=("credit", "credit2"),
+                   help="the guests' scheduler, when their cpupool's differs from the host default")
+    common.add_ledger(q)
+    common.add_json(q)
+    q.set_defaults(func=cmd_homing)

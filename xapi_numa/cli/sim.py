@@ -1,0 +1,130 @@
+"""``xapi-numa sim ...`` and ``xapi-numa demo``: scripting the simulated host."""
+import re
+import sys
+from typing import List
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim.loads import LOAD_SYNTAX
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.units import SIZE_SYNTAX, parse_size
+from xapi_numa.errors import InvalidArgument
+
+SCHEDULERS = ("credit", "credit2")
+DIGITS = re.compile(r"^[0-9]{1,4}$")  # ASCII only: int() takes other scripts' digits too
+
+
+def parse_distances(text: str, nr_nodes: int) -> List[List[int]]:
+    """``"10,21;21,10"`` -> matrix (rows separated by ';'); ASCII digits only."""
+    rows = []
+    for row in text.split(";"):
+        cells = [c.strip() for c in row.split(",")]
+        if not all(DIGITS.match(c) for c in cells):
+            raise InvalidArgument("--distances", "{!r} is not a matrix of integers".format(text),
+                                  'rows of comma-separated distances separated by ";", e.g. "10,21;21,10"')
+        rows.append([int(c) for c in cells])
+    if len(rows) != nr_nodes:
+        raise InvalidArgument("--distances", "{} rows for {} nodes; the matrix must be square".format(
+            len(rows), nr_nodes))
+    return rows
+
+
+def cmd_sim_init(args) -> int:
+    if not 1 <= args.nodes <= 64:
+        raise InvalidArgument("--nodes", "{}".format(args.nodes), "1..64")
+    if not 1 <= args.cpus_per_node <= 512:
+        raise InvalidArgument("--cpus-per-node", "{}".format(args.cpus_per_node), "1..512")
+    memory = parse_size(args.memory_per_node, "--memory-per-node")
+    if memory < 64 << 20:
+        raise InvalidArgument("--memory-per-node", "{} is too small".format(args.memory_per_node), "at least 64M")
+    distances = parse_distances(args.distances, args.nodes) if args.distances else None
+    topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
+    dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
+    if not 1 <= args.dom0_vcpus <= 512:
+        raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus), "1..512")
+    SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force)
+    print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
+        args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))
+    return 0
+
+
+def cmd_sim_create(args) -> int:
+    sim = SimHypervisor(args.path)
+    topo = sim.topology()
+    hard = topo.parse_cpus(args.hard, "--hard") if args.hard else None
+    soft = topo.parse_cpus(args.soft, "--soft") if args.soft else None
+    if hard is not None and not hard:
+        raise InvalidArgument("--hard", "{!r} leaves no CPU".format(args.hard), "a non-empty CPU list")
+    if not 1 <= args.vcpus <= 512:
+        raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
+    memory = parse_size(args.memory, "--memory")
+    print(sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+                     passthrough=args.passthrough))
+    return 0
+
+
+def cmd_sim_control(args) -> int:
+    sim = SimHypervisor(args.path)
+    domid = sim.find(args.name)
+    {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)
+    return 0
+
+
+def cmd_sim_run(args) -> int:
+    if not 0 < args.seconds <= 86400:
+        raise InvalidArgument("--seconds", "{:g}".format(args.seconds), "more than 0, at most 86400")
+    SimHypervisor(args.path).run(args.seconds)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from xapi_numa.cli.demo import run_demo
+
+    return run_demo(args.seed, args.schedulers.split(","), sys.stdout)
+
+
+def register(sub) -> None:
+    q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
+    q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
+    q.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser("sim", help="script the simulated host").add_subparsers(dest="sim_command",
+                                                                                    metavar="SIMCOMMAND")
+    sim.required = True
+    s = sim.add_parser("init", help="create a simulated host at PATH")
+    s.add_argument("path")
+    s.add_argument("--nodes", type=int, required=True)
+    s.add_argument("--cpus-per-node", type=int, required=True)
+    s.add_argument("--memory-per-node", required=True, help=SIZE_SYNTAX)
+    s.add_argument("--distances", help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
+    s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dom0-vcpus", type=int, default=4)
+    s.add_argument("--dom0-memory", help="dom0 memory ({}); default min(1G, 10%% of the host)".format(SIZE_SYNTAX))
+    s.add_argument("--force", action="store_true", help="replace an existing state file")
+    s.set_defaults(func=cmd_sim_init)
+
+    s = sim.add_parser("create", help="create a guest (as xl create would)")
+    s.add_argument("path")
+    s.add_argument("name")
+    s.add_argument("--vcpus", type=int, required=True)
+    s.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
+    s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
+    # argparse formats help with %: a literal % must be doubled
+    s.add_argument("--load", default="busy", help=LOAD_SYNTAX.replace("%", "%%"))
+    s.add_argument("--type", choices=("pv", "pvh", "hvm"), default="pv")
+    s.add_argument("--paused", action="store_true", help="leave the new domain paused (xl create -p)")
+    s.add_argument("--passthrough", action="store_true", help="the guest has a PCI device passed through")
+    s.set_defaults(func=cmd_sim_create)
+
+    for action in ("pause", "unpause", "destroy"):
+        s = sim.add_parser(action, help="{} a domain".format(action))
+        s.add_argument("path")
+        s.add_argument("name", help="name, domid or UUID")
+        s.set_defaults(func=cmd_sim_control, action=action)
+
+    s = sim.add_parser("run", help="advance simulated time")
+    s.add_argument("path")
+    s.add_argument("--seconds", type=float, required=True)
+    s.set_defaults(func=cmd_sim_run)

@@ -1,0 +1,141 @@
+"""What the planners decide: typed actions, and nothing that performs them.
+
+Every planner is ``plan(snapshot, state) -> [Action]``; one executor
+(:mod:`xapi_numa.ops.executor`) applies actions, journals the ones that must
+survive a crash, backs off from refusals, rate-limits writes and answers
+"what would you do now" in dry-run mode.  Each action carries the VM's UUID
+(domids are reused) and the reason a person reads in logs and dry runs.
+"""
+from typing import FrozenSet, Mapping, Optional, Union
+
+import attrs
+
+
+@attrs.frozen
+class SetAffinity:
+    """Set a vCPU's hard and/or soft affinity (``None`` leaves that one alone)."""
+
+    domid: int
+    uuid: str
+    vcpu: int
+    hard: Optional[FrozenSet[int]] = None
+    soft: Optional[FrozenSet[int]] = None
+    reason: str = ""
+
+
+@attrs.frozen
+class PinTemporarily:
+    """Restrict a vCPU's hard affinity to ``cpus`` until it is home; journalled before
+    it is made, so that a crash in between still gets ``original_hard`` back."""
+
+    domid: int
+    uuid: str
+    vcpu: int
+    cpus: FrozenSet[int]
+    original_hard: FrozenSet[int]
+    reason: str = ""
+
+
+@attrs.frozen
+class RestorePin:
+    """Undo a temporary pin: put ``hard`` back (unless ``domid`` is None: the domain is
+    gone, or the admin changed the affinity since) and drop the journal entry."""
+
+    domid: Optional[int]
+    uuid: str
+    vcpu: int
+    hard: Optional[FrozenSet[int]]
+    reason: str = ""
+
+
+@attrs.frozen
+class SetNodeAffinity:
+    """Where Xen allocates the domain's future memory (``None``: automatic)."""
+
+    domid: int
+    uuid: str
+    nodes: Optional[FrozenSet[int]]
+    reason: str = ""
+
+
+@attrs.frozen
+class Reserve:
+    """Reserve memory per node for a VM about to start (checked against free memory
+    inside the ledger's transaction)."""
+
+    vm: str
+    bytes_per_node: Mapping[int, int]
+    ttl: float
+    owner: str = ""  # a token: only its owner may release this reservation
+    reason: str = ""
+
+
+@attrs.frozen
+class ReleaseReservation:
+    """Drop a VM's reservation; with ``created``, only that very reservation."""
+
+    vm: str
+    created: Optional[float] = None
+    reason: str = ""
+
+
+@attrs.frozen
+class ShrinkReservation:
+    """What is still outstanding per node, as the VM's pages land."""
+
+    vm: str
+    outstanding: Mapping[int, int]
+    reason: str = ""
+
+
+@attrs.frozen
+class ClaimReservation:
+    """Turn a reservation into hypervisor claims (pages per node) for the built
+    domain: all nodes or none; the reservation then counts nothing itself."""
+
+    vm: str
+    domid: int
+    pages_per_node: Mapping[int, int]
+    reason: str = ""
+
+
+@attrs.frozen
+class CancelClaims:
+    """Cancel a domain's outstanding claims on these nodes (its build is over)."""
+
+    domid: int
+    uuid: str
+    nodes: FrozenSet[int]
+    reason: str = ""
+
+
+@attrs.frozen
+class MoveMemory:
+    """Move (part of) a running VM's memory to node ``to`` with the page mover."""
+
+    domid: int
+    uuid: str
+    to: int
+    max_pages: Optional[int] = None
+    rate: Optional[float] = None  # bytes/s
+    reason: str = ""
+
+
+Action = Union[SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity, Reserve, ReleaseReservation,
+               ShrinkReservation, ClaimReservation, CancelClaims, MoveMemory]
+
+# Actions that change a vCPU's or a domain's affinity: the daemon's write budget counts these.
+AFFINITY_WRITES = (SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity)
+
+
+def describe(action: Action) -> dict:
+    """A flat, JSON-ready description (dry runs, logs)."""
+    out = {"action": type(action).__name__}
+    for field in attrs.fields(type(action)):
+        value = getattr(action, field.name)
+        if isinstance(value, frozenset):
+            value = sorted(value)
+        elif isinstance(value, Mapping):
+            value = {str(k): v for k, v in sorted(value.items())}
+        out[field.name] = value
+    return out

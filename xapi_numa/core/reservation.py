@@ -1,0 +1,76 @@
+"""Reservations of memory for VMs that are starting, and how they follow the build (pure).
+
+A reservation holds bytes per node for a VM between ``place`` and the end of
+its build, so that parallel starts never count the same free memory twice.
+As the domain's pages land, :func:`plan_reconcile` says what to do with it:
+
+* the build is over (the domain runs, or all its memory is there): release it
+  (and cancel claims made for it);
+* where the hypervisor has per-node claims, turn it into claims as soon as
+  the domain exists (the hypervisor then protects the memory);
+* otherwise shrink it by what has landed on each node.
+"""
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+import attrs
+
+from xapi_numa.core.actions import (CancelClaims, ClaimReservation, ReleaseReservation, ShrinkReservation)
+from xapi_numa.core.host import DomainInfo
+from xapi_numa.core.units import PAGE_SHIFT
+
+
+@attrs.frozen
+class Reservation:
+    vm: str
+    created: float
+    expires: float
+    claimed: bool
+    nodes: Mapping[int, int]                              # outstanding bytes per node
+    initial: Mapping[int, int] = attrs.field(factory=dict)  # bytes per node when reserved
+    owner: str = ""                                       # who made it (a token: only the owner releases it)
+
+    def to_dict(self) -> dict:
+        return {"vm": self.vm, "created": self.created, "expires": self.expires, "claimed": self.claimed,
+                "nodes": {str(n): b for n, b in sorted(self.nodes.items())},
+                "total": sum(self.nodes.values()), "owner": self.owner}
+
+
+def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, DomainInfo],
+                   pages: Mapping[int, Mapping[int, int]], node_claims: bool) -> List[object]:
+    """Actions that bring reservations in line with the domains being built.
+
+    ``domains`` by UUID; ``pages`` per domid (a domain missing there is skipped:
+    it went away during the read)."""
+    out: List[object] = []
+    for r in reservations:
+        d = domains.get(r.vm)
+        if d is None or d.domid not in pages:
+            continue  # not built yet; expiry takes care of VMs that never start
+        landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
+        built = (not d.paused) or d.memory >= sum(r.initial.values())
+        if built:
+            out.append(ReleaseReservation(r.vm, r.created, "built"))
+            if node_claims and r.claimed:
+                out.append(CancelClaims(d.domid, r.vm, frozenset(r.initial), "built"))
+        elif node_claims and not r.claimed:
+            remaining = {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
+            out.append(ClaimReservation(r.vm, d.domid, {n: p for n, p in remaining.items() if p}, "domain exists"))
+        elif not r.claimed:
+            out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
+                                         "pages landed"))
+    return out
+
+
+def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] = (),
+                now: Optional[float] = None) -> Dict[int, int]:
+    """Bytes reserved per node, as they would be after ``actions`` (a dry run's view)."""
+    released = {a.vm for a in actions if isinstance(a, ReleaseReservation)}
+    shrunk = {a.vm: a.outstanding for a in actions if isinstance(a, ShrinkReservation)}
+    claimed = {a.vm for a in actions if isinstance(a, ClaimReservation)}
+    totals: Dict[int, int] = {}
+    for r in reservations:
+        if r.vm in released or r.vm in claimed or (now is not None and r.expires <= now):
+            continue
+        for node, nbytes in shrunk.get(r.vm, r.nodes).items():
+            totals[node] = totals.get(node, 0) + nbytes
+    return totals

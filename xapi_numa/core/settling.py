@@ -1,0 +1,52 @@
+"""Settling a VM after its build: the policy's affinity replaces the boot pin (pure).
+
+``place`` pins a starting VM's vCPUs to the chosen nodes through xapi, so that
+the build puts its memory there.  Once the domain runs, that pin must give way
+to what the policy means for a running VM:
+
+* ``strict``: hard affinity on the placed nodes (memory and vCPUs only there);
+* ``any``: no soft affinity; hard affinity is the admin's mask, if any;
+* ``best_effort`` / ``preferred``: soft affinity on the nodes that hold the
+  memory (:func:`~xapi_numa.core.locality.memory_nodes`) — the placed nodes
+  unless the memory landed elsewhere — and hard affinity back to the admin's
+  mask or the whole host.
+"""
+from typing import FrozenSet, List, Optional, Sequence
+
+import attrs
+
+from xapi_numa.core.actions import SetAffinity
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.locality import memory_nodes
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
+
+
+@attrs.frozen
+class Settlement:
+    nodes: FrozenSet[int]          # where the VM now lives
+    memory_nodes: FrozenSet[int]   # where its memory landed
+    hard: FrozenSet[int]
+    soft: Optional[FrozenSet[int]]
+    fixed_up: bool                 # the memory decided, not the placement
+    actions: tuple
+
+
+def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: Policy,
+         placed: FrozenSet[int], pages: dict, admin_mask: Optional[FrozenSet[int]]) -> Settlement:
+    landed = memory_nodes(pages)
+    nodes = placed or landed
+    fixed_up = False
+    soft: Optional[FrozenSet[int]]
+    if policy.mode == "strict":
+        hard, soft = topo.cpus_of_nodes(nodes), None
+    elif policy.mode == "any":
+        hard, soft = admin_mask or topo.all_cpus, topo.all_cpus
+    else:
+        if landed and landed != nodes:
+            nodes, fixed_up = landed, True
+        hard, soft = admin_mask or topo.all_cpus, topo.cpus_of_nodes(nodes)
+    reason = "settled after the build ({} policy)".format(policy.mode)
+    actions: List[SetAffinity] = [SetAffinity(domain.domid, domain.uuid, v.vcpu, hard=hard, soft=soft, reason=reason)
+                                  for v in vcpus]
+    return Settlement(frozenset(nodes), landed, hard, soft, fixed_up, tuple(actions))

@@ -1,0 +1,206 @@
+"""The one executor: applies the planners' actions to the world.
+
+Planners only decide (:mod:`xapi_numa.core.actions`); everything that follows
+from performing an action lives here, once:
+
+* **journalling** — a temporary pin is written to the pin journal before it
+  is made (and dropped if it could not be made); a restored pin leaves the
+  journal only once its original affinity is back;
+* **back-off** — a domain whose hypervisor refused a write is left alone for
+  a while (1 s, doubling up to 5 min), and the refusal is **logged once**;
+* **a write budget** — at most ``max_writes`` affinity writes per batch of
+  actions; the rest are deferred to the next batch;
+* **vanished domains** — a write to a domain that no longer exists is not an
+  error: the action is reported ``gone`` (and its journal entry dropped);
+* **dry run** — nothing is touched; every action comes back ``would``, which
+  is how every "what would you do now" is answered.
+
+Hypervisor refusals become outcomes; any other failure (no capacity for a
+reservation, the state database unavailable) is raised to the caller.
+"""
+import errno
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import attrs
+
+from xapi_numa.core import actions as act
+from xapi_numa.core.homing import PinRecord
+from xapi_numa.errors import HypervisorError
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.db import Database
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.pins import PinJournal
+
+DONE, WOULD, REFUSED, GONE, DEFERRED = "done", "would", "refused", "gone", "deferred"
+MAX_BACKOFF_S = 300.0
+FALLBACK_CLAIM_ERRNOS = (errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+@attrs.frozen
+class Outcome:
+    action: object
+    status: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(act.describe(self.action), status=self.status, detail=self.detail)
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **fields) -> None:
+    """A structured log line: the event, and its fields (JSON-formatted by the daemon)."""
+    logger.log(level, event, extra={"fields": fields})
+
+
+class Executor:
+    """Applies actions through the Hypervisor port and the state database."""
+
+    def __init__(self, hv: Hypervisor, db: Optional[Database] = None, logger: Optional[logging.Logger] = None,
+                 dry_run: bool = False, max_writes: Optional[int] = None,
+                 clock: Optional[Callable[[], float]] = None) -> None:
+        self.hv = hv
+        self.db = db
+        self.logger = logger or logging.getLogger("xapi-numa")
+        self.dry_run = dry_run
+        self.max_writes = max_writes
+        self.clock = clock or hv.clock
+        self.ledger = Ledger(db=db) if db is not None else None
+        self.pins = PinJournal(db) if db is not None else None
+        self.writes = 0                                          # affinity writes made so far
+        self._backoff: Dict[int, Tuple[float, float]] = {}      # domid -> (retry at, delay)
+        self._reported: Set[Tuple[int, str]] = set()            # refusals already logged
+
+    # --- the entry point ---------------------------------------------------------------------------
+    def apply(self, actions: Sequence[object]) -> List[Outcome]:
+        budget = self.max_writes
+        out = []
+        for action in actions:
+            if self.dry_run:
+                out.append(Outcome(action, WOULD, getattr(action, "reason", "")))
+                continue
+            if isinstance(action, act.AFFINITY_WRITES) and not (isinstance(action, act.RestorePin)
+                                                                 and action.domid is None):
+                if budget is not None and budget <= 0:
+                    out.append(Outcome(action, DEFERRED, "write budget of this cycle used"))
+                    continue
+                if budget is not None:
+                    budget -= 1
+            out.append(self._apply_one(action))
+        return out
+
+    def _apply_one(self, action) -> Outcome:
+        handler = getattr(self, "_" + type(action).__name__)
+        return handler(action)
+
+    # --- hypervisor writes, with back-off and log-once ---------------------------------------------
+    def _guarded(self, action, domid: int, what: str, write: Callable[[], None]) -> Outcome:
+        now = self.clock()
+        retry_at, delay = self._backoff.get(domid, (0.0, 0.0))
+        if now < retry_at:
+            return Outcome(action, DEFERRED, "backing off after a refusal")
+        try:
+            write()
+        except HypervisorError as err:
+            if err.errno == errno.ESRCH:
+                self._backoff.pop(domid, None)
+                return Outcome(action, GONE, "the domain is gone")
+            delay = min(max(2 * delay, 1.0), MAX_BACKOFF_S)
+            self._backoff[domid] = (now + delay, delay)
+            if (domid, what) not in self._reported:  # logged once, then quietly retried
+                self._reported.add((domid, what))
+                log_event(self.logger, logging.WARNING, "hypervisor refused", domid=domid, op=what,
+                          error=err.message, retry_in=delay)
+            return Outcome(action, REFUSED, err.message)
+        self._backoff.pop(domid, None)
+        self._reported.discard((domid, what))
+        return Outcome(action, DONE)
+
+    def _affinity_write(self, action, domid: int, vcpu: int, what: str, hard=None, soft=None) -> Outcome:
+        outcome = self._guarded(action, domid, what,
+                                lambda: self.hv.set_vcpu_affinity(domid, vcpu, hard=hard, soft=soft))
+        if outcome.status == DONE:
+            self.writes += 1
+        return outcome
+
+    def _SetAffinity(self, a: act.SetAffinity) -> Outcome:
+        return self._affinity_write(a, a.domid, a.vcpu, "affinity", hard=a.hard, soft=a.soft)
+
+    def _PinTemporarily(self, a: act.PinTemporarily) -> Outcome:
+        # journal first: a crash between the two steps leaves a restorable entry
+        self.pins.record(PinRecord(a.uuid, a.vcpu, a.domid, a.cpus, a.original_hard, self.clock()))
+        outcome = self._affinity_write(a, a.domid, a.vcpu, "pin", hard=a.cpus)
+        if outcome.status != DONE:
+            self.pins.drop(a.uuid, a.vcpu)
+        return outcome
+
+    def _RestorePin(self, a: act.RestorePin) -> Outcome:
+        if a.domid is None or a.hard is None:
+            self.pins.drop(a.uuid, a.vcpu)
+            return Outcome(a, DONE, a.reason)
+        outcome = self._affinity_write(a, a.domid, a.vcpu, "restore", hard=a.hard)
+        if outcome.status in (DONE, GONE):
+            self.pins.drop(a.uuid, a.vcpu)
+        return outcome
+
+    def _SetNodeAffinity(self, a: act.SetNodeAffinity) -> Outcome:
+        return self._guarded(a, a.domid, "node-affinity", lambda: self.hv.set_node_affinity(a.domid, a.nodes))
+
+    # --- reservations and claims ----------------------------------------------------------------------
+    def _free_now(self) -> Dict[int, int]:
+        return {m.node: m.claimable for m in self.hv.node_memory()}
+
+    def _Reserve(self, a: act.Reserve) -> Outcome:
+        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl, self._free_now, a.owner)
+        return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
+
+    def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:
+        had = self.ledger.release(a.vm, created=a.created)
+        return Outcome(a, DONE if had else GONE, a.reason)
+
+    def _ShrinkReservation(self, a: act.ShrinkReservation) -> Outcome:
+        self.ledger.shrink(a.vm, a.outstanding)
+        return Outcome(a, DONE, a.reason)
+
+    def _ClaimReservation(self, a: act.ClaimReservation) -> Outcome:
+        """Per-node claims, all or none; where the hypervisor has none (ENOSYS/EOPNOTSUPP),
+        one host-wide claim of the total, as XenServer's toolstack does."""
+        done: List[Optional[int]] = []
+        try:
+            try:
+                for node, pages in sorted(a.pages_per_node.items()):
+                    self.hv.claim(a.domid, pages, node)
+                    done.append(node)
+            except HypervisorError as err:
+                if err.errno not in FALLBACK_CLAIM_ERRNOS:
+                    raise
+                self._cancel_claims(a.domid, done)
+                done = []
+                self.hv.claim(a.domid, sum(a.pages_per_node.values()), None)
+                done.append(None)
+        except HypervisorError as err:
+            self._cancel_claims(a.domid, done)
+            if err.errno == errno.ESRCH:
+                return Outcome(a, GONE, "the domain is gone")
+            return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
+        self.ledger.mark_claimed(a.vm)
+        return Outcome(a, DONE, "host-wide claim" if done == [None] else "per-node claims")
+
+    def _cancel_claims(self, domid: int, nodes) -> None:
+        for node in nodes:
+            try:
+                self.hv.claim(domid, 0, node)
+            except HypervisorError:
+                pass  # the domain may be gone: its claims went with it
+
+    def _CancelClaims(self, a: act.CancelClaims) -> Outcome:
+        self._cancel_claims(a.domid, sorted(a.nodes))
+        return Outcome(a, DONE, a.reason)
+
+    def _MoveMemory(self, a: act.MoveMemory) -> Outcome:
+        from xapi_numa.ops import move_memory
+
+        try:
+            pid = move_memory.start_for(self.hv, self.db, a)
+        except HypervisorError as err:
+            return Outcome(a, REFUSED, err.message)
+        return Outcome(a, DONE, "mover started as process {}".format(pid))

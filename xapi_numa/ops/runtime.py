@@ -1,0 +1,224 @@
+"""Keeping running VMs well placed: one cycle of observe -> plan -> apply.
+
+What xapi-numad does every period, as a use case the daemon, the demo, the
+benchmarks and ``--dry-run`` queries share:
+
+1. take a snapshot of the host (:mod:`.observe`);
+2. ask the pure planners: undo temporary pins that did their job
+   (:func:`~xapi_numa.core.homing.plan_restores`), bring displaced vCPUs home
+   (:func:`~xapi_numa.core.homing.plan`), point soft affinity at the memory
+   (:mod:`~xapi_numa.core.affinity_fixup`), when pages per node are read;
+3. hand every action to the one executor (:mod:`.executor`);
+4. upkeep: recover dead page movers, expire leases, reconcile reservations
+   with the builds, settle VMs started after ``place`` — each step on its
+   own, so that one failing (xapi restarting, a full disk) does not stop the
+   others, each failure logged once until it recovers.
+
+Pages per node: where the hypervisor answers natively they are read every
+``fixup_every`` cycles.  On stock Xen they come from debug key ``u``, which
+walks every page of every domain under a lock (it can trip the watchdog on a
+big host): then they are read at most once per ``page_scan_interval``
+seconds, and never on a host with more than ``page_scan_max_memory`` bytes;
+between scans the last reading stands for each VM (our own page moves are
+the only other thing that changes it, and they report where pages went).
+"""
+import logging
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+import attrs
+
+from xapi_numa.core import affinity_fixup, homing
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.errors import NumaError
+from xapi_numa.ops import move_memory, observe, upkeep
+from xapi_numa.ops.executor import DONE, Executor, Outcome, log_event
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.db import Database
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.moves import MoveJournal
+from xapi_numa.state.pins import PinJournal
+
+LOG = logging.getLogger("xapi-numad")
+DEFAULT_PAGE_SCAN_INTERVAL = 600.0
+DEFAULT_PAGE_SCAN_MAX_MEMORY = 1 << 40  # 1 TiB
+
+
+@attrs.frozen
+class Settings:
+    threshold: float = 1.0          # seconds a vCPU stays displaced before it is brought home
+    pin_timeout: float = 5.0        # seconds a temporary pin may stay before it is given up
+    max_writes: int = 256           # affinity writes per cycle
+    fixup_every: int = 30           # cycles between fix-up passes (pages read natively)
+    page_scan_interval: float = DEFAULT_PAGE_SCAN_INTERVAL
+    page_scan_max_memory: int = DEFAULT_PAGE_SCAN_MAX_MEMORY
+    scheduler: Optional[str] = None  # the guests' scheduler, when their cpupool's differs from the host's
+
+
+class Runtime:
+    """The daemon's work, one cycle at a time (the loop and the process are the daemon's)."""
+
+    def __init__(self, hv: Hypervisor, db: Database, settings: Settings = Settings(),
+                 policy_of: Optional[Callable[[str], Policy]] = None,
+                 settler: Optional[Callable[[], List[str]]] = None, dry_run: bool = False,
+                 logger: logging.Logger = LOG) -> None:
+        self.hv, self.db, self.settings = hv, db, settings
+        self.policy_of = policy_of or (lambda uuid: Policy())
+        self.settler = settler
+        self.logger = logger
+        self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes)
+        self.pins = PinJournal(db)
+        self.moves = MoveJournal(db)
+        self.ledger = Ledger(db=db)
+        self.displaced_since: Dict[Tuple[int, int], float] = {}
+        self.cycles = 0
+        self.last_page_scan: Optional[float] = None
+        self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
+        self._failing: Set[str] = set()            # upkeep steps whose failure is already logged
+
+    @property
+    def writes(self) -> int:
+        return self.executor.writes
+
+    # --- what to read ------------------------------------------------------------------------------
+    def _pages_due(self, now: float) -> bool:
+        caps = self.hv.capabilities()
+        if caps.features.get("node_pages") != "fallback":  # native (or modelled): cheap
+            return self.settings.fixup_every > 0 and self.cycles % self.settings.fixup_every == 1
+        if self.hv.topology().memory_total() > self.settings.page_scan_max_memory:
+            self._note_once("page-scan-off", logging.INFO, "pages per node are not scanned on this host",
+                            reason="debug key 'u' on a host this large could trip the watchdog",
+                            limit=self.settings.page_scan_max_memory)
+            return False
+        return self.last_page_scan is None or now - self.last_page_scan >= self.settings.page_scan_interval
+
+    def snapshot(self) -> HostSnapshot:
+        now = self.hv.clock()
+        with_pages = self._pages_due(now)
+        snap = observe.take(self.hv, now, with_pages=with_pages)
+        if with_pages:
+            self.last_page_scan = now
+            uuids = {d.domid: d.uuid for d in snap.domains}
+            self.pages = {uuids[domid]: dict(p) for domid, p in snap.pages.items()}
+        if self.settings.scheduler:
+            snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
+        return snap
+
+    # --- who is left alone --------------------------------------------------------------------------
+    def excluded(self, snap: HostSnapshot) -> Set[int]:
+        """VMs whose memory is being moved (the mover sets their affinity when done),
+        and VMs whose policy is ``any`` or ``strict``."""
+        moving = set(self.moves.moving())
+        out = {d.domid for d in snap.domains if d.uuid in moving}
+        for d in snap.domains:
+            try:
+                mode = self.policy_of(d.uuid).mode
+            except NumaError:
+                mode = "best_effort"
+            if mode in ("any", "strict"):
+                out.add(d.domid)
+        return out
+
+    # --- one cycle -------------------------------------------------------------------------------------
+    def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
+        pins = self.pins.entries()
+        self.displaced_since = homing.displaced_since(snap, self.displaced_since)
+        excluded = self.excluded(snap)
+        actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
+        actions += homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
+                               homing.pinned_keys(snap, pins))
+        if fresh_pages:
+            actions += affinity_fixup.plan(snap, excluded)
+        return actions
+
+    def cycle(self) -> dict:
+        self.cycles += 1
+        snap = self.snapshot()
+        outcomes = self.executor.apply(self.plan(snap, bool(snap.pages)))
+        report = {"time": snap.time, "displaced": len(self.displaced_since)}
+        report.update(_tally(outcomes))
+        report.update(self.upkeep())
+        self._log_changes(outcomes)
+        return report
+
+    def what_now(self) -> List[Outcome]:
+        """What a cycle would do now, with no threshold (dry runs)."""
+        snap = observe.take(self.hv, None, with_pages=True)
+        if self.settings.scheduler:
+            snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
+        pins = self.pins.entries()
+        excluded = self.excluded(snap)
+        actions = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
+        actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
+        actions += affinity_fixup.plan(snap, excluded)
+        return Executor(self.hv, self.db, self.logger, dry_run=True).apply(actions)
+
+    def restore_all_pins(self, why: str) -> int:
+        """Undo every temporary pin of ours still in place (daemon start and stop)."""
+        pins = self.pins.entries()
+        if not pins:
+            return 0
+        outcomes = self.executor.apply(homing.restore_all(observe.take(self.hv), pins))
+        restored = sum(1 for o in outcomes if o.status == DONE and o.action.domid is not None)
+        left = [o for o in outcomes if o.status != DONE]
+        log_event(self.logger, logging.INFO if not left else logging.WARNING, "temporary pins restored",
+                  why=why, restored=restored, forgotten=len(outcomes) - restored - len(left), left=len(left))
+        return restored
+
+    # --- upkeep ------------------------------------------------------------------------------------------
+    def upkeep(self) -> dict:
+        out: dict = {}
+        self._step("recover-movers", lambda: out.update(recovered=self._recover_movers()))
+        self._step("expire", lambda: out.update(expired=self.ledger.expire()))
+        self._step("reconcile", lambda: out.update(
+            reconciled=len(upkeep.reconcile(self.hv, self.ledger, self.executor))))
+        if self.settler is not None:
+            self._step("settle", lambda: out.update(settled=len(self.settler())))
+        return out
+
+    def _recover_movers(self) -> int:
+        notes = move_memory.recover(self.hv, self.moves)
+        for note in notes:
+            log_event(self.logger, logging.WARNING, "page move recovered", what=note)
+        return len(notes)
+
+    def _step(self, name: str, step: Callable[[], None]) -> None:
+        """Run one upkeep step; any failure is logged once (until the step works again)."""
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - the daemon must outlive xapi, a full disk, a bug
+            message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)
+            self._note_once(name, logging.WARNING, "upkeep step failed", step=name, error=message)
+            return
+        if name in self._failing:
+            self._failing.discard(name)
+            log_event(self.logger, logging.INFO, "upkeep step works again", step=name)
+
+    def _note_once(self, key: str, level: int, event: str, **fields) -> None:
+        if key not in self._failing:
+            self._failing.add(key)
+            log_event(self.logger, level, event, **fields)
+
+    def _log_changes(self, outcomes: List[Outcome]) -> None:
+        pins = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "PinTemporarily"]
+        if pins:
+            log_event(self.logger, logging.INFO, "pinned displaced vCPUs home", count=len(pins),
+                      vcpus=["{}.{}".format(o.action.domid, o.action.vcpu) for o in pins])
+        restores = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "RestorePin"
+                    and o.action.domid is not None]
+        if restores:
+            log_event(self.logger, logging.INFO, "pins restored", count=len(restores),
+                      reasons=sorted({o.action.reason for o in restores}))
+        for o in outcomes:
+            if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0:
+                log_event(self.logger, logging.INFO, "soft affinity follows memory", domid=o.action.domid,
+                          reason=o.action.reason)
+
+
+def _tally(outcomes: List[Outcome]) -> dict:
+    done = [o for o in outcomes if o.status == DONE]
+    kinds = [type(o.action).__name__ for o in done]
+    return {"pinned": kinds.count("PinTemporarily"),
+            "restored": sum(1 for o in done if type(o.action).__name__ == "RestorePin" and o.action.domid is not None),
+            "soft_moved": len({o.action.domid for o in done if type(o.action).__name__ == "SetAffinity"}),
+            "deferred": sum(1 for o in outcomes if o.status == "deferred")}

@@ -1,0 +1,43 @@
+"""Settling a started VM: its boot pin gives way to its policy's affinity, and its
+reservation goes.  The plugin's ``settle`` and xapi-numad's auto-settle (a VM
+started with a plain ``xe vm-start`` after ``place``) both run this."""
+from typing import List
+
+from xapi_numa.backends import xapi
+from xapi_numa.core import settling
+from xapi_numa.core.actions import ReleaseReservation
+from xapi_numa.core.policy import Policy
+from xapi_numa.errors import NotRunning
+from xapi_numa.ops.boot_pin import placed_nodes, restore_boot
+from xapi_numa.ops.executor import DONE, Executor
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.ledger import Ledger
+
+
+def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
+    dom = next((d for d in hv.domains() if d.uuid == uuid), None)
+    vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
+    if dom is None:
+        raise NotRunning(uuid)
+    other = xapi.call(session.xenapi.VM.get_other_config, vm)
+    policy = Policy.from_other_config(other)
+    topo = hv.topology()
+    pages = hv.node_pages(dom.domid)
+    admin_mask = restore_boot(session, vm)
+    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages,
+                         frozenset(admin_mask) if admin_mask else None)
+    outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + [ReleaseReservation(uuid, reason="settled")])
+    refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]
+    return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),
+            "hard": topo.format_cpus(plan.hard), "soft": topo.format_cpus(plan.soft) if plan.soft is not None else None,
+            "fixed_up": plan.fixed_up, "refused": refused}
+
+
+def placed_running_vms(session, running_uuids) -> List[str]:
+    """VMs running here that were started with a boot pin from ``place`` and not settled."""
+    out = []
+    for rec in xapi.call(session.xenapi.VM.get_all_records).values():
+        if rec["uuid"] in running_uuids and xapi.PLACED_KEY in rec["other_config"] \
+                and rec["power_state"] == "Running":
+            out.append(rec["uuid"])
+    return out

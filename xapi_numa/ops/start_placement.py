@@ -1,0 +1,102 @@
+"""Placing a halted VM for its start on this host, as the plugin's ``place`` does.
+
+Read the VM's record from xapi, decide and reserve (:mod:`.reserve`), then pin
+the boot (:mod:`.boot_pin`).  Two callers placing the same VM at once are
+serialised by a per-VM lock on this host, and each reservation carries its
+caller's owner token: a caller whose later step fails releases only its own
+reservation, never one another caller made meanwhile.
+
+The admin's own hard affinity (``VCPUs_params:mask``) bounds the placement:
+only nodes it reaches are candidates, the boot pin stays inside it, and a VM
+whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
+"""
+import uuid as uuidlib
+from typing import FrozenSet, Optional
+
+import attrs
+
+from xapi_numa.backends import xapi
+from xapi_numa.core.placement import Planner, Request
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops import boot_pin
+from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.locks import vm_lock
+
+
+def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
+    """The CPUs the admin's mask allows (the union over vCPUs), or None for no mask."""
+    other = record.get("other_config", {})
+    mask = other.get(xapi.SAVED_MASK_KEY) or record.get("VCPUs_params", {}).get("mask")
+    if not mask or mask == xapi.NO_SAVED_MASK:
+        return None
+    cpus = frozenset(xapi.parse_mask(mask)) & topo.all_cpus
+    if not cpus:
+        raise InvalidArgument("VCPUs_params:mask", "{!r} names no CPU of this host".format(mask),
+                              "CPUs 0..{}".format(max(topo.all_cpus)))
+    return cpus
+
+
+def bounded_policy(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) -> Policy:
+    """The policy, with the admin's mask as a hard bound on the nodes."""
+    if allowed_nodes >= frozenset(n.id for n in topo.nodes):
+        return policy
+    if policy.mode == "any":
+        policy = Policy("best_effort")
+    order = [n for n in policy.nodes if n in allowed_nodes] + sorted(allowed_nodes - set(policy.nodes))
+    return attrs.evolve(policy, nodes=tuple(order), nearest=False, on_exhaust="fail")
+
+
+def request_for(record: dict, topo: Topology) -> Request:
+    policy = Policy.from_other_config(record["other_config"])
+    cpus = admin_cpus(record, topo)
+    if cpus is not None:
+        policy = bounded_policy(policy, topo.nodes_of_cpus(cpus), topo)
+    return Request(int(record["VCPUs_max"]), int(record["memory_static_max"]), policy,
+                   translated=record.get("domain_type", "hvm") != "pv")
+
+
+def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False) -> dict:
+    vm = xapi.vm_ref(session, uuid)
+    record = xapi.vm_record(session, vm)
+    if not dry_run and record["power_state"] != "Halted":
+        raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
+                              "a Halted VM, or dry_run=true")
+    planner = Planner(hv.topology())
+    topo = planner.topology
+    request = request_for(record, topo)
+    if dry_run:
+        return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
+                        vm=uuid)
+    owner = str(uuidlib.uuid4())
+    with vm_lock(ledger.path, "place", uuid):
+        placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
+        try:
+            cpus = topo.cpus_of_nodes(placement.nodes)
+            allowed = admin_cpus(record, topo)
+            boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus)
+        except BaseException:
+            ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
+            raise
+    return describe(planner, placement, reservation, loads, vm=uuid)
+
+
+def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] = None) -> dict:
+    topo = planner.topology
+    available = loads.available()
+    result = placement.to_dict(topo)
+    result.update(vm=vm, reserved=reservation is not None,
+                  max_distance=max(topo.distance(a, b) for a in placement.nodes for b in placement.nodes),
+                  # what the chosen nodes still have after other starts' reservations and this VM
+                  headroom=sum(available[n] for n in placement.nodes) - sum(placement.bytes_per_node.values()))
+    return result
+
+
+def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request) -> dict:
+    planner = Planner(hv.topology())
+    return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner))
+
+

@@ -1,0 +1,53 @@
+"""Keeping the state in line with the host: reservations follow the builds, dead
+page movers are recovered, expired leases go.  Used by xapi-numad every cycle and
+by every ``place`` before it plans."""
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from xapi_numa.core import reservation
+from xapi_numa.errors import NumaError
+from xapi_numa.ops.executor import Executor, Outcome
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.ledger import Ledger
+
+
+def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation]) -> List[object]:
+    """Read the domains of the reserved VMs and ask the pure planner what to do."""
+    if not reservations:
+        return []
+    domains = {d.uuid: d for d in hv.domains()}
+    pages: Dict[int, Mapping[int, int]] = {}
+    for r in reservations:
+        d = domains.get(r.vm)
+        if d is None:
+            continue
+        try:
+            pages[d.domid] = hv.node_pages(d.domid)
+        except NumaError:
+            continue  # the domain went away between the two reads
+    return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims)
+
+
+def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcome]:
+    return executor.apply(plan_reconcile(hv, ledger.reservations()))
+
+
+def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
+    """Reserved bytes per node as a reconcile would leave them, changing nothing
+    (what a dry run counts)."""
+    current = ledger.reservations()
+    return reservation.outstanding(current, plan_reconcile(hv, current), ledger.clock())
+
+
+def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:
+    """vm -> what reconciling did to its reservation (for reports and logs)."""
+    out: Dict[str, str] = {}
+    for o in outcomes:
+        vm = getattr(o.action, "vm", None) or getattr(o.action, "uuid", "")
+        kind = type(o.action).__name__
+        text = {"ReleaseReservation": "built: released", "ClaimReservation": "claimed",
+                "ShrinkReservation": "shrunk", "CancelClaims": "claims cancelled"}.get(kind, kind)
+        if o.status != "done":
+            text = "{}: {}".format(text, o.status) if kind != "ClaimReservation" else \
+                "claim refused: kept reservation"
+        out.setdefault(vm, text)
+    return out

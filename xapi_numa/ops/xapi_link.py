@@ -1,0 +1,109 @@
+"""A xapi session for a long-running process, that survives xapi restarts.
+
+xapi-numad reads VM policies and settles VMs through xapi.  xapi goes away
+(``xe-toolstack-restart``, an upgrade) and sessions expire; none of that may
+stop the daemon.  Every use goes through :meth:`XapiLink.use`: a failure to
+reach xapi, or an invalid session, drops the session and the next login is
+tried after a back-off (1 s doubling to 60 s); meanwhile callers get
+``None`` and carry on without xapi.
+"""
+import logging
+import os
+from typing import Callable, Dict, List, Optional, TypeVar
+
+from xapi_numa.backends import xapi
+from xapi_numa.core.policy import Policy
+from xapi_numa.errors import NumaError
+from xapi_numa.ops.executor import log_event
+
+T = TypeVar("T")
+POLICY_REFRESH_S = 30.0
+MAX_BACKOFF_S = 60.0
+
+
+class XapiLink:
+    def __init__(self, login: Callable[[], object], clock: Callable[[], float],
+                 logger: Optional[logging.Logger] = None) -> None:
+        self._login = login
+        self._clock = clock
+        self._logger = logger or logging.getLogger("xapi-numad")
+        self._session = None
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self._down_logged = False
+        self._policies: Dict[str, Policy] = {}
+        self._policies_at: Optional[float] = None
+
+    def use(self, fn: Callable[[object], T]) -> Optional[T]:
+        """``fn(session)``, or None while xapi cannot be reached."""
+        now = self._clock()
+        if self._session is None:
+            if now < self._retry_at:
+                return None
+            try:
+                self._session = self._login()
+            except Exception as err:  # noqa: BLE001 - any failure to log in means "not now"
+                self._down(now, err)
+                return None
+            if self._down_logged:
+                log_event(self._logger, logging.INFO, "xapi reachable again")
+            self._delay, self._down_logged = 0.0, False
+        try:
+            return fn(self._session)
+        except (OSError, xapi.XapiError) as err:
+            if isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
+                raise
+            self._session = None
+            self._down(now, err)
+            return None
+
+    def _down(self, now: float, err: Exception) -> None:
+        self._delay = min(max(2 * self._delay, 1.0), MAX_BACKOFF_S)
+        self._retry_at = now + self._delay
+        if not self._down_logged:
+            self._down_logged = True
+            log_event(self._logger, logging.WARNING, "xapi unreachable: running without it",
+                      error="{}: {}".format(type(err).__name__, err), retry_in=self._delay)
+
+    # --- what the daemon asks of xapi ------------------------------------------------------------------
+    def policy_of(self, uuid: str) -> Policy:
+        """The VM's NUMA policy (VM.other_config), refreshed every 30 s; the default
+        policy while xapi is away."""
+        now = self._clock()
+        if self._policies_at is None or now - self._policies_at >= POLICY_REFRESH_S:
+            records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
+            if records is not None:
+                self._policies = {r["uuid"]: _policy_or_default(r.get("other_config", {})) for r in records.values()}
+                self._policies_at = now
+        return self._policies.get(uuid, Policy())
+
+
+def _policy_or_default(other_config: dict) -> Policy:
+    try:
+        return Policy.from_other_config(other_config)
+    except NumaError:
+        return Policy()  # an unreadable policy is reported by get_policy, not guessed at here
+
+
+def local_login() -> object:
+    """A session with the local xapi (or $XAPI_NUMA_XENAPI_URL in tests)."""
+    import XenAPI  # dom0's own module on a host
+
+    url = os.environ.get("XAPI_NUMA_XENAPI_URL")
+    session = XenAPI.Session(url) if url else XenAPI.xapi_local()
+    session.xenapi.login_with_password(os.environ.get("XAPI_NUMA_POOL_USER", "root"),
+                                       os.environ.get("XAPI_NUMA_POOL_PASSWORD", ""), "2.21", "xapi-numad")
+    return session
+
+
+def settle_placed(link: XapiLink, settle_one: Callable[[object, str], dict],
+                  running: Callable[[], List[str]]) -> List[str]:
+    """Settle every VM started after ``place`` that is not settled yet; the settled UUIDs."""
+    from xapi_numa.ops.settle import placed_running_vms
+
+    uuids = link.use(lambda s: placed_running_vms(s, set(running())))
+    done = []
+    for uuid in uuids or ():
+        if link.use(lambda s, uuid=uuid: settle_one(s, uuid)) is not None:
+            done.append(uuid)
+    return done

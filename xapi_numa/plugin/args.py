@@ -1,0 +1,52 @@
+"""Checking a plugin call's arguments (all strings, as ``xe`` sends them).
+
+Every refusal is an :class:`~xapi_numa.errors.InvalidArgument` naming the
+argument and what is allowed, raised before anything is read or changed.
+"""
+import re
+from typing import AbstractSet, Dict
+
+from xapi_numa.errors import InvalidArgument
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_ARG = 1024
+
+
+def check_args(args: Dict[str, str], required: AbstractSet[str], optional: AbstractSet[str] = frozenset()) -> None:
+    allowed = sorted(set(required) | set(optional))
+    for key, value in args.items():
+        if key not in required and key not in optional:
+            raise InvalidArgument(key, "unknown argument", ", ".join(allowed) or "no arguments")
+        if len(value) > MAX_ARG:
+            raise InvalidArgument(key, "value is longer than {} characters".format(MAX_ARG))
+    for key in sorted(required):
+        if key not in args:
+            raise InvalidArgument(key, "missing argument", ", ".join(allowed))
+
+
+def uuid_arg(args: Dict[str, str], key: str = "vm") -> str:
+    value = args[key].strip().lower()
+    if not UUID_RE.match(value):
+        raise InvalidArgument(key, "{!r} is not a UUID".format(args[key]),
+                              "a UUID like 01234567-89ab-cdef-0123-456789abcdef")
+    return value
+
+
+def bool_arg(args: Dict[str, str], key: str, default: bool = False) -> bool:
+    if key not in args:
+        return default
+    value = args[key].strip().lower()
+    if value not in ("true", "false"):
+        raise InvalidArgument(key, "{!r}".format(args[key]), "true, false")
+    return value == "true"
+
+
+def int_arg(args: Dict[str, str], key: str, low: int, high: int) -> int:
+    text = args[key].strip()
+    # ASCII digits only: int() would take other scripts' digits too
+    if not re.match(r"^[0-9]{1,12}$", text):
+        raise InvalidArgument(key, "{!r} is not an integer".format(args[key]), "{}..{}".format(low, high))
+    value = int(text)
+    if not low <= value <= high:
+        raise InvalidArgument(key, "{} is out of range".format(value), "{}..{}".format(low, high))
+    return value

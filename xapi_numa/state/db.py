@@ -1,0 +1,226 @@
+"""The host's state database: one SQLite file, its schema, and its transactions.
+
+Every xapi-numa process on a host (plugin calls, the CLI, xapi-numad, page
+movers) shares ``/var/lib/xapi-numa/ledger.db`` (or ``$XAPI_NUMA_LEDGER``).
+SQLite in WAL mode: readers never block, a writer holds the lock for one
+short ``BEGIN IMMEDIATE`` transaction, and a process killed mid-transaction
+leaves nothing half-applied.
+
+What this module guarantees beyond SQLite:
+
+* the files are private to root (0600) and the default directory is made
+  0700; an explicit path in a missing directory is refused, not created;
+* the first open retries while another process is switching the file to WAL
+  (that switch does not wait on the busy timeout);
+* every transaction checks that the path still names the file it has open:
+  if someone deleted or replaced it, the connection is reopened, so two
+  processes never go on with two different ledgers;
+* every SQLite failure becomes a :class:`~xapi_numa.errors.StateError` that
+  names the file and what to do.
+"""
+import contextlib
+import os
+import sqlite3
+import time
+from typing import Callable, Iterator, Optional, Tuple
+
+from xapi_numa.errors import StateError
+
+DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
+SCHEMA_VERSION = 2
+OPEN_ATTEMPTS = 50
+OPEN_RETRY_S = 0.05
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reservation (
+    vm       TEXT PRIMARY KEY,
+    created  REAL NOT NULL,
+    expires  REAL NOT NULL,
+    claimed  INTEGER NOT NULL DEFAULT 0,
+    owner    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS reservation_node (
+    vm       TEXT NOT NULL REFERENCES reservation(vm) ON DELETE CASCADE,
+    node     INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL CHECK (bytes >= 0),
+    initial  INTEGER NOT NULL,
+    PRIMARY KEY (vm, node)
+);
+CREATE TABLE IF NOT EXISTS temp_pin (
+    uuid          TEXT NOT NULL,
+    vcpu          INTEGER NOT NULL,
+    domid         INTEGER NOT NULL,
+    original_hard TEXT NOT NULL,
+    pinned_at     REAL NOT NULL,
+    pinned_to     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (uuid, vcpu)
+);
+CREATE TABLE IF NOT EXISTS memory_move (
+    uuid      TEXT PRIMARY KEY,
+    domid     INTEGER NOT NULL,
+    pid       INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    target    INTEGER NOT NULL,
+    report    TEXT NOT NULL DEFAULT '{}',
+    started   REAL NOT NULL,
+    updated   REAL NOT NULL
+);
+"""
+
+# Columns added since the first schema: (table, column, declaration).
+ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
+                 ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"))
+
+
+def default_path() -> str:
+    return os.environ.get("XAPI_NUMA_LEDGER", DEFAULT_PATH)
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Database:
+    """One connection to the host's state database (not shared between threads)."""
+
+    def __init__(self, path: Optional[str] = None, clock: Callable[[], float] = time.time) -> None:
+        self.path = os.path.abspath(path or default_path())
+        self.clock = clock
+        self._db: Optional[sqlite3.Connection] = None
+        self._identity: Optional[Tuple[int, int]] = None
+        self._open()
+
+    # --- opening ---------------------------------------------------------------------------
+    def _prepare_directory(self) -> None:
+        directory = os.path.dirname(self.path)
+        if os.path.isdir(directory):
+            return
+        if self.path != os.path.abspath(DEFAULT_PATH):
+            raise StateError("cannot open the state database {}: directory {} does not exist "
+                             "(create it, or set $XAPI_NUMA_LEDGER / --ledger to another path)"
+                             .format(self.path, directory))
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise StateError("cannot create {} for the state database: {}".format(directory, err.strerror)) from None
+
+    def _create_private(self) -> None:
+        """Create the file 0600 before SQLite does (its journals take the file's mode)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise StateError("cannot open the state database {}: {}".format(self.path, err.strerror)) from None
+        os.close(fd)
+
+    def _open(self) -> None:
+        self._prepare_directory()
+        self._create_private()
+        last: Optional[Exception] = None
+        for _ in range(OPEN_ATTEMPTS):
+            try:
+                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            except sqlite3.Error as err:
+                raise self._failure("open", err) from None
+            try:
+                self._setup(db)
+            except sqlite3.OperationalError as err:
+                db.close()
+                last = err
+                if "locked" in str(err) or "busy" in str(err):
+                    time.sleep(OPEN_RETRY_S)  # another process is switching it to WAL: try again
+                    continue
+                raise self._failure("set up", err) from None
+            except sqlite3.Error as err:
+                db.close()
+                raise self._failure("set up", err) from None
+            self._db, self._identity = db, _identity(self.path)
+            return
+        raise self._failure("set up", last or sqlite3.OperationalError("busy"))
+
+    @staticmethod
+    def _setup(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            for table, column, declaration in ADDED_COLUMNS:
+                columns = {row[1] for row in db.execute("PRAGMA table_info({})".format(table))}
+                if column not in columns:
+                    db.execute("ALTER TABLE {} ADD COLUMN {} {}".format(table, column, declaration))
+            # moves journalled by a version that called them "migrations"
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='migration'").fetchone():
+                db.execute("INSERT OR IGNORE INTO memory_move SELECT uuid, domid, pid, state, target, report, "
+                           "started, updated FROM migration")
+                db.execute("DROP TABLE migration")
+            db.execute("PRAGMA user_version={}".format(SCHEMA_VERSION))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _failure(self, what: str, err: Exception) -> StateError:
+        hint = ("the disk holding it may be full or read-only" if "disk" in str(err) or "readonly" in str(err)
+                else "another process holds it locked; try again" if "locked" in str(err)
+                else "move it aside to start afresh if it is damaged")
+        return StateError("state database {}: cannot {}: {} ({})".format(self.path, what, err, hint))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- transactions ----------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        """The connection, reopened if the path no longer names the file we have open."""
+        if self._db is None or _identity(self.path) != self._identity:
+            self.close()
+            self._open()
+        return self._db
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One short IMMEDIATE transaction (takes the write lock up front)."""
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self._failure("start a transaction", err) from None
+        try:
+            yield db
+        except sqlite3.Error as err:
+            db.execute("ROLLBACK")
+            raise self._failure("write", err) from None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as err:
+                db.execute("ROLLBACK")
+                raise self._failure("commit", err) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read (one snapshot of the file)."""
+        db = self._connection()
+        try:
+            db.execute("BEGIN")
+        except sqlite3.Error as err:
+            raise self._failure("read", err) from None
+        try:
+            yield db
+        except sqlite3.Error as err:
+            raise self._failure("read", err) from None
+        finally:
+            db.execute("COMMIT")

@@ -1,0 +1,72 @@
+"""Per-VM advisory locks beside the state database (``<db>.locks/KIND-UUID.lock``).
+
+An ``flock`` on an open file: the kernel releases it when the process dies,
+however it dies, so a lock says "a live process is doing this" without any pid
+check (pids are reused).  A child can inherit one (it shares the open file).
+Lock files are never deleted: unlinking a lock file others may be opening
+would let two processes hold "the" lock.
+"""
+import errno
+import fcntl
+import os
+from typing import Optional
+
+from xapi_numa.errors import StateError
+
+
+class FileLock:
+    def __init__(self, path: str, fd: Optional[int] = None) -> None:
+        self.path = path
+        self.fd = fd
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise StateError("cannot open the lock {}: {}".format(self.path, err.strerror)) from None
+
+    def try_acquire(self) -> bool:
+        """Take it if nobody holds it; False if a live process does."""
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise StateError("cannot lock {}: {}".format(self.path, err.strerror)) from None
+        self.fd = fd
+        return True
+
+    def acquire(self) -> None:
+        """Wait for it (for short critical sections only)."""
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.fd = fd
+
+    def held_by_someone(self) -> bool:
+        if self.try_acquire():
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
+    directory = db_path + ".locks"
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as err:
+        raise StateError("cannot create {}: {}".format(directory, err.strerror)) from None
+    return FileLock(os.path.join(directory, "{}-{}.lock".format(kind, uuid)))
