@@ -28,7 +28,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "xapi-numa = xapi_numa.cli:main",
+            "xapi-numa = xapi_numa.cli.main:main",
             "xapi-numad = xapi_numa.daemon:main",
         ],
     },

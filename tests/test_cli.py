@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from xapi_numa.cli import main
+from xapi_numa.cli.main import main
 
 
 @pytest.fixture

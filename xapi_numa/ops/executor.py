@@ -26,7 +26,7 @@ import attrs
 
 from xapi_numa.core import actions as act
 from xapi_numa.core.homing import PinRecord
-from xapi_numa.errors import HypervisorError
+from xapi_numa.errors import HypervisorError, NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
@@ -57,8 +57,10 @@ class Executor:
 
     def __init__(self, hv: Hypervisor, db: Optional[Database] = None, logger: Optional[logging.Logger] = None,
                  dry_run: bool = False, max_writes: Optional[int] = None,
-                 clock: Optional[Callable[[], float]] = None) -> None:
+                 clock: Optional[Callable[[], float]] = None,
+                 start_mover: Optional[Callable[[Hypervisor, Database, act.MoveMemory], int]] = None) -> None:
         self.hv = hv
+        self.start_mover = start_mover  # starts a background page mover; returns its pid
         self.db = db
         self.logger = logger or logging.getLogger("xapi-numa")
         self.dry_run = dry_run
@@ -197,10 +199,10 @@ class Executor:
         return Outcome(a, DONE, a.reason)
 
     def _MoveMemory(self, a: act.MoveMemory) -> Outcome:
-        from xapi_numa.ops import move_memory
-
+        if self.start_mover is None:
+            return Outcome(a, REFUSED, "this executor starts no page movers")
         try:
-            pid = move_memory.start_for(self.hv, self.db, a)
-        except HypervisorError as err:
+            pid = self.start_mover(self.hv, self.db, a)
+        except NumaError as err:
             return Outcome(a, REFUSED, err.message)
         return Outcome(a, DONE, "mover started as process {}".format(pid))

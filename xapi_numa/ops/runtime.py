@@ -66,7 +66,8 @@ class Runtime:
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.settler = settler
         self.logger = logger
-        self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes)
+        self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes,
+                                 start_mover=move_memory.start_for)
         self.pins = PinJournal(db)
         self.moves = MoveJournal(db)
         self.ledger = Ledger(db=db)

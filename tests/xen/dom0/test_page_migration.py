@@ -18,6 +18,7 @@ from xapi_numa.ops import move_memory as migrate
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.errors import MoveStopped, NotMovable
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.moves import MoveJournal
 
 GUEST = "memcheck"
 HOLDPAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "holdpage")
@@ -76,7 +77,7 @@ def bench(what: str, report: dict) -> None:
 def move(hv, ledger, to, **kw):
     run_kw = {k: kw.pop(k) for k in ("fault", "fault_batch", "verify_chunk") if k in kw}
     plan = migrate.prepare(hv, GUEST, to, **kw)
-    return plan, migrate.run(hv, ledger, plan, **run_kw)
+    return plan, migrate.run(hv, ledger.db, plan, **run_kw)
 
 
 def test_skip_set_has_the_frames_xen_and_backends_use(hv, guest):
@@ -168,7 +169,7 @@ def test_failure_mid_batch_puts_everything_back(hv, guest, ledger):
     assert report["state"] == "failed" and report["batches"] == 3
     assert "populate" in report["error"]
     assert_guest_healthy(hv, guest["domid"])
-    assert migrate.Journal(ledger).status(report["uuid"])["state"] == "failed"
+    assert MoveJournal(ledger.db).status(report["uuid"]).state == "failed"
 
 
 def test_frame_still_referenced_stops_the_run(hv, guest, ledger):
@@ -182,7 +183,7 @@ def test_frame_still_referenced_stops_the_run(hv, guest, ledger):
         assert holder.stdout.readline().strip() == "held"
         before = pages(guest["domid"])
         with pytest.raises(MoveStopped) as info:
-            migrate.run(hv, ledger, plan)
+            migrate.run(hv, ledger.db, plan)
         report = json.loads(info.value.params[2])
         assert report["batches"] == 4, report   # batches 0-2 moved, 3 stopped, none after
         assert hex(held) in report["stuck_gfns"] or any(
@@ -217,7 +218,7 @@ def test_mover_dying_inside_the_pause_window_is_put_back(hv, guest):
     again from the batch record, restores their contents and unpauses."""
     domid = guest["domid"]
     plan = migrate.prepare(hv, GUEST, 1)
-    code = ("import sys; from xapi_numa.xen import XenHypervisor; "
+    code = ("import sys; from xapi_numa.backends.xen import XenHypervisor; "
             f"XenHypervisor().move_pages({domid}, {list(plan.batches[2])!r}, 1, fault='die-after-release')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 99, proc.stderr
@@ -235,11 +236,11 @@ def test_mover_killed_mid_batch_is_recovered(hv, guest, tmp_path):
     env = dict(os.environ, XAPI_NUMA_LEDGER=str(tmp_path / "kill.db"))
     mover = subprocess.Popen([sys.executable, "-m", "xapi_numa.cli", "migrate", GUEST, "--to", "0", "--json"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    journal = migrate.Journal(Ledger(str(tmp_path / "kill.db")))
+    journal = MoveJournal(Ledger(str(tmp_path / "kill.db")).db)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         rows = journal.rows()
-        if rows and rows[0]["report"].get("batches", 0) >= 2:
+        if rows and rows[0].report.get("batches", 0) >= 2:
             break
         time.sleep(0.05)
     mover.kill()

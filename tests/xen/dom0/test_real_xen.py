@@ -18,7 +18,7 @@ MIB = 1 << 20
 
 
 def test_scheduler_is_the_one_booted(hv, xen_cmdline):
-    assert hv.scheduler() == expected_scheduler(xen_cmdline)
+    assert hv.capabilities().scheduler == expected_scheduler(xen_cmdline)
 
 
 def test_topology_matches_xl_info(hv):
@@ -33,7 +33,7 @@ def test_topology_matches_xl_info(hv):
 
 
 def test_features_report(hv):
-    features = hv.features()
+    features = hv.capabilities().features
     assert features["node_pages"] in ("native", "fallback")
     assert features["claims"] == "native"
     assert set(features.values()) <= {"native", "fallback", "unavailable"}
@@ -144,7 +144,7 @@ def test_errors_are_explained(hv):
 
 def test_unprivileged_use_is_refused_clearly():
     code = ("from xapi_numa.errors import BackendUnavailable\n"
-            "from xapi_numa.xen import XenHypervisor\n"
+            "from xapi_numa.backends.xen import XenHypervisor\n"
             "try:\n    XenHypervisor()\nexcept BackendUnavailable as e:\n    print(e.message)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
@@ -179,7 +179,7 @@ def test_simulator_places_memory_like_xen(hv, guests, tmp_path):
                                     [free[n.id] + (64 << 20) for n in topo.nodes],
                                     cpu_to_core=[c.core for c in topo.cpus],
                                     cpu_to_socket=[c.socket for c in topo.cpus])
-    sim = SimHypervisor.init(str(tmp_path / "fidelity.json"), sim_topo, hv.scheduler(), 1,
+    sim = SimHypervisor.init(str(tmp_path / "fidelity.json"), sim_topo, hv.capabilities().scheduler, 1,
                              dom0_vcpus=1, dom0_memory=128 << 20)
     scenario = [("f-soft1", {"cpus_soft": "node:1"}, {"soft": "node:1"}),
                 ("f-hard0", {"cpus": "node:0"}, {"hard": "node:0"}),

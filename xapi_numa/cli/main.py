@@ -1,0 +1,69 @@
+"""The ``xapi-numa`` command: its parser, assembled from the command groups, and ``main``.
+
+Queries (``topology``, ``vcpus``, ``memory``, ``top``, ``homing --dry-run``)
+work on any backend and take ``--json``; ``place`` and friends decide where
+VMs go; ``move-memory`` moves a running VM's pages; ``sim ...`` scripts the
+simulated host and ``demo`` runs the seed scenario.  Errors print one line
+naming the field and what is allowed, and exit non-zero; no traceback reaches
+the user (``XAPI_NUMA_DEBUG=1`` shows it).
+"""
+import argparse
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from xapi_numa import __version__
+from xapi_numa.backends.open import BACKEND_SYNTAX
+from xapi_numa.cli import moves, placing, queries, sim
+from xapi_numa.errors import InvalidArgument, NumaError
+
+GROUPS = (queries, placing, moves, sim)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its own errors name the field like ours do (exit 2, one line)."""
+
+    def error(self, message: str) -> None:
+        self.print_usage(sys.stderr)
+        self.exit(2, "{}: error: {}\n".format(self.prog, message))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="xapi-numa", description="NUMA placement and balancing for Xen/XAPI hosts")
+    p.add_argument("--version", action="version", version="xapi-numa {}".format(__version__))
+    p.add_argument("--backend", help="hypervisor backend: {} (default: $XAPI_NUMA_BACKEND or xen)".format(
+        BACKEND_SYNTAX))
+    p.add_argument("--pool", help="XenAPI URL of a pool master: query every host through its numa plugin "
+                                  "(or $XAPI_NUMA_POOL_URL)")
+    p.add_argument("--user", help="pool user name (or $XAPI_NUMA_POOL_USER)")
+    p.add_argument("--password-file", dest="password_file",
+                   help="file holding the pool password, readable by its owner only (or $XAPI_NUMA_POOL_PASSWORD)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NumaError as err:
+        print("xapi-numa: error: {}".format(err.message), file=sys.stderr)
+        return 2 if isinstance(err, InvalidArgument) else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # never show a traceback to a user
+        if os.environ.get("XAPI_NUMA_DEBUG"):
+            traceback.print_exc()
+        print("xapi-numa: internal error: {}: {} (set XAPI_NUMA_DEBUG=1 for details)".format(
+            type(err).__name__, err), file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
