@@ -1,8 +1,12 @@
-"""Placement decision latency against xenopsd's best_effort search.
+"""Placement decision latency, beside a Python re-implementation of xenopsd's search.
 
 For 2/4/8/16/64-node hosts: 1000 running VMs (sizes from a fixed mix) fill
-the host to about 90%; then the same 300 requests from the same mix are
-decided by both, each timed alone.  Medians are compared in the same run.
+the host to about 90%, and 32 more starts hold reservations in the ledger;
+then the same 300 requests from the same mix are decided by both, each timed
+alone.  The goal is ours: median <= 1 ms on 16 nodes.  The ratio against
+xenopsd is reported without a goal: the real xenopsd is native OCaml, and its
+deployed cost per decision is dominated by its debug logging (every candidate
+set is logged), not by the search itself; a Python copy says little about it.
 """
 
 import random
@@ -36,6 +40,7 @@ def build_host(n: int, rng: random.Random):
     topo = Topology.from_arrays([c // CPUS_PER_NODE for c in range(n * CPUS_PER_NODE)], distances(n),
                                 [per_node] * n)
     planner = Planner(topo)
+    n = len(topo.nodes)
     free, homed = [per_node] * n, [0] * n
     for vcpus, mem in vms:  # fill with our own engine, one VM at a time
         try:
@@ -45,10 +50,20 @@ def build_host(n: int, rng: random.Random):
         for node, used in p.memory:
             free[node] -= used
             homed[node] += vcpus
-    return topo, planner, NodeLoads.of(free, None, homed)
+    reserved = [0] * n
+    for _ in range(RESERVATIONS):  # starts in flight: their reservations count against free memory
+        vcpus, mem = rng.choices(SIZES, WEIGHTS)[0]
+        try:
+            p = planner.place(NodeLoads.of(free, reserved, homed), Request(vcpus, mem))
+        except Exception:
+            continue
+        for node, used in p.memory:
+            reserved[node] += used
+    return topo, planner, NodeLoads.of(free, reserved, homed)
 
 
 REPEAT = 20
+RESERVATIONS = 32
 
 
 def _single_fits(loads, topo, vcpus, mem) -> bool:
@@ -70,7 +85,7 @@ def run() -> List[Result]:
         rng = random.Random(n)
         topo, planner, loads = build_host(n, rng)
         baseline = XenopsdNUMA(topo.distances, [node.cpus for node in topo.nodes])
-        memfree = list(loads.free)
+        memfree = loads.available()  # xenopsd reads free less claims; reservations are our claims
         requests = [rng.choices(SIZES, WEIGHTS)[0] for _ in range(300)]
         ours, theirs = [], []
         for vcpus, mem in requests:
@@ -84,12 +99,13 @@ def run() -> List[Result]:
         mine, base = statistics.median(ours_ok), statistics.median(theirs)
         ratio = base / mine
         total_ratio = sum(theirs) / sum(ours_ok)
-        goal = ">= 10x (median) and <= 1 ms median" if n == 16 else "report"
-        met = (ratio >= 10 and mine <= 1e-3) if n == 16 else True
+        goal = "median <= 1 ms (ours); ratio reported, no goal" if n == 16 else "report"
+        met = mine <= 1e-3 if n == 16 else True
         full = 100 * (1 - sum(memfree) / (n * topo.nodes[0].memory_size))
         multi = sum(1 for vcpus, mem in requests if not _single_fits(loads, topo, vcpus, mem))
-        results.append(Result(f"placement latency, {n} nodes, 1000 VMs", ratio, "faster than xenopsd (median)",
+        results.append(Result(f"placement latency, {n} nodes, 1000 VMs + {RESERVATIONS} reservations", ratio,
+                              "vs xenopsd's search in Python (median; real xenopsd: OCaml, cost dominated by logging)",
                               goal, met,
-                              f"median {mine * 1e6:.1f} us vs {base * 1e6:.1f} us; all {len(requests)} decisions "
+                              f"ours median {mine * 1e6:.1f} us, max {max(ours_ok) * 1e6:.0f} us; xenopsd-in-Python {base * 1e6:.1f} us; all {len(requests)} decisions "
                               f"{total_ratio:.1f}x faster in total; {multi} needed several nodes; host {full:.0f}% full"))
     return results

@@ -14,10 +14,11 @@ import bench_daemon  # noqa: E402
 import bench_ledger  # noqa: E402
 import bench_pagemove  # noqa: E402
 import bench_placement  # noqa: E402
+import bench_quality  # noqa: E402
 import bench_sim  # noqa: E402
 import bench_storm  # noqa: E402
 
-MODULES = [bench_sim, bench_placement, bench_storm, bench_ledger, bench_daemon, bench_pagemove]
+MODULES = [bench_sim, bench_placement, bench_quality, bench_storm, bench_ledger, bench_daemon, bench_pagemove]
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.core.placement import NodeLoads, Planner, Request
+from xapi_numa.core.placement import NO_OVERHEAD, BuildOverhead, NodeLoads, Planner, Request, set_mean
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 
@@ -33,14 +33,68 @@ def test_amd_matrix_prefers_0_1_4():
     assert sum(p.bytes_per_node.values()) >= 25 * G
 
 
-def test_single_node_when_it_fits_most_headroom_then_load():
-    planner = Planner(topo([[10, 21], [21, 10]]))
-    p = planner.place(loads_of([30 * G, 40 * G]), Request(2, 8 * G))
-    assert p.nodes == (1,) and p.soft == frozenset(range(4, 8)) and p.hard is None and not p.fallback
-    p = planner.place(loads_of([40 * G, 40 * G], vcpus=[8, 2]), Request(2, 8 * G))
-    assert p.nodes == (1,)
-    p = planner.place(loads_of([40 * G, 40 * G], reserved=[0, 20 * G]), Request(2, 8 * G))
-    assert p.nodes == (0,)
+def test_single_node_keeps_the_biggest_hole_and_levels_the_rest():
+    planner = Planner(topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]]), NO_OVERHEAD)
+    # node 2 has the biggest hole: kept for a big VM; of the others the most headroom
+    p = planner.place(loads_of([30 * G, 20 * G, 40 * G]), Request(2, 8 * G))
+    assert p.nodes == (0,) and p.soft == frozenset(range(0, 4)) and p.hard is None and not p.fallback
+    # a VM only the biggest hole holds goes there
+    assert planner.place(loads_of([30 * G, 20 * G, 40 * G]), Request(2, 35 * G)).nodes == (2,)
+    # vCPU load first (within one VM's worth per core): node 0 is loaded, node 1 is not
+    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], vcpus=[12, 0, 0]), Request(2, 8 * G)).nodes == (1,)
+    # reservations count against free memory
+    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], reserved=[25 * G, 0, 0]), Request(2, 8 * G)).nodes == (1,)
+
+
+def test_single_node_rules_differ_as_documented():
+    t = topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]])
+    loads = loads_of([30 * G, 20 * G, 40 * G])
+    got = {rule: Planner(t, NO_OVERHEAD, rule).place(loads, Request(2, 8 * G)).nodes
+           for rule in ("spare", "balanced", "best", "worst")}
+    assert got == {"spare": (0,), "balanced": (1,), "best": (1,), "worst": (2,)}
+    with pytest.raises(InvalidArgument) as err:
+        Planner(t, NO_OVERHEAD, "fancy")
+    assert "single_node" in str(err.value.xenapi_failure()) and "spare" in str(err.value.xenapi_failure())
+
+
+def test_build_overhead_is_counted_in_the_placement():
+    t = topo([[10, 21], [21, 10]])
+    planner = Planner(t)  # xapi's memory model: 294 pages per vCPU, 2 per MiB, 2 MiB fixed
+    p = planner.place(loads_of([40 * G, 40 * G]), Request(4, 8 * G))
+    overhead = (512 + 4 * 294 + 2 * 8192) << 12
+    assert p.overhead == overhead and sum(p.bytes_per_node.values()) == 8 * G + overhead
+    # a VM whose memory fits a node but whose build does not is not put there alone
+    p = Planner(t, BuildOverhead(294, 0, 0)).place(loads_of([8 * G + 1000 * 4096, 6 * G]), Request(4, 8 * G))
+    assert p.nodes == (0, 1)
+    assert Planner(t, NO_OVERHEAD).place(loads_of([8 * G + 1000 * 4096, 6 * G]), Request(4, 8 * G)).nodes == (0,)
+    with pytest.raises(InvalidArgument):
+        BuildOverhead(-1)
+
+
+def smt_topo(nodes=2, cores=4):
+    """Each node: ``cores`` cores with 2 threads each."""
+    cpu_to_node, core_ids = [], []
+    for n in range(nodes):
+        for t in range(2):
+            for c in range(cores):
+                cpu_to_node.append(n)
+                core_ids.append(n * cores + c)
+    d = [[10 if i == j else 21 for j in range(nodes)] for i in range(nodes)]
+    return Topology.from_arrays(cpu_to_node, d, [64 * G] * nodes, cpu_to_core=core_ids)
+
+
+def test_best_effort_counts_cores_not_threads():
+    planner = Planner(smt_topo(), NO_OVERHEAD)
+    assert planner.cores == [4, 4] and planner.pcpus == [8, 8]
+    # 6 vCPUs: a node has 8 threads but only 4 cores, so best_effort spreads them
+    p = planner.place(loads_of([40 * G, 40 * G]), Request(6, 4 * G))
+    assert p.nodes == (0, 1) and not p.fallback and "4 G" not in p.reason
+    # preferred/strict on engine-chosen nodes count threads: one node holds it
+    p = planner.place(loads_of([40 * G, 40 * G]), Request(6, 4 * G, Policy.parse("strict")))
+    assert len(p.nodes) == 1
+    # more vCPUs than the host has cores: the constraint is dropped, and says so
+    p = planner.place(loads_of([40 * G, 40 * G]), Request(10, 4 * G))
+    assert p.fallback and len(p.nodes) == 1 and "share" in p.reason
 
 
 def test_strict_sets_hard_affinity():
@@ -73,7 +127,7 @@ def test_nearest_goes_outward_by_distance():
 
 
 def test_fail_instead_of_falling_back():
-    planner = Planner(topo([[10, 21], [21, 10]]))
+    planner = Planner(topo([[10, 21], [21, 10]]), NO_OVERHEAD)
     with pytest.raises(NoCapacity) as err:
         planner.place(loads_of([4 * G, 40 * G]), Request(2, 8 * G, Policy.parse("strict", "0", "fail")))
     assert err.value.code == "NUMA_NO_CAPACITY" and "node 0 has 4G" in err.value.message
@@ -82,7 +136,7 @@ def test_fail_instead_of_falling_back():
 
 
 def test_host_full_and_bad_nodes():
-    planner = Planner(topo([[10, 21], [21, 10]]))
+    planner = Planner(topo([[10, 21], [21, 10]]), NO_OVERHEAD)
     with pytest.raises(NoCapacity) as err:
         planner.place(loads_of([4 * G, 4 * G]), Request(2, 9 * G))
     assert "8G available" in err.value.message
@@ -92,7 +146,7 @@ def test_host_full_and_bad_nodes():
 
 
 def test_any_stripes_over_all_nodes():
-    planner = Planner(topo([[10, 21], [21, 10]]))
+    planner = Planner(topo([[10, 21], [21, 10]]), NO_OVERHEAD)
     p = planner.place(loads_of([40 * G, 40 * G]), Request(2, 8 * G, Policy.parse("any")))
     assert p.soft is None and p.hard is None
     assert p.bytes_per_node == {0: 4 * G, 1: 4 * G}
@@ -131,7 +185,10 @@ policies = st.builds(
 def _place(host, vcpus, mem, policy):
     t, loads = host
     assume(all(n < len(loads.free) for n in policy.nodes))
-    return Planner(t).place(loads, Request(vcpus, mem, policy))
+    return Planner(t, OVERHEAD).place(loads, Request(vcpus, mem, policy))
+
+
+OVERHEAD = BuildOverhead(294, 2, 512)
 
 
 @settings(max_examples=300)
@@ -143,13 +200,13 @@ def test_placement_properties(host, vcpus, mem, policy):
     except NoCapacity:
         if policy.on_exhaust == "fallback" or policy.mode == "any":
             # falling back may fail only when the host as a whole is short
-            assert sum(loads.available()) < mem
+            assert sum(loads.available()) < mem + OVERHEAD.bytes_for(vcpus, mem)
         return
     avail = loads.available()
-    # never more than free - reserved on any node, and the whole VM placed
+    # never more than free - reserved on any node, and the whole build placed
     for node, nbytes in p.memory:
         assert nbytes <= avail[node]
-    assert sum(b for _, b in p.memory) >= mem
+    assert sum(b for _, b in p.memory) >= mem + OVERHEAD.bytes_for(vcpus, mem) == mem + p.overhead
     if policy.mode == "strict":
         # strict never leaves its nodes: memory and vCPUs confined to them
         assert {n for n, _ in p.memory} <= set(p.nodes)
@@ -168,29 +225,45 @@ def test_placement_properties(host, vcpus, mem, policy):
     assert _place(host, vcpus, mem, policy) == p
 
 
-@settings(max_examples=200)
-@given(hosts(max_nodes=6), st.integers(1, 8), st.integers(1, 64).map(lambda x: x * G // 4))
-def test_minimal_distance_set(host, vcpus, mem):
-    """The chosen set's max distance is the smallest among all sets that fit (brute force)."""
+@settings(max_examples=300)
+@given(hosts(max_nodes=6), st.integers(1, 8), st.integers(1, 64).map(lambda x: x * G // 4), st.booleans())
+def test_minimal_distance_set(host, vcpus, mem, best_effort):
+    """Against brute force over every subset: the chosen set has the lowest maximum
+    distance among the sets that fit, and the lowest mean among those."""
     t, loads = host
-    planner = Planner(t)
+    planner = Planner(t, OVERHEAD)
+    request = Request(vcpus, mem, Policy("best_effort" if best_effort else "preferred"))
+    need = planner.need(request)
     try:
-        p = planner.place(loads, Request(vcpus, mem))
+        p = planner.place(loads, request)
     except NoCapacity:
-        assert sum(loads.available()) < mem
+        assert sum(loads.available()) < need
+        return
+    if p.fallback:
         return
     avail = loads.available()
+    cpus = planner.cores if best_effort else planner.pcpus
     n = len(avail)
     best = None
     for k in range(1, n + 1):
         for combo in itertools.combinations(range(n), k):
-            if sum(avail[c] for c in combo) < mem:
-                continue
-            if sum(planner.pcpus[c] for c in combo) < vcpus:
+            if sum(avail[c] for c in combo) < need or sum(cpus[c] for c in combo) < vcpus:
                 continue
             if any(avail[c] == 0 for c in combo):
                 continue
-            key = planner._distance_key(combo)[0]
+            key = (planner._distance_key(combo)[0], set_mean(planner.sym, combo))
             best = key if best is None else min(best, key)
-    if best is not None and not p.fallback:
-        assert planner._distance_key(p.nodes)[0] == best
+    assert best is not None
+    got = (planner._distance_key(p.nodes)[0], set_mean(planner.sym, p.nodes))
+    assert got[0] == best[0] and abs(got[1] - best[1]) < 1e-9
+    assert sum(cpus[c] for c in p.nodes) >= vcpus and sum(avail[c] for c in p.nodes) >= need
+
+
+def test_lowest_mean_beats_fewest_nodes():
+    """Same maximum distance: {0,1,2} (mean 116/9 = 12.9: its extra node is close to both)
+    beats {0,1} (mean 15.5), which the old rule took for having fewer nodes."""
+    d = [[10, 21, 11], [21, 10, 11], [11, 11, 10]]
+    planner = Planner(topo(d), NO_OVERHEAD)
+    p = planner.place(loads_of([30 * G, 30 * G, 5 * G]), Request(2, 40 * G))
+    assert p.nodes == (0, 1, 2)
+    assert abs(set_mean(planner.sym, p.nodes) - 116 / 9) < 1e-9

@@ -13,8 +13,11 @@ vCPUs to pin depends on the scheduler, as measured on real Xen 4.17:
 
 * credit1: pinning only the displaced vCPUs is enough (the partner, now with
   an idle pCPU in its soft affinity, moves home on its next tick);
-* credit2: the load balancer pushes an already-home partner out again, so
-  every vCPU of both VMs of a swapped pair is pinned.
+* credit2: pinning both displaced vCPUs of a swapped pair in the same cycle
+  keeps the run queues' loads equal, so the balancer has no reason to move
+  anyone; where it still pushes a VM out again soon after its pins are undone
+  (:func:`bounced`), the next round pins every vCPU of both VMs of the pair,
+  which holds (measured on real Xen 4.17).
 
 VMs the caller excludes (policy ``any`` or ``strict``, a memory move in
 flight) and vCPUs the admin hard-pinned (hard affinity narrower than the host
@@ -75,10 +78,14 @@ def displaced_since(snap: HostSnapshot, previous: Mapping[VcpuKey, float]) -> Di
 
 
 def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
-         excluded: Iterable[int] = (), pinned: Iterable[VcpuKey] = ()) -> List[PinTemporarily]:
+         excluded: Iterable[int] = (), pinned: Iterable[VcpuKey] = (),
+         escalate: Iterable[int] = ()) -> List[PinTemporarily]:
     """Pins that bring home the vCPUs displaced for at least ``threshold`` seconds.
 
-    ``excluded``: domids to leave alone; ``pinned``: vCPUs already under a pin of ours.
+    ``excluded``: domids to leave alone; ``pinned``: vCPUs already under a pin of
+    ours; ``escalate``: under credit2, domids that were pushed out again soon after
+    their last pins were undone (see :func:`bounced`): this time every vCPU of
+    theirs and of their partners is pinned.
     """
     excluded = set(excluded)
     pinned = set(pinned)
@@ -95,8 +102,9 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
     if not due:
         return []
     targets: Dict[VcpuKey, VcpuInfo] = {(v.domid, v.vcpu): v for v in due}
-    if snap.scheduler == "credit2":
-        for domid in _credit2_partners(due, running, keys, excluded):
+    escalate = set(escalate)
+    if snap.scheduler == "credit2" and escalate & {v.domid for v in due}:
+        for domid in _credit2_partners([v for v in due if v.domid in escalate], running, keys, excluded):
             for v in snap.vcpus.get(domid, ()):
                 if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned:
                     targets.setdefault((domid, v.vcpu), v)
@@ -143,6 +151,13 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float)
             reason = "home" if home else "not home after {:g}s: given up".format(timeout)
             out += [RestorePin(d.domid, uuid, p.vcpu, p.original_hard, reason) for p in ours]
     return out
+
+
+def bounced(snap: HostSnapshot, restored_at: Mapping[str, float], window: float) -> Set[int]:
+    """Domids displaced again within ``window`` seconds of their last restore (by UUID)."""
+    uuids = {d.domid: d.uuid for d in snap.domains}
+    return {v.domid for v in displaced(snap)
+            if snap.time - restored_at.get(uuids.get(v.domid, ""), float("-inf")) <= window}
 
 
 def pinned_keys(snap: HostSnapshot, pins: Sequence[PinRecord]) -> Set[VcpuKey]:

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 import attrs
 
 from xapi_numa.core import affinity_fixup, homing
+from xapi_numa.core.actions import RestorePin
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
@@ -53,6 +54,7 @@ class Settings:
     page_scan_interval: float = DEFAULT_PAGE_SCAN_INTERVAL
     page_scan_max_memory: int = DEFAULT_PAGE_SCAN_MAX_MEMORY
     scheduler: Optional[str] = None  # the guests' scheduler, when their cpupool's differs from the host's
+    bounce_window: float = 10.0      # displaced again this soon after a restore: pin harder next time
 
 
 class Runtime:
@@ -72,6 +74,7 @@ class Runtime:
         self.moves = MoveJournal(db)
         self.ledger = Ledger(db=db)
         self.displaced_since: Dict[Tuple[int, int], float] = {}
+        self.restored_at: Dict[str, float] = {}    # uuid -> when its temporary pins were last undone
         self.cycles = 0
         self.last_page_scan: Optional[float] = None
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
@@ -127,7 +130,8 @@ class Runtime:
         excluded = self.excluded(snap)
         actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
         actions += homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
-                               homing.pinned_keys(snap, pins))
+                               homing.pinned_keys(snap, pins),
+                               homing.bounced(snap, self.restored_at, self.settings.bounce_window))
         if fresh_pages:
             actions += affinity_fixup.plan(snap, excluded)
         return actions
@@ -136,6 +140,9 @@ class Runtime:
         self.cycles += 1
         snap = self.snapshot()
         outcomes = self.executor.apply(self.plan(snap, bool(snap.pages)))
+        for o in outcomes:
+            if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
+                self.restored_at[o.action.uuid] = snap.time
         report = {"time": snap.time, "displaced": len(self.displaced_since)}
         report.update(_tally(outcomes))
         report.update(self.upkeep())

@@ -1,0 +1,89 @@
+"""Placement quality on start/stop traces: ours against xenopsd and libxl, same traces.
+
+Prints one table per host (every rule: split share of VMs that fit one node,
+access distance mean/p99, nodes spanned, memory and vCPU imbalance, refusals),
+writes every figure to ``.cache/bench/quality.json``, and checks the issue's
+must-show per trace: split, mean distance and memory imbalance <= the best
+baseline's, vCPU imbalance within 10 % of libxl's, refusals <= the best
+baseline's.  A miss is printed as a miss, with the figures.
+"""
+
+import json
+import os
+from typing import Dict, List
+
+from common import Result
+from quality.policies import BASELINES, all_policies
+from quality.replay import replay
+from quality.trace import hosts, make_trace
+
+STARTS = 1500
+SEED = 7
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "bench", "quality.json")
+
+CHECKS = [  # (name, metric, how ours compares with the baselines)
+    ("split share <= best baseline", "split_share", "min"),
+    ("mean distance <= best baseline", "distance_mean", "min"),
+    ("memory imbalance <= best baseline", "memory_cv", "min"),
+    ("vCPU imbalance within 10% of libxl", "vcpu_cv", "libxl"),
+    ("refusals <= best baseline", "refusals", "min"),
+]
+
+
+def run_traces(starts: int = STARTS, only=None) -> Dict[str, List[dict]]:
+    out = {}
+    for host in hosts():
+        if only is not None and host.name not in only:
+            continue
+        trace = make_trace(host, SEED, starts)
+        out[host.name] = [replay(host, trace, policy) for policy in all_policies(host.topology())]
+    return out
+
+
+def check(rows: List[dict], metric: str, how: str):
+    """(met, ours, reference) for one trace."""
+    by = {r["policy"]: r for r in rows}
+    ours = by["ours"][metric]
+    if how == "libxl":
+        ref = by["libxl"][metric]
+        return ours <= ref * 1.10 + 1e-12, ours, ref
+    ref = min(by[b][metric] for b in BASELINES)
+    return ours <= ref + 1e-12, ours, ref
+
+
+def table(name: str, rows: List[dict]) -> str:
+    lines = [f"  {name}: {rows[0]['starts']} starts",
+             "    {:<14}{:>8}{:>10}{:>7}{:>7}{:>8}{:>8}{:>8}{:>9}".format(
+                 "rule", "split%", "(n/fit)", "dist", "p99", "nodes", "mem cv", "cpu cv", "refused")]
+    for r in rows:
+        lines.append("    {:<14}{:>8.1f}{:>10}{:>7.2f}{:>7.1f}{:>8.2f}{:>8.3f}{:>8.3f}{:>9}".format(
+            r["policy"], 100 * r["split_share"], f"{r['splits']}/{r['fitting']}", r["distance_mean"],
+            r["distance_p99"], r["nodes_spanned"], r["memory_cv"], r["vcpu_cv"], r["refusals"]))
+    return "\n".join(lines)
+
+
+def run() -> List[Result]:
+    results = run_traces()
+    print("placement quality (bench/bench_quality.py; split = VMs that fit one node whose memory landed on "
+          "several; dist = SLIT distance vCPUs->memory, weighted by memory; cv = coefficient of variation "
+          "over nodes):")
+    for name, rows in results.items():
+        print(table(name, rows))
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        json.dump({"starts": STARTS, "seed": SEED, "traces": results}, f, indent=1, sort_keys=True)
+    print(f"  figures written to {OUT}")
+    out = []
+    for label, metric, how in CHECKS:
+        misses, worst = [], 0.0
+        for name, rows in results.items():
+            met, ours, ref = check(rows, metric, how)
+            ratio = ours / ref if ref else (1.0 if ours == ref else float("inf"))
+            worst = max(worst, ratio)
+            if not met:
+                misses.append(f"{name} {ours:.3f} vs {ref:.3f}")
+        detail = (f"met on all {len(results)} traces" if not misses else
+                  f"missed on {len(misses)}/{len(results)} traces: " + "; ".join(misses))
+        out.append(Result(f"placement quality: {label}", worst, "ours/reference, worst trace",
+                          "<= 1.0" if how == "min" else "<= 1.1", not misses, detail))
+    return out

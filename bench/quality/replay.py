@@ -1,0 +1,167 @@
+"""Replay a start/stop trace under one placement rule and measure the outcome.
+
+Memory lands as Xen's allocator puts it (:mod:`xapi_numa.core.xenalloc`):
+the whole build (guest memory plus the build overhead of xapi's memory
+model, whatever the rule reserved) in 2 MiB extents, striped over the
+domain's node affinity (its home nodes, all nodes without one), from an
+explicit node first when the rule names one, spilling to other nodes when
+the affinity runs out.  A start is refused when the rule refuses it or Xen
+cannot build it.
+
+Measures (per-VM ones over the starts after the warm-up, the first quarter
+of the events; imbalance averaged over the states after it; refusals over the
+whole trace):
+* split: of the VMs that fit one node (build <= a node's memory and vCPUs <=
+  its physical cores), the share whose memory landed on more than one node;
+* distance: per VM, the SLIT distance from its vCPUs (spread evenly over its
+  home nodes) to its memory (as landed); mean and p99 weighted by memory;
+* nodes spanned by a VM's memory, mean;
+* memory and vCPU imbalance: coefficient of variation over nodes of memory
+  used, and of vCPUs homed per core (a VM's vCPUs spread over its home nodes);
+* refusals.
+"""
+
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core.placement import BuildOverhead
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.xenalloc import SUPERPAGE, distribute
+from xapi_numa.errors import NoCapacity
+
+from .trace import CORES_PER_NODE, NODE_MEMORY, Event, HostSpec
+
+WARMUP = 0.25
+
+
+@attrs.define
+class Running:
+    pages: Dict[int, int]
+    home: Optional[Tuple[int, ...]]
+    vcpus: int
+
+
+class HostState:
+    """Free pages per node and where each running VM sits."""
+
+    def __init__(self, nodes: int) -> None:
+        self.n = nodes
+        self.free = [NODE_MEMORY >> PAGE_SHIFT] * nodes
+        self.vms: Dict[int, Running] = {}
+
+    def free_bytes(self) -> List[int]:
+        return [p << PAGE_SHIFT for p in self.free]
+
+    def single_home_vcpus(self) -> List[int]:
+        out = [0] * self.n
+        for r in self.vms.values():
+            if r.home is not None and len(r.home) == 1:
+                out[r.home[0]] += r.vcpus
+        return out
+
+    def affinity_vcpus(self) -> List[int]:
+        out = [0] * self.n
+        for r in self.vms.values():
+            for node in (r.home if r.home is not None else range(self.n)):
+                out[node] += r.vcpus
+        return out
+
+    def spread_vcpus(self) -> List[float]:
+        out = [0.0] * self.n
+        for r in self.vms.values():
+            home = r.home if r.home is not None else range(self.n)
+            share = r.vcpus / len(home)
+            for node in home:
+                out[node] += share
+        return out
+
+
+def cv(values: Sequence[float]) -> float:
+    mean = sum(values) / len(values)
+    return statistics.pstdev(values) / mean if mean > 0 else 0.0
+
+
+def weighted_percentile(pairs: List[Tuple[float, float]], q: float) -> float:
+    if not pairs:
+        return 0.0
+    pairs = sorted(pairs)
+    total = sum(w for _, w in pairs)
+    acc = 0.0
+    for value, w in pairs:
+        acc += w
+        if acc >= q * total:
+            return value
+    return pairs[-1][0]
+
+
+def vm_distance(distances, home: Optional[Tuple[int, ...]], pages: Dict[int, int], n: int) -> float:
+    homes = home if home is not None else tuple(range(n))
+    total = sum(pages.values())
+    return sum(distances[h][m] * p for h in homes for m, p in pages.items()) / (total * len(homes))
+
+
+def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead = BuildOverhead()) -> dict:
+    n = host.nodes
+    state = HostState(n)
+    warm = int(len(trace) * WARMUP)
+    refusals = splits = fitting = 0
+    dist: List[Tuple[float, float]] = []
+    spans: List[int] = []
+    mem_cv: List[float] = []
+    cpu_cv: List[float] = []
+    decide_time = 0.0
+    decisions = 0
+    for k, ev in enumerate(trace):
+        vm = ev.vm
+        if not ev.start:
+            r = state.vms.pop(vm.vid, None)
+            if r is not None:
+                for node, p in r.pages.items():
+                    state.free[node] += p
+        else:
+            start = time.perf_counter()
+            d = policy.decide(state, vm)
+            decide_time += time.perf_counter() - start
+            decisions += 1
+            build = vm.memory + overhead.bytes_for(vm.vcpus, vm.memory)
+            pages = (build + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+            landed = None
+            if not d.refused:
+                affinity = list(d.home) if d.home is not None else list(range(n))
+                try:
+                    landed, _ = distribute(pages, state.free, affinity, -1, SUPERPAGE, node=d.node)
+                except NoCapacity:
+                    landed = None
+            if landed is None:
+                refusals += 1
+            else:
+                landed = {node: p for node, p in landed.items() if p}
+                state.vms[vm.vid] = Running(landed, d.home, vm.vcpus)
+                if k >= warm:
+                    fits = build <= NODE_MEMORY and vm.vcpus <= CORES_PER_NODE
+                    fitting += fits
+                    splits += fits and len(landed) > 1
+                    dist.append((vm_distance(host.distances, d.home, landed, n), vm.memory))
+                    spans.append(len(landed))
+        if k >= warm:
+            total = NODE_MEMORY >> PAGE_SHIFT
+            mem_cv.append(cv([total - f for f in state.free]))
+            cpu_cv.append(cv(state.spread_vcpus()))
+    weight = sum(w for _, w in dist) or 1
+    return {
+        "policy": policy.name,
+        "split_share": splits / fitting if fitting else 0.0,
+        "splits": splits,
+        "fitting": fitting,
+        "distance_mean": sum(v * w for v, w in dist) / weight,
+        "distance_p99": weighted_percentile(dist, 0.99),
+        "nodes_spanned": sum(spans) / len(spans) if spans else 0.0,
+        "memory_cv": sum(mem_cv) / len(mem_cv) if mem_cv else 0.0,
+        "vcpu_cv": sum(cpu_cv) / len(cpu_cv) if cpu_cv else 0.0,
+        "refusals": refusals,
+        "starts": decisions,
+        "decide_ms_mean": 1e3 * decide_time / decisions if decisions else 0.0,
+    }

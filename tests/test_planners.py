@@ -1,0 +1,196 @@
+"""Table tests of the pure planners on hand-built snapshots: no simulator, no I/O.
+
+A 2-node host with 4 pCPUs per node (node 0: CPUs 0-3, node 1: CPUs 4-7).
+"""
+import pytest
+
+from xapi_numa.core import actions as act
+from xapi_numa.core import affinity_fixup, homing, locality, reservation, settling
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.homing import PinRecord
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.topology import Topology
+
+TOPO = Topology.uniform(2, 4, 4 << 30)
+ALL = TOPO.all_cpus
+N0, N1 = TOPO.cpus_of_nodes([0]), TOPO.cpus_of_nodes([1])
+G = 1 << 30
+
+
+def dom(domid, vcpus=2, paused=False, memory=G, uuid=None):
+    return DomainInfo(domid, "vm{}".format(domid), uuid or "uuid-{}".format(domid), vcpus, memory, memory, paused)
+
+
+def vcpu(domid, n, cpu, soft, hard=ALL, state="running"):
+    return VcpuInfo(domid, n, cpu, state, frozenset(hard), frozenset(soft))
+
+
+def snap(vcpus, time=10.0, scheduler="credit", pages=None, domains=None):
+    by_dom = {}
+    for v in vcpus:
+        by_dom.setdefault(v.domid, []).append(v)
+    doms = domains or [dom(d, len(vs)) for d, vs in sorted(by_dom.items())]
+    return HostSnapshot(TOPO, time, tuple(doms), {d: tuple(vs) for d, vs in by_dom.items()}, pages or {}, scheduler)
+
+
+# A (domid 1) soft node 0, C (domid 2) soft node 1; vCPU 0 of each swapped onto the other's node.
+SWAPPED = [vcpu(1, 0, 4, N0), vcpu(1, 1, 1, N0), vcpu(2, 0, 0, N1), vcpu(2, 1, 5, N1)]
+LONG_AGO = {(1, 0): 0.0, (2, 0): 0.0}
+
+
+# --- homing --------------------------------------------------------------------------------------
+def test_a_swapped_pair_is_pinned_home_under_credit1():
+    pins = homing.plan(snap(SWAPPED), LONG_AGO, threshold=1.0)
+    assert [(p.domid, p.vcpu, p.cpus) for p in pins] == [(1, 0, N0), (2, 0, N1)]
+    assert all(isinstance(p, act.PinTemporarily) and p.original_hard == ALL for p in pins)
+
+
+@pytest.mark.parametrize("case, kwargs, since", [
+    ("below the threshold", {}, {(1, 0): 9.5, (2, 0): 9.5}),
+    ("both VMs excluded", {"excluded": {1, 2}}, LONG_AGO),
+    ("already pinned", {"pinned": {(1, 0), (2, 0)}}, LONG_AGO),
+])
+def test_nothing_is_pinned_when(case, kwargs, since):
+    assert homing.plan(snap(SWAPPED), since, threshold=1.0, **kwargs) == [], case
+
+
+def test_an_admin_hard_pin_is_left_alone():
+    vs = [vcpu(1, 0, 4, N0, hard={4, 5}), vcpu(1, 1, 1, N0), vcpu(2, 0, 0, N1), vcpu(2, 1, 5, N1)]
+    pins = homing.plan(snap(vs), LONG_AGO, threshold=1.0)
+    assert [(p.domid, p.vcpu) for p in pins] == [(2, 0)]
+
+
+def test_not_fixable_when_home_is_busy_with_vcpus_at_home():
+    # vCPU 0 of A runs on node 1; every pCPU of node 0 runs a vCPU that is at home there
+    vs = [vcpu(1, 0, 4, N0)] + [vcpu(3, i, i, N0) for i in range(4)]
+    assert homing.plan(snap(vs), {(1, 0): 0.0}, threshold=1.0) == []
+
+
+def test_credit2_pins_only_the_pair_first_then_whole_vms_once_they_bounced():
+    first = homing.plan(snap(SWAPPED, scheduler="credit2"), LONG_AGO, threshold=1.0)
+    assert [(p.domid, p.vcpu) for p in first] == [(1, 0), (2, 0)]
+    again = homing.plan(snap(SWAPPED, scheduler="credit2"), LONG_AGO, threshold=1.0, escalate={1})
+    assert [(p.domid, p.vcpu) for p in again] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert {p.reason for p in again} == {"displaced", "partner of a displaced vCPU"}
+
+
+def test_bounced_is_displaced_soon_after_a_restore():
+    s = snap(SWAPPED, time=10.0)
+    assert homing.bounced(s, {"uuid-1": 5.0, "uuid-2": -100.0}, window=10.0) == {1}
+
+
+def _pinned(domid, n, cpu, pinned_to, soft):
+    return vcpu(domid, n, cpu, soft, hard=pinned_to)
+
+
+def _record(domid, n, pinned_to, at=8.0):
+    return PinRecord("uuid-{}".format(domid), n, domid, frozenset(pinned_to), ALL, at)
+
+
+@pytest.mark.parametrize("case, vcpus, records, time, expected", [
+    ("home: restored", [_pinned(1, 0, 1, N0, N0)], [_record(1, 0, N0)], 9.0, [(1, 0, ALL)]),
+    ("not home yet: kept", [_pinned(1, 0, 5, N0, N0)], [_record(1, 0, N0)], 9.0, []),
+    ("not home after the timeout: given up", [_pinned(1, 0, 5, N0, N0)], [_record(1, 0, N0)], 20.0, [(1, 0, ALL)]),
+    ("VM gone: forgotten", [vcpu(3, 0, 0, N0)], [_record(1, 0, N0)], 9.0, [(None, 0, None)]),
+    ("admin changed the hard affinity: forgotten, never overwritten",
+     [_pinned(1, 0, 1, {0, 1}, N0)], [_record(1, 0, N0)], 9.0, [(None, 0, None)]),
+])
+def test_restores(case, vcpus, records, time, expected):
+    out = homing.plan_restores(snap(vcpus, time=time), records, timeout=5.0)
+    assert [(r.domid, r.vcpu, r.hard) for r in out] == expected, case
+
+
+def test_restore_all_at_stop_skips_what_is_no_longer_ours():
+    vs = [_pinned(1, 0, 1, N0, N0), _pinned(1, 1, 5, {4}, N0)]
+    out = homing.restore_all(snap(vs), [_record(1, 0, N0), _record(1, 1, N0)])
+    assert [(r.domid, r.hard) for r in out] == [(1, ALL), (None, None)]
+
+
+# --- the locality rule --------------------------------------------------------------------------------
+@pytest.mark.parametrize("pages, homes, nodes, share", [
+    ({0: 90, 1: 10}, {0}, {0, 1}, 0.9),
+    ({0: 97, 1: 3}, {1}, {0}, 0.03),       # 3 % is not where the memory is
+    ({}, {0}, set(), 1.0),
+])
+def test_memory_nodes_and_local_share(pages, homes, nodes, share):
+    assert locality.memory_nodes(pages) == nodes
+    assert locality.local_share(pages, homes) == pytest.approx(share)
+
+
+def test_home_nodes():
+    assert locality.home_nodes([vcpu(1, 0, 0, N1)], TOPO) == {1}
+    assert locality.home_nodes([vcpu(1, 0, 0, ALL)], TOPO) == {0, 1}          # soft says nothing
+    assert locality.home_nodes([vcpu(1, 0, 0, ALL, hard=N0)], TOPO) == {0}    # an admin hard pin
+
+
+# --- affinity fix-up -------------------------------------------------------------------------------
+def test_fixup_points_soft_affinity_at_the_memory():
+    s = snap([vcpu(1, 0, 0, N0), vcpu(1, 1, 1, N0)], pages={1: {0: 3, 1: 97}})
+    out = affinity_fixup.plan(s)
+    assert [(a.vcpu, a.soft, a.hard) for a in out] == [(0, N1, None), (1, N1, None)]
+    assert "97%" in out[0].reason
+    # memory on both nodes (10 % is a meaningful share): soft affinity on both
+    out = affinity_fixup.plan(snap([vcpu(1, 0, 0, N0)], pages={1: {0: 10, 1: 90}}))
+    assert [a.soft for a in out] == [ALL]
+
+
+@pytest.mark.parametrize("case, vs, pages, excluded", [
+    ("memory mostly local", [vcpu(1, 0, 0, N0)], {0: 60, 1: 40}, ()),
+    ("excluded (strict)", [vcpu(1, 0, 0, N0)], {0: 10, 1: 90}, (1,)),
+    ("admin hard pin", [vcpu(1, 0, 0, N0, hard={0, 1, 4})], {0: 10, 1: 90}, ()),
+    ("soft affinity says nothing", [vcpu(1, 0, 0, ALL)], {0: 10, 1: 90}, ()),
+])
+def test_fixup_leaves_alone(case, vs, pages, excluded):
+    assert affinity_fixup.plan(snap(vs, pages={1: pages}), excluded) == [], case
+
+
+def test_follow_sets_node_affinity_and_soft_affinity():
+    out = affinity_fixup.follow(dom(1), [vcpu(1, 0, 0, N0)], TOPO, {0: 1, 1: 99}, "moved")
+    assert out == [act.SetNodeAffinity(1, "uuid-1", frozenset({1}), "moved"),
+                   act.SetAffinity(1, "uuid-1", 0, soft=N1, reason="moved")]
+
+
+# --- settling -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, placed, pages, admin, nodes, hard, soft, fixed_up", [
+    ("best_effort", {1}, {1: 100}, None, {1}, ALL, N1, False),
+    ("best_effort", {1}, {0: 100}, None, {0}, ALL, N0, True),         # the memory decides
+    ("best_effort", {1}, {1: 100}, {4, 5}, {1}, {4, 5}, N1, False),   # the admin's mask comes back
+    ("strict", {1}, {0: 100}, None, {1}, N1, None, False),
+    ("any", {1}, {1: 100}, None, {1}, ALL, ALL, False),
+])
+def test_settling(mode, placed, pages, admin, nodes, hard, soft, fixed_up):
+    vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
+    s = settling.plan(dom(1), vs, TOPO, Policy.parse(mode), frozenset(placed), pages,
+                      frozenset(admin) if admin else None)
+    assert (s.nodes, s.hard, s.soft, s.fixed_up) == (nodes, frozenset(hard), soft and frozenset(soft), fixed_up)
+    assert [(a.vcpu, a.hard, a.soft) for a in s.actions] == [(0, s.hard, s.soft), (1, s.hard, s.soft)]
+
+
+# --- reservations --------------------------------------------------------------------------------------------
+R = reservation.Reservation("uuid-1", 0.0, 100.0, False, {1: 2 * G}, {1: 2 * G})
+
+
+@pytest.mark.parametrize("case, domain, pages, node_claims, expected", [
+    ("not built yet", None, {}, True, []),
+    ("built: released", dom(1, paused=False), {1: {1: 1000}}, True, [act.ReleaseReservation]),
+    ("domain exists, per-node claims: claim the rest", dom(1, paused=True), {1: {1: (G >> 12)}}, True,
+     [act.ClaimReservation]),
+    ("domain exists, no node claims: shrink", dom(1, paused=True), {1: {1: (G >> 12)}}, False,
+     [act.ShrinkReservation]),
+])
+def test_reconcile(case, domain, pages, node_claims, expected):
+    domains = {domain.uuid: domain} if domain else {}
+    out = reservation.plan_reconcile([R], domains, pages, node_claims)
+    assert [type(a) for a in out] == expected, case
+    if expected == [act.ClaimReservation]:
+        assert out[0].pages_per_node == {1: G >> 12}        # the half not landed yet
+    if expected == [act.ShrinkReservation]:
+        assert out[0].outstanding == {1: G}
+
+
+def test_outstanding_as_reconcile_would_leave_it():
+    built = dom(1, paused=False)
+    actions = reservation.plan_reconcile([R], {built.uuid: built}, {1: {1: 1}}, False)
+    assert reservation.outstanding([R]) == {1: 2 * G}
+    assert reservation.outstanding([R], actions) == {}

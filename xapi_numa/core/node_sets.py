@@ -1,0 +1,111 @@
+"""Sets of NUMA nodes by distance: maximal cliques and the lowest-mean subset search.  Pure.
+
+The placement engine (:mod:`xapi_numa.core.placement`) finds the lowest
+maximum distance through the maximal cliques of "distance <= threshold"
+graphs, and the lowest mean distance among the subsets of the fitting
+cliques with :class:`SubsetSearch` (branch and bound, exact unless its
+budget of ``SEARCH_BUDGET`` expansions runs out, which it reports).
+"""
+
+from typing import List, Optional, Sequence
+
+SEARCH_BUDGET = 20000  # subsets expanded per decision, at most
+
+
+def bits(mask: int):
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def maximal_cliques(adjacency: Sequence[int]) -> List[int]:
+    """All maximal cliques (as bit masks) of a graph; Bron-Kerbosch with pivot."""
+    out: List[int] = []
+
+    def expand(r: int, p: int, x: int) -> None:
+        if not p and not x:
+            out.append(r)
+            return
+        pivot = max(bits(p | x), key=lambda u: bin(p & adjacency[u]).count("1"))
+        for v in list(bits(p & ~adjacency[pivot])):
+            expand(r | (1 << v), p & adjacency[v], x & adjacency[v])
+            p &= ~(1 << v)
+            x |= 1 << v
+
+    expand(0, (1 << len(adjacency)) - 1, 0)
+    return out
+
+
+def set_mean(sym: Sequence[Sequence[int]], nodes: Sequence[int]) -> float:
+    """Mean distance over all ordered pairs of ``nodes``, the diagonal included."""
+    return sum(sym[a][b] for a in nodes for b in nodes) / (len(nodes) * len(nodes))
+
+
+class SubsetSearch:
+    """Branch and bound for the fitting subset with the lowest mean distance.
+
+    Sets compare by (mean, node count, vCPU load, node ids).  A subtree is cut
+    when it cannot fit (capacity or CPUs left) or when no superset of the
+    current set can reach the best mean: adding r nodes adds at least their r
+    cheapest links to the current set plus the smallest distance for each new
+    pair among them.
+    """
+
+    def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int) -> None:
+        self.sym, self.cap, self.cpus, self.vcpus_on, self.pcpus = sym, cap, cpus, vcpus_on, pcpus
+        self.need, self.vneed = need, vneed
+        self.best: Optional[tuple] = None
+        self.expanded = 0
+        self.exhausted = False
+
+    def run(self, members: Sequence[int]) -> None:
+        sym, cap, cpus = self.sym, self.cap, self.cpus
+        order = sorted(members, key=lambda m: (-cap[m], m))  # big nodes first: early fits, early cuts
+        m = len(order)
+        suffix_cap = [0] * (m + 1)
+        suffix_cpu = [0] * (m + 1)
+        for i in range(m - 1, -1, -1):
+            suffix_cap[i] = suffix_cap[i + 1] + cap[order[i]]
+            suffix_cpu[i] = suffix_cpu[i + 1] + cpus[order[i]]
+        dmin = min((sym[a][b] for a in order for b in order if a != b), default=10)
+        self._order, self._suffix_cap, self._suffix_cpu, self._dmin = order, suffix_cap, suffix_cpu, dmin
+        self._expand(0, [], 0, 0, 0)
+
+    def _consider(self, chosen: List[int], pairsum: int) -> None:
+        k = len(chosen)
+        mean = (10 * k + 2 * pairsum) / (k * k)
+        pcpus = sum(self.pcpus[x] for x in chosen) or 1
+        key = (mean, k, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
+        if self.best is None or key < self.best:
+            self.best = key
+
+    def _bound(self, i: int, chosen: List[int], pairsum: int) -> float:
+        """Lowest mean any strict superset of ``chosen`` with nodes from order[i:] can have."""
+        sym, order, k = self.sym, self._order, len(chosen)
+        cross = sorted(sum(sym[x][c] for c in chosen) for x in order[i:])
+        lowest = float("inf")
+        added = 0
+        for r, c in enumerate(cross, 1):
+            added += c
+            size = k + r
+            lowest = min(lowest, (10 * size + 2 * (pairsum + added + self._dmin * r * (r - 1) // 2)) / (size * size))
+        return lowest
+
+    def _expand(self, i: int, chosen: List[int], pairsum: int, have: int, cpu: int) -> None:
+        self.expanded += 1
+        if self.expanded > SEARCH_BUDGET:
+            self.exhausted = True
+            return
+        if chosen and have >= self.need and cpu >= self.vneed:
+            self._consider(chosen, pairsum)
+        order = self._order
+        if i == len(order) or have + self._suffix_cap[i] < self.need or cpu + self._suffix_cpu[i] < self.vneed:
+            return
+        if self.best is not None and chosen and self._bound(i, chosen, pairsum) > self.best[0]:
+            return
+        sym = self.sym
+        for j in range(i, len(order)):
+            x = order[j]
+            self._expand(j + 1, chosen + [x], pairsum + sum(sym[x][c] for c in chosen),
+                         have + self.cap[x], cpu + self.cpus[x])
