@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test bench xen-test xen-test-dom0 xen-test-daemon native native-test install clean
+.PHONY: all demo test bench xen-test xen-test-dom0 xen-test-daemon native native-test ocaml ocaml-test install clean rpm dom0-lib
 
 all: test
 
@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+	@$(MAKE) --no-print-directory ocaml-test
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -34,12 +35,36 @@ native: $(STAMP)
 native-test: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_native_c.py
 
-# The same C as a plain shared library, for the OCaml stubs.
+# The OCaml binding (ocaml-stubs/, for xenopsd) over the same C; its unit tests run against a
+# fake libxenctrl.  Skipped with a message where dune is not installed (.ci/run installs it).
+ocaml:
+	@if command -v dune >/dev/null; then dune build --root ocaml-stubs; \
+	else echo "ocaml: dune not installed (apt-get install ocaml-nox ocaml-dune ocaml-findlib): skipped"; fi
+
+ocaml-test:
+	@if command -v dune >/dev/null; then dune build --root ocaml-stubs && dune runtest --root ocaml-stubs --force; \
+	else echo "ocaml-test: dune not installed (apt-get install ocaml-nox ocaml-dune ocaml-findlib): skipped"; fi
+
+# The same C as a plain shared library.
 LIBXENUMA_SRC := $(addprefix libxenuma/src/,$(shell grep -v '^\#' libxenuma/SOURCES))
 
 build/libxenuma.so: $(LIBXENUMA_SRC) $(wildcard libxenuma/src/*.h)
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ $(LIBXENUMA_SRC) -lxenctrl -lxenforeignmemory -lxentoollog
+	$(CC) -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror -o $@ $(LIBXENUMA_SRC) -lxenctrl -lxenforeignmemory -lxentoollog -ldl
+
+# The same C once for every Xen 4.17 dom0 (glibc 2.17, zig cc, only Xen's headers), loaded
+# through cffi's ABI mode: build/dom0/libxenuma.so and the libxenuma.h it was built from.
+ZIGLANG := ziglang==0.17.1
+dom0-lib: $(STAMP)
+	@$(BIN)/python -m ziglang version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet --disable-pip-version-check '$(ZIGLANG)'
+	sh packaging/dom0-lib.sh build/dom0 $(BIN)/python
+
+# Present on every XenServer / XCP-ng dom0: there `make install` refuses and points to the RPM.
+XENSOURCE_INVENTORY ?= /etc/xensource-inventory
+
+# An x86_64 RPM for XenServer 8.4 / XCP-ng 8.3 / XenServer 9 dom0s (needs rpmbuild: Debian's rpm).
+rpm: dom0-lib
+	$(BIN)/python packaging/build_rpm.py --lib build/dom0 --out build/rpm
 
 # Real Xen 4.17 under QEMU, the suites run in dom0 (root needed): the native layer and
 # page moves on 2 nodes, then xapi-numad on 3 nodes; each under credit2 and credit1.
@@ -54,6 +79,7 @@ xen-test-daemon: native
 
 # On a XenServer/XCP-ng host: the package for dom0's python3, and the xapi plugin.
 install:
+	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): pip would put PyPI's XenAPI over dom0's own; install the RPM instead (make rpm, then rpm -Uvh build/rpm/xapi-numa-*.rpm)"; exit 1; fi
 	$(PYTHON) -m pip install .
 	install -D -m 0755 plugins/numa $(DESTDIR)/etc/xapi.d/plugins/numa
 	install -D -m 0644 packaging/xapi-numad.service $(DESTDIR)/etc/systemd/system/xapi-numad.service

@@ -24,12 +24,13 @@ setup(
     setup_requires=["cffi>=1.15"] if NATIVE else [],
     cffi_modules=["libxenuma/build_cffi.py:ffibuilder"] if NATIVE else [],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "test": ["pytest>=7", "hypothesis>=6.80", "vermin>=1.6", "ziglang==0.17.1"],
     },
     entry_points={
         "console_scripts": [
             "xapi-numa = xapi_numa.cli.main:main",
             "xapi-numad = xapi_numa.daemon:main",
+            "xapi-numa-rrdd = xapi_numa.rrdd_plugin:main",
         ],
     },
 )

@@ -2,7 +2,8 @@
 
 Our C sources are compiled first, on their own, with -Wall -Wextra -Werror
 into a static archive; the cffi wrapper module links it with libxenctrl.
-XenServer's patched ops are used when the installed xenctrl.h declares them.
+XenServer's patched libxenctrl calls are looked up at run time (see
+xn_patched_ops in libxenuma.h), so nothing here depends on which Xen is installed.
 """
 
 import os
@@ -22,30 +23,19 @@ def sources() -> list:
         return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
-XENCTRL_H = os.environ.get("XENCTRL_H", "/usr/include/xenctrl.h")
 
 def header_declarations() -> str:
-    """The cffi declarations: libxenuma.h itself, less its preprocessor lines."""
+    """The cffi declarations: libxenuma.h less its preprocessor lines, by the one rule the
+    ABI-mode loader uses too (loaded by path: the package need not be importable here)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(HERE), "xapi_numa", "backends", "libxenuma_abi.py")
+    spec = importlib.util.spec_from_file_location("_libxenuma_abi", path)
+    abi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(abi)
     with open(os.path.join(SRC, "libxenuma.h"), encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    keep = [l for l in lines if not l.startswith(("#ifndef", "#endif", "#include", "#define LIBXENUMA_H"))]
-    return "\n".join(keep)
+        return abi.declarations(f.read())
 
 
-
-
-def patched_ops_defines() -> list:
-    """-D flags for the XenServer ops the installed xenctrl.h declares."""
-    try:
-        text = open(XENCTRL_H, encoding="utf-8", errors="replace").read()
-    except OSError:
-        return []
-    defines = []
-    if "xc_domain_numa_get_node_pages" in text:
-        defines.append("-DXN_HAVE_NUMA_GET_NODE_PAGES")
-    if "xc_domain_claim_pages_node" in text:
-        defines.append("-DXN_HAVE_CLAIM_PAGES_NODE")
-    return defines
 
 
 def build_archive(outdir: str) -> str:
@@ -54,7 +44,7 @@ def build_archive(outdir: str) -> str:
     objects = []
     for src in sources():
         obj = os.path.join(outdir, src.replace(".c", ".o"))
-        subprocess.check_call([cc, "-std=gnu11", "-O2", "-fPIC", *WARNINGS, *patched_ops_defines(),
+        subprocess.check_call([cc, "-std=gnu11", "-O2", "-fPIC", *WARNINGS,
                                "-c", os.path.join(SRC, src), "-o", obj])
         objects.append(obj)
     archive = os.path.join(outdir, "libxenuma.a")
@@ -70,7 +60,7 @@ ffibuilder.set_source(
     '#include "libxenuma.h"',
     include_dirs=[SRC],
     extra_objects=[_archive],
-    libraries=["xenctrl", "xenforeignmemory", "xentoollog"],
+    libraries=["xenctrl", "xenforeignmemory", "xentoollog", "dl"],
 )
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
-"""The C library's own unit tests (console-dump parser, page layouts), compiled and run here.
+"""The C library's own unit tests, compiled and run here.
 
-They need only a C compiler: no Xen, no libxen-dev.
+Pure parts (console-dump parser, page layouts, the mover's batch record) need
+only a C compiler.  Run-time detection of XenServer's patched libxenctrl
+calls needs libxen-dev: one test binary, built once against the real
+libxenctrl, is run against it (stock) and, through LD_LIBRARY_PATH, against a
+fake libxenctrl built without and with the patched calls.
 """
 import os
 import shutil
@@ -8,26 +12,83 @@ import subprocess
 
 import pytest
 
-LIB = os.path.join(os.path.dirname(__file__), "..", "libxenuma")
+LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "libxenuma")
+SRC = os.path.join(LIB, "src")
+TESTS = os.path.join(LIB, "tests")
 CC = shutil.which("gcc") or shutil.which("cc")
+WARN = ["-Wall", "-Wextra", "-Werror"]
+HAVE_XEN_DEV = os.path.exists("/usr/include/xenctrl.h")
 
 
-def run_c_tests(tmp_path, test_source: str, unit: str) -> tuple:
-    exe = str(tmp_path / test_source.replace(".c", ""))
-    subprocess.run([CC, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", exe,
-                    "-I", os.path.join(LIB, "src"), os.path.join(LIB, "tests", test_source),
-                    os.path.join(LIB, "src", unit)], check=True)
-    proc = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    passed, failed = (int(x.split()[0]) for x in proc.stdout.strip().split(", "))
+def library_sources() -> list:
+    """libxenuma/SOURCES, the one list of the library's C files."""
+    with open(os.path.join(LIB, "SOURCES")) as f:
+        return [os.path.join(SRC, line.strip()) for line in f if line.strip() and not line.startswith("#")]
+
+
+def compile_c(args: list) -> None:
+    subprocess.check_call([CC, "-std=gnu11", "-O2", *WARN, *args])
+
+
+def run_counts(exe: str, *args: str, env: dict = None) -> tuple:
+    proc = subprocess.run([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    passed, failed = (int(x.split()[0]) for x in proc.stdout.strip().splitlines()[-1].split(", "))
     return passed, failed
 
 
 @pytest.mark.skipif(CC is None, reason="no C compiler")
 @pytest.mark.parametrize("test_source, unit, at_least", [
     ("test_udump.c", "udump.c", 19),
-    ("test_pagelayout.c", "pagelayout.c", 30),
+    ("test_pagelayout.c", "pagelayout.c", 36),
+    ("test_batchrecord.c", "batchrecord.c", 64),
 ])
 def test_c_unit_tests(tmp_path, test_source, unit, at_least):
-    passed, failed = run_c_tests(tmp_path, test_source, unit)
+    exe = str(tmp_path / test_source.replace(".c", ""))
+    compile_c(["-o", exe, "-I", SRC, os.path.join(TESTS, test_source), os.path.join(SRC, unit)])
+    passed, failed = run_counts(exe)
     assert failed == 0 and passed >= at_least
+
+
+def build_fake_xenctrl(directory: str, patched: bool) -> str:
+    """fake_xenctrl.c as libxenctrl.so.4.17 (same soname and symbol version as Xen 4.17's)."""
+    os.makedirs(directory, exist_ok=True)
+    compile_c(["-fPIC", "-shared", *(["-DFAKE_XC_PATCHED"] if patched else []),
+               "-Wl,-soname,libxenctrl.so.4.17",
+               "-Wl,--version-script=" + os.path.join(TESTS, "fake_xenctrl.map"),
+               "-o", os.path.join(directory, "libxenctrl.so.4.17"), os.path.join(TESTS, "fake_xenctrl.c")])
+    return directory
+
+
+@pytest.fixture(scope="module")
+def patched_ops_binary(tmp_path_factory):
+    base = tmp_path_factory.mktemp("patched-ops")
+    exe = str(base / "test_patched_ops")
+    compile_c(["-I", SRC, "-o", exe, os.path.join(TESTS, "test_patched_ops.c"), *library_sources(),
+               "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
+    return {"exe": exe, "stock": build_fake_xenctrl(str(base / "stock"), False),
+            "patched": build_fake_xenctrl(str(base / "patched"), True)}
+
+
+@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@pytest.mark.parametrize("mode, at_least", [("real", 2), ("stock", 9), ("patched", 14)])
+def test_patched_calls_are_found_at_run_time(patched_ops_binary, mode, at_least):
+    env = dict(os.environ)
+    env.pop("FAKE_XC_FAIL", None)
+    if mode != "real":
+        env["LD_LIBRARY_PATH"] = patched_ops_binary[mode]
+    passed, failed = run_counts(patched_ops_binary["exe"], mode, env=env)
+    assert failed == 0 and passed >= at_least
+
+
+@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+def test_library_builds_with_warnings_as_errors(tmp_path):
+    """Every file in SOURCES, as the Makefile's shared library."""
+    out = str(tmp_path / "libxenuma.so")
+    compile_c(["-fPIC", "-shared", "-o", out, *library_sources(),
+               "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
+    symbols = subprocess.run(["nm", "-D", "--defined-only", out], stdout=subprocess.PIPE,
+                             universal_newlines=True, check=True).stdout.split()
+    assert "xn_patched_ops" in symbols and "xn_mig_record_busy" in symbols
+    assert not [s for s in symbols if s.startswith(("xn_rec_", "xn_batch_", "xn_domain_info"))]

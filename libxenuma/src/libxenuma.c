@@ -4,6 +4,7 @@
 #include "udump.h"
 #include "pagemove_internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +13,53 @@
 #include <xenctrl.h>
 #include <xentoollog.h>
 
-/* XenServer's patched libxc has per-node page counts and claims; the build
- * defines these when its xenctrl.h declares them (see build_libxenuma.py). */
+/*
+ * XenServer's patched libxenctrl adds per-node claims and a per-domain
+ * node-page query.  Stock headers do not declare them, so they are looked up
+ * at run time in the libxenctrl this process actually loaded: the same
+ * binary uses them where they exist and falls back on stock Xen.  The
+ * signatures are those of XenServer's patch queue as its xenctrlext stubs
+ * call them.
+ */
+typedef int claim_pages_node_fn(xc_interface *xch, uint32_t domid, unsigned int node, unsigned long nr_pages);
+typedef int node_pages_fn(xc_interface *xch, uint32_t domid, unsigned int *nr_nodes, uint64_t *pages);
+
+struct patched_ops {
+    claim_pages_node_fn *claim_pages_node;
+    node_pages_fn *node_pages;
+};
 
 struct xn_handle {
     xc_interface *xch;
     xentoollog_logger_stdiostream *log;
+    struct patched_ops patched;
 };
+
+/* The patched calls in the object that provides xc_interface_open (found
+ * with dladdr: the real libxenctrl, or whatever stands in for it). */
+static struct patched_ops find_patched_ops(void)
+{
+    struct patched_ops ops = { NULL, NULL };
+    Dl_info where;
+    void *lib;
+
+    if (!dladdr((void *)&xc_interface_open, &where) || !where.dli_fname)
+        return ops;
+    lib = dlopen(where.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib)
+        return ops;
+    /* POSIX's blessed way to turn dlsym's void * into a function pointer */
+    *(void **)&ops.claim_pages_node = dlsym(lib, "xc_domain_claim_pages_node");
+    *(void **)&ops.node_pages = dlsym(lib, "xc_domain_numa_get_node_pages");
+    dlclose(lib); /* RTLD_NOLOAD took a reference to an object that stays loaded */
+    return ops;
+}
+
+unsigned int xn_patched_ops(void)
+{
+    struct patched_ops ops = find_patched_ops();
+    return (ops.claim_pages_node ? XN_PATCHED_CLAIM_NODE : 0) | (ops.node_pages ? XN_PATCHED_NODE_PAGES : 0);
+}
 
 xc_interface *xn_xch(xn_handle *h)
 {
@@ -46,6 +87,7 @@ int xn_open(xn_handle **out)
         free(h);
         return rc;
     }
+    h->patched = find_patched_ops();
     *out = h;
     return 0;
 }
@@ -184,6 +226,7 @@ int xn_vcpu_info(xn_handle *h, uint32_t domid, uint32_t vcpu, struct xn_vcpu *ou
     out->blocked = info.blocked;
     out->running = info.running;
     out->cpu = info.cpu;
+    out->cpu_time_ns = info.cpu_time;
     return 0;
 }
 
@@ -253,28 +296,24 @@ int xn_unpause(xn_handle *h, uint32_t domid)
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)
 {
     if (node != ~0u) {
-#ifdef XN_HAVE_CLAIM_PAGES_NODE
-        /* XenServer: xc_domain_claim_pages_node(xch, domid, node, nr_pages) */
-        return xc_domain_claim_pages_node(h->xch, domid, node, nr_pages) ? neg_errno() : 0;
-#else
-        return -ENOSYS;
-#endif
+        if (!h->patched.claim_pages_node)
+            return -ENOSYS;
+        errno = 0;
+        return h->patched.claim_pages_node(h->xch, domid, node, (unsigned long)nr_pages) ? neg_errno() : 0;
     }
     return xc_domain_claim_pages(h->xch, domid, (unsigned long)nr_pages) ? neg_errno() : 0;
 }
 
 int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages)
 {
-#ifdef XN_HAVE_NUMA_GET_NODE_PAGES
-    /* XenServer: xc_domain_numa_get_node_pages(xch, domid, &nr_nodes, pages) */
     unsigned int n = nr_nodes;
-    if (xc_domain_numa_get_node_pages(h->xch, domid, &n, pages))
+
+    if (!h->patched.node_pages)
+        return -ENOSYS;
+    errno = 0;
+    if (h->patched.node_pages(h->xch, domid, &n, pages))
         return neg_errno();
     return (int)n;
-#else
-    (void)h; (void)domid; (void)nr_nodes; (void)pages;
-    return -ENOSYS;
-#endif
 }
 
 static void sleep_ms(unsigned int ms)
@@ -345,11 +384,10 @@ int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_
 void xn_features(xn_handle *h, struct xn_features *out)
 {
     uint64_t probe[1];
-    out->node_pages = xn_node_pages_native(h, 0, 1, probe) == -ENOSYS ? XN_FALLBACK : XN_NATIVE;
-#ifdef XN_HAVE_CLAIM_PAGES_NODE
-    out->node_claims = XN_NATIVE;
-#else
-    out->node_claims = XN_UNAVAILABLE;
-#endif
+    /* The call exists in the library; a hypervisor without the hypercall
+     * answers ENOSYS, and the fallback is used then too. */
+    out->node_pages = h->patched.node_pages && xn_node_pages_native(h, 0, 1, probe) != -ENOSYS
+                          ? XN_NATIVE : XN_FALLBACK;
+    out->node_claims = h->patched.claim_pages_node ? XN_NATIVE : XN_UNAVAILABLE;
     out->claims = XN_NATIVE;
 }

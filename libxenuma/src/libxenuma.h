@@ -43,6 +43,7 @@ struct xn_domain {
 struct xn_vcpu {
     uint8_t online, blocked, running;
     uint32_t cpu;
+    uint64_t cpu_time_ns;  /* time this vCPU has run since it was created */
 };
 
 /* Feature states reported by xn_features(). */
@@ -55,6 +56,13 @@ struct xn_features {
     int node_claims;  /* per-node claims: native, or unavailable */
     int claims;       /* host-wide claims */
 };
+
+/* XenServer's patched libxenctrl calls, looked up at run time in the
+ * libxenctrl this process loaded (xn_patched_ops): one binary for stock
+ * and patched Xen. */
+#define XN_PATCHED_CLAIM_NODE 0x1  /* xc_domain_claim_pages_node */
+#define XN_PATCHED_NODE_PAGES 0x2  /* xc_domain_numa_get_node_pages */
+unsigned int xn_patched_ops(void);
 
 int xn_open(xn_handle **out);
 void xn_close(xn_handle *h);
@@ -85,7 +93,8 @@ int xn_unpause(xn_handle *h, uint32_t domid);
  * a claim on one node (node = ~0u for host-wide). */
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages);
 
-/* Pages per node with the patched op; -ENOSYS where the hypervisor lacks it. */
+/* Pages per node with the patched op (returns how many nodes were filled);
+ * -ENOSYS where the loaded libxenctrl lacks it. */
 int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages);
 /* Trigger debug key 'u' and return only the console output it produced
  * (read incrementally from the ring position before the key).  *len: in
@@ -118,9 +127,11 @@ struct xn_mig_scan_stats {
     uint64_t types_ns, grants_ns, layouts_ns;  /* time in each phase */
 };
 /* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 pauses the domain that
- * long and also marks frames that changed meanwhile. */
+ * long and also marks frames that changed meanwhile; record_path (or NULL)
+ * is a batch record kept for that pause, as xn_mig_move's, so a process
+ * killed during the probe leaves the domain recoverable by xn_mig_recover. */
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
-                struct xn_mig_scan_stats *stats);
+                const char *record_path, struct xn_mig_scan_stats *stats);
 /* Pure: what a 4 KiB page looks like (XN_GFN_RAM, _VCPU_INFO or _EVTCHN). */
 int xn_page_layout(const uint8_t *page);
 
@@ -152,6 +163,7 @@ struct xn_mig_result {
 #define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */
 #define XN_MIG_FAULT_AFTER_RELEASE 0x100 /* tests: fail right after the release, as a populate would */
 #define XN_MIG_FAULT_DIE_AFTER_RELEASE 0x200 /* tests: the process exits there (needs a record) */
+#define XN_MIG_FAULT_DIE_AFTER_UNPAUSE 0x400 /* tests: exits after the unpause, the record not yet removed */
 
 /*
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
@@ -160,15 +172,25 @@ struct xn_mig_result {
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  The
  * domain is unpaused on every path and signals are held off meanwhile.
  * record_path (or NULL): a file on tmpfs that holds the saved contents and
- * how far the batch got, removed when it is over; if the process dies inside
- * the window, xn_mig_recover puts the guest back together from it.
- * Returns 0 or the -errno also left in res->error.
+ * how far the batch got (written before each step, the pause included),
+ * locked by this process while it lives, removed when it is over; if the
+ * process dies, xn_mig_recover puts the guest back together from it.
+ * Returns 0 or the -errno also left in res->error; before any pause also
+ * -EBUSY (a live mover holds that record), -EEXIST (a dead mover's record
+ * awaits xn_mig_recover), -ENOSPC (no room for the record).
  */
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *out);
 /* After a mover died: back released gfns (any node), copy the saved contents
- * back, unpause.  1: unpaused; 0: nothing to do; -errno (the record is kept
- * if it still holds data the guest needs). */
+ * back, give back its pause -- never twice: a record saying the unpause was
+ * done, or may have been done while the domain is no longer paused, is only
+ * removed.  1: unpaused; 0: nothing to do (record removed, if any);
+ * XN_MIG_RECOVERED_GONE: the record's domain no longer exists (removed);
+ * -EBUSY: its mover is alive (record untouched); -EPROTO: not a record of
+ * ours; other -errno (the record is kept if it holds data the guest needs). */
+#define XN_MIG_RECOVERED_GONE 2
 int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *out);
+/* Does a live mover hold the record at record_path (its lock)?  1 yes, 0 no, -errno. */
+int xn_mig_record_busy(const char *record_path);
 
 #endif

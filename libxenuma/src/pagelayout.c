@@ -155,3 +155,10 @@ size_t xn_superpage_runs(const uint64_t *gfns, size_t n, uint8_t *is_super)
     }
     return runs;
 }
+
+uint64_t xn_unfreed(uint64_t before, uint64_t after, uint64_t released)
+{
+    /* Unsigned: before - after would wrap to a huge "freed" if the count rose. */
+    uint64_t freed = before > after ? before - after : 0;
+    return freed >= released ? 0 : released - freed;
+}

@@ -11,6 +11,8 @@
  *  - Reading grant-table entries (v1 and v2) for frames granted to others.
  *  - Splitting a sorted batch of gfns into whole, aligned 2 MiB runs (to be
  *    repopulated as superpages) and single pages.
+ *  - Telling from a domain's page counts how many released frames Xen did
+ *    not free.
  */
 #ifndef XENUMA_PAGELAYOUT_H
 #define XENUMA_PAGELAYOUT_H
@@ -50,5 +52,13 @@ long xn_granted_gfns(const uint8_t *table, size_t nr_entries, int version, uint6
  * Returns the number of such runs.
  */
 size_t xn_superpage_runs(const uint64_t *gfns, size_t n, uint8_t *is_super);
+
+/*
+ * A release of `released` frames took the domain's page count from `before`
+ * to `after`: how many of them were not freed (0 .. released).  A count that
+ * did not drop (or rose: something populated meanwhile) hides nothing: every
+ * frame not accounted for by the drop counts as not freed.
+ */
+uint64_t xn_unfreed(uint64_t before, uint64_t after, uint64_t released);
 
 #endif

@@ -1,10 +1,55 @@
-/* Shared between libxenuma's translation units; not part of the API. */
+/*
+ * Shared between libxenuma's page-migration translation units (pagescan.c,
+ * pagemove.c, pagerecover.c) and libxenuma.c; not part of the API.
+ */
 #ifndef XENUMA_PAGEMOVE_INTERNAL_H
 #define XENUMA_PAGEMOVE_INTERNAL_H
 
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+
 #include <xenctrl.h>
+#include <xenforeignmemory.h>
 #include "libxenuma.h"
 
-xc_interface *xn_xch(xn_handle *h);
+/* Not exported from the shared library: the API is libxenuma.h. */
+#define XN_INTERNAL __attribute__((visibility("hidden")))
+
+/* Exported by libxenctrl but not declared in xenctrl.h. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
+
+#define XN_TYPE_BATCH 1024u /* gfns per getpageframeinfo3 */
+
+XN_INTERNAL xc_interface *xn_xch(xn_handle *h);
+
+/* libxc reports failures in errno; ours are -errno (never 0 for a failure). */
+static inline int xn_errno_rc(void)
+{
+    return errno ? -errno : -EIO;
+}
+
+XN_INTERNAL uint64_t xn_now_ns(void);
+/* One domain's info: 0, -ESRCH if it does not exist, -errno. */
+XN_INTERNAL int xn_domain_info(xc_interface *xch, uint32_t domid, xc_domaininfo_t *info);
+/* Block every asynchronous signal for a pause window (faults stay deliverable). */
+XN_INTERNAL void xn_hold_signals(sigset_t *old);
+XN_INTERNAL void xn_sleep_ms(unsigned int ms);
+
+/* One batch of gfns being moved (or put back by recovery). */
+struct xn_batch {
+    xc_interface *xch;
+    xenforeignmemory_handle *fmem;
+    uint32_t domid;
+    const uint64_t *gfns;
+    uint32_t n;
+    uint8_t *copy;          /* n pages of contents */
+    uint8_t *is_super;
+    xen_pfn_t *scratch;     /* gfn lists handed to Xen */
+    struct xn_mig_result *res;
+};
+
+/* Copy gfns[0..count) between the guest and b->copy through a fresh mapping. */
+XN_INTERNAL int xn_batch_copy(struct xn_batch *b, uint32_t count, int to_guest);
 
 #endif

@@ -230,6 +230,15 @@ def project_cpio(debs: str) -> str:
     os.makedirs(bindir)
     run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(bindir, "holdpage"),
          os.path.join(HERE, "holdpage.c"), "-lxenforeignmemory"])
+    # The OCaml binding's check program (same Debian 12 and libxenctrl as the
+    # dom0 image); tests/xen/dom0/test_ocaml_real.py skips where it is absent.
+    if shutil.which("dune"):
+        stubs = os.path.join(ROOT, "ocaml-stubs")
+        run(["dune", "build", "--root", stubs, "test/xenuma_check.exe"])
+        shutil.copy(os.path.join(stubs, "_build", "default", "test", "xenuma_check.exe"),
+                    os.path.join(bindir, "xenuma_check"))
+    else:
+        log("dune not installed: the OCaml binding's real-Xen test will be skipped")
     shutil.copy(os.path.join(HERE, "dom0-init.sh"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
     out = os.path.join(CACHE, "project.cpio")

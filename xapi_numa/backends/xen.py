@@ -11,6 +11,8 @@ of every domain under a lock, so captures are rate-limited: one per
 ``dump_interval`` seconds serves every domain asked about meanwhile.
 """
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import threading
@@ -27,8 +29,10 @@ from xapi_numa.core.units import PAGE_SHIFT
 
 try:
     from xapi_numa._libxenuma import ffi, lib
-except ImportError as err:  # pragma: no cover - exercised where libxen-dev is absent
-    raise ImportError(f"libxenuma is not built: {err}") from None
+except ImportError:  # no compiler was there (a dom0): the prebuilt library in cffi's ABI mode
+    from xapi_numa.backends.libxenuma_abi import load as _load_abi
+
+    ffi, lib = _load_abi()  # ImportError naming where it looked, as before
 
 INVALID_U32 = 0xFFFFFFFF
 INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
@@ -58,6 +62,68 @@ def _bits_to_set(buf, nbytes: int) -> FrozenSet[int]:
     return frozenset(out)
 
 
+class XenstoreReader:
+    """Reads xenstore keys through libxenstore (ctypes: no compiler needed, no
+    subprocess to time out), falling back to ``xenstore-read`` where the library
+    cannot be loaded.  None when a key cannot be read now."""
+
+    def __init__(self) -> None:
+        self._lib = None
+        self._handle = None
+        try:
+            self._lib = ctypes.CDLL(ctypes.util.find_library("xenstore") or "libxenstore.so.4", use_errno=True)
+            self._lib.xs_open.restype = ctypes.c_void_p
+            self._lib.xs_open.argtypes = [ctypes.c_ulong]
+            self._lib.xs_read.restype = ctypes.c_void_p
+            self._lib.xs_read.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
+                                          ctypes.POINTER(ctypes.c_uint)]
+            self._handle = self._lib.xs_open(0)
+        except (OSError, AttributeError):
+            self._lib = None
+        self._free = ctypes.CDLL(None).free
+        self._free.argtypes = [ctypes.c_void_p]
+
+    def _raw(self, path: str) -> Optional[str]:
+        """The value ("" for a directory), None if the key does not exist; raises
+        OSError if xenstore cannot be asked."""
+        if self._lib is not None and self._handle:
+            length = ctypes.c_uint(0)
+            ctypes.set_errno(0)
+            value = self._lib.xs_read(self._handle, 0, path.encode(), ctypes.byref(length))
+            if not value:
+                err = ctypes.get_errno()
+                if err in (0, errno.ENOENT):
+                    return None
+                raise OSError(err, "reading {} from xenstore".format(path))
+            try:
+                return ctypes.string_at(value, length.value).decode("utf-8", "replace")
+            finally:
+                self._free(value)
+        return self._read_with_tool(path)
+
+    def read(self, path: str) -> Optional[str]:
+        """A key's value; None when it is missing, empty or cannot be read now."""
+        try:
+            return self._raw(path) or None
+        except OSError:
+            return None
+
+    def exists(self, path: str) -> bool:
+        """Raises OSError when xenstore cannot be asked (the caller must not guess)."""
+        return self._raw(path) is not None
+
+    @staticmethod
+    def _read_with_tool(path: str) -> Optional[str]:
+        import subprocess
+
+        try:
+            out = subprocess.run(["xenstore-read", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 universal_newlines=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            raise OSError(errno.ETIMEDOUT, "xenstore-read {} timed out".format(path)) from None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+
 class XenHypervisor(Hypervisor):
     """Hypervisor port implementation for dom0 of a real Xen host."""
 
@@ -78,6 +144,7 @@ class XenHypervisor(Hypervisor):
         self._dump_text: Optional[bytes] = None
         self._dump_time = 0.0
         self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
+        self._xenstore = XenstoreReader()
 
     # --- host -------------------------------------------------------------------------
     def physinfo(self):
@@ -148,37 +215,38 @@ class XenHypervisor(Hypervisor):
                 continue
             dtype = "pv" if not d.flags & lib.XN_DOM_HVM else "hvm"
             if d.domid not in self._names:
-                self._names[d.domid] = self._name(d.domid)
+                name = self._name(d.domid)
+                if name is not None:
+                    self._names[d.domid] = name
             result.append(DomainInfo(
-                d.domid, self._names[d.domid], str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
+                d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
                 d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
                 dtype, d.outstanding_pages << PAGE_SHIFT))
         return result
 
-    @staticmethod
-    def _name(domid: int) -> str:
-        # Names live in xenstore, not in the hypervisor; xenstore-read is the
-        # portable way without linking libxenstore.
-        import subprocess
+    def _name(self, domid: int) -> Optional[str]:
+        """The domain's name from xenstore, or None if it cannot be read now (never
+        cached then: a busy xenstore must not rename a domain for good)."""
+        return self._xenstore.read("/local/domain/{}/name".format(domid))
 
-        try:
-            out = subprocess.run(["xenstore-read", f"/local/domain/{domid}/name"], capture_output=True,
-                                 text=True, timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            return f"domain-{domid}"
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else f"domain-{domid}"
+    def _domain_record(self, domid: int) -> SimpleNamespace:
+        """One domain's record (one hypercall, not a sweep of the domain list)."""
+        batch = ffi.new("struct xn_domain[]", 1)
+        got = _check(lib.xn_domains(self._h, domid, 1, batch), "xc_domain_getinfolist")
+        if got < 1 or batch[0].domid != domid:
+            raise HypervisorError(errno.ESRCH, "domain {}".format(domid))
+        d = batch[0]
+        return SimpleNamespace(domid=d.domid, flags=d.flags, max_vcpu_id=d.max_vcpu_id)
 
     def _max_vcpu(self, domid: int) -> int:
-        for d in self._domain_records():
-            if d.domid == domid:
-                return d.max_vcpu_id
-        raise HypervisorError(errno.ESRCH, f"domain {domid}")
+        return self._domain_record(domid).max_vcpu_id
 
     def vcpus(self, domid: int) -> List[VcpuInfo]:
-        max_id = self._max_vcpu(domid)
+        record = self._domain_record(domid)
+        max_id = record.max_vcpu_id
         if max_id == INVALID_U32:
             return []
-        paused = any(d.domid == domid and d.flags & lib.XN_DOM_PAUSED for d in self._domain_records())
+        paused = bool(record.flags & lib.XN_DOM_PAUSED)
         info = ffi.new("struct xn_vcpu *")
         hard = ffi.new("uint8_t[]", self._cpumap_bytes)
         soft = ffi.new("uint8_t[]", self._cpumap_bytes)
@@ -189,7 +257,7 @@ class XenHypervisor(Hypervisor):
             state = ("offline" if not info.online else "paused" if paused else "running" if info.running
                      else "blocked" if info.blocked else "runnable")
             out.append(VcpuInfo(domid, v, info.cpu, state, _bits_to_set(hard, self._cpumap_bytes),
-                                _bits_to_set(soft, self._cpumap_bytes)))
+                                _bits_to_set(soft, self._cpumap_bytes), cpu_time=info.cpu_time_ns / 1e9))
         return out
 
     def _cpumap(self, cpus: FrozenSet[int]):
@@ -306,7 +374,10 @@ class XenHypervisor(Hypervisor):
         nr = top[0] + 1
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
-        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, stats), f"scanning the memory of domain {domid}")
+        # the probe pauses the domain: under a batch record, as a move's pause window
+        record = self._record_path(domid).encode() if probe_ms else ffi.NULL
+        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, record, stats),
+               f"scanning the memory of domain {domid}")
         phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
                   ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
         return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants, phases)
@@ -318,7 +389,9 @@ class XenHypervisor(Hypervisor):
         res = ffi.new("struct xn_mig_result *")
         record = self._record_path(domid).encode()
         rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
-        if rc in (-errno.EPROTOTYPE, -errno.ESRCH, -errno.EINVAL) and res.stage == 0:
+        # refused before any pause (the batch record: a live mover, a dead one's record, no room)
+        if rc in (-errno.EPROTOTYPE, -errno.ESRCH, -errno.EINVAL, -errno.EBUSY, -errno.EEXIST,
+                  -errno.ENOSPC) and res.stage == 0:
             self._check_movable(domid)
             _check(rc, f"moving memory of domain {domid}")
         first, count = res.stuck_first, res.stuck_count
@@ -339,6 +412,8 @@ class XenHypervisor(Hypervisor):
         res = ffi.new("struct xn_mig_result *")
         rc = lib.xn_mig_recover(self._h, path.encode(), res)
         _check(rc, f"recovering an interrupted page move of domain {domid} (record kept at {path})")
+        if rc == lib.XN_MIG_RECOVERED_GONE:
+            return f"domain {domid} no longer exists: removed the batch record its mover left"
         if rc == 0:
             return None
         return (f"domain {domid}: finished a page-move batch its mover left paused "
@@ -347,15 +422,12 @@ class XenHypervisor(Hypervisor):
     def move_blockers(self, domid: int) -> List[str]:
         """PCI passthrough, as the toolstacks record it in xenstore (Xen 4.17 does not
         report a domain's IOMMU use to dom0)."""
-        import subprocess
-
         found = []
-        for path, what in ((f"/libxl/{domid}/device/pci", "PCI passthrough (libxl)"),
-                           (f"/local/domain/0/backend/pci/{domid}", "PCI passthrough (pciback)")):
+        for path, what in (("/libxl/{}/device/pci".format(domid), "PCI passthrough (libxl)"),
+                           ("/local/domain/0/backend/pci/{}".format(domid), "PCI passthrough (pciback)")):
             try:
-                out = subprocess.run(["xenstore-exists", path], capture_output=True, timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if out.returncode == 0:
-                found.append(what)
+                if self._xenstore.exists(path):
+                    found.append(what)
+            except OSError as err:  # cannot tell: refuse rather than guess
+                found.append("unknown devices (xenstore unreadable: {})".format(err))
         return found

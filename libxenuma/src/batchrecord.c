@@ -1,0 +1,235 @@
+/* batchrecord: see batchrecord.h. */
+#define _GNU_SOURCE
+#include "batchrecord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define REC_PAGE 4096u
+
+size_t xn_rec_header_bytes(uint32_t n)
+{
+    size_t bytes = sizeof(struct xn_rec_header) + (size_t)n * sizeof(uint64_t);
+    return (bytes + REC_PAGE - 1) / REC_PAGE * REC_PAGE;
+}
+
+size_t xn_rec_bytes(uint32_t kind, uint32_t n)
+{
+    return xn_rec_header_bytes(n) + (kind == XN_REC_KIND_BATCH ? (size_t)n * REC_PAGE : 0);
+}
+
+int xn_rec_action(uint32_t kind, uint32_t state)
+{
+    if (kind != XN_REC_KIND_BATCH && kind != XN_REC_KIND_PROBE)
+        return XN_RECOVER_INVALID;
+    switch (state) {
+    case XN_REC_OPEN:
+    case XN_REC_UNPAUSED:
+        return XN_RECOVER_NOTHING;
+    case XN_REC_PAUSED:
+    case XN_REC_RESTORED:
+        return XN_RECOVER_UNPAUSE;
+    case XN_REC_PAUSING:
+    case XN_REC_UNPAUSING:
+        /* Xen's pause is a counter: unpausing a pause we never took (or
+         * already gave back) would undo someone else's. */
+        return XN_RECOVER_UNPAUSE_IF_PAUSED;
+    case XN_REC_COPIED:
+        /* a probe saves nothing: it never gets here */
+        return kind == XN_REC_KIND_BATCH ? XN_RECOVER_RESTORE : XN_RECOVER_INVALID;
+    default:
+        return XN_RECOVER_INVALID;
+    }
+}
+
+void xn_rec_set_state(struct xn_rec *r, uint32_t state)
+{
+    if (r && r->hdr)
+        __atomic_store_n(&r->hdr->state, state, __ATOMIC_RELEASE); /* after the data it vouches for */
+}
+
+uint32_t xn_rec_state(const struct xn_rec *r)
+{
+    return __atomic_load_n(&r->hdr->state, __ATOMIC_ACQUIRE);
+}
+
+uint8_t *xn_rec_data(const struct xn_rec *r)
+{
+    return (uint8_t *)r->hdr + xn_rec_header_bytes(r->hdr->n);
+}
+
+void xn_rec_close(struct xn_rec *r)
+{
+    if (r->hdr)
+        munmap(r->hdr, r->size);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->hdr = NULL;
+    r->fd = -1;
+}
+
+void xn_rec_remove(struct xn_rec *r)
+{
+    /* Unlinked while still locked: nobody can take a finished record for a dead one. */
+    if (r->path)
+        unlink(r->path);
+    xn_rec_close(r);
+}
+
+static int header_is_valid(const struct xn_rec_header *h, size_t file_size)
+{
+    return h->magic == XN_REC_MAGIC && h->version == XN_REC_VERSION &&
+           (h->kind == XN_REC_KIND_BATCH || h->kind == XN_REC_KIND_PROBE) && h->size == file_size &&
+           file_size >= xn_rec_bytes(h->kind, h->n) && h->state < XN_REC_STATES;
+}
+
+int xn_rec_open_dead(struct xn_rec *r, const char *path)
+{
+    struct stat st, cur;
+    void *map;
+    int fd, rc;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return rc;
+    }
+    /* The mover may have finished (and removed it) between our open and our lock. */
+    if (fstat(fd, &st) || stat(path, &cur) || cur.st_ino != st.st_ino || cur.st_dev != st.st_dev) {
+        close(fd);
+        return 0;
+    }
+    if ((size_t)st.st_size < sizeof(struct xn_rec_header)) {
+        close(fd);
+        return -EPROTO;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (!header_is_valid(map, (size_t)st.st_size)) {
+        munmap(map, (size_t)st.st_size);
+        close(fd);
+        return -EPROTO; /* not ours: records only appear complete */
+    }
+    r->hdr = map;
+    r->size = (size_t)st.st_size;
+    r->fd = fd;
+    r->path = path;
+    return 1;
+}
+
+int xn_rec_busy(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), busy;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    /* A shared lock fails only against the mover's exclusive one. */
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+        busy = 0;
+    else
+        busy = errno == EWOULDBLOCK ? 1 : -errno;
+    close(fd);
+    return busy;
+}
+
+/* Put the finished temporary record under its name; make way for a dead
+ * mover's record only when it holds nothing a guest still needs. */
+static int publish(const char *tmp, const char *path)
+{
+    struct xn_rec old;
+    int attempt, rc;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (link(tmp, path) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -errno;
+        rc = xn_rec_open_dead(&old, path);
+        if (rc < 0)
+            return rc == -EBUSY ? -EBUSY : -EEXIST;
+        if (rc == 1) {
+            if (xn_rec_action(old.hdr->kind, xn_rec_state(&old)) != XN_RECOVER_NOTHING) {
+                xn_rec_close(&old);
+                return -EEXIST;
+            }
+            xn_rec_remove(&old);
+        }
+    }
+    return -EEXIST;
+}
+
+int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint64_t *gfns,
+                  uint32_t n)
+{
+    size_t size = xn_rec_bytes(kind, n), len = strlen(path) + 32;
+    char *tmp = malloc(len);
+    struct xn_rec_header *h;
+    int rc = 0;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    if (!tmp)
+        return -ENOMEM;
+    if (kind != XN_REC_KIND_BATCH && kind != XN_REC_KIND_PROBE) {
+        free(tmp);
+        return -EINVAL;
+    }
+    snprintf(tmp, len, "%s.new.%ld", path, (long)getpid());
+    unlink(tmp); /* left by a dead process that had our pid */
+    r->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (r->fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (flock(r->fd, LOCK_EX | LOCK_NB)) {
+        rc = -errno;
+        goto fail;
+    }
+    /* posix_fallocate returns the error rather than setting errno. */
+    if ((rc = -posix_fallocate(r->fd, 0, (off_t)size)))
+        goto fail;
+    h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+    if (h == MAP_FAILED) {
+        rc = -errno;
+        goto fail;
+    }
+    r->hdr = h;
+    r->size = size;
+    h->version = XN_REC_VERSION;
+    h->kind = kind;
+    h->domid = domid;
+    h->n = n;
+    h->size = size;
+    if (n)
+        memcpy(h->gfns, gfns, (size_t)n * sizeof(uint64_t));
+    xn_rec_set_state(r, XN_REC_OPEN);
+    __atomic_store_n(&h->magic, XN_REC_MAGIC, __ATOMIC_RELEASE);
+    if ((rc = publish(tmp, path)))
+        goto fail;
+    unlink(tmp);
+    free(tmp);
+    r->path = path;
+    return 0;
+fail:
+    unlink(tmp);
+    free(tmp);
+    r->path = NULL;
+    xn_rec_close(r);
+    return rc;
+}

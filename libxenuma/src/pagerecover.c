@@ -1,0 +1,147 @@
+/*
+ * Recovery after a dead mover: finish what the batch record (batchrecord.h)
+ * says was left undone -- back released gfns again and copy their saved
+ * contents back, then give back the pause the mover took, exactly once.
+ * Whether the mover is dead is the record's lock, never a pid.
+ */
+#define _GNU_SOURCE
+#include "libxenuma.h"
+#include "batchrecord.h"
+#include "pagemove_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+
+/* Released and not backed again: only those (populating a backed gfn would
+ * orphan its frame).  Fills missing[], returns how many or -errno. */
+static int find_unbacked(xc_interface *xch, const struct xn_rec_header *hdr, xen_pfn_t *types,
+                         xen_pfn_t *missing)
+{
+    uint32_t i, first, nmissing = 0;
+
+    for (i = 0; i < hdr->n; i++)
+        types[i] = hdr->gfns[i];
+    for (first = 0; first < hdr->n; first += XN_TYPE_BATCH) {
+        uint32_t len = hdr->n - first < XN_TYPE_BATCH ? hdr->n - first : XN_TYPE_BATCH;
+        if (xc_get_pfn_type_batch(xch, hdr->domid, len, types + first))
+            return xn_errno_rc();
+    }
+    for (i = 0; i < hdr->n; i++)
+        if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
+            missing[nmissing++] = hdr->gfns[i];
+    return (int)nmissing;
+}
+
+/* The contents the mover saved go back into the guest (any node will do). */
+static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_result *res)
+{
+    const struct xn_rec_header *hdr = rec->hdr;
+    struct xn_batch b = { .xch = xch, .fmem = xc_interface_fmem_handle(xch), .domid = hdr->domid,
+                          .gfns = hdr->gfns, .n = hdr->n, .res = res, .copy = xn_rec_data(rec) };
+    xen_pfn_t *types = malloc((size_t)hdr->n * sizeof(*types));
+    xen_pfn_t *missing = malloc((size_t)hdr->n * sizeof(*missing));
+    int rc;
+
+    b.scratch = malloc((size_t)hdr->n * sizeof(xen_pfn_t));
+    if (!types || !missing || !b.scratch || !b.fmem) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = find_unbacked(xch, hdr, types, missing);
+    if (rc > 0) {
+        int got = xc_domain_populate_physmap(xch, hdr->domid, (unsigned long)rc, 0, 0, missing);
+        res->fallback = got > 0 ? (uint64_t)got : 0;
+        res->lost = (uint64_t)rc - res->fallback;
+    }
+    if (rc >= 0)
+        rc = res->lost ? -ENOMEM : xn_batch_copy(&b, hdr->n, 1);
+    if (rc == 0)
+        xn_rec_set_state(rec, XN_REC_RESTORED);
+out:
+    free(types);
+    free(missing);
+    free(b.scratch);
+    return rc;
+}
+
+/* Give back the mover's pause; the record follows, so a recoverer killed
+ * here is not followed by a second unpause either. */
+static int give_back_pause(xc_interface *xch, struct xn_rec *rec, int only_if_paused,
+                           const xc_domaininfo_t *info)
+{
+    int rc;
+
+    if (only_if_paused && !(info->flags & XEN_DOMINF_paused))
+        return 0;
+    xn_rec_set_state(rec, XN_REC_UNPAUSING);
+    rc = xc_domain_unpause(xch, rec->hdr->domid) ? xn_errno_rc() : 1;
+    if (rc == -EINVAL)
+        rc = 0; /* not paused (any more) */
+    if (rc >= 0)
+        xn_rec_set_state(rec, XN_REC_UNPAUSED);
+    return rc;
+}
+
+int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *res)
+{
+    xc_interface *xch = xn_xch(h);
+    xc_domaininfo_t info;
+    struct xn_rec rec;
+    int rc, action;
+
+    memset(res, 0, sizeof(*res));
+    rc = xn_rec_open_dead(&rec, record_path);
+    if (rc <= 0)
+        return rc; /* nothing there, a live mover (-EBUSY), or not a record of ours */
+    rc = xn_domain_info(xch, rec.hdr->domid, &info);
+    if (rc == 0 && (info.flags & XEN_DOMINF_dying))
+        rc = -ESRCH;
+    if (rc == -ESRCH) {
+        xn_rec_remove(&rec); /* its domain is gone: nothing left to save */
+        return XN_MIG_RECOVERED_GONE;
+    }
+    if (rc) {
+        xn_rec_close(&rec);
+        return rc;
+    }
+    action = xn_rec_action(rec.hdr->kind, xn_rec_state(&rec));
+    switch (action) {
+    case XN_RECOVER_RESTORE:
+        rc = restore_batch(xch, &rec, res);
+        if (rc == -ESRCH) {
+            xn_rec_remove(&rec);
+            return XN_MIG_RECOVERED_GONE;
+        }
+        if (rc) {
+            xn_rec_close(&rec); /* keep the record: it holds the guest's data */
+            return rc;
+        }
+        rc = give_back_pause(xch, &rec, 0, &info);
+        break;
+    case XN_RECOVER_UNPAUSE:
+    case XN_RECOVER_UNPAUSE_IF_PAUSED:
+        rc = give_back_pause(xch, &rec, action == XN_RECOVER_UNPAUSE_IF_PAUSED, &info);
+        break;
+    case XN_RECOVER_NOTHING:
+        rc = 0;
+        break;
+    default:
+        xn_rec_close(&rec);
+        return -EPROTO;
+    }
+    if (rc < 0 && rc != -ESRCH) {
+        xn_rec_close(&rec);
+        return rc;
+    }
+    xn_rec_remove(&rec);
+    return rc < 0 ? XN_MIG_RECOVERED_GONE : rc;
+}
+
+int xn_mig_record_busy(const char *record_path)
+{
+    return xn_rec_busy(record_path);
+}

@@ -1,0 +1,291 @@
+/*
+ * The scan of page migration: which gfns of a translated (PVH/HVM) guest
+ * may move, and why the others stay (the XN_GFN_* classes of libxenuma.h).
+ * With a probe, the domain is paused for a while under a batch record of
+ * kind "probe", so a mover killed meanwhile leaves something recovery can
+ * unpause.
+ */
+#define _GNU_SOURCE
+#include "libxenuma.h"
+#include "batchrecord.h"
+#include "pagelayout.h"
+#include "pagemove_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xen/memory.h>
+#include <xen/hvm/params.h>
+#include <xen/grant_table.h>
+
+#define SCAN_CHUNK 1024u     /* pages mapped at a time while scanning */
+
+int xn_mig_check(xn_handle *h, uint32_t domid)
+{
+    xc_interface *xch = xn_xch(h);
+    xc_domaininfo_t info;
+    int rc = xn_domain_info(xch, domid, &info);
+
+    if (rc)
+        return rc;
+    if (!(info.flags & XEN_DOMINF_hvm_guest))
+        return -EPROTOTYPE; /* PV: its page tables hold machine frames */
+    if (info.flags & (XEN_DOMINF_dying | XEN_DOMINF_shutdown))
+        return -ESRCH;
+    /* Live migration cannot be seen from here: a log-dirty PEEK succeeds
+     * whether or not log-dirty mode is on.  Callers ask the toolstack. */
+    return 0;
+}
+
+int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn)
+{
+    xen_pfn_t max = 0;
+    if (xc_domain_maximum_gpfn(xn_xch(h), domid, &max) < 0)
+        return xn_errno_rc();
+    *max_gfn = max;
+    return 0;
+}
+
+/* The single-frame HVM params: pages the toolstack or its daemons map. */
+static const uint32_t magic_params[] = {
+    HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_IOREQ_PFN, HVM_PARAM_BUFIOREQ_PFN,
+    HVM_PARAM_PAGING_RING_PFN, HVM_PARAM_MONITOR_RING_PFN, HVM_PARAM_SHARING_RING_PFN,
+};
+#define NR_MAGIC_PARAMS (sizeof(magic_params) / sizeof(magic_params[0]))
+
+/*
+ * Ordinary RAM (NOTAB) is movable; holes, MMIO and Xen-owned frames
+ * (shared_info, grant frames: XTAB) are not.  A translated guest's gfn space
+ * is mostly hole (a PVH guest's magic and special pages sit just below
+ * 4 GiB), so the scan stops once it has seen all the domain's pages but
+ * SPECIAL_SLACK: what lies beyond is holes and the toolstack's special pages
+ * (never moved anyway), or at worst a few RAM frames left unmoved -- never
+ * the reverse, whatever the page count does meanwhile.
+ */
+#define SPECIAL_SLACK 64
+
+static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *typed)
+{
+    xen_pfn_t arr[XN_TYPE_BATCH];
+    uint64_t first, ram = 0;
+    unsigned int i, n;
+    xc_domaininfo_t info;
+    int rc = xn_domain_info(xch, domid, &info);
+
+    if (rc)
+        return rc;
+    memset(cls, XN_GFN_NOT_RAM, nr);
+    for (first = 0; first < nr; first += n) {
+        n = (unsigned int)(nr - first < XN_TYPE_BATCH ? nr - first : XN_TYPE_BATCH);
+        if (ram > 0 && ram + SPECIAL_SLACK >= info.tot_pages)
+            break;
+        *typed += n;
+        for (i = 0; i < n; i++)
+            arr[i] = first + i;
+        if (xc_get_pfn_type_batch(xch, domid, n, arr))
+            return xn_errno_rc();
+        for (i = 0; i < n; i++) {
+            int is_ram = (arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_NOTAB;
+            cls[first + i] = is_ram ? XN_GFN_RAM : XN_GFN_NOT_RAM;
+            ram += is_ram;
+        }
+    }
+    return 0;
+}
+
+static void mark(uint8_t *cls, uint64_t nr, uint64_t gfn, uint8_t what)
+{
+    if (gfn < nr && cls[gfn] == XN_GFN_RAM)
+        cls[gfn] = what;
+}
+
+/* The HVM params that name frames Xen or the toolstack's daemons map.  Those
+ * past the typed range (the special pages below 4 GiB) are populated frames
+ * the type scan did not reach: they are named as what they are. */
+static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t typed)
+{
+    uint64_t value, base = 0, count = 0, i;
+
+    for (i = 0; i < NR_MAGIC_PARAMS; i++)
+        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value && value < nr) {
+            if (value >= typed)
+                cls[value] = XN_GFN_MAGIC;
+            mark(cls, nr, value, XN_GFN_MAGIC);
+        }
+    if (xc_hvm_param_get(xch, domid, HVM_PARAM_IOREQ_SERVER_PFN, &base) == 0 &&
+        xc_hvm_param_get(xch, domid, HVM_PARAM_NR_IOREQ_SERVER_PAGES, &count) == 0 && base)
+        for (i = 0; i < count && i < 256; i++)
+            mark(cls, nr, base + i, XN_GFN_MAGIC);
+}
+
+/* Every frame the guest grants to another domain: a backend may map it, or
+ * copy into it (grant copy) at any moment, so none of them moves. */
+static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *busy_out)
+{
+    xenforeignmemory_handle *fmem = xc_interface_fmem_handle(xch);
+    xenforeignmemory_resource_handle *res;
+    struct gnttab_query_size query = { .dom = (domid_t)domid };
+    int version = xc_gnttab_get_version(xch, domid);
+    size_t entries, busy = 0, i;
+    uint64_t *gfns;
+    void *table = NULL;
+    long got;
+
+    if (version < 0)
+        return xn_errno_rc();
+    if (version == 0)
+        return 0; /* no grant table set up yet */
+    if (xc_gnttab_op(xch, GNTTABOP_query_size, &query, sizeof(query), 1) || query.status != GNTST_okay)
+        return query.status != GNTST_okay ? -EIO : xn_errno_rc();
+    if (query.nr_frames == 0)
+        return 0;
+    /* Only the frames in use: asking for more would grow the table. */
+    res = xenforeignmemory_map_resource(fmem, (domid_t)domid, XENMEM_resource_grant_table,
+                                        XENMEM_resource_grant_table_id_shared, 0, query.nr_frames, &table,
+                                        PROT_READ, 0);
+    if (!res)
+        return xn_errno_rc();
+    entries = (size_t)query.nr_frames * XN_PAGE_SIZE / (version == 1 ? 8 : 16);
+    gfns = malloc(entries * sizeof(*gfns));
+    if (!gfns) {
+        xenforeignmemory_unmap_resource(fmem, res);
+        return -ENOMEM;
+    }
+    got = xn_granted_gfns(table, entries, version, gfns, entries, &busy);
+    xenforeignmemory_unmap_resource(fmem, res);
+    for (i = 0; got > 0 && i < (size_t)got; i++)
+        mark(cls, nr, gfns[i], XN_GFN_GRANTED);
+    free(gfns);
+    *busy_out = busy;
+    return got < 0 ? (int)got : 0;
+}
+
+/* FNV-1a over a page, for the probe. */
+static uint64_t page_hash(const uint8_t *p)
+{
+    uint64_t h = 1469598103934665603ull;
+    size_t i;
+    for (i = 0; i < XN_PAGE_SIZE; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    return h;
+}
+
+/*
+ * Visit the RAM gfns chunk by chunk, mapped read-only: recognise layouts,
+ * and, when hashes is given, hash every page (hashes indexed by gfn).
+ */
+static int visit_ram(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *hashes,
+                     int recognise)
+{
+    xenforeignmemory_handle *fmem = xc_interface_fmem_handle(xch);
+    xen_pfn_t gfns[SCAN_CHUNK];
+    int errs[SCAN_CHUNK];
+    uint64_t gfn = 0;
+
+    while (gfn < nr) {
+        unsigned int n = 0, i;
+        uint8_t *map;
+        for (; gfn < nr && n < SCAN_CHUNK; gfn++)
+            if (cls[gfn] == XN_GFN_RAM)
+                gfns[n++] = gfn;
+        if (n == 0)
+            break;
+        map = xenforeignmemory_map(fmem, domid, PROT_READ, n, gfns, errs);
+        if (!map)
+            return xn_errno_rc();
+        for (i = 0; i < n; i++) {
+            const uint8_t *page = map + (size_t)i * XN_PAGE_SIZE;
+            if (errs[i]) {
+                cls[gfns[i]] = XN_GFN_NOT_RAM; /* not mappable: not ours to move */
+                continue;
+            }
+            if (recognise) {
+                int layout = xn_page_layout(page);
+                if (layout != XN_LAYOUT_PLAIN)
+                    cls[gfns[i]] = (uint8_t)layout;
+            }
+            if (hashes)
+                hashes[gfns[i]] = page_hash(page);
+        }
+        xenforeignmemory_unmap(fmem, map, n);
+    }
+    return 0;
+}
+
+/* Pause, hash, wait for the vCPUs' timers to fire, hash again: whatever
+ * changed while no vCPU ran was written by Xen or by a backend.  The record
+ * says "pausing" before the pause and "unpaused" after the unpause, so a
+ * kill anywhere in between is recoverable and never unpaused twice. */
+static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, unsigned int probe_ms,
+                         const char *record_path)
+{
+    uint64_t *before = calloc(nr, sizeof(*before)), *after = calloc(nr, sizeof(*after)), gfn;
+    struct xn_rec rec = { .fd = -1 };
+    sigset_t old;
+    int rc = 0;
+
+    if (!before || !after) {
+        free(before);
+        free(after);
+        return -ENOMEM;
+    }
+    if (record_path)
+        rc = xn_rec_create(&rec, record_path, XN_REC_KIND_PROBE, domid, NULL, 0);
+    if (rc == 0) {
+        xn_hold_signals(&old);
+        xn_rec_set_state(&rec, XN_REC_PAUSING);
+        rc = xc_domain_pause(xch, domid) ? xn_errno_rc() : 0;
+        if (rc == 0) {
+            xn_rec_set_state(&rec, XN_REC_PAUSED);
+            rc = visit_ram(xch, domid, nr, cls, before, 0);
+            if (rc == 0) {
+                xn_sleep_ms(probe_ms);
+                rc = visit_ram(xch, domid, nr, cls, after, 1);
+            }
+            xn_rec_set_state(&rec, XN_REC_UNPAUSING);
+            xc_domain_unpause(xch, domid);
+        }
+        xn_rec_set_state(&rec, XN_REC_UNPAUSED);
+        if (record_path)
+            xn_rec_remove(&rec);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    for (gfn = 0; rc == 0 && gfn < nr; gfn++)
+        if (cls[gfn] == XN_GFN_RAM && before[gfn] != after[gfn])
+            cls[gfn] = XN_GFN_CHANGED;
+    free(before);
+    free(after);
+    return rc;
+}
+
+int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
+                const char *record_path, struct xn_mig_scan_stats *stats)
+{
+    xc_interface *xch = xn_xch(h);
+    int rc = xn_mig_check(h, domid);
+    uint64_t t0 = xn_now_ns(), t1, t2;
+
+    memset(stats, 0, sizeof(*stats));
+    if (rc)
+        return rc;
+    if ((rc = classify_types(xch, domid, nr, cls, &stats->typed)))
+        return rc;
+    classify_magic(xch, domid, nr, cls, stats->typed);
+    t1 = xn_now_ns();
+    if ((rc = classify_grants(xch, domid, nr, cls, &stats->busy_grants)))
+        return rc;
+    t2 = xn_now_ns();
+    rc = probe_ms ? probe_changes(xch, domid, nr, cls, probe_ms, record_path)
+                  : visit_ram(xch, domid, nr, cls, NULL, 1);
+    stats->types_ns = t1 - t0;
+    stats->grants_ns = t2 - t1;
+    stats->layouts_ns = xn_now_ns() - t2;
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* Unit tests of batchrecord (the mover's record: format, lock, state machine,
+ * recovery actions); no Xen needed.  Prints "N passed, N failed". */
+#define _GNU_SOURCE
+#include "batchrecord.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond) do { if (cond) passed++; else { failed++; \
+    fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+
+static char dir[64], path[128];
+static const uint64_t gfns[3] = { 0x100, 0x101, 0x2000 };
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void test_actions(void)
+{
+    uint32_t kinds[2] = { XN_REC_KIND_BATCH, XN_REC_KIND_PROBE }, k;
+
+    for (k = 0; k < 2; k++) {
+        CHECK(xn_rec_action(kinds[k], XN_REC_OPEN) == XN_RECOVER_NOTHING);
+        CHECK(xn_rec_action(kinds[k], XN_REC_PAUSING) == XN_RECOVER_UNPAUSE_IF_PAUSED);
+        CHECK(xn_rec_action(kinds[k], XN_REC_PAUSED) == XN_RECOVER_UNPAUSE);
+        CHECK(xn_rec_action(kinds[k], XN_REC_RESTORED) == XN_RECOVER_UNPAUSE);
+        CHECK(xn_rec_action(kinds[k], XN_REC_UNPAUSING) == XN_RECOVER_UNPAUSE_IF_PAUSED);
+        /* the unpause was done: a second one would undo someone else's pause */
+        CHECK(xn_rec_action(kinds[k], XN_REC_UNPAUSED) == XN_RECOVER_NOTHING);
+        CHECK(xn_rec_action(kinds[k], XN_REC_STATES) == XN_RECOVER_INVALID);
+    }
+    CHECK(xn_rec_action(XN_REC_KIND_BATCH, XN_REC_COPIED) == XN_RECOVER_RESTORE);
+    CHECK(xn_rec_action(XN_REC_KIND_PROBE, XN_REC_COPIED) == XN_RECOVER_INVALID);
+    CHECK(xn_rec_action(7, XN_REC_PAUSED) == XN_RECOVER_INVALID);
+}
+
+static void test_format(void)
+{
+    struct xn_rec r;
+    struct stat st;
+    char tmp[160];
+
+    CHECK(xn_rec_header_bytes(0) == 4096 && xn_rec_header_bytes(3) == 4096);
+    CHECK(xn_rec_header_bytes(600) == 8192);
+    CHECK(xn_rec_bytes(XN_REC_KIND_BATCH, 3) == 4096 + 3 * 4096);
+    CHECK(xn_rec_bytes(XN_REC_KIND_PROBE, 0) == 4096);
+
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_BATCH, 7, gfns, 3) == 0);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK((size_t)st.st_size == xn_rec_bytes(XN_REC_KIND_BATCH, 3));
+    CHECK(st.st_blocks * 512 >= st.st_size); /* reserved, not sparse */
+    CHECK(r.hdr->magic == XN_REC_MAGIC && r.hdr->version == XN_REC_VERSION);
+    CHECK(r.hdr->kind == XN_REC_KIND_BATCH && r.hdr->domid == 7 && r.hdr->n == 3);
+    CHECK(r.hdr->gfns[2] == 0x2000 && xn_rec_state(&r) == XN_REC_OPEN);
+    CHECK(xn_rec_data(&r) == (uint8_t *)r.hdr + 4096);
+    snprintf(tmp, sizeof(tmp), "%s.new.%ld", path, (long)getpid());
+    CHECK(!exists(tmp)); /* the temporary name is gone once published */
+    /* while we hold it: busy, and recovery keeps its hands off */
+    CHECK(xn_rec_busy(path) == 1);
+    {
+        struct xn_rec other;
+        CHECK(xn_rec_open_dead(&other, path) == -EBUSY);
+        CHECK(xn_rec_create(&other, path, XN_REC_KIND_PROBE, 7, NULL, 0) == -EBUSY);
+    }
+    xn_rec_remove(&r);
+    CHECK(!exists(path));
+    CHECK(xn_rec_busy(path) == 0);
+}
+
+/* A child makes a record, takes it to `state`, writes a page, and dies by
+ * SIGKILL (or waits for one when hold is set); returns its pid. */
+static pid_t mover(uint32_t kind, uint32_t state, int hold, int ready_fd)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        struct xn_rec r;
+        char ok = 1;
+        if (xn_rec_create(&r, path, kind, 9, gfns, kind == XN_REC_KIND_BATCH ? 3 : 0))
+            _exit(3);
+        if (kind == XN_REC_KIND_BATCH)
+            memset(xn_rec_data(&r) + 4096, 0x5a, 4096);
+        xn_rec_set_state(&r, state);
+        if (write(ready_fd, &ok, 1) != 1)
+            _exit(4);
+        if (hold)
+            pause();
+        kill(getpid(), SIGKILL);
+        _exit(5);
+    }
+    return pid;
+}
+
+static void wait_ready(int fd)
+{
+    char c;
+    CHECK(read(fd, &c, 1) == 1);
+}
+
+static void test_dead_and_live_movers(void)
+{
+    struct xn_rec r;
+    int status, pipefd[2];
+    pid_t pid;
+
+    CHECK(pipe(pipefd) == 0);
+    /* killed with gfns released: the record and its data survive, the lock does not */
+    pid = mover(XN_REC_KIND_BATCH, XN_REC_COPIED, 0, pipefd[1]);
+    wait_ready(pipefd[0]);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(xn_rec_busy(path) == 0);
+    /* a new mover may not overwrite what the guest still needs */
+    {
+        struct xn_rec fresh;
+        CHECK(xn_rec_create(&fresh, path, XN_REC_KIND_BATCH, 9, gfns, 3) == -EEXIST);
+    }
+    CHECK(xn_rec_open_dead(&r, path) == 1);
+    CHECK(r.hdr->domid == 9 && xn_rec_state(&r) == XN_REC_COPIED);
+    CHECK(xn_rec_action(r.hdr->kind, xn_rec_state(&r)) == XN_RECOVER_RESTORE);
+    CHECK(xn_rec_data(&r)[4096] == 0x5a && xn_rec_data(&r)[8191] == 0x5a && xn_rec_data(&r)[0] == 0);
+    /* while recovery holds it, it is busy to everybody else */
+    CHECK(xn_rec_busy(path) == 1);
+    xn_rec_remove(&r);
+    CHECK(!exists(path));
+
+    /* a live mover, whatever its pid: recovery is refused until it is dead */
+    pid = mover(XN_REC_KIND_PROBE, XN_REC_PAUSED, 1, pipefd[1]);
+    wait_ready(pipefd[0]);
+    CHECK(xn_rec_busy(path) == 1);
+    CHECK(xn_rec_open_dead(&r, path) == -EBUSY);
+    kill(pid, SIGKILL);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(xn_rec_busy(path) == 0);
+    CHECK(xn_rec_open_dead(&r, path) == 1);
+    CHECK(r.hdr->kind == XN_REC_KIND_PROBE && xn_rec_action(r.hdr->kind, xn_rec_state(&r)) == XN_RECOVER_UNPAUSE);
+    xn_rec_close(&r); /* kept */
+    CHECK(exists(path));
+    CHECK(xn_rec_open_dead(&r, path) == 1);
+    xn_rec_remove(&r);
+
+    /* killed after its unpause, before removing the record: a new mover takes its place */
+    pid = mover(XN_REC_KIND_PROBE, XN_REC_UNPAUSED, 0, pipefd[1]);
+    wait_ready(pipefd[0]);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 9, NULL, 0) == 0);
+    CHECK(xn_rec_state(&r) == XN_REC_OPEN);
+    xn_rec_remove(&r);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static void test_not_ours(void)
+{
+    struct xn_rec r;
+    FILE *f = fopen(path, "w");
+
+    fputs("not a record, but somebody's file", f);
+    fclose(f);
+    CHECK(xn_rec_open_dead(&r, path) == -EPROTO);
+    CHECK(exists(path)); /* left alone */
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 1, NULL, 0) == -EEXIST);
+    unlink(path);
+    CHECK(xn_rec_open_dead(&r, path) == 0); /* nothing there */
+}
+
+/* No room for the record: an error at creation, never a SIGBUS later. */
+static void test_no_room(void)
+{
+    pid_t pid = fork();
+    int status;
+
+    if (pid == 0) {
+        struct rlimit lim = { 8192, 8192 };
+        struct xn_rec r;
+        int rc;
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &lim);
+        rc = xn_rec_create(&r, path, XN_REC_KIND_BATCH, 1, gfns, 3);
+        _exit(rc == -EFBIG && !exists(path) ? 0 : 1);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void)
+{
+    strcpy(dir, "/tmp/xn-rec-XXXXXX");
+    if (!mkdtemp(dir))
+        return 2;
+    snprintf(path, sizeof(path), "%s/move-9.batch", dir);
+    test_actions();
+    test_format();
+    test_dead_and_live_movers();
+    test_not_ours();
+    test_no_room();
+    unlink(path);
+    rmdir(dir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

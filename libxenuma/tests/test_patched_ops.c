@@ -1,0 +1,97 @@
+/* Run-time detection of XenServer's patched libxenctrl calls.  Built once
+ * against the real libxenctrl; run against the real one ("real": stock, no
+ * Xen needed for the lookup), or, through LD_LIBRARY_PATH, against
+ * fake_xenctrl.c built without ("stock") or with ("patched") the patched
+ * calls.  Prints "N passed, N failed". */
+#define _GNU_SOURCE
+#include "libxenuma.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond) do { if (cond) passed++; else { failed++; \
+    fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+
+/* A counter the fake exports (absent from the real library). */
+static unsigned long fake_counter(const char *name)
+{
+    unsigned long *p = dlsym(RTLD_DEFAULT, name);
+    return p ? *p : (unsigned long)-1;
+}
+
+static void common_calls(xn_handle *h)
+{
+    struct xn_vcpu v;
+    unsigned int nodes = 8;
+    uint64_t size[8], free_bytes[8];
+    uint32_t dist[64];
+
+    CHECK(xn_numainfo(h, &nodes, size, free_bytes, dist) == 0 && nodes == 2 && dist[1] == 20);
+    CHECK(xn_vcpu_info(h, 1, 1, &v) == 0 && v.cpu_time_ns == 3000000000ull && v.cpu == 3);
+    CHECK(xn_claim(h, 1, ~0u, 100) == 0); /* host-wide: stock everywhere */
+}
+
+static void patched(xn_handle *h)
+{
+    struct xn_features f;
+    uint64_t pages[2] = { 0, 0 };
+    unsigned long before = fake_counter("fake_xc_patched_calls");
+
+    CHECK(xn_patched_ops() == (XN_PATCHED_CLAIM_NODE | XN_PATCHED_NODE_PAGES));
+    xn_features(h, &f);
+    CHECK(f.node_pages == XN_NATIVE && f.node_claims == XN_NATIVE && f.claims == XN_NATIVE);
+    CHECK(xn_claim(h, 1, 1, 4096) == 0);
+    CHECK(fake_counter("fake_xc_last_claim_node") == 1 && fake_counter("fake_xc_last_claim_pages") == 4096);
+    CHECK(xn_node_pages_native(h, 1, 2, pages) == 2 && pages[0] == 1001 && pages[1] == 2001);
+    CHECK(fake_counter("fake_xc_patched_calls") >= before + 2);
+    /* errors of the patched calls come back as -errno */
+    CHECK(xn_claim(h, 1, 5, 4096) == -EINVAL);
+    CHECK(xn_node_pages_native(h, 9, 2, pages) == -ESRCH);
+    setenv("FAKE_XC_FAIL", "xc_domain_numa_get_node_pages=ENOSYS", 1);
+    /* the library has the call, the hypervisor not: the fallback is used */
+    xn_features(h, &f);
+    CHECK(f.node_pages == XN_FALLBACK && f.node_claims == XN_NATIVE);
+    unsetenv("FAKE_XC_FAIL");
+}
+
+static void stock(xn_handle *h)
+{
+    struct xn_features f;
+    uint64_t pages[2];
+
+    CHECK(xn_patched_ops() == 0);
+    xn_features(h, &f);
+    CHECK(f.node_pages == XN_FALLBACK && f.node_claims == XN_UNAVAILABLE && f.claims == XN_NATIVE);
+    CHECK(xn_claim(h, 1, 1, 4096) == -ENOSYS);
+    CHECK(xn_node_pages_native(h, 1, 2, pages) == -ENOSYS);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    xn_handle *h = NULL;
+
+    if (strcmp(mode, "real") == 0) {
+        /* the stock libxenctrl has neither call; no hypervisor needed to tell */
+        CHECK(xn_patched_ops() == 0);
+        CHECK(dlsym(RTLD_DEFAULT, "fake_xc_open_handles") == NULL);
+    } else {
+        CHECK(dlsym(RTLD_DEFAULT, "fake_xc_open_handles") != NULL); /* the fake is the one loaded */
+        CHECK(xn_open(&h) == 0);
+        if (h) {
+            common_calls(h);
+            if (strcmp(mode, "patched") == 0)
+                patched(h);
+            else
+                stock(h);
+            xn_close(h);
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

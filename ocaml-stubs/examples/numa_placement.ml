@@ -1,0 +1,76 @@
+(* What xenopsd's numa_placement does, with Xenuma's calls: read the
+   topology, plan the nodes for a VM (the fewest, closest nodes whose free
+   memory holds it, as Softaffinity.plan would), claim its memory there,
+   and point its vCPUs' soft affinity and its node affinity at those nodes.
+
+     numa_placement DOMID MEMORY_MIB [--dry-run]
+
+   The domain should be created paused and not yet populated (as xenopsd
+   does it: plan and claim, then build). *)
+
+let pages_of_mib mib = Int64.(mul (of_int mib) 256L)
+
+(* Nodes ordered by distance from [first]. *)
+let by_distance (t : Xenuma.topology) first =
+  let nodes = List.init (Array.length t.distances) Fun.id in
+  List.stable_sort (fun a b -> compare t.distances.(first).(a) t.distances.(first).(b)) nodes
+
+(* The plan: the node with the most free memory if the VM fits there alone;
+   otherwise grow outwards from it by distance until the free memory adds up. *)
+let plan (t : Xenuma.topology) ~bytes =
+  let free n = t.memory.(n).free in
+  let best = ref 0 in
+  Array.iteri (fun n (m : Xenuma.node_memory) -> if m.free > free !best then best := n) t.memory ;
+  let rec take acc total = function
+    | _ when total >= bytes -> Some (List.rev acc)
+    | [] -> None
+    | n :: rest -> take (n :: acc) (Int64.add total (free n)) rest
+  in
+  take [] 0L (by_distance t !best)
+
+let cpus_of (t : Xenuma.topology) nodes =
+  Array.map (fun node -> List.mem node nodes) t.cpu_to_node
+
+let () =
+  match Array.to_list Sys.argv with
+  | _ :: domid :: mib :: rest ->
+      let domid = int_of_string domid and mib = int_of_string mib in
+      let dry_run = List.mem "--dry-run" rest in
+      Xenuma.with_handle (fun h ->
+          let t = Xenuma.topology h in
+          match plan t ~bytes:(Int64.mul (Int64.of_int mib) 1048576L) with
+          | None ->
+              Printf.eprintf "no set of nodes has %d MiB free\n" mib ;
+              exit 1
+          | Some nodes ->
+              Printf.printf "plan: nodes %s\n" (String.concat "," (List.map string_of_int nodes)) ;
+              if not dry_run then (
+                (* one node: claim there if this Xen can; else a host-wide claim *)
+                let claimed =
+                  match nodes with
+                  | [node] -> (
+                      match Xenuma.claim h ~domid ~node (pages_of_mib mib) with
+                      | Ok () -> Printf.sprintf "on node %d" node
+                      | Error _ -> (
+                          match Xenuma.claim h ~domid (pages_of_mib mib) with
+                          | Ok () -> "host-wide (no per-node claims here)"
+                          | Error (e, _) -> "none: " ^ Unix.error_message e))
+                  | _ -> (
+                      match Xenuma.claim h ~domid (pages_of_mib mib) with
+                      | Ok () -> "host-wide"
+                      | Error (e, _) -> "none: " ^ Unix.error_message e)
+                in
+                Printf.printf "claim: %s\n" claimed ;
+                let soft = cpus_of t nodes in
+                let domains = Array.to_list (Xenuma.domains h) in
+                let d = List.find (fun (x : Xenuma.domain) -> x.domid = domid) domains in
+                for vcpu = 0 to d.max_vcpu_id do
+                  Xenuma.set_vcpu_affinity h ~domid ~vcpu ~soft ()
+                done ;
+                Xenuma.set_node_affinity h ~domid
+                  (Array.init (Array.length t.distances) (fun n -> List.mem n nodes)) ;
+                Printf.printf "affinity: soft on CPUs of nodes %s, node affinity set\n"
+                  (String.concat "," (List.map string_of_int nodes))))
+  | _ ->
+      prerr_endline "usage: numa_placement DOMID MEMORY_MIB [--dry-run]" ;
+      exit 2

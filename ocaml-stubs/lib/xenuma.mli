@@ -1,0 +1,211 @@
+(** Bindings to libxenuma, xapi-numa's libxc extension: the NUMA queries
+    and page-move primitives xenopsd needs, over the same C library the
+    Python toolstack uses (../libxenuma).
+
+    Every call talks to Xen through libxenctrl and releases the OCaml
+    runtime lock while it does.  Failures raise {!Error} once, carrying the
+    errno and what was being done; calls a caller must decide about (a
+    hypercall the hypervisor lacks: [ENOSYS] / [EOPNOTSUPP]) return a
+    {!outcome} instead.
+
+    The types drop into xenopsd's [Topology.NUMA.make ~distances ~cpu_to_node]
+    and [Softaffinity.plan]: distances as [int array array], [cpu_to_node]
+    as [int array], per-node memory as [{size; free; claimed}]. *)
+
+(** {1 Errors} *)
+
+exception Error of Unix.error * string
+(** [Error (errno, context)]: a libxenctrl or libxenuma call failed. *)
+
+type error = Unix.error * string
+
+type +'a outcome = ('a, error) result
+(** For calls that may be missing from this hypervisor: [Error (ENOSYS, _)]
+    or [Error (EOPNOTSUPP, _)] says "not here, use the fallback"; every other
+    failure is still raised as {!Error}. *)
+
+(** {1 The handle} *)
+
+type handle
+(** An open interface to Xen.  Closed by {!close}, or by the GC when it is
+    no longer reachable. *)
+
+val open_ : unit -> handle
+(** Raises [Error (EACCES | EPERM, _)] when not privileged, [Error (ENOENT, _)]
+    outside dom0. *)
+
+val close : handle -> unit
+(** Idempotent; later calls on the handle raise [Error (EBADF, _)]. *)
+
+val with_handle : (handle -> 'a) -> 'a
+(** [with_handle f] opens a handle, runs [f], closes it whatever happens. *)
+
+(** {1 Host} *)
+
+type physinfo = {
+    nr_cpus: int
+  ; nr_nodes: int
+  ; threads_per_core: int
+  ; cores_per_socket: int
+  ; total_pages: int64
+  ; free_pages: int64
+  ; outstanding_pages: int64  (** claimed and not yet allocated, host-wide *)
+  ; sched_id: int  (** XEN_SCHEDULER_*: 5 credit, 6 credit2 *)
+}
+
+val physinfo : handle -> physinfo
+
+type node_memory = {size: int64; free: int64; claimed: int64}
+(** Bytes.  [claimed] is 0 where the hypervisor does not report per-node
+    claims (stock Xen). *)
+
+type topology = {
+    distances: int array array  (** SLIT, [distances.(a).(b)], 10 on the diagonal *)
+  ; cpu_to_node: int array  (** per CPU; -1 for an offline CPU *)
+  ; node_cores: int array  (** online CPUs per node *)
+  ; node_cpus: int list array  (** the CPUs of each node, ascending *)
+  ; memory: node_memory array
+}
+
+val topology : handle -> topology
+(** One consistent reading of distances, CPUs and memory per node. *)
+
+val node_memory : handle -> node_memory array
+
+(** {1 Domains and vCPUs} *)
+
+type domain = {
+    domid: int
+  ; flags: int  (** XN_DOM_* of libxenuma.h: see {!is_hvm}, {!is_paused} *)
+  ; tot_pages: int64
+  ; max_pages: int64
+  ; domain_outstanding_pages: int64
+  ; online_vcpus: int
+  ; max_vcpu_id: int
+  ; cpupool: int
+  ; uuid: string  (** 16 raw bytes *)
+}
+
+val domains : handle -> domain array
+
+val is_hvm : domain -> bool  (** HVM or PVH: translated, its memory can move *)
+
+val is_paused : domain -> bool
+
+val uuid_string : domain -> string  (** "xxxxxxxx-xxxx-..." *)
+
+type vcpu = {
+    online: bool
+  ; blocked: bool
+  ; running: bool
+  ; cpu: int  (** the pCPU it runs on, or last ran on *)
+  ; cpu_time_ns: int64  (** time it has run since the domain was created *)
+}
+
+val vcpu_info : handle -> domid:int -> vcpu:int -> vcpu
+
+val vcpu_affinity : handle -> domid:int -> vcpu:int -> bool array * bool array
+(** (hard, soft): one entry per CPU the host may have. *)
+
+val set_vcpu_affinity :
+  handle -> domid:int -> vcpu:int -> ?hard:bool array -> ?soft:bool array -> unit -> unit
+(** Sets those given.  A CPU beyond the host's raises [Error (EINVAL, _)]. *)
+
+val node_affinity : handle -> domid:int -> bool array
+
+val set_node_affinity : handle -> domid:int -> bool array -> unit
+(** Where Xen allocates the domain's memory from now on. *)
+
+val pause : handle -> domid:int -> unit
+
+val unpause : handle -> domid:int -> unit
+
+(** {1 Memory per node and claims} *)
+
+type features = {
+    node_pages: [`Native | `Fallback | `Unavailable]
+        (** [`Native]: XenServer's per-domain node-page query;
+            [`Fallback]: debug key 'u' (see {!node_pages_of_dump}) *)
+  ; node_claims: [`Native | `Fallback | `Unavailable]
+  ; claims: [`Native | `Fallback | `Unavailable]
+}
+
+val features : handle -> features
+(** What this host offers; XenServer's patched calls are looked up at run
+    time in the loaded libxenctrl, so one binary serves stock and patched Xen. *)
+
+val claim : handle -> domid:int -> ?node:int -> int64 -> unit outcome
+(** [claim h ~domid ?node pages] stakes a claim of [pages] (0 cancels), on
+    one node where the hypervisor has per-node claims ([Error (ENOSYS, _)]
+    otherwise), host-wide without [node]. *)
+
+val node_pages : handle -> domid:int -> nr_nodes:int -> int64 array outcome
+(** Pages of the domain on each node, with the patched query;
+    [Error (ENOSYS, _)] on stock Xen: use {!capture_dump}. *)
+
+val capture_dump : ?timeout_ms:int -> handle -> string
+(** Fires debug key 'u' and returns only the console output it produced.
+    The dump walks every page of every domain under a lock: call it rarely. *)
+
+val node_pages_of_dump : string -> domid:int -> nr_nodes:int -> int64 array * int64
+(** Pure: (pages per node, total) of one domain in a capture.  Raises
+    [Error (ENOENT, _)] if the domain is not in it, [Error (EAGAIN, _)] if
+    the dump is truncated. *)
+
+(** {1 Moving memory between nodes (PVH/HVM guests)} *)
+
+(** What a gfn is, for moving. *)
+type gfn_class = Ram | Not_ram | Magic | Granted | Vcpu_info | Evtchn | Changed
+
+val gfn_class_of_char : char -> gfn_class
+
+type scan_stats = {
+    typed: int64
+  ; busy_grants: int64
+  ; types_ns: int64
+  ; grants_ns: int64
+  ; layouts_ns: int64
+}
+
+val movable_check : handle -> domid:int -> unit
+(** Raises [Error (EPROTOTYPE, _)] for a PV guest, [Error (ESRCH, _)] for one
+    that is gone or dying. *)
+
+val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * scan_stats
+(** One byte per gfn (see {!gfn_class_of_char}).  With [probe_ms] the domain
+    is paused that long under the batch record [record], recoverable by
+    {!recover} if the process dies meanwhile. *)
+
+type stage = None_ | Copy_out | Release | Verify | Populate | Copy_back | Unpause | Done
+
+type move_result = {
+    released: int64
+  ; moved: int64
+  ; fallback: int64
+  ; lost: int64  (** must be 0 *)
+  ; superpages: int64
+  ; not_freed: int64
+  ; stuck_first: int64
+  ; stuck_count: int64
+  ; raised_max: int64
+  ; pause_ns: int64
+  ; stage: stage
+  ; error: Unix.error option
+}
+
+val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle -> domid:int ->
+  gfns:int array -> node:int -> move_result
+(** Moves [gfns] (ascending, from {!scan}'s [Ram]) to [node] in one pause
+    window (runtime lock released).  A failure inside the window is in the
+    result ([error], [stage]), the guest put back together; a refusal before
+    any pause is raised: [Error (EBUSY, _)] (a live mover holds [record]),
+    [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
+
+type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone
+
+val recover : handle -> record:string -> recovered
+(** Finishes what a dead mover left at [record].  Raises [Error (EBUSY, _)]
+    while its mover is alive. *)
+
+val record_busy : string -> bool
+(** Does a live mover hold this batch record? *)

@@ -1,0 +1,178 @@
+(* Unit tests of the Xenuma bindings against a fake libxenctrl
+   (libxenuma/tests/fake_xenctrl.c): run as "test_xenuma.exe stock" with the
+   stock fake and "test_xenuma.exe patched" with the one exporting
+   XenServer's patched calls.  Prints "N passed, N failed". *)
+
+external fake_open_handles : unit -> int = "fake_open_handles"
+
+external fake_heap_in_use : unit -> int = "fake_heap_in_use"
+
+external fake_last_claim_node : unit -> int = "fake_last_claim_node"
+
+let passed = ref 0
+
+let failed = ref 0
+
+let check name cond =
+  if cond then incr passed
+  else (
+    incr failed ;
+    Printf.eprintf "FAIL %s\n%!" name
+  )
+
+(* The exception raised by f, if it is Xenuma.Error. *)
+let raised f =
+  match f () with
+  | _ -> None
+  | exception Xenuma.Error (e, ctx) -> Some (e, ctx)
+
+let contains s sub =
+  let n = String.length sub in
+  let rec go i = i + n <= String.length s && (String.sub s i n = sub || go (i + 1)) in
+  go 0
+
+let failing spec f =
+  Unix.putenv "FAKE_XC_FAIL" spec ;
+  Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_FAIL" "") f
+
+let test_queries h =
+  let t = Xenuma.topology h in
+  check "distances" (t.distances = [|[|10; 20|]; [|20; 10|]|]) ;
+  check "cpu_to_node" (t.cpu_to_node = [|0; 0; 1; 1|]) ;
+  check "node_cores" (t.node_cores = [|2; 2|]) ;
+  check "node_cpus" (t.node_cpus = [|[0; 1]; [2; 3]|]) ;
+  check "memory" (t.memory.(0).size = Int64.shift_left 262144L 12 && t.memory.(1).claimed = 0L) ;
+  check "free" (t.memory.(0).free > t.memory.(1).free) ;
+  let p = Xenuma.physinfo h in
+  check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
+  let doms = Xenuma.domains h in
+  check "domains" (Array.length doms = 2 && Xenuma.is_hvm doms.(1) && not (Xenuma.is_hvm doms.(0))) ;
+  check "uuid" (Xenuma.uuid_string doms.(1) = "00000000-0000-0000-0000-000000000001") ;
+  let v = Xenuma.vcpu_info h ~domid:1 ~vcpu:1 in
+  check "vcpu cpu_time" (v.cpu_time_ns = 3_000_000_000L && v.cpu = 3 && v.online) ;
+  let soft = [|false; false; true; true|] in
+  Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft () ;
+  let hard, soft' = Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0 in
+  check "soft affinity round trip" (Array.sub soft' 0 4 = soft && Array.length hard = 8) ;
+  let beyond = Array.make 64 false in
+  beyond.(40) <- true ;
+  check "CPU beyond the host"
+    (match raised (fun () -> Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~hard:beyond ()) with
+    | Some (Unix.EINVAL, _) -> true
+    | _ -> false) ;
+  Xenuma.set_node_affinity h ~domid:1 [|false; true|] ;
+  check "node affinity" (Array.sub (Xenuma.node_affinity h ~domid:1) 0 2 = [|false; true|]) ;
+  check "no such domain"
+    (match raised (fun () -> Xenuma.vcpu_info h ~domid:7 ~vcpu:0) with
+    | Some (Unix.ESRCH, ctx) -> contains ctx "xn_vcpu_info"
+    | _ -> false) ;
+  Xenuma.pause h ~domid:1 ;
+  check "paused" (Xenuma.is_paused (Xenuma.domains h).(1)) ;
+  Xenuma.unpause h ~domid:1 ;
+  check "unpause twice is refused, as Xen does"
+    (match raised (fun () -> Xenuma.unpause h ~domid:1) with Some (Unix.EINVAL, _) -> true | _ -> false)
+
+let test_dump () =
+  let text =
+    "(XEN) noise\n(XEN) Memory location of each domain:\n(XEN) d0 (total: 300):\n\
+     (XEN)     Node 0: 100\n(XEN)     Node 1: 200\n(XEN) d1 (total: 30):\n\
+     (XEN)     Node 0: 10\n(XEN)     Node 1: 20\n"
+  in
+  check "dump parse" (Xenuma.node_pages_of_dump text ~domid:1 ~nr_nodes:2 = ([|10L; 20L|], 30L)) ;
+  check "dump: domain absent"
+    (match raised (fun () -> Xenuma.node_pages_of_dump text ~domid:5 ~nr_nodes:2) with
+    | Some (Unix.ENOENT, _) -> true
+    | _ -> false)
+
+let test_errors h =
+  (* EPERM: not privileged *)
+  check "EPERM at open"
+    (failing "xc_interface_open=EPERM" (fun () ->
+         match raised Xenuma.open_ with Some (Unix.EPERM, ctx) -> contains ctx "xn_open" | _ -> false)) ;
+  check "EPERM on pause"
+    (failing "xc_domain_pause=EPERM" (fun () ->
+         match raised (fun () -> Xenuma.pause h ~domid:1) with Some (Unix.EPERM, _) -> true | _ -> false)) ;
+  (* ENOMEM *)
+  check "ENOMEM in numainfo"
+    (failing "xc_numainfo=ENOMEM" (fun () ->
+         match raised (fun () -> Xenuma.topology h) with
+         | Some (Unix.ENOMEM, ctx) -> contains ctx "xn_numainfo"
+         | _ -> false)) ;
+  check "ENOMEM from a host-wide claim is raised, not wrapped"
+    (failing "xc_domain_claim_pages=ENOMEM" (fun () ->
+         match raised (fun () -> Xenuma.claim h ~domid:1 100L) with Some (Unix.ENOMEM, _) -> true | _ -> false)) ;
+  check "ENOMEM during a scan"
+    (failing "xc_get_pfn_type_batch=ENOMEM" (fun () ->
+         match raised (fun () -> Xenuma.scan h ~domid:1) with Some (Unix.ENOMEM, _) -> true | _ -> false)) ;
+  check "PV guest not movable"
+    (match raised (fun () -> Xenuma.movable_check h ~domid:0) with
+    | Some (Unix.EPROTOTYPE, ctx) -> contains ctx "PV guest"
+    | _ -> false) ;
+  check "closed handle"
+    (let h' = Xenuma.open_ () in
+     Xenuma.close h' ;
+     Xenuma.close h' ;
+     match raised (fun () -> Xenuma.physinfo h') with Some (Unix.EBADF, _) -> true | _ -> false) ;
+  check "no record, not busy" (not (Xenuma.record_busy "/nonexistent/xenuma.batch")) ;
+  check "no record, nothing to recover"
+    (Xenuma.recover h ~record:"/nonexistent/xenuma.batch" = Xenuma.Nothing_to_do)
+
+let test_stock h =
+  let f = Xenuma.features h in
+  check "stock features" (f.node_pages = `Fallback && f.node_claims = `Unavailable && f.claims = `Native) ;
+  (* ENOSYS: a caller's decision, so a result *)
+  check "per-node claim: ENOSYS as a result"
+    (match Xenuma.claim h ~domid:1 ~node:1 4096L with Error (Unix.ENOSYS, _) -> true | _ -> false) ;
+  check "node pages: ENOSYS as a result"
+    (match Xenuma.node_pages h ~domid:1 ~nr_nodes:2 with Error (Unix.ENOSYS, _) -> true | _ -> false) ;
+  check "host-wide claim" (Xenuma.claim h ~domid:1 4096L = Ok ())
+
+let test_patched h =
+  let f = Xenuma.features h in
+  check "patched features" (f.node_pages = `Native && f.node_claims = `Native) ;
+  check "per-node claim reaches the patched call"
+    (Xenuma.claim h ~domid:1 ~node:1 4096L = Ok () && fake_last_claim_node () = 1) ;
+  check "node pages from the patched call"
+    (Xenuma.node_pages h ~domid:1 ~nr_nodes:2 = Ok [|1001L; 2001L|]) ;
+  check "EOPNOTSUPP from the patched call: a result"
+    (failing "xc_domain_numa_get_node_pages=EOPNOTSUPP" (fun () ->
+         match Xenuma.node_pages h ~domid:1 ~nr_nodes:2 with Error (Unix.EOPNOTSUPP, _) -> true | _ -> false)) ;
+  check "EPERM from the patched claim is raised"
+    (failing "xc_domain_claim_pages_node=EPERM" (fun () ->
+         match raised (fun () -> Xenuma.claim h ~domid:1 ~node:0 1L) with
+         | Some (Unix.EPERM, _) -> true
+         | _ -> false))
+
+(* One round of everything that allocates: handles dropped (finaliser) or
+   closed, arrays, records, raised errors. *)
+let churn i =
+  let h = Xenuma.open_ () in
+  ignore (Xenuma.topology h) ;
+  ignore (Xenuma.domains h) ;
+  ignore (Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0) ;
+  ignore (Xenuma.claim h ~domid:1 ~node:1 1L) ;
+  ignore (raised (fun () -> Xenuma.vcpu_info h ~domid:9 ~vcpu:0)) ;
+  if i mod 2 = 0 then Xenuma.close h
+
+let test_no_leak () =
+  for i = 1 to 200 do churn i ; Gc.compact () done ;
+  let heap = fake_heap_in_use () in
+  for i = 1 to 10_000 do churn i ; Gc.compact () done ;
+  Gc.compact () ;
+  let grown = fake_heap_in_use () - heap in
+  Printf.printf "10000 rounds: %d handles open, C heap grew by %d bytes\n" (fake_open_handles ()) grown ;
+  check "every handle closed (finalisers included)" (fake_open_handles () = 0) ;
+  check "C heap flat over 10,000 rounds" (abs grown < 16384)
+
+let () =
+  let mode = if Array.length Sys.argv > 1 then Sys.argv.(1) else "stock" in
+  check "the fake libxenctrl is loaded" (fake_open_handles () >= 0) ;
+  let h = Xenuma.open_ () in
+  test_queries h ;
+  test_dump () ;
+  test_errors h ;
+  if mode = "patched" then test_patched h else test_stock h ;
+  Xenuma.close h ;
+  test_no_leak () ;
+  Printf.printf "%d passed, %d failed\n" !passed !failed ;
+  exit (if !failed = 0 then 0 else 1)

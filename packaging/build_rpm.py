@@ -1,0 +1,200 @@
+"""Build the x86_64 RPM of xapi-numa for XenServer 8.4 / XCP-ng 8.3 / XenServer 9 dom0s.
+
+Everything of ours lives under one directory, ``/opt/xapi-numa``:
+
+* ``lib/python``: the ``xapi_numa`` package (source only) and its private
+  dependencies pinned for dom0's CPython 3.6 (``dom0-requirements.txt``: attrs,
+  cffi with its compiled ``_cffi_backend`` for cp36, pycparser), never in
+  dom0's site-packages, and never ``XenAPI`` (dom0 ships its own ``XenAPI.py``);
+* ``lib/libxenuma.so`` and the ``libxenuma.h`` it was built from (``make dom0-lib``),
+  opened by :mod:`xapi_numa.backends.libxenuma_abi`;
+* ``libexec/numa``: the xapi plugin's body (``plugins/numa``).
+
+Outside it, only small launchers (``/usr/bin/xapi-numa``, ``xapi-numad``,
+``xapi-numa-rrdd``, ``/etc/xapi.d/plugins/numa``) that put ``lib/python`` first
+on ``sys.path`` and run on dom0's ``/usr/bin/python3``, and the systemd units.
+
+Usage: ``python packaging/build_rpm.py --lib build/dom0 --out build/rpm``; prints
+the RPM's path.  Runs on the build machine's Python (any 3.x); needs rpmbuild.
+"""
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PREFIX = "/opt/xapi-numa"
+UNIT_DIR = "/usr/lib/systemd/system"
+PLUGIN = "/etc/xapi.d/plugins/numa"
+UNITS = ("xapi-numad.service", "xapi-numa-rrdd.service")
+# What dom0's CPython 3.6 needs from a wheel: its tags, for pip download.
+WHEEL_TARGET = ["--python-version", "36", "--implementation", "cp", "--abi", "cp36m",
+                "--platform", "manylinux2014_x86_64", "--only-binary=:all:"]
+
+LAUNCHER = '''#!/usr/bin/python3
+"""{what} (xapi-numa RPM): runs xapi-numa from its private directory on dom0's Python."""
+import os
+import sys
+
+# Never write bytecode into our directory at run time (rpm -e would leave it behind);
+# the RPM ships it compiled for CPython 3.6 where the build machine has one.
+sys.dont_write_bytecode = True
+# Found from this file's own place, so an install under another root (rpm --root) works too.
+PRIVATE = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "{up}", "{prefix}"))
+sys.path.insert(0, os.path.join(PRIVATE, "lib", "python"))
+{body}
+'''
+ENTRY_BODY = "from {module} import {func}\n\nsys.exit({func}())"
+PLUGIN_BODY = ("import runpy\n\n"
+               "# the plugin's own body answers xapi even when the package cannot be imported\n"
+               "runpy.run_path(os.path.join(PRIVATE, \"libexec\", \"numa\"), run_name=\"__main__\")")
+
+
+def version() -> str:
+    text = open(os.path.join(ROOT, "xapi_numa", "__init__.py"), encoding="utf-8").read()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+def console_scripts() -> dict:
+    """name -> (module, function), read from setup.py: the one list of entry points."""
+    text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
+    found = re.findall(r'"(xapi-numa[\w-]*)\s*=\s*([\w.]+):(\w+)"', text)
+    return {name: (module, func) for name, module, func in found}
+
+
+def launcher(what: str, install_path: str, body: str) -> str:
+    up = os.path.relpath("/", os.path.dirname(install_path))
+    return LAUNCHER.format(what=what, up=up, prefix=PREFIX.lstrip("/"), body=body)
+
+
+def write(path: str, text: str, mode: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def fetch_wheels(cache: str, python: str) -> list:
+    """The pinned dom0 wheels (hash-checked by pip), downloaded once into ``cache``."""
+    os.makedirs(cache, exist_ok=True)
+    subprocess.check_call([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                           "--no-deps", "--require-hashes", "-d", cache, "-r",
+                           os.path.join(HERE, "dom0-requirements.txt")] + WHEEL_TARGET)
+    return sorted(glob.glob(os.path.join(cache, "*.whl")))
+
+
+def copy_package(dest: str) -> None:
+    """The xapi_numa sources: no bytecode, no API-mode module built for this machine's Python."""
+    shutil.copytree(os.path.join(ROOT, "xapi_numa"), os.path.join(dest, "xapi_numa"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+
+
+def find_python36():
+    """A working CPython 3.6 on this machine (python3.6 on PATH or a pyenv install), or None."""
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
+    candidates = [shutil.which("python3.6"), "/usr/bin/python3.6"]
+    for root in filter(None, roots):
+        candidates += sorted(glob.glob(os.path.join(root, "versions", "3.6*", "bin", "python3.6")))
+    for exe in filter(None, candidates):
+        if not os.access(exe, os.X_OK):
+            continue
+        try:  # a pyenv shim for a version not selected exits non-zero
+            out = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2])"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.strip() == "(3, 6)":
+            return exe
+    return None
+
+
+def compile_for_python36(python_dir: str) -> bool:
+    """Byte-compile for dom0's 3.6 (faster plugin calls), where a 3.6 is at hand."""
+    exe = find_python36()
+    if exe is None:
+        return False
+    subprocess.check_call([exe, "-m", "compileall", "-q", python_dir], stdout=subprocess.DEVNULL)
+    return True
+
+
+def stage(payload: str, libdir: str, wheels: list) -> None:
+    private = payload + PREFIX
+    python_dir = os.path.join(private, "lib", "python")
+    os.makedirs(python_dir)
+    copy_package(python_dir)
+    for whl in wheels:
+        with zipfile.ZipFile(whl) as z:
+            z.extractall(python_dir)
+    if glob.glob(os.path.join(python_dir, "XenAPI*")):
+        raise SystemExit("build_rpm: a wheel brought XenAPI: dom0's own XenAPI.py must not be shadowed")
+    if not compile_for_python36(python_dir):
+        print("build_rpm: no CPython 3.6 here: the RPM ships no bytecode (dom0 compiles in memory)",
+              file=sys.stderr)
+    for name in ("libxenuma.so", "libxenuma.h"):
+        src = os.path.join(libdir, name)
+        if not os.path.isfile(src):
+            raise SystemExit("build_rpm: {} missing: run make dom0-lib".format(src))
+        shutil.copy2(src, os.path.join(private, "lib", name))
+    os.makedirs(os.path.join(private, "libexec"))
+    shutil.copy2(os.path.join(ROOT, "plugins", "numa"), os.path.join(private, "libexec", "numa"))
+    for name, (module, func) in sorted(console_scripts().items()):
+        path = "/usr/bin/" + name
+        write(payload + path, launcher(name, path, ENTRY_BODY.format(module=module, func=func)), 0o755)
+    write(payload + PLUGIN, launcher("xapi host plugin 'numa'", PLUGIN, PLUGIN_BODY), 0o755)
+    for unit in UNITS:
+        text = open(os.path.join(HERE, unit), encoding="utf-8").read()
+        # the unit in the tree names pip's /usr/local/bin; the RPM's launchers are in /usr/bin
+        write(payload + UNIT_DIR + "/" + unit, text.replace("/usr/local/bin/", "/usr/bin/"), 0o644)
+
+
+def build(payload: str, out: str) -> str:
+    top = os.path.abspath(os.path.join(out, "rpmbuild"))
+    shutil.rmtree(top, ignore_errors=True)
+    defines = {
+        "_topdir": top, "payload": os.path.abspath(payload), "xn_version": version(),
+        "xn_prefix": PREFIX, "xn_unitdir": UNIT_DIR,
+        # nothing outside our files: no /usr/lib/.build-id links, no stripping or bytecode
+        # (dom0's 3.6 writes no __pycache__ it was not given; ours would be for this Python)
+        "_build_id_links": "none", "debug_package": "%{nil}", "__os_install_post": "%{nil}",
+    }
+    cmd = ["rpmbuild", "-bb", "--target", "x86_64"]
+    for key, value in defines.items():
+        cmd += ["--define", "{} {}".format(key, value)]
+    subprocess.check_call(cmd + [os.path.join(HERE, "xapi-numa.spec")], stdout=subprocess.DEVNULL)
+    rpms = glob.glob(os.path.join(top, "RPMS", "x86_64", "xapi-numa-*.x86_64.rpm"))
+    if len(rpms) != 1:
+        raise SystemExit("build_rpm: expected one RPM, found {}".format(rpms))
+    final = os.path.join(out, os.path.basename(rpms[0]))
+    shutil.copy2(rpms[0], final)
+    return final
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lib", default=os.path.join(ROOT, "build", "dom0"),
+                        help="directory with libxenuma.so and libxenuma.h (make dom0-lib)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "rpm"))
+    parser.add_argument("--python", default=sys.executable, help="a Python with pip, to fetch the wheels")
+    args = parser.parse_args(argv)
+    if shutil.which("rpmbuild") is None:
+        print("build_rpm: rpmbuild not found (Debian: apt-get install rpm)", file=sys.stderr)
+        return 1
+    payload = os.path.join(args.out, "payload")
+    shutil.rmtree(payload, ignore_errors=True)
+    try:
+        stage(payload, args.lib, fetch_wheels(os.path.join(args.out, "wheels"), args.python))
+        print(build(payload, args.out))
+    except subprocess.CalledProcessError as err:
+        print("build_rpm: {} failed (exit {})".format(err.cmd[0] if err.cmd[0] != args.python else "pip download",
+                                                      err.returncode), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

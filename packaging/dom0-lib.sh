@@ -1,0 +1,60 @@
+#!/bin/sh
+# Build libxenuma once for every Xen 4.17 dom0 (XenServer 8.4, XCP-ng 8.3, XenServer 9):
+# glibc 2.17 (CentOS 7 based dom0s) through zig's cross toolchain, with only Xen's own
+# headers on the include path (never this machine's glibc headers, which would let a
+# newer symbol version slip in), then check that nothing needs more than GLIBC_2.17.
+#
+#   packaging/dom0-lib.sh OUTDIR PYTHON
+#
+# OUTDIR receives libxenuma.so and the libxenuma.h it was built from (the ABI loader
+# reads its declarations from the header beside the library, so the two always match).
+# PYTHON is an interpreter with the `ziglang` package (make dom0-lib installs it).
+set -eu
+
+OUT=${1:?usage: dom0-lib.sh OUTDIR PYTHON}
+PY=${2:?usage: dom0-lib.sh OUTDIR PYTHON}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+SRC="$HERE/libxenuma/src"
+GLIBC_MAX=2.17
+TARGET="x86_64-linux-gnu.$GLIBC_MAX"
+XENLIBDIR=${XENLIBDIR:-/usr/lib/x86_64-linux-gnu}
+
+command -v dpkg >/dev/null || { echo "dom0-lib: needs Debian's libxen-dev (dpkg not found)" >&2; exit 1; }
+dpkg -s libxen-dev >/dev/null 2>&1 || { echo "dom0-lib: install libxen-dev (Xen's headers and libxenctrl)" >&2; exit 1; }
+"$PY" -m ziglang version >/dev/null 2>&1 || { echo "dom0-lib: $PY has no ziglang (pip install ziglang)" >&2; exit 1; }
+
+STAGE="$OUT/stage"
+rm -rf "$STAGE"
+mkdir -p "$STAGE/include" "$STAGE/lib"
+
+# Xen's own headers, exactly the ones libxen-dev ships.
+dpkg -L libxen-dev | grep '^/usr/include/.*\.h$' | while read -r h; do
+    rel=${h#/usr/include/}
+    mkdir -p "$STAGE/include/$(dirname "$rel")"
+    cp "$h" "$STAGE/include/$rel"
+done
+
+# Only the Xen libraries we link against (their sonames end up in DT_NEEDED).
+for l in xenctrl xenforeignmemory xentoollog; do
+    ln -sf "$XENLIBDIR/lib$l.so" "$STAGE/lib/lib$l.so"
+done
+
+# The C files: the one list in libxenuma/SOURCES.
+FILES=$(grep -v '^#' "$HERE/libxenuma/SOURCES" | sed '/^[[:space:]]*$/d' | sed "s|^|$SRC/|")
+
+# -ldl: glibc 2.17 keeps dlopen/dlsym in libdl (run-time lookup of patched libxenctrl calls).
+# shellcheck disable=SC2086
+"$PY" -m ziglang cc -target "$TARGET" -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror \
+    -isystem "$STAGE/include" -I "$SRC" -L "$STAGE/lib" \
+    -Wl,-soname,libxenuma.so -o "$OUT/libxenuma.so" $FILES \
+    -lxenctrl -lxenforeignmemory -lxentoollog -ldl
+cp "$SRC/libxenuma.h" "$OUT/libxenuma.h"
+rm -rf "$STAGE"
+
+# Nothing newer than GLIBC_2.17 (sort -V puts the newest last).
+NEWEST=$(objdump -T "$OUT/libxenuma.so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+if [ "$(printf '%s\n%s\n' "$NEWEST" "$GLIBC_MAX" | sort -V | tail -n 1)" != "$GLIBC_MAX" ]; then
+    echo "dom0-lib: $OUT/libxenuma.so needs GLIBC_$NEWEST, newer than GLIBC_$GLIBC_MAX" >&2
+    exit 1
+fi
+echo "dom0-lib: $OUT/libxenuma.so (newest symbol version GLIBC_$NEWEST)"

@@ -1,0 +1,290 @@
+"""xapi-numa-rrdd: the protocol v2 file it writes, read back by a reader written here.
+
+The reader below follows xen-api's rrd-transport (``rrd_protocol_v2``: header,
+data CRC-32 over timestamp and values, metadata CRC-32, count, big-endian
+timestamp and values, metadata length and JSON) and shares no code with
+``xapi_numa.backends.rrdd``.  Expected values come from ``xapi-numa memory
+--json`` on the same simulated host, not from the metrics module.
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+import zlib
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import attrs
+import pytest
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.ops import metrics, observe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = [sys.executable, "-m", "xapi_numa.cli"]
+PLUGIN = [sys.executable, "-m", "xapi_numa.rrdd_plugin"]
+PAGE = 4096
+
+
+# --- an independent reader of protocol v2 ------------------------------------------------------
+
+class BadFile(Exception):
+    pass
+
+
+def read_v2(blob: bytes) -> dict:
+    """Parse and check a v2 payload; {"timestamp", "sources": [(name, fields, value)]}."""
+    if blob[:11] != b"DATASOURCES":
+        raise BadFile("header string")
+    data_crc, meta_crc, count = struct.unpack_from(">III", blob, 11)
+    data_start = 11 + 12
+    data_end = data_start + 8 + 8 * count
+    if zlib.crc32(blob[data_start:data_end]) & 0xFFFFFFFF != data_crc:
+        raise BadFile("data checksum")
+    (meta_len,) = struct.unpack_from(">I", blob, data_end)
+    meta = blob[data_end + 4:data_end + 4 + meta_len]
+    if len(meta) != meta_len:
+        raise BadFile("metadata truncated")
+    if zlib.crc32(meta) & 0xFFFFFFFF != meta_crc:
+        raise BadFile("metadata checksum")
+    # xcp-rrdd reads the datasources object as an ordered list of pairs (names repeat per VM)
+    doc = json.loads(meta.decode("utf-8"), object_pairs_hook=list)
+    (key, pairs), = doc
+    if key != "datasources" or len(pairs) != count:
+        raise BadFile("metadata does not list {} data sources".format(count))
+    (timestamp,) = struct.unpack_from(">d", blob, data_start)
+    sources = []
+    for i, (name, fields) in enumerate(pairs):
+        fields = dict(fields)
+        raw = blob[data_start + 8 + 8 * i:data_start + 16 + 8 * i]
+        if fields["value_type"] == "int64":
+            (value,) = struct.unpack(">q", raw)
+        elif fields["value_type"] == "float":
+            (value,) = struct.unpack(">d", raw)
+        else:
+            raise BadFile("value_type " + fields["value_type"])
+        sources.append((name, fields, value))
+    return {"timestamp": timestamp, "sources": sources}
+
+
+def by_owner_name(parsed: dict) -> dict:
+    out = {}
+    for name, fields, value in parsed["sources"]:
+        key = (fields["owner"], name)
+        assert key not in out, "published twice: {}".format(key)
+        out[key] = (fields, value)
+    return out
+
+
+def test_reader_rejects_a_corrupted_file(tmp_path, host):
+    path, _ = host
+    out = tmp_path / "m.bin"
+    run_once(path, out, "all")
+    good = out.read_bytes()
+    read_v2(good)
+    for offset, what in ((0, "header string"), (11 + 12 + 8, "data checksum"), (len(good) - 3, "metadata checksum")):
+        bad = bytearray(good)
+        bad[offset] ^= 0x01
+        with pytest.raises(BadFile, match=what):
+            read_v2(bytes(bad))
+
+
+# --- a simulated host --------------------------------------------------------------------------
+
+def cli(*args):
+    proc = subprocess.run(CLI + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def host(tmp_path):
+    """2 nodes x 4 pCPUs x 4G: A at home on node 1; B on node 0; C asks for node 0 but spills."""
+    path = str(tmp_path / "host.json")
+    cli("sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "4G")
+    cli("sim", "create", path, "A", "--vcpus", "2", "--memory", "1G", "--soft", "node:1", "--load", "busy")
+    cli("sim", "create", path, "B", "--vcpus", "2", "--memory", "2G", "--soft", "node:0")
+    cli("sim", "create", path, "C", "--vcpus", "2", "--memory", "3G", "--soft", "node:0")
+    uuids = {d.name: d.uuid for d in SimHypervisor(path).domains()}
+    return path, uuids
+
+
+def run_once(path, out, names="auto"):
+    proc = subprocess.run(PLUGIN + ["--backend", "sim:" + path, "--once", "--file", str(out), "--names", names],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return read_v2(open(str(out), "rb").read())
+
+
+def memory_by_name(path):
+    rows = json.loads(cli("--backend", "sim:" + path, "memory", "--json"))
+    return {r["name"]: {int(n): b for n, b in r["nodes"].items()} for r in rows}
+
+
+def test_every_value_matches_the_host(tmp_path, host):
+    path, uuids = host
+    before = time.time()
+    parsed = run_once(path, tmp_path / "m.bin", names="all")
+    assert before - 1 <= parsed["timestamp"] <= time.time() + 1
+    got = by_owner_name(parsed)
+    memory = memory_by_name(path)
+    assert memory["C"][0] and memory["C"][1], "the scenario needs C split over both nodes"
+    homes = {"A": {1}, "B": {0}, "C": {0}}
+    for vm, uuid in uuids.items():
+        owner = "vm " + uuid
+        if vm == "Domain-0":
+            assert not [k for k in got if k[0] == owner], "dom0 is not published"
+            continue
+        for node, size in memory[vm].items():
+            fields, value = got[(owner, "memory_numa_node_{}".format(node))]
+            assert value == size and fields["value_type"] == "int64" and fields["units"] == "B"
+            assert fields["type"] == "gauge"
+        _, used = got[(owner, "numa_nodes")]
+        assert used == sum(1 for b in memory[vm].values() if b // PAGE > 4096)
+        fields, share = got[(owner, "numa_local_share")]
+        total = sum(memory[vm].values())
+        assert share == pytest.approx(sum(b for n, b in memory[vm].items() if n in homes[vm]) / total)
+        assert fields["value_type"] == "float" and fields["min"] == "0.00" and fields["max"] == "1.00"
+        fields, nonaffine = got[(owner, "numa_node_nonaffine_vcpus")]
+        assert fields["type"] == "derive" and nonaffine == 0.0  # first sample: no time has passed
+        _, outside = got[(owner, "numa_vcpus_outside_soft")]
+        assert outside == 0
+    assert got[("vm " + uuids["C"], "numa_nodes")][1] == 2
+    assert got[("vm " + uuids["A"], "numa_local_share")][1] == 1.0
+    assert got[("vm " + uuids["C"], "numa_local_share")][1] < 1.0
+
+
+def test_a_node_counts_only_above_4096_pages():
+    assert metrics.nodes_used({0: 4096, 1: 4097, 2: 0}) == 1
+
+
+def test_xenserver_names_left_to_xapi_where_its_patched_xen_publishes_them(tmp_path, host):
+    """The simulator offers the per-domain node-page query natively, as XenServer 9's Xen."""
+    path, uuids = host
+    got = by_owner_name(run_once(path, tmp_path / "m.bin", names="auto"))
+    names = {name for _, name in got}
+    assert names == {"numa_local_share", "numa_vcpus_outside_soft"}
+    own = by_owner_name(run_once(path, tmp_path / "m.bin", names="own"))
+    assert {name for _, name in own} == names
+
+
+def test_shorter_payload_leaves_no_stale_bytes(tmp_path, host):
+    path, _ = host
+    out = tmp_path / "m.bin"
+    run_once(path, out, "all")
+    long_size = out.stat().st_size
+    run_once(path, out, "own")
+    assert out.stat().st_size < long_size
+    assert len(read_v2(out.read_bytes())["sources"]) == 2 * 3
+
+
+def test_time_outside_soft_affinity_accumulates_per_vcpu(host):
+    """Two samples 10 s apart with one of A's two vCPUs away from node 1: 5 s per vCPU."""
+    path, uuids = host
+    hv = SimHypervisor(path)
+    snap = observe.take(hv, with_pages=True)
+    a = next(d for d in snap.domains if d.name == "A")
+    away = [attrs.evolve(v, cpu=0, state="running") if v.vcpu == 0 else attrs.evolve(v, state="running")
+            for v in snap.vcpus[a.domid]]
+    vcpus = dict(snap.vcpus)
+    vcpus[a.domid] = tuple(away)
+    first = attrs.evolve(snap, vcpus=vcpus)
+    second = attrs.evolve(first, time=first.time + 10.0)
+    caps = hv.capabilities()
+    _, tally = metrics.collect(first, caps, metrics.NonaffineTally(), "all")
+    sources, tally = metrics.collect(second, caps, tally, "all")
+    got = metrics.by_name(sources)
+    assert got[("vm " + a.uuid, "numa_node_nonaffine_vcpus")].value == pytest.approx(5.0)
+    assert got[("vm " + a.uuid, "numa_vcpus_outside_soft")].value == 1
+    assert got[("vm " + uuids["B"], "numa_node_nonaffine_vcpus")].value == 0.0
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, host):
+    path, _ = host
+    for args, text in ((["--once"], "--once: needs --file PATH"),
+                       (["--once", "--file", str(tmp_path), "--names", "all"], "Is a directory"),
+                       (["--once", "--file", str(tmp_path / "x"), "--names", "every"], "names: unknown choice")):
+        proc = subprocess.run(PLUGIN + ["--backend", "sim:" + path] + args, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+        assert proc.returncode == 1 and text in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+# --- registration with a stand-in xcp-rrdd on a Unix socket ----------------------------------------
+
+class UnixHTTPServer(HTTPServer):
+    address_family = socket.AF_UNIX
+
+    def server_bind(self):
+        self.socket.bind(self.server_address)
+        self.server_name, self.server_port = "localhost", 0
+
+
+def fake_rrdd(sock_path, shm_path, calls):
+    """xcp-rrdd's plugin calls as xapi-idl declares them, recording what it was sent."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            params, method = xmlrpc.client.loads(body)
+            calls.append((method, params))
+            value = {"Plugin.get_path": shm_path, "Plugin.Local.register": 0.7,
+                     "Plugin.Local.deregister": ""}.get(method)
+            result = ({"Status": "Success", "Value": value} if value is not None
+                      else {"Status": "Failure", "ErrorDescription": ["UNKNOWN_RPC", method]})
+            out = xmlrpc.client.dumps((result,), methodresponse=True).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = UnixHTTPServer(sock_path, Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_registers_writes_where_told_and_cleans_up_on_sigterm(tmp_path, host):
+    path, uuids = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    calls = []
+    server = fake_rrdd(sock, shm, calls)
+    proc = subprocess.Popen(PLUGIN + ["--backend", "sim:" + path, "--socket", sock, "--names", "all"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(shm) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert os.path.exists(shm), proc.stderr.read() if proc.poll() is not None else "no file written"
+        time.sleep(0.3)
+        parsed = read_v2(open(shm, "rb").read())
+        assert ("vm " + uuids["A"], "memory_numa_node_1") in by_owner_name(parsed)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.shutdown()
+    methods = [m for m, _ in calls]
+    assert methods[0] == "Plugin.get_path" and calls[0][1] == ({"uid": "xapi-numa"},)
+    assert ("Plugin.Local.register", ({"uid": "xapi-numa", "info": "Five_Seconds", "protocol": "V2"},)) in calls
+    assert methods[-1] == "Plugin.Local.deregister"
+    assert not os.path.exists(shm), "the file xcp-rrdd reads is removed on exit"
+
+
+def test_xcp_rrdd_away_is_retried_not_fatal(tmp_path, host):
+    path, _ = host
+    proc = subprocess.Popen(PLUGIN + ["--backend", "sim:" + path, "--socket", str(tmp_path / "none")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    time.sleep(2.0)
+    assert proc.poll() is None, "it must keep running while xcp-rrdd is away"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    err = proc.stderr.read()
+    assert "xcp-rrdd at" in err and "retrying" in err and "Traceback" not in err

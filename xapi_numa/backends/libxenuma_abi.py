@@ -1,0 +1,78 @@
+"""libxenuma without a compiler on the host: cffi's ABI mode over the prebuilt library.
+
+A XenServer / XCP-ng dom0 has no C compiler, so the API-mode module
+(``xapi_numa._libxenuma``, built by setup.py) cannot exist there.  Instead the
+RPM ships ``libxenuma.so`` (built once for glibc 2.17 by ``make dom0-lib``)
+together with the ``libxenuma.h`` it was built from, and this module opens it
+with ``ffi.dlopen`` after declaring the header.  The header travels *beside the
+library*, not inside the package, because the declarations must describe that
+very binary: a package upgraded without its library (or the reverse) must fail
+to load rather than call functions with the wrong layout.
+
+This module owns: where the pair is looked for, how the header becomes cffi
+declarations (the same rule the API-mode build in ``libxenuma/build_cffi.py``
+uses, which imports :func:`declarations` from here), and opening it.  Failures
+are ``ImportError`` naming every place looked at, as for a missing API-mode
+module, so :mod:`xapi_numa.backends.open` reports both the same way.
+"""
+import os
+from typing import List, Optional, Sequence, Tuple
+
+LIBRARY = "libxenuma.so"
+HEADER = "libxenuma.h"
+LIBDIR_ENV = "XAPI_NUMA_LIBDIR"
+# cffi's cdef takes `#define NAME <literal>` lines but no include guards or includes.
+SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
+
+
+def declarations(header_text: str) -> str:
+    """The cffi declarations of libxenuma.h: the header less its preprocessor lines."""
+    lines = header_text.splitlines()
+    return "\n".join(line for line in lines if not line.startswith(SKIPPED_PREFIXES))
+
+
+def default_dirs() -> List[str]:
+    """Where the library and its header are looked for, first match wins.
+
+    ``$XAPI_NUMA_LIBDIR``; then the directory above the package's parent, which
+    is the private ``lib`` directory of an RPM install (``/opt/xapi-numa/lib``
+    holds ``python/xapi_numa`` and the library); then ``build/dom0`` of a
+    source checkout (what ``make dom0-lib`` writes).
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = os.path.dirname(package)
+    dirs = [os.path.dirname(parent), os.path.join(parent, "build", "dom0")]
+    explicit = os.environ.get(LIBDIR_ENV)
+    return ([explicit] if explicit else []) + dirs
+
+
+def find(dirs: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """(library, header) of the first directory holding both, or None."""
+    for d in dirs:
+        lib_path, header_path = os.path.join(d, LIBRARY), os.path.join(d, HEADER)
+        if os.path.isfile(lib_path) and os.path.isfile(header_path):
+            return lib_path, header_path
+    return None
+
+
+def load(dirs: Optional[Sequence[str]] = None):
+    """Open libxenuma in ABI mode: (ffi, lib), shaped like the API-mode module's pair."""
+    dirs = list(default_dirs() if dirs is None else dirs)
+    found = find(dirs)
+    if found is None:
+        raise ImportError("libxenuma is not built: no xapi_numa._libxenuma module, and no {} with its {} in {}"
+                          .format(LIBRARY, HEADER, ", ".join(dirs)))
+    lib_path, header_path = found
+    try:
+        from cffi import FFI
+    except ImportError as err:
+        raise ImportError("libxenuma needs cffi to load {}: {}".format(lib_path, err)) from None
+    with open(header_path, encoding="utf-8") as f:
+        text = f.read()
+    ffi = FFI()
+    ffi.cdef(declarations(text))
+    try:
+        lib = ffi.dlopen(lib_path)
+    except OSError as err:  # a missing libxenctrl.so.4.17 lands here: say which file and why
+        raise ImportError("cannot load {}: {}".format(lib_path, err)) from None
+    return ffi, lib

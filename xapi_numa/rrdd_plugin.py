@@ -1,0 +1,129 @@
+"""``xapi-numa-rrdd``: the xcp-rrdd plugin process publishing per-VM NUMA metrics.
+
+Every reading of xcp-rrdd (every 5 s): register (idempotent; it answers when
+the next reading is), take one snapshot of the host with pages per node, turn
+it into data sources (:mod:`xapi_numa.ops.metrics`) and write the protocol v2
+file (:mod:`xapi_numa.backends.rrdd`) just before xcp-rrdd reads it.  A
+failed cycle is logged and retried next time: the process outlives xcp-rrdd or
+xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
+
+``--once --file PATH`` writes one payload to PATH without xcp-rrdd (tests, and
+a look at what would be published).
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import List, Optional
+
+from xapi_numa.backends import rrdd
+from xapi_numa.backends.open import open_hypervisor
+from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops import metrics, observe
+
+PLUGIN_UID = "xapi-numa"
+LEAD_TIME = 0.5  # seconds before xcp-rrdd's reading that the file is written
+RETRY = 5.0      # seconds to wait after a failed cycle
+TICK = 0.2       # how often a sleep looks at the stop flag
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="xapi-numa-rrdd", description="Publish per-VM NUMA metrics to xcp-rrdd.")
+    p.add_argument("--backend", help="xen (default), or sim:PATH for a simulated host")
+    p.add_argument("--uid", default=PLUGIN_UID, help="plugin name registered with xcp-rrdd")
+    p.add_argument("--file", help="write here instead of where xcp-rrdd says (no registration)")
+    p.add_argument("--once", action="store_true", help="write one reading and exit")
+    p.add_argument("--socket", default=rrdd.RRDD_SOCKET, help="xcp-rrdd's socket")
+    p.add_argument("--names", default="auto", metavar="|".join(metrics.NAME_CHOICES),
+                   help="XenServer 9's data source names: unless xapi publishes them itself (auto), "
+                        "always (all) or never (own)")
+    return p.parse_args(argv)
+
+
+def log(message: str) -> None:
+    sys.stderr.write("xapi-numa-rrdd: {}\n".format(message))
+    sys.stderr.flush()
+
+
+def sleep_unless_stopped(seconds: float, stop: dict) -> None:
+    end = time.monotonic() + seconds
+    while not stop["now"]:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(TICK, left))
+
+
+def publish_once(hv, path: str, tally: metrics.NonaffineTally, names: str) -> metrics.NonaffineTally:
+    """One reading: snapshot -> data sources -> v2 file; the tally for the next one."""
+    snap = observe.take(hv, with_pages=True)
+    sources, tally = metrics.collect(snap, hv.capabilities(), tally, names)
+    rrdd.write_file(path, rrdd.encode(sources, time.time()))
+    return tally
+
+
+def run(args: argparse.Namespace, stop: dict) -> int:
+    if args.once and not args.file:
+        raise InvalidArgument("--once", "needs --file PATH", "--once --file PATH")
+    metrics.check_names(args.names)  # before touching the host
+    hv = open_hypervisor(args.backend)
+    tally = metrics.NonaffineTally()
+    if args.file:
+        tally = publish_once(hv, args.file, tally, args.names)
+        if args.once:
+            return 0
+    client = None if args.file else rrdd.Rrdd(args.socket)
+    path = args.file
+    try:
+        while not stop["now"]:
+            try:
+                wait = rrdd.FREQUENCY_SECONDS
+                if client is not None:
+                    path = path or client.path(args.uid)
+                    wait = client.register(args.uid)
+                # just before the reading; a reading closer than the lead time: the one after
+                sleep_unless_stopped((wait - LEAD_TIME) % rrdd.FREQUENCY_SECONDS, stop)
+                if stop["now"]:
+                    break
+                tally = publish_once(hv, path, tally, args.names)
+            except NumaError as err:  # xcp-rrdd restarting, a domain vanishing: next cycle
+                log("{} (retrying in {:.0f} s)".format(err.message, RETRY))
+                sleep_unless_stopped(RETRY, stop)
+    finally:
+        cleanup(client, args.uid, path)
+    return 0
+
+
+def cleanup(client: Optional[rrdd.Rrdd], uid: str, path: Optional[str]) -> None:
+    """Leave nothing behind: deregister, remove the file xcp-rrdd would read."""
+    if client is None:
+        return
+    try:
+        client.deregister(uid)
+    except NumaError as err:
+        log(err.message)
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    try:
+        return run(args, stop)
+    except NumaError as err:
+        log(err.message)
+        return 1
+    except OSError as err:  # the --file path: a directory, no permission, ...
+        log("{}: {}".format(getattr(err, "filename", None) or "I/O", err.strerror or err))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
