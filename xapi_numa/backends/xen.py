@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from xapi_numa.errors import BackendUnavailable, HypervisorError
-from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
+from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
@@ -430,4 +430,12 @@ class XenHypervisor(Hypervisor):
                     found.append(what)
             except OSError as err:  # cannot tell: refuse rather than guess
                 found.append("unknown devices (xenstore unreadable: {})".format(err))
+        # QEMU records its state under device-model/<domid> whether libxl or xenopsd
+        # started it; a PVH guest's QEMU (PV disk backends only) has no map cache.
+        try:
+            if (self._xenstore.exists("/local/domain/0/device-model/{}".format(domid))
+                    and self._xenstore.read("/libxl/{}/type".format(domid)) != "pvh"):
+                found.append(DEVICE_MODEL_BLOCKER)
+        except OSError as err:
+            found.append("unknown devices (xenstore unreadable: {})".format(err))
         return found

@@ -75,7 +75,8 @@ def cmd_move_memory(args) -> int:
     if lock is None:
         move_memory.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
-        plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback)
+        plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
+                                   args.skip)
     except NumaError as err:
         if lock is not None:  # started in the background: the journal is the only one listening
             journal.fail_claimed(args.vm, err.message)
@@ -85,7 +86,8 @@ def cmd_move_memory(args) -> int:
         return 0
     show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
     try:
-        report = move_memory.run(hv, db, plan, rate, args.verify_chunk, args.allow_fallback, show, lock=lock)
+        report = move_memory.run(hv, db, plan, rate, args.verify_chunk, args.allow_fallback, show, lock=lock,
+                                 follow_affinity=not args.keep_affinity)
     except NumaError as err:
         if show:
             sys.stderr.write("\n")
@@ -131,6 +133,10 @@ def register(sub) -> None:
                    help="if the target node runs short, put the rest anywhere instead of failing")
     q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")
     q.add_argument("--lock-fd", dest="lock_fd", type=int, help=argparse.SUPPRESS)
+    q.add_argument("--keep-affinity", dest="keep_affinity", action="store_true",
+                   help="leave node and soft affinity as they are afterwards (default: they follow the memory)")
+    q.add_argument("--skip", type=int, default=0,
+                   help="leave the first N movable pages alone (moved by an earlier step); default 0")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_move_memory)

@@ -118,11 +118,54 @@ class MoveMemory:
     to: int
     max_pages: Optional[int] = None
     rate: Optional[float] = None  # bytes/s
+    skip: int = 0                 # movable gfns to leave alone first (moved by an earlier step)
+    reason: str = ""
+
+
+@attrs.frozen
+class SetThreadAffinity:
+    """Allow a dom0 thread doing a guest's backend work only on these dom0 vCPUs; ``name``
+    and ``starttime`` identify the thread, so a reused tid is never touched."""
+
+    domid: int
+    uuid: str
+    tid: int
+    name: str
+    starttime: int
+    cpus: FrozenSet[int]
+    reason: str = ""
+
+
+@attrs.frozen
+class SetIrqAffinity:
+    """Deliver a guest's backend event-channel IRQ only to these dom0 vCPUs (``name``
+    identifies it: an IRQ number freed and reused by another device is never touched)."""
+
+    domid: int
+    uuid: str
+    irq: int
+    name: str
+    cpus: FrozenSet[int]
+    reason: str = ""
+
+
+@attrs.frozen
+class RestoreBackendAffinity:
+    """Hand back a thread or IRQ we aligned: ``cpus`` is dom0's default for it, or None
+    when it is gone and only our journal entry (and irqbalance ban) is left to drop."""
+
+    uuid: str
+    kind: str  # "thread" or "irq"
+    ident: int
+    name: str
+    starttime: int
+    cpus: Optional[FrozenSet[int]]
     reason: str = ""
 
 
 Action = Union[SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity, Reserve, ReleaseReservation,
-               ShrinkReservation, ClaimReservation, CancelClaims, MoveMemory]
+               ShrinkReservation, ClaimReservation, CancelClaims, MoveMemory, SetThreadAffinity,
+               SetIrqAffinity, RestoreBackendAffinity]
 
 # Actions that change a vCPU's or a domain's affinity: the daemon's write budget counts these.
 AFFINITY_WRITES = (SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity)

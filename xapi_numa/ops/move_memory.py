@@ -30,7 +30,7 @@ from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
 from xapi_numa.ops.observe import domain_by_name_or_id
-from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.moves import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED, MoveJournal, MoverLock
 
@@ -112,6 +112,14 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
         raise NotMovable(d.name, "it is a PV guest (its page tables hold machine frame numbers); "
                                  "only PVH and HVM guests can have their memory moved")
     blockers = hv.move_blockers(d.domid)
+    if DEVICE_MODEL_BLOCKER in blockers:
+        # Xen 4.17 flags the map cache for invalidation only when a vCPU next runs, and
+        # QEMU 7.2 keeps its locked (DMA, virtio ring) mappings through an invalidate:
+        # device writes to released frames would be lost, and dom0 cannot prevent it.
+        raise NotMovable(d.name, "it is an HVM guest with a device model (QEMU) whose map cache keeps "
+                                 "guest frames mapped; Xen invalidates that cache only after the guest "
+                                 "resumes and QEMU keeps in-flight DMA mappings through it, so device "
+                                 "writes to released frames could be lost (PVH guests can be moved)")
     if blockers:
         raise NotMovable(d.name, f"it has {', '.join(blockers)}: device DMA mappings would go stale")
 
@@ -148,9 +156,13 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
-            batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False) -> Plan:
+            batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
+            skip: int = 0) -> Plan:
     """Check, scan the guest's memory and plan a move; changes nothing (the probe
-    pauses the guest briefly)."""
+    pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
+    earlier step of the same move took them)."""
+    if skip < 0:
+        raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
     d = check(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
@@ -158,7 +170,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
         if err.errno == errno.EPROTOTYPE:
             raise NotMovable(d.name, "it is a PV guest") from None
         raise
-    gfns = pagemove.movable_gfns(memory)
+    gfns = pagemove.movable_gfns(memory)[skip:]
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
     return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
@@ -173,8 +185,13 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
         verify_chunk: int = pagemove.DEFAULT_VERIFY_CHUNK, allow_fallback: bool = False,
         progress: Optional[Progress] = None, fault: Optional[str] = None, fault_batch: int = 0,
         lock: Optional[MoverLock] = None,
-        sleep: Optional[Callable[[float], None]] = None, clock: Callable[[], float] = time.monotonic) -> dict:
+        sleep: Optional[Callable[[float], None]] = None, clock: Callable[[], float] = time.monotonic,
+        follow_affinity: bool = True) -> dict:
     """Move the planned batches; returns the report (also kept in the journal).
+
+    Afterwards the VM's node and soft affinity follow its memory, unless
+    ``follow_affinity`` is off (the rebalancer chose the home first; the memory
+    is following it, not the other way round).
 
     Callers run :func:`recover` first (before the scan): a VM whose last mover died
     is refused until then, its batch record may hold the guest's pages.
@@ -191,7 +208,7 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
     lock = journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), lock=lock)
     try:
         return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
-                            fault_batch, sleep, clock)
+                            fault_batch, sleep, clock, follow_affinity)
     finally:
         lock.release()
 
@@ -199,7 +216,7 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
 def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTally, base: dict,
                  rate: Optional[float], verify_chunk: int, allow_fallback: bool, progress: Optional[Progress],
                  fault: Optional[str], fault_batch: int, sleep: Callable[[float], None],
-                 clock: Callable[[], float]) -> dict:
+                 clock: Callable[[], float], follow_affinity: bool) -> dict:
     d = plan.domain
     started = clock()
     state, error, stuck = DONE, None, ()
@@ -228,7 +245,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["error"] = error
     if stuck:
         report["stuck_gfns"] = pagemove.ranges(stuck)
-    if tally.released:
+    if tally.released and follow_affinity:
         report["affinity"] = follow_memory(hv, d, journal.db)
     journal.finish(d.uuid, state, report)
     if state != DONE:
@@ -271,7 +288,7 @@ def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) 
 
 
 def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,
-                     rate: Optional[str] = None) -> int:
+                     rate: Optional[str] = None, skip: int = 0, keep_affinity: bool = False) -> int:
     """Run ``xapi-numa move-memory`` detached: isolated (``-I``, from ``/``), in its own
     session with no stdio (xapi reads the plugin's stdout to EOF), and where systemd
     runs, in a scope of its own, so that a toolstack restart that stops xapi's
@@ -287,6 +304,10 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
         cmd += ["--max", str(max_bytes)]
     if rate is not None:
         cmd += ["--rate", rate]
+    if skip:
+        cmd += ["--skip", str(skip)]
+    if keep_affinity:
+        cmd += ["--keep-affinity"]
     if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
         # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
         cmd = ["systemd-run", "--quiet", "--scope", "--collect",
@@ -304,19 +325,34 @@ def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    check(hv, str(d.domid), action.to, max_bytes)
-    return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason)
+    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=True)
+    return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason, action.skip,
+                           keep_affinity=True)
+
+
+def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
+    """Carry out a planned :class:`MoveMemory` in this process (a host with modelled
+    time: its pacing is modelled, so the step is as long as the plan says)."""
+    journal = MoveJournal(db)
+    recover(hv, journal)
+    d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
+    if d is None:
+        raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
+    max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
+    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, skip=action.skip)
+    run(hv, db, plan, action.rate, allow_fallback=True, follow_affinity=False)
+    return os.getpid()
 
 
 def claim_and_start(journal: MoveJournal, d: DomainInfo, to: int, max_bytes: Optional[int],
-                    rate: Optional[float], reason: str = "") -> int:
+                    rate: Optional[float], reason: str = "", skip: int = 0, keep_affinity: bool = False) -> int:
     """Claim the VM in the journal (refused if someone is moving it) and hand it to a
     background mover."""
     report = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "reason": reason}
     lock = journal.begin(d, to, report)
     try:
         text_rate = None if rate is None else "{:g}".format(rate / (1 << 20))
-        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate)
+        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity)
         journal.hand_over(d.uuid, pid)
     finally:
         lock.release()  # the child holds its own copy of the lock

@@ -9,7 +9,10 @@ benchmarks and ``--dry-run`` queries share:
    (:func:`~xapi_numa.core.homing.plan`), point soft affinity at the memory
    (:mod:`~xapi_numa.core.affinity_fixup`), when pages per node are read;
 3. hand every action to the one executor (:mod:`.executor`);
-4. upkeep: recover dead page movers, expire leases, reconcile reservations
+4. every ``rebalance_period`` seconds, the rebalancer (:mod:`.rebalancing`,
+   :mod:`~xapi_numa.core.rebalance`): a VM's home moves when load is uneven
+   and the move is worth the memory it takes, then its memory follows;
+5. upkeep: recover dead page movers, expire leases, reconcile reservations
    with the builds, settle VMs started after ``place`` — each step on its
    own, so that one failing (xapi restarting, a full disk) does not stop the
    others, each failure logged once until it recovers.
@@ -27,13 +30,15 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import attrs
 
-from xapi_numa.core import affinity_fixup, homing
-from xapi_numa.core.actions import RestorePin
+from xapi_numa.core import affinity_fixup, homing, locality, rebalance
+from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import move_memory, observe, upkeep
+from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DONE, Executor, Outcome, log_event
+from xapi_numa.ops.rebalancing import Decision, Rebalancer
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
@@ -55,6 +60,10 @@ class Settings:
     page_scan_max_memory: int = DEFAULT_PAGE_SCAN_MAX_MEMORY
     scheduler: Optional[str] = None  # the guests' scheduler, when their cpupool's differs from the host's
     bounce_window: float = 10.0      # displaced again this soon after a restore: pin harder next time
+    rebalancing: bool = True         # move homes (and memory) when load is uneven
+    rebalance_period: float = 2.0    # seconds between the rebalancer's looks
+    balance: rebalance.Settings = rebalance.Settings()
+    backend_affinity: bool = True    # guests' backend threads and IRQs on their home nodes' dom0 vCPUs
 
 
 class Runtime:
@@ -63,13 +72,24 @@ class Runtime:
     def __init__(self, hv: Hypervisor, db: Database, settings: Settings = Settings(),
                  policy_of: Optional[Callable[[str], Policy]] = None,
                  settler: Optional[Callable[[], List[str]]] = None, dry_run: bool = False,
-                 logger: logging.Logger = LOG) -> None:
+                 logger: logging.Logger = LOG, opted_out: Optional[Callable[[str], bool]] = None,
+                 dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False) -> None:
         self.hv, self.db, self.settings = hv, db, settings
+        # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
+        self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out)
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.settler = settler
         self.logger = logger
+        modelled = hv.capabilities().modelled_time
         self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes,
-                                 start_mover=move_memory.start_for)
+                                 start_mover=move_memory.move_now if modelled else move_memory.start_for,
+                                 dom0=dom0)
+        # a host with modelled time moves memory in this process, one period's worth per step
+        self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
+        self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out)
+        self.last_rebalance: Optional[float] = None
+        self.last_decision: Optional[Decision] = None
+        self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db)
         self.moves = MoveJournal(db)
         self.ledger = Ledger(db=db)
@@ -77,6 +97,7 @@ class Runtime:
         self.restored_at: Dict[str, float] = {}    # uuid -> when its temporary pins were last undone
         self.cycles = 0
         self.last_page_scan: Optional[float] = None
+        self._fixup_now = False
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
         self._failing: Set[str] = set()            # upkeep steps whose failure is already logged
 
@@ -96,10 +117,17 @@ class Runtime:
             return False
         return self.last_page_scan is None or now - self.last_page_scan >= self.settings.page_scan_interval
 
+    def _rebalance_due(self, now: float) -> bool:
+        return self.settings.rebalancing and (self.last_rebalance is None
+                                            or now - self.last_rebalance >= self.settings.rebalance_period - 1e-9)
+
     def snapshot(self) -> HostSnapshot:
         now = self.hv.clock()
-        with_pages = self._pages_due(now)
+        native_pages = self.hv.capabilities().features.get("node_pages") != "fallback"
+        fixup_due = self._pages_due(now)
+        with_pages = fixup_due or (native_pages and self._rebalance_due(now))
         snap = observe.take(self.hv, now, with_pages=with_pages)
+        self._fixup_now = fixup_due
         if with_pages:
             self.last_page_scan = now
             uuids = {d.domid: d.uuid for d in snap.domains}
@@ -133,21 +161,77 @@ class Runtime:
                                homing.pinned_keys(snap, pins),
                                homing.bounced(snap, self.restored_at, self.settings.bounce_window))
         if fresh_pages:
-            actions += affinity_fixup.plan(snap, excluded)
+            # VMs whose memory is following a home the rebalancer moved are not pulled back
+            following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.followed}
+            actions += affinity_fixup.plan(snap, excluded | following)
+        if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle
+            actions += self.backends.plan(snap, self.settings.backend_affinity)
         return actions
 
     def cycle(self) -> dict:
         self.cycles += 1
         snap = self.snapshot()
-        outcomes = self.executor.apply(self.plan(snap, bool(snap.pages)))
+        outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
         for o in outcomes:
             if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
                 self.restored_at[o.action.uuid] = snap.time
+        self._count_outside(snap)
+        if self._rebalance_due(snap.time):
+            outcomes += self.rebalance(snap)
         report = {"time": snap.time, "displaced": len(self.displaced_since)}
         report.update(_tally(outcomes))
         report.update(self.upkeep())
         self._log_changes(outcomes)
         return report
+
+    # --- rebalancing --------------------------------------------------------------------------------------
+    def rebalance(self, snap: HostSnapshot) -> List[Outcome]:
+        self.last_rebalance = snap.time
+        ours = {(p.uuid, p.vcpu) for p in self.pins.entries()}
+        decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours)
+        self.last_decision = decision
+        if not decision.actions:
+            return []
+        outcomes = self.executor.apply(decision.actions)
+        for o in outcomes:
+            if isinstance(o.action, MoveMemory) and o.status == DONE:
+                self.rebalancer.moved(o.action.uuid, o.action.max_pages or 0)
+                self._account_move(o.action)
+        homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
+        if homes:
+            log_event(self.logger, logging.INFO, "home moved", vms=[o.action.uuid for o in homes],
+                      reason=decision.note, loads=decision.assessment.to_dict()["loads"],
+                      status=[o.status for o in homes])
+        return outcomes
+
+    def _account_move(self, move: MoveMemory) -> None:
+        """Our own page moves are the other thing that changes where a VM's pages are:
+        where pages are read rarely (debug key 'u'), keep the model up to date."""
+        if self.hv.capabilities().features.get("node_pages") != "fallback" or move.uuid not in self.pages:
+            return
+        pages = self.pages[move.uuid]
+        total = sum(pages.values())
+        elsewhere = total - pages.get(move.to, 0)
+        moved = min(move.max_pages or elsewhere, elsewhere)
+        for node in list(pages):
+            if node != move.to and elsewhere:
+                pages[node] -= int(moved * pages[node] / elsewhere)
+        pages[move.to] = total - sum(p for n, p in pages.items() if n != move.to)
+
+    def _count_outside(self, snap: HostSnapshot) -> None:
+        """Per VM: how much of its vCPUs' time they run (or wait) outside their soft affinity."""
+        for d in snap.domains:
+            if d.domid == 0:
+                continue
+            counts = self.outside.setdefault(d.uuid, [0.0, 0.0])
+            for v in snap.vcpus.get(d.domid, ()):
+                if v.state in ("running", "runnable"):
+                    counts[1] += 1
+                    counts[0] += 1 if locality.outside_soft(v, snap.topology) else 0
+
+    def outside_share(self, uuid: str) -> float:
+        outside, total = self.outside.get(uuid, (0.0, 0.0))
+        return outside / total if total else 0.0
 
     def what_now(self) -> List[Outcome]:
         """What a cycle would do now, with no threshold (dry runs)."""

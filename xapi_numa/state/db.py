@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS temp_pin (
     pinned_at     REAL NOT NULL,
     pinned_to     TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (uuid, vcpu)
+);
+CREATE TABLE IF NOT EXISTS home_move (
+    uuid      TEXT NOT NULL,
+    moved_at  REAL NOT NULL,
+    from_node INTEGER NOT NULL,
+    to_node   INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    reason    TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS memory_move (
     uuid      TEXT PRIMARY KEY,

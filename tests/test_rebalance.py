@@ -1,0 +1,111 @@
+"""The rebalancer: the pure rule on hand-built loads, and the whole loop on the simulator."""
+import os
+
+import pytest
+
+from xapi_numa.backends.sim import scenarios
+from xapi_numa.core import rebalance
+from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops.runtime import Runtime, Settings
+from xapi_numa.state.db import Database
+from xapi_numa.state.homes import HomeMoves
+
+TOPO = Topology.uniform(3, 4, 8 << 30, [[10, 20, 30], [20, 10, 20], [30, 20, 10]])
+GIB = (1 << 30) >> 12  # pages
+
+
+def vm(n, home, demand, pages=None, **kw):
+    return rebalance.VmLoad(n, "uuid-{}".format(n), "vm{}".format(n), home, (0, 1), demand,
+                            pages if pages is not None else {home: GIB}, **kw)
+
+
+def test_a_balanced_host_moves_nothing():
+    vms = [vm(1, 0, 2.0), vm(2, 1, 2.0), vm(3, 2, 2.0)]
+    a = rebalance.assess(vms, TOPO)
+    assert a.best is None and a.reason.startswith("balanced")
+
+
+def test_an_idle_host_moves_nothing_however_uneven():
+    # node 0 at half load, others idle: nobody lacks CPU, nothing to gain
+    a = rebalance.assess([vm(1, 0, 1.0), vm(2, 0, 1.0)], TOPO)
+    assert a.best is None and "no eligible move" in a.reason
+
+
+def test_an_overloaded_node_sheds_a_vm_to_the_idle_node_nearest_first():
+    vms = [vm(1, 0, 2.0), vm(2, 0, 2.0), vm(3, 0, 2.0), vm(4, 1, 1.0)]
+    a = rebalance.assess(vms, TOPO)
+    (moved, to), = a.best.moves
+    assert a.best.kind == "balance" and a.best.gain == pytest.approx(2.0)
+    assert to == 2  # the emptier node: loads end up most even
+    assert a.loads[0] == pytest.approx(1.5)
+
+
+def test_memory_already_at_the_target_makes_a_vm_cheaper_to_move():
+    pages_here = {0: GIB}
+    half_there = {0: GIB // 2, 2: GIB // 2}
+    vms = [vm(1, 0, 2.0, pages_here), vm(2, 0, 2.0, half_there), vm(3, 0, 2.0, pages_here)]
+    best = rebalance.assess(vms, TOPO).best
+    assert [m.uuid for m, _ in best.moves] == ["uuid-2"]
+
+
+@pytest.mark.parametrize("case, kwargs", [
+    ("not movable (strict, any, admin pin, hold-down, switched off)", {"movable": False}),
+    ("preferred: only its own nodes", {"allowed": frozenset({0})}),
+])
+def test_vms_that_must_stay(case, kwargs):
+    vms = [vm(i, 0, 2.0, **kwargs) for i in (1, 2, 3)]
+    assert rebalance.assess(vms, TOPO).best is None, case
+
+
+def test_a_swap_when_no_single_move_gains():
+    # node 0 wants 2.5 of 4 pCPUs, node 1 4.5: moving the 2.0 or the 2.5 over only overloads
+    # node 0 (4.5, 5.0), but trading node 1's 2.5 for node 0's 2.0 delivers 0.5 more
+    vms = [vm(1, 0, 0.5), vm(2, 0, 2.0), vm(3, 1, 2.0), vm(4, 1, 2.5)]
+    topo = Topology.uniform(2, 4, 8 << 30)
+    best = rebalance.assess(vms, topo).best
+    assert best is not None and best.kind == "swap"
+
+
+def test_a_pv_guest_moves_home_only_when_that_alone_is_a_net_gain():
+    crowded = [vm(1, 0, 2.0, type="pv"), vm(2, 0, 2.0, type="pv"), vm(3, 0, 2.0, type="pv"),
+               vm(5, 0, 2.0, type="pv")]
+    best = rebalance.assess(crowded, TOPO).best  # 8 pCPUs wanted on 4: half speed; remote costs less
+    assert best is not None and best.pages == 0
+    mild = [vm(1, 0, 2.0, type="pv"), vm(2, 0, 2.0, type="pv"), vm(3, 0, 0.5, type="pv")]
+    assert rebalance.assess(mild, TOPO).best is None  # 4.5 on 4: not worth remote memory
+
+
+def test_a_home_move_and_the_memory_that_follows():
+    v = vm(1, 0, 2.0, {0: GIB})
+    actions = rebalance.home_move_actions(v, 2, TOPO, "r")
+    assert actions[0] == SetNodeAffinity(1, "uuid-1", frozenset({2}), "r")
+    assert [a.soft for a in actions[1:] if isinstance(a, SetAffinity)] == [TOPO.cpus_of_nodes([2])] * 2
+    moved = vm(1, 2, 2.0, {0: GIB})
+    step = rebalance.follow_memory(moved, rebalance.Settings(), already_moved=0, chunk_pages=1000)
+    assert isinstance(step, MoveMemory) and step.to == 2 and step.max_pages == 1000 and step.skip == 0
+    whole = rebalance.follow_memory(moved, rebalance.Settings())
+    assert whole.max_pages == int(0.9 * GIB) + 1 or whole.max_pages == int(0.9 * GIB)
+    assert rebalance.follow_memory(vm(1, 2, 2.0, {0: GIB // 20, 2: GIB}), rebalance.Settings()) is None
+
+
+def _run(tmp_path, name, seconds, rebalancing):
+    path = str(tmp_path / "{}-{}.json".format(name, rebalancing))
+    sim = scenarios.build(name, path, seed=1)
+    rt = Runtime(sim, Database(path + ".db"), Settings(rebalancing=rebalancing))
+    metrics = scenarios.run(sim, seconds, 2.0, lambda s, t: rt.cycle())
+    return metrics, HomeMoves(rt.db).recent()
+
+
+def test_steady_load_gets_no_move(tmp_path):
+    metrics, moves = _run(tmp_path, "steady", 60, True)
+    assert moves == []
+
+
+def test_asymmetric_load_moves_homes_and_memory_follows(tmp_path):
+    static, _ = _run(tmp_path, "asymmetric", 90, False)
+    moving, moves = _run(tmp_path, "asymmetric", 90, True)
+    assert moves and all(m.from_node == 0 and m.to_node in (2, 3) for m in moves)
+    assert len({m.uuid for m in moves}) == len(moves)  # each VM at most once (hold-down)
+    assert moving.total_work > static.total_work
+    assert moving.remote_share < static.remote_share

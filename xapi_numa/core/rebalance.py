@@ -1,0 +1,253 @@
+"""Dynamic NUMA rebalancing: move a VM's home node, and its memory after it (pure).
+
+Placement decides once, at boot; load changes after.  When one node's VMs
+want more CPU than the node has while another node has CPUs to spare, the
+rebalancer moves one VM's *home* (its node affinity and the soft affinity of
+its vCPUs) to the node with room, and its memory follows through the page
+mover at a limited rate until at least :attr:`Settings.local_enough` of it
+is local again.  Learned from ESXi's NUMA scheduler (home nodes, a periodic
+rebalancer, a minimum imbalance, swaps, memory following at a throttled rate),
+Linux NUMA balancing (stop moving memory once accesses are mostly local) and
+numad (only VMs big enough to matter; a long hold-down per VM).
+
+The rule, every period:
+
+1. **Demand** per VM is the CPU it wants (its vCPUs' busy share, a vCPU
+   waiting to run counting as wanting all of one), smoothed by the caller.
+   A node's *load* is the demand of the VMs homed on it over its pCPUs.
+2. **Gain** of moving VM ``v`` (demand ``d``) from node ``s`` to ``t``: the
+   CPU the host delivers, ``min(D, C)`` summed over the two nodes, after the
+   move minus before.  It is positive only when ``s`` is over-subscribed and
+   ``t`` has spare CPU, so balanced or idle hosts never move anything.  A
+   *swap* (``v`` to ``t`` and ``w`` from ``t`` to ``s``) is considered when
+   no single move gains.
+3. **Cost** is the memory that has to move (pages not on ``t`` already); the
+   candidate with the most gain per cost wins, and only if the gain is at
+   least :attr:`Settings.min_gain` pCPUs and the host's imbalance (largest
+   minus smallest load) is at least :attr:`Settings.imbalance`.
+4. A decision is carried out only after it has stood for
+   :attr:`Settings.sustain` consecutive periods (the caller counts), and never
+   for a VM moved in the last :attr:`Settings.hold_down` seconds.
+5. **PV guests** cannot have their memory moved: their home moves only when
+   the CPU they gain outweighs running with all their memory remote, judged
+   with the SLIT distance and an assumed memory-boundness of
+   :data:`ASSUMED_MEMORY_BOUND`.
+
+Never touched: ``strict`` and ``any`` VMs, VMs with an admin hard pin,
+VMs whose home spans several nodes, VMs the caller excludes (a move in
+flight, rebalancing switched off for them); ``preferred`` VMs move only to
+nodes of their list.
+"""
+import math
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.topology import Topology
+
+ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
+PAGE = 4096
+
+
+@attrs.frozen
+class Settings:
+    imbalance: float = 0.10        # largest minus smallest node load worth acting on
+    min_gain: float = 0.25         # pCPUs of extra delivered CPU a move must bring
+    sustain: int = 3               # periods a decision must stand before it is carried out
+    hold_down: float = 300.0       # seconds before the same VM's home moves again
+    local_enough: float = 0.90     # memory follows until this share is local
+    rate: float = 64 << 20         # bytes/s the memory follows at
+    pv_margin: float = 0.10        # a PV guest must run this much faster after its home moves
+
+
+@attrs.frozen
+class VmLoad:
+    """One VM as the rebalancer sees it."""
+
+    domid: int
+    uuid: str
+    name: str
+    home: Optional[int]                 # its single home node, or None (several, or none)
+    vcpus: Tuple[int, ...]              # vCPU ids
+    demand: float                       # pCPUs it wants (smoothed)
+    pages: Mapping[int, int]            # pages per node
+    type: str = "pvh"
+    movable: bool = True                # eligible for a home move (policy, pins, switches)
+    allowed: Optional[FrozenSet[int]] = None  # nodes a preferred policy allows (None: any)
+
+    def local_share(self, node: int) -> float:
+        total = sum(self.pages.values())
+        return self.pages.get(node, 0) / total if total else 1.0
+
+
+@attrs.frozen
+class Candidate:
+    kind: str                           # "balance" (one VM) or "swap" (two)
+    moves: Tuple[Tuple[VmLoad, int], ...]  # (VM, new home)
+    gain: float                         # pCPUs more delivered
+    pages: int                          # pages to move
+    score: float
+
+    def key(self) -> Tuple:
+        return tuple((vm.uuid, to) for vm, to in self.moves)
+
+    def explain(self, loads: Mapping[int, float]) -> str:
+        parts = ["{} ({:.2f} pCPUs) node {} -> {}".format(vm.name, vm.demand, vm.home, to) for vm, to in self.moves]
+        return "{}: {}; +{:.2f} pCPUs delivered, {} MiB to move; node loads {}".format(
+            self.kind, ", ".join(parts), self.gain, self.pages * PAGE >> 20,
+            ", ".join("{}:{:.2f}".format(n, l) for n, l in sorted(loads.items())))
+
+
+@attrs.frozen
+class Assessment:
+    loads: Mapping[int, float]          # demand / capacity per node
+    imbalance: float
+    best: Optional[Candidate]
+    reason: str                          # why nothing, or what the best is
+
+    def to_dict(self) -> dict:
+        out = {"loads": {str(n): round(l, 3) for n, l in sorted(self.loads.items())},
+               "imbalance": round(self.imbalance, 3), "reason": self.reason}
+        if self.best is not None:
+            out["candidate"] = {"kind": self.best.kind, "gain_pcpus": round(self.best.gain, 3),
+                                "pages": self.best.pages, "score": round(self.best.score, 4),
+                                "moves": [{"vm": vm.name, "uuid": vm.uuid, "from": vm.home, "to": to}
+                                          for vm, to in self.best.moves]}
+        return out
+
+
+def node_demand(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, float]:
+    out = {n: 0.0 for n in nodes}
+    for vm in vms:
+        if vm.home is not None and vm.home in out:
+            out[vm.home] += vm.demand
+    return out
+
+
+def _delivered(demand: float, capacity: float) -> float:
+    return min(demand, capacity)
+
+
+def _pages_to_move(vm: VmLoad, to: int, local_enough: float) -> int:
+    total = sum(vm.pages.values())
+    return max(0, int(math.ceil(local_enough * total)) - vm.pages.get(to, 0))
+
+
+def _pv_gains(vm: VmLoad, to: int, demand: Mapping[int, float], capacity: Mapping[int, float],
+              topo: Topology, margin: float) -> bool:
+    """Would a PV guest, its memory staying where it is, run faster homed on ``to``?"""
+    before = min(1.0, capacity[vm.home] / demand[vm.home]) if demand[vm.home] else 1.0
+    after_cpu = min(1.0, capacity[to] / (demand[to] + vm.demand)) if demand[to] + vm.demand else 1.0
+    total = sum(vm.pages.values()) or 1
+    distance = sum(p * topo.distance(to, n) for n, p in vm.pages.items()) / total
+    slowdown = 1.0 + ASSUMED_MEMORY_BOUND * (distance / 10.0 - 1.0)
+    return after_cpu / slowdown >= before * (1.0 + margin)
+
+
+def _eligible(vm: VmLoad, to: int) -> bool:
+    return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
+
+
+def _gain(moves: Sequence[Tuple[VmLoad, int]], demand: Mapping[int, float], capacity: Mapping[int, float]) -> float:
+    after = dict(demand)
+    for vm, to in moves:
+        after[vm.home] -= vm.demand
+        after[to] += vm.demand
+    touched = {vm.home for vm, _ in moves} | {to for _, to in moves}
+    return sum(_delivered(after[n], capacity[n]) - _delivered(demand[n], capacity[n]) for n in touched)
+
+
+def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
+           capacity: Optional[Mapping[int, float]] = None) -> Assessment:
+    """The node loads and the best move now, with the numbers behind it."""
+    nodes = [n.id for n in topo.nodes]
+    capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
+    demand = node_demand(vms, nodes)
+    loads = {n: demand[n] / capacity[n] if capacity[n] else 0.0 for n in nodes}
+    imbalance = max(loads.values()) - min(loads.values()) if loads else 0.0
+    if imbalance < settings.imbalance:
+        return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
+            imbalance, settings.imbalance))
+    candidates = _singles(vms, topo, demand, capacity, settings) or _swaps(vms, demand, capacity, settings)
+    if not candidates:
+        return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains "
+                                                  "{:.2f} pCPUs".format(imbalance, settings.min_gain))
+    best = max(candidates, key=lambda c: _preference(c, demand, capacity, topo))
+    return Assessment(loads, imbalance, best, best.explain(loads))
+
+
+def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int, float], topo: Topology) -> Tuple:
+    """Most gain per memory moved; among (nearly) equal ones, the move that leaves the
+    loads most even (least sum of squared loads), then the nearest target, then a
+    stable order."""
+    after = dict(demand)
+    for vm, to in c.moves:
+        after[vm.home] -= vm.demand
+        after[to] += vm.demand
+    spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
+    distance = sum(topo.distance(vm.home, to) for vm, to in c.moves)
+    return (round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, to) for vm, to in c.moves])
+
+
+def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
+    pages = sum(_pages_to_move(vm, to, settings.local_enough) for vm, to in moves if vm.type != "pv")
+    # gain per GiB to move, plus one so that a move with nothing to copy does not divide by zero
+    return Candidate(kind, tuple(moves), gain, pages, gain / (1.0 + pages * PAGE / float(1 << 30)))
+
+
+def _singles(vms, topo, demand, capacity, settings) -> List[Candidate]:
+    out = []
+    for vm in vms:
+        for to in demand:
+            if not _eligible(vm, to):
+                continue
+            gain = _gain([(vm, to)], demand, capacity)
+            if gain < settings.min_gain:
+                continue
+            if vm.type == "pv" and not _pv_gains(vm, to, demand, capacity, topo, settings.pv_margin):
+                continue
+            out.append(_candidate("balance", [(vm, to)], gain, settings))
+    return out
+
+
+def _swaps(vms, demand, capacity, settings) -> List[Candidate]:
+    out = []
+    for v in vms:
+        for w in vms:
+            if v.home is None or w.home is None or v.home == w.home or v.demand <= w.demand:
+                continue
+            if v.type == "pv" or w.type == "pv" or not (_eligible(v, w.home) and _eligible(w, v.home)):
+                continue
+            gain = _gain([(v, w.home), (w, v.home)], demand, capacity)
+            if gain >= settings.min_gain:
+                out.append(_candidate("swap", [(v, w.home), (w, v.home)], gain, settings))
+    return out
+
+
+def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
+    """A new home: node affinity (where new memory comes from) and soft affinity."""
+    cpus = topo.cpus_of_nodes([to])
+    return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
+            + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
+
+
+def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0,
+                  chunk_pages: Optional[int] = None) -> Optional[MoveMemory]:
+    """The next page move that brings the VM's memory home, or None once enough is local.
+
+    The mover takes movable gfns in order and cannot tell which are on the target
+    already: ``already_moved`` gfns are skipped (moved before), and the count is
+    scaled up by the share of the rest that is elsewhere."""
+    if vm.home is None or vm.type == "pv" or vm.local_share(vm.home) >= settings.local_enough:
+        return None
+    total = sum(vm.pages.values())
+    deficit = _pages_to_move(vm, vm.home, settings.local_enough)
+    elsewhere = 1.0 - vm.local_share(vm.home)
+    pages = min(total, int(math.ceil(deficit / max(elsewhere, 1e-6))))
+    if chunk_pages is not None:
+        pages = min(pages, chunk_pages)
+    if pages <= 0:
+        return None
+    return MoveMemory(vm.domid, vm.uuid, vm.home, max_pages=pages, rate=settings.rate, skip=already_moved,
+                      reason="memory follows its home: {:.0%} local".format(vm.local_share(vm.home)))

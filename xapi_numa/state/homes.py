@@ -1,0 +1,53 @@
+"""The home-move log: every time the rebalancer moved a VM's home node, when, from
+where to where and why.  It is what the hold-down reads (a VM is not moved
+again within minutes) and what ``top`` counts (moves by kind)."""
+from typing import Dict, List
+
+import attrs
+
+from xapi_numa.state.db import Database
+
+KEEP = 1000  # rows kept: enough for the hold-down and the counters
+
+
+@attrs.frozen
+class HomeMove:
+    uuid: str
+    moved_at: float
+    from_node: int
+    to_node: int
+    kind: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+class HomeMoves:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, move: HomeMove) -> None:
+        with self.db.write() as db:
+            db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", attrs.astuple(move))
+            db.execute("DELETE FROM home_move WHERE rowid NOT IN "
+                       "(SELECT rowid FROM home_move ORDER BY moved_at DESC LIMIT ?)", (KEEP,))
+
+    def recent(self) -> List[HomeMove]:
+        with self.db.read() as db:
+            rows = db.execute("SELECT uuid, moved_at, from_node, to_node, kind, reason FROM home_move "
+                              "ORDER BY moved_at").fetchall()
+        return [HomeMove(*row) for row in rows]
+
+    def last_moved(self) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        for m in self.recent():
+            out[m.uuid] = max(out.get(m.uuid, m.moved_at), m.moved_at)
+        return out
+
+    def counts(self) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for m in self.recent():
+            out[m.kind] = out.get(m.kind, 0) + 1
+        return out
