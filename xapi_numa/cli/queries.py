@@ -4,8 +4,10 @@ import time
 
 from xapi_numa.cli import common, render
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.ops import queries, runtime
+from xapi_numa.core import locality
+from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
+from xapi_numa.ops.rebalancing import Rebalancer
 
 
 def cmd_topology(args) -> int:
@@ -54,8 +56,14 @@ def cmd_top(args) -> int:
         raise InvalidArgument("--interval", "{:g}".format(args.interval), "0.1..3600 seconds")
     hv = common.hypervisor(args)
     ledger = common.ledger(args)
+    tracker = Rebalancer(ledger.db)  # CPU demand and the time outside soft affinity, over the refreshes
+    outside: dict = {}
     while True:
-        report = queries.top_report(hv, ledger.outstanding())
+        snap = observe.take(hv)
+        tracker.observe_demand(snap)
+        _count_outside(snap, outside)
+        report = queries.top_report(hv, ledger.outstanding(), tracker.demand,
+                                    {u: o / t for u, (o, t) in outside.items() if t}, tracker.counts())
         if args.json:
             common.print_json(report)
         else:
@@ -66,6 +74,15 @@ def cmd_top(args) -> int:
         if args.once:
             return 0
         time.sleep(args.interval)
+
+
+def _count_outside(snap, counts: dict) -> None:
+    for d in snap.domains:
+        seen = counts.setdefault(d.uuid, [0, 0])
+        for v in snap.vcpus.get(d.domid, ()):
+            if v.state in ("running", "runnable"):
+                seen[1] += 1
+                seen[0] += 1 if locality.outside_soft(v, snap.topology) else 0
 
 
 def cmd_homing(args) -> int:

@@ -35,12 +35,17 @@ def render_memory(rows: Sequence[dict]) -> str:
 
 
 def render_top(report: dict) -> str:
-    nodes = table(["node", "busy", "used", "free", "reserved"],
-                  [[n["id"], "{}/{}".format(n["busy_cpus"], n["cpus"]), format_size(n["memory_used"]),
+    nodes = table(["node", "busy", "demand", "used", "free", "reserved"],
+                  [[n["id"], "{}/{}".format(n["busy_cpus"], n["cpus"]),
+                    "{:.1f}/{}".format(n.get("cpu_demand", 0.0), n["cpus"]), format_size(n["memory_used"]),
                     format_size(n["memory_free"]), format_size(n["memory_reserved"])] for n in report["nodes"]])
-    vms = table(["domid", "name", "home", "memory", "local", "outside-soft"],
+    vms = table(["domid", "name", "home", "memory", "local", "outside-soft", "time outside", "demand"],
                 [[v["domid"], v["name"] + (" (paused)" if v["paused"] else ""),
                   ",".join(map(str, v["home_nodes"])) or "-", format_size(v["memory"]),
-                  "{:.0f}%".format(100 * v["local_share"]), "{}/{}".format(v["outside_soft"], v["vcpus"])]
+                  "{:.0f}%".format(100 * v["local_share"]), "{}/{}".format(v["outside_soft"], v["vcpus"]),
+                  "{:.0f}%".format(100 * v.get("outside_soft_share", 0.0)), "{:.1f}".format(v.get("cpu_demand", 0.0))]
                  for v in report["vms"]])
-    return nodes + "\n\n" + vms
+    moves = report.get("home_moves") or {}
+    tail = "\n\nhome moves by the rebalancer: " + (", ".join("{} {}".format(n, k) for k, n in sorted(moves.items()))
+                                                  or "none")
+    return nodes + "\n\n" + vms + tail

@@ -69,12 +69,17 @@ def outside_soft_counts(rows: Sequence[dict]) -> Dict[str, int]:
     return counts
 
 
-def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> dict:
-    """Per node: busy CPUs and memory; per VM: home nodes, memory local, vCPUs outside soft."""
+def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
+               demand: Optional[Mapping[str, float]] = None, outside_share: Optional[Mapping[str, float]] = None,
+               home_moves: Optional[Mapping[str, int]] = None) -> dict:
+    """Per node: busy CPUs, CPU demand of the VMs homed there against its pCPUs, memory;
+    per VM: home nodes, memory local, vCPUs outside soft affinity now and the share of
+    its time they were (over the samples the caller took); the rebalancer's moves by kind."""
     topo = hv.topology()
     memory = {m.node: m for m in hv.node_memory()}
     reserved = reserved or {}
     busy = {n.id: 0 for n in topo.nodes}
+    node_demand = {n.id: 0.0 for n in topo.nodes}
     vms = []
     for d in sorted(hv.domains(), key=lambda d: d.domid):
         vcpus = hv.vcpus(d.domid)
@@ -85,12 +90,18 @@ def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> 
             continue
         homes = locality.home_nodes(vcpus, topo)
         pages = hv.node_pages(d.domid)
+        wanted = (demand or {}).get(d.uuid, 0.0)
+        for n in homes:
+            node_demand[n] += wanted / len(homes)
         vms.append({"domid": d.domid, "name": d.name, "home_nodes": sorted(homes),
+                    "cpu_demand": round(wanted, 3),
+                    "outside_soft_share": round((outside_share or {}).get(d.uuid, 0.0), 4),
                     "memory": sum(pages.values()) << PAGE_SHIFT,
                     "local_share": round(locality.local_share(pages, homes), 4),
                     "outside_soft": sum(1 for v in vcpus if locality.outside_soft(v, topo)), "vcpus": len(vcpus),
                     "paused": d.paused})
-    nodes = [{"id": n.id, "cpus": len(n.cpus), "busy_cpus": busy[n.id], "memory_total": memory[n.id].size,
+    nodes = [{"id": n.id, "cpus": len(n.cpus), "busy_cpus": busy[n.id], "cpu_demand": round(node_demand[n.id], 3),
+              "memory_total": memory[n.id].size,
               "memory_free": memory[n.id].free, "memory_used": memory[n.id].size - memory[n.id].free,
               "memory_reserved": reserved.get(n.id, 0)} for n in topo.nodes]
-    return {"nodes": nodes, "vms": vms}
+    return {"nodes": nodes, "vms": vms, "home_moves": dict(home_moves or {})}

@@ -100,7 +100,10 @@ class Rebalancer:
 
     # --- the decision -------------------------------------------------------------------------------------
     def decide(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
-               chunk_pages: Optional[int] = None, our_pins: Set[Tuple[str, int]] = frozenset()) -> Decision:
+               chunk_pages: Optional[int] = None, our_pins: Set[Tuple[str, int]] = frozenset(),
+               record: bool = True) -> Decision:
+        """The actions of this period.  ``record=False``: a dry run (nothing is logged as
+        moved, and the memory-follow progress is left as it is)."""
         now = snap.time
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
@@ -110,22 +113,25 @@ class Rebalancer:
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None else 0
         self._streak = streak
-        if assessment.best is not None and streak >= self.settings.sustain:
-            actions += self._move_homes(assessment.best, snap, now)
-            self._streak = 0
-            note = "moving: " + assessment.reason
+        if assessment.best is not None and (streak >= self.settings.sustain or not record):
+            actions += self._move_homes(assessment.best, snap, now, record)
+            if record:
+                self._streak = 0
+            note = ("moving: " if record else "would move: ") + assessment.reason
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
         actions += self._follow_ups(vms, excluded, chunk_pages)
         return Decision(assessment, tuple(actions), streak, note)
 
-    def _move_homes(self, best: rebalance.Candidate, snap: HostSnapshot, now: float) -> List[object]:
+    def _move_homes(self, best: rebalance.Candidate, snap: HostSnapshot, now: float,
+                    record: bool = True) -> List[object]:
         out: List[object] = []
         for vm, to in best.moves:
             reason = "{} move: {}".format(best.kind, best.explain({}).split("; node loads")[0])
             out += rebalance.home_move_actions(vm, to, snap.topology, reason)
-            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
-            self.followed[vm.uuid] = (to, 0)
+            if record:
+                self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
+                self.followed[vm.uuid] = (to, 0)
         return out
 
     def _follow_ups(self, vms: List[rebalance.VmLoad], excluded: Set[int],

@@ -233,6 +233,26 @@ class Runtime:
         outside, total = self.outside.get(uuid, (0.0, 0.0))
         return outside / total if total else 0.0
 
+    def rebalance_dry_run(self, samples: int = 3) -> Decision:
+        """What the rebalancer would decide now: its demand is measured over ``samples``
+        looks, ``rebalance_period`` apart (on the host's clock), and nothing is changed."""
+        decision = None
+        executor, self.executor = self.executor, Executor(self.hv, self.db, self.logger, dry_run=True)
+        sustain = self.rebalancer.settings.sustain
+        try:
+            for i in range(max(1, samples)):
+                if i:
+                    self.hv.sleep(self.settings.rebalance_period)
+                snap = self.snapshot()
+                decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages,
+                                                  {(p.uuid, p.vcpu) for p in self.pins.entries()},
+                                                  record=False)
+        finally:
+            self.executor = executor
+        return attrs.evolve(decision, note=decision.note + ("" if decision.streak >= sustain else
+                                                            " (the daemon acts once this has stood for {} periods)"
+                                                            .format(sustain)))
+
     def what_now(self) -> List[Outcome]:
         """What a cycle would do now, with no threshold (dry runs)."""
         snap = observe.take(self.hv, None, with_pages=True)
