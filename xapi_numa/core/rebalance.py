@@ -17,7 +17,10 @@ The rule, every period:
    A node's *load* is the demand of the VMs homed on it over its pCPUs.
 2. **Gain** of moving VM ``v`` (demand ``d``) from node ``s`` to ``t``: the
    CPU the host delivers, ``min(D, C)`` summed over the two nodes, after the
-   move minus before.  It is positive only when ``s`` is over-subscribed and
+   move minus before, averaged over the recent window of demand (so that a
+   VM whose bursts come when the target's VMs are quiet is worth moving, and
+   one whose bursts coincide with theirs is not), where ``C`` is :attr:`Settings.headroom` of the node's
+   pCPUs (a node run at 100 % spills vCPUs onto other nodes at every burst).  It is positive only when ``s`` is over-subscribed and
    ``t`` has spare CPU, so balanced or idle hosts never move anything.  A
    *swap* (``v`` to ``t`` and ``w`` from ``t`` to ``s``) is considered when
    no single move gains.
@@ -59,6 +62,8 @@ class Settings:
     local_enough: float = 0.90     # memory follows until this share is local
     rate: float = 64 << 20         # bytes/s the memory follows at
     pv_margin: float = 0.10        # a PV guest must run this much faster after its home moves
+    headroom: float = 0.90         # a node counts as full at this share of its pCPUs: at 100 % every
+                                   # burst spills vCPUs onto other nodes, away from their memory
 
 
 @attrs.frozen
@@ -75,6 +80,12 @@ class VmLoad:
     type: str = "pvh"
     movable: bool = True                # eligible for a home move (policy, pins, switches)
     allowed: Optional[FrozenSet[int]] = None  # nodes a preferred policy allows (None: any)
+    history: Tuple[float, ...] = ()     # demand over the recent window, oldest first (aligned across VMs)
+
+    def samples(self, k: int) -> Tuple[float, ...]:
+        """Its demand over the last ``k`` periods (padded with the oldest value known)."""
+        known = self.history or (self.demand,)
+        return (known[0],) * (k - len(known)) + tuple(known[-k:])
 
     def local_share(self, node: int) -> float:
         total = sum(self.pages.values())
@@ -149,13 +160,31 @@ def _eligible(vm: VmLoad, to: int) -> bool:
     return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
 
 
-def _gain(moves: Sequence[Tuple[VmLoad, int]], demand: Mapping[int, float], capacity: Mapping[int, float]) -> float:
-    after = dict(demand)
-    for vm, to in moves:
-        after[vm.home] -= vm.demand
-        after[to] += vm.demand
+def _series(vms: Sequence[VmLoad], nodes: Sequence[int], k: int) -> Dict[int, List[float]]:
+    """Per node, the demand of the VMs homed there over the last ``k`` periods."""
+    out = {n: [0.0] * k for n in nodes}
+    for vm in vms:
+        if vm.home in out:
+            for i, d in enumerate(vm.samples(k)):
+                out[vm.home][i] += d
+    return out
+
+
+def _gain(moves: Sequence[Tuple[VmLoad, int]], series: Mapping[int, List[float]],
+          capacity: Mapping[int, float]) -> float:
+    """Extra CPU delivered per period, averaged over the window: a move judged on how
+    the load behaved lately (bursts, phases), not on one instant."""
     touched = {vm.home for vm, _ in moves} | {to for _, to in moves}
-    return sum(_delivered(after[n], capacity[n]) - _delivered(demand[n], capacity[n]) for n in touched)
+    k = len(next(iter(series.values())))
+    after = {n: list(series[n]) for n in touched}
+    for vm, to in moves:
+        for i, d in enumerate(vm.samples(k)):
+            after[vm.home][i] -= d
+            after[to][i] += d
+    total = 0.0
+    for n in touched:
+        total += sum(_delivered(a, capacity[n]) - _delivered(b, capacity[n]) for a, b in zip(after[n], series[n]))
+    return total / k
 
 
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
@@ -163,17 +192,19 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
     """The node loads and the best move now, with the numbers behind it."""
     nodes = [n.id for n in topo.nodes]
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
+    usable = {n: c * settings.headroom for n, c in capacity.items()}
     demand = node_demand(vms, nodes)
     loads = {n: demand[n] / capacity[n] if capacity[n] else 0.0 for n in nodes}
     imbalance = max(loads.values()) - min(loads.values()) if loads else 0.0
     if imbalance < settings.imbalance:
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
             imbalance, settings.imbalance))
-    candidates = _singles(vms, topo, demand, capacity, settings) or _swaps(vms, demand, capacity, settings)
+    series = _series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
+    candidates = _singles(vms, topo, demand, series, usable, settings) or _swaps(vms, series, usable, settings)
     if not candidates:
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains "
                                                   "{:.2f} pCPUs".format(imbalance, settings.min_gain))
-    best = max(candidates, key=lambda c: _preference(c, demand, capacity, topo))
+    best = max(candidates, key=lambda c: _preference(c, demand, usable, topo))
     return Assessment(loads, imbalance, best, best.explain(loads))
 
 
@@ -196,13 +227,13 @@ def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, sett
     return Candidate(kind, tuple(moves), gain, pages, gain / (1.0 + pages * PAGE / float(1 << 30)))
 
 
-def _singles(vms, topo, demand, capacity, settings) -> List[Candidate]:
+def _singles(vms, topo, demand, series, capacity, settings) -> List[Candidate]:
     out = []
     for vm in vms:
         for to in demand:
             if not _eligible(vm, to):
                 continue
-            gain = _gain([(vm, to)], demand, capacity)
+            gain = _gain([(vm, to)], series, capacity)
             if gain < settings.min_gain:
                 continue
             if vm.type == "pv" and not _pv_gains(vm, to, demand, capacity, topo, settings.pv_margin):
@@ -211,7 +242,7 @@ def _singles(vms, topo, demand, capacity, settings) -> List[Candidate]:
     return out
 
 
-def _swaps(vms, demand, capacity, settings) -> List[Candidate]:
+def _swaps(vms, series, capacity, settings) -> List[Candidate]:
     out = []
     for v in vms:
         for w in vms:
@@ -219,7 +250,7 @@ def _swaps(vms, demand, capacity, settings) -> List[Candidate]:
                 continue
             if v.type == "pv" or w.type == "pv" or not (_eligible(v, w.home) and _eligible(w, v.home)):
                 continue
-            gain = _gain([(v, w.home), (w, v.home)], demand, capacity)
+            gain = _gain([(v, w.home), (w, v.home)], series, capacity)
             if gain >= settings.min_gain:
                 out.append(_candidate("swap", [(v, w.home), (w, v.home)], gain, settings))
     return out

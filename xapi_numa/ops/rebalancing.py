@@ -20,6 +20,7 @@ from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMove, HomeMoves
 
 SMOOTHING = 0.5  # weight of the newest period in the demand average
+WINDOW = 150     # periods of demand history the planner judges moves on (5 minutes at 2 s)
 
 
 @attrs.frozen
@@ -39,6 +40,7 @@ class Rebalancer:
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.opted_out = opted_out or (lambda uuid: False)
         self.demand: Dict[str, float] = {}
+        self.history: Dict[str, List[float]] = {}  # uuid -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
         self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
@@ -64,9 +66,12 @@ class Rebalancer:
                 wanted += 1.0 if v.state == "runnable" else busy
             old = self.demand.get(d.uuid)
             self.demand[d.uuid] = wanted if old is None else SMOOTHING * wanted + (1 - SMOOTHING) * old
+            self.history.setdefault(d.uuid, []).append(self.demand[d.uuid])
+            del self.history[d.uuid][:-WINDOW]
         self._cpu = {k: v for k, v in self._cpu.items() if k in seen}
         alive = {d.uuid for d in snap.domains}
         self.demand = {u: x for u, x in self.demand.items() if u in alive}
+        self.history = {u: x for u, x in self.history.items() if u in alive}
         self.followed = {u: x for u, x in self.followed.items() if u in alive}
 
     def loads(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
@@ -85,7 +90,7 @@ class Rebalancer:
                 self.settings.hold_down
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.demand.get(d.uuid, 0.0), dict(pages.get(d.uuid, {})), d.type,
-                                        movable, allowed))
+                                        movable, allowed, tuple(self.history.get(d.uuid, ()))))
         return out
 
     def _eligibility(self, uuid: str, vcpus, topo, our_pins) -> Tuple[bool, Optional[FrozenSet[int]]]:
