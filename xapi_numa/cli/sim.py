@@ -78,14 +78,20 @@ def cmd_sim_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from xapi_numa.cli.demo import run_demo
+    from xapi_numa.cli.demo_rebalance import run_rebalance_demo
 
-    return run_demo(args.seed, args.schedulers.split(","), sys.stdout)
+    run_demo(args.seed, args.schedulers.split(","), sys.stdout)
+    if args.plot != "none":
+        run_rebalance_demo(args.seed, sys.stdout, args.plot)
+    return 0
 
 
 def register(sub) -> None:
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
     q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
+    q.add_argument("--plot", default="xapi-numa-demo.svg",
+                   help="where to write the rebalancing chart (default xapi-numa-demo.svg; none: skip that part)")
     q.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("sim", help="script the simulated host").add_subparsers(dest="sim_command",
