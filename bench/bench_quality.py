@@ -5,7 +5,11 @@ access distance mean/p99, nodes spanned, memory and vCPU imbalance, refusals),
 writes every figure to ``.cache/bench/quality.json``, and checks the issue's
 must-show per trace: split, mean distance and memory imbalance <= the best
 baseline's, vCPU imbalance within 10 % of libxl's, refusals <= the best
-baseline's.  A miss is printed as a miss, with the figures.
+baseline's.  A miss is printed as a miss, with the figures.  Baselines:
+xenopsd today (``Best_effort``), xenopsd's ``Prio_mem_only`` (today's code
+path, memory-only search), xenopsd as of 2024 (memory-only search, multi-node
+soft affinity, running minimum of free memory) and libxl; see
+``quality/policies.py``.  Run alone: ``python bench/bench_quality.py``.
 """
 
 import json
@@ -28,6 +32,12 @@ CHECKS = [  # (name, metric, how ours compares with the baselines)
     ("vCPU imbalance within 10% of libxl", "vcpu_cv", "libxl"),
     ("refusals <= best baseline", "refusals", "min"),
 ]
+# Printed beside the issue's goals, not instead of them: the faithful 2024
+# xenopsd stops placing once the host has been full (its free-memory view only
+# ever shrinks), so Xen stripes every VM over every node and its memory CV is
+# near 0 by construction; this line compares with the baselines that place VMs.
+PLACING = ("xenopsd", "xenopsd-memonly", "libxl")
+EXTRA = [("memory imbalance <= best placing baseline (xenopsd, xenopsd-memonly, libxl)", "memory_cv", "placing")]
 
 
 def run_traces(starts: int = STARTS, only=None) -> Dict[str, List[dict]]:
@@ -47,7 +57,7 @@ def check(rows: List[dict], metric: str, how: str):
     if how == "libxl":
         ref = by["libxl"][metric]
         return ours <= ref * 1.10 + 1e-12, ours, ref
-    ref = min(by[b][metric] for b in BASELINES)
+    ref = min(by[b][metric] for b in (PLACING if how == "placing" else BASELINES))
     return ours <= ref + 1e-12, ours, ref
 
 
@@ -74,7 +84,7 @@ def run() -> List[Result]:
         json.dump({"starts": STARTS, "seed": SEED, "traces": results}, f, indent=1, sort_keys=True)
     print(f"  figures written to {OUT}")
     out = []
-    for label, metric, how in CHECKS:
+    for label, metric, how in CHECKS + EXTRA:
         misses, worst = [], 0.0
         for name, rows in results.items():
             met, ours, ref = check(rows, metric, how)
@@ -85,5 +95,10 @@ def run() -> List[Result]:
         detail = (f"met on all {len(results)} traces" if not misses else
                   f"missed on {len(misses)}/{len(results)} traces: " + "; ".join(misses))
         out.append(Result(f"placement quality: {label}", worst, "ours/reference, worst trace",
-                          "<= 1.0" if how == "min" else "<= 1.1", not misses, detail))
+                          "<= 1.1" if how == "libxl" else "<= 1.0", not misses, detail))
     return out
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(f"[{'ok ' if r.met else 'MISS'}] {r.name}: {r.ratio:.3f}x {r.unit} (goal {r.goal}); {r.detail}")

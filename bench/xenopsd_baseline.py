@@ -72,6 +72,8 @@ class XenopsdNUMA:
 
     def plan_nodes(self, memfree: Sequence[int], vcpus: int, memory: int, cores: int = 0) -> Optional[List[int]]:
         """The picked nodes (in xenopsd's list order), or None when no set is valid."""
+        if sum(memfree) < memory or sum(self.threads) < vcpus or sum(self.cores) < cores:
+            return None  # not even every node together: the scan would find nothing
         valid = self._valid_masks(memfree, vcpus, memory, cores)
         first = next(valid, None)
         if first is None:

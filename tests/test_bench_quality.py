@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import bench_quality  # noqa: E402
 import xenopsd_baseline  # noqa: E402
 from quality.libxl_baseline import LibxlNUMA  # noqa: E402
-from quality.policies import Decision, REFUSED, all_policies  # noqa: E402
+from quality.policies import BASELINES, Decision, REFUSED, Xenopsd2024, XenopsdMemOnly, XenopsdToday, all_policies  # noqa: E402
+from quality.replay import HostState  # noqa: E402
 from quality.replay import cv, replay, weighted_percentile  # noqa: E402
 from quality.trace import NODE_MEMORY, Event, HostSpec, Vm, hosts, make_trace, regular_distances  # noqa: E402
 
@@ -107,8 +108,36 @@ def test_every_rule_runs_a_small_trace_and_checks_read_the_rows():
     h = host2(smt=True)
     trace = make_trace(h, 1, 40)
     rows = [replay(h, trace, p) for p in all_policies(h.topology())]
-    assert {r["policy"] for r in rows} >= {"ours", "xenopsd", "xenopsd-2024", "libxl"}
+    assert {r["policy"] for r in rows} >= {"ours", "xenopsd", "xenopsd-memonly", "xenopsd-2024", "libxl"}
+    assert set(BASELINES) == {"xenopsd", "xenopsd-memonly", "xenopsd-2024", "libxl"}
     assert all(r["starts"] == 40 for r in rows)
     met, ours, ref = bench_quality.check(rows, "refusals", "min")
     assert ours == next(r["refusals"] for r in rows if r["policy"] == "ours")
-    assert ref == min(r["refusals"] for r in rows if r["policy"] in ("xenopsd", "xenopsd-2024", "libxl"))
+    assert ref == min(r["refusals"] for r in rows if r["policy"] in BASELINES)
+    met, ours, ref = bench_quality.check(rows, "memory_cv", "placing")
+    assert ref == min(r["memory_cv"] for r in rows if r["policy"] in ("xenopsd", "xenopsd-memonly", "libxl"))
+
+
+def test_xenopsd_2024_plans_with_the_lowest_free_memory_it_has_seen():
+    h = host2()
+    x = Xenopsd2024(h.topology())
+    state = HostState(2)
+    assert x.decide(state, Vm(0, 2, 100 * G)).home == (0,)
+    state.free[0] = state.free[1] = (10 * G) >> 12  # the host filled up ...
+    assert x.decide(state, Vm(1, 2, 20 * G)).home is None
+    state.free[0] = state.free[1] = NODE_MEMORY >> 12  # ... and emptied: 2024 never sees it
+    assert x.decide(state, Vm(2, 2, 20 * G)).home is None
+    # what still fits in the 10G it saw; node 1, as node 0 was picked once (the usage counter)
+    assert x.decide(state, Vm(3, 1, 4 * G)).home == (1,)
+
+
+def test_xenopsd_today_and_memonly_differ_only_in_the_core_count():
+    h = host2(smt=True)  # 16 cores, 32 threads a node
+    topo = h.topology()
+    cores = [16, 16]
+    state = HostState(2)
+    wide = Vm(0, 24, 8 * G)
+    assert XenopsdToday(topo, cores).decide(state, wide).home is None  # needs both nodes: no affinity
+    assert XenopsdMemOnly(topo, cores).decide(state, wide).home == (0,)  # 32 threads are enough
+    d = XenopsdToday(topo, cores).decide(state, Vm(1, 4, 8 * G))
+    assert d.home == (0,) and d.node == 0  # single node: claim and -mem_pnode there

@@ -9,6 +9,7 @@ from xapi_numa.errors import InvalidArgument, NoCapacity
 from xapi_numa.core.placement import NO_OVERHEAD, BuildOverhead, NodeLoads, Planner, Request, set_mean
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.single_node import HOLE_WEIGHT, choose_node
 
 G = 1 << 30
 AMD = [[10, 16, 16, 22, 16, 22, 16, 22], [16, 10, 22, 16, 16, 22, 22, 17], [16, 22, 10, 16, 16, 16, 16, 16],
@@ -33,28 +34,62 @@ def test_amd_matrix_prefers_0_1_4():
     assert sum(p.bytes_per_node.values()) >= 25 * G
 
 
-def test_single_node_keeps_the_biggest_hole_and_levels_the_rest():
+def test_single_node_levels_memory_and_vcpus_after_the_vm():
     planner = Planner(topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]]), NO_OVERHEAD)
-    # node 2 has the biggest hole: kept for a big VM; of the others the most headroom
+    # nodes of 64G, used 34/44/24G, no vCPUs: the VM on node 2 leaves memory most even
+    # (used 34/44/32G, CV 0.14 against 0.25 on node 0); vCPU CV is the same anywhere
     p = planner.place(loads_of([30 * G, 20 * G, 40 * G]), Request(2, 8 * G))
-    assert p.nodes == (0,) and p.soft == frozenset(range(0, 4)) and p.hard is None and not p.fallback
-    # a VM only the biggest hole holds goes there
+    assert p.nodes == (2,) and p.soft == frozenset(range(8, 12)) and p.hard is None and not p.fallback
+    # node 2 runs 12 vCPUs on 4 cores: node 0 (vCPU CV 1.12, memory CV 0.25) beats
+    # node 1 (1.12, 0.32) and node 2 (1.41, 0.14)
+    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], vcpus=[0, 0, 12]), Request(2, 8 * G)).nodes == (0,)
+    # a VM only one node holds goes there
     assert planner.place(loads_of([30 * G, 20 * G, 40 * G]), Request(2, 35 * G)).nodes == (2,)
-    # vCPU load first (within one VM's worth per core): node 0 is loaded, node 1 is not
-    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], vcpus=[12, 0, 0]), Request(2, 8 * G)).nodes == (1,)
-    # reservations count against free memory
-    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], reserved=[25 * G, 0, 0]), Request(2, 8 * G)).nodes == (1,)
+    # reservations count against free memory: node 2 then has the least room
+    assert planner.place(loads_of([30 * G, 20 * G, 40 * G], reserved=[0, 0, 25 * G]),
+                         Request(2, 8 * G)).nodes == (0,)
+
+
+def _reference_score(i, avail, vcpus_on, cores, vcpus, need, sizes):
+    """The scored rule written out over whole vectors (statistics.pstdev), to check the O(1) one."""
+    import statistics
+
+    def cv(v):
+        mean = sum(v) / len(v)
+        return statistics.pstdev(v) / mean if mean > 0 else 0.0
+
+    used = [sizes[j] - avail[j] + (need if j == i else 0) for j in range(len(avail))]
+    load = [(vcpus_on[j] + (vcpus if j == i else 0)) / cores[j] for j in range(len(avail))]
+    left = [avail[j] - (need if j == i else 0) for j in range(len(avail))]
+    return cv(used) + cv(load) - HOLE_WEIGHT * max(left) / max(sizes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 8).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 64), min_size=n, max_size=n),
+    st.lists(st.integers(0, 40), min_size=n, max_size=n),
+    st.lists(st.integers(1, 16), min_size=n, max_size=n))),
+    st.integers(1, 16), st.integers(1, 30))
+def test_scored_rule_takes_the_lowest_score(nodes, vcpus, need):
+    free, vcpus_on, cores = nodes
+    sizes = [64 * G] * len(free)
+    avail = [f * G for f in free]
+    fits = [i for i, a in enumerate(avail) if a >= need * G]
+    assume(len(fits) >= 2)
+    got = choose_node("scored", fits, avail, vcpus_on, cores, vcpus, need * G, sizes)
+    scores = {i: _reference_score(i, avail, vcpus_on, cores, vcpus, need * G, sizes) for i in fits}
+    assert got in fits and scores[got] <= min(scores.values()) + 1e-9
 
 
 def test_single_node_rules_differ_as_documented():
     t = topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]])
     loads = loads_of([30 * G, 20 * G, 40 * G])
     got = {rule: Planner(t, NO_OVERHEAD, rule).place(loads, Request(2, 8 * G)).nodes
-           for rule in ("spare", "balanced", "best", "worst")}
-    assert got == {"spare": (0,), "balanced": (1,), "best": (1,), "worst": (2,)}
+           for rule in ("scored", "spare", "balanced", "best", "worst")}
+    assert got == {"scored": (2,), "spare": (0,), "balanced": (1,), "best": (1,), "worst": (2,)}
     with pytest.raises(InvalidArgument) as err:
         Planner(t, NO_OVERHEAD, "fancy")
-    assert "single_node" in str(err.value.xenapi_failure()) and "spare" in str(err.value.xenapi_failure())
+    assert "single_node" in str(err.value.xenapi_failure()) and "scored" in str(err.value.xenapi_failure())
 
 
 def test_build_overhead_is_counted_in_the_placement():

@@ -2,6 +2,7 @@
 
 A 2-node host with 4 pCPUs per node (node 0: CPUs 0-3, node 1: CPUs 4-7).
 """
+import attrs
 import pytest
 
 from xapi_numa.core import actions as act
@@ -194,3 +195,13 @@ def test_outstanding_as_reconcile_would_leave_it():
     actions = reservation.plan_reconcile([R], {built.uuid: built}, {1: {1: 1}}, False)
     assert reservation.outstanding([R]) == {1: 2 * G}
     assert reservation.outstanding([R], actions) == {}
+
+
+def test_an_idle_pcpu_of_another_cpupool_is_no_home():
+    # A (pool 1: CPUs 1-7) runs on node 1; its soft affinity node 0 has idle CPU 0 only in Pool-0
+    vs = [vcpu(1, 0, 4, N0)] + [vcpu(3, i, i, N0) for i in (1, 2, 3)]
+    doms = [DomainInfo(1, "vm1", "uuid-1", 1, G, G, False, cpupool=1), dom(3, 3)]
+    s = attrs.evolve(snap(vs, domains=doms), pools={0: frozenset({0}), 1: frozenset(range(1, 8))})
+    assert homing.plan(s, {(1, 0): 0.0}, threshold=1.0) == []
+    s = attrs.evolve(s, pools={0: frozenset(), 1: ALL})
+    assert [p.cpus for p in homing.plan(s, {(1, 0): 0.0}, threshold=1.0)] == [N0]

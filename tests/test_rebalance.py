@@ -110,3 +110,9 @@ def test_asymmetric_load_moves_homes_and_memory_follows(tmp_path):
     assert len({m.uuid for m in moves}) == len(moves)  # each VM at most once (hold-down)
     assert moving.total_work > static.total_work
     assert moving.remote_share < static.remote_share
+
+
+def test_a_node_with_no_pcpu_for_guests_is_never_a_home():
+    vms = [vm(1, 1, 2.0), vm(2, 1, 2.0), vm(3, 1, 2.0)]
+    a = rebalance.assess(vms, TOPO, capacity={0: 0.0, 1: 4.0, 2: 4.0})
+    assert [to for _, to in a.best.moves] == [2] and 0 not in a.loads

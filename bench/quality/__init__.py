@@ -1,7 +1,8 @@
 """Placement quality on start/stop traces: our engine against xenopsd and libxl.
 
-``trace`` makes the seeded hosts and traces, ``baselines`` re-implements
-xenopsd's and libxl's placement from their sources, ``policies`` adapts every
+``trace`` makes the seeded hosts and traces, ``libxl_baseline`` (and
+``bench/xenopsd_baseline.py``) re-implement libxl's and xenopsd's placement
+from their sources, ``policies`` adapts every
 rule to one decision interface, ``replay`` runs a trace through Xen's
 allocator model and measures where memory and vCPUs land.
 """

@@ -391,3 +391,105 @@ void xn_features(xn_handle *h, struct xn_features *out)
     out->node_claims = h->patched.claim_pages_node ? XN_NATIVE : XN_UNAVAILABLE;
     out->claims = XN_NATIVE;
 }
+
+/* --- vNUMA ------------------------------------------------------------------------------ */
+
+/* Whatever Xen would take but a guest could not use (a vnode with no memory
+ * or no vCPU, ranges out of order) is refused here, before any hypercall. */
+int xn_vnuma_check(uint32_t nr_vnodes, uint32_t nr_ranges, const struct xn_vmemrange *ranges,
+                   uint32_t nr_vcpus, const uint32_t *vdistance, const uint32_t *vcpu_to_vnode)
+{
+    uint64_t seen_memory = 0, seen_vcpu = 0;
+    uint32_t i;
+
+    /* vnodes are tracked in a 64-bit mask: more than any host has nodes */
+    if (nr_vnodes == 0 || nr_vnodes > 64 || nr_ranges == 0 || nr_vcpus < nr_vnodes || !ranges ||
+        !vdistance || !vcpu_to_vnode)
+        return -EINVAL;
+    for (i = 0; i < nr_ranges; i++) {
+        const struct xn_vmemrange *r = &ranges[i];
+
+        if (r->vnode >= nr_vnodes || r->end <= r->start || (r->start | r->end) & 0xfff)
+            return -EINVAL;
+        if (i > 0 && r->start < ranges[i - 1].end)
+            return -EINVAL;
+        seen_memory |= 1ull << r->vnode;
+    }
+    for (i = 0; i < nr_vcpus; i++) {
+        if (vcpu_to_vnode[i] >= nr_vnodes)
+            return -EINVAL;
+        seen_vcpu |= 1ull << vcpu_to_vnode[i];
+    }
+    if (nr_vnodes < 64) {
+        uint64_t all = (1ull << nr_vnodes) - 1;
+
+        if (seen_memory != all || seen_vcpu != all)
+            return -EINVAL;
+    } else if (~seen_memory || ~seen_vcpu) {
+        return -EINVAL;
+    }
+    for (i = 0; i < nr_vnodes * nr_vnodes; i++)
+        if (vdistance[i] == 0)
+            return -EINVAL;
+    return 0;
+}
+
+int xn_domain_setvnuma(xn_handle *h, uint32_t domid, uint32_t nr_vnodes, uint32_t nr_ranges,
+                       const struct xn_vmemrange *ranges, uint32_t nr_vcpus, const uint32_t *vdistance,
+                       const uint32_t *vcpu_to_vnode, const uint32_t *vnode_to_pnode)
+{
+    xen_vmemrange_t *vmem;
+    unsigned int *dist, *v2n, *n2p;
+    uint32_t i;
+    int rc = xn_vnuma_check(nr_vnodes, nr_ranges, ranges, nr_vcpus, vdistance, vcpu_to_vnode);
+
+    if (rc)
+        return rc;
+    if (!vnode_to_pnode)
+        return -EINVAL;
+    /* libxc takes non-const unsigned int arrays and Xen's own range struct: copy */
+    vmem = calloc(nr_ranges, sizeof(*vmem));
+    dist = calloc((size_t)nr_vnodes * nr_vnodes, sizeof(*dist));
+    v2n = calloc(nr_vcpus, sizeof(*v2n));
+    n2p = calloc(nr_vnodes, sizeof(*n2p));
+    if (!vmem || !dist || !v2n || !n2p) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < nr_ranges; i++) {
+        vmem[i].start = ranges[i].start;
+        vmem[i].end = ranges[i].end;
+        vmem[i].nid = ranges[i].vnode;
+    }
+    for (i = 0; i < nr_vnodes * nr_vnodes; i++)
+        dist[i] = vdistance[i];
+    for (i = 0; i < nr_vcpus; i++)
+        v2n[i] = vcpu_to_vnode[i];
+    for (i = 0; i < nr_vnodes; i++)
+        n2p[i] = vnode_to_pnode[i];
+    rc = xc_domain_setvnuma(h->xch, domid, nr_vnodes, nr_ranges, nr_vcpus, vmem, dist, v2n, n2p)
+             ? neg_errno() : 0;
+out:
+    free(vmem);
+    free(dist);
+    free(v2n);
+    free(n2p);
+    return rc;
+}
+
+int xn_cpupool_next(xn_handle *h, uint32_t first_pool, uint32_t *pool_id, uint8_t *cpumap)
+{
+    xc_cpupoolinfo_t *info;
+    int bytes = xn_cpumap_bytes(h);
+
+    if (bytes < 0)
+        return bytes;
+    errno = 0;
+    info = xc_cpupool_getinfo(h->xch, first_pool);
+    if (!info)
+        return errno && errno != ENOENT ? neg_errno() : -ENOENT;
+    *pool_id = info->cpupool_id;
+    memcpy(cpumap, info->cpumap, (size_t)bytes);
+    xc_cpupool_infofree(h->xch, info);
+    return 0;
+}

@@ -193,4 +193,30 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
 /* Does a live mover hold the record at record_path (its lock)?  1 yes, 0 no, -errno. */
 int xn_mig_record_busy(const char *record_path);
 
+/*
+ * vNUMA: a domain's virtual NUMA layout, as toolstacks that build domains
+ * themselves (xenopsd) need it; set before the domain first runs.  vnode v
+ * sits on pnode vnode_to_pnode[v]; ranges[] are the guest-physical byte ranges
+ * [start, end) of each vnode (a vnode may have several, e.g. around the MMIO
+ * hole); vdistance is nr_vnodes x nr_vnodes, row-major; vcpu_to_vnode has
+ * nr_vcpus entries.  xn_vnuma_check validates a layout without Xen: 0, or
+ * -EINVAL for no vnode, a vnode without memory or vCPU, a range empty, not
+ * page-aligned, unsorted or overlapping, or an index out of range.
+ * xn_domain_setvnuma checks the same, then calls xc_domain_setvnuma.
+ */
+struct xn_vmemrange {
+    uint64_t start, end;
+    uint32_t vnode;
+};
+int xn_vnuma_check(uint32_t nr_vnodes, uint32_t nr_ranges, const struct xn_vmemrange *ranges,
+                   uint32_t nr_vcpus, const uint32_t *vdistance, const uint32_t *vcpu_to_vnode);
+int xn_domain_setvnuma(xn_handle *h, uint32_t domid, uint32_t nr_vnodes, uint32_t nr_ranges,
+                       const struct xn_vmemrange *ranges, uint32_t nr_vcpus, const uint32_t *vdistance,
+                       const uint32_t *vcpu_to_vnode, const uint32_t *vnode_to_pnode);
+
+/* CPU pools: the id of the next pool from first_pool on (-ENOENT past the last one),
+ * with its CPUs in cpumap (xn_cpumap_bytes() bytes).  A domain's vCPUs run only
+ * on the CPUs of its pool, whatever their affinity says. */
+int xn_cpupool_next(xn_handle *h, uint32_t first_pool, uint32_t *pool_id, uint8_t *cpumap);
+
 #endif

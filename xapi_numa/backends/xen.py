@@ -26,6 +26,7 @@ from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hyper
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.vnuma import MemRange, VnumaPlan
 
 try:
     from xapi_numa._libxenuma import ffi, lib
@@ -221,7 +222,7 @@ class XenHypervisor(Hypervisor):
             result.append(DomainInfo(
                 d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
                 d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
-                dtype, d.outstanding_pages << PAGE_SHIFT))
+                dtype, d.outstanding_pages << PAGE_SHIFT, d.cpupool))
         return result
 
     def _name(self, domid: int) -> Optional[str]:
@@ -354,6 +355,19 @@ class XenHypervisor(Hypervisor):
         features = self._features()
         return Capabilities(self.scheduler(), features["node_claims"] == "native", features)
 
+    def cpupools(self) -> Dict[int, FrozenSet[int]]:
+        out: Dict[int, FrozenSet[int]] = {}
+        pool_id = ffi.new("uint32_t *")
+        cpumap = ffi.new("uint8_t[]", self._cpumap_bytes)
+        first = 0
+        while True:
+            rc = lib.xn_cpupool_next(self._h, first, pool_id, cpumap)
+            if rc == -errno.ENOENT:
+                return out
+            _check(rc, "xc_cpupool_getinfo")
+            out[pool_id[0]] = _bits_to_set(cpumap, self._cpumap_bytes)
+            first = pool_id[0] + 1
+
     def clock(self) -> float:
         return time.monotonic()
 
@@ -439,3 +453,13 @@ class XenHypervisor(Hypervisor):
         except OSError as err:
             found.append("unknown devices (xenstore unreadable: {})".format(err))
         return found
+
+    def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
+        k = len(plan.vnodes)
+        cranges = ffi.new("struct xn_vmemrange[]", [(r.start, r.end, r.vnode) for r in ranges] or 1)
+        dist = ffi.new("uint32_t[]", [d for v in plan.vnodes for d in v.distances])
+        vcpus = sorted((c, v.index) for v in plan.vnodes for c in v.vcpus)
+        v2n = ffi.new("uint32_t[]", [n for _, n in vcpus] or 1)
+        n2p = ffi.new("uint32_t[]", list(plan.pnodes))
+        _check(lib.xn_domain_setvnuma(self._h, domid, k, len(ranges), cranges, len(vcpus), dist, v2n, n2p),
+               f"setting the vNUMA layout of domain {domid}")

@@ -62,10 +62,11 @@ def displaced(snap: HostSnapshot) -> List[VcpuInfo]:
     return out
 
 
-def fixable(v: VcpuInfo, running: Mapping[int, VcpuInfo], displaced_keys: Set[VcpuKey]) -> bool:
-    """Is a pCPU of its home free, or held by another displaced vCPU?  Only pCPUs in
-    its hard affinity count: those are online and in its cpupool."""
-    for cpu in v.soft & v.hard:
+def fixable(v: VcpuInfo, running: Mapping[int, VcpuInfo], displaced_keys: Set[VcpuKey],
+            usable: FrozenSet[int]) -> bool:
+    """Is a pCPU of its home free, or held by another displaced vCPU?  Only pCPUs it
+    may run on count: in its hard affinity, online, and in its CPU pool (``usable``)."""
+    for cpu in v.soft & v.hard & usable:
         other = running.get(cpu)
         if other is None or (other.domid, other.vcpu) in displaced_keys:
             return True
@@ -98,7 +99,7 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
            if v.domid not in excluded and (v.domid, v.vcpu) not in pinned
            and v.hard >= all_cpus  # an admin pin is the admin's business
            and snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold
-           and fixable(v, running, keys)]
+           and fixable(v, running, keys, snap.pool_cpus(v.domid) & snap.topology.all_cpus)]
     if not due:
         return []
     targets: Dict[VcpuKey, VcpuInfo] = {(v.domid, v.vcpu): v for v in due}
@@ -108,9 +109,9 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
             for v in snap.vcpus.get(domid, ()):
                 if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned:
                     targets.setdefault((domid, v.vcpu), v)
-    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard, v.hard,
-                           "displaced" if key in keys else "partner of a displaced vCPU")
-            for key, v in sorted(targets.items())]
+    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard & snap.pool_cpus(v.domid),
+                           v.hard, "displaced" if key in keys else "partner of a displaced vCPU")
+            for key, v in sorted(targets.items()) if v.soft & v.hard & snap.pool_cpus(v.domid)]
 
 
 def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey],

@@ -43,6 +43,7 @@ class DomainInfo:
     paused: bool
     type: str = "pv"
     claimed: int = 0  # bytes still outstanding on this domain's claim
+    cpupool: int = 0  # its vCPUs run only on this CPU pool's pCPUs
 
 
 @attrs.frozen

@@ -157,6 +157,7 @@ def _pv_gains(vm: VmLoad, to: int, demand: Mapping[int, float], capacity: Mappin
 
 
 def _eligible(vm: VmLoad, to: int) -> bool:
+    """May the VM's home move to ``to`` (its old home must be one the rebalancer knows)?"""
     return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
 
 
@@ -190,9 +191,9 @@ def _gain(moves: Sequence[Tuple[VmLoad, int]], series: Mapping[int, List[float]]
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
            capacity: Optional[Mapping[int, float]] = None) -> Assessment:
     """The node loads and the best move now, with the numbers behind it."""
-    nodes = [n.id for n in topo.nodes]
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
-    usable = {n: c * settings.headroom for n, c in capacity.items()}
+    nodes = [n.id for n in topo.nodes if capacity.get(n.id)]  # a node with no pCPU for guests is no home
+    usable = {n: capacity[n] * settings.headroom for n in nodes}
     demand = node_demand(vms, nodes)
     loads = {n: demand[n] / capacity[n] if capacity[n] else 0.0 for n in nodes}
     imbalance = max(loads.values()) - min(loads.values()) if loads else 0.0
@@ -230,6 +231,8 @@ def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, sett
 def _singles(vms, topo, demand, series, capacity, settings) -> List[Candidate]:
     out = []
     for vm in vms:
+        if vm.home not in demand:
+            continue
         for to in demand:
             if not _eligible(vm, to):
                 continue
@@ -246,7 +249,7 @@ def _swaps(vms, series, capacity, settings) -> List[Candidate]:
     out = []
     for v in vms:
         for w in vms:
-            if v.home is None or w.home is None or v.home == w.home or v.demand <= w.demand:
+            if v.home not in series or w.home not in series or v.home == w.home or v.demand <= w.demand:
                 continue
             if v.type == "pv" or w.type == "pv" or not (_eligible(v, w.home) and _eligible(w, v.home)):
                 continue

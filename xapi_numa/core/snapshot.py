@@ -4,7 +4,7 @@ Taken through the Hypervisor port in one go by :func:`xapi_numa.ops.observe.take
 (topology, domains, vCPUs, pages per node when asked), so that every planner is
 a pure function of a :class:`HostSnapshot`.
 """
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 import attrs
 
@@ -20,6 +20,14 @@ class HostSnapshot:
     vcpus: Mapping[int, Tuple[VcpuInfo, ...]]
     pages: Mapping[int, Mapping[int, int]] = attrs.field(factory=dict)
     scheduler: str = "credit2"
+    pools: Mapping[int, FrozenSet[int]] = attrs.field(factory=dict)  # CPU pool -> its pCPUs (empty: unknown)
+
+    def pool_cpus(self, domid: int) -> FrozenSet[int]:
+        """The pCPUs the domain's vCPUs may run on at all (its CPU pool's)."""
+        d = self.domain(domid)
+        if d is None or d.cpupool not in self.pools:
+            return self.topology.all_cpus
+        return self.pools[d.cpupool]
 
     def domain(self, domid: int) -> Optional[DomainInfo]:
         for d in self.domains:

@@ -28,7 +28,7 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
         except NumaError:
             continue  # the domain went away during the read
     return HostSnapshot(hv.topology(), now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
-                        hv.capabilities().scheduler)
+                        hv.capabilities().scheduler, hv.cpupools())
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

@@ -31,6 +31,15 @@ class Decision:
     note: str
 
 
+def guest_capacity(snap: HostSnapshot) -> Dict[int, float]:
+    """pCPUs per node that guests may run on: those of their CPU pools (dom0's own pool,
+    on a host split that way, is no home for a guest)."""
+    pools = {d.cpupool for d in snap.domains if d.domid != 0}
+    cpus = frozenset().union(*(snap.pools.get(p, snap.topology.all_cpus) for p in pools)) if pools \
+        else snap.topology.all_cpus
+    return {n.id: float(len(n.cpus & cpus)) for n in snap.topology.nodes}
+
+
 class Rebalancer:
     def __init__(self, db: Database, settings: rebalance.Settings = rebalance.Settings(),
                  policy_of: Optional[Callable[[str], Policy]] = None,
@@ -112,7 +121,7 @@ class Rebalancer:
         now = snap.time
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
-        assessment = rebalance.assess(vms, snap.topology, self.settings)
+        assessment = rebalance.assess(vms, snap.topology, self.settings, guest_capacity(snap))
         actions: List[object] = []
         note = assessment.reason
         # the imbalance must be sustained; the move made is the best one at that moment

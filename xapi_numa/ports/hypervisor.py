@@ -17,8 +17,13 @@ import attrs
 
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vnuma import MemRange, VnumaPlan
 
 FEATURE_LEVELS = ("native", "fallback", "unavailable")
+
+# A move blocker both backends report for a guest with an emulating device model
+# (QEMU's map cache keeps guest frames mapped; see ops.move_memory._check_domain).
+DEVICE_MODEL_BLOCKER = "an emulating device model"
 
 
 @attrs.frozen
@@ -51,6 +56,10 @@ class Hypervisor(abc.ABC):
 
     @abc.abstractmethod
     def node_memory(self) -> List[NodeMemory]: ...
+
+    @abc.abstractmethod
+    def cpupools(self) -> Dict[int, FrozenSet[int]]:
+        """Each CPU pool's pCPUs (a domain's vCPUs run only on its pool's)."""
 
     # --- domains and vCPUs ----------------------------------------------------------------
     @abc.abstractmethod
@@ -103,3 +112,8 @@ class Hypervisor(abc.ABC):
     def recover_move(self, domid: int) -> Optional[str]:
         """Finish a batch whose mover died inside its pause window (restore, unpause);
         what was done, or None if nothing was left."""
+
+    @abc.abstractmethod
+    def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
+        """Give a domain that has not run yet its vNUMA layout (what a domain builder
+        does before the first unpause; xenopsd has no such step today)."""

@@ -23,7 +23,7 @@ def pool_scheduler() -> str:
     return m.group(1) if m else "credit2"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def numa_pool():
     """A cpupool "numa" over nodes 1 and 2 with the scheduler under test; dom0 keeps node 0."""
     scheduler = pool_scheduler()

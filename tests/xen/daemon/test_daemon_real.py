@@ -105,7 +105,8 @@ def test_daemon_brings_a_swapped_pair_home(numa_pool, tmp_path):
 
     ledger = str(tmp_path / "ledger.db")
     daemon = subprocess.Popen([sys.executable, "-m", "xapi_numa.daemon", "--backend", "xen", "--period", "1",
-                               "--threshold", "1", "--no-xapi", "--scheduler", scheduler, "--ledger", ledger],
+                               "--threshold", "1", "--no-xapi", "--no-rebalance", "--scheduler", scheduler,
+                               "--ledger", ledger],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH="/opt/xapi-numa"))
     lines = []

@@ -10,6 +10,7 @@
 echo "guest: up"
 # guest=spin on the kernel command line: the daemon suite's busy guest
 case "$(cat /proc/cmdline)" in
+    *guest=spinmem*) /spin & exec /memcheck 8 ;;  # busy on every vCPU, and checksumming
     *guest=spin*) exec /spin ;;
 esac
 exec /memcheck 8

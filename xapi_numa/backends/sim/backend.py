@@ -5,18 +5,21 @@ so separate processes see one consistent host.  Besides the port it offers
 the simulator's own controls: ``init``, ``create``, ``destroy`` and ``run``.
 """
 
+import errno
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from xapi_numa.core.cpuset import ids_of, mask_of
-from xapi_numa.errors import InvalidArgument
-from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
+from xapi_numa.errors import HypervisorError, InvalidArgument
+from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vnuma import MemRange, VnumaPlan
 from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
-from xapi_numa.backends.sim.toolstack import auto_placement
+from xapi_numa.backends.sim.perf import TICK_SECONDS
+from xapi_numa.backends.sim.toolstack import xl_create
 
 
 class SimHypervisor(Hypervisor):
@@ -49,9 +52,8 @@ class SimHypervisor(Hypervisor):
             pages = bytes_to_pages(memory)
             hard_mask = mask_of(hard) if hard is not None else None
             soft_mask = mask_of(soft) if soft is not None else None
-            if hard is None and soft is None and auto_numa:
-                soft_mask = auto_placement(host, vcpus, pages)
-            d = host.create_domain(name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid)
+            # libxl's placement (toolstack.py) runs unless a soft affinity is given.
+            d = xl_create(host, name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid, auto_numa)
             d.passthrough = passthrough
             return d.domid
 
@@ -86,6 +88,39 @@ class SimHypervisor(Hypervisor):
         with self.store.snapshot() as host:
             return host.sched.name
 
+    # --- the performance model's controls and counters (see perf.py) ---------------------
+    def set_load(self, domid: int, load: str) -> None:
+        """Give a domain a new load profile from now on (syntax: loads.LOAD_SYNTAX)."""
+        with self.store.transaction() as host:
+            host.set_load(domid, load)
+
+    def work_done(self, domid: int) -> float:
+        """Seconds of all-local CPU work the domain has done since it was created."""
+        with self.store.snapshot() as host:
+            return host.domain(domid).work_ticks * TICK_SECONDS
+
+    def locality_stats(self, domid: int) -> dict:
+        """CPU time, work done and the run-time-weighted share of remote memory accesses."""
+        with self.store.snapshot() as host:
+            return _perf_of(host.domain(domid))
+
+    def perf_counters(self) -> dict:
+        """Every domain's :meth:`locality_stats` and each node's run and wait
+        seconds (vCPU-seconds running on, or runnable and queued on, its pCPUs)."""
+        with self.store.snapshot() as host:
+            return {"domains": {d.domid: _perf_of(d) for d in host.domains.values()},
+                    "node_run": [t * TICK_SECONDS for t in host.node_run_ticks],
+                    "node_wait": [t * TICK_SECONDS for t in host.node_wait_ticks]}
+
+    def placement_view(self) -> Dict[int, tuple]:
+        """Every domain's vCPUs and pages per node, read in one go (what
+        :meth:`vcpus` and :meth:`node_pages` give, without a file read per call)."""
+        with self.store.snapshot() as host:
+            return {d.domid: ([VcpuInfo(d.domid, v.id, v.processor, host.vcpu_state(v), ids_of(v.hard),
+                                        ids_of(v.soft), v.cpu_ticks * TICK_SECONDS) for v in d.vcpus],
+                              dict(enumerate(d.node_pages)))
+                    for d in host.domains.values()}
+
     # --- the Hypervisor port ----------------------------------------------------------
     def topology(self) -> Topology:
         with self.store.snapshot() as host:
@@ -107,7 +142,8 @@ class SimHypervisor(Hypervisor):
     def vcpus(self, domid: int) -> List[VcpuInfo]:
         with self.store.snapshot() as host:
             d = host.domain(domid)
-            return [VcpuInfo(domid, v.id, v.processor, host.vcpu_state(v), ids_of(v.hard), ids_of(v.soft))
+            return [VcpuInfo(domid, v.id, v.processor, host.vcpu_state(v), ids_of(v.hard), ids_of(v.soft),
+                             v.cpu_ticks * TICK_SECONDS)
                     for v in d.vcpus]
 
     def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[FrozenSet[int]] = None,
@@ -147,6 +183,10 @@ class SimHypervisor(Hypervisor):
                     "node_pages": "native", "claims": "native", "node_claims": "native"}
         return Capabilities(self.scheduler(), True, features, modelled_time=True)
 
+    def cpupools(self) -> Dict[int, FrozenSet[int]]:
+        """The simulated host has one pool, Pool-0, with every pCPU."""
+        return {0: self.topology().all_cpus}
+
     def clock(self) -> float:
         """Simulated time: thresholds and timeouts count in simulated seconds."""
         return self.now_ms() / 1000.0
@@ -170,4 +210,27 @@ class SimHypervisor(Hypervisor):
 
     def move_blockers(self, domid: int) -> List[str]:
         with self.store.snapshot() as host:
-            return ["PCI passthrough"] if host.domain(domid).passthrough else []
+            d = host.domain(domid)
+            found = ["PCI passthrough"] if d.passthrough else []
+            # a simulated HVM guest stands for one with QEMU in dom0 (PVH has none)
+            return found + ([DEVICE_MODEL_BLOCKER] if d.type == "hvm" else [])
+
+    def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
+        """Checked as Xen's XEN_DOMCTL_setvnumainfo checks it (EINVAL otherwise). Xen only
+        records the layout for the guest to read, and a simulated guest reads nothing, so
+        nothing is kept."""
+        with self.store.snapshot() as host:
+            d = host.domain(domid)
+            vcpus = sorted(c for v in plan.vnodes for c in v.vcpus)
+            pnodes_known = all(0 <= p < len(host.free) for p in plan.pnodes)
+            covered = {r.vnode for r in ranges} == {v.index for v in plan.vnodes}
+            if vcpus != list(range(len(d.vcpus))) or not pnodes_known or not covered or not plan.vnodes:
+                raise HypervisorError(errno.EINVAL, f"setting the vNUMA layout of domain {domid}")
+
+
+def _perf_of(d) -> dict:
+    cpu_ticks = d.cpu_ticks
+    return {"name": d.name, "cpu_time": cpu_ticks * TICK_SECONDS, "work": d.work_ticks * TICK_SECONDS,
+            "remote_share": d.remote_ticks / cpu_ticks if cpu_ticks else 0.0,
+            "remote_cpu_time": d.remote_ticks * TICK_SECONDS, "wait_time": d.wait_ticks * TICK_SECONDS,
+            "mem_bound": d.load.mem_bound, "load": str(d.load)}
