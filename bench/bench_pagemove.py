@@ -32,15 +32,16 @@ def modelled_move(batch: int) -> dict:
                                  dom0_vcpus=1, dom0_memory=GIB)
         sim.create("guest", 4, 4 * GIB, soft=frozenset(range(8)), dtype="pvh")
         plan = migrate.prepare(sim, "guest", 1, batch=batch)
-        return migrate.run(sim, Ledger(os.path.join(tmp, "l.db")), plan)
+        return migrate.run(sim, Ledger(os.path.join(tmp, "l.db")).db, plan)
 
 
 def run() -> List[Result]:
     big, small = modelled_move(512), modelled_move(64)
     rate = big["throughput_mib_s"] / 1024
-    out = [Result("page move, hardware model (512-page batches)", rate, "GiB/s per stream",
-                  ">= 1 GiB/s with <= 10 ms pause per batch",
-                  rate >= 1 and big["pause_max_ms"] <= 10,
+    # The figures come from constants in core/memory_move.py, not from a measurement: no verdict.
+    out = [Result("page move, the simulator's hardware MODEL (512-page batches)", rate, "GiB/s per stream (modelled)",
+                  "the target is >= 1 GiB/s with <= 10 ms pause per batch, NOT measured here (no hardware)",
+                  None,
                   f"{big['throughput_mib_s']:.0f} MiB/s, pause max {big['pause_max_ms']:.2f} ms, "
                   f"{big['superpages']} superpages kept in {big['batches']} batches; baseline 64-page batches "
                   f"{small['throughput_mib_s']:.0f} MiB/s, pause max {small['pause_max_ms']:.2f} ms "
@@ -52,7 +53,7 @@ def run() -> List[Result]:
         for r in runs:
             pps = r["released_pages"] / (r["elapsed_s"] or 1)
             out.append(Result(f"page move on the QEMU harness ({r['label']}: {r.get('what', '')}), indicative only",
-                              r["throughput_mib_s"], "MiB/s while paused (a measured figure, no ratio)", "none (emulated CPU)", True,
+                              r["throughput_mib_s"], "MiB/s while paused (a measured figure, no ratio)", "none (emulated CPU)", None,
                               f"{pps:.0f} pages/s overall, {r['batches']} batches, pause max {r['pause_max_ms']} ms, "
                               f"median {r['pause_median_ms']} ms (from the last make xen-test)"))
     return out

@@ -5,9 +5,12 @@ import attrs
 
 @attrs.frozen
 class Result:
+    """A figure against its baseline.  ``met`` None: reported with no verdict (a model,
+    or a figure with no goal)."""
+
     name: str
     ratio: float
     unit: str
     goal: str
-    met: bool
+    met: object
     detail: str

@@ -25,11 +25,21 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(ROOT, ".cache", "xen")
-MIRROR = os.environ.get("XEN_TEST_MIRROR", "http://deb.debian.org/debian")
+MIRROR = os.environ.get("XEN_TEST_MIRROR")  # else the machine's own apt sources
 DOM0_PACKAGES = ["xen-utils-4.17", "xenstore-utils", "python3", "python3-attr", "python3-cffi-backend",
                  "python3-pytest", "kmod", "procps"]
 XEN_MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"]
 BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "1500"))
+# Backends for the backend-alignment test: blkback over a loop device, netback (dom0),
+# and the frontends its PVH guest loads (paths under the kernel's modules directory).
+BACKEND_MODULES = ["drivers/block/loop.ko", "drivers/block/xen-blkback/xen-blkback.ko",
+                   "drivers/net/xen-netback/xen-netback.ko"]
+FRONTEND_MODULES = ["drivers/block/xen-blkfront.ko", "drivers/net/xen-netfront.ko"]
+# HVM guests (the hvm suite): Xen's device model; hvmloader comes with xen-utils.
+HVM_PACKAGES = ["qemu-system-xen"]
+# The emulated IDE disk inside the HVM guest, in load order (Debian builds them as modules).
+HVM_GUEST_MODULES = ["scsi_common", "scsi_mod", "libata", "ata_piix", "crct10dif_common", "crc-t10dif",
+                     "crc64", "crc64-rocksoft", "t10-pi", "sd_mod"]
 
 
 def log(msg: str) -> None:
@@ -41,7 +51,9 @@ def run(cmd, **kw) -> None:
 
 
 def mirror() -> str:
-    """The machine's own Debian mirror, as the recipe asks."""
+    """$XEN_TEST_MIRROR, else the machine's own Debian mirror from its apt sources."""
+    if MIRROR:
+        return MIRROR
     for path in glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]:
         try:
             text = open(path).read()
@@ -50,7 +62,8 @@ def mirror() -> str:
         m = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.M) or re.search(r"^deb\s+(\S+/debian)\s+bookworm", text, re.M)
         if m:
             return m.group(1)
-    return MIRROR
+    raise SystemExit("no Debian mirror in this machine's apt sources (/etc/apt/sources.list*); "
+                     "set XEN_TEST_MIRROR to the Debian mirror debootstrap should use")
 
 
 # --- pieces from Debian packages -----------------------------------------------------------
@@ -136,6 +149,29 @@ def rootfs(debs: str) -> str:
     return root
 
 
+def add_device_model(root: str, debs: str) -> None:
+    """qemu-system-xen and the bzImage (HVM direct kernel boot) on top of the cached
+    image, with its own stamp so an image built before the hvm suite is not rebuilt."""
+    stamp = os.path.join(CACHE, "rootfs-hvm.done")
+    if os.path.exists(stamp):
+        return
+    log("installing the HVM device model into the dom0 image")
+    proc = os.path.join(root, "proc")
+    run(["mount", "--bind", "/proc", proc])
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+        run(["chroot", root, "apt-get", "update", "-qq"], env=env)
+        run(["chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *HVM_PACKAGES],
+            env=env, stdout=subprocess.DEVNULL)
+        run(["chroot", root, "apt-get", "clean"], env=env)
+    finally:
+        run(["umount", proc])
+    trim(root)
+    shutil.copy(glob.glob(os.path.join(debs, "x", "boot", "vmlinuz-*"))[0],
+                os.path.join(root, "opt", "guest", "vmlinuz"))
+    open(stamp, "w").close()
+
+
 def trim(root: str) -> None:
     for pattern in ("usr/share/doc/*", "usr/share/man/*", "usr/share/locale/*", "usr/share/info/*",
                     "var/lib/apt/lists/*", "var/cache/apt/*", "usr/share/zoneinfo/*"):
@@ -149,6 +185,9 @@ def add_modules(root: str, debs: str) -> None:
     dst = os.path.join(root, "lib", "modules", version)
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(os.path.join(src, "kernel", "drivers", "xen"), os.path.join(dst, "kernel", "drivers", "xen"))
+    for rel in BACKEND_MODULES:
+        os.makedirs(os.path.dirname(os.path.join(dst, "kernel", rel)), exist_ok=True)
+        shutil.copy(os.path.join(src, "kernel", rel), os.path.join(dst, "kernel", rel))
     for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
         if os.path.exists(os.path.join(src, name)):
             shutil.copy(os.path.join(src, name), dst)
@@ -195,6 +234,40 @@ def memcheck_initrd(debs: str, out: str) -> None:
     pack(tree, out)
 
 
+def hvm_initrd(debs: str, out: str) -> None:
+    """The HVM guest: memcheck plus a disk checker over the emulated IDE disk
+    (hvm/guest-init.sh), with the disk driver modules it loads."""
+    tree = busybox_tree("guest-hvm-initrd", ("sh", "mount", "mkdir", "echo", "insmod", "dd", "md5sum", "cat",
+                                             "sleep", "ls", "grep", "head", "sync", "cut", "tr"),
+                        os.path.join(HERE, "hvm", "guest-init.sh"))
+    run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(tree, "memcheck"),
+         os.path.join(HERE, "guest", "memcheck.c")])
+    os.makedirs(os.path.join(tree, "modules"))
+    for name in HVM_GUEST_MODULES:
+        found = glob.glob(os.path.join(debs, "x", "lib", "modules", "*", "kernel", "**", name + ".ko"),
+                          recursive=True)
+        if not found:
+            raise SystemExit(f"kernel module {name} missing from the Debian kernel package")
+        shutil.copy(found[0], os.path.join(tree, "modules", name + ".ko"))
+    pack(tree, out)
+
+
+def backend_io(debs: str, tree: str) -> None:
+    """The backend-alignment test's pieces, in the per-run overlay (no image rebuild): the
+    backend modules for dom0 (insmod'ed by the test) and its guest's initramfs, which loads
+    the frontends and keeps the disk busy (guest/io-init.sh)."""
+    src = glob.glob(os.path.join(debs, "x", "lib", "modules", "*", "kernel"))[0]
+    modules = os.path.join(tree, "opt", "xapi-numa", "tests", "xen", "modules")
+    os.makedirs(modules, exist_ok=True)
+    for rel in BACKEND_MODULES:
+        shutil.copy(os.path.join(src, rel), modules)
+    guest = busybox_tree("guest-io-initrd", ("sh", "mount", "mkdir", "echo", "insmod", "dd", "sleep", "ls",
+                                             "grep", "ifconfig"), os.path.join(HERE, "guest", "io-init.sh"))
+    for rel in FRONTEND_MODULES:
+        shutil.copy(os.path.join(src, rel), guest)
+    pack(guest, os.path.join(tree, "opt", "guest", "initrd-io.cpio"))
+
+
 def pack(tree: str, out: str) -> None:
     files = subprocess.run(["find", "."], cwd=tree, capture_output=True, check=True).stdout
     with open(out, "wb") as f:
@@ -203,7 +276,8 @@ def pack(tree: str, out: str) -> None:
 
 def base_cpio(root: str) -> str:
     out = os.path.join(CACHE, "base.cpio")
-    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(os.path.join(CACHE, "rootfs.done")):
+    stamps = [os.path.join(CACHE, name) for name in ("rootfs.done", "rootfs-hvm.done")]
+    if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s) for s in stamps if os.path.exists(s)):
         return out
     log("packing the dom0 image")
     pack(root, out)
@@ -226,6 +300,8 @@ def project_cpio(debs: str) -> str:
     os.makedirs(os.path.join(tree, "opt", "guest"))
     guest_initrd(os.path.join(tree, "opt", "guest", "initrd.cpio"))
     memcheck_initrd(debs, os.path.join(tree, "opt", "guest", "initrd-mem.cpio"))
+    hvm_initrd(debs, os.path.join(tree, "opt", "guest", "initrd-hvm.cpio"))
+    backend_io(debs, tree)
     bindir = os.path.join(dest, "tests", "xen", "bin")
     os.makedirs(bindir)
     run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", os.path.join(bindir, "holdpage"),
@@ -311,9 +387,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scheduler", choices=("credit2", "credit", "both"), default="both",
                     help="Xen's default scheduler for the native-layer suite")
-    ap.add_argument("--suite", choices=("dom0", "daemon", "all"), default="all",
+    ap.add_argument("--suite", choices=("dom0", "daemon", "hvm", "all"), default="all",
                     help="dom0: the native layer and page moves (2 nodes, one boot per scheduler); daemon: "
-                         "xapi-numad on 3 nodes, guests in a cpupool (one boot per pool scheduler); all: both")
+                         "xapi-numad on 3 nodes, guests in a cpupool (one boot per pool scheduler); hvm: one HVM "
+                         "guest with QEMU (one credit2 boot); all: the three")
     ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -324,6 +401,7 @@ def main() -> int:
     debs = fetch_debs()
     xen, kernel = xen_image(debs), vmlinux(debs)
     root = rootfs(debs)
+    add_device_model(root, debs)
     base = base_cpio(root)
     overlay = project_cpio(debs)
     initrd = os.path.join(CACHE, "initrd.cpio")
@@ -336,8 +414,9 @@ def main() -> int:
         return 0
     failures = 0
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
-    suites = ["dom0", "daemon"] if args.suite == "all" else [args.suite]
-    runs = [(suite, s) for suite in suites for s in schedulers]
+    suites = ["dom0", "daemon", "hvm"] if args.suite == "all" else [args.suite]
+    # HVM under emulation boots in minutes and tests nothing scheduler-specific: one boot
+    runs = [(suite, s) for suite in suites for s in (schedulers[:1] if suite == "hvm" else schedulers)]
     for suite, scheduler in runs:
         label = f"{suite}/{scheduler}"
         # the daemon suite keeps Xen's default for Pool-0 and tests `scheduler` in its cpupool

@@ -1,0 +1,69 @@
+"""The state database's guarantees: private files, clear errors, one ledger even when
+its files are deleted under a running process, and concurrent first opens."""
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from xapi_numa.errors import StateError
+from xapi_numa.state.db import Database
+from xapi_numa.state.ledger import Ledger
+
+G = 1 << 30
+
+
+def test_files_are_private(tmp_path):
+    path = str(tmp_path / "l.db")
+    Ledger(path).reserve("vm", {0: G}, 60, lambda: {0: 4 * G})
+    for name in os.listdir(str(tmp_path)):
+        mode = stat.S_IMODE(os.stat(str(tmp_path / name)).st_mode)
+        assert mode & 0o077 == 0, (name, oct(mode))
+
+
+def test_a_missing_directory_is_refused_and_named(tmp_path):
+    path = str(tmp_path / "nowhere" / "l.db")
+    with pytest.raises(StateError) as err:
+        Database(path)
+    assert str(tmp_path / "nowhere") in err.value.message and "XAPI_NUMA_LEDGER" in err.value.message
+    assert not os.path.exists(str(tmp_path / "nowhere"))
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_state_error(tmp_path):
+    path = tmp_path / "l.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError) as err:
+        Ledger(str(path)).outstanding()
+    assert str(path) in err.value.message
+
+
+def test_deleted_files_do_not_split_the_ledger(tmp_path):
+    path = str(tmp_path / "l.db")
+    holder = Ledger(path)
+    holder.reserve("first", {0: 6 * G}, 60, lambda: {0: 7 * G})
+    for name in os.listdir(str(tmp_path)):
+        os.unlink(str(tmp_path / name))  # someone deletes the ledger under a running process
+    other = Ledger(path)
+    other.reserve("second", {0: 4 * G}, 60, lambda: {0: 7 * G})
+    # the holder notices the file is not the one it had open and reopens it: one ledger
+    assert holder.outstanding() == {0: 4 * G}
+    with pytest.raises(Exception):
+        holder.reserve("third", {0: 4 * G}, 60, lambda: {0: 7 * G})  # 4 + 4 > 7: refused
+    assert sum(Ledger(path).outstanding().values()) == 4 * G
+
+
+def _open_and_reserve(args):
+    path, i = args
+    try:
+        Ledger(path).reserve("vm-{}".format(i), {0: 1}, 60, lambda: {0: 1 << 40})
+        return "ok"
+    except Exception as err:  # noqa: BLE001 - the test reports any failure
+        return "{}: {}".format(type(err).__name__, err)
+
+
+def test_many_concurrent_first_opens_all_succeed(tmp_path):
+    path = str(tmp_path / "fresh.db")
+    with multiprocessing.get_context("fork").Pool(16) as pool:
+        results = pool.map(_open_and_reserve, [(path, i) for i in range(64)])
+    assert results.count("ok") == 64, [r for r in results if r != "ok"][:3]
+    assert len(Ledger(path).reservations()) == 64
