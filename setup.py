@@ -18,7 +18,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="LGPL-2.1-only",
-    python_requires=">=3.9",
+    python_requires=">=3.6",
     packages=find_packages(include=["xapi_numa", "xapi_numa.*"]),
     install_requires=["attrs>=22.2", "XenAPI"] + (["cffi>=1.15"] if NATIVE else []),
     setup_requires=["cffi>=1.15"] if NATIVE else [],

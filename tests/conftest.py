@@ -1,7 +1,23 @@
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if sys.version_info < (3, 7):  # the suite also runs on dom0's Python 3.6 (make test-py36)
+    _run = subprocess.run
+
+    def _run_36(*args, capture_output=False, text=None, **kwargs):
+        """subprocess.run as the tests write it, on 3.6 (no capture_output, no text)."""
+        if capture_output:
+            kwargs.setdefault("stdout", subprocess.PIPE)
+            kwargs.setdefault("stderr", subprocess.PIPE)
+        if text is not None:
+            kwargs["universal_newlines"] = text
+        return _run(*args, **kwargs)
+
+    subprocess.run = _run_36
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")

@@ -37,6 +37,16 @@ def test_hard_affinity_decides_node():
     assert d.node_pages == [GiB_PAGES, 0]
 
 
+def test_node_affinity_set_by_the_toolstack_beats_vcpu_affinity():
+    """libxl sets node affinity before populating memory: memory follows it, not hard affinity."""
+    h = host(nodes=2)
+    d = h.create_domain("g", 2, GiB_PAGES, hard=0b0011, node_affinity=0b10)  # vCPUs on node 0
+    assert d.node_pages == [0, GiB_PAGES]
+    assert d.node_affinity == 0b10
+    full = h.create_domain("f", 1, 1024, node_affinity=0b11)
+    assert full.node_affinity is None  # every node is Xen's automatic node affinity
+
+
 def test_changing_affinity_afterwards_does_not_move_memory():
     h = host(nodes=2)
     d = h.create_domain("g", 2, GiB_PAGES, soft=0b0011)

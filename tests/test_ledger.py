@@ -88,7 +88,7 @@ def reconcile(hv, ledger):
 def test_reconcile_shrinks_claims_and_drops(reserved):
     sim, ledger, uuid = reserved
     assert reconcile(sim, ledger) == {}  # no domain yet: nothing to do
-    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
+    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
     # the simulated hypervisor has per-node claims: the rest becomes a claim
     assert reconcile(sim, ledger) == {uuid: "claimed"}
     assert ledger.outstanding() == {1: 0}
@@ -114,7 +114,7 @@ class NoClaims:
 
 def test_reconcile_without_node_claims_shrinks(reserved):
     sim, ledger, uuid = reserved
-    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid)
+    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
     assert reconcile(NoClaims(sim), ledger) == {uuid: "shrunk"}
     assert ledger.outstanding() == {1: G}  # 1G of the 2G has landed
 

@@ -71,3 +71,103 @@ def test_init_refuses_to_overwrite(tmp_path):
     _init(path, force=True)
     assert json.load(open(path))["version"] == 1
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".sim-")]  # no temp files left
+
+
+def _damage(path, change):
+    """Rewrite the state file at ``path`` with ``change(data)`` applied."""
+    with open(path) as f:
+        data = json.load(f)
+    data = change(data)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def _set(keys, value):
+    def change(data):
+        target = data
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+        return data
+    return change
+
+
+def _drop(keys):
+    def change(data):
+        target = data
+        for k in keys[:-1]:
+            target = target[k]
+        del target[keys[-1]]
+        return data
+    return change
+
+
+@pytest.mark.parametrize("change,says", [
+    (lambda data: [1, 2, 3], "holds a list, not a simulated host"),
+    (lambda data: "host", "holds a string"),
+    (lambda data: None, "holds null"),
+    (_drop(["domains"]), "host has no 'domains'"),
+    (_drop(["topology", "distances"]), "host.topology has no 'distances'"),
+    (_set(["tick"], "5"), "host.tick must be an integer, not a string"),
+    (_set(["seed"], True), "host.seed must be an integer, not true/false"),
+    (_set(["free"], [1, "x"]), "host.free[1] must be an integer"),
+    (_set(["domains"], {"0": {}}), "host.domains must be a list, not an object"),
+    (_set(["domains", 0, "node_affinity"], "all"), "host.domains[0].node_affinity must be an integer or null"),
+    (_set(["domains", 1, "vcpus", 0], [0, 1]), "host.domains[1].vcpus[0] has 2 fields"),
+    (_set(["domains", 1, "node_pages"], [1]), "host.domains[1].node_pages has 1 entries for 2 nodes"),
+    (_set(["free"], [1, 2, 3]), "host.free has 3 entries for 2 nodes"),
+    (_set(["version"], 99), "unsupported state version 99"),
+    (_set(["topology", "distances"], [[10, 5], [5, 10]]), "distances"),
+    (_set(["domains", 1, "load"], "sometimes"), "unknown load profile"),
+    (_set(["scheduler"], "rtds"), "unknown scheduler"),
+    (_set(["sched", "curr"], [[1, 7], None, None, None, None, None, None, None]), "inconsistent state"),
+])
+def test_state_of_the_wrong_shape_is_a_clear_error(tmp_path, change, says):
+    path = str(tmp_path / "host.json")
+    sim = _init(path)
+    sim.create("g", 1, 1 << 20, load="idle")
+    _damage(path, change)
+    before = open(path).read()
+    for call in (sim.domains, lambda: sim.run(0.01)):
+        with pytest.raises(StateError) as err:
+            call()
+        assert path in err.value.message and says in err.value.message
+    assert open(path).read() == before  # a refused file is left as it was
+
+
+def test_state_that_is_not_a_file_or_not_text(tmp_path):
+    path = tmp_path / "dir.json"
+    path.mkdir()
+    with pytest.raises(StateError) as err:
+        SimHypervisor(str(path)).domains()
+    assert "is a directory" in err.value.message and str(path) in err.value.message
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(StateError) as err:
+        SimHypervisor(str(binary)).domains()
+    assert "not JSON" in err.value.message
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(StateError) as err:
+        SimHypervisor(str(deep)).domains()
+    assert str(deep) in err.value.message
+
+
+def test_state_written_before_the_performance_model_still_loads(tmp_path):
+    path = str(tmp_path / "host.json")
+    sim = _init(path)
+    domid = sim.create("g", 1, 1 << 20, load="busy")
+    sim.run(0.1)
+
+    def strip(data):
+        data.pop("node_run_ticks")
+        data.pop("node_wait_ticks")
+        for d in data["domains"]:
+            for key in ("work_ticks", "remote_ticks", "wait_ticks"):
+                d.pop(key)
+            d["vcpus"] = [v[:15] for v in d["vcpus"]]
+        return data
+    _damage(path, strip)
+    assert [v.cpu_time for v in sim.vcpus(domid)] == [0.0]
+    sim.run(0.1)
+    assert sim.vcpus(domid)[0].cpu_time == pytest.approx(0.1)

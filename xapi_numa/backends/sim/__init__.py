@@ -4,8 +4,10 @@
 * :mod:`xapi_numa.xenalloc` - Xen's page allocator arithmetic (shared with the planner)
 * :mod:`.credit1`   - the credit scheduler (per-pCPU run queues)
 * :mod:`.credit2`   - the credit2 scheduler (per-socket run queues)
-* :mod:`.loads`     - guest load profiles (idle, busy, bursty)
-* :mod:`.toolstack` - what ``xl create`` adds on top (libxl's auto placement)
+* :mod:`.loads`     - guest load profiles (idle, busy, steady, bursty, diurnal; how memory-bound)
+* :mod:`.perf`      - the performance model: work done from CPU time and where memory is
+* :mod:`.toolstack` - what ``xl create`` adds on top (libxl 4.17's automatic NUMA placement)
+* :mod:`.scenarios` - seeded workloads for the rebalancer's benchmark and demo, and their metrics
 * :mod:`.store`     - the state file shared by processes, under a file lock
 * :mod:`.backend`   - the Hypervisor port over a state file
 

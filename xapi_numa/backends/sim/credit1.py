@@ -299,7 +299,7 @@ class Credit1:
     def _account(self) -> None:
         """csched_acct: share 30 ms worth of every pCPU among active domains."""
         active = {}
-        for cpu, v in enumerate(self.curr):
+        for v in self.curr:
             if v is not None:
                 active.setdefault(v.dom.domid, []).append(v)
         for q in self.runq:
@@ -318,7 +318,7 @@ class Credit1:
                 if v.pri != PRI_BOOST:
                     v.pri = PRI_UNDER if v.credit > 0 else PRI_OVER
         # A priority change can reorder a queue.
-        for cpu, q in enumerate(self.runq):
+        for q in self.runq:
             if len(q) > 1:
                 q.sort(key=lambda x: -x.pri)  # stable: FIFO within a priority
 

@@ -2,6 +2,8 @@
 
 A :class:`Host` holds the topology, free pages per node, the domains with
 their vCPUs and memory, the scheduler, and simulated time (ticks of 10 ms).
+Every tick it also counts, per :mod:`.perf`, each vCPU's CPU time, each
+domain's work done and remote share, and each node's run and wait time.
 Its methods are the hypervisor's operations with Xen's semantics (creating
 a domain allocates its memory through :mod:`xapi_numa.xenalloc`; pausing puts vCPUs
 to sleep in the scheduler; changing affinity re-picks a pCPU, like
@@ -19,6 +21,7 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core import xenalloc as allocator
 from xapi_numa.backends.sim.loads import TICK_MS, LoadProfile
 from xapi_numa.backends.sim.masks import cycle, has, iter_bits, soft_effective
+from xapi_numa.backends.sim.perf import CostCache
 
 STATE_VERSION = 1
 
@@ -27,7 +30,8 @@ class Vcpu:
     """One simulated vCPU; scheduler fields are owned by the scheduler."""
 
     __slots__ = ("dom", "id", "hard", "soft", "processor", "running", "queued", "credit", "pri",
-                 "migrating", "avgload", "rqd", "migrate_rqd", "tickled_cpu", "phase", "outside_since")
+                 "migrating", "avgload", "rqd", "migrate_rqd", "tickled_cpu", "phase", "outside_since",
+                 "cpu_ticks")
 
     def __init__(self, dom: "Domain", vid: int, hard: int, soft: int, phase: int = 0) -> None:
         self.dom = dom
@@ -46,6 +50,7 @@ class Vcpu:
         self.tickled_cpu = -1
         self.phase = phase
         self.outside_since = -1
+        self.cpu_ticks = 0  # ticks this vCPU has run (its CPU time)
 
     @property
     def key(self):
@@ -54,13 +59,14 @@ class Vcpu:
     def to_list(self) -> list:
         return [self.id, self.hard, self.soft, self.processor, self.running, self.queued, self.credit,
                 self.pri, self.migrating, self.avgload, self.rqd, self.migrate_rqd, self.tickled_cpu,
-                self.phase, self.outside_since]
+                self.phase, self.outside_since, self.cpu_ticks]
 
     @classmethod
     def from_list(cls, dom: "Domain", data: list) -> "Vcpu":
         v = cls(dom, data[0], data[1], data[2])
         (v.processor, v.running, v.queued, v.credit, v.pri, v.migrating, v.avgload, v.rqd,
-         v.migrate_rqd, v.tickled_cpu, v.phase, v.outside_since) = data[3:]
+         v.migrate_rqd, v.tickled_cpu, v.phase, v.outside_since) = data[3:15]
+        v.cpu_ticks = data[15] if len(data) > 15 else 0  # files written before CPU time was counted
         return v
 
 
@@ -89,6 +95,23 @@ class Domain:
         self.held: List[int] = []
         self.stale: List[List[int]] = []
         self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
+        # the performance model (see perf): work done in ticks of local-memory CPU,
+        # and the remote share of memory summed over the ticks its vCPUs ran
+        self.work_ticks = 0.0
+        self.remote_ticks = 0.0
+        self.wait_ticks = 0  # vCPU-ticks runnable but not running (CPU demand not met)
+        self.costs = CostCache()
+        self._level_tick = -1  # the load's runnable level, computed once per tick
+        self._level = 0
+
+    def level_at(self, tick: int) -> int:
+        if tick != self._level_tick:
+            self._level_tick, self._level = tick, self.load.level(tick)
+        return self._level
+
+    @property
+    def cpu_ticks(self) -> int:
+        return sum(v.cpu_ticks for v in self.vcpus)
 
     @property
     def tot_pages(self) -> int:
@@ -101,7 +124,8 @@ class Domain:
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
-                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record}
+                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record,
+                "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Domain":
@@ -119,6 +143,9 @@ class Domain:
         d.held = list(data.get("held", []))
         d.stale = [list(x) for x in data.get("stale", [])]
         d.record = data.get("record")
+        d.work_ticks = float(data.get("work_ticks", 0.0))
+        d.remote_ticks = float(data.get("remote_ticks", 0.0))
+        d.wait_ticks = int(data.get("wait_ticks", 0))
         return d
 
 
@@ -147,6 +174,8 @@ class Host:
         self.online = (1 << len(topology.cpus)) - 1
         self.node_mask = [sum(1 << c for c in n.cpus) for n in topology.nodes]
         self.cpu_node = [c.node for c in topology.cpus]
+        self.node_run_ticks = [0] * len(topology.nodes)   # vCPU-ticks run on each node's pCPUs
+        self.node_wait_ticks = [0] * len(topology.nodes)  # vCPU-ticks runnable but waiting there
         self.sched = _scheduler_class(scheduler)(self)
 
     # --- time ------------------------------------------------------------------
@@ -156,23 +185,32 @@ class Host:
 
     def runnable(self, v: Vcpu) -> bool:
         d = v.dom
-        return d.pause_count == 0 and d.load.active(self.tick, v.phase)
+        if d.pause_count:
+            return False
+        load = d.load
+        if not load.varies:
+            return load.kind == "busy"
+        t = self.tick
+        return (t + v.phase) % load.window < d.level_at(t)
 
     def step(self) -> None:
         """Advance simulated time by one tick (10 ms)."""
         self.tick += 1
         t = self.tick
         for d in self.domains.values():
-            if d.load.kind != "bursty" or d.pause_count:
+            load = d.load
+            if not load.varies or d.pause_count:
                 continue
+            window, now, before = load.window, d.level_at(t), load.level(t - 1)
             for v in d.vcpus:
-                if d.load.changes_at(t, v.phase):
-                    if d.load.active(t, v.phase):
+                active = (t + v.phase) % window < now
+                if active != ((t - 1 + v.phase) % window < before):
+                    if active:
                         self.sched.wake(v)
                     else:
                         self.sched.sleep(v)
         self.sched.tick()
-        self._track_outside_soft()
+        self._account_tick()
 
     def run(self, seconds: float, observer=None) -> None:
         ticks = int(round(seconds * 1000 / TICK_MS))
@@ -181,16 +219,48 @@ class Host:
             if observer is not None:
                 observer(self)
 
-    def _track_outside_soft(self) -> None:
+    def _account_tick(self) -> None:
+        """After a tick: CPU time, work and remote share (see perf), node run and
+        wait time, and since when each vCPU has run outside its soft affinity."""
         online = self.online
+        cpu_node = self.cpu_node
+        run, wait = self.node_run_ticks, self.node_wait_ticks
+        distances = self.topology.distances
         for d in self.domains.values():
+            costs = None
             for v in d.vcpus:
-                outside = v.running and soft_effective(v.hard, v.soft, online) and not has(v.soft, v.processor)
-                if outside:
-                    if v.outside_since < 0:
-                        v.outside_since = self.tick
-                else:
-                    v.outside_since = -1
+                if v.running:
+                    node = cpu_node[v.processor]
+                    run[node] += 1
+                    v.cpu_ticks += 1
+                    if costs is None:
+                        costs = d.costs.get(distances, d.node_pages, d.load.mem)
+                    cost, remote = costs[node]
+                    d.work_ticks += 1.0 / cost
+                    d.remote_ticks += remote
+                    if soft_effective(v.hard, v.soft, online) and not has(v.soft, v.processor):
+                        if v.outside_since < 0:
+                            v.outside_since = self.tick
+                        continue
+                elif v.queued:
+                    wait[cpu_node[v.processor]] += 1
+                    d.wait_ticks += 1
+                v.outside_since = -1
+
+    def set_load(self, domid: int, load: str) -> None:
+        """Change a domain's load profile now (a new phase of its workload)."""
+        d = self.domain(domid)
+        profile = LoadProfile.parse(load)
+        d.load = profile
+        d._level_tick = -1
+        for v in d.vcpus:
+            v.phase = profile.vcpu_phase(v.phase)
+            if d.pause_count:
+                continue
+            if self.runnable(v):
+                self.sched.wake(v)
+            else:
+                self.sched.sleep(v)
 
     # --- lookups ---------------------------------------------------------------
     def domain(self, domid: int) -> Domain:
@@ -334,8 +404,13 @@ class Host:
     # --- domain lifecycle --------------------------------------------------------
     def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
                       soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
-                      paused: bool = False, uuid: Optional[str] = None) -> Domain:
-        """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause."""
+                      paused: bool = False, uuid: Optional[str] = None,
+                      node_affinity: Optional[int] = None) -> Domain:
+        """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause.
+
+        ``node_affinity`` is a node mask the toolstack sets before the memory is
+        populated (libxl does after its automatic placement); None leaves it automatic.
+        """
         if dtype not in DOMAIN_TYPES:
             raise InvalidArgument("type", f"unknown domain type {dtype!r}", ", ".join(DOMAIN_TYPES))
         if vcpus < 1 or vcpus > 512:
@@ -357,12 +432,14 @@ class Host:
         # Xen spreads new vCPUs: vCPU 0 anywhere, then cpumask_cycle from the previous.
         processor = self.rng.randrange(len(self.cpu_node))
         for i in range(vcpus):
-            v = Vcpu(d, i, hard, soft, self.rng.randrange(lo, hi))
+            v = Vcpu(d, i, hard, soft, profile.vcpu_phase(self.rng.randrange(lo, hi)))
             v.processor = processor if has(hard, processor) else cycle(processor, hard)
             processor = cycle(v.processor, self.online)
             d.vcpus.append(v)
         self.domains[domid] = d
         self.next_domid += 1
+        if node_affinity is not None:
+            self.set_node_affinity(domid, node_affinity)
         self.allocate(d, memory_pages)
         for v in d.vcpus:
             self.sched.insert(v)
@@ -438,6 +515,8 @@ class Host:
             "rng": _rng_state_to_json(self.rng.getstate()),
             "domains": [d.to_dict() for d in self.domains.values()],
             "sched": self.sched.to_dict(),
+            "node_run_ticks": self.node_run_ticks,
+            "node_wait_ticks": self.node_wait_ticks,
         }
 
     @classmethod
@@ -459,6 +538,9 @@ class Host:
         host.online = (1 << len(topo.cpus)) - 1
         host.node_mask = [sum(1 << c for c in n.cpus) for n in topo.nodes]
         host.cpu_node = [c.node for c in topo.cpus]
+        nr_nodes = len(topo.nodes)
+        host.node_run_ticks = list(data.get("node_run_ticks", [0] * nr_nodes))
+        host.node_wait_ticks = list(data.get("node_wait_ticks", [0] * nr_nodes))
         host.domains = {}
         for dd in data["domains"]:
             d = Domain.from_dict(dd)

@@ -6,6 +6,10 @@ read-modify-write, and replaces the file atomically, so concurrent writers
 are serialised and no update is lost; readers take a shared lock.  If the
 body of a transaction raises, nothing is written: an operation that fails
 changes nothing.
+
+A file that is not JSON, or is JSON of the wrong shape (not an object,
+a key missing, a value of the wrong type), is refused with a
+:class:`StateError` naming the file and what is wrong, before any of it is used.
 """
 
 import contextlib
@@ -13,10 +17,84 @@ import fcntl
 import json
 import os
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
-from xapi_numa.errors import StateError
-from xapi_numa.backends.sim.model import Host
+from xapi_numa.errors import NumaError, StateError
+from xapi_numa.backends.sim.model import STATE_VERSION, Host
+
+# The saved host's shape: key -> type, a one-element list for "list of", a dict
+# for a nested object, a tuple for "one of these".
+_LIST_OFint = [int]
+_TOPOLOGY = {"cpu_to_node": _LIST_OFint, "cpu_to_core": _LIST_OFint, "cpu_to_socket": _LIST_OFint,
+             "memory_size": _LIST_OFint, "distances": [[int]]}
+_DOMAIN = {"domid": int, "name": str, "uuid": str, "type": str, "max_pages": int, "node_pages": _LIST_OFint,
+           "claim": int, "node_claims": dict, "node_affinity": (int, type(None)), "last_alloc_node": int,
+           "pause_count": int, "load": str, "vcpus": [list]}
+_HOST = {"version": int, "topology": _TOPOLOGY, "scheduler": str, "seed": int, "tick": int,
+         "free": _LIST_OFint, "next_domid": int, "rng": list, "domains": [_DOMAIN], "sched": dict}
+_VCPU_FIELDS = 15  # Vcpu.to_list: id, hard, soft, processor, ... (a 16th, CPU time, may follow)
+
+
+class _Damaged(Exception):
+    """Where in the file, and what is wrong there."""
+
+
+_KIND_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "an integer",
+               float: "a number", type(None): "null"}
+
+
+def _kind_name(kind: type) -> str:
+    return _KIND_NAMES.get(kind, kind.__name__)
+
+
+def _type_name(value: Any) -> str:
+    return _kind_name(type(value))
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a number
+    return isinstance(value, kind)
+
+
+def _check(value: Any, shape: Any, where: str) -> None:
+    """Raise _Damaged unless ``value`` has ``shape`` (see _HOST)."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise _Damaged(f"{where} must be an object, not {_type_name(value)}")
+        for key, sub in shape.items():
+            if key not in value:
+                raise _Damaged(f"{where} has no {key!r}")
+            _check(value[key], sub, f"{where}.{key}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise _Damaged(f"{where} must be a list, not {_type_name(value)}")
+        for i, item in enumerate(value):
+            _check(item, shape[0], f"{where}[{i}]")
+    elif isinstance(shape, tuple):
+        if not any(_is(value, k) for k in shape):
+            wanted = " or ".join(_kind_name(k) for k in shape)
+            raise _Damaged(f"{where} must be {wanted}, not {_type_name(value)}")
+    elif not _is(value, shape):
+        raise _Damaged(f"{where} must be {_kind_name(shape)}, not {_type_name(value)}")
+
+
+def check_shape(data: Any) -> None:
+    """Refuse a state of the wrong shape, naming the first thing wrong (raises _Damaged)."""
+    if not isinstance(data, dict):
+        raise _Damaged(f"the file holds {_type_name(data)}, not a simulated host (a JSON object)")
+    if data.get("version") != STATE_VERSION:
+        raise _Damaged(f"unsupported state version {data.get('version')!r} (this simulator writes {STATE_VERSION})")
+    _check(data, _HOST, "host")
+    nodes = len(data["topology"]["memory_size"])
+    if len(data["free"]) != nodes:
+        raise _Damaged(f"host.free has {len(data['free'])} entries for {nodes} nodes")
+    for i, d in enumerate(data["domains"]):
+        if len(d["node_pages"]) != nodes:
+            raise _Damaged(f"host.domains[{i}].node_pages has {len(d['node_pages'])} entries for {nodes} nodes")
+        for j, v in enumerate(d["vcpus"]):
+            if len(v) < _VCPU_FIELDS:
+                raise _Damaged(f"host.domains[{i}].vcpus[{j}] has {len(v)} fields, not {_VCPU_FIELDS}")
 
 
 class SimStore:
@@ -43,12 +121,28 @@ class SimStore:
         except FileNotFoundError:
             raise StateError(f"no simulated host at {self.path}: create one with "
                              f"'xapi-numa sim init {self.path} ...'") from None
-        except (OSError, ValueError) as err:
-            raise StateError(f"cannot read simulated host {self.path}: {err}") from None
+        except IsADirectoryError:
+            raise StateError(f"cannot read simulated host {self.path}: it is a directory") from None
+        except OSError as err:
+            raise StateError(f"cannot read simulated host {self.path}: {err.strerror or err}") from None
+        except RecursionError:
+            raise StateError(f"cannot read simulated host {self.path}: its JSON is nested too deeply") from None
+        except ValueError as err:
+            # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            raise StateError(f"cannot read simulated host {self.path}: it is not JSON ({err})") from None
         try:
+            check_shape(data)
             return Host.from_dict(data)
-        except (KeyError, TypeError, IndexError) as err:
-            raise StateError(f"simulated host {self.path} is damaged ({err!r})") from None
+        except _Damaged as err:
+            raise StateError(f"simulated host {self.path} is damaged: {err}") from None
+        except NumaError as err:
+            # a value of the right type that Xen would not accept (distances, load, scheduler)
+            raise StateError(f"simulated host {self.path} is damaged: {err.message}") from None
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as err:
+            # inconsistent in a way the shape check does not see (e.g. a run queue
+            # naming a vCPU that does not exist)
+            raise StateError(f"simulated host {self.path} is damaged: inconsistent state "
+                             f"({type(err).__name__}: {err})") from None
 
     def _save(self, host: Host) -> None:
         directory = os.path.dirname(self.path)

@@ -1,59 +1,175 @@
-"""What ``xl create`` adds on top of the hypervisor: libxl's NUMA placement.
+"""What ``xl create`` adds on top of the hypervisor: libxl's automatic NUMA placement.
 
-When a guest config gives neither ``cpus`` nor ``cpus_soft``, libxl picks
-the smallest set of nodes with enough free memory and CPUs for the guest
-(libxl__get_numa_candidate), preferring, among sets of that size, fewer
-vCPUs already bound there per pCPU and more free memory, and sets the
-guest's soft affinity to those nodes before its memory is allocated.
-This module reproduces that choice for the simulator's ``sim create``.
+Xen 4.17's libxl (``libxl__build_pre`` -> ``numa_place_domain`` ->
+``libxl__get_numa_candidate``, tools/libs/light/libxl_dom.c and libxl_numa.c),
+re-implemented from reading it; each rule below is libxl's, including its quirks.
+
+When it runs: the config gives no soft affinity (``cpus_soft``) and no node
+affinity, and xl has not turned placement off (it does for ``cpus_soft``, for
+a per-vCPU list of hard masks and for vNUMA ``pnode``).  A single hard mask
+(``cpus="..."``) does *not* stop it.  Hosts with one node, or more than 16,
+get no placement.
+
+Inputs (read when the domain already exists, so it counts itself):
+
+* *suitable CPUs*: the domain's cpupool (the simulator has one pool of every
+  CPU).  libxl 4.17 computes hard affinity AND pool, but only to check it is
+  not empty; the search itself runs over the whole pool.
+* *memory needed* (``libxl__domain_need_memory_calculate`` with xl's
+  defaults): the target, plus the paging pool ``4 * (256 * vcpus +
+  maxmem_MiB)`` KiB, plus 1 MiB (PV) or 2 MiB (PVH, HVM), rounded up to 2 MiB.
+* *free memory* per node in KiB (bytes / 1024, outstanding claims not
+  subtracted), summed over a candidate in an **unsigned 32-bit** total.
+* *vCPUs per node* (``nr_vcpus_on_nodes``): every vCPU of every domain
+  (dom0, paused domains and the new one included) counts once on each node
+  where a CPU of its **hard** affinity is suitable, in its pool, and on a node
+  of its domain's node affinity.  Soft affinity does not count.
+
+Candidates: node sets over the nodes with suitable CPUs, by size from
+``ceil(vcpus / CPUs per node)`` (1 when nodes have different CPU counts) up,
+in lexicographic order within a size; a set qualifies with at least the memory
+needed free and at least as many suitable CPUs as the guest has vCPUs.  The
+first size with a qualifying set ends the search.
+
+Comparison (``numa_cmpf``): fewer vCPUs wins; then more free memory, computed
+as ``(int)(best.free - new.free)`` (so a difference of 2 TiB or more wraps);
+there is **no tolerance** in 4.17.  A new candidate replaces the best only if
+strictly better, so ties keep the earlier set.
+
+Afterwards libxl sets the domain's node affinity to the chosen nodes (Xen
+then populates memory from them, whatever the hard affinity says) and every
+vCPU's soft affinity to all CPUs of those nodes; a given hard mask is applied
+after, leaving soft alone.  With no candidate nothing changes.
+
+Not modelled: the paging pool Xen allocates before placement (striped over
+every node, it lowers each node's free memory by about the same amount),
+cpupools, stub domains and video RAM.
 """
 
 from itertools import combinations
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-from xapi_numa.backends.sim.masks import count, has
+import attrs
+
+from xapi_numa.backends.sim.masks import count, has, iter_bits
+
+MAX_NODES = 16  # libxl skips placement on bigger hosts
+KIB_PER_PAGE = 4
+U32 = 1 << 32
+_EXTRA_KIB = {"pv": 1024, "pvh": 2048, "hvm": 2048}
 
 
-def _vcpus_on(host, cpus_mask: int) -> int:
-    """vCPUs of existing domains whose affinity meets these CPUs."""
-    n = 0
+@attrs.frozen
+class Candidate:
+    """One set of nodes libxl considered, with the figures it compares."""
+
+    nodes: Tuple[int, ...]
+    nr_cpus: int
+    nr_vcpus: int
+    free_memkb: int
+
+
+def need_memkb(pages: int, vcpus: int, dtype: str) -> int:
+    """Memory libxl requires free on a candidate for a guest of ``pages``."""
+    target_kib = pages * KIB_PER_PAGE
+    paging_kib = 4 * (256 * vcpus + target_kib // 1024)  # one paging page per MiB, for PV and HAP alike
+    need = target_kib + paging_kib + _EXTRA_KIB[dtype]
+    return -(-need // 2048) * 2048
+
+
+def cpus_per_node_if_uniform(host) -> int:
+    """libxl's count_cpus_per_node: the common count, or 0 if nodes differ."""
+    counts = {count(mask) for mask in host.node_mask}
+    return counts.pop() if len(counts) == 1 else 0
+
+
+def vcpus_on_nodes(host, suitable: int, new_vcpus: int) -> List[int]:
+    """libxl's nr_vcpus_on_nodes, the domain being built included (it exists by then)."""
+    nr = len(host.node_mask)
+    per_node = [0] * nr
     for d in host.domains.values():
-        if d.domid == 0:
-            continue
+        affine_nodes = host.effective_node_affinity(d)
         for v in d.vcpus:
-            if (v.hard & v.soft) & cpus_mask:
-                n += 1
-    return n
+            counted = 0
+            for cpu in iter_bits(v.hard & suitable):
+                node = host.cpu_node[cpu]
+                if has(affine_nodes, node) and not has(counted, node):
+                    counted |= 1 << node
+                    per_node[node] += 1
+    # The new domain: default hard affinity (every CPU) and automatic node affinity.
+    for node in range(nr):
+        if host.node_mask[node] & suitable:
+            per_node[node] += new_vcpus
+    return per_node
 
 
-def auto_placement(host, vcpus: int, pages: int, max_nodes_exhaustive: int = 16) -> Optional[int]:
-    """Node mask libxl would choose for a new guest, or None to leave it."""
-    nr = len(host.free)
-    if nr == 1:
+def _as_c_int(value: int) -> int:
+    """A uint64 difference returned as a C int (two's complement truncation)."""
+    return ((value + (1 << 31)) % U32) - (1 << 31)
+
+
+def compare(new: Candidate, best: Candidate) -> int:
+    """libxl's numa_cmpf: negative when ``new`` is better than ``best``."""
+    if new.nr_vcpus != best.nr_vcpus:
+        return new.nr_vcpus - best.nr_vcpus
+    return _as_c_int(best.free_memkb - new.free_memkb)
+
+
+def candidates_of_size(host, size: int, suitable_nodes: Sequence[int], suitable: int,
+                       per_node: Sequence[int]) -> List[Candidate]:
+    """Every node set of ``size`` in libxl's order, with its figures (unfiltered)."""
+    out = []
+    for combo in combinations(suitable_nodes, size):
+        free = 0
+        for n in combo:
+            free = (free + (host.free[n] * KIB_PER_PAGE)) % U32  # nodemap_to_free_memkb is uint32_t
+        cpus = sum(count(host.node_mask[n] & suitable) for n in combo)
+        out.append(Candidate(combo, cpus, sum(per_node[n] for n in combo), free))
+    return out
+
+
+def best_candidate(host, memkb: int, vcpus: int, suitable: Optional[int] = None) -> Optional[Candidate]:
+    """libxl__get_numa_candidate with numa_cmpf, or None when nothing qualifies."""
+    nr = len(host.node_mask)
+    if nr <= 1 or nr > MAX_NODES:
         return None
-    nodes = range(nr)
-    limit = nr if nr <= max_nodes_exhaustive else 2
-    for size in range(1, limit + 1):
+    suitable = host.online if suitable is None else suitable
+    suitable_nodes = [n for n in range(nr) if host.node_mask[n] & suitable]
+    per_node = vcpus_on_nodes(host, suitable, vcpus)
+    per = cpus_per_node_if_uniform(host)
+    min_nodes = -(-vcpus // per) if per else 1
+    min_nodes = min(max(min_nodes, 0), len(suitable_nodes))
+    for size in range(min_nodes, len(suitable_nodes) + 1):
         best = None
-        best_key = None
-        for combo in combinations(nodes, size):
-            free = sum(host.free[n] for n in combo)
-            cpus = 0
-            for n in combo:
-                cpus |= host.node_mask[n]
-            ncpus = count(cpus)
-            if free < pages or ncpus < vcpus:
+        for c in candidates_of_size(host, size, suitable_nodes, suitable, per_node):
+            if memkb and c.free_memkb < memkb:
                 continue
-            key = (_vcpus_on(host, cpus) / ncpus, -free, combo)
-            if best_key is None or key < best_key:
-                best, best_key = combo, key
+            if vcpus and c.nr_cpus < vcpus:
+                continue
+            if best is None or compare(c, best) < 0:
+                best = c
         if best is not None:
-            mask = 0
-            for n in best:
-                mask |= host.node_mask[n]
-            return mask
+            return best
     return None
 
 
-def node_set(host, mask: int) -> Sequence[int]:
-    return [n for n in range(len(host.free)) if has(mask, n)]
+def placement_runs(soft: Optional[int], auto_numa: bool) -> bool:
+    """Does libxl run automatic placement?  A hard mask (one for every vCPU, as the
+    simulator takes it) does not stop it; a soft one does."""
+    return auto_numa and soft is None
+
+
+def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft: Optional[int],
+              load: str, dtype: str, paused: bool, uuid: Optional[str], auto_numa: bool = True):
+    """Build a domain the way ``xl create`` does, automatic NUMA placement included."""
+    node_affinity = None
+    if placement_runs(soft, auto_numa) and dtype in _EXTRA_KIB:
+        best = best_candidate(host, need_memkb(pages, vcpus, dtype), vcpus)
+        if best is not None:
+            node_affinity = sum(1 << n for n in best.nodes)
+            soft = 0
+            for n in best.nodes:
+                soft |= host.node_mask[n]
+    return host.create_domain(name, vcpus, pages, hard, soft, load, dtype, paused, uuid,
+                              node_affinity=node_affinity)
+
