@@ -180,7 +180,7 @@ def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
     swapped_host(path)
     exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
     proc = subprocess.Popen([exe, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)

@@ -191,7 +191,7 @@ def test_migrate_memory_runs_in_the_background(ctx):
     import time
 
     server, session, host, sid = ctx
-    ref, uuid = server.add_vm("mover", 2, 512 << 20)
+    ref, uuid = server.add_vm("mover", 2, 512 << 20, domain_type="pvh")  # HVM guests are refused
     session.xenapi.VM.start_on(ref, host, False, False)
     before = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
     source = max(before["nodes"], key=lambda n: before["nodes"][n])

@@ -26,8 +26,8 @@ def cli(server, tmp_path, *argv):
     if not secret.exists():
         secret.write_text("xenroot\n")
         secret.chmod(0o600)
-    return subprocess.Popen([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
-                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret),
+                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
 
 
 def finish(proc, timeout=300):
@@ -114,10 +114,10 @@ def test_bad_credentials_are_one_clear_line(pool, tmp_path):
     secret = tmp_path / "wrong"
     secret.write_text("nope\n")
     secret.chmod(0o600)
-    proc = subprocess.run([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
+    proc = subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret),
                            "topology"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "SESSION_AUTHENTICATION_FAILED" in proc.stderr
     secret.chmod(0o644)
-    proc = subprocess.run([XAPI_NUMA, "--pool", server.url, "--user", "root", "--password-file", str(secret),
+    proc = subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret),
                            "topology"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "readable by others" in proc.stderr

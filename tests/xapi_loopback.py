@@ -341,7 +341,7 @@ class LoopbackXapi:
             record["power_state"] = "Starting"  # xapi's current_operations would block a second start
             mask = record["VCPUs_params"].get("mask")
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
-            uuid, dtype = record["uuid"], "pv" if record["domain_type"] == "pv" else "hvm"
+            uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
         try:
             hard = frozenset(int(c) for c in mask.split(",")) if mask else None
             # xenopsd builds with the mask as every vCPU's hard affinity; no libxl auto placement

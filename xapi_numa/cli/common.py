@@ -45,14 +45,11 @@ def pool_session(args) -> Iterator[object]:
     """A session with the pool master, logged out whatever happens."""
     from xapi_numa.backends import xapi
 
-    session = xapi.login(xapi.credentials(args.pool, args.user, args.password_file))
+    session = xapi.login(xapi.credentials(args.pool, args.user, args.password_file), args.ca_file, args.insecure)
     try:
         yield session
     finally:
-        try:
-            session.xenapi.session.logout()
-        except Exception:  # noqa: BLE001 - logging out must never hide the command's outcome
-            pass
+        xapi.logout(session)  # never raises: logging out must not hide the command's outcome
 
 
 def add_json(parser) -> None:

@@ -15,10 +15,10 @@ from typing import List, Optional
 
 from xapi_numa import __version__
 from xapi_numa.backends.open import BACKEND_SYNTAX
-from xapi_numa.cli import moves, placing, queries, sim
+from xapi_numa.cli import backends, moves, placing, queries, rebalance, sim, vnuma
 from xapi_numa.errors import InvalidArgument, NumaError
 
-GROUPS = (queries, placing, moves, sim)
+GROUPS = (queries, placing, moves, rebalance, sim, backends, vnuma)
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", help="XenAPI URL of a pool master: query every host through its numa plugin "
                                   "(or $XAPI_NUMA_POOL_URL)")
     p.add_argument("--user", help="pool user name (or $XAPI_NUMA_POOL_USER)")
+    p.add_argument("--ca-file", dest="ca_file",
+                   help="CA certificate (PEM) that signed the pool master's certificate, e.g. its self-signed one")
+    p.add_argument("--insecure", action="store_true",
+                   help="accept a plain http:// pool URL or an unverified certificate (the password is then exposed)")
     p.add_argument("--password-file", dest="password_file",
                    help="file holding the pool password, readable by its owner only (or $XAPI_NUMA_POOL_PASSWORD)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
