@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test bench xen-test xen-test-dom0 xen-test-daemon native native-test ocaml ocaml-test install clean rpm dom0-lib
+.PHONY: all demo test test-py36 bench xen-test xen-test-dom0 xen-test-daemon xen-test-hvm native native-test ocaml ocaml-test install clean rpm dom0-lib
 
 all: test
 
@@ -22,6 +22,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	@$(MAKE) --no-print-directory ocaml-test
+
+# The whole suite again on the oldest Python this machine has (dom0s run 3.6): a venv with the
+# last versions of the test tools for 3.6, and the package from this tree.  Skipped with a
+# message where there is no 3.6 (pyenv's, or python3.6 on PATH).
+PY36 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.6*/bin/python3.6) $(shell command -v python3.6 2>/dev/null))
+VENV36 := .venv36
+$(VENV36)/.installed:
+	$(PY36) -m venv $(VENV36)
+	$(VENV36)/bin/python -m pip install --quiet --disable-pip-version-check 'pip==21.3.1'
+	$(VENV36)/bin/python -m pip install --quiet --disable-pip-version-check 'pycparser==2.21' 'attrs==22.2.0' \
+	    'cffi==1.15.1' 'pytest<7.1' 'hypothesis<6.32' XenAPI
+	$(VENV36)/bin/python tests/py36_scripts.py $(VENV36)/bin $(CURDIR)
+	@touch $@
+
+test-py36:
+	@if [ -z "$(PY36)" ]; then echo "test-py36: no Python 3.6 on this machine: skipped"; \
+	else $(MAKE) --no-print-directory $(VENV36)/.installed && \
+	    PATH=$(CURDIR)/$(VENV36)/bin:$$PATH PYTHONPATH=$(CURDIR) $(VENV36)/bin/python -m pytest -q \
+	        -p no:cacheprovider --ignore=tests/test_py36.py tests; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -77,6 +96,9 @@ xen-test-dom0: native
 xen-test-daemon: native
 	$(BIN)/python tests/xen/harness.py --suite daemon
 
+xen-test-hvm: native
+	$(BIN)/python tests/xen/harness.py --suite hvm
+
 # On a XenServer/XCP-ng host: the package for dom0's python3, and the xapi plugin.
 install:
 	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): pip would put PyPI's XenAPI over dom0's own; install the RPM instead (make rpm, then rpm -Uvh build/rpm/xapi-numa-*.rpm)"; exit 1; fi
@@ -85,4 +107,4 @@ install:
 	install -D -m 0644 packaging/xapi-numad.service $(DESTDIR)/etc/systemd/system/xapi-numad.service
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*
+	rm -rf $(VENV) $(VENV36) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*

@@ -73,6 +73,8 @@ def test_error_names_exist(model):
             first = node.args[0]
             if isinstance(first, ast.Constant):
                 raised.add(first.value)
+            elif isinstance(first, getattr(ast, "Str", ())):  # Python 3.6's ast
+                raised.add(first.s)
     assert raised, "found no errors raised"
     for name in raised:
         assert name in known or name in GENERIC_ERRORS, f"{name} is neither in the datamodel nor generic"

@@ -26,47 +26,6 @@
 #include <xenforeignmemory.h>
 #include <xen/memory.h>
 
-uint64_t xn_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int xn_domain_info(xc_interface *xch, uint32_t domid, xc_domaininfo_t *info)
-{
-    int n = xc_domain_getinfolist(xch, domid, 1, info);
-    if (n < 0)
-        return xn_errno_rc();
-    if (n != 1 || info->domain != domid)
-        return -ESRCH;
-    return 0;
-}
-
-/*
- * Hold off every asynchronous signal for a pause window.  Faults stay
- * deliverable: a blocked SIGSEGV or SIGBUS would kill the process silently
- * instead of letting its handler report (the batch record covers the death).
- */
-void xn_hold_signals(sigset_t *old)
-{
-    sigset_t set;
-
-    sigfillset(&set);
-    sigdelset(&set, SIGSEGV);
-    sigdelset(&set, SIGBUS);
-    sigdelset(&set, SIGFPE);
-    sigdelset(&set, SIGILL);
-    pthread_sigmask(SIG_BLOCK, &set, old);
-}
-
-void xn_sleep_ms(unsigned int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
 /* ---------------------------------------------------------------------------------------
  * Moving one batch.
  */

@@ -412,3 +412,57 @@ int xc_domain_numa_get_node_pages(xc_interface *xch, uint32_t domid, unsigned in
     return 0;
 }
 #endif
+
+/* vNUMA (xn_domain_setvnuma): the domctl's own checks, the layout kept for tests. */
+unsigned int fake_xc_vnuma_nodes, fake_xc_vnuma_pnode[NODES];
+
+int xc_domain_setvnuma(xc_interface *xch, uint32_t domid, uint32_t nr_vnodes, uint32_t nr_regions,
+                       uint32_t nr_vcpus, xen_vmemrange_t *vmemrange, unsigned int *vdistance,
+                       unsigned int *vcpu_to_vnode, unsigned int *vnode_to_pnode)
+{
+    (void)xch;
+    (void)vmemrange;
+    (void)vdistance;
+    (void)vcpu_to_vnode;
+    FAIL_IF_ASKED();
+    if (bad_domain(domid))
+        return -1;
+    if (nr_vnodes == 0 || nr_vnodes > NODES || nr_regions == 0 || nr_vcpus != 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    fake_xc_vnuma_nodes = nr_vnodes;
+    for (uint32_t i = 0; i < nr_vnodes; i++)
+        fake_xc_vnuma_pnode[i] = vnode_to_pnode[i];
+    return 0;
+}
+
+/* One CPU pool, Pool-0, with every CPU (as a host with no pools of its own). */
+xc_cpupoolinfo_t *xc_cpupool_getinfo(xc_interface *xch, uint32_t poolid)
+{
+    xc_cpupoolinfo_t *info;
+    (void)xch;
+    if (poolid > 0) {
+        errno = ENOENT;
+        return NULL;
+    }
+    info = calloc(1, sizeof(*info));
+    if (!info)
+        return NULL;
+    info->cpumap = calloc(1, 64);
+    if (!info->cpumap) {
+        free(info);
+        return NULL;
+    }
+    info->cpumap[0] = 0x0f;
+    return info;
+}
+
+void xc_cpupool_infofree(xc_interface *xch, xc_cpupoolinfo_t *info)
+{
+    (void)xch;
+    if (info) {
+        free(info->cpumap);
+        free(info);
+    }
+}
