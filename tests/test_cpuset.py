@@ -90,3 +90,54 @@ def test_canonical_form_is_stable(cpus):
 @given(cpu_sets)
 def test_mask_round_trip(cpus):
     assert ids_of(mask_of(cpus)) == cpus
+
+
+# --- only ASCII digits; ranges bounded by the host (issue 12 item 19) ---------------------------
+@pytest.mark.parametrize("text", ["²", "1,²", "0-²", "١", "１", "१", "node:١", "0-١", "^１", "1\u0660"])
+def test_only_ascii_digits_are_numbers(text):
+    with pytest.raises(InvalidArgument) as err:
+        p(text)
+    assert err.value.field == "cpus"
+    assert "allowed" in err.value.message
+
+
+@pytest.mark.parametrize("text", ["²", "١", "１,0", "0-१"])
+def test_node_lists_take_only_ascii_digits(text):
+    with pytest.raises(InvalidArgument) as err:
+        parse_nodes(text, frozenset(range(4)))
+    assert err.value.field == "nodes"
+
+
+def test_huge_range_is_refused_without_building_it():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArgument) as err:
+            parse_cpus("0-10000000", ALL, NODES, "--soft")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.value.field == "--soft"
+    assert "10000000" in err.value.message and "0-7" in err.value.message
+    assert peak < 1 << 20, f"refusing a huge range used {peak} bytes"
+
+
+def test_huge_node_range_is_refused_without_building_it():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArgument) as err:
+            parse_cpus("nodes:0-100000000", ALL, NODES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "node" in err.value.message and peak < 1 << 20
+
+
+def test_400_digit_cpu_is_refused_with_the_hosts_range():
+    with pytest.raises(InvalidArgument) as err:
+        p("9" * 400)
+    assert err.value.field == "cpus" and "0-7" in err.value.message
+    assert len(err.value.message) < 300  # the number is not echoed in full

@@ -12,6 +12,7 @@ from xapi_numa.core.homing import PinRecord
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vcpu_mask import VcpuMask
 
 TOPO = Topology.uniform(2, 4, 4 << 30)
 ALL = TOPO.all_cpus
@@ -163,7 +164,7 @@ def test_follow_sets_node_affinity_and_soft_affinity():
 def test_settling(mode, placed, pages, admin, nodes, hard, soft, fixed_up):
     vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
     s = settling.plan(dom(1), vs, TOPO, Policy.parse(mode), frozenset(placed), pages,
-                      frozenset(admin) if admin else None)
+                      VcpuMask([admin]) if admin else None)
     assert (s.nodes, s.hard, s.soft, s.fixed_up) == (nodes, frozenset(hard), soft and frozenset(soft), fixed_up)
     assert [(a.vcpu, a.hard, a.soft) for a in s.actions] == [(0, s.hard, s.soft), (1, s.hard, s.soft)]
 
@@ -205,3 +206,11 @@ def test_an_idle_pcpu_of_another_cpupool_is_no_home():
     assert homing.plan(s, {(1, 0): 0.0}, threshold=1.0) == []
     s = attrs.evolve(s, pools={0: frozenset(), 1: ALL})
     assert [p.cpus for p in homing.plan(s, {(1, 0): 0.0}, threshold=1.0)] == [N0]
+
+
+def test_settling_gives_each_vcpu_its_own_admin_mask_back():
+    vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
+    s = settling.plan(dom(1), vs, TOPO, Policy.parse("best_effort"), frozenset({1}), {1: 100},
+                      VcpuMask([{4}, {5, 6}]))
+    assert [(a.vcpu, a.hard) for a in s.actions] == [(0, frozenset({4})), (1, frozenset({5, 6}))]
+    assert s.hard == frozenset({4, 5, 6})

@@ -52,3 +52,16 @@ def test_canonical_round_trip(mode, nodes, nearest, on_exhaust):
     assert set(oc) == {"numa_mode", "numa_nodes", "numa_on_exhaust"}
     assert Policy.from_other_config(oc) == p
     assert Policy.parse(**p.to_dict()) == p
+
+
+@pytest.mark.parametrize("nodes", ["²", "١", "１", "१", "0-²", "1,١"])
+def test_node_lists_take_only_ascii_digits(nodes):
+    with pytest.raises(InvalidArgument) as err:
+        Policy.parse("strict", nodes)
+    assert err.value.field == "nodes" and "allowed" in err.value.message
+
+
+def test_huge_node_number_is_refused():
+    with pytest.raises(InvalidArgument) as err:
+        Policy.parse("strict", "9" * 400)
+    assert err.value.field == "nodes" and "0..63" in err.value.message

@@ -55,3 +55,46 @@ def test_cpu_on_missing_node():
 def test_asymmetric_matrix_is_accepted():
     topo = Topology.from_arrays([0, 1], [[10, 21], [31, 10]], [1, 1])
     assert topo.distance(1, 0) == 31
+
+
+# --- parsing entry points: ASCII digits, bounded by the host (issue 12 item 19) ------------------
+HOST = Topology.uniform(2, 4, 1 << 30)
+
+
+def test_parse_cpus_refuses_ids_beyond_the_host_naming_its_range():
+    with pytest.raises(InvalidArgument) as err:
+        HOST.parse_cpus("0-10000000", "--soft")
+    assert err.value.field == "--soft" and "0-7" in err.value.message
+
+
+def test_parse_nodes_refuses_ids_beyond_the_host_naming_its_range():
+    with pytest.raises(InvalidArgument) as err:
+        HOST.parse_nodes("0-99999999999", "--nodes")
+    assert err.value.field == "--nodes" and "0-1" in err.value.message
+
+
+def test_xl_info_with_non_ascii_digits_is_refused(fixture_text):
+    text = fixture_text("xl-info-n-2node.txt")
+    # an Arabic-Indic digit where a CPU's node is: int() would read it as 1
+    bad = text.replace("  0:       0        0        0", "  0:       0        0        \u0661", 1)
+    assert bad != text
+    with pytest.raises(InvalidArgument):
+        Topology.from_xl_info(bad)
+
+
+def test_xl_info_with_empty_distance_is_refused(fixture_text):
+    text = fixture_text("xl-info-n-2node.txt")
+    bad = text.replace("10,20", "10,,20", 1)
+    assert bad != text
+    with pytest.raises(InvalidArgument):
+        Topology.from_xl_info(bad)
+
+
+def test_parse_distances():
+    from xapi_numa.core.topology import parse_distances
+
+    assert parse_distances("10,21;21,10", 2) == [[10, 21], [21, 10]]
+    for text in ("10,2١;21,10", "10,21", "10,,21;21,10", "10,21;21,10;", "9" * 400 + ",21;21,10"):
+        with pytest.raises(InvalidArgument) as err:
+            parse_distances(text, 2, "--distances")
+        assert err.value.field == "--distances"

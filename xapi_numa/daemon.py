@@ -20,13 +20,16 @@ import time
 from typing import List, Optional
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.errors import NumaError, StateError
 from xapi_numa.ops import runtime
+from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
 from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.core.numbers import decimal_number, whole_number
 
 LOG = runtime.LOG
 RUN_DIR = "/run/xapi-numa"
@@ -65,19 +68,27 @@ def instance_lock(spec: str) -> int:
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="xapi-numad", description="keep running VMs NUMA-well-placed")
     ap.add_argument("--backend", help="xen (default) or sim:PATH")
-    ap.add_argument("--period", type=float, default=1.0, help="seconds between cycles (default 1)")
-    ap.add_argument("--threshold", type=float, default=1.0,
+    ap.add_argument("--period", type=decimal_number, default=1.0, help="seconds between cycles (default 1)")
+    ap.add_argument("--threshold", type=decimal_number, default=1.0,
                     help="seconds a vCPU must be displaced before it is brought home (default 1)")
     ap.add_argument("--ledger", help="state database (default $XAPI_NUMA_LEDGER or /var/lib/xapi-numa/ledger.db)")
-    ap.add_argument("--cycles", type=int, default=0, help="stop after this many cycles (default: run until SIGTERM)")
+    ap.add_argument("--cycles", type=whole_number, default=0, help="stop after this many cycles (default: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="run without xapi (no policies, no auto-settle)")
+    ap.add_argument("--no-backend-affinity", dest="backend_affinity", action="store_false",
+                    help="leave guests' backend threads and IRQs in dom0 alone (and hand back ours)")
+    ap.add_argument("--pin-dom0", dest="pin_dom0", action="store_true",
+                    help="at start, pin dom0's vCPUs one node each (round robin) if Xen was booted "
+                         "without such a layout (dom0_vcpus_pin)")
     ap.add_argument("--scheduler", choices=("credit", "credit2"),
                     help="the guests' scheduler, when their cpupool's differs from the host default")
-    ap.add_argument("--page-scan-interval", dest="page_scan_interval", type=float,
+    ap.add_argument("--no-rebalance", dest="rebalance", action="store_false",
+                    help="do not move VMs' homes and memory when load is uneven (per VM: "
+                         "other_config:numa_rebalance=false)")
+    ap.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
                     default=runtime.DEFAULT_PAGE_SCAN_INTERVAL,
                     help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
                          "(default 600)")
-    ap.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=int,
+    ap.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
                     default=runtime.DEFAULT_PAGE_SCAN_MAX_MEMORY >> 30,
                     help="on stock Xen, never use debug key 'u' on a host with more GiB than this (default 1024)")
     return ap.parse_args(argv)
@@ -105,16 +116,28 @@ def build_runtime(args: argparse.Namespace, spec: str) -> runtime.Runtime:
     hv = open_hypervisor(spec)
     db = Database(db_path_for(args, spec))
     settings = runtime.Settings(threshold=args.threshold, page_scan_interval=args.page_scan_interval,
-                                page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler)
+                                page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
+                                backend_affinity=args.backend_affinity, rebalancing=args.rebalance)
+    dom0 = dom0_for(spec, hv)
     if args.no_xapi:
-        return runtime.Runtime(hv, db, settings)
+        return runtime.Runtime(hv, db, settings, dom0=dom0)
     link = XapiLink(local_login, time.monotonic, LOG)
     ledger = Ledger(db=db)
 
     def settler() -> List[str]:
         return settle_placed(link, lambda session, uuid: settle(hv, session, ledger, uuid),
                              lambda: [d.uuid for d in hv.domains()])
-    return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler)
+    return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
+                           backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out)
+
+
+def pin_dom0(rt: runtime.Runtime) -> None:
+    """--pin-dom0: give dom0 the per-node layout backend alignment needs."""
+    vcpus = rt.hv.vcpus(0)
+    outcomes = rt.executor.apply(plan_dom0_pins(vcpus, rt.hv.topology()))
+    log_event(LOG, logging.INFO, "dom0 vCPUs pinned per node", pinned=[o.action.vcpu for o in outcomes
+                                                                          if o.status == "done"],
+              refused=[o.detail for o in outcomes if o.status not in ("done",)])
 
 
 def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> None:
@@ -152,6 +175,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         lock = instance_lock(spec)
         rt = build_runtime(args, spec)
         rt.restore_all_pins("start: pins left by a previous run")
+        if args.pin_dom0:
+            pin_dom0(rt)
         log_event(LOG, logging.INFO, "started", backend=spec,
                   scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
         run_loop(rt, args.period, args.cycles, stop)

@@ -8,54 +8,91 @@ environment, or a file only its owner can read.
 Per-VM state lives in ``VM.other_config``: the policy (``numa_mode``,
 ``numa_nodes``, ``numa_on_exhaust``) and, between ``place`` and ``settle``,
 the nodes chosen (``numa_placed_nodes``) and any mask the admin had set in
-``VCPUs_params`` (``numa_saved_mask``).
+``VCPUs_params`` (``numa_saved_mask``).  Each key is written on its own
+(:func:`set_other_config` retries when another writer races it), and
+:func:`claim_other_config_key` lets exactly one of several callers own a key.
+The mask syntax itself is :mod:`xapi_numa.core.vcpu_mask` (re-exported here).
 """
 
+import contextlib
 import os
+import random
+import ssl
 import stat
-from typing import Dict, List, Optional, Tuple
+import time
+import urllib.parse
+import xmlrpc.client
+from typing import Dict, Iterator, Optional, Tuple
 
 import attrs
 
-from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
+from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
+from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
+from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
 SAVED_MASK_KEY = "numa_saved_mask"
 NO_SAVED_MASK = "-"  # the admin had no mask
+SESSION_INVALID = "SESSION_INVALID"
+MAP_DUPLICATE_KEY = "MAP_DUPLICATE_KEY"
+MAP_RETRIES = 8
+POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
 
 
 class XapiError(NumaError):
-    """A XenAPI call failed; ``params`` are xapi's ErrorDescription."""
+    """A XenAPI call failed; ``code`` and ``params`` are xapi's ErrorDescription."""
 
     code = "XENAPI_ERROR"
 
     def __init__(self, details) -> None:
         details = [str(d) for d in details] or ["INTERNAL_ERROR"]
-        super().__init__(f"xapi refused: {' '.join(details)}", details[1:])
+        super().__init__("xapi refused: {}".format(" ".join(details)), details[1:])
         self.code = details[0]
 
 
 def _xenapi():
     try:
-        import XenAPI  # type: ignore[import-not-found]
+        import XenAPI  # type: ignore[import-not-found]  # dom0's own XenAPI.py on a host
     except ImportError:
         raise NumaError("the XenAPI Python package is not installed (pip install XenAPI)") from None
     return XenAPI
 
 
-def call(fn, *args):
-    """Call a XenAPI method, turning xapi failures into XapiError."""
+@contextlib.contextmanager
+def _xapi_errors() -> Iterator[None]:
+    """Turn what the XenAPI client raises into XapiError, in one place.
+
+    The client hides xapi's ``SESSION_INVALID``: it tries to log in again, and
+    a session it did not log in itself (the one xapi hands a plugin) ends in
+    ``Fault(401, 'You must log in')``; repeated failures end in ``Fault(500,
+    ...)``.  Both mean the session is no good and become ``SESSION_INVALID``.
+    An HTTP-level failure (a proxy's 502 while xapi restarts) becomes a
+    ConnectionError: callers treat it like any other failure to reach xapi.
+    """
     XenAPI = _xenapi()
     try:
-        return fn(*args)
+        yield
     except XenAPI.Failure as failure:
         raise XapiError(failure.details) from None
+    except xmlrpc.client.Fault as fault:
+        text = str(fault.faultString)
+        if fault.faultCode == 401 or "valid session" in text or SESSION_INVALID in text:
+            raise XapiError([SESSION_INVALID, text]) from None
+        raise XapiError(["INTERNAL_ERROR", "XML-RPC fault {}: {}".format(fault.faultCode, text)]) from None
+    except xmlrpc.client.ProtocolError as err:
+        raise ConnectionError("xapi answered HTTP {} {}".format(err.errcode, err.errmsg)) from None
+
+
+def call(fn, *args):
+    """Call a XenAPI method, turning xapi failures into XapiError."""
+    with _xapi_errors():
+        return fn(*args)
 
 
 # --- sessions -------------------------------------------------------------------------------
 def plugin_session(session_id: str):
-    """The session xapi handed a plugin, on the local socket or a test URL."""
+    """The session xapi handed a plugin, on the local socket or a test URL (never logged out by us)."""
     XenAPI = _xenapi()
     url = os.environ.get("XAPI_NUMA_XENAPI_URL")
     session = XenAPI.Session(url) if url else XenAPI.xapi_local()
@@ -67,7 +104,7 @@ def plugin_session(session_id: str):
 class Credentials:
     url: str
     username: str
-    password: str
+    password: str = attrs.field(repr=False)
 
 
 def credentials(url: Optional[str] = None, username: Optional[str] = None, password_file: Optional[str] = None,
@@ -90,57 +127,122 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
                 values[key.strip()] = value.strip()
     missing = [k for k, v in values.items() if not v]
     if missing:
-        raise InvalidArgument("--pool", f"no {', '.join(missing)} for the pool",
+        raise InvalidArgument("--pool", "no {} for the pool".format(", ".join(missing)),
                               "--pool URL --user NAME --password-file FILE, $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, "
                               "or ~/.config/xapi-numa/credentials")
     return Credentials(values["url"], values["username"], values["password"])
 
 
 def _read_private(path: str, what: str) -> str:
+    """A regular file readable by its owner only, as text; every failure is an InvalidArgument."""
     try:
         info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
+        with open(path, encoding="utf-8") as f:
+            return f.read(1 << 16)
     except OSError as err:
-        raise InvalidArgument(what, f"cannot read {path}: {err.strerror}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InvalidArgument(what, f"{path} is readable by others", "chmod 600 the file")
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+        raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown(path))) from None
 
 
-def login(creds: Credentials):
-    XenAPI = _xenapi()
-    session = XenAPI.Session(creds.url)
+def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:
+    """An http(s) URL with a host; plain http only when the caller accepts sending the password in clear."""
     try:
-        session.xenapi.login_with_password(creds.username, creds.password, "2.20", "xapi-numa")
-    except XenAPI.Failure as failure:
-        raise XapiError(failure.details) from None
+        parts = urllib.parse.urlsplit(url)
+        if parts.port is not None and not 0 < parts.port < 65536:  # .port itself raises for a non-number
+            parts = None
+    except (ValueError, TypeError, AttributeError):
+        parts = None
+    # ASCII only: Python 3.6's urlsplit reads other scripts' digits as a port number
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
+            c.isspace() or ord(c) > 127 for c in url):
+        raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(shown(url)), POOL_URL_SYNTAX)
+    if parts.scheme == "http" and not insecure:
+        raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
+            shown(url)), "an https:// URL, or --insecure to accept that")
+    return parts
+
+
+def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SSLContext:
+    """Verify the master against ``ca_file`` (its self-signed certificate) or the system CAs.
+
+    ``insecure`` without a CA file skips verification, like ``curl --insecure``.
+    """
+    if insecure and not ca_file:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if ca_file is None:
+        return ssl.create_default_context()
+    if not os.path.isfile(ca_file):
+        raise InvalidArgument("--ca-file", "{} is not a file".format(shown(ca_file)),
+                              "a PEM file holding the pool master's certificate")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise InvalidArgument("--ca-file", "cannot load {}: {}".format(shown(ca_file), err),
+                              "a PEM file holding the pool master's certificate") from None
+
+
+def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
+    """A session with the pool master; log it out with :func:`logout` in a ``finally``."""
+    XenAPI = _xenapi()
+    parts = check_pool_url(creds.url, insecure)
+    if parts.scheme == "https":
+        transport = xmlrpc.client.SafeTransport(context=tls_context(ca_file, insecure))
+    elif ca_file:
+        raise InvalidArgument("--ca-file", "only applies to an https:// pool URL", POOL_URL_SYNTAX)
+    else:
+        transport = None
+    session = XenAPI.Session(creds.url, transport=transport)
+    try:
+        with _xapi_errors():
+            session.xenapi.login_with_password(creds.username, creds.password, "2.20", "xapi-numa")
+    except ssl.SSLError as err:
+        raise NumaError("TLS with the pool master at {} failed: {} (give its certificate with --ca-file)".format(
+            parts.hostname, getattr(err, "reason", None) or err)) from None
     except OSError as err:
-        raise NumaError(f"cannot reach the pool master at {creds.url}: {err}") from None
+        raise NumaError("cannot reach the pool master at {}: {}".format(parts.hostname, err)) from None
     return session
+
+
+def logout(session) -> None:
+    """Log out a session from :func:`login`; never raises (it runs in ``finally`` blocks).
+
+    A session we did not log in ourselves (the one xapi hands a plugin) is left alone.
+    """
+    if session is None or not getattr(session, "last_login_method", None):
+        return
+    try:
+        session.xenapi.session.logout()
+    except Exception:  # noqa: BLE001 - logging out must never hide the command's own outcome
+        pass
 
 
 # --- VM records -------------------------------------------------------------------------------
 def vm_ref(session, uuid: str) -> str:
-    XenAPI = _xenapi()
     try:
-        return session.xenapi.VM.get_by_uuid(uuid)
-    except XenAPI.Failure as failure:
-        if failure.details and failure.details[0] in ("UUID_INVALID", "HANDLE_INVALID"):
+        return call(session.xenapi.VM.get_by_uuid, uuid)
+    except XapiError as err:
+        if err.code in ("UUID_INVALID", "HANDLE_INVALID"):
             raise UnknownVM(uuid) from None
-        raise XapiError(failure.details) from None
+        raise
 
 
 def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:
     """(VM ref, uuid) for what a user typed: a UUID or a unique name."""
-    XenAPI = _xenapi()
     try:
-        vm = session.xenapi.VM.get_by_uuid(ref)
-        return vm, ref
-    except XenAPI.Failure:
+        return vm_ref(session, ref), ref
+    except UnknownVM:
         pass
     vms = call(session.xenapi.VM.get_by_name_label, ref)
     if len(vms) != 1:
-        raise UnknownVM(ref) if not vms else InvalidArgument("vm", f"{len(vms)} VMs are called {ref!r}",
+        raise UnknownVM(ref) if not vms else InvalidArgument("vm", "{} VMs are called {}".format(len(vms), shown(ref)),
                                                               "a UUID or a unique name")
     return vms[0], call(session.xenapi.VM.get_uuid, vms[0])
 
@@ -149,14 +251,38 @@ def vm_record(session, vm: str) -> dict:
     return call(session.xenapi.VM.get_record, vm)
 
 
+# --- one key of a VM map field ----------------------------------------------------------------------
+def _backoff(attempt: int) -> None:
+    """A short random pause so that two writers retrying the same key stop colliding."""
+    time.sleep(random.uniform(0, 0.005 * (1 << attempt)))
+
+
 def _set_map_key(session, vm: str, field: str, key: str, value: Optional[str]) -> None:
-    """Set (or with None remove) one key of a VM map field; add_to_* refuses an existing key."""
+    """Set (or with None remove) one key of a VM map field; the last writer wins, per key.
+
+    xapi has no "replace one key": only ``remove_from_*`` then ``add_to_*``, and
+    ``add_to_*`` refuses a key that exists (``MAP_DUPLICATE_KEY``).  When another
+    writer adds the key between our two calls, we read the map again and retry,
+    at most MAP_RETRIES times.  Other keys of the map are never touched.
+    """
     vm_class = session.xenapi.VM
-    current = call(getattr(vm_class, f"get_{field}"), vm)
-    if key in current:
-        call(getattr(vm_class, f"remove_from_{field}"), vm, key)
-    if value is not None:
-        call(getattr(vm_class, f"add_to_{field}"), vm, key, value)
+    for attempt in range(MAP_RETRIES):
+        current = call(getattr(vm_class, "get_" + field), vm)
+        if current.get(key) == value or (value is None and key not in current):
+            return
+        if key in current:
+            call(getattr(vm_class, "remove_from_" + field), vm, key)
+        if value is None:
+            return
+        try:
+            call(getattr(vm_class, "add_to_" + field), vm, key, value)
+            return
+        except XapiError as err:
+            if err.code != MAP_DUPLICATE_KEY:
+                raise
+        _backoff(attempt)
+    raise XapiError([MAP_DUPLICATE_KEY, "VM", field, vm, key,
+                     "other writers kept changing this key; gave up after {} tries".format(MAP_RETRIES)])
 
 
 def set_other_config(session, vm: str, key: str, value: Optional[str]) -> None:
@@ -165,6 +291,39 @@ def set_other_config(session, vm: str, key: str, value: Optional[str]) -> None:
 
 def set_vcpus_param(session, vm: str, key: str, value: Optional[str]) -> None:
     _set_map_key(session, vm, "VCPUs_params", key, value)
+
+
+def claim_other_config_key(session, vm: str, key: str, token: str) -> bool:
+    """Compare-and-set: give ``other_config[key]`` to ``token`` unless someone else holds it.
+
+    ``add_to_other_config`` is xapi's one conditional write: it runs under
+    xapi's database lock and refuses an existing key, so of two callers adding
+    the same key exactly one succeeds.  (xapi may accept re-adding an identical
+    pair, so ``token`` must be unique to the caller, e.g. a fresh UUID.)  The
+    caller owns the key if, read back after the write, it holds ``token``:
+    that also covers a retry of our own earlier successful claim.  Returns
+    True for the owner, False for everyone else.
+    """
+    if not token:
+        raise InvalidArgument("token", "an owner token must not be empty")
+    try:
+        call(session.xenapi.VM.add_to_other_config, vm, key, token)
+    except XapiError as err:
+        if err.code != MAP_DUPLICATE_KEY:
+            raise
+    return call(session.xenapi.VM.get_other_config, vm).get(key) == token
+
+
+def release_other_config_key(session, vm: str, key: str, token: str) -> bool:
+    """Remove ``other_config[key]`` only if it still holds ``token``; True if it did.
+
+    Only the owner removes its key, so a key read as ours stays ours until we
+    remove it (an admin editing it by hand in between is the one race left).
+    """
+    if call(session.xenapi.VM.get_other_config, vm).get(key) != token:
+        return False
+    call(session.xenapi.VM.remove_from_other_config, vm, key)
+    return True
 
 
 def get_policy(session, vm: str) -> Policy:
@@ -176,18 +335,7 @@ def store_policy(session, vm: str, policy: Policy) -> None:
         set_other_config(session, vm, key, value or None)
 
 
-def format_mask(cpus) -> str:
-    """VCPUs_params["mask"] as xenopsd reads it: comma-separated CPU numbers."""
-    return ",".join(str(c) for c in sorted(cpus))
-
-
-def parse_mask(text: str) -> List[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InvalidArgument("VCPUs_params:mask", f"{text!r} is not a list of CPU numbers") from None
-
-
+# --- hosts -----------------------------------------------------------------------------------------
 def enabled_hosts(session) -> Dict[str, dict]:
     records = call(session.xenapi.host.get_all_records)
     return {ref: rec for ref, rec in records.items() if rec.get("enabled")}
@@ -197,4 +345,5 @@ def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
     return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 
-__all__ = ["OTHER_CONFIG_KEYS", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "call", "login", "credentials"]
+__all__ = ["MASK_FIELD", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
+           "credentials", "claim_other_config_key", "release_other_config_key", "parse_mask", "format_mask"]

@@ -25,8 +25,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but its own errors name the field like ours do (exit 2, one line)."""
 
     def error(self, message: str) -> None:
-        self.print_usage(sys.stderr)
-        self.exit(2, "{}: error: {}\n".format(self.prog, message))
+        self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, message, self.prog))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return args.func(args)
     except NumaError as err:

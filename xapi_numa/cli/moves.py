@@ -13,6 +13,7 @@ from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import move_memory
 from xapi_numa.state.moves import MoveJournal, MoverLock
+from xapi_numa.core.numbers import whole_number
 
 
 def _progress_bar(stream):
@@ -122,20 +123,20 @@ def register(sub) -> None:
     q.add_argument("vm", help="domid, name or UUID")
     q.add_argument("--to", required=True, help="target node: 1 or node:1")
     q.add_argument("--max", help="move at most this much ({}); default all".format(SIZE_SYNTAX))
-    q.add_argument("--batch", type=int, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
+    q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
     q.add_argument("--rate", help="average MB/s at most (default: unpaced beyond a 50%% duty cycle)")
-    q.add_argument("--probe-ms", dest="probe_ms", type=int, default=0,
+    q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,
                    help="pause the guest this long first to find frames Xen writes while it is paused "
                         "(default 0: layout recognition only)")
-    q.add_argument("--verify-chunk", dest="verify_chunk", type=int, default=16,
+    q.add_argument("--verify-chunk", dest="verify_chunk", type=whole_number, default=16,
                    help="check that freed frames really were freed every this many pages (default 16)")
     q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
                    help="if the target node runs short, put the rest anywhere instead of failing")
     q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")
-    q.add_argument("--lock-fd", dest="lock_fd", type=int, help=argparse.SUPPRESS)
+    q.add_argument("--lock-fd", dest="lock_fd", type=whole_number, help=argparse.SUPPRESS)
     q.add_argument("--keep-affinity", dest="keep_affinity", action="store_true",
                    help="leave node and soft affinity as they are afterwards (default: they follow the memory)")
-    q.add_argument("--skip", type=int, default=0,
+    q.add_argument("--skip", type=whole_number, default=0,
                    help="leave the first N movable pages alone (moved by an earlier step); default 0")
     common.add_ledger(q)
     common.add_json(q)

@@ -3,6 +3,7 @@ from xapi_numa.cli import common, render
 from xapi_numa.core import actions as act
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
+from xapi_numa.core.numbers import whole_number
 
 
 def cmd_rebalance(args) -> int:
@@ -46,7 +47,7 @@ def _what(a: dict) -> str:
 def register(sub) -> None:
     q = sub.add_parser("rebalance", help="what the rebalancer would do now (home moves, memory that follows)")
     q.add_argument("--dry-run", action="store_true", help="show the decision (the only mode)")
-    q.add_argument("--samples", type=int, default=3,
+    q.add_argument("--samples", type=whole_number, default=3,
                    help="looks at the host's CPU demand, one rebalance period apart (default 3)")
     common.add_ledger(q)
     common.add_json(q)

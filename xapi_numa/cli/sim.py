@@ -1,31 +1,15 @@
 """``xapi-numa sim ...`` and ``xapi-numa demo``: scripting the simulated host."""
-import re
 import sys
 from typing import List
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
-from xapi_numa.core.topology import Topology
+from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.core.numbers import decimal_number, whole_number
 
 SCHEDULERS = ("credit", "credit2")
-DIGITS = re.compile(r"^[0-9]{1,4}$")  # ASCII only: int() takes other scripts' digits too
-
-
-def parse_distances(text: str, nr_nodes: int) -> List[List[int]]:
-    """``"10,21;21,10"`` -> matrix (rows separated by ';'); ASCII digits only."""
-    rows = []
-    for row in text.split(";"):
-        cells = [c.strip() for c in row.split(",")]
-        if not all(DIGITS.match(c) for c in cells):
-            raise InvalidArgument("--distances", "{!r} is not a matrix of integers".format(text),
-                                  'rows of comma-separated distances separated by ";", e.g. "10,21;21,10"')
-        rows.append([int(c) for c in cells])
-    if len(rows) != nr_nodes:
-        raise InvalidArgument("--distances", "{} rows for {} nodes; the matrix must be square".format(
-            len(rows), nr_nodes))
-    return rows
 
 
 def cmd_sim_init(args) -> int:
@@ -36,7 +20,7 @@ def cmd_sim_init(args) -> int:
     memory = parse_size(args.memory_per_node, "--memory-per-node")
     if memory < 64 << 20:
         raise InvalidArgument("--memory-per-node", "{} is too small".format(args.memory_per_node), "at least 64M")
-    distances = parse_distances(args.distances, args.nodes) if args.distances else None
+    distances = parse_distances(args.distances, args.nodes, "--distances") if args.distances else None
     topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
     dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
     if not 1 <= args.dom0_vcpus <= 512:
@@ -88,7 +72,7 @@ def cmd_demo(args) -> int:
 
 def register(sub) -> None:
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
-    q.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    q.add_argument("--seed", type=whole_number, default=1, help="simulation seed (default 1)")
     q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
     q.add_argument("--plot", default="xapi-numa-demo.svg",
                    help="where to write the rebalancing chart (default xapi-numa-demo.svg; none: skip that part)")
@@ -99,13 +83,13 @@ def register(sub) -> None:
     sim.required = True
     s = sim.add_parser("init", help="create a simulated host at PATH")
     s.add_argument("path")
-    s.add_argument("--nodes", type=int, required=True)
-    s.add_argument("--cpus-per-node", type=int, required=True)
+    s.add_argument("--nodes", type=whole_number, required=True)
+    s.add_argument("--cpus-per-node", type=whole_number, required=True)
     s.add_argument("--memory-per-node", required=True, help=SIZE_SYNTAX)
     s.add_argument("--distances", help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
     s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dom0-vcpus", type=int, default=4)
+    s.add_argument("--seed", type=whole_number, default=0)
+    s.add_argument("--dom0-vcpus", type=whole_number, default=4)
     s.add_argument("--dom0-memory", help="dom0 memory ({}); default min(1G, 10%% of the host)".format(SIZE_SYNTAX))
     s.add_argument("--force", action="store_true", help="replace an existing state file")
     s.set_defaults(func=cmd_sim_init)
@@ -113,7 +97,7 @@ def register(sub) -> None:
     s = sim.add_parser("create", help="create a guest (as xl create would)")
     s.add_argument("path")
     s.add_argument("name")
-    s.add_argument("--vcpus", type=int, required=True)
+    s.add_argument("--vcpus", type=whole_number, required=True)
     s.add_argument("--memory", required=True, help=SIZE_SYNTAX)
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
     s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
@@ -132,5 +116,5 @@ def register(sub) -> None:
 
     s = sim.add_parser("run", help="advance simulated time")
     s.add_argument("path")
-    s.add_argument("--seconds", type=float, required=True)
+    s.add_argument("--seconds", type=decimal_number, required=True)
     s.set_defaults(func=cmd_sim_run)

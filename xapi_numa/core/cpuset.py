@@ -13,21 +13,44 @@ Node lists (``parse_nodes``) use the same grammar over node ids, without the
 
 from typing import AbstractSet, FrozenSet, Iterable, Mapping, Tuple
 
+from xapi_numa.core.numbers import is_decimal, shown, shown_digits
 from xapi_numa.errors import InvalidArgument
 
 CPU_SYNTAX = "comma-separated CPUs or ranges (0-27,56-83), node:N, nodes:A-B, all; ^ excludes"
 NODE_SYNTAX = "comma-separated node ids or ranges (0-1,3), all; ^ excludes"
 
 
-def _parse_range(token: str, field: str, text: str, what: str) -> Tuple[int, int]:
-    """Parse ``N`` or ``A-B`` with A <= B (xl's parse_range)."""
+def _host_range(known: AbstractSet[int], what: str) -> str:
+    return "{}s {} on this host".format(what, format_ids(known) or "none")
+
+
+def _read_id(digits: str, known: AbstractSet[int], field: str, token: str, text: str, what: str) -> int:
+    """One id of a token, bounded by the host's largest id before it is converted."""
+    if not is_decimal(digits):
+        raise InvalidArgument(field, "bad token {} in {}: expected a {} number or range A-B (ASCII digits)".format(
+            shown(token), shown(text), what))
+    largest = max(known) if known else -1
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(max(largest, 0))) or int(significant) > largest:
+        raise InvalidArgument(field, "{} {} in {} does not exist on this host".format(
+            what, shown_digits(significant), shown(text)), _host_range(known, what))
+    return int(significant)
+
+
+def _parse_range(token: str, known: AbstractSet[int], field: str, text: str, what: str) -> Tuple[int, int]:
+    """Parse ``N`` or ``A-B`` with A <= B (xl's parse_range), both within the host's ids.
+
+    Bounding each end by the host's largest id first means ``0-10000000`` is
+    refused at once, never expanded into ten million ids.
+    """
     first, sep, second = token.partition("-")
-    if not first.isdigit() or (sep and not second.isdigit()):
-        raise InvalidArgument(field, f"bad token {token!r} in {text!r}: expected a {what} number or range A-B")
-    low = int(first)
-    high = int(second) if sep else low
+    if not is_decimal(first) or (sep and not is_decimal(second)):
+        raise InvalidArgument(field, "bad token {} in {}: expected a {} number or range A-B (ASCII digits)".format(
+            shown(token), shown(text), what))
+    low = _read_id(first, known, field, token, text, what)
+    high = _read_id(second, known, field, token, text, what) if sep else low
     if high < low:
-        raise InvalidArgument(field, f"bad range {token!r} in {text!r}: {high} < {low}")
+        raise InvalidArgument(field, "bad range {} in {}: {} < {}".format(shown(token), shown(text), high, low))
     return low, high
 
 
@@ -36,8 +59,8 @@ def _check_known(ids: Iterable[int], known: AbstractSet[int], field: str, text: 
     if missing:
         raise InvalidArgument(
             field,
-            f"{what} {format_ids(missing)} in {text!r} does not exist on this host",
-            f"{what}s {format_ids(known) or 'none'}",
+            "{} {} in {} does not exist on this host".format(what, format_ids(missing), shown(text)),
+            _host_range(known, what),
         )
 
 
@@ -68,14 +91,15 @@ def parse_cpus(
                 break
         if body == "all":
             if negate:
-                raise InvalidArgument(field, f"can't combine '^' and 'all' in {text!r}", CPU_SYNTAX)
+                raise InvalidArgument(field, "can't combine '^' and 'all' in {}".format(shown(text)), CPU_SYNTAX)
             result |= set(all_cpus)
             continue
+        known = node_cpus.keys() if is_nodes else all_cpus
         try:
-            low, high = _parse_range(body, field, text, "node" if is_nodes else "CPU")
+            low, high = _parse_range(body, known, field, text, "node" if is_nodes else "CPU")
         except InvalidArgument as err:
-            raise InvalidArgument(field, err.detail, CPU_SYNTAX) from None
-        ids = range(low, high + 1)
+            raise InvalidArgument(field, err.detail, err.allowed or CPU_SYNTAX) from None
+        ids = range(low, high + 1)  # bounded by the host's largest id
         if is_nodes:
             _check_known(ids, node_cpus.keys(), field, text, "node")
             cpus = set().union(*(node_cpus[n] for n in ids))
@@ -95,11 +119,12 @@ def parse_nodes(text: str, all_nodes: AbstractSet[int], field: str = "nodes") ->
     if not isinstance(text, str):
         raise InvalidArgument(field, f"expected a node list, got {type(text).__name__}", NODE_SYNTAX)
     if any(p in text for p in ("node:", "nodes:")):
-        raise InvalidArgument(field, f"{text!r}: give node ids directly, without 'node:'", NODE_SYNTAX)
+        raise InvalidArgument(field, "{}: give node ids directly, without 'node:'".format(shown(text)), NODE_SYNTAX)
     try:
         return parse_cpus(text, all_nodes, identity, field)
     except InvalidArgument as err:
-        raise InvalidArgument(field, err.detail.replace("CPU", "node"), NODE_SYNTAX) from None
+        allowed = err.allowed.replace("CPU", "node") if err.allowed and "host" in err.allowed else NODE_SYNTAX
+        raise InvalidArgument(field, err.detail.replace("CPU", "node"), allowed) from None
 
 
 def format_ids(ids: Iterable[int]) -> str:

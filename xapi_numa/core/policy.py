@@ -19,10 +19,11 @@ Three fields, stored by the XAPI layer in ``VM.other_config`` as
     ``fail``      fail with ``NUMA_NO_CAPACITY`` instead.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
 from xapi_numa.errors import InvalidArgument
 
 MODES = ("any", "best_effort", "preferred", "strict")
@@ -32,29 +33,33 @@ MAX_NODES = 64
 OTHER_CONFIG_KEYS = ("numa_mode", "numa_nodes", "numa_on_exhaust")
 
 
+def _node_id(text: str) -> int:
+    """One node id of a policy's list: ASCII digits, below MAX_NODES (checked before converting)."""
+    return parse_decimal(text, "nodes", "node ids 0..{}".format(MAX_NODES - 1), maximum=MAX_NODES - 1, what="node")
+
+
 def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
     tokens = [t.strip() for t in text.split(",")]
     if any(t == "" for t in tokens):
-        raise InvalidArgument("nodes", f"{text!r} has an empty entry", NODES_SYNTAX)
+        raise InvalidArgument("nodes", "{} has an empty entry".format(shown(text)), NODES_SYNTAX)
     nearest = tokens[-1] == "nearest"
     if nearest:
         tokens = tokens[:-1]
-    nodes = []
+    nodes: List[int] = []
     for t in tokens:
         if t == "nearest":
-            raise InvalidArgument("nodes", f"'nearest' must come last in {text!r}", NODES_SYNTAX)
+            raise InvalidArgument("nodes", "'nearest' must come last in {}".format(shown(text)), NODES_SYNTAX)
         first, sep, second = t.partition("-")
-        if not first.isdigit() or (sep and not second.isdigit()):
-            raise InvalidArgument("nodes", f"bad entry {t!r} in {text!r}", NODES_SYNTAX)
-        low, high = int(first), int(second) if sep else int(first)
+        if not is_decimal(first) or (sep and not is_decimal(second)):
+            raise InvalidArgument("nodes", "bad entry {} in {} (ASCII digits only)".format(shown(t), shown(text)),
+                                  NODES_SYNTAX)
+        low = _node_id(first)
+        high = _node_id(second) if sep else low
         if high < low:
-            raise InvalidArgument("nodes", f"bad range {t!r} in {text!r}", NODES_SYNTAX)
-        if high >= MAX_NODES:
-            raise InvalidArgument("nodes", f"node {high} in {text!r} is beyond the largest possible id",
-                                  f"node ids 0..{MAX_NODES - 1}")
-        for n in range(low, high + 1):
+            raise InvalidArgument("nodes", "bad range {} in {}".format(shown(t), shown(text)), NODES_SYNTAX)
+        for n in range(low, high + 1):  # at most MAX_NODES ids
             if n in nodes:
-                raise InvalidArgument("nodes", f"node {n} is listed twice in {text!r}", NODES_SYNTAX)
+                raise InvalidArgument("nodes", "node {} is listed twice in {}".format(n, shown(text)), NODES_SYNTAX)
             nodes.append(n)
     return tuple(nodes), nearest
 

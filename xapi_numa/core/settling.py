@@ -20,6 +20,7 @@ from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.locality import memory_nodes
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vcpu_mask import VcpuMask
 
 
 @attrs.frozen
@@ -33,7 +34,9 @@ class Settlement:
 
 
 def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: Policy,
-         placed: FrozenSet[int], pages: dict, admin_mask: Optional[FrozenSet[int]]) -> Settlement:
+         placed: FrozenSet[int], pages: dict, admin_mask: Optional[VcpuMask]) -> Settlement:
+    """``admin_mask``: the hard affinity the admin set (``VCPUs_params:mask``, maybe one
+    per vCPU), which comes back once the boot pin goes."""
     landed = memory_nodes(pages)
     nodes = placed or landed
     fixed_up = False
@@ -41,12 +44,17 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
     if policy.mode == "strict":
         hard, soft = topo.cpus_of_nodes(nodes), None
     elif policy.mode == "any":
-        hard, soft = admin_mask or topo.all_cpus, topo.all_cpus
+        hard, soft = topo.all_cpus, topo.all_cpus
     else:
         if landed and landed != nodes:
             nodes, fixed_up = landed, True
-        hard, soft = admin_mask or topo.all_cpus, topo.cpus_of_nodes(nodes)
+        hard, soft = topo.all_cpus, topo.cpus_of_nodes(nodes)
+    if admin_mask is not None and policy.mode != "strict":
+        hard = admin_mask.cpus & topo.all_cpus or topo.all_cpus  # reported: the union of the vCPUs' masks
     reason = "settled after the build ({} policy)".format(policy.mode)
-    actions: List[SetAffinity] = [SetAffinity(domain.domid, domain.uuid, v.vcpu, hard=hard, soft=soft, reason=reason)
-                                  for v in vcpus]
+    actions: List[SetAffinity] = [
+        SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=soft, reason=reason,
+                    hard=(admin_mask.for_vcpu(v.vcpu) & topo.all_cpus or topo.all_cpus)
+                    if admin_mask is not None and policy.mode != "strict" else hard)
+        for v in vcpus]
     return Settlement(frozenset(nodes), landed, hard, soft, fixed_up, tuple(actions))

@@ -4,7 +4,9 @@ A :class:`Topology` owns: the nodes (id, CPUs, memory size and free memory
 when read), the SLIT distance matrix, and for every CPU its core, socket and
 node.  It validates itself on construction and offers the lookups the
 planners need.  Builders read raw arrays (what libxc returns) or the text of
-``xl info -n``.
+``xl info -n``; the user's syntax for CPU and node sets goes through
+:mod:`cpuset`, bounded by this host's ids, and ``--distances`` through
+:func:`parse_distances`.
 """
 
 import re
@@ -13,6 +15,7 @@ from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence,
 import attrs
 
 from xapi_numa.core import cpuset
+from xapi_numa.core.numbers import parse_decimal, shown
 from xapi_numa.errors import InvalidArgument
 
 LOCAL_DISTANCE = 10
@@ -56,6 +59,69 @@ def _validate_distances(n: int, distances: Sequence[Sequence[int]]) -> None:
                 raise InvalidArgument(field, f"distance {i}->{i} is {d}; a node's distance to itself must be 10")
             if i != j and not LOCAL_DISTANCE < d < UNREACHABLE_DISTANCE:
                 raise InvalidArgument(field, f"distance {i}->{j} is {d}", "11..254 between different nodes")
+
+
+# ``xl info -n`` rows.  Explicit ASCII classes: \d would read other scripts' digits.
+_XL_SECTION = re.compile(r"[a-z_]+[ \t]+:.*|device topology.*")
+_XL_CPU_ROW = re.compile(r"([0-9]+):[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)")
+_XL_NODE_ROW = re.compile(r"([0-9]+):[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9,]+)")
+_XL_HEADERS = ("cpu:", "node:")
+XL_FIELD = "xl info -n"
+# Larger than any id, count or MiB figure a host reports; bounds hostile text.
+_XL_MAX = (1 << 48) - 1
+DISTANCES_SYNTAX = 'rows of comma-separated distances separated by ";", e.g. "10,21;21,10"'
+
+
+def _xl_number(text: str) -> int:
+    return parse_decimal(text, XL_FIELD, "the output of xl info -n", maximum=_XL_MAX)
+
+
+def _xl_info_rows(text: str) -> Tuple[List[Tuple[int, ...]], List[Tuple[int, int, int, List[int]]]]:
+    """The cpu_topology and numa_info rows; a malformed row in either section is refused, not skipped."""
+    if not isinstance(text, str):
+        raise InvalidArgument(XL_FIELD, "expected text, got {}".format(type(text).__name__))
+    cpu_rows: List[Tuple[int, ...]] = []
+    node_rows: List[Tuple[int, int, int, List[int]]] = []
+    section = None
+    for line in text.splitlines():
+        stripped = line.strip(" \t")
+        if stripped.startswith("cpu_topology"):
+            section = "cpu"
+        elif stripped.startswith("numa_info"):
+            section = "numa"
+        elif _XL_SECTION.fullmatch(stripped):
+            section = None
+        elif section is None or not stripped or stripped.startswith(_XL_HEADERS):
+            continue
+        elif section == "cpu":
+            cpu_rows.append(tuple(_xl_number(x) for x in _xl_row(_XL_CPU_ROW, stripped).groups()))
+        else:
+            m = _xl_row(_XL_NODE_ROW, stripped)
+            dists = [_xl_number(d) for d in m.group(4).split(",")]
+            node_rows.append((_xl_number(m.group(1)), _xl_number(m.group(2)), _xl_number(m.group(3)), dists))
+    return cpu_rows, node_rows
+
+
+def _xl_row(pattern, line: str):
+    m = pattern.fullmatch(line)
+    if m is None:
+        raise InvalidArgument(XL_FIELD, "unexpected line {}".format(shown(line)))
+    return m
+
+
+def parse_distances(text: str, nr_nodes: int, field: str = "--distances") -> List[List[int]]:
+    """``"10,21;21,10"`` -> a square SLIT matrix (rows separated by ';'); ASCII digits only.
+
+    Only the shape and the numbers are checked here; :class:`Topology` checks the values.
+    """
+    if not isinstance(text, str):
+        raise InvalidArgument(field, "expected text, got {}".format(type(text).__name__), DISTANCES_SYNTAX)
+    rows = [[c.strip(" \t") for c in row.split(",")] for row in text.split(";")]
+    if len(rows) != nr_nodes or any(len(row) != nr_nodes for row in rows):
+        raise InvalidArgument(field, "{} is not a {}x{} matrix; it must be square, one row per node".format(
+            shown(text), nr_nodes, nr_nodes), DISTANCES_SYNTAX)
+    return [[parse_decimal(c, field, DISTANCES_SYNTAX, maximum=UNREACHABLE_DISTANCE, what="distance")
+             for c in row] for row in rows]
 
 
 @attrs.frozen
@@ -168,33 +234,16 @@ class Topology:
     @classmethod
     def from_xl_info(cls, text: str) -> "Topology":
         """Build from the text of ``xl info -n`` (memory there is in MiB)."""
-        cpu_rows: List[Tuple[int, int, int, int]] = []
-        node_rows: List[Tuple[int, int, int, List[int]]] = []
-        section = None
-        for line in text.splitlines():
-            stripped = line.strip()
-            if stripped.startswith("cpu_topology"):
-                section = "cpu"
-                continue
-            if stripped.startswith("numa_info"):
-                section = "numa"
-                continue
-            if re.match(r"^[a-z_]+\s+:", stripped) or stripped.startswith("device topology"):
-                section = None
-                continue
-            if section == "cpu":
-                m = re.match(r"^(\d+):\s+(\d+)\s+(\d+)\s+(\d+)$", stripped)
-                if m:
-                    cpu_rows.append(tuple(int(x) for x in m.groups()))  # type: ignore[arg-type]
-            elif section == "numa":
-                m = re.match(r"^(\d+):\s+(\d+)\s+(\d+)\s+([\d,]+)$", stripped)
-                if m:
-                    dists = [int(d) for d in m.group(4).split(",")]
-                    node_rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), dists))
+        cpu_rows, node_rows = _xl_info_rows(text)
         if not cpu_rows or not node_rows:
             raise InvalidArgument("xl info -n", "no cpu_topology or numa_info section found")
         cpu_rows.sort()
         node_rows.sort()
+        for what, rows in (("CPU", cpu_rows), ("node", node_rows)):
+            if [r[0] for r in rows] != list(range(len(rows))):
+                # xl skips offline CPUs and invalid nodes; renumbering them would misplace everything
+                raise InvalidArgument(XL_FIELD, "{} ids are not 0..{} without gaps or repeats (an offline {}?)".format(
+                    what, len(rows) - 1, what))
         mib = 1 << 20
         return cls.from_arrays(
             cpu_to_node=[r[3] for r in cpu_rows],

@@ -1,30 +1,51 @@
-"""Memory sizes: parsing what users type ("4G", "512MiB") and printing bytes."""
+"""Memory sizes: parsing what users type ("4G", "512MiB", "1.5G") and printing bytes.
+
+Sizes are read exactly, in integers: a fraction is kept as numerator and
+power of ten, never as a float, so ``1.5G`` is exact and ``0.1G`` (not a whole
+number of bytes) is refused rather than rounded.  Digits are ASCII only (see
+:mod:`xapi_numa.core.numbers`) and sizes are bounded before any arithmetic.
+"""
 
 import re
 
+from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
 from xapi_numa.errors import InvalidArgument
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+# number, optional fraction, then a binary unit with optional "i"/"B", or a bare "B".
+# Explicit ASCII classes: \d and \s would also match other scripts' digits and spaces.
+_SIZE_RE = re.compile(r"[ \t]*([0-9]+)(?:\.([0-9]+))?[ \t]*(?:([kmgtp])(i?b?)|(b))?[ \t]*", re.IGNORECASE)
 _FACTOR = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+MAX_SIZE = 1 << 60  # 1 EiB: far beyond any host, small enough for every C field we fill
+# With factors up to 2**50, a fraction with more than 50 significant decimals can
+# never come to whole bytes (10**d must divide fraction * 2**50), so stop there.
+_MAX_FRACTION_DIGITS = 50
 
-SIZE_SYNTAX = "a number of bytes or a number with K, M, G or T (binary units), e.g. 4G, 512M"
+SIZE_SYNTAX = "a number of bytes or a number with K, M, G, T or P (binary units), e.g. 4G, 512M, 1.5G; at most 1024P"
 
 
 def parse_size(text: str, field: str = "size") -> int:
     """Parse a size in bytes; suffixes are binary (K=1024), as in xe and xl."""
-    match = _SIZE_RE.match(str(text))
+    match = _SIZE_RE.fullmatch(text) if isinstance(text, str) else None
     if not match:
-        raise InvalidArgument(field, f"{text!r} is not a size", SIZE_SYNTAX)
-    number, unit, tail = match.groups()
-    if tail and tail.lower() == "ib" and not unit:
-        raise InvalidArgument(field, f"{text!r} is not a size", SIZE_SYNTAX)
-    value = float(number) * _FACTOR[unit.lower()]
-    if value != int(value):
-        raise InvalidArgument(field, f"{text!r} is not a whole number of bytes", SIZE_SYNTAX)
-    return int(value)
+        raise InvalidArgument(field, "{} is not a size".format(shown(text)), SIZE_SYNTAX)
+    whole, fraction, unit = match.group(1, 2, 3)
+    factor = _FACTOR[(unit or "").lower()]
+    fraction = (fraction or "").rstrip("0")
+    if len(fraction) > _MAX_FRACTION_DIGITS:
+        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), SIZE_SYNTAX)
+    # bound the whole part first: never multiply a 400-digit number
+    number = parse_decimal(whole, field, SIZE_SYNTAX, maximum=MAX_SIZE, what="size")
+    scale = 10 ** len(fraction)
+    numerator = (number * scale + (int(fraction) if is_decimal(fraction) else 0)) * factor
+    if numerator % scale:
+        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), SIZE_SYNTAX)
+    value = numerator // scale
+    if value > MAX_SIZE:
+        raise InvalidArgument(field, "size {} is too large".format(shown(text)), SIZE_SYNTAX)
+    return value
 
 
 def format_size(nbytes: int) -> str:

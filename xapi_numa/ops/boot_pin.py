@@ -6,9 +6,11 @@ to the chosen nodes' CPUs and keeps any mask the admin had set aside in
 ``other_config:numa_saved_mask``; settling the running VM, or releasing a
 start that did not happen, puts the admin's mask back.
 """
-from typing import FrozenSet, Iterable, List, Optional
+from typing import FrozenSet, Iterable, Optional
 
 from xapi_numa.backends import xapi
+from xapi_numa.core.vcpu_mask import VcpuMask
+from xapi_numa.errors import InvalidArgument
 
 
 def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Iterable[int]) -> None:
@@ -26,14 +28,26 @@ def placed_nodes(other_config: dict) -> FrozenSet[int]:
     return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",") if n.strip().isdigit())
 
 
-def restore_boot(session, vm: str) -> Optional[List[int]]:
-    """Undo :func:`pin_boot`; returns the admin's mask (None if there was none)."""
+def _readable(mask: Optional[str]) -> Optional[VcpuMask]:
+    """The admin's mask as a value; one xapi itself would ignore counts as none."""
+    if not mask or mask == xapi.NO_SAVED_MASK:
+        return None
+    try:
+        return xapi.parse_mask(mask)
+    except InvalidArgument:
+        return None
+
+
+def restore_boot(session, vm: str) -> Optional[VcpuMask]:
+    """Undo :func:`pin_boot` (the admin's mask goes back exactly as it was, whatever
+    it says); returns that mask as a value (None if there was none)."""
     other = xapi.call(session.xenapi.VM.get_other_config, vm)
     saved = other.get(xapi.SAVED_MASK_KEY)
     if saved is None:
         mask = xapi.call(session.xenapi.VM.get_VCPUs_params, vm).get("mask")
-        return xapi.parse_mask(mask) if mask and xapi.PLACED_KEY not in other else None
+        return _readable(mask) if xapi.PLACED_KEY not in other else None
+    admin = _readable(saved)  # read first: nothing may fail after the restore
     xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
     xapi.set_other_config(session, vm, xapi.SAVED_MASK_KEY, None)
     xapi.set_other_config(session, vm, xapi.PLACED_KEY, None)
-    return None if saved == xapi.NO_SAVED_MASK else xapi.parse_mask(saved)
+    return admin

@@ -24,8 +24,7 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     topo = hv.topology()
     pages = hv.node_pages(dom.domid)
     admin_mask = restore_boot(session, vm)
-    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages,
-                         frozenset(admin_mask) if admin_mask else None)
+    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask)
     outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + [ReleaseReservation(uuid, reason="settled")])
     refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]
     return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),

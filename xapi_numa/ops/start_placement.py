@@ -19,12 +19,15 @@ from xapi_numa.backends import xapi
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.locks import vm_lock
+
+
+OWNER_KEY = "numa_place_owner"  # other_config: the token of whoever is placing the VM now
 
 
 def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
@@ -33,7 +36,7 @@ def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
     mask = other.get(xapi.SAVED_MASK_KEY) or record.get("VCPUs_params", {}).get("mask")
     if not mask or mask == xapi.NO_SAVED_MASK:
         return None
-    cpus = frozenset(xapi.parse_mask(mask)) & topo.all_cpus
+    cpus = xapi.parse_mask(mask).cpus & topo.all_cpus
     if not cpus:
         raise InvalidArgument("VCPUs_params:mask", "{!r} names no CPU of this host".format(mask),
                               "CPUs 0..{}".format(max(topo.all_cpus)))
@@ -72,15 +75,23 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
     owner = str(uuidlib.uuid4())
-    with vm_lock(ledger.path, "place", uuid):
-        placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
+    with vm_lock(ledger.path, "place", uuid):  # starts of one VM from this host, one at a time
+        # across hosts: whoever holds the VM's owner key is placing it; the others refuse cleanly
+        if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner):
+            raise NumaError("VM {} is being placed by another caller right now; try again".format(uuid),
+                            ("vm", uuid))
         try:
-            cpus = topo.cpus_of_nodes(placement.nodes)
-            allowed = admin_cpus(record, topo)
-            boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus)
-        except BaseException:
-            ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
-            raise
+            placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner,
+                                                              owner=owner)
+            try:
+                cpus = topo.cpus_of_nodes(placement.nodes)
+                allowed = admin_cpus(record, topo)
+                boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus)
+            except BaseException:
+                ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
+                raise
+        finally:
+            xapi.release_other_config_key(session, vm, OWNER_KEY, owner)
     return describe(planner, placement, reservation, loads, vm=uuid)
 
 

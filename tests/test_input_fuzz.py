@@ -1,0 +1,118 @@
+"""Every parser of user input, fed random unicode: a valid value or InvalidArgument, nothing else.
+
+Issue 12 item 19: ``²`` crashed the parsers (``str.isdigit()`` says yes,
+``int()`` says no) and other scripts' digits were read as numbers.  The
+alphabet mixes the syntax characters of each grammar with digits of other
+scripts, superscripts, odd whitespace and any character at all, so the
+generated strings reach deep into each grammar rather than failing on the
+first character.
+"""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xapi_numa.backends import xapi
+from xapi_numa.core import cpuset
+from xapi_numa.core.numbers import parse_decimal
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology, parse_distances
+from xapi_numa.core.units import parse_size
+from xapi_numa.errors import InvalidArgument
+
+HOST = Topology.uniform(2, 4, 1 << 30)
+SYNTAX = list("0123456789-,;^:. \tkKmMgGtTpPiIbB") + ["node:", "nodes:", "all", "none", "nearest", "^all"]
+STRANGE = ["²", "³", "¹", "١", "٣", "１", "９", "१", "৩", "๓", "\u00a0", "\u2003", "\u200b", "\n", "\x00",
+           "Ⅻ", "½", "𝟘", "9" * 40, "0" * 40]
+pieces = st.one_of(st.sampled_from(SYNTAX), st.sampled_from(STRANGE), st.characters())
+texts = st.lists(pieces, max_size=24).map("".join)
+many = settings(max_examples=400)
+
+
+def valid_or_refused(parse, text):
+    """Run one parser; anything but a value or InvalidArgument fails the test."""
+    try:
+        return parse(text)
+    except InvalidArgument as err:
+        assert err.field and err.message  # names the field, says what is wrong
+        return None
+
+
+@many
+@given(texts)
+def test_cpu_lists(text):
+    value = valid_or_refused(lambda t: HOST.parse_cpus(t, "--soft"), text)
+    if value is not None:
+        assert value <= HOST.all_cpus
+
+
+@many
+@given(texts)
+def test_cpu_lists_pure(text):
+    value = valid_or_refused(lambda t: cpuset.parse_cpus(t, frozenset(range(8)),
+                                                         {0: frozenset(range(4)), 1: frozenset(range(4, 8))}), text)
+    if value is not None:
+        assert value <= frozenset(range(8))
+
+
+@many
+@given(texts)
+def test_node_lists(text):
+    value = valid_or_refused(lambda t: HOST.parse_nodes(t, "--nodes"), text)
+    if value is not None:
+        assert value <= HOST.node_ids
+
+
+@many
+@given(texts)
+def test_sizes(text):
+    value = valid_or_refused(lambda t: parse_size(t, "--memory"), text)
+    if value is not None:
+        assert isinstance(value, int) and value >= 0
+
+
+@many
+@given(texts, texts, texts)
+def test_policies(mode, nodes, on_exhaust):
+    valid_or_refused(lambda t: Policy.parse(t, None, None), mode)
+    valid_or_refused(lambda t: Policy.parse(None, None, t), on_exhaust)
+    policy = valid_or_refused(lambda t: Policy.parse("preferred", t, None), nodes)
+    if policy is not None:
+        assert all(0 <= n < 64 for n in policy.nodes)
+
+
+@many
+@given(texts)
+def test_decimals(text):
+    value = valid_or_refused(lambda t: parse_decimal(t, "n", "0..99", maximum=99), text)
+    if value is not None:
+        assert 0 <= value <= 99 and set(text) <= set("0123456789")
+
+
+@many
+@given(texts)
+def test_distances(text):
+    valid_or_refused(lambda t: parse_distances(t, 2, "--distances"), text)
+
+
+@many
+@given(texts)
+def test_vcpu_masks(text):
+    mask = valid_or_refused(xapi.parse_mask, text)
+    if mask is not None:
+        assert xapi.parse_mask(xapi.format_mask(mask)) == mask
+
+
+@settings(max_examples=200)
+@given(texts)
+def test_xl_info(text):
+    valid_or_refused(Topology.from_xl_info, "cpu_topology :\n" + text + "\nnuma_info :\n" + text)
+
+
+@pytest.mark.parametrize("digit", ["²", "١", "１", "१"])
+def test_every_parser_refuses_each_non_ascii_digit(digit):
+    """The four named cases, through every parser: refused, never read as a number."""
+    for parse in (lambda t: HOST.parse_cpus(t), lambda t: HOST.parse_nodes(t), parse_size,
+                  lambda t: Policy.parse("strict", t), lambda t: parse_decimal(t, "n", "0..9"),
+                  xapi.parse_mask, lambda t: parse_distances(t + ",20;20,10", 2)):
+        with pytest.raises(InvalidArgument):
+            parse(digit)

@@ -1,0 +1,32 @@
+"""``xapi-numa backends [VM] [--json]``: each guest's backend threads and IRQs in dom0,
+where they may run, where they ran, and whether they sit on its home nodes."""
+from xapi_numa.backends.open import backend_spec
+from xapi_numa.cli import common
+from xapi_numa.errors import BackendUnavailable, InvalidArgument
+from xapi_numa.ops import backend_alignment, observe
+from xapi_numa.ops.observe import domain_by_name_or_id
+
+
+def cmd_backends(args) -> int:
+    if args.pool:
+        raise InvalidArgument("--pool", "backend work is per host (it lives in each host's dom0)",
+                              "xapi-numa backends on the host itself")
+    hv = common.hypervisor(args)
+    dom0 = backend_alignment.dom0_for(backend_spec(args.backend), hv)
+    if dom0 is None:
+        raise BackendUnavailable("this machine is not dom0 of a Xen host (no /proc/xen): "
+                                 "backend threads can only be read there")
+    if args.vm is not None:
+        domain = domain_by_name_or_id(hv, args.vm)
+        if domain.domid == 0:
+            raise InvalidArgument("VM", "dom0 has no backends of its own", "a guest's domid, name or UUID")
+    report = backend_alignment.report(observe.take(hv), dom0, None if args.vm is None else str(domain.domid))
+    common.emit(args, report, backend_alignment.render)
+    return 0
+
+
+def register(sub) -> None:
+    q = sub.add_parser("backends", help="each VM's backend threads and IRQs in dom0: allowed where, ran where")
+    q.add_argument("vm", nargs="?", metavar="VM", help="domid, name or UUID (default: every guest)")
+    common.add_json(q)
+    q.set_defaults(func=cmd_backends)

@@ -1,0 +1,100 @@
+"""``xapi-numa vnuma``: the vNUMA layout a VM should be started with.
+
+Prints the plan of :mod:`xapi_numa.core.vnuma` for a VM about to start: by
+default its vnodes follow where the placement engine would put it (a dry run,
+nothing reserved); ``--nodes`` names the pnodes; ``--split 0|1`` puts it on one
+half of a split host.  ``--xl`` prints the lines for xl.cfg.
+"""
+from xapi_numa.cli import common, render
+from xapi_numa.core import vnuma
+from xapi_numa.core.placement import Request
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.core.numbers import whole_number
+
+
+def _guest(args) -> vnuma.GuestSpec:
+    if not 1 <= args.vcpus <= 4096:
+        raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
+    memory = parse_size(args.memory, "--memory")
+    dynamic_min = parse_size(args.dynamic_min, "--dynamic-min") if args.dynamic_min else None
+    policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
+    return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
+
+
+def _pnodes(args, hv, guest: vnuma.GuestSpec):
+    """The pnodes to follow: given, or where a placement dry run puts the VM."""
+    if args.nodes:
+        topo = hv.topology()
+        order = [int(part) for part in args.nodes.split(",") if part.strip().isdigit()]
+        if not order or len(order) != len(args.nodes.split(",")):
+            raise InvalidArgument("--nodes", "{!r}".format(args.nodes), "comma-separated node ids, e.g. 0,1")
+        topo.parse_nodes(args.nodes, "--nodes")  # unknown ids named with the allowed range
+        return order
+    request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
+    placement, _, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, dry_run=True)
+    return list(placement.nodes)
+
+
+def cmd_vnuma(args) -> int:
+    guest = _guest(args)
+    vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
+    hv = common.hypervisor(args)
+    topo = hv.topology()
+    free = {n.node: n.claimable for n in hv.node_memory()}
+    if args.split is not None:
+        if args.nodes:
+            raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
+        plan = vnuma.plan_split(topo, guest, args.split, free)
+    else:
+        plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
+    if args.xl:
+        print(vnuma.xl_lines(plan, topo))
+        return 0
+    if args.apply:
+        _apply(args, hv, plan)
+    common.emit(args, dict(plan.to_dict(), vm=args.vm), lambda _: render.table(
+        ["vnode", "pnode", "memory", "vcpus", "vdistances"],
+        [[v.index, v.pnode, format_size(v.memory), ",".join(map(str, v.vcpus)),
+          ",".join(map(str, v.distances))] for v in plan.vnodes]))
+    return 0
+
+
+def _apply(args, hv, plan: vnuma.VnumaPlan) -> None:
+    """Set the layout on the built, not yet started domain named by VM (what a domain
+    builder such as xenopsd would do before the first unpause)."""
+    from xapi_numa.ops.observe import domain_by_name_or_id
+
+    d = domain_by_name_or_id(hv, args.vm)
+    if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
+        raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
+    try:
+        hole = int(args.hole_start, 0)
+    except ValueError:
+        raise InvalidArgument("--hole-start", repr(args.hole_start), "a byte address, e.g. 0xf0000000") from None
+    hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
+
+
+def register(sub) -> None:
+    q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
+    q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
+    q.add_argument("--vcpus", type=whole_number, required=True)
+    q.add_argument("--memory", required=True, help="static-max; " + SIZE_SYNTAX)
+    q.add_argument("--dynamic-min", dest="dynamic_min", help="if below --memory the VM would use "
+                                                             "populate-on-demand, which vNUMA excludes")
+    q.add_argument("--type", default="hvm", help="hvm (default) or pvh; pv is refused")
+    q.add_argument("--nodes", help="the pnodes, one vnode each, e.g. 0,1 (default: where placement puts it)")
+    q.add_argument("--split", type=whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")
+    q.add_argument("--mode", help="the VM's NUMA policy mode (must agree with the vnode map)")
+    q.add_argument("--policy-nodes", dest="policy_nodes", help="the VM's NUMA policy node list")
+    q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")
+    q.add_argument("--xl", action="store_true", help="print the vnuma/memory/cpus_soft lines for xl.cfg")
+    q.add_argument("--apply", action="store_true",
+                   help="also set the layout on the built, paused domain VM (for toolstacks without vNUMA)")
+    q.add_argument("--hole-start", dest="hole_start", default="0xf0000000",
+                   help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end)")
+    common.add_json(q)
+    common.add_ledger(q)
+    q.set_defaults(func=cmd_vnuma)
