@@ -21,7 +21,7 @@ from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMoves
 
-SECONDS = 600.0
+SECONDS = 300.0
 PERIOD = 2.0
 SEED = 1
 

@@ -275,3 +275,11 @@ let recover h ~record =
   | _ -> Nothing_to_do
 
 external record_busy : string -> bool = "stub_xenuma_mig_record_busy"
+
+type vmemrange = { start : int64; stop : int64; vnode : int }
+
+external set_vnuma_raw : handle -> int -> vmemrange array -> int array * int array * int array -> unit
+  = "stub_xenuma_set_vnuma"
+
+let set_vnuma h ~domid ~ranges ~vdistance ~vcpu_to_vnode ~vnode_to_pnode =
+  set_vnuma_raw h domid ranges (Array.concat (Array.to_list vdistance), vcpu_to_vnode, vnode_to_pnode)

@@ -209,3 +209,14 @@ val recover : handle -> record:string -> recovered
 
 val record_busy : string -> bool
 (** Does a live mover hold this batch record? *)
+
+type vmemrange = { start : int64; stop : int64; vnode : int }
+(** Guest-physical bytes [\[start, stop)] of one vnode. *)
+
+val set_vnuma :
+  handle -> domid:int -> ranges:vmemrange array -> vdistance:int array array ->
+  vcpu_to_vnode:int array -> vnode_to_pnode:int array -> unit
+(** Sets the vNUMA layout of a built domain before it first runs (what a
+    domain builder such as xenopsd's would do): the ranges of each vnode, the
+    vnode distance matrix, each vCPU's vnode and each vnode's pnode.  An
+    inconsistent layout raises [Error (EINVAL, _)] before any hypercall. *)

@@ -714,3 +714,46 @@ CAMLprim value stub_xenuma_mig_record_busy(value path)
     check(rc, "xn_mig_record_busy");
     CAMLreturn(Val_bool(rc == 1));
 }
+
+/* vNUMA: ranges is a vmemrange array ({start; stop : int64; vnode : int});
+ * layout is (vdistance row-major, vcpu_to_vnode, vnode_to_pnode), int arrays. */
+CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, value layout)
+{
+    CAMLparam4(handle, domid, ranges, layout);
+    xn_handle *h = handle_of(handle);
+    value dist = Field(layout, 0), v2n = Field(layout, 1), n2p = Field(layout, 2);
+    uint32_t d = (uint32_t)Int_val(domid), nr_ranges = Wosize_val(ranges);
+    uint32_t nr_vnodes = Wosize_val(n2p), nr_vcpus = Wosize_val(v2n), i;
+    struct xn_vmemrange *r = calloc(nr_ranges ? nr_ranges : 1, sizeof(*r));
+    uint32_t *cdist = calloc(nr_vnodes * nr_vnodes + 1, sizeof(*cdist));
+    uint32_t *cv2n = calloc(nr_vcpus + 1, sizeof(*cv2n)), *cn2p = calloc(nr_vnodes + 1, sizeof(*cn2p));
+    int rc = 0;
+
+    if (!r || !cdist || !cv2n || !cn2p)
+        rc = -ENOMEM;
+    else if (Wosize_val(dist) != nr_vnodes * nr_vnodes)
+        rc = -EINVAL; /* the distance table must be square over the vnodes */
+    for (i = 0; rc == 0 && i < nr_ranges; i++) {
+        value f = Field(ranges, i);
+        r[i].start = (uint64_t)Int64_val(Field(f, 0));
+        r[i].end = (uint64_t)Int64_val(Field(f, 1));
+        r[i].vnode = (uint32_t)Int_val(Field(f, 2));
+    }
+    for (i = 0; rc == 0 && i < nr_vnodes * nr_vnodes; i++)
+        cdist[i] = (uint32_t)Int_val(Field(dist, i));
+    for (i = 0; rc == 0 && i < nr_vcpus; i++)
+        cv2n[i] = (uint32_t)Int_val(Field(v2n, i));
+    for (i = 0; rc == 0 && i < nr_vnodes; i++)
+        cn2p[i] = (uint32_t)Int_val(Field(n2p, i));
+    if (rc == 0) {
+        caml_enter_blocking_section();
+        rc = xn_domain_setvnuma(h, d, nr_vnodes, nr_ranges, r, nr_vcpus, cdist, cv2n, cn2p);
+        caml_leave_blocking_section();
+    }
+    free(r);
+    free(cdist);
+    free(cv2n);
+    free(cn2p);
+    check(rc, rc == -EINVAL ? "xn_domain_setvnuma: an inconsistent vNUMA layout" : "xn_domain_setvnuma");
+    CAMLreturn(Val_unit);
+}

@@ -73,3 +73,85 @@ def wait_console(name: str, pattern: str, timeout: float = 120.0, after: int = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"guest {name} never printed /{pattern}/; console tail:\n{console(name)[-1500:]}")
         time.sleep(0.5)
+
+
+# --- HVM guests (tests/xen/hvm) ------------------------------------------------------------------
+GUEST_BZIMAGE = "/opt/guest/vmlinuz"
+HVM_INITRD = "/opt/guest/initrd-hvm.cpio"
+
+
+def hvm_config(name: str, memory: int, vcpus: int, serial_log: str, disk: str, extra_lines=()) -> str:
+    """An xl.cfg for an HVM guest with QEMU: direct kernel boot of the Debian bzImage,
+    one emulated IDE disk (kept by xen_emul_unplug=never, so its I/O goes through QEMU),
+    QEMU's serial port on a pty (xenconsoled does not log an HVM guest's serial: copy it
+    with follow_serial).  ``serial_log`` is where follow_serial will copy it."""
+    del serial_log  # the pty's path is known only once QEMU runs
+    lines = [f'name = "{name}"', 'type = "hvm"', f'kernel = "{GUEST_BZIMAGE}"', f'ramdisk = "{HVM_INITRD}"',
+             # ttyS0 last: /dev/console, so the workload's lines go to QEMU's serial file;
+             # hvc0 first: the kernel log also goes to the PV console, to see whether it works
+             'cmdline = "console=hvc0 console=ttyS0,115200 rdinit=/init xen_emul_unplug=never quiet"',
+             f"memory = {memory}", f"maxmem = {memory}", f"vcpus = {vcpus}",
+             'serial = "pty"', 'vga = "none"', "vnc = 0", "sdl = 0",
+             # Xen's TSC emulation needs the instruction length SVM's NRIP gives; QEMU's
+             # software SVM has none, so an intercepted RDTSCP loops for ever (seen here)
+             'tsc_mode = "native"',
+             # qdisk: QEMU serves the PV side of the disk too (the test dom0 has no blkback or loop)
+             f'disk = ["format=raw,vdev=hda,access=rw,backendtype=qdisk,target={disk}"]',
+             'on_crash = "preserve"', 'on_reboot = "destroy"']
+    return "\n".join(lines + list(extra_lines)) + "\n"
+
+
+def read_file(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def wait_file(path: str, pattern: str, timeout: float, after: int = 0) -> re.Match:
+    """Wait until the file (from offset ``after``) matches ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, read_file(path)[after:])
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never showed /{pattern}/ in {timeout:.0f} s; tail:\n{read_file(path)[-1500:]}")
+        time.sleep(1)
+
+
+def follow_serial(domid: int, out_path: str, timeout: float = 120.0):
+    """Copy the HVM guest's serial port (QEMU's pty, which libxl records in xenstore)
+    into ``out_path`` from a daemon thread; returns the thread."""
+    import os
+    import threading
+    import tty
+
+    deadline = time.monotonic() + timeout
+    path = ""
+    while not path:
+        out = subprocess.run(["xenstore-read", f"/local/domain/{domid}/serial/0/tty"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        path = out.stdout.strip() if out.returncode == 0 else ""
+        if not path:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no serial pty for domain {domid} in xenstore")
+            time.sleep(1)
+    fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
+    tty.setraw(fd)  # no echo: an echo would go back to the guest as input
+
+    def copy():
+        with open(out_path, "ab", buffering=0) as f:
+            while True:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                f.write(data.replace(b"\r", b""))
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread

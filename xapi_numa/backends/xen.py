@@ -381,8 +381,7 @@ class XenHypervisor(Hypervisor):
                     found.append(what)
             except OSError as err:  # cannot tell: refuse rather than guess
                 found.append("unknown devices (xenstore unreadable: {})".format(err))
-        # QEMU records its state under device-model/<domid> whether libxl or xenopsd
-        # started it; a PVH guest's QEMU (PV disk backends only) has no map cache.
+        # QEMU registers under device-model/<domid>; a PVH guest's QEMU (PV backends only) has no map cache
         try:
             if (self._xenstore.exists("/local/domain/0/device-model/{}".format(domid))
                     and self._xenstore.read("/libxl/{}/type".format(domid)) != "pvh"):
@@ -392,11 +391,10 @@ class XenHypervisor(Hypervisor):
         return found
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
-        k = len(plan.vnodes)
         cranges = ffi.new("struct xn_vmemrange[]", [(r.start, r.end, r.vnode) for r in ranges] or 1)
         dist = ffi.new("uint32_t[]", [d for v in plan.vnodes for d in v.distances])
         vcpus = sorted((c, v.index) for v in plan.vnodes for c in v.vcpus)
         v2n = ffi.new("uint32_t[]", [n for _, n in vcpus] or 1)
         n2p = ffi.new("uint32_t[]", list(plan.pnodes))
-        _check(lib.xn_domain_setvnuma(self._h, domid, k, len(ranges), cranges, len(vcpus), dist, v2n, n2p),
+        _check(lib.xn_domain_setvnuma(self._h, domid, len(plan.vnodes), len(ranges), cranges, len(vcpus), dist, v2n, n2p),
                f"setting the vNUMA layout of domain {domid}")

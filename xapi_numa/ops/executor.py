@@ -25,11 +25,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import attrs
 
 from xapi_numa.core import actions as act
+from xapi_numa.core.backend_affinity import IRQ, THREAD, Owned
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.errors import HypervisorError, NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.backend_pins import BackendJournal
 from xapi_numa.state.pins import PinJournal
 
 DONE, WOULD, REFUSED, GONE, DEFERRED = "done", "would", "refused", "gone", "deferred"
@@ -58,8 +60,11 @@ class Executor:
     def __init__(self, hv: Hypervisor, db: Optional[Database] = None, logger: Optional[logging.Logger] = None,
                  dry_run: bool = False, max_writes: Optional[int] = None,
                  clock: Optional[Callable[[], float]] = None,
-                 start_mover: Optional[Callable[[Hypervisor, Database, act.MoveMemory], int]] = None) -> None:
+                 start_mover: Optional[Callable[[Hypervisor, Database, act.MoveMemory], int]] = None,
+                 dom0=None) -> None:
         self.hv = hv
+        self.dom0 = dom0  # a backends.dom0.Dom0Proc: where guests' backend threads and IRQs are set
+        self.backend_journal = BackendJournal(db) if db is not None and dom0 is not None else None
         self.start_mover = start_mover  # starts a background page mover; returns its pid
         self.db = db
         self.logger = logger or logging.getLogger("xapi-numa")
@@ -206,3 +211,52 @@ class Executor:
         except NumaError as err:
             return Outcome(a, REFUSED, err.message)
         return Outcome(a, DONE, "mover started as process {}".format(pid))
+
+    # --- guests' backend work in dom0 -------------------------------------------------------------------
+    def _dom0_write(self, action, key: Tuple[str, int], write: Callable[[], bool]) -> Outcome:
+        """Journal first, then write; the entry goes again if nothing was changed."""
+        if self.dom0 is None:
+            return Outcome(action, REFUSED, "this executor does not reach dom0")
+        self.backend_journal.record(Owned(action.uuid, key[0], key[1], action.name, getattr(action, "starttime", 0)))
+        try:
+            changed = write()
+        except OSError as err:
+            self.backend_journal.drop(*key)
+            if ("dom0",) + key not in self._reported:
+                self._reported.add(("dom0",) + key)
+                log_event(self.logger, logging.WARNING, "dom0 refused an affinity change", kind=key[0],
+                          ident=key[1], name=action.name, error=err.strerror)
+            return Outcome(action, REFUSED, err.strerror or str(err))
+        if not changed:
+            self.backend_journal.drop(*key)
+            return Outcome(action, GONE, "no longer the {} we saw".format(key[0]))
+        return Outcome(action, DONE, action.reason)
+
+    def _SetThreadAffinity(self, a: act.SetThreadAffinity) -> Outcome:
+        return self._dom0_write(a, (THREAD, a.tid), lambda: self.dom0.set_thread(a.tid, a.name, a.starttime, a.cpus))
+
+    def _SetIrqAffinity(self, a: act.SetIrqAffinity) -> Outcome:
+        def write() -> bool:
+            self.dom0.ban_irq(a.irq)  # banned before it is moved: irqbalance must not move it back
+            if self.dom0.set_irq(a.irq, a.name, a.cpus):
+                return True
+            self.dom0.unban_irq(a.irq)
+            return False
+        return self._dom0_write(a, (IRQ, a.irq), write)
+
+    def _RestoreBackendAffinity(self, a: act.RestoreBackendAffinity) -> Outcome:
+        if self.dom0 is None:
+            return Outcome(a, REFUSED, "this executor does not reach dom0")
+        status = DONE
+        if a.cpus is not None:
+            try:
+                if a.kind == THREAD:
+                    status = DONE if self.dom0.set_thread(a.ident, a.name, a.starttime, a.cpus) else GONE
+                else:
+                    status = DONE if self.dom0.set_irq(a.ident, a.name, a.cpus) else GONE
+            except OSError as err:
+                return Outcome(a, REFUSED, err.strerror or str(err))
+        if a.kind == IRQ:
+            self.dom0.unban_irq(a.ident)
+        self.backend_journal.drop(a.kind, a.ident)
+        return Outcome(a, status, a.reason)

@@ -312,6 +312,11 @@ class Runtime:
             log_event(self.logger, level, event, **fields)
 
     def _log_changes(self, outcomes: List[Outcome]) -> None:
+        backends = [o.action for o in outcomes if o.status == DONE and type(o.action).__name__ in (
+            "SetThreadAffinity", "SetIrqAffinity", "RestoreBackendAffinity")]
+        if backends:
+            log_event(self.logger, logging.INFO, "backend work placed", count=len(backends),
+                      changes=sorted({a.reason for a in backends}))
         pins = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "PinTemporarily"]
         if pins:
             log_event(self.logger, logging.INFO, "pinned displaced vCPUs home", count=len(pins),

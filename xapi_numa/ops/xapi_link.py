@@ -9,7 +9,7 @@ tried after a back-off (1 s doubling to 60 s); meanwhile callers get
 """
 import logging
 import os
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, Set, TypeVar
 
 from xapi_numa.backends import xapi
 from xapi_numa.core.policy import Policy
@@ -18,6 +18,8 @@ from xapi_numa.ops.executor import log_event
 
 T = TypeVar("T")
 POLICY_REFRESH_S = 30.0
+REBALANCE_KEY = "numa_rebalance"  # "false": the rebalancer leaves this VM where it is
+BACKEND_AFFINITY_KEY = "numa_backend_affinity"  # "false": leave this VM's backend work alone
 MAX_BACKOFF_S = 60.0
 
 
@@ -32,6 +34,8 @@ class XapiLink:
         self._delay = 0.0
         self._down_logged = False
         self._policies: Dict[str, Policy] = {}
+        self._opted_out: Dict[str, bool] = {}
+        self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
         self._policies_at: Optional[float] = None
 
     def use(self, fn: Callable[[object], T]) -> Optional[T]:
@@ -74,8 +78,22 @@ class XapiLink:
             records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
             if records is not None:
                 self._policies = {r["uuid"]: _policy_or_default(r.get("other_config", {})) for r in records.values()}
+                self._backend_off = {r["uuid"] for r in records.values() if r.get("other_config", {}).get(
+                    BACKEND_AFFINITY_KEY, "").strip().lower() in ("false", "0", "no", "off")}
+                self._opted_out = {r["uuid"]: r.get("other_config", {}).get(REBALANCE_KEY, "").strip().lower()
+                                   in ("false", "0", "no", "off") for r in records.values()}
                 self._policies_at = now
         return self._policies.get(uuid, Policy())
+
+    def rebalance_opted_out(self, uuid: str) -> bool:
+        """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM."""
+        self.policy_of(uuid)  # refreshes the records when due
+        return self._opted_out.get(uuid, False)
+
+    def backend_affinity_off(self, uuid: str) -> bool:
+        """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
+        self.policy_of(uuid)  # refreshes both, at most every 30 s
+        return uuid in self._backend_off
 
 
 def _policy_or_default(other_config: dict) -> Policy:

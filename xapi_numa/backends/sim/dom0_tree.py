@@ -6,7 +6,7 @@ the very same adapter (:class:`xapi_numa.backends.dom0.Dom0Proc`) and the
 daemon's planner run unchanged.  Each guest gets the backend work a PVH or
 HVM guest with one disk and one network device has under Xen 4.17: a netback
 ``vif<domid>.0-q0-guest-rx`` kernel thread (comm cut at 15 characters as
-Linux does), a ``blkback.<domid>.xvda`` thread, a ``qemu-dm-<domid>`` process
+Linux does), a ``<domid>.xvda-0`` blkback thread, a ``qemu-dm-<domid>`` process
 for HVM guests, and the ``vif<domid>.0-q0-tx``/``-rx`` event-channel IRQs.
 A few of dom0's own processes and IRQs are there too: never ours to touch.
 
@@ -23,7 +23,7 @@ import os
 import zlib
 from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
-from xapi_numa.backends.dom0 import Dom0Proc, parse_cpu_list
+from xapi_numa.backends.dom0 import PF_KTHREAD, Dom0Proc, parse_cpu_list
 from xapi_numa.core.cpuset import format_ids
 
 BACKEND_SHARE = 0.1         # backend CPU seconds per guest CPU second (disk and network I/O)
@@ -40,7 +40,7 @@ def _guest_threads(domid: int, dtype: str) -> List[Tuple[int, str]]:
     """(tid, comm) of a guest's backend threads: tids derived from the domid."""
     base = 100000 + 16 * domid
     out = [(base, "vif{}.0-q0-guest-rx".format(domid)[:15]), (base + 1, "vif{}.0-q0-dealloc".format(domid)[:15]),
-           (base + 2, "blkback.{}.xvda".format(domid)[:15])]
+           (base + 2, "{}.xvda-0".format(domid)[:15])]
     if dtype == "hvm":
         out.append((base + 3, "qemu-dm-{}".format(domid)))
     return out
@@ -84,9 +84,11 @@ class Dom0Tree:
             json.dump(state, f, sort_keys=True)
         os.replace(tmp, os.path.join(self.root, STATE_FILE))
 
-    def write_thread(self, tid: int, comm: str, start: int, allowed: FrozenSet[int], ticks: int, cpu: int) -> None:
+    def write_thread(self, tid: int, comm: str, start: int, allowed: FrozenSet[int], ticks: int, cpu: int,
+                     kthread: bool = False) -> None:
         """/proc/<tid>/stat and status as Linux writes them (the fields the adapter reads)."""
         fields = ["S"] + ["0"] * 36
+        fields[6] = str(PF_KTHREAD if kthread else 0)  # flags (field 9)
         fields[11] = str(ticks)            # utime (field 14)
         fields[19] = str(start)            # starttime (field 22)
         fields[36] = str(cpu)              # processor (field 39)
@@ -187,7 +189,8 @@ class Dom0Tree:
                             pass
                     os.rmdir(os.path.join(self.proc, name))
         for tid, e in state["threads"].items():
-            self.write_thread(int(tid), e["comm"], e["start"], parse_cpu_list(e["allowed"]), e["ticks"], e["cpu"])
+            self.write_thread(int(tid), e["comm"], e["start"], parse_cpu_list(e["allowed"]), e["ticks"], e["cpu"],
+                              kthread=e["domid"] != 0 and not e["comm"].startswith("qemu"))
         irq_dir = os.path.join(self.proc, "irq")
         if os.path.isdir(irq_dir):
             for name in os.listdir(irq_dir):

@@ -1,0 +1,376 @@
+"""dom0 and the PV backends on the guest's node (issue 16): the planner on hand-built
+inputs, the dom0 adapter against a fake /proc tree, and the daemon's cycle on the
+simulated host and on a fake dom0 with work that is not ours."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xapi_numa import daemon
+from xapi_numa.backends.dom0 import Dom0Proc, POLICY_SCRIPT, parse_cpu_list
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim.dom0_tree import SimDom0
+from xapi_numa.core import backend_affinity as ba
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops.runtime import Runtime, Settings
+from xapi_numa.state.backend_pins import BackendJournal
+from xapi_numa.state.db import Database
+
+TOPO = Topology.uniform(2, 2, 4 << 30)      # node 0: pCPUs 0-1, node 1: pCPUs 2-3
+N0, N1, ALL = frozenset({0, 1}), frozenset({2, 3}), frozenset(range(4))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the planner, on hand-built inputs ------------------------------------------------------------
+def snap(guests, dom0_hard=(N0, N1)):
+    """guests: domid -> soft affinity of its one vCPU."""
+    domains = [DomainInfo(0, "Domain-0", "dom0-uuid", len(dom0_hard), 1 << 30, 1 << 30, False)]
+    vcpus = {0: tuple(VcpuInfo(0, i, min(h), "running", h, ALL) for i, h in enumerate(dom0_hard))}
+    for domid, soft in guests.items():
+        domains.append(DomainInfo(domid, "g{}".format(domid), "uuid-{}".format(domid), 1, 1 << 30, 1 << 30,
+                                  False, "pvh"))
+        vcpus[domid] = (VcpuInfo(domid, 0, min(soft), "running", ALL, soft),)
+    return HostSnapshot(TOPO, 0.0, tuple(domains), vcpus)
+
+
+def task(domid, tid, allowed=frozenset({0, 1}), kind="netback"):
+    return ba.BackendTask(domid, kind, tid, "vif{}.0-q0-guest".format(domid), 77, allowed)
+
+
+def irq(domid, n, allowed=frozenset({0, 1})):
+    return ba.BackendIrq(domid, n, "vif{}.0-q0-tx".format(domid), allowed)
+
+
+def state(s, **kw):
+    return ba.BackendState(ba.read_layout(s.vcpus[0], TOPO), **kw)
+
+
+def kinds(actions):
+    return [(type(a).__name__, getattr(a, "tid", getattr(a, "irq", getattr(a, "ident", None))),
+             None if getattr(a, "cpus", None) is None else sorted(a.cpus)) for a in actions]
+
+
+@pytest.mark.parametrize("case", [
+    # (name, guests, tasks, irqs, extra state, expected)
+    ("homed on node 1: thread and IRQ to dom0 vCPU 1", {1: N1}, [task(1, 500)], [irq(1, 90)], {},
+     [("SetThreadAffinity", 500, [1]), ("SetIrqAffinity", 90, [1])]),
+    ("homed on node 0", {1: N0}, [task(1, 500)], [irq(1, 90)], {},
+     [("SetThreadAffinity", 500, [0]), ("SetIrqAffinity", 90, [0])]),
+    ("already aligned: nothing", {1: N1}, [task(1, 500, frozenset({1}))], [irq(1, 90, frozenset({1}))], {}, []),
+    ("home over both nodes: both dom0 vCPUs", {1: ALL}, [task(1, 500, frozenset({1}))], [], {},
+     [("SetThreadAffinity", 500, [0, 1])]),
+    ("dom0's own and an unknown domain's work is never planned", {1: N1},
+     [task(0, 10), task(7, 700)], [irq(0, 9), irq(7, 91)], {}, []),
+    ("irqbalance in the way: threads only", {1: N1}, [task(1, 500)], [irq(1, 90)], {"irqs_allowed": False},
+     [("SetThreadAffinity", 500, [1])]),
+    ("opted out: nothing", {1: N1}, [task(1, 500)], [irq(1, 90)], {"opted_out": frozenset({"uuid-1"})}, []),
+    ("opted out after we aligned: handed back to every dom0 vCPU", {1: N1}, [task(1, 500, frozenset({1}))], [],
+     {"opted_out": frozenset({"uuid-1"}), "owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)},
+     [("RestoreBackendAffinity", 500, [0, 1])]),
+    ("switched off host-wide: IRQs back to default_smp_affinity", {1: N1}, [], [irq(1, 90, frozenset({1}))],
+     {"enabled": False, "default_irq_cpus": frozenset({0}),
+      "owned": (ba.Owned("uuid-1", "irq", 90, "vif1.0-q0-tx"),)},
+     [("RestoreBackendAffinity", 90, [0])]),
+    ("guest gone: only the journal entry goes", {}, [], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)},
+     [("RestoreBackendAffinity", 500, None)]),
+    ("a reused tid (other start time) is not ours any more", {1: N1}, [task(1, 500)], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 12),)},
+     [("SetThreadAffinity", 500, [1]), ("RestoreBackendAffinity", 500, None)]),
+], ids=lambda c: c[0])
+def test_the_planner(case):
+    _, guests, tasks, irqs, extra, expected = case
+    s = snap(guests)
+    assert kinds(ba.plan(s, state(s, tasks=tuple(tasks), irqs=tuple(irqs), **extra))) == expected
+
+
+def test_an_unpinned_dom0_plans_nothing_and_says_which_vcpu():
+    s = snap({1: N1}, dom0_hard=(N0, ALL))
+    layout = ba.read_layout(s.vcpus[0], TOPO)
+    assert not layout.usable
+    assert "dom0 vCPU 1" in layout.problems[0] and "not pinned to one node" in layout.problems[0]
+    owned = (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)
+    # nothing new, and nothing undone just because the layout is unusable this cycle
+    assert ba.plan(s, ba.BackendState(layout, (task(1, 500, frozenset({1})),), owned=owned)) == []
+
+
+def test_offline_dom0_vcpus_are_not_part_of_the_layout():
+    vcpus = (VcpuInfo(0, 0, 0, "running", N0, ALL), VcpuInfo(0, 1, 2, "blocked", N1, ALL),
+             VcpuInfo(0, 2, 1, "offline", ALL, ALL))
+    assert dict(ba.read_layout(vcpus, TOPO).node_of_vcpu) == {0: 0, 1: 1}
+    assert not ba.read_layout(vcpus[:2] + (VcpuInfo(0, 2, 1, "blocked", ALL, ALL),), TOPO).usable
+
+
+def test_a_home_with_no_dom0_vcpu_plans_nothing():
+    s = snap({1: N1}, dom0_hard=(N0,))  # one dom0 vCPU, on node 0
+    assert ba.plan(s, state(s, tasks=(task(1, 500),))) == []
+
+
+# --- the dom0 adapter against a fake /proc ------------------------------------------------------------
+class FakeProc:
+    """A /proc tree as Linux in a 4-vCPU dom0 shows it, built in tmp_path."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.proc = os.path.join(self.root, "proc")
+        self.irqs = []
+        os.makedirs(self.proc)
+        self.write("irq/default_smp_affinity", "f\n")
+
+    def write(self, rel, text):
+        path = os.path.join(self.proc, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def read(self, rel):
+        with open(os.path.join(self.proc, rel)) as f:
+            return f.read()
+
+    def thread(self, tid, comm, allowed="0-3", start=1000, cpu=2, cmdline="", pid=None, kthread=False):
+        f = ["S"] + ["0"] * 36
+        f[6] = str(0x00208040 if kthread else 0x00400100)  # flags: PF_KTHREAD for kernel threads
+        f[11], f[12], f[19], f[36] = "150", "50", str(start), str(cpu)
+        base = str(tid) if pid is None else "{}/task/{}".format(pid, tid)
+        for where in {base, str(tid)}:
+            self.write(where + "/stat", "{} ({}) {}\n".format(tid, comm, " ".join(f)))
+            self.write(where + "/status", "Name:\t{}\nCpus_allowed_list:\t{}\n".format(comm, allowed))
+            self.write(where + "/cmdline", cmdline)
+
+    def irq(self, n, name, allowed="0-3"):
+        self.irqs.append((n, name))
+        self.write("irq/{}/smp_affinity_list".format(n), allowed + "\n")
+        lines = ["           CPU0       CPU1       CPU2       CPU3"]
+        lines += ["{:>4}:  5  0  7  0  xen-dyn    -edge      {}".format(i, nm) for i, nm in self.irqs]
+        lines.append(" NMI:  0  0  0  0  Non-maskable interrupts")
+        self.write("interrupts", "\n".join(lines) + "\n")
+
+    def set_affinity(self, calls, tid, cpus):
+        """What sched_setaffinity does, as far as /proc shows it; and a record of the call."""
+        calls.append((tid, sorted(cpus)))
+        text = self.read("{}/status".format(tid))
+        old = [line for line in text.splitlines() if line.startswith("Cpus_allowed_list:")][0]
+        self.write("{}/status".format(tid), text.replace(old, "Cpus_allowed_list:\t" + format_ids(cpus)))
+
+    def dom0(self, calls):
+        return Dom0Proc(self.root, set_affinity=lambda tid, cpus: self.set_affinity(calls, tid, cpus),
+                        run_dir=os.path.join(self.root, "run"), clock_ticks=100)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    p = FakeProc(tmp_path / "dom0")
+    p.thread(1, "systemd")
+    p.thread(412, "sshd")
+    p.thread(300, "vif3.0-q0-guest", kthread=True)  # netback, guest-rx (comm cut at 15)
+    p.thread(301, "vif3.0-q0-deall", kthread=True)
+    p.thread(302, "3.xvda-0", kthread=True)          # blkback since Linux 4.6
+    p.thread(303, "blkback.3.xvdb", kthread=True)    # blkback before
+    p.thread(304, "3.xvda-0")                        # a process named like one: not a kernel thread
+    p.thread(305, "vif3.0-q0-guest")                 # likewise
+    p.thread(310, "qemu-dm-3")
+    p.thread(311, "qemu-dm-3", pid=310)          # a second thread of the device model
+    p.thread(320, "qemu-system-i38", cmdline="qemu-system-i386\0-xen-domid\0004\0-nographic\0")
+    p.thread(330, "qemu-system-i38", cmdline="qemu-system-i386\0-machine\0pc\0")   # not a Xen device model
+    p.irq(9, "acpi")
+    p.irq(80, "vif3.0-q0-tx")
+    p.irq(81, "vif3.0-q0-rx")
+    p.irq(82, "blkif-backend")                   # no domid in its name: never attributed
+    return p
+
+
+def test_the_adapter_finds_each_guests_backend_work_and_nothing_else(fake):
+    dom0 = fake.dom0([])
+    tasks = dom0.tasks()
+    assert [(t.domid, t.kind, t.tid, t.name) for t in tasks] == [
+        (3, "blkback", 302, "3.xvda-0"), (3, "blkback", 303, "blkback.3.xvdb"), (3, "netback", 300, "vif3.0-q0-guest"),
+        (3, "netback", 301, "vif3.0-q0-deall"), (3, "qemu", 310, "qemu-dm-3"), (3, "qemu", 311, "qemu-dm-3"),
+        (4, "qemu", 320, "qemu-system-i38")]
+    t = tasks[0]
+    assert t.allowed == frozenset(range(4)) and t.last_cpu == 2 and t.starttime == 1000 and t.cpu_time == 2.0
+    assert [(q.domid, q.irq, q.name, q.counts) for q in dom0.irqs()] == [
+        (3, 80, "vif3.0-q0-tx", (5, 0, 7, 0)), (3, 81, "vif3.0-q0-rx", (5, 0, 7, 0))]
+    assert [t.domid for t in dom0.tasks([4])] == [4]
+    assert dom0.default_irq_cpus() == frozenset(range(4))
+
+
+def test_writes_check_identity_first(fake):
+    calls = []
+    dom0 = fake.dom0(calls)
+    assert dom0.set_thread(300, "vif3.0-q0-guest", 1000, frozenset({2, 3}))
+    assert not dom0.set_thread(300, "vif3.0-q0-guest", 999, frozenset({2}))   # another start time: a reused tid
+    assert not dom0.set_thread(412, "vif3.0-q0-guest", 1000, frozenset({2}))  # another comm
+    assert not dom0.set_thread(4242, "vif3.0-q0-guest", 1000, frozenset({2}))  # gone
+    assert calls == [(300, [2, 3])]
+    assert dom0.set_irq(80, "vif3.0-q0-tx", frozenset({2, 3}))
+    assert fake.read("irq/80/smp_affinity_list") == "2-3\n"
+    assert not dom0.set_irq(9, "vif3.0-q0-tx", frozenset({2}))                 # IRQ 9 is someone else's
+    assert fake.read("irq/9/smp_affinity_list") == "0-3\n"
+
+
+def test_irqbalance_without_our_policy_script_is_a_conflict(fake):
+    dom0 = fake.dom0([])
+    assert dom0.irqbalance_conflict() is None
+    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0")
+    message = dom0.irqbalance_conflict()
+    assert "irqbalance (pid 600)" in message and POLICY_SCRIPT in message
+    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--policyscript={}\0".format(POLICY_SCRIPT))
+    assert dom0.irqbalance_conflict() is None
+    dom0.ban_irq(80)
+    dom0.ban_irq(81)
+    dom0.unban_irq(80)
+    assert dom0.banned() == frozenset({81})
+
+
+def test_the_irqbalance_policy_script_bans_exactly_the_listed_irqs(tmp_path):
+    banned = tmp_path / "banned"
+    banned.write_text("80\n81\n")
+    script = os.path.join(REPO, "packaging", "irqbalance-policy")
+    env = dict(os.environ, XAPI_NUMA_BANNED_IRQS=str(banned))
+
+    def run(irq):
+        return subprocess.run(["sh", script, "/sys/devices/x", str(irq)], stdout=subprocess.PIPE,
+                              universal_newlines=True, env=env, check=True).stdout
+    assert run(80) == "ban=true\n"
+    assert run(8) == "" and run(180) == ""
+
+
+# --- the cycle: on the simulated host, and on a fake dom0 with work that is not ours -------------------
+def sim_host(tmp_path):
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=2)
+    hv.set_vcpu_affinity(0, 0, hard=N0)     # dom0_vcpus_pin, one vCPU per node
+    hv.set_vcpu_affinity(0, 1, hard=N1)
+    return hv
+
+
+def allowed(dom0, domid):
+    return ({t.tid: sorted(t.allowed) for t in dom0.tasks([domid])},
+            {q.irq: sorted(q.allowed) for q in dom0.irqs([domid])})
+
+
+def test_backends_follow_the_home_and_nothing_is_left_after_shutdown(tmp_path):
+    hv = sim_host(tmp_path)
+    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="pvh")
+    dom0 = SimDom0(hv, str(tmp_path / "host"))
+    db = Database(str(tmp_path / "l.db"))
+    rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0)
+    own_before = [dom0.tree.proc + "/1/status", dom0.tree.proc + "/irq/9/smp_affinity_list"]
+    hv.run(1.0)
+    rt.cycle()
+    threads, irqs = allowed(dom0, g)
+    assert set(map(tuple, threads.values())) == {(1,)} and set(map(tuple, irqs.values())) == {(1,)}
+    assert sorted(dom0.banned()) == sorted(irqs)
+    before = dom0.tree.backend_load_by_node({0: 0, 1: 1})
+    hv.run(2.0)
+    dom0.sync()
+    after = dom0.tree.backend_load_by_node({0: 0, 1: 1})
+    assert {t.last_cpu for t in dom0.tasks([g])} == {1}
+    # from alignment on, all of the backend CPU time is on dom0's node-1 vCPU (and there is some)
+    assert after.get(0, 0.0) == before.get(0, 0.0) and after[1] > before.get(1, 0.0)
+    # the home moves to node 0: within one cycle the backend work follows
+    hv.set_vcpu_affinity(g, 0, soft=N0)
+    rt.cycle()
+    threads, irqs = allowed(dom0, g)
+    assert set(map(tuple, threads.values())) == {(0,)} and set(map(tuple, irqs.values())) == {(0,)}
+    # dom0's own work was never touched
+    assert "Cpus_allowed_list:\t0-1" in open(own_before[0]).read()
+    assert open(own_before[1]).read() == "0-1\n"
+    # the guest goes: the next cycle leaves nothing of ours behind
+    hv.destroy(g)
+    rt.cycle()
+    assert BackendJournal(db).entries() == [] and dom0.banned() == frozenset()
+    assert dom0.tasks([g]) == ()
+
+
+def test_the_off_switches_hand_back_what_we_changed(tmp_path):
+    hv = sim_host(tmp_path)
+    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="hvm")
+    dom0 = SimDom0(hv, str(tmp_path / "host"))
+    db = Database(str(tmp_path / "l.db"))
+    out = {"opt": False}
+    rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0, backend_opt_out=lambda uuid: out["opt"])
+    rt.cycle()
+    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(1,)}
+    assert "qemu" in {t.kind for t in dom0.tasks([g])}
+    out["opt"] = True                                    # numa_backend_affinity=false on this VM
+    rt.cycle()
+    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(0, 1)}
+    assert {tuple(v) for v in allowed(dom0, g)[1].values()} == {(0, 1)}
+    assert BackendJournal(db).entries() == [] and dom0.banned() == frozenset()
+    out["opt"] = False
+    rt.cycle()
+    assert len(BackendJournal(db).entries()) > 0
+    off = Runtime(hv, db, Settings(rebalancing=False, backend_affinity=False), dom0=dom0)
+    off.cycle()                                          # xapi-numad --no-backend-affinity
+    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(0, 1)}
+    assert BackendJournal(db).entries() == []
+
+
+def test_the_daemon_never_touches_work_that_is_not_a_managed_guests(tmp_path, fake):
+    """An unrelated dom0 process and IRQ, and the backends of a domid that runs no guest
+    here, stay untouched through the daemon's cycles."""
+    hv = sim_host(tmp_path)
+    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
+    hv.create("b", 1, 256 << 20, soft=N0, dtype="pvh")
+    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
+    assert g == 3  # the fake tree's backends are domain 3's; domain 4's qemu belongs to no guest here
+    calls = []
+    dom0 = fake.dom0(calls)
+    before = {rel: fake.read(rel) for rel in ("irq/9/smp_affinity_list", "irq/82/smp_affinity_list",
+                                              "412/status", "330/status", "304/status", "305/status")}
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False), dom0=dom0)
+    for _ in range(3):
+        rt.cycle()
+    assert sorted(tid for tid, _ in calls) == [300, 301, 302, 303, 310, 311]
+    assert {tuple(cpus) for _, cpus in calls} == {(1,)}
+    assert fake.read("irq/80/smp_affinity_list") == "1\n" and fake.read("irq/81/smp_affinity_list") == "1\n"
+    assert {rel: fake.read(rel) for rel in before} == before
+    assert dom0.banned() == frozenset({80, 81})
+
+
+def test_the_daemon_has_an_off_switch():
+    assert daemon.parse_args(["--no-backend-affinity"]).backend_affinity is False
+    assert daemon.parse_args([]).backend_affinity is True
+
+
+# --- the command -----------------------------------------------------------------------------------------
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "xapi_numa.cli"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, cwd=REPO)
+
+
+def test_backends_command(tmp_path):
+    hv = sim_host(tmp_path)
+    g = hv.create("web", 1, 256 << 20, soft=N1, dtype="pvh")
+    spec = "sim:" + str(tmp_path / "host")
+    r = cli("--backend", spec, "backends", "web", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["dom0_layout"] == {"0": 0, "1": 1} and rep["problems"] == []
+    (vm,) = rep["vms"]
+    assert vm["domid"] == g and vm["dom0_vcpus"] == "1" and len(vm["threads"]) == 3 and len(vm["irqs"]) == 2
+    assert not any(t["aligned"] for t in vm["threads"])  # nothing aligned until the daemon runs
+    r = cli("--backend", spec, "backends")
+    assert r.returncode == 0 and "web (domid {})".format(g) in r.stdout and "(not aligned)" in r.stdout
+    for bad, field in (("nosuch", "nosuch"), ("0", "VM")):
+        r = cli("--backend", spec, "backends", bad)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and field in r.stderr
+
+
+def test_parse_cpu_list():
+    assert parse_cpu_list("0-2,5\n") == frozenset({0, 1, 2, 5}) and parse_cpu_list("") == frozenset()
+
+
+def test_pin_dom0_gives_an_unpinned_dom0_one_node_per_vcpu(tmp_path):
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=3)
+    assert not ba.read_layout(hv.vcpus(0), TOPO).usable
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False))
+    daemon.pin_dom0(rt)
+    layout = ba.read_layout(hv.vcpus(0), TOPO)
+    assert layout.usable and dict(layout.node_of_vcpu) == {0: 0, 1: 1, 2: 0}
+    assert ba.plan_dom0_pins(hv.vcpus(0), TOPO) == []   # already laid out: nothing more

@@ -1,0 +1,158 @@
+"""Real-Xen tests of an HVM guest with QEMU (make xen-test-hvm): one guest per boot.
+
+The guest (hvm/guest-init.sh) runs memcheck (self-checksumming memory) and writes
+random blocks to an emulated IDE disk through QEMU, reading them back to check.
+It is created with the vNUMA layout core.vnuma plans for 2 vnodes on nodes 0-1.
+Checked: how its console reaches dom0, placement at build (debug key 'u' and
+XenHypervisor.node_pages), what the guest sees of its NUMA topology, that a page
+move is refused before anything changes (QEMU's map cache), the daemon's cycles
+with the guest present, and the libxl vNUMA defects for PV and PVH guests.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+from conftest import GUEST, SERIAL, note
+from xenlib import CONSOLE_LOGS, GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, read_file, wait_file
+
+TOLERANCE = 0.05
+
+
+def last(pattern: str) -> int:
+    found = re.findall(pattern, read_file(SERIAL))
+    return int(found[-1]) if found else 0
+
+
+def assert_healthy(hv, domid: int) -> None:
+    """Not paused, memory and disk never corrupt, both still making progress."""
+    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    mem, disk = last(r"memcheck: pass (\d+) ok"), last(r"diskcheck: pass (\d+) ok")
+    wait_file(SERIAL, rf"memcheck: pass {mem + 1} ok", timeout=300)
+    wait_file(SERIAL, rf"diskcheck: pass {disk + 1} ok", timeout=300)
+    text = read_file(SERIAL)
+    assert "CORRUPT" not in text, text[-2000:]
+
+
+def test_hvm_guest_boots_and_where_its_console_goes(booted):
+    seconds = time.monotonic() - booted["started"]
+    text = read_file(SERIAL)
+    assert "guest: up" in text
+    pv_console = read_file(f"{CONSOLE_LOGS}/guest-{GUEST}.log")
+    try:
+        ctype = subprocess.run(["xenstore-read", f"/local/domain/{booted['domid']}/console/type"],
+                               stdout=subprocess.PIPE, universal_newlines=True, timeout=30).stdout.strip()
+    except OSError:
+        ctype = "?"
+    note(f"HVM boot to memcheck pass 2: {seconds:.0f} s; serial file {len(text)} bytes; "
+         f"xenconsoled log {len(pv_console)} bytes (console/type {ctype!r}); "
+         f"hvc0 kernel lines there: {'Linux version' in pv_console}")
+
+
+def test_disk_io_through_qemu_checks_out(booted, hv):
+    wait_file(SERIAL, r"diskcheck: pass 3 ok", timeout=300)
+    assert "diskcheck: /dev/sda present" in read_file(SERIAL)
+    assert_healthy(hv, booted["domid"])
+
+
+def test_memory_lands_where_the_plan_says(booted, hv):
+    pages = hv.node_pages(booted["domid"])
+    dump = debug_key_dump()[booted["domid"]]
+    note(f"HVM pages per node: node_pages {pages}, debug key u {dump}, expected bytes {booted['expected']}")
+    for node, expected in booted["expected"].items():
+        want = expected >> 12
+        assert pages.get(node, 0) >= (1 - TOLERANCE) * want, (node, pages, booted["expected"])
+        assert dump.get(node, 0) >= (1 - TOLERANCE) * want, (node, dump, booted["expected"])
+    # the libxenuma reading and the independent parse of the same dump agree
+    assert all(abs(pages.get(n, 0) - dump.get(n, 0)) <= 64 for n in set(pages) | set(dump)), (pages, dump)
+
+
+def test_guest_sees_the_planned_vnuma_nodes(booted):
+    assert booted["plan"] is not None, f"xl refused the vNUMA layout: {booted['vnuma_error']}"
+    wait_file(SERIAL, r"numa: done", timeout=60)
+    seen = {int(m.group(1)): (m.group(2), int(m.group(3)))
+            for m in re.finditer(r"numa: node(\d+) cpus=(\S*) memkb=(\d+)", read_file(SERIAL))}
+    note(f"HVM guest's NUMA view: {seen}")
+    assert sorted(seen) == [v.index for v in booted["plan"].vnodes], seen
+    # each node's span as the kernel set it up from the SRAT hvmloader built
+    text = read_file(SERIAL)
+    spans = {int(m.group(1)): int(m.group(3), 16) + 1 - int(m.group(2), 16)
+             for m in re.finditer(r"Initmem setup node (\d+) \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]", text)}
+    if not spans:  # the SRAT's own ranges, summed per node
+        for m in re.finditer(r"SRAT: Node (\d+) PXM \d+ \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]", text):
+            node = int(m.group(1))
+            spans[node] = spans.get(node, 0) + int(m.group(3), 16) + 1 - int(m.group(2), 16)
+    note(f"HVM guest's node spans: {spans}")
+    for v in booted["plan"].vnodes:
+        cpus, kb = seen[v.index]
+        assert cpus == (str(v.vcpus[0]) if len(v.vcpus) == 1 else f"{v.vcpus[0]}-{v.vcpus[-1]}"), (v, cpus)
+        assert abs(spans[v.index] - v.memory) <= 0.01 * v.memory, (v, spans)
+        # MemTotal also lacks what the kernel keeps for itself (its image on node 0)
+        assert 0.5 * v.memory < kb * 1024 <= v.memory, (v, kb)
+
+
+def test_move_memory_is_refused_before_anything_changes(booted, hv, tmp_path):
+    domid = booted["domid"]
+    before = hv.node_pages(domid)
+    env = dict(os.environ, XAPI_NUMA_LEDGER=str(tmp_path / "ledger.db"))
+    for target in ("node:0", "node:1"):
+        out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "migrate", GUEST, "--to", target],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                             timeout=300, env=env)
+        assert out.returncode != 0, out.stdout
+        # NotMovable (NUMA_NOT_MOVABLE) as the CLI prints it
+        assert "cannot be moved" in out.stderr and "map cache" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
+    note(f"move-memory of the HVM guest: {out.stderr.strip()[:300]}")
+    after = hv.node_pages(domid)
+    assert all(abs(after.get(n, 0) - before.get(n, 0)) <= 64 for n in set(before) | set(after)), (before, after)
+    assert_healthy(hv, domid)
+
+
+def test_vcpus_and_daemon_cycles_with_the_hvm_guest(booted, hv, tmp_path):
+    topo = hv.topology()
+    vcpus = hv.vcpus(booted["domid"])
+    assert len(vcpus) == 2 and all(v.state in ("running", "runnable", "blocked") for v in vcpus), vcpus
+    if booted["plan"] is not None:
+        for v in vcpus:
+            pnode = booted["plan"].vnodes[booted["plan"].vnode_of_vcpu(v.vcpu)].pnode
+            assert v.soft == topo.cpus_of_nodes([pnode]), (v, pnode)
+    out = subprocess.run([sys.executable, "-m", "xapi_numa.daemon", "--backend", "xen", "--no-xapi",
+                          "--period", "1", "--cycles", "5", "--ledger", str(tmp_path / "d.db")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert_healthy(hv, booted["domid"])
+
+
+def _xl_create_fails(name: str, lines) -> str:
+    path = f"/tmp/{name}.cfg"
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    proc = subprocess.run(["xl", "create", "-p", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300)
+    subprocess.run(["xl", "destroy", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    return "" if proc.returncode == 0 else proc.stdout
+
+
+VNUMA_2 = ('vnuma = [["pnode=0", "size=64", "vcpus=0", "vdistances=10,20"], '
+           '["pnode=1", "size=64", "vcpus=1", "vdistances=20,10"]]')
+
+
+def test_pvh_vnuma_through_xl_hits_the_libxl_enobufs_defect():
+    """The reproducer of docs/libxl-vnuma-enobufs.patch's defect on stock 4.17."""
+    out = _xl_create_fails("pvh-vnuma", ['name = "pvh-vnuma"', 'type = "pvh"', f'kernel = "{GUEST_KERNEL}"',
+                                         f'ramdisk = "{MEMCHECK_INITRD}"', "memory = 128", "maxmem = 128",
+                                         "vcpus = 2", VNUMA_2])
+    note(f"xl create of a PVH guest with vnuma: {out.strip()[-600:] or 'succeeded'}")
+    assert out, "xl created a PVH guest with vNUMA: the libxl ENOBUFS defect is gone on this Xen"
+    assert "xc_domain_getvnuma" in out, out
+
+
+def test_pv_vnuma_is_refused_by_xl():
+    out = _xl_create_fails("pv-vnuma", ['name = "pv-vnuma"', 'type = "pv"', f'kernel = "{GUEST_KERNEL}"',
+                                        f'ramdisk = "{MEMCHECK_INITRD}"', "memory = 128", "maxmem = 128",
+                                        "vcpus = 2", VNUMA_2])
+    note(f"xl create of a PV guest with vnuma: {out.strip()[-300:] or 'succeeded'}")
+    assert out and "vNUMA" in out, out

@@ -1,0 +1,195 @@
+"""Where a guest's backend work in dom0 belongs, and the plan that puts it there (pure).
+
+A PV or PVH dom0 sees one NUMA node whatever the host has (Linux turns SRAT
+off for Xen PV; a PVH dom0 on Xen 4.17 gets none), so dom0 cannot place its
+own work by node.  What it can do is run each guest's backend work (the
+device model, netback and blkback kernel threads, the event-channel IRQs of
+those devices) on the dom0 vCPUs whose pCPUs are on the guest's home nodes,
+provided every dom0 vCPU is pinned to one node.  This module owns:
+
+* the values that describe dom0's layout and the backend work found in it
+  (read by :mod:`xapi_numa.backends.dom0`);
+* the rule: a guest's backend work is allowed on exactly the dom0 vCPUs of
+  its home nodes (:func:`xapi_numa.core.locality.home_nodes`);
+* :func:`plan`: the actions that make it so, and the ones that hand back what
+  we changed once a guest opts out or the feature is switched off.
+
+Only work attributed to a running guest (by the domid in its name) is ever
+touched; dom0's own threads and IRQs, and those of guests that opted out,
+never appear in a plan.
+"""
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core.actions import RestoreBackendAffinity, SetAffinity, SetIrqAffinity, SetThreadAffinity
+from xapi_numa.core.locality import home_nodes
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.topology import Topology
+
+THREAD, IRQ = "thread", "irq"
+TASK_KINDS = ("qemu", "tapdisk", "netback", "blkback")
+
+
+@attrs.frozen
+class Dom0Layout:
+    """Which node each dom0 vCPU is pinned to; ``problems`` says why it cannot be used."""
+
+    node_of_vcpu: Mapping[int, int]
+    problems: Tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems and bool(self.node_of_vcpu)
+
+    @property
+    def all_vcpus(self) -> FrozenSet[int]:
+        return frozenset(self.node_of_vcpu)
+
+    def vcpus_on(self, nodes: FrozenSet[int]) -> FrozenSet[int]:
+        return frozenset(v for v, n in self.node_of_vcpu.items() if n in nodes)
+
+
+@attrs.frozen
+class BackendTask:
+    """One dom0 thread doing a guest's backend work (a kernel thread or a thread of a process)."""
+
+    domid: int
+    kind: str               # one of TASK_KINDS
+    tid: int
+    name: str               # its comm
+    starttime: int          # /proc stat field 22: tells a reused tid from the thread we saw
+    allowed: FrozenSet[int]  # dom0 vCPUs it may run on
+    last_cpu: int = -1      # dom0 vCPU it last ran on
+    cpu_time: float = 0.0   # seconds it has run
+
+
+@attrs.frozen
+class BackendIrq:
+    """One event-channel IRQ of a guest's backend device."""
+
+    domid: int
+    irq: int
+    name: str                 # the action name in /proc/interrupts (vif1.0-q0-tx ...)
+    allowed: FrozenSet[int]
+    counts: Tuple[int, ...] = ()  # interrupts taken per dom0 vCPU
+
+
+@attrs.frozen
+class Owned:
+    """A thread or IRQ whose affinity we changed (from the backend journal)."""
+
+    uuid: str
+    kind: str     # THREAD or IRQ
+    ident: int    # tid or irq number
+    name: str
+    starttime: int = 0
+
+
+@attrs.frozen
+class BackendState:
+    """What the backend planner looks at besides the snapshot."""
+
+    layout: Dom0Layout
+    tasks: Tuple[BackendTask, ...] = ()
+    irqs: Tuple[BackendIrq, ...] = ()
+    owned: Tuple[Owned, ...] = ()
+    opted_out: FrozenSet[str] = frozenset()  # uuids of VMs with numa_backend_affinity=false
+    enabled: bool = True                     # the host-wide switch
+    irqs_allowed: bool = True                # False when irqbalance would fight us
+    default_irq_cpus: Optional[FrozenSet[int]] = None  # /proc/irq/default_smp_affinity (None: all)
+
+
+def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
+    """dom0's layout from its vCPUs' hard affinity: usable only if each online one is pinned
+    to one node (an offline vCPU runs nothing, and Linux will not put work on it)."""
+    nodes: Dict[int, int] = {}
+    problems: List[str] = []
+    dom0_vcpus = [v for v in dom0_vcpus if v.state != "offline"]
+    for v in dom0_vcpus:
+        on = topo.nodes_of_cpus(v.hard)
+        if len(on) == 1:
+            nodes[v.vcpu] = next(iter(on))
+        else:
+            problems.append("dom0 vCPU {} may run on pCPUs {} (nodes {}): not pinned to one node".format(
+                v.vcpu, topo.format_cpus(v.hard), ",".join(str(n) for n in sorted(on))))
+    if not dom0_vcpus:
+        problems.append("dom0 has no vCPUs to read")
+    return Dom0Layout(nodes, tuple(problems))
+
+
+def plan_dom0_pins(dom0_vcpus: Sequence, topo: Topology) -> List[object]:
+    """Pin dom0's vCPUs one node each, round robin over the nodes (vCPU i on node i mod n,
+    hard affinity that node's pCPUs), for a dom0 booted without a per-node layout.  Nothing
+    if it already has one."""
+    if read_layout(dom0_vcpus, topo).usable:
+        return []
+    nodes = [n for n in topo.nodes if n.cpus]
+    out: List[object] = []
+    for v in dom0_vcpus:
+        node = nodes[v.vcpu % len(nodes)]
+        cpus = frozenset(node.cpus)
+        if v.hard != cpus:
+            out.append(SetAffinity(0, "", v.vcpu, hard=cpus, reason="dom0 vCPU {} to node {} (--pin-dom0)".format(
+                v.vcpu, node.id)))
+    return out
+
+
+def target_vcpus(snap: HostSnapshot, layout: Dom0Layout, domid: int) -> FrozenSet[int]:
+    """The dom0 vCPUs a guest's backend work belongs on (empty: none on its home nodes)."""
+    homes = home_nodes(snap.vcpus.get(domid, ()), snap.topology)
+    return layout.vcpus_on(homes)
+
+
+def _guests(snap: HostSnapshot, state: BackendState) -> Dict[int, str]:
+    """domid -> uuid of the guests whose backend work we manage."""
+    if not state.enabled or not state.layout.usable:
+        return {}
+    return {d.domid: d.uuid for d in snap.domains if d.domid != 0 and d.uuid not in state.opted_out}
+
+
+def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
+    """Actions that put each managed guest's backend work on its home nodes' dom0 vCPUs,
+    and hand back what we changed for guests no longer managed."""
+    managed = _guests(snap, state)
+    targets = {domid: target_vcpus(snap, state.layout, domid) for domid in managed}
+    actions: List[object] = []
+    for t in state.tasks:
+        cpus = targets.get(t.domid)
+        if cpus and t.allowed != cpus:
+            actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
+                                             reason="{} of domain {} to dom0 vCPUs of its home".format(
+                                                 t.kind, t.domid)))
+    if state.irqs_allowed:
+        for q in state.irqs:
+            cpus = targets.get(q.domid)
+            if cpus and q.allowed != cpus:
+                actions.append(SetIrqAffinity(q.domid, managed[q.domid], q.irq, q.name, cpus,
+                                              reason="IRQ of domain {} to dom0 vCPUs of its home".format(q.domid)))
+    actions += _hand_back(snap, state, managed)
+    return actions
+
+
+def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str]) -> List[object]:
+    """For each journalled change: restore the default if the guest still runs but is no
+    longer managed; forget it (restore nothing) if the guest or the thread/IRQ is gone."""
+    running = {d.uuid for d in snap.domains}
+    managed_uuids = set(managed.values())
+    present = {(THREAD, t.tid, t.name, t.starttime) for t in state.tasks}
+    present |= {(IRQ, q.irq, q.name, 0) for q in state.irqs}
+    threads_default = state.layout.all_vcpus or None
+    out: List[object] = []
+    for o in state.owned:
+        still_there = (o.kind, o.ident, o.name, o.starttime) in present
+        if o.uuid in managed_uuids and still_there:
+            continue
+        if o.uuid not in running or not still_there:
+            out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, None,
+                                              reason="its guest or its device is gone"))
+            continue
+        cpus = threads_default if o.kind == THREAD else (state.default_irq_cpus or threads_default)
+        why = "backend affinity is off for this VM" if o.uuid in state.opted_out else "backend affinity is off"
+        if not state.layout.usable and state.enabled and o.uuid not in state.opted_out:
+            continue  # a layout we cannot read this cycle is no reason to undo anything
+        out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus, reason=why))
+    return out

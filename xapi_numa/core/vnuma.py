@@ -1,0 +1,286 @@
+"""vNUMA plans: the NUMA topology a guest is shown, and where each of its nodes lives.
+
+Owns the pure decision of a guest's virtual nodes (vnodes): which physical node
+(pnode) backs each, how much of the guest's memory each holds, which vCPUs belong
+to it, and the distances between vnodes (taken from the host's SLIT, so the guest
+sees the real cost of remote memory).  Two modes:
+
+* ``follow``: the vnodes follow a placement; a guest placed on k nodes gets k vnodes.
+* ``split``: the seed's split host; the host's nodes are cut into two halves
+  (one cpupool each) and a guest gets one vnode per node of its half.
+
+Every configuration Xen 4.17 cannot honour is refused here, before anything
+starts, each with its own error: PV guests (Xen has no PV vNUMA), populate-on-
+demand (dynamic-min below static-max: libxl refuses vNUMA with PoD), more vnodes
+than vCPUs, vnodes that do not fit their pnode's free memory, and a NUMA policy
+that contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
+a pure function of the plan.
+"""
+import itertools
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
+from xapi_numa.errors import InvalidArgument, NoCapacity
+
+MiB = 1 << 20
+# Vnode boundaries fall on 2 MiB so each vnode can be built from superpages
+# (Xen populates HVM/PVH memory in 2 MiB extents where it can).
+ALIGN = 2 * MiB
+MODES = ("follow", "split")
+VNUMA_TYPES = ("hvm", "pvh")
+# Halves are found by trying every equal cut up to this many nodes; above it
+# (no such x86 host today) the cut is by node id.
+MAX_EXHAUSTIVE_SPLIT = 16
+
+
+@attrs.frozen
+class GuestSpec:
+    """What the planner needs to know about the guest."""
+
+    type: str                     # pv, pvh or hvm
+    vcpus: int
+    memory: int                   # static-max, bytes: what the vnodes add up to
+    dynamic_min: Optional[int] = None  # bytes; below ``memory`` means populate-on-demand
+    policy: Policy = Policy()
+
+
+@attrs.frozen
+class VNode:
+    """One virtual node as the guest sees it, and the physical node behind it."""
+
+    index: int
+    pnode: int
+    memory: int                   # bytes
+    vcpus: Tuple[int, ...]        # contiguous, ascending (xl takes one range per vnode)
+    distances: Tuple[int, ...]    # to every vnode, in vnode order
+
+
+@attrs.frozen
+class VnumaPlan:
+    """A guest's vNUMA layout."""
+
+    mode: str
+    vnodes: Tuple[VNode, ...]
+    cpus: Mapping[int, FrozenSet[int]] = attrs.field(converter=lambda m: dict(m))  # pnode -> its pCPUs
+
+    @property
+    def pnodes(self) -> Tuple[int, ...]:
+        return tuple(v.pnode for v in self.vnodes)
+
+    def vnode_of_vcpu(self, vcpu: int) -> int:
+        for v in self.vnodes:
+            if vcpu in v.vcpus:
+                return v.index
+        raise InvalidArgument("vcpu", f"vCPU {vcpu} is in no vnode of this plan",
+                              f"0..{sum(len(v.vcpus) for v in self.vnodes) - 1}")
+
+    def memory_by_pnode(self) -> Dict[int, int]:
+        out: Dict[int, int] = {}
+        for v in self.vnodes:
+            out[v.pnode] = out.get(v.pnode, 0) + v.memory
+        return out
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode,
+                "vnodes": [{"vnode": v.index, "pnode": v.pnode, "memory": v.memory, "vcpus": list(v.vcpus),
+                            "vdistances": list(v.distances)} for v in self.vnodes]}
+
+
+# --- validation -----------------------------------------------------------------------------
+def check_guest(guest: GuestSpec) -> None:
+    """The refusals that do not depend on the host."""
+    if guest.type == "pv":
+        raise InvalidArgument("type", "PV guests cannot have vNUMA: Xen 4.17 builds vNUMA only for "
+                                      "translated guests", ", ".join(VNUMA_TYPES))
+    if guest.type not in VNUMA_TYPES:
+        raise InvalidArgument("type", f"unknown guest type {guest.type!r}", ", ".join(VNUMA_TYPES))
+    if guest.vcpus < 1:
+        raise InvalidArgument("vcpus", f"{guest.vcpus}", "1 or more")
+    if guest.memory < ALIGN:
+        raise InvalidArgument("memory", f"{guest.memory} bytes", "2 MiB or more")
+    if guest.dynamic_min is not None and guest.dynamic_min < guest.memory:
+        raise InvalidArgument("memory_dynamic_min",
+                              f"{guest.dynamic_min} bytes is below memory_static_max {guest.memory}: the guest "
+                              "would start with populate-on-demand, which Xen refuses with vNUMA",
+                              "memory_dynamic_min equal to memory_static_max")
+
+
+def check_policy(policy: Policy, pnodes: Sequence[int]) -> None:
+    """A NUMA policy must agree with the vnode map: vNUMA puts each vnode's memory on
+    its pnode, so a policy that lets Xen choose, or confines the VM elsewhere, contradicts it."""
+    if policy.mode == "any":
+        raise InvalidArgument("policy", "mode 'any' lets Xen stripe memory anywhere, but vNUMA fixes each "
+                                        "vnode's memory to its pnode", "best_effort, preferred or strict")
+    if policy.nodes:
+        outside = sorted(set(pnodes) - set(policy.nodes))
+        if outside:
+            raise InvalidArgument("policy", f"the vnode map uses node(s) {outside} that the policy's node list "
+                                            f"{list(policy.nodes)} leaves out",
+                                  "a node list that includes every pnode of the vnode map, or none")
+
+
+def _check_fits(sizes: Sequence[Tuple[int, int]], free: Mapping[int, int]) -> None:
+    need: Dict[int, int] = {}
+    for pnode, size in sizes:
+        need[pnode] = need.get(pnode, 0) + size
+    for pnode in sorted(need):
+        if need[pnode] > free.get(pnode, 0):
+            raise NoCapacity(f"vnodes on node {pnode} need {need[pnode]} bytes; it has {free.get(pnode, 0)} free",
+                             ("vnuma", str(pnode), str(free.get(pnode, 0)), str(need[pnode])))
+
+
+# --- the arithmetic -------------------------------------------------------------------------------
+def split_vcpus(vcpus: int, k: int) -> List[Tuple[int, ...]]:
+    """Contiguous blocks, sizes differing by at most one (the first blocks take the extra)."""
+    base, extra = divmod(vcpus, k)
+    out, start = [], 0
+    for i in range(k):
+        n = base + (1 if i < extra else 0)
+        out.append(tuple(range(start, start + n)))
+        start += n
+    return out
+
+
+def split_memory(memory: int, weights: Sequence[int]) -> List[int]:
+    """Memory in proportion to ``weights`` (the vCPUs per vnode), counted in 2 MiB
+    units so every boundary is aligned, at least one unit per vnode, summing exactly
+    to ``memory`` (what is left below 2 MiB goes to the last vnode, where RAM ends).
+    Raises if there are fewer units than vnodes."""
+    k, units = len(weights), memory // ALIGN
+    if units < k:
+        raise InvalidArgument("memory", f"{memory} bytes over {k} vnodes leaves a vnode below 2 MiB",
+                              f"{k * ALIGN} bytes or more")
+    spare, total = units - k, sum(weights)
+    shares = [spare * w // total for w in weights]
+    # the units lost to rounding go to the largest remainders (earlier vnodes on ties)
+    order = sorted(range(k), key=lambda i: (-(spare * weights[i] % total), i))
+    for i in order[:spare - sum(shares)]:
+        shares[i] += 1
+    sizes = [(1 + n) * ALIGN for n in shares]
+    sizes[-1] += memory - units * ALIGN
+    return sizes
+
+
+def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
+          free: Optional[Mapping[int, int]]) -> VnumaPlan:
+    check_guest(guest)
+    known = topology.node_ids
+    for p in pnodes:
+        if p not in known:
+            raise InvalidArgument("nodes", f"no node {p} on this host", f"0..{max(known)}")
+    if len(set(pnodes)) != len(pnodes) or not pnodes:
+        raise InvalidArgument("nodes", f"{list(pnodes)}: each pnode once, at least one", "distinct node ids")
+    k = len(pnodes)
+    if k > guest.vcpus:
+        raise InvalidArgument("vnodes", f"{k} vnodes but only {guest.vcpus} vCPU(s): every vnode needs a vCPU",
+                              f"at most {guest.vcpus} vnodes (or more vCPUs)")
+    check_policy(guest.policy, pnodes)
+    blocks = split_vcpus(guest.vcpus, k)
+    sizes = split_memory(guest.memory, [len(b) for b in blocks])
+    available = free if free is not None else {n.id: n.memory_free for n in topology.nodes}
+    _check_fits(list(zip(pnodes, sizes)), available)
+    vnodes = tuple(VNode(i, p, sizes[i], blocks[i], tuple(topology.distance(p, q) for q in pnodes))
+                   for i, p in enumerate(pnodes))
+    return VnumaPlan(mode, vnodes, {p: topology.cpus_of_nodes([p]) for p in pnodes})
+
+
+def plan_follow(topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
+                free: Optional[Mapping[int, int]] = None) -> VnumaPlan:
+    """One vnode per node of the placement, in the placement's order."""
+    return _plan("follow", topology, guest, list(pnodes), free)
+
+
+def split_halves(topology: Topology) -> Tuple[FrozenSet[int], FrozenSet[int]]:
+    """Cut the host's nodes into two halves of equal size (the first one larger by one
+    when odd) whose worst distance inside a half is smallest: on the usual two-socket
+    or four-die layouts that keeps sockets together.  Node 0 is always in the first."""
+    ids = sorted(topology.node_ids)
+    if len(ids) < 2:
+        raise InvalidArgument("mode", f"split needs a host with 2 or more NUMA nodes; this one has {len(ids)}",
+                              "follow")
+    size = (len(ids) + 1) // 2
+    if len(ids) > MAX_EXHAUSTIVE_SPLIT:
+        return frozenset(ids[:size]), frozenset(ids[size:])
+
+    def spread(half: Sequence[int]) -> int:
+        return max((topology.distance(a, b) for a in half for b in half), default=0)
+
+    best = None
+    for rest in itertools.combinations(ids[1:], size - 1):
+        first = (ids[0],) + rest
+        second = tuple(n for n in ids if n not in first)
+        key = (max(spread(first), spread(second)), spread(first) + spread(second), first)
+        if best is None or key < best[0]:
+            best = (key, first, second)
+    return frozenset(best[1]), frozenset(best[2])
+
+
+def plan_split(topology: Topology, guest: GuestSpec, half: int,
+               free: Optional[Mapping[int, int]] = None) -> VnumaPlan:
+    """One vnode per node of the guest's half of a split host."""
+    if half not in (0, 1):
+        raise InvalidArgument("half", f"{half}", "0 or 1")
+    nodes = sorted(split_halves(topology)[half])
+    return _plan("split", topology, guest, nodes, free)
+
+
+# --- guest-physical ranges -------------------------------------------------------------------
+FOUR_GiB = 4 << 30
+
+
+@attrs.frozen
+class MemRange:
+    """Guest-physical bytes [start, end) of one vnode."""
+
+    start: int
+    end: int
+    vnode: int
+
+
+def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = FOUR_GiB) -> Tuple[MemRange, ...]:
+    """The vnodes laid out over the guest's RAM in vnode order, as a domain builder
+    places it: from 0 up to the MMIO hole, then on from the hole's end; a vnode
+    that straddles the hole gets two ranges.  ``hole_start`` is the builder's
+    low-memory end (page-aligned); the default is a guest without a hole below 4 GiB."""
+    if hole_start % 4096 or hole_end % 4096 or not 0 < hole_start <= hole_end:
+        raise InvalidArgument("hole", f"{hole_start:#x}-{hole_end:#x}",
+                              "page-aligned, 0 < start <= end, e.g. 0xf0000000-0x100000000")
+    out: List[MemRange] = []
+    at = 0
+    for v in plan.vnodes:
+        left = v.memory
+        while left:
+            if at == hole_start:
+                at = hole_end
+            room = hole_start - at if at < hole_start else left
+            take = min(left, room)
+            out.append(MemRange(at, at + take, v.index))
+            at += take
+            left -= take
+    return tuple(out)
+
+
+# --- rendering --------------------------------------------------------------------------------------
+def _range(vcpus: Sequence[int]) -> str:
+    return str(vcpus[0]) if len(vcpus) == 1 else f"{vcpus[0]}-{vcpus[-1]}"
+
+
+def xl_lines(plan: VnumaPlan, topology: Topology) -> str:
+    """The xl.cfg lines for the plan: ``vnuma`` (xl.cfg(5): pnode, size in MiB, one vCPU
+    range, distances to every vnode), the matching ``memory``/``maxmem``, and per-vCPU
+    soft affinity so each vCPU runs where its vnode's memory is."""
+    bad = [v.index for v in plan.vnodes if v.memory % MiB]
+    if bad:
+        raise InvalidArgument("memory", f"vnode(s) {bad} are not a whole number of MiB, which xl.cfg needs",
+                              "memory in whole MiB")
+    specs = ", ".join(
+        '["pnode={}", "size={}", "vcpus={}", "vdistances={}"]'.format(
+            v.pnode, v.memory // MiB, _range(v.vcpus), ",".join(str(d) for d in v.distances))
+        for v in plan.vnodes)
+    total = sum(v.memory for v in plan.vnodes) // MiB
+    soft = ", ".join('"{}"'.format(topology.format_cpus(plan.cpus[v.pnode]))
+                     for v in plan.vnodes for _ in v.vcpus)
+    return "\n".join([f"memory = {total}", f"maxmem = {total}", f"vnuma = [{specs}]", f"cpus_soft = [{soft}]"])

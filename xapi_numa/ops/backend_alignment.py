@@ -1,0 +1,135 @@
+"""Guests' backend work on their home nodes' dom0 vCPUs: the use case.
+
+Gathers what :func:`xapi_numa.core.backend_affinity.plan` looks at (dom0's
+layout from the snapshot, the backend threads and IRQs in dom0's /proc, our
+journal, irqbalance) for xapi-numad's cycle, and answers ``xapi-numa
+backends``: each VM's backend threads and IRQs, where they are allowed and
+where they ran.  Why nothing is aligned (dom0 not pinned per node,
+irqbalance in the way) is said once in the log and in every report.
+"""
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Set
+
+from xapi_numa.backends.dom0 import Dom0Proc
+from xapi_numa.backends.open import sim_path
+from xapi_numa.core import backend_affinity
+from xapi_numa.core.backend_affinity import BackendState
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.locality import home_nodes
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.errors import NumaError
+from xapi_numa.ops.executor import log_event
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.backend_pins import BackendJournal
+from xapi_numa.state.db import Database
+
+DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
+               "(see the README's 'dom0 and the PV backends')")
+
+
+class BackendAlignment:
+    """One host's backend alignment, as the daemon's cycle uses it."""
+
+    def __init__(self, dom0: Dom0Proc, db: Database, logger: logging.Logger,
+                 opted_out: Callable[[str], bool] = lambda uuid: False) -> None:
+        self.dom0 = dom0
+        self.journal = BackendJournal(db)
+        self.logger = logger
+        self.opted_out = opted_out
+        self._noted: Set[str] = set()
+
+    def _note_once(self, key: str, message: Optional[str]) -> None:
+        """Log a reason once while it holds, and once more when it stops holding."""
+        if message and key not in self._noted:
+            self._noted.add(key)
+            log_event(self.logger, logging.WARNING, "backend alignment limited", why=message)
+        elif not message and key in self._noted:
+            self._noted.discard(key)
+            log_event(self.logger, logging.INFO, "backend alignment limit lifted", what=key)
+
+    def state(self, snap: HostSnapshot, enabled: bool = True) -> BackendState:
+        layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
+        self._note_once("layout", "; ".join(layout.problems) + "; " + DOM0_RECIPE if layout.problems else None)
+        guests = [d.domid for d in snap.domains if d.domid != 0]
+        conflict = self.dom0.irqbalance_conflict()
+        self._note_once("irqbalance", conflict)
+        return BackendState(layout, self.dom0.tasks(guests), self.dom0.irqs(guests), tuple(self.journal.entries()),
+                            frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
+                            enabled, conflict is None, self.dom0.default_irq_cpus())
+
+    def plan(self, snap: HostSnapshot, enabled: bool = True) -> List[object]:
+        """The planner's actions; a dom0 we cannot read this cycle plans nothing (logged once)."""
+        try:
+            state = self.state(snap, enabled)
+        except (NumaError, OSError) as err:
+            self._note_once("read", "cannot read dom0's backend work: {}".format(getattr(err, "message", err)))
+            return []
+        self._note_once("read", None)
+        return backend_affinity.plan(snap, state)
+
+
+def dom0_for(spec: str, hv: Hypervisor) -> Optional[Dom0Proc]:
+    """The dom0 that goes with a backend: a simulated host's tree, or this machine's
+    procfs when it is dom0 of a Xen host (None otherwise)."""
+    path = sim_path(spec)
+    if path:
+        from xapi_numa.backends.sim.dom0_tree import SimDom0
+
+        return SimDom0(hv, path)
+    if os.path.isdir("/proc/xen"):
+        return Dom0Proc("/")
+    return None
+
+
+def report(snap: HostSnapshot, dom0: Dom0Proc, vm: Optional[str] = None) -> dict:
+    """Each guest's backend work: home nodes, the dom0 vCPUs it belongs on, its threads
+    and IRQs with where they may run and where they ran."""
+    layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
+    guests = [d for d in snap.domains if d.domid != 0 and (vm is None or vm in (str(d.domid), d.name, d.uuid))]
+    domids = [d.domid for d in guests]
+    tasks, irqs = dom0.tasks(domids), dom0.irqs(domids)
+    rows = []
+    for d in guests:
+        homes = home_nodes(snap.vcpus.get(d.domid, ()), snap.topology)
+        target = layout.vcpus_on(homes) if layout.usable else frozenset()
+        rows.append({
+            "domid": d.domid, "name": d.name, "uuid": d.uuid, "home_nodes": sorted(homes),
+            "dom0_vcpus": format_ids(target),
+            "threads": [{"tid": t.tid, "kind": t.kind, "name": t.name, "allowed": format_ids(t.allowed),
+                         "last_cpu": t.last_cpu, "cpu_time": round(t.cpu_time, 2),
+                         "aligned": bool(target) and t.allowed == target}
+                        for t in tasks if t.domid == d.domid],
+            "irqs": [{"irq": q.irq, "name": q.name, "allowed": format_ids(q.allowed),
+                      "ran_on": _ran_on(q.counts), "aligned": bool(target) and q.allowed == target}
+                     for q in irqs if q.domid == d.domid]})
+    return {"dom0_layout": {str(v): n for v, n in sorted(layout.node_of_vcpu.items())},
+            "problems": list(layout.problems) + ([DOM0_RECIPE] if layout.problems else []),
+            "irqbalance": dom0.irqbalance_conflict() or "no conflict", "vms": rows}
+
+
+def _ran_on(counts) -> Dict[str, int]:
+    """dom0 vCPU -> interrupts taken there (only those that took any)."""
+    return {str(cpu): n for cpu, n in enumerate(counts) if n}
+
+
+def render(rep: dict) -> str:
+    lines = ["dom0 vCPU -> node: " + (", ".join("{}->{}".format(v, n) for v, n in rep["dom0_layout"].items())
+                                      or "none")]
+    lines += ["problem: " + p for p in rep["problems"]]
+    lines.append("irqbalance: " + rep["irqbalance"])
+    for vm in rep["vms"]:
+        lines.append("{} (domid {}): home nodes {}, backend work belongs on dom0 vCPUs {}".format(
+            vm["name"], vm["domid"], ",".join(map(str, vm["home_nodes"])), vm["dom0_vcpus"] or "-"))
+        for t in vm["threads"]:
+            lines.append("  thread {:>7} {:<16} {:<8} allowed {:<8} last ran on {:>3}  {:8.2f}s {}".format(
+                t["tid"], t["name"], t["kind"], t["allowed"], t["last_cpu"], t["cpu_time"],
+                "" if t["aligned"] else "(not aligned)"))
+        for q in vm["irqs"]:
+            ran = ",".join("{}:{}".format(c, n) for c, n in q["ran_on"].items()) or "-"
+            lines.append("  irq    {:>7} {:<16} allowed {:<8} taken on {} {}".format(
+                q["irq"], q["name"], q["allowed"], ran, "" if q["aligned"] else "(not aligned)"))
+        if not vm["threads"] and not vm["irqs"]:
+            lines.append("  no backend threads or IRQs found in dom0")
+    return "\n".join(lines)
+
