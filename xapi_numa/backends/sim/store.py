@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from xapi_numa.errors import NumaError, StateError
 from xapi_numa.backends.sim.model import STATE_VERSION, Host
+from xapi_numa.backends.sim.state_format import host_from_dict, host_to_dict
 
 # The saved host's shape: key -> type, a one-element list for "list of", a dict
 # for a nested object, a tuple for "one of these".
@@ -132,7 +133,7 @@ class SimStore:
             raise StateError(f"cannot read simulated host {self.path}: it is not JSON ({err})") from None
         try:
             check_shape(data)
-            return Host.from_dict(data)
+            return host_from_dict(data)
         except _Damaged as err:
             raise StateError(f"simulated host {self.path} is damaged: {err}") from None
         except NumaError as err:
@@ -149,7 +150,7 @@ class SimStore:
         fd, tmp = tempfile.mkstemp(prefix=".sim-", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(host.to_dict(), f, separators=(",", ":"))
+                json.dump(host_to_dict(host), f, separators=(",", ":"))
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
