@@ -142,6 +142,9 @@ def stage(payload: str, libdir: str, wheels: list) -> None:
         shutil.copy2(src, os.path.join(private, "lib", name))
     os.makedirs(os.path.join(private, "libexec"))
     shutil.copy2(os.path.join(ROOT, "plugins", "numa"), os.path.join(private, "libexec", "numa"))
+    # irqbalance's policy script, for the IRQs xapi-numad aligns (see backends/dom0.py)
+    shutil.copy2(os.path.join(HERE, "irqbalance-policy"), os.path.join(private, "libexec", "irqbalance-policy"))
+    os.chmod(os.path.join(private, "libexec", "irqbalance-policy"), 0o755)
     for name, (module, func) in sorted(console_scripts().items()):
         path = "/usr/bin/" + name
         write(payload + path, launcher(name, path, ENTRY_BODY.format(module=module, func=func)), 0o755)

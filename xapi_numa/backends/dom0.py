@@ -37,7 +37,7 @@ BLKBACK_THREAD = re.compile(r"^(?:blkback\.)?(\d+)\.[a-z]+[0-9]*[a-z]*(?:-\d+)?$
 PF_KTHREAD = 0x00200000  # stat field 9: netback and blkback threads are kernel threads
 QEMU_DM = re.compile(r"^qemu-dm-(\d+)$")
 NETBACK_IRQ = re.compile(r"^vif(\d+)\.(\d+)(-q\d+)?(-tx|-rx)?$")
-POLICY_SCRIPT = "/usr/libexec/xapi-numa/irqbalance-policy"
+POLICY_SCRIPT = "/opt/xapi-numa/libexec/irqbalance-policy"
 BANNED_FILE = "irqbalance-banned-irqs"
 DEFAULT_RUN_DIR = "/run/xapi-numa"
 
