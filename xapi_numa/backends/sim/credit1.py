@@ -21,7 +21,8 @@ parked state.
 
 from typing import List, Optional
 
-from xapi_numa.backends.sim.masks import bit, cycle, has, iter_bits, soft_effective
+from xapi_numa.backends.sim.resched import Rescheduling
+from xapi_numa.backends.sim.masks import bit, cycle, has, soft_effective
 
 PRI_BOOST, PRI_UNDER, PRI_OVER, PRI_IDLE = 0, -1, -2, -64
 CREDITS_PER_TICK = 100
@@ -30,7 +31,7 @@ CREDITS_PER_TSLICE = CREDITS_PER_TICK * TICKS_PER_TSLICE
 SOFT, HARD = 0, 1
 
 
-class Credit1:
+class Credit1(Rescheduling):
     name = "credit"
 
     def __init__(self, host) -> None:
@@ -283,18 +284,6 @@ class Credit1:
         if t % TICKS_PER_TSLICE == 0:
             self._account()
         self._run_resched(order)
-
-    def _run_resched(self, order=None) -> None:
-        guard = 0
-        while self.resched:
-            pending = self.resched
-            self.resched = 0
-            cpus = [c for c in order if has(pending, c)] if order else list(iter_bits(pending))
-            for cpu in cpus:
-                self._schedule(cpu)
-            guard += 1
-            if guard > 64:  # a tickle storm would be a model bug
-                raise RuntimeError("credit1 model: rescheduling does not settle")
 
     def _account(self) -> None:
         """csched_acct: share 30 ms worth of every pCPU among active domains."""

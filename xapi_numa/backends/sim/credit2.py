@@ -23,6 +23,7 @@ Not modelled: weights and caps, ratelimiting, SMT.
 
 from typing import Dict, List, Optional
 
+from xapi_numa.backends.sim.resched import Rescheduling
 from xapi_numa.backends.sim.masks import bit, cycle, first, has, iter_bits, soft_effective
 
 CREDIT_INIT = 10_000  # microseconds
@@ -55,7 +56,7 @@ class RunQueue:
         self.tickled = 0
 
 
-class Credit2:
+class Credit2(Rescheduling):
     name = "credit2"
 
     def __init__(self, host) -> None:
@@ -388,19 +389,6 @@ class Credit2:
         host.rng.shuffle(order)
         self._run_resched(order)
 
-    def _run_resched(self, order=None) -> None:
-        guard = 0
-        while self.resched:
-            pending = self.resched
-            self.resched = 0
-            cpus = [c for c in order if has(pending, c)] if order else list(iter_bits(pending))
-            for cpu in cpus:
-                self._schedule(cpu)
-            guard += 1
-            if guard > 64:
-                raise RuntimeError("credit2 model: rescheduling does not settle")
-
-    # --- persistence -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
             "curr": [v.key if v is not None else None for v in self.curr],
