@@ -10,7 +10,7 @@ def _escape(text: str) -> str:
 
 
 def panel(title: str, series: Sequence[Tuple[str, Sequence[Tuple[float, float]]]], y_max: float,
-          x_max: float, y_label: str, width: int = 520, height: int = 220) -> List[str]:
+          x_max: float, y_label: str, width: int = 640, height: int = 220) -> List[str]:
     """One chart's SVG elements, its origin at (0, 0)."""
     left, top, right, bottom = 50, 25, 110, 30
     w, h = width - left - right, height - top - bottom
@@ -35,7 +35,7 @@ def panel(title: str, series: Sequence[Tuple[str, Sequence[Tuple[float, float]]]
     return out
 
 
-def svg(panels: Sequence[List[str]], width: int = 520, height: int = 220) -> str:
+def svg(panels: Sequence[List[str]], width: int = 640, height: int = 220) -> str:
     body = ['<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif">'.format(
         width, height * len(panels)), '<rect width="100%" height="100%" fill="white"/>']
     for i, elements in enumerate(panels):
