@@ -87,10 +87,11 @@ rpm: dom0-lib
 
 # Real Xen 4.17 under QEMU, the suites run in dom0 (root needed): the native layer and
 # page moves on 2 nodes, then xapi-numad on 3 nodes; each under credit2 and credit1.
-xen-test: native
+# The dom0 suite also runs build/dom0/libxenuma.so (dom0-lib, the RPM's very file) on stock Xen.
+xen-test: native dom0-lib
 	$(BIN)/python tests/xen/harness.py --suite all
 
-xen-test-dom0: native
+xen-test-dom0: native dom0-lib
 	$(BIN)/python tests/xen/harness.py --suite dom0
 
 xen-test-daemon: native

@@ -19,6 +19,7 @@ the RPM's path.  Runs on the build machine's Python (any 3.x); needs rpmbuild.
 """
 import argparse
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -177,6 +178,24 @@ def build(payload: str, out: str) -> str:
     return final
 
 
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_packaged_library(rpm_path: str, libdir: str) -> str:
+    """The RPM's libxenuma.so is the input file byte for byte (the file ``make dom0-lib``
+    built, and the one ``make xen-test`` runs on real Xen); returns its sha256."""
+    want = sha256_of(os.path.join(libdir, "libxenuma.so"))
+    dump = subprocess.run(["rpm", "-qp", "--dump", rpm_path], stdout=subprocess.PIPE, universal_newlines=True,
+                          check=True).stdout
+    packaged = [line.split()[3] for line in dump.splitlines() if line.startswith(PREFIX + "/lib/libxenuma.so ")]
+    if packaged != [want]:
+        raise SystemExit("build_rpm: the RPM's libxenuma.so (sha256 {}) is not {}/libxenuma.so (sha256 {})"
+                         .format(packaged, libdir, want))
+    return want
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lib", default=os.path.join(ROOT, "build", "dom0"),
@@ -191,7 +210,10 @@ def main(argv=None) -> int:
     shutil.rmtree(payload, ignore_errors=True)
     try:
         stage(payload, args.lib, fetch_wheels(os.path.join(args.out, "wheels"), args.python))
-        print(build(payload, args.out))
+        rpm_path = build(payload, args.out)
+        print("build_rpm: libxenuma.so sha256 {} (from {})".format(check_packaged_library(rpm_path, args.lib),
+                                                                   args.lib), file=sys.stderr)
+        print(rpm_path)
     except subprocess.CalledProcessError as err:
         print("build_rpm: {} failed (exit {})".format(err.cmd[0] if err.cmd[0] != args.python else "pip download",
                                                       err.returncode), file=sys.stderr)

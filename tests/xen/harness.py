@@ -8,12 +8,20 @@ and reads the results back from the serial console.  It boots twice: with
 credit2 (Xen's default) and with credit1 (``sched=credit``).  A hang or a
 panic ends at a timeout and fails.  Follows ../shared/xen-in-qemu.md.
 
+The dom0 build of libxenuma (``make dom0-lib``: build/dom0/libxenuma.so, the
+file the RPM ships) goes into dom0 byte for byte, laid out as the RPM lays out
+its private directory, and the dom0 suite runs it on the stock path
+(tests/xen/dom0/test_dom0_lib_real.py); its sha256 is logged here and checked
+against what dom0 loaded.
+
 Run as root (debootstrap, chroot); needs qemu-system-x86 debootstrap cpio
 busybox-static kmod libxen-dev gcc (the CI script installs them).
 """
 
 import argparse
 import glob
+import hashlib
+import importlib.util
 import lzma
 import os
 import re
@@ -37,6 +45,14 @@ BACKEND_MODULES = ["drivers/block/loop.ko", "drivers/block/xen-blkback/xen-blkba
 FRONTEND_MODULES = ["drivers/block/xen-blkfront.ko", "drivers/net/xen-netfront.ko"]
 # HVM guests (the hvm suite): Xen's device model; hvmloader comes with xen-utils.
 HVM_PACKAGES = ["qemu-system-xen"]
+# The dom0 build of libxenuma (make dom0-lib) and where dom0 finds it: the RPM's layout
+# (/opt/xapi-numa/lib there), with the package copied as the RPM copies it.
+DOM0_LIB = os.path.join(ROOT, "build", "dom0")
+DOM0_LIB_DEST = "opt/xapi-numa/dom0-lib"
+# cffi's Python half for dom0's python3-cffi-backend (ABI mode parses the header): Debian 12's
+# own, the versions that backend pairs with; unpacked into the overlay, not the cached image.
+CFFI_DEBS = ["python3-cffi", "python3-pycparser", "python3-ply"]
+CFFI_MODULES = ["cffi", "pycparser", "ply"]
 # The emulated IDE disk inside the HVM guest, in load order (Debian builds them as modules).
 HVM_GUEST_MODULES = ["scsi_common", "scsi_mod", "libata", "ata_piix", "crct10dif_common", "crc-t10dif",
                      "crc64", "crc64-rocksoft", "t10-pi", "sd_mod"]
@@ -284,8 +300,74 @@ def base_cpio(root: str) -> str:
     return out
 
 
-def project_cpio(debs: str) -> str:
-    """This project (with its built libxenuma) as a small overlay: no image rebuild per change."""
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def cffi_debs() -> str:
+    """Debian 12's cffi, pycparser and ply (pure Python), unpacked once into the cache."""
+    out = os.path.join(CACHE, "debs-cffi")
+    stamp = os.path.join(out, ".done")
+    if not os.path.exists(stamp):
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        log(f"downloading {' '.join(CFFI_DEBS)}")
+        run(["apt-get", "download", "-q", *CFFI_DEBS], cwd=out, stderr=subprocess.DEVNULL)
+        for deb in glob.glob(os.path.join(out, "*.deb")):
+            run(["dpkg", "-x", deb, os.path.join(out, "x")])
+        open(stamp, "w").close()
+    return os.path.join(out, "x", "usr", "lib", "python3", "dist-packages")
+
+
+def dom0_lib_problem() -> str:
+    """Why build/dom0/libxenuma.so cannot be shipped as it is ("" when it can)."""
+    lib = os.path.join(DOM0_LIB, "libxenuma.so")
+    if not (os.path.isfile(lib) and os.path.isfile(os.path.join(DOM0_LIB, "libxenuma.h"))):
+        return f"{lib} and its libxenuma.h are not built: run make dom0-lib"
+    sources = glob.glob(os.path.join(ROOT, "libxenuma", "src", "*")) + [os.path.join(ROOT, "libxenuma", "SOURCES")]
+    newer = [s for s in sources if os.path.getmtime(s) > os.path.getmtime(lib)]
+    if newer:
+        return f"{lib} is older than {os.path.relpath(newer[0], ROOT)}: run make dom0-lib"
+    return ""
+
+
+def ship_dom0_lib(tree: str) -> str:
+    """build/dom0's library and header, byte for byte, the package as build_rpm.py copies it
+    (no API-mode module) and cffi, under /opt/xapi-numa/dom0-lib; returns the library's sha256."""
+    dest = os.path.join(tree, DOM0_LIB_DEST)
+    os.makedirs(dest)
+    for name in ("libxenuma.so", "libxenuma.h"):
+        shutil.copy2(os.path.join(DOM0_LIB, name), dest)
+    digest = sha256_of(os.path.join(DOM0_LIB, "libxenuma.so"))
+    with open(os.path.join(dest, "SHA256SUMS"), "w") as f:
+        f.write(f"{digest}  libxenuma.so\n")
+    spec = importlib.util.spec_from_file_location("build_rpm", os.path.join(ROOT, "packaging", "build_rpm.py"))
+    build_rpm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_rpm)
+    python = os.path.join(dest, "python")
+    build_rpm.copy_package(python)
+    site = cffi_debs()
+    for module in CFFI_MODULES:
+        shutil.copytree(os.path.join(site, module), os.path.join(python, module),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    log(f"dom0-lib: build/dom0/libxenuma.so sha256 {digest} shipped as /{DOM0_LIB_DEST}/libxenuma.so")
+    return digest
+
+
+def dom0_lib_verdict(text: str, digest: str) -> str:
+    """What the dom0 suite said it loaded ("" when it is the host's build)."""
+    seen = re.findall(r"dom0-lib: sha256 ([0-9a-f]{64}) loaded from", text)
+    if not seen:
+        return "the dom0-lib test printed no sha256 (did it run?)"
+    if any(s != digest for s in seen):
+        return f"dom0 loaded libxenuma.so sha256 {seen[0]}, not the host's build {digest}"
+    return ""
+
+
+def project_cpio(debs: str, need_dom0_lib: bool) -> tuple:
+    """This project (with its built libxenuma) as a small overlay: no image rebuild per change.
+    Returns the overlay and the sha256 of the dom0 library shipped ("" if none)."""
     tree = os.path.join(CACHE, "overlay")
     shutil.rmtree(tree, ignore_errors=True)
     dest = os.path.join(tree, "opt", "xapi-numa")
@@ -315,11 +397,17 @@ def project_cpio(debs: str) -> str:
                     os.path.join(bindir, "xenuma_check"))
     else:
         log("dune not installed: the OCaml binding's real-Xen test will be skipped")
+    problem = dom0_lib_problem()
+    if problem and need_dom0_lib:
+        raise SystemExit(f"the dom0 suite runs the dom0 build of libxenuma: {problem}")
+    if problem:
+        log(f"dom0-lib not shipped: {problem}")
+    digest = "" if problem else ship_dom0_lib(tree)
     shutil.copy(os.path.join(HERE, "dom0-init.sh"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
     out = os.path.join(CACHE, "project.cpio")
     pack(tree, out)
-    return out
+    return out, digest
 
 
 # --- booting ------------------------------------------------------------------------------------
@@ -403,7 +491,8 @@ def main() -> int:
     root = rootfs(debs)
     add_device_model(root, debs)
     base = base_cpio(root)
-    overlay = project_cpio(debs)
+    suites = ["dom0", "daemon", "hvm"] if args.suite == "all" else [args.suite]
+    overlay, lib_digest = project_cpio(debs, need_dom0_lib="dom0" in suites)
     initrd = os.path.join(CACHE, "initrd.cpio")
     with open(initrd, "wb") as out:
         for part in (base, overlay):
@@ -414,7 +503,6 @@ def main() -> int:
         return 0
     failures = 0
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
-    suites = ["dom0", "daemon", "hvm"] if args.suite == "all" else [args.suite]
     # HVM under emulation boots in minutes and tests nothing scheduler-specific: one boot
     runs = [(suite, s) for suite in suites for s in (schedulers[:1] if suite == "hvm" else schedulers)]
     for suite, scheduler in runs:
@@ -427,6 +515,10 @@ def main() -> int:
         for line in lines:
             print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary
+        if suite == "dom0" and finished:
+            wrong = dom0_lib_verdict(text, lib_digest)
+            log(f"{label}: dom0-lib: " + (wrong or f"dom0 loaded the host's build, sha256 {lib_digest}"))
+            ok = ok and not wrong
         verdict = "ok" if ok else "FAILED"
         log(f"{label}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {verdict}")
         if not finished:

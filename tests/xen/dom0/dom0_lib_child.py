@@ -1,0 +1,64 @@
+"""Child process of test_dom0_lib_real.py: xapi-numa as the RPM runs it in dom0.
+
+Run as ``python3 dom0_lib_child.py SNIPPET`` with ``PYTHONPATH`` naming only the
+overlay's private ``python`` directory (the ``xapi_numa`` package copied the
+way build_rpm.py copies it -- no API-mode module -- and cffi/pycparser).  The
+backend then falls back to cffi's ABI mode over the ``libxenuma.so`` beside
+that directory, found by the RPM's rule, with no environment variable: the
+very file ``make dom0-lib`` built on the host.
+
+SNIPPET runs with ``hv`` (a XenHypervisor over that library), ``xen`` (the
+backend module), ``ffi``/``lib`` and ``plain``, and leaves its answer in
+``result``.  Printed on stdout as one JSON object: which libxenuma files this
+process mapped, and ``plain(result)``.  ``plain`` is also what the parent
+uses on the API-mode build's answers, so both compare as equal JSON.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import attr
+
+
+def plain(x):
+    """attrs values, sets and bytes as JSON-comparable data (sets sorted, bytes hashed)."""
+    if attr.has(type(x)):
+        return {k: plain(v) for k, v in attr.asdict(x, recurse=False).items()}
+    if isinstance(x, (set, frozenset)):
+        return sorted(plain(v) for v in x)
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, bytes):
+        return hashlib.sha256(x).hexdigest()
+    return x
+
+
+def mapped_libxenuma():
+    """Every file this process mapped whose name says libxenuma (API- or ABI-mode)."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
+    return sorted(p for p in paths if "libxenuma" in os.path.basename(p))
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def main():
+    from xapi_numa.backends import xen  # the ABI fallback runs here, at import, as on a dom0
+
+    hv = xen.XenHypervisor(dump_interval=0.5)
+    scope = {"hv": hv, "xen": xen, "ffi": xen.ffi, "lib": xen.lib, "plain": plain, "result": None}
+    exec(sys.argv[1], scope)
+    loaded = mapped_libxenuma()
+    print(json.dumps({"loaded": loaded, "sha256": {p: sha256(p) for p in loaded},
+                      "ffi": type(xen.ffi).__module__, "package": os.path.dirname(xen.__file__),
+                      "result": plain(scope["result"])}))
+
+
+if __name__ == "__main__":
+    main()
