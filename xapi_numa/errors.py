@@ -105,6 +105,19 @@ class NotMovable(NumaError):
         self.reason = reason
 
 
+class VnodeSplit(NumaError):
+    """A memory move would take part of a vnode off the pnode its guest was promised."""
+
+    code = "NUMA_VNODE_SPLIT"
+
+    def __init__(self, vm: str, vnode: int, pnode: object, to: int, allowed: str) -> None:
+        super().__init__(f"the memory of VM {vm} must not move to node {to}: vnode {vnode} is promised pnode "
+                         f"{pnode} and would be split (allowed: {allowed})", (vm, str(vnode), str(pnode), str(to),
+                                                                             allowed))
+        self.vnode = vnode
+        self.allowed = allowed
+
+
 class MoveStopped(NumaError):
     """A page move stopped part-way (its report says how far it got and why)."""
 

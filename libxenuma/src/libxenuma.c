@@ -477,6 +477,55 @@ out:
     return rc;
 }
 
+int xn_domain_getvnuma(xn_handle *h, uint32_t domid, uint32_t *nr_vnodes, uint32_t *nr_ranges, uint32_t *nr_vcpus,
+                       struct xn_vmemrange *ranges, uint32_t *vdistance, uint32_t *vcpu_to_vnode)
+{
+    uint32_t vnodes, nranges, vcpus, i;
+    xen_vmemrange_t *vmem = NULL;
+    unsigned int *dist = NULL, *v2n = NULL;
+    int rc;
+
+    if (!nr_vnodes || !nr_ranges || !nr_vcpus || *nr_vnodes > 64 || *nr_ranges > 4096 || *nr_vcpus > 65536)
+        return -EINVAL;
+    vnodes = *nr_vnodes;
+    nranges = *nr_ranges;
+    vcpus = *nr_vcpus;
+    if ((nranges && !ranges) || (vnodes && !vdistance) || (vcpus && !vcpu_to_vnode))
+        return -EINVAL;
+    /* libxc takes Xen's own range struct and unsigned int arrays: bounce through copies */
+    if ((nranges && !(vmem = calloc(nranges, sizeof(*vmem)))) ||
+        (vnodes && !(dist = calloc((size_t)vnodes * vnodes, sizeof(*dist)))) ||
+        (vcpus && !(v2n = calloc(vcpus, sizeof(*v2n))))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    errno = 0;
+    rc = xc_domain_getvnuma(h->xch, domid, &vnodes, &nranges, &vcpus, vmem, dist, v2n) ? neg_errno() : 0;
+    if (rc == 0 && (vnodes > *nr_vnodes || nranges > *nr_ranges || vcpus > *nr_vcpus))
+        rc = -ENOBUFS; /* never trust a count above the room we gave */
+    if (rc == 0) {
+        for (i = 0; i < nranges; i++) {
+            ranges[i].start = vmem[i].start;
+            ranges[i].end = vmem[i].end;
+            ranges[i].vnode = vmem[i].nid;
+        }
+        for (i = 0; i < vnodes * vnodes; i++)
+            vdistance[i] = dist[i];
+        for (i = 0; i < vcpus; i++)
+            vcpu_to_vnode[i] = v2n[i];
+    }
+    if (rc == 0 || rc == -ENOBUFS) {
+        *nr_vnodes = vnodes;
+        *nr_ranges = nranges;
+        *nr_vcpus = vcpus;
+    }
+out:
+    free(vmem);
+    free(dist);
+    free(v2n);
+    return rc;
+}
+
 int xn_cpupool_next(xn_handle *h, uint32_t first_pool, uint32_t *pool_id, uint8_t *cpumap)
 {
     xc_cpupoolinfo_t *info;

@@ -213,6 +213,16 @@ int xn_vnuma_check(uint32_t nr_vnodes, uint32_t nr_ranges, const struct xn_vmemr
 int xn_domain_setvnuma(xn_handle *h, uint32_t domid, uint32_t nr_vnodes, uint32_t nr_ranges,
                        const struct xn_vmemrange *ranges, uint32_t nr_vcpus, const uint32_t *vdistance,
                        const uint32_t *vcpu_to_vnode, const uint32_t *vnode_to_pnode);
+/* The domain's vNUMA layout as Xen holds it (XENMEM_get_vnumainfo); Xen does not
+ * say which pnode backs a vnode (debug key 'u' does).  On entry *nr_vnodes,
+ * *nr_ranges and *nr_vcpus are the room in ranges[], vcpu_to_vnode[] and
+ * vdistance[] (nr_vnodes squared); on return, the domain's counts.  0: filled;
+ * -ENOBUFS: too little room, nothing filled, the counts say how much is needed
+ * (the expected answer to a first call with all counts 0, arrays NULL: the
+ * answer libxl 4.17 treats as fatal); -EAGAIN: the layout changed between two
+ * looks, ask again; -EOPNOTSUPP: the domain has no vNUMA layout; other -errno. */
+int xn_domain_getvnuma(xn_handle *h, uint32_t domid, uint32_t *nr_vnodes, uint32_t *nr_ranges, uint32_t *nr_vcpus,
+                       struct xn_vmemrange *ranges, uint32_t *vdistance, uint32_t *vcpu_to_vnode);
 
 /* CPU pools: the id of the next pool from first_pool on (-ENOENT past the last one),
  * with its CPUs in cpumap (xn_cpumap_bytes() bytes).  A domain's vCPUs run only

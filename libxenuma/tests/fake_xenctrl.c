@@ -51,6 +51,7 @@ static int errno_named(const char *name, size_t len)
     static const struct { const char *name; int value; } known[] = {
         { "ENOSYS", ENOSYS }, { "EPERM", EPERM }, { "ENOMEM", ENOMEM }, { "EACCES", EACCES },
         { "ESRCH", ESRCH }, { "EINVAL", EINVAL }, { "EOPNOTSUPP", EOPNOTSUPP }, { "EBUSY", EBUSY },
+        { "EAGAIN", EAGAIN },
     };
     size_t i;
     for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -413,27 +414,65 @@ int xc_domain_numa_get_node_pages(xc_interface *xch, uint32_t domid, unsigned in
 }
 #endif
 
-/* vNUMA (xn_domain_setvnuma): the domctl's own checks, the layout kept for tests. */
+/* vNUMA (xn_domain_setvnuma, xn_domain_getvnuma): the domctl's own checks, the
+ * layout kept as Xen keeps it and given back by XENMEM_get_vnumainfo's protocol. */
+#define FAKE_VNUMA_RANGES 8
 unsigned int fake_xc_vnuma_nodes, fake_xc_vnuma_pnode[NODES];
+static unsigned int vnuma_ranges, vnuma_dist[NODES * NODES], vnuma_v2n[2];
+static xen_vmemrange_t vnuma_mem[FAKE_VNUMA_RANGES];
 
 int xc_domain_setvnuma(xc_interface *xch, uint32_t domid, uint32_t nr_vnodes, uint32_t nr_regions,
                        uint32_t nr_vcpus, xen_vmemrange_t *vmemrange, unsigned int *vdistance,
                        unsigned int *vcpu_to_vnode, unsigned int *vnode_to_pnode)
 {
     (void)xch;
-    (void)vmemrange;
-    (void)vdistance;
-    (void)vcpu_to_vnode;
     FAIL_IF_ASKED();
     if (bad_domain(domid))
         return -1;
-    if (nr_vnodes == 0 || nr_vnodes > NODES || nr_regions == 0 || nr_vcpus != 2) {
+    if (nr_vnodes == 0 || nr_vnodes > NODES || nr_regions == 0 || nr_regions > FAKE_VNUMA_RANGES || nr_vcpus != 2) {
         errno = EINVAL;
         return -1;
     }
-    fake_xc_vnuma_nodes = nr_vnodes;
+    fake_xc_vnuma_nodes = nr_vnodes; /* replaces any earlier layout, as Xen does */
+    vnuma_ranges = nr_regions;
     for (uint32_t i = 0; i < nr_vnodes; i++)
         fake_xc_vnuma_pnode[i] = vnode_to_pnode[i];
+    for (uint32_t i = 0; i < nr_vnodes * nr_vnodes; i++)
+        vnuma_dist[i] = vdistance[i];
+    for (uint32_t i = 0; i < nr_regions; i++)
+        vnuma_mem[i] = vmemrange[i];
+    for (uint32_t i = 0; i < nr_vcpus; i++)
+        vnuma_v2n[i] = vcpu_to_vnode[i];
+    return 0;
+}
+
+int xc_domain_getvnuma(xc_interface *xch, uint32_t domid, uint32_t *nr_vnodes, uint32_t *nr_vmemranges,
+                       uint32_t *nr_vcpus, xen_vmemrange_t *vmemrange, unsigned int *vdistance,
+                       unsigned int *vcpu_to_vnode)
+{
+    int short_of_room;
+    (void)xch;
+    FAIL_IF_ASKED();
+    if (bad_domain(domid))
+        return -1;
+    if (fake_xc_vnuma_nodes == 0) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    short_of_room = *nr_vnodes < fake_xc_vnuma_nodes || *nr_vmemranges < vnuma_ranges || *nr_vcpus < 2;
+    if (!short_of_room) {
+        memcpy(vmemrange, vnuma_mem, vnuma_ranges * sizeof(*vmemrange));
+        memcpy(vdistance, vnuma_dist, fake_xc_vnuma_nodes * fake_xc_vnuma_nodes * sizeof(*vdistance));
+        memcpy(vcpu_to_vnode, vnuma_v2n, 2 * sizeof(*vcpu_to_vnode));
+    }
+    /* the counts come back either way: on ENOBUFS they say how much room is needed */
+    *nr_vnodes = fake_xc_vnuma_nodes;
+    *nr_vmemranges = vnuma_ranges;
+    *nr_vcpus = 2;
+    if (short_of_room) {
+        errno = ENOBUFS;
+        return -1;
+    }
     return 0;
 }
 

@@ -36,6 +36,27 @@ static void common_calls(xn_handle *h)
     CHECK(xn_claim(h, 1, ~0u, 100) == 0); /* host-wide: stock everywhere */
 }
 
+/* vNUMA: set a layout, read it back through the sizing call Xen answers ENOBUFS */
+static void vnuma_round_trip(xn_handle *h)
+{
+    struct xn_vmemrange set[2] = { { 0, 1u << 28, 0 }, { 1u << 28, 1u << 29, 1 } }, got[2];
+    uint32_t dist[4] = { 10, 20, 20, 10 }, v2n[2] = { 0, 1 }, n2p[2] = { 1, 0 }, gdist[4], gv2n[2];
+    uint32_t nodes = 0, ranges = 0, vcpus = 0;
+
+    CHECK(xn_domain_getvnuma(h, 1, &nodes, &ranges, &vcpus, NULL, NULL, NULL) == -EOPNOTSUPP);
+    CHECK(xn_domain_setvnuma(h, 1, 2, 2, set, 2, dist, v2n, n2p) == 0);
+    CHECK(xn_domain_getvnuma(h, 1, &nodes, &ranges, &vcpus, NULL, NULL, NULL) == -ENOBUFS);
+    CHECK(nodes == 2 && ranges == 2 && vcpus == 2); /* the sizing answer carries the counts */
+    CHECK(xn_domain_getvnuma(h, 1, &nodes, &ranges, &vcpus, got, gdist, gv2n) == 0);
+    CHECK(got[1].start == 1u << 28 && got[1].end == 1u << 29 && got[1].vnode == 1 && got[0].vnode == 0);
+    CHECK(gdist[1] == 20 && gdist[3] == 10 && gv2n[0] == 0 && gv2n[1] == 1);
+    nodes = 1; /* too little room for the distances: refused before anything is written */
+    gdist[0] = 99;
+    CHECK(xn_domain_getvnuma(h, 1, &nodes, &ranges, &vcpus, got, gdist, gv2n) == -ENOBUFS && gdist[0] == 99);
+    CHECK(xn_domain_getvnuma(h, 9, &nodes, &ranges, &vcpus, got, gdist, gv2n) == -ESRCH);
+    CHECK(xn_domain_getvnuma(h, 1, &nodes, &ranges, NULL, got, gdist, gv2n) == -EINVAL);
+}
+
 static void patched(xn_handle *h)
 {
     struct xn_features f;
@@ -85,6 +106,7 @@ int main(int argc, char **argv)
         CHECK(xn_open(&h) == 0);
         if (h) {
             common_calls(h);
+            vnuma_round_trip(h);
             if (strcmp(mode, "patched") == 0)
                 patched(h);
             else

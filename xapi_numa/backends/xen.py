@@ -19,13 +19,14 @@ import uuid as uuidlib
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
+from xapi_numa.backends import xen_vnuma
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.vnuma import MemRange, VnumaPlan
+from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
 
 try:
     from xapi_numa._libxenuma import ffi, lib
@@ -391,10 +392,7 @@ class XenHypervisor(Hypervisor):
         return found
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
-        cranges = ffi.new("struct xn_vmemrange[]", [(r.start, r.end, r.vnode) for r in ranges] or 1)
-        dist = ffi.new("uint32_t[]", [d for v in plan.vnodes for d in v.distances])
-        vcpus = sorted((c, v.index) for v in plan.vnodes for c in v.vcpus)
-        v2n = ffi.new("uint32_t[]", [n for _, n in vcpus] or 1)
-        n2p = ffi.new("uint32_t[]", list(plan.pnodes))
-        _check(lib.xn_domain_setvnuma(self._h, domid, len(plan.vnodes), len(ranges), cranges, len(vcpus), dist, v2n, n2p),
-               f"setting the vNUMA layout of domain {domid}")
+        xen_vnuma.write(ffi, lib, self._h, domid, plan, ranges)
+
+    def vnuma(self, domid: int) -> Optional[VnumaLayout]:
+        return xen_vnuma.read(ffi, lib, self._h, domid, self._dump)

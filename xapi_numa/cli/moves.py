@@ -36,6 +36,10 @@ def render_summary(report: dict) -> str:
              "throughput: {} MiB/s while moving; {} s in all".format(report["throughput_mib_s"], report["elapsed_s"])]
     skipped = report.get("skipped") or {}
     lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing"))
+    if report.get("vnode"):
+        v = report["vnode"]
+        lines.append("vnode:      {} now on pnode {} (was {}); its vCPUs {} follow, soft affinity {}".format(
+            v["vnode"], v["to"], v["from"], ",".join(map(str, v["vcpus"])), v["affinity"]))
     if report.get("affinity"):
         a = report["affinity"]
         lines.append("affinity:   node and soft affinity now nodes {}".format(",".join(map(str, a["nodes"])))
@@ -77,7 +81,7 @@ def cmd_move_memory(args) -> int:
         move_memory.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
         plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
-                                   args.skip)
+                                   args.skip, args.vnode)
     except NumaError as err:
         if lock is not None:  # started in the background: the journal is the only one listening
             journal.fail_claimed(args.vm, err.message)
@@ -138,6 +142,9 @@ def register(sub) -> None:
                    help="leave node and soft affinity as they are afterwards (default: they follow the memory)")
     q.add_argument("--skip", type=whole_number, default=0,
                    help="leave the first N movable pages alone (moved by an earlier step); default 0")
+    q.add_argument("--vnode", type=whole_number,
+                   help="a vNUMA VM: move exactly this vnode, whole (its memory ranges and its vCPUs), and record "
+                        "its new pnode; a vNUMA VM's memory moves no other way")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_move_memory)

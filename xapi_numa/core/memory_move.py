@@ -7,6 +7,7 @@ repopulated as superpages -- paces the batches, and adds up what happened.
 The orchestration that talks to the hypervisor is :mod:`xapi_numa.migrate`.
 """
 
+import bisect
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -46,6 +47,15 @@ def _gfns_of(classes: bytes, code: int) -> List[int]:
 
 def movable_gfns(memory: MemoryMap) -> List[int]:
     return _gfns_of(memory.classes, MOVABLE)
+
+
+def gfns_within(gfns: Sequence[int], spans_: Sequence[Tuple[int, int]]) -> List[int]:
+    """The ascending ``gfns`` that fall in one of the [start, end) gfn spans (a vnode's ranges)."""
+    out: List[int] = []
+    for start, end in sorted(spans_):
+        lo, hi = bisect.bisect_left(gfns, start), bisect.bisect_left(gfns, end)
+        out.extend(gfns[lo:hi])
+    return sorted(out)
 
 
 def skipped_counts(memory: MemoryMap) -> Dict[str, int]:

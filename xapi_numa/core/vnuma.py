@@ -14,7 +14,8 @@ starts, each with its own error: PV guests (Xen has no PV vNUMA), populate-on-
 demand (dynamic-min below static-max: libxl refuses vNUMA with PoD), more vnodes
 than vCPUs, vnodes that do not fit their pnode's free memory, and a NUMA policy
 that contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
-a pure function of the plan.
+a pure function of the plan, and so does :class:`VnumaLayout`: the layout a
+domain has (what the hypervisor port reads back), with its guest-physical ranges.
 """
 import itertools
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -52,7 +53,7 @@ class VNode:
     """One virtual node as the guest sees it, and the physical node behind it."""
 
     index: int
-    pnode: int
+    pnode: Optional[int]          # None only in a layout whose hypervisor cannot say
     memory: int                   # bytes
     vcpus: Tuple[int, ...]        # contiguous, ascending (xl takes one range per vnode)
     distances: Tuple[int, ...]    # to every vnode, in vnode order
@@ -261,6 +262,82 @@ def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = F
             at += take
             left -= take
     return tuple(out)
+
+
+# --- the layout a domain has -----------------------------------------------------------------
+@attrs.frozen
+class VnumaLayout:
+    """A domain's vNUMA layout as the hypervisor holds it: its vnodes (memory is the
+    sum of the vnode's ranges; ``pnode`` is None where the hypervisor cannot say
+    which physical node backs it) and the guest-physical ranges of each."""
+
+    vnodes: Tuple[VNode, ...]
+    ranges: Tuple[MemRange, ...]
+
+    @property
+    def pnodes(self) -> Tuple[Optional[int], ...]:
+        return tuple(v.pnode for v in self.vnodes)
+
+    def vnode(self, index: int) -> VNode:
+        if not 0 <= index < len(self.vnodes):
+            raise InvalidArgument("vnode", f"no vnode {index} in this domain's layout",
+                                  f"0..{len(self.vnodes) - 1}")
+        return self.vnodes[index]
+
+    def ranges_of(self, index: int) -> Tuple[MemRange, ...]:
+        return tuple(r for r in self.ranges if r.vnode == self.vnode(index).index)
+
+    def with_pnode(self, index: int, pnode: int) -> "VnumaLayout":
+        """The layout once vnode ``index`` lives on ``pnode`` (the guest's view, its
+        distances included, does not change: the guest read them at boot)."""
+        self.vnode(index)
+        return VnumaLayout(tuple(attrs.evolve(v, pnode=pnode) if v.index == index else v for v in self.vnodes),
+                           self.ranges)
+
+    def as_plan(self, mode: str = "follow") -> VnumaPlan:
+        """The plan that sets this very layout again (``Hypervisor.set_vnuma``)."""
+        unknown = [v.index for v in self.vnodes if v.pnode is None]
+        if unknown:
+            raise InvalidArgument("vnode", f"the pnode of vnode(s) {unknown} is unknown", "a layout with every pnode")
+        return VnumaPlan(mode, self.vnodes, {})
+
+    def to_dict(self) -> dict:
+        return {"vnodes": [{"vnode": v.index, "pnode": v.pnode, "memory": v.memory, "vcpus": list(v.vcpus),
+                            "vdistances": list(v.distances),
+                            "ranges": [[r.start, r.end] for r in self.ranges if r.vnode == v.index]}
+                           for v in self.vnodes]}
+
+
+def layout_from_arrays(ranges: Sequence[Tuple[int, int, int]], distances: Sequence[int],
+                       vcpu_to_vnode: Sequence[int], pnodes: Sequence[Optional[int]]) -> VnumaLayout:
+    """A layout from the hypervisor's arrays: ranges as (start, end, vnode), the
+    distances row-major, one vnode per vCPU, one pnode (or None) per vnode."""
+    k = len(pnodes)
+    if len(distances) != k * k or any(not 0 <= n < k for n in vcpu_to_vnode) or any(
+            not 0 <= r[2] < k for r in ranges):
+        raise InvalidArgument("vnuma", f"an inconsistent layout of {k} vnode(s)", "arrays sized by nr_vnodes")
+    mem = [MemRange(s, e, n) for s, e, n in ranges]
+    vnodes = tuple(VNode(i, pnodes[i], sum(r.end - r.start for r in mem if r.vnode == i),
+                         tuple(c for c, n in enumerate(vcpu_to_vnode) if n == i),
+                         tuple(distances[i * k:(i + 1) * k])) for i in range(k))
+    return VnumaLayout(vnodes, tuple(mem))
+
+
+def layout_of(plan: VnumaPlan, ranges: Sequence[MemRange]) -> VnumaLayout:
+    """The layout a domain has once ``plan`` is set with ``ranges``."""
+    v2n = {c: v.index for v in plan.vnodes for c in v.vcpus}
+    return layout_from_arrays([(r.start, r.end, r.vnode) for r in ranges],
+                              [d for v in plan.vnodes for d in v.distances],
+                              [v2n[c] for c in sorted(v2n)], list(plan.pnodes))
+
+
+def layout_from_dict(data: dict) -> VnumaLayout:
+    """The inverse of :meth:`VnumaLayout.to_dict`."""
+    vnodes = sorted(data["vnodes"], key=lambda v: v["vnode"])
+    ranges = sorted((s, e, v["vnode"]) for v in vnodes for s, e in v["ranges"])
+    v2n = sorted((c, v["vnode"]) for v in vnodes for c in v["vcpus"])
+    return layout_from_arrays(ranges, [d for v in vnodes for d in v["vdistances"]], [n for _, n in v2n],
+                              [v["pnode"] for v in vnodes])
 
 
 # --- rendering --------------------------------------------------------------------------------------

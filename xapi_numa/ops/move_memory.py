@@ -19,7 +19,7 @@ import errno
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -28,8 +28,11 @@ from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.memory_move import MoveTally
+from xapi_numa.core.vnode_units import check_move as check_vnodes
+from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
 from xapi_numa.ops.observe import domain_by_name_or_id
+from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.moves import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED, MoveJournal, MoverLock
@@ -46,6 +49,8 @@ class Plan:
     busy_grants: int
     target_free_pages: int
     superpage_runs: int
+    vnode: Optional[int] = None            # a vNUMA guest's vnode, moving whole
+    layout: Optional[VnumaLayout] = None   # its layout before the move
 
     @property
     def pages(self) -> int:
@@ -57,7 +62,8 @@ class Plan:
                 "movable_pages": self.movable, "superpage_runs": self.superpage_runs,
                 "target_free_pages": self.target_free_pages, "busy_grants": self.busy_grants,
                 "skipped": self.skipped,
-                "skipped_gfns": {k: pagemove.ranges(v) for k, v in self.skipped_gfns.items()}}
+                "skipped_gfns": {k: pagemove.ranges(v) for k, v in self.skipped_gfns.items()},
+                "vnode": self.vnode}
 
 
 def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
@@ -125,9 +131,16 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
 
 
 def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
-          batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False) -> DomainInfo:
+          batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
+          vnode: Optional[int] = None, skip: int = 0) -> DomainInfo:
     """Every refusal that needs no scan of the guest's memory (what the plugin answers
-    at once); returns the domain."""
+    at once); returns the domain.  A vNUMA guest's memory moves only as whole vnodes
+    (``vnode``), or to the node every vnode already lives on."""
+    return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip)[0]
+
+
+def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: int, probe_ms: int,
+             allow_fallback: bool, vnode: Optional[int], skip: int) -> Tuple[DomainInfo, Optional[VnumaLayout]]:
     topo = hv.topology()
     nodes = len(topo.nodes)
     if not 0 <= to < nodes:
@@ -140,6 +153,8 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
         raise InvalidArgument("probe", f"{probe_ms} ms", "0..60000")
     d = domain_by_name_or_id(hv, vm)
     _check_domain(hv, d)
+    layout = hv.vnuma(d.domid)
+    check_vnodes(layout, d.name, to, vnode)  # NUMA_VNODE_SPLIT before anything moves
     # Pages already on the target come back to it, so only the rest needs room;
     # stock Xen cannot say which gfn is where, so count from the per-node totals
     # (the whole domain: a few skipped frames more than will move).
@@ -147,23 +162,28 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     if max_bytes is not None:
         pages = min(pages, max_bytes // pagemove.PAGE)
     need = max(0, pages - hv.node_pages(d.domid).get(to, 0))
+    if vnode is not None and layout is not None:
+        check_vnode_move(layout, vnode, max_bytes, skip)
+        moving = layout.vnode(vnode)
+        pages = moving.memory // pagemove.PAGE
+        need = 0 if moving.pnode == to else pages  # a vnode on its pnode has its pages there
     free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
     if need > free_pages and not allow_fallback:
         raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "
                          f"needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))
-    return d
+    return d, layout
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
             batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-            skip: int = 0) -> Plan:
+            skip: int = 0, vnode: Optional[int] = None) -> Plan:
     """Check, scan the guest's memory and plan a move; changes nothing (the probe
     pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
-    earlier step of the same move took them)."""
+    earlier step of the same move took them).  ``vnode``: only that vnode's pages."""
     if skip < 0:
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
-    d = check(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback)
+    d, layout = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -171,11 +191,13 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
             raise NotMovable(d.name, "it is a PV guest") from None
         raise
     gfns = pagemove.movable_gfns(memory)[skip:]
+    if vnode is not None and layout is not None:
+        gfns = vnode_gfns(layout, vnode, gfns)
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
     return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
                 memory.busy_grants, hv.node_memory()[to].claimable // pagemove.PAGE,
-                sum(pagemove.whole_runs(b) for b in batches))
+                sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
 
 
 Progress = Callable[[MoveTally], None]
@@ -245,7 +267,11 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["error"] = error
     if stuck:
         report["stuck_gfns"] = pagemove.ranges(stuck)
-    if tally.released and follow_affinity:
+    if plan.vnode is not None and plan.layout is not None:
+        note = after_vnode_move(hv, d, plan.layout, plan.vnode, plan.target, state == DONE, tally, report, journal.db)
+        state, error = (FAILED if note and state == DONE else state), note or error
+        report["state"] = state
+    elif tally.released and follow_affinity:
         report["affinity"] = follow_memory(hv, d, journal.db)
     journal.finish(d.uuid, state, report)
     if state != DONE:
@@ -288,7 +314,8 @@ def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) 
 
 
 def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,
-                     rate: Optional[str] = None, skip: int = 0, keep_affinity: bool = False) -> int:
+                     rate: Optional[str] = None, skip: int = 0, keep_affinity: bool = False,
+                     vnode: Optional[int] = None) -> int:
     """Run ``xapi-numa move-memory`` detached: isolated (``-I``, from ``/``), in its own
     session with no stdio (xapi reads the plugin's stdout to EOF), and where systemd
     runs, in a scope of its own, so that a toolstack restart that stops xapi's
@@ -313,6 +340,8 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
         cmd += ["--skip", str(skip)]
     if keep_affinity:
         cmd += ["--keep-affinity"]
+    if vnode is not None:
+        cmd += ["--vnode", str(vnode)]
     if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
         # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
         cmd = ["systemd-run", "--quiet", "--scope", "--collect",
@@ -350,14 +379,15 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
 
 
 def claim_and_start(journal: MoveJournal, d: DomainInfo, to: int, max_bytes: Optional[int],
-                    rate: Optional[float], reason: str = "", skip: int = 0, keep_affinity: bool = False) -> int:
+                    rate: Optional[float], reason: str = "", skip: int = 0, keep_affinity: bool = False,
+                    vnode: Optional[int] = None) -> int:
     """Claim the VM in the journal (refused if someone is moving it) and hand it to a
     background mover."""
     report = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "reason": reason}
     lock = journal.begin(d, to, report)
     try:
         text_rate = None if rate is None else "{:g}".format(rate / (1 << 20))
-        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity)
+        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity, vnode)
         journal.hand_over(d.uuid, pid)
     finally:
         lock.release()  # the child holds its own copy of the lock

@@ -138,7 +138,7 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     """Move a running VM's memory to node ``to``, in the background; returns at once.
     Refusals (PV, passthrough, a live migration, already moving, no room) come back now."""
-    check_args(args, {"vm", "to"}, {"max", "rate"})
+    check_args(args, {"vm", "to"}, {"max", "rate", "vnode"})
     uuid = uuid_arg(args)
     to = move_memory.parse_node(args["to"], "to")
     nodes = len(ctx.hv.topology().nodes)
@@ -146,6 +146,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
         raise InvalidArgument("to", "no node {} on this host".format(to), "0..{}".format(nodes - 1))
     max_bytes = parse_size(args["max"], "max") if "max" in args else None
     rate = move_memory.parse_rate(args.get("rate"), "rate")
+    vnode = int_arg(args, "vnode", 0, 63) if "vnode" in args else None
     dom = ctx.domain_of(uuid)
     record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
     busy = sorted(BUSY_OPERATIONS & set(record.get("current_operations", {}).values()))
@@ -155,9 +156,9 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
     journal = MoveJournal(ctx.ledger.db)
     move_memory.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
-    move_memory.check(ctx.hv, str(dom.domid), to, max_bytes)  # the scan and the plan are the mover's
-    pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate)
-    return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid}
+    move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode)  # the scan and the plan are the mover's
+    pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
+    return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid, "vnode": vnode}
 
 
 def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:

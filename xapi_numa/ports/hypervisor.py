@@ -17,7 +17,7 @@ import attrs
 
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnuma import MemRange, VnumaPlan
+from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
 
 FEATURE_LEVELS = ("native", "fallback", "unavailable")
 
@@ -117,3 +117,8 @@ class Hypervisor(abc.ABC):
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         """Give a domain that has not run yet its vNUMA layout (what a domain builder
         does before the first unpause; xenopsd has no such step today)."""
+
+    @abc.abstractmethod
+    def vnuma(self, domid: int) -> Optional[VnumaLayout]:
+        """The domain's vNUMA layout as the hypervisor holds it now (None: it has none).
+        A vnode's pnode is None where the hypervisor cannot say."""

@@ -13,7 +13,7 @@ from xapi_numa.errors import HypervisorError, InvalidArgument
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnuma import MemRange, VnumaPlan
+from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
 from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.model import Host
@@ -216,17 +216,21 @@ class SimHypervisor(Hypervisor):
             return found + ([DEVICE_MODEL_BLOCKER] if d.type == "hvm" else [])
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
-        """Checked as Xen's XEN_DOMCTL_setvnumainfo checks it (EINVAL otherwise). Xen only
-        records the layout for the guest to read, and a simulated guest reads nothing, so
-        nothing is kept."""
-        with self.store.snapshot() as host:
+        """Checked as Xen's XEN_DOMCTL_setvnumainfo checks it (EINVAL otherwise), and kept
+        for :meth:`vnuma`; as on Xen, a later call replaces the layout."""
+        with self.store.transaction() as host:
             d = host.domain(domid)
             vcpus = sorted(c for v in plan.vnodes for c in v.vcpus)
             pnodes_known = all(0 <= p < len(host.free) for p in plan.pnodes)
             covered = {r.vnode for r in ranges} == {v.index for v in plan.vnodes}
             if vcpus != list(range(len(d.vcpus))) or not pnodes_known or not covered or not plan.vnodes:
                 raise HypervisorError(errno.EINVAL, f"setting the vNUMA layout of domain {domid}")
+            d.vnuma = layout_of(plan, ranges).to_dict()
 
+    def vnuma(self, domid: int) -> Optional[VnumaLayout]:
+        with self.store.snapshot() as host:
+            d = host.domain(domid)
+            return None if d.vnuma is None else layout_from_dict(d.vnuma)
 
 def _perf_of(d) -> dict:
     cpu_ticks = d.cpu_ticks

@@ -78,6 +78,7 @@ class Domain:
         self.held: List[int] = []
         self.stale: List[List[int]] = []
         self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
+        self.vnuma: Optional[dict] = None  # the vNUMA layout set on it (VnumaLayout.to_dict), if any
         # the performance model (see perf): work done in ticks of local-memory CPU,
         # and the remote share of memory summed over the ticks its vCPUs ran
         self.work_ticks = 0.0
@@ -108,7 +109,8 @@ class Domain:
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
                 "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record,
-                "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks}
+                "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks,
+                "vnuma": self.vnuma}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Domain":
@@ -129,4 +131,5 @@ class Domain:
         d.work_ticks = float(data.get("work_ticks", 0.0))
         d.remote_ticks = float(data.get("remote_ticks", 0.0))
         d.wait_ticks = int(data.get("wait_ticks", 0))
+        d.vnuma = data.get("vnuma")
         return d

@@ -1,0 +1,249 @@
+"""vnodes as units of memory moves: the layout a domain has (the port, both
+adapters' parts that run without Xen), the NUMA_VNODE_SPLIT refusal, a whole
+vnode moved with ``--vnode`` on the simulator, and the rebalancer's helper."""
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.xen_vnuma import pnodes_from_dump
+from xapi_numa.core import vnuma
+from xapi_numa.core.memory_move import gfns_within
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.vnode_units import VnodeMove, check_move, whole_vnode_moves
+from xapi_numa.errors import InvalidArgument, VnodeSplit
+from xapi_numa.ops import move_memory
+from xapi_numa.state.ledger import Ledger
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def layout(pnodes, memory=None, vcpus_each=1):
+    """A layout with one vnode per entry of ``pnodes`` (sizes ``memory`` MiB each, default 256)."""
+    sizes = memory or [256] * len(pnodes)
+    ranges, at = [], 0
+    for i, size in enumerate(sizes):
+        ranges.append((at, at + size * MiB, i))
+        at += size * MiB
+    k = len(pnodes)
+    dist = [10 if a == b else 20 for a in range(k) for b in range(k)]
+    return vnuma.layout_from_arrays(ranges, dist, [i for i in range(k) for _ in range(vcpus_each)], pnodes)
+
+
+@pytest.fixture
+def sim(tmp_path):
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle")
+    return hv, domid
+
+
+def set_two_vnodes(hv, domid, pnodes=(0, 1)):
+    plan = vnuma.plan_follow(hv.topology(), vnuma.GuestSpec("pvh", 2, 512 * MiB), list(pnodes))
+    hv.set_vnuma(domid, plan, vnuma.memory_ranges(plan))
+    return plan
+
+
+# --- the layout a domain has ------------------------------------------------------------------
+def test_layout_round_trips_and_knows_its_vnodes():
+    plan = vnuma.plan_follow(Topology.uniform(2, 2, 4 * GiB), vnuma.GuestSpec("hvm", 3, 5 * GiB), [1, 0])
+    ranges = vnuma.memory_ranges(plan, 0xF0000000, vnuma.FOUR_GiB)
+    lay = vnuma.layout_of(plan, ranges)
+    assert lay.pnodes == (1, 0) and [v.memory for v in lay.vnodes] == [v.memory for v in plan.vnodes]
+    assert vnuma.layout_from_dict(json.loads(json.dumps(lay.to_dict()))) == lay
+    assert sum(r.end - r.start for r in lay.ranges_of(1)) == plan.vnodes[1].memory
+    moved = lay.with_pnode(1, 1)
+    assert moved.pnodes == (1, 1) and moved.vnodes[1].distances == lay.vnodes[1].distances
+    assert moved.as_plan().pnodes == (1, 1)
+    with pytest.raises(InvalidArgument) as err:
+        lay.vnode(2)
+    assert err.value.field == "vnode" and err.value.allowed == "0..1"
+    with pytest.raises(InvalidArgument):
+        layout([0, None]).as_plan()
+
+
+def test_sim_keeps_what_set_vnuma_set_and_a_second_call_replaces_it(sim):
+    hv, domid = sim
+    assert hv.vnuma(domid) is None
+    plan = set_two_vnodes(hv, domid)
+    got = hv.vnuma(domid)
+    assert got == vnuma.layout_of(plan, vnuma.memory_ranges(plan)) and got.pnodes == (0, 1)
+    set_two_vnodes(hv, domid, (1, 0))
+    assert hv.vnuma(domid).pnodes == (1, 0)
+
+
+DUMP = b"""(XEN) 'u' pressed -> dumping numa info (now = 1)
+(XEN) Memory location of each domain:
+(XEN) d0 (total: 262144):
+(XEN)     Node 0: 262144
+(XEN)     Node 1: 0
+(XEN) d3 (total: 131072):
+(XEN)     Node 0: 98304
+(XEN)     Node 1: 32768
+(XEN)      2 vnodes, 2 vcpus, guest physical layout:
+(XEN)          0: pnode   0, vcpus 0
+(XEN)            0000000000000000 - 0000000010000000
+(XEN)          1: pnode   1, vcpus 1
+(XEN)            0000000010000000 - 0000000020000000
+(XEN) d4 (total: 1024):
+(XEN)     Node 0: 1024
+(XEN)     Node 1: 0
+(XEN)      1 vnodes, 1 vcpus, guest physical layout:
+(XEN)          0: pnode ???, vcpus 0
+"""
+
+
+def test_pnodes_come_from_the_last_u_dump():
+    assert pnodes_from_dump(DUMP, 3) == {0: 0, 1: 1}
+    assert pnodes_from_dump(DUMP, 4) == {0: None}      # NUMA_NO_NODE
+    assert pnodes_from_dump(DUMP, 0) == {}             # no layout
+    assert pnodes_from_dump(DUMP, 7) == {}
+    older = DUMP.replace(b"pnode   1", b"pnode   0")
+    assert pnodes_from_dump(older + DUMP, 3) == {0: 0, 1: 1}
+    assert pnodes_from_dump(b"[  12.3] " + DUMP.replace(b"(XEN) ", b""), 3) == {0: 0, 1: 1}
+
+
+def test_libxenuma_getvnuma_refuses_bad_counts_before_any_hypercall():
+    native = pytest.importorskip("xapi_numa._libxenuma")
+    ffi, lib = native.ffi, native.lib
+    counts = [ffi.new("uint32_t *", 65) for _ in range(3)]  # more vnodes than a domain can have
+    assert lib.xn_domain_getvnuma(ffi.NULL, 1, counts[0], counts[1], counts[2], ffi.NULL, ffi.NULL, ffi.NULL) == -22
+    zero = ffi.new("uint32_t *", 0)
+    assert lib.xn_domain_getvnuma(ffi.NULL, 1, zero, zero, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL) == -22
+    two = ffi.new("uint32_t *", 2)  # room claimed, no array given
+    assert lib.xn_domain_getvnuma(ffi.NULL, 1, two, zero, zero, ffi.NULL, ffi.NULL, ffi.NULL) == -22
+
+
+# --- the refusal ------------------------------------------------------------------------------------
+def test_check_move_refuses_what_would_split_a_vnode():
+    two = layout([0, 1])
+    with pytest.raises(VnodeSplit) as err:
+        check_move(two, "g", 0)
+    assert err.value.code == "NUMA_VNODE_SPLIT"
+    assert err.value.params[:4] == ("g", "1", "1", "0") and "--vnode 1 --to 0" in err.value.params[4]
+    check_move(two, "g", 0, vnode=1)            # a whole vnode may move
+    check_move(layout([1, 1]), "g", 1)          # every vnode already there: gathering drifted pages
+    check_move(None, "g", 0)                    # no vNUMA: nothing to promise
+    with pytest.raises(InvalidArgument) as err:
+        check_move(None, "g", 0, vnode=0)
+    assert err.value.field == "vnode"
+    with pytest.raises(InvalidArgument):
+        check_move(two, "g", 0, vnode=2)
+    with pytest.raises(VnodeSplit) as err:
+        check_move(layout([0, None]), "g", 0)
+    assert err.value.params[2] == "unknown"
+
+
+def test_move_memory_refuses_a_split_on_the_simulator_and_changes_nothing(sim, tmp_path):
+    hv, domid = sim
+    set_two_vnodes(hv, domid)
+    hv.unpause(domid)
+    before = hv.node_pages(domid)
+    with pytest.raises(VnodeSplit):
+        move_memory.prepare(hv, str(domid), 0)
+    with pytest.raises(InvalidArgument) as err:
+        move_memory.prepare(hv, str(domid), 0, max_bytes=64 * MiB, vnode=1)
+    assert err.value.field == "max"
+    with pytest.raises(InvalidArgument) as err:
+        move_memory.prepare(hv, str(domid), 0, vnode=1, skip=10)
+    assert err.value.field == "skip"
+    assert hv.node_pages(domid) == before and hv.vnuma(domid).pnodes == (0, 1)
+
+
+def test_a_whole_vnode_moves_with_its_vcpus_and_the_map_follows(tmp_path):
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
+    topo = hv.topology()
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle")
+    built = hv.node_pages(domid)
+    home = max(built, key=built.get)
+    assert built[home] == 512 * MiB >> 12  # built on one node: libxl's placement
+    there = 1 - home
+    plan = set_two_vnodes(hv, domid, (there, home))  # vnode 0 promised the other node
+    hv.unpause(domid)
+    classes = hv.memory_map(domid).classes
+    db = Ledger(str(tmp_path / "l.db")).db
+    prepared = move_memory.prepare(hv, str(domid), there, vnode=0)
+    boundary = 256 * MiB >> 12
+    moved_gfns = [g for b in prepared.batches for g in b]
+    assert moved_gfns and max(moved_gfns) < boundary and prepared.to_dict()["vnode"] == 0
+    report = move_memory.run(hv, db, prepared)
+    assert report["state"] == "done" and report["vnode"]["from"] == there and report["vnode"]["to"] == there
+    skipped_low = sum(1 for g in range(boundary) if classes[g] != 0)
+    assert hv.node_pages(domid)[there] == boundary - skipped_low  # vnode 0's movable pages, nothing of vnode 1
+    # now vnode 1 joins it there
+    report = move_memory.run(hv, db, move_memory.prepare(hv, str(domid), there, vnode=1))
+    assert report["vnode"]["from"] == home and report["vnode"]["to"] == there
+    assert report["vnode"]["affinity"] == "set" and report["vnode"]["vcpus"] == [1]
+    skipped = sum(1 for g in range(2 * boundary) if classes[g] != 0)
+    assert hv.node_pages(domid) == {there: 2 * boundary - skipped, home: skipped}
+    assert hv.vnuma(domid).pnodes == (there, there)
+    assert hv.vnuma(domid).vnodes[1].distances == plan.vnodes[1].distances  # the guest's view is unchanged
+    assert hv.vcpus(domid)[1].soft == topo.cpus_of_nodes([there])
+    assert hv.node_affinity(domid) == frozenset({there})
+    # every vnode now on one node: a plain move there is allowed again, elsewhere it is not
+    move_memory.check(hv, str(domid), there)
+    with pytest.raises(VnodeSplit):
+        move_memory.check(hv, str(domid), home)
+
+
+def test_cli_move_memory_vnode_on_the_simulator(sim, tmp_path):
+    hv, domid = sim
+    set_two_vnodes(hv, domid)
+    hv.unpause(domid)
+    base = [sys.executable, "-m", "xapi_numa.cli", "--backend", "sim:" + hv.path]
+    refused = subprocess.run(base + ["move-memory", str(domid), "--to", "0"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "vnode 1 is promised pnode 1" in refused.stderr
+    assert "--vnode 1 --to 0" in refused.stderr and "Traceback" not in refused.stderr
+    done = subprocess.run(base + ["move-memory", str(domid), "--to", "0", "--vnode", "1", "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["vnode"]["pnodes"] == [0, 0]
+
+
+# --- the rebalancer's helper ------------------------------------------------------------------------
+def test_whole_vnode_moves_examples():
+    two = layout([0, 1], [512, 256])
+    assert whole_vnode_moves(two, [0, 1]) == ()
+    assert whole_vnode_moves(two, [0]) == (VnodeMove(1, 1, 0, 256 * MiB),)
+    assert whole_vnode_moves(two, [2, 3]) == (VnodeMove(0, 0, 2, 512 * MiB), VnodeMove(1, 1, 3, 256 * MiB))
+    assert whole_vnode_moves(two, [1, 2]) == (VnodeMove(0, 0, 2, 512 * MiB),)
+    assert whole_vnode_moves(layout([0]), [0, 1]) is None          # one vnode cannot span two nodes
+    assert whole_vnode_moves(layout([0, None]), [0]) is None       # unknown pnode: cannot promise
+    # two vnodes on node 0, homes {0, 1}: the smaller one moves out
+    assert whole_vnode_moves(layout([0, 0], [256, 128]), [0, 1]) == (VnodeMove(1, 0, 1, 128 * MiB),)
+    with pytest.raises(InvalidArgument):
+        whole_vnode_moves(two, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=6), st.data())
+def test_whole_vnode_moves_properties(pnodes, data):
+    sizes = data.draw(st.lists(st.integers(2, 64), min_size=len(pnodes), max_size=len(pnodes)))
+    homes = set(data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=6)))
+    lay = layout(pnodes, sizes)
+    moves = whole_vnode_moves(lay, homes)
+    if len(homes) > len(pnodes):
+        assert moves is None
+        return
+    assert moves is not None
+    after = list(pnodes)
+    for m in moves:
+        assert after[m.vnode] == m.source != m.target and m.memory == sizes[m.vnode] * MiB
+        after[m.vnode] = m.target
+    assert set(after) == homes                       # realised exactly, each vnode whole on one node
+    assert len({m.vnode for m in moves}) == len(moves)
+    # nothing that already sat on a home node moved unless a home node needed it
+    held = set(pnodes) & homes
+    forced = [i for i, p in enumerate(pnodes) if p not in homes]
+    if len(forced) >= len(homes - held):
+        assert sorted(m.vnode for m in moves) == forced
+
+
+def test_gfns_within_spans():
+    gfns = list(range(0, 100, 3))
+    assert gfns_within(gfns, [(10, 20), (90, 200)]) == [12, 15, 18, 90, 93, 96, 99]
+    assert gfns_within(gfns, []) == []

@@ -1,0 +1,101 @@
+"""A vNUMA guest's vnodes as the units of memory moves (pure).
+
+A vNUMA guest was told, at boot, which vnode each of its memory ranges and vCPUs
+belongs to and how far apart the vnodes are; Xen keeps each vnode on one pnode.
+A move may take a whole vnode -- every range, every vCPU -- to another pnode
+(the vnode -> pnode map is then updated; the guest's own view does not change),
+but it must never leave a vnode spread over two pnodes.  This module owns that
+rule twice:
+
+* :func:`check_move`: may a page move (the whole domain's memory to one node, or
+  exactly one vnode's) go ahead?  Refused with ``NUMA_VNODE_SPLIT`` otherwise.
+* :func:`whole_vnode_moves`: a rebalancer proposal (the domain's new home nodes)
+  as whole-vnode moves, or None when no set of whole-vnode moves realises it.
+"""
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import attrs
+
+from xapi_numa.core.vnuma import VNode, VnumaLayout
+from xapi_numa.errors import InvalidArgument, VnodeSplit
+
+
+@attrs.frozen
+class VnodeMove:
+    """Move vnode ``vnode`` (its memory and its vCPUs) from pnode ``source`` to ``target``."""
+
+    vnode: int
+    source: int
+    target: int
+    memory: int  # bytes
+
+
+def whole_move_form(vm: str, vnode: int, to: int) -> str:
+    """The form of a move that keeps the promise, for error messages."""
+    return f"move-memory {vm} --vnode {vnode} --to {to} (the whole vnode: its memory and vCPUs)"
+
+
+def check_move(layout: Optional[VnumaLayout], vm: str, to: int, vnode: Optional[int] = None) -> None:
+    """Refuse a page move of domain ``vm`` to node ``to`` that would break a vnode -> pnode
+    promise.  ``vnode``: the move takes exactly that vnode's ranges (always whole).
+    Without it the move takes any of the domain's memory, so it may go ahead only if
+    every vnode already lives on ``to`` (it then only gathers memory that drifted)."""
+    if layout is None:
+        if vnode is not None:
+            raise InvalidArgument("vnode", f"VM {vm} has no vNUMA layout, so it has no vnode {vnode}",
+                                  "no vnode: move the VM's memory as a whole")
+        return
+    if vnode is not None:
+        layout.vnode(vnode)  # refused with the vnodes there are
+        return
+    for v in layout.vnodes:
+        if v.pnode != to:
+            raise VnodeSplit(vm, v.index, "unknown" if v.pnode is None else v.pnode, to,
+                             whole_move_form(vm, v.index, to))
+
+
+def _largest_first(vnodes: Iterable[VNode]) -> List[VNode]:
+    return sorted(vnodes, key=lambda v: (-v.memory, v.index))
+
+
+def _spare(layout: VnumaLayout, targets: List[int], count: int) -> List[VNode]:
+    """The ``count`` smallest vnodes that can leave a target node while it keeps one
+    (its largest stays: the cheapest choice for every node, so greedy is optimal)."""
+    spare: List[VNode] = []
+    for n in targets:
+        spare += _largest_first(v for v in layout.vnodes if v.pnode == n)[1:]
+    return sorted(spare, key=lambda v: (v.memory, v.index))[:count]
+
+
+def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tuple[VnodeMove, ...]]:
+    """The whole-vnode moves after which the domain's vnodes live exactly on ``homes``
+    (every vnode on one of them, every one of them holding a vnode), moving as little
+    memory as possible; ``()`` when nothing needs to move.  None when that cannot be
+    done without splitting a vnode (more home nodes than vnodes), or when a vnode's
+    pnode is unknown.
+
+    Vnodes off the home nodes must move; they fill home nodes with no vnode first
+    (largest first), then go where the least of the domain's memory is.  If too few
+    move to cover every home node, the smallest vnodes of nodes that hold several
+    move as well."""
+    targets = sorted(set(homes))
+    if not targets or any(n < 0 for n in targets):
+        raise InvalidArgument("homes", f"{targets}", "one or more node ids")
+    if any(v.pnode is None for v in layout.vnodes) or len(layout.vnodes) < len(targets):
+        return None
+    movers = _largest_first(v for v in layout.vnodes if v.pnode not in targets)
+    held = {v.pnode for v in layout.vnodes}
+    uncovered = [n for n in targets if n not in held]
+    if len(uncovered) > len(movers):
+        movers += _largest_first(_spare(layout, targets, len(uncovered) - len(movers)))
+    moving = {v.index for v in movers}
+    load: Dict[int, int] = {n: 0 for n in targets}
+    for v in layout.vnodes:
+        if v.index not in moving:
+            load[v.pnode] += v.memory
+    moves = []
+    for v in movers:
+        target = uncovered.pop(0) if uncovered else min(targets, key=lambda n: (load[n], n))
+        load[target] += v.memory
+        moves.append(VnodeMove(v.index, v.pnode, target, v.memory))
+    return tuple(sorted(moves, key=lambda m: m.vnode))

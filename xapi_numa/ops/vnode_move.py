@@ -1,0 +1,86 @@
+"""Moving one whole vnode of a vNUMA guest: what a page move adds for it.
+
+:mod:`xapi_numa.ops.move_memory` moves the pages; this module says which pages
+belong to the vnode (the gfns inside its guest-physical ranges) and, once they
+have all moved, keeps the promise true again: the vnode's new pnode is recorded
+with the hypervisor (``set_vnuma`` with the updated map: Xen replaces a layout;
+the guest's own SRAT, read at boot, does not change, so the guest still sees the
+same vnodes at the same distances), its vCPUs' soft affinity moves with it and
+the domain's node affinity becomes the pnodes its vnodes now live on.  The rule
+of what may move is :mod:`xapi_numa.core.vnode_units`.
+"""
+from typing import List, Optional, Sequence
+
+from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.actions import SetAffinity, SetNodeAffinity
+from xapi_numa.core.host import DomainInfo
+from xapi_numa.core.memory_move import MoveTally
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.vnuma import VnumaLayout
+from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.db import Database
+
+
+def check_vnode_move(layout: VnumaLayout, vnode: int, max_bytes: Optional[int], skip: int) -> None:
+    """A vnode moves whole, and its new pnode must be recordable afterwards."""
+    layout.vnode(vnode)
+    if max_bytes is not None:
+        raise InvalidArgument("max", "a vnode moves whole, never part of it", "no max with vnode")
+    if skip:
+        raise InvalidArgument("skip", "a vnode moves whole, from its first page", "0 with vnode")
+    unknown = [v.index for v in layout.vnodes if v.pnode is None and v.index != vnode]
+    if unknown:
+        raise InvalidArgument("vnode", f"the pnode of vnode(s) {unknown} is unknown (the hypervisor did not "
+                                       "show it), so the updated map could not be recorded",
+                              "a host whose debug-key 'u' dump shows every vnode's pnode")
+
+
+def vnode_gfns(layout: VnumaLayout, vnode: int, gfns: Sequence[int]) -> List[int]:
+    """The movable ``gfns`` (ascending) inside vnode ``vnode``'s ranges."""
+    return pagemove.gfns_within(gfns, [(r.start >> PAGE_SHIFT, -(-r.end >> PAGE_SHIFT))
+                                       for r in layout.ranges_of(vnode)])
+
+
+def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int,
+                 db: Optional[Database] = None) -> dict:
+    """After every page of vnode ``vnode`` moved to node ``to``: record its new pnode,
+    point its vCPUs' soft affinity and the domain's node affinity at where its vnodes
+    now are.  Hard affinity is the admin's: reported, never changed."""
+    from xapi_numa.ops.executor import DONE as APPLIED, Executor
+
+    before = layout.vnode(vnode).pnode
+    moved = layout.with_pnode(vnode, to)
+    hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)
+    cpus = hv.topology().cpus_of_nodes([to])
+    vcpus = moved.vnode(vnode).vcpus
+    why = f"vnode {vnode} moved from pnode {before} to {to}"
+    actions: list = [SetAffinity(d.domid, d.uuid, c, soft=cpus, reason=why) for c in vcpus]
+    actions.append(SetNodeAffinity(d.domid, d.uuid, frozenset(p for p in moved.pnodes if p is not None), why))
+    outcomes = Executor(hv, db).apply(actions)
+    hard = {v.vcpu: v.hard for v in hv.vcpus(d.domid)}
+    return {"vnode": vnode, "from": before, "to": to, "vcpus": list(vcpus), "pnodes": list(moved.pnodes),
+            "affinity": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
+            "hard_excludes_target": [c for c in vcpus if not hard.get(c, cpus) & cpus]}
+
+
+def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int, done: bool,
+                     tally: MoveTally, report: dict, db: Optional[Database] = None) -> Optional[str]:
+    """A whole vnode moved: record where it lives now (``report["vnode"]``).  Part of
+    one moved (the move stopped), or the record failed: say so in the report's error,
+    which is returned (the move then counts as failed)."""
+    if done:
+        try:
+            report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db)
+            return None
+        except NumaError as err:
+            report["error"] = "every page of vnode {} moved to node {}, but recording its new pnode failed: {}" \
+                .format(vnode, to, err.message)
+            return report["error"]
+    before = layout.vnode(vnode).pnode
+    if not tally.released or before == to:
+        return None
+    report["error"] = ("{}; vnode {} is now split: {} of its pages on node {}, the rest on pnode {}, which the "
+                       "hypervisor still records (run the same --vnode move again)").format(
+                           report.get("error", "stopped"), vnode, tally.moved, to, before)
+    return report["error"]
