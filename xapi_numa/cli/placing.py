@@ -80,17 +80,32 @@ def cmd_vm_placement(args) -> int:
     return 0
 
 
+def _render_vnuma(result: dict) -> str:
+    """The stored vNUMA plan and, for a running VM, the layout Xen holds (empty if neither)."""
+    lines = []
+    for title, plan in (("stored vNUMA plan (other_config:numa_vnuma, not applied by xenopsd)",
+                         result.get("vnuma_plan")),
+                        ("vNUMA layout Xen holds", (result.get("memory") or {}).get("vnuma"))):
+        if plan and "error" in plan:
+            lines.append("{}: {}".format(title, plan["error"]))
+        elif plan:
+            lines.append("{}:\n".format(title) + render.table(["vnode", "pnode", "memory", "vcpus"], [
+                [v["vnode"], "?" if v["pnode"] is None else v["pnode"], format_size(v["memory"]),
+                 ",".join(map(str, v["vcpus"]))] for v in plan["vnodes"]]))
+    return "".join("\n" + line for line in lines)
+
+
 def _render_vm_placement(vm: str, result: dict) -> str:
     if "options" in result:
         return "\n".join(["{} is {}; where it would go, best first:".format(vm, result["state"])]
                          + ["  {}: nodes {} - {}".format(o["host"], ",".join(map(str, o["nodes"])), o["reason"])
-                            for o in result["options"]])
+                            for o in result["options"]]) + _render_vnuma(result)
     m = result["memory"]
     head = ("{} runs on {} (domid {}), policy {}: memory ".format(vm, result["host"], m["domid"],
                                                                   result["policy"]["mode"])
             + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in m["nodes"].items())
             + "; {:.0f}% local to its home nodes".format(100 * m["local_share"]))
-    return head + "\n" + render.render_vcpus(result["vcpus"])
+    return head + "\n" + render.render_vcpus(result["vcpus"]) + _render_vnuma(result)
 
 
 def register(sub) -> None:

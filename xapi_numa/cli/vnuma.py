@@ -3,7 +3,9 @@
 Prints the plan of :mod:`xapi_numa.core.vnuma` for a VM about to start: by
 default its vnodes follow where the placement engine would put it (a dry run,
 nothing reserved); ``--nodes`` names the pnodes; ``--split 0|1`` puts it on one
-half of a split host.  ``--xl`` prints the lines for xl.cfg.
+half of a split host.  ``--xl`` prints the lines for xl.cfg.  ``--store`` (with
+``--pool``) plans a VM from its xapi record on its host and keeps the plan in its
+``other_config`` (:mod:`xapi_numa.ops.vnuma_xapi`).
 """
 from xapi_numa.cli import common, render
 from xapi_numa.core import vnuma
@@ -38,7 +40,36 @@ def _pnodes(args, hv, guest: vnuma.GuestSpec):
     return list(placement.nodes)
 
 
+def _render(plan: dict) -> str:
+    return render.table(["vnode", "pnode", "memory", "vcpus", "vdistances"],
+                        [[v["vnode"], v["pnode"], format_size(v["memory"]), ",".join(map(str, v["vcpus"])),
+                          ",".join(map(str, v["vdistances"]))] for v in plan["vnodes"]])
+
+
+def _store(args) -> int:
+    """Through the pool: the plan from the VM's own record on its host, kept in its other_config."""
+    from xapi_numa.ops.vnuma_pool import pool_plan
+    from xapi_numa.ops.vnuma_xapi import VNUMA_KEY
+
+    given = [flag for flag, value in (("--vcpus", args.vcpus), ("--memory", args.memory), ("--nodes", args.nodes),
+                                      ("--xl", args.xl), ("--apply", args.apply)) if value]
+    if given:
+        raise InvalidArgument(given[0], "not with --store (the VM's record says what it is; the host plans it)",
+                              "--store [--split 0|1] [--host HOST]")
+    with common.pool_session(args) as session:
+        result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
+                           args.host, store=True)
+    common.emit(args, result, lambda r: "{} on {}: stored in other_config:{}\n{}".format(
+        args.vm, r["host"], VNUMA_KEY, _render(r)))
+    return 0
+
+
 def cmd_vnuma(args) -> int:
+    if args.store:
+        return _store(args)
+    if args.vcpus is None or args.memory is None:
+        raise InvalidArgument("--vcpus" if args.vcpus is None else "--memory", "missing",
+                              "--vcpus N --memory SIZE (or --store to plan from the VM's xapi record)")
     guest = _guest(args)
     vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
     hv = common.hypervisor(args)
@@ -55,10 +86,7 @@ def cmd_vnuma(args) -> int:
         return 0
     if args.apply:
         _apply(args, hv, plan)
-    common.emit(args, dict(plan.to_dict(), vm=args.vm), lambda _: render.table(
-        ["vnode", "pnode", "memory", "vcpus", "vdistances"],
-        [[v.index, v.pnode, format_size(v.memory), ",".join(map(str, v.vcpus)),
-          ",".join(map(str, v.distances))] for v in plan.vnodes]))
+    common.emit(args, dict(plan.to_dict(), vm=args.vm), _render)
     return 0
 
 
@@ -80,8 +108,8 @@ def _apply(args, hv, plan: vnuma.VnumaPlan) -> None:
 def register(sub) -> None:
     q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
-    q.add_argument("--vcpus", type=whole_number, required=True)
-    q.add_argument("--memory", required=True, help="static-max; " + SIZE_SYNTAX)
+    q.add_argument("--vcpus", type=whole_number, help="the VM's vCPUs (needed unless --store)")
+    q.add_argument("--memory", help="static-max (needed unless --store); " + SIZE_SYNTAX)
     q.add_argument("--dynamic-min", dest="dynamic_min", help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
     q.add_argument("--type", default="hvm", help="hvm (default) or pvh; pv is refused")
@@ -95,6 +123,10 @@ def register(sub) -> None:
                    help="also set the layout on the built, paused domain VM (for toolstacks without vNUMA)")
     q.add_argument("--hole-start", dest="hole_start", default="0xf0000000",
                    help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end)")
+    q.add_argument("--store", action="store_true",
+                   help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
+                        "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
+    q.add_argument("--host", help="with --store, for a halted VM: plan on this host (default: placement's best)")
     common.add_json(q)
     common.add_ledger(q)
     q.set_defaults(func=cmd_vnuma)

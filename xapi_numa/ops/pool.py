@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
 from xapi_numa.errors import NoCapacity, NumaError
+from xapi_numa.ops.vnuma_xapi import stored_plan
 
 MAX_ATTEMPTS = 6
 
@@ -97,10 +98,12 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "host": xapi.call(session.xenapi.host.get_name_label, host),
                 "memory": _plugin(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": _plugin(session, host, "vcpus", {"vm": uuid}),
-                "policy": _plugin(session, host, "get_policy", {"vm": uuid})}
+                "policy": _plugin(session, host, "get_policy", {"vm": uuid}),
+                "vnuma_plan": stored_plan(record["other_config"])}
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
                for _, host, placement in candidates(session, uuid)]
-    return {"vm": uuid, "state": record["power_state"], "options": options}
+    return {"vm": uuid, "state": record["power_state"], "options": options,
+            "vnuma_plan": stored_plan(record["other_config"])}
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:

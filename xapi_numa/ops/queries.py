@@ -52,14 +52,17 @@ def memory_rows(hv: Hypervisor) -> List[dict]:
 
 
 def vm_memory(hv: Hypervisor, domid: int) -> dict:
-    """One VM's memory per node, its home nodes and the share of its memory there."""
+    """One VM's memory per node, its home nodes and the share of its memory there, and
+    the vNUMA layout the hypervisor holds for it (None: it has none)."""
     topo = hv.topology()
     pages = hv.node_pages(domid)
     homes = locality.home_nodes(hv.vcpus(domid), topo)
+    layout = hv.vnuma(domid)
     return {"domid": domid, "nodes": {str(n): p << PAGE_SHIFT for n, p in sorted(pages.items())},
             "total": sum(pages.values()) << PAGE_SHIFT, "home_nodes": sorted(homes),
             "memory_nodes": sorted(locality.memory_nodes(pages)),
-            "local_share": round(locality.local_share(pages, homes), 4)}
+            "local_share": round(locality.local_share(pages, homes), 4),
+            "vnuma": None if layout is None else layout.to_dict()}
 
 
 def outside_soft_counts(rows: Sequence[dict]) -> Dict[str, int]:

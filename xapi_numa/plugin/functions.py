@@ -3,7 +3,7 @@
 Functions (all arguments are strings; every result is JSON):
 ``host_topology``, ``vm_memory``, ``vcpus``, ``set_policy``, ``get_policy``,
 ``place``, ``settle``, ``release``, ``move_memory``, ``memory_move_status``,
-``homing``.  ``migrate_memory`` and ``migration_status`` are the documented
+``homing``, ``vnuma_plan``.  ``migrate_memory`` and ``migration_status`` are the documented
 older names of the two page-move functions.
 
 Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
@@ -17,7 +17,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
-from xapi_numa.ops import move_memory, queries, runtime, settle as settling, start_placement
+from xapi_numa.ops import move_memory, queries, runtime, settle as settling, start_placement, vnuma_xapi
 from xapi_numa.ops.boot_pin import restore_boot
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
@@ -182,10 +182,26 @@ def homing(ctx: Context, args: Dict[str, str]) -> dict:
     return {"scheduler": ctx.hv.capabilities().scheduler, "actions": [o.to_dict() for o in outcomes]}
 
 
+def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
+    """The VM's vNUMA plan on this host (mode follow: where it would start now; split:
+    on half 0 or 1 of the split host); with store=true also kept in its other_config."""
+    check_args(args, {"vm"}, {"mode", "half", "store"})
+    uuid = uuid_arg(args)
+    half = int_arg(args, "half", 0, 1) if "half" in args else None
+    store = bool_arg(args, "store")
+    vm = xapi.vm_ref(ctx.session, uuid)
+    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, xapi.vm_record(ctx.session, vm), uuid,
+                               args.get("mode", "follow").strip(), half)
+    if store:
+        vnuma_xapi.store_plan(ctx.session, vm, plan)
+    return dict(plan.to_dict(), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
+
+
 FUNCTIONS: Dict[str, Callable[[Context, Dict[str, str]], object]] = {
     "host_topology": host_topology, "vm_memory": vm_memory, "vcpus": vcpus, "set_policy": set_policy,
     "get_policy": get_policy, "place": place, "settle": settle, "release": release,
     "move_memory": move_memory_fn, "memory_move_status": memory_move_status, "homing": homing,
+    "vnuma_plan": vnuma_plan,
     # the first version's names, kept as documented aliases
     "migrate_memory": move_memory_fn, "migration_status": memory_move_status,
 }

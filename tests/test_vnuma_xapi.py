@@ -1,0 +1,126 @@
+"""A VM's vNUMA plan in XAPI, through the loopback pool: the plugin's ``vnuma_plan``
+(planned from the VM's record, stored in other_config only when asked, every refusal
+before anything is written), ``xapi-numa vnuma VM --store`` and ``vm-placement``."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_plugin import err, ok, run
+
+from xapi_numa.core import vnuma
+from xapi_numa.ops.vnuma_xapi import VNUMA_KEY, guest_of, stored_plan
+
+G = 1 << 30
+XAPI_NUMA = os.path.join(os.path.dirname(sys.executable), "xapi-numa")
+
+
+@pytest.fixture
+def ctx(pool):
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    return server, session, host, session._session
+
+
+def without_meta(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("vm", "stored", "key")}
+
+
+def test_follow_plan_is_stored_only_when_asked(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("db", 4, 2 * G, other_config={"numa_mode": "best_effort"})
+    shown = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))
+    assert shown["mode"] == "follow" and shown["stored"] is False and shown["key"] == VNUMA_KEY
+    assert sum(v["memory"] for v in shown["vnodes"]) == 2 * G
+    assert sorted(c for v in shown["vnodes"] for c in v["vcpus"]) == [0, 1, 2, 3]
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+    stored = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    other = session.xenapi.VM.get_other_config(ref)
+    assert json.loads(other[VNUMA_KEY]) == without_meta(stored)
+    assert other["numa_mode"] == "best_effort"  # the other keys are left alone
+    assert stored_plan(other) == without_meta(stored)
+
+
+def test_split_plan_uses_one_half(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("web", 2, 1 * G, domain_type="pvh")
+    plan = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "mode": "split", "half": "1", "store": "true"}))
+    assert plan["mode"] == "split" and [v["pnode"] for v in plan["vnodes"]] == [1]
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY])["mode"] == "split"
+
+
+@pytest.mark.parametrize("vm_kwargs, args, field", [
+    ({"domain_type": "pv"}, {}, "type"),
+    ({"domain_type": "pv_in_pvh"}, {}, "type"),
+    ({}, {"mode": "stretch"}, "mode"),
+    ({}, {"mode": "split"}, "half"),
+    ({}, {"half": "0"}, "half"),
+    ({}, {"mode": "split", "half": "2"}, "half"),
+    ({}, {"store": "yes"}, "store"),
+    ({"other_config": {"numa_mode": "any"}}, {}, "policy"),
+])
+def test_refusals_change_nothing(ctx, vm_kwargs, args, field):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("bad", 2, 1 * G, **vm_kwargs)
+    before = session.xenapi.VM.get_other_config(ref)
+    details = err(run(server, host, sid, "vnuma_plan", dict({"vm": uuid, "store": "true"}, **args)))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", field], details
+    assert session.xenapi.VM.get_other_config(ref) == before
+
+
+def test_populate_on_demand_is_refused(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("pod", 2, 2 * G)
+    server.vms[ref]["memory_dynamic_min"] = str(1 * G)
+    details = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "memory_dynamic_min"]
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+
+
+def test_guest_of_reads_the_datamodel_fields():
+    record = {"domain_type": "unspecified", "HVM_boot_policy": "BIOS order", "VCPUs_max": "3",
+              "memory_static_max": str(G), "memory_dynamic_min": str(G), "other_config": {}}
+    assert guest_of(record) == vnuma.GuestSpec("hvm", 3, G, G)
+    assert guest_of(dict(record, HVM_boot_policy="")).type == "pv"
+    assert stored_plan({VNUMA_KEY: "{not json"})["error"].startswith("other_config:numa_vnuma")
+    assert stored_plan({}) is None
+
+
+def cli(server, tmp_path, *argv):
+    secret = tmp_path / "password"
+    if not secret.exists():
+        secret.write_text("xenroot\n")
+        secret.chmod(0o600)
+    return subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file",
+                           str(secret), *argv], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_store_and_vm_placement(pool, tmp_path):
+    server, session = pool
+    ref, uuid = server.add_vm("app", 2, 1 * G)
+    done = cli(server, tmp_path, "vnuma", "app", "--store", "--split", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["stored"] is True and result["host"].startswith("host")
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY]) == without_meta(
+        {k: v for k, v in result.items() if k != "host"})
+    refused = cli(server, tmp_path, "vnuma", "app", "--store", "--vcpus", "2")
+    assert refused.returncode == 2 and "--vcpus" in refused.stderr and "--store" in refused.stderr
+    shown = cli(server, tmp_path, "vm-placement", "app", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["vnuma_plan"]["vnodes"][0]["pnode"] == 0
+    text = cli(server, tmp_path, "vm-placement", "app")
+    assert "stored vNUMA plan" in text.stdout and "not applied by xenopsd" in text.stdout
+    # running: the stored plan and the layout Xen holds (none: xenopsd set none)
+    session.xenapi.VM.start_on(ref, session.xenapi.host.get_all()[0], False, False)
+    running = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)
+    assert running["vnuma_plan"]["mode"] == "split" and running["memory"]["vnuma"] is None
+    # once a layout is set on the domain (what a patched builder would do), it is shown too
+    host = session.xenapi.VM.get_resident_on(ref)
+    sim, domid = server.sims[host], int(session.xenapi.VM.get_domid(ref))
+    plan = vnuma.plan_follow(sim.topology(), vnuma.GuestSpec("hvm", 2, 1 * G), [1, 0], free={0: 2 * G, 1: 2 * G})
+    sim.set_vnuma(domid, plan, vnuma.memory_ranges(plan))
+    running = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)
+    assert [v["pnode"] for v in running["memory"]["vnuma"]["vnodes"]] == [1, 0]
+    assert "vNUMA layout Xen holds" in cli(server, tmp_path, "vm-placement", uuid).stdout

@@ -1,0 +1,83 @@
+"""A VM's vNUMA plan in XAPI: planned on a host from the VM's record, stored in
+``VM.other_config``, read back for ``vm-placement``.
+
+xenopsd builds domains without vNUMA today, so the stored plan is a record of
+intent: what a patched domain builder should set before the guest's ACPI tables
+are written (see the README), what an admin starting the VM through xl copies,
+and what ``vm-placement`` shows next to where the VM really is.  The plan is
+one key, ``numa_vnuma`` (JSON of :meth:`VnumaPlan.to_dict`), written on its own
+like every key of ours (:func:`xapi_numa.backends.xapi.set_other_config`).
+
+Guest facts come from xapi's datamodel fields: ``domain_type`` (hvm, pvh; pv
+and pv_in_pvh are PV guests, refused), ``VCPUs_max``, ``memory_static_max``
+and ``memory_dynamic_min`` (below static-max: populate-on-demand, refused).
+"""
+import json
+from typing import Dict, Optional
+
+from xapi_numa.backends import xapi
+from xapi_numa.core import vnuma
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ops.start_placement import request_for
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.ledger import Ledger
+
+VNUMA_KEY = "numa_vnuma"
+# xapi's domain_type enum -> what the planner calls the guest (pv_in_pvh runs a PV kernel)
+DOMAIN_TYPES = {"hvm": "hvm", "pvh": "pvh", "pv": "pv", "pv_in_pvh": "pv"}
+
+
+def guest_of(record: dict) -> vnuma.GuestSpec:
+    """The planner's view of a VM, from its xapi record."""
+    dtype = record.get("domain_type", "unspecified")
+    if dtype == "unspecified":  # older records: HVM_boot_policy says which
+        dtype = "hvm" if record.get("HVM_boot_policy") else "pv"
+    if dtype not in DOMAIN_TYPES:
+        raise InvalidArgument("domain_type", f"{dtype!r}", ", ".join(sorted(DOMAIN_TYPES)))
+    return vnuma.GuestSpec(DOMAIN_TYPES[dtype], int(record["VCPUs_max"]), int(record["memory_static_max"]),
+                           int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
+
+
+def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str = "follow",
+             half: Optional[int] = None) -> vnuma.VnumaPlan:
+    """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
+    (a dry run: nothing reserved), or ``split`` on half ``half`` of the split host.
+    A VM running here counts its own memory as free (the plan is for its next start)."""
+    if mode not in vnuma.MODES:
+        raise InvalidArgument("mode", f"{mode!r}", ", ".join(vnuma.MODES))
+    if (half is None) != (mode == "follow"):
+        raise InvalidArgument("half", "a split plan needs the half (0 or 1); a follow plan takes none",
+                              "half with mode=split only")
+    guest = guest_of(record)
+    vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
+    topo = hv.topology()
+    free = {n.node: n.claimable for n in hv.node_memory()}
+    running = next((d for d in hv.domains() if d.uuid == uuid), None)
+    if running is not None:
+        for node, pages in hv.node_pages(running.domid).items():
+            free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)
+    if mode == "split":
+        return vnuma.plan_split(topo, guest, half, free)
+    placement, _, _ = place_and_reserve(hv, ledger, request_for(record, topo), uuid, dry_run=True)
+    return vnuma.plan_follow(topo, guest, list(placement.nodes), free)
+
+
+def store_plan(session, vm: str, plan: vnuma.VnumaPlan) -> None:
+    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan.to_dict(), sort_keys=True, separators=(",", ":")))
+
+
+def stored_plan(other_config: Dict[str, str]) -> Optional[dict]:
+    """The stored plan, None if there is none; a value that is not a plan is shown as such."""
+    text = other_config.get(VNUMA_KEY)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not isinstance(value.get("vnodes"), list):
+        return {"error": f"other_config:{VNUMA_KEY} holds no vNUMA plan", "text": text[:200]}
+    return value
