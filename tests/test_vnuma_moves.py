@@ -247,3 +247,21 @@ def test_gfns_within_spans():
     gfns = list(range(0, 100, 3))
     assert gfns_within(gfns, [(10, 20), (90, 200)]) == [12, 15, 18, 90, 93, 96, 99]
     assert gfns_within(gfns, []) == []
+
+
+def test_the_rebalancers_memory_moves_are_refused_for_a_vnuma_guest(sim, tmp_path):
+    """The rebalancer's MoveMemory goes through the executor's mover (move_now on a host
+    with modelled time): a move that would split a vnode comes back refused, nothing moved."""
+    from xapi_numa.core.actions import MoveMemory
+    from xapi_numa.ops.executor import REFUSED, Executor
+
+    hv, domid = sim
+    set_two_vnodes(hv, domid)
+    hv.unpause(domid)
+    before = hv.node_pages(domid)
+    uuid = next(d.uuid for d in hv.domains() if d.domid == domid)
+    db = Ledger(str(tmp_path / "l.db")).db
+    outcome, = Executor(hv, db, start_mover=move_memory.move_now).apply(
+        [MoveMemory(domid, uuid, 0, max_pages=4096, reason="rebalance")])
+    assert outcome.status == REFUSED and "vnode 1 is promised pnode 1" in outcome.detail
+    assert hv.node_pages(domid) == before
