@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import create_guest, debug_key_dump, expected_scheduler, xl  # noqa: F401
+from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console, xl
 
 from dom0_lib_child import plain
 
@@ -193,13 +193,17 @@ def test_affinity_and_pause_writes_land_in_xen(hv, guests):
 
 def test_page_move_through_the_abi_build(hv, xen_cmdline, tmp_path):
     """The widest structs of the interface (scan stats, batch result) across cffi's ABI mode:
-    a paused PVH guest's scan agrees with the API build's, and a batch moves to node 1."""
+    a running PVH guest, held paused, is scanned alike by both builds, a batch of its memory
+    moves to node 1, and the guest's own memory checker still passes afterwards."""
     if expected_scheduler(xen_cmdline) != "credit2":
         pytest.skip("page moves do not depend on the scheduler: they run in the credit2 boot only")
     name = "abi-mover"
-    domid = create_guest(name, memory=128, kind="pvh", initrd="/opt/guest/initrd-mem.cpio", cpus_soft="node:0")
+    domid = create_guest(name, paused=False, memory=128, kind="pvh", initrd="/opt/guest/initrd-mem.cpio",
+                         cpus_soft="node:0")
     try:
-        expected = hv.memory_map(domid)     # paused since it was built: nothing changes under us
+        wait_console(name, r"memcheck: pass 1 ok", timeout=180)
+        hv.pause(domid)                     # held still: both builds must see the same memory
+        expected = hv.memory_map(domid)
         before = debug_key_dump()[domid]
         run_dir = str(tmp_path / "run")
         out = abi("from xapi_numa.core import memory_move as pagemove\n"
@@ -214,9 +218,14 @@ def test_page_move_through_the_abi_build(hv, xen_cmdline, tmp_path):
         assert out["gfns"] == 512
         assert (move["stage"], move["error"], move["lost"], move["released"]) == ("done", 0, 0, 512), move
         assert move["moved"] == 512 and move["fallback"] == 0 and move["not_freed"] == 0
-        assert out["paused"] == [True]                       # still the builder's pause, given back once
+        assert out["paused"] == [True]                       # our pause: the mover gave back only its own
         after = debug_key_dump()[domid]
         assert after.get(1, 0) >= before.get(1, 0) + 512, (before, after)
         assert os.listdir(run_dir) == []                     # its batch record is gone
+        seen = len(console(name))
+        hv.unpause(domid)
+        # the pass under way at the pause ends first; the next one ran wholly after the move
+        wait_console(name, r"memcheck: pass \d+ ok[\s\S]*memcheck: pass \d+ ok", timeout=240, after=seen)
+        assert "CORRUPT" not in console(name), console(name)[-2000:]
     finally:
         subprocess.run(["xl", "destroy", name], capture_output=True, timeout=60)
