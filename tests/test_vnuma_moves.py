@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -265,3 +266,48 @@ def test_the_rebalancers_memory_moves_are_refused_for_a_vnuma_guest(sim, tmp_pat
         [MoveMemory(domid, uuid, 0, max_pages=4096, reason="rebalance")])
     assert outcome.status == REFUSED and "vnode 1 is promised pnode 1" in outcome.detail
     assert hv.node_pages(domid) == before
+
+
+class FakeGetvnuma:
+    """xn_domain_getvnuma as Xen answers it: counts back with ENOBUFS when the room is
+    short, EOPNOTSUPP without a layout; ``replace_once`` swaps the layout for a bigger
+    one between the sizing call and the fill (the answer is then ENOBUFS again)."""
+
+    def __init__(self, layouts):
+        self.layouts, self.calls = list(layouts), 0
+
+    def xn_domain_getvnuma(self, handle, domid, nodes, nranges, vcpus, ranges, dist, v2n):
+        self.calls += 1
+        if not self.layouts:
+            return -95  # EOPNOTSUPP
+        lay = self.layouts[0] if len(self.layouts) == 1 else self.layouts.pop(0)
+        k, rs, cpus = len(lay.vnodes), lay.ranges, sum(len(v.vcpus) for v in lay.vnodes)
+        short = nodes[0] < k or nranges[0] < len(rs) or vcpus[0] < cpus
+        nodes[0], nranges[0], vcpus[0] = k, len(rs), cpus
+        if short:
+            return -105  # ENOBUFS
+        for i, r in enumerate(rs):
+            ranges[i].start, ranges[i].end, ranges[i].vnode = r.start, r.end, r.vnode
+        for i, d in enumerate(d for v in lay.vnodes for d in v.distances):
+            dist[i] = d
+        for v in lay.vnodes:
+            for c in v.vcpus:
+                v2n[c] = v.index
+        return 0
+
+
+def test_xen_adapter_sizes_with_the_enobufs_answer_and_asks_again():
+    from xapi_numa.backends import xen_vnuma
+
+    native = pytest.importorskip("xapi_numa._libxenuma")
+    one, two = layout([1]), layout([0, 1], [128, 64])
+    dump = DUMP.replace(b"d3 (total", b"d5 (total")
+    fake = FakeGetvnuma([two])
+    got = xen_vnuma.read(native.ffi, fake, None, 5, lambda fresh: dump)
+    assert fake.calls == 2 and got == two  # sized (ENOBUFS), then filled; pnodes from the dump
+    fake = FakeGetvnuma([one, two])  # replaced by a larger layout between the two looks
+    assert xen_vnuma.read(native.ffi, fake, None, 5, lambda fresh: dump) == two and fake.calls == 3
+    assert xen_vnuma.read(native.ffi, FakeGetvnuma([]), None, 5, lambda fresh: dump) is None
+    unknown = xen_vnuma.read(native.ffi, FakeGetvnuma([two]), None, 9, lambda fresh: dump)
+    assert unknown.pnodes == (None, None) and unknown.vnodes == tuple(
+        attrs.evolve(v, pnode=None) for v in two.vnodes)

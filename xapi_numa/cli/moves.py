@@ -56,7 +56,8 @@ def render_plan(d: dict) -> str:
     lines = ["vm:       {} (domid {})".format(d["vm"], d["domid"]),
              "plan:     {} of {} movable pages to node {} in {} batches, {} whole 2 MiB runs".format(
                  d["pages"], d["movable_pages"], d["to"], d["batches"], d["superpage_runs"]),
-             "target:   node {} has {} free pages".format(d["to"], d["target_free_pages"]),
+             "target:   node {} has {} free pages".format(d["to"], d["target_free_pages"])
+             + ("; only vnode {}'s pages, whole".format(d["vnode"]) if d.get("vnode") is not None else ""),
              "skip set:" + ("" if d["skipped"] else "  nothing")]
     for reason, gfns in sorted(d["skipped_gfns"].items()):
         lines.append("  {:<10} {:>6}  {}   ({})".format(reason, d["skipped"][reason], gfns,
