@@ -124,3 +124,31 @@ def test_cli_store_and_vm_placement(pool, tmp_path):
     running = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)
     assert [v["pnode"] for v in running["memory"]["vnuma"]["vnodes"]] == [1, 0]
     assert "vNUMA layout Xen holds" in cli(server, tmp_path, "vm-placement", uuid).stdout
+
+
+def test_plugin_move_memory_moves_whole_vnodes_only(ctx):
+    import time
+
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("numa-app", 2, 1 * G, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, domid = server.sims[host], int(session.xenapi.VM.get_domid(ref))
+    plan = vnuma.plan_follow(sim.topology(), vnuma.GuestSpec("pvh", 2, 1 * G), [0, 1], free={0: 2 * G, 1: 2 * G})
+    sim.set_vnuma(domid, plan, vnuma.memory_ranges(plan))
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0"}))
+    # [code, message, VM, vnode, its pnode, target, the allowed form], as for every error of ours with a message
+    assert details[0] == "NUMA_VNODE_SPLIT" and details[2:6] == ["numa-app", "1", "1", "0"]
+    assert "--vnode 1 --to 0" in details[6] and "vnode 1 is promised pnode 1" in details[1]
+    assert err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0", "vnode": "2"}))[:2] == [
+        "NUMA_INVALID_ARGUMENT", "vnode"]
+    started = ok(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0", "vnode": "1"}))
+    assert started["state"] == "running" and started["vnode"] == 1
+    deadline = time.monotonic() + 120
+    status = {}
+    while time.monotonic() < deadline:
+        status = ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))
+        if status["state"] != "running":
+            break
+        time.sleep(0.5)
+    assert status["state"] == "done", status
+    assert status["vnode"]["pnodes"] == [0, 0] and sim.vnuma(domid).pnodes == (0, 0)
