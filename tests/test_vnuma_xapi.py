@@ -152,3 +152,21 @@ def test_plugin_move_memory_moves_whole_vnodes_only(ctx):
         time.sleep(0.5)
     assert status["state"] == "done", status
     assert status["vnode"]["pnodes"] == [0, 0] and sim.vnuma(domid).pnodes == (0, 0)
+
+
+def test_the_fields_read_are_xapis():
+    """guest_of reads datamodel fields by name, and knows every domain_type xapi has."""
+    from conftest import SHARED
+
+    from xapi_numa.ops.vnuma_xapi import DOMAIN_TYPES
+
+    path = os.path.join(SHARED, "xenapi.json")
+    if not os.path.exists(path):
+        pytest.skip("shared/xenapi.json not present")
+    with open(path) as f:
+        vm = next(c for c in json.load(f) if c["name"] == "VM")
+    fields = {f["name"] for f in vm["fields"]}
+    assert {"domain_type", "HVM_boot_policy", "VCPUs_max", "memory_static_max", "memory_dynamic_min",
+            "other_config"} <= fields
+    types = {v["name"] for e in vm["enums"] if e["name"] == "domain_type" for v in e["values"]}
+    assert types == set(DOMAIN_TYPES) | {"unspecified"}
