@@ -311,3 +311,12 @@ def test_xen_adapter_sizes_with_the_enobufs_answer_and_asks_again():
     unknown = xen_vnuma.read(native.ffi, FakeGetvnuma([two]), None, 9, lambda fresh: dump)
     assert unknown.pnodes == (None, None) and unknown.vnodes == tuple(
         attrs.evolve(v, pnode=None) for v in two.vnodes)
+
+
+def test_a_library_without_getvnuma_is_an_error_never_no_layout():
+    from xapi_numa.backends import xen_vnuma
+    from xapi_numa.errors import HypervisorError
+
+    with pytest.raises(HypervisorError) as err:
+        xen_vnuma.read(None, object(), None, 5, lambda fresh: b"")
+    assert err.value.errno_name == "ENOSYS" and "xn_domain_getvnuma" in err.value.message

@@ -36,13 +36,16 @@ def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRan
 
 def read(ffi, lib, handle, domid: int, dump: Callable[[bool], bytes]) -> Optional[VnumaLayout]:
     """The layout Xen holds for ``domid``, or None if it has none."""
+    getvnuma = getattr(lib, "xn_domain_getvnuma", None)
+    if getvnuma is None:  # a prebuilt library older than this package: say so, never guess "no layout"
+        raise HypervisorError(errno.ENOSYS, "reading vNUMA layouts (this libxenuma has no xn_domain_getvnuma)")
     counts = [ffi.new("uint32_t *", 0) for _ in range(3)]
     for _ in range(SIZING_TRIES):
         nodes, nranges, vcpus = (c[0] for c in counts)
         ranges = ffi.new("struct xn_vmemrange[]", nranges) if nranges else ffi.NULL
         dist = ffi.new("uint32_t[]", nodes * nodes) if nodes else ffi.NULL
         v2n = ffi.new("uint32_t[]", vcpus) if vcpus else ffi.NULL
-        rc = lib.xn_domain_getvnuma(handle, domid, counts[0], counts[1], counts[2], ranges, dist, v2n)
+        rc = getvnuma(handle, domid, counts[0], counts[1], counts[2], ranges, dist, v2n)
         if rc == -errno.EOPNOTSUPP:
             return None
         if rc in (-errno.ENOBUFS, -errno.EAGAIN):

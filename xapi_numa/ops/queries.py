@@ -9,6 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from xapi_numa.core import locality
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.errors import NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 
 
@@ -57,12 +58,16 @@ def vm_memory(hv: Hypervisor, domid: int) -> dict:
     topo = hv.topology()
     pages = hv.node_pages(domid)
     homes = locality.home_nodes(hv.vcpus(domid), topo)
-    layout = hv.vnuma(domid)
+    try:
+        layout = hv.vnuma(domid)
+        vnuma = None if layout is None else layout.to_dict()
+    except NumaError as err:  # the rest of the answer stands; moves refuse on their own
+        vnuma = {"error": err.message}
     return {"domid": domid, "nodes": {str(n): p << PAGE_SHIFT for n, p in sorted(pages.items())},
             "total": sum(pages.values()) << PAGE_SHIFT, "home_nodes": sorted(homes),
             "memory_nodes": sorted(locality.memory_nodes(pages)),
             "local_share": round(locality.local_share(pages, homes), 4),
-            "vnuma": None if layout is None else layout.to_dict()}
+            "vnuma": vnuma}
 
 
 def outside_soft_counts(rows: Sequence[dict]) -> Dict[str, int]:
