@@ -116,3 +116,61 @@ def test_a_node_with_no_pcpu_for_guests_is_never_a_home():
     vms = [vm(1, 1, 2.0), vm(2, 1, 2.0), vm(3, 1, 2.0)]
     a = rebalance.assess(vms, TOPO, capacity={0: 0.0, 1: 4.0, 2: 4.0})
     assert [to for _, to in a.best.moves] == [2] and 0 not in a.loads
+
+
+def test_candidate_moves_lists_every_eligible_move_and_nothing_else():
+    vms = [vm(1, 0, 2.0), vm(2, 1, 2.0, movable=False), vm(3, 0, 1.5, allowed=frozenset({0, 1})),
+           vm(4, 1, 1.0, type="pv"), vm(5, 2, 0.5), vm(6, None, 3.0)]
+    singles = {(m.uuid, to) for kind, ((m, to),) in rebalance.candidate_moves(vms, [0, 1, 2])}
+    assert singles == {("uuid-1", 1), ("uuid-1", 2), ("uuid-3", 1), ("uuid-4", 0), ("uuid-4", 2),
+                       ("uuid-5", 0), ("uuid-5", 1)}  # not the pinned one, nor the one with no single home
+    swaps = rebalance.candidate_moves(vms, [0, 1, 2], swaps=True)
+    # uuid-3 may not go to node 2, uuid-2 may not move, a PV guest's memory cannot follow
+    assert [(kind, [(m.uuid, to) for m, to in moves]) for kind, moves in swaps] == [
+        ("swap", [("uuid-1", 2), ("uuid-5", 0)])]
+
+
+def test_assess_weighs_only_the_moves_candidate_moves_offers(monkeypatch):
+    # the hook a constraint on what may move plugs into: drop the cheapest VM there and
+    # the planner picks the next one
+    half_there = {0: GIB // 2, 2: GIB // 2}
+    vms = [vm(1, 0, 2.0), vm(2, 0, 2.0, half_there), vm(3, 0, 2.0)]
+    assert [m.uuid for m, _ in rebalance.assess(vms, TOPO).best.moves] == ["uuid-2"]
+    offered = rebalance.candidate_moves
+    monkeypatch.setattr(rebalance, "candidate_moves", lambda vms, nodes, swaps=False: [
+        c for c in offered(vms, nodes, swaps) if all(m.uuid != "uuid-2" for m, _ in c[1])])
+    best = rebalance.assess(vms, TOPO).best
+    assert best is not None and [m.uuid for m, _ in best.moves] != ["uuid-2"]
+
+
+def test_memory_starts_following_in_the_period_its_home_moves(tmp_path):
+    path = str(tmp_path / "follow.json")
+    sim = scenarios.build("asymmetric", path, seed=2)
+    rt = Runtime(sim, Database(path + ".db"), Settings())
+    moves = []
+    for _ in range(30):
+        sim.run(2.0)
+        rt.cycle()
+        moves = HomeMoves(rt.db).recent()
+        if moves:
+            break
+    assert moves, "no home moved in 60 s of asymmetric load"
+    follows = {a.uuid: a.to for a in rt.last_decision.actions if isinstance(a, MoveMemory)}
+    assert all(follows.get(m.uuid) == m.to_node for m in moves)
+
+
+def test_a_temporary_pin_of_homings_is_not_the_vms_home(tmp_path):
+    # homing pinned both vCPUs to node 0 just before the rebalancer moved the VM's home to
+    # node 2: the planner must count the VM on node 2, or it sends another VM after it
+    from xapi_numa.core.host import DomainInfo, VcpuInfo
+    from xapi_numa.core.snapshot import HostSnapshot
+    from xapi_numa.ops.rebalancing import Rebalancer
+    node0, node2 = TOPO.cpus_of_nodes([0]), TOPO.cpus_of_nodes([2])
+    dom = DomainInfo(5, "vm5", "uuid-5", 2, 1 << 30, 1 << 30, False, "pvh")
+    vcpus = tuple(VcpuInfo(5, i, min(node0) + i, "running", node0, node2) for i in (0, 1))
+    snap = HostSnapshot(TOPO, 10.0, (dom,), {5: vcpus})
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    ours = rb.loads(snap, {}, set(), 10.0, {("uuid-5", 0), ("uuid-5", 1)})
+    assert [(v.home, v.movable) for v in ours] == [(2, True)]
+    admins = rb.loads(snap, {}, set(), 10.0)  # the same hard affinity set by the admin is a pin
+    assert [(v.home, v.movable) for v in admins] == [(0, False)]

@@ -8,6 +8,11 @@ state database, which survives restarts), and how far each VM's memory has
 followed its new home.  Every period it turns a snapshot into
 :class:`~xapi_numa.core.rebalance.VmLoad` values, asks the planner, and
 returns the actions for the executor, with the assessment that explains them.
+
+A VM's home is what its affinity says with homing's temporary pins left out
+(such a pin may still hold a vCPU on the node its VM was just moved away
+from).  The first step of memory following goes out in the period the home
+moves, with the home move itself.
 """
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
@@ -38,6 +43,13 @@ def guest_capacity(snap: HostSnapshot) -> Dict[int, float]:
     cpus = frozenset().union(*(snap.pools.get(p, snap.topology.all_cpus) for p in pools)) if pools \
         else snap.topology.all_cpus
     return {n.id: float(len(n.cpus & cpus)) for n in snap.topology.nodes}
+
+
+def _without_our_pins(uuid: str, vcpus, topo, our_pins: Set[Tuple[str, int]]) -> list:
+    """The vCPUs as their homes are meant: a temporary pin of homing's is no home (it may
+    still hold a vCPU on the node the rebalancer just moved its VM away from, and counting
+    it there would make the planner move another VM to the same node)."""
+    return [attrs.evolve(v, hard=topo.all_cpus) if (uuid, v.vcpu) in our_pins else v for v in vcpus]
 
 
 class Rebalancer:
@@ -92,7 +104,7 @@ class Rebalancer:
             if d.domid == 0:
                 continue
             vcpus = snap.vcpus.get(d.domid, ())
-            homes = locality.home_nodes(vcpus, topo)
+            homes = locality.home_nodes(_without_our_pins(d.uuid, vcpus, topo, our_pins), topo)
             home = next(iter(homes)) if len(homes) == 1 else None
             movable, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
             movable = movable and d.domid not in excluded and now - last.get(d.uuid, float("-inf")) >= \
@@ -131,6 +143,9 @@ class Rebalancer:
             actions += self._move_homes(assessment.best, snap, now, record)
             if record:
                 self._streak = 0
+                # memory starts following in the same period: a period's worth more of it local
+                homes = {vm.uuid: to for vm, to in assessment.best.moves}
+                vms = [attrs.evolve(vm, home=homes[vm.uuid]) if vm.uuid in homes else vm for vm in vms]
             note = ("moving: " if record else "would move: ") + assessment.reason
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
