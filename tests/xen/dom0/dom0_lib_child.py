@@ -1,22 +1,27 @@
 """Child process of test_dom0_lib_real.py: xapi-numa as the RPM runs it in dom0.
 
-Run as ``python3 dom0_lib_child.py SNIPPET`` with ``PYTHONPATH`` naming only the
+Run as ``python3 dom0_lib_child.py`` with ``PYTHONPATH`` naming only the
 overlay's private ``python`` directory (the ``xapi_numa`` package copied the
 way build_rpm.py copies it -- no API-mode module -- and cffi/pycparser).  The
 backend then falls back to cffi's ABI mode over the ``libxenuma.so`` beside
 that directory, found by the RPM's rule, with no environment variable: the
-very file ``make dom0-lib`` built on the host.
+very file ``make dom0-lib`` built on the host.  One process serves a whole
+test module (importing the backend parses the header: seconds under QEMU).
 
-SNIPPET runs with ``hv`` (a XenHypervisor over that library), ``xen`` (the
-backend module), ``ffi``/``lib`` and ``plain``, and leaves its answer in
-``result``.  Printed on stdout as one JSON object: which libxenuma files this
-process mapped, and ``plain(result)``.  ``plain`` is also what the parent
-uses on the API-mode build's answers, so both compare as equal JSON.
+Requests on stdin, one JSON object a line: ``{"snippet": ..., "env": {...}}``.
+The environment is updated, then the snippet runs with ``hv`` (a
+XenHypervisor over that library), ``xen`` (the backend module),
+``ffi``/``lib`` and ``plain``, and leaves its answer in ``result``.  Each
+answer is one JSON line on stdout: which libxenuma files this process has
+mapped (with their sha256), and ``plain(result)`` -- or the traceback.
+``plain`` is also what the parent applies to the API-mode build's answers,
+so both compare as equal JSON.
 """
 import hashlib
 import json
 import os
 import sys
+import traceback
 
 import attr
 
@@ -48,16 +53,26 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def answer(hv, xen, request):
+    os.environ.update(request.get("env", {}))
+    scope = {"hv": hv, "xen": xen, "ffi": xen.ffi, "lib": xen.lib, "plain": plain, "result": None}
+    try:
+        exec(request["snippet"], scope)
+        out = {"result": plain(scope["result"])}
+    except Exception:  # the parent shows it as the test's failure
+        out = {"error": traceback.format_exc()}
+    loaded = mapped_libxenuma()
+    out.update(loaded=loaded, sha256={p: sha256(p) for p in loaded}, ffi=type(xen.ffi).__module__,
+               package=os.path.dirname(xen.__file__))
+    return out
+
+
 def main():
     from xapi_numa.backends import xen  # the ABI fallback runs here, at import, as on a dom0
 
     hv = xen.XenHypervisor(dump_interval=0.5)
-    scope = {"hv": hv, "xen": xen, "ffi": xen.ffi, "lib": xen.lib, "plain": plain, "result": None}
-    exec(sys.argv[1], scope)
-    loaded = mapped_libxenuma()
-    print(json.dumps({"loaded": loaded, "sha256": {p: sha256(p) for p in loaded},
-                      "ffi": type(xen.ffi).__module__, "package": os.path.dirname(xen.__file__),
-                      "result": plain(scope["result"])}))
+    for line in sys.stdin:
+        print(json.dumps(answer(hv, xen, json.loads(line))), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import errno
 import hashlib
 import json
 import os
+import select
 import subprocess
 import sys
 
@@ -52,20 +53,34 @@ def host_sha256() -> str:
     return sums["libxenuma.so"]
 
 
-def abi(snippet: str, **env) -> object:
-    """Run snippet in a child that loads xapi-numa as the RPM does; its result, checked to
-    have come from the dom0 build of libxenuma and nothing else."""
+@pytest.fixture(scope="module")
+def abi(tmp_path_factory):
+    """abi(snippet, **env): run snippet in the child that loads xapi-numa as the RPM does;
+    its answer, checked to have come from the dom0 build of libxenuma and nothing else."""
     child_env = {key: os.environ[key] for key in ("PATH", "LD_LIBRARY_PATH") if key in os.environ}
     child_env.update(PYTHONPATH=PRIVATE_PYTHON, PYTHONFAULTHANDLER="1")
-    child_env.update(env)
-    proc = subprocess.run([CHILD_PYTHON, "-s", CHILD, snippet], cwd="/", env=child_env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["loaded"] == [LIBRARY], out["loaded"]          # that file, and no API-mode module
-    assert out["package"] == os.path.join(PRIVATE_PYTHON, "xapi_numa", "backends")
-    assert out["ffi"] == "cffi.api"                           # ffi.dlopen: cffi's ABI mode
-    return out
+    errors = tmp_path_factory.mktemp("abi") / "stderr"
+    with open(str(errors), "w") as stderr:
+        proc = subprocess.Popen([CHILD_PYTHON, "-s", CHILD], cwd="/", env=child_env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+    def call(snippet: str, **env) -> dict:
+        proc.stdin.write(json.dumps({"snippet": snippet, "env": env}) + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        line = proc.stdout.readline() if ready else ""
+        assert line, "the ABI-mode child {}: {}".format("died" if proc.poll() is not None else "did not answer",
+                                                         errors.read_text()[-3000:])
+        out = json.loads(line)
+        assert "error" not in out, out["error"]
+        assert out["loaded"] == [LIBRARY], out["loaded"]      # that file, and no API-mode module
+        assert out["package"] == os.path.join(PRIVATE_PYTHON, "xapi_numa", "backends")
+        assert out["ffi"] == "cffi.api"                       # ffi.dlopen: cffi's ABI mode
+        return out
+
+    yield call
+    proc.stdin.close()
+    proc.wait(timeout=60)
 
 
 def same(value) -> object:
@@ -73,7 +88,7 @@ def same(value) -> object:
     return json.loads(json.dumps(plain(value)))
 
 
-def test_it_is_the_library_built_on_the_host(host_sha256):
+def test_it_is_the_library_built_on_the_host(abi, host_sha256):
     here = sha256(LIBRARY)
     out = abi("result = lib.xn_patched_ops()")
     # one line the harness looks for in the console: the file that ran is the host's build
@@ -81,7 +96,7 @@ def test_it_is_the_library_built_on_the_host(host_sha256):
     assert out["sha256"][LIBRARY] == here == host_sha256
 
 
-def test_patched_calls_are_absent_and_reported_as_fallbacks(hv):
+def test_patched_calls_are_absent_and_reported_as_fallbacks(abi, hv):
     out = abi("import errno\n"
               "buf = ffi.new('uint64_t[]', 2)\n"
               "result = {'patched': lib.xn_patched_ops(),\n"
@@ -96,7 +111,7 @@ def test_patched_calls_are_absent_and_reported_as_fallbacks(hv):
     assert out["features"] == same(hv.capabilities().features)
 
 
-def test_topology_and_node_memory_agree_with_the_api_build(hv):
+def test_topology_and_node_memory_agree_with_the_api_build(abi, hv):
     before = hv.node_memory()
     out = abi("result = {'topology': hv.topology(), 'nodes': hv.node_memory(), 'scheduler': hv.scheduler(),\n"
               "          'cpupools': hv.cpupools(), 'cpumap_bytes': lib.xn_cpumap_bytes(hv._h),\n"
@@ -123,7 +138,7 @@ def test_topology_and_node_memory_agree_with_the_api_build(hv):
     assert [d[1] for d in out["domains"]][0] == "Domain-0"
 
 
-def test_node_pages_come_from_the_debug_key(hv, guests):
+def test_node_pages_come_from_the_debug_key(abi, hv, guests):
     domid = guests("abi-soft1", cpus_soft="node:1")
     out = abi("result = hv.node_pages({})".format(domid))["result"]
     dump = debug_key_dump()[domid]
@@ -131,7 +146,7 @@ def test_node_pages_come_from_the_debug_key(hv, guests):
     assert out["1"] * 4096 >= 128 * MIB and out["0"] == 0
 
 
-def test_node_claim_falls_back_to_one_host_wide_claim(hv, guests, tmp_path):
+def test_node_claim_falls_back_to_one_host_wide_claim(abi, hv, guests, tmp_path):
     domid = guests("abi-claimer", maxmem=256)
     xl("mem-max", "abi-claimer", "256m")
     have = next(d for d in hv.domains() if d.domid == domid).memory >> 12
@@ -167,7 +182,7 @@ def test_node_claim_falls_back_to_one_host_wide_claim(hv, guests, tmp_path):
     assert [d.claimed for d in hv.domains() if d.domid == domid] == [0]
 
 
-def test_affinity_and_pause_writes_land_in_xen(hv, guests):
+def test_affinity_and_pause_writes_land_in_xen(abi, hv, guests):
     domid = guests("abi-pin")
     topo = hv.topology()
     out = abi("hv.set_vcpu_affinity({d}, 0, hard=frozenset({{0, 1, 2}}), soft=frozenset({{2}}))\n"
@@ -191,7 +206,7 @@ def test_affinity_and_pause_writes_land_in_xen(hv, guests):
     assert next(d for d in hv.domains() if d.domid == domid).paused
 
 
-def test_page_move_through_the_abi_build(hv, xen_cmdline, tmp_path):
+def test_page_move_through_the_abi_build(abi, hv, xen_cmdline, tmp_path):
     """The widest structs of the interface (scan stats, batch result) across cffi's ABI mode:
     a running PVH guest, held paused, is scanned alike by both builds, a batch of its memory
     moves to node 1, and the guest's own memory checker still passes afterwards."""
