@@ -26,8 +26,9 @@ def _displaced(row) -> int:
     return sum(v or 0 for v in row["outside"].values())
 
 
-def one(scheduler: str, seed: int, tmp: str) -> Tuple[float, float, int]:
-    """(seconds until all home for good, writes per displaced vCPU, displaced at the end without it)."""
+def one(scheduler: str, seed: int, tmp: str) -> Tuple[float, float, int, int, int]:
+    """(seconds until all home for good, writes per displaced vCPU, displaced at the end without it,
+    affinity writes after the last event, most vCPUs displaced at once after it)."""
     alone = run_scenario(os.path.join(tmp, "alone.json"), scheduler, seed, daemon=False, step=0.1, sample_every=0.1)
     stats: dict = {}
     helped = run_scenario(os.path.join(tmp, "daemon.json"), scheduler, seed, daemon=True, step=0.1,
@@ -37,7 +38,7 @@ def one(scheduler: str, seed: int, tmp: str) -> Tuple[float, float, int]:
                     and all(_displaced(x) == 0 for x in _after(helped) if x["time"] >= r["time"])), None)
     delay = (home_at - LAST_EVENT) if home_at is not None else float("inf")
     writes = stats["writes"] - stats.get("writes_before_last_event", 0)
-    return delay, (writes / worst if worst else 0.0), _displaced(alone[-1])
+    return delay, (writes / worst if worst else 0.0), _displaced(alone[-1]), writes, worst
 
 
 def run() -> List[Result]:
@@ -49,9 +50,11 @@ def run() -> List[Result]:
             per_vcpu = [f[1] for f in figures]
             stuck = [f[2] for f in figures]
             label = "credit1" if scheduler == "credit" else "credit2"
-            detail = "seeds {}: home after {} s; writes per displaced vCPU {}; Xen alone leaves {} displaced".format(
+            detail = ("seeds {}: home after {} s; writes per displaced vCPU {} ({} writes, at most {} displaced "
+                      "at once); Xen alone leaves {} displaced").format(
                 ",".join(map(str, SEEDS)), ", ".join("{:.1f}".format(d) for d in delays),
-                ", ".join("{:.1f}".format(w) for w in per_vcpu), ", ".join(map(str, stuck)))
+                ", ".join("{:.1f}".format(w) for w in per_vcpu), "/".join(str(f[3]) for f in figures),
+                "/".join(str(f[4]) for f in figures), ", ".join(map(str, stuck)))
             out.append(Result("xapi-numad, seed scenario, {}: back home (worst seed)".format(label),
                               (END - LAST_EVENT) / max(delays), "sooner than the end of the run (Xen alone never)",
                               "<= 2 s after the last pause/unpause, every seed", max(delays) <= 2.0, detail))

@@ -74,7 +74,7 @@ def test_credit2_pins_only_the_pair_first_then_whole_vms_once_they_bounced():
     assert [(p.domid, p.vcpu) for p in first] == [(1, 0), (2, 0)]
     again = homing.plan(snap(SWAPPED, scheduler="credit2"), LONG_AGO, threshold=1.0, escalate={1})
     assert [(p.domid, p.vcpu) for p in again] == [(1, 0), (1, 1), (2, 0), (2, 1)]
-    assert {p.reason for p in again} == {"displaced", "partner of a displaced vCPU"}
+    assert {p.reason for p in again} == {"displaced", homing.HELD_WITH_ITS_VM}
 
 
 def test_bounced_is_displaced_soon_after_a_restore():

@@ -2,22 +2,51 @@
 
 A vCPU is *displaced* when it runs on a pCPU outside its soft affinity.  The
 schedulers may never bring it back: credit1 only steals queued vCPUs and a
-vCPU running alone only moves to an idle pCPU; credit2 does not rebalance run
-queues of equal load.  A displaced vCPU is *fixable* when a pCPU of its soft
-affinity (an online pCPU of its cpupool: its hard affinity says which) is idle
-or runs a vCPU that is itself displaced (a swap).
+vCPU running alone only moves to an idle pCPU; credit2's balancer looks at
+run queue loads only, never at soft affinity.  A displaced vCPU is *fixable*
+when a pCPU of its soft affinity (an online pCPU of its cpupool: its hard
+affinity says which) is idle or runs a vCPU that is itself displaced (a
+swap), and its home has room: no more vCPUs want to run there than it has
+pCPUs (otherwise the scheduler's spreading is right and is left alone).
 
 The fix is a temporary hard pin to the soft mask (:class:`PinTemporarily`),
-undone (:class:`RestorePin`) once the vCPU is home or after a timeout.  Which
-vCPUs to pin depends on the scheduler, as measured on real Xen 4.17:
+undone (:class:`RestorePin`) once the vCPU is home or after a timeout.  Under
+both schedulers a swap is undone as a pair, in one cycle: with a due vCPU
+(displaced for ``threshold`` seconds) go the displaced vCPUs running on its
+home, whatever their age.  Credit1 needs nothing more: the pins are undone
+as soon as the vCPUs are home, and nothing pushes them out again.
 
-* credit1: pinning only the displaced vCPUs is enough (the partner, now with
-  an idle pCPU in its soft affinity, moves home on its next tick);
-* credit2: pinning both displaced vCPUs of a swapped pair in the same cycle
-  keeps the run queues' loads equal, so the balancer has no reason to move
-  anyone; where it still pushes a VM out again soon after its pins are undone
-  (:func:`bounced`), the next round pins every vCPU of both VMs of the pair,
-  which holds (measured on real Xen 4.17).
+Credit2 does, and why was measured on the simulator's model of Xen 4.17's
+credit2.c (run queues of at most 16 pCPUs, so a 28-pCPU socket has two):
+its balancer evens out the run queues' *load averages* (2^30 ns windows)
+and, after a change of demand (a VM paused, unpaused, started, stopped),
+those averages lag the real load for a few seconds.  In that time it keeps
+pushing and swapping vCPUs across nodes (4 s of churn after the seed
+scenario's last pause, Xen alone).  Pinning a displaced pair then only
+makes it push the next vCPU of the same VM out (the returned pair brings
+its load average back with it): chasing it costs more writes than anything
+and never converges within a few cycles.  What holds is to leave it no
+vCPU to push but harmless ones (paused or idle vCPUs, whose averages are
+the very lag it is evening out).  So under credit2:
+
+* while demand changed in the last ``CREDIT2_SETTLE`` seconds
+  (:func:`settling`), or for a VM that was pushed out again soon after its
+  pins were undone (:func:`bounced`) or while pins of ours hold it, every
+  vCPU of the VMs involved (the due vCPUs' VMs and their partners' VMs) is
+  pinned home, if their homes have room;
+* pins that are home are held until the run queues have settled: no change
+  of demand and no new pin for ``CREDIT2_SETTLE`` seconds, and no held VM
+  displaced meanwhile (at most ``HOLD_MAX`` seconds; a paused VM's pins are
+  undone at once, they hold nothing).  Undone earlier, the balancer swaps
+  vCPUs with near-equal averages out again; undone then, a restored vCPU
+  stays (the re-pick honours soft affinity and nothing is uneven).
+
+The cost is writes: two per vCPU of the VMs held, not two per displaced
+vCPU.  Measured (bench_daemon, seeds 1-5): home within 0.5 s of the seed
+scenario's last pause on every seed, at 3.0-3.9 writes per displaced vCPU
+(the VMs held have more vCPUs than were displaced at once); pinning pairs
+only took 2.5-8.5 s at 1.0-11.8 writes per displaced vCPU, and holding only
+the VM pushed out (with an oracle's choice) 0.6-2.0 s at 2.4-2.9.
 
 VMs the caller excludes (policy ``any`` or ``strict``, a memory move in
 flight) and vCPUs the admin hard-pinned (hard affinity narrower than the host
@@ -25,7 +54,7 @@ and not a pin of ours) are left alone.  A pin is undone only while the vCPU's
 hard affinity is still our pin: if the admin set another one meanwhile, the
 record is dropped and the admin's choice stays.
 """
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 
@@ -35,6 +64,11 @@ from xapi_numa.core.locality import soft_is_narrow
 from xapi_numa.core.snapshot import HostSnapshot
 
 VcpuKey = Tuple[int, int]  # (domid, vcpu)
+# seconds: credit2's load averages span 2^30 ns, and a pause's trace in them fades below the
+# balancer's tolerance (1/8 of a vCPU) after about 5 windows
+CREDIT2_SETTLE = 5.0
+HOLD_MAX = 15.0  # seconds a credit2 pin that is home may be held for the run queues to settle
+HELD_WITH_ITS_VM = "held home with its VM while credit2's load averages settle"
 
 
 @attrs.frozen
@@ -80,38 +114,79 @@ def displaced_since(snap: HostSnapshot, previous: Mapping[VcpuKey, float]) -> Di
 
 def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
          excluded: Iterable[int] = (), pinned: Iterable[VcpuKey] = (),
-         escalate: Iterable[int] = ()) -> List[PinTemporarily]:
-    """Pins that bring home the vCPUs displaced for at least ``threshold`` seconds.
+         escalate: Iterable[int] = (), settling: bool = False) -> List[PinTemporarily]:
+    """Pins that bring home the vCPUs displaced for at least ``threshold`` seconds,
+    with their swap partners (the displaced vCPUs running on their homes), whatever
+    the partners' age: a swap is undone in one cycle, as a pair.
 
     ``excluded``: domids to leave alone; ``pinned``: vCPUs already under a pin of
-    ours; ``escalate``: under credit2, domids that were pushed out again soon after
-    their last pins were undone (see :func:`bounced`): this time every vCPU of
-    theirs and of their partners is pinned.
+    ours; ``escalate``: domids that were pushed out again soon after their last pins
+    were undone (see :func:`bounced`); ``settling``: credit2's load averages still
+    lag a change of demand (see :func:`is_settling`).  Under credit2, VMs with due
+    vCPUs that are escalated, held by pins of ours, or found while settling have
+    every vCPU pinned, with their partners' VMs (see the module's docstring).
     """
     excluded = set(excluded)
     pinned = set(pinned)
     all_cpus = snap.topology.all_cpus
-    uuids = {d.domid: d.uuid for d in snap.domains}
     running = snap.running_on()
     out = displaced(snap)
     keys = {(v.domid, v.vcpu) for v in out}
-    due = [v for v in out
-           if v.domid not in excluded and (v.domid, v.vcpu) not in pinned
-           and v.hard >= all_cpus  # an admin pin is the admin's business
-           and snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold
-           and fixable(v, running, keys, snap.pool_cpus(v.domid) & snap.topology.all_cpus)]
+    has_room = _room_checker(snap)
+
+    def eligible(v: VcpuInfo) -> bool:
+        usable = snap.pool_cpus(v.domid) & all_cpus
+        return (v.domid not in excluded and (v.domid, v.vcpu) not in pinned
+                and v.hard >= all_cpus  # an admin pin is the admin's business
+                and fixable(v, running, keys, usable) and has_room(v.soft & usable))
+
+    due = [v for v in out if snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold and eligible(v)]
     if not due:
         return []
     targets: Dict[VcpuKey, VcpuInfo] = {(v.domid, v.vcpu): v for v in due}
-    escalate = set(escalate)
-    if snap.scheduler == "credit2" and escalate & {v.domid for v in due}:
-        for domid in _credit2_partners([v for v in due if v.domid in escalate], running, keys, excluded):
-            for v in snap.vcpus.get(domid, ()):
-                if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned:
+    for v in _occupants(due, running, keys):
+        if eligible(v):
+            targets.setdefault((v.domid, v.vcpu), v)
+    if snap.scheduler == "credit2":
+        held = {domid for domid, _ in pinned}
+        hot = {v.domid for v in due} if settling else (set(escalate) | held) & {v.domid for v in due}
+        for domid in _credit2_partners([v for v in due if v.domid in hot], running, keys, excluded):
+            vs = [v for v in snap.vcpus.get(domid, ())
+                  if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned]
+            if all(has_room(v.soft & snap.pool_cpus(domid)) for v in vs):
+                for v in vs:
                     targets.setdefault((domid, v.vcpu), v)
+    uuids = {d.domid: d.uuid for d in snap.domains}
     return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard & snap.pool_cpus(v.domid),
-                           v.hard, "displaced" if key in keys else "partner of a displaced vCPU")
+                           v.hard, "displaced" if key in keys else HELD_WITH_ITS_VM)
             for key, v in sorted(targets.items()) if v.soft & v.hard & snap.pool_cpus(v.domid)]
+
+
+def _occupants(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey]) -> List[VcpuInfo]:
+    """The displaced vCPUs running on the due vCPUs' homes: their swap partners."""
+    homes: Set[int] = set()
+    for v in due:
+        homes |= v.soft & v.hard
+    return [running[cpu] for cpu in sorted(homes)
+            if cpu in running and (running[cpu].domid, running[cpu].vcpu) in keys]
+
+
+def _room_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
+    """Can a home run every vCPU that wants to be there (running or runnable, soft
+    affinity inside it) at once?  If not, vCPUs held there would queue while pCPUs
+    elsewhere idle: the scheduler's spreading is right and is not undone."""
+    wanting: Dict[FrozenSet[int], int] = {}
+    for vs in snap.vcpus.values():
+        for v in vs:
+            if v.domid != 0 and v.state in ("running", "runnable") and soft_is_narrow(v, snap.topology):
+                wanting[v.soft] = wanting.get(v.soft, 0) + 1
+    memo: Dict[FrozenSet[int], bool] = {}
+
+    def has_room(home: FrozenSet[int]) -> bool:
+        if home not in memo:
+            memo[home] = sum(n for soft, n in wanting.items() if soft <= home) <= len(home)
+        return memo[home]
+    return has_room
 
 
 def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey],
@@ -119,22 +194,29 @@ def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], 
     """Every VM involved: those with due vCPUs, and those whose displaced vCPUs sit on
     the due vCPUs' homes."""
     involved = {v.domid for v in due}
-    for v in due:
-        for cpu in v.soft:
-            other = running.get(cpu)
-            if other is not None and (other.domid, other.vcpu) in keys and other.domid not in excluded:
-                involved.add(other.domid)
+    for v in _occupants(due, running, keys):
+        if v.domid not in excluded:
+            involved.add(v.domid)
     return involved
 
 
-def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float) -> List[RestorePin]:
+def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
+                  settle: float = CREDIT2_SETTLE, demand_changed_at: Optional[float] = None) -> List[RestorePin]:
     """Undo the pins of VMs that are home (all their pinned vCPUs) or waited too long;
-    forget the pins of VMs that are gone or whose hard affinity the admin changed."""
+    forget the pins of VMs that are gone or whose hard affinity the admin changed.
+
+    Under credit2, pins that are home are held until the run queues have settled:
+    ``settle`` seconds without a new pin of ours anywhere nor a change of demand
+    (``demand_changed_at``, see :func:`demand_changed`), and none of the held VMs
+    displaced meanwhile; never longer than ``HOLD_MAX`` seconds.
+    """
     by_vm: Dict[str, List[PinRecord]] = {}
     for p in pins:
         by_vm.setdefault(p.uuid, []).append(p)
     domains = snap.by_uuid()
     out: List[RestorePin] = []
+    unsettled = snap.scheduler == "credit2" and (
+        _unsettled(snap, pins, settle) or is_settling(snap, demand_changed_at, settle))
     for uuid, records in sorted(by_vm.items()):
         d = domains.get(uuid)
         if d is None:
@@ -147,11 +229,47 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float)
         if not ours:
             continue
         home = all(current[p.vcpu].cpu in current[p.vcpu].hard for p in ours)
-        timed_out = snap.time - min(p.pinned_at for p in ours) >= timeout
-        if home or timed_out:
+        since = snap.time - min(p.pinned_at for p in ours)
+        if home and unsettled and since < HOLD_MAX and not d.paused:  # a paused VM's pins hold nothing
+            continue
+        if home or since >= timeout:
             reason = "home" if home else "not home after {:g}s: given up".format(timeout)
             out += [RestorePin(d.domid, uuid, p.vcpu, p.original_hard, reason) for p in ours]
     return out
+
+
+def _unsettled(snap: HostSnapshot, pins: Sequence[PinRecord], settle: float) -> bool:
+    """Credit2's balancer may still be moving vCPUs on stale load averages: a pin of
+    ours is younger than ``settle``, or a VM we hold is displaced again."""
+    if any(snap.time - p.pinned_at < settle for p in pins):
+        return True
+    held = {p.uuid for p in pins}
+    uuids = {d.domid: d.uuid for d in snap.domains}
+    return any(uuids.get(v.domid) in held for v in displaced(snap))
+
+
+def demand(snap: HostSnapshot) -> Dict[int, int]:
+    """Per guest: how many of its vCPUs run or want to run."""
+    return {domid: sum(1 for v in vs if v.state in ("running", "runnable"))
+            for domid, vs in snap.vcpus.items() if domid != 0}
+
+
+def demand_changed(before: Optional[Mapping[int, int]], after: Mapping[int, int], snap: HostSnapshot) -> bool:
+    """Did a guest start, stop, or change its demand by a quarter of its vCPUs (at
+    least 2): a pause, an unpause, a workload starting?  Credit2's run queue loads
+    then lag behind for a few load windows.  ``before`` None: nothing seen yet."""
+    if before is None:
+        return False
+    if set(before) != set(after):
+        return True
+    sizes = {d.domid: d.vcpus for d in snap.domains}
+    return any(abs(after[d] - before[d]) * 4 >= max(sizes.get(d, 1), 8) for d in after)
+
+
+def is_settling(snap: HostSnapshot, demand_changed_at: Optional[float], settle: float = CREDIT2_SETTLE) -> bool:
+    """Is credit2 still balancing on load averages that lag a change of demand?"""
+    return (snap.scheduler == "credit2" and demand_changed_at is not None
+            and snap.time - demand_changed_at < settle)
 
 
 def bounced(snap: HostSnapshot, restored_at: Mapping[str, float], window: float) -> Set[int]:

@@ -95,6 +95,8 @@ class Runtime:
         self.ledger = Ledger(db=db)
         self.displaced_since: Dict[Tuple[int, int], float] = {}
         self.restored_at: Dict[str, float] = {}    # uuid -> when its temporary pins were last undone
+        self.demand: Optional[Dict[int, int]] = None  # domid -> vCPUs running or runnable, last cycle
+        self.demand_changed_at: Optional[float] = None  # when that last changed a lot (credit2 settles after)
         self.cycles = 0
         self.last_page_scan: Optional[float] = None
         self._fixup_now = False
@@ -155,11 +157,17 @@ class Runtime:
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
         pins = self.pins.entries()
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
+        demand = homing.demand(snap)
+        if homing.demand_changed(self.demand, demand, snap):
+            self.demand_changed_at = snap.time
+        self.demand = demand
         excluded = self.excluded(snap)
-        actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
+        actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout,
+                                                          demand_changed_at=self.demand_changed_at))
         actions += homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
                                homing.pinned_keys(snap, pins),
-                               homing.bounced(snap, self.restored_at, self.settings.bounce_window))
+                               homing.bounced(snap, self.restored_at, self.settings.bounce_window),
+                               settling=homing.is_settling(snap, self.demand_changed_at))
         if fresh_pages:
             # VMs whose memory is following a home the rebalancer moved are not pulled back
             following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.followed}

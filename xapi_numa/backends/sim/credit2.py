@@ -1,36 +1,49 @@
 """Xen's credit2 scheduler, modelled on xen/common/sched/credit2.c.
 
-One run queue per socket (credit2's default ``runqueue=socket``), shared by
-its pCPUs and ordered by credit.  What matters for NUMA, and is modelled:
+Run queues per socket (credit2's default ``runqueue=socket``), at most 16
+pCPUs each (``sched_credit2_max_cpus_runqueue``, spread evenly: a 28-pCPU
+socket gets two of 14, as ``cpu_add_to_runqueue`` does since Xen 4.14), shared
+by their pCPUs and ordered by credit.  What matters for NUMA, and is modelled:
 
 * a vCPU belongs to one run queue; it changes run queue only when the pick
   logic runs (creation, affinity change: ``csched2_res_pick`` prefers the
   least loaded run queue that meets its soft affinity) or when the load
   balancer moves it;
-* inside a run queue soft affinity is honoured: a pCPU leaves a vCPU that
-  is not soft-affine to it when one of its soft-affine pCPUs idles, and
-  tickling prefers soft-affine idle pCPUs (``runq_candidate``,
-  ``runq_tickle``);
+* inside a run queue soft affinity is honoured where Xen 4.17 honours it:
+  a pCPU leaves its current vCPU when one of that vCPU's soft-affine pCPUs
+  idles (``runq_candidate``), tickling prefers soft-affine idle pCPUs and,
+  to preempt, the pCPUs that are in the woken vCPU's soft affinity and not
+  in the current one's (``runq_tickle``, ``tickle_score``); the run queue
+  itself is scanned by credit only;
+* credits are reset when the best candidate's credit (or the head of the
+  run queue's) is spent (``csched2_schedule``, Xen 4.14 on), and they never
+  fall below ``-CREDIT_INIT``;
 * ``balance_load`` runs when credits are reset and looks only at load: it
-  pushes, pulls or swaps the vCPU(s) that best even out the two run queues'
-  averaged loads, and does nothing when they differ by less than the
-  tolerance (one vCPU under 100% load, 1/8 above).  Two equally loaded run
-  queues are never rebalanced, whatever their vCPUs' soft affinity.
+  pushes, pulls or swaps the vCPU(s) that best even out the averaged loads
+  of the local run queue and the one that differs most from it, and does
+  nothing when they differ by less than the tolerance (one vCPU under 100%
+  load, 1/8 above).  Two equally loaded run queues are never rebalanced,
+  whatever their vCPUs' soft affinity; paused vCPUs stay on their run queue
+  and are moved like any other, with their decaying loads.
 Loads are fixed point (18 bits) averaged over a 2^30 ns window, as in Xen,
 so saturated vCPUs tie exactly and list order decides, as in Xen.
-Not modelled: weights and caps, ratelimiting, SMT.
+Not modelled: weights and caps, ratelimiting, SMT (beyond keeping sibling
+threads in one run queue).
 """
 
 from typing import Dict, List, Optional
 
 from xapi_numa.backends.sim.resched import Rescheduling
-from xapi_numa.backends.sim.masks import bit, cycle, first, has, iter_bits, soft_effective
+from xapi_numa.backends.sim.masks import bit, count, cycle, first, has, iter_bits, soft_effective
 
 CREDIT_INIT = 10_000  # microseconds
+CREDIT_MIN = -CREDIT_INIT
+IDLE_CREDIT = CREDIT_MIN - 1
 MIGRATE_RESIST = 500
+MIGRATE_COMPENSATION = 50
 CARRYOVER_MAX = 500
 TICK_US = 10_000
-IDLE_CREDIT = -(1 << 30)
+MAX_CPUS_RUNQ = 16
 LOAD_SHIFT = 18
 LOAD_ONE = 1 << LOAD_SHIFT
 WINDOW_SHIFT = 30  # ns
@@ -40,6 +53,40 @@ SOFT, HARD = 0, 1
 
 def _decay(avg: int, load: int) -> int:
     return (TICK_NS * (load << LOAD_SHIFT) + ((1 << WINDOW_SHIFT) - TICK_NS) * avg) >> WINDOW_SHIFT
+
+
+def runqueue_layout(topology) -> List[int]:
+    """The pCPU mask of each run queue, as ``cpu_add_to_runqueue`` builds them while
+    the pCPUs come up (``runqueue=socket``, ``sched_credit2_max_cpus_runqueue=16``):
+    a pCPU joins its sibling threads' run queue, else the least full run queue of
+    its socket that has room for it and its siblings, else a new one."""
+    cpus = sorted(topology.cpus, key=lambda c: c.id)
+    min_rqs = (len(cpus) - 1) // MAX_CPUS_RUNQ + 1
+    max_cpus = len(cpus) // min_rqs
+    siblings: Dict[tuple, int] = {}
+    for c in cpus:
+        siblings[(c.socket, c.core)] = siblings.get((c.socket, c.core), 0) | bit(c.id)
+    socket_of = {c.id: c.socket for c in cpus}
+    sib_of = {c.id: siblings[(c.socket, c.core)] for c in cpus}
+    rqs: List[List[int]] = []  # [first pCPU, mask, pCPUs in it]
+    for c in cpus:
+        chosen = None
+        for rq in rqs:
+            if socket_of[rq[0]] != c.socket:
+                continue
+            if rq[1] & sib_of[c.id]:
+                chosen = rq
+                break
+            groups = {sib_of[r] for r in iter_bits(rq[1])}
+            room = sum(count(g) for g in groups) + count(sib_of[c.id]) <= max_cpus
+            if rq[2] < max_cpus and room and (chosen is None or rq[2] < chosen[2]):
+                chosen = rq
+        if chosen is None:
+            chosen = [c.id, 0, 0]
+            rqs.append(chosen)
+        chosen[1] |= bit(c.id)
+        chosen[2] += 1
+    return [rq[1] for rq in rqs]
 
 
 class RunQueue:
@@ -61,10 +108,7 @@ class Credit2(Rescheduling):
 
     def __init__(self, host) -> None:
         self.host = host
-        sockets: Dict[int, int] = {}
-        for c in host.topology.cpus:
-            sockets[c.socket] = sockets.get(c.socket, 0) | bit(c.id)
-        self.rqs = [RunQueue(i, mask) for i, (_, mask) in enumerate(sorted(sockets.items()))]
+        self.rqs = [RunQueue(i, mask) for i, mask in enumerate(runqueue_layout(host.topology))]
         self.rq_of = [0] * len(host.cpu_node)
         for rq in self.rqs:
             for cpu in iter_bits(rq.cpus):
@@ -130,11 +174,12 @@ class Credit2(Rescheduling):
             if best_load is None or load < best_load:
                 best, best_load = rq, load
         if soft_ok and best_s is not None:
-            rq, mask = best_s, hard & v.soft & best_s.cpus
+            mask = hard & v.soft & best_s.cpus
         else:
-            rq, mask = best, hard & best.cpus
-        cpu = cycle(rq.pick_bias, mask)
-        rq.pick_bias = cpu
+            mask = hard & best.cpus
+        # as in Xen 4.17: the hard-affinity minimum's pick_bias, whichever run queue is picked
+        cpu = cycle(best.pick_bias, mask)
+        best.pick_bias = cpu
         return cpu
 
     def _move_to(self, v, cpu: int) -> None:
@@ -208,15 +253,36 @@ class Credit2(Rescheduling):
                 new.tickled_cpu = target
                 self._tickle_cpu(target)
                 return
-        # No idler: preempt the pCPU running the lowest-credit vCPU, if lower than ours.
-        lowest = None
-        for c in iter_bits(rq.cpus & new.hard & ~rq.tickled):
-            cur = self.curr[c]
-            if cur is not None and (lowest is None or cur.credit < self.curr[lowest].credit):
-                lowest = c
-        if lowest is not None and self.curr[lowest].credit < new.credit:
-            new.tickled_cpu = lowest
-            self._tickle_cpu(lowest)
+        # No idler: preempt the busy pCPU with the best tickle_score, its own first.
+        busy = rq.cpus & ~rq.idle & ~rq.tickled & new.hard & self.host.online
+        best, best_score = -1, 0
+        if has(busy, cpu):
+            busy &= ~bit(cpu)
+            score = self._tickle_score(new, cpu)
+            if score > best_score:
+                best, best_score = cpu, score
+                if has(new.soft, cpu):
+                    busy = 0
+        for c in iter_bits(busy):
+            score = self._tickle_score(new, c)
+            if score > best_score:
+                best, best_score = c, score
+        if best >= 0:
+            new.tickled_cpu = best
+            self._tickle_cpu(best)
+
+    def _tickle_score(self, new, cpu: int) -> int:
+        """Xen's tickle_score: credit difference, less the migration resistance off its
+        own pCPU; if positive, a bonus where ``cpu`` is in the new vCPU's soft affinity
+        and another where it is not in the current one's."""
+        cur = self.curr[cpu]
+        if cur is None:
+            return -1
+        score = new.credit - cur.credit - (MIGRATE_RESIST if new.processor != cpu else 0)
+        if score > 0:
+            score += CREDIT_INIT if has(new.soft, cpu) else 0
+            score += CREDIT_INIT if not has(cur.soft, cpu) else 0
+        return score
 
     # --- csched2_schedule --------------------------------------------------------------------------
     def _schedule(self, cpu: int) -> None:
@@ -252,7 +318,9 @@ class Credit2(Rescheduling):
                 scurr = None
             elif not host.runnable(scurr):
                 scurr = None
-        snext, skipped = self._candidate(rq, scurr, cpu)
+        snext = self._candidate(rq, scurr, cpu)
+        # the head of the run queue once snext leaves it (Xen puts scurr back after the switch)
+        head = next((v for v in rq.runq if v is not snext), None)
         if scurr is not None and snext is not scurr:
             self._runq_insert(scurr)
             self._tickle(scurr)
@@ -262,13 +330,17 @@ class Credit2(Rescheduling):
         if snext.queued:
             self._runq_remove(snext)
         rq.idle &= ~bit(cpu)
+        migrated = snext.processor != cpu
         snext.processor = cpu
-        snext.tickled_cpu = -1
         self.curr[cpu] = snext
         snext.running = True
-        if skipped == 0 and snext.credit <= 0:
+        # an epoch ends when the best credit left in the run queue is spent (Xen 4.14 on)
+        if max(snext.credit, head.credit if head is not None else snext.credit) <= 0:
             self._reset_credit(rq, snext)
             self._balance_load(cpu)
+        snext.tickled_cpu = -1
+        if migrated:
+            snext.credit += MIGRATE_COMPENSATION
 
     def _candidate(self, rq: RunQueue, scurr, cpu: int):
         online = self.host.online
@@ -280,31 +352,23 @@ class Credit2(Rescheduling):
             if not preempt:
                 snext = scurr
         best_credit = snext.credit if snext is not None else IDLE_CREDIT
-        skipped = 0
+        # Xen 4.17's scan: by credit only (soft affinity is runq_tickle's business)
         for svc in rq.runq:
+            if svc.credit <= best_credit:
+                break
+            if not self.host.runnable(svc) or not has(svc.hard, cpu):
+                continue
             if svc.tickled_cpu not in (-1, cpu) and has(rq.tickled, svc.tickled_cpu):
-                skipped += 1
                 continue
             if svc.processor != cpu and best_credit + MIGRATE_RESIST > svc.credit:
                 continue
-            if not has(svc.hard, cpu):
-                skipped += 1
-                continue
-            if (self._has_soft(svc) and not has(svc.soft & svc.hard, cpu)
-                    and svc.soft & svc.hard & rq.idle & ~rq.tickled & online):
-                skipped += 1
-                continue
-            if svc.credit > best_credit:
-                snext = svc
-            break
-        return snext, skipped
+            return svc
+        return snext
 
     def _reset_credit(self, rq: RunQueue, snext) -> None:
-        m = 1
-        if snext.credit < -CREDIT_INIT:
-            m += (-snext.credit) // CREDIT_INIT
+        reset = CREDIT_INIT * (2 if snext.credit == CREDIT_MIN else 1)
         for v in rq.svc:
-            v.credit = min(v.credit, CARRYOVER_MAX) + m * CREDIT_INIT
+            v.credit = min(v.credit + reset, CREDIT_INIT + CARRYOVER_MAX)
         rq.runq.sort(key=lambda x: -x.credit)
 
     # --- balance_load -----------------------------------------------------------------------------------
@@ -383,7 +447,7 @@ class Credit2(Rescheduling):
             rq.b_avgload = _decay(rq.b_avgload, load)
         for cpu, v in enumerate(self.curr):
             if v is not None:
-                v.credit -= TICK_US
+                v.credit = max(v.credit - TICK_US, CREDIT_MIN)
                 self.resched |= bit(cpu)
         order = list(range(len(self.curr)))
         host.rng.shuffle(order)
