@@ -109,3 +109,21 @@ def test_res_pick_cycles_from_the_least_loaded_run_queues_pick_bias():
     v.avgload = 0
     cpu = s._pick(v)
     assert cpu == 2 and s.rqs[0].pick_bias == 2 and s.rqs[1].pick_bias == 3
+
+
+def test_the_balance_tolerance_comes_from_the_last_run_queue_searched():
+    # balance_load (4.17) checks the tolerance against the last run queue of its
+    # search loop: here under 100% load, so a delta under one vCPU is left alone
+    from xapi_numa.backends.sim.credit2 import LOAD_ONE
+    host = Host(Topology.uniform(3, 2, 1 << 30), "credit2", 0)
+    s = host.sched
+    v = host.create_domain("x", 1, 256, load="busy", paused=True).vcpus[0]
+    s._deassign(v)
+    v.avgload = int(0.35 * LOAD_ONE)
+    s._assign(v, s.rqs[1])
+    s.rqs[0].b_avgload, s.rqs[1].b_avgload, s.rqs[2].b_avgload = (int(x * LOAD_ONE) for x in (1.5, 2.2, 1.6))
+    s._balance_load(0)
+    assert v.rqd == 1
+    s.rqs[2].b_avgload = int(2.1 * LOAD_ONE)  # over 100% there: 1/8 of a vCPU is enough
+    s._balance_load(0)
+    assert v.rqd == 0

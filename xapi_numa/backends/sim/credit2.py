@@ -384,8 +384,11 @@ class Credit2(Rescheduling):
                 max_delta, orq = delta, rq
         if orq is None:
             return
-        load_max = max(lrq.b_avgload, orq.b_avgload)
-        cpus_max = max(bin(lrq.cpus).count("1"), bin(orq.cpus).count("1"))
+        # As Xen 4.17 (and later) does: its st.orqd is still the last run queue of the
+        # search loop here, not the one that differs most, when it picks the tolerance.
+        last = self.rqs[-1]
+        load_max = max(lrq.b_avgload, last.b_avgload)
+        cpus_max = max(count(lrq.cpus), count(last.cpus))
         if load_max < cpus_max << LOAD_SHIFT:
             if max_delta < LOAD_ONE:
                 return
