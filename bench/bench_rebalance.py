@@ -10,12 +10,14 @@ asymmetric and bursty >= 15 % more work and half the remote share; steady
 no move and <= 1 % less work; no VM moved twice within 5 minutes; memory
 90 % local within 60 s of a move at the default rate.
 
-A reference with no verdict, for bursty: the best home layout for its phases,
+A reference with no verdict, for bursty: a best home layout for its phases,
 known in advance and set up at creation (one guest of each node that bursts
 first trades homes with one of a one-hop node that bursts second: every node
-then has 4, then 2, busy vCPUs per phase on its 4 pCPUs), run the same way
-with the rebalancer off.  It is what any sequence of home moves could reach at
-best, and more, since it needs no move and no burst to learn from.  With soft
+then has 4, then 2, busy vCPUs per phase on its 4 pCPUs, the most even split
+2-vCPU guests allow; the other layouts with that split measured within 1 %
+of it), run the same way with the rebalancer off.  It is about what any
+sequence of home moves could reach, and more, since it needs no move and no
+burst to learn from.  With soft
 affinity the credit2 balancer still pushes vCPUs off a node with more runnable
 vCPUs than another, so it is run twice: homes as soft affinity (what the
 rebalancer sets) and homes as hard affinity (vCPUs never leave home).

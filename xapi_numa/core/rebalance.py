@@ -65,7 +65,7 @@ What a home move cannot do: a home is soft affinity, and credit2's load
 balancer looks only at run-queue load, so a node with more runnable vCPUs
 than another still has vCPUs pushed off it, away from their memory, until
 homing brings them back.  On the simulator's bursty trace the best home
-layout, known in advance and held from the start, got 1.05x to 1.14x the work
+layout, known in advance and held from the start, got 1.05x to 1.15x the work
 of static placement when this was written, by seed and by how well homing held
 vCPUs home (1.21x with homes as hard affinity); ``bench/bench_rebalance.py``
 prints it next to the rebalancer's figure, which came within 3 % of it.
