@@ -43,7 +43,7 @@ the very lag it is evening out).  So under credit2:
 
 The cost is writes: two per vCPU of the VMs held, not two per displaced
 vCPU.  Measured (bench_daemon, seeds 1-5): home within 0.5 s of the seed
-scenario's last pause on every seed, at 3.0-3.9 writes per displaced vCPU
+scenario's last pause on every seed, at 2.9-3.9 writes per displaced vCPU
 (the VMs held have more vCPUs than were displaced at once); pinning pairs
 only took 2.5-8.5 s at 1.0-11.8 writes per displaced vCPU, and holding only
 the VM pushed out (with an oracle's choice) 0.6-2.0 s at 2.4-2.9.
