@@ -1,6 +1,8 @@
 """Placement quality on start/stop traces: ours against xenopsd and libxl, same traces.
 
-Prints one table per host (every rule: split share of VMs that fit one node,
+Prints one table per host (``ours`` is the engine's default single-node rule,
+``ours-<rule>`` the others, ``ours-hole`` the previous default; every rule:
+split share of VMs that fit one node,
 access distance mean/p99, nodes spanned, memory and vCPU imbalance, refusals),
 writes every figure to ``.cache/bench/quality.json``, and checks the issue's
 must-show per trace: split, mean distance and memory imbalance <= the best
@@ -40,12 +42,12 @@ PLACING = ("xenopsd", "xenopsd-memonly", "libxl")
 EXTRA = [("memory imbalance <= best placing baseline (xenopsd, xenopsd-memonly, libxl)", "memory_cv", "placing")]
 
 
-def run_traces(starts: int = STARTS, only=None) -> Dict[str, List[dict]]:
+def run_traces(starts: int = STARTS, only=None, seed: int = SEED) -> Dict[str, List[dict]]:
     out = {}
     for host in hosts():
         if only is not None and host.name not in only:
             continue
-        trace = make_trace(host, SEED, starts)
+        trace = make_trace(host, seed, starts)
         out[host.name] = [replay(host, trace, policy) for policy in all_policies(host.topology())]
     return out
 
@@ -99,6 +101,29 @@ def run() -> List[Result]:
     return out
 
 
+def across_seeds(seeds: List[int], starts: int = STARTS, only=None) -> List[str]:
+    """How often each goal is missed over several seeds' traces, and the mean ratio
+    ours / reference: one trace's verdict turns on a few VMs out of a thousand."""
+    ratios: Dict[str, List[float]] = {label: [] for label, _, _ in CHECKS + EXTRA}
+    misses = dict.fromkeys(ratios, 0)
+    for seed in seeds:
+        for rows in run_traces(starts, only, seed).values():
+            for label, metric, how in CHECKS + EXTRA:
+                met, ours, ref = check(rows, metric, how)
+                ratios[label].append(ours / ref if ref else (1.0 if ours == ref else float("inf")))
+                misses[label] += not met
+    return [f"seeds {','.join(map(str, seeds))}: {label}: missed on {misses[label]}/{len(ratios[label])} traces, "
+            f"mean ratio ours/reference {sum(ratios[label]) / len(ratios[label]):.3f}" for label in ratios]
+
+
 if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", help="also count misses over these trace seeds, e.g. 1-6 (slow: a run per seed)")
+    args = parser.parse_args()
     for r in run():
         print(f"[{'ok ' if r.met else 'MISS'}] {r.name}: {r.ratio:.3f}x {r.unit} (goal {r.goal}); {r.detail}")
+    if args.seeds:
+        first, _, last = args.seeds.partition("-")
+        for line in across_seeds(list(range(int(first), int(last or first) + 1))):
+            print(line)

@@ -1,15 +1,17 @@
 """Placement engine: examples and properties."""
 import itertools
+import math
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.core.node_sets import striping_score
 from xapi_numa.core.placement import NO_OVERHEAD, BuildOverhead, NodeLoads, Planner, Request, set_mean
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.single_node import HOLE_WEIGHT, choose_node
+from xapi_numa.core.single_node import CPU_WEIGHT, FRAG_WEIGHT, HOLE_WEIGHT, choose_node, fragmentation
 
 G = 1 << 30
 AMD = [[10, 16, 16, 22, 16, 22, 16, 22], [16, 10, 22, 16, 16, 22, 22, 17], [16, 22, 10, 16, 16, 16, 16, 16],
@@ -50,8 +52,9 @@ def test_single_node_levels_memory_and_vcpus_after_the_vm():
                          Request(2, 8 * G)).nodes == (0,)
 
 
-def _reference_score(i, avail, vcpus_on, cores, vcpus, need, sizes):
-    """The scored rule written out over whole vectors (statistics.pstdev), to check the O(1) one."""
+def _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need, sizes):
+    """The scored rules written out over whole vectors (statistics.pstdev), to check the O(1) ones."""
+    import math
     import statistics
 
     def cv(v):
@@ -61,35 +64,68 @@ def _reference_score(i, avail, vcpus_on, cores, vcpus, need, sizes):
     used = [sizes[j] - avail[j] + (need if j == i else 0) for j in range(len(avail))]
     load = [(vcpus_on[j] + (vcpus if j == i else 0)) / cores[j] for j in range(len(avail))]
     left = [avail[j] - (need if j == i else 0) for j in range(len(avail))]
-    return cv(used) + cv(load) - HOLE_WEIGHT * max(left) / max(sizes)
+    if rule == "hole":
+        return cv(used) + cv(load) - HOLE_WEIGHT * max(left) / max(sizes)
+    frag = math.log(sum(left) / max(left)) if max(left) > 0 else 0.0
+    return cv(used) + CPU_WEIGHT * cv(load) + FRAG_WEIGHT * frag
 
 
+@pytest.mark.parametrize("rule", ["scored", "hole"])
 @settings(max_examples=300, deadline=None)
 @given(st.integers(2, 8).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 64), min_size=n, max_size=n),
     st.lists(st.integers(0, 40), min_size=n, max_size=n),
     st.lists(st.integers(1, 16), min_size=n, max_size=n))),
     st.integers(1, 16), st.integers(1, 30))
-def test_scored_rule_takes_the_lowest_score(nodes, vcpus, need):
+def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need):
     free, vcpus_on, cores = nodes
     sizes = [64 * G] * len(free)
     avail = [f * G for f in free]
     fits = [i for i, a in enumerate(avail) if a >= need * G]
     assume(len(fits) >= 2)
-    got = choose_node("scored", fits, avail, vcpus_on, cores, vcpus, need * G, sizes)
-    scores = {i: _reference_score(i, avail, vcpus_on, cores, vcpus, need * G, sizes) for i in fits}
+    got = choose_node(rule, fits, avail, vcpus_on, cores, vcpus, need * G, sizes)
+    scores = {i: _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need * G, sizes) for i in fits}
     assert got in fits and scores[got] <= min(scores.values()) + 1e-9
+
+
+def test_fragmentation_is_zero_for_one_hole_and_log_k_for_k_even_ones():
+    assert fragmentation(40 * G, 40 * G) == 0.0
+    assert fragmentation(0, 0) == 0.0
+    assert fragmentation(40 * G, 10 * G) == pytest.approx(math.log(4))
+    assert fragmentation(40 * G, 20 * G) < fragmentation(40 * G, 15 * G)
+
+
+def test_scored_rule_keeps_the_biggest_hole_when_levelling_costs_little():
+    """Nodes of 64G with 40/38/10G free and a 4G VM: node 0 (most room, what the old
+    rule and worst fit take) leaves 36/38/10G, the biggest hole 38G; node 1 leaves
+    40/34/10G, nearly as level, and a 40G VM still fits one node afterwards."""
+    t = topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]])
+    loads = loads_of([40 * G, 38 * G, 10 * G])
+    got = {rule: Planner(t, NO_OVERHEAD, rule).place(loads, Request(1, 4 * G)).nodes
+           for rule in ("scored", "hole", "worst", "best")}
+    assert got == {"scored": (1,), "hole": (0,), "worst": (0,), "best": (2,)}
 
 
 def test_single_node_rules_differ_as_documented():
     t = topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]])
     loads = loads_of([30 * G, 20 * G, 40 * G])
     got = {rule: Planner(t, NO_OVERHEAD, rule).place(loads, Request(2, 8 * G)).nodes
-           for rule in ("scored", "spare", "balanced", "best", "worst")}
-    assert got == {"scored": (2,), "spare": (0,), "balanced": (1,), "best": (1,), "worst": (2,)}
+           for rule in ("scored", "hole", "spare", "balanced", "best", "worst")}
+    assert got == {"scored": (2,), "hole": (2,), "spare": (0,), "balanced": (1,), "best": (1,), "worst": (2,)}
     with pytest.raises(InvalidArgument) as err:
         Planner(t, NO_OVERHEAD, "fancy")
     assert "single_node" in str(err.value.xenapi_failure()) and "scored" in str(err.value.xenapi_failure())
+
+
+def test_equally_close_sets_are_told_apart_by_the_memory_they_leave():
+    """Four nodes all 20 apart, 4 CPUs each: 6 vCPUs need two nodes and every pair is as
+    close as any other.  Node 1 is the fullest; the pair that takes 4G from each of
+    two of the emptier nodes leaves memory level (the old tie-break, vCPU load then
+    ids, took 0,1)."""
+    d = [[10 if i == j else 20 for j in range(4)] for i in range(4)]
+    planner = Planner(topo(d), NO_OVERHEAD)
+    p = planner.place(loads_of([30 * G, 10 * G, 30 * G, 30 * G]), Request(6, 8 * G))
+    assert p.nodes == (0, 2) and p.bytes_per_node == {0: 4 * G, 2: 4 * G}
 
 
 def test_build_overhead_is_counted_in_the_placement():
@@ -265,6 +301,30 @@ def test_placement_properties(host, vcpus, mem, policy):
 def test_minimal_distance_set(host, vcpus, mem, best_effort):
     """Against brute force over every subset: the chosen set has the lowest maximum
     distance among the sets that fit, and the lowest mean among those."""
+    _check_minimal_distance(host, vcpus, mem, best_effort)
+
+
+@st.composite
+def tied_hosts(draw, max_nodes=6):
+    """Hosts with two symmetric distances only (like a regular SLIT): many sets tie."""
+    n = draw(st.integers(2, max_nodes))
+    d = [[10] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            d[i][j] = d[j][i] = draw(st.sampled_from([12, 21]))
+    free = draw(st.lists(st.integers(0, 64).map(lambda x: x * G // 4), min_size=n, max_size=n))
+    vcpus = draw(st.lists(st.integers(0, 16), min_size=n, max_size=n))
+    return topo(d, cpus_per_node=2), loads_of(free, None, vcpus)
+
+
+@settings(max_examples=300)
+@given(tied_hosts(), st.integers(3, 8), st.integers(1, 64).map(lambda x: x * G // 4), st.booleans())
+def test_minimal_distance_set_and_its_tie_break(host, vcpus, mem, best_effort):
+    """As above on hosts where many sets are equally close, so the tie-break decides."""
+    _check_minimal_distance(host, vcpus, mem, best_effort)
+
+
+def _check_minimal_distance(host, vcpus, mem, best_effort):
     t, loads = host
     planner = Planner(t, OVERHEAD)
     request = Request(vcpus, mem, Policy("best_effort" if best_effort else "preferred"))
@@ -292,6 +352,17 @@ def test_minimal_distance_set(host, vcpus, mem, best_effort):
     got = (planner._distance_key(p.nodes)[0], set_mean(planner.sym, p.nodes))
     assert got[0] == best[0] and abs(got[1] - best[1]) < 1e-9
     assert sum(cpus[c] for c in p.nodes) >= vcpus and sum(avail[c] for c in p.nodes) >= need
+    if len(p.nodes) > 1:
+        # the tie-break among the closest sets: fewest nodes, then the lowest score
+        # (memory CV and fragmentation after the VM is striped over the set)
+        score = striping_score(avail, planner.sizes, need)
+        tied = [list(combo) for k in range(2, n + 1) for combo in itertools.combinations(range(n), k)
+                if sum(avail[c] for c in combo) >= need and sum(cpus[c] for c in combo) >= vcpus
+                and all(avail[c] > 0 for c in combo)
+                and (planner._distance_key(combo)[0], set_mean(planner.sym, combo)) == got]
+        fewest = min(len(c) for c in tied)
+        assert len(p.nodes) == fewest
+        assert score(list(p.nodes)) <= min(score(c) for c in tied if len(c) == fewest) + 1e-12
 
 
 def test_lowest_mean_beats_fewest_nodes():

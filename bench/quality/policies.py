@@ -122,8 +122,8 @@ class Libxl:
 def all_policies(topology) -> list:
     planner = Planner(topology)
     need = lambda vm: planner.need(Request(vm.vcpus, vm.memory))  # noqa: E731
-    return [Ours(topology, "scored"), Ours(topology, "spare"), Ours(topology, "balanced"), Ours(topology, "best"),
-            Ours(topology, "worst"),
+    return [Ours(topology, "scored"), Ours(topology, "hole"), Ours(topology, "spare"), Ours(topology, "balanced"),
+            Ours(topology, "best"), Ours(topology, "worst"),
             XenopsdToday(topology, planner.cores), XenopsdMemOnly(topology, planner.cores), Xenopsd2024(topology),
             Libxl(topology, need)]
 

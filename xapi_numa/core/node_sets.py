@@ -4,10 +4,13 @@ The placement engine (:mod:`xapi_numa.core.placement`) finds the lowest
 maximum distance through the maximal cliques of "distance <= threshold"
 graphs, and the lowest mean distance among the subsets of the fitting
 cliques with :class:`SubsetSearch` (branch and bound, exact unless its
-budget of ``SEARCH_BUDGET`` expansions runs out, which it reports).
+budget of ``SEARCH_BUDGET`` expansions runs out, which it reports); equally
+close sets are told apart by :func:`striping_score`.
 """
 
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
+
+from xapi_numa.core.single_node import FRAG_WEIGHT, cv, fragmentation, used_memory
 
 SEARCH_BUDGET = 20000  # subsets expanded per decision, at most
 
@@ -42,19 +45,46 @@ def set_mean(sym: Sequence[Sequence[int]], nodes: Sequence[int]) -> float:
     return sum(sym[a][b] for a in nodes for b in nodes) / (len(nodes) * len(nodes))
 
 
+def striping_score(avail: Sequence[int], sizes: Sequence[int], need: int) -> Callable[[List[int]], float]:
+    """The tie-break among equally close sets, as a function of the set: the host's
+    memory CV plus ``FRAG_WEIGHT`` x its fragmentation once ``need`` bytes are striped
+    over the set (Xen's round robin: each node gives an equal share until it runs out,
+    the others make up for it), the measure the single-node rule uses."""
+    n = len(avail)
+    used = used_memory(avail, sizes)
+    free_after = sum(avail) - need
+
+    def score(nodes: List[int]) -> float:
+        after = dict((x, avail[x]) for x in nodes)
+        left = need
+        for k, x in enumerate(sorted(nodes, key=lambda m: (avail[m], m))):
+            take = min(after[x], left // (len(nodes) - k))
+            after[x] -= take
+            left -= take
+        memory = [used[i] + avail[i] - after[i] if i in after else used[i] for i in range(n)]
+        hole = max(after[i] if i in after else avail[i] for i in range(n))
+        return cv(memory) + FRAG_WEIGHT * fragmentation(free_after, hole)
+    return score
+
+
 class SubsetSearch:
     """Branch and bound for the fitting subset with the lowest mean distance.
 
-    Sets compare by (mean, node count, vCPU load, node ids).  A subtree is cut
+    Sets compare by (mean, node count, score, vCPU load, node ids), where
+    ``score(nodes)`` (optional; 0 without it) rates the host after the VM's
+    memory is striped over the set: the placement engine's tie-break among
+    sets as close as each other, computed only for a set that ties the best
+    so far on mean and node count.  A subtree is cut
     when it cannot fit (capacity or CPUs left) or when no superset of the
     current set can reach the best mean: adding r nodes adds at least their r
     cheapest links to the current set plus the smallest distance for each new
     pair among them.
     """
 
-    def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int) -> None:
+    def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int,
+                 score: Optional[Callable[[List[int]], float]] = None) -> None:
         self.sym, self.cap, self.cpus, self.vcpus_on, self.pcpus = sym, cap, cpus, vcpus_on, pcpus
-        self.need, self.vneed = need, vneed
+        self.need, self.vneed, self.score = need, vneed, score
         self.best: Optional[tuple] = None
         self.expanded = 0
         self.exhausted = False
@@ -75,8 +105,11 @@ class SubsetSearch:
     def _consider(self, chosen: List[int], pairsum: int) -> None:
         k = len(chosen)
         mean = (10 * k + 2 * pairsum) / (k * k)
+        if self.best is not None and (mean, k) > self.best[:2]:
+            return  # the score is only worth computing for a tie or better
         pcpus = sum(self.pcpus[x] for x in chosen) or 1
-        key = (mean, k, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
+        score = self.score(chosen) if self.score is not None else 0.0
+        key = (mean, k, score, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
         if self.best is None or key < self.best:
             self.best = key
 
