@@ -411,7 +411,8 @@ def project_cpio(debs: str, need_dom0_lib: bool) -> tuple:
 
 
 # --- booting ------------------------------------------------------------------------------------
-def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0", pool: str = "") -> tuple:
+def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0", pool: str = "",
+         only: str = "") -> tuple:
     """Boot Xen under QEMU and run one suite in dom0.
 
     dom0: 2 nodes x 2 pCPUs, the native layer suite.  daemon: 3 nodes x 2 pCPUs,
@@ -433,7 +434,7 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
            "-kernel", xen,
            "-append", f"console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M {dom0} loglvl=all "
                       "guest_loglvl=all smap=0" + extra,
-           "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet xentest={suite}{' poolsched=' + pool if pool else ''},{initrd}"]
+           "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet xentest={suite}{' poolsched=' + pool if pool else ''}{' xenonly=' + only.replace(',', '+') if only else ''},{initrd}"]
     log(f"booting Xen ({scheduler}) under QEMU")
     started = time.monotonic()
     # The console goes to its log as it comes, so a slow run can be watched.
@@ -479,6 +480,9 @@ def main() -> int:
                     help="dom0: the native layer and page moves (2 nodes, one boot per scheduler); daemon: "
                          "xapi-numad on 3 nodes, guests in a cpupool (one boot per pool scheduler); hvm: one HVM "
                          "guest with QEMU (one credit2 boot); all: the three")
+    ap.add_argument("--only", default="", metavar="FILES",
+                    help="run only these test files of the suite, comma-separated module names (e.g. "
+                         "test_dom0_lib_real,test_mover_records): for iterating on one file; make xen-test runs all")
     ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -499,6 +503,8 @@ def main() -> int:
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out)
     log(f"image ready in {time.monotonic() - t0:.0f}s ({os.path.getsize(initrd) >> 20} MiB)")
+    if args.only and args.suite != "dom0":
+        ap.error("--only selects test files of the dom0 suite: give --suite dom0")
     if args.build_only:
         return 0
     failures = 0
@@ -508,14 +514,14 @@ def main() -> int:
     for suite, scheduler in runs:
         label = f"{suite}/{scheduler}"
         # the daemon suite keeps Xen's default for Pool-0 and tests `scheduler` in its cpupool
-        code, text, seconds = (boot(xen, kernel, initrd, "credit2", suite, pool=scheduler) if suite == "daemon"
-                               else boot(xen, kernel, initrd, scheduler, suite))
+        code, text, seconds = (boot(xen, kernel, initrd, "credit2", suite, pool=scheduler, only=args.only)
+                               if suite == "daemon" else boot(xen, kernel, initrd, scheduler, suite, only=args.only))
         lines, summary, finished = results(text)
         save_bench(text, label)
         for line in lines:
             print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary
-        if suite == "dom0" and finished:
+        if suite == "dom0" and finished and (not args.only or "test_dom0_lib_real" in args.only.split(",")):
             wrong = dom0_lib_verdict(text, lib_digest)
             log(f"{label}: dom0-lib: " + (wrong or f"dom0 loaded the host's build, sha256 {lib_digest}"))
             ok = ok and not wrong

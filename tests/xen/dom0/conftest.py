@@ -43,3 +43,36 @@ def expected_scheduler(cmdline: str) -> str:
 
 
 os.environ.setdefault("XAPI_NUMA_BACKEND", "xen")
+
+
+def _kernel_arg(name: str) -> str:
+    try:
+        with open("/proc/cmdline") as f:
+            m = re.search(r"\b{}=(\S+)".format(name), f.read())
+    except OSError:
+        return ""
+    return m.group(1) if m else ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """harness.py --only: just these test files of the suite (xenonly=a+b on dom0's command
+    line: a comma would split QEMU's multiboot module list)."""
+    only = set(filter(None, _kernel_arg("xenonly").split("+")))
+    if not only:
+        return
+    keep = [i for i in items if os.path.splitext(os.path.basename(str(i.fspath)))[0] in only]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
+def pytest_runtest_logreport(report):
+    """Each test's outcome on the console as it happens: a boot killed at its timeout
+    still shows how far the suite got and what took the time (pytest -q keeps its
+    progress dots on one line until the end)."""
+    if report.when == "call" or report.outcome != "passed":
+        try:
+            with open("/dev/console", "w") as console_dev:
+                console_dev.write("XEN-TEST-PROGRESS: {} {} {} {:.1f}s\n".format(
+                    report.nodeid, report.when, report.outcome, report.duration))
+        except OSError:
+            pass  # not in the test dom0
