@@ -12,8 +12,8 @@ vCPUs (the earlier busybox shell loops left one vCPU of each guest blocked, so
 the pool always had an idle pCPU and Xen homed the vCPUs by itself).  Seen
 here: the forced swap stays for the 5 s observed without the daemon under
 both schedulers; with xapi-numad started, A and C are home within 2 s and
-stay home for the 30 s watch (4 affinity writes under credit1, which pins the
-displaced vCPUs only; 8 under credit2, which pins every vCPU of both VMs).
+stay home for the 30 s watch (4 affinity writes under each scheduler in the
+last runs: the swapped pair pinned home together and restored).
 Also seen: destroying a guest of a credit1 cpupool on a credit2 host panicked
 Xen 4.17 (csched2_free_domdata), hence one pool scheduler per boot and no
 destroy before power-off.
