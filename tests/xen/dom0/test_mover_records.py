@@ -55,7 +55,11 @@ def busy(path: str) -> int:
 
 def healthy(hv, domid: int) -> None:
     assert not paused(hv, domid)
-    passes = [int(l.split()[2]) for l in console(GUEST).splitlines() if l.startswith("memcheck: pass ")]
+    lines = [l for l in console(GUEST).splitlines() if l.startswith("memcheck: pass ")]
+    # memcheck prints "pass N ok"; anything else there (once seen: "pass %lu ok", its printf
+    # format unexpanded) means the guest misbehaved: fail with what it printed
+    assert all(l.split()[2].isdigit() for l in lines), console(GUEST)[-2000:]
+    passes = [int(l.split()[2]) for l in lines]
     wait_console(GUEST, r"memcheck: pass {} ok".format(passes[-1] + 1), timeout=120)
     assert "CORRUPT" not in console(GUEST), console(GUEST)[-2000:]
 
