@@ -37,7 +37,7 @@ MIRROR = os.environ.get("XEN_TEST_MIRROR")  # else the machine's own apt sources
 DOM0_PACKAGES = ["xen-utils-4.17", "xenstore-utils", "python3", "python3-attr", "python3-cffi-backend",
                  "python3-pytest", "kmod", "procps"]
 XEN_MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"]
-BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "1500"))
+BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "2700"))  # a hang guard above dom0-init.sh's 2400 s
 # Backends for the backend-alignment test: blkback over a loop device, netback (dom0),
 # and the frontends its PVH guest loads (paths under the kernel's modules directory).
 BACKEND_MODULES = ["drivers/block/loop.ko", "drivers/block/xen-blkback/xen-blkback.ko",
