@@ -20,7 +20,8 @@ from xapi_numa.ops.vnuma_xapi import stored_plan
 MAX_ATTEMPTS = 6
 
 
-def _plugin(session, host: str, fn: str, args: Dict[str, str]):
+def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
+    """A numa plugin call on ``host``, its JSON result decoded."""
     return json.loads(xapi.call_plugin(session, host, fn, args))
 
 
@@ -30,17 +31,22 @@ def fit_key(placement: dict, host_record: dict) -> tuple:
             len(host_record.get("resident_VMs", [])), host_record.get("name_label", ""))
 
 
+def enabled_hosts_named(session, name: str) -> Dict[str, dict]:
+    """The enabled hosts whose ref, uuid or name is ``name`` (refused if there is none)."""
+    hosts = {ref: rec for ref, rec in xapi.enabled_hosts(session).items()
+             if name in (ref, rec["uuid"], rec["name_label"])}
+    if not hosts:
+        raise NumaError(f"no enabled host called {name}")
+    return hosts
+
+
 def candidates(session, uuid: str, only_host: Optional[str] = None) -> List[Tuple[tuple, str, dict]]:
     """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best first."""
-    hosts = xapi.enabled_hosts(session)
-    if only_host is not None:
-        hosts = {ref: rec for ref, rec in hosts.items() if only_host in (ref, rec["uuid"], rec["name_label"])}
-        if not hosts:
-            raise NumaError(f"no enabled host called {only_host}")
+    hosts = xapi.enabled_hosts(session) if only_host is None else enabled_hosts_named(session, only_host)
     found, refusals = [], []
     for ref, record in hosts.items():
         try:
-            placement = _plugin(session, ref, "place", {"vm": uuid, "dry_run": "true"})
+            placement = plugin_result(session, ref, "place", {"vm": uuid, "dry_run": "true"})
         except xapi.XapiError as err:
             if err.code != "NUMA_NO_CAPACITY":
                 raise
@@ -60,7 +66,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
         fit, host, _ = ranked[0]
         record = xapi.call(session.xenapi.host.get_record, host)
         try:
-            placement = _plugin(session, host, "place", {"vm": uuid})
+            placement = plugin_result(session, host, "place", {"vm": uuid})
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
                 tried.append(record["name_label"])
@@ -71,18 +77,18 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
         # farther, a fallback), give it back and rank the hosts again.
         if (fit_key(placement, record)[:3] > fit[:3] and attempt < MAX_ATTEMPTS - 1
                 and (len(ranked) > 1 or attempt == 0)):
-            _plugin(session, host, "release", {"vm": uuid})
+            plugin_result(session, host, "release", {"vm": uuid})
             tried.append(record["name_label"])
             continue
         try:
             xapi.call(session.xenapi.VM.start_on, vm, host, False, False)
         except BaseException:
             try:
-                _plugin(session, host, "release", {"vm": uuid})
+                plugin_result(session, host, "release", {"vm": uuid})
             except NumaError:
                 pass
             raise
-        settled = _plugin(session, host, "settle", {"vm": uuid})
+        settled = plugin_result(session, host, "settle", {"vm": uuid})
         return {"vm": uuid, "host": record["name_label"], "placement": placement, "settled": settled,
                 "attempts": attempt + 1}
     raise NoCapacity(f"hosts {', '.join(tried)} filled up while starting {uuid}", tried)
@@ -96,9 +102,9 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
         host = record["resident_on"]
         return {"vm": uuid, "state": record["power_state"],
                 "host": xapi.call(session.xenapi.host.get_name_label, host),
-                "memory": _plugin(session, host, "vm_memory", {"vm": uuid}),
-                "vcpus": _plugin(session, host, "vcpus", {"vm": uuid}),
-                "policy": _plugin(session, host, "get_policy", {"vm": uuid}),
+                "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
+                "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
+                "policy": plugin_result(session, host, "get_policy", {"vm": uuid}),
                 "vnuma_plan": stored_plan(record["other_config"])}
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
                for _, host, placement in candidates(session, uuid)]
@@ -107,5 +113,5 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:
-    return {rec["name_label"]: _plugin(session, ref, fn, args or {})
+    return {rec["name_label"]: plugin_result(session, ref, fn, args or {})
             for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: kv[1]["name_label"])}

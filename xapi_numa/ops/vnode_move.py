@@ -18,6 +18,7 @@ from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops.executor import DONE as APPLIED, Executor
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 
@@ -47,8 +48,6 @@ def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int,
     """After every page of vnode ``vnode`` moved to node ``to``: record its new pnode,
     point its vCPUs' soft affinity and the domain's node affinity at where its vnodes
     now are.  Hard affinity is the admin's: reported, never changed."""
-    from xapi_numa.ops.executor import DONE as APPLIED, Executor
-
     before = layout.vnode(vnode).pnode
     moved = layout.with_pnode(vnode, to)
     hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)

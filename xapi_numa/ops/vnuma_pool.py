@@ -4,12 +4,10 @@ The plan itself is made on that host by the ``numa`` plugin's ``vnuma_plan``
 (:mod:`xapi_numa.ops.vnuma_xapi`): the host it runs on, the one named, or for a
 halted VM the one placement likes best for it (:func:`xapi_numa.ops.pool.candidates`).
 """
-import json
 from typing import Optional
 
 from xapi_numa.backends import xapi
-from xapi_numa.errors import NumaError
-from xapi_numa.ops.pool import candidates
+from xapi_numa.ops.pool import candidates, enabled_hosts_named, plugin_result
 
 
 def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optional[int] = None,
@@ -21,15 +19,11 @@ def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optiona
     if record["power_state"] in ("Running", "Paused"):
         target = record["resident_on"]
     elif host is not None:
-        hosts = {ref: rec for ref, rec in xapi.enabled_hosts(session).items()
-                 if host in (ref, rec["uuid"], rec["name_label"])}
-        if not hosts:
-            raise NumaError(f"no enabled host called {host}")
-        target = next(iter(hosts))
+        target = next(iter(enabled_hosts_named(session, host)))
     else:
         target = candidates(session, uuid)[0][1]
     args = {"vm": uuid, "mode": mode, "store": "true" if store else "false"}
     if half is not None:
         args["half"] = str(half)
-    result = json.loads(xapi.call_plugin(session, target, "vnuma_plan", args))
+    result = plugin_result(session, target, "vnuma_plan", args)
     return dict(result, host=xapi.call(session.xenapi.host.get_name_label, target))
