@@ -43,8 +43,11 @@ done
 FILES=$(grep -v '^#' "$HERE/libxenuma/SOURCES" | sed '/^[[:space:]]*$/d' | sed "s|^|$SRC/|")
 
 # -ldl: glibc 2.17 keeps dlopen/dlsym in libdl (run-time lookup of patched libxenctrl calls).
+# The prefix maps keep the checkout's and the staging directory's paths out of the debug
+# information, so two checkouts of one commit build the same bytes (the RPM and the real-Xen
+# suite compare the library by sha256).
 # shellcheck disable=SC2086
-"$PY" -m ziglang cc -target "$TARGET" -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror \
+"$PY" -m ziglang cc -ffile-prefix-map="$HERE"=xapi-numa -ffile-prefix-map="$STAGE"=stage -target "$TARGET" -std=gnu11 -O2 -fPIC -shared -Wall -Wextra -Werror \
     -isystem "$STAGE/include" -I "$SRC" -L "$STAGE/lib" \
     -Wl,-soname,libxenuma.so -o "$OUT/libxenuma.so" $FILES \
     -lxenctrl -lxenforeignmemory -lxentoollog -ldl
