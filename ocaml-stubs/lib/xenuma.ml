@@ -283,3 +283,15 @@ external set_vnuma_raw : handle -> int -> vmemrange array -> int array * int arr
 
 let set_vnuma h ~domid ~ranges ~vdistance ~vcpu_to_vnode ~vnode_to_pnode =
   set_vnuma_raw h domid ranges (Array.concat (Array.to_list vdistance), vcpu_to_vnode, vnode_to_pnode)
+
+type vnuma_layout = {
+    ranges : vmemrange array
+  ; vdistance : int array array
+  ; vcpu_to_vnode : int array
+}
+
+(* The stub sizes and fills in one go (Xen's ENOBUFS answer handled there);
+   EOPNOTSUPP, Xen's "this domain has no layout", comes back as None. *)
+external vnuma_raw : handle -> int -> vnuma_layout option = "stub_xenuma_get_vnuma"
+
+let vnuma h ~domid = vnuma_raw h domid

@@ -220,3 +220,20 @@ val set_vnuma :
     domain builder such as xenopsd's would do): the ranges of each vnode, the
     vnode distance matrix, each vCPU's vnode and each vnode's pnode.  An
     inconsistent layout raises [Error (EINVAL, _)] before any hypercall. *)
+
+type vnuma_layout = {
+    ranges : vmemrange array  (** ascending, as Xen holds them *)
+  ; vdistance : int array array  (** [vdistance.(a).(b)], one row per vnode *)
+  ; vcpu_to_vnode : int array  (** one entry per vCPU *)
+}
+(** A domain's vNUMA layout as Xen holds it: what {!set_vnuma} set, in the
+    same form, less [vnode_to_pnode] -- Xen does not report which pnode backs
+    a vnode through this call (debug key 'u' prints it: {!capture_dump}). *)
+
+val vnuma : handle -> domid:int -> vnuma_layout option
+(** Reads back the layout of a domain (XENMEM_get_vnumainfo); [None] when it
+    has none (Xen's EOPNOTSUPP).  Xen first answers ENOBUFS with the sizes;
+    the stub asks again with room, and again if the layout was replaced in
+    between, up to 4 calls in all, then raises [Error (EAGAIN, _)].  Other
+    failures are raised: [Error (ESRCH, _)] for no such domain, as every
+    call does. *)

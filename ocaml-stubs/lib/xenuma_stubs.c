@@ -757,3 +757,108 @@ CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, va
     check(rc, rc == -EINVAL ? "xn_domain_setvnuma: an inconsistent vNUMA layout" : "xn_domain_setvnuma");
     CAMLreturn(Val_unit);
 }
+
+/* An OCaml int array of n entries from uint32_t values (the empty array for n = 0). */
+static value ints_of_u32(const uint32_t *a, uint32_t n)
+{
+    CAMLparam0();
+    CAMLlocal1(r);
+    uint32_t i;
+
+    if (n == 0)
+        CAMLreturn(Atom(0));
+    r = caml_alloc_tuple(n);
+    for (i = 0; i < n; i++)
+        Store_field(r, i, Val_int(a[i]));
+    CAMLreturn(r);
+}
+
+/* Tries at reading a layout: the first call only sizes (Xen answers ENOBUFS
+ * with the counts); each further ENOBUFS or EAGAIN means the layout was
+ * replaced between two calls, so we size again -- but not forever. */
+#define VNUMA_TRIES 4
+
+struct vnuma_read {
+    uint32_t nr_vnodes, nr_ranges, nr_vcpus;
+    struct xn_vmemrange *ranges;
+    uint32_t *vdistance, *vcpu_to_vnode;
+};
+
+static void vnuma_read_free(struct vnuma_read *v)
+{
+    free(v->ranges);
+    free(v->vdistance);
+    free(v->vcpu_to_vnode);
+    v->ranges = NULL;
+    v->vdistance = v->vcpu_to_vnode = NULL;
+}
+
+/* Touches no OCaml value: runs with the runtime lock released.  0 with v
+ * filled; -EOPNOTSUPP (no layout), -EAGAIN (it kept changing) or another
+ * -errno with v's arrays freed. */
+static int vnuma_read(xn_handle *h, uint32_t domid, struct vnuma_read *v)
+{
+    int tries, rc = -EAGAIN;
+
+    memset(v, 0, sizeof(*v)); /* no room at first: the sizing call */
+    for (tries = 0; tries < VNUMA_TRIES; tries++) {
+        vnuma_read_free(v);
+        /* room for the counts of the last answer (+1: calloc(0) may be NULL) */
+        v->ranges = calloc(v->nr_ranges + 1, sizeof(*v->ranges));
+        v->vdistance = calloc((size_t)v->nr_vnodes * v->nr_vnodes + 1, sizeof(*v->vdistance));
+        v->vcpu_to_vnode = calloc(v->nr_vcpus + 1, sizeof(*v->vcpu_to_vnode));
+        if (!v->ranges || !v->vdistance || !v->vcpu_to_vnode) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = xn_domain_getvnuma(h, domid, &v->nr_vnodes, &v->nr_ranges, &v->nr_vcpus, v->ranges, v->vdistance,
+                                v->vcpu_to_vnode);
+        if (rc == 0)
+            return 0;
+        if (rc != -ENOBUFS && rc != -EAGAIN)
+            break;
+        rc = -EAGAIN; /* what is left if this was the last try */
+    }
+    vnuma_read_free(v);
+    return rc;
+}
+
+/* None (the domain has no vNUMA layout) or Some {ranges; vdistance; vcpu_to_vnode}. */
+CAMLprim value stub_xenuma_get_vnuma(value handle, value domid)
+{
+    CAMLparam2(handle, domid);
+    CAMLlocal5(result, layout, ranges, dists, range);
+    CAMLlocal1(v2n);
+    xn_handle *h = handle_of(handle);
+    uint32_t d = (uint32_t)Int_val(domid), i;
+    struct vnuma_read v;
+    int rc;
+
+    caml_enter_blocking_section();
+    rc = vnuma_read(h, d, &v);
+    caml_leave_blocking_section();
+    if (rc == -EOPNOTSUPP)
+        CAMLreturn(Val_int(0)); /* None: Xen answers EOPNOTSUPP for a domain without a layout */
+    check(rc, rc == -EAGAIN ? "xn_domain_getvnuma: the layout kept changing while it was read"
+                            : "xn_domain_getvnuma");
+    ranges = v.nr_ranges ? caml_alloc_tuple(v.nr_ranges) : Atom(0);
+    for (i = 0; i < v.nr_ranges; i++) {
+        range = caml_alloc_tuple(3);
+        Store_field(range, 0, caml_copy_int64((int64_t)v.ranges[i].start));
+        Store_field(range, 1, caml_copy_int64((int64_t)v.ranges[i].end));
+        Store_field(range, 2, Val_int(v.ranges[i].vnode));
+        Store_field(ranges, i, range);
+    }
+    dists = v.nr_vnodes ? caml_alloc_tuple(v.nr_vnodes) : Atom(0);
+    for (i = 0; i < v.nr_vnodes; i++)
+        Store_field(dists, i, ints_of_u32(v.vdistance + (size_t)i * v.nr_vnodes, v.nr_vnodes));
+    v2n = ints_of_u32(v.vcpu_to_vnode, v.nr_vcpus);
+    vnuma_read_free(&v);
+    layout = caml_alloc_tuple(3);
+    Store_field(layout, 0, ranges);
+    Store_field(layout, 1, dists);
+    Store_field(layout, 2, v2n);
+    result = caml_alloc_tuple(1); /* Some layout */
+    Store_field(result, 0, layout);
+    CAMLreturn(result);
+}

@@ -117,6 +117,53 @@ let test_errors h =
   check "no record, nothing to recover"
     (Xenuma.recover h ~record:"/nonexistent/xenuma.batch" = Xenuma.Nothing_to_do)
 
+(* vNUMA: set a layout through set_vnuma, read it back through vnuma (whose
+   stub answers Xen's ENOBUFS sizing itself), compare. *)
+let test_vnuma h =
+  check "vnuma: none before any layout" (Xenuma.vnuma h ~domid:1 = None) ;
+  let mib n = Int64.shift_left (Int64.of_int n) 20 in
+  (* vnode 1 has two ranges, around a hole, as around the MMIO hole *)
+  let ranges : Xenuma.vmemrange array =
+    [| {start= 0L; stop= mib 256; vnode= 0}
+     ; {start= mib 256; stop= mib 512; vnode= 1}
+     ; {start= mib 4096; stop= mib 4352; vnode= 1} |]
+  in
+  (* asymmetric distances and vCPUs crossed, so a transposition or swap shows *)
+  let vdistance = [|[|10; 20|]; [|30; 10|]|] and vcpu_to_vnode = [|1; 0|] in
+  Xenuma.set_vnuma h ~domid:1 ~ranges ~vdistance ~vcpu_to_vnode ~vnode_to_pnode:[|1; 0|] ;
+  ( match Xenuma.vnuma h ~domid:1 with
+  | Some l ->
+      check "vnuma: ranges read back" (l.ranges = ranges) ;
+      check "vnuma: distances read back" (l.vdistance = vdistance) ;
+      check "vnuma: vcpu_to_vnode read back" (l.vcpu_to_vnode = vcpu_to_vnode)
+  | None -> check "vnuma: the layout set is there" false ) ;
+  (* a smaller layout replaces it, and is read at its own size *)
+  let one : Xenuma.vmemrange array = [|{start= 0L; stop= mib 512; vnode= 0}|] in
+  Xenuma.set_vnuma h ~domid:1 ~ranges:one ~vdistance:[|[|10|]|] ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|] ;
+  check "vnuma: the replacing layout read back"
+    (Xenuma.vnuma h ~domid:1 = Some {Xenuma.ranges= one; vdistance= [|[|10|]|]; vcpu_to_vnode= [|0; 0|]}) ;
+  check "vnuma: inconsistent layout refused before Xen"
+    (match
+       raised (fun () ->
+           Xenuma.set_vnuma h ~domid:1 ~ranges ~vdistance ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|1; 0|])
+     with
+    | Some (Unix.EINVAL, ctx) -> contains ctx "inconsistent"
+    | _ -> false) ;
+  check "vnuma: the refused layout left the old one"
+    (match Xenuma.vnuma h ~domid:1 with Some l -> Array.length l.vdistance = 1 | None -> false) ;
+  check "vnuma: no such domain"
+    (match raised (fun () -> Xenuma.vnuma h ~domid:9) with
+    | Some (Unix.ESRCH, ctx) -> contains ctx "xn_domain_getvnuma"
+    | _ -> false) ;
+  check "vnuma: EPERM raised"
+    (failing "xc_domain_getvnuma=EPERM" (fun () ->
+         match raised (fun () -> Xenuma.vnuma h ~domid:1) with Some (Unix.EPERM, _) -> true | _ -> false)) ;
+  check "vnuma: a layout that keeps changing gives up with EAGAIN"
+    (failing "xc_domain_getvnuma=EAGAIN" (fun () ->
+         match raised (fun () -> Xenuma.vnuma h ~domid:1) with
+         | Some (Unix.EAGAIN, ctx) -> contains ctx "kept changing"
+         | _ -> false))
+
 let test_stock h =
   let f = Xenuma.features h in
   check "stock features" (f.node_pages = `Fallback && f.node_claims = `Unavailable && f.claims = `Native) ;
@@ -152,6 +199,8 @@ let churn i =
   ignore (Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0) ;
   ignore (Xenuma.claim h ~domid:1 ~node:1 1L) ;
   ignore (raised (fun () -> Xenuma.vcpu_info h ~domid:9 ~vcpu:0)) ;
+  ignore (Xenuma.vnuma h ~domid:1) ;
+  ignore (raised (fun () -> Xenuma.vnuma h ~domid:9)) ;
   if i mod 2 = 0 then Xenuma.close h
 
 let test_no_leak () =
@@ -171,6 +220,7 @@ let () =
   test_queries h ;
   test_dump () ;
   test_errors h ;
+  test_vnuma h ;
   if mode = "patched" then test_patched h else test_stock h ;
   Xenuma.close h ;
   test_no_leak () ;
