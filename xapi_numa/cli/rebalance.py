@@ -39,6 +39,8 @@ def _what(a: dict) -> str:
         return "node affinity {}".format(a["nodes"])
     if a["action"] == "SetAffinity":
         return "vCPU {} soft affinity {} CPUs".format(a["vcpu"], len(a["soft"] or []))
+    if a["action"] == "MoveMemory" and a.get("vnode") is not None:
+        return "move vnode {} whole to pnode {}".format(a["vnode"], a["to"])
     if a["action"] == "MoveMemory":
         return "move up to {} pages to node {}".format(a["max_pages"], a["to"])
     return ""

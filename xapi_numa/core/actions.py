@@ -111,7 +111,8 @@ class CancelClaims:
 
 @attrs.frozen
 class MoveMemory:
-    """Move (part of) a running VM's memory to node ``to`` with the page mover."""
+    """Move (part of) a running VM's memory to node ``to`` with the page mover (or, with
+    ``vnode``, one whole vnode of a vNUMA guest)."""
 
     domid: int
     uuid: str
@@ -120,6 +121,8 @@ class MoveMemory:
     rate: Optional[float] = None  # bytes/s
     skip: int = 0                 # movable gfns to leave alone first (moved by an earlier step)
     reason: str = ""
+    vnode: Optional[int] = None   # a vNUMA guest: exactly this vnode's ranges, whole (no max, no skip),
+                                  # its new pnode recorded with the hypervisor once every page moved
 
 
 @attrs.frozen

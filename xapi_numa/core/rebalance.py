@@ -56,10 +56,24 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    ``pv_margin`` [0.10], judged with the SLIT distance and an assumed
    memory-boundness of :data:`ASSUMED_MEMORY_BOUND`.
 
+9. **vNUMA guests move vnode by vnode.**  A guest shown a NUMA topology was
+   promised that each vnode lives on one pnode, so its vnodes are the units
+   (:attr:`VmLoad.vnode`): each is weighed with the demand of its own vCPUs,
+   its memory and its pnode as home, like a VM of its own, and a candidate
+   moves one whole vnode (its cost: every page of it) -- never part of one,
+   and a swap never trades two vnodes of the same VM.  Its action
+   (:func:`xapi_numa.core.vnode_units.vnode_move_actions`): the vnode's
+   vCPUs' soft affinity, the domain's node affinity (the pnodes its vnodes
+   will live on), then its memory through the page mover with the vnode's
+   ranges, whose last step records the new vnode -> pnode map; no follow-up
+   steps.  The hold-down is per VM: one vnode moved holds all of them.
+
 Never touched: ``strict`` and ``any`` VMs, VMs with an admin hard pin,
-VMs whose home spans several nodes, VMs the caller excludes (a move in
-flight, rebalancing switched off for them); ``preferred`` VMs move only to
-nodes of their list.
+VMs whose home spans several nodes (a vNUMA VM's vnodes are weighed one by
+one instead), VMs whose vnodes cannot be seen (a layout that cannot be read,
+a vnode of unknown pnode), VMs the caller excludes (a move in flight,
+rebalancing switched off for them); ``preferred`` VMs move only to nodes of
+their list.
 
 What a home move cannot do: a home is soft affinity, and credit2's load
 balancer looks only at run-queue load, so a node with more runnable vCPUs
@@ -110,6 +124,17 @@ class VmLoad:
     movable: bool = True                # eligible for a home move (policy, pins, switches)
     allowed: Optional[FrozenSet[int]] = None  # nodes a preferred policy allows (None: any)
     history: Tuple[float, ...] = ()     # demand over the recent window, oldest first (aligned across VMs)
+    vnode: Optional[int] = None         # a vNUMA guest is weighed vnode by vnode: this unit is that vnode
+                                        # (its vCPUs, its memory, its pnode as home), and moves only whole
+
+    @property
+    def unit(self) -> Tuple[str, Optional[int]]:
+        """What moves as one: the VM, or one vnode of a vNUMA VM."""
+        return (self.uuid, self.vnode)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.vnode is None else "{} vnode {}".format(self.name, self.vnode)
 
     def samples(self, k: int) -> Tuple[float, ...]:
         """Its demand over the last ``k`` periods (padded with the oldest value known)."""
@@ -130,10 +155,10 @@ class Candidate:
     score: float
 
     def key(self) -> Tuple:
-        return tuple((vm.uuid, to) for vm, to in self.moves)
+        return tuple((vm.unit, to) for vm, to in self.moves)
 
     def explain(self, loads: Mapping[int, float]) -> str:
-        parts = ["{} ({:.2f} pCPUs) node {} -> {}".format(vm.name, vm.demand, vm.home, to) for vm, to in self.moves]
+        parts = ["{} ({:.2f} pCPUs) node {} -> {}".format(vm.label, vm.demand, vm.home, to) for vm, to in self.moves]
         return "{}: {}; +{:.2f} pCPUs delivered, {} MiB to move; node loads {}".format(
             self.kind, ", ".join(parts), self.gain, self.pages * PAGE >> 20,
             ", ".join("{}:{:.2f}".format(n, l) for n, l in sorted(loads.items())))
@@ -152,7 +177,7 @@ class Assessment:
         if self.best is not None:
             out["candidate"] = {"kind": self.best.kind, "gain_pcpus": round(self.best.gain, 3),
                                 "pages": self.best.pages, "score": round(self.best.score, 4),
-                                "moves": [{"vm": vm.name, "uuid": vm.uuid, "from": vm.home, "to": to}
+                                "moves": [{"vm": vm.name, "uuid": vm.uuid, "from": vm.home, "to": to, "vnode": vm.vnode}
                                           for vm, to in self.best.moves]}
         return out
 
@@ -171,6 +196,8 @@ def _delivered(demand: float, capacity: float) -> float:
 
 def _pages_to_move(vm: VmLoad, to: int, local_enough: float) -> int:
     total = sum(vm.pages.values())
+    if vm.vnode is not None:  # a vnode moves whole, every page of it
+        return total - vm.pages.get(to, 0)
     return max(0, int(math.ceil(local_enough * total)) - vm.pages.get(to, 0))
 
 
@@ -249,7 +276,7 @@ def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int
         after[to] += vm.demand
     spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
     distance = sum(topo.distance(vm.home, to) for vm, to in c.moves)
-    return (round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, to) for vm, to in c.moves])
+    return (round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in c.moves])
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
@@ -265,10 +292,13 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     """Every move the rule may weigh, before any is weighed: with ``swaps`` false, each
     eligible VM to each other node it may go to (``"balance"``); with ``swaps`` true,
     each pair of eligible VMs homed on two nodes trading homes (``"swap"``, the busier
-    one first; never a PV guest, whose memory cannot follow).
+    one first; never a PV guest, whose memory cannot follow).  A vNUMA VM comes as one
+    unit per vnode (:attr:`VmLoad.vnode`): a move takes one whole vnode, and a swap
+    never takes two vnodes of the same VM (nor a split: no unit smaller than a vnode
+    exists here).
 
-    The one place that says which moves exist: a constraint on what may move (a
-    guest's virtual NUMA nodes moving only whole, say) is a filter here."""
+    The one place that says which moves exist: a constraint on what may move is a
+    filter here."""
     known = set(nodes)
     movers = [vm for vm in vms if vm.home in known]
     if not swaps:
@@ -276,7 +306,7 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     out: List[MoveSet] = []
     for v in movers:
         for w in movers:
-            if v.home == w.home or v.demand <= w.demand or v.type == "pv" or w.type == "pv":
+            if v.home == w.home or v.demand <= w.demand or v.type == "pv" or w.type == "pv" or v.uuid == w.uuid:
                 continue
             if _eligible(v, w.home) and _eligible(w, v.home):
                 out.append(("swap", ((v, w.home), (w, v.home))))
@@ -313,7 +343,7 @@ def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0,
     The mover takes movable gfns in order and cannot tell which are on the target
     already: ``already_moved`` gfns are skipped (moved before), and the count is
     scaled up by the share of the rest that is elsewhere."""
-    if vm.home is None or vm.type == "pv" or vm.local_share(vm.home) >= settings.local_enough:
+    if vm.home is None or vm.type == "pv" or vm.vnode is not None or vm.local_share(vm.home) >= settings.local_enough:
         return None
     total = sum(vm.pages.values())
     deficit = _pages_to_move(vm, vm.home, settings.local_enough)

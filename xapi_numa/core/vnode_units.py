@@ -9,13 +9,20 @@ rule twice:
 
 * :func:`check_move`: may a page move (the whole domain's memory to one node, or
   exactly one vnode's) go ahead?  Refused with ``NUMA_VNODE_SPLIT`` otherwise.
-* :func:`whole_vnode_moves`: a rebalancer proposal (the domain's new home nodes)
+* :func:`whole_vnode_moves`: a proposal of new home nodes for the whole domain
   as whole-vnode moves, or None when no set of whole-vnode moves realises it.
+
+and says what the rebalancer's move of one vnode is (:func:`vnode_move_actions`):
+the vnode's vCPUs' soft affinity, the domain's node affinity (the pnodes its
+vnodes will live on), then its memory through the page mover, ranges and all,
+whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`).
 """
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import VNode, VnumaLayout
 from xapi_numa.errors import InvalidArgument, VnodeSplit
 
@@ -99,3 +106,19 @@ def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tup
         load[target] += v.memory
         moves.append(VnodeMove(v.index, v.pnode, target, v.memory))
     return tuple(sorted(moves, key=lambda m: m.vnode))
+
+
+def vnode_move_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
+                       rate: Optional[float], reason: str) -> List[object]:
+    """The rebalancer's move of vnode ``vnode`` to pnode ``to``, whole: its vCPUs' soft
+    affinity, the domain's node affinity (every pnode its vnodes will live on), then
+    every page of the vnode through the page mover at ``rate``, which records the
+    new vnode -> pnode map once the last page is there."""
+    moved = layout.with_pnode(vnode, to)
+    if any(p is None for p in moved.pnodes):
+        raise InvalidArgument("vnode", "a layout with a vnode of unknown pnode", "a layout with every pnode")
+    cpus = topo.cpus_of_nodes([to])
+    out: List[object] = [SetAffinity(domid, uuid, c, soft=cpus, reason=reason) for c in layout.vnode(vnode).vcpus]
+    out.append(SetNodeAffinity(domid, uuid, frozenset(p for p in moved.pnodes if p is not None), reason))
+    out.append(MoveMemory(domid, uuid, to, rate=rate, reason=reason, vnode=vnode))
+    return out

@@ -352,16 +352,17 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
 
 
 def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
-    """Claim the VM and start a background mover for a planned :class:`MoveMemory`."""
+    """Claim the VM and start a background mover for a planned :class:`MoveMemory` (a
+    whole vnode with ``--vnode`` when it names one: the mover records its new pnode)."""
     journal = MoveJournal(db)
     recover(hv, journal)  # a dead mover's batch record first
     d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=True)
+    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, vnode=action.vnode, skip=action.skip)
     return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason, action.skip,
-                           keep_affinity=True)
+                           keep_affinity=True, vnode=action.vnode)
 
 
 def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
@@ -373,7 +374,8 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, skip=action.skip)
+    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, skip=action.skip,
+                   vnode=action.vnode)
     run(hv, db, plan, action.rate, allow_fallback=True, follow_affinity=False)
     return os.getpid()
 

@@ -13,19 +13,40 @@ A VM's home is what its affinity says with homing's temporary pins left out
 (such a pin may still hold a vCPU on the node its VM was just moved away
 from).  The first step of memory following goes out in the period the home
 moves, with the home move itself.
+
+A vNUMA VM is weighed vnode by vnode: each vnode is a unit of its own (the
+demand of its vCPUs, its memory, its pnode as home), and a move takes one
+whole vnode (:func:`~xapi_numa.core.vnode_units.vnode_move_actions`).  Its
+layout comes from ``Hypervisor.vnuma``, which on real Xen reads the pnodes
+from debug key ``u`` (a walk of every page, rate-limited like the page scans):
+so each domain's layout is read once, when the domain is first seen running
+(a domain not yet run may still be given one), kept, updated by our own vnode
+moves, read again only when a move of ours was refused or did not finish, and
+dropped when the domain goes.  A VM whose layout cannot be read is not moved.
+Hold-down is per VM: once one vnode moved, none of its vnodes moves for
+``hold_down`` seconds.
 """
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 import attrs
 
 from xapi_numa.core import locality, rebalance
+from xapi_numa.core.actions import MoveMemory
+from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.vnode_units import vnode_move_actions
+from xapi_numa.core.vnuma import VnumaLayout
+from xapi_numa.errors import NumaError
 from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMove, HomeMoves
+from xapi_numa.ops.executor import DONE, REFUSED
+from xapi_numa.state.moves import DONE as MOVE_DONE, MoveJournal
 
 SMOOTHING = 0.5  # weight of the newest period in the demand average
 WINDOW = 150     # periods of demand history the planner judges moves on (5 minutes at 2 s)
+Unit = Tuple[str, Optional[int]]  # (VM uuid, vnode or None): what the planner moves as one
+UNREADABLE = "unreadable"         # a cached layout the hypervisor would not give: the VM is not moved
 
 
 @attrs.frozen
@@ -55,25 +76,81 @@ def _without_our_pins(uuid: str, vcpus, topo, our_pins: Set[Tuple[str, int]]) ->
 class Rebalancer:
     def __init__(self, db: Database, settings: rebalance.Settings = rebalance.Settings(),
                  policy_of: Optional[Callable[[str], Policy]] = None,
-                 opted_out: Optional[Callable[[str], bool]] = None) -> None:
+                 opted_out: Optional[Callable[[str], bool]] = None,
+                 read_layout: Optional[Callable[[int], Optional[VnumaLayout]]] = None) -> None:
         self.settings = settings
         self.homes = HomeMoves(db)
+        self.moves = MoveJournal(db)
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.opted_out = opted_out or (lambda uuid: False)
-        self.demand: Dict[str, float] = {}
-        self.history: Dict[str, List[float]] = {}  # uuid -> smoothed demand, one value per period
+        self.read_layout = read_layout  # Hypervisor.vnuma (None: no VM is taken for a vNUMA one)
+        self.layouts: Dict[str, Tuple[int, object]] = {}  # uuid -> (domid, layout, None or UNREADABLE)
+        self._unsure: Set[str] = set()  # VMs whose cached layout a mover of ours is still changing
+        self.unit_demand: Dict[Unit, float] = {}
+        self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
         self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
 
+    @property
+    def demand(self) -> Dict[str, float]:
+        """Smoothed demand per VM (its units' summed)."""
+        out: Dict[str, float] = {}
+        for (uuid, _), d in self.unit_demand.items():
+            out[uuid] = out.get(uuid, 0.0) + d
+        return out
+
+    # --- vNUMA layouts, read once per domain -------------------------------------------------------------
+    def layout(self, uuid: str) -> Optional[VnumaLayout]:
+        entry = self.layouts.get(uuid)
+        return entry[1] if entry is not None and isinstance(entry[1], VnumaLayout) else None
+
+    def refresh_layouts(self, snap: HostSnapshot) -> None:
+        """Read the layout of each domain seen running for the first time (or since a move
+        of ours on it ended other than done); forget the domains that are gone."""
+        alive = {d.uuid: d for d in snap.domains if d.domid != 0}
+        self.layouts = {u: e for u, e in self.layouts.items() if u in alive and alive[u].domid == e[0]}
+        moving = set(self.moves.moving())
+        for uuid in sorted(self._unsure - moving):  # our mover finished: keep what it did, or read again
+            self._unsure.discard(uuid)
+            row = self.moves.status(uuid)
+            if row is None or row.state != MOVE_DONE:
+                self.layouts.pop(uuid, None)
+        for uuid, d in alive.items():
+            if uuid not in self.layouts and self.read_layout is not None and self._has_run(d, snap):
+                self.layouts[uuid] = (d.domid, self._read(d))
+
+    @staticmethod
+    def _has_run(d: DomainInfo, snap: HostSnapshot) -> bool:
+        """A domain not run yet may still be given its layout by its builder: read it later."""
+        return not d.paused or any(v.cpu_time > 0 for v in snap.vcpus.get(d.domid, ()))
+
+    def _read(self, d: DomainInfo) -> object:
+        if d.type not in ("hvm", "pvh"):
+            return None  # Xen has no PV vNUMA
+        try:
+            return self.read_layout(d.domid)
+        except NumaError:
+            return UNREADABLE
+
+    def _unit_of(self, uuid: str) -> Callable[[int], Optional[int]]:
+        lay = self.layout(uuid)
+        if lay is None:
+            return lambda vcpu: None
+        owner = {c: v.index for v in lay.vnodes for c in v.vcpus}
+        return lambda vcpu: owner.get(vcpu)
+
     # --- what the planner is told ----------------------------------------------------------------------
     def observe_demand(self, snap: HostSnapshot) -> None:
-        """Update every VM's smoothed demand from its vCPUs since the last look."""
+        """Update every unit's smoothed demand (a VM's, or a vnode's) from its vCPUs since
+        the last look."""
         seen: Set[Tuple[str, int]] = set()
+        units: Set[Unit] = set()
         for d in snap.domains:
             if d.domid == 0:
                 continue
-            wanted = 0.0
+            unit_of = self._unit_of(d.uuid)
+            wanted: Dict[Unit, float] = {}
             for v in snap.vcpus.get(d.domid, ()):
                 key = (d.uuid, v.vcpu)
                 seen.add(key)
@@ -84,19 +161,23 @@ class Rebalancer:
                     busy = min(1.0, max(0.0, (v.cpu_time - before[0]) / (snap.time - before[1])))
                 elif v.state == "running":
                     busy = 1.0
-                wanted += 1.0 if v.state == "runnable" else busy
-            old = self.demand.get(d.uuid)
-            self.demand[d.uuid] = wanted if old is None else SMOOTHING * wanted + (1 - SMOOTHING) * old
-            self.history.setdefault(d.uuid, []).append(self.demand[d.uuid])
-            del self.history[d.uuid][:-WINDOW]
+                unit = (d.uuid, unit_of(v.vcpu))
+                wanted[unit] = wanted.get(unit, 0.0) + (1.0 if v.state == "runnable" else busy)
+            for unit, now in sorted(wanted.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
+                units.add(unit)
+                old = self.unit_demand.get(unit)
+                self.unit_demand[unit] = now if old is None else SMOOTHING * now + (1 - SMOOTHING) * old
+                self.history.setdefault(unit, []).append(self.unit_demand[unit])
+                del self.history[unit][:-WINDOW]
         self._cpu = {k: v for k, v in self._cpu.items() if k in seen}
         alive = {d.uuid for d in snap.domains}
-        self.demand = {u: x for u, x in self.demand.items() if u in alive}
-        self.history = {u: x for u, x in self.history.items() if u in alive}
+        self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units}
+        self.history = {u: x for u, x in self.history.items() if u in units}
         self.followed = {u: x for u, x in self.followed.items() if u in alive}
 
     def loads(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
               now: float, our_pins: Set[Tuple[str, int]] = frozenset()) -> List[rebalance.VmLoad]:
+        """What the planner weighs: one unit per VM, or per vnode of a vNUMA VM."""
         topo = snap.topology
         last = self.homes.last_moved()
         out = []
@@ -104,15 +185,34 @@ class Rebalancer:
             if d.domid == 0:
                 continue
             vcpus = snap.vcpus.get(d.domid, ())
-            homes = locality.home_nodes(_without_our_pins(d.uuid, vcpus, topo, our_pins), topo)
-            home = next(iter(homes)) if len(homes) == 1 else None
             movable, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
             movable = movable and d.domid not in excluded and now - last.get(d.uuid, float("-inf")) >= \
                 self.settings.hold_down
+            lay = self.layout(d.uuid)
+            if lay is not None:
+                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure, allowed)
+                continue
+            if self.layouts.get(d.uuid, (0, None))[1] == UNREADABLE:
+                movable = False  # it may be a vNUMA VM whose vnodes we cannot see: never split one
+            homes = locality.home_nodes(_without_our_pins(d.uuid, vcpus, topo, our_pins), topo)
+            home = next(iter(homes)) if len(homes) == 1 else None
+            unit = (d.uuid, None)
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
-                                        self.demand.get(d.uuid, 0.0), dict(pages.get(d.uuid, {})), d.type,
-                                        movable, allowed, tuple(self.history.get(d.uuid, ()))))
+                                        self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
+                                        movable, allowed, tuple(self.history.get(unit, ()))))
         return out
+
+    def _vnode_units(self, d: DomainInfo, lay: VnumaLayout, movable: bool,
+                     allowed: Optional[FrozenSet[int]]) -> List[rebalance.VmLoad]:
+        """A vNUMA VM as its vnodes: each homed on its pnode, with its vCPUs and its memory
+        (where the vnode's promise keeps it); one of unknown pnode makes none movable."""
+        known = all(v.pnode is not None for v in lay.vnodes)
+        return [rebalance.VmLoad(d.domid, d.uuid, d.name, v.pnode, tuple(v.vcpus),
+                                 self.unit_demand.get((d.uuid, v.index), 0.0),
+                                 {v.pnode: v.memory >> 12} if v.pnode is not None else {}, d.type,
+                                 movable and known, allowed, tuple(self.history.get((d.uuid, v.index), ())),
+                                 vnode=v.index)
+                for v in lay.vnodes]
 
     def _eligibility(self, uuid: str, vcpus, topo, our_pins) -> Tuple[bool, Optional[FrozenSet[int]]]:
         if self.opted_out(uuid):
@@ -131,6 +231,7 @@ class Rebalancer:
         """The actions of this period.  ``record=False``: a dry run (nothing is logged as
         moved, and the memory-follow progress is left as it is)."""
         now = snap.time
+        self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
         assessment = rebalance.assess(vms, snap.topology, self.settings, guest_capacity(snap))
@@ -144,8 +245,8 @@ class Rebalancer:
             if record:
                 self._streak = 0
                 # memory starts following in the same period: a period's worth more of it local
-                homes = {vm.uuid: to for vm, to in assessment.best.moves}
-                vms = [attrs.evolve(vm, home=homes[vm.uuid]) if vm.uuid in homes else vm for vm in vms]
+                homes = {vm.unit: to for vm, to in assessment.best.moves}
+                vms = [attrs.evolve(vm, home=homes[vm.unit]) if vm.unit in homes else vm for vm in vms]
             note = ("moving: " if record else "would move: ") + assessment.reason
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
@@ -157,11 +258,31 @@ class Rebalancer:
         out: List[object] = []
         for vm, to in best.moves:
             reason = "{} move: {}".format(best.kind, best.explain({}).split("; node loads")[0])
-            out += rebalance.home_move_actions(vm, to, snap.topology, reason)
+            if vm.vnode is not None:  # one whole vnode: its memory moves in one mover, no follow-up
+                out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
+                                          self.settings.rate, reason)
+            else:
+                out += rebalance.home_move_actions(vm, to, snap.topology, reason)
             if record:
                 self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
-                self.followed[vm.uuid] = (to, 0)
+                if vm.vnode is None:
+                    self.followed[vm.uuid] = (to, 0)
         return out
+
+    def applied(self, outcomes) -> None:
+        """What the executor made of our actions: a vnode move started updates the cached
+        layout (the mover records the same map when it is done: if it does not finish,
+        the layout is read again); one refused leaves it to be read again."""
+        for o in outcomes:
+            a = o.action
+            if not isinstance(a, MoveMemory) or a.vnode is None:
+                continue
+            entry, lay = self.layouts.get(a.uuid), self.layout(a.uuid)
+            if o.status == DONE and lay is not None:
+                self.layouts[a.uuid] = (entry[0], lay.with_pnode(a.vnode, a.to))
+                self._unsure.add(a.uuid)
+            elif o.status == REFUSED:
+                self.layouts.pop(a.uuid, None)
 
     def _follow_ups(self, vms: List[rebalance.VmLoad], excluded: Set[int],
                     chunk_pages: Optional[int]) -> List[object]:

@@ -86,7 +86,7 @@ class Runtime:
                                  dom0=dom0)
         # a host with modelled time moves memory in this process, one period's worth per step
         self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
-        self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out)
+        self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma)
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
@@ -201,8 +201,9 @@ class Runtime:
         if not decision.actions:
             return []
         outcomes = self.executor.apply(decision.actions)
+        self.rebalancer.applied(outcomes)  # a vNUMA VM's cached layout follows our vnode moves
         for o in outcomes:
-            if isinstance(o.action, MoveMemory) and o.status == DONE:
+            if isinstance(o.action, MoveMemory) and o.status == DONE and o.action.vnode is None:
                 self.rebalancer.moved(o.action.uuid, o.action.max_pages or 0)
                 self._account_move(o.action)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
