@@ -37,6 +37,14 @@ def _home_moves(lines):
     return [json.loads(line) for line in lines if line.startswith("{") and '"home moved"' in line]
 
 
+def _memory_moves(ledger):
+    """The daemon's page-move journal, as ``xapi-numa memory-moves --json`` shows it."""
+    out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "memory-moves", "--json", "--ledger", ledger],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH="/opt/xapi-numa"))
+    return out.stdout.strip()[-3000:]
+
+
 def _on_node(hv, topo, domid, node):
     cpus = topo.cpus_of_nodes([node])
     vcpus = hv.vcpus(domid)
@@ -81,8 +89,13 @@ def test_the_rebalancer_moves_a_home_and_the_memory_follows(numa_pool, tmp_path)
                 if soft_there and running_there == vcpus and on2 >= 0.9 * total:
                     moved = (name, on2, total)
         print("XEN-INFO moved: {}; home moves: {}".format(moved, [m.get("reason") for m in _home_moves(lines)]))
+        if moved is None:  # what a failure needs to be understood: where things ended up
+            print("XEN-INFO pages at the end: " + ", ".join("{} {}".format(n, pages.get(d)) for n, d in r.items()))
+            print("XEN-INFO vCPUs at the end: " + ", ".join("{} {}".format(n, _on_node(hv, topo, d, 2))
+                                                            for n, d in r.items()))
+            print("XEN-INFO memory moves: " + _memory_moves(ledger))
         assert moved is not None, "no guest was rehomed on node 2 with its memory within {} s: {}".format(
-            MOVE_WATCH, "".join(lines[-20:]))
+            MOVE_WATCH, "".join(lines[-40:]))
         moves_then = len(_home_moves(lines))
         time.sleep(BALANCED_WATCH)  # one guest per node now: nothing more to gain
         assert len(_home_moves(lines)) == moves_then, _home_moves(lines)
