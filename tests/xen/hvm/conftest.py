@@ -8,7 +8,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xenlib import console, debug_key_dump, follow_serial, hvm_config, read_file, wait_file, xl  # noqa: E402,F401
+from xenlib import console, debug_key_dump, follow_serial, hvm_config, patient, read_file, wait_file, xl  # noqa: E402,F401
 
 from xapi_numa.core import vnuma  # noqa: E402
 
@@ -72,7 +72,7 @@ def guest(hv):
     finally:
         note(f"HVM serial tail:\n{read_file(SERIAL)[-1200:]}")
         note(f"qemu-dm log tail:\n{read_file(f'/var/log/xen/qemu-dm-{GUEST}.log')[-1200:]}")
-        subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=120)
+        subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=patient(120))
 
 
 @pytest.fixture(scope="session")

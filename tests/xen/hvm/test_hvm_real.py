@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import GUEST, SERIAL, note
-from xenlib import CONSOLE_LOGS, GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, read_file, wait_file
+from xenlib import CONSOLE_LOGS, GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, patient, read_file, wait_file
 
 TOLERANCE = 0.05
 
@@ -49,7 +49,7 @@ def test_hvm_guest_boots_and_where_its_console_goes(booted):
     pv_console = read_file(f"{CONSOLE_LOGS}/guest-{GUEST}.log")
     try:
         ctype = subprocess.run(["xenstore-read", f"/local/domain/{booted['domid']}/console/type"],
-                               stdout=subprocess.PIPE, universal_newlines=True, timeout=30).stdout.strip()
+                               stdout=subprocess.PIPE, universal_newlines=True, timeout=patient(30)).stdout.strip()
     except OSError:
         ctype = "?"
     note(f"HVM boot to memcheck pass 2: {seconds:.0f} s; serial file {len(text)} bytes; "
@@ -108,7 +108,7 @@ def test_move_memory_is_refused_before_anything_changes(booted, hv, tmp_path):
     for target in ("node:0", "node:1"):
         out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "migrate", GUEST, "--to", target],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                             timeout=300, env=env)
+                             timeout=patient(300), env=env)
         assert out.returncode != 0, out.stdout
         # NotMovable (NUMA_NOT_MOVABLE) as the CLI prints it
         assert "cannot be moved" in out.stderr and "map cache" in out.stderr, out.stderr
@@ -129,7 +129,7 @@ def test_vcpus_and_daemon_cycles_with_the_hvm_guest(booted, hv, tmp_path):
             assert v.soft == topo.cpus_of_nodes([pnode]), (v, pnode)
     out = subprocess.run([sys.executable, "-m", "xapi_numa.daemon", "--backend", "xen", "--no-xapi",
                           "--period", "1", "--cycles", "5", "--ledger", str(tmp_path / "d.db")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=patient(600))
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert_healthy(hv, booted["domid"])
@@ -140,8 +140,8 @@ def _xl_create_fails(name: str, lines) -> str:
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     proc = subprocess.run(["xl", "create", "-p", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=300)
-    subprocess.run(["xl", "destroy", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                          universal_newlines=True, timeout=patient(300))
+    subprocess.run(["xl", "destroy", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=patient(120))
     return "" if proc.returncode == 0 else proc.stdout
 
 
