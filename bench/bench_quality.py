@@ -7,7 +7,10 @@ access distance mean/p99, nodes spanned, memory and vCPU imbalance, refusals),
 writes every figure to ``.cache/bench/quality.json``, and checks the issue's
 must-show per trace: split, mean distance and memory imbalance <= the best
 baseline's, vCPU imbalance within 10 % of libxl's, refusals <= the best
-baseline's.  A miss is printed as a miss, with the figures.  Baselines:
+baseline's.  A miss is printed as a miss, with the figures.  The memory
+comparison is also printed, with no verdict, over the states up to the last
+start (the drain after it places nothing).  ``--seeds`` counts misses per
+goal and per host size over other seeds.  Baselines:
 xenopsd today (``Best_effort``), xenopsd's ``Prio_mem_only`` (today's code
 path, memory-only search), xenopsd as of 2024 (memory-only search, multi-node
 soft affinity, running minimum of free memory) and libxl; see
@@ -40,6 +43,11 @@ CHECKS = [  # (name, metric, how ours compares with the baselines)
 # near 0 by construction; this line compares with the baselines that place VMs.
 PLACING = ("xenopsd", "xenopsd-memonly", "libxl")
 EXTRA = [("memory imbalance <= best placing baseline (xenopsd, xenopsd-memonly, libxl)", "memory_cv", "placing")]
+# Printed with no verdict: the same comparison over the states up to the last
+# start.  After it a trace only stops VMs; the host empties, the CV of what is
+# left grows large (0.45-0.75 on 16 nodes) and weighs about a fifth of the
+# memory figure there, though no placement is made in that phase.
+INFO = [("memory imbalance before the final drain <= best placing baseline", "memory_cv_before_drain", "placing")]
 
 
 def run_traces(starts: int = STARTS, only=None, seed: int = SEED) -> Dict[str, List[dict]]:
@@ -86,7 +94,7 @@ def run() -> List[Result]:
         json.dump({"starts": STARTS, "seed": SEED, "traces": results}, f, indent=1, sort_keys=True)
     print(f"  figures written to {OUT}")
     out = []
-    for label, metric, how in CHECKS + EXTRA:
+    for label, metric, how in CHECKS + EXTRA + INFO:
         misses, worst = [], 0.0
         for name, rows in results.items():
             met, ours, ref = check(rows, metric, how)
@@ -97,7 +105,8 @@ def run() -> List[Result]:
         detail = (f"met on all {len(results)} traces" if not misses else
                   f"missed on {len(misses)}/{len(results)} traces: " + "; ".join(misses))
         out.append(Result(f"placement quality: {label}", worst, "ours/reference, worst trace",
-                          "<= 1.1" if how == "libxl" else "<= 1.0", not misses, detail))
+                          "<= 1.1" if how == "libxl" else "<= 1.0", not misses if (label, metric, how) not in INFO
+                          else None, detail))
     return out
 
 
@@ -106,13 +115,17 @@ def across_seeds(seeds: List[int], starts: int = STARTS, only=None) -> List[str]
     ours / reference: one trace's verdict turns on a few VMs out of a thousand."""
     ratios: Dict[str, List[float]] = {label: [] for label, _, _ in CHECKS + EXTRA}
     misses = dict.fromkeys(ratios, 0)
+    by_nodes: Dict[str, Dict[str, int]] = {label: {} for label in ratios}  # misses per host size
     for seed in seeds:
-        for rows in run_traces(starts, only, seed).values():
+        for name, rows in run_traces(starts, only, seed).items():
             for label, metric, how in CHECKS + EXTRA:
                 met, ours, ref = check(rows, metric, how)
                 ratios[label].append(ours / ref if ref else (1.0 if ours == ref else float("inf")))
                 misses[label] += not met
-    return [f"seeds {','.join(map(str, seeds))}: {label}: missed on {misses[label]}/{len(ratios[label])} traces, "
+                size = name.split("-")[0]
+                by_nodes[label][size] = by_nodes[label].get(size, 0) + (not met)
+    return [f"seeds {','.join(map(str, seeds))}: {label}: missed on {misses[label]}/{len(ratios[label])} traces "
+            f"({', '.join(f'{k} {v}' for k, v in by_nodes[label].items())}), "
             f"mean ratio ours/reference {sum(ratios[label]) / len(ratios[label]):.3f}" for label in ratios]
 
 
@@ -122,7 +135,7 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", help="also count misses over these trace seeds, e.g. 1-6 (slow: a run per seed)")
     args = parser.parse_args()
     for r in run():
-        print(f"[{'ok ' if r.met else 'MISS'}] {r.name}: {r.ratio:.3f}x {r.unit} (goal {r.goal}); {r.detail}")
+        print(f"[{'info' if r.met is None else 'ok ' if r.met else 'MISS'}] {r.name}: {r.ratio:.3f}x {r.unit} (goal {r.goal}); {r.detail}")
     if args.seeds:
         first, _, last = args.seeds.partition("-")
         for line in across_seeds(list(range(int(first), int(last or first) + 1))):

@@ -88,6 +88,42 @@ def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need):
     assert got in fits and scores[got] <= min(scores.values()) + 1e-9
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 8).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 64), min_size=n, max_size=n),
+    st.lists(st.integers(0, 40), min_size=n, max_size=n),
+    st.lists(st.integers(1, 16), min_size=n, max_size=n))),
+    st.integers(1, 16), st.integers(1, 30))
+def test_scored_fragmentation_only_charges_the_node_with_the_biggest_hole(nodes, vcpus, need):
+    """As single_node's docstring says: the free memory left is the same for every
+    candidate, so ln(free / biggest hole) ranks them only by the biggest hole left, and
+    the rule is the memory and vCPU CV plus FRAG_WEIGHT x ln(biggest hole / the larger
+    of what taking the VM there leaves and the second biggest hole) on that node alone."""
+    import statistics
+
+    free, vcpus_on, cores = nodes
+    sizes = [64 * G] * len(free)
+    avail = [f * G for f in free]
+    fits = [i for i, a in enumerate(avail) if a >= need * G]
+    assume(len(fits) >= 2)
+    got = choose_node("scored", fits, avail, vcpus_on, cores, vcpus, need * G, sizes)
+    ranked = sorted(avail, reverse=True)
+    biggest, second = ranked[0], ranked[1]
+
+    def cv(v):
+        mean = sum(v) / len(v)
+        return statistics.pstdev(v) / mean if mean > 0 else 0.0
+
+    def score(i):
+        used = [sizes[j] - avail[j] + (need * G if j == i else 0) for j in range(len(avail))]
+        load = [(vcpus_on[j] + (vcpus if j == i else 0)) / cores[j] for j in range(len(avail))]
+        charge = math.log(biggest / max(biggest - need * G, second)) if avail[i] == biggest else 0.0
+        return cv(used) + CPU_WEIGHT * cv(load) + FRAG_WEIGHT * charge
+
+    scores = {i: score(i) for i in fits}
+    assert scores[got] <= min(scores.values()) + 1e-9
+
+
 def test_fragmentation_is_zero_for_one_hole_and_log_k_for_k_even_ones():
     assert fragmentation(40 * G, 40 * G) == 0.0
     assert fragmentation(0, 0) == 0.0

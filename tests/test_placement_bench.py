@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
 import bench_quality  # noqa: E402
@@ -19,3 +21,25 @@ def test_across_seeds_counts_every_goal_on_every_trace_of_every_seed():
 def test_the_reported_seed_is_not_one_the_weights_were_chosen_on():
     # the single-node weights were chosen on seeds 1-6 (xapi_numa.core.single_node)
     assert bench_quality.SEED not in range(1, 7)
+
+
+def test_memory_imbalance_before_the_drain_leaves_out_the_states_after_the_last_start():
+    from quality.policies import Decision
+    from quality.replay import replay
+    from quality.trace import GIB, Event, Vm, hosts
+
+    class ByVmId:
+        name = "by-id"
+
+        def decide(self, state, vm):
+            return Decision((vm.vid % 2,))
+
+    host = next(h for h in hosts() if h.nodes == 2)
+    small, big = Vm(0, 1, 8 * GIB), Vm(1, 2, 16 * GIB)
+    trace = [Event(0.0, True, small), Event(1.0, True, big), Event(2.0, False, small), Event(3.0, False, big)]
+    got = replay(host, trace, ByVmId())
+    # warm-up: the first event; then three states: both VMs (the last start), the big one
+    # alone (CV 1: one node used), none (CV 0)
+    before = got["memory_cv_before_drain"]
+    assert 0.0 < before < 1.0
+    assert got["memory_cv"] == pytest.approx((before + 1.0 + 0.0) / 3)

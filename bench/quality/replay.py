@@ -18,6 +18,10 @@ whole trace):
 * nodes spanned by a VM's memory, mean;
 * memory and vCPU imbalance: coefficient of variation over nodes of memory
   used, and of vCPUs homed per core (a VM's vCPUs spread over its home nodes);
+  the memory figure is also given over the states up to the last start only
+  (``memory_cv_before_drain``): after it the trace only stops VMs, the host
+  empties and the CV of what is left grows without any placement being made
+  (printed beside the goals, not one of them);
 * refusals.
 """
 
@@ -103,10 +107,15 @@ def vm_distance(distances, home: Optional[Tuple[int, ...]], pages: Dict[int, int
     return sum(distances[h][m] * p for h in homes for m, p in pages.items()) / (total * len(homes))
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead = BuildOverhead()) -> dict:
     n = host.nodes
     state = HostState(n)
     warm = int(len(trace) * WARMUP)
+    last_start = max((k for k, ev in enumerate(trace) if ev.start), default=-1)
     refusals = splits = fitting = 0
     dist: List[Tuple[float, float]] = []
     spans: List[int] = []
@@ -160,6 +169,7 @@ def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead =
         "distance_p99": weighted_percentile(dist, 0.99),
         "nodes_spanned": sum(spans) / len(spans) if spans else 0.0,
         "memory_cv": sum(mem_cv) / len(mem_cv) if mem_cv else 0.0,
+        "memory_cv_before_drain": _mean(mem_cv[:max(last_start - warm + 1, 0)]),
         "vcpu_cv": sum(cpu_cv) / len(cpu_cv) if cpu_cv else 0.0,
         "refusals": refusals,
         "starts": decisions,
