@@ -5,11 +5,14 @@ Baseline in the same run: Xen alone (no daemon), where displaced vCPUs stay
 displaced to the end.  Sampled every 0.1 simulated seconds; the daemon's
 cycle runs once per simulated second.  Goals: home within 2 s of the last
 pause/unpause and at most 2 affinity writes per displaced vCPU, on every seed.
+Under credit2 it also prints, with no verdict, the fewest writes an oracle's
+pin-and-hold schedule needs for the 2 s goal on the same runs (credit2_bound).
 """
 import os
 import tempfile
 from typing import List, Tuple
 
+import credit2_bound
 from common import Result
 
 from xapi_numa.cli.demo import END, TIMELINE, run_scenario
@@ -62,4 +65,4 @@ def run() -> List[Result]:
                               2 / max(per_vcpu) if max(per_vcpu) else float("inf"),
                               "of the budget of 2 writes per displaced vCPU", "<= 2 per displaced vCPU, every seed",
                               max(per_vcpu) <= 2, detail))
-    return out
+    return out + credit2_bound.run()
