@@ -67,6 +67,25 @@ def test_a_swap_when_no_single_move_gains():
     assert best is not None and best.kind == "swap"
 
 
+def test_a_busy_vm_is_traded_for_an_idle_one_rather_than_piled_onto_them():
+    # node 0: three busy VMs (6 pCPUs wanted on 4); node 1: three VMs idle so far.  Moving one
+    # busy VM over gains as much now but homes 8 vCPUs on node 1's 4 pCPUs, for when its VMs
+    # wake: trading it for one of them gains the same and leaves both nodes at 6
+    topo = Topology.uniform(2, 4, 8 << 30)
+    vms = [vm(1, 0, 2.0), vm(2, 0, 2.0), vm(3, 0, 2.0), vm(4, 1, 0.0), vm(5, 1, 0.0), vm(6, 1, 0.0)]
+    best = rebalance.assess(vms, topo).best
+    assert best.kind == "swap" and best.gain == pytest.approx(2.0)
+    assert sorted((m.home, to) for m, to in best.moves) == [(0, 1), (1, 0)]
+    capacity = {0: 3.6, 1: 3.6}
+    homed = rebalance.homed_vcpus(vms, [0, 1])
+    assert homed == {0: 6, 1: 6}
+    assert rebalance.raises_exposure([(vms[0], 1)], homed, capacity)
+    assert not rebalance.raises_exposure(best.moves, homed, capacity)
+    # where the target has room for the VM's vCPUs the plain move stays the choice (less memory)
+    roomy = [vm(1, 0, 2.0), vm(2, 0, 2.0), vm(3, 0, 2.0), vm(4, 1, 0.0)]
+    assert rebalance.assess(roomy, topo).best.kind == "balance"
+
+
 def test_a_pv_guest_moves_home_only_when_that_alone_is_a_net_gain():
     crowded = [vm(1, 0, 2.0, type="pv"), vm(2, 0, 2.0, type="pv"), vm(3, 0, 2.0, type="pv"),
                vm(5, 0, 2.0, type="pv")]

@@ -23,10 +23,10 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 2. Nothing is weighed unless the host's **imbalance**, largest minus smallest
    node load, is at least ``imbalance`` [0.10] (ESXi's 10 %).
 3. **Candidates** come from one function, :func:`candidate_moves`: each
-   eligible VM to each other node it may go to (``balance``); only when none of
-   those gains enough, each pair of eligible VMs on two nodes trading homes
-   (``swap``, never a PV guest).  A constraint on what may move is a filter
-   there and nowhere else.
+   eligible VM to each other node it may go to (``balance``), and each pair of
+   eligible VMs on two nodes trading homes (``swap``, never a PV guest), all
+   weighed together.  A constraint on what may move is a filter there and
+   nowhere else.
 4. **Gain** of a candidate: the CPU the host delivers, ``min(D, C)`` summed
    over the nodes it touches, after minus before, averaged over the window of
    demand history.  ``C`` is ``headroom`` [0.90] of the node's pCPUs: at 100 %
@@ -39,11 +39,22 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    the target has room under it, so balanced or idle hosts never move anything
    (0 moves on the steady trace).  A candidate must gain ``min_gain`` [0.25]
    pCPUs.
-5. **Cost** is the memory that has to move (pages short of ``local_enough``
-   on the target, so memory already there counts); the candidate with the
-   most gain per GiB to move (plus one) wins; near ties (score to 0.01) go to
-   the move that leaves the loads most even (least sum of squared loads), then
-   to the nearest target (SLIT), then to a stable order.
+5. **Exposure, then cost.**  A move that leaves the nodes it touches more
+   *exposed* -- more vCPUs homed beyond what they can run, the squared excess
+   summed, were every VM to want all its vCPUs (:func:`raises_exposure`) --
+   comes after every move that does not: the window shows what the VMs did,
+   not what the idle ones will do, and a move that empties one node by
+   filling another past it only moves the overload there for when its VMs
+   wake.  On the bursty trace this is what makes the planner trade a busy VM
+   for one of the target's idle ones (a swap) rather than pile it onto them
+   and move one of those back half a period later; on the asymmetric trace
+   the plain moves leave nothing more exposed and are taken as before.
+   Among those, cost is the memory that has to move (pages short of
+   ``local_enough`` on the target, so memory already there counts); the
+   candidate with the most gain per GiB to move (plus one) wins; near ties
+   (score to 0.01) go to the move that leaves the loads most even (least sum
+   of squared loads), then to the nearest target (SLIT), then to a stable
+   order.
 6. A decision is carried out only once the best move has stood for
    ``sustain`` [3] consecutive periods (the caller counts), and never for a VM
    whose home moved in the last ``hold_down`` [300] seconds (numad's 5
@@ -55,7 +66,6 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    the CPU they gain outweighs running with all their memory remote, by
    ``pv_margin`` [0.10], judged with the SLIT distance and an assumed
    memory-boundness of :data:`ASSUMED_MEMORY_BOUND`.
-
 9. **vNUMA guests move vnode by vnode.**  A guest shown a NUMA topology was
    promised that each vnode lives on one pnode, so its vnodes are the units
    (:attr:`VmLoad.vnode`): each is weighed with the demand of its own vCPUs,
@@ -78,11 +88,11 @@ their list.
 What a home move cannot do: a home is soft affinity, and credit2's load
 balancer looks only at run-queue load, so a node with more runnable vCPUs
 than another still has vCPUs pushed off it, away from their memory, until
-homing brings them back.  On the simulator's bursty trace the best home
-layout, known in advance and held from the start, got 1.05x to 1.15x the work
-of static placement when this was written, by seed and by how well homing held
-vCPUs home (1.21x with homes as hard affinity); ``bench/bench_rebalance.py``
-prints it next to the rebalancer's figure, which came within 3 % of it.
+homing brings them back.  ``bench/bench_rebalance.py`` (the daemon's 1 s
+cycle, homing in both arms) prints the best bursty home layout known in
+advance next to the rebalancer: on seed 1, 1.15x static placement's work as
+soft affinity (1.20x as hard affinity), the rebalancer 1.14x (1.12x before
+swaps were weighed with exposure); on seeds 2-8, 1.17x to 1.19x.
 """
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -258,25 +268,55 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
             imbalance, settings.imbalance))
     series = _series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
     candidates = (_weigh(candidate_moves(vms, nodes, swaps=False), topo, demand, series, usable, settings)
-                  or _weigh(candidate_moves(vms, nodes, swaps=True), topo, demand, series, usable, settings))
+                  + _weigh(candidate_moves(vms, nodes, swaps=True), topo, demand, series, usable, settings))
     if not candidates:
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains "
                                                   "{:.2f} pCPUs".format(imbalance, settings.min_gain))
-    best = max(candidates, key=lambda c: _preference(c, demand, usable, topo))
+    homed = homed_vcpus(vms, nodes)
+    best = max(candidates, key=lambda c: _preference(c, demand, usable, topo, homed))
     return Assessment(loads, imbalance, best, best.explain(loads))
 
 
-def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int, float], topo: Topology) -> Tuple:
-    """Most gain per memory moved; among (nearly) equal ones, the move that leaves the
+def homed_vcpus(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, int]:
+    """Per node, the vCPUs homed there: the most CPU its VMs can want at once."""
+    out = {n: 0 for n in nodes}
+    for vm in vms:
+        if vm.home in out:
+            out[vm.home] += len(vm.vcpus)
+    return out
+
+
+def raises_exposure(moves: Sequence[Tuple[VmLoad, int]], homed: Mapping[int, int],
+                    capacity: Mapping[int, float]) -> bool:
+    """Would the move leave the nodes it touches more exposed: more vCPUs homed beyond
+    what they can run (the squared excess summed), were every VM to want all its vCPUs?
+    A VM seen idle so far may still wake; a move that empties one node by filling
+    another past it only moves the overload to where it will be once that happens."""
+    touched = {vm.home for vm, _ in moves} | {to for _, to in moves}
+    after = {n: float(homed[n]) for n in touched}
+    for vm, to in moves:
+        after[vm.home] -= len(vm.vcpus)
+        after[to] += len(vm.vcpus)
+
+    def excess(per_node: Mapping[int, float]) -> float:
+        return sum(max(0.0, per_node[n] - capacity[n]) ** 2 for n in touched)
+    return excess(after) > excess({n: float(homed[n]) for n in touched}) + 1e-9
+
+
+def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int, float], topo: Topology,
+                homed: Mapping[int, int]) -> Tuple:
+    """A move that leaves no node more exposed first (:func:`raises_exposure`); then the
+    most gain per memory moved; among (nearly) equal ones, the move that leaves the
     loads most even (least sum of squared loads), then the nearest target, then a
     stable order."""
+    safe = not raises_exposure(c.moves, homed, capacity)
     after = dict(demand)
     for vm, to in c.moves:
         after[vm.home] -= vm.demand
         after[to] += vm.demand
     spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
     distance = sum(topo.distance(vm.home, to) for vm, to in c.moves)
-    return (round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in c.moves])
+    return (safe, round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in c.moves])
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
