@@ -45,10 +45,9 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    comes after every move that does not: the window shows what the VMs did,
    not what the idle ones will do, and a move that empties one node by
    filling another past it only moves the overload there for when its VMs
-   wake.  On the bursty trace this is what makes the planner trade a busy VM
-   for one of the target's idle ones (a swap) rather than pile it onto them
-   and move one of those back half a period later; on the asymmetric trace
-   the plain moves leave nothing more exposed and are taken as before.
+   wake.  On the bursty trace the planner then trades a busy VM for one of
+   the target's idle ones (a swap) rather than pile it onto them and move one
+   back half a period later; on the asymmetric trace plain moves stay first.
    Among those, cost is the memory that has to move (pages short of
    ``local_enough`` on the target, so memory already there counts); the
    candidate with the most gain per GiB to move (plus one) wins; near ties
@@ -358,7 +357,10 @@ def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float]
     """The moves that gain at least :attr:`Settings.min_gain`, with their gain and cost
     (a PV guest's home only where that alone is a net gain)."""
     out = []
+    hot = {n for n, s in series.items() if s and max(s) > capacity[n]}
     for kind, pairs in moves:
+        if not any(vm.home in hot or to in hot for vm, to in pairs):
+            continue  # no node it touches was ever over capacity: it cannot deliver more
         gain = _gain(pairs, series, capacity)
         if gain < settings.min_gain:
             continue
