@@ -203,7 +203,13 @@ class Runtime:
         outcomes = self.executor.apply(decision.actions)
         self.rebalancer.applied(outcomes)  # a vNUMA VM's cached layout follows our vnode moves
         for o in outcomes:
-            if isinstance(o.action, MoveMemory) and o.status == DONE and o.action.vnode is None:
+            if not isinstance(o.action, MoveMemory):
+                continue
+            # a step that was not started would otherwise leave no trace: say why
+            log_event(self.logger, logging.INFO if o.status == DONE else logging.WARNING, "memory move",
+                      domid=o.action.domid, to=o.action.to, pages=o.action.max_pages, vnode=o.action.vnode,
+                      status=o.status, detail=o.detail, reason=o.action.reason)
+            if o.status == DONE and o.action.vnode is None:
                 self.rebalancer.moved(o.action.uuid, o.action.max_pages or 0)
                 self._account_move(o.action)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
