@@ -1,4 +1,5 @@
 """The rebalancer: the pure rule on hand-built loads, and the whole loop on the simulator."""
+import math
 import os
 
 import pytest
@@ -104,7 +105,8 @@ def test_a_home_move_and_the_memory_that_follows():
     step = rebalance.follow_memory(moved, rebalance.Settings(), already_moved=0, chunk_pages=1000)
     assert isinstance(step, MoveMemory) and step.to == 2 and step.max_pages == 1000 and step.skip == 0
     whole = rebalance.follow_memory(moved, rebalance.Settings())
-    assert whole.max_pages == int(0.9 * GIB) + 1 or whole.max_pages == int(0.9 * GIB)
+    # a step aims past the 90 % it stops at, so a page or two left behind cannot strand it at 89.99 %
+    assert whole.max_pages == math.ceil(0.95 * GIB)
     assert rebalance.follow_memory(vm(1, 2, 2.0, {0: GIB // 20, 2: GIB}), rebalance.Settings()) is None
 
 
