@@ -55,15 +55,12 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    of squared loads), then to the nearest target (SLIT), then to a stable
    order.
 6. A decision is carried out only once the best move has stood for
-   ``sustain`` [3] consecutive periods (the caller counts), and never for a VM
-   whose home moved in the last ``hold_down`` [300] seconds (numad's 5
-   minutes; the caller marks it not movable).
+   ``sustain`` [3] consecutive periods (the caller counts), and never for a VM whose
+   home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the caller marks it).
 7. **Memory follows** the new home through the page mover at ``rate``
    [64 MiB/s], starting in the period the home moves, until ``local_enough``
-   [0.90] of it is local (:func:`follow_memory`); 1 GiB takes about 15 s.
-   Each step aims at ``follow_target`` [0.95]: aiming at exactly 0.90 left a
-   real-Xen guest at 89.99 % when a page or two did not move, with nothing
-   left to follow.
+   [0.90] of it is local (:func:`follow_memory`; a step aims at ``follow_target``
+   [0.95], lest a page left behind strand it at 89.99 %); 1 GiB takes about 15 s.
 8. **PV guests** cannot have their memory moved: their home moves only when
    the CPU they gain outweighs running with all their memory remote, by
    ``pv_margin`` [0.10], judged with the SLIT distance and an assumed
@@ -115,9 +112,7 @@ class Settings:
     sustain: int = 3               # periods a decision must stand before it is carried out
     hold_down: float = 300.0       # seconds before the same VM's home moves again
     local_enough: float = 0.90     # memory follows until this share is local
-    follow_target: float = 0.95    # a follow step aims this high, so that a page the mover had to
-                                   # leave (or the guest allocated meanwhile) does not stop it just
-                                   # short of local_enough with nothing left to follow (seen on Xen)
+    follow_target: float = 0.95    # a follow step aims this high (step 7)
     rate: float = 64 << 20         # bytes/s the memory follows at
     pv_margin: float = 0.10        # a PV guest must run this much faster after its home moves
     headroom: float = 0.90         # a node counts as full at this share of its pCPUs: at 100 % every
