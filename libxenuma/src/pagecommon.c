@@ -31,8 +31,9 @@ int xn_domain_info(xc_interface *xch, uint32_t domid, xc_domaininfo_t *info)
 
 /*
  * Hold off every asynchronous signal for a pause window.  Faults stay
- * deliverable: a blocked SIGSEGV or SIGBUS would kill the process silently
- * instead of letting its handler report (the batch record covers the death).
+ * deliverable: a blocked synchronous SIGSEGV or SIGBUS still kills the
+ * process, but past any handler the caller installed (Python's faulthandler)
+ * that would say where (the batch record covers the death).
  */
 void xn_hold_signals(sigset_t *old)
 {

@@ -65,8 +65,19 @@ def healthy(hv, domid: int) -> None:
 
 
 def mover(code: str) -> subprocess.Popen:
+    # faulthandler: a mover killed by a fault (seen once: SIGSEGV, nothing printed) says where
     return subprocess.Popen([sys.executable, "-c", "from xapi_numa.backends.xen import XenHypervisor, ffi, lib\n"
-                             + code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                             + code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
+
+
+def died(proc: subprocess.Popen) -> str:
+    """What a mover that died left: its exit status, output and the kernel's fault lines."""
+    out, err = proc.communicate()
+    kernel = subprocess.run(["dmesg"], stdout=subprocess.PIPE, universal_newlines=True).stdout.splitlines()
+    faults = [line for line in kernel if any(w in line for w in ("segfault", "general protection", "traps:"))]
+    return "exit {}; stdout {!r}; stderr {!r}; kernel: {}".format(proc.returncode, out[-1000:], err[-3000:],
+                                                                 faults[-5:])
 
 
 def test_kill_during_the_probe_pause_is_recovered(hv, guest, run_dir):
@@ -74,7 +85,7 @@ def test_kill_during_the_probe_pause_is_recovered(hv, guest, run_dir):
     proc = mover("XenHypervisor().memory_map({}, probe_ms=120000)".format(guest))
     deadline = time.monotonic() + 180
     while not (paused(hv, guest) and os.path.exists(record)):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert proc.poll() is None and time.monotonic() < deadline, died(proc)
         time.sleep(0.1)
     # alive: its lock says so, and recovery keeps its hands off
     assert busy(record) == 1
