@@ -108,17 +108,23 @@ def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tup
     return tuple(sorted(moves, key=lambda m: m.vnode))
 
 
-def vnode_move_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
-                       rate: Optional[float], reason: str) -> List[object]:
-    """The rebalancer's move of vnode ``vnode`` to pnode ``to``, whole: its vCPUs' soft
-    affinity, the domain's node affinity (every pnode its vnodes will live on), then
-    every page of the vnode through the page mover at ``rate``, which records the
-    new vnode -> pnode map once the last page is there."""
+def vnode_home_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
+                       reason: str) -> List[object]:
+    """Vnode ``vnode`` homed on pnode ``to``: its vCPUs' soft affinity there, and the
+    domain's node affinity on every pnode its vnodes live on then (those known)."""
     moved = layout.with_pnode(vnode, to)
-    if any(p is None for p in moved.pnodes):
-        raise InvalidArgument("vnode", "a layout with a vnode of unknown pnode", "a layout with every pnode")
     cpus = topo.cpus_of_nodes([to])
     out: List[object] = [SetAffinity(domid, uuid, c, soft=cpus, reason=reason) for c in layout.vnode(vnode).vcpus]
     out.append(SetNodeAffinity(domid, uuid, frozenset(p for p in moved.pnodes if p is not None), reason))
-    out.append(MoveMemory(domid, uuid, to, rate=rate, reason=reason, vnode=vnode))
     return out
+
+
+def vnode_move_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
+                       rate: Optional[float], reason: str) -> List[object]:
+    """The rebalancer's move of vnode ``vnode`` to pnode ``to``, whole: its new home
+    (:func:`vnode_home_actions`), then every page of the vnode through the page mover
+    at ``rate``, which records the new vnode -> pnode map once the last page is there."""
+    if any(p is None for p in layout.with_pnode(vnode, to).pnodes):
+        raise InvalidArgument("vnode", "a layout with a vnode of unknown pnode", "a layout with every pnode")
+    return (vnode_home_actions(domid, uuid, layout, vnode, to, topo, reason)
+            + [MoveMemory(domid, uuid, to, rate=rate, reason=reason, vnode=vnode)])

@@ -12,10 +12,10 @@ of what may move is :mod:`xapi_numa.core.vnode_units`.
 from typing import List, Optional, Sequence
 
 from xapi_numa.core import memory_move as pagemove
-from xapi_numa.core.actions import SetAffinity, SetNodeAffinity
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.vnode_units import vnode_home_actions
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.executor import DONE as APPLIED, Executor
@@ -51,12 +51,11 @@ def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int,
     before = layout.vnode(vnode).pnode
     moved = layout.with_pnode(vnode, to)
     hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)
-    cpus = hv.topology().cpus_of_nodes([to])
+    topo = hv.topology()
+    cpus = topo.cpus_of_nodes([to])
     vcpus = moved.vnode(vnode).vcpus
     why = f"vnode {vnode} moved from pnode {before} to {to}"
-    actions: list = [SetAffinity(d.domid, d.uuid, c, soft=cpus, reason=why) for c in vcpus]
-    actions.append(SetNodeAffinity(d.domid, d.uuid, frozenset(p for p in moved.pnodes if p is not None), why))
-    outcomes = Executor(hv, db).apply(actions)
+    outcomes = Executor(hv, db).apply(vnode_home_actions(d.domid, d.uuid, layout, vnode, to, topo, why))
     hard = {v.vcpu: v.hard for v in hv.vcpus(d.domid)}
     return {"vnode": vnode, "from": before, "to": to, "vcpus": list(vcpus), "pnodes": list(moved.pnodes),
             "affinity": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
