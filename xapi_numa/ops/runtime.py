@@ -343,7 +343,7 @@ class Runtime:
                       reasons=sorted({o.action.reason for o in restores}))
         for o in outcomes:
             if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0:
-                log_event(self.logger, logging.INFO, "soft affinity follows memory", domid=o.action.domid,
+                log_event(self.logger, logging.INFO, "soft affinity set", domid=o.action.domid,
                           reason=o.action.reason)
 
 
