@@ -70,13 +70,16 @@ def _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need, sizes):
     return cv(used) + CPU_WEIGHT * cv(load) + FRAG_WEIGHT * frag
 
 
-@pytest.mark.parametrize("rule", ["scored", "hole"])
-@settings(max_examples=300, deadline=None)
-@given(st.integers(2, 8).flatmap(lambda n: st.tuples(
+# per node: GiB free, vCPUs already there, physical cores (the same list length for all three)
+NODE_STATES = st.integers(2, 8).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 64), min_size=n, max_size=n),
     st.lists(st.integers(0, 40), min_size=n, max_size=n),
-    st.lists(st.integers(1, 16), min_size=n, max_size=n))),
-    st.integers(1, 16), st.integers(1, 30))
+    st.lists(st.integers(1, 16), min_size=n, max_size=n)))
+
+
+@pytest.mark.parametrize("rule", ["scored", "hole"])
+@settings(max_examples=300, deadline=None)
+@given(NODE_STATES, st.integers(1, 16), st.integers(1, 30))
 def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need):
     free, vcpus_on, cores = nodes
     sizes = [64 * G] * len(free)
@@ -89,11 +92,7 @@ def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(2, 8).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(0, 64), min_size=n, max_size=n),
-    st.lists(st.integers(0, 40), min_size=n, max_size=n),
-    st.lists(st.integers(1, 16), min_size=n, max_size=n))),
-    st.integers(1, 16), st.integers(1, 30))
+@given(NODE_STATES, st.integers(1, 16), st.integers(1, 30))
 def test_scored_fragmentation_only_charges_the_node_with_the_biggest_hole(nodes, vcpus, need):
     """As single_node's docstring says: the free memory left is the same for every
     candidate, so ln(free / biggest hole) ranks them only by the biggest hole left, and
