@@ -322,28 +322,34 @@ static void sleep_ms(unsigned int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Read everything after *index; returns bytes appended or -errno. */
-static int ring_read_from(xn_handle *h, uint32_t *index, char *buf, size_t cap)
+/* Read what follows *index into buf, up to cap bytes, stopping at the first
+ * short read (caught up).  *got says how much was appended, also on error;
+ * -ENOSPC means buf filled before the reader caught up. */
+static int ring_read_from(xn_handle *h, uint32_t *index, char *buf, size_t cap, size_t *got)
 {
-    size_t used = 0;
-
+    *got = 0;
     for (;;) {
-        unsigned int chunk = (unsigned int)((cap - used) > 16384 ? 16384 : (cap - used));
+        unsigned int chunk = (unsigned int)((cap - *got) > 16384 ? 16384 : (cap - *got));
         unsigned int nr = chunk;
         if (chunk == 0)
             return -ENOSPC;
-        if (xc_readconsolering(h->xch, buf + used, &nr, 0, 1, index))
+        if (xc_readconsolering(h->xch, buf + *got, &nr, 0, 1, index))
             return neg_errno();
-        used += nr;
+        *got += nr;
         if (nr < chunk)
-            return (int)used;
+            return 0;
     }
 }
+
+/* A hypervisor that prints without pause (a guest stuck in a loop that logs)
+ * keeps the ring growing faster than it is read: skipping to its end gives up
+ * after this many bytes and starts from wherever it got. */
+#define RING_SKIP_LIMIT (1u << 20)
 
 int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_ms)
 {
     uint32_t index = 0;
-    size_t used = 0;
+    size_t used = 0, got, skipped = 0;
     unsigned int waited = 0;
     char *scratch;
     int rc;
@@ -356,22 +362,24 @@ int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_
     if (!scratch)
         return -ENOMEM;
     do {
-        rc = ring_read_from(h, &index, scratch, 16384);
-    } while (rc == -ENOSPC);
+        rc = ring_read_from(h, &index, scratch, 16384, &got);
+        skipped += got;
+    } while (rc == -ENOSPC && skipped < RING_SKIP_LIMIT);
     free(scratch);
-    if (rc < 0)
+    if (rc < 0 && rc != -ENOSPC)
         return rc;
     if (xc_send_debug_keys(h->xch, "u"))
         return neg_errno();
-    /* The dump may be produced asynchronously: read until it stops growing. */
+    /* The dump may be produced asynchronously: read until it stops growing,
+     * or until the buffer is full once it holds the dump's start. */
     for (;;) {
-        rc = ring_read_from(h, &index, buf + used, *len - used - 1);
-        if (rc < 0)
+        rc = ring_read_from(h, &index, buf + used, *len - used - 1, &got);
+        used += got;
+        if (rc < 0 && rc != -ENOSPC)
             return rc;
-        used += (size_t)rc;
-        if (rc == 0 && used > 0 && memmem(buf, used, "Memory location of each domain:", 31))
+        if (used > 0 && memmem(buf, used, "Memory location of each domain:", 31) && (got == 0 || rc == -ENOSPC))
             break;
-        if (waited >= timeout_ms)
+        if (rc == -ENOSPC || waited >= timeout_ms)
             break;
         sleep_ms(20);
         waited += 20;

@@ -298,19 +298,53 @@ int xc_domain_claim_pages(xc_interface *xch, uint32_t domid, unsigned long nr_pa
     return bad_domain(domid) ? -1 : 0;
 }
 
+/*
+ * The console ring: empty unless debug key 'u' was sent, whose dump the next
+ * read returns.  FAKE_XC_CONSOLE=flood makes the hypervisor print without end
+ * (every read comes back full), as a guest or driver stuck in a loop that logs
+ * would: a reader that waits to catch up never does.
+ */
+static const char udump_text[] =
+    "(XEN) 'u' pressed -> dumping numa info (now = 1234)\n"
+    "(XEN) Memory location of each domain:\n"
+    "(XEN) Domain 0 (total: 262144):\n"
+    "(XEN)     Node 0: 131072\n"
+    "(XEN)     Node 1: 131072\n"
+    "(XEN) Domain 1 (total: 3002):\n"
+    "(XEN)     Node 0: 1001\n"
+    "(XEN)     Node 1: 2001\n";
+static const char chatter[] = "(XEN) d1v0 fake chatter\n";
+static int udump_pending;
+static uint32_t console_produced;
+
 int xc_readconsolering(xc_interface *xch, char *buffer, unsigned int *pnr_chars, int clear, int incremental,
                        uint32_t *pindex)
 {
-    (void)xch; (void)buffer; (void)clear; (void)incremental; (void)pindex;
+    const char *mode = getenv("FAKE_XC_CONSOLE");
+    unsigned int n = 0, want = *pnr_chars;
+
+    (void)xch; (void)clear; (void)incremental;
     FAIL_IF_ASKED();
-    *pnr_chars = 0;
+    if (udump_pending && want >= sizeof(udump_text) - 1) {
+        memcpy(buffer, udump_text, sizeof(udump_text) - 1);
+        n = sizeof(udump_text) - 1;
+        udump_pending = 0;
+    }
+    if (mode && strcmp(mode, "flood") == 0)
+        for (; n < want; n++)
+            buffer[n] = chatter[(console_produced + n) % (sizeof(chatter) - 1)];
+    console_produced += n;
+    *pindex = console_produced;
+    *pnr_chars = n;
     return 0;
 }
 
 int xc_send_debug_keys(xc_interface *xch, const char *keys)
 {
-    (void)xch; (void)keys;
+    (void)xch;
     FAIL_IF_ASKED();
+    if (strchr(keys, 'u'))
+        udump_pending = 1;
     return 0;
 }
 

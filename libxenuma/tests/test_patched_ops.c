@@ -80,6 +80,26 @@ static void patched(xn_handle *h)
     unsetenv("FAKE_XC_FAIL");
 }
 
+/* Debug key 'u' captured from a quiet console and from one the hypervisor floods:
+ * the capture ends either way, and the dump it returns parses. */
+static void console_capture(xn_handle *h)
+{
+    static char buf[65536];
+    const char *modes[] = { "quiet", "flood" };
+    uint64_t pages[2], total;
+    size_t len;
+    unsigned int i;
+
+    for (i = 0; i < 2; i++) {
+        setenv("FAKE_XC_CONSOLE", modes[i], 1);
+        len = sizeof(buf);
+        CHECK(xn_udump_capture(h, buf, &len, 2000) == 0);
+        CHECK(len > 0 && len < sizeof(buf));
+        CHECK(xn_udump_parse(buf, len, 1, 2, pages, &total) == 0 && pages[0] == 1001 && pages[1] == 2001);
+    }
+    unsetenv("FAKE_XC_CONSOLE");
+}
+
 static void stock(xn_handle *h)
 {
     struct xn_features f;
@@ -107,6 +127,7 @@ int main(int argc, char **argv)
         if (h) {
             common_calls(h);
             vnuma_round_trip(h);
+            console_capture(h);
             if (strcmp(mode, "patched") == 0)
                 patched(h);
             else

@@ -456,6 +456,18 @@ def results(text: str) -> tuple:
     return lines, summary, finished
 
 
+def hypervisor_chatter(text: str, top: int = 6) -> str:
+    """Xen's (XEN) and guest (dN) console lines, numbers folded, most repeated first: after a
+    failure, says whether something flooded the hypervisor's console (CI keeps only a tail)."""
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith(("(XEN)", "(d")):
+            key = re.sub(r"[0-9a-f]{4,}|\d+", "N", line.strip())
+            counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return "; ".join(f"{n}x {line[:90]}" for line, n in ranked) or "none"
+
+
 def save_bench(text: str, label: str) -> None:
     """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
     import json
@@ -530,6 +542,8 @@ def main() -> int:
         if not finished:
             tail = "\n".join(text.splitlines()[-30:])
             log(f"{label}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
+        if not ok:
+            log(f"{label}: the hypervisor's most repeated console lines: {hypervisor_chatter(text)}")
         failures += 0 if ok else 1
     log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
         f"in {time.monotonic() - t0:.0f}s")

@@ -44,13 +44,85 @@ def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int 
     return int(xl("domid", name).strip())
 
 
+# --- Xen's console ring, read through libxenctrl directly ---------------------------------------
+# Not `xl dmesg`: libxl reads each next chunk no larger than the last one it got, so once a
+# short read has shrunk its window, a steady stream of hypervisor messages keeps it reading
+# for ever (a CI run's `xl dmesg` was still going after 480 s).  This reader's window stays
+# fixed and it stops at a byte limit, whatever Xen is printing meanwhile.
+RING_CHUNK = 16384
+RING_LIMIT = 4 << 20
+
+
+def _xenctrl():
+    import ctypes
+
+    lib = ctypes.CDLL("libxenctrl.so.4.17", use_errno=True)
+    lib.xc_interface_open.restype = ctypes.c_void_p
+    lib.xc_interface_open.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
+    lib.xc_interface_close.argtypes = [ctypes.c_void_p]
+    lib.xc_readconsolering.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint),
+                                       ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
+    xch = lib.xc_interface_open(None, None, 0)
+    if not xch:
+        raise OSError(ctypes.get_errno(), "xc_interface_open")
+    return ctypes, lib, xch
+
+
+def read_ring(index: int = 0, limit: int = RING_LIMIT) -> tuple:
+    """(text, next index): the console ring from ``index`` (0: its oldest byte) on, at most
+    ``limit`` bytes.  Stops at the first short read, i.e. once it has caught up."""
+    ctypes, lib, xch = _xenctrl()
+    try:
+        idx = ctypes.c_uint32(index)
+        buf = ctypes.create_string_buffer(RING_CHUNK)
+        parts, total = [], 0
+        while total < limit:
+            nr = ctypes.c_uint(RING_CHUNK)
+            if lib.xc_readconsolering(xch, buf, ctypes.byref(nr), 0, 1, ctypes.byref(idx)) != 0:
+                raise OSError(ctypes.get_errno(), "xc_readconsolering")
+            parts.append(buf.raw[:nr.value])
+            total += nr.value
+            if nr.value < RING_CHUNK:
+                break
+        return b"".join(parts).decode("utf-8", "replace"), idx.value
+    finally:
+        lib.xc_interface_close(xch)
+
+
+def ring_end() -> int:
+    """The index just past the ring's newest byte, or as near as four bounded reads get
+    while the hypervisor floods its console."""
+    index = 0
+    for _ in range(4):
+        text, index = read_ring(index)
+        if len(text) < RING_LIMIT:
+            break
+    return index
+
+
+def chatter(text: str, top: int = 5) -> str:
+    """The hypervisor's most repeated lines in ``text`` (numbers folded): says who floods."""
+    counts = {}
+    for line in text.splitlines():
+        key = re.sub(r"[0-9a-f]{4,}|\d+", "N", line.strip())
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{n}x {line[:100]}" for line, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top])
+
+
 def debug_key_dump() -> dict:
-    """Pages per node per domain from a fresh 'u' dump, parsed here independently of libxenuma."""
+    """Pages per node per domain from a fresh 'u' dump, parsed here independently of libxenuma.
+
+    The dump is printed inside the debug-keys hypercall, so it is all in the ring once
+    `xl debug-keys` returns: one bounded read from the index taken before it finds it."""
+    start_index = ring_end()
     xl("debug-keys", "u")
-    time.sleep(0.5)
-    text = xl("dmesg")
+    text, _ = read_ring(start_index)
     start = text.rfind("Memory location of each domain:")
-    assert start >= 0, "no debug-key 'u' dump in the console ring"
+    if start < 0:
+        raise AssertionError(f"no debug-key 'u' dump in {len(text)} bytes of the console ring after the key; "
+                             f"most repeated there: {chatter(text)}")
+    if len(text) > 256 << 10:
+        print(f"XEN-INFO the console ring grew by {len(text)} bytes around one 'u' dump: {chatter(text)}")
     result, current = {}, None
     for line in text[start:].splitlines()[1:]:
         m = re.search(r"(?:Domain |\bd)(\d+) \(total: (\d+)\):", line)
