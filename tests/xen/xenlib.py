@@ -47,7 +47,8 @@ def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int 
 # --- Xen's console ring, read through libxenctrl directly ---------------------------------------
 # Not `xl dmesg`: libxl reads each next chunk no larger than the last one it got, so once a
 # short read has shrunk its window, a steady stream of hypervisor messages keeps it reading
-# for ever (a CI run's `xl dmesg` was still going after 480 s).  This reader's window stays
+# for ever (a CI run's `xl dmesg` had not returned after 480 s; the cause was not kept, and
+# this is the likely one).  This reader's window stays
 # fixed and it stops at a byte limit, whatever Xen is printing meanwhile.
 RING_CHUNK = 16384
 RING_LIMIT = 4 << 20
