@@ -5,7 +5,7 @@ import os
 import pytest
 
 from xapi_numa.backends.sim import scenarios
-from xapi_numa.core import rebalance
+from xapi_numa.core import rebalance, rebalance_plan
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.topology import Topology
 from xapi_numa.ops.runtime import Runtime, Settings
@@ -195,3 +195,45 @@ def test_a_temporary_pin_of_homings_is_not_the_vms_home(tmp_path):
     assert [(v.home, v.movable) for v in ours] == [(2, True)]
     admins = rb.loads(snap, {}, set(), 10.0)  # the same hard affinity set by the admin is a pin
     assert [(v.home, v.movable) for v in admins] == [(0, False)]
+
+
+def test_two_overloaded_nodes_each_get_a_move_in_the_same_period():
+    # nodes 0 and 1 each want 6 pCPUs of 4 while nodes 2 and 3 sit idle: a swap each, weighed
+    # one after the other (the second on the loads the first leaves), in one period
+    topo = Topology.uniform(4, 4, 8 << 30, [[10, 16, 16, 22], [16, 10, 22, 16], [16, 22, 10, 16], [22, 16, 16, 10]])
+    vms = [vm(10 * n + i, n, 2.0 if n < 2 else 0.0) for n in range(4) for i in range(3)]
+    a = rebalance_plan.plan(vms, topo)
+    assert [c.kind for c in a.chosen] == ["swap", "swap"]
+    moved = [(m.uuid, m.home, to) for c in a.chosen for m, to in c.moves]
+    assert len({uuid for uuid, _, _ in moved}) == 4  # no VM twice
+    assert sorted(home for uuid, home, to in moved if vms[[v.uuid for v in vms].index(uuid)].demand) == [0, 1]
+    assert a.best == rebalance.assess(vms, topo).best  # the first is what assess alone picks
+    # after both, every node has 4 busy vCPUs or 2: no further move delivers more
+    assert rebalance_plan.plan(vms, topo, rebalance.Settings(per_period=1)).chosen == (a.best,)
+    assert "then swap" in a.reason and len(a.to_dict()["more"]) == 1
+
+
+def test_a_vm_moved_in_a_period_is_not_weighed_again_in_it():
+    # one node far over capacity: the VMs moved off it stay moved; the next move is another VM's
+    vms = [vm(i, 0, 2.0) for i in range(1, 6)]
+    a = rebalance_plan.plan(vms, TOPO)
+    uuids = [m.uuid for c in a.chosen for m, _ in c.moves]
+    assert len(a.chosen) >= 2 and len(uuids) == len(set(uuids))
+    assert all(0 not in [to for _, to in c.moves] for c in a.chosen)
+
+
+def test_a_pin_of_homings_undone_in_this_cycle_is_not_taken_for_an_admins(tmp_path, monkeypatch):
+    # the cycle's snapshot is taken before homing undoes its pins: the rebalancer, which
+    # looks at that snapshot after, must still know those pins were ours
+    from xapi_numa.core.homing import PinRecord
+    path = str(tmp_path / "pins.json")
+    sim = scenarios.build("steady", path, seed=1)
+    rt = Runtime(sim, Database(path + ".db"), Settings())
+    dom = next(d for d in sim.domains() if d.domid != 0)
+    rt.pins.record(PinRecord(dom.uuid, 0, dom.domid, TOPO.cpus_of_nodes([0]), frozenset(), 0.0))
+    monkeypatch.setattr(rt, "plan", lambda snap, fresh: rt.pins.drop(dom.uuid, 0) or [])
+    seen = []
+    decide = rt.rebalancer.decide
+    monkeypatch.setattr(rt.rebalancer, "decide", lambda *a, **k: seen.append(a[4]) or decide(*a, **k))
+    rt.cycle()
+    assert rt.pins.entries() == [] and seen == [{(dom.uuid, 0)}]

@@ -1,62 +1,52 @@
 """Dynamic NUMA rebalancing: move a VM's home node, and its memory after it (pure).
 
 Placement decides once, at boot; load changes after.  When one node's VMs
-want more CPU than the node has while another node has CPUs to spare, the
-rebalancer moves one VM's *home* (its node affinity and the soft affinity of
-its vCPUs) to the node with room, and its memory follows through the page
-mover at a limited rate until at least :attr:`Settings.local_enough` of it
-is local again.  Learned from ESXi's NUMA scheduler (home nodes, a periodic
-rebalancer, a minimum imbalance, swaps, memory following at a throttled rate),
-Linux NUMA balancing (stop moving memory once accesses are mostly local) and
-numad (only VMs big enough to matter; a long hold-down per VM).
+want more CPU than it has while another has CPUs to spare, the rebalancer
+moves one VM's *home* (its node affinity and its vCPUs' soft affinity) to the
+node with room, and its memory follows through the page mover at a limited
+rate until :attr:`Settings.local_enough` of it is local.  Learned from ESXi's
+NUMA scheduler (home nodes, a periodic rebalancer, a minimum imbalance, swaps,
+memory following at a throttled rate), Linux NUMA balancing (stop moving
+memory once accesses are mostly local) and numad (a long hold-down per VM).
 
 The rule, every period (:attr:`Settings` holds every parameter, defaults in
 brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 
 1. **Demand** per VM is the CPU it wants: its vCPUs' busy share since the last
-   look, a vCPU found waiting to run counting as wanting a whole pCPU,
-   smoothed by the caller (an exponential average, the newest period weighing
-   ``ops.rebalancing.SMOOTHING`` = 0.5) and kept as a history of one value per
-   period over the last ``ops.rebalancing.WINDOW`` = 150 periods (5 minutes at
-   the 2 s period).  A node's *load* is the demand of the VMs homed on it over
-   its pCPUs for guests (those of the guests' CPU pools).
+   look (a vCPU found waiting to run wants a whole pCPU), smoothed by the
+   caller (``ops.rebalancing.SMOOTHING`` = 0.5 for the newest period) and kept
+   as one value per period over the last ``ops.rebalancing.WINDOW`` = 150
+   periods.  A node's *load* is the demand homed on it over its pCPUs for
+   guests (those of the guests' CPU pools).
 2. Nothing is weighed unless the host's **imbalance**, largest minus smallest
    node load, is at least ``imbalance`` [0.10] (ESXi's 10 %).
 3. **Candidates** come from one function, :func:`candidate_moves`: each
    eligible VM to each other node it may go to (``balance``), and each pair of
    eligible VMs on two nodes trading homes (``swap``, never a PV guest), all
-   weighed together.  A constraint on what may move is a filter there and
-   nowhere else.
+   weighed together.  A constraint on what may move is a filter there only.
 4. **Gain** of a candidate: the CPU the host delivers, ``min(D, C)`` summed
    over the nodes it touches, after minus before, averaged over the window of
-   demand history.  ``C`` is ``headroom`` [0.90] of the node's pCPUs: at 100 %
-   every burst spills vCPUs onto other nodes, away from their memory.  Judged
-   over the window, not the last period, a move acts on the imbalance that
-   persists across bursts and phases: a VM whose bursts come when the target's
-   VMs are quiet is worth moving, one whose bursts coincide with theirs is not,
-   and a move that only trades one burst's overload for the next phase's gains
-   nothing.  The gain is positive only when a source node is over ``C`` and
-   the target has room under it, so balanced or idle hosts never move anything
-   (0 moves on the steady trace).  A candidate must gain ``min_gain`` [0.25]
-   pCPUs.
+   demand history (``C``: ``headroom`` [0.90] of the node's pCPUs; at 100 %
+   every burst spills vCPUs onto other nodes, away from their memory).  Over
+   the window, a VM whose bursts come when the target's VMs are quiet is
+   worth moving, one whose bursts coincide with theirs is not, and a move that
+   only trades one phase's overload for the next gains nothing.  Positive only
+   when a source node is over ``C`` and the target has room under it (0 moves
+   on the steady trace); a candidate must gain ``min_gain`` [0.25] pCPUs.
 5. **Exposure, then cost.**  A move that leaves the nodes it touches more
-   *exposed* -- more vCPUs homed beyond what they can run, the squared excess
-   summed, were every VM to want all its vCPUs (:func:`raises_exposure`) --
-   comes after every move that does not: the window shows what the VMs did,
-   not what the idle ones will do, and a move that empties one node by
-   filling another past it only moves the overload there for when its VMs
-   wake.  On the bursty trace the planner then trades a busy VM for one of
-   the target's idle ones (a swap) rather than pile it onto them and move one
-   back half a period later; on the asymmetric trace plain moves stay first.
-   Among those, cost is the memory that has to move (pages short of
-   ``local_enough`` on the target, so memory already there counts); the
-   candidate with the most gain per GiB to move (plus one) wins; near ties
-   (score to 0.01) go to the move that leaves the loads most even (least sum
-   of squared loads), then to the nearest target (SLIT), then to a stable
-   order.
-6. A decision is carried out only once the best move has stood for
-   ``sustain`` [3] consecutive periods (the caller counts), and never for a VM whose
-   home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the caller marks it).
+   *exposed* (:func:`raises_exposure`: more vCPUs homed beyond what they can
+   run, were every VM to want all its vCPUs) comes after every move that does
+   not: the window shows what idle VMs did, not what they will do, so on the
+   bursty trace a busy VM is traded for one of the target's idle ones (a swap)
+   rather than piled onto them.  Then the most gain per GiB of memory to move
+   (plus one; pages short of ``local_enough`` on the target, so memory
+   already there counts) wins; near ties (score to 0.01) go to the most even
+   loads (least sum of squared loads), the nearest target (SLIT), a stable order.
+6. A decision is carried out only once a move worth making has stood for
+   ``sustain`` [2] consecutive periods (the caller counts), never for a VM
+   whose home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the
+   caller marks it).  Then up to ``per_period`` [4] moves are made at once, each
+   weighed on the loads the ones before leave (:mod:`.rebalance_plan`).
 7. **Memory follows** the new home through the page mover at ``rate``
    [64 MiB/s], starting in the period the home moves, until ``local_enough``
    [0.90] of it is local (:func:`follow_memory`; a step aims at ``follow_target``
@@ -66,16 +56,14 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    ``pv_margin`` [0.10], judged with the SLIT distance and an assumed
    memory-boundness of :data:`ASSUMED_MEMORY_BOUND`.
 9. **vNUMA guests move vnode by vnode.**  A guest shown a NUMA topology was
-   promised that each vnode lives on one pnode, so its vnodes are the units
-   (:attr:`VmLoad.vnode`): each is weighed with the demand of its own vCPUs,
-   its memory and its pnode as home, like a VM of its own, and a candidate
-   moves one whole vnode (its cost: every page of it) -- never part of one,
-   and a swap never trades two vnodes of the same VM.  Its action
-   (:func:`xapi_numa.core.vnode_units.vnode_move_actions`): the vnode's
-   vCPUs' soft affinity, the domain's node affinity (the pnodes its vnodes
-   will live on), then its memory through the page mover with the vnode's
-   ranges, whose last step records the new vnode -> pnode map; no follow-up
-   steps.  The hold-down is per VM: one vnode moved holds all of them.
+   promised that each vnode lives on one pnode: each vnode is a unit
+   (:attr:`VmLoad.vnode`) weighed with its own vCPUs' demand, its memory and
+   its pnode as home; a candidate moves one whole vnode (cost: every page of
+   it), never part of one, and a swap never trades two vnodes of one VM.  Its
+   action (:func:`xapi_numa.core.vnode_units.vnode_move_actions`): the vnode's
+   vCPUs' soft affinity, the domain's node affinity, then its memory through
+   the page mover with the vnode's ranges, whose last step records the new
+   vnode -> pnode map.  The hold-down is per VM: one vnode moved holds all.
 
 Never touched: ``strict`` and ``any`` VMs, VMs with an admin hard pin,
 VMs whose home spans several nodes (a vNUMA VM's vnodes are weighed one by
@@ -85,13 +73,16 @@ rebalancing switched off for them); ``preferred`` VMs move only to nodes of
 their list.
 
 What a home move cannot do: a home is soft affinity, and credit2's load
-balancer looks only at run-queue load, so a node with more runnable vCPUs
-than another still has vCPUs pushed off it, away from their memory, until
-homing brings them back.  ``bench/bench_rebalance.py`` (the daemon's 1 s
-cycle, homing in both arms) prints the best bursty home layout known in
-advance next to the rebalancer: on seed 1, 1.15x static placement's work as
-soft affinity (1.20x as hard affinity), the rebalancer 1.14x (1.12x before
-swaps were weighed with exposure); on seeds 2-8, 1.17x to 1.19x.
+balancer looks only at run-queue load, so a node with 4 runnable vCPUs on 4
+pCPUs still has vCPUs pushed to one with 2, away from their memory, until
+homing brings them back.  On the bursty trace every home layout, even the
+best one known in advance, runs 15-17 % of its CPU time remote (none with
+homes as hard affinity); ``bench/trace_rebalance.py`` shows where the work
+goes, window by window.  Seed 1 (``bench/bench_rebalance.py``): that best
+layout, set from the start, gets 1.148x static placement's work (other
+4/2 layouts 1.141-1.148x; hard affinity 1.196x); the rebalancer 1.144x,
+all of its loss to it in the first 20 s (the bursts to learn, then the
+moved VMs' memory to follow).  Seeds 2-9: 1.173x to 1.193x.
 """
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -109,7 +100,7 @@ PAGE = 4096
 class Settings:
     imbalance: float = 0.10        # largest minus smallest node load worth acting on
     min_gain: float = 0.25         # pCPUs of extra delivered CPU a move must bring
-    sustain: int = 3               # periods a decision must stand before it is carried out
+    sustain: int = 2               # periods a decision must stand before it is carried out
     hold_down: float = 300.0       # seconds before the same VM's home moves again
     local_enough: float = 0.90     # memory follows until this share is local
     follow_target: float = 0.95    # a follow step aims this high (step 7)
@@ -117,6 +108,7 @@ class Settings:
     pv_margin: float = 0.10        # a PV guest must run this much faster after its home moves
     headroom: float = 0.90         # a node counts as full at this share of its pCPUs: at 100 % every
                                    # burst spills vCPUs onto other nodes, away from their memory
+    per_period: int = 4            # moves carried out in one period (rebalance_plan.plan)
 
 
 @attrs.frozen
@@ -180,16 +172,24 @@ class Assessment:
     imbalance: float
     best: Optional[Candidate]
     reason: str                          # why nothing, or what the best is
+    more: Tuple[Candidate, ...] = ()     # further moves, weighed with the ones before made (rebalance_plan)
+
+    @property
+    def chosen(self) -> Tuple[Candidate, ...]:
+        return () if self.best is None else (self.best,) + self.more
 
     def to_dict(self) -> dict:
         out = {"loads": {str(n): round(l, 3) for n, l in sorted(self.loads.items())},
                "imbalance": round(self.imbalance, 3), "reason": self.reason}
         if self.best is not None:
-            out["candidate"] = {"kind": self.best.kind, "gain_pcpus": round(self.best.gain, 3),
-                                "pages": self.best.pages, "score": round(self.best.score, 4),
-                                "moves": [{"vm": vm.name, "uuid": vm.uuid, "from": vm.home, "to": to, "vnode": vm.vnode}
-                                          for vm, to in self.best.moves]}
+            out.update(candidate=_candidate_dict(self.best), more=[_candidate_dict(c) for c in self.more])
         return out
+
+
+def _candidate_dict(c: Candidate) -> dict:
+    return {"kind": c.kind, "gain_pcpus": round(c.gain, 3), "pages": c.pages, "score": round(c.score, 4),
+            "moves": [{"vm": vm.name, "uuid": vm.uuid, "from": vm.home, "to": to, "vnode": vm.vnode}
+                      for vm, to in c.moves]}
 
 
 def node_demand(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, float]:

@@ -6,8 +6,10 @@ counting as wanting a whole pCPU), how many consecutive periods the current
 best move has stood, when each VM's home last moved (the home-move log in the
 state database, which survives restarts), and how far each VM's memory has
 followed its new home.  Every period it turns a snapshot into
-:class:`~xapi_numa.core.rebalance.VmLoad` values, asks the planner, and
-returns the actions for the executor, with the assessment that explains them.
+:class:`~xapi_numa.core.rebalance.VmLoad` values, asks the planner
+(:func:`~xapi_numa.core.rebalance_plan.plan`: the best move, and the further
+ones worth making with it in the same period), and returns the actions for
+the executor, with the assessment that explains them.
 
 A VM's home is what its affinity says with homing's temporary pins left out
 (such a pin may still hold a vCPU on the node its VM was just moved away
@@ -30,7 +32,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tupl
 
 import attrs
 
-from xapi_numa.core import locality, rebalance
+from xapi_numa.core import locality, rebalance, rebalance_plan
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.policy import Policy
@@ -234,18 +236,19 @@ class Rebalancer:
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
-        assessment = rebalance.assess(vms, snap.topology, self.settings, guest_capacity(snap))
+        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, guest_capacity(snap))
         actions: List[object] = []
         note = assessment.reason
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None else 0
         self._streak = streak
         if assessment.best is not None and (streak >= self.settings.sustain or not record):
-            actions += self._move_homes(assessment.best, snap, now, record)
+            for candidate in assessment.chosen:
+                actions += self._move_homes(candidate, snap, now, record)
             if record:
                 self._streak = 0
                 # memory starts following in the same period: a period's worth more of it local
-                homes = {vm.unit: to for vm, to in assessment.best.moves}
+                homes = {vm.unit: to for c in assessment.chosen for vm, to in c.moves}
                 vms = [attrs.evolve(vm, home=homes[vm.unit]) if vm.unit in homes else vm for vm in vms]
             note = ("moving: " if record else "would move: ") + assessment.reason
         elif assessment.best is not None:

@@ -179,13 +179,14 @@ class Runtime:
     def cycle(self) -> dict:
         self.cycles += 1
         snap = self.snapshot()
+        pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
         outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
         for o in outcomes:
             if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
                 self.restored_at[o.action.uuid] = snap.time
         self._count_outside(snap)
         if self._rebalance_due(snap.time):
-            outcomes += self.rebalance(snap)
+            outcomes += self.rebalance(snap, pinned_in_snap)
         report = {"time": snap.time, "displaced": len(self.displaced_since)}
         report.update(_tally(outcomes))
         report.update(self.upkeep())
@@ -193,9 +194,11 @@ class Runtime:
         return report
 
     # --- rebalancing --------------------------------------------------------------------------------------
-    def rebalance(self, snap: HostSnapshot) -> List[Outcome]:
+    def rebalance(self, snap: HostSnapshot, pinned_in_snap: Set[Tuple[str, int]] = frozenset()) -> List[Outcome]:
+        """``pinned_in_snap``: pins of ours when ``snap`` was taken; one undone since is still
+        in it, and is no admin's pin (taken for one, its VM would not be moved this period)."""
         self.last_rebalance = snap.time
-        ours = {(p.uuid, p.vcpu) for p in self.pins.entries()}
+        ours = {(p.uuid, p.vcpu) for p in self.pins.entries()} | set(pinned_in_snap)
         decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours)
         self.last_decision = decision
         if not decision.actions:
