@@ -57,8 +57,12 @@ def test_hvm_guest_boots_and_where_its_console_goes(booted):
          f"hvc0 kernel lines there: {'Linux version' in pv_console}")
 
 
-@pytest.mark.xfail(reason="seen on the harness: the guest's disk check through QEMU completes pass 1, then makes "
-                          "no progress within 300 s under TCG; cause not found yet", strict=False)
+@pytest.mark.xfail(reason="seen when the host is loaded: the guest's CPU 0 stays for minutes in the ttyS0 "
+                          "interrupt handler with interrupts off, sending the console's output one character per "
+                          "round trip to QEMU in dom0 (xenctx: RIP just after an out to port 0x3f8, IF=0, on the IRQ "
+                          "stack), so the disk's interrupt (IRQ 14, also CPU 0) is not taken, dd waits in fsync and "
+                          "the disk check makes no progress within 300 s; passes (XPASS) on a lightly loaded host",
+                   strict=False)
 def test_disk_io_through_qemu_checks_out(booted, hv):
     wait_file(SERIAL, r"diskcheck: pass 3 ok", timeout=300, stretch=False)
     assert "diskcheck: /dev/sda present" in read_file(SERIAL)
