@@ -166,16 +166,13 @@ HVM_INITRD = "/opt/guest/initrd-hvm.cpio"
 def hvm_config(name: str, memory: int, vcpus: int, serial_log: str, disk: str, extra_lines=()) -> str:
     """An xl.cfg for an HVM guest with QEMU: direct kernel boot of the Debian bzImage,
     one emulated IDE disk (kept by xen_emul_unplug=never, so its I/O goes through QEMU),
-    the guest's console on hvc0 (xenconsoled logs it), QEMU's serial port on a pty (only
-    what the firmware prints; follow_serial copies it).  ``serial_log`` is where
-    follow_serial will copy it."""
+    QEMU's serial port on a pty (xenconsoled does not log an HVM guest's serial: copy it
+    with follow_serial).  ``serial_log`` is where follow_serial will copy it."""
     del serial_log  # the pty's path is known only once QEMU runs
     lines = [f'name = "{name}"', 'type = "hvm"', f'kernel = "{GUEST_BZIMAGE}"', f'ramdisk = "{HVM_INITRD}"',
-             # hvc0 only: the PV console (a shared ring, one event per batch).  On the emulated
-             # serial port every character is a round trip to QEMU in dom0; on a loaded host the
-             # guest's CPU 0 stayed for minutes in the ttyS0 interrupt handler with interrupts
-             # off, so the disk's interrupt on that CPU was never taken (seen with xenctx)
-             'cmdline = "console=hvc0 rdinit=/init xen_emul_unplug=never quiet"',
+             # ttyS0 last: /dev/console, so the workload's lines go to QEMU's serial file;
+             # hvc0 first: the kernel log also goes to the PV console, to see whether it works
+             'cmdline = "console=hvc0 console=ttyS0,115200 rdinit=/init xen_emul_unplug=never quiet"',
              f"memory = {memory}", f"maxmem = {memory}", f"vcpus = {vcpus}",
              'serial = "pty"', 'vga = "none"', "vnc = 0", "sdl = 0",
              # Xen's TSC emulation needs the instruction length SVM's NRIP gives; QEMU's

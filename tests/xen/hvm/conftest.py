@@ -8,15 +8,12 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xenlib import CONSOLE_LOGS, console, debug_key_dump, follow_serial, hvm_config, patient, read_file, wait_file, xl  # noqa: E402,F401,E501
+from xenlib import console, debug_key_dump, follow_serial, hvm_config, patient, read_file, wait_file, xl  # noqa: E402,F401
 
 from xapi_numa.core import vnuma  # noqa: E402
 
 GUEST = "hvm"
-# The guest's console (hvc0) as xenconsoled logs it: its workload's lines
-SERIAL = f"{CONSOLE_LOGS}/guest-{GUEST}.log"
-# QEMU's serial port, copied for the record (the firmware's lines only)
-SERIAL_PTY = "/tmp/hvm-serial.log"
+SERIAL = "/tmp/hvm-serial.log"
 DISK = "/tmp/hvm-disk.img"
 MEMORY_MIB = 256
 VCPUS = 2
@@ -74,7 +71,7 @@ def guest(hv):
     for layout in ("vnuma", "plain"):
         extra = vnuma.xl_lines(plan, topo).splitlines() if layout == "vnuma" else ['cpus_soft = "node:1"']
         with open(path, "w") as f:
-            f.write(hvm_config(GUEST, MEMORY_MIB, VCPUS, SERIAL_PTY, DISK,
+            f.write(hvm_config(GUEST, MEMORY_MIB, VCPUS, SERIAL, DISK,
                                [line for line in extra if not line.startswith(("memory", "maxmem"))]))
         started = time.monotonic()
         try:
@@ -87,14 +84,13 @@ def guest(hv):
                  f"{read_file(f'/var/log/xen/qemu-dm-{GUEST}.log')[-1500:]}")
     assert created, f"xl create of the HVM guest failed: {vnuma_error}"
     domid = int(xl("domid", GUEST).strip())
-    follow_serial(domid, SERIAL_PTY)
+    follow_serial(domid, SERIAL)
     expected = plan.memory_by_pnode() if created == "vnuma" else {1: MEMORY_MIB << 20}
     try:
         yield {"domid": domid, "plan": plan if created == "vnuma" else None, "vnuma_error": vnuma_error,
                "expected": expected, "started": started, "config": read_file(path)}
     finally:
-        note(f"HVM console tail:\n{read_file(SERIAL)[-1200:]}")
-        note(f"HVM serial port tail:\n{read_file(SERIAL_PTY)[-600:]}")
+        note(f"HVM serial tail:\n{read_file(SERIAL)[-1200:]}")
         note(f"qemu-dm log tail:\n{read_file(f'/var/log/xen/qemu-dm-{GUEST}.log')[-1200:]}")
         subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=patient(120))
 
