@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from xenlib import chatter  # this directory: the helpers shared with the suites in dom0
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(ROOT, ".cache", "xen")
@@ -456,18 +458,6 @@ def results(text: str) -> tuple:
     return lines, summary, finished
 
 
-def hypervisor_chatter(text: str, top: int = 6) -> str:
-    """Xen's (XEN) and guest (dN) console lines, numbers folded, most repeated first: after a
-    failure, says whether something flooded the hypervisor's console (CI keeps only a tail)."""
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith(("(XEN)", "(d")):
-            key = re.sub(r"[0-9a-f]{4,}|\d+", "N", line.strip())
-            counts[key] = counts.get(key, 0) + 1
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
-    return "; ".join(f"{n}x {line[:90]}" for line, n in ranked) or "none"
-
-
 def save_bench(text: str, label: str) -> None:
     """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
     import json
@@ -543,7 +533,9 @@ def main() -> int:
             tail = "\n".join(text.splitlines()[-30:])
             log(f"{label}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
         if not ok:
-            log(f"{label}: the hypervisor's most repeated console lines: {hypervisor_chatter(text)}")
+            # Xen's (XEN) and guests' (dN) lines: whether something flooded the console (CI keeps a tail)
+            xen_lines = (line for line in text.splitlines() if line.startswith(("(XEN)", "(d")))
+            log(f"{label}: the hypervisor's most repeated console lines: {chatter(xen_lines, top=6)}")
         failures += 0 if ok else 1
     log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
         f"in {time.monotonic() - t0:.0f}s")

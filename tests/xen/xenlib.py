@@ -101,13 +101,14 @@ def ring_end() -> int:
     return index
 
 
-def chatter(text: str, top: int = 5) -> str:
-    """The hypervisor's most repeated lines in ``text`` (numbers folded): says who floods."""
+def chatter(lines, top: int = 5) -> str:
+    """The most repeated of ``lines`` (numbers folded), most first: says who floods a console."""
     counts = {}
-    for line in text.splitlines():
+    for line in lines:
         key = re.sub(r"[0-9a-f]{4,}|\d+", "N", line.strip())
         counts[key] = counts.get(key, 0) + 1
-    return "; ".join(f"{n}x {line[:100]}" for line, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top])
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return "; ".join(f"{n}x {line[:100]}" for line, n in ranked) or "none"
 
 
 def debug_key_dump() -> dict:
@@ -121,9 +122,9 @@ def debug_key_dump() -> dict:
     start = text.rfind("Memory location of each domain:")
     if start < 0:
         raise AssertionError(f"no debug-key 'u' dump in {len(text)} bytes of the console ring after the key; "
-                             f"most repeated there: {chatter(text)}")
+                             f"most repeated there: {chatter(text.splitlines())}")
     if len(text) > 256 << 10:
-        print(f"XEN-INFO the console ring grew by {len(text)} bytes around one 'u' dump: {chatter(text)}")
+        print(f"XEN-INFO the console ring grew by {len(text)} bytes around one 'u' dump: {chatter(text.splitlines())}")
     result, current = {}, None
     for line in text[start:].splitlines()[1:]:
         m = re.search(r"(?:Domain |\bd)(\d+) \(total: (\d+)\):", line)
