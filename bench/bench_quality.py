@@ -15,6 +15,8 @@ xenopsd today (``Best_effort``), xenopsd's ``Prio_mem_only`` (today's code
 path, memory-only search), xenopsd as of 2024 (memory-only search, multi-node
 soft affinity, running minimum of free memory) and libxl; see
 ``quality/policies.py``.  Run alone: ``python bench/bench_quality.py``.
+Whether the goals conflict on a trace, with the future known:
+``python bench/quality/hindsight.py 2n-reg-nosmt`` (see its docstring).
 """
 
 import json

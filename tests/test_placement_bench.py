@@ -43,3 +43,32 @@ def test_memory_imbalance_before_the_drain_leaves_out_the_states_after_the_last_
     before = got["memory_cv_before_drain"]
     assert 0.0 < before < 1.0
     assert got["memory_cv"] == pytest.approx((before + 1.0 + 0.0) / 3)
+
+
+def _two_node_state(first_node):
+    """A 2-node host of the benchmark with a 64 GiB VM on ``first_node``; a small VM and a
+    big one (124 GiB, which fits one empty node) about to start, in that order."""
+    from quality.hindsight import Hindsight
+    from quality.policies import Decision
+    from quality.replay import HostState, land
+    from quality.trace import GIB, Event, Vm, hosts
+
+    host = next(h for h in hosts() if h.name == "2n-reg-nosmt")
+    resident, small, big = Vm(0, 4, 64 * GIB), Vm(1, 2, 8 * GIB), Vm(2, 16, 124 * GIB)
+    trace = [Event(0.0, True, resident), Event(1.0, True, small), Event(2.0, True, big)]
+    state = HostState(2)
+    make = lambda weight, window: Hindsight(host, trace, weight, window)  # noqa: E731
+    assert land(state, resident, Decision((first_node,)), make(0, 1).base.planner.overhead)
+    return state, small, make
+
+
+@pytest.mark.parametrize("first_node", [0, 1])
+def test_hindsight_weighs_the_memory_cv_and_the_splits_of_its_window(first_node):
+    state, small, make = _two_node_state(first_node)
+    other = 1 - first_node
+    # a window of the VM alone, splits not weighed: the node that leaves memory most even
+    assert make(0.0, 1).decide(state, small).home == (other,)
+    # the window sees the big VM next: on the emptier node the small one would split it
+    assert make(1.0, 2).decide(state, small).home == (first_node,)
+    # the same window with splits not weighed goes back to levelling memory
+    assert make(0.0, 2).decide(state, small).home == (other,)

@@ -4,5 +4,7 @@
 ``bench/xenopsd_baseline.py``) re-implement libxl's and xenopsd's placement
 from their sources, ``policies`` adapts every
 rule to one decision interface, ``replay`` runs a trace through Xen's
-allocator model and measures where memory and vCPUs land.
+allocator model and measures where memory and vCPUs land; ``hindsight``
+checks, on one trace, what single-node choices reach when the future is
+known (not a rule: no engine knows when a VM stops).
 """

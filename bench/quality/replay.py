@@ -111,6 +111,42 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def build_bytes(vm, overhead: BuildOverhead) -> int:
+    return vm.memory + overhead.bytes_for(vm.vcpus, vm.memory)
+
+
+def fits_one_node(vm, overhead: BuildOverhead) -> bool:
+    """The VM's build fits one node's memory and its vCPUs one node's cores."""
+    return build_bytes(vm, overhead) <= NODE_MEMORY and vm.vcpus <= CORES_PER_NODE
+
+
+def stop(state: HostState, vm) -> None:
+    r = state.vms.pop(vm.vid, None)
+    if r is not None:
+        for node, p in r.pages.items():
+            state.free[node] += p
+
+
+def land(state: HostState, vm, d, overhead: BuildOverhead) -> Optional[Dict[int, int]]:
+    """Build ``vm`` as decided (Xen's allocator): pages per node, or None when refused."""
+    if d.refused:
+        return None
+    pages = (build_bytes(vm, overhead) + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+    affinity = list(d.home) if d.home is not None else list(range(state.n))
+    try:
+        landed, _ = distribute(pages, state.free, affinity, -1, SUPERPAGE, node=d.node)
+    except NoCapacity:
+        return None
+    landed = {node: p for node, p in landed.items() if p}
+    state.vms[vm.vid] = Running(landed, d.home, vm.vcpus)
+    return landed
+
+
+def memory_cv(state: HostState) -> float:
+    total = NODE_MEMORY >> PAGE_SHIFT
+    return cv([total - f for f in state.free])
+
+
 def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead = BuildOverhead()) -> dict:
     n = host.nodes
     state = HostState(n)
@@ -126,38 +162,23 @@ def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead =
     for k, ev in enumerate(trace):
         vm = ev.vm
         if not ev.start:
-            r = state.vms.pop(vm.vid, None)
-            if r is not None:
-                for node, p in r.pages.items():
-                    state.free[node] += p
+            stop(state, vm)
         else:
             start = time.perf_counter()
             d = policy.decide(state, vm)
             decide_time += time.perf_counter() - start
             decisions += 1
-            build = vm.memory + overhead.bytes_for(vm.vcpus, vm.memory)
-            pages = (build + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
-            landed = None
-            if not d.refused:
-                affinity = list(d.home) if d.home is not None else list(range(n))
-                try:
-                    landed, _ = distribute(pages, state.free, affinity, -1, SUPERPAGE, node=d.node)
-                except NoCapacity:
-                    landed = None
+            landed = land(state, vm, d, overhead)
             if landed is None:
                 refusals += 1
-            else:
-                landed = {node: p for node, p in landed.items() if p}
-                state.vms[vm.vid] = Running(landed, d.home, vm.vcpus)
-                if k >= warm:
-                    fits = build <= NODE_MEMORY and vm.vcpus <= CORES_PER_NODE
-                    fitting += fits
-                    splits += fits and len(landed) > 1
-                    dist.append((vm_distance(host.distances, d.home, landed, n), vm.memory))
-                    spans.append(len(landed))
+            elif k >= warm:
+                fits = fits_one_node(vm, overhead)
+                fitting += fits
+                splits += fits and len(landed) > 1
+                dist.append((vm_distance(host.distances, d.home, landed, n), vm.memory))
+                spans.append(len(landed))
         if k >= warm:
-            total = NODE_MEMORY >> PAGE_SHIFT
-            mem_cv.append(cv([total - f for f in state.free]))
+            mem_cv.append(memory_cv(state))
             cpu_cv.append(cv(state.spread_vcpus()))
     weight = sum(w for _, w in dist) or 1
     return {
