@@ -75,14 +75,14 @@ their list.
 What a home move cannot do: a home is soft affinity, and credit2's load
 balancer looks only at run-queue load, so a node with 4 runnable vCPUs on 4
 pCPUs still has vCPUs pushed to one with 2, away from their memory, until
-homing brings them back.  On the bursty trace every home layout, even the
-best one known in advance, runs 15-17 % of its CPU time remote (none with
-homes as hard affinity); ``bench/trace_rebalance.py`` shows where the work
-goes, window by window.  Seed 1 (``bench/bench_rebalance.py``): that best
-layout, set from the start, gets 1.148x static placement's work (other
-4/2 layouts 1.141-1.148x; hard affinity 1.196x); the rebalancer 1.144x,
-all of its loss to it in the first 20 s (the bursts to learn, then the
-moved VMs' memory to follow).  Seeds 2-9: 1.173x to 1.193x.
+homing brings them back and holds them (longer for a VM pushed out again:
+:mod:`.homing`).  On the bursty trace the best home layout known in advance
+then runs 4.7 % of its CPU time remote (15-17 % when homing let go after 15
+s; none as hard affinity); ``bench/trace_rebalance.py`` shows where the work
+goes and why homing left vCPUs away.  Seed 1 (``bench/bench_rebalance.py``):
+that layout, set from the start, gets 1.186x static placement's work (hard
+affinity 1.196x); the rebalancer 1.180x, most of its loss in the first 20 s
+(the bursts to learn, the moved VMs' memory to follow).  Seeds 2-9: 1.21x to 1.24x.
 """
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple

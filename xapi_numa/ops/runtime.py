@@ -95,6 +95,7 @@ class Runtime:
         self.ledger = Ledger(db=db)
         self.displaced_since: Dict[Tuple[int, int], float] = {}
         self.restored_at: Dict[str, float] = {}    # uuid -> when its temporary pins were last undone
+        self.bounced_vms: Set[str] = set()          # uuids pinned after a bounce: held longer (credit2)
         self.demand: Optional[Dict[int, int]] = None  # domid -> vCPUs running or runnable, last cycle
         self.demand_changed_at: Optional[float] = None  # when that last changed a lot (credit2 settles after)
         self.cycles = 0
@@ -163,11 +164,18 @@ class Runtime:
         self.demand = demand
         excluded = self.excluded(snap)
         actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout,
-                                                          demand_changed_at=self.demand_changed_at))
-        actions += homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
-                               homing.pinned_keys(snap, pins),
-                               homing.bounced(snap, self.restored_at, self.settings.bounce_window),
-                               settling=homing.is_settling(snap, self.demand_changed_at))
+                                                          demand_changed_at=self.demand_changed_at,
+                                                          bounced_vms=self.bounced_vms))
+        bounced = homing.bounced(snap, self.restored_at, self.settings.bounce_window)
+        pins_made = homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
+                                homing.pinned_keys(snap, pins), bounced,
+                                settling=homing.is_settling(snap, self.demand_changed_at))
+        # a VM pinned again because it bounced while demand stood still is held longer
+        # (homing.holds_longer): the unevenness that pushed it out lasts
+        for_good = homing.pushed_out_for_good(snap, self.restored_at, self.settings.bounce_window,
+                                              self.demand_changed_at)
+        self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good}
+        actions += pins_made
         if fresh_pages:
             # VMs whose memory is following a home the rebalancer moved are not pulled back
             following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.followed}
@@ -184,6 +192,8 @@ class Runtime:
         for o in outcomes:
             if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
                 self.restored_at[o.action.uuid] = snap.time
+            if isinstance(o.action, RestorePin) and o.status == DONE:
+                self.bounced_vms.discard(o.action.uuid)
         self._count_outside(snap)
         if self._rebalance_due(snap.time):
             outcomes += self.rebalance(snap, pinned_in_snap)
