@@ -34,3 +34,19 @@ def test_a_vm_pushed_out_again_is_held_past_hold_max_and_let_go_in_time(tmp_path
     assert rt.restored_at, "homing never undid a pin: the scenario shows no bounce"
     assert max(oldest) > HOLD_MAX + 1, "no VM was held past HOLD_MAX"
     assert max(oldest) <= BOUNCED_HOLD_MAX + 1, "a pin outlived BOUNCED_HOLD_MAX"
+
+
+def test_what_homing_remembers_of_a_vm_goes_with_it(tmp_path):
+    sim = uneven_host(str(tmp_path / "host.json"), 1)
+    rt = Runtime(sim, Database(str(tmp_path / "db")), Settings(rebalancing=False))
+    for _ in range(40):
+        sim.run(1.0)
+        rt.cycle()
+    remembered = set(rt.restored_at) | rt.bounced_vms
+    assert remembered, "homing never undid a pin: nothing to forget"
+    for d in sim.domains():
+        if d.domid != 0:
+            sim.destroy(d.domid)
+    sim.run(1.0)
+    rt.cycle()
+    assert not rt.restored_at and not rt.bounced_vms

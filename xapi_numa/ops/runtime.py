@@ -154,9 +154,17 @@ class Runtime:
                 out.add(d.domid)
         return out
 
+    def forget_the_gone(self, snap: HostSnapshot) -> None:
+        """Drop what homing remembers of VMs that no longer run: a daemon lives for months
+        of VM starts and stops."""
+        alive = {d.uuid for d in snap.domains}
+        self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
+        self.bounced_vms &= alive
+
     # --- one cycle -------------------------------------------------------------------------------------
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
         pins = self.pins.entries()
+        self.forget_the_gone(snap)
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
         demand = homing.demand(snap)
         if homing.demand_changed(self.demand, demand, snap):
