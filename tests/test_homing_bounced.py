@@ -2,32 +2,13 @@
 were undone is held home longer, while its home has room (homing.holds_longer); and a
 pin to a home the rebalancer has since moved is undone at once.
 
-A 2-node host with 4 pCPUs per node (node 0: CPUs 0-3, node 1: CPUs 4-7).
+The host: tests/homing_tables.py (2 nodes of 4 pCPUs).
 """
 import pytest
 
+from homing_tables import ALL, N0, N1, snap, vcpu
 from xapi_numa.core import homing
 from xapi_numa.core.homing import BOUNCED_HOLD_MAX, HOLD_MAX, PinRecord
-from xapi_numa.core.host import DomainInfo, VcpuInfo
-from xapi_numa.core.snapshot import HostSnapshot
-from xapi_numa.core.topology import Topology
-
-TOPO = Topology.uniform(2, 4, 4 << 30)
-ALL = TOPO.all_cpus
-N0, N1 = TOPO.cpus_of_nodes([0]), TOPO.cpus_of_nodes([1])
-
-
-def vcpu(domid, n, cpu, soft, hard=ALL, state="running"):
-    return VcpuInfo(domid, n, cpu, state, frozenset(hard), frozenset(soft))
-
-
-def snap(vcpus, time, scheduler="credit2", paused=()):
-    by_dom = {}
-    for v in vcpus:
-        by_dom.setdefault(v.domid, []).append(v)
-    doms = tuple(DomainInfo(d, "vm{}".format(d), "uuid-{}".format(d), len(vs), 1 << 30, 1 << 30, d in paused)
-                 for d, vs in sorted(by_dom.items()))
-    return HostSnapshot(TOPO, time, doms, {d: tuple(vs) for d, vs in by_dom.items()}, {}, scheduler)
 
 
 def records(at):
@@ -79,9 +60,12 @@ def test_pushed_out_for_good_only_when_demand_stood_still_since_the_restore():
     # VM 1 displaced 3 s after its pins were undone at 5.0
     s = snap([vcpu(1, 0, 4, N0), vcpu(1, 1, 1, N0)], 8.0)
     restored = {"uuid-1": 5.0}
-    assert homing.pushed_out_for_good(s, restored, 10.0, demand_changed_at=None) == {1}
-    assert homing.pushed_out_for_good(s, restored, 10.0, demand_changed_at=2.0) == {1}
+
+    def for_good(window, changed):
+        return homing.pushed_out_for_good(s, homing.bounced(s, restored, window), restored, changed)
+    assert for_good(10.0, None) == {1}
+    assert for_good(10.0, 2.0) == {1}
     # demand changed after the restore (a pause): lag, not lasting unevenness
-    assert homing.pushed_out_for_good(s, restored, 10.0, demand_changed_at=6.0) == set()
+    assert for_good(10.0, 6.0) == set()
     # undone too long ago: not a bounce at all
-    assert homing.pushed_out_for_good(s, restored, 2.0, demand_changed_at=None) == set()
+    assert for_good(2.0, None) == set()

@@ -1,32 +1,13 @@
 """Homing tables: swaps undone as pairs (both schedulers), room at home, and under
 credit2 whole VMs held while the load averages settle (core/homing.py's docstring).
 
-A 2-node host with 4 pCPUs per node (node 0: CPUs 0-3, node 1: CPUs 4-7).
+The host: tests/homing_tables.py (2 nodes of 4 pCPUs).
 """
 import pytest
 
+from homing_tables import ALL, N0, N1, snap, vcpu
 from xapi_numa.core import homing
-from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.homing import CREDIT2_SETTLE, HELD_WITH_ITS_VM, HOLD_MAX, PinRecord
-from xapi_numa.core.snapshot import HostSnapshot
-from xapi_numa.core.topology import Topology
-
-TOPO = Topology.uniform(2, 4, 4 << 30)
-ALL = TOPO.all_cpus
-N0, N1 = TOPO.cpus_of_nodes([0]), TOPO.cpus_of_nodes([1])
-
-
-def vcpu(domid, n, cpu, soft, hard=ALL, state="running"):
-    return VcpuInfo(domid, n, cpu, state, frozenset(hard), frozenset(soft))
-
-
-def snap(vcpus, time=10.0, scheduler="credit2", paused=()):
-    by_dom = {}
-    for v in vcpus:
-        by_dom.setdefault(v.domid, []).append(v)
-    doms = tuple(DomainInfo(d, "vm{}".format(d), "uuid-{}".format(d), len(vs), 1 << 30, 1 << 30, d in paused)
-                 for d, vs in sorted(by_dom.items()))
-    return HostSnapshot(TOPO, time, doms, {d: tuple(vs) for d, vs in by_dom.items()}, {}, scheduler)
 
 
 # A (1) soft node 0, C (2) soft node 1, 2 vCPUs each: vCPU 0 of each on the other's node.

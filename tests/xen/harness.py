@@ -428,9 +428,9 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
     for a in range(nodes):
         for b in range(a + 1, nodes):
             numa += ["-numa", f"dist,src={a},dst={b},val={20 if b - a == 1 else 30}"]
-    extra = " sched=credit" if scheduler == "credit" else ""
     # for experiments only (e.g. XEN_TEST_XEN_ARGS=asid=0): more options for Xen; make xen-test sets none
-    extra += "".join(" " + a for a in os.environ.get("XEN_TEST_XEN_ARGS", "").split())
+    experiment = " ".join(os.environ.get("XEN_TEST_XEN_ARGS", "").split())
+    extra = (" sched=credit" if scheduler == "credit" else "") + (" " + experiment if experiment else "")
     dom0 = "dom0_max_vcpus=1 dom0_vcpus_pin" if suite == "daemon" else "dom0_max_vcpus=4"
     cmd = ["timeout", str(BOOT_TIMEOUT), "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
            "-smp", str(2 * nodes), "-m", f"{2 * nodes}G", *numa,
@@ -439,7 +439,7 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
            "-append", f"console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M {dom0} loglvl=all "
                       "guest_loglvl=all smap=0" + extra,
            "-initrd", f"{kernel} console=hvc0 earlyprintk=xen rdinit=/init quiet xentest={suite}{' poolsched=' + pool if pool else ''}{' xenonly=' + only.replace(',', '+') if only else ''},{initrd}"]
-    log(f"booting Xen ({scheduler}{extra.replace(' sched=credit', '')}) under QEMU")
+    log(f"booting Xen ({scheduler}{', ' + experiment if experiment else ''}) under QEMU")
     started = time.monotonic()
     # The console goes to its log as it comes, so a slow run can be watched.
     path = os.path.join(CACHE, f"console-{suite}-{pool or scheduler}.log")

@@ -354,14 +354,14 @@ def bounced(snap: HostSnapshot, restored_at: Mapping[str, float], window: float)
             if snap.time - restored_at.get(uuids.get(v.domid, ""), float("-inf")) <= window}
 
 
-def pushed_out_for_good(snap: HostSnapshot, restored_at: Mapping[str, float], window: float,
+def pushed_out_for_good(snap: HostSnapshot, bounced_domids: Set[int], restored_at: Mapping[str, float],
                         demand_changed_at: Optional[float]) -> Set[int]:
-    """The :func:`bounced` VMs whose last restore came after the last change of demand:
-    pushed out again while nothing changed, so by lasting unevenness between the run
-    queues, not by load averages lagging a change (those settle and let the VM be)."""
+    """Of the :func:`bounced` VMs, those whose last restore came after the last change of
+    demand: pushed out again while nothing changed, so by lasting unevenness between the
+    run queues, not by load averages lagging a change (those settle and let the VM be)."""
     uuids = {d.domid: d.uuid for d in snap.domains}
     changed = float("-inf") if demand_changed_at is None else demand_changed_at
-    return {domid for domid in bounced(snap, restored_at, window)
+    return {domid for domid in bounced_domids
             if restored_at.get(uuids.get(domid, ""), float("-inf")) >= changed}
 
 

@@ -180,8 +180,7 @@ class Runtime:
                                 settling=homing.is_settling(snap, self.demand_changed_at))
         # a VM pinned again because it bounced while demand stood still is held longer
         # (homing.holds_longer): the unevenness that pushed it out lasts
-        for_good = homing.pushed_out_for_good(snap, self.restored_at, self.settings.bounce_window,
-                                              self.demand_changed_at)
+        for_good = homing.pushed_out_for_good(snap, bounced, self.restored_at, self.demand_changed_at)
         self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good}
         actions += pins_made
         if fresh_pages:
