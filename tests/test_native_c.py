@@ -4,7 +4,9 @@ Pure parts (console-dump parser, page layouts, the mover's batch record) need
 only a C compiler.  Run-time detection of XenServer's patched libxenctrl
 calls needs libxen-dev: one test binary, built once against the real
 libxenctrl, is run against it (stock) and, through LD_LIBRARY_PATH, against a
-fake libxenctrl built without and with the patched calls.
+fake libxenctrl built without and with the patched calls.  The page mover
+(scan, move, recovery) runs the same way over the fake's guest-memory model
+and a fake libxenforeignmemory, also under AddressSanitizer and UBSan.
 """
 import os
 import shutil
@@ -52,12 +54,18 @@ def test_c_unit_tests(tmp_path, test_source, unit, at_least):
 
 
 def build_fake_xenctrl(directory: str, patched: bool) -> str:
-    """fake_xenctrl.c as libxenctrl.so.4.17 (same soname and symbol version as Xen 4.17's)."""
+    """fake_xenctrl.c as libxenctrl.so.4.17 (same soname and symbol version as Xen 4.17's), and
+    beside it fake_xenforeignmemory.c as libxenforeignmemory.so.1 (mapping the fake's frames)."""
     os.makedirs(directory, exist_ok=True)
+    xenctrl = os.path.join(directory, "libxenctrl.so.4.17")
     compile_c(["-fPIC", "-shared", *(["-DFAKE_XC_PATCHED"] if patched else []),
                "-Wl,-soname,libxenctrl.so.4.17",
                "-Wl,--version-script=" + os.path.join(TESTS, "fake_xenctrl.map"),
-               "-o", os.path.join(directory, "libxenctrl.so.4.17"), os.path.join(TESTS, "fake_xenctrl.c")])
+               "-o", xenctrl, os.path.join(TESTS, "fake_xenctrl.c")])
+    compile_c(["-fPIC", "-shared", "-Wl,-soname,libxenforeignmemory.so.1",
+               "-Wl,--version-script=" + os.path.join(TESTS, "fake_xenforeignmemory.map"),
+               "-o", os.path.join(directory, "libxenforeignmemory.so.1"),
+               os.path.join(TESTS, "fake_xenforeignmemory.c"), xenctrl])
     return directory
 
 
@@ -92,3 +100,29 @@ def test_library_builds_with_warnings_as_errors(tmp_path):
                              universal_newlines=True, check=True).stdout.split()
     assert "xn_patched_ops" in symbols and "xn_mig_record_busy" in symbols
     assert not [s for s in symbols if s.startswith(("xn_rec_", "xn_batch_", "xn_domain_info"))]
+
+
+SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+
+
+def sanitizers_work(tmp_path) -> bool:
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    return subprocess.run([CC, *SANITIZERS, "-o", str(tmp_path / "probe"), str(probe)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@pytest.mark.parametrize("sanitize", [False, True], ids=["plain", "asan-ubsan"])
+def test_page_mover_over_the_fake(patched_ops_binary, tmp_path, sanitize):
+    """Scan, move and recovery against the fake's guest memory: contents kept, frames on the
+    node asked for, nothing leaked or freed under a mapping, the pause given back once."""
+    if sanitize and not sanitizers_work(tmp_path):
+        pytest.skip("this compiler cannot build with AddressSanitizer and UBSan")
+    exe = str(tmp_path / "test_pagemove")
+    compile_c([*(SANITIZERS if sanitize else []), "-I", SRC, "-o", exe, os.path.join(TESTS, "test_pagemove.c"),
+               *library_sources(), "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
+    env = dict(os.environ, LD_LIBRARY_PATH=patched_ops_binary["stock"])
+    env.pop("FAKE_XC_FAIL", None)
+    passed, failed = run_counts(exe, env=env)
+    assert failed == 0 and passed >= 100

@@ -158,6 +158,7 @@ struct xn_mig_result {
     uint64_t pause_ns;     /* how long the domain was paused */
     int32_t stage;         /* XN_MIG_STAGE_* reached (DONE on success) */
     int32_t error;         /* -errno of the failure, 0 */
+    uint64_t granted;      /* gfns left where they were: granted to another domain at the pause */
 };
 
 #define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */
@@ -167,8 +168,10 @@ struct xn_mig_result {
 
 /*
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
- * one pause window: copy out, release in chunks of verify_chunk pages
- * checking each was really freed (stopping at the first that was not),
+ * one pause window: leave out those the guest grants to another domain by
+ * then (res->granted: a backend may copy into them while the guest is
+ * paused, and that copy would be lost), copy out, release in chunks of
+ * verify_chunk pages checking each was really freed (stopping at the first that was not),
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  The
  * domain is unpaused on every path and signals are held off meanwhile.
  * record_path (or NULL): a file on tmpfs that holds the saved contents and

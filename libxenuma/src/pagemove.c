@@ -205,6 +205,69 @@ static void batch_free(struct xn_batch *b, struct xn_rec *rec)
     free(b->scratch);
 }
 
+static int by_value(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * With the domain paused, nothing new can be granted: leave out of the batch
+ * every gfn granted now.  The scan left out those granted then, but a
+ * frontend grants new buffers all the time, and a backend's grant copy into
+ * one during the pause (no mapping, no reference: the release frees the frame)
+ * would land in the old frame or be overwritten by the copy back.  kept[] and
+ * index[] (room for n) get the gfns that stay in the batch and where each
+ * was in the caller's list (its page in the mapping made before the pause).
+ * The record is rewritten to hold only those: it still says PAUSED, and
+ * recovery then only unpauses, reading no gfn.
+ */
+static int leave_out_granted(struct xn_batch *b, struct xn_rec *rec, uint64_t *kept, uint32_t *index)
+{
+    uint64_t *granted;
+    size_t count, busy, g = 0;
+    uint32_t i, m = 0;
+    int rc = xn_granted_now(b->xch, b->domid, &granted, &count, &busy);
+
+    if (rc)
+        return rc;
+    if (count > 1)
+        qsort(granted, count, sizeof(*granted), by_value);
+    for (i = 0; i < b->n; i++) {
+        while (g < count && granted[g] < b->gfns[i])
+            g++;
+        if (g < count && granted[g] == b->gfns[i])
+            continue;
+        kept[m] = b->gfns[i];
+        index[m++] = i;
+    }
+    free(granted);
+    b->res->granted = b->n - m;
+    if (m == b->n)
+        return 0;
+    b->gfns = kept;
+    b->n = m;
+    if (rec->hdr) {
+        memcpy(rec->hdr->gfns, kept, (size_t)m * sizeof(*kept));
+        __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
+        b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
+    }
+    return 0;
+}
+
+/* Copy out of the mapping made before the pause: page index[k] of it holds gfns[k]. */
+static void copy_out(struct xn_batch *b, const uint8_t *mapped, uint32_t mapped_n, const uint32_t *index)
+{
+    uint32_t k;
+
+    if (b->n == mapped_n) {
+        memcpy(b->copy, mapped, (size_t)b->n * XN_PAGE_SIZE);
+        return;
+    }
+    for (k = 0; k < b->n; k++)
+        memcpy(b->copy + (size_t)k * XN_PAGE_SIZE, mapped + (size_t)index[k] * XN_PAGE_SIZE, XN_PAGE_SIZE);
+}
+
 /* With the domain paused and its contents saved: release, repopulate, copy back. */
 static void swap_frames(struct xn_batch *b, uint32_t node, uint32_t verify_chunk, uint32_t flags,
                         struct xn_rec *rec)
@@ -250,6 +313,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     struct xn_batch b = { .xch = xn_xch(h), .domid = domid, .gfns = gfns, .n = n, .res = res };
     struct xn_rec rec = { .fd = -1 };
     uint8_t *mapped = NULL;
+    uint64_t *kept = NULL;
+    uint32_t *index = NULL;
     sigset_t old;
     uint64_t paused_at;
     uint32_t i;
@@ -268,6 +333,12 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         return rc;
     if ((rc = batch_alloc(&b, &rec)))
         goto out;
+    kept = malloc((size_t)n * sizeof(*kept));
+    index = malloc((size_t)n * sizeof(*index));
+    if (!kept || !index) {
+        rc = -ENOMEM;
+        goto out;
+    }
     if (verify_chunk == 0 || verify_chunk > n)
         verify_chunk = n;
 
@@ -293,13 +364,25 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     xn_rec_set_state(&rec, XN_REC_PAUSED);
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
-    memcpy(b.copy, mapped, (size_t)n * XN_PAGE_SIZE);
+    res->error = leave_out_granted(&b, &rec, kept, index);
+    if (res->error == 0)
+        copy_out(&b, mapped, n, index);
     /* Unmap before anything is released: dom0's own mapping would keep the
      * old frames alive. */
     xenforeignmemory_unmap(b.fmem, mapped, n);
-    xn_rec_set_state(&rec, XN_REC_COPIED);
-
-    swap_frames(&b, node, verify_chunk, flags, &rec);
+    if (res->error == 0) {
+        xn_rec_set_state(&rec, XN_REC_COPIED);
+        if (b.n)
+            swap_frames(&b, node, verify_chunk, flags, &rec);
+        else
+            res->stage = XN_MIG_STAGE_DONE; /* every gfn is granted: nothing to move */
+    }
+    if (res->not_freed) {
+        /* the stuck chunk, as indexes into the caller's list (spanning any granted gfn left out) */
+        uint64_t last = index[res->stuck_first + res->stuck_count - 1];
+        res->stuck_first = index[res->stuck_first];
+        res->stuck_count = last - res->stuck_first + 1;
+    }
 
     /* Past this point the guest runs: the saved contents are stale and must
      * never be written back, whatever happened. */
@@ -316,6 +399,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     rc = res->error;
 out:
+    free(kept);
+    free(index);
     batch_free(&b, &rec);
     if (rec.hdr)
         xn_rec_remove(&rec);

@@ -36,6 +36,10 @@ XN_INTERNAL int xn_domain_info(xc_interface *xch, uint32_t domid, xc_domaininfo_
 XN_INTERNAL void xn_hold_signals(sigset_t *old);
 XN_INTERNAL void xn_sleep_ms(unsigned int ms);
 
+/* The gfns the domain grants to others now (malloc'd *gfns, *count of them,
+ * NULL/0 for none) and how many of those are in use (*busy): 0 or -errno. */
+XN_INTERNAL int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **gfns, size_t *count, size_t *busy);
+
 /* One batch of gfns being moved (or put back by recovery). */
 struct xn_batch {
     xc_interface *xch;

@@ -122,19 +122,23 @@ static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8
             mark(cls, nr, base + i, XN_GFN_MAGIC);
 }
 
-/* Every frame the guest grants to another domain: a backend may map it, or
- * copy into it (grant copy) at any moment, so none of them moves. */
-static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *busy_out)
+/* Every frame the guest grants to another domain right now (GTF_permit_access):
+ * a backend may map it, or copy into it (grant copy) at any moment.  *out is
+ * a malloc'd array of *count gfns (NULL, 0 when there are none); *busy: how
+ * many of them their grantee reads or writes now. */
+int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **out, size_t *count, size_t *busy)
 {
     xenforeignmemory_handle *fmem = xc_interface_fmem_handle(xch);
     xenforeignmemory_resource_handle *res;
     struct gnttab_query_size query = { .dom = (domid_t)domid };
     int version = xc_gnttab_get_version(xch, domid);
-    size_t entries, busy = 0, i;
+    size_t entries;
     uint64_t *gfns;
     void *table = NULL;
     long got;
 
+    *out = NULL;
+    *count = *busy = 0;
     if (version < 0)
         return xn_errno_rc();
     if (version == 0)
@@ -155,13 +159,31 @@ static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8
         xenforeignmemory_unmap_resource(fmem, res);
         return -ENOMEM;
     }
-    got = xn_granted_gfns(table, entries, version, gfns, entries, &busy);
+    got = xn_granted_gfns(table, entries, version, gfns, entries, busy);
     xenforeignmemory_unmap_resource(fmem, res);
-    for (i = 0; got > 0 && i < (size_t)got; i++)
+    if (got <= 0) {
+        free(gfns);
+        return got < 0 ? (int)got : 0;
+    }
+    *out = gfns;
+    *count = (size_t)got;
+    return 0;
+}
+
+/* None of the granted frames moves. */
+static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *busy_out)
+{
+    uint64_t *gfns;
+    size_t count, busy, i;
+    int rc = xn_granted_now(xch, domid, &gfns, &count, &busy);
+
+    if (rc)
+        return rc;
+    for (i = 0; i < count; i++)
         mark(cls, nr, gfns[i], XN_GFN_GRANTED);
     free(gfns);
     *busy_out = busy;
-    return got < 0 ? (int)got : 0;
+    return 0;
 }
 
 /* FNV-1a over a page, for the probe. */

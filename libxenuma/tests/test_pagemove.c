@@ -1,0 +1,338 @@
+/* The page mover (scan, move, recovery) end to end over the fake libxenctrl's
+ * guest-memory model and fake_xenforeignmemory.c, without Xen: built against
+ * the real headers and libraries, run with LD_LIBRARY_PATH at the fakes (as
+ * test_patched_ops.c).  What it checks is what must hold at every unpause:
+ * every moved gfn backed, by a frame on the node asked for when there was
+ * room, holding what the guest had; no frame leaked or freed under a
+ * mapping; the pause given back once; the batch record gone.
+ * Prints "N passed, N failed". */
+#define _GNU_SOURCE
+#include "libxenuma.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond) do { if (cond) passed++; else { failed++; \
+    fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+
+#define RAM 2048u      /* the fake guest's RAM gfns: 0..2047 */
+#define MAX_GFN 32767u
+
+/* The fake's model, found at run time (the binary is linked against the real libxenctrl). */
+static void (*guest_reset)(void);
+static long (*gfn_frame)(uint32_t, uint64_t);
+static int (*frame_node)(long);
+static const uint8_t *(*gfn_page)(uint64_t);
+static void (*initial_page)(uint64_t, uint8_t *);
+static long (*frames_in_use)(void);
+static void (*set_node_room)(unsigned int, uint32_t);
+static int (*pause_count)(uint32_t);
+static void (*frame_get)(long), (*frame_put)(long);
+static void (*grant)(unsigned int, uint64_t);
+static void (*backend_copies)(int);
+static uint32_t (*backend_copied)(void);
+static long *live_mappings;
+
+static int bind_fake(void)
+{
+    *(void **)&guest_reset = dlsym(RTLD_DEFAULT, "fake_xc_guest_reset");
+    *(void **)&gfn_frame = dlsym(RTLD_DEFAULT, "fake_xc_gfn_frame");
+    *(void **)&frame_node = dlsym(RTLD_DEFAULT, "fake_xc_frame_node");
+    *(void **)&gfn_page = dlsym(RTLD_DEFAULT, "fake_xc_gfn_page");
+    *(void **)&initial_page = dlsym(RTLD_DEFAULT, "fake_xc_initial_page");
+    *(void **)&frames_in_use = dlsym(RTLD_DEFAULT, "fake_xc_frames_in_use");
+    *(void **)&set_node_room = dlsym(RTLD_DEFAULT, "fake_xc_set_node_room");
+    *(void **)&pause_count = dlsym(RTLD_DEFAULT, "fake_xc_pause_count");
+    *(void **)&frame_get = dlsym(RTLD_DEFAULT, "fake_xc_frame_get");
+    *(void **)&frame_put = dlsym(RTLD_DEFAULT, "fake_xc_frame_put");
+    *(void **)&grant = dlsym(RTLD_DEFAULT, "fake_xc_grant");
+    *(void **)&backend_copies = dlsym(RTLD_DEFAULT, "fake_xc_backend_copies");
+    *(void **)&backend_copied = dlsym(RTLD_DEFAULT, "fake_xc_backend_copied");
+    live_mappings = dlsym(RTLD_DEFAULT, "fake_fmem_live_mappings");
+    return guest_reset && gfn_frame && frame_node && gfn_page && initial_page && frames_in_use && set_node_room &&
+           pause_count && frame_get && frame_put && grant && backend_copies && backend_copied && live_mappings;
+}
+
+static char dir[64], record[128];
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Does every gfn in gfns[0..n) hold what it held at the start? */
+static int contents_intact(const uint64_t *gfns, uint32_t n)
+{
+    uint8_t want[4096];
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *page = gfn_page(gfns[i]);
+        initial_page(gfns[i], want);
+        if (!page || memcmp(page, want, sizeof(want)) != 0) {
+            fprintf(stderr, "  gfn %#llx: %s\n", (unsigned long long)gfns[i], page ? "contents differ" : "unbacked");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static uint32_t on_node(const uint64_t *gfns, uint32_t n, int node)
+{
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < n; i++)
+        count += gfn_frame(1, gfns[i]) >= 0 && frame_node(gfn_frame(1, gfns[i])) == node;
+    return count;
+}
+
+static uint64_t tot_pages(xn_handle *h)
+{
+    struct xn_domain d;
+    return xn_domains(h, 1, 1, &d) == 1 ? d.tot_pages : 0;
+}
+
+/* After every batch, whatever happened: the pause given back, no mapping
+ * left, no frame leaked (every frame in use is the guest's), the record gone. */
+static void settled(xn_handle *h)
+{
+    CHECK(pause_count(1) == 0);
+    CHECK(*live_mappings == 0);
+    CHECK(frames_in_use() == (long)tot_pages(h));
+    CHECK(!exists(record));
+}
+
+static void test_scan(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    struct xn_mig_scan_stats stats;
+    uint64_t top = 0;
+    uint32_t ram = 0, i;
+
+    guest_reset();
+    CHECK(xn_mig_check(h, 1) == 0);
+    CHECK(xn_mig_check(h, 0) == -EPROTOTYPE); /* dom0 is PV */
+    CHECK(xn_mig_max_gfn(h, 1, &top) == 0 && top == MAX_GFN);
+    CHECK(xn_mig_scan(h, 1, top + 1, cls, 0, NULL, &stats) == 0);
+    for (i = 0; i <= MAX_GFN; i++)
+        ram += cls[i] == XN_GFN_RAM;
+    CHECK(ram == RAM && cls[0] == XN_GFN_RAM && cls[RAM - 1] == XN_GFN_RAM && cls[RAM] == XN_GFN_NOT_RAM);
+    CHECK(cls[32000] == XN_GFN_MAGIC && cls[32001] == XN_GFN_MAGIC);
+    CHECK(stats.typed >= RAM && stats.typed < MAX_GFN); /* stops once it has seen the domain's pages */
+    CHECK(*live_mappings == 0);
+
+    /* with a probe: paused under a record, given back, nothing changed while paused */
+    CHECK(xn_mig_scan(h, 1, top + 1, cls, 5, record, &stats) == 0);
+    ram = 0;
+    for (i = 0; i <= MAX_GFN; i++)
+        ram += cls[i] == XN_GFN_RAM;
+    CHECK(ram == RAM);
+    settled(h);
+}
+
+static void fill_range(uint64_t *gfns, uint64_t first, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        gfns[i] = first + i;
+}
+
+static void test_move_whole_runs(xn_handle *h)
+{
+    static uint64_t gfns[1100];
+    struct xn_mig_result res;
+    uint64_t before;
+
+    guest_reset();
+    before = tot_pages(h);
+    /* two aligned 2 MiB runs and a tail of single pages */
+    fill_range(gfns, 0, 1100);
+    CHECK(xn_mig_move(h, 1, gfns, 1100, 1, 16, 0, record, &res) == 0);
+    CHECK(res.error == 0 && res.stage == XN_MIG_STAGE_DONE && res.released == 1100 && res.moved == 1100);
+    CHECK(res.superpages == 2 && res.fallback == 0 && res.lost == 0 && res.not_freed == 0);
+    CHECK(on_node(gfns, 1100, 1) == 1100);
+    CHECK(contents_intact(gfns, 1100));
+    CHECK(tot_pages(h) == before);
+    settled(h);
+    /* and back, without a record */
+    CHECK(xn_mig_move(h, 1, gfns, 1100, 0, 0, 0, NULL, &res) == 0 && res.moved == 1100);
+    CHECK(on_node(gfns, 1100, 0) == 1100 && contents_intact(gfns, 1100));
+    settled(h);
+}
+
+/* A frame someone else holds (a backend's grant mapping, a Xen mapping) is
+ * not freed by the release: the chunk holding it is reported, the guest
+ * still gets every gfn back with its contents. */
+static void test_move_stuck_frame(xn_handle *h)
+{
+    static uint64_t gfns[64];
+    struct xn_mig_result res;
+    long held;
+
+    guest_reset();
+    fill_range(gfns, 100, 64);
+    held = gfn_frame(1, 130);
+    frame_get(held);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == -EBUSY);
+    CHECK(res.stage == XN_MIG_STAGE_VERIFY && res.not_freed == 1 && res.stuck_first == 16 && res.stuck_count == 16);
+    CHECK(res.released == 32 && res.lost == 0 && res.moved + res.fallback == 32);
+    CHECK(contents_intact(gfns, 64));
+    CHECK(gfn_frame(1, 130) != held); /* the guest's gfn has a new frame; the old one is still held */
+    CHECK(pause_count(1) == 0 && *live_mappings == 0 && !exists(record));
+    frame_put(held);
+    CHECK(frames_in_use() == (long)tot_pages(h));
+
+    /* with a gfn granted before the stuck one: the chunk is still named in the caller's list */
+    guest_reset();
+    grant(1, 105);
+    held = gfn_frame(1, 130);
+    frame_get(held);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == -EBUSY);
+    CHECK(res.granted == 1 && res.not_freed == 1 && res.stuck_first == 17 && res.stuck_count == 16);
+    CHECK(gfns[res.stuck_first] <= 130 && 130 < gfns[res.stuck_first] + res.stuck_count);
+    CHECK(contents_intact(gfns, 64) && pause_count(1) == 0 && *live_mappings == 0);
+    frame_put(held);
+    CHECK(frames_in_use() == (long)tot_pages(h));
+}
+
+/* The target node runs short: the rest goes elsewhere, contents intact. */
+static void test_move_target_short(xn_handle *h)
+{
+    static uint64_t gfns[600];
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 1024, 600); /* one aligned run (1024..1535) and 88 pages */
+    set_node_room(1, 100);
+    CHECK(xn_mig_move(h, 1, gfns, 600, 1, 0, 0, record, &res) == -ENOMEM);
+    CHECK(res.stage == XN_MIG_STAGE_POPULATE && res.released == 600 && res.lost == 0);
+    CHECK(res.superpages == 0 && res.moved == 100 && res.fallback == 500);
+    CHECK(on_node(gfns, 600, 1) == 100 && contents_intact(gfns, 600));
+    settled(h);
+
+    guest_reset();
+    set_node_room(1, 100);
+    CHECK(xn_mig_move(h, 1, gfns, 600, 1, 0, XN_MIG_ALLOW_FALLBACK, record, &res) == 0);
+    CHECK(res.stage == XN_MIG_STAGE_DONE && res.moved == 100 && res.fallback == 500);
+    CHECK(contents_intact(gfns, 600));
+    settled(h);
+}
+
+/* A gfn the guest gave back after the scan: refused before the pause, nothing touched. */
+static void test_move_unbacked_gfn(xn_handle *h)
+{
+    uint64_t gfns[3] = { 10, 11, 5000 };
+    struct xn_mig_result res;
+
+    guest_reset();
+    CHECK(xn_mig_move(h, 1, gfns, 3, 1, 0, 0, record, &res) < 0);
+    CHECK(res.stage == XN_MIG_STAGE_NONE && res.released == 0);
+    CHECK(contents_intact(gfns, 2) && on_node(gfns, 2, 0) == 2);
+    settled(h);
+}
+
+/* A frame the guest granted after the scan (a frontend posts new buffers all
+ * the time): the scan saw it as RAM, but a backend may copy into it
+ * (GNTTABOP_copy, no mapping, no reference) while the guest is paused.  A
+ * copy landing between copy-out and release goes to the old frame, one
+ * between populate and copy-back is overwritten: either way the guest never
+ * sees it.  Such a frame stays where it is; the rest of the batch moves. */
+static void test_move_granted_since_scan(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[40];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+    const uint8_t *page;
+    uint64_t others[39];
+    uint32_t i, k = 0;
+
+    guest_reset();
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == 0 && cls[310] == XN_GFN_RAM);
+    fill_range(gfns, 300, 40);
+    grant(7, 310); /* after the scan */
+    backend_copies(1);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, 0, record, &res) == 0);
+    CHECK(backend_copied() == 1);
+    page = gfn_page(310);
+    CHECK(page && memcmp(page, "written by a backend", 21) == 0); /* the guest sees the backend's data */
+    CHECK(res.granted == 1 && res.released == 39 && res.moved == 39 && res.stage == XN_MIG_STAGE_DONE);
+    for (i = 0; i < 40; i++)
+        if (gfns[i] != 310)
+            others[k++] = gfns[i];
+    CHECK(contents_intact(others, 39) && on_node(others, 39, 1) == 39 && on_node(gfns + 10, 1, 0) == 1);
+    settled(h);
+
+    /* a scan now names it granted */
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == 0 && cls[310] == XN_GFN_GRANTED);
+    CHECK(*live_mappings == 0);
+    /* a batch of nothing but granted frames: nothing released, the pause given back */
+    CHECK(xn_mig_move(h, 1, gfns + 10, 1, 1, 0, 0, record, &res) == 0);
+    CHECK(res.granted == 1 && res.released == 0 && res.stage == XN_MIG_STAGE_DONE);
+    settled(h);
+}
+
+/* The mover dies with gfns released and the guest paused: recovery backs
+ * them again, puts the contents back and gives back the pause, once.  With
+ * granted_gfn, that gfn was left out of the batch (and of its record). */
+static void die_and_recover(xn_handle *h, uint64_t granted_gfn)
+{
+    static uint64_t gfns[40];
+    struct xn_mig_result res;
+    int status = 0;
+    pid_t pid;
+
+    guest_reset();
+    fill_range(gfns, 200, 40);
+    if (granted_gfn)
+        grant(3, granted_gfn);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
+        _exit(1); /* not reached: the hook exits with 99 */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 99);
+    CHECK(pause_count(1) == 1 && exists(record) && xn_mig_record_busy(record) == 0);
+    CHECK(gfn_frame(1, 200) < 0); /* released, not backed */
+    CHECK(!granted_gfn || gfn_frame(1, granted_gfn) >= 0); /* never released */
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.fallback == (granted_gfn ? 39 : 40) && res.lost == 0);
+    CHECK(contents_intact(gfns, 40));
+    CHECK(xn_mig_recover(h, record, &res) == 0); /* nothing left: never a second unpause */
+    settled(h);
+}
+
+int main(void)
+{
+    xn_handle *h = NULL;
+
+    if (!bind_fake()) {
+        fprintf(stderr, "the fake libxenctrl/libxenforeignmemory are not the ones loaded (LD_LIBRARY_PATH)\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    snprintf(dir, sizeof(dir), "/tmp/xn-pagemove-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(record, sizeof(record), "%s/move-1.batch", dir);
+    CHECK(xn_open(&h) == 0);
+    if (h) {
+        test_scan(h);
+        test_move_whole_runs(h);
+        test_move_stuck_frame(h);
+        test_move_target_short(h);
+        test_move_unbacked_gfn(h);
+        test_move_granted_since_scan(h);
+        die_and_recover(h, 0);
+        die_and_recover(h, 221);
+        xn_close(h);
+    }
+    rmdir(dir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
