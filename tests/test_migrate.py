@@ -305,3 +305,24 @@ def test_the_daemon_recovers_a_dead_mover_and_leaves_moving_vms_alone(sim, ledge
     assert not next(x for x in sim.domains() if x.domid == domid).paused
     assert MoveJournal(ledger.db).status(plan.domain.uuid).state == "interrupted"
     _invariants(sim)
+
+
+def test_frames_granted_after_the_scan_stay_where_they_are(sim, ledger):
+    # A frontend grants new I/O buffers all the time: a frame granted after the scan may take
+    # a backend's grant copy while the guest is paused, so the batch must leave it in place
+    # (moved, the copy would be lost), and the report must say so.
+    from xapi_numa.cli.moves import render_summary
+    domid = _vm(sim)
+    total = sum(sim.node_pages(domid).values())
+    plan = migrate.prepare(sim, "vm", 1)
+    late = [0x200, 0x201, 0x5000]
+    assert all(any(g in b for b in plan.batches) for g in late)
+    for gfn in late:
+        sim.grant(domid, gfn)
+    report = migrate.run(sim, ledger.db, plan)
+    assert report["state"] == "done" and report["granted_at_pause_pages"] == 3
+    assert report["moved_pages"] == plan.pages - 3
+    assert sim.node_pages(domid) == {0: 41 + 3, 1: total - 44}
+    assert "3 pages granted" in render_summary(dict(report, to=1))
+    assert migrate.prepare(sim, "vm", 1).skipped["granted"] == 32 + 3  # the next scan sees them
+    _invariants(sim)

@@ -202,6 +202,7 @@ type raw_result = {
   ; r_pause_ns: int64
   ; r_stage: int
   ; r_errno: int
+  ; r_granted: int64
 }
 
 type move_result = {
@@ -217,6 +218,7 @@ type move_result = {
   ; pause_ns: int64
   ; stage: stage
   ; error: Unix.error option
+  ; granted: int64
 }
 
 (* errno numbers the results carry, as Unix.error (Linux values) *)
@@ -253,7 +255,8 @@ let result_of_raw r =
   ; raised_max= r.r_raised_max
   ; pause_ns= r.r_pause_ns
   ; stage= stage_of_int r.r_stage
-  ; error= unix_error_of_errno r.r_errno }
+  ; error= unix_error_of_errno r.r_errno
+  ; granted= r.r_granted }
 
 external mig_move : handle -> int -> int array -> int -> int -> int -> string option -> raw_result
   = "stub_xenuma_mig_move_bytecode" "stub_xenuma_mig_move_native"

@@ -191,6 +191,8 @@ type move_result = {
   ; pause_ns: int64
   ; stage: stage
   ; error: Unix.error option
+  ; granted: int64
+        (** gfns left where they were: granted to another domain by the pause *)
 }
 
 val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle -> domid:int ->

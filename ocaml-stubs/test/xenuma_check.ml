@@ -37,7 +37,7 @@ let move h domid node max record =
     (fun gfn c -> if List.length !ram < max && Xenuma.gfn_class_of_char c = Xenuma.Ram then ram := gfn :: !ram)
     classes ;
   let gfns = Array.of_list (List.rev !ram) in
-  let moved = ref 0L and lost = ref 0L and batches = ref 0 and errors = ref 0 in
+  let moved = ref 0L and lost = ref 0L and granted = ref 0L and batches = ref 0 and errors = ref 0 in
   let n = Array.length gfns in
   let rec go first =
     if first < n then (
@@ -45,14 +45,15 @@ let move h domid node max record =
       let r = Xenuma.move ~allow_fallback:true ~record h ~domid ~gfns:(Array.sub gfns first len) ~node in
       moved := Int64.add !moved r.moved ;
       lost := Int64.add !lost r.lost ;
+      granted := Int64.add !granted r.granted ;
       incr batches ;
       if r.error <> None then incr errors ;
       go (first + len)
     )
   in
   go 0 ;
-  Printf.printf "moved %Ld lost %Ld batches %d errors %d busy %b\n" !moved !lost !batches !errors
-    (Xenuma.record_busy record)
+  Printf.printf "moved %Ld lost %Ld granted %Ld batches %d errors %d busy %b\n" !moved !lost !granted !batches
+    !errors (Xenuma.record_busy record)
 
 let () =
   let arg i = Sys.argv.(i) in

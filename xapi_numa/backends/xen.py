@@ -349,7 +349,7 @@ class XenHypervisor(Hypervisor):
         first, count = res.stuck_first, res.stuck_count
         return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed,
                            tuple(gfns[first:first + count]) if res.not_freed else (), res.raised_max,
-                           res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error)
+                           res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error, res.granted)
 
     @staticmethod
     def _record_path(domid: int) -> str:

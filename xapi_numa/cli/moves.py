@@ -18,7 +18,7 @@ from xapi_numa.core.numbers import whole_number
 
 def _progress_bar(stream):
     def show(tally) -> None:
-        done = tally.released
+        done = tally.released + tally.granted
         frac = done / tally.planned if tally.planned else 1.0
         pauses = tally.pauses or [0.0]
         stream.write("\r[{:<30}] {:5.1f}%  {}/{} pages  batch {}/{}  max pause {:.1f} ms".format(
@@ -36,6 +36,9 @@ def render_summary(report: dict) -> str:
              "throughput: {} MiB/s while moving; {} s in all".format(report["throughput_mib_s"], report["elapsed_s"])]
     skipped = report.get("skipped") or {}
     lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing"))
+    if report.get("granted_at_pause_pages"):
+        lines.append("left:       {} pages granted to a backend by their batch's pause stay where they were".format(
+            report["granted_at_pause_pages"]))
     if report.get("vnode"):
         v = report["vnode"]
         lines.append("vnode:      {} now on pnode {} (was {}); its vCPUs {} follow, soft affinity {}".format(

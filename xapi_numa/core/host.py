@@ -88,6 +88,7 @@ class BatchResult:
     pause: float        # seconds the domain was paused
     stage: str          # how far it got: "done" on success
     error: int = 0      # errno of the failure
+    granted: int = 0    # gfns left where they were: granted to another domain by the pause
 
 
 def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:

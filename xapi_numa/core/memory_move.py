@@ -167,6 +167,7 @@ class MoveTally:
     pauses: List[float] = attrs.Factory(list)
     elapsed: float = 0.0
     raised_max: int = 0
+    granted: int = 0  # planned gfns left in place: granted to another domain by their batch's pause
 
     def add(self, result: BatchResult) -> None:
         self.moved += result.moved
@@ -174,6 +175,7 @@ class MoveTally:
         self.released += result.released
         self.superpages += result.superpages
         self.raised_max += result.raised_max
+        self.granted += result.granted
         self.batches += 1
         self.pauses.append(result.pause)
 
@@ -188,4 +190,5 @@ class MoveTally:
                 "pause_max_ms": round(max(pauses) * 1000, 3),
                 "pause_median_ms": round(statistics.median(pauses) * 1000, 3),
                 "throughput_mib_s": round(throughput / (1 << 20), 2),
-                "elapsed_s": round(self.elapsed, 3), "raised_max_pages": self.raised_max}
+                "elapsed_s": round(self.elapsed, 3), "raised_max_pages": self.raised_max,
+                "granted_at_pause_pages": self.granted}

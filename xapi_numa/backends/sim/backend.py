@@ -62,6 +62,12 @@ class SimHypervisor(Hypervisor):
         with self.store.transaction() as host:
             host.domain(domid).held.append(gfn)
 
+    def grant(self, domid: int, gfn: int) -> None:
+        """The guest grants this frame to a backend (as a frontend does for each new I/O
+        buffer): scans from now on see it granted, and a move leaves it where it is."""
+        with self.store.transaction() as host:
+            host.domain(domid).granted.append(gfn)
+
     def release_hold(self, domid: int, gfn: int) -> None:
         with self.store.transaction() as host:
             guestmem.release_hold(host, host.domain(domid), gfn)

@@ -76,6 +76,7 @@ class Domain:
         # frames a backend holds, old frames not freed yet ([node, pages])
         self.gfn_runs: Optional[List[List[int]]] = None
         self.held: List[int] = []
+        self.granted: List[int] = []  # frames the guest granted since it booted (beyond its rings)
         self.stale: List[List[int]] = []
         self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
         self.vnuma: Optional[dict] = None  # the vNUMA layout set on it (VnumaLayout.to_dict), if any
@@ -108,7 +109,7 @@ class Domain:
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
-                "gfn_runs": self.gfn_runs, "held": self.held, "stale": self.stale, "record": self.record,
+                "gfn_runs": self.gfn_runs, "held": self.held, "granted": self.granted, "stale": self.stale, "record": self.record,
                 "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks,
                 "vnuma": self.vnuma}
 
@@ -126,6 +127,7 @@ class Domain:
         d.passthrough = data.get("passthrough", False)
         d.gfn_runs = data.get("gfn_runs")
         d.held = list(data.get("held", []))
+        d.granted = list(data.get("granted", []))
         d.stale = [list(x) for x in data.get("stale", [])]
         d.record = data.get("record")
         d.work_ticks = float(data.get("work_ticks", 0.0))

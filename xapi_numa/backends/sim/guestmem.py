@@ -85,8 +85,8 @@ def special_gfns(d) -> Dict[int, int]:
     special: Dict[int, int] = {}
     for i in range(MAGIC_PAGES):
         special[top - 1 - i] = MAGIC
-    for i in range(GRANT_PAGES):
-        special[GRANT_BASE + i] = GRANTED
+    for g in list(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES)) + d.granted:
+        special[g] = GRANTED
     for v in d.vcpus:
         special[VCPU_INFO_BASE + 8 * v.id] = VCPU_INFO
     special[EVENT_ARRAY] = EVTCHN
@@ -148,6 +148,11 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     for g in (gfns[0], gfns[-1]) if gfns else ():
         node_of(runs, g)
     pinned = set(xen_mapped(d)) | set(d.held)
+    # inside the pause nothing new is granted: what is granted by then stays where it is
+    # (a backend's grant copy into it during the pause would otherwise be lost)
+    granted_now = set(d.granted) | set(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES))
+    kept = [g for g in gfns if g not in granted_now]
+    granted, gfns = len(gfns) - len(kept), kept
     chunk = max(1, min(verify_chunk or len(gfns), len(gfns) or 1))
     released: List[int] = []
     stuck: Tuple[int, ...] = ()
@@ -179,7 +184,8 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         d.gfn_runs = runs
         for s_, e_ in pagemove.spans(released):
             d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
-        return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR)
+        return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR,
+                           granted)
     to_target = error == 0 or stage == "verify"
     moved = fallback = superpages = 0
 
@@ -206,7 +212,8 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     lost = len(released) - moved - fallback
     d.gfn_runs = runs
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
-    return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error)
+    return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
+                       granted)
 
 
 def recover(host, d) -> Optional[str]:
