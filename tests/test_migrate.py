@@ -17,6 +17,7 @@ from xapi_numa.core.host import MemoryMap
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
 from xapi_numa.ops import move_memory as migrate
+from xapi_numa.ops import move_recovery
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import MoveJournal
 
@@ -262,12 +263,12 @@ def test_a_dead_mover_is_recovered(sim, ledger):
     with pytest.raises(NotMovable) as info:  # its batch record first
         migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1))
     assert "recover first" in info.value.message
-    notes = migrate.recover(sim, journal)
+    notes = move_recovery.recover(sim, journal)
     assert any("unpaused" in n for n in notes)
     assert not next(x for x in sim.domains() if x.domid == domid).paused
     assert sum(sim.node_pages(domid).values()) == total
     assert journal.status(plan.domain.uuid).state == "interrupted"
-    assert migrate.recover(sim, journal) == []  # once only
+    assert move_recovery.recover(sim, journal) == []  # once only
     _invariants(sim)
     assert migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1))["state"] == "done"  # and it can go on
 
@@ -325,4 +326,53 @@ def test_frames_granted_after_the_scan_stay_where_they_are(sim, ledger):
     assert sim.node_pages(domid) == {0: 41 + 3, 1: total - 44}
     assert "3 pages granted" in render_summary(dict(report, to=1))
     assert migrate.prepare(sim, "vm", 1).skipped["granted"] == 32 + 3  # the next scan sees them
+    _invariants(sim)
+
+
+def _paused(sim, domid) -> bool:
+    return next(x for x in sim.domains() if x.domid == domid).paused
+
+
+def test_contents_not_put_back_keep_the_guest_paused_until_recovery_restores_them(sim, ledger):
+    # The copy back fails (a mapping refused): the new frames hold zeroes and the saved
+    # contents are in the batch record.  The batch must not unpause the guest onto them; the
+    # mover recovers at once from the record, and only then does the guest run again.
+    domid = _vm(sim)
+    total = sum(sim.node_pages(domid).values())
+    plan = migrate.prepare(sim, "vm", 1)
+    batch = plan.batches[2]
+    result = sim.move_pages(domid, batch, 1, fault="copy-back")
+    assert result.stage == "copy-back" and result.lost == len(batch) and _paused(sim, domid)
+    assert sim.recover_move(domid) and not _paused(sim, domid)  # what run() does next, shown alone
+    with pytest.raises(MoveStopped) as info:
+        migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1), fault="copy-back", fault_batch=3)
+    report = json.loads(info.value.params[2])
+    assert report["state"] == "failed" and "did not get their contents back" in report["error"]
+    assert "recovery put them back" in report["error"] and "unpaused" in report["error"]
+    assert not _paused(sim, domid) and sum(sim.node_pages(domid).values()) == total
+    assert MoveJournal(ledger.db).status(plan.domain.uuid).state == "failed"
+    _invariants(sim)
+
+
+def test_a_kept_batch_that_recovery_cannot_finish_stays_paused_for_the_next_caller(sim, ledger, monkeypatch):
+    from xapi_numa.errors import HypervisorError
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+
+    def refuse(_domid):
+        raise HypervisorError(12, "no memory to map the batch record's pages")
+
+    with monkeypatch.context() as m:
+        m.setattr(sim, "recover_move", refuse)
+        with pytest.raises(MoveStopped) as info:
+            migrate.run(sim, ledger.db, plan, fault="copy-back", fault_batch=1)
+    report = json.loads(info.value.params[2])
+    assert "stays paused" in report["error"] and "--recover" in report["error"]
+    assert _paused(sim, domid)
+    journal = MoveJournal(ledger.db)
+    assert journal.status(plan.domain.uuid).state == "running"  # so the next recovery finds it
+    notes = move_recovery.recover(sim, journal)
+    assert any("unpaused" in n for n in notes) and not _paused(sim, domid)
+    row = journal.status(plan.domain.uuid)
+    assert row.state == "interrupted" and "did not get their contents back" in row.report["error"]
     _invariants(sim)

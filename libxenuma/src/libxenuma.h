@@ -165,6 +165,7 @@ struct xn_mig_result {
 #define XN_MIG_FAULT_AFTER_RELEASE 0x100 /* tests: fail right after the release, as a populate would */
 #define XN_MIG_FAULT_DIE_AFTER_RELEASE 0x200 /* tests: the process exits there (needs a record) */
 #define XN_MIG_FAULT_DIE_AFTER_UNPAUSE 0x400 /* tests: exits after the unpause, the record not yet removed */
+#define XN_MIG_FAULT_COPY_BACK 0x800 /* tests: the copy back fails, as a refused mapping would */
 
 /*
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
@@ -172,8 +173,13 @@ struct xn_mig_result {
  * then (res->granted: a backend may copy into them while the guest is
  * paused, and that copy would be lost), copy out, release in chunks of
  * verify_chunk pages checking each was really freed (stopping at the first that was not),
- * repopulate (order 9 for whole aligned runs), copy back, unpause.  The
- * domain is unpaused on every path and signals are held off meanwhile.
+ * repopulate (order 9 for whole aligned runs), copy back, unpause.  Signals
+ * are held off meanwhile.  The domain is unpaused on every path but one: when
+ * the contents could not be put back (res->lost: a released gfn left without
+ * a frame, or the copy back failed) and there is a record, the domain stays
+ * paused and the record is kept, unlocked, for xn_mig_recover to finish (it
+ * would otherwise run on missing or zeroed memory); without a record it is
+ * unpaused and res->lost says how many gfns lost their contents.
  * record_path (or NULL): a file on tmpfs that holds the saved contents and
  * how far the batch got (written before each step, the pause included),
  * locked by this process while it lives, removed when it is over; if the

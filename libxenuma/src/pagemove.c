@@ -296,15 +296,26 @@ static void swap_frames(struct xn_batch *b, uint32_t node, uint32_t verify_chunk
     /* Contents back, whatever happened: every released gfn is backed again
      * (unless lost), and the copy is the guest's data. */
     if (released && !res->lost) {
-        int wrc = xn_batch_copy(b, released, 1);
+        int wrc = flags & XN_MIG_FAULT_COPY_BACK ? -EFAULT : xn_batch_copy(b, released, 1);
         if (wrc) {
             res->error = wrc;
             res->stage = XN_MIG_STAGE_COPY_BACK;
             res->lost = released;
         }
     }
+    if (res->lost && res->error == 0) {
+        res->error = -ENOMEM; /* gfns the hypervisor would not back again, anywhere */
+        res->stage = XN_MIG_STAGE_POPULATE;
+    }
     if (res->error == 0)
         res->stage = XN_MIG_STAGE_DONE;
+}
+
+/* The contents are not all back: with a record (which holds them), the guest
+ * stays paused for xn_mig_recover rather than run on missing or zeroed memory. */
+static int must_stay_paused(const struct xn_mig_result *res, const struct xn_rec *rec)
+{
+    return res->lost && rec->hdr;
 }
 
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
@@ -384,10 +395,17 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         res->stuck_count = last - res->stuck_first + 1;
     }
 
+    res->pause_ns = xn_now_ns() - paused_at;
+    if (must_stay_paused(res, &rec)) {
+        /* The record still says COPIED: recovery backs what is unbacked and
+         * writes the saved contents back before it gives back the pause. */
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        rc = res->error;
+        goto out;
+    }
     /* Past this point the guest runs: the saved contents are stale and must
      * never be written back, whatever happened. */
     xn_rec_set_state(&rec, XN_REC_RESTORED);
-    res->pause_ns = xn_now_ns() - paused_at;
     xn_rec_set_state(&rec, XN_REC_UNPAUSING);
     if (xc_domain_unpause(b.xch, domid) && res->error == 0) {
         res->error = xn_errno_rc();
@@ -402,7 +420,9 @@ out:
     free(kept);
     free(index);
     batch_free(&b, &rec);
-    if (rec.hdr)
+    if (rec.hdr && must_stay_paused(res, &rec))
+        xn_rec_close(&rec); /* kept, and no longer locked: a dead mover's record to recovery */
+    else if (rec.hdr)
         xn_rec_remove(&rec);
     return rc;
 }

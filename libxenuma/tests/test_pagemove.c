@@ -307,6 +307,30 @@ static void die_and_recover(xn_handle *h, uint64_t granted_gfn)
     settled(h);
 }
 
+/* The copy back fails (a mapping refused): the new frames hold zeroes, the
+ * saved contents are in the record.  The guest must not run on them: it stays
+ * paused, the record is kept for recovery, which puts the contents back and
+ * gives back the pause.  Without a record there is nothing to keep it for. */
+static void test_copy_back_fails(xn_handle *h)
+{
+    static uint64_t gfns[40];
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 400, 40);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, record, &res) == -EFAULT);
+    CHECK(res.stage == XN_MIG_STAGE_COPY_BACK && res.released == 40 && res.lost == 40 && res.error == -EFAULT);
+    CHECK(pause_count(1) == 1 && exists(record) && xn_mig_record_busy(record) == 0);
+    CHECK(*live_mappings == 0 && on_node(gfns, 40, 1) == 40 && !contents_intact(gfns, 1));
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.fallback == 0 && res.lost == 0);
+    CHECK(contents_intact(gfns, 40) && on_node(gfns, 40, 1) == 40);
+    settled(h);
+
+    guest_reset();
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, NULL, &res) == -EFAULT);
+    CHECK(res.lost == 40 && pause_count(1) == 0 && !exists(record));
+}
+
 int main(void)
 {
     xn_handle *h = NULL;
@@ -330,6 +354,7 @@ int main(void)
         test_move_granted_since_scan(h);
         die_and_recover(h, 0);
         die_and_recover(h, 221);
+        test_copy_back_fails(h);
         xn_close(h);
     }
     rmdir(dir);

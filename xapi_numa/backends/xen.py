@@ -41,7 +41,7 @@ SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause",
           7: "done"}
-FAULTS = {"after-release": 0x100, "die-after-release": 0x200}
+FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
 DUMP_BUFFER = 4 << 20
 

@@ -11,7 +11,7 @@ from xapi_numa.cli import common, render
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
-from xapi_numa.ops import move_memory
+from xapi_numa.ops import move_memory, move_recovery
 from xapi_numa.state.moves import MoveJournal, MoverLock
 from xapi_numa.core.numbers import whole_number
 
@@ -82,7 +82,7 @@ def cmd_move_memory(args) -> int:
     # started in the background: the parent claimed the VM and handed us its lock
     lock = MoverLock("inherited fd {}".format(args.lock_fd), args.lock_fd) if args.lock_fd is not None else None
     if lock is None:
-        move_memory.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
+        move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
         plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
                                    args.skip, args.vnode)
@@ -112,7 +112,7 @@ def cmd_move_memory(args) -> int:
 
 def cmd_memory_moves(args) -> int:
     journal = MoveJournal(common.ledger(args).db)
-    notes = move_memory.recover(common.hypervisor(args), journal) if args.recover else []
+    notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
     rows = [r.to_dict() for r in journal.rows()]
     if args.vm:
         rows = [r for r in rows if args.vm in (r["uuid"], r["report"].get("vm"), str(r["domid"]))]

@@ -7,7 +7,7 @@ by batch, paced, recording progress in the move journal
 (:mod:`xapi_numa.state.moves`).  A VM whose mover died is handed to the
 backend's ``recover_move`` (by the next move, the daemon, or the status
 query), which puts back a batch left inside its pause window from its batch
-record and unpauses the domain.  After a move the VM's node affinity and soft
+record and unpauses the domain (:mod:`xapi_numa.ops.move_recovery`).  After a move the VM's node affinity and soft
 affinity follow its memory (the one rule of
 :mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
 
@@ -31,11 +31,12 @@ from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
+from xapi_numa.ops.move_recovery import finish_kept_batch, recover
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
 from xapi_numa.state.db import Database
-from xapi_numa.state.moves import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED, MoveJournal, MoverLock
+from xapi_numa.state.moves import DONE, FAILED, RUNNING, STOPPED, MoveJournal, MoverLock
 
 
 @attrs.frozen
@@ -64,29 +65,6 @@ class Plan:
                 "skipped": self.skipped,
                 "skipped_gfns": {k: pagemove.ranges(v) for k, v in self.skipped_gfns.items()},
                 "vnode": self.vnode}
-
-
-def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
-    """Finish what a dead mover left: the backend puts back a batch it left inside
-    its pause window (from the batch record) and unpauses the domain; the move
-    is marked interrupted.  Returns what was done, for logs."""
-    done = []
-    for row in journal.rows():
-        if row.state != RUNNING or journal.mover_alive(row.uuid):
-            continue
-        report = dict(row.report, error="process {} died during the move".format(row.pid))
-        domain = next((d for d in hv.domains() if d.uuid == row.uuid), None)
-        if domain is not None:
-            try:
-                note = hv.recover_move(domain.domid)
-            except NumaError as err:
-                done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
-                continue  # the row stays: retried by the next caller
-            if note:
-                done.append(note)
-        journal.finish(row.uuid, INTERRUPTED, report)
-        done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
-    return done
 
 
 def parse_node(text: str, field: str = "to") -> int:
@@ -241,7 +219,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
                  clock: Callable[[], float], follow_affinity: bool) -> dict:
     d = plan.domain
     started = clock()
-    state, error, stuck = DONE, None, ()
+    state, error, stuck, kept_paused = DONE, None, (), False
     try:
         for i, batch in enumerate(plan.batches):
             result = hv.move_pages(d.domid, batch, plan.target, verify_chunk, allow_fallback,
@@ -254,6 +232,8 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
             if result.error or result.lost:
                 state, stuck = FAILED, result.stuck_gfns
                 error = _explain(result, plan.target)
+                if result.lost:
+                    kept_paused, error = finish_kept_batch(hv, d, error)
                 break
             if i + 1 < len(plan.batches):
                 sleep(pagemove.pacing_gap(result.pause, len(batch), rate))
@@ -273,7 +253,10 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["state"] = state
     elif tally.released and follow_affinity:
         report["affinity"] = follow_memory(hv, d, journal.db)
-    journal.finish(d.uuid, state, report)
+    if kept_paused:  # the row stays RUNNING: the next recovery (xapi-numad, the CLI) retries it
+        journal.progress(d.uuid, dict(report, state=RUNNING))
+    else:
+        journal.finish(d.uuid, state, report)
     if state != DONE:
         raise MoveStopped(f"moving the memory of {d.name} stopped after {tally.batches} of "
                           f"{tally.batches_planned} batches: {error}", (d.name, state, json.dumps(report)))
@@ -282,8 +265,8 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
 
 def _explain(result, target: int) -> str:
     if result.lost:
-        return (f"{result.lost} gfns could not be given a frame again (stage {result.stage}, "
-                f"{errno.errorcode.get(result.error, result.error)}): the guest has lost memory")
+        return (f"{result.lost} gfns did not get their contents back (stage {result.stage}, "
+                f"{errno.errorcode.get(result.error, result.error)})")
     if result.not_freed:
         return (f"{result.not_freed} old frame(s) among the gfns reported were not freed after release: "
                 f"Xen or a backend still references them (a frame it keeps mapped). The guest got new "

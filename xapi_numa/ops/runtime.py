@@ -35,7 +35,7 @@ from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import move_memory, observe, upkeep
+from xapi_numa.ops import move_memory, move_recovery, observe, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DONE, Executor, Outcome, log_event
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
@@ -324,7 +324,7 @@ class Runtime:
         return out
 
     def _recover_movers(self) -> int:
-        notes = move_memory.recover(self.hv, self.moves)
+        notes = move_recovery.recover(self.hv, self.moves)
         for note in notes:
             log_event(self.logger, logging.WARNING, "page move recovered", what=note)
         return len(notes)

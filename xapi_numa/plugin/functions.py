@@ -17,7 +17,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
-from xapi_numa.ops import move_memory, queries, runtime, settle as settling, start_placement, vnuma_xapi
+from xapi_numa.ops import move_memory, move_recovery, queries, runtime, settle as settling, start_placement, vnuma_xapi
 from xapi_numa.ops.boot_pin import restore_boot
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
@@ -155,7 +155,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     if record.get("attached_PCIs") or record.get("VGPUs"):
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
     journal = MoveJournal(ctx.ledger.db)
-    move_memory.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
+    move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode)  # the scan and the plan are the mover's
     pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
     return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid, "vnode": vnode}
@@ -166,7 +166,7 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     journal = MoveJournal(ctx.ledger.db)
-    recovered = move_memory.recover(ctx.hv, journal)
+    recovered = move_recovery.recover(ctx.hv, journal)
     row = journal.status(uuid)
     if row is None:
         xapi.vm_ref(ctx.session, uuid)

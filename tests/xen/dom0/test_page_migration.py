@@ -172,6 +172,22 @@ def test_failure_mid_batch_puts_everything_back(hv, guest, ledger):
     assert MoveJournal(ledger.db).status(report["uuid"]).state == "failed"
 
 
+def test_contents_not_put_back_keep_the_guest_paused_until_restored(hv, guest, ledger):
+    """C-level fault: the copy back fails (as a refused mapping would), the new frames
+    hold zeroes.  The batch keeps the guest paused with the contents in its record, and
+    the mover's recovery writes them back before the guest runs again: memcheck's
+    checksums would catch a single zeroed page."""
+    with pytest.raises(MoveStopped) as info:
+        move(hv, ledger, 1, fault="copy-back", fault_batch=2)
+    report = json.loads(info.value.params[2])
+    assert report["state"] == "failed" and report["batches"] == 3, report
+    assert "did not get their contents back" in report["error"], report["error"]
+    assert "recovery put them back" in report["error"] and "unpaused" in report["error"], report["error"]
+    assert hv.recover_move(guest["domid"]) is None  # the record is gone
+    assert MoveJournal(ledger.db).status(report["uuid"]).state == "failed"
+    assert_guest_healthy(hv, guest["domid"])
+
+
 def test_frame_still_referenced_stops_the_run(hv, guest, ledger):
     """dom0 holds a foreign mapping of one movable frame, as a backend would:
     its release frees nothing, and the move stops before another batch."""

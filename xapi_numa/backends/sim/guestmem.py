@@ -210,30 +210,40 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         if to_target and not error and not allow_fallback:
             stage, error = "populate", errno.ENOMEM
     lost = len(released) - moved - fallback
+    for s_, e_ in pagemove.spans(released[moved + fallback:]):
+        runs = paint(runs, s_, e_, UNBACKED)  # no frame anywhere for these
     d.gfn_runs = runs
+    if fault == "copy-back" and released and not lost:
+        stage, error, lost = "copy-back", errno.EFAULT, len(released)
+    if lost:
+        # the contents are not all back: the guest stays paused, the batch record keeps them
+        d.pause_count += 1
+        d.record = list(released)
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
     return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
                        granted)
 
 
 def recover(host, d) -> Optional[str]:
-    """What xn_mig_recover does: back the released gfns again (anywhere), put the
-    saved contents back, unpause."""
+    """What xn_mig_recover does: back the released gfns that have no frame again
+    (anywhere), put the saved contents back, unpause."""
     if d.record is None:
         return None
     runs = d.gfn_runs
+    missing = [g for g in d.record if node_of(runs, g) == UNBACKED]
     backed = 0
-    for n, count in _take(host, -1, len(d.record)).items():
-        part = d.record[backed:backed + count]
+    for n, count in _take(host, -1, len(missing)).items():
+        part = missing[backed:backed + count]
         host.free[n] -= len(part)
         d.node_pages[n] += len(part)
         for s_, e_ in pagemove.spans(part):
             runs = paint(runs, s_, e_, n)
         backed += count
+    restored = len(d.record)
     d.gfn_runs, d.record = runs, None
     host.unpause(d.domid)
     return (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} released pages "
-            f"backed again, contents restored) and unpaused it")
+            f"backed again, the contents of {restored} restored) and unpaused it")
 
 
 def release_hold(host, d, gfn: int) -> None:

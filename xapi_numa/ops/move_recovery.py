@@ -1,0 +1,55 @@
+"""Putting a paused guest back together after a page-move batch that did not finish.
+
+Two cases leave a guest paused with its batch record (libxenuma's
+``xn_mig_move``): its mover died inside the pause window, or the batch could
+not put every page's contents back (a released gfn left without a frame, the
+copy back refused), when the guest must not run on missing or zeroed memory.
+Either way the backend's ``recover_move`` backs what is unbacked, writes the
+saved contents back from the record and unpauses the domain.  This module
+decides when: :func:`recover` for movers that are gone (run by the next move,
+xapi-numad's upkeep and the status query), :func:`finish_kept_batch` at once,
+by the mover whose batch it was.
+"""
+from typing import List, Tuple
+
+from xapi_numa.core.host import DomainInfo
+from xapi_numa.errors import NumaError
+from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.moves import INTERRUPTED, RUNNING, MoveJournal
+
+
+def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
+    """Finish what a dead mover left: the backend puts back a batch it left inside
+    its pause window (from the batch record) and unpauses the domain; the move
+    is marked interrupted.  Returns what was done, for logs."""
+    done = []
+    for row in journal.rows():
+        if row.state != RUNNING or journal.mover_alive(row.uuid):
+            continue
+        # a mover that kept its guest paused said why before it exited
+        report = dict(row.report, error=row.report.get("error") or "process {} died during the move".format(row.pid))
+        domain = next((d for d in hv.domains() if d.uuid == row.uuid), None)
+        if domain is not None:
+            try:
+                note = hv.recover_move(domain.domid)
+            except NumaError as err:
+                done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
+                continue  # the row stays: retried by the next caller
+            if note:
+                done.append(note)
+        journal.finish(row.uuid, INTERRUPTED, report)
+        done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
+    return done
+
+
+def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, str]:
+    """A batch whose contents could not all be put back leaves the guest paused, with them
+    in its batch record (never running on missing or zeroed memory): recovery finishes it
+    now.  (still paused?, what to tell)"""
+    try:
+        note = hv.recover_move(d.domid)
+    except NumaError as err:
+        return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
+                      f"putting them back failed too ({err.message}): xapi-numad's next cycle or "
+                      f"`xapi-numa memory-moves --recover` tries again")
+    return False, f"{error}; recovery put them back from the batch record: {note or 'nothing was left to do'}"
