@@ -199,7 +199,11 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle
   gfns:int array -> node:int -> move_result
 (** Moves [gfns] (ascending, from {!scan}'s [Ram]) to [node] in one pause
     window (runtime lock released).  A failure inside the window is in the
-    result ([error], [stage]), the guest put back together; a refusal before
+    result ([error], [stage]), the guest put back together and unpaused,
+    except when its contents could not all be put back ([lost] > 0): with a
+    [record] the guest then stays paused and {!recover} on that record puts
+    the contents back and unpauses it (without one it runs on what it got,
+    [lost] pages without their contents); a refusal before
     any pause is raised: [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
 
