@@ -1,9 +1,11 @@
 """Moving a guest's memory between nodes: the pure planning, the simulator's
 model of the primitive, the orchestration with its journal, and its faults."""
+import errno
 import json
 import os
 import subprocess
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -375,4 +377,82 @@ def test_a_kept_batch_that_recovery_cannot_finish_stays_paused_for_the_next_call
     assert any("unpaused" in n for n in notes) and not _paused(sim, domid)
     row = journal.status(plan.domain.uuid)
     assert row.state == "interrupted" and "did not get their contents back" in row.report["error"]
+    _invariants(sim)
+
+
+def test_ctrl_c_as_a_kept_batch_returns_still_puts_the_contents_back(sim, ledger, monkeypatch):
+    # The pause window holds signals off, so Ctrl-C is raised as the batch returns: the
+    # batch's result is lost with it, but a guest it kept paused must not stay so.
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    real_move = sim.move_pages
+
+    def move_then_interrupt(*args, **kw):
+        result = real_move(*args, **kw)
+        if result.lost:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(sim, "move_pages", move_then_interrupt)
+    with pytest.raises(MoveStopped) as info:
+        migrate.run(sim, ledger.db, plan, fault="copy-back", fault_batch=1)
+    report = json.loads(info.value.params[2])
+    assert report["state"] == "stopped" and "recovery put them back" in report["error"], report["error"]
+    assert not _paused(sim, domid)
+    _invariants(sim)
+
+
+def test_simulated_recovery_short_of_frames_keeps_the_guest_paused_as_xen_does(sim, ledger):
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    batch = plan.batches[1]
+    result = sim.move_pages(domid, batch, 1, fault="die-after-release")
+    assert result.stage == "died" and _paused(sim, domid)
+    hog = sim.create("hog", 1, 1 << 20, soft=frozenset({0}), load="idle")  # placeholder VM, resized below
+    with sim.store.transaction() as host:  # every free frame taken by another domain
+        for n, free in enumerate(host.free):
+            host.domain(hog).node_pages[n] += free
+            host.free[n] = 0
+    from xapi_numa.errors import HypervisorError
+    with pytest.raises(HypervisorError) as info:
+        sim.recover_move(domid)
+    assert info.value.errno == errno.ENOMEM and _paused(sim, domid)
+    sim.destroy(hog)
+    assert "unpaused" in sim.recover_move(domid) and not _paused(sim, domid)
+    _invariants(sim)
+
+
+def test_a_gone_vms_batch_record_is_dropped_unless_its_domid_is_reused(sim, ledger, monkeypatch):
+    # A kept record must not outlive its VM: a new domain given the same domid would have
+    # every move refused, or worse get the old VM's pages written into it by a recovery.
+    asked = []
+    monkeypatch.setattr(sim, "recover_move", lambda domid: asked.append(domid))
+    journal = MoveJournal(ledger.db)
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    journal.begin(plan.domain, 1, {"vm": "vm"}).release()  # a mover that died, as a journal row
+    sim.destroy(domid)
+    move_recovery.recover(sim, journal)
+    assert asked == [domid] and journal.status(plan.domain.uuid).state == "interrupted"
+
+    asked.clear()
+    again = _vm(sim, name="vm2")
+    plan2 = migrate.prepare(sim, "vm2", 1)
+    journal.begin(plan2.domain, 1, {"vm": "vm2"}).release()
+    sim.destroy(again)
+    newcomer = attrs.evolve(plan2.domain, uuid="0000-another-vm", name="another")  # the domid reused
+    monkeypatch.setattr(sim, "domains", lambda: [newcomer])
+    move_recovery.recover(sim, journal)
+    assert asked == [] and journal.status(plan2.domain.uuid).state == "interrupted"
+
+
+def test_recovery_leaves_a_guest_someone_unpaused_running_as_xen_does(sim, ledger):
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    result = sim.move_pages(domid, plan.batches[1], 1, fault="copy-back")
+    assert result.lost and _paused(sim, domid)
+    sim.unpause(domid)  # an admin: the guest looked stuck
+    note = sim.recover_move(domid)
+    assert "running again" in note and "0 gfns without a frame" in note and not _paused(sim, domid)
+    assert sim.recover_move(domid) is None  # the record is gone; nothing is unpaused twice
     _invariants(sim)

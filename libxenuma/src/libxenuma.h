@@ -196,8 +196,13 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
  * removed.  1: unpaused; 0: nothing to do (record removed, if any);
  * XN_MIG_RECOVERED_GONE: the record's domain no longer exists (removed);
  * -EBUSY: its mover is alive (record untouched); -EPROTO: not a record of
- * ours; other -errno (the record is kept if it holds data the guest needs). */
+ * ours; other -errno (the record is kept if it holds data the guest needs).
+ * XN_MIG_RECOVERED_RUNNING: the batch had not put every page's contents back
+ * but the domain runs (someone unpaused it): only the gfns without a frame
+ * were backed and given their saved contents (out->fallback of them), the
+ * others keep what the guest has, as the copy may be older; record removed. */
 #define XN_MIG_RECOVERED_GONE 2
+#define XN_MIG_RECOVERED_RUNNING 3
 int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *out);
 /* Does a live mover hold the record at record_path (its lock)?  1 yes, 0 no, -errno. */
 int xn_mig_record_busy(const char *record_path);

@@ -7,11 +7,13 @@
 #define _GNU_SOURCE
 #include "libxenuma.h"
 #include "batchrecord.h"
+#include "pagelayout.h"
 #include "pagemove_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
@@ -36,8 +38,41 @@ static int find_unbacked(xc_interface *xch, const struct xn_rec_header *hdr, xen
     return (int)nmissing;
 }
 
-/* The contents the mover saved go back into the guest (any node will do). */
-static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_result *res)
+/*
+ * Only the gfns just backed again (missing[0..count)) get their saved contents:
+ * the guest runs (someone unpaused it), so whatever it has in the others may
+ * be newer than the copy.  The ones without a frame it cannot have written.
+ */
+static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, uint32_t count)
+{
+    int *errs = calloc(count ? count : 1, sizeof(int));
+    uint8_t *map;
+    uint32_t i, k = 0;
+    int rc = 0;
+
+    if (!errs)
+        return -ENOMEM;
+    for (i = 0; i < count; i++)
+        b->scratch[i] = missing[i];
+    map = count ? xenforeignmemory_map(b->fmem, b->domid, PROT_READ | PROT_WRITE, count, b->scratch, errs) : NULL;
+    if (count && !map)
+        rc = xn_errno_rc();
+    for (i = 0; rc == 0 && i < count; i++)
+        if (errs[i])
+            rc = errs[i] < 0 ? errs[i] : -errs[i];
+    /* missing[] is in the record's (ascending) order: walk both lists once */
+    for (i = 0; rc == 0 && i < b->n && k < count; i++)
+        if (b->gfns[i] == missing[k])
+            memcpy(map + (size_t)k++ * XN_PAGE_SIZE, b->copy + (size_t)i * XN_PAGE_SIZE, XN_PAGE_SIZE);
+    if (map)
+        xenforeignmemory_unmap(b->fmem, map, count);
+    free(errs);
+    return rc;
+}
+
+/* The contents the mover saved go back into the guest (any node will do); into
+ * a running guest only those of the gfns that had no frame. */
+static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_result *res, int running)
 {
     const struct xn_rec_header *hdr = rec->hdr;
     struct xn_batch b = { .xch = xch, .fmem = xc_interface_fmem_handle(xch), .domid = hdr->domid,
@@ -57,8 +92,10 @@ static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_re
         res->fallback = got > 0 ? (uint64_t)got : 0;
         res->lost = (uint64_t)rc - res->fallback;
     }
-    if (rc >= 0)
-        rc = res->lost ? -ENOMEM : xn_batch_copy(&b, hdr->n, 1);
+    if (rc >= 0 && res->lost)
+        rc = -ENOMEM;
+    else if (rc >= 0)
+        rc = running ? restore_missing_only(&b, missing, (uint32_t)rc) : xn_batch_copy(&b, hdr->n, 1);
     if (rc == 0)
         xn_rec_set_state(rec, XN_REC_RESTORED);
 out:
@@ -91,7 +128,7 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
     xc_interface *xch = xn_xch(h);
     xc_domaininfo_t info;
     struct xn_rec rec;
-    int rc, action;
+    int rc, action, running;
 
     memset(res, 0, sizeof(*res));
     rc = xn_rec_open_dead(&rec, record_path);
@@ -111,7 +148,8 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
     action = xn_rec_action(rec.hdr->kind, xn_rec_state(&rec));
     switch (action) {
     case XN_RECOVER_RESTORE:
-        rc = restore_batch(xch, &rec, res);
+        running = !(info.flags & XEN_DOMINF_paused);
+        rc = restore_batch(xch, &rec, res, running);
         if (rc == -ESRCH) {
             xn_rec_remove(&rec);
             return XN_MIG_RECOVERED_GONE;
@@ -120,7 +158,8 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
             xn_rec_close(&rec); /* keep the record: it holds the guest's data */
             return rc;
         }
-        rc = give_back_pause(xch, &rec, 0, &info);
+        /* someone else gave back our pause already: the guest runs on */
+        rc = running ? XN_MIG_RECOVERED_RUNNING : give_back_pause(xch, &rec, 0, &info);
         break;
     case XN_RECOVER_UNPAUSE:
     case XN_RECOVER_UNPAUSE_IF_PAUSED:

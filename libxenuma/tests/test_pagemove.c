@@ -331,6 +331,52 @@ static void test_copy_back_fails(xn_handle *h)
     CHECK(res.lost == 40 && pause_count(1) == 0 && !exists(record));
 }
 
+/* An admin unpauses a guest its mover left paused (it looks stuck), and the
+ * guest runs and writes.  Recovery must not write the older saved copy over
+ * what the guest has: only gfns that still have no frame (which it cannot
+ * have written) are backed and given their saved contents, and the pause it
+ * no longer holds is not given back again. */
+static void test_recovery_of_a_guest_someone_unpaused(xn_handle *h)
+{
+    int (*unpause)(void *, uint32_t) = (int (*)(void *, uint32_t))dlsym(RTLD_DEFAULT, "xc_domain_unpause");
+    static uint64_t gfns[40];
+    struct xn_mig_result res;
+    uint8_t *page;
+    int status = 0;
+    pid_t pid;
+
+    CHECK(unpause != NULL);
+    if (!unpause)
+        return;
+    /* the copy back failed: every gfn has a (zeroed) frame, the guest writes to one */
+    guest_reset();
+    fill_range(gfns, 500, 40);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, record, &res) == -EFAULT);
+    CHECK(unpause(NULL, 1) == 0 && pause_count(1) == 0);
+    page = (uint8_t *)gfn_page(505);
+    CHECK(page != NULL);
+    if (page)
+        memcpy(page, "newer, by the guest", 20);
+    CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 0);
+    CHECK(page && memcmp(gfn_page(505), "newer, by the guest", 20) == 0);
+    settled(h);
+
+    /* the mover died with gfns released: those get a frame and their contents */
+    guest_reset();
+    fill_range(gfns, 600, 40);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
+        _exit(1);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 99);
+    CHECK(unpause(NULL, 1) == 0);
+    CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 40 && res.lost == 0);
+    CHECK(contents_intact(gfns, 40));
+    settled(h);
+}
+
 int main(void)
 {
     xn_handle *h = NULL;
@@ -355,6 +401,7 @@ int main(void)
         die_and_recover(h, 0);
         die_and_recover(h, 221);
         test_copy_back_fails(h);
+        test_recovery_of_a_guest_someone_unpaused(h);
         xn_close(h);
     }
     rmdir(dir);

@@ -267,7 +267,7 @@ let move ?(verify_chunk = 16) ?(allow_fallback = false) ?record h ~domid ~gfns ~
   let flags = if allow_fallback then allow_fallback_flag else 0 in
   result_of_raw (mig_move h domid gfns node verify_chunk flags record)
 
-type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone
+type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
 
 external mig_recover : handle -> string -> int * raw_result = "stub_xenuma_mig_recover"
 
@@ -275,6 +275,7 @@ let recover h ~record =
   match mig_recover h record with
   | 1, r -> Unpaused (result_of_raw r)
   | 2, _ -> Domain_gone (* XN_MIG_RECOVERED_GONE *)
+  | 3, r -> Found_running (result_of_raw r) (* XN_MIG_RECOVERED_RUNNING *)
   | _ -> Nothing_to_do
 
 external record_busy : string -> bool = "stub_xenuma_mig_record_busy"

@@ -207,11 +207,14 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle
     any pause is raised: [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
 
-type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone
+type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
 
 val recover : handle -> record:string -> recovered
-(** Finishes what a dead mover left at [record].  Raises [Error (EBUSY, _)]
-    while its mover is alive. *)
+(** Finishes what a dead mover (or a batch that could not put every page's
+    contents back) left at [record].  [Found_running]: someone unpaused the
+    guest meanwhile; only its gfns without a frame were backed and given their
+    saved contents ([fallback] of them), the others keep what the guest wrote.
+    Raises [Error (EBUSY, _)] while its mover is alive. *)
 
 val record_busy : string -> bool
 (** Does a live mover hold this batch record? *)

@@ -24,6 +24,7 @@ from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.memory_move import found_running
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
@@ -366,10 +367,10 @@ class XenHypervisor(Hypervisor):
         _check(rc, f"recovering an interrupted page move of domain {domid} (record kept at {path})")
         if rc == lib.XN_MIG_RECOVERED_GONE:
             return f"domain {domid} no longer exists: removed the batch record its mover left"
-        if rc == 0:
-            return None
-        return (f"domain {domid}: finished a page-move batch its mover left paused "
-                f"({res.fallback} released pages backed again, contents restored) and unpaused it")
+        if rc == lib.XN_MIG_RECOVERED_RUNNING:
+            return found_running(domid, res.fallback)
+        return None if rc == 0 else (f"domain {domid}: finished a page-move batch its mover left paused "
+                                     f"({res.fallback} released pages backed again, contents restored) and unpaused it")
 
     def move_blockers(self, domid: int) -> List[str]:
         """PCI passthrough, as the toolstacks record it in xenstore (Xen 4.17 does not

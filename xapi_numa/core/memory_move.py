@@ -192,3 +192,10 @@ class MoveTally:
                 "throughput_mib_s": round(throughput / (1 << 20), 2),
                 "elapsed_s": round(self.elapsed, 3), "raised_max_pages": self.raised_max,
                 "granted_at_pause_pages": self.granted}
+
+
+def found_running(domid: int, backed: int) -> str:
+    """What recovery says of a guest someone unpaused before its batch was put back together."""
+    return (f"domain {domid} was running again (someone unpaused it) before its page-move batch had put "
+            f"every page's contents back: {backed} gfns without a frame were backed and given their saved "
+            f"contents; the others keep what the guest wrote (the saved copy is older): check the guest")

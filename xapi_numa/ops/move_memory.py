@@ -238,7 +238,10 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
             if i + 1 < len(plan.batches):
                 sleep(pagemove.pacing_gap(result.pause, len(batch), rate))
     except KeyboardInterrupt:
-        state, error = STOPPED, "stopped by the user between batches"
+        # delivered when a batch returns (the pause window holds signals off): that batch
+        # may have kept the guest paused, and its result is gone with the interrupt
+        state, error = STOPPED, "stopped by the user"
+        kept_paused, error = finish_kept_batch(hv, d, error)
     except NumaError as err:
         state, error = FAILED, err.message
     tally.elapsed = clock() - started

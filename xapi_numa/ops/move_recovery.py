@@ -28,7 +28,13 @@ def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
             continue
         # a mover that kept its guest paused said why before it exited
         report = dict(row.report, error=row.report.get("error") or "process {} died during the move".format(row.pid))
-        domain = next((d for d in hv.domains() if d.uuid == row.uuid), None)
+        domains = hv.domains()
+        domain = next((d for d in domains if d.uuid == row.uuid), None)
+        if domain is None and not any(d.domid == row.domid for d in domains):
+            try:  # the VM is gone: its batch record, if any, must not wait for a reused domid
+                hv.recover_move(row.domid)
+            except NumaError as err:
+                done.append("could not drop the batch record of gone domain {}: {}".format(row.domid, err.message))
         if domain is not None:
             try:
                 note = hv.recover_move(domain.domid)
@@ -52,4 +58,4 @@ def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, 
         return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
                       f"putting them back failed too ({err.message}): xapi-numad's next cycle or "
                       f"`xapi-numa memory-moves --recover` tries again")
-    return False, f"{error}; recovery put them back from the batch record: {note or 'nothing was left to do'}"
+    return False, f"{error}; recovery put them back from the batch record: {note}" if note else error

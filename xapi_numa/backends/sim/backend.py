@@ -212,6 +212,8 @@ class SimHypervisor(Hypervisor):
 
     def recover_move(self, domid: int) -> Optional[str]:
         with self.store.transaction() as host:
+            if domid not in host.domains:
+                return None  # a simulated batch record goes with its domain
             return guestmem.recover(host, host.domain(domid))
 
     def move_blockers(self, domid: int) -> List[str]:

@@ -226,7 +226,9 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
 
 def recover(host, d) -> Optional[str]:
     """What xn_mig_recover does: back the released gfns that have no frame again
-    (anywhere), put the saved contents back, unpause."""
+    (anywhere), put the saved contents back, unpause (the pause is given back
+    once: a domain someone else unpaused is left running).  Short of frames,
+    the record is kept and the guest stays paused (ENOMEM)."""
     if d.record is None:
         return None
     runs = d.gfn_runs
@@ -239,8 +241,14 @@ def recover(host, d) -> Optional[str]:
         for s_, e_ in pagemove.spans(part):
             runs = paint(runs, s_, e_, n)
         backed += count
+    d.gfn_runs = runs
+    if backed < len(missing):
+        raise HypervisorError(errno.ENOMEM, f"recovering the page-move batch of domain {d.domid}: "
+                                            f"{len(missing) - backed} gfns still have no frame")
     restored = len(d.record)
-    d.gfn_runs, d.record = runs, None
+    d.record = None
+    if not d.pause_count:  # someone gave back our pause already: the saved copy is older than the guest
+        return pagemove.found_running(d.domid, backed)
     host.unpause(d.domid)
     return (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} released pages "
             f"backed again, the contents of {restored} restored) and unpaused it")
