@@ -7,9 +7,9 @@ by batch, paced, recording progress in the move journal
 (:mod:`xapi_numa.state.moves`).  A VM whose mover died is handed to the
 backend's ``recover_move`` (by the next move, the daemon, or the status
 query), which puts back a batch left inside its pause window from its batch
-record and unpauses the domain (:mod:`xapi_numa.ops.move_recovery`).  After a move the VM's node affinity and soft
-affinity follow its memory (the one rule of
-:mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
+record and unpauses the domain (:mod:`xapi_numa.ops.move_recovery`).  After a
+move the VM's node affinity and soft affinity follow its memory (the one rule
+of :mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
 
 (xapi's "migrate" is a VM migration; this moves pages inside one host.  The
 CLI's ``migrate`` and the plugin's ``migrate_memory`` are the names of the

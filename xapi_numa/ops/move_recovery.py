@@ -27,7 +27,8 @@ def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
         if row.state != RUNNING or journal.mover_alive(row.uuid):
             continue
         # a mover that kept its guest paused said why before it exited
-        report = dict(row.report, error=row.report.get("error") or "process {} died during the move".format(row.pid))
+        error = row.report.get("error") or "process {} died during the move".format(row.pid)
+        report = dict(row.report, error=error)
         domains = hv.domains()
         domain = next((d for d in domains if d.uuid == row.uuid), None)
         if domain is None and not any(d.domid == row.domid for d in domains):

@@ -109,7 +109,8 @@ class Domain:
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
-                "gfn_runs": self.gfn_runs, "held": self.held, "granted": self.granted, "stale": self.stale, "record": self.record,
+                "gfn_runs": self.gfn_runs, "held": self.held, "granted": self.granted, "stale": self.stale,
+                "record": self.record,
                 "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks,
                 "vnuma": self.vnuma}
 

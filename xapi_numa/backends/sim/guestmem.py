@@ -79,13 +79,18 @@ def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[i
     return out
 
 
+def granted_gfns(d) -> List[int]:
+    """Frames the guest grants to another domain now: its rings, and any granted since."""
+    return list(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES)) + d.granted
+
+
 def special_gfns(d) -> Dict[int, int]:
     """gfn -> class of the frames the mover must leave alone (those it can see)."""
     top = d.tot_pages - sum(n for _, n in d.stale)
     special: Dict[int, int] = {}
     for i in range(MAGIC_PAGES):
         special[top - 1 - i] = MAGIC
-    for g in list(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES)) + d.granted:
+    for g in granted_gfns(d):
         special[g] = GRANTED
     for v in d.vcpus:
         special[VCPU_INFO_BASE + 8 * v.id] = VCPU_INFO
@@ -150,7 +155,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     pinned = set(xen_mapped(d)) | set(d.held)
     # inside the pause nothing new is granted: what is granted by then stays where it is
     # (a backend's grant copy into it during the pause would otherwise be lost)
-    granted_now = set(d.granted) | set(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES))
+    granted_now = set(granted_gfns(d))
     kept = [g for g in gfns if g not in granted_now]
     granted, gfns = len(gfns) - len(kept), kept
     chunk = max(1, min(verify_chunk or len(gfns), len(gfns) or 1))
