@@ -26,7 +26,8 @@ export PYTHONFAULTHANDLER=1
 # The timeout only catches a hang: a busy host runs QEMU several times slower (tests judge
 # placement and page counts, never time), so it is far above an idle run's 4-8 minutes.
 SUITE=$(sed -n 's/.*xentest=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
-PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 2400 python3 -m pytest -p no:cacheprovider -q -rsP --durations=12 \
+# -rfE and a wide "terminal": each failure's reason on one line in the short summary
+COLUMNS=400 PYTHONPATH=/opt/xapi-numa XAPI_NUMA_BACKEND=xen timeout 2400 python3 -m pytest -p no:cacheprovider -q -rfEsP --durations=12 \
     "tests/xen/${SUITE:-dom0}" 2>&1 | sed -u 's/^/XEN-TEST: /'
 echo "XEN-TEST-EXIT: done"
 sync

@@ -39,6 +39,7 @@ MIRROR = os.environ.get("XEN_TEST_MIRROR")  # else the machine's own apt sources
 DOM0_PACKAGES = ["xen-utils-4.17", "xenstore-utils", "python3", "python3-attr", "python3-cffi-backend",
                  "python3-pytest", "kmod", "procps"]
 XEN_MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"]
+REASON_CHARS = 400  # of each failed test's reason, repeated at the end of the run
 BOOT_TIMEOUT = int(os.environ.get("XEN_TEST_TIMEOUT", "2700"))  # a hang guard above dom0-init.sh's 2400 s
 # Backends for the backend-alignment test: blkback over a loop device, netback (dom0),
 # and the frontends its PVH guest loads (paths under the kernel's modules directory).
@@ -460,6 +461,11 @@ def results(text: str) -> tuple:
     return lines, summary, finished
 
 
+def failed_tests(lines) -> list:
+    """pytest's short summary lines of the tests that failed or erred, with their reasons."""
+    return [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+
+
 def save_bench(text: str, label: str) -> None:
     """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
     import json
@@ -511,7 +517,7 @@ def main() -> int:
         ap.error("--only selects test files of the dom0 suite: give --suite dom0")
     if args.build_only:
         return 0
-    failures = 0
+    failures, reasons = 0, []
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
     # HVM under emulation boots in minutes and tests nothing scheduler-specific: one boot
     runs = [(suite, s) for suite in suites for s in (schedulers[:1] if suite == "hvm" else schedulers)]
@@ -539,8 +545,12 @@ def main() -> int:
             xen_lines = (line for line in text.splitlines() if line.startswith(("(XEN)", "(d")))
             log(f"{label}: the hypervisor's most repeated console lines: {chatter(xen_lines, top=6)}")
         failures += 0 if ok else 1
+        reasons += [f"[{label}] {line[:REASON_CHARS]}" for line in failed_tests(lines)]
     log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
         f"in {time.monotonic() - t0:.0f}s")
+    # last, so that a log kept only by its tail (CI's) still says why
+    for reason in reasons:
+        log(f"failed: {reason}")
     return 1 if failures else 0
 
 

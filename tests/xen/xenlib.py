@@ -171,8 +171,8 @@ def hvm_config(name: str, memory: int, vcpus: int, serial_log: str, disk: str, e
     with follow_serial).  ``serial_log`` is where follow_serial will copy it."""
     del serial_log  # the pty's path is known only once QEMU runs
     lines = [f'name = "{name}"', 'type = "hvm"', f'kernel = "{GUEST_BZIMAGE}"', f'ramdisk = "{HVM_INITRD}"',
-             # ttyS0 last: /dev/console, so the workload's lines go to QEMU's serial file;
-             # hvc0 first: the kernel log also goes to the PV console, to see whether it works
+             # ttyS0 last: /dev/console, where the guest's /init says it is up (the serial
+             # path works); its workload then writes to hvc0, which xenconsoled logs
              'cmdline = "console=hvc0 console=ttyS0,115200 rdinit=/init xen_emul_unplug=never quiet"',
              f"memory = {memory}", f"maxmem = {memory}", f"vcpus = {vcpus}",
              'serial = "pty"', 'vga = "none"', "vnc = 0", "sdl = 0",

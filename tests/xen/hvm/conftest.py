@@ -8,12 +8,14 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xenlib import console, debug_key_dump, follow_serial, hvm_config, patient, read_file, wait_file, xl  # noqa: E402,F401
+from xenlib import CONSOLE_LOGS, console, debug_key_dump, follow_serial, hvm_config, patient, read_file, wait_file, xl  # noqa: E402,F401
 
 from xapi_numa.core import vnuma  # noqa: E402
 
 GUEST = "hvm"
-SERIAL = "/tmp/hvm-serial.log"
+SERIAL = "/tmp/hvm-serial.log"  # the serial port (QEMU's pty), copied by follow_serial
+# the PV console, where the guest's workload writes (xenconsoled --log=guest, dom0-init.sh)
+WORKLOAD = f"{CONSOLE_LOGS}/guest-{GUEST}.log"
 DISK = "/tmp/hvm-disk.img"
 MEMORY_MIB = 256
 VCPUS = 2
@@ -74,6 +76,8 @@ def guest(hv):
             f.write(hvm_config(GUEST, MEMORY_MIB, VCPUS, SERIAL, DISK,
                                [line for line in extra if not line.startswith(("memory", "maxmem"))]))
         started = time.monotonic()
+        if os.path.exists(WORKLOAD):  # a failed attempt's lines are not this guest's
+            os.remove(WORKLOAD)
         try:
             create_hvm(path)
             created = layout
@@ -90,7 +94,8 @@ def guest(hv):
         yield {"domid": domid, "plan": plan if created == "vnuma" else None, "vnuma_error": vnuma_error,
                "expected": expected, "started": started, "config": read_file(path)}
     finally:
-        note(f"HVM serial tail:\n{read_file(SERIAL)[-1200:]}")
+        note(f"HVM serial tail:\n{read_file(SERIAL)[-600:]}")
+        note(f"HVM PV console tail:\n{read_file(WORKLOAD)[-1200:]}")
         note(f"qemu-dm log tail:\n{read_file(f'/var/log/xen/qemu-dm-{GUEST}.log')[-1200:]}")
         subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=patient(120))
 
@@ -98,5 +103,5 @@ def guest(hv):
 @pytest.fixture(scope="session")
 def booted(guest):
     """The guest once its workload runs (memcheck's second pass)."""
-    wait_file(SERIAL, r"memcheck: pass 2 ok", timeout=BOOT_TIMEOUT)
+    wait_file(WORKLOAD, r"memcheck: pass 2 ok", timeout=BOOT_TIMEOUT)
     return guest

@@ -1,0 +1,35 @@
+"""make xen-test's reading of a boot's console (tests/xen/harness.py), on a made-up console.
+
+CI keeps only the tail of a run's log, so the harness repeats each failed real-Xen
+test's reason at the very end; these check what it picks out of dom0's console.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "xen"))
+import harness  # noqa: E402
+
+CONSOLE = """(XEN) Brought up 4 CPUs
+XEN-TEST: dom0 ready: xen_scheduler : credit2
+XEN-TEST: tests/xen/hvm/test_hvm_real.py::test_memory_lands_where_the_plan_says PASSED
+XEN-TEST: =========================== short test summary info ============================
+XEN-TEST: FAILED tests/xen/hvm/test_hvm_real.py::test_vcpus_and_daemon_cycles - AssertionError: memcheck made no progress past pass 12 in 600 s
+XEN-TEST: ERROR tests/xen/hvm/test_hvm_real.py::test_disk - RuntimeError: xl create failed
+XEN-TEST: XFAIL tests/xen/hvm/test_hvm_real.py::test_disk_io - reason: FAILED once
+XEN-TEST: 1 failed, 5 passed, 1 xfailed, 1 error in 2196.04s (0:36:36)
+XEN-TEST-EXIT: done
+"""
+
+
+def test_the_reasons_of_failed_and_erred_tests_are_picked_out():
+    lines, summary, finished = harness.results(CONSOLE)
+    assert finished and summary.startswith("1 failed, 5 passed")
+    assert harness.failed_tests(lines) == [
+        "FAILED tests/xen/hvm/test_hvm_real.py::test_vcpus_and_daemon_cycles - AssertionError: memcheck made no "
+        "progress past pass 12 in 600 s",
+        "ERROR tests/xen/hvm/test_hvm_real.py::test_disk - RuntimeError: xl create failed"]
+
+
+def test_a_clean_boot_has_no_reasons():
+    lines, summary, _ = harness.results(CONSOLE.replace("FAILED tests", "PASSED tests").replace("ERROR tests", "x"))
+    assert harness.failed_tests(lines) == []
