@@ -377,6 +377,9 @@ def test_a_kept_batch_that_recovery_cannot_finish_stays_paused_for_the_next_call
     assert any("unpaused" in n for n in notes) and not _paused(sim, domid)
     row = journal.status(plan.domain.uuid)
     assert row.state == "interrupted" and "did not get their contents back" in row.report["error"]
+    # the row says the later recovery did what the first could not
+    assert row.report["error"].index("failed too") < row.report["error"].index("later: ") and \
+        "unpaused" in row.report["error"].split("later: ", 1)[1], row.report["error"]
     _invariants(sim)
 
 

@@ -391,10 +391,13 @@ int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_
 
 void xn_features(xn_handle *h, struct xn_features *out)
 {
-    uint64_t probe[1];
+    /* Room for every node Xen supports (MAX_NUMNODES is 64): the patched call's
+     * source is not public, so nothing relies on it writing only *nr entries. */
+    uint64_t probe[64];
     /* The call exists in the library; a hypervisor without the hypercall
      * answers ENOSYS, and the fallback is used then too. */
-    out->node_pages = h->patched.node_pages && xn_node_pages_native(h, 0, 1, probe) != -ENOSYS
+    out->node_pages = h->patched.node_pages &&
+                              xn_node_pages_native(h, 0, sizeof(probe) / sizeof(probe[0]), probe) != -ENOSYS
                           ? XN_NATIVE : XN_FALLBACK;
     out->node_claims = h->patched.claim_pages_node ? XN_NATIVE : XN_UNAVAILABLE;
     out->claims = XN_NATIVE;

@@ -39,8 +39,8 @@ static int tot_pages(struct xn_batch *b, uint64_t *out)
     return rc;
 }
 
-/* Map gfns[0..count) of the batch; every page must map. */
-static int map_pages(struct xn_batch *b, uint32_t count, int prot, uint8_t **out)
+/* Shared with recovery (pagemove_internal.h). */
+int xn_batch_map(struct xn_batch *b, const uint64_t *gfns, uint32_t count, int prot, uint8_t **out)
 {
     int *errs = calloc(count ? count : 1, sizeof(int));
     uint32_t i;
@@ -49,7 +49,7 @@ static int map_pages(struct xn_batch *b, uint32_t count, int prot, uint8_t **out
     if (!errs)
         return -ENOMEM;
     for (i = 0; i < count; i++)
-        b->scratch[i] = b->gfns[i];
+        b->scratch[i] = gfns[i];
     *out = xenforeignmemory_map(b->fmem, b->domid, prot, count, b->scratch, errs);
     if (!*out)
         rc = xn_errno_rc();
@@ -66,7 +66,7 @@ static int map_pages(struct xn_batch *b, uint32_t count, int prot, uint8_t **out
 int xn_batch_copy(struct xn_batch *b, uint32_t count, int to_guest)
 {
     uint8_t *map;
-    int rc = map_pages(b, count, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, &map);
+    int rc = xn_batch_map(b, b->gfns, count, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, &map);
 
     if (rc)
         return rc;
@@ -357,7 +357,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
      * the slow parts of a copy, and need not happen with the guest paused:
      * touch the buffer for writing and map the guest's frames first. */
     memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
-    if ((rc = map_pages(&b, n, PROT_READ, &mapped)))
+    if ((rc = xn_batch_map(&b, b.gfns, n, PROT_READ, &mapped)))
         goto out;
 
     /* No signal may run the caller's handlers (or kill it politely)

@@ -53,6 +53,10 @@ struct xn_batch {
     struct xn_mig_result *res;
 };
 
+/* Map the guest's gfns[0..count) (count <= b->n; the list goes through b->scratch)
+ * into *out; every page must map: 0, or -errno with nothing left mapped.  Undo
+ * with xenforeignmemory_unmap. */
+XN_INTERNAL int xn_batch_map(struct xn_batch *b, const uint64_t *gfns, uint32_t count, int prot, uint8_t **out);
 /* Copy gfns[0..count) between the guest and b->copy through a fresh mapping. */
 XN_INTERNAL int xn_batch_copy(struct xn_batch *b, uint32_t count, int to_guest);
 

@@ -45,29 +45,18 @@ static int find_unbacked(xc_interface *xch, const struct xn_rec_header *hdr, xen
  */
 static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, uint32_t count)
 {
-    int *errs = calloc(count ? count : 1, sizeof(int));
     uint8_t *map;
     uint32_t i, k = 0;
-    int rc = 0;
+    int rc = count ? xn_batch_map(b, missing, count, PROT_READ | PROT_WRITE, &map) : 0;
 
-    if (!errs)
-        return -ENOMEM;
-    for (i = 0; i < count; i++)
-        b->scratch[i] = missing[i];
-    map = count ? xenforeignmemory_map(b->fmem, b->domid, PROT_READ | PROT_WRITE, count, b->scratch, errs) : NULL;
-    if (count && !map)
-        rc = xn_errno_rc();
-    for (i = 0; rc == 0 && i < count; i++)
-        if (errs[i])
-            rc = errs[i] < 0 ? errs[i] : -errs[i];
+    if (rc || !count)
+        return rc;
     /* missing[] is in the record's (ascending) order: walk both lists once */
-    for (i = 0; rc == 0 && i < b->n && k < count; i++)
+    for (i = 0; i < b->n && k < count; i++)
         if (b->gfns[i] == missing[k])
             memcpy(map + (size_t)k++ * XN_PAGE_SIZE, b->copy + (size_t)i * XN_PAGE_SIZE, XN_PAGE_SIZE);
-    if (map)
-        xenforeignmemory_unmap(b->fmem, map, count);
-    free(errs);
-    return rc;
+    xenforeignmemory_unmap(b->fmem, map, count);
+    return 0;
 }
 
 /* The contents the mover saved go back into the guest (any node will do); into

@@ -48,6 +48,7 @@ int fake_xc_open_handles;
 unsigned long fake_xc_patched_calls;
 unsigned long fake_xc_last_claim_domid = ~0ul, fake_xc_last_claim_node = ~0ul;
 unsigned long fake_xc_last_claim_pages;
+unsigned long fake_xc_node_pages_room; /* the *nr_nodes the last node-page call was given */
 
 static uint8_t hard[2][1] = { { 0xf }, { 0xf } }, soft[2][1] = { { 0xf }, { 0xf } };
 static uint8_t node_affinity[1] = { 0x3 };
@@ -752,6 +753,7 @@ int xc_domain_numa_get_node_pages(xc_interface *xch, uint32_t domid, unsigned in
     (void)xch;
     fake_xc_patched_calls++;
     FAIL_IF_ASKED();
+    fake_xc_node_pages_room = *nr_nodes;
     if (bad_domain(domid))
         return -1;
     for (i = 0; i < *nr_nodes && i < NODES; i++)

@@ -44,6 +44,8 @@ def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
                 continue  # the row stays: retried by the next caller
             if note:
                 done.append(note)
+                # the row's story ends with this recovery, not with an earlier one that failed
+                report["error"] = "{}; later: {}".format(error, note)
         journal.finish(row.uuid, INTERRUPTED, report)
         done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
     return done

@@ -33,6 +33,12 @@ def vcpu_times(hv, domid: int) -> str:
     return ", ".join(f"vcpu{v.vcpu} {v.state} {v.cpu_time:.1f}s" for v in hv.vcpus(domid))
 
 
+def assert_not_corrupt() -> None:
+    text = read_file(WORKLOAD)
+    found = re.search(r".*CORRUPT.*", text)
+    assert not found, f"{found.group(0)}\nPV console tail:\n{text[-1500:]}"
+
+
 def assert_healthy(hv, domid: int) -> None:
     """Not paused, memory and disk never corrupt, memory still making progress (the
     disk check's progress is test_disk_io_through_qemu_checks_out's business)."""
@@ -42,6 +48,7 @@ def assert_healthy(hv, domid: int) -> None:
     # A hang guard, stretched for a loaded host (memcheck's pass takes seconds when idle)
     deadline = time.monotonic() + patient(150)
     while last(r"memcheck: pass (\d+) ok") <= mem:
+        assert_not_corrupt()
         if time.monotonic() >= deadline:
             lines = read_file(WORKLOAD).strip().splitlines()
             raise AssertionError(
@@ -49,8 +56,11 @@ def assert_healthy(hv, domid: int) -> None:
                 f"now: {vcpu_times(hv, domid)}; last PV console line: {lines[-1] if lines else 'none'!r}\n"
                 f"PV console tail:\n{read_file(WORKLOAD)[-800:]}\nserial tail:\n{read_file(SERIAL)[-400:]}")
         time.sleep(1)
+    assert_not_corrupt()
     text = read_file(WORKLOAD)
-    assert "CORRUPT" not in text, text[-2000:]
+    lost = re.findall(r"memcheck: cpu state lost: .*", text)
+    if lost:  # QEMU's emulation, not ours (guest-init.sh): said, not judged
+        note(f"HVM guest's memcheck saw its CPU state change {len(lost)} times; first: {lost[0]}")
 
 
 def test_hvm_guest_boots_and_where_its_console_goes(booted):
