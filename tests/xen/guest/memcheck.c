@@ -22,9 +22,9 @@
  *
  * Usage: memcheck [MiB [cpu-state=note]].  With cpu-state=note a CPU-state
  * fault is reported as "memcheck: cpu state lost: ..." and the pages go on
- * being checked (the HVM suite: there nothing of ours runs between the guest's
- * instructions, and an HVM guest's vector registers were seen to lose their
- * value under QEMU's emulated SVM with no move or pause at all).
+ * being checked (the HVM suite: nothing of ours touches a guest's registers, and
+ * an HVM guest's vector registers were seen to lose their value under QEMU's
+ * emulated SVM with no move or pause at all).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

@@ -33,10 +33,11 @@ for name in scsi_common scsi_mod libata ata_piix crct10dif_common crc-t10dif crc
     insmod "/modules/$name.ko" 2>/dev/null || echo "guest: insmod $name failed"
 done
 # Its pages are what this suite checks.  A vector register losing its value is said
-# and the pages still checked: here nothing of ours runs between the guest's
-# instructions, and under QEMU's emulated SVM an HVM guest's xmm0 was seen to lose
-# its value with no move or pause at all (README, "HVM guests").
+# and the pages still checked: nothing of ours touches a guest's registers, and under
+# QEMU's emulated SVM an HVM guest's xmm0 was seen to lose its value with no move or
+# pause at all (README, "HVM guests").
 /memcheck 16 cpu-state=note &
+memcheck=$!
 # The disk needs a moment to be probed after its driver loads.
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
     [ -b /dev/sda ] && break
@@ -59,6 +60,9 @@ while :; do
         got=$(dd if=/dev/sda bs=64k skip=$((s * 16)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
         [ "$got" = "$(cat /tmp/sum.$s)" ] || bad="$bad $s"
     done
-    if [ -n "$bad" ]; then echo "diskcheck: CORRUPT pass $n slots$bad"; else echo "diskcheck: pass $n ok"; fi
+    # memcheck's state (R, S, D...) and where it waits: what a silent memcheck was doing
+    mc="gone"
+    [ -r "/proc/$memcheck/stat" ] && mc="$(cut -d' ' -f3 "/proc/$memcheck/stat") $(cat "/proc/$memcheck/wchan" 2>/dev/null)"
+    if [ -n "$bad" ]; then echo "diskcheck: CORRUPT pass $n slots$bad"; else echo "diskcheck: pass $n ok (memcheck $mc)"; fi
     sleep 2
 done
