@@ -33,3 +33,16 @@ def test_the_reasons_of_failed_and_erred_tests_are_picked_out():
 def test_a_clean_boot_has_no_reasons():
     lines, summary, _ = harness.results(CONSOLE.replace("FAILED tests", "PASSED tests").replace("ERROR tests", "x"))
     assert harness.failed_tests(lines) == []
+
+
+def test_a_boot_that_failed_always_says_why():
+    lines, summary, finished = harness.results(CONSOLE)
+    assert harness.boot_failures(True, finished, summary, lines, "") == []
+    assert len(harness.boot_failures(False, finished, summary, lines, "")) == 2
+    # a hang: no summary, no failed test; a wrong library: nothing failed in pytest
+    hung = harness.boot_failures(False, False, None, [], "")
+    assert hung == ["dom0 did not finish (timeout, hang or panic): see its console tail above"]
+    wrong = harness.boot_failures(False, True, "41 passed in 9s", ["41 passed in 9s"], "dom0 loaded /usr/lib64/x.so")
+    assert wrong == ["dom0-lib: dom0 loaded /usr/lib64/x.so"]
+    crashed = harness.boot_failures(False, True, None, ["INTERNALERROR> boom"], "")
+    assert crashed == ["no failed test named; pytest said: nothing"]

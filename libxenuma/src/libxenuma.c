@@ -391,8 +391,8 @@ int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_
 
 void xn_features(xn_handle *h, struct xn_features *out)
 {
-    /* Room for every node Xen supports (MAX_NUMNODES is 64): the patched call's
-     * source is not public, so nothing relies on it writing only *nr entries. */
+    /* Room for every node Xen supports (MAX_NUMNODES is 64), so the probe needs
+     * no topology query; a margin too, as the patched call's source is not public. */
     uint64_t probe[64];
     /* The call exists in the library; a hypervisor without the hypercall
      * answers ENOSYS, and the fallback is used then too. */

@@ -66,9 +66,9 @@ int xn_batch_map(struct xn_batch *b, const uint64_t *gfns, uint32_t count, int p
 int xn_batch_copy(struct xn_batch *b, uint32_t count, int to_guest)
 {
     uint8_t *map;
-    int rc = xn_batch_map(b, b->gfns, count, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, &map);
+    int rc = count ? xn_batch_map(b, b->gfns, count, to_guest ? PROT_READ | PROT_WRITE : PROT_READ, &map) : 0;
 
-    if (rc)
+    if (rc || !count) /* nothing to copy: Xen maps no empty range */
         return rc;
     if (to_guest)
         memcpy(map, b->copy, (size_t)count * XN_PAGE_SIZE);
@@ -381,12 +381,13 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     /* Unmap before anything is released: dom0's own mapping would keep the
      * old frames alive. */
     xenforeignmemory_unmap(b.fmem, mapped, n);
-    if (res->error == 0) {
+    if (res->error == 0 && b.n) {
         xn_rec_set_state(&rec, XN_REC_COPIED);
-        if (b.n)
-            swap_frames(&b, node, verify_chunk, flags, &rec);
-        else
-            res->stage = XN_MIG_STAGE_DONE; /* every gfn is granted: nothing to move */
+        swap_frames(&b, node, verify_chunk, flags, &rec);
+    } else if (res->error == 0) {
+        /* every gfn is granted: nothing to move, and the record stays PAUSED
+         * (a recoverer only gives back the pause) */
+        res->stage = XN_MIG_STAGE_DONE;
     }
     if (res->not_freed) {
         /* the stuck chunk, as indexes into the caller's list (spanning any granted gfn left out) */

@@ -53,6 +53,9 @@ struct xn_batch {
     struct xn_mig_result *res;
 };
 
+/* gfn lists are uint64_t here and xen_pfn_t for Xen: the same on x86-64 and Arm64 */
+_Static_assert(sizeof(xen_pfn_t) == sizeof(uint64_t), "xen_pfn_t is not 64 bits wide");
+
 /* Map the guest's gfns[0..count) (count <= b->n; the list goes through b->scratch)
  * into *out; every page must map: 0, or -errno with nothing left mapped.  Undo
  * with xenforeignmemory_unmap. */

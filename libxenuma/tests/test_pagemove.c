@@ -8,6 +8,8 @@
  * Prints "N passed, N failed". */
 #define _GNU_SOURCE
 #include "libxenuma.h"
+#include "batchrecord.h"
+#include "pagemove_internal.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -307,6 +309,25 @@ static void die_and_recover(xn_handle *h, uint64_t granted_gfn)
     settled(h);
 }
 
+/* A record of a batch with no gfns left in it (all granted at the pause) that
+ * says COPIED, as a mover before the fix left one when killed there: recovery
+ * has no contents to put back, only the pause to give back. */
+static void test_recover_an_empty_batch(xn_handle *h)
+{
+    static const uint64_t none[1];
+    struct xn_mig_result res;
+    struct xn_rec rec = { .fd = -1 };
+
+    guest_reset();
+    CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, none, 0) == 0);
+    CHECK(xc_domain_pause(xn_xch(h), 1) == 0 && pause_count(1) == 1);
+    xn_rec_set_state(&rec, XN_REC_COPIED);
+    xn_rec_close(&rec);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.fallback == 0 && res.lost == 0);
+    CHECK(pause_count(1) == 0 && !exists(record));
+    settled(h);
+}
+
 /* The copy back fails (a mapping refused): the new frames hold zeroes, the
  * saved contents are in the record.  The guest must not run on them: it stays
  * paused, the record is kept for recovery, which puts the contents back and
@@ -401,6 +422,7 @@ int main(void)
         die_and_recover(h, 0);
         die_and_recover(h, 221);
         test_copy_back_fails(h);
+        test_recover_an_empty_batch(h);
         test_recovery_of_a_guest_someone_unpaused(h);
         xn_close(h);
     }

@@ -466,6 +466,18 @@ def failed_tests(lines) -> list:
     return [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
 
 
+def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str) -> list:
+    """Why a boot failed, a line each: its failed tests' reasons, or what else went wrong."""
+    if ok:
+        return []
+    why = [line[:REASON_CHARS] for line in failed_tests(lines)]
+    if not finished:
+        why.append("dom0 did not finish (timeout, hang or panic): see its console tail above")
+    if dom0_lib_wrong:
+        why.append(f"dom0-lib: {dom0_lib_wrong[:REASON_CHARS]}")
+    return why or [f"no failed test named; pytest said: {summary or 'nothing'}"]
+
+
 def save_bench(text: str, label: str) -> None:
     """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
     import json
@@ -531,6 +543,7 @@ def main() -> int:
         for line in lines:
             print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary
+        wrong = ""
         if suite == "dom0" and finished and (not args.only or "test_dom0_lib_real" in args.only.split(",")):
             wrong = dom0_lib_verdict(text, lib_digest)
             log(f"{label}: dom0-lib: " + (wrong or f"dom0 loaded the host's build, sha256 {lib_digest}"))
@@ -545,7 +558,7 @@ def main() -> int:
             xen_lines = (line for line in text.splitlines() if line.startswith(("(XEN)", "(d")))
             log(f"{label}: the hypervisor's most repeated console lines: {chatter(xen_lines, top=6)}")
         failures += 0 if ok else 1
-        reasons += [f"[{label}] {line[:REASON_CHARS]}" for line in failed_tests(lines)]
+        reasons += [f"[{label}] {why}" for why in boot_failures(ok, finished, summary, lines, wrong)]
     log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
         f"in {time.monotonic() - t0:.0f}s")
     # last, so that a log kept only by its tail (CI's) still says why

@@ -193,10 +193,10 @@ def read_file(path: str) -> str:
         return ""
 
 
-def wait_file(path: str, pattern: str, timeout: float, after: int = 0, stretch: bool = True) -> re.Match:
-    """Wait until the file (from offset ``after``) matches ``pattern``.  ``stretch=False``:
-    exactly ``timeout`` seconds (for a known stall marked xfail, stretching only spends time)."""
-    timeout = patient(timeout) if stretch else timeout
+def wait_file(path: str, pattern: str, timeout: float, after: int = 0) -> re.Match:
+    """Wait until the file (from offset ``after``) matches ``pattern``; ``timeout`` is a
+    hang guard, stretched (patient)."""
+    timeout = patient(timeout)
     deadline = time.monotonic() + timeout
     while True:
         m = re.search(pattern, read_file(path)[after:])

@@ -239,6 +239,11 @@ int main(int argc, char **argv)
 {
     unsigned long mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 32;
     int cpu_state_fatal = !(argc > 2 && strcmp(argv[2], "cpu-state=note") == 0);
+
+    if (argc > 3 || (argc > 2 && cpu_state_fatal)) {
+        printf("memcheck: usage: memcheck [MiB [cpu-state=note]]\n");
+        return 2;
+    }
     size_t pages = mib * 256, i;
     uint64_t *mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                          -1, 0);
