@@ -19,12 +19,6 @@
  * vCPU's vector state changed under the program.  That is guest-visible
  * corruption like a bad page, so it is reported as CORRUPT, never as a
  * malformed pass line that the tests misread.
- *
- * Usage: memcheck [MiB [cpu-state=note]].  With cpu-state=note a CPU-state
- * fault is reported as "memcheck: cpu state lost: ..." and the pages go on
- * being checked (the HVM suite: nothing of ours touches a guest's registers, and
- * an HVM guest's vector registers were seen to lose their value under QEMU's
- * emulated SVM with no move or pause at all).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -132,15 +126,8 @@ static void halt(void)
         pause();
 }
 
-/* A CPU-state fault: CORRUPT and stop, or (cpu-state=note) said and carried on. */
-static void cpu_state_lost(int fatal)
-{
-    if (fatal)
-        halt();
-}
-
 /* The pass line through printf's formatting, checked against pass_line. */
-static void report_pass(unsigned long pass, int fatal)
+static void report_pass(unsigned long pass)
 {
     char got[64], want[64];
 
@@ -148,11 +135,10 @@ static void report_pass(unsigned long pass, int fatal)
     pass_line(want, pass);
     if (!same(got, want)) {
         got[strcspn(got, "\n")] = '\0';
-        printf("memcheck: %s: printf formatted pass %lu as \"%s\"\n",
-               fatal ? "CORRUPT cpu state" : "cpu state lost", pass, got);
-        cpu_state_lost(fatal);
+        printf("memcheck: CORRUPT cpu state: printf formatted pass %lu as \"%s\"\n", pass, got);
+        halt();
     }
-    fputs(want, stdout);
+    fputs(got, stdout);
 }
 
 #if defined(__x86_64__)
@@ -215,35 +201,28 @@ static int vectors_round(unsigned long pass, uint64_t got[4])
 }
 
 /* Vector registers that do not keep their contents: CORRUPT, as for a page. */
-static void vectors_kept(unsigned long pass, int fatal)
+static void vectors_kept(unsigned long pass)
 {
     uint64_t got[4] = { 0, 0, 0, 0 };
     int bad = vectors_round(pass, got);
 
     if (bad) {
-        printf("memcheck: %s: %cmm%d lost its value in pass %lu (now %016llx%016llx%016llx%016llx)\n",
-               fatal ? "CORRUPT cpu state" : "cpu state lost", __builtin_cpu_supports("avx") ? 'y' : 'x',
-               bad - 1, pass, (unsigned long long)got[3], (unsigned long long)got[2], (unsigned long long)got[1],
-               (unsigned long long)got[0]);
-        cpu_state_lost(fatal);
+        printf("memcheck: CORRUPT cpu state: %cmm%d lost its value in pass %lu (now %016llx%016llx%016llx%016llx)\n",
+               __builtin_cpu_supports("avx") ? 'y' : 'x', bad - 1, pass, (unsigned long long)got[3],
+               (unsigned long long)got[2], (unsigned long long)got[1], (unsigned long long)got[0]);
+        halt();
     }
 }
 #else
-static void vectors_kept(unsigned long pass, int fatal)
+static void vectors_kept(unsigned long pass)
 {
-    (void)pass, (void)fatal;
+    (void)pass;
 }
 #endif
 
 int main(int argc, char **argv)
 {
     unsigned long mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 32;
-    int cpu_state_fatal = !(argc > 2 && strcmp(argv[2], "cpu-state=note") == 0);
-
-    if (argc > 3 || (argc > 2 && cpu_state_fatal)) {
-        printf("memcheck: usage: memcheck [MiB [cpu-state=note]]\n");
-        return 2;
-    }
     size_t pages = mib * 256, i;
     uint64_t *mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                          -1, 0);
@@ -281,7 +260,7 @@ int main(int argc, char **argv)
             seen = granted[0];
             printf("memcheck: grant saw %#x\n", seen);
         }
-        vectors_kept(pass, cpu_state_fatal);
-        report_pass(pass, cpu_state_fatal);
+        vectors_kept(pass);
+        report_pass(pass);
     }
 }

@@ -100,14 +100,8 @@ def guest(hv):
     finally:
         note(f"HVM serial tail:\n{read_file(SERIAL)[-600:]}")
         note(f"HVM PV console tail:\n{read_file(WORKLOAD)[-1200:]}")
-        note(f"HVM guest's memcheck said its CPU state changed in passes: {cpu_state_lost() or 'none'}")
         note(f"qemu-dm log tail:\n{read_file(f'/var/log/xen/qemu-dm-{GUEST}.log')[-1200:]}")
         subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=patient(120))
-
-
-def cpu_state_lost() -> list:
-    """The passes in which the guest's memcheck said its CPU state changed (cpu-state=note)."""
-    return [int(p) for p in re.findall(r"memcheck: cpu state lost: .*? pass (\d+)", read_file(WORKLOAD))]
 
 
 @pytest.fixture(scope="session")
