@@ -396,9 +396,10 @@ void xn_features(xn_handle *h, struct xn_features *out)
     uint64_t probe[64];
     /* The call exists in the library; a hypervisor without the hypercall
      * answers ENOSYS, and the fallback is used then too. */
-    out->node_pages = h->patched.node_pages &&
-                              xn_node_pages_native(h, 0, sizeof(probe) / sizeof(probe[0]), probe) != -ENOSYS
-                          ? XN_NATIVE : XN_FALLBACK;
+    int answered = h->patched.node_pages &&
+                   xn_node_pages_native(h, 0, sizeof(probe) / sizeof(probe[0]), probe) != -ENOSYS;
+
+    out->node_pages = answered ? XN_NATIVE : XN_FALLBACK;
     out->node_claims = h->patched.claim_pages_node ? XN_NATIVE : XN_UNAVAILABLE;
     out->claims = XN_NATIVE;
 }

@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 
-
 from conftest import GUEST, SERIAL, WORKLOAD, note
-from xenlib import CONSOLE_LOGS, GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, patient, read_file, wait_file
+from xenlib import GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, patient, read_file, wait_file
 
 TOLERANCE = 0.05
 
