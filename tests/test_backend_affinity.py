@@ -119,6 +119,7 @@ class FakeProc:
         self.root = str(root)
         self.proc = os.path.join(self.root, "proc")
         self.irqs = []
+        self.where = {}
         os.makedirs(self.proc)
         self.write("irq/default_smp_affinity", "f\n")
 
@@ -137,7 +138,8 @@ class FakeProc:
         f[6] = str(0x00208040 if kthread else 0x00400100)  # flags: PF_KTHREAD for kernel threads
         f[11], f[12], f[19], f[36] = "150", "50", str(start), str(cpu)
         base = str(tid) if pid is None else "{}/task/{}".format(pid, tid)
-        for where in {base, str(tid)}:
+        self.where[tid] = {base, str(tid)}
+        for where in self.where[tid]:
             self.write(where + "/stat", "{} ({}) {}\n".format(tid, comm, " ".join(f)))
             self.write(where + "/status", "Name:\t{}\nCpus_allowed_list:\t{}\n".format(comm, allowed))
             self.write(where + "/cmdline", cmdline)
@@ -153,9 +155,10 @@ class FakeProc:
     def set_affinity(self, calls, tid, cpus):
         """What sched_setaffinity does, as far as /proc shows it; and a record of the call."""
         calls.append((tid, sorted(cpus)))
-        text = self.read("{}/status".format(tid))
-        old = [line for line in text.splitlines() if line.startswith("Cpus_allowed_list:")][0]
-        self.write("{}/status".format(tid), text.replace(old, "Cpus_allowed_list:\t" + format_ids(cpus)))
+        for where in self.where[tid]:    # /proc/<tid> and, for a non-leader thread, /proc/<pid>/task/<tid>
+            text = self.read("{}/status".format(where))
+            old = [line for line in text.splitlines() if line.startswith("Cpus_allowed_list:")][0]
+            self.write("{}/status".format(where), text.replace(old, "Cpus_allowed_list:\t" + format_ids(cpus)))
 
     def dom0(self, calls):
         return Dom0Proc(self.root, set_affinity=lambda tid, cpus: self.set_affinity(calls, tid, cpus),
@@ -331,6 +334,88 @@ def test_the_daemon_never_touches_work_that_is_not_a_managed_guests(tmp_path, fa
     assert fake.read("irq/80/smp_affinity_list") == "1\n" and fake.read("irq/81/smp_affinity_list") == "1\n"
     assert {rel: fake.read(rel) for rel in before} == before
     assert dom0.banned() == frozenset({80, 81})
+
+
+# --- tapdisk (XenServer/XCP-ng): attributed through the toolstack's record, never by name -------------
+STORE = {  # blktap3's tapback writes kthread-pid once a disk is connected
+    "/local/domain/0/backend/vbd3": "0 3 5 6 7",
+    "/local/domain/0/backend/vbd3/3": "768 832 51712",
+    "/local/domain/0/backend/vbd3/3/768/kthread-pid": "700",
+    "/local/domain/0/backend/vbd3/3/832/kthread-pid": "701",   # a second disk of guest 3: its own tapdisk
+    "/local/domain/0/backend/vbd3/3/51712": "",                 # not connected yet: no key
+    "/local/domain/0/backend/vbd3/0": "1",
+    "/local/domain/0/backend/vbd3/0/1/kthread-pid": "703",      # dom0's own disk (an SR scan, say)
+    "/local/domain/0/backend/vbd3/5": "768",
+    "/local/domain/0/backend/vbd3/5/768/kthread-pid": "704",
+    "/local/domain/0/backend/vbd3/6": "768",
+    "/local/domain/0/backend/vbd3/6/768/kthread-pid": "704",    # one tapdisk for two guests: no one home
+    "/local/domain/0/backend/vbd3/7": "768 832",
+    "/local/domain/0/backend/vbd3/7/768/kthread-pid": "\uff17\uff10\uff15",  # fullwidth digits: not a pid
+    "/local/domain/0/backend/vbd3/7/832/kthread-pid": "706",   # names a pid that is no tapdisk (a stale record)
+}
+
+
+def store_reader(monkeypatch, store):
+    """A XenstoreReader that asks xenstore-read / xenstore-list, answered from ``store``."""
+    from xapi_numa.backends import xenstore
+
+    def tool(name, path):
+        if path not in store:
+            return None
+        return store[path] + "\n" if name == "xenstore-read" else "\n".join(store[path].split()) + "\n"
+    monkeypatch.setattr(xenstore.XenstoreReader, "_tool", staticmethod(tool))
+    reader = xenstore.XenstoreReader()
+    reader._lib = None   # no xenstored here: the tools' path, as in a dom0 without the library
+    return reader
+
+
+def test_tapdisks_are_read_from_the_toolstacks_device_records(monkeypatch):
+    reader = store_reader(monkeypatch, STORE)
+    assert reader.tapdisk_pids() == {700: {3}, 701: {3}, 703: {0}, 704: {5, 6}, 706: {7}}
+    assert reader.tapdisk_pids([3]) == {700: {3}, 701: {3}}
+    assert store_reader(monkeypatch, {}).tapdisk_pids() == {}    # no vbd3 backend at all (stock Xen)
+
+
+def test_a_tapdisk_is_a_guests_only_by_its_record_and_alone(monkeypatch, fake):
+    fake.thread(700, "tapdisk")
+    fake.thread(707, "tapdisk", pid=700)       # a second thread of it: aligned with it
+    fake.thread(701, "tapdisk")
+    fake.thread(703, "tapdisk")                # dom0's own disk
+    fake.thread(704, "tapdisk")                # serves guests 5 and 6
+    fake.thread(705, "tapdisk")                # in no record
+    fake.thread(706, "sshd")                   # a stale record's pid, reused
+    dom0 = fake.dom0([])
+    dom0.tapdisks = store_reader(monkeypatch, STORE).tapdisk_pids
+    found = [(t.domid, t.tid) for t in dom0.tasks() if t.kind == "tapdisk"]
+    assert found == [(3, 700), (3, 701), (3, 707)]
+    assert [t.tid for t in dom0.tasks([5, 6, 7])] == []
+    # without the records (stock Xen, the simulator) no tapdisk is anybody's
+    dom0.tapdisks = None
+    assert [t for t in dom0.tasks() if t.kind == "tapdisk"] == []
+
+
+def test_the_daemon_aligns_a_guests_tapdisks_and_only_those(monkeypatch, tmp_path, fake):
+    hv = sim_host(tmp_path)
+    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
+    hv.create("b", 1, 256 << 20, soft=N0, dtype="pvh")
+    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
+    assert g == 3
+    fake.thread(700, "tapdisk")
+    fake.thread(707, "tapdisk", pid=700)
+    fake.thread(703, "tapdisk")
+    fake.thread(704, "tapdisk")
+    calls = []
+    dom0 = fake.dom0(calls)
+    dom0.tapdisks = store_reader(monkeypatch, STORE).tapdisk_pids
+    untouched = {rel: fake.read(rel) for rel in ("703/status", "704/status")}
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False), dom0=dom0)
+    rt.cycle()
+    assert {tid for tid, _ in calls} >= {700, 707} and {tuple(cpus) for _, cpus in calls} == {(1,)}
+    assert {rel: fake.read(rel) for rel in untouched} == untouched
+    # the home moves: the tapdisk follows, like every other backend thread of the guest
+    hv.set_vcpu_affinity(g, 0, soft=N0)
+    rt.cycle()
+    assert {t.tid: sorted(t.allowed) for t in dom0.tasks([g]) if t.kind == "tapdisk"} == {700: [0], 707: [0]}
 
 
 def test_the_daemon_has_an_off_switch():

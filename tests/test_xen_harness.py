@@ -51,3 +51,16 @@ def test_a_boot_that_failed_always_says_why():
     assert wrong == ["dom0-lib: dom0 loaded /usr/lib64/x.so"]
     crashed = harness.boot_failures(False, True, None, ["INTERNALERROR> boom"], "")
     assert crashed == ["no failed test named; pytest said: nothing"]
+
+
+def test_a_reason_shared_by_many_tests_is_said_once():
+    failed = ["ERROR t.py::test_a - RuntimeError: guest did not boot",
+              "FAILED t.py::test_b - AssertionError: 3 != 4",
+              "ERROR t.py::test_c - RuntimeError: guest did not boot",
+              "ERROR t.py::test_d - RuntimeError: xl said no"]
+    assert harness.same_reason_once(failed) == [
+        "ERROR 2 tests (t.py::test_a, t.py::test_c) - RuntimeError: guest did not boot",
+        "FAILED t.py::test_b - AssertionError: 3 != 4",
+        "ERROR t.py::test_d - RuntimeError: xl said no"]
+    lines = ["FAILED t.py::test_e", "FAILED t.py::test_f"]   # pytest gives no reason when it has none
+    assert harness.same_reason_once(lines) == ["FAILED 2 tests (t.py::test_e, t.py::test_f)"]

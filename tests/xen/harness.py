@@ -477,11 +477,25 @@ def failed_tests(lines) -> list:
     return [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
 
 
+def same_reason_once(failed: list) -> list:
+    """Failed tests that share one reason (a module or session fixture's error
+    repeats for every test using it) as one line naming them all."""
+    tests_by_reason = {}
+    for line in failed:
+        head, sep, reason = line.partition(" - ")
+        outcome, _, test = head.partition(" ")
+        tests_by_reason.setdefault((outcome, sep + reason), []).append(test)
+    return [f"{outcome} {tests[0]}{sep_reason}" if len(tests) == 1
+            else f"{outcome} {len(tests)} tests ({', '.join(tests)}){sep_reason}"
+            for (outcome, sep_reason), tests in tests_by_reason.items()]
+
+
 def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str) -> list:
-    """Why a boot failed, a line each: its failed tests' reasons, or what else went wrong."""
+    """Why a boot failed, a line each: its failed tests' reasons (once per reason),
+    or what else went wrong."""
     if ok:
         return []
-    why = [line[:REASON_CHARS] for line in failed_tests(lines)]
+    why = [line[:REASON_CHARS] for line in same_reason_once(failed_tests(lines))]
     if not finished:
         why.append("dom0 did not finish (timeout, hang or panic): see its console tail above")
     if dom0_lib_wrong:

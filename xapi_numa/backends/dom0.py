@@ -6,7 +6,10 @@ tree of their own):
 
 * backend threads, attributed to a guest by the domid in their name: the
   device model (``qemu-dm-<domid>``, or a qemu whose command line says
-  ``-xen-domid <domid>``; every thread of it), netback kernel threads
+  ``-xen-domid <domid>``; every thread of it), tapdisk on XenServer/XCP-ng
+  (every thread of the process the toolstack's device record names, see
+  ``tapdisks`` below; a tapdisk serving several guests' disks, or dom0's
+  own, is left alone: it has no one home), netback kernel threads
   (``vif<domid>.<dev>-q<N>-guest-rx``, ``-dealloc``; comm is cut at 15
   characters, which keeps the domid) and blkback kernel threads
   (``<domid>.<dev>-<ring>`` since Linux 4.6, ``blkback.<domid>.<dev>``
@@ -24,7 +27,7 @@ vCPUs), which is what Linux in dom0 calls CPUs.
 """
 import os
 import re
-from typing import Callable, FrozenSet, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.backend_affinity import BackendIrq, BackendTask, Dom0Layout, read_layout
 from xapi_numa.core.cpuset import format_ids
@@ -42,6 +45,9 @@ BANNED_FILE = "irqbalance-banned-irqs"
 DEFAULT_RUN_DIR = "/run/xapi-numa"
 
 AffinitySetter = Callable[[int, FrozenSet[int]], None]
+# pid -> domids whose disks it serves (dom0's own as 0); raises OSError when it cannot tell
+TapdiskPids = Callable[[], Mapping[int, FrozenSet[int]]]
+TAPDISK_COMM = "tapdisk"
 
 
 def parse_cpu_list(text: str) -> FrozenSet[int]:
@@ -58,11 +64,16 @@ class Dom0Proc:
     """dom0's procfs, read and written for backend alignment."""
 
     def __init__(self, root: str = "/", set_affinity: Optional[AffinitySetter] = None,
-                 run_dir: str = DEFAULT_RUN_DIR, clock_ticks: Optional[int] = None) -> None:
+                 run_dir: str = DEFAULT_RUN_DIR, clock_ticks: Optional[int] = None,
+                 tapdisks: Optional[TapdiskPids] = None) -> None:
+        """``tapdisks`` reads the toolstack's record of which tapdisk serves
+        which guest (:meth:`xapi_numa.backends.xenstore.XenstoreReader.tapdisk_pids`
+        on a real dom0); without it no tapdisk is attributed."""
         self.proc = os.path.join(root, "proc")
         self.set_affinity = set_affinity or os.sched_setaffinity
         self.run_dir = run_dir
         self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
+        self.tapdisks = tapdisks
 
     # --- dom0's own layout ---------------------------------------------------------------------
     @staticmethod
@@ -116,8 +127,14 @@ class Dom0Proc:
         except OSError:
             return [pid]
 
-    def _owner(self, pid: int, comm: str, flags: int) -> Optional[Tuple[int, str, bool]]:
-        """(domid, kind, whole process?) of a backend process or kernel thread, else None."""
+    def _owner(self, pid: int, comm: str, flags: int,
+               served: FrozenSet[int] = frozenset()) -> Optional[Tuple[int, str, bool]]:
+        """(domid, kind, whole process?) of a backend process or kernel thread, else None.
+        ``served``: the guests the toolstack's records say this pid serves disks for."""
+        if comm == TAPDISK_COMM and not flags & PF_KTHREAD:
+            # by the toolstack's record only (a stale one names a pid now not a tapdisk), and only
+            # when it serves one guest alone
+            return (next(iter(served)), "tapdisk", True) if len(served) == 1 else None
         for pattern, kind in ((NETBACK_THREAD, "netback"), (BLKBACK_THREAD, "blkback")):
             m = pattern.match(comm)
             if m and flags & PF_KTHREAD:
@@ -136,12 +153,13 @@ class Dom0Proc:
     def tasks(self, domids: Optional[Iterable[int]] = None) -> Tuple[BackendTask, ...]:
         """Backend threads of guests (of these domids only, if given)."""
         wanted = None if domids is None else set(domids)
+        served = self.tapdisks() if self.tapdisks is not None else {}  # every guest's: who else it serves matters
         out = {}
         for pid in self._pids():
             stat = self._stat(str(pid), "stat")
             if stat is None:
                 continue
-            owner = self._owner(pid, stat[0], int(stat[1][6]))
+            owner = self._owner(pid, stat[0], int(stat[1][6]), served.get(pid, frozenset()))
             if owner is None or owner[0] == 0 or (wanted is not None and owner[0] not in wanted):
                 continue
             domid, kind, whole = owner

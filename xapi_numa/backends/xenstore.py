@@ -2,14 +2,29 @@
 
 Through libxenstore with ctypes (no compiler needed on the host, no
 subprocess that can time out under load), falling back to ``xenstore-read``
-where the library cannot be loaded.  A key that cannot be read *now* is
-reported as such (None, or OSError where the caller must not guess), never
-replaced by a made-up value.
+and ``xenstore-list`` where the library cannot be loaded.  A key that cannot
+be read *now* is reported as such (None, or OSError where the caller must not
+guess), never replaced by a made-up value.
+
+Device records read here: the tapdisk process serving each of a guest's
+disks on XenServer/XCP-ng.  blktap3's tapback writes its pid as
+``/local/domain/0/backend/vbd3/<frontend domid>/<device id>/kthread-pid``
+once the disk is connected (xenopsd reads the same key for disk QoS and
+statistics).
 """
 import ctypes
 import ctypes.util
 import errno
-from typing import Optional
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set
+
+from xapi_numa.core.numbers import is_decimal
+
+VBD3_BACKEND = "/local/domain/0/backend/vbd3"
+
+
+def _is_id(text: str) -> bool:
+    """A domid or pid as the toolstack writes it: ASCII digits, not absurdly many."""
+    return is_decimal(text) and len(text) <= 10
 
 
 class XenstoreReader:
@@ -27,6 +42,9 @@ class XenstoreReader:
             self._lib.xs_read.restype = ctypes.c_void_p
             self._lib.xs_read.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
                                           ctypes.POINTER(ctypes.c_uint)]
+            self._lib.xs_directory.restype = ctypes.POINTER(ctypes.c_char_p)
+            self._lib.xs_directory.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
+                                               ctypes.POINTER(ctypes.c_uint)]
             self._handle = self._lib.xs_open(0)
         except (OSError, AttributeError):
             self._lib = None
@@ -62,13 +80,57 @@ class XenstoreReader:
         """Raises OSError when xenstore cannot be asked (the caller must not guess)."""
         return self._raw(path) is not None
 
+    def directory(self, path: str) -> Optional[List[str]]:
+        """The names under a key, None if the key does not exist; raises OSError
+        if xenstore cannot be asked."""
+        if self._lib is not None and self._handle:
+            count = ctypes.c_uint(0)
+            ctypes.set_errno(0)
+            names = self._lib.xs_directory(self._handle, 0, path.encode(), ctypes.byref(count))
+            if not names:
+                err = ctypes.get_errno()
+                if err in (0, errno.ENOENT):
+                    return None
+                raise OSError(err, "listing {} in xenstore".format(path))
+            try:
+                return [names[i].decode("utf-8", "replace") for i in range(count.value)]
+            finally:
+                self._free(ctypes.cast(names, ctypes.c_void_p))  # one block: the array and its strings
+        return self._list_with_tool(path)
+
+    def tapdisk_pids(self, domids: Optional[Iterable[int]] = None) -> Dict[int, FrozenSet[int]]:
+        """pid -> the guests (domids) whose disks that tapdisk serves, from blktap3's
+        ``kthread-pid`` keys; of these guests only, if given.  Disks not yet
+        connected have no key and are not listed; dom0's own disks are listed
+        under domid 0."""
+        if domids is None:
+            domids = [int(d) for d in self.directory(VBD3_BACKEND) or () if _is_id(d)]
+        served: Dict[int, Set[int]] = {}
+        for domid in domids:
+            for device in self.directory("{}/{}".format(VBD3_BACKEND, domid)) or ():
+                pid = (self.read("{}/{}/{}/kthread-pid".format(VBD3_BACKEND, domid, device)) or "").strip()
+                if _is_id(pid):
+                    served.setdefault(int(pid), set()).add(domid)
+        return {pid: frozenset(guests) for pid, guests in served.items()}
+
     @staticmethod
     def _read_with_tool(path: str) -> Optional[str]:
+        out = XenstoreReader._tool("xenstore-read", path)
+        return out.strip() if out is not None else None
+
+    @staticmethod
+    def _list_with_tool(path: str) -> Optional[List[str]]:
+        out = XenstoreReader._tool("xenstore-list", path)
+        return out.split() if out is not None else None
+
+    @staticmethod
+    def _tool(tool: str, path: str) -> Optional[str]:
+        """A xenstore tool's output, None if it failed (a missing key)."""
         import subprocess
 
         try:
-            out = subprocess.run(["xenstore-read", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            out = subprocess.run([tool, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  universal_newlines=True, timeout=5)
         except subprocess.TimeoutExpired:
-            raise OSError(errno.ETIMEDOUT, "xenstore-read {} timed out".format(path)) from None
-        return out.stdout.strip() if out.returncode == 0 else None
+            raise OSError(errno.ETIMEDOUT, "{} {} timed out".format(tool, path)) from None
+        return out.stdout if out.returncode == 0 else None

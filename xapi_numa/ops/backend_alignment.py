@@ -78,7 +78,9 @@ def dom0_for(spec: str, hv: Hypervisor) -> Optional[Dom0Proc]:
 
         return SimDom0(hv, path)
     if os.path.isdir("/proc/xen"):
-        return Dom0Proc("/")
+        from xapi_numa.backends.xenstore import XenstoreReader
+
+        return Dom0Proc("/", tapdisks=XenstoreReader().tapdisk_pids)
     return None
 
 
