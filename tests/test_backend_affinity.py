@@ -76,12 +76,16 @@ def kinds(actions):
      {"enabled": False, "default_irq_cpus": frozenset({0}),
       "owned": (ba.Owned("uuid-1", "irq", 90, "vif1.0-q0-tx"),)},
      [("RestoreBackendAffinity", 90, [0])]),
-    ("guest gone: only the journal entry goes", {}, [], [],
+    # the hand-back below writes only to a thread that is still the one journalled (name, start time)
+    ("guest gone: the default back on whatever of it is left, and the entry goes", {}, [], [],
      {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)},
-     [("RestoreBackendAffinity", 500, None)]),
-    ("a reused tid (other start time) is not ours any more", {1: N1}, [task(1, 500)], [],
-     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 12),)},
-     [("SetThreadAffinity", 500, [1]), ("RestoreBackendAffinity", 500, None)]),
+     [("RestoreBackendAffinity", 500, [0, 1])]),
+    ("a reused tid (other start time): aligned anew, the old entry's write finds nothing", {1: N1},
+     [task(1, 500)], [], {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 12),)},
+     [("SetThreadAffinity", 500, [1]), ("RestoreBackendAffinity", 500, [0, 1])]),
+    ("still running, no longer the guest's alone (a tapdisk now shared): handed back", {1: N1}, [], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 700, "tapdisk", 77),)},
+     [("RestoreBackendAffinity", 700, [0, 1])]),
 ], ids=lambda c: c[0])
 def test_the_planner(case):
     _, guests, tasks, irqs, extra, expected = case
@@ -416,6 +420,15 @@ def test_the_daemon_aligns_a_guests_tapdisks_and_only_those(monkeypatch, tmp_pat
     hv.set_vcpu_affinity(g, 0, soft=N0)
     rt.cycle()
     assert {t.tid: sorted(t.allowed) for t in dom0.tasks([g]) if t.kind == "tapdisk"} == {700: [0], 707: [0]}
+    # it comes to serve guest 1's disk too: no one home any more, so dom0's default goes back on it
+    shared = dict(STORE, **{"/local/domain/0/backend/vbd3/1": "768",
+                            "/local/domain/0/backend/vbd3/1/768/kthread-pid": "700"})
+    shared["/local/domain/0/backend/vbd3"] += " 1"
+    dom0.tapdisks = store_reader(monkeypatch, shared).tapdisk_pids
+    rt.cycle()
+    assert [t for t in dom0.tasks() if t.kind == "tapdisk"] == []
+    assert {tid: fake.read("{}/status".format(tid)).split("Cpus_allowed_list:\t")[1].strip()
+            for tid in (700, 707)} == {700: "0-1", 707: "0-1"}
 
 
 def test_the_daemon_has_an_off_switch():

@@ -64,3 +64,15 @@ def test_a_reason_shared_by_many_tests_is_said_once():
         "ERROR t.py::test_d - RuntimeError: xl said no"]
     lines = ["FAILED t.py::test_e", "FAILED t.py::test_f"]   # pytest gives no reason when it has none
     assert harness.same_reason_once(lines) == ["FAILED 2 tests (t.py::test_e, t.py::test_f)"]
+
+
+def test_many_tests_never_push_their_shared_reason_off_the_line():
+    failed = ["ERROR tests/xen/dom0/test_page_migration.py::test_number_{} - RuntimeError: guest did not "
+              "boot".format(i) for i in range(8)]
+    line, = harness.same_reason_once(failed)
+    assert line == ("ERROR 8 tests (tests/xen/dom0/test_page_migration.py::test_number_0, "
+                    "tests/xen/dom0/test_page_migration.py::test_number_1, "
+                    "tests/xen/dom0/test_page_migration.py::test_number_2 and 5 more) - RuntimeError: guest did "
+                    "not boot")
+    long_reason = "FAILED t.py::test_x - AssertionError: " + "x" * 2000
+    assert len(harness.same_reason_once([long_reason])[0]) == len("FAILED t.py::test_x - ") + harness.REASON_CHARS

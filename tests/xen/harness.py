@@ -477,17 +477,26 @@ def failed_tests(lines) -> list:
     return [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
 
 
+NAMED_TESTS = 3  # of the tests that share one reason, named on its line
+
+
 def same_reason_once(failed: list) -> list:
     """Failed tests that share one reason (a module or session fixture's error
-    repeats for every test using it) as one line naming them all."""
+    repeats for every test using it) as one line: how many, the first few, and
+    the reason (cut to REASON_CHARS on its own, so that many tests never push it off)."""
     tests_by_reason = {}
     for line in failed:
         head, sep, reason = line.partition(" - ")
         outcome, _, test = head.partition(" ")
-        tests_by_reason.setdefault((outcome, sep + reason), []).append(test)
-    return [f"{outcome} {tests[0]}{sep_reason}" if len(tests) == 1
-            else f"{outcome} {len(tests)} tests ({', '.join(tests)}){sep_reason}"
-            for (outcome, sep_reason), tests in tests_by_reason.items()]
+        tests_by_reason.setdefault((outcome, sep + reason[:REASON_CHARS]), []).append(test)
+    out = []
+    for (outcome, sep_reason), tests in tests_by_reason.items():
+        if len(tests) == 1:
+            out.append(f"{outcome} {tests[0]}{sep_reason}")
+            continue
+        more = f" and {len(tests) - NAMED_TESTS} more" if len(tests) > NAMED_TESTS else ""
+        out.append(f"{outcome} {len(tests)} tests ({', '.join(tests[:NAMED_TESTS])}{more}){sep_reason}")
+    return out
 
 
 def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str) -> list:
@@ -495,7 +504,7 @@ def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str)
     or what else went wrong."""
     if ok:
         return []
-    why = [line[:REASON_CHARS] for line in same_reason_once(failed_tests(lines))]
+    why = same_reason_once(failed_tests(lines))
     if not finished:
         why.append("dom0 did not finish (timeout, hang or panic): see its console tail above")
     if dom0_lib_wrong:

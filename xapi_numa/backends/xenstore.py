@@ -20,6 +20,9 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 from xapi_numa.core.numbers import is_decimal
 
 VBD3_BACKEND = "/local/domain/0/backend/vbd3"
+# errors xenstored itself answers with (the connection works): never a reason to reconnect
+ANSWERS_FROM_XENSTORED = frozenset({errno.EACCES, errno.EPERM, errno.EINVAL, errno.E2BIG, errno.ENOSPC,
+                                    errno.EEXIST, errno.EISDIR, errno.EAGAIN, errno.EBUSY})
 
 
 def _is_id(text: str) -> bool:
@@ -45,24 +48,50 @@ class XenstoreReader:
             self._lib.xs_directory.restype = ctypes.POINTER(ctypes.c_char_p)
             self._lib.xs_directory.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
                                                ctypes.POINTER(ctypes.c_uint)]
+            self._lib.xs_close.restype = None
+            self._lib.xs_close.argtypes = [ctypes.c_void_p]
             self._handle = self._lib.xs_open(0)
         except (OSError, AttributeError):
             self._lib = None
         self._free = ctypes.CDLL(None).free
         self._free.argtypes = [ctypes.c_void_p]
 
+    def _library_call(self, what: str, call):
+        """``call(handle)``'s non-NULL result, None for a missing key; raises OSError
+        otherwise.  A connection that broke (xenstored restarted or live-updated:
+        libxenstore never reconnects by itself) is opened afresh and asked once more."""
+        for attempt in (1, 2):
+            ctypes.set_errno(0)
+            result = call(self._handle)
+            if result:
+                return result
+            err = ctypes.get_errno()
+            if err in (0, errno.ENOENT):
+                return None
+            if attempt == 1 and err not in ANSWERS_FROM_XENSTORED and self._reopen():
+                continue
+            raise OSError(err, "{} in xenstore".format(what))
+        return None  # not reached
+
+    def _reopen(self) -> bool:
+        if self._handle:
+            self._lib.xs_close(self._handle)
+        self._handle = self._lib.xs_open(0)
+        return bool(self._handle)
+
+    def _connected(self) -> bool:
+        """Through the library (opened again if an earlier try failed), or not at all."""
+        return self._lib is not None and bool(self._handle or self._reopen())
+
     def _raw(self, path: str) -> Optional[str]:
         """The value ("" for a directory), None if the key does not exist; raises
         OSError if xenstore cannot be asked."""
-        if self._lib is not None and self._handle:
+        if self._connected():
             length = ctypes.c_uint(0)
-            ctypes.set_errno(0)
-            value = self._lib.xs_read(self._handle, 0, path.encode(), ctypes.byref(length))
-            if not value:
-                err = ctypes.get_errno()
-                if err in (0, errno.ENOENT):
-                    return None
-                raise OSError(err, "reading {} from xenstore".format(path))
+            value = self._library_call("reading " + path, lambda h: self._lib.xs_read(
+                h, 0, path.encode(), ctypes.byref(length)))
+            if value is None:
+                return None
             try:
                 return ctypes.string_at(value, length.value).decode("utf-8", "replace")
             finally:
@@ -83,15 +112,12 @@ class XenstoreReader:
     def directory(self, path: str) -> Optional[List[str]]:
         """The names under a key, None if the key does not exist; raises OSError
         if xenstore cannot be asked."""
-        if self._lib is not None and self._handle:
+        if self._connected():
             count = ctypes.c_uint(0)
-            ctypes.set_errno(0)
-            names = self._lib.xs_directory(self._handle, 0, path.encode(), ctypes.byref(count))
-            if not names:
-                err = ctypes.get_errno()
-                if err in (0, errno.ENOENT):
-                    return None
-                raise OSError(err, "listing {} in xenstore".format(path))
+            names = self._library_call("listing " + path, lambda h: self._lib.xs_directory(
+                h, 0, path.encode(), ctypes.byref(count)))
+            if names is None:
+                return None
             try:
                 return [names[i].decode("utf-8", "replace") for i in range(count.value)]
             finally:
@@ -108,7 +134,9 @@ class XenstoreReader:
         served: Dict[int, Set[int]] = {}
         for domid in domids:
             for device in self.directory("{}/{}".format(VBD3_BACKEND, domid)) or ():
-                pid = (self.read("{}/{}/{}/kthread-pid".format(VBD3_BACKEND, domid, device)) or "").strip()
+                # _raw, not read: a key that cannot be read now must not pass for a missing one (a
+                # tapdisk shared with a guest whose key failed would look like one guest's alone)
+                pid = (self._raw("{}/{}/{}/kthread-pid".format(VBD3_BACKEND, domid, device)) or "").strip()
                 if _is_id(pid):
                     served.setdefault(int(pid), set()).add(domid)
         return {pid: frozenset(guests) for pid, guests in served.items()}

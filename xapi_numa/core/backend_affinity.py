@@ -172,7 +172,9 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
 
 def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str]) -> List[object]:
     """For each journalled change: restore the default if the guest still runs but is no
-    longer managed; forget it (restore nothing) if the guest or the thread/IRQ is gone."""
+    longer managed, or if the thread/IRQ is no longer attributed to it (its guest gone, or,
+    for a tapdisk, its record removed or shared with another guest).  The write checks the
+    thread's or IRQ's identity first, so one that is gone is only forgotten."""
     running = {d.uuid for d in snap.domains}
     managed_uuids = set(managed.values())
     present = {(THREAD, t.tid, t.name, t.starttime) for t in state.tasks}
@@ -183,11 +185,13 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
         still_there = (o.kind, o.ident, o.name, o.starttime) in present
         if o.uuid in managed_uuids and still_there:
             continue
-        if o.uuid not in running or not still_there:
-            out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, None,
-                                              reason="its guest or its device is gone"))
-            continue
         cpus = threads_default if o.kind == THREAD else (state.default_irq_cpus or threads_default)
+        if o.uuid not in running or not still_there:
+            # gone, or alive but no longer this guest's work: dom0's default back on whatever is left
+            out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus,
+                                              reason="its guest or its device is gone, or it is not the guest's "
+                                                     "alone any more"))
+            continue
         why = "backend affinity is off for this VM" if o.uuid in state.opted_out else "backend affinity is off"
         if not state.layout.usable and state.enabled and o.uuid not in state.opted_out:
             continue  # a layout we cannot read this cycle is no reason to undo anything
