@@ -35,6 +35,12 @@ from quality.replay import HostState, cv, fits_one_node, land, memory_cv, replay
 from quality.trace import Event, HostSpec, hosts, make_trace  # noqa: E402
 
 
+def fitting_nodes(planner, state: HostState, vm) -> List[int]:
+    """The nodes that hold the VM alone (its build in free memory, its vCPUs in cores)."""
+    need = planner.need(Request(vm.vcpus, vm.memory))
+    return [i for i, free in enumerate(state.free_bytes()) if free >= need and planner.cores[i] >= vm.vcpus]
+
+
 class Hindsight:
     """The default rule, with single-node choices made by a rollout over the known future."""
 
@@ -44,11 +50,6 @@ class Hindsight:
         self.name = f"hindsight-{weight}" + (f"-cpu{cpu_weight}" if cpu_weight else "")
         self.trace, self.weight, self.window, self.cpu_weight = list(trace), weight, window, cpu_weight
         self.where = {ev.vm.vid: k for k, ev in enumerate(self.trace) if ev.start}
-
-    def fitting_nodes(self, state: HostState, vm) -> List[int]:
-        planner = self.base.planner
-        need = planner.need(Request(vm.vcpus, vm.memory))
-        return [i for i, free in enumerate(state.free_bytes()) if free >= need and planner.cores[i] >= vm.vcpus]
 
     def cost(self, state: HostState, k: int, node: int) -> float:
         """The window's cost when the VM started at event ``k`` goes to ``node``."""
@@ -71,7 +72,7 @@ class Hindsight:
         d = self.base.decide(state, vm)
         if d.refused or d.home is None or len(d.home) != 1:
             return d
-        fits = self.fitting_nodes(state, vm)
+        fits = fitting_nodes(self.base.planner, state, vm)
         if len(fits) < 2:
             return d
         k = self.where[vm.vid]

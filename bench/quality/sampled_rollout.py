@@ -25,8 +25,9 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from xapi_numa.core.placement import SINGLE_NODE_RULE, Request  # noqa: E402
+from xapi_numa.core.placement import SINGLE_NODE_RULE  # noqa: E402
 
+from quality.hindsight import fitting_nodes  # noqa: E402
 from quality.policies import BASELINES, Decision, Ours, all_policies  # noqa: E402
 from quality.replay import HostState, cv, fits_one_node, land, memory_cv, replay  # noqa: E402
 from quality.trace import HostSpec, Vm, hosts, make_trace  # noqa: E402
@@ -44,11 +45,6 @@ class SampledRollout:
         self.sizes: List[tuple] = []
         self.running_sum = 0
         self.decisions = 0
-
-    def fitting_nodes(self, state: HostState, vm) -> List[int]:
-        planner = self.base.planner
-        need = planner.need(Request(vm.vcpus, vm.memory))
-        return [i for i, free in enumerate(state.free_bytes()) if free >= need and planner.cores[i] >= vm.vcpus]
 
     def cost(self, state: HostState, vm, node: int, seed: int, mean_running: float) -> float:
         rng = random.Random(seed)
@@ -83,7 +79,7 @@ class SampledRollout:
         d = self.base.decide(state, vm)
         if d.refused or d.home is None or len(d.home) != 1 or len(self.sizes) < MIN_HISTORY:
             return d
-        fits = self.fitting_nodes(state, vm)
+        fits = fitting_nodes(self.base.planner, state, vm)
         if len(fits) < 2:
             return d
         mean_running = self.running_sum / self.decisions

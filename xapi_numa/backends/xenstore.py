@@ -87,16 +87,23 @@ class XenstoreReader:
         """The value ("" for a directory), None if the key does not exist; raises
         OSError if xenstore cannot be asked."""
         if self._connected():
-            length = ctypes.c_uint(0)
-            value = self._library_call("reading " + path, lambda h: self._lib.xs_read(
-                h, 0, path.encode(), ctypes.byref(length)))
-            if value is None:
-                return None
-            try:
-                return ctypes.string_at(value, length.value).decode("utf-8", "replace")
-            finally:
-                self._free(value)
+            return self._ask("reading", self._lib.xs_read, path,
+                             lambda value, length: ctypes.string_at(value, length).decode("utf-8", "replace"))
         return self._read_with_tool(path)
+
+    def _ask(self, what: str, function, path: str, decode):
+        """``function(handle, no transaction, path, &size)`` through :meth:`_library_call`,
+        its result decoded and freed: libxenstore returns one malloc'd block (a value, or
+        a directory's pointer array with its strings), the caller's to free once."""
+        size = ctypes.c_uint(0)
+        result = self._library_call("{} {}".format(what, path),
+                                    lambda h: function(h, 0, path.encode(), ctypes.byref(size)))
+        if result is None:
+            return None
+        try:
+            return decode(result, size.value)
+        finally:
+            self._free(ctypes.cast(result, ctypes.c_void_p))
 
     def read(self, path: str) -> Optional[str]:
         """A key's value; None when it is missing, empty or cannot be read now."""
@@ -113,15 +120,8 @@ class XenstoreReader:
         """The names under a key, None if the key does not exist; raises OSError
         if xenstore cannot be asked."""
         if self._connected():
-            count = ctypes.c_uint(0)
-            names = self._library_call("listing " + path, lambda h: self._lib.xs_directory(
-                h, 0, path.encode(), ctypes.byref(count)))
-            if names is None:
-                return None
-            try:
-                return [names[i].decode("utf-8", "replace") for i in range(count.value)]
-            finally:
-                self._free(ctypes.cast(names, ctypes.c_void_p))  # one block: the array and its strings
+            return self._ask("listing", self._lib.xs_directory, path,
+                             lambda names, count: [names[i].decode("utf-8", "replace") for i in range(count)])
         return self._list_with_tool(path)
 
     def tapdisk_pids(self, domids: Optional[Iterable[int]] = None) -> Dict[int, FrozenSet[int]]:
