@@ -10,6 +10,7 @@ import time
 
 
 import attrs
+import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli.demo import TIMELINE, run_scenario
@@ -108,6 +109,31 @@ def test_killed_between_pin_and_restore_restores_at_next_start(tmp_path):
     assert fresh.restore_all_pins("start") >= 1
     assert pins(fresh) == []
     assert all(v.hard == sim.topology().all_cpus for dom in (a, c) for v in sim.vcpus(dom))
+
+
+@pytest.mark.parametrize("after", ["daemon start", "next cycle"])
+def test_a_pin_journalled_for_a_vms_previous_domain_never_touches_its_new_one(tmp_path, after):
+    """Killed while a pin was held; the VM then rebooted onto a boot pin equal to ours: the
+    journal's record is of the old domain, and its "original" must not undo the new pin."""
+    path = str(tmp_path / "h.json")
+    sim, a, c = swapped_host(path)
+    d = make_daemon(sim, path)
+    d.cycle()
+    sim.run(1.1)
+    d.cycle()
+    record = next(p for p in pins(d) if p.uuid == "aaaaaaaa-0000-4000-8000-000000000001")
+    del d  # killed with the pin journalled
+    sim.destroy(a)
+    rebooted = sim.create("A", 4, 256 << 20, hard=record.pinned_to, soft=sim.topology().parse_cpus("node:0"),
+                          uuid=record.uuid)
+    assert rebooted != a
+    fresh = make_daemon(sim, path)
+    if after == "daemon start":
+        fresh.restore_all_pins("start")
+    else:
+        fresh.cycle()
+    assert all(v.hard == record.pinned_to for v in sim.vcpus(rebooted))
+    assert not [p for p in pins(fresh) if p.domid == a]
 
 
 def test_domain_destroyed_mid_repair_is_no_error_loop(tmp_path, caplog):

@@ -104,6 +104,9 @@ HOLD_MAX = 15.0  # seconds a credit2 pin that is home may be held for the run qu
 # unevenness is not lag but lasting (a node with more runnable vCPUs than another)
 BOUNCED_HOLD_MAX = 60.0
 HELD_WITH_ITS_VM = "held home with its VM while credit2's load averages settle"
+# a pin journalled for a domain that has since gone, the VM running again as a new domain (a
+# reboot, or a migration back): its record says nothing of the new domain's affinity
+REBOOTED = "the VM runs as another domain now: the pin was on the old one"
 
 
 @attrs.frozen
@@ -265,6 +268,10 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
         if d is None:
             out += [RestorePin(None, uuid, p.vcpu, None, "the VM is gone") for p in records]
             continue
+        out += [RestorePin(None, uuid, p.vcpu, None, REBOOTED) for p in records if p.domid != d.domid]
+        records = [p for p in records if p.domid == d.domid]
+        if not records:
+            continue
         current = {v.vcpu: v for v in snap.vcpus.get(d.domid, ())}
         ours = [p for p in records if p.vcpu in current and current[p.vcpu].hard == p.pinned_to]
         out += [RestorePin(None, uuid, p.vcpu, None, "its hard affinity was changed by someone else: left as is")
@@ -381,6 +388,8 @@ def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord]) -> List[RestorePi
         v: Optional[VcpuInfo] = current.get(p.vcpu)
         if d is None or v is None:
             out.append(RestorePin(None, p.uuid, p.vcpu, None, "the VM is gone"))
+        elif d.domid != p.domid:
+            out.append(RestorePin(None, p.uuid, p.vcpu, None, REBOOTED))
         elif v.hard != p.pinned_to:
             out.append(RestorePin(None, p.uuid, p.vcpu, None, "its hard affinity was changed by someone else"))
         else:
