@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -472,3 +473,47 @@ def test_pin_dom0_gives_an_unpinned_dom0_one_node_per_vcpu(tmp_path):
     layout = ba.read_layout(hv.vcpus(0), TOPO)
     assert layout.usable and dict(layout.node_of_vcpu) == {0: 0, 1: 1, 2: 0}
     assert ba.plan_dom0_pins(hv.vcpus(0), TOPO) == []   # already laid out: nothing more
+
+
+def test_an_irq_whose_affinity_write_is_refused_is_not_left_banned(tmp_path, fake):
+    """The kernel refusing the write (a directory where the file should be stands in for EIO):
+    the journal entry goes, and so must the ban, or irqbalance never manages that IRQ again."""
+    from xapi_numa.core import actions as act
+    from xapi_numa.ops.executor import REFUSED, Executor
+    os.remove(os.path.join(fake.proc, "irq", "80", "smp_affinity_list"))
+    os.makedirs(os.path.join(fake.proc, "irq", "80", "smp_affinity_list"))
+    dom0 = fake.dom0([])
+    db = Database(str(tmp_path / "l.db"))
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit", seed=1)
+    move = act.SetIrqAffinity(3, "uuid-3", 80, "vif3.0-q0-tx", frozenset({1}), reason="test")
+    assert [o.status for o in Executor(hv, db, dom0=dom0).apply([move])] == [REFUSED]
+    assert dom0.banned() == frozenset() and BackendJournal(db).entries() == []
+
+
+def test_an_unban_that_fails_is_retried_and_the_rest_of_the_cycle_still_runs(tmp_path, fake, monkeypatch):
+    """/run full: handing back a gone guest's IRQ cannot unban it.  The entry stays for the
+    next cycle, and the cycle's upkeep (dead movers, leases) still runs."""
+    import errno
+    from xapi_numa.core import actions as act
+    from xapi_numa.state.ledger import Ledger
+    dom0 = fake.dom0([])
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit", seed=1)
+    db = Database(str(tmp_path / "l.db"))
+    rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0)
+    BackendJournal(db).record(ba.Owned("gone-uuid", ba.IRQ, 80, "vif3.0-q0-tx", 0))
+    dom0.ban_irq(80)
+
+    def full(irq):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(dom0, "unban_irq", full)
+    hand_back = act.RestoreBackendAffinity("gone-uuid", ba.IRQ, 80, "vif3.0-q0-tx", 0, frozenset({0, 1}),
+                                           reason="the guest is gone")
+    monkeypatch.setattr(rt.backends, "plan", lambda snap, enabled: [hand_back])
+    Ledger(db=db).reserve("vm-x", {0: 1 << 30}, 0.001, lambda: {0: 4 << 30})
+    time.sleep(0.01)
+    report = rt.cycle()
+    assert report.get("expired") == 1
+    assert [e.ident for e in BackendJournal(db).entries()] == [80]
+    monkeypatch.undo()
+    rt.cycle()
+    assert BackendJournal(db).entries() == [] and dom0.banned() == frozenset()

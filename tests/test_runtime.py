@@ -66,6 +66,37 @@ def test_a_failing_upkeep_step_is_logged_once_and_the_others_still_run(tmp_path,
     assert len([r for r in caplog.records if r.getMessage() == "upkeep step failed"]) == 1
 
 
+def test_a_cycle_whose_actions_fail_still_does_its_upkeep(tmp_path, monkeypatch):
+    """Upkeep unpauses what a dead page mover left paused: no failure before it may skip it."""
+    from xapi_numa.state.ledger import Ledger
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    db = Database(str(tmp_path / "l.db"))
+    rt = Runtime(sim, db)
+    Ledger(db=db).reserve("vm-x", {0: 1 << 20}, 0.001, lambda: {0: 1 << 30})
+    time.sleep(0.01)
+
+    def broken(actions):
+        raise RuntimeError("a bug in an action")
+    monkeypatch.setattr(rt.executor, "apply", broken)
+    with pytest.raises(RuntimeError):
+        rt.cycle()
+    with db.read() as conn:  # expired rows are deleted by upkeep only
+        assert conn.execute("SELECT COUNT(*) FROM reservation").fetchone()[0] == 0
+
+
+def test_what_the_daemon_keeps_per_vm_goes_with_the_vm(tmp_path):
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(rebalancing=False))
+    for i in range(5):
+        d = sim.create("vm{}".format(i), 1, 64 << 20, uuid="dddddddd-0000-4000-8000-00000000000{}".format(i))
+        sim.run(0.2)
+        rt.cycle()
+        sim.destroy(d)
+    rt.cycle()
+    alive = {d.uuid for d in sim.domains()}
+    assert set(rt.outside) <= alive and set(rt.restored_at) <= alive
+
+
 def _daemon(path, *extra):
     exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
     return subprocess.Popen([exe, "--backend", "sim:" + path, "--period", "0.1", "--threshold", "0", "--no-xapi"]

@@ -238,25 +238,29 @@ class Executor:
     def _SetIrqAffinity(self, a: act.SetIrqAffinity) -> Outcome:
         def write() -> bool:
             self.dom0.ban_irq(a.irq)  # banned before it is moved: irqbalance must not move it back
-            if self.dom0.set_irq(a.irq, a.name, a.cpus):
-                return True
-            self.dom0.unban_irq(a.irq)
-            return False
+            try:
+                moved = self.dom0.set_irq(a.irq, a.name, a.cpus)
+            except BaseException:
+                # the journal entry goes with a refusal: nothing else would ever unban it
+                self.dom0.unban_irq(a.irq)
+                raise
+            if not moved:
+                self.dom0.unban_irq(a.irq)
+            return moved
         return self._dom0_write(a, (IRQ, a.irq), write)
 
     def _RestoreBackendAffinity(self, a: act.RestoreBackendAffinity) -> Outcome:
         if self.dom0 is None:
             return Outcome(a, REFUSED, "this executor does not reach dom0")
         status = DONE
-        if a.cpus is not None:
-            try:
-                if a.kind == THREAD:
-                    status = DONE if self.dom0.set_thread(a.ident, a.name, a.starttime, a.cpus) else GONE
-                else:
-                    status = DONE if self.dom0.set_irq(a.ident, a.name, a.cpus) else GONE
-            except OSError as err:
-                return Outcome(a, REFUSED, err.strerror or str(err))
-        if a.kind == IRQ:
-            self.dom0.unban_irq(a.ident)
+        try:
+            if a.cpus is not None and a.kind == THREAD:
+                status = DONE if self.dom0.set_thread(a.ident, a.name, a.starttime, a.cpus) else GONE
+            elif a.cpus is not None:
+                status = DONE if self.dom0.set_irq(a.ident, a.name, a.cpus) else GONE
+            if a.kind == IRQ:
+                self.dom0.unban_irq(a.ident)
+        except OSError as err:  # the journal entry stays: retried next cycle
+            return Outcome(a, REFUSED, err.strerror or str(err))
         self.backend_journal.drop(a.kind, a.ident)
         return Outcome(a, status, a.reason)

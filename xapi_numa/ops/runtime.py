@@ -160,6 +160,7 @@ class Runtime:
         alive = {d.uuid for d in snap.domains}
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
         self.bounced_vms &= alive
+        self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
 
     # --- one cycle -------------------------------------------------------------------------------------
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
@@ -193,20 +194,24 @@ class Runtime:
 
     def cycle(self) -> dict:
         self.cycles += 1
-        snap = self.snapshot()
-        pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
-        outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
-        for o in outcomes:
-            if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
-                self.restored_at[o.action.uuid] = snap.time
-            if isinstance(o.action, RestorePin) and o.status == DONE:
-                self.bounced_vms.discard(o.action.uuid)
-        self._count_outside(snap)
-        if self._rebalance_due(snap.time):
-            outcomes += self.rebalance(snap, pinned_in_snap)
+        try:
+            snap = self.snapshot()
+            pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
+            outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
+            for o in outcomes:
+                if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
+                    self.restored_at[o.action.uuid] = snap.time
+                if isinstance(o.action, RestorePin) and o.status == DONE:
+                    self.bounced_vms.discard(o.action.uuid)
+            self._count_outside(snap)
+            if self._rebalance_due(snap.time):
+                outcomes += self.rebalance(snap, pinned_in_snap)
+        finally:
+            # whatever failed above, a guest a dead mover left paused is still unpaused
+            kept = self.upkeep()
         report = {"time": snap.time, "displaced": len(self.displaced_since)}
         report.update(_tally(outcomes))
-        report.update(self.upkeep())
+        report.update(kept)
         self._log_changes(outcomes)
         return report
 
