@@ -67,3 +67,20 @@ def test_many_concurrent_first_opens_all_succeed(tmp_path):
         results = pool.map(_open_and_reserve, [(path, i) for i in range(64)])
     assert results.count("ok") == 64, [r for r in results if r != "ok"][:3]
     assert len(Ledger(path).reservations()) == 64
+
+
+def test_a_full_disk_mid_transaction_is_a_state_error_naming_the_file(tmp_path):
+    """SQLite rolls a transaction back by itself when the disk is full: what the caller gets
+    is still the one state error (not "cannot rollback - no transaction is active")."""
+    db = Database(str(tmp_path / "full.db"))
+    with db.write() as conn:
+        conn.execute("CREATE TABLE big (x BLOB)")
+    pages = db._connection().execute("PRAGMA page_count").fetchone()[0]
+    db._connection().execute("PRAGMA max_page_count={}".format(pages + 2))  # a full disk, for this file
+    with pytest.raises(StateError) as err:
+        with db.write() as conn:
+            for _ in range(100):
+                conn.execute("INSERT INTO big VALUES (zeroblob(4000))")
+    assert "full" in err.value.message and str(tmp_path / "full.db") in err.value.message
+    with db.read() as conn:  # and the file is still usable
+        assert conn.execute("SELECT COUNT(*) FROM big").fetchone()[0] == 0

@@ -206,17 +206,16 @@ class Database:
         try:
             yield db
         except sqlite3.Error as err:
-            db.execute("ROLLBACK")
+            _end(db, "ROLLBACK")
             raise self._failure("write", err) from None
         except BaseException:
-            db.execute("ROLLBACK")
+            _end(db, "ROLLBACK")
             raise
-        else:
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as err:
-                db.execute("ROLLBACK")
-                raise self._failure("commit", err) from None
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            _end(db, "ROLLBACK")
+            raise self._failure("commit", err) from None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -229,6 +228,20 @@ class Database:
         try:
             yield db
         except sqlite3.Error as err:
+            _end(db, "COMMIT")
             raise self._failure("read", err) from None
-        finally:
-            db.execute("COMMIT")
+        except BaseException:
+            _end(db, "COMMIT")
+            raise
+        _end(db, "COMMIT")
+
+
+def _end(db: sqlite3.Connection, how: str) -> None:
+    """End the transaction if SQLite has not already (it rolls back by itself on a full disk,
+    an I/O error or no memory): the error to report is the one that ended it, never this."""
+    if not db.in_transaction:
+        return
+    try:
+        db.execute(how)
+    except sqlite3.Error:
+        pass
