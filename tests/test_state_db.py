@@ -84,3 +84,18 @@ def test_a_full_disk_mid_transaction_is_a_state_error_naming_the_file(tmp_path):
     assert "full" in err.value.message and str(tmp_path / "full.db") in err.value.message
     with db.read() as conn:  # and the file is still usable
         assert conn.execute("SELECT COUNT(*) FROM big").fetchone()[0] == 0
+
+
+def test_the_home_move_log_outlives_a_reboot_of_the_host_clock(tmp_path):
+    """The host clock restarts at boot: an earlier boot's moves hold nothing down, and the
+    log keeps recording (it once pruned every new row behind 1000 later-stamped old ones)."""
+    from xapi_numa.state.homes import KEEP, HomeMove, HomeMoves
+    log = HomeMoves(Database(str(tmp_path / "l.db")))
+    for i in range(KEEP):
+        log.record(HomeMove("vm-{}".format(i % 20), 2000000.0 + i, 0, 1, "move", "before the reboot"))
+    assert log.last_moved(150.0) == {}  # after the reboot the clock reads 150 s
+    log.record(HomeMove("vm-new", 100.0, 0, 1, "move", "after the reboot"))
+    assert log.last_moved(150.0) == {"vm-new": 100.0}
+    for i in range(KEEP + 5):
+        log.record(HomeMove("vm-{}".format(i), 200.0 + i, 1, 0, "swap", "later"))
+    assert len(log.recent()) == KEEP and log.recent()[-1].uuid == "vm-{}".format(KEEP + 4)

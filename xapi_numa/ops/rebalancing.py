@@ -181,7 +181,7 @@ class Rebalancer:
               now: float, our_pins: Set[Tuple[str, int]] = frozenset()) -> List[rebalance.VmLoad]:
         """What the planner weighs: one unit per VM, or per vnode of a vNUMA VM."""
         topo = snap.topology
-        last = self.homes.last_moved()
+        last = self.homes.last_moved(now)
         out = []
         for d in snap.domains:
             if d.domid == 0:

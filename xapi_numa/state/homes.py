@@ -1,7 +1,11 @@
 """The home-move log: every time the rebalancer moved a VM's home node, when, from
 where to where and why.  It is what the hold-down reads (a VM is not moved
-again within minutes) and what ``top`` counts (moves by kind)."""
-from typing import Dict, List
+again within minutes) and what ``top`` counts (moves by kind).
+
+Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
+row stamped later than now is from an earlier boot: it holds nothing down, and
+the next record drops it.  Rows are kept in the order they were written."""
+from typing import Dict, List, Optional
 
 import attrs
 
@@ -29,21 +33,25 @@ class HomeMoves:
 
     def record(self, move: HomeMove) -> None:
         with self.db.write() as db:
+            db.execute("DELETE FROM home_move WHERE moved_at > ?", (move.moved_at,))  # an earlier boot's
             db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason) "
                        "VALUES (?, ?, ?, ?, ?, ?)", attrs.astuple(move))
             db.execute("DELETE FROM home_move WHERE rowid NOT IN "
-                       "(SELECT rowid FROM home_move ORDER BY moved_at DESC LIMIT ?)", (KEEP,))
+                       "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (KEEP,))
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:
             rows = db.execute("SELECT uuid, moved_at, from_node, to_node, kind, reason FROM home_move "
-                              "ORDER BY moved_at").fetchall()
+                              "ORDER BY rowid").fetchall()
         return [HomeMove(*row) for row in rows]
 
-    def last_moved(self) -> Dict[str, float]:
+    def last_moved(self, now: Optional[float] = None) -> Dict[str, float]:
+        """When each VM's home last moved; with ``now``, moves stamped later (an earlier
+        boot's clock) are left out."""
         out: Dict[str, float] = {}
         for m in self.recent():
-            out[m.uuid] = max(out.get(m.uuid, m.moved_at), m.moved_at)
+            if now is None or m.moved_at <= now:
+                out[m.uuid] = max(out.get(m.uuid, m.moved_at), m.moved_at)
         return out
 
     def counts(self) -> Dict[str, int]:
