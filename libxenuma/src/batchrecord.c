@@ -174,8 +174,8 @@ static int publish(const char *tmp, const char *path)
     return -EEXIST;
 }
 
-int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint64_t *gfns,
-                  uint32_t n)
+int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint8_t *handle,
+                  const uint64_t *gfns, uint32_t n)
 {
     size_t size = xn_rec_bytes(kind, n), len = strlen(path) + 32;
     char *tmp = malloc(len);
@@ -214,6 +214,7 @@ int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t do
     h->version = XN_REC_VERSION;
     h->kind = kind;
     h->domid = domid;
+    memcpy(h->handle, handle, XN_REC_HANDLE_BYTES);
     h->n = n;
     h->size = size;
     if (n)

@@ -28,7 +28,8 @@
 #pragma GCC visibility push(hidden)
 
 #define XN_REC_MAGIC 0x21424d554e45584eull /* "NXENUMB!" */
-#define XN_REC_VERSION 2u
+#define XN_REC_VERSION 3u /* 3: the domain's handle, so a reused domid is never taken for it */
+#define XN_REC_HANDLE_BYTES 16 /* xen_domain_handle_t: the domain's uuid */
 
 /* What the record covers. */
 #define XN_REC_KIND_BATCH 1u /* a page-move batch: gfns and their saved contents */
@@ -57,6 +58,9 @@ struct xn_rec_header {
     uint32_t domid, n;
     uint32_t state, pad;
     uint64_t size; /* bytes of the whole record */
+    /* The domain's handle when the record was made: a domain that got its domid
+     * since (the record's own domain gone) has another, and is never touched. */
+    uint8_t handle[XN_REC_HANDLE_BYTES];
     uint64_t gfns[];
 };
 
@@ -73,13 +77,14 @@ size_t xn_rec_header_bytes(uint32_t n);
 size_t xn_rec_bytes(uint32_t kind, uint32_t n);
 
 /*
- * Create the record at path (0600), locked, complete, state XN_REC_OPEN.
+ * Create the record at path (0600), locked, complete, state XN_REC_OPEN, for
+ * domain domid whose handle (XN_REC_HANDLE_BYTES) is `handle`.
  * Space is reserved with posix_fallocate, so a full tmpfs is an error here
  * (-ENOSPC), never a SIGBUS later.  -EBUSY: a live mover holds a record
  * there; -EEXIST: a dead mover's record there still needs recovery.
  */
-int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint64_t *gfns,
-                  uint32_t n);
+int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint8_t *handle,
+                  const uint64_t *gfns, uint32_t n);
 /* Store the state, after everything it vouches for. */
 void xn_rec_set_state(struct xn_rec *r, uint32_t state);
 uint32_t xn_rec_state(const struct xn_rec *r);

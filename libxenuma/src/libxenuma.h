@@ -194,7 +194,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
  * back, give back its pause -- never twice: a record saying the unpause was
  * done, or may have been done while the domain is no longer paused, is only
  * removed.  1: unpaused; 0: nothing to do (record removed, if any);
- * XN_MIG_RECOVERED_GONE: the record's domain no longer exists (removed);
+ * XN_MIG_RECOVERED_GONE: the record's domain no longer exists, or its domid
+ * names another domain now (by the handle the record keeps) (removed);
  * -EBUSY: its mover is alive (record untouched); -EPROTO: not a record of
  * ours; other -errno (the record is kept if it holds data the guest needs).
  * XN_MIG_RECOVERED_RUNNING: the batch had not put every page's contents back

@@ -323,6 +323,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
 {
     struct xn_batch b = { .xch = xn_xch(h), .domid = domid, .gfns = gfns, .n = n, .res = res };
     struct xn_rec rec = { .fd = -1 };
+    xc_domaininfo_t info;
     uint8_t *mapped = NULL;
     uint64_t *kept = NULL;
     uint32_t *index = NULL;
@@ -340,7 +341,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     if ((rc = xn_mig_check(h, domid)))
         return rc;
     b.fmem = xc_interface_fmem_handle(b.xch);
-    if (record_path && (rc = xn_rec_create(&rec, record_path, XN_REC_KIND_BATCH, domid, gfns, n)))
+    if (record_path && ((rc = xn_domain_info(b.xch, domid, &info)) ||
+                        (rc = xn_rec_create(&rec, record_path, XN_REC_KIND_BATCH, domid, info.handle, gfns, n))))
         return rc;
     if ((rc = batch_alloc(&b, &rec)))
         goto out;

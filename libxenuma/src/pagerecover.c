@@ -126,6 +126,9 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
     rc = xn_domain_info(xch, rec.hdr->domid, &info);
     if (rc == 0 && (info.flags & XEN_DOMINF_dying))
         rc = -ESRCH;
+    /* another domain has its domid now: the record's own is gone */
+    if (rc == 0 && memcmp(info.handle, rec.hdr->handle, XN_REC_HANDLE_BYTES))
+        rc = -ESRCH;
     if (rc == -ESRCH) {
         xn_rec_remove(&rec); /* its domain is gone: nothing left to save */
         return XN_MIG_RECOVERED_GONE;

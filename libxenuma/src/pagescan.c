@@ -250,6 +250,7 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
 {
     uint64_t *before = calloc(nr, sizeof(*before)), *after = calloc(nr, sizeof(*after)), gfn;
     struct xn_rec rec = { .fd = -1 };
+    xc_domaininfo_t info;
     sigset_t old;
     int rc = 0;
 
@@ -258,8 +259,8 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
         free(after);
         return -ENOMEM;
     }
-    if (record_path)
-        rc = xn_rec_create(&rec, record_path, XN_REC_KIND_PROBE, domid, NULL, 0);
+    if (record_path && (rc = xn_domain_info(xch, domid, &info)) == 0)
+        rc = xn_rec_create(&rec, record_path, XN_REC_KIND_PROBE, domid, info.handle, NULL, 0);
     if (rc == 0) {
         xn_hold_signals(&old);
         xn_rec_set_state(&rec, XN_REC_PAUSING);

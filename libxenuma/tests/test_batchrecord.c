@@ -20,6 +20,7 @@ static int passed, failed;
 
 static char dir[64], path[128];
 static const uint64_t gfns[3] = { 0x100, 0x101, 0x2000 };
+static const uint8_t handle[XN_REC_HANDLE_BYTES] = { 0xde, 0xad, [15] = 0x01 };
 
 static int exists(const char *p)
 {
@@ -57,7 +58,7 @@ static void test_format(void)
     CHECK(xn_rec_bytes(XN_REC_KIND_BATCH, 3) == 4096 + 3 * 4096);
     CHECK(xn_rec_bytes(XN_REC_KIND_PROBE, 0) == 4096);
 
-    CHECK(xn_rec_create(&r, path, XN_REC_KIND_BATCH, 7, gfns, 3) == 0);
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_BATCH, 7, handle, gfns, 3) == 0);
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     CHECK((size_t)st.st_size == xn_rec_bytes(XN_REC_KIND_BATCH, 3));
     CHECK(st.st_blocks * 512 >= st.st_size); /* reserved, not sparse */
@@ -72,7 +73,7 @@ static void test_format(void)
     {
         struct xn_rec other;
         CHECK(xn_rec_open_dead(&other, path) == -EBUSY);
-        CHECK(xn_rec_create(&other, path, XN_REC_KIND_PROBE, 7, NULL, 0) == -EBUSY);
+        CHECK(xn_rec_create(&other, path, XN_REC_KIND_PROBE, 7, handle, NULL, 0) == -EBUSY);
     }
     xn_rec_remove(&r);
     CHECK(!exists(path));
@@ -88,7 +89,7 @@ static pid_t mover(uint32_t kind, uint32_t state, int hold, int ready_fd)
     if (pid == 0) {
         struct xn_rec r;
         char ok = 1;
-        if (xn_rec_create(&r, path, kind, 9, gfns, kind == XN_REC_KIND_BATCH ? 3 : 0))
+        if (xn_rec_create(&r, path, kind, 9, handle, gfns, kind == XN_REC_KIND_BATCH ? 3 : 0))
             _exit(3);
         if (kind == XN_REC_KIND_BATCH)
             memset(xn_rec_data(&r) + 4096, 0x5a, 4096);
@@ -124,7 +125,7 @@ static void test_dead_and_live_movers(void)
     /* a new mover may not overwrite what the guest still needs */
     {
         struct xn_rec fresh;
-        CHECK(xn_rec_create(&fresh, path, XN_REC_KIND_BATCH, 9, gfns, 3) == -EEXIST);
+        CHECK(xn_rec_create(&fresh, path, XN_REC_KIND_BATCH, 9, handle, gfns, 3) == -EEXIST);
     }
     CHECK(xn_rec_open_dead(&r, path) == 1);
     CHECK(r.hdr->domid == 9 && xn_rec_state(&r) == XN_REC_COPIED);
@@ -154,7 +155,7 @@ static void test_dead_and_live_movers(void)
     pid = mover(XN_REC_KIND_PROBE, XN_REC_UNPAUSED, 0, pipefd[1]);
     wait_ready(pipefd[0]);
     CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 9, NULL, 0) == 0);
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 9, handle, NULL, 0) == 0);
     CHECK(xn_rec_state(&r) == XN_REC_OPEN);
     xn_rec_remove(&r);
     close(pipefd[0]);
@@ -170,7 +171,7 @@ static void test_not_ours(void)
     fclose(f);
     CHECK(xn_rec_open_dead(&r, path) == -EPROTO);
     CHECK(exists(path)); /* left alone */
-    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 1, NULL, 0) == -EEXIST);
+    CHECK(xn_rec_create(&r, path, XN_REC_KIND_PROBE, 1, handle, NULL, 0) == -EEXIST);
     unlink(path);
     CHECK(xn_rec_open_dead(&r, path) == 0); /* nothing there */
 }
@@ -187,7 +188,7 @@ static void test_no_room(void)
         int rc;
         signal(SIGXFSZ, SIG_IGN);
         setrlimit(RLIMIT_FSIZE, &lim);
-        rc = xn_rec_create(&r, path, XN_REC_KIND_BATCH, 1, gfns, 3);
+        rc = xn_rec_create(&r, path, XN_REC_KIND_BATCH, 1, handle, gfns, 3);
         _exit(rc == -EFBIG && !exists(path) ? 0 : 1);
     }
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -65,6 +65,15 @@ static int bind_fake(void)
 
 static char dir[64], record[128];
 
+/* The domain's handle, as Xen reports it (what a record made for it holds). */
+static const uint8_t *handle_of(xn_handle *h, uint32_t domid)
+{
+    static xc_domaininfo_t info;
+    memset(&info, 0, sizeof(info));
+    CHECK(xn_domain_info(xn_xch(h), domid, &info) == 0);
+    return info.handle;
+}
+
 static int exists(const char *p)
 {
     struct stat st;
@@ -319,12 +328,34 @@ static void test_recover_an_empty_batch(xn_handle *h)
     struct xn_rec rec = { .fd = -1 };
 
     guest_reset();
-    CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, none, 0) == 0);
+    CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, handle_of(h, 1), none, 0) == 0);
     CHECK(xc_domain_pause(xn_xch(h), 1) == 0 && pause_count(1) == 1);
     xn_rec_set_state(&rec, XN_REC_COPIED);
     xn_rec_close(&rec);
     CHECK(xn_mig_recover(h, record, &res) == 1 && res.fallback == 0 && res.lost == 0);
     CHECK(pause_count(1) == 0 && !exists(record));
+    settled(h);
+}
+
+/* The record's domain is gone and another got its domid (another handle):
+ * recovery removes the record and never touches the newcomer. */
+static void test_recovery_never_touches_a_domain_that_reused_the_domid(xn_handle *h)
+{
+    static const uint64_t none[1];
+    uint8_t other[XN_REC_HANDLE_BYTES];
+    struct xn_mig_result res;
+    struct xn_rec rec = { .fd = -1 };
+
+    guest_reset();
+    memcpy(other, handle_of(h, 1), sizeof(other));
+    other[0] ^= 0xff;
+    CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, other, none, 0) == 0);
+    CHECK(xc_domain_pause(xn_xch(h), 1) == 0 && pause_count(1) == 1); /* the newcomer's own pause */
+    xn_rec_set_state(&rec, XN_REC_PAUSED);
+    xn_rec_close(&rec);
+    CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_GONE);
+    CHECK(pause_count(1) == 1 && !exists(record));
+    CHECK(xc_domain_unpause(xn_xch(h), 1) == 0);
     settled(h);
 }
 
@@ -423,6 +454,7 @@ int main(void)
         die_and_recover(h, 221);
         test_copy_back_fails(h);
         test_recover_an_empty_batch(h);
+        test_recovery_never_touches_a_domain_that_reused_the_domid(h);
         test_recovery_of_a_guest_someone_unpaused(h);
         xn_close(h);
     }

@@ -15,38 +15,58 @@ from typing import List, Tuple
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.errors import NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
-from xapi_numa.state.moves import INTERRUPTED, RUNNING, MoveJournal
+from xapi_numa.state.moves import INTERRUPTED, RUNNING, MoveJournal, MoveRecord
 
 
 def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
     """Finish what a dead mover left: the backend puts back a batch it left inside
     its pause window (from the batch record) and unpauses the domain; the move
-    is marked interrupted.  Returns what was done, for logs."""
+    is marked interrupted.  Returns what was done, for logs.
+
+    Each row is recovered holding its VM's mover lock, and only if the row read
+    under it is still the dead mover's: a mover that ends (or a new one that
+    starts) between the read and the recovery is never taken for a dead one."""
     done = []
-    for row in journal.rows():
-        if row.state != RUNNING or journal.mover_alive(row.uuid):
+    for seen in journal.rows():
+        if seen.state != RUNNING:
             continue
-        # a mover that kept its guest paused said why before it exited
-        error = row.report.get("error") or "process {} died during the move".format(row.pid)
-        report = dict(row.report, error=error)
-        domains = hv.domains()
-        domain = next((d for d in domains if d.uuid == row.uuid), None)
-        if domain is None and not any(d.domid == row.domid for d in domains):
-            try:  # the VM is gone: its batch record, if any, must not wait for a reused domid
-                hv.recover_move(row.domid)
-            except NumaError as err:
-                done.append("could not drop the batch record of gone domain {}: {}".format(row.domid, err.message))
-        if domain is not None:
-            try:
-                note = hv.recover_move(domain.domid)
-            except NumaError as err:
-                done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
-                continue  # the row stays: retried by the next caller
-            if note:
-                done.append(note)
-                # the row's story ends with this recovery, not with an earlier one that failed
-                report["error"] = "{}; later: {}".format(error, note)
-        journal.finish(row.uuid, INTERRUPTED, report)
+        lock = journal.lock_for(seen.uuid)
+        if not lock.try_acquire():
+            continue  # its mover lives
+        try:
+            row = journal.status(seen.uuid)
+            if row is not None and row.state == RUNNING and (row.pid, row.started) == (seen.pid, seen.started):
+                done += _recover_row(hv, journal, row)
+        finally:
+            lock.release()
+    return done
+
+
+def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[str]:
+    done = []
+    # a mover that kept its guest paused said why before it exited
+    error = row.report.get("error") or "process {} died during the move".format(row.pid)
+    report = dict(row.report, error=error)
+    domains = hv.domains()
+    domain = next((d for d in domains if d.uuid == row.uuid), None)
+    if domain is None:
+        # the VM is gone; its batch record, if any, must not wait for (or meet) a domain that
+        # gets its domid: the backend drops a record whose domain is gone or is another one now
+        try:
+            hv.recover_move(row.domid)
+        except NumaError as err:
+            done.append("could not drop the batch record of gone domain {}: {}".format(row.domid, err.message))
+    else:
+        try:
+            note = hv.recover_move(domain.domid)
+        except NumaError as err:
+            done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
+            return done  # the row stays: retried by the next caller
+        if note:
+            done.append(note)
+            # the row's story ends with this recovery, not with an earlier one that failed
+            report["error"] = "{}; later: {}".format(error, note)
+    if journal.finish(row.uuid, INTERRUPTED, report, only_if=(RUNNING, row.started)):
         done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
     return done
 

@@ -10,7 +10,7 @@ until it has been recovered.
 """
 import json
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import attrs
 
@@ -90,10 +90,16 @@ class MoveJournal:
             db.execute("UPDATE memory_move SET report = ?, updated = ? WHERE uuid = ?",
                        (json.dumps(report), self.db.clock(), uuid))
 
-    def finish(self, uuid: str, state: str, report: dict) -> None:
+    def finish(self, uuid: str, state: str, report: dict, only_if: Optional[Tuple[str, float]] = None) -> bool:
+        """End the VM's row; with ``only_if`` (state, started), only while it is still that
+        row in that state.  Whether it was changed."""
+        query = "UPDATE memory_move SET state = ?, report = ?, updated = ? WHERE uuid = ?"
+        args: tuple = (state, json.dumps(report), self.db.clock(), uuid)
+        if only_if is not None:
+            query += " AND state = ? AND started = ?"
+            args += only_if
         with self.db.write() as db:
-            db.execute("UPDATE memory_move SET state = ?, report = ?, updated = ? WHERE uuid = ?",
-                       (state, json.dumps(report), self.db.clock(), uuid))
+            return db.execute(query, args).rowcount > 0
 
     def fail_claimed(self, vm: str, error: str) -> None:
         """A background mover could not start: say why where its caller looks."""
