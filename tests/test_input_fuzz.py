@@ -18,6 +18,7 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops.move_memory import RATE_MAX, RATE_MIN, parse_node, parse_rate
 
 HOST = Topology.uniform(2, 4, 1 << 30)
 SYNTAX = list("0123456789-,;^:. \tkKmMgGtTpPiIbB") + ["node:", "nodes:", "all", "none", "nearest", "^all"]
@@ -108,11 +109,35 @@ def test_xl_info(text):
     valid_or_refused(Topology.from_xl_info, "cpu_topology :\n" + text + "\nnuma_info :\n" + text)
 
 
+@many
+@given(texts)
+def test_move_targets(text):
+    node = valid_or_refused(parse_node, text)
+    if node is not None:
+        assert 0 <= node < 64 and set(text.strip().replace("node:", "", 1)) <= set("0123456789")
+
+
+@many
+@given(texts)
+def test_move_rates(text):
+    rate = valid_or_refused(parse_rate, text)
+    if rate is not None:
+        assert RATE_MIN * (1 << 20) <= rate <= RATE_MAX * (1 << 20) and set(text.strip()) <= set("0123456789.")
+
+
+@pytest.mark.parametrize("text", ["1_0", "1e3", "inf", "nan", "0.0000001", "9" * 23, ".5", "0x10"])
+def test_a_rate_is_plain_decimal_mb_per_s_within_its_bounds(text):
+    with pytest.raises(InvalidArgument) as err:
+        parse_rate(text)
+    assert err.value.field == "rate" and "1048576" in str(err.value)
+
+
 @pytest.mark.parametrize("digit", ["²", "١", "１", "१"])
 def test_every_parser_refuses_each_non_ascii_digit(digit):
     """The four named cases, through every parser: refused, never read as a number."""
     for parse in (lambda t: HOST.parse_cpus(t), lambda t: HOST.parse_nodes(t), parse_size,
                   lambda t: Policy.parse("strict", t), lambda t: parse_decimal(t, "n", "0..9"),
-                  xapi.parse_mask, lambda t: parse_distances(t + ",20;20,10", 2)):
+                  xapi.parse_mask, lambda t: parse_distances(t + ",20;20,10", 2), parse_node, parse_rate,
+                  lambda t: parse_node("node:" + t)):
         with pytest.raises(InvalidArgument):
             parse(digit)

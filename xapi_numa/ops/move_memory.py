@@ -23,10 +23,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
-from xapi_numa.core import affinity_fixup
+from xapi_numa.core import affinity_fixup, numbers
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
+from xapi_numa.core.policy import MAX_NODES
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
 from xapi_numa.core.vnuma import VnumaLayout
@@ -68,24 +69,30 @@ class Plan:
 
 
 def parse_node(text: str, field: str = "to") -> int:
-    """One node, in Xen's syntax: ``1`` or ``node:1``."""
+    """One node, in Xen's syntax: ``1`` or ``node:1`` (ASCII digits only)."""
     value = text.strip()
     value = value[5:] if value.startswith("node:") else value
-    if not value.isdigit():
-        raise InvalidArgument(field, f"{text!r} is not one node", "a node number such as 1, or node:1")
-    return int(value)
+    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1 or node:1".format(MAX_NODES - 1),
+                                 maximum=MAX_NODES - 1,
+                                 what="node number")
+
+
+RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MB/s: a move at less would take days; more is no limit
+RATE_ALLOWED = "MB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
 
 
 def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
-    """MB/s as typed -> bytes/s (None: unpaced beyond the duty cycle)."""
+    """MB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
     if text is None:
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1 << 20:
-        raise InvalidArgument(field, f"{text!r}", "MB/s as a number above 0, e.g. 200")
+    whole, dot, fraction = text.strip().partition(".")
+    if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
+            or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
+        raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
+    value = float(text)
+    if not RATE_MIN <= value <= RATE_MAX:
+        raise InvalidArgument(field, "{} MB/s is out of range".format(numbers.shown_digits(text.strip())),
+                              RATE_ALLOWED)
     return value * (1 << 20)
 
 
