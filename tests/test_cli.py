@@ -77,6 +77,19 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "unpause", "{host}", "Domain-0"], "not paused"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "10,21"], "distances"),
+    (["sim", "init", "{host}", "--nodes", "64", "--cpus-per-node", "512", "--memory-per-node", "1G"],
+     "at most 4096 pCPUs"),
+    (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1024P"],
+     "--memory-per-node: 1024P (allowed: 64M .. 64T)"),
+    (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
+      "--dom0-memory", "2G"], "--dom0-memory: 2G (allowed: 64M .. half the host (1G))"),
+    (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
+      "--dom0-vcpus", "100"], "--dom0-vcpus: 100 (allowed: 1..4"),
+    (["sim", "create", "{host}", "", "--vcpus", "1", "--memory", "64M"], "name: ''"),
+    (["sim", "create", "{host}", "5", "--vcpus", "1", "--memory", "64M"], "not all digits"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--soft", "^0"], "--soft: '^0' leaves no"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--hard", ""], "--hard: empty"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--soft", ""], "--soft: empty"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
     (["--backend", "xen", "topology"], "Xen"),
 ])
@@ -122,7 +135,8 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
 @pytest.mark.parametrize("argv, fragment", [
     (["place", "--vcpus", "2", "--memory", "1G", "--mode", "loose"], "mode: unknown mode 'loose'"),
     (["place", "--vcpus", "2", "--memory", "1G", "--nodes", "9", "--mode", "strict"], "node 9 does not exist"),
-    (["place", "--vcpus", "2", "--memory", "1G", "--on-exhaust", "maybe"], "on_exhaust: unknown value"),
+    (["place", "--vcpus", "2", "--memory", "1G", "--on-exhaust", "maybe"], "--on-exhaust: unknown value"),
+    (["place", "--vcpus", "2", "--memory", "1G", "--mode", "strict", "--nodes", "x"], "--nodes: bad entry 'x'"),
     (["place", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0"),
     (["place", "--vcpus", "1", "--memory", "3G", "--mode", "strict", "--nodes", "0", "--on-exhaust", "fail"],
      "node 0 has"),
@@ -151,3 +165,65 @@ def test_top_once_and_homing_dry_run(host, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["homing"]) == 2 and "--dry-run" in capsys.readouterr().err
     assert main(["top", "--interval", "0"]) == 2
+
+
+def test_sim_init_onto_a_directory_is_refused(tmp_path, capsys):
+    assert main(["sim", "init", str(tmp_path), "--force", "--nodes", "1", "--cpus-per-node", "1",
+                 "--memory-per-node", "1G"]) == 2
+    assert "PATH: {} is a directory".format(tmp_path) in capsys.readouterr().err
+
+
+def test_policy_nodes_take_xens_node_spelling(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    out = run_json(capsys, "place", "--vcpus", "1", "--memory", "256M", "--mode", "strict", "--nodes", "node:1",
+                   "--dry-run", "--json")
+    assert out["nodes"] == [1]
+
+
+def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys):
+    """As xl reads it: digits are a domid when one exists; a name two domains share names neither."""
+    from xapi_numa.core.host import DomainInfo, find_domain
+    from xapi_numa.errors import InvalidArgument, UnknownVM
+
+    def dom(domid, name, uuid):
+        return DomainInfo(domid, name, uuid, 1, 1, 1, False)
+    doms = [dom(4, "5", "aaaa"), dom(5, "web", "bbbb"), dom(6, "web", "cccc")]
+    assert find_domain(doms, "5").domid == 5 and find_domain(doms, "4").domid == 4
+    assert find_domain(doms, "AAAA").domid == 4
+    with pytest.raises(InvalidArgument) as err:
+        find_domain(doms, "web")
+    assert "2 domains are named 'web' (domids 5, 6)" in str(err.value)
+    with pytest.raises(UnknownVM):
+        find_domain(doms, "7")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--xl", "--json"], "--xl: not with --json"),
+    (["--xl", "--apply"], "--xl: not with --apply"),
+    (["--dynamic-min", "4G"], "--dynamic-min: 4G is above --memory (512M)"),
+    (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
+    (["--split", "2"], "--split: 2 (allowed: 0 or 1)"),
+    (["--nodes", "0,0"], "--nodes: [0, 0]"),
+    (["--nodes", "1", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
+    (["--nodes", "1", "--apply"], "VM: domain {domid} (g) has already run"),
+])
+def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypatch, argv, fragment):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh"]) == 0
+    domid = int(capsys.readouterr().out)
+    assert main(["sim", "run", host, "--seconds", "0.5"]) == 0
+    before = open(host).read()
+    assert main(["vnuma", "g", "--vcpus", "2", "--memory", "512M", *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment.format(domid=domid) in err and len(err.strip().splitlines()) == 1
+    assert open(host).read() == before
+
+
+def test_vnuma_apply_sets_a_layout_on_a_domain_that_has_not_run(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh", "--paused"]) == 0
+    domid = int(capsys.readouterr().out)
+    out = run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "1", "--apply", "--json")
+    assert [v["pnode"] for v in out["vnodes"]] == [1]
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    assert SimHypervisor(host).vnuma(domid) is not None

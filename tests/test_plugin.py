@@ -122,6 +122,18 @@ def test_unknown_function_and_bad_calls(ctx):
         assert result["Status"] == "Failure" and result["ErrorDescription"][0] == "XENAPI_PLUGIN_FAILURE"
 
 
+def test_place_with_nothing_says_what_it_takes_and_a_node_is_read_as_ascii(ctx):
+    server, session, host, sid = ctx
+    details = err(run(server, host, sid, "place", {}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "vcpus= and memory=" in details[2]
+    ref, uuid = server.add_vm("vm", 1, 256 << 20)
+    for bad in ("\u00b2", "\u0661", "node:\u00b2"):
+        details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": bad}))
+        assert details[:2] == ["NUMA_INVALID_ARGUMENT", "to"] and "ASCII" in details[2]
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "1", "rate": "1e3"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "rate"]
+
+
 def test_through_host_call_plugin(ctx):
     import XenAPI
 

@@ -168,8 +168,8 @@ def test_cli_prints_xl_lines_and_refuses_cleanly(tmp_path):
     # without --nodes the vnodes follow a placement dry run: 1 GiB fits on one node
     out = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", "--json")
     assert out.returncode == 0 and '"pnode"' in out.stdout, out.stderr
-    for args, words in [(("--type", "pv"), "type: PV guests"), (("--dynamic-min", "512M"), "populate-on-demand"),
-                        (("--nodes", "0,7"), "--nodes"), (("--split", "3"), "half")]:
+    for args, words in [(("--type", "pv"), "--type: PV guests"), (("--dynamic-min", "512M"), "populate-on-demand"),
+                        (("--nodes", "0,7"), "--nodes"), (("--split", "3"), "--split: 3")]:
         out = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", *args)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
 

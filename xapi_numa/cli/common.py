@@ -3,9 +3,10 @@ and the state database, and a pool session that is always logged out."""
 import contextlib
 import json
 import os
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.errors import InvalidArgument
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
 from xapi_numa.state.ledger import Ledger
@@ -59,3 +60,18 @@ def add_json(parser) -> None:
 def add_ledger(parser) -> None:
     parser.add_argument("--ledger", help="state database (default: $XAPI_NUMA_LEDGER or "
                                          "/var/lib/xapi-numa/ledger.db; beside the state file for sim:PATH)")
+
+
+# the core's names for what the policy flags set: errors name the flag the user typed
+POLICY_FLAGS = {"mode": "--mode", "nodes": "--nodes", "on_exhaust": "--on-exhaust"}
+
+
+@contextlib.contextmanager
+def flag_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise the core's InvalidArgument under the command-line flag that set the field."""
+    try:
+        yield
+    except InvalidArgument as err:
+        if err.field not in names:
+            raise
+        raise InvalidArgument(names[err.field], err.detail, err.allowed) from None

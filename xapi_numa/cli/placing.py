@@ -18,7 +18,9 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
     if not 0 < args.ttl <= 86400:
         raise InvalidArgument("--ttl", "{:g}".format(args.ttl), "more than 0, at most 86400 seconds")
-    request = Request(args.vcpus, memory, Policy.parse(args.mode, args.nodes, args.on_exhaust),
+    with common.flag_names(common.POLICY_FLAGS):
+        policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
+    request = Request(args.vcpus, memory, policy,
                       translated=args.type != "pv")
     hv = common.hypervisor(args)
     placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, args.ttl, args.dry_run)

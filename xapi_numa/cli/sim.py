@@ -1,30 +1,47 @@
 """``xapi-numa sim ...`` and ``xapi-numa demo``: scripting the simulated host."""
+import os
 import sys
 from typing import List
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
-from xapi_numa.core.units import SIZE_SYNTAX, parse_size
+from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.core.numbers import decimal_number, whole_number
 
 SCHEDULERS = ("credit", "credit2")
 
 
+MAX_PCPUS = 4096  # Xen's NR_CPUS at most
+MAX_NODE_MEMORY = 64 << 40  # 64T per node: beyond any host built
+
+
 def cmd_sim_init(args) -> int:
+    if os.path.isdir(args.path):
+        raise InvalidArgument("PATH", "{} is a directory".format(args.path), "a state file's path, e.g. host.json")
     if not 1 <= args.nodes <= 64:
         raise InvalidArgument("--nodes", "{}".format(args.nodes), "1..64")
     if not 1 <= args.cpus_per_node <= 512:
         raise InvalidArgument("--cpus-per-node", "{}".format(args.cpus_per_node), "1..512")
+    if args.nodes * args.cpus_per_node > MAX_PCPUS:
+        raise InvalidArgument("--cpus-per-node", "{} nodes x {} pCPUs is {} pCPUs".format(
+            args.nodes, args.cpus_per_node, args.nodes * args.cpus_per_node),
+            "at most {} pCPUs in all (Xen's NR_CPUS)".format(MAX_PCPUS))
     memory = parse_size(args.memory_per_node, "--memory-per-node")
-    if memory < 64 << 20:
-        raise InvalidArgument("--memory-per-node", "{} is too small".format(args.memory_per_node), "at least 64M")
+    if not 64 << 20 <= memory <= MAX_NODE_MEMORY:
+        raise InvalidArgument("--memory-per-node", "{}".format(args.memory_per_node),
+                              "64M .. {}".format(format_size(MAX_NODE_MEMORY)))
     distances = parse_distances(args.distances, args.nodes, "--distances") if args.distances else None
     topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
     dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
-    if not 1 <= args.dom0_vcpus <= 512:
-        raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus), "1..512")
+    total = memory * args.nodes
+    if dom0_memory is not None and not 64 << 20 <= dom0_memory <= total // 2:
+        raise InvalidArgument("--dom0-memory", "{}".format(args.dom0_memory),
+                              "64M .. half the host ({})".format(format_size(total // 2)))
+    if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
+        raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
+                              "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
     SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force)
     print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
         args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))
@@ -34,10 +51,12 @@ def cmd_sim_init(args) -> int:
 def cmd_sim_create(args) -> int:
     sim = SimHypervisor(args.path)
     topo = sim.topology()
-    hard = topo.parse_cpus(args.hard, "--hard") if args.hard else None
-    soft = topo.parse_cpus(args.soft, "--soft") if args.soft else None
-    if hard is not None and not hard:
-        raise InvalidArgument("--hard", "{!r} leaves no CPU".format(args.hard), "a non-empty CPU list")
+    # given, even as "", is given: an empty list is refused, never read as "not given"
+    hard = topo.parse_cpus(args.hard, "--hard") if args.hard is not None else None
+    soft = topo.parse_cpus(args.soft, "--soft") if args.soft is not None else None
+    for flag, text, cpus in (("--hard", args.hard, hard), ("--soft", args.soft, soft)):
+        if cpus is not None and not cpus:
+            raise InvalidArgument(flag, "{!r} leaves no CPU".format(text), "a non-empty CPU list")
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
     memory = parse_size(args.memory, "--memory")

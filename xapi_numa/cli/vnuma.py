@@ -7,6 +7,8 @@ half of a split host.  ``--xl`` prints the lines for xl.cfg.  ``--store`` (with
 ``--pool``) plans a VM from its xapi record on its host and keeps the plan in its
 ``other_config`` (:mod:`xapi_numa.ops.vnuma_xapi`).
 """
+import re
+
 from xapi_numa.cli import common, render
 from xapi_numa.core import vnuma
 from xapi_numa.core.placement import Request
@@ -14,7 +16,18 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.core import numbers
 from xapi_numa.core.numbers import whole_number
+
+
+# the core's names for what this command's flags set
+FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_dynamic_min="--dynamic-min",
+             memory="--memory", vcpus="--vcpus", half="--split")
+HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
+
+
+def _flag_names(names=FLAGS):
+    return common.flag_names(names)
 
 
 def _guest(args) -> vnuma.GuestSpec:
@@ -22,7 +35,11 @@ def _guest(args) -> vnuma.GuestSpec:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
     memory = parse_size(args.memory, "--memory")
     dynamic_min = parse_size(args.dynamic_min, "--dynamic-min") if args.dynamic_min else None
-    policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
+    if dynamic_min is not None and dynamic_min > memory:
+        raise InvalidArgument("--dynamic-min", "{} is above --memory ({})".format(
+            format_size(dynamic_min), format_size(memory)), "at most --memory (static-max)")
+    with _flag_names():
+        policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
     return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
 
 
@@ -70,17 +87,23 @@ def cmd_vnuma(args) -> int:
     if args.vcpus is None or args.memory is None:
         raise InvalidArgument("--vcpus" if args.vcpus is None else "--memory", "missing",
                               "--vcpus N --memory SIZE (or --store to plan from the VM's xapi record)")
+    if args.xl and (args.json or args.apply):
+        raise InvalidArgument("--xl", "not with {} (it prints xl.cfg lines)".format(
+            "--json" if args.json else "--apply"), "one of --xl, --json, --apply")
     guest = _guest(args)
-    vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
+    with _flag_names():
+        vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
     hv = common.hypervisor(args)
     topo = hv.topology()
     free = {n.node: n.claimable for n in hv.node_memory()}
     if args.split is not None:
         if args.nodes:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
-        plan = vnuma.plan_split(topo, guest, args.split, free)
+        with _flag_names():
+            plan = vnuma.plan_split(topo, guest, args.split, free)
     else:
-        plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
+        with _flag_names(dict(FLAGS, nodes="--nodes")):
+            plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
     if args.xl:
         print(vnuma.xl_lines(plan, topo))
         return 0
@@ -98,11 +121,16 @@ def _apply(args, hv, plan: vnuma.VnumaPlan) -> None:
     d = domain_by_name_or_id(hv, args.vm)
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
         raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
-    try:
-        hole = int(args.hole_start, 0)
-    except ValueError:
-        raise InvalidArgument("--hole-start", repr(args.hole_start), "a byte address, e.g. 0xf0000000") from None
-    hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
+    if not HEX_OR_DECIMAL.fullmatch(args.hole_start.strip()):
+        raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
+                              "a byte address in ASCII hex or decimal, e.g. 0xf0000000")
+    hole = int(args.hole_start.strip(), 0 if args.hole_start.strip()[:2] in ("0x", "0X") else 10)
+    # a guest's kernel reads its vNUMA layout once, at boot: a domain that has run keeps the old one
+    if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
+        raise InvalidArgument("VM", "domain {} ({}) has already run".format(d.domid, d.name),
+                              "a built domain that has not run yet (xl create -p; xenopsd before unpause)")
+    with _flag_names({"hole": "--hole-start"}):
+        hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
 
 
 def register(sub) -> None:

@@ -10,7 +10,8 @@ from typing import FrozenSet, Iterable, Tuple
 
 import attrs
 
-from xapi_numa.errors import UnknownVM
+from xapi_numa.core.numbers import is_decimal, shown
+from xapi_numa.errors import InvalidArgument, UnknownVM
 
 DOMAIN_TYPES = ("pv", "pvh", "hvm")
 
@@ -92,8 +93,24 @@ class BatchResult:
 
 
 def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
-    """The domain a user means by ``ref``: a domid, a name or a UUID."""
-    for d in domains:
-        if ref in (str(d.domid), d.name, d.uuid):
-            return d
+    """The domain a user means by ``ref``: a domid, a UUID or a name.
+
+    As xl reads it: ASCII digits are a domid when a domain has that domid
+    (a VM named "5" is then reached by its UUID).  xapi's name labels are not
+    unique: a name two running domains share is refused, naming their domids,
+    rather than one of them picked."""
+    domains = list(domains)
+    if is_decimal(ref) and len(ref) <= 10:
+        found = [d for d in domains if d.domid == int(ref)]
+        if found:
+            return found[0]
+    found = [d for d in domains if d.uuid.lower() == ref.lower()]
+    if found:
+        return found[0]
+    found = [d for d in domains if d.name == ref]
+    if len(found) > 1:
+        raise InvalidArgument("VM", "{} domains are named {} (domids {})".format(
+            len(found), shown(ref), ", ".join(str(d.domid) for d in found)), "its domid or UUID")
+    if found:
+        return found[0]
     raise UnknownVM(ref)

@@ -109,7 +109,8 @@ class Request:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
             raise InvalidArgument("vcpus", f"{self.vcpus!r}", "1..4096")
         if not isinstance(self.memory, int) or not 1 <= self.memory <= 1 << 50:
-            raise InvalidArgument("memory", f"{self.memory!r}", "1 byte .. 1P")
+            shown = format_size(self.memory) if isinstance(self.memory, int) and self.memory > 0 else repr(self.memory)
+            raise InvalidArgument("memory", shown + " for one VM", "1 byte .. 1P")
 
 
 @attrs.frozen

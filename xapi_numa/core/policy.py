@@ -28,7 +28,8 @@ from xapi_numa.errors import InvalidArgument
 
 MODES = ("any", "best_effort", "preferred", "strict")
 ON_EXHAUST = ("fallback", "fail")
-NODES_SYNTAX = "an ordered node list like 1,3,0 (ranges allowed), nearest, a list ending in nearest, or empty"
+NODES_SYNTAX = ("an ordered node list like 1,3,0 (ranges such as 0-1, and Xen's node:1 and nodes:0-1, allowed), "
+                "nearest, a list ending in nearest, or empty")
 MAX_NODES = 64
 OTHER_CONFIG_KEYS = ("numa_mode", "numa_nodes", "numa_on_exhaust")
 
@@ -49,6 +50,8 @@ def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
     for t in tokens:
         if t == "nearest":
             raise InvalidArgument("nodes", "'nearest' must come last in {}".format(shown(text)), NODES_SYNTAX)
+        # Xen's cpu-list spelling of a node or a node range, as typed for xl
+        t = t[len("nodes:"):] if t.startswith("nodes:") else t[len("node:"):] if t.startswith("node:") else t
         first, sep, second = t.partition("-")
         if not is_decimal(first) or (sep and not is_decimal(second)):
             raise InvalidArgument("nodes", "bad entry {} in {} (ASCII digits only)".format(shown(t), shown(text)),

@@ -110,6 +110,9 @@ def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
 def place(ctx: Context, args: Dict[str, str]) -> dict:
     """A placement for a VM about to start here: reserve, and pin the boot to it;
     or, with vcpus and memory, a what-if placement that reserves nothing."""
+    if not {"vm", "vcpus", "memory"} & set(args):
+        raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
+                                                        "memory= (with mode, nodes, on_exhaust) for a what-if")
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run"})
         return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), bool_arg(args, "dry_run"))

@@ -15,8 +15,8 @@ import random
 import uuid as uuidlib
 from typing import Dict, Iterator, List, Optional
 
-from xapi_numa.core.host import DOMAIN_TYPES
-from xapi_numa.errors import HypervisorError, InvalidArgument, NoCapacity, UnknownVM
+from xapi_numa.core.host import DOMAIN_TYPES, find_domain
+from xapi_numa.errors import HypervisorError, InvalidArgument, NoCapacity
 from xapi_numa.core.topology import Topology
 from xapi_numa.core import xenalloc as allocator
 from xapi_numa.backends.sim.loads import TICK_MS, LoadProfile
@@ -154,10 +154,8 @@ class Host:
         return d.vcpus[vid]
 
     def find(self, ref: str) -> Domain:
-        for d in self.domains.values():
-            if ref in (str(d.domid), d.name, d.uuid):
-                return d
-        raise UnknownVM(ref)
+        """By domid, UUID or name, read as users' tools read them (core.host.find_domain)."""
+        return find_domain(list(self.domains.values()), ref)  # type: ignore[arg-type]
 
     def all_vcpus(self) -> Iterator[Vcpu]:
         for d in self.domains.values():
@@ -295,6 +293,8 @@ class Host:
             raise InvalidArgument("vcpus", f"{vcpus} vCPUs", "1..512")
         if memory_pages < 1:
             raise InvalidArgument("memory", "a domain needs some memory")
+        if not name.strip() or name.isdigit():
+            raise InvalidArgument("name", f"{name!r}", "a non-empty name that is not all digits (those are domids)")
         if any(d.name == name for d in self.domains.values()):
             raise InvalidArgument("name", f"a domain called {name!r} already exists")
         hard = self.online if hard is None else hard
