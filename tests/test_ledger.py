@@ -173,3 +173,13 @@ class _Empty:
 
     def clock(self):
         return time.monotonic()
+
+
+def test_a_clock_stepped_back_never_stretches_a_lease_beyond_its_ttl(tmp_path):
+    now = [10000.0]
+    ledger = Ledger(str(tmp_path / "l.db"), clock=lambda: now[0])
+    ledger.reserve("vm-1", {0: 8 << 30}, 300.0, lambda: {0: 16 << 30})
+    now[0] -= 3600.0  # the wall clock stepped back an hour
+    ledger.expire()
+    now[0] += 301.0
+    assert ledger.expire() == 1 and ledger.outstanding() == {}

@@ -120,6 +120,12 @@ class Ledger:
 
     @staticmethod
     def _expire_in(db, now: float) -> int:
+        # Leases are stamped by the wall clock (humans read them; every process shares it).
+        # A lease made "in the future" means the clock was stepped back: it keeps its TTL
+        # from now at most, never the size of the step.  (A step forward expires leases
+        # early: nothing a wall clock can tell.)
+        db.execute("UPDATE reservation SET expires = ? + (expires - created) "
+                   "WHERE created > ? AND expires > ? + (expires - created)", (now, now, now))
         return db.execute("DELETE FROM reservation WHERE expires <= ?", (now,)).rowcount
 
     def expire(self) -> int:
