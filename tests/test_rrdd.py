@@ -57,7 +57,7 @@ def read_v2(blob: bytes) -> dict:
     (key, pairs), = doc
     if key != "datasources" or len(pairs) != count:
         raise BadFile("metadata does not list {} data sources".format(count))
-    (timestamp,) = struct.unpack_from(">d", blob, data_start)
+    (timestamp,) = struct.unpack_from(">Q", blob, data_start)  # xcp-rrdd's Read.timestamp: get_uint64
     sources = []
     for i, (name, fields) in enumerate(pairs):
         fields = dict(fields)

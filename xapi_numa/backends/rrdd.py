@@ -7,7 +7,9 @@ integers and doubles big-endian::
     data checksum              uint32, CRC-32 of timestamp + values
     metadata checksum          uint32, CRC-32 of the metadata
     number of data sources     uint32
-    timestamp                  double, Unix time
+    timestamp                  uint64, whole seconds of Unix time (its reader and
+                               writer use 64-bit integers; the design note's
+                               "double" is not what xcp-rrdd parses)
     values                     n x 8 bytes: int64 or double, by the metadata's value_type
     metadata length            uint32
     metadata                   JSON {"datasources": {name: {description, owner,
@@ -75,7 +77,7 @@ def _value(s: DataSource) -> bytes:
 def encode(sources: Sequence[DataSource], timestamp: float) -> bytes:
     """One v2 payload: header, checksums, count, timestamp, values, metadata."""
     meta = metadata(sources)
-    data = struct.pack(">d", timestamp) + b"".join(_value(s) for s in sources)
+    data = struct.pack(">Q", int(timestamp)) + b"".join(_value(s) for s in sources)
     head = HEADER + struct.pack(">III", zlib.crc32(data) & 0xFFFFFFFF, zlib.crc32(meta) & 0xFFFFFFFF,
                                 len(sources))
     return head + data + struct.pack(">I", len(meta)) + meta
