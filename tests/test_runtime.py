@@ -214,3 +214,17 @@ def test_the_xapi_link_logs_in_again_with_back_off(caplog):
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 2
     with pytest.raises(XapiError):          # other xapi failures are not "xapi is away"
         link.use(lambda s: (_ for _ in ()).throw(XapiError(["HANDLE_INVALID", "VM"])))
+
+
+def test_the_daemon_logs_its_xapi_session_out_when_it_stops(pool, tmp_path, monkeypatch):
+    """Every restart (rpm -U, Restart=on-failure) once left one more session on xapi."""
+    server, session = pool
+    host = next(iter(server.hosts))
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
+    monkeypatch.setenv("XAPI_NUMA_RUN_DIR", str(tmp_path))
+    before = len(server.sessions)
+    for _ in range(2):
+        assert daemon.main(["--backend", "sim:" + server.sims[host].path, "--cycles", "2", "--period", "0.05",
+                            "--ledger", str(tmp_path / "l.db")]) == 0
+    assert len(server.sessions) == before

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
 from xapi_numa.core.backend_affinity import plan_dom0_pins
@@ -112,7 +112,8 @@ def db_path_for(args: argparse.Namespace, spec: str) -> str:
     return path + ".ledger.db" if path and not os.environ.get("XAPI_NUMA_LEDGER") else default_path()
 
 
-def build_runtime(args: argparse.Namespace, spec: str) -> runtime.Runtime:
+def build_runtime(args: argparse.Namespace, spec: str) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
+    """The daemon's runtime, and its xapi link (None with --no-xapi), logged out at stop."""
     hv = open_hypervisor(spec)
     db = Database(db_path_for(args, spec))
     settings = runtime.Settings(threshold=args.threshold, page_scan_interval=args.page_scan_interval,
@@ -120,7 +121,7 @@ def build_runtime(args: argparse.Namespace, spec: str) -> runtime.Runtime:
                                 backend_affinity=args.backend_affinity, rebalancing=args.rebalance)
     dom0 = dom0_for(spec, hv)
     if args.no_xapi:
-        return runtime.Runtime(hv, db, settings, dom0=dom0)
+        return runtime.Runtime(hv, db, settings, dom0=dom0), None
     link = XapiLink(local_login, time.monotonic, LOG)
     ledger = Ledger(db=db)
 
@@ -128,7 +129,7 @@ def build_runtime(args: argparse.Namespace, spec: str) -> runtime.Runtime:
         return settle_placed(link, lambda session, uuid: settle(hv, session, ledger, uuid),
                              lambda: [d.uuid for d in hv.domains()])
     return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
-                           backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out)
+                           backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out), link
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:
@@ -173,14 +174,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     spec = backend_spec(args.backend)
     try:
         lock = instance_lock(spec)
-        rt = build_runtime(args, spec)
-        rt.restore_all_pins("start: pins left by a previous run")
-        if args.pin_dom0:
-            pin_dom0(rt)
-        log_event(LOG, logging.INFO, "started", backend=spec,
-                  scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
-        run_loop(rt, args.period, args.cycles, stop)
-        rt.restore_all_pins("stop")
+        rt, link = build_runtime(args, spec)
+        try:
+            rt.restore_all_pins("start: pins left by a previous run")
+            if args.pin_dom0:
+                pin_dom0(rt)
+            log_event(LOG, logging.INFO, "started", backend=spec,
+                      scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
+            run_loop(rt, args.period, args.cycles, stop)
+            rt.restore_all_pins("stop")
+        finally:
+            if link is not None:
+                link.close()
         log_event(LOG, logging.INFO, "stopped", cycles=rt.cycles, writes=rt.writes)
         os.close(lock)
         return 0

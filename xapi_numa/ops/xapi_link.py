@@ -57,9 +57,14 @@ class XapiLink:
         except (OSError, xapi.XapiError) as err:
             if isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
                 raise
-            self._session = None
+            self.close()  # xapi may be back before it notices: never leave a session behind
             self._down(now, err)
             return None
+
+    def close(self) -> None:
+        """Log the session out (at stop, and before a new login); never raises."""
+        session, self._session = self._session, None
+        xapi.logout(session)
 
     def _down(self, now: float, err: Exception) -> None:
         self._delay = min(max(2 * self._delay, 1.0), MAX_BACKOFF_S)
