@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 
 from xapi_numa.state.ledger import Ledger
@@ -121,3 +122,49 @@ def test_bad_credentials_are_one_clear_line(pool, tmp_path):
     proc = subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret),
                            "topology"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "readable by others" in proc.stderr
+
+
+def test_a_host_without_the_plugin_or_where_the_vm_cannot_boot_is_passed_over(pool, tmp_path):
+    """Mid-rollout one host has no numa plugin; a VM's local disk is on another host:
+    both are passed over with their reasons, and the pool's start and queries go on."""
+    server, session = pool
+    hosts = list(server.hosts)
+    server.without_plugin.add(hosts[0])
+    ref, uuid = server.add_vm("local-disk", 2, G)
+    server.boot_refusals[(ref, hosts[1])] = ["VM_REQUIRES_SR", ref, "OpaqueRef:local-sr-of-host2"]
+    code, out, err = finish(cli(server, tmp_path, "vm-start", uuid, "--json"))
+    assert code == 0, err
+    assert json.loads(out)["host"] == "host2"
+    code, out, err = finish(cli(server, tmp_path, "topology", "--json"))
+    report = json.loads(out)
+    assert code == 0 and report["host0"] == {"error": ["XENAPI_MISSING_PLUGIN", "numa"]} and "nodes" in report["host1"]
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "--json"))
+    assert code == 0 and "host0 did not answer" in err and {r["host"] for r in json.loads(out)} == {"host1", "host2"}
+    ref2, uuid2 = server.add_vm("nowhere", 1, G)
+    for host in hosts[1:]:
+        server.boot_refusals[(ref2, host)] = ["VM_REQUIRES_NETWORK", ref2, "OpaqueRef:net"]
+    code, out, err = finish(cli(server, tmp_path, "vm-start", uuid2))
+    assert code == 1 and "NUMA_NO_HOST" not in err and "no host can take the VM" in err
+    assert "host0: XENAPI_MISSING_PLUGIN" in err and "host1: VM_REQUIRES_NETWORK" in err
+    assert session.xenapi.VM.get_power_state(ref2) == "Halted"
+
+
+def test_a_start_xapi_refuses_on_the_best_host_goes_to_the_next(pool, tmp_path, monkeypatch):
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G)
+    from xapi_loopback import Failure
+    refused = []
+    real_start_on = server.VM_start_on
+
+    def start_on(self, session_id, vm, host, paused, force):
+        if not refused:  # the first host chosen refuses, as for a network it lacks
+            refused.append(host)
+            raise Failure("VM_REQUIRES_NETWORK", vm, "OpaqueRef:net")
+        return real_start_on(session_id, vm, host, paused, force)
+    monkeypatch.setattr(server, "VM_start_on", types.MethodType(start_on, server))
+    code, out, err = finish(cli(server, tmp_path, "vm-start", uuid, "--json"))
+    assert code == 0, err
+    report = json.loads(out)
+    chosen = next(h for h, rec in server.hosts.items() if rec["name_label"] == report["host"])
+    assert chosen != refused[0] and report["attempts"] == 2
+    assert Ledger(server.ledgers[refused[0]]).reservations() == []

@@ -20,7 +20,7 @@ import sys
 import threading
 import uuid as uuidlib
 from socketserver import ThreadingMixIn
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from xapi_numa.plugin import protocol as proto
@@ -85,6 +85,10 @@ class LoopbackXapi:
                                "API_version_major": "2", "API_version_minor": "21", "other_config": {},
                                "resident_VMs": []}
         self.master = next(iter(self.hosts))
+        # tests' levers: hosts that lack the numa plugin (a rollout half done), and hosts a VM
+        # cannot boot on (xapi's assert_can_boot_here: a local SR elsewhere, a missing network)
+        self.without_plugin: Set[str] = set()
+        self.boot_refusals: Dict[Tuple[str, str], List[str]] = {}  # (vm ref, host ref) -> failure
         self._server: Optional[_Server] = None
         self.url = ""
         self.plugin_calls = 0
@@ -232,7 +236,7 @@ class LoopbackXapi:
     def host_call_plugin(self, session_id, host, plugin, fn, args):
         self._host(host)
         path = os.path.join(self.plugin_dir, plugin)
-        if "/" in plugin or not os.access(path, os.X_OK):
+        if "/" in plugin or not os.access(path, os.X_OK) or host in self.without_plugin:
             raise Failure("XENAPI_MISSING_PLUGIN", plugin)
         call = proto.build_call(fn, session_id, {str(k): str(v) for k, v in args.items()})
         with self.lock:
@@ -330,6 +334,15 @@ class LoopbackXapi:
     def VM_remove_from_VCPUs_params(self, session_id, self_ref, key):
         return self._map_remove(self_ref, "VCPUs_params", key)
 
+    def VM_assert_can_boot_here(self, session_id, self_ref, host):
+        with self.lock:
+            self._vm(self_ref)
+            if not self._host(host)["enabled"]:
+                raise Failure("HOST_DISABLED", host)
+            if (self_ref, host) in self.boot_refusals:
+                raise Failure(*self.boot_refusals[(self_ref, host)])
+        return ""
+
     def VM_start_on(self, session_id, vm, host, start_paused, force):
         with self.lock:
             record = self._vm(vm)
@@ -338,6 +351,8 @@ class LoopbackXapi:
                 raise Failure("VM_BAD_POWER_STATE", vm, "halted", record["power_state"].lower())
             if not h["enabled"]:
                 raise Failure("HOST_DISABLED", host)
+            if (vm, host) in self.boot_refusals:  # xapi asserts it again at the start
+                raise Failure(*self.boot_refusals[(vm, host)])
             record["power_state"] = "Starting"  # xapi's current_operations would block a second start
             mask = record["VCPUs_params"].get("mask")
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])

@@ -45,6 +45,13 @@ class NoCapacity(NumaError):
     code = "NUMA_NO_CAPACITY"
 
 
+class NoHost(NumaError):
+    """No host of the pool can start the VM, for reasons other than memory (xapi refuses
+    it there, the host is down, the plugin is not installed there)."""
+
+    code = "NUMA_NO_HOST"
+
+
 class UnknownVM(NumaError):
     code = "NUMA_UNKNOWN_VM"
 

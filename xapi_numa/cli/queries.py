@@ -1,5 +1,6 @@
 """``xapi-numa topology | vcpus | memory | top | homing --dry-run``: what the host looks like,
 and what xapi-numad would do now."""
+import sys
 import time
 
 from xapi_numa.cli import common, render
@@ -13,7 +14,7 @@ from xapi_numa.core.numbers import decimal_number
 
 def cmd_topology(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import per_host
+        from xapi_numa.ops.pool import failed_host, per_host
 
         with common.pool_session(args) as session:
             reports = per_host(session, "host_topology")
@@ -21,7 +22,9 @@ def cmd_topology(args) -> int:
             common.print_json(reports)
         else:
             for host, report in reports.items():
-                print("== {} ({})\n{}\n".format(host, report["scheduler"], render.render_topology(report)))
+                why = failed_host(report)
+                print("== {}: did not answer ({})\n".format(host, why) if why else "== {} ({})\n{}\n".format(
+                    host, report["scheduler"], render.render_topology(report)))
         return 0
     report = queries.topology_report(common.hypervisor(args))
     common.emit(args, report, render.render_topology)
@@ -30,12 +33,15 @@ def cmd_topology(args) -> int:
 
 def cmd_vcpus(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import per_host
+        from xapi_numa.ops.pool import failed_host, per_host
 
         with common.pool_session(args) as session:
             per = per_host(session, "vcpus")
-        rows = [dict(r, host=host) for host, host_rows in per.items() for r in host_rows
-                if not args.domain or args.domain in (str(r["domid"]), r["name"])]
+        for host, host_rows in per.items():
+            if failed_host(host_rows):
+                print("xapi-numa: host {} did not answer: {}".format(host, failed_host(host_rows)), file=sys.stderr)
+        rows = [dict(r, host=host) for host, host_rows in per.items() if not failed_host(host_rows)
+                for r in host_rows if not args.domain or args.domain in (str(r["domid"]), r["name"])]
     else:
         hv = common.hypervisor(args)
         domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain else None

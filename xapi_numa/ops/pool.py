@@ -8,16 +8,25 @@ fewer VMs, then by name), reserves there (``place``), starts the VM there
 meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
 releases the reservation and restores ``VCPUs_params``.
+
+A host is a candidate only if xapi says the VM can boot there
+(``VM.assert_can_boot_here``: its SRs, networks, GPUs, liveness) and its
+plugin answers; a host without the plugin (mid-rollout), dead or timing out
+is passed over with its reason, never the end of the pool's start.  A
+``VM.start_on`` that xapi refuses on the chosen host moves on to the next.
 """
 
 import json
 from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
-from xapi_numa.errors import NoCapacity, NumaError
+from xapi_numa.errors import NoCapacity, NoHost, NumaError
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
 MAX_ATTEMPTS = 6
+# the host, not the VM, is the problem: pass it over
+HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
+                    "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE")
 
 
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
@@ -40,29 +49,43 @@ def enabled_hosts_named(session, name: str) -> Dict[str, dict]:
     return hosts
 
 
-def candidates(session, uuid: str, only_host: Optional[str] = None) -> List[Tuple[tuple, str, dict]]:
-    """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best first."""
+def candidates(session, uuid: str, only_host: Optional[str] = None,
+               passed_over: Optional[Dict[str, str]] = None) -> List[Tuple[tuple, str, dict]]:
+    """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best
+    first.  ``passed_over``: host refs to leave out, with why (a start refused there)."""
     hosts = xapi.enabled_hosts(session) if only_host is None else enabled_hosts_named(session, only_host)
-    found, refusals = [], []
-    for ref, record in hosts.items():
+    vm = xapi.vm_ref(session, uuid)
+    found, refusals, capacity_only = [], [], True
+    for ref, record in sorted(hosts.items(), key=lambda kv: kv[1]["name_label"]):
+        if passed_over and ref in passed_over:
+            refusals.append("{}: {}".format(record["name_label"], passed_over[ref]))
+            capacity_only = False
+            continue
         try:
+            xapi.call(session.xenapi.VM.assert_can_boot_here, vm, ref)
             placement = plugin_result(session, ref, "place", {"vm": uuid, "dry_run": "true"})
         except xapi.XapiError as err:
-            if err.code != "NUMA_NO_CAPACITY":
-                raise
-            refusals.append(f"{record['name_label']}: {' '.join(err.params[:1])}")
+            if err.code == "NUMA_NO_CAPACITY":
+                refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[:1])))
+                continue
+            if err.code.startswith("NUMA_") and err.code not in ("NUMA_STATE_ERROR",):
+                raise  # about the VM (a bad policy ...): every host would say so
+            refusals.append("{}: {}".format(record["name_label"], " ".join([err.code, *err.params[:2]])))
+            capacity_only = False
             continue
         found.append((fit_key(placement, record), ref, placement))
     if not found:
-        raise NoCapacity("no host can take the VM: " + "; ".join(refusals), refusals)
+        error = NoCapacity if capacity_only else NoHost
+        raise error("no host can take the VM: " + "; ".join(refusals), refusals)
     return sorted(found, key=lambda c: c[0])
 
 
 def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> dict:
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
     tried: List[str] = []
+    refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again
     for attempt in range(MAX_ATTEMPTS):
-        ranked = candidates(session, uuid, only_host)
+        ranked = candidates(session, uuid, only_host, refused)
         fit, host, _ = ranked[0]
         record = xapi.call(session.xenapi.host.get_record, host)
         try:
@@ -82,15 +105,22 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             continue
         try:
             xapi.call(session.xenapi.VM.start_on, vm, host, False, False)
-        except BaseException:
+        except BaseException as err:
             try:
                 plugin_result(session, host, "release", {"vm": uuid})
             except NumaError:
                 pass
-            raise
+            if not isinstance(err, xapi.XapiError):
+                raise
+            refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
+            tried.append(record["name_label"])
+            continue
         settled = plugin_result(session, host, "settle", {"vm": uuid})
         return {"vm": uuid, "host": record["name_label"], "placement": placement, "settled": settled,
                 "attempts": attempt + 1}
+    if refused:
+        raise NoHost("could not start {} on {}: {}".format(uuid, ", ".join(tried), "; ".join(refused.values())),
+                     tried)
     raise NoCapacity(f"hosts {', '.join(tried)} filled up while starting {uuid}", tried)
 
 
@@ -113,5 +143,21 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:
-    return {rec["name_label"]: plugin_result(session, ref, fn, args or {})
-            for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: kv[1]["name_label"])}
+    """Each enabled host's answer; a host that cannot answer (no plugin yet, down) gets
+    ``{"error": [code, ...]}`` rather than failing the whole pool's query."""
+    out: Dict[str, object] = {}
+    for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: kv[1]["name_label"]):
+        try:
+            out[rec["name_label"]] = plugin_result(session, ref, fn, args or {})
+        except xapi.XapiError as err:
+            if err.code not in HOST_UNAVAILABLE:
+                raise
+            out[rec["name_label"]] = {"error": [err.code, *err.params]}
+    return out
+
+
+def failed_host(report: object) -> Optional[str]:
+    """Why a host in :func:`per_host`'s answer did not answer, or None if it did."""
+    if isinstance(report, dict) and set(report) == {"error"}:
+        return " ".join(report["error"])
+    return None
