@@ -396,3 +396,28 @@ def test_json_result_of_plugin_get_policy_still_works(pool):
     result = proto.parse_response(done.stdout)
     assert result["Status"] == "Success", result
     assert json.loads(result["Value"])["mode"] == "strict"
+
+
+def test_a_pool_member_given_for_the_master_logs_in_at_the_master(monkeypatch):
+    """xapi answers a login on a pool member with HOST_IS_SLAVE and the master's address."""
+    tried = []
+
+    def login_once(creds, ca_file=None, insecure=False):
+        tried.append(creds.url)
+        if len(tried) == 1:
+            raise xapi.XapiError(["HOST_IS_SLAVE", "192.0.2.10"])
+        return "session at " + creds.url
+    monkeypatch.setattr(xapi, "_login_once", login_once)
+    creds = xapi.Credentials("https://member.example:8443/", "root", "pw")
+    assert xapi.login(creds) == "session at https://192.0.2.10:8443/"
+    tried.clear()
+
+    def master_down(creds, ca_file=None, insecure=False):
+        tried.append(creds.url)
+        if len(tried) == 1:
+            raise xapi.XapiError(["HOST_IS_SLAVE", "fd00::1"])
+        raise NumaError("cannot reach the pool master at fd00::1: refused")
+    monkeypatch.setattr(xapi, "_login_once", master_down)
+    with pytest.raises(NumaError) as err:
+        xapi.login(xapi.Credentials("https://member.example", "root", "pw"))
+    assert tried[1] == "https://[fd00::1]" and "member.example is a pool member; its master is at fd00::1" in str(err.value)

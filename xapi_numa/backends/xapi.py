@@ -190,7 +190,31 @@ def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SS
 
 
 def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
-    """A session with the pool master; log it out with :func:`logout` in a ``finally``."""
+    """A session with the pool master; log it out with :func:`logout` in a ``finally``.
+
+    Given a pool member instead, xapi answers HOST_IS_SLAVE with the master's address:
+    the login is tried once there, over the same scheme and port, trusting the same
+    certificate authority (with --ca-file, the master's certificate must cover that
+    address)."""
+    try:
+        return _login_once(creds, ca_file, insecure)
+    except XapiError as err:
+        if err.code != "HOST_IS_SLAVE" or not err.params:
+            raise
+        master = err.params[0]
+    parts = check_pool_url(creds.url, insecure)
+    netloc = "[{}]".format(master) if ":" in master else master
+    if parts.port is not None:
+        netloc += ":{}".format(parts.port)
+    moved = parts._replace(netloc=netloc)
+    try:
+        return _login_once(attrs.evolve(creds, url=urllib.parse.urlunsplit(moved)), ca_file, insecure)
+    except NumaError as err:
+        raise NumaError("{} is a pool member; its master is at {}, and logging in there failed: {}".format(
+            parts.hostname, master, err.message)) from None
+
+
+def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
     XenAPI = _xenapi()
     parts = check_pool_url(creds.url, insecure)
     if parts.scheme == "https":
