@@ -408,3 +408,40 @@ def test_lowest_mean_beats_fewest_nodes():
     p = planner.place(loads_of([30 * G, 30 * G, 5 * G]), Request(2, 40 * G))
     assert p.nodes == (0, 1, 2)
     assert abs(set_mean(planner.sym, p.nodes) - 116 / 9) < 1e-9
+
+
+PAGE = 4096
+
+
+@pytest.mark.parametrize("policy", [Policy.parse("strict", "0,1", "fail"), Policy.parse("strict", "0,1"),
+                                    Policy.parse("strict")])
+def test_free_memory_below_a_whole_extent_is_no_room_for_an_hvm_build(policy):
+    """Xen takes a 2 MiB extent from another node when no node of the affinity has a whole
+    one: 300 free pages on each of nodes 0 and 1 hold no extent, so a strict VM of 600
+    pages must not be predicted (and reserved) there with its memory really on node 2."""
+    pl = Planner(Topology.uniform(3, 2, 64 * G), overhead=NO_OVERHEAD)
+    free = NodeLoads.of([300 * PAGE, 300 * PAGE, 8 * G])
+    request = Request(1, 600 * PAGE, policy)
+    try:
+        placement = pl.place(free, request)
+    except NoCapacity:
+        assert policy.on_exhaust == "fail" or not policy.nodes
+        return
+    assert {n for n, b in placement.memory if b} <= set(placement.nodes)
+    assert set(placement.nodes) == {2}  # the fallback goes where the memory really lands
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 3000), min_size=2, max_size=4), st.integers(1, 3000))
+def test_a_strict_placement_is_where_xen_puts_the_memory(free_pages, pages):
+    """Against Xen's allocator model: what strict placement predicts stays on its nodes."""
+    from xapi_numa.core.xenalloc import SUPERPAGE, distribute
+    n = len(free_pages)
+    pl = Planner(Topology.uniform(n, 2, 64 * G), overhead=NO_OVERHEAD)
+    try:
+        placement = pl.place(NodeLoads.of([p * PAGE for p in free_pages]), Request(1, pages * PAGE,
+                                                                                   Policy.parse("strict")))
+    except NoCapacity:
+        return
+    got, _ = distribute(pages, list(free_pages), sorted(placement.nodes), -1, SUPERPAGE)
+    assert {node for node, count in got.items() if count} <= set(placement.nodes)

@@ -61,6 +61,8 @@ from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal
                                       striping_score)
 from xapi_numa.core.xenalloc import SUPERPAGE, distribute
 
+EXTENT_BYTES = SUPERPAGE << PAGE_SHIFT
+
 
 
 def _int_tuple(values) -> Tuple[int, ...]:
@@ -212,6 +214,12 @@ class Planner:
         avail = list(map(sub, loads.free, loads.reserved))  # inline: this is the hot path
         if min(avail) < 0:
             avail = [a if a > 0 else 0 for a in avail]
+        if request.translated:
+            # Xen hands an HVM/PVH build 2 MiB extents and takes one from a node outside the
+            # affinity when no node in it has a whole extent left (xenalloc): what is below
+            # an extent on a node does not count as room there, or a strict VM's memory
+            # would be predicted, reserved and built on a node it must not use
+            avail = [a - a % EXTENT_BYTES for a in avail]
         if policy.mode != "any" and not (policy.nodes or policy.nearest):
             best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request))
             if best >= 0:
