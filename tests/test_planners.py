@@ -214,3 +214,44 @@ def test_settling_gives_each_vcpu_its_own_admin_mask_back():
                       VcpuMask([{4}, {5, 6}]))
     assert [(a.vcpu, a.hard) for a in s.actions] == [(0, frozenset({4})), (1, frozenset({5, 6}))]
     assert s.hard == frozenset({4, 5, 6})
+
+
+def test_settling_a_strict_vm_keeps_each_vcpus_admin_mask_within_its_nodes():
+    """strict on node 1 with the admin's per-vCPU mask 4;5: each vCPU stays on its own CPU,
+    never widened to the whole node (the mask was lost once)."""
+    vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
+    s = settling.plan(dom(1), vs, TOPO, Policy.parse("strict", "1"), frozenset({1}), {1: 100},
+                      VcpuMask([{4}, {5}]))
+    assert [(a.vcpu, a.hard) for a in s.actions] == [(0, frozenset({4})), (1, frozenset({5}))]
+    assert s.hard == frozenset({4, 5})
+    # a vCPU whose own mask has no CPU on the node keeps the mask's CPUs there
+    s = settling.plan(dom(1), vs, TOPO, Policy.parse("strict", "1"), frozenset({1}), {1: 100},
+                      VcpuMask([{0}, {5, 6}]))
+    assert [(a.vcpu, a.hard) for a in s.actions] == [(0, frozenset({5, 6})), (1, frozenset({5, 6}))]
+
+
+def _vm_record(other_config, mask):
+    return {"other_config": other_config, "VCPUs_params": {"mask": mask} if mask else {}, "VCPUs_max": "2",
+            "memory_static_max": str(G), "domain_type": "hvm"}
+
+
+@pytest.mark.parametrize("other_config, mask, nodes, refused", [
+    # a list the policy binds keeps only its nodes the mask reaches, or is refused
+    ({"numa_mode": "strict", "numa_nodes": "2", "numa_on_exhaust": "fail"}, "0,1", None, True),
+    ({"numa_mode": "strict", "numa_nodes": "2,0"}, "0,1", (0,), False),
+    ({"numa_mode": "preferred", "numa_nodes": "2", "numa_on_exhaust": "fail"}, "0,1", None, True),
+    # a list it does not bind comes first, then the mask's other nodes
+    ({"numa_mode": "preferred", "numa_nodes": "2,1"}, "0,1,4", (1, 0), False),
+    ({}, "4,5", (1,), False),
+])
+def test_an_admin_mask_bounds_the_policy_and_never_replaces_its_nodes(other_config, mask, nodes, refused):
+    from xapi_numa.errors import InvalidArgument
+    from xapi_numa.ops.start_placement import request_for
+    topo = Topology.uniform(3, 4, 8 * G)
+    if refused:
+        with pytest.raises(InvalidArgument) as err:
+            request_for(_vm_record(other_config, mask), topo)
+        assert err.value.field == "VCPUs_params:mask" and "none of the policy's nodes 2" in str(err.value)
+        return
+    policy = request_for(_vm_record(other_config, mask), topo).policy
+    assert policy.nodes == nodes and policy.on_exhaust == "fail"

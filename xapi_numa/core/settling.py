@@ -4,7 +4,8 @@
 the build puts its memory there.  Once the domain runs, that pin must give way
 to what the policy means for a running VM:
 
-* ``strict``: hard affinity on the placed nodes (memory and vCPUs only there);
+* ``strict``: hard affinity on the placed nodes (memory and vCPUs only there),
+  narrowed to each vCPU's own admin mask there, if the admin set one;
 * ``any``: no soft affinity; hard affinity is the admin's mask, if any;
 * ``best_effort`` / ``preferred``: soft affinity on the nodes that hold the
   memory (:func:`~xapi_numa.core.locality.memory_nodes`) — the placed nodes
@@ -49,12 +50,26 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
         if landed and landed != nodes:
             nodes, fixed_up = landed, True
         hard, soft = topo.all_cpus, topo.cpus_of_nodes(nodes)
-    if admin_mask is not None and policy.mode != "strict":
-        hard = admin_mask.cpus & topo.all_cpus or topo.all_cpus  # reported: the union of the vCPUs' masks
+    per_vcpu = {v.vcpu: _vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict") for v in vcpus}
+    if admin_mask is not None:
+        # reported: the union of what the vCPUs get
+        hard = frozenset().union(*per_vcpu.values()) if per_vcpu else _vcpu_hard(
+            0, hard, admin_mask, topo, policy.mode == "strict")
     reason = "settled after the build ({} policy)".format(policy.mode)
     actions: List[SetAffinity] = [
-        SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=soft, reason=reason,
-                    hard=(admin_mask.for_vcpu(v.vcpu) & topo.all_cpus or topo.all_cpus)
-                    if admin_mask is not None and policy.mode != "strict" else hard)
+        SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=soft, reason=reason, hard=per_vcpu[v.vcpu])
         for v in vcpus]
     return Settlement(frozenset(nodes), landed, hard, soft, fixed_up, tuple(actions))
+
+
+def _vcpu_hard(vcpu: int, policy_hard: FrozenSet[int], admin_mask: Optional[VcpuMask], topo: Topology,
+               bound_by_policy: bool) -> FrozenSet[int]:
+    """One vCPU's hard affinity once settled: the admin's mask for it comes back; a strict
+    policy also keeps it on its nodes (the mask's CPUs there; the nodes' CPUs if the
+    vCPU's own mask has none there, as the place step checked the mask reaches them)."""
+    if admin_mask is None:
+        return policy_hard
+    own = admin_mask.for_vcpu(vcpu) & topo.all_cpus
+    if not bound_by_policy:
+        return own or topo.all_cpus
+    return own & policy_hard or admin_mask.cpus & policy_hard or policy_hard

@@ -16,6 +16,7 @@ from typing import FrozenSet, Optional
 import attrs
 
 from xapi_numa.backends import xapi
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
@@ -44,12 +45,24 @@ def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
 
 
 def bounded_policy(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) -> Policy:
-    """The policy, with the admin's mask as a hard bound on the nodes."""
+    """The policy, with the admin's mask as a hard bound on the nodes.
+
+    A node list the policy binds (``strict``, or ``on_exhaust=fail``) keeps only its
+    nodes the mask reaches, and is refused when none is left: the mask never stands in
+    for the admin's own list.  Otherwise the listed nodes come first, then the mask's
+    other nodes, and nothing beyond the mask."""
     if allowed_nodes >= frozenset(n.id for n in topo.nodes):
         return policy
     if policy.mode == "any":
         policy = Policy("best_effort")
-    order = [n for n in policy.nodes if n in allowed_nodes] + sorted(allowed_nodes - set(policy.nodes))
+    listed = [n for n in policy.nodes if n in allowed_nodes]
+    binding = policy.nodes and (policy.mode == "strict" or policy.on_exhaust == "fail")
+    if binding and not listed:
+        raise InvalidArgument("VCPUs_params:mask", "it reaches nodes {} only, none of the policy's nodes {} "
+                              "({} {})".format(format_ids(allowed_nodes), ",".join(map(str, policy.nodes)),
+                                               policy.mode, "on_exhaust=" + policy.on_exhaust),
+                              "a mask that reaches a node of other_config:numa_nodes, or another policy")
+    order = listed if binding else listed + sorted(allowed_nodes - set(policy.nodes))
     return attrs.evolve(policy, nodes=tuple(order), nearest=False, on_exhaust="fail")
 
 
