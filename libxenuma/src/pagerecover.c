@@ -59,6 +59,33 @@ static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, ui
     return 0;
 }
 
+/* Back count gfns again, on any node.  Frames a release did not free (something
+ * still referenced them) still count against the domain's maximum, so when it is
+ * reached it is raised by what is missing and the rest tried again, as the mover
+ * itself does: otherwise the guest would stay paused, short of those gfns, for
+ * every recovery to come. */
+static void back_again(xc_interface *xch, uint32_t domid, xen_pfn_t *missing, uint32_t count,
+                       struct xn_mig_result *res)
+{
+    uint32_t done = 0;
+    int attempt;
+
+    for (attempt = 0; done < count && attempt < 2; attempt++) {
+        int got;
+        if (attempt) {
+            xc_domaininfo_t info;
+            if (xn_domain_info(xch, domid, &info) == 0)
+                xc_domain_setmaxmem(xch, domid, ((info.max_pages + (count - done)) * XN_PAGE_SIZE) >> 10);
+            res->raised_max += count - done;
+        }
+        got = xc_domain_populate_physmap(xch, domid, (unsigned long)(count - done), 0, 0, missing + done);
+        if (got > 0)
+            done += (uint32_t)got;
+    }
+    res->fallback = done;
+    res->lost = count - done;
+}
+
 /* The contents the mover saved go back into the guest (any node will do); into
  * a running guest only those of the gfns that had no frame. */
 static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_result *res, int running)
@@ -76,11 +103,8 @@ static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_re
         goto out;
     }
     rc = find_unbacked(xch, hdr, types, missing);
-    if (rc > 0) {
-        int got = xc_domain_populate_physmap(xch, hdr->domid, (unsigned long)rc, 0, 0, missing);
-        res->fallback = got > 0 ? (uint64_t)got : 0;
-        res->lost = (uint64_t)rc - res->fallback;
-    }
+    if (rc > 0)
+        back_again(xch, hdr->domid, missing, (uint32_t)rc, res);
     if (rc >= 0 && res->lost)
         rc = -ENOMEM;
     else if (rc >= 0)
