@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define REC_PAGE 4096u
@@ -174,10 +175,12 @@ static int publish(const char *tmp, const char *path)
     return -EEXIST;
 }
 
+static unsigned int tmp_serial; /* makes each temporary name of this process its own */
+
 int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t domid, const uint8_t *handle,
                   const uint64_t *gfns, uint32_t n)
 {
-    size_t size = xn_rec_bytes(kind, n), len = strlen(path) + 32;
+    size_t size = xn_rec_bytes(kind, n), len = strlen(path) + 64;
     char *tmp = malloc(len);
     struct xn_rec_header *h;
     int rc = 0;
@@ -190,8 +193,11 @@ int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t do
         free(tmp);
         return -EINVAL;
     }
-    snprintf(tmp, len, "%s.new.%ld", path, (long)getpid());
-    unlink(tmp); /* left by a dead process that had our pid */
+    /* One name per call: two threads of one process (xenopsd calls us from
+     * several) must never unlink or publish each other's file. */
+    snprintf(tmp, len, "%s.new.%ld.%ld.%u", path, (long)getpid(), (long)syscall(SYS_gettid),
+             __atomic_fetch_add(&tmp_serial, 1u, __ATOMIC_RELAXED));
+    unlink(tmp); /* left by a dead process that had our pid, thread id and count */
     r->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (r->fd < 0) {
         rc = -errno;
