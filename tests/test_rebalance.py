@@ -237,3 +237,40 @@ def test_a_pin_of_homings_undone_in_this_cycle_is_not_taken_for_an_admins(tmp_pa
     monkeypatch.setattr(rt.rebalancer, "decide", lambda *a, **k: seen.append(a[4]) or decide(*a, **k))
     rt.cycle()
     assert rt.pins.entries() == [] and seen == [{(dom.uuid, 0)}]
+
+
+def test_a_restart_while_memory_follows_a_moved_home_keeps_it_following(tmp_path):
+    """xapi-numad restarted (an RPM upgrade) mid-follow: the new daemon must go on moving the
+    memory to the VM's new home, not take the memory left behind for a home over both
+    nodes (which the rebalancer then never moves again)."""
+    from xapi_numa.core import locality
+    path = str(tmp_path / "restart.json")
+    sim = scenarios.build("asymmetric", path, seed=2)
+    rt = Runtime(sim, Database(path + ".db"), Settings())
+    moved = None
+    for _ in range(30):
+        sim.run(2.0)
+        rt.cycle()
+        moves = HomeMoves(rt.db).recent()
+        if moves:
+            moved = moves[0]
+            break
+    assert moved is not None, "no home moved in 60 s of asymmetric load"
+    domid = next(d.domid for d in sim.domains() if d.uuid == moved.uuid)
+
+    def home():
+        return locality.home_nodes(sim.vcpus(domid), sim.topology())
+
+    def local():
+        pages = sim.node_pages(domid)
+        return pages.get(moved.to_node, 0) / sum(pages.values())
+    assert home() == {moved.to_node} and local() < 0.9
+    del rt  # restarted
+    rt = Runtime(sim, Database(path + ".db"), Settings())
+    for _ in range(40):
+        sim.run(2.0)
+        rt.cycle()
+        assert home() == {moved.to_node}
+        if local() >= 0.9:
+            break
+    assert local() >= 0.9

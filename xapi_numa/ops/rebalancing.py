@@ -93,6 +93,7 @@ class Rebalancer:
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
         self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
+        self._resumed = False  # followed rebuilt from the home-move log (once, after a start)
 
     @property
     def demand(self) -> Dict[str, float]:
@@ -233,6 +234,7 @@ class Rebalancer:
         """The actions of this period.  ``record=False``: a dry run (nothing is logged as
         moved, and the memory-follow progress is left as it is)."""
         now = snap.time
+        self.resume_following(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
@@ -301,6 +303,22 @@ class Rebalancer:
                 continue
             out.append(step)
         return out
+
+    def resume_following(self, snap: HostSnapshot) -> None:
+        """After a (re)start: a VM whose memory was following the home we last moved it to,
+        and whose home is still that node, keeps following it.  Otherwise the first cycle's
+        affinity fix-up would take the memory left behind for the VM's home (a home over
+        both nodes, which the rebalancer no longer moves).  Done once, at the first
+        snapshot; the steps already made are not known, so the count starts again."""
+        if self._resumed:
+            return
+        self._resumed = True
+        for uuid, move in self.homes.latest(snap.time).items():
+            d = next((x for x in snap.domains if x.uuid == uuid), None)
+            if d is None or uuid in self.followed:
+                continue
+            if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
+                self.followed[uuid] = (move.to_node, 0)
 
     def moved(self, uuid: str, pages: int) -> None:
         """A follow-up step was started for ``pages`` more pages."""

@@ -186,6 +186,7 @@ class Runtime:
         actions += pins_made
         if fresh_pages:
             # VMs whose memory is following a home the rebalancer moved are not pulled back
+            self.rebalancer.resume_following(snap)
             following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.followed}
             actions += affinity_fixup.plan(snap, excluded | following)
         if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle

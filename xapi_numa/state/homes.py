@@ -54,6 +54,14 @@ class HomeMoves:
                 out[m.uuid] = max(out.get(m.uuid, m.moved_at), m.moved_at)
         return out
 
+    def latest(self, now: float) -> Dict[str, HomeMove]:
+        """Each VM's last home move of this boot (stamped no later than ``now``)."""
+        out: Dict[str, HomeMove] = {}
+        for m in self.recent():  # in the order written: the last one wins
+            if m.moved_at <= now:
+                out[m.uuid] = m
+        return out
+
     def counts(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
         for m in self.recent():
