@@ -29,6 +29,8 @@ def test_topology_json(host, capsys):
     assert data["distances"] == [[10, 21], [21, 10]]
     assert data["nodes"][0]["memory_total"] == 2 << 30
     assert data["nodes"][0]["memory_free"] < 2 << 30  # dom0 took some
+    # what this Xen offers, as the README's install check reads it
+    assert data["scheduler"] == "credit" and data["features"]["node_claims"] in ("native", "fallback", "none")
 
 
 def test_vcpus_and_memory_json(host, capsys, monkeypatch):
@@ -134,7 +136,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["place", "--vcpus", "2", "--memory", "1G", "--mode", "loose"], "mode: unknown mode 'loose'"),
-    (["place", "--vcpus", "2", "--memory", "1G", "--nodes", "9", "--mode", "strict"], "node 9 does not exist"),
+    (["place", "--vcpus", "2", "--memory", "1G", "--nodes", "9", "--mode", "strict"], "--nodes: node 9 does not exist"),
     (["place", "--vcpus", "2", "--memory", "1G", "--on-exhaust", "maybe"], "--on-exhaust: unknown value"),
     (["place", "--vcpus", "2", "--memory", "1G", "--mode", "strict", "--nodes", "x"], "--nodes: bad entry 'x'"),
     (["place", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0"),
@@ -203,7 +205,7 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--dynamic-min", "4G"], "--dynamic-min: 4G is above --memory (512M)"),
     (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
     (["--split", "2"], "--split: 2 (allowed: 0 or 1)"),
-    (["--nodes", "0,0"], "--nodes: [0, 0]"),
+    (["--nodes", "0,0"], "--nodes: 0,0: each pnode once"),
     (["--nodes", "1", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
     (["--nodes", "1", "--apply"], "VM: domain {domid} (g) has already run"),
 ])
@@ -227,3 +229,12 @@ def test_vnuma_apply_sets_a_layout_on_a_domain_that_has_not_run(host, capsys, mo
     assert [v["pnode"] for v in out["vnodes"]] == [1]
     from xapi_numa.backends.sim.backend import SimHypervisor
     assert SimHypervisor(host).vnuma(domid) is not None
+
+
+def test_move_memory_errors_name_the_flag(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "p", "--vcpus", "1", "--memory", "256M", "--type", "pvh"]) == 0
+    for argv, fragment in ((["--to", "5"], "--to: no node 5"), (["--to", "1", "--batch", "0"], "--batch: 0 pages")):
+        capsys.readouterr()
+        assert main(["move-memory", "p", *argv, "--dry-run"]) == 2
+        assert fragment in capsys.readouterr().err

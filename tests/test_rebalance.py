@@ -274,3 +274,11 @@ def test_a_restart_while_memory_follows_a_moved_home_keeps_it_following(tmp_path
         if local() >= 0.9:
             break
     assert local() >= 0.9
+
+
+def test_a_dry_run_with_nothing_to_do_promises_no_action(tmp_path):
+    path = str(tmp_path / "steady.json")
+    sim = scenarios.build("steady", path, seed=1)
+    rt = Runtime(sim, Database(path + ".db"), Settings())
+    decision = rt.rebalance_dry_run(samples=1)
+    assert decision.assessment.best is None and "acts once" not in decision.note

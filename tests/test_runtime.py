@@ -228,3 +228,11 @@ def test_the_daemon_logs_its_xapi_session_out_when_it_stops(pool, tmp_path, monk
         assert daemon.main(["--backend", "sim:" + server.sims[host].path, "--cycles", "2", "--period", "0.05",
                             "--ledger", str(tmp_path / "l.db")]) == 0
     assert len(server.sessions) == before
+
+
+def test_every_log_line_carries_the_wall_clock_as_time():
+    """The cycle line once carried the host clock (monotonic on Xen) under "time"."""
+    record = logging.LogRecord("xapi-numad", logging.INFO, __file__, 1, "cycle", None, None)
+    record.fields = {"time": 13.0, "pinned": 2}
+    line = json.loads(daemon.JsonFormatter().format(record))
+    assert abs(line["time"] - time.time()) < 60 and line["pinned"] == 2 and line["event"] == "cycle"

@@ -37,8 +37,9 @@ RUN_DIR = "/run/xapi-numa"
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
-        entry.update(getattr(record, "fields", {}))
+        entry = dict(getattr(record, "fields", {}))
+        # a field never overrides these: "time" is always the wall clock of the line
+        entry.update(time=round(record.created, 3), level=record.levelname.lower(), event=record.getMessage())
         return json.dumps(entry, sort_keys=True, default=str)
 
 
@@ -67,11 +68,14 @@ def instance_lock(spec: str) -> int:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="xapi-numad", description="keep running VMs NUMA-well-placed")
-    ap.add_argument("--backend", help="xen (default) or sim:PATH")
+    ap.add_argument("--backend", help="xen or sim:PATH (default: $XAPI_NUMA_BACKEND, else xen); on a simulated "
+                                      "host the daemon does not advance simulated time: run `xapi-numa sim run` "
+                                      "beside it (or see `xapi-numa demo`)")
     ap.add_argument("--period", type=decimal_number, default=1.0, help="seconds between cycles (default 1)")
     ap.add_argument("--threshold", type=decimal_number, default=1.0,
                     help="seconds a vCPU must be displaced before it is brought home (default 1)")
-    ap.add_argument("--ledger", help="state database (default $XAPI_NUMA_LEDGER or /var/lib/xapi-numa/ledger.db)")
+    ap.add_argument("--ledger", help="state database (default: $XAPI_NUMA_LEDGER; with sim:PATH, PATH.ledger.db; "
+                                     "else /var/lib/xapi-numa/ledger.db)")
     ap.add_argument("--cycles", type=whole_number, default=0, help="stop after this many cycles (default: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="run without xapi (no policies, no auto-settle)")
     ap.add_argument("--no-backend-affinity", dest="backend_affinity", action="store_false",

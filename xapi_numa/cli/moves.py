@@ -70,6 +70,11 @@ def render_plan(d: dict) -> str:
     return "\n".join(lines)
 
 
+# the use case's names for what this command's flags set: its errors name the flag typed
+MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--probe-ms", "skip": "--skip",
+              "vnode": "--vnode"}
+
+
 def cmd_move_memory(args) -> int:
     to = move_memory.parse_node(args.to, "--to")
     if not 1 <= args.verify_chunk <= 8192:
@@ -84,8 +89,9 @@ def cmd_move_memory(args) -> int:
     if lock is None:
         move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
-        plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
-                                   args.skip, args.vnode)
+        with common.flag_names(MOVE_FLAGS):
+            plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
+                                       args.skip, args.vnode)
     except NumaError as err:
         if lock is not None:  # started in the background: the journal is the only one listening
             journal.fail_claimed(args.vm, err.message)
@@ -127,7 +133,8 @@ def cmd_memory_moves(args) -> int:
 
 def register(sub) -> None:
     q = sub.add_parser("move-memory", aliases=["migrate"],
-                       help="move a running PVH/HVM VM's memory to another node, page by page")
+                       help="move a running PVH VM's memory to another node, page by page "
+                            "(PV and HVM guests are refused)")
     q.add_argument("vm", help="domid, name or UUID")
     q.add_argument("--to", required=True, help="target node: 1 or node:1")
     q.add_argument("--max", help="move at most this much ({}); default all".format(SIZE_SYNTAX))

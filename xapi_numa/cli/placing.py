@@ -23,7 +23,9 @@ def cmd_place(args) -> int:
     request = Request(args.vcpus, memory, policy,
                       translated=args.type != "pv")
     hv = common.hypervisor(args)
-    placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, args.ttl, args.dry_run)
+    with common.flag_names(common.POLICY_FLAGS):
+        placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, args.ttl,
+                                                      args.dry_run)
     out = placement.to_dict(hv.topology())
     out["reservation"] = reservation.to_dict() if reservation else None
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))

@@ -18,7 +18,9 @@ def render_topology(report: dict) -> str:
     ids = [n["id"] for n in report["nodes"]]
     dist = table(["distance"] + [str(i) for i in ids],
                  [[i] + row for i, row in zip(ids, report["distances"])])
-    return nodes + "\n\n" + dist
+    offers = "scheduler: {}\nfeatures: {}".format(report.get("scheduler", "?"), ", ".join(
+        "{}={}".format(k, v) for k, v in sorted(report.get("features", {}).items())) or "none")
+    return nodes + "\n\n" + dist + "\n\n" + offers
 
 
 def render_vcpus(rows: Sequence[dict]) -> str:

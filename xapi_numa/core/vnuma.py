@@ -173,7 +173,8 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
         if p not in known:
             raise InvalidArgument("nodes", f"no node {p} on this host", f"0..{max(known)}")
     if len(set(pnodes)) != len(pnodes) or not pnodes:
-        raise InvalidArgument("nodes", f"{list(pnodes)}: each pnode once, at least one", "distinct node ids")
+        raise InvalidArgument("nodes", "{}: each pnode once, at least one".format(",".join(map(str, pnodes)) or "none"),
+                              "distinct node ids")
     k = len(pnodes)
     if k > guest.vcpus:
         raise InvalidArgument("vnodes", f"{k} vnodes but only {guest.vcpus} vCPU(s): every vnode needs a vCPU",

@@ -101,7 +101,8 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
         raise NotMovable(d.name, "dom0's memory is not moved by this tool")
     if d.type == "pv":
         raise NotMovable(d.name, "it is a PV guest (its page tables hold machine frame numbers); "
-                                 "only PVH and HVM guests can have their memory moved")
+                                 "only PVH guests can have their memory moved (HVM guests with a device "
+                                 "model are refused too, see the README's \"HVM guests\")")
     blockers = hv.move_blockers(d.domid)
     if DEVICE_MODEL_BLOCKER in blockers:
         # Xen 4.17 flags the map cache for invalidation only when a vCPU next runs, and

@@ -14,9 +14,14 @@ from xapi_numa.ports.hypervisor import Hypervisor
 
 
 def topology_report(hv: Hypervisor) -> dict:
+    """Nodes, distances and CPUs, and what this Xen offers: its scheduler and the
+    features the host's paths depend on (per-node claims, the node-page query)."""
     topo = hv.topology()
     memory = {m.node: m for m in hv.node_memory()}
+    caps = hv.capabilities()
     return {
+        "scheduler": caps.scheduler,
+        "features": dict(caps.features),
         "nodes": [
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
              "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed}

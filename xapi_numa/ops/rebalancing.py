@@ -262,7 +262,7 @@ class Rebalancer:
                     record: bool = True) -> List[object]:
         out: List[object] = []
         for vm, to in best.moves:
-            reason = "{} move: {}".format(best.kind, best.explain({}).split("; node loads")[0])
+            reason = best.explain({}).split("; node loads")[0]  # begins with the kind: "balance: ..."
             if vm.vnode is not None:  # one whole vnode: its memory moves in one mover, no follow-up
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
                                           self.settings.rate, reason)

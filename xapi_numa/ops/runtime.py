@@ -210,7 +210,7 @@ class Runtime:
         finally:
             # whatever failed above, a guest a dead mover left paused is still unpaused
             kept = self.upkeep()
-        report = {"time": snap.time, "displaced": len(self.displaced_since)}
+        report = {"host_clock": snap.time, "displaced": len(self.displaced_since)}
         report.update(_tally(outcomes))
         report.update(kept)
         self._log_changes(outcomes)
@@ -290,9 +290,9 @@ class Runtime:
                                                   record=False)
         finally:
             self.executor = executor
-        return attrs.evolve(decision, note=decision.note + ("" if decision.streak >= sustain else
-                                                            " (the daemon acts once this has stood for {} periods)"
-                                                            .format(sustain)))
+        waits = decision.assessment.best is not None and decision.streak < sustain
+        return attrs.evolve(decision, note=decision.note + (" (the daemon acts once this has stood for {} periods)"
+                                                            .format(sustain) if waits else ""))
 
     def what_now(self) -> List[Outcome]:
         """What a cycle would do now, with no threshold (dry runs)."""

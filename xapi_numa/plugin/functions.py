@@ -68,9 +68,6 @@ def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
     for node in report["nodes"]:
         node["memory_reserved"] = reserved.get(node["id"], 0)
         node["memory_claimable"] = max(0, node["memory_free"] - node["memory_claimed"] - node["memory_reserved"])
-    caps = ctx.hv.capabilities()
-    report["scheduler"] = caps.scheduler
-    report["features"] = dict(caps.features)
     del report["cpus"]
     return report
 
