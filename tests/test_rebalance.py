@@ -277,8 +277,10 @@ def test_a_restart_while_memory_follows_a_moved_home_keeps_it_following(tmp_path
 
 
 def test_a_dry_run_with_nothing_to_do_promises_no_action(tmp_path):
-    path = str(tmp_path / "steady.json")
-    sim = scenarios.build("steady", path, seed=1)
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core.topology import Topology
+    path = str(tmp_path / "idle.json")
+    sim = SimHypervisor.init(path, Topology.uniform(2, 2, 4 << 30), "credit2", 1)
     rt = Runtime(sim, Database(path + ".db"), Settings())
     decision = rt.rebalance_dry_run(samples=1)
     assert decision.assessment.best is None and "acts once" not in decision.note
