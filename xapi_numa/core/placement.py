@@ -216,12 +216,18 @@ class Planner:
             avail = [a if a > 0 else 0 for a in avail]
         if request.translated:
             # Xen hands an HVM/PVH build 2 MiB extents and takes one from a node outside the
-            # affinity when no node in it has a whole extent left (xenalloc): what is below
-            # an extent on a node does not count as room there, or a strict VM's memory
-            # would be predicted, reserved and built on a node it must not use
-            avail = [a - a % EXTENT_BYTES for a in avail]
+            # affinity when no node in it has a whole extent left (xenalloc), or a strict VM's
+            # memory would be predicted, reserved and built on a node it must not use.  A node
+            # holds the build alone when it has its whole extents and all its bytes (the rest
+            # goes in 4 KiB pages): there its free memory counts whole; elsewhere only its
+            # whole extents count, which is exact for one node and safe for a set of them.
+            whole = need - need % EXTENT_BYTES
+            avail_raw = avail
+            avail = [a if a - a % EXTENT_BYTES >= whole else a - a % EXTENT_BYTES for a in avail]
+        else:
+            avail_raw = avail
         if policy.mode != "any" and not (policy.nodes or policy.nearest):
-            best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request))
+            best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:
                 left = format_size(avail[best] - need)
                 return self._single(best, request, need, False,
@@ -239,14 +245,16 @@ class Planner:
         return self._place_chosen(avail, loads.vcpus, request, need)
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
-                     cpus: Optional[Sequence[int]]) -> int:
-        """The node chosen among those that hold the VM alone (``cpus=None``: any CPU count); -1 if none."""
+                     cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:
+        """The node chosen among those that hold the VM alone (``cpus=None``: any CPU count); -1 if none.
+        ``score_on``: the free memory the rule weighs (default ``avail``, which says what fits)."""
         fits = [i for i, a in enumerate(avail) if a >= need and (cpus is None or cpus[i] >= vcpus)]
         if not fits:
             return -1
         if len(fits) == 1:
             return fits[0]
-        return choose_node(self.single_node, fits, avail, vcpus_on, self.cores, vcpus, need, self.sizes)
+        return choose_node(self.single_node, fits, avail if score_on is None else score_on, vcpus_on, self.cores,
+                           vcpus, need, self.sizes)
 
     # --- nodes chosen by the engine -------------------------------------------------------------
     def _place_chosen(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
