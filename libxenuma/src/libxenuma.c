@@ -341,16 +341,25 @@ static int ring_read_from(xn_handle *h, uint32_t *index, char *buf, size_t cap, 
     }
 }
 
-/* A hypervisor that prints without pause (a guest stuck in a loop that logs)
- * keeps the ring growing faster than it is read: skipping to its end gives up
- * after this many bytes and starts from wherever it got. */
-#define RING_SKIP_LIMIT (1u << 20)
+/* Skipping to the end of the ring reads all of it (an index of 0 is its oldest
+ * byte), however big conring_size made it: bounded by time, not bytes, as a
+ * hypervisor that prints without pause (a guest stuck in a loop that logs)
+ * keeps it growing faster than it is read; then it starts from wherever it got. */
+#define RING_SKIP_MS 2000u
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_ms)
 {
     uint32_t index = 0;
-    size_t used = 0, got, skipped = 0;
+    size_t used = 0, got;
     unsigned int waited = 0;
+    uint64_t skip_until = monotonic_ms() + RING_SKIP_MS;
     char *scratch;
     int rc;
 
@@ -363,8 +372,7 @@ int xn_udump_capture(xn_handle *h, char *buf, size_t *len, unsigned int timeout_
         return -ENOMEM;
     do {
         rc = ring_read_from(h, &index, scratch, 16384, &got);
-        skipped += got;
-    } while (rc == -ENOSPC && skipped < RING_SKIP_LIMIT);
+    } while (rc == -ENOSPC && monotonic_ms() < skip_until);
     free(scratch);
     if (rc < 0 && rc != -ENOSPC)
         return rc;

@@ -500,7 +500,10 @@ int xc_domain_claim_pages(xc_interface *xch, uint32_t domid, unsigned long nr_pa
  * The console ring: empty unless debug key 'u' was sent, whose dump the next
  * read returns.  FAKE_XC_CONSOLE=flood makes the hypervisor print without end
  * (every read comes back full), as a guest or driver stuck in a loop that logs
- * would: a reader that waits to catch up never does.
+ * would: a reader that waits to catch up never does.  FAKE_XC_CONSOLE=old:N
+ * starts with N bytes already in the ring, an older dump of other figures
+ * among them, served as Xen serves an incremental read (from *pindex, index 0
+ * being the oldest byte): a reader must skip them all, however many.
  */
 static const char udump_text[] =
     "(XEN) 'u' pressed -> dumping numa info (now = 1234)\n"
@@ -512,8 +515,22 @@ static const char udump_text[] =
     "(XEN)     Node 0: 1001\n"
     "(XEN)     Node 1: 2001\n";
 static const char chatter[] = "(XEN) d1v0 fake chatter\n";
+static const char old_udump_text[] =
+    "(XEN) Memory location of each domain:\n"
+    "(XEN) Domain 1 (total: 11):\n"
+    "(XEN)     Node 0: 5\n"
+    "(XEN)     Node 1: 6\n";
 static int udump_pending;
 static uint32_t console_produced;
+
+/* Byte `at` of the old text: chatter, with the old dump a quarter of the way in. */
+static char old_byte(uint32_t at, uint32_t total)
+{
+    uint32_t dump = total / 4;
+    if (at >= dump && at < dump + sizeof(old_udump_text) - 1)
+        return old_udump_text[at - dump];
+    return chatter[at % (sizeof(chatter) - 1)];
+}
 
 int xc_readconsolering(xc_interface *xch, char *buffer, unsigned int *pnr_chars, int clear, int incremental,
                        uint32_t *pindex)
@@ -523,6 +540,18 @@ int xc_readconsolering(xc_interface *xch, char *buffer, unsigned int *pnr_chars,
 
     (void)xch; (void)clear; (void)incremental;
     FAIL_IF_ASKED();
+    if (mode && strncmp(mode, "old:", 4) == 0) {
+        uint32_t total = (uint32_t)strtoul(mode + 4, NULL, 10);
+        if (console_produced < total)
+            console_produced = total; /* the ring already held that much */
+        for (; *pindex + n < total && n < want; n++)
+            buffer[n] = old_byte(*pindex + n, total);
+        if (n) {
+            *pindex += n;
+            *pnr_chars = n;
+            return 0;
+        }
+    }
     if (udump_pending && want >= sizeof(udump_text) - 1) {
         memcpy(buffer, udump_text, sizeof(udump_text) - 1);
         n = sizeof(udump_text) - 1;

@@ -82,17 +82,18 @@ static void patched(xn_handle *h)
     unsetenv("FAKE_XC_FAIL");
 }
 
-/* Debug key 'u' captured from a quiet console and from one the hypervisor floods:
- * the capture ends either way, and the dump it returns parses. */
+/* Debug key 'u' captured from a quiet console, from one the hypervisor floods,
+ * and from a big ring (conring_size=) already holding 16 MiB with an older dump
+ * in it: the capture ends every time, and what it returns is the new dump. */
 static void console_capture(xn_handle *h)
 {
     static char buf[65536];
-    const char *modes[] = { "quiet", "flood" };
+    const char *modes[] = { "quiet", "flood", "old:16777216" };
     uint64_t pages[2], total;
     size_t len;
     unsigned int i;
 
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < 3; i++) {
         setenv("FAKE_XC_CONSOLE", modes[i], 1);
         len = sizeof(buf);
         CHECK(xn_udump_capture(h, buf, &len, 2000) == 0);
