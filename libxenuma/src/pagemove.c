@@ -110,6 +110,8 @@ static uint32_t release(struct xn_batch *b, uint32_t chunk)
         if ((uint32_t)got < len) {
             b->res->error = -EIO;
             b->res->stage = XN_MIG_STAGE_RELEASE;
+            /* what was released is checked all the same: a frame it did not free is reported */
+            b->res->not_freed = xn_unfreed(before, after, (uint32_t)got);
             return done + (uint32_t)got;
         }
         if (xn_unfreed(before, after, len)) {

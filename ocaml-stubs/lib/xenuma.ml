@@ -221,17 +221,10 @@ type move_result = {
   ; granted: int64
 }
 
-(* errno numbers the results carry, as Unix.error (Linux values) *)
-let unix_error_of_errno = function
-  | 0 -> None
-  | 1 -> Some Unix.EPERM
-  | 3 -> Some Unix.ESRCH
-  | 5 -> Some Unix.EIO
-  | 12 -> Some Unix.ENOMEM
-  | 16 -> Some Unix.EBUSY
-  | 22 -> Some Unix.EINVAL
-  | 38 -> Some Unix.ENOSYS
-  | n -> Some (Unix.EUNKNOWNERR n)
+(* errno numbers the results carry, as Unix.error: the same mapping as Error's *)
+external unix_error_of_code : int -> Unix.error = "stub_xenuma_unix_error"
+
+let error_of_errno = function 0 -> None | n -> Some (unix_error_of_code n)
 
 let stage_of_int = function
   | 1 -> Copy_out
@@ -255,7 +248,7 @@ let result_of_raw r =
   ; raised_max= r.r_raised_max
   ; pause_ns= r.r_pause_ns
   ; stage= stage_of_int r.r_stage
-  ; error= unix_error_of_errno r.r_errno
+  ; error= error_of_errno r.r_errno
   ; granted= r.r_granted }
 
 external mig_move : handle -> int -> int array -> int -> int -> int -> string option -> raw_result

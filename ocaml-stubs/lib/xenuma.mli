@@ -17,6 +17,10 @@
 exception Error of Unix.error * string
 (** [Error (errno, context)]: a libxenctrl or libxenuma call failed. *)
 
+val error_of_errno : int -> Unix.error option
+(** How an errno a result carries ({!move_result}'s [error]) reads: [None] for 0,
+    otherwise as {!Error} maps it ([14] is [Unix.EFAULT], the failed copy back). *)
+
 type error = Unix.error * string
 
 type +'a outcome = ('a, error) result

@@ -55,6 +55,13 @@ static void raise_error(int rc, const char *context)
     CAMLnoreturn;
 }
 
+/* errno -> Unix.error, as the exceptions map it (the results' error fields too) */
+value stub_xenuma_unix_error(value code)
+{
+    CAMLparam1(code);
+    CAMLreturn(unix_error_of_code(Int_val(code)));
+}
+
 static void check(int rc, const char *context)
 {
     if (rc < 0)

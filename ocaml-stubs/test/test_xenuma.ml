@@ -85,6 +85,10 @@ let test_dump () =
     | _ -> false)
 
 let test_errors h =
+  (* the errno of a move's result reads as Error's do, beyond the common few *)
+  check "result errno 14 is EFAULT, 0 none, 13 EACCES"
+    (Xenuma.error_of_errno 14 = Some Unix.EFAULT && Xenuma.error_of_errno 0 = None
+    && Xenuma.error_of_errno 13 = Some Unix.EACCES) ;
   (* EPERM: not privileged *)
   check "EPERM at open"
     (failing "xc_interface_open=EPERM" (fun () ->
