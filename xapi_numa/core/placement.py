@@ -59,9 +59,7 @@ from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choo
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques, set_mean,  # noqa: F401
                                       striping_score)
-from xapi_numa.core.xenalloc import SUPERPAGE, distribute
-
-EXTENT_BYTES = SUPERPAGE << PAGE_SHIFT
+from xapi_numa.core.xenalloc import SUPERPAGE, distribute, room_for_extents
 
 
 
@@ -214,18 +212,9 @@ class Planner:
         avail = list(map(sub, loads.free, loads.reserved))  # inline: this is the hot path
         if min(avail) < 0:
             avail = [a if a > 0 else 0 for a in avail]
-        if request.translated:
-            # Xen hands an HVM/PVH build 2 MiB extents and takes one from a node outside the
-            # affinity when no node in it has a whole extent left (xenalloc), or a strict VM's
-            # memory would be predicted, reserved and built on a node it must not use.  A node
-            # holds the build alone when it has its whole extents and all its bytes (the rest
-            # goes in 4 KiB pages): there its free memory counts whole; elsewhere only its
-            # whole extents count, which is exact for one node and safe for a set of them.
-            whole = need - need % EXTENT_BYTES
-            avail_raw = avail
-            avail = [a if a - a % EXTENT_BYTES >= whole else a - a % EXTENT_BYTES for a in avail]
-        else:
-            avail_raw = avail
+        avail_raw = avail  # what the single-node rule weighs; avail: what counts as room
+        if request.translated:  # or a strict VM's memory would land outside its nodes
+            avail = room_for_extents(avail, need)
         if policy.mode != "any" and not (policy.nodes or policy.nearest):
             best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:

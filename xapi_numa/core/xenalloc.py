@@ -40,6 +40,20 @@ def _cycle_gains(rotation: Sequence[int], alive: set) -> Dict[int, int]:
     return gains
 
 
+def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
+    """Free bytes per node as room for an HVM/PVH build of ``need`` bytes.
+
+    Such a build takes 2 MiB extents, and an extent goes to a node outside the
+    affinity when no node in it has a whole one left (:func:`distribute`).  A
+    node that holds the build's whole extents (the rest goes in 4 KiB pages)
+    counts all its free bytes; any other counts its whole extents only: exact
+    for one node, and on the safe side for a set of them.
+    """
+    extent = SUPERPAGE * 4096  # bytes
+    whole = need - need % extent
+    return [f if f - f % extent >= whole else f - f % extent for f in free_bytes]
+
+
 def distribute(
     pages: int,
     free: List[int],
