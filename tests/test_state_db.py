@@ -3,6 +3,7 @@ its files are deleted under a running process, and concurrent first opens."""
 import multiprocessing
 import os
 import stat
+import time
 
 import pytest
 
@@ -53,7 +54,8 @@ def test_deleted_files_do_not_split_the_ledger(tmp_path):
 
 
 def _open_and_reserve(args):
-    path, i = args
+    path, i, start_at = args
+    time.sleep(max(0.0, start_at - time.time()))  # every worker opens the fresh file at once
     try:
         Ledger(path).reserve("vm-{}".format(i), {0: 1}, 60, lambda: {0: 1 << 40})
         return "ok"
@@ -63,8 +65,12 @@ def _open_and_reserve(args):
 
 def test_many_concurrent_first_opens_all_succeed(tmp_path):
     path = str(tmp_path / "fresh.db")
-    with multiprocessing.get_context("fork").Pool(16) as pool:
-        results = pool.map(_open_and_reserve, [(path, i) for i in range(64)])
+    # spawned, not forked: a worker forked from this long-lived test process once inherited a
+    # lock held at the fork and hung the whole suite (twice, on a loaded machine); and bounded
+    with multiprocessing.get_context("spawn").Pool(16) as pool:
+        start_at = time.time() + 5.0  # after the spawned workers have started
+        results = pool.map_async(_open_and_reserve, [(path, i, start_at) for i in range(64)],
+                                 chunksize=1).get(timeout=300)
     assert results.count("ok") == 64, [r for r in results if r != "ok"][:3]
     assert len(Ledger(path).reservations()) == 64
 
