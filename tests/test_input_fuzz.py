@@ -141,3 +141,9 @@ def test_every_parser_refuses_each_non_ascii_digit(digit):
                   lambda t: parse_node("node:" + t)):
         with pytest.raises(InvalidArgument):
             parse(digit)
+
+
+def test_a_rate_is_read_as_checked_on_every_python():
+    """Python 3.6's float() strips less than str.strip(): "5\\x1f" once passed the check and
+    then crashed the conversion there."""
+    assert parse_rate("5\x1f") == 5 * (1 << 20) and parse_rate(" 12.5 ") == 12.5 * (1 << 20)

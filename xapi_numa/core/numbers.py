@@ -67,7 +67,7 @@ def decimal_number(text: str) -> float:
     whole, dot, fraction = text.strip().partition(".")
     if not is_decimal(whole) or (dot and not is_decimal(fraction)) or len(whole) > MAX_DIGITS:
         raise ValueError(text)
-    return float(text)
+    return float(text.strip())
 
 
 whole_number.__name__ = "whole number (ASCII digits)"

@@ -85,11 +85,12 @@ def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
     """MB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
     if text is None:
         return None
-    whole, dot, fraction = text.strip().partition(".")
+    plain = text.strip()
+    whole, dot, fraction = plain.partition(".")
     if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
             or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
         raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
-    value = float(text)
+    value = float(plain)  # what was checked (Python 3.6's float() strips less than str.strip())
     if not RATE_MIN <= value <= RATE_MAX:
         raise InvalidArgument(field, "{} MB/s is out of range".format(numbers.shown_digits(text.strip())),
                               RATE_ALLOWED)
