@@ -288,6 +288,22 @@ static void test_move_granted_since_scan(xn_handle *h)
     settled(h);
 }
 
+/* A mover of gfns[0..n) to node 1 dies right after its release (the guest paused). */
+static void mover_dies_after_release(xn_handle *h, const uint64_t *gfns, uint32_t n)
+{
+    struct xn_mig_result res;
+    int status = 0;
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        xn_mig_move(h, 1, gfns, n, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
+        _exit(1); /* not reached: the hook exits with 99 */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 99);
+}
+
 /* The mover dies with gfns released and the guest paused: recovery backs
  * them again, puts the contents back and gives back the pause, once.  With
  * granted_gfn, that gfn was left out of the batch (and of its record). */
@@ -295,20 +311,12 @@ static void die_and_recover(xn_handle *h, uint64_t granted_gfn)
 {
     static uint64_t gfns[40];
     struct xn_mig_result res;
-    int status = 0;
-    pid_t pid;
 
     guest_reset();
     fill_range(gfns, 200, 40);
     if (granted_gfn)
         grant(3, granted_gfn);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
-        _exit(1); /* not reached: the hook exits with 99 */
-    }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 99);
+    mover_dies_after_release(h, gfns, 40);
     CHECK(pause_count(1) == 1 && exists(record) && xn_mig_record_busy(record) == 0);
     CHECK(gfn_frame(1, 200) < 0); /* released, not backed */
     CHECK(!granted_gfn || gfn_frame(1, granted_gfn) >= 0); /* never released */
@@ -367,21 +375,13 @@ static void test_recovery_raises_the_maximum_a_held_frame_takes(xn_handle *h)
 {
     static uint64_t gfns[40];
     struct xn_mig_result res;
-    int status = 0;
-    pid_t pid;
     long held;
 
     guest_reset();
     fill_range(gfns, 700, 40);
     held = gfn_frame(1, 710);
     frame_get(held);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
-        _exit(1); /* not reached: the hook exits with 99 */
-    }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 99);
+    mover_dies_after_release(h, gfns, 40);
     CHECK(pause_count(1) == 1 && exists(record));
     CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0 && res.raised_max >= 1);
     CHECK(contents_intact(gfns, 40));

@@ -26,10 +26,6 @@ FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_
 HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 
-def _flag_names(names=FLAGS):
-    return common.flag_names(names)
-
-
 def _guest(args) -> vnuma.GuestSpec:
     if not 1 <= args.vcpus <= 4096:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
@@ -38,7 +34,7 @@ def _guest(args) -> vnuma.GuestSpec:
     if dynamic_min is not None and dynamic_min > memory:
         raise InvalidArgument("--dynamic-min", "{} is above --memory ({})".format(
             format_size(dynamic_min), format_size(memory)), "at most --memory (static-max)")
-    with _flag_names():
+    with common.flag_names(FLAGS):
         policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
     return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
 
@@ -91,7 +87,7 @@ def cmd_vnuma(args) -> int:
         raise InvalidArgument("--xl", "not with {} (it prints xl.cfg lines)".format(
             "--json" if args.json else "--apply"), "one of --xl, --json, --apply")
     guest = _guest(args)
-    with _flag_names():
+    with common.flag_names(FLAGS):
         vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
     hv = common.hypervisor(args)
     topo = hv.topology()
@@ -99,10 +95,10 @@ def cmd_vnuma(args) -> int:
     if args.split is not None:
         if args.nodes:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
-        with _flag_names():
+        with common.flag_names(FLAGS):
             plan = vnuma.plan_split(topo, guest, args.split, free)
     else:
-        with _flag_names(dict(FLAGS, nodes="--nodes")):
+        with common.flag_names(dict(FLAGS, nodes="--nodes")):
             plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
     if args.xl:
         print(vnuma.xl_lines(plan, topo))
@@ -129,7 +125,7 @@ def _apply(args, hv, plan: vnuma.VnumaPlan) -> None:
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
         raise InvalidArgument("VM", "domain {} ({}) has already run".format(d.domid, d.name),
                               "a built domain that has not run yet (xl create -p; xenopsd before unpause)")
-    with _flag_names({"hole": "--hole-start"}):
+    with common.flag_names({"hole": "--hole-start"}):
         hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
 
 

@@ -45,22 +45,18 @@ class HomeMoves:
                               "ORDER BY rowid").fetchall()
         return [HomeMove(*row) for row in rows]
 
-    def last_moved(self, now: Optional[float] = None) -> Dict[str, float]:
-        """When each VM's home last moved; with ``now``, moves stamped later (an earlier
-        boot's clock) are left out."""
-        out: Dict[str, float] = {}
-        for m in self.recent():
-            if now is None or m.moved_at <= now:
-                out[m.uuid] = max(out.get(m.uuid, m.moved_at), m.moved_at)
-        return out
-
-    def latest(self, now: float) -> Dict[str, HomeMove]:
-        """Each VM's last home move of this boot (stamped no later than ``now``)."""
+    def latest(self, now: Optional[float] = None) -> Dict[str, HomeMove]:
+        """Each VM's last home move; with ``now``, of this boot only (moves stamped later
+        come from an earlier boot's clock)."""
         out: Dict[str, HomeMove] = {}
         for m in self.recent():  # in the order written: the last one wins
-            if m.moved_at <= now:
+            if now is None or m.moved_at <= now:
                 out[m.uuid] = m
         return out
+
+    def last_moved(self, now: Optional[float] = None) -> Dict[str, float]:
+        """When each VM's home last moved (see :meth:`latest`)."""
+        return {uuid: m.moved_at for uuid, m in self.latest(now).items()}
 
     def counts(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
