@@ -53,6 +53,21 @@ def test_a_boot_that_failed_always_says_why():
     assert crashed == ["no failed test named; pytest said: nothing"]
 
 
+def test_a_guest_that_died_is_named_among_the_reasons():
+    """A test whose guest vanished says only ESRCH; Xen's console says why."""
+    text = ("(XEN) 'u' pressed -> dumping numa info\n"
+            "(XEN) d3v1 Triple fault - invoking HVM shutdown action 1\n"
+            "(XEN) *** Dumping Dom3 vcpu#1 state: ***\n"
+            "(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.\n")
+    deaths = harness.guest_deaths(text)
+    assert deaths == ["(XEN) d3v1 Triple fault - invoking HVM shutdown action 1",
+                      "(XEN) *** Dumping Dom3 vcpu#1 state: ***"]
+    lines, summary, finished = harness.results(CONSOLE)
+    why = harness.boot_failures(False, finished, summary, lines, "", deaths)
+    assert why[-2:] == [f"a guest died: {line}" for line in deaths]
+    assert harness.guest_deaths("(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.") == []
+
+
 def test_a_reason_shared_by_many_tests_is_said_once():
     failed = ["ERROR t.py::test_a - RuntimeError: guest did not boot",
               "FAILED t.py::test_b - AssertionError: 3 != 4",
@@ -76,3 +91,68 @@ def test_many_tests_never_push_their_shared_reason_off_the_line():
                     "not boot")
     long_reason = "FAILED t.py::test_x - AssertionError: " + "x" * 2000
     assert len(harness.same_reason_once([long_reason])[0]) == len("FAILED t.py::test_x - ") + harness.REASON_CHARS
+
+
+DOM0_DEATH = """(XEN) d3v1 Triple fault - invoking HVM shutdown action 1
+XEN-TEST: dom0 ready: xen_scheduler : credit2
+XEN-TEST: =========================== short test summary info ============================
+XEN-TEST: FAILED tests/xen/dom0/test_page_migration.py::test_mover_killed - AssertionError: domain 1 is gone
+XEN-TEST: ERROR tests/xen/dom0/test_vnuma_real.py::test_a - RuntimeError: xl create failed
+XEN-TEST: ERROR tests/xen/dom0/test_vnuma_real.py::test_b - RuntimeError: xl create failed
+XEN-TEST: 1 failed, 40 passed, 2 errors in 900.00s (0:15:00)
+XEN-TEST-EXIT: done
+"""
+
+
+def boot_once(monkeypatch, suite: str, text: str) -> tuple:
+    """Boot.once on a made-up console, the boot itself replaced."""
+    asked = []
+    monkeypatch.setattr(harness, "boot", lambda *a, **kw: (asked.append(kw["only"]), (0, text, 1.0))[1])
+    monkeypatch.setattr(harness, "save_bench", lambda text, label: None)
+    monkeypatch.setattr(harness, "dom0_lib_verdict", lambda text, digest: "")  # dom0 loaded ours
+    return harness.Boot("xen", "vmlinux", "initrd", suite, "credit2", "digest").once("", attempt=1), asked
+
+
+def test_after_a_guest_died_the_failed_dom0_files_run_again(monkeypatch):
+    (ok, why, deaths, failed), _ = boot_once(monkeypatch, "dom0", DOM0_DEATH)
+    assert not ok and deaths == ["(XEN) d3v1 Triple fault - invoking HVM shutdown action 1"]
+    assert harness.retry_files("dom0", ok, why, deaths, failed) == "test_page_migration,test_vnuma_real"
+    # the other suites are short: the whole suite again
+    assert harness.retry_files("hvm", ok, why, deaths, failed) == ""
+
+
+def test_no_retry_without_a_guest_death_or_a_failed_test(monkeypatch):
+    (ok, why, deaths, failed), _ = boot_once(monkeypatch, "dom0", DOM0_DEATH.replace("d3v1 Triple fault - invoking HVM shutdown action 1", "d3v1 upcall vector f3"))
+    assert not ok and deaths == []
+    assert harness.retry_files("dom0", ok, why, deaths, failed) is None
+    # a guest died, but what failed is not a test (dom0 hung): nothing to choose
+    assert harness.retry_files("dom0", False, ["dom0 did not finish"], ["(XEN) d1v0 Triple fault"], []) is None
+    assert harness.retry_files("dom0", True, [], ["(XEN) d1v0 Triple fault"], []) is None
+    wrong_lib = ["FAILED tests/xen/dom0/test_x.py::t - e", "dom0-lib: dom0 loaded /usr/lib64/x.so"]
+    assert harness.retry_files("dom0", False, wrong_lib, ["(XEN) d1v0 Triple fault"], wrong_lib[:1]) is None
+
+
+def test_a_boot_is_retried_once_and_judged_by_the_second(monkeypatch):
+    """run_boots: the failed files boot once more; the second boot decides, the first's
+    reasons stay printed (as retried, or failed when the second failed too)."""
+    consoles = [DOM0_DEATH, "XEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n"]
+    asked = []
+
+    def fake_boot(*args, only="", attempt=1, **kw):
+        asked.append((only, attempt))
+        return 0, consoles[len(asked) - 1], 1.0
+    monkeypatch.setattr(harness, "boot", fake_boot)
+    monkeypatch.setattr(harness, "save_bench", lambda text, label: None)
+    monkeypatch.setattr(harness, "dom0_lib_verdict", lambda text, digest: "")
+    run = harness.Boot("xen", "vmlinux", "initrd", "dom0", "credit2", "digest")
+    failures, reasons = harness.run_boots([run], "")
+    assert asked == [("", 1), ("test_page_migration,test_vnuma_real", 2)]
+    assert failures == 0 and reasons and all(word == "retried" for word, _ in reasons)
+    assert any("Triple fault" in reason for _, reason in reasons)
+    # the second boot fails too: the boot failed, with both boots' reasons
+    consoles[1] = DOM0_DEATH
+    asked.clear()
+    failures, reasons = harness.run_boots([run], "")
+    assert len(asked) == 2 and failures == 1
+    assert {word for word, _ in reasons} == {"failed"}
+    assert any("first boot" in r for _, r in reasons) and any("first boot" not in r for _, r in reasons)

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from xenlib import chatter  # this directory: the helpers shared with the suites in dom0
+from xenlib import DEATH_WORDS, chatter  # this directory: the helpers shared with the suites in dom0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -425,7 +425,7 @@ def project_cpio(debs: str, need_dom0_lib: bool) -> tuple:
 
 # --- booting ------------------------------------------------------------------------------------
 def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0", pool: str = "",
-         only: str = "") -> tuple:
+         only: str = "", attempt: int = 1) -> tuple:
     """Boot Xen under QEMU and run one suite in dom0.
 
     dom0: 2 nodes x 2 pCPUs, the native layer suite.  daemon: 3 nodes x 2 pCPUs,
@@ -454,7 +454,7 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
     log(f"booting Xen ({scheduler}, {EAGER_FPU}{', ' + experiment if experiment else ''}) under QEMU")
     started = time.monotonic()
     # The console goes to its log as it comes, so a slow run can be watched.
-    path = os.path.join(CACHE, f"console-{suite}-{pool or scheduler}.log")
+    path = os.path.join(CACHE, f"console-{suite}-{pool or scheduler}{'-boot' + str(attempt) if attempt > 1 else ''}.log")
     with open(path, "wb") as f:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
     with open(path, "rb") as f:
@@ -499,12 +499,22 @@ def same_reason_once(failed: list) -> list:
     return out
 
 
-def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str) -> list:
+def guest_deaths(text: str, top: int = 4) -> list:
+    """The hypervisor's console lines that say a guest died (a triple fault, a crash it
+    reported, a domain_crash() of Xen's), the first ``top``: a test that then finds its
+    guest gone says only "no such domain"."""
+    return [line.strip()[:REASON_CHARS] for line in text.splitlines()
+            if line.startswith("(XEN)") and any(w in line for w in DEATH_WORDS)
+            and "Hardware Dom0 crashed" not in line][:top]
+
+
+def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str, deaths=()) -> list:
     """Why a boot failed, a line each: its failed tests' reasons (once per reason),
     or what else went wrong."""
     if ok:
         return []
     why = same_reason_once(failed_tests(lines))
+    why += [f"a guest died: {line}" for line in deaths]
     if not finished:
         why.append("dom0 did not finish (timeout, hang or panic): see its console tail above")
     if dom0_lib_wrong:
@@ -563,27 +573,85 @@ def main() -> int:
         ap.error("--only selects test files of the dom0 suite: give --suite dom0")
     if args.build_only:
         return 0
-    failures, reasons = 0, []
     schedulers = ["credit2", "credit"] if args.scheduler == "both" else [args.scheduler]
     # HVM under emulation boots in minutes and tests nothing scheduler-specific: one boot
-    runs = [(suite, s) for suite in suites for s in (schedulers[:1] if suite == "hvm" else schedulers)]
-    for suite, scheduler in runs:
-        label = f"{suite}/{scheduler}"
+    runs = [Boot(xen, kernel, initrd, suite, s, lib_digest)
+            for suite in suites for s in (schedulers[:1] if suite == "hvm" else schedulers)]
+    failures, reasons = run_boots(runs, args.only)
+    log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
+        f"in {time.monotonic() - t0:.0f}s")
+    # last, so that a log kept only by its tail (CI's) still says why
+    for word, reason in reasons:
+        log(f"{word}: {reason}")
+    return 1 if failures else 0
+
+
+def run_boots(runs: list, only: str) -> tuple:
+    """Each boot, and a failed one's files once more when Xen saw a guest die:
+    (how many boots failed, [(word, reason)] to print at the end)."""
+    failures, reasons = 0, []
+    for run in runs:
+        ok, why, deaths, failed = run.once(only)
+        again = retry_files(run.suite, ok, why, deaths, failed)
+        if again is not None:
+            # A guest that Xen saw die (a triple fault, seen in a guest whose memory
+            # nothing had touched: QEMU's emulated SVM, README "Guest triple faults")
+            # fails every test after it: the failed files get one fresh boot, and the
+            # first boot's reasons are still printed at the end.
+            log(f"{run.label}: a guest died ({deaths[0]}); running {again or 'the suite'} again in a fresh boot")
+            ok, why_again, _, _ = run.once(again, attempt=2)
+            reasons += [("retried" if ok else "failed", f"[{run.label}, first boot] {w}") for w in why]
+            why = why_again
+        failures += 0 if ok else 1
+        reasons += [("failed", f"[{run.label}] {w}") for w in why]
+    return failures, reasons
+
+
+def retry_files(suite: str, ok: bool, why: list, deaths: list, failed: list):
+    """What to run again after a failed boot in which Xen saw a guest die: the dom0
+    suite's files with a failed test (comma-separated), or "" for a whole (short) suite;
+    None when there is nothing to retry (it passed, no guest died, no test failed, or
+    dom0 loaded the wrong library)."""
+    if ok or not deaths or not failed or any(line.startswith("dom0-lib") for line in why):
+        return None
+    if suite != "dom0":
+        return ""
+    files = []
+    for line in failed:
+        for name in re.findall(r"tests/xen/dom0/(test_\w+)\.py", line.partition(" - ")[0]):
+            if name not in files:
+                files.append(name)
+    return ",".join(files) if files else None
+
+
+class Boot:
+    """One suite under one scheduler: boots it (again if need be) and judges the run."""
+
+    def __init__(self, xen: str, kernel: str, initrd: str, suite: str, scheduler: str, lib_digest: str):
+        self.xen, self.kernel, self.initrd, self.lib_digest = xen, kernel, initrd, lib_digest
+        self.suite, self.scheduler = suite, scheduler
+        self.label = f"{suite}/{scheduler}"
+
+    def once(self, only: str, attempt: int = 1) -> tuple:
+        """(ok, why it failed a line each, the guest deaths Xen reported, pytest's lines of
+        the tests that failed)."""
+        suite, label = self.suite, self.label + (f" (boot {attempt})" if attempt > 1 else "")
         # the daemon suite keeps Xen's default for Pool-0 and tests `scheduler` in its cpupool
-        code, text, seconds = (boot(xen, kernel, initrd, "credit2", suite, pool=scheduler, only=args.only)
-                               if suite == "daemon" else boot(xen, kernel, initrd, scheduler, suite, only=args.only))
+        code, text, seconds = (
+            boot(self.xen, self.kernel, self.initrd, "credit2", suite, pool=self.scheduler, only=only, attempt=attempt)
+            if suite == "daemon" else
+            boot(self.xen, self.kernel, self.initrd, self.scheduler, suite, only=only, attempt=attempt))
         lines, summary, finished = results(text)
         save_bench(text, label)
         for line in lines:
             print(f"  [{label}] {line}")
         ok = finished and summary is not None and " failed" not in summary and " error" not in summary
         wrong = ""
-        if suite == "dom0" and finished and (not args.only or "test_dom0_lib_real" in args.only.split(",")):
-            wrong = dom0_lib_verdict(text, lib_digest)
-            log(f"{label}: dom0-lib: " + (wrong or f"dom0 loaded the host's build, sha256 {lib_digest}"))
+        if suite == "dom0" and finished and (not only or "test_dom0_lib_real" in only.split(",")):
+            wrong = dom0_lib_verdict(text, self.lib_digest)
+            log(f"{label}: dom0-lib: " + (wrong or f"dom0 loaded the host's build, sha256 {self.lib_digest}"))
             ok = ok and not wrong
-        verdict = "ok" if ok else "FAILED"
-        log(f"{label}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {verdict}")
+        log(f"{label}: {summary or 'no test summary'} ({seconds:.0f}s, qemu exit {code}) -> {'ok' if ok else 'FAILED'}")
         if not finished:
             tail = "\n".join(text.splitlines()[-30:])
             log(f"{label}: dom0 did not finish (timeout, hang or panic); console tail:\n{tail}")
@@ -591,15 +659,8 @@ def main() -> int:
             # Xen's (XEN) and guests' (dN) lines: whether something flooded the console (CI keeps a tail)
             xen_lines = (line for line in text.splitlines() if line.startswith(("(XEN)", "(d")))
             log(f"{label}: the hypervisor's most repeated console lines: {chatter(xen_lines, top=6)}")
-        failures += 0 if ok else 1
-        reasons += [f"[{label}] {why}" for why in boot_failures(ok, finished, summary, lines, wrong)]
-    log(f"real-Xen tests: {len(runs) - failures} of {len(runs)} boots passed "
-        f"in {time.monotonic() - t0:.0f}s")
-    # last, so that a log kept only by its tail (CI's) still says why
-    for reason in reasons:
-        log(f"failed: {reason}")
-    return 1 if failures else 0
-
+        deaths = guest_deaths(text)
+        return ok, boot_failures(ok, finished, summary, lines, wrong, deaths), deaths, failed_tests(lines)
 
 if __name__ == "__main__":
     sys.exit(main())

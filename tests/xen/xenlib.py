@@ -22,8 +22,31 @@ def patient(seconds: float) -> float:
 def xl(*args: str) -> str:
     proc = subprocess.run(["xl", *args], capture_output=True, text=True, timeout=patient(120))
     if proc.returncode != 0:
-        raise RuntimeError(f"xl {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"xl {' '.join(args)} failed: {one_line(proc.stderr)}")
     return proc.stdout
+
+
+def one_line(text: str) -> str:
+    """xl's stderr on one line, without its "Parsing config" preamble: a failed test's
+    reason is the first line of its message, and CI keeps only that."""
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith("Parsing config from")]
+    return " | ".join(lines) or "(nothing on stderr)"
+
+
+# Xen's words when a guest dies on its own (the harness looks for them too)
+DEATH_WORDS = ("Triple fault", "domain_crash", "crashed", "HVM shutdown", "Dumping Dom")
+
+
+def live_domain(hv, domid: int):
+    """The domain's record; if it is gone, an AssertionError quoting what Xen's console
+    says of it (a guest that died says nothing else: the next call just gets ESRCH)."""
+    for d in hv.domains():
+        if d.domid == domid:
+            return d
+    said = [line.strip() for line in xl("dmesg").splitlines()
+            if any(w in line for w in DEATH_WORDS) and re.search(rf"\b(d|Dom|Domain ){domid}(v|\b)", line)]
+    raise AssertionError(f"domain {domid} is gone; Xen's console says: {' / '.join(said[-3:]) or 'nothing of it'}")
 
 
 def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int = 0, vcpus: int = 2,

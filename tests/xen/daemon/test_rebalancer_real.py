@@ -21,7 +21,7 @@ import time
 
 import pytest
 from conftest import xl
-from xenlib import MEMCHECK_INITRD, console, create_guest, debug_key_dump, patient, wait_console
+from xenlib import MEMCHECK_INITRD, console, create_guest, debug_key_dump, live_domain, patient, wait_console
 
 from xapi_numa.backends.xen import XenHypervisor
 
@@ -109,7 +109,7 @@ def test_the_rebalancer_moves_a_home_and_the_memory_follows(numa_pool, tmp_path)
     for name, domid in r.items():
         text = console(name)
         assert "CORRUPT" not in text, text[-2000:]
-        assert not next(d for d in hv.domains() if d.domid == domid).paused
+        assert not live_domain(hv, domid).paused
         last = [line for line in text.splitlines() if line.startswith("memcheck: pass ")][-1]
         wait_console(name, r"memcheck: pass {} ok".format(int(last.split()[2]) + 1), timeout=180)
     print("XEN-INFO rebalancer: {} rehomed on node 2 with {} of {} pages there".format(*moved))

@@ -26,6 +26,7 @@ import sys
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console, xl
+from xenlib import live_domain
 
 from dom0_lib_child import plain
 
@@ -149,7 +150,7 @@ def test_node_pages_come_from_the_debug_key(abi, hv, guests):
 def test_node_claim_falls_back_to_one_host_wide_claim(abi, hv, guests, tmp_path):
     domid = guests("abi-claimer", maxmem=256)
     xl("mem-max", "abi-claimer", "256m")
-    have = next(d for d in hv.domains() if d.domid == domid).memory >> 12
+    have = live_domain(hv, domid).memory >> 12
     extra = 16384                                 # 64 MiB beyond what it has
     per_node = {0: (have + extra) // 2, 1: have + extra - (have + extra) // 2}
     out = abi("from xapi_numa.core import actions as act\n"
@@ -203,7 +204,7 @@ def test_affinity_and_pause_writes_land_in_xen(abi, hv, guests):
     assert listed[0][0].split()[-1] == "0-2" and listed[0][1].strip() == "2"
     assert out["nodes"] == [1] and hv.node_affinity(domid) == {1}
     assert out["paused"] == [[False], [True]]
-    assert next(d for d in hv.domains() if d.domid == domid).paused
+    assert live_domain(hv, domid).paused
 
 
 def test_page_move_through_the_abi_build(abi, hv, xen_cmdline, tmp_path):

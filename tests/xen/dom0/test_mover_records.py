@@ -11,6 +11,7 @@ import time
 
 import pytest
 from conftest import console, create_guest, expected_scheduler, wait_console
+from xenlib import live_domain
 
 from xapi_numa._libxenuma import lib
 from xapi_numa.core import memory_move as pagemove
@@ -46,7 +47,7 @@ def run_dir(tmp_path, monkeypatch):
 
 
 def paused(hv, domid: int) -> bool:
-    return next(d for d in hv.domains() if d.domid == domid).paused
+    return live_domain(hv, domid).paused
 
 
 def busy(path: str) -> int:

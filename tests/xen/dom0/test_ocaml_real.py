@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console, xl
+from xenlib import live_domain
 
 from xapi_numa.core.topology import Topology
 
@@ -87,7 +88,7 @@ def test_page_move_through_the_binding_keeps_the_guest_intact(guest, hv):
     assert after.get(1, 0) - before.get(1, 0) >= 8000, (before, after)
     assert sum(after.values()) == sum(before.values())
     assert not os.path.exists(record)
-    assert not next(d for d in hv.domains() if d.domid == guest).paused
+    assert not live_domain(hv, guest).paused
     passes = [int(l.split()[2]) for l in console(GUEST).splitlines() if l.startswith("memcheck: pass ")]
     wait_console(GUEST, r"memcheck: pass {} ok".format(passes[-1] + 1), timeout=120)
     assert "CORRUPT" not in console(GUEST), console(GUEST)[-2000:]

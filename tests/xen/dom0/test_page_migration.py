@@ -13,6 +13,7 @@ import time
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
+from xenlib import live_domain
 
 from xapi_numa.ops import move_memory as migrate
 from xapi_numa.core import memory_move as pagemove
@@ -55,7 +56,7 @@ def last_pass(name: str) -> int:
 
 def assert_guest_healthy(hv, domid: int) -> None:
     """Not paused, never corrupt, and still making progress."""
-    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    assert not live_domain(hv, domid).paused
     before = last_pass(GUEST)
     wait_console(GUEST, rf"memcheck: pass {before + 1} ok", timeout=120)
     assert "CORRUPT" not in console(GUEST), console(GUEST)[-2000:]
@@ -238,10 +239,10 @@ def test_mover_dying_inside_the_pause_window_is_put_back(hv, guest):
             f"XenHypervisor().move_pages({domid}, {list(plan.batches[2])!r}, 1, fault='die-after-release')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 99, proc.stderr
-    assert next(d for d in hv.domains() if d.domid == domid).paused
+    assert live_domain(hv, domid).paused
     note = hv.recover_move(domid)
     assert note and "unpaused" in note, note
-    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    assert not live_domain(hv, domid).paused
     assert hv.recover_move(domid) is None
     assert_guest_healthy(hv, domid)
 
@@ -254,14 +255,17 @@ def test_mover_killed_mid_batch_is_recovered(hv, guest, tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     journal = MoveJournal(Ledger(str(tmp_path / "kill.db")).db)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and mover.poll() is None:
         rows = journal.rows()
         if rows and rows[0].report.get("batches", 0) >= 2:
             break
         time.sleep(0.05)
+    ended_first = mover.poll()
     mover.kill()
     mover.wait()
-    was_paused = next(d for d in hv.domains() if d.domid == guest["domid"]).paused
+    assert ended_first is None, (f"the mover ended (exit {ended_first}) before it could be killed: "
+                                 f"{journal.rows()[:1]}; domain {live_domain(hv, guest['domid']).domid} lives")
+    was_paused = live_domain(hv, guest["domid"]).paused
     out = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "migrations", "--recover", "--json"],
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
+from xenlib import live_domain
 
 from xapi_numa.core import vnuma
 from xapi_numa.errors import VnodeSplit
@@ -102,5 +103,5 @@ def test_whole_vnode_moves_keep_the_guest_intact(hv, guest, tmp_path):
     assert after[1] <= 256 and after[0] + after[1] == total
     assert hv.vnuma(domid).pnodes == (0, 0)
     assert hv.vcpus(domid)[1].soft == hv.topology().cpus_of_nodes([0])
-    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    assert not live_domain(hv, domid).paused
     assert_guest_healthy()

@@ -16,7 +16,7 @@ import sys
 import time
 
 from conftest import GUEST, SERIAL, WORKLOAD, note
-from xenlib import GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, patient, read_file, wait_file
+from xenlib import GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, live_domain, patient, read_file, wait_file
 
 TOLERANCE = 0.05
 
@@ -44,7 +44,7 @@ def assert_not_corrupt() -> None:
 def assert_healthy(hv, domid: int) -> None:
     """Not paused, memory and disk never corrupt, memory still making progress (the
     disk check's progress is test_disk_io_through_qemu_checks_out's business)."""
-    assert not next(d for d in hv.domains() if d.domid == domid).paused
+    assert not live_domain(hv, domid).paused
     mem = memcheck_pass()
     before = vcpu_times(hv, domid)
     # A hang guard, stretched for a loaded host (memcheck's pass takes seconds when idle)
