@@ -74,7 +74,7 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "create", "{host}", "x", "--vcpus", "2", "--memory", "1G", "--hard", "^all"], "--hard"),
     (["sim", "create", "{host}", "x", "--vcpus", "0", "--memory", "1G"], "--vcpus: 0 (allowed: 1..512)"),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "1G", "--load", "spiky"], "load: unknown"),
-    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "not enough free memory"),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "--memory: 100G does not fit: "),
     (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
     (["sim", "unpause", "{host}", "Domain-0"], "not paused"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
@@ -92,6 +92,10 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--soft", "^0"], "--soft: '^0' leaves no"),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--hard", ""], "--hard: empty"),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--soft", ""], "--soft: empty"),
+    (["--backend", "sim:{host}", "vcpus", ""], "VM: '' is blank (allowed: a domid, name or UUID)"),
+    (["--backend", "sim:{host}", "memory-moves", " "], "VM: ' ' is blank"),
+    (["--backend", "sim:{host}", "memory-moves", "nosuch"], "no such VM or domain: nosuch"),
+    (["--backend", "sim:{host}", "reservations", "--ledger", ""], "--ledger: '' is blank (allowed: a file path)"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
     (["--backend", "xen", "topology"], "Xen"),
 ])
@@ -116,22 +120,34 @@ def test_console_script_never_shows_a_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "no simulated host" in proc.stderr
 
 
+VM1, VM2 = "0b2a7e6e-0000-4000-8000-000000000001", "0b2a7e6e-0000-4000-8000-000000000002"
+
+
 def test_place_reserve_list_release(host, capsys, monkeypatch):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
     monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
-    out = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", "vm-1", "--json")
-    assert len(out["nodes"]) == 1 and out["reservation"]["vm"] == "vm-1"
+    out = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", VM1, "--json")
+    assert len(out["nodes"]) == 1 and out["reservation"]["vm"] == VM1
     assert out["soft"] in ("0-3", "4-7") and out["hard"] is None
     rows = run_json(capsys, "reservations", "--json")
-    assert [r["vm"] for r in rows] == ["vm-1"] and rows[0]["total"] == (1 << 30) + out["overhead"]
+    assert [r["vm"] for r in rows] == [VM1] and rows[0]["total"] == (1 << 30) + out["overhead"]
+    # the host's own topology counts it as reserved, not claimable (as the plugin's does)
+    nodes = run_json(capsys, "topology", "--json")["nodes"]
+    assert sum(n["memory_reserved"] for n in nodes) == rows[0]["total"]
+    assert all(n["memory_claimable"] == n["memory_free"] - n["memory_claimed"] - n["memory_reserved"] for n in nodes)
     # the reservation steers the next start to the other node
-    other = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", "vm-2", "--json")
+    other = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", VM2, "--json")
     assert other["nodes"] != out["nodes"]
     dry = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--dry-run", "--json")
     assert dry["reservation"] is None
-    assert main(["release", "vm-1"]) == 0
-    assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == ["vm-2"]
-    assert main(["release", "vm-1"]) == 1
+    assert main(["release", VM1]) == 0
+    assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == [VM2]
+    assert main(["release", VM1]) == 1
+    # --vm is a VM's UUID, as its help says: a blank or a name is refused, nothing reserved
+    for typed in ("   ", "D", VM1 + "x"):
+        assert main(["place", "--vcpus", "2", "--memory", "1G", "--vm", typed]) == 2
+        assert "--vm: " in capsys.readouterr().err
+    assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == [VM2]
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -160,8 +176,12 @@ def test_top_once_and_homing_dry_run(host, capsys, monkeypatch):
     report = run_json(capsys, "top", "--once", "--json")
     assert [n["busy_cpus"] for n in report["nodes"]] == [2, 0]
     assert report["vms"][0]["home_nodes"] == [0] and report["vms"][0]["local_share"] == 1.0
+    # top's "time outside" is of its own samples: --once has one, and says so
+    assert report["outside_over"]["refreshes"] == 1
     capsys.readouterr()
-    assert main(["top", "--once"]) == 0 and "local" in capsys.readouterr().out
+    assert main(["top", "--once"]) == 0
+    text = capsys.readouterr().out
+    assert "local" in text and "outside soft affinity at this one moment" in text
     plan = run_json(capsys, "homing", "--dry-run", "--json")
     assert plan["pins"] == [] and plan["scheduler"] == "credit"
     capsys.readouterr()
@@ -205,7 +225,10 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--dynamic-min", "4G"], "--dynamic-min: 4G is above --memory (512M)"),
     (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
     (["--split", "2"], "--split: 2 (allowed: 0 or 1)"),
-    (["--nodes", "0,0"], "--nodes: 0,0: each pnode once"),
+    (["--nodes", "0,0"], "--nodes: node 0 is listed twice in '0,0'"),
+    (["--nodes", "0-"], "--nodes: bad entry '0-' in '0-'"),
+    (["--nodes", ""], "--nodes: '' has an empty entry"),
+    (["--nodes", "0,nearest"], "--nodes: '0,nearest': 'nearest' is a policy's word"),
     (["--nodes", "1", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
     (["--nodes", "1", "--apply"], "VM: domain {domid} (g) has already run"),
 ])

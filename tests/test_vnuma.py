@@ -139,6 +139,8 @@ def test_xl_lines_follow_xl_cfg_syntax():
         'vnuma = [["pnode=1", "size=666", "vcpus=0-1", "vdistances=10,21"], '
         '["pnode=0", "size=334", "vcpus=2", "vdistances=21,10"]]',
         'cpus_soft = ["2-3", "2-3", "0-1"]']
+    # a strict policy: the same per-vCPU CPUs as hard affinity too
+    assert vnuma.xl_lines(plan, topo, hard=True).splitlines()[-1] == 'cpus = ["2-3", "2-3", "0-1"]'
     odd = vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 2, GiB + 4096), [0, 1])
     with pytest.raises(InvalidArgument, match="whole number of MiB"):
         vnuma.xl_lines(odd, topo)
@@ -165,6 +167,10 @@ def test_cli_prints_xl_lines_and_refuses_cleanly(tmp_path):
     assert out.returncode == 0, out.stderr
     assert re.search(r'^vnuma = \[\["pnode=0", "size=512", "vcpus=0", "vdistances=10,20"\], '
                      r'\["pnode=1", "size=512", "vcpus=1", "vdistances=20,10"\]\]$', out.stdout, re.M), out.stdout
+    # Xen's node syntax, as everywhere a node list is typed
+    for spelled in ("0-1", "nodes:0-1", "node:0,node:1"):
+        again = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", "--nodes", spelled, "--xl")
+        assert again.returncode == 0 and again.stdout == out.stdout, (spelled, again.stderr)
     # without --nodes the vnodes follow a placement dry run: 1 GiB fits on one node
     out = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", "--json")
     assert out.returncode == 0 and '"pnode"' in out.stdout, out.stderr

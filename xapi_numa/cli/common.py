@@ -30,6 +30,8 @@ def hypervisor(args) -> Hypervisor:
 
 def ledger_path(args) -> str:
     explicit = getattr(args, "ledger", None)
+    if explicit is not None and not explicit.strip():
+        raise InvalidArgument("--ledger", "{!r} is blank".format(explicit), "a file path")
     if explicit:
         return explicit
     path = sim_path(backend_spec(args.backend))

@@ -12,6 +12,7 @@ from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import move_memory, move_recovery
+from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal, MoverLock
 from xapi_numa.core.numbers import whole_number
 
@@ -120,8 +121,10 @@ def cmd_memory_moves(args) -> int:
     journal = MoveJournal(common.ledger(args).db)
     notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
     rows = [r.to_dict() for r in journal.rows()]
-    if args.vm:
+    if args.vm is not None:
         rows = [r for r in rows if args.vm in (r["uuid"], r["report"].get("vm"), str(r["domid"]))]
+        if not rows:  # no move of it on record: a VM that exists has none, a typo is said so
+            domain_by_name_or_id(common.hypervisor(args), args.vm)
     value = {"moves": rows, "migrations": rows, "recovered": notes}  # "migrations": the first version's key
     common.emit(args, value, lambda v: "\n".join(["recovered: " + n for n in notes] + [render.table(
         ["vm", "to", "state", "moved", "planned", "max pause", "error"],

@@ -2,6 +2,7 @@
 import time
 
 from xapi_numa.cli import common, render
+from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
@@ -22,9 +23,10 @@ def cmd_place(args) -> int:
         policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
     request = Request(args.vcpus, memory, policy,
                       translated=args.type != "pv")
+    vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
     with common.flag_names(common.POLICY_FLAGS):
-        placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, args.ttl,
+        placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
                                                       args.dry_run)
     out = placement.to_dict(hv.topology())
     out["reservation"] = reservation.to_dict() if reservation else None

@@ -26,7 +26,7 @@ def cmd_topology(args) -> int:
                 print("== {}: did not answer ({})\n".format(host, why) if why else "== {} ({})\n{}\n".format(
                     host, report["scheduler"], render.render_topology(report)))
         return 0
-    report = queries.topology_report(common.hypervisor(args))
+    report = queries.topology_report(common.hypervisor(args), common.ledger(args).outstanding())
     common.emit(args, report, render.render_topology)
     return 0
 
@@ -41,10 +41,10 @@ def cmd_vcpus(args) -> int:
             if failed_host(host_rows):
                 print("xapi-numa: host {} did not answer: {}".format(host, failed_host(host_rows)), file=sys.stderr)
         rows = [dict(r, host=host) for host, host_rows in per.items() if not failed_host(host_rows)
-                for r in host_rows if not args.domain or args.domain in (str(r["domid"]), r["name"])]
+                for r in host_rows if args.domain is None or args.domain in (str(r["domid"]), r["name"])]
     else:
         hv = common.hypervisor(args)
-        domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain else None
+        domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain is not None else None
         rows = queries.vcpu_rows(hv, domids)
     common.emit(args, rows, render.render_vcpus)
     return 0
@@ -65,12 +65,15 @@ def cmd_top(args) -> int:
     ledger = common.ledger(args)
     tracker = Rebalancer(ledger.db)  # CPU demand and the time outside soft affinity, over the refreshes
     outside: dict = {}
+    started, refreshes = time.monotonic(), 0
     while True:
         snap = observe.take(hv)
         tracker.observe_demand(snap)
         _count_outside(snap, outside)
+        refreshes += 1
         report = queries.top_report(hv, ledger.outstanding(), tracker.demand,
                                     {u: o / t for u, (o, t) in outside.items() if t}, tracker.counts())
+        report["outside_over"] = {"refreshes": refreshes, "seconds": round(time.monotonic() - started, 1)}
         if args.json:
             common.print_json(report)
         else:

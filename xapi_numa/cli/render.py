@@ -12,9 +12,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def render_topology(report: dict) -> str:
-    nodes = table(["node", "cpus", "memory", "free", "claimed"],
+    nodes = table(["node", "cpus", "memory", "free", "claimed", "reserved", "claimable"],
                   [[n["id"], n["cpus"], format_size(n["memory_total"]), format_size(n["memory_free"]),
-                    format_size(n["memory_claimed"])] for n in report["nodes"]])
+                    format_size(n["memory_claimed"]), format_size(n["memory_reserved"]),
+                    format_size(n["memory_claimable"])] for n in report["nodes"]])
     ids = [n["id"] for n in report["nodes"]]
     dist = table(["distance"] + [str(i) for i in ids],
                  [[i] + row for i, row in zip(ids, report["distances"])])
@@ -47,6 +48,11 @@ def render_top(report: dict) -> str:
                   "{:.0f}%".format(100 * v["local_share"]), "{}/{}".format(v["outside_soft"], v["vcpus"]),
                   "{:.0f}%".format(100 * v.get("outside_soft_share", 0.0)), "{:.1f}".format(v.get("cpu_demand", 0.0))]
                  for v in report["vms"]])
+    over = report.get("outside_over")
+    if over:  # the share is of top's own samples: say over how many
+        vms += ("\ntime outside: share of running vCPUs outside soft affinity " + (
+            "at this one moment (without --once, over the refreshes)" if over["refreshes"] == 1 else
+            "over {} refreshes, {:.0f} s".format(over["refreshes"], over["seconds"])))
     moves = report.get("home_moves") or {}
     tail = "\n\nhome moves by the rebalancer: " + (", ".join("{} {}".format(n, k) for k, n in sorted(moves.items()))
                                                   or "none")

@@ -7,7 +7,7 @@ from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, NoCapacity
 from xapi_numa.core.numbers import decimal_number, whole_number
 
 SCHEDULERS = ("credit", "credit2")
@@ -60,8 +60,16 @@ def cmd_sim_create(args) -> int:
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
     memory = parse_size(args.memory, "--memory")
-    print(sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
-                     passthrough=args.passthrough))
+    try:
+        domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+                           passthrough=args.passthrough)
+    except NoCapacity:
+        # the allocator counts pages; the user typed a size
+        free = sum(n.claimable for n in sim.node_memory())
+        raise InvalidArgument("--memory", "{} does not fit: {} is free after other domains' claims".format(
+            args.memory, format_size(free)), "at most {}, less the build's own overhead".format(
+                format_size(free))) from None
+    print(domid)
     return 0
 
 

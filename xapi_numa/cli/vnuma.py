@@ -12,7 +12,7 @@ import re
 from xapi_numa.cli import common, render
 from xapi_numa.core import vnuma
 from xapi_numa.core.placement import Request
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.reserve import place_and_reserve
@@ -41,13 +41,11 @@ def _guest(args) -> vnuma.GuestSpec:
 
 def _pnodes(args, hv, guest: vnuma.GuestSpec):
     """The pnodes to follow: given, or where a placement dry run puts the VM."""
-    if args.nodes:
+    if args.nodes is not None:
         topo = hv.topology()
-        order = [int(part) for part in args.nodes.split(",") if part.strip().isdigit()]
-        if not order or len(order) != len(args.nodes.split(",")):
-            raise InvalidArgument("--nodes", "{!r}".format(args.nodes), "comma-separated node ids, e.g. 0,1")
-        topo.parse_nodes(args.nodes, "--nodes")  # unknown ids named with the allowed range
-        return order
+        order = parse_ordered_nodes(args.nodes, "--nodes")
+        topo.parse_nodes(",".join(map(str, order)), "--nodes")  # unknown ids named with the allowed range
+        return list(order)
     request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
     placement, _, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, dry_run=True)
     return list(placement.nodes)
@@ -64,8 +62,9 @@ def _store(args) -> int:
     from xapi_numa.ops.vnuma_pool import pool_plan
     from xapi_numa.ops.vnuma_xapi import VNUMA_KEY
 
-    given = [flag for flag, value in (("--vcpus", args.vcpus), ("--memory", args.memory), ("--nodes", args.nodes),
-                                      ("--xl", args.xl), ("--apply", args.apply)) if value]
+    given = [flag for flag, value in (("--vcpus", args.vcpus), ("--memory", args.memory),
+                                      ("--nodes", args.nodes is not None), ("--xl", args.xl),
+                                      ("--apply", args.apply)) if value]
     if given:
         raise InvalidArgument(given[0], "not with --store (the VM's record says what it is; the host plans it)",
                               "--store [--split 0|1] [--host HOST]")
@@ -93,7 +92,7 @@ def cmd_vnuma(args) -> int:
     topo = hv.topology()
     free = {n.node: n.claimable for n in hv.node_memory()}
     if args.split is not None:
-        if args.nodes:
+        if args.nodes is not None:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
         with common.flag_names(FLAGS):
             plan = vnuma.plan_split(topo, guest, args.split, free)
@@ -101,7 +100,7 @@ def cmd_vnuma(args) -> int:
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
             plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
     if args.xl:
-        print(vnuma.xl_lines(plan, topo))
+        print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0
     if args.apply:
         _apply(args, hv, plan)
@@ -137,7 +136,8 @@ def register(sub) -> None:
     q.add_argument("--dynamic-min", dest="dynamic_min", help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
     q.add_argument("--type", default="hvm", help="hvm (default) or pvh; pv is refused")
-    q.add_argument("--nodes", help="the pnodes, one vnode each, e.g. 0,1 (default: where placement puts it)")
+    q.add_argument("--nodes", help="the pnodes, one vnode each, in order: 1,0, 0-1 or nodes:0-1 "
+                                   "(default: where placement puts it)")
     q.add_argument("--split", type=whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")
     q.add_argument("--mode", help="the VM's NUMA policy mode (must agree with the vnode map)")
     q.add_argument("--policy-nodes", dest="policy_nodes", help="the VM's NUMA policy node list")

@@ -6,6 +6,7 @@ port and consumed by the pure planners.  Units: memory in bytes unless a name
 says ``pages`` (4 KiB pages, as Xen counts); CPU and node sets are frozensets
 of ids.
 """
+import re
 from typing import FrozenSet, Iterable, Tuple
 
 import attrs
@@ -92,6 +93,18 @@ class BatchResult:
     granted: int = 0    # gfns left where they were: granted to another domain by the pause
 
 
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_uuid(text: str, field: str = "vm") -> str:
+    """A VM's UUID as xapi spells it (lower case), from what was typed."""
+    value = text.strip().lower()
+    if not UUID_RE.match(value):
+        raise InvalidArgument(field, "{} is not a UUID".format(shown(text)),
+                              "a UUID like 01234567-89ab-cdef-0123-456789abcdef")
+    return value
+
+
 def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
     """The domain a user means by ``ref``: a domid, a UUID or a name.
 
@@ -99,6 +112,8 @@ def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
     (a VM named "5" is then reached by its UUID).  xapi's name labels are not
     unique: a name two running domains share is refused, naming their domids,
     rather than one of them picked."""
+    if not ref.strip():
+        raise InvalidArgument("VM", "{} is blank".format(shown(ref)), "a domid, name or UUID")
     domains = list(domains)
     if is_decimal(ref) and len(ref) <= 10:
         found = [d for d in domains if d.domid == int(ref)]

@@ -67,6 +67,24 @@ def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
     return tuple(nodes), nearest
 
 
+ORDERED_SYNTAX = "an ordered node list like 1,3,0 (ranges such as 0-1, and Xen's node:1 and nodes:0-1, allowed)"
+
+
+def parse_ordered_nodes(text: str, field: str = "nodes") -> Tuple[int, ...]:
+    """A list of node ids in the order given (vnuma's pnodes), in a policy's syntax
+    but without ``nearest``: at least one id, none twice."""
+    try:
+        nodes, nearest = _parse_node_list(text)
+    except InvalidArgument as err:
+        raise InvalidArgument(field, err.detail, ORDERED_SYNTAX) from None
+    if nearest:
+        raise InvalidArgument(field, "{}: 'nearest' is a policy's word, not a node".format(shown(text)),
+                              ORDERED_SYNTAX)
+    if not nodes:
+        raise InvalidArgument(field, "{} names no node".format(shown(text)), ORDERED_SYNTAX)
+    return nodes
+
+
 @attrs.frozen
 class Policy:
     """A validated NUMA policy (immutable); ``str()`` is its canonical form."""

@@ -346,10 +346,11 @@ def _range(vcpus: Sequence[int]) -> str:
     return str(vcpus[0]) if len(vcpus) == 1 else f"{vcpus[0]}-{vcpus[-1]}"
 
 
-def xl_lines(plan: VnumaPlan, topology: Topology) -> str:
+def xl_lines(plan: VnumaPlan, topology: Topology, hard: bool = False) -> str:
     """The xl.cfg lines for the plan: ``vnuma`` (xl.cfg(5): pnode, size in MiB, one vCPU
     range, distances to every vnode), the matching ``memory``/``maxmem``, and per-vCPU
-    soft affinity so each vCPU runs where its vnode's memory is."""
+    soft affinity so each vCPU runs where its vnode's memory is; with ``hard`` (a strict
+    policy) the same per-vCPU list as hard affinity too (``cpus``)."""
     bad = [v.index for v in plan.vnodes if v.memory % MiB]
     if bad:
         raise InvalidArgument("memory", f"vnode(s) {bad} are not a whole number of MiB, which xl.cfg needs",
@@ -361,4 +362,5 @@ def xl_lines(plan: VnumaPlan, topology: Topology) -> str:
     total = sum(v.memory for v in plan.vnodes) // MiB
     soft = ", ".join('"{}"'.format(topology.format_cpus(plan.cpus[v.pnode]))
                      for v in plan.vnodes for _ in v.vcpus)
-    return "\n".join([f"memory = {total}", f"maxmem = {total}", f"vnuma = [{specs}]", f"cpus_soft = [{soft}]"])
+    lines = [f"memory = {total}", f"maxmem = {total}", f"vnuma = [{specs}]", f"cpus_soft = [{soft}]"]
+    return "\n".join(lines + ([f"cpus = [{soft}]"] if hard else []))

@@ -13,9 +13,10 @@ from xapi_numa.errors import NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 
 
-def topology_report(hv: Hypervisor) -> dict:
+def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
     """Nodes, distances and CPUs, and what this Xen offers: its scheduler and the
-    features the host's paths depend on (per-node claims, the node-page query)."""
+    features the host's paths depend on (per-node claims, the node-page query).
+    ``reserved``: the ledger's outstanding bytes per node, left out of what is claimable."""
     topo = hv.topology()
     memory = {m.node: m for m in hv.node_memory()}
     caps = hv.capabilities()
@@ -24,7 +25,9 @@ def topology_report(hv: Hypervisor) -> dict:
         "features": dict(caps.features),
         "nodes": [
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
-             "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed}
+             "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed,
+             "memory_reserved": reserved.get(n.id, 0),
+             "memory_claimable": max(0, memory[n.id].free - memory[n.id].claimed - reserved.get(n.id, 0))}
             for n in topo.nodes
         ],
         "distances": [list(r) for r in topo.distances],

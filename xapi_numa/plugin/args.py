@@ -6,9 +6,9 @@ argument and what is allowed, raised before anything is read or changed.
 import re
 from typing import AbstractSet, Dict
 
+from xapi_numa.core.host import parse_uuid
 from xapi_numa.errors import InvalidArgument
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_ARG = 1024
 
 
@@ -25,11 +25,7 @@ def check_args(args: Dict[str, str], required: AbstractSet[str], optional: Abstr
 
 
 def uuid_arg(args: Dict[str, str], key: str = "vm") -> str:
-    value = args[key].strip().lower()
-    if not UUID_RE.match(value):
-        raise InvalidArgument(key, "{!r} is not a UUID".format(args[key]),
-                              "a UUID like 01234567-89ab-cdef-0123-456789abcdef")
-    return value
+    return parse_uuid(args[key], key)
 
 
 def bool_arg(args: Dict[str, str], key: str, default: bool = False) -> bool:

@@ -63,11 +63,7 @@ class Context:
 
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, set())
-    report = queries.topology_report(ctx.hv)
-    reserved = ctx.ledger.outstanding()
-    for node in report["nodes"]:
-        node["memory_reserved"] = reserved.get(node["id"], 0)
-        node["memory_claimable"] = max(0, node["memory_free"] - node["memory_claimed"] - node["memory_reserved"])
+    report = queries.topology_report(ctx.hv, ctx.ledger.outstanding())
     del report["cpus"]
     return report
 
