@@ -662,5 +662,6 @@ class Boot:
         deaths = guest_deaths(text)
         return ok, boot_failures(ok, finished, summary, lines, wrong, deaths), deaths, failed_tests(lines)
 
+
 if __name__ == "__main__":
     sys.exit(main())

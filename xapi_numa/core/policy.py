@@ -72,7 +72,7 @@ ORDERED_SYNTAX = "an ordered node list like 1,3,0 (ranges such as 0-1, and Xen's
 
 def parse_ordered_nodes(text: str, field: str = "nodes") -> Tuple[int, ...]:
     """A list of node ids in the order given (vnuma's pnodes), in a policy's syntax
-    but without ``nearest``: at least one id, none twice."""
+    but without ``nearest``: at least one id (an empty entry is refused), none twice."""
     try:
         nodes, nearest = _parse_node_list(text)
     except InvalidArgument as err:
@@ -80,8 +80,6 @@ def parse_ordered_nodes(text: str, field: str = "nodes") -> Tuple[int, ...]:
     if nearest:
         raise InvalidArgument(field, "{}: 'nearest' is a policy's word, not a node".format(shown(text)),
                               ORDERED_SYNTAX)
-    if not nodes:
-        raise InvalidArgument(field, "{} names no node".format(shown(text)), ORDERED_SYNTAX)
     return nodes
 
 

@@ -27,7 +27,7 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
              "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed,
              "memory_reserved": reserved.get(n.id, 0),
-             "memory_claimable": max(0, memory[n.id].free - memory[n.id].claimed - reserved.get(n.id, 0))}
+             "memory_claimable": max(0, memory[n.id].claimable - reserved.get(n.id, 0))}
             for n in topo.nodes
         ],
         "distances": [list(r) for r in topo.distances],
