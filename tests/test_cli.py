@@ -159,6 +159,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
     (["place", "--vcpus", "1", "--memory", "3G", "--mode", "strict", "--nodes", "0", "--on-exhaust", "fail"],
      "node 0 has"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "-1"], "--ttl"),
+    (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "123456789"], "--ttl: 123456789 (allowed"),
 ])
 def test_place_errors(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
@@ -229,8 +230,9 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--nodes", "0-"], "--nodes: bad entry '0-' in '0-'"),
     (["--nodes", ""], "--nodes: '' has an empty entry"),
     (["--nodes", "0,nearest"], "--nodes: '0,nearest': 'nearest' is a policy's word"),
-    (["--nodes", "1", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
-    (["--nodes", "1", "--apply"], "VM: domain {domid} (g) has already run"),
+    (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
+    (["--nodes", "1", "--type", "pvh", "--apply"], "VM: domain {domid} (g) has already run"),
+    (["--nodes", "1", "--apply"], "--type: hvm, but domain g is pvh"),
 ])
 def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
@@ -248,10 +250,27 @@ def test_vnuma_apply_sets_a_layout_on_a_domain_that_has_not_run(host, capsys, mo
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
     assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh", "--paused"]) == 0
     domid = int(capsys.readouterr().out)
-    out = run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "1", "--apply", "--json")
+    out = run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "1", "--type", "pvh",
+                   "--apply", "--json")
     assert [v["pnode"] for v in out["vnodes"]] == [1]
     from xapi_numa.backends.sim.backend import SimHypervisor
     assert SimHypervisor(host).vnuma(domid) is not None
+
+
+@pytest.mark.parametrize("guest_type, hole", [("pvh", 0xFC000000), ("hvm", 0xF0000000)])
+def test_vnuma_apply_lays_memory_around_the_hole_libxl_leaves_for_the_type(tmp_path, capsys, monkeypatch,
+                                                                           guest_type, hole):
+    host = str(tmp_path / "big.json")
+    assert main(["sim", "init", host, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "4G"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "6G", "--type", guest_type, "--paused"]) == 0
+    domid = int(capsys.readouterr().out)
+    run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "6G", "--nodes", "0,1", "--type", guest_type,
+             "--apply", "--json")
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    ranges = [(r.start, r.end, r.vnode) for r in SimHypervisor(host).vnuma(domid).ranges]
+    assert ranges == [(0, 3 << 30, 0), (3 << 30, hole, 1), (4 << 30, (4 << 30) + (6 << 30) - hole, 1)]
 
 
 def test_move_memory_errors_name_the_flag(host, capsys, monkeypatch):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import cpuset
-from xapi_numa.core.numbers import parse_decimal
+from xapi_numa.core.numbers import decimal_number, parse_decimal, plain
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import parse_size
@@ -147,3 +147,9 @@ def test_a_rate_is_read_as_checked_on_every_python():
     """Python 3.6's float() strips less than str.strip(): "5\\x1f" once passed the check and
     then crashed the conversion there."""
     assert parse_rate("5\x1f") == 5 * (1 << 20) and parse_rate(" 12.5 ") == 12.5 * (1 << 20)
+
+
+@pytest.mark.parametrize("typed, shown", [("123456789", "123456789"), ("100000000000000000000", "1e+20"),
+                                          ("0.05", "0.05"), ("007.500", "7.5"), ("9" * 40, "1e+40")])
+def test_a_number_is_quoted_back_as_digits_never_in_exponent_form(typed, shown):
+    assert plain(decimal_number(typed)) == shown

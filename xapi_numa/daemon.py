@@ -29,7 +29,7 @@ from xapi_numa.ops.settle import settle
 from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
-from xapi_numa.core.numbers import decimal_number, whole_number
+from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 LOG = runtime.LOG
 RUN_DIR = "/run/xapi-numa"
@@ -104,7 +104,7 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
                                    ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20),
                                    ("--cycles", args.cycles, 0, 1 << 31)):
         if not low <= value <= high:
-            return "{}: {:g} (allowed: {:g}..{:g})".format(name, value, low, high)
+            return "{}: {} (allowed: {:g}..{:g})".format(name, plain(value), low, high)
     return None
 
 

@@ -8,7 +8,7 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.core.numbers import decimal_number, whole_number
+from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 
 def cmd_place(args) -> int:
@@ -18,7 +18,7 @@ def cmd_place(args) -> int:
     if memory < 1:
         raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
     if not 0 < args.ttl <= 86400:
-        raise InvalidArgument("--ttl", "{:g}".format(args.ttl), "more than 0, at most 86400 seconds")
+        raise InvalidArgument("--ttl", plain(args.ttl), "more than 0, at most 86400 seconds")
     with common.flag_names(common.POLICY_FLAGS):
         policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
     request = Request(args.vcpus, memory, policy,

@@ -9,7 +9,7 @@ from xapi_numa.core import locality
 from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.rebalancing import Rebalancer
-from xapi_numa.core.numbers import decimal_number
+from xapi_numa.core.numbers import decimal_number, plain
 
 
 def cmd_topology(args) -> int:
@@ -60,7 +60,7 @@ def cmd_memory(args) -> int:
 
 def cmd_top(args) -> int:
     if not 0.1 <= args.interval <= 3600:
-        raise InvalidArgument("--interval", "{:g}".format(args.interval), "0.1..3600 seconds")
+        raise InvalidArgument("--interval", plain(args.interval), "0.1..3600 seconds")
     hv = common.hypervisor(args)
     ledger = common.ledger(args)
     tracker = Rebalancer(ledger.db)  # CPU demand and the time outside soft affinity, over the refreshes

@@ -8,7 +8,7 @@ from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.core.numbers import decimal_number, whole_number
+from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 SCHEDULERS = ("credit", "credit2")
 
@@ -82,7 +82,7 @@ def cmd_sim_control(args) -> int:
 
 def cmd_sim_run(args) -> int:
     if not 0 < args.seconds <= 86400:
-        raise InvalidArgument("--seconds", "{:g}".format(args.seconds), "more than 0, at most 86400")
+        raise InvalidArgument("--seconds", plain(args.seconds), "more than 0, at most 86400")
     SimHypervisor(args.path).run(args.seconds)
     return 0
 

@@ -10,14 +10,16 @@ half of a split host.  ``--xl`` prints the lines for xl.cfg.  ``--store`` (with
 import re
 
 from xapi_numa.cli import common, render
-from xapi_numa.core import vnuma
+from xapi_numa.core import numbers, vnuma
+from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
+from xapi_numa.core.numbers import whole_number
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.core import numbers
-from xapi_numa.core.numbers import whole_number
+from xapi_numa.ops.vnuma_xapi import free_for_plan
 
 
 # the core's names for what this command's flags set
@@ -90,7 +92,8 @@ def cmd_vnuma(args) -> int:
         vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
     hv = common.hypervisor(args)
     topo = hv.topology()
-    free = {n.node: n.claimable for n in hv.node_memory()}
+    target = domain_by_name_or_id(hv, args.vm) if args.apply else None
+    free = free_for_plan(hv, target.domid if target is not None else None)
     if args.split is not None:
         if args.nodes is not None:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
@@ -102,24 +105,33 @@ def cmd_vnuma(args) -> int:
     if args.xl:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0
-    if args.apply:
-        _apply(args, hv, plan)
+    if target is not None:
+        _apply(args, hv, target, plan)
     common.emit(args, dict(plan.to_dict(), vm=args.vm), _render)
     return 0
 
 
-def _apply(args, hv, plan: vnuma.VnumaPlan) -> None:
-    """Set the layout on the built, not yet started domain named by VM (what a domain
-    builder such as xenopsd would do before the first unpause)."""
-    from xapi_numa.ops.observe import domain_by_name_or_id
-
-    d = domain_by_name_or_id(hv, args.vm)
-    if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
-        raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
-    if not HEX_OR_DECIMAL.fullmatch(args.hole_start.strip()):
+def _hole_start(args) -> int:
+    """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type."""
+    if args.hole_start is None:
+        return vnuma.LOWMEM_END[args.type]
+    text = args.hole_start.strip()
+    if not HEX_OR_DECIMAL.fullmatch(text):
         raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
                               "a byte address in ASCII hex or decimal, e.g. 0xf0000000")
-    hole = int(args.hole_start.strip(), 0 if args.hole_start.strip()[:2] in ("0x", "0X") else 10)
+    return int(text, 0 if text[:2] in ("0x", "0X") else 10)
+
+
+def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan) -> None:
+    """Set the layout on the built, not yet started domain ``d`` (what a domain builder
+    such as xenopsd would do before the first unpause)."""
+    if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
+        raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
+    # Xen's domain flags tell HVM from PV only, so a PVH domain may show as hvm
+    if d.type == "pv" or (d.type == "pvh" and args.type != "pvh"):
+        raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),
+                              "pvh" if d.type == "pvh" else "an HVM or PVH domain")
+    hole = _hole_start(args)
     # a guest's kernel reads its vNUMA layout once, at boot: a domain that has run keeps the old one
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
         raise InvalidArgument("VM", "domain {} ({}) has already run".format(d.domid, d.name),
@@ -145,8 +157,9 @@ def register(sub) -> None:
     q.add_argument("--xl", action="store_true", help="print the vnuma/memory/cpus_soft lines for xl.cfg")
     q.add_argument("--apply", action="store_true",
                    help="also set the layout on the built, paused domain VM (for toolstacks without vNUMA)")
-    q.add_argument("--hole-start", dest="hole_start", default="0xf0000000",
-                   help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end)")
+    q.add_argument("--hole-start", dest="hole_start",
+                   help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end; "
+                        "default as libxl builds it: 0xf0000000 for hvm, 0xfc000000 for pvh)")
     q.add_argument("--store", action="store_true",
                    help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")

@@ -70,5 +70,14 @@ def decimal_number(text: str) -> float:
     return float(text.strip())
 
 
+def plain(value: float) -> str:
+    """A number read by :func:`whole_number` or :func:`decimal_number`, written back for
+    an error message: digits as typed up to 16 of them (``{:g}`` would show 123456789
+    as 1.23457e+08), else the float's shortest exact text."""
+    if value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    return shown_digits(repr(float(value)))
+
+
 whole_number.__name__ = "whole number (ASCII digits)"
 decimal_number.__name__ = "number (ASCII digits)"

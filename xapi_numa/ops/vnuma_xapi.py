@@ -41,6 +41,16 @@ def guest_of(record: dict) -> vnuma.GuestSpec:
                            int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
 
 
+def free_for_plan(hv: Hypervisor, domid: Optional[int]) -> Dict[int, int]:
+    """Claimable bytes per node for a vNUMA plan; a built or running domain ``domid``
+    counts its own memory as free (the plan lays out memory it already has)."""
+    free = {n.node: n.claimable for n in hv.node_memory()}
+    if domid is not None:
+        for node, pages in hv.node_pages(domid).items():
+            free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)
+    return free
+
+
 def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str = "follow",
              half: Optional[int] = None) -> vnuma.VnumaPlan:
     """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
@@ -54,11 +64,8 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     guest = guest_of(record)
     vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
     topo = hv.topology()
-    free = {n.node: n.claimable for n in hv.node_memory()}
     running = next((d for d in hv.domains() if d.uuid == uuid), None)
-    if running is not None:
-        for node, pages in hv.node_pages(running.domid).items():
-            free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)
+    free = free_for_plan(hv, running.domid if running is not None else None)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
     placement, _, _ = place_and_reserve(hv, ledger, request_for(record, topo), uuid, dry_run=True)
