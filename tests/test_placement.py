@@ -445,3 +445,16 @@ def test_a_strict_placement_is_where_xen_puts_the_memory(free_pages, pages):
         return
     got, _ = distribute(pages, list(free_pages), sorted(placement.nodes), -1, SUPERPAGE)
     assert {node for node, count in got.items() if count} <= set(placement.nodes)
+
+
+@pytest.mark.parametrize("free0, on_exhaust, why", [
+    (0, "fallback", "no set of nodes with free memory has 4 cores, so its vCPUs share"),
+    (G, "fail", "no node that can hold it has 4 cores and on_exhaust=fail forbids spreading, so its vCPUs share"),
+])
+def test_a_shared_cpu_reason_does_not_deny_cores_a_full_node_has(free0, on_exhaust, why):
+    """Node 0 has the cores but not the memory: the reason says what was short, never
+    that no set of nodes has 4 cores (node 0 alone has 8)."""
+    host = Topology.from_arrays([0] * 8 + [1] * 2, [[10, 21], [21, 10]], [64 * G, 64 * G])
+    p = Planner(host, NO_OVERHEAD).place(loads_of([free0, 32 * G]),
+                                         Request(4, 4 * G, Policy.parse("best_effort", None, on_exhaust)))
+    assert p.nodes == (1,) and p.fallback and p.reason.endswith(why)

@@ -251,13 +251,17 @@ class Planner:
         """No single node with enough memory and cores: spread, or relax the CPU count."""
         vcpus = request.vcpus
         what = "cores" if request.policy.mode == "best_effort" else "pCPUs"
+        # a node without free memory joins no set, whatever cores it has
+        no_set = f"no set of nodes with free memory has {vcpus} {what}"
         for relax in (False, True):
             if relax:
                 best = self._best_single(avail, vcpus_on, need, vcpus, None)
                 if best >= 0:
+                    short = (f"no node that can hold it has {vcpus} {what} and on_exhaust=fail forbids spreading"
+                             if request.policy.on_exhaust == "fail" else no_set)
                     return self._single(best, request, need, True,
                                         f"fits on node {best} alone ({format_size(avail[best] - need)} left there "
-                                        f"after it); no set of nodes has {vcpus} {what}, so its vCPUs share")
+                                        f"after it); {short}, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
                 continue
             found = self._best_set(avail, vcpus_on, request, need, relax)
@@ -271,7 +275,7 @@ class Planner:
                     why = f"no single node has {format_size(need)} available"
                 why += f"; nodes {','.join(map(str, nodes))} (max distance {distance}) hold it"
                 if relax:
-                    why += f"; no set of nodes has {vcpus} {what}, so its vCPUs share"
+                    why += f"; {no_set}, so its vCPUs share"
                 if exhausted:
                     why += f"; search stopped after {SEARCH_BUDGET} sets (best found)"
                 return self._result(nodes, avail, request, need, relax, why)
