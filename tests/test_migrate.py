@@ -483,3 +483,16 @@ def test_recovery_leaves_a_guest_someone_unpaused_running_as_xen_does(sim, ledge
     assert "running again" in note and "0 gfns without a frame" in note and not _paused(sim, domid)
     assert sim.recover_move(domid) is None  # the record is gone; nothing is unpaused twice
     _invariants(sim)
+
+
+def test_a_batch_whose_unpause_failed_is_unpaused_by_recovery_at_once(sim, ledger):
+    # libxenuma tries the unpause three times; if it still fails the guest is paused with
+    # the batch record kept (only the unpause left): the move hands it to recovery at once.
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    with pytest.raises(MoveStopped) as info:
+        migrate.run(sim, ledger.db, plan, fault="unpause", fault_batch=1)
+    report = json.loads(info.value.params[2])
+    assert "could not be unpaused" in report["error"] and "recovery put them back" in report["error"]
+    assert not _paused(sim, domid) and MoveJournal(ledger.db).status(plan.domain.uuid).state == "failed"
+    _invariants(sim)

@@ -158,7 +158,8 @@ struct xn_mig_result {
     uint64_t pause_ns;     /* how long the domain was paused */
     int32_t stage;         /* XN_MIG_STAGE_* reached (DONE on success) */
     int32_t error;         /* -errno of the failure, 0 */
-    uint64_t granted;      /* gfns left where they were: granted to another domain at the pause */
+    uint64_t granted;      /* gfns left where they were: granted to another domain at the pause,
+                              or given back by the guest since they were mapped */
 };
 
 #define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */
@@ -171,15 +172,18 @@ struct xn_mig_result {
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
  * one pause window: leave out those the guest grants to another domain by
  * then (res->granted: a backend may copy into them while the guest is
- * paused, and that copy would be lost), copy out, release in chunks of
+ * paused, and that copy would be lost) or gave back since, copy out, release in chunks of
  * verify_chunk pages checking each was really freed (stopping at the first that was not),
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  Signals
- * are held off meanwhile.  The domain is unpaused on every path but one: when
+ * are held off meanwhile.  The domain is unpaused on every path but two: when
  * the contents could not be put back (res->lost: a released gfn left without
  * a frame, or the copy back failed) and there is a record, the domain stays
  * paused and the record is kept, unlocked, for xn_mig_recover to finish (it
- * would otherwise run on missing or zeroed memory); without a record it is
- * unpaused and res->lost says how many gfns lost their contents.
+ * would otherwise run on missing or zeroed memory); and when the unpause
+ * itself fails (tried three times; stage XN_MIG_STAGE_UNPAUSE), the record is
+ * kept for xn_mig_recover to give the pause back.  Without a record the
+ * domain is unpaused, every released gfn that has a frame again gets its
+ * contents back, and res->lost says how many did not.
  * record_path (or NULL): a file on tmpfs that holds the saved contents and
  * how far the batch got (written before each step, the pause included),
  * locked by this process while it lives, removed when it is over; if the

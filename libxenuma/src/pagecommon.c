@@ -1,10 +1,13 @@
 /*
  * Helpers the page-move files share (scan, move, recovery): the clock, one
- * domain's record, holding signals off for a pause window, sleeping.
+ * domain's record, holding signals off for a pause window, sleeping, typing
+ * gfns, raising a domain's maximum, giving back a recorded pause.
  * Declared in pagemove_internal.h; hidden from the library's users.
  */
 #define _GNU_SOURCE
 #include "pagemove_internal.h"
+#include "batchrecord.h"
+#include "pagelayout.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -52,4 +55,45 @@ void xn_sleep_ms(unsigned int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) && errno == EINTR)
         ;
+}
+
+int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32_t n, xen_pfn_t *types)
+{
+    uint32_t i, first;
+
+    for (i = 0; i < n; i++)
+        types[i] = gfns[i];
+    for (first = 0; first < n; first += XN_TYPE_BATCH) {
+        uint32_t len = n - first < XN_TYPE_BATCH ? n - first : XN_TYPE_BATCH;
+        if (xc_get_pfn_type_batch(xch, domid, len, types + first))
+            return xn_errno_rc();
+    }
+    return 0;
+}
+
+int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages)
+{
+    xc_domaininfo_t info;
+    int rc = xn_domain_info(xch, domid, &info);
+
+    if (rc == 0 && xc_domain_setmaxmem(xch, domid, ((info.max_pages + pages) * XN_PAGE_SIZE) >> 10))
+        rc = xn_errno_rc();
+    return rc;
+}
+
+int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, uint32_t held)
+{
+    int attempt, rc = -EIO;
+
+    xn_rec_set_state(rec, XN_REC_UNPAUSING);
+    for (attempt = 0; attempt < 3 && rc && rc != -EINVAL && rc != -ESRCH; attempt++)
+        rc = xc_domain_unpause(xch, domid) ? xn_errno_rc() : 0;
+    if (rc == 0 || rc == -EINVAL || rc == -ESRCH) {
+        xn_rec_set_state(rec, XN_REC_UNPAUSED);
+        return rc == 0 ? 1 : rc == -EINVAL ? 0 : rc; /* -EINVAL: not paused (any more) */
+    }
+    /* it did not happen (libxc failed before the hypercall, or Xen refused it):
+     * the record says so again, and recovery gives the pause back */
+    xn_rec_set_state(rec, held);
+    return rc;
 }

@@ -112,6 +112,10 @@ static uint32_t release(struct xn_batch *b, uint32_t chunk)
             b->res->stage = XN_MIG_STAGE_RELEASE;
             /* what was released is checked all the same: a frame it did not free is reported */
             b->res->not_freed = xn_unfreed(before, after, (uint32_t)got);
+            if (b->res->not_freed) {
+                b->res->stuck_first = done;
+                b->res->stuck_count = (uint32_t)got;
+            }
             return done + (uint32_t)got;
         }
         if (xn_unfreed(before, after, len)) {
@@ -147,14 +151,12 @@ static uint32_t populate(struct xn_batch *b, xen_pfn_t *list, uint32_t count, un
 static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node, int on_target)
 {
     unsigned int exact = on_target ? XENMEMF_exact_node(node) : 0;
-    uint32_t nsp = 0, nsmall = 0, i, got, left, attempt;
+    uint32_t nsp = 0, nsmall = 0, i, got, at, lost = 0;
     xen_pfn_t *small = b->scratch;
-    xen_pfn_t *sp;
+    xen_pfn_t *sp = b->runs;
+    int raised = 0;
 
     xn_superpage_runs(b->gfns, released, b->is_super);
-    sp = malloc(((released / XN_SUPERPAGE_PAGES) + 1) * sizeof(*sp));
-    if (!sp)
-        return released;
     for (i = 0; i < released; i++) {
         if (!b->is_super[i])
             small[nsmall++] = b->gfns[i];
@@ -170,24 +172,28 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
         for (j = 0; j < XN_SUPERPAGE_PAGES; j++)
             small[nsmall++] = sp[i] + j;
     }
-    free(sp);
     got = on_target ? populate(b, small, nsmall, 0, exact) : 0;
     b->res->moved += got;
-    left = nsmall - got;
-    /* Anywhere will do; if the domain is at its maximum (frames that were
-     * not freed still count against it), raise it by what is missing. */
-    for (attempt = 0; left && attempt < 2; attempt++) {
-        got = populate(b, small + (nsmall - left), left, 0, 0);
+    /* Anywhere will do.  If the domain is at its maximum (frames that were not
+     * freed still count against it), raise it once by what is missing; past a
+     * gfn Xen will not back even so, go on with the next (the one stays lost). */
+    at = got;
+    while (at < nsmall) {
+        got = populate(b, small + at, nsmall - at, 0, 0);
         b->res->fallback += got;
-        left -= got;
-        if (left) {
-            xc_domaininfo_t info;
-            if (xn_domain_info(b->xch, b->domid, &info) == 0)
-                xc_domain_setmaxmem(b->xch, b->domid, ((info.max_pages + left) * XN_PAGE_SIZE) >> 10);
-            b->res->raised_max += left;
+        at += got;
+        if (at == nsmall)
+            break;
+        if (!raised) {
+            raised = 1;
+            if (xn_raise_max(b->xch, b->domid, nsmall - at) == 0)
+                b->res->raised_max += nsmall - at;
+            continue;
         }
+        lost++;
+        at++;
     }
-    return left;
+    return lost;
 }
 
 /* Buffers of a batch: the copy lives in the record when there is one. */
@@ -196,7 +202,9 @@ static int batch_alloc(struct xn_batch *b, struct xn_rec *rec)
     b->copy = rec->hdr ? xn_rec_data(rec) : malloc((size_t)b->n * XN_PAGE_SIZE);
     b->is_super = malloc(b->n);
     b->scratch = malloc((size_t)b->n * sizeof(xen_pfn_t));
-    return b->copy && b->is_super && b->scratch && b->fmem ? 0 : -ENOMEM;
+    /* no allocation once gfns are released: a shortage then would lose them */
+    b->runs = malloc((b->n / XN_SUPERPAGE_PAGES + 1) * sizeof(xen_pfn_t));
+    return b->copy && b->is_super && b->scratch && b->runs && b->fmem ? 0 : -ENOMEM;
 }
 
 static void batch_free(struct xn_batch *b, struct xn_rec *rec)
@@ -205,6 +213,7 @@ static void batch_free(struct xn_batch *b, struct xn_rec *rec)
         free(b->copy);
     free(b->is_super);
     free(b->scratch);
+    free(b->runs);
 }
 
 static int by_value(const void *a, const void *b)
@@ -214,8 +223,11 @@ static int by_value(const void *a, const void *b)
 }
 
 /*
- * With the domain paused, nothing new can be granted: leave out of the batch
- * every gfn granted now.  The scan left out those granted then, but a
+ * With the domain paused, nothing new can be granted or given back: leave out
+ * of the batch every gfn granted now, and every gfn the guest gave back (a
+ * balloon driver) since the batch was mapped, whose frame the mapping alone
+ * kept: releasing it would fail, and recovery would back a gfn the guest
+ * no longer has.  The scan left out those granted then, but a
  * frontend grants new buffers all the time, and a backend's grant copy into
  * one during the pause (no mapping, no reference: the release frees the frame)
  * would land in the old frame or be overwritten by the copy back.  kept[] and
@@ -229,16 +241,18 @@ static int leave_out_granted(struct xn_batch *b, struct xn_rec *rec, uint64_t *k
     uint64_t *granted;
     size_t count, busy, g = 0;
     uint32_t i, m = 0;
-    int rc = xn_granted_now(b->xch, b->domid, &granted, &count, &busy);
+    xen_pfn_t *types = b->scratch; /* free until the release */
+    int rc = xn_type_gfns(b->xch, b->domid, b->gfns, b->n, types);
 
-    if (rc)
+    if (rc || (rc = xn_granted_now(b->xch, b->domid, &granted, &count, &busy)))
         return rc;
     if (count > 1)
         qsort(granted, count, sizeof(*granted), by_value);
     for (i = 0; i < b->n; i++) {
         while (g < count && granted[g] < b->gfns[i])
             g++;
-        if (g < count && granted[g] == b->gfns[i])
+        if ((g < count && granted[g] == b->gfns[i])
+            || (types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
             continue;
         kept[m] = b->gfns[i];
         index[m++] = i;
@@ -270,6 +284,36 @@ static void copy_out(struct xn_batch *b, const uint8_t *mapped, uint32_t mapped_
         memcpy(b->copy + (size_t)k * XN_PAGE_SIZE, mapped + (size_t)index[k] * XN_PAGE_SIZE, XN_PAGE_SIZE);
 }
 
+/* Copy the saved contents back into those of the released gfns that have a frame
+ * again; returns how many of them did not get theirs (all, if that cannot be done). */
+static uint32_t copy_back_backed(struct xn_batch *b, uint32_t released)
+{
+    xen_pfn_t *types = malloc((size_t)released * sizeof(*types));
+    uint64_t *backed = malloc((size_t)released * sizeof(*backed));
+    uint32_t *at = malloc((size_t)released * sizeof(*at));
+    uint32_t i, m = 0, k;
+    uint8_t *map;
+
+    if (!types || !backed || !at || xn_type_gfns(b->xch, b->domid, b->gfns, released, types))
+        goto out;
+    for (i = 0; i < released; i++)
+        if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) != XEN_DOMCTL_PFINFO_XTAB) {
+            backed[m] = b->gfns[i];
+            at[m++] = i;
+        }
+    if (m && xn_batch_map(b, backed, m, PROT_READ | PROT_WRITE, &map) == 0) {
+        for (k = 0; k < m; k++)
+            memcpy(map + (size_t)k * XN_PAGE_SIZE, b->copy + (size_t)at[k] * XN_PAGE_SIZE, XN_PAGE_SIZE);
+        xenforeignmemory_unmap(b->fmem, map, m);
+        released -= m;
+    }
+out:
+    free(types);
+    free(backed);
+    free(at);
+    return released;
+}
+
 /* With the domain paused and its contents saved: release, repopulate, copy back. */
 static void swap_frames(struct xn_batch *b, uint32_t node, uint32_t verify_chunk, uint32_t flags,
                         struct xn_rec *rec)
@@ -295,9 +339,13 @@ static void swap_frames(struct xn_batch *b, uint32_t node, uint32_t verify_chunk
         res->error = -ENOMEM; /* the target ran short; the rest went elsewhere */
         res->stage = XN_MIG_STAGE_POPULATE;
     }
+    /* Without a record nothing can wait for recovery: what is backed gets its
+     * contents, what is not stays lost. */
+    if (released && res->lost && !rec->hdr && !(flags & XN_MIG_FAULT_COPY_BACK))
+        res->lost = copy_back_backed(b, released);
     /* Contents back, whatever happened: every released gfn is backed again
      * (unless lost), and the copy is the guest's data. */
-    if (released && !res->lost) {
+    else if (released && !res->lost) {
         int wrc = flags & XN_MIG_FAULT_COPY_BACK ? -EFAULT : xn_batch_copy(b, released, 1);
         if (wrc) {
             res->error = wrc;
@@ -332,7 +380,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     sigset_t old;
     uint64_t paused_at;
     uint32_t i;
-    int rc;
+    int rc, urc, still_paused = 0;
 
     memset(res, 0, sizeof(*res));
     if (n == 0)
@@ -393,7 +441,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
          * (a recoverer only gives back the pause) */
         res->stage = XN_MIG_STAGE_DONE;
     }
-    if (res->not_freed) {
+    if (res->not_freed && res->stuck_count) {
         /* the stuck chunk, as indexes into the caller's list (spanning any granted gfn left out) */
         uint64_t last = index[res->stuck_first + res->stuck_count - 1];
         res->stuck_first = index[res->stuck_first];
@@ -411,12 +459,14 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     /* Past this point the guest runs: the saved contents are stale and must
      * never be written back, whatever happened. */
     xn_rec_set_state(&rec, XN_REC_RESTORED);
-    xn_rec_set_state(&rec, XN_REC_UNPAUSING);
-    if (xc_domain_unpause(b.xch, domid) && res->error == 0) {
-        res->error = xn_errno_rc();
-        res->stage = XN_MIG_STAGE_UNPAUSE;
+    urc = xn_give_back_pause(b.xch, domid, &rec, XN_REC_RESTORED);
+    if (urc < 0 && urc != -ESRCH) {
+        still_paused = 1; /* the record, RESTORED again, tells recovery to unpause */
+        if (res->error == 0) {
+            res->error = urc;
+            res->stage = XN_MIG_STAGE_UNPAUSE;
+        }
     }
-    xn_rec_set_state(&rec, XN_REC_UNPAUSED);
     if (flags & XN_MIG_FAULT_DIE_AFTER_UNPAUSE && rec.hdr)
         _exit(98); /* test hook: the mover dies with the record still there, the guest running */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -425,7 +475,7 @@ out:
     free(kept);
     free(index);
     batch_free(&b, &rec);
-    if (rec.hdr && must_stay_paused(res, &rec))
+    if (rec.hdr && (must_stay_paused(res, &rec) || still_paused))
         xn_rec_close(&rec); /* kept, and no longer locked: a dead mover's record to recovery */
     else if (rec.hdr)
         xn_rec_remove(&rec);

@@ -40,6 +40,19 @@ XN_INTERNAL void xn_sleep_ms(unsigned int ms);
  * NULL/0 for none) and how many of those are in use (*busy): 0 or -errno. */
 XN_INTERNAL int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **gfns, size_t *count, size_t *busy);
 
+/* The p2m types of gfns[0..n) into types[] (XEN_DOMCTL_PFINFO_*): 0 or -errno. */
+XN_INTERNAL int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32_t n, xen_pfn_t *types);
+/* Raise the domain's max_pages by `pages` (frames a release could not free still
+ * count against it): 0 or -errno. */
+XN_INTERNAL int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages);
+struct xn_rec;
+/* Give back a pause we took, exactly once, with the record (if any) following:
+ * UNPAUSING around the call, UNPAUSED once it is done.  A failed unpause did not
+ * happen, so it is tried again; if it still fails the record goes back to
+ * `held` (a state whose recovery gives the pause back).  1 (unpaused), 0 (it
+ * was not paused), -ESRCH (gone; the record says UNPAUSED), or -errno. */
+XN_INTERNAL int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, uint32_t held);
+
 /* One batch of gfns being moved (or put back by recovery). */
 struct xn_batch {
     xc_interface *xch;
@@ -50,6 +63,7 @@ struct xn_batch {
     uint8_t *copy;          /* n pages of contents */
     uint8_t *is_super;
     xen_pfn_t *scratch;     /* gfn lists handed to Xen */
+    xen_pfn_t *runs;        /* the mover's 2 MiB runs (n / 512 + 1 of them) */
     struct xn_mig_result *res;
 };
 

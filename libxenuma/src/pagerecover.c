@@ -23,15 +23,11 @@
 static int find_unbacked(xc_interface *xch, const struct xn_rec_header *hdr, xen_pfn_t *types,
                          xen_pfn_t *missing)
 {
-    uint32_t i, first, nmissing = 0;
+    uint32_t i, nmissing = 0;
+    int rc = xn_type_gfns(xch, hdr->domid, hdr->gfns, hdr->n, types);
 
-    for (i = 0; i < hdr->n; i++)
-        types[i] = hdr->gfns[i];
-    for (first = 0; first < hdr->n; first += XN_TYPE_BATCH) {
-        uint32_t len = hdr->n - first < XN_TYPE_BATCH ? hdr->n - first : XN_TYPE_BATCH;
-        if (xc_get_pfn_type_batch(xch, hdr->domid, len, types + first))
-            return xn_errno_rc();
-    }
+    if (rc)
+        return rc;
     for (i = 0; i < hdr->n; i++)
         if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
             missing[nmissing++] = hdr->gfns[i];
@@ -72,12 +68,8 @@ static void back_again(xc_interface *xch, uint32_t domid, xen_pfn_t *missing, ui
 
     for (attempt = 0; done < count && attempt < 2; attempt++) {
         int got;
-        if (attempt) {
-            xc_domaininfo_t info;
-            if (xn_domain_info(xch, domid, &info) == 0)
-                xc_domain_setmaxmem(xch, domid, ((info.max_pages + (count - done)) * XN_PAGE_SIZE) >> 10);
+        if (attempt && xn_raise_max(xch, domid, count - done) == 0)
             res->raised_max += count - done;
-        }
         got = xc_domain_populate_physmap(xch, domid, (unsigned long)(count - done), 0, 0, missing + done);
         if (got > 0)
             done += (uint32_t)got;
@@ -123,17 +115,9 @@ out:
 static int give_back_pause(xc_interface *xch, struct xn_rec *rec, int only_if_paused,
                            const xc_domaininfo_t *info)
 {
-    int rc;
-
     if (only_if_paused && !(info->flags & XEN_DOMINF_paused))
         return 0;
-    xn_rec_set_state(rec, XN_REC_UNPAUSING);
-    rc = xc_domain_unpause(xch, rec->hdr->domid) ? xn_errno_rc() : 1;
-    if (rc == -EINVAL)
-        rc = 0; /* not paused (any more) */
-    if (rc >= 0)
-        xn_rec_set_state(rec, XN_REC_UNPAUSED);
-    return rc;
+    return xn_give_back_pause(xch, rec->hdr->domid, rec, xn_rec_state(rec));
 }
 
 int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *res)

@@ -252,7 +252,7 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
     struct xn_rec rec = { .fd = -1 };
     xc_domaininfo_t info;
     sigset_t old;
-    int rc = 0;
+    int rc = 0, urc = 0;
 
     if (!before || !after) {
         free(before);
@@ -272,11 +272,15 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
                 xn_sleep_ms(probe_ms);
                 rc = visit_ram(xch, domid, nr, cls, after, 1);
             }
-            xn_rec_set_state(&rec, XN_REC_UNPAUSING);
-            xc_domain_unpause(xch, domid);
+            urc = xn_give_back_pause(xch, domid, &rec, XN_REC_PAUSED);
+            if (urc < 0 && urc != -ESRCH && rc == 0)
+                rc = urc;
+        } else {
+            xn_rec_set_state(&rec, XN_REC_UNPAUSED); /* the pause failed: nothing to give back */
         }
-        xn_rec_set_state(&rec, XN_REC_UNPAUSED);
-        if (record_path)
+        if (record_path && urc < 0 && urc != -ESRCH)
+            xn_rec_close(&rec); /* kept, unlocked: recovery gives back the pause we still hold */
+        else if (record_path)
             xn_rec_remove(&rec);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }

@@ -463,6 +463,19 @@ int xc_domain_node_setaffinity(xc_interface *xch, uint32_t domind, xc_nodemap_t 
     return 0;
 }
 
+/* FAKE_XC_GONE_AT_PAUSE=<gfn>: the guest gives that gfn back (a balloon driver)
+ * just before a pause lands, after a mover has mapped its batch. */
+static void gone_at_pause(uint32_t domid)
+{
+    const char *gfn = getenv("FAKE_XC_GONE_AT_PAUSE");
+    unsigned long g = gfn ? strtoul(gfn, NULL, 0) : GUEST_GFNS;
+
+    if (domid == 1 && g < GUEST_GFNS && M->p2m[g] != NO_FRAME) {
+        put_frame(M->p2m[g]);
+        M->p2m[g] = NO_FRAME;
+    }
+}
+
 int xc_domain_pause(xc_interface *xch, uint32_t domid)
 {
     (void)xch;
@@ -470,6 +483,7 @@ int xc_domain_pause(xc_interface *xch, uint32_t domid)
     if (bad_domain(domid))
         return -1;
     model();
+    gone_at_pause(domid);
     M->pause[domid]++;
     return 0;
 }
@@ -715,6 +729,15 @@ int xc_domain_decrease_reservation(xc_interface *xch, uint32_t domid, unsigned l
     return (int)i;
 }
 
+/* FAKE_XC_NO_BACKING=<gfn>: Xen will not back that gfn again, on any node. */
+static int refused_backing(xen_pfn_t gfn, unsigned long pages)
+{
+    const char *refused = getenv("FAKE_XC_NO_BACKING");
+    unsigned long g = refused ? strtoul(refused, NULL, 0) : GUEST_GFNS;
+
+    return g >= gfn && g < gfn + pages;
+}
+
 /* As Xen's populate_physmap for a translated guest: extents in order, each
  * 2^order frames from the node XENMEMF_exact_node names (or any node), within
  * max_pages; a gfn already backed has its frame orphaned, as Xen's p2m does.
@@ -734,7 +757,8 @@ int xc_domain_populate_physmap(xc_interface *xch, uint32_t domid, unsigned long 
     for (i = 0; i < nr_extents; i++) {
         xen_pfn_t gfn = extent_start[i];
         uint32_t room = node < 0 ? M->node_room[0] + M->node_room[1] : M->node_room[node];
-        if (gfn + pages > GUEST_GFNS || gfn % pages || room < pages || M->tot_pages + pages > M->max_pages)
+        if (gfn + pages > GUEST_GFNS || gfn % pages || room < pages || M->tot_pages + pages > M->max_pages
+            || refused_backing(gfn, pages))
             break;
         for (j = 0; j < pages; j++)
             M->p2m[gfn + j] = alloc_frame(node);

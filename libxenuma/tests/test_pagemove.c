@@ -459,6 +459,85 @@ static void test_recovery_of_a_guest_someone_unpaused(xn_handle *h)
     settled(h);
 }
 
+/* The guest gives a gfn of the batch back (its balloon driver) after the mover
+ * mapped it and before the pause: the mapping alone kept its frame.  It is left
+ * out like a granted one; the rest moves, and a stuck frame is still named. */
+static void test_move_gfn_given_back_before_the_pause(xn_handle *h)
+{
+    static uint64_t gfns[64];
+    struct xn_mig_result res;
+    long held;
+
+    guest_reset();
+    fill_range(gfns, 100, 64);
+    held = gfn_frame(1, 101); /* and another domain holds one (a backend's mapping) */
+    frame_get(held);
+    setenv("FAKE_XC_GONE_AT_PAUSE", "105", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == -EBUSY);
+    unsetenv("FAKE_XC_GONE_AT_PAUSE");
+    CHECK(res.granted == 1 && res.stage == XN_MIG_STAGE_VERIFY && res.not_freed == 1);
+    CHECK(res.stuck_first == 0 && res.stuck_count == 17); /* gfns 100..116 of the caller's list */
+    CHECK(res.released == 16 && res.lost == 0 && gfn_frame(1, 105) < 0);
+    CHECK(contents_intact(gfns, 5) && contents_intact(gfns + 6, 58));
+    frame_put(held);
+    settled(h);
+}
+
+/* An unpause that fails (libxc could not bounce its buffer, or Xen refused it)
+ * did not happen: the scan's probe and the move say so and keep their record,
+ * and recovery gives the pause back. */
+static void test_a_failed_unpause_is_left_to_recovery(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[32];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+
+    guest_reset();
+    setenv("FAKE_XC_FAIL", "xc_domain_unpause=ENOMEM", 1);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 5, record, &stats) == -ENOMEM);
+    unsetenv("FAKE_XC_FAIL");
+    CHECK(pause_count(1) == 1 && exists(record) && xn_mig_record_busy(record) == 0);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && pause_count(1) == 0 && !exists(record));
+
+    guest_reset();
+    fill_range(gfns, 100, 32);
+    setenv("FAKE_XC_FAIL", "xc_domain_unpause=ENOMEM", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, record, &res) == -ENOMEM);
+    unsetenv("FAKE_XC_FAIL");
+    CHECK(res.stage == XN_MIG_STAGE_UNPAUSE && res.released == 32 && res.lost == 0);
+    CHECK(pause_count(1) == 1 && exists(record) && xn_mig_record_busy(record) == 0);
+    CHECK(contents_intact(gfns, 32) && on_node(gfns, 32, 1) == 32);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.fallback == 0);
+    CHECK(contents_intact(gfns, 32));
+    settled(h);
+}
+
+/* One gfn Xen will not back again, anywhere.  Without a record the guest must
+ * run: every other gfn is backed and has its contents, only that one is lost.
+ * With a record the guest waits, paused, for a recovery that can back it. */
+static void test_a_gfn_xen_will_not_back_loses_only_itself(xn_handle *h)
+{
+    static uint64_t gfns[32];
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 100, 32);
+    setenv("FAKE_XC_NO_BACKING", "110", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, NULL, &res) == -ENOMEM);
+    CHECK(res.released == 32 && res.lost == 1 && pause_count(1) == 0);
+    CHECK(gfn_frame(1, 110) < 0 && contents_intact(gfns, 10) && contents_intact(gfns + 11, 21));
+
+    guest_reset();
+    CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, record, &res) == -ENOMEM);
+    CHECK(res.lost == 1 && pause_count(1) == 1 && exists(record));
+    CHECK(xn_mig_recover(h, record, &res) == -ENOMEM && pause_count(1) == 1 && exists(record));
+    unsetenv("FAKE_XC_NO_BACKING");
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0);
+    CHECK(contents_intact(gfns, 32));
+    settled(h);
+}
+
 int main(void)
 {
     xn_handle *h = NULL;
@@ -487,6 +566,9 @@ int main(void)
         test_recovery_never_touches_a_domain_that_reused_the_domid(h);
         test_recovery_raises_the_maximum_a_held_frame_takes(h);
         test_recovery_of_a_guest_someone_unpaused(h);
+        test_move_gfn_given_back_before_the_pause(h);
+        test_a_failed_unpause_is_left_to_recovery(h);
+        test_a_gfn_xen_will_not_back_loses_only_itself(h);
         xn_close(h);
     }
     rmdir(dir);

@@ -206,8 +206,10 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle
     result ([error], [stage]), the guest put back together and unpaused,
     except when its contents could not all be put back ([lost] > 0): with a
     [record] the guest then stays paused and {!recover} on that record puts
-    the contents back and unpauses it (without one it runs on what it got,
-    [lost] pages without their contents); a refusal before
+    the contents back and unpauses it (without one it runs with the
+    contents back in every page that has a frame again, [lost] pages
+    without); when the unpause itself fails ([stage] unpause) a [record] is
+    kept for {!recover} to give the pause back; a refusal before
     any pause is raised: [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
 

@@ -167,7 +167,7 @@ class MoveTally:
     pauses: List[float] = attrs.Factory(list)
     elapsed: float = 0.0
     raised_max: int = 0
-    granted: int = 0  # planned gfns left in place: granted to another domain by their batch's pause
+    granted: int = 0  # planned gfns left in place: granted to another domain (or given back) by their batch's pause
 
     def add(self, result: BatchResult) -> None:
         self.moved += result.moved

@@ -241,7 +241,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
             if result.error or result.lost:
                 state, stuck = FAILED, result.stuck_gfns
                 error = _explain(result, plan.target)
-                if result.lost:
+                if result.lost or result.stage == "unpause":  # the batch record was kept: recovery's turn
                     kept_paused, error = finish_kept_batch(hv, d, error)
                 break
             if i + 1 < len(plan.batches):
@@ -284,6 +284,9 @@ def _explain(result, target: int) -> str:
                 f"Xen or a backend still references them (a frame it keeps mapped). The guest got new "
                 f"frames with the same contents, but whoever holds the old one writes to it; no further "
                 f"batch was touched")
+    if result.stage == "unpause":
+        return (f"the guest could not be unpaused after its batch ({errno.errorcode.get(result.error, result.error)}); "
+                f"its batch record was kept for recovery")
     if result.error == errno.ENOMEM:
         return (f"node {target} ran out of free memory; {result.fallback} pages of the last batch went to "
                 f"other nodes")

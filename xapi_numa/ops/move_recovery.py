@@ -73,8 +73,8 @@ def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[
 
 def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, str]:
     """A batch whose contents could not all be put back leaves the guest paused, with them
-    in its batch record (never running on missing or zeroed memory): recovery finishes it
-    now.  (still paused?, what to tell)"""
+    in its batch record (never running on missing or zeroed memory), as does one whose
+    unpause failed: recovery finishes it now.  (still paused?, what to tell)"""
     try:
         note = hv.recover_move(d.domid)
     except NumaError as err:

@@ -224,6 +224,11 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         # the contents are not all back: the guest stays paused, the batch record keeps them
         d.pause_count += 1
         d.record = list(released)
+    elif fault == "unpause":
+        # the unpause failed three times: the record is kept, saying only the unpause is left
+        stage, error = ("unpause", errno.ENOMEM) if not error else (stage, error)
+        d.pause_count += 1
+        d.record = []
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
     return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
                        granted)
