@@ -280,3 +280,16 @@ def test_move_memory_errors_name_the_flag(host, capsys, monkeypatch):
         capsys.readouterr()
         assert main(["move-memory", "p", *argv, "--dry-run"]) == 2
         assert fragment in capsys.readouterr().err
+
+
+def test_placing_a_vm_again_does_not_count_its_own_reservation(host, capsys, monkeypatch):
+    # after a failed VM.start the admin places it again: its own reservation is replaced,
+    # not counted against it (node 0 has room for it once, not twice)
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    argv = ["place", "--vcpus", "1", "--memory", "1200M", "--mode", "strict", "--nodes", "0",
+            "--on-exhaust", "fail", "--vm", VM1, "--json"]
+    first = run_json(capsys, *argv)
+    assert run_json(capsys, *argv, "--dry-run")["nodes"] == [0]
+    again = run_json(capsys, *argv)
+    assert first["nodes"] == again["nodes"] == [0]
+    assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == [VM1]

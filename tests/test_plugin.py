@@ -104,6 +104,16 @@ def test_release_restores_a_failed_start(ctx):
     assert session.xenapi.VM.get_other_config(ref) == {}
 
 
+def test_release_of_a_vm_xapi_does_not_know_changes_nothing(ctx):
+    server, session, host, sid = ctx
+    stranger = "11111111-2222-4333-8444-555555555555"
+    ledger = Ledger(server.ledgers[host])
+    ledger.reserve(stranger, {0: 1 << 20}, 300, lambda: {0: 1 << 30})
+    assert err(run(server, host, sid, "release", {"vm": stranger}))[0] == "NUMA_UNKNOWN_VM"
+    assert [r.vm for r in ledger.reservations()] == [stranger]
+    ledger.close()
+
+
 def test_strict_on_a_full_node_is_no_capacity(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("big", 2, 5 << 30, other_config={"numa_mode": "strict", "numa_nodes": "0",

@@ -49,8 +49,9 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
                       owner: str = "") -> Tuple[Placement, Optional[Reservation], NodeLoads]:
     """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``."""
     planner = planner or Planner(hv.topology())
+    # a VM placed again (after a failed start, say) is not in its own way: its reservation is replaced
     if ledger is None or dry_run:
-        reserved = upkeep.outstanding_after_reconcile(hv, ledger) if ledger is not None else {}
+        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
         loads = node_loads(hv, reserved, planner.topology)
         return planner.place(loads, request), None, loads
     executor = Executor(hv, ledger.db)
@@ -58,7 +59,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     key = vm or new_vm_key()
     last: Optional[NoCapacity] = None
     for _ in range(ATTEMPTS):
-        loads = node_loads(hv, ledger.outstanding(), planner.topology)
+        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology)
         placement = planner.place(loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])

@@ -31,10 +31,10 @@ def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcom
     return executor.apply(plan_reconcile(hv, ledger.reservations()))
 
 
-def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
+def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
-    (what a dry run counts)."""
-    current = ledger.reservations()
+    (what a dry run counts); without ``exclude``'s own reservation."""
+    current = [r for r in ledger.reservations() if r.vm != exclude]
     return reservation.outstanding(current, plan_reconcile(hv, current), ledger.clock())
 
 

@@ -126,8 +126,9 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
 def release(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
+    vm = xapi.vm_ref(ctx.session, uuid)  # a VM xapi does not know is refused before anything changes
     had = ctx.ledger.release(uuid)
-    restore_boot(ctx.session, xapi.vm_ref(ctx.session, uuid))
+    restore_boot(ctx.session, vm)
     return {"vm": uuid, "released": had}
 
 

@@ -51,10 +51,11 @@ class Ledger:
             "WHERE r.expires > ? AND r.vm IS NOT ? GROUP BY n.node", (now, exclude)).fetchall()
         return {int(node): int(total) for node, total in rows}
 
-    def outstanding(self, node: Optional[int] = None) -> Dict[int, int]:
-        """Reserved bytes per node (unexpired), or for one node under key ``node``."""
+    def outstanding(self, node: Optional[int] = None, exclude: Optional[str] = None) -> Dict[int, int]:
+        """Reserved bytes per node (unexpired), or for one node under key ``node``; without
+        ``exclude``'s own (a VM placed again replaces its reservation)."""
         with self.db.read() as db:
-            totals = self._outstanding_in(db, self.clock())
+            totals = self._outstanding_in(db, self.clock(), exclude)
         return {node: totals.get(node, 0)} if node is not None else totals
 
     def reservations(self) -> List[Reservation]:
