@@ -76,7 +76,7 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "1G", "--load", "spiky"], "load: unknown"),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "--memory: 100G does not fit: "),
     (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
-    (["sim", "unpause", "{host}", "Domain-0"], "not paused"),
+    (["sim", "unpause", "{host}", "Domain-0"], "domain 0 cannot pause or unpause itself"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "10,21"], "distances"),
     (["sim", "init", "{host}", "--nodes", "64", "--cpus-per-node", "512", "--memory-per-node", "1G"],
@@ -160,6 +160,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
      "node 0 has"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "-1"], "--ttl"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "123456789"], "--ttl: 123456789 (allowed"),
+    (["place", "--vcpus", "1", "--memory", "2P"], "--memory: 2048T for one VM (allowed: 1 byte .. 1P)"),
 ])
 def test_place_errors(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
@@ -196,6 +197,25 @@ def test_sim_init_onto_a_directory_is_refused(tmp_path, capsys):
     assert "PATH: {} is a directory".format(tmp_path) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("path", ["", " "])
+def test_sim_init_onto_a_blank_path_is_refused(tmp_path, capsys, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sim", "init", path, "--force", "--nodes", "1", "--cpus-per-node", "1",
+                 "--memory-per-node", "1G"]) == 2
+    assert "PATH: {!r}".format(path) in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
+def test_a_missing_simulated_host_is_said_so_and_nothing_is_made_beside_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    for argv in (["reservations"], ["topology"], ["vcpus"]):
+        assert main(["--backend", "sim:nonexist.json", *argv]) != 0
+        assert "no simulated host at" in capsys.readouterr().err
+    assert main(["--backend", "sim:.", "reservations"]) != 0
+    assert "it is a directory" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_policy_nodes_take_xens_node_spelling(host, capsys, monkeypatch):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
     out = run_json(capsys, "place", "--vcpus", "1", "--memory", "256M", "--mode", "strict", "--nodes", "node:1",
@@ -227,12 +247,14 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
     (["--split", "2"], "--split: 2 (allowed: 0 or 1)"),
     (["--nodes", "0,0"], "--nodes: node 0 is listed twice in '0,0'"),
+    (["--mode", "strict", "--policy-nodes", "5"], "--policy-nodes: node 5 does not exist"),
     (["--nodes", "0-"], "--nodes: bad entry '0-' in '0-'"),
     (["--nodes", ""], "--nodes: '' has an empty entry"),
     (["--nodes", "0,nearest"], "--nodes: '0,nearest': 'nearest' is a policy's word"),
     (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
     (["--nodes", "1", "--type", "pvh", "--apply"], "VM: domain {domid} (g) has already run"),
     (["--nodes", "1", "--apply"], "--type: hvm, but domain g is pvh"),
+    (["--nodes", "1", "--type", "pvh", "--apply", "--memory", "1G"], "--memory: 1G, but domain g has a maximum of 512M"),
 ])
 def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
@@ -293,3 +315,63 @@ def test_placing_a_vm_again_does_not_count_its_own_reservation(host, capsys, mon
     again = run_json(capsys, *argv)
     assert first["nodes"] == again["nodes"] == [0]
     assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == [VM1]
+
+
+def test_top_json_without_once_is_one_document_per_line(host, capsys, monkeypatch):
+    import xapi_numa.cli.queries as queries_cli
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    naps = []
+
+    def nap(seconds):
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(queries_cli.time, "sleep", nap)
+    capsys.readouterr()
+    main(["top", "--json", "--interval", "0.1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and [json.loads(line)["outside_over"]["refreshes"] for line in lines] == [1, 2]
+
+
+def test_the_simulated_dom0_cannot_pause_itself_as_on_xen(host, capsys):
+    capsys.readouterr()
+    assert main(["sim", "pause", host, "0"]) != 0
+    assert "domain 0 cannot pause or unpause itself" in capsys.readouterr().err
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    assert not next(d for d in SimHypervisor(host).domains() if d.domid == 0).paused
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--plot", "/nonexistent/dir/x.svg"], "--plot: /nonexistent/dir/x.svg: its directory does not exist"),
+    (["--plot", ""], "--plot: ''"),
+    (["--plot", "/tmp"], "--plot: /tmp: a directory"),
+    (["--schedulers", "credit,credit"], "--schedulers: 'credit' is listed twice"),
+])
+def test_demo_refuses_a_bad_plot_path_or_scheduler_list_before_it_runs(capsys, argv, fragment):
+    capsys.readouterr()
+    assert main(["demo", "--schedulers", "credit", *argv]) == 2
+    captured = capsys.readouterr()
+    assert fragment in captured.err and captured.out == ""
+
+
+def test_release_reads_the_vm_as_place_does(host, capsys, monkeypatch):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["place", "--vcpus", "1", "--memory", "256M", "--vm", VM1.upper()]) == 0
+    capsys.readouterr()
+    assert main(["release", ""]) == 2 and "VM: '' is not a UUID" in capsys.readouterr().err
+    assert main(["release", " " + VM1.upper()]) == 0
+    assert run_json(capsys, "reservations", "--json") == []
+    adhoc = run_json(capsys, "place", "--vcpus", "1", "--memory", "256M", "--json")["reservation"]["vm"]
+    assert adhoc.startswith("adhoc-") and main(["release", adhoc]) == 0
+
+
+@pytest.mark.parametrize("command", [["reservations"], ["release", VM1], ["homing", "--dry-run"],
+                                     ["rebalance", "--dry-run"], ["memory-moves"], ["top", "--once"],
+                                     ["place", "--vcpus", "1", "--memory", "1G"]])
+def test_a_command_of_this_host_refuses_pool_rather_than_act_here(host, capsys, monkeypatch, command):
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    capsys.readouterr()
+    assert main(["--pool", "https://master", *command]) == 2
+    assert "--pool: {} works on this host only".format(command[0]) in capsys.readouterr().err
+    assert run_json(capsys, "reservations", "--json") == []

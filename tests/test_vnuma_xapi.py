@@ -116,6 +116,10 @@ def test_cli_store_and_vm_placement(pool, tmp_path):
     session.xenapi.VM.start_on(ref, session.xenapi.host.get_all()[0], False, False)
     running = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)
     assert running["vnuma_plan"]["mode"] == "split" and running["memory"]["vnuma"] is None
+    elsewhere = cli(server, tmp_path, "vnuma", "app", "--store", "--host", "nosuchhost")
+    assert elsewhere.returncode == 2 and "--host: app is running on its host" in elsewhere.stderr
+    local = cli(server, tmp_path, "vnuma", "app", "--vcpus", "2", "--memory", "1G")
+    assert local.returncode == 2 and "--pool: only with --store" in local.stderr
     # once a layout is set on the domain (what a patched builder would do), it is shown too
     host = session.xenapi.VM.get_resident_on(ref)
     sim, domid = server.sims[host], int(session.xenapi.VM.get_domid(ref))

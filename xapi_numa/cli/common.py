@@ -6,6 +6,7 @@ import os
 from typing import Iterator, Mapping
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
@@ -35,8 +36,11 @@ def ledger_path(args) -> str:
     if explicit:
         return explicit
     path = sim_path(backend_spec(args.backend))
-    # a simulated host keeps its state database beside its state file
-    return path + ".ledger.db" if path and not os.environ.get("XAPI_NUMA_LEDGER") else default_path()
+    if not path or os.environ.get("XAPI_NUMA_LEDGER"):
+        return default_path()
+    # a simulated host keeps its state database beside its state file, once there is one
+    SimStore(path).require()
+    return path + ".ledger.db"
 
 
 def ledger(args) -> Ledger:

@@ -93,9 +93,11 @@ def render(scheduler: str, rows: List[dict], daemon: bool = False) -> str:
 def run_demo(seed: int, schedulers: List[str], out: TextIO) -> int:
     from xapi_numa.errors import InvalidArgument
 
-    for s in schedulers:
+    for i, s in enumerate(schedulers):
         if s not in ("credit", "credit2"):
             raise InvalidArgument("--schedulers", f"unknown scheduler {s!r}", "credit, credit2")
+        if s in schedulers[:i]:
+            raise InvalidArgument("--schedulers", f"{s!r} is listed twice", "credit, credit2, each at most once")
     out.write("Seed scenario: 2 nodes x 28 pCPUs; A soft 0-27, B and C soft 28-55, 28 busy vCPUs each.\n"
               "Timeline: " + "; ".join(f"{a} {g} at {t:g}s" for t, a, g in TIMELINE) + f"; end at {END:g}s.\n\n")
     with tempfile.TemporaryDirectory(prefix="xapi-numa-demo-") as tmp:

@@ -49,12 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# the commands that act through a pool master (the others refuse --pool themselves or work on this host)
+POOL_COMMANDS = frozenset({"topology", "vcpus", "memory", "backends", "vm-start", "vm-placement", "vnuma"})
+
+
+def check_pool_use(args: argparse.Namespace) -> None:
+    """A command that works on this host only refuses --pool rather than quietly act here."""
+    if args.pool and args.command not in POOL_COMMANDS:
+        raise InvalidArgument("--pool", "{} works on this host only".format(args.command),
+                              "--pool with {}; this command without it, in the host's dom0".format(
+                                  ", ".join(sorted(POOL_COMMANDS))))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
         return done.code if isinstance(done.code, int) else 2
     try:
+        check_pool_use(args)
         return args.func(args)
     except NumaError as err:
         print("xapi-numa: error: {}".format(err.message), file=sys.stderr)

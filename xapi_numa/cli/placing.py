@@ -19,10 +19,9 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
     if not 0 < args.ttl <= 86400:
         raise InvalidArgument("--ttl", plain(args.ttl), "more than 0, at most 86400 seconds")
-    with common.flag_names(common.POLICY_FLAGS):
+    with common.flag_names(dict(common.POLICY_FLAGS, memory="--memory", vcpus="--vcpus")):
         policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
-    request = Request(args.vcpus, memory, policy,
-                      translated=args.type != "pv")
+        request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
     vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
     with common.flag_names(common.POLICY_FLAGS):
@@ -61,7 +60,11 @@ def cmd_reservations(args) -> int:
 
 
 def cmd_release(args) -> int:
-    if not common.ledger(args).release(args.vm):
+    # the key place gave it: a VM's UUID as place --vm reads it, or an adhoc- key as printed
+    key = args.vm.strip()
+    if not key.startswith("adhoc-"):
+        key = parse_uuid(key, "VM")
+    if not common.ledger(args).release(key):
         raise NumaError("no reservation for {}".format(args.vm))
     return 0
 
@@ -117,7 +120,7 @@ def _render_vm_placement(vm: str, result: dict) -> str:
 def register(sub) -> None:
     q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
     q.add_argument("--vcpus", type=whole_number, required=True)
-    q.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    q.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; one VM: at most 1P")
     q.add_argument("--mode", help="any, best_effort (default), preferred, strict")
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")

@@ -1,5 +1,6 @@
 """``xapi-numa topology | vcpus | memory | top | homing --dry-run``: what the host looks like,
 and what xapi-numad would do now."""
+import json
 import sys
 import time
 
@@ -74,8 +75,10 @@ def cmd_top(args) -> int:
         report = queries.top_report(hv, ledger.outstanding(), tracker.demand,
                                     {u: o / t for u, (o, t) in outside.items() if t}, tracker.counts())
         report["outside_over"] = {"refreshes": refreshes, "seconds": round(time.monotonic() - started, 1)}
-        if args.json:
+        if args.json and args.once:
             common.print_json(report)
+        elif args.json:  # one compact document per line (JSON lines), flushed: a stream to read
+            print(json.dumps(report, sort_keys=True, separators=(",", ":")), flush=True)
         else:
             text = render.render_top(report)
             # refresh in place: home the cursor and clear the screen
@@ -142,7 +145,8 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_memory)
 
     q = sub.add_parser("top", help="live view: per node busy CPUs and memory, per VM locality")
-    q.add_argument("--once", action="store_true", help="print once and exit")
+    q.add_argument("--once", action="store_true", help="print once and exit (with --json: one document; "
+                                                       "without --once, one compact document per line)")
     q.add_argument("--interval", type=decimal_number, default=2.0, help="seconds between refreshes (default 2)")
     common.add_ledger(q)
     common.add_json(q)

@@ -18,6 +18,8 @@ MAX_NODE_MEMORY = 64 << 40  # 64T per node: beyond any host built
 
 
 def cmd_sim_init(args) -> int:
+    if not args.path.strip():
+        raise InvalidArgument("PATH", repr(args.path), "a state file's path, e.g. host.json")
     if os.path.isdir(args.path):
         raise InvalidArgument("PATH", "{} is a directory".format(args.path), "a state file's path, e.g. host.json")
     if not 1 <= args.nodes <= 64:
@@ -87,10 +89,21 @@ def cmd_sim_run(args) -> int:
     return 0
 
 
+def _check_plot_path(path: str) -> None:
+    if path == "none":
+        return
+    folder = os.path.dirname(os.path.abspath(path)) if path.strip() else ""
+    if not path.strip() or os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise InvalidArgument("--plot", repr(path) if not path.strip() else "{}: {}".format(
+            path, "a directory" if os.path.isdir(path) else "its directory does not exist or cannot be written"),
+            "a file path in a writable directory, or none")
+
+
 def cmd_demo(args) -> int:
     from xapi_numa.cli.demo import run_demo
     from xapi_numa.cli.demo_rebalance import run_rebalance_demo
 
+    _check_plot_path(args.plot)  # before minutes of simulation, not after
     run_demo(args.seed, args.schedulers.split(","), sys.stdout)
     if args.plot != "none":
         run_rebalance_demo(args.seed, sys.stdout, args.plot)

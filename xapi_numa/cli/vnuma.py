@@ -25,6 +25,7 @@ from xapi_numa.ops.vnuma_xapi import free_for_plan
 # the core's names for what this command's flags set
 FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_dynamic_min="--dynamic-min",
              memory="--memory", vcpus="--vcpus", half="--split")
+MAX_MEMORY_SLACK = 64 << 20
 HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 
@@ -70,7 +71,7 @@ def _store(args) -> int:
     if given:
         raise InvalidArgument(given[0], "not with --store (the VM's record says what it is; the host plans it)",
                               "--store [--split 0|1] [--host HOST]")
-    with common.pool_session(args) as session:
+    with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
                            args.host, store=True)
     common.emit(args, result, lambda r: "{} on {}: stored in other_config:{}\n{}".format(
@@ -81,6 +82,9 @@ def _store(args) -> int:
 def cmd_vnuma(args) -> int:
     if args.store:
         return _store(args)
+    for flag, given in (("--pool", args.pool), ("--host", args.host)):
+        if given:  # not quietly ignored: without --store the plan is made on this host
+            raise InvalidArgument(flag, "only with --store (a plan through the pool)", "--store " + flag)
     if args.vcpus is None or args.memory is None:
         raise InvalidArgument("--vcpus" if args.vcpus is None else "--memory", "missing",
                               "--vcpus N --memory SIZE (or --store to plan from the VM's xapi record)")
@@ -100,8 +104,10 @@ def cmd_vnuma(args) -> int:
         with common.flag_names(FLAGS):
             plan = vnuma.plan_split(topo, guest, args.split, free)
     else:
+        with common.flag_names(FLAGS):  # the policy's nodes are --policy-nodes
+            pnodes = _pnodes(args, hv, guest)
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
-            plan = vnuma.plan_follow(topo, guest, _pnodes(args, hv, guest), free)
+            plan = vnuma.plan_follow(topo, guest, pnodes, free)
     if args.xl:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0
@@ -127,6 +133,12 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan) -> None:
     such as xenopsd would do before the first unpause)."""
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
         raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
+    # Xen's maximum is the toolstack's target plus slack (libxl: 1 MiB, and video RAM for HVM)
+    memory = sum(v.memory for v in plan.vnodes)
+    if not 0 <= d.max_memory - memory <= MAX_MEMORY_SLACK:
+        raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {}".format(
+            format_size(memory), d.name, format_size(d.max_memory)),
+            "the domain's static-max: its maximum, less at most {}".format(format_size(MAX_MEMORY_SLACK)))
     # Xen's domain flags tell HVM from PV only, so a PVH domain may show as hvm
     if d.type == "pv" or (d.type == "pvh" and args.type != "pvh"):
         raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),

@@ -7,6 +7,7 @@ halted VM the one placement likes best for it (:func:`xapi_numa.ops.pool.candida
 from typing import Optional
 
 from xapi_numa.backends import xapi
+from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.pool import candidates, enabled_hosts_named, plugin_result
 
 
@@ -17,6 +18,9 @@ def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optiona
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
     record = xapi.vm_record(session, vm)
     if record["power_state"] in ("Running", "Paused"):
+        if host is not None:  # a running VM is planned where it runs, never elsewhere
+            raise InvalidArgument("host", "{} is {} on its host: it is planned there".format(
+                vm_name_or_uuid, record["power_state"].lower()), "host only for a halted VM")
         target = record["resident_on"]
     elif host is not None:
         target = next(iter(enabled_hosts_named(session, host)))

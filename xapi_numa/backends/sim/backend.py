@@ -175,10 +175,12 @@ class SimHypervisor(Hypervisor):
             host.claim(domid, pages, node)
 
     def pause(self, domid: int) -> None:
+        _not_self(domid)
         with self.store.transaction() as host:
             host.pause(domid)
 
     def unpause(self, domid: int) -> None:
+        _not_self(domid)
         with self.store.transaction() as host:
             host.unpause(domid)
 
@@ -246,3 +248,9 @@ def _perf_of(d) -> dict:
             "remote_share": d.remote_ticks / cpu_ticks if cpu_ticks else 0.0,
             "remote_cpu_time": d.remote_ticks * TICK_SECONDS, "wait_time": d.wait_ticks * TICK_SECONDS,
             "mem_bound": d.load.mem_bound, "load": str(d.load)}
+
+
+def _not_self(domid: int) -> None:
+    """Xen refuses XEN_DOMCTL_(un)pausedomain on the caller's own domain: dom0 here."""
+    if domid == 0:
+        raise HypervisorError(errno.EINVAL, "domain 0 cannot pause or unpause itself")

@@ -115,15 +115,22 @@ class SimStore:
         finally:
             os.close(fd)  # closing releases the lock
 
+    def require(self) -> None:
+        """Refuse a path with no simulated host, before anything is made beside it
+        (its lock file, a ledger)."""
+        if os.path.isdir(self.path):
+            raise StateError(f"cannot read simulated host {self.path}: it is a directory")
+        if not os.path.exists(self.path):
+            raise StateError(f"no simulated host at {self.path}: create one with "
+                             f"'xapi-numa sim init {self.path} ...'")
+
     def _load(self) -> Host:
         try:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
-        except FileNotFoundError:
-            raise StateError(f"no simulated host at {self.path}: create one with "
-                             f"'xapi-numa sim init {self.path} ...'") from None
-        except IsADirectoryError:
-            raise StateError(f"cannot read simulated host {self.path}: it is a directory") from None
+        except (FileNotFoundError, IsADirectoryError):
+            self.require()
+            raise
         except OSError as err:
             raise StateError(f"cannot read simulated host {self.path}: {err.strerror or err}") from None
         except RecursionError:
@@ -166,6 +173,7 @@ class SimStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Host]:
         """Exclusive read-modify-write; saved only if the body succeeds."""
+        self.require()
         with self._locked(fcntl.LOCK_EX):
             host = self._load()
             yield host
@@ -174,5 +182,6 @@ class SimStore:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Host]:
         """Shared read-only view."""
+        self.require()
         with self._locked(fcntl.LOCK_SH):
             yield self._load()
