@@ -108,6 +108,15 @@ def test_vm_placement_and_pool_queries(pool, tmp_path):
     assert code == 0 and sorted(json.loads(out)) == ["host0", "host1", "host2"]
     code, out, err = finish(cli(server, tmp_path, "vcpus", "web", "--json"))
     assert code == 0 and len(json.loads(out)) == 2
+    # a VM named as on one host: its UUID (any case) or its domid with leading zeros; a typo is said so
+    domid = session.xenapi.VM.get_domid(ref)
+    for name in (uuid.upper(), "0" + domid):
+        code, out, err = finish(cli(server, tmp_path, "vcpus", name, "--json"))
+        assert code == 0 and uuid in {r["uuid"] for r in json.loads(out)}, (name, err)
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "nosuch"))
+    assert code == 1 and "no such VM or domain: nosuch" in err
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "0"))  # every host's dom0, each on its own row
+    assert code == 0 and out.splitlines()[0].split()[0] == "host" and {"host0", "host1", "host2"} <= set(out.split())
 
 
 def test_bad_credentials_are_one_clear_line(pool, tmp_path):

@@ -5,8 +5,8 @@ import sys
 import time
 
 from xapi_numa.cli import common, render
-from xapi_numa.errors import InvalidArgument
-from xapi_numa.core import locality
+from xapi_numa.errors import InvalidArgument, UnknownVM
+from xapi_numa.core import locality, numbers
 from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.rebalancing import Rebalancer
@@ -41,14 +41,24 @@ def cmd_vcpus(args) -> int:
         for host, host_rows in per.items():
             if failed_host(host_rows):
                 print("xapi-numa: host {} did not answer: {}".format(host, failed_host(host_rows)), file=sys.stderr)
+        if args.domain is not None and not args.domain.strip():
+            raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
         rows = [dict(r, host=host) for host, host_rows in per.items() if not failed_host(host_rows)
-                for r in host_rows if args.domain is None or args.domain in (str(r["domid"]), r["name"])]
+                for r in host_rows if args.domain is None or _names(r, args.domain)]
+        if args.domain is not None and not rows:
+            raise UnknownVM(args.domain)
     else:
         hv = common.hypervisor(args)
         domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain is not None else None
         rows = queries.vcpu_rows(hv, domids)
     common.emit(args, rows, render.render_vcpus)
     return 0
+
+
+def _names(row: dict, ref: str) -> bool:
+    """Does ``ref`` name this row's domain, as on one host: its domid (on each host), UUID or name?"""
+    return ((numbers.is_decimal(ref) and len(ref) <= 10 and int(ref) == row["domid"])
+            or ref.lower() == row.get("uuid", "").lower() or ref == row["name"])
 
 
 def cmd_memory(args) -> int:

@@ -37,12 +37,14 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
 
 def vcpu_rows(hv: Hypervisor, domids: Optional[Sequence[int]] = None) -> List[dict]:
     topo = hv.topology()
-    names = {d.domid: d.name for d in hv.domains()}
+    domains = {d.domid: d for d in hv.domains()}
     rows = []
-    for domid in (domids if domids is not None else sorted(names)):
+    for domid in (domids if domids is not None else sorted(domains)):
+        d = domains.get(domid)
         for v in hv.vcpus(domid):
             rows.append({
-                "domid": domid, "name": names.get(domid, ""), "vcpu": v.vcpu, "cpu": v.cpu,
+                "domid": domid, "name": d.name if d else "", "uuid": d.uuid if d else "",
+                "vcpu": v.vcpu, "cpu": v.cpu,
                 "node": topo.node_of(v.cpu), "state": v.state,
                 "hard": topo.format_cpus(v.hard), "soft": topo.format_cpus(v.soft),
                 "outside_soft": locality.outside_soft(v, topo),
