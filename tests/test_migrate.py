@@ -158,7 +158,7 @@ def test_refusals_change_nothing(sim, ledger):
     assert info.value.field == "batch" and "1..8192" in info.value.message
     with pytest.raises(InvalidArgument):
         migrate.parse_node("2,3")
-    assert migrate.parse_node("node:1") == 1
+    assert migrate.parse_node("node:1") == migrate.parse_node("nodes:1") == migrate.parse_node(" 1") == 1
     assert open(sim.path).read() == before
 
 

@@ -69,10 +69,10 @@ class Plan:
 
 
 def parse_node(text: str, field: str = "to") -> int:
-    """One node, in Xen's syntax: ``1`` or ``node:1`` (ASCII digits only)."""
+    """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
     value = text.strip()
-    value = value[5:] if value.startswith("node:") else value
-    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1 or node:1".format(MAX_NODES - 1),
+    value = value.split(":", 1)[1] if value.startswith(("nodes:", "node:")) else value
+    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1),
                                  maximum=MAX_NODES - 1,
                                  what="node number")
 
