@@ -118,7 +118,8 @@ void xn_features(xn_handle *h, struct xn_features *out);
 #define XN_GFN_CLASSES 7
 
 /* Can this domain's memory be moved?  0, -ESRCH (gone or dying),
- * -EPROTOTYPE (a PV guest: its page tables hold machine frames). */
+ * -EPROTOTYPE (a PV guest: its page tables hold machine frames),
+ * -EOPNOTSUPP (populate-on-demand entries outstanding). */
 int xn_mig_check(xn_handle *h, uint32_t domid);
 int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn);
 struct xn_mig_scan_stats {

@@ -28,6 +28,7 @@ int xn_mig_check(xn_handle *h, uint32_t domid)
 {
     xc_interface *xch = xn_xch(h);
     xc_domaininfo_t info;
+    uint64_t tot, cache, entries;
     int rc = xn_domain_info(xch, domid, &info);
 
     if (rc)
@@ -36,6 +37,14 @@ int xn_mig_check(xn_handle *h, uint32_t domid)
         return -EPROTOTYPE; /* PV: its page tables hold machine frames */
     if (info.flags & (XEN_DOMINF_dying | XEN_DOMINF_shutdown))
         return -ESRCH;
+    /* Populate-on-demand (booted below its maximum): typing a gfn fills its entry
+     * from the guest's PoD cache (getpageframeinfo3 allocates; an empty cache
+     * crashes the guest), and a release hands frames to that cache, not back
+     * to Xen. */
+    if (xc_domain_get_pod_target(xch, domid, &tot, &cache, &entries))
+        return xn_errno_rc();
+    if (entries)
+        return -EOPNOTSUPP;
     /* Live migration cannot be seen from here: a log-dirty PEEK succeeds
      * whether or not log-dirty mode is on.  Callers ask the toolstack. */
     return 0;

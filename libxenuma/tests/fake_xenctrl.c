@@ -766,6 +766,23 @@ int xc_domain_populate_physmap(xc_interface *xch, uint32_t domid, unsigned long 
     return (int)i;
 }
 
+/* FAKE_XC_POD_ENTRIES=<n>: the guest booted with populate-on-demand, n entries
+ * still unpopulated. */
+int xc_domain_get_pod_target(xc_interface *xch, uint32_t domid, uint64_t *tot_pages, uint64_t *pod_cache_pages,
+                             uint64_t *pod_entries)
+{
+    const char *entries = getenv("FAKE_XC_POD_ENTRIES");
+    (void)xch;
+    FAIL_IF_ASKED();
+    if (bad_domain(domid))
+        return -1;
+    model();
+    *tot_pages = domid == 1 ? M->tot_pages : 65536;
+    *pod_cache_pages = 0;
+    *pod_entries = entries && domid == 1 ? strtoull(entries, NULL, 0) : 0;
+    return 0;
+}
+
 int xc_domain_setmaxmem(xc_interface *xch, uint32_t domid, uint64_t max_memkb)
 {
     (void)xch;

@@ -234,6 +234,25 @@ static void test_move_target_short(xn_handle *h)
     settled(h);
 }
 
+/* A guest booted with populate-on-demand: typing its gfns would fill them from its
+ * PoD cache, and released frames would go to that cache: refused before anything. */
+static void test_populate_on_demand_is_refused(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    uint64_t gfns[2] = { 10, 11 };
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+
+    guest_reset();
+    setenv("FAKE_XC_POD_ENTRIES", "1024", 1);
+    CHECK(xn_mig_check(h, 1) == -EOPNOTSUPP);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == -EOPNOTSUPP && stats.typed == 0);
+    CHECK(xn_mig_move(h, 1, gfns, 2, 1, 0, 0, record, &res) == -EOPNOTSUPP && res.stage == XN_MIG_STAGE_NONE);
+    unsetenv("FAKE_XC_POD_ENTRIES");
+    CHECK(xn_mig_check(h, 1) == 0 && contents_intact(gfns, 2) && on_node(gfns, 2, 0) == 2);
+    settled(h);
+}
+
 /* A gfn the guest gave back after the scan: refused before the pause, nothing touched. */
 static void test_move_unbacked_gfn(xn_handle *h)
 {
@@ -558,6 +577,7 @@ int main(void)
         test_move_stuck_frame(h);
         test_move_target_short(h);
         test_move_unbacked_gfn(h);
+        test_populate_on_demand_is_refused(h);
         test_move_granted_since_scan(h);
         die_and_recover(h, 0);
         die_and_recover(h, 221);

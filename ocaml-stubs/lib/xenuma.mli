@@ -172,7 +172,8 @@ type scan_stats = {
 }
 
 val movable_check : handle -> domid:int -> unit
-(** Raises [Error (EPROTOTYPE, _)] for a PV guest, [Error (ESRCH, _)] for one
+(** Raises [Error (EPROTOTYPE, _)] for a PV guest, [Error (EOPNOTSUPP, _)] for
+    one with populate-on-demand entries outstanding, [Error (ESRCH, _)] for one
     that is gone or dying. *)
 
 val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * scan_stats

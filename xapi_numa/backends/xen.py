@@ -318,6 +318,9 @@ class XenHypervisor(Hypervisor):
         rc = lib.xn_mig_check(self._h, domid)
         if rc == -errno.EPROTOTYPE:
             raise HypervisorError(errno.EPROTOTYPE, f"domain {domid} is a PV guest: its memory cannot be moved")
+        if rc == -errno.EOPNOTSUPP:
+            raise HypervisorError(errno.EOPNOTSUPP, f"domain {domid} booted with populate-on-demand (below its "
+                                                    "maximum): its memory cannot be moved")
         _check(rc, f"domain {domid}")
 
     def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
@@ -343,7 +346,7 @@ class XenHypervisor(Hypervisor):
         record = self._record_path(domid).encode()
         rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
         # refused before any pause (the batch record: a live mover, a dead one's record, no room)
-        if rc in (-errno.EPROTOTYPE, -errno.ESRCH, -errno.EINVAL, -errno.EBUSY, -errno.EEXIST,
+        if rc in (-errno.EPROTOTYPE, -errno.EOPNOTSUPP, -errno.ESRCH, -errno.EINVAL, -errno.EBUSY, -errno.EEXIST,
                   -errno.ENOSPC) and res.stage == 0:
             self._check_movable(domid)
             _check(rc, f"moving memory of domain {domid}")

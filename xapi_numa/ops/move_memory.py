@@ -176,6 +176,9 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     except HypervisorError as err:
         if err.errno == errno.EPROTOTYPE:
             raise NotMovable(d.name, "it is a PV guest") from None
+        if err.errno == errno.EOPNOTSUPP:
+            raise NotMovable(d.name, "it booted with populate-on-demand (memory below its maximum): reading its "
+                                     "gfns would populate them and released frames would go to its PoD cache") from None
         raise
     gfns = pagemove.movable_gfns(memory)[skip:]
     if vnode is not None and layout is not None:

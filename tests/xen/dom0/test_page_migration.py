@@ -284,6 +284,17 @@ def test_pv_guest_is_refused(hv, guests, ledger):
     assert "PV guest" in info.value.message
 
 
+def test_populate_on_demand_guest_is_refused(hv, guests):
+    """Built below its maximum, a PVH guest has populate-on-demand entries: refused before
+    its gfns are typed (which would populate them)."""
+    domid = guests("pod-refused", memory=64, maxmem=128, kind="pvh")
+    before = hv.node_pages(domid)
+    with pytest.raises(NotMovable) as info:
+        migrate.prepare(hv, "pod-refused", 1)
+    assert "populate-on-demand" in info.value.message
+    assert hv.node_pages(domid) == before  # nothing of it populated by a scan
+
+
 def test_no_domain_is_left_paused(hv):
     """Whatever the tests above did, every guest runs (only those created paused would not)."""
     paused = [d.name for d in hv.domains() if d.paused and d.domid != 0]
