@@ -74,11 +74,17 @@ int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32
 int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages)
 {
     xc_domaininfo_t info;
+    uint64_t short_by;
     int rc = xn_domain_info(xch, domid, &info);
 
-    if (rc == 0 && xc_domain_setmaxmem(xch, domid, ((info.max_pages + pages) * XN_PAGE_SIZE) >> 10))
-        rc = xn_errno_rc();
-    return rc;
+    if (rc)
+        return rc;
+    if (info.tot_pages + pages <= info.max_pages)
+        return 0; /* there was room: what failed was not the maximum */
+    short_by = info.tot_pages + pages - info.max_pages;
+    if (xc_domain_setmaxmem(xch, domid, ((info.max_pages + short_by) * XN_PAGE_SIZE) >> 10))
+        return xn_errno_rc();
+    return short_by > INT32_MAX ? INT32_MAX : (int)short_by;
 }
 
 int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, uint32_t held)

@@ -154,7 +154,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
     uint32_t nsp = 0, nsmall = 0, i, got, at, lost = 0;
     xen_pfn_t *small = b->scratch;
     xen_pfn_t *sp = b->runs;
-    int raised = 0;
+    int raised = 0, rc;
 
     xn_superpage_runs(b->gfns, released, b->is_super);
     for (i = 0; i < released; i++) {
@@ -186,8 +186,8 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
             break;
         if (!raised) {
             raised = 1;
-            if (xn_raise_max(b->xch, b->domid, nsmall - at) == 0)
-                b->res->raised_max += nsmall - at;
+            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at)) > 0)
+                b->res->raised_max += (uint64_t)rc;
             continue;
         }
         lost++;
@@ -204,7 +204,9 @@ static int batch_alloc(struct xn_batch *b, struct xn_rec *rec)
     b->scratch = malloc((size_t)b->n * sizeof(xen_pfn_t));
     /* no allocation once gfns are released: a shortage then would lose them */
     b->runs = malloc((b->n / XN_SUPERPAGE_PAGES + 1) * sizeof(xen_pfn_t));
-    return b->copy && b->is_super && b->scratch && b->runs && b->fmem ? 0 : -ENOMEM;
+    b->backed = malloc((size_t)b->n * sizeof(*b->backed));
+    b->at = malloc((size_t)b->n * sizeof(*b->at));
+    return b->copy && b->is_super && b->scratch && b->runs && b->backed && b->at && b->fmem ? 0 : -ENOMEM;
 }
 
 static void batch_free(struct xn_batch *b, struct xn_rec *rec)
@@ -214,6 +216,8 @@ static void batch_free(struct xn_batch *b, struct xn_rec *rec)
     free(b->is_super);
     free(b->scratch);
     free(b->runs);
+    free(b->backed);
+    free(b->at);
 }
 
 static int by_value(const void *a, const void *b)
@@ -288,14 +292,14 @@ static void copy_out(struct xn_batch *b, const uint8_t *mapped, uint32_t mapped_
  * again; returns how many of them did not get theirs (all, if that cannot be done). */
 static uint32_t copy_back_backed(struct xn_batch *b, uint32_t released)
 {
-    xen_pfn_t *types = malloc((size_t)released * sizeof(*types));
-    uint64_t *backed = malloc((size_t)released * sizeof(*backed));
-    uint32_t *at = malloc((size_t)released * sizeof(*at));
+    xen_pfn_t *types = b->scratch; /* read before xn_batch_map reuses it */
+    uint64_t *backed = b->backed;
+    uint32_t *at = b->at;
     uint32_t i, m = 0, k;
     uint8_t *map;
 
-    if (!types || !backed || !at || xn_type_gfns(b->xch, b->domid, b->gfns, released, types))
-        goto out;
+    if (xn_type_gfns(b->xch, b->domid, b->gfns, released, types))
+        return released;
     for (i = 0; i < released; i++)
         if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) != XEN_DOMCTL_PFINFO_XTAB) {
             backed[m] = b->gfns[i];
@@ -307,10 +311,6 @@ static uint32_t copy_back_backed(struct xn_batch *b, uint32_t released)
         xenforeignmemory_unmap(b->fmem, map, m);
         released -= m;
     }
-out:
-    free(types);
-    free(backed);
-    free(at);
     return released;
 }
 
@@ -461,11 +461,16 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     xn_rec_set_state(&rec, XN_REC_RESTORED);
     urc = xn_give_back_pause(b.xch, domid, &rec, XN_REC_RESTORED);
     if (urc < 0 && urc != -ESRCH) {
-        still_paused = 1; /* the record, RESTORED again, tells recovery to unpause */
-        if (res->error == 0) {
-            res->error = urc;
-            res->stage = XN_MIG_STAGE_UNPAUSE;
-        }
+        /* still paused, whatever failed before: the stage says so (the caller's cue
+         * to recover), and the record, RESTORED again, tells recovery to unpause */
+        still_paused = 1;
+        res->stage = XN_MIG_STAGE_UNPAUSE;
+        res->error = res->error ? res->error : urc;
+    } else if (urc == 0) {
+        /* not paused: someone else gave back our pause inside the window, and the
+         * guest may have run on gfns being moved */
+        res->stage = XN_MIG_STAGE_UNPAUSE;
+        res->error = -EINVAL;
     }
     if (flags & XN_MIG_FAULT_DIE_AFTER_UNPAUSE && rec.hdr)
         _exit(98); /* test hook: the mover dies with the record still there, the guest running */

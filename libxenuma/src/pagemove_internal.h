@@ -42,8 +42,9 @@ XN_INTERNAL int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **gfn
 
 /* The p2m types of gfns[0..n) into types[] (XEN_DOMCTL_PFINFO_*): 0 or -errno. */
 XN_INTERNAL int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32_t n, xen_pfn_t *types);
-/* Raise the domain's max_pages by `pages` (frames a release could not free still
- * count against it): 0 or -errno. */
+/* Make room under the domain's max_pages for `pages` more (frames a release could
+ * not free still count against it): raises it by the shortfall only; returns the
+ * pages added (0: there was room) or -errno. */
 XN_INTERNAL int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages);
 struct xn_rec;
 /* Give back a pause we took, exactly once, with the record (if any) following:
@@ -64,6 +65,8 @@ struct xn_batch {
     uint8_t *is_super;
     xen_pfn_t *scratch;     /* gfn lists handed to Xen */
     xen_pfn_t *runs;        /* the mover's 2 MiB runs (n / 512 + 1 of them) */
+    uint64_t *backed;       /* without a record: the released gfns backed again ... */
+    uint32_t *at;           /* ... and where each is in gfns[] (n of each) */
     struct xn_mig_result *res;
 };
 

@@ -67,9 +67,9 @@ static void back_again(xc_interface *xch, uint32_t domid, xen_pfn_t *missing, ui
     int attempt;
 
     for (attempt = 0; done < count && attempt < 2; attempt++) {
-        int got;
-        if (attempt && xn_raise_max(xch, domid, count - done) == 0)
-            res->raised_max += count - done;
+        int got, raised;
+        if (attempt && (raised = xn_raise_max(xch, domid, count - done)) > 0)
+            res->raised_max += (uint64_t)raised;
         got = xc_domain_populate_physmap(xch, domid, (unsigned long)(count - done), 0, 0, missing + done);
         if (got > 0)
             done += (uint32_t)got;

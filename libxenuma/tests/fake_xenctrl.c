@@ -715,6 +715,8 @@ int xc_domain_decrease_reservation(xc_interface *xch, uint32_t domid, unsigned l
         return -1;
     }
     model();
+    if (getenv("FAKE_XC_UNPAUSED_BY_OTHER"))
+        M->pause[domid] = 0; /* an admin's xl unpause lands inside a mover's pause window */
     if (M->backend_copies) {
         M->backend_copies = 0;
         backend_copy_now(); /* the guest is paused; its backends are not */

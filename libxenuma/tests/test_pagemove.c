@@ -532,6 +532,41 @@ static void test_a_failed_unpause_is_left_to_recovery(xn_handle *h)
     settled(h);
 }
 
+/* The unpause fails after the batch already failed (the target ran short): the
+ * guest is still paused, and the stage says so whatever came before. */
+static void test_a_failed_unpause_after_a_failure_still_says_unpause(xn_handle *h)
+{
+    static uint64_t gfns[600];
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 1024, 600);
+    set_node_room(1, 100);
+    setenv("FAKE_XC_FAIL", "xc_domain_unpause=ENOMEM", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 600, 1, 0, 0, record, &res) == -ENOMEM);
+    unsetenv("FAKE_XC_FAIL");
+    CHECK(res.stage == XN_MIG_STAGE_UNPAUSE && res.error == -ENOMEM && res.fallback == 500);
+    CHECK(pause_count(1) == 1 && exists(record) && xn_mig_recover(h, record, &res) == 1);
+    CHECK(contents_intact(gfns, 600));
+    settled(h);
+}
+
+/* Someone else unpaused the guest inside the pause window: it may have run on gfns
+ * being moved, so the move does not report success (and holds no pause to give back). */
+static void test_an_unpause_by_someone_else_inside_the_window_is_an_error(xn_handle *h)
+{
+    static uint64_t gfns[32];
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 100, 32);
+    setenv("FAKE_XC_UNPAUSED_BY_OTHER", "1", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, record, &res) == -EINVAL);
+    unsetenv("FAKE_XC_UNPAUSED_BY_OTHER");
+    CHECK(res.stage == XN_MIG_STAGE_UNPAUSE && res.released == 32 && pause_count(1) == 0 && !exists(record));
+    settled(h);
+}
+
 /* One gfn Xen will not back again, anywhere.  Without a record the guest must
  * run: every other gfn is backed and has its contents, only that one is lost.
  * With a record the guest waits, paused, for a recovery that can back it. */
@@ -545,6 +580,7 @@ static void test_a_gfn_xen_will_not_back_loses_only_itself(xn_handle *h)
     setenv("FAKE_XC_NO_BACKING", "110", 1);
     CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, NULL, &res) == -ENOMEM);
     CHECK(res.released == 32 && res.lost == 1 && pause_count(1) == 0);
+    CHECK(res.raised_max == 0); /* the domain had room: its maximum was not what failed */
     CHECK(gfn_frame(1, 110) < 0 && contents_intact(gfns, 10) && contents_intact(gfns + 11, 21));
 
     guest_reset();
@@ -589,6 +625,8 @@ int main(void)
         test_move_gfn_given_back_before_the_pause(h);
         test_a_failed_unpause_is_left_to_recovery(h);
         test_a_gfn_xen_will_not_back_loses_only_itself(h);
+        test_a_failed_unpause_after_a_failure_still_says_unpause(h);
+        test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         xn_close(h);
     }
     rmdir(dir);

@@ -332,8 +332,10 @@ class XenHypervisor(Hypervisor):
         stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window
         record = self._record_path(domid).encode() if probe_ms else ffi.NULL
-        _check(lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, record, stats),
-               f"scanning the memory of domain {domid}")
+        rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, record, stats)
+        if rc < 0 and probe_ms and os.path.exists(self._record_path(domid)):
+            self.recover_move(domid)  # its unpause failed: the record gives the probe's pause back now
+        _check(rc, f"scanning the memory of domain {domid}")
         phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
                   ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
         return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants, phases)

@@ -176,7 +176,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     except HypervisorError as err:
         if err.errno == errno.EPROTOTYPE:
             raise NotMovable(d.name, "it is a PV guest") from None
-        if err.errno == errno.EOPNOTSUPP:
+        if err.errno == errno.EOPNOTSUPP and "populate-on-demand" in err.message:  # not a scan's EOPNOTSUPP
             raise NotMovable(d.name, "it booted with populate-on-demand (memory below its maximum): reading its "
                                      "gfns would populate them and released frames would go to its PoD cache") from None
         raise
@@ -287,6 +287,9 @@ def _explain(result, target: int) -> str:
                 f"Xen or a backend still references them (a frame it keeps mapped). The guest got new "
                 f"frames with the same contents, but whoever holds the old one writes to it; no further "
                 f"batch was touched")
+    if result.stage == "unpause" and result.error == errno.EINVAL:
+        return ("someone else unpaused the guest inside the batch's pause window: it may have run on memory "
+                "being moved")
     if result.stage == "unpause":
         return (f"the guest could not be unpaused after its batch ({errno.errorcode.get(result.error, result.error)}); "
                 f"its batch record was kept for recovery")
