@@ -156,3 +156,15 @@ def test_a_boot_is_retried_once_and_judged_by_the_second(monkeypatch):
     assert len(asked) == 2 and failures == 1
     assert {word for word, _ in reasons} == {"failed"}
     assert any("first boot" in r for _, r in reasons) and any("first boot" not in r for _, r in reasons)
+
+
+def test_a_build_older_than_its_c_is_named_never_shipped(tmp_path):
+    """The real-Xen tests ship the tree's built libxenuma: one older than its C would test old code."""
+    built, source = tmp_path / "_libxenuma.so", tmp_path / "pagemove.c"
+    built.write_text("so")
+    source.write_text("c")
+    os.utime(built, (1000, 1000))
+    os.utime(source, (2000, 2000))
+    assert harness.newer_than(str(built), [str(source)]).endswith("pagemove.c")
+    os.utime(built, (3000, 3000))
+    assert harness.newer_than(str(built), [str(source)]) == ""

@@ -333,16 +333,22 @@ def cffi_debs() -> str:
     return os.path.join(out, "x", "usr", "lib", "python3", "dist-packages")
 
 
+C_SOURCES = glob.glob(os.path.join(ROOT, "libxenuma", "src", "*")) + [os.path.join(ROOT, "libxenuma", "SOURCES")]
+
+
 def dom0_lib_problem() -> str:
     """Why build/dom0/libxenuma.so cannot be shipped as it is ("" when it can)."""
     lib = os.path.join(DOM0_LIB, "libxenuma.so")
     if not (os.path.isfile(lib) and os.path.isfile(os.path.join(DOM0_LIB, "libxenuma.h"))):
         return f"{lib} and its libxenuma.h are not built: run make dom0-lib"
-    sources = glob.glob(os.path.join(ROOT, "libxenuma", "src", "*")) + [os.path.join(ROOT, "libxenuma", "SOURCES")]
-    newer = [s for s in sources if os.path.getmtime(s) > os.path.getmtime(lib)]
-    if newer:
-        return f"{lib} is older than {os.path.relpath(newer[0], ROOT)}: run make dom0-lib"
-    return ""
+    stale = newer_than(lib, C_SOURCES)
+    return f"{lib} is older than {stale}: run make dom0-lib" if stale else ""
+
+
+def newer_than(built: str, sources) -> str:
+    """The first of ``sources`` changed since ``built`` was (relative to the tree), or ""."""
+    newer = [s for s in sources if os.path.getmtime(s) > os.path.getmtime(built)]
+    return os.path.relpath(newer[0], ROOT) if newer else ""
 
 
 def ship_dom0_lib(tree: str) -> str:
@@ -385,8 +391,12 @@ def project_cpio(debs: str, need_dom0_lib: bool) -> tuple:
     shutil.rmtree(tree, ignore_errors=True)
     dest = os.path.join(tree, "opt", "xapi-numa")
     os.makedirs(dest)
-    if not glob.glob(os.path.join(ROOT, "xapi_numa", "_libxenuma*.so")):
+    built = glob.glob(os.path.join(ROOT, "xapi_numa", "_libxenuma*.so"))
+    if not built:
         raise SystemExit("libxenuma is not built: install libxen-dev and run 'make' (pip install -e .)")
+    stale = newer_than(built[0], C_SOURCES + [os.path.join(ROOT, "libxenuma", "build_cffi.py")])
+    if stale:  # dom0 would run the old C while the tests read the new
+        raise SystemExit(f"{os.path.relpath(built[0], ROOT)} is older than {stale}: run make native")
     shutil.copytree(os.path.join(ROOT, "xapi_numa"), os.path.join(dest, "xapi_numa"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     os.makedirs(os.path.join(dest, "tests"))
