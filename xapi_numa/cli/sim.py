@@ -4,6 +4,7 @@ import sys
 from typing import List
 
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.cli import common
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
@@ -34,8 +35,9 @@ def cmd_sim_init(args) -> int:
     if not 64 << 20 <= memory <= MAX_NODE_MEMORY:
         raise InvalidArgument("--memory-per-node", "{}".format(args.memory_per_node),
                               "64M .. {}".format(format_size(MAX_NODE_MEMORY)))
-    distances = parse_distances(args.distances, args.nodes, "--distances") if args.distances else None
-    topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
+    with common.flag_names({"distances": "--distances"}):
+        distances = parse_distances(args.distances, args.nodes, "--distances") if args.distances else None
+        topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
     dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
     total = memory * args.nodes
     if dom0_memory is not None and not 64 << 20 <= dom0_memory <= total // 2:
@@ -63,8 +65,9 @@ def cmd_sim_create(args) -> int:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
     memory = parse_size(args.memory, "--memory")
     try:
-        domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
-                           passthrough=args.passthrough)
+        with common.flag_names({"load": "--load", "type": "--type"}):
+            domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+                               passthrough=args.passthrough)
     except NoCapacity:
         # the allocator counts pages; the user typed a size
         free = sum(n.claimable for n in sim.node_memory())
