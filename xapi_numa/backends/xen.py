@@ -40,8 +40,8 @@ INVALID_U32 = 0xFFFFFFFF
 INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
-STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause",
-          7: "done"}
+STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause", 7: "done"}
+NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
 DUMP_BUFFER = 4 << 20
@@ -103,8 +103,7 @@ class XenHypervisor(Hypervisor):
         dist = ffi.new("uint32_t[]", cap * cap)
         _check(lib.xn_numainfo(self._h, n, size, free, dist), "xc_numainfo")
         count = n[0]
-        # Nodes that are not online report an invalid size; 4.17 reports
-        # max_node_id = 63 in physinfo, so count the valid entries instead.
+        # Offline nodes report an invalid size; 4.17's physinfo says max_node_id 63: count valid entries
         valid = [i for i in range(count) if size[i] != INVALID_U64 and dist[i * count + i] != INVALID_U32]
         return valid, [size[i] for i in valid], [free[i] for i in valid], \
             [[dist[a * count + b] for b in valid] for a in valid]
@@ -241,8 +240,7 @@ class XenHypervisor(Hypervisor):
         what = f"claiming {pages} pages for domain {domid}" + ("" if node is None else f" on node {node}")
         rc = lib.xn_claim(self._h, domid, INVALID_U32 if node is None else node, pages)
         if rc == -errno.EINVAL:
-            # XENMEM_claim_pages answers EINVAL, not ESRCH, for a domain that
-            # does not exist (seen on Xen 4.17): tell the two apart.
+            # XENMEM_claim_pages answers EINVAL, not ESRCH, for a missing domain (Xen 4.17): tell them apart
             self._max_vcpu(domid)
             raise HypervisorError(errno.EINVAL, what + " (the claim must exceed the domain's current pages "
                                   "and not exceed its maximum)")
@@ -316,11 +314,9 @@ class XenHypervisor(Hypervisor):
     # --- moving memory between nodes ----------------------------------------------------
     def _check_movable(self, domid: int) -> None:
         rc = lib.xn_mig_check(self._h, domid)
-        if rc == -errno.EPROTOTYPE:
-            raise HypervisorError(errno.EPROTOTYPE, f"domain {domid} is a PV guest: its memory cannot be moved")
-        if rc == -errno.EOPNOTSUPP:
-            raise HypervisorError(errno.EOPNOTSUPP, f"domain {domid} booted with populate-on-demand (below its "
-                                                    "maximum): its memory cannot be moved")
+        why = NOT_MOVABLE.get(-rc)
+        if why:
+            raise HypervisorError(-rc, f"domain {domid} {why}: its memory cannot be moved")
         _check(rc, f"domain {domid}")
 
     def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
