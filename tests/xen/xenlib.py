@@ -1,4 +1,5 @@
 """Helpers for tests that run inside dom0 of a real Xen host (make xen-test)."""
+import json
 import re
 import subprocess
 import time
@@ -264,3 +265,24 @@ def follow_serial(domid: int, out_path: str, timeout: float = 120.0):
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
     return thread
+
+
+def gfns_in(ranges: str) -> list:
+    """The gfns of a report's ranges ('0x10-0x1f,0x40')."""
+    out = []
+    for part in filter(None, ranges.split(",")):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first, 16), int(last or first, 16) + 1))
+    return out
+
+
+def stopped_move(hv, domid: int, err) -> str:
+    """A move's MoveStopped as a test failure's text: its whole report (which gfns stayed
+    referenced) and what a fresh scan takes each of those gfns for now."""
+    from xapi_numa.core.memory_move import SKIP_REASONS
+
+    report = json.loads(err.params[2])
+    classes = hv.memory_map(domid).classes
+    stuck = {hex(g): SKIP_REASONS.get(classes[g], classes[g]) if g < len(classes) else None
+             for g in gfns_in(report.get("stuck_gfns", ""))}
+    return "{}\nreport: {}\nscan classes of the stuck gfns now: {}".format(err.message, report, stuck)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
-from xenlib import live_domain
+from xenlib import gfns_in, live_domain, stopped_move
 
 from xapi_numa.ops import move_memory as migrate
 from xapi_numa.core import memory_move as pagemove
@@ -85,14 +85,7 @@ def move(hv, ledger, to, **kw):
     try:
         return plan, migrate.run(hv, ledger.db, plan)
     except MoveStopped as err:
-        report = json.loads(err.params[2])
-        classes = hv.memory_map(plan.domain.domid).classes
-        stuck = {}
-        for part in filter(None, report.get("stuck_gfns", "").split(",")):
-            first, _, last = part.partition("-")
-            for g in range(int(first, 16), int(last or first, 16) + 1):
-                stuck[hex(g)] = pagemove.SKIP_REASONS.get(classes[g], classes[g]) if g < len(classes) else None
-        pytest.fail("{}\nreport: {}\nscan classes of the stuck gfns now: {}".format(err.message, report, stuck))
+        pytest.fail(stopped_move(hv, plan.domain.domid, err))
 
 
 def test_skip_set_has_the_frames_xen_and_backends_use(hv, guest):
@@ -217,9 +210,7 @@ def test_frame_still_referenced_stops_the_run(hv, guest, ledger):
             migrate.run(hv, ledger.db, plan)
         report = json.loads(info.value.params[2])
         assert report["batches"] == 4, report   # batches 0-2 moved, 3 stopped, none after
-        assert hex(held) in report["stuck_gfns"] or any(
-            int(a, 16) <= held <= int(b, 16) for a, b in
-            (r.split("-") if "-" in r else (r, r) for r in report["stuck_gfns"].split(",")))
+        assert held in gfns_in(report["stuck_gfns"])
         assert "not freed" in report["error"]
         moved = sum(len(b) for b in plan.batches[:3])
         after = pages(guest["domid"])

@@ -11,12 +11,11 @@ was built from it).  What is checked is ours: the layout read back, the
 NUMA_VNODE_SPLIT refusal, and ``--vnode`` moves putting that vnode's pages where
 the map says, the map updated, the guest's memcheck intact.
 """
-import json
 import subprocess
 
 import pytest
 from conftest import console, create_guest, debug_key_dump, expected_scheduler, wait_console
-from xenlib import live_domain
+from xenlib import live_domain, stopped_move
 
 from xapi_numa.core import vnuma
 from xapi_numa.errors import MoveStopped, VnodeSplit
@@ -92,14 +91,7 @@ def move_vnode(hv, domid: int, db, to: int) -> dict:
     try:
         return move_memory.run(hv, db, plan)
     except MoveStopped as err:
-        report = json.loads(err.params[2])
-        classes = hv.memory_map(domid).classes
-        stuck = {}
-        for part in filter(None, report.get("stuck_gfns", "").split(",")):
-            first, _, last = part.partition("-")
-            for g in range(int(first, 16), int(last or first, 16) + 1):
-                stuck[hex(g)] = classes[g] if g < len(classes) else None
-        pytest.fail("{}\nreport: {}\nscan classes of the stuck gfns now: {}".format(err.message, report, stuck))
+        pytest.fail(stopped_move(hv, domid, err))
 
 
 def test_whole_vnode_moves_keep_the_guest_intact(hv, guest, tmp_path):
