@@ -207,11 +207,14 @@ def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
     proc = subprocess.Popen([exe, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    time.sleep(1.5)
+    # its first line says it runs (its SIGTERM handler is in place by then): not a fixed
+    # sleep, which a loaded machine can outlast while the interpreter still starts
+    first = proc.stderr.readline()
+    time.sleep(0.5)  # a few cycles
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and out == ""
-    events = [json.loads(line)["event"] for line in err.splitlines()]
+    assert proc.returncode == 0 and out == "", first + err
+    events = [json.loads(line)["event"] for line in (first + err).splitlines()]
     assert events[0] == "started" and events[-1] == "stopped"
     bad = subprocess.run([exe, "--backend", f"sim:{path}", "--period", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--period" in bad.stderr and "Traceback" not in bad.stderr

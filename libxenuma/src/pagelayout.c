@@ -12,17 +12,22 @@ static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v;
  * struct vcpu_time_info (32 bytes): u32 version, u32 pad0, u64 tsc_timestamp,
  * u64 system_time, u32 tsc_to_system_mul, s8 tsc_shift, u8 flags, u8 pad1[2].
  * Xen fills it: the pads are zero; the multiplier is a normalised fraction
- * (set_time_scale keeps it in [2^31, 2^32), so bit 31 is always set -- this
- * is what tells it from page-table entries and small integers); the shift is
- * small; only the two defined flag bits occur; system time (ns since boot)
- * is positive and far below 2^62 (146 years).
+ * in [2^30, 2^32): set_time_scale keeps it in [2^31, 2^32), and on a CPU
+ * without a constant TSC each calibration may slow a fast local clock by a
+ * factor Xen clamps at 0.5 (local_time_calibration), which takes it below
+ * 2^31 now and then -- so bit 31 or 30 is set, which tells it from
+ * page-table entries and small integers.  The shift is small; only the two
+ * defined flag bits occur; system time (ns since boot) is positive and far
+ * below 2^62 (146 years).
  */
+#define TIME_MUL_MIN 0x40000000u
+
 static int is_time_record(const uint8_t *p)
 {
     int8_t shift = (int8_t)p[28];
     uint64_t system_time = rd64(p + 16);
 
-    return rd32(p + 4) == 0 && rd16(p + 30) == 0 && (rd32(p + 24) & 0x80000000u) && shift >= -16 &&
+    return rd32(p + 4) == 0 && rd16(p + 30) == 0 && rd32(p + 24) >= TIME_MUL_MIN && shift >= -16 &&
            shift <= 16 && (p[29] & ~0x3u) == 0 && rd64(p + 8) != 0 && system_time > 1000000ull &&
            system_time < (1ull << 62);
 }

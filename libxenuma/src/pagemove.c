@@ -206,7 +206,9 @@ static int batch_alloc(struct xn_batch *b, struct xn_rec *rec)
     b->runs = malloc((b->n / XN_SUPERPAGE_PAGES + 1) * sizeof(xen_pfn_t));
     b->backed = malloc((size_t)b->n * sizeof(*b->backed));
     b->at = malloc((size_t)b->n * sizeof(*b->at));
-    return b->copy && b->is_super && b->scratch && b->runs && b->backed && b->at && b->fmem ? 0 : -ENOMEM;
+    b->xen_maps = malloc(b->n);
+    return b->copy && b->is_super && b->scratch && b->runs && b->backed && b->at && b->xen_maps && b->fmem
+               ? 0 : -ENOMEM;
 }
 
 static void batch_free(struct xn_batch *b, struct xn_rec *rec)
@@ -218,12 +220,29 @@ static void batch_free(struct xn_batch *b, struct xn_rec *rec)
     free(b->runs);
     free(b->backed);
     free(b->at);
+    free(b->xen_maps);
 }
 
 static int by_value(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/*
+ * Which of the mapped pages look, right now, like a page Xen keeps mapped.
+ * The scan recognised those of its time, but a move paced over minutes
+ * outlives it: a vCPU brought online registers its vcpu_info, a new port
+ * range adds an event array page, and a time record's multiplier may have
+ * looked wrong for a moment then.  Read before the pause: it costs the
+ * guest nothing, and Xen does not map a page the guest has not handed it.
+ */
+static void recognise_xen_mapped(struct xn_batch *b, const uint8_t *mapped)
+{
+    uint32_t i;
+
+    for (i = 0; i < b->n; i++)
+        b->xen_maps[i] = xn_page_layout(mapped + (size_t)i * XN_PAGE_SIZE) != XN_LAYOUT_PLAIN;
 }
 
 /*
@@ -234,17 +253,18 @@ static int by_value(const void *a, const void *b)
  * no longer has.  The scan left out those granted then, but a
  * frontend grants new buffers all the time, and a backend's grant copy into
  * one during the pause (no mapping, no reference: the release frees the frame)
- * would land in the old frame or be overwritten by the copy back.  kept[] and
+ * would land in the old frame or be overwritten by the copy back.  Those
+ * recognise_xen_mapped saw as Xen's are left out too.  kept[] and
  * index[] (room for n) get the gfns that stay in the batch and where each
  * was in the caller's list (its page in the mapping made before the pause).
  * The record is rewritten to hold only those: it still says PAUSED, and
  * recovery then only unpauses, reading no gfn.
  */
-static int leave_out_granted(struct xn_batch *b, struct xn_rec *rec, uint64_t *kept, uint32_t *index)
+static int leave_out_unmovable(struct xn_batch *b, struct xn_rec *rec, uint64_t *kept, uint32_t *index)
 {
     uint64_t *granted;
     size_t count, busy, g = 0;
-    uint32_t i, m = 0;
+    uint32_t i, m = 0, recognised = 0;
     xen_pfn_t *types = b->scratch; /* free until the release */
     int rc = xn_type_gfns(b->xch, b->domid, b->gfns, b->n, types);
 
@@ -258,11 +278,16 @@ static int leave_out_granted(struct xn_batch *b, struct xn_rec *rec, uint64_t *k
         if ((g < count && granted[g] == b->gfns[i])
             || (types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
             continue;
+        if (b->xen_maps[i]) {
+            recognised++;
+            continue;
+        }
         kept[m] = b->gfns[i];
         index[m++] = i;
     }
     free(granted);
-    b->res->granted = b->n - m;
+    b->res->recognised = recognised;
+    b->res->granted = b->n - m - recognised;
     if (m == b->n)
         return 0;
     b->gfns = kept;
@@ -411,6 +436,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
     if ((rc = xn_batch_map(&b, b.gfns, n, PROT_READ, &mapped)))
         goto out;
+    recognise_xen_mapped(&b, mapped);
 
     /* No signal may run the caller's handlers (or kill it politely)
      * between pause and unpause; SIGKILL is the batch record's business. */
@@ -427,7 +453,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     xn_rec_set_state(&rec, XN_REC_PAUSED);
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
-    res->error = leave_out_granted(&b, &rec, kept, index);
+    res->error = leave_out_unmovable(&b, &rec, kept, index);
     if (res->error == 0)
         copy_out(&b, mapped, n, index);
     /* Unmap before anything is released: dom0's own mapping would keep the

@@ -73,7 +73,16 @@ static void test_vcpu_info(void)
     /* page-table entries look much like a time record, but for the multiplier */
     memset(page, 0, sizeof(page));
     vcpu_info_at(0);
-    put32(56, 0x12345067); /* bit 31 clear: Xen's normalised multiplier never is */
+    put32(56, 0x12345067); /* below 2^30: Xen's multiplier never is */
+    CHECK(xn_page_layout(page) == XN_LAYOUT_PLAIN);
+    /* a calibration that slowed a fast clock takes the multiplier below 2^31, never below 2^30 */
+    memset(page, 0, sizeof(page));
+    vcpu_info_at(0);
+    put32(56, 0x7ffe1234);
+    CHECK(xn_page_layout(page) == XN_LAYOUT_VCPU_INFO);
+    put32(56, 0x40000000);
+    CHECK(xn_page_layout(page) == XN_LAYOUT_VCPU_INFO);
+    put32(56, 0x3fffffff);
     CHECK(xn_page_layout(page) == XN_LAYOUT_PLAIN);
 }
 

@@ -307,6 +307,42 @@ static void test_move_granted_since_scan(xn_handle *h)
     settled(h);
 }
 
+/* A vcpu_info (its time record's multiplier just slowed by a calibration, below
+ * 2^31) the guest registered after the scan, or that the scan did not take for
+ * one: Xen holds its frame.  The batch leaves it where it is, and moves the rest. */
+static void test_move_leaves_out_a_page_xen_maps_since_the_scan(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[64];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+    uint64_t others[63], v;
+    uint32_t i, k = 0, mul = 0x7ffe1234;
+    uint8_t *page;
+    long held;
+
+    guest_reset();
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == 0 && cls[130] == XN_GFN_RAM);
+    page = (uint8_t *)gfn_page(130); /* the fake's machine memory: the guest writes its page */
+    memset(page + 192, 0, 64);
+    page[193] = 1;                                             /* upcall_mask */
+    v = 123456789012ull; memcpy(page + 192 + 40, &v, 8);       /* tsc_timestamp */
+    v = 61000000000ull; memcpy(page + 192 + 48, &v, 8);        /* system_time */
+    memcpy(page + 192 + 56, &mul, 4);                          /* tsc_to_system_mul */
+    held = gfn_frame(1, 130);
+    frame_get(held); /* Xen maps it */
+    fill_range(gfns, 100, 64);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == 0);
+    CHECK(res.recognised == 1 && res.granted == 0 && res.not_freed == 0 && res.stage == XN_MIG_STAGE_DONE);
+    CHECK(res.released == 63 && res.moved == 63 && gfn_frame(1, 130) == held);
+    for (i = 0; i < 64; i++)
+        if (gfns[i] != 130)
+            others[k++] = gfns[i];
+    CHECK(contents_intact(others, 63) && on_node(others, 63, 1) == 63);
+    frame_put(held);
+    settled(h);
+}
+
 /* A mover of gfns[0..n) to node 1 dies right after its release (the guest paused). */
 static void mover_dies_after_release(xn_handle *h, const uint64_t *gfns, uint32_t n)
 {
@@ -615,6 +651,7 @@ int main(void)
         test_move_unbacked_gfn(h);
         test_populate_on_demand_is_refused(h);
         test_move_granted_since_scan(h);
+        test_move_leaves_out_a_page_xen_maps_since_the_scan(h);
         die_and_recover(h, 0);
         die_and_recover(h, 221);
         test_copy_back_fails(h);

@@ -203,6 +203,7 @@ type raw_result = {
   ; r_stage: int
   ; r_errno: int
   ; r_granted: int64
+  ; r_recognised: int64
 }
 
 type move_result = {
@@ -219,6 +220,7 @@ type move_result = {
   ; stage: stage
   ; error: Unix.error option
   ; granted: int64
+  ; recognised: int64
 }
 
 (* errno numbers the results carry, as Unix.error: the same mapping as Error's *)
@@ -249,7 +251,8 @@ let result_of_raw r =
   ; pause_ns= r.r_pause_ns
   ; stage= stage_of_int r.r_stage
   ; error= error_of_errno r.r_errno
-  ; granted= r.r_granted }
+  ; granted= r.r_granted
+  ; recognised= r.r_recognised }
 
 external mig_move : handle -> int -> int array -> int -> int -> int -> string option -> raw_result
   = "stub_xenuma_mig_move_bytecode" "stub_xenuma_mig_move_native"

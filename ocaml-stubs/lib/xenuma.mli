@@ -198,6 +198,9 @@ type move_result = {
   ; error: Unix.error option
   ; granted: int64
         (** gfns left where they were: granted to another domain by the pause *)
+  ; recognised: int64
+        (** gfns left where they were: by the pause their contents were a page Xen
+            keeps mapped (a vcpu_info, an event-channel page) the scan had not seen *)
 }
 
 val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle -> domid:int ->

@@ -632,12 +632,13 @@ static value result_record(const struct xn_mig_result *res)
                                   res->pause_ns };
     int i;
 
-    r = caml_alloc_tuple(13);
+    r = caml_alloc_tuple(14);
     for (i = 0; i < 10; i++)
         Store_field(r, i, caml_copy_int64((int64_t)counts[i]));
     Store_field(r, 10, Val_int(res->stage));
     Store_field(r, 11, Val_int(res->error < 0 ? -res->error : res->error));
     Store_field(r, 12, caml_copy_int64((int64_t)res->granted));
+    Store_field(r, 13, caml_copy_int64((int64_t)res->recognised));
     CAMLreturn(r);
 }
 

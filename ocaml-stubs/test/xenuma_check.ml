@@ -32,9 +32,14 @@ let pages h domid =
    under the batch record. *)
 let move h domid node max record =
   let classes, _ = Xenuma.scan h ~domid in
-  let ram = ref [] in
+  (* counted as they come: List.length on each of a million gfns took minutes of dom0's CPU *)
+  let ram = ref [] and taken = ref 0 in
   Bytes.iteri
-    (fun gfn c -> if List.length !ram < max && Xenuma.gfn_class_of_char c = Xenuma.Ram then ram := gfn :: !ram)
+    (fun gfn c ->
+      if !taken < max && Xenuma.gfn_class_of_char c = Xenuma.Ram then (
+        ram := gfn :: !ram ;
+        incr taken
+      ) )
     classes ;
   let gfns = Array.of_list (List.rev !ram) in
   let moved = ref 0L and lost = ref 0L and granted = ref 0L and batches = ref 0 and errors = ref 0 in

@@ -348,10 +348,10 @@ class XenHypervisor(Hypervisor):
                   -errno.ENOSPC) and res.stage == 0:
             self._check_movable(domid)
             _check(rc, f"moving memory of domain {domid}")
-        first, count = res.stuck_first, res.stuck_count
-        return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed,
-                           tuple(gfns[first:first + count]) if res.not_freed else (), res.raised_max,
-                           res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error, res.granted)
+        stuck = tuple(gfns[res.stuck_first:res.stuck_first + res.stuck_count]) if res.not_freed else ()
+        return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed, stuck,
+                           res.raised_max, res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error,
+                           res.granted, res.recognised)
 
     @staticmethod
     def _record_path(domid: int) -> str:

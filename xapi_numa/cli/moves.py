@@ -19,7 +19,7 @@ from xapi_numa.core.numbers import whole_number
 
 def _progress_bar(stream):
     def show(tally) -> None:
-        done = tally.released + tally.granted
+        done = tally.released + tally.granted + tally.recognised
         frac = done / tally.planned if tally.planned else 1.0
         pauses = tally.pauses or [0.0]
         stream.write("\r[{:<30}] {:5.1f}%  {}/{} pages  batch {}/{}  max pause {:.1f} ms".format(
@@ -40,6 +40,9 @@ def render_summary(report: dict) -> str:
     if report.get("granted_at_pause_pages"):
         lines.append("left:       {} pages granted to a backend by their batch's pause stay where they were".format(
             report["granted_at_pause_pages"]))
+    if report.get("xen_mapped_at_pause_pages"):
+        lines.append("left:       {} pages Xen maps (vcpu_info, event channels) by their batch's pause stay where "
+                     "they were".format(report["xen_mapped_at_pause_pages"]))
     if report.get("vnode"):
         v = report["vnode"]
         lines.append("vnode:      {} now on pnode {} (was {}); its vCPUs {} follow, soft affinity {}".format(

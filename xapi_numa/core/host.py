@@ -91,6 +91,7 @@ class BatchResult:
     stage: str          # how far it got: "done" on success
     error: int = 0      # errno of the failure
     granted: int = 0    # gfns left where they were: granted to another domain by the pause
+    recognised: int = 0  # gfns left where they were: a page Xen maps (vcpu_info, event channels) by then
 
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -168,6 +168,7 @@ class MoveTally:
     elapsed: float = 0.0
     raised_max: int = 0
     granted: int = 0  # planned gfns left in place: granted to another domain (or given back) by their batch's pause
+    recognised: int = 0  # planned gfns left in place: a page Xen maps by their batch's pause (the scan missed it)
 
     def add(self, result: BatchResult) -> None:
         self.moved += result.moved
@@ -176,6 +177,7 @@ class MoveTally:
         self.superpages += result.superpages
         self.raised_max += result.raised_max
         self.granted += result.granted
+        self.recognised += result.recognised
         self.batches += 1
         self.pauses.append(result.pause)
 
@@ -191,7 +193,7 @@ class MoveTally:
                 "pause_median_ms": round(statistics.median(pauses) * 1000, 3),
                 "throughput_mib_s": round(throughput / (1 << 20), 2),
                 "elapsed_s": round(self.elapsed, 3), "raised_max_pages": self.raised_max,
-                "granted_at_pause_pages": self.granted}
+                "granted_at_pause_pages": self.granted, "xen_mapped_at_pause_pages": self.recognised}
 
 
 def found_running(domid: int, backed: int) -> str:

@@ -158,6 +158,10 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     granted_now = set(granted_gfns(d))
     kept = [g for g in gfns if g not in granted_now]
     granted, gfns = len(gfns) - len(kept), kept
+    # and what looks like a page Xen maps just before the pause (a vcpu_info, an event-channel page) stays too
+    mapped_now = set(xen_mapped(d))
+    kept = [g for g in gfns if g not in mapped_now]
+    recognised, gfns = len(gfns) - len(kept), kept
     chunk = max(1, min(verify_chunk or len(gfns), len(gfns) or 1))
     released: List[int] = []
     stuck: Tuple[int, ...] = ()
@@ -190,7 +194,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         for s_, e_ in pagemove.spans(released):
             d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
         return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR,
-                           granted)
+                           granted, recognised)
     to_target = error == 0 or stage == "verify"
     moved = fallback = superpages = 0
 
@@ -231,7 +235,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         d.record = []
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
     return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
-                       granted)
+                       granted, recognised)
 
 
 def recover(host, d) -> Optional[str]:
