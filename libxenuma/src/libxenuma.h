@@ -176,7 +176,8 @@ struct xn_mig_result {
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
  * one pause window: leave out those the guest grants to another domain by
  * then (res->granted: a backend may copy into them while the guest is
- * paused, and that copy would be lost) or gave back since, copy out, release in chunks of
+ * paused, and that copy would be lost) or gave back since, and those that look by
+ * then like a page Xen keeps mapped (res->recognised), copy out, release in chunks of
  * verify_chunk pages checking each was really freed (stopping at the first that was not),
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  Signals
  * are held off meanwhile.  The domain is unpaused on every path but two: when

@@ -234,8 +234,11 @@ static int by_value(const void *a, const void *b)
  * The scan recognised those of its time, but a move paced over minutes
  * outlives it: a vCPU brought online registers its vcpu_info, a new port
  * range adds an event array page, and a time record's multiplier may have
- * looked wrong for a moment then.  Read before the pause: it costs the
- * guest nothing, and Xen does not map a page the guest has not handed it.
+ * looked wrong for a moment then.  Read inside the pause (one more read of
+ * the batch, through the mapping made before it), so that nothing can be
+ * registered between this look and the release.  Not seen even so: the
+ * vcpu_info of a vCPU that has not run since it was registered (Xen has
+ * not written its time record yet); its release then stops the move.
  */
 static void recognise_xen_mapped(struct xn_batch *b, const uint8_t *mapped)
 {
@@ -436,7 +439,6 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
     if ((rc = xn_batch_map(&b, b.gfns, n, PROT_READ, &mapped)))
         goto out;
-    recognise_xen_mapped(&b, mapped);
 
     /* No signal may run the caller's handlers (or kill it politely)
      * between pause and unpause; SIGKILL is the batch record's business. */
@@ -451,6 +453,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     }
     paused_at = xn_now_ns();
     xn_rec_set_state(&rec, XN_REC_PAUSED);
+    recognise_xen_mapped(&b, mapped);
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
     res->error = leave_out_unmovable(&b, &rec, kept, index);
@@ -463,12 +466,12 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         xn_rec_set_state(&rec, XN_REC_COPIED);
         swap_frames(&b, node, verify_chunk, flags, &rec);
     } else if (res->error == 0) {
-        /* every gfn is granted: nothing to move, and the record stays PAUSED
+        /* every gfn is left out (granted, given back, Xen's): nothing to move, and the record stays PAUSED
          * (a recoverer only gives back the pause) */
         res->stage = XN_MIG_STAGE_DONE;
     }
     if (res->not_freed && res->stuck_count) {
-        /* the stuck chunk, as indexes into the caller's list (spanning any granted gfn left out) */
+        /* the stuck chunk, as indexes into the caller's list (spanning any gfn left out) */
         uint64_t last = index[res->stuck_first + res->stuck_count - 1];
         res->stuck_first = index[res->stuck_first];
         res->stuck_count = last - res->stuck_first + 1;

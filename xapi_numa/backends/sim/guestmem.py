@@ -152,9 +152,10 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
     for g in (gfns[0], gfns[-1]) if gfns else ():
         node_of(runs, g)
-    pinned = set(xen_mapped(d)) | set(d.held)
+    pinned = set(d.held)  # what Xen maps is left out below, before any release
     # inside the pause nothing new is granted: what is granted by then stays where it is
     # (a backend's grant copy into it during the pause would otherwise be lost)
+    asked = list(gfns)
     granted_now = set(granted_gfns(d))
     kept = [g for g in gfns if g not in granted_now]
     granted, gfns = len(gfns) - len(kept), kept
@@ -181,7 +182,8 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
                 host.free[old] += 1
         released.extend(part)
         if not_freed:
-            stuck, stage, error = tuple(part), "verify", errno.EBUSY
+            # named in the caller's list, as the C names it: the span, any gfn left out within it included
+            stuck, stage, error = tuple(g for g in asked if part[0] <= g <= part[-1]), "verify", errno.EBUSY
             break
     if fault == "after-release" and not error:
         stage, error = "populate", errno.EIO
