@@ -161,7 +161,7 @@ struct xn_mig_result {
     int32_t error;         /* -errno of the failure, 0 */
     uint64_t granted;      /* gfns left where they were: granted to another domain at the pause,
                               or given back by the guest since they were mapped */
-    uint64_t recognised;   /* gfns left where they were: just before the pause their contents
+    uint64_t recognised;   /* gfns left where they were: at the pause their contents
                               were a page Xen keeps mapped (a vcpu_info, an event-channel page)
                               that the scan had not seen as one */
 };

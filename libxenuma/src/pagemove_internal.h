@@ -67,7 +67,7 @@ struct xn_batch {
     xen_pfn_t *runs;        /* the mover's 2 MiB runs (n / 512 + 1 of them) */
     uint64_t *backed;       /* without a record: the released gfns backed again ... */
     uint32_t *at;           /* ... and where each is in gfns[] (n of each) */
-    uint8_t *xen_maps;      /* per gfn: its contents just before the pause were a page Xen maps */
+    uint8_t *xen_maps;      /* per gfn: at the pause, its contents were a page Xen maps */
     struct xn_mig_result *res;
 };
 

@@ -159,7 +159,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     granted_now = set(granted_gfns(d))
     kept = [g for g in gfns if g not in granted_now]
     granted, gfns = len(gfns) - len(kept), kept
-    # and what looks like a page Xen maps just before the pause (a vcpu_info, an event-channel page) stays too
+    # and what looks like a page Xen maps at the pause (a vcpu_info, an event-channel page) stays too
     mapped_now = set(xen_mapped(d))
     kept = [g for g in gfns if g not in mapped_now]
     recognised, gfns = len(gfns) - len(kept), kept
