@@ -21,6 +21,8 @@ from xapi_numa.ops.xapi_link import XapiLink
 from xapi_numa.state.db import Database
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.state.pins import PinJournal
+from xapi_numa.core.actions import MoveMemory
+from xapi_numa.state.moves import DONE, RUNNING, MoveJournal
 
 from test_daemon import swapped_host
 
@@ -172,6 +174,32 @@ def test_debug_key_scans_are_rare_and_off_on_big_hosts(tmp_path):
     for _ in range(5):
         rt.cycle()
     assert big.scans == 0
+
+
+def test_a_reading_taken_while_our_mover_works_does_not_replace_the_model(tmp_path):
+    """On stock Xen a 'u' reading taken mid-move stood until the next scan after the move
+    ended: the rebalancer then started a second memory-follow step for memory already
+    local (seen on real Xen, 2026-12-03)."""
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    host = DebugKeyHost(sim)
+    rt = Runtime(host, Database(str(tmp_path / "l.db")), Settings(page_scan_interval=10.0))
+    rt.cycle()
+    d = next(x for x in sim.domains() if x.domid == a)
+    read_before = dict(rt.pages[d.uuid])
+    assert read_before.get(1, 0) == 0
+    journal = MoveJournal(rt.db)
+    lock = journal.begin(d, 1, {"state": RUNNING})  # our mover, taking A's memory to node 1
+    rt._account_move(MoveMemory(a, d.uuid, 1))
+    model = dict(rt.pages[d.uuid])
+    assert model.get(1) == sum(read_before.values())
+    sim.run(11.0)
+    rt.cycle()  # a scan while it moves: Xen still has the pages on node 0
+    assert host.scans >= 4 and rt.pages[d.uuid] == model
+    journal.finish(d.uuid, DONE, {"state": DONE})
+    lock.release()
+    sim.run(11.0)
+    rt.cycle()  # the first scan after the move is believed again
+    assert rt.pages[d.uuid] == dict(sim.node_pages(a))
 
 
 class FakeSession:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from xenlib import DEATH_WORDS, chatter  # this directory: the helpers shared with the suites in dom0
+from xenlib import DEATH_WORDS, SILENT_GUEST, chatter  # this directory: the helpers shared with the suites in dom0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -608,7 +608,10 @@ def run_boots(runs: list, only: str) -> tuple:
             # nothing had touched: QEMU's emulated SVM, README "Guest triple faults")
             # fails every test after it: the failed files get one fresh boot, and the
             # first boot's reasons are still printed at the end.
-            log(f"{run.label}: a guest died ({deaths[0]}); running {again or 'the suite'} again in a fresh boot")
+            # A guest with an empty console after minutes (seen under load, with no death reported)
+            # is the same kind of emulator trouble, not the code under test: it gets the same rerun.
+            cause = f"a guest died ({deaths[0]})" if deaths else f"a guest printed nothing ({silent_guests(failed)[0]})"
+            log(f"{run.label}: {cause}; running {again or 'the suite'} again in a fresh boot")
             ok, why_again, _, _ = run.once(again, attempt=2)
             reasons += [("retried" if ok else "failed", f"[{run.label}, first boot] {w}") for w in why]
             why = why_again
@@ -617,12 +620,18 @@ def run_boots(runs: list, only: str) -> tuple:
     return failures, reasons
 
 
+def silent_guests(failed: list) -> list:
+    """Failed tests whose guest printed nothing at all (xenlib.wait_console says so)."""
+    return [line for line in failed if SILENT_GUEST in line]
+
+
 def retry_files(suite: str, ok: bool, why: list, deaths: list, failed: list):
-    """What to run again after a failed boot in which Xen saw a guest die: the dom0
-    suite's files with a failed test (comma-separated), or "" for a whole (short) suite;
-    None when there is nothing to retry (it passed, no guest died, no test failed, or
-    dom0 loaded the wrong library)."""
-    if ok or not deaths or not failed or any(line.startswith("dom0-lib") for line in why):
+    """What to run again after a failed boot in which Xen saw a guest die, or a test's
+    guest printed nothing at all: the dom0 suite's files with a failed test
+    (comma-separated), or "" for a whole (short) suite; None when there is nothing to
+    retry (it passed, no guest died or stayed silent, no test failed, or dom0 loaded
+    the wrong library)."""
+    if ok or not (deaths or silent_guests(failed)) or not failed or any(line.startswith("dom0-lib") for line in why):
         return None
     if suite != "dom0":
         return ""

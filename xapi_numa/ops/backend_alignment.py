@@ -9,7 +9,7 @@ irqbalance in the way) is said once in the log and in every report.
 """
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.backends.open import sim_path
@@ -24,6 +24,7 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.backend_pins import BackendJournal
 from xapi_numa.state.db import Database
 
+LOOK_EVERY = 10.0  # seconds between reads of dom0's backend work while nothing it depends on changed
 DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
                "(see the README's 'dom0 and the PV backends')")
 
@@ -32,12 +33,14 @@ class BackendAlignment:
     """One host's backend alignment, as the daemon's cycle uses it."""
 
     def __init__(self, dom0: Dom0Proc, db: Database, logger: logging.Logger,
-                 opted_out: Callable[[str], bool] = lambda uuid: False) -> None:
+                 opted_out: Callable[[str], bool] = lambda uuid: False, look_every: float = LOOK_EVERY) -> None:
         self.dom0 = dom0
         self.journal = BackendJournal(db)
         self.logger = logger
         self.opted_out = opted_out
+        self.look_every = look_every
         self._noted: Set[str] = set()
+        self._last_look: Optional[Tuple[float, Hashable]] = None  # (when, what it depended on)
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -58,8 +61,27 @@ class BackendAlignment:
                             frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
                             enabled, conflict is None, self.dom0.default_irq_cpus())
 
+    def _due(self, snap: HostSnapshot, enabled: bool) -> bool:
+        """Reading dom0's backend work walks every process in its /proc: most of a daemon
+        cycle's cost (milliseconds on a big dom0, half a second under QEMU).  So it is read
+        at once when what the plan depends on changes (the guests, their homes, their
+        opt-outs, dom0's vCPU layout, the switch), and otherwise every ``look_every``
+        seconds, which bounds how late a backend thread that appears later is aligned."""
+        layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
+        depends_on = (enabled, tuple(sorted(layout.node_of_vcpu.items())), layout.problems, tuple(
+            (d.domid, d.uuid, tuple(sorted(home_nodes(snap.vcpus.get(d.domid, ()), snap.topology))),
+             self.opted_out(d.uuid)) for d in sorted(snap.domains, key=lambda d: d.domid) if d.domid != 0))
+        last = self._last_look
+        if last is not None and last[1] == depends_on and snap.time - last[0] < self.look_every:
+            return False
+        self._last_look = (snap.time, depends_on)
+        return True
+
     def plan(self, snap: HostSnapshot, enabled: bool = True) -> List[object]:
-        """The planner's actions; a dom0 we cannot read this cycle plans nothing (logged once)."""
+        """The planner's actions, when due (:meth:`_due`); a dom0 we cannot read this
+        cycle plans nothing (logged once)."""
+        if not self._due(snap, enabled):
+            return []
         try:
             state = self.state(snap, enabled)
         except (NumaError, OSError) as err:

@@ -4,7 +4,7 @@
 keeps node 0, which is therefore no home for a guest).  The homing test's
 guests are paused first.  Two PVH guests, R1 and R2, both homed on node 1,
 keep all their vCPUs busy and checksum their own memory; node 2 is idle.
-xapi-numad (with its page scans every 10 s: stock Xen only has debug key
+xapi-numad (with its page scans every 30 s: stock Xen only has debug key
 'u') must move one of them to node 2: its soft affinity on node 2, its vCPUs
 running there, at least 90 % of its pages on node 2 by debug key 'u' (read
 here independently of libxenuma), and no corruption reported by either
@@ -14,6 +14,7 @@ generous bounds for software emulation.
 """
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from xapi_numa.backends.xen import XenHypervisor
 # moved and the memory not yet on the new node (the cause was not kept)
 MOVE_WATCH = patient(150)
 BALANCED_WATCH = 120
+DUMP_EVERY = 60  # seconds between the test's own reads of debug key 'u' while a move runs
 
 
 class Phases:
@@ -63,6 +65,57 @@ def _memory_moves(ledger):
     return out.stdout.strip()[-3000:]
 
 
+TIMELINE_EVENTS = ("started", "home moved", "memory move", "page move recovered", "hypervisor refused", "cycle failed")
+
+
+def _timeline(lines, since):
+    """The daemon's rebalancing lines, seconds after its start (a report: where the wait goes)."""
+    out = []
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if entry.get("event") in TIMELINE_EVENTS:
+            extra = {k: entry[k] for k in ("pages", "status", "detail", "reason", "error") if k in entry}
+            out.append("+{:.0f} s {} {}".format(entry["time"] - since, entry["event"], extra))
+    return out[:30]
+
+
+def _dom0_cpu():
+    """dom0's CPU time so far, in ticks: (busy, idle, steal) from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2], v[3] + v[4], v[7]
+
+
+def _cpu_of(pid):
+    """A process's CPU seconds so far (user + system), its state and where it waits, or None."""
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/{}/wchan".format(pid)) as f:
+            wchan = f.read().strip()
+    except OSError:
+        return None
+    return "{:.0f}s {} {}".format((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), fields[0], wchan)
+
+
+def _mover_sample(ledger, uuid):
+    """The running move of the VM, as its journal row says: (pid, batches done, planned), or None."""
+    try:
+        db = sqlite3.connect("file:{}?mode=ro".format(ledger), uri=True, timeout=5)
+        try:
+            row = db.execute("SELECT pid, state, report FROM memory_move WHERE uuid = ?", (uuid,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    report = json.loads(row[2])
+    return row[0], row[1], report.get("batches"), report.get("batches_planned")
+
+
 def _on_node(hv, topo, domid, node):
     cpus = topo.cpus_of_nodes([node])
     vcpus = hv.vcpus(domid)
@@ -88,20 +141,41 @@ def test_the_rebalancer_moves_a_home_and_the_memory_follows(numa_pool, tmp_path)
     print("XEN-INFO pages before: " + ", ".join("{} {}".format(n, before.get(d)) for n, d in r.items()))
 
     ledger = str(tmp_path / "ledger.db")
+    daemon_started = time.time()
     daemon = subprocess.Popen([sys.executable, "-m", "xapi_numa.daemon", "--backend", "xen", "--period", "1",
                                "--no-xapi", "--scheduler", "credit2", "--ledger", ledger,
-                               "--page-scan-interval", "10"],
+                               "--page-scan-interval", "30"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
                               env=dict(os.environ, PYTHONPATH="/opt/xapi-numa"))
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(daemon.stderr.readline, "")), daemon=True)
     reader.start()
     moved = None
+    uuids = {name: live_domain(hv, domid).uuid for name, domid in r.items()}
+    samples, cpu0, cpu_times = [], _dom0_cpu(), []
     try:
         deadline = time.monotonic() + MOVE_WATCH
+        next_dump, dumped_at, pages = time.monotonic() + DUMP_EVERY, None, {}
         while time.monotonic() < deadline and moved is None:
             time.sleep(5)
+            movers = [_mover_sample(ledger, u) for u in uuids.values()]
+            cpu_times.append("+{:.0f} daemon {} movers {}".format(
+                time.time() - daemon_started, _cpu_of(daemon.pid),
+                [_cpu_of(m[0]) for m in movers if m and m[1] == "running"]))
+            # debug key 'u' walks every page of every domain on dom0's one vCPU, which the daemon
+            # and its mover need: read it when a move has ended, and otherwise only now and then
+            ended = _home_moves(lines) and not any(m and m[1] == "running" for m in movers)
+            if not (ended and movers != dumped_at) and time.monotonic() < next_dump:
+                continue
+            dumped_at = movers
+            next_dump = time.monotonic() + DUMP_EVERY
+            dump_started = time.monotonic()
             pages = debug_key_dump()
+            cpu = _dom0_cpu()
+            samples.append("+{:.0f} s dump {:.1f} s dom0 busy/idle/steal {} {}".format(
+                time.time() - daemon_started, time.monotonic() - dump_started,
+                "/".join(str(a - b) for a, b in zip(cpu, cpu0)), movers))
+            cpu0 = cpu
             for name, domid in r.items():
                 soft_there, running_there, vcpus = _on_node(hv, topo, domid, 2)
                 on2 = pages.get(domid, {}).get(2, 0)
@@ -109,6 +183,9 @@ def test_the_rebalancer_moves_a_home_and_the_memory_follows(numa_pool, tmp_path)
                 if soft_there and running_there == vcpus and on2 >= 0.9 * total:
                     moved = (name, on2, total)
         phases.done("home moved, memory followed" if moved else "watch ran out")
+        print("XEN-INFO daemon timeline: " + " | ".join(_timeline(lines, daemon_started)))
+        print("XEN-INFO samples: " + " | ".join(samples))
+        print("XEN-INFO CPU seconds: " + " | ".join(cpu_times[::max(1, len(cpu_times) // 20)]))
         print("XEN-INFO moved: {}; home moves: {}".format(moved, [m.get("reason") for m in _home_moves(lines)]))
         if moved is None:  # what a failure needs to be understood: where things ended up
             print("XEN-INFO pages at the end: " + ", ".join("{} {}".format(n, pages.get(d)) for n, d in r.items()))
