@@ -437,7 +437,7 @@ def test_the_daemon_aligns_a_guests_tapdisks_and_only_those(monkeypatch, tmp_pat
 
 
 def test_dom0_is_read_when_what_the_plan_depends_on_changes_and_otherwise_rarely(tmp_path):
-    """dom0's /proc was walked every cycle (about 4 ms a second natively with 65 processes,
+    """dom0's /proc was walked every cycle (about 4 ms a cycle natively with 65 processes,
     more on a big dom0), though what it says changes rarely."""
     hv = sim_host(tmp_path)
     g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.backends.open import sim_path
 from xapi_numa.core import backend_affinity
-from xapi_numa.core.backend_affinity import BackendState
+from xapi_numa.core.backend_affinity import BackendState, Dom0Layout
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.locality import home_nodes
 from xapi_numa.core.snapshot import HostSnapshot
@@ -51,8 +51,7 @@ class BackendAlignment:
             self._noted.discard(key)
             log_event(self.logger, logging.INFO, "backend alignment limit lifted", what=key)
 
-    def state(self, snap: HostSnapshot, enabled: bool = True) -> BackendState:
-        layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
+    def state(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool = True) -> BackendState:
         self._note_once("layout", "; ".join(layout.problems) + "; " + DOM0_RECIPE if layout.problems else None)
         guests = [d.domid for d in snap.domains if d.domid != 0]
         conflict = self.dom0.irqbalance_conflict()
@@ -61,13 +60,12 @@ class BackendAlignment:
                             frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
                             enabled, conflict is None, self.dom0.default_irq_cpus())
 
-    def _due(self, snap: HostSnapshot, enabled: bool) -> bool:
+    def _due(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool) -> bool:
         """Reading dom0's backend work walks every process in its /proc (about 4 ms a cycle
         with 65 processes, measured natively; more on a big dom0).  So it is read
         at once when what the plan depends on changes (the guests, their homes, their
         opt-outs, dom0's vCPU layout, the switch), and otherwise every ``look_every``
         seconds, which bounds how late a backend thread that appears later is aligned."""
-        layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
         depends_on = (enabled, tuple(sorted(layout.node_of_vcpu.items())), layout.problems, tuple(
             (d.domid, d.uuid, tuple(sorted(home_nodes(snap.vcpus.get(d.domid, ()), snap.topology))),
              self.opted_out(d.uuid)) for d in sorted(snap.domains, key=lambda d: d.domid) if d.domid != 0))
@@ -80,10 +78,11 @@ class BackendAlignment:
     def plan(self, snap: HostSnapshot, enabled: bool = True) -> List[object]:
         """The planner's actions, when due (:meth:`_due`); a dom0 we cannot read this
         cycle plans nothing (logged once)."""
-        if not self._due(snap, enabled):
+        layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
+        if not self._due(snap, layout, enabled):
             return []
         try:
-            state = self.state(snap, enabled)
+            state = self.state(snap, layout, enabled)
         except (NumaError, OSError) as err:
             self._note_once("read", "cannot read dom0's backend work: {}".format(getattr(err, "message", err)))
             return []
