@@ -65,3 +65,19 @@ def test_huge_node_number_is_refused():
     with pytest.raises(InvalidArgument) as err:
         Policy.parse("strict", "9" * 400)
     assert err.value.field == "nodes" and "0..63" in err.value.message
+
+
+@pytest.mark.parametrize("other_config, key", [
+    ({"numa_mode": "bogus"}, "numa_mode"),
+    ({"numa_nodes": "x"}, "numa_nodes"),
+    ({"numa_on_exhaust": "later"}, "numa_on_exhaust"),
+    ({"numa_mode": "any", "numa_nodes": "1"}, "numa_nodes"),
+])
+def test_a_bad_stored_policy_is_named_by_its_other_config_key(other_config, key):
+    """What the admin must fix is the VM's other_config key (set with xe vm-param-set),
+    so that is the field the error names, with the allowed values."""
+    with pytest.raises(InvalidArgument) as err:
+        Policy.from_other_config(other_config)
+    assert err.value.field == "other_config:" + key
+    assert err.value.xenapi_failure()[:2] == ["NUMA_INVALID_ARGUMENT", "other_config:" + key]
+    assert "allowed" in err.value.message

@@ -32,6 +32,7 @@ NODES_SYNTAX = ("an ordered node list like 1,3,0 (ranges such as 0-1, and Xen's 
                 "nearest, a list ending in nearest, or empty")
 MAX_NODES = 64
 OTHER_CONFIG_KEYS = ("numa_mode", "numa_nodes", "numa_on_exhaust")
+_STORED_KEY = dict(zip(("mode", "nodes", "on_exhaust"), OTHER_CONFIG_KEYS))  # a field -> its other_config key
 
 
 def _node_id(text: str) -> int:
@@ -119,8 +120,15 @@ class Policy:
 
     @classmethod
     def from_other_config(cls, other_config: Dict[str, str]) -> "Policy":
-        return cls.parse(other_config.get("numa_mode"), other_config.get("numa_nodes"),
-                         other_config.get("numa_on_exhaust"))
+        """The policy stored in a VM's other_config.  A bad stored value is named by
+        its key (``other_config:numa_mode``): that is what the admin sets with
+        ``xe vm-param-set`` and must fix, not a field of some command."""
+        try:
+            return cls.parse(other_config.get("numa_mode"), other_config.get("numa_nodes"),
+                             other_config.get("numa_on_exhaust"))
+        except InvalidArgument as err:
+            key = _STORED_KEY.get(err.field, err.field)
+            raise InvalidArgument("other_config:" + key, err.detail, err.allowed) from None
 
     @property
     def nodes_text(self) -> str:
