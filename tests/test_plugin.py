@@ -91,7 +91,7 @@ def test_place_settle_release(ctx):
     assert {r["soft"] for r in rows} == {f"{4 * node}-{4 * node + 3}"} and {r["hard"] for r in rows} == {"all"}
     mem = ok(run(server, host, sid, "vm_memory", {"vm": uuid}))
     assert mem["local_share"] == 1.0 and mem["total"] == 1 << 30
-    assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False}
+    assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False, "boot_pin": "none"}
 
 
 def test_release_restores_a_failed_start(ctx):
@@ -102,6 +102,28 @@ def test_release_restores_a_failed_start(ctx):
     assert ok(run(server, host, sid, "release", {"vm": uuid}))["released"] is True
     assert session.xenapi.VM.get_VCPUs_params(ref) == {}
     assert session.xenapi.VM.get_other_config(ref) == {}
+
+
+def test_release_on_another_host_keeps_the_boot_pin_of_the_host_that_placed_it(ctx):
+    """A release on host B must not undo host A's place: A still holds the reservation
+    the pin goes with, and the VM would boot on A without its placement."""
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7"})
+    placed = ok(run(server, host, sid, "place", {"vm": uuid}))
+    pinned = session.xenapi.VM.get_VCPUs_params(ref)
+    host_uuid = session.xenapi.host.get_record(host)["uuid"]
+    assert session.xenapi.VM.get_other_config(ref)["numa_placed_host"] == host_uuid
+    answer = ok(run(server, other_host, sid, "release", {"vm": uuid}))
+    assert answer == {"vm": uuid, "released": False, "boot_pin": "kept", "placed_on": host_uuid}
+    assert session.xenapi.VM.get_VCPUs_params(ref) == pinned  # the pin is untouched
+    assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]
+    # the placing host's release undoes both
+    assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": True,
+                                                                    "boot_pin": "restored"}
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "0,1,2,3,4,5,6,7"}
+    assert session.xenapi.VM.get_other_config(ref) == {}
+    assert placed["reserved"]
 
 
 def test_release_of_a_vm_xapi_does_not_know_changes_nothing(ctx):

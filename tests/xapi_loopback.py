@@ -72,6 +72,7 @@ class LoopbackXapi:
         self.hosts: Dict[str, dict] = {}
         self.sims: Dict[str, SimHypervisor] = {}
         self.ledgers: Dict[str, str] = {}
+        self.inventories: Dict[str, str] = {}
         self.vms: Dict[str, dict] = {}
         self.metrics: Dict[str, dict] = {}
         for i, (name, topo) in enumerate(hosts):
@@ -80,7 +81,11 @@ class LoopbackXapi:
             self.sims[ref] = SimHypervisor.init(path, topo, scheduler, seed=i + 1, dom0_vcpus=1,
                                                 dom0_memory=256 << 20, force=True)
             self.ledgers[ref] = path + ".ledger.db"
-            self.hosts[ref] = {"uuid": str(uuidlib.uuid4()), "name_label": name, "name_description": "",
+            host_uuid = str(uuidlib.uuid4())
+            self.inventories[ref] = path + ".inventory"  # as /etc/xensource-inventory names a dom0's host
+            with open(self.inventories[ref], "w") as f:
+                f.write("PRIMARY_DISK='/dev/sda'\nINSTALLATION_UUID='{}'\nBUILD_NUMBER='loopback'\n".format(host_uuid))
+            self.hosts[ref] = {"uuid": host_uuid, "name_label": name, "name_description": "",
                                "enabled": True, "address": "127.0.0.1", "hostname": name,
                                "API_version_major": "2", "API_version_minor": "21", "other_config": {},
                                "resident_VMs": []}
@@ -174,6 +179,7 @@ class LoopbackXapi:
         env = dict(os.environ)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update(XAPI_NUMA_BACKEND=f"sim:{self.sims[host].path}", XAPI_NUMA_LEDGER=self.ledgers[host],
+                   XAPI_NUMA_INVENTORY=self.inventories[host],
                    XAPI_NUMA_XENAPI_URL=self.url)
         return env
 

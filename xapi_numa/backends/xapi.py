@@ -7,8 +7,9 @@ environment, or a file only its owner can read.
 
 Per-VM state lives in ``VM.other_config``: the policy (``numa_mode``,
 ``numa_nodes``, ``numa_on_exhaust``) and, between ``place`` and ``settle``,
-the nodes chosen (``numa_placed_nodes``) and any mask the admin had set in
-``VCPUs_params`` (``numa_saved_mask``).  Each key is written on its own
+the nodes chosen (``numa_placed_nodes``), the host that chose them
+(``numa_placed_host``) and any mask the admin had set in ``VCPUs_params``
+(``numa_saved_mask``).  Each key is written on its own
 (:func:`set_other_config` retries when another writer races it), and
 :func:`claim_other_config_key` lets exactly one of several callers own a key.
 The mask syntax itself is :mod:`xapi_numa.core.vcpu_mask` (re-exported here).
@@ -32,6 +33,7 @@ from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_m
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
+PLACED_HOST_KEY = "numa_placed_host"  # the UUID of the host whose place set the boot pin
 SAVED_MASK_KEY = "numa_saved_mask"
 NO_SAVED_MASK = "-"  # the admin had no mask
 SESSION_INVALID = "SESSION_INVALID"
@@ -369,5 +371,5 @@ def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
     return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 
-__all__ = ["MASK_FIELD", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
+__all__ = ["MASK_FIELD", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
            "credentials", "claim_other_config_key", "release_other_config_key", "parse_mask", "format_mask"]

@@ -13,19 +13,27 @@ from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
 
 
-def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Iterable[int]) -> None:
-    """Boot-time hard pin in VCPUs_params["mask"], keeping the admin's own mask aside."""
+def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Iterable[int],
+             host_uuid: Optional[str] = None) -> None:
+    """Boot-time hard pin in VCPUs_params["mask"], keeping the admin's own mask aside;
+    ``host_uuid`` (this host) is recorded so that only this host's release undoes it."""
     other = record["other_config"]
     if xapi.SAVED_MASK_KEY not in other:  # a second place keeps the first saved mask
         saved = record["VCPUs_params"].get("mask", xapi.NO_SAVED_MASK)
         xapi.set_other_config(session, vm, xapi.SAVED_MASK_KEY, saved)
     xapi.set_other_config(session, vm, xapi.PLACED_KEY, ",".join(map(str, nodes)))
+    xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, host_uuid)  # None removes an older place's
     xapi.set_vcpus_param(session, vm, "mask", xapi.format_mask(cpus))
 
 
 def placed_nodes(other_config: dict) -> FrozenSet[int]:
     """The nodes ``place`` chose for this VM (empty if it was not placed)."""
     return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",") if n.strip().isdigit())
+
+
+def placing_host(other_config: dict) -> Optional[str]:
+    """The UUID of the host whose ``place`` set the boot pin (None: unknown or unpinned)."""
+    return other_config.get(xapi.PLACED_HOST_KEY) or None
 
 
 def _readable(mask: Optional[str]) -> Optional[VcpuMask]:
@@ -50,4 +58,5 @@ def restore_boot(session, vm: str) -> Optional[VcpuMask]:
     xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
     xapi.set_other_config(session, vm, xapi.SAVED_MASK_KEY, None)
     xapi.set_other_config(session, vm, xapi.PLACED_KEY, None)
+    xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, None)
     return admin

@@ -75,7 +75,10 @@ def request_for(record: dict, topo: Topology) -> Request:
                    translated=record.get("domain_type", "hvm") != "pv")
 
 
-def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False) -> dict:
+def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,
+             host_uuid: Optional[str] = None) -> dict:
+    """Reserve for a start here and pin the boot; ``host_uuid`` (this host) goes into
+    the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
     record = xapi.vm_record(session, vm)
     if not dry_run and record["power_state"] != "Halted":
@@ -99,7 +102,8 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             try:
                 cpus = topo.cpus_of_nodes(placement.nodes)
                 allowed = admin_cpus(record, topo)
-                boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus)
+                boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus,
+                                  host_uuid)
             except BaseException:
                 ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
                 raise

@@ -7,18 +7,20 @@ Functions (all arguments are strings; every result is JSON):
 older names of the two page-move functions.
 
 Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
-``$XAPI_NUMA_LEDGER`` (state database), ``$XAPI_NUMA_XENAPI_URL`` (xapi).
+``$XAPI_NUMA_LEDGER`` (state database), ``$XAPI_NUMA_XENAPI_URL`` (xapi),
+``$XAPI_NUMA_INVENTORY`` (the file naming this host, see :mod:`..backends.inventory`).
 """
 from typing import Callable, Dict
 
 from xapi_numa.backends import xapi
+from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
 from xapi_numa.ops import move_memory, move_recovery, queries, runtime, settle as settling, start_placement, vnuma_xapi
-from xapi_numa.ops.boot_pin import restore_boot
+from xapi_numa.ops.boot_pin import placing_host, restore_boot
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -51,6 +53,11 @@ class Context:
         if self._session is None:
             self._session = xapi.plugin_session(self.session_id)
         return self._session
+
+    @property
+    def host_uuid(self):
+        """This host's UUID from xapi's inventory file (None off a dom0)."""
+        return local_host_uuid()
 
     def domain_of(self, uuid: str):
         """The running domain of VM ``uuid`` on this host."""
@@ -108,7 +115,8 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
                                                         "memory= (with mode, nodes, on_exhaust) for a what-if")
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run"})
-        return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), bool_arg(args, "dry_run"))
+        return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), bool_arg(args, "dry_run"),
+                                        host_uuid=ctx.host_uuid)
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
@@ -124,12 +132,20 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
 
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
+    """Undo this host's ``place`` of a VM whose start did not happen: its reservation
+    here, and the boot pin if this host set it.  A pin another host's ``place`` set
+    stays (that host holds the reservation the pin goes with); the answer names it."""
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     vm = xapi.vm_ref(ctx.session, uuid)  # a VM xapi does not know is refused before anything changes
     had = ctx.ledger.release(uuid)
+    other = xapi.call(ctx.session.xenapi.VM.get_other_config, vm)
+    placer = placing_host(other)
+    if placer is not None and placer != ctx.host_uuid:
+        return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
+    pinned = xapi.PLACED_KEY in other
     restore_boot(ctx.session, vm)
-    return {"vm": uuid, "released": had}
+    return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
