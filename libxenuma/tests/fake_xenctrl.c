@@ -12,6 +12,10 @@
  *
  * Also exported for tests: how many interfaces are open, the last per-node
  * claim the patched call received, how many times each patched call ran.
+ * A test can hold xc_physinfo inside the library (fake_xc_hold_physinfo) to
+ * race it from another thread; interfaces come from a static pool, never
+ * reused soon, so a call on a closed one is counted (fake_xc_used_after_close)
+ * instead of reading freed memory.
  * Test-only code: global state is the point of a fake.
  *
  * Guest memory (domid 1, for the page-move code): machine frames are pages
@@ -43,6 +47,15 @@
 struct xc_interface_core {
     int magic;
 };
+
+#define LIVE_MAGIC 0x4c495645
+#define INTERFACE_POOL 4096u
+static struct xc_interface_core interfaces[INTERFACE_POOL];
+static unsigned int next_interface;
+
+volatile int fake_xc_hold_physinfo; /* while set, xc_physinfo waits inside the library */
+volatile int fake_xc_held;          /* calls waiting there now */
+volatile int fake_xc_used_after_close;
 
 int fake_xc_open_handles;
 unsigned long fake_xc_patched_calls;
@@ -278,18 +291,34 @@ xc_interface *xc_interface_open(xentoollog_logger *logger, xentoollog_logger *do
     (void)logger; (void)dombuild_logger; (void)open_flags;
     if (failing(__func__))
         return NULL;
-    xch = calloc(1, sizeof(*xch));
-    if (xch)
-        fake_xc_open_handles++;
+    xch = &interfaces[__atomic_fetch_add(&next_interface, 1, __ATOMIC_SEQ_CST) % INTERFACE_POOL];
+    xch->magic = LIVE_MAGIC;
+    __atomic_add_fetch(&fake_xc_open_handles, 1, __ATOMIC_SEQ_CST);
     return xch;
 }
 
 int xc_interface_close(xc_interface *xch)
 {
-    if (xch)
-        fake_xc_open_handles--;
-    free(xch);
+    if (xch) {
+        if (xch->magic != LIVE_MAGIC)
+            __atomic_add_fetch(&fake_xc_used_after_close, 1, __ATOMIC_SEQ_CST); /* closed twice */
+        xch->magic = 0;
+        __atomic_sub_fetch(&fake_xc_open_handles, 1, __ATOMIC_SEQ_CST);
+    }
     return 0;
+}
+
+/* Wait here while a test holds xc_physinfo; count a call on a closed interface. */
+static void hold_and_check(xc_interface *xch)
+{
+    if (fake_xc_hold_physinfo) {
+        __atomic_add_fetch(&fake_xc_held, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&fake_xc_hold_physinfo, __ATOMIC_SEQ_CST))
+            usleep(1000);
+        __atomic_sub_fetch(&fake_xc_held, 1, __ATOMIC_SEQ_CST);
+    }
+    if (xch->magic != LIVE_MAGIC)
+        __atomic_add_fetch(&fake_xc_used_after_close, 1, __ATOMIC_SEQ_CST);
 }
 
 /* fake_xenforeignmemory.c takes any handle: this one only has to be there. */
@@ -303,7 +332,7 @@ struct xenforeignmemory_handle *xc_interface_fmem_handle(xc_interface *xch)
 
 int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
 {
-    (void)xch;
+    hold_and_check(xch);
     FAIL_IF_ASKED();
     memset(info, 0, sizeof(*info));
     info->nr_cpus = CPUS;

@@ -39,7 +39,9 @@ val open_ : unit -> handle
     outside dom0. *)
 
 val close : handle -> unit
-(** Idempotent; later calls on the handle raise [Error (EBADF, _)]. *)
+(** Idempotent; later calls on the handle raise [Error (EBADF, _)].  Safe while
+    another thread's call on the handle is in flight: that call ends normally,
+    and the handle is freed when it does. *)
 
 val with_handle : (handle -> 'a) -> 'a
 (** [with_handle f] opens a handle, runs [f], closes it whatever happens. *)

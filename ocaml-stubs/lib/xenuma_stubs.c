@@ -3,7 +3,9 @@
  *
  * Conventions (those of xen-api's own C stubs):
  *  - the handle lives in a custom block whose finaliser closes it, so a
- *    handle dropped without [close] is not leaked; [close] is idempotent;
+ *    handle dropped without [close] is not leaked; [close] is idempotent,
+ *    and a [close] from one thread while another's call is in flight waits
+ *    for that call to end before the handle is freed (see handle_box);
  *  - CAMLparam/CAMLlocal for every value held across an allocation;
  *  - OCaml arguments are copied to C before the runtime lock is released
  *    around any call into Xen (every one may block: hypercalls, page scans
@@ -70,12 +72,48 @@ static void check(int rc, const char *context)
 
 /* --- the handle ------------------------------------------------------------------------- */
 
-#define Handle_ptr(v) (*(xn_handle **)Data_custom_val(v))
+/* The custom block's contents.  A call into Xen runs outside the runtime lock,
+ * so another thread may call [close] meanwhile: [close] then only marks the
+ * handle closed (later calls get EBADF) and the last call in flight closes it,
+ * never freeing it under a call that is using it.  Every field is read and
+ * written with the runtime lock held (before entering or after leaving a
+ * blocking section), which serialises them without a mutex. */
+struct handle_box {
+    xn_handle *h;   /* NULL once closed */
+    int in_flight;  /* calls outside the runtime lock now */
+    int closing;    /* [close] was called while calls were in flight */
+};
+
+#define Box(v) ((struct handle_box *)Data_custom_val(v))
+#define Handle_ptr(v) (Box(v)->h)
 
 static void handle_finalize(value v)
 {
+    /* no call is in flight: each one keeps its handle value alive as a local root */
     xn_close(Handle_ptr(v)); /* NULL after [close]: xn_close ignores it */
     Handle_ptr(v) = NULL;
+}
+
+/* Release the runtime lock for a call on the handle, counting it in flight. */
+static void call_begin(value v)
+{
+    Box(v)->in_flight++;
+    caml_enter_blocking_section();
+}
+
+/* Take the runtime lock back; the last call in flight after a [close] closes the handle. */
+static void call_end(value v)
+{
+    struct handle_box *b;
+
+    caml_leave_blocking_section();
+    b = Box(v); /* read again: the GC may have moved the block meanwhile */
+    if (--b->in_flight == 0 && b->closing) {
+        xn_handle *h = b->h;
+        b->h = NULL;
+        b->closing = 0;
+        xn_close(h);
+    }
 }
 
 static struct custom_operations handle_ops = {
@@ -92,7 +130,7 @@ static struct custom_operations handle_ops = {
 static xn_handle *handle_of(value v)
 {
     xn_handle *h = Handle_ptr(v);
-    if (!h)
+    if (!h || Box(v)->closing)
         raise_error(-EBADF, "handle already closed");
     return h;
 }
@@ -108,17 +146,24 @@ CAMLprim value stub_xenuma_open(value unit)
     rc = xn_open(&h);
     caml_leave_blocking_section();
     check(rc, "xn_open: opening the Xen control interface");
-    result = caml_alloc_custom(&handle_ops, sizeof(xn_handle *), 0, 1);
-    Handle_ptr(result) = h;
+    result = caml_alloc_custom(&handle_ops, sizeof(struct handle_box), 0, 1);
+    Box(result)->h = h;
+    Box(result)->in_flight = 0;
+    Box(result)->closing = 0;
     CAMLreturn(result);
 }
 
 CAMLprim value stub_xenuma_close(value handle)
 {
     CAMLparam1(handle);
-    xn_handle *h = Handle_ptr(handle);
+    struct handle_box *b = Box(handle);
+    xn_handle *h = b->h;
 
-    Handle_ptr(handle) = NULL;
+    if (b->in_flight > 0) { /* another thread's call is using it: that call closes it */
+        b->closing = 1;
+        CAMLreturn(Val_unit);
+    }
+    b->h = NULL;
     caml_enter_blocking_section();
     xn_close(h);
     caml_leave_blocking_section();
@@ -135,9 +180,9 @@ CAMLprim value stub_xenuma_physinfo(value handle)
     struct xn_physinfo p;
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_physinfo(h, &p);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, "xn_physinfo");
     r = caml_alloc_tuple(8);
     Store_field(r, 0, Val_int(p.nr_cpus));
@@ -162,9 +207,9 @@ CAMLprim value stub_xenuma_numainfo(value handle)
     unsigned int n = MAX_NODES, i, j;
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_numainfo(h, &n, size, free_bytes, dist);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, "xn_numainfo");
     mem = caml_alloc_tuple(n ? n : 1);
     dists = caml_alloc_tuple(n ? n : 1);
@@ -197,9 +242,9 @@ CAMLprim value stub_xenuma_cputopo(value handle)
     int rc = core && socket && node ? 0 : -ENOMEM;
 
     if (rc == 0) {
-        caml_enter_blocking_section();
+        call_begin(handle);
         rc = xn_cputopo(h, &n, core, socket, node);
-        caml_leave_blocking_section();
+        call_end(handle);
     }
     if (rc < 0) {
         free(core); free(socket); free(node);
@@ -238,9 +283,9 @@ CAMLprim value stub_xenuma_domains(value handle)
             raise_error(-ENOMEM, "xn_domains");
         }
         all = grown;
-        caml_enter_blocking_section();
+        call_begin(handle);
         got = xn_domains(h, next, CHUNK, all + total);
-        caml_leave_blocking_section();
+        call_end(handle);
         if (got < 0) {
             free(all);
             raise_error(got, "xn_domains");
@@ -281,9 +326,9 @@ CAMLprim value stub_xenuma_vcpu_info(value handle, value domid, value vcpu)
     struct xn_vcpu info;
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_vcpu_info(h, d, v, &info);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, "xn_vcpu_info");
     r = caml_alloc_tuple(5);
     Store_field(r, 0, Val_bool(info.online));
@@ -338,9 +383,9 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     if (!hard)
         raise_error(-ENOMEM, "xn_vcpu_get_affinity");
     soft = hard + bytes;
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_vcpu_get_affinity(h, d, v, hard, soft);
-    caml_leave_blocking_section();
+    call_end(handle);
     if (rc < 0) {
         free(hard);
         raise_error(rc, "xn_vcpu_get_affinity");
@@ -377,9 +422,9 @@ CAMLprim value stub_xenuma_set_vcpu_affinity(value handle, value domid, value vc
         rc = map_of_bools(Field(soft_opt, 0), soft, bytes);
     }
     if (rc == 0) {
-        caml_enter_blocking_section();
+        call_begin(handle);
         rc = xn_vcpu_set_affinity(h, d, v, hard, soft);
-        caml_leave_blocking_section();
+        call_end(handle);
     }
     free(maps);
     check(rc, rc == -EINVAL ? "xn_vcpu_set_affinity: a CPU beyond the host's" : "xn_vcpu_set_affinity");
@@ -399,9 +444,9 @@ CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
     map = calloc(1, (size_t)bytes);
     if (!map)
         raise_error(-ENOMEM, "xn_node_affinity_get");
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_node_affinity_get(h, d, map);
-    caml_leave_blocking_section();
+    call_end(handle);
     if (rc < 0) {
         free(map);
         raise_error(rc, "xn_node_affinity_get");
@@ -425,9 +470,9 @@ CAMLprim value stub_xenuma_set_node_affinity(value handle, value domid, value no
         raise_error(-ENOMEM, "xn_node_affinity_set");
     rc = map_of_bools(nodes, map, bytes);
     if (rc == 0) {
-        caml_enter_blocking_section();
+        call_begin(handle);
         rc = xn_node_affinity_set(h, d, map);
-        caml_leave_blocking_section();
+        call_end(handle);
     }
     free(map);
     check(rc, rc == -EINVAL ? "xn_node_affinity_set: a node beyond the host's" : "xn_node_affinity_set");
@@ -441,9 +486,9 @@ CAMLprim value stub_xenuma_pause(value handle, value domid, value pause)
     uint32_t d = (uint32_t)Int_val(domid);
     int p = Bool_val(pause), rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = p ? xn_pause(h, d) : xn_unpause(h, d);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, p ? "xn_pause" : "xn_unpause");
     CAMLreturn(Val_unit);
 }
@@ -457,9 +502,9 @@ CAMLprim value stub_xenuma_claim(value handle, value domid, value node, value pa
     uint64_t nr = (uint64_t)Int64_val(pages);
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_claim(h, d, n, nr);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, n == ~0u ? "xn_claim (host-wide)" : "xn_claim (per node)");
     CAMLreturn(Val_unit);
 }
@@ -476,9 +521,9 @@ CAMLprim value stub_xenuma_node_pages_native(value handle, value domid, value nr
 
     if (n > MAX_NODES)
         raise_error(-EINVAL, "xn_node_pages_native: too many nodes");
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_node_pages_native(h, d, n, pages);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, "xn_node_pages_native");
     r = caml_alloc_tuple(rc ? (mlsize_t)rc : 1);
     for (i = 0; i < (unsigned int)rc; i++)
@@ -500,9 +545,9 @@ CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
 
     if (!buf)
         raise_error(-ENOMEM, "xn_udump_capture");
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_udump_capture(h, buf, &len, t);
-    caml_leave_blocking_section();
+    call_end(handle);
     if (rc < 0) {
         free(buf);
         raise_error(rc, "xn_udump_capture: debug key 'u'");
@@ -541,9 +586,9 @@ CAMLprim value stub_xenuma_features(value handle)
     xn_handle *h = handle_of(handle);
     struct xn_features f;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     xn_features(h, &f);
-    caml_leave_blocking_section();
+    call_end(handle);
     r = caml_alloc_tuple(3);
     Store_field(r, 0, Val_int(f.node_pages));
     Store_field(r, 1, Val_int(f.node_claims));
@@ -566,9 +611,9 @@ CAMLprim value stub_xenuma_mig_check(value handle, value domid)
     uint32_t d = (uint32_t)Int_val(domid);
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_mig_check(h, d);
-    caml_leave_blocking_section();
+    call_end(handle);
     check(rc, rc == -EPROTOTYPE ? "xn_mig_check: a PV guest (its page tables hold machine frames)"
                                 : "xn_mig_check");
     CAMLreturn(Val_unit);
@@ -595,14 +640,14 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
 
     if (Is_block(record_opt) && !record)
         raise_error(-ENOMEM, "xn_mig_scan");
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_mig_max_gfn(h, d, &max_gfn);
     if (rc == 0) {
         nr = max_gfn + 1;
         cls = malloc(nr);
         rc = cls ? xn_mig_scan(h, d, nr, cls, probe, record, &stats) : -ENOMEM;
     }
-    caml_leave_blocking_section();
+    call_end(handle);
     free(record);
     if (rc < 0) {
         free(cls);
@@ -665,9 +710,9 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     }
     for (i = 0; i < n; i++)
         list[i] = (uint64_t)Long_val(Field(gfns, i));
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_mig_move(h, d, list, (uint32_t)n, to, chunk, fl, record, &res);
-    caml_leave_blocking_section();
+    call_end(handle);
     free(list);
     free(record);
     if (rc < 0 && res.stage == XN_MIG_STAGE_NONE)
@@ -695,9 +740,9 @@ CAMLprim value stub_xenuma_mig_recover(value handle, value path)
 
     if (!p)
         raise_error(-ENOMEM, "xn_mig_recover");
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = xn_mig_recover(h, p, &res);
-    caml_leave_blocking_section();
+    call_end(handle);
     free(p);
     check(rc, rc == -EBUSY ? "xn_mig_recover: its mover is alive"
               : rc == -EPROTO ? "xn_mig_recover: not a batch record" : "xn_mig_recover");
@@ -755,9 +800,9 @@ CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, va
     for (i = 0; rc == 0 && i < nr_vnodes; i++)
         cn2p[i] = (uint32_t)Int_val(Field(n2p, i));
     if (rc == 0) {
-        caml_enter_blocking_section();
+        call_begin(handle);
         rc = xn_domain_setvnuma(h, d, nr_vnodes, nr_ranges, r, nr_vcpus, cdist, cv2n, cn2p);
-        caml_leave_blocking_section();
+        call_end(handle);
     }
     free(r);
     free(cdist);
@@ -843,9 +888,9 @@ CAMLprim value stub_xenuma_get_vnuma(value handle, value domid)
     struct vnuma_read v;
     int rc;
 
-    caml_enter_blocking_section();
+    call_begin(handle);
     rc = vnuma_read(h, d, &v);
-    caml_leave_blocking_section();
+    call_end(handle);
     if (rc == -EOPNOTSUPP)
         CAMLreturn(Val_int(0)); /* None: Xen answers EOPNOTSUPP for a domain without a layout */
     check(rc, rc == -EAGAIN ? "xn_domain_getvnuma: the layout kept changing while it was read"

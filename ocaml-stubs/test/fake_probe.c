@@ -28,3 +28,28 @@ CAMLprim value fake_last_claim_node(value unit)
     (void)unit;
     return Val_long(p ? (long)*p : -2);
 }
+
+/* Hold (or let go) xc_physinfo inside the fake library, to race a call in flight. */
+CAMLprim value fake_hold_physinfo(value on)
+{
+    int *p = dlsym(RTLD_DEFAULT, "fake_xc_hold_physinfo");
+    if (p)
+        __atomic_store_n(p, Bool_val(on), __ATOMIC_SEQ_CST);
+    return Val_unit;
+}
+
+/* Calls waiting inside the fake library now. */
+CAMLprim value fake_held(value unit)
+{
+    int *p = dlsym(RTLD_DEFAULT, "fake_xc_held");
+    (void)unit;
+    return Val_int(p ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : -1);
+}
+
+/* Calls (or closes) the fake library saw on an interface already closed. */
+CAMLprim value fake_used_after_close(value unit)
+{
+    int *p = dlsym(RTLD_DEFAULT, "fake_xc_used_after_close");
+    (void)unit;
+    return Val_int(p ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : -1);
+}

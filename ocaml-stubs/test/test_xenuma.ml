@@ -9,6 +9,12 @@ external fake_heap_in_use : unit -> int = "fake_heap_in_use"
 
 external fake_last_claim_node : unit -> int = "fake_last_claim_node"
 
+external fake_hold_physinfo : bool -> unit = "fake_hold_physinfo"
+
+external fake_held : unit -> int = "fake_held"
+
+external fake_used_after_close : unit -> int = "fake_used_after_close"
+
 let passed = ref 0
 
 let failed = ref 0
@@ -194,6 +200,30 @@ let test_patched h =
          | Some (Unix.EPERM, _) -> true
          | _ -> false))
 
+(* xenopsd is threaded: one thread may close a handle while another's call is
+   inside Xen (the runtime lock released).  The handle must stay open until
+   that call ends, and later calls must get EBADF. *)
+let test_close_during_a_call () =
+  let before = fake_open_handles () in
+  let h = Xenuma.open_ () in
+  fake_hold_physinfo true ;
+  let answer = ref None in
+  let caller = Thread.create (fun () -> answer := Some (Xenuma.physinfo h)) () in
+  let waited = ref 0 in
+  while fake_held () = 0 && !waited < 10_000 do Thread.delay 0.001 ; incr waited done ;
+  check "close race: the call is inside the library" (fake_held () = 1) ;
+  Xenuma.close h ;
+  check "close race: the handle stays open while the call is in flight" (fake_open_handles () = before + 1) ;
+  check "close race: a later call gets EBADF"
+    (match raised (fun () -> Xenuma.physinfo h) with Some (Unix.EBADF, _) -> true | _ -> false) ;
+  Xenuma.close h ;
+  fake_hold_physinfo false ;
+  Thread.join caller ;
+  check "close race: the call in flight ends with its answer"
+    (match !answer with Some p -> p.Xenuma.nr_cpus = 4 | None -> false) ;
+  check "close race: no call used a closed interface" (fake_used_after_close () = 0) ;
+  check "close race: the last call closed the handle" (fake_open_handles () = before)
+
 (* One round of everything that allocates: handles dropped (finaliser) or
    closed, arrays, records, raised errors. *)
 let churn i =
@@ -227,6 +257,7 @@ let () =
   test_vnuma h ;
   if mode = "patched" then test_patched h else test_stock h ;
   Xenuma.close h ;
+  test_close_during_a_call () ;
   test_no_leak () ;
   Printf.printf "%d passed, %d failed\n" !passed !failed ;
   exit (if !failed = 0 then 0 else 1)
