@@ -126,6 +126,46 @@ def test_release_on_another_host_keeps_the_boot_pin_of_the_host_that_placed_it(c
     assert placed["reserved"]
 
 
+def test_release_elsewhere_undoes_the_pin_when_forced_or_when_its_host_left_the_pool(ctx):
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    for case in ("force", "gone"):
+        ref, uuid = server.add_vm("vm-" + case, 2, 1 << 30)
+        ok(run(server, host, sid, "place", {"vm": uuid}))
+        args = {"vm": uuid}
+        if case == "force":
+            args["force"] = "true"
+        else:  # placed by a host since ejected or reinstalled (a UUID the pool no longer has)
+            session.xenapi.VM.remove_from_other_config(ref, "numa_placed_host")
+            session.xenapi.VM.add_to_other_config(ref, "numa_placed_host", "99999999-2222-4333-8444-555555555555")
+        assert ok(run(server, other_host, sid, "release", args))["boot_pin"] == "restored", case
+        assert session.xenapi.VM.get_VCPUs_params(ref) == {} and session.xenapi.VM.get_other_config(ref) == {}
+        Ledger(server.ledgers[host]).release(uuid)
+
+
+def test_a_host_key_beside_no_pin_names_nothing(ctx):
+    """An older version's settle clears the pin's keys but not ours: that leftover
+    must not stop another host's release from undoing a later pin."""
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    leftover = session.xenapi.host.get_record(other_host)["uuid"]  # a live host of the pool
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, other_config={"numa_placed_host": leftover})
+    assert ok(run(server, host, sid, "release", {"vm": uuid}))["boot_pin"] == "none"
+    assert session.xenapi.VM.get_other_config(ref) == {}  # the leftover is gone too
+
+
+def test_release_refuses_while_another_caller_places_the_vm_and_changes_nothing(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.add_to_other_config(ref, "numa_place_owner", "another-caller")  # a place in flight
+    before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
+    details = err(run(server, host, sid, "release", {"vm": uuid}))
+    assert "being placed by another caller" in " ".join(details)
+    assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
+    assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]
+
+
 def test_release_of_a_vm_xapi_does_not_know_changes_nothing(ctx):
     server, session, host, sid = ctx
     stranger = "11111111-2222-4333-8444-555555555555"

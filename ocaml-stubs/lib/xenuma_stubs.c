@@ -77,7 +77,12 @@ static void check(int rc, const char *context)
  * handle closed (later calls get EBADF) and the last call in flight closes it,
  * never freeing it under a call that is using it.  Every field is read and
  * written with the runtime lock held (before entering or after leaving a
- * blocking section), which serialises them without a mutex. */
+ * blocking section), which serialises them without a mutex under OCaml 4's
+ * one runtime lock (xenuma.opam asks for OCaml < 5).  The block itself may
+ * move while a call is out (another thread's GC compacts the heap), so after
+ * leaving a blocking section it is reached again through the stub's
+ * registered root, never through a copy taken before (hence call_end is a
+ * macro). */
 struct handle_box {
     xn_handle *h;   /* NULL once closed */
     int in_flight;  /* calls outside the runtime lock now */
@@ -101,20 +106,21 @@ static void call_begin(value v)
     caml_enter_blocking_section();
 }
 
-/* Take the runtime lock back; the last call in flight after a [close] closes the handle. */
-static void call_end(value v)
+/* The call is back (runtime lock held): the last one in flight after a [close] closes it. */
+static void call_done(struct handle_box *b)
 {
-    struct handle_box *b;
-
-    caml_leave_blocking_section();
-    b = Box(v); /* read again: the GC may have moved the block meanwhile */
     if (--b->in_flight == 0 && b->closing) {
         xn_handle *h = b->h;
         b->h = NULL;
         b->closing = 0;
+        caml_enter_blocking_section();
         xn_close(h);
+        caml_leave_blocking_section();
     }
 }
+
+/* `v` must be the stub's CAMLparam-registered handle, read after the lock is back. */
+#define call_end(v) do { caml_leave_blocking_section(); call_done(Box(v)); } while (0)
 
 static struct custom_operations handle_ops = {
     .identifier = "xapi-numa.xenuma.handle",
@@ -276,24 +282,27 @@ CAMLprim value stub_xenuma_domains(value handle)
     uint32_t next = 0;
     int total = 0, got, i;
 
+    /* one call in flight for every chunk: a [close] meanwhile takes effect after the last */
+    call_begin(handle);
     for (;;) {
         struct xn_domain *grown = realloc(all, (size_t)(total + CHUNK) * sizeof(*all));
         if (!grown) {
-            free(all);
-            raise_error(-ENOMEM, "xn_domains");
+            got = -ENOMEM;
+            break;
         }
         all = grown;
-        call_begin(handle);
         got = xn_domains(h, next, CHUNK, all + total);
-        call_end(handle);
-        if (got < 0) {
-            free(all);
-            raise_error(got, "xn_domains");
-        }
+        if (got < 0)
+            break;
         total += got;
         if (got < CHUNK)
             break;
         next = all[total - 1].domid + 1;
+    }
+    call_end(handle);
+    if (got < 0) {
+        free(all);
+        raise_error(got, "xn_domains");
     }
     result = caml_alloc_tuple(total ? (mlsize_t)total : 1);
     for (i = 0; i < total; i++) {

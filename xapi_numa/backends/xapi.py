@@ -260,6 +260,17 @@ def vm_ref(session, uuid: str) -> str:
         raise
 
 
+def host_known(session, uuid: str) -> bool:
+    """Is there a host with this UUID in the pool (one ejected or reinstalled is not)?"""
+    try:
+        call(session.xenapi.host.get_by_uuid, uuid)
+    except XapiError as err:
+        if err.code in ("UUID_INVALID", "HANDLE_INVALID"):
+            return False
+        raise
+    return True
+
+
 def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:
     """(VM ref, uuid) for what a user typed: a UUID or a unique name."""
     try:
@@ -371,5 +382,5 @@ def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
     return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 
-__all__ = ["MASK_FIELD", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
+__all__ = ["MASK_FIELD", "host_known", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
            "credentials", "claim_other_config_key", "release_other_config_key", "parse_mask", "format_mask"]

@@ -3,8 +3,10 @@
 xenopsd builds a domain with the hard affinity in ``VCPUs_params["mask"]``, so
 Xen allocates its memory on the nodes of those CPUs.  ``place`` sets that mask
 to the chosen nodes' CPUs and keeps any mask the admin had set aside in
-``other_config:numa_saved_mask``; settling the running VM, or releasing a
-start that did not happen, puts the admin's mask back.
+``other_config:numa_saved_mask``, and records the placing host's UUID in
+``other_config:numa_placed_host``; settling the running VM, or releasing a
+start that did not happen on the host that placed it, puts the admin's mask
+back.
 """
 from typing import FrozenSet, Iterable, Optional
 
@@ -32,7 +34,11 @@ def placed_nodes(other_config: dict) -> FrozenSet[int]:
 
 
 def placing_host(other_config: dict) -> Optional[str]:
-    """The UUID of the host whose ``place`` set the boot pin (None: unknown or unpinned)."""
+    """The UUID of the host whose ``place`` set the boot pin (None: unknown or unpinned).
+    Only with the pin's own key: a host key left beside no pin (an older version's
+    settle clears the other keys only) names nothing."""
+    if xapi.PLACED_KEY not in other_config:
+        return None
     return other_config.get(xapi.PLACED_HOST_KEY) or None
 
 
@@ -52,6 +58,8 @@ def restore_boot(session, vm: str) -> Optional[VcpuMask]:
     other = xapi.call(session.xenapi.VM.get_other_config, vm)
     saved = other.get(xapi.SAVED_MASK_KEY)
     if saved is None:
+        if xapi.PLACED_HOST_KEY in other and xapi.PLACED_KEY not in other:  # left by an older version's settle
+            xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, None)
         mask = xapi.call(session.xenapi.VM.get_VCPUs_params, vm).get("mask")
         return _readable(mask) if xapi.PLACED_KEY not in other else None
     admin = _readable(saved)  # read first: nothing may fail after the restore

@@ -1,17 +1,19 @@
 """Placing a halted VM for its start on this host, as the plugin's ``place`` does.
 
 Read the VM's record from xapi, decide and reserve (:mod:`.reserve`), then pin
-the boot (:mod:`.boot_pin`).  Two callers placing the same VM at once are
-serialised by a per-VM lock on this host, and each reservation carries its
-caller's owner token: a caller whose later step fails releases only its own
-reservation, never one another caller made meanwhile.
+the boot (:mod:`.boot_pin`); or release a start that did not happen.  Two
+callers placing (or releasing) the same VM at once are serialised by a per-VM
+lock on this host and by the VM's owner key across hosts, and each
+reservation carries its caller's owner token: a caller whose later step fails
+releases only its own reservation, never one another caller made meanwhile.
 
 The admin's own hard affinity (``VCPUs_params:mask``) bounds the placement:
 only nodes it reaches are candidates, the boot pin stays inside it, and a VM
 whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 """
+import contextlib
 import uuid as uuidlib
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Iterator, Optional
 
 import attrs
 
@@ -90,26 +92,54 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
+    with _owning(ledger, session, vm, uuid) as owner:
+        placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
+        try:
+            cpus = topo.cpus_of_nodes(placement.nodes)
+            allowed = admin_cpus(record, topo)
+            boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus,
+                              host_uuid)
+        except BaseException:
+            ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
+            raise
+    return describe(planner, placement, reservation, loads, vm=uuid)
+
+
+@contextlib.contextmanager
+def _owning(ledger: Ledger, session, vm: str, uuid: str) -> Iterator[str]:
+    """Hold the VM for a place or a release; yields this caller's owner token.
+
+    On this host a per-VM lock serialises them; across hosts, whoever holds the
+    VM's owner key in other_config is placing or releasing it, and the others
+    refuse cleanly (so a release never wipes a pin another host's place is writing)."""
     owner = str(uuidlib.uuid4())
-    with vm_lock(ledger.path, "place", uuid):  # starts of one VM from this host, one at a time
-        # across hosts: whoever holds the VM's owner key is placing it; the others refuse cleanly
+    with vm_lock(ledger.path, "place", uuid):
         if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner):
             raise NumaError("VM {} is being placed by another caller right now; try again".format(uuid),
                             ("vm", uuid))
         try:
-            placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner,
-                                                              owner=owner)
-            try:
-                cpus = topo.cpus_of_nodes(placement.nodes)
-                allowed = admin_cpus(record, topo)
-                boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus,
-                                  host_uuid)
-            except BaseException:
-                ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
-                raise
+            yield owner
         finally:
             xapi.release_other_config_key(session, vm, OWNER_KEY, owner)
-    return describe(planner, placement, reservation, loads, vm=uuid)
+
+
+def release_vm(ledger: Ledger, session, uuid: str, host_uuid: Optional[str], force: bool = False) -> dict:
+    """Undo this host's ``place`` of a VM whose start did not happen: its reservation
+    here, and the boot pin if this host set it.
+
+    A pin another host's ``place`` set stays (that host holds the reservation the
+    pin goes with) and the answer names that host, unless the host has left the
+    pool (ejected or reinstalled: nothing else could ever undo it) or ``force``."""
+    vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
+    with _owning(ledger, session, vm, uuid):
+        other = xapi.call(session.xenapi.VM.get_other_config, vm)
+        placer = boot_pin.placing_host(other)
+        had = ledger.release(uuid)
+        if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
+            return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
+        pinned = xapi.PLACED_KEY in other or xapi.SAVED_MASK_KEY in other
+        boot_pin.restore_boot(session, vm)
+    return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 
 
 def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] = None) -> dict:

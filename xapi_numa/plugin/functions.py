@@ -20,7 +20,6 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
 from xapi_numa.ops import move_memory, move_recovery, queries, runtime, settle as settling, start_placement, vnuma_xapi
-from xapi_numa.ops.boot_pin import placing_host, restore_boot
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -132,20 +131,11 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
 
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
-    """Undo this host's ``place`` of a VM whose start did not happen: its reservation
-    here, and the boot pin if this host set it.  A pin another host's ``place`` set
-    stays (that host holds the reservation the pin goes with); the answer names it."""
-    check_args(args, {"vm"})
-    uuid = uuid_arg(args)
-    vm = xapi.vm_ref(ctx.session, uuid)  # a VM xapi does not know is refused before anything changes
-    had = ctx.ledger.release(uuid)
-    other = xapi.call(ctx.session.xenapi.VM.get_other_config, vm)
-    placer = placing_host(other)
-    if placer is not None and placer != ctx.host_uuid:
-        return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-    pinned = xapi.PLACED_KEY in other
-    restore_boot(ctx.session, vm)
-    return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
+    """Undo this host's ``place`` after a start that did not happen (see
+    :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin."""
+    check_args(args, {"vm"}, {"force"})
+    return start_placement.release_vm(ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
+                                      bool_arg(args, "force"))
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
