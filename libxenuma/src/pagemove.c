@@ -406,7 +406,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     uint64_t *kept = NULL;
     uint32_t *index = NULL;
     sigset_t old;
-    uint64_t paused_at;
+    uint64_t paused_at, pages_at_map, pages_now;
     uint32_t i;
     int rc, urc, still_paused = 0;
 
@@ -439,6 +439,10 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
     if ((rc = xn_batch_map(&b, b.gfns, n, PROT_READ, &mapped)))
         goto out;
+    if ((rc = tot_pages(&b, &pages_at_map))) {
+        xenforeignmemory_unmap(b.fmem, mapped, n);
+        goto out;
+    }
 
     /* No signal may run the caller's handlers (or kill it politely)
      * between pause and unpause; SIGKILL is the batch record's business. */
@@ -457,8 +461,19 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
     res->error = leave_out_unmovable(&b, &rec, kept, index);
-    if (res->error == 0)
-        copy_out(&b, mapped, n, index);
+    /* A gfn the guest gave back and took again since the mapping (a balloon
+     * driver) is on a new frame, while the mapping still shows the old one,
+     * which it alone kept alive.  Xen tells dom0 nothing of that, but the take
+     * grew the domain's page count (the old frame counts until unmapped): if
+     * the count moved, copy through a fresh mapping made now that the guest
+     * cannot change its memory.  Two changes that cancel out in the same
+     * instant (another gfn given back) would not be seen. */
+    if (res->error == 0 && (res->error = tot_pages(&b, &pages_now)) == 0) {
+        if (pages_now != pages_at_map)
+            res->error = xn_batch_copy(&b, b.n, 0);
+        else
+            copy_out(&b, mapped, n, index);
+    }
     /* Unmap before anything is released: dom0's own mapping would keep the
      * old frames alive. */
     xenforeignmemory_unmap(b.fmem, mapped, n);

@@ -505,6 +505,30 @@ static void gone_at_pause(uint32_t domid)
     }
 }
 
+/* What a gfn holds after FAKE_XC_RETAKEN_AT_PAUSE: the guest's new data. */
+void fake_xc_retaken_page(uint64_t gfn, uint8_t *page)
+{
+    fill_pattern(page, gfn + GUEST_GFNS);
+}
+
+/* FAKE_XC_RETAKEN_AT_PAUSE=<gfn>: the guest gives that gfn back and takes it
+ * again (a balloon driver), writing new data into its new frame, just before a
+ * pause lands, after a mover has mapped its batch. */
+static void retaken_at_pause(uint32_t domid)
+{
+    const char *gfn = getenv("FAKE_XC_RETAKEN_AT_PAUSE");
+    unsigned long g = gfn ? strtoul(gfn, NULL, 0) : GUEST_GFNS;
+    int32_t mfn;
+
+    if (domid != 1 || g >= GUEST_GFNS || M->p2m[g] == NO_FRAME)
+        return;
+    put_frame(M->p2m[g]);
+    mfn = alloc_frame(0);
+    M->p2m[g] = mfn;
+    if (mfn != NO_FRAME)
+        fake_xc_retaken_page(g, machine + (size_t)mfn * 4096);
+}
+
 int xc_domain_pause(xc_interface *xch, uint32_t domid)
 {
     (void)xch;
@@ -513,6 +537,7 @@ int xc_domain_pause(xc_interface *xch, uint32_t domid)
         return -1;
     model();
     gone_at_pause(domid);
+    retaken_at_pause(domid);
     M->pause[domid]++;
     return 0;
 }

@@ -34,6 +34,7 @@ static long (*gfn_frame)(uint32_t, uint64_t);
 static int (*frame_node)(long);
 static const uint8_t *(*gfn_page)(uint64_t);
 static void (*initial_page)(uint64_t, uint8_t *);
+static void (*retaken_page)(uint64_t, uint8_t *);
 static long (*frames_in_use)(void);
 static void (*set_node_room)(unsigned int, uint32_t);
 static int (*pause_count)(uint32_t);
@@ -50,6 +51,7 @@ static int bind_fake(void)
     *(void **)&frame_node = dlsym(RTLD_DEFAULT, "fake_xc_frame_node");
     *(void **)&gfn_page = dlsym(RTLD_DEFAULT, "fake_xc_gfn_page");
     *(void **)&initial_page = dlsym(RTLD_DEFAULT, "fake_xc_initial_page");
+    *(void **)&retaken_page = dlsym(RTLD_DEFAULT, "fake_xc_retaken_page");
     *(void **)&frames_in_use = dlsym(RTLD_DEFAULT, "fake_xc_frames_in_use");
     *(void **)&set_node_room = dlsym(RTLD_DEFAULT, "fake_xc_set_node_room");
     *(void **)&pause_count = dlsym(RTLD_DEFAULT, "fake_xc_pause_count");
@@ -59,7 +61,8 @@ static int bind_fake(void)
     *(void **)&backend_copies = dlsym(RTLD_DEFAULT, "fake_xc_backend_copies");
     *(void **)&backend_copied = dlsym(RTLD_DEFAULT, "fake_xc_backend_copied");
     live_mappings = dlsym(RTLD_DEFAULT, "fake_fmem_live_mappings");
-    return guest_reset && gfn_frame && frame_node && gfn_page && initial_page && frames_in_use && set_node_room &&
+    return guest_reset && gfn_frame && frame_node && gfn_page && initial_page && retaken_page && frames_in_use &&
+           set_node_room &&
            pause_count && frame_get && frame_put && grant && backend_copies && backend_copied && live_mappings;
 }
 
@@ -538,6 +541,31 @@ static void test_move_gfn_given_back_before_the_pause(xn_handle *h)
     settled(h);
 }
 
+/* The guest gives a gfn of the batch back and takes it again (its balloon
+ * driver), writing new data, after the mover mapped it and before the pause:
+ * the mapping still shows the old frame.  The page count moved, so the batch
+ * is copied through a fresh mapping inside the pause: the new data moves, not
+ * the old frame's. */
+static void test_move_gfn_given_back_and_taken_again_before_the_pause(xn_handle *h)
+{
+    static uint64_t gfns[64];
+    uint8_t want[4096];
+    const uint8_t *page;
+    struct xn_mig_result res;
+
+    guest_reset();
+    fill_range(gfns, 100, 64);
+    setenv("FAKE_XC_RETAKEN_AT_PAUSE", "105", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == 0);
+    unsetenv("FAKE_XC_RETAKEN_AT_PAUSE");
+    CHECK(res.error == 0 && res.moved == 64 && res.lost == 0 && on_node(gfns, 64, 1) == 64);
+    retaken_page(105, want);
+    page = gfn_page(105);
+    CHECK(page && memcmp(page, want, sizeof(want)) == 0);
+    CHECK(contents_intact(gfns, 5) && contents_intact(gfns + 6, 58));
+    settled(h);
+}
+
 /* An unpause that fails (libxc could not bounce its buffer, or Xen refused it)
  * did not happen: the scan's probe and the move say so and keep their record,
  * and recovery gives the pause back. */
@@ -660,6 +688,7 @@ int main(void)
         test_recovery_raises_the_maximum_a_held_frame_takes(h);
         test_recovery_of_a_guest_someone_unpaused(h);
         test_move_gfn_given_back_before_the_pause(h);
+        test_move_gfn_given_back_and_taken_again_before_the_pause(h);
         test_a_failed_unpause_is_left_to_recovery(h);
         test_a_gfn_xen_will_not_back_loses_only_itself(h);
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
