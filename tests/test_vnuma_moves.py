@@ -155,6 +155,24 @@ def test_move_memory_refuses_a_split_on_the_simulator_and_changes_nothing(sim, t
     assert hv.node_pages(domid) == before and hv.vnuma(domid).pnodes == (0, 1)
 
 
+def test_a_vnode_recorded_on_the_target_but_built_elsewhere_needs_room_there(tmp_path):
+    """--apply records the map on a built domain whose memory is all on node 0: moving
+    vnode 1 to its recorded node 1 moves all its pages, so a node 1 without room for
+    them refuses up front (NUMA_NO_CAPACITY) and nothing moves."""
+    from xapi_numa.errors import NoCapacity
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle", soft=frozenset({0, 1}))
+    assert hv.node_pages(domid).get(1, 0) == 0
+    set_two_vnodes(hv, domid, (0, 1))
+    hv.unpause(domid)
+    hv.create("filler", 1, 3584 * MiB, dtype="pvh", hard=frozenset({2, 3}), soft=frozenset({2, 3}), load="idle")
+    assert hv.node_memory()[1].claimable < 256 * MiB  # less than vnode 1's 256M
+    before = hv.node_pages(domid)
+    with pytest.raises(NoCapacity):
+        move_memory.check(hv, str(domid), 1, vnode=1)
+    assert hv.node_pages(domid) == before
+
+
 def test_a_whole_vnode_moves_with_its_vcpus_and_the_map_follows(tmp_path):
     hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
     topo = hv.topology()

@@ -42,6 +42,22 @@ def test_follow_plan_is_stored_only_when_asked(ctx):
     assert stored_plan(other) == without_meta(stored)
 
 
+def test_a_running_vm_plans_as_it_would_halted(ctx):
+    """The plan is for the VM's next start: its own memory and vCPUs count as
+    free, for the placement as for the layout (a 6G VM on 2x4G nodes fits only so)."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("big", 4, 6 * G)
+    halted = without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid})))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    assert without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))) == halted
+    session.xenapi.VM.hard_shutdown(ref)
+    ref, uuid = server.add_vm("mid", 2, 3 * G)  # one node's worth: one vnode halted and running
+    halted = without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid})))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    assert len(halted["vnodes"]) == 1
+    assert without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))) == halted
+
+
 def test_split_plan_uses_one_half(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("web", 2, 1 * G, domain_type="pvh")
@@ -128,6 +144,39 @@ def test_cli_store_and_vm_placement(pool, tmp_path):
     running = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)
     assert [v["pnode"] for v in running["memory"]["vnuma"]["vnodes"]] == [1, 0]
     assert "vNUMA layout Xen holds" in cli(server, tmp_path, "vm-placement", uuid).stdout
+
+
+@pytest.mark.parametrize("text", ['{"vnodes":[{}]}', '{"vnodes":[1,2]}', '{"vnodes":[]}',
+                                  '{"vnodes":[{"vnode":0,"pnode":0,"memory":"1G","vcpus":[0]}]}',
+                                  '{"vnodes":[{"vnode":0,"pnode":0,"memory":1,"vcpus":"0"}]}', "[]", "nonsense"])
+def test_a_hand_edited_stored_value_is_shown_as_no_plan(text):
+    shown = stored_plan({VNUMA_KEY: text}, 1, 1)
+    assert shown["error"] == "other_config:numa_vnuma holds no vNUMA plan" and shown["text"] == text
+
+
+def test_a_plan_made_for_other_figures_says_it_is_stale():
+    plan = vnuma.plan_follow(vnuma_topology(), vnuma.GuestSpec("hvm", 4, 2 * G), [0])
+    text = json.dumps(plan.to_dict())
+    assert "stale" not in stored_plan({VNUMA_KEY: text}, 4, 2 * G)
+    stale = stored_plan({VNUMA_KEY: text}, 8, 3 * G)["stale"]
+    assert "planned for 4 vCPUs and {} bytes".format(2 * G) in stale and "plan again" in stale
+
+
+def vnuma_topology():
+    from xapi_numa.core.topology import Topology
+    return Topology.uniform(2, 4, 4 * G)
+
+
+def test_vm_placement_shows_a_bad_or_stale_stored_plan_without_failing(pool, tmp_path):
+    server, session = pool
+    ref, uuid = server.add_vm("app", 2, 1 * G, other_config={VNUMA_KEY: '{"vnodes":[{}]}'})
+    shown = cli(server, tmp_path, "vm-placement", "app")
+    assert shown.returncode == 0 and "holds no vNUMA plan" in shown.stdout, shown.stderr
+    assert cli(server, tmp_path, "vnuma", "app", "--store").returncode == 0
+    with server.lock:  # the admin gives the VM more vCPUs after the plan was stored
+        server.vms[ref]["VCPUs_max"] = "4"
+    shown = cli(server, tmp_path, "vm-placement", "app")
+    assert shown.returncode == 0 and "out of date: planned for 2 vCPUs" in shown.stdout, shown.stdout
 
 
 def test_plugin_move_memory_moves_whole_vnodes_only(ctx):

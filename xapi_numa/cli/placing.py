@@ -98,6 +98,8 @@ def _render_vnuma(result: dict) -> str:
         if plan and "error" in plan:
             lines.append("{}: {}".format(title, plan["error"]))
         elif plan:
+            if plan.get("stale"):
+                lines.append("{}: out of date: {}".format(title, plan["stale"]))
             lines.append("{}:\n".format(title) + render.table(["vnode", "pnode", "memory", "vcpus"], [
                 [v["vnode"], "?" if v["pnode"] is None else v["pnode"], format_size(v["memory"]),
                  ",".join(map(str, v["vcpus"]))] for v in plan["vnodes"]]))

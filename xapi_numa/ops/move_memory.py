@@ -153,7 +153,10 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         check_vnode_move(layout, vnode, max_bytes, skip)
         moving = layout.vnode(vnode)
         pages = moving.memory // pagemove.PAGE
-        need = 0 if moving.pnode == to else pages  # a vnode on its pnode has its pages there
+        # The recorded pnode does not say where the vnode's pages are (--apply sets the
+        # map on a built domain, whose memory then still has to move), and stock Xen
+        # cannot tell which gfn is where: a vnode moving to any node may need all of it.
+        need = pages
     free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
     if need > free_pages and not allow_fallback:
         raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "

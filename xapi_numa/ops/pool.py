@@ -135,11 +135,16 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
                 "policy": plugin_result(session, host, "get_policy", {"vm": uuid}),
-                "vnuma_plan": stored_plan(record["other_config"])}
+                "vnuma_plan": _stored_plan_of(record)}
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
                for _, host, placement in candidates(session, uuid)]
     return {"vm": uuid, "state": record["power_state"], "options": options,
-            "vnuma_plan": stored_plan(record["other_config"])}
+            "vnuma_plan": _stored_plan_of(record)}
+
+
+def _stored_plan_of(record: dict) -> Optional[dict]:
+    """The VM's stored vNUMA plan, checked against its vCPUs and memory now."""
+    return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]))
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:

@@ -11,11 +11,14 @@ nothing: it counts reservations as a reconcile would leave them.
 import uuid as uuidlib
 from typing import Mapping, Optional, Tuple
 
+import attrs
+
 from xapi_numa.core.actions import Reserve
 from xapi_numa.core.locality import vcpu_home
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
@@ -25,12 +28,14 @@ from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
 ATTEMPTS = 8
 
 
-def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None) -> NodeLoads:
-    """Per-node free memory (less hypervisor claims), reservations and vCPUs homed there."""
+def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
+               leave_out: Optional[int] = None) -> NodeLoads:
+    """Per-node free memory (less hypervisor claims), reservations and vCPUs homed there;
+    ``leave_out``: a domain whose vCPUs are not counted."""
     topology = topology or hv.topology()
     vcpus = [0] * len(topology.nodes)
     for dom in hv.domains():
-        if dom.domid == 0:
+        if dom.domid in (0, leave_out):
             continue
         try:
             infos = hv.vcpus(dom.domid)
@@ -70,6 +75,19 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
         return placement, ledger.reservation(key), loads
     raise NoCapacity("could not reserve after {} attempts; last refusal: {}".format(
         ATTEMPTS, last.message if last else "none"), last.params if last else ())
+
+
+def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: str, domid: int,
+                        planner: Optional[Planner] = None) -> Placement:
+    """A dry run for the next start of a VM running here now: its own memory counts as
+    free and its vCPUs are not counted where they are homed (the plan is for a start
+    after it stops, when both are back)."""
+    planner = planner or Planner(hv.topology())
+    reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
+    loads = node_loads(hv, reserved, planner.topology, leave_out=domid)
+    own = hv.node_pages(domid)
+    free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
+    return planner.place(attrs.evolve(loads, free=free), request)
 
 
 def new_vm_key() -> str:

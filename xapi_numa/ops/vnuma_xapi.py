@@ -20,7 +20,7 @@ from xapi_numa.core import vnuma
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
 from xapi_numa.ops.start_placement import request_for
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -68,7 +68,11 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     free = free_for_plan(hv, running.domid if running is not None else None)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
-    placement, _, _ = place_and_reserve(hv, ledger, request_for(record, topo), uuid, dry_run=True)
+    request = request_for(record, topo)
+    if running is not None:
+        placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
+    else:
+        placement, _, _ = place_and_reserve(hv, ledger, request, uuid, dry_run=True)
     return vnuma.plan_follow(topo, guest, list(placement.nodes), free)
 
 
@@ -76,8 +80,11 @@ def store_plan(session, vm: str, plan: vnuma.VnumaPlan) -> None:
     xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan.to_dict(), sort_keys=True, separators=(",", ":")))
 
 
-def stored_plan(other_config: Dict[str, str]) -> Optional[dict]:
-    """The stored plan, None if there is none; a value that is not a plan is shown as such."""
+def stored_plan(other_config: Dict[str, str], vcpus: Optional[int] = None,
+                memory: Optional[int] = None) -> Optional[dict]:
+    """The stored plan, None if there is none; a value that is not a plan (hand-edited,
+    say) is shown as such.  With the VM's ``vcpus`` and ``memory`` (static max), a plan
+    made for other figures says so in ``stale``: it would no longer fit the VM."""
     text = other_config.get(VNUMA_KEY)
     if text is None:
         return None
@@ -85,6 +92,27 @@ def stored_plan(other_config: Dict[str, str]) -> Optional[dict]:
         value = json.loads(text)
     except ValueError:
         value = None
-    if not isinstance(value, dict) or not isinstance(value.get("vnodes"), list):
+    if not _is_plan(value):
         return {"error": f"other_config:{VNUMA_KEY} holds no vNUMA plan", "text": text[:200]}
+    planned_vcpus = sum(len(v["vcpus"]) for v in value["vnodes"])
+    planned_memory = sum(v["memory"] for v in value["vnodes"])
+    if (vcpus is not None and planned_vcpus != vcpus) or (memory is not None and planned_memory != memory):
+        value = dict(value, stale="planned for {} vCPUs and {} bytes; the VM now has {} and {}: plan again "
+                                  "(xapi-numa vnuma VM --store)".format(planned_vcpus, planned_memory, vcpus, memory))
     return value
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_plan(value: object) -> bool:
+    """Has ``value`` the shape of :meth:`VnumaPlan.to_dict` (what ``vm-placement`` shows)?"""
+    if not isinstance(value, dict) or not isinstance(value.get("vnodes"), list) or not value["vnodes"]:
+        return False
+    for v in value["vnodes"]:
+        if not (isinstance(v, dict) and _is_int(v.get("vnode")) and _is_int(v.get("memory"))
+                and (v.get("pnode") is None or _is_int(v.get("pnode")))
+                and isinstance(v.get("vcpus"), list) and all(_is_int(c) for c in v["vcpus"])):
+            return False
+    return True
