@@ -33,7 +33,7 @@ def cases(draw):
     k = draw(st.integers(1, n))
     pnodes = draw(st.permutations(sorted(topo.node_ids)))[:k]
     vcpus = draw(st.integers(k, 64))
-    memory = draw(st.integers(k * 2, 4096)) * MiB + draw(st.sampled_from([0, 0, 4096, 12345]))
+    memory = draw(st.integers(k * 2, 4096)) * MiB + draw(st.sampled_from([0, 0, 4096, 12288]))
     return topo, vnuma.GuestSpec(draw(st.sampled_from(["hvm", "pvh"])), vcpus, memory), pnodes
 
 
@@ -180,6 +180,19 @@ def test_cli_prints_xl_lines_and_refuses_cleanly(tmp_path):
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
+def test_cli_names_the_flag_a_user_must_change(tmp_path):
+    """--split on a one-node host names --split (not the policy's --mode), --hole-start
+    without --apply is refused, not ignored, and --memory must be whole pages."""
+    assert _cli(tmp_path, "sim", "init", f"{tmp_path}/h.json", "--nodes", "1", "--cpus-per-node", "4",
+                "--memory-per-node", "4G").returncode == 0
+    for args, words in [(("--split", "0"), "--split: a split plan needs a host with 2 or more NUMA nodes"),
+                        (("--hole-start", "0xf0000000"), "--hole-start: only with --apply"),
+                        (("--memory", "4194305"), "--memory: 4194305 bytes is not a whole number of 4 KiB pages")]:
+        argv = ["vnuma", "vm1", "--vcpus", "2"] + (["--memory", "1G"] if "--memory" not in args else []) + list(args)
+        out = _cli(tmp_path, *argv)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
 def test_memory_ranges_go_around_the_hole():
     topo = Topology.uniform(2, 2, 8 * GiB)
     plan = vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 2, 6 * GiB), [0, 1])
@@ -234,3 +247,14 @@ def test_libxenuma_checks_a_layout_before_any_hypercall():
     assert check([(0, 128 * MiB + 1, 0), (129 * MiB, 256 * MiB, 1)], [0, 1]) == -22  # not page-aligned
     assert check(good, [0, 2]) == -22                                     # vCPU's vnode out of range
     assert check(good[:1], [0], nr_vnodes=1) == 0
+
+
+@pytest.mark.parametrize("guest, field, allowed", [
+    (vnuma.GuestSpec("hvm", 2, 4 * MiB + 1), "memory", "a multiple of 4 KiB"),
+    (vnuma.GuestSpec("hvm", 100000, 4 * GiB), "vcpus", "1..4096"),
+])
+def test_a_guest_vnuma_cannot_lay_out_is_refused_by_name(guest, field, allowed):
+    """Memory ranges end on pages, and the vCPU bound is the placement engine's."""
+    with pytest.raises(InvalidArgument) as err:
+        vnuma.check_guest(guest)
+    assert err.value.field == field and allowed in err.value.message

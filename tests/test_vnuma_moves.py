@@ -223,6 +223,21 @@ def test_cli_move_memory_vnode_on_the_simulator(sim, tmp_path):
     assert json.loads(done.stdout)["vnode"]["pnodes"] == [0, 0]
 
 
+def test_keep_affinity_holds_for_a_vnode_move_too(tmp_path):
+    """--keep-affinity leaves soft and node affinity as they are; the vnode map still
+    records where the vnode's memory now is."""
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle")
+    set_two_vnodes(hv, domid, (0, 1))
+    hv.unpause(domid)
+    soft = {v.vcpu: v.soft for v in hv.vcpus(domid)}
+    node_affinity = hv.node_affinity(domid)
+    db = Ledger(str(tmp_path / "l.db")).db
+    report = move_memory.run(hv, db, move_memory.prepare(hv, str(domid), 0, vnode=1), follow_affinity=False)
+    assert report["vnode"]["affinity"] == "kept (--keep-affinity)" and hv.vnuma(domid).pnodes == (0, 0)
+    assert {v.vcpu: v.soft for v in hv.vcpus(domid)} == soft and hv.node_affinity(domid) == node_affinity
+
+
 # --- the rebalancer's helper ------------------------------------------------------------------------
 def test_whole_vnode_moves_examples():
     two = layout([0, 1], [512, 256])

@@ -58,6 +58,17 @@ def test_a_running_vm_plans_as_it_would_halted(ctx):
     assert without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))) == halted
 
 
+def test_a_vm_running_on_another_host_is_planned_where_it_runs(ctx):
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    ref, uuid = server.add_vm("app", 2, 1 * G)
+    session.xenapi.VM.start_on(ref, host, False, False)
+    details = err(run(server, other_host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "on another host" in details[2]
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+    assert ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))["vnodes"]
+
+
 def test_split_plan_uses_one_half(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("web", 2, 1 * G, domain_type="pvh")
@@ -123,6 +134,12 @@ def test_cli_store_and_vm_placement(pool, tmp_path):
         {k: v for k, v in result.items() if k != "host"})
     refused = cli(server, tmp_path, "vnuma", "app", "--store", "--vcpus", "2")
     assert refused.returncode == 2 and "--vcpus" in refused.stderr and "--store" in refused.stderr
+    before = session.xenapi.VM.get_other_config(ref)
+    for flags in (["--mode", "strict"], ["--type", "pvh"], ["--dynamic-min", "1G"], ["--policy-nodes", "1"],
+                  ["--on-exhaust", "fail"], ["--hole-start", "0x1000"], ["--split", "2"]):
+        refused = cli(server, tmp_path, "vnuma", "app", "--store", *flags)  # never quietly ignored
+        assert refused.returncode == 2 and refused.stderr.startswith("xapi-numa: error: " + flags[0]), refused.stderr
+    assert session.xenapi.VM.get_other_config(ref) == before
     shown = cli(server, tmp_path, "vm-placement", "app", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["vnuma_plan"]["vnodes"][0]["pnode"] == 0

@@ -45,7 +45,7 @@ def render_summary(report: dict) -> str:
                      "they were".format(report["xen_mapped_at_pause_pages"]))
     if report.get("vnode"):
         v = report["vnode"]
-        lines.append("vnode:      {} now on pnode {} (was {}); its vCPUs {} follow, soft affinity {}".format(
+        lines.append("vnode:      {} now on pnode {} (was {}); soft affinity of its vCPUs {}: {}".format(
             v["vnode"], v["to"], v["from"], ",".join(map(str, v["vcpus"])), v["affinity"]))
     if report.get("affinity"):
         a = report["affinity"]

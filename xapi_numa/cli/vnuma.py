@@ -65,12 +65,17 @@ def _store(args) -> int:
     from xapi_numa.ops.vnuma_pool import pool_plan
     from xapi_numa.ops.vnuma_xapi import VNUMA_KEY
 
-    given = [flag for flag, value in (("--vcpus", args.vcpus), ("--memory", args.memory),
-                                      ("--nodes", args.nodes is not None), ("--xl", args.xl),
-                                      ("--apply", args.apply)) if value]
-    if given:
-        raise InvalidArgument(given[0], "not with --store (the VM's record says what it is; the host plans it)",
-                              "--store [--split 0|1] [--host HOST]")
+    given = [flag for flag, value in (("--vcpus", args.vcpus is not None), ("--memory", args.memory),
+                                      ("--dynamic-min", args.dynamic_min), ("--type", args.type),
+                                      ("--nodes", args.nodes is not None), ("--mode", args.mode),
+                                      ("--policy-nodes", args.policy_nodes), ("--on-exhaust", args.on_exhaust),
+                                      ("--xl", args.xl), ("--apply", args.apply), ("--hole-start", args.hole_start))
+             if value]
+    if given:  # never quietly ignored: the stored plan would not be what was asked for
+        raise InvalidArgument(given[0], "not with --store (the VM's record and policy say what it is; its host "
+                                        "plans it)", "--store [--split 0|1] [--host HOST]")
+    if args.split is not None and args.split not in (0, 1):
+        raise InvalidArgument("--split", str(args.split), "0, 1")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
                            args.host, store=True)
@@ -91,6 +96,10 @@ def cmd_vnuma(args) -> int:
     if args.xl and (args.json or args.apply):
         raise InvalidArgument("--xl", "not with {} (it prints xl.cfg lines)".format(
             "--json" if args.json else "--apply"), "one of --xl, --json, --apply")
+    if args.hole_start is not None and not args.apply:
+        raise InvalidArgument("--hole-start", "only with --apply (where the domain's RAM below 4 GiB ends)",
+                              "--apply --hole-start ADDRESS")
+    args.type = args.type or "hvm"
     guest = _guest(args)
     with common.flag_names(FLAGS):
         vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
@@ -159,7 +168,7 @@ def register(sub) -> None:
     q.add_argument("--memory", help="static-max (needed unless --store); " + SIZE_SYNTAX)
     q.add_argument("--dynamic-min", dest="dynamic_min", help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
-    q.add_argument("--type", default="hvm", help="hvm (default) or pvh; pv is refused")
+    q.add_argument("--type", help="hvm (default) or pvh; pv is refused")
     q.add_argument("--nodes", help="the pnodes, one vnode each, in order: 1,0, 0-1 or nodes:0-1 "
                                    "(default: where placement puts it)")
     q.add_argument("--split", type=whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")

@@ -30,6 +30,8 @@ MiB = 1 << 20
 # Vnode boundaries fall on 2 MiB so each vnode can be built from superpages
 # (Xen populates HVM/PVH memory in 2 MiB extents where it can).
 ALIGN = 2 * MiB
+PAGE = 4096
+MAX_VCPUS = 4096  # as the placement engine's requests
 MODES = ("follow", "split")
 VNUMA_TYPES = ("hvm", "pvh")
 # Halves are found by trying every equal cut up to this many nodes; above it
@@ -98,10 +100,13 @@ def check_guest(guest: GuestSpec) -> None:
                                       "translated guests", ", ".join(VNUMA_TYPES))
     if guest.type not in VNUMA_TYPES:
         raise InvalidArgument("type", f"unknown guest type {guest.type!r}", ", ".join(VNUMA_TYPES))
-    if guest.vcpus < 1:
-        raise InvalidArgument("vcpus", f"{guest.vcpus}", "1 or more")
+    if not 1 <= guest.vcpus <= MAX_VCPUS:
+        raise InvalidArgument("vcpus", f"{guest.vcpus}", f"1..{MAX_VCPUS}")
     if guest.memory < ALIGN:
         raise InvalidArgument("memory", f"{guest.memory} bytes", "2 MiB or more")
+    if guest.memory % PAGE:
+        raise InvalidArgument("memory", f"{guest.memory} bytes is not a whole number of 4 KiB pages",
+                              "a multiple of 4 KiB, e.g. 4G, 512M")
     if guest.dynamic_min is not None and guest.dynamic_min < guest.memory:
         raise InvalidArgument("memory_dynamic_min",
                               f"{guest.dynamic_min} bytes is below memory_static_max {guest.memory}: the guest "
@@ -201,8 +206,8 @@ def split_halves(topology: Topology) -> Tuple[FrozenSet[int], FrozenSet[int]]:
     or four-die layouts that keeps sockets together.  Node 0 is always in the first."""
     ids = sorted(topology.node_ids)
     if len(ids) < 2:
-        raise InvalidArgument("mode", f"split needs a host with 2 or more NUMA nodes; this one has {len(ids)}",
-                              "follow")
+        raise InvalidArgument("half", f"a split plan needs a host with 2 or more NUMA nodes; this one has {len(ids)}",
+                              "no split on this host (mode follow)")
     size = (len(ids) + 1) // 2
     if len(ids) > MAX_EXHAUSTIVE_SPLIT:
         return frozenset(ids[:size]), frozenset(ids[size:])

@@ -266,7 +266,8 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
     if stuck:
         report["stuck_gfns"] = pagemove.ranges(stuck)
     if plan.vnode is not None and plan.layout is not None:
-        note = after_vnode_move(hv, d, plan.layout, plan.vnode, plan.target, state == DONE, tally, report, journal.db)
+        note = after_vnode_move(hv, d, plan.layout, plan.vnode, plan.target, state == DONE, tally, report, journal.db,
+                                follow_affinity)
         state, error = (FAILED if note and state == DONE else state), note or error
         report["state"] = state
     elif tally.released and follow_affinity:

@@ -44,32 +44,36 @@ def vnode_gfns(layout: VnumaLayout, vnode: int, gfns: Sequence[int]) -> List[int
 
 
 def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int,
-                 db: Optional[Database] = None) -> dict:
+                 db: Optional[Database] = None, follow_affinity: bool = True) -> dict:
     """After every page of vnode ``vnode`` moved to node ``to``: record its new pnode,
-    point its vCPUs' soft affinity and the domain's node affinity at where its vnodes
-    now are.  Hard affinity is the admin's: reported, never changed."""
+    and (unless ``follow_affinity`` is off: ``--keep-affinity``) point its vCPUs' soft
+    affinity and the domain's node affinity at where its vnodes now are.  Hard
+    affinity is the admin's: reported, never changed."""
     before = layout.vnode(vnode).pnode
     moved = layout.with_pnode(vnode, to)
     hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)
     topo = hv.topology()
     cpus = topo.cpus_of_nodes([to])
     vcpus = moved.vnode(vnode).vcpus
-    why = f"vnode {vnode} moved from pnode {before} to {to}"
-    outcomes = Executor(hv, db).apply(vnode_home_actions(d.domid, d.uuid, layout, vnode, to, topo, why))
+    affinity = "kept (--keep-affinity)"
+    if follow_affinity:
+        why = f"vnode {vnode} moved from pnode {before} to {to}"
+        outcomes = Executor(hv, db).apply(vnode_home_actions(d.domid, d.uuid, layout, vnode, to, topo, why))
+        affinity = "set" if all(o.status == APPLIED for o in outcomes) else "partly refused"
     hard = {v.vcpu: v.hard for v in hv.vcpus(d.domid)}
     return {"vnode": vnode, "from": before, "to": to, "vcpus": list(vcpus), "pnodes": list(moved.pnodes),
-            "affinity": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
-            "hard_excludes_target": [c for c in vcpus if not hard.get(c, cpus) & cpus]}
+            "affinity": affinity, "hard_excludes_target": [c for c in vcpus if not hard.get(c, cpus) & cpus]}
 
 
 def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int, done: bool,
-                     tally: MoveTally, report: dict, db: Optional[Database] = None) -> Optional[str]:
+                     tally: MoveTally, report: dict, db: Optional[Database] = None,
+                     follow_affinity: bool = True) -> Optional[str]:
     """A whole vnode moved: record where it lives now (``report["vnode"]``).  Part of
     one moved (the move stopped), or the record failed: say so in the report's error,
     which is returned (the move then counts as failed)."""
     if done:
         try:
-            report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db)
+            report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db, follow_affinity)
             return None
         except NumaError as err:
             report["error"] = "every page of vnode {} moved to node {}, but recording its new pnode failed: {}" \

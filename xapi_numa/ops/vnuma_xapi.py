@@ -65,6 +65,10 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
     topo = hv.topology()
     running = next((d for d in hv.domains() if d.uuid == uuid), None)
+    if running is None and record.get("power_state") in ("Running", "Paused"):
+        # its memory is on another host: planned here it would count none of it as free
+        raise InvalidArgument("vm", "VM {} is {} on another host".format(uuid, record["power_state"].lower()),
+                              "the host it runs on (or any host once it is halted)")
     free = free_for_plan(hv, running.domid if running is not None else None)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
