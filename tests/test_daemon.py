@@ -220,6 +220,58 @@ def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
     assert bad.returncode == 2 and "--period" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_sighup_is_logged_and_the_daemon_runs_on(tmp_path):
+    """SIGHUP's default would end the daemon with its pins in place, and systemd's
+    Restart=on-failure would not bring it back: it is logged and ignored."""
+    path = str(tmp_path / "h.json")
+    swapped_host(path)
+    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
+    proc = subprocess.Popen([exe, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    first = proc.stderr.readline()
+    proc.send_signal(signal.SIGHUP)
+    second = proc.stderr.readline()
+    while "SIGHUP" not in second and proc.poll() is None:
+        second = proc.stderr.readline()
+    assert proc.poll() is None and "nothing to reload" in second, first + second
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and json.loads(err.splitlines()[-1])["event"] == "stopped"
+
+
+def test_a_refused_start_makes_no_file_and_names_the_problem(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
+    missing = tmp_path / "typo" / "a" / "h.json"
+    done = subprocess.run([exe, "--backend", f"sim:{missing}", "--no-xapi", "--cycles", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no simulated host at" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "typo").exists()
+    path = str(tmp_path / "h.json")
+    swapped_host(path)
+    both = subprocess.run([exe, "--backend", f"sim:{path}", "--pin-dom0", "--no-backend-affinity"],
+                          capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and both.stderr.startswith("xapi-numad: error: --pin-dom0: not with "
+                                                           "--no-backend-affinity"), both.stderr
+    assert not os.path.exists(path + ".ledger.db")
+
+
+def test_failures_are_logged_without_flooding(caplog):
+    from xapi_numa.daemon import FailureLog
+    caplog.set_level(logging.INFO, logger=LOG.name)
+    log = FailureLog(every=60.0)
+    for second in range(30):  # 30 cycles of the same failure in half a minute: one line
+        log.failed("no simulated host", float(second))
+    log.failed("damaged", 30.0)  # another failure: said at once
+    for second in range(31, 100):
+        log.failed("damaged", float(second))  # repeated: once more after 60 s, with the count
+    log.succeeded()
+    log.succeeded()  # said once
+    lines = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert [m for m, _ in lines] == ["cycle failed", "cycle failed", "cycle failed", "cycles work again"]
+    assert lines[2][1]["repeated"] == 60 and lines[2][1]["failures"] == 91
+    assert lines[3][1] == {"failures": 100, "last_error": "damaged"}
+
+
 def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     from xapi_numa.ops.settle import settle
     from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed

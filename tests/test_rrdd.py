@@ -225,14 +225,14 @@ class UnixHTTPServer(HTTPServer):
         self.server_name, self.server_port = "localhost", 0
 
 
-def fake_rrdd(sock_path, shm_path, calls):
+def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7):
     """xcp-rrdd's plugin calls as xapi-idl declares them, recording what it was sent."""
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             params, method = xmlrpc.client.loads(body)
             calls.append((method, params))
-            value = {"Plugin.get_path": shm_path, "Plugin.Local.register": 0.7,
+            value = {"Plugin.get_path": shm_path, "Plugin.Local.register": register_answer,
                      "Plugin.Local.deregister": ""}.get(method)
             result = ({"Status": "Success", "Value": value} if value is not None
                       else {"Status": "Failure", "ErrorDescription": ["UNKNOWN_RPC", method]})
@@ -265,6 +265,9 @@ def test_registers_writes_where_told_and_cleans_up_on_sigterm(tmp_path, host):
         time.sleep(0.3)
         parsed = read_v2(open(shm, "rb").read())
         assert ("vm " + uuids["A"], "memory_numa_node_1") in by_owner_name(parsed)
+        proc.send_signal(signal.SIGHUP)  # nothing to reload: ignored, not an exit without deregistering
+        time.sleep(0.3)
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
     finally:
@@ -291,3 +294,22 @@ def test_xcp_rrdd_away_is_retried_not_fatal(tmp_path, host):
     assert proc.wait(timeout=30) == 0
     err = first + proc.stderr.read()
     assert "xcp-rrdd at" in first and "retrying" in first and "Traceback" not in err
+
+
+def test_a_register_answer_that_is_no_number_is_a_clear_complaint(tmp_path, host):
+    path, _ = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    server = fake_rrdd(sock, shm, [], register_answer="soon")
+    proc = subprocess.Popen(PLUGIN + ["--backend", "sim:" + path, "--socket", sock],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    try:
+        first = proc.stderr.readline()
+        assert proc.poll() is None, first
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.shutdown()
+    err = first + proc.stderr.read()
+    assert "answered Plugin.Local.register with 'soon'" in first and "Traceback" not in err, err

@@ -49,7 +49,8 @@ def instance_lock(spec: str) -> int:
     lock_path = path + ".xapi-numad.lock" if path else os.path.join(
         os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), "xapi-numad.lock")
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(lock_path)), mode=0o700, exist_ok=True)
+        if not path:  # /run/xapi-numa; a simulated host's lock goes beside its (existing) file
+            os.makedirs(os.path.dirname(os.path.abspath(lock_path)), mode=0o700, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
         raise StateError("cannot open the daemon lock {}: {}".format(lock_path, err.strerror)) from None
@@ -105,7 +106,40 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
                                    ("--cycles", args.cycles, 0, 1 << 31)):
         if not low <= value <= high:
             return "{}: {} (allowed: {:g}..{:g})".format(name, plain(value), low, high)
+    if args.pin_dom0 and not args.backend_affinity:
+        # the per-node layout is for backend alignment alone: pinned for nothing, dom0 would stay pinned
+        return "--pin-dom0: not with --no-backend-affinity (dom0's per-node layout serves backend alignment) " \
+               "(allowed: one of them)"
     return None
+
+
+class FailureLog:
+    """Cycle failures, logged without flooding: the first of a kind at once, the same
+    again at most every ``every`` seconds (with how many there were), and the first
+    good cycle after them."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.message: Optional[str] = None
+        self.count = 0
+        self.logged_at = 0.0
+        self.since_logged = 0
+
+    def failed(self, message: str, now: float) -> None:
+        self.count += 1
+        if message != self.message or now - self.logged_at >= self.every:
+            fields = {"error": message}
+            if message == self.message:
+                fields.update(repeated=self.since_logged + 1, failures=self.count)
+            log_event(LOG, logging.WARNING, "cycle failed", **fields)
+            self.message, self.logged_at, self.since_logged = message, now, 0
+        else:
+            self.since_logged += 1
+
+    def succeeded(self) -> None:
+        if self.count:
+            log_event(LOG, logging.INFO, "cycles work again", failures=self.count, last_error=self.message)
+        self.message, self.count, self.since_logged = None, 0, 0
 
 
 def db_path_for(args: argparse.Namespace, spec: str) -> str:
@@ -146,15 +180,20 @@ def pin_dom0(rt: runtime.Runtime) -> None:
 
 
 def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> None:
+    failures = FailureLog()
     while not stop["now"]:
         started = time.monotonic()
+        if stop.pop("hup", False):
+            log_event(LOG, logging.INFO, "SIGHUP: nothing to reload (no configuration file); still running, "
+                                         "stop with SIGTERM")
         try:
             stats = rt.cycle()
+            failures.succeeded()
             if stats.get("pinned") or stats.get("restored") or stats.get("soft_moved"):
                 log_event(LOG, logging.INFO, "cycle", **stats)
         except Exception as err:  # noqa: BLE001 - one bad cycle must not end the daemon
             message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)
-            log_event(LOG, logging.WARNING, "cycle failed", error=message)
+            failures.failed(message, time.monotonic())
         if cycles and rt.cycles >= cycles:
             break
         # sleep in small steps so that SIGTERM ends us promptly
@@ -175,8 +214,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-    spec = backend_spec(args.backend)
+    # SIGHUP's default would end us with temporary pins in place (and systemd's
+    # Restart=on-failure counts that as a clean exit): say so in the log instead
+    signal.signal(signal.SIGHUP, lambda *_: stop.update(hup=True))
     try:
+        spec = backend_spec(args.backend)
+        open_hypervisor(spec).topology()  # a host that is not there is said so before anything is made
         lock = instance_lock(spec)
         rt, link = build_runtime(args, spec)
         try:
@@ -195,6 +238,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     except NumaError as err:
         print("xapi-numad: error: {}".format(err.message), file=sys.stderr)
+        return 1
+    except OSError as err:  # a state file or folder it may not read or write
+        print("xapi-numad: error: {}: {}".format(err.filename or "I/O", err.strerror or err), file=sys.stderr)
         return 1
 
 

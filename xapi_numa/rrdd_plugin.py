@@ -115,6 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    # nothing to reload, and SIGHUP's default would end us without deregistering (and
+    # systemd's Restart=on-failure counts that as a clean exit, so no restart either)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         return run(args, stop)
     except NumaError as err:

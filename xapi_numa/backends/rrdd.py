@@ -141,7 +141,12 @@ class Rrdd:
 
     def register(self, uid: str) -> float:
         """Register (again: it is idempotent) as a v2 plugin; seconds until the next reading."""
-        return float(self._call("Plugin.Local.register", {"uid": uid, "info": FREQUENCY, "protocol": PROTOCOL}))
+        answer = self._call("Plugin.Local.register", {"uid": uid, "info": FREQUENCY, "protocol": PROTOCOL})
+        try:
+            return float(answer)
+        except (TypeError, ValueError):
+            raise BackendUnavailable("xcp-rrdd answered Plugin.Local.register with {!r}, not the seconds "
+                                     "until the next reading".format(answer)) from None
 
     def deregister(self, uid: str) -> None:
         self._call("Plugin.Local.deregister", {"uid": uid})
