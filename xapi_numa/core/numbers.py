@@ -79,5 +79,5 @@ def plain(value: float) -> str:
     return shown_digits(repr(float(value)))
 
 
-whole_number.__name__ = "whole number (ASCII digits)"
-decimal_number.__name__ = "number (ASCII digits)"
+whole_number.__name__ = "whole number (0 or more, ASCII digits)"
+decimal_number.__name__ = "number (0 or more, ASCII digits, e.g. 1.5)"

@@ -72,7 +72,7 @@ class XapiLink:
         if not self._down_logged:
             self._down_logged = True
             log_event(self._logger, logging.WARNING, "xapi unreachable: running without it",
-                      error="{}: {}".format(type(err).__name__, err), retry_in=self._delay)
+                      error="{}: {}".format(type(err).__name__, err), xapi=xapi_address(), retry_in=self._delay)
 
     # --- what the daemon asks of xapi ------------------------------------------------------------------
     def policy_of(self, uuid: str) -> Policy:
@@ -106,6 +106,14 @@ def _policy_or_default(other_config: dict) -> Policy:
         return Policy.from_other_config(other_config)
     except NumaError:
         return Policy()  # an unreadable policy is reported by get_policy, not guessed at here
+
+
+LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0
+
+
+def xapi_address() -> str:
+    """Where :func:`local_login` goes, for a log line that says what was unreachable."""
+    return os.environ.get("XAPI_NUMA_XENAPI_URL") or "unix:" + LOCAL_SOCKET
 
 
 def local_login() -> object:
