@@ -313,3 +313,17 @@ def test_soft_affinity_follows_the_memory(tmp_path):
     assert stats["soft_moved"] == 1
     assert {v.soft for v in sim.vcpus(domid)} == {topo.cpus_of_nodes([1])}
     assert {v.hard for v in sim.vcpus(domid)} == {topo.all_cpus}  # hard untouched
+
+
+def test_pins_that_cannot_be_restored_at_stop_are_said_so_in_the_log(caplog):
+    from xapi_numa.daemon import restore_at_stop
+    from xapi_numa.errors import StateError
+
+    class Unreadable:
+        def restore_all_pins(self, why):
+            raise StateError("cannot read the state database")
+
+    caplog.set_level(logging.INFO, logger=LOG.name)
+    assert restore_at_stop(Unreadable()) is False
+    [line] = caplog.records
+    assert "not restored at stop" in line.getMessage() and line.fields["error"] == "cannot read the state database"

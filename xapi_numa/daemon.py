@@ -201,6 +201,19 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
             time.sleep(min(0.05, period))
 
 
+def restore_at_stop(rt: runtime.Runtime) -> bool:
+    """Put every temporary pin back before exiting; if that cannot be done now (the
+    host or the state database unreadable), say so in the log: the journal keeps
+    them, and the next start restores them."""
+    try:
+        rt.restore_all_pins("stop")
+        return True
+    except (NumaError, OSError) as err:
+        log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
+                  error=err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err))
+        return False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
@@ -229,13 +242,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             log_event(LOG, logging.INFO, "started", backend=spec,
                       scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
             run_loop(rt, args.period, args.cycles, stop)
-            rt.restore_all_pins("stop")
+            restored = restore_at_stop(rt)
         finally:
             if link is not None:
                 link.close()
         log_event(LOG, logging.INFO, "stopped", cycles=rt.cycles, writes=rt.writes)
         os.close(lock)
-        return 0
+        return 0 if restored else 1
     except NumaError as err:
         print("xapi-numad: error: {}".format(err.message), file=sys.stderr)
         return 1
