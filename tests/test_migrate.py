@@ -136,6 +136,24 @@ def test_full_move_follows_memory_and_conserves_pages(sim, ledger):
     assert MoveJournal(ledger.db).status(plan.domain.uuid).state == "done"
 
 
+def test_a_domain_destroyed_during_its_move_leaves_a_failed_journal_row(sim, ledger):
+    """The mover's last step (affinity follows memory) finds the domain gone: the move's
+    outcome still reaches the journal, which must not go on saying 'running'."""
+    domid = _vm(sim)
+    plan = migrate.prepare(sim, "vm", 1)
+    gone = []
+
+    def destroy_between_batches(seconds):
+        if not gone:
+            gone.append(domid)
+            sim.destroy(domid)
+
+    with pytest.raises(MoveStopped):
+        migrate.run(sim, ledger.db, plan, sleep=destroy_between_batches)
+    row = MoveJournal(ledger.db).status(plan.domain.uuid)
+    assert gone and row.state == "failed" and "affinity" in row.report
+
+
 def test_partial_move_and_back(sim, ledger):
     domid = _vm(sim)
     migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1, max_bytes=32 * M))

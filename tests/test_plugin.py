@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import PLUGIN_DIR
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.plugin import protocol as proto
+from xapi_numa.ops.start_placement import OWNER_TTL, owner_token
 from xapi_numa.plugin.functions import FUNCTIONS
 from xapi_numa.state.ledger import Ledger
 
@@ -158,12 +160,26 @@ def test_release_refuses_while_another_caller_places_the_vm_and_changes_nothing(
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
     ok(run(server, host, sid, "place", {"vm": uuid}))
-    session.xenapi.VM.add_to_other_config(ref, "numa_place_owner", "another-caller")  # a place in flight
+    in_flight = owner_token(time.time())  # a place in flight elsewhere
+    session.xenapi.VM.add_to_other_config(ref, "numa_place_owner", in_flight)
     before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
-    details = err(run(server, host, sid, "release", {"vm": uuid}))
-    assert "being placed by another caller" in " ".join(details)
+    for fn, args in (("release", {"vm": uuid}), ("release", {"vm": uuid, "force": "true"}),
+                     ("set_policy", {"vm": uuid, "mode": "strict"})):
+        details = err(run(server, host, sid, fn, args))
+        assert details[0] == "NUMA_VM_BUSY" and "by another caller" in details[1], details
     assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
     assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]
+
+
+def test_a_caller_killed_mid_place_holds_the_vm_only_until_its_time_is_up(ctx):
+    """A place killed after it claimed the VM leaves its owner key: once the key's
+    time has passed (or it has none: an older version's), the next caller takes over."""
+    server, session, host, sid = ctx
+    for dead in (owner_token(time.time() - OWNER_TTL - 1), "a-token-with-no-time"):
+        ref, uuid = server.add_vm("vm", 2, 1 << 30, other_config={"numa_place_owner": dead})
+        placed = ok(run(server, host, sid, "place", {"vm": uuid}))
+        assert placed["reserved"] and "numa_place_owner" not in session.xenapi.VM.get_other_config(ref)
+        assert ok(run(server, host, sid, "release", {"vm": uuid}))["boot_pin"] == "restored"
 
 
 def test_release_of_a_vm_xapi_does_not_know_changes_nothing(ctx):
@@ -320,3 +336,59 @@ def test_migrate_memory_refusals(ctx):
         details = err(run(server, host, sid, "migrate_memory", args))
         assert details[:2] == ["NUMA_INVALID_ARGUMENT", field], details
     assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"
+
+
+def test_a_place_whose_pin_xapi_refuses_leaves_the_vm_as_it_was(ctx):
+    """xapi refuses the mask write (another operation in progress): the reservation
+    goes, and so does whatever of the pin was written; the admin's mask stays."""
+    from xapi_loopback import Failure
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7"})
+    before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
+
+    add = server.VM_add_to_VCPUs_params
+    refused = []
+
+    def refuse(session_id, self_ref, key, value, _self=None):  # counted as the loopback counts a method's
+        if not refused:  # the operation in progress ends: the next write (the undo) goes through
+            refused.append(key)
+            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
+        return add(session_id, self_ref, key, value)
+
+    server.VM_add_to_VCPUs_params = refuse
+    try:
+        assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
+    finally:
+        server.VM_add_to_VCPUs_params = add
+    assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
+    assert Ledger(server.ledgers[host]).reservations() == []
+
+
+def test_templates_are_not_placed_and_dom0_is_not_settled(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("tmpl", 2, 1 << 30)
+    with server.lock:
+        server.vms[ref]["is_a_template"] = True
+    details = err(run(server, host, sid, "place", {"vm": uuid}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "is a template" in details[2]
+    assert ok(run(server, host, sid, "place", {"vm": uuid, "dry_run": "true"}))["reserved"] is False
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {} and session.xenapi.VM.get_other_config(ref) == {}
+    ref, uuid = server.add_vm("dom0-record", 1, 1 << 30)
+    with server.lock:
+        server.vms[ref]["is_control_domain"] = True
+    details = err(run(server, host, sid, "set_policy", {"vm": uuid, "mode": "strict"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "control domain" in details[2]
+
+
+def test_the_boot_pin_keeps_each_vcpus_own_mask():
+    """Per-vCPU admin masks: each vCPU's boot pin is its own mask's CPUs on the chosen
+    nodes (the mask's other CPUs there if its own has none there)."""
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.core.vcpu_mask import format_mask
+    from xapi_numa.ops.start_placement import boot_mask
+
+    topo = Topology.uniform(2, 4, 4 << 30)
+    assert format_mask(boot_mask({"VCPUs_params": {"mask": "0;1"}}, topo, [0])) == "0;1"
+    assert format_mask(boot_mask({"VCPUs_params": {"mask": "0,1;4,5"}}, topo, [0])) == "0,1"
+    assert format_mask(boot_mask({"VCPUs_params": {"mask": "0,1;4,5"}}, topo, [0, 1])) == "0,1;4,5"
+    assert format_mask(boot_mask({"VCPUs_params": {}}, topo, [1])) == "4,5,6,7"

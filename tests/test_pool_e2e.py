@@ -177,3 +177,31 @@ def test_a_start_xapi_refuses_on_the_best_host_goes_to_the_next(pool, tmp_path, 
     chosen = next(h for h, rec in server.hosts.items() if rec["name_label"] == report["host"])
     assert chosen != refused[0] and report["attempts"] == 2
     assert Ledger(server.ledgers[refused[0]]).reservations() == []
+
+
+def test_a_host_that_lacks_a_node_or_cpu_the_vm_names_is_passed_over(tmp_path):
+    """Hosts differ: a policy naming node 3, or an admin mask naming CPUs 8-11, fits only
+    the 4-node host; the 2-node host's refusal is about itself, so the start goes on."""
+    import XenAPI
+    from conftest import PLUGIN_DIR
+    from xapi_loopback import LoopbackXapi
+    from xapi_numa.core.topology import Topology
+
+    d4 = [[10, 16, 16, 22], [16, 10, 22, 16], [16, 22, 10, 16], [22, 16, 16, 10]]
+    server = LoopbackXapi(str(tmp_path), [("small", Topology.uniform(2, 4, 4 * G, [[10, 21], [21, 10]])),
+                                          ("big", Topology.uniform(4, 4, 4 * G, d4))], PLUGIN_DIR)
+    server.start()
+    try:
+        session = XenAPI.Session(server.url)
+        session.xenapi.login_with_password("root", "xenroot", "2.21", "tests")
+        server.add_vm("wants-node3", 2, G, other_config={"numa_mode": "preferred", "numa_nodes": "3"})
+        server.add_vm("mask-8-11", 2, G, vcpus_params={"mask": "8,9,10,11"})
+        for name in ("wants-node3", "mask-8-11"):
+            code, out, err = finish(cli(server, tmp_path, "vm-start", name, "--json"))
+            assert code == 0, err
+            assert json.loads(out)["host"] == "big"
+        server.add_vm("bad-policy", 2, G, other_config={"numa_mode": "sideways"})
+        code, out, err = finish(cli(server, tmp_path, "vm-start", "bad-policy"))
+        assert code != 0 and "other_config:numa_mode" in err  # the VM's own fault: said as such
+    finally:
+        server.stop()

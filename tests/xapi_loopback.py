@@ -302,6 +302,9 @@ class LoopbackXapi:
     def VM_get_domid(self, session_id, self_ref):
         return self._vm(self_ref)["domid"]
 
+    def VM_get_is_control_domain(self, session_id, self_ref):
+        return self._vm(self_ref)["is_control_domain"]
+
     def VM_get_metrics(self, session_id, self_ref):
         return self._vm(self_ref)["metrics"]
 

@@ -102,6 +102,12 @@ class StateError(NumaError):
     code = "NUMA_STATE_ERROR"
 
 
+class VmBusy(NumaError):
+    """Another caller is placing, releasing or setting the policy of this VM right now."""
+
+    code = "NUMA_VM_BUSY"
+
+
 class NotMovable(NumaError):
     """This VM's memory cannot (or must not now) be moved between nodes."""
 

@@ -23,7 +23,7 @@ import stat
 import time
 import urllib.parse
 import xmlrpc.client
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import attrs
 
@@ -330,7 +330,8 @@ def set_vcpus_param(session, vm: str, key: str, value: Optional[str]) -> None:
     _set_map_key(session, vm, "VCPUs_params", key, value)
 
 
-def claim_other_config_key(session, vm: str, key: str, token: str) -> bool:
+def claim_other_config_key(session, vm: str, key: str, token: str,
+                           stale: Optional[Callable[[str], bool]] = None) -> bool:
     """Compare-and-set: give ``other_config[key]`` to ``token`` unless someone else holds it.
 
     ``add_to_other_config`` is xapi's one conditional write: it runs under
@@ -339,16 +340,25 @@ def claim_other_config_key(session, vm: str, key: str, token: str) -> bool:
     pair, so ``token`` must be unique to the caller, e.g. a fresh UUID.)  The
     caller owns the key if, read back after the write, it holds ``token``:
     that also covers a retry of our own earlier successful claim.  Returns
-    True for the owner, False for everyone else.
+    True for the owner, False for everyone else.  ``stale(holder)`` says a
+    holder's token is left by a caller that died (it is then removed, if it is
+    still there, and the claim tried once more).
     """
     if not token:
         raise InvalidArgument("token", "an owner token must not be empty")
-    try:
-        call(session.xenapi.VM.add_to_other_config, vm, key, token)
-    except XapiError as err:
-        if err.code != MAP_DUPLICATE_KEY:
-            raise
-    return call(session.xenapi.VM.get_other_config, vm).get(key) == token
+    for attempt in range(2):
+        try:
+            call(session.xenapi.VM.add_to_other_config, vm, key, token)
+        except XapiError as err:
+            if err.code != MAP_DUPLICATE_KEY:
+                raise
+        holder = call(session.xenapi.VM.get_other_config, vm).get(key)
+        if holder == token:
+            return True
+        if attempt or holder is None or stale is None or not stale(holder):
+            return False
+        release_other_config_key(session, vm, key, holder)  # a dead caller's: only if still that one
+    return False
 
 
 def release_other_config_key(session, vm: str, key: str, token: str) -> bool:

@@ -8,14 +8,14 @@ to the chosen nodes' CPUs and keeps any mask the admin had set aside in
 start that did not happen on the host that placed it, puts the admin's mask
 back.
 """
-from typing import FrozenSet, Iterable, Optional
+from typing import FrozenSet, Iterable, Optional, Union
 
 from xapi_numa.backends import xapi
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
 
 
-def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Iterable[int],
+def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Union[VcpuMask, Iterable[int]],
              host_uuid: Optional[str] = None) -> None:
     """Boot-time hard pin in VCPUs_params["mask"], keeping the admin's own mask aside;
     ``host_uuid`` (this host) is recorded so that only this host's release undoes it."""

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
-from xapi_numa.core import affinity_fixup, numbers
+from xapi_numa.core import numbers
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
@@ -32,6 +32,7 @@ from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
+from xapi_numa.ops.affinity_follow import follow_memory
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
@@ -153,10 +154,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         check_vnode_move(layout, vnode, max_bytes, skip)
         moving = layout.vnode(vnode)
         pages = moving.memory // pagemove.PAGE
-        # The recorded pnode does not say where the vnode's pages are (--apply sets the
-        # map on a built domain, whose memory then still has to move), and stock Xen
-        # cannot tell which gfn is where: a vnode moving to any node may need all of it.
-        need = pages
+        need = pages  # its recorded pnode says nothing of where its pages are (--apply sets only the map)
     free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
     if need > free_pages and not allow_fallback:
         raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "
@@ -271,7 +269,10 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         state, error = (FAILED if note and state == DONE else state), note or error
         report["state"] = state
     elif tally.released and follow_affinity:
-        report["affinity"] = follow_memory(hv, d, journal.db)
+        try:
+            report["affinity"] = follow_memory(hv, d, journal.db)
+        except NumaError as err:  # the domain went away meanwhile: the journal still gets the outcome
+            report["affinity"] = {"error": err.message}
     if kept_paused:  # the row stays RUNNING: the next recovery (xapi-numad, the CLI) retries it
         journal.progress(d.uuid, dict(report, state=RUNNING))
     else:
@@ -302,23 +303,6 @@ def _explain(result, target: int) -> str:
                 f"other nodes")
     return (f"batch failed at stage {result.stage} ({errno.errorcode.get(result.error, result.error)}); "
             f"its contents were put back and the domain unpaused")
-
-
-def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) -> dict:
-    """Point node affinity and soft affinity at the nodes that now hold the memory.
-    Hard affinity is the admin's: it is reported, never changed."""
-    from xapi_numa.ops.executor import DONE as APPLIED, Executor
-
-    topo = hv.topology()
-    vcpus = hv.vcpus(d.domid)
-    actions = affinity_fixup.follow(d, vcpus, topo, hv.node_pages(d.domid), "its memory was moved")
-    if not actions:
-        return {}
-    outcomes = Executor(hv, db).apply(actions)
-    nodes = sorted(actions[0].nodes)
-    cpus = topo.cpus_of_nodes(nodes)
-    return {"nodes": nodes, "soft": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
-            "hard_excludes_memory": [v.vcpu for v in vcpus if not v.hard & cpus]}
 
 
 def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,

@@ -56,6 +56,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
     hosts = xapi.enabled_hosts(session) if only_host is None else enabled_hosts_named(session, only_host)
     vm = xapi.vm_ref(session, uuid)
     found, refusals, capacity_only = [], [], True
+    invalid: List[xapi.XapiError] = []
     for ref, record in sorted(hosts.items(), key=lambda kv: kv[1]["name_label"]):
         if passed_over and ref in passed_over:
             refusals.append("{}: {}".format(record["name_label"], passed_over[ref]))
@@ -68,13 +69,22 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             if err.code == "NUMA_NO_CAPACITY":
                 refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[:1])))
                 continue
+            if err.code == "NUMA_INVALID_ARGUMENT":
+                # about this host (a node or CPU it lacks: hosts differ) or about the VM
+                # (a bad policy: every host says the same); the next host may take it
+                invalid.append(err)
+                refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[1:2] or err.params)))
+                capacity_only = False
+                continue
             if err.code.startswith("NUMA_") and err.code not in ("NUMA_STATE_ERROR",):
-                raise  # about the VM (a bad policy ...): every host would say so
+                raise  # about the VM: every host would say so
             refusals.append("{}: {}".format(record["name_label"], " ".join([err.code, *err.params[:2]])))
             capacity_only = False
             continue
         found.append((fit_key(placement, record), ref, placement))
     if not found:
+        if invalid and len(invalid) == len(refusals) and all(e.params == invalid[0].params for e in invalid):
+            raise invalid[0]  # every host refused the VM for the same reason: it is the VM's
         error = NoCapacity if capacity_only else NoHost
         raise error("no host can take the VM: " + "; ".join(refusals), refusals)
     return sorted(found, key=lambda c: c[0])

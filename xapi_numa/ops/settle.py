@@ -7,7 +7,7 @@ from xapi_numa.backends import xapi
 from xapi_numa.core import settling
 from xapi_numa.core.actions import ReleaseReservation
 from xapi_numa.core.policy import Policy
-from xapi_numa.errors import NotRunning
+from xapi_numa.errors import InvalidArgument, NotRunning
 from xapi_numa.ops.boot_pin import placed_nodes, restore_boot
 from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -19,6 +19,9 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
     if dom is None:
         raise NotRunning(uuid)
+    if dom.domid == 0 or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
+        # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
+        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
     other = xapi.call(session.xenapi.VM.get_other_config, vm)
     policy = Policy.from_other_config(other)
     topo = hv.topology()

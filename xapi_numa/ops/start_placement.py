@@ -12,8 +12,9 @@ only nodes it reaches are candidates, the boot pin stays inside it, and a VM
 whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 """
 import contextlib
+import time
 import uuid as uuidlib
-from typing import FrozenSet, Iterator, Optional
+from typing import Callable, FrozenSet, Iterator, Optional
 
 import attrs
 
@@ -22,7 +23,8 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.core.vcpu_mask import VcpuMask
+from xapi_numa.errors import InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -31,17 +33,39 @@ from xapi_numa.state.locks import vm_lock
 
 
 OWNER_KEY = "numa_place_owner"  # other_config: the token of whoever is placing the VM now
+# A place or release takes seconds: an owner token older than this was left by a
+# caller that died (killed mid-place), and the next caller takes the VM over.
+OWNER_TTL = 120.0
 
 
-def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
-    """The CPUs the admin's mask allows (the union over vCPUs), or None for no mask."""
+def admin_mask(record: dict) -> Optional[VcpuMask]:
+    """The admin's own mask (the one ``place`` set aside, else the current one), or None."""
     other = record.get("other_config", {})
     mask = other.get(xapi.SAVED_MASK_KEY) or record.get("VCPUs_params", {}).get("mask")
     if not mask or mask == xapi.NO_SAVED_MASK:
         return None
-    cpus = xapi.parse_mask(mask).cpus & topo.all_cpus
+    return xapi.parse_mask(mask)
+
+
+def boot_mask(record: dict, topo: Topology, nodes) -> VcpuMask:
+    """The boot pin: each vCPU on the chosen nodes' CPUs its own admin mask allows
+    (the mask's CPUs there if its own has none there, as settling does); without an
+    admin mask, every vCPU on the chosen nodes."""
+    chosen = topo.cpus_of_nodes(nodes)
+    mask = admin_mask(record)
+    if mask is None:
+        return VcpuMask([chosen])
+    return VcpuMask([own & chosen or mask.cpus & chosen or chosen for own in mask.masks])
+
+
+def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
+    """The CPUs the admin's mask allows (the union over vCPUs), or None for no mask."""
+    mask = admin_mask(record)
+    if mask is None:
+        return None
+    cpus = mask.cpus & topo.all_cpus
     if not cpus:
-        raise InvalidArgument("VCPUs_params:mask", "{!r} names no CPU of this host".format(mask),
+        raise InvalidArgument("VCPUs_params:mask", "{!r} names no CPU of this host".format(xapi.format_mask(mask)),
                               "CPUs 0..{}".format(max(topo.all_cpus)))
     return cpus
 
@@ -83,6 +107,10 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
     record = xapi.vm_record(session, vm)
+    kind = "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
+    if not dry_run and kind:  # xapi never starts one: a pin would only be copied into its clones
+        raise InvalidArgument("vm", "{} is a {}; place reserves for a start".format(uuid, kind),
+                              "a VM that can start (place its clone), or dry_run=true")
     if not dry_run and record["power_state"] != "Halted":
         raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
                               "a Halted VM, or dry_run=true")
@@ -92,31 +120,59 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
-    with _owning(ledger, session, vm, uuid) as owner:
+    with owning(ledger, session, vm, uuid) as owner:
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
-            cpus = topo.cpus_of_nodes(placement.nodes)
-            allowed = admin_cpus(record, topo)
-            boot_pin.pin_boot(session, vm, record, placement.nodes, cpus & allowed if allowed else cpus,
+            boot_pin.pin_boot(session, vm, record, placement.nodes, boot_mask(record, topo, placement.nodes),
                               host_uuid)
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
+            _undo_pin_after_failure(session, vm)
             raise
     return describe(planner, placement, reservation, loads, vm=uuid)
 
 
+def _undo_pin_after_failure(session, vm: str) -> None:
+    """A pin written in part (xapi refused a later write) must not stay: the admin's
+    mask would be gone and the VM would boot with what was half written.  Best
+    effort: the first failure is the one the caller reports."""
+    try:
+        boot_pin.restore_boot(session, vm)
+    except NumaError:
+        pass
+
+
+def owner_token(now: float) -> str:
+    """A caller's owner token: unique, with the time after which it counts as left by a
+    caller that died."""
+    return "{}/{:.0f}".format(uuidlib.uuid4(), now + OWNER_TTL)
+
+
+def owner_token_stale(token: str, now: float) -> bool:
+    """Was ``token`` left by a caller that died?  One without a readable time (an older
+    version's, or set by hand) counts as such too: nothing would ever remove it."""
+    _, sep, expires = token.rpartition("/")
+    try:
+        return not sep or float(expires) < now
+    except ValueError:
+        return True
+
+
 @contextlib.contextmanager
-def _owning(ledger: Ledger, session, vm: str, uuid: str) -> Iterator[str]:
-    """Hold the VM for a place or a release; yields this caller's owner token.
+def owning(ledger: Ledger, session, vm: str, uuid: str, clock: Callable[[], float] = time.time) -> Iterator[str]:
+    """Hold the VM for a place, a release or a policy change; yields the owner token.
 
     On this host a per-VM lock serialises them; across hosts, whoever holds the
-    VM's owner key in other_config is placing or releasing it, and the others
-    refuse cleanly (so a release never wipes a pin another host's place is writing)."""
-    owner = str(uuidlib.uuid4())
+    VM's owner key in other_config is changing it, and the others refuse cleanly
+    (so a release never wipes a pin another host's place is writing).  A key
+    left by a caller that died is taken over once its time is up."""
+    owner = owner_token(clock())
     with vm_lock(ledger.path, "place", uuid):
-        if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner):
-            raise NumaError("VM {} is being placed by another caller right now; try again".format(uuid),
-                            ("vm", uuid))
+        if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner,
+                                           stale=lambda holder: owner_token_stale(holder, clock())):
+            raise VmBusy("VM {} is being placed, released or given a policy by another caller right now; try "
+                         "again (a caller that died is passed over after {:.0f} s)".format(uuid, OWNER_TTL),
+                         ("vm", uuid))
         try:
             yield owner
         finally:
@@ -131,7 +187,7 @@ def release_vm(ledger: Ledger, session, uuid: str, host_uuid: Optional[str], for
     pin goes with) and the answer names that host, unless the host has left the
     pool (ejected or reinstalled: nothing else could ever undo it) or ``force``."""
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
-    with _owning(ledger, session, vm, uuid):
+    with owning(ledger, session, vm, uuid):
         other = xapi.call(session.xenapi.VM.get_other_config, vm)
         placer = boot_pin.placing_host(other)
         had = ledger.release(uuid)

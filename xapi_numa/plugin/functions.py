@@ -96,7 +96,10 @@ def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
             raise InvalidArgument("nodes", "node {} does not exist on this host".format(node),
                                   "nodes 0..{}".format(nr_nodes - 1))
     vm = xapi.vm_ref(ctx.session, uuid)
-    xapi.store_policy(ctx.session, vm, policy)
+    if xapi.call(ctx.session.xenapi.VM.get_is_control_domain, vm):
+        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
+    with start_placement.owning(ctx.ledger, ctx.session, vm, uuid):  # its three keys, not a mix of two callers'
+        xapi.store_policy(ctx.session, vm, policy)
     return dict(policy.to_dict(), vm=uuid)
 
 
