@@ -377,3 +377,20 @@ def test_a_command_of_this_host_refuses_pool_rather_than_act_here(host, capsys, 
     assert main(["--pool", "https://master", *command]) == 2
     assert "--pool: {} works on this host only".format(command[0]) in capsys.readouterr().err
     assert run_json(capsys, "reservations", "--json") == []
+
+
+def test_a_small_host_takes_the_default_dom0_and_moves_are_found_as_vms_are(tmp_path, capsys, monkeypatch):
+    """sim init on a 2-pCPU host does not blame --dom0-vcpus nobody typed; memory-moves
+    finds a VM's moves by domid (any spelling), UUID in any case, or name."""
+    path = str(tmp_path / "small.json")
+    assert main(["sim", "init", path, "--nodes", "1", "--cpus-per-node", "2", "--memory-per-node", "1G"]) == 0
+    path = str(tmp_path / "h.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "2G"]) == 0
+    assert main(["sim", "create", path, "g", "--vcpus", "1", "--memory", "64M", "--type", "pvh",
+                 "--soft", "node:0"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{path}")
+    assert main(["move-memory", "g", "--to", "1", "--max", "8M"]) == 0
+    uuid = run_json(capsys, "memory-moves", "--json")["moves"][0]["uuid"]
+    domid = str(run_json(capsys, "memory-moves", "--json")["moves"][0]["domid"])
+    for spelled in ("g", domid, "0" + domid, uuid.upper()):
+        assert [m["uuid"] for m in run_json(capsys, "memory-moves", spelled, "--json")["moves"]] == [uuid], spelled

@@ -121,6 +121,12 @@ def _drop(keys):
     (_set(["domains", 1, "load"], "sometimes"), "unknown load profile"),
     (_set(["scheduler"], "rtds"), "unknown scheduler"),
     (_set(["sched", "curr"], [[1, 7], None, None, None, None, None, None, None]), "inconsistent state"),
+    # values of the right type that no Xen has: a negative mask was once read for ever
+    (_set(["domains", 1, "vcpus", 0, 1], -1), "host.domains[1].vcpus[0] hard affinity -1 is no mask of 8 CPUs"),
+    (_set(["domains", 1, "vcpus", 0, 2], 0), "soft affinity 0 is no mask"),
+    (_set(["domains", 1, "vcpus", 0, 3], 99), "runs on CPU 99; the host has 8"),
+    (_set(["domains", 1, "node_affinity"], -1), "node_affinity -1 is no mask of 2 nodes"),
+    (_set(["domains", 1, "node_claims"], {"7": 5}), "node_claims['7'] is not pages claimed on a node"),
 ])
 def test_state_of_the_wrong_shape_is_a_clear_error(tmp_path, change, says):
     path = str(tmp_path / "host.json")
@@ -171,3 +177,42 @@ def test_state_written_before_the_performance_model_still_loads(tmp_path):
     assert [v.cpu_time for v in sim.vcpus(domid)] == [0.0]
     sim.run(0.1)
     assert sim.vcpus(domid)[0].cpu_time == pytest.approx(0.1)
+
+
+def test_a_host_file_is_written_as_it_is_reached_and_kept_as_it_was_made(tmp_path):
+    """Through a symlink the same host (one file, one lock); its permissions kept; a
+    read-only file refused, as a plain write would be; a folder it may not write to
+    is a clear error, not a Python one."""
+    path = str(tmp_path / "host.json")
+    _init(path)
+    os.chmod(path, 0o640)
+    link = str(tmp_path / "link.json")
+    os.symlink(path, link)
+    SimHypervisor(link).create("g", 1, 1 << 20, load="idle")
+    assert os.path.islink(link) and [d.name for d in SimHypervisor(path).domains()][-1] == "g"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    os.chmod(path, 0o444)
+    before = open(path).read()
+    with pytest.raises(StateError) as err:
+        SimHypervisor(path).create("h", 1, 1 << 20, load="idle")
+    assert "read-only" in err.value.message and open(path).read() == before
+    os.chmod(path, 0o644)
+    if os.geteuid() != 0:  # root writes anywhere: the folder case is for everyone else
+        os.chmod(str(tmp_path), 0o555)
+        try:
+            with pytest.raises(StateError) as err:
+                SimHypervisor(path).create("h", 1, 1 << 20, load="idle")
+            assert "cannot write simulated host" in err.value.message
+        finally:
+            os.chmod(str(tmp_path), 0o755)
+
+
+def test_a_new_host_starts_with_no_state_database(tmp_path):
+    from xapi_numa.state.ledger import Ledger
+    path = str(tmp_path / "host.json")
+    _init(path)
+    ledger = Ledger(path + ".ledger.db")
+    ledger.reserve("old-vm", {1: 1 << 30}, 300, lambda: {0: 4 << 30, 1: 4 << 30})
+    ledger.close()
+    SimHypervisor.init(path, Topology.uniform(2, 4, 4 << 30), force=True)
+    assert Ledger(path + ".ledger.db").reservations() == []

@@ -10,7 +10,7 @@ import sys
 from xapi_numa.cli import common, render
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
-from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_recovery
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal, MoverLock
@@ -125,9 +125,7 @@ def cmd_memory_moves(args) -> int:
     notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
     rows = [r.to_dict() for r in journal.rows()]
     if args.vm is not None:
-        rows = [r for r in rows if args.vm in (r["uuid"], r["report"].get("vm"), str(r["domid"]))]
-        if not rows:  # no move of it on record: a VM that exists has none, a typo is said so
-            domain_by_name_or_id(common.hypervisor(args), args.vm)
+        rows = _moves_of(rows, args.vm, common.hypervisor(args))
     value = {"moves": rows, "migrations": rows, "recovered": notes}  # "migrations": the first version's key
     common.emit(args, value, lambda v: "\n".join(["recovered: " + n for n in notes] + [render.table(
         ["vm", "to", "state", "moved", "planned", "max pause", "error"],
@@ -135,6 +133,20 @@ def cmd_memory_moves(args) -> int:
           str(r["report"].get("planned_pages", 0)), "{} ms".format(r["report"].get("pause_max_ms", 0)),
           r["report"].get("error", "")] for r in rows])]))
     return 0
+
+
+def _moves_of(rows: list, vm: str, hv) -> list:
+    """The journal rows of the VM a user means, read as every command reads a VM (domid,
+    UUID in any case, name); a VM no longer running is found by what its rows recorded."""
+    try:
+        uuid = domain_by_name_or_id(hv, vm).uuid
+        return [r for r in rows if r["uuid"] == uuid]
+    except UnknownVM:
+        gone = [r for r in rows if vm.strip().lower() == r["uuid"].lower() or vm in (r["report"].get("vm"),
+                                                                                     str(r["domid"]))]
+        if gone:
+            return gone
+        raise
 
 
 def register(sub) -> None:
@@ -145,7 +157,7 @@ def register(sub) -> None:
     q.add_argument("--to", required=True, help="target node: 1 or node:1")
     q.add_argument("--max", help="move at most this much ({}); default all".format(SIZE_SYNTAX))
     q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
-    q.add_argument("--rate", help="average MB/s at most (default: unpaced beyond a 50%% duty cycle)")
+    q.add_argument("--rate", help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
     q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,
                    help="pause the guest this long first to find frames Xen writes while it is paused "
                         "(default 0: layout recognition only)")

@@ -43,6 +43,8 @@ def cmd_sim_init(args) -> int:
     if dom0_memory is not None and not 64 << 20 <= dom0_memory <= total // 2:
         raise InvalidArgument("--dom0-memory", "{}".format(args.dom0_memory),
                               "64M .. half the host ({})".format(format_size(total // 2)))
+    if args.dom0_vcpus is None:  # the default: 4, or every pCPU of a smaller host
+        args.dom0_vcpus = min(4, len(topo.cpus))
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
         raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
                               "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
@@ -132,7 +134,7 @@ def register(sub) -> None:
     s.add_argument("--distances", help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
     s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
     s.add_argument("--seed", type=whole_number, default=0)
-    s.add_argument("--dom0-vcpus", type=whole_number, default=4)
+    s.add_argument("--dom0-vcpus", type=whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
     s.add_argument("--dom0-memory", help="dom0 memory ({}); default min(1G, 10%% of the host)".format(SIZE_SYNTAX))
     s.add_argument("--force", action="store_true", help="replace an existing state file")
     s.set_defaults(func=cmd_sim_init)

@@ -160,6 +160,8 @@ def mask_of(ids: Iterable[int]) -> int:
 
 def ids_of(mask: int) -> FrozenSet[int]:
     """Inverse of :func:`mask_of`."""
+    if mask < 0:  # would never shift down to 0
+        raise InvalidArgument("mask", "{} is negative".format(mask), "a bitmask of CPU or node ids, 0 or more")
     out = []
     i = 0
     while mask:

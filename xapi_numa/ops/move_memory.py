@@ -78,12 +78,12 @@ def parse_node(text: str, field: str = "to") -> int:
                                  what="node number")
 
 
-RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MB/s: a move at less would take days; more is no limit
-RATE_ALLOWED = "MB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
+RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MiB/s: a move at less would take days; more is no limit
+RATE_ALLOWED = "MiB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
 
 
 def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
-    """MB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
+    """MiB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
     if text is None:
         return None
     plain = text.strip()
@@ -93,7 +93,7 @@ def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
         raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
     value = float(plain)  # what was checked (Python 3.6's float() strips less than str.strip())
     if not RATE_MIN <= value <= RATE_MAX:
-        raise InvalidArgument(field, "{} MB/s is out of range".format(numbers.shown_digits(text.strip())),
+        raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(text.strip())),
                               RATE_ALLOWED)
     return value * (1 << 20)
 

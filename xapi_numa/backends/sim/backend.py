@@ -5,7 +5,9 @@ so separate processes see one consistent host.  Besides the port it offers
 the simulator's own controls: ``init``, ``create``, ``destroy`` and ``run``.
 """
 
+import contextlib
 import errno
+import os
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from xapi_numa.core.cpuset import ids_of, mask_of
@@ -40,7 +42,13 @@ class SimHypervisor(Hypervisor):
         dom0_vcpus = max(1, min(dom0_vcpus, len(topology.cpus)))
         host.create_domain("Domain-0", dom0_vcpus, max(1, bytes_to_pages(dom0_memory)), load="idle",
                            dtype="pv", uuid="00000000-0000-0000-0000-000000000000")
-        SimStore(path).create(host, overwrite=force)
+        store = SimStore(path)
+        store.create(host, overwrite=force)
+        # a new host starts with no state: a database left beside the path by the host
+        # it replaces would hold that host's reservations, moves and pins
+        for suffix in (".ledger.db", ".ledger.db-wal", ".ledger.db-shm", ".ledger.db-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(store.path + suffix)
         return cls(path)
 
     def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from typing import Any, Iterator
 
@@ -90,17 +91,31 @@ def check_shape(data: Any) -> None:
     nodes = len(data["topology"]["memory_size"])
     if len(data["free"]) != nodes:
         raise _Damaged(f"host.free has {len(data['free'])} entries for {nodes} nodes")
+    cpus = len(data["topology"]["cpu_to_node"])
     for i, d in enumerate(data["domains"]):
         if len(d["node_pages"]) != nodes:
             raise _Damaged(f"host.domains[{i}].node_pages has {len(d['node_pages'])} entries for {nodes} nodes")
+        if d["node_affinity"] is not None and not 0 < d["node_affinity"] < 1 << nodes:
+            raise _Damaged(f"host.domains[{i}].node_affinity {d['node_affinity']} is no mask of {nodes} nodes")
+        for node, pages in d["node_claims"].items():
+            if not (node.isdigit() and int(node) < nodes and _is(pages, int) and pages >= 0):
+                raise _Damaged(f"host.domains[{i}].node_claims[{node!r}] is not pages claimed on a node")
         for j, v in enumerate(d["vcpus"]):
             if len(v) < _VCPU_FIELDS:
                 raise _Damaged(f"host.domains[{i}].vcpus[{j}] has {len(v)} fields, not {_VCPU_FIELDS}")
+            # hard and soft affinity are CPU bitmasks: a negative or empty one would never be read to its end
+            for k, name in ((1, "hard"), (2, "soft")):
+                if not (_is(v[k], int) and 0 < v[k] < 1 << cpus):
+                    raise _Damaged(f"host.domains[{i}].vcpus[{j}] {name} affinity {v[k]!r} is no mask of "
+                                   f"{cpus} CPUs")
+            if not (_is(v[3], int) and 0 <= v[3] < cpus):
+                raise _Damaged(f"host.domains[{i}].vcpus[{j}] runs on CPU {v[3]!r}; the host has {cpus}")
 
 
 class SimStore:
     def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
+        # the file a symlink names: one host, one lock, whichever path reaches it
+        self.path = os.path.realpath(path)
         self.lock_path = self.path + ".lock"
 
     @contextlib.contextmanager
@@ -153,12 +168,29 @@ class SimStore:
                              f"({type(err).__name__}: {err})") from None
 
     def _save(self, host: Host) -> None:
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".sim-", dir=directory)
+        """Replace the file atomically, keeping its permissions; a file made read-only
+        (no write bit for anyone) is refused, as a plain write would be."""
+        try:
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            mode = 0o600
+        except OSError as err:
+            raise StateError(f"cannot write simulated host {self.path}: {err.strerror or err}") from None
+        if not mode & 0o222:
+            raise StateError(f"cannot write simulated host {self.path}: it is read-only (chmod u+w to change it)")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".sim-", dir=os.path.dirname(self.path))
+        except OSError as err:
+            raise StateError(f"cannot write simulated host {self.path}: {err.strerror or err}") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(host_to_dict(host), f, separators=(",", ":"))
+            os.chmod(tmp, mode)
             os.replace(tmp, self.path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(f"cannot write simulated host {self.path}: {err.strerror or err}") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
