@@ -392,3 +392,28 @@ def test_the_boot_pin_keeps_each_vcpus_own_mask():
     assert format_mask(boot_mask({"VCPUs_params": {"mask": "0,1;4,5"}}, topo, [0])) == "0,1"
     assert format_mask(boot_mask({"VCPUs_params": {"mask": "0,1;4,5"}}, topo, [0, 1])) == "0,1;4,5"
     assert format_mask(boot_mask({"VCPUs_params": {}}, topo, [1])) == "4,5,6,7"
+
+
+def test_a_failed_place_keeps_another_hosts_earlier_pin(ctx):
+    from xapi_loopback import Failure
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    ok(run(server, other_host, sid, "place", {"vm": uuid}))
+    before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
+    add = server.VM_add_to_other_config
+    refused = []
+
+    def refuse(session_id, self_ref, key, value, _self=None):  # the new placing host's key, once
+        if key == "numa_placed_host" and not refused:
+            refused.append(key)
+            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
+        return add(session_id, self_ref, key, value)
+
+    server.VM_add_to_other_config = refuse
+    try:
+        assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
+    finally:
+        server.VM_add_to_other_config = add
+    assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
+    assert [r.vm for r in Ledger(server.ledgers[other_host]).reservations()] == [uuid]

@@ -216,3 +216,16 @@ def test_a_new_host_starts_with_no_state_database(tmp_path):
     ledger.close()
     SimHypervisor.init(path, Topology.uniform(2, 4, 4 << 30), force=True)
     assert Ledger(path + ".ledger.db").reservations() == []
+
+
+def test_a_change_the_next_read_would_refuse_is_never_written(tmp_path):
+    """The model takes an empty soft mask from a caller of the port; the file must not
+    be left damaged by it: the write is refused and the file stays as it was."""
+    path = str(tmp_path / "host.json")
+    sim = _init(path)
+    domid = sim.create("g", 1, 1 << 20, load="idle")
+    before = open(path).read()
+    with pytest.raises(StateError) as err:
+        sim.set_vcpu_affinity(domid, 0, soft=frozenset())
+    assert "refusing to write" in err.value.message and open(path).read() == before
+    assert sim.domains()  # still readable

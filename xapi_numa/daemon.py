@@ -43,9 +43,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, sort_keys=True, default=str)
 
 
+def _real_sim_path(spec: str) -> Optional[str]:
+    """A simulated host's file as its store reaches it (through symlinks): one host, one lock, one database."""
+    path = sim_path(spec)
+    return os.path.realpath(path) if path else path
+
+
 def instance_lock(spec: str) -> int:
     """Hold the host's daemon lock for the life of the process; refuse a second daemon."""
-    path = sim_path(spec)
+    path = _real_sim_path(spec)
     lock_path = path + ".xapi-numad.lock" if path else os.path.join(
         os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), "xapi-numad.lock")
     try:
@@ -143,16 +149,15 @@ class FailureLog:
 
 
 def db_path_for(args: argparse.Namespace, spec: str) -> str:
-    path = sim_path(spec)
+    path = _real_sim_path(spec)
     if args.ledger:
         return args.ledger
     # a simulated host keeps its state beside its state file
     return path + ".ledger.db" if path and not os.environ.get("XAPI_NUMA_LEDGER") else default_path()
 
 
-def build_runtime(args: argparse.Namespace, spec: str) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
-    """The daemon's runtime, and its xapi link (None with --no-xapi), logged out at stop."""
-    hv = open_hypervisor(spec)
+def build_runtime(args: argparse.Namespace, spec: str, hv) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
+    """The daemon's runtime over ``hv``, and its xapi link (None with --no-xapi), logged out at stop."""
     db = Database(db_path_for(args, spec))
     settings = runtime.Settings(threshold=args.threshold, page_scan_interval=args.page_scan_interval,
                                 page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
@@ -232,9 +237,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: stop.update(hup=True))
     try:
         spec = backend_spec(args.backend)
-        open_hypervisor(spec).topology()  # a host that is not there is said so before anything is made
+        hv = open_hypervisor(spec)
+        hv.topology()  # a host that is not there is said so before anything is made
         lock = instance_lock(spec)
-        rt, link = build_runtime(args, spec)
+        rt, link = build_runtime(args, spec, hv)
         try:
             rt.restore_all_pins("start: pins left by a previous run")
             if args.pin_dom0:

@@ -39,8 +39,9 @@ def ledger_path(args) -> str:
     if not path or os.environ.get("XAPI_NUMA_LEDGER"):
         return default_path()
     # a simulated host keeps its state database beside its state file, once there is one
-    SimStore(path).require()
-    return path + ".ledger.db"
+    store = SimStore(path)
+    store.require()
+    return store.path + ".ledger.db"  # beside the file a symlinked path reaches: one host, one database
 
 
 def ledger(args) -> Ledger:

@@ -127,17 +127,20 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
                               host_uuid)
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
-            _undo_pin_after_failure(session, vm)
+            _put_back(session, vm, record)
             raise
     return describe(planner, placement, reservation, loads, vm=uuid)
 
 
-def _undo_pin_after_failure(session, vm: str) -> None:
-    """A pin written in part (xapi refused a later write) must not stay: the admin's
-    mask would be gone and the VM would boot with what was half written.  Best
-    effort: the first failure is the one the caller reports."""
+def _put_back(session, vm: str, record: dict) -> None:
+    """A pin written in part (xapi refused a later write) must not stay: the VM's mask
+    and pin keys go back to what this place found (an earlier place's pin included).
+    Best effort: the first failure is the one the caller reports."""
+    other = record.get("other_config", {})
     try:
-        boot_pin.restore_boot(session, vm)
+        xapi.set_vcpus_param(session, vm, "mask", record.get("VCPUs_params", {}).get("mask"))
+        for key in (xapi.SAVED_MASK_KEY, xapi.PLACED_KEY, xapi.PLACED_HOST_KEY):
+            xapi.set_other_config(session, vm, key, other.get(key))
     except NumaError:
         pass
 
@@ -166,8 +169,8 @@ def owning(ledger: Ledger, session, vm: str, uuid: str, clock: Callable[[], floa
     VM's owner key in other_config is changing it, and the others refuse cleanly
     (so a release never wipes a pin another host's place is writing).  A key
     left by a caller that died is taken over once its time is up."""
-    owner = owner_token(clock())
     with vm_lock(ledger.path, "place", uuid):
+        owner = owner_token(clock())  # after the wait for the lock: its time is all the caller's
         if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner,
                                            stale=lambda holder: owner_token_stale(holder, clock())):
             raise VmBusy("VM {} is being placed, released or given a policy by another caller right now; try "

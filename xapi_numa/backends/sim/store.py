@@ -178,13 +178,19 @@ class SimStore:
             raise StateError(f"cannot write simulated host {self.path}: {err.strerror or err}") from None
         if not mode & 0o222:
             raise StateError(f"cannot write simulated host {self.path}: it is read-only (chmod u+w to change it)")
+        data = host_to_dict(host)
+        try:
+            check_shape(data)  # what the next read would refuse is never written
+        except _Damaged as err:
+            raise StateError(f"refusing to write simulated host {self.path}: the change would damage it "
+                             f"({err})") from None
         try:
             fd, tmp = tempfile.mkstemp(prefix=".sim-", dir=os.path.dirname(self.path))
         except OSError as err:
             raise StateError(f"cannot write simulated host {self.path}: {err.strerror or err}") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(host_to_dict(host), f, separators=(",", ":"))
+                json.dump(data, f, separators=(",", ":"))
             os.chmod(tmp, mode)
             os.replace(tmp, self.path)
         except OSError as err:
