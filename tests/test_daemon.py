@@ -201,22 +201,29 @@ def test_policy_any_and_strict_are_left_alone(tmp_path):
     assert homing.plan(snap, {}, 0.0, excluded=d.excluded(snap)) == []
 
 
+XAPI_NUMAD = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
+
+
+def start_daemon(path):
+    """xapi-numad on the simulated host at ``path``, and its first log line: it says the
+    daemon runs (its signal handlers are in place by then), not a fixed sleep, which a
+    loaded machine can outlast while the interpreter still starts."""
+    proc = subprocess.Popen([XAPI_NUMAD, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    return proc, proc.stderr.readline()
+
+
 def test_xapi_numad_process_stops_cleanly_on_sigterm(tmp_path):
     path = str(tmp_path / "h.json")
     swapped_host(path)
-    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
-    proc = subprocess.Popen([exe, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    # its first line says it runs (its SIGTERM handler is in place by then): not a fixed
-    # sleep, which a loaded machine can outlast while the interpreter still starts
-    first = proc.stderr.readline()
+    proc, first = start_daemon(path)
     time.sleep(0.5)  # a few cycles
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out == "", first + err
     events = [json.loads(line)["event"] for line in (first + err).splitlines()]
     assert events[0] == "started" and events[-1] == "stopped"
-    bad = subprocess.run([exe, "--backend", f"sim:{path}", "--period", "0"], capture_output=True, text=True)
+    bad = subprocess.run([XAPI_NUMAD, "--backend", f"sim:{path}", "--period", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--period" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -225,10 +232,7 @@ def test_sighup_is_logged_and_the_daemon_runs_on(tmp_path):
     Restart=on-failure would not bring it back: it is logged and ignored."""
     path = str(tmp_path / "h.json")
     swapped_host(path)
-    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
-    proc = subprocess.Popen([exe, "--backend", f"sim:{path}", "--period", "0.1", "--no-xapi"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    first = proc.stderr.readline()
+    proc, first = start_daemon(path)
     proc.send_signal(signal.SIGHUP)
     second = proc.stderr.readline()
     while "SIGHUP" not in second and proc.poll() is None:
@@ -240,7 +244,7 @@ def test_sighup_is_logged_and_the_daemon_runs_on(tmp_path):
 
 
 def test_a_refused_start_makes_no_file_and_names_the_problem(tmp_path):
-    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
+    exe = XAPI_NUMAD
     missing = tmp_path / "typo" / "a" / "h.json"
     done = subprocess.run([exe, "--backend", f"sim:{missing}", "--no-xapi", "--cycles", "1"],
                           capture_output=True, text=True, timeout=60)

@@ -1,4 +1,5 @@
 """The numa plugin through xapi's real convention: a subprocess, argv[1], stdout."""
+import contextlib
 import hashlib
 import json
 import os
@@ -338,28 +339,37 @@ def test_migrate_memory_refusals(ctx):
     assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"
 
 
+@contextlib.contextmanager
+def xapi_refuses_once(server, method, key=None):
+    """The loopback's map write ``method`` refuses its first write (of ``key``, if given)
+    as xapi does while another operation runs; later writes (an undo) go through."""
+    from xapi_loopback import Failure
+    real = getattr(server, method)
+    refused = []
+
+    def refuse(session_id, self_ref, k, value, _self=None):  # counted as the loopback counts a method's
+        if not refused and key in (None, k):
+            refused.append(k)
+            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
+        return real(session_id, self_ref, k, value)
+
+    setattr(server, method, refuse)
+    try:
+        yield
+    finally:
+        setattr(server, method, real)
+    assert refused, "the refusal never happened: the test did not test it"
+
+
 def test_a_place_whose_pin_xapi_refuses_leaves_the_vm_as_it_was(ctx):
     """xapi refuses the mask write (another operation in progress): the reservation
     goes, and so does whatever of the pin was written; the admin's mask stays."""
-    from xapi_loopback import Failure
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7"})
     before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
 
-    add = server.VM_add_to_VCPUs_params
-    refused = []
-
-    def refuse(session_id, self_ref, key, value, _self=None):  # counted as the loopback counts a method's
-        if not refused:  # the operation in progress ends: the next write (the undo) goes through
-            refused.append(key)
-            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
-        return add(session_id, self_ref, key, value)
-
-    server.VM_add_to_VCPUs_params = refuse
-    try:
+    with xapi_refuses_once(server, "VM_add_to_VCPUs_params"):
         assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
-    finally:
-        server.VM_add_to_VCPUs_params = add
     assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
     assert Ledger(server.ledgers[host]).reservations() == []
 
@@ -395,25 +405,12 @@ def test_the_boot_pin_keeps_each_vcpus_own_mask():
 
 
 def test_a_failed_place_keeps_another_hosts_earlier_pin(ctx):
-    from xapi_loopback import Failure
     server, session, host, sid = ctx
     other_host = session.xenapi.host.get_all()[1]
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
     ok(run(server, other_host, sid, "place", {"vm": uuid}))
     before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
-    add = server.VM_add_to_other_config
-    refused = []
-
-    def refuse(session_id, self_ref, key, value, _self=None):  # the new placing host's key, once
-        if key == "numa_placed_host" and not refused:
-            refused.append(key)
-            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
-        return add(session_id, self_ref, key, value)
-
-    server.VM_add_to_other_config = refuse
-    try:
+    with xapi_refuses_once(server, "VM_add_to_other_config", key="numa_placed_host"):  # the new host's key
         assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
-    finally:
-        server.VM_add_to_other_config = add
     assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
     assert [r.vm for r in Ledger(server.ledgers[other_host]).reservations()] == [uuid]
