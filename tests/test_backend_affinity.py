@@ -208,6 +208,17 @@ def test_the_adapter_finds_each_guests_backend_work_and_nothing_else(fake):
     assert dom0.default_irq_cpus() == frozenset(range(4))
 
 
+def test_netback_threads_cut_right_after_the_queue_number_are_found(fake):
+    """A 5-digit domid with device and queue numbers >= 10: comm (15 characters) ends
+    right after the queue number, with no '-' left."""
+    fake.thread(600, "vif12345.10-q10-guest-rx"[:15], kthread=True)
+    fake.thread(601, "vif12345.10-q10-dealloc"[:15], kthread=True)
+    fake.thread(602, "vif12345.1-q10-guest-rx"[:15], kthread=True)
+    fake.thread(603, "vif12345.10-q10"[:15])                      # a process named like one: not a kernel thread
+    assert [(t.tid, t.name, t.kind) for t in fake.dom0([]).tasks([12345])] == [
+        (600, "vif12345.10-q10", "netback"), (601, "vif12345.10-q10", "netback"), (602, "vif12345.1-q10-", "netback")]
+
+
 def test_writes_check_identity_first(fake):
     calls = []
     dom0 = fake.dom0(calls)

@@ -331,3 +331,13 @@ def test_pins_that_cannot_be_restored_at_stop_are_said_so_in_the_log(caplog):
     assert restore_at_stop(Unreadable()) is False
     [line] = caplog.records
     assert "not restored at stop" in line.getMessage() and line.fields["error"] == "cannot read the state database"
+
+
+@pytest.mark.parametrize("flag, value, allowed", [("--page-scan-max-memory", "1048577", "0..1048576"),
+                                                  ("--cycles", "2147483649", "0..2147483648"),
+                                                  ("--period", "0.01", "0.05..3600")])
+def test_a_range_error_states_the_limits_exactly(flag, value, allowed):
+    from xapi_numa import daemon
+
+    args = daemon.parse_args(["--backend", "sim:/nonexistent.json", "--no-xapi", flag, value])
+    assert daemon.check_ranges(args) == "{}: {} (allowed: {})".format(flag, value, allowed)

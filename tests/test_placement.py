@@ -458,3 +458,81 @@ def test_a_shared_cpu_reason_does_not_deny_cores_a_full_node_has(free0, on_exhau
     p = Planner(host, NO_OVERHEAD).place(loads_of([free0, 32 * G]),
                                          Request(4, 4 * G, Policy.parse("best_effort", None, on_exhaust)))
     assert p.nodes == (1,) and p.fallback and p.reason.endswith(why)
+
+
+CHAIN = [[10, 21, 31, 41], [21, 10, 21, 31], [31, 21, 10, 21], [41, 31, 21, 10]]
+
+
+def test_a_cpu_mask_bounds_the_nodes_and_the_distance_search_still_decides():
+    """An admin's mask over nodes 0, 2 and 3 of a chain: 12G needs two nodes, and the
+    nearest pair inside the mask is 2,3 (distance 21), not the lowest ids 0,2 (31)."""
+    planner = Planner(topo(CHAIN, mem=8 * G), NO_OVERHEAD)
+    p = planner.place(loads_of([8 * G] * 4), Request(4, 12 * G, within={0, 2, 3}))
+    assert p.nodes == (2, 3)
+    assert planner.place(loads_of([8 * G] * 4), Request(4, 12 * G)).nodes == (0, 1)
+
+
+def test_a_cpu_mask_keeps_the_policys_nearest_order_and_its_own_policy():
+    planner = Planner(topo(CHAIN, mem=8 * G), NO_OVERHEAD)
+    policy = Policy.parse("preferred", "2,nearest")
+    p = planner.place(loads_of([8 * G] * 4), Request(4, 12 * G, policy, within={0, 1, 2}))
+    assert p.nodes == (1, 2)  # node 2, then its nearest node in the mask
+    assert p.policy == policy
+
+
+def test_strict_with_fallback_spills_inside_the_mask_and_fails_only_when_the_mask_is_full():
+    planner = Planner(topo(CHAIN, mem=8 * G), NO_OVERHEAD)
+    strict = Policy.parse("strict", "2")
+    assert planner.place(loads_of([8 * G] * 4), Request(4, 12 * G, strict, within={0, 1, 2})).nodes == (1, 2)
+    with pytest.raises(NoCapacity):
+        planner.place(loads_of([8 * G] * 4), Request(4, 20 * G, strict, within={1, 2}))
+
+
+def test_a_mask_missing_every_listed_node_leaves_a_preference_to_the_engine_and_refuses_a_binding_list():
+    planner = Planner(topo(CHAIN, mem=8 * G), NO_OVERHEAD)
+    p = planner.place(loads_of([8 * G] * 4), Request(2, 4 * G, Policy.parse("preferred", "0"), within={2, 3}))
+    assert p.nodes[0] in (2, 3) and len(p.nodes) == 1
+    with pytest.raises(InvalidArgument):
+        planner.place(loads_of([8 * G] * 4), Request(2, 4 * G, Policy.parse("strict", "0", "fail"), within={2, 3}))
+
+
+def test_mode_any_inside_a_mask_predicts_striping_over_the_masks_nodes():
+    planner = Planner(topo(CHAIN, mem=8 * G), NO_OVERHEAD)
+    p = planner.place(loads_of([8 * G] * 4), Request(2, 4 * G, Policy.parse("any"), within={1, 3}))
+    assert set(dict(p.memory)) == {1, 3} and p.soft is None and p.hard is None
+
+
+def memory_only_node():
+    """Node 0: 4 CPUs and 8G; node 1: memory only (64G), as a CXL expander shows."""
+    return Topology.from_arrays([0, 0, 0, 0], [[10, 20], [20, 10]], [8 * G, 64 * G])
+
+
+def test_a_node_without_cpus_never_holds_a_vm_alone():
+    planner = Planner(memory_only_node(), NO_OVERHEAD)
+    p = planner.place(loads_of([8 * G, 64 * G]), Request(1, 4 * G))
+    assert p.nodes == (0,) and p.soft == frozenset(range(4))
+    # too big for node 0: both nodes, vCPUs on node 0's CPUs
+    p = planner.place(loads_of([8 * G, 64 * G]), Request(1, 20 * G))
+    assert p.nodes == (0, 1) and p.soft == frozenset(range(4))
+
+
+def test_a_listed_node_without_cpus_gets_its_vcpus_on_the_nearest_cpus():
+    planner = Planner(memory_only_node(), NO_OVERHEAD)
+    p = planner.place(loads_of([8 * G, 64 * G]), Request(2, 4 * G, Policy.parse("preferred", "1")))
+    assert p.nodes == (1,) and p.soft == frozenset(range(4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 16), min_size=4, max_size=4), st.integers(1, 24),
+       st.sets(st.integers(0, 3), min_size=1), st.sampled_from(["best_effort", "preferred", "strict", "any"]))
+def test_a_placement_never_leaves_the_mask(free_g, memory_g, within, mode):
+    planner = Planner(topo(CHAIN, mem=16 * G), NO_OVERHEAD)
+    nodes = "3,nearest" if mode == "preferred" else None
+    try:
+        p = planner.place(loads_of([f * G for f in free_g]), Request(2, memory_g * G, Policy.parse(mode, nodes),
+                                                                     within=within))
+    except (NoCapacity, InvalidArgument):
+        return
+    assert set(p.nodes) <= within and set(dict(p.memory)) <= within
+    for mask in (p.soft, p.hard):
+        assert mask is None or planner.topology.nodes_of_cpus(mask) <= within

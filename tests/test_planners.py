@@ -235,16 +235,18 @@ def _vm_record(other_config, mask):
             "memory_static_max": str(G), "domain_type": "hvm"}
 
 
-@pytest.mark.parametrize("other_config, mask, nodes, refused", [
-    # a list the policy binds keeps only its nodes the mask reaches, or is refused
+@pytest.mark.parametrize("other_config, mask, within, refused", [
+    # a list the policy binds with none of its nodes in reach is refused
     ({"numa_mode": "strict", "numa_nodes": "2", "numa_on_exhaust": "fail"}, "0,1", None, True),
-    ({"numa_mode": "strict", "numa_nodes": "2,0"}, "0,1", (0,), False),
+    ({"numa_mode": "strict", "numa_nodes": "2,0"}, "0,1", {0}, False),
     ({"numa_mode": "preferred", "numa_nodes": "2", "numa_on_exhaust": "fail"}, "0,1", None, True),
-    # a list it does not bind comes first, then the mask's other nodes
-    ({"numa_mode": "preferred", "numa_nodes": "2,1"}, "0,1,4", (1, 0), False),
-    ({}, "4,5", (1,), False),
+    # otherwise the mask is a bound beside the policy, which stays the VM's own
+    ({"numa_mode": "preferred", "numa_nodes": "2,1"}, "0,1,4", {0, 1}, False),
+    ({}, "4,5", {1}, False),
+    ({}, ",".join(map(str, range(12))), None, False),  # every node: no bound
 ])
-def test_an_admin_mask_bounds_the_policy_and_never_replaces_its_nodes(other_config, mask, nodes, refused):
+def test_an_admin_mask_bounds_the_nodes_and_never_replaces_the_policy(other_config, mask, within, refused):
+    from xapi_numa.core.policy import Policy
     from xapi_numa.errors import InvalidArgument
     from xapi_numa.ops.start_placement import request_for
     topo = Topology.uniform(3, 4, 8 * G)
@@ -253,5 +255,6 @@ def test_an_admin_mask_bounds_the_policy_and_never_replaces_its_nodes(other_conf
             request_for(_vm_record(other_config, mask), topo)
         assert err.value.field == "VCPUs_params:mask" and "none of the policy's nodes 2" in str(err.value)
         return
-    policy = request_for(_vm_record(other_config, mask), topo).policy
-    assert policy.nodes == nodes and policy.on_exhaust == "fail"
+    request = request_for(_vm_record(other_config, mask), topo)
+    assert request.within == (frozenset(within) if within is not None else None)
+    assert request.policy == Policy.from_other_config(other_config)

@@ -414,3 +414,20 @@ def test_a_failed_place_keeps_another_hosts_earlier_pin(ctx):
         assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
     assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
     assert [r.vm for r in Ledger(server.ledgers[other_host]).reservations()] == [uuid]
+
+
+def test_an_admin_mask_bounds_the_nodes_and_keeps_the_vms_own_policy():
+    """The mask is a bound handed to the engine: the policy the VM has (here
+    preferred 2,nearest) is still the one that decides, and the one reported."""
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops.start_placement import request_for
+
+    chain = [[10, 21, 31, 41], [21, 10, 21, 31], [31, 21, 10, 21], [41, 31, 21, 10]]
+    topo = Topology.from_arrays([c // 4 for c in range(16)], chain, [8 << 30] * 4)
+    record = {"VCPUs_max": "4", "memory_static_max": str(12 << 30), "domain_type": "pvh",
+              "VCPUs_params": {"mask": ",".join(map(str, range(12)))}, "other_config": {"numa_mode": "preferred", "numa_nodes": "2,nearest"}}
+    request = request_for(record, topo)
+    assert request.within == frozenset({0, 1, 2})
+    assert (request.policy.mode, request.policy.nodes, request.policy.nearest) == ("preferred", (2,), True)
+    record["VCPUs_params"] = {"mask": ",".join(map(str, range(16)))}
+    assert request_for(record, topo).within is None

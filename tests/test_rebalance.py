@@ -5,12 +5,13 @@ import os
 import pytest
 
 from xapi_numa.backends.sim import scenarios
-from xapi_numa.core import rebalance, rebalance_plan
+from xapi_numa.core import rebalance, rebalance_moves, rebalance_plan
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.topology import Topology
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMoves
+from xapi_numa.state.moves import MoveJournal
 
 TOPO = Topology.uniform(3, 4, 8 << 30, [[10, 20, 30], [20, 10, 20], [30, 20, 10]])
 GIB = (1 << 30) >> 12  # pages
@@ -98,16 +99,16 @@ def test_a_pv_guest_moves_home_only_when_that_alone_is_a_net_gain():
 
 def test_a_home_move_and_the_memory_that_follows():
     v = vm(1, 0, 2.0, {0: GIB})
-    actions = rebalance.home_move_actions(v, 2, TOPO, "r")
+    actions = rebalance_moves.home_move_actions(v, 2, TOPO, "r")
     assert actions[0] == SetNodeAffinity(1, "uuid-1", frozenset({2}), "r")
     assert [a.soft for a in actions[1:] if isinstance(a, SetAffinity)] == [TOPO.cpus_of_nodes([2])] * 2
     moved = vm(1, 2, 2.0, {0: GIB})
-    step = rebalance.follow_memory(moved, rebalance.Settings(), already_moved=0, chunk_pages=1000)
+    step = rebalance_moves.follow_memory(moved, rebalance.Settings(), already_moved=0, chunk_pages=1000)
     assert isinstance(step, MoveMemory) and step.to == 2 and step.max_pages == 1000 and step.skip == 0
-    whole = rebalance.follow_memory(moved, rebalance.Settings())
+    whole = rebalance_moves.follow_memory(moved, rebalance.Settings())
     # a step aims past the 90 % it stops at, so a page or two left behind cannot strand it at 89.99 %
     assert whole.max_pages == math.ceil(0.95 * GIB)
-    assert rebalance.follow_memory(vm(1, 2, 2.0, {0: GIB // 20, 2: GIB}), rebalance.Settings()) is None
+    assert rebalance_moves.follow_memory(vm(1, 2, 2.0, {0: GIB // 20, 2: GIB}), rebalance.Settings()) is None
 
 
 def _run(tmp_path, name, seconds, rebalancing):
@@ -176,8 +177,8 @@ def test_memory_starts_following_in_the_period_its_home_moves(tmp_path):
         if moves:
             break
     assert moves, "no home moved in 60 s of asymmetric load"
-    follows = {a.uuid: a.to for a in rt.last_decision.actions if isinstance(a, MoveMemory)}
-    assert all(follows.get(m.uuid) == m.to_node for m in moves)
+    journal = MoveJournal(rt.db)  # the first step ran in the cycle that moved the home
+    assert all(journal.status(m.uuid) is not None and journal.status(m.uuid).to == m.to_node for m in moves)
 
 
 def test_a_temporary_pin_of_homings_is_not_the_vms_home(tmp_path):
@@ -191,9 +192,10 @@ def test_a_temporary_pin_of_homings_is_not_the_vms_home(tmp_path):
     vcpus = tuple(VcpuInfo(5, i, min(node0) + i, "running", node0, node2) for i in (0, 1))
     snap = HostSnapshot(TOPO, 10.0, (dom,), {5: vcpus})
     rb = Rebalancer(Database(str(tmp_path / "db")))
-    ours = rb.loads(snap, {}, set(), 10.0, {("uuid-5", 0), ("uuid-5", 1)})
+    pages = {"uuid-5": {2: 1000}}
+    ours = rb.loads(snap, pages, set(), 10.0, {("uuid-5", 0), ("uuid-5", 1)})
     assert [(v.home, v.movable) for v in ours] == [(2, True)]
-    admins = rb.loads(snap, {}, set(), 10.0)  # the same hard affinity set by the admin is a pin
+    admins = rb.loads(snap, pages, set(), 10.0)  # the same hard affinity set by the admin is a pin
     assert [(v.home, v.movable) for v in admins] == [(0, False)]
 
 

@@ -7,7 +7,7 @@ pnode, and ``vnuma()`` reports the new map)."""
 import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
-from xapi_numa.core import rebalance, vnuma
+from xapi_numa.core import rebalance, rebalance_moves, vnuma
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.snapshot import HostSnapshot
@@ -68,7 +68,7 @@ def test_candidates_never_split_a_vnode_nor_swap_two_vnodes_of_one_vm():
     swaps = rebalance.candidate_moves(vms, [0, 1, 2], swaps=True)
     assert swaps and all(len({m.uuid for m, _ in moves}) == 2 for _, moves in swaps)
     # and a vnode never gets a memory follow-up that would take part of it
-    assert rebalance.follow_memory(attrs_evolve(vms[0], home=2), rebalance.Settings()) is None
+    assert rebalance_moves.follow_memory(attrs_evolve(vms[0], home=2), rebalance.Settings()) is None
 
 
 def attrs_evolve(vm, **kw):

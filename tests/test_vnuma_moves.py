@@ -353,3 +353,36 @@ def test_a_library_without_getvnuma_is_an_error_never_no_layout():
     with pytest.raises(HypervisorError) as err:
         xen_vnuma.read(None, object(), None, 5, lambda fresh: b"")
     assert err.value.errno_name == "ENOSYS" and "xn_domain_getvnuma" in err.value.message
+
+
+def test_the_rebalancers_vnode_step_never_spills_a_vnode_and_the_map_stays_true(tmp_path):
+    """A planned vnode move (the rebalancer's MoveMemory with a vnode) to a node without
+    room for the whole vnode is refused before anything moves: with fallback the vnode
+    ended split while the map recorded it whole on the target."""
+    from xapi_numa.core.actions import MoveMemory
+    from xapi_numa.errors import NoCapacity
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * GiB), "credit2", 1)
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle", soft=frozenset({0, 1}))
+    set_two_vnodes(hv, domid, (0, 1))
+    hv.unpause(domid)
+    hv.create("filler", 1, 3584 * MiB, dtype="pvh", hard=frozenset({2, 3}), soft=frozenset({2, 3}), load="idle")
+    assert hv.node_memory()[1].claimable < 256 * MiB
+    before, db = hv.node_pages(domid), Ledger(str(tmp_path / "l.db")).db
+    uuid = next(d.uuid for d in hv.domains() if d.domid == domid)
+    with pytest.raises(NoCapacity):
+        move_memory.move_now(hv, db, MoveMemory(domid, uuid, 1, vnode=0, reason="test"))
+    assert hv.node_pages(domid) == before and hv.vnuma(domid).pnodes == (0, 1)
+    with pytest.raises(InvalidArgument) as err:
+        move_memory.check(hv, str(domid), 1, vnode=0, allow_fallback=True)
+    assert err.value.field == "allow_fallback"
+
+
+def test_a_vnode_move_whose_pages_fell_back_is_failed_not_recorded():
+    from xapi_numa.core.memory_move import MoveTally
+    from xapi_numa.ops.vnode_move import after_vnode_move
+
+    lay = layout([0, 0])
+    tally = MoveTally(planned=10, batches_planned=1, moved=10, fallback=3, released=10)
+    report = {}
+    note = after_vnode_move(None, None, lay, 1, 1, True, tally, report)
+    assert note and "3 pages of vnode 1 went to other nodes" in note and "split" in note

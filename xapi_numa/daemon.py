@@ -111,7 +111,7 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
                                    ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20),
                                    ("--cycles", args.cycles, 0, 1 << 31)):
         if not low <= value <= high:
-            return "{}: {} (allowed: {:g}..{:g})".format(name, plain(value), low, high)
+            return "{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high))
     if args.pin_dom0 and not args.backend_affinity:
         # the per-node layout is for backend alignment alone: pinned for nothing, dom0 would stay pinned
         return "--pin-dom0: not with --no-backend-affinity (dom0's per-node layout serves backend alignment) " \

@@ -11,9 +11,9 @@ tree of their own):
   ``tapdisks`` below; a tapdisk serving several guests' disks, or dom0's
   own, is left alone: it has no one home), netback kernel threads
   (``vif<domid>.<dev>-q<N>-guest-rx``, ``-dealloc``; comm is cut at 15
-  characters, which keeps the domid) and blkback kernel threads
-  (``<domid>.<dev>-<ring>`` since Linux 4.6, ``blkback.<domid>.<dev>``
-  before); only kernel threads match those two;
+  characters, which keeps the domid and may leave nothing after the queue
+  number) and blkback kernel threads (``<domid>.<dev>-<ring>`` since Linux
+  4.6, ``blkback.<domid>.<dev>`` before); only kernel threads match those two;
 * the event-channel IRQs of netback devices (``vif<domid>.<dev>-q<N>[-tx|-rx]``
   in ``/proc/interrupts``).  blkback names its IRQs ``blkif-backend`` with no
   domid, so they cannot be attributed from /proc and are left alone; the
@@ -34,7 +34,8 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import BackendUnavailable
 from xapi_numa.ports.hypervisor import Hypervisor
 
-NETBACK_THREAD = re.compile(r"^vif(\d+)\.(\d+)-q\d+-")
+# the comm may end right after the queue number: "vif12345.10-q10-guest-rx" is cut to "vif12345.10-q10"
+NETBACK_THREAD = re.compile(r"^vif(\d+)\.(\d+)-q\d+(?:-|$)")
 # "<domid>.<dev>-<ring>" since multi-queue blkback (Linux 4.6); "blkback.<domid>.<dev>" before
 BLKBACK_THREAD = re.compile(r"^(?:blkback\.)?(\d+)\.[a-z]+[0-9]*[a-z]*(?:-\d+)?$")
 PF_KTHREAD = 0x00200000  # stat field 9: netback and blkback threads are kernel threads

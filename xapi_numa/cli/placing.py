@@ -49,13 +49,19 @@ def _render_placement(placement, out: dict, reservation) -> str:
     return "\n".join(lines)
 
 
+def _expires_in(r: dict) -> str:
+    left = r["expires"] - time.time()
+    if r["claimed"] and left <= 0:
+        return "at build end"  # a claimed reservation outlives its lease until its claim is used up
+    return "{:.0f}s".format(max(0, left))
+
+
 def cmd_reservations(args) -> int:
     rows = [r.to_dict() for r in common.ledger(args).reservations()]
     common.emit(args, rows, lambda rows: render.table(
         ["vm", "nodes", "total", "expires in", "claimed"],
         [[r["vm"], ", ".join("{}:{}".format(n, format_size(b)) for n, b in r["nodes"].items()),
-          format_size(r["total"]), "{:.0f}s".format(max(0, r["expires"] - time.time())),
-          "yes" if r["claimed"] else ""] for r in rows]))
+          format_size(r["total"]), _expires_in(r), "yes" if r["claimed"] else ""] for r in rows]))
     return 0
 
 

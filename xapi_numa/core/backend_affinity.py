@@ -150,7 +150,7 @@ def _guests(snap: HostSnapshot, state: BackendState) -> Dict[int, str]:
 
 def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
     """Actions that put each managed guest's backend work on its home nodes' dom0 vCPUs,
-    and hand back what we changed for guests no longer managed."""
+    and hand back what we changed for guests no longer managed or homed where dom0 has no vCPU."""
     managed = _guests(snap, state)
     targets = {domid: target_vcpus(snap, state.layout, domid) for domid in managed}
     actions: List[object] = []
@@ -166,24 +166,29 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
             if cpus and q.allowed != cpus:
                 actions.append(SetIrqAffinity(q.domid, managed[q.domid], q.irq, q.name, cpus,
                                               reason="IRQ of domain {} to dom0 vCPUs of its home".format(q.domid)))
-    actions += _hand_back(snap, state, managed)
+    actions += _hand_back(snap, state, managed, targets)
     return actions
 
 
-def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str]) -> List[object]:
+def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str],
+               targets: Mapping[int, FrozenSet[int]]) -> List[object]:
     """For each journalled change: restore the default if the guest still runs but is no
-    longer managed, or if the thread/IRQ is no longer attributed to it (its guest gone, or,
-    for a tapdisk, its record removed or shared with another guest).  The write checks the
-    thread's or IRQ's identity first, so one that is gone is only forgotten."""
+    longer managed, or its home nodes have no dom0 vCPU any more, or if the thread/IRQ is no
+    longer attributed to it (its guest gone, or, for a tapdisk, its record removed or shared
+    with another guest).  The write checks the thread's or IRQ's identity first, so one that
+    is gone is only forgotten."""
     running = {d.uuid for d in snap.domains}
     managed_uuids = set(managed.values())
+    # a managed guest homed where dom0 has no vCPU has no better place than dom0's default:
+    # kept, its work would stay pinned to its old home, and its IRQs banned from irqbalance
+    placed_uuids = {uuid for domid, uuid in managed.items() if targets[domid]}
     present = {(THREAD, t.tid, t.name, t.starttime) for t in state.tasks}
     present |= {(IRQ, q.irq, q.name, 0) for q in state.irqs}
     threads_default = state.layout.all_vcpus or None
     out: List[object] = []
     for o in state.owned:
         still_there = (o.kind, o.ident, o.name, o.starttime) in present
-        if o.uuid in managed_uuids and still_there:
+        if o.uuid in placed_uuids and still_there:
             continue
         cpus = threads_default if o.kind == THREAD else (state.default_irq_cpus or threads_default)
         if o.uuid not in running or not still_there:
@@ -191,6 +196,10 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
             out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus,
                                               reason="its guest or its device is gone, or it is not the guest's "
                                                      "alone any more"))
+            continue
+        if o.uuid in managed_uuids:
+            out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus,
+                                              reason="its home nodes have no dom0 vCPU"))
             continue
         why = "backend affinity is off for this VM" if o.uuid in state.opted_out else "backend affinity is off"
         if not state.layout.usable and state.enabled and o.uuid not in state.opted_out:

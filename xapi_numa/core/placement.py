@@ -49,10 +49,9 @@ over a set of nodes the allocator stripes extents round-robin over them
 from operator import sub
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-import attrs
-
 from xapi_numa.errors import InvalidArgument, NoCapacity
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.placement_values import NodeLoads, Placement, Request  # noqa: F401 (the engine's API)
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node, core_count
@@ -60,85 +59,6 @@ from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques, set_mean,  # noqa: F401
                                       striping_score)
 from xapi_numa.core.xenalloc import SUPERPAGE, distribute, room_for_extents
-
-
-
-def _int_tuple(values) -> Tuple[int, ...]:
-    return tuple(int(v) for v in values)
-
-
-@attrs.frozen
-class NodeLoads:
-    """What the engine knows of the nodes right now, one entry per node id.
-
-    ``free``: bytes free (less the hypervisor's outstanding claims);
-    ``reserved``: bytes other starts have reserved in the ledger;
-    ``vcpus``: vCPUs already homed on the node (soft/hard affinity).
-    """
-
-    free: Tuple[int, ...] = attrs.field(converter=_int_tuple)
-    reserved: Tuple[int, ...] = attrs.field(converter=_int_tuple)
-    vcpus: Tuple[int, ...] = attrs.field(converter=_int_tuple)
-
-    def __attrs_post_init__(self) -> None:
-        if not len(self.free) == len(self.reserved) == len(self.vcpus):
-            raise InvalidArgument("loads", "free, reserved and vcpus need one entry per node each")
-
-    @classmethod
-    def of(cls, free: Sequence[int], reserved: Optional[Sequence[int]] = None,
-           vcpus: Optional[Sequence[int]] = None) -> "NodeLoads":
-        n = len(free)
-        return cls(free, reserved if reserved is not None else [0] * n, vcpus if vcpus is not None else [0] * n)
-
-    def available(self) -> List[int]:
-        """Free minus reserved per node, never below zero."""
-        avail = list(map(sub, self.free, self.reserved))
-        if min(avail, default=0) < 0:
-            avail = [a if a > 0 else 0 for a in avail]
-        return avail
-
-
-@attrs.frozen
-class Request:
-    vcpus: int
-    memory: int
-    policy: Policy = Policy()
-    translated: bool = True  # HVM/PVH guests get 2 MiB extents
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
-            raise InvalidArgument("vcpus", f"{self.vcpus!r}", "1..4096")
-        if not isinstance(self.memory, int) or not 1 <= self.memory <= 1 << 50:
-            shown = format_size(self.memory) if isinstance(self.memory, int) and self.memory > 0 else repr(self.memory)
-            raise InvalidArgument("memory", shown + " for one VM", "1 byte .. 1P")
-
-
-@attrs.frozen
-class Placement:
-    nodes: Tuple[int, ...]
-    memory: Tuple[Tuple[int, int], ...]  # (node, bytes), nodes ascending; build overhead included
-    soft: Optional[FrozenSet[int]]
-    hard: Optional[FrozenSet[int]]
-    fallback: bool
-    reason: str
-    policy: Policy
-    overhead: int = 0  # bytes of the build's own overhead counted in ``memory``
-
-    @property
-    def bytes_per_node(self) -> Dict[int, int]:
-        return dict(self.memory)
-
-    def to_dict(self, topology: Topology) -> dict:
-        return {
-            "nodes": list(self.nodes),
-            "memory": {str(n): b for n, b in self.memory},
-            "overhead": self.overhead,
-            "soft": topology.format_cpus(self.soft) if self.soft is not None else None,
-            "hard": topology.format_cpus(self.hard) if self.hard is not None else None,
-            "fallback": self.fallback,
-            "reason": self.reason,
-            "policy": self.policy.to_dict(),
-        }
 
 
 class Planner:
@@ -215,7 +135,15 @@ class Planner:
         avail_raw = avail  # what the single-node rule weighs; avail: what counts as room
         if request.translated:  # or a strict VM's memory would land outside its nodes
             avail = room_for_extents(avail, need)
-        if policy.mode != "any" and not (policy.nodes or policy.nearest):
+        within = request.within
+        if within is not None:
+            if max(within) >= n:
+                raise InvalidArgument("within", f"node {max(within)} does not exist on this host",
+                                      f"nodes 0..{n - 1}")
+            # outside the admin's mask is no room at all; the host's real state is still what is scored
+            avail = [a if i in within else 0 for i, a in enumerate(avail)]
+        listed = self._listed(request)
+        if policy.mode != "any" and not listed:
             best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:
                 left = format_size(avail[best] - need)
@@ -223,21 +151,42 @@ class Planner:
                                     f"fits on node {best} alone ({left} left there after it)")
         total = sum(avail)
         if total < need:
-            raise NoCapacity(f"the host has {format_size(total)} available after reservations; "
+            where = "the host has" if within is None else f"nodes {format_ids(within)} (the CPU mask's) have"
+            raise NoCapacity(f"{where} {format_size(total)} available after reservations; "
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
+            over = "all nodes" if within is None else f"the nodes its CPU mask reaches ({format_ids(within)})"
             return self._result(nodes, avail, request, need, False,
-                                "mode any: no affinity, Xen stripes memory over all nodes", striped_all=True)
-        if policy.nodes or policy.nearest:
+                                f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
+        if listed:
             return self._place_ordered(avail, loads.vcpus, request, need)
         return self._place_chosen(avail, loads.vcpus, request, need)
+
+    @staticmethod
+    def _listed(request: Request) -> bool:
+        """Whether the policy's own order decides: it lists nodes (or says nearest) and a
+        CPU mask, if any, leaves one of them.  A binding list (``strict`` or
+        ``on_exhaust=fail``) with none left is refused; a preference with none left
+        leaves the choice to the engine, inside the mask."""
+        policy, within = request.policy, request.within
+        if not (policy.nodes or policy.nearest):
+            return False
+        if within is None or not policy.nodes or any(node in within for node in policy.nodes):
+            return True
+        if policy.mode == "strict" or policy.on_exhaust == "fail":
+            raise InvalidArgument("within", f"the CPU mask reaches nodes {format_ids(within)} only, none of the "
+                                  f"policy's nodes {','.join(map(str, policy.nodes))}",
+                                  "a mask that reaches a listed node, or another policy")
+        return False
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
                      cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:
         """The node chosen among those that hold the VM alone (``cpus=None``: any CPU count); -1 if none.
         ``score_on``: the free memory the rule weighs (default ``avail``, which says what fits)."""
-        fits = [i for i, a in enumerate(avail) if a >= need and (cpus is None or cpus[i] >= vcpus)]
+        # a node without CPUs (memory only) never holds a VM alone, even with the CPU count relaxed
+        fits = [i for i, a in enumerate(avail) if a >= need and (cpus[i] >= vcpus if cpus is not None
+                                                                  else self.pcpus[i] > 0)]
         if not fits:
             return -1
         if len(fits) == 1:
@@ -287,7 +236,7 @@ class Planner:
     def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool):
         """Lowest max distance exactly (threshold by threshold), then lowest mean:
         (nodes, max distance, budget exhausted) or None."""
-        vneed = 0 if relax else request.vcpus
+        vneed = 1 if relax else request.vcpus  # relaxed, a set still needs one CPU for its vCPUs
         cpus = self._cpus_for(request)
         for t in self.thresholds:
             fitting = []
@@ -306,19 +255,22 @@ class Planner:
 
     # --- nodes listed by the policy ---------------------------------------------------------------
     def _order(self, avail: List[int], vcpus_on: Sequence[int], request: Request, need: int) -> List[int]:
-        policy = request.policy
-        order = list(policy.nodes)
+        policy, allowed = request.policy, self._allowed(request)
+        order = [node for node in policy.nodes if node in allowed]
         if policy.nearest:
             if order:
                 start = order[0]
             else:
-                # the node the single-node rule takes, or the one with most room
+                # the node the single-node rule takes, or the one with CPUs and most room
                 start = self._best_single(avail, vcpus_on, need, request.vcpus, None)
                 if start < 0:
-                    start = min(range(self.n), key=lambda i: (-avail[i], self._load([i], vcpus_on), i))
+                    start = min(allowed, key=lambda i: (not self.pcpus[i], -avail[i], self._load([i], vcpus_on), i))
                 order = [start]
-            order += [m for m in self.nearest[start] if m not in order]
+            order += [m for m in self.nearest[start] if m not in order and m in allowed]
         return order
+
+    def _allowed(self, request: Request) -> FrozenSet[int]:
+        return request.within if request.within is not None else frozenset(range(self.n))
 
     def _place_ordered(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
                        need: int) -> Placement:
@@ -349,7 +301,8 @@ class Planner:
             raise NoCapacity(f"{which} {format_size(listed_free)} available; "
                              f"the VM needs {format_size(need)} and on_exhaust=fail",
                              ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
-        extended = order + [m for m in self.nearest[first] if m not in order]
+        allowed = self._allowed(request)
+        extended = order + [m for m in self.nearest[first] if m not in order and m in allowed]
         prefix = self._smallest_prefix(extended, avail, need)
         assert prefix is not None  # the host as a whole has room (checked above)
         extra = [n for n in prefix if n not in order]
@@ -370,13 +323,27 @@ class Planner:
     def _single(self, node: int, request: Request, need: int, fallback: bool, reason: str) -> Placement:
         """All memory on one node that has room: no striping to predict."""
         pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
-        cpus = self.node_cpus[node]
+        cpus = self._cpus_near([node], request)
         if request.policy.mode == "strict":
             soft, hard = None, cpus
         else:
             soft, hard = cpus, None
         return Placement((node,), ((node, pages << PAGE_SHIFT),), soft, hard, fallback, reason, request.policy,
                          need - request.memory)
+
+    def _cpus_near(self, nodes: Sequence[int], request: Request) -> FrozenSet[int]:
+        """The CPUs of ``nodes``; for a set of memory-only nodes (listed by a policy), those
+        of the nearest nodes with CPUs that the CPU mask allows, so that the vCPUs have
+        somewhere to run."""
+        cpus = self.topology.cpus_of_nodes(nodes)
+        if cpus:
+            return cpus
+        allowed = self._allowed(request)
+        with_cpus = [m for m in self.nearest[nodes[0]] if self.pcpus[m] and m in allowed]
+        if not with_cpus:
+            with_cpus = [m for m in self.nearest[nodes[0]] if self.pcpus[m]]
+        d = self.topology.distances[nodes[0]]
+        return self.topology.cpus_of_nodes([m for m in with_cpus if d[m] == d[with_cpus[0]]])
 
     def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:
@@ -385,7 +352,7 @@ class Planner:
         budget = [a >> PAGE_SHIFT for a in avail]
         got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)
         memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
-        cpus = self.topology.cpus_of_nodes(nodes)
+        cpus = self._cpus_near(nodes, request)
         if striped_all:
             soft = hard = None
             nodes = [n for n, _ in memory]

@@ -49,12 +49,15 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    weighed on the loads the ones before leave (:mod:`.rebalance_plan`).
 7. **Memory follows** the new home through the page mover at ``rate``
    [64 MiB/s], starting in the period the home moves, until ``local_enough``
-   [0.90] of it is local (:func:`follow_memory`; a step aims at ``follow_target``
+   [0.90] of it is local (:func:`.rebalance_moves.follow_memory`; a step aims at ``follow_target``
    [0.95], lest a page left behind strand it at 89.99 %); 1 GiB takes about 15 s.
-8. **PV guests** cannot have their memory moved: their home moves only when
-   the CPU they gain outweighs running with all their memory remote, by
-   ``pv_margin`` [0.10], judged with the SLIT distance and an assumed
-   memory-boundness of :data:`ASSUMED_MEMORY_BOUND`.
+8. **Memory that cannot move** (PV guests; HVM guests with QEMU, passthrough:
+   :attr:`VmLoad.fixed_memory`): the home moves only when the CPU gained
+   outweighs running with all its memory remote, by ``pv_margin`` [0.10]
+   (SLIT distance, assumed memory-boundness :data:`ASSUMED_MEMORY_BOUND`).
+   Memory that can move needs room: a target whose free memory (less claims
+   and the ledger's reservations, the caller's ``room``) cannot take the pages
+   to move is no target, and a follow step never takes more than that.
 9. **vNUMA guests move vnode by vnode.**  A guest shown a NUMA topology was
    promised that each vnode lives on one pnode: each vnode is a unit
    (:attr:`VmLoad.vnode`) weighed with its own vCPUs' demand, its memory and
@@ -65,12 +68,11 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    the page mover with the vnode's ranges, whose last step records the new
    vnode -> pnode map.  The hold-down is per VM: one vnode moved holds all.
 
-Never touched: ``strict`` and ``any`` VMs, VMs with an admin hard pin,
-VMs whose home spans several nodes (a vNUMA VM's vnodes are weighed one by
-one instead), VMs whose vnodes cannot be seen (a layout that cannot be read,
-a vnode of unknown pnode), VMs the caller excludes (a move in flight,
-rebalancing switched off for them); ``preferred`` VMs move only to nodes of
-their list.
+Never touched: what the caller marks not movable (``strict``/``any`` VMs, admin
+hard pins, unknown policies or pages, a vNUMA layout that cannot be read, a
+domain not yet run, a move in flight, rebalancing switched off for it) and
+homes over several nodes; ``allowed`` limits the targets (a ``preferred``
+list, the VM's CPU pool).
 
 What a home move cannot do: a home is soft affinity, and credit2's load
 balancer looks only at run-queue load, so a node with 4 runnable vCPUs on 4
@@ -89,7 +91,6 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
-from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
@@ -128,6 +129,7 @@ class VmLoad:
     history: Tuple[float, ...] = ()     # demand over the recent window, oldest first (aligned across VMs)
     vnode: Optional[int] = None         # a vNUMA guest is weighed vnode by vnode: this unit is that vnode
                                         # (its vCPUs, its memory, its pnode as home), and moves only whole
+    fixed_memory: bool = False          # its memory cannot follow (QEMU's map cache, passthrough), as for PV
 
     @property
     def unit(self) -> Tuple[str, Optional[int]]:
@@ -142,6 +144,10 @@ class VmLoad:
         """Its demand over the last ``k`` periods (padded with the oldest value known)."""
         known = self.history or (self.demand,)
         return (known[0],) * (k - len(known)) + tuple(known[-k:])
+
+    @property
+    def memory_stays(self) -> bool:
+        return self.type == "pv" or self.fixed_memory
 
     def local_share(self, node: int) -> float:
         total = sum(self.pages.values())
@@ -204,7 +210,7 @@ def _delivered(demand: float, capacity: float) -> float:
     return min(demand, capacity)
 
 
-def _pages_to_move(vm: VmLoad, to: int, local_enough: float) -> int:
+def pages_to_move(vm: VmLoad, to: int, local_enough: float) -> int:
     total = sum(vm.pages.values())
     if vm.vnode is not None:  # a vnode moves whole, every page of it
         return total - vm.pages.get(to, 0)
@@ -255,8 +261,9 @@ def _gain(moves: Sequence[Tuple[VmLoad, int]], series: Mapping[int, List[float]]
 
 
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
-           capacity: Optional[Mapping[int, float]] = None) -> Assessment:
-    """The node loads and the best move now, with the numbers behind it."""
+           capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None) -> Assessment:
+    """The node loads and the best move now, with the numbers behind it; ``room``: pages
+    each node can take (None: not limited)."""
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
     nodes = [n.id for n in topo.nodes if capacity.get(n.id)]  # a node with no pCPU for guests is no home
     usable = {n: capacity[n] * settings.headroom for n in nodes}
@@ -267,14 +274,30 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
             imbalance, settings.imbalance))
     series = _series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
-    candidates = (_weigh(candidate_moves(vms, nodes, swaps=False), topo, demand, series, usable, settings)
-                  + _weigh(candidate_moves(vms, nodes, swaps=True), topo, demand, series, usable, settings))
+    candidates = [c for swaps in (False, True)
+                  for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand, series, usable, settings)
+                  if room is None or fits_room(c, room, settings)]
     if not candidates:
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains "
                                                   "{:.2f} pCPUs".format(imbalance, settings.min_gain))
     homed = homed_vcpus(vms, nodes)
     best = max(candidates, key=lambda c: _preference(c, demand, usable, topo, homed))
     return Assessment(loads, imbalance, best, best.explain(loads))
+
+
+def incoming_pages(c: Candidate, settings: Settings) -> Dict[int, int]:
+    """Pages the candidate's memory moves bring to each target node."""
+    out: Dict[int, int] = {}
+    for vm, to in c.moves:
+        if not vm.memory_stays:
+            out[to] = out.get(to, 0) + pages_to_move(vm, to, settings.local_enough)
+    return out
+
+
+def fits_room(c: Candidate, room: Mapping[int, int], settings: Settings) -> bool:
+    """Can every target take the memory that follows?  (A swap's outgoing pages are not
+    counted: the two movers run apart, and a full node would make each spill.)"""
+    return all(pages <= room.get(to, 0) for to, pages in incoming_pages(c, settings).items())
 
 
 def homed_vcpus(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, int]:
@@ -320,7 +343,7 @@ def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
-    pages = sum(_pages_to_move(vm, to, settings.local_enough) for vm, to in moves if vm.type != "pv")
+    pages = sum(pages_to_move(vm, to, settings.local_enough) for vm, to in moves if not vm.memory_stays)
     # gain per GiB to move, plus one so that a move with nothing to copy does not divide by zero
     return Candidate(kind, tuple(moves), gain, pages, gain / (1.0 + pages * PAGE / float(1 << 30)))
 
@@ -346,7 +369,7 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     out: List[MoveSet] = []
     for v in movers:
         for w in movers:
-            if v.home == w.home or v.demand <= w.demand or v.type == "pv" or w.type == "pv" or v.uuid == w.uuid:
+            if v.home == w.home or v.demand <= w.demand or v.memory_stays or w.memory_stays or v.uuid == w.uuid:
                 continue
             if _eligible(v, w.home) and _eligible(w, v.home):
                 out.append(("swap", ((v, w.home), (w, v.home))))
@@ -365,36 +388,8 @@ def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float]
         gain = _gain(pairs, series, capacity)
         if gain < settings.min_gain:
             continue
-        if kind == "balance" and pairs[0][0].type == "pv" and not _pv_gains(
+        if kind == "balance" and pairs[0][0].memory_stays and not _pv_gains(
                 pairs[0][0], pairs[0][1], demand, capacity, topo, settings.pv_margin):
             continue
         out.append(_candidate(kind, pairs, gain, settings))
     return out
-
-
-def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
-    """A new home: node affinity (where new memory comes from) and soft affinity."""
-    cpus = topo.cpus_of_nodes([to])
-    return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
-            + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
-
-
-def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0,
-                  chunk_pages: Optional[int] = None) -> Optional[MoveMemory]:
-    """The next page move that brings the VM's memory home, or None once enough is local.
-
-    The mover takes movable gfns in order and cannot tell which are on the target
-    already: ``already_moved`` gfns are skipped (moved before), and the count is
-    scaled up by the share of the rest that is elsewhere."""
-    if vm.home is None or vm.type == "pv" or vm.vnode is not None or vm.local_share(vm.home) >= settings.local_enough:
-        return None
-    total = sum(vm.pages.values())
-    deficit = _pages_to_move(vm, vm.home, max(settings.local_enough, settings.follow_target))
-    elsewhere = 1.0 - vm.local_share(vm.home)
-    pages = min(total, int(math.ceil(deficit / max(elsewhere, 1e-6))))
-    if chunk_pages is not None:
-        pages = min(pages, chunk_pages)
-    if pages <= 0:
-        return None
-    return MoveMemory(vm.domid, vm.uuid, vm.home, max_pages=pages, rate=settings.rate, skip=already_moved,
-                      reason="memory follows its home: {:.0%} local".format(vm.local_share(vm.home)))

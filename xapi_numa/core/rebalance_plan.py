@@ -17,7 +17,7 @@ from typing import List, Mapping, Optional, Sequence
 
 import attrs
 
-from xapi_numa.core.rebalance import Assessment, Candidate, Settings, VmLoad, assess
+from xapi_numa.core.rebalance import Assessment, Candidate, Settings, VmLoad, assess, incoming_pages
 from xapi_numa.core.topology import Topology
 
 
@@ -31,18 +31,41 @@ def made(vms: Sequence[VmLoad], candidate: Candidate) -> List[VmLoad]:
 
 
 def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
-         capacity: Optional[Mapping[int, float]] = None) -> Assessment:
+         capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None) -> Assessment:
     """:func:`~xapi_numa.core.rebalance.assess`, with the further moves worth making in
-    the same period once its best is made (:attr:`Assessment.more`)."""
-    first = assess(vms, topo, settings, capacity)
+    the same period once its best is made (:attr:`Assessment.more`); ``room``: pages each
+    node can take, less what the moves before bring."""
+    first = assess(vms, topo, settings, capacity, room)
     more: List[Candidate] = []
     current, last = list(vms), first
     while last.best is not None and len(more) + 1 < settings.per_period:
         current = made(current, last.best)
-        last = assess(current, topo, settings, capacity)
+        if room is not None:
+            taken = incoming_pages(last.best, settings)
+            room = {n: r - taken.get(n, 0) for n, r in room.items()}
+        last = assess(current, topo, settings, capacity, room)
         if last.best is not None:
             more.append(last.best)
     if not more:
         return first
     reason = "; then ".join([first.reason] + [c.explain(last.loads).split("; node loads")[0] for c in more])
     return attrs.evolve(first, more=tuple(more), reason=reason)
+
+
+def within_writes(assessment: Assessment, max_writes: int) -> Assessment:
+    """The chosen moves whose writes fit the executor's budget, in order; none when the
+    best alone does not (it waits: half a move would split a VM's home)."""
+    kept, writes, need = [], 0, 0
+    for c in assessment.chosen:
+        need = sum(len(vm.vcpus) + 1 for vm, _ in c.moves)  # its vCPUs' soft affinity and its node affinity
+        if writes + need > max_writes:
+            break
+        kept.append(c)
+        writes += need
+    if len(kept) == len(assessment.chosen):
+        return assessment
+    parts = assessment.reason.split("; then ")  # one part per chosen move, in order (plan)
+    if not kept:
+        return attrs.evolve(assessment, best=None, more=(), reason=parts[0] + "; its {} writes exceed "
+                            "the budget of {} per cycle".format(need, max_writes))
+    return attrs.evolve(assessment, more=tuple(kept[1:]), reason="; then ".join(parts[:len(kept)]))

@@ -9,6 +9,10 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
 * where the hypervisor has per-node claims, turn it into claims as soon as
   the domain exists (the hypervisor then protects the memory);
 * otherwise shrink it by what has landed on each node.
+
+A claimed reservation is how the claim gets cancelled when the build ends, so
+it never expires with its lease (the ledger keeps it): it goes when the build
+is over, or with its domain (the hypervisor drops a domain's claims with it).
 """
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -44,6 +48,9 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
     out: List[object] = []
     for r in reservations:
         d = domains.get(r.vm)
+        if d is None and r.claimed:
+            out.append(ReleaseReservation(r.vm, r.created, "domain gone"))  # its claims went with it
+            continue
         if d is None or d.domid not in pages:
             continue  # not built yet; expiry takes care of VMs that never start
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
@@ -63,14 +70,22 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
 
 def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] = (),
                 now: Optional[float] = None) -> Dict[int, int]:
-    """Bytes reserved per node, as they would be after ``actions`` (a dry run's view)."""
+    """Bytes reserved per node, as they would be after ``actions`` (a dry run's view).
+
+    A reservation about to become a claim still counts, as the claim's bytes: the
+    free figures a dry run reads do not have that claim taken off yet."""
     released = {a.vm for a in actions if isinstance(a, ReleaseReservation)}
     shrunk = {a.vm: a.outstanding for a in actions if isinstance(a, ShrinkReservation)}
-    claimed = {a.vm for a in actions if isinstance(a, ClaimReservation)}
+    to_claim = {a.vm: claim_bytes(a) for a in actions if isinstance(a, ClaimReservation)}
     totals: Dict[int, int] = {}
     for r in reservations:
-        if r.vm in released or r.vm in claimed or (now is not None and r.expires <= now):
+        if r.vm in released or (now is not None and r.expires <= now and not r.claimed):
             continue
-        for node, nbytes in shrunk.get(r.vm, r.nodes).items():
+        held = to_claim.get(r.vm, shrunk.get(r.vm, r.nodes))
+        for node, nbytes in held.items():
             totals[node] = totals.get(node, 0) + nbytes
     return totals
+
+
+def claim_bytes(claim: ClaimReservation) -> Dict[int, int]:
+    return {node: pages << PAGE_SHIFT for node, pages in claim.pages_per_node.items()}

@@ -188,8 +188,8 @@ HOLE_WEIGHT = 0.1
 
 
 def core_count(topology: Topology, node: int) -> int:
-    """Physical cores of a node: distinct (socket, core) of its CPUs."""
-    return len({(topology.cpus[c].socket, topology.cpus[c].core) for c in topology.nodes[node].cpus}) or 1
+    """Physical cores of a node: distinct (socket, core) of its CPUs (0 for a node of memory only)."""
+    return len({(topology.cpus[c].socket, topology.cpus[c].core) for c in topology.nodes[node].cpus})
 
 
 def fragmentation(free_total: int, biggest_hole: int) -> float:
@@ -233,6 +233,7 @@ def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], core
             vcpus: int, need: int, sizes: Sequence[int], hole_rule: bool = False) -> int:
     n = len(avail)
     used = used_memory(avail, sizes)
+    cores = [c or 1 for c in cores]  # a node of memory only is never a candidate; its load is still a value
     load = [vcpus_on[i] / cores[i] for i in range(n)]
     mem1, mem2 = _moments(used)
     cpu1, cpu2 = _moments(load)
@@ -265,6 +266,8 @@ def choose_node(rule: str, fits: List[int], avail: Sequence[int], vcpus_on: Sequ
     ``cores``: physical cores per node; ``need``: bytes the build takes;
     ``sizes``: each node's memory size (bytes; 0 = unknown).
     """
+    cores = [c or 1 for c in cores]  # a node of memory only is never a candidate; its load is still a value
+
     def load(i: int) -> float:
         return vcpus_on[i] / cores[i]
 

@@ -5,7 +5,9 @@ from performing an action lives here, once:
 
 * **journalling** — a temporary pin is written to the pin journal before it
   is made (and dropped if it could not be made); a restored pin leaves the
-  journal only once its original affinity is back;
+  journal only once its original affinity is back; a change to a guest's
+  backend thread or IRQ in dom0 likewise, and one that changed nothing
+  leaves the backend journal as it found it;
 * **back-off** — a domain whose hypervisor refused a write is left alone for
   a while (1 s, doubling up to 5 min), and the refusal is **logged once**;
 * **a write budget** — at most ``max_writes`` affinity writes per batch of
@@ -216,38 +218,56 @@ class Executor:
         return Outcome(a, DONE, "mover started as process {}".format(pid))
 
     # --- guests' backend work in dom0 -------------------------------------------------------------------
-    def _dom0_write(self, action, key: Tuple[str, int], write: Callable[[], bool]) -> Outcome:
-        """Journal first, then write; the entry goes again if nothing was changed."""
+    def _journalled(self, key: Tuple[str, int]) -> Optional[Owned]:
+        """The backend journal's entry for a thread or IRQ, if it has one."""
+        return next((o for o in self.backend_journal.entries() if (o.kind, o.ident) == key), None)
+
+    def _unrecord(self, key: Tuple[str, int], earlier: Optional[Owned]) -> None:
+        """A write that changed nothing leaves the journal as it found it: an entry this call
+        made goes, an earlier one stays (its change is still in effect, and only the entry
+        lets opting out or --no-backend-affinity hand it back)."""
+        if earlier is None:
+            self.backend_journal.drop(*key)
+        else:
+            self.backend_journal.record(earlier)
+
+    def _dom0_write(self, action, key: Tuple[str, int], write: Callable[[bool], bool]) -> Outcome:
+        """Journal first, then write (told whether the journal already named this thread or
+        IRQ); the journal is put back as it was if nothing was changed."""
         if self.dom0 is None:
             return Outcome(action, REFUSED, "this executor does not reach dom0")
+        earlier = self._journalled(key)
         self.backend_journal.record(Owned(action.uuid, key[0], key[1], action.name, getattr(action, "starttime", 0)))
         try:
-            changed = write()
+            changed = write(earlier is not None)
         except OSError as err:
-            self.backend_journal.drop(*key)
+            self._unrecord(key, earlier)
             if ("dom0",) + key not in self._reported:
                 self._reported.add(("dom0",) + key)
                 log_event(self.logger, logging.WARNING, "dom0 refused an affinity change", kind=key[0],
                           ident=key[1], name=action.name, error=err.strerror)
             return Outcome(action, REFUSED, err.strerror or str(err))
         if not changed:
-            self.backend_journal.drop(*key)
+            self._unrecord(key, earlier)
             return Outcome(action, GONE, "no longer the {} we saw".format(key[0]))
         return Outcome(action, DONE, action.reason)
 
     def _SetThreadAffinity(self, a: act.SetThreadAffinity) -> Outcome:
-        return self._dom0_write(a, (THREAD, a.tid), lambda: self.dom0.set_thread(a.tid, a.name, a.starttime, a.cpus))
+        return self._dom0_write(a, (THREAD, a.tid),
+                                lambda journalled: self.dom0.set_thread(a.tid, a.name, a.starttime, a.cpus))
 
     def _SetIrqAffinity(self, a: act.SetIrqAffinity) -> Outcome:
-        def write() -> bool:
+        def write(journalled: bool) -> bool:
             self.dom0.ban_irq(a.irq)  # banned before it is moved: irqbalance must not move it back
             try:
                 moved = self.dom0.set_irq(a.irq, a.name, a.cpus)
             except BaseException:
-                # the journal entry goes with a refusal: nothing else would ever unban it
-                self.dom0.unban_irq(a.irq)
+                # the ban goes with the journal entry: if this write made the entry, nothing
+                # else would ever unban it; if an earlier one stays, so does the ban
+                if not journalled:
+                    self.dom0.unban_irq(a.irq)
                 raise
-            if not moved:
+            if not moved and not journalled:
                 self.dom0.unban_irq(a.irq)
             return moved
         return self._dom0_write(a, (IRQ, a.irq), write)
@@ -255,6 +275,11 @@ class Executor:
     def _RestoreBackendAffinity(self, a: act.RestoreBackendAffinity) -> Outcome:
         if self.dom0 is None:
             return Outcome(a, REFUSED, "this executor does not reach dom0")
+        entry = self._journalled((a.kind, a.ident))
+        if entry is not None and entry != Owned(a.uuid, a.kind, a.ident, a.name, a.starttime):
+            # the journal names another thread or IRQ by this number now (a reused tid or IRQ
+            # number, aligned anew in this batch): the entry and the ban are that one's to keep
+            return Outcome(a, GONE, "no longer the {} we saw".format(a.kind))
         status = DONE
         try:
             if a.cpus is not None and a.kind == THREAD:

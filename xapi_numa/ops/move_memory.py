@@ -139,6 +139,9 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         raise InvalidArgument("max", f"{max_bytes} bytes is less than one page", "4K or more, e.g. 512M, 2G")
     if not 0 <= probe_ms <= 60000:
         raise InvalidArgument("probe", f"{probe_ms} ms", "0..60000")
+    if vnode is not None and allow_fallback:
+        raise InvalidArgument("allow_fallback", "a vnode lands whole on one pnode, never partly elsewhere",
+                              "no fallback with a vnode")
     d = domain_by_name_or_id(hv, vm)
     _check_domain(hv, d)
     layout = hv.vnuma(d.domid)
@@ -147,9 +150,10 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     # stock Xen cannot say which gfn is where, so count from the per-node totals
     # (the whole domain: a few skipped frames more than will move).
     pages = d.memory // pagemove.PAGE
-    if max_bytes is not None:
+    need = max(0, pages - hv.node_pages(d.domid).get(to, 0))  # the pages elsewhere ...
+    if max_bytes is not None:  # ... of which a step moves at most its max
         pages = min(pages, max_bytes // pagemove.PAGE)
-    need = max(0, pages - hv.node_pages(d.domid).get(to, 0))
+        need = min(need, pages)
     if vnode is not None and layout is not None:
         check_vnode_move(layout, vnode, max_bytes, skip)
         moving = layout.vnode(vnode)
@@ -352,7 +356,10 @@ def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, vnode=action.vnode, skip=action.skip)
+    # a follow step is sized to the target's room (its background mover refuses rather than spill); a vnode
+    # must land whole on one pnode
+    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=action.vnode is None, vnode=action.vnode,
+          skip=action.skip)
     return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason, action.skip,
                            keep_affinity=True, vnode=action.vnode)
 
@@ -366,9 +373,10 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=True, skip=action.skip,
+    whole = action.vnode is not None  # a vnode lands whole on one pnode, or not at all (start_for)
+    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=not whole, skip=action.skip,
                    vnode=action.vnode)
-    run(hv, db, plan, action.rate, allow_fallback=True, follow_affinity=False)
+    run(hv, db, plan, action.rate, allow_fallback=not whole, follow_affinity=False)
     return os.getpid()
 
 

@@ -32,7 +32,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tupl
 
 import attrs
 
-from xapi_numa.core import locality, rebalance, rebalance_plan
+from xapi_numa.core import locality, pools, rebalance, rebalance_moves, rebalance_plan
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.policy import Policy
@@ -43,6 +43,7 @@ from xapi_numa.errors import NumaError
 from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMove, HomeMoves
 from xapi_numa.ops.executor import DONE, REFUSED
+from xapi_numa.ops.memory_following import MemoryFollowing
 from xapi_numa.state.moves import DONE as MOVE_DONE, MoveJournal
 
 SMOOTHING = 0.5  # weight of the newest period in the demand average
@@ -59,15 +60,6 @@ class Decision:
     note: str
 
 
-def guest_capacity(snap: HostSnapshot) -> Dict[int, float]:
-    """pCPUs per node that guests may run on: those of their CPU pools (dom0's own pool,
-    on a host split that way, is no home for a guest)."""
-    pools = {d.cpupool for d in snap.domains if d.domid != 0}
-    cpus = frozenset().union(*(snap.pools.get(p, snap.topology.all_cpus) for p in pools)) if pools \
-        else snap.topology.all_cpus
-    return {n.id: float(len(n.cpus & cpus)) for n in snap.topology.nodes}
-
-
 def _without_our_pins(uuid: str, vcpus, topo, our_pins: Set[Tuple[str, int]]) -> list:
     """The vCPUs as their homes are meant: a temporary pin of homing's is no home (it may
     still hold a vCPU on the node the rebalancer just moved its VM away from, and counting
@@ -79,8 +71,10 @@ class Rebalancer:
     def __init__(self, db: Database, settings: rebalance.Settings = rebalance.Settings(),
                  policy_of: Optional[Callable[[str], Policy]] = None,
                  opted_out: Optional[Callable[[str], bool]] = None,
-                 read_layout: Optional[Callable[[int], Optional[VnumaLayout]]] = None) -> None:
+                 read_layout: Optional[Callable[[int], Optional[VnumaLayout]]] = None,
+                 move_blockers: Optional[Callable[[int], List[str]]] = None) -> None:
         self.settings = settings
+        self.move_blockers = move_blockers  # Hypervisor.move_blockers (None: every memory can move)
         self.homes = HomeMoves(db)
         self.moves = MoveJournal(db)
         self.policy_of = policy_of or (lambda uuid: Policy())
@@ -92,8 +86,9 @@ class Rebalancer:
         self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
-        self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
-        self._resumed = False  # followed rebuilt from the home-move log (once, after a start)
+        self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float]] = []  # moves made, not yet confirmed
+        self.following = MemoryFollowing(settings, self.moves, self.homes)
+        self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
 
     @property
     def demand(self) -> Dict[str, float]:
@@ -176,7 +171,8 @@ class Rebalancer:
         alive = {d.uuid for d in snap.domains}
         self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units}
         self.history = {u: x for u, x in self.history.items() if u in units}
-        self.followed = {u: x for u, x in self.followed.items() if u in alive}
+        self.following.forget_all_but(alive)
+        self._blockers = {u: x for u, x in self._blockers.items() if u in alive}
 
     def loads(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
               now: float, our_pins: Set[Tuple[str, int]] = frozenset()) -> List[rebalance.VmLoad]:
@@ -190,20 +186,44 @@ class Rebalancer:
             vcpus = snap.vcpus.get(d.domid, ())
             movable, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
             movable = movable and d.domid not in excluded and now - last.get(d.uuid, float("-inf")) >= \
-                self.settings.hold_down
+                self.settings.hold_down and self._running(d, snap)
+            allowed = pools.within_pool(allowed, snap, d.domid)
             lay = self.layout(d.uuid)
-            if lay is not None:
-                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure, allowed)
+            if lay is not None:  # a vnode whose memory cannot move could not keep its promise
+                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure and not self._memory_fixed(d),
+                                         allowed)
                 continue
             if self.layouts.get(d.uuid, (0, None))[1] == UNREADABLE:
                 movable = False  # it may be a vNUMA VM whose vnodes we cannot see: never split one
+            if not pages.get(d.uuid):
+                movable = False  # where its memory is, and so what a move costs, is not known
             homes = locality.home_nodes(_without_our_pins(d.uuid, vcpus, topo, our_pins), topo)
             home = next(iter(homes)) if len(homes) == 1 else None
             unit = (d.uuid, None)
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
-                                        movable, allowed, tuple(self.history.get(unit, ()))))
+                                        movable, allowed, tuple(self.history.get(unit, ())),
+                                        fixed_memory=self._memory_fixed(d)))
         return out
+
+    def _running(self, d: DomainInfo, snap: HostSnapshot) -> bool:
+        """A domain still being built (not run yet, or its claim outstanding), or arriving by
+        migration, is its toolstack's business, not a home to move."""
+        return self._has_run(d, snap) and not d.claimed
+
+    def _memory_fixed(self, d: DomainInfo) -> bool:
+        """Can the VM's memory not follow a new home (a device model's map cache, passthrough)?
+        Read once per domain (on real Xen, xenstore reads), as the mover would refuse it."""
+        if self.move_blockers is None:
+            return False
+        entry = self._blockers.get(d.uuid)
+        if entry is None or entry[0] != d.domid:
+            try:
+                entry = (d.domid, bool(self.move_blockers(d.domid)))
+            except NumaError:
+                entry = (d.domid, True)  # cannot tell: as the mover would, do not count on moving it
+            self._blockers[d.uuid] = entry
+        return entry[1]
 
     def _vnode_units(self, d: DomainInfo, lay: VnumaLayout, movable: bool,
                      allowed: Optional[FrozenSet[int]]) -> List[rebalance.VmLoad]:
@@ -230,15 +250,23 @@ class Rebalancer:
     # --- the decision -------------------------------------------------------------------------------------
     def decide(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
                chunk_pages: Optional[int] = None, our_pins: Set[Tuple[str, int]] = frozenset(),
-               record: bool = True) -> Decision:
+               record: bool = True, room: Optional[Mapping[int, int]] = None,
+               max_writes: Optional[int] = None) -> Decision:
         """The actions of this period.  ``record=False``: a dry run (nothing is logged as
-        moved, and the memory-follow progress is left as it is)."""
+        moved, and the memory-follow progress is left as it is).  ``room``: pages each node
+        can take (free less claims and the ledger's reservations); ``max_writes``: the
+        affinity writes the executor makes at most (moves that do not fit wait: half a
+        move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
+        self._pending = []  # a batch the executor never reported on (it raised) counts as not made
+        self.following.begin_period(chunk_pages, room)
         self.resume_following(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
-        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, guest_capacity(snap))
+        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, pools.guest_capacity(snap), room)
+        if max_writes is not None:
+            assessment = rebalance_plan.within_writes(assessment, max_writes)
         actions: List[object] = []
         note = assessment.reason
         # the imbalance must be sustained; the move made is the best one at that moment
@@ -249,14 +277,19 @@ class Rebalancer:
                 actions += self._move_homes(candidate, snap, now, record)
             if record:
                 self._streak = 0
-                # memory starts following in the same period: a period's worth more of it local
-                homes = {vm.unit: to for c in assessment.chosen for vm, to in c.moves}
-                vms = [attrs.evolve(vm, home=homes[vm.unit]) if vm.unit in homes else vm for vm in vms]
+            # memory follows once the executor has made every write of the move (applied)
             note = ("moving: " if record else "would move: ") + assessment.reason
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
-        actions += self._follow_ups(vms, excluded, chunk_pages)
+        moving = {vm.uuid for vm, _ in self._moves_in(actions, assessment)}
+        actions += self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
         return Decision(assessment, tuple(actions), streak, note)
+
+    @staticmethod
+    def _moves_in(actions: List[object], assessment: rebalance.Assessment) -> List[Tuple[rebalance.VmLoad, int]]:
+        """The moves this period makes (none while it waits): a VM moving home now follows
+        its old home no more."""
+        return [m for c in assessment.chosen for m in c.moves] if actions else []
 
     def _move_homes(self, best: rebalance.Candidate, snap: HostSnapshot, now: float,
                     record: bool = True) -> List[object]:
@@ -267,17 +300,36 @@ class Rebalancer:
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
                                           self.settings.rate, reason)
             else:
-                out += rebalance.home_move_actions(vm, to, snap.topology, reason)
+                out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason)
             if record:
-                self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
-                if vm.vnode is None:
-                    self.followed[vm.uuid] = (to, 0)
+                self._pending.append((vm, to, best.kind, reason, now))
         return out
 
-    def applied(self, outcomes) -> None:
-        """What the executor made of our actions: a vnode move started updates the cached
-        layout (the mover records the same map when it is done: if it does not finish,
-        the layout is read again); one refused leaves it to be read again."""
+    def _confirm(self, outcomes) -> List[object]:
+        """A move counts (the home-move log, its hold-down, memory following) only once
+        every write of it was made; one deferred or refused is not a move.  The first
+        memory-follow steps of the moves that count, to be made at once."""
+        pending, self._pending = self._pending, []
+        steps: List[object] = []
+        for vm, to, kind, reason, now in pending:
+            # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
+            mine = [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
+                    and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
+                    and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
+            if not (mine and all(o.status == DONE for o in mine)):
+                continue
+            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
+            if vm.vnode is None:  # a vnode's memory moved with it
+                steps += self.following.start(vm, to)
+        return steps
+
+    def applied(self, outcomes) -> List[object]:
+        """What the executor made of our actions: the home moves it made count, and their
+        memory starts following in the same period (the steps returned); a vnode move
+        started updates the cached layout (the mover records the same map when it is
+        done: if it does not finish, the layout is read again); one refused leaves it to
+        be read again."""
+        steps = self._confirm(outcomes)
         for o in outcomes:
             a = o.action
             if not isinstance(a, MoveMemory) or a.vnode is None:
@@ -288,43 +340,21 @@ class Rebalancer:
                 self._unsure.add(a.uuid)
             elif o.status == REFUSED:
                 self.layouts.pop(a.uuid, None)
+        return steps
 
-    def _follow_ups(self, vms: List[rebalance.VmLoad], excluded: Set[int],
-                    chunk_pages: Optional[int]) -> List[object]:
-        """Memory follows the homes we moved, until enough of it is local."""
-        out: List[object] = []
-        for vm in vms:
-            state = self.followed.get(vm.uuid)
-            if state is None or vm.domid in excluded or vm.home != state[0]:
-                continue
-            step = rebalance.follow_memory(vm, self.settings, state[1], chunk_pages)
-            if step is None:
-                del self.followed[vm.uuid]  # enough is local: done following
-                continue
-            out.append(step)
-        return out
+    # --- memory following (:mod:`.memory_following`) -------------------------------------------------------
+    @property
+    def followed(self) -> Dict[str, Tuple[int, int]]:
+        return self.following.followed
 
     def resume_following(self, snap: HostSnapshot) -> None:
-        """After a (re)start: a VM whose memory was following the home we last moved it to,
-        and whose home is still that node, keeps following it.  Otherwise the first cycle's
-        affinity fix-up would take the memory left behind for the VM's home (a home over
-        both nodes, which the rebalancer no longer moves).  Done once, at the first
-        snapshot; the steps already made are not known, so the count starts again."""
-        if self._resumed:
-            return
-        self._resumed = True
-        for uuid, move in self.homes.latest(snap.time).items():
-            d = next((x for x in snap.domains if x.uuid == uuid), None)
-            if d is None or uuid in self.followed:
-                continue
-            if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
-                self.followed[uuid] = (move.to_node, 0)
+        self.following.resume(snap)
 
-    def moved(self, uuid: str, pages: int) -> None:
-        """A follow-up step was started for ``pages`` more pages."""
-        if uuid in self.followed:
-            to, done = self.followed[uuid]
-            self.followed[uuid] = (to, done + pages)
+    def moved(self, uuid: str, to: int, pages: int) -> None:
+        self.following.moved(uuid, to, pages)
+
+    def held_homes(self) -> Set[str]:
+        return self.following.held_homes()
 
     def counts(self) -> Dict[str, int]:
         return self.homes.counts()

@@ -9,7 +9,7 @@ nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
 import uuid as uuidlib
-from typing import Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import attrs
 
@@ -47,6 +47,14 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
                 vcpus[next(iter(home))] += 1
     memory = sorted(hv.node_memory(), key=lambda m: m.node)
     return NodeLoads([m.claimable for m in memory], [reserved.get(m.node, 0) for m in memory], vcpus)
+
+
+def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
+    """Pages each node can take for memory we move there: free less the hypervisor's
+    claims and what starts have reserved in the ledger (a page move must never take the
+    memory a VM about to start was promised)."""
+    reserved = ledger.outstanding()
+    return {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in hv.node_memory()}
 
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,

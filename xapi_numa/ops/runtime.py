@@ -39,6 +39,7 @@ from xapi_numa.ops import move_memory, move_recovery, observe, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DONE, Executor, Outcome, log_event
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
+from xapi_numa.ops.reserve import room_pages
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
@@ -86,7 +87,8 @@ class Runtime:
                                  dom0=dom0)
         # a host with modelled time moves memory in this process, one period's worth per step
         self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
-        self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma)
+        self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma,
+                                     move_blockers=hv.move_blockers)
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
@@ -199,7 +201,7 @@ class Runtime:
         if fresh_pages:
             # VMs whose memory is following a home the rebalancer moved are not pulled back
             self.rebalancer.resume_following(snap)
-            following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.followed}
+            following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.held_homes()}
             actions += affinity_fixup.plan(snap, excluded | following)
         if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle
             actions += self.backends.plan(snap, self.settings.backend_affinity)
@@ -234,12 +236,14 @@ class Runtime:
         in it, and is no admin's pin (taken for one, its VM would not be moved this period)."""
         self.last_rebalance = snap.time
         ours = {(p.uuid, p.vcpu) for p in self.pins.entries()} | set(pinned_in_snap)
-        decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours)
+        decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours,
+                                          room=room_pages(self.hv, self.ledger), max_writes=self.settings.max_writes)
         self.last_decision = decision
         if not decision.actions:
             return []
         outcomes = self.executor.apply(decision.actions)
-        self.rebalancer.applied(outcomes)  # a vNUMA VM's cached layout follows our vnode moves
+        # the moves made count, and their memory starts following now; vNUMA layouts follow vnode moves
+        outcomes += self.executor.apply(self.rebalancer.applied(outcomes))
         for o in outcomes:
             if not isinstance(o.action, MoveMemory):
                 continue
@@ -248,7 +252,7 @@ class Runtime:
                       domid=o.action.domid, to=o.action.to, pages=o.action.max_pages, vnode=o.action.vnode,
                       status=o.status, detail=o.detail, reason=o.action.reason)
             if o.status == DONE and o.action.vnode is None:
-                self.rebalancer.moved(o.action.uuid, o.action.max_pages or 0)
+                self.rebalancer.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
                 self._account_move(o.action)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
         if homes:
@@ -299,7 +303,8 @@ class Runtime:
                 snap = self.snapshot()
                 decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages,
                                                   {(p.uuid, p.vcpu) for p in self.pins.entries()},
-                                                  record=False)
+                                                  record=False, room=room_pages(self.hv, self.ledger),
+                                                  max_writes=self.settings.max_writes)
         finally:
             self.executor = executor
         waits = decision.assessment.best is not None and decision.streak < sustain

@@ -16,8 +16,6 @@ import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
-import attrs
-
 from xapi_numa.backends import xapi
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.placement import Planner, Request
@@ -70,35 +68,28 @@ def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
     return cpus
 
 
-def bounded_policy(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) -> Policy:
-    """The policy, with the admin's mask as a hard bound on the nodes.
-
-    A node list the policy binds (``strict``, or ``on_exhaust=fail``) keeps only its
-    nodes the mask reaches, and is refused when none is left: the mask never stands in
-    for the admin's own list.  Otherwise the listed nodes come first, then the mask's
-    other nodes, and nothing beyond the mask."""
+def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) -> Optional[FrozenSet[int]]:
+    """The nodes the admin's mask reaches, as a hard bound for the engine (None when it
+    reaches every node).  The policy itself is kept as it is; only a node list it binds
+    (``strict``, or ``on_exhaust=fail``) with none of its nodes in reach is refused: the
+    mask never stands in for the admin's own list."""
     if allowed_nodes >= frozenset(n.id for n in topo.nodes):
-        return policy
-    if policy.mode == "any":
-        policy = Policy("best_effort")
-    listed = [n for n in policy.nodes if n in allowed_nodes]
+        return None
     binding = policy.nodes and (policy.mode == "strict" or policy.on_exhaust == "fail")
-    if binding and not listed:
+    if binding and not any(node in allowed_nodes for node in policy.nodes):
         raise InvalidArgument("VCPUs_params:mask", "it reaches nodes {} only, none of the policy's nodes {} "
                               "({} {})".format(format_ids(allowed_nodes), ",".join(map(str, policy.nodes)),
                                                policy.mode, "on_exhaust=" + policy.on_exhaust),
                               "a mask that reaches a node of other_config:numa_nodes, or another policy")
-    order = listed if binding else listed + sorted(allowed_nodes - set(policy.nodes))
-    return attrs.evolve(policy, nodes=tuple(order), nearest=False, on_exhaust="fail")
+    return allowed_nodes
 
 
 def request_for(record: dict, topo: Topology) -> Request:
     policy = Policy.from_other_config(record["other_config"])
     cpus = admin_cpus(record, topo)
-    if cpus is not None:
-        policy = bounded_policy(policy, topo.nodes_of_cpus(cpus), topo)
+    within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
     return Request(int(record["VCPUs_max"]), int(record["memory_static_max"]), policy,
-                   translated=record.get("domain_type", "hvm") != "pv")
+                   translated=record.get("domain_type", "hvm") != "pv", within=within)
 
 
 def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,

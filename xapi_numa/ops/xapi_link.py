@@ -91,9 +91,12 @@ class XapiLink:
         return self._policies.get(uuid, Policy())
 
     def rebalance_opted_out(self, uuid: str) -> bool:
-        """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM."""
+        """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
+        so does not knowing: a VM xapi has not listed yet (started since the last read,
+        or xapi away since before it started) may have opted out, or have a ``preferred``
+        list its home must stay in."""
         self.policy_of(uuid)  # refreshes the records when due
-        return self._opted_out.get(uuid, False)
+        return self._opted_out.get(uuid, True)
 
     def backend_affinity_off(self, uuid: str) -> bool:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""

@@ -12,7 +12,8 @@ process on the host:
   each other beyond that one transaction (no global boot lock).
 * ``release(vm)`` drops it (only the owner's, when an owner token is given);
   leases expire after their TTL (a VM that never started, a process killed
-  half-way).
+  half-way).  A claimed reservation does not: it is what cancels the claim
+  when the build ends, so reconcile alone ends it (build over, domain gone).
 * ``shrink`` and ``mark_claimed`` are how reconciling with the build
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
@@ -61,8 +62,8 @@ class Ledger:
     def reservations(self) -> List[Reservation]:
         now = self.clock()
         with self.db.read() as db:
-            rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation WHERE expires > ? "
-                              "ORDER BY created", (now,)).fetchall()
+            rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
+                              "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
             nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
         outstanding: Dict[str, Dict[int, int]] = {}
         initial: Dict[str, Dict[int, int]] = {}
@@ -127,7 +128,12 @@ class Ledger:
         # early: nothing a wall clock can tell.)
         db.execute("UPDATE reservation SET expires = ? + (expires - created) "
                    "WHERE created > ? AND expires > ? + (expires - created)", (now, now, now))
-        return db.execute("DELETE FROM reservation WHERE expires <= ?", (now,)).rowcount
+        # A claimed reservation stays past its lease: dropping it would leave the domain's
+        # per-node claims in the hypervisor for good (a VM started paused, a build slower
+        # than the TTL), with nothing left to cancel them.  Reconcile ends it when the
+        # build is over or the domain is gone (its claims with it).  Not a lease renewed
+        # by reconcile: that lapses too whenever reconcile runs late (daemon stopped).
+        return db.execute("DELETE FROM reservation WHERE expires <= ? AND claimed = 0", (now,)).rowcount
 
     def expire(self) -> int:
         with self.db.write() as db:

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import expected_scheduler
 from xenlib import GUEST_KERNEL, wait_console, xl
 
 from xapi_numa.backends.dom0 import Dom0Proc
@@ -48,6 +49,12 @@ def wait(what, predicate, timeout=120.0):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def once_per_run(xen_cmdline):
+    if expected_scheduler(xen_cmdline) != "credit2":
+        pytest.skip("backend threads and IRQs are dom0's, not the scheduler's: they run in the credit2 boot only")
 
 
 @pytest.fixture

@@ -1,0 +1,254 @@
+"""What the rebalancer must not move, and where memory must not go: a target without
+room (free less claims and reservations), memory that cannot follow (QEMU's map
+cache, passthrough), VMs whose pages, policy or pool it does not know or that are
+still being built, and moves the executor made only in part."""
+import attrs
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core import rebalance, rebalance_moves, rebalance_plan
+from xapi_numa.core.actions import SetAffinity, SetNodeAffinity
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops.executor import DEFERRED, DONE, Outcome
+from xapi_numa.ops.rebalancing import Rebalancer
+from xapi_numa.ops.runtime import Runtime, Settings
+from xapi_numa.ops.xapi_link import XapiLink
+from xapi_numa.state.db import Database
+from xapi_numa.state.homes import HomeMoves
+from xapi_numa.state.ledger import Ledger
+
+GiB = 1 << 30
+TOPO = Topology.uniform(2, 4, 8 * GiB)
+N0, N1 = TOPO.cpus_of_nodes([0]), TOPO.cpus_of_nodes([1])
+
+
+def vm(n, home, demand, pages=None, **kw):
+    return rebalance.VmLoad(n, "uuid-{}".format(n), "vm{}".format(n), home, (0, 1), demand,
+                            pages if pages is not None else {home: GiB >> 12}, **kw)
+
+
+OVERLOADED = [vm(1, 0, 2.0), vm(2, 0, 2.0), vm(3, 0, 2.0)]  # 6 pCPUs wanted on node 0's 4, node 1 idle
+
+
+# --- room on the target -----------------------------------------------------------------------------
+def test_a_target_without_room_for_the_memory_is_no_target():
+    assert rebalance.assess(OVERLOADED, TOPO).best is not None
+    a = rebalance.assess(OVERLOADED, TOPO, room={0: 0, 1: (GiB >> 12) // 2})
+    assert a.best is None and "no eligible move" in a.reason
+
+
+def test_moves_in_one_period_share_the_targets_room():
+    vms = [vm(i, 0, 2.0) for i in range(1, 6)]
+    room = {0: 0, 1: GiB >> 12}  # room for one VM's memory on node 1
+    a = rebalance_plan.plan(vms, TOPO, room=room)
+    assert len(a.chosen) == 1
+
+
+def test_a_follow_step_never_takes_more_than_the_room():
+    moved = vm(1, 1, 2.0, {0: GiB >> 12})
+    step = rebalance_moves.follow_memory(moved, rebalance.Settings(), room=1000)
+    assert step is not None and step.max_pages == 1000
+    assert rebalance_moves.follow_memory(moved, rebalance.Settings(), room=0) is None
+
+
+def sim_host(tmp_path, free_on_1):
+    """2 nodes x 4 pCPUs x 8G: three busy 2G VMs homed on node 0, node 1 idle with
+    ``free_on_1`` left by an idle VM there."""
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), TOPO, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20,
+                             force=True)
+    for i in range(3):
+        sim.create("busy{}".format(i), 2, 2 * GiB, dtype="pvh", soft=N0, load="busy")
+    filler = sim.node_memory()[1].claimable - free_on_1
+    if filler > 0:
+        sim.create("fat", 1, filler, dtype="pvh", soft=N1, hard=N1, load="idle")
+    return sim
+
+
+def run(sim, rt, seconds):
+    for _ in range(seconds):
+        sim.run(1.0)
+        rt.cycle()
+
+
+def test_no_vm_is_moved_to_a_node_that_cannot_take_its_memory(tmp_path):
+    """Node 1 has 900M free: a busy 2G VM moved there would run with most of its memory
+    remote for good, and its memory follow-ups spilled step after step."""
+    sim = sim_host(tmp_path, 900 << 20)
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    run(sim, rt, 30)
+    assert HomeMoves(rt.db).recent() == []
+
+
+def test_memory_reserved_for_a_start_is_no_room(tmp_path):
+    """Node 1 has room, but a VM about to start reserved it in the ledger."""
+    sim = sim_host(tmp_path, 6 * GiB)
+    db = Database(str(tmp_path / "l.db"))
+    free = {m.node: m.claimable for m in sim.node_memory()}
+    Ledger(db=db).reserve("vm-starting", {1: free[1] - (512 << 20)}, ttl=3600, free_now=lambda: free)
+    rt = Runtime(sim, db, Settings())
+    run(sim, rt, 30)
+    assert HomeMoves(rt.db).recent() == []
+    db2 = Database(str(tmp_path / "l2.db"))  # the same host without the reservation: a VM moves
+    rt2 = Runtime(sim, db2, Settings())
+    run(sim, rt2, 30)
+    assert [m.to_node for m in HomeMoves(db2).recent()][:1] == [1]
+
+
+# --- what is not weighed as movable ---------------------------------------------------------------------
+def dom(domid, paused=False, claimed=0, pool=0):
+    return DomainInfo(domid, "vm{}".format(domid), "uuid-{}".format(domid), 2, GiB, GiB, paused, "pvh", claimed, pool)
+
+
+def vcpus(domid, soft, cpu_time=1.0, state="running"):
+    return tuple(VcpuInfo(domid, v, min(soft) + v, state, TOPO.all_cpus, soft, cpu_time) for v in (0, 1))
+
+
+def loads_of(rb, domains, vc, pages=None, pools=None):
+    snap = HostSnapshot(TOPO, 10.0, tuple(domains), vc, pools=pools or {})
+    pages = pages if pages is not None else {d.uuid: {0: GiB >> 12} for d in domains}
+    return {v.uuid: v for v in rb.loads(snap, pages, set(), 10.0)}
+
+
+def test_a_vm_whose_pages_are_not_known_is_not_moved(tmp_path):
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    got = loads_of(rb, [dom(1), dom(2)], {1: vcpus(1, N0), 2: vcpus(2, N0)}, pages={"uuid-1": {0: GiB >> 12}})
+    assert got["uuid-1"].movable and not got["uuid-2"].movable
+
+
+def test_a_domain_being_built_or_arriving_is_not_moved(tmp_path):
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    never_run = vcpus(2, N0, cpu_time=0.0, state="paused")
+    got = loads_of(rb, [dom(1), dom(2, paused=True), dom(3, claimed=GiB)],
+                   {1: vcpus(1, N0), 2: never_run, 3: vcpus(3, N0)})
+    assert [got[u].movable for u in ("uuid-1", "uuid-2", "uuid-3")] == [True, False, False]
+
+
+def test_memory_that_cannot_move_is_weighed_as_staying(tmp_path):
+    blocked = {2}
+    rb = Rebalancer(Database(str(tmp_path / "db")), move_blockers=lambda domid: ["x"] if domid in blocked else [])
+    got = loads_of(rb, [dom(1), dom(2)], {1: vcpus(1, N0), 2: vcpus(2, N0)})
+    assert not got["uuid-1"].fixed_memory and got["uuid-2"].fixed_memory and got["uuid-2"].memory_stays
+    assert rebalance_moves.follow_memory(attrs.evolve(got["uuid-2"], home=1), rebalance.Settings()) is None
+    swaps = rebalance.candidate_moves([attrs.evolve(got["uuid-2"], demand=2.0), attrs.evolve(got["uuid-1"], home=1)],
+                                      [0, 1], swaps=True)
+    assert swaps == []  # its memory would stay behind: never traded
+
+
+def test_a_vms_home_moves_only_inside_its_cpu_pool(tmp_path):
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    pools = {0: TOPO.all_cpus, 1: N0, 2: N1}
+    got = loads_of(rb, [dom(1, pool=1), dom(2, pool=2), dom(3)], {1: vcpus(1, N0), 2: vcpus(2, N1), 3: vcpus(3, N0)},
+                   pools=pools)
+    assert got["uuid-1"].allowed == frozenset({0}) and got["uuid-2"].allowed == frozenset({1})
+    assert got["uuid-3"].allowed == frozenset({0, 1})
+    assert not rebalance.candidate_moves([got["uuid-1"]], [0, 1])
+
+
+def test_a_vm_xapi_has_not_listed_is_left_alone():
+    class Session:
+        class xenapi:
+            class VM:
+                @staticmethod
+                def get_all_records():
+                    return {"OpaqueRef:a": {"uuid": "listed", "other_config": {}}}
+
+    link = XapiLink(lambda: Session(), lambda: 0.0)
+    assert not link.rebalance_opted_out("listed")
+    assert link.rebalance_opted_out("started-since")
+    away = XapiLink(lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "refused")), lambda: 0.0)
+    assert away.rebalance_opted_out("listed")  # xapi away since before: nothing known
+
+
+# --- a move counts only once made ------------------------------------------------------------------------
+def test_a_move_the_executor_made_only_in_part_is_not_a_move(tmp_path):
+    db = Database(str(tmp_path / "db"))
+    rb = Rebalancer(db)
+    domains = [dom(1), dom(2), dom(3)]
+    vc = {d.domid: vcpus(d.domid, N0) for d in domains}
+    pages = {d.uuid: {0: GiB >> 12} for d in domains}
+    homes = []
+    for t in (1.0, 3.0, 5.0, 7.0):
+        vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
+        decision = rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set())
+        homes = [a for a in decision.actions if isinstance(a, (SetAffinity, SetNodeAffinity))]
+        if homes:
+            break
+    assert homes, decision.note
+    outcomes = [Outcome(a, DONE if i == 0 else DEFERRED) for i, a in enumerate(homes)]
+    assert rb.applied(outcomes) == []
+    assert HomeMoves(db).recent() == [] and rb.followed == {}
+
+
+def test_a_move_whose_writes_exceed_the_budget_waits():
+    a = rebalance_plan.plan(OVERLOADED, TOPO)
+    assert a.best is not None
+    assert rebalance_plan.within_writes(a, 2).best is None  # 2 vCPUs and the node affinity: 3 writes
+    assert rebalance_plan.within_writes(a, 3).best == a.best
+
+
+# --- memory following -------------------------------------------------------------------------------------
+def following(tmp_path):
+    from xapi_numa.ops.memory_following import MemoryFollowing
+    from xapi_numa.state.moves import MoveJournal
+
+    db = Database(str(tmp_path / "f.db"))
+    return MemoryFollowing(rebalance.Settings(), MoveJournal(db), HomeMoves(db))
+
+
+def test_follow_steps_in_one_period_share_the_targets_room(tmp_path):
+    f = following(tmp_path)
+    a, b = vm(1, 1, 2.0, {0: GiB >> 12}), vm(2, 1, 2.0, {0: GiB >> 12})
+    f.begin_period(None, {0: 0, 1: 1000})
+    steps = f.start(a, 1) + f.start(b, 1)
+    assert sum(s.max_pages for s in steps) == 1000
+
+
+def test_a_target_short_of_room_for_a_while_keeps_the_vm_following(tmp_path):
+    f = following(tmp_path)
+    moved = vm(1, 1, 2.0, {0: GiB >> 12})
+    f.begin_period(None, {1: 0})
+    assert f.start(moved, 1) == [] and "uuid-1" in f.followed
+    f.begin_period(None, {1: 0})
+    assert f.steps([moved], set(), now=100.0) == [] and "uuid-1" in f.followed  # waits: a start holds the room
+    f.begin_period(None, {1: 10 ** 6})
+    assert [s.to for s in f.steps([moved], set(), now=110.0)] == [1]
+    f.begin_period(None, {1: 0})
+    f.steps([moved], set(), now=200.0)
+    f.steps([moved], set(), now=200.0 + rebalance.Settings().hold_down)
+    assert "uuid-1" not in f.followed  # no room for a whole hold-down: the fix-up decides
+
+
+def test_a_step_to_another_node_does_not_count_for_the_home_followed(tmp_path):
+    f = following(tmp_path)
+    f.begin_period(None, None)
+    f.start(vm(1, 1, 2.0, {0: GiB >> 12}), 1)
+    f.moved("uuid-1", 0, 500)
+    assert f.followed["uuid-1"] == (1, 0)
+    f.moved("uuid-1", 1, 500)
+    assert f.followed["uuid-1"] == (1, 500)
+
+
+def test_a_vm_whose_memory_stays_keeps_the_home_we_gave_it(tmp_path):
+    """Four busy HVM guests (QEMU: memory that cannot move) on node 0 of two: one gets a
+    new home on node 1 and keeps it; the affinity fix-up, which points a VM at its
+    memory, must not send it back (it did, within seconds, and they bounced)."""
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), TOPO, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20,
+                             force=True)
+    for i in range(4):
+        sim.create("hvm{}".format(i), 2, GiB, dtype="hvm", soft=N0, load="busy")
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    run(sim, rt, 120)
+    moves = HomeMoves(rt.db).recent()
+    assert moves and all(m.to_node == 1 for m in moves)
+    for m in moves:
+        domid = next(d.domid for d in sim.domains() if d.uuid == m.uuid)
+        assert all(v.soft == N1 for v in sim.vcpus(domid)), m
+
+
+def test_trimming_to_the_write_budget_trims_the_reason_too():
+    vms = [vm(i, 0, 2.0) for i in range(1, 6)]
+    a = rebalance_plan.plan(vms, TOPO)
+    assert len(a.chosen) >= 2 and "; then " in a.reason
+    one = rebalance_plan.within_writes(a, 3)
+    assert one.chosen == (a.best,) and "; then " not in one.reason

@@ -1,0 +1,98 @@
+"""The placement engine's values: what it is asked (:class:`Request`), what it
+knows of the nodes (:class:`NodeLoads`) and what it answers (:class:`Placement`).
+
+Pure data with their own checks; :mod:`xapi_numa.core.placement` decides.
+"""
+from operator import sub
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+import attrs
+
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.units import format_size
+
+
+def _int_tuple(values) -> Tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+@attrs.frozen
+class NodeLoads:
+    """What the engine knows of the nodes right now, one entry per node id.
+
+    ``free``: bytes free (less the hypervisor's outstanding claims);
+    ``reserved``: bytes other starts have reserved in the ledger;
+    ``vcpus``: vCPUs already homed on the node (soft/hard affinity).
+    """
+
+    free: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+    reserved: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+    vcpus: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not len(self.free) == len(self.reserved) == len(self.vcpus):
+            raise InvalidArgument("loads", "free, reserved and vcpus need one entry per node each")
+
+    @classmethod
+    def of(cls, free: Sequence[int], reserved: Optional[Sequence[int]] = None,
+           vcpus: Optional[Sequence[int]] = None) -> "NodeLoads":
+        n = len(free)
+        return cls(free, reserved if reserved is not None else [0] * n, vcpus if vcpus is not None else [0] * n)
+
+    def available(self) -> List[int]:
+        """Free minus reserved per node, never below zero."""
+        avail = list(map(sub, self.free, self.reserved))
+        if min(avail, default=0) < 0:
+            avail = [a if a > 0 else 0 for a in avail]
+        return avail
+
+
+@attrs.frozen
+class Request:
+    vcpus: int
+    memory: int
+    policy: Policy = Policy()
+    translated: bool = True  # HVM/PVH guests get 2 MiB extents
+    # The nodes an admin's CPU mask reaches (xapi's VCPUs_params:mask): a hard bound on
+    # where the engine may put the VM, the policy otherwise unchanged.  None: every node.
+    within: Optional[FrozenSet[int]] = attrs.field(default=None, converter=attrs.converters.optional(frozenset))
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
+            raise InvalidArgument("vcpus", f"{self.vcpus!r}", "1..4096")
+        if not isinstance(self.memory, int) or not 1 <= self.memory <= 1 << 50:
+            shown = format_size(self.memory) if isinstance(self.memory, int) and self.memory > 0 else repr(self.memory)
+            raise InvalidArgument("memory", shown + " for one VM", "1 byte .. 1P")
+        if self.within is not None and (not self.within or min(self.within) < 0):
+            raise InvalidArgument("within", "{} (the nodes a CPU mask reaches)".format(sorted(self.within) or "none"),
+                                  "one node id or more, from 0")
+
+
+@attrs.frozen
+class Placement:
+    nodes: Tuple[int, ...]
+    memory: Tuple[Tuple[int, int], ...]  # (node, bytes), nodes ascending; build overhead included
+    soft: Optional[FrozenSet[int]]
+    hard: Optional[FrozenSet[int]]
+    fallback: bool
+    reason: str
+    policy: Policy
+    overhead: int = 0  # bytes of the build's own overhead counted in ``memory``
+
+    @property
+    def bytes_per_node(self) -> Dict[int, int]:
+        return dict(self.memory)
+
+    def to_dict(self, topology: Topology) -> dict:
+        return {
+            "nodes": list(self.nodes),
+            "memory": {str(n): b for n, b in self.memory},
+            "overhead": self.overhead,
+            "soft": topology.format_cpus(self.soft) if self.soft is not None else None,
+            "hard": topology.format_cpus(self.hard) if self.hard is not None else None,
+            "fallback": self.fallback,
+            "reason": self.reason,
+            "policy": self.policy.to_dict(),
+        }

@@ -1,0 +1,23 @@
+"""CPU pools as the runtime planners see them: the pCPUs per node that guests may run
+on, and the nodes a VM's own pool reaches (its vCPUs can run nowhere else)."""
+from typing import Dict, FrozenSet, Optional
+
+from xapi_numa.core.snapshot import HostSnapshot
+
+
+def guest_capacity(snap: HostSnapshot) -> Dict[int, float]:
+    """pCPUs per node that guests may run on: those of their CPU pools (dom0's own pool,
+    on a host split that way, is no home for a guest)."""
+    pools = {d.cpupool for d in snap.domains if d.domid != 0}
+    cpus = frozenset().union(*(snap.pools.get(p, snap.topology.all_cpus) for p in pools)) if pools \
+        else snap.topology.all_cpus
+    return {n.id: float(len(n.cpus & cpus)) for n in snap.topology.nodes}
+
+
+def within_pool(allowed: Optional[FrozenSet[int]], snap: HostSnapshot, domid: int) -> Optional[FrozenSet[int]]:
+    """The nodes a VM's home may move to: those its CPU pool has pCPUs on (its vCPUs can run
+    nowhere else), within its ``preferred`` list if it has one."""
+    if not snap.pools:
+        return allowed
+    pool = snap.topology.nodes_of_cpus(snap.pool_cpus(domid))
+    return pool if allowed is None else allowed & pool

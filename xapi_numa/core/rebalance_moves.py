@@ -1,0 +1,38 @@
+"""What a rebalancer decision becomes (pure): a VM's new home, and the page moves
+that bring its memory after it.  The rule that decides is :mod:`.rebalance`."""
+import math
+from typing import List, Optional
+
+from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
+from xapi_numa.core.topology import Topology
+
+
+def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
+    """A new home: node affinity (where new memory comes from) and soft affinity."""
+    cpus = topo.cpus_of_nodes([to])
+    return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
+            + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
+
+
+def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0, chunk_pages: Optional[int] = None,
+                  room: Optional[int] = None) -> Optional[MoveMemory]:
+    """The next page move that brings the VM's memory home, or None once enough is local.
+
+    The mover takes movable gfns in order and cannot tell which are on the target
+    already: ``already_moved`` gfns are skipped (moved before), and the count is
+    scaled up by the share of the rest that is elsewhere."""
+    if vm.home is None or vm.memory_stays or vm.vnode is not None or vm.local_share(vm.home) >= settings.local_enough:
+        return None
+    total = sum(vm.pages.values())
+    deficit = pages_to_move(vm, vm.home, max(settings.local_enough, settings.follow_target))
+    elsewhere = 1.0 - vm.local_share(vm.home)
+    pages = min(total, int(math.ceil(deficit / max(elsewhere, 1e-6))))
+    if chunk_pages is not None:
+        pages = min(pages, chunk_pages)
+    if room is not None:  # never into memory others need (claims, reservations for starts)
+        pages = min(pages, room)
+    if pages <= 0:
+        return None
+    return MoveMemory(vm.domid, vm.uuid, vm.home, max_pages=pages, rate=settings.rate, skip=already_moved,
+                      reason="memory follows its home: {:.0%} local".format(vm.local_share(vm.home)))

@@ -1,0 +1,125 @@
+"""Memory following a home the rebalancer moved (its bookkeeping; the steps themselves
+are :func:`xapi_numa.core.rebalance_moves.follow_memory`).
+
+Per VM it keeps the home its memory follows and how many pages the steps so far
+took (the mover cannot tell which gfns are on the target already, so later steps
+skip those), and the VMs whose memory stays where it is by design (PV, a device
+model, passthrough): their new home is ours to keep, and the affinity fix-up
+must not point them back at their memory.  Every period each followed VM gets
+its next step within the room left on the target (free less claims and the
+ledger's reservations, shared by the period's steps), until enough is local, a
+step brought nothing to the target (it filled up meanwhile), or the target has
+had no room for a hold-down.  After a restart, following resumes from the
+home-move log.
+"""
+from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+from xapi_numa.core import locality, rebalance, rebalance_moves
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.state.homes import HomeMoves
+from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING, MoveJournal
+
+
+class MemoryFollowing:
+    def __init__(self, settings: rebalance.Settings, moves: MoveJournal, homes: HomeMoves) -> None:
+        self.settings, self.moves, self.homes = settings, moves, homes
+        self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
+        self.homed_fixed: Dict[str, int] = {}  # uuid -> the home we gave a VM whose memory stays where it is
+        self._starved: Dict[str, float] = {}  # uuid -> since when its target has had no room for its memory
+        self._period: Tuple[Optional[int], Optional[Dict[int, int]]] = (None, None)  # chunk, room left
+        self._resumed = False  # followed rebuilt from the home-move log (once, after a start)
+
+    def begin_period(self, chunk_pages: Optional[int], room: Optional[Mapping[int, int]]) -> None:
+        """This period's step size (modelled time) and the room on each node its steps share."""
+        self._period = (chunk_pages, None if room is None else dict(room))
+
+    def start(self, vm: rebalance.VmLoad, to: int) -> List[object]:
+        """A home move of ``vm`` to ``to`` was made: its first step (none if its memory stays)."""
+        if vm.memory_stays:
+            self.homed_fixed[vm.uuid] = to
+            return []
+        self.followed[vm.uuid] = (to, 0)
+        self._starved.pop(vm.uuid, None)
+        vm = rebalance.VmLoad(vm.domid, vm.uuid, vm.name, to, vm.vcpus, vm.demand, vm.pages, vm.type)
+        return self._step(vm, 0)
+
+    def forget_all_but(self, alive: Set[str]) -> None:
+        self.followed = {u: x for u, x in self.followed.items() if u in alive}
+        self.homed_fixed = {u: x for u, x in self.homed_fixed.items() if u in alive}
+        self._starved = {u: x for u, x in self._starved.items() if u in alive}
+
+    def steps(self, vms: List[rebalance.VmLoad], excluded: Set[int], now: float) -> List[object]:
+        """Memory follows the homes we moved, until enough of it is local, or a step brought
+        nothing there (the target filled up meanwhile), or the target has had no room for a
+        hold-down (a start's reservation holding it); meanwhile it waits."""
+        out: List[object] = []
+        for vm in vms:
+            if vm.uuid in self.homed_fixed and vm.home != self.homed_fixed[vm.uuid]:
+                del self.homed_fixed[vm.uuid]  # someone else homed it since
+            state = self.followed.get(vm.uuid)
+            if state is None or vm.domid in excluded:
+                continue
+            if vm.home != state[0] or (state[1] and not self._last_step_gained(vm.uuid)):
+                del self.followed[vm.uuid]  # its home changed since, or the memory cannot come
+                continue
+            if vm.memory_stays:  # resumed after a restart: nothing to follow
+                del self.followed[vm.uuid]
+                self.homed_fixed[vm.uuid] = state[0]
+                continue
+            if vm.local_share(vm.home) >= self.settings.local_enough:
+                del self.followed[vm.uuid]  # enough is local: done following
+                continue
+            step = self._step(vm, state[1])
+            if step:
+                self._starved.pop(vm.uuid, None)
+            elif now - self._starved.setdefault(vm.uuid, now) >= self.settings.hold_down:
+                del self.followed[vm.uuid]  # no room for so long: the fix-up decides where it lives
+                self._starved.pop(vm.uuid)
+            out += step
+        return out
+
+    def _step(self, vm: rebalance.VmLoad, already_moved: int) -> List[object]:
+        """The next follow step, within the room left on the target this period (taken from it)."""
+        chunk_pages, room = self._period
+        step = rebalance_moves.follow_memory(vm, self.settings, already_moved, chunk_pages,
+                                             None if room is None else room.get(vm.home, 0))
+        if step is None:
+            return []
+        if room is not None:
+            room[vm.home] = room.get(vm.home, 0) - (step.max_pages or 0)
+        return [step]
+
+    def _last_step_gained(self, uuid: str) -> bool:
+        """Did the last finished page move of this VM bring pages to its target?"""
+        row = self.moves.status(uuid)
+        if row is None or row.state == RUNNING:
+            return True
+        report = row.report or {}
+        return row.state == MOVE_DONE and report.get("moved_pages", 0) > report.get("fallback_pages", 0)
+
+    def resume(self, snap: HostSnapshot) -> None:
+        """After a (re)start: a VM whose memory was following the home we last moved it to,
+        and whose home is still that node, keeps following it.  Otherwise the first cycle's
+        affinity fix-up would take the memory left behind for the VM's home (a home over
+        both nodes, which the rebalancer no longer moves).  Done once, at the first
+        snapshot; the steps already made are not known, so the count starts again."""
+        if self._resumed:
+            return
+        self._resumed = True
+        for uuid, move in self.homes.latest(snap.time).items():
+            d = next((x for x in snap.domains if x.uuid == uuid), None)
+            if d is None or uuid in self.followed:
+                continue
+            if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
+                self.followed[uuid] = (move.to_node, 0)
+
+    def moved(self, uuid: str, to: int, pages: int) -> None:
+        """A follow-up step to ``to`` was started for ``pages`` more pages."""
+        if uuid in self.followed and self.followed[uuid][0] == to:
+            done = self.followed[uuid][1]
+            self.followed[uuid] = (to, done + pages)
+
+    def held_homes(self) -> Set[str]:
+        """VMs whose home we moved and keep: their memory following it, or staying where it
+        is by design (the affinity fix-up must not point them back at their memory)."""
+        return set(self.followed) | set(self.homed_fixed)
