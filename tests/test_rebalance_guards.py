@@ -2,6 +2,8 @@
 room (free less claims and reservations), memory that cannot follow (QEMU's map
 cache, passthrough), VMs whose pages, policy or pool it does not know or that are
 still being built, and moves the executor made only in part."""
+import os
+
 import attrs
 
 from xapi_numa.backends.sim.backend import SimHypervisor
@@ -252,3 +254,101 @@ def test_trimming_to_the_write_budget_trims_the_reason_too():
     assert len(a.chosen) >= 2 and "; then " in a.reason
     one = rebalance_plan.within_writes(a, 3)
     assert one.chosen == (a.best,) and "; then " not in one.reason
+
+
+def test_whether_memory_can_move_is_asked_once_the_domain_runs(tmp_path):
+    """A domain being built has not all its devices yet (QEMU registers later): its answer
+    was cached as "movable" for the domain's life."""
+    asked = []
+    rb = Rebalancer(Database(str(tmp_path / "db")), move_blockers=lambda domid: asked.append(domid) or ["qemu"])
+    got = loads_of(rb, [dom(2, paused=True)], {2: vcpus(2, N0, cpu_time=0.0, state="paused")})
+    assert asked == [] and got["uuid-2"].fixed_memory and not got["uuid-2"].movable
+    got = loads_of(rb, [dom(2)], {2: vcpus(2, N0)})
+    assert asked == [2] and got["uuid-2"].fixed_memory
+
+
+def test_a_step_refused_for_a_hold_down_ends_following(tmp_path):
+    f = following(tmp_path)
+    moved = vm(1, 1, 2.0, {0: GiB >> 12})
+    f.begin_period(None, None)
+    f.start(moved, 1)
+    f.refused("uuid-1", 0.0)
+    assert f.steps([moved], set(), now=10.0) and "uuid-1" in f.followed
+    f.steps([moved], set(), now=rebalance.Settings().hold_down)
+    assert "uuid-1" not in f.followed and "uuid-1" not in f.held_homes()
+
+
+def test_a_rebooted_vm_is_a_new_domain_to_following(tmp_path):
+    f = following(tmp_path)
+    f.begin_period(None, None)
+    f.start(vm(1, 1, 2.0, {0: GiB >> 12}), 1)
+    f.start(vm(2, 1, 2.0, {0: GiB >> 12}, type="pv"), 1)
+    f.forget_all_but({"uuid-1": 1, "uuid-2": 2})
+    assert f.held_homes() == {"uuid-1", "uuid-2"}
+    f.forget_all_but({"uuid-1": 7, "uuid-2": 2})  # uuid-1 rebooted: domid 7
+    assert f.held_homes() == {"uuid-2"}
+
+
+def test_memory_stops_following_a_vm_the_rebalancer_must_now_leave_alone(tmp_path):
+    out = {"uuid-1": False}
+    rb = Rebalancer(Database(str(tmp_path / "db")), opted_out=lambda uuid: out.get(uuid, False))
+    rb.following.start(vm(1, 1, 2.0, {0: GiB >> 12}), 1)
+    domains = [dom(1)]
+    snap = HostSnapshot(TOPO, 10.0, tuple(domains), {1: vcpus(1, N1)})
+    pages = {"uuid-1": {0: GiB >> 12}}
+    assert any(a.uuid == "uuid-1" for a in rb.decide(snap, pages, set()).actions)
+    out["uuid-1"] = True  # the admin opted it out since
+    snap = HostSnapshot(TOPO, 12.0, tuple(domains), {1: vcpus(1, N1, cpu_time=2.0)})
+    assert rb.decide(snap, pages, set()).actions == () and rb.followed == {}
+
+
+def test_a_node_only_partly_in_a_vms_pool_is_no_home_for_it(tmp_path):
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    pools = {0: frozenset(range(5)), 1: frozenset({5, 6, 7})}  # pool 0 has one pCPU of node 1
+    got = loads_of(rb, [dom(1, pool=0)], {1: vcpus(1, N0)}, pools=pools)
+    assert got["uuid-1"].allowed == frozenset({0})
+
+
+def test_a_follow_steps_check_reads_no_page_counts(tmp_path):
+    """On stock Xen a page count is a debug-key walk of every page: a step that may spill
+    has no use for one."""
+    from xapi_numa.ops import move_memory
+    sim = sim_host(tmp_path, 6 * GiB)
+    domid = next(d.domid for d in sim.domains() if d.name == "busy0")
+    calls = []
+    real = sim.node_pages
+    sim.node_pages = lambda d: calls.append(d) or real(d)
+    move_memory.check(sim, str(domid), 1, max_bytes=64 << 20, allow_fallback=True)
+    assert calls == []
+    move_memory.check(sim, str(domid), 1, max_bytes=64 << 20)
+    assert calls == [domid]
+
+
+def test_with_the_rebalancer_off_the_fix_up_is_not_held_back_by_its_old_moves(tmp_path):
+    """A home move in the log from when the rebalancer ran: with it off (--no-rebalance)
+    nothing would ever let that VM go, and its memory stayed remote for good."""
+    from xapi_numa.state.homes import HomeMove
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), TOPO, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20,
+                             force=True)
+    domid = sim.create("g", 2, GiB, dtype="pvh", soft=N0, load="busy")
+    for v in range(2):
+        sim.set_vcpu_affinity(domid, v, soft=N1)  # homed on node 1, its memory on node 0
+    uuid = next(d.uuid for d in sim.domains() if d.domid == domid)
+    db = Database(str(tmp_path / "l.db"))
+    HomeMoves(db).record(HomeMove(uuid, sim.clock(), 0, 1, "balance", "then"))
+    rt = Runtime(sim, db, Settings(rebalancing=False))
+    run(sim, rt, 10)
+    assert all(v.soft == N0 for v in sim.vcpus(domid))
+
+
+def test_the_pages_a_running_mover_still_brings_are_no_room(tmp_path):
+    from xapi_numa.ops.reserve import room_pages
+    from xapi_numa.state.moves import MoveJournal
+    sim = sim_host(tmp_path, 6 * GiB)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    before = room_pages(sim, ledger)
+    d = next(x for x in sim.domains() if x.name == "busy0")
+    journal = MoveJournal(ledger.db)
+    journal.begin(d, 1, {"state": "running"}, pid=os.getpid()).release()
+    journal.progress(d.uuid, {"state": "running", "planned_pages": 50000, "moved_pages": 20000})
+    assert room_pages(sim, ledger)[1] == before[1] - 30000 and room_pages(sim, ledger)[0] == before[0]

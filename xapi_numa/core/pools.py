@@ -15,9 +15,11 @@ def guest_capacity(snap: HostSnapshot) -> Dict[int, float]:
 
 
 def within_pool(allowed: Optional[FrozenSet[int]], snap: HostSnapshot, domid: int) -> Optional[FrozenSet[int]]:
-    """The nodes a VM's home may move to: those its CPU pool has pCPUs on (its vCPUs can run
-    nowhere else), within its ``preferred`` list if it has one."""
+    """The nodes a VM's home may move to: those whose pCPUs are all in its CPU pool (its
+    vCPUs can run nowhere else, and a home is all of a node's pCPUs), within its
+    ``preferred`` list if it has one."""
     if not snap.pools:
         return allowed
-    pool = snap.topology.nodes_of_cpus(snap.pool_cpus(domid))
+    cpus = snap.pool_cpus(domid)
+    pool = frozenset(n.id for n in snap.topology.nodes if n.cpus and n.cpus <= cpus)
     return pool if allowed is None else allowed & pool

@@ -1,7 +1,7 @@
 """What a rebalancer decision becomes (pure): a VM's new home, and the page moves
 that bring its memory after it.  The rule that decides is :mod:`.rebalance`."""
 import math
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
@@ -36,3 +36,18 @@ def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0, chunk_
         return None
     return MoveMemory(vm.domid, vm.uuid, vm.home, max_pages=pages, rate=settings.rate, skip=already_moved,
                       reason="memory follows its home: {:.0%} local".format(vm.local_share(vm.home)))
+
+
+def pages_after(pages: Dict[int, int], to: int, max_pages: Optional[int]) -> Dict[int, int]:
+    """Where a VM's pages are once a step of at most ``max_pages`` (None: all) has moved
+    them to ``to``, taken evenly from the other nodes (a model for hosts whose pages are
+    read rarely)."""
+    out = dict(pages)
+    total = sum(out.values())
+    elsewhere = total - out.get(to, 0)
+    moved = min(max_pages or elsewhere, elsewhere)
+    for node in list(out):
+        if node != to and elsewhere:
+            out[node] -= int(moved * out[node] / elsewhere)
+    out[to] = total - sum(p for n, p in out.items() if n != to)
+    return out

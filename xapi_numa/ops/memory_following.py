@@ -28,6 +28,7 @@ class MemoryFollowing:
         self._starved: Dict[str, float] = {}  # uuid -> since when its target has had no room for its memory
         self._period: Tuple[Optional[int], Optional[Dict[int, int]]] = (None, None)  # chunk, room left
         self._resumed = False  # followed rebuilt from the home-move log (once, after a start)
+        self._domid: Dict[str, int] = {}  # uuid -> the domain the entries are about (a reboot is a new one)
 
     def begin_period(self, chunk_pages: Optional[int], room: Optional[Mapping[int, int]]) -> None:
         """This period's step size (modelled time) and the room on each node its steps share."""
@@ -35,6 +36,7 @@ class MemoryFollowing:
 
     def start(self, vm: rebalance.VmLoad, to: int) -> List[object]:
         """A home move of ``vm`` to ``to`` was made: its first step (none if its memory stays)."""
+        self._domid[vm.uuid] = vm.domid
         if vm.memory_stays:
             self.homed_fixed[vm.uuid] = to
             return []
@@ -43,10 +45,21 @@ class MemoryFollowing:
         vm = rebalance.VmLoad(vm.domid, vm.uuid, vm.name, to, vm.vcpus, vm.demand, vm.pages, vm.type)
         return self._step(vm, 0)
 
-    def forget_all_but(self, alive: Set[str]) -> None:
-        self.followed = {u: x for u, x in self.followed.items() if u in alive}
-        self.homed_fixed = {u: x for u, x in self.homed_fixed.items() if u in alive}
-        self._starved = {u: x for u, x in self._starved.items() if u in alive}
+    def forget_all_but(self, alive: Mapping[str, int]) -> None:
+        """Keep only the entries of domains still running (uuid -> domid): a VM rebooted is
+        a new domain, its memory built afresh and its gfns not the ones skipped so far."""
+        same = {u for u, domid in self._domid.items() if alive.get(u) == domid}
+        self.drop(set(self._domid) - same)
+
+    def drop(self, uuids: Set[str]) -> None:
+        """Stop following (and holding the home of) these VMs."""
+        for table in (self.followed, self.homed_fixed, self._starved, self._domid):
+            for uuid in uuids & set(table):
+                del table[uuid]
+
+    def refused(self, uuid: str, now: float) -> None:
+        """A step was not made (refused): following ends if none is made for a hold-down."""
+        self._starved.setdefault(uuid, now)
 
     def steps(self, vms: List[rebalance.VmLoad], excluded: Set[int], now: float) -> List[object]:
         """Memory follows the homes we moved, until enough of it is local, or a step brought
@@ -66,15 +79,17 @@ class MemoryFollowing:
                 del self.followed[vm.uuid]
                 self.homed_fixed[vm.uuid] = state[0]
                 continue
+            if not vm.pages:
+                continue  # its pages could not be read this time: nothing to conclude
             if vm.local_share(vm.home) >= self.settings.local_enough:
                 del self.followed[vm.uuid]  # enough is local: done following
                 continue
+            if now - self._starved.get(vm.uuid, now) >= self.settings.hold_down:
+                self.drop({vm.uuid})  # no step made for so long: the fix-up decides where it lives
+                continue
             step = self._step(vm, state[1])
-            if step:
-                self._starved.pop(vm.uuid, None)
-            elif now - self._starved.setdefault(vm.uuid, now) >= self.settings.hold_down:
-                del self.followed[vm.uuid]  # no room for so long: the fix-up decides where it lives
-                self._starved.pop(vm.uuid)
+            if not step:
+                self._starved.setdefault(vm.uuid, now)  # no room: a start's reservation holds it
             out += step
         return out
 
@@ -112,12 +127,14 @@ class MemoryFollowing:
                 continue
             if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
                 self.followed[uuid] = (move.to_node, 0)
+                self._domid[uuid] = d.domid
 
     def moved(self, uuid: str, to: int, pages: int) -> None:
         """A follow-up step to ``to`` was started for ``pages`` more pages."""
         if uuid in self.followed and self.followed[uuid][0] == to:
             done = self.followed[uuid][1]
             self.followed[uuid] = (to, done + pages)
+            self._starved.pop(uuid, None)
 
     def held_homes(self) -> Set[str]:
         """VMs whose home we moved and keep: their memory following it, or staying where it

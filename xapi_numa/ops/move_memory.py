@@ -150,17 +150,18 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     # stock Xen cannot say which gfn is where, so count from the per-node totals
     # (the whole domain: a few skipped frames more than will move).
     pages = d.memory // pagemove.PAGE
-    need = max(0, pages - hv.node_pages(d.domid).get(to, 0))  # the pages elsewhere ...
-    if max_bytes is not None:  # ... of which a step moves at most its max
+    if max_bytes is not None:
         pages = min(pages, max_bytes // pagemove.PAGE)
-        need = min(need, pages)
+    if allow_fallback:
+        return d, layout  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
     if vnode is not None and layout is not None:
         check_vnode_move(layout, vnode, max_bytes, skip)
-        moving = layout.vnode(vnode)
-        pages = moving.memory // pagemove.PAGE
-        need = pages  # its recorded pnode says nothing of where its pages are (--apply sets only the map)
+        # all of it: its recorded pnode says nothing of where its pages are (--apply sets only the map)
+        pages = need = layout.vnode(vnode).memory // pagemove.PAGE
+    else:  # the pages elsewhere, of which a step moves at most its max
+        need = min(pages, max(0, d.memory // pagemove.PAGE - hv.node_pages(d.domid).get(to, 0)))
     free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
-    if need > free_pages and not allow_fallback:
+    if need > free_pages:
         raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "
                          f"needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))

@@ -88,6 +88,7 @@ class Rebalancer:
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float]] = []  # moves made, not yet confirmed
         self.following = MemoryFollowing(settings, self.moves, self.homes)
+        self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
         self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
 
     @property
@@ -171,7 +172,7 @@ class Rebalancer:
         alive = {d.uuid for d in snap.domains}
         self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units}
         self.history = {u: x for u, x in self.history.items() if u in units}
-        self.following.forget_all_but(alive)
+        self.following.forget_all_but({d.uuid: d.domid for d in snap.domains})
         self._blockers = {u: x for u, x in self._blockers.items() if u in alive}
 
     def loads(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
@@ -180,18 +181,22 @@ class Rebalancer:
         topo = snap.topology
         last = self.homes.last_moved(now)
         out = []
+        self.left_alone = set()
         for d in snap.domains:
             if d.domid == 0:
                 continue
             vcpus = snap.vcpus.get(d.domid, ())
-            movable, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
-            movable = movable and d.domid not in excluded and now - last.get(d.uuid, float("-inf")) >= \
-                self.settings.hold_down and self._running(d, snap)
+            eligible, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
+            running = self._running(d, snap)
+            movable = eligible and running and d.domid not in excluded and \
+                now - last.get(d.uuid, float("-inf")) >= self.settings.hold_down
             allowed = pools.within_pool(allowed, snap, d.domid)
+            fixed = self._memory_fixed(d) if running else True  # its devices are not all there yet
             lay = self.layout(d.uuid)
+            if not eligible:
+                self.left_alone.add(d.uuid)  # nor does its memory follow a home we gave it
             if lay is not None:  # a vnode whose memory cannot move could not keep its promise
-                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure and not self._memory_fixed(d),
-                                         allowed)
+                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure and not fixed, allowed)
                 continue
             if self.layouts.get(d.uuid, (0, None))[1] == UNREADABLE:
                 movable = False  # it may be a vNUMA VM whose vnodes we cannot see: never split one
@@ -203,7 +208,9 @@ class Rebalancer:
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
                                         movable, allowed, tuple(self.history.get(unit, ())),
-                                        fixed_memory=self._memory_fixed(d)))
+                                        fixed_memory=fixed))
+            if home is not None and allowed is not None and home not in allowed:
+                self.left_alone.add(d.uuid)  # its preferred list or CPU pool changed since
         return out
 
     def _running(self, d: DomainInfo, snap: HostSnapshot) -> bool:
@@ -213,7 +220,8 @@ class Rebalancer:
 
     def _memory_fixed(self, d: DomainInfo) -> bool:
         """Can the VM's memory not follow a new home (a device model's map cache, passthrough)?
-        Read once per domain (on real Xen, xenstore reads), as the mover would refuse it."""
+        Read once per running domain (on real Xen, xenstore reads: a domain being built has
+        not all its devices yet), as the mover would refuse it."""
         if self.move_blockers is None:
             return False
         entry = self._blockers.get(d.uuid)
@@ -282,6 +290,7 @@ class Rebalancer:
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
         moving = {vm.uuid for vm, _ in self._moves_in(actions, assessment)}
+        self.following.drop(self.left_alone)
         actions += self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
         return Decision(assessment, tuple(actions), streak, note)
 
@@ -352,6 +361,9 @@ class Rebalancer:
 
     def moved(self, uuid: str, to: int, pages: int) -> None:
         self.following.moved(uuid, to, pages)
+
+    def step_refused(self, uuid: str, now: float) -> None:
+        self.following.refused(uuid, now)
 
     def held_homes(self) -> Set[str]:
         return self.following.held_homes()

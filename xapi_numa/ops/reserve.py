@@ -24,6 +24,7 @@ from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
+from xapi_numa.state.moves import MoveJournal
 
 ATTEMPTS = 8
 
@@ -51,10 +52,17 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
 
 def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     """Pages each node can take for memory we move there: free less the hypervisor's
-    claims and what starts have reserved in the ledger (a page move must never take the
-    memory a VM about to start was promised)."""
+    claims, what starts have reserved in the ledger (a page move must never take the
+    memory a VM about to start was promised) and what movers still running will bring."""
     reserved = ledger.outstanding()
-    return {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in hv.node_memory()}
+    room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in hv.node_memory()}
+    journal = MoveJournal(ledger.db)
+    for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
+        row = journal.status(uuid)
+        if row is not None and row.to in room:
+            left = row.report.get("planned_pages", 0) - row.report.get("moved_pages", 0)
+            room[row.to] = max(0, room[row.to] - max(0, left))
+    return room
 
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,

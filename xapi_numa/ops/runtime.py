@@ -13,24 +13,22 @@ benchmarks and ``--dry-run`` queries share:
    :mod:`~xapi_numa.core.rebalance`): a VM's home moves when load is uneven
    and the move is worth the memory it takes, then its memory follows;
 5. upkeep: recover dead page movers, expire leases, reconcile reservations
-   with the builds, settle VMs started after ``place`` — each step on its
-   own, so that one failing (xapi restarting, a full disk) does not stop the
-   others, each failure logged once until it recovers.
+   with the builds, settle VMs started after ``place``, each step on its own
+   (one failing does not stop the others; its failure is logged once).
 
-Pages per node: where the hypervisor answers natively they are read every
-``fixup_every`` cycles.  On stock Xen they come from debug key ``u``, which
-walks every page of every domain under a lock (it can trip the watchdog on a
-big host): then they are read at most once per ``page_scan_interval``
-seconds, and never on a host with more than ``page_scan_max_memory`` bytes;
-between scans the last reading stands for each VM (our own page moves are
-the only other thing that changes it, and they report where pages went).
+Pages per node: read every ``fixup_every`` cycles where the hypervisor answers
+natively.  On stock Xen they come from debug key ``u``, which walks every page
+of every domain under a lock (it can trip the watchdog on a big host): at most
+once per ``page_scan_interval`` seconds, never on a host with more than
+``page_scan_max_memory`` bytes; between scans the last reading stands (our
+own page moves, the only other change, report where pages went).
 """
 import logging
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import attrs
 
-from xapi_numa.core import affinity_fixup, homing, locality, rebalance
+from xapi_numa.core import affinity_fixup, homing, locality, rebalance, rebalance_moves
 from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
@@ -199,10 +197,13 @@ class Runtime:
         self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good}
         actions += pins_made
         if fresh_pages:
-            # VMs whose memory is following a home the rebalancer moved are not pulled back
-            self.rebalancer.resume_following(snap)
-            following = {d.domid for d in snap.domains if d.uuid in self.rebalancer.held_homes()}
-            actions += affinity_fixup.plan(snap, excluded | following)
+            # VMs whose memory is following a home the rebalancer moved are not pulled back (with
+            # the rebalancer off, nothing would ever let them go: the fix-up decides)
+            held = set()
+            if self.settings.rebalancing:
+                self.rebalancer.resume_following(snap)
+                held = {d.domid for d in snap.domains if d.uuid in self.rebalancer.held_homes()}
+            actions += affinity_fixup.plan(snap, excluded | held)
         if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle
             actions += self.backends.plan(snap, self.settings.backend_affinity)
         return actions
@@ -254,6 +255,8 @@ class Runtime:
             if o.status == DONE and o.action.vnode is None:
                 self.rebalancer.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
                 self._account_move(o.action)
+            elif o.action.vnode is None:
+                self.rebalancer.step_refused(o.action.uuid, snap.time)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
         if homes:
             log_event(self.logger, logging.INFO, "home moved", vms=[o.action.uuid for o in homes],
@@ -266,14 +269,7 @@ class Runtime:
         where pages are read rarely (debug key 'u'), keep the model up to date."""
         if self.hv.capabilities().features.get("node_pages") != "fallback" or move.uuid not in self.pages:
             return
-        pages = self.pages[move.uuid]
-        total = sum(pages.values())
-        elsewhere = total - pages.get(move.to, 0)
-        moved = min(move.max_pages or elsewhere, elsewhere)
-        for node in list(pages):
-            if node != move.to and elsewhere:
-                pages[node] -= int(moved * pages[node] / elsewhere)
-        pages[move.to] = total - sum(p for n, p in pages.items() if n != move.to)
+        self.pages[move.uuid] = rebalance_moves.pages_after(self.pages[move.uuid], move.to, move.max_pages)
 
     def _count_outside(self, snap: HostSnapshot) -> None:
         """Per VM: how much of its vCPUs' time they run (or wait) outside their soft affinity."""
