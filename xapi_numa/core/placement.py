@@ -8,6 +8,9 @@ a reservation of them covers the whole build), the soft or hard CPU mask,
 whether a fallback was taken, and a one-line reason.
 
 A VM needs its memory plus the build's overhead (:mod:`xapi_numa.core.overhead`).
+An admin's CPU mask is a bound beside the policy (:attr:`Request.within`): nodes
+outside it count as full, and the rules below decide inside it.  A node without
+CPUs (memory only) never holds a VM alone.
 
 Choosing nodes when the policy does not list them:
 
