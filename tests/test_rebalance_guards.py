@@ -179,7 +179,7 @@ def test_a_move_the_executor_made_only_in_part_is_not_a_move(tmp_path):
     assert homes, decision.note
     outcomes = [Outcome(a, DONE if i == 0 else DEFERRED) for i, a in enumerate(homes)]
     assert rb.applied(outcomes) == []
-    assert HomeMoves(db).recent() == [] and rb.followed == {}
+    assert HomeMoves(db).recent() == [] and rb.following.followed == {}
 
 
 def test_a_move_whose_writes_exceed_the_budget_waits():
@@ -299,7 +299,7 @@ def test_memory_stops_following_a_vm_the_rebalancer_must_now_leave_alone(tmp_pat
     assert any(a.uuid == "uuid-1" for a in rb.decide(snap, pages, set()).actions)
     out["uuid-1"] = True  # the admin opted it out since
     snap = HostSnapshot(TOPO, 12.0, tuple(domains), {1: vcpus(1, N1, cpu_time=2.0)})
-    assert rb.decide(snap, pages, set()).actions == () and rb.followed == {}
+    assert rb.decide(snap, pages, set()).actions == () and rb.following.followed == {}
 
 
 def test_a_node_only_partly_in_a_vms_pool_is_no_home_for_it(tmp_path):

@@ -233,7 +233,6 @@ def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], core
             vcpus: int, need: int, sizes: Sequence[int], hole_rule: bool = False) -> int:
     n = len(avail)
     used = used_memory(avail, sizes)
-    cores = [c or 1 for c in cores]  # a node of memory only is never a candidate; its load is still a value
     load = [vcpus_on[i] / cores[i] for i in range(n)]
     mem1, mem2 = _moments(used)
     cpu1, cpu2 = _moments(load)

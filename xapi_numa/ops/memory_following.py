@@ -14,6 +14,8 @@ home-move log.
 """
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
+import attrs
+
 from xapi_numa.core import locality, rebalance, rebalance_moves
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.state.homes import HomeMoves
@@ -42,8 +44,7 @@ class MemoryFollowing:
             return []
         self.followed[vm.uuid] = (to, 0)
         self._starved.pop(vm.uuid, None)
-        vm = rebalance.VmLoad(vm.domid, vm.uuid, vm.name, to, vm.vcpus, vm.demand, vm.pages, vm.type)
-        return self._step(vm, 0)
+        return self._step(attrs.evolve(vm, home=to), 0)
 
     def forget_all_but(self, alive: Mapping[str, int]) -> None:
         """Keep only the entries of domains still running (uuid -> domid): a VM rebooted is

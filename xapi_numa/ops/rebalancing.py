@@ -268,7 +268,7 @@ class Rebalancer:
         now = snap.time
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
         self.following.begin_period(chunk_pages, room)
-        self.resume_following(snap)
+        self.following.resume(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
@@ -350,23 +350,6 @@ class Rebalancer:
             elif o.status == REFUSED:
                 self.layouts.pop(a.uuid, None)
         return steps
-
-    # --- memory following (:mod:`.memory_following`) -------------------------------------------------------
-    @property
-    def followed(self) -> Dict[str, Tuple[int, int]]:
-        return self.following.followed
-
-    def resume_following(self, snap: HostSnapshot) -> None:
-        self.following.resume(snap)
-
-    def moved(self, uuid: str, to: int, pages: int) -> None:
-        self.following.moved(uuid, to, pages)
-
-    def step_refused(self, uuid: str, now: float) -> None:
-        self.following.refused(uuid, now)
-
-    def held_homes(self) -> Set[str]:
-        return self.following.held_homes()
 
     def counts(self) -> Dict[str, int]:
         return self.homes.counts()

@@ -201,8 +201,8 @@ class Runtime:
             # the rebalancer off, nothing would ever let them go: the fix-up decides)
             held = set()
             if self.settings.rebalancing:
-                self.rebalancer.resume_following(snap)
-                held = {d.domid for d in snap.domains if d.uuid in self.rebalancer.held_homes()}
+                self.rebalancer.following.resume(snap)
+                held = {d.domid for d in snap.domains if d.uuid in self.rebalancer.following.held_homes()}
             actions += affinity_fixup.plan(snap, excluded | held)
         if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle
             actions += self.backends.plan(snap, self.settings.backend_affinity)
@@ -253,10 +253,10 @@ class Runtime:
                       domid=o.action.domid, to=o.action.to, pages=o.action.max_pages, vnode=o.action.vnode,
                       status=o.status, detail=o.detail, reason=o.action.reason)
             if o.status == DONE and o.action.vnode is None:
-                self.rebalancer.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
+                self.rebalancer.following.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
                 self._account_move(o.action)
             elif o.action.vnode is None:
-                self.rebalancer.step_refused(o.action.uuid, snap.time)
+                self.rebalancer.following.refused(o.action.uuid, snap.time)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
         if homes:
             log_event(self.logger, logging.INFO, "home moved", vms=[o.action.uuid for o in homes],

@@ -73,9 +73,10 @@ def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: 
     which is returned (the move then counts as failed)."""
     if done and tally.fallback:
         # the target ran short and Xen put some pages elsewhere: the vnode is not on one pnode
-        report["error"] = "node {} ran out of free memory: {} pages of vnode {} went to other nodes".format(
-            to, tally.fallback, vnode)
-        done = False
+        report["error"] = ("node {} ran out of free memory: {} pages of vnode {} went to other nodes; the vnode "
+                           "is now split, its recorded pnode unchanged (run the same --vnode move again once "
+                           "node {} has room)").format(to, tally.fallback, vnode, to)
+        return report["error"]
     if done:
         try:
             report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db, follow_affinity)
@@ -85,8 +86,8 @@ def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: 
                 .format(vnode, to, err.message)
             return report["error"]
     before = layout.vnode(vnode).pnode
-    if not tally.released or (before == to and not tally.fallback):
-        return report.get("error") if tally.fallback else None
+    if not tally.released or before == to:
+        return None
     report["error"] = ("{}; vnode {} is now split: {} of its pages on node {}, the rest on pnode {}, which the "
                        "hypervisor still records (run the same --vnode move again)").format(
                            report.get("error", "stopped"), vnode, tally.moved, to, before)
