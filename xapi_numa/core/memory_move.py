@@ -8,6 +8,7 @@ The orchestration that talks to the hypervisor is :mod:`xapi_numa.migrate`.
 """
 
 import bisect
+import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -36,12 +37,11 @@ PAGE = 1 << PAGE_SHIFT
 
 
 def _gfns_of(classes: bytes, code: int) -> List[int]:
-    """Indexes of one class (bytes.find: the map is mostly hole, this stays fast)."""
-    needle = bytes([code])
-    out, at = [], classes.find(needle)
-    while at >= 0:
-        out.append(at)
-        at = classes.find(needle, at + 1)
+    """Indexes of one class.  A guest's map is long runs of one class (RAM, then a hole, ...),
+    so it is read run by run: a search per gfn took most of a long simulation's time."""
+    out: List[int] = []
+    for run in re.finditer(re.escape(bytes([code])) + b"+", classes):
+        out.extend(range(run.start(), run.end()))
     return out
 
 

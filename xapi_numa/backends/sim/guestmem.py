@@ -19,7 +19,7 @@ shows the mover's safety check stopping a run.
 
 import bisect
 import errno
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from xapi_numa.errors import HypervisorError
 from xapi_numa.core.host import BatchResult, MemoryMap
@@ -55,11 +55,21 @@ def _append(runs: List[List[int]], start: int, count: int, node: int) -> None:
         runs.append([start, count, node])
 
 
+def node_lookup(runs: List[List[int]]) -> Callable[[int], int]:
+    """The node of a gfn in ``runs`` as they are now (their starts indexed once: a batch asks
+    for every gfn it releases)."""
+    starts = [r[0] for r in runs]
+
+    def node_of_gfn(gfn: int) -> int:
+        i = bisect.bisect_right(starts, gfn) - 1
+        if i < 0 or gfn >= runs[i][0] + runs[i][1]:
+            raise HypervisorError(errno.EINVAL, f"gfn {gfn:#x} is not populated")
+        return runs[i][2]
+    return node_of_gfn
+
+
 def node_of(runs: List[List[int]], gfn: int) -> int:
-    i = bisect.bisect_right([r[0] for r in runs], gfn) - 1
-    if i < 0 or gfn >= runs[i][0] + runs[i][1]:
-        raise HypervisorError(errno.EINVAL, f"gfn {gfn:#x} is not populated")
-    return runs[i][2]
+    return node_lookup(runs)(gfn)
 
 
 def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[int]]:
@@ -150,8 +160,9 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         raise HypervisorError(errno.EINVAL, f"no node {node}")
     runs = d.gfn_runs if d.gfn_runs is not None else derive_runs(
         [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
+    node_before = node_lookup(runs)  # the runs are repainted only after the release loop
     for g in (gfns[0], gfns[-1]) if gfns else ():
-        node_of(runs, g)
+        node_before(g)
     pinned = set(d.held)  # what Xen maps is left out below, before any release
     # inside the pause nothing new is granted: what is granted by then stays where it is
     # (a backend's grant copy into it during the pause would otherwise be lost)
@@ -172,7 +183,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     for at in range(0, len(gfns), chunk):
         part = gfns[at:at + chunk]
         for g in part:
-            old = node_of(runs, g)
+            old = node_before(g)
             d.node_pages[old] -= 1
             if g in pinned:
                 not_freed += 1
@@ -248,7 +259,8 @@ def recover(host, d) -> Optional[str]:
     if d.record is None:
         return None
     runs = d.gfn_runs
-    missing = [g for g in d.record if node_of(runs, g) == UNBACKED]
+    node_now = node_lookup(runs)
+    missing = [g for g in d.record if node_now(g) == UNBACKED]
     backed = 0
     for n, count in _take(host, -1, len(missing)).items():
         part = missing[backed:backed + count]
