@@ -1,7 +1,6 @@
 """``xapi-numa sim ...`` and ``xapi-numa demo``: scripting the simulated host."""
 import os
 import sys
-from typing import List
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli import common

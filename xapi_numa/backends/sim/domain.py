@@ -5,7 +5,6 @@ What happens to them over time is the :class:`~xapi_numa.backends.sim.model.Host
 from typing import Dict, List, Optional
 
 from xapi_numa.backends.sim.loads import LoadProfile
-from xapi_numa.backends.sim.masks import has
 from xapi_numa.backends.sim.perf import CostCache
 
 

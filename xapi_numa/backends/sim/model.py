@@ -22,7 +22,6 @@ from xapi_numa.core import xenalloc as allocator
 from xapi_numa.backends.sim.loads import TICK_MS, LoadProfile
 from xapi_numa.backends.sim.masks import cycle, has, iter_bits, soft_effective
 from xapi_numa.backends.sim.domain import Domain, Vcpu
-from xapi_numa.backends.sim.perf import CostCache
 
 STATE_VERSION = 1
 
