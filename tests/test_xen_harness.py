@@ -193,3 +193,34 @@ def test_a_build_older_than_its_c_is_named_never_shipped(tmp_path):
     assert harness.newer_than(str(built), [str(source)]).endswith("pagemove.c")
     os.utime(built, (3000, 3000))
     assert harness.newer_than(str(built), [str(source)]) == ""
+
+
+def _fake_qemu(tmp_path, script: str):
+    import subprocess
+    console = tmp_path / "console.log"
+    f = open(console, "wb")
+    proc = subprocess.Popen(["sh", "-c", script], stdout=f, stderr=subprocess.STDOUT)
+    return proc, str(console), f
+
+
+def test_a_machine_that_halts_after_dom0_is_done_is_stopped(tmp_path, monkeypatch):
+    """Xen may answer dom0's power-off with a halt: QEMU would then run until the hang guard."""
+    monkeypatch.setattr(harness, "EXIT_GRACE", 1)
+    proc, console, f = _fake_qemu(tmp_path, "echo XEN-TEST: 1 passed in 1.0s; echo XEN-TEST-EXIT: done; "
+                                            "echo '(XEN) Hardware Dom0 halted: halting machine'; exec sleep 300")
+    with f:
+        assert harness.run_until_powered_off(proc, console) == 0
+    assert proc.returncode is not None  # stopped, not left running
+
+
+def test_a_machine_that_powers_off_keeps_its_own_exit_code(tmp_path):
+    proc, console, f = _fake_qemu(tmp_path, "echo XEN-TEST-EXIT: done; exit 3")
+    with f:
+        assert harness.run_until_powered_off(proc, console) == 3
+
+
+def test_a_machine_still_running_its_tests_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "EXIT_GRACE", 0)
+    proc, console, f = _fake_qemu(tmp_path, "echo XEN-TEST: still at it; sleep 5; exit 7")
+    with f:
+        assert harness.run_until_powered_off(proc, console) == 7

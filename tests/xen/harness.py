@@ -414,10 +414,11 @@ def project_cpio(debs: str, need_dom0_lib: bool) -> tuple:
     # The OCaml binding's check program (same Debian 12 and libxenctrl as the
     # dom0 image); tests/xen/dom0/test_ocaml_real.py skips where it is absent.
     if shutil.which("dune"):
-        stubs = os.path.join(ROOT, "ocaml-stubs")
-        run(["dune", "build", "--root", stubs, "test/xenuma_check.exe"])
-        shutil.copy(os.path.join(stubs, "_build", "default", "test", "xenuma_check.exe"),
-                    os.path.join(bindir, "xenuma_check"))
+        # its own build directory: dune 2.9 takes no lock on one, and .ci/run builds this
+        # image while the unit suites run dune on ocaml-stubs/_build
+        stubs, build = os.path.join(ROOT, "ocaml-stubs"), os.path.join(CACHE, "ocaml-build")
+        run(["dune", "build", "--root", stubs, "--build-dir", build, "test/xenuma_check.exe"])
+        shutil.copy(os.path.join(build, "default", "test", "xenuma_check.exe"), os.path.join(bindir, "xenuma_check"))
     else:
         log("dune not installed: the OCaml binding's real-Xen test will be skipped")
     problem = dom0_lib_problem()
@@ -468,10 +469,44 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
     # The console goes to its log as it comes, so a slow run can be watched.
     path = os.path.join(CACHE, f"console-{suite}-{pool or scheduler}{'-boot' + str(attempt) if attempt > 1 else ''}.log")
     with open(path, "wb") as f:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        code = run_until_powered_off(proc, path)
     with open(path, "rb") as f:
         text = f.read().decode("utf-8", "replace")
-    return proc.returncode, text, time.monotonic() - started
+    return code, text, time.monotonic() - started
+
+
+EXIT_GRACE = 20  # seconds QEMU gets to exit by itself once dom0 has said it is done
+
+
+def run_until_powered_off(proc: subprocess.Popen, console: str) -> int:
+    """QEMU's exit code once it exits; or, EXIT_GRACE seconds after dom0 printed its last
+    line, QEMU is stopped and 0 returned.  dom0 powers off through sysrq, which Xen may
+    answer by halting the CPUs (a hardware domain's power-off is a halt for Xen) instead
+    of powering the machine off."""
+    marker = b"XEN-TEST-EXIT: done"
+    done_at, offset = None, 0
+    while True:
+        try:
+            return proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        if done_at is None:
+            with open(console, "rb") as f:
+                f.seek(max(0, offset - len(marker)))  # the marker may straddle two reads
+                chunk = f.read()
+                offset = f.tell()
+            if marker in chunk:
+                done_at = time.monotonic()
+        elif time.monotonic() - done_at > EXIT_GRACE:
+            log(f"dom0 was done {EXIT_GRACE} s ago and QEMU still runs: stopping it")
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return 0
 
 
 def results(text: str) -> tuple:

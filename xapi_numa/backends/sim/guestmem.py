@@ -259,7 +259,7 @@ def recover(host, d) -> Optional[str]:
     if d.record is None:
         return None
     runs = d.gfn_runs
-    node_now = node_lookup(runs)
+    node_now = node_lookup(runs or [])  # a record with no runs: nothing to look up
     missing = [g for g in d.record if node_now(g) == UNBACKED]
     backed = 0
     for n, count in _take(host, -1, len(missing)).items():
