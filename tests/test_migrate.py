@@ -89,7 +89,8 @@ def test_gfn_runs_paint_and_derive():
     assert runs == [[0, 512, 0], [512, 512, 1], [1024, 512, 0], [1536, 88, 1]]
     runs = guestmem.paint(runs, 100, 700, 1)
     assert runs == [[0, 100, 0], [100, 924, 1], [1024, 512, 0], [1536, 88, 1]]
-    assert guestmem.node_of(runs, 99) == 0 and guestmem.node_of(runs, 1600) == 1
+    node_of = guestmem.node_lookup(runs)
+    assert node_of(99) == 0 and node_of(1600) == 1
 
 
 # --- the simulator and the orchestration ---------------------------------------------------------

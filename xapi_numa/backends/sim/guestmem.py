@@ -68,10 +68,6 @@ def node_lookup(runs: List[List[int]]) -> Callable[[int], int]:
     return node_of_gfn
 
 
-def node_of(runs: List[List[int]], gfn: int) -> int:
-    return node_lookup(runs)(gfn)
-
-
 def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[int]]:
     """Runs with gfns [start, end) now on ``node``."""
     out: List[List[int]] = []
