@@ -77,7 +77,7 @@ def test_a_claimed_reservation_goes_with_its_domain(claimed):
     sim, ledger, clock, domid = claimed
     clock.now += TTL + 1
     sim.destroy(domid)  # the hypervisor dropped its claims with it
-    assert daemon_cycle(sim, ledger) == {UUID: "built: released"}
+    assert daemon_cycle(sim, ledger) == {UUID: "domain gone: released"}
     assert ledger.reservations() == []
     assert claims(sim) == [0, 0]
 

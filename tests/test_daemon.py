@@ -341,3 +341,31 @@ def test_a_range_error_states_the_limits_exactly(flag, value, allowed):
 
     args = daemon.parse_args(["--backend", "sim:/nonexistent.json", "--no-xapi", flag, value])
     assert daemon.check_ranges(args) == "{}: {} (allowed: {})".format(flag, value, allowed)
+
+
+def test_settling_a_claimed_start_cancels_the_builds_leftover_claims(pool, monkeypatch):
+    """A start the daemon turned into per-node claims, then settled: the reservation goes
+    with its claims (before, settle dropped the row by name and the claims stayed in the
+    hypervisor with nothing left to cancel them)."""
+    from xapi_numa.ops import upkeep
+    from xapi_numa.ops.executor import Executor
+    from xapi_numa.ops.settle import settle
+    from xapi_numa.plugin.functions import Context, place
+
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    ref, uuid = server.add_vm("web", 2, 1 << 30)
+    for key, value in server.plugin_env(host).items():
+        monkeypatch.setenv(key, value)
+    place(Context(session._session), {"vm": uuid})
+    session.xenapi.VM.start_on(ref, host, True, False)  # paused: the build's reservation becomes claims
+    sim = server.sims[host]
+    ledger = Ledger(server.ledgers[host])
+    outcomes = upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
+    assert upkeep.reservation_changes(outcomes) == {uuid: "claimed"}
+    domid = int(session.xenapi.VM.get_domid(ref))
+    assert sum(m.claimed for m in sim.node_memory()) > 0  # what the build has yet to take
+    sim.unpause(domid)
+    settle(sim, session, ledger, uuid)
+    assert ledger.reservations() == []
+    assert all(m.claimed == 0 for m in sim.node_memory())

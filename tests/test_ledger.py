@@ -8,7 +8,7 @@ import time
 import attrs
 import pytest
 
-from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Capabilities
@@ -183,3 +183,38 @@ def test_a_clock_stepped_back_never_stretches_a_lease_beyond_its_ttl(tmp_path):
     ledger.expire()
     now[0] += 301.0
     assert ledger.expire() == 1 and ledger.outstanding() == {}
+
+
+def test_a_claimed_reservation_is_neither_replaced_nor_released_by_hand(reserved):
+    """Once the build holds per-node claims, the ledger's row is what cancels them when
+    the build ends: a second reserve or a release by hand must leave it, say why, and
+    change nothing; reconcile still ends it."""
+    sim, ledger, uuid = reserved
+    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    assert reconcile(sim, ledger) == {uuid: "claimed"}
+    before = ledger.reservations()
+    free = lambda: {m.node: m.claimable for m in sim.node_memory()}  # noqa: E731
+    with pytest.raises(VmBusy) as err:
+        ledger.reserve(uuid, {0: G}, 60, free)
+    assert "claim" in err.value.message
+    with pytest.raises(VmBusy):
+        ledger.release(uuid)
+    with pytest.raises(VmBusy):
+        ledger.release(uuid, owner="")
+    assert ledger.reservations() == before
+    assert [m.claimed for m in sim.node_memory()] == [0, G]
+    sim.unpause(domid)
+    assert reconcile(sim, ledger) == {uuid: "built: released"}
+    assert ledger.reservations() == [] and all(m.claimed == 0 for m in sim.node_memory())
+
+
+def test_a_claimed_reservation_whose_domain_is_gone_is_replaced(reserved):
+    """A VM whose build was claimed and whose domain has gone since starts again:
+    reconcile (which place runs first) drops the row, so the new reserve goes in."""
+    sim, ledger, uuid = reserved
+    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    assert reconcile(sim, ledger) == {uuid: "claimed"}
+    sim.destroy(domid)
+    assert reconcile(sim, ledger) == {uuid: "domain gone: released"}
+    ledger.reserve(uuid, {0: G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    assert ledger.outstanding() == {0: G}

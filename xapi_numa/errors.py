@@ -103,7 +103,8 @@ class StateError(NumaError):
 
 
 class VmBusy(NumaError):
-    """Another caller is placing, releasing or setting the policy of this VM right now."""
+    """Another caller is placing, releasing or setting the policy of this VM right now, or
+    its build holds its reservation as claims."""
 
     code = "NUMA_VM_BUSY"
 

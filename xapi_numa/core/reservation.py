@@ -54,8 +54,7 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         if d is None or d.domid not in pages:
             continue  # not built yet; expiry takes care of VMs that never start
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
-        built = (not d.paused) or d.memory >= sum(r.initial.values())
-        if built:
+        if build_over(r, d):
             out.append(ReleaseReservation(r.vm, r.created, "built"))
             if node_claims and r.claimed:
                 out.append(CancelClaims(d.domid, r.vm, frozenset(r.initial), "built"))
@@ -66,6 +65,25 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
                                          "pages landed"))
     return out
+
+
+def build_over(r: Reservation, d: DomainInfo) -> bool:
+    """The domain runs, or all the memory reserved for it is there."""
+    return (not d.paused) or d.memory >= sum(r.initial.values())
+
+
+def plan_settled_release(r: Optional[Reservation], d: DomainInfo, node_claims: bool) -> List[object]:
+    """Settling a started VM ends its reservation, that very one.  A claimed one takes
+    the build's leftover claims with it, once the build is over; before that it stays
+    for reconcile (the claims still protect the memory the build is taking)."""
+    if r is None:
+        return []
+    if not r.claimed:
+        return [ReleaseReservation(r.vm, r.created, "settled")]
+    if not build_over(r, d):
+        return []
+    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), "settled")] if node_claims else []
+    return [ReleaseReservation(r.vm, r.created, "settled")] + cancel
 
 
 def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] = (),

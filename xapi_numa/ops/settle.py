@@ -4,8 +4,7 @@ started with a plain ``xe vm-start`` after ``place``) both run this."""
 from typing import List
 
 from xapi_numa.backends import xapi
-from xapi_numa.core import settling
-from xapi_numa.core.actions import ReleaseReservation
+from xapi_numa.core import reservation, settling
 from xapi_numa.core.policy import Policy
 from xapi_numa.errors import InvalidArgument, NotRunning
 from xapi_numa.ops.boot_pin import placed_nodes, restore_boot
@@ -28,7 +27,8 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     pages = hv.node_pages(dom.domid)
     admin_mask = restore_boot(session, vm)
     plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask)
-    outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + [ReleaseReservation(uuid, reason="settled")])
+    release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)
+    outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + release)
     refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]
     return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),
             "hard": topo.format_cpus(plan.hard), "soft": topo.format_cpus(plan.soft) if plan.soft is not None else None,

@@ -44,8 +44,9 @@ def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:
     for o in outcomes:
         vm = getattr(o.action, "vm", None) or getattr(o.action, "uuid", "")
         kind = type(o.action).__name__
-        text = {"ReleaseReservation": "built: released", "ClaimReservation": "claimed",
-                "ShrinkReservation": "shrunk", "CancelClaims": "claims cancelled"}.get(kind, kind)
+        text = {"ReleaseReservation": "{}: released".format(getattr(o.action, "reason", "")),
+                "ClaimReservation": "claimed", "ShrinkReservation": "shrunk",
+                "CancelClaims": "claims cancelled"}.get(kind, kind)
         if o.status != "done":
             text = "{}: {}".format(text, o.status) if kind != "ClaimReservation" else \
                 "claim refused: kept reservation"

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import format_size
-from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.state.db import Database, default_path
 
 DEFAULT_TTL = 300.0
@@ -82,7 +82,8 @@ class Ledger:
         """Reserve memory for ``vm`` if every node has it free after other reservations.
 
         ``free_now`` is called inside the transaction so that the check and
-        the write see one instant.  A VM's earlier reservation is replaced.
+        the write see one instant.  A VM's earlier reservation is replaced,
+        unless its build holds it as claims (refused: see :meth:`release`).
         """
         if not vm or len(vm) > 256:
             raise InvalidArgument("vm", "a VM reference of 1..256 characters is required")
@@ -94,6 +95,7 @@ class Ledger:
         with self.db.write() as db:
             now = self.clock()
             self._expire_in(db, now)
+            self._refuse_if_claimed(db, vm, "replaced")
             taken = self._outstanding_in(db, now, exclude=vm)
             free = free_now()
             for node, nbytes in sorted(wanted.items()):
@@ -111,14 +113,27 @@ class Ledger:
 
     def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None) -> bool:
         """Drop ``vm``'s reservation; True if there was one.  With ``owner``, only a
-        reservation made by that owner; with ``created``, only that very one."""
+        reservation made by that owner; with ``created``, only that very one.
+
+        A claimed reservation goes only by ``created``: that is reconcile or settle,
+        which cancel the build's claims with it.  Dropped by name alone it would leave
+        those claims in the hypervisor with nothing to cancel them: refused."""
         query, params = "DELETE FROM reservation WHERE vm = ?", [vm]
         if owner is not None:
             query, params = query + " AND owner = ?", params + [owner]
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
         with self.db.write() as db:
+            if created is None:
+                self._refuse_if_claimed(db, vm, "released by hand")
             return db.execute(query, params).rowcount > 0
+
+    @staticmethod
+    def _refuse_if_claimed(db, vm: str, what: str) -> None:
+        if db.execute("SELECT 1 FROM reservation WHERE vm = ? AND claimed = 1", (vm,)).fetchone():
+            raise VmBusy("the reservation of {} is held as per-node claims by its build, so it cannot be {}: "
+                         "xapi-numad ends it (and cancels the claims) when the build is over or the domain "
+                         "is gone".format(vm, what), (vm,))
 
     @staticmethod
     def _expire_in(db, now: float) -> int:
