@@ -189,6 +189,19 @@ def test_a_move_whose_writes_exceed_the_budget_waits():
     assert rebalance_plan.within_writes(a, 3).best == a.best
 
 
+def test_a_move_over_the_budget_gives_way_to_the_best_that_fits():
+    """A 4-vCPU VM's move (5 writes) over a budget of 3 used to leave the period with no
+    move at all, though a 2-vCPU VM on the same node would relieve it within budget."""
+    big = rebalance.VmLoad(9, "uuid-9", "big", 0, (0, 1, 2, 3), 3.0, {0: GiB >> 12})
+    vms = [big, vm(1, 0, 2.0)]
+    assert rebalance_plan.plan(vms, TOPO).best.moves[0][0] is big  # the best, unbounded
+    a = rebalance_plan.plan(vms, TOPO, max_writes=3)
+    assert a.best is not None and a.best.moves[0][0].uuid == "uuid-1"
+    assert rebalance_plan.within_writes(a, 3).best == a.best
+    none = rebalance_plan.plan([big, vm(1, 0, 2.0, movable=False)], TOPO, max_writes=3)
+    assert none.best is None and "budget of 3" in none.reason
+
+
 # --- memory following -------------------------------------------------------------------------------------
 def following(tmp_path):
     from xapi_numa.ops.memory_following import MemoryFollowing

@@ -23,7 +23,9 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 3. **Candidates** come from one function, :func:`candidate_moves`: each
    eligible VM to each other node it may go to (``balance``), and each pair of
    eligible VMs on two nodes trading homes (``swap``, never a PV guest), all
-   weighed together.  A constraint on what may move is a filter there only.
+   weighed together.  A constraint on what may move is a filter there only;
+   on what a move may take (room on the target, the executor's writes per
+   cycle), a filter on the weighed ones: the best that fits is chosen.
 4. **Gain** of a candidate: the CPU the host delivers, ``min(D, C)`` summed
    over the nodes it touches, after minus before, averaged over the window of
    demand history (``C``: ``headroom`` [0.90] of the node's pCPUs; at 100 %
@@ -47,10 +49,10 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    whose home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the
    caller marks it).  Then up to ``per_period`` [4] moves are made at once, each
    weighed on the loads the ones before leave (:mod:`.rebalance_plan`).
-7. **Memory follows** the new home through the page mover at ``rate``
-   [64 MiB/s], starting in the period the home moves, until ``local_enough``
-   [0.90] of it is local (:func:`.rebalance_moves.follow_memory`; a step aims at ``follow_target``
-   [0.95], lest a page left behind strand it at 89.99 %); 1 GiB takes about 15 s.
+7. **Memory follows** the new home through the page mover at ``rate`` [64
+   MiB/s, 1 GiB in 15 s] from the period the home moves until ``local_enough``
+   [0.90] of it is local (:func:`.rebalance_moves.follow_memory`; a step aims
+   at ``follow_target`` [0.95], lest a page left behind strand it at 89.99 %).
 8. **Memory that cannot move** (PV guests; HVM guests with QEMU, passthrough:
    :attr:`VmLoad.fixed_memory`): the home moves only when the CPU gained
    outweighs running with all its memory remote, by ``pv_margin`` [0.10]
@@ -74,17 +76,13 @@ domain not yet run, a move in flight, rebalancing switched off for it) and
 homes over several nodes; ``allowed`` limits the targets (a ``preferred``
 list, the VM's CPU pool).
 
-What a home move cannot do: a home is soft affinity, and credit2's load
-balancer looks only at run-queue load, so a node with 4 runnable vCPUs on 4
-pCPUs still has vCPUs pushed to one with 2, away from their memory, until
-homing brings them back and holds them (longer for a VM pushed out again:
-:mod:`.homing`).  On the bursty trace the best home layout known in advance
-then runs 4.7 % of its CPU time remote (15-17 % when homing let go after 15
-s; none as hard affinity); ``bench/trace_rebalance.py`` shows where the work
-goes and why homing left vCPUs away.  Seed 1 (``bench/bench_rebalance.py``):
-that layout, set from the start, gets 1.186x static placement's work (hard
-affinity 1.196x); the rebalancer 1.180x, most of its loss in the first 20 s
-(the bursts to learn, the moved VMs' memory to follow).  Seeds 2-9: 1.21x to 1.24x.
+What a home move cannot do: a home is soft affinity, and credit2's balancer
+looks only at run-queue load, pushing vCPUs away from their memory until
+homing brings them back (:mod:`.homing`).  On the bursty trace (seed 1,
+``bench/bench_rebalance.py``) the best home layout known in advance runs 4.7 %
+of its CPU time remote and gets 1.186x static placement's work (as hard
+affinity: none remote, 1.196x); the rebalancer 1.180x, seeds 2-9 1.21x to
+1.24x (``bench/trace_rebalance.py`` says where the work goes).
 """
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -165,6 +163,11 @@ class Candidate:
     def key(self) -> Tuple:
         return tuple((vm.unit, to) for vm, to in self.moves)
 
+    @property
+    def writes(self) -> int:
+        """Affinity writes the move makes: each vCPU's soft affinity, each VM's node affinity."""
+        return sum(len(vm.vcpus) + 1 for vm, _ in self.moves)
+
     def explain(self, loads: Mapping[int, float]) -> str:
         parts = ["{} ({:.2f} pCPUs) node {} -> {}".format(vm.label, vm.demand, vm.home, to) for vm, to in self.moves]
         return "{}: {}; +{:.2f} pCPUs delivered, {} MiB to move; node loads {}".format(
@@ -204,10 +207,6 @@ def node_demand(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, float]
         if vm.home is not None and vm.home in out:
             out[vm.home] += vm.demand
     return out
-
-
-def _delivered(demand: float, capacity: float) -> float:
-    return min(demand, capacity)
 
 
 def pages_to_move(vm: VmLoad, to: int, local_enough: float) -> int:
@@ -256,14 +255,15 @@ def _gain(moves: Sequence[Tuple[VmLoad, int]], series: Mapping[int, List[float]]
             after[to][i] += d
     total = 0.0
     for n in touched:
-        total += sum(_delivered(a, capacity[n]) - _delivered(b, capacity[n]) for a, b in zip(after[n], series[n]))
+        total += sum(min(a, capacity[n]) - min(b, capacity[n]) for a, b in zip(after[n], series[n]))
     return total / k
 
 
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
-           capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None) -> Assessment:
+           capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
+           max_writes: Optional[int] = None) -> Assessment:
     """The node loads and the best move now, with the numbers behind it; ``room``: pages
-    each node can take (None: not limited)."""
+    each node can take, ``max_writes``: affinity writes a move may make (None: no limit)."""
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
     nodes = [n.id for n in topo.nodes if capacity.get(n.id)]  # a node with no pCPU for guests is no home
     usable = {n: capacity[n] * settings.headroom for n in nodes}
@@ -274,12 +274,15 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
             imbalance, settings.imbalance))
     series = _series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
-    candidates = [c for swaps in (False, True)
-                  for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand, series, usable, settings)
-                  if room is None or fits_room(c, room, settings)]
+    weighed = [c for swaps in (False, True) for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand,
+                                                            series, usable, settings)]
+    candidates = [c for c in weighed if (room is None or fits_room(c, room, settings))
+                  and (max_writes is None or c.writes <= max_writes)]
     if not candidates:
-        return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains "
-                                                  "{:.2f} pCPUs".format(imbalance, settings.min_gain))
+        over = max_writes is not None and any(c.writes > max_writes for c in weighed)
+        return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains {:.2f} "
+                          "pCPUs{}".format(imbalance, settings.min_gain, " within the budget of {} writes per "
+                                           "cycle".format(max_writes) if over else ""))
     homed = homed_vcpus(vms, nodes)
     best = max(candidates, key=lambda c: _preference(c, demand, usable, topo, homed))
     return Assessment(loads, imbalance, best, best.explain(loads))

@@ -31,11 +31,14 @@ def made(vms: Sequence[VmLoad], candidate: Candidate) -> List[VmLoad]:
 
 
 def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
-         capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None) -> Assessment:
+         capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
+         max_writes: Optional[int] = None) -> Assessment:
     """:func:`~xapi_numa.core.rebalance.assess`, with the further moves worth making in
     the same period once its best is made (:attr:`Assessment.more`); ``room``: pages each
-    node can take, less what the moves before bring."""
-    first = assess(vms, topo, settings, capacity, room)
+    node can take, less what the moves before bring; ``max_writes``: the executor's
+    affinity writes per cycle (a move over it gives way to the best one within it;
+    :func:`within_writes` then keeps the further moves the rest of it holds)."""
+    first = assess(vms, topo, settings, capacity, room, max_writes)
     more: List[Candidate] = []
     current, last = list(vms), first
     while last.best is not None and len(more) + 1 < settings.per_period:
@@ -43,7 +46,7 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
         if room is not None:
             taken = incoming_pages(last.best, settings)
             room = {n: r - taken.get(n, 0) for n, r in room.items()}
-        last = assess(current, topo, settings, capacity, room)
+        last = assess(current, topo, settings, capacity, room, max_writes)
         if last.best is not None:
             more.append(last.best)
     if not more:
@@ -53,11 +56,11 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
 
 
 def within_writes(assessment: Assessment, max_writes: int) -> Assessment:
-    """The chosen moves whose writes fit the executor's budget, in order; none when the
-    best alone does not (it waits: half a move would split a VM's home)."""
+    """The chosen moves whose writes fit the executor's budget together, in order; none
+    when the best alone does not (it waits: half a move would split a VM's home)."""
     kept, writes, need = [], 0, 0
     for c in assessment.chosen:
-        need = sum(len(vm.vcpus) + 1 for vm, _ in c.moves)  # its vCPUs' soft affinity and its node affinity
+        need = c.writes
         if writes + need > max_writes:
             break
         kept.append(c)

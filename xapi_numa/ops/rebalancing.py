@@ -272,7 +272,8 @@ class Rebalancer:
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms = self.loads(snap, pages, excluded, now, our_pins)
-        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, pools.guest_capacity(snap), room)
+        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, pools.guest_capacity(snap), room,
+                                         max_writes)
         if max_writes is not None:
             assessment = rebalance_plan.within_writes(assessment, max_writes)
         actions: List[object] = []
