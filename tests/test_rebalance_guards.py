@@ -12,7 +12,7 @@ from xapi_numa.core.actions import SetAffinity, SetNodeAffinity
 from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops.executor import DEFERRED, DONE, Outcome
+from xapi_numa.ops.executor import DEFERRED, DONE, REFUSED, Outcome
 from xapi_numa.ops.rebalancing import Rebalancer
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.ops.xapi_link import XapiLink
@@ -180,6 +180,40 @@ def test_a_move_the_executor_made_only_in_part_is_not_a_move(tmp_path):
     outcomes = [Outcome(a, DONE if i == 0 else DEFERRED) for i, a in enumerate(homes)]
     assert rb.applied(outcomes) == []
     assert HomeMoves(db).recent() == [] and rb.following.followed == {}
+
+
+def test_a_move_made_only_in_part_is_undone_until_the_vm_has_one_home_again(tmp_path):
+    """Node affinity and vCPU 0 moved, vCPU 1 refused: the VM was left homed on two nodes
+    for good (not a move, and a VM over several nodes is no candidate and no fix-up's).
+    The writes that were made are undone in the next periods, until they are made."""
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    domains = [dom(1), dom(2), dom(3)]
+    pages = {d.uuid: {0: GiB >> 12} for d in domains}
+    homes = []
+    for t in (1.0, 3.0, 5.0, 7.0):
+        vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
+        decision = rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set())
+        homes = [a for a in decision.actions if isinstance(a, (SetAffinity, SetNodeAffinity))]
+        if homes:
+            break
+    assert homes, decision.note
+    outcomes = [Outcome(a, DONE if isinstance(a, SetNodeAffinity) or a.vcpu == 0 else REFUSED) for a in homes]
+    assert rb.applied(outcomes) == []
+    moved = homes[0].domid
+    vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
+    undo = [a for a in rb.decide(HostSnapshot(TOPO, 9.0, tuple(domains), vc), pages, set()).actions
+            if getattr(a, "domid", None) == moved]
+    assert sorted((type(a).__name__, getattr(a, "vcpu", None)) for a in undo) == [
+        ("SetAffinity", 0), ("SetNodeAffinity", None)]
+    assert all(a.soft == N0 for a in undo if isinstance(a, SetAffinity))
+    assert all(a.nodes == frozenset({0}) for a in undo if isinstance(a, SetNodeAffinity))
+    rb.applied([Outcome(a, DONE if isinstance(a, SetAffinity) else DEFERRED) for a in undo])
+    left = [a for a in rb.decide(HostSnapshot(TOPO, 11.0, tuple(domains), vc), pages, set()).actions
+            if getattr(a, "domid", None) == moved and "undo" in a.reason]
+    assert [type(a).__name__ for a in left] == ["SetNodeAffinity"]  # only what is not undone yet
+    rb.applied([Outcome(a, DONE) for a in left])
+    again = rb.decide(HostSnapshot(TOPO, 13.0, tuple(domains), vc), pages, set()).actions
+    assert not [a for a in again if "undo" in getattr(a, "reason", "")]
 
 
 def test_a_move_whose_writes_exceed_the_budget_waits():

@@ -236,3 +236,21 @@ def test_the_daemon_moves_one_whole_vnode_and_the_map_follows(tmp_path):
     # the cache was read once and follows our move: it is what the hypervisor now reports
     assert sorted(reads) == sorted(d.domid for d in hv.domains() if d.domid)  # each domain once
     assert rt.rebalancer.layout(uuid) == lay
+
+
+def test_a_vnode_move_made_in_part_is_undone_or_once_its_pages_move_finished(tmp_path):
+    """vCPU 3 of vnode 1's move refused: with the page move not started, what was made is
+    undone (back on pnode 0); with the pages on their way, the refused write is made again."""
+    for mover, expected in ((REFUSED, {2: TOPO.cpus_of_nodes([0]), None: frozenset({0})}),
+                            (DONE, {3: TOPO.cpus_of_nodes([2])})):
+        rb = Rebalancer(Database(str(tmp_path / "db-{}".format(mover))),
+                        read_layout=Layouts({5: two_vnode_layout((0, 0))}))
+        snap = snapshot(2.0, [dom(5, "a")])
+        rb.refresh_layouts(snap)
+        vnode1 = [v for v in rb.loads(snap, {}, set(), 2.0) if v.vnode == 1][0]
+        acts = rb._move_homes(rebalance.Candidate("balance", ((vnode1, 2),), 1.0, HALF, 1.0), snap, 2.0)
+        rb.applied([Outcome(a, mover if isinstance(a, MoveMemory) else REFUSED if getattr(a, "vcpu", None) == 3
+                            else DONE) for a in acts])
+        again = [a for a in rb.decide(snapshot(4.0, [dom(5, "a")]), {}, set()).actions if a.domid == 5]
+        got = {getattr(a, "vcpu", None): a.soft if isinstance(a, SetAffinity) else a.nodes for a in again}
+        assert got == expected, mover

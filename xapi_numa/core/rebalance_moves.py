@@ -1,11 +1,15 @@
 """What a rebalancer decision becomes (pure): a VM's new home, and the page moves
 that bring its memory after it.  The rule that decides is :mod:`.rebalance`."""
 import math
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence
+
+import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
 from xapi_numa.core.topology import Topology
+
+UNDO = "undo a home move made only in part"
 
 
 def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
@@ -13,6 +17,19 @@ def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[
     cpus = topo.cpus_of_nodes([to])
     return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
             + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
+
+
+def undo_actions(made: Sequence[object], soft_before: Mapping[int, FrozenSet[int]],
+                 nodes_before: FrozenSet[int]) -> List[object]:
+    """The writes that put back what ``made`` (the writes of a home move that went
+    through, when others of it did not) changed: a VM is never left homed on two nodes."""
+    out: List[object] = []
+    for a in made:
+        if isinstance(a, SetNodeAffinity):
+            out.append(attrs.evolve(a, nodes=nodes_before, reason=UNDO))
+        elif isinstance(a, SetAffinity) and a.vcpu in soft_before:
+            out.append(attrs.evolve(a, soft=soft_before[a.vcpu], reason=UNDO))
+    return out
 
 
 def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0, chunk_pages: Optional[int] = None,
