@@ -399,3 +399,22 @@ def test_the_pages_a_running_mover_still_brings_are_no_room(tmp_path):
     journal.begin(d, 1, {"state": "running"}, pid=os.getpid()).release()
     journal.progress(d.uuid, {"state": "running", "planned_pages": 50000, "moved_pages": 20000})
     assert room_pages(sim, ledger)[1] == before[1] - 30000 and room_pages(sim, ledger)[0] == before[0]
+
+
+def test_a_host_wide_claim_leaves_no_node_more_room_than_the_host_has(tmp_path):
+    """A host-wide claim (stock Xen's, and the fallback where per-node claims are missing)
+    is on no node, but Xen keeps it from every allocation: room counted only per node let
+    a follow step plan pages the claim forbids (the mover's allocation then fails)."""
+    from xapi_numa.ops.reserve import room_pages
+    sim = sim_host(tmp_path, 6 * GiB)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    free = {m.node: m.free >> 12 for m in sim.node_memory()}
+    domid = sim.create("starting", 1, 64 << 20, paused=True, auto_numa=False)
+    left = sum(m.free >> 12 for m in sim.node_memory())
+    keep = 1000  # pages the host has left after the claim
+    with sim.store.transaction() as host:  # a build's maximum set before its memory lands, as xenopsd does
+        host.domain(domid).max_pages = 1 << 30
+    sim.claim(domid, (64 << 20 >> 12) + left - keep)
+    assert all(m.claimed == 0 for m in sim.node_memory())  # on no node
+    room = room_pages(sim, ledger)
+    assert max(room.values()) <= keep and sum(free.values()) > keep

@@ -53,16 +53,23 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
 def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     """Pages each node can take for memory we move there: free less the hypervisor's
     claims, what starts have reserved in the ledger (a page move must never take the
-    memory a VM about to start was promised) and what movers still running will bring."""
+    memory a VM about to start was promised) and what movers still running will bring.
+
+    A host-wide claim (stock Xen's, and the fallback where per-node claims are missing)
+    is on no node, but Xen keeps it from every allocation, so no node has more room than
+    the whole host has left after it."""
+    memory = hv.node_memory()
     reserved = ledger.outstanding()
-    room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in hv.node_memory()}
+    room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in memory}
+    host_claims = max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
+    overall = (sum(m.claimable for m in memory) - sum(reserved.values()) - host_claims) >> PAGE_SHIFT
     journal = MoveJournal(ledger.db)
     for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
         row = journal.status(uuid)
         if row is not None and row.to in room:
-            left = row.report.get("planned_pages", 0) - row.report.get("moved_pages", 0)
-            room[row.to] = max(0, room[row.to] - max(0, left))
-    return room
+            left = max(0, row.report.get("planned_pages", 0) - row.report.get("moved_pages", 0))
+            room[row.to] = max(0, room[row.to] - left)  # (the host as a whole: each page moved frees one)
+    return {n: min(r, max(0, overall)) for n, r in room.items()}
 
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,
