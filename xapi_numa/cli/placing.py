@@ -43,7 +43,7 @@ def _render_placement(placement, out: dict, reservation) -> str:
     lines += ["policy:   {}".format(placement.policy), "why:      {}".format(placement.reason)]
     if reservation:
         lines.append("reserved: for {} until {}".format(
-            reservation.vm, time.strftime("%H:%M:%S", time.localtime(reservation.expires))))
+            reservation.vm, render.clock_time(reservation.expires)))
     else:
         lines.append("reserved: nothing (dry run)")
     return "\n".join(lines)

@@ -90,13 +90,23 @@ def cmd_top(args) -> int:
         elif args.json:  # one compact document per line (JSON lines), flushed: a stream to read
             print(json.dumps(report, sort_keys=True, separators=(",", ":")), flush=True)
         else:
-            text = render.render_top(report)
-            # refresh in place: home the cursor and clear the screen
-            print(text if args.once else "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  xapi-numa top\n\n") + text,
-                  flush=True)
+            print(_top_frame(render.render_top(report), args.once), flush=True)
         if args.once:
             return 0
         time.sleep(args.interval)
+
+
+# home the cursor and clear the screen: a terminal's frame replaces the last one
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+def _top_frame(text: str, once: bool) -> str:
+    """One refresh of ``top`` as text: redrawn in place on a terminal; on a pipe or in a
+    file, where escape codes would be garbage, plain frames one after another."""
+    if once:
+        return text
+    head = time.strftime("%H:%M:%S  xapi-numa top\n\n") + text
+    return CLEAR_SCREEN + head if sys.stdout.isatty() else head + "\n"
 
 
 def _count_outside(snap, counts: dict) -> None:

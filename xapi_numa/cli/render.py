@@ -1,11 +1,28 @@
 """Tables for people: the query rows of :mod:`xapi_numa.ops.queries` as text."""
+import time
 from typing import Sequence
 
 from xapi_numa.core.units import format_size
 
 
+def cell(value: object) -> str:
+    """A value as one table cell: characters that are not printable (newlines, tabs, escape
+    codes, line separators, bidi overrides) are shown escaped as Python writes them (``\\n``,
+    ``\\x1b``), so a domain name cannot split a row, shift its columns or drive the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clock_time(when: float) -> str:
+    """A moment (Unix time) as local date and time: a lease lasts up to 24 h, so its end
+    may be tomorrow, and a time of day alone would not say which day."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    cells = [[cell(h) for h in headers]] + [[cell(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)

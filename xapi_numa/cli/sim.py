@@ -66,7 +66,7 @@ def cmd_sim_create(args) -> int:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
     memory = parse_size(args.memory, "--memory")
     try:
-        with common.flag_names({"load": "--load", "type": "--type"}):
+        with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):
             domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
                                passthrough=args.passthrough)
     except NoCapacity:
@@ -140,9 +140,9 @@ def register(sub) -> None:
 
     s = sim.add_parser("create", help="create a guest (as xl create would)")
     s.add_argument("path")
-    s.add_argument("name")
+    s.add_argument("name", help="the new domain's name: unique, not all digits, not another domain's UUID")
     s.add_argument("--vcpus", type=whole_number, required=True)
-    s.add_argument("--memory", required=True, help=SIZE_SYNTAX)
+    s.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; at least 1M (xl's memory= counts MiB)")
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
     s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
     # argparse formats help with %: a literal % must be doubled

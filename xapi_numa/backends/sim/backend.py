@@ -16,12 +16,16 @@ from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hyper
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
-from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages
+from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
 from xapi_numa.backends.sim.toolstack import xl_create
+
+# xl create reads a guest's memory= as a whole number of MiB, so 1 MiB is the least it can
+# ask for; below that a size would round to a page or two, a domain no toolstack builds
+MIN_GUEST_MEMORY = 1 << 20
 
 
 class SimHypervisor(Hypervisor):
@@ -56,6 +60,10 @@ class SimHypervisor(Hypervisor):
                paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True,
                passthrough: bool = False) -> int:
         """Create a guest as ``xl create`` would (libxl placement when no affinity)."""
+        if memory < MIN_GUEST_MEMORY:
+            free = sum(n.claimable for n in self.node_memory())
+            raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(MIN_GUEST_MEMORY)}",
+                                  f"{format_size(MIN_GUEST_MEMORY)} .. {format_size(free)}, the host's free memory")
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
             hard_mask = mask_of(hard) if hard is not None else None

@@ -296,6 +296,7 @@ class Host:
             raise InvalidArgument("name", f"{name!r}", "a non-empty name that is not all digits (those are domids)")
         if any(d.name == name for d in self.domains.values()):
             raise InvalidArgument("name", f"a domain called {name!r} already exists")
+        self._check_unambiguous(name, uuid)
         hard = self.online if hard is None else hard
         soft = self.online if soft is None else soft
         if hard & self.online == 0:
@@ -323,6 +324,19 @@ class Host:
         if not paused:
             self.unpause(domid)
         return d
+
+    def _check_unambiguous(self, name: str, uuid: Optional[str]) -> None:
+        """Domains are found by domid, UUID (in any case) or name (:meth:`find`): a name that
+        is another domain's UUID, or a UUID that is another's name, would make that lookup
+        reach the wrong domain.  (Two domains may share a UUID, as on Xen while a VM
+        migrates to its own host.)"""
+        for d in self.domains.values():
+            if d.uuid.lower() == name.lower():
+                raise InvalidArgument("name", f"{name!r} is the UUID of domain {d.domid} ({d.name})",
+                                      "a name that is not another domain's UUID")
+            if uuid is not None and uuid.lower() == d.name.lower():
+                raise InvalidArgument("uuid", f"{uuid!r} is the name of domain {d.domid}",
+                                      "a UUID that is not another domain's name")
 
     def destroy(self, domid: int) -> None:
         d = self.domain(domid)

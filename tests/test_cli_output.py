@@ -1,0 +1,130 @@
+"""What the xapi-numa command prints for people: frames on a pipe, hostile names in
+tables, dated expiry times; and the sizes and names ``sim create`` accepts."""
+import json
+import re
+import sys
+import time
+
+import pytest
+
+from xapi_numa.cli.main import main
+
+VM1 = "0b2a7e6e-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    path = str(tmp_path / "host.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G",
+                 "--scheduler", "credit", "--seed", "5"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{path}")
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    return path
+
+
+def run_json(capsys, *argv):
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _top_frames(capsys, monkeypatch, frames: int) -> str:
+    """``top`` (refreshing) for ``frames`` frames, its sleep cut short by ^C."""
+    import xapi_numa.cli.queries as queries_cli
+
+    naps = []
+
+    def nap(seconds):
+        naps.append(seconds)
+        if len(naps) == frames:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(queries_cli.time, "sleep", nap)
+    capsys.readouterr()
+    assert main(["top", "--interval", "0.1"]) == 130
+    return capsys.readouterr().out
+
+
+def test_top_on_a_pipe_prints_plain_frames_without_terminal_codes(host, capsys, monkeypatch):
+    out = _top_frames(capsys, monkeypatch, 2)  # capsys's stdout is not a TTY, as a pipe is not
+    assert "\x1b" not in out
+    assert out.count("xapi-numa top") == 2 and out.count("outside soft affinity over 2 refreshes") == 1
+
+
+def test_top_on_a_terminal_still_refreshes_in_place(host, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    out = _top_frames(capsys, monkeypatch, 2)
+    assert out.count("\x1b[H\x1b[2J") == 2
+
+
+HOSTILE = "evil\nname\twith\x1bcodes\u2028"
+
+
+@pytest.mark.parametrize("command", [["memory"], ["vcpus"], ["top", "--once"]])
+def test_control_characters_in_names_do_not_break_tables(host, capsys, command):
+    assert main(["sim", "create", host, HOSTILE, "--vcpus", "1", "--memory", "64M"]) == 0
+    capsys.readouterr()
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\t" not in out and "\u2028" not in out
+    rows = [line for line in out.splitlines() if "evil" in line]
+    # one row, the name shown escaped as Python writes it, the other columns still on that line
+    assert len(rows) == 1 and "evil\\nname\\twith\\x1bcodes\\u2028" in rows[0]
+    assert not any(line.startswith("name") for line in out.splitlines())
+
+
+def test_json_keeps_names_exact(host, capsys):
+    assert main(["sim", "create", host, HOSTILE, "--vcpus", "1", "--memory", "64M"]) == 0
+    rows = run_json(capsys, "memory", "--json")
+    assert HOSTILE in [r["name"] for r in rows]
+
+
+def test_place_shows_the_expiry_with_its_date(host, capsys):
+    capsys.readouterr()
+    assert main(["place", "--vcpus", "1", "--memory", "256M", "--vm", VM1, "--ttl", "86400"]) == 0
+    text = capsys.readouterr().out
+    expires = run_json(capsys, "reservations", "--json")[0]["expires"]
+    # a lease of up to 24 h may end tomorrow: the day is part of the answer
+    assert "reserved: for {} until {}".format(VM1, time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                 time.localtime(expires))) in text
+    assert re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", text.strip())
+
+
+@pytest.mark.parametrize("size", ["1", "4K", "1023K", "1048575"])
+def test_sim_create_refuses_memory_below_one_mib(host, capsys, size):
+    before = open(host).read()
+    capsys.readouterr()
+    assert main(["sim", "create", host, "tiny", "--vcpus", "1", "--memory", size]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: --memory: ") and "(allowed: 1M .. " in err
+    assert len(err.strip().splitlines()) == 1 and open(host).read() == before
+
+
+def test_sim_create_takes_one_mib(host, capsys):
+    assert main(["sim", "create", host, "small", "--vcpus", "1", "--memory", "1M"]) == 0
+    rows = run_json(capsys, "memory", "--json")
+    assert [r["total"] for r in rows if r["name"] == "small"] == [1 << 20]
+
+
+def test_sim_create_refuses_a_name_that_is_another_domains_uuid(host, capsys):
+    assert main(["sim", "create", host, "a", "--vcpus", "1", "--memory", "64M"]) == 0
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    uuid = next(d.uuid for d in SimHypervisor(host).domains() if d.name == "a")
+    before = open(host).read()
+    for name in (uuid, uuid.upper(), "00000000-0000-0000-0000-000000000000"):  # dom0's too
+        capsys.readouterr()
+        assert main(["sim", "create", host, name, "--vcpus", "1", "--memory", "64M"]) == 2
+        err = capsys.readouterr().err
+        assert "name: {!r} is the UUID of domain".format(name) in err and len(err.strip().splitlines()) == 1
+    assert open(host).read() == before
+
+
+def test_sim_refuses_a_uuid_that_is_another_domains_name(host):
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.errors import InvalidArgument
+
+    sim = SimHypervisor(host)
+    sim.create(VM1, 1, 64 << 20, load="idle")
+    with pytest.raises(InvalidArgument) as err:
+        sim.create("b", 1, 64 << 20, load="idle", uuid=VM1.upper())
+    assert err.value.field == "uuid"
