@@ -123,6 +123,12 @@ def test_sigterm_restores_every_temporary_pin_and_a_second_daemon_is_refused(tmp
         second = _daemon(path)
         out, err = second.communicate(timeout=30)
         assert second.returncode == 1 and "another xapi-numad already runs" in err and "Traceback" not in err
+        # nor is the host replaced under it: a new host deletes the database the daemon holds
+        cli = os.path.join(os.path.dirname(sys.executable), "xapi-numa")
+        init = subprocess.run([cli, "sim", "init", path, "--force", "--nodes", "2", "--cpus-per-node", "2",
+                               "--memory-per-node", "1G"], capture_output=True, text=True, timeout=60)
+        assert init.returncode != 0 and "xapi-numad runs for the simulated host" in init.stderr, init.stderr
+        assert "Traceback" not in init.stderr and journal.entries()
     finally:
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=30)

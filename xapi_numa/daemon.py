@@ -9,8 +9,6 @@ of SIGKILL stops the daemon, and after a SIGKILL its next start restores what
 the journal holds.
 """
 import argparse
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -19,10 +17,10 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
-from xapi_numa.errors import NumaError, StateError
-from xapi_numa.ops import runtime
+from xapi_numa.errors import NumaError
+from xapi_numa.ops import instance_lock, runtime
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
@@ -32,7 +30,6 @@ from xapi_numa.state.ledger import Ledger
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 LOG = runtime.LOG
-RUN_DIR = "/run/xapi-numa"
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,36 +38,6 @@ class JsonFormatter(logging.Formatter):
         # a field never overrides these: "time" is always the wall clock of the line
         entry.update(time=round(record.created, 3), level=record.levelname.lower(), event=record.getMessage())
         return json.dumps(entry, sort_keys=True, default=str)
-
-
-def _real_sim_path(spec: str) -> Optional[str]:
-    """A simulated host's file as its store reaches it (through symlinks): one host, one lock, one database."""
-    path = sim_path(spec)
-    return os.path.realpath(path) if path else path
-
-
-def instance_lock(spec: str) -> int:
-    """Hold the host's daemon lock for the life of the process; refuse a second daemon."""
-    path = _real_sim_path(spec)
-    lock_path = path + ".xapi-numad.lock" if path else os.path.join(
-        os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), "xapi-numad.lock")
-    try:
-        if not path:  # /run/xapi-numa; a simulated host's lock goes beside its (existing) file
-            os.makedirs(os.path.dirname(os.path.abspath(lock_path)), mode=0o700, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        raise StateError("cannot open the daemon lock {}: {}".format(lock_path, err.strerror)) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StateError("another xapi-numad already runs for this host (it holds {}); stop it first "
-                             "(systemctl stop xapi-numad)".format(lock_path)) from None
-        raise StateError("cannot lock {}: {}".format(lock_path, err.strerror)) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, "{}\n".format(os.getpid()).encode())
-    return fd
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -149,7 +116,7 @@ class FailureLog:
 
 
 def db_path_for(args: argparse.Namespace, spec: str) -> str:
-    path = _real_sim_path(spec)
+    path = instance_lock.real_sim_path(spec)
     if args.ledger:
         return args.ledger
     # a simulated host keeps its state beside its state file
@@ -239,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec = backend_spec(args.backend)
         hv = open_hypervisor(spec)
         hv.topology()  # a host that is not there is said so before anything is made
-        lock = instance_lock(spec)
+        lock = instance_lock.acquire(spec)
         rt, link = build_runtime(args, spec, hv)
         try:
             rt.restore_all_pins("start: pins left by a previous run")

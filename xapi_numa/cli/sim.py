@@ -4,10 +4,11 @@ import sys
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli import common
+from xapi_numa.ops import instance_lock
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
-from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 SCHEDULERS = ("credit", "credit2")
@@ -47,6 +48,10 @@ def cmd_sim_init(args) -> int:
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
         raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
                               "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
+    held = instance_lock.holder("sim:" + args.path) if os.path.exists(args.path) else None
+    if held is not None:  # a new host would delete the database under the daemon running for the old one
+        raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
+                         "replacing the host".format(args.path, held))
     SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force)
     print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
         args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))

@@ -1,0 +1,67 @@
+"""One xapi-numad per host: the lock it holds for its life, and whether one holds it.
+
+The lock is a ``flock`` on a file: under ``/run/xapi-numa`` for the real host
+(``XAPI_NUMA_RUN_DIR`` overrides it), beside the state file for a simulated
+host (reached through symlinks: one host, one lock).  The kernel drops it with
+the process, so a daemon killed by SIGKILL never leaves a stale lock behind.
+"""
+import errno
+import fcntl
+import os
+from typing import Optional
+
+from xapi_numa.backends.open import sim_path
+from xapi_numa.errors import StateError
+
+RUN_DIR = "/run/xapi-numa"
+
+
+def real_sim_path(spec: str) -> Optional[str]:
+    """A simulated host's file as its store reaches it (through symlinks), or None."""
+    path = sim_path(spec)
+    return os.path.realpath(path) if path else path
+
+
+def lock_path(spec: str) -> str:
+    path = real_sim_path(spec)
+    if path:
+        return path + ".xapi-numad.lock"
+    return os.path.join(os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), "xapi-numad.lock")
+
+
+def acquire(spec: str) -> int:
+    """Hold the host's daemon lock for the life of the process; refuse a second daemon."""
+    path = lock_path(spec)
+    try:
+        if not real_sim_path(spec):  # /run/xapi-numa; a simulated host's lock goes beside its (existing) file
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise StateError("cannot open the daemon lock {}: {}".format(path, err.strerror)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StateError("another xapi-numad already runs for this host (it holds {}); stop it first "
+                             "(systemctl stop xapi-numad)".format(path)) from None
+        raise StateError("cannot lock {}: {}".format(path, err.strerror)) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, "{}\n".format(os.getpid()).encode())
+    return fd
+
+
+def holder(spec: str) -> Optional[str]:
+    """The lock's path if a daemon holds it now, else None (the lock is left as found)."""
+    path = lock_path(spec)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # never taken here: no daemon ever ran for this host
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        return path if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+    finally:
+        os.close(fd)  # closing drops a lock taken just now
+    return None
