@@ -97,6 +97,29 @@ def test_place_settle_release(ctx):
     assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False, "boot_pin": "none"}
 
 
+def test_a_vm_running_on_another_host_is_not_running_here_and_the_answer_names_that_host(ctx):
+    """xapi says where the VM runs: each call that wants the local domain says so (the
+    code stays NUMA_NOT_RUNNING, the VM's uuid first); a halted VM keeps the plain answer."""
+    server, session, host, sid = ctx
+    other_host = session.xenapi.host.get_all()[1]
+    there = session.xenapi.host.get_record(other_host)
+    ref, uuid = server.add_vm("elsewhere", 2, 512 << 20, domain_type="pvh")
+    for fn, args in [("vm_memory", {"vm": uuid}), ("settle", {"vm": uuid}), ("vcpus", {"vm": uuid}),
+                     ("move_memory", {"vm": uuid, "to": "1"})]:
+        assert err(run(server, host, sid, fn, args)) == ["NUMA_NOT_RUNNING", uuid], fn  # halted
+    session.xenapi.VM.start_on(ref, other_host, False, False)
+    for fn, args in [("vm_memory", {"vm": uuid}), ("settle", {"vm": uuid}), ("vcpus", {"vm": uuid}),
+                     ("move_memory", {"vm": uuid, "to": "1"}), ("migrate_memory", {"vm": uuid, "to": "1"})]:
+        details = err(run(server, host, sid, fn, args))
+        assert details[:3] == ["NUMA_NOT_RUNNING", uuid, there["uuid"]], (fn, details)
+        assert there["name_label"] in details[3] and there["uuid"] in details[3], (fn, details)
+    assert ok(run(server, other_host, sid, "vm_memory", {"vm": uuid}))["total"] == 512 << 20  # there it answers
+    ref, uuid = server.add_vm("paused-elsewhere", 1, 256 << 20)
+    session.xenapi.VM.start_on(ref, other_host, True, False)
+    details = err(run(server, host, sid, "vm_memory", {"vm": uuid}))
+    assert details[:3] == ["NUMA_NOT_RUNNING", uuid, there["uuid"]] and "paused on host" in details[3]
+
+
 def test_release_restores_a_failed_start(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("vm", 2, 1 << 30)

@@ -119,6 +119,28 @@ def test_vm_placement_and_pool_queries(pool, tmp_path):
     assert code == 0 and out.splitlines()[0].split()[0] == "host" and {"host0", "host1", "host2"} <= set(out.split())
 
 
+def test_vm_placement_of_a_running_vm_with_a_bad_stored_policy_still_shows_where_it_is(pool, tmp_path):
+    """A policy hand-edited into other_config does not hide the VM: where its memory and
+    vCPUs are is answered, and the policy is reported invalid, naming the key to fix."""
+    server, session = pool
+    ref, uuid = server.add_vm("typo", 2, G)
+    session.xenapi.VM.start_on(ref, session.xenapi.host.get_all()[1], False, False)
+    for key, value in [("numa_mode", "loose"), ("numa_nodes", "0,0"), ("numa_on_exhaust", "never")]:
+        session.xenapi.VM.add_to_other_config(ref, key, value)
+        code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid, "--json"))
+        assert code == 0, (key, err)
+        placed = json.loads(out)
+        assert placed["state"] == "Running" and placed["host"] == "host1" and placed["memory"]["total"] == G
+        assert len(placed["vcpus"]) == 2
+        assert placed["policy"] is None and f"other_config:{key}" in placed["policy_error"], placed
+        code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid))  # as text, for people
+        assert code == 0 and "policy INVALID (other_config:{}".format(key) in out and "host1" in out, (out, err)
+        session.xenapi.VM.remove_from_other_config(ref, key)
+    code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid, "--json"))
+    placed = json.loads(out)
+    assert code == 0 and placed["policy"]["mode"] == "best_effort" and placed["policy_error"] is None
+
+
 def test_bad_credentials_are_one_clear_line(pool, tmp_path):
     server, _ = pool
     secret = tmp_path / "wrong"

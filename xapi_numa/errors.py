@@ -60,10 +60,22 @@ class UnknownVM(NumaError):
 
 
 class NotRunning(NumaError):
+    """No domain of the VM here.  Where xapi says it runs on another host, that host's
+    uuid and a message naming it follow the VM's uuid: call the plugin there."""
+
     code = "NUMA_NOT_RUNNING"
 
-    def __init__(self, vm: str) -> None:
-        super().__init__(f"VM {vm} is not running", (vm,))
+    def __init__(self, vm: str, host_uuid: Optional[str] = None, host_name: Optional[str] = None,
+                 state: str = "running") -> None:
+        if host_uuid is None:
+            super().__init__(f"VM {vm} is not running", (vm,))
+        else:
+            message = (f"VM {vm} is not running on this host: it is {state} on host {host_name!r} "
+                       f"({host_uuid}); ask that host")
+            super().__init__(message, (vm, host_uuid, message))
+        self.vm = vm
+        self.host_uuid = host_uuid
+        self.host_name = host_name
 
 
 class HypervisorError(NumaError):

@@ -118,8 +118,8 @@ def _render_vm_placement(vm: str, result: dict) -> str:
                          + ["  {}: nodes {} - {}".format(o["host"], ",".join(map(str, o["nodes"])), o["reason"])
                             for o in result["options"]]) + _render_vnuma(result)
     m = result["memory"]
-    head = ("{} runs on {} (domid {}), policy {}: memory ".format(vm, result["host"], m["domid"],
-                                                                  result["policy"]["mode"])
+    policy = result["policy"]["mode"] if result.get("policy") else "INVALID ({})".format(result.get("policy_error"))
+    head = ("{} runs on {} (domid {}), policy {}: memory ".format(vm, result["host"], m["domid"], policy)
             + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in m["nodes"].items())
             + "; {:.0f}% local to its home nodes".format(100 * m["local_share"]))
     return head + "\n" + render.render_vcpus(result["vcpus"]) + _render_vnuma(result)

@@ -20,7 +20,8 @@ import json
 from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
-from xapi_numa.errors import NoCapacity, NoHost, NumaError
+from xapi_numa.core.policy import Policy
+from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
 MAX_ATTEMPTS = 6
@@ -144,12 +145,22 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "host": xapi.call(session.xenapi.host.get_name_label, host),
                 "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
-                "policy": plugin_result(session, host, "get_policy", {"vm": uuid}),
-                "vnuma_plan": _stored_plan_of(record)}
+                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(record)}
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
                for _, host, placement in candidates(session, uuid)]
     return {"vm": uuid, "state": record["power_state"], "options": options,
             "vnuma_plan": _stored_plan_of(record)}
+
+
+def _stored_policy_of(record: dict) -> dict:
+    """``policy`` (as the plugin's ``get_policy`` answers; None if invalid) and ``policy_error``
+    (naming the other_config key to fix): a bad stored policy is shown beside where the VM
+    is, not instead of it."""
+    try:
+        policy = Policy.from_other_config(record["other_config"])
+        return {"policy": dict(policy.to_dict(), vm=record["uuid"]), "policy_error": None}
+    except InvalidArgument as err:
+        return {"policy": None, "policy_error": err.message}
 
 
 def _stored_plan_of(record: dict) -> Optional[dict]:

@@ -36,10 +36,13 @@ def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
     fn = FUNCTIONS.get(method)
     if fn is None:
         return proto.failure_response([proto.UNKNOWN_FUNCTION, method])
+    ctx = Context(session_id)
     try:
-        value = fn(Context(session_id), args)
+        value = fn(ctx, args)
         return proto.success_response(json.dumps(value, sort_keys=True))
     except NumaError as err:
+        if isinstance(err, NotRunning):  # no domain here: say where xapi has it running, if elsewhere
+            err = ctx.located(err)
         LOG.info("%s failed: %s", method, err.message)
         return proto.failure_response(failure_details(err))
     except Exception as err:  # a bug: say so to xapi, keep the traceback for the logs

@@ -18,7 +18,7 @@ from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
-from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
+from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import move_memory, move_recovery, queries, runtime, settle as settling, start_placement, vnuma_xapi
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
@@ -65,6 +65,25 @@ class Context:
                 return d
         xapi.vm_ref(self.session, uuid)  # UnknownVM if xapi does not know it either
         raise NotRunning(uuid)
+
+    def located(self, err: NotRunning) -> NotRunning:
+        """``err`` naming the host xapi says the VM is running (or paused) on, if that is
+        not this host; ``err`` itself for a halted VM, or where xapi cannot say.  The
+        boundary asks this of every NotRunning, whichever use case found no domain here."""
+        if err.host_uuid is not None:
+            return err
+        try:
+            vm = xapi.vm_ref(self.session, err.vm)
+            state = xapi.call(self.session.xenapi.VM.get_power_state, vm)
+            if state not in ("Running", "Paused"):
+                return err
+            resident_on = xapi.call(self.session.xenapi.VM.get_resident_on, vm)
+            host = xapi.call(self.session.xenapi.host.get_record, resident_on)
+        except (NumaError, OSError):  # only a better message was at stake: the plain answer stands
+            return err
+        if host["uuid"].lower() == (self.host_uuid or "").lower():
+            return err  # xapi has it here, the hypervisor has no domain (yet): not another host's
+        return NotRunning(err.vm, host["uuid"], host["name_label"], state.lower())
 
 
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
