@@ -45,6 +45,19 @@ def test_a_managed_guest_whose_home_has_no_dom0_vcpu_gets_its_backend_work_hande
     assert all("no dom0 vCPU" in a.reason for a in actions)
 
 
+def test_the_backend_work_of_a_guest_not_read_this_time_stays_where_we_put_it():
+    """A guest whose vCPUs could not be read is left out of the snapshot but is not gone:
+    its backend work was handed back to dom0's default, then moved again next cycle."""
+    s = snap_homed_on(N1)
+    s = HostSnapshot(TOPO3, 0.0, s.domains[:1], {0: s.vcpus[0]}, unread={"uuid-1": 1})
+    st = ba.BackendState(ba.read_layout(s.vcpus[0], TOPO3),
+                         tasks=(ba.BackendTask(1, "netback", 500, NAME, 77, frozenset({1})),),
+                         owned=(ba.Owned("uuid-1", ba.THREAD, 500, NAME, 77),))
+    assert ba.plan(s, st) == []
+    gone = HostSnapshot(TOPO3, 0.0, s.domains, s.vcpus)  # gone for good: handed back
+    assert [type(a).__name__ for a in ba.plan(gone, st)] == ["RestoreBackendAffinity"]
+
+
 def test_a_home_with_no_dom0_vcpu_leaves_work_we_never_moved_alone():
     s = snap_homed_on(N2)
     st = ba.BackendState(ba.read_layout(s.vcpus[0], TOPO3),

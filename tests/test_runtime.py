@@ -273,3 +273,45 @@ def test_every_log_line_carries_the_wall_clock_as_time():
     record.fields = {"time": 13.0, "pinned": 2}
     line = json.loads(daemon.JsonFormatter().format(record))
     assert abs(line["time"] - time.time()) < 60 and line["pinned"] == 2 and line["event"] == "cycle"
+
+
+class UnreadableVcpus:
+    """A hypervisor view on which one domain's vCPUs cannot be read for a while (an error
+    other than the domain being gone)."""
+
+    def __init__(self, hv, domid):
+        self.hv, self.domid, self.failing = hv, domid, False
+
+    def __getattr__(self, name):
+        return getattr(self.hv, name)
+
+    def vcpus(self, domid):
+        from xapi_numa.errors import HypervisorError
+        if self.failing and domid == self.domid:
+            raise HypervisorError(5, "reading the vCPUs of domain {}".format(domid))  # EIO
+        return self.hv.vcpus(domid)
+
+
+def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_path):
+    """A read that failed for another reason than the domain being gone made the VM look
+    gone for that cycle: its temporary pin was forgotten ("the VM is gone") and stayed on
+    its vCPU for good, and its demand history went with it."""
+    path = str(tmp_path / "h.json")
+    sim, a, c = swapped_host(path)
+    view = UnreadableVcpus(sim, a)
+    rt = Runtime(view, Database(str(tmp_path / "l.db")), Settings(threshold=0.0))
+    rt.cycle()
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # homing pinned A's vCPU
+    assert uuid in {u for u, _ in rt.rebalancer.unit_demand}
+    view.failing = True
+    sim.run(1.0)
+    rt.cycle()
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # kept, not forgotten
+    assert uuid in {u for u, _ in rt.rebalancer.unit_demand}  # its demand history too
+    view.failing = False
+    for _ in range(4):
+        sim.run(1.0)
+        rt.cycle()
+    assert not any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # undone once home
+    assert all(v.hard == sim.topology().all_cpus for v in sim.vcpus(a))

@@ -179,6 +179,7 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
     is gone is only forgotten."""
     running = {d.uuid for d in snap.domains}
     managed_uuids = set(managed.values())
+    unread = set(snap.unread)  # not read this time, not gone: what we changed for them stays as it is
     # a managed guest homed where dom0 has no vCPU has no better place than dom0's default:
     # kept, its work would stay pinned to its old home, and its IRQs banned from irqbalance
     placed_uuids = {uuid for domid, uuid in managed.items() if targets[domid]}
@@ -188,7 +189,7 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
     out: List[object] = []
     for o in state.owned:
         still_there = (o.kind, o.ident, o.name, o.starttime) in present
-        if o.uuid in placed_uuids and still_there:
+        if (o.uuid in placed_uuids or o.uuid in unread) and still_there:
             continue
         cpus = threads_default if o.kind == THREAD else (state.default_irq_cpus or threads_default)
         if o.uuid not in running or not still_there:

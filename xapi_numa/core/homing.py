@@ -265,6 +265,8 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
     overbooked = _overbooked_checker(snap)
     for uuid, records in sorted(by_vm.items()):
         d = domains.get(uuid)
+        if d is None and uuid in snap.unread:
+            continue  # not read this time, not gone: its pins are kept as they are
         if d is None:
             out += [RestorePin(None, uuid, p.vcpu, None, "the VM is gone") for p in records]
             continue

@@ -21,6 +21,9 @@ class HostSnapshot:
     pages: Mapping[int, Mapping[int, int]] = attrs.field(factory=dict)
     scheduler: str = "credit2"
     pools: Mapping[int, FrozenSet[int]] = attrs.field(factory=dict)  # CPU pool -> its pCPUs (empty: unknown)
+    # uuid -> domid of domains that are there but whose vCPUs could not be read this time: left
+    # out of ``domains``, yet not gone (what is remembered of them, their pins first, is kept)
+    unread: Mapping[str, int] = attrs.field(factory=dict)
 
     def pool_cpus(self, domid: int) -> FrozenSet[int]:
         """The pCPUs the domain's vCPUs may run on at all (its CPU pool's)."""

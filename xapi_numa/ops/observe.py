@@ -1,11 +1,14 @@
 """World -> snapshot: read a host through the Hypervisor port into values.
 
-Reads tolerate domains that go away mid-read (they are left out); nothing here
-decides anything.
+Reads tolerate domains that go away mid-read (they are left out); one whose
+vCPUs could not be read for another reason is left out too, but named in
+:attr:`HostSnapshot.unread`, so that nothing remembered of it is dropped as if
+it were gone.  Nothing here decides anything.
 """
+import errno
 from typing import Dict, Iterable, Optional, Tuple
 
-from xapi_numa.errors import NumaError
+from xapi_numa.errors import HypervisorError, NumaError
 from xapi_numa.core.host import DomainInfo, VcpuInfo, find_domain
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -20,15 +23,22 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
     wanted = None if pages_of is None else set(pages_of)
     vcpus: Dict[int, Tuple[VcpuInfo, ...]] = {}
     pages: Dict[int, Dict[int, int]] = {}
+    unread: Dict[str, int] = {}
     for d in domains:
         try:
             vcpus[d.domid] = tuple(hv.vcpus(d.domid))
             if d.domid != 0 and (with_pages or (wanted is not None and d.domid in wanted)):
                 pages[d.domid] = dict(hv.node_pages(d.domid))
-        except NumaError:
-            continue  # the domain went away during the read
+        except NumaError as err:
+            if d.domid not in vcpus and not _gone(err):
+                unread[d.uuid] = d.domid  # there, but not read: not to be taken for gone
+            continue  # gone during the read, or its pages not known this time
     return HostSnapshot(hv.topology(), now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
-                        hv.capabilities().scheduler, hv.cpupools())
+                        hv.capabilities().scheduler, hv.cpupools(), unread)
+
+
+def _gone(err: NumaError) -> bool:
+    return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

@@ -11,10 +11,9 @@ followed its new home.  Every period it turns a snapshot into
 ones worth making with it in the same period), and returns the actions for
 the executor, with the assessment that explains them.
 
-A VM's home is what its affinity says with homing's temporary pins left out
-(such a pin may still hold a vCPU on the node its VM was just moved away
-from).  The first step of memory following goes out in the period the home
-moves, with the home move itself.
+A VM's home is what its affinity says without homing's temporary pins (one may
+still hold a vCPU on the node its VM just left).  Memory starts following in
+the period the home moves.
 
 A vNUMA VM is weighed vnode by vnode: each vnode is a unit of its own (the
 demand of its vCPUs, its memory, its pnode as home), and a move takes one
@@ -25,8 +24,7 @@ so each domain's layout is read once, when the domain is first seen running
 (a domain not yet run may still be given one), kept, updated by our own vnode
 moves, read again only when a move of ours was refused or did not finish, and
 dropped when the domain goes.  A VM whose layout cannot be read is not moved.
-Hold-down is per VM: once one vnode moved, none of its vnodes moves for
-``hold_down`` seconds.
+Hold-down is per VM: one vnode moved holds all its vnodes for ``hold_down``.
 """
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
@@ -109,7 +107,8 @@ class Rebalancer:
         """Read the layout of each domain seen running for the first time (or since a move
         of ours on it ended other than done); forget the domains that are gone."""
         alive = {d.uuid: d for d in snap.domains if d.domid != 0}
-        self.layouts = {u: e for u, e in self.layouts.items() if u in alive and alive[u].domid == e[0]}
+        domids = dict(snap.unread, **{u: d.domid for u, d in alive.items()})  # the unread are not gone
+        self.layouts = {u: e for u, e in self.layouts.items() if domids.get(u) == e[0]}
         moving = set(self.moves.moving())
         for uuid in sorted(self._unsure - moving):  # our mover finished: keep what it did, or read again
             self._unsure.discard(uuid)
@@ -169,11 +168,12 @@ class Rebalancer:
                 self.unit_demand[unit] = now if old is None else SMOOTHING * now + (1 - SMOOTHING) * old
                 self.history.setdefault(unit, []).append(self.unit_demand[unit])
                 del self.history[unit][:-WINDOW]
-        self._cpu = {k: v for k, v in self._cpu.items() if k in seen}
-        alive = {d.uuid for d in snap.domains}
-        self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units}
-        self.history = {u: x for u, x in self.history.items() if u in units}
-        self.following.forget_all_but({d.uuid: d.domid for d in snap.domains})
+        unread = snap.unread  # not read this time, not gone: what is known of them is kept
+        self._cpu = {k: v for k, v in self._cpu.items() if k in seen or k[0] in unread}
+        alive = {d.uuid for d in snap.domains} | set(unread)
+        self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units or u[0] in unread}
+        self.history = {u: x for u, x in self.history.items() if u in units or u[0] in unread}
+        self.following.forget_all_but(dict(unread, **{d.uuid: d.domid for d in snap.domains}))
         self._blockers = {u: x for u, x in self._blockers.items() if u in alive}
 
     def loads(self, snap: HostSnapshot, pages: Mapping[str, Mapping[int, int]], excluded: Set[int],
@@ -329,7 +329,7 @@ class Rebalancer:
 
     def _undo_now(self, snap: HostSnapshot) -> List[object]:
         """The undo writes still to make (none for a domain that is gone)."""
-        alive = {d.uuid: d.domid for d in snap.domains}
+        alive = dict(snap.unread, **{d.uuid: d.domid for d in snap.domains})
         self._undo = {u: e for u, e in self._undo.items() if alive.get(u) == e[0]}
         return [a for _, writes in self._undo.values() for a in writes]
 

@@ -169,7 +169,7 @@ class Runtime:
     def forget_the_gone(self, snap: HostSnapshot) -> None:
         """Drop what homing remembers of VMs that no longer run: a daemon lives for months
         of VM starts and stops."""
-        alive = {d.uuid for d in snap.domains}
+        alive = {d.uuid for d in snap.domains} | set(snap.unread)
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
         self.bounced_vms &= alive
         self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
