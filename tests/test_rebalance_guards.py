@@ -295,6 +295,27 @@ def test_a_vm_whose_memory_stays_keeps_the_home_we_gave_it(tmp_path):
         assert all(v.soft == N1 for v in sim.vcpus(domid)), m
 
 
+def test_a_vm_whose_memory_stays_goes_back_to_its_memory_once_its_old_node_has_room(tmp_path):
+    """The home we gave an HVM guest (QEMU: its memory cannot follow) was held for good:
+    with the load that justified it gone, it ran with all its memory remote for ever."""
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), TOPO, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20,
+                             force=True)
+    domids = [sim.create("hvm{}".format(i), 2, GiB, dtype="hvm", soft=N0, load="busy") for i in range(4)]
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    run(sim, rt, 120)
+    moved = {m.uuid for m in HomeMoves(rt.db).recent()}
+    assert moved
+    uuids = {d.domid: d.uuid for d in sim.domains()}
+    for domid in domids:
+        if uuids[domid] not in moved:
+            sim.set_load(domid, "idle")  # the load that sent the others away is gone
+    run(sim, rt, 30)
+    stayed = [d for d in domids if uuids[d] in moved]
+    assert all(v.soft == N1 for d in stayed for v in sim.vcpus(d))  # held for the hold-down
+    run(sim, rt, int(rebalance.Settings().hold_down))
+    assert all(v.soft == N0 for d in stayed for v in sim.vcpus(d))  # back with its memory
+
+
 def test_trimming_to_the_write_budget_trims_the_reason_too():
     vms = [vm(i, 0, 2.0) for i in range(1, 6)]
     a = rebalance_plan.plan(vms, TOPO)

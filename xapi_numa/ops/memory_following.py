@@ -137,6 +137,25 @@ class MemoryFollowing:
             self.followed[uuid] = (to, done + pages)
             self._starved.pop(uuid, None)
 
+    def back_to_memory(self, vms: List[rebalance.VmLoad], capacity: Mapping[int, float],
+                       last_moved: Mapping[str, float], now: float) -> List[Tuple[rebalance.VmLoad, int]]:
+        """The VMs whose memory stays that we homed away from it, to home back on the node
+        holding most of it: once their hold-down is over and that node has room for them
+        again (with them, it stays within ``headroom``).  Held for good, they ran with their
+        memory remote long after the load that sent them away was gone."""
+        demand = rebalance.node_demand(vms, list(capacity))
+        out = []
+        for vm in vms:
+            if vm.uuid not in self.homed_fixed or vm.vnode is not None or not vm.pages or not vm.movable:
+                continue
+            back = max(sorted(vm.pages), key=lambda n: vm.pages[n])
+            room = capacity.get(back, 0.0) * self.settings.headroom - demand.get(back, 0.0)
+            if back != vm.home and vm.demand <= room and \
+                    now - last_moved.get(vm.uuid, float("-inf")) >= self.settings.hold_down:
+                out.append((vm, back))
+                demand[back] = demand.get(back, 0.0) + vm.demand
+        return out
+
     def held_homes(self) -> Set[str]:
         """VMs whose home we moved and keep: their memory following it, or staying where it
         is by design (the affinity fix-up must not point them back at their memory)."""

@@ -40,7 +40,9 @@ from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import NumaError
 from xapi_numa.state.db import Database
 from xapi_numa.state.homes import HomeMove, HomeMoves
-from xapi_numa.ops.executor import DONE, GONE, REFUSED
+from xapi_numa.ops import part_moves
+from xapi_numa.ops.executor import DONE, REFUSED
+from xapi_numa.ops.part_moves import PartMoves
 from xapi_numa.ops.memory_following import MemoryFollowing
 from xapi_numa.state.moves import DONE as MOVE_DONE, MoveJournal
 
@@ -85,7 +87,7 @@ class Rebalancer:
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float, Tuple]] = []  # made, not confirmed
-        self._undo: Dict[str, Tuple[int, List[object]]] = {}  # uuid -> (domid, writes of a part-made move to undo)
+        self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
         self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
@@ -268,42 +270,42 @@ class Rebalancer:
         move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
-        undo = self._undo_now(snap)
-        if max_writes is not None:
-            max_writes -= len(undo)
+        undo = self.part_moves.due(snap)
         self.following.begin_period(chunk_pages, room)
         self.following.resume(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
-        vms = self.loads(snap, pages, excluded, now, our_pins)
-        assessment = rebalance_plan.plan(vms, snap.topology, self.settings, pools.guest_capacity(snap), room,
-                                         max_writes)
+        vms, capacity = self.loads(snap, pages, excluded, now, our_pins), pools.guest_capacity(snap)
+        # a move of its own (logged, held down): a VM whose memory stays, homed back with it
+        back = [rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
+                for vm, to in self.following.back_to_memory(vms, capacity, self.homes.last_moved(now), now)]
+        moving = {vm.uuid for c in back for vm, _ in c.moves}  # weighed again once home
+        if max_writes is not None:
+            max_writes -= len(undo) + sum(c.writes for c in back)
+        assessment = rebalance_plan.plan([attrs.evolve(v, movable=False) if v.uuid in moving else v for v in vms],
+                                         snap.topology, self.settings, capacity, room, max_writes)
         if max_writes is not None:
             assessment = rebalance_plan.within_writes(assessment, max_writes)
         actions: List[object] = list(undo)
-        note = assessment.reason
+        for c in back:
+            actions += self._move_homes(c, snap, now, record)
+        note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason])
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None else 0
         self._streak = streak
         if assessment.best is not None and (streak >= self.settings.sustain or not record):
             for candidate in assessment.chosen:
                 actions += self._move_homes(candidate, snap, now, record)
+                moving |= {vm.uuid for vm, _ in candidate.moves}  # following its old home no more
             if record:
                 self._streak = 0
             # memory follows once the executor has made every write of the move (applied)
-            note = ("moving: " if record else "would move: ") + assessment.reason
+            note = ("moving: " if record else "would move: ") + note
         elif assessment.best is not None:
-            note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, assessment.reason)
-        moving = {vm.uuid for vm, _ in self._moves_in(actions[len(undo):], assessment)}
+            note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, note)
         self.following.drop(self.left_alone)
         actions += self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
         return Decision(assessment, tuple(actions), streak, note)
-
-    @staticmethod
-    def _moves_in(actions: List[object], assessment: rebalance.Assessment) -> List[Tuple[rebalance.VmLoad, int]]:
-        """The moves this period makes (none while it waits): a VM moving home now follows
-        its old home no more."""
-        return [m for c in assessment.chosen for m in c.moves] if actions else []
 
     def _move_homes(self, best: rebalance.Candidate, snap: HostSnapshot, now: float,
                     record: bool = True) -> List[object]:
@@ -316,29 +318,15 @@ class Rebalancer:
             else:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason)
             if record:
-                self._pending.append((vm, to, best.kind, reason, now, self._before(vm, snap)))
+                self._pending.append((vm, to, best.kind, reason, now, part_moves.before(vm, snap, self.layout(vm.uuid))))
         return out
-
-    def _before(self, vm: rebalance.VmLoad, snap: HostSnapshot) -> Tuple[Dict[int, FrozenSet[int]], FrozenSet[int]]:
-        """What a move of ``vm`` changes, as it is now: each vCPU's soft affinity, and the
-        node affinity (its home; for a vnode, every pnode its vnodes live on)."""
-        soft = {v.vcpu: v.soft for v in snap.vcpus.get(vm.domid, ())}
-        lay = self.layout(vm.uuid) if vm.vnode is not None else None
-        nodes = frozenset(p for p in lay.pnodes if p is not None) if lay is not None else frozenset([vm.home])
-        return soft, nodes
-
-    def _undo_now(self, snap: HostSnapshot) -> List[object]:
-        """The undo writes still to make (none for a domain that is gone)."""
-        alive = dict(snap.unread, **{d.uuid: d.domid for d in snap.domains})
-        self._undo = {u: e for u, e in self._undo.items() if alive.get(u) == e[0]}
-        return [a for _, writes in self._undo.values() for a in writes]
 
     def _confirm(self, outcomes) -> List[object]:
         """A move counts (the home-move log, its hold-down, memory following) only once
         every write of it was made; one deferred or refused is not a move.  The first
         memory-follow steps of the moves that count, to be made at once."""
         pending, self._pending = self._pending, []
-        self._undone(outcomes)
+        self.part_moves.ended(outcomes)
         steps: List[object] = []
         for vm, to, kind, reason, now, before in pending:
             # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
@@ -346,36 +334,12 @@ class Rebalancer:
                     and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
                     and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
             if not (mine and all(o.status == DONE for o in mine)):
-                self._made_in_part(vm, mine, before)
+                self.part_moves.made_in_part(vm, mine, before)
                 continue
             self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
             if vm.vnode is None:  # a vnode's memory moved with it
                 steps += self.following.start(vm, to)
         return steps
-
-    def _made_in_part(self, vm: rebalance.VmLoad, mine, before) -> None:
-        """Some writes of a move went through, others not: the VM is homed on two nodes,
-        which neither a later move (its home is several nodes) nor the fix-up (its memory
-        is inside its soft affinity) would mend.  Undo what was made, in the next periods
-        until it is made; a vnode whose pages have started moving gets the rest instead."""
-        made = [o.action for o in mine if o.status == DONE]
-        if not made or any(o.status == GONE for o in mine):
-            return
-        if any(isinstance(a, MoveMemory) for a in made):
-            writes = [o.action for o in mine if o.status != DONE and not isinstance(o.action, MoveMemory)]
-        else:
-            writes = rebalance_moves.undo_actions(made, *before)
-        self._undo[vm.uuid] = (vm.domid, writes)
-
-    def _undone(self, outcomes) -> None:
-        """Undo writes made (or whose domain is gone) are not made again."""
-        ended = {id(o.action) for o in outcomes if o.status in (DONE, GONE)}
-        for uuid, (domid, writes) in list(self._undo.items()):
-            left = [a for a in writes if id(a) not in ended]
-            if left:
-                self._undo[uuid] = (domid, left)
-            else:
-                del self._undo[uuid]
 
     def applied(self, outcomes) -> List[object]:
         """What the executor made of our actions: the home moves it made count, and their
