@@ -12,6 +12,7 @@ from xapi_numa.core.locality import home_nodes
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.topology import Topology
 from xapi_numa.ops.executor import DONE, REFUSED, Executor
+from xapi_numa.errors import HypervisorError
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.backend_pins import BackendJournal
 from xapi_numa.state.db import Database
@@ -45,17 +46,39 @@ def test_a_managed_guest_whose_home_has_no_dom0_vcpu_gets_its_backend_work_hande
     assert all("no dom0 vCPU" in a.reason for a in actions)
 
 
-def test_the_backend_work_of_a_guest_not_read_this_time_stays_where_we_put_it():
+def test_the_backend_work_of_a_guest_not_read_this_time_stays_where_we_put_it(tmp_path):
     """A guest whose vCPUs could not be read is left out of the snapshot but is not gone:
-    its backend work was handed back to dom0's default, then moved again next cycle."""
-    s = snap_homed_on(N1)
-    s = HostSnapshot(TOPO3, 0.0, s.domains[:1], {0: s.vcpus[0]}, unread={"uuid-1": 1})
-    st = ba.BackendState(ba.read_layout(s.vcpus[0], TOPO3),
-                         tasks=(ba.BackendTask(1, "netback", 500, NAME, 77, frozenset({1})),),
-                         owned=(ba.Owned("uuid-1", ba.THREAD, 500, NAME, 77),))
-    assert ba.plan(s, st) == []
-    gone = HostSnapshot(TOPO3, 0.0, s.domains, s.vcpus)  # gone for good: handed back
-    assert [type(a).__name__ for a in ba.plan(gone, st)] == ["RestoreBackendAffinity"]
+    its backend work was handed back to dom0's default (and moved again next cycle)."""
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO3, "credit2", seed=1, dom0_vcpus=2)
+    hv.set_vcpu_affinity(0, 0, hard=N0)
+    hv.set_vcpu_affinity(0, 1, hard=N1)
+    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="pvh")
+
+    class Unreadable:
+        failing = False
+
+        def __getattr__(self, name):
+            return getattr(hv, name)
+
+        def vcpus(self, domid):
+            if self.failing and domid == g:
+                raise HypervisorError(errno.EIO, "reading the vCPUs of domain {}".format(domid))
+            return hv.vcpus(domid)
+
+    view = Unreadable()
+    dom0 = SimDom0(hv, str(tmp_path / "host"))
+    db = Database(str(tmp_path / "l.db"))
+    rt = Runtime(view, db, Settings(rebalancing=False, fixup_every=0), dom0=dom0)
+    rt.cycle()
+    placed = {t.tid: t.allowed for t in dom0.tasks([g])}
+    journal = BackendJournal(db).entries()
+    assert journal and all(cpus == frozenset({1}) for cpus in placed.values())  # on dom0's vCPU of node 1
+    view.failing = True
+    rt.cycle()
+    assert {t.tid: t.allowed for t in dom0.tasks([g])} == placed and BackendJournal(db).entries() == journal
+    hv.destroy(g)
+    rt.cycle()
+    assert BackendJournal(db).entries() == []  # gone for good: handed back
 
 
 def test_a_home_with_no_dom0_vcpu_leaves_work_we_never_moved_alone():

@@ -87,7 +87,7 @@ def test_plan_reconcile_releases_a_claimed_reservation_without_a_domain():
     unclaimed = Reservation("not-started", 1.0, 5.0, False, {1: G}, {1: G})
     running = {"x": DomainInfo(7, "x", "x", 1, G, G, False)}
     assert plan_reconcile([claimed_one, unclaimed], running, {7: {}}, True) == [
-        ReleaseReservation(UUID, 1.0, "domain gone")]  # an unclaimed one is left to expiry
+        ReleaseReservation(UUID, 1.0, "domain gone", True)]  # an unclaimed one is left to expiry
 
 
 def test_the_reservations_table_says_a_claimed_reservation_lasts_until_its_build_ends():

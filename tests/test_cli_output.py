@@ -128,3 +128,17 @@ def test_sim_refuses_a_uuid_that_is_another_domains_name(host):
     with pytest.raises(InvalidArgument) as err:
         sim.create("b", 1, 64 << 20, load="idle", uuid=VM1.upper())
     assert err.value.field == "uuid"
+
+
+def test_the_rebalancer_decision_line_shows_vm_names_escaped(host, capsys):
+    """The decision names VMs (Candidate.explain): a name with a newline and an escape
+    code split the line and drove the terminal."""
+    for name, pin in (("busy\n1\x1b[7m", []), ("b2", ["--hard", "node:0"]), ("b3", ["--hard", "node:0"])):
+        assert main(["sim", "create", host, name, "--vcpus", "2", "--memory", "512M", "--soft", "node:0",
+                     "--load", "busy"] + pin) == 0  # (pinned by their admin: the hostile name is the one to move)
+    assert main(["sim", "run", host, "--seconds", "5"]) == 0
+    capsys.readouterr()
+    assert main(["rebalance", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    decision = [line for line in out.splitlines() if line.startswith("decision:")]
+    assert len(decision) == 1 and "\x1b" not in out and "busy\\n1" in decision[0], out

@@ -8,6 +8,7 @@ import time
 import attrs
 import pytest
 
+from xapi_numa.core.actions import Reserve
 from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
@@ -218,3 +219,41 @@ def test_a_claimed_reservation_whose_domain_is_gone_is_replaced(reserved):
     assert reconcile(sim, ledger) == {uuid: "domain gone: released"}
     ledger.reserve(uuid, {0: G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
     assert ledger.outstanding() == {0: G}
+
+
+def test_a_claim_racing_a_settle_never_leaves_claims_without_a_row(reserved):
+    """The daemon planned a claim from an unclaimed row; the plugin's settle released that
+    row; the claim then went in: claims with no row to cancel them.  Now the claim finds
+    its reservation gone and cancels itself; and a release planned on an unclaimed row
+    does not take the row once it is claimed."""
+    from xapi_numa.core import reservation
+    sim, ledger, uuid = reserved
+    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    claim = upkeep.plan_reconcile(sim, ledger.reservations())
+    dom = next(d for d in sim.domains() if d.uuid == uuid)
+    release = reservation.plan_settled_release(ledger.reservation(uuid), dom, True)
+    assert [o.status for o in Executor(sim, ledger.db).apply(release)] == ["done"]
+    assert [o.status for o in Executor(sim, ledger.db).apply(claim)] == ["gone"]
+    assert ledger.reservations() == [] and all(m.claimed == 0 for m in sim.node_memory())
+    # the other order: the claim first, then the release planned before it
+    ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    release = reservation.plan_settled_release(ledger.reservation(uuid), dom, True)
+    assert upkeep.reservation_changes(upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))) == {uuid: "claimed"}
+    assert [o.status for o in Executor(sim, ledger.db).apply(release)] == ["gone"]
+    assert ledger.reservation(uuid).claimed  # kept: it is what cancels the claims when the build ends
+
+
+def test_a_host_wide_claim_bounds_what_a_reservation_may_take_on_any_node(reserved):
+    """A start reserved memory a host-wide claim (another build's, on stock Xen) already
+    held: accepted here, refused later by Xen."""
+    from xapi_numa.ops.reserve import node_loads
+    sim, ledger, uuid = reserved
+    ledger.release(uuid)
+    domid = sim.create("building", 1, 64 << 20, paused=True, auto_numa=False)
+    left = sum(m.free >> 12 for m in sim.node_memory())
+    with sim.store.transaction() as host:  # its maximum set before its memory lands, as xenopsd does
+        host.domain(domid).max_pages = 1 << 30
+    sim.claim(domid, (64 << 20 >> 12) + left - (G >> 12))  # the host keeps 1G
+    assert max(node_loads(sim, {}).free) <= G
+    with pytest.raises(NoCapacity):
+        Executor(sim, ledger.db).apply([Reserve("vm-b", {1: 2 * G}, 60)])

@@ -454,3 +454,21 @@ def test_an_admin_mask_bounds_the_nodes_and_keeps_the_vms_own_policy():
     assert (request.policy.mode, request.policy.nodes, request.policy.nearest) == ("preferred", (2,), True)
     record["VCPUs_params"] = {"mask": ",".join(map(str, range(16)))}
     assert request_for(record, topo).within is None
+
+
+def test_release_after_a_build_that_failed_once_its_reservation_became_claims(ctx):
+    """place, a start whose build the daemon turned into claims, the build fails and its
+    domain goes: release was refused (NUMA_VM_BUSY, claimed row) and left the boot pin."""
+    from xapi_numa.ops import upkeep
+    from xapi_numa.ops.executor import Executor
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    sim, ledger = server.sims[host], Ledger(server.ledgers[host])
+    domid = sim.create("vm", 2, 512 << 20, uuid=uuid, paused=True, auto_numa=False)  # the build, half way
+    assert upkeep.reservation_changes(upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))) == {uuid: "claimed"}
+    sim.destroy(domid)  # the start fails: xapi tears the domain down, the VM is Halted again
+    assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False,
+                                                                   "boot_pin": "restored"}
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {} and session.xenapi.VM.get_other_config(ref) == {}
+    assert ledger.reservations() == []

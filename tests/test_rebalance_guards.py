@@ -201,12 +201,13 @@ def test_a_move_made_only_in_part_is_undone_until_the_vm_has_one_home_again(tmp_
     assert rb.applied(outcomes) == []
     moved = homes[0].domid
     vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
-    undo = [a for a in rb.decide(HostSnapshot(TOPO, 9.0, tuple(domains), vc), pages, set()).actions
+    split = {**vc, moved: (attrs.evolve(vc[moved][0], soft=N1), vc[moved][1])}  # as the writes left it
+    undo = [a for a in rb.decide(HostSnapshot(TOPO, 9.0, tuple(domains), split), pages, set()).actions
             if getattr(a, "domid", None) == moved]
     assert sorted((type(a).__name__, getattr(a, "vcpu", None)) for a in undo) == [
         ("SetAffinity", 0), ("SetNodeAffinity", None)]
     assert all(a.soft == N0 for a in undo if isinstance(a, SetAffinity))
-    assert all(a.nodes == frozenset({0}) for a in undo if isinstance(a, SetNodeAffinity))
+    assert all(a.nodes is None for a in undo if isinstance(a, SetNodeAffinity))  # automatic: from the vCPUs
     rb.applied([Outcome(a, DONE if isinstance(a, SetAffinity) else DEFERRED) for a in undo])
     left = [a for a in rb.decide(HostSnapshot(TOPO, 11.0, tuple(domains), vc), pages, set()).actions
             if getattr(a, "domid", None) == moved and "undo" in a.reason]
@@ -214,6 +215,53 @@ def test_a_move_made_only_in_part_is_undone_until_the_vm_has_one_home_again(tmp_
     rb.applied([Outcome(a, DONE) for a in left])
     again = rb.decide(HostSnapshot(TOPO, 13.0, tuple(domains), vc), pages, set()).actions
     assert not [a for a in again if "undo" in getattr(a, "reason", "")]
+
+
+def part_made(tmp_path, name):
+    """A rebalancer with one move made in part (node affinity and vCPU 0 of three VMs'
+    mover): the decide that follows, on the host as those writes left it, mends it."""
+    rb = Rebalancer(Database(str(tmp_path / name)))
+    domains = [dom(1), dom(2), dom(3)]
+    pages = {d.uuid: {0: GiB >> 12} for d in domains}
+    for t in (1.0, 3.0, 5.0, 7.0):
+        vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
+        homes = [a for a in rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set()).actions
+                 if isinstance(a, (SetAffinity, SetNodeAffinity))]
+        if homes:
+            break
+    rb.applied([Outcome(a, DONE if isinstance(a, SetNodeAffinity) or a.vcpu == 0 else REFUSED) for a in homes])
+    moved = homes[0].domid
+    vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
+    vc[moved] = (attrs.evolve(vc[moved][0], soft=N1), vc[moved][1])
+    return rb, domains, pages, vc, moved
+
+
+def mending(rb, t, domains, pages, vc, moved, excluded=frozenset()):
+    return [a for a in rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set(excluded)).actions
+            if getattr(a, "domid", None) == moved and "undo" in getattr(a, "reason", "")]
+
+
+def test_a_part_made_move_is_not_mended_once_the_vm_is_not_the_rebalancers(tmp_path):
+    """The VM was then made strict, pinned or opted out (left alone, or excluded): the
+    mending writes were still made, every period, over what its admin set."""
+    rb, domains, pages, vc, moved = part_made(tmp_path, "a")
+    assert mending(rb, 9.0, domains, pages, vc, moved, excluded={moved}) == []
+    assert mending(rb, 11.0, domains, pages, vc, moved) == []  # dropped, not only skipped
+    rb, domains, pages, vc, moved = part_made(tmp_path, "b")
+    pinned = {**vc, moved: tuple(attrs.evolve(v, hard=N1) for v in vc[moved])}  # an admin's hard pin
+    assert mending(rb, 9.0, domains, pages, pinned, moved) == []
+
+
+def test_a_vcpu_set_by_someone_else_since_and_refusals_for_long_end_the_mending(tmp_path):
+    rb, domains, pages, vc, moved = part_made(tmp_path, "a")
+    theirs = {**vc, moved: (attrs.evolve(vc[moved][0], soft=TOPO.all_cpus), vc[moved][1])}
+    assert [type(a).__name__ for a in mending(rb, 9.0, domains, pages, theirs, moved)] == ["SetNodeAffinity"]
+    rb, domains, pages, vc, moved = part_made(tmp_path, "b")
+    for t in (9.0, 100.0, 300.0):
+        undo = mending(rb, t, domains, pages, vc, moved)
+        assert undo, t
+        rb.applied([Outcome(a, REFUSED, "refused") for a in undo])
+    assert mending(rb, 320.0, domains, pages, vc, moved) == []  # given up after GIVE_UP seconds
 
 
 def test_a_move_whose_writes_exceed_the_budget_waits():
@@ -439,3 +487,13 @@ def test_a_host_wide_claim_leaves_no_node_more_room_than_the_host_has(tmp_path):
     assert all(m.claimed == 0 for m in sim.node_memory())  # on no node
     room = room_pages(sim, ledger)
     assert max(room.values()) <= keep and sum(free.values()) > keep
+
+
+def test_the_further_moves_of_a_period_are_weighed_on_the_writes_left():
+    """Weighed on the whole budget, a further move too big for what the first left was
+    chosen, then trimmed with everything after it: a smaller one that fits was lost."""
+    big = rebalance.VmLoad(9, "uuid-9", "big", 0, (0, 1, 2, 3), 1.0, {0: (GiB // 10) >> 12})  # 5 writes
+    vms = [vm(i, 0, 2.0) for i in (1, 2, 3)] + [big]  # 3 writes each
+    a = rebalance_plan.plan(vms, Topology.uniform(3, 4, 8 * GiB), max_writes=7)
+    kept = rebalance_plan.within_writes(a, 7)
+    assert [c.writes for c in kept.chosen] == [3, 3] and kept.chosen == a.chosen

@@ -4,6 +4,7 @@ The pure rule on hand-built units (planner tables), the bookkeeping around it (l
 read once per domain, hold-down per VM, what a refused or unfinished move does to the
 cached layout) and the daemon's cycle on the simulator (a whole vnode ends on its new
 pnode, and ``vnuma()`` reports the new map)."""
+import attrs
 import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
@@ -251,6 +252,9 @@ def test_a_vnode_move_made_in_part_is_undone_or_once_its_pages_move_finished(tmp
         acts = rb._move_homes(rebalance.Candidate("balance", ((vnode1, 2),), 1.0, HALF, 1.0), snap, 2.0)
         rb.applied([Outcome(a, mover if isinstance(a, MoveMemory) else REFUSED if getattr(a, "vcpu", None) == 3
                             else DONE) for a in acts])
-        again = [a for a in rb.decide(snapshot(4.0, [dom(5, "a")]), {}, set()).actions if a.domid == 5]
+        later = snapshot(4.0, [dom(5, "a")])  # as the writes left it: vCPU 2 on pnode 2
+        later.vcpus[5] = tuple(attrs.evolve(v, soft=TOPO.cpus_of_nodes([2])) if v.vcpu == 2 else v
+                               for v in later.vcpus[5])
+        again = [a for a in rb.decide(later, {}, set()).actions if a.domid == 5]
         got = {getattr(a, "vcpu", None): a.soft if isinstance(a, SetAffinity) else a.nodes for a in again}
         assert got == expected, mover

@@ -315,3 +315,38 @@ def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_p
         rt.cycle()
     assert not any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # undone once home
     assert all(v.hard == sim.topology().all_cpus for v in sim.vcpus(a))
+
+
+def test_at_stop_the_pins_of_a_vm_not_read_are_kept_for_the_next_start(tmp_path):
+    path = str(tmp_path / "h.json")
+    sim, a, c = swapped_host(path)
+    view = UnreadableVcpus(sim, a)
+    rt = Runtime(view, Database(str(tmp_path / "l.db")), Settings(threshold=0.0))
+    rt.cycle()
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())
+    view.failing = True
+    rt.restore_all_pins("stop")
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # not forgotten as "gone"
+    view.failing = False
+    rt.restore_all_pins("start")
+    assert PinJournal(rt.db).entries() == [] and all(v.hard == sim.topology().all_cpus for v in sim.vcpus(a))
+
+
+def test_a_vm_not_read_for_a_cycle_is_no_change_of_demand_for_credit2():
+    """One failed read made the VM look stopped: credit2's settling window began (pins
+    held longer) and its vCPUs' displaced-since times started again."""
+    from xapi_numa.core import homing
+    from xapi_numa.core.host import DomainInfo, VcpuInfo
+    from xapi_numa.core.snapshot import HostSnapshot
+    topo = Topology.uniform(2, 2, 1 << 30)
+    doms = (DomainInfo(1, "a", "ua", 2, 1 << 30, 1 << 30, False), DomainInfo(2, "b", "ub", 2, 1 << 30, 1 << 30, False))
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    vcpus = {1: tuple(VcpuInfo(1, i, 2 + i, "running", topo.all_cpus, n0) for i in range(2)),
+             2: tuple(VcpuInfo(2, i, i, "running", topo.all_cpus, n1) for i in range(2))}
+    full = HostSnapshot(topo, 10.0, doms, vcpus, scheduler="credit2")
+    before = homing.demand(full)
+    since = homing.displaced_since(full, {})
+    partial = HostSnapshot(topo, 11.0, doms[:1], {1: vcpus[1]}, scheduler="credit2", unread={"ub": 2})
+    assert not homing.demand_changed(before, homing.demand(partial, before), partial)
+    assert homing.displaced_since(partial, since) == since

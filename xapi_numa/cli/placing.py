@@ -82,7 +82,8 @@ def cmd_vm_start(args) -> int:
         result = vm_start(session, args.vm, args.host)
     p, s = result["placement"], result["settled"]
     common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}".format(
-        args.vm, r["host"], ",".join(map(str, s["nodes"])), ",".join(map(str, s["memory_nodes"])), p["reason"]))
+        render.cell(args.vm), render.cell(r["host"]), ",".join(map(str, s["nodes"])),
+        ",".join(map(str, s["memory_nodes"])), render.cell(p["reason"])))
     return 0
 
 
@@ -114,12 +115,14 @@ def _render_vnuma(result: dict) -> str:
 
 def _render_vm_placement(vm: str, result: dict) -> str:
     if "options" in result:
-        return "\n".join(["{} is {}; where it would go, best first:".format(vm, result["state"])]
-                         + ["  {}: nodes {} - {}".format(o["host"], ",".join(map(str, o["nodes"])), o["reason"])
-                            for o in result["options"]]) + _render_vnuma(result)
+        return "\n".join(["{} is {}; where it would go, best first:".format(render.cell(vm), result["state"])]
+                         + ["  {}: nodes {} - {}".format(render.cell(o["host"]), ",".join(map(str, o["nodes"])),
+                                                         render.cell(o["reason"])) for o in result["options"]]
+                         ) + _render_vnuma(result)
     m = result["memory"]
     policy = result["policy"]["mode"] if result.get("policy") else "INVALID ({})".format(result.get("policy_error"))
-    head = ("{} runs on {} (domid {}), policy {}: memory ".format(vm, result["host"], m["domid"], policy)
+    head = ("{} runs on {} (domid {}), policy {}: memory ".format(render.cell(vm), render.cell(result["host"]),
+                                                                  m["domid"], render.cell(policy))
             + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in m["nodes"].items())
             + "; {:.0f}% local to its home nodes".format(100 * m["local_share"]))
     return head + "\n" + render.render_vcpus(result["vcpus"]) + _render_vnuma(result)

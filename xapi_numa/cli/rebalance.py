@@ -25,7 +25,7 @@ def cmd_rebalance(args) -> int:
 def _render(value: dict) -> str:
     lines = ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
                                                         for n, l in value["loads"].items()),
-             "decision: " + value["decision"]]
+             "decision: " + render.cell(value["decision"])]  # it names VMs: their names shown escaped
     if value["actions"]:
         lines.append(render.table(["action", "vm", "what"],
                                   [[a["action"], a.get("uuid", ""), _what(a)] for a in value["actions"]]))

@@ -72,11 +72,13 @@ class Reserve:
 
 @attrs.frozen
 class ReleaseReservation:
-    """Drop a VM's reservation; with ``created``, only that very reservation."""
+    """Drop a VM's reservation; with ``created``, only that very reservation, and with
+    ``claimed``, only while it is (or is not) claimed, as the plan saw it."""
 
     vm: str
     created: Optional[float] = None
     reason: str = ""
+    claimed: Optional[bool] = None
 
 
 @attrs.frozen
@@ -97,6 +99,7 @@ class ClaimReservation:
     domid: int
     pages_per_node: Mapping[int, int]
     reason: str = ""
+    created: Optional[float] = None  # that very reservation (gone meanwhile: the claims are cancelled)
 
 
 @attrs.frozen

@@ -56,29 +56,8 @@ the hard affinity when pinned, one when undone; soft affinity is never
 written), not two per displaced vCPU.  Measured (bench_daemon, seeds 1-5):
 home within 0.5 s of the seed scenario's last pause on every seed, at
 2.9-3.9 writes per displaced vCPU (2 x 56 writes; 29-38 displaced at once).
-The goal of 2 looks out of reach for any schedule of temporary pins that
-holds (the only kind that met 2 s), not only this one: within the lag,
-credit2's balancer pushes out nearly every running vCPU of the two VMs that
-is left unpinned.  A schedule that knows the future (bench/credit2_bound.py:
-pin the displaced vCPUs and a chosen set at the first cycle after the event,
-chase at the next, hold everything; grow the set by whatever is still
-displaced after the 2 s deadline until nothing is) ends with 53-56 of the 56
-vCPUs pinned: 106-112 writes, 2.9-3.7 per displaced vCPU.  Pinning only the
-vCPUs displaced at that first cycle and holding them, 20-39 others of A and
-C were pushed out afterwards on every seed.  Nothing cheaper holds:
-balance_load picks by load alone among every vCPU whose hard affinity
-reaches the other run queue (paused, idle dom0 and busy vCPUs alike, ties by
-an order a dom0 cannot read), so pinning the ones it would pick moves the
-choice to the next; the home node's whole run queue pair is already the pin
-(a narrower pin costs the same); and the lag is in run queue load averages
-Xen shows a dom0 only in a debug key's console dump (an estimate from run
-times could time the undo, never spare a pin).  Evaluated and not kept (bench_daemon's measure, seeds 1-5):
-pinning pairs only and holding them, 4.5 s to never at 1.5-3.2 writes per
-displaced vCPU; holding only the VM whose demand did not change (the one
-the balancer pushes first), 0.6-2.0 s at 2.4-2.9, with no margin on the
-2 s goal (one straggler brought back by the balancer by chance); moving
-the paused VM's vCPUs as ballast so that the nodes' loads match, 2.6-8.5 s
-at 1.5-3.8 (the run queues still differ pairwise).
+Why the goal of 2 looks out of reach for any schedule of temporary pins that
+holds, and what else was tried: ``docs/credit2-homing.md``.
 
 VMs the caller excludes (policy ``any`` or ``strict``, a memory move in
 flight) and vCPUs the admin hard-pinned (hard affinity narrower than the host
@@ -146,8 +125,12 @@ def fixable(v: VcpuInfo, running: Mapping[int, VcpuInfo], displaced_keys: Set[Vc
 
 
 def displaced_since(snap: HostSnapshot, previous: Mapping[VcpuKey, float]) -> Dict[VcpuKey, float]:
-    """When each currently displaced vCPU was first seen displaced."""
-    return {(v.domid, v.vcpu): previous.get((v.domid, v.vcpu), snap.time) for v in displaced(snap)}
+    """When each currently displaced vCPU was first seen displaced (a VM not read this
+    time keeps what was known of it)."""
+    unread = set(snap.unread.values())
+    out = {key: t for key, t in previous.items() if key[0] in unread}
+    out.update({(v.domid, v.vcpu): previous.get((v.domid, v.vcpu), snap.time) for v in displaced(snap)})
+    return out
 
 
 def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
@@ -332,10 +315,13 @@ def _unsettled(snap: HostSnapshot, pins: Sequence[PinRecord], settle: float) -> 
     return any(uuids.get(v.domid) in held for v in displaced(snap))
 
 
-def demand(snap: HostSnapshot) -> Dict[int, int]:
-    """Per guest: how many of its vCPUs run or want to run."""
-    return {domid: sum(1 for v in vs if v.state in ("running", "runnable"))
-            for domid, vs in snap.vcpus.items() if domid != 0}
+def demand(snap: HostSnapshot, before: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
+    """Per guest: how many of its vCPUs run or want to run (a guest not read this time:
+    what it was, from ``before``; not a guest that stopped)."""
+    out = {domid: sum(1 for v in vs if v.state in ("running", "runnable"))
+           for domid, vs in snap.vcpus.items() if domid != 0}
+    out.update({domid: before[domid] for domid in snap.unread.values() if before and domid in before})
+    return out
 
 
 def demand_changed(before: Optional[Mapping[int, int]], after: Mapping[int, int], snap: HostSnapshot) -> bool:
@@ -381,11 +367,14 @@ def pinned_keys(snap: HostSnapshot, pins: Sequence[PinRecord]) -> Set[VcpuKey]:
 
 
 def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord]) -> List[RestorePin]:
-    """At stop or start: undo every pin of ours still in place (forget the others)."""
+    """At stop or start: undo every pin of ours still in place (forget the others; those
+    of a VM not read this time are neither: kept for the next start)."""
     domains = snap.by_uuid()
     out = []
     for p in pins:
         d = domains.get(p.uuid)
+        if d is None and p.uuid in snap.unread:
+            continue
         current = {v.vcpu: v for v in snap.vcpus.get(d.domid, ())} if d else {}
         v: Optional[VcpuInfo] = current.get(p.vcpu)
         if d is None or v is None:

@@ -1,7 +1,7 @@
 """What a rebalancer decision becomes (pure): a VM's new home, and the page moves
 that bring its memory after it.  The rule that decides is :mod:`.rebalance`."""
 import math
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence
+from typing import Dict, FrozenSet, List, Mapping, Optional
 
 import attrs
 
@@ -19,17 +19,16 @@ def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[
             + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
 
 
-def undo_actions(made: Sequence[object], soft_before: Mapping[int, FrozenSet[int]],
-                 nodes_before: FrozenSet[int]) -> List[object]:
-    """The writes that put back what ``made`` (the writes of a home move that went
-    through, when others of it did not) changed: a VM is never left homed on two nodes."""
-    out: List[object] = []
-    for a in made:
-        if isinstance(a, SetNodeAffinity):
-            out.append(attrs.evolve(a, nodes=nodes_before, reason=UNDO))
-        elif isinstance(a, SetAffinity) and a.vcpu in soft_before:
-            out.append(attrs.evolve(a, soft=soft_before[a.vcpu], reason=UNDO))
-    return out
+def undo_action(made: object, soft_before: Mapping[int, FrozenSet[int]],
+                nodes_before: Optional[FrozenSet[int]]) -> Optional[object]:
+    """The write that puts back what ``made`` (a write of a home move that went through,
+    when others of it did not) changed, or None: a VM is never left homed on two nodes.
+    ``nodes_before`` None: automatic node affinity."""
+    if isinstance(made, SetNodeAffinity):
+        return attrs.evolve(made, nodes=nodes_before, reason=UNDO)
+    if isinstance(made, SetAffinity) and made.vcpu in soft_before:
+        return attrs.evolve(made, soft=soft_before[made.vcpu], reason=UNDO)
+    return None
 
 
 def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0, chunk_pages: Optional[int] = None,

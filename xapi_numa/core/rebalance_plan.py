@@ -46,6 +46,8 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
         if room is not None:
             taken = incoming_pages(last.best, settings)
             room = {n: r - taken.get(n, 0) for n, r in room.items()}
+        if max_writes is not None:  # what the moves before leave of it
+            max_writes -= last.best.writes
         last = assess(current, topo, settings, capacity, room, max_writes)
         if last.best is not None:
             more.append(last.best)

@@ -49,18 +49,19 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
     for r in reservations:
         d = domains.get(r.vm)
         if d is None and r.claimed:
-            out.append(ReleaseReservation(r.vm, r.created, "domain gone"))  # its claims went with it
+            out.append(ReleaseReservation(r.vm, r.created, "domain gone", True))  # its claims went with it
             continue
         if d is None or d.domid not in pages:
             continue  # not built yet; expiry takes care of VMs that never start
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
         if build_over(r, d):
-            out.append(ReleaseReservation(r.vm, r.created, "built"))
+            out.append(ReleaseReservation(r.vm, r.created, "built", r.claimed))
             if node_claims and r.claimed:
                 out.append(CancelClaims(d.domid, r.vm, frozenset(r.initial), "built"))
         elif node_claims and not r.claimed:
             remaining = {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
-            out.append(ClaimReservation(r.vm, d.domid, {n: p for n, p in remaining.items() if p}, "domain exists"))
+            out.append(ClaimReservation(r.vm, d.domid, {n: p for n, p in remaining.items() if p}, "domain exists",
+                                        r.created))
         elif not r.claimed:
             out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
                                          "pages landed"))
@@ -79,11 +80,11 @@ def plan_settled_release(r: Optional[Reservation], d: DomainInfo, node_claims: b
     if r is None:
         return []
     if not r.claimed:
-        return [ReleaseReservation(r.vm, r.created, "settled")]
+        return [ReleaseReservation(r.vm, r.created, "settled", False)]
     if not build_over(r, d):
         return []
     cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), "settled")] if node_claims else []
-    return [ReleaseReservation(r.vm, r.created, "settled")] + cancel
+    return [ReleaseReservation(r.vm, r.created, "settled", True)] + cancel
 
 
 def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] = (),

@@ -53,7 +53,8 @@ class BackendAlignment:
 
     def state(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool = True) -> BackendState:
         self._note_once("layout", "; ".join(layout.problems) + "; " + DOM0_RECIPE if layout.problems else None)
-        guests = [d.domid for d in snap.domains if d.domid != 0]
+        # a guest not read this time is not gone: its work is read too, so that it stays put
+        guests = [d.domid for d in snap.domains if d.domid != 0] + sorted(snap.unread.values())
         conflict = self.dom0.irqbalance_conflict()
         self._note_once("irqbalance", conflict)
         return BackendState(layout, self.dom0.tasks(guests), self.dom0.irqs(guests), tuple(self.journal.entries()),
@@ -68,7 +69,8 @@ class BackendAlignment:
         seconds, which bounds how late a backend thread that appears later is aligned."""
         depends_on = (enabled, tuple(sorted(layout.node_of_vcpu.items())), layout.problems, tuple(
             (d.domid, d.uuid, tuple(sorted(home_nodes(snap.vcpus.get(d.domid, ()), snap.topology))),
-             self.opted_out(d.uuid)) for d in sorted(snap.domains, key=lambda d: d.domid) if d.domid != 0))
+             self.opted_out(d.uuid)) for d in sorted(snap.domains, key=lambda d: d.domid) if d.domid != 0),
+            tuple(sorted(snap.unread.items())))
         last = self._last_look
         if last is not None and last[1] == depends_on and snap.time - last[0] < self.look_every:
             return False

@@ -31,6 +31,7 @@ from xapi_numa.core import actions as act
 from xapi_numa.core.backend_affinity import IRQ, THREAD, Owned
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.errors import HypervisorError, NumaError
+from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
@@ -157,14 +158,14 @@ class Executor:
 
     # --- reservations and claims ----------------------------------------------------------------------
     def _free_now(self) -> Dict[int, int]:
-        return {m.node: m.claimable for m in self.hv.node_memory()}
+        return observe.claimable(self.hv)
 
     def _Reserve(self, a: act.Reserve) -> Outcome:
         reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl, self._free_now, a.owner)
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 
     def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:
-        had = self.ledger.release(a.vm, created=a.created)
+        had = self.ledger.release(a.vm, created=a.created, claimed=a.claimed)
         return Outcome(a, DONE if had else GONE, a.reason)
 
     def _ShrinkReservation(self, a: act.ShrinkReservation) -> Outcome:
@@ -192,7 +193,9 @@ class Executor:
             if err.errno == errno.ESRCH:
                 return Outcome(a, GONE, "the domain is gone")
             return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
-        self.ledger.mark_claimed(a.vm)
+        if not self.ledger.mark_claimed(a.vm, a.created):
+            self._cancel_claims(a.domid, done)  # settled or released meanwhile: nothing would cancel them
+            return Outcome(a, GONE, "the reservation went meanwhile: claims cancelled")
         return Outcome(a, DONE, "host-wide claim" if done == [None] else "per-node claims")
 
     def _cancel_claims(self, domid: int, nodes) -> None:

@@ -6,10 +6,10 @@ vCPUs could not be read for another reason is left out too, but named in
 it were gone.  Nothing here decides anything.
 """
 import errno
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from xapi_numa.errors import HypervisorError, NumaError
-from xapi_numa.core.host import DomainInfo, VcpuInfo, find_domain
+from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ports.hypervisor import Hypervisor
 
@@ -39,6 +39,20 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
 
 def _gone(err: NumaError) -> bool:
     return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
+
+
+def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
+    """Bytes claimed host-wide (stock Xen's claims, and the fallback where per-node ones
+    are missing): on no node, but Xen keeps them from every allocation."""
+    return max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
+
+
+def claimable(hv: Hypervisor) -> Dict[int, int]:
+    """Bytes each node can give a new allocation: free less the claims on it, and never
+    more than the whole host has left after host-wide claims."""
+    memory = hv.node_memory()
+    overall = max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
+    return {m.node: min(m.claimable, overall) for m in memory}
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

@@ -5,56 +5,73 @@ VM is then homed on two nodes, which neither a later move (its home is several
 nodes, no candidate) nor the affinity fix-up (its memory is inside its soft
 affinity) would ever mend.  What was made is undone, period after period until
 it is made (:func:`xapi_numa.core.rebalance_moves.undo_actions`); a vnode whose
-pages have started moving gets its refused writes again instead.  A domain
-that is gone takes its entry with it; one not read this time keeps it.
+pages have started moving gets its refused writes again instead.  An entry
+goes with its domain (one not read this time keeps it), when the VM is no
+longer the rebalancer's (its policy, an admin's pin, an opt-out: not ours to
+write), for each vCPU whose soft affinity someone else changed since, and
+after ``GIVE_UP`` seconds of refusals.
 """
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from xapi_numa.core import rebalance, rebalance_moves
-from xapi_numa.core.actions import MoveMemory
+from xapi_numa.core.actions import MoveMemory, SetAffinity
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.ops.executor import DONE, GONE
 
-Before = Tuple[Dict[int, FrozenSet[int]], FrozenSet[int]]  # each vCPU's soft affinity, the node affinity
+Before = Tuple[Dict[int, FrozenSet[int]], Optional[FrozenSet[int]]]  # each vCPU's soft affinity, node affinity
+GIVE_UP = 300.0  # seconds of refused mending writes before a VM is left as it is
 
 
 def before(vm: rebalance.VmLoad, snap: HostSnapshot, layout: Optional[VnumaLayout]) -> Before:
     """What a move of ``vm`` changes, as it is now: each vCPU's soft affinity, and the
-    node affinity (its home; for a vnode, every pnode its vnodes live on)."""
+    node affinity: for a vnode, every pnode its vnodes live on; for a whole VM, not
+    read here, so automatic (Xen derives it from the vCPUs' affinity, its home again)."""
     soft = {v.vcpu: v.soft for v in snap.vcpus.get(vm.domid, ())}
     if vm.vnode is not None and layout is not None:
         return soft, frozenset(p for p in layout.pnodes if p is not None)
-    return soft, frozenset([vm.home])
+    return soft, None
+
+
+Entry = Tuple[int, float, List[Tuple[object, object]]]  # (domid, since, [(write made, its mending write)])
 
 
 class PartMoves:
     def __init__(self) -> None:
-        self._writes: Dict[str, Tuple[int, List[object]]] = {}  # uuid -> (domid, writes still to make)
+        self._writes: Dict[str, Entry] = {}  # uuid -> what is still to mend
 
-    def due(self, snap: HostSnapshot) -> List[object]:
-        """The mending writes still to make (none for a domain that is gone)."""
+    def due(self, snap: HostSnapshot, not_ours: Set[str]) -> List[object]:
+        """The mending writes still to make; ``not_ours``: VMs the rebalancer must leave."""
         alive = dict(snap.unread, **{d.uuid: d.domid for d in snap.domains})
-        self._writes = {u: e for u, e in self._writes.items() if alive.get(u) == e[0]}
-        return [a for _, writes in self._writes.values() for a in writes]
+        kept: Dict[str, Entry] = {}
+        for uuid, (domid, since, pairs) in self._writes.items():
+            if alive.get(uuid) != domid or uuid in not_ours or snap.time - since > GIVE_UP:
+                continue
+            soft = {v.vcpu: v.soft for v in snap.vcpus.get(domid, ())}
+            pairs = [(made, mend) for made, mend in pairs  # a vCPU another has set since is theirs
+                     if not isinstance(made, SetAffinity) or soft.get(made.vcpu, made.soft) == made.soft]
+            if pairs:
+                kept[uuid] = (domid, since, pairs)
+        self._writes = kept
+        return [mend for _, _, pairs in kept.values() for _, mend in pairs]
 
-    def made_in_part(self, vm: rebalance.VmLoad, mine: Sequence, was: Before) -> None:
+    def made_in_part(self, vm: rebalance.VmLoad, mine: Sequence, was: Before, now: float) -> None:
         """``mine``: the outcomes of one move's actions, not all of them done."""
         made = [o.action for o in mine if o.status == DONE]
         if not made or any(o.status == GONE for o in mine):
             return
         if any(isinstance(a, MoveMemory) for a in made):
-            writes = [o.action for o in mine if o.status != DONE and not isinstance(o.action, MoveMemory)]
+            pairs = [(None, o.action) for o in mine if o.status != DONE and not isinstance(o.action, MoveMemory)]
         else:
-            writes = rebalance_moves.undo_actions(made, *was)
-        self._writes[vm.uuid] = (vm.domid, writes)
+            pairs = [(a, rebalance_moves.undo_action(a, *was)) for a in made]
+        self._writes[vm.uuid] = (vm.domid, now, [(a, m) for a, m in pairs if m is not None])
 
     def ended(self, outcomes: Sequence) -> None:
         """Mending writes made (or whose domain is gone) are not made again."""
         done = {id(o.action) for o in outcomes if o.status in (DONE, GONE)}
-        for uuid, (domid, writes) in list(self._writes.items()):
-            left = [a for a in writes if id(a) not in done]
+        for uuid, (domid, since, pairs) in list(self._writes.items()):
+            left = [(made, mend) for made, mend in pairs if id(mend) not in done]
             if left:
-                self._writes[uuid] = (domid, left)
+                self._writes[uuid] = (domid, since, left)
             else:
                 del self._writes[uuid]

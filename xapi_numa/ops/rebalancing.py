@@ -270,12 +270,12 @@ class Rebalancer:
         move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
-        undo = self.part_moves.due(snap)
         self.following.begin_period(chunk_pages, room)
         self.following.resume(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms, capacity = self.loads(snap, pages, excluded, now, our_pins), pools.guest_capacity(snap)
+        undo = self.part_moves.due(snap, self.left_alone | {d.uuid for d in snap.domains if d.domid in excluded})
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = [rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                 for vm, to in self.following.back_to_memory(vms, capacity, self.homes.last_moved(now), now)]
@@ -318,7 +318,8 @@ class Rebalancer:
             else:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason)
             if record:
-                self._pending.append((vm, to, best.kind, reason, now, part_moves.before(vm, snap, self.layout(vm.uuid))))
+                was = part_moves.before(vm, snap, self.layout(vm.uuid))
+                self._pending.append((vm, to, best.kind, reason, now, was))
         return out
 
     def _confirm(self, outcomes) -> List[object]:
@@ -334,7 +335,7 @@ class Rebalancer:
                     and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
                     and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
             if not (mine and all(o.status == DONE for o in mine)):
-                self.part_moves.made_in_part(vm, mine, before)
+                self.part_moves.made_in_part(vm, mine, before, now)
                 continue
             self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
             if vm.vnode is None:  # a vnode's memory moved with it

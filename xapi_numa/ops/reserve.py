@@ -20,7 +20,7 @@ from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NoCapacity, NumaError
-from xapi_numa.ops import upkeep
+from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
@@ -46,8 +46,8 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
             home = vcpu_home(v, topology)
             if len(home) == 1:
                 vcpus[next(iter(home))] += 1
-    memory = sorted(hv.node_memory(), key=lambda m: m.node)
-    return NodeLoads([m.claimable for m in memory], [reserved.get(m.node, 0) for m in memory], vcpus)
+    free = observe.claimable(hv)  # a host-wide claim bounds every node
+    return NodeLoads([free[n] for n in sorted(free)], [reserved.get(n, 0) for n in sorted(free)], vcpus)
 
 
 def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
@@ -61,8 +61,8 @@ def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     memory = hv.node_memory()
     reserved = ledger.outstanding()
     room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in memory}
-    host_claims = max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
-    overall = (sum(m.claimable for m in memory) - sum(reserved.values()) - host_claims) >> PAGE_SHIFT
+    overall = (sum(m.claimable for m in memory) - sum(reserved.values())
+               - observe.host_wide_claims(hv, memory)) >> PAGE_SHIFT
     journal = MoveJournal(ledger.db)
     for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
         row = journal.status(uuid)

@@ -179,7 +179,7 @@ class Runtime:
         pins = self.pins.entries()
         self.forget_the_gone(snap)
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
-        demand = homing.demand(snap)
+        demand = homing.demand(snap, self.demand)
         if homing.demand_changed(self.demand, demand, snap):
             self.demand_changed_at = snap.time
         self.demand = demand
@@ -326,9 +326,10 @@ class Runtime:
             return 0
         outcomes = self.executor.apply(homing.restore_all(observe.take(self.hv), pins))
         restored = sum(1 for o in outcomes if o.status == DONE and o.action.domid is not None)
-        left = [o for o in outcomes if o.status != DONE]
+        not_done = len([o for o in outcomes if o.status != DONE])
+        left = not_done + len(pins) - len(outcomes)  # refused, and those of VMs not read (kept for later)
         log_event(self.logger, logging.INFO if not left else logging.WARNING, "temporary pins restored",
-                  why=why, restored=restored, forgotten=len(outcomes) - restored - len(left), left=len(left))
+                  why=why, restored=restored, forgotten=len(outcomes) - restored - not_done, left=left)
         return restored
 
     # --- upkeep ------------------------------------------------------------------------------------------

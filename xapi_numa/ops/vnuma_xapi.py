@@ -20,6 +20,7 @@ from xapi_numa.core import vnuma
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops import observe
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
 from xapi_numa.ops.start_placement import request_for
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -44,7 +45,7 @@ def guest_of(record: dict) -> vnuma.GuestSpec:
 def free_for_plan(hv: Hypervisor, domid: Optional[int]) -> Dict[int, int]:
     """Claimable bytes per node for a vNUMA plan; a built or running domain ``domid``
     counts its own memory as free (the plan lays out memory it already has)."""
-    free = {n.node: n.claimable for n in hv.node_memory()}
+    free = observe.claimable(hv)  # a host-wide claim bounds every node
     if domid is not None:
         for node, pages in hv.node_pages(domid).items():
             free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)

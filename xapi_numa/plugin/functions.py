@@ -157,7 +157,7 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin."""
     check_args(args, {"vm"}, {"force"})
     return start_placement.release_vm(ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
-                                      bool_arg(args, "force"))
+                                      bool_arg(args, "force"), ctx.hv)
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:

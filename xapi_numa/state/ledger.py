@@ -13,7 +13,8 @@ process on the host:
 * ``release(vm)`` drops it (only the owner's, when an owner token is given);
   leases expire after their TTL (a VM that never started, a process killed
   half-way).  A claimed reservation does not: it is what cancels the claim
-  when the build ends, so reconcile alone ends it (build over, domain gone).
+  when the build ends, so only reconcile (build over, domain gone) and settle
+  end it, and a release by hand or a second reserve is refused.
 * ``shrink`` and ``mark_claimed`` are how reconciling with the build
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
@@ -111,9 +112,11 @@ class Ledger:
                            [(vm, n, b, b) for n, b in sorted(wanted.items())])
         return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner)
 
-    def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None) -> bool:
+    def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None,
+                claimed: Optional[bool] = None) -> bool:
         """Drop ``vm``'s reservation; True if there was one.  With ``owner``, only a
-        reservation made by that owner; with ``created``, only that very one.
+        reservation made by that owner; with ``created``, only that very one; with
+        ``claimed``, only while it is (or is not) claimed, as its planner saw it.
 
         A claimed reservation goes only by ``created``: that is reconcile or settle,
         which cancel the build's claims with it.  Dropped by name alone it would leave
@@ -123,6 +126,8 @@ class Ledger:
             query, params = query + " AND owner = ?", params + [owner]
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
+        if claimed is not None:
+            query, params = query + " AND claimed = ?", params + [int(claimed)]
         with self.db.write() as db:
             if created is None:
                 self._refuse_if_claimed(db, vm, "released by hand")
@@ -161,8 +166,14 @@ class Ledger:
                 db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
                            (max(0, int(nbytes)), vm, int(node)))
 
-    def mark_claimed(self, vm: str) -> None:
-        """The hypervisor now protects the memory: stop counting it here."""
+    def mark_claimed(self, vm: str, created: Optional[float] = None) -> bool:
+        """The hypervisor now protects the memory: stop counting it here.  With ``created``,
+        only that very reservation.  False if there is none (gone meanwhile)."""
+        query, params = "UPDATE reservation SET claimed = 1 WHERE vm = ?", [vm]
+        if created is not None:
+            query, params = query + " AND created = ?", params + [created]
         with self.db.write() as db:
-            db.execute("UPDATE reservation SET claimed = 1 WHERE vm = ?", (vm,))
+            if db.execute(query, params).rowcount == 0:
+                return False
             db.execute("UPDATE reservation_node SET bytes = 0 WHERE vm = ?", (vm,))
+        return True
