@@ -394,3 +394,23 @@ def test_a_small_host_takes_the_default_dom0_and_moves_are_found_as_vms_are(tmp_
     domid = str(run_json(capsys, "memory-moves", "--json")["moves"][0]["domid"])
     for spelled in ("g", domid, "0" + domid, uuid.upper()):
         assert [m["uuid"] for m in run_json(capsys, "memory-moves", spelled, "--json")["moves"]] == [uuid], spelled
+
+
+def test_release_after_a_failed_build_whose_reservation_became_claims(host, capsys, monkeypatch):
+    """The CLI's release, as the plugin's: the claimed row of a build whose domain is gone
+    is no obstacle (it was refused with NUMA_VM_BUSY)."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.ops import upkeep
+    from xapi_numa.ops.executor import Executor
+    from xapi_numa.state.ledger import Ledger
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    assert main(["place", "--vcpus", "1", "--memory", "512M", "--vm", VM1]) == 0
+    sim = SimHypervisor(host)
+    ledger = Ledger(host + ".ledger.db")
+    domid = sim.create("vm", 1, 256 << 20, uuid=VM1, paused=True, auto_numa=False)
+    assert upkeep.reservation_changes(upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))) == {VM1: "claimed"}
+    sim.destroy(domid)
+    capsys.readouterr()
+    assert main(["release", VM1]) == 1 and "no reservation" in capsys.readouterr().err  # reconcile ended it
+    assert run_json(capsys, "reservations", "--json") == []

@@ -233,7 +233,10 @@ def test_a_claim_racing_a_settle_never_leaves_claims_without_a_row(reserved):
     dom = next(d for d in sim.domains() if d.uuid == uuid)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, True)
     assert [o.status for o in Executor(sim, ledger.db).apply(release)] == ["done"]
-    assert [o.status for o in Executor(sim, ledger.db).apply(claim)] == ["gone"]
+    outcomes = Executor(sim, ledger.db).apply(claim)
+    assert [o.status for o in outcomes] == ["gone"]
+    assert upkeep.reservation_changes(outcomes) == {uuid: "claim not made: the reservation went meanwhile: "
+                                                          "claims cancelled"}
     assert ledger.reservations() == [] and all(m.claimed == 0 for m in sim.node_memory())
     # the other order: the claim first, then the release planned before it
     ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
@@ -257,3 +260,8 @@ def test_a_host_wide_claim_bounds_what_a_reservation_may_take_on_any_node(reserv
     assert max(node_loads(sim, {}).free) <= G
     with pytest.raises(NoCapacity):
         Executor(sim, ledger.db).apply([Reserve("vm-b", {1: 2 * G}, 60)])
+    # each node alone has the host's 1G: two starts of 3/4 G on two nodes are one too many
+    Executor(sim, ledger.db).apply([Reserve("vm-c", {0: 3 * G // 4}, 60)])
+    with pytest.raises(NoCapacity) as err:
+        Executor(sim, ledger.db).apply([Reserve("vm-d", {1: 3 * G // 4}, 60)])
+    assert "host-wide claims" in err.value.message and ledger.outstanding() == {0: 3 * G // 4}

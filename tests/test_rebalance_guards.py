@@ -17,7 +17,7 @@ from xapi_numa.ops.rebalancing import Rebalancer
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.ops.xapi_link import XapiLink
 from xapi_numa.state.db import Database
-from xapi_numa.state.homes import HomeMoves
+from xapi_numa.state.homes import HomeMove, HomeMoves
 from xapi_numa.state.ledger import Ledger
 
 GiB = 1 << 30
@@ -242,14 +242,16 @@ def mending(rb, t, domains, pages, vc, moved, excluded=frozenset()):
 
 
 def test_a_part_made_move_is_not_mended_once_the_vm_is_not_the_rebalancers(tmp_path):
-    """The VM was then made strict, pinned or opted out (left alone, or excluded): the
-    mending writes were still made, every period, over what its admin set."""
+    """The VM was then pinned by its admin (or made strict, or opted out: left alone): the
+    mending writes were still made, every period, over what its admin set.  A VM excluded
+    for a while (a mover of its own runs, say) gets them once it is not."""
     rb, domains, pages, vc, moved = part_made(tmp_path, "a")
     assert mending(rb, 9.0, domains, pages, vc, moved, excluded={moved}) == []
-    assert mending(rb, 11.0, domains, pages, vc, moved) == []  # dropped, not only skipped
+    assert mending(rb, 11.0, domains, pages, vc, moved) != []  # kept for when it is not excluded
     rb, domains, pages, vc, moved = part_made(tmp_path, "b")
     pinned = {**vc, moved: tuple(attrs.evolve(v, hard=N1) for v in vc[moved])}  # an admin's hard pin
     assert mending(rb, 9.0, domains, pages, pinned, moved) == []
+    assert mending(rb, 11.0, domains, pages, vc, moved) == []  # dropped, not only skipped
 
 
 def test_a_vcpu_set_by_someone_else_since_and_refusals_for_long_end_the_mending(tmp_path):
@@ -497,3 +499,63 @@ def test_the_further_moves_of_a_period_are_weighed_on_the_writes_left():
     a = rebalance_plan.plan(vms, Topology.uniform(3, 4, 8 * GiB), max_writes=7)
     kept = rebalance_plan.within_writes(a, 7)
     assert [c.writes for c in kept.chosen] == [3, 3] and kept.chosen == a.chosen
+
+
+def test_back_to_memory_only_within_the_nodes_the_vm_may_use(tmp_path):
+    """Its memory on node 0, homed by us on node 1, node 0 quiet again: it goes back,
+    unless its preferred list or CPU pool no longer allows node 0."""
+    f = following(tmp_path)
+    away = vm(1, 1, 1.0, {0: GiB >> 12}, fixed_memory=True)
+    f.homed_fixed["uuid-1"] = 1
+    cap = {0: 4.0, 1: 4.0}
+    assert f.back_to_memory([away], cap, {}, 1000.0) == [(away, 0)]
+    assert f.back_to_memory([attrs.evolve(away, allowed=frozenset({1}))], cap, {}, 1000.0) == []
+    assert f.back_to_memory([away], cap, {"uuid-1": 900.0}, 1000.0) == []  # within its hold-down
+    busy = [away, vm(2, 0, 3.0)]  # node 0 would be over 90 % with it
+    assert f.back_to_memory(busy, cap, {}, 1000.0) == []
+
+
+def test_a_vm_sent_away_from_its_memory_is_not_brought_back_in_a_dip_between_bursts(tmp_path):
+    """V (HVM: its memory stays on node 0) shares node 0 with B, pinned there by its admin:
+    6 vCPUs busy for 290 s, quiet for 10 s.  Judged on one instant, V came back in each
+    dip and was sent away again in the next burst, 8 home moves an hour."""
+    rb = Rebalancer(Database(str(tmp_path / "db")), move_blockers=lambda domid: ["qemu"])
+    v_dom = DomainInfo(1, "V", "uuid-V", 2, GiB, GiB, False, "hvm")
+    b_dom = DomainInfo(2, "B", "uuid-B", 6, GiB, GiB, False, "hvm")
+    pages = {"uuid-V": {0: 1000}, "uuid-B": {0: 1000}}
+    soft_v, cpu, moves, t = N0, {}, [], 0.0
+    while t < 1800.0:
+        t += 2.0
+        b_busy = t % 300.0 < 290.0
+        vc = {1: tuple(VcpuInfo(1, i, min(soft_v) + i, "running", TOPO.all_cpus, soft_v, t) for i in range(2)),
+              2: tuple(VcpuInfo(2, i, i % 4, "running" if b_busy else "blocked", N0, N0,
+                                cpu.setdefault(i, 0.0) + (2.0 if b_busy else 0.0)) for i in range(6))}
+        cpu = {i: vc[2][i].cpu_time for i in range(6)}
+        decision = rb.decide(HostSnapshot(TOPO, t, (v_dom, b_dom), vc), pages, set())
+        for a in decision.actions:
+            if isinstance(a, SetAffinity) and a.domid == 1:
+                soft_v = a.soft
+            if isinstance(a, SetNodeAffinity) and a.domid == 1:
+                moves.append((t, a.nodes))
+        rb.applied([Outcome(a, DONE) for a in decision.actions])
+    assert [nodes for _, nodes in moves] == [frozenset({1})], moves  # sent away once, and left there
+
+
+def test_a_vm_going_back_to_its_memory_counts_there_for_the_planner_in_the_same_period(tmp_path):
+    """vm2 (its memory stays on node 0) goes back there as another VM's move to node 0
+    has stood one period: both went, and node 0 was overloaded at once."""
+    db = Database(str(tmp_path / "db"))
+    rb = Rebalancer(db, move_blockers=lambda domid: ["qemu"] if domid == 2 else [])
+    HomeMoves(db).record(HomeMove("uuid-2", 3.0 - 300.0, 0, 1, "balance", "earlier"))  # held down until t=3
+    rb.following.start(rebalance.VmLoad(2, "uuid-2", "vm2", 0, (0, 1), 2.0, {0: 1000}, fixed_memory=True), 1)
+    doms = [DomainInfo(i, "vm{}".format(i), "uuid-{}".format(i), 2, GiB, GiB, False, "hvm") for i in (1, 2, 3, 4)]
+    pages = {"uuid-1": {0: 1000}, "uuid-2": {0: 1000}, "uuid-3": {1: 1000}, "uuid-4": {1: 1000}}
+
+    def running(i, soft, t, busy):
+        return tuple(VcpuInfo(i, v, min(soft) + v, "running" if v < busy else "blocked", TOPO.all_cpus, soft,
+                              t if v < busy else 0.0) for v in (0, 1))
+    for t in (1.0, 3.0):
+        vc = {1: running(1, N0, t, 1), 2: running(2, N1, t, 2), 3: running(3, N1, t, 2), 4: running(4, N1, t, 2)}
+        moved = {a.uuid: a.nodes for a in rb.decide(HostSnapshot(TOPO, t, tuple(doms), vc), pages, set()).actions
+                 if isinstance(a, SetNodeAffinity)}
+    assert moved == {"uuid-2": frozenset({0})}  # vm2 back; vm4's move no longer gains on node 0

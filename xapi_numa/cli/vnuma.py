@@ -80,7 +80,7 @@ def _store(args) -> int:
         result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
                            args.host, store=True)
     common.emit(args, result, lambda r: "{} on {}: stored in other_config:{}\n{}".format(
-        args.vm, r["host"], VNUMA_KEY, _render(r)))
+        render.cell(args.vm), render.cell(r["host"]), VNUMA_KEY, _render(r)))
     return 0
 
 

@@ -57,6 +57,17 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     return attrs.evolve(first, more=tuple(more), reason=reason)
 
 
+def within_budget(moves: List[Candidate], max_writes: Optional[int]) -> List[Candidate]:
+    """The moves, in order, as far as their writes fit ``max_writes`` together (None: all)."""
+    out, used = [], 0
+    for c in moves:
+        if max_writes is not None and used + c.writes > max_writes:
+            break
+        out.append(c)
+        used += c.writes
+    return out
+
+
 def within_writes(assessment: Assessment, max_writes: int) -> Assessment:
     """The chosen moves whose writes fit the executor's budget together, in order; none
     when the best alone does not (it waits: half a move would split a VM's home)."""

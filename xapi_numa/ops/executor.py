@@ -161,7 +161,8 @@ class Executor:
         return observe.claimable(self.hv)
 
     def _Reserve(self, a: act.Reserve) -> Outcome:
-        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl, self._free_now, a.owner)
+        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl, self._free_now, a.owner,
+                                          lambda: observe.claimable_total(self.hv))
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 
     def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:

@@ -49,10 +49,17 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
 
 def claimable(hv: Hypervisor) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it, and never
-    more than the whole host has left after host-wide claims."""
+    more than the whole host has left after host-wide claims (:func:`claimable_total`,
+    which bounds their sum too)."""
     memory = hv.node_memory()
     overall = max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
     return {m.node: min(m.claimable, overall) for m in memory}
+
+
+def claimable_total(hv: Hypervisor) -> int:
+    """Bytes the whole host can give new allocations, after every claim."""
+    memory = hv.node_memory()
+    return max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

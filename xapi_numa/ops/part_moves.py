@@ -40,20 +40,27 @@ class PartMoves:
     def __init__(self) -> None:
         self._writes: Dict[str, Entry] = {}  # uuid -> what is still to mend
 
-    def due(self, snap: HostSnapshot, not_ours: Set[str]) -> List[object]:
-        """The mending writes still to make; ``not_ours``: VMs the rebalancer must leave."""
+    def due(self, snap: HostSnapshot, not_ours: Set[str], not_now: Set[str]) -> List[object]:
+        """The mending writes to make now.  ``not_ours``: VMs the rebalancer must leave (their
+        entries go); ``not_now``: VMs to leave this period (a mover of theirs runs: entries kept).
+        A VM not read this time keeps its entry and gets no write: nothing is known of it."""
         alive = dict(snap.unread, **{d.uuid: d.domid for d in snap.domains})
         kept: Dict[str, Entry] = {}
+        out: List[object] = []
         for uuid, (domid, since, pairs) in self._writes.items():
             if alive.get(uuid) != domid or uuid in not_ours or snap.time - since > GIVE_UP:
+                continue
+            if uuid in not_now or uuid in snap.unread:
+                kept[uuid] = (domid, since, pairs)
                 continue
             soft = {v.vcpu: v.soft for v in snap.vcpus.get(domid, ())}
             pairs = [(made, mend) for made, mend in pairs  # a vCPU another has set since is theirs
                      if not isinstance(made, SetAffinity) or soft.get(made.vcpu, made.soft) == made.soft]
             if pairs:
                 kept[uuid] = (domid, since, pairs)
+                out += [mend for _, mend in pairs]
         self._writes = kept
-        return [mend for _, _, pairs in kept.values() for _, mend in pairs]
+        return out
 
     def made_in_part(self, vm: rebalance.VmLoad, mine: Sequence, was: Before, now: float) -> None:
         """``mine``: the outcomes of one move's actions, not all of them done."""

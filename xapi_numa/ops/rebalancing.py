@@ -275,15 +275,19 @@ class Rebalancer:
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms, capacity = self.loads(snap, pages, excluded, now, our_pins), pools.guest_capacity(snap)
-        undo = self.part_moves.due(snap, self.left_alone | {d.uuid for d in snap.domains if d.domid in excluded})
+        undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
-        back = [rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
-                for vm, to in self.following.back_to_memory(vms, capacity, self.homes.last_moved(now), now)]
-        moving = {vm.uuid for c in back for vm, _ in c.moves}  # weighed again once home
+        back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
+                                             for vm, to in self.following.back_to_memory(
+                                                 vms, capacity, self.homes.last_moved(now), now)],
+                                            None if max_writes is None else max_writes - len(undo))
+        gone_back = {vm.uuid: to for c in back for vm, to in c.moves}  # weighed at their new home, held
+        moving = set(gone_back)
         if max_writes is not None:
             max_writes -= len(undo) + sum(c.writes for c in back)
-        assessment = rebalance_plan.plan([attrs.evolve(v, movable=False) if v.uuid in moving else v for v in vms],
-                                         snap.topology, self.settings, capacity, room, max_writes)
+        assessment = rebalance_plan.plan(
+            [attrs.evolve(v, home=gone_back[v.uuid], movable=False) if v.uuid in gone_back else v for v in vms],
+            snap.topology, self.settings, capacity, room, max_writes)
         if max_writes is not None:
             assessment = rebalance_plan.within_writes(assessment, max_writes)
         actions: List[object] = list(undo)

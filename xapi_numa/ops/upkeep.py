@@ -49,6 +49,6 @@ def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:
                 "CancelClaims": "claims cancelled"}.get(kind, kind)
         if o.status != "done":
             text = "{}: {}".format(text, o.status) if kind != "ClaimReservation" else \
-                "claim refused: kept reservation"
+                "claim not made: {}".format(o.detail)  # refused (reservation kept), or domain/reservation gone
         out.setdefault(vm, text)
     return out

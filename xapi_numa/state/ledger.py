@@ -79,11 +79,13 @@ class Ledger:
 
     # --- changes ---------------------------------------------------------------------------------
     def reserve(self, vm: str, bytes_per_node: Mapping[int, int], ttl: float,
-                free_now: Callable[[], Mapping[int, int]], owner: str = "") -> Reservation:
+                free_now: Callable[[], Mapping[int, int]], owner: str = "",
+                host_free_now: Optional[Callable[[], int]] = None) -> Reservation:
         """Reserve memory for ``vm`` if every node has it free after other reservations.
 
-        ``free_now`` is called inside the transaction so that the check and
-        the write see one instant.  A VM's earlier reservation is replaced,
+        ``free_now`` (and ``host_free_now``, what the whole host has: a host-wide
+        claim bounds the nodes' sum) is called inside the transaction so that the
+        check and the write see one instant.  A VM's earlier reservation is replaced,
         unless its build holds it as claims (refused: see :meth:`release`).
         """
         if not vm or len(vm) > 256:
@@ -105,6 +107,11 @@ class Ledger:
                     raise NoCapacity("node {} has {} left after other reservations; {} requested".format(
                         node, format_size(max(available, 0)), format_size(nbytes)),
                         ("node", str(node), str(nbytes), str(max(available, 0))))
+            total = host_free_now() - sum(taken.values()) if host_free_now is not None else None
+            if total is not None and sum(wanted.values()) > total:
+                raise NoCapacity("the host has {} left after host-wide claims and other reservations; {} "
+                                 "requested".format(format_size(max(total, 0)), format_size(sum(wanted.values()))),
+                                 ("host", str(sum(wanted.values())), str(max(total, 0))))
             db.execute("DELETE FROM reservation WHERE vm = ?", (vm,))
             db.execute("INSERT INTO reservation (vm, created, expires, owner) VALUES (?, ?, ?, ?)",
                        (vm, now, now + ttl, owner))
