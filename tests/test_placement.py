@@ -536,3 +536,18 @@ def test_a_placement_never_leaves_the_mask(free_g, memory_g, within, mode):
     assert set(p.nodes) <= within and set(dict(p.memory)) <= within
     for mask in (p.soft, p.hard):
         assert mask is None or planner.topology.nodes_of_cpus(mask) <= within
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=7), st.integers(1, 12),
+       st.data())
+def test_striping_scores_are_the_same_remembered_or_computed_afresh(nodes_units, need, data):
+    """The tie-break remembers each set's score by its nodes' (free, used) figures in the
+    order it stripes them: no set may ever get another's score (nodes alike in free
+    memory but not in use, and a need that does not divide evenly, included)."""
+    avail = [free for free, _ in nodes_units]
+    sizes = [free + used for free, used in nodes_units]
+    remembered = striping_score(avail, sizes, need)
+    for _ in range(12):
+        nodes = data.draw(st.lists(st.sampled_from(range(len(avail))), min_size=1, unique=True))
+        assert remembered(nodes) == striping_score(avail, sizes, need)(nodes), nodes

@@ -8,7 +8,7 @@ budget of ``SEARCH_BUDGET`` expansions runs out, which it reports); equally
 close sets are told apart by :func:`striping_score`.
 """
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from xapi_numa.core.single_node import FRAG_WEIGHT, cv, fragmentation, used_memory
 
@@ -53,8 +53,19 @@ def striping_score(avail: Sequence[int], sizes: Sequence[int], need: int) -> Cal
     n = len(avail)
     used = used_memory(avail, sizes)
     free_after = sum(avail) - need
+    # The score depends on the set only through its nodes' (free, used) figures, in the
+    # order it stripes them (the CV and the largest hole are over multisets): sets alike
+    # in them score exactly alike, and on a host of identical nodes (a uniform 64-node
+    # table) the search meets thousands of those.
+    seen: Dict[tuple, float] = {}
 
     def score(nodes: List[int]) -> float:
+        key = tuple((avail[x], used[x]) for x in sorted(nodes, key=lambda m: (avail[m], m)))
+        if key not in seen:
+            seen[key] = _score(nodes)
+        return seen[key]
+
+    def _score(nodes: List[int]) -> float:
         after = dict((x, avail[x]) for x in nodes)
         left = need
         for k, x in enumerate(sorted(nodes, key=lambda m: (avail[m], m))):
