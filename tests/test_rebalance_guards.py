@@ -163,77 +163,57 @@ def test_a_vm_xapi_has_not_listed_is_left_alone():
 
 
 # --- a move counts only once made ------------------------------------------------------------------------
-def test_a_move_the_executor_made_only_in_part_is_not_a_move(tmp_path):
-    db = Database(str(tmp_path / "db"))
-    rb = Rebalancer(db)
-    domains = [dom(1), dom(2), dom(3)]
-    vc = {d.domid: vcpus(d.domid, N0) for d in domains}
-    pages = {d.uuid: {0: GiB >> 12} for d in domains}
-    homes = []
+def first_home_move(rb, domains, pages):
+    """The home-move writes of the first move the rebalancer makes, its VMs all busy on node 0."""
     for t in (1.0, 3.0, 5.0, 7.0):
         vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
         decision = rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set())
         homes = [a for a in decision.actions if isinstance(a, (SetAffinity, SetNodeAffinity))]
         if homes:
-            break
-    assert homes, decision.note
+            return homes
+    raise AssertionError("no move: " + decision.note)
+
+
+def test_a_move_the_executor_made_only_in_part_is_not_a_move(tmp_path):
+    db = Database(str(tmp_path / "db"))
+    rb = Rebalancer(db)
+    domains = [dom(1), dom(2), dom(3)]
+    homes = first_home_move(rb, domains, {d.uuid: {0: GiB >> 12} for d in domains})
     outcomes = [Outcome(a, DONE if i == 0 else DEFERRED) for i, a in enumerate(homes)]
     assert rb.applied(outcomes) == []
     assert HomeMoves(db).recent() == [] and rb.following.followed == {}
+
+
+def part_made(tmp_path, name):
+    """A rebalancer with one move made in part (node affinity and vCPU 0 of three VMs'
+    mover; vCPU 1 refused), and the host as those writes left it."""
+    rb = Rebalancer(Database(str(tmp_path / name)))
+    domains = [dom(1), dom(2), dom(3)]
+    pages = {d.uuid: {0: GiB >> 12} for d in domains}
+    homes = first_home_move(rb, domains, pages)
+    rb.applied([Outcome(a, DONE if isinstance(a, SetNodeAffinity) or a.vcpu == 0 else REFUSED) for a in homes])
+    moved = homes[0].domid
+    vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
+    vc[moved] = (attrs.evolve(vc[moved][0], soft=N1), vc[moved][1])
+    return rb, domains, pages, vc, moved
 
 
 def test_a_move_made_only_in_part_is_undone_until_the_vm_has_one_home_again(tmp_path):
     """Node affinity and vCPU 0 moved, vCPU 1 refused: the VM was left homed on two nodes
     for good (not a move, and a VM over several nodes is no candidate and no fix-up's).
     The writes that were made are undone in the next periods, until they are made."""
-    rb = Rebalancer(Database(str(tmp_path / "db")))
-    domains = [dom(1), dom(2), dom(3)]
-    pages = {d.uuid: {0: GiB >> 12} for d in domains}
-    homes = []
-    for t in (1.0, 3.0, 5.0, 7.0):
-        vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
-        decision = rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set())
-        homes = [a for a in decision.actions if isinstance(a, (SetAffinity, SetNodeAffinity))]
-        if homes:
-            break
-    assert homes, decision.note
-    outcomes = [Outcome(a, DONE if isinstance(a, SetNodeAffinity) or a.vcpu == 0 else REFUSED) for a in homes]
-    assert rb.applied(outcomes) == []
-    moved = homes[0].domid
-    vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
-    split = {**vc, moved: (attrs.evolve(vc[moved][0], soft=N1), vc[moved][1])}  # as the writes left it
-    undo = [a for a in rb.decide(HostSnapshot(TOPO, 9.0, tuple(domains), split), pages, set()).actions
-            if getattr(a, "domid", None) == moved]
+    rb, domains, pages, split, moved = part_made(tmp_path, "db")
+    undo = mending(rb, 9.0, domains, pages, split, moved)
     assert sorted((type(a).__name__, getattr(a, "vcpu", None)) for a in undo) == [
         ("SetAffinity", 0), ("SetNodeAffinity", None)]
     assert all(a.soft == N0 for a in undo if isinstance(a, SetAffinity))
     assert all(a.nodes is None for a in undo if isinstance(a, SetNodeAffinity))  # automatic: from the vCPUs
     rb.applied([Outcome(a, DONE if isinstance(a, SetAffinity) else DEFERRED) for a in undo])
-    left = [a for a in rb.decide(HostSnapshot(TOPO, 11.0, tuple(domains), vc), pages, set()).actions
-            if getattr(a, "domid", None) == moved and "undo" in a.reason]
+    home = {d.domid: vcpus(d.domid, N0, cpu_time=11.0) for d in domains}  # vCPU 0 back home
+    left = mending(rb, 11.0, domains, pages, home, moved)
     assert [type(a).__name__ for a in left] == ["SetNodeAffinity"]  # only what is not undone yet
     rb.applied([Outcome(a, DONE) for a in left])
-    again = rb.decide(HostSnapshot(TOPO, 13.0, tuple(domains), vc), pages, set()).actions
-    assert not [a for a in again if "undo" in getattr(a, "reason", "")]
-
-
-def part_made(tmp_path, name):
-    """A rebalancer with one move made in part (node affinity and vCPU 0 of three VMs'
-    mover): the decide that follows, on the host as those writes left it, mends it."""
-    rb = Rebalancer(Database(str(tmp_path / name)))
-    domains = [dom(1), dom(2), dom(3)]
-    pages = {d.uuid: {0: GiB >> 12} for d in domains}
-    for t in (1.0, 3.0, 5.0, 7.0):
-        vc = {d.domid: vcpus(d.domid, N0, cpu_time=t) for d in domains}
-        homes = [a for a in rb.decide(HostSnapshot(TOPO, t, tuple(domains), vc), pages, set()).actions
-                 if isinstance(a, (SetAffinity, SetNodeAffinity))]
-        if homes:
-            break
-    rb.applied([Outcome(a, DONE if isinstance(a, SetNodeAffinity) or a.vcpu == 0 else REFUSED) for a in homes])
-    moved = homes[0].domid
-    vc = {d.domid: vcpus(d.domid, N0, cpu_time=9.0) for d in domains}
-    vc[moved] = (attrs.evolve(vc[moved][0], soft=N1), vc[moved][1])
-    return rb, domains, pages, vc, moved
+    assert mending(rb, 13.0, domains, pages, home, moved) == []
 
 
 def mending(rb, t, domains, pages, vc, moved, excluded=frozenset()):
@@ -269,8 +249,8 @@ def test_a_vcpu_set_by_someone_else_since_and_refusals_for_long_end_the_mending(
 def test_a_move_whose_writes_exceed_the_budget_waits():
     a = rebalance_plan.plan(OVERLOADED, TOPO)
     assert a.best is not None
-    assert rebalance_plan.within_writes(a, 2).best is None  # 2 vCPUs and the node affinity: 3 writes
-    assert rebalance_plan.within_writes(a, 3).best == a.best
+    assert rebalance_plan.plan(OVERLOADED, TOPO, max_writes=2).best is None  # 2 vCPUs, node affinity: 3
+    assert rebalance_plan.plan(OVERLOADED, TOPO, max_writes=3).best == a.best
 
 
 def test_a_move_over_the_budget_gives_way_to_the_best_that_fits():
@@ -281,7 +261,6 @@ def test_a_move_over_the_budget_gives_way_to_the_best_that_fits():
     assert rebalance_plan.plan(vms, TOPO).best.moves[0][0] is big  # the best, unbounded
     a = rebalance_plan.plan(vms, TOPO, max_writes=3)
     assert a.best is not None and a.best.moves[0][0].uuid == "uuid-1"
-    assert rebalance_plan.within_writes(a, 3).best == a.best
     none = rebalance_plan.plan([big, vm(1, 0, 2.0, movable=False)], TOPO, max_writes=3)
     assert none.best is None and "budget of 3" in none.reason
 
@@ -370,7 +349,7 @@ def test_trimming_to_the_write_budget_trims_the_reason_too():
     vms = [vm(i, 0, 2.0) for i in range(1, 6)]
     a = rebalance_plan.plan(vms, TOPO)
     assert len(a.chosen) >= 2 and "; then " in a.reason
-    one = rebalance_plan.within_writes(a, 3)
+    one = rebalance_plan.plan(vms, TOPO, max_writes=3)
     assert one.chosen == (a.best,) and "; then " not in one.reason
 
 
@@ -497,22 +476,21 @@ def test_the_further_moves_of_a_period_are_weighed_on_the_writes_left():
     big = rebalance.VmLoad(9, "uuid-9", "big", 0, (0, 1, 2, 3), 1.0, {0: (GiB // 10) >> 12})  # 5 writes
     vms = [vm(i, 0, 2.0) for i in (1, 2, 3)] + [big]  # 3 writes each
     a = rebalance_plan.plan(vms, Topology.uniform(3, 4, 8 * GiB), max_writes=7)
-    kept = rebalance_plan.within_writes(a, 7)
-    assert [c.writes for c in kept.chosen] == [3, 3] and kept.chosen == a.chosen
+    assert [c.writes for c in a.chosen] == [3, 3]
 
 
-def test_back_to_memory_only_within_the_nodes_the_vm_may_use(tmp_path):
+def test_back_to_memory_only_within_the_nodes_the_vm_may_use():
     """Its memory on node 0, homed by us on node 1, node 0 quiet again: it goes back,
-    unless its preferred list or CPU pool no longer allows node 0."""
-    f = following(tmp_path)
+    unless its preferred list or CPU pool no longer allows node 0, it is not movable
+    (held down, its policy), or another homed it elsewhere since."""
     away = vm(1, 1, 1.0, {0: GiB >> 12}, fixed_memory=True)
-    f.homed_fixed["uuid-1"] = 1
-    cap = {0: 4.0, 1: 4.0}
-    assert f.back_to_memory([away], cap, {}, 1000.0) == [(away, 0)]
-    assert f.back_to_memory([attrs.evolve(away, allowed=frozenset({1}))], cap, {}, 1000.0) == []
-    assert f.back_to_memory([away], cap, {"uuid-1": 900.0}, 1000.0) == []  # within its hold-down
+    ours, cap, s = {"uuid-1": 1}, {0: 4.0, 1: 4.0}, rebalance.Settings()
+    assert rebalance_moves.back_to_memory([away], ours, cap, s) == [(away, 0)]
+    assert rebalance_moves.back_to_memory([attrs.evolve(away, allowed=frozenset({1}))], ours, cap, s) == []
+    assert rebalance_moves.back_to_memory([attrs.evolve(away, movable=False)], ours, cap, s) == []
+    assert rebalance_moves.back_to_memory([away], {"uuid-1": 2}, cap, s) == []
     busy = [away, vm(2, 0, 3.0)]  # node 0 would be over 90 % with it
-    assert f.back_to_memory(busy, cap, {}, 1000.0) == []
+    assert rebalance_moves.back_to_memory(busy, ours, cap, s) == []
 
 
 def test_a_vm_sent_away_from_its_memory_is_not_brought_back_in_a_dip_between_bursts(tmp_path):

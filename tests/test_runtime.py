@@ -292,17 +292,23 @@ class UnreadableVcpus:
         return self.hv.vcpus(domid)
 
 
-def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_path):
-    """A read that failed for another reason than the domain being gone made the VM look
-    gone for that cycle: its temporary pin was forgotten ("the VM is gone") and stayed on
-    its vCPU for good, and its demand history went with it."""
-    path = str(tmp_path / "h.json")
-    sim, a, c = swapped_host(path)
+def pinned_then_unreadable(tmp_path):
+    """A swapped host after one cycle of the daemon, which pinned A's displaced vCPU home;
+    A's vCPUs can then be made unreadable (``view.failing``)."""
+    sim, a, _ = swapped_host(str(tmp_path / "h.json"))
     view = UnreadableVcpus(sim, a)
     rt = Runtime(view, Database(str(tmp_path / "l.db")), Settings(threshold=0.0))
     rt.cycle()
     uuid = next(d.uuid for d in sim.domains() if d.domid == a)
     assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # homing pinned A's vCPU
+    return sim, a, uuid, view, rt
+
+
+def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_path):
+    """A read that failed for another reason than the domain being gone made the VM look
+    gone for that cycle: its temporary pin was forgotten ("the VM is gone") and stayed on
+    its vCPU for good, and its demand history went with it."""
+    sim, a, uuid, view, rt = pinned_then_unreadable(tmp_path)
     assert uuid in {u for u, _ in rt.rebalancer.unit_demand}
     view.failing = True
     sim.run(1.0)
@@ -318,13 +324,7 @@ def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_p
 
 
 def test_at_stop_the_pins_of_a_vm_not_read_are_kept_for_the_next_start(tmp_path):
-    path = str(tmp_path / "h.json")
-    sim, a, c = swapped_host(path)
-    view = UnreadableVcpus(sim, a)
-    rt = Runtime(view, Database(str(tmp_path / "l.db")), Settings(threshold=0.0))
-    rt.cycle()
-    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
-    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())
+    sim, a, uuid, view, rt = pinned_then_unreadable(tmp_path)
     view.failing = True
     rt.restore_all_pins("stop")
     assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # not forgotten as "gone"

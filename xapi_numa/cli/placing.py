@@ -8,7 +8,6 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
-from xapi_numa.ops.executor import Executor
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
@@ -72,10 +71,7 @@ def cmd_release(args) -> int:
     key = args.vm.strip()
     if not key.startswith("adhoc-"):
         key = parse_uuid(key, "VM")
-    ledger = common.ledger(args)
-    hv = common.hypervisor(args)  # a build that failed after its reservation became claims: that row goes first
-    upkeep.reconcile(hv, ledger, Executor(hv, ledger.db))
-    if not ledger.release(key):
+    if not upkeep.release_asked(common.hypervisor(args), common.ledger(args), key):
         raise NumaError("no reservation for {}".format(args.vm))
     return 0
 

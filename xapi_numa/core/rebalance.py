@@ -232,7 +232,7 @@ def _eligible(vm: VmLoad, to: int) -> bool:
     return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
 
 
-def _series(vms: Sequence[VmLoad], nodes: Sequence[int], k: int) -> Dict[int, List[float]]:
+def node_series(vms: Sequence[VmLoad], nodes: Sequence[int], k: int) -> Dict[int, List[float]]:
     """Per node, the demand of the VMs homed there over the last ``k`` periods."""
     out = {n: [0.0] * k for n in nodes}
     for vm in vms:
@@ -273,7 +273,7 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
     if imbalance < settings.imbalance:
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
             imbalance, settings.imbalance))
-    series = _series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
+    series = node_series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
     weighed = [c for swaps in (False, True) for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand,
                                                             series, usable, settings)]
     candidates = [c for c in weighed if (room is None or fits_room(c, room, settings))

@@ -1,12 +1,15 @@
 """What a rebalancer decision becomes (pure): a VM's new home, and the page moves
-that bring its memory after it.  The rule that decides is :mod:`.rebalance`."""
+that bring its memory after it.  The rule that decides is :mod:`.rebalance`; the
+two about homes we gave are here: the writes that mend a move made only in part
+(:func:`undo_action`), and a VM whose memory stays brought back to it
+(:func:`back_to_memory`)."""
 import math
-from typing import Dict, FrozenSet, List, Mapping, Optional
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
-from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
+from xapi_numa.core.rebalance import Settings, VmLoad, node_series, pages_to_move
 from xapi_numa.core.topology import Topology
 
 UNDO = "undo a home move made only in part"
@@ -17,6 +20,31 @@ def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[
     cpus = topo.cpus_of_nodes([to])
     return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
             + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
+
+
+def back_to_memory(vms: Sequence[VmLoad], homed_by_us: Mapping[str, int], capacity: Mapping[int, float],
+                   settings: Settings) -> List[Tuple[VmLoad, int]]:
+    """The VMs whose memory stays (:attr:`VmLoad.fixed_memory`) that we homed away from it
+    (``homed_by_us``: uuid -> the home we gave it), to home back on the node holding most
+    of it: still on that home, movable (its hold-down over, its policy and pins allowing),
+    the node allowed to it, and room for it there over the whole demand window (with it,
+    that node would have stayed within ``headroom`` at every period: the same evidence a
+    move away is judged on, so a dip between bursts brings nobody back).  Held for good,
+    they ran with their memory remote long after the load that sent them away was gone."""
+    k = max([len(vm.history) for vm in vms] + [1])
+    series = node_series(vms, list(capacity), k)
+    out = []
+    for vm in vms:
+        if homed_by_us.get(vm.uuid) != vm.home or vm.vnode is not None or not vm.pages or not vm.movable:
+            continue
+        back = max(sorted(vm.pages), key=lambda n: vm.pages[n])
+        if back == vm.home or back not in series or (vm.allowed is not None and back not in vm.allowed):
+            continue
+        with_it = [a + b for a, b in zip(series[back], vm.samples(k))]
+        if max(with_it) <= capacity[back] * settings.headroom:
+            out.append((vm, back))
+            series[back] = with_it
+    return out
 
 
 def undo_action(made: object, soft_before: Mapping[int, FrozenSet[int]],

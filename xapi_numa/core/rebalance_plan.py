@@ -36,8 +36,8 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     """:func:`~xapi_numa.core.rebalance.assess`, with the further moves worth making in
     the same period once its best is made (:attr:`Assessment.more`); ``room``: pages each
     node can take, less what the moves before bring; ``max_writes``: the executor's
-    affinity writes per cycle (a move over it gives way to the best one within it;
-    :func:`within_writes` then keeps the further moves the rest of it holds)."""
+    affinity writes per cycle, each move weighed on what the ones before leave of it (a
+    move over that is no candidate: the best within it is made, never half a move)."""
     first = assess(vms, topo, settings, capacity, room, max_writes)
     more: List[Candidate] = []
     current, last = list(vms), first
@@ -66,22 +66,3 @@ def within_budget(moves: List[Candidate], max_writes: Optional[int]) -> List[Can
         out.append(c)
         used += c.writes
     return out
-
-
-def within_writes(assessment: Assessment, max_writes: int) -> Assessment:
-    """The chosen moves whose writes fit the executor's budget together, in order; none
-    when the best alone does not (it waits: half a move would split a VM's home)."""
-    kept, writes, need = [], 0, 0
-    for c in assessment.chosen:
-        need = c.writes
-        if writes + need > max_writes:
-            break
-        kept.append(c)
-        writes += need
-    if len(kept) == len(assessment.chosen):
-        return assessment
-    parts = assessment.reason.split("; then ")  # one part per chosen move, in order (plan)
-    if not kept:
-        return attrs.evolve(assessment, best=None, more=(), reason=parts[0] + "; its {} writes exceed "
-                            "the budget of {} per cycle".format(need, max_writes))
-    return attrs.evolve(assessment, more=tuple(kept[1:]), reason="; then ".join(parts[:len(kept)]))

@@ -55,9 +55,7 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             continue  # not built yet; expiry takes care of VMs that never start
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
         if build_over(r, d):
-            out.append(ReleaseReservation(r.vm, r.created, "built", r.claimed))
-            if node_claims and r.claimed:
-                out.append(CancelClaims(d.domid, r.vm, frozenset(r.initial), "built"))
+            out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed:
             remaining = {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
             out.append(ClaimReservation(r.vm, d.domid, {n: p for n, p in remaining.items() if p}, "domain exists",
@@ -73,18 +71,20 @@ def build_over(r: Reservation, d: DomainInfo) -> bool:
     return (not d.paused) or d.memory >= sum(r.initial.values())
 
 
+def ended(r: Reservation, d: DomainInfo, node_claims: bool, reason: str) -> List[object]:
+    """That very reservation released, as it was seen (claimed or not), and a claimed
+    one's leftover claims on the domain cancelled with it."""
+    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), reason)] if node_claims and r.claimed else []
+    return [ReleaseReservation(r.vm, r.created, reason, r.claimed)] + cancel
+
+
 def plan_settled_release(r: Optional[Reservation], d: DomainInfo, node_claims: bool) -> List[object]:
-    """Settling a started VM ends its reservation, that very one.  A claimed one takes
-    the build's leftover claims with it, once the build is over; before that it stays
-    for reconcile (the claims still protect the memory the build is taking)."""
-    if r is None:
+    """Settling a started VM ends its reservation.  A claimed one goes only once the
+    build is over; before that it stays for reconcile (the claims still protect the
+    memory the build is taking)."""
+    if r is None or (r.claimed and not build_over(r, d)):
         return []
-    if not r.claimed:
-        return [ReleaseReservation(r.vm, r.created, "settled", False)]
-    if not build_over(r, d):
-        return []
-    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), "settled")] if node_claims else []
-    return [ReleaseReservation(r.vm, r.created, "settled", True)] + cancel
+    return ended(r, d, node_claims, "settled")
 
 
 def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] = (),

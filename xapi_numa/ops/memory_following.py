@@ -137,34 +137,6 @@ class MemoryFollowing:
             self.followed[uuid] = (to, done + pages)
             self._starved.pop(uuid, None)
 
-    def back_to_memory(self, vms: List[rebalance.VmLoad], capacity: Mapping[int, float],
-                       last_moved: Mapping[str, float], now: float) -> List[Tuple[rebalance.VmLoad, int]]:
-        """The VMs whose memory stays that we homed away from it, to home back on the node
-        holding most of it: still on the home we gave them, their hold-down over, that node
-        allowed to them, and room for them there over the whole demand window (with them,
-        it would have stayed within ``headroom`` at every period of it: the same evidence a
-        move away is judged on, so a dip between bursts brings nobody back).  Held for good,
-        they ran with their memory remote long after the load that sent them away was gone."""
-        k = max([len(vm.history) for vm in vms] + [1])
-        series = {n: [0.0] * k for n in capacity}  # per node, the demand homed there, period by period
-        for vm in vms:
-            for i, d in enumerate(vm.samples(k) if vm.home in series else ()):
-                series[vm.home][i] += d
-        out = []
-        for vm in vms:
-            if self.homed_fixed.get(vm.uuid) != vm.home or vm.vnode is not None or not vm.pages or not vm.movable:
-                continue
-            back = max(sorted(vm.pages), key=lambda n: vm.pages[n])
-            usable = capacity.get(back, 0.0) * self.settings.headroom
-            if back == vm.home or back not in series or (vm.allowed is not None and back not in vm.allowed) or \
-                    now - last_moved.get(vm.uuid, float("-inf")) < self.settings.hold_down:
-                continue
-            with_it = [a + b for a, b in zip(series[back], vm.samples(k))]
-            if max(with_it) <= usable:
-                out.append((vm, back))
-                series[back] = with_it
-        return out
-
     def held_homes(self) -> Set[str]:
         """VMs whose home we moved and keep: their memory following it, or staying where it
         is by design (the affinity fix-up must not point them back at their memory)."""

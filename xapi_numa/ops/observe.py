@@ -41,25 +41,21 @@ def _gone(err: NumaError) -> bool:
     return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
 
 
-def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
-    """Bytes claimed host-wide (stock Xen's claims, and the fallback where per-node ones
-    are missing): on no node, but Xen keeps them from every allocation."""
-    return max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
+def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = None) -> int:
+    """Bytes the whole host can give new allocations, after every claim: those on nodes,
+    and host-wide ones (stock Xen's, and the fallback where per-node ones are missing),
+    which are on no node but which Xen keeps from every allocation."""
+    memory = hv.node_memory() if memory is None else memory
+    host_wide = max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
+    return max(0, sum(m.claimable for m in memory) - host_wide)
 
 
 def claimable(hv: Hypervisor) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it, and never
-    more than the whole host has left after host-wide claims (:func:`claimable_total`,
-    which bounds their sum too)."""
+    more than the whole host has (:func:`claimable_total`, which bounds their sum too)."""
     memory = hv.node_memory()
-    overall = max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
+    overall = claimable_total(hv, memory)
     return {m.node: min(m.claimable, overall) for m in memory}
-
-
-def claimable_total(hv: Hypervisor) -> int:
-    """Bytes the whole host can give new allocations, after every claim."""
-    memory = hv.node_memory()
-    return max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

@@ -278,8 +278,8 @@ class Rebalancer:
         undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
-                                             for vm, to in self.following.back_to_memory(
-                                                 vms, capacity, self.homes.last_moved(now), now)],
+                                             for vm, to in rebalance_moves.back_to_memory(
+                                                 vms, self.following.homed_fixed, capacity, self.settings)],
                                             None if max_writes is None else max_writes - len(undo))
         gone_back = {vm.uuid: to for c in back for vm, to in c.moves}  # weighed at their new home, held
         moving = set(gone_back)
@@ -288,8 +288,6 @@ class Rebalancer:
         assessment = rebalance_plan.plan(
             [attrs.evolve(v, home=gone_back[v.uuid], movable=False) if v.uuid in gone_back else v for v in vms],
             snap.topology, self.settings, capacity, room, max_writes)
-        if max_writes is not None:
-            assessment = rebalance_plan.within_writes(assessment, max_writes)
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)

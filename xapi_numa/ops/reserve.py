@@ -61,8 +61,7 @@ def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     memory = hv.node_memory()
     reserved = ledger.outstanding()
     room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in memory}
-    overall = (sum(m.claimable for m in memory) - sum(reserved.values())
-               - observe.host_wide_claims(hv, memory)) >> PAGE_SHIFT
+    overall = (observe.claimable_total(hv, memory) - sum(reserved.values())) >> PAGE_SHIFT
     journal = MoveJournal(ledger.db)
     for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
         row = journal.status(uuid)

@@ -24,7 +24,6 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, upkeep
-from xapi_numa.ops.executor import Executor
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -174,8 +173,8 @@ def owning(ledger: Ledger, session, vm: str, uuid: str, clock: Callable[[], floa
             xapi.release_other_config_key(session, vm, OWNER_KEY, owner)
 
 
-def release_vm(ledger: Ledger, session, uuid: str, host_uuid: Optional[str], force: bool = False,
-               hv: Optional[Hypervisor] = None) -> dict:
+def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str],
+               force: bool = False) -> dict:
     """Undo this host's ``place`` of a VM whose start did not happen: its reservation
     here, and the boot pin if this host set it.
 
@@ -186,9 +185,7 @@ def release_vm(ledger: Ledger, session, uuid: str, host_uuid: Optional[str], for
     with owning(ledger, session, vm, uuid):
         other = xapi.call(session.xenapi.VM.get_other_config, vm)
         placer = boot_pin.placing_host(other)
-        if hv is not None:  # a build that failed after its reservation became claims: that row goes first
-            upkeep.reconcile(hv, ledger, Executor(hv, ledger.db))
-        had = ledger.release(uuid)
+        had = upkeep.release_asked(hv, ledger, uuid)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
         pinned = xapi.PLACED_KEY in other or xapi.SAVED_MASK_KEY in other

@@ -31,6 +31,14 @@ def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcom
     return executor.apply(plan_reconcile(hv, ledger.reservations()))
 
 
+def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
+    """A release a person asked for (CLI, plugin): reconciled first, so that the claimed
+    row of a build that failed, its domain gone, is no obstacle; that of a build still
+    going is refused (:meth:`Ledger.release`).  True if there was a reservation."""
+    reconcile(hv, ledger, Executor(hv, ledger.db))
+    return ledger.release(vm)
+
+
 def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
     (what a dry run counts); without ``exclude``'s own reservation."""

@@ -156,8 +156,8 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     """Undo this host's ``place`` after a start that did not happen (see
     :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin."""
     check_args(args, {"vm"}, {"force"})
-    return start_placement.release_vm(ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
-                                      bool_arg(args, "force"), ctx.hv)
+    return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
+                                      bool_arg(args, "force"))
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:

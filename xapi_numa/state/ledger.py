@@ -143,7 +143,7 @@ class Ledger:
     @staticmethod
     def _refuse_if_claimed(db, vm: str, what: str) -> None:
         if db.execute("SELECT 1 FROM reservation WHERE vm = ? AND claimed = 1", (vm,)).fetchone():
-            raise VmBusy("the reservation of {} is held as per-node claims by its build, so it cannot be {}: "
+            raise VmBusy("the reservation of {} is held as claims by its build, so it cannot be {}: "
                          "xapi-numad ends it (and cancels the claims) when the build is over or the domain "
                          "is gone".format(vm, what), (vm,))
 
