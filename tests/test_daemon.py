@@ -278,7 +278,7 @@ def test_failures_are_logged_without_flooding(caplog):
 
 def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     from xapi_numa.ops.settle import settle
-    from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login
     from xapi_numa.plugin.functions import Context, place
 
     server, session = pool
@@ -293,8 +293,9 @@ def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
     sim = server.sims[host]
     ledger = Ledger(server.ledgers[host])
     link = XapiLink(local_login, sim.clock)
-    d = Runtime(sim, ledger.db, settler=lambda: settle_placed(
-        link, lambda s, uuid: settle(sim, s, ledger, uuid), lambda: [x.uuid for x in sim.domains()]))
+    d = Runtime(sim, ledger.db, settler=PlacedSettler(
+        link, lambda s, uuid: settle(sim, s, ledger, uuid), lambda: [(x.uuid, x.domid) for x in sim.domains()],
+        sim.clock))
     stats = d.cycle()
     assert stats["settled"] == 1
     assert "mask" not in session.xenapi.VM.get_VCPUs_params(ref)

@@ -370,12 +370,20 @@ def xapi_refuses_once(server, method, key=None):
     real = getattr(server, method)
     refused = []
 
-    def refuse(session_id, self_ref, k, value, _self=None):  # counted as the loopback counts a method's
+    def refused_first(session_id, self_ref, k, *value):
         if not refused and key in (None, k):
             refused.append(k)
             raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", self_ref, "clean_shutdown")
-        return real(session_id, self_ref, k, value)
+        return real(session_id, self_ref, k, *value)
 
+    # the loopback checks a call's parameter count against its method's own arguments
+    def refuse(session_id, self_ref, k, value, _self=None):
+        return refused_first(session_id, self_ref, k, value)
+
+    def refuse_removal(session_id, self_ref, k, _self=None):
+        return refused_first(session_id, self_ref, k)
+    if "_remove_from_" in method:
+        refuse = refuse_removal
     setattr(server, method, refuse)
     try:
         yield
@@ -427,16 +435,36 @@ def test_the_boot_pin_keeps_each_vcpus_own_mask():
     assert format_mask(boot_mask({"VCPUs_params": {}}, topo, [1])) == "4,5,6,7"
 
 
-def test_a_failed_place_keeps_another_hosts_earlier_pin(ctx):
+def test_a_place_on_another_host_than_the_one_that_placed_the_vm_is_refused_and_changes_nothing(ctx):
+    """The placing host holds the VM's reservation: a second place elsewhere used to
+    take the pin over and leave that reservation holding the first host's memory."""
     server, session, host, sid = ctx
     other_host = session.xenapi.host.get_all()[1]
+    other_uuid = session.xenapi.host.get_uuid(other_host)
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
     ok(run(server, other_host, sid, "place", {"vm": uuid}))
     before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
-    with xapi_refuses_once(server, "VM_add_to_other_config", key="numa_placed_host"):  # the new host's key
+    details = err(run(server, host, sid, "place", {"vm": uuid}))
+    assert details[0] == "NUMA_VM_BUSY" and details[2:] == ["vm", uuid, other_uuid] and "release it there first" in details[1]
+    assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
+    assert Ledger(server.ledgers[host]).reservations() == []
+    assert [r.vm for r in Ledger(server.ledgers[other_host]).reservations()] == [uuid]
+    ok(run(server, other_host, sid, "release", {"vm": uuid}))  # released there, it can go here
+    assert ok(run(server, host, sid, "place", {"vm": uuid}))["reserved"] is True
+
+
+def test_a_failed_place_puts_back_the_earlier_pin_of_the_same_host(ctx):
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7"})
+    ok(run(server, host, sid, "set_policy", {"vm": uuid, "mode": "strict", "nodes": "0"}))
+    assert ok(run(server, host, sid, "place", {"vm": uuid}))["nodes"] == [0]
+    ok(run(server, host, sid, "set_policy", {"vm": uuid, "mode": "strict", "nodes": "1"}))
+    before = (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref))
+    with xapi_refuses_once(server, "VM_add_to_VCPUs_params"):  # the new pin's last write
         assert err(run(server, host, sid, "place", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
     assert (session.xenapi.VM.get_VCPUs_params(ref), session.xenapi.VM.get_other_config(ref)) == before
-    assert [r.vm for r in Ledger(server.ledgers[other_host]).reservations()] == [uuid]
+    ok(run(server, host, sid, "release", {"vm": uuid}))
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "0,1,2,3,4,5,6,7"}
 
 
 def test_an_admin_mask_bounds_the_nodes_and_keeps_the_vms_own_policy():

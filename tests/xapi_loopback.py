@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import uuid as uuidlib
+from collections import Counter
 from socketserver import ThreadingMixIn
 from typing import Dict, List, Optional, Set, Tuple
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
@@ -74,6 +75,7 @@ class LoopbackXapi:
         self.ledgers: Dict[str, str] = {}
         self.inventories: Dict[str, str] = {}
         self.vms: Dict[str, dict] = {}
+        self.calls: Counter = Counter()  # XenAPI calls served, by method (what a client costs xapi)
         self.metrics: Dict[str, dict] = {}
         for i, (name, topo) in enumerate(hosts):
             ref = _ref()
@@ -123,6 +125,7 @@ class LoopbackXapi:
         if method == "session.login_with_password":
             return self.session_login_with_password(*params)
         impl = getattr(self, method.replace(".", "_"), None)
+        self.calls[method] += 1
         if impl is None or method.startswith("_") or "." not in method:
             raise Failure("MESSAGE_METHOD_UNKNOWN", method)
         expected = impl.__code__.co_argcount - 1  # minus self
@@ -232,6 +235,9 @@ class LoopbackXapi:
 
     def host_get_name_label(self, session_id, self_ref):
         return self._host(self_ref)["name_label"]
+
+    def host_get_uuid(self, session_id, self_ref):
+        return self._host(self_ref)["uuid"]
 
     def host_get_API_version_major(self, session_id, self_ref):
         return self._host(self_ref)["API_version_major"]

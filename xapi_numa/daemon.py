@@ -24,7 +24,7 @@ from xapi_numa.ops import instance_lock, runtime
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
-from xapi_numa.ops.xapi_link import XapiLink, local_login, settle_placed
+from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
@@ -135,9 +135,8 @@ def build_runtime(args: argparse.Namespace, spec: str, hv) -> Tuple[runtime.Runt
     link = XapiLink(local_login, time.monotonic, LOG)
     ledger = Ledger(db=db)
 
-    def settler() -> List[str]:
-        return settle_placed(link, lambda session, uuid: settle(hv, session, ledger, uuid),
-                             lambda: [d.uuid for d in hv.domains()])
+    settler = PlacedSettler(link, lambda session, uuid: settle(hv, session, ledger, uuid),
+                            lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG)
     return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
                            backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out), link
 

@@ -82,9 +82,11 @@ def cmd_vm_start(args) -> int:
     with common.pool_session(args) as session:
         result = vm_start(session, args.vm, args.host)
     p, s = result["placement"], result["settled"]
-    common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}".format(
+    common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}{}".format(
         render.cell(args.vm), render.cell(r["host"]), ",".join(map(str, s["nodes"])),
-        ",".join(map(str, s["memory_nodes"])), render.cell(p["reason"])))
+        ",".join(map(str, s["memory_nodes"])), render.cell(p["reason"]),
+        "; its stored policy is invalid ({}): settled with the default".format(render.cell(s["policy_error"]))
+        if s.get("policy_error") else ""))
     return 0
 
 

@@ -10,9 +10,14 @@ back.
 """
 from typing import FrozenSet, Iterable, Optional, Union
 
+import attr
+
 from xapi_numa.backends import xapi
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
+
+
+PIN_KEYS = (xapi.SAVED_MASK_KEY, xapi.PLACED_KEY, xapi.PLACED_HOST_KEY)
 
 
 def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Union[VcpuMask, Iterable[int]],
@@ -20,12 +25,28 @@ def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Union[V
     """Boot-time hard pin in VCPUs_params["mask"], keeping the admin's own mask aside;
     ``host_uuid`` (this host) is recorded so that only this host's release undoes it."""
     other = record["other_config"]
-    if xapi.SAVED_MASK_KEY not in other:  # a second place keeps the first saved mask
+    # A second place keeps the first one's saved mask; one saved beside no pin key is
+    # what a pin or a restore cut short left, while the current mask is the admin's.
+    saved = other.get(xapi.SAVED_MASK_KEY) if xapi.PLACED_KEY in other else None
+    if saved is None:
         saved = record["VCPUs_params"].get("mask", xapi.NO_SAVED_MASK)
-        xapi.set_other_config(session, vm, xapi.SAVED_MASK_KEY, saved)
-    xapi.set_other_config(session, vm, xapi.PLACED_KEY, ",".join(map(str, nodes)))
-    xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, host_uuid)  # None removes an older place's
+    write_pin_keys(session, vm, {xapi.SAVED_MASK_KEY: saved, xapi.PLACED_KEY: ",".join(map(str, nodes)),
+                                 xapi.PLACED_HOST_KEY: host_uuid})  # None removes an older place's
     xapi.set_vcpus_param(session, vm, "mask", xapi.format_mask(cpus))
+
+
+def write_pin_keys(session, vm: str, values: dict) -> None:
+    """Give the pin's other_config keys ``values`` (a key absent or None is removed).
+
+    The order keeps one rule whenever a write is cut short: while the pin key is
+    there, so is the admin's saved mask (written first, removed last), so the pin
+    can always be undone exactly."""
+    for key in PIN_KEYS:
+        if values.get(key) is not None:
+            xapi.set_other_config(session, vm, key, values[key])
+    for key in reversed(PIN_KEYS):
+        if values.get(key) is None:
+            xapi.set_other_config(session, vm, key, None)
 
 
 def placed_nodes(other_config: dict) -> FrozenSet[int]:
@@ -52,19 +73,32 @@ def _readable(mask: Optional[str]) -> Optional[VcpuMask]:
         return None
 
 
-def restore_boot(session, vm: str) -> Optional[VcpuMask]:
-    """Undo :func:`pin_boot` (the admin's mask goes back exactly as it was, whatever
-    it says); returns that mask as a value (None if there was none)."""
-    other = xapi.call(session.xenapi.VM.get_other_config, vm)
+@attr.s(frozen=True)
+class Restored:
+    """What :func:`restore_boot` found: the admin's mask (None: none), and whether a
+    boot pin was there to undo."""
+    admin: Optional[VcpuMask] = attr.ib()
+    pinned: bool = attr.ib()
+
+
+def restore_boot(session, vm: str, record: Optional[dict] = None) -> Restored:
+    """Undo :func:`pin_boot`: the admin's mask goes back exactly as it was, whatever it
+    says, then the pin keys go (the saved mask last).  ``record``: the VM's record, if
+    the caller has just read it.
+
+    A saved mask beside no pin key is what a pin or a restore cut short left: the
+    mask is already the admin's.  A pin key beside no saved mask (an older
+    version's, or edited by hand) cannot tell the admin's mask from the pin: the
+    current mask is kept as the admin's, which stays inside whatever the admin set."""
+    other = xapi.call(session.xenapi.VM.get_other_config, vm) if record is None else record["other_config"]
     saved = other.get(xapi.SAVED_MASK_KEY)
-    if saved is None:
-        if xapi.PLACED_HOST_KEY in other and xapi.PLACED_KEY not in other:  # left by an older version's settle
-            xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, None)
-        mask = xapi.call(session.xenapi.VM.get_VCPUs_params, vm).get("mask")
-        return _readable(mask) if xapi.PLACED_KEY not in other else None
-    admin = _readable(saved)  # read first: nothing may fail after the restore
-    xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
-    xapi.set_other_config(session, vm, xapi.SAVED_MASK_KEY, None)
-    xapi.set_other_config(session, vm, xapi.PLACED_KEY, None)
-    xapi.set_other_config(session, vm, xapi.PLACED_HOST_KEY, None)
-    return admin
+    pinned = xapi.PLACED_KEY in other
+    if pinned and saved is not None:
+        admin = _readable(saved)  # read first: nothing may fail after the restore
+        xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
+    else:
+        params = xapi.call(session.xenapi.VM.get_VCPUs_params, vm) if record is None else record["VCPUs_params"]
+        admin = _readable(params.get("mask"))
+    if any(key in other for key in PIN_KEYS):
+        write_pin_keys(session, vm, {})
+    return Restored(admin, pinned)

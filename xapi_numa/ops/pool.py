@@ -27,7 +27,9 @@ from xapi_numa.ops.vnuma_xapi import stored_plan
 MAX_ATTEMPTS = 6
 # the host, not the VM, is the problem: pass it over
 HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
-                    "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE")
+                    "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",
+                    # the host's plugin answers, but cannot read its hypervisor or its state
+                    "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR")
 
 
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
@@ -77,7 +79,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
                 refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[1:2] or err.params)))
                 capacity_only = False
                 continue
-            if err.code.startswith("NUMA_") and err.code not in ("NUMA_STATE_ERROR",):
+            if err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE:
                 raise  # about the VM: every host would say so
             refusals.append("{}: {}".format(record["name_label"], " ".join([err.code, *err.params[:2]])))
             capacity_only = False

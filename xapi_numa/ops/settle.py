@@ -1,7 +1,7 @@
 """Settling a started VM: its boot pin gives way to its policy's affinity, and its
 reservation goes.  The plugin's ``settle`` and xapi-numad's auto-settle (a VM
 started with a plain ``xe vm-start`` after ``place``) both run this."""
-from typing import List
+from typing import Optional, Tuple
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import reservation, settling
@@ -22,24 +22,24 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
         # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
     other = xapi.call(session.xenapi.VM.get_other_config, vm)
-    policy = Policy.from_other_config(other)
+    restored = restore_boot(session, vm)  # first: a VM whose policy cannot be read must not stay boot-pinned
+    policy, policy_error = _policy_or_default(other)
     topo = hv.topology()
     pages = hv.node_pages(dom.domid)
-    admin_mask = restore_boot(session, vm)
-    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask)
+    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, restored.admin)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)
     outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + release)
     refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]
     return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),
             "hard": topo.format_cpus(plan.hard), "soft": topo.format_cpus(plan.soft) if plan.soft is not None else None,
-            "fixed_up": plan.fixed_up, "refused": refused}
+            "fixed_up": plan.fixed_up, "refused": refused, "policy_error": policy_error}
 
 
-def placed_running_vms(session, running_uuids) -> List[str]:
-    """VMs running here that were started with a boot pin from ``place`` and not settled."""
-    out = []
-    for rec in xapi.call(session.xenapi.VM.get_all_records).values():
-        if rec["uuid"] in running_uuids and xapi.PLACED_KEY in rec["other_config"] \
-                and rec["power_state"] == "Running":
-            out.append(rec["uuid"])
-    return out
+def _policy_or_default(other_config: dict) -> Tuple[Policy, Optional[str]]:
+    """The VM's stored policy, or the default one and why the stored one cannot be
+    read: a started VM is settled whatever its record says, and the error reported
+    (a refusal would leave it boot-pinned, and stop xapi-numad's settling of others)."""
+    try:
+        return Policy.from_other_config(other_config), None
+    except InvalidArgument as err:
+        return Policy(), err.message

@@ -12,6 +12,7 @@ only nodes it reaches are candidates, the boot pin stays inside it, and a VM
 whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 """
 import contextlib
+import math
 import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
@@ -39,7 +40,8 @@ OWNER_TTL = 120.0
 def admin_mask(record: dict) -> Optional[VcpuMask]:
     """The admin's own mask (the one ``place`` set aside, else the current one), or None."""
     other = record.get("other_config", {})
-    mask = other.get(xapi.SAVED_MASK_KEY) or record.get("VCPUs_params", {}).get("mask")
+    saved = other.get(xapi.SAVED_MASK_KEY) if xapi.PLACED_KEY in other else None  # else left by a cut-short write
+    mask = saved or record.get("VCPUs_params", {}).get("mask")
     if not mask or mask == xapi.NO_SAVED_MASK:
         return None
     return xapi.parse_mask(mask)
@@ -97,25 +99,23 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     """Reserve for a start here and pin the boot; ``host_uuid`` (this host) goes into
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
-    record = xapi.vm_record(session, vm)
-    kind = "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
-    if not dry_run and kind:  # xapi never starts one: a pin would only be copied into its clones
-        raise InvalidArgument("vm", "{} is a {}; place reserves for a start".format(uuid, kind),
-                              "a VM that can start (place its clone), or dry_run=true")
-    if not dry_run and record["power_state"] != "Halted":
-        raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
-                              "a Halted VM, or dry_run=true")
     planner = Planner(hv.topology())
-    topo = planner.topology
-    request = request_for(record, topo)
+    # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
+    record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
+    request = request_for(record, planner.topology)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
+        # Read again while holding the VM: a caller that held it before us (a release, a
+        # place, a policy change) may have changed what the first read saw.
+        record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
+        request = request_for(record, planner.topology)
+        _not_placed_elsewhere(session, record, uuid, host_uuid)
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
-            boot_pin.pin_boot(session, vm, record, placement.nodes, boot_mask(record, topo, placement.nodes),
-                              host_uuid)
+            boot_pin.pin_boot(session, vm, record, placement.nodes,
+                              boot_mask(record, planner.topology, placement.nodes), host_uuid)
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
             _put_back(session, vm, record)
@@ -123,15 +123,37 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     return describe(planner, placement, reservation, loads, vm=uuid)
 
 
+def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
+    """The record, if ``place`` may reserve for this VM's start (any VM for a dry run)."""
+    if dry_run:
+        return record
+    kind = "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
+    if kind:  # xapi never starts one: a pin would only be copied into its clones
+        raise InvalidArgument("vm", "{} is a {}; place reserves for a start".format(uuid, kind),
+                              "a VM that can start (place its clone), or dry_run=true")
+    if record["power_state"] != "Halted":
+        raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
+                              "a Halted VM, or dry_run=true")
+    return record
+
+
+def _not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[str]) -> None:
+    """A VM another host of the pool placed keeps that host's reservation until it is
+    released there: a second place here would leave it behind, holding that host's
+    memory for nothing until its lease ends."""
+    placer = boot_pin.placing_host(record["other_config"])
+    if placer is not None and placer != host_uuid and xapi.host_known(session, placer):
+        raise VmBusy("VM {} is placed by host {} (its reservation is there): release it there first, or here with "
+                     "force=true if that host is down".format(uuid, placer), ("vm", uuid, placer))
+
+
 def _put_back(session, vm: str, record: dict) -> None:
     """A pin written in part (xapi refused a later write) must not stay: the VM's mask
     and pin keys go back to what this place found (an earlier place's pin included).
     Best effort: the first failure is the one the caller reports."""
-    other = record.get("other_config", {})
     try:
         xapi.set_vcpus_param(session, vm, "mask", record.get("VCPUs_params", {}).get("mask"))
-        for key in (xapi.SAVED_MASK_KEY, xapi.PLACED_KEY, xapi.PLACED_HOST_KEY):
-            xapi.set_other_config(session, vm, key, other.get(key))
+        boot_pin.write_pin_keys(session, vm, record.get("other_config", {}))
     except NumaError:
         pass
 
@@ -147,9 +169,12 @@ def owner_token_stale(token: str, now: float) -> bool:
     version's, or set by hand) counts as such too: nothing would ever remove it."""
     _, sep, expires = token.rpartition("/")
     try:
-        return not sep or float(expires) < now
+        end = float(expires)
     except ValueError:
         return True
+    # a time that never comes (nan, inf) or lies further ahead than any caller's
+    # (a clock far ahead, or a hand edit) would hold the VM for good
+    return not sep or not math.isfinite(end) or end < now or end > now + 2 * OWNER_TTL
 
 
 @contextlib.contextmanager
@@ -183,13 +208,18 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     pool (ejected or reinstalled: nothing else could ever undo it) or ``force``."""
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
     with owning(ledger, session, vm, uuid):
-        other = xapi.call(session.xenapi.VM.get_other_config, vm)
-        placer = boot_pin.placing_host(other)
+        record = xapi.vm_record(session, vm)
+        placer = boot_pin.placing_host(record["other_config"])
         had = upkeep.release_asked(hv, ledger, uuid)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-        pinned = xapi.PLACED_KEY in other or xapi.SAVED_MASK_KEY in other
-        boot_pin.restore_boot(session, vm)
+        if record["power_state"] in ("Running", "Paused") and boot_pin.placed_nodes(record["other_config"]):
+            # The start happened: the domain was built with the pin, which settling it
+            # (xapi-numad does, or the plugin's settle) turns into its policy's affinity.
+            # Undone here, nothing would settle it and its vCPUs would stay pinned.
+            return {"vm": uuid, "released": had, "boot_pin": "kept",
+                    "running_on": xapi.call(session.xenapi.host.get_uuid, record["resident_on"])}
+        pinned = boot_pin.restore_boot(session, vm, record).pinned
     return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 
 

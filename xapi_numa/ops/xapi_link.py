@@ -9,11 +9,11 @@ tried after a back-off (1 s doubling to 60 s); meanwhile callers get
 """
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Set, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar
 
 from xapi_numa.backends import xapi
 from xapi_numa.core.policy import Policy
-from xapi_numa.errors import NumaError
+from xapi_numa.errors import NumaError, UnknownVM
 from xapi_numa.ops.executor import log_event
 
 T = TypeVar("T")
@@ -130,14 +130,68 @@ def local_login() -> object:
     return session
 
 
-def settle_placed(link: XapiLink, settle_one: Callable[[object, str], dict],
-                  running: Callable[[], List[str]]) -> List[str]:
-    """Settle every VM started after ``place`` that is not settled yet; the settled UUIDs."""
-    from xapi_numa.ops.settle import placed_running_vms
+class PlacedSettler:
+    """xapi-numad's auto-settle: a VM started after ``place`` with a plain start (its
+    boot pin still in its record) is settled once it runs here.
 
-    uuids = link.use(lambda s: placed_running_vms(s, set(running())))
-    done = []
-    for uuid in uuids or ():
-        if link.use(lambda s, uuid=uuid: settle_one(s, uuid)) is not None:
-            done.append(uuid)
-    return done
+    Only domains new on this host are looked up, one VM record each: the pool's
+    records are never read per cycle (every host of a pool runs this, and a pool's
+    records are many).  A domain is looked at until its VM is seen running (then
+    settled if pinned) or gone; one whose VM is still starting, or whose settle
+    failed, is looked at again after a back-off (1 s doubling to 60 s), and one
+    VM's failure never keeps the others waiting.
+    """
+
+    def __init__(self, link: XapiLink, settle_one: Callable[[object, str], dict],
+                 running: Callable[[], Iterable[Tuple[str, int]]], clock: Callable[[], float],
+                 logger: Optional[logging.Logger] = None) -> None:
+        self._link, self._settle_one, self._running, self._clock = link, settle_one, running, clock
+        self._logger = logger or logging.getLogger("xapi-numad")
+        self._done: Set[Tuple[str, int]] = set()  # (uuid, domid) looked at for good
+        self._later: Dict[Tuple[str, int], Tuple[float, float]] = {}  # -> (when, back-off)
+
+    def __call__(self) -> List[str]:
+        """Settle what is due; the settled UUIDs."""
+        here = set(self._running())
+        self._done &= here
+        self._later = {d: v for d, v in self._later.items() if d in here}
+        now = self._clock()
+        due = sorted(d for d in here - self._done if d not in self._later or self._later[d][0] <= now)
+        settled = []
+        for dom in due:
+            try:
+                state = self._link.use(lambda s, uuid=dom[0]: placed_state(s, uuid))
+                if state is None:
+                    return settled  # xapi away: everything is looked at again once it is back
+                if state == "settle" and self._link.use(lambda s, uuid=dom[0]: self._settle_one(s, uuid)) is None:
+                    return settled
+            except NumaError as err:
+                if dom not in self._later:  # said once, not at every retry
+                    log_event(self._logger, logging.WARNING, "settle failed", vm=dom[0], error=err.message)
+                self._again(dom, now)
+                continue
+            if state == "later":
+                self._again(dom, now)
+                continue
+            self._done.add(dom)
+            self._later.pop(dom, None)
+            if state == "settle":
+                settled.append(dom[0])
+        return settled
+
+    def _again(self, dom: Tuple[str, int], now: float) -> None:
+        backoff = min(max(2 * self._later.get(dom, (0.0, 0.0))[1], 1.0), MAX_BACKOFF_S)
+        self._later[dom] = (now + backoff, backoff)
+
+
+def placed_state(session, uuid: str) -> str:
+    """What auto-settle does with a domain here: "settle" (its VM runs with a boot pin
+    from ``place``), "later" (its VM is not running yet, e.g. still starting) or
+    "done" (not pinned, or not a VM xapi knows)."""
+    try:
+        record = xapi.vm_record(session, xapi.vm_ref(session, uuid))
+    except UnknownVM:
+        return "done"  # a domain xapi did not make (xl), or a VM destroyed since
+    if record["power_state"] != "Running":
+        return "later"
+    return "settle" if xapi.PLACED_KEY in record["other_config"] else "done"

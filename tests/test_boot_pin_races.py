@@ -1,0 +1,210 @@
+"""The boot pin against races, cut-short writes and odd records: place, release, settle
+and xapi-numad's auto-settle through the loopback pool, as xapi runs them."""
+import logging
+import time
+
+import pytest
+
+from test_plugin import err, ok, run, xapi_refuses_once
+
+from xapi_numa.backends import xapi
+from xapi_numa.ops.start_placement import OWNER_TTL, owner_token_stale
+from xapi_numa.state.ledger import Ledger
+
+ADMIN = "0,1,2,3,4,5,6,7"
+
+
+@pytest.fixture
+def one(pool):
+    server, session = pool
+    return server, session, session.xenapi.host.get_all()[0], session._session
+
+
+@pytest.fixture
+def in_process(one, monkeypatch):
+    """The plugin's functions called in this process (to interleave callers exactly)."""
+    from xapi_numa.plugin import functions
+
+    server, session, host, sid = one
+    for key, value in server.plugin_env(host).items():
+        monkeypatch.setenv(key, value)
+    return lambda fn, args: functions.FUNCTIONS[fn](functions.Context(sid), args)
+
+
+def test_a_release_between_places_first_read_and_its_hold_does_not_lose_the_admins_mask(one, in_process,
+                                                                                        monkeypatch):
+    """place read the record, then waited for the VM while a release ran: it pinned from
+    that stale record, believed the admin's mask already saved, and saved nothing; the
+    next release left the VM pinned to the boot node for good."""
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    real, reads = xapi.vm_record, []
+
+    def release_meanwhile(session_, vm):
+        record = real(session_, vm)
+        if not reads:
+            ok(run(server, host, sid, "release", {"vm": uuid}))  # done before place holds the VM
+        reads.append(record)
+        return record
+    monkeypatch.setattr(xapi, "vm_record", release_meanwhile)
+    in_process("place", {"vm": uuid})
+    monkeypatch.setattr(xapi, "vm_record", real)
+    assert session.xenapi.VM.get_other_config(ref)["numa_saved_mask"] == ADMIN
+    assert ok(run(server, host, sid, "release", {"vm": uuid}))["boot_pin"] == "restored"
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": ADMIN}
+    assert session.xenapi.VM.get_other_config(ref) == {}
+
+
+def test_a_restore_cut_short_leaves_a_state_the_next_place_and_release_read_right(one):
+    """The saved mask goes last: a restore cut short before it leaves the admin's mask in
+    place and a saved copy beside no pin key, which a later place must not take for the
+    admin's (the admin may have changed the mask since)."""
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    with xapi_refuses_once(server, "VM_remove_from_other_config", key="numa_saved_mask"):
+        assert err(run(server, host, sid, "release", {"vm": uuid}))[0] == "OTHER_OPERATION_IN_PROGRESS"
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": ADMIN}  # the mask went back first
+    assert set(session.xenapi.VM.get_other_config(ref)) == {"numa_saved_mask"}
+    session.xenapi.VM.remove_from_VCPUs_params(ref, "mask")
+    session.xenapi.VM.add_to_VCPUs_params(ref, "mask", "4,5")  # the admin's new mask
+    assert ok(run(server, host, sid, "place", {"vm": uuid}))["nodes"] == [1]
+    assert ok(run(server, host, sid, "release", {"vm": uuid}))["boot_pin"] == "restored"
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "4,5"}
+    assert session.xenapi.VM.get_other_config(ref) == {}
+
+
+def _settler(server, host, session, clock):
+    from xapi_numa.ops.settle import settle
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
+
+    sim, ledger = server.sims[host], Ledger(server.ledgers[host])
+    link = XapiLink(lambda: session, clock)
+    return PlacedSettler(link, lambda s, uuid: settle(sim, s, ledger, uuid),
+                         lambda: [(d.uuid, d.domid) for d in sim.domains()], clock)
+
+
+def test_a_pin_key_beside_no_saved_mask_is_settled_inside_the_admins_mask_and_cleared(one):
+    """An older version's record, or one edited by hand: settle used to free the vCPUs of
+    the admin's mask (hard "all") and keep the pin key, so xapi-numad settled it again
+    at every cycle."""
+    server, session, host, sid = one
+    hu = session.xenapi.host.get_uuid(host)
+    ref, uuid = server.add_vm("half", 2, 512 << 20, domain_type="pvh", vcpus_params={"mask": "4,5"},
+                              other_config={"numa_placed_nodes": "1", "numa_placed_host": hu})
+    session.xenapi.VM.start_on(ref, host, False, False)
+    settled = ok(run(server, host, sid, "settle", {"vm": uuid}))
+    assert settled["hard"] == "4-5"
+    assert session.xenapi.VM.get_other_config(ref) == {} and session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "4,5"}
+    assert _settler(server, host, session, time.monotonic)() == []
+
+
+def test_a_bad_stored_policy_is_settled_with_the_default_and_said_and_the_others_are_settled(one, caplog):
+    """One VM whose numa_mode was mistyped after place: settle refused before it undid the
+    boot pin, and xapi-numad's auto-settle stopped at it, every cycle, for every VM."""
+    server, session, host, sid = one
+    vms = []
+    for i in range(3):
+        ref, uuid = server.add_vm("v{}".format(i), 1, 256 << 20, domain_type="pvh")
+        ok(run(server, host, sid, "place", {"vm": uuid}))
+        vms.append((ref, uuid))
+    session.xenapi.VM.add_to_other_config(vms[0][0], "numa_mode", "stirct")
+    for ref, _ in vms:
+        session.xenapi.VM.start_on(ref, host, False, False)
+    settled = ok(run(server, host, sid, "settle", {"vm": vms[0][1]}))
+    assert "numa_mode" in settled["policy_error"] and settled["hard"] == "all"
+    assert "mask" not in session.xenapi.VM.get_VCPUs_params(vms[0][0])
+    assert sorted(_settler(server, host, session, time.monotonic)()) == sorted(u for _, u in vms[1:])
+    for ref, _ in vms:
+        assert "mask" not in session.xenapi.VM.get_VCPUs_params(ref)
+
+
+def test_auto_settle_reads_only_the_records_of_new_domains_and_waits_for_a_start_to_finish(one):
+    """Every host's xapi-numad read the whole pool's VM records every cycle."""
+    server, session, host, sid = one
+    now = [0.0]
+    settler = _settler(server, host, session, lambda: now[0])
+    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    server.calls.clear()
+    for _ in range(10):
+        assert settler() == []
+    assert server.calls["VM.get_all_records"] == 0
+    assert server.calls["VM.get_by_uuid"] == 1  # dom0's, once (xapi of this loopback does not list it)
+    # the domain is built while xapi still says Halted: looked at again, after a back-off
+    domid = server.sims[host].create("vm", 2, 512 << 20, uuid=uuid, auto_numa=False)
+    assert settler() == [] and server.calls["VM.get_record"] == 1
+    assert settler() == [] and server.calls["VM.get_record"] == 1  # not before its back-off
+    with server.lock:
+        record = next(r for r in server.vms.values() if r["uuid"] == uuid)
+        record.update(power_state="Running", resident_on=host, domid=str(domid))
+    now[0] += 1.0
+    assert settler() == [uuid]
+    assert "numa_placed_nodes" not in session.xenapi.VM.get_other_config(ref)
+    now[0] += 100.0
+    calls = sum(server.calls.values())
+    assert settler() == [] and sum(server.calls.values()) == calls  # settled once, then never looked at again
+    assert server.calls["VM.get_all_records"] == 0
+
+
+def test_a_failing_settle_is_said_once_and_tried_again_later(one, caplog):
+    from xapi_numa.errors import StateError
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, now, tries = server.sims[host], [0.0], []
+
+    def settle_one(s, u):
+        tries.append(u)
+        if len(tries) < 3:
+            raise StateError("cannot write the state database")
+        return {}
+    settler = PlacedSettler(XapiLink(lambda: session, lambda: now[0]), settle_one,
+                            lambda: [(d.uuid, d.domid) for d in sim.domains()], lambda: now[0])
+    caplog.set_level(logging.INFO, logger="xapi-numad")
+    assert settler() == [] and settler() == []  # the second is before its back-off
+    now[0] += 1.0
+    assert settler() == []
+    now[0] += 2.0
+    assert settler() == [uuid] and len(tries) == 3
+    assert [r.getMessage() for r in caplog.records].count("settle failed") == 1
+
+
+def test_release_of_a_placed_vm_that_already_runs_keeps_the_pin_for_settle(one):
+    """The start happened: undoing the pin in xapi's record left the domain pinned to the
+    boot nodes with nothing that would ever settle it."""
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    answer = ok(run(server, host, sid, "release", {"vm": uuid}))
+    assert answer["boot_pin"] == "kept" and answer["running_on"] == session.xenapi.host.get_uuid(host)
+    assert _settler(server, host, session, time.monotonic)() == [uuid]
+    rows = ok(run(server, host, sid, "vcpus", {"vm": uuid}))
+    assert {r["hard"] for r in rows} == {"all"}
+
+
+def test_owner_tokens_whose_time_never_comes_are_stale():
+    now = 1000.0
+    assert not owner_token_stale("a/{:.0f}".format(now + OWNER_TTL), now)
+    for expires in ("nan", "inf", "1e400", "{:.0f}".format(now + 3 * OWNER_TTL), "{:.0f}".format(now - 1)):
+        assert owner_token_stale("a/" + expires, now), expires
+
+
+def test_a_host_whose_plugin_cannot_open_its_hypervisor_is_passed_over(one, monkeypatch):
+    from xapi_numa.ops import pool
+
+    server, session, host, sid = one
+    real = server.plugin_env
+    monkeypatch.setattr(server, "plugin_env", lambda h: dict(real(h), XAPI_NUMA_BACKEND="xen") if h == host
+                        else real(h))
+    assert err(run(server, host, sid, "host_topology", {}))[0] == "NUMA_BACKEND_UNAVAILABLE"
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    started = pool.vm_start(session, uuid)
+    assert started["host"] != session.xenapi.host.get_name_label(host)
+    answers = pool.per_host(session, "host_topology")
+    assert answers[session.xenapi.host.get_name_label(host)]["error"][0] == "NUMA_BACKEND_UNAVAILABLE"
