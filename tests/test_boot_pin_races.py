@@ -208,3 +208,37 @@ def test_a_host_whose_plugin_cannot_open_its_hypervisor_is_passed_over(one, monk
     assert started["host"] != session.xenapi.host.get_name_label(host)
     answers = pool.per_host(session, "host_topology")
     assert answers[session.xenapi.host.get_name_label(host)]["error"][0] == "NUMA_BACKEND_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("at", ["place", "start"])
+def test_a_pool_start_interrupted_after_place_leaves_neither_pin_nor_reservation(one, monkeypatch, at):
+    """Ctrl-C during `xapi-numa --pool vm-start` between place and VM.start_on left the
+    halted VM boot-pinned (a plain start later would boot it pinned) and the placing
+    host's reservation behind."""
+    from xapi_numa.ops import pool
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
+    real_result, real_call = pool.plugin_result, xapi.call
+
+    def interrupted_place(session_, host_, fn, args):
+        answer = real_result(session_, host_, fn, args)
+        if fn == "place" and args.get("dry_run") is None:
+            raise KeyboardInterrupt  # the host placed it; the answer never arrived
+        return answer
+
+    def interrupted_start(method, *args):
+        if "VM.start_on" in repr(method):
+            raise KeyboardInterrupt
+        return real_call(method, *args)
+    if at == "place":
+        monkeypatch.setattr(pool, "plugin_result", interrupted_place)
+    else:
+        monkeypatch.setattr(xapi, "call", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        pool.vm_start(session, uuid)
+    monkeypatch.undo()
+    assert session.xenapi.VM.get_power_state(ref) == "Halted"
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": ADMIN}
+    assert session.xenapi.VM.get_other_config(ref) == {}
+    assert all(Ledger(path).reservations() == [] for path in server.ledgers.values())

@@ -414,3 +414,21 @@ def test_release_after_a_failed_build_whose_reservation_became_claims(host, caps
     capsys.readouterr()
     assert main(["release", VM1]) == 1 and "no reservation" in capsys.readouterr().err  # reconcile ended it
     assert run_json(capsys, "reservations", "--json") == []
+
+
+def test_a_memory_move_leaves_the_memory_a_starting_vm_reserved(tmp_path, capsys, monkeypatch):
+    """move-memory took claimable memory as room: it moved a guest into memory that a
+    strict start had reserved on the node, which could then no longer be built there."""
+    path = str(tmp_path / "h.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "2G"]) == 0
+    assert main(["sim", "create", path, "a", "--vcpus", "1", "--memory", "1G", "--type", "pvh",
+                 "--soft", "node:0"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{path}")
+    assert main(["place", "--vcpus", "1", "--memory", "1536M", "--mode", "strict", "--nodes", "1",
+                 "--on-exhaust", "fail"]) == 0
+    capsys.readouterr()
+    before = run_json(capsys, "memory", "--json")
+    assert main(["move-memory", "a", "--to", "1"]) == 1
+    assert "node 1 can take" in capsys.readouterr().err
+    assert run_json(capsys, "memory", "--json") == before
+    assert main(["move-memory", "a", "--to", "1", "--max", "64M"]) == 0  # what the node can spare moves

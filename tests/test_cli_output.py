@@ -142,3 +142,64 @@ def test_the_rebalancer_decision_line_shows_vm_names_escaped(host, capsys):
     out = capsys.readouterr().out
     decision = [line for line in out.splitlines() if line.startswith("decision:")]
     assert len(decision) == 1 and "\x1b" not in out and "busy\\n1" in decision[0], out
+
+
+def test_on_an_ascii_locale_names_with_accents_are_shown_escaped_and_found_as_typed(tmp_path):
+    """dom0's Python 3.6 under cron or a systemd unit (no LANG) writes ASCII: one VM named
+    with an accent made every table an internal error, and could not be named."""
+    import os
+    import subprocess
+
+    path = str(tmp_path / "h.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G"]) == 0
+    assert main(["sim", "create", path, "h\u00e9llo", "--vcpus", "1", "--memory", "64M"]) == 0
+    env = {"PATH": os.environ["PATH"], "LANG": "C", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONUTF8": "0", "PYTHONIOENCODING": "ascii", "XAPI_NUMA_BACKEND": "sim:" + path,
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    for argv in (["memory"], ["vcpus", "h\u00e9llo"]):
+        done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", *argv], capture_output=True, env=env)
+        assert done.returncode == 0, done.stderr
+        assert b"h\\xe9llo" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "vcpus", "n\u00e9"], capture_output=True, env=env)
+    assert done.returncode == 1 and done.stderr.strip().endswith(b"no such VM or domain: n\\xe9")
+
+
+def test_names_in_plans_and_errors_come_escaped(host, capsys):
+    assert main(["sim", "create", host, "evil\x1b[2J\nline2", "--vcpus", "1", "--memory", "64M", "--type", "pvh"]) == 0
+    assert main(["sim", "create", host, "pv\x1b[2Jx", "--vcpus", "1", "--memory", "64M", "--type", "pv"]) == 0
+    capsys.readouterr()
+    assert main(["move-memory", "1", "--to", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "evil\\x1b[2J\\nline2 (domid 1)" in out and "\x1b" not in out
+    assert main(["move-memory", "2", "--to", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "pv\\x1b[2Jx" in err and "\x1b" not in err
+
+
+def test_topology_bounds_each_node_by_a_host_wide_claim(host, capsys):
+    """A host-wide claim (stock Xen's) is on no node: topology showed every node's full
+    claimable memory while place refused for want of it."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+
+    sim = SimHypervisor(host)
+    domid = sim.create("building", 1, 64 << 20, paused=True)
+    with sim.store.transaction() as state:  # a build raises its maximum before it claims
+        state.domains[domid].max_pages = (4 << 30) >> 12
+    sim.claim(domid, (3 << 30) >> 12)  # host-wide: no node named
+    report = run_json(capsys, "topology", "--json")
+    free_after = sum(n["memory_free"] for n in report["nodes"]) - report["memory_claimed_host_wide"]
+    assert report["memory_claimed_host_wide"] > 2 << 30
+    assert all(n["memory_claimable"] <= free_after for n in report["nodes"])
+    assert main(["topology"]) == 0 and "claimed host-wide: " in capsys.readouterr().out
+
+
+def test_a_path_that_is_not_a_simulated_host_gets_nothing_beside_it_and_is_never_replaced(tmp_path, capsys):
+    other = tmp_path / "passwd"
+    other.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    assert main(["--backend", "sim:" + str(other), "topology"]) == 1
+    assert "not JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # no passwd.lock
+    assert main(["sim", "init", str(other), "--force", "--nodes", "2", "--cpus-per-node", "2",
+                 "--memory-per-node", "1G"]) == 1
+    assert "not a simulated host" in capsys.readouterr().err
+    assert other.read_text() == "root:x:0:0:root:/root:/bin/bash\n"

@@ -227,3 +227,19 @@ def test_a_host_that_lacks_a_node_or_cpu_the_vm_names_is_passed_over(tmp_path):
         assert code != 0 and "other_config:numa_mode" in err  # the VM's own fault: said as such
     finally:
         server.stop()
+
+
+def test_a_hosts_refusal_is_shown_as_its_message_and_a_bad_argument_exits_2(pool, tmp_path):
+    """The plugin's failures were printed raw: the field twice, then the raw parameters,
+    and exit 1 where the same mistake made here exits 2; a bad stored node was named
+    'nodes', not the other_config key the admin must fix."""
+    server, session = pool
+    secret = tmp_path / "secret"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    ref, uuid = server.add_vm("typo", 2, G, other_config={"numa_mode": "strict", "numa_nodes": "5"})
+    proc = subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file",
+                           str(secret), "vm-start", uuid], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("xapi-numa: error: other_config:numa_nodes: node 5 does not exist on this host "
+                                   "(allowed: nodes 0..1)")

@@ -311,8 +311,13 @@ int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, ui
     if (!h->patched.node_pages)
         return -ENOSYS;
     errno = 0;
-    if (h->patched.node_pages(h->xch, domid, &n, pages))
-        return neg_errno();
+    if (h->patched.node_pages(h->xch, domid, &n, pages)) {
+        int rc = neg_errno();
+        /* a hypervisor without the hypercall says either (Xen's own code uses both) */
+        return rc == -EOPNOTSUPP ? -ENOSYS : rc;
+    }
+    if (n > nr_nodes)
+        return -ENOBUFS; /* its count is the callee's: never more entries than the caller gave */
     return (int)n;
 }
 

@@ -93,8 +93,9 @@ int xn_unpause(xn_handle *h, uint32_t domid);
  * a claim on one node (node = ~0u for host-wide). */
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages);
 
-/* Pages per node with the patched op (returns how many nodes were filled);
- * -ENOSYS where the loaded libxenctrl lacks it. */
+/* Pages per node with the patched op (returns how many nodes were filled,
+ * never more than nr_nodes: -ENOBUFS if the op claims more); -ENOSYS where the
+ * loaded libxenctrl lacks it or the hypervisor answers ENOSYS or EOPNOTSUPP. */
 int xn_node_pages_native(xn_handle *h, uint32_t domid, unsigned int nr_nodes, uint64_t *pages);
 /* Trigger debug key 'u' and return only the console output it produced
  * (read incrementally from the ring position before the key).  *len: in

@@ -415,13 +415,13 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         return 0;
     for (i = 1; i < n; i++)
         if (gfns[i] <= gfns[i - 1])
-            return -EINVAL; /* ascending and unique: superpage runs depend on it */
+            return res->error = -EINVAL; /* ascending and unique: superpage runs depend on it */
     if ((rc = xn_mig_check(h, domid)))
-        return rc;
+        return res->error = rc;
     b.fmem = xc_interface_fmem_handle(b.xch);
     if (record_path && ((rc = xn_domain_info(b.xch, domid, &info)) ||
                         (rc = xn_rec_create(&rec, record_path, XN_REC_KIND_BATCH, domid, info.handle, gfns, n))))
-        return rc;
+        return res->error = rc;
     if ((rc = batch_alloc(&b, &rec)))
         goto out;
     kept = malloc((size_t)n * sizeof(*kept));
@@ -521,6 +521,8 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     rc = res->error;
 out:
+    if (rc < 0 && res->error == 0)
+        res->error = rc; /* failed before the pause (stage NONE): the header's promise */
     free(kept);
     free(index);
     batch_free(&b, &rec);

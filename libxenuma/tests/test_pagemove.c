@@ -251,6 +251,7 @@ static void test_populate_on_demand_is_refused(xn_handle *h)
     CHECK(xn_mig_check(h, 1) == -EOPNOTSUPP);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == -EOPNOTSUPP && stats.typed == 0);
     CHECK(xn_mig_move(h, 1, gfns, 2, 1, 0, 0, record, &res) == -EOPNOTSUPP && res.stage == XN_MIG_STAGE_NONE);
+    CHECK(res.error == -EOPNOTSUPP); /* the -errno in res->error too, as the header says */
     unsetenv("FAKE_XC_POD_ENTRIES");
     CHECK(xn_mig_check(h, 1) == 0 && contents_intact(gfns, 2) && on_node(gfns, 2, 0) == 2);
     settled(h);
@@ -263,8 +264,27 @@ static void test_move_unbacked_gfn(xn_handle *h)
     struct xn_mig_result res;
 
     guest_reset();
-    CHECK(xn_mig_move(h, 1, gfns, 3, 1, 0, 0, record, &res) < 0);
-    CHECK(res.stage == XN_MIG_STAGE_NONE && res.released == 0);
+    int rc;
+
+    guest_reset();
+    CHECK((rc = xn_mig_move(h, 1, gfns, 3, 1, 0, 0, record, &res)) < 0);
+    CHECK(res.stage == XN_MIG_STAGE_NONE && res.released == 0 && res.error == rc);
+    CHECK(contents_intact(gfns, 2) && on_node(gfns, 2, 0) == 2);
+    settled(h);
+}
+
+/* The pause refused: nothing moved, and the failure is in res->error (a binding that
+ * reads only the result must not take it for an empty batch that went well). */
+static void test_a_refused_pause_is_a_failure_in_the_result(xn_handle *h)
+{
+    uint64_t gfns[2] = { 10, 11 };
+    struct xn_mig_result res;
+
+    guest_reset();
+    setenv("FAKE_XC_FAIL", "xc_domain_pause=EPERM", 1);
+    CHECK(xn_mig_move(h, 1, gfns, 2, 1, 0, 0, record, &res) == -EPERM);
+    unsetenv("FAKE_XC_FAIL");
+    CHECK(res.stage == XN_MIG_STAGE_NONE && res.error == -EPERM && res.moved == 0);
     CHECK(contents_intact(gfns, 2) && on_node(gfns, 2, 0) == 2);
     settled(h);
 }
@@ -677,6 +697,7 @@ int main(void)
         test_move_stuck_frame(h);
         test_move_target_short(h);
         test_move_unbacked_gfn(h);
+        test_a_refused_pause_is_a_failure_in_the_result(h);
         test_populate_on_demand_is_refused(h);
         test_move_granted_since_scan(h);
         test_move_leaves_out_a_page_xen_maps_since_the_scan(h);

@@ -79,7 +79,15 @@ static void patched(xn_handle *h)
     /* the library has the call, the hypervisor not: the fallback is used */
     xn_features(h, &f);
     CHECK(f.node_pages == XN_FALLBACK && f.node_claims == XN_NATIVE);
+    /* Xen's code says "no such hypercall" with EOPNOTSUPP too: the same fallback */
+    setenv("FAKE_XC_FAIL", "xc_domain_numa_get_node_pages=EOPNOTSUPP", 1);
+    xn_features(h, &f);
+    CHECK(f.node_pages == XN_FALLBACK && xn_node_pages_native(h, 1, 2, pages) == -ENOSYS);
     unsetenv("FAKE_XC_FAIL");
+    /* a count written back above the room given is refused, never read past the buffer */
+    setenv("FAKE_XC_NODE_PAGES_COUNT", "40", 1);
+    CHECK(xn_node_pages_native(h, 1, 2, pages) == -ENOBUFS);
+    unsetenv("FAKE_XC_NODE_PAGES_COUNT");
 }
 
 /* Debug key 'u' captured from a quiet console, from one the hypervisor floods,

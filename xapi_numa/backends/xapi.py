@@ -30,6 +30,7 @@ import attrs
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
+from xapi_numa.backends.xapi_errors import XapiError  # noqa: F401 - callers use xapi.XapiError
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
@@ -40,17 +41,6 @@ SESSION_INVALID = "SESSION_INVALID"
 MAP_DUPLICATE_KEY = "MAP_DUPLICATE_KEY"
 MAP_RETRIES = 8
 POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
-
-
-class XapiError(NumaError):
-    """A XenAPI call failed; ``code`` and ``params`` are xapi's ErrorDescription."""
-
-    code = "XENAPI_ERROR"
-
-    def __init__(self, details) -> None:
-        details = [str(d) for d in details] or ["INTERNAL_ERROR"]
-        super().__init__("xapi refused: {}".format(" ".join(details)), details[1:])
-        self.code = details[0]
 
 
 def _xenapi():

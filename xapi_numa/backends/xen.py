@@ -1,18 +1,17 @@
 """The Hypervisor port on real Xen, over libxenuma (our libxc extension, via cffi).
 
-Layering as in pyca/cryptography: C declarations (``libxenuma/src/libxenuma.h``) ->
-the cffi binding (``_libxenuma``) -> this Pythonic adapter, which turns
--errno returns into :class:`~xapi_numa.errors.HypervisorError` and bitmaps
-into frozensets.
+Layering as in pyca/cryptography: C declarations (``libxenuma/src/libxenuma.h``) -> the
+cffi binding (``_libxenuma``) -> this adapter, which turns -errno returns into
+:class:`~xapi_numa.errors.HypervisorError` and bitmaps into frozensets.
 
-Pages per node: XenServer's patched hypercall where built in; otherwise
-debug key 'u' read back from the console ring.  That dump walks every page
-of every domain under a lock, so captures are rate-limited: one per
-``dump_interval`` seconds serves every domain asked about meanwhile.
+Pages per node: XenServer's patched hypercall where built in; otherwise debug key 'u'
+read back from the console ring.  That dump walks every page of every domain under a
+lock, so captures are rate-limited: one per ``dump_interval`` seconds serves all.
 """
 
 import errno
 import os
+import re
 import threading
 import time
 import uuid as uuidlib
@@ -41,6 +40,7 @@ INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause", 7: "done"}
+RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.batch")  # a batch record's file, by domid
 NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
@@ -54,14 +54,7 @@ def _check(rc: int, what: str) -> int:
 
 
 def _bits_to_set(buf, nbytes: int) -> FrozenSet[int]:
-    out = []
-    for i in range(nbytes):
-        byte = buf[i]
-        while byte:
-            low = byte & -byte
-            out.append(i * 8 + low.bit_length() - 1)
-            byte ^= low
-    return frozenset(out)
+    return frozenset(i * 8 + bit for i in range(nbytes) if buf[i] for bit in range(8) if buf[i] >> bit & 1)
 
 
 class XenHypervisor(Hypervisor):
@@ -343,10 +336,8 @@ class XenHypervisor(Hypervisor):
         res = ffi.new("struct xn_mig_result *")
         record = self._record_path(domid).encode()
         rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
-        # refused before any pause (the batch record: a live mover, a dead one's record, no room)
-        if rc in (-errno.EPROTOTYPE, -errno.EOPNOTSUPP, -errno.ESRCH, -errno.EINVAL, -errno.EBUSY, -errno.EEXIST,
-                  -errno.ENOSPC) and res.stage == 0:
-            self._check_movable(domid)
+        if rc < 0 and res.stage == 0:  # refused or failed before any pause: nothing moved
+            self._check_movable(domid)  # a PV or PoD guest's refusal, said as such
             _check(rc, f"moving memory of domain {domid}")
         stuck = tuple(gfns[res.stuck_first:res.stuck_first + res.stuck_count]) if res.not_freed else ()
         return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed, stuck,
@@ -358,6 +349,10 @@ class XenHypervisor(Hypervisor):
         directory = os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         return os.path.join(directory, f"move-{domid}.batch")
+
+    def batch_records(self) -> List[int]:
+        directory = os.path.dirname(self._record_path(0))
+        return sorted(int(m.group(1)) for m in map(RECORD_NAME.fullmatch, os.listdir(directory)) if m)
 
     def recover_move(self, domid: int) -> Optional[str]:
         path = self._record_path(domid)

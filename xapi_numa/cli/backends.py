@@ -1,7 +1,7 @@
 """``xapi-numa backends [VM] [--json]``: each guest's backend threads and IRQs in dom0,
 where they may run, where they ran, and whether they sit on its home nodes."""
 from xapi_numa.backends.open import backend_spec
-from xapi_numa.cli import common
+from xapi_numa.cli import common, render
 from xapi_numa.errors import BackendUnavailable, InvalidArgument
 from xapi_numa.ops import backend_alignment, observe
 from xapi_numa.ops.observe import domain_by_name_or_id
@@ -21,8 +21,30 @@ def cmd_backends(args) -> int:
         if domain.domid == 0:
             raise InvalidArgument("VM", "dom0 has no backends of its own", "a guest's domid, name or UUID")
     report = backend_alignment.report(observe.take(hv), dom0, None if args.vm is None else str(domain.domid))
-    common.emit(args, report, backend_alignment.render)
+    common.emit(args, report, render_report)
     return 0
+
+
+def render_report(rep: dict) -> str:
+    """For people; names (a VM's, a thread's) shown escaped."""
+    lines = ["dom0 vCPU -> node: " + (", ".join("{}->{}".format(v, n) for v, n in rep["dom0_layout"].items())
+                                      or "none")]
+    lines += ["problem: " + p for p in rep["problems"]]
+    lines.append("irqbalance: " + rep["irqbalance"])
+    for vm in rep["vms"]:
+        lines.append("{} (domid {}): home nodes {}, backend work belongs on dom0 vCPUs {}".format(
+            render.cell(vm["name"]), vm["domid"], ",".join(map(str, vm["home_nodes"])), vm["dom0_vcpus"] or "-"))
+        for t in vm["threads"]:
+            lines.append("  thread {:>7} {:<16} {:<8} allowed {:<8} last ran on {:>3}  {:8.2f}s {}".format(
+                t["tid"], render.cell(t["name"]), t["kind"], t["allowed"], t["last_cpu"], t["cpu_time"],
+                "" if t["aligned"] else "(not aligned)"))
+        for q in vm["irqs"]:
+            ran = ",".join("{}:{}".format(c, n) for c, n in q["ran_on"].items()) or "-"
+            lines.append("  irq    {:>7} {:<16} allowed {:<8} taken on {} {}".format(
+                q["irq"], render.cell(q["name"]), q["allowed"], ran, "" if q["aligned"] else "(not aligned)"))
+        if not vm["threads"] and not vm["irqs"]:
+            lines.append("  no backend threads or IRQs found in dom0")
+    return "\n".join(lines)
 
 
 def register(sub) -> None:

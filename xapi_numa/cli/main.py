@@ -8,6 +8,8 @@ naming the field and what is allowed, and exit non-zero; no traceback reaches
 the user (``XAPI_NUMA_DEBUG=1`` shows it).
 """
 import argparse
+import codecs
+import io
 import os
 import sys
 import traceback
@@ -15,7 +17,7 @@ from typing import List, Optional
 
 from xapi_numa import __version__
 from xapi_numa.backends.open import BACKEND_SYNTAX
-from xapi_numa.cli import backends, moves, placing, queries, rebalance, sim, vnuma
+from xapi_numa.cli import backends, moves, placing, queries, rebalance, render, sim, vnuma
 from xapi_numa.errors import InvalidArgument, NumaError
 
 GROUPS = (queries, placing, moves, rebalance, sim, backends, vnuma)
@@ -33,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="xapi-numa {}".format(__version__))
     p.add_argument("--backend", help="hypervisor backend: {} (default: $XAPI_NUMA_BACKEND or xen)".format(
         BACKEND_SYNTAX))
-    p.add_argument("--pool", help="XenAPI URL of a pool master: query every host through its numa plugin "
-                                  "(or $XAPI_NUMA_POOL_URL)")
+    p.add_argument("--pool", help="XenAPI URL of a pool master: topology and vcpus then query every host "
+                                  "through its numa plugin, and vnuma --store plans through it; vm-start and "
+                                  "vm-placement always go through a pool: this URL or $XAPI_NUMA_POOL_URL")
     p.add_argument("--user", help="pool user name (or $XAPI_NUMA_POOL_USER)")
     p.add_argument("--ca-file", dest="ca_file",
                    help="CA certificate (PEM) that signed the pool master's certificate, e.g. its self-signed one")
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the commands that act through a pool master (the others refuse --pool themselves or work on this host)
-POOL_COMMANDS = frozenset({"topology", "vcpus", "memory", "backends", "vm-start", "vm-placement", "vnuma"})
+POOL_COMMANDS = frozenset({"topology", "vcpus", "vm-start", "vm-placement", "vnuma"})
 
 
 def check_pool_use(args: argparse.Namespace) -> None:
@@ -61,17 +64,39 @@ def check_pool_use(args: argparse.Namespace) -> None:
                                   ", ".join(sorted(POOL_COMMANDS))))
 
 
+def never_unencodable(stream):
+    """``stream``, or the same bytes with characters its encoding lacks written escaped:
+    dom0's Python 3.6 under cron or a systemd unit (no LANG) writes ASCII, and one VM
+    named with an accent (XenCenter allows it) would stop every table."""
+    if stream is None or not hasattr(stream, "buffer") or getattr(stream, "errors", "") == "backslashreplace" \
+            or codecs.lookup(stream.encoding or "ascii").name == "utf-8":
+        return stream
+    stream.flush()
+    return io.TextIOWrapper(stream.buffer, encoding=stream.encoding or "ascii", errors="backslashreplace",
+                            line_buffering=stream.line_buffering)
+
+
+def argv_as_typed(argv: List[str]) -> List[str]:
+    """Arguments as the user typed them: an ASCII locale (Python 3.6 without LANG) decodes a
+    name's UTF-8 bytes as escapes that match no VM."""
+    if codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
+        return argv
+    return [os.fsencode(a).decode("utf-8", "surrogateescape") for a in argv]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    sys.stdout, sys.stderr = never_unencodable(sys.stdout), never_unencodable(sys.stderr)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv_as_typed(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
         return done.code if isinstance(done.code, int) else 2
     try:
         check_pool_use(args)
         return args.func(args)
     except NumaError as err:
-        print("xapi-numa: error: {}".format(err.message), file=sys.stderr)
-        return 2 if isinstance(err, InvalidArgument) else 1
+        print("xapi-numa: error: {}".format(render.cell(err.message)), file=sys.stderr)  # names come escaped
+        # a host's plugin refusing an argument is the same mistake as this command refusing it
+        return 2 if isinstance(err, InvalidArgument) or err.code == "NUMA_INVALID_ARGUMENT" else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

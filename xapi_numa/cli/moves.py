@@ -11,7 +11,7 @@ from xapi_numa.cli import common, render
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
-from xapi_numa.ops import move_memory, move_recovery
+from xapi_numa.ops import move_memory, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal, MoverLock
 from xapi_numa.core.numbers import whole_number
@@ -60,10 +60,10 @@ def render_summary(report: dict) -> str:
 
 
 def render_plan(d: dict) -> str:
-    lines = ["vm:       {} (domid {})".format(d["vm"], d["domid"]),
+    lines = ["vm:       {} (domid {})".format(render.cell(d["vm"]), d["domid"]),
              "plan:     {} of {} movable pages to node {} in {} batches, {} whole 2 MiB runs".format(
                  d["pages"], d["movable_pages"], d["to"], d["batches"], d["superpage_runs"]),
-             "target:   node {} has {} free pages".format(d["to"], d["target_free_pages"])
+             "target:   node {} can take {} pages".format(d["to"], d["target_free_pages"])
              + ("; only vnode {}'s pages, whole".format(d["vnode"]) if d.get("vnode") is not None else ""),
              "skip set:" + ("" if d["skipped"] else "  nothing")]
     for reason, gfns in sorted(d["skipped_gfns"].items()):
@@ -94,8 +94,10 @@ def cmd_move_memory(args) -> int:
         move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
         with common.flag_names(MOVE_FLAGS):
+            # started in the background, the caller checked the room (its own move now counts in it)
+            room = reserve.room_pages(hv, common.ledger(args)).get(to) if lock is None else None
             plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
-                                       args.skip, args.vnode)
+                                       args.skip, args.vnode, room)
     except NumaError as err:
         if lock is not None:  # started in the background: the journal is the only one listening
             journal.fail_claimed(args.vm, err.message)

@@ -38,6 +38,10 @@ def render_topology(report: dict) -> str:
                  [[i] + row for i, row in zip(ids, report["distances"])])
     offers = "scheduler: {}\nfeatures: {}".format(report.get("scheduler", "?"), ", ".join(
         "{}={}".format(k, v) for k, v in sorted(report.get("features", {}).items())) or "none")
+    host_wide = report.get("memory_claimed_host_wide", 0)
+    if host_wide:  # on no node: "claimable" is bounded by what the host has left after it
+        offers += "\nclaimed host-wide: {} (on no node; it bounds every node's claimable)".format(
+            format_size(host_wide))
     return nodes + "\n\n" + dist + "\n\n" + offers
 
 

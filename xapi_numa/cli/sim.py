@@ -87,6 +87,8 @@ def cmd_sim_create(args) -> int:
 def cmd_sim_control(args) -> int:
     sim = SimHypervisor(args.path)
     domid = sim.find(args.name)
+    if domid == 0 and args.action == "destroy":  # Xen refuses it (EPERM): "not privileged" would mislead
+        raise InvalidArgument("VM", "dom0 cannot be destroyed", "a guest's domid, name or UUID")
     {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)
     return 0
 

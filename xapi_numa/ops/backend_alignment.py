@@ -137,24 +137,3 @@ def _ran_on(counts) -> Dict[str, int]:
     """dom0 vCPU -> interrupts taken there (only those that took any)."""
     return {str(cpu): n for cpu, n in enumerate(counts) if n}
 
-
-def render(rep: dict) -> str:
-    lines = ["dom0 vCPU -> node: " + (", ".join("{}->{}".format(v, n) for v, n in rep["dom0_layout"].items())
-                                      or "none")]
-    lines += ["problem: " + p for p in rep["problems"]]
-    lines.append("irqbalance: " + rep["irqbalance"])
-    for vm in rep["vms"]:
-        lines.append("{} (domid {}): home nodes {}, backend work belongs on dom0 vCPUs {}".format(
-            vm["name"], vm["domid"], ",".join(map(str, vm["home_nodes"])), vm["dom0_vcpus"] or "-"))
-        for t in vm["threads"]:
-            lines.append("  thread {:>7} {:<16} {:<8} allowed {:<8} last ran on {:>3}  {:8.2f}s {}".format(
-                t["tid"], t["name"], t["kind"], t["allowed"], t["last_cpu"], t["cpu_time"],
-                "" if t["aligned"] else "(not aligned)"))
-        for q in vm["irqs"]:
-            ran = ",".join("{}:{}".format(c, n) for c, n in q["ran_on"].items()) or "-"
-            lines.append("  irq    {:>7} {:<16} allowed {:<8} taken on {} {}".format(
-                q["irq"], q["name"], q["allowed"], ran, "" if q["aligned"] else "(not aligned)"))
-        if not vm["threads"] and not vm["irqs"]:
-            lines.append("  no backend threads or IRQs found in dom0")
-    return "\n".join(lines)
-

@@ -11,9 +11,8 @@ record and unpauses the domain (:mod:`xapi_numa.ops.move_recovery`).  After a
 move the VM's node affinity and soft affinity follow its memory (the one rule
 of :mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
 
-(xapi's "migrate" is a VM migration; this moves pages inside one host.  The
-CLI's ``migrate`` and the plugin's ``migrate_memory`` are the names of the
-first version, kept as documented aliases.)
+(xapi's "migrate" is a VM migration; this moves pages inside one host.  The CLI's
+``migrate`` and the plugin's ``migrate_memory`` are the first version's names.)
 """
 import errno
 import json
@@ -28,6 +27,7 @@ from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.policy import MAX_NODES
+from xapi_numa.core.units import format_size
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
 from xapi_numa.core.vnuma import VnumaLayout
@@ -120,15 +120,18 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
 
 def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
           batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-          vnode: Optional[int] = None, skip: int = 0) -> DomainInfo:
+          vnode: Optional[int] = None, skip: int = 0, room: Optional[int] = None) -> DomainInfo:
     """Every refusal that needs no scan of the guest's memory (what the plugin answers
     at once); returns the domain.  A vNUMA guest's memory moves only as whole vnodes
-    (``vnode``), or to the node every vnode already lives on."""
-    return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip)[0]
+    (``vnode``), or to the node every vnode already lives on.  ``room``: pages node
+    ``to`` can take (``reserve.room_pages``: not what starting VMs reserved), else
+    its claimable memory."""
+    return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)[0]
 
 
 def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: int, probe_ms: int,
-             allow_fallback: bool, vnode: Optional[int], skip: int) -> Tuple[DomainInfo, Optional[VnumaLayout]]:
+             allow_fallback: bool, vnode: Optional[int], skip: int,
+             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout]]:
     topo = hv.topology()
     nodes = len(topo.nodes)
     if not 0 <= to < nodes:
@@ -160,23 +163,23 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         pages = need = layout.vnode(vnode).memory // pagemove.PAGE
     else:  # the pages elsewhere, of which a step moves at most its max
         need = min(pages, max(0, d.memory // pagemove.PAGE - hv.node_pages(d.domid).get(to, 0)))
-    free_pages = hv.node_memory()[to].claimable // pagemove.PAGE
+    free_pages = hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room
     if need > free_pages:
-        raise NoCapacity(f"node {to} has {free_pages} free pages; moving {pages} pages of {d.name} "
-                         f"needs up to {need} (allow the rest elsewhere with --allow-fallback)",
+        raise NoCapacity(f"node {to} can take {format_size(free_pages * pagemove.PAGE)} ({free_pages} pages); moving "
+                         f"{pages} pages of {d.name} needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))
     return d, layout
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
             batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-            skip: int = 0, vnode: Optional[int] = None) -> Plan:
+            skip: int = 0, vnode: Optional[int] = None, room: Optional[int] = None) -> Plan:
     """Check, scan the guest's memory and plan a move; changes nothing (the probe
     pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
     earlier step of the same move took them).  ``vnode``: only that vnode's pages."""
     if skip < 0:
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
-    d, layout = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip)
+    d, layout = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -192,7 +195,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
     return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
-                memory.busy_grants, hv.node_memory()[to].claimable // pagemove.PAGE,
+                memory.busy_grants, hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room,
                 sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
 
 

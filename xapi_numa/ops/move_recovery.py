@@ -7,9 +7,11 @@ copy back refused), when the guest must not run on missing or zeroed memory.
 Either way the backend's ``recover_move`` backs what is unbacked, writes the
 saved contents back from the record and unpauses the domain.  This module
 decides when: :func:`recover` for movers that are gone (run by the next move,
-xapi-numad's upkeep and the status query), :func:`finish_kept_batch` at once,
-by the mover whose batch it was.
+xapi-numad's upkeep and the status query), then for any batch record no journal
+row led to (a foreground scan killed in its probe pause, a VM restarted under a
+new domid), and :func:`finish_kept_batch` at once, by the mover whose batch it was.
 """
+import errno
 from typing import List, Tuple
 
 from xapi_numa.core.host import DomainInfo
@@ -39,6 +41,23 @@ def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
                 done += _recover_row(hv, journal, row)
         finally:
             lock.release()
+    return done + _recover_unjournalled(hv)
+
+
+def _recover_unjournalled(hv: Hypervisor) -> List[str]:
+    """Batch records no journal row led to: a foreground scan killed in its probe pause
+    (it writes no row before the move), or a record left under a domid its VM no longer
+    has.  The backend leaves a live mover's record alone (EBUSY)."""
+    done = []
+    for domid in hv.batch_records():
+        try:
+            note = hv.recover_move(domid)
+        except NumaError as err:
+            if getattr(err, "errno", None) != errno.EBUSY:
+                done.append("could not recover the batch record of domain {}: {}".format(domid, err.message))
+            continue
+        if note:
+            done.append(note)
     return done
 
 
@@ -56,7 +75,7 @@ def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[
             hv.recover_move(row.domid)
         except NumaError as err:
             done.append("could not drop the batch record of gone domain {}: {}".format(row.domid, err.message))
-    else:
+    else:  # (restarted since, its record is under the old domid: the sweep after the rows takes it)
         try:
             note = hv.recover_move(domain.domid)
         except NumaError as err:

@@ -46,8 +46,12 @@ def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = Non
     and host-wide ones (stock Xen's, and the fallback where per-node ones are missing),
     which are on no node but which Xen keeps from every allocation."""
     memory = hv.node_memory() if memory is None else memory
-    host_wide = max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
-    return max(0, sum(m.claimable for m in memory) - host_wide)
+    return max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
+
+
+def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
+    """Bytes claimed on no node: the domains' claims less those the nodes hold."""
+    return max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
 
 
 def claimable(hv: Hypervisor) -> Dict[int, int]:

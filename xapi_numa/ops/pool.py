@@ -108,6 +108,9 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
                 tried.append(record["name_label"])
                 continue
             raise
+        except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
+            _release_quietly(session, host, uuid)
+            raise
         # Concurrent starts may have taken the room the dry run saw: if this
         # placement is now worse than what the dry run promised (more nodes,
         # farther, a fallback), give it back and rank the hosts again.
@@ -119,10 +122,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
         try:
             xapi.call(session.xenapi.VM.start_on, vm, host, False, False)
         except BaseException as err:
-            try:
-                plugin_result(session, host, "release", {"vm": uuid})
-            except NumaError:
-                pass
+            _release_quietly(session, host, uuid)  # the reservation and the boot pin, not left behind
             if not isinstance(err, xapi.XapiError):
                 raise
             refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
@@ -135,6 +135,15 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
         raise NoHost("could not start {} on {}: {}".format(uuid, ", ".join(tried), "; ".join(refused.values())),
                      tried)
     raise NoCapacity(f"hosts {', '.join(tried)} filled up while starting {uuid}", tried)
+
+
+def _release_quietly(session, host: str, uuid: str) -> None:
+    """Undo a place on ``host`` (its reservation and the boot pin) after a start that did
+    not happen; best effort, the original failure is the one reported."""
+    try:
+        plugin_result(session, host, "release", {"vm": uuid})
+    except NumaError:
+        pass
 
 
 def vm_placement(session, vm_name_or_uuid: str) -> dict:

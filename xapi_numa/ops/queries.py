@@ -10,6 +10,7 @@ from xapi_numa.core import locality
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NumaError
+from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
 
 
@@ -18,16 +19,20 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
     features the host's paths depend on (per-node claims, the node-page query).
     ``reserved``: the ledger's outstanding bytes per node, left out of what is claimable."""
     topo = hv.topology()
-    memory = {m.node: m for m in hv.node_memory()}
+    listed = hv.node_memory()
+    memory = {m.node: m for m in listed}
+    # a host-wide claim (stock Xen's) is on no node, but no node can give more than the host has left
+    overall = observe.claimable_total(hv, listed) - sum(reserved.values())
     caps = hv.capabilities()
     return {
         "scheduler": caps.scheduler,
         "features": dict(caps.features),
+        "memory_claimed_host_wide": observe.host_wide_claims(hv, listed),
         "nodes": [
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
              "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed,
              "memory_reserved": reserved.get(n.id, 0),
-             "memory_claimable": max(0, memory[n.id].claimable - reserved.get(n.id, 0))}
+             "memory_claimable": max(0, min(memory[n.id].claimable - reserved.get(n.id, 0), overall))}
             for n in topo.nodes
         ],
         "distances": [list(r) for r in topo.distances],

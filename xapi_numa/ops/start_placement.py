@@ -88,6 +88,10 @@ def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) ->
 
 def request_for(record: dict, topo: Topology) -> Request:
     policy = Policy.from_other_config(record["other_config"])
+    for node in policy.nodes:  # the stored key is what the admin must fix (hosts of a pool may differ)
+        if node >= len(topo.nodes):
+            raise InvalidArgument("other_config:numa_nodes", "node {} does not exist on this host".format(node),
+                                  "nodes 0..{}".format(len(topo.nodes) - 1))
     cpus = admin_cpus(record, topo)
     within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
     return Request(int(record["VCPUs_max"]), int(record["memory_static_max"]), policy,

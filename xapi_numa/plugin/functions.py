@@ -19,7 +19,8 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
-from xapi_numa.ops import move_memory, move_recovery, queries, runtime, settle as settling, start_placement, vnuma_xapi
+from xapi_numa.ops import (move_memory, move_recovery, queries, reserve, runtime, settle as settling, start_placement,
+                           vnuma_xapi)
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -181,7 +182,9 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
-    move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode)  # the scan and the plan are the mover's
+    # the scan and the plan are the mover's; the room leaves what starting VMs reserved
+    move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
+                      room=reserve.room_pages(ctx.hv, ctx.ledger)[to])
     pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
     return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid, "vnode": vnode}
 

@@ -113,6 +113,12 @@ class Hypervisor(abc.ABC):
         """Finish a batch whose mover died inside its pause window (restore, unpause);
         what was done, or None if nothing was left."""
 
+    def batch_records(self) -> List[int]:
+        """Domids that have a page-move batch record (a move's or a probe's pause window),
+        whether its mover lives or died: recovery's sweep for the ones no journal row
+        names (a foreground scan killed in its probe).  None by default."""
+        return []
+
     @abc.abstractmethod
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         """Give a domain that has not run yet its vNUMA layout (what a domain builder

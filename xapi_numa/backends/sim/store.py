@@ -158,6 +158,8 @@ class SimStore:
         if not os.path.exists(self.path):
             raise StateError(f"no simulated host at {self.path}: create one with "
                              f"'xapi-numa sim init {self.path} ...'")
+        if not os.path.exists(self.lock_path):  # first use: no lock file beside another kind of file
+            self._load()
 
     def _load(self) -> Host:
         try:
@@ -225,10 +227,22 @@ class SimStore:
             raise
 
     def create(self, host: Host, overwrite: bool = False) -> None:
+        if os.path.exists(self.path) and overwrite and not self._looks_simulated():
+            raise StateError(f"{self.path} is not a simulated host's state: not replaced (choose another path)")
         with self._locked(fcntl.LOCK_EX):
             if os.path.exists(self.path) and not overwrite:
                 raise StateError(f"{self.path} already exists (use --force to replace it)")
             self._save(host)
+
+    def _looks_simulated(self) -> bool:
+        """Is the file a simulated host's state (a damaged one too), rather than some
+        other file a mistyped path names?"""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(data, dict) and "topology" in data and "domains" in data
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Host]:
