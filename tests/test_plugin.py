@@ -355,6 +355,11 @@ def test_migrate_memory_refusals(ctx):
         server.vms[ref]["attached_PCIs"] = []
         server.vms[ref]["current_operations"] = {"task": "migrate_send"}
     assert "migrate_send" in err(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": "1"}))[2]
+    with server.lock:  # ballooning could take the frames a move releases
+        server.vms[ref]["current_operations"] = {"task": "changing_dynamic_range"}
+    assert "changing_dynamic_range" in err(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": "1"}))[2]
+    with server.lock:
+        server.vms[ref]["current_operations"] = {}
     for args, field in [({"vm": uuid, "to": "9"}, "to"), ({"vm": uuid, "to": "1", "rate": "fast"}, "rate"),
                         ({"vm": uuid, "to": "1", "max": "x"}, "max"), ({"vm": uuid}, "to")]:
         details = err(run(server, host, sid, "migrate_memory", args))

@@ -51,10 +51,17 @@ external numainfo_raw : handle -> int * (int64 * int64) array * int array array
 
 external cputopo_raw : handle -> (int * int * int) array = "stub_xenuma_cputopo"
 
+(* XEN_INVALID_MEM_SZ is (~0U): an offline node id below the highest online one *)
+let invalid_mem_sz = 0xFFFF_FFFFL
+
+let memory_of (size, free) =
+  (* per-node claims are not reported by stock Xen 4.17 *)
+  if size = invalid_mem_sz then {size= 0L; free= 0L; claimed= 0L}
+  else {size; free; claimed= 0L}
+
 let node_memory h =
   let _, mem, _ = numainfo_raw h in
-  (* per-node claims are not reported by stock Xen 4.17 *)
-  Array.map (fun (size, free) -> {size; free; claimed= 0L}) mem
+  Array.map memory_of mem
 
 let topology h =
   let n, mem, distances = numainfo_raw h in
@@ -68,7 +75,7 @@ let topology h =
   ; cpu_to_node
   ; node_cores= Array.map List.length node_cpus
   ; node_cpus
-  ; memory= Array.map (fun (size, free) -> {size; free; claimed= 0L}) mem }
+  ; memory= Array.map memory_of mem }
 
 type domain = {
     domid: int

@@ -63,7 +63,8 @@ val physinfo : handle -> physinfo
 
 type node_memory = {size: int64; free: int64; claimed: int64}
 (** Bytes.  [claimed] is 0 where the hypervisor does not report per-node
-    claims (stock Xen). *)
+    claims (stock Xen).  A node id Xen reports as offline (XEN_INVALID_MEM_SZ)
+    has [size] and [free] 0, so no placement ever picks it. *)
 
 type topology = {
     distances: int array array  (** SLIT, [distances.(a).(b)], 10 on the diagonal *)

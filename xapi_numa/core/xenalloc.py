@@ -3,8 +3,9 @@
 What it models (xen/common/page_alloc.c, get_free_buddy):
 * an explicit node is tried first; with ``exact`` nothing else is tried;
 * otherwise each allocation (one extent) starts at the node after the
-  domain's ``last_alloc_node`` within its node affinity, so memory is
-  striped round-robin over the affinity; a node without room is skipped;
+  domain's ``last_alloc_node`` within its node affinity and goes to the first
+  node there with room, which becomes ``last_alloc_node`` (alloc_heap_pages):
+  memory is striped round-robin over the nodes of the affinity that have room;
 * when no node of the affinity has room, the other nodes are tried in
   ascending order;
 * outstanding claims: free memory promised to other domains' claims is not
@@ -25,19 +26,6 @@ def _rotate_after(order: Sequence[int], last: int) -> List[int]:
     """``order`` starting at the first node after ``last`` (cycle_node)."""
     after = [n for n in order if n > last]
     return after + [n for n in order if n <= last]
-
-
-def _cycle_gains(rotation: Sequence[int], alive: set) -> Dict[int, int]:
-    """Extents each alive node receives over one full cycle of ``rotation``."""
-    gains = {n: 0 for n in alive}
-    k = len(rotation)
-    for i, start in enumerate(rotation):
-        for j in range(k):
-            n = rotation[(i + j) % k]
-            if n in alive:
-                gains[n] += 1
-                break
-    return gains
 
 
 def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
@@ -84,35 +72,29 @@ def distribute(
             # An explicit node: all from there when possible.
             if budget[node] >= size:
                 take(node, min(remaining - remaining % size, budget[node] - budget[node] % size) or size)
+                last = node
                 continue
             if exact:
                 break
-        alive = [n for n in affinity if budget[n] >= size]
+        alive = [n for n in _rotate_after(affinity, last) if budget[n] >= size]
         if alive:
-            rotation = _rotate_after(affinity, last)
-            # A whole cycle over the affinity gives each alive node one extent
-            # plus the turns of the dead nodes just before it (they fall
-            # through to the next node with room).  Take whole cycles at once.
-            gain = _cycle_gains(rotation, set(alive))
-            cycles = min(min(budget[n] // (gain[n] * size) for n in alive),
-                         (remaining // size) // len(rotation))
+            # Round robin over the nodes with room: a whole cycle gives each one
+            # extent and ends at the last of them.  Take whole cycles at once.
+            cycles = min(min(budget[n] // size for n in alive), (remaining // size) // len(alive))
             if cycles > 0:
                 for n in alive:
-                    take(n, cycles * gain[n] * size)
+                    take(n, cycles * size)
+                last = alive[-1]
                 continue
-            start = rotation[0]
-            last = start
-            # The extent goes to the first node with room from `start` on.
-            for n in rotation:
-                if budget[n] >= size:
-                    take(n, size)
-                    break
+            take(alive[0], size)  # the first node with room after the last one that gave
+            last = alive[0]
             continue
         others = [n for n in range(len(budget)) if n not in affinity and budget[n] >= size]
         if others:
             n = others[0]
             count = min(budget[n] - budget[n] % size, remaining - remaining % size) or size
             take(n, count)
+            last = n  # the next extent starts after it again (cycle_node within the affinity)
             continue
         if size > 1:
             extent = 1  # no node has a whole superpage: go page by page

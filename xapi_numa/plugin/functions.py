@@ -26,7 +26,13 @@ from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
 
 # xapi operations during which a VM's memory must not be moved
-BUSY_OPERATIONS = {"migrate_send", "pool_migrate", "suspend", "checkpoint", "snapshot_with_quiesce"}
+# xapi's operations (vm_operations) during which the VM's memory must not be moved: it
+# is being copied away, or ballooned (frames the mover released could be taken), or the
+# domain is going away
+BUSY_OPERATIONS = {"migrate_send", "pool_migrate", "suspend", "checkpoint", "snapshot_with_quiesce",
+                   "changing_memory_live", "awaiting_memory_live", "changing_dynamic_range",
+                   "changing_memory_limits", "clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot",
+                   "shutdown", "destroy"}
 
 
 class Context:

@@ -199,7 +199,7 @@ class Credit2(Rescheduling):
     # --- scheduler hooks ---------------------------------------------------------------------
     def insert(self, v) -> None:
         v.credit = CREDIT_INIT
-        v.avgload = 0
+        v.avgload = LOAD_ONE >> 1  # csched2_alloc_udata: a new vCPU starts at 50 % load
         cpu = self._pick(v)
         self._assign(v, self.rqs[self.rq_of[cpu]])
         v.processor = cpu

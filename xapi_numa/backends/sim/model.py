@@ -176,9 +176,9 @@ class Host:
             return d.node_affinity
         hard = 0
         soft = 0
-        for v in d.vcpus:
+        for v in d.vcpus:  # domain_update_node_aff: the unions first, then their intersection
             hard |= v.hard
-            soft |= v.soft & v.hard
+            soft |= v.soft
         cpus = (soft & hard & self.online) or (hard & self.online)
         nodes = 0
         for cpu in iter_bits(cpus):
@@ -251,6 +251,8 @@ class Host:
             if pages == 0:
                 d.claim = 0
                 return
+            if d.claim:  # domain_set_outstanding_pages: one claim at a time, cancel (0) first
+                raise HypervisorError(errno.EINVAL, f"domain {domid} already has a claim of {d.claim} pages")
             if pages <= d.tot_pages or pages > d.max_pages:
                 raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
                                       f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
