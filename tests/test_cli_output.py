@@ -203,3 +203,21 @@ def test_a_path_that_is_not_a_simulated_host_gets_nothing_beside_it_and_is_never
                  "--memory-per-node", "1G"]) == 1
     assert "not a simulated host" in capsys.readouterr().err
     assert other.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_an_output_that_cannot_be_written_is_said_in_one_line(host):
+    """A full disk under the output was an 'internal error' (exit 70), after place had
+    reserved: the command's effect stands and the line says so."""
+    import os
+    import subprocess
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "topology"], stdout=full,
+                              stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "xapi-numa: error: cannot write the output (No space left on device); what the command reports was done "
+        "all the same"]

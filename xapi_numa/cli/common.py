@@ -3,11 +3,12 @@ and the state database, and a pool session that is always logged out."""
 import contextlib
 import json
 import os
+import sys
 from typing import Iterator, Mapping
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
 from xapi_numa.state.ledger import Ledger
@@ -18,11 +19,19 @@ def print_json(obj) -> None:
 
 
 def emit(args, value, render) -> None:
-    """``--json``: the value as JSON; otherwise ``render(value)`` for people."""
-    if args.json:
-        print_json(value)
-    else:
-        print(render(value))
+    """``--json``: the value as JSON; otherwise ``render(value)`` for people.  An output
+    that cannot be written (a full disk) is said as such: what it reports was done."""
+    try:
+        if args.json:
+            print_json(value)
+        else:
+            print(render(value))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader left (| head): not an error
+    except OSError as err:
+        raise NumaError("cannot write the output ({}); what the command reports was done all the same".format(
+            err.strerror or err)) from None
 
 
 def hypervisor(args) -> Hypervisor:

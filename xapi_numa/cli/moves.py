@@ -76,7 +76,7 @@ def render_plan(d: dict) -> str:
 
 # the use case's names for what this command's flags set: its errors name the flag typed
 MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--probe-ms", "skip": "--skip",
-              "vnode": "--vnode"}
+              "vnode": "--vnode", "allow_fallback": "--allow-fallback"}
 
 
 def cmd_move_memory(args) -> int:

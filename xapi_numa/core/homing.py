@@ -54,8 +54,9 @@ the very lag it is evening out).  So under credit2:
 The cost is writes: two per vCPU of the VMs held (one hypercall that sets
 the hard affinity when pinned, one when undone; soft affinity is never
 written), not two per displaced vCPU.  Measured (bench_daemon, seeds 1-5):
-home within 0.5 s of the seed scenario's last pause on every seed, at
-2.9-3.9 writes per displaced vCPU (2 x 56 writes; 29-38 displaced at once).
+home within 0.5-1.9 s of the seed scenario's last pause on every seed, at
+4.0, 5.1, 3.1, 1.9, 3.4 writes per displaced vCPU (2 x 56 writes, 2 x 28 on
+seed 4; 22-36 displaced at once).
 Why the goal of 2 looks out of reach for any schedule of temporary pins that
 holds, and what else was tried: ``docs/credit2-homing.md``.
 

@@ -79,10 +79,10 @@ list, the VM's CPU pool).
 What a home move cannot do: a home is soft affinity, and credit2's balancer
 looks only at run-queue load, pushing vCPUs away from their memory until
 homing brings them back (:mod:`.homing`).  On the bursty trace (seed 1,
-``bench/bench_rebalance.py``) the best home layout known in advance runs 4.7 %
-of its CPU time remote and gets 1.186x static placement's work (as hard
-affinity: none remote, 1.196x); the rebalancer 1.180x, seeds 2-9 1.21x to
-1.24x (``bench/trace_rebalance.py`` says where the work goes).
+``bench/bench_rebalance.py``, 2026-12-03) the best home layout known in
+advance runs 4.6 % of its CPU time remote and gets 1.20x static placement's
+work (as hard affinity: none remote, 1.21x); the rebalancer 1.20x
+(``bench/trace_rebalance.py`` says where the work goes).
 """
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
