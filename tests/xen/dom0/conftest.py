@@ -76,3 +76,30 @@ def pytest_runtest_logreport(report):
                     report.nodeid, report.when, report.outcome, report.duration))
         except OSError:
             pass  # not in the test dom0
+
+
+_SPACE_REPORTED = []
+
+
+def _report_space(why: str) -> None:
+    """Where dom0's space went (its root is a RAM filesystem of about half its memory,
+    which the image fills to half): once per boot, the first time space ran out, so
+    the next occurrence says what filled it."""
+    if _SPACE_REPORTED:
+        return
+    _SPACE_REPORTED.append(why)
+    try:
+        with open("/dev/console", "w") as console_dev:
+            console_dev.write("XEN-TEST-SPACE: {}\n".format(why))
+            for argv in (["df", "-k", "/", "/tmp", "/run"],
+                         ["sh", "-c", "du -xak / 2>/dev/null | sort -n | tail -25"]):
+                out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     universal_newlines=True, timeout=120).stdout
+                console_dev.write("".join("XEN-TEST-SPACE: " + line + "\n" for line in out.splitlines()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def pytest_runtest_makereport(item, call):
+    if call.excinfo is not None and "No space left on device" in str(call.excinfo.value):
+        _report_space("{}: {}".format(item.nodeid, "no space left on device"))
