@@ -242,3 +242,82 @@ def test_a_pool_start_interrupted_after_place_leaves_neither_pin_nor_reservation
     assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": ADMIN}
     assert session.xenapi.VM.get_other_config(ref) == {}
     assert all(Ledger(path).reservations() == [] for path in server.ledgers.values())
+
+
+def test_a_settle_that_fails_midway_is_done_again_by_the_next_look(one, monkeypatch, caplog):
+    """The pin keys go last: a settle that failed after undoing them (a hypervisor read
+    refused once) was never looked at again, and the VM stayed hard-pinned."""
+    from xapi_numa.errors import HypervisorError
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, now = server.sims[host], [0.0]
+    real, calls = type(sim).node_pages, []
+
+    def refused_once(self, domid):
+        calls.append(domid)
+        if len(calls) == 1:
+            raise HypervisorError(16, "pages per node")  # EBUSY
+        return real(self, domid)
+    monkeypatch.setattr(type(sim), "node_pages", refused_once)
+    settler = _settler(server, host, session, lambda: now[0])
+    assert settler() == []
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)  # still there to be done again
+    now[0] += 1.0
+    assert settler() == [uuid]
+    assert session.xenapi.VM.get_other_config(ref) == {} and "mask" not in session.xenapi.VM.get_VCPUs_params(ref)
+    assert {r["hard"] for r in ok(run(server, host, sid, "vcpus", {"vm": uuid}))} == {"all"}
+
+
+def test_auto_settle_says_when_a_stored_policy_is_invalid_and_survives_any_failure(one, caplog):
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 1, 256 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.add_to_other_config(ref, "numa_mode", "stirct")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    caplog.set_level(logging.INFO, logger="xapi-numad")
+    assert _settler(server, host, session, time.monotonic)() == [uuid]
+    warned = [r for r in caplog.records if r.getMessage().startswith("settled with the default policy")]
+    assert len(warned) == 1 and "numa_mode" in warned[0].fields["error"]
+    sim = server.sims[host]
+
+    def broken(s, u):
+        raise KeyError("power_state")  # a bug, not a NumaError: still one VM's failure only
+    settler = PlacedSettler(XapiLink(lambda: session, time.monotonic), broken,
+                            lambda: [(d.uuid, d.domid) for d in sim.domains()], time.monotonic)
+    ref2, uuid2 = server.add_vm("vm2", 1, 256 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid2}))
+    session.xenapi.VM.start_on(ref2, host, False, False)
+    assert settler() == []  # logged, backed off, no exception
+
+
+def test_a_pool_start_after_a_place_on_another_host_releases_that_one_first(one):
+    """The pool's start placed afresh on its best host, whose place was refused because
+    another host held the VM's pin: the start failed, though any host could take it."""
+    from xapi_numa.ops import pool
+
+    server, session, host, sid = one
+    hosts = session.xenapi.host.get_all()
+    last = max(hosts, key=lambda h: session.xenapi.host.get_name_label(h))
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    ok(run(server, last, sid, "place", {"vm": uuid}))
+    pool.vm_start(session, uuid)
+    assert session.xenapi.VM.get_power_state(ref) == "Running"
+    assert all(Ledger(path).reservations() == [] for path in server.ledgers.values())  # none left behind
+
+
+def test_release_while_xapi_starts_the_vm_keeps_the_pin(one):
+    """An interrupted pool start released while xapi's start task still ran: the domain
+    was built pinned and nothing would settle it."""
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    with server.lock:
+        server.vms[ref]["current_operations"] = {"OpaqueRef:task": "start_on"}
+    answer = ok(run(server, host, sid, "release", {"vm": uuid}))
+    assert answer["boot_pin"] == "kept" and answer["running_on"] is None
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)

@@ -221,3 +221,26 @@ def test_an_output_that_cannot_be_written_is_said_in_one_line(host):
     assert done.stderr.strip().splitlines() == [
         "xapi-numa: error: cannot write the output (No space left on device); what the command reports was done "
         "all the same"]
+
+
+def test_on_an_ascii_locale_a_path_with_an_accent_still_works(tmp_path):
+    import os
+    import subprocess
+
+    env = {"PATH": os.environ["PATH"], "LANG": "C", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONUTF8": "0", "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    path = os.path.join(str(tmp_path), "h\u00e9.json").encode("utf-8")
+    done = subprocess.run([sys.executable.encode(), b"-m", b"xapi_numa.cli", b"sim", b"init", path, b"--nodes",
+                           b"1", b"--cpus-per-node", b"1", b"--memory-per-node", b"1G"], capture_output=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(path)
+
+
+def test_sim_init_force_replaces_an_empty_or_truncated_state(tmp_path):
+    for text in ("", '{"version": 3, "topol'):
+        path = tmp_path / "h.json"
+        path.write_text(text)
+        assert main(["sim", "init", str(path), "--force", "--nodes", "1", "--cpus-per-node", "1",
+                     "--memory-per-node", "1G"]) == 0
+        assert json.loads(path.read_text())["topology"]

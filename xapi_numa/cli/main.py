@@ -76,18 +76,10 @@ def never_unencodable(stream):
                             line_buffering=stream.line_buffering)
 
 
-def argv_as_typed(argv: List[str]) -> List[str]:
-    """Arguments as the user typed them: an ASCII locale (Python 3.6 without LANG) decodes a
-    name's UTF-8 bytes as escapes that match no VM."""
-    if codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
-        return argv
-    return [os.fsencode(a).decode("utf-8", "surrogateescape") for a in argv]
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     sys.stdout, sys.stderr = never_unencodable(sys.stdout), never_unencodable(sys.stderr)
     try:
-        args = build_parser().parse_args(argv_as_typed(sys.argv[1:] if argv is None else list(argv)))
+        args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
         return done.code if isinstance(done.code, int) else 2
     try:

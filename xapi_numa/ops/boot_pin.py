@@ -81,6 +81,21 @@ class Restored:
     pinned: bool = attr.ib()
 
 
+def admin_mask_text(record: dict) -> Optional[str]:
+    """The admin's own mask as the VM's record holds it (the one ``place`` set aside
+    while its pin is there, else the current one), read without writing anything."""
+    other = record.get("other_config", {})
+    if xapi.PLACED_KEY in other and other.get(xapi.SAVED_MASK_KEY) is not None:
+        return other[xapi.SAVED_MASK_KEY]  # beside no pin key it is left over: the current one is the admin's
+    return record.get("VCPUs_params", {}).get("mask")
+
+
+def admin_mask(record: dict) -> Optional[VcpuMask]:
+    """The admin's mask as :func:`restore_boot` puts it back (None: none, or one xapi
+    itself would ignore)."""
+    return _readable(admin_mask_text(record))
+
+
 def restore_boot(session, vm: str, record: Optional[dict] = None) -> Restored:
     """Undo :func:`pin_boot`: the admin's mask goes back exactly as it was, whatever it
     says, then the pin keys go (the saved mask last).  ``record``: the VM's record, if
@@ -90,15 +105,13 @@ def restore_boot(session, vm: str, record: Optional[dict] = None) -> Restored:
     mask is already the admin's.  A pin key beside no saved mask (an older
     version's, or edited by hand) cannot tell the admin's mask from the pin: the
     current mask is kept as the admin's, which stays inside whatever the admin set."""
-    other = xapi.call(session.xenapi.VM.get_other_config, vm) if record is None else record["other_config"]
+    record = xapi.vm_record(session, vm) if record is None else record
+    other = record["other_config"]
     saved = other.get(xapi.SAVED_MASK_KEY)
     pinned = xapi.PLACED_KEY in other
+    admin = admin_mask(record)  # read first: nothing may fail after the restore
     if pinned and saved is not None:
-        admin = _readable(saved)  # read first: nothing may fail after the restore
         xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
-    else:
-        params = xapi.call(session.xenapi.VM.get_VCPUs_params, vm) if record is None else record["VCPUs_params"]
-        admin = _readable(params.get("mask"))
     if any(key in other for key in PIN_KEYS):
         write_pin_keys(session, vm, {})
     return Restored(admin, pinned)

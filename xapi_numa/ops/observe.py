@@ -6,9 +6,10 @@ vCPUs could not be read for another reason is left out too, but named in
 it were gone.  Nothing here decides anything.
 """
 import errno
+import os
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
-from xapi_numa.errors import HypervisorError, NumaError
+from xapi_numa.errors import HypervisorError, NumaError, UnknownVM
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -63,5 +64,24 @@ def claimable(hv: Hypervisor) -> Dict[int, int]:
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:
-    """Find a domain by domid, name or UUID (what users type)."""
-    return find_domain(hv.domains(), ref)
+    """Find a domain by domid, name or UUID (what users type).  On an ASCII locale
+    (dom0's Python 3.6 with no LANG) a name typed in UTF-8 arrives as escaped bytes: it
+    is looked for as typed too (arguments that are paths must keep those bytes)."""
+    domains = hv.domains()
+    try:
+        return find_domain(domains, ref)
+    except UnknownVM:
+        typed = as_typed(ref)
+        if typed == ref:
+            raise
+        return find_domain(domains, typed)
+
+
+def as_typed(text: str) -> str:
+    """``text`` as the user typed it, where an ASCII locale escaped its UTF-8 bytes."""
+    if not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return text

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 from xapi_numa.backends import xapi
 from xapi_numa.core.policy import Policy
 from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
+from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
 MAX_ATTEMPTS = 6
@@ -95,6 +96,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
 
 def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> dict:
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
+    _release_earlier_place(session, vm, uuid)
     tried: List[str] = []
     refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again
     for attempt in range(MAX_ATTEMPTS):
@@ -142,8 +144,17 @@ def _release_quietly(session, host: str, uuid: str) -> None:
     not happen; best effort, the original failure is the one reported."""
     try:
         plugin_result(session, host, "release", {"vm": uuid})
-    except NumaError:
+    except Exception:  # noqa: BLE001 - a broken connection too: the original failure is the news
         pass
+
+
+def _release_earlier_place(session, vm: str, uuid: str) -> None:
+    """A ``place`` made earlier (by hand, or a start that failed and could not release)
+    holds its host's reservation and pins the VM there: this start places it afresh, so
+    that one goes first, on its own host (a place elsewhere would be refused)."""
+    placer = boot_pin.placing_host(xapi.call(session.xenapi.VM.get_other_config, vm))
+    if placer is not None and xapi.host_known(session, placer):
+        _release_quietly(session, xapi.call(session.xenapi.host.get_by_uuid, placer), uuid)
 
 
 def vm_placement(session, vm_name_or_uuid: str) -> dict:

@@ -59,7 +59,8 @@ def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     is on no node, but Xen keeps it from every allocation, so no node has more room than
     the whole host has left after it."""
     memory = hv.node_memory()
-    reserved = ledger.outstanding()
+    # as a reconcile would leave them: memory a started VM's build already took counts once
+    reserved = upkeep.outstanding_after_reconcile(hv, ledger)
     room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in memory}
     overall = (observe.claimable_total(hv, memory) - sum(reserved.values())) >> PAGE_SHIFT
     journal = MoveJournal(ledger.db)

@@ -7,7 +7,7 @@ from xapi_numa.backends import xapi
 from xapi_numa.core import reservation, settling
 from xapi_numa.core.policy import Policy
 from xapi_numa.errors import InvalidArgument, NotRunning
-from xapi_numa.ops.boot_pin import placed_nodes, restore_boot
+from xapi_numa.ops.boot_pin import admin_mask, placed_nodes, restore_boot
 from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -21,15 +21,18 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     if dom.domid == 0 or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
         # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
-    other = xapi.call(session.xenapi.VM.get_other_config, vm)
-    restored = restore_boot(session, vm)  # first: a VM whose policy cannot be read must not stay boot-pinned
-    policy, policy_error = _policy_or_default(other)
+    record = xapi.vm_record(session, vm)
+    other = record["other_config"]
+    policy, policy_error = _policy_or_default(other)  # a bad one must not leave the VM boot-pinned
     topo = hv.topology()
     pages = hv.node_pages(dom.domid)
-    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, restored.admin)
+    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask(record))
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)
     outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + release)
     refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]
+    # Last: while the pin keys are there, a settle that failed (or was killed) before
+    # this point is done again by xapi-numad's next look, from the start.
+    restore_boot(session, vm)
     return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),
             "hard": topo.format_cpus(plan.hard), "soft": topo.format_cpus(plan.soft) if plan.soft is not None else None,
             "fixed_up": plan.fixed_up, "refused": refused, "policy_error": policy_error}

@@ -31,6 +31,9 @@ from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.locks import vm_lock
 
 
+# xapi's operations during which the VM is being built from its VCPUs_params: the pin
+# must stay (settling the started VM undoes it)
+STARTING_OPERATIONS = {"start", "start_on", "resume", "resume_on"}
 OWNER_KEY = "numa_place_owner"  # other_config: the token of whoever is placing the VM now
 # A place or release takes seconds: an owner token older than this was left by a
 # caller that died (killed mid-place), and the next caller takes the VM over.
@@ -38,10 +41,9 @@ OWNER_TTL = 120.0
 
 
 def admin_mask(record: dict) -> Optional[VcpuMask]:
-    """The admin's own mask (the one ``place`` set aside, else the current one), or None."""
-    other = record.get("other_config", {})
-    saved = other.get(xapi.SAVED_MASK_KEY) if xapi.PLACED_KEY in other else None  # else left by a cut-short write
-    mask = saved or record.get("VCPUs_params", {}).get("mask")
+    """The admin's own mask (:func:`boot_pin.admin_mask_text`), or None; one that cannot
+    be read is refused, naming it, rather than placed around."""
+    mask = boot_pin.admin_mask_text(record)
     if not mask or mask == xapi.NO_SAVED_MASK:
         return None
     return xapi.parse_mask(mask)
@@ -217,12 +219,14 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
         had = upkeep.release_asked(hv, ledger, uuid)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-        if record["power_state"] in ("Running", "Paused") and boot_pin.placed_nodes(record["other_config"]):
+        starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
+        if (record["power_state"] in ("Running", "Paused") or starting) and boot_pin.placed_nodes(record["other_config"]):
             # The start happened: the domain was built with the pin, which settling it
             # (xapi-numad does, or the plugin's settle) turns into its policy's affinity.
             # Undone here, nothing would settle it and its vCPUs would stay pinned.
+            where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
             return {"vm": uuid, "released": had, "boot_pin": "kept",
-                    "running_on": xapi.call(session.xenapi.host.get_uuid, record["resident_on"])}
+                    "running_on": xapi.call(session.xenapi.host.get_uuid, where) if where else None}
         pinned = boot_pin.restore_boot(session, vm, record).pinned
     return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 

@@ -163,13 +163,19 @@ class PlacedSettler:
                 state = self._link.use(lambda s, uuid=dom[0]: placed_state(s, uuid))
                 if state is None:
                     return settled  # xapi away: everything is looked at again once it is back
-                if state == "settle" and self._link.use(lambda s, uuid=dom[0]: self._settle_one(s, uuid)) is None:
+                answer = self._link.use(lambda s, uuid=dom[0]: self._settle_one(s, uuid)) if state == "settle" \
+                    else {}
+                if answer is None:
                     return settled
-            except NumaError as err:
+            except Exception as err:  # noqa: BLE001 - one VM's failure, whatever it is, holds up no other
                 if dom not in self._later:  # said once, not at every retry
-                    log_event(self._logger, logging.WARNING, "settle failed", vm=dom[0], error=err.message)
+                    log_event(self._logger, logging.WARNING, "settle failed", vm=dom[0],
+                              error=getattr(err, "message", None) or "{}: {}".format(type(err).__name__, err))
                 self._again(dom, now)
                 continue
+            if answer.get("policy_error"):
+                log_event(self._logger, logging.WARNING, "settled with the default policy: the stored one is invalid",
+                          vm=dom[0], error=answer["policy_error"])
             if state == "later":
                 self._again(dom, now)
                 continue

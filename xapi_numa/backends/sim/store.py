@@ -235,14 +235,14 @@ class SimStore:
             self._save(host)
 
     def _looks_simulated(self) -> bool:
-        """Is the file a simulated host's state (a damaged one too), rather than some
-        other file a mistyped path names?"""
+        """Could the file be a simulated host's state (a damaged or truncated one, or an
+        empty file made for it), rather than some other file a mistyped path names?"""
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError, RecursionError):
+            with open(self.path, "rb") as f:
+                head = f.read(4096).lstrip()
+        except OSError:
             return False
-        return isinstance(data, dict) and "topology" in data and "domains" in data
+        return not head or head.startswith(b"{")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Host]:
