@@ -363,6 +363,10 @@ int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, u
     for (i = 0; meminfo && i < NODES; i++) {
         meminfo[i].memsize = PAGES_PER_NODE << 12;
         meminfo[i].memfree = (PAGES_PER_NODE / (i + 2)) << 12;
+        /* FAKE_XC_OFFLINE_NODE=N: node N offline, as Xen reports one (XEN_INVALID_MEM_SZ) */
+        if (getenv("FAKE_XC_OFFLINE_NODE") && *getenv("FAKE_XC_OFFLINE_NODE") &&
+            (unsigned)atoi(getenv("FAKE_XC_OFFLINE_NODE")) == i)
+            meminfo[i].memsize = meminfo[i].memfree = XEN_INVALID_MEM_SZ;
     }
     for (i = 0; distance && i < NODES; i++)
         for (j = 0; j < NODES; j++)

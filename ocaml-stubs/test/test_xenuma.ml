@@ -49,6 +49,11 @@ let test_queries h =
   check "node_cpus" (t.node_cpus = [|[0; 1]; [2; 3]|]) ;
   check "memory" (t.memory.(0).size = Int64.shift_left 262144L 12 && t.memory.(1).claimed = 0L) ;
   check "free" (t.memory.(0).free > t.memory.(1).free) ;
+  Unix.putenv "FAKE_XC_OFFLINE_NODE" "1" ;
+  let offline = Xenuma.node_memory h in
+  Unix.putenv "FAKE_XC_OFFLINE_NODE" "" ;
+  check "an offline node has no memory (not XEN_INVALID_MEM_SZ as bytes)"
+    (offline.(1).size = 0L && offline.(1).free = 0L && offline.(0).size > 0L) ;
   let p = Xenuma.physinfo h in
   check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
   let doms = Xenuma.domains h in
