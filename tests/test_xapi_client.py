@@ -421,3 +421,24 @@ def test_a_pool_member_given_for_the_master_logs_in_at_the_master(monkeypatch):
     with pytest.raises(NumaError) as err:
         xapi.login(xapi.Credentials("https://member.example", "root", "pw"))
     assert tried[1] == "https://[fd00::1]" and "member.example is a pool member; its master is at fd00::1" in str(err.value)
+
+
+def test_every_numa_error_laid_out_for_xapi_reads_back_as_its_message():
+    """The plugin lays a NumaError out as a XenAPI failure (errors.failure_details) and a
+    pool client shows it from that layout (errors.failure_message): the two directions
+    must agree for every kind, or a host's refusal is printed raw."""
+    import errno
+
+    from xapi_numa import errors
+
+    samples = [errors.InvalidArgument("nodes", "node 5 does not exist", "0..1"), errors.NoCapacity("full", ("a",)),
+               errors.NoHost("none left", ["h1"]), errors.UnknownVM("vm-x"), errors.NotRunning("vm-x"),
+               errors.NotRunning("vm-x", "host-u", "h1"), errors.HypervisorError(errno.EBUSY, "pausing domain 3"),
+               errors.BackendUnavailable("no /proc/xen"), errors.StateError("cannot write /var/lib/x"),
+               errors.VmBusy("placed elsewhere", ("vm", "vm-x", "host-u")), errors.NotMovable("vm-x", "a PV guest"),
+               errors.NumaError("plain")]
+    for err in samples:
+        details = errors.failure_details(err)
+        assert details[0] == err.code
+        shown = xapi.XapiError(details).message
+        assert shown == err.message, (type(err).__name__, details, shown)

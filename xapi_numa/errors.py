@@ -1,12 +1,14 @@
 """The one exception hierarchy of xapi-numa.
 
 Every failure a user or xapi can see is a :class:`NumaError` carrying a stable
-``code`` (``NUMA_NO_CAPACITY`` ...) and string ``params``.  The plugin boundary
-maps ``[code, *params]`` to a XenAPI failure; the CLI prints ``message``.
+``code`` (``NUMA_NO_CAPACITY`` ...) and string ``params``.  How one is laid out
+as a XenAPI failure (:func:`failure_details`, which the plugin boundary sends)
+and read back on the other side (:func:`failure_message`, what a pool client
+shows) is decided here, in one place; the CLI prints ``message``.
 """
 
 import errno as _errno
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 
 class NumaError(Exception):
@@ -148,3 +150,35 @@ class MoveStopped(NumaError):
     """A page move stopped part-way (its report says how far it got and why)."""
 
     code = "NUMA_MOVE_STOPPED"
+
+
+# Failures whose params carry their message themselves, laid out as xapi's own are.
+_SELF_DESCRIBING = frozenset({"NUMA_UNKNOWN_VM", "NUMA_NOT_RUNNING", "NUMA_INVALID_ARGUMENT", "NUMA_NOT_MOVABLE",
+                              "NUMA_HYPERVISOR_ERROR"})
+
+
+def failure_details(err: NumaError) -> List[str]:
+    """A NumaError as a XenAPI failure's ErrorDescription: ``[code, *params]`` where the
+    params carry the message, else ``[code, message, *params]``."""
+    if err.code in _SELF_DESCRIBING:
+        return err.xenapi_failure()
+    return [err.code, err.message] + list(err.params)
+
+
+def failure_message(details: Sequence[str]) -> Optional[str]:
+    """The human message of a failure laid out by :func:`failure_details` (a host's
+    plugin refusing), or None for any other (xapi's own)."""
+    code, params = details[0], list(details[1:])
+    if not code.startswith("NUMA_") or not params:
+        return None
+    if code == "NUMA_INVALID_ARGUMENT" and len(params) >= 2:
+        return params[1]  # [field, "field: message (allowed: ...)"]
+    if code == "NUMA_UNKNOWN_VM":
+        return "no such VM or domain: {}".format(params[0])
+    if code == "NUMA_NOT_RUNNING":
+        return params[2] if len(params) >= 3 else "VM {} is not running".format(params[0])
+    if code == "NUMA_NOT_MOVABLE" and len(params) >= 2:
+        return "the memory of VM {} cannot be moved: {}".format(params[0], params[1])
+    if code == "NUMA_HYPERVISOR_ERROR" and len(params) >= 2:
+        return params[1]  # [errno name, message]
+    return params[0]  # [message, *params]

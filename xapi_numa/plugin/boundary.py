@@ -15,7 +15,8 @@ import traceback
 from typing import Dict, List
 
 from xapi_numa.backends import xapi
-from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError, UnknownVM
+from xapi_numa import errors
+from xapi_numa.errors import NotRunning, NumaError
 from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS, Context
 
@@ -23,12 +24,11 @@ LOG = logging.getLogger("xapi-numa.plugin")
 
 
 def failure_details(err: NumaError) -> List[str]:
-    """The one mapping from NumaError to a XenAPI failure."""
+    """A failure as xapi's response carries it: xapi's own pass through with their
+    codes, ours as :func:`xapi_numa.errors.failure_details` lays them out."""
     if isinstance(err, xapi.XapiError):
         return [err.code] + list(err.params)
-    if isinstance(err, (UnknownVM, NotRunning, InvalidArgument, NotMovable)) or err.code == "NUMA_HYPERVISOR_ERROR":
-        return err.xenapi_failure()
-    return [err.code, err.message] + list(err.params)
+    return errors.failure_details(err)
 
 
 def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
