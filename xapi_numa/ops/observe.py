@@ -7,7 +7,7 @@ it were gone.  Nothing here decides anything.
 """
 import errno
 import os
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from xapi_numa.errors import HypervisorError, NumaError, UnknownVM
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
@@ -55,12 +55,14 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
     return max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
 
 
-def claimable(hv: Hypervisor) -> Dict[int, int]:
-    """Bytes each node can give a new allocation: free less the claims on it, and never
-    more than the whole host has (:func:`claimable_total`, which bounds their sum too)."""
+def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
+    """Bytes each node can give a new allocation: free less the claims on it and less
+    what ``reserved`` (bytes per node) holds there, and never more than the whole host
+    has left after all of them (:func:`claimable_total`, which bounds their sum too)."""
+    reserved = reserved or {}
     memory = hv.node_memory()
-    overall = claimable_total(hv, memory)
-    return {m.node: min(m.claimable, overall) for m in memory}
+    overall = claimable_total(hv, memory) - sum(reserved.values())
+    return {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:
@@ -83,5 +85,5 @@ def as_typed(text: str) -> str:
         return text
     try:
         return os.fsencode(text).decode("utf-8")
-    except (UnicodeError, ValueError):
+    except ValueError:  # not UTF-8 either: as it came
         return text

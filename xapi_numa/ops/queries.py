@@ -21,8 +21,7 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
     topo = hv.topology()
     listed = hv.node_memory()
     memory = {m.node: m for m in listed}
-    # a host-wide claim (stock Xen's) is on no node, but no node can give more than the host has left
-    overall = observe.claimable_total(hv, listed) - sum(reserved.values())
+    claimable = observe.claimable(hv, reserved)  # a host-wide claim (stock Xen's) bounds every node
     caps = hv.capabilities()
     return {
         "scheduler": caps.scheduler,
@@ -32,7 +31,7 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
              "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed,
              "memory_reserved": reserved.get(n.id, 0),
-             "memory_claimable": max(0, min(memory[n.id].claimable - reserved.get(n.id, 0), overall))}
+             "memory_claimable": claimable[n.id]}
             for n in topo.nodes
         ],
         "distances": [list(r) for r in topo.distances],

@@ -58,18 +58,16 @@ def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     A host-wide claim (stock Xen's, and the fallback where per-node claims are missing)
     is on no node, but Xen keeps it from every allocation, so no node has more room than
     the whole host has left after it."""
-    memory = hv.node_memory()
-    # as a reconcile would leave them: memory a started VM's build already took counts once
-    reserved = upkeep.outstanding_after_reconcile(hv, ledger)
-    room = {m.node: max(0, m.claimable - reserved.get(m.node, 0)) >> PAGE_SHIFT for m in memory}
-    overall = (observe.claimable_total(hv, memory) - sum(reserved.values())) >> PAGE_SHIFT
+    # reservations as a reconcile would leave them: memory a started VM's build took counts once
+    free = observe.claimable(hv, upkeep.outstanding_after_reconcile(hv, ledger))
+    room = {n: b >> PAGE_SHIFT for n, b in free.items()}
     journal = MoveJournal(ledger.db)
     for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
         row = journal.status(uuid)
         if row is not None and row.to in room:
             left = max(0, row.report.get("planned_pages", 0) - row.report.get("moved_pages", 0))
             room[row.to] = max(0, room[row.to] - left)  # (the host as a whole: each page moved frees one)
-    return {n: min(r, max(0, overall)) for n, r in room.items()}
+    return room
 
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,

@@ -25,7 +25,6 @@ from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
 
-# xapi operations during which a VM's memory must not be moved
 # xapi's operations (vm_operations) during which the VM's memory must not be moved: it
 # is being copied away, or ballooned (frames the mover released could be taken), or the
 # domain is going away
