@@ -18,7 +18,7 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.ops.move_memory import RATE_MAX, RATE_MIN, parse_node, parse_rate
+from xapi_numa.core.memory_move import RATE_MAX, RATE_MIN, parse_node, parse_rate
 
 HOST = Topology.uniform(2, 4, 1 << 30)
 SYNTAX = list("0123456789-,;^:. \tkKmMgGtTpPiIbB") + ["node:", "nodes:", "all", "none", "nearest", "^all"]

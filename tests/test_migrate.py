@@ -177,9 +177,25 @@ def test_refusals_change_nothing(sim, ledger):
         migrate.prepare(sim, "vm", 1, batch=0)
     assert info.value.field == "batch" and "1..8192" in info.value.message
     with pytest.raises(InvalidArgument):
-        migrate.parse_node("2,3")
-    assert migrate.parse_node("node:1") == migrate.parse_node("nodes:1") == migrate.parse_node(" 1") == 1
+        pagemove.parse_node("2,3")
+    assert pagemove.parse_node("node:1") == pagemove.parse_node("nodes:1") == pagemove.parse_node(" 1") == 1
     assert open(sim.path).read() == before
+
+
+def test_a_move_to_where_every_page_is_neither_scans_nor_pauses(sim, ledger, monkeypatch):
+    domid = _vm(sim)  # soft affinity node 0: every page there
+    assert sim.node_pages(domid) == {0: 256 * M // 4096, 1: 0}
+    touched = []
+    scan = sim.memory_map
+    monkeypatch.setattr(sim, "memory_map", lambda *a: touched.append("scan") or scan(*a))
+    monkeypatch.setattr(sim, "move_pages", lambda *a: touched.append("batch"))
+    plan = migrate.prepare(sim, "vm", 0)
+    assert plan.already_there and plan.batches == () and plan.to_dict()["already_there"]
+    report = migrate.run(sim, ledger.db, plan)
+    assert report["state"] == "done" and report["already_there"] and report["moved_pages"] == 0
+    assert touched == []
+    plan = migrate.prepare(sim, "vm", 0, vnode=None, allow_fallback=True)  # no count with a fallback: scanned
+    assert touched == ["scan"] and not plan.already_there
 
 
 def test_no_room_on_the_target(sim, ledger):

@@ -30,6 +30,8 @@ def _progress_bar(stream):
 
 
 def render_summary(report: dict) -> str:
+    if report.get("already_there"):
+        return _already_there(report)
     lines = ["moved:      {} pages to node {} ({} as 2 MiB superpages), {} elsewhere".format(
                  report["moved_pages"], report["to"], report["superpages"], report["fallback_pages"]),
              "batches:    {} of {}; pause max {} ms, median {} ms".format(
@@ -59,7 +61,14 @@ def render_summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _already_there(d: dict) -> str:
+    return "nothing to move: the hypervisor counts every page of {} on node {} already".format(
+        render.cell(d["vm"]), d["to"])
+
+
 def render_plan(d: dict) -> str:
+    if d.get("already_there"):
+        return _already_there(d)
     lines = ["vm:       {} (domid {})".format(render.cell(d["vm"]), d["domid"]),
              "plan:     {} of {} movable pages to node {} in {} batches, {} whole 2 MiB runs".format(
                  d["pages"], d["movable_pages"], d["to"], d["batches"], d["superpage_runs"]),
@@ -80,11 +89,11 @@ MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--prob
 
 
 def cmd_move_memory(args) -> int:
-    to = move_memory.parse_node(args.to, "--to")
+    to = pagemove.parse_node(args.to, "--to")
     if not 1 <= args.verify_chunk <= 8192:
         raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
     max_bytes = parse_size(args.max, "--max") if args.max else None
-    rate = move_memory.parse_rate(args.rate, "--rate")
+    rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
     db = common.ledger(args).db
     journal = MoveJournal(db)

@@ -14,8 +14,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attrs
 
+from xapi_numa.core import numbers
 from xapi_numa.core.host import BatchResult, MemoryMap
+from xapi_numa.core.policy import MAX_NODES
 from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.errors import InvalidArgument
 
 # The classes of libxenuma's xn_mig_scan, one byte per gfn (XN_GFN_* in libxenuma.h).
 MOVABLE, NOT_RAM, MAGIC, GRANTED, VCPU_INFO, EVTCHN, CHANGED = range(7)
@@ -201,3 +204,32 @@ def found_running(domid: int, backed: int) -> str:
     return (f"domain {domid} was running again (someone unpaused it) before its page-move batch had put "
             f"every page's contents back: {backed} gfns without a frame were backed and given their saved "
             f"contents; the others keep what the guest wrote (the saved copy is older): check the guest")
+
+
+def parse_node(text: str, field: str = "to") -> int:
+    """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
+    value = text.strip()
+    value = value.split(":", 1)[1] if value.startswith(("nodes:", "node:")) else value
+    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1),
+                                 maximum=MAX_NODES - 1,
+                                 what="node number")
+
+
+RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MiB/s: a move at less would take days; more is no limit
+RATE_ALLOWED = "MiB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
+
+
+def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
+    """MiB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
+    if text is None:
+        return None
+    plain = text.strip()
+    whole, dot, fraction = plain.partition(".")
+    if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
+            or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
+        raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
+    value = float(plain)  # what was checked (Python 3.6's float() strips less than str.strip())
+    if not RATE_MIN <= value <= RATE_MAX:
+        raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(text.strip())),
+                              RATE_ALLOWED)
+    return value * (1 << 20)

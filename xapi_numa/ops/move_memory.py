@@ -22,11 +22,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
-from xapi_numa.core import numbers
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
-from xapi_numa.core.policy import MAX_NODES
 from xapi_numa.core.units import format_size
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
@@ -54,6 +52,7 @@ class Plan:
     superpage_runs: int
     vnode: Optional[int] = None            # a vNUMA guest's vnode, moving whole
     layout: Optional[VnumaLayout] = None   # its layout before the move
+    already_there: bool = False            # the hypervisor counts every page of it on the target
 
     @property
     def pages(self) -> int:
@@ -66,36 +65,7 @@ class Plan:
                 "target_free_pages": self.target_free_pages, "busy_grants": self.busy_grants,
                 "skipped": self.skipped,
                 "skipped_gfns": {k: pagemove.ranges(v) for k, v in self.skipped_gfns.items()},
-                "vnode": self.vnode}
-
-
-def parse_node(text: str, field: str = "to") -> int:
-    """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
-    value = text.strip()
-    value = value.split(":", 1)[1] if value.startswith(("nodes:", "node:")) else value
-    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1),
-                                 maximum=MAX_NODES - 1,
-                                 what="node number")
-
-
-RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MiB/s: a move at less would take days; more is no limit
-RATE_ALLOWED = "MiB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
-
-
-def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
-    """MiB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
-    if text is None:
-        return None
-    plain = text.strip()
-    whole, dot, fraction = plain.partition(".")
-    if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
-            or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
-        raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
-    value = float(plain)  # what was checked (Python 3.6's float() strips less than str.strip())
-    if not RATE_MIN <= value <= RATE_MAX:
-        raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(text.strip())),
-                              RATE_ALLOWED)
-    return value * (1 << 20)
+                "vnode": self.vnode, "already_there": self.already_there}
 
 
 def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
@@ -131,7 +101,8 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
 
 def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: int, probe_ms: int,
              allow_fallback: bool, vnode: Optional[int], skip: int,
-             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout]]:
+             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout], Optional[int]]:
+    """(the domain, its vNUMA layout, the pages that are elsewhere and need room: None with a fallback)."""
     topo = hv.topology()
     nodes = len(topo.nodes)
     if not 0 <= to < nodes:
@@ -156,7 +127,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     if max_bytes is not None:
         pages = min(pages, max_bytes // pagemove.PAGE)
     if allow_fallback:
-        return d, layout  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
+        return d, layout, None  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
     if vnode is not None and layout is not None:
         check_vnode_move(layout, vnode, max_bytes, skip)
         # all of it: its recorded pnode says nothing of where its pages are (--apply sets only the map)
@@ -168,7 +139,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         raise NoCapacity(f"node {to} can take {format_size(free_pages * pagemove.PAGE)} ({free_pages} pages); moving "
                          f"{pages} pages of {d.name} needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))
-    return d, layout
+    return d, layout, need
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
@@ -179,7 +150,10 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     earlier step of the same move took them).  ``vnode``: only that vnode's pages."""
     if skip < 0:
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
-    d, layout = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
+    d, layout, need = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
+    if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
+        return Plan(d, to, (), 0, {}, {}, 0, room if room is not None else hv.node_memory()[to].claimable
+                    // pagemove.PAGE, 0, already_there=True)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -225,7 +199,8 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
     journal = MoveJournal(db)
     d = plan.domain
     tally = MoveTally(plan.pages, len(plan.batches))
-    base = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": plan.target, "skipped": plan.skipped}
+    base = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": plan.target, "skipped": plan.skipped,
+            "already_there": plan.already_there}
     lock = journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), lock=lock)
     try:
         return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,

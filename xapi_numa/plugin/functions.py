@@ -15,6 +15,7 @@ from typing import Callable, Dict
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.backends.open import open_hypervisor
+from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import parse_size
@@ -171,12 +172,12 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     Refusals (PV, passthrough, a live migration, already moving, no room) come back now."""
     check_args(args, {"vm", "to"}, {"max", "rate", "vnode"})
     uuid = uuid_arg(args)
-    to = move_memory.parse_node(args["to"], "to")
+    to = pagemove.parse_node(args["to"], "to")
     nodes = len(ctx.hv.topology().nodes)
     if to >= nodes:
         raise InvalidArgument("to", "no node {} on this host".format(to), "0..{}".format(nodes - 1))
     max_bytes = parse_size(args["max"], "max") if "max" in args else None
-    rate = move_memory.parse_rate(args.get("rate"), "rate")
+    rate = pagemove.parse_rate(args.get("rate"), "rate")
     vnode = int_arg(args, "vnode", 0, 63) if "vnode" in args else None
     dom = ctx.domain_of(uuid)
     record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
