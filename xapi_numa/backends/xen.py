@@ -98,6 +98,9 @@ class XenHypervisor(Hypervisor):
         count = n[0]
         # Offline nodes report an invalid size; 4.17's physinfo says max_node_id 63: count valid entries
         valid = [i for i in range(count) if size[i] != INVALID_U64 and dist[i * count + i] != INVALID_U32]
+        if valid != list(range(len(valid))):  # our node n is Xen's node n in every call: no renumbering
+            raise HypervisorError(errno.ENOTSUP, "node ids with gaps (online nodes {}) are not supported".format(
+                ",".join(map(str, valid))))
         return valid, [size[i] for i in valid], [free[i] for i in valid], \
             [[dist[a * count + b] for b in valid] for a in valid]
 
