@@ -203,9 +203,18 @@ def test_the_adapter_finds_each_guests_backend_work_and_nothing_else(fake):
     t = tasks[0]
     assert t.allowed == frozenset(range(4)) and t.last_cpu == 2 and t.starttime == 1000 and t.cpu_time == 2.0
     assert [(q.domid, q.irq, q.name, q.counts) for q in dom0.irqs()] == [
-        (3, 80, "vif3.0-q0-tx", (5, 0, 7, 0)), (3, 81, "vif3.0-q0-rx", (5, 0, 7, 0))]
+        (3, 80, "vif3.0-q0-tx", ((0, 5), (1, 0), (2, 7), (3, 0))),
+        (3, 81, "vif3.0-q0-rx", ((0, 5), (1, 0), (2, 7), (3, 0)))]
     assert [t.domid for t in dom0.tasks([4])] == [4]
     assert dom0.default_irq_cpus() == frozenset(range(4))
+
+
+def test_interrupt_counts_go_to_the_cpus_the_header_names(fake):
+    """/proc/interrupts has a column per online CPU only: with dom0 vCPU 1 offline, the
+    third column is CPU3's (it was counted as CPU2's)."""
+    fake.write("interrupts", "           CPU0       CPU2       CPU3\n  80:  5  0  700  xen-dyn    -edge      "
+                             "vif3.0-q0-tx\n")
+    assert [q.counts for q in fake.dom0([]).irqs()] == [((0, 5), (2, 0), (3, 700))]
 
 
 def test_netback_threads_cut_right_after_the_queue_number_are_found(fake):
@@ -327,6 +336,26 @@ def test_the_off_switches_hand_back_what_we_changed(tmp_path):
     assert len(BackendJournal(db).entries()) > 0
     off = Runtime(hv, db, Settings(rebalancing=False, backend_affinity=False), dom0=dom0)
     off.cycle()                                          # xapi-numad --no-backend-affinity
+    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(0, 1)}
+    assert BackendJournal(db).entries() == []
+
+
+@pytest.mark.parametrize("unpinned", [[1], [0, 1]])
+def test_handed_back_work_gets_every_online_dom0_vcpu_even_after_the_admin_unpinned_some(tmp_path, unpinned):
+    """dom0's default was taken from its pinned vCPUs only: with one unpinned, the work went
+    back to the other; with both, nothing was written and the journal forgot the pins."""
+    hv = sim_host(tmp_path)
+    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="pvh")
+    dom0 = SimDom0(hv, str(tmp_path / "host"))
+    db = Database(str(tmp_path / "l.db"))
+    out = {"opt": False}
+    rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0, backend_opt_out=lambda uuid: out["opt"])
+    rt.cycle()
+    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(1,)}
+    for v in unpinned:
+        hv.set_vcpu_affinity(0, v, hard=ALL)             # xl vcpu-pin Domain-0 v all
+    out["opt"] = True
+    rt.cycle()
     assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(0, 1)}
     assert BackendJournal(db).entries() == []
 

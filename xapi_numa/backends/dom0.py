@@ -185,18 +185,20 @@ class Dom0Proc:
         return True
 
     # --- IRQs -----------------------------------------------------------------------------------
-    def _interrupts(self) -> Iterator[Tuple[int, str, Tuple[int, ...]]]:
+    def _interrupts(self) -> Iterator[Tuple[int, str, Tuple[Tuple[int, int], ...]]]:
         text = self._read("interrupts") or ""
         lines = text.splitlines()
         if not lines:
             return
-        ncpu = len(lines[0].split())
+        # one column per online CPU, named in the header (CPU0 CPU2 ...: an offline one has none)
+        cpus = [int(c[3:]) if c.startswith("CPU") and c[3:].isdigit() else i for i, c in enumerate(lines[0].split())]
+        ncpu = len(cpus)
         for line in lines[1:]:
             head, _, rest = line.partition(":")
             if not head.strip().isdigit():
                 continue  # NMI, LOC ...: not device IRQs
             fields = rest.split()
-            counts = tuple(int(c) for c in fields[:ncpu] if c.isdigit())
+            counts = tuple((cpu, int(c)) for cpu, c in zip(cpus, fields[:ncpu]) if c.isdigit())
             yield int(head), (fields[-1] if len(fields) > ncpu else ""), counts
 
     def irq_allowed(self, irq: int) -> FrozenSet[int]:

@@ -37,6 +37,7 @@ class Dom0Layout:
 
     node_of_vcpu: Mapping[int, int]
     problems: Tuple[str, ...] = ()
+    online: FrozenSet[int] = frozenset()  # every online dom0 vCPU, pinned or not: dom0's default
 
     @property
     def usable(self) -> bool:
@@ -72,7 +73,7 @@ class BackendIrq:
     irq: int
     name: str                 # the action name in /proc/interrupts (vif1.0-q0-tx ...)
     allowed: FrozenSet[int]
-    counts: Tuple[int, ...] = ()  # interrupts taken per dom0 vCPU
+    counts: Tuple[Tuple[int, int], ...] = ()  # (dom0 vCPU, interrupts it took), online vCPUs only
 
 
 @attrs.frozen
@@ -115,7 +116,7 @@ def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
                 v.vcpu, topo.format_cpus(v.hard), ",".join(str(n) for n in sorted(on))))
     if not dom0_vcpus:
         problems.append("dom0 has no vCPUs to read")
-    return Dom0Layout(nodes, tuple(problems))
+    return Dom0Layout(nodes, tuple(problems), frozenset(v.vcpu for v in dom0_vcpus))
 
 
 def plan_dom0_pins(dom0_vcpus: Sequence, topo: Topology) -> List[object]:
@@ -185,7 +186,8 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
     placed_uuids = {uuid for domid, uuid in managed.items() if targets[domid]}
     present = {(THREAD, t.tid, t.name, t.starttime) for t in state.tasks}
     present |= {(IRQ, q.irq, q.name, 0) for q in state.irqs}
-    threads_default = state.layout.all_vcpus or None
+    # dom0's default is every online vCPU it has now, whether the admin still pins them or not
+    threads_default = state.layout.online or state.layout.all_vcpus or None
     out: List[object] = []
     for o in state.owned:
         still_there = (o.kind, o.ident, o.name, o.starttime) in present

@@ -135,5 +135,5 @@ def report(snap: HostSnapshot, dom0: Dom0Proc, vm: Optional[str] = None) -> dict
 
 def _ran_on(counts) -> Dict[str, int]:
     """dom0 vCPU -> interrupts taken there (only those that took any)."""
-    return {str(cpu): n for cpu, n in enumerate(counts) if n}
+    return {str(cpu): n for cpu, n in counts if n}
 

@@ -284,6 +284,8 @@ class Executor:
             # the journal names another thread or IRQ by this number now (a reused tid or IRQ
             # number, aligned anew in this batch): the entry and the ban are that one's to keep
             return Outcome(a, GONE, "no longer the {} we saw".format(a.kind))
+        if a.cpus is None and a.kind == THREAD:  # nothing read to hand it back to: the entry stays, for the next cycle
+            return Outcome(a, REFUSED, "dom0's vCPUs were not read")
         status = DONE
         try:
             if a.cpus is not None and a.kind == THREAD:
