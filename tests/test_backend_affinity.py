@@ -4,6 +4,7 @@ simulated host and on a fake dom0 with work that is not ours."""
 import json
 import os
 import subprocess
+import signal
 import sys
 import time
 
@@ -254,6 +255,22 @@ def test_irqbalance_without_our_policy_script_is_a_conflict(fake):
     dom0.ban_irq(81)
     dom0.unban_irq(80)
     assert dom0.banned() == frozenset({81})
+
+
+def test_irqbalance_is_told_to_rescan_when_the_ban_list_changes(fake):
+    """irqbalance runs the policy script only for an IRQ it has not seen: one it saw before
+    we listed it stayed balanced (moved back every 10 s) until something made it rescan."""
+    sent = []
+    dom0 = Dom0Proc(fake.root, set_affinity=lambda tid, cpus: None, run_dir=os.path.join(fake.root, "run"),
+                    clock_ticks=100, signaller=lambda pid, sig: sent.append((pid, sig)))
+    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--policyscript={}\0".format(POLICY_SCRIPT))
+    fake.thread(601, "irqbalance", cmdline="/usr/sbin/irqbalance\0")   # not ours: not asked
+    dom0.ban_irq(80)
+    assert sent == [(600, signal.SIGHUP)]
+    dom0.ban_irq(80)                                     # no change, no rescan
+    dom0.unban_irq(80)                                   # handed back: irqbalance takes it again
+    assert sent == [(600, signal.SIGHUP)] * 2
+    assert fake.dom0([]).signaller is None               # a tree that is not / names no process here
 
 
 def test_the_irqbalance_policy_script_bans_exactly_the_listed_irqs(tmp_path):

@@ -27,6 +27,7 @@ vCPUs), which is what Linux in dom0 calls CPUs.
 """
 import os
 import re
+import signal
 from typing import Callable, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.backend_affinity import BackendIrq, BackendTask, Dom0Layout, read_layout
@@ -48,6 +49,7 @@ DEFAULT_RUN_DIR = "/run/xapi-numa"
 AffinitySetter = Callable[[int, FrozenSet[int]], None]
 # pid -> domids whose disks it serves (dom0's own as 0); raises OSError when it cannot tell
 TapdiskPids = Callable[[], Mapping[int, FrozenSet[int]]]
+Signaller = Callable[[int, int], None]  # (pid, signal), as os.kill
 TAPDISK_COMM = "tapdisk"
 
 
@@ -66,15 +68,18 @@ class Dom0Proc:
 
     def __init__(self, root: str = "/", set_affinity: Optional[AffinitySetter] = None,
                  run_dir: str = DEFAULT_RUN_DIR, clock_ticks: Optional[int] = None,
-                 tapdisks: Optional[TapdiskPids] = None) -> None:
+                 tapdisks: Optional[TapdiskPids] = None, signaller: Optional[Signaller] = None) -> None:
         """``tapdisks`` reads the toolstack's record of which tapdisk serves
         which guest (:meth:`xapi_numa.backends.xenstore.XenstoreReader.tapdisk_pids`
-        on a real dom0); without it no tapdisk is attributed."""
+        on a real dom0); without it no tapdisk is attributed.  ``signaller``
+        tells irqbalance to read our list again (os.kill, only over the real /proc:
+        a tree elsewhere names no process of this machine)."""
         self.proc = os.path.join(root, "proc")
         self.set_affinity = set_affinity or os.sched_setaffinity
         self.run_dir = run_dir
         self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
         self.tapdisks = tapdisks
+        self.signaller = signaller if signaller is not None else (os.kill if os.path.abspath(root) == "/" else None)
 
     # --- dom0's own layout ---------------------------------------------------------------------
     @staticmethod
@@ -233,14 +238,17 @@ class Dom0Proc:
         return True
 
     # --- irqbalance ---------------------------------------------------------------------------------
-    def irqbalance_conflict(self) -> Optional[str]:
-        """Why IRQ alignment would fight irqbalance, or None when it would not."""
+    def _irqbalances(self) -> Iterator[Tuple[int, bool]]:
+        """(pid, runs with our policy script) of each irqbalance running."""
         for pid in self._pids():
             stat = self._stat(str(pid), "stat")
-            if stat is None or stat[0] != "irqbalance":
-                continue
-            args = (self._read(str(pid), "cmdline") or "").replace("\0", " ")
-            if POLICY_SCRIPT not in args:
+            if stat is not None and stat[0] == "irqbalance":
+                yield pid, POLICY_SCRIPT in (self._read(str(pid), "cmdline") or "").replace("\0", " ")
+
+    def irqbalance_conflict(self) -> Optional[str]:
+        """Why IRQ alignment would fight irqbalance, or None when it would not."""
+        for pid, ours in self._irqbalances():
+            if not ours:
                 return ("irqbalance (pid {}) runs without --policyscript={}: it would move the backend "
                         "IRQs back, so they are left alone (threads are still aligned); add that option "
                         "to IRQBALANCE_ARGS and restart irqbalance, or stop it".format(pid, POLICY_SCRIPT))
@@ -263,6 +271,14 @@ class Dom0Proc:
         with open(tmp, "w") as f:
             f.write("".join("{}\n".format(i) for i in sorted(irqs)))
         os.replace(tmp, self._banned_path())
+        # irqbalance asks the policy script only of an IRQ it has not seen: one it took
+        # before we listed it stays its own until it rescans, which SIGHUP makes it do
+        for pid, ours in self._irqbalances() if self.signaller else ():
+            if ours:
+                try:
+                    self.signaller(pid, signal.SIGHUP)
+                except OSError:
+                    pass  # gone meanwhile: the one that starts next runs the script for every IRQ
 
     def ban_irq(self, irq: int) -> None:
         current = self.banned()
