@@ -20,6 +20,7 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.topology import Topology
+from xapi_numa.ops import observe
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.backend_pins import BackendJournal
 from xapi_numa.state.db import Database
@@ -560,6 +561,35 @@ def test_pin_dom0_gives_an_unpinned_dom0_one_node_per_vcpu(tmp_path):
     layout = ba.read_layout(hv.vcpus(0), TOPO)
     assert layout.usable and dict(layout.node_of_vcpu) == {0: 0, 1: 1, 2: 0}
     assert ba.plan_dom0_pins(hv.vcpus(0), TOPO) == []   # already laid out: nothing more
+
+
+def test_pin_dom0_spreads_a_dom0_that_dom0_vcpus_pin_left_on_one_node(tmp_path):
+    """dom0_vcpus_pin puts a dom0 smaller than a node all on node 0: a per-node layout, yet no
+    dom0 vCPU for a guest on node 1.  --pin-dom0 (the README's remedy) did nothing, and
+    nothing said why node 1's guests stayed unaligned."""
+    from xapi_numa.ops import backend_alignment
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=2)
+    hv.set_vcpu_affinity(0, 0, hard=frozenset({0}))
+    hv.set_vcpu_affinity(0, 1, hard=frozenset({1}))
+    layout = ba.read_layout(hv.vcpus(0), TOPO)
+    assert layout.usable and layout.uncovered == frozenset({1})
+    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
+    dom0 = SimDom0(hv, str(tmp_path / "host"))
+    report = backend_alignment.report(observe.take(hv), dom0, None)
+    assert any(p.startswith("dom0 has no vCPU on node(s) 1:") for p in report["problems"]), report["problems"]
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False))
+    daemon.pin_dom0(rt)
+    layout = ba.read_layout(hv.vcpus(0), TOPO)
+    assert dict(layout.node_of_vcpu) == {0: 0, 1: 1} and layout.uncovered == frozenset()
+    assert backend_alignment.report(observe.take(hv), dom0, None)["problems"] == []
+    assert ba.read_layout(hv.vcpus(0), TOPO).vcpus_on(frozenset({1})) and g
+
+
+def test_pin_dom0_leaves_alone_a_layout_that_covers_what_dom0_can(tmp_path):
+    """One dom0 vCPU cannot cover two nodes: its pin stays (re-pinning would gain nothing)."""
+    hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=1)
+    hv.set_vcpu_affinity(0, 0, hard=N1)
+    assert ba.plan_dom0_pins(hv.vcpus(0), TOPO) == []
 
 
 def test_an_irq_whose_affinity_write_is_refused_is_not_left_banned(tmp_path, fake):

@@ -38,6 +38,7 @@ class Dom0Layout:
     node_of_vcpu: Mapping[int, int]
     problems: Tuple[str, ...] = ()
     online: FrozenSet[int] = frozenset()  # every online dom0 vCPU, pinned or not: dom0's default
+    uncovered: FrozenSet[int] = frozenset()  # nodes with pCPUs but no dom0 vCPU: their guests' work stays put
 
     @property
     def usable(self) -> bool:
@@ -116,14 +117,22 @@ def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
                 v.vcpu, topo.format_cpus(v.hard), ",".join(str(n) for n in sorted(on))))
     if not dom0_vcpus:
         problems.append("dom0 has no vCPUs to read")
-    return Dom0Layout(nodes, tuple(problems), frozenset(v.vcpu for v in dom0_vcpus))
+    uncovered = frozenset(n.id for n in topo.nodes if n.cpus) - set(nodes.values()) if not problems else frozenset()
+    return Dom0Layout(nodes, tuple(problems), frozenset(v.vcpu for v in dom0_vcpus), uncovered)
+
+
+def _covers_what_it_can(layout: Dom0Layout, topo: Topology) -> bool:
+    """A per-node layout that spans as many nodes as dom0 has vCPUs for (all of them
+    pinned to node 0, as dom0_vcpus_pin leaves a dom0 smaller than a node, does not)."""
+    reachable = min(len(layout.node_of_vcpu), sum(1 for n in topo.nodes if n.cpus))
+    return layout.usable and len(set(layout.node_of_vcpu.values())) >= reachable
 
 
 def plan_dom0_pins(dom0_vcpus: Sequence, topo: Topology) -> List[object]:
     """Pin dom0's vCPUs one node each, round robin over the nodes (vCPU i on node i mod n,
-    hard affinity that node's pCPUs), for a dom0 booted without a per-node layout.  Nothing
-    if it already has one."""
-    if read_layout(dom0_vcpus, topo).usable:
+    hard affinity that node's pCPUs), for a dom0 booted without a per-node layout or whose
+    vCPUs are all on fewer nodes than they could cover.  Nothing if it already has one."""
+    if _covers_what_it_can(read_layout(dom0_vcpus, topo), topo):
         return []
     nodes = [n for n in topo.nodes if n.cpus]
     out: List[object] = []

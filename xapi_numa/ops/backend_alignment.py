@@ -53,6 +53,7 @@ class BackendAlignment:
 
     def state(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool = True) -> BackendState:
         self._note_once("layout", "; ".join(layout.problems) + "; " + DOM0_RECIPE if layout.problems else None)
+        self._note_once("uncovered", _uncovered(layout) if layout.uncovered else None)
         # a guest not read this time is not gone: its work is read too, so that it stays put
         guests = [d.domid for d in snap.domains if d.domid != 0] + sorted(snap.unread.values())
         conflict = self.dom0.irqbalance_conflict()
@@ -129,8 +130,15 @@ def report(snap: HostSnapshot, dom0: Dom0Proc, vm: Optional[str] = None) -> dict
                       "ran_on": _ran_on(q.counts), "aligned": bool(target) and q.allowed == target}
                      for q in irqs if q.domid == d.domid]})
     return {"dom0_layout": {str(v): n for v, n in sorted(layout.node_of_vcpu.items())},
-            "problems": list(layout.problems) + ([DOM0_RECIPE] if layout.problems else []),
+            "problems": list(layout.problems) + ([DOM0_RECIPE] if layout.problems else []) + (
+                [_uncovered(layout)] if layout.uncovered else []),
             "irqbalance": dom0.irqbalance_conflict() or "no conflict", "vms": rows}
+
+
+def _uncovered(layout: Dom0Layout) -> str:
+    return ("dom0 has no vCPU on node(s) {}: backend work of guests homed there stays where dom0's default puts "
+            "it; spread dom0's vCPUs over the nodes (xapi-numad --pin-dom0, or xl vcpu-pin Domain-0 <vCPU> "
+            "node:<node>)".format(",".join(map(str, sorted(layout.uncovered)))))
 
 
 def _ran_on(counts) -> Dict[str, int]:
