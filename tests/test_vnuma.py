@@ -82,7 +82,7 @@ def test_every_invalid_configuration_is_refused_with_its_own_error(case, which):
         assume(len(topo.node_ids) > len(pnodes))
         other = min(set(topo.node_ids) - set(pnodes))
         bad, field = vnuma.GuestSpec(guest.type, guest.vcpus, guest.memory,
-                                     policy=Policy.parse("strict", str(other))), "policy"
+                                     policy=Policy.parse("strict", str(other), "fail")), "policy"
     with pytest.raises(InvalidArgument if field else NoCapacity) as info:
         vnuma.plan_follow(topo, bad, pnodes, free)
     if field:
@@ -94,7 +94,7 @@ def test_each_refusal_names_its_reason():
     cases = [(vnuma.GuestSpec("pv", 2, GiB), "PV guests"),
              (vnuma.GuestSpec("hvm", 2, GiB, GiB // 2), "populate-on-demand"),
              (vnuma.GuestSpec("hvm", 1, GiB), "only 1 vCPU"),
-             (vnuma.GuestSpec("hvm", 2, GiB, policy=Policy.parse("strict", "1")), "leaves out"),
+             (vnuma.GuestSpec("hvm", 2, GiB, policy=Policy.parse("strict", "1", "fail")), "leaves out"),
              (vnuma.GuestSpec("hvm", 2, 2 * MiB), "below 2 MiB"),
              (vnuma.GuestSpec("kvm", 2, GiB), "unknown guest type")]
     for guest, words in cases:
@@ -106,6 +106,18 @@ def test_each_refusal_names_its_reason():
         vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 2, GiB), [0, 5])
     with pytest.raises(InvalidArgument, match="each pnode once"):
         vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 2, GiB), [1, 1])
+
+
+def test_a_node_list_confines_the_vnode_map_only_where_placement_would_stop_there():
+    """``2,nearest`` and the default fallback go on to other nodes when 2 is full: a map
+    over 2 and 3 is the very placement they make, and was refused."""
+    topo = Topology.uniform(4, 2, 4 * GiB)
+    for policy in (Policy.parse("best_effort", "2,nearest"), Policy.parse("preferred", "2"),
+                   Policy.parse("strict", "2"), Policy.parse("strict", "2,nearest", "fail")):
+        vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 4, 6 * GiB, policy=policy), [2, 3])
+    with pytest.raises(InvalidArgument, match="on_exhaust=fail leaves out"):
+        vnuma.plan_follow(topo, vnuma.GuestSpec("hvm", 4, 6 * GiB, policy=Policy.parse("strict", "2", "fail")),
+                          [2, 3])
 
 
 def test_split_keeps_close_nodes_together():

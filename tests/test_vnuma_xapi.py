@@ -58,6 +58,28 @@ def test_a_running_vm_plans_as_it_would_halted(ctx):
     assert without_meta(ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))) == halted
 
 
+def test_a_follow_plan_lays_memory_out_where_placement_found_room(ctx):
+    """3 vCPUs and 6G on 2x4G nodes: placement puts 3G on each; the vnodes' memory
+    followed their vCPUs (4G and 2G) and the plan was refused for want of room."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("odd", 3, 6 * G)
+    plan = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))
+    assert [(v["pnode"], v["memory"]) for v in plan["vnodes"]] == [(0, 3 * G), (1, 3 * G)]
+    assert sorted(c for v in plan["vnodes"] for c in v["vcpus"]) == [0, 1, 2]
+
+
+def test_a_plan_leaves_alone_what_starting_vms_reserved(ctx):
+    """A split plan on half 1 (node 1) counted memory another VM about to start there
+    had reserved: it laid a vnode over it."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("db", 2, 2 * G)
+    assert ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "mode": "split", "half": "1"}))
+    _, other = server.add_vm("starting", 2, 3 * G, other_config={"numa_mode": "strict", "numa_nodes": "1"})
+    assert ok(run(server, host, sid, "place", {"vm": other}))["nodes"] == [1]
+    failure = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "mode": "split", "half": "1"}))
+    assert failure[0] == "NUMA_NO_CAPACITY" and "node 1" in " ".join(failure), failure
+
+
 def test_a_vm_running_on_another_host_is_planned_where_it_runs(ctx):
     server, session, host, sid = ctx
     other_host = session.xenapi.host.get_all()[1]

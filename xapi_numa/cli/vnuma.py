@@ -8,6 +8,7 @@ half of a split host.  ``--xl`` prints the lines for xl.cfg.  ``--store`` (with
 ``other_config`` (:mod:`xapi_numa.ops.vnuma_xapi`).
 """
 import re
+from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.cli import common, render
 from xapi_numa.core import numbers, vnuma
@@ -42,16 +43,17 @@ def _guest(args) -> vnuma.GuestSpec:
     return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
 
 
-def _pnodes(args, hv, guest: vnuma.GuestSpec):
-    """The pnodes to follow: given, or where a placement dry run puts the VM."""
+def _pnodes(args, hv, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optional[Dict[int, int]]]:
+    """The pnodes to follow: given, or where a placement dry run puts the VM (and the
+    bytes it puts on each)."""
     if args.nodes is not None:
         topo = hv.topology()
         order = parse_ordered_nodes(args.nodes, "--nodes")
         topo.parse_nodes(",".join(map(str, order)), "--nodes")  # unknown ids named with the allowed range
-        return list(order)
+        return list(order), None
     request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
-    placement, _, _ = place_and_reserve(hv, common.ledger(args), request, args.vm, dry_run=True)
-    return list(placement.nodes)
+    placement, _, _ = place_and_reserve(hv, common.ledger(args), request, vm, dry_run=True)
+    return list(placement.nodes), placement.bytes_per_node
 
 
 def _render(plan: dict) -> str:
@@ -106,7 +108,8 @@ def cmd_vnuma(args) -> int:
     hv = common.hypervisor(args)
     topo = hv.topology()
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
-    free = free_for_plan(hv, target.domid if target is not None else None)
+    vm = target.uuid if target is not None else args.vm  # a reservation is keyed by the VM's UUID
+    free = free_for_plan(hv, target.domid if target is not None else None, common.ledger(args), vm)
     if args.split is not None:
         if args.nodes is not None:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
@@ -114,9 +117,9 @@ def cmd_vnuma(args) -> int:
             plan = vnuma.plan_split(topo, guest, args.split, free)
     else:
         with common.flag_names(FLAGS):  # the policy's nodes are --policy-nodes
-            pnodes = _pnodes(args, hv, guest)
+            pnodes, placed = _pnodes(args, hv, guest, vm)
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
-            plan = vnuma.plan_follow(topo, guest, pnodes, free)
+            plan = vnuma.plan_follow(topo, guest, pnodes, free, placed)
     if args.xl:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0

@@ -116,16 +116,19 @@ def check_guest(guest: GuestSpec) -> None:
 
 def check_policy(policy: Policy, pnodes: Sequence[int]) -> None:
     """A NUMA policy must agree with the vnode map: vNUMA puts each vnode's memory on
-    its pnode, so a policy that lets Xen choose, or confines the VM elsewhere, contradicts it."""
+    its pnode, so a policy that lets Xen choose, or confines the VM elsewhere, contradicts it.
+    A node list confines only with ``on_exhaust=fail`` and no ``nearest``: otherwise placement
+    itself goes on to other nodes when the listed ones are full."""
     if policy.mode == "any":
         raise InvalidArgument("policy", "mode 'any' lets Xen stripe memory anywhere, but vNUMA fixes each "
                                         "vnode's memory to its pnode", "best_effort, preferred or strict")
-    if policy.nodes:
+    if policy.nodes and policy.on_exhaust == "fail" and not policy.nearest:
         outside = sorted(set(pnodes) - set(policy.nodes))
         if outside:
             raise InvalidArgument("policy", f"the vnode map uses node(s) {outside} that the policy's node list "
-                                            f"{list(policy.nodes)} leaves out",
-                                  "a node list that includes every pnode of the vnode map, or none")
+                                            f"{list(policy.nodes)} with on_exhaust=fail leaves out",
+                                  "a node list that includes every pnode of the vnode map, none, or "
+                                  "on_exhaust=fallback")
 
 
 def _check_fits(sizes: Sequence[Tuple[int, int]], free: Mapping[int, int]) -> None:
@@ -171,7 +174,7 @@ def split_memory(memory: int, weights: Sequence[int]) -> List[int]:
 
 
 def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
-          free: Optional[Mapping[int, int]]) -> VnumaPlan:
+          free: Optional[Mapping[int, int]], weights: Optional[Sequence[int]] = None) -> VnumaPlan:
     check_guest(guest)
     known = topology.node_ids
     for p in pnodes:
@@ -186,7 +189,7 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
                               f"at most {guest.vcpus} vnodes (or more vCPUs)")
     check_policy(guest.policy, pnodes)
     blocks = split_vcpus(guest.vcpus, k)
-    sizes = split_memory(guest.memory, [len(b) for b in blocks])
+    sizes = split_memory(guest.memory, list(weights) if weights else [len(b) for b in blocks])
     available = free if free is not None else {n.id: n.memory_free for n in topology.nodes}
     _check_fits(list(zip(pnodes, sizes)), available)
     vnodes = tuple(VNode(i, p, sizes[i], blocks[i], tuple(topology.distance(p, q) for q in pnodes))
@@ -195,9 +198,12 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
 
 
 def plan_follow(topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
-                free: Optional[Mapping[int, int]] = None) -> VnumaPlan:
-    """One vnode per node of the placement, in the placement's order."""
-    return _plan("follow", topology, guest, list(pnodes), free)
+                free: Optional[Mapping[int, int]] = None, memory: Optional[Mapping[int, int]] = None) -> VnumaPlan:
+    """One vnode per node of the placement, in the placement's order.  ``memory``: the
+    placement's bytes per node; the vnodes' memory follows it (what placement found room
+    for), else the vnodes' vCPUs."""
+    weights = [memory.get(p, 0) for p in pnodes] if memory else None
+    return _plan("follow", topology, guest, list(pnodes), free, weights if weights and all(weights) else None)
 
 
 def split_halves(topology: Topology) -> Tuple[FrozenSet[int], FrozenSet[int]]:

@@ -20,7 +20,7 @@ from xapi_numa.core import vnuma
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.ops import observe
+from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
 from xapi_numa.ops.start_placement import request_for
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -42,10 +42,14 @@ def guest_of(record: dict) -> vnuma.GuestSpec:
                            int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
 
 
-def free_for_plan(hv: Hypervisor, domid: Optional[int]) -> Dict[int, int]:
-    """Claimable bytes per node for a vNUMA plan; a built or running domain ``domid``
-    counts its own memory as free (the plan lays out memory it already has)."""
-    free = observe.claimable(hv)  # a host-wide claim bounds every node
+def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger] = None,
+                  vm: Optional[str] = None) -> Dict[int, int]:
+    """Claimable bytes per node for a vNUMA plan, less what starting VMs reserved in
+    ``ledger`` (``vm``'s own reservation aside: placed again, it replaces it); a built or
+    running domain ``domid`` counts its own memory as free (the plan lays out memory it
+    already has)."""
+    reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else None
+    free = observe.claimable(hv, reserved)  # a host-wide claim bounds every node
     if domid is not None:
         for node, pages in hv.node_pages(domid).items():
             free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)
@@ -70,7 +74,7 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
         # its memory is on another host: planned here it would count none of it as free
         raise InvalidArgument("vm", "VM {} is {} on another host".format(uuid, record["power_state"].lower()),
                               "the host it runs on (or any host once it is halted)")
-    free = free_for_plan(hv, running.domid if running is not None else None)
+    free = free_for_plan(hv, running.domid if running is not None else None, ledger, uuid)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
     request = request_for(record, topo)
@@ -78,7 +82,7 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:
         placement, _, _ = place_and_reserve(hv, ledger, request, uuid, dry_run=True)
-    return vnuma.plan_follow(topo, guest, list(placement.nodes), free)
+    return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
 def store_plan(session, vm: str, plan: vnuma.VnumaPlan) -> None:
