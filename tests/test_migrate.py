@@ -550,3 +550,18 @@ def test_a_batch_whose_unpause_failed_is_unpaused_by_recovery_at_once(sim, ledge
     assert "could not be unpaused" in report["error"] and "recovery put them back" in report["error"]
     assert not _paused(sim, domid) and MoveJournal(ledger.db).status(plan.domain.uuid).state == "failed"
     _invariants(sim)
+
+
+def test_the_movers_scope_asks_systemd_219_nothing_it_refuses(tmp_path, monkeypatch):
+    """XenServer 8.4's systemd 219 has no ``systemd-run --collect``: with it, systemd-run
+    exited at once, no mover ran, and the plugin had answered that one was running."""
+    fake = tmp_path / "systemd-run"
+    fake.write_text("#!/bin/sh\necho 'systemd 219'\necho '+PAM +AUDIT'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(tmp_path, os.environ["PATH"]))
+    assert migrate._systemd_version(subprocess) == 219
+    old = migrate.scope_command(7, 219)
+    assert old[:3] == ["systemd-run", "--quiet", "--scope"] and "--collect" not in old
+    assert "--collect" in migrate.scope_command(7, 249)
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    assert migrate._systemd_version(subprocess) == 0

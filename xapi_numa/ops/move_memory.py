@@ -319,11 +319,28 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
         cmd += ["--vnode", str(vnode)]
     if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
         # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
-        cmd = ["systemd-run", "--quiet", "--scope", "--collect",
-               "--unit", "xapi-numa-move-{}-{}".format(domid, int(time.time()))] + cmd
+        cmd = scope_command(domid, _systemd_version(subprocess)) + cmd
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True, close_fds=True, pass_fds=(lock.fd,), cwd="/")
     return child.pid
+
+
+def scope_command(domid: int, systemd_version: int) -> List[str]:
+    """systemd-run's words for a mover's scope.  ``--collect`` (unload it even if the move
+    failed) came with systemd 236: XenServer 8's systemd 219 refuses it and runs nothing."""
+    return (["systemd-run", "--quiet", "--scope"] + (["--collect"] if systemd_version >= 236 else [])
+            + ["--unit", "xapi-numa-move-{}-{}".format(domid, int(time.time()))])
+
+
+def _systemd_version(subprocess) -> int:
+    """The first line of ``systemd-run --version`` says ``systemd 219`` (0 if it cannot be read)."""
+    try:
+        out = subprocess.run(["systemd-run", "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    words = (out.splitlines() or [""])[0].split()
+    return int(words[1]) if len(words) > 1 and words[0] == "systemd" and words[1].isdigit() else 0
 
 
 def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
