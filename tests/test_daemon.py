@@ -370,3 +370,27 @@ def test_settling_a_claimed_start_cancels_the_builds_leftover_claims(pool, monke
     settle(sim, session, ledger, uuid)
     assert ledger.reservations() == []
     assert all(m.claimed == 0 for m in sim.node_memory())
+
+
+def test_a_stop_restores_every_pin_past_the_write_budget(tmp_path):
+    """Credit2 holds every vCPU of the VMs involved: 320 pins, and the stop restored the
+    256 of one write budget, left 64 vCPUs hard-pinned and exited 0."""
+    from xapi_numa.core.actions import PinTemporarily
+    from xapi_numa.daemon import restore_at_stop
+    from xapi_numa.ops.executor import Executor
+    from xapi_numa.state.pins import PinJournal
+    topo = Topology.uniform(2, 32, 64 << 30)
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    db = Database(str(tmp_path / "l.db"))
+    pins = []
+    for i in range(40):
+        home = topo.cpus_of_nodes([i % 2])
+        domid = sim.create("vm{}".format(i), 8, 512 << 20, dtype="pvh", soft=home, load="idle")
+        uuid = next(d.uuid for d in sim.domains() if d.domid == domid)
+        pins += [PinTemporarily(domid, uuid, v, home, topo.all_cpus, "displaced") for v in range(8)]
+    Executor(sim, db).apply(pins)
+    rt = Runtime(sim, db, Settings())
+    assert rt.settings.max_writes < len(pins) == len(PinJournal(db).entries())
+    assert restore_at_stop(rt) is True
+    assert PinJournal(db).entries() == []
+    assert all(v.hard == topo.all_cpus for d in sim.domains() if d.domid for v in sim.vcpus(d.domid))

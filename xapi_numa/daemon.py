@@ -178,7 +178,10 @@ def restore_at_stop(rt: runtime.Runtime) -> bool:
     them, and the next start restores them."""
     try:
         rt.restore_all_pins("stop")
-        return True
+        left = rt.pins.entries()
+        if left:  # refused, or VMs not read: the journal keeps them for the next start
+            log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them", left=len(left))
+        return not left
     except (NumaError, OSError) as err:
         log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
                   error=err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err))

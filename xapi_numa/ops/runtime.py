@@ -35,7 +35,7 @@ from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import move_memory, move_recovery, observe, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
-from xapi_numa.ops.executor import DONE, Executor, Outcome, log_event
+from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
 from xapi_numa.ops.reserve import room_pages
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -324,7 +324,11 @@ class Runtime:
         pins = self.pins.entries()
         if not pins:
             return 0
-        outcomes = self.executor.apply(homing.restore_all(observe.take(self.hv), pins))
+        outcomes, actions = [], list(homing.restore_all(observe.take(self.hv), pins))  # type: List[Outcome], list
+        while actions:  # all of them, a write budget at a time: a stop must not leave pins behind
+            batch = self.executor.apply(actions)
+            done = [o for o in batch if o.status != DEFERRED]
+            outcomes, actions = outcomes + done, [o.action for o in batch if o.status == DEFERRED] if done else []
         restored = sum(1 for o in outcomes if o.status == DONE and o.action.domid is not None)
         not_done = len([o for o in outcomes if o.status != DONE])
         left = not_done + len(pins) - len(outcomes)  # refused, and those of VMs not read (kept for later)
