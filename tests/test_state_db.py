@@ -105,3 +105,32 @@ def test_the_home_move_log_outlives_a_reboot_of_the_host_clock(tmp_path):
     for i in range(KEEP + 5):
         log.record(HomeMove("vm-{}".format(i), 200.0 + i, 1, 0, "swap", "later"))
     assert len(log.recent()) == KEEP and log.recent()[-1].uuid == "vm-{}".format(KEEP + 4)
+
+
+def test_a_second_open_in_one_process_keeps_the_first_ones_locks(tmp_path):
+    """Opening the database a second time in a process (a foreground move-memory does)
+    opened and closed the file, which drops every POSIX lock the process holds on it: the
+    next process to close took itself for the last user and deleted the live WAL, and the
+    first connection's later reservations were lost to every other process (an over-commit)."""
+    import subprocess
+    import sys
+    from xapi_numa.errors import NoCapacity
+    from xapi_numa.state.ledger import Ledger
+    G = 1 << 30
+    path = str(tmp_path / "ledger.db")
+    first = Ledger(path)
+    first.reserve("vm-a", {0: 4 * G}, 600, lambda: {0: 7 * G})
+    second = Ledger(path)
+    second.outstanding()
+    second.close()
+
+    def other(code):
+        return subprocess.run([sys.executable, "-c", "from xapi_numa.state.ledger import Ledger; l = Ledger({!r}); {}"
+                               .format(path, code)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, check=True).stdout.strip()
+    assert other("print(l.outstanding()); l.close()") == "{0: 4294967296}"
+    assert os.path.exists(path + "-wal")
+    first.reserve("vm-b", {0: 2 * G}, 600, lambda: {0: 7 * G})
+    assert other("print(l.outstanding())") == "{0: 6442450944}"
+    with pytest.raises(NoCapacity):
+        first.reserve("vm-c", {0: 3 * G}, 600, lambda: {0: 7 * G})

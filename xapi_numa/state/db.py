@@ -19,6 +19,7 @@ What this module guarantees beyond SQLite:
   names the file and what to do.
 """
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -117,12 +118,19 @@ class Database:
             raise StateError("cannot create {} for the state database: {}".format(directory, err.strerror)) from None
 
     def _create_private(self) -> None:
-        """Create the file 0600 before SQLite does (its journals take the file's mode)."""
+        """Create the file 0600 before SQLite does (its journals take the file's mode).
+        Never open an existing one: closing any descriptor of a database drops every POSIX
+        lock this process holds on it (SQLite's own connections' too), and another process
+        then takes itself for the last user and deletes the live WAL."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            return
+        except FileExistsError:
+            err = None if os.access(self.path, os.R_OK | os.W_OK) else PermissionError(errno.EACCES, "Permission denied")
+        except OSError as failed:
+            err = failed
+        if err is not None:
             raise StateError("cannot open the state database {}: {}".format(self.path, err.strerror)) from None
-        os.close(fd)
 
     def _open(self) -> None:
         self._prepare_directory()
