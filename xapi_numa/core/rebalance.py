@@ -84,11 +84,13 @@ advance runs 4.6 % of its CPU time remote and gets 1.20x static placement's
 work (as hard affinity: none remote, 1.21x); the rebalancer 1.20x
 (``bench/trace_rebalance.py`` says where the work goes).
 """
+import heapq
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
+from xapi_numa.core.demand_window import Window
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
@@ -232,33 +234,6 @@ def _eligible(vm: VmLoad, to: int) -> bool:
     return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
 
 
-def node_series(vms: Sequence[VmLoad], nodes: Sequence[int], k: int) -> Dict[int, List[float]]:
-    """Per node, the demand of the VMs homed there over the last ``k`` periods."""
-    out = {n: [0.0] * k for n in nodes}
-    for vm in vms:
-        if vm.home in out:
-            for i, d in enumerate(vm.samples(k)):
-                out[vm.home][i] += d
-    return out
-
-
-def _gain(moves: Sequence[Tuple[VmLoad, int]], series: Mapping[int, List[float]],
-          capacity: Mapping[int, float]) -> float:
-    """Extra CPU delivered per period, averaged over the window: a move judged on how
-    the load behaved lately (bursts, phases), not on one instant."""
-    touched = {vm.home for vm, _ in moves} | {to for _, to in moves}
-    k = len(next(iter(series.values())))
-    after = {n: list(series[n]) for n in touched}
-    for vm, to in moves:
-        for i, d in enumerate(vm.samples(k)):
-            after[vm.home][i] -= d
-            after[to][i] += d
-    total = 0.0
-    for n in touched:
-        total += sum(min(a, capacity[n]) - min(b, capacity[n]) for a, b in zip(after[n], series[n]))
-    return total / k
-
-
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
            capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
            max_writes: Optional[int] = None) -> Assessment:
@@ -273,9 +248,10 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
     if imbalance < settings.imbalance:
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
             imbalance, settings.imbalance))
-    series = node_series(vms, nodes, max([len(vm.history) for vm in vms] + [1]))
+    window = Window(vms, usable, max([len(vm.history) for vm in vms] + [1]))
+    homed = homed_vcpus(vms, nodes)
     weighed = [c for swaps in (False, True) for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand,
-                                                            series, usable, settings)]
+                                                            window, homed, settings)]
     candidates = [c for c in weighed if (room is None or fits_room(c, room, settings))
                   and (max_writes is None or c.writes <= max_writes)]
     if not candidates:
@@ -283,8 +259,7 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains {:.2f} "
                           "pCPUs{}".format(imbalance, settings.min_gain, " within the budget of {} writes per "
                                            "cycle".format(max_writes) if over else ""))
-    homed = homed_vcpus(vms, nodes)
-    best = max(candidates, key=lambda c: _preference(c, demand, usable, topo, homed))
+    best = max(candidates, key=lambda c: _preference(c.moves, c.score, demand, usable, topo, homed))
     return Assessment(loads, imbalance, best, best.explain(loads))
 
 
@@ -329,20 +304,20 @@ def raises_exposure(moves: Sequence[Tuple[VmLoad, int]], homed: Mapping[int, int
     return excess(after) > excess({n: float(homed[n]) for n in touched}) + 1e-9
 
 
-def _preference(c: Candidate, demand: Mapping[int, float], capacity: Mapping[int, float], topo: Topology,
-                homed: Mapping[int, int]) -> Tuple:
+def _preference(moves: Sequence[Tuple[VmLoad, int]], score: float, demand: Mapping[int, float],
+                capacity: Mapping[int, float], topo: Topology, homed: Mapping[int, int]) -> Tuple:
     """A move that leaves no node more exposed first (:func:`raises_exposure`); then the
     most gain per memory moved; among (nearly) equal ones, the move that leaves the
     loads most even (least sum of squared loads), then the nearest target, then a
     stable order."""
-    safe = not raises_exposure(c.moves, homed, capacity)
+    safe = not raises_exposure(moves, homed, capacity)
     after = dict(demand)
-    for vm, to in c.moves:
+    for vm, to in moves:
         after[vm.home] -= vm.demand
         after[to] += vm.demand
     spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
-    distance = sum(topo.distance(vm.home, to) for vm, to in c.moves)
-    return (safe, round(c.score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in c.moves])
+    distance = sum(topo.distance(vm.home, to) for vm, to in moves)
+    return (safe, round(score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in moves])
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
@@ -352,6 +327,9 @@ def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, sett
 
 
 MoveSet = Tuple[str, Tuple[Tuple[VmLoad, int], ...]]  # (kind, ((VM, new home), ...))
+# Swaps weighed exactly per look: pairs grow with the square of the VMs (tens of
+# thousands on a host with a few hundred), and weighing one walks the window
+SWAPS_WEIGHED = 256
 
 
 def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = False) -> List[MoveSet]:
@@ -379,16 +357,36 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     return out
 
 
-def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float],
-           series: Mapping[int, List[float]], capacity: Mapping[int, float], settings: Settings) -> List[Candidate]:
+def _promising(moves: Sequence[MoveSet], demand: Mapping[int, float], topo: Topology, homed: Mapping[int, int],
+               capacity: Mapping[int, float], settings: Settings) -> List[MoveSet]:
+    """The :data:`SWAPS_WEIGHED` swaps the choice (:func:`_preference`) would rank first,
+    were each one's gain the two VMs' difference in current demand."""
+    pages: Dict[Tuple[int, int], int] = {}
+
+    def rank(move: MoveSet) -> Tuple:
+        pages.update({(id(vm), to): pages_to_move(vm, to, settings.local_enough) for vm, to in move[1]
+                      if (id(vm), to) not in pages})
+        (v, to_v), (w, to_w) = move[1]
+        moved = pages[id(v), to_v] + pages[id(w), to_w]
+        return _preference(move[1], (v.demand - w.demand) / (1.0 + moved * PAGE / float(1 << 30)), demand,
+                           capacity, topo, homed)
+    return heapq.nlargest(SWAPS_WEIGHED, moves, key=rank)
+
+
+def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float], window: Window,
+           homed: Mapping[int, int], settings: Settings) -> List[Candidate]:
     """The moves that gain at least :attr:`Settings.min_gain`, with their gain and cost
-    (a PV guest's home only where that alone is a net gain)."""
+    (a PV guest's home only where that alone is a net gain).  Of more than
+    :data:`SWAPS_WEIGHED` swaps, only the most promising are weighed (:func:`_promising`)."""
     out = []
-    hot = {n for n, s in series.items() if s and max(s) > capacity[n]}
+    capacity = window.capacity
+    hot = {n for n, s in window.series.items() if s and max(s) > capacity[n]}
+    # no node it touches was ever over capacity: it cannot deliver more
+    moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
+    if len(moves) > SWAPS_WEIGHED and moves[0][0] == "swap":
+        moves = _promising(moves, demand, topo, homed, capacity, settings)
     for kind, pairs in moves:
-        if not any(vm.home in hot or to in hot for vm, to in pairs):
-            continue  # no node it touches was ever over capacity: it cannot deliver more
-        gain = _gain(pairs, series, capacity)
+        gain = window.gain(pairs)
         if gain < settings.min_gain:
             continue
         if kind == "balance" and pairs[0][0].memory_stays and not _pv_gains(

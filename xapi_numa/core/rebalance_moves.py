@@ -9,7 +9,8 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
-from xapi_numa.core.rebalance import Settings, VmLoad, node_series, pages_to_move
+from xapi_numa.core.demand_window import node_series
+from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
 from xapi_numa.core.topology import Topology
 
 UNDO = "undo a home move made only in part"
