@@ -350,3 +350,39 @@ def test_a_vm_not_read_for_a_cycle_is_no_change_of_demand_for_credit2():
     partial = HostSnapshot(topo, 11.0, doms[:1], {1: vcpus[1]}, scheduler="credit2", unread={"ub": 2})
     assert not homing.demand_changed(before, homing.demand(partial, before), partial)
     assert homing.displaced_since(partial, since) == since
+
+
+def test_a_vm_started_again_is_not_judged_on_its_last_domains_pages(tmp_path):
+    """Stock Xen reads pages per node every 600 s: a VM rebooted onto node 0 kept the reading
+    of its previous domain (all on node 1), so moving it to a full node 1 cost nothing and
+    passed the room check."""
+    import attrs as _attrs
+    from xapi_numa.state.homes import HomeMoves
+
+    class StockXen(SimHypervisor):
+        def capabilities(self):
+            c = super().capabilities()
+            return _attrs.evolve(c, features=dict(c.features, node_pages="fallback"))
+
+    topo = Topology.uniform(2, 4, 8 << 30)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    sim = StockXen(str(tmp_path / "h.json"))
+    uuid = "aaaaaaaa-0000-0000-0000-000000000001"
+    a = sim.create("A", 2, 2 << 30, dtype="pvh", soft=n1, load="idle", uuid=uuid)
+    for i in range(2):
+        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=n0, load="busy")
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    sim.run(1.0)
+    rt.cycle()
+    assert rt.pages[uuid].get(1) == (2 << 30) >> 12  # read: all on node 1
+    sim.destroy(a)
+    a = sim.create("A", 2, 2 << 30, dtype="pvh", soft=n0, load="busy", uuid=uuid)
+    room = next(m for m in sim.node_memory() if m.node == 1).claimable
+    sim.create("fat", 1, room - (64 << 20), dtype="pvh", soft=n1, hard=n1, load="idle")
+    for _ in range(30):
+        sim.run(1.0)
+        rt.cycle()
+    assert uuid not in rt.pages  # unread until the next scan
+    assert [m for m in HomeMoves(rt.db).recent() if m.uuid == uuid] == []
+    assert sim.node_pages(a).get(1, 0) == 0

@@ -33,7 +33,7 @@ from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import move_memory, move_recovery, observe, upkeep
+from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
@@ -102,6 +102,7 @@ class Runtime:
         self.last_page_scan: Optional[float] = None
         self._fixup_now = False
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
+        self.pages_of_domid: Dict[str, int] = {}    # uuid -> the domain those pages were read from
         self._failing: Set[str] = set()            # upkeep steps whose failure is already logged
 
     @property
@@ -146,7 +147,7 @@ class Runtime:
             read = {uuids[domid]: dict(p) for domid, p in snap.pages.items()}
             if not native_pages:
                 read.update(self._modelled_while_moving(read))
-            self.pages = read
+            self.pages, self.pages_of_domid = read, {d.uuid: d.domid for d in snap.domains}
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
         return snap
@@ -170,6 +171,10 @@ class Runtime:
         """Drop what homing remembers of VMs that no longer run: a daemon lives for months
         of VM starts and stops."""
         alive = {d.uuid for d in snap.domains} | set(snap.unread)
+        # a VM started again since its pages were read (stock Xen reads them rarely) is unread:
+        # its last domain's pages said where this one's are not, and a move was judged on them
+        domids = dict({d.uuid: d.domid for d in snap.domains}, **snap.unread)
+        self.pages = {u: p for u, p in self.pages.items() if domids.get(u) == self.pages_of_domid.get(u)}
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
         self.bounced_vms &= alive
         self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
@@ -226,9 +231,9 @@ class Runtime:
             # whatever failed above, a guest a dead mover left paused is still unpaused
             kept = self.upkeep()
         report = {"host_clock": snap.time, "displaced": len(self.displaced_since)}
-        report.update(_tally(outcomes))
+        report.update(cycle_log.tally(outcomes))
         report.update(kept)
-        self._log_changes(outcomes)
+        cycle_log.log_changes(self.logger, outcomes)
         return report
 
     # --- rebalancing --------------------------------------------------------------------------------------
@@ -369,32 +374,3 @@ class Runtime:
         if key not in self._failing:
             self._failing.add(key)
             log_event(self.logger, level, event, **fields)
-
-    def _log_changes(self, outcomes: List[Outcome]) -> None:
-        backends = [o.action for o in outcomes if o.status == DONE and type(o.action).__name__ in (
-            "SetThreadAffinity", "SetIrqAffinity", "RestoreBackendAffinity")]
-        if backends:
-            log_event(self.logger, logging.INFO, "backend work placed", count=len(backends),
-                      changes=sorted({a.reason for a in backends}))
-        pins = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "PinTemporarily"]
-        if pins:
-            log_event(self.logger, logging.INFO, "pinned displaced vCPUs home", count=len(pins),
-                      vcpus=["{}.{}".format(o.action.domid, o.action.vcpu) for o in pins])
-        restores = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "RestorePin"
-                    and o.action.domid is not None]
-        if restores:
-            log_event(self.logger, logging.INFO, "pins restored", count=len(restores),
-                      reasons=sorted({o.action.reason for o in restores}))
-        for o in outcomes:
-            if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0:
-                log_event(self.logger, logging.INFO, "soft affinity set", domid=o.action.domid,
-                          reason=o.action.reason)
-
-
-def _tally(outcomes: List[Outcome]) -> dict:
-    done = [o for o in outcomes if o.status == DONE]
-    kinds = [type(o.action).__name__ for o in done]
-    return {"pinned": kinds.count("PinTemporarily"),
-            "restored": sum(1 for o in done if type(o.action).__name__ == "RestorePin" and o.action.domid is not None),
-            "soft_moved": len({o.action.domid for o in done if type(o.action).__name__ == "SetAffinity"}),
-            "deferred": sum(1 for o in outcomes if o.status == "deferred")}

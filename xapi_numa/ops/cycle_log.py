@@ -1,0 +1,37 @@
+"""What one cycle of xapi-numad changed: its log lines and the counts in its report."""
+import logging
+from typing import List
+
+from xapi_numa.ops.executor import DONE, Outcome, log_event
+
+
+def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:
+    """One log line per kind of change the cycle made."""
+    backends = [o.action for o in outcomes if o.status == DONE and type(o.action).__name__ in (
+        "SetThreadAffinity", "SetIrqAffinity", "RestoreBackendAffinity")]
+    if backends:
+        log_event(logger, logging.INFO, "backend work placed", count=len(backends),
+                  changes=sorted({a.reason for a in backends}))
+    pins = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "PinTemporarily"]
+    if pins:
+        log_event(logger, logging.INFO, "pinned displaced vCPUs home", count=len(pins),
+                  vcpus=["{}.{}".format(o.action.domid, o.action.vcpu) for o in pins])
+    restores = [o for o in outcomes if o.status == DONE and type(o.action).__name__ == "RestorePin"
+                and o.action.domid is not None]
+    if restores:
+        log_event(logger, logging.INFO, "pins restored", count=len(restores),
+                  reasons=sorted({o.action.reason for o in restores}))
+    for o in outcomes:
+        if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0:
+            log_event(logger, logging.INFO, "soft affinity set", domid=o.action.domid,
+                      reason=o.action.reason)
+
+
+def tally(outcomes: List[Outcome]) -> dict:
+    """The cycle's report: how many of each change were made, and how many deferred."""
+    done = [o for o in outcomes if o.status == DONE]
+    kinds = [type(o.action).__name__ for o in done]
+    return {"pinned": kinds.count("PinTemporarily"),
+            "restored": sum(1 for o in done if type(o.action).__name__ == "RestorePin" and o.action.domid is not None),
+            "soft_moved": len({o.action.domid for o in done if type(o.action).__name__ == "SetAffinity"}),
+            "deferred": sum(1 for o in outcomes if o.status == "deferred")}
