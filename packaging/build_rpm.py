@@ -61,6 +61,19 @@ def version() -> str:
     return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
+def release() -> str:
+    """The RPM's Release: commits so far and the commit (``262.g5188950``), so that every
+    build of a later commit upgrades an earlier one (``rpm -U`` refuses the same
+    version-release, and its scriptlets never run); ``0.local`` outside a git checkout."""
+    try:
+        count, sha = (subprocess.run(["git", "-C", ROOT] + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     universal_newlines=True, check=True).stdout.strip()
+                      for args in (["rev-list", "--count", "HEAD"], ["rev-parse", "--short", "HEAD"]))
+    except (OSError, subprocess.CalledProcessError):
+        return "0.local"
+    return "{}.g{}".format(count, sha)
+
+
 def console_scripts() -> dict:
     """name -> (module, function), read from setup.py: the one list of entry points."""
     text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
@@ -160,7 +173,7 @@ def build(payload: str, out: str) -> str:
     top = os.path.abspath(os.path.join(out, "rpmbuild"))
     shutil.rmtree(top, ignore_errors=True)
     defines = {
-        "_topdir": top, "payload": os.path.abspath(payload), "xn_version": version(),
+        "_topdir": top, "payload": os.path.abspath(payload), "xn_version": version(), "xn_release": release(),
         "xn_prefix": PREFIX, "xn_unitdir": UNIT_DIR,
         # nothing outside our files: no /usr/lib/.build-id links, no stripping or bytecode
         # (dom0's 3.6 writes no __pycache__ it was not given; ours would be for this Python)

@@ -163,6 +163,18 @@ def rpm_query(*args):
                           universal_newlines=True, check=True).stdout
 
 
+def test_each_commit_builds_a_release_that_upgrades_the_last(rpm_file):
+    """Every RPM was xapi-numa-0.1.0-1: ``rpm -U`` of a later build said it was already
+    installed, so no upgrade (and no restart scriptlet) could happen."""
+    release = rpm_query("-qp", "--queryformat", "%{RELEASE}", rpm_file)
+    count = subprocess.run(["git", "-C", ROOT, "rev-list", "--count", "HEAD"], stdout=subprocess.PIPE,
+                           universal_newlines=True).stdout.strip()
+    if not count:
+        assert release == "0.local"
+        return
+    assert re.fullmatch(re.escape(count) + r"\.g[0-9a-f]{7,}", release), release  # rpm compares the count first
+
+
 def test_payload_is_ours_only_and_has_no_xenapi(rpm_file):
     files = [f.lstrip("/") for f in rpm_query("-qlp", rpm_file).split()]
     assert files, "empty payload"
