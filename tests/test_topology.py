@@ -98,3 +98,43 @@ def test_parse_distances():
         with pytest.raises(InvalidArgument) as err:
             parse_distances(text, 2, "--distances")
         assert err.value.field == "--distances"
+
+
+def test_cpus_near_memory_only_nodes_are_the_nearest_nodes_with_cpus():
+    from xapi_numa.core.topology import CpuInfo, Node
+    g = 1 << 30
+    topo = Topology([Node(0, range(0, 4), 8 * g), Node(1, range(4, 8), 8 * g), Node(2, [], 8 * g),
+                     Node(3, [], 8 * g)],
+                    [[10, 20, 15, 20], [20, 10, 25, 20], [15, 25, 10, 20], [20, 20, 20, 10]],
+                    [CpuInfo(c, c, c // 4, c // 4) for c in range(8)])
+    assert topo.cpus_near([1]) == topo.cpus_of_nodes([1])
+    assert topo.cpus_near([1, 2]) == topo.cpus_of_nodes([1])       # a node of the set has CPUs
+    assert topo.cpus_near([2]) == topo.cpus_of_nodes([0])          # 15 < 25
+    assert topo.cpus_near([3]) == topo.cpus_of_nodes([0, 1])       # a tie: both
+    assert topo.cpus_near([]) == frozenset()
+
+
+def test_settling_and_the_fix_up_never_write_an_empty_mask_for_memory_only_nodes():
+    """Settling a VM placed on a memory-only node wrote an empty soft affinity (an empty hard
+    one for strict, which Xen refuses), and the fix-up one for a VM whose memory is there."""
+    from xapi_numa.core import affinity_fixup, settling
+    from xapi_numa.core.host import DomainInfo, VcpuInfo
+    from xapi_numa.core.policy import Policy
+    from xapi_numa.core.snapshot import HostSnapshot
+    from xapi_numa.core.topology import CpuInfo, Node
+    g = 1 << 30
+    topo = Topology([Node(0, range(0, 4), 8 * g, 8 * g), Node(1, range(4, 8), 8 * g, 8 * g), Node(2, [], 8 * g, 8 * g)],
+                    [[10, 20, 15], [20, 10, 25], [15, 25, 10]], [CpuInfo(c, c, c // 4, c // 4) for c in range(8)])
+    dom = DomainInfo(5, "A", "uuid-a", 2, g, g, False, "pvh")
+    near = topo.cpus_of_nodes([0])
+    for mode in ("preferred", "best_effort", "strict"):
+        vcpus = [VcpuInfo(5, v, v, "running", near, near, 1.0) for v in (0, 1)]
+        s = settling.plan(dom, vcpus, topo, Policy.parse(mode, "2"), frozenset({2}), {2: g >> 12}, None)
+        assert all((a.soft is None or a.soft == near) and a.hard for a in s.actions), (mode, s.actions)
+        assert any(a.soft == near or a.hard == near for a in s.actions)
+    pages = {5: {0: 0, 1: 0, 2: g >> 12}}
+    elsewhere = [VcpuInfo(5, v, v, "running", topo.all_cpus, topo.cpus_of_nodes([1]), 1.0) for v in (0, 1)]
+    moves = affinity_fixup.plan(HostSnapshot(topo, 1.0, (dom,), {5: tuple(elsewhere)}, pages=pages))
+    assert [a.soft for a in moves] == [near, near]
+    there = [VcpuInfo(5, v, v, "running", topo.all_cpus, near, 1.0) for v in (0, 1)]
+    assert affinity_fixup.plan(HostSnapshot(topo, 1.0, (dom,), {5: tuple(there)}, pages=pages)) == []

@@ -28,7 +28,7 @@ def follow(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, pages:
     nodes = memory_nodes(pages)
     if not nodes:
         return []
-    cpus = topo.cpus_of_nodes(nodes)
+    cpus = topo.cpus_near(nodes)  # memory on a memory-only node: its nearest CPUs, never an empty mask
     out: List[object] = []
     if node_affinity:
         out.append(SetNodeAffinity(domain.domid, domain.uuid, nodes, reason))
@@ -59,8 +59,8 @@ def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[object]:
         share = outside_share(vs, topo, snap.pages[d.domid])
         if share <= MAJORITY:
             continue
-        if memory_nodes(snap.pages[d.domid]) == frozenset().union(*(topo.nodes_of_cpus(v.soft) for v in vs)):
-            continue
+        if all(v.soft == topo.cpus_near(memory_nodes(snap.pages[d.domid])) for v in vs):
+            continue  # already where its memory is, or next to it (memory-only nodes have no CPUs)
         out += follow(d, vs, topo, snap.pages[d.domid],
                       "{:.0f}% of its memory is outside its soft affinity".format(100 * share), node_affinity=False)
     return out

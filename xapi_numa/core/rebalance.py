@@ -317,7 +317,8 @@ def _preference(moves: Sequence[Tuple[VmLoad, int]], score: float, demand: Mappi
         after[to] += vm.demand
     spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
     distance = sum(topo.distance(vm.home, to) for vm, to in moves)
-    return (safe, round(score, 2), -round(spread, 3), -distance, [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in moves])
+    return (safe, round(score, 2), -round(spread, 3), -distance,
+            [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in moves])
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:

@@ -18,7 +18,7 @@ UNDO = "undo a home move made only in part"
 
 def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
     """A new home: node affinity (where new memory comes from) and soft affinity."""
-    cpus = topo.cpus_of_nodes([to])
+    cpus = topo.cpus_near([to])
     return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
             + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
 

@@ -43,13 +43,13 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
     fixed_up = False
     soft: Optional[FrozenSet[int]]
     if policy.mode == "strict":
-        hard, soft = topo.cpus_of_nodes(nodes), None
+        hard, soft = topo.cpus_near(nodes), None
     elif policy.mode == "any":
         hard, soft = topo.all_cpus, topo.all_cpus
     else:
         if landed and landed != nodes:
             nodes, fixed_up = landed, True
-        hard, soft = topo.all_cpus, topo.cpus_of_nodes(nodes)
+        hard, soft = topo.all_cpus, topo.cpus_near(nodes)
     per_vcpu = {v.vcpu: _vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict") for v in vcpus}
     if admin_mask is not None:
         # reported: the union of what the vCPUs get

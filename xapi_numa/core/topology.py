@@ -173,6 +173,19 @@ class Topology:
     def cpus_of_nodes(self, nodes: Iterable[int]) -> FrozenSet[int]:
         return frozenset().union(*(self.nodes[n].cpus for n in nodes))
 
+    def cpus_near(self, nodes: Iterable[int]) -> FrozenSet[int]:
+        """The CPUs to run vCPUs whose memory is on ``nodes``: those nodes' own; for nodes
+        with none (memory-only), those of the nearest nodes that have CPUs, by SLIT
+        distance from the lowest of them (ties all taken).  Never empty on a host with
+        CPUs: an empty mask is no affinity Xen takes."""
+        ids = sorted(nodes)
+        cpus = self.cpus_of_nodes(ids)
+        with_cpus = [n.id for n in self.nodes if n.cpus]
+        if cpus or not ids or not with_cpus:
+            return cpus
+        nearest = min(self.distance(ids[0], m) for m in with_cpus)
+        return self.cpus_of_nodes(m for m in with_cpus if self.distance(ids[0], m) == nearest)
+
     def nodes_of_cpus(self, cpus: Iterable[int]) -> FrozenSet[int]:
         return frozenset(self.cpus[c].node for c in cpus)
 

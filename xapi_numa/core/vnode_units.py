@@ -113,7 +113,7 @@ def vnode_home_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, t
     """Vnode ``vnode`` homed on pnode ``to``: its vCPUs' soft affinity there, and the
     domain's node affinity on every pnode its vnodes live on then (those known)."""
     moved = layout.with_pnode(vnode, to)
-    cpus = topo.cpus_of_nodes([to])
+    cpus = topo.cpus_near([to])
     out: List[object] = [SetAffinity(domid, uuid, c, soft=cpus, reason=reason) for c in layout.vnode(vnode).vcpus]
     out.append(SetNodeAffinity(domid, uuid, frozenset(p for p in moved.pnodes if p is not None), reason))
     return out

@@ -194,7 +194,7 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
     _check_fits(list(zip(pnodes, sizes)), available)
     vnodes = tuple(VNode(i, p, sizes[i], blocks[i], tuple(topology.distance(p, q) for q in pnodes))
                    for i, p in enumerate(pnodes))
-    return VnumaPlan(mode, vnodes, {p: topology.cpus_of_nodes([p]) for p in pnodes})
+    return VnumaPlan(mode, vnodes, {p: topology.cpus_near([p]) for p in pnodes})
 
 
 def plan_follow(topology: Topology, guest: GuestSpec, pnodes: Sequence[int],

@@ -23,6 +23,6 @@ def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) 
         return {}
     outcomes = Executor(hv, db).apply(actions)
     nodes = sorted(actions[0].nodes)
-    cpus = topo.cpus_of_nodes(nodes)
+    cpus = topo.cpus_near(nodes)
     return {"nodes": nodes, "soft": "set" if all(o.status == APPLIED for o in outcomes) else "partly refused",
             "hard_excludes_memory": [v.vcpu for v in vcpus if not v.hard & cpus]}

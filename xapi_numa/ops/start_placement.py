@@ -53,7 +53,7 @@ def boot_mask(record: dict, topo: Topology, nodes) -> VcpuMask:
     """The boot pin: each vCPU on the chosen nodes' CPUs its own admin mask allows
     (the mask's CPUs there if its own has none there, as settling does); without an
     admin mask, every vCPU on the chosen nodes."""
-    chosen = topo.cpus_of_nodes(nodes)
+    chosen = topo.cpus_near(nodes)
     mask = admin_mask(record)
     if mask is None:
         return VcpuMask([chosen])

@@ -53,7 +53,7 @@ def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int,
     moved = layout.with_pnode(vnode, to)
     hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)
     topo = hv.topology()
-    cpus = topo.cpus_of_nodes([to])
+    cpus = topo.cpus_near([to])
     vcpus = moved.vnode(vnode).vcpus
     affinity = "kept (--keep-affinity)"
     if follow_affinity:
