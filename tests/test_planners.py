@@ -109,6 +109,13 @@ def test_restore_all_at_stop_skips_what_is_no_longer_ours():
     assert [(r.domid, r.hard) for r in out] == [(1, ALL), (None, None)]
 
 
+def test_restore_all_restores_a_pin_recorded_before_its_target_was_kept():
+    """A pin journalled by an older xapi-numad has no pinned_to (the migration adds it empty):
+    it was dropped as changed by someone else, and the vCPU stayed hard-pinned for good."""
+    out = homing.restore_all(snap([_pinned(1, 0, 1, N0, N0)]), [_record(1, 0, ())])
+    assert [(r.domid, r.hard) for r in out] == [(1, ALL)]
+
+
 # --- the locality rule --------------------------------------------------------------------------------
 @pytest.mark.parametrize("pages, homes, nodes, share", [
     ({0: 90, 1: 10}, {0}, {0, 1}, 0.9),

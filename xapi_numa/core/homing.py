@@ -382,7 +382,7 @@ def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord]) -> List[RestorePi
             out.append(RestorePin(None, p.uuid, p.vcpu, None, "the VM is gone"))
         elif d.domid != p.domid:
             out.append(RestorePin(None, p.uuid, p.vcpu, None, REBOOTED))
-        elif v.hard != p.pinned_to:
+        elif p.pinned_to and v.hard != p.pinned_to:  # (a record from before pinned_to was kept has none)
             out.append(RestorePin(None, p.uuid, p.vcpu, None, "its hard affinity was changed by someone else"))
         else:
             out.append(RestorePin(d.domid, p.uuid, p.vcpu, p.original_hard, "daemon start or stop"))
