@@ -260,3 +260,30 @@ def test_a_vnode_move_made_in_part_is_undone_or_once_its_pages_move_finished(tmp
         again = [a for a in rb.decide(later, {}, set()).actions if a.domid == 5]
         got = {getattr(a, "vcpu", None): a.soft if isinstance(a, SetAffinity) else a.nodes for a in again}
         assert got == expected, mover
+
+
+def test_a_vnode_move_another_process_made_is_read_again(tmp_path):
+    """The admin moved vnode 1 to node 1 from the CLI: the daemon's cached layout still had
+    it on node 0, and it 'moved' vnode 1 from 1 to 1 (512 MiB paused and copied for
+    nothing, and a gain logged that never happened)."""
+    from xapi_numa.ops import move_memory
+    from xapi_numa.state.moves import MoveJournal
+    hv, domid = build_host(tmp_path)
+    db = Database(str(tmp_path / "l.db"))
+    rt = Runtime(hv, db, Settings())
+    uuid = next(d.uuid for d in hv.domains() if d.domid == domid)
+    hv.run(1.0)
+    rt.cycle()
+    assert rt.rebalancer.layout(uuid).pnodes == (0, 0)
+    move_memory.run(hv, db, move_memory.prepare(hv, str(domid), 1, vnode=1))   # another process's move
+    assert hv.vnuma(domid).pnodes == (0, 1)
+    moves = []
+    for _ in range(60):
+        hv.run(1.0)
+        rt.cycle()
+        if rt.last_decision is not None:
+            moves += [(a.vnode, a.to) for a in rt.last_decision.actions
+                      if isinstance(a, MoveMemory) and a.uuid == uuid]
+    assert (1, 1) not in moves, moves
+    assert rt.rebalancer.layout(uuid).pnodes == hv.vnuma(domid).pnodes
+    assert MoveJournal(db).status(uuid).report["vnode"]["from"] != MoveJournal(db).status(uuid).report["vnode"]["to"]

@@ -82,6 +82,7 @@ class Rebalancer:
         self.read_layout = read_layout  # Hypervisor.vnuma (None: no VM is taken for a vNUMA one)
         self.layouts: Dict[str, Tuple[int, object]] = {}  # uuid -> (domid, layout, None or UNREADABLE)
         self._unsure: Set[str] = set()  # VMs whose cached layout a mover of ours is still changing
+        self._read_at: Dict[str, float] = {}  # uuid -> when its cached layout was last known right (journal clock)
         self.unit_demand: Dict[Unit, float] = {}
         self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
@@ -112,14 +113,23 @@ class Rebalancer:
         domids = dict(snap.unread, **{u: d.domid for u, d in alive.items()})  # the unread are not gone
         self.layouts = {u: e for u, e in self.layouts.items() if domids.get(u) == e[0]}
         moving = set(self.moves.moving())
+        rows = {r.uuid: r for r in self.moves.rows()}
+        for uuid in sorted(set(self.layouts) - self._unsure - moving):
+            row = rows.get(uuid)  # a vnode move another made (the CLI, the plugin) since: read it again
+            if row is not None and row.report.get("vnode") is not None and row.updated > self._read_at.get(uuid, 0):
+                self.layouts.pop(uuid, None)
         for uuid in sorted(self._unsure - moving):  # our mover finished: keep what it did, or read again
             self._unsure.discard(uuid)
-            row = self.moves.status(uuid)
+            row = rows.get(uuid)
             if row is None or row.state != MOVE_DONE:
                 self.layouts.pop(uuid, None)
+            else:
+                self._read_at[uuid] = row.updated
         for uuid, d in alive.items():
             if uuid not in self.layouts and self.read_layout is not None and self._has_run(d, snap):
+                self._read_at[uuid] = self.moves.db.clock()
                 self.layouts[uuid] = (d.domid, self._read(d))
+        self._read_at = {u: t for u, t in self._read_at.items() if u in self.layouts}
 
     @staticmethod
     def _has_run(d: DomainInfo, snap: HostSnapshot) -> bool:
