@@ -144,6 +144,41 @@ def test_the_rebalancer_decision_line_shows_vm_names_escaped(host, capsys):
     assert len(decision) == 1 and "\x1b" not in out and "busy\\n1" in decision[0], out
 
 
+def test_the_rebalance_dry_run_asks_xapi_which_vms_it_may_move(host, capsys, monkeypatch):
+    """The dry run built its runtime with no policies and no opt-outs: it proposed moving
+    VMs xapi-numad leaves alone (numa_rebalance=false, a preferred list, not listed yet)."""
+    from xapi_numa.cli import rebalance as cli_rebalance
+    from xapi_numa.core.policy import Policy
+    for name in ("a", "b", "c"):
+        assert main(["sim", "create", host, name, "--vcpus", "2", "--memory", "512M", "--soft", "node:0",
+                     "--load", "busy"]) == 0
+    assert main(["sim", "run", host, "--seconds", "5"]) == 0
+    capsys.readouterr()
+    assert main(["rebalance", "--dry-run", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["xapi"].startswith("not consulted") and alone["actions"]
+
+    class EveryVmOptedOut:
+        closed = False
+
+        def __init__(self, login, clock):
+            pass
+
+        def policy_of(self, uuid):
+            return Policy()
+
+        def rebalance_opted_out(self, uuid):
+            return True
+
+        def close(self):
+            EveryVmOptedOut.closed = True
+    monkeypatch.setattr(cli_rebalance, "XapiLink", EveryVmOptedOut)
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")   # as the loopback pool's tests name theirs
+    assert main(["rebalance", "--dry-run", "--json"]) == 0
+    asked = json.loads(capsys.readouterr().out)
+    assert asked["xapi"] == "consulted" and asked["actions"] == [] and EveryVmOptedOut.closed
+
+
 def test_on_an_ascii_locale_names_with_accents_are_shown_escaped_and_found_as_typed(tmp_path):
     """dom0's Python 3.6 under cron or a systemd unit (no LANG) writes ASCII: one VM named
     with an accent made every table an internal error, and could not be named."""

@@ -1,9 +1,21 @@
-"""``xapi-numa rebalance --dry-run``: what the rebalancer would do now, and why."""
+"""``xapi-numa rebalance --dry-run``: what the rebalancer would do now, and why.
+
+The same code path as xapi-numad's, with the same view of which VMs it may move:
+their policies and opt-outs, read from xapi (a simulated host, or ``--no-xapi``,
+has none: the output says so)."""
+import os
+import time
+
+from xapi_numa.backends.open import backend_spec, sim_path
 from xapi_numa.cli import common, render
 from xapi_numa.core import actions as act
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
+from xapi_numa.ops.xapi_link import XapiLink, local_login
 from xapi_numa.core.numbers import whole_number
+
+
+NOT_CONSULTED = "not consulted (a simulated host, or --no-xapi): the VMs' policies and opt-outs are left out"
 
 
 def cmd_rebalance(args) -> int:
@@ -13,17 +25,28 @@ def cmd_rebalance(args) -> int:
     if not 1 <= args.samples <= 30:
         raise InvalidArgument("--samples", "{}".format(args.samples), "1..30")
     hv = common.hypervisor(args)
-    rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(fixup_every=0))
-    decision = rt.rebalance_dry_run(args.samples)
+    # the daemon's own view of which VMs it may move: their policies and opt-outs, from xapi
+    # (a simulated host has a xapi only in tests, which name it)
+    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
+    link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
+    kw = {} if link is None else dict(policy_of=link.policy_of, opted_out=link.rebalance_opted_out)
+    try:
+        rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(fixup_every=0), **kw)
+        decision = rt.rebalance_dry_run(args.samples)
+    finally:
+        if link is not None:
+            link.close()
     value = dict(decision.assessment.to_dict(), decision=decision.note,
                  actions=[act.describe(a) for a in decision.actions], home_moves=rt.rebalancer.counts(),
-                 demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())})
+                 demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
+                 xapi="consulted" if link is not None else NOT_CONSULTED)
     common.emit(args, value, _render)
     return 0
 
 
 def _render(value: dict) -> str:
-    lines = ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
+    lines = [] if value["xapi"] == "consulted" else ["xapi: " + value["xapi"]]
+    lines += ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
                                                         for n, l in value["loads"].items()),
              "decision: " + render.cell(value["decision"])]  # it names VMs: their names shown escaped
     if value["actions"]:
@@ -51,6 +74,8 @@ def register(sub) -> None:
     q.add_argument("--dry-run", action="store_true", help="show the decision (the only mode)")
     q.add_argument("--samples", type=whole_number, default=3,
                    help="looks at the host's CPU demand, one rebalance period apart (default 3)")
+    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
+                   help="do not ask xapi for the VMs' policies and opt-outs (as xapi-numad --no-xapi)")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_rebalance)
