@@ -38,6 +38,26 @@ def test_a_file_that_is_not_a_database_is_a_clear_state_error(tmp_path):
     assert str(path) in err.value.message
 
 
+def test_a_damaged_database_is_not_taken_for_a_full_disk(tmp_path):
+    """"database disk image is malformed" named the disk: the hint said it might be full or
+    read-only, for a file that is damaged."""
+    import sqlite3
+    path = str(tmp_path / "l.db")
+    ledger = Ledger(path)
+    for i in range(50):
+        ledger.reserve("vm-{}".format(i), {0: 1}, 600, lambda: {0: 1 << 40})
+    ledger.close()
+    plain = sqlite3.connect(path)
+    plain.execute("PRAGMA wal_checkpoint")
+    plain.close()
+    with open(path, "r+b") as f:
+        f.seek(1100)
+        f.write(b"\xff" * (os.path.getsize(path) - 1100))
+    with pytest.raises(StateError) as err:
+        Ledger(path).reservations()
+    assert "full or read-only" not in err.value.message and "-wal and -shm" in err.value.message, err.value.message
+
+
 def test_deleted_files_do_not_split_the_ledger(tmp_path):
     path = str(tmp_path / "l.db")
     holder = Ledger(path)

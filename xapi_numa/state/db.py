@@ -181,13 +181,17 @@ class Database:
             db.execute("PRAGMA user_version={}".format(SCHEMA_VERSION))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _end(db, "ROLLBACK")  # (SQLite may have ended it: the error to report is the first)
             raise
 
     def _failure(self, what: str, err: Exception) -> StateError:
-        hint = ("the disk holding it may be full or read-only" if "disk" in str(err) or "readonly" in str(err)
-                else "another process holds it locked; try again" if "locked" in str(err)
-                else "move it aside to start afresh if it is damaged")
+        text = str(err)
+        damaged = "malformed" in text or "not a database" in text  # ("database disk image is malformed")
+        hint = ("the disk holding it may be full or read-only" if not damaged and ("disk" in text or "readonly" in text
+                                                                                    or "full" in text)
+                else "another process holds it locked; try again" if "locked" in text
+                else "if it is damaged: stop xapi-numad, then move it and its -wal and -shm files aside to start "
+                     "afresh")
         return StateError("state database {}: cannot {}: {} ({})".format(self.path, what, err, hint))
 
     def close(self) -> None:
