@@ -47,6 +47,7 @@ from xapi_numa.state.pins import PinJournal
 LOG = logging.getLogger("xapi-numad")
 DEFAULT_PAGE_SCAN_INTERVAL = 600.0
 DEFAULT_PAGE_SCAN_MAX_MEMORY = 1 << 40  # 1 TiB
+MOVES_KEPT_S = 3600.0  # an ended page move of a VM gone from this host stays in the journal this long
 
 
 @attrs.frozen
@@ -103,6 +104,7 @@ class Runtime:
         self._fixup_now = False
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
         self.pages_of_domid: Dict[str, int] = {}    # uuid -> the domain those pages were read from
+        self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
         self._failing: Set[str] = set()            # upkeep steps whose failure is already logged
 
     @property
@@ -140,7 +142,7 @@ class Runtime:
         fixup_due = self._pages_due(now)
         with_pages = fixup_due or (native_pages and self._rebalance_due(now))
         snap = observe.take(self.hv, now, with_pages=with_pages)
-        self._fixup_now = fixup_due
+        self._fixup_now, self.alive = fixup_due, {d.uuid for d in snap.domains} | set(snap.unread)
         if with_pages:
             self.last_page_scan = now
             uuids = {d.domid: d.uuid for d in snap.domains}
@@ -346,6 +348,8 @@ class Runtime:
         out: dict = {}
         self._step("recover-movers", lambda: out.update(recovered=self._recover_movers()))
         self._step("expire", lambda: out.update(expired=self.ledger.expire()))
+        if self.alive is not None:  # an hour of history for `memory-moves`
+            self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, self.db.clock() - MOVES_KEPT_S))
         self._step("reconcile", lambda: out.update(
             reconciled=len(upkeep.reconcile(self.hv, self.ledger, self.executor))))
         if self.settler is not None:

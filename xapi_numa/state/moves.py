@@ -10,7 +10,7 @@ until it has been recovered.
 """
 import json
 import os
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import attrs
 
@@ -113,14 +113,30 @@ class MoveJournal:
                                (FAILED, json.dumps(data), self.db.clock(), uuid))
 
     def rows(self) -> List[MoveRecord]:
+        return self._select("", ())
+
+    def _select(self, where: str, args: tuple) -> List[MoveRecord]:
         with self.db.read() as db:
             rows = db.execute("SELECT uuid, domid, pid, state, target, report, started, updated "
-                              "FROM memory_move ORDER BY started").fetchall()
+                              "FROM memory_move " + where + " ORDER BY started", args).fetchall()
         return [MoveRecord(r[0], int(r[1]), int(r[2]), r[3], int(r[4]), json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def status(self, uuid: str) -> Optional[MoveRecord]:
-        return next((r for r in self.rows() if r.uuid == uuid), None)
+        return next(iter(self._select("WHERE uuid = ?", (uuid,))), None)
 
     def moving(self) -> List[str]:
         """UUIDs of the VMs whose memory a live or dead mover is (or was) moving."""
-        return [r.uuid for r in self.rows() if r.state == RUNNING]
+        with self.db.read() as db:
+            return [r[0] for r in db.execute("SELECT uuid FROM memory_move WHERE state = ? ORDER BY started",
+                                             (RUNNING,)).fetchall()]
+
+    def forget_ended(self, alive: Iterable[str], older_than: float) -> int:
+        """Drop the ended moves of VMs that no longer run here, last changed before
+        ``older_than`` (journal clock): one row per VM ever moved, read every cycle."""
+        keep = set(alive)
+        with self.db.write() as db:
+            gone = [u for u, in db.execute("SELECT uuid FROM memory_move WHERE state != ? AND updated < ?",
+                                           (RUNNING, older_than)).fetchall() if u not in keep]
+            for uuid in gone:
+                db.execute("DELETE FROM memory_move WHERE uuid = ? AND state != ?", (uuid, RUNNING))
+        return len(gone)
