@@ -5,6 +5,7 @@ still being built, and moves the executor made only in part."""
 import os
 
 import attrs
+import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core import rebalance, rebalance_moves, rebalance_plan
@@ -537,3 +538,47 @@ def test_a_vm_going_back_to_its_memory_counts_there_for_the_planner_in_the_same_
         moved = {a.uuid: a.nodes for a in rb.decide(HostSnapshot(TOPO, t, tuple(doms), vc), pages, set()).actions
                  if isinstance(a, SetNodeAffinity)}
     assert moved == {"uuid-2": frozenset({0})}  # vm2 back; vm4's move no longer gains on node 0
+
+
+def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path):
+    """What was still to mend lived in the dying process only: killed between two writes of
+    a home move, it left the VM homed on two nodes for good (no candidate again, and its
+    memory inside its soft affinity for the fix-up)."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops.runtime import Runtime, Settings
+    from xapi_numa.state.db import Database
+    topo = Topology.uniform(2, 4, 8 << 30)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    for i in range(3):
+        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=n0, load="busy")
+
+    class Killed(BaseException):
+        pass
+    real, soft_writes = sim.set_vcpu_affinity, []
+
+    def killed_on_the_second_soft_write(domid, vcpu, hard=None, soft=None):
+        if soft == n1:
+            soft_writes.append((domid, vcpu))
+            if len(soft_writes) == 2:
+                raise Killed()
+        return real(domid, vcpu, hard=hard, soft=soft)
+    sim.set_vcpu_affinity = killed_on_the_second_soft_write
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    with pytest.raises(Killed):
+        for _ in range(30):
+            sim.run(1.0)
+            rt.cycle()
+    sim.set_vcpu_affinity = real
+    split = [d.name for d in sim.domains() if d.domid and len({v.soft for v in sim.vcpus(d.domid)}) > 1]
+    assert split == ["busy0"]
+    again = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    again.restore_all_pins("start")
+    for _ in range(60):
+        sim.run(1.0)
+        again.cycle()
+    for d in sim.domains():
+        if d.domid:
+            homes = {v.soft for v in sim.vcpus(d.domid)}
+            assert len(homes) == 1 and topo.nodes_of_cpus(next(iter(homes))) == sim.node_affinity(d.domid), d.name

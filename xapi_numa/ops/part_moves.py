@@ -11,10 +11,10 @@ longer the rebalancer's (its policy, an admin's pin, an opt-out: not ours to
 write), for each vCPU whose soft affinity someone else changed since, and
 after ``GIVE_UP`` seconds of refusals.
 """
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from xapi_numa.core import rebalance, rebalance_moves
-from xapi_numa.core.actions import MoveMemory, SetAffinity
+from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.ops.executor import DONE, GONE
@@ -61,6 +61,24 @@ class PartMoves:
                 out += [mend for _, mend in pairs]
         self._writes = kept
         return out
+
+    def left_by_a_crash(self, snap: HostSnapshot, unwritten: Mapping[str, Tuple[int, int, int]]) -> None:
+        """At start: what was still to mend lived in the last process only.  A home move it
+        died making (``unwritten``: uuid -> (domid, from node, to node), noted before its
+        writes) left the VM homed on two nodes if some writes went through: they are
+        undone as for a move made in part (its vCPUs back on the old node, its node
+        affinity automatic)."""
+        domains = {d.uuid: d for d in snap.domains}
+        for uuid, (domid, from_node, to_node) in sorted(unwritten.items()):
+            d, vcpus = domains.get(uuid), snap.vcpus.get(domid, ())
+            old, new = snap.topology.cpus_near([from_node]), snap.topology.cpus_near([to_node])
+            if d is None or d.domid != domid or uuid in self._writes:
+                continue  # (its node affinity may have been the first write: always undone)
+            made: List[object] = [SetAffinity(domid, uuid, v.vcpu, soft=new, reason="") for v in vcpus
+                                  if v.soft == new]
+            made.append(SetNodeAffinity(domid, uuid, frozenset([to_node]), ""))
+            self._writes[uuid] = (domid, snap.time, [(None, rebalance_moves.undo_action(
+                a, {v.vcpu: old for v in vcpus}, None)) for a in made])
 
     def made_in_part(self, vm: rebalance.VmLoad, mine: Sequence, was: Before, now: float) -> None:
         """``mine``: the outcomes of one move's actions, not all of them done."""

@@ -89,6 +89,7 @@ class Rebalancer:
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float, Tuple]] = []  # made, not confirmed
         self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
+        self._started = False          # the first look of this process done
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
         self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
@@ -280,6 +281,9 @@ class Rebalancer:
         move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
+        if record and not self._started:  # the first look: a home move the last process died making
+            self._started = True
+            self.part_moves.left_by_a_crash(snap, self.homes.left_unwritten())
         self.following.begin_period(chunk_pages, room)
         self.following.resume(snap)
         self.refresh_layouts(snap)
@@ -332,6 +336,8 @@ class Rebalancer:
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
                 self._pending.append((vm, to, best.kind, reason, now, was))
+                if vm.vnode is None:  # (a vnode's move is journalled by its mover)
+                    self.homes.intend(vm.uuid, vm.domid, vm.home, to)
         return out
 
     def _confirm(self, outcomes) -> List[object]:
@@ -342,6 +348,8 @@ class Rebalancer:
         self.part_moves.ended(outcomes)
         steps: List[object] = []
         for vm, to, kind, reason, now, before in pending:
+            if vm.vnode is None:
+                self.homes.written(vm.uuid)  # how it went is known: made, or mended from here on
             # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
             mine = [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
                     and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)

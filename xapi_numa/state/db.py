@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS home_move (
     to_node   INTEGER NOT NULL,
     kind      TEXT NOT NULL,
     reason    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS home_move_intent (
+    uuid      TEXT PRIMARY KEY,
+    domid     INTEGER NOT NULL,
+    from_node INTEGER NOT NULL,
+    to_node   INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS memory_move (
     uuid      TEXT PRIMARY KEY,

@@ -5,7 +5,7 @@ again within minutes) and what ``top`` counts (moves by kind).
 Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
 row stamped later than now is from an earlier boot: it holds nothing down, and
 the next record drops it.  Rows are kept in the order they were written."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
@@ -38,6 +38,25 @@ class HomeMoves:
                        "VALUES (?, ?, ?, ?, ?, ?)", attrs.astuple(move))
             db.execute("DELETE FROM home_move WHERE rowid NOT IN "
                        "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (KEEP,))
+
+    # A home move's writes are several hypercalls: one being made is noted first, and the
+    # note goes once the executor has said how each went (a process killed in between
+    # leaves it, for the next one to mend: ops.part_moves.PartMoves.left_by_a_crash).
+    def intend(self, uuid: str, domid: int, from_node: int, to_node: int) -> None:
+        with self.db.write() as db:
+            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node) VALUES (?, ?, ?, ?)",
+                       (uuid, domid, from_node, to_node))
+
+    def written(self, uuid: str) -> None:
+        with self.db.write() as db:
+            db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
+
+    def left_unwritten(self) -> Dict[str, Tuple[int, int, int]]:
+        """uuid -> (domid, from node, to node) of the moves a process died making; forgotten here."""
+        with self.db.write() as db:
+            rows = db.execute("SELECT uuid, domid, from_node, to_node FROM home_move_intent").fetchall()
+            db.execute("DELETE FROM home_move_intent")
+        return {uuid: (domid, a, b) for uuid, domid, a, b in rows}
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:
