@@ -37,8 +37,10 @@ class BadFile(Exception):
     pass
 
 
-def read_v2(blob: bytes) -> dict:
-    """Parse and check a v2 payload; {"timestamp", "sources": [(name, fields, value)]}."""
+def read_v2(blob: bytes, stamp: str = "double") -> dict:
+    """Parse and check a v2 payload; {"timestamp", "sources": [(name, fields, value)]}.
+    The timestamp is a double since xen-api v24.40 (Read.timestamp: Int64.float_of_bits),
+    a uint64 of seconds before (``stamp="seconds"``)."""
     if blob[:11] != b"DATASOURCES":
         raise BadFile("header string")
     data_crc, meta_crc, count = struct.unpack_from(">III", blob, 11)
@@ -57,7 +59,7 @@ def read_v2(blob: bytes) -> dict:
     (key, pairs), = doc
     if key != "datasources" or len(pairs) != count:
         raise BadFile("metadata does not list {} data sources".format(count))
-    (timestamp,) = struct.unpack_from(">Q", blob, data_start)  # xcp-rrdd's Read.timestamp: get_uint64
+    (timestamp,) = struct.unpack_from(">d" if stamp == "double" else ">Q", blob, data_start)
     sources = []
     for i, (name, fields) in enumerate(pairs):
         fields = dict(fields)
@@ -87,7 +89,10 @@ def test_reader_rejects_a_corrupted_file(tmp_path, host):
     run_once(path, out, "all")
     good = out.read_bytes()
     read_v2(good)
-    for offset, what in ((0, "header string"), (11 + 12 + 8, "data checksum"), (len(good) - 3, "metadata checksum")):
+    count, = struct.unpack_from(">I", good, 19)
+    meta_len, = struct.unpack_from(">I", good, 23 + 8 + 8 * count)
+    end = 23 + 8 + 8 * count + 4 + meta_len  # the file is longer: room to grow, zeros
+    for offset, what in ((0, "header string"), (11 + 12 + 8, "data checksum"), (end - 3, "metadata checksum")):
         bad = bytearray(good)
         bad[offset] ^= 0x01
         with pytest.raises(BadFile, match=what):
@@ -174,14 +179,35 @@ def test_xenserver_names_left_to_xapi_where_its_patched_xen_publishes_them(tmp_p
     assert {name for _, name in own} == names
 
 
-def test_shorter_payload_leaves_no_stale_bytes(tmp_path, host):
+def test_the_file_keeps_its_size_and_grows_only_by_being_made_anew(tmp_path, host):
+    """xcp-rrdd maps the file once, at registration: it grew with every VM started and was
+    cut back as they stopped, and a reading past the mapping failed for good."""
+    from xapi_numa.backends import rrdd
     path, _ = host
-    out = tmp_path / "m.bin"
-    run_once(path, out, "all")
-    long_size = out.stat().st_size
-    run_once(path, out, "own")
-    assert out.stat().st_size < long_size
-    assert len(read_v2(out.read_bytes())["sources"]) == 2 * 3
+    hv = SimHypervisor(path)
+    snap = observe.take(hv, with_pages=True)
+    long, _ = metrics.collect(snap, hv.capabilities(), metrics.NonaffineTally(), "all")
+    short, _ = metrics.collect(snap, hv.capabilities(), metrics.NonaffineTally(), "own")
+    out = rrdd.PluginFile(str(tmp_path / "m.bin"))
+    assert out.write(rrdd.encode(long, 1.5)) is True                 # made: register now
+    size = os.path.getsize(out.path)
+    assert size % PAGE == 0 and size >= 2 * len(rrdd.encode(long, 1.5))
+    assert out.write(rrdd.encode(short, 2.5)) is False               # in place, same size
+    blob = open(out.path, "rb").read()
+    assert len(blob) == size and read_v2(blob)["timestamp"] == 2.5 and len(read_v2(blob)["sources"]) == 2 * 3
+    assert blob[len(rrdd.encode(short, 2.5)):] == bytes(size - len(rrdd.encode(short, 2.5)))  # nothing stale
+    huge = list(long) * (size // len(rrdd.encode(long, 1.5)) + 1)
+    assert out.write(rrdd.encode(huge, 3.5)) is True and os.path.getsize(out.path) > size   # anew, bigger
+    assert not os.path.exists(out.path + ".tmp")
+
+
+def test_the_timestamp_is_a_double_unless_xcp_rrdd_is_older_than_v24_40(tmp_path, host):
+    from xapi_numa.backends import rrdd
+    assert rrdd.timestamp_format(None) == "double" and rrdd.timestamp_format((25, 6)) == "double"
+    assert rrdd.timestamp_format((24, 40)) == "double" and rrdd.timestamp_format((24, 39)) == "seconds"
+    payload = rrdd.encode([], 1700000000.25, "double")
+    assert read_v2(payload)["timestamp"] == 1700000000.25
+    assert read_v2(rrdd.encode([], 1700000000.75, "seconds"), "seconds")["timestamp"] == 1700000000
 
 
 def test_time_outside_soft_affinity_accumulates_per_vcpu(host):
@@ -225,13 +251,30 @@ class UnixHTTPServer(HTTPServer):
         self.server_name, self.server_port = "localhost", 0
 
 
-def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7):
-    """xcp-rrdd's plugin calls as xapi-idl declares them, recording what it was sent."""
+def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None):
+    """xcp-rrdd's plugin calls as xapi-idl declares them, recording what it was sent.  As
+    xcp-rrdd, the first registration of a uid opens the file and maps it (``mapped``: uid ->
+    the size mapped; a file that is not there is an exception, which its handler answers
+    with HTTP 401), and only a deregistration forgets it."""
+    mapped = {} if mapped is None else mapped
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             params, method = xmlrpc.client.loads(body)
             calls.append((method, params))
+            uid = params[0].get("uid") if params and isinstance(params[0], dict) else None
+            if method == "Plugin.Local.register" and uid not in mapped:
+                try:
+                    mapped[uid] = os.path.getsize(shm_path)
+                except OSError:
+                    calls.append(("401", uid))
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            if method == "Plugin.Local.deregister":
+                mapped.pop(uid, None)
             value = {"Plugin.get_path": shm_path, "Plugin.Local.register": register_answer,
                      "Plugin.Local.deregister": ""}.get(method)
             result = ({"Status": "Success", "Value": value} if value is not None
@@ -278,7 +321,38 @@ def test_registers_writes_where_told_and_cleans_up_on_sigterm(tmp_path, host):
     assert methods[0] == "Plugin.get_path" and calls[0][1] == ({"uid": "xapi-numa"},)
     assert ("Plugin.Local.register", ({"uid": "xapi-numa", "info": "Five_Seconds", "protocol": "V2"},)) in calls
     assert methods[-1] == "Plugin.Local.deregister"
+    assert "401" not in methods, "registered before its file was there: xcp-rrdd could not map it"
     assert not os.path.exists(shm), "the file xcp-rrdd reads is removed on exit"
+
+
+def test_more_vms_than_the_file_has_room_for_make_it_anew_and_registered_again(tmp_path, host):
+    path, _ = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    calls, mapped = [], {}
+    server = fake_rrdd(sock, shm, calls, mapped=mapped)
+    proc = subprocess.Popen(PLUGIN + ["--backend", "sim:" + path, "--socket", sock, "--names", "all"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    try:
+        deadline = time.time() + 30
+        while "xapi-numa" not in mapped and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        first = mapped.get("xapi-numa")
+        assert first == os.path.getsize(shm), (first, calls[-3:])
+        hv = SimHypervisor(path)
+        for i in range(40):
+            hv.create("more{}".format(i), 1, 16 << 20, load="idle")
+        while time.time() < deadline and (mapped.get("xapi-numa") or 0) <= first:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert mapped["xapi-numa"] == os.path.getsize(shm) > first, "xcp-rrdd maps the file it reads"
+        assert len(read_v2(open(shm, "rb").read()[:mapped["xapi-numa"]])["sources"]) > 40
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.shutdown()
+    assert "401" not in [m for m, _ in calls]
 
 
 def test_xcp_rrdd_away_is_retried_not_fatal(tmp_path, host):

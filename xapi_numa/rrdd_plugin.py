@@ -1,11 +1,15 @@
 """``xapi-numa-rrdd``: the xcp-rrdd plugin process publishing per-VM NUMA metrics.
 
-Every reading of xcp-rrdd (every 5 s): register (idempotent; it answers when
-the next reading is), take one snapshot of the host with pages per node, turn
-it into data sources (:mod:`xapi_numa.ops.metrics`) and write the protocol v2
-file (:mod:`xapi_numa.backends.rrdd`) just before xcp-rrdd reads it.  A
-failed cycle is logged and retried next time: the process outlives xcp-rrdd or
-xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
+As xen-api's own plugins do (``reporter_local``): the file is made whole
+before the first registration (xcp-rrdd maps it then), and every reading of
+xcp-rrdd (every 5 s): register (idempotent; it answers when the next reading
+is), take one snapshot of the host with pages per node, turn it into data
+sources (:mod:`xapi_numa.ops.metrics`) and write the protocol v2 file
+(:mod:`xapi_numa.backends.rrdd`) just before xcp-rrdd reads it: as long
+before as the last snapshot took, and half a second more.  A file made anew
+(more VMs than it had room for) is registered again, for xcp-rrdd to map it.
+A failed cycle is logged and retried next time: the process outlives xcp-rrdd
+or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
 ``--once --file PATH`` writes one payload to PATH without xcp-rrdd (tests, and
 a look at what would be published).
@@ -15,7 +19,9 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+import attrs
 
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
@@ -23,7 +29,8 @@ from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import metrics, observe
 
 PLUGIN_UID = "xapi-numa"
-LEAD_TIME = 0.5  # seconds before xcp-rrdd's reading that the file is written
+LEAD_TIME = 0.5  # seconds before xcp-rrdd's reading that the file is written, beyond the snapshot's time
+MAX_LEAD = 3.0   # (a reading is every 5 s)
 RETRY = 5.0      # seconds to wait after a failed cycle
 TICK = 0.2       # how often a sleep looks at the stop flag
 
@@ -38,6 +45,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--names", default="auto", metavar="|".join(metrics.NAME_CHOICES),
                    help="XenServer 9's data source names: unless xapi publishes them itself (auto), "
                         "always (all) or never (own)")
+    p.add_argument("--timestamp", default="auto", choices=("auto", "double", "seconds"),
+                   help="the file's timestamp: a double (xcp-rrdd from xen-api v24.40), whole seconds "
+                        "(older), or as the installed xcp-rrdd package reads it (auto)")
     return p.parse_args(argv)
 
 
@@ -55,12 +65,16 @@ def sleep_unless_stopped(seconds: float, stop: dict) -> None:
         time.sleep(min(TICK, left))
 
 
-def publish_once(hv, path: str, tally: metrics.NonaffineTally, names: str) -> metrics.NonaffineTally:
-    """One reading: snapshot -> data sources -> v2 file; the tally for the next one."""
-    snap = observe.take(hv, with_pages=True)
+def publish_once(hv, out: rrdd.PluginFile, tally: metrics.NonaffineTally, names: str,
+                 stamp: str = "double") -> Tuple[metrics.NonaffineTally, bool]:
+    """One reading: snapshot -> data sources -> v2 file; the tally for the next one, and
+    whether the file was made anew.  One wall-clock time, taken before the snapshot, is the
+    payload's timestamp and the end of the rates' interval: xcp-rrdd divides by the
+    difference of timestamps."""
+    now = time.time()
+    snap = attrs.evolve(observe.take(hv, with_pages=True), time=now)
     sources, tally = metrics.collect(snap, hv.capabilities(), tally, names)
-    rrdd.write_file(path, rrdd.encode(sources, time.time()))
-    return tally
+    return tally, out.write(rrdd.encode(sources, now, stamp))
 
 
 def run(args: argparse.Namespace, stop: dict) -> int:
@@ -68,30 +82,39 @@ def run(args: argparse.Namespace, stop: dict) -> int:
         raise InvalidArgument("--once", "needs --file PATH", "--once --file PATH")
     metrics.check_names(args.names)  # before touching the host
     hv = open_hypervisor(args.backend)
+    stamp = rrdd.timestamp_format(rrdd.installed_version()) if args.timestamp == "auto" else args.timestamp
     tally = metrics.NonaffineTally()
     if args.file:
-        tally = publish_once(hv, args.file, tally, args.names)
+        tally, _ = publish_once(hv, rrdd.PluginFile(args.file), tally, args.names, stamp)
         if args.once:
             return 0
     client = None if args.file else rrdd.Rrdd(args.socket)
-    path = args.file
+    out = rrdd.PluginFile(args.file) if args.file else None
+    lead = LEAD_TIME
     try:
         while not stop["now"]:
             try:
                 wait = rrdd.FREQUENCY_SECONDS
                 if client is not None:
-                    path = path or client.path(args.uid)
+                    if out is None:  # whole before xcp-rrdd hears of it: it maps the file at registration
+                        out = rrdd.PluginFile(client.path(args.uid))
+                        tally, _ = publish_once(hv, out, tally, args.names, stamp)
+                        client.forget(args.uid)  # an earlier run's registration maps an older file
                     wait = client.register(args.uid)
                 # just before the reading; a reading closer than the lead time: the one after
-                sleep_unless_stopped((wait - LEAD_TIME) % rrdd.FREQUENCY_SECONDS, stop)
+                sleep_unless_stopped((wait - lead) % rrdd.FREQUENCY_SECONDS, stop)
                 if stop["now"]:
                     break
-                tally = publish_once(hv, path, tally, args.names)
+                started = time.monotonic()
+                tally, remade = publish_once(hv, out, tally, args.names, stamp)
+                lead = min(MAX_LEAD, LEAD_TIME + time.monotonic() - started)
+                if remade and client is not None:
+                    client.forget(args.uid)  # registered again next: xcp-rrdd maps the bigger file
             except NumaError as err:  # xcp-rrdd restarting, a domain vanishing: next cycle
                 log("{} (retrying in {:.0f} s)".format(err.message, RETRY))
                 sleep_unless_stopped(RETRY, stop)
     finally:
-        cleanup(client, args.uid, path)
+        cleanup(client, args.uid, out.path if out is not None else None)
     return 0
 
 

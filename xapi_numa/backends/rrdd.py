@@ -7,9 +7,10 @@ integers and doubles big-endian::
     data checksum              uint32, CRC-32 of timestamp + values
     metadata checksum          uint32, CRC-32 of the metadata
     number of data sources     uint32
-    timestamp                  uint64, whole seconds of Unix time (its reader and
-                               writer use 64-bit integers; the design note's
-                               "double" is not what xcp-rrdd parses)
+    timestamp                  8 bytes: a double of Unix time since xen-api
+                               v24.40.0 (CA-391651); before, whole seconds as a
+                               uint64: :func:`timestamp_format` asks which
+                               xcp-rrdd is installed
     values                     n x 8 bytes: int64 or double, by the metadata's value_type
     metadata length            uint32
     metadata                   JSON {"datasources": {name: {description, owner,
@@ -20,6 +21,12 @@ Values follow the metadata's order.  Several VMs publish the same name, so the
 pairs, as its own per-VM plugins write it); the owner tells them apart.  The
 file is written values first and header last, so a reader that catches it
 half-written sees a bad checksum and waits for the next reading.
+
+xcp-rrdd opens and maps the file when the plugin first registers, and reads
+within that mapping from then on (a file must not change its size): it must
+exist, whole, before the first registration, and it is made with room to
+grow (:class:`PluginFile`); one that outgrows it is made anew, bigger, and
+the plugin registers again so that xcp-rrdd maps the new one.
 
 Registration (xapi-idl's ``Plugin.Local.register uid info protocol``) is an
 XML-RPC call over xcp-rrdd's Unix socket; it answers the seconds until its next
@@ -33,7 +40,7 @@ import socket
 import struct
 import xmlrpc.client
 import zlib
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from xapi_numa.errors import BackendUnavailable
 
@@ -74,26 +81,69 @@ def _value(s: DataSource) -> bytes:
     return struct.pack(">d", float(s.value))
 
 
-def encode(sources: Sequence[DataSource], timestamp: float) -> bytes:
-    """One v2 payload: header, checksums, count, timestamp, values, metadata."""
+def encode(sources: Sequence[DataSource], timestamp: float, stamp: str = "double") -> bytes:
+    """One v2 payload: header, checksums, count, timestamp, values, metadata.  ``stamp``:
+    the timestamp as a double, or as whole seconds (``"seconds"``, xcp-rrdd before v24.40)."""
     meta = metadata(sources)
-    data = struct.pack(">Q", int(timestamp)) + b"".join(_value(s) for s in sources)
+    packed = struct.pack(">d", timestamp) if stamp == "double" else struct.pack(">Q", int(timestamp))
+    data = packed + b"".join(_value(s) for s in sources)
     head = HEADER + struct.pack(">III", zlib.crc32(data) & 0xFFFFFFFF, zlib.crc32(meta) & 0xFFFFFFFF,
                                 len(sources))
     return head + data + struct.pack(">I", len(meta)) + meta
 
 
-def write_file(path: str, payload: bytes) -> None:
-    """Write a payload where xcp-rrdd reads it: the body, then the header over it."""
-    split = len(HEADER) + 12  # header string and the three uint32: written last
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, payload[split:], split)
-        os.pwrite(fd, payload[:split], 0)
-        # a shorter payload than last time leaves stale bytes past its end: cut them
-        os.ftruncate(fd, len(payload))
-    finally:
-        os.close(fd)
+DOUBLE_SINCE = (24, 40)  # xen-api v24.40.0 (CA-391651): the timestamp became a double
+PAGE = 4096
+
+
+def timestamp_format(installed: Optional[Tuple[int, int]]) -> str:
+    """``"double"``, or ``"seconds"`` for an xcp-rrdd older than v24.40 (``installed``:
+    its version, None when unknown: the current protocol)."""
+    return "seconds" if installed is not None and installed < DOUBLE_SINCE else "double"
+
+
+def installed_version() -> Optional[Tuple[int, int]]:
+    """(major, minor) of the xcp-rrdd package (xapi-core's where it has none), from rpm."""
+    import subprocess
+    for package in ("xcp-rrdd", "xapi-core"):
+        try:
+            out = subprocess.run(["rpm", "-q", "--qf", "%{VERSION}", package], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        parts = out.stdout.strip().split(".")
+        if out.returncode == 0 and len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            return int(parts[0]), int(parts[1])
+    return None
+
+
+class PluginFile:
+    """The file xcp-rrdd maps: made whole, with room to grow, and written in place."""
+
+    SPLIT = len(HEADER) + 12  # the header string and its three uint32: written last
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.size = 0  # the size xcp-rrdd maps; 0 until made
+
+    def write(self, payload: bytes) -> bool:
+        """Write one payload; True if the file was made anew (the first time, or bigger):
+        xcp-rrdd maps it only when the plugin registers, so register again then."""
+        if len(payload) > self.size or not os.path.exists(self.path):
+            self.size = max(PAGE, -(-2 * len(payload) // PAGE) * PAGE)  # twice the payload, whole pages
+            tmp = self.path + ".tmp"  # (xcp-rrdd's discovery passes over *.tmp)
+            with open(tmp, "wb") as f:
+                f.write(payload + bytes(self.size - len(payload)))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+            return True
+        fd = os.open(self.path, os.O_RDWR)
+        try:  # the body, zeros over what a longer payload left, then the header
+            os.pwrite(fd, payload[self.SPLIT:] + bytes(self.size - len(payload)), self.SPLIT)
+            os.pwrite(fd, payload[:self.SPLIT], 0)
+        finally:
+            os.close(fd)
+        return False
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -150,3 +200,10 @@ class Rrdd:
 
     def deregister(self, uid: str) -> None:
         self._call("Plugin.Local.deregister", {"uid": uid})
+
+    def forget(self, uid: str) -> None:
+        """Deregister if registered (a registration of an earlier run maps an older file)."""
+        try:
+            self.deregister(uid)
+        except BackendUnavailable:
+            pass

@@ -31,14 +31,15 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
             if d.domid != 0 and (with_pages or (wanted is not None and d.domid in wanted)):
                 pages[d.domid] = dict(hv.node_pages(d.domid))
         except NumaError as err:
-            if d.domid not in vcpus and not _gone(err):
+            if d.domid not in vcpus and not gone(err):
                 unread[d.uuid] = d.domid  # there, but not read: not to be taken for gone
             continue  # gone during the read, or its pages not known this time
     return HostSnapshot(hv.topology(), now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
                         hv.capabilities().scheduler, hv.cpupools(), unread)
 
 
-def _gone(err: NumaError) -> bool:
+def gone(err: NumaError) -> bool:
+    """Does ``err`` say the domain no longer exists?"""
     return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
 
 

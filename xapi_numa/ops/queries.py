@@ -45,7 +45,13 @@ def vcpu_rows(hv: Hypervisor, domids: Optional[Sequence[int]] = None) -> List[di
     rows = []
     for domid in (domids if domids is not None else sorted(domains)):
         d = domains.get(domid)
-        for v in hv.vcpus(domid):
+        try:
+            vcpus = hv.vcpus(domid)
+        except NumaError as err:
+            if domids is not None or not observe.gone(err):
+                raise
+            continue  # destroyed since the list was read: not a failure of the query
+        for v in vcpus:
             rows.append({
                 "domid": domid, "name": d.name if d else "", "uuid": d.uuid if d else "",
                 "vcpu": v.vcpu, "cpu": v.cpu,
@@ -59,7 +65,12 @@ def vcpu_rows(hv: Hypervisor, domids: Optional[Sequence[int]] = None) -> List[di
 def memory_rows(hv: Hypervisor) -> List[dict]:
     rows = []
     for d in sorted(hv.domains(), key=lambda d: d.domid):
-        pages = hv.node_pages(d.domid)
+        try:
+            pages = hv.node_pages(d.domid)
+        except NumaError as err:
+            if not observe.gone(err):
+                raise
+            continue  # destroyed since the list was read
         rows.append({"domid": d.domid, "name": d.name,
                      "nodes": {str(n): p << PAGE_SHIFT for n, p in sorted(pages.items())},
                      "total": sum(pages.values()) << PAGE_SHIFT})
@@ -97,21 +108,22 @@ def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
     """Per node: busy CPUs, CPU demand of the VMs homed there against its pCPUs, memory;
     per VM: home nodes, memory local, vCPUs outside soft affinity now and the share of
     its time they were (over the samples the caller took); the rebalancer's moves by kind."""
-    topo = hv.topology()
+    snap = observe.take(hv, with_pages=True)  # a VM destroyed meanwhile is left out, not a failure
+    topo = snap.topology
     memory = {m.node: m for m in hv.node_memory()}
     reserved = reserved or {}
     busy = {n.id: 0 for n in topo.nodes}
     node_demand = {n.id: 0.0 for n in topo.nodes}
     vms = []
-    for d in sorted(hv.domains(), key=lambda d: d.domid):
-        vcpus = hv.vcpus(d.domid)
+    for d in sorted(snap.domains, key=lambda d: d.domid):
+        vcpus = snap.vcpus[d.domid]
         for v in vcpus:
             if v.state == "running":
                 busy[topo.node_of(v.cpu)] += 1
         if d.domid == 0:
             continue
         homes = locality.home_nodes(vcpus, topo)
-        pages = hv.node_pages(d.domid)
+        pages = snap.pages.get(d.domid, {})
         wanted = (demand or {}).get(d.uuid, 0.0)
         for n in homes:
             node_demand[n] += wanted / len(homes)
