@@ -573,6 +573,15 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
     sim.set_vcpu_affinity = real
     split = [d.name for d in sim.domains() if d.domid and len({v.soft for v in sim.vcpus(d.domid)}) > 1]
     assert split == ["busy0"]
+    # the next process is killed too, at its first mending write: the note stays for the third
+    sim.set_vcpu_affinity = lambda domid, vcpu, hard=None, soft=None: (_ for _ in ()).throw(Killed()) \
+        if soft == n0 else real(domid, vcpu, hard=hard, soft=soft)
+    with pytest.raises(Killed):
+        for _ in range(30):
+            sim.run(1.0)
+            Runtime(sim, Database(str(tmp_path / "l.db")), Settings()).cycle()
+    sim.set_vcpu_affinity = real
+    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten()
     again = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
     again.restore_all_pins("start")
     for _ in range(60):
@@ -582,3 +591,38 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
         if d.domid:
             homes = {v.soft for v in sim.vcpus(d.domid)}
             assert len(homes) == 1 and topo.nodes_of_cpus(next(iter(homes))) == sim.node_affinity(d.domid), d.name
+    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten() == {}
+
+
+def test_a_home_move_cut_short_by_a_failing_cycle_is_mended_by_the_same_process(tmp_path):
+    """A cycle that raised between a move's writes (the daemon's loop goes on) dropped what
+    it was doing: the VM stayed homed on two nodes for the life of the process."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.errors import StateError
+    topo = Topology.uniform(2, 4, 8 << 30)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    for i in range(3):
+        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=n0, load="busy")
+    real, soft_writes = sim.set_vcpu_affinity, []
+
+    def fails_once(domid, vcpu, hard=None, soft=None):
+        if soft == n1:
+            soft_writes.append(vcpu)
+            if len(soft_writes) == 2:
+                raise StateError("state database: cannot write: database is locked")
+        return real(domid, vcpu, hard=hard, soft=soft)
+    sim.set_vcpu_affinity = fails_once
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    failed = 0
+    for _ in range(40):
+        sim.run(1.0)
+        try:
+            rt.cycle()
+        except StateError:
+            failed += 1
+    assert failed == 1
+    for d in sim.domains():
+        if d.domid:
+            assert len({v.soft for v in sim.vcpus(d.domid)}) == 1, d.name
+    assert HomeMoves(rt.db).unwritten() == {}

@@ -287,3 +287,37 @@ def test_a_vnode_move_another_process_made_is_read_again(tmp_path):
     assert (1, 1) not in moves, moves
     assert rt.rebalancer.layout(uuid).pnodes == hv.vnuma(domid).pnodes
     assert MoveJournal(db).status(uuid).report["vnode"]["from"] != MoveJournal(db).status(uuid).report["vnode"]["to"]
+
+
+def test_a_vnode_move_killed_before_its_mover_started_is_undone_by_the_next_process(tmp_path, monkeypatch):
+    """The vnode's vCPUs were homed on the new pnode, then the process died before the mover
+    started (no journal row): its vCPUs stayed away from all of its memory for good."""
+    from xapi_numa.ops import executor as ex
+
+    class Killed(BaseException):
+        pass
+    hv, domid = build_host(tmp_path)
+    real = ex.Executor._MoveMemory
+
+    def killed(self, a):
+        if a.vnode is not None:
+            raise Killed()
+        return real(self, a)
+    monkeypatch.setattr(ex.Executor, "_MoveMemory", killed)
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings())
+    with pytest.raises(Killed):
+        for _ in range(60):
+            hv.run(1.0)
+            rt.cycle()
+    monkeypatch.setattr(ex.Executor, "_MoveMemory", real)
+    topo = hv.topology()
+    away = {v.vcpu for v in hv.vcpus(domid) if topo.nodes_of_cpus(v.soft) != {0}}
+    assert away and hv.vnuma(domid).pnodes == (0, 0) and hv.node_pages(domid)[1] == 0
+    for d in hv.domains():
+        if d.domid:
+            hv.set_load(d.domid, "idle")  # what made the move worth making is gone
+    again = Runtime(hv, Database(str(tmp_path / "l.db")), Settings())
+    for _ in range(30):
+        hv.run(1.0)
+        again.cycle()
+    assert {v.vcpu for v in hv.vcpus(domid) if topo.nodes_of_cpus(v.soft) != {0}} == set()

@@ -18,6 +18,7 @@ from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.ops.executor import DONE, GONE
+from xapi_numa.state.homes import Intent
 
 Before = Tuple[Dict[int, FrozenSet[int]], Optional[FrozenSet[int]]]  # each vCPU's soft affinity, node affinity
 GIVE_UP = 300.0  # seconds of refused mending writes before a VM is left as it is
@@ -62,23 +63,47 @@ class PartMoves:
         self._writes = kept
         return out
 
-    def left_by_a_crash(self, snap: HostSnapshot, unwritten: Mapping[str, Tuple[int, int, int]]) -> None:
-        """At start: what was still to mend lived in the last process only.  A home move it
-        died making (``unwritten``: uuid -> (domid, from node, to node), noted before its
-        writes) left the VM homed on two nodes if some writes went through: they are
-        undone as for a move made in part (its vCPUs back on the old node, its node
-        affinity automatic)."""
-        domains = {d.uuid: d for d in snap.domains}
-        for uuid, (domid, from_node, to_node) in sorted(unwritten.items()):
-            d, vcpus = domains.get(uuid), snap.vcpus.get(domid, ())
-            old, new = snap.topology.cpus_near([from_node]), snap.topology.cpus_near([to_node])
-            if d is None or d.domid != domid or uuid in self._writes:
-                continue  # (its node affinity may have been the first write: always undone)
-            made: List[object] = [SetAffinity(domid, uuid, v.vcpu, soft=new, reason="") for v in vcpus
-                                  if v.soft == new]
-            made.append(SetNodeAffinity(domid, uuid, frozenset([to_node]), ""))
-            self._writes[uuid] = (domid, snap.time, [(None, rebalance_moves.undo_action(
-                a, {v.vcpu: old for v in vcpus}, None)) for a in made])
+    @property
+    def mending(self) -> Set[str]:
+        return set(self._writes)
+
+    def left_unwritten(self, snap: HostSnapshot, uuid: str, intent: Intent,
+                       layout: Optional[VnumaLayout], mover_runs: bool) -> bool:
+        """A home move noted and not known whole (a process killed between its writes, or a
+        cycle that failed before the executor said how they went): mend what it left, as
+        for a move made in part.  True while there is something to wait for or mend (the
+        note stays), False once the VM is whole (the note goes).
+
+        A whole VM: its vCPUs split between the old and the new node (or all on the old,
+        the node affinity perhaps written first) are put back on the old one, its node
+        affinity automatic; all on the new one, the move was made.  A vnode: its vCPUs on
+        the new pnode while its pages never started to move (no mover, the layout still
+        naming the old pnode) go back, the node affinity on the layout's pnodes."""
+        d = next((x for x in snap.domains if x.uuid == uuid), None)
+        if uuid in snap.unread:
+            return True
+        if d is None or d.domid != intent.domid:
+            return False
+        topo = snap.topology
+        old, new = topo.cpus_near([intent.from_node]), topo.cpus_near([intent.to_node])
+        vcpus = snap.vcpus.get(d.domid, ())
+        if intent.vnode is not None:
+            if layout is None or mover_runs:
+                return layout is None or mover_runs
+            if layout.vnode(intent.vnode).pnode == intent.to_node:
+                return False  # its mover moved it
+            vcpus = [v for v in vcpus if v.vcpu in layout.vnode(intent.vnode).vcpus]
+        if not vcpus or any(v.soft not in (old, new) for v in vcpus):
+            return False  # someone else set them since: theirs
+        if all(v.soft == new for v in vcpus) and intent.vnode is None:
+            return False  # every write was made
+        nodes = (None if intent.vnode is None
+                 else frozenset(p for p in layout.pnodes if p is not None))  # type: Optional[FrozenSet[int]]
+        mends: List[object] = [SetAffinity(d.domid, uuid, v.vcpu, soft=old, reason=rebalance_moves.UNDO)
+                               for v in vcpus if v.soft == new]
+        mends.append(SetNodeAffinity(d.domid, uuid, nodes, rebalance_moves.UNDO))
+        self._writes[uuid] = (d.domid, snap.time, [(None, m) for m in mends])
+        return True
 
     def made_in_part(self, vm: rebalance.VmLoad, mine: Sequence, was: Before, now: float) -> None:
         """``mine``: the outcomes of one move's actions, not all of them done."""

@@ -89,7 +89,6 @@ class Rebalancer:
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float, Tuple]] = []  # made, not confirmed
         self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
-        self._started = False          # the first look of this process done
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
         self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
@@ -281,15 +280,17 @@ class Rebalancer:
         move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
-        if record and not self._started:  # the first look: a home move the last process died making
-            self._started = True
-            self.part_moves.left_by_a_crash(snap, self.homes.left_unwritten())
         self.following.begin_period(chunk_pages, room)
         self.following.resume(snap)
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms, capacity = self.loads(snap, pages, excluded, now, our_pins), pools.guest_capacity(snap)
+        if record:
+            self._mend_unwritten(snap)
+        mending = self.part_moves.mending
         undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
+        if record:
+            self.homes.written(mending - self.part_moves.mending)  # gone, not ours, or given up
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                                              for vm, to in rebalance_moves.back_to_memory(
@@ -336,27 +337,37 @@ class Rebalancer:
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
                 self._pending.append((vm, to, best.kind, reason, now, was))
-                if vm.vnode is None:  # (a vnode's move is journalled by its mover)
-                    self.homes.intend(vm.uuid, vm.domid, vm.home, to)
+                self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode)
         return out
+
+    def _mend_unwritten(self, snap: HostSnapshot) -> None:
+        """Home moves noted and not known whole, that this process is not mending: left by a
+        process killed between their writes, or by a cycle that failed before the executor
+        said how they went (:meth:`.part_moves.PartMoves.left_unwritten`)."""
+        moving = set(self.moves.moving())
+        mending = self.part_moves.mending
+        whole = [uuid for uuid, intent in sorted(self.homes.unwritten().items()) if uuid not in mending
+                 and not self.part_moves.left_unwritten(snap, uuid, intent, self.layout(uuid), uuid in moving)]
+        self.homes.written(whole)
 
     def _confirm(self, outcomes) -> List[object]:
         """A move counts (the home-move log, its hold-down, memory following) only once
         every write of it was made; one deferred or refused is not a move.  The first
         memory-follow steps of the moves that count, to be made at once."""
         pending, self._pending = self._pending, []
+        mending = self.part_moves.mending
         self.part_moves.ended(outcomes)
+        self.homes.written(mending - self.part_moves.mending)  # mended: whole again
         steps: List[object] = []
         for vm, to, kind, reason, now, before in pending:
-            if vm.vnode is None:
-                self.homes.written(vm.uuid)  # how it went is known: made, or mended from here on
             # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
             mine = [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
                     and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
                     and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
             if not (mine and all(o.status == DONE for o in mine)):
-                self.part_moves.made_in_part(vm, mine, before, now)
+                self.part_moves.made_in_part(vm, mine, before, now)  # its note stays until mended
                 continue
+            self.homes.written([vm.uuid])
             self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
             if vm.vnode is None:  # a vnode's memory moved with it
                 steps += self.following.start(vm, to)

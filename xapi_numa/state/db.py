@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS home_move_intent (
     uuid      TEXT PRIMARY KEY,
     domid     INTEGER NOT NULL,
     from_node INTEGER NOT NULL,
-    to_node   INTEGER NOT NULL
+    to_node   INTEGER NOT NULL,
+    vnode     INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS memory_move (
     uuid      TEXT PRIMARY KEY,

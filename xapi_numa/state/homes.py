@@ -5,13 +5,23 @@ again within minutes) and what ``top`` counts (moves by kind).
 Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
 row stamped later than now is from an earlier boot: it holds nothing down, and
 the next record drops it.  Rows are kept in the order they were written."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
 import attrs
 
 from xapi_numa.state.db import Database
 
 KEEP = 1000  # rows kept: enough for the hold-down and the counters
+
+
+@attrs.frozen
+class Intent:
+    """A home move noted before its writes: of domain ``domid``, ``vnode`` (None: the VM)."""
+
+    domid: int
+    from_node: int
+    to_node: int
+    vnode: Optional[int] = None
 
 
 @attrs.frozen
@@ -39,24 +49,28 @@ class HomeMoves:
             db.execute("DELETE FROM home_move WHERE rowid NOT IN "
                        "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (KEEP,))
 
-    # A home move's writes are several hypercalls: one being made is noted first, and the
-    # note goes once the executor has said how each went (a process killed in between
-    # leaves it, for the next one to mend: ops.part_moves.PartMoves.left_by_a_crash).
-    def intend(self, uuid: str, domid: int, from_node: int, to_node: int) -> None:
+    # A home move's writes are several hypercalls: each move is noted before them, and the
+    # note stays until the VM is known whole again (all made, or what was made mended):
+    # a process killed or failing in between leaves it for the next look to mend
+    # (ops.part_moves.PartMoves.left_unwritten).
+    def intend(self, uuid: str, domid: int, from_node: int, to_node: int, vnode: Optional[int] = None) -> None:
         with self.db.write() as db:
-            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node) VALUES (?, ?, ?, ?)",
-                       (uuid, domid, from_node, to_node))
+            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node, vnode) "
+                       "VALUES (?, ?, ?, ?, ?)", (uuid, domid, from_node, to_node, -1 if vnode is None else vnode))
 
-    def written(self, uuid: str) -> None:
+    def written(self, uuids: Iterable[str]) -> None:
+        uuids = list(uuids)
+        if not uuids:
+            return
         with self.db.write() as db:
-            db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
+            for uuid in uuids:
+                db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
 
-    def left_unwritten(self) -> Dict[str, Tuple[int, int, int]]:
-        """uuid -> (domid, from node, to node) of the moves a process died making; forgotten here."""
-        with self.db.write() as db:
-            rows = db.execute("SELECT uuid, domid, from_node, to_node FROM home_move_intent").fetchall()
-            db.execute("DELETE FROM home_move_intent")
-        return {uuid: (domid, a, b) for uuid, domid, a, b in rows}
+    def unwritten(self) -> Dict[str, Intent]:
+        """uuid -> the home move noted and not yet known whole."""
+        with self.db.read() as db:
+            rows = db.execute("SELECT uuid, domid, from_node, to_node, vnode FROM home_move_intent").fetchall()
+        return {uuid: Intent(domid, a, b, None if v < 0 else v) for uuid, domid, a, b, v in rows}
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:
