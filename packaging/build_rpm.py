@@ -64,14 +64,19 @@ def version() -> str:
 def release() -> str:
     """The RPM's Release: commits so far and the commit (``262.g5188950``), so that every
     build of a later commit upgrades an earlier one (``rpm -U`` refuses the same
-    version-release, and its scriptlets never run); ``0.local`` outside a git checkout."""
+    version-release, and its scriptlets never run); a tree with changes not committed gets
+    ``.dirty`` and the build's UTC time after it (a rebuild after an edit upgrades too);
+    ``0.local`` outside a git checkout."""
+    import time
     try:
-        count, sha = (subprocess.run(["git", "-C", ROOT] + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     universal_newlines=True, check=True).stdout.strip()
-                      for args in (["rev-list", "--count", "HEAD"], ["rev-parse", "--short", "HEAD"]))
+        count, sha, changes = (subprocess.run(["git", "-C", ROOT] + args, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, universal_newlines=True,
+                                              check=True).stdout.strip()
+                               for args in (["rev-list", "--count", "HEAD"], ["rev-parse", "--short", "HEAD"],
+                                            ["status", "--porcelain", "--untracked-files=no"]))
     except (OSError, subprocess.CalledProcessError):
         return "0.local"
-    return "{}.g{}".format(count, sha)
+    return "{}.g{}".format(count, sha) + (".dirty" + time.strftime("%Y%m%d%H%M%S", time.gmtime()) if changes else "")
 
 
 def console_scripts() -> dict:

@@ -587,9 +587,12 @@ def test_pin_dom0_spreads_a_dom0_that_dom0_vcpus_pin_left_on_one_node(tmp_path):
 
 def test_pin_dom0_leaves_alone_a_layout_that_covers_what_dom0_can(tmp_path):
     """One dom0 vCPU cannot cover two nodes: its pin stays (re-pinning would gain nothing)."""
+    from xapi_numa.ops import backend_alignment
     hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=1)
     hv.set_vcpu_affinity(0, 0, hard=N1)
     assert ba.plan_dom0_pins(hv.vcpus(0), TOPO) == []
+    problems = backend_alignment.report(observe.take(hv), SimDom0(hv, str(tmp_path / "host")), None)["problems"]
+    assert any("no vCPU to spare" in p for p in problems) and not any("--pin-dom0" in p for p in problems), problems
 
 
 def test_an_irq_whose_affinity_write_is_refused_is_not_left_banned(tmp_path, fake):

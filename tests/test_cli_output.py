@@ -170,13 +170,20 @@ def test_the_rebalance_dry_run_asks_xapi_which_vms_it_may_move(host, capsys, mon
         def rebalance_opted_out(self, uuid):
             return True
 
+        read = True
+
         def close(self):
             EveryVmOptedOut.closed = True
+    real = cli_rebalance.XapiLink
     monkeypatch.setattr(cli_rebalance, "XapiLink", EveryVmOptedOut)
     monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")   # as the loopback pool's tests name theirs
     assert main(["rebalance", "--dry-run", "--json"]) == 0
     asked = json.loads(capsys.readouterr().out)
     assert asked["xapi"] == "consulted" and asked["actions"] == [] and EveryVmOptedOut.closed
+    monkeypatch.setattr(cli_rebalance, "XapiLink", real)  # to a xapi that is not there: said so
+    assert main(["rebalance", "--dry-run", "--json"]) == 0
+    away = json.loads(capsys.readouterr().out)
+    assert away["xapi"].startswith("unreachable") and away["actions"] == []
 
 
 def test_on_an_ascii_locale_names_with_accents_are_shown_escaped_and_found_as_typed(tmp_path):

@@ -194,6 +194,13 @@ def test_a_move_to_where_every_page_is_neither_scans_nor_pauses(sim, ledger, mon
     report = migrate.run(sim, ledger.db, plan)
     assert report["state"] == "done" and report["already_there"] and report["moved_pages"] == 0
     assert touched == []
+    # vCPUs and node affinity elsewhere: they still follow the memory, as after a move
+    for v in range(2):
+        sim.set_vcpu_affinity(domid, v, soft=frozenset({2, 3}))
+    sim.set_node_affinity(domid, frozenset([1]))
+    report = migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 0))
+    assert report["affinity"]["nodes"] == [0] and sim.node_affinity(domid) == {0}
+    assert {v.soft for v in sim.vcpus(domid)} == {frozenset({0, 1, 2, 3}) & frozenset(sim.topology().cpus_of_nodes([0]))}
     plan = migrate.prepare(sim, "vm", 0, vnode=None, allow_fallback=True)  # no count with a fallback: scanned
     assert touched == ["scan"] and not plan.already_there
 

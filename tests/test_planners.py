@@ -114,6 +114,8 @@ def test_restore_all_restores_a_pin_recorded_before_its_target_was_kept():
     it was dropped as changed by someone else, and the vCPU stayed hard-pinned for good."""
     out = homing.restore_all(snap([_pinned(1, 0, 1, N0, N0)]), [_record(1, 0, ())])
     assert [(r.domid, r.hard) for r in out] == [(1, ALL)]
+    out = homing.plan_restores(snap([_pinned(1, 0, 1, N0, N0)], time=9.0), [_record(1, 0, ())], timeout=5.0)
+    assert [(r.domid, r.hard) for r in out] == [(1, ALL)]  # and in a cycle (a start that could not)
 
 
 # --- the locality rule --------------------------------------------------------------------------------

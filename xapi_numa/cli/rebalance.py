@@ -15,6 +15,7 @@ from xapi_numa.ops.xapi_link import XapiLink, local_login
 from xapi_numa.core.numbers import whole_number
 
 
+UNREACHABLE = "unreachable: every VM is left alone, as xapi-numad leaves them while xapi is away"
 NOT_CONSULTED = "not consulted (a simulated host, or --no-xapi): the VMs' policies and opt-outs are left out"
 
 
@@ -39,7 +40,7 @@ def cmd_rebalance(args) -> int:
     value = dict(decision.assessment.to_dict(), decision=decision.note,
                  actions=[act.describe(a) for a in decision.actions], home_moves=rt.rebalancer.counts(),
                  demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
-                 xapi="consulted" if link is not None else NOT_CONSULTED)
+                 xapi=NOT_CONSULTED if link is None else "consulted" if link.read else UNREACHABLE)
     common.emit(args, value, _render)
     return 0
 

@@ -259,6 +259,10 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
         if not records:
             continue
         current = {v.vcpu: v for v in snap.vcpus.get(d.domid, ())}
+        # a record of an older version has no pinned_to: undone as that version would have
+        out += [RestorePin(d.domid, uuid, p.vcpu, p.original_hard, "a pin an older version made")
+                for p in records if not p.pinned_to and p.vcpu in current]
+        records = [p for p in records if p.pinned_to or p.vcpu not in current]
         ours = [p for p in records if p.vcpu in current and current[p.vcpu].hard == p.pinned_to]
         out += [RestorePin(None, uuid, p.vcpu, None, "its hard affinity was changed by someone else: left as is")
                 for p in records if p not in ours]

@@ -251,7 +251,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
                                 follow_affinity)
         state, error = (FAILED if note and state == DONE else state), note or error
         report["state"] = state
-    elif tally.released and follow_affinity:
+    elif (tally.released or plan.already_there) and follow_affinity:  # (all there: still its home)
         try:
             report["affinity"] = follow_memory(hv, d, journal.db)
         except NumaError as err:  # the domain went away meanwhile: the journal still gets the outcome

@@ -61,6 +61,11 @@ class XapiLink:
             self._down(now, err)
             return None
 
+    @property
+    def read(self) -> bool:
+        """Have the VMs' records been read (xapi reached)?"""
+        return self._policies_at is not None
+
     def close(self) -> None:
         """Log the session out (at stop, and before a new login); never raises."""
         session, self._session = self._session, None
