@@ -59,3 +59,19 @@ def test_past_the_swaps_it_weighs_a_look_keeps_the_ones_ranked_first(monkeypatch
     assert weighed.count(2) == 50 and best is not None and best.kind == "swap"   # of 400 swaps
     monkeypatch.setattr(rebalance, "SWAPS_WEIGHED", 10 ** 6)
     assert rebalance.assess(busy + idle, topo).best == best   # the same choice as weighing all 400
+
+
+def test_swaps_are_ranked_by_the_window_not_by_the_last_sample(monkeypatch):
+    """One VM busy over the whole window dipped just now, and others idle over it blipped
+    just now: ranked by current demand the busy one fell out of the swaps weighed, and the
+    look chose a worse swap than weighing them all."""
+    topo = Topology.uniform(2, 8, 64 << 30)
+    k = 20
+    vms = [vm(1, 0, [1.5] * (k - 1) + [0.5], vcpus=1)]
+    vms += [vm(i, 0, [0.0] * (k - 1) + [0.9], vcpus=1) for i in range(2, 9)]
+    vms += [vm(i, 0, [1.2] * k, vcpus=1) for i in range(9, 15)]
+    vms += [vm(i, 1, [0.05] * k, vcpus=1, pages={0: GIB}) for i in range(15, 65)]
+    assert len(rebalance.candidate_moves(vms, [0, 1], True)) > rebalance.SWAPS_WEIGHED
+    trimmed = rebalance.assess(vms, topo).best
+    monkeypatch.setattr(rebalance, "SWAPS_WEIGHED", 10 ** 6)
+    assert trimmed == rebalance.assess(vms, topo).best and trimmed.moves[0][0].name == "vm1"

@@ -91,6 +91,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 import attrs
 
 from xapi_numa.core.demand_window import Window
+from xapi_numa.core.rebalance_choice import homed_vcpus, preference, raises_exposure
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
@@ -251,7 +252,7 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
     window = Window(vms, usable, max([len(vm.history) for vm in vms] + [1]))
     homed = homed_vcpus(vms, nodes)
     weighed = [c for swaps in (False, True) for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand,
-                                                            window, homed, settings)]
+                                                            window, homed, settings, room, max_writes)]
     candidates = [c for c in weighed if (room is None or fits_room(c, room, settings))
                   and (max_writes is None or c.writes <= max_writes)]
     if not candidates:
@@ -259,7 +260,7 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains {:.2f} "
                           "pCPUs{}".format(imbalance, settings.min_gain, " within the budget of {} writes per "
                                            "cycle".format(max_writes) if over else ""))
-    best = max(candidates, key=lambda c: _preference(c.moves, c.score, demand, usable, topo, homed))
+    best = max(candidates, key=lambda c: preference(c.moves, c.score, demand, usable, topo, homed))
     return Assessment(loads, imbalance, best, best.explain(loads))
 
 
@@ -276,49 +277,6 @@ def fits_room(c: Candidate, room: Mapping[int, int], settings: Settings) -> bool
     """Can every target take the memory that follows?  (A swap's outgoing pages are not
     counted: the two movers run apart, and a full node would make each spill.)"""
     return all(pages <= room.get(to, 0) for to, pages in incoming_pages(c, settings).items())
-
-
-def homed_vcpus(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, int]:
-    """Per node, the vCPUs homed there: the most CPU its VMs can want at once."""
-    out = {n: 0 for n in nodes}
-    for vm in vms:
-        if vm.home in out:
-            out[vm.home] += len(vm.vcpus)
-    return out
-
-
-def raises_exposure(moves: Sequence[Tuple[VmLoad, int]], homed: Mapping[int, int],
-                    capacity: Mapping[int, float]) -> bool:
-    """Would the move leave the nodes it touches more exposed: more vCPUs homed beyond
-    what they can run (the squared excess summed), were every VM to want all its vCPUs?
-    A VM seen idle so far may still wake; a move that empties one node by filling
-    another past it only moves the overload to where it will be once that happens."""
-    touched = {vm.home for vm, _ in moves} | {to for _, to in moves}
-    after = {n: float(homed[n]) for n in touched}
-    for vm, to in moves:
-        after[vm.home] -= len(vm.vcpus)
-        after[to] += len(vm.vcpus)
-
-    def excess(per_node: Mapping[int, float]) -> float:
-        return sum(max(0.0, per_node[n] - capacity[n]) ** 2 for n in touched)
-    return excess(after) > excess({n: float(homed[n]) for n in touched}) + 1e-9
-
-
-def _preference(moves: Sequence[Tuple[VmLoad, int]], score: float, demand: Mapping[int, float],
-                capacity: Mapping[int, float], topo: Topology, homed: Mapping[int, int]) -> Tuple:
-    """A move that leaves no node more exposed first (:func:`raises_exposure`); then the
-    most gain per memory moved; among (nearly) equal ones, the move that leaves the
-    loads most even (least sum of squared loads), then the nearest target, then a
-    stable order."""
-    safe = not raises_exposure(moves, homed, capacity)
-    after = dict(demand)
-    for vm, to in moves:
-        after[vm.home] -= vm.demand
-        after[to] += vm.demand
-    spread = sum((after[n] / capacity[n]) ** 2 for n in after if capacity[n])
-    distance = sum(topo.distance(vm.home, to) for vm, to in moves)
-    return (safe, round(score, 2), -round(spread, 3), -distance,
-            [(vm.uuid, -1 if vm.vnode is None else vm.vnode, to) for vm, to in moves])
 
 
 def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, settings: Settings) -> Candidate:
@@ -359,23 +317,36 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
 
 
 def _promising(moves: Sequence[MoveSet], demand: Mapping[int, float], topo: Topology, homed: Mapping[int, int],
-               capacity: Mapping[int, float], settings: Settings) -> List[MoveSet]:
-    """The :data:`SWAPS_WEIGHED` swaps the choice (:func:`_preference`) would rank first,
-    were each one's gain the two VMs' difference in current demand."""
+               window: Window, settings: Settings, room: Optional[Mapping[int, int]],
+               max_writes: Optional[int]) -> List[MoveSet]:
+    """Of the swaps that fit (room on the targets, the writes of a cycle), the
+    :data:`SWAPS_WEIGHED` the choice (:func:`.rebalance_choice.preference`) would rank first, were each
+    one's gain the two VMs' difference in mean demand over the window (the gain itself
+    clips each node's series at its capacity: this ranks, it does not decide)."""
     pages: Dict[Tuple[int, int], int] = {}
+    mean: Dict[int, float] = {}
+
+    def cost(vm: VmLoad, to: int) -> int:
+        if (id(vm), to) not in pages:
+            pages[id(vm), to] = pages_to_move(vm, to, settings.local_enough)
+            mean.setdefault(id(vm), sum(window.samples(vm)) / window.k)
+        return pages[id(vm), to]
+
+    def fits(move: MoveSet) -> bool:
+        return all(cost(vm, to) <= (room.get(to, 0) if room is not None else cost(vm, to)) for vm, to in move[1]) \
+            and (max_writes is None or sum(len(vm.vcpus) + 1 for vm, _ in move[1]) <= max_writes)
 
     def rank(move: MoveSet) -> Tuple:
-        pages.update({(id(vm), to): pages_to_move(vm, to, settings.local_enough) for vm, to in move[1]
-                      if (id(vm), to) not in pages})
         (v, to_v), (w, to_w) = move[1]
-        moved = pages[id(v), to_v] + pages[id(w), to_w]
-        return _preference(move[1], (v.demand - w.demand) / (1.0 + moved * PAGE / float(1 << 30)), demand,
-                           capacity, topo, homed)
-    return heapq.nlargest(SWAPS_WEIGHED, moves, key=rank)
+        moved = cost(v, to_v) + cost(w, to_w)
+        return preference(move[1], (mean[id(v)] - mean[id(w)]) / (1.0 + moved * PAGE / float(1 << 30)), demand,
+                           window.capacity, topo, homed)
+    return heapq.nlargest(SWAPS_WEIGHED, [m for m in moves if fits(m)], key=rank)
 
 
 def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float], window: Window,
-           homed: Mapping[int, int], settings: Settings) -> List[Candidate]:
+           homed: Mapping[int, int], settings: Settings, room: Optional[Mapping[int, int]] = None,
+           max_writes: Optional[int] = None) -> List[Candidate]:
     """The moves that gain at least :attr:`Settings.min_gain`, with their gain and cost
     (a PV guest's home only where that alone is a net gain).  Of more than
     :data:`SWAPS_WEIGHED` swaps, only the most promising are weighed (:func:`_promising`)."""
@@ -385,7 +356,7 @@ def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float]
     # no node it touches was ever over capacity: it cannot deliver more
     moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
     if len(moves) > SWAPS_WEIGHED and moves[0][0] == "swap":
-        moves = _promising(moves, demand, topo, homed, capacity, settings)
+        moves = _promising(moves, demand, topo, homed, window, settings, room, max_writes)
     for kind, pairs in moves:
         gain = window.gain(pairs)
         if gain < settings.min_gain:
