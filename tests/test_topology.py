@@ -138,3 +138,16 @@ def test_settling_and_the_fix_up_never_write_an_empty_mask_for_memory_only_nodes
     assert [a.soft for a in moves] == [near, near]
     there = [VcpuInfo(5, v, v, "running", topo.all_cpus, near, 1.0) for v in (0, 1)]
     assert affinity_fixup.plan(HostSnapshot(topo, 1.0, (dom,), {5: tuple(there)}, pages=pages)) == []
+
+
+def test_placement_and_the_boot_pin_agree_on_the_cpus_near_memory_only_nodes():
+    """Placement took the nearest CPUs of the policy's first node, the boot pin and settling
+    of the lowest one: for ``preferred 3,2`` (both memory-only) they named different nodes."""
+    from xapi_numa.core.placement import NodeLoads, Planner, Request
+    from xapi_numa.core.policy import Policy
+    g = 1 << 30
+    dist = [[10, 20, 12, 20], [20, 10, 20, 12], [12, 20, 10, 20], [20, 12, 20, 10]]
+    topo = Topology.from_arrays([0, 0, 1, 1], dist, [g, g, 4 * g, 4 * g], [g, g, 4 * g, 4 * g])
+    placed = Planner(topo).place(NodeLoads([g // 2, g // 2, 4 * g, 4 * g], [0] * 4, [0] * 4),
+                                 Request(2, 6 * g, Policy.parse("preferred", "3,2")))
+    assert placed.soft == topo.cpus_near(placed.nodes) == topo.cpus_near(frozenset(placed.nodes))

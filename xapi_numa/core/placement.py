@@ -335,18 +335,9 @@ class Planner:
                          need - request.memory)
 
     def _cpus_near(self, nodes: Sequence[int], request: Request) -> FrozenSet[int]:
-        """The CPUs of ``nodes``; for a set of memory-only nodes (listed by a policy), those
-        of the nearest nodes with CPUs that the CPU mask allows, so that the vCPUs have
-        somewhere to run."""
-        cpus = self.topology.cpus_of_nodes(nodes)
-        if cpus:
-            return cpus
-        allowed = self._allowed(request)
-        with_cpus = [m for m in self.nearest[nodes[0]] if self.pcpus[m] and m in allowed]
-        if not with_cpus:
-            with_cpus = [m for m in self.nearest[nodes[0]] if self.pcpus[m]]
-        d = self.topology.distances[nodes[0]]
-        return self.topology.cpus_of_nodes([m for m in with_cpus if d[m] == d[with_cpus[0]]])
+        """The CPUs of ``nodes``; for memory-only nodes, those of the nearest nodes with CPUs
+        the CPU mask allows (:meth:`Topology.cpus_near`, as the boot pin and settling)."""
+        return self.topology.cpus_near(nodes, self._allowed(request))
 
     def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:

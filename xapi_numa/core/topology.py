@@ -173,14 +173,17 @@ class Topology:
     def cpus_of_nodes(self, nodes: Iterable[int]) -> FrozenSet[int]:
         return frozenset().union(*(self.nodes[n].cpus for n in nodes))
 
-    def cpus_near(self, nodes: Iterable[int]) -> FrozenSet[int]:
+    def cpus_near(self, nodes: Iterable[int], allowed: Optional[Iterable[int]] = None) -> FrozenSet[int]:
         """The CPUs to run vCPUs whose memory is on ``nodes``: those nodes' own; for nodes
-        with none (memory-only), those of the nearest nodes that have CPUs, by SLIT
-        distance from the lowest of them (ties all taken).  Never empty on a host with
-        CPUs: an empty mask is no affinity Xen takes."""
+        with none (memory-only), those of the nearest nodes that have CPUs (among
+        ``allowed`` nodes if any of them has), by SLIT distance from the lowest of them
+        (ties all taken).  Never empty on a host with CPUs: an empty mask is no affinity
+        Xen takes.  The one rule for placement, the boot pin, settling and the fix-up."""
         ids = sorted(nodes)
         cpus = self.cpus_of_nodes(ids)
         with_cpus = [n.id for n in self.nodes if n.cpus]
+        if allowed is not None:
+            with_cpus = [m for m in with_cpus if m in set(allowed)] or with_cpus
         if cpus or not ids or not with_cpus:
             return cpus
         nearest = min(self.distance(ids[0], m) for m in with_cpus)
