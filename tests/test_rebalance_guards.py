@@ -626,3 +626,45 @@ def test_a_home_move_cut_short_by_a_failing_cycle_is_mended_by_the_same_process(
         if d.domid:
             assert len({v.soft for v in sim.vcpus(d.domid)}) == 1, d.name
     assert HomeMoves(rt.db).unwritten() == {}
+
+
+def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
+    """Mended on a host gone quiet, for a VM whose soft affinity was 3 of its home node's 4
+    CPUs: the split VM (home None) was taken for one of ours to send back to its memory and
+    its note failed (NOT NULL) every period, and the note's undo wanted the whole node."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    topo = Topology.uniform(2, 4, 8 << 30)
+    n1 = topo.cpus_of_nodes([1])
+    part = frozenset(sorted(topo.cpus_of_nodes([0]))[:3])
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    for i in range(3):
+        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=part, load="busy")
+
+    class Killed(BaseException):
+        pass
+    real, writes = sim.set_vcpu_affinity, []
+
+    def killed(domid, vcpu, hard=None, soft=None):
+        if soft == n1:
+            writes.append(vcpu)
+            if len(writes) == 2:
+                raise Killed()
+        return real(domid, vcpu, hard=hard, soft=soft)
+    sim.set_vcpu_affinity = killed
+    with pytest.raises(Killed):
+        rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+        for _ in range(30):
+            sim.run(1.0)
+            rt.cycle()
+    sim.set_vcpu_affinity = real
+    split = [d for d in sim.domains() if d.domid and len({v.soft for v in sim.vcpus(d.domid)}) > 1]
+    assert [d.name for d in split] == ["busy0"]
+    for d in sim.domains():
+        if d.domid:
+            sim.set_load(d.domid, "idle")
+    again = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    for _ in range(60):
+        sim.run(1.0)
+        assert again.cycle() is not None  # (a failing period raises)
+    assert {v.soft for v in sim.vcpus(split[0].domid)} == {part} and sim.node_affinity(split[0].domid) == {0}
+    assert HomeMoves(again.db).unwritten() == {}

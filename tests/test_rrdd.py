@@ -251,7 +251,7 @@ class UnixHTTPServer(HTTPServer):
         self.server_name, self.server_port = "localhost", 0
 
 
-def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None):
+def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None, deregister_fails=None):
     """xcp-rrdd's plugin calls as xapi-idl declares them, recording what it was sent.  As
     xcp-rrdd, the first registration of a uid opens the file and maps it (``mapped``: uid ->
     the size mapped; a file that is not there is an exception, which its handler answers
@@ -267,6 +267,7 @@ def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None):
             if method == "Plugin.Local.register" and uid not in mapped:
                 try:
                     mapped[uid] = os.path.getsize(shm_path)
+                    calls.append(("mapped", mapped[uid]))
                 except OSError:
                     calls.append(("401", uid))
                     self.send_response(401)
@@ -274,6 +275,12 @@ def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None):
                     self.end_headers()
                     return
             if method == "Plugin.Local.deregister":
+                if deregister_fails and deregister_fails.pop(0):
+                    calls.append(("500", uid))
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 mapped.pop(uid, None)
             value = {"Plugin.get_path": shm_path, "Plugin.Local.register": register_answer,
                      "Plugin.Local.deregister": ""}.get(method)
@@ -387,3 +394,67 @@ def test_a_register_answer_that_is_no_number_is_a_clear_complaint(tmp_path, host
         server.shutdown()
     err = first + proc.stderr.read()
     assert "answered Plugin.Local.register with 'soon'" in first and "Traceback" not in err, err
+
+
+def run_in_process(path, sock, seconds, monkeypatch):
+    """xapi-numa-rrdd's loop in this process for ``seconds``, retrying at once."""
+    from xapi_numa import rrdd_plugin
+    monkeypatch.setattr(rrdd_plugin, "RETRY", 0.1)
+    stop = {"now": False}
+    timer = threading.Timer(seconds, lambda: stop.update(now=True))
+    timer.start()
+    args = rrdd_plugin.parse_args(["--backend", "sim:" + path, "--socket", sock, "--names", "all",
+                                   "--timestamp", "double"])
+    try:
+        return rrdd_plugin.run(args, stop)
+    finally:
+        timer.cancel()
+
+
+def test_a_first_snapshot_that_fails_is_taken_again_before_registering(tmp_path, host, monkeypatch):
+    """The file's object was kept before its first write: a first snapshot that failed left no
+    file, and the loop only registered from then on (xcp-rrdd: 401, for good)."""
+    from xapi_numa.errors import BackendUnavailable
+    path, uuids = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    calls, mapped, seen = [], {}, []
+    server = fake_rrdd(sock, shm, calls, mapped=mapped)
+    real = observe.take
+
+    def fails_first(*args, **kwargs):
+        if not seen:
+            seen.append(1)
+            raise BackendUnavailable("the hypervisor is busy")
+        seen.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(observe, "take", fails_first)
+    try:
+        assert run_in_process(path, sock, 3.0, monkeypatch) == 0
+    finally:
+        server.shutdown()
+    methods = [m for m, _ in calls]
+    assert "401" not in methods and "Plugin.Local.register" in methods and len(seen) > 2
+
+
+def test_a_deregistration_that_fails_is_made_again_before_registering(tmp_path, host, monkeypatch):
+    """After the file was made anew, one failed deregistration left xcp-rrdd mapping the old,
+    replaced file for good (register keeps a registration it has)."""
+    path, _ = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    calls, mapped = [], {}
+    server = fake_rrdd(sock, shm, calls, mapped=mapped, deregister_fails=[False, True])
+    hv = SimHypervisor(path)
+
+    def grow():
+        for i in range(40):
+            hv.create("more{}".format(i), 1, 16 << 20, load="idle")
+    threading.Timer(1.5, grow).start()
+    try:
+        assert run_in_process(path, sock, 6.0, monkeypatch) == 0
+    finally:
+        server.shutdown()
+    methods = [m for m, _ in calls]
+    failed = methods.index("500")  # the deregistration after the file was made anew, bigger
+    sizes = [size for m, size in calls if m == "mapped"]
+    later = [size for m, size in calls[failed:] if m == "mapped"]
+    assert later and later[0] > sizes[0], calls   # mapped afresh, at its new size, all the same

@@ -184,3 +184,22 @@ def test_ended_moves_of_gone_vms_leave_the_journal_after_an_hour(tmp_path):
     now[0] += MOVES_KEPT_S + 1
     rt.cycle()
     assert [r.uuid for r in journal.rows()] == [uuids[2]] and journal.status(uuids[2]).state == "done"
+
+
+def test_a_schema_4_ledger_gets_the_home_move_notes_columns(tmp_path):
+    """Schema 4 (one day's builds) had the notes' table without vnode and soft_before, and a
+    ledger stamped 4 was never set up again: every rebalance period failed on the column."""
+    import sqlite3
+    from xapi_numa.state.homes import HomeMoves
+    path = str(tmp_path / "l.db")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE home_move_intent (uuid TEXT PRIMARY KEY, domid INTEGER NOT NULL, "
+                "from_node INTEGER NOT NULL, to_node INTEGER NOT NULL)")
+    old.execute("INSERT INTO home_move_intent VALUES ('vm-1', 3, 0, 1)")
+    old.execute("PRAGMA user_version=4")
+    old.commit()
+    old.close()
+    homes = HomeMoves(Database(path))
+    assert homes.unwritten()["vm-1"].vnode is None and homes.unwritten()["vm-1"].soft_before == {}
+    homes.intend("vm-2", 4, 1, 0, 2, {0: frozenset({0, 1})})
+    assert homes.unwritten()["vm-2"].vnode == 2 and homes.unwritten()["vm-2"].soft_before == {0: frozenset({0, 1})}

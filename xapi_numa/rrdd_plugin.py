@@ -25,7 +25,7 @@ import attrs
 
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
-from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
 from xapi_numa.ops import metrics, observe
 
 PLUGIN_UID = "xapi-numa"
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, stop: dict) -> int:
         raise InvalidArgument("--once", "needs --file PATH", "--once --file PATH")
     metrics.check_names(args.names)  # before touching the host
     hv = open_hypervisor(args.backend)
-    stamp = rrdd.timestamp_format(rrdd.installed_version()) if args.timestamp == "auto" else args.timestamp
+    stamp = stamp_for(args)
     tally = metrics.NonaffineTally()
     if args.file:
         tally, _ = publish_once(hv, rrdd.PluginFile(args.file), tally, args.names, stamp)
@@ -91,15 +91,23 @@ def run(args: argparse.Namespace, stop: dict) -> int:
     client = None if args.file else rrdd.Rrdd(args.socket)
     out = rrdd.PluginFile(args.file) if args.file else None
     lead = LEAD_TIME
+    remap = True  # xcp-rrdd is to map our file afresh at the next registration
     try:
         while not stop["now"]:
             try:
                 wait = rrdd.FREQUENCY_SECONDS
                 if client is not None:
                     if out is None:  # whole before xcp-rrdd hears of it: it maps the file at registration
-                        out = rrdd.PluginFile(client.path(args.uid))
-                        tally, _ = publish_once(hv, out, tally, args.names, stamp)
-                        client.forget(args.uid)  # an earlier run's registration maps an older file
+                        made = rrdd.PluginFile(client.path(args.uid))
+                        tally, _ = publish_once(hv, made, tally, args.names, stamp)
+                        out = made  # (a first snapshot that failed is taken again, before any registration)
+                    if remap:
+                        # a registration (an earlier run's, or before the file was made anew) maps an older
+                        # file, and register keeps it: deregister first, until that works; and ask again
+                        # which timestamp xcp-rrdd reads (an update may have restarted it)
+                        stamp = stamp_for(args)
+                        client.deregister(args.uid)
+                        remap = False
                     wait = client.register(args.uid)
                 # just before the reading; a reading closer than the lead time: the one after
                 sleep_unless_stopped((wait - lead) % rrdd.FREQUENCY_SECONDS, stop)
@@ -108,14 +116,19 @@ def run(args: argparse.Namespace, stop: dict) -> int:
                 started = time.monotonic()
                 tally, remade = publish_once(hv, out, tally, args.names, stamp)
                 lead = min(MAX_LEAD, LEAD_TIME + time.monotonic() - started)
-                if remade and client is not None:
-                    client.forget(args.uid)  # registered again next: xcp-rrdd maps the bigger file
+                remap = remap or remade  # registered again next: xcp-rrdd maps the bigger file
             except NumaError as err:  # xcp-rrdd restarting, a domain vanishing: next cycle
+                remap = remap or isinstance(err, BackendUnavailable)  # xcp-rrdd away: perhaps a new one
                 log("{} (retrying in {:.0f} s)".format(err.message, RETRY))
                 sleep_unless_stopped(RETRY, stop)
     finally:
         cleanup(client, args.uid, out.path if out is not None else None)
     return 0
+
+
+def stamp_for(args: argparse.Namespace) -> str:
+    """The timestamp's format: as asked, or as the installed xcp-rrdd reads it."""
+    return rrdd.timestamp_format(rrdd.installed_version()) if args.timestamp == "auto" else args.timestamp
 
 
 def cleanup(client: Optional[rrdd.Rrdd], uid: str, path: Optional[str]) -> None:

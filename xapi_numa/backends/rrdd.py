@@ -200,10 +200,3 @@ class Rrdd:
 
     def deregister(self, uid: str) -> None:
         self._call("Plugin.Local.deregister", {"uid": uid})
-
-    def forget(self, uid: str) -> None:
-        """Deregister if registered (a registration of an earlier run maps an older file)."""
-        try:
-            self.deregister(uid)
-        except BackendUnavailable:
-            pass

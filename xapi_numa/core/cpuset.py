@@ -127,6 +127,17 @@ def parse_nodes(text: str, all_nodes: AbstractSet[int], field: str = "nodes") ->
         raise InvalidArgument(field, err.detail.replace("CPU", "node"), allowed) from None
 
 
+def parse_ids(stored: str) -> FrozenSet[int]:
+    """:func:`format_ids`' text back to ids: what we wrote ourselves (a journal's), so
+    trusted; a user's text goes through :func:`parse_cpus` or :func:`parse_nodes`."""
+    out = set()
+    for part in stored.split(","):
+        if part:
+            first, _, last = part.partition("-")
+            out.update(range(int(first), int(last or first) + 1))
+    return frozenset(out)
+
+
 def format_ids(ids: Iterable[int]) -> str:
     """Canonical range form: ``0-27,56-83``; empty gives ``""``."""
     ordered = sorted(set(ids))

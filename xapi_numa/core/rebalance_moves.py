@@ -36,7 +36,8 @@ def back_to_memory(vms: Sequence[VmLoad], homed_by_us: Mapping[str, int], capaci
     series = node_series(vms, list(capacity), k)
     out = []
     for vm in vms:
-        if homed_by_us.get(vm.uuid) != vm.home or vm.vnode is not None or not vm.pages or not vm.movable:
+        if (vm.home is None or homed_by_us.get(vm.uuid) != vm.home or vm.vnode is not None or not vm.pages
+                or not vm.movable):  # (home None: homed on several nodes, none of them ours to undo)
             continue
         back = max(sorted(vm.pages), key=lambda n: vm.pages[n])
         if back == vm.home or back not in series or (vm.allowed is not None and back not in vm.allowed):

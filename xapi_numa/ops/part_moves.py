@@ -93,14 +93,15 @@ class PartMoves:
             if layout.vnode(intent.vnode).pnode == intent.to_node:
                 return False  # its mover moved it
             vcpus = [v for v in vcpus if v.vcpu in layout.vnode(intent.vnode).vcpus]
-        if not vcpus or any(v.soft not in (old, new) for v in vcpus):
+        was = {v.vcpu: intent.soft_before.get(v.vcpu, old) for v in vcpus}  # (a note of before: the old node's)
+        if not vcpus or any(v.soft not in (was[v.vcpu], new) for v in vcpus):
             return False  # someone else set them since: theirs
         if all(v.soft == new for v in vcpus) and intent.vnode is None:
             return False  # every write was made
         nodes = (None if intent.vnode is None
                  else frozenset(p for p in layout.pnodes if p is not None))  # type: Optional[FrozenSet[int]]
-        mends: List[object] = [SetAffinity(d.domid, uuid, v.vcpu, soft=old, reason=rebalance_moves.UNDO)
-                               for v in vcpus if v.soft == new]
+        mends: List[object] = [SetAffinity(d.domid, uuid, v.vcpu, soft=was[v.vcpu], reason=rebalance_moves.UNDO)
+                               for v in vcpus if v.soft == new and was[v.vcpu] != new]
         mends.append(SetNodeAffinity(d.domid, uuid, nodes, rebalance_moves.UNDO))
         self._writes[uuid] = (d.domid, snap.time, [(None, m) for m in mends])
         return True

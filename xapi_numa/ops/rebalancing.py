@@ -291,6 +291,8 @@ class Rebalancer:
         undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
         if record:
             self.homes.written(mending - self.part_moves.mending)  # gone, not ours, or given up
+        mending = self.part_moves.mending  # left out of this period's moves: one note per VM at a time
+        vms = [vm for vm in vms if vm.uuid not in mending]
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                                              for vm, to in rebalance_moves.back_to_memory(
@@ -337,7 +339,7 @@ class Rebalancer:
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
                 self._pending.append((vm, to, best.kind, reason, now, was))
-                self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode)
+                self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode, was[0])
         return out
 
     def _mend_unwritten(self, snap: HostSnapshot) -> None:

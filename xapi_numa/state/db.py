@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -68,8 +68,7 @@ CREATE TABLE IF NOT EXISTS home_move_intent (
     uuid      TEXT PRIMARY KEY,
     domid     INTEGER NOT NULL,
     from_node INTEGER NOT NULL,
-    to_node   INTEGER NOT NULL,
-    vnode     INTEGER NOT NULL DEFAULT -1
+    to_node   INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS memory_move (
     uuid      TEXT PRIMARY KEY,
@@ -85,7 +84,9 @@ CREATE TABLE IF NOT EXISTS memory_move (
 
 # Columns added since the first schema: (table, column, declaration).
 ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
-                 ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"))
+                 ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
+                 ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
+                 ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"))  # vCPU -> CPU list
 
 
 def default_path() -> str:

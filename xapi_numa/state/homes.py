@@ -5,10 +5,12 @@ again within minutes) and what ``top`` counts (moves by kind).
 Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
 row stamped later than now is from an earlier boot: it holds nothing down, and
 the next record drops it.  Rows are kept in the order they were written."""
-from typing import Dict, Iterable, List, Optional
+import json
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional
 
 import attrs
 
+from xapi_numa.core.cpuset import format_ids, parse_ids
 from xapi_numa.state.db import Database
 
 KEEP = 1000  # rows kept: enough for the hold-down and the counters
@@ -22,6 +24,7 @@ class Intent:
     from_node: int
     to_node: int
     vnode: Optional[int] = None
+    soft_before: Mapping[int, FrozenSet[int]] = attrs.field(factory=dict)  # each vCPU's, before the move
 
 
 @attrs.frozen
@@ -53,10 +56,13 @@ class HomeMoves:
     # note stays until the VM is known whole again (all made, or what was made mended):
     # a process killed or failing in between leaves it for the next look to mend
     # (ops.part_moves.PartMoves.left_unwritten).
-    def intend(self, uuid: str, domid: int, from_node: int, to_node: int, vnode: Optional[int] = None) -> None:
+    def intend(self, uuid: str, domid: int, from_node: int, to_node: int, vnode: Optional[int] = None,
+               soft_before: Optional[Mapping[int, FrozenSet[int]]] = None) -> None:
+        before = json.dumps({str(v): format_ids(cpus) for v, cpus in sorted((soft_before or {}).items())})
         with self.db.write() as db:
-            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node, vnode) "
-                       "VALUES (?, ?, ?, ?, ?)", (uuid, domid, from_node, to_node, -1 if vnode is None else vnode))
+            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node, vnode, soft_before) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (uuid, domid, from_node, to_node, -1 if vnode is None else vnode,
+                                                     before))
 
     def written(self, uuids: Iterable[str]) -> None:
         uuids = list(uuids)
@@ -69,8 +75,11 @@ class HomeMoves:
     def unwritten(self) -> Dict[str, Intent]:
         """uuid -> the home move noted and not yet known whole."""
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, domid, from_node, to_node, vnode FROM home_move_intent").fetchall()
-        return {uuid: Intent(domid, a, b, None if v < 0 else v) for uuid, domid, a, b, v in rows}
+            rows = db.execute("SELECT uuid, domid, from_node, to_node, vnode, soft_before "
+                              "FROM home_move_intent").fetchall()
+        return {uuid: Intent(domid, a, b, None if v < 0 else v,
+                             {int(c): parse_ids(t) for c, t in json.loads(before or "{}").items()})
+                for uuid, domid, a, b, v, before in rows}
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:

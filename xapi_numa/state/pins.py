@@ -1,9 +1,9 @@
 """The pin journal: xapi-numad's temporary hard pins, written before each pin is
 made and removed after it is undone, so that a daemon killed in between finds
 them at its next start and puts the original affinity back."""
-from typing import FrozenSet, List
+from typing import List
 
-from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.cpuset import format_ids, parse_ids
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.state.db import Database
 
@@ -22,19 +22,9 @@ class PinJournal:
         with self.db.read() as db:
             rows = db.execute("SELECT uuid, vcpu, domid, pinned_to, original_hard, pinned_at FROM temp_pin "
                               "ORDER BY uuid, vcpu").fetchall()
-        return [PinRecord(uuid, int(vcpu), int(domid), _ids(pinned_to), _ids(original),
+        return [PinRecord(uuid, int(vcpu), int(domid), parse_ids(pinned_to), parse_ids(original),
                           float(at)) for uuid, vcpu, domid, pinned_to, original, at in rows]
 
     def drop(self, uuid: str, vcpu: int) -> None:
         with self.db.write() as db:
             db.execute("DELETE FROM temp_pin WHERE uuid = ? AND vcpu = ?", (uuid, vcpu))
-
-
-def _ids(stored: str) -> FrozenSet[int]:
-    """The journal's own ``format_ids`` text back to ids (written by us, so trusted)."""
-    out = set()
-    for part in stored.split(","):
-        if part:
-            first, _, last = part.partition("-")
-            out.update(range(int(first), int(last or first) + 1))
-    return frozenset(out)
