@@ -334,15 +334,21 @@ def test_backends_follow_the_home_and_nothing_is_left_after_shutdown(tmp_path):
     assert dom0.tasks([g]) == ()
 
 
-def test_the_off_switches_hand_back_what_we_changed(tmp_path):
+def aligned_guest(tmp_path, dtype):
+    """A guest homed on node 1 and its backend work aligned there; ``out["opt"]`` opts it out."""
     hv = sim_host(tmp_path)
-    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="hvm")
+    g = hv.create("g", 1, 512 << 20, soft=N1, dtype=dtype)
     dom0 = SimDom0(hv, str(tmp_path / "host"))
     db = Database(str(tmp_path / "l.db"))
     out = {"opt": False}
     rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0, backend_opt_out=lambda uuid: out["opt"])
     rt.cycle()
     assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(1,)}
+    return hv, g, dom0, db, rt, out
+
+
+def test_the_off_switches_hand_back_what_we_changed(tmp_path):
+    hv, g, dom0, db, rt, out = aligned_guest(tmp_path, "hvm")
     assert "qemu" in {t.kind for t in dom0.tasks([g])}
     out["opt"] = True                                    # numa_backend_affinity=false on this VM
     rt.cycle()
@@ -362,14 +368,7 @@ def test_the_off_switches_hand_back_what_we_changed(tmp_path):
 def test_handed_back_work_gets_every_online_dom0_vcpu_even_after_the_admin_unpinned_some(tmp_path, unpinned):
     """dom0's default was taken from its pinned vCPUs only: with one unpinned, the work went
     back to the other; with both, nothing was written and the journal forgot the pins."""
-    hv = sim_host(tmp_path)
-    g = hv.create("g", 1, 512 << 20, soft=N1, dtype="pvh")
-    dom0 = SimDom0(hv, str(tmp_path / "host"))
-    db = Database(str(tmp_path / "l.db"))
-    out = {"opt": False}
-    rt = Runtime(hv, db, Settings(rebalancing=False), dom0=dom0, backend_opt_out=lambda uuid: out["opt"])
-    rt.cycle()
-    assert {tuple(v) for v in allowed(dom0, g)[0].values()} == {(1,)}
+    hv, g, dom0, db, rt, out = aligned_guest(tmp_path, "pvh")
     for v in unpinned:
         hv.set_vcpu_affinity(0, v, hard=ALL)             # xl vcpu-pin Domain-0 v all
     out["opt"] = True

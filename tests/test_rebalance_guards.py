@@ -540,31 +540,40 @@ def test_a_vm_going_back_to_its_memory_counts_there_for_the_planner_in_the_same_
     assert moved == {"uuid-2": frozenset({0})}  # vm2 back; vm4's move no longer gains on node 0
 
 
+class Killed(BaseException):
+    """A SIGKILL, as far as the code under test can tell."""
+
+
+def three_busy_vms(tmp_path, soft_of=lambda topo: topo.cpus_of_nodes([0])):
+    """2 nodes x 4 pCPUs, three busy 2-vCPU VMs on node 0 (soft affinity ``soft_of``), and a
+    hook that raises on the second soft-affinity write to node 1 (the middle of a home move)."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    topo = Topology.uniform(2, 4, 8 << 30)
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    for i in range(3):
+        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=soft_of(topo), load="busy")
+    real, writes = sim.set_vcpu_affinity, []
+
+    def interrupt_with(error):
+        def second_write_to_node_1(domid, vcpu, hard=None, soft=None):
+            if soft == topo.cpus_of_nodes([1]):
+                writes.append(vcpu)
+                if len(writes) == 2:
+                    raise error
+            return real(domid, vcpu, hard=hard, soft=soft)
+        sim.set_vcpu_affinity = second_write_to_node_1
+    return sim, topo, real, interrupt_with
+
+
 def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path):
     """What was still to mend lived in the dying process only: killed between two writes of
     a home move, it left the VM homed on two nodes for good (no candidate again, and its
     memory inside its soft affinity for the fix-up)."""
-    from xapi_numa.backends.sim.backend import SimHypervisor
-    from xapi_numa.core.topology import Topology
     from xapi_numa.ops.runtime import Runtime, Settings
     from xapi_numa.state.db import Database
-    topo = Topology.uniform(2, 4, 8 << 30)
-    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
-    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
-    for i in range(3):
-        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=n0, load="busy")
-
-    class Killed(BaseException):
-        pass
-    real, soft_writes = sim.set_vcpu_affinity, []
-
-    def killed_on_the_second_soft_write(domid, vcpu, hard=None, soft=None):
-        if soft == n1:
-            soft_writes.append((domid, vcpu))
-            if len(soft_writes) == 2:
-                raise Killed()
-        return real(domid, vcpu, hard=hard, soft=soft)
-    sim.set_vcpu_affinity = killed_on_the_second_soft_write
+    sim, topo, real, interrupt_with = three_busy_vms(tmp_path)
+    n0 = topo.cpus_of_nodes([0])
+    interrupt_with(Killed())
     rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
     with pytest.raises(Killed):
         for _ in range(30):
@@ -597,22 +606,9 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
 def test_a_home_move_cut_short_by_a_failing_cycle_is_mended_by_the_same_process(tmp_path):
     """A cycle that raised between a move's writes (the daemon's loop goes on) dropped what
     it was doing: the VM stayed homed on two nodes for the life of the process."""
-    from xapi_numa.backends.sim.backend import SimHypervisor
     from xapi_numa.errors import StateError
-    topo = Topology.uniform(2, 4, 8 << 30)
-    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
-    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
-    for i in range(3):
-        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=n0, load="busy")
-    real, soft_writes = sim.set_vcpu_affinity, []
-
-    def fails_once(domid, vcpu, hard=None, soft=None):
-        if soft == n1:
-            soft_writes.append(vcpu)
-            if len(soft_writes) == 2:
-                raise StateError("state database: cannot write: database is locked")
-        return real(domid, vcpu, hard=hard, soft=soft)
-    sim.set_vcpu_affinity = fails_once
+    sim, topo, real, interrupt_with = three_busy_vms(tmp_path)
+    interrupt_with(StateError("state database: cannot write: database is locked"))
     rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
     failed = 0
     for _ in range(40):
@@ -632,25 +628,9 @@ def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
     """Mended on a host gone quiet, for a VM whose soft affinity was 3 of its home node's 4
     CPUs: the split VM (home None) was taken for one of ours to send back to its memory and
     its note failed (NOT NULL) every period, and the note's undo wanted the whole node."""
-    from xapi_numa.backends.sim.backend import SimHypervisor
-    topo = Topology.uniform(2, 4, 8 << 30)
-    n1 = topo.cpus_of_nodes([1])
+    sim, topo, real, interrupt_with = three_busy_vms(tmp_path, lambda t: frozenset(sorted(t.cpus_of_nodes([0]))[:3]))
     part = frozenset(sorted(topo.cpus_of_nodes([0]))[:3])
-    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
-    for i in range(3):
-        sim.create("busy{}".format(i), 2, 2 << 30, dtype="pvh", soft=part, load="busy")
-
-    class Killed(BaseException):
-        pass
-    real, writes = sim.set_vcpu_affinity, []
-
-    def killed(domid, vcpu, hard=None, soft=None):
-        if soft == n1:
-            writes.append(vcpu)
-            if len(writes) == 2:
-                raise Killed()
-        return real(domid, vcpu, hard=hard, soft=soft)
-    sim.set_vcpu_affinity = killed
+    interrupt_with(Killed())
     with pytest.raises(Killed):
         rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
         for _ in range(30):

@@ -300,6 +300,17 @@ def fake_rrdd(sock_path, shm_path, calls, register_answer=0.7, mapped=None, dere
     return server
 
 
+def stop_cleanly(proc):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+
+
+def killed_unless_stopped(proc, server):
+    if proc.poll() is None:
+        proc.kill()
+    server.shutdown()
+
+
 def test_registers_writes_where_told_and_cleans_up_on_sigterm(tmp_path, host):
     path, uuids = host
     sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
@@ -318,12 +329,9 @@ def test_registers_writes_where_told_and_cleans_up_on_sigterm(tmp_path, host):
         proc.send_signal(signal.SIGHUP)  # nothing to reload: ignored, not an exit without deregistering
         time.sleep(0.3)
         assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        stop_cleanly(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        server.shutdown()
+        killed_unless_stopped(proc, server)
     methods = [m for m, _ in calls]
     assert methods[0] == "Plugin.get_path" and calls[0][1] == ({"uid": "xapi-numa"},)
     assert ("Plugin.Local.register", ({"uid": "xapi-numa", "info": "Five_Seconds", "protocol": "V2"},)) in calls
@@ -353,12 +361,9 @@ def test_more_vms_than_the_file_has_room_for_make_it_anew_and_registered_again(t
         time.sleep(1.0)
         assert mapped["xapi-numa"] == os.path.getsize(shm) > first, "xcp-rrdd maps the file it reads"
         assert len(read_v2(open(shm, "rb").read()[:mapped["xapi-numa"]])["sources"]) > 40
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        stop_cleanly(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        server.shutdown()
+        killed_unless_stopped(proc, server)
     assert "401" not in [m for m, _ in calls]
 
 
