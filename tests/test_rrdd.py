@@ -463,3 +463,16 @@ def test_a_deregistration_that_fails_is_made_again_before_registering(tmp_path, 
     sizes = [size for m, size in calls if m == "mapped"]
     later = [size for m, size in calls[failed:] if m == "mapped"]
     assert later and later[0] > sizes[0], calls   # mapped afresh, at its new size, all the same
+
+
+def test_the_rates_interval_is_the_payloads_own_timestamps(tmp_path, host):
+    """xcp-rrdd divides a derive by the difference of the payloads' timestamps: with whole
+    seconds (an xcp-rrdd before v24.40), the tally's interval must be whole seconds too."""
+    from xapi_numa import rrdd_plugin
+    from xapi_numa.backends import rrdd
+    path, _ = host
+    out = rrdd.PluginFile(str(tmp_path / "m.bin"))
+    for stamp in ("seconds", "double"):
+        tally, _ = rrdd_plugin.publish_once(SimHypervisor(path), out, metrics.NonaffineTally(), "all", stamp)
+        stamped = read_v2(open(out.path, "rb").read(), stamp)["timestamp"]
+        assert tally.time == stamped and (stamp == "double" or tally.time == int(tally.time))

@@ -71,7 +71,7 @@ def publish_once(hv, out: rrdd.PluginFile, tally: metrics.NonaffineTally, names:
     whether the file was made anew.  One wall-clock time, taken before the snapshot, is the
     payload's timestamp and the end of the rates' interval: xcp-rrdd divides by the
     difference of timestamps."""
-    now = time.time()
+    now = time.time() if stamp == "double" else float(int(time.time()))  # what the payload will say
     snap = attrs.evolve(observe.take(hv, with_pages=True), time=now)
     sources, tally = metrics.collect(snap, hv.capabilities(), tally, names)
     return tally, out.write(rrdd.encode(sources, now, stamp))
