@@ -566,9 +566,9 @@ def test_the_movers_scope_asks_systemd_219_nothing_it_refuses(tmp_path, monkeypa
     fake.write_text("#!/bin/sh\necho 'systemd 219'\necho '+PAM +AUDIT'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", "{}:{}".format(tmp_path, os.environ["PATH"]))
-    assert migrate._systemd_version(subprocess) == 219
+    assert migrate._systemd_version() == 219
     old = migrate.scope_command(7, 219)
     assert old[:3] == ["systemd-run", "--quiet", "--scope"] and "--collect" not in old
     assert "--collect" in migrate.scope_command(7, 249)
     fake.write_text("#!/bin/sh\nexit 1\n")
-    assert migrate._systemd_version(subprocess) == 0
+    assert migrate._systemd_version() == 0

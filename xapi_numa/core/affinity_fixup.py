@@ -59,7 +59,8 @@ def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[object]:
         share = outside_share(vs, topo, snap.pages[d.domid])
         if share <= MAJORITY:
             continue
-        if all(v.soft == topo.cpus_near(memory_nodes(snap.pages[d.domid])) for v in vs):
+        near = topo.cpus_near(memory_nodes(snap.pages[d.domid]))
+        if all(v.soft == near for v in vs):
             continue  # already where its memory is, or next to it (memory-only nodes have no CPUs)
         out += follow(d, vs, topo, snap.pages[d.domid],
                       "{:.0f}% of its memory is outside its soft affinity".format(100 * share), node_affinity=False)

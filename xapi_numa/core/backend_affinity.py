@@ -48,6 +48,12 @@ class Dom0Layout:
     def all_vcpus(self) -> FrozenSet[int]:
         return frozenset(self.node_of_vcpu)
 
+    @property
+    def can_spread(self) -> bool:
+        """Some node has no dom0 vCPU while another has two: pinned one node each, round
+        robin (:func:`plan_dom0_pins`), they would cover more nodes."""
+        return bool(self.uncovered) and len(self.node_of_vcpu) > len(set(self.node_of_vcpu.values()))
+
     def vcpus_on(self, nodes: FrozenSet[int]) -> FrozenSet[int]:
         return frozenset(v for v, n in self.node_of_vcpu.items() if n in nodes)
 
@@ -121,18 +127,12 @@ def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
     return Dom0Layout(nodes, tuple(problems), frozenset(v.vcpu for v in dom0_vcpus), uncovered)
 
 
-def _covers_what_it_can(layout: Dom0Layout, topo: Topology) -> bool:
-    """A per-node layout that spans as many nodes as dom0 has vCPUs for (all of them
-    pinned to node 0, as dom0_vcpus_pin leaves a dom0 smaller than a node, does not)."""
-    reachable = min(len(layout.node_of_vcpu), sum(1 for n in topo.nodes if n.cpus))
-    return layout.usable and len(set(layout.node_of_vcpu.values())) >= reachable
-
-
 def plan_dom0_pins(dom0_vcpus: Sequence, topo: Topology) -> List[object]:
     """Pin dom0's vCPUs one node each, round robin over the nodes (vCPU i on node i mod n,
     hard affinity that node's pCPUs), for a dom0 booted without a per-node layout or whose
     vCPUs are all on fewer nodes than they could cover.  Nothing if it already has one."""
-    if _covers_what_it_can(read_layout(dom0_vcpus, topo), topo):
+    layout = read_layout(dom0_vcpus, topo)
+    if layout.usable and not layout.can_spread:
         return []
     nodes = [n for n in topo.nodes if n.cpus]
     out: List[object] = []

@@ -136,9 +136,8 @@ def report(snap: HostSnapshot, dom0: Dom0Proc, vm: Optional[str] = None) -> dict
 
 
 def _uncovered(layout: Dom0Layout) -> str:
-    spare = len(layout.node_of_vcpu) > len(set(layout.node_of_vcpu.values()))  # two on one node: one can move
     remedy = ("spread dom0's vCPUs over the nodes (xapi-numad --pin-dom0, or xl vcpu-pin Domain-0 <vCPU> "
-              "node:<node>)" if spare else "dom0 has no vCPU to spare: boot it with one or more per node "
+              "node:<node>)" if layout.can_spread else "dom0 has no vCPU to spare: boot it with one or more per node "
               "(dom0_max_vcpus)")
     return ("dom0 has no vCPU on node(s) {}: backend work of guests homed there stays where dom0's default puts "
             "it; {}".format(",".join(map(str, sorted(layout.uncovered))), remedy))

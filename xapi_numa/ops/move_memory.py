@@ -134,12 +134,17 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         pages = need = layout.vnode(vnode).memory // pagemove.PAGE
     else:  # the pages elsewhere, of which a step moves at most its max
         need = min(pages, max(0, d.memory // pagemove.PAGE - hv.node_pages(d.domid).get(to, 0)))
-    free_pages = hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room
+    free_pages = _room(hv, to, room)
     if need > free_pages:
         raise NoCapacity(f"node {to} can take {format_size(free_pages * pagemove.PAGE)} ({free_pages} pages); moving "
                          f"{pages} pages of {d.name} needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))
     return d, layout, need
+
+
+def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
+    """Pages node ``to`` can take: ``room`` as the caller counted it, else its claimable memory."""
+    return hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
@@ -152,8 +157,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
     d, layout, need = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
     if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
-        return Plan(d, to, (), 0, {}, {}, 0, room if room is not None else hv.node_memory()[to].claimable
-                    // pagemove.PAGE, 0, already_there=True)
+        return Plan(d, to, (), 0, {}, {}, 0, _room(hv, to, room), 0, already_there=True)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -169,7 +173,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
     return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
-                memory.busy_grants, hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room,
+                memory.busy_grants, _room(hv, to, room),
                 sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
 
 
@@ -319,7 +323,7 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
         cmd += ["--vnode", str(vnode)]
     if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
         # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
-        cmd = scope_command(domid, _systemd_version(subprocess)) + cmd
+        cmd = scope_command(domid, _systemd_version()) + cmd
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True, close_fds=True, pass_fds=(lock.fd,), cwd="/")
     return child.pid
@@ -332,8 +336,9 @@ def scope_command(domid: int, systemd_version: int) -> List[str]:
             + ["--unit", "xapi-numa-move-{}-{}".format(domid, int(time.time()))])
 
 
-def _systemd_version(subprocess) -> int:
+def _systemd_version() -> int:
     """The first line of ``systemd-run --version`` says ``systemd 219`` (0 if it cannot be read)."""
+    import subprocess
     try:
         out = subprocess.run(["systemd-run", "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout

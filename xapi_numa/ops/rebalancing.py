@@ -44,7 +44,7 @@ from xapi_numa.ops import part_moves
 from xapi_numa.ops.executor import DONE, REFUSED
 from xapi_numa.ops.part_moves import PartMoves
 from xapi_numa.ops.memory_following import MemoryFollowing
-from xapi_numa.state.moves import DONE as MOVE_DONE, MoveJournal
+from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING as MOVE_RUNNING, MoveJournal
 
 SMOOTHING = 0.5  # weight of the newest period in the demand average
 WINDOW = 150     # periods of demand history the planner judges moves on (5 minutes at 2 s)
@@ -112,8 +112,8 @@ class Rebalancer:
         alive = {d.uuid: d for d in snap.domains if d.domid != 0}
         domids = dict(snap.unread, **{u: d.domid for u, d in alive.items()})  # the unread are not gone
         self.layouts = {u: e for u, e in self.layouts.items() if domids.get(u) == e[0]}
-        moving = set(self.moves.moving())
         rows = {r.uuid: r for r in self.moves.rows()}
+        moving = {uuid for uuid, r in rows.items() if r.state == MOVE_RUNNING}
         for uuid in sorted(set(self.layouts) - self._unsure - moving):
             row = rows.get(uuid)  # a vnode move another made (the CLI, the plugin) since: read it again
             if row is not None and row.report.get("vnode") is not None and row.updated > self._read_at.get(uuid, 0):
