@@ -310,14 +310,16 @@ def test_a_pool_start_after_a_place_on_another_host_releases_that_one_first(one)
     assert all(Ledger(path).reservations() == [] for path in server.ledgers.values())  # none left behind
 
 
-def test_release_while_xapi_starts_the_vm_keeps_the_pin(one):
+def test_release_while_xapi_starts_the_vm_keeps_the_pin_and_the_reservation(one):
     """An interrupted pool start released while xapi's start task still ran: the domain
-    was built pinned and nothing would settle it."""
+    was built pinned and nothing would settle it; and with the reservation dropped
+    before the build claimed it, another place took the same memory."""
     server, session, host, sid = one
     ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
     ok(run(server, host, sid, "place", {"vm": uuid}))
     with server.lock:
         server.vms[ref]["current_operations"] = {"OpaqueRef:task": "start_on"}
     answer = ok(run(server, host, sid, "release", {"vm": uuid}))
-    assert answer["boot_pin"] == "kept" and answer["running_on"] is None
+    assert answer["boot_pin"] == "kept" and answer["released"] is False
     assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
+    assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]

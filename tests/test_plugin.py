@@ -120,6 +120,43 @@ def test_a_vm_running_on_another_host_is_not_running_here_and_the_answer_names_t
     assert details[:3] == ["NUMA_NOT_RUNNING", uuid, there["uuid"]] and "paused on host" in details[3]
 
 
+def test_text_beyond_ascii_in_and_out_under_the_locale_xapi_gives(ctx):
+    """xapi runs a plugin with PATH alone: dom0's Python 3.6 reads argv and writes stdout
+    as ASCII there.  An argument or a host name beyond ASCII made the plugin exit with a
+    traceback (xapi hands it to the caller as XENAPI_PLUGIN_FAILURE), or called a bad
+    argument a bad call."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vm", 2, 512 << 20)
+    details = err(run(server, host, sid, "set_policy", {"vm": uuid, "mode": "str\u00edct"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "mode"] and "str\u00edct" in details[2], details
+    assert session.xenapi.VM.get_other_config(ref) == {}
+    other_host = session.xenapi.host.get_all()[1]
+    session.xenapi.host.set_name_label(other_host, "K\u00fcche \u53a8\u623f")
+    session.xenapi.VM.start_on(ref, other_host, False, False)
+    details = err(run(server, host, sid, "vm_memory", {"vm": uuid}))
+    assert details[0] == "NUMA_NOT_RUNNING" and "K\u00fcche \u53a8\u623f" in details[3], details
+
+
+def test_a_failure_asking_xapi_where_the_vm_runs_keeps_the_plain_answer():
+    """Improving a NUMA_NOT_RUNNING message asks xapi; xapi restarting mid-answer (an
+    expat error from a cut reply) escaped the plugin as a traceback."""
+    import xml.parsers.expat
+    from xapi_numa.errors import NotRunning
+    from xapi_numa.plugin import boundary
+    from xapi_numa.plugin.functions import Context
+
+    class CutReply:
+        def __getattr__(self, name):
+            raise xml.parsers.expat.ExpatError("no element found: line 1, column 0")
+
+    class Session:
+        xenapi = CutReply()
+
+    assert Context("OpaqueRef:x", session=Session()).located(NotRunning("vm-1")).host_uuid is None
+    response = proto.parse_response(boundary.respond(["numa", "<not a call"]))
+    assert response["ErrorDescription"][:2] == ["XENAPI_PLUGIN_FAILURE", "bad call"]
+
+
 def test_release_restores_a_failed_start(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("vm", 2, 1 << 30)

@@ -179,8 +179,13 @@ class LoopbackXapi:
         return ref, uuid
 
     def plugin_env(self, host: str) -> dict:
-        env = dict(os.environ)
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        """What xapi gives a plugin (forkhelpers: PATH alone, no locale), with the test's
+        python first on it, its import path, and what selects this host's simulator."""
+        env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + "/sbin:/usr/sbin:/bin:/usr/bin",
+               # dom0's Python 3.6 has neither UTF-8 mode nor locale coercion: in the C
+               # locale it reads argv and writes stdout as ASCII; a newer Python is told to
+               "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+        env.update((k, v) for k, v in os.environ.items() if k == "PYTHONPATH" or k.startswith(("XAPI_NUMA_", "COV")))
         env.update(XAPI_NUMA_BACKEND=f"sim:{self.sims[host].path}", XAPI_NUMA_LEDGER=self.ledgers[host],
                    XAPI_NUMA_INVENTORY=self.inventories[host],
                    XAPI_NUMA_XENAPI_URL=self.url)
@@ -235,6 +240,11 @@ class LoopbackXapi:
 
     def host_get_name_label(self, session_id, self_ref):
         return self._host(self_ref)["name_label"]
+
+    def host_set_name_label(self, session_id, self_ref, value):
+        with self.lock:
+            self._host(self_ref)["name_label"] = value
+        return ""
 
     def host_get_uuid(self, session_id, self_ref):
         return self._host(self_ref)["uuid"]
@@ -368,7 +378,11 @@ class LoopbackXapi:
                 raise Failure("HOST_DISABLED", host)
             if (vm, host) in self.boot_refusals:  # xapi asserts it again at the start
                 raise Failure(*self.boot_refusals[(vm, host)])
-            record["power_state"] = "Starting"  # xapi's current_operations would block a second start
+            if record["current_operations"]:  # xapi refuses a second start while one runs
+                task, op = next(iter(record["current_operations"].items()))
+                raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, task)
+            task = _ref()
+            record["current_operations"] = {task: "start_on"}  # what xapi shows while it builds
             mask = record["VCPUs_params"].get("mask")
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
             uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
@@ -380,14 +394,15 @@ class LoopbackXapi:
         except NoCapacity:
             free = sum(m.free for m in self.sims[host].node_memory())
             with self.lock:
-                record["power_state"] = "Halted"
+                record["current_operations"] = {}
             raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", str(memory), str(free)) from None
         except (NumaError, ValueError) as err:
             with self.lock:
-                record["power_state"] = "Halted"
+                record["current_operations"] = {}
             raise Failure("INTERNAL_ERROR", str(err)) from None
         with self.lock:
-            record.update(power_state="Paused" if start_paused else "Running", resident_on=host, domid=str(domid))
+            record.update(power_state="Paused" if start_paused else "Running", resident_on=host, domid=str(domid),
+                          current_operations={})
             self.hosts[host]["resident_VMs"].append(vm)
             self.metrics[record["metrics"]].update(VCPUs_number=str(vcpus), memory_actual=str(memory))
         return ""

@@ -216,11 +216,16 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     with owning(ledger, session, vm, uuid):
         record = xapi.vm_record(session, vm)
         placer = boot_pin.placing_host(record["other_config"])
+        if STARTING_OPERATIONS & set(record.get("current_operations", {}).values()):
+            # xapi is building the domain now: the reservation is what keeps other
+            # starts off its memory until the build claims it (settle or reconcile
+            # drop it after; if the start fails, it lapses with its lease)
+            return {"vm": uuid, "released": False, "reservation": "kept: the VM is starting",
+                    "boot_pin": "kept"}
         had = upkeep.release_asked(hv, ledger, uuid)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-        starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
-        if (record["power_state"] in ("Running", "Paused") or starting) and boot_pin.placed_nodes(record["other_config"]):
+        if record["power_state"] in ("Running", "Paused") and boot_pin.placed_nodes(record["other_config"]):
             # The start happened: the domain was built with the pin, which settling it
             # (xapi-numad does, or the plugin's settle) turns into its policy's affinity.
             # Undone here, nothing would settle it and its vCPUs would stay pinned.

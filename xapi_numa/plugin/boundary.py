@@ -62,35 +62,49 @@ def setup_logging() -> None:
             pass
 
 
+def call_text(arg) -> str:
+    """argv[1] as the text xapi sent: UTF-8 whatever the locale.  xapi runs plugins
+    with PATH alone in the environment, where Python 3.6 decodes argv as ASCII
+    (non-ASCII bytes become surrogates); the bytes are taken back and decoded."""
+    raw = os.fsencode(arg)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise proto.BadCall("argv[1] is not UTF-8 text (byte {} of {})".format(err.start, len(raw))) from None
+
+
+def write_response(document: str, stream=None) -> None:
+    """The one methodResponse, as ASCII bytes: characters beyond ASCII (a VM's name in
+    an error) as XML character references, which any XML parser reads back; stdout's
+    own encoding is ASCII under the locale xapi gives a plugin."""
+    out = stream if stream is not None else sys.stdout.buffer
+    out.write(document.encode("ascii", "xmlcharrefreplace"))
+    out.flush()
+
+
+def respond(argv: List[str]) -> str:
+    """The methodResponse for one plugin run's argv; never raises."""
+    try:
+        if len(argv) != 2:
+            return proto.failure_response([proto.PLUGIN_FAILURE, "usage",
+                                           "expected one argument: an XML-RPC methodCall"])
+        try:
+            method, session_id, args = proto.parse_call(call_text(argv[1]))
+        except proto.BadCall as err:
+            return proto.failure_response([proto.PLUGIN_FAILURE, "bad call", str(err)])
+        return run_function(method, session_id, args)
+    except Exception as err:  # the last resort: xapi must still get a response
+        LOG.error("plugin crashed:\n%s", traceback.format_exc())
+        return proto.failure_response([proto.PLUGIN_FAILURE, "plugin", type(err).__name__, str(err)])
+
+
 def main(argv: List[str]) -> int:
-    """Entry point of /etc/xapi.d/plugins/numa: one call in argv[1], one response on stdout."""
+    """Entry point of /etc/xapi.d/plugins/numa: one call in argv[1], one response on stdout.
+
+    dom0's own ``XenAPIPlugin.dispatch`` is not used: it reads argv and writes
+    stdout in the locale's encoding, which under xapi is ASCII, and a VM name or
+    an argument beyond ASCII made it exit with a traceback that xapi hands to the
+    caller."""
     setup_logging()
-    try:
-        import XenAPIPlugin  # dom0's own module, where there is one
-    except ImportError:
-        XenAPIPlugin = None
-    if XenAPIPlugin is not None and not os.environ.get("XAPI_NUMA_BUILTIN_DISPATCH"):
-        XenAPIPlugin.dispatch({name: _for_xenapiplugin(name, XenAPIPlugin) for name in FUNCTIONS})
-        return 0
-    if len(argv) != 2:
-        sys.stdout.write(proto.failure_response([proto.PLUGIN_FAILURE, "usage",
-                                                 "expected one argument: an XML-RPC methodCall"]))
-        return 0
-    try:
-        method, session_id, args = proto.parse_call(argv[1])
-    except proto.BadCall as err:
-        sys.stdout.write(proto.failure_response([proto.PLUGIN_FAILURE, "bad call", str(err)]))
-        return 0
-    sys.stdout.write(run_function(method, session_id, args))
+    write_response(respond(argv))
     return 0
-
-
-def _for_xenapiplugin(name: str, XenAPIPlugin):
-    """Adapt a function to the host's XenAPIPlugin.dispatch (session object, args)."""
-    def call(session, args):
-        response = proto.parse_response(run_function(name, session._session, args))
-        if response["Status"] == "Success":
-            return response["Value"]
-        details = response["ErrorDescription"]
-        raise XenAPIPlugin.Failure(details[0], details[1:])
-    return call

@@ -86,7 +86,8 @@ class Context:
                 return err
             resident_on = xapi.call(self.session.xenapi.VM.get_resident_on, vm)
             host = xapi.call(self.session.xenapi.host.get_record, resident_on)
-        except (NumaError, OSError):  # only a better message was at stake: the plain answer stands
+        except Exception:  # only a better message was at stake: the plain answer stands
+            # (xapi restarting mid-answer gives expat or http.client errors, not OSError)
             return err
         if host["uuid"].lower() == (self.host_uuid or "").lower():
             return err  # xapi has it here, the hypervisor has no domain (yet): not another host's
