@@ -159,6 +159,22 @@ os.waitpid(pid, 0)
 notes = recover(hv, MoveJournal(Database(os.path.join(tempfile.mkdtemp(), "state.db"))))
 print("after recover: paused", next(d for d in hv.domains() if d.domid == 1).paused, "records", os.listdir(run),
       "notes", len(notes))
+# a scan's probe pause beside a running move: each under its own record (they shared one,
+# and the scan made the move fail EBUSY)
+pid = os.fork()
+if pid == 0:
+    hv.memory_map(1, probe_ms=3000)
+    os._exit(0)
+while not next(d for d in hv.domains() if d.domid == 1).paused:
+    time.sleep(0.05)
+beside = hv.move_pages(1, ram, 1)
+os.waitpid(pid, 0)
+print("move beside a probe:", beside.stage, beside.moved, "records", os.listdir(run),
+      "paused", next(d for d in hv.domains() if d.domid == 1).paused)
+try:
+    hv.move_pages(1, ram, 256)
+except HypervisorError as err:
+    print("node 256 refused", err.errno_name)
 # Xen's node 0 offline: node 1 is not our node 0 (claims, affinities and moves would go to the wrong node)
 os.environ["FAKE_XC_OFFLINE_NODE"] = "0"
 try:
@@ -183,4 +199,6 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "pause refused raised EPERM" in proc.stdout
     assert "after recover: paused False records [] notes 1" in proc.stdout, proc.stdout
+    assert "move beside a probe: done 8 records [] paused False" in proc.stdout, proc.stdout
+    assert "node 256 refused EINVAL" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

@@ -293,9 +293,23 @@ int xn_unpause(xn_handle *h, uint32_t domid)
     return xc_domain_unpause(h->xch, domid) ? neg_errno() : 0;
 }
 
+int xn_node_check(xn_handle *h, uint32_t node)
+{
+    xc_physinfo_t info;
+
+    memset(&info, 0, sizeof(info));
+    if (xc_physinfo(h->xch, &info))
+        return neg_errno();
+    return node <= info.max_node_id && node < 255 ? 0 : -EINVAL;
+}
+
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)
 {
     if (node != ~0u) {
+        int rc = xn_node_check(h, node);
+
+        if (rc)
+            return rc;
         if (!h->patched.claim_pages_node)
             return -ENOSYS;
         errno = 0;

@@ -89,8 +89,14 @@ int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes);
 int xn_pause(xn_handle *h, uint32_t domid);
 int xn_unpause(xn_handle *h, uint32_t domid);
 
+/* Is `node` one of the host's (0..max_node_id)?  0 or -EINVAL.  Xen's memory
+ * flags carry a node in 8 bits (XENMEMF_node): a larger number would name
+ * another node and set other flags (255 and up: populate-on-demand). */
+int xn_node_check(xn_handle *h, uint32_t node);
+
 /* Host-wide claim of nr_pages (0 cancels) or, where the hypervisor has it,
- * a claim on one node (node = ~0u for host-wide). */
+ * a claim on one node (node = ~0u for host-wide; another node not the
+ * host's: -EINVAL). */
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages);
 
 /* Pages per node with the patched op (returns how many nodes were filled,
@@ -128,10 +134,12 @@ struct xn_mig_scan_stats {
     uint64_t busy_grants;  /* granted frames their grantee reads or writes right now */
     uint64_t types_ns, grants_ns, layouts_ns;  /* time in each phase */
 };
-/* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 pauses the domain that
- * long and also marks frames that changed meanwhile; record_path (or NULL)
- * is a batch record kept for that pause, as xn_mig_move's, so a process
- * killed during the probe leaves the domain recoverable by xn_mig_recover. */
+/* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 (at most
+ * XN_MIG_PROBE_MAX_MS) pauses the domain that long and also marks frames that
+ * changed meanwhile; record_path is then required (else -EINVAL): a batch
+ * record kept for that pause, as xn_mig_move's, so a process killed during
+ * the probe leaves the domain recoverable by xn_mig_recover. */
+#define XN_MIG_PROBE_MAX_MS 60000
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
                 const char *record_path, struct xn_mig_scan_stats *stats);
 /* Pure: what a 4 KiB page looks like (XN_GFN_RAM, _VCPU_INFO or _EVTCHN). */
@@ -187,15 +195,14 @@ struct xn_mig_result {
  * paused and the record is kept, unlocked, for xn_mig_recover to finish (it
  * would otherwise run on missing or zeroed memory); and when the unpause
  * itself fails (tried three times; stage XN_MIG_STAGE_UNPAUSE), the record is
- * kept for xn_mig_recover to give the pause back.  Without a record the
- * domain is unpaused, every released gfn that has a frame again gets its
- * contents back, and res->lost says how many did not.
- * record_path (or NULL): a file on tmpfs that holds the saved contents and
+ * kept for xn_mig_recover to give the pause back.
+ * record_path (required: -EINVAL without, as a kill in the pause window
+ * would leave the guest paused with nothing knowing): a file on tmpfs that holds the saved contents and
  * how far the batch got (written before each step, the pause included),
  * locked by this process while it lives, removed when it is over; if the
  * process dies, xn_mig_recover puts the guest back together from it.
  * Returns 0 or the -errno also left in res->error; before any pause also
- * -EBUSY (a live mover holds that record), -EEXIST (a dead mover's record
+ * -EINVAL (gfns not ascending, no record, `node` not the host's), -EBUSY (a live mover holds that record), -EEXIST (a dead mover's record
  * awaits xn_mig_recover), -ENOSPC (no room for the record).
  */
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,

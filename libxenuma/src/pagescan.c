@@ -311,6 +311,8 @@ int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_
     memset(stats, 0, sizeof(*stats));
     if (rc)
         return rc;
+    if (probe_ms && (!record_path || probe_ms > XN_MIG_PROBE_MAX_MS))
+        return -EINVAL; /* a pause nothing could give back after a kill, or weeks long */
     if ((rc = classify_types(xch, domid, nr, cls, &stats->typed)))
         return rc;
     classify_magic(xch, domid, nr, cls, stats->typed);

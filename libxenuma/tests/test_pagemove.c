@@ -173,8 +173,8 @@ static void test_move_whole_runs(xn_handle *h)
     CHECK(contents_intact(gfns, 1100));
     CHECK(tot_pages(h) == before);
     settled(h);
-    /* and back, without a record */
-    CHECK(xn_mig_move(h, 1, gfns, 1100, 0, 0, 0, NULL, &res) == 0 && res.moved == 1100);
+    /* and back */
+    CHECK(xn_mig_move(h, 1, gfns, 1100, 0, 0, 0, record, &res) == 0 && res.moved == 1100);
     CHECK(on_node(gfns, 1100, 0) == 1100 && contents_intact(gfns, 1100));
     settled(h);
 }
@@ -470,7 +470,7 @@ static void test_recovery_raises_the_maximum_a_held_frame_takes(xn_handle *h)
 /* The copy back fails (a mapping refused): the new frames hold zeroes, the
  * saved contents are in the record.  The guest must not run on them: it stays
  * paused, the record is kept for recovery, which puts the contents back and
- * gives back the pause.  Without a record there is nothing to keep it for. */
+ * gives back the pause.  Without a record a move is refused before anything. */
 static void test_copy_back_fails(xn_handle *h)
 {
     static uint64_t gfns[40];
@@ -487,8 +487,8 @@ static void test_copy_back_fails(xn_handle *h)
     settled(h);
 
     guest_reset();
-    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, NULL, &res) == -EFAULT);
-    CHECK(res.lost == 40 && pause_count(1) == 0 && !exists(record));
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, NULL, &res) == -EINVAL);
+    CHECK(res.released == 0 && res.stage == XN_MIG_STAGE_NONE && pause_count(1) == 0 && contents_intact(gfns, 40));
 }
 
 /* An admin unpauses a guest its mover left paused (it looks stuck), and the
@@ -651,9 +651,8 @@ static void test_an_unpause_by_someone_else_inside_the_window_is_an_error(xn_han
     settled(h);
 }
 
-/* One gfn Xen will not back again, anywhere.  Without a record the guest must
- * run: every other gfn is backed and has its contents, only that one is lost.
- * With a record the guest waits, paused, for a recovery that can back it. */
+/* One gfn Xen will not back again, anywhere: the guest waits, paused, for a
+ * recovery that can back it. */
 static void test_a_gfn_xen_will_not_back_loses_only_itself(xn_handle *h)
 {
     static uint64_t gfns[32];
@@ -662,19 +661,40 @@ static void test_a_gfn_xen_will_not_back_loses_only_itself(xn_handle *h)
     guest_reset();
     fill_range(gfns, 100, 32);
     setenv("FAKE_XC_NO_BACKING", "110", 1);
-    CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, NULL, &res) == -ENOMEM);
-    CHECK(res.released == 32 && res.lost == 1 && pause_count(1) == 0);
-    CHECK(res.raised_max == 0); /* the domain had room: its maximum was not what failed */
-    CHECK(gfn_frame(1, 110) < 0 && contents_intact(gfns, 10) && contents_intact(gfns + 11, 21));
-
-    guest_reset();
     CHECK(xn_mig_move(h, 1, gfns, 32, 1, 0, 0, record, &res) == -ENOMEM);
-    CHECK(res.lost == 1 && pause_count(1) == 1 && exists(record));
+    CHECK(res.released == 32 && res.lost == 1 && pause_count(1) == 1 && exists(record));
+    CHECK(res.raised_max == 0); /* the domain had room: its maximum was not what failed */
     CHECK(xn_mig_recover(h, record, &res) == -ENOMEM && pause_count(1) == 1 && exists(record));
     unsetenv("FAKE_XC_NO_BACKING");
     CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0);
     CHECK(contents_intact(gfns, 32));
     settled(h);
+}
+
+/* Arguments that would pause the guest with nothing able to give the pause
+ * back, pause it for weeks, or name another node than meant are refused
+ * before anything happens.  Xen's memory flags hold a node in 8 bits: node
+ * 256 became node 0, and 255 up turned on populate-on-demand. */
+static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[8];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+    uint32_t nodes[] = { 2, 255, 256, 257, 0xffffffffu };
+    size_t i;
+
+    guest_reset();
+    fill_range(gfns, 100, 8);
+    for (i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        CHECK(xn_mig_move(h, 1, gfns, 8, nodes[i], 0, 0, record, &res) == -EINVAL);
+        CHECK(res.released == 0 && res.stage == XN_MIG_STAGE_NONE && !exists(record));
+    }
+    CHECK(xn_claim(h, 1, 2, 16) == -EINVAL && xn_claim(h, 1, 256, 16) == -EINVAL);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 5, NULL, &stats) == -EINVAL);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, XN_MIG_PROBE_MAX_MS + 1, record, &stats) == -EINVAL);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0xffffffffu, record, &stats) == -EINVAL);
+    CHECK(pause_count(1) == 0 && on_node(gfns, 8, 0) == 8 && contents_intact(gfns, 8));
 }
 
 int main(void)
@@ -714,6 +734,7 @@ int main(void)
         test_a_gfn_xen_will_not_back_loses_only_itself(h);
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
+        test_bad_arguments_are_refused_before_any_pause(h);
         xn_close(h);
     }
     rmdir(dir);

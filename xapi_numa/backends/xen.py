@@ -40,7 +40,9 @@ INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause", 7: "done"}
-RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.batch")  # a batch record's file, by domid
+# a batch record's file, by domid: a move's, or a memory scan's probe pause (its own,
+# so that a scan beside a running move neither fails nor makes that move fail EBUSY)
+RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.(batch|probe)")
 NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
@@ -323,10 +325,11 @@ class XenHypervisor(Hypervisor):
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window
-        record = self._record_path(domid).encode() if probe_ms else ffi.NULL
+        record = self._record_path(domid, "probe").encode() if probe_ms else ffi.NULL
         rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, record, stats)
-        if rc < 0 and probe_ms and os.path.exists(self._record_path(domid)):
-            self.recover_move(domid)  # its unpause failed: the record gives the probe's pause back now
+        if rc < 0 and probe_ms and os.path.exists(self._record_path(domid, "probe")):
+            # its unpause failed: the record gives the probe's pause back now
+            self._recover_record(domid, self._record_path(domid, "probe"))
         _check(rc, f"scanning the memory of domain {domid}")
         phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
                   ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
@@ -348,17 +351,21 @@ class XenHypervisor(Hypervisor):
                            res.granted, res.recognised)
 
     @staticmethod
-    def _record_path(domid: int) -> str:
+    def _record_path(domid: int, kind: str = "batch") -> str:
         directory = os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        return os.path.join(directory, f"move-{domid}.batch")
+        return os.path.join(directory, f"move-{domid}.{kind}")
 
     def batch_records(self) -> List[int]:
         directory = os.path.dirname(self._record_path(0))
-        return sorted(int(m.group(1)) for m in map(RECORD_NAME.fullmatch, os.listdir(directory)) if m)
+        return sorted({int(m.group(1)) for m in map(RECORD_NAME.fullmatch, os.listdir(directory)) if m})
 
     def recover_move(self, domid: int) -> Optional[str]:
-        path = self._record_path(domid)
+        """Recover what a dead mover left of this domain: its batch record, then a probe's."""
+        notes = [self._recover_record(domid, self._record_path(domid, kind)) for kind in ("batch", "probe")]
+        return "; ".join(n for n in notes if n) or None
+
+    def _recover_record(self, domid: int, path: str) -> Optional[str]:
         if not os.path.exists(path):
             return None
         res = ffi.new("struct xn_mig_result *")
