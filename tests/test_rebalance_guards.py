@@ -308,6 +308,36 @@ def test_a_step_to_another_node_does_not_count_for_the_home_followed(tmp_path):
     assert f.followed["uuid-1"] == (1, 500)
 
 
+def test_after_a_restart_following_skips_the_pages_its_steps_already_took(tmp_path):
+    """The mover takes gfns in order: resumed with a count of 0, following moved again the
+    pages already on the target (a pause each time), and the step 'brought' pages, so it
+    never stopped for that."""
+    from xapi_numa.ops import observe
+    from xapi_numa.ops.memory_following import MemoryFollowing
+    from xapi_numa.state.homes import HomeMove
+    from xapi_numa.state.moves import MoveJournal
+    sim = sim_host(tmp_path, 6 * GiB)
+    d = next(x for x in sim.domains() if x.name == "busy0")
+    for v in range(2):
+        sim.set_vcpu_affinity(d.domid, v, soft=N1)  # homed on node 1 by a move, memory still on 0
+    db = Database(str(tmp_path / "f.db"))
+    HomeMoves(db).record(HomeMove(d.uuid, sim.clock(), 0, 1, "balance", "then"))
+    before = MemoryFollowing(rebalance.Settings(), MoveJournal(db), HomeMoves(db))
+    before.resume(observe.take(sim))
+    before.moved(d.uuid, 1, 500)
+    before.moved(d.uuid, 1, 300)
+    assert before.followed[d.uuid] == (1, 800)
+    after = MemoryFollowing(rebalance.Settings(), MoveJournal(db), HomeMoves(db))  # the daemon restarted
+    after.resume(observe.take(sim))
+    assert after.followed[d.uuid] == (1, 800)
+    sim.destroy(d.domid)  # the VM started again: a new domain, its memory built afresh
+    domid = sim.create("busy0", 2, 2 * GiB, dtype="pvh", soft=N1, load="busy", uuid=d.uuid)
+    assert domid != d.domid
+    again = MemoryFollowing(rebalance.Settings(), MoveJournal(db), HomeMoves(db))
+    again.resume(observe.take(sim))
+    assert again.followed.get(d.uuid, (1, 0))[1] == 0
+
+
 def test_a_vm_whose_memory_stays_keeps_the_home_we_gave_it(tmp_path):
     """Four busy HVM guests (QEMU: memory that cannot move) on node 0 of two: one gets a
     new home on node 1 and keeps it; the affinity fix-up, which points a VM at its

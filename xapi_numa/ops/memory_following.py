@@ -10,7 +10,9 @@ its next step within the room left on the target (free less claims and the
 ledger's reservations, shared by the period's steps), until enough is local, a
 step brought nothing to the target (it filled up meanwhile), or the target has
 had no room for a hold-down.  After a restart, following resumes from the
-home-move log.
+home-move log, which also keeps the pages the steps took (the mover takes gfns
+in order: counted from 0 again, a restart moved again what was on the target,
+pausing the guest for it, and the steps brought nothing).
 """
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
@@ -118,7 +120,7 @@ class MemoryFollowing:
         and whose home is still that node, keeps following it.  Otherwise the first cycle's
         affinity fix-up would take the memory left behind for the VM's home (a home over
         both nodes, which the rebalancer no longer moves).  Done once, at the first
-        snapshot; the steps already made are not known, so the count starts again."""
+        snapshot; the steps already made are counted in the log (those of the same domain)."""
         if self._resumed:
             return
         self._resumed = True
@@ -127,7 +129,7 @@ class MemoryFollowing:
             if d is None or uuid in self.followed:
                 continue
             if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
-                self.followed[uuid] = (move.to_node, 0)
+                self.followed[uuid] = (move.to_node, move.followed_pages if move.followed_domid == d.domid else 0)
                 self._domid[uuid] = d.domid
 
     def moved(self, uuid: str, to: int, pages: int) -> None:
@@ -136,6 +138,8 @@ class MemoryFollowing:
             done = self.followed[uuid][1]
             self.followed[uuid] = (to, done + pages)
             self._starved.pop(uuid, None)
+            if uuid in self._domid:
+                self.homes.followed(uuid, self._domid[uuid], pages)
 
     def held_homes(self) -> Set[str]:
         """VMs whose home we moved and keep: their memory following it, or staying where it

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -62,7 +62,9 @@ CREATE TABLE IF NOT EXISTS home_move (
     from_node INTEGER NOT NULL,
     to_node   INTEGER NOT NULL,
     kind      TEXT NOT NULL,
-    reason    TEXT NOT NULL DEFAULT ''
+    reason    TEXT NOT NULL DEFAULT '',
+    followed_domid INTEGER NOT NULL DEFAULT -1,
+    followed_pages INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS home_move_intent (
     uuid      TEXT PRIMARY KEY,
@@ -86,7 +88,9 @@ CREATE TABLE IF NOT EXISTS memory_move (
 ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
-                 ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"))  # vCPU -> CPU list
+                 ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
+                 ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
+                 ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"))
 
 
 def default_path() -> str:

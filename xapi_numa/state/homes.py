@@ -35,6 +35,10 @@ class HomeMove:
     to_node: int
     kind: str
     reason: str
+    # the pages memory-following steps of domain followed_domid have taken to to_node
+    # since (the mover takes gfns in order: a restart must skip those, not move them again)
+    followed_domid: int = -1
+    followed_pages: int = 0
 
     def to_dict(self) -> dict:
         return attrs.asdict(self)
@@ -47,10 +51,18 @@ class HomeMoves:
     def record(self, move: HomeMove) -> None:
         with self.db.write() as db:
             db.execute("DELETE FROM home_move WHERE moved_at > ?", (move.moved_at,))  # an earlier boot's
-            db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", attrs.astuple(move))
+            db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
+                       "followed_pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attrs.astuple(move))
             db.execute("DELETE FROM home_move WHERE rowid NOT IN "
                        "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (KEEP,))
+
+    def followed(self, uuid: str, domid: int, pages: int) -> None:
+        """A memory-following step of domain ``domid`` took ``pages`` more pages to the
+        home of the VM's last move (a step of another domain of the VM starts afresh)."""
+        with self.db.write() as db:
+            db.execute("UPDATE home_move SET followed_pages = CASE WHEN followed_domid = ? THEN followed_pages + ? "
+                       "ELSE ? END, followed_domid = ? WHERE rowid = (SELECT max(rowid) FROM home_move "
+                       "WHERE uuid = ?)", (domid, pages, pages, domid, uuid))
 
     # A home move's writes are several hypercalls: each move is noted before them, and the
     # note stays until the VM is known whole again (all made, or what was made mended):
@@ -83,8 +95,8 @@ class HomeMoves:
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, moved_at, from_node, to_node, kind, reason FROM home_move "
-                              "ORDER BY rowid").fetchall()
+            rows = db.execute("SELECT uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
+                              "followed_pages FROM home_move ORDER BY rowid").fetchall()
         return [HomeMove(*row) for row in rows]
 
     def latest(self, now: Optional[float] = None) -> Dict[str, HomeMove]:
