@@ -18,7 +18,7 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.core.memory_move import RATE_MAX, RATE_MIN, parse_node, parse_rate
+from xapi_numa.core.memory_move import RATE_MAX, RATE_MIN, format_rate, parse_node, parse_rate
 
 HOST = Topology.uniform(2, 4, 1 << 30)
 SYNTAX = list("0123456789-,;^:. \tkKmMgGtTpPiIbB") + ["node:", "nodes:", "all", "none", "nearest", "^all"]
@@ -126,6 +126,15 @@ def test_move_rates(text):
     rate = valid_or_refused(parse_rate, text)
     if rate is not None:
         assert RATE_MIN * (1 << 20) <= rate <= RATE_MAX * (1 << 20) and set(text.strip()) <= set("0123456789.")
+
+
+@given(st.floats(min_value=RATE_MIN, max_value=RATE_MAX))
+@example(1000000.0)
+@example(RATE_MAX)
+def test_a_rate_handed_to_a_background_mover_reads_back(mib_s):
+    """The mover is handed the rate as text: every rate allowed reads back as itself."""
+    rate = mib_s * (1 << 20)
+    assert abs(parse_rate(format_rate(rate)) - rate) <= 1e-6 * (1 << 20)
 
 
 @pytest.mark.parametrize("text", ["1_0", "1e3", "inf", "nan", "0.0000001", "9" * 23, ".5", "0x10"])

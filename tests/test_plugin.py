@@ -353,7 +353,10 @@ def test_fuzz_exactly_one_response_nothing_changed_on_failure(plain, fn, args):
         assert _state(server, session) == before
 
 
-def test_migrate_memory_runs_in_the_background(ctx):
+@pytest.mark.parametrize("rate", [None, "1000000"])
+def test_migrate_memory_runs_in_the_background(ctx, rate):
+    """With a rate of a million MiB/s (allowed) the mover was handed ``--rate 1e+06``,
+    refused it, and died with its journal row saying it was still running."""
     import time
 
     server, session, host, sid = ctx
@@ -363,7 +366,9 @@ def test_migrate_memory_runs_in_the_background(ctx):
     source = max(before["nodes"], key=lambda n: before["nodes"][n])
     target = str(1 - int(source))
     assert ok(run(server, host, sid, "migration_status", {"vm": uuid}))["state"] == "none"
-    started = ok(run(server, host, sid, "migrate_memory", {"vm": uuid, "to": f"node:{target}"}))
+    args = {"vm": uuid, "to": f"node:{target}"}
+    args.update({"rate": rate} if rate else {})
+    started = ok(run(server, host, sid, "migrate_memory", args))
     assert started["state"] == "running" and started["pid"] > 0
     deadline = time.monotonic() + 120
     while True:

@@ -89,19 +89,20 @@ MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--prob
 
 
 def cmd_move_memory(args) -> int:
-    to = pagemove.parse_node(args.to, "--to")
-    if not 1 <= args.verify_chunk <= 8192:
-        raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
-    max_bytes = parse_size(args.max, "--max") if args.max else None
-    rate = pagemove.parse_rate(args.rate, "--rate")
-    hv = common.hypervisor(args)
     db = common.ledger(args).db
     journal = MoveJournal(db)
     # started in the background: the parent claimed the VM and handed us its lock
     lock = MoverLock("inherited fd {}".format(args.lock_fd), args.lock_fd) if args.lock_fd is not None else None
-    if lock is None:
-        move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
     try:
+        # in the try: a background mover's refusal must reach the journal, its only listener
+        to = pagemove.parse_node(args.to, "--to")
+        if not 1 <= args.verify_chunk <= 8192:
+            raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
+        max_bytes = parse_size(args.max, "--max") if args.max else None
+        rate = pagemove.parse_rate(args.rate, "--rate")
+        hv = common.hypervisor(args)
+        if lock is None:
+            move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
         with common.flag_names(MOVE_FLAGS):
             # started in the background, the caller checked the room (its own move now counts in it)
             room = reserve.room_pages(hv, common.ledger(args)).get(to) if lock is None else None

@@ -219,6 +219,12 @@ RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MiB/s: a move at less would take day
 RATE_ALLOWED = "MiB/s, from {} to {}, e.g. 200 or 12.5 (ASCII digits)".format(RATE_MIN, int(RATE_MAX))
 
 
+def format_rate(bytes_per_s: float) -> str:
+    """bytes/s as :func:`parse_rate` reads it back (MiB/s in plain decimals: ``{:g}``
+    wrote 1e+06 from a million, which the background mover then refused)."""
+    return "{:.6f}".format(bytes_per_s / (1 << 20)).rstrip("0").rstrip(".")
+
+
 def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
     """MiB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
     if text is None:

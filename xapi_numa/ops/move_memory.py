@@ -389,7 +389,7 @@ def claim_and_start(journal: MoveJournal, d: DomainInfo, to: int, max_bytes: Opt
     report = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "reason": reason}
     lock = journal.begin(d, to, report)
     try:
-        text_rate = None if rate is None else "{:g}".format(rate / (1 << 20))
+        text_rate = None if rate is None else pagemove.format_rate(rate)
         pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity, vnode)
         journal.hand_over(d.uuid, pid)
     finally:
