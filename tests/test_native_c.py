@@ -175,6 +175,11 @@ try:
     hv.move_pages(1, ram, 256)
 except HypervisorError as err:
     print("node 256 refused", err.errno_name)
+# 4 hotplug CPUs beyond the 4 online: an unpinned vCPU's hard map has all 8 set
+os.environ["FAKE_XC_HOTPLUG_CPUS"] = "4"
+wide = XenHypervisor()
+print("hotplug: hard", sorted(wide.vcpus(1)[0].hard), "topology", sorted(wide.topology().all_cpus))
+del os.environ["FAKE_XC_HOTPLUG_CPUS"]
 # Xen's node 0 offline: node 1 is not our node 0 (claims, affinities and moves would go to the wrong node)
 os.environ["FAKE_XC_OFFLINE_NODE"] = "0"
 try:
@@ -201,4 +206,5 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "after recover: paused False records [] notes 1" in proc.stdout, proc.stdout
     assert "move beside a probe: done 8 records [] paused False" in proc.stdout, proc.stdout
     assert "node 256 refused EINVAL" in proc.stdout, proc.stdout
+    assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

@@ -169,6 +169,10 @@ def test_follow_sets_node_affinity_and_soft_affinity():
     ("best_effort", {1}, {1: 100}, {4, 5}, {1}, {4, 5}, N1, False),   # the admin's mask comes back
     ("strict", {1}, {0: 100}, None, {1}, N1, None, False),
     ("any", {1}, {1: 100}, None, {1}, ALL, ALL, False),
+    # a placed node this host lacks and memory on no node in a meaningful share: the
+    # whole host, never an empty mask (Xen refuses one; strict wrote an empty hard)
+    ("best_effort", {5}, {}, None, {0, 1}, ALL, ALL, False),
+    ("strict", {5}, {}, None, {0, 1}, ALL, None, False),
 ])
 def test_settling(mode, placed, pages, admin, nodes, hard, soft, fixed_up):
     vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
@@ -215,6 +219,12 @@ def test_an_idle_pcpu_of_another_cpupool_is_no_home():
     assert homing.plan(s, {(1, 0): 0.0}, threshold=1.0) == []
     s = attrs.evolve(s, pools={0: frozenset(), 1: ALL})
     assert [p.cpus for p in homing.plan(s, {(1, 0): 0.0}, threshold=1.0)] == [N0]
+
+
+def test_placed_nodes_are_ascii_digits_only():
+    """'\u00b2' is a digit to str.isdigit() and then int() refused it: settle crashed."""
+    from xapi_numa.ops.boot_pin import placed_nodes
+    assert placed_nodes({"numa_placed_nodes": "0,\u00b2,1"}) == frozenset({0, 1})
 
 
 def test_settling_gives_each_vcpu_its_own_admin_mask_back():

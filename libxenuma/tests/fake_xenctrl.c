@@ -330,13 +330,24 @@ struct xenforeignmemory_handle *xc_interface_fmem_handle(xc_interface *xch)
     return (struct xenforeignmemory_handle *)&fmem_stand_in;
 }
 
+/* FAKE_XC_HOTPLUG_CPUS=N (at most 4): N possible CPUs beyond the online ones, as Xen
+ * counts CPUs the firmware lists for hotplug ("SMP: Allowing 8 CPUs, 4 hotplug CPUs"):
+ * the CPU maps are that much wider and an unpinned vCPU's hard map has them set. */
+static unsigned int hotplug_cpus(void)
+{
+    const char *n = getenv("FAKE_XC_HOTPLUG_CPUS");
+    unsigned int v = n ? (unsigned int)atoi(n) : 0;
+
+    return v > 4 ? 4 : v;
+}
+
 int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
 {
     hold_and_check(xch);
     FAIL_IF_ASKED();
     memset(info, 0, sizeof(*info));
     info->nr_cpus = CPUS;
-    info->max_cpu_id = CPUS - 1;
+    info->max_cpu_id = CPUS - 1 + hotplug_cpus();
     info->nr_nodes = NODES;
     info->max_node_id = NODES - 1;
     info->threads_per_core = 1;
@@ -438,7 +449,7 @@ int xc_get_max_cpus(xc_interface *xch)
 {
     (void)xch;
     FAIL_IF_ASKED();
-    return CPUS;
+    return CPUS + hotplug_cpus();
 }
 
 int xc_get_max_nodes(xc_interface *xch)
@@ -456,7 +467,8 @@ int xc_vcpu_getaffinity(xc_interface *xch, uint32_t domid, int vcpu, xc_cpumap_t
     if (bad_domain(domid))
         return -1;
     if ((flags & XEN_VCPUAFFINITY_HARD) && cpumap_hard)
-        cpumap_hard[0] = hard[vcpu & 1][0];
+        /* unpinned: Xen sets every possible CPU, the hotplug ones too */
+        cpumap_hard[0] = hard[vcpu & 1][0] == 0xf && hotplug_cpus() ? 0xff : hard[vcpu & 1][0];
     if ((flags & XEN_VCPUAFFINITY_SOFT) && cpumap_soft)
         cpumap_soft[0] = soft[vcpu & 1][0];
     return 0;

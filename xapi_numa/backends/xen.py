@@ -74,6 +74,7 @@ class XenHypervisor(Hypervisor):
         self._h = ffi.gc(handle[0], lib.xn_close)
         self._cpumap_bytes = _check(lib.xn_cpumap_bytes(self._h), "reading the CPU map size")
         self._nodemap_bytes = _check(lib.xn_nodemap_bytes(self._h), "reading the node map size")
+        self._online: Optional[FrozenSet[int]] = None  # the online CPUs, as the last topology() read them
         self._dump_interval = dump_interval
         self._dump_lock = threading.Lock()
         self._dump_text: Optional[bytes] = None
@@ -116,6 +117,7 @@ class XenHypervisor(Hypervisor):
         online = [i for i in range(n[0]) if node[i] != INVALID_U32 and node[i] in remap]
         if online != list(range(len(online))):
             raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range")
+        self._online = frozenset(online)
         return Topology.from_arrays([remap[node[i]] for i in online], distances, sizes, frees,
                                     cpu_to_core=[core[i] for i in online],
                                     cpu_to_socket=[socket[i] for i in online])
@@ -184,6 +186,10 @@ class XenHypervisor(Hypervisor):
         if max_id == INVALID_U32:
             return []
         paused = bool(record.flags & lib.XN_DOM_PAUSED)
+        # An affinity map is as wide as Xen's possible CPUs (hotplug ones included), and an
+        # unpinned vCPU's has all of them set: only online CPUs are ones it runs on, and
+        # the only ones the topology (and everything planned from it) knows.
+        online = self._online if self._online is not None else self.topology().all_cpus
         info = ffi.new("struct xn_vcpu *")
         hard = ffi.new("uint8_t[]", self._cpumap_bytes)
         soft = ffi.new("uint8_t[]", self._cpumap_bytes)
@@ -193,8 +199,8 @@ class XenHypervisor(Hypervisor):
             _check(lib.xn_vcpu_get_affinity(self._h, domid, v, hard, soft), f"affinity of vCPU {v} of domain {domid}")
             state = ("offline" if not info.online else "paused" if paused else "running" if info.running
                      else "blocked" if info.blocked else "runnable")
-            out.append(VcpuInfo(domid, v, info.cpu, state, _bits_to_set(hard, self._cpumap_bytes),
-                                _bits_to_set(soft, self._cpumap_bytes), cpu_time=info.cpu_time_ns / 1e9))
+            out.append(VcpuInfo(domid, v, info.cpu, state, _bits_to_set(hard, self._cpumap_bytes) & online,
+                                _bits_to_set(soft, self._cpumap_bytes) & online, cpu_time=info.cpu_time_ns / 1e9))
         return out
 
     def _cpumap(self, cpus: FrozenSet[int]):

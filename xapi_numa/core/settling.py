@@ -39,7 +39,10 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
     """``admin_mask``: the hard affinity the admin set (``VCPUs_params:mask``, maybe one
     per vCPU), which comes back once the boot pin goes."""
     landed = memory_nodes(pages)
-    nodes = placed or landed
+    # a placed node this host lacks (placed for another host) names nothing here; with
+    # neither a placement nor a node that holds much of the memory (many nodes, none
+    # over the share memory_nodes asks), the VM lives on the whole host: never an empty mask
+    nodes = (placed & topo.node_ids) or landed or topo.node_ids
     fixed_up = False
     soft: Optional[FrozenSet[int]]
     if policy.mode == "strict":

@@ -165,20 +165,31 @@ class Topology:
         return {n.id: n.cpus for n in self.nodes}
 
     def node_of(self, cpu: int) -> int:
-        return self.cpus[cpu].node
+        return self._cpu(cpu).node
+
+    def _cpu(self, cpu: int) -> CpuInfo:
+        """CPU ``cpu``; one the host does not have is refused (an index would wrap or fail)."""
+        if not 0 <= cpu < len(self.cpus):
+            raise InvalidArgument("cpu", str(cpu), "0..{}".format(len(self.cpus) - 1))
+        return self.cpus[cpu]
+
+    def _node(self, node: int) -> Node:
+        if not 0 <= node < len(self.nodes):
+            raise InvalidArgument("node", str(node), "0..{}".format(len(self.nodes) - 1))
+        return self.nodes[node]
 
     def distance(self, a: int, b: int) -> int:
         return self.distances[a][b]
 
     def cpus_of_nodes(self, nodes: Iterable[int]) -> FrozenSet[int]:
-        return frozenset().union(*(self.nodes[n].cpus for n in nodes))
+        return frozenset().union(*(self._node(n).cpus for n in nodes))
 
     def cpus_near(self, nodes: Iterable[int], allowed: Optional[Iterable[int]] = None) -> FrozenSet[int]:
         """The CPUs to run vCPUs whose memory is on ``nodes``: those nodes' own; for nodes
         with none (memory-only), those of the nearest nodes that have CPUs (among
         ``allowed`` nodes if any of them has), by SLIT distance from the lowest of them
-        (ties all taken).  Never empty on a host with CPUs: an empty mask is no affinity
-        Xen takes.  The one rule for placement, the boot pin, settling and the fix-up."""
+        (ties all taken).  Never empty for some nodes on a host with CPUs (an empty mask
+        is no affinity Xen takes); empty for no nodes.  The one rule for placement, the boot pin, settling and the fix-up."""
         ids = sorted(nodes)
         cpus = self.cpus_of_nodes(ids)
         with_cpus = [n.id for n in self.nodes if n.cpus]
@@ -190,7 +201,7 @@ class Topology:
         return self.cpus_of_nodes(m for m in with_cpus if self.distance(ids[0], m) == nearest)
 
     def nodes_of_cpus(self, cpus: Iterable[int]) -> FrozenSet[int]:
-        return frozenset(self.cpus[c].node for c in cpus)
+        return frozenset(self._cpu(c).node for c in cpus)
 
     def memory_total(self) -> int:
         return sum(n.memory_size for n in self.nodes)

@@ -51,7 +51,9 @@ def write_pin_keys(session, vm: str, values: dict) -> None:
 
 def placed_nodes(other_config: dict) -> FrozenSet[int]:
     """The nodes ``place`` chose for this VM (empty if it was not placed)."""
-    return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",") if n.strip().isdigit())
+    # ASCII digits only: str.isdigit() takes '²', which int() then refuses
+    return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",")
+                     if n.strip() and set(n.strip()) <= set("0123456789"))
 
 
 def placing_host(other_config: dict) -> Optional[str]:
