@@ -516,6 +516,20 @@ def test_a_node_without_cpus_never_holds_a_vm_alone():
     assert p.nodes == (0, 1) and p.soft == frozenset(range(4))
 
 
+def test_with_the_cpu_node_full_a_memory_only_node_takes_the_memory_its_vcpus_on_the_nearest_cpus():
+    """Node 0 (all the CPUs) full: the memory-only node was refused, with a message
+    blaming on_exhaust=fail the policy did not have; with 1G left on node 0 the same VM
+    was placed over both."""
+    planner = Planner(memory_only_node(), NO_OVERHEAD)
+    for mode in ("best_effort", "preferred", "strict"):
+        p = planner.place(loads_of([0, 64 * G]), Request(2, 4 * G, Policy.parse(mode)))
+        assert p.nodes == (1,) and (p.soft or p.hard) == frozenset(range(4)), mode
+        assert "no node with CPUs has 4G available" in p.reason
+    with pytest.raises(NoCapacity) as err:  # short of memory everywhere: said so, no false cause
+        planner.place(loads_of([G, 2 * G]), Request(2, 4 * G))
+    assert "on_exhaust=fail" not in err.value.message and "3G available" in err.value.message
+
+
 def test_a_listed_node_without_cpus_gets_its_vcpus_on_the_nearest_cpus():
     planner = Planner(memory_only_node(), NO_OVERHEAD)
     p = planner.place(loads_of([8 * G, 64 * G]), Request(2, 4 * G, Policy.parse("preferred", "1")))

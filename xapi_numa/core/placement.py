@@ -223,6 +223,8 @@ class Planner:
                     why = f"no single node has {format_size(need)} available"
                 elif not relax:
                     why = f"no node with {format_size(need)} available has {vcpus} {what}"
+                elif any(avail[i] >= need for i in range(self.n)):  # only memory-only nodes do
+                    why = f"no node with CPUs has {format_size(need)} available"
                 else:
                     why = f"no single node has {format_size(need)} available"
                 why += f"; nodes {','.join(map(str, nodes))} (max distance {distance}) hold it"
@@ -232,15 +234,22 @@ class Planner:
                     why += f"; search stopped after {SEARCH_BUDGET} sets (best found)"
                 return self._result(nodes, avail, request, need, relax, why)
         most = max(range(self.n), key=lambda i: avail[i])
-        raise NoCapacity(f"no single node can hold {format_size(need)} with {vcpus} {what} (at most "
-                         f"{format_size(avail[most])} on node {most}) and on_exhaust=fail forbids spreading",
-                         ("node", str(need), str(avail[most])))
+        if request.policy.on_exhaust == "fail":
+            raise NoCapacity(f"no single node can hold {format_size(need)} with {vcpus} {what} (at most "
+                             f"{format_size(avail[most])} on node {most}) and on_exhaust=fail forbids spreading",
+                             ("node", str(need), str(avail[most])))
+        raise NoCapacity(f"no set of nodes has {format_size(need)} available (at most {format_size(avail[most])} "
+                         f"on node {most}, {format_size(sum(avail))} on the host)", ("host", str(need), str(sum(avail))))
 
     def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool):
         """Lowest max distance exactly (threshold by threshold), then lowest mean:
         (nodes, max distance, budget exhausted) or None."""
         vneed = 1 if relax else request.vcpus  # relaxed, a set still needs one CPU for its vCPUs
         cpus = self._cpus_for(request)
+        if relax:
+            # a memory-only node's vCPUs run on the nearest CPUs (cpus_near): with CPU nodes
+            # full, such a node alone was refused though it holds the memory
+            cpus = [c or 1 for c in cpus]
         for t in self.thresholds:
             fitting = []
             for clique in self.clique_members[t]:
