@@ -270,15 +270,23 @@ def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypat
     assert open(host).read() == before
 
 
-def test_vnuma_apply_sets_a_layout_on_a_domain_that_has_not_run(host, capsys, monkeypatch):
-    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
-    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh", "--paused"]) == 0
-    domid = int(capsys.readouterr().out)
-    out = run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "1", "--type", "pvh",
-                   "--apply", "--json")
-    assert [v["pnode"] for v in out["vnodes"]] == [1]
+def test_vnuma_apply_sets_a_layout_where_the_built_domains_memory_is(host, capsys, monkeypatch):
+    """The vnodes of a built domain follow its memory: they came from a placement dry run
+    (which counted the domain's own memory as free), and a layout saying pnode 1 was set
+    on a domain with all its memory on node 0; a --nodes that disagrees is refused."""
     from xapi_numa.backends.sim.backend import SimHypervisor
-    assert SimHypervisor(host).vnuma(domid) is not None
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh", "--paused",
+                 "--soft", "node:0"]) == 0
+    domid = int(capsys.readouterr().out)
+    assert SimHypervisor(host).node_pages(domid)[1] == 0
+    before = open(host).read()
+    assert main(["vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "1", "--type", "pvh", "--apply"]) == 2
+    assert "--nodes: vnodes on nodes 1, but domain g's memory is on nodes 0" in capsys.readouterr().err
+    assert open(host).read() == before
+    out = run_json(capsys, "vnuma", "g", "--vcpus", "2", "--memory", "512M", "--type", "pvh", "--apply", "--json")
+    assert [v["pnode"] for v in out["vnodes"]] == [0]
+    assert [v.pnode for v in SimHypervisor(host).vnuma(domid).vnodes] == [0]
 
 
 @pytest.mark.parametrize("guest_type, hole", [("pvh", 0xFC000000), ("hvm", 0xF0000000)])

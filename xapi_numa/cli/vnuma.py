@@ -11,7 +11,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.cli import common, render
-from xapi_numa.core import numbers, vnuma
+from xapi_numa.core import locality, numbers, vnuma
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
@@ -54,6 +54,24 @@ def _pnodes(args, hv, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optio
     request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
     placement, _, _ = place_and_reserve(hv, common.ledger(args), request, vm, dry_run=True)
     return list(placement.nodes), placement.bytes_per_node
+
+
+def _landed(hv, d: DomainInfo) -> Dict[int, int]:
+    """Bytes per node where a built domain's memory is, on the nodes that hold a
+    meaningful share of it (a few pages elsewhere make no vnode)."""
+    pages = hv.node_pages(d.domid)
+    return {n: pages[n] << 12 for n in sorted(locality.memory_nodes(pages))}
+
+
+def _check_landed(plan: vnuma.VnumaPlan, landed: Dict[int, int], d: DomainInfo) -> None:
+    """A layout for a built domain must put its vnodes where its memory is: a vnode on
+    a pnode that holds none of it would tell the guest its memory is where it is not."""
+    planned = {v.pnode for v in plan.vnodes}
+    if landed and planned != set(landed):
+        raise InvalidArgument("--nodes", "vnodes on nodes {}, but domain {}'s memory is on nodes {}".format(
+            ",".join(map(str, sorted(planned))), d.name, ",".join(map(str, landed))),
+            "no --nodes or --split with --apply (the layout follows the memory), or move the memory first "
+            "(xapi-numa move-memory)")
 
 
 def _render(plan: dict) -> str:
@@ -110,11 +128,16 @@ def cmd_vnuma(args) -> int:
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
     vm = target.uuid if target is not None else args.vm  # a reservation is keyed by the VM's UUID
     free = free_for_plan(hv, target.domid if target is not None else None, common.ledger(args), vm)
+    landed = _landed(hv, target) if target is not None else {}
     if args.split is not None:
         if args.nodes is not None:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
         with common.flag_names(FLAGS):
             plan = vnuma.plan_split(topo, guest, args.split, free)
+    elif target is not None and args.nodes is None:
+        # the domain is built: its memory is where it is, and the vnodes follow that
+        with common.flag_names(dict(FLAGS, nodes="--nodes")):
+            plan = vnuma.plan_follow(topo, guest, list(landed), free, landed)
     else:
         with common.flag_names(FLAGS):  # the policy's nodes are --policy-nodes
             pnodes, placed = _pnodes(args, hv, guest, vm)
@@ -124,7 +147,7 @@ def cmd_vnuma(args) -> int:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0
     if target is not None:
-        _apply(args, hv, target, plan)
+        _apply(args, hv, target, plan, landed)
     common.emit(args, dict(plan.to_dict(), vm=args.vm), _render)
     return 0
 
@@ -140,7 +163,7 @@ def _hole_start(args) -> int:
     return int(text, 0 if text[:2] in ("0x", "0X") else 10)
 
 
-def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan) -> None:
+def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int]) -> None:
     """Set the layout on the built, not yet started domain ``d`` (what a domain builder
     such as xenopsd would do before the first unpause)."""
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
@@ -160,6 +183,7 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan) -> None:
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
         raise InvalidArgument("VM", "domain {} ({}) has already run".format(d.domid, d.name),
                               "a built domain that has not run yet (xl create -p; xenopsd before unpause)")
+    _check_landed(plan, landed, d)
     with common.flag_names({"hole": "--hole-start"}):
         hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
 
