@@ -286,3 +286,22 @@ def test_a_dry_run_with_nothing_to_do_promises_no_action(tmp_path):
     rt = Runtime(sim, Database(path + ".db"), Settings())
     decision = rt.rebalance_dry_run(samples=1)
     assert decision.assessment.best is None and "acts once" not in decision.note
+
+
+def test_a_vm_homed_on_several_nodes_loads_them_though_it_is_never_moved():
+    """Its demand vanished from the node loads: a VM homed over two nodes (after a
+    partial memory move, or with no soft affinity) made busy nodes look idle."""
+    from xapi_numa.core.demand_window import node_series
+    from xapi_numa.core.host import VcpuInfo
+    from xapi_numa.core.locality import home_shares
+    from xapi_numa.core.rebalance_choice import homed_vcpus
+    topo = Topology.uniform(2, 4, 8 * GIB)
+    everywhere = frozenset(range(8))
+    vcpus = [VcpuInfo(1, 0, 0, "running", everywhere, everywhere),
+             VcpuInfo(1, 1, 4, "running", everywhere, frozenset({4, 5, 6, 7}))]
+    assert home_shares(vcpus, topo) == {0: 0.25, 1: 0.75}
+    spread = vm(1, None, 4.0, {0: GIB, 1: GIB}, shares={0: 0.25, 1: 0.75})
+    one = vm(2, 0, 2.0)
+    assert rebalance.node_demand([spread, one], [0, 1]) == {0: 3.0, 1: 3.0}
+    assert node_series([spread, one], [0, 1], 1) == {0: [3.0], 1: [3.0]}
+    assert homed_vcpus([spread, one], [0, 1]) == {0: 2.5, 1: 1.5}

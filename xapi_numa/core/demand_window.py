@@ -15,8 +15,9 @@ def node_series(vms: Sequence, nodes: Sequence[int], k: int) -> Dict[int, List[f
     """Per node, the demand of the VMs homed there over the last ``k`` periods."""
     out = {n: [0.0] * k for n in nodes}
     for vm in vms:
-        if vm.home in out:
-            out[vm.home] = [a + b for a, b in zip(out[vm.home], vm.samples(k))]
+        for node, share in vm.loads.items():
+            if node in out:
+                out[node] = [a + b * share for a, b in zip(out[node], vm.samples(k))]
     return out
 
 

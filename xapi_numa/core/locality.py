@@ -11,7 +11,7 @@
 Settling a started VM, the affinity fix-up, what a page move leaves behind,
 ``vm_memory``, ``top`` and placement's vCPU counts all use these functions.
 """
-from typing import FrozenSet, Iterable, Mapping
+from typing import Dict, FrozenSet, Iterable, Mapping
 
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.topology import Topology
@@ -44,6 +44,18 @@ def home_nodes(vcpus: Iterable[VcpuInfo], topo: Topology) -> FrozenSet[int]:
     for v in vcpus:
         out |= vcpu_home(v, topo)
     return out or frozenset(n.id for n in topo.nodes)
+
+
+def home_shares(vcpus: Iterable[VcpuInfo], topo: Topology) -> Dict[int, float]:
+    """Per node, the share of a VM's vCPUs homed there (a vCPU homed on several nodes
+    counts for each in equal parts): how a VM homed on several nodes loads them."""
+    out: Dict[int, float] = {}
+    vcpus = list(vcpus)
+    for v in vcpus:
+        nodes = vcpu_home(v, topo)
+        for n in nodes:
+            out[n] = out.get(n, 0.0) + 1.0 / (len(nodes) * len(vcpus))
+    return out
 
 
 def memory_nodes(pages: Mapping[int, int]) -> FrozenSet[int]:

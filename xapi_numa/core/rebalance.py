@@ -131,6 +131,13 @@ class VmLoad:
     vnode: Optional[int] = None         # a vNUMA guest is weighed vnode by vnode: this unit is that vnode
                                         # (its vCPUs, its memory, its pnode as home), and moves only whole
     fixed_memory: bool = False          # its memory cannot follow (QEMU's map cache, passthrough), as for PV
+    shares: Mapping[int, float] = attrs.field(factory=dict)  # home None: the share of its vCPUs homed per node
+
+    @property
+    def loads(self) -> Mapping[int, float]:
+        """The share of its demand each node carries: all on its home, or spread as its
+        vCPUs' homes are (a VM homed on several nodes loads them all, though never moved)."""
+        return {self.home: 1.0} if self.home is not None else self.shares
 
     @property
     def unit(self) -> Tuple[str, Optional[int]]:
@@ -207,8 +214,9 @@ def _candidate_dict(c: Candidate) -> dict:
 def node_demand(vms: Sequence[VmLoad], nodes: Sequence[int]) -> Dict[int, float]:
     out = {n: 0.0 for n in nodes}
     for vm in vms:
-        if vm.home is not None and vm.home in out:
-            out[vm.home] += vm.demand
+        for node, share in vm.loads.items():
+            if node in out:
+                out[node] += vm.demand * share
     return out
 
 

@@ -11,12 +11,13 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 from xapi_numa.core.topology import Topology
 
 
-def homed_vcpus(vms: Sequence[Any], nodes: Sequence[int]) -> Dict[int, int]:
+def homed_vcpus(vms: Sequence[Any], nodes: Sequence[int]) -> Dict[int, float]:
     """Per node, the vCPUs homed there: the most CPU its VMs can want at once."""
-    out = {n: 0 for n in nodes}
+    out = {n: 0.0 for n in nodes}
     for vm in vms:
-        if vm.home in out:
-            out[vm.home] += len(vm.vcpus)
+        for node, share in vm.loads.items():
+            if node in out:
+                out[node] += len(vm.vcpus) * share
     return out
 
 

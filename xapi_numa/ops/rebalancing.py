@@ -221,7 +221,8 @@ class Rebalancer:
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
                                         movable, allowed, tuple(self.history.get(unit, ())),
-                                        fixed_memory=fixed))
+                                        fixed_memory=fixed, shares={} if home is not None else
+                                        locality.home_shares(vcpus, topo)))
             if home is not None and allowed is not None and home not in allowed:
                 self.left_alone.add(d.uuid)  # its preferred list or CPU pool changed since
         return out
