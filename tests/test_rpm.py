@@ -207,6 +207,43 @@ def test_scripts_enable_and_stop_the_daemon(rpm_file):
         assert "systemctl {} xapi-numad.service".format(verb) in scripts
 
 
+def spec_scriptlet(name: str) -> str:
+    """The body of scriptlet ``%name`` of the spec."""
+    text = open(os.path.join(ROOT, "packaging", "xapi-numa.spec")).read()
+    body = text.split("\n%{}\n".format(name), 1)[1]
+    return re.split(r"\n%[a-z]+\n", "\n" + body, 1)[0]
+
+
+@pytest.mark.parametrize("scriptlet, arg, systemd_runs, calls", [
+    ("post", 1, False, ["enable xapi-numad.service xapi-numa-rrdd.service"]),  # an installer's chroot
+    ("post", 1, True, ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload",
+                       "start xapi-numad.service xapi-numa-rrdd.service"]),
+    ("post", 2, True, ["daemon-reload", "try-restart xapi-numad.service xapi-numa-rrdd.service"]),
+    ("post", 2, False, []),
+    ("preun", 0, False, ["disable xapi-numad.service xapi-numa-rrdd.service"]),
+    ("preun", 0, True, ["stop xapi-numad.service xapi-numa-rrdd.service",
+                        "disable xapi-numad.service xapi-numa-rrdd.service"]),
+    ("preun", 1, True, []),
+])
+def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, scriptlet, arg, systemd_runs, calls):
+    """Installed where systemd is not running (a host installer's supplemental pack, an
+    image build, rpm --root) the units were never enabled: nothing ran at any boot."""
+    if shutil.which("sh") is None:
+        pytest.skip("no sh")
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\necho \"$*\" >> {}\n".format(log))
+    (bin_dir / "systemctl").chmod(0o755)
+    run_dir = tmp_path / "run-systemd-system"
+    if systemd_runs:
+        run_dir.mkdir()
+    script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir))
+    env = dict(os.environ, PATH="{}:{}".format(bin_dir, os.environ.get("PATH", "")))
+    done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, timeout=30)
+    assert done.returncode == 0
+    assert (log.read_text().splitlines() if log.exists() else []) == calls
+
+
 @pytest.fixture
 def sim_host(tmp_path):
     path = str(tmp_path / "host.json")
