@@ -157,6 +157,23 @@ def test_a_failure_asking_xapi_where_the_vm_runs_keeps_the_plain_answer():
     assert response["ErrorDescription"][:2] == ["XENAPI_PLUGIN_FAILURE", "bad call"]
 
 
+def test_place_keeps_to_the_hosts_guest_mask(ctx):
+    """xapi narrows every VM's mask to the host's guest_VCPUs_params:mask at a start:
+    place ignored it and pinned the boot to a node the VM could not run on."""
+    server, session, host, sid = ctx
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    placed = ok(run(server, host, sid, "place", {"vm": uuid}))
+    assert placed["nodes"] == [1], placed
+    assert set(map(int, session.xenapi.VM.get_VCPUs_params(ref)["mask"].split(","))) <= {4, 5, 6, 7}
+    session.xenapi.VM.start_on(ref, host, False, False)
+    assert ok(run(server, host, sid, "vm_memory", {"vm": uuid}))["local_share"] == 1.0
+    ref, uuid = server.add_vm("pinned", 1, 256 << 20, vcpus_params={"mask": "0,1"})
+    details = err(run(server, host, sid, "place", {"vm": uuid}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "host guest_VCPUs_params:mask"], details
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "0,1"}
+
+
 def test_release_restores_a_failed_start(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("vm", 2, 1 << 30)

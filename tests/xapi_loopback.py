@@ -90,6 +90,7 @@ class LoopbackXapi:
             self.hosts[ref] = {"uuid": host_uuid, "name_label": name, "name_description": "",
                                "enabled": True, "address": "127.0.0.1", "hostname": name,
                                "API_version_major": "2", "API_version_minor": "21", "other_config": {},
+                               "guest_VCPUs_params": {},
                                "resident_VMs": []}
         self.master = next(iter(self.hosts))
         # tests' levers: hosts that lack the numa plugin (a rollout half done), and hosts a VM
@@ -241,6 +242,14 @@ class LoopbackXapi:
     def host_get_name_label(self, session_id, self_ref):
         return self._host(self_ref)["name_label"]
 
+    def host_get_guest_VCPUs_params(self, session_id, self_ref):
+        return dict(self._host(self_ref)["guest_VCPUs_params"])
+
+    def host_set_guest_VCPUs_params(self, session_id, self_ref, value):
+        with self.lock:
+            self._host(self_ref)["guest_VCPUs_params"] = dict(value)
+        return ""
+
     def host_set_name_label(self, session_id, self_ref, value):
         with self.lock:
             self._host(self_ref)["name_label"] = value
@@ -384,10 +393,14 @@ class LoopbackXapi:
             task = _ref()
             record["current_operations"] = {task: "start_on"}  # what xapi shows while it builds
             mask = record["VCPUs_params"].get("mask")
+            host_mask = h["guest_VCPUs_params"].get("mask")  # xapi narrows every guest's mask to it
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
             uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
         try:
             hard = frozenset(int(c) for c in mask.split(",")) if mask else None
+            if host_mask:
+                narrow = frozenset(int(c) for c in host_mask.split(","))
+                hard = narrow if hard is None else hard & narrow
             # xenopsd builds with the mask as every vCPU's hard affinity; no libxl auto placement
             domid = self.sims[host].create(record["name_label"], vcpus, memory, hard=hard, uuid=uuid, load="idle",
                                            dtype=dtype, paused=bool(start_paused), auto_numa=False)

@@ -23,7 +23,7 @@ import stat
 import time
 import urllib.parse
 import xmlrpc.client
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 
 import attrs
 
@@ -259,6 +259,20 @@ def host_known(session, uuid: str) -> bool:
             return False
         raise
     return True
+
+
+HOST_MASK_FIELD = "host guest_VCPUs_params:mask"
+
+
+def host_guest_cpus(session, host_uuid: str) -> Optional[FrozenSet[int]]:
+    """The CPUs a host's ``guest_VCPUs_params:mask`` leaves guests (xapi narrows every
+    VM's mask to them at a start there, or uses it for a VM without one), or None.  xapi
+    reads it as one list: with a ';' it reads nothing and narrows nothing."""
+    host = call(session.xenapi.host.get_by_uuid, host_uuid)
+    text = call(session.xenapi.host.get_guest_VCPUs_params, host).get("mask")
+    if not text or ";" in text:
+        return None
+    return parse_mask(text, HOST_MASK_FIELD).cpus
 
 
 def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:

@@ -49,11 +49,13 @@ def admin_mask(record: dict) -> Optional[VcpuMask]:
     return xapi.parse_mask(mask)
 
 
-def boot_mask(record: dict, topo: Topology, nodes) -> VcpuMask:
+def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet[int]] = None) -> VcpuMask:
     """The boot pin: each vCPU on the chosen nodes' CPUs its own admin mask allows
     (the mask's CPUs there if its own has none there, as settling does); without an
-    admin mask, every vCPU on the chosen nodes."""
+    admin mask, every vCPU on the chosen nodes.  Within the host's guest mask, if it
+    has one (xapi narrows the pin to it at the start: the pin says what the VM gets)."""
     chosen = topo.cpus_near(nodes)
+    chosen = chosen & host_cpus or chosen if host_cpus is not None else chosen
     mask = admin_mask(record)
     if mask is None:
         return VcpuMask([chosen])
@@ -88,13 +90,21 @@ def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) ->
     return allowed_nodes
 
 
-def request_for(record: dict, topo: Topology) -> Request:
+def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
+    """What to place for the VM: its size, policy, and the nodes its mask and the host's
+    guest mask (``host_cpus``) let its vCPUs reach."""
     policy = Policy.from_other_config(record["other_config"])
     for node in policy.nodes:  # the stored key is what the admin must fix (hosts of a pool may differ)
         if node >= len(topo.nodes):
             raise InvalidArgument("other_config:numa_nodes", "node {} does not exist on this host".format(node),
                                   "nodes 0..{}".format(len(topo.nodes) - 1))
     cpus = admin_cpus(record, topo)
+    if host_cpus is not None:
+        if not host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus):
+            raise InvalidArgument(xapi.HOST_MASK_FIELD, "{} leaves this VM no CPU (its own mask: {})".format(
+                format_ids(host_cpus), format_ids(cpus) if cpus is not None else "none"),
+                "a host mask that meets the VM's CPUs 0..{}".format(max(topo.all_cpus)))
+        cpus = host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus)
     within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
     return Request(int(record["VCPUs_max"]), int(record["memory_static_max"]), policy,
                    translated=record.get("domain_type", "hvm") != "pv", within=within)
@@ -106,9 +116,10 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
+    host_cpus = xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-    request = request_for(record, planner.topology)
+    request = request_for(record, planner.topology, host_cpus)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
@@ -116,12 +127,12 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         # Read again while holding the VM: a caller that held it before us (a release, a
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-        request = request_for(record, planner.topology)
+        request = request_for(record, planner.topology, host_cpus)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
             boot_pin.pin_boot(session, vm, record, placement.nodes,
-                              boot_mask(record, planner.topology, placement.nodes), host_uuid)
+                              boot_mask(record, planner.topology, placement.nodes, host_cpus), host_uuid)
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
             _put_back(session, vm, record)
