@@ -175,6 +175,48 @@ try:
     hv.move_pages(1, ram, 256)
 except HypervisorError as err:
     print("node 256 refused", err.errno_name)
+# a batch kept paused (its copy back failed) while another recovery holds its record:
+# the mover waits for it instead of reporting the guest still paused
+import fcntl
+from xapi_numa.ops.move_recovery import finish_kept_batch
+kept = hv.move_pages(1, ram, 1, fault="copy-back")
+record_path = os.path.join(run, "move-1.batch")
+pid = os.fork()
+if pid == 0:
+    fd = os.open(record_path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    time.sleep(1.0)
+    os.close(fd)
+    hv.recover_move(1)
+    os._exit(0)
+time.sleep(0.3)
+still, told = finish_kept_batch(hv, next(d for d in hv.domains() if d.domid == 1), "batch failed")
+os.waitpid(pid, 0)
+print("kept batch:", kept.stage, "still paused", still, "paused", next(d for d in hv.domains() if d.domid == 1).paused,
+      "records", os.listdir(run))
+# a record its writer was killed writing (unlocked, old) is swept; one being written is not
+old_tmp, live_tmp = os.path.join(run, "move-7.batch.new.1.1.0"), os.path.join(run, "move-7.batch.new.2.2.0")
+for name in (old_tmp, live_tmp):
+    with open(name, "wb") as f:
+        f.truncate(1 << 20)
+    os.utime(name, (time.time() - 3600, time.time() - 3600))
+held = os.open(live_tmp, os.O_RDONLY)
+fcntl.flock(held, fcntl.LOCK_EX)
+print("swept:", hv.batch_records(), sorted(os.listdir(run)))
+os.close(held)
+os.unlink(live_tmp)
+# a record this version cannot read: named, with what to do
+with open(os.path.join(run, "move-1.batch"), "wb") as f:
+    f.write(b"\0" * 8192)
+try:
+    hv.recover_move(1)
+except HypervisorError as err:
+    print("unreadable record:", err.errno_name, "xl unpause 1" in err.message)
+try:
+    hv.move_pages(1, ram, 1)
+except HypervisorError as err:
+    print("move beside it:", err.errno_name, "awaits recovery at" in err.message)
+os.unlink(os.path.join(run, "move-1.batch"))
 # 4 hotplug CPUs beyond the 4 online: an unpinned vCPU's hard map has all 8 set
 os.environ["FAKE_XC_HOTPLUG_CPUS"] = "4"
 wide = XenHypervisor()
@@ -206,5 +248,8 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "after recover: paused False records [] notes 1" in proc.stdout, proc.stdout
     assert "move beside a probe: done 8 records [] paused False" in proc.stdout, proc.stdout
     assert "node 256 refused EINVAL" in proc.stdout, proc.stdout
+    assert "kept batch: copy-back still paused False paused False records []" in proc.stdout, proc.stdout
+    assert "swept: [] ['move-7.batch.new.2.2.0']" in proc.stdout, proc.stdout
+    assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

@@ -11,19 +11,17 @@ lock, so captures are rate-limited: one per ``dump_interval`` seconds serves all
 
 import errno
 import os
-import re
 import threading
 import time
 import uuid as uuidlib
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.backends import xen_vnuma
+from xapi_numa.backends import xen_records as records, xen_vnuma
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
-from xapi_numa.core.memory_move import found_running
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
@@ -40,12 +38,8 @@ INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause", 7: "done"}
-# a batch record's file, by domid: a move's, or a memory scan's probe pause (its own,
-# so that a scan beside a running move neither fails nor makes that move fail EBUSY)
-RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.(batch|probe)")
 NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
-RUN_DIR = "/run/xapi-numa"  # tmpfs: batch records of page moves (see xn_mig_move)
 DUMP_BUFFER = 4 << 20
 
 
@@ -331,11 +325,10 @@ class XenHypervisor(Hypervisor):
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window
-        record = self._record_path(domid, "probe").encode() if probe_ms else ffi.NULL
-        rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, record, stats)
-        if rc < 0 and probe_ms and os.path.exists(self._record_path(domid, "probe")):
-            # its unpause failed: the record gives the probe's pause back now
-            self._recover_record(domid, self._record_path(domid, "probe"))
+        probe = records.record_path(domid, "probe")
+        rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, probe.encode() if probe_ms else ffi.NULL, stats)
+        if rc < 0 and probe_ms and os.path.exists(probe):
+            records.recover(ffi, lib, self._h, domid, probe)  # its unpause failed: the record gives it back
         _check(rc, f"scanning the memory of domain {domid}")
         phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
                   ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
@@ -346,43 +339,25 @@ class XenHypervisor(Hypervisor):
         flags = (lib.XN_MIG_ALLOW_FALLBACK if allow_fallback else 0) | (FAULTS[fault] if fault else 0)
         arr = ffi.new("uint64_t[]", list(gfns))
         res = ffi.new("struct xn_mig_result *")
-        record = self._record_path(domid).encode()
+        record = records.record_path(domid).encode()
         rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
         if rc < 0 and res.stage == 0:  # refused or failed before any pause: nothing moved
             self._check_movable(domid)  # a PV or PoD guest's refusal, said as such
+            if rc == -errno.EEXIST:
+                raise HypervisorError(errno.EEXIST, f"moving memory of domain {domid}: a batch record a dead mover "
+                                                    f"left awaits recovery at {record.decode()} "
+                                                    f"(xapi-numa memory-moves --recover)")
             _check(rc, f"moving memory of domain {domid}")
         stuck = tuple(gfns[res.stuck_first:res.stuck_first + res.stuck_count]) if res.not_freed else ()
         return BatchResult(res.released, res.moved, res.fallback, res.lost, res.superpages, res.not_freed, stuck,
                            res.raised_max, res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error,
                            res.granted, res.recognised)
 
-    @staticmethod
-    def _record_path(domid: int, kind: str = "batch") -> str:
-        directory = os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        return os.path.join(directory, f"move-{domid}.{kind}")
-
     def batch_records(self) -> List[int]:
-        directory = os.path.dirname(self._record_path(0))
-        return sorted({int(m.group(1)) for m in map(RECORD_NAME.fullmatch, os.listdir(directory)) if m})
+        return records.domids_with_records()
 
     def recover_move(self, domid: int) -> Optional[str]:
-        """Recover what a dead mover left of this domain: its batch record, then a probe's."""
-        notes = [self._recover_record(domid, self._record_path(domid, kind)) for kind in ("batch", "probe")]
-        return "; ".join(n for n in notes if n) or None
-
-    def _recover_record(self, domid: int, path: str) -> Optional[str]:
-        if not os.path.exists(path):
-            return None
-        res = ffi.new("struct xn_mig_result *")
-        rc = lib.xn_mig_recover(self._h, path.encode(), res)
-        _check(rc, f"recovering an interrupted page move of domain {domid} (record kept at {path})")
-        if rc == lib.XN_MIG_RECOVERED_GONE:
-            return f"domain {domid} no longer exists: removed the batch record its mover left"
-        if rc == lib.XN_MIG_RECOVERED_RUNNING:
-            return found_running(domid, res.fallback)
-        return None if rc == 0 else (f"domain {domid}: finished a page-move batch its mover left paused "
-                                     f"({res.fallback} released pages backed again, contents restored) and unpaused it")
+        return records.recover_all(ffi, lib, self._h, domid)
 
     def move_blockers(self, domid: int) -> List[str]:
         """PCI passthrough, as the toolstacks record it in xenstore (Xen 4.17 does not

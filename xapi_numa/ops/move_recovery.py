@@ -15,9 +15,11 @@ import errno
 from typing import List, Tuple
 
 from xapi_numa.core.host import DomainInfo
-from xapi_numa.errors import NumaError
+from xapi_numa.errors import HypervisorError, NumaError
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.moves import INTERRUPTED, RUNNING, MoveJournal, MoveRecord
+
+BUSY_TRIES, BUSY_WAIT_S = 50, 0.2  # another recovery of the same record: a move's is well under 10 s
 
 
 def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
@@ -94,10 +96,22 @@ def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, 
     """A batch whose contents could not all be put back leaves the guest paused, with them
     in its batch record (never running on missing or zeroed memory), as does one whose
     unpause failed: recovery finishes it now.  (still paused?, what to tell)"""
-    try:
-        note = hv.recover_move(d.domid)
-    except NumaError as err:
-        return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
+    for attempt in range(BUSY_TRIES):
+        try:
+            note = hv.recover_move(d.domid)
+            break
+        except HypervisorError as err:
+            # EBUSY: another recovery (xapi-numad's sweep, a CLI) holds the record right now;
+            # when it is done the record is gone and there is nothing left to do here
+            if err.errno != errno.EBUSY or attempt == BUSY_TRIES - 1:
+                return _still_paused(error, err)
+            hv.sleep(BUSY_WAIT_S)
+        except NumaError as err:
+            return _still_paused(error, err)
+    return False, f"{error}; recovery put them back from the batch record: {note}" if note else error
+
+
+def _still_paused(error: str, err: NumaError) -> Tuple[bool, str]:
+    return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
                       f"putting them back failed too ({err.message}): xapi-numad's next cycle or "
                       f"`xapi-numa memory-moves --recover` tries again")
-    return False, f"{error}; recovery put them back from the batch record: {note}" if note else error
