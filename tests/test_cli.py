@@ -97,7 +97,7 @@ def test_sim_lifecycle(host, capsys):
     (["--backend", "sim:{host}", "vcpus", ""], "VM: '' is blank (allowed: a domid, name or UUID)"),
     (["--backend", "sim:{host}", "memory-moves", " "], "VM: ' ' is blank"),
     (["--backend", "sim:{host}", "memory-moves", "nosuch"], "no such VM or domain: nosuch"),
-    (["--backend", "sim:{host}", "reservations", "--ledger", ""], "--ledger: '' is blank (allowed: a file path)"),
+    (["--backend", "sim:{host}", "reservations", "--ledger", ""], "argument --ledger: blank"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
     (["--backend", "xen", "topology"], "Xen"),
 ])
@@ -459,3 +459,20 @@ def test_the_room_for_a_move_counts_a_started_vms_build_once(tmp_path, capsys, m
     sim.create("started", 1, 1 << 30, hard=sim.topology().cpus_of_nodes([1]), uuid=vm, auto_numa=False)
     capsys.readouterr()
     assert main(["move-memory", "a", "--to", "1"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, argv, flag", [
+    ("xapi_numa.cli.main", ["--pool", "", "topology"], "--pool"),  # an unset $URL: acted on this host
+    ("xapi_numa.cli.main", ["--backend", " ", "topology"], "--backend"),  # opened Xen
+    ("xapi_numa.cli.main", ["memory-moves", "--ledger", ""], "--ledger"),
+    ("xapi_numa.daemon", ["--ledger", ""], "--ledger"),  # the default database
+    ("xapi_numa.daemon", ["--period", "-1"], "--period"),  # seven lines of usage
+    ("xapi_numa.rrdd_plugin", ["--file", ""], "--file"),
+])
+def test_a_blank_or_bad_flag_is_one_line_naming_it_in_every_entry_point(module, argv, flag, tmp_path):
+    env = dict(os.environ, XAPI_NUMA_BACKEND="sim:" + str(tmp_path / "none.json"))
+    done = subprocess.run([sys.executable, "-m", module] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60, env=env, cwd=str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "argument " + flag in done.stderr, done.stderr
+    assert os.listdir(str(tmp_path)) == []

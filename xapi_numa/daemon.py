@@ -21,6 +21,7 @@ from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import instance_lock, runtime
+from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
@@ -41,14 +42,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="xapi-numad", description="keep running VMs NUMA-well-placed")
-    ap.add_argument("--backend", help="xen or sim:PATH (default: $XAPI_NUMA_BACKEND, else xen); on a simulated "
+    ap = Parser(prog="xapi-numad", description="keep running VMs NUMA-well-placed")
+    ap.add_argument("--backend", type=given, help="xen or sim:PATH (default: $XAPI_NUMA_BACKEND, else xen); on a simulated "
                                       "host the daemon does not advance simulated time: run `xapi-numa sim run` "
                                       "beside it (or see `xapi-numa demo`)")
     ap.add_argument("--period", type=decimal_number, default=1.0, help="seconds between cycles (default 1)")
     ap.add_argument("--threshold", type=decimal_number, default=1.0,
                     help="seconds a vCPU must be displaced before it is brought home (default 1)")
-    ap.add_argument("--ledger", help="state database (default: $XAPI_NUMA_LEDGER; with sim:PATH, PATH.ledger.db; "
+    ap.add_argument("--ledger", type=given, help="state database (default: $XAPI_NUMA_LEDGER; with sim:PATH, PATH.ledger.db; "
                                      "else /var/lib/xapi-numa/ledger.db)")
     ap.add_argument("--cycles", type=whole_number, default=0, help="stop after this many cycles (default: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="run without xapi (no policies, no auto-settle)")

@@ -27,6 +27,7 @@ from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
 from xapi_numa.ops import metrics, observe
+from xapi_numa.ops.command_line import Parser, given
 
 PLUGIN_UID = "xapi-numa"
 LEAD_TIME = 0.5  # seconds before xcp-rrdd's reading that the file is written, beyond the snapshot's time
@@ -36,12 +37,12 @@ TICK = 0.2       # how often a sleep looks at the stop flag
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="xapi-numa-rrdd", description="Publish per-VM NUMA metrics to xcp-rrdd.")
-    p.add_argument("--backend", help="xen (default), or sim:PATH for a simulated host")
-    p.add_argument("--uid", default=PLUGIN_UID, help="plugin name registered with xcp-rrdd")
-    p.add_argument("--file", help="write here instead of where xcp-rrdd says (no registration)")
+    p = Parser(prog="xapi-numa-rrdd", description="Publish per-VM NUMA metrics to xcp-rrdd.")
+    p.add_argument("--backend", type=given, help="xen (default), or sim:PATH for a simulated host")
+    p.add_argument("--uid", type=given, default=PLUGIN_UID, help="plugin name registered with xcp-rrdd")
+    p.add_argument("--file", type=given, help="write here instead of where xcp-rrdd says (no registration)")
     p.add_argument("--once", action="store_true", help="write one reading and exit")
-    p.add_argument("--socket", default=rrdd.RRDD_SOCKET, help="xcp-rrdd's socket")
+    p.add_argument("--socket", type=given, default=rrdd.RRDD_SOCKET, help="xcp-rrdd's socket")
     p.add_argument("--names", default="auto", metavar="|".join(metrics.NAME_CHOICES),
                    help="XenServer 9's data source names: unless xapi publishes them itself (auto), "
                         "always (all) or never (own)")

@@ -9,6 +9,7 @@ from typing import Iterator, Mapping
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops.command_line import given
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
 from xapi_numa.state.ledger import Ledger
@@ -39,9 +40,7 @@ def hypervisor(args) -> Hypervisor:
 
 
 def ledger_path(args) -> str:
-    explicit = getattr(args, "ledger", None)
-    if explicit is not None and not explicit.strip():
-        raise InvalidArgument("--ledger", "{!r} is blank".format(explicit), "a file path")
+    explicit = getattr(args, "ledger", None)  # never blank: the flag's type refuses it
     if explicit:
         return explicit
     path = sim_path(backend_spec(args.backend))
@@ -74,7 +73,7 @@ def add_json(parser) -> None:
 
 
 def add_ledger(parser) -> None:
-    parser.add_argument("--ledger", help="state database (default: $XAPI_NUMA_LEDGER or "
+    parser.add_argument("--ledger", type=given, help="state database (default: $XAPI_NUMA_LEDGER or "
                                          "/var/lib/xapi-numa/ledger.db; beside the state file for sim:PATH)")
 
 

@@ -19,31 +19,25 @@ from xapi_numa import __version__
 from xapi_numa.backends.open import BACKEND_SYNTAX
 from xapi_numa.cli import backends, moves, placing, queries, rebalance, render, sim, vnuma
 from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.ops.command_line import Parser, given
 
 GROUPS = (queries, placing, moves, rebalance, sim, backends, vnuma)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but its own errors name the field like ours do (exit 2, one line)."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, message, self.prog))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="xapi-numa", description="NUMA placement and balancing for Xen/XAPI hosts")
     p.add_argument("--version", action="version", version="xapi-numa {}".format(__version__))
-    p.add_argument("--backend", help="hypervisor backend: {} (default: $XAPI_NUMA_BACKEND or xen)".format(
+    p.add_argument("--backend", type=given, help="hypervisor backend: {} (default: $XAPI_NUMA_BACKEND or xen)".format(
         BACKEND_SYNTAX))
-    p.add_argument("--pool", help="XenAPI URL of a pool master: topology and vcpus then query every host "
+    p.add_argument("--pool", type=given, help="XenAPI URL of a pool master: topology and vcpus then query every host "
                                   "through its numa plugin, and vnuma --store plans through it; vm-start and "
                                   "vm-placement always go through a pool: this URL or $XAPI_NUMA_POOL_URL")
-    p.add_argument("--user", help="pool user name (or $XAPI_NUMA_POOL_USER)")
-    p.add_argument("--ca-file", dest="ca_file",
+    p.add_argument("--user", type=given, help="pool user name (or $XAPI_NUMA_POOL_USER)")
+    p.add_argument("--ca-file", dest="ca_file", type=given,
                    help="CA certificate (PEM) that signed the pool master's certificate, e.g. its self-signed one")
     p.add_argument("--insecure", action="store_true",
                    help="accept a plain http:// pool URL or an unverified certificate (the password is then exposed)")
-    p.add_argument("--password-file", dest="password_file",
+    p.add_argument("--password-file", dest="password_file", type=given,
                    help="file holding the pool password, readable by its owner only (or $XAPI_NUMA_POOL_PASSWORD)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True

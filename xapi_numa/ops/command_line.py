@@ -1,0 +1,22 @@
+"""What every command-line entry point shares (``xapi-numa``, ``xapi-numad``,
+``xapi-numa-rrdd``): a parser whose refusals are one line naming the flag, as
+ours are, and the type of a flag whose text must be given.
+
+A blank value was taken for "not given": ``--pool ""`` (an unset ``$URL``)
+quietly acted on this host, ``--backend ""`` opened Xen, ``--ledger ""`` the
+default database."""
+import argparse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its own errors name the field like ours do (exit 2, one line)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, message, self.prog))
+
+
+def given(text: str) -> str:
+    """For a flag whose value is text: anything but blank (argparse names the flag)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("blank (give a value, or leave the flag out)")
+    return text
