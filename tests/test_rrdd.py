@@ -476,3 +476,13 @@ def test_the_rates_interval_is_the_payloads_own_timestamps(tmp_path, host):
         tally, _ = rrdd_plugin.publish_once(SimHypervisor(path), out, metrics.NonaffineTally(), "all", stamp)
         stamped = read_v2(open(out.path, "rb").read(), stamp)["timestamp"]
         assert tally.time == stamped and (stamp == "double" or tally.time == int(tally.time))
+
+
+def test_a_file_that_cannot_be_made_leaves_nothing_behind(tmp_path):
+    """--file naming a directory: refused, and its page-sized .tmp stayed."""
+    from xapi_numa.backends import rrdd
+    target = tmp_path / "dir.json"
+    target.mkdir()
+    with pytest.raises(OSError):
+        rrdd.PluginFile(str(target)).write(b"x" * 100)
+    assert sorted(os.listdir(str(tmp_path))) == ["dir.json"]

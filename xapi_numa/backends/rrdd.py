@@ -117,6 +117,13 @@ def installed_version() -> Optional[Tuple[int, int]]:
     return None
 
 
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class PluginFile:
     """The file xcp-rrdd maps: made whole, with room to grow, and written in place."""
 
@@ -132,10 +139,14 @@ class PluginFile:
         if len(payload) > self.size or not os.path.exists(self.path):
             self.size = max(PAGE, -(-2 * len(payload) // PAGE) * PAGE)  # twice the payload, whole pages
             tmp = self.path + ".tmp"  # (xcp-rrdd's discovery passes over *.tmp)
-            with open(tmp, "wb") as f:
-                f.write(payload + bytes(self.size - len(payload)))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(payload + bytes(self.size - len(payload)))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self.path)
+            except OSError:
+                _remove_quietly(tmp)  # a refusal leaves nothing behind (a full disk, a directory there)
+                raise
             return True
         fd = os.open(self.path, os.O_RDWR)
         try:  # the body, zeros over what a longer payload left, then the header
