@@ -1,4 +1,4 @@
-"""CPU and node lists in Xen's syntax, exactly as ``xl`` reads them.
+"""CPU and node lists in Xen's syntax, as ``xl`` reads them (the differences below).
 
 A list is comma-separated tokens applied left to right (so order matters:
 ``0-3,^2`` is ``0,1,3`` while ``^2,0-3`` is ``0-3``).  A token is a CPU
@@ -6,6 +6,11 @@ A list is comma-separated tokens applied left to right (so order matters:
 (every CPU of those nodes); a leading ``^`` removes instead of adding
 (``^all`` is refused, as by xl).  Empty tokens are skipped, like xl's
 ``strtok``.  ``none`` (what xl prints for an empty map) reads as the empty set.
+
+Stricter than xl, on purpose (a typo is refused, never read as something else):
+numbers are plain ASCII digits (xl's ``strtoul`` also takes ``+1`` and spaces
+before a number: ``node: 1``, ``^ 1``), and nothing may follow a number (xl
+refuses ``1 `` too).  xl refuses ``none``, which it prints.
 
 Node lists (``parse_nodes``) use the same grammar over node ids, without the
 ``node:`` prefix.  Everything here is pure: the caller passes the universe.
