@@ -9,8 +9,9 @@ A list is comma-separated tokens applied left to right (so order matters:
 
 Stricter than xl, on purpose (a typo is refused, never read as something else):
 numbers are plain ASCII digits (xl's ``strtoul`` also takes ``+1`` and spaces
-before a number: ``node: 1``, ``^ 1``), and nothing may follow a number (xl
-refuses ``1 `` too).  xl refuses ``none``, which it prints.
+before a number: ``node: 1``, ``^ 1``).  More lenient: spaces around a whole
+token are ignored (xl refuses ``1 ``), and ``none``, which xl prints but
+refuses, is read.
 
 Node lists (``parse_nodes``) use the same grammar over node ids, without the
 ``node:`` prefix.  Everything here is pure: the caller passes the universe.
