@@ -31,6 +31,11 @@ let plan (t : Xenuma.topology) ~bytes =
 let cpus_of (t : Xenuma.topology) nodes =
   Array.map (fun node -> List.mem node nodes) t.cpu_to_node
 
+(* A claim Xen refuses for want of free memory is raised (ENOMEM), not
+   returned: here it is one more reason to fall back, or to say none. *)
+let claim h ~domid ?node pages =
+  try Xenuma.claim h ~domid ?node pages with Xenuma.Error ((Unix.ENOMEM as e), ctx) -> Error (e, ctx)
+
 let () =
   match Array.to_list Sys.argv with
   | _ :: domid :: mib :: rest ->
@@ -45,18 +50,19 @@ let () =
           | Some nodes ->
               Printf.printf "plan: nodes %s\n" (String.concat "," (List.map string_of_int nodes)) ;
               if not dry_run then (
-                (* one node: claim there if this Xen can; else a host-wide claim *)
+                (* one node: claim there if this Xen can (and the node has the memory);
+                   else a host-wide claim *)
                 let claimed =
                   match nodes with
                   | [node] -> (
-                      match Xenuma.claim h ~domid ~node (pages_of_mib mib) with
+                      match claim h ~domid ~node (pages_of_mib mib) with
                       | Ok () -> Printf.sprintf "on node %d" node
                       | Error _ -> (
-                          match Xenuma.claim h ~domid (pages_of_mib mib) with
-                          | Ok () -> "host-wide (no per-node claims here)"
+                          match claim h ~domid (pages_of_mib mib) with
+                          | Ok () -> "host-wide (no per-node claim to be had here)"
                           | Error (e, _) -> "none: " ^ Unix.error_message e))
                   | _ -> (
-                      match Xenuma.claim h ~domid (pages_of_mib mib) with
+                      match claim h ~domid (pages_of_mib mib) with
                       | Ok () -> "host-wide"
                       | Error (e, _) -> "none: " ^ Unix.error_message e)
                 in

@@ -148,9 +148,10 @@ let features h =
   let node_pages, node_claims, claims = features_raw h in
   {node_pages= feature node_pages; node_claims= feature node_claims; claims= feature claims}
 
-external claim_raw : handle -> int -> int -> int64 -> unit = "stub_xenuma_claim"
+(* None: host-wide; no node number stands for it (a negative one is refused) *)
+external claim_raw : handle -> int -> int option -> int64 -> unit = "stub_xenuma_claim"
 
-let claim h ~domid ?(node = -1) pages = missing (fun () -> claim_raw h domid node pages)
+let claim h ~domid ?node pages = missing (fun () -> claim_raw h domid node pages)
 
 external node_pages_raw : handle -> int -> int -> int64 array = "stub_xenuma_node_pages_native"
 
@@ -261,12 +262,12 @@ let result_of_raw r =
   ; granted= r.r_granted
   ; recognised= r.r_recognised }
 
-external mig_move : handle -> int -> int array -> int -> int -> int -> string option -> raw_result
+external mig_move : handle -> int -> int array -> int -> int -> int -> string -> raw_result
   = "stub_xenuma_mig_move_bytecode" "stub_xenuma_mig_move_native"
 
 let allow_fallback_flag = 0x1 (* XN_MIG_ALLOW_FALLBACK *)
 
-let move ?(verify_chunk = 16) ?(allow_fallback = false) ?record h ~domid ~gfns ~node =
+let move ?(verify_chunk = 16) ?(allow_fallback = false) ~record h ~domid ~gfns ~node =
   let flags = if allow_fallback then allow_fallback_flag else 0 in
   result_of_raw (mig_move h domid gfns node verify_chunk flags record)
 
@@ -285,11 +286,12 @@ external record_busy : string -> bool = "stub_xenuma_mig_record_busy"
 
 type vmemrange = { start : int64; stop : int64; vnode : int }
 
-external set_vnuma_raw : handle -> int -> vmemrange array -> int array * int array * int array -> unit
+(* vdistance as it is: the stub checks every row, which a flattened matrix could not show *)
+external set_vnuma_raw : handle -> int -> vmemrange array -> int array array * int array * int array -> unit
   = "stub_xenuma_set_vnuma"
 
 let set_vnuma h ~domid ~ranges ~vdistance ~vcpu_to_vnode ~vnode_to_pnode =
-  set_vnuma_raw h domid ranges (Array.concat (Array.to_list vdistance), vcpu_to_vnode, vnode_to_pnode)
+  set_vnuma_raw h domid ranges (vdistance, vcpu_to_vnode, vnode_to_pnode)
 
 type vnuma_layout = {
     ranges : vmemrange array

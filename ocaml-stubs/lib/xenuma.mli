@@ -8,6 +8,16 @@
     hypercall the hypervisor lacks: [ENOSYS] / [EOPNOTSUPP]) return a
     {!outcome} instead.
 
+    Every int argument is checked, never wrapped into its C type: a [domid]
+    outside [0 .. 0x7FEF] (below DOMID_FIRST_RESERVED), a [node] or [vcpu]
+    that is negative or does not fit 32 bits, a time or count outside the
+    bounds its call gives raise [Error (EINVAL, _)] before anything is done.
+
+    A call on a handle first runs the OCaml signal handlers already pending,
+    so it may raise what one raises (e.g. [Sys.Break]); it does so before it
+    has done anything, the handle as usable as before.  A signal that comes
+    during the call is handled after it ({!close} runs none: it closes).
+
     The types drop into xenopsd's [Topology.NUMA.make ~distances ~cpu_to_node]
     and [Softaffinity.plan]: distances as [int array array], [cpu_to_node]
     as [int array], per-node memory as [{size; free; claimed}]. *)
@@ -41,7 +51,8 @@ val open_ : unit -> handle
 val close : handle -> unit
 (** Idempotent; later calls on the handle raise [Error (EBADF, _)].  Safe while
     another thread's call on the handle is in flight: that call ends normally,
-    and the handle is freed when it does. *)
+    and the handle is freed when it does.  A pending signal does not stop it:
+    the handle is closed, the signal's handler runs after. *)
 
 val with_handle : (handle -> 'a) -> 'a
 (** [with_handle f] opens a handle, runs [f], closes it whatever happens. *)
@@ -75,7 +86,10 @@ type topology = {
 }
 
 val topology : handle -> topology
-(** One consistent reading of distances, CPUs and memory per node. *)
+(** Two readings, one after the other: nodes (distances and memory), then CPUs.
+    They are not one snapshot: a CPU or node brought on- or offline between
+    them shows in one and not the other (a CPU whose node has no row in
+    [distances] is in no [node_cpus]). *)
 
 val node_memory : handle -> node_memory array
 
@@ -110,18 +124,24 @@ type vcpu = {
 }
 
 val vcpu_info : handle -> domid:int -> vcpu:int -> vcpu
+(** Raises [Error (ESRCH, _)] for no such domain (or vCPU), [Error (EINVAL, _)]
+    for a vCPU beyond the domain's. *)
 
 val vcpu_affinity : handle -> domid:int -> vcpu:int -> bool array * bool array
 (** (hard, soft): one entry per CPU the host may have. *)
 
 val set_vcpu_affinity :
   handle -> domid:int -> vcpu:int -> ?hard:bool array -> ?soft:bool array -> unit -> unit
-(** Sets those given.  A CPU beyond the host's raises [Error (EINVAL, _)]. *)
+(** Sets those given.  A CPU the host cannot have (at or past its highest CPU
+    id + 1, hotplug CPUs included: {!vcpu_affinity}'s arrays run on to a
+    whole byte) raises [Error (EINVAL, _)] before the hypercall, as does a
+    map Xen refuses (no CPU of the domain's pool). *)
 
 val node_affinity : handle -> domid:int -> bool array
 
 val set_node_affinity : handle -> domid:int -> bool array -> unit
-(** Where Xen allocates the domain's memory from now on. *)
+(** Where Xen allocates the domain's memory from now on.  A node the host
+    lacks (at or past its highest node id + 1) raises [Error (EINVAL, _)]. *)
 
 val pause : handle -> domid:int -> unit
 
@@ -144,15 +164,21 @@ val features : handle -> features
 val claim : handle -> domid:int -> ?node:int -> int64 -> unit outcome
 (** [claim h ~domid ?node pages] stakes a claim of [pages] (0 cancels), on
     one node where the hypervisor has per-node claims ([Error (ENOSYS, _)]
-    otherwise), host-wide without [node]. *)
+    otherwise), host-wide without [node] (no node number means host-wide).
+    Raises [Error (ENOMEM, _)] when there is not that much memory free (on
+    that node), [Error (EINVAL, _)] for a node the host lacks or negative
+    [pages]. *)
 
 val node_pages : handle -> domid:int -> nr_nodes:int -> int64 array outcome
 (** Pages of the domain on each node, with the patched query;
-    [Error (ENOSYS, _)] on stock Xen: use {!capture_dump}. *)
+    [Error (ENOSYS, _)] on stock Xen: use {!capture_dump}.  [nr_nodes]: 0 to
+    64 (Xen's MAX_NUMNODES). *)
 
 val capture_dump : ?timeout_ms:int -> handle -> string
-(** Fires debug key 'u' and returns only the console output it produced.
-    The dump walks every page of every domain under a lock: call it rarely. *)
+(** Fires debug key 'u' and returns only the console output it produced,
+    waiting up to [timeout_ms] (default 2000; 0 to 600000) for it to end.
+    The dump walks every page of every domain under a lock: call it rarely.
+    Raises [Error (EAGAIN, _)] when the key produced nothing in that time. *)
 
 val node_pages_of_dump : string -> domid:int -> nr_nodes:int -> int64 array * int64
 (** Pure: (pages per node, total) of one domain in a capture.  Raises
@@ -180,9 +206,12 @@ val movable_check : handle -> domid:int -> unit
     that is gone or dying. *)
 
 val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * scan_stats
-(** One byte per gfn (see {!gfn_class_of_char}).  With [probe_ms] the domain
-    is paused that long under the batch record [record], recoverable by
-    {!recover} if the process dies meanwhile. *)
+(** One byte per gfn (see {!gfn_class_of_char}).  With [probe_ms] (1 to 60000;
+    0, the default, for none) the domain is paused that long and the gfns
+    that changed meanwhile are marked [Changed].  A probe needs [record]:
+    the batch record kept for that pause, so {!recover} gives it back if the
+    process dies meanwhile; without one it raises [Error (EINVAL, _)] before
+    any pause.  [record] is unused without a probe. *)
 
 type stage = None_ | Copy_out | Release | Verify | Populate | Copy_back | Unpause | Done
 
@@ -206,18 +235,24 @@ type move_result = {
             keeps mapped (a vcpu_info, an event-channel page) the scan had not seen *)
 }
 
-val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?record:string -> handle -> domid:int ->
+val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle -> domid:int ->
   gfns:int array -> node:int -> move_result
 (** Moves [gfns] (ascending, from {!scan}'s [Ram]) to [node] in one pause
-    window (runtime lock released).  A failure inside the window is in the
-    result ([error], [stage]), the guest put back together and unpaused,
-    except when its contents could not all be put back ([lost] > 0): with a
-    [record] the guest then stays paused and {!recover} on that record puts
-    the contents back and unpauses it (without one it runs with the
-    contents back in every page that has a frame again, [lost] pages
-    without); when the unpause itself fails ([stage] unpause) a [record] is
-    kept for {!recover} to give the pause back; a refusal before
-    any pause is raised: [Error (EBUSY, _)] (a live mover holds [record]),
+    window (runtime lock released), under the batch record [record]: a file
+    on tmpfs holding the saved contents and how far the batch got, removed
+    when it is over, from which {!recover} puts the guest back together if
+    the process dies in the window (required: without it such a death would
+    leave the guest paused, its contents in no file).  [verify_chunk] (default 16; 0 for the
+    whole batch): how many pages are released between checks that they
+    were freed.  A failure inside the window is in the result ([error],
+    [stage]), the guest put back together and unpaused, except when its
+    contents could not all be put back ([lost] > 0): the guest then stays
+    paused and {!recover} on [record] puts the contents back and unpauses
+    it; when the unpause itself fails ([stage] unpause) [record] is kept for
+    {!recover} to give the pause back.  A refusal before any pause is
+    raised: [Error (EINVAL, _)] (a node the host lacks, gfns not ascending
+    or negative), [Error (EPROTOTYPE | EOPNOTSUPP | ESRCH, _)] as
+    {!movable_check}, [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
 
 type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
@@ -240,8 +275,12 @@ val set_vnuma :
   vcpu_to_vnode:int array -> vnode_to_pnode:int array -> unit
 (** Sets the vNUMA layout of a built domain before it first runs (what a
     domain builder such as xenopsd's would do): the ranges of each vnode, the
-    vnode distance matrix, each vCPU's vnode and each vnode's pnode.  An
-    inconsistent layout raises [Error (EINVAL, _)] before any hypercall. *)
+    vnode distance matrix, each vCPU's vnode and each vnode's pnode.  The
+    vnodes are those of [vnode_to_pnode]; [vdistance] must have one row per
+    vnode, each with one entry per vnode.  An inconsistent layout (a ragged
+    or non-square [vdistance], an index out of range, a vnode without memory
+    or vCPU, ranges unaligned, overlapping or out of order, a negative entry)
+    raises [Error (EINVAL, _)] before any hypercall. *)
 
 type vnuma_layout = {
     ranges : vmemrange array  (** ascending, as Xen holds them *)

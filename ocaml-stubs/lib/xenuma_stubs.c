@@ -13,10 +13,18 @@
  *    until it is taken back;
  *  - a failure is raised once, as the registered exception Xenuma.Error
  *    (Unix.error, context); xenuma.ml wraps into result what a caller must
- *    decide about (ENOSYS/EOPNOTSUPP for a call the hypervisor lacks).
+ *    decide about (ENOSYS/EOPNOTSUPP for a call the hypervisor lacks);
+ *  - every OCaml int is range-checked into its C type (u32_of_int), never
+ *    cast: a cast wraps, and a wrapped domid, node or timeout names another
+ *    domain, another node or a pause of weeks;
+ *  - nothing is acquired (memory, the in-flight count) and no state changed
+ *    before the last point that can raise: argument checks and handle_of
+ *    come first, and the lock is released by enter_blocking, which runs no
+ *    signal handler (one may raise).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +78,49 @@ static void check(int rc, const char *context)
         raise_error(rc, context);
 }
 
+/* --- arguments -------------------------------------------------------------------------- */
+
+/* Bounds of the ints the stubs take from OCaml (all at least 0). */
+#define U32_MAX 0xFFFFFFFFu
+#define DOMID_MAX 0x7FEFu   /* below DOMID_FIRST_RESERVED (xen.h): DOMID_SELF and up name no domain */
+#define NODE_MAX 0xFFFFFFFEu /* ~0u is xn_claim's host-wide: never a node */
+#define VCPU_MAX U32_MAX
+#define DUMP_TIMEOUT_MAX_MS 600000u /* 10 minutes: a dump of the largest host takes seconds */
+
+/* The one conversion of an OCaml int to a C number: 0 with *out set if v is
+ * in [0, max], else -EINVAL.  Never a cast: domid 65537 would be domain 1 to
+ * Xen's 16-bit domid_t, -1 ms a pause of 49.7 days, node 2^32 + 1 node 1. */
+static int u32_of_int(value v, uint32_t max, uint32_t *out)
+{
+    intnat i = Long_val(v);
+
+    if (i < 0 || (uintnat)i > max)
+        return -EINVAL;
+    *out = (uint32_t)i;
+    return 0;
+}
+
+/* u32_of_int or Error (EINVAL, "<what> <v> out of range").  It raises: a stub
+ * converts its arguments before it holds anything. */
+static uint32_t u32_arg(value v, uint32_t max, const char *what)
+{
+    uint32_t out = 0;
+    char context[160];
+
+    if (u32_of_int(v, max, &out) < 0) {
+        snprintf(context, sizeof(context), "%s %ld out of range (0 to %u)", what, (long)Long_val(v), max);
+        raise_error(-EINVAL, context);
+    }
+    return out;
+}
+
+/* A path handed to C is cut at its first NUL: one holding a NUL names another file. */
+static void path_arg(value s, const char *what)
+{
+    if (!caml_string_is_c_safe(s))
+        raise_error(-EINVAL, what);
+}
+
 /* --- the handle ------------------------------------------------------------------------- */
 
 /* The custom block's contents.  A call into Xen runs outside the runtime lock,
@@ -99,11 +150,21 @@ static void handle_finalize(value v)
     Handle_ptr(v) = NULL;
 }
 
+/* Release the runtime lock without running pending signal handlers, as
+ * caml_enter_blocking_section would: one may raise (Sys.catch_break's), and
+ * a stub gets here holding memory, counted in flight or having let go of its
+ * handle, none of which a raise may skip.  What is pending runs at the next
+ * poll (handle_of's, if the next one is ours). */
+static void enter_blocking(void)
+{
+    caml_enter_blocking_section_no_pending();
+}
+
 /* Release the runtime lock for a call on the handle, counting it in flight. */
 static void call_begin(value v)
 {
     Box(v)->in_flight++;
-    caml_enter_blocking_section();
+    enter_blocking();
 }
 
 /* The call is back (runtime lock held): the last one in flight after a [close] closes it. */
@@ -113,7 +174,7 @@ static void call_done(struct handle_box *b)
         xn_handle *h = b->h;
         b->h = NULL;
         b->closing = 0;
-        caml_enter_blocking_section();
+        enter_blocking(); /* cannot raise: h reaches xn_close */
         xn_close(h);
         caml_leave_blocking_section();
     }
@@ -133,12 +194,18 @@ static struct custom_operations handle_ops = {
     .fixed_length = NULL,
 };
 
-static xn_handle *handle_of(value v)
+/* The open xn_handle behind the stub's CAMLparam-registered handle `*root`, or
+ * Error (EBADF).  It first runs what is pending (signal handlers, finalisers),
+ * so a signal that came before the call is handled before it, not after a
+ * pause of up to a minute; a handler may raise, so a stub calls handle_of
+ * before it holds anything.  They may also run the GC, which may move the
+ * block: it is read through the root afterwards. */
+static xn_handle *handle_of(value *root)
 {
-    xn_handle *h = Handle_ptr(v);
-    if (!h || Box(v)->closing)
+    caml_process_pending_actions();
+    if (!Handle_ptr(*root) || Box(*root)->closing)
         raise_error(-EBADF, "handle already closed");
-    return h;
+    return Handle_ptr(*root);
 }
 
 CAMLprim value stub_xenuma_open(value unit)
@@ -148,7 +215,7 @@ CAMLprim value stub_xenuma_open(value unit)
     xn_handle *h = NULL;
     int rc;
 
-    caml_enter_blocking_section();
+    caml_enter_blocking_section(); /* it may run a handler that raises: nothing is held yet */
     rc = xn_open(&h);
     caml_leave_blocking_section();
     check(rc, "xn_open: opening the Xen control interface");
@@ -169,8 +236,8 @@ CAMLprim value stub_xenuma_close(value handle)
         b->closing = 1;
         CAMLreturn(Val_unit);
     }
-    b->h = NULL;
-    caml_enter_blocking_section();
+    b->h = NULL; /* closed for every thread from here: h is this call's alone */
+    enter_blocking(); /* cannot raise: h reaches xn_close */
     xn_close(h);
     caml_leave_blocking_section();
     CAMLreturn(Val_unit);
@@ -182,7 +249,7 @@ CAMLprim value stub_xenuma_physinfo(value handle)
 {
     CAMLparam1(handle);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
+    xn_handle *h = handle_of(&handle);
     struct xn_physinfo p;
     int rc;
 
@@ -207,7 +274,7 @@ CAMLprim value stub_xenuma_numainfo(value handle)
 {
     CAMLparam1(handle);
     CAMLlocal5(result, mem, row, dists, node);
-    xn_handle *h = handle_of(handle);
+    xn_handle *h = handle_of(&handle);
     uint64_t size[MAX_NODES], free_bytes[MAX_NODES];
     uint32_t dist[MAX_NODES * MAX_NODES];
     unsigned int n = MAX_NODES, i, j;
@@ -241,7 +308,7 @@ CAMLprim value stub_xenuma_cputopo(value handle)
 {
     CAMLparam1(handle);
     CAMLlocal2(result, cpu);
-    xn_handle *h = handle_of(handle);
+    xn_handle *h = handle_of(&handle);
     uint32_t *core = malloc(MAX_CPUS * sizeof(uint32_t)), *socket = malloc(MAX_CPUS * sizeof(uint32_t)),
              *node = malloc(MAX_CPUS * sizeof(uint32_t));
     unsigned int n = MAX_CPUS, i;
@@ -276,7 +343,7 @@ CAMLprim value stub_xenuma_domains(value handle)
 {
     CAMLparam1(handle);
     CAMLlocal3(result, dom, uuid);
-    xn_handle *h = handle_of(handle);
+    xn_handle *h = handle_of(&handle);
     enum { CHUNK = 256 };
     struct xn_domain *all = NULL;
     uint32_t next = 0;
@@ -330,15 +397,16 @@ CAMLprim value stub_xenuma_vcpu_info(value handle, value domid, value vcpu)
 {
     CAMLparam3(handle, domid, vcpu);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), v = (uint32_t)Int_val(vcpu);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_vcpu_info: domid"), v = u32_arg(vcpu, VCPU_MAX, "xn_vcpu_info: vcpu");
+    xn_handle *h = handle_of(&handle);
     struct xn_vcpu info;
     int rc;
 
     call_begin(handle);
     rc = xn_vcpu_info(h, d, v, &info);
     call_end(handle);
-    check(rc, "xn_vcpu_info");
+    check(rc, rc == -ESRCH ? "xn_vcpu_info: no such domain or vCPU"
+              : rc == -EINVAL ? "xn_vcpu_info: a vCPU beyond the domain's" : "xn_vcpu_info");
     r = caml_alloc_tuple(5);
     Store_field(r, 0, Val_bool(info.online));
     Store_field(r, 1, Val_bool(info.blocked));
@@ -363,18 +431,68 @@ static value bools_of_map(const uint8_t *map, int bytes)
     CAMLreturn(a);
 }
 
-/* A bool array into a zeroed bitmap of `bytes` bytes; entries beyond it must be false. */
-static int map_of_bools(value a, uint8_t *map, int bytes)
+/* A bool array copied out of the OCaml heap, for a call outside the runtime
+ * lock: a bitmap of its own length, and one past its last true entry. */
+struct bits {
+    uint8_t *map; /* NULL: none given */
+    size_t bytes;
+    size_t top;
+};
+
+static int bits_of_bools(value a, struct bits *b)
 {
     mlsize_t i, n = Wosize_val(a);
 
-    memset(map, 0, (size_t)bytes);
+    b->bytes = n / 8 + 1;
+    b->top = 0;
+    b->map = calloc(1, b->bytes);
+    if (!b->map)
+        return -ENOMEM;
     for (i = 0; i < n; i++)
         if (Bool_val(Field(a, i))) {
-            if (i >= (mlsize_t)bytes * 8)
-                return -EINVAL;
-            map[i / 8] |= (uint8_t)(1u << (i % 8));
+            b->map[i / 8] |= (uint8_t)(1u << (i % 8));
+            b->top = i + 1;
         }
+    return 0;
+}
+
+/* Outside the runtime lock: libxc's map size and how many CPUs (or nodes) the
+ * host has: max_cpu_id + 1, hotplug CPUs included (Xen sets them in an
+ * unpinned vCPU's hard map), or max_node_id + 1.  The map is whole bytes, so
+ * it has room for entries past the host's, which Xen would drop without a word. */
+static int host_map(xn_handle *h, int nodes, int *bytes, uint32_t *count)
+{
+    struct xn_physinfo p;
+    int rc;
+
+    *bytes = nodes ? xn_nodemap_bytes(h) : xn_cpumap_bytes(h);
+    if (*bytes < 0)
+        return *bytes;
+    if ((rc = xn_physinfo(h, &p)) < 0)
+        return rc;
+    *count = (nodes ? p.max_node_id : p.max_cpu_id) + 1;
+    if (*count > (uint32_t)*bytes * 8)
+        *count = (uint32_t)*bytes * 8; /* what fits: every entry the map can take is the host's */
+    return 0;
+}
+
+/* Outside the runtime lock: b as libxc's map of `bytes` bytes, or -EINVAL if it
+ * sets an entry at or past `count` (then past the host's). */
+static int bits_fit(struct bits *b, int bytes, uint32_t count)
+{
+    uint8_t *map;
+
+    if (!b->map)
+        return 0;
+    if (b->top > count)
+        return -EINVAL;
+    map = calloc(1, (size_t)bytes);
+    if (!map)
+        return -ENOMEM;
+    memcpy(map, b->map, b->bytes < (size_t)bytes ? b->bytes : (size_t)bytes); /* all set bits: top <= bytes * 8 */
+    free(b->map);
+    b->map = map;
+    b->bytes = (size_t)bytes;
     return 0;
 }
 
@@ -382,8 +500,9 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
 {
     CAMLparam3(handle, domid, vcpu);
     CAMLlocal3(r, hard_v, soft_v);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), v = (uint32_t)Int_val(vcpu);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_vcpu_get_affinity: domid");
+    uint32_t v = u32_arg(vcpu, VCPU_MAX, "xn_vcpu_get_affinity: vcpu");
+    xn_handle *h = handle_of(&handle);
     int bytes = xn_cpumap_bytes(h), rc;
     uint8_t *hard, *soft;
 
@@ -408,35 +527,43 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     CAMLreturn(r);
 }
 
+/* Outside the runtime lock: refuse a CPU beyond the host's, then set. */
+static int vcpu_set_affinity_checked(xn_handle *h, uint32_t domid, uint32_t vcpu, struct bits *hard,
+                                     struct bits *soft)
+{
+    uint32_t cpus = 0;
+    int bytes = 0, rc;
+
+    if ((rc = host_map(h, 0, &bytes, &cpus)) < 0 || (rc = bits_fit(hard, bytes, cpus)) < 0 ||
+        (rc = bits_fit(soft, bytes, cpus)) < 0)
+        return rc;
+    return xn_vcpu_set_affinity(h, domid, vcpu, hard->map, soft->map);
+}
+
 /* hard and soft: bool array option each (None leaves it alone). */
 CAMLprim value stub_xenuma_set_vcpu_affinity(value handle, value domid, value vcpu, value hard_opt,
                                              value soft_opt)
 {
     CAMLparam5(handle, domid, vcpu, hard_opt, soft_opt);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), v = (uint32_t)Int_val(vcpu);
-    int bytes = xn_cpumap_bytes(h), rc = 0;
-    uint8_t *maps, *hard = NULL, *soft = NULL;
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_vcpu_set_affinity: domid");
+    uint32_t v = u32_arg(vcpu, VCPU_MAX, "xn_vcpu_set_affinity: vcpu");
+    xn_handle *h = handle_of(&handle);
+    struct bits hard = { NULL, 0, 0 }, soft = { NULL, 0, 0 };
+    int rc = 0;
 
-    check(bytes, "xn_cpumap_bytes");
-    maps = calloc(2, (size_t)bytes);
-    if (!maps)
-        raise_error(-ENOMEM, "xn_vcpu_set_affinity");
-    if (Is_block(hard_opt)) {
-        hard = maps;
-        rc = map_of_bools(Field(hard_opt, 0), hard, bytes);
-    }
-    if (rc == 0 && Is_block(soft_opt)) {
-        soft = maps + bytes;
-        rc = map_of_bools(Field(soft_opt, 0), soft, bytes);
-    }
+    if (Is_block(hard_opt))
+        rc = bits_of_bools(Field(hard_opt, 0), &hard);
+    if (rc == 0 && Is_block(soft_opt))
+        rc = bits_of_bools(Field(soft_opt, 0), &soft);
     if (rc == 0) {
         call_begin(handle);
-        rc = xn_vcpu_set_affinity(h, d, v, hard, soft);
+        rc = vcpu_set_affinity_checked(h, d, v, &hard, &soft);
         call_end(handle);
     }
-    free(maps);
-    check(rc, rc == -EINVAL ? "xn_vcpu_set_affinity: a CPU beyond the host's" : "xn_vcpu_set_affinity");
+    free(hard.map);
+    free(soft.map);
+    check(rc, rc == -EINVAL ? "xn_vcpu_set_affinity: a CPU beyond the host's, or a map Xen refused"
+                            : "xn_vcpu_set_affinity");
     CAMLreturn(Val_unit);
 }
 
@@ -444,8 +571,8 @@ CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
 {
     CAMLparam2(handle, domid);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_node_affinity_get: domid");
+    xn_handle *h = handle_of(&handle);
     int bytes = xn_nodemap_bytes(h), rc;
     uint8_t *map;
 
@@ -465,34 +592,41 @@ CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
     CAMLreturn(r);
 }
 
+/* Outside the runtime lock: refuse a node beyond the host's, then set. */
+static int node_affinity_set_checked(xn_handle *h, uint32_t domid, struct bits *nodes)
+{
+    uint32_t count = 0;
+    int bytes = 0, rc;
+
+    if ((rc = host_map(h, 1, &bytes, &count)) < 0 || (rc = bits_fit(nodes, bytes, count)) < 0)
+        return rc;
+    return xn_node_affinity_set(h, domid, nodes->map);
+}
+
 CAMLprim value stub_xenuma_set_node_affinity(value handle, value domid, value nodes)
 {
     CAMLparam3(handle, domid, nodes);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid);
-    int bytes = xn_nodemap_bytes(h), rc;
-    uint8_t *map;
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_node_affinity_set: domid");
+    xn_handle *h = handle_of(&handle);
+    struct bits map = { NULL, 0, 0 };
+    int rc = bits_of_bools(nodes, &map);
 
-    check(bytes, "xn_nodemap_bytes");
-    map = calloc(1, (size_t)bytes);
-    if (!map)
-        raise_error(-ENOMEM, "xn_node_affinity_set");
-    rc = map_of_bools(nodes, map, bytes);
     if (rc == 0) {
         call_begin(handle);
-        rc = xn_node_affinity_set(h, d, map);
+        rc = node_affinity_set_checked(h, d, &map);
         call_end(handle);
     }
-    free(map);
-    check(rc, rc == -EINVAL ? "xn_node_affinity_set: a node beyond the host's" : "xn_node_affinity_set");
+    free(map.map);
+    check(rc, rc == -EINVAL ? "xn_node_affinity_set: a node beyond the host's, or a map Xen refused"
+                            : "xn_node_affinity_set");
     CAMLreturn(Val_unit);
 }
 
 CAMLprim value stub_xenuma_pause(value handle, value domid, value pause)
 {
     CAMLparam3(handle, domid, pause);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid);
+    uint32_t d = u32_arg(domid, DOMID_MAX, Bool_val(pause) ? "xn_pause: domid" : "xn_unpause: domid");
+    xn_handle *h = handle_of(&handle);
     int p = Bool_val(pause), rc;
 
     call_begin(handle);
@@ -502,19 +636,25 @@ CAMLprim value stub_xenuma_pause(value handle, value domid, value pause)
     CAMLreturn(Val_unit);
 }
 
-/* node: -1 for a host-wide claim. */
-CAMLprim value stub_xenuma_claim(value handle, value domid, value node, value pages)
+/* node_opt: None for a host-wide claim (xn_claim's ~0u, which no node reaches: NODE_MAX). */
+CAMLprim value stub_xenuma_claim(value handle, value domid, value node_opt, value pages)
 {
-    CAMLparam4(handle, domid, node, pages);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), n = Int_val(node) < 0 ? ~0u : (uint32_t)Int_val(node);
-    uint64_t nr = (uint64_t)Int64_val(pages);
+    CAMLparam4(handle, domid, node_opt, pages);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_claim: domid");
+    uint32_t n = Is_block(node_opt) ? u32_arg(Field(node_opt, 0), NODE_MAX, "xn_claim: node") : ~0u;
+    int64_t nr = Int64_val(pages);
+    xn_handle *h;
     int rc;
 
+    if (nr < 0)
+        raise_error(-EINVAL, "xn_claim: a negative number of pages");
+    h = handle_of(&handle);
     call_begin(handle);
-    rc = xn_claim(h, d, n, nr);
+    rc = xn_claim(h, d, n, (uint64_t)nr);
     call_end(handle);
-    check(rc, n == ~0u ? "xn_claim (host-wide)" : "xn_claim (per node)");
+    check(rc, rc == -ENOMEM ? "xn_claim: not that much memory free"
+              : rc == -EINVAL && n != ~0u ? "xn_claim: not a node of the host's"
+              : n == ~0u ? "xn_claim (host-wide)" : "xn_claim (per node)");
     CAMLreturn(Val_unit);
 }
 
@@ -522,14 +662,12 @@ CAMLprim value stub_xenuma_node_pages_native(value handle, value domid, value nr
 {
     CAMLparam3(handle, domid, nr_nodes);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid);
-    unsigned int n = (unsigned int)Int_val(nr_nodes), i;
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_node_pages_native: domid");
+    unsigned int n = u32_arg(nr_nodes, MAX_NODES, "xn_node_pages_native: nr_nodes"), i;
+    xn_handle *h = handle_of(&handle);
     uint64_t pages[MAX_NODES];
     int rc;
 
-    if (n > MAX_NODES)
-        raise_error(-EINVAL, "xn_node_pages_native: too many nodes");
     call_begin(handle);
     rc = xn_node_pages_native(h, d, n, pages);
     call_end(handle);
@@ -546,8 +684,8 @@ CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
 {
     CAMLparam2(handle, timeout_ms);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
-    unsigned int t = (unsigned int)Int_val(timeout_ms);
+    unsigned int t = u32_arg(timeout_ms, DUMP_TIMEOUT_MAX_MS, "xn_udump_capture: timeout_ms");
+    xn_handle *h = handle_of(&handle);
     size_t len = DUMP_BYTES;
     char *buf = malloc(len);
     int rc;
@@ -559,7 +697,8 @@ CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
     call_end(handle);
     if (rc < 0) {
         free(buf);
-        raise_error(rc, "xn_udump_capture: debug key 'u'");
+        raise_error(rc, rc == -EAGAIN ? "xn_udump_capture: debug key 'u' printed nothing in time"
+                                      : "xn_udump_capture: debug key 'u'");
     }
     r = caml_alloc_initialized_string(len, buf);
     free(buf);
@@ -571,13 +710,14 @@ CAMLprim value stub_xenuma_udump_parse(value text, value domid, value nr_nodes)
 {
     CAMLparam3(text, domid, nr_nodes);
     CAMLlocal2(r, pages_v);
-    unsigned int n = (unsigned int)Int_val(nr_nodes), i;
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_udump_parse: domid");
+    unsigned int n = u32_arg(nr_nodes, MAX_NODES, "xn_udump_parse: nr_nodes"), i;
     uint64_t pages[MAX_NODES], total = 0;
     int rc;
 
-    if (n == 0 || n > MAX_NODES)
-        raise_error(-EINVAL, "xn_udump_parse: number of nodes");
-    rc = xn_udump_parse(String_val(text), caml_string_length(text), (uint32_t)Int_val(domid), n, pages, &total);
+    if (n == 0)
+        raise_error(-EINVAL, "xn_udump_parse: nr_nodes 0");
+    rc = xn_udump_parse(String_val(text), caml_string_length(text), d, n, pages, &total);
     check(rc, "xn_udump_parse");
     pages_v = caml_alloc_tuple(n);
     for (i = 0; i < n; i++)
@@ -592,7 +732,7 @@ CAMLprim value stub_xenuma_features(value handle)
 {
     CAMLparam1(handle);
     CAMLlocal1(r);
-    xn_handle *h = handle_of(handle);
+    xn_handle *h = handle_of(&handle);
     struct xn_features f;
 
     call_begin(handle);
@@ -616,8 +756,8 @@ CAMLprim value stub_xenuma_patched_ops(value unit)
 CAMLprim value stub_xenuma_mig_check(value handle, value domid)
 {
     CAMLparam2(handle, domid);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_mig_check: domid");
+    xn_handle *h = handle_of(&handle);
     int rc;
 
     call_begin(handle);
@@ -628,26 +768,27 @@ CAMLprim value stub_xenuma_mig_check(value handle, value domid)
     CAMLreturn(Val_unit);
 }
 
-/* Copy an optional path out of the OCaml heap (NULL for None). */
-static char *path_of_option(value opt)
-{
-    return Is_block(opt) ? strdup(String_val(Field(opt, 0))) : NULL;
-}
-
 /* (classes : bytes, (typed, busy_grants, types_ns, grants_ns, layouts_ns)) */
 CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, value record_opt)
 {
     CAMLparam4(handle, domid, probe_ms, record_opt);
     CAMLlocal3(r, classes, stats_v);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), probe = (uint32_t)Int_val(probe_ms);
-    char *record = path_of_option(record_opt);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_mig_scan: domid");
+    uint32_t probe = u32_arg(probe_ms, XN_MIG_PROBE_MAX_MS, "xn_mig_scan: probe_ms");
+    xn_handle *h;
+    char *record = NULL;
     struct xn_mig_scan_stats stats;
     uint64_t max_gfn = 0, nr = 0;
     uint8_t *cls = NULL;
     int rc;
 
-    if (Is_block(record_opt) && !record)
+    /* the probe pauses the guest: without a record a kill then would leave it paused, unknown */
+    if (probe && !Is_block(record_opt))
+        raise_error(-EINVAL, "xn_mig_scan: a probe needs a record");
+    if (Is_block(record_opt))
+        path_arg(Field(record_opt, 0), "xn_mig_scan: a record path holding a NUL");
+    h = handle_of(&handle);
+    if (Is_block(record_opt) && !(record = strdup(String_val(Field(record_opt, 0)))))
         raise_error(-ENOMEM, "xn_mig_scan");
     call_begin(handle);
     rc = xn_mig_max_gfn(h, d, &max_gfn);
@@ -699,20 +840,31 @@ static value result_record(const struct xn_mig_result *res)
 /* Returns the result record; a failure inside the window is in it (error
  * and stage), a refusal before any pause is raised. */
 CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns, value node, value verify_chunk,
-                                           value flags, value record_opt)
+                                           value flags, value record_path)
 {
     CAMLparam5(handle, domid, gfns, node, verify_chunk);
-    CAMLxparam2(flags, record_opt);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), to = (uint32_t)Int_val(node);
-    uint32_t chunk = (uint32_t)Int_val(verify_chunk), fl = (uint32_t)Int_val(flags);
+    CAMLxparam2(flags, record_path);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_mig_move: domid");
+    uint32_t to = u32_arg(node, NODE_MAX, "xn_mig_move: node");
+    uint32_t chunk = u32_arg(verify_chunk, U32_MAX, "xn_mig_move: verify_chunk");
+    uint32_t fl = u32_arg(flags, U32_MAX, "xn_mig_move: flags");
     mlsize_t n = Wosize_val(gfns), i;
-    uint64_t *list = malloc((n ? n : 1) * sizeof(uint64_t));
-    char *record = path_of_option(record_opt);
+    xn_handle *h;
+    uint64_t *list;
+    char *record;
     struct xn_mig_result res;
     int rc;
 
-    if (!list || (Is_block(record_opt) && !record)) {
+    if (n > U32_MAX)
+        raise_error(-EINVAL, "xn_mig_move: more than 2^32 gfns");
+    for (i = 0; i < n; i++)
+        if (Long_val(Field(gfns, i)) < 0)
+            raise_error(-EINVAL, "xn_mig_move: a negative gfn");
+    path_arg(record_path, "xn_mig_move: a record path holding a NUL");
+    h = handle_of(&handle);
+    list = malloc((n ? n : 1) * sizeof(uint64_t));
+    record = strdup(String_val(record_path));
+    if (!list || !record) {
         free(list);
         free(record);
         raise_error(-ENOMEM, "xn_mig_move");
@@ -727,6 +879,7 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     if (rc < 0 && res.stage == XN_MIG_STAGE_NONE)
         raise_error(rc, rc == -EBUSY ? "xn_mig_move: a live mover holds the batch record"
                         : rc == -EEXIST ? "xn_mig_move: a dead mover's batch record awaits recovery"
+                        : rc == -EINVAL ? "xn_mig_move: gfns not ascending, or not a node of the host's"
                         : "xn_mig_move");
     CAMLreturn(result_record(&res));
 }
@@ -742,12 +895,14 @@ CAMLprim value stub_xenuma_mig_recover(value handle, value path)
 {
     CAMLparam2(handle, path);
     CAMLlocal2(r, rec);
-    xn_handle *h = handle_of(handle);
-    char *p = strdup(String_val(path));
+    xn_handle *h;
+    char *p;
     struct xn_mig_result res;
     int rc;
 
-    if (!p)
+    path_arg(path, "xn_mig_recover: a record path holding a NUL");
+    h = handle_of(&handle);
+    if (!(p = strdup(String_val(path))))
         raise_error(-ENOMEM, "xn_mig_recover");
     call_begin(handle);
     rc = xn_mig_recover(h, p, &res);
@@ -765,12 +920,13 @@ CAMLprim value stub_xenuma_mig_recover(value handle, value path)
 CAMLprim value stub_xenuma_mig_record_busy(value path)
 {
     CAMLparam1(path);
-    char *p = strdup(String_val(path));
+    char *p;
     int rc;
 
-    if (!p)
+    path_arg(path, "xn_mig_record_busy: a record path holding a NUL");
+    if (!(p = strdup(String_val(path))))
         raise_error(-ENOMEM, "xn_mig_record_busy");
-    caml_enter_blocking_section();
+    enter_blocking();
     rc = xn_mig_record_busy(p);
     caml_leave_blocking_section();
     free(p);
@@ -778,36 +934,70 @@ CAMLprim value stub_xenuma_mig_record_busy(value path)
     CAMLreturn(Val_bool(rc == 1));
 }
 
-/* vNUMA: ranges is a vmemrange array ({start; stop : int64; vnode : int});
- * layout is (vdistance row-major, vcpu_to_vnode, vnode_to_pnode), int arrays. */
+/* An int array into n uint32_t (each at most max): 0, or -EINVAL for another length or an entry out of range. */
+static int u32s_of_ints(value a, uint32_t n, uint32_t max, uint32_t *out)
+{
+    uint32_t i;
+
+    if (Wosize_val(a) != n)
+        return -EINVAL;
+    for (i = 0; i < n; i++)
+        if (u32_of_int(Field(a, i), max, &out[i]) < 0)
+            return -EINVAL;
+    return 0;
+}
+
+/* ranges (a vmemrange array: {start; stop : int64; vnode : int}) into r[]: 0 or -EINVAL. */
+static int vmemranges_of_value(value ranges, struct xn_vmemrange *r)
+{
+    mlsize_t i;
+
+    for (i = 0; i < Wosize_val(ranges); i++) {
+        value f = Field(ranges, i);
+        if (Int64_val(Field(f, 0)) < 0 || Int64_val(Field(f, 1)) < 0 ||
+            u32_of_int(Field(f, 2), U32_MAX, &r[i].vnode) < 0)
+            return -EINVAL;
+        r[i].start = (uint64_t)Int64_val(Field(f, 0));
+        r[i].end = (uint64_t)Int64_val(Field(f, 1));
+    }
+    return 0;
+}
+
+/* vdistance (an int array array) into nr_vnodes x nr_vnodes row-major: every
+ * row must have nr_vnodes entries (a ragged matrix of the right total size
+ * would otherwise be reshaped into another). */
+static int vdistance_of_value(value rows, uint32_t nr_vnodes, uint32_t *out)
+{
+    uint32_t i;
+
+    if (Wosize_val(rows) != nr_vnodes)
+        return -EINVAL;
+    for (i = 0; i < nr_vnodes; i++)
+        if (u32s_of_ints(Field(rows, i), nr_vnodes, U32_MAX, out + (size_t)i * nr_vnodes) < 0)
+            return -EINVAL;
+    return 0;
+}
+
+/* vNUMA: ranges is a vmemrange array; layout is (vdistance, one int array per
+ * vnode; vcpu_to_vnode; vnode_to_pnode), the counts those of the last two. */
 CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, value layout)
 {
     CAMLparam4(handle, domid, ranges, layout);
-    xn_handle *h = handle_of(handle);
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_domain_setvnuma: domid");
+    xn_handle *h = handle_of(&handle);
+    /* read after handle_of, which may move them */
     value dist = Field(layout, 0), v2n = Field(layout, 1), n2p = Field(layout, 2);
-    uint32_t d = (uint32_t)Int_val(domid), nr_ranges = Wosize_val(ranges);
-    uint32_t nr_vnodes = Wosize_val(n2p), nr_vcpus = Wosize_val(v2n), i;
+    uint32_t nr_ranges = Wosize_val(ranges), nr_vnodes = Wosize_val(n2p), nr_vcpus = Wosize_val(v2n);
     struct xn_vmemrange *r = calloc(nr_ranges ? nr_ranges : 1, sizeof(*r));
-    uint32_t *cdist = calloc(nr_vnodes * nr_vnodes + 1, sizeof(*cdist));
+    uint32_t *cdist = calloc((size_t)nr_vnodes * nr_vnodes + 1, sizeof(*cdist));
     uint32_t *cv2n = calloc(nr_vcpus + 1, sizeof(*cv2n)), *cn2p = calloc(nr_vnodes + 1, sizeof(*cn2p));
     int rc = 0;
 
     if (!r || !cdist || !cv2n || !cn2p)
         rc = -ENOMEM;
-    else if (Wosize_val(dist) != nr_vnodes * nr_vnodes)
-        rc = -EINVAL; /* the distance table must be square over the vnodes */
-    for (i = 0; rc == 0 && i < nr_ranges; i++) {
-        value f = Field(ranges, i);
-        r[i].start = (uint64_t)Int64_val(Field(f, 0));
-        r[i].end = (uint64_t)Int64_val(Field(f, 1));
-        r[i].vnode = (uint32_t)Int_val(Field(f, 2));
-    }
-    for (i = 0; rc == 0 && i < nr_vnodes * nr_vnodes; i++)
-        cdist[i] = (uint32_t)Int_val(Field(dist, i));
-    for (i = 0; rc == 0 && i < nr_vcpus; i++)
-        cv2n[i] = (uint32_t)Int_val(Field(v2n, i));
-    for (i = 0; rc == 0 && i < nr_vnodes; i++)
-        cn2p[i] = (uint32_t)Int_val(Field(n2p, i));
+    else if (vmemranges_of_value(ranges, r) < 0 || vdistance_of_value(dist, nr_vnodes, cdist) < 0 ||
+             u32s_of_ints(v2n, nr_vcpus, U32_MAX, cv2n) < 0 || u32s_of_ints(n2p, nr_vnodes, U32_MAX, cn2p) < 0)
+        rc = -EINVAL; /* before any hypercall */
     if (rc == 0) {
         call_begin(handle);
         rc = xn_domain_setvnuma(h, d, nr_vnodes, nr_ranges, r, nr_vcpus, cdist, cv2n, cn2p);
@@ -892,8 +1082,8 @@ CAMLprim value stub_xenuma_get_vnuma(value handle, value domid)
     CAMLparam2(handle, domid);
     CAMLlocal5(result, layout, ranges, dists, range);
     CAMLlocal1(v2n);
-    xn_handle *h = handle_of(handle);
-    uint32_t d = (uint32_t)Int_val(domid), i;
+    uint32_t d = u32_arg(domid, DOMID_MAX, "xn_domain_getvnuma: domid"), i;
+    xn_handle *h = handle_of(&handle);
     struct vnuma_read v;
     int rc;
 

@@ -1,12 +1,22 @@
 /* Test-only: read the fake libxenctrl's counters (absent from a real one:
  * then -1), so the OCaml tests can tell which library is loaded and that
- * nothing leaks. */
+ * nothing leaks; look at the fake guest's memory; make a signal pending
+ * where a stub will meet it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <caml/alloc.h>
 #include <caml/memory.h>
 #include <caml/mlvalues.h>
+#include <caml/signals.h>
+
+#include <xenctrl.h>
+
+CAMLextern int caml_convert_signal_number(int); /* OCaml's signal number to the system's */
 
 CAMLprim value fake_open_handles(value unit)
 {
@@ -52,4 +62,128 @@ CAMLprim value fake_used_after_close(value unit)
     int *p = dlsym(RTLD_DEFAULT, "fake_xc_used_after_close");
     (void)unit;
     return Val_int(p ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : -1);
+}
+
+/* --- the fake guest (domid 1: fake_xenctrl.c's guest-memory model) --------------------- */
+
+static void *fake_sym(const char *name)
+{
+    return dlsym(RTLD_DEFAULT, name);
+}
+
+/* A fresh guest: RAM gfns 0..2047 on node 0, unpaused. */
+CAMLprim value fake_guest_reset(value unit)
+{
+    void (*f)(void) = (void (*)(void))fake_sym("fake_xc_guest_reset");
+    (void)unit;
+    if (f)
+        f();
+    return Val_unit;
+}
+
+/* The node of the frame behind a gfn of domid 1; -1 for none. */
+CAMLprim value fake_gfn_node(value gfn)
+{
+    long (*frame)(uint32_t, uint64_t) = (long (*)(uint32_t, uint64_t))fake_sym("fake_xc_gfn_frame");
+    int (*node)(long) = (int (*)(long))fake_sym("fake_xc_frame_node");
+    long mfn = frame && node ? frame(1, (uint64_t)Long_val(gfn)) : -1;
+    return Val_int(mfn < 0 ? -1 : node(mfn));
+}
+
+/* Does a gfn of domid 1 hold what it held at the start? */
+CAMLprim value fake_gfn_intact(value gfn)
+{
+    const uint8_t *(*page)(uint64_t) = (const uint8_t *(*)(uint64_t))fake_sym("fake_xc_gfn_page");
+    void (*initial)(uint64_t, uint8_t *) = (void (*)(uint64_t, uint8_t *))fake_sym("fake_xc_initial_page");
+    uint8_t want[4096];
+    const uint8_t *now;
+
+    if (!page || !initial)
+        return Val_false;
+    now = page((uint64_t)Long_val(gfn));
+    initial((uint64_t)Long_val(gfn), want);
+    return Val_bool(now && memcmp(now, want, sizeof(want)) == 0);
+}
+
+/* Domain 1's pause count (each pause not yet given back). */
+CAMLprim value fake_pause_count(value unit)
+{
+    int (*f)(uint32_t) = (int (*)(uint32_t))fake_sym("fake_xc_pause_count");
+    (void)unit;
+    return Val_int(f ? f(1) : -1);
+}
+
+/* Guest pages the fake libxenforeignmemory has mapped now. */
+CAMLprim value fake_live_mappings(value unit)
+{
+    long *p = fake_sym("fake_fmem_live_mappings");
+    (void)unit;
+    return Val_long(p ? *p : -1);
+}
+
+/* --- signals ---------------------------------------------------------------------------- */
+
+/* Make an OCaml signal pending without running its handler: the runtime's C
+ * handler only records it, and this returns without polling (Unix.kill polls
+ * before it returns).  The OCaml handler then runs at the next poll: inside
+ * the next stub, as for a signal that arrives just before a call. */
+CAMLprim value fake_signal_pending(value signo)
+{
+    raise(caml_convert_signal_number(Int_val(signo)));
+    return Val_unit;
+}
+
+/* The signal xc_get_max_cpus makes pending at its next call (0: none). */
+static int signal_at_max_cpus;
+
+/* Arm it: an OCaml stub that asks the map size with the runtime lock held
+ * (vcpu_affinity) then meets the signal between its last poll and the release
+ * of the lock, where no OCaml code runs that could handle it first. */
+CAMLprim value fake_signal_at_max_cpus(value signo)
+{
+    signal_at_max_cpus = caml_convert_signal_number(Int_val(signo));
+    return Val_unit;
+}
+
+/* This executable's xc_get_max_cpus, which libxenuma's calls bind to: the
+ * loaded libxenctrl's (the fake's, found next), after the armed signal. */
+int xc_get_max_cpus(xc_interface *xch)
+{
+    static int (*next)(xc_interface *);
+    int signo = signal_at_max_cpus;
+
+    if (!next)
+        *(void **)&next = dlsym(RTLD_NEXT, "xc_get_max_cpus");
+    signal_at_max_cpus = 0;
+    if (signo)
+        raise(signo);
+    return next ? next(xch) : -1;
+}
+
+/* Run what is pending (the handler of a signal made pending above). */
+CAMLprim value fake_run_pending(value unit)
+{
+    (void)unit;
+    caml_process_pending_actions();
+    return Val_unit;
+}
+
+/* Let a held xc_physinfo go with `signo` pending, and wait, the runtime lock
+ * released without running the handler, until the interfaces open are down to
+ * `open_then` or a second has passed: the thread whose call was held ends it
+ * (in the stub's call_done, closing a handle closed meanwhile) with the
+ * signal pending. */
+CAMLprim value fake_release_physinfo_with_signal(value signo, value open_then)
+{
+    int *hold = fake_sym("fake_xc_hold_physinfo"), *open = fake_sym("fake_xc_open_handles");
+    int want = Int_val(open_then), waited;
+
+    raise(caml_convert_signal_number(Int_val(signo)));
+    if (hold)
+        __atomic_store_n(hold, 0, __ATOMIC_SEQ_CST);
+    caml_enter_blocking_section_no_pending();
+    for (waited = 0; open && waited < 1000 && __atomic_load_n(open, __ATOMIC_SEQ_CST) != want; waited++)
+        usleep(1000);
+    caml_leave_blocking_section();
+    return Val_unit;
 }

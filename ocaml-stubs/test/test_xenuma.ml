@@ -15,6 +15,24 @@ external fake_held : unit -> int = "fake_held"
 
 external fake_used_after_close : unit -> int = "fake_used_after_close"
 
+external fake_guest_reset : unit -> unit = "fake_guest_reset"
+
+external fake_gfn_node : int -> int = "fake_gfn_node"
+
+external fake_gfn_intact : int -> bool = "fake_gfn_intact"
+
+external fake_pause_count : unit -> int = "fake_pause_count"
+
+external fake_live_mappings : unit -> int = "fake_live_mappings"
+
+external fake_signal_pending : int -> unit = "fake_signal_pending"
+
+external fake_run_pending : unit -> unit = "fake_run_pending"
+
+external fake_signal_at_max_cpus : int -> unit = "fake_signal_at_max_cpus"
+
+external fake_release_physinfo_with_signal : int -> int -> unit = "fake_release_physinfo_with_signal"
+
 let passed = ref 0
 
 let failed = ref 0
@@ -40,6 +58,17 @@ let contains s sub =
 let failing spec f =
   Unix.putenv "FAKE_XC_FAIL" spec ;
   Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_FAIL" "") f
+
+(* f raises Error (EINVAL, _), as every argument out of its range must. *)
+let refused name f = check name (match raised f with Some (Unix.EINVAL, _) -> true | _ -> false)
+
+(* A batch record path, in a directory of this run's own. *)
+let record_dir =
+  lazy
+    (let d = Filename.concat (Filename.get_temp_dir_name ()) (Printf.sprintf "xenuma-test-%d" (Unix.getpid ())) in
+     Unix.mkdir d 0o700 ; d)
+
+let record () = Filename.concat (Lazy.force record_dir) "move-1.batch"
 
 let test_queries h =
   let t = Xenuma.topology h in
@@ -166,6 +195,22 @@ let test_vnuma h =
     | _ -> false) ;
   check "vnuma: the refused layout left the old one"
     (match Xenuma.vnuma h ~domid:1 with Some l -> Array.length l.vdistance = 1 | None -> false) ;
+  (* 2 vnodes, 4 distances in all, but rows of 3 and 1: not a matrix to reshape *)
+  check "vnuma: a ragged vdistance is refused before Xen"
+    (match
+       raised (fun () ->
+           Xenuma.set_vnuma h ~domid:1 ~ranges ~vdistance:[|[|10; 20; 20|]; [|10|]|] ~vcpu_to_vnode
+             ~vnode_to_pnode:[|1; 0|])
+     with
+    | Some (Unix.EINVAL, ctx) -> contains ctx "inconsistent"
+    | _ -> false) ;
+  refused "vnuma: a pnode of 2^32 is refused, not taken for pnode 0" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges ~vdistance ~vcpu_to_vnode ~vnode_to_pnode:[|1 lsl 32; 0|]) ;
+  refused "vnuma: a negative vnode in a range" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges:[|{(ranges.(0)) with vnode= -1}|] ~vdistance:[|[|10|]|]
+        ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|]) ;
+  check "vnuma: none of the refused layouts reached Xen"
+    (match Xenuma.vnuma h ~domid:1 with Some l -> l.vdistance = [|[|10|]|] | None -> false) ;
   check "vnuma: no such domain"
     (match raised (fun () -> Xenuma.vnuma h ~domid:9) with
     | Some (Unix.ESRCH, ctx) -> contains ctx "xn_domain_getvnuma"
@@ -204,6 +249,221 @@ let test_patched h =
          match raised (fun () -> Xenuma.claim h ~domid:1 ~node:0 1L) with
          | Some (Unix.EPERM, _) -> true
          | _ -> false))
+
+(* Every int argument is checked, never cast: a cast wraps into another domain,
+   vCPU, node or a time of weeks. *)
+let test_ranges h =
+  refused "domid 65537 is refused, not taken for domain 1" (fun () -> Xenuma.vcpu_info h ~domid:65537 ~vcpu:0) ;
+  refused "domid -1" (fun () -> Xenuma.vcpu_info h ~domid:(-1) ~vcpu:0) ;
+  refused "domid 0x7FF0 (DOMID_SELF)" (fun () -> Xenuma.vcpu_info h ~domid:0x7FF0 ~vcpu:0) ;
+  refused "pause: domid 65537" (fun () -> Xenuma.pause h ~domid:65537) ;
+  check "pause: domain 1 was not paused for domid 65537" (fake_pause_count () = 0) ;
+  refused "vcpu 2^32 is refused, not taken for vCPU 0" (fun () -> Xenuma.vcpu_info h ~domid:1 ~vcpu:(1 lsl 32)) ;
+  refused "vcpu -1" (fun () -> Xenuma.vcpu_affinity h ~domid:1 ~vcpu:(-1)) ;
+  refused "node_affinity: domid 65537" (fun () -> Xenuma.node_affinity h ~domid:65537) ;
+  refused "claim: node -2 is refused, not a host-wide claim" (fun () -> Xenuma.claim h ~domid:1 ~node:(-2) 1L) ;
+  refused "claim: node 2^32 + 1 is refused, not node 1" (fun () ->
+      Xenuma.claim h ~domid:1 ~node:((1 lsl 32) + 1) 1L) ;
+  refused "claim: node 2^32 - 1 (libxenuma's host-wide) is refused" (fun () ->
+      Xenuma.claim h ~domid:1 ~node:0xFFFF_FFFF 1L) ;
+  refused "claim: node 2, which the host lacks" (fun () -> Xenuma.claim h ~domid:1 ~node:2 1L) ;
+  refused "claim: a negative number of pages" (fun () -> Xenuma.claim h ~domid:1 (-1L)) ;
+  refused "capture_dump: timeout -1 is refused, not 49 days" (fun () -> Xenuma.capture_dump ~timeout_ms:(-1) h) ;
+  refused "capture_dump: timeout past 10 minutes" (fun () -> Xenuma.capture_dump ~timeout_ms:600_001 h) ;
+  refused "node_pages: nr_nodes -1" (fun () -> Xenuma.node_pages h ~domid:1 ~nr_nodes:(-1)) ;
+  refused "node_pages_of_dump: domid 65537" (fun () -> Xenuma.node_pages_of_dump "" ~domid:65537 ~nr_nodes:2) ;
+  (* affinity maps are whole bytes: 8 entries on this 4-CPU, 2-node host *)
+  let one n = Array.init 8 (fun i -> i = n) in
+  refused "set_vcpu_affinity: CPU 5 of a 4-CPU host (its map has room for 8)" (fun () ->
+      Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft:(one 5) ()) ;
+  Unix.putenv "FAKE_XC_HOTPLUG_CPUS" "4" ;
+  check "set_vcpu_affinity: CPU 5 of a host with 4 hotplug CPUs is the host's"
+    (raised (fun () -> Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft:(one 5) ()) = None) ;
+  Unix.putenv "FAKE_XC_HOTPLUG_CPUS" "" ;
+  Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft:(Array.make 4 true) () ;
+  refused "set_node_affinity: node 2 of a 2-node host (its map has room for 8)" (fun () ->
+      Xenuma.set_node_affinity h ~domid:1 (one 2)) ;
+  check "set_node_affinity: the refused map was not set"
+    (Array.sub (Xenuma.node_affinity h ~domid:1) 0 3 = [|false; true; false|])
+
+let test_capture_dump h =
+  let dump = Xenuma.capture_dump h in
+  check "capture_dump: debug key 'u''s output, parsed"
+    (Xenuma.node_pages_of_dump dump ~domid:1 ~nr_nodes:2 = ([|1001L; 2001L|], 3002L))
+
+let ram_count classes =
+  let n = ref 0 in
+  Bytes.iter (fun c -> if Xenuma.gfn_class_of_char c = Xenuma.Ram then incr n) classes ;
+  !n
+
+let all_on node gfns = Array.for_all (fun g -> fake_gfn_node g = node) gfns
+
+let intact gfns = Array.for_all fake_gfn_intact gfns
+
+(* After every batch: the pause given back, no mapping left, the record gone. *)
+let settled record =
+  fake_pause_count () = 0 && fake_live_mappings () = 0 && not (Sys.file_exists record)
+
+(* Moves over the fake's guest memory (fake_xenforeignmemory.c maps its frames):
+   frames 0..4095 are node 0's, 4096..8191 node 1's; the guest starts on node 0. *)
+let test_move h =
+  let record = record () in
+  fake_guest_reset () ;
+  let classes, _ = Xenuma.scan h ~domid:1 in
+  check "scan: the guest's 2048 RAM gfns, its magic pages"
+    (ram_count classes = 2048 && Xenuma.gfn_class_of_char (Bytes.get classes 32000) = Xenuma.Magic) ;
+  let gfns = Array.init 100 (fun i -> 100 + i) in
+  check "move: the pages start on node 0" (all_on 0 gfns) ;
+  let r = Xenuma.move ~record h ~domid:1 ~gfns ~node:1 in
+  check "move: every page moved, none lost"
+    (r.moved = 100L && r.lost = 0L && r.error = None && r.stage = Xenuma.Done) ;
+  check "move: the pages are on node 1 now" (all_on 1 gfns && fake_gfn_node 99 = 0) ;
+  check "move: their contents kept" (intact gfns) ;
+  check "move: unpaused, nothing mapped, the record gone" (settled record) ;
+  let r = Xenuma.move ~verify_chunk:0 ~record h ~domid:1 ~gfns ~node:0 in
+  check "move: back to node 0, the whole batch between checks (verify_chunk 0)"
+    (r.moved = 100L && all_on 0 gfns && intact gfns && settled record) ;
+  (* refused before any pause: nothing moves *)
+  let gfns = [|0; 1; 2|] in
+  refused "move: node 2^32 + 1 is refused, not node 1" (fun () ->
+      Xenuma.move ~record h ~domid:1 ~gfns ~node:((1 lsl 32) + 1)) ;
+  refused "move: node 256" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:256) ;
+  refused "move: node -1" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:(-1)) ;
+  refused "move: node 2, which the host lacks" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:2) ;
+  refused "move: verify_chunk -1" (fun () -> Xenuma.move ~verify_chunk:(-1) ~record h ~domid:1 ~gfns ~node:1) ;
+  refused "move: domid 65537 is refused, not domain 1" (fun () ->
+      Xenuma.move ~record h ~domid:65537 ~gfns ~node:1) ;
+  refused "move: a negative gfn" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|-1; 0|] ~node:1) ;
+  refused "move: gfns not ascending" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|2; 1|] ~node:1) ;
+  refused "move: a record path holding a NUL" (fun () ->
+      Xenuma.move ~record:(record ^ "\000x") h ~domid:1 ~gfns ~node:1) ;
+  check "move: nothing refused moved a page or paused the guest" (all_on 0 gfns && settled record)
+
+(* The probe pauses the guest: only ever under a record, at most a minute. *)
+let test_scan_probe h =
+  let record = record () in
+  fake_guest_reset () ;
+  let classes, _ = Xenuma.scan ~probe_ms:5 ~record h ~domid:1 in
+  check "scan with a probe: the RAM, nothing changed while paused"
+    (ram_count classes = 2048
+    && not (Bytes.exists (fun c -> Xenuma.gfn_class_of_char c = Xenuma.Changed) classes)) ;
+  check "scan with a probe: unpaused, the record gone" (settled record) ;
+  check "scan: a probe without a record is refused before any pause"
+    (match raised (fun () -> Xenuma.scan ~probe_ms:5 h ~domid:1) with
+    | Some (Unix.EINVAL, ctx) -> contains ctx "record" && fake_pause_count () = 0
+    | _ -> false) ;
+  refused "scan: probe_ms -1" (fun () -> Xenuma.scan ~probe_ms:(-1) ~record h ~domid:1) ;
+  refused "scan: probe_ms 60001" (fun () -> Xenuma.scan ~probe_ms:60_001 ~record h ~domid:1) ;
+  refused "scan: probe_ms 2^32 + 5 is refused, not a 5 ms probe" (fun () ->
+      Xenuma.scan ~probe_ms:((1 lsl 32) + 5) ~record h ~domid:1) ;
+  refused "scan: domid 65537" (fun () -> Xenuma.scan h ~domid:65537) ;
+  check "scan: the refused probes paused nothing" (settled record)
+
+(* An unpause that fails leaves the guest paused and the record kept; recover
+   gives the pause back, once. *)
+let test_recover h =
+  let record = record () in
+  fake_guest_reset () ;
+  let gfns = Array.init 32 (fun i -> 100 + i) in
+  let r = failing "xc_domain_unpause=ENOMEM" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:1) in
+  check "move: a failed unpause is in the result"
+    (r.stage = Xenuma.Unpause && r.error = Some Unix.ENOMEM && r.lost = 0L) ;
+  check "move: ... the guest still paused, the record kept for recover, no mover alive"
+    (fake_pause_count () = 1 && Sys.file_exists record && not (Xenuma.record_busy record)) ;
+  check "move: another batch on that record is refused until recover"
+    (match raised (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:0) with
+    | Some (Unix.EEXIST, _) -> true
+    | _ -> false) ;
+  check "recover: unpaused"
+    (match Xenuma.recover h ~record with Xenuma.Unpaused r -> r.lost = 0L | _ -> false) ;
+  check "recover: the pause given back, the record gone, the pages moved and intact"
+    (settled record && all_on 1 gfns && intact gfns) ;
+  check "recover: then nothing to do (never a second unpause)"
+    (Xenuma.recover h ~record = Xenuma.Nothing_to_do && fake_pause_count () = 0) ;
+  ( match failing "xc_domain_unpause=ENOMEM" (fun () -> raised (fun () -> Xenuma.scan ~probe_ms:5 ~record h ~domid:1)) with
+  | Some (Unix.ENOMEM, _) ->
+      check "scan: a probe whose unpause failed leaves the guest paused under its record"
+        (fake_pause_count () = 1 && Sys.file_exists record) ;
+      check "recover: gives the probe's pause back"
+        (match Xenuma.recover h ~record with Xenuma.Unpaused _ -> settled record | _ -> false)
+  | _ -> check "scan: a probe whose unpause failed raises" false ) ;
+  check "recover: a record path holding a NUL is refused"
+    (match raised (fun () -> Xenuma.recover h ~record:(record ^ "\000")) with
+    | Some (Unix.EINVAL, _) -> true
+    | _ -> false)
+
+exception Interrupted
+
+let handled = ref 0
+
+(* Run f with SIGUSR1 pending, whose handler raises: it runs at f's first
+   poll, inside the stub f calls.  Whether f was interrupted. *)
+let interrupted f =
+  match fake_signal_pending Sys.sigusr1 ; f () with _ -> false | exception Interrupted -> true
+
+(* An OCaml signal handler that raises (as Sys.catch_break's) runs where a
+   stub polls: the stub must hold nothing then, and the handle must stay
+   usable and be closed exactly once. *)
+let test_signals () =
+  let previous = Sys.signal Sys.sigusr1 (Sys.Signal_handle (fun _ -> incr handled ; raise Interrupted)) in
+  let before = fake_open_handles () in
+  let h = Xenuma.open_ () in
+  check "signal: the handler raises out of the call" (interrupted (fun () -> Xenuma.physinfo h)) ;
+  check "signal: the handler ran once" (!handled = 1) ;
+  check "signal: the handle still works" (match Xenuma.physinfo h with p -> p.nr_cpus = 4) ;
+  Xenuma.close h ;
+  check "signal: close closes it" (fake_open_handles () = before) ;
+  (* the signal comes inside the stub (xc_get_max_cpus, under the runtime lock),
+     past any poll of OCaml code: the call ends normally, the handler runs after *)
+  let h = Xenuma.open_ () in
+  let completed =
+    match fake_signal_at_max_cpus Sys.sigusr1 ; Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0 with
+    | hard, _ ->
+        (try fake_run_pending () with Interrupted -> ()) ;
+        Array.length hard = 8
+    | exception Interrupted -> false
+  in
+  check "signal: one met inside a call waits for its end" (completed && !handled = 2) ;
+  check "signal: ... the handle still works" (match Xenuma.physinfo h with p -> p.nr_cpus = 4) ;
+  Xenuma.close h ;
+  check "signal: ... close closes it (no call left counted in flight)" (fake_open_handles () = before) ;
+  (* an interrupted move leaves nothing allocated (its gfn list is 32 KB) *)
+  let record = record () in
+  fake_guest_reset () ;
+  let h = Xenuma.open_ () in
+  let gfns = Array.init 4096 Fun.id in
+  Gc.compact () ;
+  let heap = fake_heap_in_use () in
+  for _ = 1 to 100 do
+    ignore (interrupted (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:1))
+  done ;
+  Gc.compact () ;
+  let grown = fake_heap_in_use () - heap in
+  check "signal: 100 interrupted moves leak no C memory" (abs grown < 16384) ;
+  check "signal: ... and moved nothing" (all_on 0 (Array.init 2048 Fun.id) && settled record) ;
+  (* close with the signal pending: the handle is closed once, whatever the handler raises *)
+  ( match fake_signal_pending Sys.sigusr1 ; Xenuma.close h ; fake_run_pending () with
+  | () | (exception Interrupted) -> () ) ;
+  check "signal: close with a signal pending closes the handle" (fake_open_handles () = before) ;
+  check "signal: ... later calls get EBADF"
+    (match raised (fun () -> Xenuma.physinfo h) with Some (Unix.EBADF, _) -> true | _ -> false) ;
+  Xenuma.close h ;
+  (* the last call in flight closes a handle closed meanwhile, with the signal pending *)
+  let h = Xenuma.open_ () in
+  fake_hold_physinfo true ;
+  (* the handler runs in whichever thread polls first: each does so where it catches it *)
+  let caller =
+    Thread.create (fun () -> try ignore (Xenuma.physinfo h) ; fake_run_pending () with Interrupted -> ()) ()
+  in
+  let waited = ref 0 in
+  while fake_held () = 0 && !waited < 10_000 do Thread.delay 0.001 ; incr waited done ;
+  Xenuma.close h ;
+  ( match fake_release_physinfo_with_signal Sys.sigusr1 before ; fake_run_pending () with
+  | () | (exception Interrupted) -> () ) ;
+  Thread.join caller ;
+  check "signal: the call in flight closed the handle, once"
+    (fake_open_handles () = before && fake_used_after_close () = 0) ;
+  Sys.set_signal Sys.sigusr1 previous
 
 (* xenopsd is threaded: one thread may close a handle while another's call is
    inside Xen (the runtime lock released).  The handle must stay open until
@@ -262,9 +522,16 @@ let () =
   test_dump () ;
   test_errors h ;
   test_vnuma h ;
+  test_ranges h ;
+  test_capture_dump h ;
+  test_move h ;
+  test_scan_probe h ;
+  test_recover h ;
   if mode = "patched" then test_patched h else test_stock h ;
   Xenuma.close h ;
   test_close_during_a_call () ;
+  test_signals () ;
   test_no_leak () ;
+  (try Unix.rmdir (Lazy.force record_dir) with Unix.Unix_error _ -> ()) ;
   Printf.printf "%d passed, %d failed\n" !passed !failed ;
   exit (if !failed = 0 then 0 else 1)
