@@ -525,6 +525,13 @@ def test_with_the_cpu_node_full_a_memory_only_node_takes_the_memory_its_vcpus_on
         p = planner.place(loads_of([0, 64 * G]), Request(2, 4 * G, Policy.parse(mode)))
         assert p.nodes == (1,) and (p.soft or p.hard) == frozenset(range(4)), mode
         assert "no node with CPUs has 4G available" in p.reason
+    # CPU nodes with room but too few cores for the VM: a set with CPUs of its own holds
+    # it; the memory-only node alone does not (it won on distance when it counted as
+    # having a CPU whenever no set had the cores)
+    three = Topology.from_arrays([0] * 4 + [1] * 4, [[10, 20, 20], [20, 10, 20], [20, 20, 10]],
+                                 [8 * G, 8 * G, 64 * G])
+    p = Planner(three, NO_OVERHEAD).place(loads_of([5 * G, 5 * G, 64 * G]), Request(10, 8 * G))
+    assert p.nodes != (2,) and set(p.nodes) & {0, 1}, p.reason
     with pytest.raises(NoCapacity) as err:  # short of memory everywhere: said so, no false cause
         planner.place(loads_of([G, 2 * G]), Request(2, 4 * G))
     assert "on_exhaust=fail" not in err.value.message and "3G available" in err.value.message

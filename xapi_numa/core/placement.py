@@ -217,8 +217,10 @@ class Planner:
             if request.policy.on_exhaust == "fail":
                 continue
             found = self._best_set(avail, vcpus_on, request, need, relax)
+            if found is None and relax:  # only memory-only nodes hold it: their vCPUs borrow CPUs
+                found = self._best_set(avail, vcpus_on, request, need, relax, borrow=True)
             if found is not None:
-                nodes, distance, exhausted = found
+                nodes, _, exhausted = found
                 if not relax and not any(avail[i] >= need for i in range(self.n)):
                     why = f"no single node has {format_size(need)} available"
                 elif not relax:
@@ -227,7 +229,7 @@ class Planner:
                     why = f"no node with CPUs has {format_size(need)} available"
                 else:
                     why = f"no single node has {format_size(need)} available"
-                why += f"; nodes {','.join(map(str, nodes))} (max distance {distance}) hold it"
+                why += f"; nodes {','.join(map(str, nodes))} (max distance {self._distance_key(nodes)[0]}) hold it"
                 if relax:
                     why += f"; {no_set}, so its vCPUs share"
                 if exhausted:
@@ -241,14 +243,15 @@ class Planner:
         raise NoCapacity(f"no set of nodes has {format_size(need)} available (at most {format_size(avail[most])} "
                          f"on node {most}, {format_size(sum(avail))} on the host)", ("host", str(need), str(sum(avail))))
 
-    def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool):
+    def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool,
+                  borrow: bool = False):
         """Lowest max distance exactly (threshold by threshold), then lowest mean:
-        (nodes, max distance, budget exhausted) or None."""
+        (nodes, max distance, budget exhausted) or None.  ``borrow``: a memory-only node
+        counts as having a CPU, as its vCPUs run on the nearest CPUs (cpus_near); tried
+        only when no set with CPUs of its own holds the VM (the CPU nodes full)."""
         vneed = 1 if relax else request.vcpus  # relaxed, a set still needs one CPU for its vCPUs
         cpus = self._cpus_for(request)
-        if relax:
-            # a memory-only node's vCPUs run on the nearest CPUs (cpus_near): with CPU nodes
-            # full, such a node alone was refused though it holds the memory
+        if borrow:
             cpus = [c or 1 for c in cpus]
         for t in self.thresholds:
             fitting = []
