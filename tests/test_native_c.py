@@ -217,6 +217,17 @@ try:
 except HypervisorError as err:
     print("move beside it:", err.errno_name, "awaits recovery at" in err.message)
 os.unlink(os.path.join(run, "move-1.batch"))
+# a kept batch recovered while a scan holds its probe record: the batch's recovery stands
+kept = hv.move_pages(1, ram, 1, fault="copy-back")
+pid = os.fork()
+if pid == 0:
+    hv.memory_map(1, probe_ms=12000)  # beyond the mover's wait for a busy record (10 s)
+    os._exit(0)
+while not os.path.exists(os.path.join(run, "move-1.probe")):
+    time.sleep(0.05)
+still, told = finish_kept_batch(hv, next(d for d in hv.domains() if d.domid == 1), "batch failed")
+os.waitpid(pid, 0)
+print("beside a scan:", kept.stage, "still paused", still, "records", os.listdir(run))
 # 4 hotplug CPUs beyond the 4 online: an unpinned vCPU's hard map has all 8 set
 os.environ["FAKE_XC_HOTPLUG_CPUS"] = "4"
 wide = XenHypervisor()
@@ -251,5 +262,6 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "kept batch: copy-back still paused False paused False records []" in proc.stdout, proc.stdout
     assert "swept: [] ['move-7.batch.new.2.2.0']" in proc.stdout, proc.stdout
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
+    assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

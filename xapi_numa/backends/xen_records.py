@@ -22,7 +22,6 @@ from xapi_numa.core.memory_move import found_running
 from xapi_numa.errors import HypervisorError
 
 RUN_DIR = "/run/xapi-numa"  # tmpfs (XAPI_NUMA_RUN_DIR overrides it)
-KINDS = ("batch", "probe")  # a move's batch, a scan's probe pause
 RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.(batch|probe)")
 RECORD_BEING_WRITTEN = re.compile(r"move-[0-9]{1,10}\.(batch|probe)\.new\.[0-9]+\.[0-9]+\.[0-9]+")
 WRITER_GONE_S = 60.0  # a record takes well under a second to write and link
@@ -62,8 +61,15 @@ def sweep_unfinished(path: str) -> None:
 
 
 def recover_all(ffi, lib, handle, domid: int) -> Optional[str]:
-    """Recover what a dead mover left of this domain: its batch record, then a probe's."""
-    notes = [recover(ffi, lib, handle, domid, record_path(domid, kind)) for kind in KINDS]
+    """Recover what a dead mover left of this domain: its batch record, then a probe's.
+    A probe record held by its scan (EBUSY) is that live scan's, not a dead one's: it
+    neither stops nor spoils what the batch record's recovery did."""
+    notes = [recover(ffi, lib, handle, domid, record_path(domid, "batch"))]
+    try:
+        notes.append(recover(ffi, lib, handle, domid, record_path(domid, "probe")))
+    except HypervisorError as err:
+        if err.errno != errno.EBUSY:
+            raise
     return "; ".join(n for n in notes if n) or None
 
 
