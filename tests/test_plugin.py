@@ -163,11 +163,19 @@ def test_place_keeps_to_the_hosts_guest_mask(ctx):
     server, session, host, sid = ctx
     session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    # the vNUMA plan follows where place would put it (it named node 0)
+    assert [v["pnode"] for v in ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))["vnodes"]] == [1]
     placed = ok(run(server, host, sid, "place", {"vm": uuid}))
     assert placed["nodes"] == [1], placed
     assert set(map(int, session.xenapi.VM.get_VCPUs_params(ref)["mask"].split(","))) <= {4, 5, 6, 7}
     session.xenapi.VM.start_on(ref, host, False, False)
     assert ok(run(server, host, sid, "vm_memory", {"vm": uuid}))["local_share"] == 1.0
+    # settled, the boot pin gives way to the policy's affinity: within the host mask still
+    # (it wrote hard affinity "all", and the VM ran on CPUs the admin kept from guests)
+    settled = ok(run(server, host, sid, "settle", {"vm": uuid}))
+    assert settled["hard"] == "4-7", settled
+    domid = int(session.xenapi.VM.get_domid(ref))
+    assert all(v.hard == frozenset({4, 5, 6, 7}) for v in server.sims[host].vcpus(domid))
     ref, uuid = server.add_vm("pinned", 1, 256 << 20, vcpus_params={"mask": "0,1"})
     details = err(run(server, host, sid, "place", {"vm": uuid}))
     assert details[:2] == ["NUMA_INVALID_ARGUMENT", "host guest_VCPUs_params:mask"], details

@@ -35,9 +35,12 @@ class Settlement:
 
 
 def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: Policy,
-         placed: FrozenSet[int], pages: dict, admin_mask: Optional[VcpuMask]) -> Settlement:
+         placed: FrozenSet[int], pages: dict, admin_mask: Optional[VcpuMask],
+         host_cpus: Optional[FrozenSet[int]] = None) -> Settlement:
     """``admin_mask``: the hard affinity the admin set (``VCPUs_params:mask``, maybe one
-    per vCPU), which comes back once the boot pin goes."""
+    per vCPU), which comes back once the boot pin goes.  ``host_cpus``: the host's guest
+    mask (``guest_VCPUs_params:mask``), which xapi applied at the start: every hard
+    affinity stays within it (where it leaves a vCPU anything)."""
     landed = memory_nodes(pages)
     # a placed node this host lacks (placed for another host) names nothing here; with
     # neither a placement nor a node that holds much of the memory (many nodes, none
@@ -53,16 +56,21 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
         if landed and landed != nodes:
             nodes, fixed_up = landed, True
         hard, soft = topo.all_cpus, topo.cpus_near(nodes)
-    per_vcpu = {v.vcpu: _vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict") for v in vcpus}
-    if admin_mask is not None:
+    per_vcpu = {v.vcpu: _within(_vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict"), host_cpus)
+                for v in vcpus}
+    if admin_mask is not None or host_cpus is not None:
         # reported: the union of what the vCPUs get
-        hard = frozenset().union(*per_vcpu.values()) if per_vcpu else _vcpu_hard(
-            0, hard, admin_mask, topo, policy.mode == "strict")
+        hard = frozenset().union(*per_vcpu.values()) if per_vcpu else _within(_vcpu_hard(
+            0, hard, admin_mask, topo, policy.mode == "strict"), host_cpus)
     reason = "settled after the build ({} policy)".format(policy.mode)
     actions: List[SetAffinity] = [
         SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=soft, reason=reason, hard=per_vcpu[v.vcpu])
         for v in vcpus]
     return Settlement(frozenset(nodes), landed, hard, soft, fixed_up, tuple(actions))
+
+
+def _within(cpus: FrozenSet[int], host_cpus: Optional[FrozenSet[int]]) -> FrozenSet[int]:
+    return cpus & host_cpus or cpus if host_cpus is not None else cpus
 
 
 def _vcpu_hard(vcpu: int, policy_hard: FrozenSet[int], admin_mask: Optional[VcpuMask], topo: Topology,

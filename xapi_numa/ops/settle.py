@@ -26,7 +26,11 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     policy, policy_error = _policy_or_default(other)  # a bad one must not leave the VM boot-pinned
     topo = hv.topology()
     pages = hv.node_pages(dom.domid)
-    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask(record))
+    # xapi narrowed the vCPUs to the host's guest mask at the start: settling keeps them in it
+    resident = record.get("resident_on", "OpaqueRef:NULL")
+    host_cpus = xapi.host_guest_cpus(session, resident) if resident != "OpaqueRef:NULL" else None
+    plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask(record),
+                         host_cpus)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)
     outcomes = Executor(hv, ledger.db).apply(list(plan.actions) + release)
     refused = [o.detail for o in outcomes if o.status not in (DONE, "gone")]

@@ -116,7 +116,8 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
-    host_cpus = xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
+    host_cpus = xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_by_uuid, host_uuid)) \
+        if host_uuid else None
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
     request = request_for(record, planner.topology, host_cpus)

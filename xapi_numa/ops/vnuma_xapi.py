@@ -13,7 +13,7 @@ and pv_in_pvh are PV guests, refused), ``VCPUs_max``, ``memory_static_max``
 and ``memory_dynamic_min`` (below static-max: populate-on-demand, refused).
 """
 import json
-from typing import Dict, Optional
+from typing import Dict, FrozenSet, Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import vnuma
@@ -57,7 +57,7 @@ def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger]
 
 
 def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str = "follow",
-             half: Optional[int] = None) -> vnuma.VnumaPlan:
+             half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None) -> vnuma.VnumaPlan:
     """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
     (a dry run: nothing reserved), or ``split`` on half ``half`` of the split host.
     A VM running here counts its own memory as free (the plan is for its next start)."""
@@ -77,7 +77,7 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     free = free_for_plan(hv, running.domid if running is not None else None, ledger, uuid)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
-    request = request_for(record, topo)
+    request = request_for(record, topo, host_cpus)  # as place would ask, the host's guest mask too
     if running is not None:
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:
