@@ -300,6 +300,12 @@ def test_a_vm_homed_on_several_nodes_loads_them_though_it_is_never_moved():
     vcpus = [VcpuInfo(1, 0, 0, "running", everywhere, everywhere),
              VcpuInfo(1, 1, 4, "running", everywhere, frozenset({4, 5, 6, 7}))]
     assert home_shares(vcpus, topo) == {0: 0.25, 1: 0.75}
+    assert home_shares(vcpus, topo, within=frozenset({1})) == {1: 1.0}  # its CPU pool's nodes only
+    # a memory-only node runs no vCPU: a third of the demand went there and vanished
+    with_memory_only = Topology.from_arrays([0] * 4 + [1] * 4, [[10, 20, 30], [20, 10, 30], [30, 30, 10]],
+                                            [8 * GIB] * 3)
+    unpinned = [VcpuInfo(1, v, v, "running", frozenset(range(8)), frozenset(range(8))) for v in range(4)]
+    assert home_shares(unpinned, with_memory_only) == {0: 0.5, 1: 0.5}
     spread = vm(1, None, 4.0, {0: GIB, 1: GIB}, shares={0: 0.25, 1: 0.75})
     one = vm(2, 0, 2.0)
     assert rebalance.node_demand([spread, one], [0, 1]) == {0: 3.0, 1: 3.0}

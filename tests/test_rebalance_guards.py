@@ -119,6 +119,23 @@ def test_a_vm_whose_pages_are_not_known_is_not_moved(tmp_path):
     assert got["uuid-1"].movable and not got["uuid-2"].movable
 
 
+def test_a_vm_homed_on_both_nodes_loads_both_as_its_vcpus_are_homed(tmp_path):
+    """Its demand was left out of the node loads (home None); a temporary pin of
+    homing's is no home for it either."""
+    from xapi_numa.core.host import VcpuInfo
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    both = (VcpuInfo(1, 0, 0, "running", TOPO.all_cpus, N0, 1.0), VcpuInfo(1, 1, 4, "running", N1, N1, 1.0))
+    rb.unit_demand[("uuid-1", None)] = 2.0
+    got = loads_of(rb, [dom(1)], {1: both})
+    assert got["uuid-1"].home is None and got["uuid-1"].loads == {0: 0.5, 1: 0.5}
+    assert rebalance.node_demand(list(got.values()), [0, 1]) == {0: 1.0, 1: 1.0}
+    # vCPU 1 held on node 1 by homing's temporary pin (hard), its soft affinity the host's
+    held = (both[0], VcpuInfo(1, 1, 4, "running", N1, TOPO.all_cpus, 1.0))
+    snap = HostSnapshot(TOPO, 10.0, (dom(1),), {1: held})
+    vm = rb.loads(snap, {"uuid-1": {0: GiB >> 12}}, set(), 10.0, our_pins={("uuid-1", 1)})[0]
+    assert vm.home is None and vm.loads == {0: 0.75, 1: 0.25}
+
+
 def test_a_domain_being_built_or_arriving_is_not_moved(tmp_path):
     rb = Rebalancer(Database(str(tmp_path / "db")))
     never_run = vcpus(2, N0, cpu_time=0.0, state="paused")

@@ -11,7 +11,7 @@
 Settling a started VM, the affinity fix-up, what a page move leaves behind,
 ``vm_memory``, ``top`` and placement's vCPU counts all use these functions.
 """
-from typing import Dict, FrozenSet, Iterable, Mapping
+from typing import Dict, FrozenSet, Iterable, Mapping, Optional
 
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.topology import Topology
@@ -46,13 +46,19 @@ def home_nodes(vcpus: Iterable[VcpuInfo], topo: Topology) -> FrozenSet[int]:
     return out or frozenset(n.id for n in topo.nodes)
 
 
-def home_shares(vcpus: Iterable[VcpuInfo], topo: Topology) -> Dict[int, float]:
+def home_shares(vcpus: Iterable[VcpuInfo], topo: Topology,
+                within: Optional[FrozenSet[int]] = None) -> Dict[int, float]:
     """Per node, the share of a VM's vCPUs homed there (a vCPU homed on several nodes
-    counts for each in equal parts): how a VM homed on several nodes loads them."""
+    counts for each in equal parts; shares sum to 1): how a VM homed on several nodes
+    loads them.  Only nodes that can run a vCPU count: those with CPUs, within
+    ``within`` (its CPU pool's nodes) when given."""
+    runnable = frozenset(n.id for n in topo.nodes if n.cpus)
+    if within is not None:
+        runnable = runnable & within or runnable
     out: Dict[int, float] = {}
     vcpus = list(vcpus)
     for v in vcpus:
-        nodes = vcpu_home(v, topo)
+        nodes = vcpu_home(v, topo) & runnable or runnable
         for n in nodes:
             out[n] = out.get(n, 0.0) + 1.0 / (len(nodes) * len(vcpus))
     return out

@@ -125,8 +125,8 @@ def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
         homes = locality.home_nodes(vcpus, topo)
         pages = snap.pages.get(d.domid, {})
         wanted = (demand or {}).get(d.uuid, 0.0)
-        for n in homes:
-            node_demand[n] += wanted / len(homes)
+        for n, share in locality.home_shares(vcpus, topo).items():  # as the rebalancer counts it
+            node_demand[n] += wanted * share
         vms.append({"domid": d.domid, "name": d.name, "home_nodes": sorted(homes),
                     "cpu_demand": round(wanted, 3),
                     "outside_soft_share": round((outside_share or {}).get(d.uuid, 0.0), 4),

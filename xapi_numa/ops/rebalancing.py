@@ -215,14 +215,15 @@ class Rebalancer:
                 movable = False  # it may be a vNUMA VM whose vnodes we cannot see: never split one
             if not pages.get(d.uuid):
                 movable = False  # where its memory is, and so what a move costs, is not known
-            homes = locality.home_nodes(_without_our_pins(d.uuid, vcpus, topo, our_pins), topo)
+            meant = _without_our_pins(d.uuid, vcpus, topo, our_pins)
+            homes = locality.home_nodes(meant, topo)
             home = next(iter(homes)) if len(homes) == 1 else None
             unit = (d.uuid, None)
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
                                         movable, allowed, tuple(self.history.get(unit, ())),
                                         fixed_memory=fixed, shares={} if home is not None else
-                                        locality.home_shares(vcpus, topo)))
+                                        locality.home_shares(meant, topo, allowed)))
             if home is not None and allowed is not None and home not in allowed:
                 self.left_alone.add(d.uuid)  # its preferred list or CPU pool changed since
         return out
