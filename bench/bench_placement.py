@@ -100,7 +100,7 @@ def run() -> List[Result]:
         ratio = base / mine
         total_ratio = sum(theirs) / sum(ours_ok)
         goal = "median <= 1 ms (ours); ratio reported, no goal" if n == 16 else "report"
-        met = mine <= 1e-3 if n == 16 else True
+        met = mine <= 1e-3 if n == 16 else None  # other host sizes: reported, no verdict
         full = 100 * (1 - sum(memfree) / (n * topo.nodes[0].memory_size))
         multi = sum(1 for vcpus, mem in requests if not _single_fits(loads, topo, vcpus, mem))
         results.append(Result(f"placement latency, {n} nodes, 1000 VMs + {RESERVATIONS} reservations", ratio,

@@ -33,7 +33,7 @@ def main() -> int:
             failed += 1 if r.met is False else 0
             print(f"[{mark}] {r.name}: {r.ratio:.1f}x {r.unit} (goal {r.goal}); {r.detail}")
     print(f"{failed} goal(s) missed" if failed else "all goals met")
-    return 0
+    return 1 if failed else 0  # a missed goal is a failed run, not a line to overlook
 
 
 if __name__ == "__main__":

@@ -40,6 +40,21 @@ def fixture_text():
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_DIR = os.path.join(REPO, "plugins")
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
+# In CI (CI=true) .ci/run installs everything the suite needs: a missing tool or file
+# there is a failure, never a skip that hides what was not tested.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing(reason: str) -> None:
+    """Something this test needs is not here: skipped on a developer's machine, failed in CI."""
+    if IN_CI:
+        pytest.fail(reason + " (CI=true: .ci/run provides it, so this is a failure)")
+    pytest.skip(reason)
+
+
+def needs(present: bool, reason: str):
+    """``skipif`` for a missing tool, except in CI, where the test runs (and fails)."""
+    return pytest.mark.skipif(not present and not IN_CI, reason=reason + " (a failure when CI=true)")
 
 
 @pytest.fixture

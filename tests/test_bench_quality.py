@@ -141,3 +141,19 @@ def test_xenopsd_today_and_memonly_differ_only_in_the_core_count():
     assert XenopsdMemOnly(topo, cores).decide(state, wide).home == (0,)  # 32 threads are enough
     d = XenopsdToday(topo, cores).decide(state, Vm(1, 4, 8 * G))
     assert d.home == (0,) and d.node == 0  # single node: claim and -mem_pnode there
+
+
+def test_the_verdict_misses_where_ours_is_worse_than_the_best_baseline():
+    """The must-show verdict itself: a trace where ours is worse than one baseline (or more
+    than 10 % over libxl's vCPU imbalance) is a miss, never met."""
+    rows = [dict(policy=p, split_share=0.2, distance_mean=12.0, memory_cv=0.1, vcpu_cv=0.2, refusals=1)
+            for p in BASELINES]
+    ours = dict(policy="ours", split_share=0.2, distance_mean=12.0, memory_cv=0.1, vcpu_cv=0.2, refusals=1)
+    for metric, how in (("split_share", "min"), ("distance_mean", "min"), ("memory_cv", "min"),
+                        ("refusals", "min"), ("vcpu_cv", "libxl")):
+        assert bench_quality.check(rows + [ours], metric, how)[0] is True, metric
+        worse = dict(ours, **{metric: ours[metric] * 1.2 + 0.01})
+        assert bench_quality.check(rows + [worse], metric, how)[0] is False, metric
+    better_baseline = [dict(r, memory_cv=0.05) if r["policy"] == "libxl" else r for r in rows]
+    assert bench_quality.check(better_baseline + [ours], "memory_cv", "min")[0] is False
+    assert bench_quality.check(better_baseline + [ours], "memory_cv", "placing")[0] is False

@@ -145,17 +145,19 @@ def test_32_processes_with_sigkill_never_overcommit_and_leak_nothing(tmp_path):
         p.start()
     monitor = Ledger(path)
     victims = random.Random(7).sample(procs, 8)
-    samples = 0
+    samples, saw_reservations = 0, False
     started = time.time()
     while any(p.is_alive() for p in procs):
         if victims and time.time() - started > 0.3 * (9 - len(victims)):
             os.kill(victims.pop().pid, signal.SIGKILL)
-        for node, total in monitor.outstanding().items():
+        outstanding = monitor.outstanding()
+        for node, total in outstanding.items():
             assert total <= CAPACITY[node], f"node {node} over-committed: {total}"
         samples += 1
+        saw_reservations = saw_reservations or bool(outstanding)
     for p in procs:
         p.join()
-    assert samples > 20
+    assert saw_reservations, f"the monitor never saw the churn ({samples} samples)"  # not a count: no clock
     assert sum(p.exitcode == -signal.SIGKILL for p in procs) >= 1
     # whatever the killed processes held expires; reconcile finds nothing to keep
     time.sleep(2.1)

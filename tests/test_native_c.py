@@ -14,6 +14,7 @@ import sys
 import subprocess
 
 import pytest
+from conftest import missing, needs
 
 LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "libxenuma")
 SRC = os.path.join(LIB, "src")
@@ -41,7 +42,7 @@ def run_counts(exe: str, *args: str, env: dict = None) -> tuple:
     return passed, failed
 
 
-@pytest.mark.skipif(CC is None, reason="no C compiler")
+@needs(CC is not None, "no C compiler")
 @pytest.mark.parametrize("test_source, unit, at_least", [
     ("test_udump.c", "udump.c", 19),
     ("test_pagelayout.c", "pagelayout.c", 36),
@@ -80,7 +81,7 @@ def patched_ops_binary(tmp_path_factory):
             "patched": build_fake_xenctrl(str(base / "patched"), True)}
 
 
-@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 @pytest.mark.parametrize("mode, at_least", [("real", 2), ("stock", 18), ("patched", 23)])
 def test_patched_calls_are_found_at_run_time(patched_ops_binary, mode, at_least):
     env = dict(os.environ)
@@ -91,7 +92,7 @@ def test_patched_calls_are_found_at_run_time(patched_ops_binary, mode, at_least)
     assert failed == 0 and passed >= at_least
 
 
-@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_library_builds_with_warnings_as_errors(tmp_path):
     """Every file in SOURCES, as the Makefile's shared library."""
     out = str(tmp_path / "libxenuma.so")
@@ -113,7 +114,7 @@ def sanitizers_work(tmp_path) -> bool:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
-@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 @pytest.mark.parametrize("sanitize", [False, True], ids=["plain", "asan-ubsan"])
 def test_page_mover_over_the_fake(patched_ops_binary, tmp_path, sanitize):
     """Scan, move and recovery against the fake's guest memory: contents kept, frames on the
@@ -242,12 +243,15 @@ except HypervisorError as err:
 """
 
 
-@pytest.mark.skipif(CC is None or not HAVE_XEN_DEV, reason="needs a C compiler and libxen-dev")
+@needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     """The Xen adapter itself, over the fake libxenctrl: a pause the hypervisor refuses
     was reported as a successful empty batch (the move then said done), and a probe
     killed before any journal row left the guest paused for good."""
-    pytest.importorskip("xapi_numa._libxenuma", reason="the cffi module is built by `make native`")
+    try:
+        import xapi_numa._libxenuma  # noqa: F401
+    except ImportError:
+        missing("the cffi module is built by `make native`")
     env = dict(os.environ, LD_LIBRARY_PATH=patched_ops_binary["stock"],
                PYTHONPATH=os.path.dirname(LIB))
     env.pop("FAKE_XC_FAIL", None)

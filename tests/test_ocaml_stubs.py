@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import needs
 
 STUBS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ocaml-stubs")
 DUNE = shutil.which("dune")
@@ -18,7 +19,7 @@ if DUNE is None and os.environ.get("CI") == "true":
     pytest.fail("dune is missing in CI: .ci/run installs ocaml-nox ocaml-dune ocaml-findlib", pytrace=False)
 
 
-@pytest.mark.skipif(DUNE is None, reason="dune not installed (apt-get install ocaml-nox ocaml-dune ocaml-findlib)")
+@needs(DUNE is not None, "dune not installed (apt-get install ocaml-nox ocaml-dune ocaml-findlib)")
 def test_dune_build_and_runtest(tmp_path):
     # a build directory of its own: dune 2.9 locks none, and make test, make test-py36 and the
     # real-Xen image build (.ci/run runs them at once) all build these stubs

@@ -21,6 +21,7 @@ import sys
 import zipfile
 
 import pytest
+from conftest import missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOM0_CODE = ["xapi_numa", os.path.join("plugins", "numa")]
@@ -78,8 +79,7 @@ def py36_env(tmp_path_factory):
     build_rpm = load_build_rpm()
     exe = build_rpm.find_python36()
     if exe is None:
-        pytest.skip("no CPython 3.6 on this machine (python3.6 on PATH or a pyenv 3.6): "
-                    "only the static check ran")
+        missing("no CPython 3.6 on this machine (python3.6 on PATH or a pyenv 3.6): only the static check ran")
     deps = tmp_path_factory.mktemp("py36-deps")
     wheels = tmp_path_factory.mktemp("py36-wheels")
     try:

@@ -22,6 +22,7 @@ import sys
 import xmlrpc.client
 
 import pytest
+from conftest import missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "opt/xapi-numa"
@@ -54,7 +55,7 @@ def dom0_lib(tmp_path_factory):
     """A directory with the zig-built libxenuma.so and its libxenuma.h."""
     why = have_dom0_toolchain() if shutil.which("dpkg") else "not a Debian machine (dpkg missing)"
     if why:
-        pytest.skip("cannot build libxenuma for glibc 2.17: " + why)
+        missing("cannot build libxenuma for glibc 2.17: " + why)
     out = tmp_path_factory.mktemp("dom0-lib")
     proc = subprocess.run(["sh", os.path.join(ROOT, "packaging", "dom0-lib.sh"), str(out), sys.executable],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
@@ -132,7 +133,7 @@ def test_abi_and_api_modes_agree_on_page_layouts(dom0_lib):
     try:
         from xapi_numa._libxenuma import ffi as api_ffi, lib as api_lib
     except ImportError:
-        pytest.skip("no API-mode module here to compare with (libxen-dev absent at install)")
+        missing("no API-mode module here to compare with (libxen-dev absent at install)")
     expected = [api_lib.xn_page_layout(api_ffi.new("uint8_t[]", p)) for p in crafted_pages()]
     assert results == expected
 
@@ -149,7 +150,7 @@ def test_abi_loader_says_where_it_looked(tmp_path):
 @pytest.fixture(scope="module")
 def rpm_file(dom0_lib, tmp_path_factory):
     if shutil.which("rpmbuild") is None or shutil.which("rpm") is None:
-        pytest.skip("rpmbuild is not installed (Debian: apt-get install rpm; .ci/run does)")
+        missing("rpmbuild is not installed (Debian: apt-get install rpm; .ci/run does)")
     out = tmp_path_factory.mktemp("rpm")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "build_rpm.py"), "--lib", dom0_lib,
                            "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
