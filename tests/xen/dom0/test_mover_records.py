@@ -82,18 +82,17 @@ def died(proc: subprocess.Popen) -> str:
 
 
 def test_kill_during_the_probe_pause_is_recovered(hv, guest, run_dir):
-    record = os.path.join(run_dir, "move-{}.batch".format(guest))
-    proc = mover("XenHypervisor().memory_map({}, probe_ms=120000)".format(guest))
+    record = os.path.join(run_dir, "move-{}.probe".format(guest))  # a probe's record of its own
+    proc = mover("XenHypervisor().memory_map({}, probe_ms=60000)".format(guest))  # the longest allowed
     deadline = time.monotonic() + 180
     while not (paused(hv, guest) and os.path.exists(record)):
         assert proc.poll() is None and time.monotonic() < deadline, died(proc)
         time.sleep(0.1)
-    # alive: its lock says so, and recovery keeps its hands off
+    # alive: its lock says so, and recovery keeps its hands off (a live scan's record:
+    # nothing to recover, and no error either)
     assert busy(record) == 1
-    with pytest.raises(HypervisorError) as info:
-        hv.recover_move(guest)
-    assert "EBUSY" in str(info.value) or "busy" in str(info.value).lower(), info.value
-    assert paused(hv, guest)
+    assert hv.recover_move(guest) is None
+    assert paused(hv, guest) and os.path.exists(record)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert paused(hv, guest) and os.path.exists(record) and busy(record) == 0
