@@ -159,5 +159,6 @@ if __name__ == "__main__":
     import sys
     chosen = int(sys.argv[1]) if len(sys.argv) > 1 else SEED
     for r in run(chosen, tuple(sys.argv[2:]) or ("asymmetric", "bursty", "diurnal", "steady"), len(sys.argv) <= 2):
-        print("[{}] {}: {:.2f}x {} (goal {}); {}".format("ok " if r.met else "MISS", r.name, r.ratio, r.unit, r.goal,
+        mark = "info" if r.met is None else "ok " if r.met else "MISS"
+        print("[{}] {}: {:.2f}x {} (goal {}); {}".format(mark, r.name, r.ratio, r.unit, r.goal,
                                                         r.detail), flush=True)

@@ -323,3 +323,18 @@ def test_release_while_xapi_starts_the_vm_keeps_the_pin_and_the_reservation(one)
     assert answer["boot_pin"] == "kept" and answer["released"] is False
     assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
     assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]
+
+
+def test_the_daemon_reads_this_hosts_guest_mask(one, monkeypatch):
+    """xapi-numad judges admin pins against the host's guest mask: it reads it with the
+    VMs' records, from this host's own record."""
+    from xapi_numa.ops.xapi_link import XapiLink
+
+    server, session, host, sid = one
+    monkeypatch.setenv("XAPI_NUMA_INVENTORY", server.inventories[host])
+    now = [0.0]
+    link = XapiLink(lambda: session, lambda: now[0])
+    assert link.guest_cpus() is None
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,4,5,6,7"})
+    now[0] += 31.0  # read again with the records
+    assert link.guest_cpus() == frozenset(range(1, 8))

@@ -63,6 +63,23 @@ def test_an_admin_hard_pin_is_left_alone():
     assert [(p.domid, p.vcpu) for p in pins] == [(2, 0)]
 
 
+def test_a_vm_settled_inside_the_hosts_guest_mask_is_no_admin_pin():
+    """Settled on a host with a guest mask (CPUs 1-7 here), a VM's hard affinity is that
+    mask: taken for an admin pin, it was never homed, fixed up or rebalanced again."""
+    mask = frozenset(range(1, 8))
+    vs = [vcpu(1, 0, 4, N0, hard=mask), vcpu(1, 1, 1, N0, hard=mask), vcpu(2, 0, 0, N1, hard=mask),
+          vcpu(2, 1, 5, N1, hard=mask)]
+    assert homing.plan(snap(vs), LONG_AGO, threshold=1.0) == []  # no mask known: the admin's pins
+    masked = attrs.evolve(snap(vs), guest_cpus=mask)
+    assert [(p.domid, p.vcpu) for p in homing.plan(masked, LONG_AGO, threshold=1.0)] == [(1, 0), (2, 0)]
+    narrower = [attrs.evolve(v, hard=frozenset({4, 5})) if v.domid == 1 and v.vcpu == 0 else v for v in vs]
+    pins = homing.plan(attrs.evolve(snap(narrower), guest_cpus=mask), LONG_AGO, threshold=1.0)
+    assert [(p.domid, p.vcpu) for p in pins] == [(2, 0)]  # narrower than the mask: an admin's pin
+    fixable = [vcpu(1, 0, 0, N0, hard=mask)]
+    assert affinity_fixup.plan(snap(fixable, pages={1: {0: 10, 1: 90}})) == []
+    assert affinity_fixup.plan(attrs.evolve(snap(fixable, pages={1: {0: 10, 1: 90}}), guest_cpus=mask))
+
+
 def test_not_fixable_when_home_is_busy_with_vcpus_at_home():
     # vCPU 0 of A runs on node 1; every pCPU of node 0 runs a vCPU that is at home there
     vs = [vcpu(1, 0, 4, N0)] + [vcpu(3, i, i, N0) for i in range(4)]

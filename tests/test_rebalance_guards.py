@@ -129,11 +129,26 @@ def test_a_vm_homed_on_both_nodes_loads_both_as_its_vcpus_are_homed(tmp_path):
     got = loads_of(rb, [dom(1)], {1: both})
     assert got["uuid-1"].home is None and got["uuid-1"].loads == {0: 0.5, 1: 0.5}
     assert rebalance.node_demand(list(got.values()), [0, 1]) == {0: 1.0, 1: 1.0}
+    # a preferred list says where its home may move, not where its vCPUs run now
+    from xapi_numa.core.policy import Policy
+    listed = Rebalancer(Database(str(tmp_path / "db2")), policy_of=lambda uuid: Policy.parse("preferred", "0"))
+    assert loads_of(listed, [dom(1)], {1: both})["uuid-1"].loads == {0: 0.5, 1: 0.5}
     # vCPU 1 held on node 1 by homing's temporary pin (hard), its soft affinity the host's
     held = (both[0], VcpuInfo(1, 1, 4, "running", N1, TOPO.all_cpus, 1.0))
     snap = HostSnapshot(TOPO, 10.0, (dom(1),), {1: held})
     vm = rb.loads(snap, {"uuid-1": {0: GiB >> 12}}, set(), 10.0, our_pins={("uuid-1", 1)})[0]
     assert vm.home is None and vm.loads == {0: 0.75, 1: 0.25}
+
+
+def test_a_vm_settled_inside_the_hosts_guest_mask_is_moved_as_any(tmp_path):
+    """Its hard affinity is the host's guest mask, as settling leaves it: no admin pin."""
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    mask = frozenset(range(1, TOPO.all_cpus.__len__()))
+    inside = tuple(attrs.evolve(v, hard=mask) for v in vcpus(1, N0))
+    snap = HostSnapshot(TOPO, 10.0, (dom(1),), {1: inside})
+    pages = {"uuid-1": {0: GiB >> 12}}
+    assert not rb.loads(snap, pages, set(), 10.0)[0].movable  # no mask known: an admin's pin
+    assert rb.loads(attrs.evolve(snap, guest_cpus=mask), pages, set(), 10.0)[0].movable
 
 
 def test_a_domain_being_built_or_arriving_is_not_moved(tmp_path):

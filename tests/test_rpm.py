@@ -24,6 +24,10 @@ import xmlrpc.client
 import pytest
 from conftest import missing
 
+# The RPM is built by the build machine's Python (make test runs this file); dom0's 3.6
+# runs its payload in test_py36.  Under make test-py36 there is nothing of ours to test here.
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="the RPM build runs on the build machine's Python")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "opt/xapi-numa"
 OUTSIDE_PREFIX = {"etc/xapi.d/plugins/numa", "usr/bin/xapi-numa", "usr/bin/xapi-numad", "usr/bin/xapi-numa-rrdd",

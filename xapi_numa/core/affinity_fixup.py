@@ -54,7 +54,7 @@ def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[object]:
         if d.domid == 0 or d.domid in excluded or d.domid not in snap.pages:
             continue
         vs = snap.vcpus.get(d.domid, ())
-        if not vs or not all(soft_is_narrow(v, topo) and v.hard >= topo.all_cpus for v in vs):
+        if not vs or not all(soft_is_narrow(v, topo) and v.hard >= snap.unpinned for v in vs):
             continue
         share = outside_share(vs, topo, snap.pages[d.domid])
         if share <= MAJORITY:

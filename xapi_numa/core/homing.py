@@ -159,7 +159,7 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
     def eligible(v: VcpuInfo) -> bool:
         usable = snap.pool_cpus(v.domid) & all_cpus
         return (v.domid not in excluded and (v.domid, v.vcpu) not in pinned
-                and v.hard >= all_cpus  # an admin pin is the admin's business
+                and v.hard >= snap.unpinned  # an admin pin is the admin's business
                 and fixable(v, running, keys, usable) and has_room(v.soft & usable))
 
     due = [v for v in out if snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold and eligible(v)]
@@ -174,7 +174,7 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
         hot = {v.domid for v in due} if settling else (set(escalate) | held) & {v.domid for v in due}
         for domid in _credit2_partners([v for v in due if v.domid in hot], running, keys, excluded):
             vs = [v for v in snap.vcpus.get(domid, ())
-                  if soft_is_narrow(v, snap.topology) and v.hard >= all_cpus and (domid, v.vcpu) not in pinned]
+                  if soft_is_narrow(v, snap.topology) and v.hard >= snap.unpinned and (domid, v.vcpu) not in pinned]
             if all(has_room(v.soft & snap.pool_cpus(domid)) for v in vs):
                 for v in vs:
                     targets.setdefault((domid, v.vcpu), v)

@@ -24,6 +24,16 @@ class HostSnapshot:
     # uuid -> domid of domains that are there but whose vCPUs could not be read this time: left
     # out of ``domains``, yet not gone (what is remembered of them, their pins first, is kept)
     unread: Mapping[str, int] = attrs.field(factory=dict)
+    # the host's guest mask (guest_VCPUs_params:mask, from xapi), None where it has none or
+    # xapi is not asked: every guest's hard affinity stays inside it, settled ones included
+    guest_cpus: Optional[FrozenSet[int]] = None
+
+    @property
+    def unpinned(self) -> FrozenSet[int]:
+        """The hard affinity that pins nothing: every CPU a guest may use here.  A hard
+        affinity that covers it is nobody's pin; a narrower one is an admin's (or ours)."""
+        cpus = self.topology.all_cpus
+        return cpus & self.guest_cpus or cpus if self.guest_cpus is not None else cpus
 
     def pool_cpus(self, domid: int) -> FrozenSet[int]:
         """The pCPUs the domain's vCPUs may run on at all (its CPU pool's)."""

@@ -199,7 +199,7 @@ class Rebalancer:
             if d.domid == 0:
                 continue
             vcpus = snap.vcpus.get(d.domid, ())
-            eligible, allowed = self._eligibility(d.uuid, vcpus, topo, our_pins)
+            eligible, allowed = self._eligibility(d.uuid, vcpus, snap.unpinned, our_pins)
             running = self._running(d, snap)
             movable = eligible and running and d.domid not in excluded and \
                 now - last.get(d.uuid, float("-inf")) >= self.settings.hold_down
@@ -222,8 +222,8 @@ class Rebalancer:
             out.append(rebalance.VmLoad(d.domid, d.uuid, d.name, home, tuple(v.vcpu for v in vcpus),
                                         self.unit_demand.get(unit, 0.0), dict(pages.get(d.uuid, {})), d.type,
                                         movable, allowed, tuple(self.history.get(unit, ())),
-                                        fixed_memory=fixed, shares={} if home is not None else
-                                        locality.home_shares(meant, topo, allowed)))
+                                        fixed_memory=fixed, shares={} if home is not None else locality.home_shares(
+                                            meant, topo, topo.nodes_of_cpus(snap.pool_cpus(d.domid)))))
             if home is not None and allowed is not None and home not in allowed:
                 self.left_alone.add(d.uuid)  # its preferred list or CPU pool changed since
         return out
@@ -260,13 +260,13 @@ class Rebalancer:
                                  vnode=v.index)
                 for v in lay.vnodes]
 
-    def _eligibility(self, uuid: str, vcpus, topo, our_pins) -> Tuple[bool, Optional[FrozenSet[int]]]:
+    def _eligibility(self, uuid: str, vcpus, unpinned, our_pins) -> Tuple[bool, Optional[FrozenSet[int]]]:
         if self.opted_out(uuid):
             return False, None
         policy = self.policy_of(uuid)
         if policy.mode in ("any", "strict"):
             return False, None
-        if any(not v.hard >= topo.all_cpus and (uuid, v.vcpu) not in our_pins for v in vcpus):
+        if any(not v.hard >= unpinned and (uuid, v.vcpu) not in our_pins for v in vcpus):
             return False, None  # an admin hard pin (a temporary pin of homing's is not one)
         return True, (frozenset(policy.nodes) if policy.mode == "preferred" and policy.nodes else None)
 

@@ -24,7 +24,7 @@ once per ``page_scan_interval`` seconds, never on a host with more than
 own page moves, the only other change, report where pages went).
 """
 import logging
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
@@ -73,11 +73,13 @@ class Runtime:
                  policy_of: Optional[Callable[[str], Policy]] = None,
                  settler: Optional[Callable[[], List[str]]] = None, dry_run: bool = False,
                  logger: logging.Logger = LOG, opted_out: Optional[Callable[[str], bool]] = None,
-                 dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False) -> None:
+                 dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False,
+                 guest_cpus: Callable[[], Optional[FrozenSet[int]]] = lambda: None) -> None:
         self.hv, self.db, self.settings = hv, db, settings
         # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
         self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out)
         self.policy_of = policy_of or (lambda uuid: Policy())
+        self.guest_cpus = guest_cpus  # the host's guest mask, where xapi says (see HostSnapshot.unpinned)
         self.settler = settler
         self.logger = logger
         modelled = hv.capabilities().modelled_time
@@ -141,7 +143,7 @@ class Runtime:
         native_pages = self.hv.capabilities().features.get("node_pages") != "fallback"
         fixup_due = self._pages_due(now)
         with_pages = fixup_due or (native_pages and self._rebalance_due(now))
-        snap = observe.take(self.hv, now, with_pages=with_pages)
+        snap = attrs.evolve(observe.take(self.hv, now, with_pages=with_pages), guest_cpus=self.guest_cpus())
         self._fixup_now, self.alive = fixup_due, {d.uuid for d in snap.domains} | set(snap.unread)
         if with_pages:
             self.last_page_scan = now

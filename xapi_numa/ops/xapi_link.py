@@ -9,9 +9,10 @@ tried after a back-off (1 s doubling to 60 s); meanwhile callers get
 """
 import logging
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar
 
 from xapi_numa.backends import xapi
+from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.core.policy import Policy
 from xapi_numa.errors import NumaError, UnknownVM
 from xapi_numa.ops.executor import log_event
@@ -37,6 +38,7 @@ class XapiLink:
         self._opted_out: Dict[str, bool] = {}
         self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
         self._policies_at: Optional[float] = None
+        self._guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
 
     def use(self, fn: Callable[[object], T]) -> Optional[T]:
         """``fn(session)``, or None while xapi cannot be reached."""
@@ -93,7 +95,24 @@ class XapiLink:
                 self._opted_out = {r["uuid"]: r.get("other_config", {}).get(REBALANCE_KEY, "").strip().lower()
                                    in ("false", "0", "no", "off") for r in records.values()}
                 self._policies_at = now
+                self._guest_cpus = self.use(self._read_guest_cpus)
         return self._policies.get(uuid, Policy())
+
+    def guest_cpus(self) -> Optional[FrozenSet[int]]:
+        """This host's guest mask (``guest_VCPUs_params:mask``), read with the records: a
+        VM settled inside it is not pinned by an admin."""
+        self.policy_of("")  # refreshes it with the records, at most every 30 s
+        return self._guest_cpus
+
+    @staticmethod
+    def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
+        uuid = local_host_uuid()
+        if uuid is None:
+            return None
+        try:
+            return xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_by_uuid, uuid))
+        except NumaError:  # a mask xapi itself would not read: it narrows nothing
+            return None
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
