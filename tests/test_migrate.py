@@ -572,3 +572,31 @@ def test_the_movers_scope_asks_systemd_219_nothing_it_refuses(tmp_path, monkeypa
     assert "--collect" in migrate.scope_command(7, 249)
     fake.write_text("#!/bin/sh\nexit 1\n")
     assert migrate._systemd_version() == 0
+
+
+def test_a_recovery_that_put_the_batch_back_is_not_reported_as_a_paused_guest():
+    """The batch record recovered, then another record of the domain's failed: the mover
+    said the guest stayed paused with its contents in the record, which was gone."""
+    import errno
+    from types import SimpleNamespace
+    from xapi_numa.errors import HypervisorError
+    from xapi_numa.ops.move_recovery import finish_kept_batch
+
+    class Host:
+        def __init__(self, paused):
+            self.paused = paused
+
+        def recover_move(self, domid):
+            raise HypervisorError(errno.EPROTO, "domain 7: finished a page-move batch; the probe record")
+
+        def domains(self):
+            return [SimpleNamespace(domid=7, paused=self.paused)]
+
+        def sleep(self, seconds):
+            pass
+
+    d = SimpleNamespace(domid=7)
+    still, told = finish_kept_batch(Host(paused=False), d, "copy-back failed")
+    assert still is False and "put them back" in told and "stays paused" not in told
+    still, told = finish_kept_batch(Host(paused=True), d, "copy-back failed")
+    assert still is True and "stays paused" in told

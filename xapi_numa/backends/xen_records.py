@@ -68,8 +68,8 @@ def recover_all(ffi, lib, handle, domid: int) -> Optional[str]:
     try:
         notes.append(recover(ffi, lib, handle, domid, record_path(domid, "probe")))
     except HypervisorError as err:
-        if err.errno != errno.EBUSY:
-            raise
+        if err.errno != errno.EBUSY:  # said with what the batch record's recovery did
+            raise HypervisorError(err.errno, "; ".join(n for n in notes + [err.message] if n)) from None
     return "; ".join(n for n in notes if n) or None
 
 

@@ -104,14 +104,18 @@ def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, 
             # EBUSY: another recovery (xapi-numad's sweep, a CLI) holds the record right now;
             # when it is done the record is gone and there is nothing left to do here
             if err.errno != errno.EBUSY or attempt == BUSY_TRIES - 1:
-                return _still_paused(error, err)
+                return _still_paused(hv, d, error, err)
             hv.sleep(BUSY_WAIT_S)
         except NumaError as err:
-            return _still_paused(error, err)
+            return _still_paused(hv, d, error, err)
     return False, f"{error}; recovery put them back from the batch record: {note}" if note else error
 
 
-def _still_paused(error: str, err: NumaError) -> Tuple[bool, str]:
+def _still_paused(hv: Hypervisor, d: DomainInfo, error: str, err: NumaError) -> Tuple[bool, str]:
+    """What a failed recovery leaves, as the domain shows it (a recovery can put the batch
+    back and then fail on another record of the domain's)."""
+    if not any(x.domid == d.domid and x.paused for x in hv.domains()):
+        return False, f"{error}; recovery put them back, then failed on something else: {err.message}"
     return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
                       f"putting them back failed too ({err.message}): xapi-numad's next cycle or "
                       f"`xapi-numa memory-moves --recover` tries again")
