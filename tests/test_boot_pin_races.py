@@ -323,6 +323,15 @@ def test_release_while_xapi_starts_the_vm_keeps_the_pin_and_the_reservation(one)
     assert answer["boot_pin"] == "kept" and answer["released"] is False
     assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
     assert [r.vm for r in Ledger(server.ledgers[host]).reservations()] == [uuid]
+    # xapi starting it on another host: this host's reservation is for nothing, it goes;
+    # the pin that build reads stays (its settling turns it into the policy's affinity)
+    other = next(h for h in session.xenapi.host.get_all() if h != host)
+    with server.lock:
+        server.vms[ref]["scheduled_to_be_resident_on"] = other
+    answer = ok(run(server, host, sid, "release", {"vm": uuid}))
+    assert answer["released"] is True and answer["boot_pin"] == "kept", answer
+    assert Ledger(server.ledgers[host]).reservations() == []
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
 
 
 def test_the_daemon_reads_this_hosts_guest_mask(one, monkeypatch):

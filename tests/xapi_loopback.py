@@ -176,7 +176,8 @@ class LoopbackXapi:
                              "memory_dynamic_min": str(memory), "memory_static_min": str(memory),
                              "memory_target": str(memory), "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
-                             "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": []}
+                             "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": [],
+                             "scheduled_to_be_resident_on": NULL}
         return ref, uuid
 
     def plugin_env(self, host: str) -> dict:
@@ -392,6 +393,7 @@ class LoopbackXapi:
                 raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, task)
             task = _ref()
             record["current_operations"] = {task: "start_on"}  # what xapi shows while it builds
+            record["scheduled_to_be_resident_on"] = host
             mask = record["VCPUs_params"].get("mask")
             host_mask = h["guest_VCPUs_params"].get("mask")  # xapi narrows every guest's mask to it
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
@@ -407,15 +409,15 @@ class LoopbackXapi:
         except NoCapacity:
             free = sum(m.free for m in self.sims[host].node_memory())
             with self.lock:
-                record["current_operations"] = {}
+                record.update(current_operations={}, scheduled_to_be_resident_on=NULL)
             raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", str(memory), str(free)) from None
         except (NumaError, ValueError) as err:
             with self.lock:
-                record["current_operations"] = {}
+                record.update(current_operations={}, scheduled_to_be_resident_on=NULL)
             raise Failure("INTERNAL_ERROR", str(err)) from None
         with self.lock:
             record.update(power_state="Paused" if start_paused else "Running", resident_on=host, domid=str(domid),
-                          current_operations={})
+                          current_operations={}, scheduled_to_be_resident_on=NULL)
             self.hosts[host]["resident_VMs"].append(vm)
             self.metrics[record["metrics"]].update(VCPUs_number=str(vcpus), memory_actual=str(memory))
         return ""

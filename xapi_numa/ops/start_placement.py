@@ -228,17 +228,19 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     with owning(ledger, session, vm, uuid):
         record = xapi.vm_record(session, vm)
         placer = boot_pin.placing_host(record["other_config"])
-        if STARTING_OPERATIONS & set(record.get("current_operations", {}).values()):
-            # xapi is building the domain now: the reservation is what keeps other
+        starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
+        if starting and _starting_here(session, record, host_uuid):
+            # xapi is building the domain here now: the reservation is what keeps other
             # starts off its memory until the build claims it (settle or reconcile
             # drop it after; if the start fails, it lapses with its lease)
             return {"vm": uuid, "released": False, "reservation": "kept: the VM is starting",
                     "boot_pin": "kept"}
-        had = upkeep.release_asked(hv, ledger, uuid)
+        had = upkeep.release_asked(hv, ledger, uuid)  # (starting elsewhere: this host's is for nothing)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-        if record["power_state"] in ("Running", "Paused") and boot_pin.placed_nodes(record["other_config"]):
-            # The start happened: the domain was built with the pin, which settling it
+        if (record["power_state"] in ("Running", "Paused") or starting) and \
+                boot_pin.placed_nodes(record["other_config"]):
+            # The start happened (or is under way on another host): the domain is built with the pin, which settling it
             # (xapi-numad does, or the plugin's settle) turns into its policy's affinity.
             # Undone here, nothing would settle it and its vCPUs would stay pinned.
             where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
@@ -246,6 +248,16 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
                     "running_on": xapi.call(session.xenapi.host.get_uuid, where) if where else None}
         pinned = boot_pin.restore_boot(session, vm, record).pinned
     return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
+
+
+def _starting_here(session, record: dict, host_uuid: Optional[str]) -> bool:
+    """Is xapi starting the VM on this host (``scheduled_to_be_resident_on``)?  Unknown
+    counts as here: a reservation kept for nothing lapses with its lease, one dropped
+    under a build is memory another start takes."""
+    scheduled = record.get("scheduled_to_be_resident_on", "OpaqueRef:NULL")
+    if host_uuid is None or scheduled in (None, "", "OpaqueRef:NULL"):
+        return True
+    return xapi.call(session.xenapi.host.get_uuid, scheduled).lower() == host_uuid.lower()
 
 
 def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] = None) -> dict:
