@@ -600,3 +600,22 @@ def test_a_recovery_that_put_the_batch_back_is_not_reported_as_a_paused_guest():
     assert still is False and "put them back" in told and "stays paused" not in told
     still, told = finish_kept_batch(Host(paused=True), d, "copy-back failed")
     assert still is True and "stays paused" in told
+
+
+def test_the_sweep_never_locks_a_record_being_written(tmp_path, monkeypatch):
+    """A writer locks its new record just after creating it: a sweep holding that lock
+    at that instant made the writer's lock fail (EWOULDBLOCK) and its batch with it, as a
+    mover on real Xen did (EAGAIN at batch 35 of 46).  Only records old enough are looked at."""
+    import time
+    from xapi_numa.backends import xen_records
+
+    monkeypatch.setenv("XAPI_NUMA_RUN_DIR", str(tmp_path))
+    young, old = tmp_path / "move-3.batch.new.1.1.0", tmp_path / "move-4.probe.new.2.2.0"
+    young.write_bytes(b"x")
+    old.write_bytes(b"x")
+    os.utime(str(old), (time.time() - 3600, time.time() - 3600))
+    locked = []
+    real = xen_records.fcntl.flock
+    monkeypatch.setattr(xen_records.fcntl, "flock", lambda fd, op: locked.append(fd) or real(fd, op))
+    assert xen_records.domids_with_records() == []
+    assert young.exists() and not old.exists() and len(locked) == 1
