@@ -241,7 +241,8 @@ class Planner:
                              f"{format_size(avail[most])} on node {most}) and on_exhaust=fail forbids spreading",
                              ("node", str(need), str(avail[most])))
         raise NoCapacity(f"no set of nodes has {format_size(need)} available (at most {format_size(avail[most])} "
-                         f"on node {most}, {format_size(sum(avail))} on the host)", ("host", str(need), str(sum(avail))))
+                         f"on node {most}, {format_size(sum(avail))} on the host)",
+                         ("host", str(need), str(sum(avail))))
 
     def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool,
                   borrow: bool = False):

@@ -189,7 +189,8 @@ class Topology:
         with none (memory-only), those of the nearest nodes that have CPUs (among
         ``allowed`` nodes if any of them has), by SLIT distance from the lowest of them
         (ties all taken).  Never empty for some nodes on a host with CPUs (an empty mask
-        is no affinity Xen takes); empty for no nodes.  The one rule for placement, the boot pin, settling and the fix-up."""
+        is no affinity Xen takes); empty for no nodes.  The one rule for placement, the
+        boot pin, settling and the fix-up."""
         ids = sorted(nodes)
         cpus = self.cpus_of_nodes(ids)
         with_cpus = [n.id for n in self.nodes if n.cpus]

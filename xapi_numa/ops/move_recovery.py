@@ -114,7 +114,11 @@ def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, 
 def _still_paused(hv: Hypervisor, d: DomainInfo, error: str, err: NumaError) -> Tuple[bool, str]:
     """What a failed recovery leaves, as the domain shows it (a recovery can put the batch
     back and then fail on another record of the domain's)."""
-    if not any(x.domid == d.domid and x.paused for x in hv.domains()):
+    try:
+        paused = any(x.domid == d.domid and x.paused for x in hv.domains())
+    except NumaError:
+        paused = True  # cannot tell: the cautious answer
+    if not paused:
         return False, f"{error}; recovery put them back, then failed on something else: {err.message}"
     return True, (f"{error}; the guest stays paused with its contents in the batch record, and "
                       f"putting them back failed too ({err.message}): xapi-numad's next cycle or "

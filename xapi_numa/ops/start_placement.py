@@ -240,8 +240,9 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
         if (record["power_state"] in ("Running", "Paused") or starting) and \
                 boot_pin.placed_nodes(record["other_config"]):
-            # The start happened (or is under way on another host): the domain is built with the pin, which settling it
-            # (xapi-numad does, or the plugin's settle) turns into its policy's affinity.
+            # The start happened (or is under way on another host): the domain is built
+            # with the pin, which settling it (xapi-numad does, or the plugin's settle)
+            # turns into its policy's affinity.
             # Undone here, nothing would settle it and its vCPUs would stay pinned.
             where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
             return {"vm": uuid, "released": had, "boot_pin": "kept",
