@@ -300,7 +300,7 @@ def test_a_vm_homed_on_several_nodes_loads_them_though_it_is_never_moved():
     vcpus = [VcpuInfo(1, 0, 0, "running", everywhere, everywhere),
              VcpuInfo(1, 1, 4, "running", everywhere, frozenset({4, 5, 6, 7}))]
     assert home_shares(vcpus, topo) == {0: 0.25, 1: 0.75}
-    assert home_shares(vcpus, topo, within=frozenset({1})) == {1: 1.0}  # its CPU pool's nodes only
+    assert home_shares(vcpus, topo, pool_nodes=frozenset({1})) == {1: 1.0}  # its CPU pool's nodes only
     # a memory-only node runs no vCPU: a third of the demand went there and vanished
     with_memory_only = Topology.from_arrays([0] * 4 + [1] * 4, [[10, 20, 30], [20, 10, 30], [30, 30, 10]],
                                             [8 * GIB] * 3)

@@ -264,10 +264,11 @@ def host_known(session, uuid: str) -> bool:
 HOST_MASK_FIELD = "host guest_VCPUs_params:mask"
 
 
-def host_guest_cpus(session, host: str) -> Optional[FrozenSet[int]]:
-    """The CPUs host ``host`` (a ref) leaves guests by its ``guest_VCPUs_params:mask``
-    (xapi narrows every VM's mask to them at a start there, or uses it for a VM without
-    one), or None.  xapi reads it as one list: with a ';' it reads nothing."""
+def host_guest_cpus(session, host_uuid: str) -> Optional[FrozenSet[int]]:
+    """The CPUs host ``host_uuid`` leaves guests by its ``guest_VCPUs_params:mask`` (xapi
+    narrows every VM's mask to them at a start there, or uses it for a VM without one),
+    or None.  xapi reads it as one list: with a ';' it reads nothing."""
+    host = call(session.xenapi.host.get_by_uuid, host_uuid)
     text = call(session.xenapi.host.get_guest_VCPUs_params, host).get("mask")
     if not text or ";" in text:
         return None

@@ -16,7 +16,7 @@ from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import whole_number
-from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.core.units import PAGE_SHIFT, SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
@@ -60,7 +60,7 @@ def _landed(hv, d: DomainInfo) -> Dict[int, int]:
     """Bytes per node where a built domain's memory is, on the nodes that hold a
     meaningful share of it (a few pages elsewhere make no vnode)."""
     pages = hv.node_pages(d.domid)
-    return {n: pages[n] << 12 for n in sorted(locality.memory_nodes(pages))}
+    return {n: pages[n] << PAGE_SHIFT for n in sorted(locality.memory_nodes(pages))}
 
 
 def _check_landed(plan: vnuma.VnumaPlan, landed: Dict[int, int], d: DomainInfo) -> None:

@@ -115,13 +115,12 @@ def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
     problems: List[str] = []
     dom0_vcpus = [v for v in dom0_vcpus if v.state != "offline"]
     for v in dom0_vcpus:
-        hard = v.hard & topo.all_cpus  # a map wider than the host's CPUs (hotplug ones): all of them
-        on = topo.nodes_of_cpus(hard)
+        on = topo.nodes_of_cpus(v.hard)
         if len(on) == 1:
             nodes[v.vcpu] = next(iter(on))
         else:
             problems.append("dom0 vCPU {} may run on pCPUs {} (nodes {}): not pinned to one node".format(
-                v.vcpu, topo.format_cpus(hard), ",".join(str(n) for n in sorted(on))))
+                v.vcpu, topo.format_cpus(v.hard), ",".join(str(n) for n in sorted(on))))
     if not dom0_vcpus:
         problems.append("dom0 has no vCPUs to read")
     uncovered = frozenset(n.id for n in topo.nodes if n.cpus) - set(nodes.values()) if not problems else frozenset()

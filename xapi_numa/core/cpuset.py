@@ -17,10 +17,16 @@ Node lists (``parse_nodes``) use the same grammar over node ids, without the
 ``node:`` prefix.  Everything here is pure: the caller passes the universe.
 """
 
-from typing import AbstractSet, FrozenSet, Iterable, Mapping, Tuple
+from typing import AbstractSet, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xapi_numa.core.numbers import is_decimal, shown, shown_digits
 from xapi_numa.errors import InvalidArgument
+
+def within(cpus: FrozenSet[int], bound: Optional[AbstractSet[int]]) -> FrozenSet[int]:
+    """``cpus`` inside ``bound`` where that leaves any, else ``cpus`` (``bound`` None:
+    no bound): a mask narrowed never to nothing, as Xen takes no empty affinity."""
+    return frozenset(cpus & bound) or cpus if bound is not None else cpus
+
 
 CPU_SYNTAX = "comma-separated CPUs or ranges (0-27,56-83), node:N, nodes:A-B, all; ^ excludes"
 NODE_SYNTAX = "comma-separated node ids or ranges (0-1,3), all; ^ excludes"

@@ -13,6 +13,7 @@ Settling a started VM, the affinity fix-up, what a page move leaves behind,
 """
 from typing import Dict, FrozenSet, Iterable, Mapping, Optional
 
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.topology import Topology
 
@@ -47,14 +48,12 @@ def home_nodes(vcpus: Iterable[VcpuInfo], topo: Topology) -> FrozenSet[int]:
 
 
 def home_shares(vcpus: Iterable[VcpuInfo], topo: Topology,
-                within: Optional[FrozenSet[int]] = None) -> Dict[int, float]:
+                pool_nodes: Optional[FrozenSet[int]] = None) -> Dict[int, float]:
     """Per node, the share of a VM's vCPUs homed there (a vCPU homed on several nodes
     counts for each in equal parts; shares sum to 1): how a VM homed on several nodes
-    loads them.  Only nodes that can run a vCPU count: those with CPUs, within
-    ``within`` (its CPU pool's nodes) when given."""
-    runnable = frozenset(n.id for n in topo.nodes if n.cpus)
-    if within is not None:
-        runnable = runnable & within or runnable
+    loads them.  Only nodes that can run a vCPU count: those with CPUs, among
+    ``pool_nodes`` (its CPU pool's nodes) when given."""
+    runnable = within(frozenset(n.id for n in topo.nodes if n.cpus), pool_nodes)
     out: Dict[int, float] = {}
     vcpus = list(vcpus)
     for v in vcpus:

@@ -17,6 +17,7 @@ from typing import FrozenSet, List, Optional, Sequence
 import attrs
 
 from xapi_numa.core.actions import SetAffinity
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.locality import memory_nodes
 from xapi_numa.core.policy import Policy
@@ -56,21 +57,17 @@ def plan(domain: DomainInfo, vcpus: Sequence[VcpuInfo], topo: Topology, policy: 
         if landed and landed != nodes:
             nodes, fixed_up = landed, True
         hard, soft = topo.all_cpus, topo.cpus_near(nodes)
-    per_vcpu = {v.vcpu: _within(_vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict"), host_cpus)
+    per_vcpu = {v.vcpu: within(_vcpu_hard(v.vcpu, hard, admin_mask, topo, policy.mode == "strict"), host_cpus)
                 for v in vcpus}
     if admin_mask is not None or host_cpus is not None:
         # reported: the union of what the vCPUs get
-        hard = frozenset().union(*per_vcpu.values()) if per_vcpu else _within(_vcpu_hard(
+        hard = frozenset().union(*per_vcpu.values()) if per_vcpu else within(_vcpu_hard(
             0, hard, admin_mask, topo, policy.mode == "strict"), host_cpus)
     reason = "settled after the build ({} policy)".format(policy.mode)
     actions: List[SetAffinity] = [
         SetAffinity(domain.domid, domain.uuid, v.vcpu, soft=soft, reason=reason, hard=per_vcpu[v.vcpu])
         for v in vcpus]
     return Settlement(frozenset(nodes), landed, hard, soft, fixed_up, tuple(actions))
-
-
-def _within(cpus: FrozenSet[int], host_cpus: Optional[FrozenSet[int]]) -> FrozenSet[int]:
-    return cpus & host_cpus or cpus if host_cpus is not None else cpus
 
 
 def _vcpu_hard(vcpu: int, policy_hard: FrozenSet[int], admin_mask: Optional[VcpuMask], topo: Topology,

@@ -8,6 +8,7 @@ from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import DomainInfo, VcpuInfo
 from xapi_numa.core.topology import Topology
 
@@ -32,8 +33,7 @@ class HostSnapshot:
     def unpinned(self) -> FrozenSet[int]:
         """The hard affinity that pins nothing: every CPU a guest may use here.  A hard
         affinity that covers it is nobody's pin; a narrower one is an admin's (or ours)."""
-        cpus = self.topology.all_cpus
-        return cpus & self.guest_cpus or cpus if self.guest_cpus is not None else cpus
+        return within(self.topology.all_cpus, self.guest_cpus)
 
     def pool_cpus(self, domid: int) -> FrozenSet[int]:
         """The pCPUs the domain's vCPUs may run on at all (its CPU pool's)."""

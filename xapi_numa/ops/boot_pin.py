@@ -13,6 +13,7 @@ from typing import FrozenSet, Iterable, Optional, Union
 import attr
 
 from xapi_numa.backends import xapi
+from xapi_numa.core.numbers import is_decimal
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
 
@@ -52,8 +53,7 @@ def write_pin_keys(session, vm: str, values: dict) -> None:
 def placed_nodes(other_config: dict) -> FrozenSet[int]:
     """The nodes ``place`` chose for this VM (empty if it was not placed)."""
     # ASCII digits only: str.isdigit() takes '²', which int() then refuses
-    return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",")
-                     if n.strip() and set(n.strip()) <= set("0123456789"))
+    return frozenset(int(n) for n in other_config.get(xapi.PLACED_KEY, "").split(",") if is_decimal(n.strip()))
 
 
 def placing_host(other_config: dict) -> Optional[str]:

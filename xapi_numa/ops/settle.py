@@ -28,7 +28,8 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
     pages = hv.node_pages(dom.domid)
     # xapi narrowed the vCPUs to the host's guest mask at the start: settling keeps them in it
     resident = record.get("resident_on", "OpaqueRef:NULL")
-    host_cpus = xapi.host_guest_cpus(session, resident) if resident != "OpaqueRef:NULL" else None
+    host_cpus = xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_uuid, resident)) \
+        if resident != "OpaqueRef:NULL" else None
     plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask(record),
                          host_cpus)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)

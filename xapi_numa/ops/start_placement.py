@@ -18,7 +18,7 @@ import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
 from xapi_numa.backends import xapi
-from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
@@ -54,8 +54,7 @@ def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet
     (the mask's CPUs there if its own has none there, as settling does); without an
     admin mask, every vCPU on the chosen nodes.  Within the host's guest mask, if it
     has one (xapi narrows the pin to it at the start: the pin says what the VM gets)."""
-    chosen = topo.cpus_near(nodes)
-    chosen = chosen & host_cpus or chosen if host_cpus is not None else chosen
+    chosen = within(topo.cpus_near(nodes), host_cpus)
     mask = admin_mask(record)
     if mask is None:
         return VcpuMask([chosen])
@@ -116,8 +115,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
-    host_cpus = xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_by_uuid, host_uuid)) \
-        if host_uuid else None
+    host_cpus = xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
     request = request_for(record, planner.topology, host_cpus)

@@ -110,7 +110,7 @@ class XapiLink:
         if uuid is None:
             return None
         try:
-            return xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_by_uuid, uuid))
+            return xapi.host_guest_cpus(session, uuid)
         except NumaError:  # a mask xapi itself would not read: it narrows nothing
             return None
 

@@ -73,13 +73,12 @@ def call_text(arg) -> str:
         raise proto.BadCall("argv[1] is not UTF-8 text (byte {} of {})".format(err.start, len(raw))) from None
 
 
-def write_response(document: str, stream=None) -> None:
+def write_response(document: str) -> None:
     """The one methodResponse, as ASCII bytes: characters beyond ASCII (a VM's name in
     an error) as XML character references, which any XML parser reads back; stdout's
     own encoding is ASCII under the locale xapi gives a plugin."""
-    out = stream if stream is not None else sys.stdout.buffer
-    out.write(document.encode("ascii", "xmlcharrefreplace"))
-    out.flush()
+    sys.stdout.buffer.write(document.encode("ascii", "xmlcharrefreplace"))
+    sys.stdout.buffer.flush()
 
 
 def respond(argv: List[str]) -> str:

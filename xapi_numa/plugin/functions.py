@@ -225,10 +225,9 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     half = int_arg(args, "half", 0, 1) if "half" in args else None
     store = bool_arg(args, "store")
     vm = xapi.vm_ref(ctx.session, uuid)
-    host = xapi.call(ctx.session.xenapi.host.get_by_uuid, ctx.host_uuid) if ctx.host_uuid else None
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, xapi.vm_record(ctx.session, vm), uuid,
                                args.get("mode", "follow").strip(), half,
-                               xapi.host_guest_cpus(ctx.session, host) if host else None)
+                               xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
     if store:
         vnuma_xapi.store_plan(ctx.session, vm, plan)
     return dict(plan.to_dict(), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
