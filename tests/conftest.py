@@ -52,6 +52,15 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def libxenuma():
+    """The cffi API-mode module (``make native``): skipped where it is not built, failed in CI."""
+    try:
+        import xapi_numa._libxenuma as native
+    except ImportError:
+        missing("xapi_numa._libxenuma is built by `make native` (needs libxen-dev)")
+    return native
+
+
 def needs(present: bool, reason: str):
     """``skipif`` for a missing tool, except in CI, where the test runs (and fails)."""
     return pytest.mark.skipif(not present and not IN_CI, reason=reason + " (a failure when CI=true)")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import libxenuma
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -242,7 +243,7 @@ def test_sim_port_checks_the_layout_as_xen_does(tmp_path):
 
 
 def test_libxenuma_checks_a_layout_before_any_hypercall():
-    native = pytest.importorskip("xapi_numa._libxenuma")
+    native = libxenuma()
     ffi, lib = native.ffi, native.lib
     dist = ffi.new("uint32_t[4]", [10, 20, 20, 10])
 

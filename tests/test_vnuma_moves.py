@@ -7,6 +7,7 @@ import sys
 
 import attrs
 import pytest
+from conftest import libxenuma
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,7 +110,7 @@ def test_pnodes_come_from_the_last_u_dump():
 
 
 def test_libxenuma_getvnuma_refuses_bad_counts_before_any_hypercall():
-    native = pytest.importorskip("xapi_numa._libxenuma")
+    native = libxenuma()
     ffi, lib = native.ffi, native.lib
     counts = [ffi.new("uint32_t *", 65) for _ in range(3)]  # more vnodes than a domain can have
     assert lib.xn_domain_getvnuma(ffi.NULL, 1, counts[0], counts[1], counts[2], ffi.NULL, ffi.NULL, ffi.NULL) == -22
@@ -332,7 +333,7 @@ class FakeGetvnuma:
 def test_xen_adapter_sizes_with_the_enobufs_answer_and_asks_again():
     from xapi_numa.backends import xen_vnuma
 
-    native = pytest.importorskip("xapi_numa._libxenuma")
+    native = libxenuma()
     one, two = layout([1]), layout([0, 1], [128, 64])
     dump = DUMP.replace(b"d3 (total", b"d5 (total")
     fake = FakeGetvnuma([two])

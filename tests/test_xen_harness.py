@@ -153,8 +153,44 @@ def test_wait_console_says_when_a_guest_printed_nothing_at_all(monkeypatch):
     monkeypatch.setattr(xenlib, "patient", lambda seconds: 0.0)
     with pytest.raises(AssertionError, match=re.escape(xenlib.SILENT_GUEST)):
         xenlib.wait_console("A", "up", timeout=1)
-    with pytest.raises(AssertionError, match="never printed /up/; console tail:\nLinux version"):
+    with pytest.raises(AssertionError, match="never printed /up/; its last lines: Linux version 6.1\n"
+                                             "console tail:\nLinux version"):
         xenlib.wait_console("B", "up", timeout=1)
+
+
+def test_wait_console_stops_when_the_guest_dies_and_says_so_on_its_first_line(monkeypatch):
+    """Seen in CI: a fixture's PVH guest never printed its first memcheck line, the test
+    waited its whole 720 s, and CI's log kept only "console tail:" of why.  A PVH guest's
+    own crash shutdown makes Xen print nothing, so the harness saw no death either."""
+    said = {"A": "guest: up\nKernel panic - not syncing: Attempted to kill init!\n", "B": "guest: up\n",
+            "C": "guest: up\n"}
+    alive = {"A": True, "B": False, "C": True}
+    looked = []
+    monkeypatch.setattr(xenlib, "console", lambda name: said[name])
+    monkeypatch.setattr(xenlib, "domain_exists", lambda name: looked.append(name) or alive[name])
+    monkeypatch.setattr(xenlib, "LOOK_EVERY", 0.0)
+    monkeypatch.setattr(xenlib, "patient", lambda seconds: 0.0 if seconds < 100 else 3600.0)
+    for name in ("A", "C"):
+        with pytest.raises(AssertionError) as err:
+            xenlib.wait_console(name, "memcheck", timeout=1, untouched=name == "C")
+        first = str(err.value).splitlines()[0]
+        assert first.startswith(f"guest {name} never printed /memcheck/: ")
+        assert (xenlib.GUEST_DIED in first) == (name == "A") and (xenlib.GUEST_UNTOUCHED in first) == (name == "C")
+        assert first.endswith(said[name].strip().replace("\n", " | "))
+    # a domain that went ends the wait at once, long before the (here hour-long) guard
+    with pytest.raises(AssertionError, match=f"never printed /memcheck/: {xenlib.GUEST_DIED}; its last lines: guest: up"):
+        xenlib.wait_console("B", "memcheck", timeout=500)
+    assert looked[-1] == "B"
+    # a guest that printed, was touched, and is alive: the code's failure, said plainly
+    with pytest.raises(AssertionError, match="never printed /memcheck/; its last lines"):
+        xenlib.wait_console("C", "memcheck", timeout=1)
+
+
+def test_a_guest_that_died_or_stopped_untouched_gets_the_rerun():
+    for mark in (xenlib.GUEST_DIED, "it " + xenlib.GUEST_UNTOUCHED):
+        line = [f"ERROR tests/xen/dom0/test_page_migration.py::t - AssertionError: guest memcheck never printed "
+                f"/x/: {mark}; its last lines: guest: up"]
+        assert harness.retry_files("dom0", False, line, [], line) == "test_page_migration"
 
 
 def test_a_boot_is_retried_once_and_judged_by_the_second(monkeypatch):
@@ -224,3 +260,36 @@ def test_a_machine_still_running_its_tests_is_left_alone(tmp_path, monkeypatch):
     proc, console, f = _fake_qemu(tmp_path, "echo XEN-TEST: still at it; sleep 5; exit 7")
     with f:
         assert harness.run_until_powered_off(proc, console) == 7
+
+
+def test_a_dom0_that_never_reaches_its_tests_is_stopped(tmp_path, monkeypatch):
+    """Seen here: dom0's kernel locked up enumerating PCI under QEMU (a soft lockup for
+    800 s); the boot would have run until the 2700 s guard.  A dom0 that got ready is
+    left alone however long its tests take."""
+    monkeypatch.setattr(harness, "READY_GUARD", 1)
+    proc, console, f = _fake_qemu(tmp_path, "echo '[ 31.9] watchdog: BUG: soft lockup - CPU#2 stuck'; exec sleep 300")
+    with f:
+        assert harness.run_until_powered_off(proc, console) == harness.NEVER_READY
+    assert proc.returncode is not None
+    proc, console, f = _fake_qemu(tmp_path, "echo 'XEN-TEST: dom0 ready: credit2'; sleep 4; exit 5")
+    with f:
+        assert harness.run_until_powered_off(proc, console) == 5
+
+
+def test_a_boot_whose_dom0_never_got_ready_runs_the_same_selection_again(monkeypatch):
+    answers = [(harness.NEVER_READY, "[ 31.9] watchdog: BUG: soft lockup\n"),
+               (0, "XEN-TEST: dom0 ready\nXEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n")]
+    asked = []
+
+    def fake_boot(*args, only="", attempt=1, **kw):
+        asked.append((only, attempt))
+        code, text = answers[len(asked) - 1]
+        return code, text, 1.0
+    monkeypatch.setattr(harness, "boot", fake_boot)
+    monkeypatch.setattr(harness, "save_bench", lambda text, label: None)
+    monkeypatch.setattr(harness, "dom0_lib_verdict", lambda text, digest: "")
+    run = harness.Boot("xen", "vmlinux", "initrd", "dom0", "credit2", "digest")
+    failures, reasons = harness.run_boots([run], "test_mover_records")
+    assert asked == [("test_mover_records", 1), ("test_mover_records", 2)]
+    assert failures == 0 and [word for word, _ in reasons] == ["retried"]
+    assert "never reached its tests" in reasons[0][1]

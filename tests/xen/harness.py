@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from xenlib import DEATH_WORDS, SILENT_GUEST, chatter  # this directory: the helpers shared with the suites in dom0
+from xenlib import DEATH_WORDS, GUEST_DIED, GUEST_UNTOUCHED, SILENT_GUEST, chatter  # this directory: the helpers shared with the suites in dom0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -477,15 +477,24 @@ def boot(xen: str, kernel: str, initrd: str, scheduler: str, suite: str = "dom0"
 
 
 EXIT_GRACE = 20  # seconds QEMU gets to exit by itself once dom0 has said it is done
+# A hang guard, not a measure: dom0 reaches its tests in under a minute (a few on a busy
+# machine).  Seen once here: dom0's kernel locked up enumerating PCI under QEMU (a soft
+# lockup on one vCPU for 800 s) and would have held the boot until BOOT_TIMEOUT.
+READY_GUARD = int(os.environ.get("XEN_TEST_READY_TIMEOUT", "600"))
+READY_MARKER = b"XEN-TEST: dom0 ready"
+NEVER_READY = -1000  # run_until_powered_off's answer when dom0 never reached its tests
+NEVER_READY_WHY = (f"dom0 never reached its tests in {READY_GUARD} s (its kernel hung at boot, before anything "
+                   "of this project ran): see its console tail above")
 
 
 def run_until_powered_off(proc: subprocess.Popen, console: str) -> int:
     """QEMU's exit code once it exits; or, EXIT_GRACE seconds after dom0 printed its last
     line, QEMU is stopped and 0 returned.  dom0 powers off through sysrq, which Xen may
     answer by halting the CPUs (a hardware domain's power-off is a halt for Xen) instead
-    of powering the machine off."""
+    of powering the machine off.  A dom0 that has not reached its tests READY_GUARD
+    seconds after the start is stopped too: NEVER_READY."""
     marker = b"XEN-TEST-EXIT: done"
-    done_at, offset = None, 0
+    started, ready, done_at, offset = time.monotonic(), False, None, 0
     while True:
         try:
             return proc.wait(timeout=2)
@@ -493,20 +502,29 @@ def run_until_powered_off(proc: subprocess.Popen, console: str) -> int:
             pass
         if done_at is None:
             with open(console, "rb") as f:
-                f.seek(max(0, offset - len(marker)))  # the marker may straddle two reads
+                f.seek(max(0, offset - len(marker) - len(READY_MARKER)))  # a marker may straddle two reads
                 chunk = f.read()
                 offset = f.tell()
+            ready = ready or READY_MARKER in chunk
             if marker in chunk:
                 done_at = time.monotonic()
+            elif not ready and time.monotonic() - started > READY_GUARD:
+                log(f"dom0 has not reached its tests after {READY_GUARD} s: stopping QEMU")
+                stop(proc)
+                return NEVER_READY
         elif time.monotonic() - done_at > EXIT_GRACE:
             log(f"dom0 was done {EXIT_GRACE} s ago and QEMU still runs: stopping it")
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             return 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def results(text: str) -> tuple:
@@ -639,15 +657,21 @@ def run_boots(runs: list, only: str) -> tuple:
     failures, reasons = 0, []
     for run in runs:
         ok, why, deaths, failed = run.once(only)
-        again = retry_files(run.suite, ok, why, deaths, failed)
+        # dom0 that never reached its tests ran none of ours: the same selection boots again
+        again = only if why[:1] == [NEVER_READY_WHY] else retry_files(run.suite, ok, why, deaths, failed)
         if again is not None:
             # A guest that Xen saw die (a triple fault, seen in a guest whose memory
             # nothing had touched: QEMU's emulated SVM, README "Guest triple faults")
             # fails every test after it: the failed files get one fresh boot, and the
             # first boot's reasons are still printed at the end.
-            # A guest with an empty console after minutes (seen under load, with no death reported)
-            # is the same kind of emulator trouble, not the code under test: it gets the same rerun.
-            cause = f"a guest died ({deaths[0]})" if deaths else f"a guest printed nothing ({silent_guests(failed)[0]})"
+            # A guest with an empty console after minutes (seen under load, with no death reported),
+            # one whose kernel died with Xen saying nothing (a PVH guest's own crash shutdown),
+            # and one that stopped before anything under test had touched it (a CI run's fixture
+            # guest never reached its program) are the same kind of emulator trouble, not the code
+            # under test: they get the same rerun.
+            cause = ("dom0 never reached its tests" if why[:1] == [NEVER_READY_WHY] else
+                     f"a guest died ({deaths[0]})" if deaths else
+                     f"a guest stopped on its own ({troubled_guests(failed)[0].partition(' - ')[2][:REASON_CHARS]})")
             log(f"{run.label}: {cause}; running {again or 'the suite'} again in a fresh boot")
             ok, why_again, _, _ = run.once(again, attempt=2)
             reasons += [("retried" if ok else "failed", f"[{run.label}, first boot] {w}") for w in why]
@@ -657,18 +681,19 @@ def run_boots(runs: list, only: str) -> tuple:
     return failures, reasons
 
 
-def silent_guests(failed: list) -> list:
-    """Failed tests whose guest printed nothing at all (xenlib.wait_console says so)."""
-    return [line for line in failed if SILENT_GUEST in line]
+def troubled_guests(failed: list) -> list:
+    """Failed tests whose guest printed nothing at all, died, or stopped before anything
+    under test touched it (xenlib.wait_console says which)."""
+    return [line for line in failed if any(mark in line for mark in (SILENT_GUEST, GUEST_DIED, GUEST_UNTOUCHED))]
 
 
 def retry_files(suite: str, ok: bool, why: list, deaths: list, failed: list):
     """What to run again after a failed boot in which Xen saw a guest die, or a test's
-    guest printed nothing at all: the dom0 suite's files with a failed test
+    guest printed nothing at all, died or stopped untouched: the dom0 suite's files with a failed test
     (comma-separated), or "" for a whole (short) suite; None when there is nothing to
     retry (it passed, no guest died or stayed silent, no test failed, or dom0 loaded
     the wrong library)."""
-    if ok or not (deaths or silent_guests(failed)) or not failed or any(line.startswith("dom0-lib") for line in why):
+    if ok or not (deaths or troubled_guests(failed)) or not failed or any(line.startswith("dom0-lib") for line in why):
         return None
     if suite != "dom0":
         return ""
@@ -716,6 +741,8 @@ class Boot:
             xen_lines = (line for line in text.splitlines() if line.startswith(("(XEN)", "(d")))
             log(f"{label}: the hypervisor's most repeated console lines: {chatter(xen_lines, top=6)}")
         deaths = guest_deaths(text)
+        if code == NEVER_READY:
+            return False, [NEVER_READY_WHY], deaths, []
         return ok, boot_failures(ok, finished, summary, lines, wrong, deaths), deaths, failed_tests(lines)
 
 

@@ -172,20 +172,62 @@ def console(name: str) -> str:
 
 
 SILENT_GUEST = "printed nothing at all (an empty console)"
+# What wait_console says of a guest the emulator, not the code under test, stopped: one
+# that died (its domain went, or its kernel said it panicked: a PVH guest's own crash
+# shutdown makes Xen print nothing), or one that never reached its program while nothing
+# under test had touched it yet.  The harness reruns such a boot's files (README, "Guest
+# triple faults under QEMU").
+GUEST_DIED = "the guest died"
+GUEST_UNTOUCHED = "stopped before anything under test touched it"
+# "BUG: soft lockup" is left out: an emulated guest survives it
+PANIC_WORDS = ("Kernel panic - ", "Oops: ", "general protection fault", "double fault")
+LOOK_EVERY = 5.0  # seconds between checks that the guest's domain is still there
 
 
-def wait_console(name: str, pattern: str, timeout: float = 120.0, after: int = 0) -> re.Match:
-    """Wait until the guest's console (from offset ``after``) matches ``pattern``."""
-    deadline = time.monotonic() + patient(timeout)
+def domain_exists(name: str) -> bool:
+    return subprocess.run(["xl", "domid", name], capture_output=True, timeout=patient(60)).returncode == 0
+
+
+def last_lines(text: str, count: int = 2, limit: int = 240) -> str:
+    """The last ``count`` non-blank lines of a console, on one line (pytest's summary and
+    CI's log tail keep only a failure's first line)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()][-count:]
+    return " | ".join(lines)[-limit:]
+
+
+def console_verdict(name: str, pattern: str, text: str, after: int, gone: bool, untouched: bool,
+                    waited: float) -> str:
+    """Why a guest never printed ``pattern`` past ``after``: the first line says how the
+    guest ended and what it printed last."""
+    if not text.strip():  # the harness reruns such a boot's files (README, "a guest that printed nothing")
+        return f"guest {name} {SILENT_GUEST} in {waited:.0f} s" + ("; its domain is gone" if gone else "")
+    text = text[after:]
+    died = gone or any(word in text for word in PANIC_WORDS)
+    how = f": {GUEST_DIED}" if died else (f": it {GUEST_UNTOUCHED}" if untouched else "")
+    return (f"guest {name} never printed /{pattern}/{how}; its last lines: {last_lines(text)}"
+            f"\nconsole tail:\n{text[-1500:]}")
+
+
+def wait_console(name: str, pattern: str, timeout: float = 120.0, after: int = 0,
+                 untouched: bool = False) -> re.Match:
+    """Wait until the guest's console (from offset ``after``) matches ``pattern``; fail at
+    once if the guest's domain goes.  ``untouched``: nothing under test has acted on the
+    guest yet (a fixture's first wait after ``xl create``)."""
+    start = time.monotonic()
+    deadline, look = start + patient(timeout), start + LOOK_EVERY
     while True:
         m = re.search(pattern, console(name)[after:])
         if m:
             return m
-        if time.monotonic() > deadline:
-            text = console(name)
-            if not text.strip():  # the harness reruns such a boot's files (README, "a guest that printed nothing")
-                raise AssertionError(f"guest {name} {SILENT_GUEST} in {patient(timeout):.0f} s")
-            raise AssertionError(f"guest {name} never printed /{pattern}/; console tail:\n{text[-1500:]}")
+        now = time.monotonic()
+        gone = now >= look and not domain_exists(name)
+        look = now + LOOK_EVERY if now >= look else look
+        if gone or now > deadline:
+            text = console(name)  # read after the domain went: all it ever printed
+            m = re.search(pattern, text[after:])
+            if m:
+                return m
+            raise AssertionError(console_verdict(name, pattern, text, after, gone, untouched, now - start))
         time.sleep(0.5)
 
 

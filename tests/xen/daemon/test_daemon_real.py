@@ -109,7 +109,7 @@ def test_daemon_brings_a_swapped_pair_home(numa_pool, tmp_path):
                      initrd=MEMCHECK_INITRD, extra="guest=spin")
     a, b, c = _domid("A"), _domid("B"), _domid("C")
     for name in ("A", "B", "C"):
-        m = wait_console(name, r"spin: (\d+) cpus online \(([^)]*)\)", timeout=240)
+        m = wait_console(name, r"spin: (\d+) cpus online \(([^)]*)\)", timeout=240, untouched=True)
         print(f"XEN-INFO guest {name}: {m.group(0)}")
     _wait_busy(hv, (a, b, c))
     xl("pause", "B")

@@ -39,8 +39,8 @@ def guest():
     domid = create_guest(GUEST, paused=False, memory=96, kind="pvh", initrd="/opt/guest/initrd-mem.cpio",
                          cpus_soft="node:0")
     try:
-        m = wait_console(GUEST, r"memcheck: gref (\d+) gfn (0x[0-9a-f]+)", timeout=180)
-        wait_console(GUEST, r"memcheck: pass 2 ok", timeout=180)
+        m = wait_console(GUEST, r"memcheck: gref (\d+) gfn (0x[0-9a-f]+)", timeout=180, untouched=True)
+        wait_console(GUEST, r"memcheck: pass 2 ok", timeout=180, untouched=True)
         yield {"domid": domid, "gref": int(m.group(1)), "grant_gfn": int(m.group(2), 16)}
     finally:
         subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=60)
