@@ -238,6 +238,26 @@ def test_an_idle_pcpu_of_another_cpupool_is_no_home():
     assert [p.cpus for p in homing.plan(s, {(1, 0): 0.0}, threshold=1.0)] == [N0]
 
 
+def test_room_is_counted_on_the_home_a_pin_can_hold_not_the_whole_soft_affinity():
+    """A guest pool of CPUs 2-7, or a host guest mask of 1-7 (CPU 0 kept for dom0): four
+    busy vCPUs homed on node 0 were all pinned to its two or three CPUs left, as their own
+    soft affinity (node 0, wider than the pin) was never counted as wanting the pin."""
+    dom = DomainInfo(1, "vm", "u1", 4, G, G, False, "pvh", cpupool=1)
+    busy = tuple(VcpuInfo(1, i, 4 + i, "running", ALL, N0) for i in range(4))
+    since = {(1, i): 0.0 for i in range(4)}
+    pooled = HostSnapshot(TOPO, 10.0, (dom,), {1: busy}, scheduler="credit",
+                          pools={0: frozenset({0, 1}), 1: frozenset(range(2, 8))})
+    assert homing.plan(pooled, since, 1.0) == []
+    mask = frozenset(range(1, 8))
+    masked = HostSnapshot(TOPO, 10.0, (attrs.evolve(dom, cpupool=0),),
+                          {1: tuple(attrs.evolve(v, hard=mask) for v in busy)}, scheduler="credit", guest_cpus=mask)
+    assert homing.plan(masked, since, 1.0) == []
+    # two busy vCPUs fit the three CPUs the mask leaves: both go home
+    two = HostSnapshot(TOPO, 10.0, (attrs.evolve(dom, cpupool=0, vcpus=2),),
+                       {1: tuple(attrs.evolve(v, hard=mask) for v in busy[:2])}, scheduler="credit", guest_cpus=mask)
+    assert [(p.vcpu, p.cpus) for p in homing.plan(two, since, 1.0)] == [(0, N0 - {0}), (1, N0 - {0})]
+
+
 def test_placed_nodes_are_ascii_digits_only():
     """'\u00b2' is a digit to str.isdigit() and then int() refused it: settle crashed."""
     from xapi_numa.ops.boot_pin import placed_nodes

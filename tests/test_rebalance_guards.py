@@ -710,3 +710,63 @@ def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
         assert again.cycle() is not None  # (a failing period raises)
     assert {v.soft for v in sim.vcpus(split[0].domid)} == {part} and sim.node_affinity(split[0].domid) == {0}
     assert HomeMoves(again.db).unwritten() == {}
+
+
+def test_a_vms_home_never_moves_to_a_node_outside_the_hosts_guest_mask(tmp_path):
+    """A host whose guest_VCPUs_params:mask is node 0's CPUs (xapi gives every guest that hard
+    affinity): node 1 was counted as free pCPUs, VMs were given it as their home, their
+    memory went there while their vCPUs could not, and every hold-down the same again."""
+    import os
+
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core import pools
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops.runtime import Runtime, Settings
+
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    snap = HostSnapshot(TOPO, 10.0, (dom(1),), {1: vcpus(1, N0)}, guest_cpus=N0)
+    assert pools.guest_capacity(snap) == {0: float(len(N0)), 1: 0.0}
+    assert loads_of_snap(rb, snap)["uuid-1"].allowed == frozenset({0})
+    # a mask leaving out one CPU of node 0 (kept for dom0): both nodes stay homes, node 0 one pCPU smaller
+    some = TOPO.all_cpus - {min(N0)}
+    assert pools.guest_capacity(attrs.evolve(snap, guest_cpus=some)) == {0: float(len(N0) - 1), 1: float(len(N1))}
+    assert pools.within_pool(None, attrs.evolve(snap, guest_cpus=some), 1) == frozenset({0, 1})
+    # end to end: three busy VMs on node 0, the simulated host and the daemon's own cycle
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    sim = SimHypervisor.init(os.path.join(str(tmp_path), "h.json"), topo, "credit2", seed=1, dom0_vcpus=1)
+    node0 = topo.cpus_of_nodes([0])
+    ids = [sim.create("busy%d" % i, 2, GiB, hard=node0, soft=node0, load="busy", dtype="pvh") for i in range(3)]
+    rt = Runtime(sim, Database(str(tmp_path / "rt.db")), Settings(), guest_cpus=lambda: node0)
+    for _ in range(30):
+        sim.run(1.0)
+        rt.cycle()
+    assert rt.rebalancer.homes.recent() == []
+    assert all(set(sim.node_pages(domid)) <= {0} or not sim.node_pages(domid).get(1) for domid in ids)
+    assert all(v.soft <= node0 for domid in ids for v in sim.vcpus(domid))
+
+
+def loads_of_snap(rb, snap):
+    pages = {d.uuid: {0: GiB >> 12} for d in snap.domains}
+    return {v.uuid: v for v in rb.loads(snap, pages, set(), 10.0)}
+
+
+def test_a_vm_whose_part_made_move_is_being_mended_still_loads_its_node(tmp_path):
+    """Its undo deferred for a period or two, a VM with 4 busy vCPUs on node 1 vanished
+    from the node loads: node 1 looked idle and another VM was sent there."""
+    spec = {1: (4, 1), 2: (2, 0), 3: (2, 0), 4: (2, 0)}
+    nodes = [N0, N1]
+
+    def vm(n):
+        return DomainInfo(n, "vm%d" % n, "uuid-%d" % n, spec[n][0], GiB, GiB, False, "pvh")
+
+    def busy(n, t):
+        return tuple(VcpuInfo(n, i, min(nodes[spec[n][1]]) + i % 4, "running", TOPO.all_cpus, nodes[spec[n][1]],
+                              cpu_time=t) for i in range(spec[n][0]))
+    pages = {"uuid-%d" % n: {spec[n][1]: GiB >> 12} for n in spec}
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    rb.part_moves._writes["uuid-1"] = (1, 0.0, [(None, SetNodeAffinity(1, "uuid-1", None, "undo"))])
+    for t in (0.0, 2.0):
+        snap = HostSnapshot(TOPO, t, tuple(vm(n) for n in spec), {n: busy(n, t) for n in spec})
+        d = rb.decide(snap, pages, set(), room={0: 8 * GiB >> 12, 1: 8 * GiB >> 12}, record=True)
+    assert d.assessment.loads[1] == 1.0
+    assert not [a for a in d.actions if isinstance(a, SetNodeAffinity) and a.nodes == frozenset({1})]

@@ -253,6 +253,84 @@ def test_the_xapi_link_logs_in_again_with_back_off(caplog):
         link.use(lambda s: (_ for _ in ()).throw(XapiError(["HANDLE_INVALID", "VM"])))
 
 
+def test_xapi_answering_with_errors_fails_no_cycle_and_temporary_pins_still_go(tmp_path, caplog):
+    """xapi up but refusing every call (a pool member whose master is gone, emergency mode):
+    the VMs' records read raised out of every cycle, before the restores, so a pin of
+    homing's stayed for good.  The last records stand, the read backs off, logged once."""
+    import types
+
+    from xapi_numa.core.actions import PinTemporarily
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    reads = []
+
+    def refuse():
+        reads.append(sim.clock())
+        raise XapiError(["HOST_IN_EMERGENCY_MODE"])
+    session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(get_all_records=refuse)))
+    link = XapiLink(lambda: session, sim.clock)
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), policy_of=link.policy_of,
+                 opted_out=link.rebalance_opted_out, backend_opt_out=link.backend_affinity_off,
+                 guest_cpus=link.guest_cpus)
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    all_hard = sim.vcpus(a)[0].hard
+    rt.executor.apply([PinTemporarily(a, uuid, 0, TOPO_N0, all_hard, "displaced")])
+    with caplog.at_level(logging.WARNING):
+        for _ in range(40):
+            sim.run(1.0)
+            rt.cycle()  # raised XapiError at every cycle before
+    assert rt.pins.entries() == [] and sim.vcpus(a)[0].hard == all_hard
+    assert len(reads) <= 7  # 1, 2, 4, ... s apart, not several per cycle
+    assert len([r for r in caplog.records if "refused the VMs' records" in r.getMessage()]) == 1
+
+
+def test_a_stop_restores_pins_of_a_domain_the_executor_was_backing_off_from(tmp_path):
+    """One refused write to a domain (EBUSY on its node affinity) put it in a back-off; a
+    SIGTERM then deferred its pin's restore and the stop left the pin for good."""
+    import errno
+
+    from xapi_numa import daemon
+    from xapi_numa.core.actions import PinTemporarily, SetNodeAffinity
+    from xapi_numa.errors import HypervisorError
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    all_hard = sim.vcpus(a)[0].hard
+    rt.executor.apply([PinTemporarily(a, uuid, 0, TOPO_N0, all_hard, "displaced")])
+    real = sim.set_node_affinity
+    sim.set_node_affinity = lambda *args: (_ for _ in ()).throw(HypervisorError(errno.EBUSY, "set node affinity"))
+    rt.executor.apply([SetNodeAffinity(a, uuid, frozenset([1]), "a rebalancer write")])
+    sim.set_node_affinity = real
+    assert daemon.restore_at_stop(rt)
+    assert rt.pins.entries() == [] and sim.vcpus(a)[0].hard == all_hard
+
+
+def test_a_vm_not_read_in_a_page_scan_keeps_its_last_reading(tmp_path):
+    """On stock Xen (pages from debug key 'u', scanned every page_scan_interval), a VM
+    whose vCPUs could not be read during the scan lost its pages until the next scan:
+    not movable, no memory following, no fix-up, for ten minutes by default."""
+    import errno
+
+    from xapi_numa.errors import HypervisorError
+    from xapi_numa.ports.hypervisor import Capabilities
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    caps = sim.capabilities()
+    sim.capabilities = lambda: Capabilities(caps.scheduler, False, dict(caps.features, node_pages="fallback"), True)
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(page_scan_interval=5))
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    sim.run(1.0)
+    rt.cycle()
+    before = dict(rt.pages[uuid])
+    real = sim.vcpus
+    sim.vcpus = lambda domid: (_ for _ in ()).throw(HypervisorError(errno.EIO, "vcpus")) if domid == a \
+        else real(domid)
+    scans = rt.last_page_scan
+    while rt.last_page_scan == scans:  # up to the next scan, busy0 unreadable through it
+        sim.run(1.0)
+        rt.cycle()
+    sim.vcpus = real
+    assert rt.pages.get(uuid) == before and rt.pages_of_domid.get(uuid) == a
+
+
 def test_the_daemon_logs_its_xapi_session_out_when_it_stops(pool, tmp_path, monkeypatch):
     """Every restart (rpm -U, Restart=on-failure) once left one more session on xapi."""
     server, session = pool

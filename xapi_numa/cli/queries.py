@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from xapi_numa.cli import common, render
+from xapi_numa.cli import common, rebalance, render
 from xapi_numa.errors import InvalidArgument, UnknownVM
 from xapi_numa.core import locality, numbers
 from xapi_numa.ops import observe, queries, runtime
@@ -123,8 +123,13 @@ def cmd_homing(args) -> int:
         raise InvalidArgument("--dry-run", "homing is done by xapi-numad; this command only shows its plan",
                               "xapi-numa homing --dry-run")
     hv = common.hypervisor(args)
-    rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(scheduler=args.scheduler))
-    outcomes = rt.what_now()
+    link, kw = rebalance.daemon_view(args)
+    try:
+        rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(scheduler=args.scheduler), **kw)
+        outcomes = rt.what_now()
+    finally:
+        if link is not None:
+            link.close()
     topo = hv.topology()
     rows = [o.to_dict() for o in outcomes]
     pins = [{"domid": r["domid"], "vcpu": r["vcpu"], "pin_to": topo.format_cpus(o.action.cpus),
@@ -176,6 +181,7 @@ def register(sub) -> None:
     q.add_argument("--dry-run", action="store_true", help="show the plan (the only mode)")
     q.add_argument("--scheduler", choices=("credit", "credit2"),
                    help="the guests' scheduler, when their cpupool's differs from the host default")
+    rebalance.add_no_xapi(q)
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_homing)

@@ -1,7 +1,7 @@
 """``xapi-numa rebalance --dry-run``: what the rebalancer would do now, and why.
 
 The same code path as xapi-numad's, with the same view of which VMs it may move:
-their policies and opt-outs, read from xapi (a simulated host, or ``--no-xapi``,
+their policies and opt-outs and the host's guest mask, read from xapi (a simulated host, or ``--no-xapi``,
 has none: the output says so)."""
 import os
 import time
@@ -16,7 +16,25 @@ from xapi_numa.core.numbers import whole_number
 
 
 UNREACHABLE = "unreachable: every VM is left alone, as xapi-numad leaves them while xapi is away"
-NOT_CONSULTED = "not consulted (a simulated host, or --no-xapi): the VMs' policies and opt-outs are left out"
+NOT_CONSULTED = ("not consulted (a simulated host, or --no-xapi): the VMs' policies and opt-outs, and the "
+                 "host's guest mask, are left out")
+
+
+def daemon_view(args) -> tuple:
+    """xapi-numad's own view of the VMs, for a dry run of what it would do: their policies,
+    opt-outs and the host's guest mask, from xapi (a simulated host has a xapi only in
+    tests, which name it): (the link or None, Runtime's keyword arguments)."""
+    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
+    link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
+    kw = {} if link is None else dict(policy_of=link.policy_of, opted_out=link.rebalance_opted_out,
+                                      guest_cpus=link.guest_cpus)
+    return link, kw
+
+
+def add_no_xapi(q) -> None:
+    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
+                   help="do not ask xapi for the VMs' policies, opt-outs and the host's guest mask "
+                        "(as xapi-numad --no-xapi)")
 
 
 def cmd_rebalance(args) -> int:
@@ -26,11 +44,7 @@ def cmd_rebalance(args) -> int:
     if not 1 <= args.samples <= 30:
         raise InvalidArgument("--samples", "{}".format(args.samples), "1..30")
     hv = common.hypervisor(args)
-    # the daemon's own view of which VMs it may move: their policies and opt-outs, from xapi
-    # (a simulated host has a xapi only in tests, which name it)
-    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
-    link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
-    kw = {} if link is None else dict(policy_of=link.policy_of, opted_out=link.rebalance_opted_out)
+    link, kw = daemon_view(args)
     try:
         rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(fixup_every=0), **kw)
         decision = rt.rebalance_dry_run(args.samples)
@@ -75,8 +89,7 @@ def register(sub) -> None:
     q.add_argument("--dry-run", action="store_true", help="show the decision (the only mode)")
     q.add_argument("--samples", type=whole_number, default=3,
                    help="looks at the host's CPU demand, one rebalance period apart (default 3)")
-    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
-                   help="do not ask xapi for the VMs' policies and opt-outs (as xapi-numad --no-xapi)")
+    add_no_xapi(q)
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_rebalance)

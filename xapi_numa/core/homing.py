@@ -160,7 +160,7 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
         usable = snap.pool_cpus(v.domid) & all_cpus
         return (v.domid not in excluded and (v.domid, v.vcpu) not in pinned
                 and v.hard >= snap.unpinned  # an admin pin is the admin's business
-                and fixable(v, running, keys, usable) and has_room(v.soft & usable))
+                and fixable(v, running, keys, usable) and has_room(pin_target(v, snap)))
 
     due = [v for v in out if snap.time - since.get((v.domid, v.vcpu), snap.time) >= threshold and eligible(v)]
     if not due:
@@ -175,13 +175,19 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
         for domid in _credit2_partners([v for v in due if v.domid in hot], running, keys, excluded):
             vs = [v for v in snap.vcpus.get(domid, ())
                   if soft_is_narrow(v, snap.topology) and v.hard >= snap.unpinned and (domid, v.vcpu) not in pinned]
-            if all(has_room(v.soft & snap.pool_cpus(domid)) for v in vs):
+            if all(has_room(pin_target(v, snap)) for v in vs):
                 for v in vs:
                     targets.setdefault((domid, v.vcpu), v)
     uuids = {d.domid: d.uuid for d in snap.domains}
-    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, v.soft & v.hard & snap.pool_cpus(v.domid),
+    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, pin_target(v, snap),
                            v.hard, "displaced" if key in keys else HELD_WITH_ITS_VM)
-            for key, v in sorted(targets.items()) if v.soft & v.hard & snap.pool_cpus(v.domid)]
+            for key, v in sorted(targets.items()) if pin_target(v, snap)]
+
+
+def pin_target(v: VcpuInfo, snap: HostSnapshot) -> FrozenSet[int]:
+    """A vCPU's home as a pin can hold it: its soft affinity inside its hard one (the host's
+    guest mask) and its CPU pool.  Room is counted on it, every vCPU's the same way."""
+    return v.soft & v.hard & snap.pool_cpus(v.domid)
 
 
 def _occupants(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey]) -> List[VcpuInfo]:
@@ -194,14 +200,15 @@ def _occupants(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: S
 
 
 def _room_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
-    """Can a home run every vCPU that wants to be there (running or runnable, soft
-    affinity inside it) at once?  If not, vCPUs held there would queue while pCPUs
-    elsewhere idle: the scheduler's spreading is right and is not undone."""
+    """Can a home run every vCPU that wants to be there (running or runnable, its
+    :func:`pin_target` inside it) at once?  If not, vCPUs held there would queue while
+    pCPUs elsewhere idle: the scheduler's spreading is right and is not undone."""
     wanting: Dict[FrozenSet[int], int] = {}
     for vs in snap.vcpus.values():
         for v in vs:
             if v.domid != 0 and v.state in ("running", "runnable") and soft_is_narrow(v, snap.topology):
-                wanting[v.soft] = wanting.get(v.soft, 0) + 1
+                home = pin_target(v, snap)
+                wanting[home] = wanting.get(home, 0) + 1
     memo: Dict[FrozenSet[int], bool] = {}
 
     def has_room(home: FrozenSet[int]) -> bool:
@@ -295,15 +302,15 @@ def holds_longer(paused: bool, since: float, homes: Sequence[FrozenSet[int]],
 
 
 def _overbooked_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
-    """Do more guest vCPUs want to run in a home than it has pCPUs?  Counted by soft
-    affinity, pinned or not (unlike :func:`_room_checker`, which sees unpinned vCPUs
-    only, those a pin would add to the home)."""
+    """Do more guest vCPUs want to run in a home than it has pCPUs?  Counted by
+    :func:`pin_target`, pinned or not (:func:`_room_checker` sees unpinned ones only)."""
     all_cpus = snap.topology.all_cpus
     wanting: Dict[FrozenSet[int], int] = {}
     for domid, vs in snap.vcpus.items():
         for v in vs:
             if domid != 0 and v.state in ("running", "runnable") and v.soft and not all_cpus <= v.soft:
-                wanting[v.soft] = wanting.get(v.soft, 0) + 1
+                home = pin_target(v, snap)
+                wanting[home] = wanting.get(home, 0) + 1
 
     def overbooked(home: FrozenSet[int]) -> bool:
         return sum(n for soft, n in wanting.items() if soft <= home) > len(home)

@@ -9,6 +9,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.demand_window import node_series
 from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
 from xapi_numa.core.topology import Topology
@@ -16,9 +17,11 @@ from xapi_numa.core.topology import Topology
 UNDO = "undo a home move made only in part"
 
 
-def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str) -> List[object]:
-    """A new home: node affinity (where new memory comes from) and soft affinity."""
-    cpus = topo.cpus_near([to])
+def home_move_actions(vm: VmLoad, to: int, topo: Topology, reason: str,
+                      usable: Optional[FrozenSet[int]] = None) -> List[object]:
+    """A new home: node affinity (where new memory comes from) and soft affinity, on the
+    node's CPUs that guests may use (``usable``: the host's guest mask, if any)."""
+    cpus = within(topo.cpus_near([to]), usable)
     return ([SetNodeAffinity(vm.domid, vm.uuid, frozenset([to]), reason)]
             + [SetAffinity(vm.domid, vm.uuid, v, soft=cpus, reason=reason) for v in vm.vcpus])
 

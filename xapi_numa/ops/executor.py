@@ -99,6 +99,11 @@ class Executor:
             out.append(self._apply_one(action))
         return out
 
+    def forget_backoff(self) -> None:
+        """Let the next write to every domain through, whatever was refused before: a
+        stop puts temporary pins back once, now, or never (an RPM removal stops for good)."""
+        self._backoff.clear()
+
     def _apply_one(self, action) -> Outcome:
         handler = getattr(self, "_" + type(action).__name__)
         return handler(action)

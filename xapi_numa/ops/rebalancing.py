@@ -293,8 +293,8 @@ class Rebalancer:
         undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
         if record:
             self.homes.written(mending - self.part_moves.mending)  # gone, not ours, or given up
-        mending = self.part_moves.mending  # left out of this period's moves: one note per VM at a time
-        vms = [vm for vm in vms if vm.uuid not in mending]
+        mending = self.part_moves.mending  # not moved this period (one note per VM), its load still weighed
+        vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending else vm for vm in vms]
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                                              for vm, to in rebalance_moves.back_to_memory(
@@ -337,7 +337,7 @@ class Rebalancer:
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
                                           self.settings.rate, reason)
             else:
-                out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason)
+                out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason, snap.unpinned)
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
                 self._pending.append((vm, to, best.kind, reason, now, was))

@@ -151,7 +151,10 @@ class Runtime:
             read = {uuids[domid]: dict(p) for domid, p in snap.pages.items()}
             if not native_pages:
                 read.update(self._modelled_while_moving(read))
-            self.pages, self.pages_of_domid = read, {d.uuid: d.domid for d in snap.domains}
+            domids = {d.uuid: d.domid for d in snap.domains}
+            for uuid in set(snap.unread) & set(self.pages) - set(read):  # not read this time, not gone: kept
+                read[uuid], domids[uuid] = self.pages[uuid], self.pages_of_domid.get(uuid)
+            self.pages, self.pages_of_domid = read, {u: d for u, d in domids.items() if d is not None}
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
         return snap
@@ -334,6 +337,7 @@ class Runtime:
         if not pins:
             return 0
         outcomes, actions = [], list(homing.restore_all(observe.take(self.hv), pins))  # type: List[Outcome], list
+        self.executor.forget_backoff()  # a refusal a moment ago (another write) defers no restore now
         while actions:  # all of them, a write budget at a time: a stop must not leave pins behind
             batch = self.executor.apply(actions)
             done = [o for o in batch if o.status != DEFERRED]

@@ -39,6 +39,7 @@ class XapiLink:
         self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
         self._policies_at: Optional[float] = None
         self._guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
+        self._records_retry: Tuple[float, float] = (0.0, 0.0)  # after xapi refused them: (when, back-off)
 
     def use(self, fn: Callable[[object], T]) -> Optional[T]:
         """``fn(session)``, or None while xapi cannot be reached."""
@@ -86,8 +87,9 @@ class XapiLink:
         """The VM's NUMA policy (VM.other_config), refreshed every 30 s; the default
         policy while xapi is away."""
         now = self._clock()
-        if self._policies_at is None or now - self._policies_at >= POLICY_REFRESH_S:
-            records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
+        due = self._policies_at is None or now - self._policies_at >= POLICY_REFRESH_S
+        if due and now >= self._records_retry[0]:
+            records = self._read_records(now)
             if records is not None:
                 self._policies = {r["uuid"]: _policy_or_default(r.get("other_config", {})) for r in records.values()}
                 self._backend_off = {r["uuid"] for r in records.values() if r.get("other_config", {}).get(
@@ -97,6 +99,23 @@ class XapiLink:
                 self._policies_at = now
                 self._guest_cpus = self.use(self._read_guest_cpus)
         return self._policies.get(uuid, Policy())
+
+    def _read_records(self, now: float) -> Optional[dict]:
+        """Every VM's record, or None: xapi away, or answering with an error (a pool
+        member whose master is gone, xapi in emergency mode).  Either way the last
+        records stand and the next read waits a back-off (1 s doubling to 60 s): an
+        error here once failed every cycle, and temporary pins were never undone."""
+        try:
+            records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
+        except xapi.XapiError as err:
+            delay = min(max(2 * self._records_retry[1], 1.0), MAX_BACKOFF_S)
+            if not self._records_retry[1]:
+                log_event(self._logger, logging.WARNING, "xapi refused the VMs' records: keeping the last ones",
+                          error=err.message, retry_in=delay)
+            self._records_retry = (now + delay, delay)
+            return None
+        self._records_retry = (0.0, 0.0)
+        return records
 
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
         """This host's guest mask (``guest_VCPUs_params:mask``), read with the records: a
