@@ -619,3 +619,29 @@ def test_the_sweep_never_locks_a_record_being_written(tmp_path, monkeypatch):
     monkeypatch.setattr(xen_records.fcntl, "flock", lambda fd, op: locked.append(fd) or real(fd, op))
     assert xen_records.domids_with_records() == []
     assert young.exists() and not old.exists() and len(locked) == 1
+
+
+def test_pages_with_no_node_named_land_as_xen_puts_them_not_on_the_nearest_node():
+    """libxenuma's fallback and recovery populate with no node (flags 0): Xen's
+    get_free_buddy goes round the domain's node affinity, then the other nodes in
+    ascending order.  The simulator put them on the node nearest the target (or node 0)."""
+    from xapi_numa.backends.sim import scenarios
+    from xapi_numa.backends.sim.model import Host
+    gib = 1 << 30
+    host = Host(scenarios.topology(), "credit2", seed=1)
+    mask = host.node_mask
+    assert host.topology.distances[3][1] < host.topology.distances[3][0]  # node 1 is the nearer one
+    host.create_domain("filler", 1, ((8 * gib) >> 12) - (64 << 20 >> 12), soft=mask[3], dtype="pvh",
+                       node_affinity=1 << 3)
+    vm = host.create_domain("vm", 2, gib >> 12, soft=mask[0], dtype="pvh", node_affinity=1 << 0)
+    host.set_node_affinity(vm.domid, 1 << 3)
+    gfns = list(range(0x10000, 0x10000 + (256 << 20 >> 12)))
+    r = guestmem.move(host, vm, gfns, 3, 16, True, None)
+    assert r.moved == 64 << 20 >> 12 and r.fallback == len(gfns) - r.moved
+    assert vm.node_pages[1] == 0 and vm.node_pages[3] == r.moved  # the rest went to node 0, the lowest
+    # recovery after a mover died: the domain's node affinity ({2} here) first, not node 0
+    host = Host(scenarios.topology(), "credit2", seed=1)
+    vm = host.create_domain("vm", 2, gib >> 12, soft=host.node_mask[2], dtype="pvh", node_affinity=1 << 2)
+    guestmem.move(host, vm, list(range(0x10000, 0x10000 + 4096)), 1, 16, False, "die-after-release")
+    guestmem.recover(host, vm)
+    assert vm.node_pages[0] == 0 and vm.node_pages[2] == gib >> 12

@@ -21,6 +21,7 @@ import bisect
 import errno
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from xapi_numa.core import xenalloc as allocator
 from xapi_numa.errors import HypervisorError
 from xapi_numa.core.host import BatchResult, MemoryMap
 from xapi_numa.core import memory_move as pagemove
@@ -128,22 +129,26 @@ def _refuse_pv(d) -> None:
         raise HypervisorError(errno.EPROTOTYPE, f"domain {d.domid} is a PV guest: its memory cannot be moved")
 
 
-def _take(host, node: int, count: int, avoid: int = -1) -> Dict[int, int]:
-    """Frames from ``node`` (or, node < 0, anywhere: nearest to ``avoid`` first)."""
-    if node >= 0:
-        got = min(count, host.free[node])
-        return {node: got} if got else {}
-    order = sorted(range(len(host.free)),
-                   key=lambda n: (host.topology.distances[max(avoid, 0)][n], n))
-    out: Dict[int, int] = {}
-    for n in order:
-        got = min(count, host.free[n])
-        if got:
-            out[n] = got
-            count -= got
-        if not count:
-            break
-    return out
+def _take(host, node: int, count: int) -> Dict[int, int]:
+    """Frames from ``node`` (an exact-node populate: as many as it has)."""
+    got = min(count, host.free[node])
+    return {node: got} if got else {}
+
+
+def _take_anywhere(host, d, count: int) -> Dict[int, int]:
+    """Frames for ``d`` with no node named (libxenuma's fallback and recovery populate
+    order-0 extents with no flags): Xen's get_free_buddy, round robin over the domain's
+    node affinity after its last allocation's node, then the other nodes in ascending
+    order, the other domains' claims left alone; as many as fit.  (Not the nearest
+    node: distance plays no part in it.)"""
+    host_claims, node_claims = host._claimed_by_others(d)
+    budget = [max(0, f - c) for f, c in zip(host.free, node_claims)]
+    count = min(count, sum(budget) - host_claims)
+    if count <= 0:
+        return {}
+    affinity = [n for n in range(len(host.free)) if host.effective_node_affinity(d) >> n & 1]
+    got, d.last_alloc_node = allocator.distribute(count, budget, affinity, d.last_alloc_node, 1)
+    return got
 
 
 def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallback: bool,
@@ -221,7 +226,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     rest = released[moved:]
     if rest:
         at = 0
-        for n, count in _take(host, -1, len(rest), avoid=node).items():
+        for n, count in _take_anywhere(host, d, len(rest)).items():
             back(rest[at:at + count], n)
             at += count
         fallback = at
@@ -258,7 +263,7 @@ def recover(host, d) -> Optional[str]:
     node_now = node_lookup(runs or [])  # a record with no runs: nothing to look up
     missing = [g for g in d.record if node_now(g) == UNBACKED]
     backed = 0
-    for n, count in _take(host, -1, len(missing)).items():
+    for n, count in _take_anywhere(host, d, len(missing)).items():
         part = missing[backed:backed + count]
         host.free[n] -= len(part)
         d.node_pages[n] += len(part)
