@@ -199,6 +199,20 @@ def test_sim_init_onto_a_directory_is_refused(tmp_path, capsys):
     assert "PATH: {} is a directory".format(tmp_path) in capsys.readouterr().err
 
 
+def test_sim_init_force_never_replaces_another_programs_json(tmp_path, capsys):
+    """Any file beginning with '{' was taken for a simulated host's state and replaced."""
+    other = tmp_path / "package.json"
+    other.write_text('{\n "name": "my-app",\n "version": "1.0.0"\n}\n')
+    assert main(["sim", "init", str(other), "--force", "--nodes", "1", "--cpus-per-node", "1",
+                 "--memory-per-node", "1G"]) != 0
+    assert "not a simulated host's state" in capsys.readouterr().err
+    assert other.read_text().startswith('{\n "name"') and os.listdir(tmp_path) == ["package.json"]
+    ours = tmp_path / "h.json"
+    for _ in range(2):  # a state of ours is replaced
+        assert main(["sim", "init", str(ours), "--force", "--nodes", "1", "--cpus-per-node", "1",
+                     "--memory-per-node", "1G"]) == 0
+
+
 @pytest.mark.parametrize("path", ["", " "])
 def test_sim_init_onto_a_blank_path_is_refused(tmp_path, capsys, monkeypatch, path):
     monkeypatch.chdir(tmp_path)
@@ -363,6 +377,28 @@ def test_demo_refuses_a_bad_plot_path_or_scheduler_list_before_it_runs(capsys, a
     assert main(["demo", "--schedulers", "credit", *argv]) == 2
     captured = capsys.readouterr()
     assert fragment in captured.err and captured.out == ""
+
+
+def test_place_refuses_a_running_vm_and_release_of_an_ended_lease_says_so(host, capsys, monkeypatch):
+    """place --vm took a running VM (its memory long built) and reserved 40G more; the
+    next release reconciled it away first, then said only "no reservation"."""
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    assert main(["sim", "create", host, "B", "--vcpus", "1", "--memory", "256M"]) == 0
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    uuid = next(d.uuid for d in SimHypervisor(host).domains() if d.name == "B")
+    capsys.readouterr()
+    assert main(["place", "--vcpus", "1", "--memory", "1G", "--vm", uuid]) == 2
+    assert "--vm: {} runs here".format(uuid) in capsys.readouterr().err
+    assert run_json(capsys, "reservations", "--json") == []
+    assert main(["place", "--vcpus", "1", "--memory", "1G", "--vm", uuid, "--dry-run"]) == 0
+    # a reservation listed, then ended by the release's own reconcile (its VM started since):
+    # said so (it was "no reservation", beside a listing that showed one)
+    assert main(["place", "--vcpus", "1", "--memory", "256M", "--vm", VM1]) == 0
+    SimHypervisor(host).create("started", 1, 256 << 20, uuid=VM1, auto_numa=False)
+    capsys.readouterr()
+    assert main(["release", VM1]) == 1
+    assert "the one listed had ended" in capsys.readouterr().err
 
 
 def test_release_reads_the_vm_as_place_does(host, capsys, monkeypatch):

@@ -258,14 +258,19 @@ def test_an_output_that_cannot_be_written_is_said_in_one_line(host):
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", "topology"], stdout=full,
-                              stderr=subprocess.PIPE, universal_newlines=True, env=env)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "xapi-numa: error: cannot write the output (No space left on device); what the command reports was done "
-        "all the same"]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+               XAPI_NUMA_BACKEND="sim:" + host)
+    # every command, not only those printing through emit (sim create, top, homing, vnuma --xl
+    # printed directly: "internal error", exit 70, the domain made all the same)
+    for argv in (["topology"], ["sim", "create", host, "FULL", "--vcpus", "1", "--memory", "64M"],
+                 ["top", "--once"], ["homing", "--dry-run"], ["vnuma", "X", "--vcpus", "2", "--memory", "1G", "--xl"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", *argv], stdout=full,
+                                  stderr=subprocess.PIPE, universal_newlines=True, env=env)
+        assert done.returncode == 1, (argv, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            "xapi-numa: error: cannot write the output (No space left on device); what the command reports was "
+            "done all the same"], argv
 
 
 def test_on_an_ascii_locale_a_path_with_an_accent_still_works(tmp_path):

@@ -171,6 +171,21 @@ def test_a_host_without_the_plugin_or_where_the_vm_cannot_boot_is_passed_over(po
     assert code == 0 and report["host0"] == {"error": ["XENAPI_MISSING_PLUGIN", "numa"]} and "nodes" in report["host1"]
     code, out, err = finish(cli(server, tmp_path, "vcpus", "--json"))
     assert code == 0 and "host0 did not answer" in err and {r["host"] for r in json.loads(out)} == {"host1", "host2"}
+    # a halted VM's candidates name the host that did not answer (it was left out unsaid)
+    ref3, uuid3 = server.add_vm("anywhere", 1, G)
+    code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid3, "--json"))
+    assert code == 0 and json.loads(out)["left_out"] == ["host0: XENAPI_MISSING_PLUGIN numa"]
+    code, out, err = finish(cli(server, tmp_path, "vm-placement", uuid3))
+    assert "not a candidate: host0: XENAPI_MISSING_PLUGIN numa" in out
+    # a domain asked for by name, on no host that answered: the silent host is named
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "no-such-vm"))
+    assert code == 1 and "on the hosts that answered; host0 did not answer" in err
+    # no host answering at all is a failure, not an empty answer
+    server.without_plugin.update(hosts)
+    for query in ("vcpus", "topology"):
+        code, out, err = finish(cli(server, tmp_path, query, "--json"))
+        assert code == 1, query
+    server.without_plugin.difference_update(hosts[1:])
     ref2, uuid2 = server.add_vm("nowhere", 1, G)
     for host in hosts[1:]:
         server.boot_refusals[(ref2, host)] = ["VM_REQUIRES_NETWORK", ref2, "OpaqueRef:net"]

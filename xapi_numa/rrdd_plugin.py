@@ -38,7 +38,8 @@ TICK = 0.2       # how often a sleep looks at the stop flag
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = Parser(prog="xapi-numa-rrdd", description="Publish per-VM NUMA metrics to xcp-rrdd.")
-    p.add_argument("--backend", type=given, help="xen (default), or sim:PATH for a simulated host")
+    p.add_argument("--backend", type=given,
+                   help="xen or sim:PATH for a simulated host (default: $XAPI_NUMA_BACKEND, else xen)")
     p.add_argument("--uid", type=given, default=PLUGIN_UID, help="plugin name registered with xcp-rrdd")
     p.add_argument("--file", type=given, help="write here instead of where xcp-rrdd says (no registration)")
     p.add_argument("--once", action="store_true", help="write one reading and exit")

@@ -20,19 +20,39 @@ def print_json(obj) -> None:
 
 
 def emit(args, value, render) -> None:
-    """``--json``: the value as JSON; otherwise ``render(value)`` for people.  An output
-    that cannot be written (a full disk) is said as such: what it reports was done."""
-    try:
-        if args.json:
-            print_json(value)
-        else:
-            print(render(value))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise  # the reader left (| head): not an error
-    except OSError as err:
-        raise NumaError("cannot write the output ({}); what the command reports was done all the same".format(
-            err.strerror or err)) from None
+    """``--json``: the value as JSON; otherwise ``render(value)`` for people."""
+    if args.json:
+        print_json(value)
+    else:
+        print(render(value))
+    sys.stdout.flush()
+
+
+class GuardedOutput:
+    """Standard output whose failure to write (a full disk, a closed file) is said as
+    such, for every command and whatever printed: what it reports was done.  A reader
+    that left (``| head``) is no error: BrokenPipeError goes on to the caller."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _guarded(self, do):
+        try:
+            return do()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise NumaError("cannot write the output ({}); what the command reports was done all the same".format(
+                err.strerror or err)) from None
+
+    def write(self, text: str) -> int:
+        return self._guarded(lambda: self._stream.write(text))
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def hypervisor(args) -> Hypervisor:

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from xapi_numa import __version__
 from xapi_numa.backends.open import BACKEND_SYNTAX
-from xapi_numa.cli import backends, moves, placing, queries, rebalance, render, sim, vnuma
+from xapi_numa.cli import backends, common, moves, placing, queries, rebalance, render, sim, vnuma
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.command_line import Parser, given
 
@@ -72,13 +72,17 @@ def never_unencodable(stream):
 
 def main(argv: Optional[List[str]] = None) -> int:
     sys.stdout, sys.stderr = never_unencodable(sys.stdout), never_unencodable(sys.stderr)
+    if not isinstance(sys.stdout, common.GuardedOutput):
+        sys.stdout = common.GuardedOutput(sys.stdout)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
         return done.code if isinstance(done.code, int) else 2
     try:
         check_pool_use(args)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # written now, while a failure can still be said
+        return code
     except NumaError as err:
         print("xapi-numa: error: {}".format(render.cell(err.message)), file=sys.stderr)  # names come escaped
         # a host's plugin refusing an argument is the same mistake as this command refusing it

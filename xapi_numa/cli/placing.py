@@ -25,6 +25,10 @@ def cmd_place(args) -> int:
         request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
     vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
+    running = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]
+    if running and not args.dry_run:  # as the plugin: its memory is built, a reservation would only hold more
+        raise InvalidArgument("--vm", "{} runs here (domain {}): place reserves for a start".format(vm, running[0]),
+                              "a VM that is not running, or --dry-run")
     with common.flag_names(common.POLICY_FLAGS):
         placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
                                                       args.dry_run)
@@ -71,8 +75,12 @@ def cmd_release(args) -> int:
     key = args.vm.strip()
     if not key.startswith("adhoc-"):
         key = parse_uuid(key, "VM")
-    if not upkeep.release_asked(common.hypervisor(args), common.ledger(args), key):
-        raise NumaError("no reservation for {}".format(args.vm))
+    ledger = common.ledger(args)
+    listed = any(r.vm == key for r in ledger.reservations())
+    if not upkeep.release_asked(common.hypervisor(args), ledger, key):
+        raise NumaError("no reservation for {}{}".format(args.vm, (
+            ": the one listed had ended (its lease over, or its build done or failed); nothing is held for it now"
+            if listed else "")))
     return 0
 
 
@@ -121,6 +129,7 @@ def _render_vm_placement(vm: str, result: dict) -> str:
         return "\n".join(["{} is {}; where it would go, best first:".format(render.cell(vm), result["state"])]
                          + ["  {}: nodes {} - {}".format(render.cell(o["host"]), ",".join(map(str, o["nodes"])),
                                                          render.cell(o["reason"])) for o in result["options"]]
+                         + ["  not a candidate: {}".format(render.cell(why)) for why in result.get("left_out", ())]
                          ) + _render_vnuma(result)
     m = result["memory"]
     policy = result["policy"]["mode"] if result.get("policy") else "INVALID ({})".format(result.get("policy_error"))

@@ -5,7 +5,7 @@ import sys
 import time
 
 from xapi_numa.cli import common, rebalance, render
-from xapi_numa.errors import InvalidArgument, UnknownVM
+from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.core import locality, numbers
 from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
@@ -26,7 +26,7 @@ def cmd_topology(args) -> int:
                 why = failed_host(report)
                 print("== {}: did not answer ({})\n".format(host, why) if why else "== {} ({})\n{}\n".format(
                     host, report["scheduler"], render.render_topology(report)))
-        return 0
+        return nobody_answered(reports)
     report = queries.topology_report(common.hypervisor(args), common.ledger(args).outstanding())
     common.emit(args, report, render.render_topology)
     return 0
@@ -45,14 +45,28 @@ def cmd_vcpus(args) -> int:
             raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
         rows = [dict(r, host=host) for host, host_rows in per.items() if not failed_host(host_rows)
                 for r in host_rows if args.domain is None or _names(r, args.domain)]
+        silent = sorted(host for host, host_rows in per.items() if failed_host(host_rows))
+        if args.domain is not None and not rows and silent:  # it may run on one of them
+            raise NumaError("no VM or domain {} on the hosts that answered; {} did not answer".format(
+                render.cell(args.domain), ", ".join(map(render.cell, silent))))
         if args.domain is not None and not rows:
             raise UnknownVM(args.domain)
+        common.emit(args, rows, render.render_vcpus)
+        return nobody_answered(per)
     else:
         hv = common.hypervisor(args)
         domids = [domain_by_name_or_id(hv, args.domain).domid] if args.domain is not None else None
         rows = queries.vcpu_rows(hv, domids)
     common.emit(args, rows, render.render_vcpus)
     return 0
+
+
+def nobody_answered(per: dict) -> int:
+    """A pool query's exit code: 1 when no host answered (the output holds nothing but
+    their failures), else 0 (a host that did not answer is marked in the output)."""
+    from xapi_numa.ops.pool import failed_host
+
+    return 1 if per and all(failed_host(answer) for answer in per.values()) else 0
 
 
 def _names(row: dict, ref: str) -> bool:

@@ -54,9 +54,11 @@ def enabled_hosts_named(session, name: str) -> Dict[str, dict]:
 
 
 def candidates(session, uuid: str, only_host: Optional[str] = None,
-               passed_over: Optional[Dict[str, str]] = None) -> List[Tuple[tuple, str, dict]]:
+               passed_over: Optional[Dict[str, str]] = None,
+               left_out: Optional[List[str]] = None) -> List[Tuple[tuple, str, dict]]:
     """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best
-    first.  ``passed_over``: host refs to leave out, with why (a start refused there)."""
+    first.  ``passed_over``: host refs to leave out, with why (a start refused there).
+    ``left_out``: gets "host: why" for each host that could not take it or did not answer."""
     hosts = xapi.enabled_hosts(session) if only_host is None else enabled_hosts_named(session, only_host)
     vm = xapi.vm_ref(session, uuid)
     found, refusals, capacity_only = [], [], True
@@ -86,6 +88,8 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             capacity_only = False
             continue
         found.append((fit_key(placement, record), ref, placement))
+    if left_out is not None:
+        left_out.extend(refusals)
     if not found:
         if invalid and len(invalid) == len(refusals) and all(e.params == invalid[0].params for e in invalid):
             raise invalid[0]  # every host refused the VM for the same reason: it is the VM's
@@ -168,9 +172,10 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
                 **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(record)}
+    left_out: List[str] = []
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
-               for _, host, placement in candidates(session, uuid)]
-    return {"vm": uuid, "state": record["power_state"], "options": options,
+               for _, host, placement in candidates(session, uuid, left_out=left_out)]
+    return {"vm": uuid, "state": record["power_state"], "options": options, "left_out": left_out,
             "vnuma_plan": _stored_plan_of(record)}
 
 

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import stat
 import tempfile
 from typing import Any, Iterator
@@ -242,7 +243,9 @@ class SimStore:
                 head = f.read(4096).lstrip()
         except OSError:
             return False
-        return not head or head.startswith(b"{")
+        # what this module writes begins {"version": (a JSON document of another shape,
+        # a package.json, is some other program's: never replaced)
+        return not head or re.match(rb'\{\s*"version"\s*:', head) is not None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Host]:
