@@ -242,10 +242,13 @@ def test_no_candidate_leaves_the_domain_alone():
     assert d.node_pages[0] > 0 and d.node_pages[1] > 0  # striped
 
 
-def test_every_node_chosen_is_automatic_node_affinity():
+def test_a_candidate_of_every_node_is_an_explicit_node_affinity():
+    """libxl's candidate map has the host's nodes only, never all 64 bits of MAX_NUMNODES
+    that Xen's domain_set_node_affinity takes for "automatic": it stays explicit (the
+    model took it for automatic, so a later soft-affinity change moved it)."""
     h = make_host([GiB, GiB])
     d = xl_create(h, "big", 2, (3 * GiB // 2) >> 12, None, None, "idle", "pv", False, None)
-    assert d.node_affinity is None and all(v.soft == h.online for v in d.vcpus)
+    assert d.node_affinity == 0b11 and all(v.soft == h.online for v in d.vcpus)
     assert d.node_pages[0] > 0 and d.node_pages[1] > 0  # striped
 
 

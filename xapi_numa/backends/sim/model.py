@@ -204,8 +204,11 @@ class Host:
             raise HypervisorError(errno.EINVAL, "empty node affinity")
         if nodes is not None and nodes & ~full:
             raise HypervisorError(errno.EINVAL, "node affinity names nodes that do not exist")
-        # Xen: a full node mask means "automatic" again.
-        d.node_affinity = None if nodes is None or nodes == full else nodes
+        # Xen (domain_set_node_affinity): only a mask with all MAX_NUMNODES (64) bits set means
+        # "automatic" again, and a caller's mask has only the host's nodes set (libxl's candidate,
+        # ours): a mask naming every node of the host stays explicit.  None is automatic (the
+        # Xen adapter sends all 64 bits for it).
+        d.node_affinity = nodes
 
     # --- memory ------------------------------------------------------------------
     def _claimed_by_others(self, d: Domain):
