@@ -201,12 +201,15 @@ def test_sim_init_onto_a_directory_is_refused(tmp_path, capsys):
 
 def test_sim_init_force_never_replaces_another_programs_json(tmp_path, capsys):
     """Any file beginning with '{' was taken for a simulated host's state and replaced."""
-    other = tmp_path / "package.json"
-    other.write_text('{\n "name": "my-app",\n "version": "1.0.0"\n}\n')
-    assert main(["sim", "init", str(other), "--force", "--nodes", "1", "--cpus-per-node", "1",
-                 "--memory-per-node", "1G"]) != 0
-    assert "not a simulated host's state" in capsys.readouterr().err
-    assert other.read_text().startswith('{\n "name"') and os.listdir(tmp_path) == ["package.json"]
+    for name, text in (("package.json", '{\n "name": "my-app",\n "version": "1.0.0"\n}\n'),
+                       ("tasks.json", '{"version": "2.0.0", "tasks": []}\n')):
+        other = tmp_path / name
+        other.write_text(text)
+        assert main(["sim", "init", str(other), "--force", "--nodes", "1", "--cpus-per-node", "1",
+                     "--memory-per-node", "1G"]) != 0
+        assert "not a simulated host's state" in capsys.readouterr().err
+        assert other.read_text() == text
+    assert sorted(os.listdir(tmp_path)) == ["package.json", "tasks.json"]
     ours = tmp_path / "h.json"
     for _ in range(2):  # a state of ours is replaced
         assert main(["sim", "init", str(ours), "--force", "--nodes", "1", "--cpus-per-node", "1",

@@ -262,7 +262,8 @@ def test_an_output_that_cannot_be_written_is_said_in_one_line(host):
                XAPI_NUMA_BACKEND="sim:" + host)
     # every command, not only those printing through emit (sim create, top, homing, vnuma --xl
     # printed directly: "internal error", exit 70, the domain made all the same)
-    for argv in (["topology"], ["sim", "create", host, "FULL", "--vcpus", "1", "--memory", "64M"],
+    for argv in (["topology"], ["sim", "create", "--help"],
+                 ["sim", "create", host, "FULL", "--vcpus", "1", "--memory", "64M"],
                  ["top", "--once"], ["homing", "--dry-run"], ["vnuma", "X", "--vcpus", "2", "--memory", "1G", "--xl"]):
         with open("/dev/full", "w") as full:
             done = subprocess.run([sys.executable, "-m", "xapi_numa.cli", *argv], stdout=full,

@@ -256,6 +256,12 @@ def test_room_is_counted_on_the_home_a_pin_can_hold_not_the_whole_soft_affinity(
     two = HostSnapshot(TOPO, 10.0, (attrs.evolve(dom, cpupool=0, vcpus=2),),
                        {1: tuple(attrs.evolve(v, hard=mask) for v in busy[:2])}, scheduler="credit", guest_cpus=mask)
     assert [(p.vcpu, p.cpus) for p in homing.plan(two, since, 1.0)] == [(0, N0 - {0}), (1, N0 - {0})]
+    # a vCPU an admin pinned away from its soft affinity has no home a pin can hold: it
+    # wants none (it was counted against every home, and held pins let go early)
+    away = VcpuInfo(2, 0, 0, "running", frozenset({0}), N1)
+    full = HostSnapshot(TOPO, 10.0, (attrs.evolve(dom, cpupool=0, vcpus=4), DomainInfo(2, "x", "u2", 1, G, G, False)),
+                        {1: tuple(VcpuInfo(1, i, 4 + i, "running", N1, N1) for i in range(4)), 2: (away,)})
+    assert not homing._overbooked_checker(full)(N1)
 
 
 def test_placed_nodes_are_ascii_digits_only():

@@ -329,6 +329,16 @@ def test_a_vm_not_read_in_a_page_scan_keeps_its_last_reading(tmp_path):
         rt.cycle()
     sim.vcpus = real
     assert rt.pages.get(uuid) == before and rt.pages_of_domid.get(uuid) == a
+    # its pages (not its vCPUs) unreadable in the scan: the same
+    real_pages = sim.node_pages
+    sim.node_pages = lambda domid: (_ for _ in ()).throw(HypervisorError(errno.EIO, "pages")) if domid == a \
+        else real_pages(domid)
+    scans = rt.last_page_scan
+    while rt.last_page_scan == scans:
+        sim.run(1.0)
+        rt.cycle()
+    sim.node_pages = real_pages
+    assert rt.pages.get(uuid) == before and rt.pages_of_domid.get(uuid) == a
 
 
 def test_the_daemon_logs_its_xapi_session_out_when_it_stops(pool, tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from xenlib import DEATH_WORDS, GUEST_DIED, GUEST_UNTOUCHED, SILENT_GUEST, chatter  # this directory: the helpers shared with the suites in dom0
+from xenlib import DEATH_WORDS, GUEST_UNTOUCHED, SILENT_GUEST, chatter  # this directory: the helpers shared with the suites in dom0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -665,10 +665,10 @@ def run_boots(runs: list, only: str) -> tuple:
             # fails every test after it: the failed files get one fresh boot, and the
             # first boot's reasons are still printed at the end.
             # A guest with an empty console after minutes (seen under load, with no death reported),
-            # one whose kernel died with Xen saying nothing (a PVH guest's own crash shutdown),
-            # and one that stopped before anything under test had touched it (a CI run's fixture
-            # guest never reached its program) are the same kind of emulator trouble, not the code
-            # under test: they get the same rerun.
+            # and one that died or hung before anything under test had touched it (a CI run's
+            # fixture guest never reached its program; a PVH guest's own crash shutdown makes Xen
+            # print nothing) are the same kind of emulator trouble, not the code under test: they
+            # get the same rerun.  A guest that died after the code acted on it does not.
             cause = ("dom0 never reached its tests" if why[:1] == [NEVER_READY_WHY] else
                      f"a guest died ({deaths[0]})" if deaths else
                      f"a guest stopped on its own ({troubled_guests(failed)[0].partition(' - ')[2][:REASON_CHARS]})")
@@ -682,14 +682,14 @@ def run_boots(runs: list, only: str) -> tuple:
 
 
 def troubled_guests(failed: list) -> list:
-    """Failed tests whose guest printed nothing at all, died, or stopped before anything
+    """Failed tests whose guest printed nothing at all, or died or stopped before anything
     under test touched it (xenlib.wait_console says which)."""
-    return [line for line in failed if any(mark in line for mark in (SILENT_GUEST, GUEST_DIED, GUEST_UNTOUCHED))]
+    return [line for line in failed if any(mark in line for mark in (SILENT_GUEST, GUEST_UNTOUCHED))]
 
 
 def retry_files(suite: str, ok: bool, why: list, deaths: list, failed: list):
     """What to run again after a failed boot in which Xen saw a guest die, or a test's
-    guest printed nothing at all, died or stopped untouched: the dom0 suite's files with a failed test
+    guest printed nothing at all, or died or stopped untouched: the dom0 suite's files with a failed test
     (comma-separated), or "" for a whole (short) suite; None when there is nothing to
     retry (it passed, no guest died or stayed silent, no test failed, or dom0 loaded
     the wrong library)."""

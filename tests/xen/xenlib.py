@@ -172,20 +172,25 @@ def console(name: str) -> str:
 
 
 SILENT_GUEST = "printed nothing at all (an empty console)"
-# What wait_console says of a guest the emulator, not the code under test, stopped: one
-# that died (its domain went, or its kernel said it panicked: a PVH guest's own crash
-# shutdown makes Xen print nothing), or one that never reached its program while nothing
-# under test had touched it yet.  The harness reruns such a boot's files (README, "Guest
-# triple faults under QEMU").
+# What wait_console says of a guest the emulator, not the code under test, stopped: one that
+# died or hung before anything under test had touched it (a fixture's first wait after
+# ``xl create``; a PVH guest's own crash shutdown makes Xen print nothing).  The harness
+# reruns such a boot's files (README, "Guest triple faults under QEMU").  A guest that died
+# after the code under test acted on it (a page move) is that code's failure: GUEST_DIED
+# says so, and gets no rerun.
 GUEST_DIED = "the guest died"
-GUEST_UNTOUCHED = "stopped before anything under test touched it"
-# "BUG: soft lockup" is left out: an emulated guest survives it
+GUEST_UNTOUCHED = "before anything under test touched it"
 PANIC_WORDS = ("Kernel panic - ", "Oops: ", "general protection fault", "double fault")
 LOOK_EVERY = 5.0  # seconds between checks that the guest's domain is still there
 
 
 def domain_exists(name: str) -> bool:
-    return subprocess.run(["xl", "domid", name], capture_output=True, timeout=patient(60)).returncode == 0
+    """False only when xl says the domain is not there (a failing or hung xl says nothing)."""
+    try:
+        proc = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=patient(60))
+    except subprocess.TimeoutExpired:
+        return True
+    return proc.returncode == 0 or "does not exist" not in proc.stderr
 
 
 def last_lines(text: str, count: int = 2, limit: int = 240) -> str:
@@ -203,7 +208,8 @@ def console_verdict(name: str, pattern: str, text: str, after: int, gone: bool, 
         return f"guest {name} {SILENT_GUEST} in {waited:.0f} s" + ("; its domain is gone" if gone else "")
     text = text[after:]
     died = gone or any(word in text for word in PANIC_WORDS)
-    how = f": {GUEST_DIED}" if died else (f": it {GUEST_UNTOUCHED}" if untouched else "")
+    how = (f": it {'died' if died else 'stopped'} {GUEST_UNTOUCHED}" if untouched else
+           f": {GUEST_DIED}" if died else "")
     return (f"guest {name} never printed /{pattern}/{how}; its last lines: {last_lines(text)}"
             f"\nconsole tail:\n{text[-1500:]}")
 

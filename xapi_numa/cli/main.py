@@ -78,6 +78,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)
         return done.code if isinstance(done.code, int) else 2
+    except NumaError as err:  # --help to an output that cannot be written
+        print("xapi-numa: error: {}".format(err.message), file=sys.stderr)
+        return 1
     try:
         check_pool_use(args)
         code = args.func(args)

@@ -4,10 +4,9 @@ A vCPU is *displaced* when it runs on a pCPU outside its soft affinity.  The
 schedulers may never bring it back: credit1 only steals queued vCPUs and a
 vCPU running alone only moves to an idle pCPU; credit2's balancer looks at
 run queue loads only, never at soft affinity.  A displaced vCPU is *fixable*
-when a pCPU of its soft affinity (an online pCPU of its cpupool: its hard
-affinity says which) is idle or runs a vCPU that is itself displaced (a
-swap), and its home has room: no more vCPUs want to run there than it has
-pCPUs (otherwise the scheduler's spreading is right and is left alone).
+when a pCPU of its home (:func:`pin_target`) is idle or runs a displaced vCPU
+(a swap), and no more vCPUs want it than it has pCPUs (else the scheduler's
+spreading is right).
 
 The fix is a temporary hard pin to the soft mask (:class:`PinTemporarily`),
 undone (:class:`RestorePin`) once the vCPU is home or after a timeout.  Under
@@ -51,9 +50,8 @@ the very lag it is evening out).  So under credit2:
   within 10 s, 575 vCPU-s away from home; held so: 27 of 56, 199 vCPU-s;
 * a pin to a home the rebalancer has moved since is undone at once.
 
-The cost is writes: two per vCPU of the VMs held (one hypercall that sets
-the hard affinity when pinned, one when undone; soft affinity is never
-written), not two per displaced vCPU.  Measured (bench_daemon, seeds 1-5):
+The cost is writes: two per vCPU of the VMs held (pinned, undone; soft
+affinity is never written), not two per displaced vCPU.  Measured (bench_daemon, seeds 1-5):
 home within 0.5-1.9 s of the seed scenario's last pause on every seed, at
 4.0, 5.1, 3.1, 1.9, 3.4 writes per displaced vCPU (2 x 56 writes, 2 x 28 on
 seed 4; 22-36 displaced at once).
@@ -203,12 +201,7 @@ def _room_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
     """Can a home run every vCPU that wants to be there (running or runnable, its
     :func:`pin_target` inside it) at once?  If not, vCPUs held there would queue while
     pCPUs elsewhere idle: the scheduler's spreading is right and is not undone."""
-    wanting: Dict[FrozenSet[int], int] = {}
-    for vs in snap.vcpus.values():
-        for v in vs:
-            if v.domid != 0 and v.state in ("running", "runnable") and soft_is_narrow(v, snap.topology):
-                home = pin_target(v, snap)
-                wanting[home] = wanting.get(home, 0) + 1
+    wanting = _wanting(snap, lambda v: soft_is_narrow(v, snap.topology))
     memo: Dict[FrozenSet[int], bool] = {}
 
     def has_room(home: FrozenSet[int]) -> bool:
@@ -216,6 +209,18 @@ def _room_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
             memo[home] = sum(n for soft, n in wanting.items() if soft <= home) <= len(home)
         return memo[home]
     return has_room
+
+
+def _wanting(snap: HostSnapshot, counted: Callable[[VcpuInfo], bool]) -> Dict[FrozenSet[int], int]:
+    """Running or runnable guest vCPUs (``counted`` ones) per :func:`pin_target` (none: no home)."""
+    out: Dict[FrozenSet[int], int] = {}
+    for vs in snap.vcpus.values():
+        for v in vs:
+            home = pin_target(v, snap) if v.domid != 0 and v.state in ("running", "runnable") and counted(v) \
+                else frozenset()
+            if home:
+                out[home] = out.get(home, 0) + 1
+    return out
 
 
 def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], keys: Set[VcpuKey],
@@ -305,12 +310,7 @@ def _overbooked_checker(snap: HostSnapshot) -> Callable[[FrozenSet[int]], bool]:
     """Do more guest vCPUs want to run in a home than it has pCPUs?  Counted by
     :func:`pin_target`, pinned or not (:func:`_room_checker` sees unpinned ones only)."""
     all_cpus = snap.topology.all_cpus
-    wanting: Dict[FrozenSet[int], int] = {}
-    for domid, vs in snap.vcpus.items():
-        for v in vs:
-            if domid != 0 and v.state in ("running", "runnable") and v.soft and not all_cpus <= v.soft:
-                home = pin_target(v, snap)
-                wanting[home] = wanting.get(home, 0) + 1
+    wanting = _wanting(snap, lambda v: bool(v.soft) and not all_cpus <= v.soft)
 
     def overbooked(home: FrozenSet[int]) -> bool:
         return sum(n for soft, n in wanting.items() if soft <= home) > len(home)

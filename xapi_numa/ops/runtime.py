@@ -152,8 +152,9 @@ class Runtime:
             if not native_pages:
                 read.update(self._modelled_while_moving(read))
             domids = {d.uuid: d.domid for d in snap.domains}
-            for uuid in set(snap.unread) & set(self.pages) - set(read):  # not read this time, not gone: kept
-                read[uuid], domids[uuid] = self.pages[uuid], self.pages_of_domid.get(uuid)
+            for uuid in set(self.pages) - set(read):  # not read this time (its vCPUs or pages), not gone: kept
+                if uuid in snap.unread or domids.get(uuid, -1) == self.pages_of_domid.get(uuid):
+                    read[uuid], domids[uuid] = self.pages[uuid], self.pages_of_domid.get(uuid)
             self.pages, self.pages_of_domid = read, {u: d for u, d in domids.items() if d is not None}
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)

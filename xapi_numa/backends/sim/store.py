@@ -243,9 +243,9 @@ class SimStore:
                 head = f.read(4096).lstrip()
         except OSError:
             return False
-        # what this module writes begins {"version": (a JSON document of another shape,
-        # a package.json, is some other program's: never replaced)
-        return not head or re.match(rb'\{\s*"version"\s*:', head) is not None
+        # what this module writes begins {"version": N (a JSON document of another shape, a
+        # package.json or an editor's {"version": "2.0.0", ...}, is another program's: never replaced)
+        return not head or re.match(rb'\{\s*"version"\s*:\s*\d', head) is not None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Host]:
