@@ -392,7 +392,7 @@ def test_place_refuses_a_running_vm_and_release_of_an_ended_lease_says_so(host, 
     uuid = next(d.uuid for d in SimHypervisor(host).domains() if d.name == "B")
     capsys.readouterr()
     assert main(["place", "--vcpus", "1", "--memory", "1G", "--vm", uuid]) == 2
-    assert "--vm: {} runs here".format(uuid) in capsys.readouterr().err
+    assert "--vm: {} has a domain here".format(uuid) in capsys.readouterr().err
     assert run_json(capsys, "reservations", "--json") == []
     assert main(["place", "--vcpus", "1", "--memory", "1G", "--vm", uuid, "--dry-run"]) == 0
     # a reservation listed, then ended by the release's own reconcile (its VM started since):

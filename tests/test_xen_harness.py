@@ -211,25 +211,32 @@ def test_a_guest_that_died_or_stopped_untouched_gets_the_rerun_and_one_killed_by
     assert harness.retry_files("dom0", False, killed, [], killed) is None
 
 
-def test_a_boot_is_retried_once_and_judged_by_the_second(monkeypatch):
-    """run_boots: the failed files boot once more; the second boot decides, the first's
-    reasons stay printed (as retried, or failed when the second failed too)."""
-    consoles = [DOM0_DEATH, "XEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n"]
+def fake_boots(monkeypatch, answers: list):
+    """QEMU boots of a dom0 suite that answer ``answers`` in turn, (exit code, console):
+    the (only, attempt) each was asked for, and the Boot to run."""
     asked = []
 
     def fake_boot(*args, only="", attempt=1, **kw):
         asked.append((only, attempt))
-        return 0, consoles[len(asked) - 1], 1.0
+        code, text = answers[len(asked) - 1]
+        return code, text, 1.0
     monkeypatch.setattr(harness, "boot", fake_boot)
     monkeypatch.setattr(harness, "save_bench", lambda text, label: None)
     monkeypatch.setattr(harness, "dom0_lib_verdict", lambda text, digest: "")
-    run = harness.Boot("xen", "vmlinux", "initrd", "dom0", "credit2", "digest")
+    return asked, harness.Boot("xen", "vmlinux", "initrd", "dom0", "credit2", "digest")
+
+
+def test_a_boot_is_retried_once_and_judged_by_the_second(monkeypatch):
+    """run_boots: the failed files boot once more; the second boot decides, the first's
+    reasons stay printed (as retried, or failed when the second failed too)."""
+    consoles = [(0, DOM0_DEATH), (0, "XEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n")]
+    asked, run = fake_boots(monkeypatch, consoles)
     failures, reasons = harness.run_boots([run], "")
     assert asked == [("", 1), ("test_page_migration,test_vnuma_real", 2)]
     assert failures == 0 and reasons and all(word == "retried" for word, _ in reasons)
     assert any("Triple fault" in reason for _, reason in reasons)
     # the second boot fails too: the boot failed, with both boots' reasons
-    consoles[1] = DOM0_DEATH
+    consoles[1] = (0, DOM0_DEATH)
     asked.clear()
     failures, reasons = harness.run_boots([run], "")
     assert len(asked) == 2 and failures == 1
@@ -295,18 +302,9 @@ def test_a_dom0_that_never_reaches_its_tests_is_stopped(tmp_path, monkeypatch):
 
 
 def test_a_boot_whose_dom0_never_got_ready_runs_the_same_selection_again(monkeypatch):
-    answers = [(harness.NEVER_READY, "[ 31.9] watchdog: BUG: soft lockup\n"),
-               (0, "XEN-TEST: dom0 ready\nXEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n")]
-    asked = []
-
-    def fake_boot(*args, only="", attempt=1, **kw):
-        asked.append((only, attempt))
-        code, text = answers[len(asked) - 1]
-        return code, text, 1.0
-    monkeypatch.setattr(harness, "boot", fake_boot)
-    monkeypatch.setattr(harness, "save_bench", lambda text, label: None)
-    monkeypatch.setattr(harness, "dom0_lib_verdict", lambda text, digest: "")
-    run = harness.Boot("xen", "vmlinux", "initrd", "dom0", "credit2", "digest")
+    asked, run = fake_boots(monkeypatch, [
+        (harness.NEVER_READY, "[ 31.9] watchdog: BUG: soft lockup\n"),
+        (0, "XEN-TEST: dom0 ready\nXEN-TEST: 5 passed in 9.00s\nXEN-TEST-EXIT: done\n")])
     failures, reasons = harness.run_boots([run], "test_mover_records")
     assert asked == [("test_mover_records", 1), ("test_mover_records", 2)]
     assert failures == 0 and [word for word, _ in reasons] == ["retried"]

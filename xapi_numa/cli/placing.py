@@ -25,11 +25,7 @@ def cmd_place(args) -> int:
         request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
     vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
-    running = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]
-    if running and not args.dry_run:  # as the plugin: its memory is built, a reservation would only hold more
-        raise InvalidArgument("--vm", "{} runs here (domain {}): place reserves for a start".format(vm, running[0]),
-                              "a VM that is not running, or --dry-run")
-    with common.flag_names(common.POLICY_FLAGS):
+    with common.flag_names(dict(common.POLICY_FLAGS, vm="--vm")):
         placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
                                                       args.dry_run)
     out = placement.to_dict(hv.topology())
