@@ -24,6 +24,11 @@ BACKEND_AFFINITY_KEY = "numa_backend_affinity"  # "false": leave this VM's backe
 MAX_BACKOFF_S = 60.0
 
 
+def longer(delay: float) -> float:
+    """The next back-off after ``delay``: 1 s, doubling to MAX_BACKOFF_S."""
+    return min(max(2 * delay, 1.0), MAX_BACKOFF_S)
+
+
 class XapiLink:
     def __init__(self, login: Callable[[], object], clock: Callable[[], float],
                  logger: Optional[logging.Logger] = None) -> None:
@@ -75,7 +80,7 @@ class XapiLink:
         xapi.logout(session)
 
     def _down(self, now: float, err: Exception) -> None:
-        self._delay = min(max(2 * self._delay, 1.0), MAX_BACKOFF_S)
+        self._delay = longer(self._delay)
         self._retry_at = now + self._delay
         if not self._down_logged:
             self._down_logged = True
@@ -108,7 +113,7 @@ class XapiLink:
         try:
             records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
         except xapi.XapiError as err:
-            delay = min(max(2 * self._records_retry[1], 1.0), MAX_BACKOFF_S)
+            delay = longer(self._records_retry[1])
             if not self._records_retry[1]:
                 log_event(self._logger, logging.WARNING, "xapi refused the VMs' records: keeping the last ones",
                           error=err.message, retry_in=delay)
@@ -229,7 +234,7 @@ class PlacedSettler:
         return settled
 
     def _again(self, dom: Tuple[str, int], now: float) -> None:
-        backoff = min(max(2 * self._later.get(dom, (0.0, 0.0))[1], 1.0), MAX_BACKOFF_S)
+        backoff = longer(self._later.get(dom, (0.0, 0.0))[1])
         self._later[dom] = (now + backoff, backoff)
 
 
