@@ -25,7 +25,11 @@ def cmd_place(args) -> int:
         request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
     vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
-    with common.flag_names(dict(common.POLICY_FLAGS, vm="--vm")):
+    domids = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]
+    if domids and not args.dry_run:  # as the plugin: its memory is built, a reservation would only hold more
+        raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
+                              "a VM with no domain on this host, or --dry-run")
+    with common.flag_names(common.POLICY_FLAGS):
         placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
                                                       args.dry_run)
     out = placement.to_dict(hv.topology())

@@ -19,7 +19,7 @@ from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.errors import InvalidArgument, NoCapacity, NumaError
+from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -80,10 +80,6 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
         reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
         loads = node_loads(hv, reserved, planner.topology)
         return planner.place(loads, request), None, loads
-    domids = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]
-    if domids:  # its memory is built (or being built): a reservation would only hold as much again
-        raise InvalidArgument("vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
-                              "a VM with no domain on this host, or a dry run")
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
