@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from xapi_numa.plugin import protocol as proto
+from xapi_numa.ops import start_placement
 from xapi_numa.ops.start_placement import OWNER_TTL, owner_token
 from xapi_numa.plugin.functions import FUNCTIONS
 from xapi_numa.state.ledger import Ledger
@@ -266,6 +267,23 @@ def test_a_caller_killed_mid_place_holds_the_vm_only_until_its_time_is_up(ctx):
         placed = ok(run(server, host, sid, "place", {"vm": uuid}))
         assert placed["reserved"] and "numa_place_owner" not in session.xenapi.VM.get_other_config(ref)
         assert ok(run(server, host, sid, "release", {"vm": uuid}))["boot_pin"] == "restored"
+
+
+@pytest.mark.parametrize("master_off", [-130.0, 250.0, 1000.0])
+def test_the_owner_keys_time_is_the_pool_masters_not_a_hosts(ctx, master_off):
+    """A member whose clock is minutes off (xapi alerts only past 5) must not take a live
+    caller's key for a dead one's: the key's time is the pool master's, for every host."""
+    server, session, host, sid = ctx
+    other = session.xenapi.host.get_all()[1]
+    server.clock_skew[server.master] = master_off  # this process's and the plugins' clocks stay right
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    with start_placement.owning(Ledger(server.ledgers[host]), session, ref, uuid) as token:
+        expires = float(token.rpartition("/")[2])
+        assert abs(expires - (time.time() + master_off + OWNER_TTL)) < 5  # the master's time, not ours
+        details = err(run(server, other, sid, "set_policy", {"vm": uuid, "mode": "strict", "nodes": "1"}))
+        assert details[0] == "NUMA_VM_BUSY", details
+        assert session.xenapi.VM.get_other_config(ref)["numa_place_owner"] == token
+    assert "numa_place_owner" not in session.xenapi.VM.get_other_config(ref)
 
 
 def test_release_of_a_vm_xapi_does_not_know_changes_nothing(ctx):

@@ -18,7 +18,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid as uuidlib
+import xmlrpc.client
 from collections import Counter
 from socketserver import ThreadingMixIn
 from typing import Dict, List, Optional, Set, Tuple
@@ -93,6 +95,7 @@ class LoopbackXapi:
                                "guest_VCPUs_params": {},
                                "resident_VMs": []}
         self.master = next(iter(self.hosts))
+        self.clock_skew: Dict[str, float] = {}  # host ref -> seconds its clock is off (host.get_servertime)
         # tests' levers: hosts that lack the numa plugin (a rollout half done), and hosts a VM
         # cannot boot on (xapi's assert_can_boot_here: a local SR elsewhere, a missing network)
         self.without_plugin: Set[str] = set()
@@ -255,6 +258,13 @@ class LoopbackXapi:
         with self.lock:
             self._host(self_ref)["name_label"] = value
         return ""
+
+    def host_get_servertime(self, session_id, self_ref):
+        """That host's clock, as xapi answers it (whole seconds, UTC); ``clock_skew[ref]``
+        sets a host's clock off by that many seconds."""
+        self._host(self_ref)
+        now = time.time() + self.clock_skew.get(self_ref, 0.0)
+        return xmlrpc.client.DateTime(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime(now)))
 
     def host_get_uuid(self, session_id, self_ref):
         return self._host(self_ref)["uuid"]

@@ -13,11 +13,10 @@ whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 """
 import contextlib
 import math
-import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
-from xapi_numa.backends import xapi
+from xapi_numa.backends import xapi, xapi_time
 from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
@@ -194,17 +193,21 @@ def owner_token_stale(token: str, now: float) -> bool:
 
 
 @contextlib.contextmanager
-def owning(ledger: Ledger, session, vm: str, uuid: str, clock: Callable[[], float] = time.time) -> Iterator[str]:
+def owning(ledger: Ledger, session, vm: str, uuid: str,
+           clock: Callable[[object], float] = xapi_time.pool_time) -> Iterator[str]:
     """Hold the VM for a place, a release or a policy change; yields the owner token.
 
     On this host a per-VM lock serialises them; across hosts, whoever holds the
     VM's owner key in other_config is changing it, and the others refuse cleanly
     (so a release never wipes a pin another host's place is writing).  A key
-    left by a caller that died is taken over once its time is up."""
+    left by a caller that died is taken over once its time is up.  Its time is
+    the pool master's (``clock(session)``), never this host's: a member whose
+    clock is minutes off (xapi tolerates 5 before an alert) would otherwise
+    take a live caller's key for a dead one's, or write one that others do."""
     with vm_lock(ledger.path, "place", uuid):
-        owner = owner_token(clock())  # after the wait for the lock: its time is all the caller's
+        owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
         if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner,
-                                           stale=lambda holder: owner_token_stale(holder, clock())):
+                                           stale=lambda holder: owner_token_stale(holder, clock(session))):
             raise VmBusy("VM {} is being placed, released or given a policy by another caller right now; try "
                          "again (a caller that died is passed over after {:.0f} s)".format(uuid, OWNER_TTL),
                          ("vm", uuid))
