@@ -259,11 +259,11 @@ class LoopbackXapi:
             self._host(self_ref)["name_label"] = value
         return ""
 
-    def host_get_servertime(self, session_id, self_ref):
+    def host_get_servertime(self, session_id, host):
         """That host's clock, as xapi answers it (whole seconds, UTC); ``clock_skew[ref]``
         sets a host's clock off by that many seconds."""
-        self._host(self_ref)
-        now = time.time() + self.clock_skew.get(self_ref, 0.0)
+        self._host(host)
+        now = time.time() + self.clock_skew.get(host, 0.0)
         return xmlrpc.client.DateTime(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime(now)))
 
     def host_get_uuid(self, session_id, self_ref):
