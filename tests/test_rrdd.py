@@ -498,3 +498,64 @@ def test_a_file_that_cannot_be_made_leaves_nothing_behind(tmp_path):
     with pytest.raises(OSError):
         rrdd.PluginFile(str(target)).write(b"x" * 100)
     assert sorted(os.listdir(str(tmp_path))) == ["dir.json"]
+
+
+class StockXen:
+    """The simulated host as stock Xen shows it: pages per node only through debug key
+    'u' (counted: one scan reads every guest), and a clock the test moves."""
+
+    def __init__(self, path: str) -> None:
+        self.sim = SimHypervisor(path)
+        self.now = 1000.0
+        self.scans = 0
+
+    def __getattr__(self, name):
+        return getattr(self.sim, name)
+
+    def capabilities(self):
+        caps = self.sim.capabilities()
+        return attrs.evolve(caps, features=dict(caps.features, node_pages="fallback"))
+
+    def clock(self) -> float:
+        return self.now
+
+    def node_pages(self, domid):
+        self.scans += 1
+        return self.sim.node_pages(domid)
+
+
+def test_on_stock_xen_pages_are_scanned_within_the_daemons_limits_and_the_last_reading_stands(tmp_path, host):
+    """Debug key 'u' walks every page under a lock: a reading every 5 s must not press it
+    every 5 s.  Once per interval, the reading published in between; never on a big host."""
+    from xapi_numa import rrdd_plugin
+    from xapi_numa.backends import rrdd
+    from xapi_numa.ops import page_scans
+    path, uuids = host
+    hv = StockXen(path)
+    out = rrdd.PluginFile(str(tmp_path / "m.bin"))
+    readings = page_scans.PageReadings(page_scans.ScanLimits(interval=600.0))
+    tally = metrics.NonaffineTally()
+    published = []
+    for _ in range(12):  # a minute of xcp-rrdd readings
+        tally, _ = rrdd_plugin.publish_once(hv, out, tally, "all", "double", readings)
+        values = by_owner_name(read_v2(open(out.path, "rb").read()))
+        published.append(values[("vm " + uuids["A"], "memory_numa_node_1")][1])
+        hv.now += 5.0
+    assert hv.scans == 3  # one scan of the three guests, not twelve
+    assert published == [1 << 30] * 12  # A's reading stands between scans
+    hv.now += 600.0
+    rrdd_plugin.publish_once(hv, out, tally, "all", "double", readings)
+    assert hv.scans == 6  # the next interval: scanned again
+    big = page_scans.PageReadings(page_scans.ScanLimits(interval=600.0, max_memory=4 << 30))
+    rrdd_plugin.publish_once(hv, out, tally, "all", "double", big)
+    assert hv.scans == 6  # a host above the limit: never
+    names = {name for name, _, _ in read_v2(open(out.path, "rb").read())["sources"]}
+    assert "numa_local_share" not in names and "memory_numa_node_1" not in names
+
+
+def test_the_page_scan_limits_are_checked(tmp_path, host):
+    path, _ = host
+    for flag, value in (("--page-scan-interval", "0.5"), ("--page-scan-max-memory", "-1")):
+        proc = subprocess.run(PLUGIN + ["--backend", "sim:" + path, "--once", "--file", str(tmp_path / "x"),
+                                        flag, value], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

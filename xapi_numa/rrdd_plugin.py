@@ -11,6 +11,12 @@ before as the last snapshot took, and half a second more.  A file made anew
 A failed cycle is logged and retried next time: the process outlives xcp-rrdd
 or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
+Pages per node: where Xen answers natively, read at every reading; on stock
+Xen (debug key 'u', which walks every page under a lock) as xapi-numad reads
+them, at most once per ``--page-scan-interval`` and never on a host above
+``--page-scan-max-memory``, each VM's last reading published in between
+(:mod:`xapi_numa.ops.page_scans`).
+
 ``--once --file PATH`` writes one payload to PATH without xcp-rrdd (tests, and
 a look at what would be published).
 """
@@ -26,7 +32,8 @@ import attrs
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
-from xapi_numa.ops import metrics, observe
+from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.ops import metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
 
 PLUGIN_UID = "xapi-numa"
@@ -47,10 +54,23 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--names", default="auto", metavar="|".join(metrics.NAME_CHOICES),
                    help="XenServer 9's data source names: unless xapi publishes them itself (auto), "
                         "always (all) or never (own)")
+    p.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
+                   default=page_scans.DEFAULT_INTERVAL,
+                   help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
+                        "(default 600; the last reading is published in between)")
+    p.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
+                   default=page_scans.DEFAULT_MAX_MEMORY >> 30,
+                   help="on stock Xen, never use debug key 'u' on a host with more GiB than this (default "
+                        "1024): no page-based metrics there")
     p.add_argument("--timestamp", default="auto", choices=("auto", "double", "seconds"),
                    help="the file's timestamp: a double (xcp-rrdd from xen-api v24.40), whole seconds "
                         "(older), or as the installed xcp-rrdd package reads it (auto)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name, value, low, high in (("--page-scan-interval", args.page_scan_interval, 1, 7 * 86400),
+                                   ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20)):
+        if not low <= value <= high:
+            p.error("{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high)))
+    return args
 
 
 def log(message: str) -> None:
@@ -68,13 +88,16 @@ def sleep_unless_stopped(seconds: float, stop: dict) -> None:
 
 
 def publish_once(hv, out: rrdd.PluginFile, tally: metrics.NonaffineTally, names: str,
-                 stamp: str = "double") -> Tuple[metrics.NonaffineTally, bool]:
+                 stamp: str = "double", readings: Optional[page_scans.PageReadings] = None
+                 ) -> Tuple[metrics.NonaffineTally, bool]:
     """One reading: snapshot -> data sources -> v2 file; the tally for the next one, and
     whether the file was made anew.  One wall-clock time, taken before the snapshot, is the
     payload's timestamp and the end of the rates' interval: xcp-rrdd divides by the
-    difference of timestamps."""
+    difference of timestamps.  Pages per node come from ``readings`` (on stock Xen a rare
+    debug-key scan whose reading stands in between; every time where Xen answers natively)."""
     now = time.time() if stamp == "double" else float(int(time.time()))  # what the payload will say
-    snap = attrs.evolve(observe.take(hv, with_pages=True), time=now)
+    readings = readings if readings is not None else page_scans.PageReadings()
+    snap = attrs.evolve(readings.snapshot(hv), time=now)
     sources, tally = metrics.collect(snap, hv.capabilities(), tally, names)
     return tally, out.write(rrdd.encode(sources, now, stamp))
 
@@ -86,8 +109,10 @@ def run(args: argparse.Namespace, stop: dict) -> int:
     hv = open_hypervisor(args.backend)
     stamp = stamp_for(args)
     tally = metrics.NonaffineTally()
+    readings = page_scans.PageReadings(page_scans.ScanLimits(args.page_scan_interval,
+                                                             args.page_scan_max_memory << 30))
     if args.file:
-        tally, _ = publish_once(hv, rrdd.PluginFile(args.file), tally, args.names, stamp)
+        tally, _ = publish_once(hv, rrdd.PluginFile(args.file), tally, args.names, stamp, readings)
         if args.once:
             return 0
     client = None if args.file else rrdd.Rrdd(args.socket)
@@ -101,7 +126,7 @@ def run(args: argparse.Namespace, stop: dict) -> int:
                 if client is not None:
                     if out is None:  # whole before xcp-rrdd hears of it: it maps the file at registration
                         made = rrdd.PluginFile(client.path(args.uid))
-                        tally, _ = publish_once(hv, made, tally, args.names, stamp)
+                        tally, _ = publish_once(hv, made, tally, args.names, stamp, readings)
                         out = made  # (a first snapshot that failed is taken again, before any registration)
                     if remap:
                         # a registration (an earlier run's, or before the file was made anew) maps an older
@@ -116,7 +141,7 @@ def run(args: argparse.Namespace, stop: dict) -> int:
                 if stop["now"]:
                     break
                 started = time.monotonic()
-                tally, remade = publish_once(hv, out, tally, args.names, stamp)
+                tally, remade = publish_once(hv, out, tally, args.names, stamp, readings)
                 lead = min(MAX_LEAD, LEAD_TIME + time.monotonic() - started)
                 remap = remap or remade  # registered again next: xcp-rrdd maps the bigger file
             except NumaError as err:  # xcp-rrdd restarting, a domain vanishing: next cycle

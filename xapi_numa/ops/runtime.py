@@ -33,7 +33,7 @@ from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, upkeep
+from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, page_scans, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
@@ -45,8 +45,8 @@ from xapi_numa.state.moves import MoveJournal
 from xapi_numa.state.pins import PinJournal
 
 LOG = logging.getLogger("xapi-numad")
-DEFAULT_PAGE_SCAN_INTERVAL = 600.0
-DEFAULT_PAGE_SCAN_MAX_MEMORY = 1 << 40  # 1 TiB
+DEFAULT_PAGE_SCAN_INTERVAL = page_scans.DEFAULT_INTERVAL
+DEFAULT_PAGE_SCAN_MAX_MEMORY = page_scans.DEFAULT_MAX_MEMORY
 MOVES_KEPT_S = 3600.0  # an ended page move of a VM gone from this host stays in the journal this long
 
 
@@ -115,15 +115,14 @@ class Runtime:
 
     # --- what to read ------------------------------------------------------------------------------
     def _pages_due(self, now: float) -> bool:
-        caps = self.hv.capabilities()
-        if caps.features.get("node_pages") != "fallback":  # native (or modelled): cheap
+        if page_scans.native(self.hv):  # (or modelled): cheap
             return self.settings.fixup_every > 0 and self.cycles % self.settings.fixup_every == 1
-        if self.hv.topology().memory_total() > self.settings.page_scan_max_memory:
+        limits = page_scans.ScanLimits(self.settings.page_scan_interval, self.settings.page_scan_max_memory)
+        if page_scans.too_big(self.hv, limits):
             self._note_once("page-scan-off", logging.INFO, "pages per node are not scanned on this host",
                             reason="debug key 'u' on a host this large could trip the watchdog",
                             limit=self.settings.page_scan_max_memory)
-            return False
-        return self.last_page_scan is None or now - self.last_page_scan >= self.settings.page_scan_interval
+        return page_scans.scan_due(self.hv, limits, self.last_page_scan, now)
 
     def _modelled_while_moving(self, read: Dict[str, Dict[int, int]]) -> Dict[str, Dict[int, int]]:
         """A rare 'u' reading taken while a mover works on the VM is out of date the moment
