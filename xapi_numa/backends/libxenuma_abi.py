@@ -25,6 +25,11 @@ LIBDIR_ENV = "XAPI_NUMA_LIBDIR"
 SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
 
 
+class NotBuilt(ImportError):
+    """Neither the API-mode module nor the prebuilt library is there (a source checkout
+    not built yet), as opposed to a library there that cannot be loaded."""
+
+
 def declarations(header_text: str) -> str:
     """The cffi declarations of libxenuma.h: the header less its preprocessor lines."""
     lines = header_text.splitlines()
@@ -60,7 +65,7 @@ def load(dirs: Optional[Sequence[str]] = None):
     dirs = list(default_dirs() if dirs is None else dirs)
     found = find(dirs)
     if found is None:
-        raise ImportError("libxenuma is not built: no xapi_numa._libxenuma module, and no {} with its {} in {}"
+        raise NotBuilt("libxenuma is not built: no xapi_numa._libxenuma module, and no {} with its {} in {}"
                           .format(LIBRARY, HEADER, ", ".join(dirs)))
     lib_path, header_path = found
     try:

@@ -39,11 +39,16 @@ def open_hypervisor(spec: Optional[str] = None) -> Hypervisor:
 
 
 def _open_xen() -> Hypervisor:
+    from xapi_numa.backends.libxenuma_abi import NotBuilt
+
     try:
         from xapi_numa.backends.xen import XenHypervisor
-    except ImportError:
+    except NotBuilt:
         raise BackendUnavailable(
             "the Xen backend needs libxenuma, xapi-numa's native libxc extension, which is not "
             "built in this installation; use --backend sim:PATH for a simulated host"
         ) from None
+    except ImportError as err:  # there but not loadable (a dom0's missing libxenctrl): say which file and why
+        raise BackendUnavailable("the Xen backend cannot load libxenuma, xapi-numa's native libxc "
+                                 "extension: {}".format(err)) from None
     return XenHypervisor()

@@ -28,7 +28,8 @@ from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
 
 try:
     from xapi_numa._libxenuma import ffi, lib
-except ImportError:  # no compiler was there (a dom0): the prebuilt library in cffi's ABI mode
+except ModuleNotFoundError:  # no compiler was there (a dom0): the prebuilt library in cffi's ABI mode
+    # (a module that is there but cannot load, say a missing libxenctrl, keeps its own ImportError)
     from xapi_numa.backends.libxenuma_abi import load as _load_abi
 
     ffi, lib = _load_abi()  # ImportError naming where it looked, as before
