@@ -106,7 +106,9 @@ xen-test-daemon: native
 xen-test-hvm: native
 	$(BIN)/python tests/xen/harness.py --suite hvm
 
-# On a XenServer/XCP-ng host: the package for dom0's python3, and the xapi plugin.
+# A xapi host that is not a XenServer/XCP-ng dom0 (a source build of xapi): the package, the xapi
+# plugin and the daemon's unit (not the metrics unit, nor the irqbalance script: the RPM has those).
+# On a XenServer/XCP-ng dom0 it refuses: install the RPM there.
 install:
 	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): pip would put PyPI's XenAPI over dom0's own; install the RPM instead (make rpm, then rpm -Uvh build/rpm/xapi-numa-*.rpm)"; exit 1; fi
 	$(PYTHON) -m pip install .

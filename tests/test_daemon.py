@@ -394,3 +394,27 @@ def test_a_stop_restores_every_pin_past_the_write_budget(tmp_path):
     assert restore_at_stop(rt) is True
     assert PinJournal(db).entries() == []
     assert all(v.hard == topo.all_cpus for d in sim.domains() if d.domid for v in sim.vcpus(d.domid))
+
+
+def test_hand_back_puts_guests_backend_work_back_and_runs_no_cycle(tmp_path):
+    """The package's removal stops the daemon (which restores its temporary pins) and then
+    runs --hand-back: netback/blkback threads and IRQs left on one node's dom0 vCPUs would
+    stay there after the code that could undo them is gone."""
+    path = str(tmp_path / "h.json")
+    cli = [sys.executable, "-m", "xapi_numa.cli", "--backend", "sim:" + path]
+    subprocess.run([sys.executable, "-m", "xapi_numa.cli", "sim", "init", path, "--nodes", "2", "--cpus-per-node",
+                    "2", "--memory-per-node", "4G"], check=True, capture_output=True)
+    subprocess.run(cli + ["sim", "create", path, "g", "--vcpus", "1", "--memory", "512M", "--soft", "node:1",
+                          "--type", "pvh"], check=True, capture_output=True)
+    daemon = [XAPI_NUMAD, "--backend", "sim:" + path, "--no-xapi"]
+
+    def allowed():
+        report = json.loads(subprocess.run(cli + ["backends", "--json"], check=True, capture_output=True,
+                                           text=True).stdout)
+        return sorted({w["allowed"] for vm in report["vms"] for w in vm["irqs"] + vm["threads"]})
+
+    subprocess.run(daemon + ["--pin-dom0", "--cycles", "3", "--period", "0.1"], check=True, capture_output=True)
+    assert allowed() == ["1,3"]  # node 1's dom0 vCPUs
+    done = subprocess.run(daemon + ["--hand-back"], capture_output=True, text=True)
+    assert done.returncode == 0 and '"left": 0' in done.stderr and '"cycles"' not in done.stderr, done.stderr
+    assert allowed() == ["0-3"]

@@ -225,8 +225,8 @@ def spec_scriptlet(name: str) -> str:
                        "start xapi-numad.service xapi-numa-rrdd.service"]),
     ("post", 2, True, ["daemon-reload", "try-restart xapi-numad.service xapi-numa-rrdd.service"]),
     ("post", 2, False, []),
-    ("preun", 0, False, ["disable xapi-numad.service xapi-numa-rrdd.service"]),
-    ("preun", 0, True, ["stop xapi-numad.service xapi-numa-rrdd.service",
+    ("preun", 0, False, ["xapi-numad --hand-back --no-xapi", "disable xapi-numad.service xapi-numa-rrdd.service"]),
+    ("preun", 0, True, ["stop xapi-numad.service xapi-numa-rrdd.service", "xapi-numad --hand-back --no-xapi",
                         "disable xapi-numad.service xapi-numa-rrdd.service"]),
     ("preun", 1, True, []),
 ])
@@ -239,10 +239,14 @@ def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, s
     bin_dir.mkdir()
     (bin_dir / "systemctl").write_text("#!/bin/sh\necho \"$*\" >> {}\n".format(log))
     (bin_dir / "systemctl").chmod(0o755)
+    # the removal hands back dom0's backend work: a daemon that fails (no Xen here) must not stop it
+    (bin_dir / "xapi-numad").write_text("#!/bin/sh\necho \"xapi-numad $*\" >> {}\nexit 1\n".format(log))
+    (bin_dir / "xapi-numad").chmod(0o755)
     run_dir = tmp_path / "run-systemd-system"
     if systemd_runs:
         run_dir.mkdir()
-    script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir))
+    script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir)).replace(
+        "/usr/bin/xapi-numad", str(bin_dir / "xapi-numad"))
     env = dict(os.environ, PATH="{}:{}".format(bin_dir, os.environ.get("PATH", "")))
     done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, timeout=30)
     assert done.returncode == 0

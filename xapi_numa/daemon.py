@@ -58,6 +58,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--pin-dom0", dest="pin_dom0", action="store_true",
                     help="at start, pin dom0's vCPUs one node each (round robin) if Xen was booted "
                          "without such a layout (dom0_vcpus_pin)")
+    ap.add_argument("--hand-back", dest="hand_back", action="store_true",
+                    help="put back everything a stopped xapi-numad left changed (temporary vCPU pins, guests' "
+                         "backend threads and IRQs in dom0) and exit: the package's removal runs it")
     ap.add_argument("--scheduler", choices=("credit", "credit2"),
                     help="the guests' scheduler, when their cpupool's differs from the host default")
     ap.add_argument("--no-rebalance", dest="rebalance", action="store_false",
@@ -152,6 +155,20 @@ def pin_dom0(rt: runtime.Runtime) -> None:
               refused=[o.detail for o in outcomes if o.status not in ("done",)])
 
 
+def hand_back(rt: runtime.Runtime) -> bool:
+    """--hand-back: every temporary pin and every backend thread and IRQ we moved goes back
+    (to dom0's default), with no cycle run.  True if nothing of ours is left in force.
+    dom0's own vCPUs pinned by --pin-dom0 stay: their earlier affinity was never kept."""
+    restored = restore_at_stop(rt)
+    if rt.backends is None:
+        return restored
+    outcomes = rt.executor.apply(rt.backends.plan(rt.snapshot(), enabled=False))
+    left = rt.backends.journal.entries()
+    log_event(LOG, logging.INFO if not left else logging.ERROR, "backend work handed back",
+              done=sum(1 for o in outcomes if o.status == "done"), left=len(left))
+    return restored and not left
+
+
 def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> None:
     failures = FailureLog()
     while not stop["now"]:
@@ -213,6 +230,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         lock = instance_lock.acquire(spec)
         rt, link = build_runtime(args, spec, hv)
         try:
+            if args.hand_back:
+                handed = hand_back(rt)
+                os.close(lock)
+                return 0 if handed else 1
             rt.restore_all_pins("start: pins left by a previous run")
             if args.pin_dom0:
                 pin_dom0(rt)
