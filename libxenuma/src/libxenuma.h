@@ -208,17 +208,22 @@ struct xn_mig_result {
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *out);
 /* After a mover died: back released gfns (any node), copy the saved contents
- * back, give back its pause -- never twice: a record saying the unpause was
- * done, or may have been done while the domain is no longer paused, is only
- * removed.  1: unpaused; 0: nothing to do (record removed, if any);
+ * back, give back its pause -- never twice, and never someone else's: a record
+ * saying the unpause was done, or may have been done while the domain is no
+ * longer paused, is only removed; and a pause is given back only if the
+ * guest has not run since the mover's pause (its vCPUs' total run time, kept
+ * in the record, has not moved: a pause held after the guest ran is another
+ * party's).  What remains ambiguous is said in pagerecover.c.  1: unpaused; 0: nothing to do (record removed, if any);
  * XN_MIG_RECOVERED_GONE: the record's domain no longer exists, or its domid
  * names another domain now (by the handle the record keeps) (removed);
  * -EBUSY: its mover is alive (record untouched); -EPROTO: not a record of
  * ours; other -errno (the record is kept if it holds data the guest needs).
  * XN_MIG_RECOVERED_RUNNING: the batch had not put every page's contents back
- * but the domain runs (someone unpaused it): only the gfns without a frame
- * were backed and given their saved contents (out->fallback of them), the
- * others keep what the guest has, as the copy may be older; record removed. */
+ * but the guest ran since the mover's pause (someone unpaused it; it may be
+ * paused again by someone else, whose pause is left alone) or is not paused:
+ * only the gfns without a frame were backed and given their saved contents
+ * (out->fallback of them), the others keep what the guest has, as the copy
+ * may be older; record removed. */
 #define XN_MIG_RECOVERED_GONE 2
 #define XN_MIG_RECOVERED_RUNNING 3
 int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *out);

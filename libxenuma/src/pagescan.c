@@ -275,8 +275,11 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
         xn_rec_set_state(&rec, XN_REC_PAUSING);
         rc = xc_domain_pause(xch, domid) ? xn_errno_rc() : 0;
         if (rc == 0) {
+            /* the run clock once our pause holds: recovery's evidence that the guest ran since */
+            rc = xn_record_run_clock(xch, domid, &rec);
             xn_rec_set_state(&rec, XN_REC_PAUSED);
-            rc = visit_ram(xch, domid, nr, cls, before, 0);
+            if (rc == 0)
+                rc = visit_ram(xch, domid, nr, cls, before, 0);
             if (rc == 0) {
                 xn_sleep_ms(probe_ms);
                 rc = visit_ram(xch, domid, nr, cls, after, 1);

@@ -10,6 +10,10 @@
  * makes those calls fail with that errno (names or numbers), read at every
  * call so a test can change it between calls.
  *
+ * Pausing is Xen's: one count per domain, shared by every caller, and a run
+ * clock (getdomaininfo's cpu_time) that stops while the count is above 0 and
+ * moves otherwise (at every look, and by fake_xc_guest_run: the guest runs).
+ *
  * Also exported for tests: how many interfaces are open, the last per-node
  * claim the patched call received, how many times each patched call ran.
  * A test can hold xc_physinfo inside the library (fake_xc_hold_physinfo) to
@@ -75,7 +79,8 @@ static uint8_t node_affinity[1] = { 0x3 };
 #define NO_FRAME (-1)
 
 struct model {
-    int pause[2];
+    int pause[2];                     /* Xen's controller_pause_count: one count every pauser shares */
+    uint64_t run_ns[2];               /* cpu_time of getdomaininfo: the vCPUs' total running time */
     uint64_t tot_pages, max_pages;    /* of domid 1 */
     uint32_t node_room[NODES];        /* frames a node may still hand out */
     int32_t owner[FRAMES];            /* domid, or -1 when free */
@@ -170,6 +175,7 @@ void fake_xc_guest_reset(void)
     populate_initial(GUEST_STORE_PFN);
     populate_initial(GUEST_CONSOLE_PFN);
     M->max_pages = M->tot_pages;
+    M->run_ns[0] = M->run_ns[1] = 5000000000ull; /* both have run 5 s */
 }
 
 static void model(void)
@@ -243,6 +249,24 @@ int fake_xc_pause_count(uint32_t domid)
 {
     model();
     return domid < 2 ? M->pause[domid] : -1;
+}
+
+/* The guest runs for ns (and may write its memory meanwhile): only while no
+ * pause holds, as in Xen, where a paused domain's vCPUs are never scheduled.
+ * 1: it ran (its clock moved); 0: paused, it did not. */
+int fake_xc_guest_run(uint32_t domid, uint64_t ns)
+{
+    model();
+    if (domid >= 2 || M->pause[domid])
+        return 0;
+    M->run_ns[domid] += ns;
+    return 1;
+}
+
+uint64_t fake_xc_run_clock(uint32_t domid)
+{
+    model();
+    return domid < 2 ? M->run_ns[domid] : 0;
 }
 
 /* Bytes the C heap has handed out and not taken back (leak checks). */
@@ -411,6 +435,10 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
         info[n].domain = d;
         info[n].flags = (d == 1 ? XEN_DOMINF_hvm_guest | XEN_DOMINF_hap : 0) |
                         (model(), M->pause[d] ? XEN_DOMINF_paused : XEN_DOMINF_running);
+        /* a domain no pause holds runs: its clock has moved between any two looks */
+        if (M->pause[d] == 0)
+            M->run_ns[d] += 1000;
+        info[n].cpu_time = M->run_ns[d];
         info[n].tot_pages = d == 0 ? 65536 : M->tot_pages;
         info[n].max_pages = d == 0 ? 65536 : M->max_pages;
         info[n].nr_online_vcpus = 2;
