@@ -33,6 +33,7 @@ struct xn_handle {
     xc_interface *xch;
     xentoollog_logger_stdiostream *log;
     struct patched_ops patched;
+    uint64_t online_nodes; /* the host's online nodes, bit per node; 0 until asked (atomic) */
 };
 
 /* The patched calls in the object that provides xc_interface_open (found
@@ -293,14 +294,43 @@ int xn_unpause(xn_handle *h, uint32_t domid)
     return xc_domain_unpause(h->xch, domid) ? neg_errno() : 0;
 }
 
+/*
+ * The host's online nodes: xc_numainfo's entries whose size is not
+ * XEN_INVALID_MEM_SZ (Xen 4.17's sysctl numainfo gives one entry per node id
+ * up to the last online one, an offline id in between reporting that size).
+ * physinfo's max_node_id cannot say: 4.17 reports MAX_NUMNODES - 1 (63)
+ * whatever the host has, and Xen takes any node below 64 in a memory op or a
+ * claim, so a move to a node the host lacks would release a whole batch and
+ * get nothing back from populate_physmap, without an error.
+ * Xen never takes a node offline, so a node once seen online is cached in
+ * the handle; a node not in the cache is asked about again (memory hotplug
+ * can bring a node online).  Threads share a handle: the mask is one word,
+ * written whole, and two threads asking at once store the same answer.
+ */
+static int node_online(xn_handle *h, uint32_t node)
+{
+    xc_meminfo_t mem[64]; /* MAX_NUMNODES */
+    unsigned int max = 64, i;
+    uint64_t seen = 0;
+
+    if (node >= 64)
+        return 0;
+    if (__atomic_load_n(&h->online_nodes, __ATOMIC_ACQUIRE) & (1ull << node))
+        return 1;
+    if (xc_numainfo(h->xch, &max, mem, NULL))
+        return neg_errno();
+    for (i = 0; i < max && i < 64; i++)
+        if (mem[i].memsize != XEN_INVALID_MEM_SZ)
+            seen |= 1ull << i;
+    __atomic_or_fetch(&h->online_nodes, seen, __ATOMIC_RELEASE);
+    return (seen >> node) & 1;
+}
+
 int xn_node_check(xn_handle *h, uint32_t node)
 {
-    xc_physinfo_t info;
+    int online = node_online(h, node);
 
-    memset(&info, 0, sizeof(info));
-    if (xc_physinfo(h->xch, &info))
-        return neg_errno();
-    return node <= info.max_node_id && node < 255 ? 0 : -EINVAL;
+    return online < 0 ? online : online ? 0 : -EINVAL;
 }
 
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)

@@ -89,9 +89,12 @@ int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes);
 int xn_pause(xn_handle *h, uint32_t domid);
 int xn_unpause(xn_handle *h, uint32_t domid);
 
-/* Is `node` one of the host's (0..max_node_id)?  0 or -EINVAL.  Xen's memory
- * flags carry a node in 8 bits (XENMEMF_node): a larger number would name
- * another node and set other flags (255 and up: populate-on-demand). */
+/* Is `node` one of the host's online nodes (xc_numainfo gives it a size, not
+ * XEN_INVALID_MEM_SZ)?  0, -EINVAL, or the -errno of numainfo.  Not
+ * physinfo's max_node_id: Xen 4.17 says 63 there whatever the host has, and
+ * takes any node below 64 in a memory op, where one the host lacks gives no
+ * memory and no error.  Nodes seen online are cached in the handle.  (Xen's
+ * memory flags carry a node in 8 bits, so 64 and up were never the host's.) */
 int xn_node_check(xn_handle *h, uint32_t node);
 
 /* Host-wide claim of nr_pages (0 cancels) or, where the hypervisor has it,

@@ -373,7 +373,7 @@ int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
     info->nr_cpus = CPUS;
     info->max_cpu_id = CPUS - 1 + hotplug_cpus();
     info->nr_nodes = NODES;
-    info->max_node_id = NODES - 1;
+    info->max_node_id = 63; /* Xen 4.17: MAX_NUMNODES - 1, whatever the host has (sysctl.c) */
     info->threads_per_core = 1;
     info->cores_per_socket = 2;
     info->total_pages = NODES * PAGES_PER_NODE;
@@ -391,11 +391,13 @@ int xc_sched_id(xc_interface *xch, int *sched_id)
 
 int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, uint32_t *distance)
 {
-    unsigned i, j;
+    unsigned i, j, n;
     (void)xch;
     FAIL_IF_ASKED();
-    *max_nodes = NODES;
-    for (i = 0; meminfo && i < NODES; i++) {
+    /* as Xen: with arrays, only as many entries as the caller has room for */
+    n = meminfo || distance ? (*max_nodes < NODES ? *max_nodes : NODES) : NODES;
+    *max_nodes = n;
+    for (i = 0; meminfo && i < n; i++) {
         meminfo[i].memsize = PAGES_PER_NODE << 12;
         meminfo[i].memfree = (PAGES_PER_NODE / (i + 2)) << 12;
         /* FAKE_XC_OFFLINE_NODE=N: node N offline, as Xen reports one (XEN_INVALID_MEM_SZ) */
@@ -403,9 +405,9 @@ int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, u
             (unsigned)atoi(getenv("FAKE_XC_OFFLINE_NODE")) == i)
             meminfo[i].memsize = meminfo[i].memfree = XEN_INVALID_MEM_SZ;
     }
-    for (i = 0; distance && i < NODES; i++)
-        for (j = 0; j < NODES; j++)
-            distance[i * NODES + j] = i == j ? 10 : 20;
+    for (i = 0; distance && i < n; i++)
+        for (j = 0; j < n; j++)
+            distance[i * n + j] = i == j ? 10 : 20;
     return 0;
 }
 
@@ -480,11 +482,12 @@ int xc_get_max_cpus(xc_interface *xch)
     return CPUS + hotplug_cpus();
 }
 
+/* libxc's is physinfo's max_node_id + 1: 64 on Xen 4.17, whatever the host has */
 int xc_get_max_nodes(xc_interface *xch)
 {
     (void)xch;
     FAIL_IF_ASKED();
-    return NODES;
+    return 64;
 }
 
 int xc_vcpu_getaffinity(xc_interface *xch, uint32_t domid, int vcpu, xc_cpumap_t cpumap_hard,
@@ -849,10 +852,12 @@ int xc_domain_populate_physmap(xc_interface *xch, uint32_t domid, unsigned long 
     unsigned long i, pages = 1ul << extent_order, j;
     (void)xch;
     FAIL_IF_ASKED();
-    if (bad_domain(domid) || domid != 1 || extent_order > 9 || node >= NODES) {
-        errno = domid == 1 ? EINVAL : ESRCH;
+    if (bad_domain(domid) || domid != 1 || extent_order > 9 || node >= 64) {
+        errno = domid == 1 ? EINVAL : ESRCH; /* Xen refuses only a node >= MAX_NUMNODES (memory.c) */
         return -1;
     }
+    if (node >= NODES)
+        return 0; /* a node the host lacks: Xen's allocator finds nothing there, and says so by a count of 0 */
     model();
     for (i = 0; i < nr_extents; i++) {
         xen_pfn_t gfn = extent_start[i];

@@ -805,7 +805,8 @@ static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
     static uint64_t gfns[8];
     struct xn_mig_scan_stats stats;
     struct xn_mig_result res;
-    uint32_t nodes[] = { 2, 255, 256, 257, 0xffffffffu };
+    /* 2, 5, 63: below the 64 nodes Xen 4.17's physinfo names (max_node_id 63), not the host's */
+    uint32_t nodes[] = { 2, 5, 63, 64, 255, 256, 257, 0xffffffffu };
     size_t i;
 
     guest_reset();
@@ -814,11 +815,34 @@ static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
         CHECK(xn_mig_move(h, 1, gfns, 8, nodes[i], 0, 0, record, &res) == -EINVAL);
         CHECK(res.released == 0 && res.stage == XN_MIG_STAGE_NONE && !exists(record));
     }
-    CHECK(xn_claim(h, 1, 2, 16) == -EINVAL && xn_claim(h, 1, 256, 16) == -EINVAL);
+    CHECK(xn_claim(h, 1, 2, 16) == -EINVAL && xn_claim(h, 1, 63, 16) == -EINVAL && xn_claim(h, 1, 256, 16) == -EINVAL);
+    CHECK(xn_node_check(h, 0) == 0 && xn_node_check(h, 1) == 0 && xn_node_check(h, 2) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 5, NULL, &stats) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, XN_MIG_PROBE_MAX_MS + 1, record, &stats) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0xffffffffu, record, &stats) == -EINVAL);
     CHECK(pause_count(1) == 0 && on_node(gfns, 8, 0) == 8 && contents_intact(gfns, 8));
+}
+
+/* A node id below the last online one that Xen reports offline (XEN_INVALID_MEM_SZ)
+ * is not the host's either; a failing numainfo is an error, never a yes. */
+static void test_an_offline_node_is_refused(void)
+{
+    xn_handle *fresh = NULL;
+
+    setenv("FAKE_XC_OFFLINE_NODE", "0", 1);
+    CHECK(xn_open(&fresh) == 0);
+    if (fresh) {
+        CHECK(xn_node_check(fresh, 0) == -EINVAL && xn_node_check(fresh, 1) == 0);
+        xn_close(fresh);
+    }
+    unsetenv("FAKE_XC_OFFLINE_NODE");
+    setenv("FAKE_XC_FAIL", "xc_numainfo=EPERM", 1);
+    CHECK(xn_open(&fresh) == 0);
+    if (fresh) {
+        CHECK(xn_node_check(fresh, 1) == -EPERM);
+        xn_close(fresh);
+    }
+    unsetenv("FAKE_XC_FAIL");
 }
 
 int main(void)
@@ -861,6 +885,7 @@ int main(void)
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);
+        test_an_offline_node_is_refused();
         xn_close(h);
     }
     rmdir(dir);
