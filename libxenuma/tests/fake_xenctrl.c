@@ -86,7 +86,8 @@ struct model {
     int32_t owner[FRAMES];            /* domid, or -1 when free */
     uint32_t refs[FRAMES];
     int32_t p2m[GUEST_GFNS];          /* frame of each gfn of domid 1, or NO_FRAME */
-    int gnttab_version;               /* of domid 1: 0 (none set up) until a test grants */
+    int gnttab_version;               /* of domid 1: 1 from the start, as on Xen 4.17 */
+    int gnttab_used;                  /* its shared frame is in use: a test granted something */
     uint8_t gnttab[4096];             /* its one shared grant frame (v1: 512 entries) */
     int backend_copies;               /* a backend grant-copies into every granted frame ... */
     uint32_t backend_copied;          /* ... at the next release (counted) */
@@ -176,6 +177,7 @@ void fake_xc_guest_reset(void)
     populate_initial(GUEST_CONSOLE_PFN);
     M->max_pages = M->tot_pages;
     M->run_ns[0] = M->run_ns[1] = 5000000000ull; /* both have run 5 s */
+    M->gnttab_version = 1; /* grant_table_init: gt_version = 1 */
 }
 
 static void model(void)
@@ -726,31 +728,52 @@ int xc_hvm_param_get(xc_interface *handle, uint32_t dom, uint32_t param, uint64_
     return 0;
 }
 
+/* FAKE_XC_GNTTAB_NO_BOUNCE=1: libxc cannot allocate its hypercall bounce buffer
+ * (dom0 short of memory).  Xen 4.17's xc_gnttab_op then returns 0 without the
+ * hypercall, the op untouched, and xc_gnttab_get_version returns whatever its
+ * uninitialised stack field held (here: 1, as plausible as it gets). */
+static int no_bounce(void)
+{
+    const char *v = getenv("FAKE_XC_GNTTAB_NO_BOUNCE");
+    return v && *v && *v != '0';
+}
+
 int xc_gnttab_get_version(xc_interface *xch, uint32_t domid)
 {
     (void)xch;
     FAIL_IF_ASKED();
+    if (no_bounce())
+        return 1;
     if (bad_domain(domid))
         return -1;
     model();
-    return domid == 1 ? M->gnttab_version : 0;
+    return domid == 1 ? M->gnttab_version : 1;
 }
 
-/* Only GNTTABOP_query_size: one frame in use once a grant table is set up. */
+/* GNTTABOP_get_version and GNTTABOP_query_size: one frame in use once the guest grants. */
 int xc_gnttab_op(xc_interface *xch, int cmd, void *op, int op_size, int count)
 {
-    struct gnttab_query_size *q = op;
     (void)xch;
     FAIL_IF_ASKED();
-    if (cmd != GNTTABOP_query_size || op_size != (int)sizeof(*q) || count != 1) {
-        errno = ENOSYS;
-        return -1;
-    }
+    if (no_bounce())
+        return 0;
     model();
-    q->nr_frames = q->dom == 1 && M->gnttab_version ? 1 : 0;
-    q->max_nr_frames = 32;
-    q->status = q->dom < 2 ? GNTST_okay : GNTST_bad_domain;
-    return 0;
+    if (cmd == GNTTABOP_get_version && op_size == (int)sizeof(struct gnttab_get_version) && count == 1) {
+        struct gnttab_get_version *g = op;
+        if (bad_domain(g->dom))
+            return -1;
+        g->version = g->dom == 1 ? (uint32_t)M->gnttab_version : 1;
+        return 0;
+    }
+    if (cmd == GNTTABOP_query_size && op_size == (int)sizeof(struct gnttab_query_size) && count == 1) {
+        struct gnttab_query_size *q = op;
+        q->nr_frames = q->dom == 1 && M->gnttab_used ? 1 : 0;
+        q->max_nr_frames = 32;
+        q->status = q->dom < 2 ? GNTST_okay : GNTST_bad_domain;
+        return 0;
+    }
+    errno = ENOSYS;
+    return -1;
 }
 
 /* The guest grants gfn to dom0 (a v1 entry, GTF_permit_access), as a frontend does. */
@@ -759,7 +782,7 @@ void fake_xc_grant(unsigned int ref, uint64_t gfn)
     uint16_t flags = GTF_permit_access, domid = 0;
     uint32_t frame = (uint32_t)gfn;
     model();
-    M->gnttab_version = 1;
+    M->gnttab_used = 1;
     memcpy(M->gnttab + ref * 8 + 2, &domid, 2);
     memcpy(M->gnttab + ref * 8 + 4, &frame, 4);
     memcpy(M->gnttab + ref * 8, &flags, 2);

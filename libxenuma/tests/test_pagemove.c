@@ -823,6 +823,31 @@ static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
     CHECK(pause_count(1) == 0 && on_node(gfns, 8, 0) == 8 && contents_intact(gfns, 8));
 }
 
+/* libxc cannot allocate its bounce buffer: xc_gnttab_op returns 0 without asking
+ * Xen, the op untouched.  That is no answer, least of all "nothing granted": the
+ * scan and the move fail (-EIO) before anything is released, the granted gfn
+ * (which a backend may copy into at any moment) never leaves its frame. */
+static void test_a_grant_query_libxc_never_made_is_an_error(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[16];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+    long frame;
+
+    guest_reset();
+    fill_range(gfns, 300, 16);
+    grant(2, 305);
+    frame = gfn_frame(1, 305);
+    setenv("FAKE_XC_GNTTAB_NO_BOUNCE", "1", 1);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == -EIO);
+    CHECK(xn_mig_move(h, 1, gfns, 16, 1, 0, 0, record, &res) == -EIO);
+    unsetenv("FAKE_XC_GNTTAB_NO_BOUNCE");
+    CHECK(res.released == 0 && gfn_frame(1, 305) == frame && on_node(gfns, 16, 0) == 16);
+    CHECK(contents_intact(gfns, 16));
+    settled(h);
+}
+
 /* A node id below the last online one that Xen reports offline (XEN_INVALID_MEM_SZ)
  * is not the host's either; a failing numainfo is an error, never a yes. */
 static void test_an_offline_node_is_refused(void)
@@ -886,6 +911,7 @@ int main(void)
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);
         test_an_offline_node_is_refused();
+        test_a_grant_query_libxc_never_made_is_an_error(h);
         xn_close(h);
     }
     rmdir(dir);
