@@ -240,9 +240,14 @@ int xn_mig_record_busy(const char *record_path);
  * [start, end) of each vnode (a vnode may have several, e.g. around the MMIO
  * hole); vdistance is nr_vnodes x nr_vnodes, row-major; vcpu_to_vnode has
  * nr_vcpus entries.  xn_vnuma_check validates a layout without Xen: 0, or
- * -EINVAL for no vnode, a vnode without memory or vCPU, a range empty, not
- * page-aligned, unsorted or overlapping, or an index out of range.
- * xn_domain_setvnuma checks the same, then calls xc_domain_setvnuma.
+ * -EINVAL for no vnode or more than 32 (Xen 4.17 keeps the distances in one
+ * page), more than 170 ranges (the same for the ranges), a vnode without
+ * memory or vCPU, a range empty, not page-aligned, unsorted or overlapping,
+ * or an index out of range.  xn_domain_setvnuma checks the same, and what
+ * needs Xen: every vnode_to_pnode entry is one of the host's online nodes
+ * (xn_node_check: -EINVAL), and nr_vcpus is the domain's maximum number of
+ * vCPUs (max_vcpu_id + 1, as Xen requires: -EINVAL), then calls
+ * xc_domain_setvnuma.
  */
 struct xn_vmemrange {
     uint64_t start, end;
