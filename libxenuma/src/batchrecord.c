@@ -15,15 +15,31 @@
 
 #define REC_PAGE 4096u
 
+/* Where a record of this version keeps its gfns: version 3 had no run clock. */
+static size_t gfns_offset(uint32_t version)
+{
+    return version == 3u ? offsetof(struct xn_rec_header, run_ns) : offsetof(struct xn_rec_header, gfns);
+}
+
+static size_t header_bytes(uint32_t version, uint32_t n)
+{
+    size_t bytes = gfns_offset(version) + (size_t)n * sizeof(uint64_t);
+    return (bytes + REC_PAGE - 1) / REC_PAGE * REC_PAGE;
+}
+
+static size_t record_bytes(uint32_t version, uint32_t kind, uint32_t n)
+{
+    return header_bytes(version, n) + (kind == XN_REC_KIND_BATCH ? (size_t)n * REC_PAGE : 0);
+}
+
 size_t xn_rec_header_bytes(uint32_t n)
 {
-    size_t bytes = sizeof(struct xn_rec_header) + (size_t)n * sizeof(uint64_t);
-    return (bytes + REC_PAGE - 1) / REC_PAGE * REC_PAGE;
+    return header_bytes(XN_REC_VERSION, n);
 }
 
 size_t xn_rec_bytes(uint32_t kind, uint32_t n)
 {
-    return xn_rec_header_bytes(n) + (kind == XN_REC_KIND_BATCH ? (size_t)n * REC_PAGE : 0);
+    return record_bytes(XN_REC_VERSION, kind, n);
 }
 
 int xn_rec_action(uint32_t kind, uint32_t state)
@@ -61,9 +77,20 @@ uint32_t xn_rec_state(const struct xn_rec *r)
     return __atomic_load_n(&r->hdr->state, __ATOMIC_ACQUIRE);
 }
 
+void xn_rec_set_run_clock(struct xn_rec *r, uint64_t run_ns)
+{
+    if (r && r->hdr && r->hdr->version >= 4u)
+        __atomic_store_n(&r->hdr->run_ns, run_ns, __ATOMIC_RELEASE); /* before the state that relies on it */
+}
+
+uint64_t xn_rec_run_clock(const struct xn_rec *r)
+{
+    return r->hdr->version >= 4u ? __atomic_load_n(&r->hdr->run_ns, __ATOMIC_ACQUIRE) : XN_REC_NO_RUN_CLOCK;
+}
+
 uint8_t *xn_rec_data(const struct xn_rec *r)
 {
-    return (uint8_t *)r->hdr + xn_rec_header_bytes(r->hdr->n);
+    return (uint8_t *)r->hdr + header_bytes(r->hdr->version, r->hdr->n);
 }
 
 void xn_rec_close(struct xn_rec *r)
@@ -73,6 +100,7 @@ void xn_rec_close(struct xn_rec *r)
     if (r->fd >= 0)
         close(r->fd);
     r->hdr = NULL;
+    r->gfns = NULL;
     r->fd = -1;
 }
 
@@ -86,9 +114,9 @@ void xn_rec_remove(struct xn_rec *r)
 
 static int header_is_valid(const struct xn_rec_header *h, size_t file_size)
 {
-    return h->magic == XN_REC_MAGIC && h->version == XN_REC_VERSION &&
+    return h->magic == XN_REC_MAGIC && h->version >= XN_REC_VERSION_OLDEST && h->version <= XN_REC_VERSION &&
            (h->kind == XN_REC_KIND_BATCH || h->kind == XN_REC_KIND_PROBE) && h->size == file_size &&
-           file_size >= xn_rec_bytes(h->kind, h->n) && h->state < XN_REC_STATES;
+           file_size >= record_bytes(h->version, h->kind, h->n) && h->state < XN_REC_STATES;
 }
 
 int xn_rec_open_dead(struct xn_rec *r, const char *path)
@@ -128,6 +156,7 @@ int xn_rec_open_dead(struct xn_rec *r, const char *path)
         return -EPROTO; /* not ours: records only appear complete */
     }
     r->hdr = map;
+    r->gfns = (uint64_t *)((uint8_t *)map + gfns_offset(r->hdr->version));
     r->size = (size_t)st.st_size;
     r->fd = fd;
     r->path = path;
@@ -216,15 +245,17 @@ int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t do
         goto fail;
     }
     r->hdr = h;
+    r->gfns = h->gfns;
     r->size = size;
     h->version = XN_REC_VERSION;
+    h->run_ns = XN_REC_NO_RUN_CLOCK;
     h->kind = kind;
     h->domid = domid;
     memcpy(h->handle, handle, XN_REC_HANDLE_BYTES);
     h->n = n;
     h->size = size;
     if (n)
-        memcpy(h->gfns, gfns, (size_t)n * sizeof(uint64_t));
+        memcpy(r->gfns, gfns, (size_t)n * sizeof(uint64_t));
     xn_rec_set_state(r, XN_REC_OPEN);
     __atomic_store_n(&h->magic, XN_REC_MAGIC, __ATOMIC_RELEASE);
     if ((rc = publish(tmp, path)))

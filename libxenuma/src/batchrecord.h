@@ -5,9 +5,9 @@
  * (tests/test_batchrecord.c).
  *
  * What it owns:
- *  - the format: a header (magic, version, kind, domid, state, the gfns)
- *    padded to a page, then, for a page-move batch, one page of saved
- *    contents per gfn;
+ *  - the format: a header (magic, version, kind, domid, state, the domain's
+ *    handle, its run clock, the gfns) padded to a page, then, for a
+ *    page-move batch, one page of saved contents per gfn;
  *  - the liveness rule: the mover holds an exclusive flock on the record for
  *    its whole life.  A record whose lock can be taken belongs to a dead
  *    mover, whatever became of its pid;
@@ -28,7 +28,13 @@
 #pragma GCC visibility push(hidden)
 
 #define XN_REC_MAGIC 0x21424d554e45584eull /* "NXENUMB!" */
-#define XN_REC_VERSION 3u /* 3: the domain's handle, so a reused domid is never taken for it */
+/* 3: the domain's handle, so a reused domid is never taken for it.
+ * 4: the domain's run clock at our pause (run_ns), so recovery can tell
+ *    whether the guest ran since -- whether our pause is still in force.
+ * Version 3 records (left on tmpfs across an upgrade) are still read and
+ * recovered: they have no run clock, which means the version 3 rule. */
+#define XN_REC_VERSION 4u
+#define XN_REC_VERSION_OLDEST 3u
 #define XN_REC_HANDLE_BYTES 16 /* xen_domain_handle_t: the domain's uuid */
 
 /* What the record covers. */
@@ -47,8 +53,10 @@
 
 /* What recovery does for a record left by a dead mover (xn_rec_action). */
 #define XN_RECOVER_NOTHING 0         /* remove the record, touch nothing */
-#define XN_RECOVER_UNPAUSE 1         /* we hold a pause: give it back */
-#define XN_RECOVER_UNPAUSE_IF_PAUSED 2 /* our pause may or may not be in force: only if the domain is paused */
+/* Recovery gives a pause back only while it is still ours: the domain paused and,
+ * where the record has a run clock, the guest not run since (pagerecover.c). */
+#define XN_RECOVER_UNPAUSE 1         /* we held a pause: give it back */
+#define XN_RECOVER_UNPAUSE_IF_PAUSED 2 /* our pause may or may not have been taken (or given back) */
 #define XN_RECOVER_RESTORE 3         /* back released gfns, copy the contents back, then unpause */
 #define XN_RECOVER_INVALID (-1)
 
@@ -61,17 +69,30 @@ struct xn_rec_header {
     /* The domain's handle when the record was made: a domain that got its domid
      * since (the record's own domain gone) has another, and is never touched. */
     uint8_t handle[XN_REC_HANDLE_BYTES];
+    /* Version 4 on (a version 3 record has its gfns here): the domain's total
+     * vCPU run time (xen_domctl_getdomaininfo's cpu_time, ns) read once our
+     * pause was in force.  Xen's pause flag is only "controller_pause_count
+     * > 0", a count every toolstack user shares, so it cannot say whose pause
+     * holds; this clock stops while any pause holds (the pause hypercall
+     * returns once every vCPU is off its CPU) and moves only when the guest
+     * runs, so a different reading at recovery proves that the guest ran, and
+     * so that our pause was given back by someone.  XN_REC_NO_RUN_CLOCK until
+     * stored (and for every version 3 record). */
+    uint64_t run_ns;
     uint64_t gfns[];
 };
 
+#define XN_REC_NO_RUN_CLOCK UINT64_MAX
+
 struct xn_rec {
     struct xn_rec_header *hdr; /* the mapping (shared: every store reaches the file) */
+    uint64_t *gfns;            /* the record's gfns, where its version has them */
     size_t size;
     int fd;                    /* holds the flock */
     const char *path;          /* the caller's string, for removal */
 };
 
-/* Bytes of the header for n gfns, rounded up to whole pages. */
+/* Bytes of the header for n gfns, rounded up to whole pages (this version's). */
 size_t xn_rec_header_bytes(uint32_t n);
 /* Bytes of a whole record of this kind. */
 size_t xn_rec_bytes(uint32_t kind, uint32_t n);
@@ -88,6 +109,10 @@ int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t do
 /* Store the state, after everything it vouches for. */
 void xn_rec_set_state(struct xn_rec *r, uint32_t state);
 uint32_t xn_rec_state(const struct xn_rec *r);
+/* The domain's run clock, stored once our pause is in force (before the
+ * state that says PAUSED); XN_REC_NO_RUN_CLOCK when there is none. */
+void xn_rec_set_run_clock(struct xn_rec *r, uint64_t run_ns);
+uint64_t xn_rec_run_clock(const struct xn_rec *r);
 /* The saved contents of a batch record (n pages). */
 uint8_t *xn_rec_data(const struct xn_rec *r);
 /* Remove the record (still holding its lock), then unmap and close. */
@@ -97,7 +122,7 @@ void xn_rec_close(struct xn_rec *r);
 
 /*
  * Open the record a mover left at path, taking its lock.  1: opened (a dead
- * mover's valid record); 0: nothing there (absent, or removed meanwhile);
+ * mover's valid record, of this version or XN_REC_VERSION_OLDEST on); 0: nothing there (absent, or removed meanwhile);
  * -EBUSY: its mover is alive; -EPROTO: not a record of ours (left alone);
  * other -errno.
  */

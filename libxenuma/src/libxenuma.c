@@ -33,6 +33,7 @@ struct xn_handle {
     xc_interface *xch;
     xentoollog_logger_stdiostream *log;
     struct patched_ops patched;
+    uint64_t online_nodes; /* the host's online nodes, bit per node; 0 until asked (atomic) */
 };
 
 /* The patched calls in the object that provides xc_interface_open (found
@@ -293,14 +294,43 @@ int xn_unpause(xn_handle *h, uint32_t domid)
     return xc_domain_unpause(h->xch, domid) ? neg_errno() : 0;
 }
 
+/*
+ * The host's online nodes: xc_numainfo's entries whose size is not
+ * XEN_INVALID_MEM_SZ (Xen 4.17's sysctl numainfo gives one entry per node id
+ * up to the last online one, an offline id in between reporting that size).
+ * physinfo's max_node_id cannot say: 4.17 reports MAX_NUMNODES - 1 (63)
+ * whatever the host has, and Xen takes any node below 64 in a memory op or a
+ * claim, so a move to a node the host lacks would release a whole batch and
+ * get nothing back from populate_physmap, without an error.
+ * Xen never takes a node offline, so a node once seen online is cached in
+ * the handle; a node not in the cache is asked about again (memory hotplug
+ * can bring a node online).  Threads share a handle: the mask is one word,
+ * written whole, and two threads asking at once store the same answer.
+ */
+static int node_online(xn_handle *h, uint32_t node)
+{
+    xc_meminfo_t mem[64]; /* MAX_NUMNODES */
+    unsigned int max = 64, i;
+    uint64_t seen = 0;
+
+    if (node >= 64)
+        return 0;
+    if (__atomic_load_n(&h->online_nodes, __ATOMIC_ACQUIRE) & (1ull << node))
+        return 1;
+    if (xc_numainfo(h->xch, &max, mem, NULL))
+        return neg_errno();
+    for (i = 0; i < max && i < 64; i++)
+        if (mem[i].memsize != XEN_INVALID_MEM_SZ)
+            seen |= 1ull << i;
+    __atomic_or_fetch(&h->online_nodes, seen, __ATOMIC_RELEASE);
+    return (seen >> node) & 1;
+}
+
 int xn_node_check(xn_handle *h, uint32_t node)
 {
-    xc_physinfo_t info;
+    int online = node_online(h, node);
 
-    memset(&info, 0, sizeof(info));
-    if (xc_physinfo(h->xch, &info))
-        return neg_errno();
-    return node <= info.max_node_id && node < 255 ? 0 : -EINVAL;
+    return online < 0 ? online : online ? 0 : -EINVAL;
 }
 
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)
@@ -433,17 +463,25 @@ void xn_features(xn_handle *h, struct xn_features *out)
 
 /* --- vNUMA ------------------------------------------------------------------------------ */
 
-/* Whatever Xen would take but a guest could not use (a vnode with no memory
- * or no vCPU, ranges out of order) is refused here, before any hypercall. */
+/*
+ * Xen 4.17's own limits (xen/common/domctl.c, vnuma_alloc): each of its
+ * copies must fit a page (XSA-77), so nr_vnodes^2 distances of 4 bytes --
+ * at most 32 vnodes -- and PAGE_SIZE / sizeof(xen_vmemrange_t) ranges.
+ */
+#define XN_VNUMA_MAX_VNODES 32u
+#define XN_VNUMA_MAX_RANGES (4096u / (unsigned)sizeof(xen_vmemrange_t)) /* 170 */
+
+/* Whatever Xen would refuse (too many vnodes or ranges), or take but a guest
+ * could not use (a vnode with no memory or no vCPU, ranges out of order), is
+ * refused here, before any hypercall. */
 int xn_vnuma_check(uint32_t nr_vnodes, uint32_t nr_ranges, const struct xn_vmemrange *ranges,
                    uint32_t nr_vcpus, const uint32_t *vdistance, const uint32_t *vcpu_to_vnode)
 {
     uint64_t seen_memory = 0, seen_vcpu = 0;
     uint32_t i;
 
-    /* vnodes are tracked in a 64-bit mask: more than any host has nodes */
-    if (nr_vnodes == 0 || nr_vnodes > 64 || nr_ranges == 0 || nr_vcpus < nr_vnodes || !ranges ||
-        !vdistance || !vcpu_to_vnode)
+    if (nr_vnodes == 0 || nr_vnodes > XN_VNUMA_MAX_VNODES || nr_ranges == 0 || nr_ranges > XN_VNUMA_MAX_RANGES ||
+        nr_vcpus < nr_vnodes || !ranges || !vdistance || !vcpu_to_vnode)
         return -EINVAL;
     for (i = 0; i < nr_ranges; i++) {
         const struct xn_vmemrange *r = &ranges[i];
@@ -459,14 +497,8 @@ int xn_vnuma_check(uint32_t nr_vnodes, uint32_t nr_ranges, const struct xn_vmemr
             return -EINVAL;
         seen_vcpu |= 1ull << vcpu_to_vnode[i];
     }
-    if (nr_vnodes < 64) {
-        uint64_t all = (1ull << nr_vnodes) - 1;
-
-        if (seen_memory != all || seen_vcpu != all)
-            return -EINVAL;
-    } else if (~seen_memory || ~seen_vcpu) {
-        return -EINVAL;
-    }
+    if (seen_memory != (1ull << nr_vnodes) - 1 || seen_vcpu != (1ull << nr_vnodes) - 1)
+        return -EINVAL; /* nr_vnodes <= 32: the shift is defined */
     for (i = 0; i < nr_vnodes * nr_vnodes; i++)
         if (vdistance[i] == 0)
             return -EINVAL;
@@ -479,12 +511,24 @@ int xn_domain_setvnuma(xn_handle *h, uint32_t domid, uint32_t nr_vnodes, uint32_
 {
     xen_vmemrange_t *vmem;
     unsigned int *dist, *v2n, *n2p;
+    xc_domaininfo_t info;
     uint32_t i;
     int rc = xn_vnuma_check(nr_vnodes, nr_ranges, ranges, nr_vcpus, vdistance, vcpu_to_vnode);
 
     if (rc)
         return rc;
     if (!vnode_to_pnode)
+        return -EINVAL;
+    /* Xen takes any pnode below MAX_NUMNODES, one the host lacks included (its
+     * memory would then come from anywhere): only the host's online nodes. */
+    for (i = 0; i < nr_vnodes; i++)
+        if ((rc = xn_node_check(h, vnode_to_pnode[i])))
+            return rc;
+    /* Xen wants one entry per vCPU the domain can have (d->max_vcpus): getdomaininfo's
+     * max_vcpu_id is the last one's id. */
+    if ((rc = xn_domain_info(h->xch, domid, &info)))
+        return rc;
+    if (nr_vcpus != info.max_vcpu_id + 1)
         return -EINVAL;
     /* libxc takes non-const unsigned int arrays and Xen's own range struct: copy */
     vmem = calloc(nr_ranges, sizeof(*vmem));

@@ -89,9 +89,12 @@ int xn_node_affinity_set(xn_handle *h, uint32_t domid, uint8_t *nodes);
 int xn_pause(xn_handle *h, uint32_t domid);
 int xn_unpause(xn_handle *h, uint32_t domid);
 
-/* Is `node` one of the host's (0..max_node_id)?  0 or -EINVAL.  Xen's memory
- * flags carry a node in 8 bits (XENMEMF_node): a larger number would name
- * another node and set other flags (255 and up: populate-on-demand). */
+/* Is `node` one of the host's online nodes (xc_numainfo gives it a size, not
+ * XEN_INVALID_MEM_SZ)?  0, -EINVAL, or the -errno of numainfo.  Not
+ * physinfo's max_node_id: Xen 4.17 says 63 there whatever the host has, and
+ * takes any node below 64 in a memory op, where one the host lacks gives no
+ * memory and no error.  Nodes seen online are cached in the handle.  (Xen's
+ * memory flags carry a node in 8 bits, so 64 and up were never the host's.) */
 int xn_node_check(xn_handle *h, uint32_t node);
 
 /* Host-wide claim of nr_pages (0 cancels) or, where the hypervisor has it,
@@ -208,17 +211,22 @@ struct xn_mig_result {
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *out);
 /* After a mover died: back released gfns (any node), copy the saved contents
- * back, give back its pause -- never twice: a record saying the unpause was
- * done, or may have been done while the domain is no longer paused, is only
- * removed.  1: unpaused; 0: nothing to do (record removed, if any);
+ * back, give back its pause -- never twice, and never someone else's: a record
+ * saying the unpause was done, or may have been done while the domain is no
+ * longer paused, is only removed; and a pause is given back only if the
+ * guest has not run since the mover's pause (its vCPUs' total run time, kept
+ * in the record, has not moved: a pause held after the guest ran is another
+ * party's).  What remains ambiguous is said in pagerecover.c.  1: unpaused; 0: nothing to do (record removed, if any);
  * XN_MIG_RECOVERED_GONE: the record's domain no longer exists, or its domid
  * names another domain now (by the handle the record keeps) (removed);
  * -EBUSY: its mover is alive (record untouched); -EPROTO: not a record of
  * ours; other -errno (the record is kept if it holds data the guest needs).
  * XN_MIG_RECOVERED_RUNNING: the batch had not put every page's contents back
- * but the domain runs (someone unpaused it): only the gfns without a frame
- * were backed and given their saved contents (out->fallback of them), the
- * others keep what the guest has, as the copy may be older; record removed. */
+ * but the guest ran since the mover's pause (someone unpaused it; it may be
+ * paused again by someone else, whose pause is left alone) or is not paused:
+ * only the gfns without a frame were backed and given their saved contents
+ * (out->fallback of them), the others keep what the guest has, as the copy
+ * may be older; record removed. */
 #define XN_MIG_RECOVERED_GONE 2
 #define XN_MIG_RECOVERED_RUNNING 3
 int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *out);
@@ -232,9 +240,14 @@ int xn_mig_record_busy(const char *record_path);
  * [start, end) of each vnode (a vnode may have several, e.g. around the MMIO
  * hole); vdistance is nr_vnodes x nr_vnodes, row-major; vcpu_to_vnode has
  * nr_vcpus entries.  xn_vnuma_check validates a layout without Xen: 0, or
- * -EINVAL for no vnode, a vnode without memory or vCPU, a range empty, not
- * page-aligned, unsorted or overlapping, or an index out of range.
- * xn_domain_setvnuma checks the same, then calls xc_domain_setvnuma.
+ * -EINVAL for no vnode or more than 32 (Xen 4.17 keeps the distances in one
+ * page), more than 170 ranges (the same for the ranges), a vnode without
+ * memory or vCPU, a range empty, not page-aligned, unsorted or overlapping,
+ * or an index out of range.  xn_domain_setvnuma checks the same, and what
+ * needs Xen: every vnode_to_pnode entry is one of the host's online nodes
+ * (xn_node_check: -EINVAL), and nr_vcpus is the domain's maximum number of
+ * vCPUs (max_vcpu_id + 1, as Xen requires: -EINVAL), then calls
+ * xc_domain_setvnuma.
  */
 struct xn_vmemrange {
     uint64_t start, end;

@@ -103,3 +103,13 @@ int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, ui
     xn_rec_set_state(rec, held);
     return rc;
 }
+
+int xn_record_run_clock(xc_interface *xch, uint32_t domid, struct xn_rec *rec)
+{
+    xc_domaininfo_t info;
+    int rc = xn_domain_info(xch, domid, &info);
+
+    if (rc == 0)
+        xn_rec_set_run_clock(rec, info.cpu_time);
+    return rc;
+}

@@ -296,7 +296,7 @@ static int leave_out_unmovable(struct xn_batch *b, struct xn_rec *rec, uint64_t 
     b->gfns = kept;
     b->n = m;
     if (rec->hdr) {
-        memcpy(rec->hdr->gfns, kept, (size_t)m * sizeof(*kept));
+        memcpy(rec->gfns, kept, (size_t)m * sizeof(*kept));
         __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
         b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
     }
@@ -460,6 +460,21 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         goto out;
     }
     paused_at = xn_now_ns();
+    /* The run clock once our pause holds, before the record says PAUSED:
+     * recovery compares it with the clock then to tell whether the guest ran
+     * since (someone gave back our pause) -- Xen's paused flag cannot. */
+    if ((rc = xn_record_run_clock(b.xch, domid, &rec))) {
+        /* nothing done yet: give the pause back and fail (kept for recovery if that fails too) */
+        xn_rec_set_state(&rec, XN_REC_PAUSED);
+        urc = xn_give_back_pause(b.xch, domid, &rec, XN_REC_PAUSED);
+        if (urc < 0 && urc != -ESRCH) {
+            still_paused = 1;
+            res->stage = XN_MIG_STAGE_UNPAUSE;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        xenforeignmemory_unmap(b.fmem, mapped, n);
+        goto out;
+    }
     xn_rec_set_state(&rec, XN_REC_PAUSED);
     recognise_xen_mapped(&b, mapped);
 

@@ -53,6 +53,9 @@ struct xn_rec;
  * `held` (a state whose recovery gives the pause back).  1 (unpaused), 0 (it
  * was not paused), -ESRCH (gone; the record says UNPAUSED), or -errno. */
 XN_INTERNAL int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, uint32_t held);
+/* Store the domain's run clock (its vCPUs' total run time) in the record, once
+ * our pause is in force (see batchrecord.h, run_ns): 0 or -errno. */
+XN_INTERNAL int xn_record_run_clock(xc_interface *xch, uint32_t domid, struct xn_rec *rec);
 
 /* One batch of gfns being moved (or put back by recovery). */
 struct xn_batch {

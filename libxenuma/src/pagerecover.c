@@ -3,6 +3,43 @@
  * says was left undone -- back released gfns again and copy their saved
  * contents back, then give back the pause the mover took, exactly once.
  * Whether the mover is dead is the record's lock, never a pid.
+ *
+ * Whose pause holds.  Xen's XEN_DOMINF_paused is only "controller_pause_count
+ * > 0": one count shared by every toolstack user (xl pause, xenopsd, us), so
+ * it cannot say that the pause in force is ours.  The record keeps instead
+ * the domain's run clock (the sum of its vCPUs' running time, cpu_time in
+ * getdomaininfo) read once our pause held.  That clock stops while any pause
+ * holds and moves only when the guest runs, so for a record that says we
+ * held the pause (PAUSED, COPIED, RESTORED, UNPAUSING):
+ *  - the clock moved: the guest ran since our pause, so the count went to 0
+ *    at some point and our pause is gone (someone's unpause took it).  Never
+ *    unpause (a pause held now is someone else's), and for COPIED back and
+ *    restore only the gfns with no frame (the guest may have written the
+ *    others: the saved copy is older) -- XN_MIG_RECOVERED_RUNNING;
+ *  - the clock is where it was and the domain is paused: the guest has not
+ *    run since, so its memory is as we left it: full copy back (COPIED), then
+ *    give back the pause;
+ *  - not paused: nothing to give back (and the guest may run any moment:
+ *    COPIED gets the running guest's treatment).
+ * What the clock cannot tell: someone unpausing and someone pausing again
+ * with the guest not running a nanosecond in between (every vCPU blocked, or
+ * no scheduling slot, all the while).  Then the pause we give back is the
+ * other party's -- but the guest's memory is still as the copy saved it.
+ *
+ * PAUSING (killed around the pause hypercall) has no clock yet: the record
+ * says PAUSING before the hypercall and the clock is stored after it
+ * returns, so we cannot know whether our pause was ever taken.  The rule
+ * stays "give back a pause only if the domain is paused", and it is wrong in
+ * one case that nothing here can see: we were killed before our pause was
+ * taken (or Xen refused it) while someone else holds a pause; then theirs is
+ * given back.  UNPAUSING has the mirror ambiguity: killed after our unpause
+ * hypercall and before the record said UNPAUSED, while someone else's pause
+ * (taken within our window, or after, before the guest ran) keeps the domain
+ * paused with the clock unmoved: that pause is given back too.  Both windows
+ * are one hypercall wide.
+ *
+ * A version 3 record (no run clock, from before an upgrade) is recovered by
+ * the old rule: the paused flag alone.
  */
 #define _GNU_SOURCE
 #include "libxenuma.h"
@@ -20,24 +57,23 @@
 
 /* Released and not backed again: only those (populating a backed gfn would
  * orphan its frame).  Fills missing[], returns how many or -errno. */
-static int find_unbacked(xc_interface *xch, const struct xn_rec_header *hdr, xen_pfn_t *types,
-                         xen_pfn_t *missing)
+static int find_unbacked(xc_interface *xch, const struct xn_rec *rec, xen_pfn_t *types, xen_pfn_t *missing)
 {
     uint32_t i, nmissing = 0;
-    int rc = xn_type_gfns(xch, hdr->domid, hdr->gfns, hdr->n, types);
+    int rc = xn_type_gfns(xch, rec->hdr->domid, rec->gfns, rec->hdr->n, types);
 
     if (rc)
         return rc;
-    for (i = 0; i < hdr->n; i++)
+    for (i = 0; i < rec->hdr->n; i++)
         if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
-            missing[nmissing++] = hdr->gfns[i];
+            missing[nmissing++] = rec->gfns[i];
     return (int)nmissing;
 }
 
 /*
  * Only the gfns just backed again (missing[0..count)) get their saved contents:
- * the guest runs (someone unpaused it), so whatever it has in the others may
- * be newer than the copy.  The ones without a frame it cannot have written.
+ * the guest ran since our pause (or may run now: someone gave that pause back),
+ * so whatever it has in the others may be newer than the copy.  The ones without a frame it cannot have written.
  */
 static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, uint32_t count)
 {
@@ -84,7 +120,7 @@ static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_re
 {
     const struct xn_rec_header *hdr = rec->hdr;
     struct xn_batch b = { .xch = xch, .fmem = xc_interface_fmem_handle(xch), .domid = hdr->domid,
-                          .gfns = hdr->gfns, .n = hdr->n, .res = res, .copy = xn_rec_data(rec) };
+                          .gfns = rec->gfns, .n = hdr->n, .res = res, .copy = xn_rec_data(rec) };
     xen_pfn_t *types = malloc((size_t)hdr->n * sizeof(*types));
     xen_pfn_t *missing = malloc((size_t)hdr->n * sizeof(*missing));
     int rc;
@@ -94,7 +130,7 @@ static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_re
         rc = -ENOMEM;
         goto out;
     }
-    rc = find_unbacked(xch, hdr, types, missing);
+    rc = find_unbacked(xch, rec, types, missing);
     if (rc > 0)
         back_again(xch, hdr->domid, missing, (uint32_t)rc, res);
     if (rc >= 0 && res->lost)
@@ -110,12 +146,24 @@ out:
     return rc;
 }
 
-/* Give back the mover's pause; the record follows, so a recoverer killed
- * here is not followed by a second unpause either. */
-static int give_back_pause(xc_interface *xch, struct xn_rec *rec, int only_if_paused,
-                           const xc_domaininfo_t *info)
+/* Is the pause the record says we took still ours to give back?  See the
+ * comment at the top: the domain is paused and its run clock has not moved
+ * since the record stored it (no clock: a PAUSING or version 3 record, for
+ * which the paused flag is all there is). */
+static int our_pause_holds(const struct xn_rec *rec, const xc_domaininfo_t *info)
 {
-    if (only_if_paused && !(info->flags & XEN_DOMINF_paused))
+    uint64_t then = xn_rec_run_clock(rec);
+
+    if (!(info->flags & XEN_DOMINF_paused))
+        return 0;
+    return then == XN_REC_NO_RUN_CLOCK || info->cpu_time == then;
+}
+
+/* Give back the mover's pause if it still holds; the record follows, so a
+ * recoverer killed here is not followed by a second unpause either. */
+static int give_back_pause(xc_interface *xch, struct xn_rec *rec, const xc_domaininfo_t *info)
+{
+    if (!our_pause_holds(rec, info))
         return 0;
     return xn_give_back_pause(xch, rec->hdr->domid, rec, xn_rec_state(rec));
 }
@@ -148,7 +196,8 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
     action = xn_rec_action(rec.hdr->kind, xn_rec_state(&rec));
     switch (action) {
     case XN_RECOVER_RESTORE:
-        running = !(info.flags & XEN_DOMINF_paused);
+        /* the guest ran since our pause (or can now): its memory may be newer than the copy */
+        running = !our_pause_holds(&rec, &info);
         rc = restore_batch(xch, &rec, res, running);
         if (rc == -ESRCH) {
             xn_rec_remove(&rec);
@@ -158,12 +207,14 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
             xn_rec_close(&rec); /* keep the record: it holds the guest's data */
             return rc;
         }
-        /* someone else gave back our pause already: the guest runs on */
-        rc = running ? XN_MIG_RECOVERED_RUNNING : give_back_pause(xch, &rec, 0, &info);
+        /* someone else gave back our pause already: the guest runs on, and a
+         * pause held now is theirs to give back */
+        rc = running ? XN_MIG_RECOVERED_RUNNING : give_back_pause(xch, &rec, &info);
         break;
     case XN_RECOVER_UNPAUSE:
     case XN_RECOVER_UNPAUSE_IF_PAUSED:
-        rc = give_back_pause(xch, &rec, action == XN_RECOVER_UNPAUSE_IF_PAUSED, &info);
+        /* the same rule for both: only a pause that is still ours goes back */
+        rc = give_back_pause(xch, &rec, &info);
         break;
     case XN_RECOVER_NOTHING:
         rc = 0;

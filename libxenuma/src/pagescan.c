@@ -131,16 +131,30 @@ static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8
             mark(cls, nr, base + i, XN_GFN_MAGIC);
 }
 
+/* Nothing Xen can answer: GNTTABOP_get_version's version is 1 or 2, and a
+ * status is a GNTST_* (0 down to about -13). */
+#define NO_VERSION 0xFFFFFFFFu
+#define NO_STATUS INT16_MIN
+
 /* Every frame the guest grants to another domain right now (GTF_permit_access):
  * a backend may map it, or copy into it (grant copy) at any moment.  *out is
  * a malloc'd array of *count gfns (NULL, 0 when there are none); *busy: how
- * many of them their grantee reads or writes now. */
+ * many of them their grantee reads or writes now.
+ *
+ * Fails safe: a mover releases whatever is not named here, so "no grants"
+ * must be Xen's answer.  libxc's xc_gnttab_op returns 0 without making the
+ * hypercall when it cannot allocate its bounce buffer, leaving the op as it
+ * was (and xc_gnttab_get_version then returns an uninitialised field).  So
+ * both ops are issued here with outputs preset to values Xen never writes,
+ * and a value left in place is -EIO; so is version 0, which Xen 4.17 never
+ * reports (every grant table starts at version 1). */
 int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **out, size_t *count, size_t *busy)
 {
     xenforeignmemory_handle *fmem = xc_interface_fmem_handle(xch);
     xenforeignmemory_resource_handle *res;
-    struct gnttab_query_size query = { .dom = (domid_t)domid };
-    int version = xc_gnttab_get_version(xch, domid);
+    struct gnttab_get_version get = { .dom = (domid_t)domid, .version = NO_VERSION };
+    struct gnttab_query_size query = { .dom = (domid_t)domid, .status = NO_STATUS };
+    unsigned int version;
     size_t entries;
     uint64_t *gfns;
     void *table = NULL;
@@ -148,12 +162,17 @@ int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **out, size_t *co
 
     *out = NULL;
     *count = *busy = 0;
-    if (version < 0)
+    errno = 0;
+    if (xc_gnttab_op(xch, GNTTABOP_get_version, &get, sizeof(get), 1))
         return xn_errno_rc();
-    if (version == 0)
-        return 0; /* no grant table set up yet */
-    if (xc_gnttab_op(xch, GNTTABOP_query_size, &query, sizeof(query), 1) || query.status != GNTST_okay)
-        return query.status != GNTST_okay ? -EIO : xn_errno_rc();
+    version = get.version;
+    if (version != 1 && version != 2)
+        return -EIO; /* left as preset (no hypercall made), or nothing Xen answers */
+    errno = 0;
+    if (xc_gnttab_op(xch, GNTTABOP_query_size, &query, sizeof(query), 1))
+        return xn_errno_rc();
+    if (query.status != GNTST_okay)
+        return -EIO; /* NO_STATUS: no hypercall made; any other: Xen refused */
     if (query.nr_frames == 0)
         return 0;
     /* Only the frames in use: asking for more would grow the table. */
@@ -168,7 +187,7 @@ int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **out, size_t *co
         xenforeignmemory_unmap_resource(fmem, res);
         return -ENOMEM;
     }
-    got = xn_granted_gfns(table, entries, version, gfns, entries, busy);
+    got = xn_granted_gfns(table, entries, (int)version, gfns, entries, busy);
     xenforeignmemory_unmap_resource(fmem, res);
     if (got <= 0) {
         free(gfns);
@@ -275,8 +294,11 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
         xn_rec_set_state(&rec, XN_REC_PAUSING);
         rc = xc_domain_pause(xch, domid) ? xn_errno_rc() : 0;
         if (rc == 0) {
+            /* the run clock once our pause holds: recovery's evidence that the guest ran since */
+            rc = xn_record_run_clock(xch, domid, &rec);
             xn_rec_set_state(&rec, XN_REC_PAUSED);
-            rc = visit_ram(xch, domid, nr, cls, before, 0);
+            if (rc == 0)
+                rc = visit_ram(xch, domid, nr, cls, before, 0);
             if (rc == 0) {
                 xn_sleep_ms(probe_ms);
                 rc = visit_ram(xch, domid, nr, cls, after, 1);

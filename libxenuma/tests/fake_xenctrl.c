@@ -10,6 +10,10 @@
  * makes those calls fail with that errno (names or numbers), read at every
  * call so a test can change it between calls.
  *
+ * Pausing is Xen's: one count per domain, shared by every caller, and a run
+ * clock (getdomaininfo's cpu_time) that stops while the count is above 0 and
+ * moves otherwise (at every look, and by fake_xc_guest_run: the guest runs).
+ *
  * Also exported for tests: how many interfaces are open, the last per-node
  * claim the patched call received, how many times each patched call ran.
  * A test can hold xc_physinfo inside the library (fake_xc_hold_physinfo) to
@@ -75,13 +79,15 @@ static uint8_t node_affinity[1] = { 0x3 };
 #define NO_FRAME (-1)
 
 struct model {
-    int pause[2];
+    int pause[2];                     /* Xen's controller_pause_count: one count every pauser shares */
+    uint64_t run_ns[2];               /* cpu_time of getdomaininfo: the vCPUs' total running time */
     uint64_t tot_pages, max_pages;    /* of domid 1 */
     uint32_t node_room[NODES];        /* frames a node may still hand out */
     int32_t owner[FRAMES];            /* domid, or -1 when free */
     uint32_t refs[FRAMES];
     int32_t p2m[GUEST_GFNS];          /* frame of each gfn of domid 1, or NO_FRAME */
-    int gnttab_version;               /* of domid 1: 0 (none set up) until a test grants */
+    int gnttab_version;               /* of domid 1: 1 from the start, as on Xen 4.17 */
+    int gnttab_used;                  /* its shared frame is in use: a test granted something */
     uint8_t gnttab[4096];             /* its one shared grant frame (v1: 512 entries) */
     int backend_copies;               /* a backend grant-copies into every granted frame ... */
     uint32_t backend_copied;          /* ... at the next release (counted) */
@@ -170,6 +176,8 @@ void fake_xc_guest_reset(void)
     populate_initial(GUEST_STORE_PFN);
     populate_initial(GUEST_CONSOLE_PFN);
     M->max_pages = M->tot_pages;
+    M->run_ns[0] = M->run_ns[1] = 5000000000ull; /* both have run 5 s */
+    M->gnttab_version = 1; /* grant_table_init: gt_version = 1 */
 }
 
 static void model(void)
@@ -243,6 +251,24 @@ int fake_xc_pause_count(uint32_t domid)
 {
     model();
     return domid < 2 ? M->pause[domid] : -1;
+}
+
+/* The guest runs for ns (and may write its memory meanwhile): only while no
+ * pause holds, as in Xen, where a paused domain's vCPUs are never scheduled.
+ * 1: it ran (its clock moved); 0: paused, it did not. */
+int fake_xc_guest_run(uint32_t domid, uint64_t ns)
+{
+    model();
+    if (domid >= 2 || M->pause[domid])
+        return 0;
+    M->run_ns[domid] += ns;
+    return 1;
+}
+
+uint64_t fake_xc_run_clock(uint32_t domid)
+{
+    model();
+    return domid < 2 ? M->run_ns[domid] : 0;
 }
 
 /* Bytes the C heap has handed out and not taken back (leak checks). */
@@ -349,7 +375,7 @@ int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
     info->nr_cpus = CPUS;
     info->max_cpu_id = CPUS - 1 + hotplug_cpus();
     info->nr_nodes = NODES;
-    info->max_node_id = NODES - 1;
+    info->max_node_id = 63; /* Xen 4.17: MAX_NUMNODES - 1, whatever the host has (sysctl.c) */
     info->threads_per_core = 1;
     info->cores_per_socket = 2;
     info->total_pages = NODES * PAGES_PER_NODE;
@@ -367,11 +393,13 @@ int xc_sched_id(xc_interface *xch, int *sched_id)
 
 int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, uint32_t *distance)
 {
-    unsigned i, j;
+    unsigned i, j, n;
     (void)xch;
     FAIL_IF_ASKED();
-    *max_nodes = NODES;
-    for (i = 0; meminfo && i < NODES; i++) {
+    /* as Xen: with arrays, only as many entries as the caller has room for */
+    n = meminfo || distance ? (*max_nodes < NODES ? *max_nodes : NODES) : NODES;
+    *max_nodes = n;
+    for (i = 0; meminfo && i < n; i++) {
         meminfo[i].memsize = PAGES_PER_NODE << 12;
         meminfo[i].memfree = (PAGES_PER_NODE / (i + 2)) << 12;
         /* FAKE_XC_OFFLINE_NODE=N: node N offline, as Xen reports one (XEN_INVALID_MEM_SZ) */
@@ -379,9 +407,9 @@ int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, u
             (unsigned)atoi(getenv("FAKE_XC_OFFLINE_NODE")) == i)
             meminfo[i].memsize = meminfo[i].memfree = XEN_INVALID_MEM_SZ;
     }
-    for (i = 0; distance && i < NODES; i++)
-        for (j = 0; j < NODES; j++)
-            distance[i * NODES + j] = i == j ? 10 : 20;
+    for (i = 0; distance && i < n; i++)
+        for (j = 0; j < n; j++)
+            distance[i * n + j] = i == j ? 10 : 20;
     return 0;
 }
 
@@ -411,6 +439,10 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
         info[n].domain = d;
         info[n].flags = (d == 1 ? XEN_DOMINF_hvm_guest | XEN_DOMINF_hap : 0) |
                         (model(), M->pause[d] ? XEN_DOMINF_paused : XEN_DOMINF_running);
+        /* a domain no pause holds runs: its clock has moved between any two looks */
+        if (M->pause[d] == 0)
+            M->run_ns[d] += 1000;
+        info[n].cpu_time = M->run_ns[d];
         info[n].tot_pages = d == 0 ? 65536 : M->tot_pages;
         info[n].max_pages = d == 0 ? 65536 : M->max_pages;
         info[n].nr_online_vcpus = 2;
@@ -452,11 +484,12 @@ int xc_get_max_cpus(xc_interface *xch)
     return CPUS + hotplug_cpus();
 }
 
+/* libxc's is physinfo's max_node_id + 1: 64 on Xen 4.17, whatever the host has */
 int xc_get_max_nodes(xc_interface *xch)
 {
     (void)xch;
     FAIL_IF_ASKED();
-    return NODES;
+    return 64;
 }
 
 int xc_vcpu_getaffinity(xc_interface *xch, uint32_t domid, int vcpu, xc_cpumap_t cpumap_hard,
@@ -695,31 +728,52 @@ int xc_hvm_param_get(xc_interface *handle, uint32_t dom, uint32_t param, uint64_
     return 0;
 }
 
+/* FAKE_XC_GNTTAB_NO_BOUNCE=1: libxc cannot allocate its hypercall bounce buffer
+ * (dom0 short of memory).  Xen 4.17's xc_gnttab_op then returns 0 without the
+ * hypercall, the op untouched, and xc_gnttab_get_version returns whatever its
+ * uninitialised stack field held (here: 1, as plausible as it gets). */
+static int no_bounce(void)
+{
+    const char *v = getenv("FAKE_XC_GNTTAB_NO_BOUNCE");
+    return v && *v && *v != '0';
+}
+
 int xc_gnttab_get_version(xc_interface *xch, uint32_t domid)
 {
     (void)xch;
     FAIL_IF_ASKED();
+    if (no_bounce())
+        return 1;
     if (bad_domain(domid))
         return -1;
     model();
-    return domid == 1 ? M->gnttab_version : 0;
+    return domid == 1 ? M->gnttab_version : 1;
 }
 
-/* Only GNTTABOP_query_size: one frame in use once a grant table is set up. */
+/* GNTTABOP_get_version and GNTTABOP_query_size: one frame in use once the guest grants. */
 int xc_gnttab_op(xc_interface *xch, int cmd, void *op, int op_size, int count)
 {
-    struct gnttab_query_size *q = op;
     (void)xch;
     FAIL_IF_ASKED();
-    if (cmd != GNTTABOP_query_size || op_size != (int)sizeof(*q) || count != 1) {
-        errno = ENOSYS;
-        return -1;
-    }
+    if (no_bounce())
+        return 0;
     model();
-    q->nr_frames = q->dom == 1 && M->gnttab_version ? 1 : 0;
-    q->max_nr_frames = 32;
-    q->status = q->dom < 2 ? GNTST_okay : GNTST_bad_domain;
-    return 0;
+    if (cmd == GNTTABOP_get_version && op_size == (int)sizeof(struct gnttab_get_version) && count == 1) {
+        struct gnttab_get_version *g = op;
+        if (bad_domain(g->dom))
+            return -1;
+        g->version = g->dom == 1 ? (uint32_t)M->gnttab_version : 1;
+        return 0;
+    }
+    if (cmd == GNTTABOP_query_size && op_size == (int)sizeof(struct gnttab_query_size) && count == 1) {
+        struct gnttab_query_size *q = op;
+        q->nr_frames = q->dom == 1 && M->gnttab_used ? 1 : 0;
+        q->max_nr_frames = 32;
+        q->status = q->dom < 2 ? GNTST_okay : GNTST_bad_domain;
+        return 0;
+    }
+    errno = ENOSYS;
+    return -1;
 }
 
 /* The guest grants gfn to dom0 (a v1 entry, GTF_permit_access), as a frontend does. */
@@ -728,7 +782,7 @@ void fake_xc_grant(unsigned int ref, uint64_t gfn)
     uint16_t flags = GTF_permit_access, domid = 0;
     uint32_t frame = (uint32_t)gfn;
     model();
-    M->gnttab_version = 1;
+    M->gnttab_used = 1;
     memcpy(M->gnttab + ref * 8 + 2, &domid, 2);
     memcpy(M->gnttab + ref * 8 + 4, &frame, 4);
     memcpy(M->gnttab + ref * 8, &flags, 2);
@@ -821,10 +875,12 @@ int xc_domain_populate_physmap(xc_interface *xch, uint32_t domid, unsigned long 
     unsigned long i, pages = 1ul << extent_order, j;
     (void)xch;
     FAIL_IF_ASKED();
-    if (bad_domain(domid) || domid != 1 || extent_order > 9 || node >= NODES) {
-        errno = domid == 1 ? EINVAL : ESRCH;
+    if (bad_domain(domid) || domid != 1 || extent_order > 9 || node >= 64) {
+        errno = domid == 1 ? EINVAL : ESRCH; /* Xen refuses only a node >= MAX_NUMNODES (memory.c) */
         return -1;
     }
+    if (node >= NODES)
+        return 0; /* a node the host lacks: Xen's allocator finds nothing there, and says so by a count of 0 */
     model();
     for (i = 0; i < nr_extents; i++) {
         xen_pfn_t gfn = extent_start[i];

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +44,7 @@ static void (*frame_get)(long), (*frame_put)(long);
 static void (*grant)(unsigned int, uint64_t);
 static void (*backend_copies)(int);
 static uint32_t (*backend_copied)(void);
+static int (*guest_run)(uint32_t, uint64_t);
 static long *live_mappings;
 
 static int bind_fake(void)
@@ -60,8 +63,9 @@ static int bind_fake(void)
     *(void **)&grant = dlsym(RTLD_DEFAULT, "fake_xc_grant");
     *(void **)&backend_copies = dlsym(RTLD_DEFAULT, "fake_xc_backend_copies");
     *(void **)&backend_copied = dlsym(RTLD_DEFAULT, "fake_xc_backend_copied");
+    *(void **)&guest_run = dlsym(RTLD_DEFAULT, "fake_xc_guest_run");
     live_mappings = dlsym(RTLD_DEFAULT, "fake_fmem_live_mappings");
-    return guest_reset && gfn_frame && frame_node && gfn_page && initial_page && retaken_page && frames_in_use &&
+    return guest_run && guest_reset && gfn_frame && frame_node && gfn_page && initial_page && retaken_page && frames_in_use &&
            set_node_room &&
            pause_count && frame_get && frame_put && grant && backend_copies && backend_copied && live_mappings;
 }
@@ -537,6 +541,126 @@ static void test_recovery_of_a_guest_someone_unpaused(xn_handle *h)
     settled(h);
 }
 
+/* Somebody pauses the domain (xl pause, the toolstack's VM.pause): a count Xen
+ * shares between every caller, so the paused flag says nothing of whose. */
+static int other_pause(xn_handle *h)
+{
+    return xc_domain_pause(xn_xch(h), 1);
+}
+
+static int other_unpause(xn_handle *h)
+{
+    return xc_domain_unpause(xn_xch(h), 1);
+}
+
+/* The reviewer's sequence: the mover leaves the guest paused with its saved copy
+ * (the copy back failed, or it died after the release); an operator unpauses it,
+ * the guest runs and writes; then someone else pauses it again, and recovery
+ * runs.  The domain is paused, but the pause is not ours: the guest's write must
+ * stay (only gfns without a frame get the saved copy) and the other party's
+ * pause must stay too.  Then a record that says PAUSED or UNPAUSING, the same
+ * way: no unpause for a pause the guest ran past.  And the case the clock
+ * settles the other way: paused, the guest not run since, the pause is ours. */
+static void test_recovery_leaves_a_pause_taken_after_the_guest_ran(xn_handle *h)
+{
+    static uint64_t gfns[40];
+    static const uint64_t none[1];
+    uint32_t states[] = { XN_REC_PAUSED, XN_REC_RESTORED, XN_REC_UNPAUSING };
+    struct xn_mig_result res;
+    struct xn_rec rec = { .fd = -1 };
+    uint8_t *page;
+    int status = 0;
+    size_t i;
+    pid_t pid;
+
+    guest_reset();
+    fill_range(gfns, 500, 40);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, record, &res) == -EFAULT);
+    CHECK(pause_count(1) == 1 && other_unpause(h) == 0);
+    CHECK(guest_run(1, 20000000) == 1);
+    page = (uint8_t *)gfn_page(505);
+    CHECK(page != NULL);
+    if (page)
+        memcpy(page, "newer, by the guest", 20);
+    CHECK(other_pause(h) == 0 && pause_count(1) == 1);
+    CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 0);
+    CHECK(page && memcmp(gfn_page(505), "newer, by the guest", 20) == 0);
+    CHECK(pause_count(1) == 1 && !exists(record)); /* the other party's pause, kept */
+    CHECK(other_unpause(h) == 0);
+    settled(h);
+
+    /* died after the release: the released gfns get their contents, the pause stays */
+    guest_reset();
+    fill_range(gfns, 600, 40);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
+        _exit(1);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 99);
+    CHECK(other_unpause(h) == 0 && guest_run(1, 1000000) == 1 && other_pause(h) == 0);
+    CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 40 && res.lost == 0);
+    CHECK(contents_intact(gfns, 40) && pause_count(1) == 1);
+    CHECK(other_unpause(h) == 0);
+    settled(h);
+
+    for (i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        /* our pause, its clock stored, then given back by someone; the guest runs; someone pauses */
+        guest_reset();
+        CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, handle_of(h, 1), none, 0) == 0);
+        CHECK(other_pause(h) == 0 && xn_record_run_clock(xn_xch(h), 1, &rec) == 0);
+        xn_rec_set_state(&rec, states[i]);
+        xn_rec_close(&rec);
+        CHECK(other_unpause(h) == 0 && guest_run(1, 1000) == 1 && other_pause(h) == 0);
+        CHECK(xn_mig_recover(h, record, &res) == 0 && pause_count(1) == 1 && !exists(record));
+        CHECK(other_unpause(h) == 0);
+        settled(h);
+
+        /* still ours: the guest has not run since */
+        guest_reset();
+        CHECK(xn_rec_create(&rec, record, XN_REC_KIND_BATCH, 1, handle_of(h, 1), none, 0) == 0);
+        CHECK(other_pause(h) == 0 && xn_record_run_clock(xn_xch(h), 1, &rec) == 0);
+        xn_rec_set_state(&rec, states[i]);
+        xn_rec_close(&rec);
+        CHECK(guest_run(1, 1000) == 0); /* paused: it cannot */
+        CHECK(xn_mig_recover(h, record, &res) == 1 && pause_count(1) == 0 && !exists(record));
+        settled(h);
+    }
+}
+
+/* A record a version 3 mover left (before an upgrade: no run clock, the gfns
+ * where the clock is now) is still recovered, by the old rule: the domain is
+ * paused, so the copy goes back and the pause is given back. */
+static void test_recovery_of_a_version_3_record(xn_handle *h)
+{
+    static uint64_t gfns[40];
+    struct xn_mig_result res;
+    struct xn_rec_header *hdr;
+    size_t size;
+    int fd;
+
+    guest_reset();
+    fill_range(gfns, 400, 40);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, record, &res) == -EFAULT);
+    CHECK(pause_count(1) == 1 && !contents_intact(gfns, 1));
+    /* rewrite it as version 3 wrote it: 40 gfns fit the first page either way */
+    size = xn_rec_bytes(XN_REC_KIND_BATCH, 40);
+    fd = open(record, O_RDWR);
+    hdr = fd < 0 ? MAP_FAILED : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(hdr != MAP_FAILED);
+    if (hdr == MAP_FAILED)
+        return;
+    CHECK(hdr->version == XN_REC_VERSION && hdr->run_ns != XN_REC_NO_RUN_CLOCK);
+    memmove(&hdr->run_ns, hdr->gfns, 40 * sizeof(uint64_t));
+    hdr->version = 3;
+    munmap(hdr, size);
+    close(fd);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0);
+    CHECK(contents_intact(gfns, 40) && on_node(gfns, 40, 1) == 40);
+    settled(h);
+}
+
 /* The guest gives a gfn of the batch back (its balloon driver) after the mover
  * mapped it and before the pause: the mapping alone kept its frame.  It is left
  * out like a granted one; the rest moves, and a stuck frame is still named. */
@@ -681,7 +805,8 @@ static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
     static uint64_t gfns[8];
     struct xn_mig_scan_stats stats;
     struct xn_mig_result res;
-    uint32_t nodes[] = { 2, 255, 256, 257, 0xffffffffu };
+    /* 2, 5, 63: below the 64 nodes Xen 4.17's physinfo names (max_node_id 63), not the host's */
+    uint32_t nodes[] = { 2, 5, 63, 64, 255, 256, 257, 0xffffffffu };
     size_t i;
 
     guest_reset();
@@ -690,11 +815,59 @@ static void test_bad_arguments_are_refused_before_any_pause(xn_handle *h)
         CHECK(xn_mig_move(h, 1, gfns, 8, nodes[i], 0, 0, record, &res) == -EINVAL);
         CHECK(res.released == 0 && res.stage == XN_MIG_STAGE_NONE && !exists(record));
     }
-    CHECK(xn_claim(h, 1, 2, 16) == -EINVAL && xn_claim(h, 1, 256, 16) == -EINVAL);
+    CHECK(xn_claim(h, 1, 2, 16) == -EINVAL && xn_claim(h, 1, 63, 16) == -EINVAL && xn_claim(h, 1, 256, 16) == -EINVAL);
+    CHECK(xn_node_check(h, 0) == 0 && xn_node_check(h, 1) == 0 && xn_node_check(h, 2) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 5, NULL, &stats) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, XN_MIG_PROBE_MAX_MS + 1, record, &stats) == -EINVAL);
     CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0xffffffffu, record, &stats) == -EINVAL);
     CHECK(pause_count(1) == 0 && on_node(gfns, 8, 0) == 8 && contents_intact(gfns, 8));
+}
+
+/* libxc cannot allocate its bounce buffer: xc_gnttab_op returns 0 without asking
+ * Xen, the op untouched.  That is no answer, least of all "nothing granted": the
+ * scan and the move fail (-EIO) before anything is released, the granted gfn
+ * (which a backend may copy into at any moment) never leaves its frame. */
+static void test_a_grant_query_libxc_never_made_is_an_error(xn_handle *h)
+{
+    static uint8_t cls[MAX_GFN + 1];
+    static uint64_t gfns[16];
+    struct xn_mig_scan_stats stats;
+    struct xn_mig_result res;
+    long frame;
+
+    guest_reset();
+    fill_range(gfns, 300, 16);
+    grant(2, 305);
+    frame = gfn_frame(1, 305);
+    setenv("FAKE_XC_GNTTAB_NO_BOUNCE", "1", 1);
+    CHECK(xn_mig_scan(h, 1, MAX_GFN + 1, cls, 0, NULL, &stats) == -EIO);
+    CHECK(xn_mig_move(h, 1, gfns, 16, 1, 0, 0, record, &res) == -EIO);
+    unsetenv("FAKE_XC_GNTTAB_NO_BOUNCE");
+    CHECK(res.released == 0 && gfn_frame(1, 305) == frame && on_node(gfns, 16, 0) == 16);
+    CHECK(contents_intact(gfns, 16));
+    settled(h);
+}
+
+/* A node id below the last online one that Xen reports offline (XEN_INVALID_MEM_SZ)
+ * is not the host's either; a failing numainfo is an error, never a yes. */
+static void test_an_offline_node_is_refused(void)
+{
+    xn_handle *fresh = NULL;
+
+    setenv("FAKE_XC_OFFLINE_NODE", "0", 1);
+    CHECK(xn_open(&fresh) == 0);
+    if (fresh) {
+        CHECK(xn_node_check(fresh, 0) == -EINVAL && xn_node_check(fresh, 1) == 0);
+        xn_close(fresh);
+    }
+    unsetenv("FAKE_XC_OFFLINE_NODE");
+    setenv("FAKE_XC_FAIL", "xc_numainfo=EPERM", 1);
+    CHECK(xn_open(&fresh) == 0);
+    if (fresh) {
+        CHECK(xn_node_check(fresh, 1) == -EPERM);
+        xn_close(fresh);
+    }
+    unsetenv("FAKE_XC_FAIL");
 }
 
 int main(void)
@@ -728,6 +901,8 @@ int main(void)
         test_recovery_never_touches_a_domain_that_reused_the_domid(h);
         test_recovery_raises_the_maximum_a_held_frame_takes(h);
         test_recovery_of_a_guest_someone_unpaused(h);
+        test_recovery_leaves_a_pause_taken_after_the_guest_ran(h);
+        test_recovery_of_a_version_3_record(h);
         test_move_gfn_given_back_before_the_pause(h);
         test_move_gfn_given_back_and_taken_again_before_the_pause(h);
         test_a_failed_unpause_is_left_to_recovery(h);
@@ -735,6 +910,8 @@ int main(void)
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);
+        test_an_offline_node_is_refused();
+        test_a_grant_query_libxc_never_made_is_an_error(h);
         xn_close(h);
     }
     rmdir(dir);

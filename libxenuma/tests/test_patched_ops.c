@@ -123,6 +123,38 @@ static void stock(xn_handle *h)
     CHECK(xn_node_pages_native(h, 1, 2, pages) == -ENOSYS);
 }
 
+/* Layouts Xen 4.17 refuses are refused before the hypercall: more than 32 vnodes
+ * (vnuma_alloc: nr_vnodes^2 distances must fit a page), more than 170 ranges
+ * (PAGE_SIZE / sizeof(xen_vmemrange_t)), a pnode the host lacks (Xen takes any
+ * below 64: the memory would come from anywhere), vCPUs not the domain's maximum. */
+static void vnuma_limits(xn_handle *h)
+{
+    static struct xn_vmemrange r[171];
+    static uint32_t dist[33 * 33], v2n[171];
+    struct xn_vmemrange two[2] = { { 0, 1u << 28, 0 }, { 1u << 28, 1u << 29, 1 } };
+    uint32_t d2[4] = { 10, 20, 20, 10 }, v2[2] = { 0, 1 }, beyond[2] = { 5, 0 }, last[2] = { 0, 63 };
+    uint32_t i;
+
+    for (i = 0; i < 33 * 33; i++)
+        dist[i] = 10;
+    for (i = 0; i < 171; i++) {
+        r[i].start = (uint64_t)i << 20;
+        r[i].end = (uint64_t)(i + 1) << 20;
+        r[i].vnode = i < 33 ? i : 0;
+        v2n[i] = i < 33 ? i : 0;
+    }
+    CHECK(xn_vnuma_check(32, 32, r, 32, dist, v2n) == 0);
+    CHECK(xn_vnuma_check(33, 33, r, 33, dist, v2n) == -EINVAL);
+    for (i = 0; i < 171; i++)
+        r[i].vnode = 0;
+    CHECK(xn_vnuma_check(1, 170, r, 1, dist, v2n) == 0);
+    CHECK(xn_vnuma_check(1, 171, r, 1, dist, v2n) == -EINVAL);
+    CHECK(xn_domain_setvnuma(h, 1, 2, 2, two, 2, d2, v2, beyond) == -EINVAL);
+    CHECK(xn_domain_setvnuma(h, 1, 2, 2, two, 2, d2, v2, last) == -EINVAL);
+    CHECK(xn_domain_setvnuma(h, 1, 2, 2, two, 3, d2, (uint32_t[]){ 0, 1, 1 }, v2) == -EINVAL);
+    CHECK(xn_domain_setvnuma(h, 1, 2, 2, two, 2, d2, v2, v2) == 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -138,6 +170,7 @@ int main(int argc, char **argv)
         if (h) {
             common_calls(h);
             vnuma_round_trip(h);
+            vnuma_limits(h);
             console_capture(h);
             if (strcmp(mode, "patched") == 0)
                 patched(h);

@@ -141,7 +141,9 @@ val node_affinity : handle -> domid:int -> bool array
 
 val set_node_affinity : handle -> domid:int -> bool array -> unit
 (** Where Xen allocates the domain's memory from now on.  A node the host
-    lacks (at or past its highest node id + 1) raises [Error (EINVAL, _)]. *)
+    lacks (not one of its online nodes, as numainfo reports them) raises
+    [Error (EINVAL, _)].  A map with all of Xen's MAX_NUMNODES entries set
+    (the length of {!node_affinity}'s) is Xen's automatic placement. *)
 
 val pause : handle -> domid:int -> unit
 

@@ -456,21 +456,23 @@ static int bits_of_bools(value a, struct bits *b)
     return 0;
 }
 
-/* Outside the runtime lock: libxc's map size and how many CPUs (or nodes) the
- * host has: max_cpu_id + 1, hotplug CPUs included (Xen sets them in an
- * unpinned vCPU's hard map), or max_node_id + 1.  The map is whole bytes, so
- * it has room for entries past the host's, which Xen would drop without a word. */
-static int host_map(xn_handle *h, int nodes, int *bytes, uint32_t *count)
+/* Outside the runtime lock: libxc's CPU map size and how many CPUs the host
+ * has: max_cpu_id + 1, hotplug CPUs included (Xen sets them in an unpinned
+ * vCPU's hard map).  The map is whole bytes, so it has room for entries past
+ * the host's, which Xen would drop without a word.  (Nodes are not counted
+ * this way: physinfo's max_node_id is 63 on Xen 4.17 whatever the host has;
+ * see node_affinity_set_checked.) */
+static int host_cpu_map(xn_handle *h, int *bytes, uint32_t *count)
 {
     struct xn_physinfo p;
     int rc;
 
-    *bytes = nodes ? xn_nodemap_bytes(h) : xn_cpumap_bytes(h);
+    *bytes = xn_cpumap_bytes(h);
     if (*bytes < 0)
         return *bytes;
     if ((rc = xn_physinfo(h, &p)) < 0)
         return rc;
-    *count = (nodes ? p.max_node_id : p.max_cpu_id) + 1;
+    *count = p.max_cpu_id + 1;
     if (*count > (uint32_t)*bytes * 8)
         *count = (uint32_t)*bytes * 8; /* what fits: every entry the map can take is the host's */
     return 0;
@@ -534,7 +536,7 @@ static int vcpu_set_affinity_checked(xn_handle *h, uint32_t domid, uint32_t vcpu
     uint32_t cpus = 0;
     int bytes = 0, rc;
 
-    if ((rc = host_map(h, 0, &bytes, &cpus)) < 0 || (rc = bits_fit(hard, bytes, cpus)) < 0 ||
+    if ((rc = host_cpu_map(h, &bytes, &cpus)) < 0 || (rc = bits_fit(hard, bytes, cpus)) < 0 ||
         (rc = bits_fit(soft, bytes, cpus)) < 0)
         return rc;
     return xn_vcpu_set_affinity(h, domid, vcpu, hard->map, soft->map);
@@ -592,13 +594,34 @@ CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
     CAMLreturn(r);
 }
 
-/* Outside the runtime lock: refuse a node beyond the host's, then set. */
+/* Is every entry of libxc's node map (`bytes` of it: all of MAX_NUMNODES) set?
+ * That map is Xen's "no node affinity" (automatic), not a list of nodes. */
+static int every_node(const struct bits *b, int bytes)
+{
+    int i;
+
+    if (b->bytes < (size_t)bytes)
+        return 0;
+    for (i = 0; i < bytes; i++)
+        if (b->map[i] != 0xff)
+            return 0;
+    return 1;
+}
+
+/* Outside the runtime lock: refuse a node the host lacks, then set.  Each node
+ * named is one of the host's online nodes (xn_node_check), not merely below
+ * max_node_id + 1, which Xen 4.17 reports as 64 whatever the host has. */
 static int node_affinity_set_checked(xn_handle *h, uint32_t domid, struct bits *nodes)
 {
-    uint32_t count = 0;
-    int bytes = 0, rc;
+    int bytes = xn_nodemap_bytes(h), rc;
+    uint32_t i;
 
-    if ((rc = host_map(h, 1, &bytes, &count)) < 0 || (rc = bits_fit(nodes, bytes, count)) < 0)
+    if (bytes < 0)
+        return bytes;
+    for (i = 0; !every_node(nodes, bytes) && i < nodes->top; i++)
+        if ((nodes->map[i / 8] >> (i % 8)) & 1 && (rc = xn_node_check(h, i)) < 0)
+            return rc;
+    if ((rc = bits_fit(nodes, bytes, (uint32_t)bytes * 8)) < 0)
         return rc;
     return xn_node_affinity_set(h, domid, nodes->map);
 }

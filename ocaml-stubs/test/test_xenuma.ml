@@ -283,6 +283,10 @@ let test_ranges h =
   Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft:(Array.make 4 true) () ;
   refused "set_node_affinity: node 2 of a 2-node host (its map has room for 8)" (fun () ->
       Xenuma.set_node_affinity h ~domid:1 (one 2)) ;
+  (* Xen 4.17 says max_node_id 63 (MAX_NUMNODES - 1) whatever the host has *)
+  refused "set_node_affinity: node 5 of a 2-node host, below physinfo's 63" (fun () ->
+      Xenuma.set_node_affinity h ~domid:1 (Array.init 64 (fun i -> i = 5))) ;
+  refused "claim: node 5 of a 2-node host, below physinfo's 63" (fun () -> Xenuma.claim h ~domid:1 ~node:5 1L) ;
   check "set_node_affinity: the refused map was not set"
     (Array.sub (Xenuma.node_affinity h ~domid:1) 0 3 = [|false; true; false|])
 
