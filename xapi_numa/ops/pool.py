@@ -29,6 +29,8 @@ MAX_ATTEMPTS = 6
 # the host, not the VM, is the problem: pass it over
 HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
                     "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",
+                    # the master could not forward the call to the member (message_forwarding.ml)
+                    "CANNOT_CONTACT_HOST", "HOST_HAS_NO_MANAGEMENT_IP",
                     # the host's plugin answers, but cannot read its hypervisor or its state
                     "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR")
 
@@ -196,14 +198,16 @@ def _stored_plan_of(record: dict) -> Optional[dict]:
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:
-    """Each enabled host's answer; a host that cannot answer (no plugin yet, down) gets
-    ``{"error": [code, ...]}`` rather than failing the whole pool's query."""
+    """Each enabled host's answer; a host that cannot answer (no plugin yet, down,
+    unreachable from the master: any xapi failure about that one member) gets
+    ``{"error": [code, ...]}`` rather than failing the whole pool's query.  An expired
+    session, or the plugin refusing the call itself (every host would), fails it."""
     out: Dict[str, object] = {}
     for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: kv[1]["name_label"]):
         try:
             out[rec["name_label"]] = plugin_result(session, ref, fn, args or {})
         except xapi.XapiError as err:
-            if err.code not in HOST_UNAVAILABLE:
+            if err.code == xapi.SESSION_INVALID or (err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE):
                 raise
             out[rec["name_label"]] = {"error": [err.code, *err.params]}
     return out
