@@ -49,3 +49,73 @@ def test_an_expired_session_still_fails_the_pool_query(pool, monkeypatch):
         pool_ops.per_host(session, "host_topology")
     assert raised.value.code == "SESSION_INVALID"
     assert real
+
+
+def test_hosts_that_share_a_name_are_all_answered_and_told_apart(pool, tmp_path):
+    """per_host keyed its answer by name_label, which xapi does not keep unique: of two
+    hosts with one name only the last was shown."""
+    server, session = pool
+    hosts = list(server.hosts)
+    session.xenapi.host.set_name_label(hosts[1], "host0")
+    uuids = [server.hosts[h]["uuid"] for h in hosts]
+    answers = pool_ops.per_host(session, "host_topology")
+    assert sorted(answers) == sorted(uuids)
+    assert [answers[u]["name_label"] for u in uuids] == ["host0", "host0", "host2"]
+    code, out, err = finish(cli(server, tmp_path, "topology", "--json"))
+    assert code == 0 and sorted(json.loads(out)) == sorted(uuids)
+    code, out, err = finish(cli(server, tmp_path, "topology"))  # for people: names, with the UUID where shared
+    assert code == 0 and "== host0 ({}) (credit2)".format(uuids[0]) in out
+    assert "== host0 ({}) (credit2)".format(uuids[1]) in out and "== host2 (credit2)" in out
+    code, out, err = finish(cli(server, tmp_path, "vcpus", "0", "--json"))  # every host's dom0
+    rows = json.loads(out)
+    assert code == 0 and sorted(r["host_uuid"] for r in rows) == sorted(uuids)
+
+
+def test_a_host_name_two_hosts_share_or_none_has_is_refused_naming_what_is_allowed(pool, tmp_path):
+    from xapi_numa.errors import InvalidArgument
+
+    server, session = pool
+    hosts = list(server.hosts)
+    uuids = [server.hosts[h]["uuid"] for h in hosts]
+    session.xenapi.host.set_name_label(hosts[1], "host0")
+    ref, uuid = server.add_vm("web", 2, G)
+    with pytest.raises(InvalidArgument) as ambiguous:
+        pool_ops.vm_start(session, uuid, "host0")
+    assert ambiguous.value.field == "host" and "2 hosts are called 'host0'" in ambiguous.value.message
+    assert uuids[0] in ambiguous.value.allowed and uuids[1] in ambiguous.value.allowed
+    with pytest.raises(InvalidArgument) as unknown:
+        pool_ops.vm_start(session, uuid, "nosuch")
+    assert unknown.value.field == "host" and "no host called 'nosuch'" in unknown.value.message
+    assert "host2 ({})".format(uuids[2]) in unknown.value.allowed
+    code, out, err = finish(cli(server, tmp_path, "vm-start", "web", "--host", "nosuch"))
+    assert code == 2 and "--host: no host called 'nosuch' (allowed: an enabled host's name or UUID:" in err
+    assert session.xenapi.VM.get_power_state(ref) == "Halted"
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {} and session.xenapi.VM.get_other_config(ref) == {}
+    started = pool_ops.vm_start(session, uuid, uuids[1].upper())  # a UUID, in any case, names one host
+    assert started["host_uuid"] == uuids[1] and session.xenapi.VM.get_resident_on(ref) == hosts[1]
+
+
+def test_a_vnuma_plan_for_a_named_host_is_made_only_where_the_vm_can_boot(pool):
+    """pool_plan(host=NAME) took the first host of an ambiguous name and never asked xapi
+    whether the VM could boot there: it stored a plan for a host the VM cannot use."""
+    from xapi_numa.errors import InvalidArgument, NoHost
+    from xapi_numa.ops.vnuma_pool import pool_plan
+    from xapi_numa.ops.vnuma_xapi import VNUMA_KEY
+
+    server, session = pool
+    hosts = list(server.hosts)
+    uuids = [server.hosts[h]["uuid"] for h in hosts]
+    for h in hosts[:2]:
+        session.xenapi.host.set_name_label(h, "rack1")
+    ref, uuid = server.add_vm("app", 2, 2 * G)
+    server.boot_refusals[(ref, hosts[0])] = ["VM_REQUIRES_SR", ref, "OpaqueRef:sr"]
+    with pytest.raises(InvalidArgument) as ambiguous:
+        pool_plan(session, uuid, host="rack1", store=True)
+    assert ambiguous.value.field == "host"
+    with pytest.raises(NoHost) as refused:
+        pool_plan(session, uuid, host=uuids[0], store=True)
+    assert "VM_REQUIRES_SR" in refused.value.message and uuids[0] in refused.value.message
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+    planned = pool_plan(session, uuid, host=uuids[1], store=True)
+    assert planned["host_uuid"] == uuids[1] and planned["host"] == "rack1"
+    assert VNUMA_KEY in session.xenapi.VM.get_other_config(ref)

@@ -87,7 +87,7 @@ def cmd_release(args) -> int:
 def cmd_vm_start(args) -> int:
     from xapi_numa.ops.pool import vm_start
 
-    with common.pool_session(args) as session:
+    with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = vm_start(session, args.vm, args.host)
     p, s = result["placement"], result["settled"]
     common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}{}".format(
