@@ -119,3 +119,47 @@ def test_a_vnuma_plan_for_a_named_host_is_made_only_where_the_vm_can_boot(pool):
     planned = pool_plan(session, uuid, host=uuids[1], store=True)
     assert planned["host_uuid"] == uuids[1] and planned["host"] == "rack1"
     assert VNUMA_KEY in session.xenapi.VM.get_other_config(ref)
+
+
+def test_a_host_lost_between_its_dry_run_and_its_place_is_released_and_the_next_one_tried(pool, monkeypatch):
+    """vm_start passed over an unreachable host at the dry run but, when the chosen host
+    became unreachable at the real place, gave up, leaving what that host reserved."""
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G, vcpus_params={"mask": "0,1,2,3,4,5,6,7"})
+    real = LoopbackXapi.host_call_plugin
+    lost = []
+
+    def call_plugin(self, session_id, host, plugin, fn, args):
+        answer = real(self, session_id, host, plugin, fn, args)
+        if fn == "place" and "dry_run" not in args and not lost:
+            lost.append(host)  # it placed (and reserved); its answer never reached the master
+            raise Failure("CANNOT_CONTACT_HOST", host)
+        return answer
+    monkeypatch.setattr(server, "host_call_plugin", types.MethodType(call_plugin, server))
+    started = pool_ops.vm_start(session, uuid)
+    assert lost and started["host_uuid"] != server.hosts[lost[0]]["uuid"] and started["attempts"] == 2
+    assert session.xenapi.VM.get_power_state(ref) == "Running" and started["settle_error"] is None
+    assert Ledger(server.ledgers[lost[0]]).reservations() == []
+    assert session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "0,1,2,3,4,5,6,7"}
+
+
+def test_a_settle_that_fails_after_the_start_reports_a_running_vm_not_a_failed_start(pool, tmp_path, monkeypatch):
+    """A failing settle after VM.start_on succeeded was reported as the start's failure
+    (exit 1), and the obvious retry was refused: the VM was running."""
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G)
+    unreachable(server, monkeypatch, lambda host, fn, args: fn == "settle")
+    started = pool_ops.vm_start(session, uuid)
+    assert session.xenapi.VM.get_power_state(ref) == "Running"
+    assert started["settled"] is None and started["settle_error"]["error"][0] == "CANNOT_CONTACT_HOST"
+    assert "running" in started["settle_error"]["message"] and "xapi-numad" in started["settle_error"]["message"]
+    ref2, uuid2 = server.add_vm("app", 2, G)
+    code, out, err = finish(cli(server, tmp_path, "vm-start", "app"))
+    assert code == 3 and "Traceback" not in err, err
+    assert "app started on host" in out and "settling it failed (CANNOT_CONTACT_HOST" in out and "xapi-numad" in out
+    ref3, uuid3 = server.add_vm("db", 2, G)
+    code, out, err = finish(cli(server, tmp_path, "vm-start", "db", "--json"))
+    assert code == 3 and json.loads(out)["settle_error"]["error"][0] == "CANNOT_CONTACT_HOST"
+    assert session.xenapi.VM.get_power_state(ref3) == "Running"
+    # the pin and its keys stay for xapi-numad's settle, which then runs as usual
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref3)

@@ -7,7 +7,10 @@ fewer VMs, then by name), reserves there (``place``), starts the VM there
 (``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
 meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
-releases the reservation and restores ``VCPUs_params``.
+releases the reservation and restores ``VCPUs_params``, and a host that went away
+between its dry run and its ``place`` is passed over like one that refused the
+start.  A VM that started but could not be settled is answered as started, with
+``settled`` None and ``settle_error`` saying why (xapi-numad settles it).
 
 A host is a candidate only if xapi says the VM can boot there
 (``VM.assert_can_boot_here``: its SRs, networks, GPUs, liveness) and its
@@ -137,6 +140,11 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
                 tried.append(record["name_label"])
                 continue
+            if err.code in HOST_UNAVAILABLE:  # gone (or its plugin broke) since its dry run: as a refused start
+                _release_quietly(session, host, uuid)  # a plugin killed after reserving leaves its pin
+                refused[host] = "place failed: " + " ".join([err.code, *err.params[:2]])
+                tried.append(record["name_label"])
+                continue
             raise
         except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
             _release_quietly(session, host, uuid)
@@ -158,13 +166,26 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
             tried.append(record["name_label"])
             continue
-        settled = plugin_result(session, host, "settle", {"vm": uuid})
-        return {"vm": uuid, "host": record["name_label"], "host_uuid": record["uuid"], "placement": placement,
-                "settled": settled, "attempts": attempt + 1}
+        result = {"vm": uuid, "host": record["name_label"], "host_uuid": record["uuid"], "placement": placement,
+                  "settled": None, "settle_error": None, "attempts": attempt + 1}
+        try:
+            result["settled"] = plugin_result(session, host, "settle", {"vm": uuid})
+        except Exception as err:  # noqa: BLE001 - the VM runs: a settle that failed is no failed start
+            result["settle_error"] = _settle_error(err, record, placement)
+        return result
     if refused:
         raise NoHost("could not start {} on {}: {}".format(uuid, ", ".join(tried), "; ".join(refused.values())),
                      tried)
     raise NoCapacity(f"hosts {', '.join(tried)} filled up while starting {uuid}", tried)
+
+
+def _settle_error(err: Exception, record: dict, placement: dict) -> dict:
+    """What :func:`vm_start` answers when the VM started but ``settle`` failed: it runs,
+    boot-pinned, with its ``numa_placed_*`` keys, which is what xapi-numad looks for."""
+    error = [err.code, *err.params] if isinstance(err, xapi.XapiError) else [type(err).__name__, str(err)]
+    return {"error": error, "message": "the VM is running on {}, still boot-pinned to nodes {}; settling it failed "
+            "({}); xapi-numad on that host settles it on its next look".format(
+                record["name_label"], ",".join(map(str, placement["nodes"])), " ".join(error[:2]))}
 
 
 def _release_quietly(session, host: str, uuid: str) -> None:
