@@ -7,6 +7,7 @@ from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS
 
 import subprocess
+import time
 
 
 @pytest.fixture
@@ -52,3 +53,28 @@ def test_another_hosts_control_domain_is_said_to_run_there(ctx):
     assert details[:3] == ["NUMA_NOT_RUNNING", uuid, server.hosts[other]["uuid"]]
     details = err(run(server, host, sid, "settle", {"vm": uuid}))
     assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "is a control domain (dom0)" in details[2]
+
+
+def test_not_movable_names_the_vm_by_uuid_first_and_move_memory_answers_its_uuid(ctx):
+    """NUMA_NOT_MOVABLE's first parameter was the Xen domain's name from some refusals
+    and the UUID from others; move_memory answered "vm": the name."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("Café ☕", 1, 256 << 20)  # HVM: its device model refuses the move
+    session.xenapi.VM.start_on(ref, host, False, False)
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "1"}))
+    assert details[0] == "NUMA_NOT_MOVABLE" and details[1] == uuid and "device model" in details[2], details
+    assert details[3:] == ["Café ☕"]
+    with server.lock:
+        server.vms[ref]["current_operations"] = {"task": "migrate_send"}
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "1"}))
+    assert details[:2] == ["NUMA_NOT_MOVABLE", uuid] and "migrate_send" in details[2]
+    with server.lock:
+        server.vms[ref]["current_operations"] = {}
+    ref, uuid = server.add_vm("pvh1", 1, 256 << 20, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    started = ok(run(server, host, sid, "move_memory", {"vm": uuid, "to": "1", "max": "4M"}))
+    assert started["vm"] == uuid and started["name"] == "pvh1"
+    deadline = time.monotonic() + 120
+    while ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

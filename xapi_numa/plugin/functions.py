@@ -192,16 +192,19 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
     busy = sorted(BUSY_OPERATIONS & set(record.get("current_operations", {}).values()))
     if busy:
-        raise NotMovable(uuid, "xapi is running {} on it".format(", ".join(busy)))
+        raise NotMovable(uuid, "xapi is running {} on it".format(", ".join(busy)), dom.name)
     if record.get("attached_PCIs") or record.get("VGPUs"):
-        raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
+        raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale",
+                         dom.name)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
                       room=reserve.room_pages(ctx.hv, ctx.ledger)[to])
     pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
-    return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid, "vnode": vnode}
+    # "vm" is the VM's UUID, as every function answers; "uuid" is kept for older callers
+    return {"vm": uuid, "name": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid,
+            "vnode": vnode}
 
 
 def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
