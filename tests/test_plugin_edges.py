@@ -78,3 +78,24 @@ def test_not_movable_names_the_vm_by_uuid_first_and_move_memory_answers_its_uuid
     while ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def xapi_call_bytes(fn, sid):
+    """The methodCall as xapi writes it (XMLRPC.To.methodCall, Xml.to_string): no XML
+    declaration, and an empty fn as <methodName/>."""
+    name = "<methodName>{}</methodName>".format(fn) if fn else "<methodName/>"
+    return ("<methodCall>" + name + "<params><param><value>" + sid + "</value></param>"
+            "<param><value><struct/></value></param></params></methodCall>")
+
+
+@pytest.mark.parametrize("fn", ["nosuch", "topology", ""])
+def test_an_unknown_or_empty_function_is_the_callers_mistake_and_lists_the_functions(ctx, fn):
+    """An unknown fn answered [UNKNOWN_XENAPI_PLUGIN_FUNCTION, fn] with no hint (the
+    function is host_topology); an empty one (xe ... fn=) was XENAPI_PLUGIN_FAILURE 'bad call'."""
+    server, session, host, sid = ctx
+    done = subprocess.run([PLUGIN, xapi_call_bytes(fn, sid)], capture_output=True, text=True, timeout=60,
+                          env=server.plugin_env(host))
+    details = proto.parse_response(done.stdout)["ErrorDescription"]
+    assert details[:2] == ["UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn], details  # as dom0's XenAPIPlugin answers
+    assert details[2].startswith("fn: ") and "(allowed: {})".format(", ".join(sorted(FUNCTIONS))) in details[2]
+    assert "host_topology" in details[2]
