@@ -207,7 +207,7 @@ def test_a_host_whose_plugin_cannot_open_its_hypervisor_is_passed_over(one, monk
     started = pool.vm_start(session, uuid)
     assert started["host"] != session.xenapi.host.get_name_label(host)
     answers = pool.per_host(session, "host_topology")
-    assert answers[session.xenapi.host.get_name_label(host)]["error"][0] == "NUMA_BACKEND_UNAVAILABLE"
+    assert answers[session.xenapi.host.get_uuid(host)]["error"][0] == "NUMA_BACKEND_UNAVAILABLE"
 
 
 @pytest.mark.parametrize("at", ["place", "start"])

@@ -307,7 +307,7 @@ def test_strict_on_a_full_node_is_no_capacity(ctx):
 
 def test_unknown_function_and_bad_calls(ctx):
     server, session, host, sid = ctx
-    assert err(run(server, host, sid, "reboot_host", {})) == ["UNKNOWN_XENAPI_PLUGIN_FUNCTION", "reboot_host"]
+    assert err(run(server, host, sid, "reboot_host", {}))[:2] == ["UNKNOWN_XENAPI_PLUGIN_FUNCTION", "reboot_host"]
     for argv in (["garbage"], ["<methodCall><methodName>x</methodName></methodCall>"], []):
         done = subprocess.run([PLUGIN, *argv], capture_output=True, text=True, timeout=60, env=server.plugin_env(host))
         result = proto.parse_response(done.stdout)

@@ -105,7 +105,9 @@ def test_vm_placement_and_pool_queries(pool, tmp_path):
     placed = json.loads(out)
     assert placed["state"] == "Running" and placed["memory"]["local_share"] == 1.0
     code, out, err = finish(cli(server, tmp_path, "topology", "--json"))
-    assert code == 0 and sorted(json.loads(out)) == ["host0", "host1", "host2"]
+    answers = json.loads(out)  # keyed by host UUID, the name inside
+    assert code == 0 and sorted(answers) == sorted(h["uuid"] for h in server.hosts.values())
+    assert sorted(a["name_label"] for a in answers.values()) == ["host0", "host1", "host2"]
     code, out, err = finish(cli(server, tmp_path, "vcpus", "web", "--json"))
     assert code == 0 and len(json.loads(out)) == 2
     # a VM named as on one host: its UUID (any case) or its domid with leading zeros; a typo is said so
@@ -168,7 +170,9 @@ def test_a_host_without_the_plugin_or_where_the_vm_cannot_boot_is_passed_over(po
     assert json.loads(out)["host"] == "host2"
     code, out, err = finish(cli(server, tmp_path, "topology", "--json"))
     report = json.loads(out)
-    assert code == 0 and report["host0"] == {"error": ["XENAPI_MISSING_PLUGIN", "numa"]} and "nodes" in report["host1"]
+    assert code == 0 and report[server.hosts[hosts[0]]["uuid"]] == {"name_label": "host0",
+                                                                     "error": ["XENAPI_MISSING_PLUGIN", "numa"]}
+    assert "nodes" in report[server.hosts[hosts[1]]["uuid"]]["answer"]
     code, out, err = finish(cli(server, tmp_path, "vcpus", "--json"))
     assert code == 0 and "host0 did not answer" in err and {r["host"] for r in json.loads(out)} == {"host1", "host2"}
     # a halted VM's candidates name the host that did not answer (it was left out unsaid)

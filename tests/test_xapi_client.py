@@ -436,6 +436,7 @@ def test_every_numa_error_laid_out_for_xapi_reads_back_as_its_message():
                errors.NotRunning("vm-x", "host-u", "h1"), errors.HypervisorError(errno.EBUSY, "pausing domain 3"),
                errors.BackendUnavailable("no /proc/xen"), errors.StateError("cannot write /var/lib/x"),
                errors.VmBusy("placed elsewhere", ("vm", "vm-x", "host-u")), errors.NotMovable("vm-x", "a PV guest"),
+               errors.NotMovable("vm-x", "a PV guest", "Café ☕"),
                errors.NumaError("plain")]
     for err in samples:
         details = errors.failure_details(err)

@@ -8,13 +8,15 @@ xapi-numa uses, with the names, parameters, record fields and error names of
 xapi's datamodel (checked against ``shared/xenapi.json`` by a test).
 
 ``VM.start_on`` builds the domain on that host's simulated hypervisor and
-honours ``VCPUs_params["mask"]`` as xenopsd does (hard affinity of every
-vCPU, so memory follows it).  ``host.call_plugin`` runs the plugin exactly as
+honours ``VCPUs_params["mask"]`` as xapi and xenopsd do (one list for every
+vCPU or one per vCPU, narrowed to the host's guest mask, ignored whole if any
+piece is not a number; each vCPU's hard affinity, so memory follows them).  ``host.call_plugin`` runs the plugin exactly as
 xapi does: a subprocess given one methodCall in argv[1], whose stdout must be
 one methodResponse; otherwise ``XENAPI_PLUGIN_FAILURE``.
 """
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ import uuid as uuidlib
 import xmlrpc.client
 from collections import Counter
 from socketserver import ThreadingMixIn
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from xapi_numa.plugin import protocol as proto
@@ -59,6 +61,51 @@ class _Handler(SimpleXMLRPCRequestHandler):
 
     def log_message(self, *args) -> None:  # quiet
         pass
+
+
+_OCAML_INT = re.compile(r"[-+]?(0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|0[bB][01][01_]*|[0-9][0-9_]*)\Z")
+
+
+def _int_of_string(text: str) -> int:
+    """OCaml's ``int_of_string`` (no spaces, ``_`` separators, 0x/0o/0b), ValueError as its Failure."""
+    if not _OCAML_INT.match(text):
+        raise ValueError(text)
+    sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+    digits = digits.replace("_", "")
+    base = {"x": 16, "o": 8, "b": 2}.get(digits[1:2].lower(), 10) if digits[:1] == "0" else 10
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+def _vcpu_affinity(mask: Optional[str], host_mask: Optional[str], vcpus: int, pcpus: int) -> List[FrozenSet[int]]:
+    """Each vCPU's hard affinity at a start, as xapi and xenopsd compute it ([]: unpinned).
+
+    xapi (xapi_xenops.ml, ``scheduler_params``) splits ``VCPUs_params:mask`` on ';'
+    (vCPU n gets list n) then on ','; if any piece is not an int the whole mask is
+    ignored.  The host's ``guest_VCPUs_params:mask`` is one ','-list, ignored the same
+    way; with both, each list is narrowed to it, and with only the host's, that is
+    every vCPU's.  xenopsd (domain.ml, ``build_pre``) gives vCPUs past the last list
+    the first one and drops CPUs the host does not have; Xen refuses an empty map."""
+    try:
+        lists = [[_int_of_string(c) for c in part.split(",")] for part in (mask or "").split(";")] if mask else []
+    except ValueError:
+        lists = []
+    try:
+        host_cpus = [_int_of_string(c) for c in host_mask.split(",")] if host_mask else []
+    except ValueError:
+        host_cpus = []
+    if not lists:
+        lists = [host_cpus] if host_cpus else []
+    elif host_cpus:
+        lists = [[c for c in cpus if c in host_cpus] for cpus in lists]
+    if not lists:
+        return []
+    out = []
+    for vcpu in range(vcpus):
+        cpus = frozenset(c for c in (lists[vcpu] if vcpu < len(lists) else lists[0]) if 0 <= c < pcpus)
+        if not cpus:
+            raise ValueError("xenopsd: vcpu_setaffinity_hard of vCPU {}: no CPU in its mask (EINVAL)".format(vcpu))
+        out.append(cpus)
+    return out
 
 
 class LoopbackXapi:
@@ -409,13 +456,15 @@ class LoopbackXapi:
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
             uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
         try:
-            hard = frozenset(int(c) for c in mask.split(",")) if mask else None
-            if host_mask:
-                narrow = frozenset(int(c) for c in host_mask.split(","))
-                hard = narrow if hard is None else hard & narrow
-            # xenopsd builds with the mask as every vCPU's hard affinity; no libxl auto placement
+            per_vcpu = _vcpu_affinity(mask, host_mask, vcpus, len(self.sims[host].topology().cpus))
+            # xenopsd sets each vCPU's hard affinity before memory is populated, so Xen
+            # allocates on the nodes of all of them together; no libxl auto placement
+            hard = frozenset().union(*per_vcpu) if per_vcpu else None
             domid = self.sims[host].create(record["name_label"], vcpus, memory, hard=hard, uuid=uuid, load="idle",
                                            dtype=dtype, paused=bool(start_paused), auto_numa=False)
+            for vcpu, cpus in enumerate(per_vcpu):
+                if cpus != hard:
+                    self.sims[host].set_vcpu_affinity(domid, vcpu, hard=cpus)
         except NoCapacity:
             free = sum(m.free for m in self.sims[host].node_memory())
             with self.lock:

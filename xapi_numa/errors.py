@@ -128,8 +128,12 @@ class NotMovable(NumaError):
 
     code = "NUMA_NOT_MOVABLE"
 
-    def __init__(self, vm: str, reason: str) -> None:
-        super().__init__(f"the memory of VM {vm} cannot be moved: {reason}", (vm, reason))
+    def __init__(self, vm: str, reason: str, name: Optional[str] = None) -> None:
+        """``vm``: the VM's UUID, always the first parameter (names are neither unique
+        nor stable); ``name``, if known, is said in the message and follows the reason."""
+        who = vm if name is None else f"{name} ({vm})"
+        super().__init__(f"the memory of VM {who} cannot be moved: {reason}",
+                         (vm, reason) if name is None else (vm, reason, name))
         self.reason = reason
 
 
@@ -177,8 +181,9 @@ def failure_message(details: Sequence[str]) -> Optional[str]:
         return "no such VM or domain: {}".format(params[0])
     if code == "NUMA_NOT_RUNNING":
         return params[2] if len(params) >= 3 else "VM {} is not running".format(params[0])
-    if code == "NUMA_NOT_MOVABLE" and len(params) >= 2:
-        return "the memory of VM {} cannot be moved: {}".format(params[0], params[1])
+    if code == "NUMA_NOT_MOVABLE" and len(params) >= 2:  # [uuid, reason] or [uuid, reason, name]
+        who = params[0] if len(params) < 3 else "{} ({})".format(params[2], params[0])
+        return "the memory of VM {} cannot be moved: {}".format(who, params[1])
     if code == "NUMA_HYPERVISOR_ERROR" and len(params) >= 2:
         return params[1]  # [errno name, message]
     return params[0]  # [message, *params]

@@ -84,18 +84,31 @@ def cmd_release(args) -> int:
     return 0
 
 
+# vm-start's exit status when the VM started but settling it failed (it runs boot-pinned
+# until xapi-numad settles it): not 0, and not 1 or 2, which say it did not start
+STARTED_NOT_SETTLED = 3
+
+
 def cmd_vm_start(args) -> int:
     from xapi_numa.ops.pool import vm_start
 
-    with common.pool_session(args) as session:
+    with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = vm_start(session, args.vm, args.host)
-    p, s = result["placement"], result["settled"]
-    common.emit(args, result, lambda r: "{} started on {}, nodes {} (memory on {}); {}{}".format(
-        render.cell(args.vm), render.cell(r["host"]), ",".join(map(str, s["nodes"])),
+    common.emit(args, result, lambda r: _render_vm_start(args.vm, r))
+    return STARTED_NOT_SETTLED if result["settle_error"] else 0
+
+
+def _render_vm_start(vm: str, r: dict) -> str:
+    p, s = r["placement"], r["settled"]
+    if s is None:
+        return "{} started on {}, nodes {}; {}".format(render.cell(vm), render.cell(r["host"]),
+                                                       ",".join(map(str, p["nodes"])),
+                                                       render.cell(r["settle_error"]["message"]))
+    return "{} started on {}, nodes {} (memory on {}); {}{}".format(
+        render.cell(vm), render.cell(r["host"]), ",".join(map(str, s["nodes"])),
         ",".join(map(str, s["memory_nodes"])), render.cell(p["reason"]),
         "; its stored policy is invalid ({}): settled with the default".format(render.cell(s["policy_error"]))
-        if s.get("policy_error") else ""))
-    return 0
+        if s.get("policy_error") else "")
 
 
 def cmd_vm_placement(args) -> int:
@@ -155,7 +168,8 @@ def register(sub) -> None:
     common.add_json(q)
     q.set_defaults(func=cmd_place)
 
-    q = sub.add_parser("vm-start", help="start a VM on the pool's host with the best NUMA fit")
+    q = sub.add_parser("vm-start", help="start a VM on the pool's host with the best NUMA fit (exit 3: it started "
+                                        "but settling it failed; xapi-numad settles it)")
     q.add_argument("vm", help="VM UUID or unique name")
     q.add_argument("--host", help="start on this host (name or UUID) only")
     common.add_json(q)

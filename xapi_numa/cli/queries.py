@@ -15,17 +15,18 @@ from xapi_numa.core.numbers import decimal_number, plain
 
 def cmd_topology(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import failed_host, per_host
+        from xapi_numa.ops.pool import failed_host, host_labels, per_host
 
         with common.pool_session(args) as session:
             reports = per_host(session, "host_topology")
         if args.json:
             common.print_json(reports)
         else:
-            for host, report in reports.items():
-                why = failed_host(report)
-                print("== {}: did not answer ({})\n".format(host, why) if why else "== {} ({})\n{}\n".format(
-                    host, report["scheduler"], render.render_topology(report)))
+            labels = host_labels(reports)
+            for host, entry in reports.items():
+                why = failed_host(entry)
+                print("== {}: did not answer ({})\n".format(labels[host], why) if why else "== {} ({})\n{}\n".format(
+                    labels[host], entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
         return nobody_answered(reports)
     report = queries.topology_report(common.hypervisor(args), common.ledger(args).outstanding())
     common.emit(args, report, render.render_topology)
@@ -34,18 +35,21 @@ def cmd_topology(args) -> int:
 
 def cmd_vcpus(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import failed_host, per_host
+        from xapi_numa.ops.pool import failed_host, host_labels, per_host
 
         with common.pool_session(args) as session:
             per = per_host(session, "vcpus")
-        for host, host_rows in per.items():
-            if failed_host(host_rows):
-                print("xapi-numa: host {} did not answer: {}".format(host, failed_host(host_rows)), file=sys.stderr)
+        labels = host_labels(per)
+        for host, entry in per.items():
+            if failed_host(entry):
+                print("xapi-numa: host {} did not answer: {}".format(labels[host], failed_host(entry)), file=sys.stderr)
         if args.domain is not None and not args.domain.strip():
             raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
-        rows = [dict(r, host=host) for host, host_rows in per.items() if not failed_host(host_rows)
-                for r in host_rows if args.domain is None or _names(r, args.domain)]
-        silent = sorted(host for host, host_rows in per.items() if failed_host(host_rows))
+        # each row names its host: "host" as people read it (the name, with the UUID where
+        # two hosts share a name) and "host_uuid"
+        rows = [dict(r, host=labels[host], host_uuid=host) for host, entry in per.items() if not failed_host(entry)
+                for r in entry["answer"] if args.domain is None or _names(r, args.domain)]
+        silent = sorted(labels[host] for host, entry in per.items() if failed_host(entry))
         if args.domain is not None and not rows and silent:  # it may run on one of them
             raise NumaError("no VM or domain {} on the hosts that answered; {} did not answer".format(
                 render.cell(args.domain), ", ".join(map(render.cell, silent))))

@@ -70,22 +70,22 @@ class Plan:
 
 def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
     if d.domid == 0:
-        raise NotMovable(d.name, "dom0's memory is not moved by this tool")
+        raise NotMovable(d.uuid, "dom0's memory is not moved by this tool", d.name)
     if d.type == "pv":
-        raise NotMovable(d.name, "it is a PV guest (its page tables hold machine frame numbers); "
+        raise NotMovable(d.uuid, "it is a PV guest (its page tables hold machine frame numbers); "
                                  "only PVH guests can have their memory moved (HVM guests with a device "
-                                 "model are refused too, see the README's \"HVM guests\")")
+                                 "model are refused too, see the README's \"HVM guests\")", d.name)
     blockers = hv.move_blockers(d.domid)
     if DEVICE_MODEL_BLOCKER in blockers:
         # Xen 4.17 flags the map cache for invalidation only when a vCPU next runs, and
         # QEMU 7.2 keeps its locked (DMA, virtio ring) mappings through an invalidate:
         # device writes to released frames would be lost, and dom0 cannot prevent it.
-        raise NotMovable(d.name, "it is an HVM guest with a device model (QEMU) whose map cache keeps "
+        raise NotMovable(d.uuid, "it is an HVM guest with a device model (QEMU) whose map cache keeps "
                                  "guest frames mapped; Xen invalidates that cache only after the guest "
                                  "resumes and QEMU keeps in-flight DMA mappings through it, so device "
-                                 "writes to released frames could be lost (PVH guests can be moved)")
+                                 "writes to released frames could be lost (PVH guests can be moved)", d.name)
     if blockers:
-        raise NotMovable(d.name, f"it has {', '.join(blockers)}: device DMA mappings would go stale")
+        raise NotMovable(d.uuid, f"it has {', '.join(blockers)}: device DMA mappings would go stale", d.name)
 
 
 def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
@@ -162,10 +162,10 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
         if err.errno == errno.EPROTOTYPE:
-            raise NotMovable(d.name, "it is a PV guest") from None
+            raise NotMovable(d.uuid, "it is a PV guest", d.name) from None
         if err.errno == errno.EOPNOTSUPP and "populate-on-demand" in err.message:  # not a scan's EOPNOTSUPP
-            raise NotMovable(d.name, "it booted with populate-on-demand (memory below its maximum): reading its "
-                                     "gfns would populate them and released frames would go to its PoD cache") from None
+            raise NotMovable(d.uuid, "it booted with populate-on-demand (memory below its maximum): reading its "
+                                     "gfns would populate them and released frames would go to its PoD cache", d.name) from None
         raise
     gfns = pagemove.movable_gfns(memory)[skip:]
     if vnode is not None and layout is not None:

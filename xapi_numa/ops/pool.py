@@ -7,7 +7,10 @@ fewer VMs, then by name), reserves there (``place``), starts the VM there
 (``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
 meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
-releases the reservation and restores ``VCPUs_params``.
+releases the reservation and restores ``VCPUs_params``, and a host that went away
+between its dry run and its ``place`` is passed over like one that refused the
+start.  A VM that started but could not be settled is answered as started, with
+``settled`` None and ``settle_error`` saying why (xapi-numad settles it).
 
 A host is a candidate only if xapi says the VM can boot there
 (``VM.assert_can_boot_here``: its SRs, networks, GPUs, liveness) and its
@@ -20,8 +23,9 @@ import json
 from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
+from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import Policy
-from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
+from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
@@ -29,6 +33,8 @@ MAX_ATTEMPTS = 6
 # the host, not the VM, is the problem: pass it over
 HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
                     "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",
+                    # the master could not forward the call to the member (message_forwarding.ml)
+                    "CANNOT_CONTACT_HOST", "HOST_HAS_NO_MANAGEMENT_IP",
                     # the host's plugin answers, but cannot read its hypervisor or its state
                     "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR")
 
@@ -44,13 +50,32 @@ def fit_key(placement: dict, host_record: dict) -> tuple:
             len(host_record.get("resident_VMs", [])), host_record.get("name_label", ""))
 
 
-def enabled_hosts_named(session, name: str) -> Dict[str, dict]:
-    """The enabled hosts whose ref, uuid or name is ``name`` (refused if there is none)."""
-    hosts = {ref: rec for ref, rec in xapi.enabled_hosts(session).items()
-             if name in (ref, rec["uuid"], rec["name_label"])}
-    if not hosts:
-        raise NumaError(f"no enabled host called {name}")
-    return hosts
+def host_named(session, name: str) -> Tuple[str, dict]:
+    """(ref, record) of the one enabled host whose UUID (or ref) or name is ``name``.
+    xapi does not keep names unique: a name two hosts share is refused, as is one no
+    enabled host has, naming the hosts that could be meant."""
+    records = xapi.call(session.xenapi.host.get_all_records)
+    wanted = name.strip()
+    by_id = [ref for ref, rec in records.items() if wanted.lower() in (ref.lower(), rec["uuid"].lower())]
+    matches = by_id or [ref for ref, rec in records.items() if rec["name_label"] == wanted]
+    enabled = sorted((rec["name_label"], rec["uuid"]) for rec in records.values() if rec.get("enabled"))
+    if len(matches) > 1:
+        raise InvalidArgument("host", "{} hosts are called {}".format(len(matches), shown(wanted)),
+                              "one of their UUIDs: " + ", ".join(sorted(records[r]["uuid"] for r in matches)))
+    allowed = "an enabled host's name or UUID: " + (", ".join("{} ({})".format(n, u) for n, u in enabled)
+                                                    or "none is enabled")
+    if not matches:
+        raise InvalidArgument("host", "no host called {}".format(shown(wanted)), allowed)
+    ref = matches[0]
+    if not records[ref].get("enabled"):
+        raise InvalidArgument("host", "host {} is disabled".format(shown(wanted)), allowed)
+    return ref, records[ref]
+
+
+def host_label(record: dict, records: Dict[str, dict]) -> str:
+    """A host as people read it: its name, or with its UUID where another host shares the name."""
+    shared = sum(1 for rec in records.values() if rec["name_label"] == record["name_label"]) > 1
+    return "{} ({})".format(record["name_label"], record["uuid"]) if shared else record["name_label"]
 
 
 def candidates(session, uuid: str, only_host: Optional[str] = None,
@@ -59,13 +84,15 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
     """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best
     first.  ``passed_over``: host refs to leave out, with why (a start refused there).
     ``left_out``: gets "host: why" for each host that could not take it or did not answer."""
-    hosts = xapi.enabled_hosts(session) if only_host is None else enabled_hosts_named(session, only_host)
+    everyone = xapi.enabled_hosts(session)
+    hosts = everyone if only_host is None else dict([host_named(session, only_host)])
     vm = xapi.vm_ref(session, uuid)
     found, refusals, capacity_only = [], [], True
     invalid: List[xapi.XapiError] = []
-    for ref, record in sorted(hosts.items(), key=lambda kv: kv[1]["name_label"]):
+    for ref, record in sorted(hosts.items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
+        label = host_label(record, everyone)
         if passed_over and ref in passed_over:
-            refusals.append("{}: {}".format(record["name_label"], passed_over[ref]))
+            refusals.append("{}: {}".format(label, passed_over[ref]))
             capacity_only = False
             continue
         try:
@@ -73,18 +100,18 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             placement = plugin_result(session, ref, "place", {"vm": uuid, "dry_run": "true"})
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":
-                refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[:1])))
+                refusals.append("{}: {}".format(label, " ".join(err.params[:1])))
                 continue
             if err.code == "NUMA_INVALID_ARGUMENT":
                 # about this host (a node or CPU it lacks: hosts differ) or about the VM
                 # (a bad policy: every host says the same); the next host may take it
                 invalid.append(err)
-                refusals.append("{}: {}".format(record["name_label"], " ".join(err.params[1:2] or err.params)))
+                refusals.append("{}: {}".format(label, " ".join(err.params[1:2] or err.params)))
                 capacity_only = False
                 continue
             if err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE:
                 raise  # about the VM: every host would say so
-            refusals.append("{}: {}".format(record["name_label"], " ".join([err.code, *err.params[:2]])))
+            refusals.append("{}: {}".format(label, " ".join([err.code, *err.params[:2]])))
             capacity_only = False
             continue
         found.append((fit_key(placement, record), ref, placement))
@@ -113,6 +140,11 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
                 tried.append(record["name_label"])
                 continue
+            if err.code in HOST_UNAVAILABLE:  # gone (or its plugin broke) since its dry run: as a refused start
+                _release_quietly(session, host, uuid)  # a plugin killed after reserving leaves its pin
+                refused[host] = "place failed: " + " ".join([err.code, *err.params[:2]])
+                tried.append(record["name_label"])
+                continue
             raise
         except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
             _release_quietly(session, host, uuid)
@@ -134,13 +166,26 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
             tried.append(record["name_label"])
             continue
-        settled = plugin_result(session, host, "settle", {"vm": uuid})
-        return {"vm": uuid, "host": record["name_label"], "placement": placement, "settled": settled,
-                "attempts": attempt + 1}
+        result = {"vm": uuid, "host": record["name_label"], "host_uuid": record["uuid"], "placement": placement,
+                  "settled": None, "settle_error": None, "attempts": attempt + 1}
+        try:
+            result["settled"] = plugin_result(session, host, "settle", {"vm": uuid})
+        except Exception as err:  # noqa: BLE001 - the VM runs: a settle that failed is no failed start
+            result["settle_error"] = _settle_error(err, record, placement)
+        return result
     if refused:
         raise NoHost("could not start {} on {}: {}".format(uuid, ", ".join(tried), "; ".join(refused.values())),
                      tried)
     raise NoCapacity(f"hosts {', '.join(tried)} filled up while starting {uuid}", tried)
+
+
+def _settle_error(err: Exception, record: dict, placement: dict) -> dict:
+    """What :func:`vm_start` answers when the VM started but ``settle`` failed: it runs,
+    boot-pinned, with its ``numa_placed_*`` keys, which is what xapi-numad looks for."""
+    error = [err.code, *err.params] if isinstance(err, xapi.XapiError) else [type(err).__name__, str(err)]
+    return {"error": error, "message": "the VM is running on {}, still boot-pinned to nodes {}; settling it failed "
+            "({}); xapi-numad on that host settles it on its next look".format(
+                record["name_label"], ",".join(map(str, placement["nodes"])), " ".join(error[:2]))}
 
 
 def _release_quietly(session, host: str, uuid: str) -> None:
@@ -169,11 +214,13 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
         host = record["resident_on"]
         return {"vm": uuid, "state": record["power_state"],
                 "host": xapi.call(session.xenapi.host.get_name_label, host),
+                "host_uuid": xapi.call(session.xenapi.host.get_uuid, host),
                 "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
                 **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(record)}
     left_out: List[str] = []
-    options = [{"host": xapi.call(session.xenapi.host.get_name_label, host), **placement}
+    options = [{"host": xapi.call(session.xenapi.host.get_name_label, host),
+                "host_uuid": xapi.call(session.xenapi.host.get_uuid, host), **placement}
                for _, host, placement in candidates(session, uuid, left_out=left_out)]
     return {"vm": uuid, "state": record["power_state"], "options": options, "left_out": left_out,
             "vnuma_plan": _stored_plan_of(record)}
@@ -195,22 +242,32 @@ def _stored_plan_of(record: dict) -> Optional[dict]:
     return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]))
 
 
-def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, object]:
-    """Each enabled host's answer; a host that cannot answer (no plugin yet, down) gets
-    ``{"error": [code, ...]}`` rather than failing the whole pool's query."""
-    out: Dict[str, object] = {}
-    for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: kv[1]["name_label"]):
+def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
+    """Each enabled host's answer, keyed by the host's UUID (xapi does not keep names
+    unique): ``{"name_label": ..., "answer": ...}``.  A host that cannot answer (no
+    plugin yet, down, unreachable from the master: any xapi failure about that one
+    member) gets ``{"name_label": ..., "error": [code, ...]}`` rather than failing the
+    whole pool's query.  An expired session, or the plugin refusing the call itself
+    (every host would), fails it."""
+    out: Dict[str, dict] = {}
+    for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
         try:
-            out[rec["name_label"]] = plugin_result(session, ref, fn, args or {})
+            out[rec["uuid"]] = {"name_label": rec["name_label"], "answer": plugin_result(session, ref, fn, args or {})}
         except xapi.XapiError as err:
-            if err.code not in HOST_UNAVAILABLE:
+            if err.code == xapi.SESSION_INVALID or (err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE):
                 raise
-            out[rec["name_label"]] = {"error": [err.code, *err.params]}
+            out[rec["uuid"]] = {"name_label": rec["name_label"], "error": [err.code, *err.params]}
     return out
 
 
-def failed_host(report: object) -> Optional[str]:
+def host_labels(per: Dict[str, dict]) -> Dict[str, str]:
+    """:func:`host_label` for each host of :func:`per_host`'s answer, by UUID."""
+    records = {uuid: {"uuid": uuid, "name_label": entry["name_label"]} for uuid, entry in per.items()}
+    return {uuid: host_label(rec, records) for uuid, rec in records.items()}
+
+
+def failed_host(entry: dict) -> Optional[str]:
     """Why a host in :func:`per_host`'s answer did not answer, or None if it did."""
-    if isinstance(report, dict) and set(report) == {"error"}:
-        return " ".join(report["error"])
+    if "error" in entry:
+        return " ".join(entry["error"])
     return None

@@ -13,14 +13,26 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
 
-def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str) -> dict:
+def control_domain_here(session, vm: str, host_uuid: Optional[str]) -> bool:
+    """Is ``vm`` this host's control domain?  xapi gives dom0 a VM UUID of its own (the
+    inventory's CONTROL_DOMAIN_UUID), not Xen's all-zero handle: no domain matches it."""
+    if host_uuid is None or not xapi.call(session.xenapi.VM.get_is_control_domain, vm):
+        return False
+    resident = xapi.call(session.xenapi.VM.get_resident_on, vm)
+    return resident != "OpaqueRef:NULL" and xapi.call(session.xenapi.host.get_uuid, resident).lower() == \
+        host_uuid.lower()
+
+
+def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None) -> dict:
+    """``host_uuid``: this host's, to tell its control domain from another host's."""
     dom = next((d for d in hv.domains() if d.uuid == uuid), None)
     vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
+    if (dom is not None and dom.domid == 0) or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
+        # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
+        whose = "this host's" if dom is not None or control_domain_here(session, vm, host_uuid) else "a"
+        raise InvalidArgument("vm", "{} is {} control domain (dom0)".format(uuid, whose), "a guest VM")
     if dom is None:
         raise NotRunning(uuid)
-    if dom.domid == 0 or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
-        # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
-        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
     record = xapi.vm_record(session, vm)
     other = record["other_config"]
     policy, policy_error = _policy_or_default(other)  # a bad one must not leave the VM boot-pinned

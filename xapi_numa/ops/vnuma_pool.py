@@ -7,14 +7,16 @@ halted VM the one placement likes best for it (:func:`xapi_numa.ops.pool.candida
 from typing import Optional
 
 from xapi_numa.backends import xapi
-from xapi_numa.errors import InvalidArgument
-from xapi_numa.ops.pool import candidates, enabled_hosts_named, plugin_result
+from xapi_numa.errors import InvalidArgument, NoHost
+from xapi_numa.ops.pool import candidates, host_named, plugin_result
 
 
 def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optional[int] = None,
               host: Optional[str] = None, store: bool = False) -> dict:
     """Plan (and with ``store`` record) a VM's vNUMA layout through the numa plugin of the
-    host it runs on, the one named, or the one placement likes best for it."""
+    host it runs on, the one named (by UUID, or by a name no other host has; xapi must
+    say the VM can boot there), or the one placement likes best for it.  The answer
+    names the host used: ``host`` (its name) and ``host_uuid``."""
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
     record = xapi.vm_record(session, vm)
     if record["power_state"] in ("Running", "Paused"):
@@ -23,11 +25,18 @@ def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optiona
                 vm_name_or_uuid, record["power_state"].lower()), "host only for a halted VM")
         target = record["resident_on"]
     elif host is not None:
-        target = next(iter(enabled_hosts_named(session, host)))
+        target, host_record = host_named(session, host)
+        try:  # as a start there would: a plan for a host the VM cannot boot on is no plan
+            xapi.call(session.xenapi.VM.assert_can_boot_here, vm, target)
+        except xapi.XapiError as err:
+            raise NoHost("{} cannot boot on host {} ({}): {}".format(
+                vm_name_or_uuid, host_record["name_label"], host_record["uuid"], " ".join([err.code, *err.params])),
+                [host_record["uuid"], err.code, *err.params]) from None
     else:
         target = candidates(session, uuid)[0][1]
     args = {"vm": uuid, "mode": mode, "store": "true" if store else "false"}
     if half is not None:
         args["half"] = str(half)
     result = plugin_result(session, target, "vnuma_plan", args)
-    return dict(result, host=xapi.call(session.xenapi.host.get_name_label, target))
+    return dict(result, host=xapi.call(session.xenapi.host.get_name_label, target),
+                host_uuid=xapi.call(session.xenapi.host.get_uuid, target))

@@ -16,6 +16,7 @@ from typing import Dict, List
 
 from xapi_numa.backends import xapi
 from xapi_numa import errors
+from xapi_numa.core.numbers import shown
 from xapi_numa.errors import NotRunning, NumaError
 from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS, Context
@@ -34,8 +35,8 @@ def failure_details(err: NumaError) -> List[str]:
 def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
     """One call, as a methodResponse document; never raises."""
     fn = FUNCTIONS.get(method)
-    if fn is None:
-        return proto.failure_response([proto.UNKNOWN_FUNCTION, method])
+    if fn is None:  # dom0's XenAPIPlugin.dispatch answers [code, name]: its clients match on that
+        return proto.failure_response([proto.UNKNOWN_FUNCTION, method, unknown_function_message(method)])
     ctx = Context(session_id)
     try:
         value = fn(ctx, args)
@@ -48,6 +49,12 @@ def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
     except Exception as err:  # a bug: say so to xapi, keep the traceback for the logs
         LOG.error("%s crashed:\n%s", method, traceback.format_exc())
         return proto.failure_response([proto.PLUGIN_FAILURE, method, type(err).__name__, str(err)])
+
+
+def unknown_function_message(method: str) -> str:
+    """An unknown (or empty) ``fn``: the caller's mistake, said with the functions there are."""
+    what = "no function given" if not method.strip() else "{} is not a function of this plugin".format(shown(method))
+    return "fn: {} (allowed: {})".format(what, ", ".join(sorted(FUNCTIONS)))
 
 
 def setup_logging() -> None:

@@ -65,12 +65,20 @@ class Context:
         """This host's UUID from xapi's inventory file (None off a dom0)."""
         return local_host_uuid()
 
-    def domain_of(self, uuid: str):
-        """The running domain of VM ``uuid`` on this host."""
+    def domain_of(self, uuid: str, query: bool = False):
+        """The running domain of VM ``uuid`` on this host.  This host's control domain
+        (xapi's VM for dom0 has a UUID of its own, not Xen's handle) is domid 0 for a
+        ``query``; anything that would change it is refused, as set_policy does."""
         for d in self.hv.domains():
             if d.uuid == uuid:
                 return d
-        xapi.vm_ref(self.session, uuid)  # UnknownVM if xapi does not know it either
+        vm = xapi.vm_ref(self.session, uuid)  # UnknownVM if xapi does not know it either
+        if settling.control_domain_here(self.session, vm, self.host_uuid):
+            dom0 = next((d for d in self.hv.domains() if d.domid == 0), None)
+            if not query:
+                raise InvalidArgument("vm", "{} is this host's control domain (dom0)".format(uuid), "a guest VM")
+            if dom0 is not None:
+                return dom0
         raise NotRunning(uuid)
 
     def located(self, err: NotRunning) -> NotRunning:
@@ -104,12 +112,12 @@ def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
 def vm_memory(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
-    return dict(queries.vm_memory(ctx.hv, ctx.domain_of(uuid).domid), vm=uuid)
+    return dict(queries.vm_memory(ctx.hv, ctx.domain_of(uuid, query=True).domid), vm=uuid)
 
 
 def vcpus(ctx: Context, args: Dict[str, str]) -> list:
     check_args(args, set(), {"vm"})
-    domids = [ctx.domain_of(uuid_arg(args)).domid] if "vm" in args else None
+    domids = [ctx.domain_of(uuid_arg(args), query=True).domid] if "vm" in args else None
     return queries.vcpu_rows(ctx.hv, domids)
 
 
@@ -157,7 +165,7 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
 def settle(ctx: Context, args: Dict[str, str]) -> dict:
     """After the build: the policy's affinity replaces the boot pin; follow the memory."""
     check_args(args, {"vm"})
-    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid_arg(args))
+    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid_arg(args), ctx.host_uuid)
 
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
@@ -184,16 +192,19 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
     busy = sorted(BUSY_OPERATIONS & set(record.get("current_operations", {}).values()))
     if busy:
-        raise NotMovable(uuid, "xapi is running {} on it".format(", ".join(busy)))
+        raise NotMovable(uuid, "xapi is running {} on it".format(", ".join(busy)), dom.name)
     if record.get("attached_PCIs") or record.get("VGPUs"):
-        raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale")
+        raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale",
+                         dom.name)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
                       room=reserve.room_pages(ctx.hv, ctx.ledger)[to])
     pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
-    return {"vm": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid, "vnode": vnode}
+    # "vm" is the VM's UUID, as every function answers; "uuid" is kept for older callers
+    return {"vm": uuid, "name": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid,
+            "vnode": vnode}
 
 
 def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:

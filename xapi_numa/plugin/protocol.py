@@ -25,7 +25,7 @@ def parse_call(text: str) -> Tuple[str, str, Dict[str, str]]:
         params, method = xmlrpc.client.loads(text, use_builtin_types=False)
     except Exception as err:  # expat and xmlrpc raise a variety of errors
         raise BadCall(f"not an XML-RPC methodCall: {type(err).__name__}") from None
-    if not method:
+    if method is None:  # a methodResponse, not a call; an empty <methodName/> is a call of function ''
         raise BadCall("no method name")
     if len(params) != 2 or not isinstance(params[0], str) or not isinstance(params[1], dict):
         raise BadCall("expected params (session ref, string->string map)")

@@ -63,15 +63,15 @@ class MoveJournal:
             if not lock.try_acquire():
                 row = self.status(d.uuid)
                 who = " (process {})".format(row.pid) if row else ""
-                raise NotMovable(d.name, "its memory is already being moved{}".format(who))
+                raise NotMovable(d.uuid, "its memory is already being moved{}".format(who), d.name)
         try:
             now = self.db.clock()
             with self.db.write() as db:
                 row = db.execute("SELECT pid, state FROM memory_move WHERE uuid = ?", (d.uuid,)).fetchone()
                 if row and row[1] == RUNNING and not inherited:  # a dead mover (we hold its lock now)
                     # its batch record may hold the guest's pages: never claim over it
-                    raise NotMovable(d.name, "its last mover (process {}) died; recover first "
-                                             "(xapi-numa memory-moves --recover)".format(row[0]))
+                    raise NotMovable(d.uuid, "its last mover (process {}) died; recover first "
+                                             "(xapi-numa memory-moves --recover)".format(row[0]), d.name)
                 db.execute("INSERT OR REPLACE INTO memory_move (uuid, domid, pid, state, target, report, "
                            "started, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now))
