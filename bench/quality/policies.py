@@ -39,6 +39,8 @@ class Ours:
     """Our engine with one of its single-node rules; vCPU loads as ops/reserve reads them
     (vCPUs whose home is one node)."""
 
+    decides_before_build = True  # the plugin's place runs before VM.start
+
     def __init__(self, topology, rule: str) -> None:
         self.name = "ours" if rule == SINGLE_NODE_RULE else f"ours-{rule}"
         self.planner = Planner(topology, single_node=rule)
@@ -109,6 +111,8 @@ class Libxl:
     """libxl's automatic placement (xl create without affinity)."""
 
     name = "libxl"
+    decides_before_build = True  # libxl__build_pre places, then sets the paging pool
+    overhead_follows = True
 
     def __init__(self, topology, need) -> None:
         self.search = LibxlNUMA([len(n.cpus) for n in topology.nodes])

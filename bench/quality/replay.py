@@ -1,21 +1,35 @@
 """Replay a start/stop trace under one placement rule and measure the outcome.
 
-Memory lands as Xen's allocator puts it (:mod:`xapi_numa.core.xenalloc`):
-the whole build (guest memory plus the build overhead of xapi's memory
-model, whatever the rule reserved) in 2 MiB extents, striped over the
-domain's node affinity (its home nodes, all nodes without one), from an
-explicit node first when the rule names one, spilling to other nodes when
-the affinity runs out.  A start is refused when the rule refuses it or Xen
-cannot build it.
+Memory lands as Xen's allocator puts it (:mod:`xapi_numa.core.xenalloc`), in
+the order xenopsd builds a domain (``xc/domain.ml``, ``build_pre``): first the
+build overhead of xapi's memory model (the shadow/HAP pool, set before any
+vCPU affinity is applied, and Xen's own per-vCPU memory), page by page round
+the domain's initial node affinity, which is every node; then the guest's
+memory (``build_start``) in 2 MiB extents, striped over the node affinity the
+rule chose (its home nodes, all nodes without one), from an explicit node
+first when the rule names one (xenopsd's ``-mem_pnode``), spilling to other
+nodes when the affinity runs out.  xenopsd's rules read free memory between
+the two, after the overhead is gone, as its NUMA placement does; ours decides
+before the start (the plugin's ``place`` runs before ``VM.start``) and
+reserves the whole overhead on its nodes, more than lands there.  libxl
+places before it sizes the paging pool (``libxl__build_pre``), so there the
+overhead goes round the chosen nodes.  A start is
+refused when the rule refuses it or Xen cannot build it.
+
+Until 2026-12-04 the whole build, overhead included, landed on the rule's
+choice: every xenopsd VM chosen for a node with room for its memory but not
+for the overhead as well spilled a few MiB and counted as split (4 to 13 per
+trace), though in xenopsd the overhead is allocated before it looks.
 
 Measures (per-VM ones over the starts after the warm-up, the first quarter
 of the events; imbalance averaged over the states after it; refusals over the
 whole trace):
 * split: of the VMs that fit one node (build <= a node's memory and vCPUs <=
-  its physical cores), the share whose memory landed on more than one node;
+  its physical cores), the share whose guest memory landed on more than one
+  node (the overhead is striped over every node for every rule);
 * distance: per VM, the SLIT distance from its vCPUs (spread evenly over its
-  home nodes) to its memory (as landed); mean and p99 weighted by memory;
-* nodes spanned by a VM's memory, mean;
+  home nodes) to its guest memory (as landed); mean and p99 weighted by memory;
+* nodes spanned by a VM's guest memory, mean;
 * memory and vCPU imbalance: coefficient of variation over nodes of memory
   used, and of vCPUs homed per core (a VM's vCPUs spread over its home nodes);
   the memory figure is also given over the states up to the last start only
@@ -36,6 +50,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.core.xenalloc import SUPERPAGE, distribute
 from xapi_numa.errors import NoCapacity
 
+from .policies import REFUSED
 from .trace import CORES_PER_NODE, NODE_MEMORY, Event, HostSpec
 
 WARMUP = 0.25
@@ -43,7 +58,7 @@ WARMUP = 0.25
 
 @attrs.define
 class Running:
-    pages: Dict[int, int]
+    pages: Dict[int, int]  # everything the domain holds: overhead and guest memory
     home: Optional[Tuple[int, ...]]
     vcpus: int
 
@@ -127,19 +142,59 @@ def stop(state: HostState, vm) -> None:
             state.free[node] += p
 
 
-def land(state: HostState, vm, d, overhead: BuildOverhead) -> Optional[Dict[int, int]]:
-    """Build ``vm`` as decided (Xen's allocator): pages per node, or None when refused."""
-    if d.refused:
-        return None
-    pages = (build_bytes(vm, overhead) + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
-    affinity = list(d.home) if d.home is not None else list(range(state.n))
+def pages_of(nbytes: int) -> int:
+    return (nbytes + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+
+
+def take_overhead(state: HostState, vm, overhead: BuildOverhead,
+                  affinity: Optional[Sequence[int]] = None) -> Optional[Dict[int, int]]:
+    """The build's overhead, page by page round ``affinity`` (every node: before any is
+    set), spilling beyond it when it is full (None, nothing taken, when the host has
+    not that much)."""
     try:
-        landed, _ = distribute(pages, state.free, affinity, -1, SUPERPAGE, node=d.node)
+        taken, _ = distribute(pages_of(overhead.bytes_for(vm.vcpus, vm.memory)), state.free,
+                              list(affinity) if affinity is not None else list(range(state.n)), -1, 1)
     except NoCapacity:
         return None
+    return {node: p for node, p in taken.items() if p}
+
+
+def give_back(state: HostState, pages: Dict[int, int]) -> None:
+    for node, p in pages.items():
+        state.free[node] += p
+
+
+def land_guest(state: HostState, vm, d, pre: Dict[int, int]) -> Optional[Dict[int, int]]:
+    """Build ``vm``'s guest memory as decided (Xen's allocator), after the overhead
+    ``pre`` taken already: its guest pages per node, or None when refused (the overhead
+    given back: the domain is destroyed)."""
+    if d.refused:
+        give_back(state, pre)
+        return None
+    affinity = list(d.home) if d.home is not None else list(range(state.n))
+    try:
+        landed, _ = distribute(pages_of(vm.memory), state.free, affinity, -1, SUPERPAGE, node=d.node)
+    except NoCapacity:
+        give_back(state, pre)
+        return None
     landed = {node: p for node, p in landed.items() if p}
-    state.vms[vm.vid] = Running(landed, d.home, vm.vcpus)
+    held = dict(pre)
+    for node, p in landed.items():
+        held[node] = held.get(node, 0) + p
+    state.vms[vm.vid] = Running(held, d.home, vm.vcpus)
     return landed
+
+
+def land(state: HostState, vm, d, overhead: BuildOverhead, overhead_follows: bool = False
+         ) -> Optional[Dict[int, int]]:
+    """Build ``vm`` as decided before its start (the overhead, then the guest's memory):
+    its guest pages per node, or None when refused.  The overhead goes round every node
+    (xenopsd sets it before the VM's hard affinity), or with ``overhead_follows`` round
+    the decision's nodes (libxl places first)."""
+    if d.refused:
+        return None
+    pre = take_overhead(state, vm, overhead, d.home if overhead_follows else None)
+    return land_guest(state, vm, d, pre) if pre is not None else None
 
 
 def memory_cv(state: HostState) -> float:
@@ -164,11 +219,19 @@ def replay(host: HostSpec, trace: List[Event], policy, overhead: BuildOverhead =
         if not ev.start:
             stop(state, vm)
         else:
+            # ours decides before the start (the plugin's place), libxl before it allocates
+            # the paging pool (libxl__build_pre); xenopsd after (build_pre's shadow
+            # allocation comes before its NUMA placement)
+            before = getattr(policy, "decides_before_build", False)
+            pre = None if before else take_overhead(state, vm, overhead)
             start = time.perf_counter()
-            d = policy.decide(state, vm)
+            d = policy.decide(state, vm) if before or pre is not None else REFUSED
             decide_time += time.perf_counter() - start
             decisions += 1
-            landed = land(state, vm, d, overhead)
+            if before:
+                landed = land(state, vm, d, overhead, getattr(policy, "overhead_follows", False))
+            else:
+                landed = land_guest(state, vm, d, pre) if pre is not None else None
             if landed is None:
                 refusals += 1
             elif k >= warm:
