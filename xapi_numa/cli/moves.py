@@ -38,7 +38,8 @@ def render_summary(report: dict) -> str:
                  report["batches"], report["batches_planned"], report["pause_max_ms"], report["pause_median_ms"]),
              "throughput: {} MiB/s while moving; {} s in all".format(report["throughput_mib_s"], report["elapsed_s"])]
     skipped = report.get("skipped") or {}
-    lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing"))
+    lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing")
+                 + ("; they stay on pnode {}".format(report["vnode"]["from"]) if skipped and report.get("vnode") else ""))
     if report.get("granted_at_pause_pages"):
         lines.append("left:       {} pages granted to a backend by their batch's pause stay where they were".format(
             report["granted_at_pause_pages"]))

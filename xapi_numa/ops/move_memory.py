@@ -169,11 +169,14 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
                                      "gfns would populate them and released frames would go to its PoD cache") from None
         raise
     gfns = pagemove.movable_gfns(memory)[skip:]
+    stay = pagemove.skipped_gfns(memory)
     if vnode is not None and layout is not None:
         gfns = vnode_gfns(layout, vnode, gfns)
+        # what stays behind of this vnode only: the rest of the domain is not this move's
+        stay = {why: kept for why, kept in ((w, vnode_gfns(layout, vnode, g)) for w, g in stay.items()) if kept}
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
-    return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
+    return Plan(d, to, batches, len(gfns), {why: len(kept) for why, kept in stay.items()}, stay,
                 memory.busy_grants, _room(hv, to, room),
                 sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
 
