@@ -3,16 +3,40 @@ move reports.
 
 The scan is where a real mover spends its time (seconds): each race is staged by
 running the other party from inside the first one's scan."""
+import pytest
+
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli.moves import render_summary
 from xapi_numa.core import memory_move as pagemove, vnuma
 from xapi_numa.core.topology import Topology
+from xapi_numa.errors import NoCapacity
 from xapi_numa.ops import move_memory
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.moves import MoveJournal
 
 M = 1 << 20
 G = 1 << 30
 PAGES = lambda nbytes: nbytes >> 12  # noqa: E731
+
+
+# --- finding 2: reservations and moves count each other -----------------------------------------
+class _Dom:
+    def __init__(self, uuid):
+        self.uuid, self.domid, self.name = uuid, 7, "moving"
+
+
+def test_a_reservation_never_promises_pages_a_running_move_will_bring(tmp_path):
+    ledger = Ledger(str(tmp_path / "l.db"))
+    journal = MoveJournal(ledger.db)
+    lock = journal.begin(_Dom("u-1"), 1, {"planned_pages": PAGES(3 * G), "moved_pages": PAGES(1 * G)})
+    try:
+        free = lambda: {0: 8 * G, 1: 5 * G}  # noqa: E731
+        with pytest.raises(NoCapacity) as info:
+            ledger.reserve("starting", {1: 4 * G}, 60, free)  # 5G free, 2G of it the move's yet
+        assert "node 1" in info.value.message
+        ledger.reserve("starting", {1: 3 * G}, 60, free)
+    finally:
+        lock.release()
 
 
 # --- finding 5: a vnode's skip set ------------------------------------------------------------------

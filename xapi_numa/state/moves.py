@@ -10,7 +10,7 @@ until it has been recovered.
 """
 import json
 import os
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
@@ -79,6 +79,19 @@ class MoveJournal:
             lock.release()
             raise
         return lock
+
+    def pending(self, exclude: Optional[str] = None) -> Dict[int, int]:
+        """Pages per node that running movers (but ``exclude``'s) have yet to bring there:
+        planned less moved.  In a write transaction, it reads in that one."""
+        left: Dict[int, int] = {}
+        with self.db.read() as db:
+            rows = db.execute("SELECT uuid, target, report FROM memory_move WHERE state = ?", (RUNNING,)).fetchall()
+        for uuid, target, report in rows:
+            if uuid != exclude:
+                data = json.loads(report)
+                more = max(0, int(data.get("planned_pages", 0)) - int(data.get("moved_pages", 0)))
+                left[int(target)] = left.get(int(target), 0) + more
+        return left
 
     def hand_over(self, uuid: str, pid: int) -> None:
         """The claimed row now belongs to ``pid`` (a background mover started for it)."""
