@@ -55,9 +55,13 @@ class FileLock:
         if it does: it is open on this very file, and locking through it succeeds (its
         open file is the one holding the lock, or nobody holds it and now it does)."""
         try:
-            mine, theirs = os.stat(self.path), os.fstat(fd)
+            theirs = os.fstat(fd)
         except OSError as err:
-            return "not an open descriptor of {} ({})".format(self.path, err.strerror)
+            return "not an open descriptor ({})".format(err.strerror)
+        try:
+            mine = os.stat(self.path)
+        except OSError as err:  # never created: nobody ever claimed the VM
+            return "no lock {} to hold ({})".format(self.path, err.strerror)
         if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
             return "not open on {}".format(self.path)
         try:
