@@ -70,9 +70,9 @@ class MoveJournal:
                 row = self.status(d.uuid)
                 who = " (process {})".format(row.pid) if row else ""
                 raise NotMovable(d.name, "its memory is already being moved{}".format(who))
-        if report is None:
-            return lock
         try:
+            if report is None:  # the lock only (take_lock)
+                return lock
             now = self.db.clock()
             with self.db.write() as db:
                 row = db.execute("SELECT pid, state FROM memory_move WHERE uuid = ?", (d.uuid,)).fetchone()
