@@ -19,7 +19,7 @@ from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.host import MemoryMap
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import InvalidArgument, MoveStopped, NoCapacity, NotMovable
-from xapi_numa.ops import move_memory as migrate
+from xapi_numa.ops import background_mover, move_memory as migrate
 from xapi_numa.ops import move_recovery
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import MoveJournal
@@ -566,12 +566,12 @@ def test_the_movers_scope_asks_systemd_219_nothing_it_refuses(tmp_path, monkeypa
     fake.write_text("#!/bin/sh\necho 'systemd 219'\necho '+PAM +AUDIT'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", "{}:{}".format(tmp_path, os.environ["PATH"]))
-    assert migrate._systemd_version() == 219
-    old = migrate.scope_command(7, 219)
+    assert background_mover._systemd_version() == 219
+    old = background_mover.scope_command(7, 219)
     assert old[:3] == ["systemd-run", "--quiet", "--scope"] and "--collect" not in old
-    assert "--collect" in migrate.scope_command(7, 249)
+    assert "--collect" in background_mover.scope_command(7, 249)
     fake.write_text("#!/bin/sh\nexit 1\n")
-    assert migrate._systemd_version() == 0
+    assert background_mover._systemd_version() == 0
 
 
 def test_a_recovery_that_put_the_batch_back_is_not_reported_as_a_paused_guest():

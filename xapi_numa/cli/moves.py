@@ -13,7 +13,7 @@ from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
-from xapi_numa.state.moves import MoveJournal, MoverLock
+from xapi_numa.state.moves import MoveJournal
 from xapi_numa.core.numbers import whole_number
 
 
@@ -38,7 +38,8 @@ def render_summary(report: dict) -> str:
                  report["batches"], report["batches_planned"], report["pause_max_ms"], report["pause_median_ms"]),
              "throughput: {} MiB/s while moving; {} s in all".format(report["throughput_mib_s"], report["elapsed_s"])]
     skipped = report.get("skipped") or {}
-    lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing"))
+    lines.append("skipped:    " + (", ".join("{} {}".format(k, v) for k, v in sorted(skipped.items())) or "nothing")
+                 + ("; they stay on pnode {}".format(report["vnode"]["from"]) if skipped and report.get("vnode") else ""))
     if report.get("granted_at_pause_pages"):
         lines.append("left:       {} pages granted to a backend by their batch's pause stay where they were".format(
             report["granted_at_pause_pages"]))
@@ -85,33 +86,31 @@ def render_plan(d: dict) -> str:
 
 # the use case's names for what this command's flags set: its errors name the flag typed
 MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--probe-ms", "skip": "--skip",
-              "vnode": "--vnode", "allow_fallback": "--allow-fallback"}
+              "vnode": "--vnode", "allow_fallback": "--allow-fallback", "lock_fd": "--lock-fd"}
 
 
 def cmd_move_memory(args) -> int:
-    db = common.ledger(args).db
-    journal = MoveJournal(db)
-    # started in the background: the parent claimed the VM and handed us its lock
-    lock = MoverLock("inherited fd {}".format(args.lock_fd), args.lock_fd) if args.lock_fd is not None else None
-    try:
-        # in the try: a background mover's refusal must reach the journal, its only listener
-        to = pagemove.parse_node(args.to, "--to")
-        if not 1 <= args.verify_chunk <= 8192:
-            raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
-        max_bytes = parse_size(args.max, "--max") if args.max else None
-        rate = pagemove.parse_rate(args.rate, "--rate")
-        hv = common.hypervisor(args)
-        if lock is None:
-            move_recovery.recover(hv, journal)  # a dead mover's batch first: before the scan and the claim
-        with common.flag_names(MOVE_FLAGS):
-            # started in the background, the caller checked the room (its own move now counts in it)
-            room = reserve.room_pages(hv, common.ledger(args)).get(to) if lock is None else None
+    ledger = common.ledger(args)
+    db = ledger.db
+    # started in the background (--lock-fd): the parent claimed the VM and handed us its lock, which
+    # move_memory.claim verifies before anything is read or moved; a refusal after that reaches the
+    # journal (a background mover's only listener), one before it changes nothing
+    to = pagemove.parse_node(args.to, "--to")
+    if not 1 <= args.verify_chunk <= 8192:
+        raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
+    max_bytes = parse_size(args.max, "--max") if args.max else None
+    rate = pagemove.parse_rate(args.rate, "--rate")
+    hv = common.hypervisor(args)
+    if args.lock_fd is None:
+        move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
+    lock = None
+    with common.flag_names(MOVE_FLAGS):
+        if args.dry_run:  # claims nothing
             plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
-                                       args.skip, args.vnode, room)
-    except NumaError as err:
-        if lock is not None:  # started in the background: the journal is the only one listening
-            journal.fail_claimed(args.vm, err.message)
-        raise
+                                       args.skip, args.vnode, reserve.room_pages(hv, ledger).get(to))
+        else:
+            plan, lock = move_memory.claim(hv, ledger, args.vm, to, max_bytes, args.batch, args.probe_ms,
+                                           args.allow_fallback, args.skip, args.vnode, args.lock_fd)
     if args.dry_run:
         common.emit(args, plan.to_dict(), render_plan)
         return 0

@@ -30,12 +30,15 @@ from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.vnode_units import check_move as check_vnodes
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
+from xapi_numa.ops import reserve
 from xapi_numa.ops.affinity_follow import follow_memory
+from xapi_numa.ops.background_mover import start_background
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
 from xapi_numa.state.db import Database
+from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import DONE, FAILED, RUNNING, STOPPED, MoveJournal, MoverLock
 
 
@@ -101,8 +104,9 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
 
 def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: int, probe_ms: int,
              allow_fallback: bool, vnode: Optional[int], skip: int,
-             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout], Optional[int]]:
-    """(the domain, its vNUMA layout, the pages that are elsewhere and need room: None with a fallback)."""
+             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout], Optional[int], int]:
+    """(the domain, its vNUMA layout, the pages that are elsewhere and need room: None with a fallback,
+    the pages to move)."""
     topo = hv.topology()
     nodes = len(topo.nodes)
     if not 0 <= to < nodes:
@@ -127,19 +131,22 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     if max_bytes is not None:
         pages = min(pages, max_bytes // pagemove.PAGE)
     if allow_fallback:
-        return d, layout, None  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
+        return d, layout, None, pages  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
     if vnode is not None and layout is not None:
         check_vnode_move(layout, vnode, max_bytes, skip)
         # all of it: its recorded pnode says nothing of where its pages are (--apply sets only the map)
         pages = need = layout.vnode(vnode).memory // pagemove.PAGE
     else:  # the pages elsewhere, of which a step moves at most its max
         need = min(pages, max(0, d.memory // pagemove.PAGE - hv.node_pages(d.domid).get(to, 0)))
-    free_pages = _room(hv, to, room)
+    _require_room(d, to, pages, need, _room(hv, to, room))
+    return d, layout, need, pages
+
+
+def _require_room(d: DomainInfo, to: int, pages: int, need: int, free_pages: int) -> None:
     if need > free_pages:
         raise NoCapacity(f"node {to} can take {format_size(free_pages * pagemove.PAGE)} ({free_pages} pages); moving "
                          f"{pages} pages of {d.name} needs up to {need} (allow the rest elsewhere with --allow-fallback)",
                          ("to", str(to), str(free_pages), str(need)))
-    return d, layout, need
 
 
 def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
@@ -149,13 +156,16 @@ def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
             batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-            skip: int = 0, vnode: Optional[int] = None, room: Optional[int] = None) -> Plan:
+            skip: int = 0, vnode: Optional[int] = None, room: Optional[int] = None,
+            checked: Optional[tuple] = None) -> Plan:
     """Check, scan the guest's memory and plan a move; changes nothing (the probe
     pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
-    earlier step of the same move took them).  ``vnode``: only that vnode's pages."""
+    earlier step of the same move took them).  ``vnode``: only that vnode's pages.
+    ``checked``: what :func:`_checked` answered the caller, holding the VM's lock."""
     if skip < 0:
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
-    d, layout, need = _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
+    d, layout, need, _ = checked or _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip,
+                                             room)
     if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
         return Plan(d, to, (), 0, {}, {}, 0, _room(hv, to, room), 0, already_there=True)
     try:
@@ -168,13 +178,52 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
                                      "gfns would populate them and released frames would go to its PoD cache", d.name) from None
         raise
     gfns = pagemove.movable_gfns(memory)[skip:]
+    stay = pagemove.skipped_gfns(memory)
     if vnode is not None and layout is not None:
         gfns = vnode_gfns(layout, vnode, gfns)
+        # what stays behind of this vnode only: the rest of the domain is not this move's
+        stay = {why: kept for why, kept in ((w, vnode_gfns(layout, vnode, g)) for w, g in stay.items()) if kept}
     max_pages = None if max_bytes is None else max_bytes // pagemove.PAGE
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
-    return Plan(d, to, batches, len(gfns), pagemove.skipped_counts(memory), pagemove.skipped_gfns(memory),
+    return Plan(d, to, batches, len(gfns), {why: len(kept) for why, kept in stay.items()}, stay,
                 memory.busy_grants, _room(hv, to, room),
                 sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
+
+
+def claim(hv: Hypervisor, ledger: Ledger, vm: str, to: int, max_bytes: Optional[int] = None,
+          batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
+          skip: int = 0, vnode: Optional[int] = None, lock_fd: Optional[int] = None) -> Tuple[Plan, MoverLock]:
+    """Claim the VM, check and plan its move, in the order that keeps movers apart:
+    the VM's mover lock first (a second mover of it is told it is already being
+    moved); under it the vNUMA layout and every check (no mover of another vnode can
+    change the map meanwhile); then the target's room and the running row with the
+    pages this move will bring, in one transaction (another move or a reservation for
+    the same node sees this one, or this one sees it); and only then the scan.
+    ``lock_fd``: the lock a background mover inherited from its claimer (verified).
+    Returns the plan and the lock, for :func:`run`; a refusal ends the row it wrote."""
+    journal = MoveJournal(ledger.db)
+    d = domain_by_name_or_id(hv, vm)
+    lock = journal.adopt(d, lock_fd) if lock_fd is not None else journal.take_lock(d)
+    ours = lock_fd is not None  # the row: the claimer's, handed to us
+    try:
+        room = reserve.room_pages(hv, ledger, exclude_move=d.uuid).get(to)
+        checked = _checked(hv, str(d.domid), to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
+        d, need, pages = checked[0], checked[2], checked[3]
+        row = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "planned_pages": need or 0}
+        again = None if need is None else (
+            lambda: _require_room(d, to, pages, need, reserve.room_pages(hv, ledger, exclude_move=d.uuid)[to]))
+        journal.begin(d, to, row, lock=lock, own_lock=lock_fd is None, room_check=again)
+        ours = True
+        return prepare(hv, str(d.domid), to, max_bytes, batch, probe_ms, allow_fallback, skip, vnode,
+                       checked=checked), lock
+    except BaseException as err:
+        if ours:  # refused before a page moved: said where a background mover's caller looks
+            why = err.message if isinstance(err, NumaError) else "stopped before the move ({})".format(
+                type(err).__name__)
+            journal.finish(d.uuid, FAILED, {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to,
+                                            "state": FAILED, "error": why})
+        lock.release()
+        raise
 
 
 Progress = Callable[[MoveTally], None]
@@ -292,62 +341,6 @@ def _explain(result, target: int) -> str:
             f"its contents were put back and the domain unpaused")
 
 
-def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,
-                     rate: Optional[str] = None, skip: int = 0, keep_affinity: bool = False,
-                     vnode: Optional[int] = None) -> int:
-    """Run ``xapi-numa move-memory`` detached: isolated (``-I``, from ``/``), in its own
-    session with no stdio (xapi reads the plugin's stdout to EOF), and where systemd
-    runs, in a scope of its own, so that a toolstack restart that stops xapi's
-    children does not stop a move in flight.  The child inherits ``lock`` (the VM's
-    mover lock, taken when the VM was claimed).  Returns its pid."""
-    import shutil
-    import subprocess
-    import sys
-
-    # -I: neither the caller's directory nor its environment decides what gets imported;
-    # the package is found where this one was loaded from
-    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    bootstrap = ("import sys; sys.path.insert(0, {!r}); from xapi_numa.cli.main import main; "
-                 "sys.exit(main(sys.argv[1:]))".format(home))
-    cmd = [sys.executable, "-I", "-c", bootstrap, "move-memory", str(domid), "--to", str(to), "--json",
-           "--ledger", db_path, "--lock-fd", str(lock.fd)]
-    if max_bytes is not None:
-        cmd += ["--max", str(max_bytes)]
-    if rate is not None:
-        cmd += ["--rate", rate]
-    if skip:
-        cmd += ["--skip", str(skip)]
-    if keep_affinity:
-        cmd += ["--keep-affinity"]
-    if vnode is not None:
-        cmd += ["--vnode", str(vnode)]
-    if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
-        # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
-        cmd = scope_command(domid, _systemd_version()) + cmd
-    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True, pass_fds=(lock.fd,), cwd="/")
-    return child.pid
-
-
-def scope_command(domid: int, systemd_version: int) -> List[str]:
-    """systemd-run's words for a mover's scope.  ``--collect`` (unload it even if the move
-    failed) came with systemd 236: XenServer 8's systemd 219 refuses it and runs nothing."""
-    return (["systemd-run", "--quiet", "--scope"] + (["--collect"] if systemd_version >= 236 else [])
-            + ["--unit", "xapi-numa-move-{}-{}".format(domid, int(time.time()))])
-
-
-def _systemd_version() -> int:
-    """The first line of ``systemd-run --version`` says ``systemd 219`` (0 if it cannot be read)."""
-    import subprocess
-    try:
-        out = subprocess.run(["systemd-run", "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    words = (out.splitlines() or [""])[0].split()
-    return int(words[1]) if len(words) > 1 and words[0] == "systemd" and words[1].isdigit() else 0
-
-
 def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     """Claim the VM and start a background mover for a planned :class:`MoveMemory` (a
     whole vnode with ``--vnode`` when it names one: the mover records its new pnode)."""
@@ -357,10 +350,10 @@ def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    # a follow step is sized to the target's room (its background mover refuses rather than spill); a vnode
-    # must land whole on one pnode
-    check(hv, str(d.domid), action.to, max_bytes, allow_fallback=action.vnode is None, vnode=action.vnode,
-          skip=action.skip)
+    # a follow step is sized to the target's room: its background mover refuses rather than spill (as a
+    # vnode must land whole on one pnode), against the room every mover checks
+    check(hv, str(d.domid), action.to, max_bytes, vnode=action.vnode, skip=action.skip,
+          room=reserve.room_pages(hv, Ledger(db=db), exclude_move=d.uuid)[action.to])
     return claim_and_start(journal, d, action.to, max_bytes, action.rate, action.reason, action.skip,
                            keep_affinity=True, vnode=action.vnode)
 
@@ -374,10 +367,9 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     if d is None:
         raise HypervisorError(errno.ESRCH, "domain of VM {}".format(action.uuid))
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
-    whole = action.vnode is not None  # a vnode lands whole on one pnode, or not at all (start_for)
-    plan = prepare(hv, str(d.domid), action.to, max_bytes, allow_fallback=not whole, skip=action.skip,
-                   vnode=action.vnode)
-    run(hv, db, plan, action.rate, allow_fallback=not whole, follow_affinity=False)
+    # as start_for's background mover: the room checked at the claim, and no spill elsewhere
+    plan, lock = claim(hv, Ledger(db=db), str(d.domid), action.to, max_bytes, skip=action.skip, vnode=action.vnode)
+    run(hv, db, plan, action.rate, follow_affinity=False, lock=lock)
     return os.getpid()
 
 

@@ -30,9 +30,10 @@ ATTEMPTS = 8
 
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
-               leave_out: Optional[int] = None) -> NodeLoads:
-    """Per-node free memory (less hypervisor claims), reservations and vCPUs homed there;
-    ``leave_out``: a domain whose vCPUs are not counted."""
+               leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None) -> NodeLoads:
+    """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
+    node, that running memory moves have yet to bring), reservations and vCPUs homed
+    there; ``leave_out``: a domain whose vCPUs are not counted."""
     topology = topology or hv.topology()
     vcpus = [0] * len(topology.nodes)
     for dom in hv.domains():
@@ -47,13 +48,19 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
             if len(home) == 1:
                 vcpus[next(iter(home))] += 1
     free = observe.claimable(hv)  # a host-wide claim bounds every node
+    for node, pages in (moving or {}).items():
+        if node in free:
+            free[node] = max(0, free[node] - (pages << PAGE_SHIFT))
     return NodeLoads([free[n] for n in sorted(free)], [reserved.get(n, 0) for n in sorted(free)], vcpus)
 
 
-def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
+def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = None) -> Dict[int, int]:
     """Pages each node can take for memory we move there: free less the hypervisor's
     claims, what starts have reserved in the ledger (a page move must never take the
-    memory a VM about to start was promised) and what movers still running will bring.
+    memory a VM about to start was promised) and what movers still running will bring
+    (but ``exclude_move``'s, the VM whose move asks).  Every mover checks this figure;
+    :meth:`Ledger.reserve` counts the moves the same way.  Called inside a write
+    transaction of ``ledger``'s database (a mover's claim), it reads in that one.
 
     A host-wide claim (stock Xen's, and the fallback where per-node claims are missing)
     is on no node, but Xen keeps it from every allocation, so no node has more room than
@@ -61,12 +68,10 @@ def room_pages(hv: Hypervisor, ledger: Ledger) -> Dict[int, int]:
     # reservations as a reconcile would leave them: memory a started VM's build took counts once
     free = observe.claimable(hv, upkeep.outstanding_after_reconcile(hv, ledger))
     room = {n: b >> PAGE_SHIFT for n, b in free.items()}
-    journal = MoveJournal(ledger.db)
-    for uuid in journal.moving():  # a mover still running brings the rest of its pages yet
-        row = journal.status(uuid)
-        if row is not None and row.to in room:
-            left = max(0, row.report.get("planned_pages", 0) - row.report.get("moved_pages", 0))
-            room[row.to] = max(0, room[row.to] - left)  # (the host as a whole: each page moved frees one)
+    # a mover still running brings the rest of its pages yet (the host as a whole: each page moved frees one)
+    for node, left in MoveJournal(ledger.db).pending(exclude_move).items():
+        if node in room:
+            room[node] = max(0, room[node] - left)
     return room
 
 
@@ -78,14 +83,14 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     # a VM placed again (after a failed start, say) is not in its own way: its reservation is replaced
     if ledger is None or dry_run:
         reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
-        loads = node_loads(hv, reserved, planner.topology)
+        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger))
         return planner.place(loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
     last: Optional[NoCapacity] = None
     for _ in range(ATTEMPTS):
-        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology)
+        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger))
         placement = planner.place(loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])
@@ -105,10 +110,15 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     after it stops, when both are back)."""
     planner = planner or Planner(hv.topology())
     reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
-    loads = node_loads(hv, reserved, planner.topology, leave_out=domid)
+    loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger))
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
     return planner.place(attrs.evolve(loads, free=free), request)
+
+
+def _moving(ledger: Optional[Ledger]) -> Dict[int, int]:
+    """Pages per node running memory moves have yet to bring (what reserve refuses to promise)."""
+    return MoveJournal(ledger.db).pending() if ledger is not None else {}
 
 
 def new_vm_key() -> str:

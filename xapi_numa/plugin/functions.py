@@ -200,7 +200,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
-                      room=reserve.room_pages(ctx.hv, ctx.ledger)[to])
+                      room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to])
     pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
     # "vm" is the VM's UUID, as every function answers; "uuid" is kept for older callers
     return {"vm": uuid, "name": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid,

@@ -243,7 +243,11 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read (one snapshot of the file)."""
+        """A consistent read (one snapshot of the file).  Inside this connection's own
+        transaction (a check made in a write, before it writes), it reads in that one."""
+        if self._db is not None and self._db.in_transaction:
+            yield self._db
+            return
         db = self._connection()
         try:
             db.execute("BEGIN")

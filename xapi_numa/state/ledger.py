@@ -23,9 +23,10 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional
 
 from xapi_numa.core.reservation import Reservation
-from xapi_numa.core.units import format_size
+from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.state.db import Database, default_path
+from xapi_numa.state.moves import MoveJournal
 
 DEFAULT_TTL = 300.0
 MAX_TTL = 24 * 3600.0
@@ -101,12 +102,15 @@ class Ledger:
             self._refuse_if_claimed(db, vm, "replaced")
             taken = self._outstanding_in(db, now, exclude=vm)
             free = free_now()
+            # pages running memory moves have yet to bring: free now, but theirs (a move counts
+            # reservations the same way when it claims, so the two never promise one page twice)
+            moving = MoveJournal(self.db).pending()
             for node, nbytes in sorted(wanted.items()):
-                available = free.get(node, 0) - taken.get(node, 0)
+                available = free.get(node, 0) - taken.get(node, 0) - (moving.get(node, 0) << PAGE_SHIFT)
                 if nbytes > available:
-                    raise NoCapacity("node {} has {} left after other reservations; {} requested".format(
-                        node, format_size(max(available, 0)), format_size(nbytes)),
-                        ("node", str(node), str(nbytes), str(max(available, 0))))
+                    raise NoCapacity("node {} has {} left after other reservations and memory moves under way; "
+                                     "{} requested".format(node, format_size(max(available, 0)), format_size(nbytes)),
+                                     ("node", str(node), str(nbytes), str(max(available, 0))))
             total = host_free_now() - sum(taken.values()) if host_free_now is not None else None
             if total is not None and sum(wanted.values()) > total:
                 raise NoCapacity("the host has {} left after host-wide claims and other reservations; {} "

@@ -50,10 +50,35 @@ class FileLock:
             return False
         return True
 
+    def held_through(self, fd: int) -> Optional[str]:
+        """Why descriptor ``fd`` (inherited from a parent) does not hold this lock; None
+        if it does: it is open on this very file, and locking through it succeeds (its
+        open file is the one holding the lock, or nobody holds it and now it does)."""
+        try:
+            theirs = os.fstat(fd)
+        except OSError as err:
+            return "not an open descriptor ({})".format(err.strerror)
+        try:
+            mine = os.stat(self.path)
+        except OSError as err:  # never created: nobody ever claimed the VM
+            return "no lock {} to hold ({})".format(self.path, err.strerror)
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            return "not open on {}".format(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return "another process holds the lock {}".format(self.path)
+            return "cannot lock {} through it ({})".format(self.path, err.strerror)
+        return None
+
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+            fd, self.fd = self.fd, None
+            try:
+                os.close(fd)
+            except OSError:  # closed already: nothing of ours to drop
+                pass
 
     def __enter__(self) -> "FileLock":
         self.acquire()

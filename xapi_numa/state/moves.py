@@ -10,12 +10,12 @@ until it has been recovered.
 """
 import json
 import os
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
 from xapi_numa.core.host import DomainInfo
-from xapi_numa.errors import NotMovable
+from xapi_numa.errors import InvalidArgument, NotMovable
 from xapi_numa.state.db import Database
 from xapi_numa.state.locks import FileLock, vm_lock
 
@@ -51,13 +51,19 @@ class MoveJournal:
     def mover_alive(self, uuid: str) -> bool:
         return self.lock_for(uuid).held_by_someone()
 
-    def begin(self, d: DomainInfo, target: int, report: dict, pid: Optional[int] = None,
-              lock: Optional[MoverLock] = None) -> MoverLock:
+    def begin(self, d: DomainInfo, target: int, report: Optional[dict], pid: Optional[int] = None,
+              lock: Optional[MoverLock] = None, own_lock: bool = False,
+              room_check: Optional[Callable[[], None]] = None) -> MoverLock:
         """Claim the VM for this process (or for ``pid``, a child that inherits the
         returned lock); refused while another mover lives, or while a dead one's
-        row is not recovered.  ``lock``: one this process already holds for the VM."""
+        row is not recovered.  ``lock``: one this process already holds for the VM:
+        the VM was claimed for us (the row is ours), or with ``own_lock``, this
+        process took it itself (:meth:`take_lock`).  ``report`` None: only take the
+        lock.  ``room_check`` raises if the target lacks room for this move; it runs
+        in the transaction that writes the row, so that two movers (or a mover and a
+        reservation, :meth:`Ledger.reserve`) checking the same node never both pass."""
         pid = os.getpid() if pid is None else pid
-        inherited = lock is not None  # held already: the VM was claimed for us, the row is ours
+        inherited = lock is not None and not own_lock  # held already: the VM was claimed for us, the row is ours
         if lock is None:
             lock = self.lock_for(d.uuid)
             if not lock.try_acquire():
@@ -65,6 +71,8 @@ class MoveJournal:
                 who = " (process {})".format(row.pid) if row else ""
                 raise NotMovable(d.uuid, "its memory is already being moved{}".format(who), d.name)
         try:
+            if report is None:  # the lock only (take_lock)
+                return lock
             now = self.db.clock()
             with self.db.write() as db:
                 row = db.execute("SELECT pid, state FROM memory_move WHERE uuid = ?", (d.uuid,)).fetchone()
@@ -75,10 +83,45 @@ class MoveJournal:
                 db.execute("INSERT OR REPLACE INTO memory_move (uuid, domid, pid, state, target, report, "
                            "started, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now))
+                if room_check is not None:  # with this row written: a refusal rolls it back
+                    room_check()
         except BaseException:
             lock.release()
             raise
         return lock
+
+    def take_lock(self, d: DomainInfo) -> MoverLock:
+        """The VM's mover lock, before anything about the move is read (no row yet:
+        :meth:`begin` with ``own_lock`` writes it); refused while another mover lives."""
+        return self.begin(d, -1, None)
+
+    def adopt(self, d: DomainInfo, fd: int) -> MoverLock:
+        """The lock a background mover inherited as descriptor ``fd`` from the process
+        that claimed the VM for it (:func:`~xapi_numa.ops.move_memory.claim_and_start`).
+        Refused unless ``fd`` holds the VM's mover lock and the VM's row is a running
+        claim made by our parent or handed over to us: any other descriptor would let
+        two movers work on one VM (InvalidArgument ``lock_fd``, nothing changed)."""
+        why = self.lock_for(d.uuid).held_through(fd)
+        row = self.status(d.uuid) if why is None else None
+        if why is None and (row is None or row.state != RUNNING or row.pid not in (os.getpid(), os.getppid())):
+            why = "VM {} has no running claim made for this process".format(d.uuid)
+        if why is not None:
+            raise InvalidArgument("lock_fd", "descriptor {}: {}".format(fd, why),
+                                  "the mover lock of the VM, inherited from the process that claimed it")
+        return MoverLock(self.lock_for(d.uuid).path, fd)
+
+    def pending(self, exclude: Optional[str] = None) -> Dict[int, int]:
+        """Pages per node that running movers (but ``exclude``'s) have yet to bring there:
+        planned less moved.  In a write transaction, it reads in that one."""
+        left: Dict[int, int] = {}
+        with self.db.read() as db:
+            rows = db.execute("SELECT uuid, target, report FROM memory_move WHERE state = ?", (RUNNING,)).fetchall()
+        for uuid, target, report in rows:
+            if uuid != exclude:
+                data = json.loads(report)
+                more = max(0, int(data.get("planned_pages", 0)) - int(data.get("moved_pages", 0)))
+                left[int(target)] = left.get(int(target), 0) + more
+        return left
 
     def hand_over(self, uuid: str, pid: int) -> None:
         """The claimed row now belongs to ``pid`` (a background mover started for it)."""
@@ -100,17 +143,6 @@ class MoveJournal:
             args += only_if
         with self.db.write() as db:
             return db.execute(query, args).rowcount > 0
-
-    def fail_claimed(self, vm: str, error: str) -> None:
-        """A background mover could not start: say why where its caller looks."""
-        with self.db.write() as db:
-            for uuid, report in db.execute("SELECT uuid, report FROM memory_move WHERE state = ?",
-                                           (RUNNING,)).fetchall():
-                data = json.loads(report)
-                if vm in (uuid, data.get("vm"), str(data.get("domid"))):
-                    data.update(state=FAILED, error=error)
-                    db.execute("UPDATE memory_move SET state = ?, report = ?, updated = ? WHERE uuid = ?",
-                               (FAILED, json.dumps(data), self.db.clock(), uuid))
 
     def rows(self) -> List[MoveRecord]:
         return self._select("", ())
