@@ -28,6 +28,8 @@ def test_memory_imbalance_before_the_drain_leaves_out_the_states_after_the_last_
     from quality.replay import replay
     from quality.trace import GIB, Event, Vm, hosts
 
+    from xapi_numa.core.overhead import NO_OVERHEAD
+
     class ByVmId:
         name = "by-id"
 
@@ -37,7 +39,7 @@ def test_memory_imbalance_before_the_drain_leaves_out_the_states_after_the_last_
     host = next(h for h in hosts() if h.nodes == 2)
     small, big = Vm(0, 1, 8 * GIB), Vm(1, 2, 16 * GIB)
     trace = [Event(0.0, True, small), Event(1.0, True, big), Event(2.0, False, small), Event(3.0, False, big)]
-    got = replay(host, trace, ByVmId())
+    got = replay(host, trace, ByVmId(), NO_OVERHEAD)  # no overhead round both nodes: one node used is CV 1
     # warm-up: the first event; then three states: both VMs (the last start), the big one
     # alone (CV 1: one node used), none (CV 0)
     before = got["memory_cv_before_drain"]

@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.overhead import WITH_THE_VM
 from xapi_numa.core.placement import SINGLE_NODE_RULE, NodeLoads, Planner, Request
 from xapi_numa.errors import NoCapacity
 
@@ -125,7 +126,9 @@ class Libxl:
 
 def all_policies(topology) -> list:
     planner = Planner(topology)
-    need = lambda vm: planner.need(Request(vm.vcpus, vm.memory))  # noqa: E731
+    # libxl sizes the paging pool after it has placed the domain: the whole build goes there
+    with_the_vm = Planner(topology, WITH_THE_VM)
+    need = lambda vm: with_the_vm.need(Request(vm.vcpus, vm.memory))  # noqa: E731
     return [Ours(topology, "scored"), Ours(topology, "hole"), Ours(topology, "spare"), Ours(topology, "balanced"),
             Ours(topology, "best"), Ours(topology, "worst"),
             XenopsdToday(topology, planner.cores), XenopsdMemOnly(topology, planner.cores), Xenopsd2024(topology),

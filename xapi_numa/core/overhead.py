@@ -25,8 +25,17 @@ class BuildOverhead:
     pages_per_vcpu: int = 294
     pages_per_mib: int = 2
     fixed_pages: int = 512
+    # Where it lands.  xenopsd's build_pre sizes the shadow/HAP pool before it applies
+    # the VM's hard vCPU affinity (and Xen makes its per-vCPU memory at
+    # domain_max_vcpus, earlier still), so the overhead goes page by page round the
+    # domain's first node affinity: every node with CPUs.  Only the guest's memory
+    # follows the placement.  False: all of it with the VM (libxl sizes the pool after
+    # it has placed the domain).
+    before_affinity: bool = True
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.before_affinity, bool):
+            raise InvalidArgument("before_affinity", f"{self.before_affinity!r}", "true, false")
         for field in ("pages_per_vcpu", "pages_per_mib", "fixed_pages"):
             value = getattr(self, field)
             if not isinstance(value, int) or not 0 <= value <= 1 << 20:
@@ -36,5 +45,15 @@ class BuildOverhead:
         pages = self.fixed_pages + self.pages_per_vcpu * vcpus + self.pages_per_mib * (memory // MIB)
         return pages << PAGE_SHIFT
 
+    def on_nodes(self, vcpus: int, memory: int, chosen: int, nodes: int) -> int:
+        """Bytes of the overhead that land on ``chosen`` of the host's ``nodes`` nodes
+        (with CPUs) that a placement chose: their share of the round, or all of it."""
+        total = self.bytes_for(vcpus, memory)
+        if not self.before_affinity or nodes <= 1:
+            return total
+        pages = total >> PAGE_SHIFT
+        return -(-pages * min(chosen, nodes) // nodes) << PAGE_SHIFT  # rounded up: never short
+
 
 NO_OVERHEAD = BuildOverhead(0, 0, 0)
+WITH_THE_VM = BuildOverhead(before_affinity=False)  # libxl's order: the pool after the placement

@@ -7,7 +7,9 @@ nodes, the bytes Xen will put on each (the build's own overhead included, so
 a reservation of them covers the whole build), the soft or hard CPU mask,
 whether a fallback was taken, and a one-line reason.
 
-A VM needs its memory plus the build's overhead (:mod:`xapi_numa.core.overhead`).
+A VM needs its memory plus the build's overhead (:mod:`xapi_numa.core.overhead`);
+as xenopsd builds, the overhead goes round every node before the VM's affinity
+is set, so the chosen nodes count their share of it only.
 An admin's CPU mask is a bound beside the policy (:attr:`Request.within`): nodes
 outside it count as full, and the rules below decide inside it.  A node without
 CPUs (memory only) never holds a VM alone.
@@ -86,6 +88,7 @@ class Planner:
         self.n = n
         self.sym = [[max(d[i][j], d[j][i]) for j in range(n)] for i in range(n)]
         self.pcpus = [len(node.cpus) for node in topology.nodes]
+        self.cpu_nodes = sum(1 for c in self.pcpus if c)  # those the build overhead goes round
         self.cores = [core_count(topology, i) for i in range(n)]
         self.sizes = [node.memory_size for node in topology.nodes]
         self.node_cpus = [node.cpus for node in topology.nodes]
@@ -112,9 +115,11 @@ class Planner:
         cpus = sum(self.pcpus[x] for x in nodes) or 1
         return sum(vcpus_on[x] for x in nodes) / cpus
 
-    def need(self, request: Request) -> int:
-        """Bytes the build takes: the guest's memory plus the build overhead."""
-        return request.memory + self.overhead.bytes_for(request.vcpus, request.memory)
+    def need(self, request: Request, nodes: int = 1) -> int:
+        """Bytes the build puts on ``nodes`` chosen nodes: the guest's memory plus their
+        part of the build overhead (all of it, or their share of a round of every node
+        with CPUs: :class:`BuildOverhead`)."""
+        return request.memory + self.overhead.on_nodes(request.vcpus, request.memory, nodes, self.cpu_nodes)
 
     def _cpus_for(self, request: Request) -> List[int]:
         """What counts against vCPUs: physical cores for best_effort, threads otherwise."""
@@ -355,6 +360,7 @@ class Planner:
     def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:
         """Placement over several nodes: predict Xen's striping over them."""
+        need = max(need, self.need(request, len(nodes)))  # each of them gets its share of the overhead
         pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
         budget = [a >> PAGE_SHIFT for a in avail]
         got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)
