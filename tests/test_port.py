@@ -56,6 +56,16 @@ def test_claims_visible_and_released(sim):
     assert all(m.claimed == 0 for m in sim.node_memory())
 
 
+def test_a_shell_claimed_on_a_node_is_built_there_and_uses_its_claim_up(sim):
+    # xenopsd's order: domain_create (no memory), a claim on the planned node, then xenguest
+    domid = sim.create_shell("g", 2, 256 << 20)
+    assert [(d.memory, d.paused) for d in sim.domains() if d.domid == domid] == [(0, True)]
+    sim.claim(domid, (256 << 20) >> 12, node=1)
+    assert sim.build(domid, 1) == {1: (256 << 20) >> 12}
+    assert all(m.claimed == 0 for m in sim.node_memory())
+    assert [d.paused for d in sim.domains() if d.domid == domid] == [False]
+
+
 def test_pause_unpause_states(sim):
     domid = sim.create("g", 2, 64 << 20)
     sim.run(0.1)

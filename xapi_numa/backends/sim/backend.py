@@ -73,6 +73,23 @@ class SimHypervisor(Hypervisor):
             d.passthrough = passthrough
             return d.domid
 
+    def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
+                     load: str = "idle", dtype: str = "pv") -> int:
+        """A paused domain with its maximum set and no memory yet, as xenopsd's domain_create
+        leaves it: claims (the port's :meth:`claim`) can be made on it before :meth:`build`."""
+        with self.store.transaction() as host:
+            return host.create_domain(name, vcpus, bytes_to_pages(memory), load=load, dtype=dtype,
+                                      paused=True, uuid=uuid, populate=False).domid
+
+    def build(self, domid: int, node: Optional[int] = None) -> Dict[int, int]:
+        """Populate the rest of a shell's memory as xenguest does (from ``node`` first, as its
+        ``-mem_pnode``; the domain's own claims are used up) and unpause it; pages per node."""
+        with self.store.transaction() as host:
+            d = host.domain(domid)
+            got = host.allocate(d, d.max_pages - d.tot_pages, node)
+            host.unpause(domid)
+            return got
+
     def hold(self, domid: int, gfn: int) -> None:
         """A backend maps this guest frame (it cannot be freed while held)."""
         with self.store.transaction() as host:

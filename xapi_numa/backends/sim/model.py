@@ -285,7 +285,7 @@ class Host:
     def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
                       soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
                       paused: bool = False, uuid: Optional[str] = None,
-                      node_affinity: Optional[int] = None) -> Domain:
+                      node_affinity: Optional[int] = None, populate: bool = True) -> Domain:
         """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause.
 
         ``node_affinity`` is a node mask the toolstack sets before the memory is
@@ -323,7 +323,8 @@ class Host:
         self.next_domid += 1
         if node_affinity is not None:
             self.set_node_affinity(domid, node_affinity)
-        self.allocate(d, memory_pages)
+        if populate:  # else no memory yet (xenopsd's domain_create; xenguest populates it later)
+            self.allocate(d, memory_pages)
         for v in d.vcpus:
             self.sched.insert(v)
         if not paused:

@@ -1,0 +1,25 @@
+"""The in-memory host the placement-latency benchmark decides on (no timing here)."""
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+
+import bench_placement  # noqa: E402
+
+from xapi_numa.core.placement import Request  # noqa: E402
+from xapi_numa.ops.reserve import place_and_reserve  # noqa: E402
+from xapi_numa.state.ledger import Ledger  # noqa: E402
+
+
+def test_a_dry_run_on_the_memory_host_counts_its_domains_and_reservations(tmp_path):
+    ledger = Ledger(str(tmp_path / "l.db"))
+    topo, planner, hv, loads, running = bench_placement.build_host(4, random.Random(4), ledger)
+    assert running > 900 and len(hv.domains()) == running
+    assert len(ledger.reservations()) == bench_placement.RESERVATIONS
+    placement, reservation, seen = place_and_reserve(hv, ledger, Request(2, 4 << 30), "next", 60, True)
+    assert reservation is None and len(ledger.reservations()) == bench_placement.RESERVATIONS  # nothing written
+    # the dry run reads what the benchmark built: homed vCPUs, free memory, reservations
+    assert seen.free == loads.free and seen.reserved == loads.reserved and seen.vcpus == loads.vcpus
+    assert hv.hypercalls > running  # every domain's vCPUs were read
+    assert bench_placement.against(2.0, 1.0) == (2.0, "slower") and bench_placement.against(1.0, 4.0) == (4.0, "faster")
