@@ -13,6 +13,7 @@ import errno
 import time
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
+from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import HypervisorError
@@ -26,8 +27,6 @@ def _bitmap(cpus: FrozenSet[int], nbytes: int) -> bytes:
     return bytes(out)
 
 
-def _bits_to_set(buf: bytes) -> FrozenSet[int]:  # the Xen adapter's decoding, re-written
-    return frozenset(i * 8 + bit for i, byte in enumerate(buf) if byte for bit in range(8) if byte >> bit & 1)
 
 
 class MemHost(Hypervisor):
@@ -44,6 +43,7 @@ class MemHost(Hypervisor):
         self.online = frozenset(range(len(self.cpu_to_node)))
         self.records: Dict[int, tuple] = {}  # domid -> (uuid, vcpus as (cpu, hard map, soft map), bytes)
         self.hypercalls = 0
+        self.maps = BitmapReader()  # the Xen adapter's decoding of Xen's bit maps
 
     def add_domain(self, domid: int, uuid: str, memory: int, hard: List[FrozenSet[int]],
                    soft: List[FrozenSet[int]]) -> None:
@@ -73,7 +73,8 @@ class MemHost(Hypervisor):
             raise HypervisorError(errno.ESRCH, "no such domain {}".format(domid))
         _, vcpus, _ = self.records[domid]
         self.hypercalls += 1 + 2 * len(vcpus)  # the domain's record; per vCPU its info and affinity
-        return [VcpuInfo(domid, v, cpu, "running", _bits_to_set(hard) & self.online, _bits_to_set(soft) & self.online)
+        return [VcpuInfo(domid, v, cpu, "running", self.maps.read(hard, self.online),
+                          self.maps.read(soft, self.online))
                 for v, (cpu, hard, soft) in enumerate(vcpus)]
 
     def node_pages(self, domid: int) -> Dict[int, int]:

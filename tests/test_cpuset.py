@@ -141,3 +141,18 @@ def test_400_digit_cpu_is_refused_with_the_hosts_range():
         p("9" * 400)
     assert err.value.field == "cpus" and "0-7" in err.value.message
     assert len(err.value.message) < 300  # the number is not echoed in full
+
+
+@given(st.lists(st.integers(0, 511), max_size=64), st.sampled_from([None, frozenset(range(0, 512, 3))]))
+def test_bitmap_reader_reads_xens_bit_maps_and_gives_the_same_set_each_time(ids, within):
+    from xapi_numa.core.cpuset import BitmapReader
+    raw = bytearray(64)
+    for i in ids:
+        raw[i // 8] |= 1 << (i % 8)
+    reader = BitmapReader(limit=3)
+    want = frozenset(ids) & within if within is not None else frozenset(ids)
+    first = reader.read(bytes(raw), within)
+    assert first == want and reader.read(bytes(raw), within) is first
+    for k in range(5):  # past its limit it starts again, still right
+        reader.read(bytes([k]), within)
+    assert reader.read(bytes(raw), within) == want

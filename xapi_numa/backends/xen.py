@@ -21,6 +21,7 @@ from xapi_numa.backends import xen_records as records, xen_vnuma
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
+from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
@@ -50,8 +51,9 @@ def _check(rc: int, what: str) -> int:
     return rc
 
 
-def _bits_to_set(buf, nbytes: int) -> FrozenSet[int]:
-    return frozenset(i * 8 + bit for i in range(nbytes) if buf[i] for bit in range(8) if buf[i] >> bit & 1)
+def _raw(buf, nbytes: int) -> bytes:
+    """The bytes of a cffi buffer (a bit map as Xen filled it)."""
+    return bytes(ffi.buffer(buf, nbytes))
 
 
 class XenHypervisor(Hypervisor):
@@ -68,6 +70,7 @@ class XenHypervisor(Hypervisor):
             raise BackendUnavailable(f"cannot open the Xen control interface: {hint} ({name})")
         self._h = ffi.gc(handle[0], lib.xn_close)
         self._cpumap_bytes = _check(lib.xn_cpumap_bytes(self._h), "reading the CPU map size")
+        self._maps = BitmapReader()
         self._nodemap_bytes = _check(lib.xn_nodemap_bytes(self._h), "reading the node map size")
         self._online: Optional[FrozenSet[int]] = None  # the online CPUs, as the last topology() read them
         self._dump_interval = dump_interval
@@ -194,8 +197,8 @@ class XenHypervisor(Hypervisor):
             _check(lib.xn_vcpu_get_affinity(self._h, domid, v, hard, soft), f"affinity of vCPU {v} of domain {domid}")
             state = ("offline" if not info.online else "paused" if paused else "running" if info.running
                      else "blocked" if info.blocked else "runnable")
-            out.append(VcpuInfo(domid, v, info.cpu, state, _bits_to_set(hard, self._cpumap_bytes) & online,
-                                _bits_to_set(soft, self._cpumap_bytes) & online, cpu_time=info.cpu_time_ns / 1e9))
+            out.append(VcpuInfo(domid, v, info.cpu, state, self._maps.read(_raw(hard, self._cpumap_bytes), online),
+                                self._maps.read(_raw(soft, self._cpumap_bytes), online), cpu_time=info.cpu_time_ns / 1e9))
         return out
 
     def _cpumap(self, cpus: FrozenSet[int]):
@@ -217,7 +220,7 @@ class XenHypervisor(Hypervisor):
     def node_affinity(self, domid: int) -> FrozenSet[int]:
         buf = ffi.new("uint8_t[]", self._nodemap_bytes)
         _check(lib.xn_node_affinity_get(self._h, domid, buf), f"node affinity of domain {domid}")
-        return _bits_to_set(buf, self._nodemap_bytes)
+        return self._maps.read(_raw(buf, self._nodemap_bytes))
 
     def set_node_affinity(self, domid: int, nodes: Optional[FrozenSet[int]]) -> None:
         buf = ffi.new("uint8_t[]", self._nodemap_bytes)
@@ -301,7 +304,7 @@ class XenHypervisor(Hypervisor):
             if rc == -errno.ENOENT:
                 return out
             _check(rc, "xc_cpupool_getinfo")
-            out[pool_id[0]] = _bits_to_set(cpumap, self._cpumap_bytes)
+            out[pool_id[0]] = self._maps.read(_raw(cpumap, self._cpumap_bytes))
             first = pool_id[0] + 1
 
     def clock(self) -> float:

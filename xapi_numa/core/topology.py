@@ -131,8 +131,11 @@ class Topology:
     nodes: Tuple[Node, ...] = attrs.field(converter=tuple)
     distances: Tuple[Tuple[int, ...], ...] = attrs.field(converter=lambda m: tuple(tuple(r) for r in m))
     cpus: Tuple[CpuInfo, ...] = attrs.field(converter=tuple)
+    # derived once: asked for every vCPU of every domain when a start counts homes
+    _all_cpus: FrozenSet[int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_all_cpus", frozenset(c.id for c in self.cpus))
         if not self.nodes:
             raise InvalidArgument("nodes", "a host has at least one node")
         ids = [n.id for n in self.nodes]
@@ -158,7 +161,7 @@ class Topology:
 
     @property
     def all_cpus(self) -> FrozenSet[int]:
-        return frozenset(c.id for c in self.cpus)
+        return self._all_cpus
 
     @property
     def node_cpus(self) -> Dict[int, FrozenSet[int]]:

@@ -9,7 +9,7 @@ nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
 import uuid as uuidlib
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 import attrs
 
@@ -36,6 +36,7 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
     there; ``leave_out``: a domain whose vCPUs are not counted."""
     topology = topology or hv.topology()
     vcpus = [0] * len(topology.nodes)
+    single: Dict[Tuple[FrozenSet[int], FrozenSet[int]], Optional[int]] = {}  # (soft, hard) -> its one home node
     for dom in hv.domains():
         if dom.domid in (0, leave_out):
             continue
@@ -44,9 +45,12 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
         except NumaError:
             continue  # the domain went away meanwhile
         for v in infos:
-            home = vcpu_home(v, topology)
-            if len(home) == 1:
-                vcpus[next(iter(home))] += 1
+            key = (v.soft, v.hard)  # a host's vCPUs share a few pairs of masks: each worked out once
+            if key not in single:
+                home = vcpu_home(v, topology)
+                single[key] = next(iter(home)) if len(home) == 1 else None
+            if single[key] is not None:
+                vcpus[single[key]] += 1
     free = observe.claimable(hv)  # a host-wide claim bounds every node
     for node, pages in (moving or {}).items():
         if node in free:
