@@ -55,5 +55,6 @@ def run() -> List[Result]:
             out.append(Result(f"page move on the QEMU harness ({r['label']}: {r.get('what', '')}), indicative only",
                               r["throughput_mib_s"], "MiB/s while paused (a measured figure, no ratio)", "none (emulated CPU)", None,
                               f"{pps:.0f} pages/s overall, {r['batches']} batches, pause max {r['pause_max_ms']} ms, "
-                              f"median {r['pause_median_ms']} ms (from the last make xen-test)"))
+                              f"median {r['pause_median_ms']} ms (from a make xen-test at commit "
+                              f"{r.get('commit', 'unknown')}, {r.get('when', 'date unknown')}; not this run)"))
     return out

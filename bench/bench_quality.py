@@ -37,7 +37,9 @@ CHECKS = [  # (name, metric, how ours compares with the baselines)
     ("mean distance <= best baseline", "distance_mean", "min"),
     ("memory imbalance <= best baseline", "memory_cv", "min"),
     ("vCPU imbalance within 10% of libxl", "vcpu_cv", "libxl"),
-    ("refusals <= best baseline", "refusals", "min"),
+    # a sanity check more than a verdict: in the replay a start is refused only when the whole
+    # host is short, so every rule refuses the same starts (a bench review)
+    ("refusals <= best baseline (a sanity check: refused only when the host is short)", "refusals", "min"),
 ]
 # Printed beside the goals, not instead of them: the faithful 2024
 # xenopsd stops placing once the host has been full (its free-memory view only

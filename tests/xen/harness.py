@@ -587,6 +587,12 @@ def boot_failures(ok: bool, finished: bool, summary, lines, dom0_lib_wrong: str,
     return why or [f"no failed test named; pytest said: {summary or 'nothing'}"]
 
 
+def _commit() -> str:
+    """The checkout's commit, for the figures' provenance (``?`` outside a git checkout)."""
+    done = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
 def save_bench(text: str, label: str) -> None:
     """Page-move figures the suite printed (XEN-BENCH lines), for make bench."""
     import json
@@ -595,7 +601,8 @@ def save_bench(text: str, label: str) -> None:
     for line in text.splitlines():
         if "XEN-BENCH: " in line:
             try:
-                runs.append(dict(json.loads(line.split("XEN-BENCH: ", 1)[1]), label=label))
+                runs.append(dict(json.loads(line.split("XEN-BENCH: ", 1)[1]), label=label, commit=_commit(),
+                                 when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
             except ValueError:
                 continue
     if runs:
