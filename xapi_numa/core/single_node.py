@@ -130,11 +130,14 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   keeping a hole of 0.25-0.75 node; best fit for VMs under 1/32-1/8 node;
   fragmentation weighted by fill; homing a VM that fits no node's free
   memory on the node holding most of it (distance met, memory CV missed on
-  25-42 of 48 traces: it leaves all the free memory on one node).  The
-  build overhead is counted alike where it can be: the replay lands the
-  whole build for every rule, and libxl is given the same build size as
-  ours; xenopsd claims the guest RAM only (as it does), so about one in
-  seven of its "splits" is a few MiB of overhead spilling from a full node.
+  25-42 of 48 traces: it leaves all the free memory on one node).  (These
+  figures are from a replay that landed the whole build, overhead included,
+  on each rule's choice: about one in seven of xenopsd's "splits" was a few
+  MiB of overhead spilling from a full node.  Since 2026-12-04 the replay
+  builds in xenopsd's order, the overhead round every node first, and the
+  planner counts only its nodes' share of it; there xenopsd splits fewer VMs
+  on 2 nodes (36-38 against ours' 50), and a sweep of FRAG_WEIGHT over
+  0.15-1.2 on seeds 1-6 still finds 0.15 the fewest misses in all.)
 
   Seed 7, per missed goal, the best baseline and ours / it: split, xenopsd
   (``Prio_mem_only`` on SMT) on 2 nodes 1.04-1.09 (47 VMs against 43-45),
