@@ -89,6 +89,9 @@ class XenHypervisor(Hypervisor):
     def scheduler(self) -> str:
         return SCHEDULERS.get(self.physinfo().sched_id, "unknown")
 
+    def claims_outstanding(self) -> int:
+        return self.physinfo().outstanding_pages << PAGE_SHIFT  # Xen's outstanding_claims: every domain's
+
     def _numainfo(self):
         cap = 256
         n = ffi.new("unsigned int *", cap)

@@ -53,7 +53,7 @@ def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = Non
 
 def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
     """Bytes claimed on no node: the domains' claims less those the nodes hold."""
-    return max(0, sum(d.claimed for d in hv.domains()) - sum(m.claimed for m in memory))
+    return max(0, hv.claims_outstanding() - sum(m.claimed for m in memory))
 
 
 def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
