@@ -11,7 +11,7 @@
 Settling a started VM, the affinity fix-up, what a page move leaves behind,
 ``vm_memory``, ``top`` and placement's vCPU counts all use these functions.
 """
-from typing import Dict, FrozenSet, Iterable, Mapping, Optional
+from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import VcpuInfo
@@ -37,6 +37,21 @@ def vcpu_home(v: VcpuInfo, topo: Topology) -> FrozenSet[int]:
     if v.hard and not topo.all_cpus <= v.hard:
         return topo.nodes_of_cpus(v.hard)
     return frozenset(n.id for n in topo.nodes)
+
+
+def single_homes(vcpus: Iterable[VcpuInfo], topo: Topology) -> Dict[int, int]:
+    """Per node, the vCPUs homed on it alone (what a start weighs as that node's vCPU load).
+    vCPUs share a few pairs of masks: each pair is worked out once."""
+    out: Dict[int, int] = {}
+    seen: Dict[Tuple[FrozenSet[int], FrozenSet[int]], Optional[int]] = {}
+    for v in vcpus:
+        key = (v.soft, v.hard)
+        if key not in seen:
+            home = vcpu_home(v, topo)
+            seen[key] = next(iter(home)) if len(home) == 1 else None
+        if seen[key] is not None:
+            out[seen[key]] = out.get(seen[key], 0) + 1
+    return out
 
 
 def home_nodes(vcpus: Iterable[VcpuInfo], topo: Topology) -> FrozenSet[int]:

@@ -9,12 +9,13 @@ nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
 import uuid as uuidlib
-from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from xapi_numa.core.actions import Reserve
-from xapi_numa.core.locality import vcpu_home
+from xapi_numa.core.host import DomainInfo
+from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.topology import Topology
@@ -23,6 +24,7 @@ from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.home_tally import HomeTally, Homes
 from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
 from xapi_numa.state.moves import MoveJournal
 
@@ -30,27 +32,29 @@ ATTEMPTS = 8
 
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
-               leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None) -> NodeLoads:
+               leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
+               tally: Optional[Homes] = None, listed: Optional[Sequence[DomainInfo]] = None) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
-    there; ``leave_out``: a domain whose vCPUs are not counted."""
+    there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
+    fresh counts (:mod:`xapi_numa.state.home_tally`), used for the domains it names;
+    ``listed``: the domain list, read just now."""
     topology = topology or hv.topology()
     vcpus = [0] * len(topology.nodes)
-    single: Dict[Tuple[FrozenSet[int], FrozenSet[int]], Optional[int]] = {}  # (soft, hard) -> its one home node
-    for dom in hv.domains():
+    for dom in hv.domains() if listed is None else listed:
         if dom.domid in (0, leave_out):
             continue
-        try:
-            infos = hv.vcpus(dom.domid)
-        except NumaError:
-            continue  # the domain went away meanwhile
-        for v in infos:
-            key = (v.soft, v.hard)  # a host's vCPUs share a few pairs of masks: each worked out once
-            if key not in single:
-                home = vcpu_home(v, topology)
-                single[key] = next(iter(home)) if len(home) == 1 else None
-            if single[key] is not None:
-                vcpus[single[key]] += 1
+        known = tally.get(dom.domid) if tally is not None else None
+        if known is not None and known[0] == dom.uuid:
+            homes = known[1]
+        else:
+            try:
+                homes = single_homes(hv.vcpus(dom.domid), topology)
+            except NumaError:
+                continue  # the domain went away meanwhile
+        for node, count in homes.items():
+            if 0 <= node < len(vcpus):
+                vcpus[node] += count
     free = observe.claimable(hv)  # a host-wide claim bounds every node
     for node, pages in (moving or {}).items():
         if node in free:
@@ -85,16 +89,19 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``."""
     planner = planner or Planner(hv.topology())
     # a VM placed again (after a failed start, say) is not in its own way: its reservation is replaced
+    tally = HomeTally(ledger.db).fresh() if ledger is not None else None
     if ledger is None or dry_run:
-        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
-        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger))
+        listed = hv.domains()  # one read for both: nothing changes in a dry run
+        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, listed) if ledger is not None else {}
+        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, listed=listed)
         return planner.place(loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
     last: Optional[NoCapacity] = None
     for _ in range(ATTEMPTS):
-        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger))
+        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
+                           tally=tally)
         placement = planner.place(loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])

@@ -40,6 +40,7 @@ from xapi_numa.ops.rebalancing import Decision, Rebalancer
 from xapi_numa.ops.reserve import room_pages
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
+from xapi_numa.state.home_tally import HomeTally
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import MoveJournal
 from xapi_numa.state.pins import PinJournal
@@ -95,6 +96,7 @@ class Runtime:
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db)
         self.moves = MoveJournal(db)
+        self.home_tally = HomeTally(db)
         self.ledger = Ledger(db=db)
         self.displaced_since: Dict[Tuple[int, int], float] = {}
         self.restored_at: Dict[str, float] = {}    # uuid -> when its temporary pins were last undone
@@ -224,6 +226,8 @@ class Runtime:
         self.cycles += 1
         try:
             snap = self.snapshot()
+            self.home_tally.publish({d.domid: (d.uuid, locality.single_homes(snap.vcpus[d.domid], snap.topology))
+                                     for d in snap.domains if d.domid != 0 and d.domid in snap.vcpus})  # for starts
             pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
             outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
             for o in outcomes:

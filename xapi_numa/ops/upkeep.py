@@ -4,17 +4,20 @@ by every ``place`` before it plans."""
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from xapi_numa.core import reservation
+from xapi_numa.core.host import DomainInfo
 from xapi_numa.errors import NumaError
 from xapi_numa.ops.executor import Executor, Outcome
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
 
-def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation]) -> List[object]:
-    """Read the domains of the reserved VMs and ask the pure planner what to do."""
+def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
+                   listed: Optional[Sequence[DomainInfo]] = None) -> List[object]:
+    """Read the domains of the reserved VMs (``listed``: the domain list read just now)
+    and ask the pure planner what to do."""
     if not reservations:
         return []
-    domains = {d.uuid: d for d in hv.domains()}
+    domains = {d.uuid: d for d in (hv.domains() if listed is None else listed)}
     pages: Dict[int, Mapping[int, int]] = {}
     for r in reservations:
         d = domains.get(r.vm)
@@ -39,11 +42,12 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
     return ledger.release(vm)
 
 
-def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None) -> Dict[int, int]:
+def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
+                                listed: Optional[Sequence[DomainInfo]] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
     (what a dry run counts); without ``exclude``'s own reservation."""
     current = [r for r in ledger.reservations() if r.vm != exclude]
-    return reservation.outstanding(current, plan_reconcile(hv, current), ledger.clock())
+    return reservation.outstanding(current, plan_reconcile(hv, current, listed), ledger.clock())
 
 
 def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:

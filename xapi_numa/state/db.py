@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -71,6 +71,17 @@ CREATE TABLE IF NOT EXISTS home_move_intent (
     domid     INTEGER NOT NULL,
     from_node INTEGER NOT NULL,
     to_node   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS home_tally (
+    domid     INTEGER NOT NULL,
+    uuid      TEXT NOT NULL,
+    node      INTEGER NOT NULL,   -- -1: the domain has no vCPU homed on one node alone
+    vcpus     INTEGER NOT NULL,
+    PRIMARY KEY (domid, node)
+);
+CREATE TABLE IF NOT EXISTS home_tally_time (
+    id        INTEGER PRIMARY KEY CHECK (id = 0),
+    at        REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS memory_move (
     uuid      TEXT PRIMARY KEY,

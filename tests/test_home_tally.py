@@ -1,0 +1,91 @@
+"""xapi-numad's vCPU-home tally and the starts that read it instead of every vCPU."""
+import attrs
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.locality import single_homes
+from xapi_numa.core.placement import Request
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops.reserve import node_loads, place_and_reserve
+from xapi_numa.ops.runtime import Runtime
+from xapi_numa.state.db import Database
+from xapi_numa.state.home_tally import MAX_AGE, HomeTally
+from xapi_numa.state.ledger import Ledger
+
+TOPO = Topology.uniform(2, 4, 8 << 30)
+
+
+class Counting:
+    """A host that counts the vCPU reads a start makes."""
+
+    def __init__(self, hv) -> None:
+        self.hv = hv
+        self.vcpu_reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self.hv, name)
+
+    def vcpus(self, domid):
+        self.vcpu_reads += 1
+        return self.hv.vcpus(domid)
+
+
+def host(tmp_path):
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), TOPO, "credit2", seed=1)
+    sim.create("a", 2, 1 << 30, soft=TOPO.nodes[0].cpus)
+    sim.create("b", 3, 1 << 30, soft=TOPO.nodes[1].cpus)
+    sim.create("c", 2, 1 << 30)  # no affinity given: libxl's automatic placement
+    return sim
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_daemons_cycle_publishes_each_guests_homes_and_a_start_reads_them_instead_of_every_vcpu(tmp_path):
+    sim, clock = host(tmp_path), Clock()
+    db = Database(str(tmp_path / "state.db"), clock=clock)
+    Runtime(sim, db).cycle()
+    tally = HomeTally(db).fresh()
+    assert {domid: counts for domid, (_, counts) in tally.items()} == {
+        d.domid: single_homes(sim.vcpus(d.domid), TOPO) for d in sim.domains() if d.domid}
+    # (c too: libxl's automatic placement gave it one node's soft affinity)
+    assert sorted(c for _, counts in tally.values() for c in counts.values()) == [2, 2, 3]
+    counting = Counting(sim)
+    with_tally = node_loads(counting, {}, TOPO, tally=tally)
+    assert counting.vcpu_reads == 0
+    assert with_tally == node_loads(sim, {}, TOPO)  # the same loads as reading every vCPU
+    ledger = Ledger(db=db)
+    counting.vcpu_reads = 0
+    place_and_reserve(counting, ledger, Request(1, 1 << 30), "vm", dry_run=True)
+    assert counting.vcpu_reads == 0
+    clock.now += MAX_AGE + 1  # the daemon stopped: the tally goes stale and starts read again
+    place_and_reserve(counting, ledger, Request(1, 1 << 30), "vm", dry_run=True)
+    assert counting.vcpu_reads == 3
+
+
+def test_a_domain_the_tally_does_not_name_or_a_reused_domid_is_read(tmp_path):
+    sim = host(tmp_path)
+    doms = {d.name: d for d in sim.domains()}
+    tally = {doms["a"].domid: (doms["a"].uuid, {0: 2}),  # b missing: started since the tally
+             doms["c"].domid: ("not-c's-uuid", {1: 7})}  # c's domid was another VM's
+    counting = Counting(sim)
+    loads = node_loads(counting, {}, TOPO, tally=tally)
+    assert counting.vcpu_reads == 2 and loads == node_loads(sim, {}, TOPO)
+
+
+def test_a_tally_from_a_clock_stepped_back_or_never_written_is_not_used(tmp_path):
+    clock = Clock()
+    db = Database(str(tmp_path / "state.db"), clock=clock)
+    tally = HomeTally(db)
+    assert tally.fresh() is None
+    tally.publish({5: ("u5", {1: 4})})
+    assert tally.fresh() == {5: ("u5", {1: 4})}
+    clock.now -= 10  # written "in the future": the clock was stepped back
+    assert tally.fresh() is None
+    clock.now += 10
+    tally.publish({})  # every guest gone
+    assert tally.fresh() == {}
