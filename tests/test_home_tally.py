@@ -89,3 +89,19 @@ def test_a_tally_from_a_clock_stepped_back_or_never_written_is_not_used(tmp_path
     clock.now += 10
     tally.publish({})  # every guest gone
     assert tally.fresh() == {}
+
+
+def test_a_tally_the_state_database_refuses_does_not_stop_the_cycle(tmp_path):
+    """The tally only spares starts some reads: a locked or read-only state database must
+    not cost the cycle its fix-ups (a review found the cycle ended there)."""
+    from xapi_numa.errors import StateError
+
+    sim = host(tmp_path)
+    rt = Runtime(sim, Database(str(tmp_path / "state.db")))
+
+    def refuse(homes):
+        raise StateError("database is locked")
+
+    rt.home_tally.publish = refuse
+    report = rt.cycle()
+    assert "host_clock" in report and "publish-homes" in rt._failing

@@ -11,6 +11,8 @@ from xapi_numa.core.node_sets import striping_score
 from xapi_numa.core.placement import NO_OVERHEAD, BuildOverhead, NodeLoads, Planner, Request, set_mean
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+
+MIB = 1 << 20
 from xapi_numa.core.single_node import CPU_WEIGHT, FRAG_WEIGHT, HOLE_WEIGHT, choose_node, fragmentation
 
 G = 1 << 30
@@ -163,13 +165,39 @@ def test_equally_close_sets_are_told_apart_by_the_memory_they_leave():
     assert p.nodes == (0, 2) and p.bytes_per_node == {0: 4 * G, 2: 4 * G}
 
 
+def test_reservations_cover_every_build_whole_so_two_starts_never_over_commit_the_host():
+    """Each node counts only its share of the overhead's round, but the placement (and so
+    the reservation) holds the other shares on the other nodes: two big-vCPU VMs whose
+    builds together exceed the host are never both placed (a review found they were)."""
+    t = topo([[10, 21], [21, 10]])
+    planner = Planner(t)
+    free = [8 * G + 80 * MIB, 8 * G + 80 * MIB]
+    reserved = [0, 0]
+    placed = []
+    for _ in range(2):
+        try:
+            p = planner.place(NodeLoads.of(free, reserved, [0, 0]), Request(64, 4 * G))
+        except NoCapacity:
+            break
+        for node, nbytes in p.memory:
+            reserved[node] += nbytes
+        placed.append(p)
+    assert all(r <= f for r, f in zip(reserved, free))
+    assert sum(sum(b for _, b in p.memory) for p in placed) == sum(4 * G + p.overhead for p in placed)
+    # a node without room for its share: the chosen node takes it
+    p = planner.place(NodeLoads.of([8 * G, 1 * MIB], None, [0, 0]), Request(4, 4 * G))
+    assert p.nodes == (0,) and p.bytes_per_node == {0: 4 * G + p.overhead}
+
+
 def test_build_overhead_is_counted_in_the_placement():
     t = topo([[10, 21], [21, 10]])
     planner = Planner(t)  # xapi's memory model: 294 pages per vCPU, 2 per MiB, 2 MiB fixed
     p = planner.place(loads_of([40 * G, 40 * G]), Request(4, 8 * G))
     overhead = (512 + 4 * 294 + 2 * 8192) << 12
-    # xenopsd sizes the pool before the VM's affinity: it goes round both nodes, half here
-    assert p.overhead == overhead // 2 and sum(p.bytes_per_node.values()) == 8 * G + overhead // 2
+    # xenopsd sizes the pool before the VM's affinity: it goes round both nodes, half on each,
+    # and the reservation covers the whole build
+    assert p.nodes == (0,) and p.overhead == overhead and p.bytes_per_node == {0: 8 * G + overhead // 2,
+                                                                               1: overhead // 2}
     with_the_vm = Planner(t, BuildOverhead(before_affinity=False)).place(loads_of([40 * G, 40 * G]), Request(4, 8 * G))
     assert with_the_vm.overhead == overhead and sum(with_the_vm.bytes_per_node.values()) == 8 * G + overhead
     # a VM whose memory fits a node but whose share of the build does not is not put there alone
@@ -317,11 +345,17 @@ def test_placement_properties(host, vcpus, mem, policy):
     # never more than free - reserved on any node, and the whole build placed
     for node, nbytes in p.memory:
         assert nbytes <= avail[node]
-    counted = OVERHEAD.on_nodes(vcpus, mem, len(p.nodes), sum(1 for n in t.nodes if n.cpus))
-    assert sum(b for _, b in p.memory) >= mem + counted and p.overhead >= counted
+    assert sum(b for _, b in p.memory) >= mem + OVERHEAD.bytes_for(vcpus, mem) == mem + p.overhead
+    # outside its nodes a VM holds at most each node's share of the overhead's round (which
+    # xenopsd makes before any affinity): its guest memory stays on its nodes
+    share = OVERHEAD.on_nodes(vcpus, mem, 1, sum(1 for n in t.nodes if n.cpus))
+    outside = {n: b for n, b in p.memory if n not in p.nodes}
+    if len(p.nodes) > 1 or policy.mode == "any":
+        assert not outside or policy.mode != "strict"
+    else:
+        assert all(b <= share for b in outside.values())
     if policy.mode == "strict":
-        # strict never leaves its nodes: memory and vCPUs confined to them
-        assert {n for n, _ in p.memory} <= set(p.nodes)
+        # strict never leaves its nodes: the guest's memory and vCPUs confined to them
         assert p.hard == t.cpus_of_nodes(p.nodes) and p.soft is None
         if policy.on_exhaust == "fail" and policy.nodes and not policy.nearest:
             assert set(p.nodes) <= set(policy.nodes)
@@ -369,7 +403,7 @@ def _check_minimal_distance(host, vcpus, mem, best_effort):
     t, loads = host
     planner = Planner(t, OVERHEAD)
     request = Request(vcpus, mem, Policy("best_effort" if best_effort else "preferred"))
-    need = planner.need(request)
+    need = planner.need(request, planner.cpu_nodes)  # a set holds the whole build
     try:
         p = planner.place(loads, request)
     except NoCapacity:
@@ -378,6 +412,10 @@ def _check_minimal_distance(host, vcpus, mem, best_effort):
     if p.fallback:
         return
     avail = loads.available()
+    if len(p.nodes) == 1 and avail[p.nodes[0]] < need:
+        # one node alone, holding only its share of the overhead's round (the rest reserved elsewhere)
+        assert avail[p.nodes[0]] >= planner.need(request)
+        return
     cpus = planner.cores if best_effort else planner.pcpus
     n = len(avail)
     best = None

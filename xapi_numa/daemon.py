@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import instance_lock, runtime
+from xapi_numa.ops import instance_lock, observe, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
@@ -162,7 +162,8 @@ def hand_back(rt: runtime.Runtime) -> bool:
     restored = restore_at_stop(rt)
     if rt.backends is None:
         return restored
-    outcomes = rt.executor.apply(rt.backends.plan(rt.snapshot(), enabled=False))
+    # no pages per node: on stock Xen a snapshot with them presses debug key 'u'
+    outcomes = rt.executor.apply(rt.backends.plan(observe.take(rt.hv), enabled=False))
     left = rt.backends.journal.entries()
     log_event(LOG, logging.INFO if not left else logging.ERROR, "backend work handed back",
               done=sum(1 for o in outcomes if o.status == "done"), left=len(left))

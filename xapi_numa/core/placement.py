@@ -131,7 +131,9 @@ class Planner:
         if len(loads.free) != n:
             raise InvalidArgument("loads", f"{len(loads.free)} entries for a host of {n} nodes")
         policy = request.policy
-        need, vcpus = self.need(request), request.vcpus
+        # the whole build (every set, every total); on one node alone, its share of the overhead's
+        # round plus the guest's memory (the other shares are reserved on the other nodes)
+        need, one, vcpus = self.need(request, self.cpu_nodes), self.need(request), request.vcpus
         if policy.nodes:
             for node in policy.nodes:
                 if node >= n:
@@ -142,7 +144,7 @@ class Planner:
             avail = [a if a > 0 else 0 for a in avail]
         avail_raw = avail  # what the single-node rule weighs; avail: what counts as room
         if request.translated:  # or a strict VM's memory would land outside its nodes
-            avail = room_for_extents(avail, need)
+            avail = room_for_extents(avail, one)
         within = request.within
         if within is not None:
             if max(within) >= n:
@@ -151,11 +153,14 @@ class Planner:
             # outside the admin's mask is no room at all; the host's real state is still what is scored
             avail = [a if i in within else 0 for i, a in enumerate(avail)]
         listed = self._listed(request)
+        share = one - request.memory
+        if share < need - request.memory:  # the shares of nodes with no room for theirs go to the chosen one
+            one += share * sum(1 for i in range(n) if self.pcpus[i] and avail[i] < share)
         if policy.mode != "any" and not listed:
-            best = self._best_single(avail, loads.vcpus, need, vcpus, self._cpus_for(request), score_on=avail_raw)
+            best = self._best_single(avail, loads.vcpus, one, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:
-                left = format_size(avail[best] - need)
-                return self._single(best, request, need, False,
+                left = format_size(avail[best] - one)
+                return self._single(best, avail, request, False,
                                     f"fits on node {best} alone ({left} left there after it)")
         total = sum(avail)
         if total < need:
@@ -169,7 +174,7 @@ class Planner:
                                 f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
             return self._place_ordered(avail, loads.vcpus, request, need)
-        return self._place_chosen(avail, loads.vcpus, request, need)
+        return self._place_chosen(avail, loads.vcpus, request, need, one)
 
     @staticmethod
     def _listed(request: Request) -> bool:
@@ -204,20 +209,21 @@ class Planner:
 
     # --- nodes chosen by the engine -------------------------------------------------------------
     def _place_chosen(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
-                      need: int) -> Placement:
-        """No single node with enough memory and cores: spread, or relax the CPU count."""
+                      need: int, one: int) -> Placement:
+        """No single node with enough memory and cores: spread, or relax the CPU count.
+        ``need``: the whole build; ``one``: what one node alone takes of it."""
         vcpus = request.vcpus
         what = "cores" if request.policy.mode == "best_effort" else "pCPUs"
         # a node without free memory joins no set, whatever cores it has
         no_set = f"no set of nodes with free memory has {vcpus} {what}"
         for relax in (False, True):
             if relax:
-                best = self._best_single(avail, vcpus_on, need, vcpus, None)
+                best = self._best_single(avail, vcpus_on, one, vcpus, None)
                 if best >= 0:
                     short = (f"no node that can hold it has {vcpus} {what} and on_exhaust=fail forbids spreading"
                              if request.policy.on_exhaust == "fail" else no_set)
-                    return self._single(best, request, need, True,
-                                        f"fits on node {best} alone ({format_size(avail[best] - need)} left there "
+                    return self._single(best, avail, request, True,
+                                        f"fits on node {best} alone ({format_size(avail[best] - one)} left there "
                                         f"after it); {short}, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
                 continue
@@ -341,16 +347,25 @@ class Planner:
         return None
 
     # --- the result -------------------------------------------------------------------------------
-    def _single(self, node: int, request: Request, need: int, fallback: bool, reason: str) -> Placement:
-        """All memory on one node that has room: no striping to predict."""
-        pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+    def _single(self, node: int, avail: Sequence[int], request: Request, fallback: bool, reason: str) -> Placement:
+        """The guest's memory on one node that has room.  The build overhead goes round
+        every node with CPUs before the VM's affinity is set (``BuildOverhead``): each
+        other node that has room for its share is reserved that share, and the chosen
+        node the rest, so that the reservation covers the whole build."""
+        total = self.overhead.bytes_for(request.vcpus, request.memory)
+        share = self.need(request) - request.memory
+        others = [i for i in range(self.n) if i != node and self.pcpus[i] and avail[i] >= share] if share < total \
+            else []
+        memory = {i: share for i in others}
+        memory[node] = request.memory + total - share * len(others)
+        memory = {i: -(-b >> PAGE_SHIFT) << PAGE_SHIFT for i, b in memory.items()}  # whole pages
         cpus = self._cpus_near([node], request)
         if request.policy.mode == "strict":
             soft, hard = None, cpus
         else:
             soft, hard = cpus, None
-        return Placement((node,), ((node, pages << PAGE_SHIFT),), soft, hard, fallback, reason, request.policy,
-                         need - request.memory)
+        return Placement((node,), tuple(sorted(memory.items())), soft, hard, fallback, reason, request.policy,
+                         total)
 
     def _cpus_near(self, nodes: Sequence[int], request: Request) -> FrozenSet[int]:
         """The CPUs of ``nodes``; for memory-only nodes, those of the nearest nodes with CPUs
@@ -360,7 +375,6 @@ class Planner:
     def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:
         """Placement over several nodes: predict Xen's striping over them."""
-        need = max(need, self.need(request, len(nodes)))  # each of them gets its share of the overhead
         pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
         budget = [a >> PAGE_SHIFT for a in avail]
         got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)
