@@ -137,7 +137,7 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   builds in xenopsd's order, the overhead round every node first, and the
   planner counts only its nodes' share of it; there xenopsd splits fewer VMs
   on 2 nodes (36-38 against ours' 50), and a sweep of FRAG_WEIGHT over
-  0.15-1.2 on seeds 1-6 still finds 0.15 the fewest misses in all.)
+  0.15-0.5 on seeds 1-6 still finds 0.15 the fewest misses in all.)
 
   Seed 7, per missed goal, the best baseline and ours / it: split, xenopsd
   (``Prio_mem_only`` on SMT) on 2 nodes 1.04-1.09 (47 VMs against 43-45),
