@@ -77,9 +77,10 @@ def build_host(n: int, rng: random.Random, ledger: Ledger):
             p = planner.place(NodeLoads.of(free, None, homed), Request(vcpus, mem))
         except Exception:
             continue
-        for node, used in p.memory:
+        for node, used in p.memory:  # (its guest's nodes, and a share of the build overhead elsewhere)
             free[node] -= used
-            homed[node] += vcpus if len(p.nodes) == 1 else 0
+        if len(p.nodes) == 1:
+            homed[p.nodes[0]] += vcpus
         placed.append((vcpus, mem, p))
     hv = MemHost(topo, free)
     every = topo.all_cpus
