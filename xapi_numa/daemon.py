@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import instance_lock, observe, runtime
+from xapi_numa.ops import instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
@@ -66,21 +66,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--no-rebalance", dest="rebalance", action="store_false",
                     help="do not move VMs' homes and memory when load is uneven (per VM: "
                          "other_config:numa_rebalance=false)")
-    ap.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
-                    default=runtime.DEFAULT_PAGE_SCAN_INTERVAL,
-                    help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
-                         "(default 600)")
-    ap.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
-                    default=runtime.DEFAULT_PAGE_SCAN_MAX_MEMORY >> 30,
-                    help="on stock Xen, never use debug key 'u' on a host with more GiB than this (default 1024)")
+    page_scans.add_arguments(ap)
     return ap.parse_args(argv)
 
 
 def check_ranges(args: argparse.Namespace) -> Optional[str]:
     for name, value, low, high in (("--period", args.period, 0.05, 3600), ("--threshold", args.threshold, 0, 3600),
-                                   ("--page-scan-interval", args.page_scan_interval, 1, 7 * 86400),
-                                   ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20),
-                                   ("--cycles", args.cycles, 0, 1 << 31)):
+                                   *page_scans.argument_ranges(args), ("--cycles", args.cycles, 0, 1 << 31)):
         if not low <= value <= high:
             return "{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high))
     if args.pin_dom0 and not args.backend_affinity:

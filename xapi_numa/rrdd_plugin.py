@@ -32,7 +32,7 @@ import attrs
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
-from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.core.numbers import plain
 from xapi_numa.ops import metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
 
@@ -54,20 +54,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--names", default="auto", metavar="|".join(metrics.NAME_CHOICES),
                    help="XenServer 9's data source names: unless xapi publishes them itself (auto), "
                         "always (all) or never (own)")
-    p.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
-                   default=page_scans.DEFAULT_INTERVAL,
-                   help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
-                        "(default 600; the last reading is published in between)")
-    p.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
-                   default=page_scans.DEFAULT_MAX_MEMORY >> 30,
-                   help="on stock Xen, never use debug key 'u' on a host with more GiB than this (default "
-                        "1024): no page-based metrics there")
+    page_scans.add_arguments(p, "the last reading is published in between; none above the memory limit")
     p.add_argument("--timestamp", default="auto", choices=("auto", "double", "seconds"),
                    help="the file's timestamp: a double (xcp-rrdd from xen-api v24.40), whole seconds "
                         "(older), or as the installed xcp-rrdd package reads it (auto)")
     args = p.parse_args(argv)
-    for name, value, low, high in (("--page-scan-interval", args.page_scan_interval, 1, 7 * 86400),
-                                   ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20)):
+    for name, value, low, high in page_scans.argument_ranges(args):
         if not low <= value <= high:
             p.error("{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high)))
     return args
@@ -109,8 +101,7 @@ def run(args: argparse.Namespace, stop: dict) -> int:
     hv = open_hypervisor(args.backend)
     stamp = stamp_for(args)
     tally = metrics.NonaffineTally()
-    readings = page_scans.PageReadings(page_scans.ScanLimits(args.page_scan_interval,
-                                                             args.page_scan_max_memory << 30))
+    readings = page_scans.PageReadings(page_scans.limits_of(args))
     if args.file:
         tally, _ = publish_once(hv, rrdd.PluginFile(args.file), tally, args.names, stamp, readings)
         if args.once:

@@ -506,8 +506,6 @@ static void test_recovery_of_a_guest_someone_unpaused(xn_handle *h)
     static uint64_t gfns[40];
     struct xn_mig_result res;
     uint8_t *page;
-    int status = 0;
-    pid_t pid;
 
     CHECK(unpause != NULL);
     if (!unpause)
@@ -528,13 +526,7 @@ static void test_recovery_of_a_guest_someone_unpaused(xn_handle *h)
     /* the mover died with gfns released: those get a frame and their contents */
     guest_reset();
     fill_range(gfns, 600, 40);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
-        _exit(1);
-    }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 99);
+    mover_dies_after_release(h, gfns, 40);
     CHECK(unpause(NULL, 1) == 0);
     CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 40 && res.lost == 0);
     CHECK(contents_intact(gfns, 40));
@@ -569,9 +561,7 @@ static void test_recovery_leaves_a_pause_taken_after_the_guest_ran(xn_handle *h)
     struct xn_mig_result res;
     struct xn_rec rec = { .fd = -1 };
     uint8_t *page;
-    int status = 0;
     size_t i;
-    pid_t pid;
 
     guest_reset();
     fill_range(gfns, 500, 40);
@@ -592,13 +582,7 @@ static void test_recovery_leaves_a_pause_taken_after_the_guest_ran(xn_handle *h)
     /* died after the release: the released gfns get their contents, the pause stays */
     guest_reset();
     fill_range(gfns, 600, 40);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
-        _exit(1);
-    }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 99);
+    mover_dies_after_release(h, gfns, 40);
     CHECK(other_unpause(h) == 0 && guest_run(1, 1000000) == 1 && other_pause(h) == 0);
     CHECK(xn_mig_recover(h, record, &res) == XN_MIG_RECOVERED_RUNNING && res.fallback == 40 && res.lost == 0);
     CHECK(contents_intact(gfns, 40) && pause_count(1) == 1);

@@ -8,10 +8,12 @@ pages per node on such a host (xapi-numad, xapi-numa-rrdd) asks this module
 first: at most one scan per ``interval`` seconds, none on a host with more
 memory than ``max_memory``, and between scans the last reading stands.
 """
-from typing import Dict, Optional, Tuple
+import argparse
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.numbers import decimal_number, whole_number
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -24,6 +26,29 @@ DEFAULT_MAX_MEMORY = 1 << 40  # 1 TiB
 class ScanLimits:
     interval: float = DEFAULT_INTERVAL
     max_memory: int = DEFAULT_MAX_MEMORY
+
+
+def add_arguments(parser: argparse.ArgumentParser, between: str = "") -> None:
+    """``--page-scan-interval`` and ``--page-scan-max-memory`` (GiB), for every process
+    that scans; ``between``: what it does between scans, for the help."""
+    parser.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
+                        default=DEFAULT_INTERVAL,
+                        help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
+                             "(default 600{})".format("; " + between if between else ""))
+    parser.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
+                        default=DEFAULT_MAX_MEMORY >> 30,
+                        help="on stock Xen, never use debug key 'u' on a host with more GiB than this "
+                             "(default 1024)")
+
+
+def argument_ranges(args: argparse.Namespace) -> List[Tuple[str, float, float, float]]:
+    """(flag, value, lowest, highest) of those two, for the entry point's range check."""
+    return [("--page-scan-interval", args.page_scan_interval, 1, 7 * 86400),
+            ("--page-scan-max-memory", args.page_scan_max_memory, 0, 1 << 20)]
+
+
+def limits_of(args: argparse.Namespace) -> ScanLimits:
+    return ScanLimits(args.page_scan_interval, args.page_scan_max_memory << 30)
 
 
 def native(hv: Hypervisor) -> bool:

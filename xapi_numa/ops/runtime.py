@@ -46,8 +46,6 @@ from xapi_numa.state.moves import MoveJournal
 from xapi_numa.state.pins import PinJournal
 
 LOG = logging.getLogger("xapi-numad")
-DEFAULT_PAGE_SCAN_INTERVAL = page_scans.DEFAULT_INTERVAL
-DEFAULT_PAGE_SCAN_MAX_MEMORY = page_scans.DEFAULT_MAX_MEMORY
 MOVES_KEPT_S = 3600.0  # an ended page move of a VM gone from this host stays in the journal this long
 
 
@@ -57,8 +55,8 @@ class Settings:
     pin_timeout: float = 5.0        # seconds a temporary pin may stay before it is given up
     max_writes: int = 256           # affinity writes per cycle
     fixup_every: int = 30           # cycles between fix-up passes (pages read natively)
-    page_scan_interval: float = DEFAULT_PAGE_SCAN_INTERVAL
-    page_scan_max_memory: int = DEFAULT_PAGE_SCAN_MAX_MEMORY
+    page_scan_interval: float = page_scans.DEFAULT_INTERVAL
+    page_scan_max_memory: int = page_scans.DEFAULT_MAX_MEMORY
     scheduler: Optional[str] = None  # the guests' scheduler, when their cpupool's differs from the host's
     bounce_window: float = 10.0      # displaced again this soon after a restore: pin harder next time
     rebalancing: bool = True         # move homes (and memory) when load is uneven
