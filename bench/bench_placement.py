@@ -8,8 +8,9 @@ then decided, each timed alone, two ways:
 * the decision: what a start's dry run does in production
   (``ops.reserve.place_and_reserve(..., dry_run=True)``, as ``place_vm``
   calls it): the topology read, the ledger's reservations with a reconcile's
-  view of them, every domain and every domain's vCPUs read to count the
-  vCPUs homed per node, free memory less claims, then the planner.  The
+  view of them, the live domains (domid and UUID, no names) and every
+  domain's vCPUs read to count the vCPUs homed per node (or xapi-numad's
+  tally of them), free memory less claims, then the planner.  The
   hypervisor is ``memhost.MemHost``: the port in memory, answering each read
   as the Xen adapter builds it (records made afresh, affinity maps decoded),
   with no hypercall cost; the hypercalls the Xen adapter would make for the
@@ -178,8 +179,8 @@ def one_size(n: int, tmp: str) -> List[Result]:
     return [
         Result("placement decision with xapi-numad's home tally (as installed), " + host, tratio,
                "{} than xenopsd's decision in Python (median)".format(tword), goal, tmed <= 1e-3 if n == 16 else None,
-               "ours median {:.2f} ms, max {:.2f} ms ({:.0f} hypercalls on Xen, and in a fresh plugin process "
-               "one xenstore read per domain for its name, not modelled); xenopsd's {:.1f} us".format(
+               "ours median {:.2f} ms, max {:.2f} ms ({:.0f} hypercalls on Xen and no xenstore read: a start "
+               "lists the domains without their names); xenopsd's {:.1f} us".format(
                    tmed * 1e3, max(with_tally) * 1e3, tally_hypercalls, base * 1e6)),
         Result("placement decision (place_and_reserve dry run, no daemon: every vCPU read), " + host, ratio,
                "{} than xenopsd's decision in Python (its meminfo read and search; median)".format(word), "report",

@@ -11,8 +11,10 @@ reads a placement needs are implemented; anything else raises.
 """
 import errno
 import time
+import uuid as uuidlib
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
+from xapi_numa.backends.xen_domains import uuid_text
 from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
@@ -41,14 +43,14 @@ class MemHost(Hypervisor):
         self.free = list(free)
         self.nbytes = (len(self.cpu_to_node) + 7) // 8
         self.online = frozenset(range(len(self.cpu_to_node)))
-        self.records: Dict[int, tuple] = {}  # domid -> (uuid, vcpus as (cpu, hard map, soft map), bytes)
+        self.records: Dict[int, tuple] = {}  # domid -> (handle, vcpus as (cpu, hard map, soft map), bytes)
         self.hypercalls = 0
         self.maps = BitmapReader()  # the Xen adapter's decoding of Xen's bit maps
 
     def add_domain(self, domid: int, uuid: str, memory: int, hard: List[FrozenSet[int]],
                    soft: List[FrozenSet[int]]) -> None:
         vcpus = tuple((min(h & s or h), _bitmap(h, self.nbytes), _bitmap(s, self.nbytes)) for h, s in zip(hard, soft))
-        self.records[domid] = (uuid, vcpus, memory)
+        self.records[domid] = (uuidlib.UUID(uuid).bytes, vcpus, memory)  # Xen keeps the handle's bytes
 
     # --- the reads a placement makes ----------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -65,8 +67,20 @@ class MemHost(Hypervisor):
 
     def domains(self) -> List[DomainInfo]:
         self.hypercalls += len(self.records) // 256 + 1  # xc_domain_getinfolist, 256 at a time
-        return [DomainInfo(domid, "vm-{}".format(domid), uuid, len(vcpus), memory, memory, False, "hvm", 0, 0)
-                for domid, (uuid, vcpus, memory) in self.records.items()]
+        return [self._info(domid) for domid in self.records]  # (and a xenstore read per name, once per process)
+
+    def domain_uuids(self) -> Dict[int, str]:
+        self.hypercalls += len(self.records) // 256 + 1
+        return {domid: uuid_text(handle) for domid, (handle, _, _) in self.records.items()}
+
+    def domain(self, domid: int) -> Optional[DomainInfo]:
+        self.hypercalls += 1
+        return self._info(domid) if domid in self.records else None
+
+    def _info(self, domid: int) -> DomainInfo:
+        handle, vcpus, memory = self.records[domid]
+        return DomainInfo(domid, "vm-{}".format(domid), uuid_text(handle), len(vcpus), memory, memory, False, "hvm",
+                          0, 0)
 
     def claims_outstanding(self) -> int:
         self.hypercalls += 1  # xc_physinfo's outstanding_pages

@@ -55,7 +55,7 @@ def test_the_daemons_cycle_publishes_each_guests_homes_and_a_start_reads_them_in
     # (c too: libxl's automatic placement gave it one node's soft affinity)
     assert sorted(c for _, counts in tally.values() for c in counts.values()) == [2, 2, 3]
     counting = Counting(sim)
-    with_tally = node_loads(counting, {}, TOPO, tally=tally)
+    with_tally = node_loads(counting, {}, TOPO, tally=HomeTally(db))
     assert counting.vcpu_reads == 0
     assert with_tally == node_loads(sim, {}, TOPO)  # the same loads as reading every vCPU
     ledger = Ledger(db=db)
@@ -67,14 +67,45 @@ def test_the_daemons_cycle_publishes_each_guests_homes_and_a_start_reads_them_in
     assert counting.vcpu_reads == 3
 
 
-def test_a_domain_the_tally_does_not_name_or_a_reused_domid_is_read(tmp_path):
+def test_a_domain_the_tally_does_not_name_or_a_reused_domid_is_read_and_a_gone_ones_count_dropped(tmp_path):
     sim = host(tmp_path)
     doms = {d.name: d for d in sim.domains()}
-    tally = {doms["a"].domid: (doms["a"].uuid, {0: 2}),  # b missing: started since the tally
-             doms["c"].domid: ("not-c's-uuid", {1: 7})}  # c's domid was another VM's
+    tally = HomeTally(Database(str(tmp_path / "state.db")))
+    tally.publish({doms["a"].domid: (doms["a"].uuid, {0: 2}),  # b missing: started since the tally
+                   doms["c"].domid: ("not-c's-uuid", {1: 7}),  # c's domid was another VM's
+                   99: ("stopped-since", {0: 5, 1: 6})})  # not running any more
     counting = Counting(sim)
     loads = node_loads(counting, {}, TOPO, tally=tally)
     assert counting.vcpu_reads == 2 and loads == node_loads(sim, {}, TOPO)
+    counting.vcpu_reads = 0  # a domain left out (a dry run as if it had stopped) counts nowhere
+    left_out = node_loads(counting, {}, TOPO, tally=tally, leave_out=doms["a"].domid)
+    assert counting.vcpu_reads == 2 and left_out == node_loads(sim, {}, TOPO, leave_out=doms["a"].domid)
+    assert left_out.vcpus != loads.vcpus
+
+
+def test_the_tallys_sums_match_reading_every_vcpu_as_domains_come_and_go(tmp_path):
+    """The sums SQLite makes, less the domains gone and plus those read, are the counts
+    read from every vCPU, whichever domains started or stopped since the cycle."""
+    import random
+
+    sim, clock = host(tmp_path), Clock()
+    db = Database(str(tmp_path / "state.db"), clock=clock)
+    rng = random.Random(3)
+    for round_ in range(6):
+        Runtime(sim, db).cycle()  # publishes
+        counting = Counting(sim)  # the domains it summed: its sums, no vCPU read
+        assert node_loads(counting, {}, TOPO, tally=HomeTally(db)) == node_loads(sim, {}, TOPO)
+        assert counting.vcpu_reads == 0
+        for _ in range(rng.randint(1, 3)):  # then domains come and go before the next cycle
+            guests = [d for d in sim.domains() if d.domid]
+            if guests and rng.random() < 0.5:
+                sim.destroy(rng.choice(guests).domid)
+            else:
+                cpus = TOPO.nodes[rng.randrange(2)].cpus
+                sim.create("n{}-{}".format(round_, rng.random()), rng.randint(1, 4), 1 << 28, soft=cpus)
+        counting = Counting(sim)
+        assert node_loads(counting, {}, TOPO, tally=HomeTally(db)) == node_loads(sim, {}, TOPO)
+        assert counting.vcpu_reads < len(sim.domains())
 
 
 def test_a_tally_from_a_clock_stepped_back_or_never_written_is_not_used(tmp_path):

@@ -229,6 +229,11 @@ while not os.path.exists(os.path.join(run, "move-1.probe")):
 still, told = finish_kept_batch(hv, next(d for d in hv.domains() if d.domid == 1), "batch failed")
 os.waitpid(pid, 0)
 print("beside a scan:", kept.stage, "still paused", still, "records", os.listdir(run))
+# a start's read of the domains: UUIDs without names, one record at a time
+import uuid as uuidlib
+listed = hv.domains()
+print("uuids agree:", hv.domain_uuids() == {d.domid: d.uuid for d in listed} and len(listed) > 1,
+      all(str(uuidlib.UUID(d.uuid)) == d.uuid for d in listed), hv.domain(1) == listed[1], hv.domain(4000))
 # 4 hotplug CPUs beyond the 4 online: an unpinned vCPU's hard map has all 8 set
 os.environ["FAKE_XC_HOTPLUG_CPUS"] = "4"
 wide = XenHypervisor()
@@ -267,5 +272,6 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "swept: [] ['move-7.batch.new.2.2.0']" in proc.stdout, proc.stdout
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
+    assert "uuids agree: True True True None" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

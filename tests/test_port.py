@@ -84,3 +84,15 @@ def test_xl_like_auto_placement(sim):
     assert sorted(pages.values()) == [0, (512 << 20) >> 12]  # one node, not striped
     node = max(pages, key=pages.get)
     assert all(v.soft == sim.topology().cpus_of_nodes([node]) for v in sim.vcpus(domid))
+
+
+def test_a_starts_read_of_the_domains_agrees_with_the_full_list(sim):
+    """domid -> UUID (what a start's count of homes needs) and one record by domid are the
+    domain list's own answers; a domid that is not there has no record."""
+    domid = sim.create("g", 2, 256 << 20)
+    listed = sim.domains()
+    assert sim.domain_uuids() == {d.domid: d.uuid for d in listed} and len(listed) == 2
+    assert sim.domain(domid) == next(d for d in listed if d.domid == domid)
+    assert sim.domain(domid + 100) is None
+    sim.destroy(domid)
+    assert domid not in sim.domain_uuids() and sim.domain(domid) is None

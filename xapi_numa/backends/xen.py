@@ -13,11 +13,10 @@ import errno
 import os
 import threading
 import time
-import uuid as uuidlib
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.backends import xen_records as records, xen_vnuma
+from xapi_numa.backends import xen_domains as domain_records, xen_records as records, xen_vnuma
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
@@ -129,40 +128,29 @@ class XenHypervisor(Hypervisor):
         return [NodeMemory(i, sizes[i], frees[i], 0) for i in range(len(sizes))]
 
     # --- domains ------------------------------------------------------------------------
-    def _domain_records(self) -> List[SimpleNamespace]:
-        """Plain copies: a cffi element reference does not keep its array alive."""
-        out, first = [], 0
-        batch = ffi.new("struct xn_domain[]", 256)
-        while True:
-            got = _check(lib.xn_domains(self._h, first, 256, batch), "xc_domain_getinfolist")
-            for i in range(got):
-                d = batch[i]
-                out.append(SimpleNamespace(domid=d.domid, flags=d.flags, tot_pages=d.tot_pages,
-                                           max_pages=d.max_pages, outstanding_pages=d.outstanding_pages,
-                                           nr_online_vcpus=d.nr_online_vcpus, max_vcpu_id=d.max_vcpu_id,
-                                           cpupool=d.cpupool, handle=bytes(d.handle)))
-            if got < 256:
-                return out
-            first = out[-1].domid + 1
-
     def domains(self) -> List[DomainInfo]:
-        result = []
-        records = self._domain_records()
-        alive = {d.domid for d in records}
+        listed = [d for d in domain_records.records(ffi, lib, self._h, _check) if not d.flags & lib.XN_DOM_DYING]
+        alive = {d.domid for d in listed}
         self._names = {k: v for k, v in self._names.items() if k in alive}
-        for d in records:
-            if d.flags & lib.XN_DOM_DYING:
-                continue
-            dtype = "pv" if not d.flags & lib.XN_DOM_HVM else "hvm"
-            if d.domid not in self._names:
-                name = self._name(d.domid)
-                if name is not None:
-                    self._names[d.domid] = name
-            result.append(DomainInfo(
-                d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), str(uuidlib.UUID(bytes=bytes(d.handle))), d.nr_online_vcpus,
-                d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
-                dtype, d.outstanding_pages << PAGE_SHIFT, d.cpupool))
-        return result
+        return [self._info(d) for d in listed]
+
+    def domain_uuids(self) -> Dict[int, str]:
+        return domain_records.uuids(ffi, lib, self._h, _check)  # no names: no xenstore read
+
+    def domain(self, domid: int) -> Optional[DomainInfo]:
+        found = domain_records.one(ffi, lib, self._h, _check, domid)
+        return None if found is None or found.flags & lib.XN_DOM_DYING else self._info(found)
+
+    def _info(self, d) -> DomainInfo:
+        """A record with its name (xenstore, read once per domid while it lives)."""
+        if d.domid not in self._names:
+            name = self._name(d.domid)
+            if name is not None:
+                self._names[d.domid] = name
+        return DomainInfo(
+            d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), d.uuid, d.nr_online_vcpus,
+            d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
+            "pv" if not d.flags & lib.XN_DOM_HVM else "hvm", d.outstanding_pages << PAGE_SHIFT, d.cpupool)
 
     def _name(self, domid: int) -> Optional[str]:
         """The domain's name from xenstore, or None if it cannot be read now (never
@@ -171,12 +159,10 @@ class XenHypervisor(Hypervisor):
 
     def _domain_record(self, domid: int) -> SimpleNamespace:
         """One domain's record (one hypercall, not a sweep of the domain list)."""
-        batch = ffi.new("struct xn_domain[]", 1)
-        got = _check(lib.xn_domains(self._h, domid, 1, batch), "xc_domain_getinfolist")
-        if got < 1 or batch[0].domid != domid:
+        found = domain_records.one(ffi, lib, self._h, _check, domid)
+        if found is None:
             raise HypervisorError(errno.ESRCH, "domain {}".format(domid))
-        d = batch[0]
-        return SimpleNamespace(domid=d.domid, flags=d.flags, max_vcpu_id=d.max_vcpu_id)
+        return found
 
     def _max_vcpu(self, domid: int) -> int:
         return self._domain_record(domid).max_vcpu_id

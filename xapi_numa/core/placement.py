@@ -93,14 +93,19 @@ class Planner:
         self.sizes = [node.memory_size for node in topology.nodes]
         self.node_cpus = [node.cpus for node in topology.nodes]
         self.thresholds = sorted({self.sym[i][j] for i in range(n) for j in range(n) if i != j})
-        self.cliques: Dict[int, List[int]] = {}
-        for t in self.thresholds:
-            adjacency = [sum(1 << j for j in range(n) if j != i and self.sym[i][j] <= t) for i in range(n)]
-            self.cliques[t] = maximal_cliques(adjacency)
-        self.clique_members = {t: [list(bits(c)) for c in cs] for t, cs in self.cliques.items()}
+        # worked out on first need: most starts fit one node, and a start's dry run is a fresh process
+        self._clique_members: Dict[int, List[List[int]]] = {}
         # Other nodes by distance from each node (the "nearest" order).
         self.nearest = [sorted((j for j in range(n) if j != i), key=lambda j, i=i: (d[i][j], j))
                         for i in range(n)]
+
+    def clique_members(self, threshold: int) -> List[List[int]]:
+        """The maximal sets of nodes all within ``threshold`` of each other."""
+        if threshold not in self._clique_members:
+            n, sym = self.n, self.sym
+            adjacency = [sum(1 << j for j in range(n) if j != i and sym[i][j] <= threshold) for i in range(n)]
+            self._clique_members[threshold] = [list(bits(c)) for c in maximal_cliques(adjacency)]
+        return self._clique_members[threshold]
 
     # --- set measures ---------------------------------------------------------------------
     def _distance_key(self, nodes: Sequence[int]) -> Tuple[int, float]:
@@ -267,7 +272,7 @@ class Planner:
             cpus = [c or 1 for c in cpus]
         for t in self.thresholds:
             fitting = []
-            for clique in self.clique_members[t]:
+            for clique in self.clique_members(t):
                 members = [m for m in clique if cap[m] > 0]  # nodes without memory add nothing
                 if sum(cap[m] for m in members) >= need and sum(cpus[m] for m in members) >= vneed:
                     fitting.append(members)

@@ -9,12 +9,11 @@ nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
 import uuid as uuidlib
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import attrs
 
 from xapi_numa.core.actions import Reserve
-from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
@@ -24,7 +23,7 @@ from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
-from xapi_numa.state.home_tally import HomeTally, Homes
+from xapi_numa.state.home_tally import HomeTally
 from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
 from xapi_numa.state.moves import MoveJournal
 
@@ -33,25 +32,23 @@ ATTEMPTS = 8
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
-               tally: Optional[Homes] = None, listed: Optional[Sequence[DomainInfo]] = None) -> NodeLoads:
+               tally: Optional[HomeTally] = None, uuids: Optional[Mapping[int, str]] = None) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
-    fresh counts (:mod:`xapi_numa.state.home_tally`), used for the domains it names;
-    ``listed``: the domain list, read just now."""
+    counts (:mod:`xapi_numa.state.home_tally`), used while fresh for the domains it
+    names; ``uuids``: the live domains (domid -> UUID), read just now."""
     topology = topology or hv.topology()
-    vcpus = [0] * len(topology.nodes)
-    for dom in hv.domains() if listed is None else listed:
-        if dom.domid in (0, leave_out):
-            continue
-        known = tally.get(dom.domid) if tally is not None else None
-        if known is not None and known[0] == dom.uuid:
-            homes = known[1]
-        else:
-            try:
-                homes = single_homes(hv.vcpus(dom.domid), topology)
-            except NumaError:
-                continue  # the domain went away meanwhile
+    live = hv.domain_uuids() if uuids is None else uuids
+    skip = (0, leave_out)
+    counted = tally.count(live, len(topology.nodes), skip) if tally is not None else None
+    vcpus, unread = counted if counted is not None else ([0] * len(topology.nodes),
+                                                         [d for d in live if d not in skip])
+    for domid in unread:
+        try:
+            homes = single_homes(hv.vcpus(domid), topology)
+        except NumaError:
+            continue  # the domain went away meanwhile
         for node, count in homes.items():
             if 0 <= node < len(vcpus):
                 vcpus[node] += count
@@ -89,11 +86,11 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``."""
     planner = planner or Planner(hv.topology())
     # a VM placed again (after a failed start, say) is not in its own way: its reservation is replaced
-    tally = HomeTally(ledger.db).fresh() if ledger is not None else None
+    tally = HomeTally(ledger.db) if ledger is not None else None
     if ledger is None or dry_run:
-        listed = hv.domains()  # one read for both: nothing changes in a dry run
-        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, listed) if ledger is not None else {}
-        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, listed=listed)
+        uuids = hv.domain_uuids()  # one read for both: nothing changes in a dry run
+        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids) if ledger is not None else {}
+        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids)
         return planner.place(loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice

@@ -12,19 +12,25 @@ from xapi_numa.state.ledger import Ledger
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
-                   listed: Optional[Sequence[DomainInfo]] = None) -> List[object]:
-    """Read the domains of the reserved VMs (``listed``: the domain list read just now)
-    and ask the pure planner what to do."""
+                   uuids: Optional[Mapping[int, str]] = None) -> List[object]:
+    """Read the domains of the reserved VMs (from ``uuids``, domid -> UUID of the live
+    domains, read just now, or read here) and ask the pure planner what to do.  Only the
+    reserved VMs' records are read: on a host of a thousand domains a start makes this
+    read for a few of them."""
     if not reservations:
         return []
-    domains = {d.uuid: d for d in (hv.domains() if listed is None else listed)}
+    reserved = {r.vm for r in reservations}
+    domains: Dict[str, DomainInfo] = {}
     pages: Dict[int, Mapping[int, int]] = {}
-    for r in reservations:
-        d = domains.get(r.vm)
-        if d is None:
+    for domid, uuid in (hv.domain_uuids() if uuids is None else uuids).items():
+        if uuid not in reserved:
             continue
+        d = hv.domain(domid)
+        if d is None or d.uuid != uuid:
+            continue  # gone since the list (its domid perhaps another domain's now)
+        domains[uuid] = d
         try:
-            pages[d.domid] = hv.node_pages(d.domid)
+            pages[domid] = hv.node_pages(domid)
         except NumaError:
             continue  # the domain went away between the two reads
     return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims)
@@ -43,11 +49,11 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
 
 
 def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
-                                listed: Optional[Sequence[DomainInfo]] = None) -> Dict[int, int]:
+                                uuids: Optional[Mapping[int, str]] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
     (what a dry run counts); without ``exclude``'s own reservation."""
     current = [r for r in ledger.reservations() if r.vm != exclude]
-    return reservation.outstanding(current, plan_reconcile(hv, current, listed), ledger.clock())
+    return reservation.outstanding(current, plan_reconcile(hv, current, uuids), ledger.clock())
 
 
 def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:

@@ -65,6 +65,16 @@ class Hypervisor(abc.ABC):
     @abc.abstractmethod
     def domains(self) -> List[DomainInfo]: ...
 
+    def domain_uuids(self) -> Dict[int, str]:
+        """domid -> UUID of every live domain: all a start's count of vCPU homes needs to
+        know of the domains.  The Xen adapter reads it without the names (a xenstore read
+        per domain in a fresh process, as every plugin call is) or the rest of the records."""
+        return {d.domid: d.uuid for d in self.domains()}
+
+    def domain(self, domid: int) -> Optional[DomainInfo]:
+        """One domain's record, or None if there is no such live domain."""
+        return next((d for d in self.domains() if d.domid == domid), None)
+
     @abc.abstractmethod
     def vcpus(self, domid: int) -> List[VcpuInfo]: ...
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional, Tuple
 from xapi_numa.errors import StateError
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 
@@ -101,7 +101,10 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
-                 ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"))
+                 ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
+                 ("home_tally_time", "domids", "TEXT NOT NULL DEFAULT ''"),  # the domains the sums are over
+                 ("home_tally_time", "uuids", "TEXT NOT NULL DEFAULT ''"),
+                 ("home_tally_time", "totals", "TEXT NOT NULL DEFAULT '[]'"))  # [[node, vCPUs homed there]]
 
 
 def default_path() -> str:

@@ -11,7 +11,8 @@ name (started since), or a tally gone stale (the daemon stopped, or its period
 set long), is read from the hypervisor as before.  A count a few seconds old
 only weighs a choice; the memory a start needs is always read now.
 """
-from typing import Dict, Mapping, Optional, Tuple
+import json
+from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.state.db import Database
 
@@ -27,7 +28,9 @@ class HomeTally:
 
     def publish(self, homes: Mapping[int, Tuple[str, Mapping[int, int]]]) -> None:
         """The counts of every guest domain now (replacing the last ones): the rows only
-        when they changed, the time always."""
+        when they changed, the time always; with them, the sums per node and the
+        domains summed (:func:`_summed`), so that a start that lists the same
+        domains reads one row."""
         homes = {domid: (uuid, {int(n): int(c) for n, c in counts.items()}) for domid, (uuid, counts) in homes.items()}
         with self.db.write() as db:
             if homes != self._written:
@@ -36,15 +39,60 @@ class HomeTally:
                 db.executemany("INSERT INTO home_tally (domid, uuid, node, vcpus) VALUES (?, ?, ?, ?)",
                                [(domid, uuid, node, count) for domid, (uuid, counts) in sorted(homes.items())
                                 for node, count in (sorted(counts.items()) or [(-1, 0)])])
-            db.execute("INSERT OR REPLACE INTO home_tally_time (id, at) VALUES (0, ?)", (self.db.clock(),))
+                totals: Dict[int, int] = {}
+                for _, counts in homes.values():
+                    for node, count in counts.items():
+                        totals[node] = totals.get(node, 0) + count
+                domids, uuids = _summed({domid: uuid for domid, (uuid, _) in homes.items()})
+                db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, domids, uuids, totals) "
+                           "VALUES (0, ?, ?, ?, ?)", (self.db.clock(), domids, uuids, json.dumps(sorted(totals.items()))))
+            else:
+                db.execute("UPDATE home_tally_time SET at = ? WHERE id = 0", (self.db.clock(),))
         self._written = homes
 
+    def count(self, live: Mapping[int, str], nodes: int, skip: Collection[int] = (0,),
+              max_age: float = MAX_AGE) -> Optional[Tuple[List[int], List[int]]]:
+        """The vCPUs homed alone on each of ``nodes`` nodes, summed over the domains of
+        ``live`` (domid -> UUID, read just now) that the tally names with the same UUID,
+        and the domids of ``live`` it does not name (started since the daemon's cycle, or
+        a domid now another VM's), for the caller to read; ``skip``: domids counted in
+        neither.  None if the tally is not fresh.  SQLite sums the rows, so only the
+        domains that came or went since the cycle cost Python work (a start on a host of
+        a thousand domains)."""
+        now = self.db.clock()
+        guests = dict(live)
+        for domid in skip:
+            guests.pop(domid, None)
+        domids, uuids = _summed(guests)
+        vcpus = [0] * nodes
+        with self.db.read() as db:
+            if not self._fresh(db, now, max_age):
+                return None
+            summed = db.execute("SELECT domids, uuids, totals FROM home_tally_time WHERE id = 0").fetchone()
+            if summed[:2] == (domids, uuids):  # the very domains it summed: its sums are the answer
+                for node, count in json.loads(summed[2]):
+                    if 0 <= node < nodes:
+                        vcpus[node] = count
+                return vcpus, []
+            for node, count in db.execute("SELECT node, SUM(vcpus) FROM home_tally WHERE node >= 0 GROUP BY node"):
+                if node < nodes:
+                    vcpus[node] = count
+            named = set(db.execute("SELECT domid, uuid FROM home_tally GROUP BY domid").fetchall())
+            gone = named.difference(live.items())  # stopped since, or their domid reused
+            gone.update((domid, live[domid]) for domid in skip if (domid, live.get(domid)) in named)
+            for domid, _ in gone:
+                for node, count in db.execute("SELECT node, vcpus FROM home_tally WHERE domid = ? AND node >= 0",
+                                              (domid,)):
+                    if node < nodes:
+                        vcpus[node] -= count
+        unread = sorted(domid for domid, _ in live.items() - named if domid not in skip)
+        return vcpus, unread
+
     def fresh(self, max_age: float = MAX_AGE) -> Optional[Homes]:
-        """The last counts if written within ``max_age`` seconds, else None."""
+        """The last counts, per domain, if written within ``max_age`` seconds, else None."""
         now = self.db.clock()
         with self.db.read() as db:
-            at = db.execute("SELECT at FROM home_tally_time WHERE id = 0").fetchone()
-            if at is None or not now - max_age <= at[0] <= now + 1.0:  # a clock stepped back: not to be trusted
+            if not self._fresh(db, now, max_age):
                 return None
             rows = db.execute("SELECT domid, uuid, node, vcpus FROM home_tally").fetchall()
         out: Homes = {}
@@ -53,3 +101,16 @@ class HomeTally:
             if node >= 0:
                 counts[node] = count
         return out
+
+    @staticmethod
+    def _fresh(db, now: float, max_age: float) -> bool:
+        at = db.execute("SELECT at FROM home_tally_time WHERE id = 0").fetchone()
+        return at is not None and now - max_age <= at[0] <= now + 1.0  # a clock stepped back: not to be trusted
+
+
+def _summed(uuids: Mapping[int, str]) -> Tuple[str, str]:
+    """The domains of a tally (domid -> UUID) as two texts to compare whole: the domids
+    in order, comma-separated, and their UUIDs, one per line (joined in C: a start on a
+    host of a thousand domains makes no Python step per domain for them)."""
+    ordered = sorted(uuids)
+    return ",".join(map(str, ordered)), "\n".join(map(uuids.__getitem__, ordered))

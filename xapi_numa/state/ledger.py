@@ -67,11 +67,12 @@ class Ledger:
             rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
                               "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
             nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
-        outstanding: Dict[str, Dict[int, int]] = {}
-        initial: Dict[str, Dict[int, int]] = {}
-        for vm, node, nbytes, first in nodes:
-            outstanding.setdefault(vm, {})[int(node)] = int(nbytes)
-            initial.setdefault(vm, {})[int(node)] = int(first)
+        outstanding: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
+        initial: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
+        for vm, node, nbytes, first in nodes:  # (INTEGER columns: ints already)
+            if vm in outstanding:  # (rows of expired reservations are not wanted)
+                outstanding[vm][node] = nbytes
+                initial[vm][node] = first
         return [Reservation(vm, c, e, bool(cl), outstanding.get(vm, {}), initial.get(vm, {}), owner)
                 for vm, c, e, cl, owner in rows]
 

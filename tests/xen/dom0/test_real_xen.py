@@ -117,6 +117,19 @@ def test_claims_visible_and_released(hv, guests):
     assert [d.claimed for d in hv.domains() if d.domid == domid] == [0]
 
 
+def test_a_starts_domain_read_matches_the_full_list_and_xl(hv, guests):
+    """A start reads domid -> UUID without names, and single records: the same domains,
+    UUIDs as xl prints them, and nothing for a domid that is not there."""
+    domid = guests("uuids")
+    listed = hv.domains()
+    assert hv.domain_uuids() == {d.domid: d.uuid for d in listed}
+    assert hv.domain(domid) == next(d for d in listed if d.domid == domid)
+    assert hv.domain(domid).name == "uuids"
+    assert hv.domain(32000) is None
+    xl_uuid = next(line.split()[-1] for line in xl("list", "-l", "uuids").splitlines() if '"uuid"' in line)
+    assert hv.domain_uuids()[domid] == xl_uuid.strip('",')
+
+
 def test_pause_unpause(hv, guests):
     domid = guests("pauser")
     assert [d.paused for d in hv.domains() if d.domid == domid] == [True]

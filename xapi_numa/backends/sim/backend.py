@@ -173,10 +173,16 @@ class SimHypervisor(Hypervisor):
 
     def domains(self) -> List[DomainInfo]:
         with self.store.snapshot() as host:
-            return [DomainInfo(d.domid, d.name, d.uuid, len(d.vcpus), d.tot_pages << PAGE_SHIFT,
-                               d.max_pages << PAGE_SHIFT, d.pause_count > 0, d.type,
-                               (d.claim + sum(d.node_claims.values())) << PAGE_SHIFT)
-                    for d in host.domains.values()]
+            return [_info(d) for d in host.domains.values()]
+
+    def domain_uuids(self) -> Dict[int, str]:
+        with self.store.snapshot() as host:
+            return {d.domid: d.uuid for d in host.domains.values()}
+
+    def domain(self, domid: int) -> Optional[DomainInfo]:
+        with self.store.snapshot() as host:
+            d = host.domains.get(domid)
+            return None if d is None else _info(d)
 
     def vcpus(self, domid: int) -> List[VcpuInfo]:
         with self.store.snapshot() as host:
@@ -287,3 +293,8 @@ def _not_self(domid: int) -> None:
     """Xen refuses XEN_DOMCTL_(un)pausedomain on the caller's own domain: dom0 here."""
     if domid == 0:
         raise HypervisorError(errno.EINVAL, "domain 0 cannot pause or unpause itself")
+
+
+def _info(d) -> DomainInfo:
+    return DomainInfo(d.domid, d.name, d.uuid, len(d.vcpus), d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT,
+                      d.pause_count > 0, d.type, (d.claim + sum(d.node_claims.values())) << PAGE_SHIFT)

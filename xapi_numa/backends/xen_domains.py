@@ -1,0 +1,65 @@
+"""Xen's domain records, read through libxenuma's ``xn_domains`` (getinfolist).
+
+Part of the Xen adapter (:mod:`xapi_numa.backends.xen` calls these with its
+libxenuma binding and handle).  What this module owns: reading the records in
+batches from a domid on, the fields xapi-numa keeps of one, and the UUID text
+of a domain's handle.  A domain's name is not in its record but in xenstore
+(one read per domain), so the adapter adds names only where a caller wants
+whole :class:`~xapi_numa.core.host.DomainInfo` records; a start's count of
+vCPU homes needs only which domains are alive, and their UUIDs
+(:func:`uuids`).
+"""
+from types import SimpleNamespace
+from typing import Callable, Dict, List, Optional
+
+BATCH = 256  # records per getinfolist call
+
+Check = Callable[[int, str], int]  # a -errno return to HypervisorError, else the count
+
+
+def uuid_text(handle: bytes) -> str:
+    """A handle's 16 bytes as a UUID's text (what ``str(uuid.UUID(bytes=...))`` gives,
+    without building the object: a start formats a thousand of them)."""
+    h = handle.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])  # (quicker than str.format)
+
+
+def records(ffi, lib, handle, check: Check, first: int = 0, limit: Optional[int] = None) -> List[SimpleNamespace]:
+    """Plain copies of the records of domids ``first`` and up (dying ones included), at most
+    ``limit`` of them.  Copies, because a cffi element does not keep its array alive."""
+    out: List[SimpleNamespace] = []
+    size = BATCH if limit is None else min(BATCH, limit)
+    batch = ffi.new("struct xn_domain[]", size)
+    while True:
+        got = check(lib.xn_domains(handle, first, size, batch), "xc_domain_getinfolist")
+        for i in range(got):
+            d = batch[i]
+            out.append(SimpleNamespace(domid=d.domid, flags=d.flags, tot_pages=d.tot_pages,
+                                       max_pages=d.max_pages, outstanding_pages=d.outstanding_pages,
+                                       nr_online_vcpus=d.nr_online_vcpus, max_vcpu_id=d.max_vcpu_id,
+                                       cpupool=d.cpupool, uuid=uuid_text(bytes(d.handle))))
+        if got < size or (limit is not None and len(out) >= limit):
+            return out
+        first = out[-1].domid + 1
+
+
+def one(ffi, lib, handle, check: Check, domid: int) -> Optional[SimpleNamespace]:
+    """Domain ``domid``'s record (dying or not; one hypercall), or None if there is none."""
+    found = records(ffi, lib, handle, check, first=domid, limit=1)
+    return found[0] if found and found[0].domid == domid else None
+
+
+def uuids(ffi, lib, handle, check: Check) -> Dict[int, str]:
+    """domid -> UUID of every domain that is not dying; nothing else is copied."""
+    out: Dict[int, str] = {}
+    first, dying = 0, lib.XN_DOM_DYING
+    batch = ffi.new("struct xn_domain[]", BATCH)
+    while True:
+        got = check(lib.xn_domains(handle, first, BATCH, batch), "xc_domain_getinfolist")
+        for i in range(got):
+            d = batch[i]
+            if not d.flags & dying:
+                out[d.domid] = uuid_text(bytes(d.handle))
+        if got < BATCH:
+            return out
+        first = batch[got - 1].domid + 1
