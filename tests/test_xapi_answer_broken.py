@@ -60,3 +60,28 @@ def test_xapi_killed_mid_answer_fails_no_cycle_and_temporary_pins_still_go(tmp_p
     assert rt.pins.entries() == [] and sim.vcpus(a)[0].hard == all_hard
     assert len(logins) > 1  # the session is dropped, and a new one made after a back-off
     assert "unreachable" in caplog.records[0].getMessage()
+
+
+def test_a_login_that_works_before_calls_that_fail_backs_off_and_logs_once(caplog):
+    """Logging in reset the back-off and the log-once: xapi letting a login through and
+    failing every call after it was logged in again every second, with two log lines
+    ("unreachable", "reachable again") each time, for as long as it lasted."""
+    now = [0.0]
+    logins = []
+
+    def dead_call(session):
+        raise ConnectionResetError(104, "connection reset by peer")
+
+    link = XapiLink(lambda: logins.append(now[0]) or object(), lambda: now[0])
+    with caplog.at_level(logging.INFO):
+        for second in range(600):
+            now[0] = float(second)
+            assert link.use(dead_call) is None
+        assert len(logins) <= 15  # 1, 2, 4, ... 60 s apart
+        assert [r.getMessage() for r in caplog.records] == ["xapi unreachable: running without it"]
+        now[0] += 60.0
+        assert link.use(lambda s: "ok") == "ok"
+        assert link.use(dead_call) is None  # a new outage: said again, and retried after 1 s
+    assert [r.getMessage() for r in caplog.records][1:] == ["xapi reachable again", "xapi unreachable: running without it"]
+    now[0] += 1.0
+    assert link.use(lambda s: "ok") == "ok"
