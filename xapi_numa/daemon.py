@@ -31,6 +31,9 @@ from xapi_numa.state.ledger import Ledger
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
 
 LOG = runtime.LOG
+# seconds a stopping daemon waits for another process's lock on the state database: systemd's
+# TimeoutStopSec (90) must cover a wait of a cycle's (60) and the restores
+STOP_DB_WAIT_S = 5.0
 
 
 class JsonFormatter(logging.Formatter):
@@ -119,15 +122,17 @@ def db_path_for(args: argparse.Namespace, spec: str) -> str:
     return path + ".ledger.db" if path and not os.environ.get("XAPI_NUMA_LEDGER") else default_path()
 
 
-def build_runtime(args: argparse.Namespace, spec: str, hv) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
-    """The daemon's runtime over ``hv``, and its xapi link (None with --no-xapi), logged out at stop."""
+def build_runtime(args: argparse.Namespace, spec: str, hv,
+                  stopping=lambda: False) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
+    """The daemon's runtime over ``hv``, and its xapi link (None with --no-xapi), logged out at stop;
+    ``stopping``: has a stop been asked (the rest of a cycle is then skipped)?"""
     db = Database(db_path_for(args, spec))
     settings = runtime.Settings(threshold=args.threshold, page_scan_interval=args.page_scan_interval,
                                 page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
                                 backend_affinity=args.backend_affinity, rebalancing=args.rebalance)
     dom0 = dom0_for(spec, hv)
     if args.no_xapi:
-        return runtime.Runtime(hv, db, settings, dom0=dom0), None
+        return runtime.Runtime(hv, db, settings, dom0=dom0, stopping=stopping), None
     link = XapiLink(local_login, time.monotonic, LOG)
     ledger = Ledger(db=db)
 
@@ -135,7 +140,7 @@ def build_runtime(args: argparse.Namespace, spec: str, hv) -> Tuple[runtime.Runt
                             lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG)
     return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
                            backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out,
-                           guest_cpus=link.guest_cpus), link
+                           guest_cpus=link.guest_cpus, stopping=stopping), link
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:
@@ -184,16 +189,19 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
             time.sleep(min(0.05, period))
 
 
-def restore_at_stop(rt: runtime.Runtime) -> bool:
+def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> bool:
     """Put every temporary pin back before exiting; if that cannot be done now (the
     host or the state database unreadable), say so in the log: the journal keeps
-    them, and the next start restores them."""
+    them, and the next start restores them.  ``db_wait``: seconds to wait for another
+    process's lock on the state database from now on (a stop has little time left)."""
     try:
+        if db_wait is not None:
+            rt.db.set_busy_timeout(db_wait)
         rt.restore_all_pins("stop")
-        left = rt.pins.entries()
-        if left:  # refused, or VMs not read: the journal keeps them for the next start
-            log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them", left=len(left))
-        return not left
+        if rt.pins_left:  # refused, or VMs not read: the journal keeps them for the next start
+            log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them",
+                      left=rt.pins_left)
+        return not rt.pins_left
     except (NumaError, OSError) as err:
         log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
                   error=err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err))
@@ -221,7 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         hv = open_hypervisor(spec)
         hv.topology()  # a host that is not there is said so before anything is made
         lock = instance_lock.acquire(spec)
-        rt, link = build_runtime(args, spec, hv)
+        rt, link = build_runtime(args, spec, hv, stopping=lambda: stop["now"])
         try:
             if args.hand_back:
                 handed = hand_back(rt)
@@ -233,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log_event(LOG, logging.INFO, "started", backend=spec,
                       scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
             run_loop(rt, args.period, args.cycles, stop)
-            restored = restore_at_stop(rt)
+            restored = restore_at_stop(rt, STOP_DB_WAIT_S)
         finally:
             if link is not None:
                 link.close()

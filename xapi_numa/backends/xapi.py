@@ -30,7 +30,7 @@ import attrs
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
-from xapi_numa.backends.xapi_errors import XapiError  # noqa: F401 - callers use xapi.XapiError
+from xapi_numa.backends.xapi_errors import NO_ANSWER, XapiError, no_answer  # noqa: F401 - callers use xapi.XapiError
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
@@ -59,8 +59,8 @@ def _xapi_errors() -> Iterator[None]:
     a session it did not log in itself (the one xapi hands a plugin) ends in
     ``Fault(401, 'You must log in')``; repeated failures end in ``Fault(500,
     ...)``.  Both mean the session is no good and become ``SESSION_INVALID``.
-    An HTTP-level failure (a proxy's 502 while xapi restarts) becomes a
-    ConnectionError: callers treat it like any other failure to reach xapi.
+    An HTTP-level failure, or an answer broken off (xapi killed mid-answer: see
+    ``NO_ANSWER``), becomes a ConnectionError: callers treat it as xapi unreachable.
     """
     XenAPI = _xenapi()
     try:
@@ -72,8 +72,8 @@ def _xapi_errors() -> Iterator[None]:
         if fault.faultCode == 401 or "valid session" in text or SESSION_INVALID in text:
             raise XapiError([SESSION_INVALID, text]) from None
         raise XapiError(["INTERNAL_ERROR", "XML-RPC fault {}: {}".format(fault.faultCode, text)]) from None
-    except xmlrpc.client.ProtocolError as err:
-        raise ConnectionError("xapi answered HTTP {} {}".format(err.errcode, err.errmsg)) from None
+    except NO_ANSWER as err:  # (RemoteDisconnected, an OSError too, is one: the same either way)
+        raise ConnectionError(no_answer(err)) from None
 
 
 def call(fn, *args):

@@ -1,7 +1,23 @@
 """XenAPI failures as values: :class:`XapiError` carries xapi's ErrorDescription, with
 the human message of a numa plugin's own failure (:func:`xapi_numa.errors.failure_message`)
-rather than its raw parameters."""
+rather than its raw parameters.  :data:`NO_ANSWER`: what the XML-RPC client raises when xapi
+gave no usable answer, which callers treat as xapi unreachable (a ConnectionError)."""
+import http.client
+import xml.parsers.expat
+import xmlrpc.client
+
 from xapi_numa.errors import NumaError, failure_message
+
+# an HTTP-level failure (a proxy's 502 while xapi restarts), or an answer that broke off (xapi
+# killed mid-answer by xe-toolstack-restart: http.client's IncompleteRead, the parser's ExpatError)
+NO_ANSWER = (xmlrpc.client.ProtocolError, http.client.HTTPException, xml.parsers.expat.ExpatError)
+
+
+def no_answer(err: Exception) -> str:
+    """What a :data:`NO_ANSWER` failure says, for the ConnectionError it becomes."""
+    if isinstance(err, xmlrpc.client.ProtocolError):
+        return "xapi answered HTTP {} {}".format(err.errcode, err.errmsg)
+    return "xapi's answer broke off: {}: {}".format(type(err).__name__, err)
 
 
 class XapiError(NumaError):

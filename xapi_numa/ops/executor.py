@@ -80,10 +80,12 @@ class Executor:
         self.writes = 0                                          # affinity writes made so far
         self._backoff: Dict[int, Tuple[float, float]] = {}      # domid -> (retry at, delay)
         self._reported: Set[Tuple[int, str]] = set()            # refusals already logged
+        self._journal_error: Optional[str] = None               # the pin journal failed in this batch
 
     # --- the entry point ---------------------------------------------------------------------------
     def apply(self, actions: Sequence[object]) -> List[Outcome]:
         budget = self.max_writes
+        self._journal_error = None
         out = []
         for action in actions:
             if self.dry_run:
@@ -151,12 +153,24 @@ class Executor:
 
     def _RestorePin(self, a: act.RestorePin) -> Outcome:
         if a.domid is None or a.hard is None:
-            self.pins.drop(a.uuid, a.vcpu)
-            return Outcome(a, DONE, a.reason)
+            return self._forget_pin(a, Outcome(a, DONE, a.reason))
         outcome = self._affinity_write(a, a.domid, a.vcpu, "restore", hard=a.hard)
-        if outcome.status in (DONE, GONE):
-            self.pins.drop(a.uuid, a.vcpu)
-        return outcome
+        return self._forget_pin(a, outcome) if outcome.status in (DONE, GONE) else outcome
+
+    def _forget_pin(self, a: act.RestorePin, outcome: Outcome) -> Outcome:
+        """The pin is undone (or not ours to undo): its journal entry goes.  A journal that
+        cannot take that (a full disk, a write lock held past the busy timeout) holds up no
+        other restore, and is not tried again in this batch: the entry left no longer matches
+        the affinity, and the next look forgets it (a stop once put back one pin of many)."""
+        if self._journal_error is None:
+            try:
+                self.pins.drop(a.uuid, a.vcpu)
+                return outcome
+            except NumaError as err:
+                self._journal_error = err.message
+                log_event(self.logger, logging.WARNING, "pin journal not updated: its entries go at the next look",
+                          error=err.message)
+        return attrs.evolve(outcome, detail="; ".join(filter(None, (outcome.detail, "journal entry kept"))))
 
     def _SetNodeAffinity(self, a: act.SetNodeAffinity) -> Outcome:
         return self._guarded(a, a.domid, "node-affinity", lambda: self.hv.set_node_affinity(a.domid, a.nodes))

@@ -73,8 +73,10 @@ class Runtime:
                  settler: Optional[Callable[[], List[str]]] = None, dry_run: bool = False,
                  logger: logging.Logger = LOG, opted_out: Optional[Callable[[str], bool]] = None,
                  dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False,
-                 guest_cpus: Callable[[], Optional[FrozenSet[int]]] = lambda: None) -> None:
+                 guest_cpus: Callable[[], Optional[FrozenSet[int]]] = lambda: None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.hv, self.db, self.settings = hv, db, settings
+        self.stopping = stopping  # a stop was asked (SIGTERM): the rest of a cycle is skipped
         # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
         self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out)
         self.policy_of = policy_of or (lambda uuid: Policy())
@@ -221,13 +223,17 @@ class Runtime:
         return actions
 
     def cycle(self) -> dict:
+        """One cycle; once a stop is asked, the rest is skipped (a write may wait 60 s on a locked database)."""
         self.cycles += 1
+        outcomes: List[Outcome] = []
         try:
             snap = self.snapshot()
             # for starts (state/home_tally); a state database that cannot take it costs them reads, not this cycle
             self._step("publish-homes", lambda: self.home_tally.publish({
                 d.domid: (d.uuid, locality.single_homes(snap.vcpus[d.domid], snap.topology))
                 for d in snap.domains if d.domid != 0 and d.domid in snap.vcpus}))
+            if self.stopping():
+                return {"host_clock": snap.time, "stopping": True}
             pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
             outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
             for o in outcomes:
@@ -236,7 +242,7 @@ class Runtime:
                 if isinstance(o.action, RestorePin) and o.status == DONE:
                     self.bounced_vms.discard(o.action.uuid)
             self._count_outside(snap)
-            if self._rebalance_due(snap.time):
+            if self._rebalance_due(snap.time) and not self.stopping():
                 outcomes += self.rebalance(snap, pinned_in_snap)
         finally:
             # whatever failed above, a guest a dead mover left paused is still unpaused
@@ -336,8 +342,10 @@ class Runtime:
         return Executor(self.hv, self.db, self.logger, dry_run=True).apply(actions)
 
     def restore_all_pins(self, why: str) -> int:
-        """Undo every temporary pin of ours still in place (daemon start and stop)."""
+        """Undo every temporary pin of ours still in place (daemon start and stop); how many
+        were undone (``pins_left``: how many are still in force, or may be)."""
         pins = self.pins.entries()
+        self.pins_left = len(pins)
         if not pins:
             return 0
         outcomes, actions = [], list(homing.restore_all(observe.take(self.hv), pins))  # type: List[Outcome], list
@@ -348,7 +356,7 @@ class Runtime:
             outcomes, actions = outcomes + done, [o.action for o in batch if o.status == DEFERRED] if done else []
         restored = sum(1 for o in outcomes if o.status == DONE and o.action.domid is not None)
         not_done = len([o for o in outcomes if o.status != DONE])
-        left = not_done + len(pins) - len(outcomes)  # refused, and those of VMs not read (kept for later)
+        left = self.pins_left = not_done + len(pins) - len(outcomes)  # refused, and of VMs not read (kept)
         log_event(self.logger, logging.INFO if not left else logging.WARNING, "temporary pins restored",
                   why=why, restored=restored, forgotten=len(outcomes) - restored - not_done, left=left)
         return restored
@@ -373,7 +381,9 @@ class Runtime:
         return len(notes)
 
     def _step(self, name: str, step: Callable[[], None]) -> None:
-        """Run one upkeep step; any failure is logged once (until the step works again)."""
+        """Run one upkeep step, unless a stop was asked; any failure is logged once (until the step works again)."""
+        if self.stopping():
+            return
         try:
             step()
         except Exception as err:  # noqa: BLE001 - the daemon must outlive xapi, a full disk, a bug

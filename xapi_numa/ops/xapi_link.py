@@ -57,17 +57,20 @@ class XapiLink:
             except Exception as err:  # noqa: BLE001 - any failure to log in means "not now"
                 self._down(now, err)
                 return None
-            if self._down_logged:
-                log_event(self._logger, logging.INFO, "xapi reachable again")
-            self._delay, self._down_logged = 0.0, False
         try:
-            return fn(self._session)
+            result = fn(self._session)
         except (OSError, xapi.XapiError) as err:
             if isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
                 raise
             self.close()  # xapi may be back before it notices: never leave a session behind
             self._down(now, err)
             return None
+        # back once a call works, not at a login: one xapi lets through before failing every
+        # call was logged in again every second, and said gone and back each time
+        if self._down_logged:
+            log_event(self._logger, logging.INFO, "xapi reachable again")
+        self._delay, self._down_logged = 0.0, False
+        return result
 
     @property
     def read(self) -> bool:

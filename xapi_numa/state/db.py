@@ -31,6 +31,7 @@ DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
 SCHEMA_VERSION = 8
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
+BUSY_TIMEOUT_S = 60.0  # how long a transaction waits for another process's write lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -127,6 +128,7 @@ class Database:
         self.clock = clock
         self._db: Optional[sqlite3.Connection] = None
         self._identity: Optional[Tuple[int, int]] = None
+        self.busy_timeout = BUSY_TIMEOUT_S
         self._open()
 
     # --- opening ---------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class Database:
         last: Optional[Exception] = None
         for _ in range(OPEN_ATTEMPTS):
             try:
-                db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             except sqlite3.Error as err:
                 raise self._failure("open", err) from None
             try:
@@ -219,6 +221,13 @@ class Database:
                 else "if it is damaged: stop xapi-numad, then move it and its -wal and -shm files aside to start "
                      "afresh")
         return StateError("state database {}: cannot {}: {} ({})".format(self.path, what, err, hint))
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """Wait at most this long for another process's write lock from now on (a stopping
+        daemon has little time left: systemd's stop timeout)."""
+        self.busy_timeout = seconds
+        if self._db is not None:
+            self._db.execute("PRAGMA busy_timeout = {:d}".format(int(seconds * 1000)))
 
     def close(self) -> None:
         if self._db is not None:
