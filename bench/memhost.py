@@ -73,7 +73,7 @@ class MemHost(Hypervisor):
         self.hypercalls += len(self.records) // 256 + 1
         return {domid: uuid_text(handle) for domid, (handle, _, _) in self.records.items()}
 
-    def domain(self, domid: int) -> Optional[DomainInfo]:
+    def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         self.hypercalls += 1
         return self._info(domid) if domid in self.records else None
 

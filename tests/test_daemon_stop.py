@@ -97,3 +97,22 @@ def test_a_stop_asked_mid_cycle_writes_nothing_more(tmp_path):
     stop["now"] = True
     rt.cycle()
     assert writes == []
+
+
+def test_a_stop_asked_mid_cycle_still_unpauses_a_guest_a_dead_mover_left_paused(tmp_path):
+    """The one upkeep step a stop does not skip: nothing else would unpause the guest
+    before the daemon's next start (an RPM upgrade's stop, say)."""
+    from xapi_numa.ops import move_memory as migrate
+    from xapi_numa.state.moves import MoveJournal
+
+    topo = Topology.uniform(2, 4, 4 << 30)
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit", 1, dom0_vcpus=1, dom0_memory=128 << 20)
+    db = Database(str(tmp_path / "l.db"))
+    sim.create("vm", 2, 256 << 20, soft=topo.cpus_of_nodes([0]), load="idle", dtype="pvh")
+    plan = migrate.prepare(sim, "vm", 1)
+    assert sim.move_pages(plan.domain.domid, plan.batches[1], 1, fault="die-after-release").stage == "died"
+    MoveJournal(db).begin(plan.domain, 1, {"vm": "vm"}).release()  # its row says running; its lock is free
+    assert next(d for d in sim.domains() if d.name == "vm").paused
+    stop = {"now": True}
+    report = Runtime(sim, db, Settings(), stopping=lambda: stop["now"]).cycle()
+    assert report.get("stopping") and not next(d for d in sim.domains() if d.name == "vm").paused

@@ -136,3 +136,14 @@ def test_a_tally_the_state_database_refuses_does_not_stop_the_cycle(tmp_path):
     rt.home_tally.publish = refuse
     report = rt.cycle()
     assert "host_clock" in report and "publish-homes" in rt._failing
+
+
+def test_the_very_domains_summed_are_answered_from_the_one_row(tmp_path):
+    """A start that lists what the daemon summed takes its sums: the per-domain rows are
+    not read (a review found that no test failed with the one-row path taken out)."""
+    db = Database(str(tmp_path / "s.db"))
+    HomeTally(db).publish({3: ("u3", {0: 2}), 4: ("u4", {1: 3})})
+    with db.write() as c:
+        c.execute("DELETE FROM home_tally")  # only the sums can answer now
+    assert HomeTally(db).count({0: "d0", 3: "u3", 4: "u4"}, 2) == ([2, 3], [])
+    assert HomeTally(db).count({0: "d0", 3: "u3"}, 2) == ([0, 0], [3])  # another set: the rows (none left)

@@ -234,6 +234,11 @@ import uuid as uuidlib
 listed = hv.domains()
 print("uuids agree:", hv.domain_uuids() == {d.domid: d.uuid for d in listed} and len(listed) > 1,
       all(str(uuidlib.UUID(d.uuid)) == d.uuid for d in listed), hv.domain(1) == listed[1], hv.domain(4000))
+fresh, reads = XenHypervisor(), []  # a fresh process: what a start reads of xenstore
+fresh._xenstore.read = lambda path, real=fresh._xenstore.read: reads.append(path) or real(path)
+fresh.domain_uuids(), fresh.domain(1, named=False)
+unnamed = list(reads)
+print("xenstore reads unnamed:", unnamed, "named:", fresh.domain(1).name == listed[1].name, reads)
 # 4 hotplug CPUs beyond the 4 online: an unpinned vCPU's hard map has all 8 set
 os.environ["FAKE_XC_HOTPLUG_CPUS"] = "4"
 wide = XenHypervisor()
@@ -273,5 +278,6 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
     assert "uuids agree: True True True None" in proc.stdout, proc.stdout
+    assert "xenstore reads unnamed: [] named: True ['/local/domain/1/name']" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

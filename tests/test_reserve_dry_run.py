@@ -42,3 +42,56 @@ def test_outstanding_counts_a_pending_claim_where_it_will_be():
     # node 0's share has landed, 512M of node 1's: the claim is for the rest
     claim = ClaimReservation(UUID, 5, {1: (G + G // 2) >> PAGE_SHIFT})
     assert outstanding([r], [claim]) == {1: G + G // 2}
+
+
+def test_a_reserved_vms_domid_now_another_vms_is_not_its_domain(tmp_path):
+    """The list gave the reserved VM's UUID at a domid whose record, read next, is another
+    VM's (it stopped and the domid was reused): its claimed reservation goes as its domain's
+    gone, and no claim is cancelled on the stranger."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops import upkeep
+    from xapi_numa.state.ledger import Ledger
+
+    g, vm = 1 << 30, "11111111-2222-3333-4444-555555555555"
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 8 * g), "credit2", 1,
+                            dom0_vcpus=1, dom0_memory=128 << 20)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    ledger.reserve(vm, {0: g // 2}, 300.0, lambda: {0: 8 * g})
+    ledger.mark_claimed(vm)
+    stranger = hv.create("stranger", 1, g // 2)
+    actions = upkeep.plan_reconcile(hv, ledger.reservations(), {0: hv.domain_uuids()[0], stranger: vm})
+    assert [type(a).__name__ for a in actions] == ["ReleaseReservation"] and actions[0].reason == "domain gone"
+
+
+def test_a_dry_run_reads_no_domain_name(tmp_path):
+    """A start's dry run reads the records of the VMs being built without their names (on
+    Xen a xenstore read each, in every plugin process; a review found one per build)."""
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core.placement import Request
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops.reserve import place_and_reserve
+    from xapi_numa.state.ledger import Ledger
+
+    g, vm = 1 << 30, "11111111-2222-3333-4444-555555555555"
+    hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 8 * g), "credit2", 1,
+                            dom0_vcpus=1, dom0_memory=128 << 20)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    ledger.reserve(vm, {0: g // 2}, 300.0, lambda: {0: 8 * g})
+    hv.create_shell("building", 1, g // 2, uuid=vm)  # its build has begun
+    asked = []
+
+    class Watching:
+        def __getattr__(self, name):
+            return getattr(hv, name)
+
+        def domains(self):
+            asked.append("domains")
+            return hv.domains()
+
+        def domain(self, domid, named=True):
+            asked.append(("domain", named))
+            return hv.domain(domid, named)
+
+    place_and_reserve(Watching(), ledger, Request(1, g), "other", dry_run=True)
+    assert asked == [("domain", False)]

@@ -137,13 +137,13 @@ class XenHypervisor(Hypervisor):
     def domain_uuids(self) -> Dict[int, str]:
         return domain_records.uuids(ffi, lib, self._h, _check)  # no names: no xenstore read
 
-    def domain(self, domid: int) -> Optional[DomainInfo]:
+    def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         found = domain_records.one(ffi, lib, self._h, _check, domid)
-        return None if found is None or found.flags & lib.XN_DOM_DYING else self._info(found)
+        return None if found is None or found.flags & lib.XN_DOM_DYING else self._info(found, named)
 
-    def _info(self, d) -> DomainInfo:
-        """A record with its name (xenstore, read once per domid while it lives)."""
-        if d.domid not in self._names:
+    def _info(self, d, named: bool = True) -> DomainInfo:
+        """A record with its name (xenstore, read once per domid while it lives; not read unless ``named``)."""
+        if named and d.domid not in self._names:
             name = self._name(d.domid)
             if name is not None:
                 self._names[d.domid] = name

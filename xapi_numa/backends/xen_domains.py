@@ -28,9 +28,11 @@ def records(ffi, lib, handle, check: Check, first: int = 0, limit: Optional[int]
     """Plain copies of the records of domids ``first`` and up (dying ones included), at most
     ``limit`` of them.  Copies, because a cffi element does not keep its array alive."""
     out: List[SimpleNamespace] = []
-    size = BATCH if limit is None else min(BATCH, limit)
-    batch = ffi.new("struct xn_domain[]", size)
+    batch = ffi.new("struct xn_domain[]", BATCH if limit is None else max(1, min(BATCH, limit)))
     while True:
+        size = len(batch) if limit is None else min(len(batch), limit - len(out))
+        if size <= 0:
+            return out
         got = check(lib.xn_domains(handle, first, size, batch), "xc_domain_getinfolist")
         for i in range(got):
             d = batch[i]

@@ -223,7 +223,7 @@ class Runtime:
         return actions
 
     def cycle(self) -> dict:
-        """One cycle; once a stop is asked, the rest is skipped (a write may wait 60 s on a locked database)."""
+        """One cycle; once a stop is asked, all but mover recovery is skipped (a write may wait 60 s)."""
         self.cycles += 1
         outcomes: List[Outcome] = []
         try:
@@ -342,8 +342,7 @@ class Runtime:
         return Executor(self.hv, self.db, self.logger, dry_run=True).apply(actions)
 
     def restore_all_pins(self, why: str) -> int:
-        """Undo every temporary pin of ours still in place (daemon start and stop); how many
-        were undone (``pins_left``: how many are still in force, or may be)."""
+        """Undo every temporary pin of ours still in place (daemon start and stop); how many (``pins_left``: not)."""
         pins = self.pins.entries()
         self.pins_left = len(pins)
         if not pins:
@@ -364,7 +363,8 @@ class Runtime:
     # --- upkeep ------------------------------------------------------------------------------------------
     def upkeep(self) -> dict:
         out: dict = {}
-        self._step("recover-movers", lambda: out.update(recovered=self._recover_movers()))
+        # even at a stop: a guest a dead mover left paused must not wait for the next start
+        self._step("recover-movers", lambda: out.update(recovered=self._recover_movers()), at_stop=True)
         self._step("expire", lambda: out.update(expired=self.ledger.expire()))
         if self.alive is not None:  # an hour of history for `memory-moves`
             self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, self.db.clock() - MOVES_KEPT_S))
@@ -380,9 +380,9 @@ class Runtime:
             log_event(self.logger, logging.WARNING, "page move recovered", what=note)
         return len(notes)
 
-    def _step(self, name: str, step: Callable[[], None]) -> None:
-        """Run one upkeep step, unless a stop was asked; any failure is logged once (until the step works again)."""
-        if self.stopping():
+    def _step(self, name: str, step: Callable[[], None], at_stop: bool = False) -> None:
+        """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures are logged once."""
+        if self.stopping() and not at_stop:
             return
         try:
             step()

@@ -25,7 +25,7 @@ def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservatio
     for domid, uuid in (hv.domain_uuids() if uuids is None else uuids).items():
         if uuid not in reserved:
             continue
-        d = hv.domain(domid)
+        d = hv.domain(domid, named=False)
         if d is None or d.uuid != uuid:
             continue  # gone since the list (its domid perhaps another domain's now)
         domains[uuid] = d

@@ -71,8 +71,11 @@ class Hypervisor(abc.ABC):
         per domain in a fresh process, as every plugin call is) or the rest of the records."""
         return {d.domid: d.uuid for d in self.domains()}
 
-    def domain(self, domid: int) -> Optional[DomainInfo]:
-        """One domain's record, or None if there is no such live domain."""
+    def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
+        """One domain's record, or None if there is no such live domain.  ``named=False``:
+        the caller does not use the name, which may then be ``domain-N`` where reading it
+        would cost a xenstore read (a start's reconcile reads the records of the VMs being
+        built, a boot storm's worth)."""
         return next((d for d in self.domains() if d.domid == domid), None)
 
     @abc.abstractmethod

@@ -179,7 +179,7 @@ class SimHypervisor(Hypervisor):
         with self.store.snapshot() as host:
             return {d.domid: d.uuid for d in host.domains.values()}
 
-    def domain(self, domid: int) -> Optional[DomainInfo]:
+    def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         with self.store.snapshot() as host:
             d = host.domains.get(domid)
             return None if d is None else _info(d)
