@@ -51,9 +51,18 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
 def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
                                 uuids: Optional[Mapping[int, str]] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
-    (what a dry run counts); without ``exclude``'s own reservation."""
-    current = [r for r in ledger.reservations() if r.vm != exclude]
-    return reservation.outstanding(current, plan_reconcile(hv, current, uuids), ledger.clock())
+    (what a dry run counts); without ``exclude``'s own reservation.  ``uuids``: the
+    live domains, read just now (domid -> UUID)."""
+    live = hv.domain_uuids() if uuids is None else uuids
+    # only a reservation whose VM has a domain can be changed by a reconcile, but for a claimed
+    # one whose domain is gone, which holds nothing (its bytes went to the claim)
+    now = ledger.clock()
+    totals, building = ledger.totals_and_reservations_of(set(live.values()), exclude, now)
+    as_read = reservation.outstanding(building, (), now)
+    after = reservation.outstanding(building, plan_reconcile(hv, building, live), now)
+    for node in set(as_read) | set(after):
+        totals[node] = totals.get(node, 0) - as_read.get(node, 0) + after.get(node, 0)
+    return totals
 
 
 def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:

@@ -20,7 +20,7 @@ process on the host:
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
 import time
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import PAGE_SHIFT, format_size
@@ -61,20 +61,41 @@ class Ledger:
             totals = self._outstanding_in(db, self.clock(), exclude)
         return {node: totals.get(node, 0)} if node is not None else totals
 
-    def reservations(self) -> List[Reservation]:
-        now = self.clock()
+    def reservations(self, vms: Optional[Collection[str]] = None) -> List[Reservation]:
+        """Every reservation in force (unexpired, or claimed), or only those of ``vms``."""
         with self.db.read() as db:
-            rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
-                              "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
+            return self._reservations_in(db, self.clock(), vms)
+
+    def totals_and_reservations_of(self, vms: Collection[str], exclude: Optional[str] = None,
+                                   now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
+        """In one read: :meth:`outstanding` (without ``exclude``'s), and the reservations of
+        ``vms`` but ``exclude``'s.  A start's dry run passes the UUIDs of the live domains:
+        the reservations whose builds have begun, the only ones a reconcile changes, are
+        read whole, and SQLite sums the others (a reservation lists every node).  ``now``:
+        the instant expiry is judged at (the clock's now by default)."""
+        now = self.clock() if now is None else now
+        with self.db.read() as db:
+            return (self._outstanding_in(db, now, exclude),
+                    [r for r in self._reservations_in(db, now, vms) if r.vm != exclude])
+
+    @staticmethod
+    def _reservations_in(db, now: float, vms: Optional[Collection[str]]) -> List[Reservation]:
+        rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
+                          "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
+        if vms is None:
             nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
+        else:
+            rows, nodes = [row for row in rows if row[0] in vms], []
+            for row in rows:
+                nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm = ?",
+                                    (row[0],)).fetchall()
         outstanding: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
         initial: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
         for vm, node, nbytes, first in nodes:  # (INTEGER columns: ints already)
             if vm in outstanding:  # (rows of expired reservations are not wanted)
                 outstanding[vm][node] = nbytes
                 initial[vm][node] = first
-        return [Reservation(vm, c, e, bool(cl), outstanding.get(vm, {}), initial.get(vm, {}), owner)
-                for vm, c, e, cl, owner in rows]
+        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner) for vm, c, e, cl, owner in rows]
 
     def reservation(self, vm: str) -> Optional[Reservation]:
         return next((r for r in self.reservations() if r.vm == vm), None)
