@@ -46,3 +46,30 @@ def test_a_blank_flag_is_refused_naming_it(host, capsys, argv, flag):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "argument " + flag in err and len(err.splitlines()) == 1, err
+
+
+def test_a_blank_ledger_variable_is_the_default_path_not_the_working_directory(monkeypatch):
+    """``XAPI_NUMA_LEDGER=`` (an unset $VAR) opened the working directory as the database."""
+    from xapi_numa.state import db
+
+    monkeypatch.setenv("XAPI_NUMA_LEDGER", "")
+    assert db.default_path() == db.DEFAULT_PATH
+
+
+@pytest.mark.parametrize("kind, said", [("directory", "it is a directory"), ("fifo", "special file")])
+def test_a_ledger_that_is_no_file_is_refused_saying_so_and_nothing_is_made_beside_it(host, tmp_path, capsys,
+                                                                                     kind, said):
+    """A directory was "unable to open database file ... move it aside", a device a "disk I/O
+    error (the disk may be full)", and SQLite left its journal beside it (/dev/null-journal)."""
+    import os
+
+    where = tmp_path / "state"
+    where.mkdir()
+    target = str(where / "ledger")
+    os.mkdir(target) if kind == "directory" else os.mkfifo(target)
+    for command in (["reservations", "--json"], ["place", "--vcpus", "1", "--memory", "1G"]):
+        capsys.readouterr()
+        assert main(command + ["--ledger", target]) == 1
+        err = capsys.readouterr().err
+        assert said in err and target in err and len(err.splitlines()) == 1, err
+    assert os.listdir(str(where)) == ["ledger"]
