@@ -73,3 +73,33 @@ def test_a_ledger_that_is_no_file_is_refused_saying_so_and_nothing_is_made_besid
         err = capsys.readouterr().err
         assert said in err and target in err and len(err.splitlines()) == 1, err
     assert os.listdir(str(where)) == ["ledger"]
+
+
+def pool_cli(server, tmp_path, *argv):
+    secret = tmp_path / "password"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    return main(["--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret), *argv])
+
+
+def test_pool_commands_take_a_vm_uuid_in_any_case_as_the_plugin_and_local_commands_do(pool, tmp_path, capsys):
+    """``vm-placement 0123ABCD-...`` (a UUID copied from a tool that prints upper case) was
+    "no such VM or domain", while ``vcpus`` and the plugin take any case."""
+    server, session = pool
+    _, uuid = server.add_vm("db", 2, 1 << 30)
+    capsys.readouterr()
+    assert pool_cli(server, tmp_path, "vm-placement", " " + uuid.upper(), "--json") == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["options"][0]["vm"] == uuid
+    assert pool_cli(server, tmp_path, "vm-start", uuid.upper(), "--json") == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["placement"]["vm"] == uuid
+
+
+@pytest.mark.parametrize("command", [["vm-placement"], ["vm-start"], ["vnuma", "--store"]])
+def test_a_blank_vm_through_the_pool_is_refused_as_on_the_host(pool, tmp_path, capsys, command):
+    """``vm-placement ""`` said "no such VM or domain: " (exit 1); ``vcpus ""`` says it is blank (exit 2)."""
+    server, _ = pool
+    capsys.readouterr()
+    argv = [command[0], " "] + command[1:]
+    assert pool_cli(server, tmp_path, *argv) == 2
+    err = capsys.readouterr().err
+    assert "vm: ' ' is blank" in err and len(err.splitlines()) == 1, err
