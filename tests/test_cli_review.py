@@ -103,3 +103,20 @@ def test_a_blank_vm_through_the_pool_is_refused_as_on_the_host(pool, tmp_path, c
     assert pool_cli(server, tmp_path, *argv) == 2
     err = capsys.readouterr().err
     assert "vm: ' ' is blank" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("value, said", [("99999999999999", "99999999999999 is out of range"),
+                                         ("0000000000000002", None), ("4097", "4097 is out of range"),
+                                         ("-1", "'-1' is not an integer"), ("٤", "'٤' is not an integer")])
+def test_the_plugin_calls_a_long_number_out_of_range_not_no_integer(value, said):
+    """vcpus=99999999999999 answered "'99999999999999' is not an integer (allowed: 1..4096)"."""
+    from xapi_numa.plugin import protocol as proto
+    from xapi_numa.plugin.boundary import run_function
+
+    result = proto.parse_response(run_function("place", "OpaqueRef:none", {"vcpus": value, "memory": "2P"}))
+    details = result["ErrorDescription"]
+    if said is None:  # 2 vCPUs, read: the memory is what is refused
+        assert details[:2] == ["NUMA_INVALID_ARGUMENT", "memory"], details
+    else:
+        assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vcpus"] and said in details[2], details
+        assert details[2].endswith("(allowed: 1..4096)")
