@@ -120,3 +120,30 @@ def test_the_plugin_calls_a_long_number_out_of_range_not_no_integer(value, said)
     else:
         assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vcpus"] and said in details[2], details
         assert details[2].endswith("(allowed: 1..4096)")
+
+
+def test_sim_names_typed_in_utf8_on_an_ascii_locale_are_the_names_typed(host, capsys):
+    """On dom0's ASCII locale ``sim create PATH é`` named the domain '\\udcc3\\udca9' (the
+    escaped bytes), which no UTF-8 terminal could name again; ``sim destroy PATH ü`` did not
+    find a domain named ü there."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
+               PYTHONPATH=os.pathsep.join(sys.path))
+
+    def ascii_locale(*argv):
+        return subprocess.run([sys.executable, "-m", "xapi_numa.cli.main", *argv], env=env, timeout=60,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    done = ascii_locale("sim", "create", host, "caf\u00e9", "--vcpus", "1", "--memory", "64M")
+    assert done.returncode == 0, done.stderr
+    capsys.readouterr()
+    assert main(["vcpus", "caf\u00e9", "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "caf\u00e9"
+    assert main(["sim", "create", host, "\u00fc", "--vcpus", "1", "--memory", "64M"]) == 0
+    done = ascii_locale("sim", "destroy", host, "\u00fc")
+    assert done.returncode == 0, done.stderr
+    capsys.readouterr()
+    assert main(["vcpus", "\u00fc"]) == 1

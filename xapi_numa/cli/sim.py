@@ -6,6 +6,7 @@ from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli import common
 from xapi_numa.ops import instance_lock
 from xapi_numa.ops.command_line import given
+from xapi_numa.ops.observe import as_typed, domain_by_name_or_id
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
@@ -73,7 +74,7 @@ def cmd_sim_create(args) -> int:
     memory = parse_size(args.memory, "--memory")
     try:
         with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):
-            domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+            domid = sim.create(as_typed(args.name), args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
                                passthrough=args.passthrough)
     except NoCapacity:
         # the allocator counts pages; the user typed a size
@@ -87,7 +88,7 @@ def cmd_sim_create(args) -> int:
 
 def cmd_sim_control(args) -> int:
     sim = SimHypervisor(args.path)
-    domid = sim.find(args.name)
+    domid = domain_by_name_or_id(sim, args.name).domid  # a name typed in UTF-8 on an ASCII locale too
     if domid == 0 and args.action == "destroy":  # Xen refuses it (EPERM): "not privileged" would mislead
         raise InvalidArgument("VM", "dom0 cannot be destroyed", "a guest's domid, name or UUID")
     {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)

@@ -212,7 +212,8 @@ def register(sub) -> None:
     q.add_argument("--store", action="store_true",
                    help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
-    q.add_argument("--host", type=given_text, help="with --store, for a halted VM: plan on this host (default: placement's best)")
+    q.add_argument("--host", type=given_text,
+                   help="with --store, for a halted VM: plan on this host (default: placement's best)")
     common.add_json(q)
     common.add_ledger(q)
     q.set_defaults(func=cmd_vnuma)
