@@ -147,3 +147,11 @@ def test_sim_names_typed_in_utf8_on_an_ascii_locale_are_the_names_typed(host, ca
     assert done.returncode == 0, done.stderr
     capsys.readouterr()
     assert main(["vcpus", "\u00fc"]) == 1
+
+
+def test_release_names_both_kinds_of_key_place_gives(host, capsys):
+    """``release x`` allowed "a UUID like ..." only, though the adhoc- key place printed is released too."""
+    capsys.readouterr()
+    assert main(["release", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "VM: 'x' is not a UUID" in err and "adhoc-" in err and len(err.splitlines()) == 1, err

@@ -75,7 +75,11 @@ def cmd_release(args) -> int:
     # the key place gave it: a VM's UUID as place --vm reads it, or an adhoc- key as printed
     key = args.vm.strip()
     if not key.startswith("adhoc-"):
-        key = parse_uuid(key, "VM")
+        try:
+            key = parse_uuid(key, "VM")
+        except InvalidArgument as err:  # the keys allowed are the two kinds place gives
+            raise InvalidArgument("VM", err.detail, "a VM's UUID, or the adhoc-... key place printed "
+                                  "(xapi-numa reservations lists them)") from None
     ledger = common.ledger(args)
     listed = any(r.vm == key for r in ledger.reservations())
     if not upkeep.release_asked(common.hypervisor(args), ledger, key):
