@@ -155,3 +155,17 @@ def test_release_names_both_kinds_of_key_place_gives(host, capsys):
     assert main(["release", "x"]) == 2
     err = capsys.readouterr().err
     assert "VM: 'x' is not a UUID" in err and "adhoc-" in err and len(err.splitlines()) == 1, err
+
+
+def test_vm_start_of_a_running_vm_is_refused_in_its_own_words_before_any_host_is_asked(pool, tmp_path, capsys):
+    """It dry-ran every host, released the VM's place on its placing host, then answered the
+    plugin's "(allowed: a Halted VM, or dry_run=true)", which vm-start has no way to pass."""
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, 1 << 30)
+    assert pool_cli(server, tmp_path, "vm-start", "web") == 0, capsys.readouterr().err
+    calls = server.plugin_calls
+    capsys.readouterr()
+    assert pool_cli(server, tmp_path, "vm-start", "web", "--json") == 2
+    err = capsys.readouterr().err
+    assert "is Running: vm-start starts a halted VM" in err and "dry_run" not in err, err
+    assert len(err.splitlines()) == 1 and server.plugin_calls == calls
