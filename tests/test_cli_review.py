@@ -169,3 +169,30 @@ def test_vm_start_of_a_running_vm_is_refused_in_its_own_words_before_any_host_is
     err = capsys.readouterr().err
     assert "is Running: vm-start starts a halted VM" in err and "dry_run" not in err, err
     assert len(err.splitlines()) == 1 and server.plugin_calls == calls
+
+
+def test_pool_commands_on_an_ascii_locale_send_the_name_typed_not_its_escaped_bytes(pool, tmp_path):
+    """On dom0's ASCII locale, ``vm-placement café`` sent 'caf\\udcc3\\udca9' to xapi, which
+    refused the call as bad XML (INTERNAL_ERROR ... ExpatError); ``vcpus --pool café`` found nothing."""
+    import os
+    import subprocess
+    import sys
+
+    server, session = pool
+    ref, uuid = server.add_vm("caf\u00e9", 2, 1 << 30)
+    secret = tmp_path / "password"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
+               PYTHONPATH=os.pathsep.join(sys.path))
+
+    def ascii_locale(*argv):
+        done = subprocess.run([sys.executable, "-m", "xapi_numa.cli.main", "--insecure", "--pool", server.url,
+                               "--user", "root", "--password-file", str(secret), *argv], env=env, timeout=120,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        return json.loads(done.stdout.decode("ascii"))
+
+    assert ascii_locale("vm-placement", "caf\u00e9", "--json")["vm"] == uuid
+    assert ascii_locale("vm-start", "caf\u00e9", "--json")["vm"] == uuid
+    assert {r["uuid"] for r in ascii_locale("vcpus", "caf\u00e9", "--json")} == {uuid}

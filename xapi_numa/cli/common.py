@@ -4,12 +4,13 @@ import contextlib
 import json
 import os
 import sys
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Optional
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.command_line import given
+from xapi_numa.ops.observe import as_typed
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
 from xapi_numa.state.ledger import Ledger
@@ -53,6 +54,13 @@ class GuardedOutput:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def typed(text: Optional[str]) -> Optional[str]:
+    """A VM or host name as typed (None stays None): on an ASCII locale (dom0's Python 3.6
+    with no LANG) UTF-8 arrives as escaped bytes, which xapi would refuse as XML or match
+    with no name.  Never for paths, which must keep their bytes."""
+    return None if text is None else as_typed(text)
 
 
 def hypervisor(args) -> Hypervisor:

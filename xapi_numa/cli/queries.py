@@ -43,6 +43,7 @@ def cmd_vcpus(args) -> int:
         for host, entry in per.items():
             if failed_host(entry):
                 print("xapi-numa: host {} did not answer: {}".format(labels[host], failed_host(entry)), file=sys.stderr)
+        args.domain = common.typed(args.domain)
         if args.domain is not None and not args.domain.strip():
             raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
         # each row names its host: "host" as people read it (the name, with the UUID where

@@ -106,6 +106,7 @@ def _store(args) -> int:
 
 
 def cmd_vnuma(args) -> int:
+    args.vm, args.host = common.typed(args.vm), common.typed(args.host)
     if args.store:
         return _store(args)
     for flag, given in (("--pool", args.pool), ("--host", args.host)):
