@@ -196,3 +196,22 @@ def test_pool_commands_on_an_ascii_locale_send_the_name_typed_not_its_escaped_by
     assert ascii_locale("vm-placement", "caf\u00e9", "--json")["vm"] == uuid
     assert ascii_locale("vm-start", "caf\u00e9", "--json")["vm"] == uuid
     assert {r["uuid"] for r in ascii_locale("vcpus", "caf\u00e9", "--json")} == {uuid}
+
+
+@pytest.mark.parametrize("argv, field", [(["vm-placement", "a\x01b"], "VM"), (["vm-start", "\udcff"], "VM"),
+                                         (["vm-start", "web", "--host", "h\x7f\x00"], "--host"),
+                                         (["vnuma", "\udcc3", "--store"], "VM")])
+def test_a_name_xml_rpc_cannot_carry_is_refused_naming_the_field_before_xapi_is_asked(pool, tmp_path, capsys,
+                                                                                      argv, field):
+    """A control character, or bytes that are not UTF-8, reached xapi, which answered
+    INTERNAL_ERROR ... ExpatError: no field, nothing allowed."""
+    server, _ = pool
+    server.add_vm("web", 2, 1 << 30)
+    before = dict(server.calls)
+    capsys.readouterr()
+    assert pool_cli(server, tmp_path, *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: {}: ".format(field)) and "no name in xapi has" in err, err
+    assert "ExpatError" not in err and len(err.splitlines()) == 1
+    assert not {m for m in set(server.calls) | set(before) if server.calls[m] != before.get(m, 0)} - {
+        "session.logout"}  # nothing asked of xapi but the login

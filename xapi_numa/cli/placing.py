@@ -97,7 +97,7 @@ STARTED_NOT_SETTLED = 3
 def cmd_vm_start(args) -> int:
     from xapi_numa.ops.pool import vm_start
 
-    args.vm, args.host = common.typed(args.vm), common.typed(args.host)
+    args.vm, args.host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = vm_start(session, args.vm, args.host)
     common.emit(args, result, lambda r: _render_vm_start(args.vm, r))
@@ -120,7 +120,7 @@ def _render_vm_start(vm: str, r: dict) -> str:
 def cmd_vm_placement(args) -> int:
     from xapi_numa.ops.pool import vm_placement
 
-    args.vm = common.typed(args.vm)
+    args.vm = common.xapi_name(args.vm, "VM")
     with common.pool_session(args) as session:
         result = vm_placement(session, args.vm)
     common.emit(args, result, lambda r: _render_vm_placement(args.vm, r))

@@ -97,9 +97,10 @@ def _store(args) -> int:
                                         "plans it)", "--store [--split 0|1] [--host HOST]")
     if args.split is not None and args.split not in (0, 1):
         raise InvalidArgument("--split", str(args.split), "0, 1")
+    vm, host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
-        result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
-                           args.host, store=True)
+        result = pool_plan(session, vm, "split" if args.split is not None else "follow", args.split,
+                           host, store=True)
     common.emit(args, result, lambda r: "{} on {}: stored in other_config:{}\n{}".format(
         render.cell(args.vm), render.cell(r["host"]), VNUMA_KEY, _render(r)))
     return 0
