@@ -215,3 +215,19 @@ def test_a_name_xml_rpc_cannot_carry_is_refused_naming_the_field_before_xapi_is_
     assert "ExpatError" not in err and len(err.splitlines()) == 1
     assert not {m for m in set(server.calls) | set(before) if server.calls[m] != before.get(m, 0)} - {
         "session.logout"}  # nothing asked of xapi but the login
+
+
+def test_pool_queries_show_a_host_name_escaped_as_every_table_does(pool, tmp_path, capsys):
+    """topology --pool and vcpus --pool printed a host's name as it is: a newline in it
+    made a line of its own (a spoofed "== host" header), and so would a C1 control."""
+    server, session = pool
+    member = session.xenapi.host.get_all()[1]
+    session.xenapi.host.set_name_label(member, "evil\n== fake (credit2)\u0085")
+    server.without_plugin.add(member)
+    for command in ("topology", "vcpus"):
+        capsys.readouterr()
+        assert pool_cli(server, tmp_path, command) == 0
+        both = capsys.readouterr()
+        shown = both.out + both.err
+        assert "evil\\n== fake (credit2)\\x85" in shown and not any(
+            line.startswith("== fake") for line in shown.splitlines()), shown
