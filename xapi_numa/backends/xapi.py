@@ -27,6 +27,7 @@ from typing import Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.host import UUID_RE
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
@@ -234,10 +235,8 @@ def logout(session) -> None:
     """
     if session is None or not getattr(session, "last_login_method", None):
         return
-    try:
+    with contextlib.suppress(Exception):  # logging out must never hide the command's own outcome
         session.xenapi.session.logout()
-    except Exception:  # noqa: BLE001 - logging out must never hide the command's own outcome
-        pass
 
 
 # --- VM records -------------------------------------------------------------------------------
@@ -276,11 +275,12 @@ def host_guest_cpus(session, host_uuid: str) -> Optional[FrozenSet[int]]:
 
 
 def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:
-    """(VM ref, uuid) for what a user typed: a UUID or a unique name."""
-    try:
-        return vm_ref(session, ref), ref
-    except UnknownVM:
-        pass
+    """(VM ref, uuid) for what a user typed: a UUID, in any case (xapi spells it in lower case), or a unique name."""
+    if not ref.strip():
+        raise InvalidArgument("vm", "{} is blank".format(shown(ref)), "a UUID or a unique name")
+    uuid = ref.strip().lower() if UUID_RE.match(ref.strip().lower()) else ref
+    with contextlib.suppress(UnknownVM):
+        return vm_ref(session, uuid), uuid
     vms = call(session.xenapi.VM.get_by_name_label, ref)
     if len(vms) != 1:
         raise UnknownVM(ref) if not vms else InvalidArgument("vm", "{} VMs are called {}".format(len(vms), shown(ref)),

@@ -3,13 +3,16 @@ and the state database, and a pool session that is always logged out."""
 import contextlib
 import json
 import os
+import re
 import sys
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Optional
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
+from xapi_numa.core import numbers
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.command_line import given
+from xapi_numa.ops.observe import as_typed
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import default_path
 from xapi_numa.state.ledger import Ledger
@@ -53,6 +56,28 @@ class GuardedOutput:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def typed(text: Optional[str]) -> Optional[str]:
+    """A VM or host name as typed (None stays None): on an ASCII locale (dom0's Python 3.6
+    with no LANG) UTF-8 arrives as escaped bytes, which xapi would refuse as XML or match
+    with no name.  Never for paths, which must keep their bytes."""
+    return None if text is None else as_typed(text)
+
+
+# what XML 1.0, and so XML-RPC and every name xapi holds, can carry
+NOT_IN_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xapi_name(text: Optional[str], field: str) -> Optional[str]:
+    """:func:`typed`, for a name sent to xapi: one it could not be sent (a control
+    character, bytes that are not UTF-8) is refused here, not by xapi as bad XML."""
+    text = typed(text)
+    if text is not None and NOT_IN_XML.search(text):
+        raise InvalidArgument(field, "{} holds a character no name in xapi has (a control character, or bytes "
+                                     "that are not UTF-8)".format(numbers.shown(text)), "a UUID or a name as xapi "
+                                                                                         "shows it")
+    return text
 
 
 def hypervisor(args) -> Hypervisor:

@@ -15,6 +15,7 @@ from xapi_numa.ops import move_memory, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
 from xapi_numa.core.numbers import whole_number
+from xapi_numa.ops.command_line import given
 
 
 def _progress_bar(stream):
@@ -166,9 +167,9 @@ def register(sub) -> None:
                             "(PV and HVM guests are refused)")
     q.add_argument("vm", help="domid, name or UUID")
     q.add_argument("--to", required=True, help="target node: 1 or node:1")
-    q.add_argument("--max", help="move at most this much ({}); default all".format(SIZE_SYNTAX))
+    q.add_argument("--max", type=given, help="move at most this much ({}); default all".format(SIZE_SYNTAX))
     q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
-    q.add_argument("--rate", help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
+    q.add_argument("--rate", type=given, help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
     q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,
                    help="pause the guest this long first to find frames Xen writes while it is paused "
                         "(default 0: layout recognition only)")

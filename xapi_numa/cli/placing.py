@@ -10,6 +10,7 @@ from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.ops.command_line import given
 
 
 def cmd_place(args) -> int:
@@ -74,7 +75,11 @@ def cmd_release(args) -> int:
     # the key place gave it: a VM's UUID as place --vm reads it, or an adhoc- key as printed
     key = args.vm.strip()
     if not key.startswith("adhoc-"):
-        key = parse_uuid(key, "VM")
+        try:
+            key = parse_uuid(key, "VM")
+        except InvalidArgument as err:  # the keys allowed are the two kinds place gives
+            raise InvalidArgument("VM", err.detail, "a VM's UUID, or the adhoc-... key place printed "
+                                  "(xapi-numa reservations lists them)") from None
     ledger = common.ledger(args)
     listed = any(r.vm == key for r in ledger.reservations())
     if not upkeep.release_asked(common.hypervisor(args), ledger, key):
@@ -92,6 +97,7 @@ STARTED_NOT_SETTLED = 3
 def cmd_vm_start(args) -> int:
     from xapi_numa.ops.pool import vm_start
 
+    args.vm, args.host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = vm_start(session, args.vm, args.host)
     common.emit(args, result, lambda r: _render_vm_start(args.vm, r))
@@ -114,6 +120,7 @@ def _render_vm_start(vm: str, r: dict) -> str:
 def cmd_vm_placement(args) -> int:
     from xapi_numa.ops.pool import vm_placement
 
+    args.vm = common.xapi_name(args.vm, "VM")
     with common.pool_session(args) as session:
         result = vm_placement(session, args.vm)
     common.emit(args, result, lambda r: _render_vm_placement(args.vm, r))
@@ -157,9 +164,9 @@ def register(sub) -> None:
     q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
     q.add_argument("--vcpus", type=whole_number, required=True)
     q.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; one VM: at most 1P")
-    q.add_argument("--mode", help="any, best_effort (default), preferred, strict")
+    q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
-    q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")
+    q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
     q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
     q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
     q.add_argument("--ttl", type=decimal_number, default=300.0, help="seconds before an unused reservation expires")
@@ -171,7 +178,7 @@ def register(sub) -> None:
     q = sub.add_parser("vm-start", help="start a VM on the pool's host with the best NUMA fit (exit 3: it started "
                                         "but settling it failed; xapi-numad settles it)")
     q.add_argument("vm", help="VM UUID or unique name")
-    q.add_argument("--host", help="start on this host (name or UUID) only")
+    q.add_argument("--host", type=given, help="start on this host (name or UUID) only")
     common.add_json(q)
     q.set_defaults(func=cmd_vm_start)
 

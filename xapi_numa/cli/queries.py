@@ -23,10 +23,10 @@ def cmd_topology(args) -> int:
             common.print_json(reports)
         else:
             labels = host_labels(reports)
-            for host, entry in reports.items():
-                why = failed_host(entry)
-                print("== {}: did not answer ({})\n".format(labels[host], why) if why else "== {} ({})\n{}\n".format(
-                    labels[host], entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
+            for host, entry in reports.items():  # a host's name, and a failure that quotes one, shown escaped
+                why, label = failed_host(entry), render.cell(labels[host])
+                print("== {}: did not answer ({})\n".format(label, render.cell(why)) if why else "== {} ({})\n{}\n"
+                      .format(label, entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
         return nobody_answered(reports)
     report = queries.topology_report(common.hypervisor(args), common.ledger(args).outstanding())
     common.emit(args, report, render.render_topology)
@@ -42,7 +42,9 @@ def cmd_vcpus(args) -> int:
         labels = host_labels(per)
         for host, entry in per.items():
             if failed_host(entry):
-                print("xapi-numa: host {} did not answer: {}".format(labels[host], failed_host(entry)), file=sys.stderr)
+                print("xapi-numa: host {} did not answer: {}".format(render.cell(labels[host]),
+                                                                     render.cell(failed_host(entry))), file=sys.stderr)
+        args.domain = common.typed(args.domain)
         if args.domain is not None and not args.domain.strip():
             raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
         # each row names its host: "host" as people read it (the name, with the UUID where

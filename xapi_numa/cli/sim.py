@@ -5,6 +5,8 @@ import sys
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.cli import common
 from xapi_numa.ops import instance_lock
+from xapi_numa.ops.command_line import given
+from xapi_numa.ops.observe import as_typed, domain_by_name_or_id
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
@@ -72,7 +74,7 @@ def cmd_sim_create(args) -> int:
     memory = parse_size(args.memory, "--memory")
     try:
         with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):
-            domid = sim.create(args.name, args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
+            domid = sim.create(as_typed(args.name), args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
                                passthrough=args.passthrough)
     except NoCapacity:
         # the allocator counts pages; the user typed a size
@@ -86,7 +88,7 @@ def cmd_sim_create(args) -> int:
 
 def cmd_sim_control(args) -> int:
     sim = SimHypervisor(args.path)
-    domid = sim.find(args.name)
+    domid = domain_by_name_or_id(sim, args.name).domid  # a name typed in UTF-8 on an ASCII locale too
     if domid == 0 and args.action == "destroy":  # Xen refuses it (EPERM): "not privileged" would mislead
         raise InvalidArgument("VM", "dom0 cannot be destroyed", "a guest's domid, name or UUID")
     {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)
@@ -138,11 +140,11 @@ def register(sub) -> None:
     s.add_argument("--cpus-per-node", type=whole_number, required=True)
     s.add_argument("--memory-per-node", required=True,
                    help="each node's memory, 64M .. 64T (K, M, G or T, binary units: e.g. 4G, 512M, 1.5G)")
-    s.add_argument("--distances", help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
+    s.add_argument("--distances", type=given, help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
     s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
     s.add_argument("--seed", type=whole_number, default=0)
     s.add_argument("--dom0-vcpus", type=whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
-    s.add_argument("--dom0-memory", help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
+    s.add_argument("--dom0-memory", type=given, help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
                                          "default min(1G, 10%% of the host)")
     s.add_argument("--force", action="store_true", help="replace an existing state file")
     s.set_defaults(func=cmd_sim_init)

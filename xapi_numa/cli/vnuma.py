@@ -18,6 +18,7 @@ from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import whole_number
 from xapi_numa.core.units import PAGE_SHIFT, SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops.command_line import given as given_text
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.vnuma_xapi import free_for_plan
@@ -96,15 +97,17 @@ def _store(args) -> int:
                                         "plans it)", "--store [--split 0|1] [--host HOST]")
     if args.split is not None and args.split not in (0, 1):
         raise InvalidArgument("--split", str(args.split), "0, 1")
+    vm, host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
-        result = pool_plan(session, args.vm, "split" if args.split is not None else "follow", args.split,
-                           args.host, store=True)
+        result = pool_plan(session, vm, "split" if args.split is not None else "follow", args.split,
+                           host, store=True)
     common.emit(args, result, lambda r: "{} on {}: stored in other_config:{}\n{}".format(
         render.cell(args.vm), render.cell(r["host"]), VNUMA_KEY, _render(r)))
     return 0
 
 
 def cmd_vnuma(args) -> int:
+    args.vm, args.host = common.typed(args.vm), common.typed(args.host)
     if args.store:
         return _store(args)
     for flag, given in (("--pool", args.pool), ("--host", args.host)):
@@ -193,25 +196,26 @@ def register(sub) -> None:
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
     q.add_argument("--vcpus", type=whole_number, help="the VM's vCPUs (needed unless --store)")
     q.add_argument("--memory", help="static-max (needed unless --store); " + SIZE_SYNTAX)
-    q.add_argument("--dynamic-min", dest="dynamic_min", help="if below --memory the VM would use "
+    q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
-    q.add_argument("--type", help="hvm (default) or pvh; pv is refused")
+    q.add_argument("--type", type=given_text, help="hvm (default) or pvh; pv is refused")
     q.add_argument("--nodes", help="the pnodes, one vnode each, in order: 1,0, 0-1 or nodes:0-1 "
                                    "(default: where placement puts it)")
     q.add_argument("--split", type=whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")
-    q.add_argument("--mode", help="the VM's NUMA policy mode (must agree with the vnode map)")
+    q.add_argument("--mode", type=given_text, help="the VM's NUMA policy mode (must agree with the vnode map)")
     q.add_argument("--policy-nodes", dest="policy_nodes", help="the VM's NUMA policy node list")
-    q.add_argument("--on-exhaust", dest="on_exhaust", help="fallback (default) or fail")
+    q.add_argument("--on-exhaust", dest="on_exhaust", type=given_text, help="fallback (default) or fail")
     q.add_argument("--xl", action="store_true", help="print the vnuma/memory/cpus_soft lines for xl.cfg")
     q.add_argument("--apply", action="store_true",
                    help="also set the layout on the built, paused domain VM (for toolstacks without vNUMA)")
-    q.add_argument("--hole-start", dest="hole_start",
+    q.add_argument("--hole-start", dest="hole_start", type=given_text,
                    help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end; "
                         "default as libxl builds it: 0xf0000000 for hvm, 0xfc000000 for pvh)")
     q.add_argument("--store", action="store_true",
                    help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
-    q.add_argument("--host", help="with --store, for a halted VM: plan on this host (default: placement's best)")
+    q.add_argument("--host", type=given_text,
+                   help="with --store, for a halted VM: plan on this host (default: placement's best)")
     common.add_json(q)
     common.add_ledger(q)
     q.set_defaults(func=cmd_vnuma)

@@ -127,6 +127,10 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
 
 def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> dict:
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
+    state = xapi.call(session.xenapi.VM.get_power_state, vm)
+    if state != "Halted":  # refused before any host is asked or anything released, in the command's words
+        raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(
+            shown(vm_name_or_uuid), uuid, state), "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
     _release_earlier_place(session, vm, uuid)
     tried: List[str] = []
     refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again

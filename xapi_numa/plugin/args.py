@@ -7,6 +7,7 @@ import re
 from typing import AbstractSet, Dict
 
 from xapi_numa.core.host import parse_uuid
+from xapi_numa.core.numbers import shown, shown_digits
 from xapi_numa.errors import InvalidArgument
 
 MAX_ARG = 1024
@@ -40,9 +41,9 @@ def bool_arg(args: Dict[str, str], key: str, default: bool = False) -> bool:
 def int_arg(args: Dict[str, str], key: str, low: int, high: int) -> int:
     text = args[key].strip()
     # ASCII digits only: int() would take other scripts' digits too
-    if not re.match(r"^[0-9]{1,12}$", text):
-        raise InvalidArgument(key, "{!r} is not an integer".format(args[key]), "{}..{}".format(low, high))
-    value = int(text)
-    if not low <= value <= high:
-        raise InvalidArgument(key, "{} is out of range".format(value), "{}..{}".format(low, high))
-    return value
+    if not re.match(r"^[0-9]+$", text):
+        raise InvalidArgument(key, "{} is not an integer".format(shown(args[key])), "{}..{}".format(low, high))
+    digits = text.lstrip("0") or "0"  # a long run of digits is an integer too, just out of range
+    if len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise InvalidArgument(key, "{} is out of range".format(shown_digits(digits)), "{}..{}".format(low, high))
+    return int(digits)

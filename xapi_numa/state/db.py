@@ -109,7 +109,7 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
 
 
 def default_path() -> str:
-    return os.environ.get("XAPI_NUMA_LEDGER", DEFAULT_PATH)
+    return os.environ.get("XAPI_NUMA_LEDGER") or DEFAULT_PATH  # set but empty (an unset $VAR) is not given
 
 
 def _identity(path: str) -> Optional[Tuple[int, int]]:
@@ -154,6 +154,10 @@ class Database:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             return
         except FileExistsError:
+            if not os.path.isfile(self.path):  # SQLite would take a device (its journal beside it, e.g. in /dev)
+                raise StateError("cannot open the state database {}: it is {}, not a file (set $XAPI_NUMA_LEDGER / "
+                                 "--ledger to a file's path)".format(self.path, "a directory" if os.path.isdir(
+                                     self.path) else "a device or other special file")) from None
             err = None if os.access(self.path, os.R_OK | os.W_OK) else PermissionError(errno.EACCES, "Permission denied")
         except OSError as failed:
             err = failed
