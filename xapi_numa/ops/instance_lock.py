@@ -8,6 +8,7 @@ the process, so a daemon killed by SIGKILL never leaves a stale lock behind.
 import errno
 import fcntl
 import os
+import re
 from typing import Optional
 
 from xapi_numa.backends.open import sim_path
@@ -41,14 +42,28 @@ def acquire(spec: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
-        os.close(fd)
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StateError("another xapi-numad already runs for this host (it holds {}); stop it first "
-                             "(systemctl stop xapi-numad)".format(path)) from None
+            pid = _holder_pid(fd)
+            os.close(fd)
+            # systemd runs the host's daemon; one for a simulated host is someone's own process
+            how = "systemctl stop xapi-numad" if not real_sim_path(spec) else \
+                "kill {}".format(pid) if pid else "stop that process"
+            raise StateError("another xapi-numad{} already runs for this host (it holds {}); stop it first ({})".format(
+                " (pid {})".format(pid) if pid else "", path, how)) from None
+        os.close(fd)
         raise StateError("cannot lock {}: {}".format(path, err.strerror)) from None
     os.ftruncate(fd, 0)
     os.write(fd, "{}\n".format(os.getpid()).encode())
     return fd
+
+
+def _holder_pid(fd: int) -> Optional[int]:
+    """The pid the holder wrote in the lock file, if it reads as one."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if re.fullmatch(r"[0-9]{1,10}", text) else None
 
 
 def holder(spec: str) -> Optional[str]:
