@@ -14,7 +14,7 @@ import time
 import uuid as uuidlib
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.backends.xen_domains import uuid_text
+from xapi_numa.core.live_domains import LiveDomains, uuid_text
 from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
@@ -69,9 +69,9 @@ class MemHost(Hypervisor):
         self.hypercalls += len(self.records) // 256 + 1  # xc_domain_getinfolist, 256 at a time
         return [self._info(domid) for domid in self.records]  # (and a xenstore read per name, once per process)
 
-    def domain_uuids(self) -> Dict[int, str]:
+    def domain_uuids(self) -> LiveDomains:
         self.hypercalls += len(self.records) // 256 + 1
-        return {domid: uuid_text(handle) for domid, (handle, _, _) in self.records.items()}
+        return LiveDomains(list(self.records), b"".join(handle for handle, _, _ in self.records.values()))
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         self.hypercalls += 1

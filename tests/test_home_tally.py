@@ -2,6 +2,7 @@
 import attrs
 
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import Request
 from xapi_numa.core.topology import Topology
@@ -141,9 +142,10 @@ def test_a_tally_the_state_database_refuses_does_not_stop_the_cycle(tmp_path):
 def test_the_very_domains_summed_are_answered_from_the_one_row(tmp_path):
     """A start that lists what the daemon summed takes its sums: the per-domain rows are
     not read (a review found that no test failed with the one-row path taken out)."""
+    u = {n: "00000000-0000-4000-8000-00000000000{}".format(n) for n in (0, 3, 4)}
     db = Database(str(tmp_path / "s.db"))
-    HomeTally(db).publish({3: ("u3", {0: 2}), 4: ("u4", {1: 3})})
+    HomeTally(db).publish({3: (u[3], {0: 2}), 4: (u[4], {1: 3})})
     with db.write() as c:
         c.execute("DELETE FROM home_tally")  # only the sums can answer now
-    assert HomeTally(db).count({0: "d0", 3: "u3", 4: "u4"}, 2) == ([2, 3], [])
-    assert HomeTally(db).count({0: "d0", 3: "u3"}, 2) == ([0, 0], [3])  # another set: the rows (none left)
+    assert HomeTally(db).count(LiveDomains.of(u), 2) == ([2, 3], [])
+    assert HomeTally(db).count(LiveDomains.of({0: u[0], 3: u[3]}), 2) == ([0, 0], [3])  # another set: the rows

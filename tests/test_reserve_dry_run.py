@@ -60,7 +60,9 @@ def test_a_reserved_vms_domid_now_another_vms_is_not_its_domain(tmp_path):
     ledger.reserve(vm, {0: g // 2}, 300.0, lambda: {0: 8 * g})
     ledger.mark_claimed(vm)
     stranger = hv.create("stranger", 1, g // 2)
-    actions = upkeep.plan_reconcile(hv, ledger.reservations(), {0: hv.domain_uuids()[0], stranger: vm})
+    from xapi_numa.core.live_domains import LiveDomains
+
+    actions = upkeep.plan_reconcile(hv, ledger.reservations(), LiveDomains.of({0: hv.domain_uuids()[0], stranger: vm}))
     assert [type(a).__name__ for a in actions] == ["ReleaseReservation"] and actions[0].reason == "domain gone"
 
 

@@ -65,7 +65,7 @@ def test_one_record_is_that_domids_or_none():
     assert lib.calls[-1] == (194, 1)
 
 
-def test_uuid_text_is_the_uuid_modules():
+def test_uuid_text_is_the_uuid_modules():  # (the adapter formats records with core.live_domains.uuid_text)
     for n in (0, 1, 2 ** 128 - 1, 0x0123456789ABCDEF0123456789ABCDEF):
         raw = uuid.UUID(int=n).bytes
         assert xen_domains.uuid_text(raw) == str(uuid.UUID(bytes=raw))

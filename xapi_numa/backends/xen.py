@@ -22,6 +22,7 @@ from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
@@ -134,7 +135,7 @@ class XenHypervisor(Hypervisor):
         self._names = {k: v for k, v in self._names.items() if k in alive}
         return [self._info(d) for d in listed]
 
-    def domain_uuids(self) -> Dict[int, str]:
+    def domain_uuids(self) -> LiveDomains:
         return domain_records.uuids(ffi, lib, self._h, _check)  # no names: no xenstore read
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:

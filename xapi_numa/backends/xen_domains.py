@@ -2,26 +2,20 @@
 
 Part of the Xen adapter (:mod:`xapi_numa.backends.xen` calls these with its
 libxenuma binding and handle).  What this module owns: reading the records in
-batches from a domid on, the fields xapi-numa keeps of one, and the UUID text
-of a domain's handle.  A domain's name is not in its record but in xenstore
+batches from a domid on, and the fields xapi-numa keeps of one.  A domain's name is not in its record but in xenstore
 (one read per domain), so the adapter adds names only where a caller wants
 whole :class:`~xapi_numa.core.host.DomainInfo` records; a start's count of
-vCPU homes needs only which domains are alive, and their UUIDs
+vCPU homes needs only which domains are alive, and their handles
 (:func:`uuids`).
 """
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
+
+from xapi_numa.core.live_domains import HANDLE, LiveDomains, uuid_text
 
 BATCH = 256  # records per getinfolist call
 
 Check = Callable[[int, str], int]  # a -errno return to HypervisorError, else the count
-
-
-def uuid_text(handle: bytes) -> str:
-    """A handle's 16 bytes as a UUID's text (what ``str(uuid.UUID(bytes=...))`` gives,
-    without building the object: a start formats a thousand of them)."""
-    h = handle.hex()
-    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])  # (quicker than str.format)
 
 
 def records(ffi, lib, handle, check: Check, first: int = 0, limit: Optional[int] = None) -> List[SimpleNamespace]:
@@ -51,9 +45,11 @@ def one(ffi, lib, handle, check: Check, domid: int) -> Optional[SimpleNamespace]
     return found[0] if found and found[0].domid == domid else None
 
 
-def uuids(ffi, lib, handle, check: Check) -> Dict[int, str]:
-    """domid -> UUID of every domain that is not dying; nothing else is copied."""
-    out: Dict[int, str] = {}
+def uuids(ffi, lib, handle, check: Check) -> LiveDomains:
+    """domid -> UUID of every domain that is not dying; nothing else is copied, and no
+    UUID is formatted (:class:`LiveDomains` does that when asked)."""
+    domids: List[int] = []
+    handles: List[bytes] = []
     first, dying = 0, lib.XN_DOM_DYING
     batch = ffi.new("struct xn_domain[]", BATCH)
     while True:
@@ -61,7 +57,8 @@ def uuids(ffi, lib, handle, check: Check) -> Dict[int, str]:
         for i in range(got):
             d = batch[i]
             if not d.flags & dying:
-                out[d.domid] = uuid_text(bytes(d.handle))
+                domids.append(d.domid)
+                handles.append(bytes(ffi.buffer(d.handle, HANDLE)))
         if got < BATCH:
-            return out
+            return LiveDomains(domids, b"".join(handles))
         first = batch[got - 1].domid + 1

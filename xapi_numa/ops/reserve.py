@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import attrs
 
 from xapi_numa.core.actions import Reserve
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
@@ -32,7 +33,7 @@ ATTEMPTS = 8
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
-               tally: Optional[HomeTally] = None, uuids: Optional[Mapping[int, str]] = None) -> NodeLoads:
+               tally: Optional[HomeTally] = None, uuids: Optional[LiveDomains] = None) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's

@@ -5,6 +5,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.errors import NumaError
 from xapi_numa.ops.executor import Executor, Outcome
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -12,23 +13,24 @@ from xapi_numa.state.ledger import Ledger
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
-                   uuids: Optional[Mapping[int, str]] = None) -> List[object]:
-    """Read the domains of the reserved VMs (from ``uuids``, domid -> UUID of the live
-    domains, read just now, or read here) and ask the pure planner what to do.  Only the
-    reserved VMs' records are read: on a host of a thousand domains a start makes this
-    read for a few of them."""
+                   uuids: Optional[LiveDomains] = None) -> List[object]:
+    """Read the domains of the reserved VMs (found in ``uuids``, the live domains read
+    just now, or read here) and ask the pure planner what to do.  Only the reserved VMs'
+    records are read: on a host of a thousand domains a start makes this read for a few
+    of them."""
     if not reservations:
         return []
-    reserved = {r.vm for r in reservations}
+    live = hv.domain_uuids() if uuids is None else uuids
     domains: Dict[str, DomainInfo] = {}
     pages: Dict[int, Mapping[int, int]] = {}
-    for domid, uuid in (hv.domain_uuids() if uuids is None else uuids).items():
-        if uuid not in reserved:
+    for r in reservations:
+        domid = live.domid_of(r.vm)  # (of two domains with its UUID, the one being built)
+        if domid is None:
             continue
         d = hv.domain(domid, named=False)
-        if d is None or d.uuid != uuid:
+        if d is None or d.uuid != r.vm:
             continue  # gone since the list (its domid perhaps another domain's now)
-        domains[uuid] = d
+        domains[r.vm] = d
         try:
             pages[domid] = hv.node_pages(domid)
         except NumaError:
@@ -49,7 +51,7 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
 
 
 def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
-                                uuids: Optional[Mapping[int, str]] = None) -> Dict[int, int]:
+                                uuids: Optional[LiveDomains] = None) -> Dict[int, int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing
     (what a dry run counts); without ``exclude``'s own reservation.  ``uuids``: the
     live domains, read just now (domid -> UUID)."""
@@ -57,7 +59,7 @@ def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optiona
     # only a reservation whose VM has a domain can be changed by a reconcile, but for a claimed
     # one whose domain is gone, which holds nothing (its bytes went to the claim)
     now = ledger.clock()
-    totals, building = ledger.totals_and_reservations_of(set(live.values()), exclude, now)
+    totals, building = ledger.totals_and_reservations_of(lambda vm: live.domid_of(vm) is not None, exclude, now)
     as_read = reservation.outstanding(building, (), now)
     after = reservation.outstanding(building, plan_reconcile(hv, building, live), now)
     for node in set(as_read) | set(after):

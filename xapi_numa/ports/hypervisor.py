@@ -16,6 +16,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence
 import attrs
 
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
 
@@ -65,11 +66,11 @@ class Hypervisor(abc.ABC):
     @abc.abstractmethod
     def domains(self) -> List[DomainInfo]: ...
 
-    def domain_uuids(self) -> Dict[int, str]:
+    def domain_uuids(self) -> LiveDomains:
         """domid -> UUID of every live domain: all a start's count of vCPU homes needs to
         know of the domains.  The Xen adapter reads it without the names (a xenstore read
         per domain in a fresh process, as every plugin call is) or the rest of the records."""
-        return {d.domid: d.uuid for d in self.domains()}
+        return LiveDomains.of({d.domid: d.uuid for d in self.domains()})
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         """One domain's record, or None if there is no such live domain.  ``named=False``:

@@ -14,6 +14,7 @@ only weighs a choice; the memory a start needs is always read now.
 import json
 from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
+from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
 from xapi_numa.state.db import Database
 
 MAX_AGE = 5.0  # seconds: five daemon cycles at the default period
@@ -29,7 +30,7 @@ class HomeTally:
     def publish(self, homes: Mapping[int, Tuple[str, Mapping[int, int]]]) -> None:
         """The counts of every guest domain now (replacing the last ones): the rows only
         when they changed, the time always; with them, the sums per node and the
-        domains summed (:func:`_summed`), so that a start that lists the same
+        domains summed (their fingerprint), so that a start that lists the same
         domains reads one row."""
         homes = {domid: (uuid, {int(n): int(c) for n, c in counts.items()}) for domid, (uuid, counts) in homes.items()}
         with self.db.write() as db:
@@ -43,14 +44,14 @@ class HomeTally:
                 for _, counts in homes.values():
                     for node, count in counts.items():
                         totals[node] = totals.get(node, 0) + count
-                domids, uuids = _summed({domid: uuid for domid, (uuid, _) in homes.items()})
+                domids, uuids = fingerprint_of({domid: uuid for domid, (uuid, _) in homes.items()})
                 db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, domids, uuids, totals) "
                            "VALUES (0, ?, ?, ?, ?)", (self.db.clock(), domids, uuids, json.dumps(sorted(totals.items()))))
             else:
                 db.execute("UPDATE home_tally_time SET at = ? WHERE id = 0", (self.db.clock(),))
         self._written = homes
 
-    def count(self, live: Mapping[int, str], nodes: int, skip: Collection[int] = (0,),
+    def count(self, live: LiveDomains, nodes: int, skip: Collection[int] = (0,),
               max_age: float = MAX_AGE) -> Optional[Tuple[List[int], List[int]]]:
         """The vCPUs homed alone on each of ``nodes`` nodes, summed over the domains of
         ``live`` (domid -> UUID, read just now) that the tally names with the same UUID,
@@ -60,10 +61,7 @@ class HomeTally:
         domains that came or went since the cycle cost Python work (a start on a host of
         a thousand domains)."""
         now = self.db.clock()
-        guests = dict(live)
-        for domid in skip:
-            guests.pop(domid, None)
-        domids, uuids = _summed(guests)
+        domids, uuids = live.fingerprint(skip)  # (no UUID formatted)
         vcpus = [0] * nodes
         with self.db.read() as db:
             if not self._fresh(db, now, max_age):
@@ -107,10 +105,3 @@ class HomeTally:
         at = db.execute("SELECT at FROM home_tally_time WHERE id = 0").fetchone()
         return at is not None and now - max_age <= at[0] <= now + 1.0  # a clock stepped back: not to be trusted
 
-
-def _summed(uuids: Mapping[int, str]) -> Tuple[str, str]:
-    """The domains of a tally (domid -> UUID) as two texts to compare whole: the domids
-    in order, comma-separated, and their UUIDs, one per line (joined in C: a start on a
-    host of a thousand domains makes no Python step per domain for them)."""
-    ordered = sorted(uuids)
-    return ",".join(map(str, ordered)), "\n".join(map(uuids.__getitem__, ordered))

@@ -20,7 +20,7 @@ process on the host:
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
 import time
-from typing import Callable, Collection, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import PAGE_SHIFT, format_size
@@ -61,31 +61,31 @@ class Ledger:
             totals = self._outstanding_in(db, self.clock(), exclude)
         return {node: totals.get(node, 0)} if node is not None else totals
 
-    def reservations(self, vms: Optional[Collection[str]] = None) -> List[Reservation]:
-        """Every reservation in force (unexpired, or claimed), or only those of ``vms``."""
+    def reservations(self, of: Optional[Callable[[str], bool]] = None) -> List[Reservation]:
+        """Every reservation in force (unexpired, or claimed), or only those of the VMs ``of`` names."""
         with self.db.read() as db:
-            return self._reservations_in(db, self.clock(), vms)
+            return self._reservations_in(db, self.clock(), of)
 
-    def totals_and_reservations_of(self, vms: Collection[str], exclude: Optional[str] = None,
+    def totals_and_reservations_of(self, of: Callable[[str], bool], exclude: Optional[str] = None,
                                    now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
         """In one read: :meth:`outstanding` (without ``exclude``'s), and the reservations of
-        ``vms`` but ``exclude``'s.  A start's dry run passes the UUIDs of the live domains:
+        the VMs ``of`` names but ``exclude``'s.  A start's dry run passes the UUIDs of the live domains:
         the reservations whose builds have begun, the only ones a reconcile changes, are
         read whole, and SQLite sums the others (a reservation lists every node).  ``now``:
         the instant expiry is judged at (the clock's now by default)."""
         now = self.clock() if now is None else now
         with self.db.read() as db:
             return (self._outstanding_in(db, now, exclude),
-                    [r for r in self._reservations_in(db, now, vms) if r.vm != exclude])
+                    [r for r in self._reservations_in(db, now, of) if r.vm != exclude])
 
     @staticmethod
-    def _reservations_in(db, now: float, vms: Optional[Collection[str]]) -> List[Reservation]:
+    def _reservations_in(db, now: float, of: Optional[Callable[[str], bool]]) -> List[Reservation]:
         rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
                           "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
-        if vms is None:
+        if of is None:
             nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
         else:
-            rows, nodes = [row for row in rows if row[0] in vms], []
+            rows, nodes = [row for row in rows if of(row[0])], []
             for row in rows:
                 nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm = ?",
                                     (row[0],)).fetchall()

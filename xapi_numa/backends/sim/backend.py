@@ -14,6 +14,7 @@ from xapi_numa.core.cpuset import ids_of, mask_of
 from xapi_numa.errors import HypervisorError, InvalidArgument
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
 from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages, format_size
@@ -175,9 +176,9 @@ class SimHypervisor(Hypervisor):
         with self.store.snapshot() as host:
             return [_info(d) for d in host.domains.values()]
 
-    def domain_uuids(self) -> Dict[int, str]:
+    def domain_uuids(self) -> LiveDomains:
         with self.store.snapshot() as host:
-            return {d.domid: d.uuid for d in host.domains.values()}
+            return LiveDomains.of({d.domid: d.uuid for d in host.domains.values()})
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         with self.store.snapshot() as host:

@@ -301,6 +301,10 @@ class Host:
             raise InvalidArgument("name", f"{name!r}", "a non-empty name that is not all digits (those are domids)")
         if any(d.name == name for d in self.domains.values()):
             raise InvalidArgument("name", f"a domain called {name!r} already exists")
+        try:  # Xen keeps a handle's 16 bytes: its UUID reads back in lower case, and nothing else is one
+            uuid = None if uuid is None else str(uuidlib.UUID(uuid))
+        except ValueError:
+            raise InvalidArgument("uuid", repr(uuid), "a UUID (32 hex digits, 8-4-4-4-12)") from None
         self._check_unambiguous(name, uuid)
         hard = self.online if hard is None else hard
         soft = self.online if soft is None else soft

@@ -1,0 +1,59 @@
+"""The live-domain list a start reads (core/live_domains): a Mapping domid -> UUID kept
+as Xen's handles, whose fingerprint and UUID look-ups agree with the text."""
+import uuid
+
+from hypothesis import given, strategies as st
+
+from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
+
+uuids = st.builds(lambda n: str(uuid.UUID(int=n)), st.integers(0, 2 ** 128 - 1))
+hosts = st.dictionaries(st.integers(0, 32767), uuids, max_size=40)
+
+
+@given(hosts, st.sets(st.integers(0, 32767), max_size=4))
+def test_it_is_the_mapping_and_its_fingerprint_is_the_texts(host, skip):
+    live = LiveDomains.of(host)
+    assert live == host and list(live) == sorted(host) and len(live) == len(host)
+    assert all(d in live for d in host) and -1 not in live
+    rest = {d: u for d, u in host.items() if d not in skip}
+    assert live.fingerprint(skip) == fingerprint_of(rest)
+    # and a list that differs by one domain, or one UUID, differs
+    if host:
+        d = next(iter(host))
+        other = dict(host)
+        other[d] = str(uuid.UUID(int=(uuid.UUID(host[d]).int + 1) % 2 ** 128))
+        assert LiveDomains.of(other).fingerprint() != live.fingerprint()
+
+
+@given(hosts)
+def test_domid_of_finds_each_uuid_and_nothing_else(host):
+    live = LiveDomains.of(host)
+    for domid, text in host.items():
+        assert live.domid_of(text) == max(d for d, u in host.items() if u == text)  # (shared: the newer)
+        assert live.domid_of(text.upper()) == live.domid_of(text)
+    assert live.domid_of("not a uuid") is None
+
+
+def test_a_uuid_across_two_handles_is_no_domains():
+    a = "00000000-0000-0000-0000-0000000000ab"
+    b = "cd000000-0000-0000-0000-000000000000"
+    live = LiveDomains.of({1: a, 2: b})
+    straddling = str(uuid.UUID(bytes=uuid.UUID(a).bytes[8:] + uuid.UUID(b).bytes[:8]))
+    assert live.domid_of(straddling) is None
+
+
+def test_two_domains_with_one_uuid_give_the_one_being_built():
+    u = str(uuid.uuid4())
+    assert LiveDomains.of({5: u, 9: str(uuid.uuid4()), 12: u}).domid_of(u) == 12
+
+
+def test_handles_out_of_order_or_a_domid_twice():
+    a, b = uuid.uuid4(), uuid.uuid4()
+    live = LiveDomains([7, 3], a.bytes + b.bytes)
+    assert list(live) == [3, 7] and live[7] == str(a) and live[3] == str(b)
+    for bad in (([1, 1], a.bytes + b.bytes), ([1], a.bytes + b.bytes)):
+        try:
+            LiveDomains(*bad)
+        except ValueError:
+            continue
+        raise AssertionError("accepted {}".format(bad))
