@@ -1,0 +1,36 @@
+"""Found in a review of the rebalancer: a memory-only node taken for a home."""
+from xapi_numa.core import rebalance, rebalance_moves
+from xapi_numa.core.actions import SetNodeAffinity
+from xapi_numa.core.host import DomainInfo, VcpuInfo
+from xapi_numa.core.snapshot import HostSnapshot
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops.rebalancing import Rebalancer
+from xapi_numa.state.db import Database
+from xapi_numa.state.homes import HomeMove, HomeMoves
+
+GiB = 1 << 30
+# nodes 0 and 1 with 4 pCPUs each, node 2 memory only (CXL, a memory expander)
+MEMORY_ONLY = Topology.from_arrays([0] * 4 + [1] * 4, [[10, 20, 20], [20, 10, 20], [20, 20, 10]], [8 * GiB] * 3)
+
+
+def test_a_vm_whose_memory_stays_is_never_homed_back_onto_a_node_without_pcpus():
+    """An idle PV guest whose memory is on node 2 (no pCPUs), homed by us on node 1: node
+    2's series is all zeros, within 90 % of its zero pCPUs, so it was sent "back to its
+    memory" there: node affinity {2}, its vCPUs' soft affinity the nearest nodes' (here
+    both: homed on two nodes, which nothing moves again)."""
+    pv = rebalance.VmLoad(1, "u1", "pv", 1, (0, 1), 0.0, {2: GiB >> 12, 1: 10}, "pv", history=(0.0,) * 5)
+    capacity = {0: 4.0, 1: 4.0, 2: 0.0}  # pools.guest_capacity: every node, 0 pCPUs for the memory-only one
+    assert rebalance_moves.back_to_memory([pv], {"u1": 1}, capacity, rebalance.Settings()) == []
+
+
+def test_the_rebalancer_sends_no_vm_back_to_a_memory_only_node(tmp_path):
+    db = Database(str(tmp_path / "l.db"))
+    rb = Rebalancer(db)
+    HomeMoves(db).record(HomeMove("u1", -1000.0, 0, 1, "balance", "test"))  # ours, long held down
+    d = DomainInfo(1, "pv", "u1", 2, 2 * GiB, 2 * GiB, False, type="pv")
+    n1 = MEMORY_ONLY.cpus_of_nodes([1])
+    for t in (1.0, 3.0, 5.0):
+        vc = {1: tuple(VcpuInfo(1, i, 4, "blocked", MEMORY_ONLY.all_cpus, n1, 0.0) for i in range(2))}
+        rb.following.homed_fixed["u1"] = 1
+        decision = rb.decide(HostSnapshot(MEMORY_ONLY, t, (d,), vc), {"u1": {2: GiB >> 12}}, set())
+        assert not [a for a in decision.actions if isinstance(a, SetNodeAffinity)], decision.note
