@@ -34,3 +34,25 @@ def test_the_rebalancer_sends_no_vm_back_to_a_memory_only_node(tmp_path):
         rb.following.homed_fixed["u1"] = 1
         decision = rb.decide(HostSnapshot(MEMORY_ONLY, t, (d,), vc), {"u1": {2: GiB >> 12}}, set())
         assert not [a for a in decision.actions if isinstance(a, SetNodeAffinity)], decision.note
+
+
+def test_a_vm_whose_stored_policy_cannot_be_read_is_not_the_rebalancers():
+    """``numa_mode=strict`` with a typo in ``numa_nodes`` was read as the default policy
+    (best_effort) and the rebalancer moved the VM its admin meant to stay put."""
+    from xapi_numa.ops.xapi_link import XapiLink
+
+    records = {"OpaqueRef:a": {"uuid": "typo", "other_config": {"numa_mode": "strict", "numa_nodes": "1,x"}},
+               "OpaqueRef:b": {"uuid": "any", "other_config": {"numa_mode": "any", "numa_on_exhaust": "bogus"}},
+               "OpaqueRef:c": {"uuid": "fine", "other_config": {"numa_mode": "preferred", "numa_nodes": "1"}}}
+
+    class Session:
+        class xenapi:
+            class VM:
+                @staticmethod
+                def get_all_records():
+                    return records
+
+    link = XapiLink(lambda: Session(), lambda: 0.0)
+    assert link.rebalance_opted_out("typo") and link.rebalance_opted_out("any")
+    assert not link.rebalance_opted_out("fine")
+    assert link.policy_of("typo").mode == "best_effort"  # settling's default is unchanged
