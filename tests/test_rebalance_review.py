@@ -56,3 +56,34 @@ def test_a_vm_whose_stored_policy_cannot_be_read_is_not_the_rebalancers():
     assert link.rebalance_opted_out("typo") and link.rebalance_opted_out("any")
     assert not link.rebalance_opted_out("fine")
     assert link.policy_of("typo").mode == "best_effort"  # settling's default is unchanged
+
+
+def test_a_vnode_move_and_the_periods_follow_steps_share_the_targets_room(tmp_path):
+    """Node 1 has room for one vnode (512 MiB) and a little: the planner moved a whole vnode
+    there and, in the same period, gave a VM following its home on node 1 a step sized to
+    the whole room again (twice the room asked of node 1; the later mover refused)."""
+    from xapi_numa.core import vnuma
+    from xapi_numa.core.actions import MoveMemory
+
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    plan = vnuma.plan_follow(topo, vnuma.GuestSpec("pvh", 4, GiB), [0, 1])
+    lay = vnuma.layout_of(plan, vnuma.memory_ranges(plan)).with_pnode(0, 0).with_pnode(1, 0)
+    vnode_pages = lay.vnodes[1].memory >> 12
+    doms = (DomainInfo(5, "numa", "u-numa", 4, GiB, GiB, False, "pvh"),
+            DomainInfo(6, "b", "u-b", 2, GiB, GiB, False, "pvh"),
+            DomainInfo(7, "f", "u-f", 1, GiB, GiB, False, "pvh"))
+    rb = Rebalancer(Database(str(tmp_path / "db")), read_layout=lambda domid: lay if domid == 5 else None)
+    rb.following.followed["u-f"], rb.following._domid["u-f"] = (1, 0), 7  # f's memory follows its home, node 1
+    pages = {"u-b": {0: GiB >> 12}, "u-f": {0: GiB >> 12}}
+    room = {0: 0, 1: vnode_pages + 1000}
+    moved = False
+    for t in (2.0, 4.0, 6.0):
+        vc = {5: tuple(VcpuInfo(5, i, i, "running", topo.all_cpus, n0, t) for i in range(4)),
+              6: tuple(VcpuInfo(6, i, i, "running", topo.all_cpus, n0, t) for i in range(2)),
+              7: (VcpuInfo(7, 0, 4, "blocked", topo.all_cpus, n1, 0.0),)}
+        decision = rb.decide(HostSnapshot(topo, t, doms, vc), pages, set(), room=dict(room))
+        to_1 = [a for a in decision.actions if isinstance(a, MoveMemory) and a.to == 1]
+        moved = moved or any(a.vnode is not None for a in to_1)
+        assert sum(vnode_pages if a.vnode is not None else a.max_pages for a in to_1) <= room[1], decision.note
+    assert moved

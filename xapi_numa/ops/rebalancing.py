@@ -336,6 +336,7 @@ class Rebalancer:
             if vm.vnode is not None:  # one whole vnode: its memory moves in one mover, no follow-up
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
                                           self.settings.rate, reason)
+                self.following.taken(to, rebalance.pages_to_move(vm, to, self.settings.local_enough))
             else:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason, snap.unpinned)
             if record:
@@ -378,11 +379,10 @@ class Rebalancer:
         return steps
 
     def applied(self, outcomes) -> List[object]:
-        """What the executor made of our actions: the home moves it made count, and their
-        memory starts following in the same period (the steps returned); a vnode move
-        started updates the cached layout (the mover records the same map when it is
-        done: if it does not finish, the layout is read again); one refused leaves it to
-        be read again."""
+        """What the executor made of our actions: the home moves it made count, and their memory starts
+        following in the same period (the steps returned); a vnode move started updates the cached layout
+        (the mover records the same map when it is done: if it does not finish, the layout is read again);
+        one refused leaves it to be read again."""
         steps = self._confirm(outcomes)
         for o in outcomes:
             a = o.action
