@@ -87,3 +87,26 @@ def test_a_vnode_move_and_the_periods_follow_steps_share_the_targets_room(tmp_pa
         moved = moved or any(a.vnode is not None for a in to_1)
         assert sum(vnode_pages if a.vnode is not None else a.max_pages for a in to_1) <= room[1], decision.note
     assert moved
+
+
+def test_no_home_moves_while_a_domain_could_not_be_read(tmp_path):
+    """Node 0: three busy 2-vCPU VMs on 4 pCPUs; node 1: a busy 4-vCPU VM, x, filling it.
+    x's vCPUs could not be read for two periods (HostSnapshot.unread: left out, not gone):
+    node 1 was taken for empty (load 0.00) and node 0's VMs were moved onto x's node."""
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    doms = [DomainInfo(i, "v%d" % i, "u%d" % i, 2, GiB, GiB, False, "pvh") for i in (1, 2, 3)]
+    x = DomainInfo(4, "x", "ux", 4, GiB, GiB, False, "pvh")
+    pages = dict({d.uuid: {0: GiB >> 12} for d in doms}, ux={1: GiB >> 12})
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    for t in range(2, 41, 2):
+        unread = t > 30
+        vc = {d.domid: tuple(VcpuInfo(d.domid, i, i, "running", topo.all_cpus, n0, t) for i in range(2))
+              for d in doms}
+        if not unread:
+            vc[4] = tuple(VcpuInfo(4, i, 4 + i, "running", topo.all_cpus, n1, t) for i in range(4))
+        snap = HostSnapshot(topo, float(t), tuple(doms + ([] if unread else [x])), vc,
+                            unread={"ux": 4} if unread else {})
+        decision = rb.decide(snap, pages, set())
+        assert not [a for a in decision.actions if isinstance(a, SetNodeAffinity)], (t, decision.note)
+    assert "not read" in decision.note

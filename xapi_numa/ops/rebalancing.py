@@ -1,19 +1,17 @@
 """The rebalancer's bookkeeping around the pure planner (:mod:`xapi_numa.core.rebalance`).
 
-Between periods it keeps what the planner needs to remember: each VM's
-smoothed CPU demand (from its vCPUs' CPU time, a vCPU found waiting to run
-counting as wanting a whole pCPU), how many consecutive periods the current
-best move has stood, when each VM's home last moved (the home-move log in the
-state database, which survives restarts), and how far each VM's memory has
-followed its new home.  Every period it turns a snapshot into
-:class:`~xapi_numa.core.rebalance.VmLoad` values, asks the planner
-(:func:`~xapi_numa.core.rebalance_plan.plan`: the best move, and the further
-ones worth making with it in the same period), and returns the actions for
-the executor, with the assessment that explains them.
+Between periods it keeps what the planner needs to remember: each VM's smoothed CPU demand (from its
+vCPUs' CPU time, a vCPU found waiting to run counting as wanting a whole pCPU), how many consecutive
+periods the current best move has stood, when each VM's home last moved (the home-move log in the
+state database, which survives restarts), and how far each VM's memory has followed its new home.
+Every period it turns a snapshot into :class:`~xapi_numa.core.rebalance.VmLoad` values, asks the
+planner (:func:`~xapi_numa.core.rebalance_plan.plan`: the best move, and the further ones worth
+making with it in the same period), and returns the actions for the executor, with the assessment
+that explains them.  In a period where a domain's vCPUs could not be read (``HostSnapshot.unread``)
+the load of its node is not known: no home moves then.
 
-A VM's home is what its affinity says without homing's temporary pins (one may
-still hold a vCPU on the node its VM just left).  Memory starts following in
-the period the home moves.
+A VM's home is what its affinity says without homing's temporary pins (one may still hold a
+vCPU on the node its VM just left).  Memory starts following in the period the home moves.
 
 A vNUMA VM is weighed vnode by vnode: each vnode is a unit of its own (the
 demand of its vCPUs, its memory, its pnode as home), and a move takes one
@@ -294,7 +292,8 @@ class Rebalancer:
         if record:
             self.homes.written(mending - self.part_moves.mending)  # gone, not ours, or given up
         mending = self.part_moves.mending  # not moved this period (one note per VM), its load still weighed
-        vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending else vm for vm in vms]
+        # nor any VM while a domain is unread: its node's load, and so what a move there gains, is not known
+        vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending or snap.unread else vm for vm in vms]
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                                              for vm, to in rebalance_moves.back_to_memory(
@@ -310,7 +309,8 @@ class Rebalancer:
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)
-        note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason])
+        note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason] + [
+            "no home moves: {} domain(s) not read this period".format(len(snap.unread))] * bool(snap.unread))
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None else 0
         self._streak = streak
