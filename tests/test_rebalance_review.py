@@ -110,3 +110,35 @@ def test_no_home_moves_while_a_domain_could_not_be_read(tmp_path):
         decision = rb.decide(snap, pages, set())
         assert not [a for a in decision.actions if isinstance(a, SetNodeAffinity)], (t, decision.note)
     assert "not read" in decision.note
+
+
+def test_a_home_move_cut_short_on_a_host_with_a_guest_mask_is_mended():
+    """The host's guest mask keeps CPU 0 for dom0: a move to node 0 writes soft affinity
+    {1, 2, 3}.  Killed after the first vCPU's write, the next look compared it with all of
+    node 0 ({0..3}), took it for someone else's change and dropped the note: the VM stayed
+    homed on two nodes for good."""
+    from xapi_numa.core.actions import SetAffinity
+    from xapi_numa.ops.part_moves import PartMoves
+    from xapi_numa.state.homes import Intent
+
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    n1, mask = topo.cpus_of_nodes([1]), topo.all_cpus - {0}
+    d = DomainInfo(1, "vm", "u", 2, GiB, GiB, False, "pvh")
+    vm = rebalance.VmLoad(1, "u", "vm", 1, (0, 1), 2.0, {1: 1})
+    written = [a.soft for a in rebalance_moves.home_move_actions(vm, 0, topo, "test", mask)
+               if isinstance(a, SetAffinity)][0]
+    assert written == frozenset({1, 2, 3})
+    intent = Intent(1, 1, 0, None, {0: n1, 1: n1})
+
+    def look(soft1):
+        vc = {1: (VcpuInfo(1, 0, 1, "running", topo.all_cpus, written, 1.0),
+                  VcpuInfo(1, 1, 5, "running", topo.all_cpus, soft1, 1.0))}
+        part = PartMoves()
+        return part, part.left_unwritten(HostSnapshot(topo, 10.0, (d,), vc, guest_cpus=mask), "u", intent, None,
+                                         False)
+    part, waiting = look(n1)  # vCPU 0 written, vCPU 1 not
+    assert waiting
+    assert [(a.vcpu, a.soft) for a in part.due(HostSnapshot(topo, 11.0, (d,), {1: ()}, guest_cpus=mask), set(),
+                                                set()) if isinstance(a, SetAffinity)] == [(0, n1)]
+    part, waiting = look(written)  # every write made: nothing to mend
+    assert not waiting and not part.mending

@@ -15,6 +15,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tupl
 
 from xapi_numa.core import rebalance, rebalance_moves
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.ops.executor import DONE, GONE
@@ -84,8 +85,8 @@ class PartMoves:
             return True
         if d is None or d.domid != intent.domid:
             return False
-        topo = snap.topology
-        old, new = topo.cpus_near([intent.from_node]), topo.cpus_near([intent.to_node])
+        topo = snap.topology  # the new home as the move wrote it: inside the host's guest mask
+        old, new = topo.cpus_near([intent.from_node]), within(topo.cpus_near([intent.to_node]), snap.unpinned)
         vcpus = snap.vcpus.get(d.domid, ())
         if intent.vnode is not None:
             if layout is None or mover_runs:
