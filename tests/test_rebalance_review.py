@@ -142,3 +142,25 @@ def test_a_home_move_cut_short_on_a_host_with_a_guest_mask_is_mended():
                                                 set()) if isinstance(a, SetAffinity)] == [(0, n1)]
     part, waiting = look(written)  # every write made: nothing to mend
     assert not waiting and not part.mending
+
+
+def test_a_vnode_move_keeps_its_vcpus_inside_the_hosts_guest_mask(tmp_path):
+    """A whole VM's new home is the node's CPUs inside the guest mask (home_move_actions);
+    a vnode's was all of the node's, CPU 4 (kept for dom0 by the mask) included."""
+    from xapi_numa.core import vnuma
+    from xapi_numa.core.actions import SetAffinity
+
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    n0, mask = topo.cpus_of_nodes([0]), topo.all_cpus - {4}
+    plan = vnuma.plan_follow(topo, vnuma.GuestSpec("pvh", 4, GiB), [0, 1])
+    lay = vnuma.layout_of(plan, vnuma.memory_ranges(plan)).with_pnode(0, 0).with_pnode(1, 0)
+    doms = (DomainInfo(5, "numa", "u-numa", 4, GiB, GiB, False, "pvh"),
+            DomainInfo(6, "b", "u-b", 2, GiB, GiB, False, "pvh"))
+    rb = Rebalancer(Database(str(tmp_path / "db")), read_layout=lambda domid: lay if domid == 5 else None)
+    softs = []
+    for t in (2.0, 4.0, 6.0):
+        vc = {5: tuple(VcpuInfo(5, i, i, "running", topo.all_cpus, n0, t) for i in range(4)),
+              6: tuple(VcpuInfo(6, i, i, "running", topo.all_cpus, n0, t) for i in range(2))}
+        decision = rb.decide(HostSnapshot(topo, t, doms, vc, guest_cpus=mask), {"u-b": {0: GiB >> 12}}, set())
+        softs += [a.soft for a in decision.actions if isinstance(a, SetAffinity) and a.soft is not None]
+    assert softs and all(s <= mask for s in softs), softs

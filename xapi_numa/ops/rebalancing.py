@@ -335,7 +335,7 @@ class Rebalancer:
             reason = best.explain({}).split("; node loads")[0]  # begins with the kind: "balance: ..."
             if vm.vnode is not None:  # one whole vnode: its memory moves in one mover, no follow-up
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
-                                          self.settings.rate, reason)
+                                          self.settings.rate, reason, snap.unpinned)
                 self.following.taken(to, rebalance.pages_to_move(vm, to, self.settings.local_enough))
             else:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason, snap.unpinned)
