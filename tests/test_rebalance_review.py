@@ -164,3 +164,33 @@ def test_a_vnode_move_keeps_its_vcpus_inside_the_hosts_guest_mask(tmp_path):
         decision = rb.decide(HostSnapshot(topo, t, doms, vc, guest_cpus=mask), {"u-b": {0: GiB >> 12}}, set())
         softs += [a.soft for a in decision.actions if isinstance(a, SetAffinity) and a.soft is not None]
     assert softs and all(s <= mask for s in softs), softs
+
+
+def test_half_a_swap_is_no_move(tmp_path):
+    """Node 0: three busy VMs on 4 pCPUs; node 1: three idle ones.  The planner trades a busy
+    VM for an idle one (a swap: piling it onto the idle ones would home 8 vCPUs on node 1's
+    4).  The idle VM's writes refused, the busy one's move counted all the same: logged as a
+    swap, held down, its memory following, node 1 homing 8 vCPUs."""
+    from xapi_numa.core.actions import SetAffinity
+    from xapi_numa.ops.executor import DONE, REFUSED, Outcome
+
+    topo = Topology.uniform(2, 4, 8 * GiB)
+    n0, n1 = topo.cpus_of_nodes([0]), topo.cpus_of_nodes([1])
+    doms = [DomainInfo(i, "v%d" % i, "u%d" % i, 2, GiB, GiB, False, "pvh") for i in range(1, 7)]
+    pages = {d.uuid: {0 if d.domid <= 3 else 1: GiB >> 12} for d in doms}
+    rb = Rebalancer(Database(str(tmp_path / "db")))
+    for t in (2.0, 4.0, 6.0):
+        vc = {d.domid: tuple(VcpuInfo(d.domid, i, i, "running" if d.domid <= 3 else "blocked", topo.all_cpus,
+                                      n0 if d.domid <= 3 else n1, t if d.domid <= 3 else 0.0) for i in range(2))
+              for d in doms}
+        decision = rb.decide(HostSnapshot(topo, t, tuple(doms), vc), pages, set())
+        if any(isinstance(a, SetNodeAffinity) for a in decision.actions):
+            break
+    assert decision.assessment.best.kind == "swap" and not decision.assessment.more
+    (busy, _), (idle, _) = decision.assessment.best.moves
+    steps = rb.applied([Outcome(a, REFUSED if a.domid == idle.domid else DONE) for a in decision.actions])
+    assert steps == [] and HomeMoves(rb.homes.db).recent() == []
+    assert rb.part_moves.mending == {busy.uuid}  # its writes undone in the next periods
+    vc[busy.domid] = tuple(VcpuInfo(busy.domid, i, i, "running", topo.all_cpus, n1, 8.0) for i in range(2))
+    undo = rb.decide(HostSnapshot(topo, 8.0, tuple(doms), vc), pages, set()).actions
+    assert {a.soft for a in undo if isinstance(a, SetAffinity) and a.domid == busy.domid} == {n0}

@@ -35,6 +35,26 @@ def before(vm: rebalance.VmLoad, snap: HostSnapshot, layout: Optional[VnumaLayou
     return soft, None
 
 
+def writes_of(vm: rebalance.VmLoad, outcomes: Sequence) -> List:
+    """The outcomes of the writes of a home move of ``vm``: a whole VM's (its node and soft
+    affinity); a vnode's (its vCPUs', the node affinity), its page move included."""
+    return [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
+            and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
+            and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
+
+
+def counted(moves: Sequence[Tuple[object, Sequence]]) -> List[bool]:
+    """Per (candidate, the outcomes of one of its VMs' writes) of a period: does that VM's move
+    count?  Only if every write of the candidate was made: half a swap piles one VM onto the
+    other's node, a move never weighed (the other half is undone as a move made in part).  A
+    vnode whose pages started moving counts all the same: nothing undoes that."""
+    def whole(outcomes: Sequence) -> bool:
+        return bool(outcomes) and all(o.status == DONE for o in outcomes)
+    short = {id(c) for c, outcomes in moves if not whole(outcomes)}
+    return [whole(outcomes) and (id(c) not in short or any(isinstance(o.action, MoveMemory) for o in outcomes))
+            for c, outcomes in moves]
+
+
 Entry = Tuple[int, float, List[Tuple[object, object]]]  # (domid, since, [(write made, its mending write)])
 
 

@@ -85,7 +85,7 @@ class Rebalancer:
         self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
-        self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float, Tuple]] = []  # made, not confirmed
+        self._pending: List[Tuple[rebalance.VmLoad, int, rebalance.Candidate, str, float, Tuple]] = []  # unconfirmed
         self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
@@ -341,7 +341,7 @@ class Rebalancer:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason, snap.unpinned)
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
-                self._pending.append((vm, to, best.kind, reason, now, was))
+                self._pending.append((vm, to, best, reason, now, was))
                 self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode, was[0])
         return out
 
@@ -356,24 +356,22 @@ class Rebalancer:
         self.homes.written(whole)
 
     def _confirm(self, outcomes) -> List[object]:
-        """A move counts (the home-move log, its hold-down, memory following) only once
-        every write of it was made; one deferred or refused is not a move.  The first
-        memory-follow steps of the moves that count, to be made at once."""
+        """A move counts (the home-move log, its hold-down, memory following) only once every write
+        of it was made, of both VMs of a swap (:func:`.part_moves.counted`); one deferred or refused
+        is not a move.  The first memory-follow steps of the moves that count, to be made at once."""
         pending, self._pending = self._pending, []
         mending = self.part_moves.mending
         self.part_moves.ended(outcomes)
         self.homes.written(mending - self.part_moves.mending)  # mended: whole again
         steps: List[object] = []
-        for vm, to, kind, reason, now, before in pending:
-            # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
-            mine = [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
-                    and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
-                    and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
-            if not (mine and all(o.status == DONE for o in mine)):
-                self.part_moves.made_in_part(vm, mine, before, now)  # its note stays until mended
+        mine = [part_moves.writes_of(p[0], outcomes) for p in pending]
+        for (vm, to, best, reason, now, before), m, counts in zip(pending, mine, part_moves.counted(
+                [(p[2], m) for p, m in zip(pending, mine)])):
+            if not counts:
+                self.part_moves.made_in_part(vm, m, before, now)  # its note stays until mended
                 continue
             self.homes.written([vm.uuid])
-            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
+            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
             if vm.vnode is None:  # a vnode's memory moved with it
                 steps += self.following.start(vm, to)
         return steps
