@@ -31,10 +31,11 @@ def back_to_memory(vms: Sequence[VmLoad], homed_by_us: Mapping[str, int], capaci
     """The VMs whose memory stays (:attr:`VmLoad.fixed_memory`) that we homed away from it
     (``homed_by_us``: uuid -> the home we gave it), to home back on the node holding most
     of it: still on that home, movable (its hold-down over, its policy and pins allowing),
-    the node allowed to it, and room for it there over the whole demand window (with it,
-    that node would have stayed within ``headroom`` at every period: the same evidence a
-    move away is judged on, so a dip between bursts brings nobody back).  Held for good,
-    they ran with their memory remote long after the load that sent them away was gone."""
+    the node allowed to it and with pCPUs for guests (a memory-only node is no home), and
+    room for it there over the whole demand window (with it, that node would have stayed
+    within ``headroom`` at every period: the same evidence a move away is judged on, so a
+    dip between bursts brings nobody back).  Held for good, they ran with their memory
+    remote long after the load that sent them away was gone."""
     k = max([len(vm.history) for vm in vms] + [1])
     series = node_series(vms, list(capacity), k)
     out = []
@@ -43,7 +44,7 @@ def back_to_memory(vms: Sequence[VmLoad], homed_by_us: Mapping[str, int], capaci
                 or not vm.movable):  # (home None: homed on several nodes, none of them ours to undo)
             continue
         back = max(sorted(vm.pages), key=lambda n: vm.pages[n])
-        if back == vm.home or back not in series or (vm.allowed is not None and back not in vm.allowed):
+        if back == vm.home or not capacity.get(back) or (vm.allowed is not None and back not in vm.allowed):
             continue
         with_it = [a + b for a, b in zip(series[back], vm.samples(k))]
         if max(with_it) <= capacity[back] * settings.headroom:

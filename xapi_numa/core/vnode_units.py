@@ -17,11 +17,12 @@ the vnode's vCPUs' soft affinity, the domain's node affinity (the pnodes its
 vnodes will live on), then its memory through the page mover, ranges and all,
 whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`).
 """
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import VNode, VnumaLayout
 from xapi_numa.errors import InvalidArgument, VnodeSplit
@@ -109,22 +110,23 @@ def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tup
 
 
 def vnode_home_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
-                       reason: str) -> List[object]:
-    """Vnode ``vnode`` homed on pnode ``to``: its vCPUs' soft affinity there, and the
-    domain's node affinity on every pnode its vnodes live on then (those known)."""
+                       reason: str, usable: Optional[FrozenSet[int]] = None) -> List[object]:
+    """Vnode ``vnode`` homed on pnode ``to``: its vCPUs' soft affinity there (on the node's
+    CPUs that guests may use, ``usable``: the host's guest mask, if any), and the domain's
+    node affinity on every pnode its vnodes live on then (those known)."""
     moved = layout.with_pnode(vnode, to)
-    cpus = topo.cpus_near([to])
+    cpus = within(topo.cpus_near([to]), usable)
     out: List[object] = [SetAffinity(domid, uuid, c, soft=cpus, reason=reason) for c in layout.vnode(vnode).vcpus]
     out.append(SetNodeAffinity(domid, uuid, frozenset(p for p in moved.pnodes if p is not None), reason))
     return out
 
 
 def vnode_move_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,
-                       rate: Optional[float], reason: str) -> List[object]:
+                       rate: Optional[float], reason: str, usable: Optional[FrozenSet[int]] = None) -> List[object]:
     """The rebalancer's move of vnode ``vnode`` to pnode ``to``, whole: its new home
     (:func:`vnode_home_actions`), then every page of the vnode through the page mover
     at ``rate``, which records the new vnode -> pnode map once the last page is there."""
     if any(p is None for p in layout.with_pnode(vnode, to).pnodes):
         raise InvalidArgument("vnode", "a layout with a vnode of unknown pnode", "a layout with every pnode")
-    return (vnode_home_actions(domid, uuid, layout, vnode, to, topo, reason)
+    return (vnode_home_actions(domid, uuid, layout, vnode, to, topo, reason, usable)
             + [MoveMemory(domid, uuid, to, rate=rate, reason=reason, vnode=vnode)])

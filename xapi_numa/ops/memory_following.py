@@ -38,6 +38,13 @@ class MemoryFollowing:
         """This period's step size (modelled time) and the room on each node its steps share."""
         self._period = (chunk_pages, None if room is None else dict(room))
 
+    def taken(self, node: int, pages: int) -> None:
+        """A move of this period brings ``pages`` to ``node`` at once (a whole vnode): the
+        period's follow steps share what is left of its room."""
+        room = self._period[1]
+        if room is not None:
+            room[node] = room.get(node, 0) - pages
+
     def start(self, vm: rebalance.VmLoad, to: int) -> List[object]:
         """A home move of ``vm`` to ``to`` was made: its first step (none if its memory stays)."""
         self._domid[vm.uuid] = vm.domid

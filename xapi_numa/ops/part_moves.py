@@ -15,6 +15,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tupl
 
 from xapi_numa.core import rebalance, rebalance_moves
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.ops.executor import DONE, GONE
@@ -32,6 +33,26 @@ def before(vm: rebalance.VmLoad, snap: HostSnapshot, layout: Optional[VnumaLayou
     if vm.vnode is not None and layout is not None:
         return soft, frozenset(p for p in layout.pnodes if p is not None)
     return soft, None
+
+
+def writes_of(vm: rebalance.VmLoad, outcomes: Sequence) -> List:
+    """The outcomes of the writes of a home move of ``vm``: a whole VM's (its node and soft
+    affinity); a vnode's (its vCPUs', the node affinity), its page move included."""
+    return [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
+            and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
+            and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
+
+
+def counted(moves: Sequence[Tuple[object, Sequence]]) -> List[bool]:
+    """Per (candidate, the outcomes of one of its VMs' writes) of a period: does that VM's move
+    count?  Only if every write of the candidate was made: half a swap piles one VM onto the
+    other's node, a move never weighed (the other half is undone as a move made in part).  A
+    vnode whose pages started moving counts all the same: nothing undoes that."""
+    def whole(outcomes: Sequence) -> bool:
+        return bool(outcomes) and all(o.status == DONE for o in outcomes)
+    short = {id(c) for c, outcomes in moves if not whole(outcomes)}
+    return [whole(outcomes) and (id(c) not in short or any(isinstance(o.action, MoveMemory) for o in outcomes))
+            for c, outcomes in moves]
 
 
 Entry = Tuple[int, float, List[Tuple[object, object]]]  # (domid, since, [(write made, its mending write)])
@@ -84,8 +105,8 @@ class PartMoves:
             return True
         if d is None or d.domid != intent.domid:
             return False
-        topo = snap.topology
-        old, new = topo.cpus_near([intent.from_node]), topo.cpus_near([intent.to_node])
+        topo = snap.topology  # the new home as the move wrote it: inside the host's guest mask
+        old, new = topo.cpus_near([intent.from_node]), within(topo.cpus_near([intent.to_node]), snap.unpinned)
         vcpus = snap.vcpus.get(d.domid, ())
         if intent.vnode is not None:
             if layout is None or mover_runs:

@@ -1,19 +1,17 @@
 """The rebalancer's bookkeeping around the pure planner (:mod:`xapi_numa.core.rebalance`).
 
-Between periods it keeps what the planner needs to remember: each VM's
-smoothed CPU demand (from its vCPUs' CPU time, a vCPU found waiting to run
-counting as wanting a whole pCPU), how many consecutive periods the current
-best move has stood, when each VM's home last moved (the home-move log in the
-state database, which survives restarts), and how far each VM's memory has
-followed its new home.  Every period it turns a snapshot into
-:class:`~xapi_numa.core.rebalance.VmLoad` values, asks the planner
-(:func:`~xapi_numa.core.rebalance_plan.plan`: the best move, and the further
-ones worth making with it in the same period), and returns the actions for
-the executor, with the assessment that explains them.
+Between periods it keeps what the planner needs to remember: each VM's smoothed CPU demand (from its
+vCPUs' CPU time, a vCPU found waiting to run counting as wanting a whole pCPU), how many consecutive
+periods the current best move has stood, when each VM's home last moved (the home-move log in the
+state database, which survives restarts), and how far each VM's memory has followed its new home.
+Every period it turns a snapshot into :class:`~xapi_numa.core.rebalance.VmLoad` values, asks the
+planner (:func:`~xapi_numa.core.rebalance_plan.plan`: the best move, and the further ones worth
+making with it in the same period), and returns the actions for the executor, with the assessment
+that explains them.  In a period where a domain's vCPUs could not be read (``HostSnapshot.unread``)
+the load of its node is not known: no home moves then.
 
-A VM's home is what its affinity says without homing's temporary pins (one may
-still hold a vCPU on the node its VM just left).  Memory starts following in
-the period the home moves.
+A VM's home is what its affinity says without homing's temporary pins (one may still hold a
+vCPU on the node its VM just left).  Memory starts following in the period the home moves.
 
 A vNUMA VM is weighed vnode by vnode: each vnode is a unit of its own (the
 demand of its vCPUs, its memory, its pnode as home), and a move takes one
@@ -87,7 +85,7 @@ class Rebalancer:
         self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
         self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
         self._streak = 0  # consecutive periods with a move worth making
-        self._pending: List[Tuple[rebalance.VmLoad, int, str, str, float, Tuple]] = []  # made, not confirmed
+        self._pending: List[Tuple[rebalance.VmLoad, int, rebalance.Candidate, str, float, Tuple]] = []  # unconfirmed
         self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
@@ -294,7 +292,8 @@ class Rebalancer:
         if record:
             self.homes.written(mending - self.part_moves.mending)  # gone, not ours, or given up
         mending = self.part_moves.mending  # not moved this period (one note per VM), its load still weighed
-        vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending else vm for vm in vms]
+        # nor any VM while a domain is unread: its node's load, and so what a move there gains, is not known
+        vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending or snap.unread else vm for vm in vms]
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
         back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
                                              for vm, to in rebalance_moves.back_to_memory(
@@ -310,7 +309,8 @@ class Rebalancer:
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)
-        note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason])
+        note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason] + [
+            "no home moves: {} domain(s) not read this period".format(len(snap.unread))] * bool(snap.unread))
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None else 0
         self._streak = streak
@@ -335,12 +335,13 @@ class Rebalancer:
             reason = best.explain({}).split("; node loads")[0]  # begins with the kind: "balance: ..."
             if vm.vnode is not None:  # one whole vnode: its memory moves in one mover, no follow-up
                 out += vnode_move_actions(vm.domid, vm.uuid, self.layout(vm.uuid), vm.vnode, to, snap.topology,
-                                          self.settings.rate, reason)
+                                          self.settings.rate, reason, snap.unpinned)
+                self.following.taken(to, rebalance.pages_to_move(vm, to, self.settings.local_enough))
             else:
                 out += rebalance_moves.home_move_actions(vm, to, snap.topology, reason, snap.unpinned)
             if record:
                 was = part_moves.before(vm, snap, self.layout(vm.uuid))
-                self._pending.append((vm, to, best.kind, reason, now, was))
+                self._pending.append((vm, to, best, reason, now, was))
                 self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode, was[0])
         return out
 
@@ -355,34 +356,31 @@ class Rebalancer:
         self.homes.written(whole)
 
     def _confirm(self, outcomes) -> List[object]:
-        """A move counts (the home-move log, its hold-down, memory following) only once
-        every write of it was made; one deferred or refused is not a move.  The first
-        memory-follow steps of the moves that count, to be made at once."""
+        """A move counts (the home-move log, its hold-down, memory following) only once every write
+        of it was made, of both VMs of a swap (:func:`.part_moves.counted`); one deferred or refused
+        is not a move.  The first memory-follow steps of the moves that count, to be made at once."""
         pending, self._pending = self._pending, []
         mending = self.part_moves.mending
         self.part_moves.ended(outcomes)
         self.homes.written(mending - self.part_moves.mending)  # mended: whole again
         steps: List[object] = []
-        for vm, to, kind, reason, now, before in pending:
-            # a whole VM's writes (its node and soft affinity); a vnode's, its page move included
-            mine = [o for o in outcomes if getattr(o.action, "domid", None) == vm.domid
-                    and (not isinstance(o.action, MoveMemory) or vm.vnode is not None)
-                    and (vm.vnode is None or getattr(o.action, "vcpu", None) in (None,) + tuple(vm.vcpus))]
-            if not (mine and all(o.status == DONE for o in mine)):
-                self.part_moves.made_in_part(vm, mine, before, now)  # its note stays until mended
+        mine = [part_moves.writes_of(p[0], outcomes) for p in pending]
+        for (vm, to, best, reason, now, before), m, counts in zip(pending, mine, part_moves.counted(
+                [(p[2], m) for p, m in zip(pending, mine)])):
+            if not counts:
+                self.part_moves.made_in_part(vm, m, before, now)  # its note stays until mended
                 continue
             self.homes.written([vm.uuid])
-            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, kind, reason))
+            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
             if vm.vnode is None:  # a vnode's memory moved with it
                 steps += self.following.start(vm, to)
         return steps
 
     def applied(self, outcomes) -> List[object]:
-        """What the executor made of our actions: the home moves it made count, and their
-        memory starts following in the same period (the steps returned); a vnode move
-        started updates the cached layout (the mover records the same map when it is
-        done: if it does not finish, the layout is read again); one refused leaves it to
-        be read again."""
+        """What the executor made of our actions: the home moves it made count, and their memory starts
+        following in the same period (the steps returned); a vnode move started updates the cached layout
+        (the mover records the same map when it is done: if it does not finish, the layout is read again);
+        one refused leaves it to be read again."""
         steps = self._confirm(outcomes)
         for o in outcomes:
             a = o.action

@@ -102,8 +102,7 @@ class XapiLink:
                 self._policies = {r["uuid"]: _policy_or_default(r.get("other_config", {})) for r in records.values()}
                 self._backend_off = {r["uuid"] for r in records.values() if r.get("other_config", {}).get(
                     BACKEND_AFFINITY_KEY, "").strip().lower() in ("false", "0", "no", "off")}
-                self._opted_out = {r["uuid"]: r.get("other_config", {}).get(REBALANCE_KEY, "").strip().lower()
-                                   in ("false", "0", "no", "off") for r in records.values()}
+                self._opted_out = {r["uuid"]: _rebalance_off(r.get("other_config", {})) for r in records.values()}
                 self._policies_at = now
                 self._guest_cpus = self.use(self._read_guest_cpus)
         return self._policies.get(uuid, Policy())
@@ -145,7 +144,8 @@ class XapiLink:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
         so does not knowing: a VM xapi has not listed yet (started since the last read,
         or xapi away since before it started) may have opted out, or have a ``preferred``
-        list its home must stay in."""
+        list its home must stay in; so does a stored policy that cannot be read (it may
+        say ``strict``)."""
         self.policy_of(uuid)  # refreshes the records when due
         return self._opted_out.get(uuid, True)
 
@@ -153,6 +153,19 @@ class XapiLink:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
         self.policy_of(uuid)  # refreshes both, at most every 30 s
         return uuid in self._backend_off
+
+
+def _rebalance_off(other_config: dict) -> bool:
+    """Is the VM not the rebalancer's: ``numa_rebalance=false``, or a stored policy that
+    cannot be read (``numa_mode=strict`` with a bad ``numa_nodes`` is meant to stay where it
+    is; settling applies the default policy and reports the error, moving it is no guess to make)."""
+    if other_config.get(REBALANCE_KEY, "").strip().lower() in ("false", "0", "no", "off"):
+        return True
+    try:
+        Policy.from_other_config(other_config)
+    except NumaError:
+        return True
+    return False
 
 
 def _policy_or_default(other_config: dict) -> Policy:
