@@ -17,6 +17,7 @@ def test_it_is_the_mapping_and_its_fingerprint_is_the_texts(host, skip):
     assert all(d in live for d in host) and -1 not in live
     rest = {d: u for d, u in host.items() if d not in skip}
     assert live.fingerprint(skip) == fingerprint_of(rest)
+    assert fingerprint_of({d: u.upper() for d, u in rest.items()}) == fingerprint_of(rest)  # (text in any case)
     # and a list that differs by one domain, or one UUID, differs
     if host:
         d = next(iter(host))

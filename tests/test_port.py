@@ -96,3 +96,27 @@ def test_a_starts_read_of_the_domains_agrees_with_the_full_list(sim):
     assert sim.domain(domid + 100) is None
     sim.destroy(domid)
     assert domid not in sim.domain_uuids() and sim.domain(domid) is None
+
+
+def test_a_simulated_host_file_whose_domain_uuid_is_no_uuid_is_refused_clearly(sim):
+    """Before 2026-12-04 the Python API took any text as a domain's UUID; Xen keeps 16
+    bytes.  Such a file is refused naming the domain (placement crashed on it), and a UUID
+    in upper case reads back in lower case, as Xen gives it."""
+    import json
+
+    sim.create("web", 1, 64 << 20)
+    with pytest.raises(InvalidArgument):
+        sim.create("bad", 1, 64 << 20, uuid="web-02")  # none is made now
+    state = json.load(open(sim.path))
+    web = next(d for d in state["domains"] if d["name"] == "web")
+    web["uuid"] = web["uuid"].upper()
+    json.dump(state, open(sim.path, "w"))
+    assert next(d.uuid for d in SimHypervisor(sim.path).domains() if d.name == "web") == web["uuid"].lower()
+    web["uuid"] = "web-01"
+    json.dump(state, open(sim.path, "w"))
+    from xapi_numa.errors import NumaError
+
+    with pytest.raises(NumaError) as err:  # (the store reports it as a damaged file, with the reason)
+        SimHypervisor(sim.path).domains()
+    assert "domain 1 (web) has the UUID 'web-01', which is no UUID" in err.value.message
+    assert "sim init PATH --force" in err.value.message

@@ -76,14 +76,15 @@ class HomeTally:
                 if node < nodes:
                     vcpus[node] = count
             named = set(db.execute("SELECT domid, uuid FROM home_tally GROUP BY domid").fetchall())
-            gone = named.difference(live.items())  # stopped since, or their domid reused
+            listed = set(live.items())  # (each UUID formatted once, here only)
+            gone = named - listed  # stopped since, or their domid reused
             gone.update((domid, live[domid]) for domid in skip if (domid, live.get(domid)) in named)
             for domid, _ in gone:
                 for node, count in db.execute("SELECT node, vcpus FROM home_tally WHERE domid = ? AND node >= 0",
                                               (domid,)):
                     if node < nodes:
                         vcpus[node] -= count
-        unread = sorted(domid for domid, _ in live.items() - named if domid not in skip)
+        unread = sorted(domid for domid, _ in listed - named if domid not in skip)
         return vcpus, unread
 
     def fresh(self, max_age: float = MAX_AGE) -> Optional[Homes]:

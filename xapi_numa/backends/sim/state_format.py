@@ -1,6 +1,7 @@
 """The simulated host's state-file form: every field of a :class:`~.model.Host` as
 plain JSON values, and back (the store checks the file's shape before this reads it)."""
 import random
+import uuid as uuidlib
 
 from xapi_numa.backends.sim.domain import Domain
 from xapi_numa.backends.sim.model import STATE_VERSION, Host, scheduler_class
@@ -58,9 +59,21 @@ def host_from_dict(data: dict) -> Host:
     host.domains = {}
     for dd in data["domains"]:
         d = Domain.from_dict(dd)
+        d.uuid = _handle_text(d)
         host.domains[d.domid] = d
     host.sched = scheduler_class(data["scheduler"]).from_dict(host, data["sched"])
     return host
+
+
+def _handle_text(d: Domain) -> str:
+    """A domain's UUID as Xen gives it back (16 bytes: lower case).  Before 2026-12-04 a
+    host made through the Python API could hold any text there, which nothing that reads
+    the domain list can match."""
+    try:
+        return str(uuidlib.UUID(d.uuid))
+    except ValueError:
+        raise InvalidArgument("state", "domain {} ({}) has the UUID {!r}, which is no UUID".format(
+            d.domid, d.name, d.uuid), "a simulated host made again (xapi-numa sim init PATH --force)") from None
 
 
 def _rng_state_to_json(state) -> list:
