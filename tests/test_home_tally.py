@@ -38,6 +38,15 @@ def host(tmp_path):
     return sim
 
 
+def published(db):
+    """domid -> {node: vCPUs homed there alone}, as the tally's rows hold them."""
+    out = {}
+    with db.read() as c:
+        for domid, node, count in c.execute("SELECT domid, node, vcpus FROM home_tally"):
+            out.setdefault(domid, {}).update({node: count} if node >= 0 else {})
+    return out
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -50,11 +59,9 @@ def test_the_daemons_cycle_publishes_each_guests_homes_and_a_start_reads_them_in
     sim, clock = host(tmp_path), Clock()
     db = Database(str(tmp_path / "state.db"), clock=clock)
     Runtime(sim, db).cycle()
-    tally = HomeTally(db).fresh()
-    assert {domid: counts for domid, (_, counts) in tally.items()} == {
-        d.domid: single_homes(sim.vcpus(d.domid), TOPO) for d in sim.domains() if d.domid}
+    assert published(db) == {d.domid: single_homes(sim.vcpus(d.domid), TOPO) for d in sim.domains() if d.domid}
     # (c too: libxl's automatic placement gave it one node's soft affinity)
-    assert sorted(c for _, counts in tally.values() for c in counts.values()) == [2, 2, 3]
+    assert sorted(c for counts in published(db).values() for c in counts.values()) == [2, 2, 3]
     counting = Counting(sim)
     with_tally = node_loads(counting, {}, TOPO, tally=HomeTally(db))
     assert counting.vcpu_reads == 0
@@ -113,14 +120,18 @@ def test_a_tally_from_a_clock_stepped_back_or_never_written_is_not_used(tmp_path
     clock = Clock()
     db = Database(str(tmp_path / "state.db"), clock=clock)
     tally = HomeTally(db)
-    assert tally.fresh() is None
-    tally.publish({5: ("u5", {1: 4})})
-    assert tally.fresh() == {5: ("u5", {1: 4})}
+    u5 = "00000000-0000-4000-8000-000000000005"
+    live = LiveDomains.of({0: "00000000-0000-4000-8000-000000000000", 5: u5})
+    assert tally.count(live, 2) is None
+    tally.publish({5: (u5, {1: 4})})
+    assert tally.count(live, 2) == ([0, 4], [])
     clock.now -= 10  # written "in the future": the clock was stepped back
-    assert tally.fresh() is None
-    clock.now += 10
-    tally.publish({})  # every guest gone
-    assert tally.fresh() == {}
+    assert tally.count(live, 2) is None
+    clock.now += 10 + MAX_AGE + 1  # the daemon stopped
+    assert tally.count(live, 2) is None
+    clock.now -= MAX_AGE + 1
+    tally.publish({})  # every guest gone (5 started since, say): it is read
+    assert tally.count(live, 2) == ([0, 0], [5])
 
 
 def test_a_tally_the_state_database_refuses_does_not_stop_the_cycle(tmp_path):

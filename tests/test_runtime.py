@@ -29,6 +29,27 @@ from test_daemon import swapped_host
 TOPO_N0 = frozenset(range(4))  # node 0 of swapped_host's 2 x 4 host
 
 
+def pinned_over_xapi(tmp_path, read_records, logins=None):
+    """swapped_host with a temporary pin of ours on A's vCPU 0, and a runtime whose xapi link
+    reads the VMs' records with ``read_records`` (``logins``: a list each login is noted in).
+    (sim, A's domid, the runtime, A's hard affinity before the pin.)"""
+    import types
+
+    from xapi_numa.core.actions import PinTemporarily
+
+    sim, a, _ = swapped_host(str(tmp_path / "h.json"))
+    session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(
+        get_all_records=read_records)))
+    link = XapiLink(lambda: (logins.append(sim.clock()) if logins is not None else None) or session, sim.clock)
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), policy_of=link.policy_of,
+                 opted_out=link.rebalance_opted_out, backend_opt_out=link.backend_affinity_off,
+                 guest_cpus=link.guest_cpus)
+    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
+    all_hard = sim.vcpus(a)[0].hard
+    rt.executor.apply([PinTemporarily(a, uuid, 0, TOPO_N0, all_hard, "displaced")])
+    return sim, a, rt, all_hard
+
+
 class Flaky:
     """A hypervisor view that fails in ways that are not NumaErrors, a few times."""
 
@@ -261,23 +282,12 @@ def test_xapi_answering_with_errors_fails_no_cycle_and_temporary_pins_still_go(t
     """xapi up but refusing every call (a pool member whose master is gone, emergency mode):
     the VMs' records read raised out of every cycle, before the restores, so a pin of
     homing's stayed for good.  The last records stand, the read backs off, logged once."""
-    import types
-
-    from xapi_numa.core.actions import PinTemporarily
-    sim, a, c = swapped_host(str(tmp_path / "h.json"))
     reads = []
 
     def refuse():
         reads.append(sim.clock())
         raise XapiError(["HOST_IN_EMERGENCY_MODE"])
-    session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(get_all_records=refuse)))
-    link = XapiLink(lambda: session, sim.clock)
-    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), policy_of=link.policy_of,
-                 opted_out=link.rebalance_opted_out, backend_opt_out=link.backend_affinity_off,
-                 guest_cpus=link.guest_cpus)
-    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
-    all_hard = sim.vcpus(a)[0].hard
-    rt.executor.apply([PinTemporarily(a, uuid, 0, TOPO_N0, all_hard, "displaced")])
+    sim, a, rt, all_hard = pinned_over_xapi(tmp_path, refuse)
     with caplog.at_level(logging.WARNING):
         for _ in range(40):
             sim.run(1.0)

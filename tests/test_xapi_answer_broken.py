@@ -3,20 +3,14 @@ the XML-RPC client raises neither OSError nor a XenAPI failure, but http.client'
 IncompleteRead or the XML parser's ExpatError.  That is xapi going away, like any other."""
 import http.client
 import logging
-import types
 import xml.parsers.expat
 
 import pytest
 
 from xapi_numa.backends import xapi
-from xapi_numa.core.actions import PinTemporarily
-from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.ops.xapi_link import XapiLink
-from xapi_numa.state.db import Database
 
-from test_daemon import swapped_host
-
-TOPO_N0 = frozenset(range(4))
+from test_runtime import pinned_over_xapi
 
 
 def broken_answer(kind):
@@ -40,19 +34,11 @@ def test_a_broken_answer_is_a_connection_error(kind):
 def test_xapi_killed_mid_answer_fails_no_cycle_and_temporary_pins_still_go(tmp_path, caplog, kind):
     """Every cycle failed (the guest mask is read with the records, in the snapshot), so no
     pin was undone, and the broken session was kept."""
-    sim, a, c = swapped_host(str(tmp_path / "h.json"))
     logins = []
 
     def killed():
         raise broken_answer(kind)
-    session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(get_all_records=killed)))
-    link = XapiLink(lambda: logins.append(sim.clock()) or session, sim.clock)
-    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), policy_of=link.policy_of,
-                 opted_out=link.rebalance_opted_out, backend_opt_out=link.backend_affinity_off,
-                 guest_cpus=link.guest_cpus)
-    uuid = next(d.uuid for d in sim.domains() if d.domid == a)
-    all_hard = sim.vcpus(a)[0].hard
-    rt.executor.apply([PinTemporarily(a, uuid, 0, TOPO_N0, all_hard, "displaced")])
+    sim, a, rt, all_hard = pinned_over_xapi(tmp_path, killed, logins)
     with caplog.at_level(logging.WARNING):
         for _ in range(40):
             sim.run(1.0)

@@ -87,20 +87,6 @@ class HomeTally:
         unread = sorted(domid for domid, _ in listed - named if domid not in skip)
         return vcpus, unread
 
-    def fresh(self, max_age: float = MAX_AGE) -> Optional[Homes]:
-        """The last counts, per domain, if written within ``max_age`` seconds, else None."""
-        now = self.db.clock()
-        with self.db.read() as db:
-            if not self._fresh(db, now, max_age):
-                return None
-            rows = db.execute("SELECT domid, uuid, node, vcpus FROM home_tally").fetchall()
-        out: Homes = {}
-        for domid, uuid, node, count in rows:
-            counts = out.setdefault(domid, (uuid, {}))[1]
-            if node >= 0:
-                counts[node] = count
-        return out
-
     @staticmethod
     def _fresh(db, now: float, max_age: float) -> bool:
         at = db.execute("SELECT at FROM home_tally_time WHERE id = 0").fetchone()

@@ -61,10 +61,10 @@ class Ledger:
             totals = self._outstanding_in(db, self.clock(), exclude)
         return {node: totals.get(node, 0)} if node is not None else totals
 
-    def reservations(self, of: Optional[Callable[[str], bool]] = None) -> List[Reservation]:
-        """Every reservation in force (unexpired, or claimed), or only those of the VMs ``of`` names."""
+    def reservations(self) -> List[Reservation]:
+        """Every reservation in force (unexpired, or claimed)."""
         with self.db.read() as db:
-            return self._reservations_in(db, self.clock(), of)
+            return self._reservations_in(db, self.clock(), None)
 
     def totals_and_reservations_of(self, of: Callable[[str], bool], exclude: Optional[str] = None,
                                    now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
