@@ -2,8 +2,9 @@
 
 For 2/4/8/16/64-node hosts: 1000 running VMs (sizes from a fixed mix) fill
 the host to about 90%, and 32 more starts hold reservations in the ledger
-(SQLite, in a temporary directory).  The same requests from the same mix are
-then decided, each timed alone, two ways:
+(SQLite, in a temporary directory; keyed by VM UUIDs, as xapi's starts are).
+The same requests from the same mix are then decided, each timed alone, two
+ways:
 
 * the decision: what a start's dry run does in production
   (``ops.reserve.place_and_reserve(..., dry_run=True)``, as ``place_vm``
@@ -95,7 +96,8 @@ def build_host(n: int, rng: random.Random, ledger: Ledger):
             p = planner.place(NodeLoads.of(free, reserved, homed), Request(vcpus, mem))
         except Exception:
             continue
-        ledger.reserve("start-{}".format(i), p.bytes_per_node, 3600, lambda: dict(enumerate(free)))
+        vm = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))  # (xapi's starts are keyed by VM UUIDs)
+        ledger.reserve(vm, p.bytes_per_node, 3600, lambda: dict(enumerate(free)))
         for node, used in p.memory:
             reserved[node] += used
     return topo, planner, hv, NodeLoads.of(free, reserved, homed), len(placed)
@@ -147,15 +149,16 @@ def one_size(n: int, tmp: str) -> List[Result]:
     with_tally: List[float] = []
     for i, (vcpus, mem) in enumerate(requests):
         req = Request(vcpus, mem)
+        vm = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))  # (a start is keyed by its VM's UUID)
         try:
             plan_only.append(time_mean(planner.place, loads, req))
             if i < DECISIONS:
                 before = hv.hypercalls
-                decision.append(time_one(place_and_reserve, hv, ledger, req, "next-{}".format(i), 60, True))
+                decision.append(time_one(place_and_reserve, hv, ledger, req, vm, 60, True))
                 calls += hv.hypercalls - before
                 HomeTally(ledger.db).publish(homes)
                 before = hv.hypercalls
-                with_tally.append(time_one(place_and_reserve, hv, ledger, req, "next-{}".format(i), 60, True))
+                with_tally.append(time_one(place_and_reserve, hv, ledger, req, vm, 60, True))
                 tally_calls += hv.hypercalls - before
                 HomeTally(ledger.db).publish({})  # and gone again: the next decision without it
         except Exception:

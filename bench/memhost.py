@@ -1,25 +1,39 @@
 """An in-memory host behind the Hypervisor port, for timing xapi-numa's own work.
 
 Each read builds its answer afresh as the Xen adapter (``backends/xen.py``)
-does from libxenuma's buffers: the topology from its arrays, a record per
-domain, a record per vCPU with its hard and soft affinity decoded from bit
-maps (bytes, as Xen returns them) and cut to the online CPUs.  What it does
+does from libxenuma's buffers: the topology, free memory and the live
+domains through the adapter's own code (``xen_topology``, ``xen_domains``)
+over a fake libxenuma that copies tables laid out as Xen's into its buffers,
+a record per domain, a record per vCPU with its hard and soft affinity
+decoded from bit maps (bytes, as Xen returns them) and cut to the online
+CPUs.  What it does
 not model is the hypercalls themselves: it counts, per read, those the Xen
 adapter makes (:attr:`MemHost.hypercalls`), so that a figure measured here can
 be read as "xapi-numa's Python work, plus that many hypercalls".  Only the
 reads a placement needs are implemented; anything else raises.
 """
+import bisect
 import errno
+import os
 import time
 import uuid as uuidlib
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
+import cffi
+
+from xapi_numa.backends import xen_domains, xen_topology
+from xapi_numa.backends.libxenuma_abi import declarations
 from xapi_numa.core.live_domains import LiveDomains, uuid_text
 from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import HypervisorError
 from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
+
+
+FFI = cffi.FFI()  # libxenuma's declarations, read from its header as the dom0 loader reads them
+with open(os.path.join(os.path.dirname(__file__), "..", "libxenuma", "src", "libxenuma.h")) as _header:
+    FFI.cdef(declarations(_header.read()))
 
 
 def _bitmap(cpus: FrozenSet[int], nbytes: int) -> bytes:
@@ -29,6 +43,51 @@ def _bitmap(cpus: FrozenSet[int], nbytes: int) -> bytes:
     return bytes(out)
 
 
+
+
+def _check(rc: int, what: str) -> int:
+    return rc
+
+
+class FakeLibxenuma:
+    """libxenuma's reads over the host's tables, each a copy of memory already laid out
+    as Xen's (what the hypercall's copy-out costs is not what this host measures)."""
+    XN_DOM_DYING = 1
+
+    def __init__(self, host: "MemHost") -> None:
+        domids = sorted(host.records)
+        self.domids = domids
+        self.records = FFI.new("struct xn_domain[]", max(1, len(domids)))
+        for i, domid in enumerate(domids):
+            handle, vcpus, memory = host.records[domid]
+            r = self.records[i]
+            r.domid, r.tot_pages, r.max_pages, r.nr_online_vcpus = domid, memory >> 12, memory >> 12, len(vcpus)
+            r.max_vcpu_id, r.handle = len(vcpus) - 1, list(handle)
+        nodes, count = len(host.sizes), len(host.cpu_to_node)
+        self.size, self.free = FFI.new("uint64_t[]", host.sizes), FFI.new("uint64_t[]", host.free)
+        self.dist = FFI.new("uint32_t[]", [d for row in host.distances for d in row])
+        self.core, self.socket = FFI.new("uint32_t[]", host.cpu_to_core), FFI.new("uint32_t[]", host.cpu_to_socket)
+        self.node = FFI.new("uint32_t[]", host.cpu_to_node)
+        self.nodes, self.cpus = nodes, count
+
+    def xn_numainfo(self, handle, n, size, free, dist) -> int:
+        n[0] = self.nodes
+        FFI.memmove(size, self.size, 8 * self.nodes)
+        FFI.memmove(free, self.free, 8 * self.nodes)
+        FFI.memmove(dist, self.dist, 4 * self.nodes * self.nodes)
+        return 0
+
+    def xn_cputopo(self, handle, n, core, socket, node) -> int:
+        n[0] = self.cpus
+        for out, table in ((core, self.core), (socket, self.socket), (node, self.node)):
+            FFI.memmove(out, table, 4 * self.cpus)
+        return 0
+
+    def xn_domains(self, handle, first, count, out) -> int:
+        start = bisect.bisect_left(self.domids, first)
+        got = max(0, min(count, len(self.domids) - start))
+        FFI.memmove(out, self.records + start, got * FFI.sizeof("struct xn_domain"))
+        return got
 
 
 class MemHost(Hypervisor):
@@ -46,11 +105,13 @@ class MemHost(Hypervisor):
         self.records: Dict[int, tuple] = {}  # domid -> (handle, vcpus as (cpu, hard map, soft map), bytes)
         self.hypercalls = 0
         self.maps = BitmapReader()  # the Xen adapter's decoding of Xen's bit maps
+        self._lib: Optional[FakeLibxenuma] = None
 
     def add_domain(self, domid: int, uuid: str, memory: int, hard: List[FrozenSet[int]],
                    soft: List[FrozenSet[int]]) -> None:
         vcpus = tuple((min(h & s or h), _bitmap(h, self.nbytes), _bitmap(s, self.nbytes)) for h, s in zip(hard, soft))
         self.records[domid] = (uuidlib.UUID(uuid).bytes, vcpus, memory)  # Xen keeps the handle's bytes
+        self._lib = None  # (laid out again at the next read)
 
     # --- the reads a placement makes ----------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -58,12 +119,17 @@ class MemHost(Hypervisor):
 
     def topology(self) -> Topology:
         self.hypercalls += 2  # xc_numainfo, xc_cputopoinfo
-        return Topology.from_arrays(self.cpu_to_node, self.distances, self.sizes, self.free,
-                                    cpu_to_core=self.cpu_to_core, cpu_to_socket=self.cpu_to_socket)
+        return xen_topology.topology(FFI, self.lib(), None, _check)[0]
 
     def node_memory(self) -> List[NodeMemory]:
         self.hypercalls += 1  # xc_numainfo
-        return [NodeMemory(i, s, f, 0) for i, (s, f) in enumerate(zip(self.sizes, self.free))]
+        sizes, frees, _ = xen_topology.numainfo(FFI, self.lib(), None, _check)
+        return [NodeMemory(i, s, f, 0) for i, (s, f) in enumerate(zip(sizes, frees))]
+
+    def lib(self) -> FakeLibxenuma:
+        if self._lib is None:
+            self._lib = FakeLibxenuma(self)
+        return self._lib
 
     def domains(self) -> List[DomainInfo]:
         self.hypercalls += len(self.records) // 256 + 1  # xc_domain_getinfolist, 256 at a time
@@ -71,7 +137,7 @@ class MemHost(Hypervisor):
 
     def domain_uuids(self) -> LiveDomains:
         self.hypercalls += len(self.records) // 256 + 1
-        return LiveDomains(list(self.records), b"".join(handle for handle, _, _ in self.records.values()))
+        return xen_domains.uuids(FFI, self.lib(), None, _check)
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
         self.hypercalls += 1

@@ -4,7 +4,7 @@ import uuid
 
 from hypothesis import given, strategies as st
 
-from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
+from xapi_numa.core.live_domains import LiveDomains, fingerprint_of, handle_of
 
 uuids = st.builds(lambda n: str(uuid.UUID(int=n)), st.integers(0, 2 ** 128 - 1))
 hosts = st.dictionaries(st.integers(0, 32767), uuids, max_size=40)
@@ -58,3 +58,27 @@ def test_handles_out_of_order_or_a_domid_twice():
         except ValueError:
             continue
         raise AssertionError("accepted {}".format(bad))
+
+
+@given(uuids)
+def test_a_uuid_in_any_form_uuid_reads_is_found_and_nothing_like_one_is(text):
+    u = uuid.UUID(text)
+    live = LiveDomains.of({4: text})
+    for form in (text, text.upper(), "{" + text + "}", "urn:uuid:" + text, u.hex):
+        assert handle_of(form) == u.bytes and live.domid_of(form) == 4
+    spaced = text[:7] + " " + text[8:]  # 36 characters, dashes in place, a space for a digit
+    assert handle_of(spaced) is None and live.domid_of(spaced) is None
+    for bad in (text[:-1] + "g", text[:-1], text.replace("-", "+"), "", "-" * 36):
+        assert handle_of(bad) is None and live.domid_of(bad) is None
+
+
+@given(hosts, st.lists(uuids, max_size=12), st.lists(st.sampled_from(["not a uuid", "", "{bad}"]), max_size=3),
+       st.integers(0, 12))
+def test_alive_names_the_uuids_domid_of_finds_few_or_many(host, strangers, junk, known):
+    live = LiveDomains.of(host)
+    mine = list(host.values())[:known]
+    # a UUID with a live one's first half but not its second: the sieve lets it through, the search does not
+    halves = [str(uuid.UUID(bytes=uuid.UUID(u).bytes[:8] + bytes(8))) for u in mine[:2]]
+    asked = mine + strangers + junk + halves
+    assert live.alive(asked) == {u for u in asked if live.domid_of(u) is not None}
+    assert live.alive(u.upper() for u in mine) == {u.upper() for u in mine}

@@ -103,7 +103,7 @@ def test_parse_distances():
 def test_cpus_near_memory_only_nodes_are_the_nearest_nodes_with_cpus():
     from xapi_numa.core.topology import CpuInfo, Node
     g = 1 << 30
-    topo = Topology([Node(0, range(0, 4), 8 * g), Node(1, range(4, 8), 8 * g), Node(2, [], 8 * g),
+    topo = Topology.of_cpus([Node(0, range(0, 4), 8 * g), Node(1, range(4, 8), 8 * g), Node(2, [], 8 * g),
                      Node(3, [], 8 * g)],
                     [[10, 20, 15, 20], [20, 10, 25, 20], [15, 25, 10, 20], [20, 20, 20, 10]],
                     [CpuInfo(c, c, c // 4, c // 4) for c in range(8)])
@@ -123,7 +123,7 @@ def test_settling_and_the_fix_up_never_write_an_empty_mask_for_memory_only_nodes
     from xapi_numa.core.snapshot import HostSnapshot
     from xapi_numa.core.topology import CpuInfo, Node
     g = 1 << 30
-    topo = Topology([Node(0, range(0, 4), 8 * g, 8 * g), Node(1, range(4, 8), 8 * g, 8 * g), Node(2, [], 8 * g, 8 * g)],
+    topo = Topology.of_cpus([Node(0, range(0, 4), 8 * g, 8 * g), Node(1, range(4, 8), 8 * g, 8 * g), Node(2, [], 8 * g, 8 * g)],
                     [[10, 20, 15], [20, 10, 25], [15, 25, 10]], [CpuInfo(c, c, c // 4, c // 4) for c in range(8)])
     dom = DomainInfo(5, "A", "uuid-a", 2, g, g, False, "pvh")
     near = topo.cpus_of_nodes([0])

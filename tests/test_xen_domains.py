@@ -69,3 +69,22 @@ def test_uuid_text_is_the_uuid_modules():  # (the adapter formats records with c
     for n in (0, 1, 2 ** 128 - 1, 0x0123456789ABCDEF0123456789ABCDEF):
         raw = uuid.UUID(int=n).bytes
         assert xen_domains.uuid_text(raw) == str(uuid.UUID(bytes=raw))
+
+
+def test_uuids_read_every_byte_of_a_handle_and_leave_out_dying_ones_at_a_batchs_edges():
+    """The handles are read as columns of the batch's memory: any byte value, in any of
+    a handle's four words, and dying domains first, last and side by side in a batch."""
+    flags = {d: 0 for d in range(1, 600)}
+    for d in (1, 2, 256, 257, 512, 599):  # the first, the last of a batch and of the list
+        flags[d] = DYING
+    raws = {d: bytes((d * 31 + k * 67) % 256 for k in range(16)) for d in flags}
+
+    class Lib(FakeLib):
+        def xn_domains(self, handle, first, count, out):
+            got = super().xn_domains(handle, first, count, out)
+            for i in range(got):
+                out[i].handle = list(raws[out[i].domid])
+            return got
+
+    live = xen_domains.uuids(FFI, Lib(flags), None, check)
+    assert live == {d: str(uuid.UUID(bytes=raws[d])) for d, f in flags.items() if not f}

@@ -16,7 +16,8 @@ import time
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.backends import xen_domains as domain_records, xen_records as records, xen_vnuma
+from xapi_numa.backends import xen_domains as domain_records, xen_records as records, xen_topology, xen_vnuma
+from xapi_numa.backends.xen_topology import INVALID_U32
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
@@ -35,8 +36,6 @@ except ModuleNotFoundError:  # no compiler was there (a dom0): the prebuilt libr
 
     ffi, lib = _load_abi()  # ImportError naming where it looked, as before
 
-INVALID_U32 = 0xFFFFFFFF
-INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
 SCHEDULERS = {5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 FEATURE_NAMES = {2: "native", 1: "fallback", 0: "unavailable"}
 STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5: "copy-back", 6: "unpause", 7: "done"}
@@ -92,39 +91,12 @@ class XenHypervisor(Hypervisor):
     def claims_outstanding(self) -> int:
         return self.physinfo().outstanding_pages << PAGE_SHIFT  # Xen's outstanding_claims: every domain's
 
-    def _numainfo(self):
-        cap = 256
-        n = ffi.new("unsigned int *", cap)
-        size = ffi.new("uint64_t[]", cap)
-        free = ffi.new("uint64_t[]", cap)
-        dist = ffi.new("uint32_t[]", cap * cap)
-        _check(lib.xn_numainfo(self._h, n, size, free, dist), "xc_numainfo")
-        count = n[0]
-        # Offline nodes report an invalid size; 4.17's physinfo says max_node_id 63: count valid entries
-        valid = [i for i in range(count) if size[i] != INVALID_U64 and dist[i * count + i] != INVALID_U32]
-        if valid != list(range(len(valid))):  # our node n is Xen's node n in every call: no renumbering
-            raise HypervisorError(errno.ENOTSUP, "node ids with gaps (online nodes {}) are not supported".format(
-                ",".join(map(str, valid))))
-        return valid, [size[i] for i in valid], [free[i] for i in valid], \
-            [[dist[a * count + b] for b in valid] for a in valid]
-
     def topology(self) -> Topology:
-        valid, sizes, frees, distances = self._numainfo()
-        cap = 4096
-        n = ffi.new("unsigned int *", cap)
-        core, socket, node = ffi.new("uint32_t[]", cap), ffi.new("uint32_t[]", cap), ffi.new("uint32_t[]", cap)
-        _check(lib.xn_cputopo(self._h, n, core, socket, node), "xc_cputopoinfo")
-        remap = {old: new for new, old in enumerate(valid)}
-        online = [i for i in range(n[0]) if node[i] != INVALID_U32 and node[i] in remap]
-        if online != list(range(len(online))):
-            raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range")
-        self._online = frozenset(online)
-        return Topology.from_arrays([remap[node[i]] for i in online], distances, sizes, frees,
-                                    cpu_to_core=[core[i] for i in online],
-                                    cpu_to_socket=[socket[i] for i in online])
+        topo, self._online = xen_topology.topology(ffi, lib, self._h, _check)
+        return topo
 
     def node_memory(self) -> List[NodeMemory]:
-        _, sizes, frees, _ = self._numainfo()
+        sizes, frees, _ = xen_topology.numainfo(ffi, lib, self._h, _check)
         # Stock Xen has no per-node claims: nothing is claimed on a node.
         return [NodeMemory(i, sizes[i], frees[i], 0) for i in range(len(sizes))]
 
@@ -253,7 +225,7 @@ class XenHypervisor(Hypervisor):
             return self._dump_text
 
     def node_pages(self, domid: int) -> Dict[int, int]:
-        nr = len(self._numainfo()[0])
+        nr = len(xen_topology.numainfo(ffi, lib, self._h, _check)[0])
         pages = ffi.new("uint64_t[]", nr)
         rc = lib.xn_node_pages_native(self._h, domid, nr, pages)
         if rc >= 0:

@@ -8,8 +8,9 @@ whole :class:`~xapi_numa.core.host.DomainInfo` records; a start's count of
 vCPU homes needs only which domains are alive, and their handles
 (:func:`uuids`).
 """
+import array
 from types import SimpleNamespace
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from xapi_numa.core.live_domains import HANDLE, LiveDomains, uuid_text
 
@@ -54,11 +55,32 @@ def uuids(ffi, lib, handle, check: Check) -> LiveDomains:
     batch = ffi.new("struct xn_domain[]", BATCH)
     while True:
         got = check(lib.xn_domains(handle, first, BATCH, batch), "xc_domain_getinfolist")
-        for i in range(got):
-            d = batch[i]
-            if not d.flags & dying:
-                domids.append(d.domid)
-                handles.append(bytes(ffi.buffer(d.handle, HANDLE)))
+        ids, flags, raw = _columns(ffi, batch, got)
+        gone = [i for i, f in enumerate(flags) if f & dying] if any(map(dying.__and__, flags)) else []  # (seldom)
+        for i in reversed(gone):
+            del ids[i]
+            raw = raw[:HANDLE * i] + raw[HANDLE * (i + 1):]
+        domids += ids
+        handles.append(raw)
         if got < BATCH:
             return LiveDomains(domids, b"".join(handles))
         first = batch[got - 1].domid + 1
+
+
+WORD = 4  # bytes of a uint32_t: every field _columns reads is made of them
+
+
+def _columns(ffi, batch, got: int) -> Tuple[List[int], List[int], bytes]:
+    """The domids, the flags and the handles end to end of the first ``got`` records, read
+    as columns of the batch's memory in C-speed passes: a record at a time through cffi
+    took about 0.4 ms for a thousand domains, most of a start's decision."""
+    size = ffi.sizeof("struct xn_domain")
+    at = {name: ffi.offsetof("struct xn_domain", name) for name in ("domid", "flags", "handle")}
+    if size % WORD or any(offset % WORD for offset in at.values()):  # (not with libxenuma.h's layout)
+        raise ValueError("struct xn_domain is not made of 4-byte words")
+    words = memoryview(ffi.buffer(batch, got * size)).cast("I")
+    step = size // WORD
+    raw = array.array("I", bytes(HANDLE * got))
+    for k in range(HANDLE // WORD):  # the handle's k-th word of every record, into its place
+        raw[k::HANDLE // WORD] = array.array("I", words[at["handle"] // WORD + k::step].tobytes())
+    return words[at["domid"] // WORD::step].tolist(), words[at["flags"] // WORD::step].tolist(), raw.tobytes()

@@ -51,15 +51,16 @@ over a set of nodes the allocator stripes extents round-robin over them
 (:mod:`xapi_numa.core.xenalloc`), and the predicted bytes per node say so.
 """
 
+import itertools
 from operator import sub
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
 from xapi_numa.core.placement_values import NodeLoads, Placement, Request  # noqa: F401 (the engine's API)
 from xapi_numa.core.cpuset import format_ids
-from xapi_numa.core.topology import Topology
+from xapi_numa.core.topology import LOCAL_DISTANCE, Topology
 from xapi_numa.core.units import PAGE_SHIFT, format_size
-from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node, core_count
+from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques, set_mean,  # noqa: F401
                                       striping_score)
@@ -86,18 +87,15 @@ class Planner:
         n = len(topology.nodes)
         d = topology.distances
         self.n = n
-        self.sym = [[max(d[i][j], d[j][i]) for j in range(n)] for i in range(n)]
+        self.sym = [list(map(max, row, column)) for row, column in zip(d, zip(*d))]  # (C-speed passes)
         self.pcpus = [len(node.cpus) for node in topology.nodes]
         self.cpu_nodes = sum(1 for c in self.pcpus if c)  # those the build overhead goes round
-        self.cores = [core_count(topology, i) for i in range(n)]
+        self.cores = topology.cores_per_node()
         self.sizes = [node.memory_size for node in topology.nodes]
         self.node_cpus = [node.cpus for node in topology.nodes]
-        self.thresholds = sorted({self.sym[i][j] for i in range(n) for j in range(n) if i != j})
+        self.thresholds = sorted(set(itertools.chain.from_iterable(self.sym)) - {LOCAL_DISTANCE})  # (off-diagonal)
         # worked out on first need: most starts fit one node, and a start's dry run is a fresh process
         self._clique_members: Dict[int, List[List[int]]] = {}
-        # Other nodes by distance from each node (the "nearest" order).
-        self.nearest = [sorted((j for j in range(n) if j != i), key=lambda j, i=i: (d[i][j], j))
-                        for i in range(n)]
 
     def clique_members(self, threshold: int) -> List[List[int]]:
         """The maximal sets of nodes all within ``threshold`` of each other."""
@@ -298,7 +296,7 @@ class Planner:
                 if start < 0:
                     start = min(allowed, key=lambda i: (not self.pcpus[i], -avail[i], self._load([i], vcpus_on), i))
                 order = [start]
-            order += [m for m in self.nearest[start] if m not in order and m in allowed]
+            order += [m for m in self.topology.nearest(start) if m not in order and m in allowed]
         return order
 
     def _allowed(self, request: Request) -> FrozenSet[int]:
@@ -334,7 +332,7 @@ class Planner:
                              f"the VM needs {format_size(need)} and on_exhaust=fail",
                              ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
         allowed = self._allowed(request)
-        extended = order + [m for m in self.nearest[first] if m not in order and m in allowed]
+        extended = order + [m for m in self.topology.nearest(first) if m not in order and m in allowed]
         prefix = self._smallest_prefix(extended, avail, need)
         assert prefix is not None  # the host as a whole has room (checked above)
         extra = [n for n in prefix if n not in order]

@@ -177,7 +177,6 @@ Why ``scored``, and what it does not meet (measured, not assumed):
 import math
 from typing import List, Sequence, Tuple
 
-from xapi_numa.core.topology import Topology
 
 SINGLE_NODE_RULES = ("scored", "hole", "spare", "balanced", "best", "worst")
 SINGLE_NODE_RULE = "scored"
@@ -188,11 +187,6 @@ FRAG_WEIGHT = 0.15
 # Weight of the biggest hole left, in node sizes, in the ``hole`` rule (the
 # previous default, kept so that the benchmark shows the difference).
 HOLE_WEIGHT = 0.1
-
-
-def core_count(topology: Topology, node: int) -> int:
-    """Physical cores of a node: distinct (socket, core) of its CPUs (0 for a node of memory only)."""
-    return len({(topology.cpus[c].socket, topology.cpus[c].core) for c in topology.nodes[node].cpus})
 
 
 def fragmentation(free_total: int, biggest_hole: int) -> float:

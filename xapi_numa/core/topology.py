@@ -9,6 +9,9 @@ planners need.  Builders read raw arrays (what libxc returns) or the text of
 :func:`parse_distances`.
 """
 
+import collections
+import itertools
+import operator
 import re
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -42,7 +45,20 @@ class Node:
     memory_free: int = 0
 
 
+def _distances_fine(n: int, distances: Sequence[Sequence[int]]) -> bool:
+    """Whether the matrix is square, integers, 10 on the diagonal and 11..254 elsewhere:
+    checked in C-speed passes (every start reads the topology; the entry-by-entry
+    walk that names what is wrong runs only when something is)."""
+    if len(distances) != n or any(len(row) != n for row in distances):
+        return False
+    flat = list(itertools.chain.from_iterable(distances))
+    return (set(map(type, flat)) <= {int} and flat[::n + 1] == [LOCAL_DISTANCE] * n
+            and flat.count(LOCAL_DISTANCE) == n and min(flat) >= LOCAL_DISTANCE and max(flat) < UNREACHABLE_DISTANCE)
+
+
 def _validate_distances(n: int, distances: Sequence[Sequence[int]]) -> None:
+    if _distances_fine(n, distances):
+        return
     field = "distances"
     if len(distances) != n:
         raise InvalidArgument(field, f"matrix has {len(distances)} rows for {n} nodes; it must be square")
@@ -126,33 +142,65 @@ def parse_distances(text: str, nr_nodes: int, field: str = "--distances") -> Lis
 
 @attrs.frozen
 class Topology:
-    """Nodes, CPUs and distances of one host (validated, immutable)."""
+    """Nodes, CPUs and distances of one host (validated, immutable).
+
+    CPU ``i`` is on node ``cpu_node[i]``, core ``cpu_core[i]`` and socket
+    ``cpu_socket[i]``; :attr:`cpus` gives the same as records, made on first
+    use (a start reads the topology and asks for none: on a host of 256 CPUs
+    making them was a tenth of its decision)."""
 
     nodes: Tuple[Node, ...] = attrs.field(converter=tuple)
     distances: Tuple[Tuple[int, ...], ...] = attrs.field(converter=lambda m: tuple(tuple(r) for r in m))
-    cpus: Tuple[CpuInfo, ...] = attrs.field(converter=tuple)
+    cpu_node: Tuple[int, ...] = attrs.field(converter=tuple)
+    cpu_core: Tuple[int, ...] = attrs.field(converter=tuple)
+    cpu_socket: Tuple[int, ...] = attrs.field(converter=tuple)
     # derived once: asked for every vCPU of every domain when a start counts homes
     _all_cpus: FrozenSet[int] = attrs.field(init=False, eq=False, repr=False)
+    _cpus: Optional[Tuple[CpuInfo, ...]] = attrs.field(init=False, eq=False, repr=False, default=None)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_all_cpus", frozenset(c.id for c in self.cpus))
+        object.__setattr__(self, "_all_cpus", frozenset(range(len(self.cpu_node))))
         if not self.nodes:
             raise InvalidArgument("nodes", "a host has at least one node")
         ids = [n.id for n in self.nodes]
         if ids != list(range(len(ids))):
             raise InvalidArgument("nodes", f"node ids must be 0..{len(ids) - 1} in order, got {ids}")
-        cpu_ids = [c.id for c in self.cpus]
-        if cpu_ids != list(range(len(cpu_ids))):
-            raise InvalidArgument("cpus", "CPU ids must be 0..N-1 in order")
+        if not len(self.cpu_core) == len(self.cpu_socket) == len(self.cpu_node):
+            raise InvalidArgument("cpus", "per-CPU arrays differ in length")
         _validate_distances(len(self.nodes), self.distances)
-        for c in self.cpus:
-            if not 0 <= c.node < len(self.nodes):
-                raise InvalidArgument("cpus", f"CPU {c.id} is on node {c.node}, which does not exist")
-            if c.id not in self.nodes[c.node].cpus:
-                raise InvalidArgument("cpus", f"CPU {c.id} is not listed by node {c.node}")
         listed = sum(len(n.cpus) for n in self.nodes)
-        if listed != len(self.cpus):
-            raise InvalidArgument("nodes", "nodes list CPUs that the CPU table does not have")
+        if listed != len(self.cpu_node) or not all(self._lists_its_own(n) for n in self.nodes):
+            self._refuse_cpus()
+
+    def _lists_its_own(self, node: Node) -> bool:
+        """Whether ``node`` lists only CPUs of the table that are on it (in C-speed passes)."""
+        cpus = node.cpus
+        return not cpus or (min(cpus) >= 0 and max(cpus) < len(self.cpu_node)
+                            and set(map(self.cpu_node.__getitem__, cpus)) == {node.id})
+
+    def _refuse_cpus(self) -> None:
+        """Say which CPU the nodes and the per-CPU table disagree on."""
+        for cpu, node in enumerate(self.cpu_node):
+            if not 0 <= node < len(self.nodes):
+                raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
+            if cpu not in self.nodes[node].cpus:
+                raise InvalidArgument("cpus", f"CPU {cpu} is not listed by node {node}")
+        raise InvalidArgument("nodes", "nodes list CPUs that the CPU table does not have")
+
+    @property
+    def cpus(self) -> Tuple[CpuInfo, ...]:
+        """Every CPU's record, by id."""
+        if self._cpus is None:
+            object.__setattr__(self, "_cpus", tuple(
+                CpuInfo(i, core, socket, node)
+                for i, (core, socket, node) in enumerate(zip(self.cpu_core, self.cpu_socket, self.cpu_node))))
+        return self._cpus
+
+    def cores_per_node(self) -> List[int]:
+        """Physical cores of each node: its CPUs' distinct (socket, core) (0 for memory only)."""
+        per_node = collections.Counter(map(operator.itemgetter(0), set(zip(self.cpu_node, self.cpu_socket,
+                                                                            self.cpu_core))))
+        return [per_node[n.id] for n in self.nodes]
 
     # --- lookups -----------------------------------------------------------
     @property
@@ -168,13 +216,10 @@ class Topology:
         return {n.id: n.cpus for n in self.nodes}
 
     def node_of(self, cpu: int) -> int:
-        return self._cpu(cpu).node
-
-    def _cpu(self, cpu: int) -> CpuInfo:
-        """CPU ``cpu``; one the host does not have is refused (an index would wrap or fail)."""
-        if not 0 <= cpu < len(self.cpus):
-            raise InvalidArgument("cpu", str(cpu), "0..{}".format(len(self.cpus) - 1))
-        return self.cpus[cpu]
+        """CPU ``cpu``'s node; a CPU the host does not have is refused (an index would wrap or fail)."""
+        if not 0 <= cpu < len(self.cpu_node):
+            raise InvalidArgument("cpu", str(cpu), "0..{}".format(len(self.cpu_node) - 1))
+        return self.cpu_node[cpu]
 
     def _node(self, node: int) -> Node:
         if not 0 <= node < len(self.nodes):
@@ -183,6 +228,11 @@ class Topology:
 
     def distance(self, a: int, b: int) -> int:
         return self.distances[a][b]
+
+    def nearest(self, node: int) -> List[int]:
+        """The other nodes by distance from ``node``, nearest first (ties: lower id)."""
+        d = self.distances[self._node(node).id]
+        return sorted((j for j in range(len(self.nodes)) if j != node), key=lambda j: (d[j], j))
 
     def cpus_of_nodes(self, nodes: Iterable[int]) -> FrozenSet[int]:
         return frozenset().union(*(self._node(n).cpus for n in nodes))
@@ -205,7 +255,7 @@ class Topology:
         return self.cpus_of_nodes(m for m in with_cpus if self.distance(ids[0], m) == nearest)
 
     def nodes_of_cpus(self, cpus: Iterable[int]) -> FrozenSet[int]:
-        return frozenset(self._cpu(c).node for c in cpus)
+        return frozenset(map(self.node_of, cpus))
 
     def memory_total(self) -> int:
         return sum(n.memory_size for n in self.nodes)
@@ -236,18 +286,23 @@ class Topology:
         free = list(memory_free) if memory_free is not None else list(memory_size)
         if len(free) != nr_nodes:
             raise InvalidArgument("memory_free", f"{len(free)} entries for {nr_nodes} nodes")
-        cores = list(cpu_to_core) if cpu_to_core is not None else list(range(len(cpu_to_node)))
-        sockets = list(cpu_to_socket) if cpu_to_socket is not None else list(cpu_to_node)
-        if not len(cores) == len(sockets) == len(cpu_to_node):
-            raise InvalidArgument("cpus", "per-CPU arrays differ in length")
+        cores = cpu_to_core if cpu_to_core is not None else range(len(cpu_to_node))
+        sockets = cpu_to_socket if cpu_to_socket is not None else cpu_to_node
         by_node: Dict[int, List[int]] = {n: [] for n in range(nr_nodes)}
         for cpu, node in enumerate(cpu_to_node):
             if node not in by_node:
                 raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
             by_node[node].append(cpu)
         nodes = [Node(n, frozenset(by_node[n]), memory_size[n], free[n]) for n in range(nr_nodes)]
-        cpus = [CpuInfo(i, cores[i], sockets[i], cpu_to_node[i]) for i in range(len(cpu_to_node))]
-        return cls(nodes, distances, cpus)
+        return cls(nodes, distances, cpu_to_node, cores, sockets)
+
+    @classmethod
+    def of_cpus(cls, nodes: Sequence[Node], distances: Sequence[Sequence[int]],
+                cpus: Sequence[CpuInfo]) -> "Topology":
+        """Build from nodes and CPU records (their ids 0..N-1 in order)."""
+        if [c.id for c in cpus] != list(range(len(cpus))):
+            raise InvalidArgument("cpus", "CPU ids must be 0..N-1 in order")
+        return cls(nodes, distances, [c.node for c in cpus], [c.core for c in cpus], [c.socket for c in cpus])
 
     @classmethod
     def uniform(cls, nr_nodes: int, cpus_per_node: int, memory_per_node: int,

@@ -59,7 +59,7 @@ def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optiona
     # only a reservation whose VM has a domain can be changed by a reconcile, but for a claimed
     # one whose domain is gone, which holds nothing (its bytes went to the claim)
     now = ledger.clock()
-    totals, building = ledger.totals_and_reservations_of(lambda vm: live.domid_of(vm) is not None, exclude, now)
+    totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now)
     as_read = reservation.outstanding(building, (), now)
     after = reservation.outstanding(building, plan_reconcile(hv, building, live), now)
     for node in set(as_read) | set(after):

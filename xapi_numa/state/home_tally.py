@@ -44,9 +44,9 @@ class HomeTally:
                 for _, counts in homes.values():
                     for node, count in counts.items():
                         totals[node] = totals.get(node, 0) + count
-                domids, uuids = fingerprint_of({domid: uuid for domid, (uuid, _) in homes.items()})
-                db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, domids, uuids, totals) "
-                           "VALUES (0, ?, ?, ?, ?)", (self.db.clock(), domids, uuids, json.dumps(sorted(totals.items()))))
+                summed = fingerprint_of({domid: uuid for domid, (uuid, _) in homes.items()})
+                db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, summed, totals) VALUES (0, ?, ?, ?)",
+                           (self.db.clock(), summed, json.dumps(sorted(totals.items()))))
             else:
                 db.execute("UPDATE home_tally_time SET at = ? WHERE id = 0", (self.db.clock(),))
         self._written = homes
@@ -61,14 +61,14 @@ class HomeTally:
         domains that came or went since the cycle cost Python work (a start on a host of
         a thousand domains)."""
         now = self.db.clock()
-        domids, uuids = live.fingerprint(skip)  # (no UUID formatted)
+        fingerprint = live.fingerprint(skip)  # (no UUID formatted)
         vcpus = [0] * nodes
         with self.db.read() as db:
             if not self._fresh(db, now, max_age):
                 return None
-            summed = db.execute("SELECT domids, uuids, totals FROM home_tally_time WHERE id = 0").fetchone()
-            if summed[:2] == (domids, uuids):  # the very domains it summed: its sums are the answer
-                for node, count in json.loads(summed[2]):
+            summed, totals = db.execute("SELECT summed, totals FROM home_tally_time WHERE id = 0").fetchone()
+            if summed == fingerprint:  # the very domains it summed: its sums are the answer
+                for node, count in json.loads(totals):
                     if 0 <= node < nodes:
                         vcpus[node] = count
                 return vcpus, []

@@ -20,7 +20,7 @@ process on the host:
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import PAGE_SHIFT, format_size
@@ -49,10 +49,14 @@ class Ledger:
     # --- queries ------------------------------------------------------------------------------
     @staticmethod
     def _outstanding_in(db, now: float, exclude: Optional[str] = None) -> Dict[int, int]:
-        rows = db.execute(
-            "SELECT n.node, SUM(n.bytes) FROM reservation_node n JOIN reservation r ON r.vm = n.vm "
-            "WHERE r.expires > ? AND r.vm IS NOT ? GROUP BY n.node", (now, exclude)).fetchall()
-        return {int(node): int(total) for node, total in rows}
+        """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.db.TRIGGERS`)
+        less the leases expired but not yet dropped and ``exclude``'s, read by index."""
+        totals = dict(db.execute("SELECT node, bytes FROM reservation_total").fetchall())
+        for node, gone in db.execute(
+                "SELECT node, SUM(bytes) FROM reservation_node WHERE vm IN "
+                "(SELECT vm FROM reservation WHERE expires <= ? OR vm = ?) GROUP BY node", (now, exclude)):
+            totals[node] -= gone
+        return {node: total for node, total in totals.items() if total}
 
     def outstanding(self, node: Optional[int] = None, exclude: Optional[str] = None) -> Dict[int, int]:
         """Reserved bytes per node (unexpired), or for one node under key ``node``; without
@@ -66,26 +70,28 @@ class Ledger:
         with self.db.read() as db:
             return self._reservations_in(db, self.clock(), None)
 
-    def totals_and_reservations_of(self, of: Callable[[str], bool], exclude: Optional[str] = None,
+    def totals_and_reservations_of(self, of: Callable[[List[str]], Collection[str]], exclude: Optional[str] = None,
                                    now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
         """In one read: :meth:`outstanding` (without ``exclude``'s), and the reservations of
-        the VMs ``of`` names but ``exclude``'s.  A start's dry run passes the UUIDs of the live domains:
-        the reservations whose builds have begun, the only ones a reconcile changes, are
-        read whole, and SQLite sums the others (a reservation lists every node).  ``now``:
-        the instant expiry is judged at (the clock's now by default)."""
+        the VMs that ``of``, given every VM with a reservation, names, but ``exclude``'s.  A
+        start's dry run names those with a live domain: the reservations whose builds have
+        begun, the only ones a reconcile changes, are read whole, and SQLite sums the others
+        (a reservation lists every node).  ``now``: the instant expiry is judged at (the
+        clock's now by default)."""
         now = self.clock() if now is None else now
         with self.db.read() as db:
             return (self._outstanding_in(db, now, exclude),
                     [r for r in self._reservations_in(db, now, of) if r.vm != exclude])
 
     @staticmethod
-    def _reservations_in(db, now: float, of: Optional[Callable[[str], bool]]) -> List[Reservation]:
+    def _reservations_in(db, now: float, of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
         rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
                           "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
         if of is None:
             nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
         else:
-            rows, nodes = [row for row in rows if of(row[0])], []
+            wanted = of([row[0] for row in rows])
+            rows, nodes = [row for row in rows if row[0] in wanted], []
             for row in rows:
                 nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm = ?",
                                     (row[0],)).fetchall()
