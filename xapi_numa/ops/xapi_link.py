@@ -135,15 +135,13 @@ class XapiLink:
         self.policy_of("")  # refreshes it with the records, at most every 30 s
         return self._guest_cpus
 
+    def host_guest_cpus(self) -> Optional[FrozenSet[int]]:
+        """This host's guest mask read now, alone (no VM record is read); None while xapi is away."""
+        return self.use(self._read_guest_cpus)
+
     @staticmethod
     def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
-        uuid = local_host_uuid()
-        if uuid is None:
-            return None
-        try:
-            return xapi.host_guest_cpus(session, uuid)
-        except NumaError:  # a mask xapi itself would not read: it narrows nothing
-            return None
+        return guest_cpus_of(session, local_host_uuid())
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
@@ -164,6 +162,17 @@ class XapiLink:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
         self.policy_of(uuid)  # refreshes both, at most every 30 s
         return uuid in self._backend_off
+
+
+def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
+    """Host ``host_uuid``'s guest mask (``guest_VCPUs_params:mask``), or None: it has none,
+    no host is named, or xapi itself would not read it (it narrows nothing)."""
+    if host_uuid is None:
+        return None
+    try:
+        return xapi.host_guest_cpus(session, host_uuid)
+    except NumaError:
+        return None
 
 
 def _off(other_config: dict, key: str) -> bool:
