@@ -170,6 +170,9 @@ def test_the_rebalance_dry_run_asks_xapi_which_vms_it_may_move(host, capsys, mon
         def rebalance_opted_out(self, uuid):
             return True
 
+        def policy_error(self, uuid):
+            return None
+
         def guest_cpus(self):
             return None
 

@@ -591,3 +591,29 @@ def test_release_after_a_build_that_failed_once_its_reservation_became_claims(ct
                                                                    "boot_pin": "restored"}
     assert session.xenapi.VM.get_VCPUs_params(ref) == {} and session.xenapi.VM.get_other_config(ref) == {}
     assert ledger.reservations() == []
+
+
+def test_a_vnode_move_keeps_to_the_hosts_guest_mask(ctx):
+    """The plugin's vnode move ignored the host's guest_VCPUs_params:mask: a vnode went to a
+    node its vCPUs may not run on.  Refused now, naming ``to``; to a node the mask leaves one
+    CPU of, its vCPU's soft affinity is that CPU (as the rebalancer's vnode moves)."""
+    from xapi_numa.core import vnuma
+
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("numa", 2, 512 << 20, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, domid = server.sims[host], int(session.xenapi.VM.get_domid(ref))
+    plan = vnuma.plan_follow(sim.topology(), vnuma.GuestSpec("pvh", 2, 512 << 20), [0, 1])
+    sim.set_vnuma(domid, plan, vnuma.memory_ranges(plan))
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0", "vnode": "1"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "to"] and "allowed: nodes 1" in details[2], details
+    assert sim.vnuma(domid).pnodes == (0, 1)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "3,4,5,6,7"})
+    assert ok(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0", "vnode": "1"}))["state"] == "running"
+    deadline = time.monotonic() + 120
+    while ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert sim.vnuma(domid).pnodes == (0, 0)
+    assert sim.vcpus(domid)[1].soft == frozenset({3})

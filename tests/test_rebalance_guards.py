@@ -770,3 +770,38 @@ def test_a_vm_whose_part_made_move_is_being_mended_still_loads_its_node(tmp_path
         d = rb.decide(snap, pages, set(), room={0: 8 * GiB >> 12, 1: 8 * GiB >> 12}, record=True)
     assert d.assessment.loads[1] == 1.0
     assert not [a for a in d.actions if isinstance(a, SetNodeAffinity) and a.nodes == frozenset({1})]
+
+
+def test_homes_back_to_their_memory_count_against_the_periods_move_limit(tmp_path):
+    """Six HVM VMs (their memory stays on node 0) that we homed on node 1, node 0 quiet again:
+    all six went back in one period, bounded by the write budget only, not by ``per_period``
+    (4) as every other move is."""
+    topo = Topology.uniform(2, 8, 16 * GiB)
+    db = Database(str(tmp_path / "db"))
+    rb = Rebalancer(db, move_blockers=lambda domid: ["qemu"])
+    doms = tuple(DomainInfo(i, "vm{}".format(i), "uuid-{}".format(i), 2, GiB, GiB, False, "hvm")
+                 for i in range(1, 7))
+    pages = {d.uuid: {0: 1000} for d in doms}
+    for d in doms:
+        HomeMoves(db).record(HomeMove(d.uuid, -1000.0, 0, 1, "balance", "earlier"))  # held down long ago
+        rb.following.start(rebalance.VmLoad(d.domid, d.uuid, d.name, 0, (0, 1), 0.0, {0: 1000},
+                                            fixed_memory=True), 1)
+    n1 = topo.cpus_of_nodes([1])
+    vc = {d.domid: tuple(VcpuInfo(d.domid, v, min(n1) + v, "blocked", topo.all_cpus, n1, 0.0) for v in (0, 1))
+          for d in doms}
+    decision = rb.decide(HostSnapshot(topo, 1.0, doms, vc), pages, set())
+    back = [a.uuid for a in decision.actions if isinstance(a, SetNodeAffinity) and a.nodes == frozenset({0})]
+    assert len(back) == rebalance.Settings().per_period, decision.note
+
+
+def test_the_planner_counts_the_moves_made_before_it_in_the_period():
+    """Moves already made this period (homes back to their memory) leave ``per_period`` less
+    for the planner's own; none left: no move, and the reason says why."""
+    vms = [vm(i, 0, 2.0) for i in range(1, 6)]  # node 0 far over capacity: several moves worth making
+    assert len(rebalance_plan.plan(vms, TOPO).chosen) >= 2
+    assert len(rebalance_plan.plan(vms, TOPO, already=3).chosen) == 1
+    full = rebalance_plan.plan(vms, TOPO, already=4)
+    assert full.chosen == () and "4 moves" in full.reason
+    backs = [(vm(10 + i, 1, 0.0, {0: 1000}, fixed_memory=True), 0) for i in range(6)]
+    assert len(rebalance_plan.back_moves(backs, rebalance.Settings(), None)) == 4
+    assert len(rebalance_plan.back_moves(backs, rebalance.Settings(), 6)) == 2  # 3 writes each

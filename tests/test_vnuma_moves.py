@@ -387,3 +387,44 @@ def test_a_vnode_move_whose_pages_fell_back_is_failed_not_recorded():
     report = {}
     note = after_vnode_move(None, None, lay, 1, 1, True, tally, report)
     assert note and "3 pages of vnode 1 went to other nodes" in note and "split" in note
+
+
+# --- the host's guest mask ----------------------------------------------------------------------------
+def test_a_vnode_moved_by_hand_stays_inside_the_hosts_guest_mask(sim, tmp_path):
+    """The rebalancer's vnode moves go only to nodes with CPUs guests may use, their soft
+    affinity inside the mask; a move by hand went anywhere: the vnode's memory on a node its
+    vCPUs could not run on, their soft affinity on CPUs outside their hard one."""
+    hv, domid = sim  # 2 nodes x 2 CPUs: node 0 CPUs 0-1, node 1 CPUs 2-3
+    set_two_vnodes(hv, domid, (0, 1))
+    hv.unpause(domid)
+    before, db = hv.node_pages(domid), Ledger(str(tmp_path / "l.db")).db
+    with pytest.raises(InvalidArgument) as err:
+        move_memory.check(hv, str(domid), 0, vnode=1, guest_cpus=frozenset({2, 3}))
+    assert err.value.field == "to" and err.value.allowed == "nodes 1" and "guest mask" in err.value.detail
+    with pytest.raises(InvalidArgument):
+        move_memory.prepare(hv, str(domid), 0, vnode=1, guest_cpus=frozenset({2, 3}))
+    assert hv.node_pages(domid) == before and hv.vnuma(domid).pnodes == (0, 1)
+    report = move_memory.run(hv, db, move_memory.prepare(hv, str(domid), 0, vnode=1, guest_cpus=frozenset({0, 2, 3})))
+    assert report["state"] == "done" and hv.vnuma(domid).pnodes == (0, 0)
+    assert hv.vcpus(domid)[1].soft == frozenset({0})  # node 0's CPU the mask leaves guests
+
+
+def test_the_cli_reads_the_guest_mask_from_xapi_for_a_vnode_move(pool):
+    """``move-memory --vnode`` asks xapi for the host's guest mask as ``rebalance --dry-run``
+    does (not with --no-xapi): a target outside it is refused, naming --to."""
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    hv = server.sims[host]  # 2 nodes x 4 CPUs
+    domid = hv.create("g", 2, 512 * MiB, dtype="pvh", paused=True, load="idle", soft=hv.topology().cpus_of_nodes([0]))
+    set_two_vnodes(hv, domid, (0, 1))
+    hv.unpause(domid)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
+    env = dict(server.plugin_env(host), XAPI_NUMA_POOL_PASSWORD="xenroot")
+    base = [sys.executable, "-m", "xapi_numa.cli", "move-memory", str(domid), "--to", "0", "--vnode", "1", "--json"]
+    refused = subprocess.run(base, capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "--to" in refused.stderr and "allowed: nodes 1" in refused.stderr, \
+        refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and hv.vnuma(domid).pnodes == (0, 1)
+    done = subprocess.run(base + ["--no-xapi"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert hv.vnuma(domid).pnodes == (0, 0)

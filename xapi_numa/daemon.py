@@ -140,7 +140,7 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
                             lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG)
     return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
                            backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out,
-                           guest_cpus=link.guest_cpus, stopping=stopping), link
+                           guest_cpus=link.guest_cpus, stopping=stopping, policy_error=link.policy_error), link
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:

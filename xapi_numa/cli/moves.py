@@ -6,15 +6,17 @@
 import argparse
 import json
 import sys
+from typing import FrozenSet, Optional
 
-from xapi_numa.cli import common, render
+from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.cpuset import parse_ids
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
-from xapi_numa.core.numbers import whole_number
+from xapi_numa.core.numbers import shown, whole_number
 from xapi_numa.ops.command_line import given
 
 
@@ -90,6 +92,24 @@ MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--prob
               "vnode": "--vnode", "allow_fallback": "--allow-fallback", "lock_fd": "--lock-fd"}
 
 
+def _guest_cpus(args) -> Optional[FrozenSet[int]]:
+    """The host's guest mask a vnode's move keeps to: a background mover's from its claimer
+    (--guest-cpus), else read from xapi as ``rebalance --dry-run`` reads it (not on a
+    simulated host, nor with --no-xapi); none for a move of a whole VM's memory."""
+    if args.guest_cpus is not None:
+        try:
+            return parse_ids(args.guest_cpus)
+        except ValueError:
+            raise InvalidArgument("--guest-cpus", shown(args.guest_cpus), "CPU ids and ranges: 0-3,8") from None
+    link = None if args.lock_fd is not None or args.vnode is None else rebalance.daemon_view(args)[0]
+    if link is None:
+        return None
+    try:
+        return link.host_guest_cpus()
+    finally:
+        link.close()
+
+
 def cmd_move_memory(args) -> int:
     ledger = common.ledger(args)
     db = ledger.db
@@ -102,16 +122,18 @@ def cmd_move_memory(args) -> int:
     max_bytes = parse_size(args.max, "--max") if args.max else None
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
+    guest_cpus = _guest_cpus(args)
     if args.lock_fd is None:
         move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
     lock = None
     with common.flag_names(MOVE_FLAGS):
         if args.dry_run:  # claims nothing
             plan = move_memory.prepare(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
-                                       args.skip, args.vnode, reserve.room_pages(hv, ledger).get(to))
+                                       args.skip, args.vnode, reserve.room_pages(hv, ledger).get(to),
+                                       guest_cpus=guest_cpus)
         else:
             plan, lock = move_memory.claim(hv, ledger, args.vm, to, max_bytes, args.batch, args.probe_ms,
-                                           args.allow_fallback, args.skip, args.vnode, args.lock_fd)
+                                           args.allow_fallback, args.skip, args.vnode, args.lock_fd, guest_cpus)
     if args.dry_run:
         common.emit(args, plan.to_dict(), render_plan)
         return 0
@@ -185,7 +207,12 @@ def register(sub) -> None:
                    help="leave the first N movable pages alone (moved by an earlier step); default 0")
     q.add_argument("--vnode", type=whole_number,
                    help="a vNUMA VM: move exactly this vnode, whole (its memory ranges and its vCPUs), and record "
-                        "its new pnode; a vNUMA VM's memory moves no other way")
+                        "its new pnode; a vNUMA VM's memory moves no other way.  Only to a node with CPUs in "
+                        "the host's guest mask (guest_VCPUs_params:mask, from xapi), its vCPUs' soft affinity "
+                        "inside it")
+    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
+                   help="do not ask xapi for the host's guest mask (a --vnode move then keeps to none)")
+    q.add_argument("--guest-cpus", dest="guest_cpus", help=argparse.SUPPRESS)  # a background mover's, from its claimer
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_move_memory)

@@ -27,7 +27,7 @@ def daemon_view(args) -> tuple:
     simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
     link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
     kw = {} if link is None else dict(policy_of=link.policy_of, opted_out=link.rebalance_opted_out,
-                                      guest_cpus=link.guest_cpus)
+                                      guest_cpus=link.guest_cpus, policy_error=link.policy_error)
     return link, kw
 
 

@@ -7,8 +7,9 @@ follows its memory the same way; settling a started VM uses the same rule for
 "where did the memory land".  Which nodes hold the memory is
 :func:`xapi_numa.core.locality.memory_nodes` (one threshold).
 
-Never for ``strict`` VMs or admin hard pins (the caller excludes them), and the
-fix-up only acts on VMs whose soft affinity means something.
+Never for ``strict`` VMs, VMs whose stored policy cannot be read, or admin hard
+pins (the caller excludes them: ``ops.left_alone``), and the fix-up only acts on
+VMs whose soft affinity means something.
 """
 from typing import FrozenSet, Iterable, List, Mapping, Sequence
 

@@ -58,9 +58,9 @@ seed 4; 22-36 displaced at once).
 Why the goal of 2 looks out of reach for any schedule of temporary pins that
 holds, and what else was tried: ``docs/credit2-homing.md``.
 
-VMs the caller excludes (policy ``any`` or ``strict``, a memory move in
-flight) and vCPUs the admin hard-pinned (hard affinity narrower than the host
-and not a pin of ours) are left alone.  A pin is undone only while the vCPU's
+VMs the caller excludes (policy ``any``, ``strict`` or unreadable, a memory move
+in flight: ``ops.left_alone``) and vCPUs the admin hard-pinned (hard affinity
+narrower than the host and not a pin of ours) are left alone.  A pin is undone only while the vCPU's
 hard affinity is still our pin: if the admin set another one meanwhile, the
 record is dropped and the admin's choice stays.
 """

@@ -19,12 +19,12 @@ Three fields, stored by the XAPI layer in ``VM.other_config`` as
     ``fail``      fail with ``NUMA_NO_CAPACITY`` instead.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import attrs
 
 from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, NumaError
 
 MODES = ("any", "best_effort", "preferred", "strict")
 ON_EXHAUST = ("fallback", "fail")
@@ -148,3 +148,15 @@ class Policy:
         if self.nodes_text:
             text += f" nodes={self.nodes_text}"
         return text + f" on_exhaust={self.on_exhaust}"
+
+
+def stored_or_default(other_config: Mapping[str, str]) -> Tuple[Policy, Optional[str]]:
+    """The policy stored in a VM's other_config and None, or the default policy and why the
+    stored one cannot be read (its error, naming the key to fix).  Settling a started VM
+    applies that default and reports the error (a refusal would leave it boot-pinned);
+    xapi-numad's homing, fix-up and rebalancer leave the VM alone (``strict`` with a typo
+    in ``numa_nodes`` may be meant to stay where it is: the default is no guess to act on)."""
+    try:
+        return Policy.from_other_config(dict(other_config)), None
+    except NumaError as err:
+        return Policy(), err.message

@@ -47,7 +47,8 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 6. A decision is carried out only once a move worth making has stood for
    ``sustain`` [2] consecutive periods (the caller counts), never for a VM
    whose home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the
-   caller marks it).  Then up to ``per_period`` [4] moves are made at once, each
+   caller marks it).  Then up to ``per_period`` [4] moves are made at once, less
+   the VMs homed back to their memory that period (:func:`.rebalance_plan.back_moves`), each
    weighed on the loads the ones before leave (:mod:`.rebalance_plan`).
 7. **Memory follows** the new home through the page mover at ``rate`` [64
    MiB/s, 1 GiB in 15 s] from the period the home moves until ``local_enough``
@@ -110,7 +111,7 @@ class Settings:
     pv_margin: float = 0.10        # a PV guest must run this much faster after its home moves
     headroom: float = 0.90         # a node counts as full at this share of its pCPUs: at 100 % every
                                    # burst spills vCPUs onto other nodes, away from their memory
-    per_period: int = 4            # moves carried out in one period (rebalance_plan.plan)
+    per_period: int = 4            # moves carried out in one period, back to memory ones too (rebalance_plan)
 
 
 @attrs.frozen

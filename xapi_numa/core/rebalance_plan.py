@@ -8,12 +8,14 @@ makes the best move on paper, weighs again on the loads it leaves (its VMs'
 homes moved; they, and every vnode of theirs, not movable again: the
 hold-down is per VM), and so on, up to :attr:`~xapi_numa.core.rebalance.Settings.per_period`
 moves.  Each further move must gain on its own, by the same rule, as if the
-ones before were made; nothing is moved twice.
+ones before were made; nothing is moved twice.  A VM homed back to its memory
+(:func:`back_moves`) is a move of the period too: made first, it leaves the
+planner ``per_period`` less those.
 
 Measured (bench/bench_rebalance.py, bursty): the two overloaded nodes of a
 phase are relieved in the same period instead of 6 s apart.
 """
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -32,16 +34,21 @@ def made(vms: Sequence[VmLoad], candidate: Candidate) -> List[VmLoad]:
 
 def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
          capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
-         max_writes: Optional[int] = None) -> Assessment:
+         max_writes: Optional[int] = None, already: int = 0) -> Assessment:
     """:func:`~xapi_numa.core.rebalance.assess`, with the further moves worth making in
     the same period once its best is made (:attr:`Assessment.more`); ``room``: pages each
     node can take, less what the moves before bring; ``max_writes``: the executor's
     affinity writes per cycle, each move weighed on what the ones before leave of it (a
-    move over that is no candidate: the best within it is made, never half a move)."""
+    move over that is no candidate: the best within it is made, never half a move);
+    ``already``: moves this period has made before (:func:`back_moves`), counted against
+    ``per_period`` (none left: no move, the loads still assessed)."""
     first = assess(vms, topo, settings, capacity, room, max_writes)
+    if already >= settings.per_period and first.best is not None:
+        return attrs.evolve(first, best=None, reason="no further move this period: its {} moves are made".format(
+            settings.per_period))
     more: List[Candidate] = []
     current, last = list(vms), first
-    while last.best is not None and len(more) + 1 < settings.per_period:
+    while last.best is not None and already + len(more) + 1 < settings.per_period:
         current = made(current, last.best)
         if room is not None:
             taken = incoming_pages(last.best, settings)
@@ -66,3 +73,11 @@ def within_budget(moves: List[Candidate], max_writes: Optional[int]) -> List[Can
         out.append(c)
         used += c.writes
     return out
+
+
+def back_moves(backs: Sequence[Tuple[VmLoad, int]], settings: Settings, max_writes: Optional[int]) -> List[Candidate]:
+    """VMs homed back to their memory (:func:`.rebalance_moves.back_to_memory`), each a move of
+    its own, in order, as far as they fit the writes (``max_writes``) and ``per_period``: they
+    count against the period's moves as any other (:func:`plan` is told how many were made)."""
+    return within_budget([Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0) for vm, to in backs],
+                         max_writes)[:settings.per_period]

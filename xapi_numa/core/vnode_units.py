@@ -12,7 +12,8 @@ rule twice:
 * :func:`whole_vnode_moves`: a proposal of new home nodes for the whole domain
   as whole-vnode moves, or None when no set of whole-vnode moves realises it.
 
-and says what the rebalancer's move of one vnode is (:func:`vnode_move_actions`):
+and says where a vnode may go (:func:`check_target`: where guests may run, as the
+rebalancer's targets) and what the rebalancer's move of one vnode is (:func:`vnode_move_actions`):
 the vnode's vCPUs' soft affinity, the domain's node affinity (the pnodes its
 vnodes will live on), then its memory through the page mover, ranges and all,
 whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`).
@@ -22,7 +23,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
-from xapi_numa.core.cpuset import within
+from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import VNode, VnumaLayout
 from xapi_numa.errors import InvalidArgument, VnodeSplit
@@ -107,6 +108,19 @@ def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tup
         load[target] += v.memory
         moves.append(VnodeMove(v.index, v.pnode, target, v.memory))
     return tuple(sorted(moves, key=lambda m: m.vnode))
+
+
+def check_target(topo: Topology, to: int, usable: Optional[FrozenSet[int]]) -> None:
+    """A vnode goes where its vCPUs may follow: to a node with CPUs (its nearest, for a
+    memory-only one) that the host's guest mask (``usable``, None: no mask) lets guests
+    use, as the rebalancer's targets (:func:`xapi_numa.core.pools.within_pool`); their
+    soft affinity then stays inside the mask (:func:`vnode_home_actions`)."""
+    if usable is None or topo.cpus_near([to]) & usable:
+        return
+    allowed = [n.id for n in topo.nodes if topo.cpus_near([n.id]) & usable]
+    raise InvalidArgument("to", f"node {to} has no CPU in the host's guest mask (guest_VCPUs_params:mask, CPUs "
+                                f"{format_ids(usable) or 'none'}): the vnode's vCPUs could not run near its memory",
+                          f"nodes {format_ids(allowed)}" if allowed else "none: the mask leaves guests no CPU here")
 
 
 def vnode_home_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,

@@ -3,14 +3,15 @@ that inherits the VM's mover lock (the plugin's and xapi-numad's moves; the
 claim is :func:`xapi_numa.ops.move_memory.claim_and_start`)."""
 import os
 import time
-from typing import List, Optional
+from typing import FrozenSet, List, Optional
 
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.moves import MoverLock
 
 
 def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_bytes: Optional[int] = None,
                      rate: Optional[str] = None, skip: int = 0, keep_affinity: bool = False,
-                     vnode: Optional[int] = None) -> int:
+                     vnode: Optional[int] = None, guest_cpus: Optional[FrozenSet[int]] = None) -> int:
     """Run ``xapi-numa move-memory`` detached: isolated (``-I``, from ``/``), in its own
     session with no stdio (xapi reads the plugin's stdout to EOF), and where systemd
     runs, in a scope of its own, so that a toolstack restart that stops xapi's
@@ -37,6 +38,8 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
         cmd += ["--keep-affinity"]
     if vnode is not None:
         cmd += ["--vnode", str(vnode)]
+    if guest_cpus is not None:  # the host's guest mask, as the claimer read it from xapi
+        cmd += ["--guest-cpus", format_ids(guest_cpus)]
     if shutil.which("systemd-run") and os.path.isdir("/run/systemd/system"):
         # a scope keeps the child our own process (it inherits the lock) but outside xapi's cgroup
         cmd = scope_command(domid, _systemd_version()) + cmd

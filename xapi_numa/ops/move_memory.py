@@ -18,7 +18,7 @@ import errno
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import attrs
 
@@ -56,6 +56,7 @@ class Plan:
     vnode: Optional[int] = None            # a vNUMA guest's vnode, moving whole
     layout: Optional[VnumaLayout] = None   # its layout before the move
     already_there: bool = False            # the hypervisor counts every page of it on the target
+    guest_cpus: Optional[FrozenSet[int]] = None  # the host's guest mask: a vnode's vCPUs stay inside it
 
     @property
     def pages(self) -> int:
@@ -93,18 +94,20 @@ def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
 
 def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
           batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-          vnode: Optional[int] = None, skip: int = 0, room: Optional[int] = None) -> DomainInfo:
+          vnode: Optional[int] = None, skip: int = 0, room: Optional[int] = None,
+          guest_cpus: Optional[FrozenSet[int]] = None) -> DomainInfo:
     """Every refusal that needs no scan of the guest's memory (what the plugin answers
     at once); returns the domain.  A vNUMA guest's memory moves only as whole vnodes
-    (``vnode``), or to the node every vnode already lives on.  ``room``: pages node
-    ``to`` can take (``reserve.room_pages``: not what starting VMs reserved), else
-    its claimable memory."""
-    return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)[0]
+    (``vnode``), to a node with CPUs in the host's guest mask (``guest_cpus``), or to the
+    node every vnode already lives on.  ``room``: pages node ``to`` can take
+    (``reserve.room_pages``: not what starting VMs reserved), else its claimable memory."""
+    return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room, guest_cpus)[0]
 
 
 def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: int, probe_ms: int,
-             allow_fallback: bool, vnode: Optional[int], skip: int,
-             room: Optional[int] = None) -> Tuple[DomainInfo, Optional[VnumaLayout], Optional[int], int]:
+             allow_fallback: bool, vnode: Optional[int], skip: int, room: Optional[int] = None,
+             guest_cpus: Optional[FrozenSet[int]] = None
+             ) -> Tuple[DomainInfo, Optional[VnumaLayout], Optional[int], int]:
     """(the domain, its vNUMA layout, the pages that are elsewhere and need room: None with a fallback,
     the pages to move)."""
     topo = hv.topology()
@@ -133,7 +136,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     if allow_fallback:
         return d, layout, None, pages  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
     if vnode is not None and layout is not None:
-        check_vnode_move(layout, vnode, max_bytes, skip)
+        check_vnode_move(layout, vnode, max_bytes, skip, topo, to, guest_cpus)
         # all of it: its recorded pnode says nothing of where its pages are (--apply sets only the map)
         pages = need = layout.vnode(vnode).memory // pagemove.PAGE
     else:  # the pages elsewhere, of which a step moves at most its max
@@ -157,7 +160,7 @@ def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
             batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
             skip: int = 0, vnode: Optional[int] = None, room: Optional[int] = None,
-            checked: Optional[tuple] = None) -> Plan:
+            checked: Optional[tuple] = None, guest_cpus: Optional[FrozenSet[int]] = None) -> Plan:
     """Check, scan the guest's memory and plan a move; changes nothing (the probe
     pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
     earlier step of the same move took them).  ``vnode``: only that vnode's pages.
@@ -165,7 +168,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     if skip < 0:
         raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
     d, layout, need, _ = checked or _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip,
-                                             room)
+                                             room, guest_cpus)
     if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
         return Plan(d, to, (), 0, {}, {}, 0, _room(hv, to, room), 0, already_there=True)
     try:
@@ -187,12 +190,14 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     batches = tuple(pagemove.plan_batches(gfns, batch, max_pages))
     return Plan(d, to, batches, len(gfns), {why: len(kept) for why, kept in stay.items()}, stay,
                 memory.busy_grants, _room(hv, to, room),
-                sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None)
+                sum(pagemove.whole_runs(b) for b in batches), vnode, layout if vnode is not None else None,
+                guest_cpus=guest_cpus)
 
 
 def claim(hv: Hypervisor, ledger: Ledger, vm: str, to: int, max_bytes: Optional[int] = None,
           batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
-          skip: int = 0, vnode: Optional[int] = None, lock_fd: Optional[int] = None) -> Tuple[Plan, MoverLock]:
+          skip: int = 0, vnode: Optional[int] = None, lock_fd: Optional[int] = None,
+          guest_cpus: Optional[FrozenSet[int]] = None) -> Tuple[Plan, MoverLock]:
     """Claim the VM, check and plan its move, in the order that keeps movers apart:
     the VM's mover lock first (a second mover of it is told it is already being
     moved); under it the vNUMA layout and every check (no mover of another vnode can
@@ -207,7 +212,8 @@ def claim(hv: Hypervisor, ledger: Ledger, vm: str, to: int, max_bytes: Optional[
     ours = lock_fd is not None  # the row: the claimer's, handed to us
     try:
         room = reserve.room_pages(hv, ledger, exclude_move=d.uuid).get(to)
-        checked = _checked(hv, str(d.domid), to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room)
+        checked = _checked(hv, str(d.domid), to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room,
+                           guest_cpus)
         d, need, pages = checked[0], checked[2], checked[3]
         row = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "planned_pages": need or 0}
         again = None if need is None else (
@@ -215,7 +221,7 @@ def claim(hv: Hypervisor, ledger: Ledger, vm: str, to: int, max_bytes: Optional[
         journal.begin(d, to, row, lock=lock, own_lock=lock_fd is None, room_check=again)
         ours = True
         return prepare(hv, str(d.domid), to, max_bytes, batch, probe_ms, allow_fallback, skip, vnode,
-                       checked=checked), lock
+                       checked=checked, guest_cpus=guest_cpus), lock
     except BaseException as err:
         if ours:  # refused before a page moved: said where a background mover's caller looks
             why = err.message if isinstance(err, NumaError) else "stopped before the move ({})".format(
@@ -301,7 +307,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["stuck_gfns"] = pagemove.ranges(stuck)
     if plan.vnode is not None and plan.layout is not None:
         note = after_vnode_move(hv, d, plan.layout, plan.vnode, plan.target, state == DONE, tally, report, journal.db,
-                                follow_affinity)
+                                follow_affinity, plan.guest_cpus)
         state, error = (FAILED if note and state == DONE else state), note or error
         report["state"] = state
     elif (tally.released or plan.already_there) and follow_affinity:  # (all there: still its home)
@@ -375,14 +381,15 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
 
 def claim_and_start(journal: MoveJournal, d: DomainInfo, to: int, max_bytes: Optional[int],
                     rate: Optional[float], reason: str = "", skip: int = 0, keep_affinity: bool = False,
-                    vnode: Optional[int] = None) -> int:
+                    vnode: Optional[int] = None, guest_cpus: Optional[FrozenSet[int]] = None) -> int:
     """Claim the VM in the journal (refused if someone is moving it) and hand it to a
-    background mover."""
+    background mover (with the host's guest mask the caller read, ``guest_cpus``)."""
     report = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": to, "state": RUNNING, "reason": reason}
     lock = journal.begin(d, to, report)
     try:
         text_rate = None if rate is None else pagemove.format_rate(rate)
-        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity, vnode)
+        pid = start_background(d.domid, to, journal.db.path, lock, max_bytes, text_rate, skip, keep_affinity, vnode,
+                               guest_cpus)
         journal.hand_over(d.uuid, pid)
     finally:
         lock.release()  # the child holds its own copy of the lock

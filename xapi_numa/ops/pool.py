@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
 from xapi_numa.core.numbers import shown
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan
@@ -234,11 +234,8 @@ def _stored_policy_of(record: dict) -> dict:
     """``policy`` (as the plugin's ``get_policy`` answers; None if invalid) and ``policy_error``
     (naming the other_config key to fix): a bad stored policy is shown beside where the VM
     is, not instead of it."""
-    try:
-        policy = Policy.from_other_config(record["other_config"])
-        return {"policy": dict(policy.to_dict(), vm=record["uuid"]), "policy_error": None}
-    except InvalidArgument as err:
-        return {"policy": None, "policy_error": err.message}
+    policy, error = stored_or_default(record["other_config"])
+    return {"policy": None if error else dict(policy.to_dict(), vm=record["uuid"]), "policy_error": error}
 
 
 def _stored_plan_of(record: dict) -> Optional[dict]:

@@ -295,17 +295,16 @@ class Rebalancer:
         # nor any VM while a domain is unread: its node's load, and so what a move there gains, is not known
         vms = [attrs.evolve(vm, movable=False) if vm.uuid in mending or snap.unread else vm for vm in vms]
         # a move of its own (logged, held down): a VM whose memory stays, homed back with it
-        back = rebalance_plan.within_budget([rebalance.Candidate("back to its memory", ((vm, to),), 0.0, 0, 0.0)
-                                             for vm, to in rebalance_moves.back_to_memory(
-                                                 vms, self.following.homed_fixed, capacity, self.settings)],
-                                            None if max_writes is None else max_writes - len(undo))
+        back = rebalance_plan.back_moves(rebalance_moves.back_to_memory(
+            vms, self.following.homed_fixed, capacity, self.settings), self.settings,
+            None if max_writes is None else max_writes - len(undo))
         gone_back = {vm.uuid: to for c in back for vm, to in c.moves}  # weighed at their new home, held
         moving = set(gone_back)
         if max_writes is not None:
             max_writes -= len(undo) + sum(c.writes for c in back)
         assessment = rebalance_plan.plan(
             [attrs.evolve(v, home=gone_back[v.uuid], movable=False) if v.uuid in gone_back else v for v in vms],
-            snap.topology, self.settings, capacity, room, max_writes)
+            snap.topology, self.settings, capacity, room, max_writes, already=len(back))
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)

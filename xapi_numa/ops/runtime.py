@@ -36,6 +36,7 @@ from xapi_numa.errors import NumaError
 from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, page_scans, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
+from xapi_numa.ops.left_alone import LeftAlone
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
 from xapi_numa.ops.reserve import room_pages
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -74,12 +75,15 @@ class Runtime:
                  logger: logging.Logger = LOG, opted_out: Optional[Callable[[str], bool]] = None,
                  dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False,
                  guest_cpus: Callable[[], Optional[FrozenSet[int]]] = lambda: None,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False,
+                 policy_error: Callable[[str], Optional[str]] = lambda uuid: None) -> None:
+        """``policy_error``: why a VM's stored policy cannot be read (None: it can); such a VM is left alone."""
         self.hv, self.db, self.settings = hv, db, settings
         self.stopping = stopping  # a stop was asked (SIGTERM): the rest of a cycle is skipped
         # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
         self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out)
         self.policy_of = policy_of or (lambda uuid: Policy())
+        self.left_alone = LeftAlone(self.policy_of, policy_error, logger)
         self.guest_cpus = guest_cpus  # the host's guest mask, where xapi says (see HostSnapshot.unpinned)
         self.settler = settler
         self.logger = logger
@@ -163,18 +167,9 @@ class Runtime:
 
     # --- who is left alone --------------------------------------------------------------------------
     def excluded(self, snap: HostSnapshot) -> Set[int]:
-        """VMs whose memory is being moved (the mover sets their affinity when done),
-        and VMs whose policy is ``any`` or ``strict``."""
-        moving = set(self.moves.moving())
-        out = {d.domid for d in snap.domains if d.uuid in moving}
-        for d in snap.domains:
-            try:
-                mode = self.policy_of(d.uuid).mode
-            except NumaError:
-                mode = "best_effort"
-            if mode in ("any", "strict"):
-                out.add(d.domid)
-        return out
+        """VMs whose memory is being moved, whose policy is ``any`` or ``strict``, or whose
+        stored policy cannot be read (:mod:`.left_alone`)."""
+        return self.left_alone.excluded(snap, self.moves.moving())
 
     def forget_the_gone(self, snap: HostSnapshot) -> None:
         """Drop what homing remembers of VMs that no longer run: a daemon lives for months

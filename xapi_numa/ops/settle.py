@@ -1,11 +1,11 @@
 """Settling a started VM: its boot pin gives way to its policy's affinity, and its
 reservation goes.  The plugin's ``settle`` and xapi-numad's auto-settle (a VM
 started with a plain ``xe vm-start`` after ``place``) both run this."""
-from typing import Optional, Tuple
+from typing import Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import reservation, settling
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import InvalidArgument, NotRunning
 from xapi_numa.ops.boot_pin import admin_mask, placed_nodes, restore_boot
 from xapi_numa.ops.executor import DONE, Executor
@@ -35,7 +35,7 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Option
         raise NotRunning(uuid)
     record = xapi.vm_record(session, vm)
     other = record["other_config"]
-    policy, policy_error = _policy_or_default(other)  # a bad one must not leave the VM boot-pinned
+    policy, policy_error = stored_or_default(other)  # a bad one must not leave the VM boot-pinned
     topo = hv.topology()
     pages = hv.node_pages(dom.domid)
     # xapi narrowed the vCPUs to the host's guest mask at the start: settling keeps them in it
@@ -53,13 +53,3 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Option
     return {"vm": uuid, "domid": dom.domid, "memory_nodes": sorted(plan.memory_nodes), "nodes": sorted(plan.nodes),
             "hard": topo.format_cpus(plan.hard), "soft": topo.format_cpus(plan.soft) if plan.soft is not None else None,
             "fixed_up": plan.fixed_up, "refused": refused, "policy_error": policy_error}
-
-
-def _policy_or_default(other_config: dict) -> Tuple[Policy, Optional[str]]:
-    """The VM's stored policy, or the default one and why the stored one cannot be
-    read: a started VM is settled whatever its record says, and the error reported
-    (a refusal would leave it boot-pinned, and stop xapi-numad's settling of others)."""
-    try:
-        return Policy.from_other_config(other_config), None
-    except InvalidArgument as err:
-        return Policy(), err.message

@@ -9,13 +9,15 @@ same vnodes at the same distances), its vCPUs' soft affinity moves with it and
 the domain's node affinity becomes the pnodes its vnodes now live on.  The rule
 of what may move is :mod:`xapi_numa.core.vnode_units`.
 """
-from typing import List, Optional, Sequence
+from typing import FrozenSet, List, Optional, Sequence
 
 from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.vnode_units import vnode_home_actions
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.vnode_units import check_target, vnode_home_actions
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.executor import DONE as APPLIED, Executor
@@ -23,9 +25,13 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 
 
-def check_vnode_move(layout: VnumaLayout, vnode: int, max_bytes: Optional[int], skip: int) -> None:
-    """A vnode moves whole, and its new pnode must be recordable afterwards."""
+def check_vnode_move(layout: VnumaLayout, vnode: int, max_bytes: Optional[int], skip: int, topo: Topology,
+                     to: int, guest_cpus: Optional[FrozenSet[int]] = None) -> None:
+    """A vnode moves whole, to a node its vCPUs may follow (``guest_cpus``: the host's
+    guest mask, :func:`~xapi_numa.core.vnode_units.check_target`), and its new pnode must
+    be recordable afterwards."""
     layout.vnode(vnode)
+    check_target(topo, to, guest_cpus)
     if max_bytes is not None:
         raise InvalidArgument("max", "a vnode moves whole, never part of it", "no max with vnode")
     if skip:
@@ -44,21 +50,23 @@ def vnode_gfns(layout: VnumaLayout, vnode: int, gfns: Sequence[int]) -> List[int
 
 
 def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int,
-                 db: Optional[Database] = None, follow_affinity: bool = True) -> dict:
+                 db: Optional[Database] = None, follow_affinity: bool = True,
+                 guest_cpus: Optional[FrozenSet[int]] = None) -> dict:
     """After every page of vnode ``vnode`` moved to node ``to``: record its new pnode,
     and (unless ``follow_affinity`` is off: ``--keep-affinity``) point its vCPUs' soft
-    affinity and the domain's node affinity at where its vnodes now are.  Hard
-    affinity is the admin's: reported, never changed."""
+    affinity (inside ``guest_cpus``, the host's guest mask) and the domain's node affinity
+    at where its vnodes now are.  Hard affinity is the admin's: reported, never changed."""
     before = layout.vnode(vnode).pnode
     moved = layout.with_pnode(vnode, to)
     hv.set_vnuma(d.domid, moved.as_plan(), moved.ranges)
     topo = hv.topology()
-    cpus = topo.cpus_near([to])
+    cpus = within(topo.cpus_near([to]), guest_cpus)  # as vnode_home_actions writes them
     vcpus = moved.vnode(vnode).vcpus
     affinity = "kept (--keep-affinity)"
     if follow_affinity:
         why = f"vnode {vnode} moved from pnode {before} to {to}"
-        outcomes = Executor(hv, db).apply(vnode_home_actions(d.domid, d.uuid, layout, vnode, to, topo, why))
+        outcomes = Executor(hv, db).apply(vnode_home_actions(d.domid, d.uuid, layout, vnode, to, topo, why,
+                                                             guest_cpus))
         affinity = "set" if all(o.status == APPLIED for o in outcomes) else "partly refused"
     hard = {v.vcpu: v.hard for v in hv.vcpus(d.domid)}
     return {"vnode": vnode, "from": before, "to": to, "vcpus": list(vcpus), "pnodes": list(moved.pnodes),
@@ -67,7 +75,7 @@ def rehome_vnode(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int,
 
 def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: int, to: int, done: bool,
                      tally: MoveTally, report: dict, db: Optional[Database] = None,
-                     follow_affinity: bool = True) -> Optional[str]:
+                     follow_affinity: bool = True, guest_cpus: Optional[FrozenSet[int]] = None) -> Optional[str]:
     """A whole vnode moved: record where it lives now (``report["vnode"]``).  Part of
     one moved (the move stopped), or the record failed: say so in the report's error,
     which is returned (the move then counts as failed)."""
@@ -79,7 +87,7 @@ def after_vnode_move(hv: Hypervisor, d: DomainInfo, layout: VnumaLayout, vnode: 
         return report["error"]
     if done:
         try:
-            report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db, follow_affinity)
+            report["vnode"] = rehome_vnode(hv, d, layout, vnode, to, db, follow_affinity, guest_cpus)
             return None
         except NumaError as err:
             report["error"] = "every page of vnode {} moved to node {}, but recording its new pnode failed: {}" \

@@ -13,7 +13,7 @@ from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tup
 
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.policy import Policy, stored_or_default
 from xapi_numa.errors import NumaError, UnknownVM
 from xapi_numa.ops.executor import log_event
 
@@ -40,6 +40,7 @@ class XapiLink:
         self._delay = 0.0
         self._down_logged = False
         self._policies: Dict[str, Policy] = {}
+        self._policy_errors: Dict[str, str] = {}  # uuid -> why its stored policy cannot be read
         self._opted_out: Dict[str, bool] = {}
         self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
         self._policies_at: Optional[float] = None
@@ -93,16 +94,20 @@ class XapiLink:
     # --- what the daemon asks of xapi ------------------------------------------------------------------
     def policy_of(self, uuid: str) -> Policy:
         """The VM's NUMA policy (VM.other_config), refreshed every 30 s; the default
-        policy while xapi is away."""
+        policy while xapi is away, and for a stored policy that cannot be read
+        (:meth:`policy_error` says which)."""
         now = self._clock()
         due = self._policies_at is None or now - self._policies_at >= POLICY_REFRESH_S
         if due and now >= self._records_retry[0]:
             records = self._read_records(now)
             if records is not None:
-                self._policies = {r["uuid"]: _policy_or_default(r.get("other_config", {})) for r in records.values()}
-                self._backend_off = {r["uuid"] for r in records.values() if r.get("other_config", {}).get(
-                    BACKEND_AFFINITY_KEY, "").strip().lower() in ("false", "0", "no", "off")}
-                self._opted_out = {r["uuid"]: _rebalance_off(r.get("other_config", {})) for r in records.values()}
+                stored = {r["uuid"]: stored_or_default(r.get("other_config", {})) for r in records.values()}
+                self._policies = {uuid: policy for uuid, (policy, _) in stored.items()}
+                self._policy_errors = {uuid: error for uuid, (_, error) in stored.items() if error is not None}
+                self._backend_off = {r["uuid"] for r in records.values()
+                                     if _off(r.get("other_config", {}), BACKEND_AFFINITY_KEY)}
+                self._opted_out = {r["uuid"]: _off(r.get("other_config", {}), REBALANCE_KEY)
+                                   or r["uuid"] in self._policy_errors for r in records.values()}
                 self._policies_at = now
                 self._guest_cpus = self.use(self._read_guest_cpus)
         return self._policies.get(uuid, Policy())
@@ -130,15 +135,13 @@ class XapiLink:
         self.policy_of("")  # refreshes it with the records, at most every 30 s
         return self._guest_cpus
 
+    def host_guest_cpus(self) -> Optional[FrozenSet[int]]:
+        """This host's guest mask read now, alone (no VM record is read); None while xapi is away."""
+        return self.use(self._read_guest_cpus)
+
     @staticmethod
     def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
-        uuid = local_host_uuid()
-        if uuid is None:
-            return None
-        try:
-            return xapi.host_guest_cpus(session, uuid)
-        except NumaError:  # a mask xapi itself would not read: it narrows nothing
-            return None
+        return guest_cpus_of(session, local_host_uuid())
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
@@ -149,30 +152,32 @@ class XapiLink:
         self.policy_of(uuid)  # refreshes the records when due
         return self._opted_out.get(uuid, True)
 
+    def policy_error(self, uuid: str) -> Optional[str]:
+        """Why the VM's stored policy cannot be read (None: it can, or xapi has not listed
+        the VM): xapi-numad leaves such a VM alone, as :meth:`rebalance_opted_out` does."""
+        self.policy_of(uuid)  # refreshes the records when due
+        return self._policy_errors.get(uuid)
+
     def backend_affinity_off(self, uuid: str) -> bool:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
         self.policy_of(uuid)  # refreshes both, at most every 30 s
         return uuid in self._backend_off
 
 
-def _rebalance_off(other_config: dict) -> bool:
-    """Is the VM not the rebalancer's: ``numa_rebalance=false``, or a stored policy that
-    cannot be read (``numa_mode=strict`` with a bad ``numa_nodes`` is meant to stay where it
-    is; settling applies the default policy and reports the error, moving it is no guess to make)."""
-    if other_config.get(REBALANCE_KEY, "").strip().lower() in ("false", "0", "no", "off"):
-        return True
+def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
+    """Host ``host_uuid``'s guest mask (``guest_VCPUs_params:mask``), or None: it has none,
+    no host is named, or xapi itself would not read it (it narrows nothing)."""
+    if host_uuid is None:
+        return None
     try:
-        Policy.from_other_config(other_config)
+        return xapi.host_guest_cpus(session, host_uuid)
     except NumaError:
-        return True
-    return False
+        return None
 
 
-def _policy_or_default(other_config: dict) -> Policy:
-    try:
-        return Policy.from_other_config(other_config)
-    except NumaError:
-        return Policy()  # an unreadable policy is reported by get_policy, not guessed at here
+def _off(other_config: dict, key: str) -> bool:
+    """Is ``key`` (``numa_rebalance``, ``numa_backend_affinity``) set to false in other_config?"""
+    return other_config.get(key, "").strip().lower() in ("false", "0", "no", "off")
 
 
 LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0

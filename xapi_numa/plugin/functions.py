@@ -22,6 +22,7 @@ from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import (move_memory, move_recovery, queries, reserve, runtime, settle as settling, start_placement,
                            vnuma_xapi)
+from xapi_numa.ops.xapi_link import guest_cpus_of
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -198,10 +199,12 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
                          dom.name)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
+    # a vnode goes only where its vCPUs may follow, inside the host's guest mask (as xapi-numad's vnode moves)
+    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid) if vnode is not None else None
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
-                      room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to])
-    pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode)
+                      room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to], guest_cpus=guest_cpus)
+    pid = move_memory.claim_and_start(journal, dom, to, max_bytes, rate, vnode=vnode, guest_cpus=guest_cpus)
     # "vm" is the VM's UUID, as every function answers; "uuid" is kept for older callers
     return {"vm": uuid, "name": dom.name, "uuid": uuid, "domid": dom.domid, "to": to, "state": RUNNING, "pid": pid,
             "vnode": vnode}
