@@ -175,3 +175,13 @@ def test_a_tally_naming_a_domain_by_no_uuid_is_never_taken_for_a_live_list(tmp_p
         HomeTally(db).publish(homes)
         assert HomeTally(db).count(live, 2) == ([0, 0], sorted(live))
 
+
+def test_the_tally_written_now_is_not_taken_by_a_schema_8_reader_for_a_host_without_guests(tmp_path):
+    """Schema 8 compared (domids, uuids) with the live domains' list: left empty, they match
+    that of a host whose guests are all gone, and such a reader took the sums of the guests
+    the daemon last counted as its own."""
+    db = Database(str(tmp_path / "s.db"))
+    HomeTally(db).publish({3: ("00000000-0000-4000-8000-000000000003", {0: 2})})
+    with db.read() as c:
+        listed = c.execute("SELECT domids, uuids FROM home_tally_time WHERE id = 0").fetchone()
+    assert listed != ("", "")  # what schema 8's fingerprint of no domains is
