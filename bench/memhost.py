@@ -118,11 +118,11 @@ class MemHost(Hypervisor):
         return Capabilities("credit2", False, {"claims": "native", "node_claims": "unavailable"})
 
     def topology(self) -> Topology:
-        self.hypercalls += 2  # xc_numainfo, xc_cputopoinfo
+        self.hypercalls += 4  # xc_numainfo, xc_cputopoinfo: each twice (libxenuma asks the size first)
         return xen_topology.topology(FFI, self.lib(), None, _check)[0]
 
     def node_memory(self) -> List[NodeMemory]:
-        self.hypercalls += 1  # xc_numainfo
+        self.hypercalls += 2  # xc_numainfo, twice (the size, then the tables)
         sizes, frees, _ = xen_topology.numainfo(FFI, self.lib(), None, _check)
         return [NodeMemory(i, s, f, 0) for i, (s, f) in enumerate(zip(sizes, frees))]
 

@@ -160,3 +160,28 @@ def test_the_very_domains_summed_are_answered_from_the_one_row(tmp_path):
         c.execute("DELETE FROM home_tally")  # only the sums can answer now
     assert HomeTally(db).count(LiveDomains.of(u), 2) == ([2, 3], [])
     assert HomeTally(db).count(LiveDomains.of({0: u[0], 3: u[3]}), 2) == ([0, 0], [3])  # another set: the rows
+
+
+def test_a_tally_naming_a_domain_by_no_uuid_is_never_taken_for_a_live_list(tmp_path):
+    """A published text that is no UUID went into the fingerprint as its own bytes: 16 of
+    them read as some handle, so a domain whose handle they are matched the tally, and a
+    start took the sums of a domain the tally does not name (the rows say "gone, unread")."""
+    db = Database(str(tmp_path / "s.db"))
+    text = "abcdefghijklmnop"  # 16 characters: no UUID, but 16 bytes, as a handle is
+    for homes, live in (({3: (text, {0: 2})}, LiveDomains([3], text.encode())),
+                        # two texts end to end read as two handles
+                        ({3: ("abcdefgh", {0: 2}), 4: ("ijklmnopqrstuvwxyz012345", {1: 1})},
+                         LiveDomains([3, 4], b"abcdefghijklmnopqrstuvwxyz012345"))):
+        HomeTally(db).publish(homes)
+        assert HomeTally(db).count(live, 2) == ([0, 0], sorted(live))
+
+
+def test_the_tally_written_now_is_not_taken_by_a_schema_8_reader_for_a_host_without_guests(tmp_path):
+    """Schema 8 compared (domids, uuids) with the live domains' list: left empty, they match
+    that of a host whose guests are all gone, and such a reader took the sums of the guests
+    the daemon last counted as its own."""
+    db = Database(str(tmp_path / "s.db"))
+    HomeTally(db).publish({3: ("00000000-0000-4000-8000-000000000003", {0: 2})})
+    with db.read() as c:
+        listed = c.execute("SELECT domids, uuids FROM home_tally_time WHERE id = 0").fetchone()
+    assert listed != ("", "")  # what schema 8's fingerprint of no domains is

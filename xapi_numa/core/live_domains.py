@@ -55,9 +55,11 @@ def _packed(domids: Sequence[int]) -> bytes:
 
 def fingerprint_of(uuids: Mapping[int, str]) -> str:
     """What :meth:`LiveDomains.fingerprint` gives for the same domains, from their UUIDs'
-    text (in any case; a text that is no UUID makes it match no list of Xen's)."""
+    text (in any case).  A text that is no UUID names no domain of Xen's: then "", which
+    no digest is (its own bytes in the digest read as handles, 16 of them as one)."""
     ordered = sorted(uuids)
-    return _digest(_packed(ordered), b"".join(handle_of(uuids[d]) or uuids[d].encode() for d in ordered))
+    handles = [handle_of(uuids[d]) for d in ordered]
+    return "" if None in handles else _digest(_packed(ordered), b"".join(handles))
 
 
 class LiveDomains(Mapping):

@@ -131,7 +131,7 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
-                 # the domains the sums are over, as schema 8 listed them (left empty since: too long to read)
+                 # the domains the sums are over, as schema 8 listed them ("-" since, which matches no list)
                  ("home_tally_time", "domids", "TEXT NOT NULL DEFAULT ''"),
                  ("home_tally_time", "uuids", "TEXT NOT NULL DEFAULT ''"),
                  ("home_tally_time", "totals", "TEXT NOT NULL DEFAULT '[]'"),  # [[node, vCPUs homed there]]

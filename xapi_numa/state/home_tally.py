@@ -45,8 +45,10 @@ class HomeTally:
                     for node, count in counts.items():
                         totals[node] = totals.get(node, 0) + count
                 summed = fingerprint_of({domid: uuid for domid, (uuid, _) in homes.items()})
-                db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, summed, totals) VALUES (0, ?, ?, ?)",
-                           (self.db.clock(), summed, json.dumps(sorted(totals.items()))))
+                # domids: what no list of schema 8's is (it reads this pair as its fingerprint,
+                # and "", "" is its fingerprint of no domains: a host whose guests are all gone)
+                db.execute("INSERT OR REPLACE INTO home_tally_time (id, at, domids, summed, totals) "
+                           "VALUES (0, ?, '-', ?, ?)", (self.db.clock(), summed, json.dumps(sorted(totals.items()))))
             else:
                 db.execute("UPDATE home_tally_time SET at = ? WHERE id = 0", (self.db.clock(),))
         self._written = homes
