@@ -2,7 +2,8 @@
 
 For 2/4/8/16/64-node hosts: 1000 running VMs (sizes from a fixed mix) fill
 the host to about 90%, and 32 more starts hold reservations in the ledger
-(SQLite, in a temporary directory; keyed by VM UUIDs, as xapi's starts are).
+(SQLite, in a temporary directory; keyed by VM UUIDs, as xapi's starts are),
+4 of them with their domains being built, half their memory there.
 The same requests from the same mix are then decided, each timed alone, two
 ways:
 
@@ -52,6 +53,7 @@ WEIGHTS = [20, 25, 20, 15, 10, 6, 4]
 CPUS_PER_NODE = 16
 VMS = 1000
 RESERVATIONS = 32
+BUILDING = 4  # of them, whose domains are being built (a boot storm's starts overlap)
 REQUESTS = 300
 DECISIONS = 30  # of them, the first ones are also timed as whole decisions (each takes milliseconds)
 REPEAT = 20  # the planner alone is too quick to time one call
@@ -98,6 +100,9 @@ def build_host(n: int, rng: random.Random, ledger: Ledger):
             continue
         vm = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))  # (xapi's starts are keyed by VM UUIDs)
         ledger.reserve(vm, p.bytes_per_node, 3600, lambda: dict(enumerate(free)))
+        if i < BUILDING:  # its domain made and half its memory there: a start reconciles it (reads it)
+            hv.add_domain(len(placed) + 1 + i, vm, mem, [p.hard or every] * vcpus, [p.soft or every] * vcpus,
+                          building={node: (used >> 13) for node, used in p.memory})
         for node, used in p.memory:
             reserved[node] += used
     return topo, planner, hv, NodeLoads.of(free, reserved, homed), len(placed)

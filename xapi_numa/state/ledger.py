@@ -29,6 +29,7 @@ from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.moves import MoveJournal
 
 DEFAULT_TTL = 300.0
+IN_LIST = 500  # VMs per "IN (...)" query
 MAX_TTL = 24 * 3600.0
 
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
@@ -92,9 +93,10 @@ class Ledger:
         else:
             wanted = of([row[0] for row in rows])
             rows, nodes = [row for row in rows if row[0] in wanted], []
-            for row in rows:
-                nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm = ?",
-                                    (row[0],)).fetchall()
+            for i in range(0, len(rows), IN_LIST):  # (SQLite before 3.32 takes at most 999 parameters)
+                vms = [row[0] for row in rows[i:i + IN_LIST]]
+                nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm IN ({})".format(
+                    ",".join("?" * len(vms))), vms).fetchall()
         outstanding: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
         initial: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
         for vm, node, nbytes, first in nodes:  # (INTEGER columns: ints already)
