@@ -617,3 +617,23 @@ def test_a_vnode_move_keeps_to_the_hosts_guest_mask(ctx):
         time.sleep(0.5)
     assert sim.vnuma(domid).pnodes == (0, 0)
     assert sim.vcpus(domid)[1].soft == frozenset({3})
+
+
+def test_homing_leaves_alone_the_vms_xapi_numad_leaves_alone(ctx):
+    """The plugin's homing (xapi-numad's dry run) read no VM's policy: it planned soft-affinity
+    writes for ``strict``, ``any`` and unreadable-policy VMs that xapi-numad never makes, and
+    ignored the host's guest mask.  It now reads them from xapi as the daemon does."""
+    server, session, host, sid = ctx
+    sim = server.sims[host]  # 2 nodes x 4 CPUs
+    n0, n1 = sim.topology().cpus_of_nodes([0]), sim.topology().cpus_of_nodes([1])
+    domids = {}
+    for name, other in [("plain", {}), ("strict", {"numa_mode": "strict"}), ("any", {"numa_mode": "any"}),
+                        ("typo", {"numa_mode": "strict", "numa_nodes": "1,x"})]:
+        _, uuid = server.add_vm(name, 2, 256 << 20, other_config=other, domain_type="pvh")
+        domids[name] = sim.create(name, 2, 256 << 20, uuid=uuid, soft=n0, dtype="pvh", load="idle")
+        for v in range(2):  # its memory on node 0, its soft affinity node 1: the fix-up's case
+            sim.set_vcpu_affinity(domids[name], v, soft=n1)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,4,5,6,7"})  # CPU 0 is not for guests
+    actions = ok(run(server, host, sid, "homing", {}))["actions"]
+    assert {a["domid"] for a in actions} == {domids["plain"]}, actions
+    assert [a["soft"] for a in actions] == [[1, 2, 3]] * 2, actions  # inside the mask
