@@ -200,8 +200,9 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
                          dom.name)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
-    # a vnode goes only where its vCPUs may follow, inside the host's guest mask (as xapi-numad's vnode moves)
-    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid) if vnode is not None else None
+    # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask
+    # (as xapi-numad's moves), and their soft affinity stays inside it
+    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid)
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
                       room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to], guest_cpus=guest_cpus)
