@@ -645,3 +645,56 @@ def test_pages_with_no_node_named_land_as_xen_puts_them_not_on_the_nearest_node(
     guestmem.move(host, vm, list(range(0x10000, 0x10000 + 4096)), 1, 16, False, "die-after-release")
     guestmem.recover(host, vm)
     assert vm.node_pages[0] == 0 and vm.node_pages[2] == gib >> 12
+
+
+def test_a_whole_vms_memory_moved_by_hand_stays_inside_the_hosts_guest_mask(sim, ledger):
+    """A vnode moved by hand kept to the host's guest mask; a whole VM's memory did not: it
+    went to a node its vCPUs may not run on, and its soft affinity followed onto CPUs guests
+    may not use.  Refused now, as a vnode's move, naming ``to`` and the nodes allowed; to a
+    node the mask leaves CPUs of, the soft affinity is those CPUs (also when every page is
+    already there)."""
+    domid = _vm(sim)  # node 0 (CPUs 0-3); node 1 is CPUs 4-7
+    before = sim.node_pages(domid)
+    for refuse in (migrate.check, migrate.prepare):
+        with pytest.raises(InvalidArgument) as err:
+            refuse(sim, "vm", 1, guest_cpus=frozenset({0, 1, 2, 3}))
+        assert err.value.field == "to" and err.value.allowed == "nodes 0" and "guest mask" in err.value.detail
+    with pytest.raises(InvalidArgument):
+        migrate.prepare(sim, "vm", 1, allow_fallback=True, guest_cpus=frozenset({0, 1, 2, 3}))
+    assert sim.node_pages(domid) == before
+    report = migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1, guest_cpus=frozenset({0, 5, 6})))
+    assert report["state"] == "done" and sim.node_affinity(domid) == {1}
+    assert all(v.soft == {5, 6} for v in sim.vcpus(domid))
+    there = sim.create("there", 2, 64 * M, soft=frozenset({4, 5, 6, 7}), dtype="pvh", load="idle")
+    for v in range(2):
+        sim.set_vcpu_affinity(there, v, soft=frozenset({0, 1}))
+    plan = migrate.prepare(sim, "there", 1, guest_cpus=frozenset({0, 6}))
+    assert plan.already_there and migrate.run(sim, ledger.db, plan)["state"] == "done"
+    assert all(v.soft == {6} for v in sim.vcpus(there))
+
+
+def test_the_cli_reads_the_guest_mask_from_xapi_for_a_whole_vms_move(pool):
+    """``move-memory`` without --vnode asks xapi for the host's guest mask as a vnode's move
+    does (not with --no-xapi): a target outside it is refused naming --to, and the soft
+    affinity of a move inside it stays on the CPUs the mask leaves guests."""
+    import sys
+
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    hv = server.sims[host]  # 2 nodes x 4 CPUs
+    domid = _vm(hv, load="idle")  # on node 0
+    env = dict(server.plugin_env(host), XAPI_NUMA_POOL_PASSWORD="xenroot")
+    before = hv.node_pages(domid)
+    base = [sys.executable, "-m", "xapi_numa.cli", "move-memory", str(domid), "--json"]
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3"})  # none of node 1's CPUs
+    refused = subprocess.run(base + ["--to", "1"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "--to" in refused.stderr and "allowed: nodes 0" in refused.stderr, \
+        refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and hv.node_pages(domid) == before
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,6"})
+    done = subprocess.run(base + ["--to", "1"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert hv.node_pages(domid)[1] > before[1] and all(v.soft == {6} for v in hv.vcpus(domid))
+    back = subprocess.run(base + ["--to", "0", "--no-xapi"], capture_output=True, text=True, env=env)
+    assert back.returncode == 0, back.stderr
+    assert all(v.soft == {0, 1, 2, 3} for v in hv.vcpus(domid))  # no mask asked for: the whole node

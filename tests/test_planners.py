@@ -173,6 +173,23 @@ def test_fixup_leaves_alone(case, vs, pages, excluded):
     assert affinity_fixup.plan(snap(vs, pages={1: pages}), excluded) == [], case
 
 
+def test_fixup_keeps_soft_affinity_inside_the_hosts_guest_mask():
+    """The fix-up pointed soft affinity at every CPU of the memory's node, those the host's
+    guest mask (guest_VCPUs_params:mask) keeps from guests too: the rebalancer's home
+    moves write only the node's CPUs inside it, and the fix-up now does the same (once
+    there, it leaves the VM alone rather than write it again every pass)."""
+    mask = frozenset(range(0, 6))  # CPUs 6 and 7 (node 1) are not for guests
+    vs = [vcpu(1, 0, 0, N0, hard=mask), vcpu(1, 1, 1, N0, hard=mask)]
+    masked = attrs.evolve(snap(vs, pages={1: {0: 3, 1: 97}}), guest_cpus=mask)
+    out = affinity_fixup.plan(masked)
+    assert [(a.vcpu, a.soft) for a in out] == [(0, frozenset({4, 5})), (1, frozenset({4, 5}))]
+    there = [attrs.evolve(v, soft=frozenset({4, 5})) for v in vs]
+    assert affinity_fixup.plan(attrs.evolve(snap(there, pages={1: {0: 3, 1: 97}}), guest_cpus=mask)) == []
+    # a mask that leaves the node no CPU narrows nothing (never an empty mask), as settling's rule
+    out = affinity_fixup.follow(dom(1), vs, TOPO, {1: 100}, "moved", usable=frozenset({0, 1}))
+    assert [a.soft for a in out if isinstance(a, act.SetAffinity)] == [N1, N1]
+
+
 def test_follow_sets_node_affinity_and_soft_affinity():
     out = affinity_fixup.follow(dom(1), [vcpu(1, 0, 0, N0)], TOPO, {0: 1, 1: 99}, "moved")
     assert out == [act.SetNodeAffinity(1, "uuid-1", frozenset({1}), "moved"),

@@ -617,3 +617,47 @@ def test_a_vnode_move_keeps_to_the_hosts_guest_mask(ctx):
         time.sleep(0.5)
     assert sim.vnuma(domid).pnodes == (0, 0)
     assert sim.vcpus(domid)[1].soft == frozenset({3})
+
+
+def test_homing_leaves_alone_the_vms_xapi_numad_leaves_alone(ctx):
+    """The plugin's homing (xapi-numad's dry run) read no VM's policy: it planned soft-affinity
+    writes for ``strict``, ``any`` and unreadable-policy VMs that xapi-numad never makes, and
+    ignored the host's guest mask.  It now reads them from xapi as the daemon does."""
+    server, session, host, sid = ctx
+    sim = server.sims[host]  # 2 nodes x 4 CPUs
+    n0, n1 = sim.topology().cpus_of_nodes([0]), sim.topology().cpus_of_nodes([1])
+    domids = {}
+    for name, other in [("plain", {}), ("strict", {"numa_mode": "strict"}), ("any", {"numa_mode": "any"}),
+                        ("typo", {"numa_mode": "strict", "numa_nodes": "1,x"})]:
+        _, uuid = server.add_vm(name, 2, 256 << 20, other_config=other, domain_type="pvh")
+        domids[name] = sim.create(name, 2, 256 << 20, uuid=uuid, soft=n0, dtype="pvh", load="idle")
+        for v in range(2):  # its memory on node 0, its soft affinity node 1: the fix-up's case
+            sim.set_vcpu_affinity(domids[name], v, soft=n1)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,4,5,6,7"})  # CPU 0 is not for guests
+    actions = ok(run(server, host, sid, "homing", {}))["actions"]
+    assert {a["domid"] for a in actions} == {domids["plain"]}, actions
+    assert [a["soft"] for a in actions] == [[1, 2, 3]] * 2, actions  # inside the mask
+
+
+def test_a_whole_vms_memory_move_keeps_to_the_hosts_guest_mask(ctx):
+    """The plugin's move of a whole VM's memory ignored the host's guest_VCPUs_params:mask
+    (a vnode's move keeps to it): the memory went to a node its vCPUs may not run on, and
+    their soft affinity onto CPUs guests may not use.  Refused now, naming ``to``; to a node
+    the mask leaves one CPU of, the soft affinity is that CPU."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("whole", 2, 256 << 20, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, domid = server.sims[host], int(session.xenapi.VM.get_domid(ref))
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
+    before = sim.node_pages(domid)
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "to"] and "allowed: nodes 1" in details[2], details
+    assert sim.node_pages(domid) == before
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "3,4,5,6,7"})
+    assert ok(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0"}))["state"] == "running"
+    deadline = time.monotonic() + 120
+    while ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "done"
+    assert all(v.soft == frozenset({3}) for v in sim.vcpus(domid))

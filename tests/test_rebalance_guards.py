@@ -805,3 +805,25 @@ def test_the_planner_counts_the_moves_made_before_it_in_the_period():
     backs = [(vm(10 + i, 1, 0.0, {0: 1000}, fixed_memory=True), 0) for i in range(6)]
     assert len(rebalance_plan.back_moves(backs, rebalance.Settings(), None)) == 4
     assert len(rebalance_plan.back_moves(backs, rebalance.Settings(), 6)) == 2  # 3 writes each
+
+
+def test_a_policy_the_link_refuses_leaves_the_vm_alone_as_an_unreadable_one(tmp_path):
+    """``policy_of`` raising NumaError (a link that refuses a VM's stored policy, as
+    homing's and the fix-up's exclusions already expect) stopped the whole period's
+    weighing; the VM is now left alone, as one whose stored policy cannot be read."""
+    from xapi_numa.core.policy import Policy
+    from xapi_numa.errors import InvalidArgument
+
+    class RefusingLink:
+        def policy_of(self, uuid):
+            if uuid == "uuid-1":
+                raise InvalidArgument("numa_mode", "'stirct'", "any, best_effort, preferred, strict")
+            return Policy()
+
+    rb = Rebalancer(Database(str(tmp_path / "db")), policy_of=RefusingLink().policy_of)
+    got = loads_of(rb, [dom(1), dom(2)], {1: vcpus(1, N0), 2: vcpus(2, N0)})
+    assert not got["uuid-1"].movable and got["uuid-2"].movable
+    assert rb.left_alone == {"uuid-1"}  # nor does its memory follow a home we gave it
+    snap = HostSnapshot(TOPO, 10.0, (dom(1), dom(2)), {1: vcpus(1, N0), 2: vcpus(2, N0)})
+    decision = rb.decide(snap, {"uuid-1": {0: GiB >> 12}, "uuid-2": {0: GiB >> 12}}, set())
+    assert all(a.uuid != "uuid-1" for a in decision.actions)

@@ -549,3 +549,18 @@ def test_the_fix_up_leaves_a_vm_whose_stored_policy_cannot_be_read_alone(tmp_pat
         rt.cycle()
         sim.run(1.0)
     assert all(v.soft == n1 for v in sim.vcpus(domid)) and rt.writes == 0
+
+
+def test_the_dry_run_of_a_cycle_sees_the_hosts_guest_mask_as_the_daemon_does(tmp_path):
+    """``homing --dry-run`` (Runtime.what_now) took its snapshot without the host's guest
+    mask: its fix-up wrote soft affinity on CPUs guests may not use, and a VM settled
+    inside the mask looked pinned by an admin, unlike what xapi-numad's cycle does."""
+    topo = Topology.uniform(2, 4, 8 << 30)
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 1, dom0_vcpus=1, dom0_memory=256 << 20)
+    mask = frozenset({0, 1, 4, 5, 6, 7})  # CPUs 2 and 3 (node 0) are not for guests
+    domid = sim.create("g", 2, 1 << 30, dtype="pvh", soft=topo.cpus_of_nodes([0]), load="busy")
+    for v in range(2):
+        sim.set_vcpu_affinity(domid, v, hard=mask, soft=topo.cpus_of_nodes([1]))
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), guest_cpus=lambda: mask)
+    softs = [o.action.soft for o in rt.what_now() if o.action.domid == domid]
+    assert softs == [frozenset({0, 1})] * 2, softs

@@ -25,7 +25,7 @@ from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
-from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login
+from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login, vm_view
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
@@ -138,9 +138,8 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
 
     settler = PlacedSettler(link, lambda session, uuid: settle(hv, session, ledger, uuid),
                             lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG)
-    return runtime.Runtime(hv, db, settings, policy_of=link.policy_of, settler=settler, dom0=dom0,
-                           backend_opt_out=link.backend_affinity_off, opted_out=link.rebalance_opted_out,
-                           guest_cpus=link.guest_cpus, stopping=stopping, policy_error=link.policy_error), link
+    return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0, backend_opt_out=link.backend_affinity_off,
+                           stopping=stopping, **vm_view(link)), link
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:

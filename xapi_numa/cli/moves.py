@@ -93,15 +93,16 @@ MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--prob
 
 
 def _guest_cpus(args) -> Optional[FrozenSet[int]]:
-    """The host's guest mask a vnode's move keeps to: a background mover's from its claimer
-    (--guest-cpus), else read from xapi as ``rebalance --dry-run`` reads it (not on a
-    simulated host, nor with --no-xapi); none for a move of a whole VM's memory."""
+    """The host's guest mask the move keeps to (a vnode's, or a whole VM's memory): a
+    background mover's from its claimer (--guest-cpus; none for xapi-numad's, whose
+    targets already keep to it), else read from xapi as ``rebalance --dry-run`` reads it
+    (not on a simulated host, nor with --no-xapi)."""
     if args.guest_cpus is not None:
         try:
             return parse_ids(args.guest_cpus)
         except ValueError:
             raise InvalidArgument("--guest-cpus", shown(args.guest_cpus), "CPU ids and ranges: 0-3,8") from None
-    link = None if args.lock_fd is not None or args.vnode is None else rebalance.daemon_view(args)[0]
+    link = None if args.lock_fd is not None else rebalance.daemon_view(args)[0]
     if link is None:
         return None
     try:
@@ -188,7 +189,9 @@ def register(sub) -> None:
                        help="move a running PVH VM's memory to another node, page by page "
                             "(PV and HVM guests are refused)")
     q.add_argument("vm", help="domid, name or UUID")
-    q.add_argument("--to", required=True, help="target node: 1 or node:1")
+    q.add_argument("--to", required=True,
+                   help="target node: 1 or node:1; only a node with CPUs in the host's guest mask "
+                        "(guest_VCPUs_params:mask, from xapi), the vCPUs' soft affinity then inside it")
     q.add_argument("--max", type=given, help="move at most this much ({}); default all".format(SIZE_SYNTAX))
     q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
     q.add_argument("--rate", type=given, help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
@@ -207,11 +210,9 @@ def register(sub) -> None:
                    help="leave the first N movable pages alone (moved by an earlier step); default 0")
     q.add_argument("--vnode", type=whole_number,
                    help="a vNUMA VM: move exactly this vnode, whole (its memory ranges and its vCPUs), and record "
-                        "its new pnode; a vNUMA VM's memory moves no other way.  Only to a node with CPUs in "
-                        "the host's guest mask (guest_VCPUs_params:mask, from xapi), its vCPUs' soft affinity "
-                        "inside it")
+                        "its new pnode; a vNUMA VM's memory moves no other way")
     q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
-                   help="do not ask xapi for the host's guest mask (a --vnode move then keeps to none)")
+                   help="do not ask xapi for the host's guest mask (the move then keeps to none)")
     q.add_argument("--guest-cpus", dest="guest_cpus", help=argparse.SUPPRESS)  # a background mover's, from its claimer
     common.add_ledger(q)
     common.add_json(q)

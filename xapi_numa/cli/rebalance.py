@@ -11,7 +11,7 @@ from xapi_numa.cli import common, render
 from xapi_numa.core import actions as act
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
-from xapi_numa.ops.xapi_link import XapiLink, local_login
+from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
 from xapi_numa.core.numbers import whole_number
 
 
@@ -26,9 +26,7 @@ def daemon_view(args) -> tuple:
     tests, which name it): (the link or None, Runtime's keyword arguments)."""
     simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
     link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
-    kw = {} if link is None else dict(policy_of=link.policy_of, opted_out=link.rebalance_opted_out,
-                                      guest_cpus=link.guest_cpus, policy_error=link.policy_error)
-    return link, kw
+    return link, {} if link is None else vm_view(link)
 
 
 def add_no_xapi(q) -> None:

@@ -12,8 +12,9 @@ rule twice:
 * :func:`whole_vnode_moves`: a proposal of new home nodes for the whole domain
   as whole-vnode moves, or None when no set of whole-vnode moves realises it.
 
-and says where a vnode may go (:func:`check_target`: where guests may run, as the
-rebalancer's targets) and what the rebalancer's move of one vnode is (:func:`vnode_move_actions`):
+and says where memory moved by hand may go, a vnode or a whole VM's (:func:`check_target`:
+where guests may run, as the rebalancer's targets) and what the rebalancer's move of one
+vnode is (:func:`vnode_move_actions`):
 the vnode's vCPUs' soft affinity, the domain's node affinity (the pnodes its
 vnodes will live on), then its memory through the page mover, ranges and all,
 whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`).
@@ -111,15 +112,16 @@ def whole_vnode_moves(layout: VnumaLayout, homes: Iterable[int]) -> Optional[Tup
 
 
 def check_target(topo: Topology, to: int, usable: Optional[FrozenSet[int]]) -> None:
-    """A vnode goes where its vCPUs may follow: to a node with CPUs (its nearest, for a
-    memory-only one) that the host's guest mask (``usable``, None: no mask) lets guests
-    use, as the rebalancer's targets (:func:`xapi_numa.core.pools.within_pool`); their
-    soft affinity then stays inside the mask (:func:`vnode_home_actions`)."""
+    """Memory moved by hand (a vnode, or a whole VM's) goes where its vCPUs may follow: to
+    a node with CPUs (its nearest, for a memory-only one) that the host's guest mask
+    (``usable``, None: no mask) lets guests use, as the rebalancer's targets
+    (:func:`xapi_numa.core.pools.within_pool`); their soft affinity then stays inside the
+    mask (:func:`vnode_home_actions`, :func:`xapi_numa.core.affinity_fixup.follow`)."""
     if usable is None or topo.cpus_near([to]) & usable:
         return
     allowed = [n.id for n in topo.nodes if topo.cpus_near([n.id]) & usable]
     raise InvalidArgument("to", f"node {to} has no CPU in the host's guest mask (guest_VCPUs_params:mask, CPUs "
-                                f"{format_ids(usable) or 'none'}): the vnode's vCPUs could not run near its memory",
+                                f"{format_ids(usable) or 'none'}): the vCPUs could not run near the memory moved there",
                           f"nodes {format_ids(allowed)}" if allowed else "none: the mask leaves guests no CPU here")
 
 

@@ -4,7 +4,7 @@ The one rule is :mod:`xapi_numa.core.affinity_fixup`; this applies it through th
 executor once a move has released pages (a vNUMA guest's vnode has its own
 step, :mod:`xapi_numa.ops.vnode_move`).
 """
-from typing import Optional
+from typing import FrozenSet, Optional
 
 from xapi_numa.core import affinity_fixup
 from xapi_numa.core.host import DomainInfo
@@ -13,12 +13,15 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 
 
-def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None) -> dict:
-    """Point node affinity and soft affinity at the nodes that now hold the memory.
+def follow_memory(hv: Hypervisor, d: DomainInfo, db: Optional[Database] = None,
+                  guest_cpus: Optional[FrozenSet[int]] = None) -> dict:
+    """Point node affinity and soft affinity at the nodes that now hold the memory (the soft
+    affinity inside ``guest_cpus``, the host's guest mask, as the fix-up writes it).
     Hard affinity is the admin's: it is reported, never changed."""
     topo = hv.topology()
     vcpus = hv.vcpus(d.domid)
-    actions = affinity_fixup.follow(d, vcpus, topo, hv.node_pages(d.domid), "its memory was moved")
+    actions = affinity_fixup.follow(d, vcpus, topo, hv.node_pages(d.domid), "its memory was moved",
+                                    usable=guest_cpus)
     if not actions:
         return {}
     outcomes = Executor(hv, db).apply(actions)

@@ -27,7 +27,7 @@ from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.units import format_size
 from xapi_numa.core.memory_move import MoveTally
-from xapi_numa.core.vnode_units import check_move as check_vnodes
+from xapi_numa.core.vnode_units import check_move as check_vnodes, check_target
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
 from xapi_numa.ops import reserve
@@ -56,7 +56,7 @@ class Plan:
     vnode: Optional[int] = None            # a vNUMA guest's vnode, moving whole
     layout: Optional[VnumaLayout] = None   # its layout before the move
     already_there: bool = False            # the hypervisor counts every page of it on the target
-    guest_cpus: Optional[FrozenSet[int]] = None  # the host's guest mask: a vnode's vCPUs stay inside it
+    guest_cpus: Optional[FrozenSet[int]] = None  # the host's guest mask: the vCPUs' soft affinity stays inside it
 
     @property
     def pages(self) -> int:
@@ -97,9 +97,9 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
           vnode: Optional[int] = None, skip: int = 0, room: Optional[int] = None,
           guest_cpus: Optional[FrozenSet[int]] = None) -> DomainInfo:
     """Every refusal that needs no scan of the guest's memory (what the plugin answers
-    at once); returns the domain.  A vNUMA guest's memory moves only as whole vnodes
-    (``vnode``), to a node with CPUs in the host's guest mask (``guest_cpus``), or to the
-    node every vnode already lives on.  ``room``: pages node ``to`` can take
+    at once); returns the domain.  Memory goes only to a node with CPUs in the host's
+    guest mask (``guest_cpus``).  A vNUMA guest's memory moves only as whole vnodes
+    (``vnode``), or to the node every vnode already lives on.  ``room``: pages node ``to`` can take
     (``reserve.room_pages``: not what starting VMs reserved), else its claimable memory."""
     return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room, guest_cpus)[0]
 
@@ -127,6 +127,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     _check_domain(hv, d)
     layout = hv.vnuma(d.domid)
     check_vnodes(layout, d.name, to, vnode)  # NUMA_VNODE_SPLIT before anything moves
+    check_target(topo, to, guest_cpus)  # a vnode's or the whole VM's: only where its vCPUs may follow
     # Pages already on the target come back to it, so only the rest needs room;
     # stock Xen cannot say which gfn is where, so count from the per-node totals
     # (the whole domain: a few skipped frames more than will move).
@@ -136,7 +137,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     if allow_fallback:
         return d, layout, None, pages  # what does not fit goes elsewhere: no page count (a debug-key walk on stock Xen)
     if vnode is not None and layout is not None:
-        check_vnode_move(layout, vnode, max_bytes, skip, topo, to, guest_cpus)
+        check_vnode_move(layout, vnode, max_bytes, skip)
         # all of it: its recorded pnode says nothing of where its pages are (--apply sets only the map)
         pages = need = layout.vnode(vnode).memory // pagemove.PAGE
     else:  # the pages elsewhere, of which a step moves at most its max
@@ -170,7 +171,7 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     d, layout, need, _ = checked or _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip,
                                              room, guest_cpus)
     if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
-        return Plan(d, to, (), 0, {}, {}, 0, _room(hv, to, room), 0, already_there=True)
+        return Plan(d, to, (), 0, {}, {}, 0, _room(hv, to, room), 0, already_there=True, guest_cpus=guest_cpus)
     try:
         memory: MemoryMap = hv.memory_map(d.domid, probe_ms)
     except HypervisorError as err:
@@ -312,7 +313,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["state"] = state
     elif (tally.released or plan.already_there) and follow_affinity:  # (all there: still its home)
         try:
-            report["affinity"] = follow_memory(hv, d, journal.db)
+            report["affinity"] = follow_memory(hv, d, journal.db, plan.guest_cpus)
         except NumaError as err:  # the domain went away meanwhile: the journal still gets the outcome
             report["affinity"] = {"error": err.message}
     if kept_paused:  # the row stays RUNNING: the next recovery (xapi-numad, the CLI) retries it

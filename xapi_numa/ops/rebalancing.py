@@ -261,7 +261,10 @@ class Rebalancer:
     def _eligibility(self, uuid: str, vcpus, unpinned, our_pins) -> Tuple[bool, Optional[FrozenSet[int]]]:
         if self.opted_out(uuid):
             return False, None
-        policy = self.policy_of(uuid)
+        try:
+            policy = self.policy_of(uuid)
+        except NumaError:  # a policy_of that refuses the stored policy: left alone as unreadable (ops.left_alone)
+            return False, None
         if policy.mode in ("any", "strict"):
             return False, None
         if any(not v.hard >= unpinned and (uuid, v.vcpu) not in our_pins for v in vcpus):

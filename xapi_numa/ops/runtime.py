@@ -325,8 +325,8 @@ class Runtime:
                                                             .format(sustain) if waits else ""))
 
     def what_now(self) -> List[Outcome]:
-        """What a cycle would do now, with no threshold (dry runs)."""
-        snap = observe.take(self.hv, None, with_pages=True)
+        """What a cycle would do now, with no threshold (dry runs), with the cycle's guest mask."""
+        snap = attrs.evolve(observe.take(self.hv, None, with_pages=True), guest_cpus=self.guest_cpus())
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
         pins = self.pins.entries()

@@ -16,8 +16,7 @@ from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.memory_move import MoveTally
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnode_units import check_target, vnode_home_actions
+from xapi_numa.core.vnode_units import vnode_home_actions
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.executor import DONE as APPLIED, Executor
@@ -25,13 +24,10 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 
 
-def check_vnode_move(layout: VnumaLayout, vnode: int, max_bytes: Optional[int], skip: int, topo: Topology,
-                     to: int, guest_cpus: Optional[FrozenSet[int]] = None) -> None:
-    """A vnode moves whole, to a node its vCPUs may follow (``guest_cpus``: the host's
-    guest mask, :func:`~xapi_numa.core.vnode_units.check_target`), and its new pnode must
-    be recordable afterwards."""
+def check_vnode_move(layout: VnumaLayout, vnode: int, max_bytes: Optional[int], skip: int) -> None:
+    """A vnode moves whole, and its new pnode must be recordable afterwards (where it may
+    go, as any memory moved by hand: :func:`~xapi_numa.core.vnode_units.check_target`)."""
     layout.vnode(vnode)
-    check_target(topo, to, guest_cpus)
     if max_bytes is not None:
         raise InvalidArgument("max", "a vnode moves whole, never part of it", "no max with vnode")
     if skip:

@@ -164,6 +164,15 @@ class XapiLink:
         return uuid in self._backend_off
 
 
+def vm_view(link) -> dict:
+    """xapi-numad's view of the VMs through ``link`` (a :class:`XapiLink`), as
+    :class:`~xapi_numa.ops.runtime.Runtime`'s keyword arguments: their policies (and which
+    cannot be read), rebalance opt-outs and the host's guest mask.  The daemon and its dry
+    runs (the CLI's, the plugin's) see the same."""
+    return dict(policy_of=link.policy_of, policy_error=link.policy_error, opted_out=link.rebalance_opted_out,
+                guest_cpus=link.guest_cpus)
+
+
 def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
     """Host ``host_uuid``'s guest mask (``guest_VCPUs_params:mask``), or None: it has none,
     no host is named, or xapi itself would not read it (it narrows nothing)."""

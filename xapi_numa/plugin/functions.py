@@ -10,6 +10,7 @@ Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
 ``$XAPI_NUMA_LEDGER`` (state database), ``$XAPI_NUMA_XENAPI_URL`` (xapi),
 ``$XAPI_NUMA_INVENTORY`` (the file naming this host, see :mod:`..backends.inventory`).
 """
+import time
 from typing import Callable, Dict
 
 from xapi_numa.backends import xapi
@@ -22,7 +23,7 @@ from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import (move_memory, move_recovery, queries, reserve, runtime, settle as settling, start_placement,
                            vnuma_xapi)
-from xapi_numa.ops.xapi_link import guest_cpus_of
+from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -199,8 +200,9 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
                          dom.name)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
-    # a vnode goes only where its vCPUs may follow, inside the host's guest mask (as xapi-numad's vnode moves)
-    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid) if vnode is not None else None
+    # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask
+    # (as xapi-numad's moves), and their soft affinity stays inside it
+    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid)
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
                       room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to], guest_cpus=guest_cpus)
@@ -225,9 +227,12 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
 
 
 def homing(ctx: Context, args: Dict[str, str]) -> dict:
-    """What xapi-numad would do now (its dry run): pins, restores, soft-affinity moves."""
+    """What xapi-numad would do now (its dry run): pins, restores, soft-affinity moves, with
+    its view of the VMs (their policies, those it leaves alone, the host's guest mask) read
+    from xapi as it reads them, over the session xapi handed us (never logged out by us)."""
     check_args(args, set())
-    outcomes = runtime.Runtime(ctx.hv, ctx.ledger.db).what_now()
+    view = vm_view(XapiLink(lambda: ctx.session, time.monotonic))
+    outcomes = runtime.Runtime(ctx.hv, ctx.ledger.db, **view).what_now()
     return {"scheduler": ctx.hv.capabilities().scheduler, "actions": [o.to_dict() for o in outcomes]}
 
 
