@@ -24,9 +24,27 @@ by their pCPUs and ordered by credit.  What matters for NUMA, and is modelled:
   nothing when they differ by less than the tolerance (one vCPU under 100%
   load, 1/8 above).  Two equally loaded run queues are never rebalanced,
   whatever their vCPUs' soft affinity; paused vCPUs stay on their run queue
-  and are moved like any other, with their decaying loads.
-Loads are fixed point (18 bits) averaged over a 2^30 ns window, as in Xen,
-so saturated vCPUs tie exactly and list order decides, as in Xen.
+  and are moved like any other, with the loads they last had.
+Loads are fixed point (18 bits) averaged over a 2^30 ns window in time units
+of 1024 ns, with ``update_runq_load``'s and ``update_svc_load``'s arithmetic,
+so saturated vCPUs tie exactly and list order decides, as in Xen.  Both
+averages are updated only where Xen updates them, with the load that held
+since their last update (an average left alone for more than the window
+restarts from that load):
+
+* a run queue's (its count of queued and running vCPUs) by ``update_load``
+  and ``update_runq_load``: on wake and on sleep off the run queue, when a
+  vCPU leaves its pCPU for good (``csched2_context_saved``), when
+  ``csched2_schedule`` keeps the current vCPU or idles, when ``migrate()``
+  moves a queued vCPU (both run queues), and in ``balance_load`` (every run
+  queue, before the tolerance check);
+* a vCPU's own by ``update_svc_load``: on wake (not runnable since), on sleep
+  off the run queue and in ``csched2_context_saved`` (runnable since), when
+  ``csched2_schedule`` keeps it running, and in ``balance_load`` past the
+  tolerance check (the local run queue's vCPUs, and the other's once a local
+  one may move there).  Nothing else touches it: a vCPU that ``migrate()``
+  moves while blocked or paused (an affinity write, the balancer) takes the
+  load it last had from one run queue's ``b_avgload`` to the other's.
 Not modelled: weights and caps, ratelimiting, SMT (beyond keeping sibling
 threads in one run queue).
 """
@@ -46,13 +64,26 @@ TICK_US = 10_000
 MAX_CPUS_RUNQ = 16
 LOAD_SHIFT = 18
 LOAD_ONE = 1 << LOAD_SHIFT
-WINDOW_SHIFT = 30  # ns
+WINDOW_SHIFT = 30  # ns (LOADAVG_WINDOW_SHIFT)
+GRANULARITY_SHIFT = 10  # LOADAVG_GRANULARITY_SHIFT: load times are NOW() >> 10
+LOAD_WINDOW = WINDOW_SHIFT - GRANULARITY_SHIFT  # prv->load_window_shift
 TICK_NS = TICK_US * 1000
 SOFT, HARD = 0, 1
 
 
-def _decay(avg: int, load: int) -> int:
-    return (TICK_NS * (load << LOAD_SHIFT) + ((1 << WINDOW_SHIFT) - TICK_NS) * avg) >> WINDOW_SHIFT
+def load_time(tick: int) -> int:
+    """The time ``update_*_load`` works in at this tick: NOW() >> LOADAVG_GRANULARITY_SHIFT."""
+    return (tick * TICK_NS) >> GRANULARITY_SHIFT
+
+
+def updated_load(avg: int, load: int, last: int, now: int) -> int:
+    """An average after ``load`` (vCPUs runnable) held from ``last`` to ``now`` (load times):
+    update_runq_load's and update_svc_load's arithmetic, which restarts from the load
+    once more than the window has passed."""
+    if last + (1 << LOAD_WINDOW) < now:
+        return load << LOAD_SHIFT
+    delta = now - last
+    return avg + ((delta * (load << LOAD_SHIFT)) >> LOAD_WINDOW) - ((delta * avg) >> LOAD_WINDOW)
 
 
 def runqueue_layout(topology) -> List[int]:
@@ -90,14 +121,15 @@ def runqueue_layout(topology) -> List[int]:
 
 
 class RunQueue:
-    __slots__ = ("id", "cpus", "svc", "runq", "b_avgload", "pick_bias", "idle", "tickled")
+    __slots__ = ("id", "cpus", "svc", "runq", "b_avgload", "load_last", "pick_bias", "idle", "tickled")
 
-    def __init__(self, rid: int, cpus: int) -> None:
+    def __init__(self, rid: int, cpus: int, tick: int = 0) -> None:
         self.id = rid
         self.cpus = cpus
         self.svc: List[object] = []  # assigned vCPUs, in assignment order
         self.runq: List[object] = []  # queued vCPUs by credit, highest first
         self.b_avgload = 0
+        self.load_last = tick  # the tick b_avgload was last updated at
         self.pick_bias = first(cpus)
         self.idle = cpus
         self.tickled = 0
@@ -108,7 +140,7 @@ class Credit2(Rescheduling):
 
     def __init__(self, host) -> None:
         self.host = host
-        self.rqs = [RunQueue(i, mask) for i, mask in enumerate(runqueue_layout(host.topology))]
+        self.rqs = [RunQueue(i, mask, host.tick) for i, mask in enumerate(runqueue_layout(host.topology))]
         self.rq_of = [0] * len(host.cpu_node)
         for rq in self.rqs:
             for cpu in iter_bits(rq.cpus):
@@ -121,6 +153,35 @@ class Credit2(Rescheduling):
 
     def _has_soft(self, v) -> bool:
         return soft_effective(v.hard, v.soft, self.host.online)
+
+    # --- load averages -------------------------------------------------------------------
+    def _update_runq_load(self, rq: RunQueue) -> None:
+        """update_runq_load.  Called, as Xen does, before the run queue's count of queued
+        and running vCPUs changes: the count has held since the last update."""
+        now = self.host.tick
+        if rq.load_last != now:  # no time passed: Xen's formula leaves it as it is
+            load = 0
+            for v in rq.svc:
+                load += v.running or v.queued
+            rq.b_avgload = updated_load(rq.b_avgload, load, load_time(rq.load_last), load_time(now))
+            rq.load_last = now
+
+    def _update_svc_load(self, v, load: int) -> None:
+        """update_svc_load: ``load`` is 1 if the vCPU was runnable since its last update."""
+        now = self.host.tick
+        if v.load_last != now:
+            v.avgload = updated_load(v.avgload, load, load_time(v.load_last), load_time(now))
+            v.load_last = now
+
+    def _update_load(self, v, load: int) -> None:
+        """update_load(rqd, svc, change) on the vCPU's run queue and the vCPU."""
+        self._update_runq_load(self.rqs[v.rqd])
+        self._update_svc_load(v, load)
+
+    def _runnable_load(self, v) -> int:
+        """update_svc_load's unit_runnable(), for the balancer's updates (a vCPU being
+        migrated has _VPF_migrating set)."""
+        return int(v.migrate_rqd < 0 and not v.migrating and self.host.runnable(v))
 
     # --- run queue membership ----------------------------------------------------------
     def _assign(self, v, rq: RunQueue) -> None:
@@ -183,9 +244,11 @@ class Credit2(Rescheduling):
         return cpu
 
     def _move_to(self, v, cpu: int) -> None:
-        """Put a not-running vCPU on ``cpu``, changing run queue if needed."""
+        """Put a not-running vCPU on ``cpu``, changing run queue if needed (a queued one
+        leaves one run queue's load and joins the other's, as in migrate())."""
         was_queued = v.queued
         if was_queued:
+            self._update_runq_load(self.rqs[v.rqd])
             self._runq_remove(v)
         target = self.rq_of[cpu]
         if v.rqd != target:
@@ -193,6 +256,7 @@ class Credit2(Rescheduling):
             self._assign(v, self.rqs[target])
         v.processor = cpu
         if was_queued:
+            self._update_runq_load(self.rqs[target])
             self._runq_insert(v)
             self._tickle(v)
 
@@ -200,6 +264,7 @@ class Credit2(Rescheduling):
     def insert(self, v) -> None:
         v.credit = CREDIT_INIT
         v.avgload = LOAD_ONE >> 1  # csched2_alloc_udata: a new vCPU starts at 50 % load
+        v.load_last = self.host.tick
         cpu = self._pick(v)
         self._assign(v, self.rqs[self.rq_of[cpu]])
         v.processor = cpu
@@ -208,6 +273,7 @@ class Credit2(Rescheduling):
         self.sleep(v)
         if v.running:
             cpu = v.processor
+            self._update_runq_load(self.rqs[self.rq_of[cpu]])
             self.curr[cpu] = None
             v.running = False
             self.rqs[self.rq_of[cpu]].idle |= bit(cpu)
@@ -215,15 +281,17 @@ class Credit2(Rescheduling):
         self._run_resched()
 
     def sleep(self, v) -> None:
-        if v.running:
+        if v.running:  # csched2_context_saved updates the loads once it is off the pCPU
             self.resched |= bit(v.processor)
             self._run_resched()
         elif v.queued:
+            self._update_load(v, 1)
             self._runq_remove(v)
 
     def wake(self, v) -> None:
         if v.running or v.queued:
             return
+        self._update_load(v, 0)
         self._runq_insert(v)
         self._tickle(v)
         self._run_resched()
@@ -234,6 +302,10 @@ class Credit2(Rescheduling):
             self.resched |= bit(v.processor)
             self._run_resched()
             return
+        # sched_unit_migrate_start puts it to sleep: csched2_unit_sleep updates a queued
+        # vCPU's load; a blocked or paused one's goes with it as it is (migrate())
+        if v.queued:
+            self._update_load(v, 1)
         if not has(v.hard, v.processor):
             v.processor = cycle(v.processor, v.hard)
         self._move_to(v, self._pick(v))
@@ -290,7 +362,16 @@ class Credit2(Rescheduling):
         rq = self.rqs[self.rq_of[cpu]]
         rq.tickled &= ~bit(cpu)
         scurr = self.curr[cpu]
+        saved = None  # a vCPU off its pCPU for good, whose csched2_context_saved is still to come
         if scurr is not None:
+            moving = scurr.migrate_rqd >= 0 or scurr.migrating
+            if moving or not host.runnable(scurr):
+                # csched2_context_saved's update_load: the run queue's while it still counts it;
+                # a vCPU being moved, its own before migrate() carries it (the model moves it
+                # now, Xen after this schedule, whose balance_load may update it first)
+                self._update_runq_load(rq)
+                if moving:
+                    self._update_svc_load(scurr, 1)
             self.curr[cpu] = None
             scurr.running = False
             if scurr.migrate_rqd >= 0:
@@ -301,6 +382,7 @@ class Credit2(Rescheduling):
                 scurr.processor = cycle(target.pick_bias, scurr.hard & target.cpus)
                 target.pick_bias = scurr.processor
                 if host.runnable(scurr):
+                    self._update_runq_load(target)  # csched2_unit_wake's (its own: no time passed)
                     self._runq_insert(scurr)
                     self._tickle(scurr)
                 scurr = None
@@ -309,15 +391,14 @@ class Credit2(Rescheduling):
                 if not has(scurr.hard, scurr.processor):
                     scurr.processor = cycle(scurr.processor, scurr.hard)
                 target_cpu = self._pick(scurr)
+                self._move_to(scurr, target_cpu)
                 if host.runnable(scurr):
-                    self._move_to(scurr, target_cpu)
+                    self._update_runq_load(self.rqs[scurr.rqd])
                     self._runq_insert(scurr)
                     self._tickle(scurr)
-                else:
-                    self._move_to(scurr, target_cpu)
                 scurr = None
             elif not host.runnable(scurr):
-                scurr = None
+                saved, scurr = scurr, None
         snext = self._candidate(rq, scurr, cpu)
         # the head of the run queue once snext leaves it (Xen puts scurr back after the switch)
         head = next((v for v in rq.runq if v is not snext), None)
@@ -326,6 +407,9 @@ class Credit2(Rescheduling):
             self._tickle(scurr)
         if snext is None:
             rq.idle |= bit(cpu)
+            self._update_runq_load(rq)  # "make sure avgload gets updated periodically"
+            if saved is not None:
+                self._update_svc_load(saved, 1)
             return
         if snext.queued:
             self._runq_remove(snext)
@@ -334,6 +418,12 @@ class Credit2(Rescheduling):
         snext.processor = cpu
         self.curr[cpu] = snext
         snext.running = True
+        if snext is scurr:  # it keeps running: csched2_schedule's update_load
+            now = host.tick
+            if rq.load_last != now:
+                self._update_runq_load(rq)
+            if snext.load_last != now:
+                self._update_svc_load(snext, 1)
         # an epoch ends when the best credit left in the run queue is spent (Xen 4.14 on)
         if max(snext.credit, head.credit if head is not None else snext.credit) <= 0:
             self._reset_credit(rq, snext)
@@ -341,6 +431,8 @@ class Credit2(Rescheduling):
         snext.tickled_cpu = -1
         if migrated:
             snext.credit += MIGRATE_COMPENSATION
+        if saved is not None:  # csched2_context_saved comes after this schedule's balance_load
+            self._update_svc_load(saved, 1)
 
     def _candidate(self, rq: RunQueue, scurr, cpu: int):
         online = self.host.online
@@ -374,11 +466,13 @@ class Credit2(Rescheduling):
     # --- balance_load -----------------------------------------------------------------------------------
     def _balance_load(self, cpu: int) -> None:
         lrq = self.rqs[self.rq_of[cpu]]
+        self._update_runq_load(lrq)
         orq = None
         max_delta = 0
         for rq in self.rqs:
             if rq is lrq:
                 continue
+            self._update_runq_load(rq)
             delta = abs(lrq.b_avgload - rq.b_avgload)
             if delta > max_delta:
                 max_delta, orq = delta, rq
@@ -394,6 +488,16 @@ class Credit2(Rescheduling):
                 return
         elif max_delta < LOAD_ONE >> 3:
             return
+        # update_svc_load on every vCPU of the local run queue, and on every one of
+        # the other in the inner loop of the first local vCPU that may move there
+        now = self.host.tick
+        for push in lrq.svc:
+            if push.load_last != now:
+                self._update_svc_load(push, self._runnable_load(push))
+        if any(push.migrate_rqd < 0 and push.hard & orq.cpus for push in lrq.svc):
+            for pull in orq.svc:
+                if pull.load_last != now:
+                    self._update_svc_load(pull, self._runnable_load(pull))
         l_load, o_load = lrq.b_avgload, orq.b_avgload
         best = max_delta
         best_push = best_pull = None
@@ -401,18 +505,17 @@ class Credit2(Rescheduling):
         # Distinct pull loads, each with its first vCPU in list order: the
         # outcome of a swap depends on the loads only, so this is Xen's
         # O(n^2) search with the same tie-breaking, done in O(n * distinct).
-        first_pull: Dict[int, object] = {}
-        for p in pulls:
-            first_pull.setdefault(p.avgload, p)
+        first_pull: Dict[int, tuple] = {}
+        for idx, p in enumerate(pulls):
+            first_pull.setdefault(p.avgload, (p, idx))
         for push in lrq.svc:
             if push.migrate_rqd >= 0 or not push.hard & orq.cpus:
                 continue
             pick = None
             pick_delta = best
             pick_index = None
-            for load, p in first_pull.items():
+            for load, (p, idx) in first_pull.items():
                 d = abs((l_load - push.avgload + load) - (o_load + push.avgload - load))
-                idx = pulls.index(p)
                 if d < pick_delta or (d == pick_delta and pick is not None and idx < pick_index):
                     pick, pick_delta, pick_index = p, d, idx
             if pick is not None and pick_delta < best:
@@ -441,13 +544,6 @@ class Credit2(Rescheduling):
     # --- time ------------------------------------------------------------------------------------------
     def tick(self) -> None:
         host = self.host
-        for rq in self.rqs:
-            load = 0
-            for v in rq.svc:
-                r = host.runnable(v)
-                v.avgload = _decay(v.avgload, 1 if r else 0)
-                load += r
-            rq.b_avgload = _decay(rq.b_avgload, load)
         for cpu, v in enumerate(self.curr):
             if v is not None:
                 v.credit = max(v.credit - TICK_US, CREDIT_MIN)
@@ -460,7 +556,7 @@ class Credit2(Rescheduling):
         return {
             "curr": [v.key if v is not None else None for v in self.curr],
             "rqs": [{"svc": [v.key for v in rq.svc], "runq": [v.key for v in rq.runq],
-                     "b_avgload": rq.b_avgload, "pick_bias": rq.pick_bias, "idle": rq.idle,
+                     "b_avgload": rq.b_avgload, "load_last": rq.load_last, "pick_bias": rq.pick_bias, "idle": rq.idle,
                      "tickled": rq.tickled} for rq in self.rqs],
         }
 
@@ -472,9 +568,14 @@ class Credit2(Rescheduling):
             return host.domains[key[0]].vcpus[key[1]]
 
         s.curr = [lookup(k) if k is not None else None for k in data["curr"]]
+        # files written before loads were updated lazily: every load was updated at the last tick
+        for v in host.all_vcpus():
+            if v.load_last < 0:
+                v.load_last = host.tick
         for rq, rd in zip(s.rqs, data["rqs"]):
             rq.svc = [lookup(k) for k in rd["svc"]]
             rq.runq = [lookup(k) for k in rd["runq"]]
             rq.b_avgload, rq.pick_bias, rq.idle, rq.tickled = (rd["b_avgload"], rd["pick_bias"],
                                                               rd["idle"], rd["tickled"])
+            rq.load_last = rd.get("load_last", host.tick)
         return s

@@ -35,7 +35,9 @@ _DOMAIN = {"domid": int, "name": str, "uuid": str, "type": str, "max_pages": int
            "pause_count": int, "load": str, "vcpus": [list]}
 _HOST = {"version": int, "topology": _TOPOLOGY, "scheduler": str, "seed": int, "tick": int,
          "free": _LIST_OFint, "next_domid": int, "rng": list, "domains": [_DOMAIN], "sched": dict}
-_VCPU_FIELDS = 15  # Vcpu.to_list: id, hard, soft, processor, ... (a 16th, CPU time, may follow)
+# Vcpu.to_list: id, hard, soft, processor, ... (a 16th, CPU time, and a 17th, credit2's
+# last load update, may follow)
+_VCPU_FIELDS = 15
 
 
 class _Damaged(Exception):
