@@ -698,3 +698,22 @@ def test_the_cli_reads_the_guest_mask_from_xapi_for_a_whole_vms_move(pool):
     back = subprocess.run(base + ["--to", "0", "--no-xapi"], capture_output=True, text=True, env=env)
     assert back.returncode == 0, back.stderr
     assert all(v.soft == {0, 1, 2, 3} for v in hv.vcpus(domid))  # no mask asked for: the whole node
+
+
+def test_a_guest_mask_naming_no_cpu_of_this_host_narrows_no_move_by_hand(sim, ledger):
+    """xenopsd drops a mask's CPUs beyond the host, and xapi-numad reads a guest mask that
+    names none of this host's CPUs as no mask (HostSnapshot.unpinned: its rebalancer moves
+    homes to any node); a move by hand refused every node of such a host ("allowed: none")."""
+    from xapi_numa.core import pools
+    from xapi_numa.ops import observe
+
+    domid = _vm(sim)  # node 0 (CPUs 0-3); node 1 is CPUs 4-7
+    beyond = frozenset({8, 9})
+    snap = attrs.evolve(observe.take(sim, None), guest_cpus=beyond)
+    assert pools.within_pool(None, snap, domid) in (None, frozenset({0, 1}))  # the rebalancer's targets: both
+    migrate.check(sim, "vm", 1, guest_cpus=beyond)
+    report = migrate.run(sim, ledger.db, migrate.prepare(sim, "vm", 1, guest_cpus=beyond))
+    assert report["state"] == "done" and all(v.soft == {4, 5, 6, 7} for v in sim.vcpus(domid))
+    with pytest.raises(InvalidArgument) as err:  # a mask with CPUs here still narrows
+        migrate.check(sim, "vm", 0, guest_cpus=frozenset({6, 9}))
+    assert err.value.allowed == "nodes 1" and "CPUs 6)" in err.value.detail

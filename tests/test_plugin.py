@@ -661,3 +661,22 @@ def test_a_whole_vms_memory_move_keeps_to_the_hosts_guest_mask(ctx):
         time.sleep(0.5)
     assert ok(run(server, host, sid, "memory_move_status", {"vm": uuid}))["state"] == "done"
     assert all(v.soft == frozenset({3}) for v in sim.vcpus(domid))
+
+
+def test_homing_answers_xapis_failure_not_a_plan_made_without_it(ctx):
+    """The plugin's homing read the VMs' policies through xapi-numad's link, which carries on
+    without xapi: over a session xapi no longer honours it answered Success, with every VM
+    taken for ``best_effort`` (a ``strict`` VM's soft affinity moved).  xapi's failure is the
+    answer, as every other function gives it."""
+    import uuid as uuidlib
+
+    server, session, host, sid = ctx
+    sim = server.sims[host]
+    n0, n1 = sim.topology().cpus_of_nodes([0]), sim.topology().cpus_of_nodes([1])
+    _, uuid = server.add_vm("strict", 2, 256 << 20, other_config={"numa_mode": "strict"}, domain_type="pvh")
+    domid = sim.create("strict", 2, 256 << 20, uuid=uuid, soft=n0, dtype="pvh", load="idle")
+    for v in range(2):  # its memory on node 0, its soft affinity node 1: the fix-up's case, were it best_effort
+        sim.set_vcpu_affinity(domid, v, soft=n1)
+    assert ok(run(server, host, sid, "homing", {}))["actions"] == []
+    details = err(run(server, host, "OpaqueRef:" + str(uuidlib.uuid4()), "homing", {}))
+    assert details[0] == "SESSION_INVALID", details

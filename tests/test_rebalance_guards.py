@@ -827,3 +827,31 @@ def test_a_policy_the_link_refuses_leaves_the_vm_alone_as_an_unreadable_one(tmp_
     snap = HostSnapshot(TOPO, 10.0, (dom(1), dom(2)), {1: vcpus(1, N0), 2: vcpus(2, N0)})
     decision = rb.decide(snap, {"uuid-1": {0: GiB >> 12}, "uuid-2": {0: GiB >> 12}}, set())
     assert all(a.uuid != "uuid-1" for a in decision.actions)
+
+
+def test_a_move_the_periods_back_moves_leave_no_room_for_still_counts_as_standing(tmp_path):
+    """Node 2 overloaded (two busy VMs on 4 pCPUs) waits its first period; in the second, four
+    VMs homed away from their memory go back to it, which is the period's ``per_period``.
+    The overload stood all the same: its move came in the third period, not after its sustain
+    count started again (the fifth)."""
+    topo = Topology.uniform(3, 4, 16 * GiB)
+    db = Database(str(tmp_path / "db"))
+    rb = Rebalancer(db, move_blockers=lambda domid: ["qemu"] if domid <= 4 else [])
+    n1, n2 = topo.cpus_of_nodes([1]), topo.cpus_of_nodes([2])
+    doms = tuple(DomainInfo(i, "vm{}".format(i), "uuid-{}".format(i), 2, GiB, GiB, False, "hvm" if i <= 4 else "pvh")
+                 for i in range(1, 7))
+    pages = {d.uuid: {0: 1000} if d.domid <= 4 else {2: 1000} for d in doms}
+    for d in doms[:4]:  # their memory stays on node 0; homed on node 1 by us, held down until t=2
+        HomeMoves(db).record(HomeMove(d.uuid, 2.0 - 300.0, 0, 1, "balance", "earlier"))
+        rb.following.start(rebalance.VmLoad(d.domid, d.uuid, d.name, 0, (0, 1), 0.0, {0: 1000},
+                                            fixed_memory=True), 1)
+    decisions = []
+    for t in (1.0, 3.0, 5.0):
+        vc = {d.domid: tuple(VcpuInfo(d.domid, v, min(n1) + v, "blocked", topo.all_cpus, n1, 0.0) for v in (0, 1))
+              if d.domid <= 4 else tuple(VcpuInfo(d.domid, v, min(n2) + 2 * (d.domid - 5) + v, "running",
+                                                  topo.all_cpus, n2, t) for v in (0, 1)) for d in doms}
+        decision = rb.decide(HostSnapshot(topo, t, doms, vc), pages, set())
+        rb.applied([Outcome(a, DONE, "") for a in decision.actions])
+        decisions.append({a.uuid: a.nodes for a in decision.actions if isinstance(a, SetNodeAffinity)})
+    assert decisions[0] == {} and decisions[1] == {d.uuid: frozenset({0}) for d in doms[:4]}
+    assert set(decisions[2]) & {"uuid-5", "uuid-6"}, decisions[2]  # node 2's overload relieved

@@ -564,3 +564,22 @@ def test_the_dry_run_of_a_cycle_sees_the_hosts_guest_mask_as_the_daemon_does(tmp
     rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(), guest_cpus=lambda: mask)
     softs = [o.action.soft for o in rt.what_now() if o.action.domid == domid]
     assert softs == [frozenset({0, 1})] * 2, softs
+
+
+def test_a_link_that_raises_gives_xapis_refusal_not_the_default_view():
+    """The plugin's link (``raises``): the records refused, or xapi gone, reach the caller,
+    where xapi-numad's link keeps the last view (none yet: the default policy for every VM)."""
+    import types
+
+    def refused():
+        raise XapiError(["INTERNAL_ERROR", "emergency mode"])
+
+    session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(
+        get_all_records=refused)))
+    assert XapiLink(lambda: session, time.monotonic).policy_error("x") is None  # the daemon's carries on
+    with pytest.raises(XapiError) as raised:
+        XapiLink(lambda: session, time.monotonic, raises=True).policy_of("x")
+    assert raised.value.code == "INTERNAL_ERROR"
+    with pytest.raises(ConnectionRefusedError):
+        XapiLink(lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "refused")), time.monotonic,
+                 raises=True).guest_cpus()

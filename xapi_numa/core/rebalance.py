@@ -49,7 +49,8 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    whose home moved in the last ``hold_down`` [300] s (numad's 5 minutes; the
    caller marks it).  Then up to ``per_period`` [4] moves are made at once, less
    the VMs homed back to their memory that period (:func:`.rebalance_plan.back_moves`), each
-   weighed on the loads the ones before leave (:mod:`.rebalance_plan`).
+   weighed on the loads the ones before leave (:mod:`.rebalance_plan`); a move left
+   for the next period by those (:attr:`Assessment.deferred`) has stood all the same.
 7. **Memory follows** the new home through the page mover at ``rate`` [64
    MiB/s, 1 GiB in 15 s] from the period the home moves until ``local_enough``
    [0.90] of it is local (:func:`.rebalance_moves.follow_memory`; a step aims
@@ -193,6 +194,7 @@ class Assessment:
     best: Optional[Candidate]
     reason: str                          # why nothing, or what the best is
     more: Tuple[Candidate, ...] = ()     # further moves, weighed with the ones before made (rebalance_plan)
+    deferred: Optional[Candidate] = None  # the best move, left to the next period: this one's moves are made
 
     @property
     def chosen(self) -> Tuple[Candidate, ...]:
@@ -203,6 +205,8 @@ class Assessment:
                "imbalance": round(self.imbalance, 3), "reason": self.reason}
         if self.best is not None:
             out.update(candidate=_candidate_dict(self.best), more=[_candidate_dict(c) for c in self.more])
+        if self.deferred is not None:
+            out.update(deferred=_candidate_dict(self.deferred))
         return out
 
 

@@ -41,11 +41,12 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     affinity writes per cycle, each move weighed on what the ones before leave of it (a
     move over that is no candidate: the best within it is made, never half a move);
     ``already``: moves this period has made before (:func:`back_moves`), counted against
-    ``per_period`` (none left: no move, the loads still assessed)."""
+    ``per_period`` (none left: no move, the best one :attr:`~.rebalance.Assessment.deferred`:
+    it stood this period, and its sustain count goes on)."""
     first = assess(vms, topo, settings, capacity, room, max_writes)
     if already >= settings.per_period and first.best is not None:
-        return attrs.evolve(first, best=None, reason="no further move this period: its {} moves are made".format(
-            settings.per_period))
+        return attrs.evolve(first, best=None, deferred=first.best, reason="no further move this period: its {} "
+                            "moves are made; next: {}".format(settings.per_period, first.reason))
     more: List[Candidate] = []
     current, last = list(vms), first
     while last.best is not None and already + len(more) + 1 < settings.per_period:

@@ -116,13 +116,16 @@ def check_target(topo: Topology, to: int, usable: Optional[FrozenSet[int]]) -> N
     a node with CPUs (its nearest, for a memory-only one) that the host's guest mask
     (``usable``, None: no mask) lets guests use, as the rebalancer's targets
     (:func:`xapi_numa.core.pools.within_pool`); their soft affinity then stays inside the
-    mask (:func:`vnode_home_actions`, :func:`xapi_numa.core.affinity_fixup.follow`)."""
-    if usable is None or topo.cpus_near([to]) & usable:
+    mask (:func:`vnode_home_actions`, :func:`xapi_numa.core.affinity_fixup.follow`).  A mask
+    that names none of this host's CPUs narrows nothing, as the rebalancer reads it
+    (:attr:`~xapi_numa.core.snapshot.HostSnapshot.unpinned`)."""
+    usable = within(topo.all_cpus, usable)
+    if topo.cpus_near([to]) & usable:
         return
     allowed = [n.id for n in topo.nodes if topo.cpus_near([n.id]) & usable]
     raise InvalidArgument("to", f"node {to} has no CPU in the host's guest mask (guest_VCPUs_params:mask, CPUs "
-                                f"{format_ids(usable) or 'none'}): the vCPUs could not run near the memory moved there",
-                          f"nodes {format_ids(allowed)}" if allowed else "none: the mask leaves guests no CPU here")
+                                f"{format_ids(usable)}): the vCPUs could not run near the memory moved there",
+                          f"nodes {format_ids(allowed)}")  # some: every CPU of the mask is some node's
 
 
 def vnode_home_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, to: int, topo: Topology,

@@ -314,7 +314,7 @@ class Rebalancer:
         note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason] + [
             "no home moves: {} domain(s) not read this period".format(len(snap.unread))] * bool(snap.unread))
         # the imbalance must be sustained; the move made is the best one at that moment
-        streak = self._streak + 1 if assessment.best is not None else 0
+        streak = self._streak + 1 if assessment.best is not None or assessment.deferred is not None else 0
         self._streak = streak
         if assessment.best is not None and (streak >= self.settings.sustain or not record):
             for candidate in assessment.chosen:

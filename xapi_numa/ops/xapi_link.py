@@ -31,8 +31,11 @@ def longer(delay: float) -> float:
 
 class XapiLink:
     def __init__(self, login: Callable[[], object], clock: Callable[[], float],
-                 logger: Optional[logging.Logger] = None) -> None:
+                 logger: Optional[logging.Logger] = None, raises: bool = False) -> None:
+        """``raises``: xapi's failures reach the caller (the plugin, with one answer to give and
+        no next cycle: a view without xapi would be the default policy for every VM)."""
         self._login = login
+        self._raises = raises
         self._clock = clock
         self._logger = logger or logging.getLogger("xapi-numad")
         self._session = None
@@ -56,12 +59,14 @@ class XapiLink:
             try:
                 self._session = self._login()
             except Exception as err:  # noqa: BLE001 - any failure to log in means "not now"
+                if self._raises:
+                    raise
                 self._down(now, err)
                 return None
         try:
             result = fn(self._session)
         except (OSError, xapi.XapiError) as err:
-            if isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
+            if self._raises or isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
                 raise
             self.close()  # xapi may be back before it notices: never leave a session behind
             self._down(now, err)
@@ -120,6 +125,8 @@ class XapiLink:
         try:
             records = self.use(lambda s: xapi.call(s.xenapi.VM.get_all_records))
         except xapi.XapiError as err:
+            if self._raises:
+                raise
             delay = longer(self._records_retry[1])
             if not self._records_retry[1]:
                 log_event(self._logger, logging.WARNING, "xapi refused the VMs' records: keeping the last ones",

@@ -229,9 +229,10 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
 def homing(ctx: Context, args: Dict[str, str]) -> dict:
     """What xapi-numad would do now (its dry run): pins, restores, soft-affinity moves, with
     its view of the VMs (their policies, those it leaves alone, the host's guest mask) read
-    from xapi as it reads them, over the session xapi handed us (never logged out by us)."""
+    from xapi as it reads them, over the session xapi handed us (never logged out by us); xapi's
+    failure is the answer (with no VM's policy read, every VM would look ``best_effort``)."""
     check_args(args, set())
-    view = vm_view(XapiLink(lambda: ctx.session, time.monotonic))
+    view = vm_view(XapiLink(lambda: ctx.session, time.monotonic, raises=True))
     outcomes = runtime.Runtime(ctx.hv, ctx.ledger.db, **view).what_now()
     return {"scheduler": ctx.hv.capabilities().scheduler, "actions": [o.to_dict() for o in outcomes]}
 
