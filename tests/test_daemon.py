@@ -82,6 +82,17 @@ def test_seed_scenario_credit2_the_daemon_pins_both_vms_of_the_pair(tmp_path):
     assert stats["writes"] - stats["writes_before_last_event"] > 0
 
 
+def test_seed_scenario_credit2_re_picks_the_unpaused_vm_and_holds_only_the_other_whole(tmp_path):
+    # A, unpaused at 8 s, lags in credit2's load averages: its displaced vCPUs are re-picked (one
+    # write each, nothing to undo), C alone is held whole (2 x 28 writes); holding both cost 112
+    stats = {}
+    rows = run_scenario(str(tmp_path / "s2.json"), "credit2", 1, daemon=True, step=0.1, sample_every=0.1, stats=stats)
+    after = [r for r in rows if r["time"] > LAST]
+    home = next(r["time"] for r in after if all(not any(x["outside"].values()) for x in after if x["time"] >= r["time"]))
+    assert home - LAST <= 2.0
+    assert 56 < stats["writes"] - stats["writes_before_last_event"] < 2 * 56
+
+
 def test_seed_scenario_credit1_home_within_2s_with_at_most_2_writes_each(tmp_path):
     stats = {}
     rows = run_scenario(str(tmp_path / "s.json"), "credit", 1, daemon=True, step=0.1, sample_every=0.1, stats=stats)

@@ -6,8 +6,9 @@ The host: tests/homing_tables.py (2 nodes of 4 pCPUs).
 import pytest
 
 from homing_tables import ALL, N0, N1, snap, vcpu
-from xapi_numa.core import homing
-from xapi_numa.core.homing import CREDIT2_SETTLE, HELD_WITH_ITS_VM, HOLD_MAX, PinRecord
+from xapi_numa.core import demand, homing
+from xapi_numa.core.demand import CREDIT2_SETTLE
+from xapi_numa.core.homing import HELD_WITH_ITS_VM, HOLD_MAX, PinRecord
 
 
 # A (1) soft node 0, C (2) soft node 1, 2 vCPUs each: vCPU 0 of each on the other's node.
@@ -47,6 +48,41 @@ def test_credit2_holds_a_vm_pushed_out_again_while_pins_of_ours_hold_it():
     vs = SWAPPED + [vcpu(1, 2, 2, N0, hard=N0)]
     pins = homing.plan(snap(vs), {(1, 0): 0.0, (2, 0): 0.0}, threshold=1.0, pinned={(1, 2)})
     assert keys(pins) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+
+
+def kinds(actions):
+    return [(type(a).__name__, a.domid, a.vcpu) for a in actions]
+
+
+def test_credit2_re_picks_a_lagging_vms_displaced_vcpus_and_holds_the_steady_vm_whole():
+    # A (1) was unpaused a moment ago (its load averages lag), C (2) kept running
+    out = homing.plan(snap(SWAPPED), {(1, 0): 0.0, (2, 0): 0.0}, threshold=1.0, settling=True, lagging={1})
+    assert kinds(out) == [("SetAffinity", 1, 0), ("PinTemporarily", 2, 0), ("PinTemporarily", 2, 1)]
+    assert (out[0].hard, out[0].soft, out[0].reason) == (ALL, None, homing.REPICK)  # its own hard affinity
+
+
+def test_credit2_leaves_the_stragglers_of_a_lagging_vm_re_picked_a_moment_ago_to_the_balancer():
+    out = homing.plan(snap(SWAPPED), {(1, 0): 0.0, (2, 0): 0.0}, threshold=1.0, settling=True,
+                      lagging={1}, repicked={1})
+    assert kinds(out) == [("PinTemporarily", 2, 0), ("PinTemporarily", 2, 1)]
+
+
+def test_credit1_pins_a_lagging_vms_vcpus_as_any_others():
+    out = homing.plan(snap(SWAPPED, scheduler="credit"), {(1, 0): 0.0, (2, 0): 0.0}, threshold=1.0,
+                      lagging={1}, repicked={1})
+    assert kinds(out) == [("PinTemporarily", 1, 0), ("PinTemporarily", 2, 0)]
+
+
+@pytest.mark.parametrize("case, before, after, rose", [
+    ("first look", None, {1: 8}, set()),
+    ("unpaused", {1: 0, 2: 8}, {1: 8, 2: 8}, {1}),
+    ("paused: demand fell", {1: 8, 2: 8}, {1: 8, 2: 0}, set()),
+    ("a guest started", {1: 8}, {1: 8, 2: 8}, {2}),
+    ("less than a quarter of its vCPUs", {1: 7, 2: 8}, {1: 8, 2: 8}, set()),
+])
+def test_demand_rose(case, before, after, rose):
+    vs = [vcpu(d, i, 0, N0) for d in (1, 2) for i in range(8)]
+    assert demand.demand_rose(before, after, snap(vs)) == rose, case
 
 
 @pytest.mark.parametrize("case, kwargs, scheduler", [
@@ -114,13 +150,13 @@ def test_not_home_is_given_up_after_the_timeout_even_while_settling():
 ])
 def test_demand_changed(case, before, after, changed):
     vs = [vcpu(d, i, 0, N0) for d in (1, 2) for i in range(8)]
-    assert homing.demand_changed(before, after, snap(vs)) is changed, case
+    assert demand.demand_changed(before, after, snap(vs)) is changed, case
 
 
 def test_demand_counts_running_and_runnable_vcpus_of_guests():
     vs = [vcpu(0, 0, 0, ALL), vcpu(1, 0, 1, N0), vcpu(1, 1, 2, N0, state="runnable"),
           vcpu(1, 2, 3, N0, state="blocked")]
-    assert homing.demand(snap(vs)) == {1: 2}
+    assert demand.demand(snap(vs)) == {1: 2}
 
 
 @pytest.mark.parametrize("scheduler, changed_at, expected", [
@@ -130,4 +166,4 @@ def test_demand_counts_running_and_runnable_vcpus_of_guests():
     ("credit", 9.5, False),
 ])
 def test_is_settling(scheduler, changed_at, expected):
-    assert homing.is_settling(snap(SWAPPED, scheduler=scheduler), changed_at) is expected
+    assert demand.is_settling(snap(SWAPPED, scheduler=scheduler), changed_at) is expected

@@ -118,6 +118,7 @@ def test_what_the_daemon_keeps_per_vm_goes_with_the_vm(tmp_path):
     rt.cycle()
     alive = {d.uuid for d in sim.domains()}
     assert set(rt.outside) <= alive and set(rt.restored_at) <= alive
+    assert set(rt.repicked_at) <= alive and set(rt.demand_rose_at) <= {d.domid for d in sim.domains()}
 
 
 def _daemon(path, *extra):
@@ -438,7 +439,7 @@ def test_at_stop_the_pins_of_a_vm_not_read_are_kept_for_the_next_start(tmp_path)
 def test_a_vm_not_read_for_a_cycle_is_no_change_of_demand_for_credit2():
     """One failed read made the VM look stopped: credit2's settling window began (pins
     held longer) and its vCPUs' displaced-since times started again."""
-    from xapi_numa.core import homing
+    from xapi_numa.core import demand, homing
     from xapi_numa.core.host import DomainInfo, VcpuInfo
     from xapi_numa.core.snapshot import HostSnapshot
     topo = Topology.uniform(2, 2, 1 << 30)
@@ -447,10 +448,10 @@ def test_a_vm_not_read_for_a_cycle_is_no_change_of_demand_for_credit2():
     vcpus = {1: tuple(VcpuInfo(1, i, 2 + i, "running", topo.all_cpus, n0) for i in range(2)),
              2: tuple(VcpuInfo(2, i, i, "running", topo.all_cpus, n1) for i in range(2))}
     full = HostSnapshot(topo, 10.0, doms, vcpus, scheduler="credit2")
-    before = homing.demand(full)
+    before = demand.demand(full)
     since = homing.displaced_since(full, {})
     partial = HostSnapshot(topo, 11.0, doms[:1], {1: vcpus[1]}, scheduler="credit2", unread={"ub": 2})
-    assert not homing.demand_changed(before, homing.demand(partial, before), partial)
+    assert not demand.demand_changed(before, demand.demand(partial, before), partial)
     assert homing.displaced_since(partial, since) == since
 
 

@@ -100,7 +100,8 @@ def cmd_top(args) -> int:
     while True:
         snap = observe.take(hv)
         tracker.observe_demand(snap)
-        _count_outside(snap, outside)
+        locality.count_outside(((d.uuid, snap.vcpus.get(d.domid, ())) for d in snap.domains), snap.topology,
+                               outside)
         refreshes += 1
         report = queries.top_report(hv, ledger.outstanding(), tracker.demand,
                                     {u: o / t for u, (o, t) in outside.items() if t}, tracker.counts())
@@ -127,15 +128,6 @@ def _top_frame(text: str, once: bool) -> str:
         return text
     head = time.strftime("%H:%M:%S  xapi-numa top\n\n") + text
     return CLEAR_SCREEN + head if sys.stdout.isatty() else head + "\n"
-
-
-def _count_outside(snap, counts: dict) -> None:
-    for d in snap.domains:
-        seen = counts.setdefault(d.uuid, [0, 0])
-        for v in snap.vcpus.get(d.domid, ()):
-            if v.state in ("running", "runnable"):
-                seen[1] += 1
-                seen[0] += 1 if locality.outside_soft(v, snap.topology) else 0
 
 
 def cmd_homing(args) -> int:

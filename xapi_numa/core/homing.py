@@ -50,13 +50,23 @@ the very lag it is evening out).  So under credit2:
   within 10 s, 575 vCPU-s away from home; held so: 27 of 56, 199 vCPU-s;
 * a pin to a home the rebalancer has moved since is undone at once.
 
-The cost is writes: two per vCPU of the VMs held (pinned, undone; soft
-affinity is never written), not two per displaced vCPU.  Measured (bench_daemon, seeds 1-5):
-home within 0.5-1.9 s of the seed scenario's last pause on every seed, at
-4.0, 5.1, 3.1, 1.9, 3.4 writes per displaced vCPU (2 x 56 writes, 2 x 28 on
-seed 4; 22-36 displaced at once).
-Why the goal of 2 looks out of reach for any schedule of temporary pins that
-holds, and what else was tried: ``docs/credit2-homing.md``.
+* a VM whose demand rose in the last ``CREDIT2_SETTLE`` seconds (``demand.demand_rose``:
+  unpaused, started) is *lagging*: its load averages are the ones catching up.  Its
+  displaced vCPUs are not pinned but *re-picked* (:data:`REPICK`): their own hard
+  affinity written again, which makes credit2 pick their run queue again within
+  their soft affinity, one write with nothing to undo; and it is not held whole.
+  Held whole is the other VM (the steady one): that leaves the balancer nothing
+  of it to pull into the lagging VM's home, which stays the lighter node while
+  the averages catch up, so it only moves load in (paused vCPUs, the lagging
+  VM's own displaced ones).  A VM re-picked within ``bounce_window`` is not
+  re-picked again: its stragglers are left to the balancer, which brings them
+  home (pinning the lagging VM whole on a bounce cost 56 more writes on a seed).
+
+The cost is writes: two per vCPU of the VMs held, one per re-pick.  Measured
+(bench_daemon, seeds 1-5): home within 0.5-1.9 s of the seed scenario's last
+pause, at 2.8, 2.0, 2.5, 2.3, 2.7 writes per displaced vCPU (5.3, 2.9, 4.0,
+4.0, 4.7 holding both VMs whole).  Why 2 looks out of reach, and what else was
+tried: ``docs/credit2-homing.md``.
 
 VMs the caller excludes (policy ``any``, ``strict`` or unreadable, a memory move
 in flight: ``ops.left_alone``) and vCPUs the admin hard-pinned (hard affinity
@@ -68,20 +78,19 @@ from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional,
 
 import attrs
 
-from xapi_numa.core.actions import PinTemporarily, RestorePin
+from xapi_numa.core.actions import PinTemporarily, RestorePin, SetAffinity
+from xapi_numa.core.demand import CREDIT2_SETTLE, is_settling
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.locality import soft_is_narrow
 from xapi_numa.core.snapshot import HostSnapshot
 
 VcpuKey = Tuple[int, int]  # (domid, vcpu)
-# seconds: credit2's load averages span 2^30 ns, and a pause's trace in them fades below the
-# balancer's tolerance (1/8 of a vCPU) after about 5 windows
-CREDIT2_SETTLE = 5.0
 HOLD_MAX = 15.0  # seconds a credit2 pin that is home may be held for the run queues to settle
 # seconds a credit2 VM pushed out again soon after its pins were undone may be held home: the
 # unevenness is not lag but lasting (a node with more runnable vCPUs than another)
 BOUNCED_HOLD_MAX = 60.0
 HELD_WITH_ITS_VM = "held home with its VM while credit2's load averages settle"
+REPICK = "re-picked: its VM's credit2 load averages lag a rise of its demand"
 # a pin journalled for a domain that has since gone, the VM running again as a new domain (a
 # reboot, or a migration back): its record says nothing of the new domain's affinity
 REBOOTED = "the VM runs as another domain now: the pin was on the old one"
@@ -134,7 +143,8 @@ def displaced_since(snap: HostSnapshot, previous: Mapping[VcpuKey, float]) -> Di
 
 def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
          excluded: Iterable[int] = (), pinned: Iterable[VcpuKey] = (),
-         escalate: Iterable[int] = (), settling: bool = False) -> List[PinTemporarily]:
+         escalate: Iterable[int] = (), settling: bool = False, lagging: Iterable[int] = (),
+         repicked: Iterable[int] = ()) -> List[object]:
     """Pins that bring home the vCPUs displaced for at least ``threshold`` seconds,
     with their swap partners (the displaced vCPUs running on their homes), whatever
     the partners' age: a swap is undone in one cycle, as a pair.
@@ -142,9 +152,12 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
     ``excluded``: domids to leave alone; ``pinned``: vCPUs already under a pin of
     ours; ``escalate``: domids that were pushed out again soon after their last pins
     were undone (see :func:`bounced`); ``settling``: credit2's load averages still
-    lag a change of demand (see :func:`is_settling`).  Under credit2, VMs with due
+    lag a change of demand (see ``demand.is_settling``).  Under credit2, VMs with due
     vCPUs that are escalated, held by pins of ours, or found while settling have
-    every vCPU pinned, with their partners' VMs (see the module's docstring).
+    every vCPU pinned, with their partners' VMs, but for the ``lagging`` VMs (whose
+    demand rose, see ``demand.demand_rose``): their displaced vCPUs are re-picked
+    (:class:`SetAffinity`, their own hard affinity), unless the VM is in ``repicked``
+    (re-picked a moment ago: left to the balancer).  See the module's docstring.
     """
     excluded = set(excluded)
     pinned = set(pinned)
@@ -167,19 +180,24 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
     for v in _occupants(due, running, keys):
         if eligible(v):
             targets.setdefault((v.domid, v.vcpu), v)
+    lagging = set(lagging) if snap.scheduler == "credit2" else set()
     if snap.scheduler == "credit2":
         held = {domid for domid, _ in pinned}
         hot = {v.domid for v in due} if settling else (set(escalate) | held) & {v.domid for v in due}
-        for domid in _credit2_partners([v for v in due if v.domid in hot], running, keys, excluded):
+        for domid in _credit2_partners([v for v in due if v.domid in hot], running, keys, excluded) - lagging:
             vs = [v for v in snap.vcpus.get(domid, ())
                   if soft_is_narrow(v, snap.topology) and v.hard >= snap.unpinned and (domid, v.vcpu) not in pinned]
             if all(has_room(pin_target(v, snap)) for v in vs):
                 for v in vs:
                     targets.setdefault((domid, v.vcpu), v)
     uuids = {d.domid: d.uuid for d in snap.domains}
-    return [PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, pin_target(v, snap),
+    repicked = set(repicked)  # a re-picked VM's stragglers: the balancer brings them home
+    return [SetAffinity(v.domid, uuids.get(v.domid, ""), v.vcpu, hard=v.hard, reason=REPICK)
+            if v.domid in lagging else
+            PinTemporarily(v.domid, uuids.get(v.domid, ""), v.vcpu, pin_target(v, snap),
                            v.hard, "displaced" if key in keys else HELD_WITH_ITS_VM)
-            for key, v in sorted(targets.items()) if pin_target(v, snap)]
+            for key, v in sorted(targets.items())
+            if pin_target(v, snap) and not (v.domid in lagging and v.domid in repicked)]
 
 
 def pin_target(v: VcpuInfo, snap: HostSnapshot) -> FrozenSet[int]:
@@ -325,33 +343,6 @@ def _unsettled(snap: HostSnapshot, pins: Sequence[PinRecord], settle: float) -> 
     held = {p.uuid for p in pins}
     uuids = {d.domid: d.uuid for d in snap.domains}
     return any(uuids.get(v.domid) in held for v in displaced(snap))
-
-
-def demand(snap: HostSnapshot, before: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
-    """Per guest: how many of its vCPUs run or want to run (a guest not read this time:
-    what it was, from ``before``; not a guest that stopped)."""
-    out = {domid: sum(1 for v in vs if v.state in ("running", "runnable"))
-           for domid, vs in snap.vcpus.items() if domid != 0}
-    out.update({domid: before[domid] for domid in snap.unread.values() if before and domid in before})
-    return out
-
-
-def demand_changed(before: Optional[Mapping[int, int]], after: Mapping[int, int], snap: HostSnapshot) -> bool:
-    """Did a guest start, stop, or change its demand by a quarter of its vCPUs (at
-    least 2): a pause, an unpause, a workload starting?  Credit2's run queue loads
-    then lag behind for a few load windows.  ``before`` None: nothing seen yet."""
-    if before is None:
-        return False
-    if set(before) != set(after):
-        return True
-    sizes = {d.domid: d.vcpus for d in snap.domains}
-    return any(abs(after[d] - before[d]) * 4 >= max(sizes.get(d, 1), 8) for d in after)
-
-
-def is_settling(snap: HostSnapshot, demand_changed_at: Optional[float], settle: float = CREDIT2_SETTLE) -> bool:
-    """Is credit2 still balancing on load averages that lag a change of demand?"""
-    return (snap.scheduler == "credit2" and demand_changed_at is not None
-            and snap.time - demand_changed_at < settle)
 
 
 def bounced(snap: HostSnapshot, restored_at: Mapping[str, float], window: float) -> Set[int]:

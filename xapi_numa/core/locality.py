@@ -11,7 +11,7 @@
 Settling a started VM, the affinity fix-up, what a page move leaves behind,
 ``vm_memory``, ``top`` and placement's vCPU counts all use these functions.
 """
-from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.cpuset import within
 from xapi_numa.core.host import VcpuInfo
@@ -28,6 +28,18 @@ def soft_is_narrow(v: VcpuInfo, topo: Topology) -> bool:
 def outside_soft(v: VcpuInfo, topo: Topology) -> bool:
     """A vCPU that runs or waits to run on a pCPU outside its soft affinity."""
     return v.state in ("running", "runnable") and soft_is_narrow(v, topo) and v.cpu not in v.soft
+
+
+def count_outside(guests: Iterable[Tuple[str, Iterable[VcpuInfo]]], topo: Topology,
+                  counts: Dict[str, List[float]]) -> None:
+    """Per VM (UUID: its vCPUs), one sample added to ``counts``: [vCPUs running or waiting
+    outside their soft affinity, vCPUs running or waiting], summed over the samples."""
+    for uuid, vcpus in guests:
+        seen = counts.setdefault(uuid, [0.0, 0.0])
+        for v in vcpus:
+            if v.state in ("running", "runnable"):
+                seen[1] += 1
+                seen[0] += 1 if outside_soft(v, topo) else 0
 
 
 def vcpu_home(v: VcpuInfo, topo: Topology) -> FrozenSet[int]:

@@ -29,7 +29,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 import attrs
 
 from xapi_numa.core import affinity_fixup, homing, locality, rebalance, rebalance_moves
-from xapi_numa.core.actions import MoveMemory, RestorePin, SetNodeAffinity
+from xapi_numa.core import demand as cpu_demand
+from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetAffinity, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
@@ -107,6 +108,8 @@ class Runtime:
         self.bounced_vms: Set[str] = set()          # uuids pinned after a bounce: held longer (credit2)
         self.demand: Optional[Dict[int, int]] = None  # domid -> vCPUs running or runnable, last cycle
         self.demand_changed_at: Optional[float] = None  # when that last changed a lot (credit2 settles after)
+        self.demand_rose_at: Dict[int, float] = {}  # domid -> when its demand last rose a lot (credit2: it lags)
+        self.repicked_at: Dict[str, float] = {}     # uuid -> when its displaced vCPUs were last re-picked
         self.cycles = 0
         self.last_page_scan: Optional[float] = None
         self._fixup_now = False
@@ -180,6 +183,8 @@ class Runtime:
         domids = dict({d.uuid: d.domid for d in snap.domains}, **snap.unread)
         self.pages = {u: p for u, p in self.pages.items() if domids.get(u) == self.pages_of_domid.get(u)}
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
+        self.repicked_at = {u: t for u, t in self.repicked_at.items() if u in alive}
+        self.demand_rose_at = {d: t for d, t in self.demand_rose_at.items() if d in domids.values()}
         self.bounced_vms &= alive
         self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
 
@@ -188,9 +193,10 @@ class Runtime:
         pins = self.pins.entries()
         self.forget_the_gone(snap)
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
-        demand = homing.demand(snap, self.demand)
-        if homing.demand_changed(self.demand, demand, snap):
+        demand = cpu_demand.demand(snap, self.demand)
+        if cpu_demand.demand_changed(self.demand, demand, snap):
             self.demand_changed_at = snap.time
+        self.demand_rose_at.update(dict.fromkeys(cpu_demand.demand_rose(self.demand, demand, snap), snap.time))
         self.demand = demand
         excluded = self.excluded(snap)
         actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout,
@@ -199,11 +205,14 @@ class Runtime:
         bounced = homing.bounced(snap, self.restored_at, self.settings.bounce_window)
         pins_made = homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
                                 homing.pinned_keys(snap, pins), bounced,
-                                settling=homing.is_settling(snap, self.demand_changed_at))
+                                settling=cpu_demand.is_settling(snap, self.demand_changed_at),
+                                lagging={d for d, t in self.demand_rose_at.items() if cpu_demand.is_settling(snap, t)},
+                                repicked={d.domid for d in snap.domains if snap.time  # its stragglers: Xen's
+                                          - self.repicked_at.get(d.uuid, -1e9) < self.settings.bounce_window})
         # a VM pinned again because it bounced while demand stood still is held longer
         # (homing.holds_longer): the unevenness that pushed it out lasts
         for_good = homing.pushed_out_for_good(snap, bounced, self.restored_at, self.demand_changed_at)
-        self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good}
+        self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good and isinstance(p, PinTemporarily)}
         actions += pins_made
         if fresh_pages:
             # VMs whose memory is following a home the rebalancer moved are not pulled back (with
@@ -236,7 +245,10 @@ class Runtime:
                     self.restored_at[o.action.uuid] = snap.time
                 if isinstance(o.action, RestorePin) and o.status == DONE:
                     self.bounced_vms.discard(o.action.uuid)
-            self._count_outside(snap)
+                if o.status == DONE and isinstance(o.action, SetAffinity) and o.action.reason == homing.REPICK:
+                    self.repicked_at[o.action.uuid] = snap.time
+            locality.count_outside(((d.uuid, snap.vcpus.get(d.domid, ())) for d in snap.domains if d.domid != 0),
+                                   snap.topology, self.outside)  # per VM: how much of its time it runs away
             if self._rebalance_due(snap.time) and not self.stopping():
                 outcomes += self.rebalance(snap, pinned_in_snap)
         finally:
@@ -287,17 +299,6 @@ class Runtime:
         if self.hv.capabilities().features.get("node_pages") != "fallback" or move.uuid not in self.pages:
             return
         self.pages[move.uuid] = rebalance_moves.pages_after(self.pages[move.uuid], move.to, move.max_pages)
-
-    def _count_outside(self, snap: HostSnapshot) -> None:
-        """Per VM: how much of its vCPUs' time they run (or wait) outside their soft affinity."""
-        for d in snap.domains:
-            if d.domid == 0:
-                continue
-            counts = self.outside.setdefault(d.uuid, [0.0, 0.0])
-            for v in snap.vcpus.get(d.domid, ()):
-                if v.state in ("running", "runnable"):
-                    counts[1] += 1
-                    counts[0] += 1 if locality.outside_soft(v, snap.topology) else 0
 
     def outside_share(self, uuid: str) -> float:
         outside, total = self.outside.get(uuid, (0.0, 0.0))
