@@ -156,3 +156,23 @@ def test_bitmap_reader_reads_xens_bit_maps_and_gives_the_same_set_each_time(ids,
     for k in range(5):  # past its limit it starts again, still right
         reader.read(bytes([k]), within)
     assert reader.read(bytes(raw), within) == want
+
+
+def test_ids_handed_between_processes_are_bounded_and_ascii():
+    """A background mover's --guest-cpus (the claimer's text, which a hand could type):
+    ``0-4000000000`` built a set of four billion ids; other scripts' digits were read as ids."""
+    import argparse
+
+    import pytest
+
+    from xapi_numa.cli import moves
+    from xapi_numa.core.cpuset import parse_ids
+    from xapi_numa.errors import InvalidArgument
+
+    assert parse_ids("0-3,8", 65535) == {0, 1, 2, 3, 8} and parse_ids("", 65535) == frozenset()
+    for text in ("0-4000000000", "65536", "\u0661", "1-\u0662", " 3", "+3", "3-"):
+        with pytest.raises(ValueError):
+            parse_ids(text, 65535)
+        with pytest.raises(InvalidArgument) as err:
+            moves._guest_cpus(argparse.Namespace(guest_cpus=text, lock_fd=3))
+        assert err.value.field == "--guest-cpus" and "0..65535" in err.value.message

@@ -11,6 +11,7 @@ from typing import FrozenSet, Optional
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.cpuset import parse_ids
+from xapi_numa.core.vcpu_mask import MAX_CPU_ID
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_recovery, reserve
@@ -99,9 +100,10 @@ def _guest_cpus(args) -> Optional[FrozenSet[int]]:
     (not on a simulated host, nor with --no-xapi)."""
     if args.guest_cpus is not None:
         try:
-            return parse_ids(args.guest_cpus)
+            return parse_ids(args.guest_cpus, MAX_CPU_ID)
         except ValueError:
-            raise InvalidArgument("--guest-cpus", shown(args.guest_cpus), "CPU ids and ranges: 0-3,8") from None
+            raise InvalidArgument("--guest-cpus", shown(args.guest_cpus),
+                                  "CPU ids 0..{} and ranges: 0-3,8".format(MAX_CPU_ID)) from None
     link = None if args.lock_fd is not None else rebalance.daemon_view(args)[0]
     if link is None:
         return None

@@ -16,7 +16,7 @@ refuses, is read.
 Node lists (``parse_nodes``) use the same grammar over node ids, without the
 ``node:`` prefix.  Everything here is pure: the caller passes the universe.
 """
-
+import re
 from typing import AbstractSet, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xapi_numa.core.numbers import is_decimal, shown, shown_digits
@@ -139,14 +139,24 @@ def parse_nodes(text: str, all_nodes: AbstractSet[int], field: str = "nodes") ->
         raise InvalidArgument(field, err.detail.replace("CPU", "node"), allowed) from None
 
 
-def parse_ids(stored: str) -> FrozenSet[int]:
+_ID_RANGE = re.compile(r"[0-9]+(-[0-9]+)?")
+
+
+def parse_ids(stored: str, maximum: Optional[int] = None) -> FrozenSet[int]:
     """:func:`format_ids`' text back to ids: what we wrote ourselves (a journal's), so
-    trusted; a user's text goes through :func:`parse_cpus` or :func:`parse_nodes`."""
+    trusted; a user's text goes through :func:`parse_cpus` or :func:`parse_nodes`.
+    ``maximum``: the highest id taken (ValueError above it), for text handed over
+    between processes, which a hand could have typed."""
     out = set()
     for part in stored.split(","):
         if part:
             first, _, last = part.partition("-")
-            out.update(range(int(first), int(last or first) + 1))
+            if maximum is not None and not _ID_RANGE.fullmatch(part):  # (int() takes other scripts' digits)
+                raise ValueError("{!r} is not an id or a range of ids".format(part))
+            low, high = int(first), int(last or first)
+            if maximum is not None and max(low, high) > maximum:
+                raise ValueError("{} is above {}".format(part, maximum))
+            out.update(range(low, high + 1))
     return frozenset(out)
 
 
