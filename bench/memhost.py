@@ -136,11 +136,11 @@ class MemHost(Hypervisor):
         return self._lib
 
     def domains(self) -> List[DomainInfo]:
-        self.hypercalls += len(self.records) // 256 + 1  # xc_domain_getinfolist, 256 at a time
+        self.hypercalls += len(self.records) // xen_domains.BATCH + 1  # xc_domain_getinfolist, a batch at a time
         return [self._info(domid) for domid in self.records]  # (and a xenstore read per name, once per process)
 
     def domain_uuids(self) -> LiveDomains:
-        self.hypercalls += len(self.records) // 256 + 1
+        self.hypercalls += len(self.records) // xen_domains.BATCH + 1
         return xen_domains.uuids(FFI, self.lib(), None, _check)
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:

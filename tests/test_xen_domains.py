@@ -39,6 +39,12 @@ def check(rc, what):
     return rc
 
 
+@pytest.fixture(autouse=True)
+def batches_of_256(monkeypatch):
+    """Batches smaller than a host: the paging is what these tests look at."""
+    monkeypatch.setattr(xen_domains, "BATCH", 256)
+
+
 # 301 domains with gaps, every 97th (but dom0) dying, and one far up
 HOST = {d: (DYING if d % 97 == 0 and d else 0) for d in list(range(0, 600, 2)) + [32000]}
 
@@ -88,3 +94,9 @@ def test_uuids_read_every_byte_of_a_handle_and_leave_out_dying_ones_at_a_batchs_
 
     live = xen_domains.uuids(FFI, Lib(flags), None, check)
     assert live == {d: str(uuid.UUID(bytes=raws[d])) for d, f in flags.items() if not f}
+
+
+def test_a_thousand_domains_are_listed_in_one_call_by_default(monkeypatch):
+    monkeypatch.undo()  # (the module's own batch)
+    lib = FakeLib({d: 0 for d in range(1000)})
+    assert len(xen_domains.uuids(FFI, lib, None, check)) == 1000 and lib.calls == [(0, xen_domains.BATCH)]
