@@ -176,7 +176,7 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
         try:
             stats = rt.cycle()
             failures.succeeded()
-            if stats.get("pinned") or stats.get("restored") or stats.get("soft_moved"):
+            if any(stats.get(k) for k in ("pinned", "restored", "soft_moved", "repicked")):
                 log_event(LOG, logging.INFO, "cycle", **stats)
         except Exception as err:  # noqa: BLE001 - one bad cycle must not end the daemon
             message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)

@@ -2,7 +2,14 @@
 import logging
 from typing import List
 
+from xapi_numa.core.homing import REPICK
 from xapi_numa.ops.executor import DONE, Outcome, log_event
+
+
+def _repick(action) -> bool:
+    """A credit2 re-pick (core/homing.py): a vCPU's own hard affinity written again, no soft
+    affinity; nothing moved, so not reported as a soft-affinity change."""
+    return type(action).__name__ == "SetAffinity" and action.reason == REPICK
 
 
 def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:
@@ -21,8 +28,13 @@ def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:
     if restores:
         log_event(logger, logging.INFO, "pins restored", count=len(restores),
                   reasons=sorted({o.action.reason for o in restores}))
+    repicks = [o for o in outcomes if o.status == DONE and _repick(o.action)]
+    if repicks:
+        log_event(logger, logging.INFO, "re-picked displaced vCPUs", count=len(repicks),
+                  vcpus=["{}.{}".format(o.action.domid, o.action.vcpu) for o in repicks])
     for o in outcomes:
-        if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0:
+        if o.status == DONE and type(o.action).__name__ == "SetAffinity" and o.action.vcpu == 0 \
+                and not _repick(o.action):
             log_event(logger, logging.INFO, "soft affinity set", domid=o.action.domid,
                       reason=o.action.reason)
 
@@ -33,5 +45,7 @@ def tally(outcomes: List[Outcome]) -> dict:
     kinds = [type(o.action).__name__ for o in done]
     return {"pinned": kinds.count("PinTemporarily"),
             "restored": sum(1 for o in done if type(o.action).__name__ == "RestorePin" and o.action.domid is not None),
-            "soft_moved": len({o.action.domid for o in done if type(o.action).__name__ == "SetAffinity"}),
+            "soft_moved": len({o.action.domid for o in done
+                               if type(o.action).__name__ == "SetAffinity" and not _repick(o.action)}),
+            "repicked": sum(1 for o in done if _repick(o.action)),
             "deferred": sum(1 for o in outcomes if o.status == "deferred")}
