@@ -56,7 +56,7 @@ class Ledger:
         for node, gone in db.execute(
                 "SELECT node, SUM(bytes) FROM reservation_node WHERE vm IN "
                 "(SELECT vm FROM reservation WHERE expires <= ? OR vm = ?) GROUP BY node", (now, exclude)):
-            totals[node] -= gone
+            totals[node] = totals.get(node, 0) - gone
         return {node: total for node, total in totals.items() if total}
 
     def outstanding(self, node: Optional[int] = None, exclude: Optional[str] = None) -> Dict[int, int]:
