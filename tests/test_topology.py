@@ -151,3 +151,11 @@ def test_placement_and_the_boot_pin_agree_on_the_cpus_near_memory_only_nodes():
     placed = Planner(topo).place(NodeLoads([g // 2, g // 2, 4 * g, 4 * g], [0] * 4, [0] * 4),
                                  Request(2, 6 * g, Policy.parse("preferred", "3,2")))
     assert placed.soft == topo.cpus_near(placed.nodes) == topo.cpus_near(frozenset(placed.nodes))
+
+
+def test_a_cpu_on_a_node_that_is_no_integer_is_refused_naming_it():
+    """A node id of another type (1.0, True) ended in StopIteration, not a refusal."""
+    for bad in (1.0, True, None, 5, -1):
+        with pytest.raises(InvalidArgument) as err:
+            Topology.from_arrays([0, bad], [[10, 20], [20, 10]], [1, 1])
+        assert err.value.field == "cpus" and "CPU 1 is on node" in err.value.message

@@ -2,8 +2,9 @@
 
 Part of the Xen adapter (:mod:`xapi_numa.backends.xen` calls these with its
 libxenuma binding and handle).  What this module owns: reading the records in
-batches from a domid on, and the fields xapi-numa keeps of one.  A domain's name is not in its record but in xenstore
-(one read per domain), so the adapter adds names only where a caller wants
+batches from a domid on, and the fields xapi-numa keeps of one.  A domain's name
+is not in its record but in xenstore (one read per domain), so the adapter adds
+names only where a caller wants
 whole :class:`~xapi_numa.core.host.DomainInfo` records; a start's count of
 vCPU homes needs only which domains are alive, and their handles
 (:func:`uuids`).

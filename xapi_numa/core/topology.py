@@ -294,7 +294,7 @@ class Topology:
         sockets = cpu_to_socket if cpu_to_socket is not None else cpu_to_node
         by_node = cpus_by_node(cpu_to_node)
         if by_node is None or set(by_node) - set(range(nr_nodes)):
-            cpu, node = next((c, n) for c, n in enumerate(cpu_to_node) if n not in range(nr_nodes))
+            cpu, node = next((c, n) for c, n in enumerate(cpu_to_node) if type(n) is not int or not 0 <= n < nr_nodes)
             raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
         nodes = [Node(n, by_node.get(n, frozenset()), memory_size[n], free[n]) for n in range(nr_nodes)]
         return cls(nodes, distances, cpu_to_node, cores, sockets)
