@@ -147,6 +147,11 @@ class LoopbackXapi:
         # cannot boot on (xapi's assert_can_boot_here: a local SR elsewhere, a missing network)
         self.without_plugin: Set[str] = set()
         self.boot_refusals: Dict[Tuple[str, str], List[str]] = {}  # (vm ref, host ref) -> failure
+        # a wedged xapi: calls of these methods ("*": every one but a login) get no answer
+        # until unwedged (or the server stops); delays: seconds before a method answers
+        self.wedged: Set[str] = set()
+        self.delays: Dict[str, float] = {}
+        self._unwedged = threading.Event()
         self._server: Optional[_Server] = None
         self.url = ""
         self.plugin_calls = 0
@@ -160,6 +165,7 @@ class LoopbackXapi:
         return self.url
 
     def stop(self) -> None:
+        self._unwedged.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -175,6 +181,10 @@ class LoopbackXapi:
     def _call(self, method: str, params: tuple):
         if method == "session.login_with_password":
             return self.session_login_with_password(*params)
+        if method in self.wedged or "*" in self.wedged:
+            self._unwedged.wait()
+        if method in self.delays:
+            self._unwedged.wait(self.delays[method])
         impl = getattr(self, method.replace(".", "_"), None)
         self.calls[method] += 1
         if impl is None or method.startswith("_") or "." not in method:

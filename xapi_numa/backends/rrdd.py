@@ -36,12 +36,12 @@ import http.client
 import json
 import math
 import os
-import socket
 import struct
 import xmlrpc.client
 import zlib
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
+from xapi_numa.backends.rpc_transport import UnixTransport
 from xapi_numa.errors import BackendUnavailable
 
 # A data source is any value with the fields of xapi_numa.ops.metrics.DataSource (name,
@@ -157,33 +157,12 @@ class PluginFile:
         return False
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=RPC_TIMEOUT)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(RPC_TIMEOUT)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self._path = path
-
-    def make_connection(self, host):
-        return _UnixConnection(self._path)
-
-
 class Rrdd:
     """xcp-rrdd's plugin calls, over its Unix socket."""
 
     def __init__(self, socket_path: str = RRDD_SOCKET) -> None:
         self._socket = socket_path
-        self._proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_UnixTransport(socket_path),
+        self._proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=UnixTransport(socket_path, RPC_TIMEOUT),
                                                 allow_none=True)
 
     def _call(self, method: str, params: dict):

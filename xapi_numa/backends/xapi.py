@@ -3,7 +3,10 @@
 Over the ``XenAPI`` package (PyPI).  The plugin uses the session xapi hands
 it (the host's local socket, or ``$XAPI_NUMA_XENAPI_URL`` in tests); the CLI
 logs into a pool master with a URL and credentials from flags, the
-environment, or a file only its owner can read.
+environment, or a file only its owner can read (:mod:`xapi_credentials`).
+Every call has a deadline (:mod:`rpc_transport`): CALL_TIMEOUT, or
+LONG_CALL_TIMEOUT for ``VM.start_on`` and a host's plugin; a wedged xapi is
+then unreachable, as one that is down.
 
 Per-VM state lives in ``VM.other_config``: the policy (``numa_mode``,
 ``numa_nodes``, ``numa_on_exhaust``) and, between ``place`` and ``settle``,
@@ -18,8 +21,8 @@ The mask syntax itself is :mod:`xapi_numa.core.vcpu_mask` (re-exported here).
 import contextlib
 import os
 import random
+import socket
 import ssl
-import stat
 import time
 import urllib.parse
 import xmlrpc.client
@@ -31,6 +34,10 @@ from xapi_numa.core.host import UUID_RE
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
+# the pool's credentials and checks, re-exported: callers reach the XenAPI layer through this module
+from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url,  # noqa: F401
+                                                 credentials, tls_context)
+from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, patience
 from xapi_numa.backends.xapi_errors import NO_ANSWER, XapiError, no_answer  # noqa: F401 - callers use xapi.XapiError
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
@@ -41,7 +48,11 @@ NO_SAVED_MASK = "-"  # the admin had no mask
 SESSION_INVALID = "SESSION_INVALID"
 MAP_DUPLICATE_KEY = "MAP_DUPLICATE_KEY"
 MAP_RETRIES = 8
-POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
+LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0
+# Seconds a call waits for xapi's answer before xapi counts as unreachable (a wedged xapi
+# must not hang a command, the plugin or xapi-numad), and for the calls that take long.
+CALL_TIMEOUT = 60.0
+LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed), a host's plugin
 
 
 def _xenapi():
@@ -61,7 +72,8 @@ def _xapi_errors() -> Iterator[None]:
     ``Fault(401, 'You must log in')``; repeated failures end in ``Fault(500,
     ...)``.  Both mean the session is no good and become ``SESSION_INVALID``.
     An HTTP-level failure, or an answer broken off (xapi killed mid-answer: see
-    ``NO_ANSWER``), becomes a ConnectionError: callers treat it as xapi unreachable.
+    ``NO_ANSWER``), or none within the transport's timeout (a wedged xapi), becomes
+    a ConnectionError: callers treat it as xapi unreachable.
     """
     XenAPI = _xenapi()
     try:
@@ -75,6 +87,8 @@ def _xapi_errors() -> Iterator[None]:
         raise XapiError(["INTERNAL_ERROR", "XML-RPC fault {}: {}".format(fault.faultCode, text)]) from None
     except NO_ANSWER as err:  # (RemoteDisconnected, an OSError too, is one: the same either way)
         raise ConnectionError(no_answer(err)) from None
+    except socket.timeout:
+        raise ConnectionError("xapi did not answer in time: it is wedged or overloaded") from None
 
 
 def call(fn, *args):
@@ -83,103 +97,32 @@ def call(fn, *args):
         return fn(*args)
 
 
+def call_long(session, fn, *args):
+    """:func:`call` for a method of ``session`` that may take long (``VM.start_on``, a
+    host's plugin): it waits up to LONG_CALL_TIMEOUT instead of CALL_TIMEOUT."""
+    with patience(session, LONG_CALL_TIMEOUT):
+        return call(fn, *args)
+
+
 # --- sessions -------------------------------------------------------------------------------
+def local_session(timeout: Optional[float] = None, socket_path: str = LOCAL_SOCKET):
+    """A session object (not logged in) with this host's xapi: its Unix socket, as
+    ``XenAPI.xapi_local()`` connects, or ``$XAPI_NUMA_XENAPI_URL`` in tests; calls
+    wait up to ``timeout`` seconds (CALL_TIMEOUT) for an answer."""
+    XenAPI = _xenapi()
+    timeout = CALL_TIMEOUT if timeout is None else timeout
+    url = os.environ.get("XAPI_NUMA_XENAPI_URL")
+    if url:
+        return XenAPI.Session(url, transport=HttpTransport(timeout))
+    # the URL xapi_local() gives: its host part is never resolved, the socket is the address
+    return XenAPI.Session("http://_var_lib_xcp_xapi/", transport=UnixTransport(socket_path, timeout))
+
+
 def plugin_session(session_id: str):
     """The session xapi handed a plugin, on the local socket or a test URL (never logged out by us)."""
-    XenAPI = _xenapi()
-    url = os.environ.get("XAPI_NUMA_XENAPI_URL")
-    session = XenAPI.Session(url) if url else XenAPI.xapi_local()
+    session = local_session()
     session._session = session_id
     return session
-
-
-@attrs.frozen
-class Credentials:
-    url: str
-    username: str
-    password: str = attrs.field(repr=False)
-
-
-def credentials(url: Optional[str] = None, username: Optional[str] = None, password_file: Optional[str] = None,
-                config: Optional[str] = None) -> Credentials:
-    """From flags, then $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, then a credentials file.
-
-    The file (``~/.config/xapi-numa/credentials`` by default) holds ``url=``,
-    ``username=`` and ``password=`` lines and must be readable by its owner only.
-    """
-    values = {"url": url or os.environ.get("XAPI_NUMA_POOL_URL"),
-              "username": username or os.environ.get("XAPI_NUMA_POOL_USER"),
-              "password": os.environ.get("XAPI_NUMA_POOL_PASSWORD")}
-    if password_file:
-        values["password"] = _read_private(password_file, "--password-file").strip()
-    path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
-    if not all(values.values()) and os.path.exists(path):
-        for line in _read_private(path, "credentials file").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() in values and not values[key.strip()]:
-                values[key.strip()] = value.strip()
-    missing = [k for k, v in values.items() if not v]
-    if missing:
-        raise InvalidArgument("--pool", "no {} for the pool".format(", ".join(missing)),
-                              "--pool URL --user NAME --password-file FILE, $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, "
-                              "or ~/.config/xapi-numa/credentials")
-    return Credentials(values["url"], values["username"], values["password"])
-
-
-def _read_private(path: str, what: str) -> str:
-    """A regular file readable by its owner only, as text; every failure is an InvalidArgument."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
-        with open(path, encoding="utf-8") as f:
-            return f.read(1 << 16)
-    except OSError as err:
-        raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
-    except UnicodeDecodeError:
-        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown(path))) from None
-
-
-def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:
-    """An http(s) URL with a host; plain http only when the caller accepts sending the password in clear."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.port is not None and not 0 < parts.port < 65536:  # .port itself raises for a non-number
-            parts = None
-    except (ValueError, TypeError, AttributeError):
-        parts = None
-    # ASCII only: Python 3.6's urlsplit reads other scripts' digits as a port number
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
-            c.isspace() or ord(c) > 127 for c in url):
-        raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(shown(url)), POOL_URL_SYNTAX)
-    if parts.scheme == "http" and not insecure:
-        raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
-            shown(url)), "an https:// URL, or --insecure to accept that")
-    return parts
-
-
-def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SSLContext:
-    """Verify the master against ``ca_file`` (its self-signed certificate) or the system CAs.
-
-    ``insecure`` without a CA file skips verification, like ``curl --insecure``.
-    """
-    if insecure and not ca_file:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if ca_file is None:
-        return ssl.create_default_context()
-    if not os.path.isfile(ca_file):
-        raise InvalidArgument("--ca-file", "{} is not a file".format(shown(ca_file)),
-                              "a PEM file holding the pool master's certificate")
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-        raise InvalidArgument("--ca-file", "cannot load {}: {}".format(shown(ca_file), err),
-                              "a PEM file holding the pool master's certificate") from None
 
 
 def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
@@ -211,11 +154,11 @@ def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: boo
     XenAPI = _xenapi()
     parts = check_pool_url(creds.url, insecure)
     if parts.scheme == "https":
-        transport = xmlrpc.client.SafeTransport(context=tls_context(ca_file, insecure))
+        transport = HttpsTransport(CALL_TIMEOUT, context=tls_context(ca_file, insecure))
     elif ca_file:
         raise InvalidArgument("--ca-file", "only applies to an https:// pool URL", POOL_URL_SYNTAX)
     else:
-        transport = None
+        transport = HttpTransport(CALL_TIMEOUT)
     session = XenAPI.Session(creds.url, transport=transport)
     try:
         with _xapi_errors():
@@ -393,7 +336,7 @@ def enabled_hosts(session) -> Dict[str, dict]:
 
 
 def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
-    return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
+    return call_long(session, session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 
 __all__ = ["MASK_FIELD", "host_known", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",

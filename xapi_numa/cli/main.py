@@ -90,6 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("xapi-numa: error: {}".format(render.cell(err.message)), file=sys.stderr)  # names come escaped
         # a host's plugin refusing an argument is the same mistake as this command refusing it
         return 2 if isinstance(err, InvalidArgument) or err.code == "NUMA_INVALID_ARGUMENT" else 1
+    except ConnectionError as err:  # xapi, or the pool master, went away or stopped answering
+        print("xapi-numa: error: no answer from xapi: {}".format(err), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -162,7 +162,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             tried.append(record["name_label"])
             continue
         try:
-            xapi.call(session.xenapi.VM.start_on, vm, host, False, False)
+            xapi.call_long(session, session.xenapi.VM.start_on, vm, host, False, False)
         except BaseException as err:
             _release_quietly(session, host, uuid)  # the reservation and the boot pin, not left behind
             if not isinstance(err, xapi.XapiError):

@@ -196,20 +196,20 @@ def _off(other_config: dict, key: str) -> bool:
     return other_config.get(key, "").strip().lower() in ("false", "0", "no", "off")
 
 
-LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0
+# Seconds xapi-numad waits for one xapi call: a wedged xapi holds up no more of its cycle
+# (homing, pin restores, movers' recovery) than this, once per back-off.
+DAEMON_CALL_TIMEOUT = 20.0
 
 
 def xapi_address() -> str:
     """Where :func:`local_login` goes, for a log line that says what was unreachable."""
-    return os.environ.get("XAPI_NUMA_XENAPI_URL") or "unix:" + LOCAL_SOCKET
+    return os.environ.get("XAPI_NUMA_XENAPI_URL") or "unix:" + xapi.LOCAL_SOCKET
 
 
-def local_login() -> object:
-    """A session with the local xapi (or $XAPI_NUMA_XENAPI_URL in tests)."""
-    import XenAPI  # dom0's own module on a host
-
-    url = os.environ.get("XAPI_NUMA_XENAPI_URL")
-    session = XenAPI.Session(url) if url else XenAPI.xapi_local()
+def local_login(timeout: Optional[float] = None, socket_path: str = xapi.LOCAL_SOCKET) -> object:
+    """A session with the local xapi (or $XAPI_NUMA_XENAPI_URL in tests); each call
+    waits up to ``timeout`` seconds (DAEMON_CALL_TIMEOUT)."""
+    session = xapi.local_session(DAEMON_CALL_TIMEOUT if timeout is None else timeout, socket_path)
     session.xenapi.login_with_password(os.environ.get("XAPI_NUMA_POOL_USER", "root"),
                                        os.environ.get("XAPI_NUMA_POOL_PASSWORD", ""), "2.21", "xapi-numad")
     return session

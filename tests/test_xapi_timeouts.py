@@ -1,0 +1,148 @@
+"""A wedged xapi (it takes the connection and never answers) hangs nothing for ever.
+
+Every XenAPI call waits at most a deadline (backends/rpc_transport.py): the
+CLI says "no answer from xapi" and exits 1, xapi-numad counts xapi as
+unreachable and backs off, and the calls known to take long (``VM.start_on``,
+a host's plugin) wait longer.  Before the deadlines each of these waited for
+ever; a guard thread turns such a hang into a failure here instead of a
+stuck test run.
+"""
+import logging
+import socket
+import threading
+import xmlrpc.client
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from xapi_numa.backends import rpc_transport, xapi
+from xapi_numa.cli.main import main
+from xapi_numa.ops.xapi_link import XapiLink, local_login
+
+GUARD = 60.0  # seconds past which a call counts as hung (the deadlines here are under 1 s)
+
+
+def returns(fn):
+    """``fn()``'s result or exception, from a thread; fails the test if it hangs."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed back to the test
+            box["error"] = err
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(GUARD)
+    assert not thread.is_alive(), "the call hung: it has no deadline"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class _UnixHTTPServer(HTTPServer):
+    address_family = socket.AF_UNIX
+
+    def server_bind(self):
+        self.socket.bind(self.server_address)
+        self.server_name, self.server_port = "localhost", 0
+
+
+def unix_xapi(path, wedged):
+    """A stand-in xapi on a Unix socket: logs in and answers VM.get_all, or, while
+    ``wedged`` is set, reads the request and never answers."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            params, method = xmlrpc.client.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if wedged.is_set():
+                release.wait()
+                return
+            value = "OpaqueRef:session" if method == "session.login_with_password" else ["OpaqueRef:vm"]
+            out = xmlrpc.client.dumps(({"Status": "Success", "Value": value},), methodresponse=True).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+    server = _UnixHTTPServer(path, Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, release
+
+
+@pytest.fixture
+def unix_socket(tmp_path, monkeypatch):
+    monkeypatch.delenv("XAPI_NUMA_XENAPI_URL", raising=False)
+    wedged = threading.Event()
+    path = str(tmp_path / "xapi")
+    server, release = unix_xapi(path, wedged)
+    yield path, wedged
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_local_socket_answers_as_xapi_local_does(unix_socket):
+    path, _ = unix_socket
+    session = returns(lambda: local_login(timeout=0.5, socket_path=path))
+    assert xapi.call(session.xenapi.VM.get_all) == ["OpaqueRef:vm"]
+
+
+def test_a_wedged_local_socket_is_a_connection_error_not_a_hang(unix_socket):
+    path, wedged = unix_socket
+    session = returns(lambda: local_login(timeout=0.3, socket_path=path))
+    wedged.set()
+    with pytest.raises(ConnectionError, match="did not answer in time"):
+        returns(lambda: xapi.call(session.xenapi.VM.get_all))
+
+
+def test_xapi_numad_backs_off_from_a_wedged_xapi_and_comes_back(pool, monkeypatch, caplog):
+    server, _ = pool
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", server.password)
+    now = [0.0]
+    link = XapiLink(lambda: local_login(timeout=0.3), lambda: now[0])
+    server.wedged.add("*")
+    with caplog.at_level(logging.WARNING):
+        assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    server.wedged.clear()
+    now[0] += 3600.0  # past any back-off
+    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
+
+
+def test_the_cli_says_no_answer_from_a_wedged_master(pool, tmp_path, monkeypatch, capsys):
+    server, _ = pool
+    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 0.3)
+    secret = tmp_path / "password"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    server.wedged.add("*")
+    code = returns(lambda: main(["--insecure", "--pool", server.url, "--user", "root", "--password-file",
+                                 str(secret), "topology"]))
+    err = capsys.readouterr().err
+    assert code == 1 and "no answer from xapi" in err and "did not answer in time" in err, err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_long_call_waits_longer_and_the_deadline_comes_back(pool, monkeypatch):
+    server, _ = pool
+    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 0.3)
+    monkeypatch.setattr(xapi, "LONG_CALL_TIMEOUT", 30.0)
+    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
+    server.delays["VM.get_all"] = 1.0
+    with pytest.raises(ConnectionError):
+        returns(lambda: xapi.call(session.xenapi.VM.get_all))
+    assert returns(lambda: xapi.call_long(session, session.xenapi.VM.get_all)) is not None
+    assert rpc_transport.transport_of(session).timeout == 0.3
+
+
+def test_patience_leaves_a_proxy_without_a_deadline_alone():
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1:9/")
+    assert rpc_transport.transport_of(proxy) is None
+    with rpc_transport.patience(proxy, 10.0):
+        pass

@@ -1,0 +1,108 @@
+"""XML-RPC transports that give up: each call to xapi or xcp-rrdd has a deadline.
+
+The transports the ``XenAPI`` module and ``xmlrpc.client`` bring wait for
+ever.  A wedged xapi (one that takes a connection and never answers: seen
+while it waits on a stuck storage or database operation) would hang
+xapi-numad's cycle, and with it homing and the recovery of movers, as well
+as the plugin and the CLI.  Here every connection carries a socket timeout:
+no call waits longer than ``timeout`` seconds for the next bytes of its
+answer (xapi sends an answer whole, so in practice for the answer).
+:func:`patience` lengthens it for one call known to take long
+(``VM.start_on``, a host's plugin).
+
+Three transports, one rule: :class:`UnixTransport` (HTTP over a Unix socket:
+dom0's ``/var/lib/xcp/xapi``, which ``XenAPI.xapi_local()`` uses, and
+xcp-rrdd's), :class:`HttpTransport` and :class:`HttpsTransport`.
+"""
+import contextlib
+import http.client
+import socket
+import ssl
+import xmlrpc.client
+from typing import Iterator, Optional
+
+
+class _Deadline:
+    """What the three transports share: a timeout applied to every connection they hand out.
+
+    ``timeout`` may change between calls (:func:`patience`); a kept-alive
+    connection already open gets the new value too."""
+
+    timeout = 60.0
+
+    def _timed(self, connection: http.client.HTTPConnection) -> http.client.HTTPConnection:
+        connection.timeout = self.timeout  # the next connect() uses it
+        if connection.sock is not None:
+            connection.sock.settimeout(self.timeout)
+        return connection
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class UnixTransport(_Deadline, xmlrpc.client.Transport):
+    """HTTP over the Unix socket at ``path``; a new connection per call (as xapi_local's)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self.path = path
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        return self._timed(_UnixConnection(self.path, self.timeout))
+
+
+class HttpTransport(_Deadline, xmlrpc.client.Transport):
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        return self._timed(super().make_connection(host))
+
+
+class HttpsTransport(_Deadline, xmlrpc.client.SafeTransport):
+    def __init__(self, timeout: float, context: Optional[ssl.SSLContext] = None) -> None:
+        super().__init__(context=context)
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        return self._timed(super().make_connection(host))
+
+
+def transport_of(proxy) -> Optional[_Deadline]:
+    """The deadline transport behind an XML-RPC proxy (a ``XenAPI.Session``), or None."""
+    try:
+        transport = proxy("transport")  # ServerProxy's documented way round its __getattr__
+    except (AttributeError, TypeError):
+        return None
+    return transport if isinstance(transport, _Deadline) else None
+
+
+@contextlib.contextmanager
+def patience(proxy, seconds: float) -> Iterator[None]:
+    """Calls made through ``proxy`` inside the block wait up to ``seconds`` (at least
+    the transport's own timeout); a proxy without a deadline transport is left alone."""
+    transport = transport_of(proxy)
+    if transport is None:
+        yield
+        return
+    before = transport.timeout
+    transport.timeout = max(before, seconds)
+    try:
+        yield
+    finally:
+        transport.timeout = before

@@ -1,0 +1,109 @@
+"""Where the CLI's pool credentials come from, and how the pool master is checked.
+
+The URL, user name and password come from flags, then the environment, then
+a file only its owner can read (:func:`credentials`); the pool master's URL
+must be http(s) with a host, plain http only when the caller accepts the
+password crossing the network in clear (:func:`check_pool_url`); TLS verifies
+the master against a given certificate or the system's (:func:`tls_context`).
+"""
+import os
+import ssl
+import stat
+import urllib.parse
+from typing import Optional
+
+import attrs
+
+from xapi_numa.core.numbers import shown
+from xapi_numa.errors import InvalidArgument
+
+POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
+
+
+@attrs.frozen
+class Credentials:
+    url: str
+    username: str
+    password: str = attrs.field(repr=False)
+
+
+def credentials(url: Optional[str] = None, username: Optional[str] = None, password_file: Optional[str] = None,
+                config: Optional[str] = None) -> Credentials:
+    """From flags, then $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, then a credentials file.
+
+    The file (``~/.config/xapi-numa/credentials`` by default) holds ``url=``,
+    ``username=`` and ``password=`` lines and must be readable by its owner only.
+    """
+    values = {"url": url or os.environ.get("XAPI_NUMA_POOL_URL"),
+              "username": username or os.environ.get("XAPI_NUMA_POOL_USER"),
+              "password": os.environ.get("XAPI_NUMA_POOL_PASSWORD")}
+    if password_file:
+        values["password"] = _read_private(password_file, "--password-file").strip()
+    path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
+    if not all(values.values()) and os.path.exists(path):
+        for line in _read_private(path, "credentials file").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() in values and not values[key.strip()]:
+                values[key.strip()] = value.strip()
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        raise InvalidArgument("--pool", "no {} for the pool".format(", ".join(missing)),
+                              "--pool URL --user NAME --password-file FILE, $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, "
+                              "or ~/.config/xapi-numa/credentials")
+    return Credentials(values["url"], values["username"], values["password"])
+
+
+def _read_private(path: str, what: str) -> str:
+    """A regular file readable by its owner only, as text; every failure is an InvalidArgument."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
+        with open(path, encoding="utf-8") as f:
+            return f.read(1 << 16)
+    except OSError as err:
+        raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown(path))) from None
+
+
+def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:
+    """An http(s) URL with a host; plain http only when the caller accepts sending the password in clear."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.port is not None and not 0 < parts.port < 65536:  # .port itself raises for a non-number
+            parts = None
+    except (ValueError, TypeError, AttributeError):
+        parts = None
+    # ASCII only: Python 3.6's urlsplit reads other scripts' digits as a port number
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
+            c.isspace() or ord(c) > 127 for c in url):
+        raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(shown(url)), POOL_URL_SYNTAX)
+    if parts.scheme == "http" and not insecure:
+        raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
+            shown(url)), "an https:// URL, or --insecure to accept that")
+    return parts
+
+
+def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SSLContext:
+    """Verify the master against ``ca_file`` (its self-signed certificate) or the system CAs.
+
+    ``insecure`` without a CA file skips verification, like ``curl --insecure``.
+    """
+    if insecure and not ca_file:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if ca_file is None:
+        return ssl.create_default_context()
+    if not os.path.isfile(ca_file):
+        raise InvalidArgument("--ca-file", "{} is not a file".format(shown(ca_file)),
+                              "a PEM file holding the pool master's certificate")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise InvalidArgument("--ca-file", "cannot load {}: {}".format(shown(ca_file), err),
+                              "a PEM file holding the pool master's certificate") from None
