@@ -118,7 +118,24 @@ def test_what_the_daemon_keeps_per_vm_goes_with_the_vm(tmp_path):
     rt.cycle()
     alive = {d.uuid for d in sim.domains()}
     assert set(rt.outside) <= alive and set(rt.restored_at) <= alive
-    assert set(rt.repicked_at) <= alive and set(rt.demand_rose_at) <= {d.domid for d in sim.domains()}
+    assert {u for u, _ in rt.repicked_at} <= alive and set(rt.demand_rose_at) <= {d.domid for d in sim.domains()}
+
+
+def test_a_vm_started_again_is_not_taken_for_re_picked(tmp_path):
+    """Its new domain's displaced vCPUs are re-picked: the mark was its last domain's
+    (it was kept by UUID, so a VM rebooted within the bounce window was left to the balancer)."""
+    sim, a, c = swapped_host(str(tmp_path / "h.json"))
+    rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings(rebalancing=False))
+    uuid = "dddddddd-0000-4000-8000-00000000000f"
+    first = sim.create("again", 1, 64 << 20, uuid=uuid)
+    rt.repicked_at[(uuid, first)] = sim.clock()
+    rt.forget_the_gone(rt.snapshot())
+    assert (uuid, first) in rt.repicked_at
+    sim.destroy(first)
+    second = sim.create("again", 1, 64 << 20, uuid=uuid)
+    assert second != first
+    rt.forget_the_gone(rt.snapshot())
+    assert rt.repicked_at == {}
 
 
 def _daemon(path, *extra):

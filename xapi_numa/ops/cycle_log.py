@@ -1,6 +1,7 @@
-"""What one cycle of xapi-numad changed: its log lines and the counts in its report."""
+"""What one cycle of xapi-numad changed: its log lines, the counts in its report, and
+the VMs it re-picked whole."""
 import logging
-from typing import List
+from typing import List, Set, Tuple
 
 from xapi_numa.core.homing import REPICK
 from xapi_numa.ops.executor import DONE, Outcome, log_event
@@ -10,6 +11,14 @@ def _repick(action) -> bool:
     """A credit2 re-pick (core/homing.py): a vCPU's own hard affinity written again, no soft
     affinity; nothing moved, so not reported as a soft-affinity change."""
     return type(action).__name__ == "SetAffinity" and action.reason == REPICK
+
+
+def fully_repicked(outcomes: List[Outcome]) -> Set[Tuple[str, int]]:
+    """(uuid, domid) of the VMs whose every re-pick of the cycle was made: one the write
+    budget cut short is not done, and its vCPUs left out are re-picked next cycle."""
+    repicks = [o for o in outcomes if _repick(o.action)]
+    short = {(o.action.uuid, o.action.domid) for o in repicks if o.status != DONE}
+    return {(o.action.uuid, o.action.domid) for o in repicks if o.status == DONE} - short
 
 
 def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:

@@ -30,7 +30,7 @@ import attrs
 
 from xapi_numa.core import affinity_fixup, homing, locality, rebalance, rebalance_moves
 from xapi_numa.core import demand as cpu_demand
-from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetAffinity, SetNodeAffinity
+from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
@@ -109,7 +109,8 @@ class Runtime:
         self.demand: Optional[Dict[int, int]] = None  # domid -> vCPUs running or runnable, last cycle
         self.demand_changed_at: Optional[float] = None  # when that last changed a lot (credit2 settles after)
         self.demand_rose_at: Dict[int, float] = {}  # domid -> when its demand last rose a lot (credit2: it lags)
-        self.repicked_at: Dict[str, float] = {}     # uuid -> when its displaced vCPUs were last re-picked
+        # (uuid, domid) -> when its displaced vCPUs were all re-picked (a VM started again is a new domain)
+        self.repicked_at: Dict[Tuple[str, int], float] = {}
         self.cycles = 0
         self.last_page_scan: Optional[float] = None
         self._fixup_now = False
@@ -183,7 +184,7 @@ class Runtime:
         domids = dict({d.uuid: d.domid for d in snap.domains}, **snap.unread)
         self.pages = {u: p for u, p in self.pages.items() if domids.get(u) == self.pages_of_domid.get(u)}
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
-        self.repicked_at = {u: t for u, t in self.repicked_at.items() if u in alive}
+        self.repicked_at = {k: t for k, t in self.repicked_at.items() if domids.get(k[0]) == k[1]}
         self.demand_rose_at = {d: t for d, t in self.demand_rose_at.items() if d in domids.values()}
         self.bounced_vms &= alive
         self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
@@ -208,7 +209,7 @@ class Runtime:
                                 settling=cpu_demand.is_settling(snap, self.demand_changed_at),
                                 lagging={d for d, t in self.demand_rose_at.items() if cpu_demand.is_settling(snap, t)},
                                 repicked={d.domid for d in snap.domains if snap.time  # its stragglers: Xen's
-                                          - self.repicked_at.get(d.uuid, -1e9) < self.settings.bounce_window})
+                                          - self.repicked_at.get((d.uuid, d.domid), -1e9) < self.settings.bounce_window})
         # a VM pinned again because it bounced while demand stood still is held longer
         # (homing.holds_longer): the unevenness that pushed it out lasts
         for_good = homing.pushed_out_for_good(snap, bounced, self.restored_at, self.demand_changed_at)
@@ -245,8 +246,7 @@ class Runtime:
                     self.restored_at[o.action.uuid] = snap.time
                 if isinstance(o.action, RestorePin) and o.status == DONE:
                     self.bounced_vms.discard(o.action.uuid)
-                if o.status == DONE and isinstance(o.action, SetAffinity) and o.action.reason == homing.REPICK:
-                    self.repicked_at[o.action.uuid] = snap.time
+            self.repicked_at.update(dict.fromkeys(cycle_log.fully_repicked(outcomes), snap.time))
             locality.count_outside(((d.uuid, snap.vcpus.get(d.domid, ())) for d in snap.domains if d.domid != 0),
                                    snap.topology, self.outside)  # per VM: how much of its time it runs away
             if self._rebalance_due(snap.time) and not self.stopping():
