@@ -298,3 +298,22 @@ def test_sim_init_force_replaces_an_empty_or_truncated_state(tmp_path):
         assert main(["sim", "init", str(path), "--force", "--nodes", "1", "--cpus-per-node", "1",
                      "--memory-per-node", "1G"]) == 0
         assert json.loads(path.read_text())["topology"]
+
+
+def test_homing_and_move_memory_dry_runs_say_whether_xapi_was_consulted(host, capsys, monkeypatch):
+    """Both read xapi (policies and the guest mask) as rebalance --dry-run does, but
+    only rebalance said whether they had: an unreachable xapi looked like no mask."""
+    assert main(["sim", "create", host, "a", "--vcpus", "2", "--memory", "512M", "--soft", "node:0",
+                 "--load", "busy", "--type", "pvh"]) == 0
+    assert main(["sim", "run", host, "--seconds", "2"]) == 0
+    commands = (["homing", "--dry-run", "--json"], ["move-memory", "a", "--to", "1", "--dry-run", "--json"])
+    capsys.readouterr()
+    for argv in commands:
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["xapi"].startswith("not consulted"), argv
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi that is not there
+    for argv in commands:
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["xapi"].startswith("unreachable"), argv
+    assert main(["homing", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("xapi: unreachable")

@@ -6,7 +6,7 @@
 import argparse
 import json
 import sys
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Tuple
 
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import memory_move as pagemove
@@ -93,24 +93,36 @@ MOVE_FLAGS = {"to": "--to", "batch": "--batch", "max": "--max", "probe": "--prob
               "vnode": "--vnode", "allow_fallback": "--allow-fallback", "lock_fd": "--lock-fd"}
 
 
-def _guest_cpus(args) -> Optional[FrozenSet[int]]:
-    """The host's guest mask the move keeps to (a vnode's, or a whole VM's memory): a
-    background mover's from its claimer (--guest-cpus; none for xapi-numad's, whose
-    targets already keep to it), else read from xapi as ``rebalance --dry-run`` reads it
-    (not on a simulated host, nor with --no-xapi)."""
+FROM_CLAIMER = "not consulted: a background mover keeps to the guest mask its starter gave (none: xapi-numad's)"
+UNREACHABLE = "unreachable: the move keeps to no guest mask"
+
+
+def _guest_cpus(args) -> Tuple[Optional[FrozenSet[int]], str]:
+    """The host's guest mask the move keeps to (a vnode's, or a whole VM's memory), and
+    what to say of xapi: a background mover's from its claimer (--guest-cpus; none for
+    xapi-numad's, whose targets already keep to it), else read from xapi as ``rebalance
+    --dry-run`` reads it (not on a simulated host, nor with --no-xapi)."""
     if args.guest_cpus is not None:
         try:
-            return parse_ids(args.guest_cpus, MAX_CPU_ID)
+            return parse_ids(args.guest_cpus, MAX_CPU_ID), FROM_CLAIMER
         except ValueError:
             raise InvalidArgument("--guest-cpus", shown(args.guest_cpus),
                                   "CPU ids 0..{} and ranges: 0-3,8".format(MAX_CPU_ID)) from None
     link = None if args.lock_fd is not None else rebalance.daemon_view(args)[0]
     if link is None:
-        return None
+        return None, FROM_CLAIMER if args.lock_fd is not None else rebalance.NOT_CONSULTED
     try:
-        return link.host_guest_cpus()
+        return link.host_guest_cpus(), rebalance.xapi_state(link, UNREACHABLE)
     finally:
         link.close()
+
+
+def _saying_xapi(render_value):
+    """``render_value`` with a first line on xapi when it was not consulted."""
+    def render_it(value: dict) -> str:
+        text = render_value(value)
+        return text if value["xapi"] == "consulted" else "xapi: {}\n{}".format(value["xapi"], text)
+    return render_it
 
 
 def cmd_move_memory(args) -> int:
@@ -125,7 +137,7 @@ def cmd_move_memory(args) -> int:
     max_bytes = parse_size(args.max, "--max") if args.max else None
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
-    guest_cpus = _guest_cpus(args)
+    guest_cpus, xapi = _guest_cpus(args)
     if args.lock_fd is None:
         move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
     lock = None
@@ -138,7 +150,7 @@ def cmd_move_memory(args) -> int:
             plan, lock = move_memory.claim(hv, ledger, args.vm, to, max_bytes, args.batch, args.probe_ms,
                                            args.allow_fallback, args.skip, args.vnode, args.lock_fd, guest_cpus)
     if args.dry_run:
-        common.emit(args, plan.to_dict(), render_plan)
+        common.emit(args, dict(plan.to_dict(), xapi=xapi), _saying_xapi(render_plan))
         return 0
     show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
     try:
@@ -153,7 +165,7 @@ def cmd_move_memory(args) -> int:
         raise
     if show:
         sys.stderr.write("\n")
-    common.emit(args, report, render_summary)
+    common.emit(args, dict(report, xapi=xapi), _saying_xapi(render_summary))
     return 0
 
 

@@ -130,6 +130,11 @@ def _top_frame(text: str, once: bool) -> str:
     return CLEAR_SCREEN + head if sys.stdout.isatty() else head + "\n"
 
 
+# homing, unlike the rebalancer, goes on while xapi is away (a VM pushed off its node is slow now)
+HOMING_UNREACHABLE = ("unreachable: every VM counts as best_effort and no guest mask is known, as in xapi-numad "
+                      "while xapi is away")
+
+
 def cmd_homing(args) -> int:
     if not args.dry_run:
         raise InvalidArgument("--dry-run", "homing is done by xapi-numad; this command only shows its plan",
@@ -147,10 +152,14 @@ def cmd_homing(args) -> int:
     pins = [{"domid": r["domid"], "vcpu": r["vcpu"], "pin_to": topo.format_cpus(o.action.cpus),
              "restore_to": topo.format_cpus(o.action.original_hard), "reason": r["reason"]}
             for o, r in zip(outcomes, rows) if r["action"] == "PinTemporarily"]
+    xapi = rebalance.xapi_state(link, HOMING_UNREACHABLE)
     if args.json:
         common.print_json({"scheduler": args.scheduler or hv.capabilities().scheduler, "pins": pins,
-                           "actions": rows})
-    elif not rows:
+                           "actions": rows, "xapi": xapi})
+        return 0
+    if xapi != "consulted":
+        print("xapi: " + xapi)
+    if not rows:
         print("nothing to do: no vCPU is both outside its soft affinity and fixable now")
     else:
         print(render.table(["action", "domid", "vcpu", "to", "why"],

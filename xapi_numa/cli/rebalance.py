@@ -29,6 +29,12 @@ def daemon_view(args) -> tuple:
     return link, {} if link is None else vm_view(link)
 
 
+def xapi_state(link, unreachable: str = UNREACHABLE) -> str:
+    """What a dry run says of xapi: not consulted, consulted, or ``unreachable`` (with what
+    xapi-numad does without it)."""
+    return NOT_CONSULTED if link is None else "consulted" if link.read else unreachable
+
+
 def add_no_xapi(q) -> None:
     q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
                    help="do not ask xapi for the VMs' policies, opt-outs and the host's guest mask "
@@ -52,7 +58,7 @@ def cmd_rebalance(args) -> int:
     value = dict(decision.assessment.to_dict(), decision=decision.note,
                  actions=[act.describe(a) for a in decision.actions], home_moves=rt.rebalancer.counts(),
                  demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
-                 xapi=NOT_CONSULTED if link is None else "consulted" if link.read else UNREACHABLE)
+                 xapi=xapi_state(link))
     common.emit(args, value, _render)
     return 0
 
