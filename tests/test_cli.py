@@ -287,6 +287,19 @@ def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypat
     assert open(host).read() == before
 
 
+def test_vnuma_apply_refuses_pvh_on_an_hvm_domain(host, capsys, monkeypatch):
+    """Accepted before (Xen's flags say HVM for both, so only pvh-on-hvm was let through):
+    the PVH builder's end of RAM below 4 GiB would have given the HVM guest wrong ranges."""
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
+    assert main(["sim", "create", host, "g", "--vcpus", "2", "--memory", "512M", "--type", "hvm", "--paused"]) == 0
+    capsys.readouterr()
+    before = open(host).read()
+    assert main(["vnuma", "g", "--vcpus", "2", "--memory", "512M", "--nodes", "0", "--type", "pvh", "--apply"]) == 2
+    err = capsys.readouterr().err
+    assert "--type: pvh, but domain g is hvm" in err and "(allowed: hvm)" in err, err
+    assert open(host).read() == before
+
+
 def test_vnuma_apply_sets_a_layout_where_the_built_domains_memory_is(host, capsys, monkeypatch):
     """The vnodes of a built domain follow its memory: they came from a placement dry run
     (which counted the domain's own memory as free), and a layout saying pnode 1 was set

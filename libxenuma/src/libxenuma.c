@@ -185,6 +185,15 @@ int xn_cputopo(xn_handle *h, unsigned int *nr_cpus, uint32_t *core, uint32_t *so
     return 0;
 }
 
+/* An HVM container with none of the platform devices an HVM guest's firmware
+ * needs emulated: PVH (see XN_DOM_PVH). */
+static int is_pvh(const xc_domaininfo_t *info)
+{
+    const uint32_t platform = XEN_X86_EMU_PIT | XEN_X86_EMU_RTC | XEN_X86_EMU_PIC | XEN_X86_EMU_IOAPIC;
+
+    return (info->flags & XEN_DOMINF_hvm_guest) && !(info->arch_config.emulation_flags & platform);
+}
+
 int xn_domains(xn_handle *h, uint32_t first_domid, unsigned int max, struct xn_domain *out)
 {
     xc_domaininfo_t *info;
@@ -203,7 +212,7 @@ int xn_domains(xn_handle *h, uint32_t first_domid, unsigned int max, struct xn_d
     }
     for (i = 0; i < n; i++) {
         out[i].domid = info[i].domain;
-        out[i].flags = info[i].flags & 0x1ff;
+        out[i].flags = (info[i].flags & 0x1ff) | (is_pvh(&info[i]) ? XN_DOM_PVH : 0);
         out[i].tot_pages = info[i].tot_pages;
         out[i].max_pages = info[i].max_pages;
         out[i].outstanding_pages = info[i].outstanding_pages;

@@ -39,6 +39,11 @@ struct xn_domain {
 #define XN_DOM_BLOCKED 0x10
 #define XN_DOM_RUNNING 0x20
 #define XN_DOM_HAP 0x100
+/* ours, not Xen's: an HVM container without a device model's emulation (PVH).
+ * Xen's flags say HVM for both; its emulation flags (getdomaininfo's
+ * arch_config, x86) tell them apart: an HVM guest has the PIT, RTC, PIC and
+ * IOAPIC emulated, a PVH guest at most the local APIC (and vPCI for dom0). */
+#define XN_DOM_PVH 0x200
 
 struct xn_vcpu {
     uint8_t online, blocked, running;

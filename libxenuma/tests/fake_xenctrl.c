@@ -439,6 +439,9 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
         info[n].domain = d;
         info[n].flags = (d == 1 ? XEN_DOMINF_hvm_guest | XEN_DOMINF_hap : 0) |
                         (model(), M->pause[d] ? XEN_DOMINF_paused : XEN_DOMINF_running);
+        /* domain 1 is PVH (a local APIC only), or HVM with $FAKE_XC_HVM set */
+        info[n].arch_config.emulation_flags = d == 1 ? (getenv("FAKE_XC_HVM") && *getenv("FAKE_XC_HVM")
+                                                        ? XEN_X86_EMU_ALL : XEN_X86_EMU_LAPIC) : 0;
         /* a domain no pause holds runs: its clock has moved between any two looks */
         if (M->pause[d] == 0)
             M->run_ns[d] += 1000;

@@ -94,6 +94,8 @@ external domains : handle -> domain array = "stub_xenuma_domains"
 (* XN_DOM_* of libxenuma.h *)
 let is_hvm d = d.flags land 0x2 <> 0
 
+let is_pvh d = d.flags land 0x200 <> 0
+
 let is_paused d = d.flags land 0x8 <> 0
 
 let uuid_string d =

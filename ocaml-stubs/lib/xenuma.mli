@@ -111,6 +111,8 @@ val domains : handle -> domain array
 
 val is_hvm : domain -> bool  (** HVM or PVH: translated, its memory can move *)
 
+val is_pvh : domain -> bool  (** PVH: HVM without the platform devices emulated *)
+
 val is_paused : domain -> bool
 
 val uuid_string : domain -> string  (** "xxxxxxxx-xxxx-..." *)

@@ -87,6 +87,7 @@ let test_queries h =
   check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
   let doms = Xenuma.domains h in
   check "domains" (Array.length doms = 2 && Xenuma.is_hvm doms.(1) && not (Xenuma.is_hvm doms.(0))) ;
+  check "pvh" (Xenuma.is_pvh doms.(1) && not (Xenuma.is_pvh doms.(0))) ;
   check "uuid" (Xenuma.uuid_string doms.(1) = "00000000-0000-0000-0000-000000000001") ;
   let v = Xenuma.vcpu_info h ~domid:1 ~vcpu:1 in
   check "vcpu cpu_time" (v.cpu_time_ns = 3_000_000_000L && v.cpu = 3 && v.online) ;

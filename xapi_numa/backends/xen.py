@@ -55,6 +55,14 @@ def _raw(buf, nbytes: int) -> bytes:
     return bytes(ffi.buffer(buf, nbytes))
 
 
+def domain_type(flags: int) -> str:
+    """pv, pvh or hvm from a domain's XN_DOM_* flags (Xen's say HVM for PVH too: libxenuma
+    tells them apart by what is emulated)."""
+    if not flags & lib.XN_DOM_HVM:
+        return "pv"
+    return "pvh" if flags & lib.XN_DOM_PVH else "hvm"
+
+
 class XenHypervisor(Hypervisor):
     """Hypervisor port implementation for dom0 of a real Xen host."""
 
@@ -123,7 +131,7 @@ class XenHypervisor(Hypervisor):
         return DomainInfo(
             d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), d.uuid, d.nr_online_vcpus,
             d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
-            "pv" if not d.flags & lib.XN_DOM_HVM else "hvm", d.outstanding_pages << PAGE_SHIFT, d.cpupool)
+            domain_type(d.flags), d.outstanding_pages << PAGE_SHIFT, d.cpupool)
 
     def _name(self, domid: int) -> Optional[str]:
         """The domain's name from xenstore, or None if it cannot be read now (never

@@ -177,10 +177,10 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
         raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {}".format(
             format_size(memory), d.name, format_size(d.max_memory)),
             "the domain's static-max: its maximum, less at most {}".format(format_size(MAX_MEMORY_SLACK)))
-    # Xen's domain flags tell HVM from PV only, so a PVH domain may show as hvm
-    if d.type == "pv" or (d.type == "pvh" and args.type != "pvh"):
+    # the memory below 4 GiB ends where the type's builder ends it: a wrong type, wrong ranges
+    if d.type != args.type:
         raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),
-                              "pvh" if d.type == "pvh" else "an HVM or PVH domain")
+                              d.type if d.type in vnuma.VNUMA_TYPES else "an HVM or PVH domain")
     hole = _hole_start(args)
     # a guest's kernel reads its vNUMA layout once, at boot: a domain that has run keeps the old one
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):

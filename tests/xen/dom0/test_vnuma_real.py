@@ -50,6 +50,12 @@ def guest(hv):
         subprocess.run(["xl", "destroy", GUEST], capture_output=True, timeout=60)
 
 
+def test_the_pvh_guest_is_told_from_hvm_and_dom0_is_pv(guest, hv):
+    """Xen's domain flags say HVM for PVH too; libxenuma reads the emulation flags."""
+    types = {d.domid: d.type for d in hv.domains()}
+    assert types[guest["domid"]] == "pvh" and types[0] == "pv", types
+
+
 def last_pass() -> int:
     passes = [int(line.split()[2]) for line in console(GUEST).splitlines() if line.startswith("memcheck: pass ")]
     return passes[-1] if passes else 0

@@ -82,6 +82,10 @@ def test_disk_io_through_qemu_checks_out(booted, hv):
     assert_healthy(hv, booted["domid"])
 
 
+def test_the_hvm_guest_is_hvm(booted, hv):
+    assert next(d for d in hv.domains() if d.domid == booted["domid"]).type == "hvm"
+
+
 def test_memory_lands_where_the_plan_says(booted, hv):
     pages = hv.node_pages(booted["domid"])
     dump = debug_key_dump()[booted["domid"]]
