@@ -347,3 +347,33 @@ def test_the_daemon_reads_this_hosts_guest_mask(one, monkeypatch):
     session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,4,5,6,7"})
     now[0] += 31.0  # read again with the records
     assert link.guest_cpus() == frozenset(range(1, 8))
+
+
+@pytest.mark.parametrize("failure", ["refused", "away"])
+def test_a_guest_mask_read_that_fails_keeps_the_last_mask(one, monkeypatch, failure):
+    """xapi refusing, or gone, between the records and the mask: the mask was dropped, and
+    every VM settled inside it looked pinned by its admin for 30 s."""
+    from xapi_numa.backends import xapi
+    from xapi_numa.ops.xapi_link import XapiLink
+
+    server, session, host, sid = one
+    monkeypatch.setenv("XAPI_NUMA_INVENTORY", server.inventories[host])
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,4,5,6,7"})
+    now = [0.0]
+    # its own sessions: one it finds broken it logs out
+    link = XapiLink(lambda: xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True),
+                    lambda: now[0])
+    assert link.guest_cpus() == frozenset(range(1, 8))
+    real = xapi.host_guest_cpus
+
+    def failing(session, host_uuid):
+        if failure == "away":
+            raise ConnectionRefusedError(111, "Connection refused")
+        raise xapi.XapiError(["INTERNAL_ERROR", "database busy"])
+    monkeypatch.setattr(xapi, "host_guest_cpus", failing)
+    now[0] += 31.0
+    assert link.guest_cpus() == frozenset(range(1, 8))
+    monkeypatch.setattr(xapi, "host_guest_cpus", real)
+    session.xenapi.host.set_guest_VCPUs_params(host, {})
+    now[0] += 120.0  # past the records' refresh and any back-off
+    assert link.guest_cpus() is None  # a host that has no mask now: none

@@ -114,7 +114,7 @@ class XapiLink:
                 self._opted_out = {r["uuid"]: _off(r.get("other_config", {}), REBALANCE_KEY)
                                    or r["uuid"] in self._policy_errors for r in records.values()}
                 self._policies_at = now
-                self._guest_cpus = self.use(self._read_guest_cpus)
+                self._refresh_guest_cpus()
         return self._policies.get(uuid, Policy())
 
     def _read_records(self, now: float) -> Optional[dict]:
@@ -149,6 +149,25 @@ class XapiLink:
     @staticmethod
     def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
         return guest_cpus_of(session, local_host_uuid())
+
+    def _refresh_guest_cpus(self) -> None:
+        """Read it again; a read that fails (xapi gone or refusing since the records came)
+        keeps the last mask: dropped, every VM settled inside it looked pinned by its admin
+        until the next read, 30 s later."""
+        def read(session) -> Tuple[Optional[FrozenSet[int]]]:
+            host = local_host_uuid()
+            try:
+                return (None if host is None else xapi.host_guest_cpus(session, host),)
+            except xapi.XapiError:
+                raise
+            except NumaError:  # a mask xapi itself would not read narrows nothing
+                return (None,)
+        try:
+            got = self.use(read)
+        except xapi.XapiError:  # (SESSION_INVALID is use's: the link is down)
+            got = None
+        if got is not None:
+            self._guest_cpus = got[0]
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
