@@ -317,3 +317,20 @@ def test_homing_and_move_memory_dry_runs_say_whether_xapi_was_consulted(host, ca
         assert json.loads(capsys.readouterr().out)["xapi"].startswith("unreachable"), argv
     assert main(["homing", "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("xapi: unreachable")
+
+
+def test_move_memory_says_xapi_was_consulted_when_it_answered(pool, monkeypatch, capsys):
+    """It reads only the host's guest mask, and judged 'consulted' by the VM records'
+    read, which it never makes: every answer said 'unreachable' (found by review)."""
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    domid = server.sims[host].create("vm", 2, 256 << 20, soft=frozenset({0, 1, 2, 3}), dtype="pvh", load="idle")
+    for key, value in server.plugin_env(host).items():
+        if key.startswith("XAPI_NUMA_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "1,2,3,6"})
+    capsys.readouterr()
+    assert main(["move-memory", str(domid), "--to", "1", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["xapi"] == "consulted"
+    assert server.calls["host.get_guest_VCPUs_params"] >= 1

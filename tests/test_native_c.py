@@ -234,7 +234,9 @@ import uuid as uuidlib
 listed = hv.domains()
 # Xen's flags say HVM for PVH too; what is emulated tells them apart
 os.environ["FAKE_XC_HVM"] = "1"
-print("types:", [d.type for d in listed], [d.type for d in hv.domains()])
+hvm = [d.type for d in hv.domains()]
+os.environ["FAKE_XC_HVM"] = "dom0"  # the emulation Xen gives a PVH dom0
+print("types:", [d.type for d in listed], hvm, [d.type for d in hv.domains()])
 del os.environ["FAKE_XC_HVM"]
 print("uuids agree:", hv.domain_uuids() == {d.domid: d.uuid for d in listed} and len(listed) > 1,
       all(str(uuidlib.UUID(d.uuid)) == d.uuid for d in listed), hv.domain(1) == listed[1], hv.domain(4000))
@@ -282,7 +284,7 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
     assert "uuids agree: True True True None" in proc.stdout, proc.stdout
-    assert "types: ['pv', 'pvh'] ['pv', 'hvm']" in proc.stdout, proc.stdout
+    assert "types: ['pv', 'pvh'] ['pv', 'hvm'] ['pv', 'pvh']" in proc.stdout, proc.stdout
     assert "xenstore reads unnamed: [] named: True ['/local/domain/1/name']" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

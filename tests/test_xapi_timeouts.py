@@ -146,3 +146,97 @@ def test_patience_leaves_a_proxy_without_a_deadline_alone():
     assert rpc_transport.transport_of(proxy) is None
     with rpc_transport.patience(proxy, 10.0):
         pass
+
+
+# --- found by review ----------------------------------------------------------------------------
+class _ReaderGone:
+    """A standard output whose reader left (``xapi-numa topology | head -0``)."""
+    encoding = "utf-8"
+    errors = "strict"
+    line_buffering = False
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_left_is_still_no_error(tmp_path, monkeypatch, capsys):
+    """BrokenPipeError is a ConnectionError: the 'no answer from xapi' branch caught it
+    first, so `| head` exited 1 blaming xapi on a command that never asks it."""
+    import sys
+    path = str(tmp_path / "host.json")
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", "sim:" + path)
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", _ReaderGone())
+    assert main(["topology"]) == 0
+    assert "xapi" not in capsys.readouterr().err
+
+
+def test_xapi_numad_does_not_log_out_over_a_wedged_xapi(pool, monkeypatch):
+    """After a call timed out, the link logged out over the same wedged xapi and waited a
+    second deadline; it now drops the session (xapi expires it)."""
+    server, _ = pool
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", server.password)
+    link = XapiLink(lambda: local_login(timeout=0.3), lambda: 0.0)
+    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
+    server.wedged.add("*")
+    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
+    assert server.calls["session.logout"] == 0
+
+
+def test_the_cli_does_not_log_out_over_a_wedged_master(pool, tmp_path, monkeypatch, capsys):
+    server, _ = pool
+    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 0.3)
+    secret = tmp_path / "password"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    server.wedged.add("*")
+    code = returns(lambda: main(["--insecure", "--pool", server.url, "--user", "root", "--password-file",
+                                 str(secret), "topology"]))
+    assert code == 1 and "no answer from xapi" in capsys.readouterr().err
+    assert server.calls["session.logout"] == 0
+
+
+def test_a_logout_waits_at_most_its_own_short_deadline(pool, monkeypatch):
+    """A logout is best effort: over a xapi that stopped answering just then it gives up
+    after LOGOUT_TIMEOUT, not after the session's whole call deadline."""
+    server, _ = pool
+    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 3 * GUARD)  # a hang, as far as the guard can tell
+    monkeypatch.setattr(xapi, "LOGOUT_TIMEOUT", 0.3)
+    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
+    server.wedged.add("session.logout")
+    returns(lambda: xapi.logout(session))
+    assert server.calls["session.logout"] == 1
+    assert rpc_transport.transport_of(session).timeout == 3 * GUARD
+
+
+def test_a_start_xapi_does_not_answer_keeps_its_placement(pool, monkeypatch):
+    """VM.start_on past its deadline (or a connection lost during it) released the
+    reservation and the boot pin while xapi was still starting the VM: it then ran with
+    its memory on both nodes and nothing left for xapi-numad to settle."""
+    import time
+
+    from xapi_numa.errors import NumaError
+    from xapi_numa.ops import pool as pool_ops
+
+    server, _ = pool
+    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 0.5)
+    monkeypatch.setattr(xapi, "LONG_CALL_TIMEOUT", 1.0)
+    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
+    ref, uuid = server.add_vm("vm", 2, 1 << 30)
+    server.delays["VM.start_on"] = 2.0  # xapi is slow (a big VM's scrub), not dead
+    with pytest.raises(NumaError, match="may still be starting there"):
+        returns(lambda: pool_ops.vm_start(session, uuid))
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
+    for _ in range(300):  # xapi finishes the start it was given
+        if session.xenapi.VM.get_power_state(ref) == "Running":
+            break
+        time.sleep(0.1)
+    host = session.xenapi.VM.get_resident_on(ref)
+    hv = server.sims[host]
+    domid = next(d.domid for d in hv.domains() if d.uuid == uuid)
+    assert sum(1 for n in hv.node_pages(domid).values() if n) == 1, hv.node_pages(domid)

@@ -181,12 +181,12 @@ class LoopbackXapi:
     def _call(self, method: str, params: tuple):
         if method == "session.login_with_password":
             return self.session_login_with_password(*params)
+        impl = getattr(self, method.replace(".", "_"), None)
+        self.calls[method] += 1  # counted as it arrives, answered or not
         if method in self.wedged or "*" in self.wedged:
             self._unwedged.wait()
         if method in self.delays:
             self._unwedged.wait(self.delays[method])
-        impl = getattr(self, method.replace(".", "_"), None)
-        self.calls[method] += 1
         if impl is None or method.startswith("_") or "." not in method:
             raise Failure("MESSAGE_METHOD_UNKNOWN", method)
         expected = impl.__code__.co_argcount - 1  # minus self

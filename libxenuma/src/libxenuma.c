@@ -185,11 +185,13 @@ int xn_cputopo(xn_handle *h, unsigned int *nr_cpus, uint32_t *core, uint32_t *so
     return 0;
 }
 
-/* An HVM container with none of the platform devices an HVM guest's firmware
- * needs emulated: PVH (see XN_DOM_PVH). */
+/* An HVM container with none of the legacy platform devices an HVM guest has
+ * emulated: PVH (see XN_DOM_PVH).  Xen allows an HVM domU everything but vPCI,
+ * a PVH domU the local APIC alone, a PVH dom0 the local APIC, IOAPIC and vPCI
+ * (emulation_flags_ok): the PIT, RTC and PIC are an HVM guest's only. */
 static int is_pvh(const xc_domaininfo_t *info)
 {
-    const uint32_t platform = XEN_X86_EMU_PIT | XEN_X86_EMU_RTC | XEN_X86_EMU_PIC | XEN_X86_EMU_IOAPIC;
+    const uint32_t platform = XEN_X86_EMU_PIT | XEN_X86_EMU_RTC | XEN_X86_EMU_PIC;
 
     return (info->flags & XEN_DOMINF_hvm_guest) && !(info->arch_config.emulation_flags & platform);
 }

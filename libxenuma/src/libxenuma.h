@@ -41,8 +41,8 @@ struct xn_domain {
 #define XN_DOM_HAP 0x100
 /* ours, not Xen's: an HVM container without a device model's emulation (PVH).
  * Xen's flags say HVM for both; its emulation flags (getdomaininfo's
- * arch_config, x86) tell them apart: an HVM guest has the PIT, RTC, PIC and
- * IOAPIC emulated, a PVH guest at most the local APIC (and vPCI for dom0). */
+ * arch_config, x86) tell them apart: an HVM guest has the PIT, RTC and PIC
+ * emulated, a PVH guest none of them (a PVH dom0 has the IOAPIC and vPCI). */
 #define XN_DOM_PVH 0x200
 
 struct xn_vcpu {

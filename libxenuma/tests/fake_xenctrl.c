@@ -427,6 +427,15 @@ int xc_cputopoinfo(xc_interface *xch, unsigned *max_cpus, xc_cputopo_t *cputopo)
     return 0;
 }
 
+static uint32_t fake_emulation(const char *kind)
+{
+    if (kind && !strcmp(kind, "1"))
+        return XEN_X86_EMU_ALL & ~XEN_X86_EMU_VPCI;
+    if (kind && !strcmp(kind, "dom0"))
+        return XEN_X86_EMU_LAPIC | XEN_X86_EMU_IOAPIC | XEN_X86_EMU_VPCI;
+    return XEN_X86_EMU_LAPIC;
+}
+
 int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int max_domains,
                           xc_domaininfo_t *info)
 {
@@ -439,9 +448,9 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
         info[n].domain = d;
         info[n].flags = (d == 1 ? XEN_DOMINF_hvm_guest | XEN_DOMINF_hap : 0) |
                         (model(), M->pause[d] ? XEN_DOMINF_paused : XEN_DOMINF_running);
-        /* domain 1 is PVH (a local APIC only), or HVM with $FAKE_XC_HVM set */
-        info[n].arch_config.emulation_flags = d == 1 ? (getenv("FAKE_XC_HVM") && *getenv("FAKE_XC_HVM")
-                                                        ? XEN_X86_EMU_ALL : XEN_X86_EMU_LAPIC) : 0;
+        /* domain 1 is PVH (a local APIC only); $FAKE_XC_HVM=1: HVM (all but vPCI, as
+         * Xen allows an HVM domU); =dom0: what Xen gives a PVH dom0 */
+        info[n].arch_config.emulation_flags = d != 1 ? 0 : fake_emulation(getenv("FAKE_XC_HVM"));
         /* a domain no pause holds runs: its clock has moved between any two looks */
         if (M->pause[d] == 0)
             M->run_ns[d] += 1000;

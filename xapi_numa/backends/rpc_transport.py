@@ -8,7 +8,8 @@ as the plugin and the CLI.  Here every connection carries a socket timeout:
 no call waits longer than ``timeout`` seconds for the next bytes of its
 answer (xapi sends an answer whole, so in practice for the answer).
 :func:`patience` lengthens it for one call known to take long
-(``VM.start_on``, a host's plugin).
+(``VM.start_on``, a host's plugin); :func:`deadline` shortens it for a call
+that is only best effort (a logout).
 
 Three transports, one rule: :class:`UnixTransport` (HTTP over a Unix socket:
 dom0's ``/var/lib/xcp/xapi``, which ``XenAPI.xapi_local()`` uses, and
@@ -19,7 +20,7 @@ import http.client
 import socket
 import ssl
 import xmlrpc.client
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 
 class _Deadline:
@@ -93,16 +94,26 @@ def transport_of(proxy) -> Optional[_Deadline]:
 
 
 @contextlib.contextmanager
-def patience(proxy, seconds: float) -> Iterator[None]:
-    """Calls made through ``proxy`` inside the block wait up to ``seconds`` (at least
-    the transport's own timeout); a proxy without a deadline transport is left alone."""
+def _timeout_for_a_while(proxy, pick: Callable[[float], float]) -> Iterator[None]:
     transport = transport_of(proxy)
     if transport is None:
         yield
         return
     before = transport.timeout
-    transport.timeout = max(before, seconds)
+    transport.timeout = pick(before)
     try:
         yield
     finally:
         transport.timeout = before
+
+
+def patience(proxy, seconds: float):
+    """Calls made through ``proxy`` inside the block wait up to ``seconds`` (at least
+    the transport's own timeout); a proxy without a deadline transport is left alone."""
+    return _timeout_for_a_while(proxy, lambda before: max(before, seconds))
+
+
+def deadline(proxy, seconds: float):
+    """Calls made through ``proxy`` inside the block wait at most ``seconds`` (a best-effort
+    call such as a logout); a proxy without a deadline transport is left alone."""
+    return _timeout_for_a_while(proxy, lambda before: min(before, seconds))

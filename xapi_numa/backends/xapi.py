@@ -37,8 +37,9 @@ from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_m
 # the pool's credentials and checks, re-exported: callers reach the XenAPI layer through this module
 from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url,  # noqa: F401
                                                  credentials, tls_context)
-from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, patience
-from xapi_numa.backends.xapi_errors import NO_ANSWER, XapiError, no_answer  # noqa: F401 - callers use xapi.XapiError
+from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, patience
+from xapi_numa.backends.xapi_errors import (NO_ANSWER, XapiError, XapiTimeout,  # noqa: F401 - callers use
+                                            no_answer)                        # xapi.XapiError, xapi.XapiTimeout
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
@@ -53,6 +54,7 @@ LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a do
 # must not hang a command, the plugin or xapi-numad), and for the calls that take long.
 CALL_TIMEOUT = 60.0
 LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed), a host's plugin
+LOGOUT_TIMEOUT = 5.0  # a logout is best effort: it must not add a whole deadline to a failure
 
 
 def _xenapi():
@@ -88,7 +90,7 @@ def _xapi_errors() -> Iterator[None]:
     except NO_ANSWER as err:  # (RemoteDisconnected, an OSError too, is one: the same either way)
         raise ConnectionError(no_answer(err)) from None
     except socket.timeout:
-        raise ConnectionError("xapi did not answer in time: it is wedged or overloaded") from None
+        raise XapiTimeout("xapi did not answer in time: it is wedged or overloaded") from None
 
 
 def call(fn, *args):
@@ -178,7 +180,7 @@ def logout(session) -> None:
     """
     if session is None or not getattr(session, "last_login_method", None):
         return
-    with contextlib.suppress(Exception):  # logging out must never hide the command's own outcome
+    with contextlib.suppress(Exception), deadline(session, LOGOUT_TIMEOUT):  # never hides the outcome
         session.xenapi.session.logout()
 
 

@@ -20,6 +20,11 @@ def no_answer(err: Exception) -> str:
     return "xapi's answer broke off: {}: {}".format(type(err).__name__, err)
 
 
+class XapiTimeout(ConnectionError):
+    """xapi gave no answer within the call's deadline (backends/rpc_transport.py): wedged or
+    overloaded.  Do not log out over it: that waits a second deadline."""
+
+
 class XapiError(NumaError):
     """A XenAPI call failed; ``code`` and ``params`` are xapi's ErrorDescription."""
 

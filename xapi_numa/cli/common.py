@@ -109,8 +109,13 @@ def pool_session(args) -> Iterator[object]:
     session = xapi.login(xapi.credentials(args.pool, args.user, args.password_file), args.ca_file, args.insecure)
     try:
         yield session
-    finally:
+    except xapi.XapiTimeout:
+        raise  # the master is wedged: a logout would wait for it again (its session expires there)
+    except BaseException:
         xapi.logout(session)  # never raises: logging out must not hide the command's outcome
+        raise
+    else:
+        xapi.logout(session)
 
 
 def add_json(parser) -> None:

@@ -90,13 +90,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("xapi-numa: error: {}".format(render.cell(err.message)), file=sys.stderr)  # names come escaped
         # a host's plugin refusing an argument is the same mistake as this command refusing it
         return 2 if isinstance(err, InvalidArgument) or err.code == "NUMA_INVALID_ARGUMENT" else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader left (| head): first, it is a ConnectionError too
+        return 0
     except ConnectionError as err:  # xapi, or the pool master, went away or stopped answering
         print("xapi-numa: error: no answer from xapi: {}".format(err), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
     except Exception as err:  # never show a traceback to a user
         if os.environ.get("XAPI_NUMA_DEBUG"):
             traceback.print_exc()

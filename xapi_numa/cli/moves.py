@@ -112,7 +112,8 @@ def _guest_cpus(args) -> Tuple[Optional[FrozenSet[int]], str]:
     if link is None:
         return None, FROM_CLAIMER if args.lock_fd is not None else rebalance.NOT_CONSULTED
     try:
-        return link.host_guest_cpus(), rebalance.xapi_state(link, UNREACHABLE)
+        mask = link.host_guest_cpus()
+        return mask, "consulted" if link.reached else UNREACHABLE  # (the VMs' records are not read)
     finally:
         link.close()
 

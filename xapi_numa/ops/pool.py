@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 from xapi_numa.backends import xapi
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
-from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost
+from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
@@ -163,6 +163,8 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             continue
         try:
             xapi.call_long(session, session.xenapi.VM.start_on, vm, host, False, False)
+        except ConnectionError as err:
+            raise _start_unanswered(err, record, uuid) from None
         except BaseException as err:
             _release_quietly(session, host, uuid)  # the reservation and the boot pin, not left behind
             if not isinstance(err, xapi.XapiError):
@@ -190,6 +192,14 @@ def _settle_error(err: Exception, record: dict, placement: dict) -> dict:
     return {"error": error, "message": "the VM is running on {}, still boot-pinned to nodes {}; settling it failed "
             "({}); xapi-numad on that host settles it on its next look".format(
                 record["name_label"], ",".join(map(str, placement["nodes"])), " ".join(error[:2]))}
+
+
+def _start_unanswered(err: Exception, record: dict, uuid: str) -> NumaError:
+    """xapi gave no answer to ``VM.start_on`` (wedged past the deadline, or gone): the VM may
+    still be starting there, so its placement stays (released, it would run unplaced)."""
+    return NumaError("no answer from xapi to VM.start_on of {} on {} ({}): the VM may still be starting there, "
+                     "and its placement there is kept (xapi-numad settles it once it runs; if it did not start, "
+                     "the next vm-start places it afresh)".format(uuid, record["name_label"], err))
 
 
 def _release_quietly(session, host: str, uuid: str) -> None:

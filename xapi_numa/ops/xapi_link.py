@@ -39,6 +39,7 @@ class XapiLink:
         self._clock = clock
         self._logger = logger or logging.getLogger("xapi-numad")
         self._session = None
+        self.reached = False  # has a call through this link been answered?
         self._retry_at = 0.0
         self._delay = 0.0
         self._down_logged = False
@@ -68,9 +69,13 @@ class XapiLink:
         except (OSError, xapi.XapiError) as err:
             if self._raises or isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
                 raise
-            self.close()  # xapi may be back before it notices: never leave a session behind
+            if isinstance(err, xapi.XapiTimeout):
+                self._session = None  # wedged: a logout would wait a second deadline (xapi expires it)
+            else:
+                self.close()  # xapi may be back before it notices: never leave a session behind
             self._down(now, err)
             return None
+        self.reached = True
         # back once a call works, not at a login: one xapi lets through before failing every
         # call was logged in again every second, and said gone and back each time
         if self._down_logged:
