@@ -14,7 +14,7 @@ from xapi_numa.core.cpuset import parse_ids
 from xapi_numa.core.vcpu_mask import MAX_CPU_ID
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
-from xapi_numa.ops import move_memory, move_recovery, reserve
+from xapi_numa.ops import move_memory, move_policy, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
 from xapi_numa.core.numbers import shown, whole_number
@@ -97,11 +97,12 @@ FROM_CLAIMER = "not consulted: a background mover keeps to the guest mask its st
 UNREACHABLE = "unreachable: the move keeps to no guest mask"
 
 
-def _guest_cpus(args) -> Tuple[Optional[FrozenSet[int]], str]:
+def _xapi_view(args, hv, to: int) -> Tuple[Optional[FrozenSet[int]], str]:
     """The host's guest mask the move keeps to (a vnode's, or a whole VM's memory), and
     what to say of xapi: a background mover's from its claimer (--guest-cpus; none for
     xapi-numad's, whose targets already keep to it), else read from xapi as ``rebalance
-    --dry-run`` reads it (not on a simulated host, nor with --no-xapi)."""
+    --dry-run`` reads it (not on a simulated host, nor with --no-xapi), with the VM's
+    policy: a strict VM's memory is not moved off its nodes."""
     if args.guest_cpus is not None:
         try:
             return parse_ids(args.guest_cpus, MAX_CPU_ID), FROM_CLAIMER
@@ -113,7 +114,13 @@ def _guest_cpus(args) -> Tuple[Optional[FrozenSet[int]], str]:
         return None, FROM_CLAIMER if args.lock_fd is not None else rebalance.NOT_CONSULTED
     try:
         mask = link.host_guest_cpus()
-        return mask, "consulted" if link.reached else UNREACHABLE  # (the VMs' records are not read)
+        try:
+            dom = domain_by_name_or_id(hv, args.vm)
+        except NumaError:
+            dom = None  # the move says why, in its own words
+        if dom is not None:
+            move_policy.refuse_a_strict_move(hv, dom, link.policy_of(dom.uuid), to)
+        return mask, "consulted" if link.reached else UNREACHABLE
     finally:
         link.close()
 
@@ -138,7 +145,7 @@ def cmd_move_memory(args) -> int:
     max_bytes = parse_size(args.max, "--max") if args.max else None
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
-    guest_cpus, xapi = _guest_cpus(args)
+    guest_cpus, xapi = _xapi_view(args, hv, to)
     if args.lock_fd is None:
         move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
     lock = None

@@ -377,7 +377,9 @@ class Planner:
 
     def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:
-        """Placement over several nodes: predict Xen's striping over them."""
+        """Placement over several nodes: predict Xen's striping over them (on one, as _single)."""
+        if len(nodes) == 1 and not striped_all:  # a listed node: the overhead still goes round every node
+            return self._single(nodes[0], avail, request, fallback, reason)
         pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
         budget = [a >> PAGE_SHIFT for a in avail]
         got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)

@@ -19,7 +19,7 @@ Three fields, stored by the XAPI layer in ``VM.other_config`` as
     ``fail``      fail with ``NUMA_NO_CAPACITY`` instead.
 """
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -160,3 +160,24 @@ def stored_or_default(other_config: Mapping[str, str]) -> Tuple[Policy, Optional
         return Policy.from_other_config(dict(other_config)), None
     except NumaError as err:
         return Policy(), err.message
+
+
+def strict_forbids_move(policy: Policy, node: int, node_cpus: FrozenSet[int], hard: FrozenSet[int]) -> Optional[str]:
+    """Why ``policy`` forbids moving a VM's memory to ``node`` by hand, or None.
+
+    A strict VM's memory and vCPUs stay on its nodes, and its hard affinity there is the
+    policy's, not an admin's: nothing would bring either back (the rebalancer and the
+    fix-up leave strict VMs alone).  The node must be listed, or, where the engine chose
+    the nodes, have CPUs (``node_cpus``: its own, or its nearest) the hard affinity reaches."""
+    if policy.mode != "strict":
+        return None
+    if policy.nodes:
+        if node in policy.nodes:
+            return None
+        where = "node(s) {} (other_config:numa_nodes)".format(policy.nodes_text)
+    elif node_cpus & hard:
+        return None
+    else:
+        where = "the nodes it was placed on"
+    return ("its policy is strict: its memory stays on {}, and node {} is not one of them; change "
+            "other_config:numa_mode or numa_nodes first".format(where, node))

@@ -18,11 +18,11 @@ from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.placement import Request
-from xapi_numa.core.policy import Policy
+from xapi_numa.core.policy import Policy, stored_or_default
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
-from xapi_numa.ops import (move_memory, move_recovery, queries, reserve, runtime, settle as settling, start_placement,
-                           vnuma_xapi)
+from xapi_numa.ops import (move_memory, move_policy, move_recovery, queries, reserve, runtime, settle as settling,
+                           start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
@@ -198,6 +198,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     if record.get("attached_PCIs") or record.get("VGPUs"):
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale",
                          dom.name)
+    move_policy.refuse_a_strict_move(ctx.hv, dom, stored_or_default(record.get("other_config", {}))[0], to)
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask
