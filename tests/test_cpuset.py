@@ -174,5 +174,5 @@ def test_ids_handed_between_processes_are_bounded_and_ascii():
         with pytest.raises(ValueError):
             parse_ids(text, 65535)
         with pytest.raises(InvalidArgument) as err:
-            moves._guest_cpus(argparse.Namespace(guest_cpus=text, lock_fd=3))
+            moves._xapi_view(argparse.Namespace(guest_cpus=text, lock_fd=3), None, 0)
         assert err.value.field == "--guest-cpus" and "0..65535" in err.value.message
