@@ -81,3 +81,21 @@ def test_a_bad_stored_policy_is_named_by_its_other_config_key(other_config, key)
     assert err.value.field == "other_config:" + key
     assert err.value.xenapi_failure()[:2] == ["NUMA_INVALID_ARGUMENT", "other_config:" + key]
     assert "allowed" in err.value.message
+
+
+def test_a_strict_vm_keeps_its_memory_on_its_nodes_when_moved_by_hand():
+    """core/policy.strict_forbids_move: listed nodes; where the engine chose (no list, or
+    nearest after it), the nodes its hard affinity reaches; any node for other modes."""
+    from xapi_numa.core.policy import strict_forbids_move
+    node0, node1, node2 = frozenset({0, 1}), frozenset({2, 3}), frozenset({4, 5})
+    on_1 = node1
+    assert strict_forbids_move(Policy.parse("strict", "1"), 1, node1, on_1) is None
+    assert "numa_nodes" in strict_forbids_move(Policy.parse("strict", "1"), 0, node0, node0 | node1)
+    assert strict_forbids_move(Policy.parse("strict"), 1, node1, on_1) is None
+    assert "placed on" in strict_forbids_move(Policy.parse("strict"), 0, node0, on_1)
+    # placed on a nearest node after the list: the hard affinity reaches it
+    assert strict_forbids_move(Policy.parse("strict", "1,nearest"), 2, node2, node1 | node2) is None
+    assert strict_forbids_move(Policy.parse("strict", "1,nearest"), 0, node0, node1 | node2) is not None
+    for mode in ("best_effort", "preferred", "any"):
+        nodes = "" if mode == "any" else None
+        assert strict_forbids_move(Policy.parse(mode, nodes), 0, node0, on_1) is None

@@ -168,16 +168,13 @@ def strict_forbids_move(policy: Policy, node: int, node_cpus: FrozenSet[int], ha
     A strict VM's memory and vCPUs stay on its nodes, and its hard affinity there is the
     policy's, not an admin's: nothing would bring either back (the rebalancer and the
     fix-up leave strict VMs alone).  The node must be listed, or, where the engine chose
-    the nodes, have CPUs (``node_cpus``: its own, or its nearest) the hard affinity reaches."""
-    if policy.mode != "strict":
+    the nodes (none listed, or ``nearest`` ones after the list), have CPUs (``node_cpus``:
+    its own, or its nearest) the hard affinity reaches."""
+    if policy.mode != "strict" or node in policy.nodes:
         return None
-    if policy.nodes:
-        if node in policy.nodes:
-            return None
-        where = "node(s) {} (other_config:numa_nodes)".format(policy.nodes_text)
-    elif node_cpus & hard:
+    if (policy.nearest or not policy.nodes) and node_cpus & hard:
         return None
-    else:
-        where = "the nodes it was placed on"
+    where = "node(s) {} (other_config:numa_nodes)".format(policy.nodes_text) if policy.nodes \
+        else "the nodes it was placed on"
     return ("its policy is strict: its memory stays on {}, and node {} is not one of them; change "
             "other_config:numa_mode or numa_nodes first".format(where, node))
