@@ -377,3 +377,27 @@ def test_a_guest_mask_read_that_fails_keeps_the_last_mask(one, monkeypatch, fail
     session.xenapi.host.set_guest_VCPUs_params(host, {})
     now[0] += 120.0  # past the records' refresh and any back-off
     assert link.guest_cpus() is None  # a host that has no mask now: none
+
+
+def test_an_on_off_key_that_is_neither_counts_as_off_and_is_said_once(one, monkeypatch, caplog):
+    """other_config:numa_rebalance=flase (a typo of false) counted as on, silently, while a
+    bad numa_mode is reported (found by review): now the VM is left alone and the key and
+    value are logged once."""
+    import logging
+
+    from xapi_numa.ops.xapi_link import XapiLink
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("typo", 1, 64 << 20, other_config={"numa_rebalance": "flase",
+                                                                 "numa_backend_affinity": "On"})
+    _, fine = server.add_vm("fine", 1, 64 << 20, other_config={"numa_rebalance": "TRUE"})
+    now = [0.0]
+    link = XapiLink(lambda: session, lambda: now[0])
+    with caplog.at_level(logging.WARNING):
+        assert link.rebalance_opted_out(uuid) and not link.backend_affinity_off(uuid)
+        assert not link.rebalance_opted_out(fine)
+        now[0] += 31.0
+        assert link.rebalance_opted_out(uuid)  # read again: said once
+    said = [r for r in caplog.records if "neither" in r.getMessage()]
+    assert len(said) == 1 and said[0].fields["key"] == "other_config:numa_rebalance", said
+    assert said[0].fields["value"] == "flase" and said[0].fields["vm"] == uuid

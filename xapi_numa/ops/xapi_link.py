@@ -47,6 +47,7 @@ class XapiLink:
         self._policy_errors: Dict[str, str] = {}  # uuid -> why its stored policy cannot be read
         self._opted_out: Dict[str, bool] = {}
         self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
+        self._switch_errors: Dict[Tuple[str, str], str] = {}  # (uuid, key) -> a value neither on nor off
         self._policies_at: Optional[float] = None
         self._guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
         self._records_retry: Tuple[float, float] = (0.0, 0.0)  # after xapi refused them: (when, back-off)
@@ -119,8 +120,18 @@ class XapiLink:
                 self._opted_out = {r["uuid"]: _off(r.get("other_config", {}), REBALANCE_KEY)
                                    or r["uuid"] in self._policy_errors for r in records.values()}
                 self._policies_at = now
+                self._say_unreadable_switches(records)
                 self._refresh_guest_cpus()
         return self._policies.get(uuid, Policy())
+
+    def _say_unreadable_switches(self, records: dict) -> None:
+        """Log each unreadable on/off key once (again if its value changes)."""
+        found = unreadable_switches(records)
+        for (uuid, key), value in sorted(found.items()):
+            if self._switch_errors.get((uuid, key)) != value:
+                log_event(self._logger, logging.WARNING, "a VM's on/off key is neither: taken as false",
+                          vm=uuid, key="other_config:" + key, value=value, allowed="true, false")
+        self._switch_errors = found
 
     def _read_records(self, now: float) -> Optional[dict]:
         """Every VM's record, or None: xapi away, or answering with an error (a pool
@@ -215,9 +226,21 @@ def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]
         return None
 
 
+SWITCH_ON, SWITCH_OFF = ("", "true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
 def _off(other_config: dict, key: str) -> bool:
-    """Is ``key`` (``numa_rebalance``, ``numa_backend_affinity``) set to false in other_config?"""
-    return other_config.get(key, "").strip().lower() in ("false", "0", "no", "off")
+    """Is ``key`` (``numa_rebalance``, ``numa_backend_affinity``) off in other_config?  A value
+    that is neither on nor off (a typo of false) counts as off: leaving the VM alone is
+    what the admin most likely asked (:func:`unreadable_switches` names it)."""
+    return other_config.get(key, "").strip().lower() not in SWITCH_ON
+
+
+def unreadable_switches(records: dict) -> Dict[Tuple[str, str], str]:
+    """(VM uuid, key) -> the value of each on/off key that is neither on nor off."""
+    return {(r["uuid"], key): r.get("other_config", {})[key] for r in records.values()
+            for key in (REBALANCE_KEY, BACKEND_AFFINITY_KEY)
+            if r.get("other_config", {}).get(key, "").strip().lower() not in SWITCH_ON + SWITCH_OFF}
 
 
 # Seconds xapi-numad waits for one xapi call: a wedged xapi holds up no more of its cycle
