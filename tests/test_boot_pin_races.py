@@ -401,3 +401,22 @@ def test_an_on_off_key_that_is_neither_counts_as_off_and_is_said_once(one, monke
     said = [r for r in caplog.records if "neither" in r.getMessage()]
     assert len(said) == 1 and said[0].fields["key"] == "other_config:numa_rebalance", said
     assert said[0].fields["value"] == "flase" and said[0].fields["vm"] == uuid
+
+
+def test_a_refused_guest_mask_read_is_no_answer_not_no_mask(monkeypatch):
+    """guest_cpus_of took xapi refusing the read for "no mask", so a move by hand went
+    anywhere; a mask xapi itself would not read still narrows nothing."""
+    from xapi_numa.backends import xapi
+    from xapi_numa.errors import InvalidArgument
+    from xapi_numa.ops.xapi_link import guest_cpus_of
+
+    def refused(session, host_uuid):
+        raise xapi.XapiError(["INTERNAL_ERROR", "database busy"])
+
+    def unreadable(session, host_uuid):
+        raise InvalidArgument("guest_VCPUs_params:mask", "'x'", "CPU ids")
+    monkeypatch.setattr(xapi, "host_guest_cpus", refused)
+    with pytest.raises(xapi.XapiError):
+        guest_cpus_of(object(), "host")
+    monkeypatch.setattr(xapi, "host_guest_cpus", unreadable)
+    assert guest_cpus_of(object(), "host") is None

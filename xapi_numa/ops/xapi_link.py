@@ -170,16 +170,8 @@ class XapiLink:
         """Read it again; a read that fails (xapi gone or refusing since the records came)
         keeps the last mask: dropped, every VM settled inside it looked pinned by its admin
         until the next read, 30 s later."""
-        def read(session) -> Tuple[Optional[FrozenSet[int]]]:
-            host = local_host_uuid()
-            try:
-                return (None if host is None else xapi.host_guest_cpus(session, host),)
-            except xapi.XapiError:
-                raise
-            except NumaError:  # a mask xapi itself would not read narrows nothing
-                return (None,)
         try:
-            got = self.use(read)
+            got = self.use(lambda session: (self._read_guest_cpus(session),))
         except xapi.XapiError:  # (SESSION_INVALID is use's: the link is down)
             got = None
         if got is not None:
@@ -217,11 +209,14 @@ def vm_view(link) -> dict:
 
 def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
     """Host ``host_uuid``'s guest mask (``guest_VCPUs_params:mask``), or None: it has none,
-    no host is named, or xapi itself would not read it (it narrows nothing)."""
+    no host is named, or xapi itself would not read it (it narrows nothing).  xapi refusing
+    the read (XapiError) is no answer, not "no mask": it reaches the caller."""
     if host_uuid is None:
         return None
     try:
         return xapi.host_guest_cpus(session, host_uuid)
+    except xapi.XapiError:
+        raise
     except NumaError:
         return None
 
