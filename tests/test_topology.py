@@ -159,3 +159,43 @@ def test_a_cpu_on_a_node_that_is_no_integer_is_refused_naming_it():
         with pytest.raises(InvalidArgument) as err:
             Topology.from_arrays([0, bad], [[10, 20], [20, 10]], [1, 1])
         assert err.value.field == "cpus" and "CPU 1 is on node" in err.value.message
+
+
+# --- the nodes' CPUs against the per-CPU table (checked without regrouping: every start builds one) ---
+from hypothesis import given, strategies as st  # noqa: E402
+
+from xapi_numa.core.topology import Node, _nodes_match_cpus, cpus_by_node  # noqa: E402
+from xapi_numa.backends.xen_topology import online_prefix  # noqa: E402
+from xapi_numa.errors import HypervisorError  # noqa: E402
+
+
+def _regrouped(nodes, cpu_node):
+    """The definition: grouping the table by node gives exactly each node's CPUs."""
+    on = cpus_by_node(cpu_node)
+    return on is not None and not set(on) - {n.id for n in nodes} and all(
+        n.cpus == on.get(n.id, frozenset()) for n in nodes)
+
+
+@given(st.integers(1, 4).flatmap(lambda k: st.tuples(
+    st.lists(st.integers(-1, k), max_size=7),
+    st.lists(st.frozensets(st.integers(-1, 7)), min_size=k, max_size=k),
+    st.booleans())))
+def test_nodes_match_cpus_is_the_regrouping(case):
+    cpu_node, cpus, consistent = case
+    if consistent:  # half the cases: nodes built from the table, so that matches are common
+        on = cpus_by_node(cpu_node) or {}
+        cpus = [on.get(i, frozenset()) for i in range(len(cpus))]
+    nodes = [Node(i, c) for i, c in enumerate(cpus)]
+    assert _nodes_match_cpus(nodes, cpu_node) == _regrouped(nodes, cpu_node)
+
+
+def test_a_float_node_in_the_cpu_table_is_refused():
+    assert not _nodes_match_cpus([Node(0, {0}), Node(1, {1})], [0, 1.0])
+
+
+def test_online_cpus_are_a_prefix():
+    assert online_prefix([0, 1, 1, 0], 2) == 4
+    assert online_prefix([0, 1, 0xFFFFFFFF, 0xFFFFFFFF], 2) == 2
+    assert online_prefix([], 2) == 0
+    with pytest.raises(HypervisorError):
+        online_prefix([0, 0xFFFFFFFF, 1], 2)

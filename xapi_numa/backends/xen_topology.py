@@ -44,9 +44,17 @@ def topology(ffi, lib, handle, check) -> Tuple[Topology, FrozenSet[int]]:
         ffi.new("uint32_t[]", CPUS_MAX)
     check(lib.xn_cputopo(handle, n, core, socket, node), "xc_cputopoinfo")
     nodes = ffi.unpack(node, n[0])
-    online = [cpu for cpu, on in enumerate(nodes) if on < len(sizes)]  # (an offline CPU's node is ~0)
+    m = online_prefix(nodes, len(sizes))
+    return Topology.from_arrays(nodes[:m], distances, sizes, frees, cpu_to_core=ffi.unpack(core, m),
+                                cpu_to_socket=ffi.unpack(socket, m)), frozenset(range(m))
+
+
+def online_prefix(cpu_nodes: List[int], nodes: int) -> int:
+    """How many CPUs are online: they must be CPUs 0..m-1 (an offline CPU's node is ~0).
+    Every CPU online is checked in one C-speed pass; the walk runs only when one is not."""
+    if not cpu_nodes or max(cpu_nodes) < nodes:
+        return len(cpu_nodes)
+    online = [cpu for cpu, on in enumerate(cpu_nodes) if on < nodes]
     if online != list(range(len(online))):
         raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range")
-    m = len(online)
-    return Topology.from_arrays(nodes[:m], distances, sizes, frees, cpu_to_core=ffi.unpack(core, m),
-                                cpu_to_socket=ffi.unpack(socket, m)), frozenset(online)
+    return len(online)

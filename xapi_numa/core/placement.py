@@ -87,7 +87,9 @@ class Planner:
         n = len(topology.nodes)
         d = topology.distances
         self.n = n
-        self.sym = [list(map(max, row, column)) for row, column in zip(d, zip(*d))]  # (C-speed passes)
+        columns = list(zip(*d))  # a SLIT table is nearly always symmetric: then it is its own max with its transpose
+        self.sym = [list(row) for row in d] if columns == list(d) else \
+            [list(map(max, row, column)) for row, column in zip(d, columns)]
         self.pcpus = [len(node.cpus) for node in topology.nodes]
         self.cpu_nodes = sum(1 for c in self.pcpus if c)  # those the build overhead goes round
         self.cores = topology.cores_per_node()
