@@ -129,7 +129,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
     monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
     out = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", VM1, "--json")
-    assert len(out["nodes"]) == 1 and out["reservation"]["vm"] == VM1
+    assert len(out["nodes"]) == 1 and out["reservation"]["vm"] == VM1 and out["reserved"] is True  # (as the plugin)
     assert out["soft"] in ("0-3", "4-7") and out["hard"] is None
     rows = run_json(capsys, "reservations", "--json")
     assert [r["vm"] for r in rows] == [VM1] and rows[0]["total"] == (1 << 30) + out["overhead"]
@@ -141,7 +141,7 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
     other = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--vm", VM2, "--json")
     assert other["nodes"] != out["nodes"]
     dry = run_json(capsys, "place", "--vcpus", "2", "--memory", "1G", "--dry-run", "--json")
-    assert dry["reservation"] is None
+    assert dry["reservation"] is None and dry["reserved"] is False
     assert main(["release", VM1]) == 0
     assert [r["vm"] for r in run_json(capsys, "reservations", "--json")] == [VM2]
     assert main(["release", VM1]) == 1
@@ -264,7 +264,7 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--xl", "--apply"], "--xl: not with --apply"),
     (["--dynamic-min", "4G"], "--dynamic-min: 4G is above --memory (512M)"),
     (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
-    (["--split", "2"], "--split: 2 (allowed: 0 or 1)"),
+    (["--split", "2"], "--split: 2 is no half of a split host (allowed: 0 or 1)"),
     (["--nodes", "0,0"], "--nodes: node 0 is listed twice in '0,0'"),
     (["--mode", "strict", "--policy-nodes", "5"], "--policy-nodes: node 5 does not exist"),
     (["--nodes", "0-"], "--nodes: bad entry '0-' in '0-'"),
@@ -285,6 +285,12 @@ def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypat
     err = capsys.readouterr().err
     assert fragment.format(domid=domid) in err and len(err.strip().splitlines()) == 1
     assert open(host).read() == before
+
+
+def test_vnuma_split_is_refused_in_the_same_words_with_store(capsys):
+    """--store checks --split before any xapi session, and says what the local plan says."""
+    assert main(["vnuma", "g", "--store", "--split", "2"]) == 2
+    assert "--split: 2 is no half of a split host (allowed: 0 or 1)" in capsys.readouterr().err
 
 
 def test_vnuma_apply_refuses_pvh_on_an_hvm_domain(host, capsys, monkeypatch):

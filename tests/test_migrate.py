@@ -179,6 +179,9 @@ def test_refusals_change_nothing(sim, ledger):
     with pytest.raises(InvalidArgument):
         pagemove.parse_node("2,3")
     assert pagemove.parse_node("node:1") == pagemove.parse_node("nodes:1") == pagemove.parse_node(" 1") == 1
+    with pytest.raises(InvalidArgument) as info:  # the refusal quotes what was typed, prefix and all
+        pagemove.parse_node("nodes:0-1")
+    assert "'nodes:0-1'" in info.value.message and "node:1 or nodes:1" in info.value.allowed
     assert open(sim.path).read() == before
 
 

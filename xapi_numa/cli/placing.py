@@ -34,7 +34,8 @@ def cmd_place(args) -> int:
         placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
                                                       args.dry_run)
     out = placement.to_dict(hv.topology())
-    out["reservation"] = reservation.to_dict() if reservation else None
+    # "reserved" as the plugin's place answers it; "reservation": what was reserved, in full
+    out.update(reserved=reservation is not None, reservation=reservation.to_dict() if reservation else None)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
 

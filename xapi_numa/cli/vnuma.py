@@ -96,7 +96,7 @@ def _store(args) -> int:
         raise InvalidArgument(given[0], "not with --store (the VM's record and policy say what it is; its host "
                                         "plans it)", "--store [--split 0|1] [--host HOST]")
     if args.split is not None and args.split not in (0, 1):
-        raise InvalidArgument("--split", str(args.split), "0, 1")
+        raise InvalidArgument("--split", vnuma.SPLIT_HALF_REFUSED.format(args.split), vnuma.SPLIT_HALVES)
     vm, host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
         result = pool_plan(session, vm, "split" if args.split is not None else "follow", args.split,

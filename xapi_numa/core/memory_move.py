@@ -208,11 +208,14 @@ def found_running(domid: int, backed: int) -> str:
 
 def parse_node(text: str, field: str = "to") -> int:
     """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
-    value = text.strip()
-    value = value.split(":", 1)[1] if value.startswith(("nodes:", "node:")) else value
-    return numbers.parse_decimal(value, field, "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1),
-                                 maximum=MAX_NODES - 1,
-                                 what="node number")
+    allowed = "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1)
+    value = text.strip() if isinstance(text, str) else text
+    prefixed = isinstance(value, str) and value.startswith(("nodes:", "node:"))
+    number = value.split(":", 1)[1] if prefixed else value
+    if prefixed and not numbers.is_decimal(number):  # quote what was typed, prefix and all
+        raise InvalidArgument(field, "{} is not one node number (ASCII digits 0-9 only)".format(
+            numbers.shown(value)), allowed)
+    return numbers.parse_decimal(number, field, allowed, maximum=MAX_NODES - 1, what="node number")
 
 
 RATE_MIN, RATE_MAX = 0.1, float(1 << 20)  # MiB/s: a move at less would take days; more is no limit

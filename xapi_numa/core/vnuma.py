@@ -231,11 +231,15 @@ def split_halves(topology: Topology) -> Tuple[FrozenSet[int], FrozenSet[int]]:
     return frozenset(best[1]), frozenset(best[2])
 
 
+SPLIT_HALVES = "0 or 1"
+SPLIT_HALF_REFUSED = "{} is no half of a split host"
+
+
 def plan_split(topology: Topology, guest: GuestSpec, half: int,
                free: Optional[Mapping[int, int]] = None) -> VnumaPlan:
     """One vnode per node of the guest's half of a split host."""
     if half not in (0, 1):
-        raise InvalidArgument("half", f"{half}", "0 or 1")
+        raise InvalidArgument("half", SPLIT_HALF_REFUSED.format(half), SPLIT_HALVES)
     nodes = sorted(split_halves(topology)[half])
     return _plan("split", topology, guest, nodes, free)
 
