@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from xapi_loopback import LoopbackXapi, _Handler, _Server
 
-from xapi_numa.backends import xapi
+from xapi_numa.backends import xapi, xapi_owner_key
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.plugin import protocol as proto
@@ -299,7 +299,7 @@ def test_exactly_one_of_racing_claims_wins(pool):
     try:
         for _ in range(20):
             tokens = [str(uuidlib.uuid4()) for _ in range(RACERS)]
-            won, errors = race(RACERS, lambda i, tokens=tokens: xapi.claim_other_config_key(sessions[i], ref, "numa_owner",
+            won, errors = race(RACERS, lambda i, tokens=tokens: xapi_owner_key.claim_other_config_key(sessions[i], ref, "numa_owner",
                                                                                     tokens[i]))
             assert not errors, errors
             assert won.count(True) == 1, won
@@ -307,10 +307,10 @@ def test_exactly_one_of_racing_claims_wins(pool):
             assert server.vms[ref]["other_config"]["numa_owner"] == tokens[winner]
             # a loser's release leaves the winner's claim; the winner's own release drops it
             loser = (winner + 1) % RACERS
-            assert not xapi.release_other_config_key(sessions[loser], ref, "numa_owner", tokens[loser])
+            assert not xapi_owner_key.release_other_config_key(sessions[loser], ref, "numa_owner", tokens[loser])
             assert server.vms[ref]["other_config"]["numa_owner"] == tokens[winner]
-            assert xapi.claim_other_config_key(sessions[winner], ref, "numa_owner", tokens[winner])  # idempotent
-            assert xapi.release_other_config_key(sessions[winner], ref, "numa_owner", tokens[winner])
+            assert xapi_owner_key.claim_other_config_key(sessions[winner], ref, "numa_owner", tokens[winner])  # idempotent
+            assert xapi_owner_key.release_other_config_key(sessions[winner], ref, "numa_owner", tokens[winner])
             assert "numa_owner" not in server.vms[ref]["other_config"]
     finally:
         for s in sessions:
@@ -321,7 +321,7 @@ def test_claim_refuses_an_empty_token(pool):
     server, session = pool
     ref, _ = server.add_vm("vm", 2, 1 << 30)
     with pytest.raises(InvalidArgument):
-        xapi.claim_other_config_key(session, ref, "numa_owner", "")
+        xapi_owner_key.claim_other_config_key(session, ref, "numa_owner", "")
 
 
 def test_set_to_same_value_and_remove_are_quiet(pool):

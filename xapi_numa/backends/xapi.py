@@ -14,7 +14,7 @@ the nodes chosen (``numa_placed_nodes``), the host that chose them
 (``numa_placed_host``) and any mask the admin had set in ``VCPUs_params``
 (``numa_saved_mask``).  Each key is written on its own
 (:func:`set_other_config` retries when another writer races it), and
-:func:`claim_other_config_key` lets exactly one of several callers own a key.
+:mod:`xapi_owner_key` lets one caller at a time own a VM.
 The mask syntax itself is :mod:`xapi_numa.core.vcpu_mask` (re-exported here).
 """
 
@@ -279,49 +279,6 @@ def set_vcpus_param(session, vm: str, key: str, value: Optional[str]) -> None:
     _set_map_key(session, vm, "VCPUs_params", key, value)
 
 
-def claim_other_config_key(session, vm: str, key: str, token: str,
-                           stale: Optional[Callable[[str], bool]] = None) -> bool:
-    """Compare-and-set: give ``other_config[key]`` to ``token`` unless someone else holds it.
-
-    ``add_to_other_config`` is xapi's one conditional write: it runs under
-    xapi's database lock and refuses an existing key, so of two callers adding
-    the same key exactly one succeeds.  (xapi may accept re-adding an identical
-    pair, so ``token`` must be unique to the caller, e.g. a fresh UUID.)  The
-    caller owns the key if, read back after the write, it holds ``token``:
-    that also covers a retry of our own earlier successful claim.  Returns
-    True for the owner, False for everyone else.  ``stale(holder)`` says a
-    holder's token is left by a caller that died (it is then removed, if it is
-    still there, and the claim tried once more).
-    """
-    if not token:
-        raise InvalidArgument("token", "an owner token must not be empty")
-    for attempt in range(2):
-        try:
-            call(session.xenapi.VM.add_to_other_config, vm, key, token)
-        except XapiError as err:
-            if err.code != MAP_DUPLICATE_KEY:
-                raise
-        holder = call(session.xenapi.VM.get_other_config, vm).get(key)
-        if holder == token:
-            return True
-        if attempt or holder is None or stale is None or not stale(holder):
-            return False
-        release_other_config_key(session, vm, key, holder)  # a dead caller's: only if still that one
-    return False
-
-
-def release_other_config_key(session, vm: str, key: str, token: str) -> bool:
-    """Remove ``other_config[key]`` only if it still holds ``token``; True if it did.
-
-    Only the owner removes its key, so a key read as ours stays ours until we
-    remove it (an admin editing it by hand in between is the one race left).
-    """
-    if call(session.xenapi.VM.get_other_config, vm).get(key) != token:
-        return False
-    call(session.xenapi.VM.remove_from_other_config, vm, key)
-    return True
-
-
 def get_policy(session, vm: str) -> Policy:
     return Policy.from_other_config(call(session.xenapi.VM.get_other_config, vm))
 
@@ -342,4 +299,4 @@ def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
 
 
 __all__ = ["MASK_FIELD", "host_known", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",
-           "credentials", "claim_other_config_key", "release_other_config_key", "parse_mask", "format_mask"]
+           "credentials", "parse_mask", "format_mask"]

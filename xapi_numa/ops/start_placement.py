@@ -16,7 +16,7 @@ import math
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
-from xapi_numa.backends import xapi, xapi_time
+from xapi_numa.backends import xapi, xapi_owner_key, xapi_time
 from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
@@ -206,7 +206,7 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     take a live caller's key for a dead one's, or write one that others do."""
     with vm_lock(ledger.path, "place", uuid):
         owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
-        if not xapi.claim_other_config_key(session, vm, OWNER_KEY, owner,
+        if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
                                            stale=lambda holder: owner_token_stale(holder, clock(session))):
             raise VmBusy("VM {} is being placed, released or given a policy by another caller right now; try "
                          "again (a caller that died is passed over after {:.0f} s)".format(uuid, OWNER_TTL),
@@ -214,7 +214,7 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
         try:
             yield owner
         finally:
-            xapi.release_other_config_key(session, vm, OWNER_KEY, owner)
+            xapi_owner_key.release_other_config_key(session, vm, OWNER_KEY, owner)
 
 
 def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str],
