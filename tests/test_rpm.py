@@ -223,8 +223,10 @@ def spec_scriptlet(name: str) -> str:
     ("post", 1, False, ["enable xapi-numad.service xapi-numa-rrdd.service"]),  # an installer's chroot
     ("post", 1, True, ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload",
                        "start xapi-numad.service xapi-numa-rrdd.service"]),
-    ("post", 2, True, ["daemon-reload", "try-restart xapi-numad.service xapi-numa-rrdd.service"]),
-    ("post", 2, False, []),
+    # an upgrade re-links an enabled metrics plugin (wanted by xcp-rrdd since 2026-12-05)
+    ("post", 2, True, ["daemon-reload", "try-restart xapi-numad.service xapi-numa-rrdd.service",
+                       "is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]),
+    ("post", 2, False, ["is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]),
     ("preun", 0, False, ["xapi-numad --hand-back --no-xapi", "disable xapi-numad.service xapi-numa-rrdd.service"]),
     ("preun", 0, True, ["stop xapi-numad.service xapi-numa-rrdd.service", "xapi-numad --hand-back --no-xapi",
                         "disable xapi-numad.service xapi-numa-rrdd.service"]),
