@@ -65,7 +65,12 @@ def kinds(actions):
      [("SetThreadAffinity", 500, [1]), ("SetIrqAffinity", 90, [1])]),
     ("homed on node 0", {1: N0}, [task(1, 500)], [irq(1, 90)], {},
      [("SetThreadAffinity", 500, [0]), ("SetIrqAffinity", 90, [0])]),
-    ("already aligned: nothing", {1: N1}, [task(1, 500, frozenset({1}))], [irq(1, 90, frozenset({1}))], {}, []),
+    ("already aligned and ours: nothing", {1: N1}, [task(1, 500, frozenset({1}))], [irq(1, 90, frozenset({1}))],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77), ba.Owned("uuid-1", "irq", 90,
+                                                                                 "vif1.0-q0-tx"))}, []),
+    # a thread started by one we moved has its mask (Linux copies it): written once, to be journalled
+    ("already aligned, not ours: the thread taken in hand, the IRQ left", {1: N1}, [task(1, 500, frozenset({1}))],
+     [irq(1, 90, frozenset({1}))], {}, [("SetThreadAffinity", 500, [1])]),
     ("home over both nodes: both dom0 vCPUs", {1: ALL}, [task(1, 500, frozenset({1}))], [], {},
      [("SetThreadAffinity", 500, [0, 1])]),
     ("dom0's own and an unknown domain's work is never planned", {1: N1},

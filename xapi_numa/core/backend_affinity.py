@@ -18,7 +18,7 @@ Only work attributed to a running guest (by the domid in its name) is ever
 touched; dom0's own threads and IRQs, and those of guests that opted out,
 never appear in a plan.
 """
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 
@@ -164,12 +164,21 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
     managed = _guests(snap, state)
     targets = {domid: target_vcpus(snap, state.layout, domid) for domid in managed}
     actions: List[object] = []
+    owned_threads = {(o.ident, o.name, o.starttime) for o in state.owned if o.kind == THREAD}
     for t in state.tasks:
         cpus = targets.get(t.domid)
         if cpus and t.allowed != cpus:
             actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
                                              reason="{} of domain {} to dom0 vCPUs of its home".format(
                                                  t.kind, t.domid)))
+        elif cpus and (t.tid, t.name, t.starttime) not in owned_threads:
+            # already there, not by a write of ours: a thread started since by one we moved
+            # (Linux gives it its creator's mask).  Written again so that it is journalled,
+            # and handed back with the others; never journalled, it stayed on one node for good
+            actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
+                                             reason="{} of domain {}, on its home's dom0 vCPUs already (a "
+                                                    "thread started by one moved there): taken in hand".format(
+                                                        t.kind, t.domid)))
     if state.irqs_allowed:
         for q in state.irqs:
             cpus = targets.get(q.domid)
@@ -217,4 +226,26 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
         if not state.layout.usable and state.enabled and o.uuid not in state.opted_out:
             continue  # a layout we cannot read this cycle is no reason to undo anything
         out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus, reason=why))
-    return out
+    return out + _inherited_too(snap, state, out, threads_default)
+
+
+def _inherited_too(snap: HostSnapshot, state: BackendState, restores: Sequence[object],
+                   default: Optional[FrozenSet[int]]) -> List[object]:
+    """A running guest's threads handed back take with them its threads that hold the same
+    mask but were never journalled: started since the last write by one we had moved (Linux
+    gives a new thread its creator's mask), they would stay on one node's dom0 vCPUs."""
+    if default is None:
+        return []
+    uuid_of = {d.domid: d.uuid for d in snap.domains}
+    allowed = {(t.tid, t.name, t.starttime): t.allowed for t in state.tasks}
+    owned = {(o.ident, o.name, o.starttime) for o in state.owned if o.kind == THREAD}
+    masks: Dict[str, Set[FrozenSet[int]]] = {}  # uuid -> the masks of its threads being handed back
+    for r in restores:
+        mask = allowed.get((r.ident, r.name, r.starttime)) if r.kind == THREAD else None
+        if mask is not None and mask != default:
+            masks.setdefault(r.uuid, set()).add(mask)
+    return [RestoreBackendAffinity(uuid_of[t.domid], THREAD, t.tid, t.name, t.starttime, default,
+                                   reason="started by a thread of the guest's that was moved, with its mask; "
+                                          "handed back with it")
+            for t in state.tasks
+            if t.allowed in masks.get(uuid_of.get(t.domid, ""), ()) and (t.tid, t.name, t.starttime) not in owned]
