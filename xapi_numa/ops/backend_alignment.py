@@ -14,17 +14,23 @@ from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.backends.open import sim_path
 from xapi_numa.core import backend_affinity
-from xapi_numa.core.backend_affinity import BackendState, Dom0Layout
+from xapi_numa.core.actions import SetIrqAffinity, SetThreadAffinity
+from xapi_numa.core.backend_affinity import IRQ, THREAD, BackendState, Dom0Layout
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.locality import home_nodes
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
-from xapi_numa.ops.executor import log_event
+from xapi_numa.ops.executor import DONE, GONE, REFUSED, Outcome, log_event
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.backend_pins import BackendJournal
 from xapi_numa.state.db import Database
 
 LOOK_EVERY = 10.0  # seconds between reads of dom0's backend work while nothing it depends on changed
+# A write dom0's kernel refused (an IRQ whose chip cannot move, a thread it will not move) is
+# tried again after this, doubling to REFUSED_RETRY_MAX: each try of an IRQ bans it from
+# irqbalance and unbans it, two SIGHUPs, each a rescan and re-placement of every dom0 IRQ
+REFUSED_RETRY_S = 300.0
+REFUSED_RETRY_MAX = 3600.0
 DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
                "(see the README's 'dom0 and the PV backends')")
 
@@ -41,6 +47,7 @@ class BackendAlignment:
         self.look_every = look_every
         self._noted: Set[str] = set()
         self._last_look: Optional[Tuple[float, Hashable]] = None  # (when, what it depended on)
+        self._refused: Dict[Tuple[str, int, str], Tuple[float, float]] = {}  # write -> (retry at, back-off)
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -90,7 +97,33 @@ class BackendAlignment:
             self._note_once("read", "cannot read dom0's backend work: {}".format(getattr(err, "message", err)))
             return []
         self._note_once("read", None)
-        return backend_affinity.plan(snap, state)
+        present = {(THREAD, t.tid, t.name) for t in state.tasks} | {(IRQ, q.irq, q.name) for q in state.irqs}
+        self._refused = {k: v for k, v in self._refused.items() if k in present}
+        return [a for a in backend_affinity.plan(snap, state)
+                if self._refused.get(_write_of(a), (0.0, 0.0))[0] <= snap.time]
+
+    def heard(self, outcomes: List[Outcome], now: float) -> None:
+        """What the executor did with this cycle's writes: one dom0 refused waits a back-off
+        (REFUSED_RETRY_S doubling to REFUSED_RETRY_MAX) before it is tried again."""
+        for o in outcomes:
+            key = _write_of(o.action)
+            if key is None:
+                continue
+            if o.status == REFUSED:
+                delay = min(2 * self._refused[key][1], REFUSED_RETRY_MAX) if key in self._refused \
+                    else REFUSED_RETRY_S
+                self._refused[key] = (now + delay, delay)
+            elif o.status in (DONE, GONE):
+                self._refused.pop(key, None)
+
+
+def _write_of(action: object) -> Optional[Tuple[str, int, str]]:
+    """The thread or IRQ a write aligns, or None for any other action."""
+    if isinstance(action, SetThreadAffinity):
+        return THREAD, action.tid, action.name
+    if isinstance(action, SetIrqAffinity):
+        return IRQ, action.irq, action.name
+    return None
 
 
 def dom0_for(spec: str, hv: Hypervisor) -> Optional[Dom0Proc]:

@@ -247,6 +247,8 @@ class Runtime:
                 if isinstance(o.action, RestorePin) and o.status == DONE:
                     self.bounced_vms.discard(o.action.uuid)
             self.repicked_at.update(dict.fromkeys(cycle_log.fully_repicked(outcomes), snap.time))
+            if self.backends is not None:  # a write dom0 refused waits before it is tried again
+                self.backends.heard(outcomes, snap.time)
             locality.count_outside(((d.uuid, snap.vcpus.get(d.domid, ())) for d in snap.domains if d.domid != 0),
                                    snap.topology, self.outside)  # per VM: how much of its time it runs away
             if self._rebalance_due(snap.time) and not self.stopping():
