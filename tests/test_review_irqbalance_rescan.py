@@ -99,3 +99,30 @@ def test_a_ban_made_right_after_an_irqbalance_rescan_still_reaches_irqbalance(tm
         hv.run(10.5)
         rt.cycle()
     assert 80 in model.banned, "irqbalance never learnt that IRQ 80 is banned: it keeps balancing it"
+
+
+def test_an_irq_banned_yet_moved_again_signals_irqbalance_again(tmp_path):
+    """Whatever swallowed the SIGHUPs, an IRQ on our ban list that someone moved (irqbalance
+    balancing it still) is moved back and irqbalance signalled again, at each look."""
+    hv = sim_host(tmp_path)
+    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
+    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
+    assert hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh") == 3
+    fake = FakeProc(tmp_path / "dom0")
+    fake.thread(1, "systemd", allowed="0-1")
+    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
+                .format(POLICY_SCRIPT))
+    fake.irq(80, "vif3.0-q0-tx", allowed="0-1")
+    hups = []
+    dom0 = Dom0Proc(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(tmp_path / "run"),
+                    clock_ticks=100, signaller=lambda pid, sig: hups.append(sig))
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False), dom0=dom0)
+    rt.cycle()
+    assert 80 in dom0.banned() and hups == [signal.SIGHUP]
+    hv.run(1.0)
+    rt.cycle()  # (the change of the list is seen: a reminder is due later)
+    fake.irq(80, "vif3.0-q0-tx", allowed="0-1")  # irqbalance moved it back over every vCPU
+    hv.run(10.5)
+    rt.cycle()
+    assert fake.read("irq/80/smp_affinity_list") == "1\n"
+    assert hups == [signal.SIGHUP] * 2, hups

@@ -271,8 +271,14 @@ class Dom0Proc:
         with open(tmp, "w") as f:
             f.write("".join("{}\n".format(i) for i in sorted(irqs)))
         os.replace(tmp, self._banned_path())
-        # irqbalance asks the policy script only of an IRQ it has not seen: one it took
-        # before we listed it stays its own until it rescans, which SIGHUP makes it do
+        self.remind_irqbalance()
+
+    def remind_irqbalance(self) -> None:
+        """SIGHUP to each irqbalance running our policy script.  irqbalance asks the script
+        only of an IRQ it has not seen: one it took before we listed it stays its own until
+        it rescans, which SIGHUP makes it do.  But it ignores SIGHUP during the first
+        iteration after it starts or rescans (its own rescan on a new IRQ: when a guest's
+        vif appears), so the caller sends it again later (BackendAlignment)."""
         for pid, ours in self._irqbalances() if self.signaller else ():
             if ours:
                 try:

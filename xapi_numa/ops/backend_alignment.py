@@ -9,7 +9,7 @@ irqbalance in the way) is said once in the log and in every report.
 """
 import logging
 import os
-from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
 
 from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.backends.open import sim_path
@@ -31,6 +31,9 @@ LOOK_EVERY = 10.0  # seconds between reads of dom0's backend work while nothing 
 # irqbalance and unbans it, two SIGHUPs, each a rescan and re-placement of every dom0 IRQ
 REFUSED_RETRY_S = 300.0
 REFUSED_RETRY_MAX = 3600.0
+# irqbalance (1.0.7 as upstream) drops a SIGHUP in the first 10 s iteration after it starts or
+# rescans, which a new IRQ makes it do: a change of our ban list is signalled again this late
+IRQBALANCE_REMIND_S = 25.0
 DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
                "(see the README's 'dom0 and the PV backends')")
 
@@ -48,6 +51,8 @@ class BackendAlignment:
         self._noted: Set[str] = set()
         self._last_look: Optional[Tuple[float, Hashable]] = None  # (when, what it depended on)
         self._refused: Dict[Tuple[str, int, str], Tuple[float, float]] = {}  # write -> (retry at, back-off)
+        self._banned_seen: Optional[FrozenSet[int]] = None  # the ban list as last read
+        self._remind_at: Optional[float] = None  # when irqbalance is sent SIGHUP again
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -88,6 +93,7 @@ class BackendAlignment:
     def plan(self, snap: HostSnapshot, enabled: bool = True) -> List[object]:
         """The planner's actions, when due (:meth:`_due`); a dom0 we cannot read this
         cycle plans nothing (logged once)."""
+        self._remind_irqbalance(snap.time)
         layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
         if not self._due(snap, layout, enabled):
             return []
@@ -99,8 +105,25 @@ class BackendAlignment:
         self._note_once("read", None)
         present = {(THREAD, t.tid, t.name) for t in state.tasks} | {(IRQ, q.irq, q.name) for q in state.irqs}
         self._refused = {k: v for k, v in self._refused.items() if k in present}
-        return [a for a in backend_affinity.plan(snap, state)
-                if self._refused.get(_write_of(a), (0.0, 0.0))[0] <= snap.time]
+        actions = [a for a in backend_affinity.plan(snap, state)
+                   if self._refused.get(_write_of(a), (0.0, 0.0))[0] <= snap.time]
+        if any(isinstance(a, SetIrqAffinity) and a.irq in (self._banned_seen or ()) for a in actions):
+            self.dom0.remind_irqbalance()  # banned, yet moved: irqbalance has not heard of the ban
+        return actions
+
+    def _remind_irqbalance(self, now: float) -> None:
+        """Signal irqbalance once more IRQBALANCE_REMIND_S after the ban list changed: the
+        SIGHUP sent with the change may have come while it ignores them."""
+        try:
+            banned = self.dom0.banned()
+        except OSError:
+            return
+        if banned != self._banned_seen:
+            self._remind_at = None if self._banned_seen is None else now + IRQBALANCE_REMIND_S
+            self._banned_seen = banned
+        elif self._remind_at is not None and now >= self._remind_at:
+            self._remind_at = None
+            self.dom0.remind_irqbalance()
 
     def heard(self, outcomes: List[Outcome], now: float) -> None:
         """What the executor did with this cycle's writes: one dom0 refused waits a back-off
