@@ -266,7 +266,7 @@ class Dom0Proc:
 
     def _write_banned(self, irqs: FrozenSet[int]) -> None:
         """Rewrite the list our irqbalance policy script reads (atomically: it may read any time)."""
-        os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)  # (as the lock's and the batch records')
         tmp = self._banned_path() + ".tmp"
         with open(tmp, "w") as f:
             f.write("".join("{}\n".format(i) for i in sorted(irqs)))

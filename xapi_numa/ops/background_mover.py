@@ -22,11 +22,12 @@ def start_background(domid: int, to: int, db_path: str, lock: MoverLock, max_byt
     import sys
 
     # -I: neither the caller's directory nor its environment decides what gets imported;
-    # the package is found where this one was loaded from
+    # the package is found where this one was loaded from.  -B: no bytecode written beside
+    # it (the launchers promise that of /opt/xapi-numa)
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     bootstrap = ("import sys; sys.path.insert(0, {!r}); from xapi_numa.cli.main import main; "
                  "sys.exit(main(sys.argv[1:]))".format(home))
-    cmd = [sys.executable, "-I", "-c", bootstrap, "move-memory", str(domid), "--to", str(to), "--json",
+    cmd = [sys.executable, "-I", "-B", "-c", bootstrap, "move-memory", str(domid), "--to", str(to), "--json",
            "--ledger", db_path, "--lock-fd", str(lock.fd)]
     if max_bytes is not None:
         cmd += ["--max", str(max_bytes)]
