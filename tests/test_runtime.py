@@ -508,9 +508,10 @@ def test_a_vm_started_again_is_not_judged_on_its_last_domains_pages(tmp_path):
     assert sim.node_pages(a).get(1, 0) == 0
 
 
-def daemon_over_records(tmp_path, monkeypatch, sim, path, records, *argv):
+def daemon_over_records(request, tmp_path, monkeypatch, sim, path, records, *argv):
     """xapi-numad's runtime on the simulated host ``sim`` (at ``path``), built as the daemon builds it
-    (daemon.build_runtime), its xapi link reading ``records`` as every VM's record."""
+    (daemon.build_runtime), its xapi reader reading ``records`` as every VM's record (its thread
+    stopped at the end of the test)."""
     import types
 
     monkeypatch.setenv("XAPI_NUMA_INVENTORY", str(tmp_path / "no-inventory"))  # no host uuid: no guest mask
@@ -519,15 +520,16 @@ def daemon_over_records(tmp_path, monkeypatch, sim, path, records, *argv):
     monkeypatch.setattr(daemon, "local_login", lambda: session)
     spec = "sim:" + path
     args = daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "l.db")] + list(argv))
-    rt, _ = daemon.build_runtime(args, spec, sim)
+    rt, reader = daemon.build_runtime(args, spec, sim)
+    request.addfinalizer(reader.close)
     return rt
 
 
 UNREADABLE_POLICY = {"numa_mode": "strict", "numa_nodes": "1,x"}  # a typo: meant to stay where it is
 
 
-def test_homing_leaves_a_vm_whose_stored_policy_cannot_be_read_alone_and_says_why_once(tmp_path, monkeypatch,
-                                                                                     caplog):
+def test_homing_leaves_a_vm_whose_stored_policy_cannot_be_read_alone_and_says_why_once(request, tmp_path,
+                                                                                     monkeypatch, caplog):
     """The rebalancer left such a VM alone; homing took it for best_effort and pinned its
     vCPUs (the admin's ``strict`` may mean another home)."""
     from test_daemon import swapped_host
@@ -538,7 +540,7 @@ def test_homing_leaves_a_vm_whose_stored_policy_cannot_be_read_alone_and_says_wh
     uuid_c = next(d.uuid for d in sim.domains() if d.domid == c)
     records = {"OpaqueRef:a": {"uuid": uuid_a, "other_config": dict(UNREADABLE_POLICY)},
                "OpaqueRef:c": {"uuid": uuid_c, "other_config": {}}}
-    rt = daemon_over_records(tmp_path, monkeypatch, sim, path, records)
+    rt = daemon_over_records(request, tmp_path, monkeypatch, sim, path, records)
     written, real = [], sim.set_vcpu_affinity
     monkeypatch.setattr(sim, "set_vcpu_affinity", lambda domid, *a, **kw: written.append(domid) or real(domid, *a, **kw))
     with caplog.at_level(logging.WARNING, logger=LOG.name):
@@ -550,7 +552,7 @@ def test_homing_leaves_a_vm_whose_stored_policy_cannot_be_read_alone_and_says_wh
     assert len(said) == 1 and said[0].fields["vm"] == uuid_a and "other_config:numa_nodes" in said[0].fields["error"]
 
 
-def test_the_fix_up_leaves_a_vm_whose_stored_policy_cannot_be_read_alone(tmp_path, monkeypatch):
+def test_the_fix_up_leaves_a_vm_whose_stored_policy_cannot_be_read_alone(request, tmp_path, monkeypatch):
     """Its memory on node 0, its soft affinity node 1: the fix-up took it for best_effort and
     pointed it at node 0."""
     path = str(tmp_path / "h.json")
@@ -561,7 +563,7 @@ def test_the_fix_up_leaves_a_vm_whose_stored_policy_cannot_be_read_alone(tmp_pat
     for v in range(2):
         sim.set_vcpu_affinity(domid, v, soft=n1)
     uuid = next(d.uuid for d in sim.domains() if d.domid == domid)
-    rt = daemon_over_records(tmp_path, monkeypatch, sim, path, {"OpaqueRef:g": {
+    rt = daemon_over_records(request, tmp_path, monkeypatch, sim, path, {"OpaqueRef:g": {
         "uuid": uuid, "other_config": dict(UNREADABLE_POLICY)}}, "--no-rebalance")
     for _ in range(3):
         rt.cycle()

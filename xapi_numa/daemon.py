@@ -2,8 +2,9 @@
 
 The work of a cycle is :class:`xapi_numa.ops.runtime.Runtime`; this module is
 the process around it: arguments, JSON logs, one instance per host (a lock
-under ``/run/xapi-numa``), a xapi link that survives toolstack restarts, the
-loop, and a clean stop on SIGTERM that first puts back every temporary pin.
+under ``/run/xapi-numa``), a xapi link that survives toolstack restarts (read
+in a thread of its own, :mod:`xapi_numa.ops.xapi_reader`, never in the cycle),
+the loop, and a clean stop on SIGTERM that first puts back every temporary pin.
 A cycle that fails in any way is logged and the next one runs: nothing short
 of SIGKILL stops the daemon, and after a SIGKILL its next start restores what
 the journal holds.
@@ -26,6 +27,7 @@ from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.settle import settle
 from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login, vm_view
+from xapi_numa.ops.xapi_reader import XapiReader
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.core.numbers import decimal_number, plain, whole_number
@@ -123,9 +125,12 @@ def db_path_for(args: argparse.Namespace, spec: str) -> str:
 
 
 def build_runtime(args: argparse.Namespace, spec: str, hv,
-                  stopping=lambda: False) -> Tuple[runtime.Runtime, Optional[XapiLink]]:
-    """The daemon's runtime over ``hv``, and its xapi link (None with --no-xapi), logged out at stop;
-    ``stopping``: has a stop been asked (the rest of a cycle is then skipped)?"""
+                  stopping=lambda: False) -> Tuple[runtime.Runtime, Optional[XapiReader]]:
+    """The daemon's runtime over ``hv``, and its xapi reader (None with --no-xapi), closed at stop;
+    ``stopping``: has a stop been asked (the rest of a cycle is then skipped)?  xapi is read in
+    the reader's thread (started by the first cycle), never in the cycle: a wedged xapi holds up
+    no homing; only auto-settle's settles, which write the host and the state database, are
+    made in the cycle."""
     db = Database(db_path_for(args, spec))
     settings = runtime.Settings(threshold=args.threshold, page_scan_interval=args.page_scan_interval,
                                 page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
@@ -133,13 +138,13 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
     dom0 = dom0_for(spec, hv)
     if args.no_xapi:
         return runtime.Runtime(hv, db, settings, dom0=dom0, stopping=stopping), None
-    link = XapiLink(local_login, time.monotonic, LOG)
+    reader = XapiReader(XapiLink(local_login, time.monotonic, LOG), time.monotonic, LOG)
     ledger = Ledger(db=db)
-
-    settler = PlacedSettler(link, lambda session, uuid: settle(hv, session, ledger, uuid),
-                            lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG)
-    return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0, backend_opt_out=link.backend_affinity_off,
-                           stopping=stopping, **vm_view(link)), link
+    # the settle itself writes hv and the ledger (SQLite: this thread's connection): in the cycle
+    settler = PlacedSettler(reader, lambda session, uuid: settle(hv, session, ledger, uuid),
+                            lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG, lookups=reader)
+    return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0,
+                           backend_opt_out=reader.backend_affinity_off, stopping=stopping, **vm_view(reader)), reader
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:
@@ -228,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         hv = open_hypervisor(spec)
         hv.topology()  # a host that is not there is said so before anything is made
         lock = instance_lock.acquire(spec)
-        rt, link = build_runtime(args, spec, hv, stopping=lambda: stop["now"])
+        rt, reader = build_runtime(args, spec, hv, stopping=lambda: stop["now"])
         try:
             if args.hand_back:
                 handed = hand_back(rt)
@@ -242,8 +247,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             run_loop(rt, args.period, args.cycles, stop)
             restored = restore_at_stop(rt, STOP_DB_WAIT_S)
         finally:
-            if link is not None:
-                link.close()
+            if reader is not None:
+                reader.close()  # its thread stops; one in a call to a wedged xapi is not waited for
         log_event(LOG, logging.INFO, "stopped", cycles=rt.cycles, writes=rt.writes)
         os.close(lock)
         return 0 if restored else 1

@@ -6,10 +6,16 @@ stop the daemon.  Every use goes through :meth:`XapiLink.use`: a failure to
 reach xapi, or an invalid session, drops the session and the next login is
 tried after a back-off (1 s doubling to 60 s); meanwhile callers get
 ``None`` and carry on without xapi.
+
+A link answers in its caller's thread, as the plugin and the CLI need (one
+answer to give).  xapi-numad reads through it from a thread of its own
+(:mod:`.xapi_reader`), so that its cycle never waits on xapi for a read.
 """
 import logging
 import os
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar
+
+import attrs
 
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
@@ -29,6 +35,26 @@ def longer(delay: float) -> float:
     return min(max(2 * delay, 1.0), MAX_BACKOFF_S)
 
 
+@attrs.frozen
+class VmRecords:
+    """What one read of xapi said of the VMs (their ``other_config``) and of this host's
+    guest mask.  Replaced whole at each read: a reader in another thread sees one read,
+    never half of one.  A VM not listed (started since, or xapi away since before it
+    started) has the default policy and is opted out of rebalancing."""
+    policies: Dict[str, Policy] = attrs.Factory(dict)
+    errors: Dict[str, str] = attrs.Factory(dict)  # uuid -> why its stored policy cannot be read
+    opted_out: Dict[str, bool] = attrs.Factory(dict)
+    backend_off: FrozenSet[str] = frozenset()  # VMs with other_config:numa_backend_affinity=false
+    guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
+    read_at: Optional[float] = None  # when (the link's clock); None: never read
+
+    def policy_of(self, uuid: str) -> Policy:
+        return self.policies.get(uuid, Policy())
+
+    def rebalance_opted_out(self, uuid: str) -> bool:
+        return self.opted_out.get(uuid, True)
+
+
 class XapiLink:
     def __init__(self, login: Callable[[], object], clock: Callable[[], float],
                  logger: Optional[logging.Logger] = None, raises: bool = False) -> None:
@@ -43,13 +69,8 @@ class XapiLink:
         self._retry_at = 0.0
         self._delay = 0.0
         self._down_logged = False
-        self._policies: Dict[str, Policy] = {}
-        self._policy_errors: Dict[str, str] = {}  # uuid -> why its stored policy cannot be read
-        self._opted_out: Dict[str, bool] = {}
-        self._backend_off: Set[str] = set()  # VMs with other_config:numa_backend_affinity=false
+        self.records = VmRecords()  # as last read (replaced whole)
         self._switch_errors: Dict[Tuple[str, str], str] = {}  # (uuid, key) -> a value neither on nor off
-        self._policies_at: Optional[float] = None
-        self._guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
         self._records_retry: Tuple[float, float] = (0.0, 0.0)  # after xapi refused them: (when, back-off)
 
     def use(self, fn: Callable[[object], T]) -> Optional[T]:
@@ -87,7 +108,7 @@ class XapiLink:
     @property
     def read(self) -> bool:
         """Have the VMs' records been read (xapi reached)?"""
-        return self._policies_at is not None
+        return self.records.read_at is not None
 
     def close(self) -> None:
         """Log the session out (at stop, and before a new login); never raises."""
@@ -107,22 +128,30 @@ class XapiLink:
         """The VM's NUMA policy (VM.other_config), refreshed every 30 s; the default
         policy while xapi is away, and for a stored policy that cannot be read
         (:meth:`policy_error` says which)."""
+        self.refresh()
+        return self.records.policy_of(uuid)
+
+    def refresh(self) -> None:
+        """Read the VMs' records and the host's guest mask again if 30 s have passed since the
+        last read (and no back-off holds it); a read that fails keeps the last ones."""
         now = self._clock()
-        due = self._policies_at is None or now - self._policies_at >= POLICY_REFRESH_S
-        if due and now >= self._records_retry[0]:
-            records = self._read_records(now)
-            if records is not None:
-                stored = {r["uuid"]: stored_or_default(r.get("other_config", {})) for r in records.values()}
-                self._policies = {uuid: policy for uuid, (policy, _) in stored.items()}
-                self._policy_errors = {uuid: error for uuid, (_, error) in stored.items() if error is not None}
-                self._backend_off = {r["uuid"] for r in records.values()
-                                     if _off(r.get("other_config", {}), BACKEND_AFFINITY_KEY)}
-                self._opted_out = {r["uuid"]: _off(r.get("other_config", {}), REBALANCE_KEY)
-                                   or r["uuid"] in self._policy_errors for r in records.values()}
-                self._policies_at = now
-                self._say_unreadable_switches(records)
-                self._refresh_guest_cpus()
-        return self._policies.get(uuid, Policy())
+        at = self.records.read_at
+        if (at is not None and now - at < POLICY_REFRESH_S) or now < self._records_retry[0]:
+            return
+        records = self._read_records(now)
+        if records is None:
+            return
+        stored = {r["uuid"]: stored_or_default(r.get("other_config", {})) for r in records.values()}
+        errors = {uuid: error for uuid, (_, error) in stored.items() if error is not None}
+        self.records = VmRecords(
+            policies={uuid: policy for uuid, (policy, _) in stored.items()}, errors=errors,
+            opted_out={r["uuid"]: _off(r.get("other_config", {}), REBALANCE_KEY) or r["uuid"] in errors
+                       for r in records.values()},
+            backend_off=frozenset(r["uuid"] for r in records.values()
+                                  if _off(r.get("other_config", {}), BACKEND_AFFINITY_KEY)),
+            guest_cpus=self.records.guest_cpus, read_at=now)
+        self._say_unreadable_switches(records)
+        self.records = attrs.evolve(self.records, guest_cpus=self._read_guest_mask(self.records.guest_cpus))
 
     def _say_unreadable_switches(self, records: dict) -> None:
         """Log each unreadable on/off key once (again if its value changes)."""
@@ -155,8 +184,8 @@ class XapiLink:
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
         """This host's guest mask (``guest_VCPUs_params:mask``), read with the records: a
         VM settled inside it is not pinned by an admin."""
-        self.policy_of("")  # refreshes it with the records, at most every 30 s
-        return self._guest_cpus
+        self.refresh()  # with the records, at most every 30 s
+        return self.records.guest_cpus
 
     def host_guest_cpus(self) -> Optional[FrozenSet[int]]:
         """This host's guest mask read now, alone (no VM record is read); None while xapi is away."""
@@ -166,16 +195,15 @@ class XapiLink:
     def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
         return guest_cpus_of(session, local_host_uuid())
 
-    def _refresh_guest_cpus(self) -> None:
+    def _read_guest_mask(self, last: Optional[FrozenSet[int]]) -> Optional[FrozenSet[int]]:
         """Read it again; a read that fails (xapi gone or refusing since the records came)
-        keeps the last mask: dropped, every VM settled inside it looked pinned by its admin
+        keeps ``last``: dropped, every VM settled inside it looked pinned by its admin
         until the next read, 30 s later."""
         try:
             got = self.use(lambda session: (self._read_guest_cpus(session),))
         except xapi.XapiError:  # (SESSION_INVALID is use's: the link is down)
             got = None
-        if got is not None:
-            self._guest_cpus = got[0]
+        return last if got is None else got[0]
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
@@ -183,23 +211,24 @@ class XapiLink:
         or xapi away since before it started) may have opted out, or have a ``preferred``
         list its home must stay in; so does a stored policy that cannot be read (it may
         say ``strict``)."""
-        self.policy_of(uuid)  # refreshes the records when due
-        return self._opted_out.get(uuid, True)
+        self.refresh()
+        return self.records.rebalance_opted_out(uuid)
 
     def policy_error(self, uuid: str) -> Optional[str]:
         """Why the VM's stored policy cannot be read (None: it can, or xapi has not listed
         the VM): xapi-numad leaves such a VM alone, as :meth:`rebalance_opted_out` does."""
-        self.policy_of(uuid)  # refreshes the records when due
-        return self._policy_errors.get(uuid)
+        self.refresh()
+        return self.records.errors.get(uuid)
 
     def backend_affinity_off(self, uuid: str) -> bool:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
-        self.policy_of(uuid)  # refreshes both, at most every 30 s
-        return uuid in self._backend_off
+        self.refresh()
+        return uuid in self.records.backend_off
 
 
 def vm_view(link) -> dict:
-    """xapi-numad's view of the VMs through ``link`` (a :class:`XapiLink`), as
+    """xapi-numad's view of the VMs through ``link`` (a :class:`XapiLink`, or the daemon's
+    :class:`~xapi_numa.ops.xapi_reader.XapiReader`), as
     :class:`~xapi_numa.ops.runtime.Runtime`'s keyword arguments: their policies (and which
     cannot be read), rebalance opt-outs and the host's guest mask.  The daemon and its dry
     runs (the CLI's, the plugin's) see the same."""
@@ -238,8 +267,8 @@ def unreadable_switches(records: dict) -> Dict[Tuple[str, str], str]:
             if r.get("other_config", {}).get(key, "").strip().lower() not in SWITCH_ON + SWITCH_OFF}
 
 
-# Seconds xapi-numad waits for one xapi call: a wedged xapi holds up no more of its cycle
-# (homing, pin restores, movers' recovery) than this, once per back-off.
+# Seconds xapi-numad waits for one xapi call.  Its reads wait in a thread of their own
+# (ops/xapi_reader), not in its cycle; a settle (made in the cycle) can wait this long.
 DAEMON_CALL_TIMEOUT = 20.0
 
 
@@ -269,10 +298,16 @@ class PlacedSettler:
     VM's failure never keeps the others waiting.
     """
 
-    def __init__(self, link: XapiLink, settle_one: Callable[[object, str], dict],
+    def __init__(self, link, settle_one: Callable[[object, str], dict],
                  running: Callable[[], Iterable[Tuple[str, int]]], clock: Callable[[], float],
-                 logger: Optional[logging.Logger] = None) -> None:
+                 logger: Optional[logging.Logger] = None, lookups=None) -> None:
+        """``link``: an :class:`XapiLink`, or anything with its ``use`` (xapi-numad's reader).
+        ``lookups``: where a due domain's :func:`placed_state` comes from (``keep(due)``,
+        ``state(dom)``): by default read now through ``link``, in the caller's thread;
+        xapi-numad's reader (:mod:`.xapi_reader`) reads it in its own and says PENDING until
+        it has.  The settle itself goes through ``link.use`` in the caller's thread."""
         self._link, self._settle_one, self._running, self._clock = link, settle_one, running, clock
+        self._lookups = ReadNow(link) if lookups is None else lookups
         self._logger = logger or logging.getLogger("xapi-numad")
         self._done: Set[Tuple[str, int]] = set()  # (uuid, domid) looked at for good
         self._later: Dict[Tuple[str, int], Tuple[float, float]] = {}  # -> (when, back-off)
@@ -284,10 +319,13 @@ class PlacedSettler:
         self._later = {d: v for d, v in self._later.items() if d in here}
         now = self._clock()
         due = sorted(d for d in here - self._done if d not in self._later or self._later[d][0] <= now)
+        self._lookups.keep(due)
         settled = []
         for dom in due:
             try:
-                state = self._link.use(lambda s, uuid=dom[0]: placed_state(s, uuid))
+                state = self._lookups.state(dom)
+                if state == PENDING:
+                    continue  # asked: looked at again next time, with no back-off
                 if state is None:
                     return settled  # xapi away: everything is looked at again once it is back
                 answer = self._link.use(lambda s, uuid=dom[0]: self._settle_one(s, uuid)) if state == "settle" \
@@ -315,6 +353,23 @@ class PlacedSettler:
     def _again(self, dom: Tuple[str, int], now: float) -> None:
         backoff = longer(self._later.get(dom, (0.0, 0.0))[1])
         self._later[dom] = (now + backoff, backoff)
+
+
+PENDING = "pending"  # a lookup asked of xapi-numad's reader thread, not answered yet
+
+
+class ReadNow:
+    """Auto-settle's lookups read now, through the link, in the caller's thread."""
+
+    def __init__(self, link: XapiLink) -> None:
+        self._link = link
+
+    def keep(self, due: List[Tuple[str, int]]) -> None:
+        """Nothing is kept between calls."""
+
+    def state(self, dom: Tuple[str, int]) -> Optional[str]:
+        """:func:`placed_state` of the domain's VM, or None while xapi is away."""
+        return self._link.use(lambda s: placed_state(s, dom[0]))
 
 
 def placed_state(session, uuid: str) -> str:
