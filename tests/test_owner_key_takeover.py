@@ -103,24 +103,28 @@ def _race(seed: int):
     def caller(name: str) -> None:
         session = _Session(_VMCalls(config, turns, name))
         try:
-            won = xapi_owner_key.claim_other_config_key(session, "vm", KEY, "token-" + name, stale=lambda t: t == STALE)
-            owned[name] = won
-            if won:
-                with guard:
-                    if holding:
-                        overlaps.append("{} owns while {} does".format(name, holding))
-                    holding.add(name)
-                # still ours while we work: a caller told it owns the VM does until it lets go
-                turns.wait(name)
-                with config.lock:
-                    held = [k for k, v in config.map.items() if v == "token-" + name]
-                if not held:
-                    overlaps.append("{}'s key was taken while it owned the VM".format(name))
-                with guard:
-                    holding.discard(name)
-                xapi_owner_key.release_other_config_key(session, "vm", KEY, "token-" + name)
+            for _ in range(2):  # claim, work, let go, and again: the generations start over in between
+                _one_claim(session, name)
         finally:
             turns.done(name)
+
+    def _one_claim(session, name: str) -> None:
+        won = xapi_owner_key.claim_other_config_key(session, "vm", KEY, "token-" + name, stale=lambda t: t == STALE)
+        owned[name] = owned.get(name, False) or won
+        if won:
+            with guard:
+                if holding:
+                    overlaps.append("{} owns while {} does".format(name, holding))
+                holding.add(name)
+            # still ours while we work: a caller told it owns the VM does until it lets go
+            turns.wait(name)
+            with config.lock:
+                held = [k for k, v in config.map.items() if v == "token-" + name]
+            if not held:
+                overlaps.append("{}'s key was taken while it owned the VM".format(name))
+            with guard:
+                holding.discard(name)
+            xapi_owner_key.release_other_config_key(session, "vm", KEY, "token-" + name)
 
     threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in names]
     for t in threads:

@@ -136,7 +136,7 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
                                 page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
                                 backend_affinity=args.backend_affinity, rebalancing=args.rebalance)
     dom0 = dom0_for(spec, hv)
-    if args.no_xapi:
+    if args.no_xapi or args.hand_back:  # a hand-back puts everything back: it needs nothing of xapi
         return runtime.Runtime(hv, db, settings, dom0=dom0, stopping=stopping), None
     reader = XapiReader(XapiLink(local_login, time.monotonic, LOG), time.monotonic, LOG)
     ledger = Ledger(db=db)

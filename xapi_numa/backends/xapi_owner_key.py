@@ -9,13 +9,20 @@ could each remove "the key", the second removing the token the first had just
 written, and both would own the VM.
 
 So the key has generations: ``KEY`` (generation 0), then ``KEY.1``, ``KEY.2``...
-The owner is whoever holds the highest generation present.  A caller claims
-generation 0 when no generation is there, or, when the highest one's holder is
-stale, the next generation up; only one of several callers adding the same
-generation succeeds, and a key is only ever removed by its holder, or as a
-generation below the owner's (which decides nothing), so a caller told it owns
-the VM does until it lets go.  The winner of a takeover removes the generations
-below its own.  A caller of an older xapi-numa in the same pool knows
+The owner is whoever holds the highest generation present, provided every
+generation below it is held by a stale token.  A caller claims generation 0
+when no generation is there, or, when the highest one's holder is stale, the
+next generation up; only one of several callers adding the same generation
+succeeds.  Read back after its add, a caller owns the VM only if its key is on
+top and nothing live is below it: a caller whose read was old (it planned a
+takeover, and meanwhile the owner let go and another caller claimed generation
+0) finds that caller live below, removes its own key and refuses.  A key is
+only ever removed by its holder, or as a stale generation below the owner's,
+so a caller told it owns the VM does until it lets go.  The winner of a
+takeover removes the generations below its own.  Generations are read up to
+MAX_GENERATION; a stale holder there (only a hand edit gets there) is removed
+and the claim made afresh, as before generations (the one place the
+remove-and-add race is left).  A caller of an older xapi-numa in the same pool knows
 generation 0 only: after a takeover (a caller died) it can hold the VM beside
 this one's, until the pool runs one version.
 """
@@ -25,7 +32,8 @@ from xapi_numa.backends import xapi
 from xapi_numa.core.numbers import is_decimal
 from xapi_numa.errors import InvalidArgument
 
-MAX_GENERATION_DIGITS = 9  # a suffix longer than this is not one of ours (nor is it reached: one per takeover)
+MAX_GENERATION_DIGITS = 18  # a suffix longer than this is not one of ours (nor is it reached: one per takeover)
+MAX_GENERATION = 10 ** MAX_GENERATION_DIGITS - 1
 
 
 def generations(other_config: Dict[str, str], key: str) -> List[Tuple[int, str]]:
@@ -60,6 +68,9 @@ def claim_other_config_key(session, vm: str, key: str, token: str,
     fresh UUID): xapi may accept re-adding an identical pair."""
     if not token:
         raise InvalidArgument("token", "an owner token must not be empty")
+    def dead(holder: str) -> bool:
+        return stale is not None and stale(holder)
+
     for _ in range(2):  # a second look: the generation we tried was taken by a caller since gone
         config = xapi.call(session.xenapi.VM.get_other_config, vm)
         present = generations(config, key)
@@ -68,8 +79,11 @@ def claim_other_config_key(session, vm: str, key: str, token: str,
             holder = config[name]
             if holder == token:
                 return True
-            if stale is None or not stale(holder):
+            if not dead(holder):
                 return False
+            if top >= MAX_GENERATION:  # a hand edit's: no generation above it is read
+                xapi.call(session.xenapi.VM.remove_from_other_config, vm, name)
+                continue
             target = top + 1
         else:
             target = 0
@@ -80,11 +94,14 @@ def claim_other_config_key(session, vm: str, key: str, token: str,
                 raise
         config = xapi.call(session.xenapi.VM.get_other_config, vm)
         present = generations(config, key)
-        if present and config[present[-1][1]] == token:
-            for _, below in present[:-1]:  # superseded: their holders are dead, or lost their claim
-                xapi.call(session.xenapi.VM.remove_from_other_config, vm, below)
+        below = [name for _, name in present[:-1]]
+        if present and config[present[-1][1]] == token and all(dead(config[name]) for name in below):
+            for name in below:  # superseded: their holders are dead
+                xapi.call(session.xenapi.VM.remove_from_other_config, vm, name)
             return True
-        _drop_own(session, vm, config, present, token)  # a generation added under a newer owner's
+        # not ours: a generation added under a newer owner's, or over a live one our read was too
+        # old to see (it claimed the VM after its owner let go): ours decides nothing, and goes
+        _drop_own(session, vm, config, present, token)
     return False
 
 

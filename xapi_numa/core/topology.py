@@ -83,7 +83,12 @@ def _nodes_match_cpus(nodes: Sequence[Node], cpu_node: Sequence[int]) -> bool:
     has (so none twice and none left out).  C-speed passes, no regrouping: every start
     builds a topology."""
     total = len(cpu_node)
-    if sum(len(n.cpus) for n in nodes) != total or not set(map(type, cpu_node)) <= {int}:
+    if not set(map(type, cpu_node)) <= {int}:
+        return False
+    if not all(set(map(type, n.cpus)) <= {int} for n in nodes):  # (0.0 in a set equals 0: the slow, exact way)
+        on = cpus_by_node(cpu_node) or {}
+        return not set(on) - {n.id for n in nodes} and all(n.cpus == on.get(n.id, frozenset()) for n in nodes)
+    if sum(len(n.cpus) for n in nodes) != total:
         return False
     for n in nodes:
         if n.cpus and (max(n.cpus) >= total or min(n.cpus) < 0

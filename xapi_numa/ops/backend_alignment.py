@@ -53,6 +53,7 @@ class BackendAlignment:
         self._refused: Dict[Tuple[str, int, str], Tuple[float, float]] = {}  # write -> (retry at, back-off)
         self._banned_seen: Optional[FrozenSet[int]] = None  # the ban list as last read
         self._remind_at: Optional[float] = None  # when irqbalance is sent SIGHUP again
+        self._irq_written: Dict[Tuple[int, str], FrozenSet[int]] = {}  # IRQ -> the CPUs we last wrote
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -105,10 +106,16 @@ class BackendAlignment:
         self._note_once("read", None)
         present = {(THREAD, t.tid, t.name) for t in state.tasks} | {(IRQ, q.irq, q.name) for q in state.irqs}
         self._refused = {k: v for k, v in self._refused.items() if k in present}
+        self._irq_written = {k: v for k, v in self._irq_written.items() if (IRQ,) + k in present}
         actions = [a for a in backend_affinity.plan(snap, state)
                    if self._refused.get(_write_of(a), (0.0, 0.0))[0] <= snap.time]
-        if any(isinstance(a, SetIrqAffinity) and a.irq in (self._banned_seen or ()) for a in actions):
-            self.dom0.remind_irqbalance()  # banned, yet moved: irqbalance has not heard of the ban
+        now_allowed = {(q.irq, q.name): q.allowed for q in state.irqs}
+        if any(isinstance(a, SetIrqAffinity) and a.irq in (self._banned_seen or ())
+               and now_allowed.get((a.irq, a.name)) != self._irq_written.get((a.irq, a.name))
+               for a in actions):
+            # banned, yet not where we last put it (or where, we do not know: since our start):
+            # irqbalance has not heard of the ban.  (A new target alone, the guest re-homed, is not it.)
+            self.dom0.remind_irqbalance()
         return actions
 
     def _remind_irqbalance(self, now: float) -> None:
@@ -132,6 +139,8 @@ class BackendAlignment:
             key = _write_of(o.action)
             if key is None:
                 continue
+            if o.status == DONE and isinstance(o.action, SetIrqAffinity):
+                self._irq_written[(o.action.irq, o.action.name)] = o.action.cpus
             if o.status == REFUSED:
                 delay = min(2 * self._refused[key][1], REFUSED_RETRY_MAX) if key in self._refused \
                     else REFUSED_RETRY_S
