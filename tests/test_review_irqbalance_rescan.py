@@ -126,3 +126,26 @@ def test_an_irq_banned_yet_moved_again_signals_irqbalance_again(tmp_path):
     rt.cycle()
     assert fake.read("irq/80/smp_affinity_list") == "1\n"
     assert hups == [signal.SIGHUP] * 2, hups
+
+
+def test_a_ban_list_left_by_the_run_before_is_signalled_again_after_a_start(tmp_path):
+    """A daemon restarted just after a change of the list (its SIGHUP perhaps dropped) sends
+    irqbalance one more 25 s after it starts; with no list, none."""
+    hv = sim_host(tmp_path)
+    fake = FakeProc(tmp_path / "dom0")
+    fake.thread(1, "systemd", allowed="0-1")
+    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
+                .format(POLICY_SCRIPT))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "irqbalance-banned-irqs").write_text("80\n")
+    hups = []
+    dom0 = Dom0Proc(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(run_dir),
+                    clock_ticks=100, signaller=lambda pid, sig: hups.append(sig))
+    rt = Runtime(hv, Database(str(tmp_path / "l.db")), Settings(rebalancing=False), dom0=dom0)
+    rt.cycle()
+    assert hups == []
+    for _ in range(3):
+        hv.run(10.0)
+        rt.cycle()
+    assert hups == [signal.SIGHUP]

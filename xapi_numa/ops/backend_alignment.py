@@ -126,7 +126,8 @@ class BackendAlignment:
         except OSError:
             return
         if banned != self._banned_seen:
-            self._remind_at = None if self._banned_seen is None else now + IRQBALANCE_REMIND_S
+            # (at our start, a list left by the run before: its last change may be as recent as that)
+            self._remind_at = None if self._banned_seen is None and not banned else now + IRQBALANCE_REMIND_S
             self._banned_seen = banned
         elif self._remind_at is not None and now >= self._remind_at:
             self._remind_at = None
