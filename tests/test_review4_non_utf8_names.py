@@ -1,0 +1,41 @@
+"""Review 4 (hostile input): a VM name or key typed with bytes that are not UTF-8 (argv
+carries them as surrogate escapes) reached SQLite, which cannot encode them: ``internal
+error: UnicodeEncodeError``, exit 70.  The rule: a refusal naming the field (or "no such
+VM"), never an internal error, nothing changed."""
+import os
+
+import pytest
+
+from xapi_numa.cli.main import main
+
+NOT_UTF8 = b"bad\xff".decode("utf-8", "surrogateescape")  # what argv holds for the byte 0xff
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    path = str(tmp_path / "host.json")
+    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
+    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G"]) == 0
+    assert main(["sim", "create", path, "a", "--vcpus", "1", "--memory", "256M", "--type", "pvh"]) == 0
+    monkeypatch.setenv("XAPI_NUMA_BACKEND", "sim:" + path)
+    return path
+
+
+def _files(host):
+    folder = os.path.dirname(host)
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))
+            if os.path.isfile(os.path.join(folder, name))}
+
+
+@pytest.mark.parametrize("argv", [
+    ["vnuma", NOT_UTF8, "--vcpus", "2", "--memory", "1G"],   # internal error: UnicodeEncodeError (ledger query)
+    ["release", "adhoc-" + NOT_UTF8],                        # internal error: UnicodeEncodeError (ledger query)
+])
+def test_a_name_that_is_not_utf8_is_refused_or_not_found_never_an_internal_error(host, capsys, argv):
+    main(["reservations"])  # the state database exists before the call: its creation is no change
+    before = _files(host)
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "internal error" not in err, (code, err)
+    assert _files(host) == before
