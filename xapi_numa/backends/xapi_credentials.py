@@ -79,7 +79,7 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
         parts = None
     # ASCII only: Python 3.6's urlsplit reads other scripts' digits as a port number
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
-            c.isspace() or ord(c) > 127 for c in url):
+            c.isspace() or ord(c) > 126 or ord(c) < 32 for c in url):  # (control characters too)
         raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(shown(url)), POOL_URL_SYNTAX)
     if parts.scheme == "http" and not insecure:
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(

@@ -225,7 +225,7 @@ def register(sub) -> None:
     q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
                    help="if the target node runs short, put the rest anywhere instead of failing")
     q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")
-    q.add_argument("--lock-fd", dest="lock_fd", type=whole_number, help=argparse.SUPPRESS)
+    q.add_argument("--lock-fd", dest="lock_fd", type=file_descriptor, help=argparse.SUPPRESS)
     q.add_argument("--keep-affinity", dest="keep_affinity", action="store_true",
                    help="leave node and soft affinity as they are afterwards (default: they follow the memory)")
     q.add_argument("--skip", type=whole_number, default=0,
@@ -247,3 +247,11 @@ def register(sub) -> None:
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_memory_moves)
+
+
+def file_descriptor(text: str) -> int:
+    """--lock-fd: a whole number a C int holds (a ValueError, which argparse reports naming the flag)."""
+    value = whole_number(text)
+    if value > 2 ** 31 - 1:
+        raise ValueError(text)
+    return value
