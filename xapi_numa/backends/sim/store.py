@@ -158,6 +158,7 @@ class SimStore:
         (its lock file, a ledger)."""
         if os.path.isdir(self.path):
             raise StateError(f"cannot read simulated host {self.path}: it is a directory")
+        self._refuse_special()
         if not os.path.exists(self.path):
             raise StateError(f"no simulated host at {self.path}: create one with "
                              f"'xapi-numa sim init {self.path} ...'")
@@ -229,7 +230,21 @@ class SimStore:
                 os.unlink(tmp)
             raise
 
+    def _refuse_special(self) -> None:
+        """A FIFO, a device or a socket is never a host's state: opened, a FIFO waits for a
+        writer for ever, and a device that reads empty (/dev/null) looked like a new file."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except OSError:
+            return  # not there (or not reachable): the caller says so
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise StateError(f"{self.path} is not a regular file (a device, FIFO or socket): not a simulated "
+                             f"host's state (choose another path)")
+
     def create(self, host: Host, overwrite: bool = False) -> None:
+        self._refuse_special()
+        if os.path.exists(self.path) and not overwrite:  # (before the lock: nothing made beside another file)
+            raise StateError(f"{self.path} already exists (use --force to replace it)")
         if os.path.exists(self.path) and overwrite and not self._looks_simulated():
             raise StateError(f"{self.path} is not a simulated host's state: not replaced (choose another path)")
         with self._locked(fcntl.LOCK_EX):
