@@ -9,6 +9,7 @@ the user (``XAPI_NUMA_DEBUG=1`` shows it).
 """
 import argparse
 import codecs
+import errno
 import io
 import os
 import sys
@@ -70,24 +71,23 @@ def never_unencodable(stream):
                             line_buffering=stream.line_buffering)
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+class ClosedOutput:
+    """Standard output when the process started with none: a write fails as on a closed
+    file (GuardedOutput says so in one line); the flush at exit has nothing to do."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    if sys.stdout is None:  # started with it closed (>&-): said as any output that cannot be written
+        sys.stdout = ClosedOutput()
     sys.stdout, sys.stderr = never_unencodable(sys.stdout), never_unencodable(sys.stderr)
     if not isinstance(sys.stdout, common.GuardedOutput):
         sys.stdout = common.GuardedOutput(sys.stdout)
-    argv = sys.argv[1:] if argv is None else argv
-    undecodable = next((a for a in argv if not _utf8(a)), None)
-    if undecodable is not None:  # bytes that are not UTF-8 (argv holds them escaped): no name, path or number
-        print("xapi-numa: error: argument {} is not UTF-8 text (allowed: names, paths and numbers in UTF-8)"
-              .format(ascii(undecodable)), file=sys.stderr)
-        return 2
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a flag argparse refused (one line said why)

@@ -129,7 +129,8 @@ def cmd_vnuma(args) -> int:
     hv = common.hypervisor(args)
     topo = hv.topology()
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
-    vm = target.uuid if target is not None else args.vm  # a reservation is keyed by the VM's UUID
+    # a reservation is keyed by the VM's UUID
+    vm = target.uuid if target is not None else common.text_arg(args.vm, "VM")
     free = free_for_plan(hv, target.domid if target is not None else None, common.ledger(args), vm)
     landed = _landed(hv, target) if target is not None else {}
     if args.split is not None:
