@@ -311,6 +311,26 @@ def sim_host(tmp_path):
     return hv
 
 
+def host_with_guest_3(tmp_path, dtype="pvh"):
+    """sim_host with domain 3 (after two others, all homed on node 1): the fake dom0
+    trees name domain 3's backends."""
+    hv = sim_host(tmp_path)
+    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
+    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
+    assert hv.create("g", 1, 256 << 20, soft=N1, dtype=dtype) == 3
+    return hv
+
+
+def dom0_tree(tmp_path, irqbalance=True):
+    """A fake dom0 /proc with systemd and, by default, irqbalance running our policy script."""
+    fake = FakeProc(tmp_path / "dom0")
+    fake.thread(1, "systemd", allowed="0-1")
+    if irqbalance:
+        fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
+                    .format(POLICY_SCRIPT))
+    return fake
+
+
 def allowed(dom0, domid):
     return ({t.tid: sorted(t.allowed) for t in dom0.tasks([domid])},
             {q.irq: sorted(q.allowed) for q in dom0.irqs([domid])})

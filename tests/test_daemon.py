@@ -287,9 +287,9 @@ def test_failures_are_logged_without_flooding(caplog):
     assert lines[3][1] == {"failures": 100, "last_error": "damaged"}
 
 
-def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
-    from xapi_numa.ops.settle import settle
-    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login
+def place_then_plain_start(pool, monkeypatch):
+    """A VM placed by the plugin's place and started by a plain VM.start_on (no settle: the
+    daemon's to do), on the loopback pool's first host: (host, VM ref, its uuid, the placement)."""
     from xapi_numa.plugin.functions import Context, place
 
     server, session = pool
@@ -299,7 +299,16 @@ def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
     placed = place(Context(session._session), {"vm": uuid})
-    session.xenapi.VM.start_on(ref, host, False, False)  # a plain start, no settle
+    session.xenapi.VM.start_on(ref, host, False, False)
+    return host, ref, uuid, placed
+
+
+def test_place_then_plain_start_is_settled_by_the_daemon(pool, monkeypatch):
+    from xapi_numa.ops.settle import settle
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login
+
+    server, session = pool
+    host, ref, uuid, placed = place_then_plain_start(pool, monkeypatch)
     assert "mask" in session.xenapi.VM.get_VCPUs_params(ref)
     sim = server.sims[host]
     ledger = Ledger(server.ledgers[host])

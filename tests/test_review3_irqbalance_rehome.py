@@ -6,22 +6,16 @@ irqbalance has not taken the ban)'.  Each SIGHUP makes irqbalance rescan and re-
 every dom0 IRQ."""
 import signal
 
-from test_backend_affinity import FakeProc, sim_host, N0, N1  # noqa: F401
+from test_backend_affinity import N0, dom0_tree, host_with_guest_3
 
-from xapi_numa.backends.dom0 import POLICY_SCRIPT, Dom0Proc
+from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.db import Database
 
 
 def test_a_rehomed_guest_whose_irq_irqbalance_left_alone_sends_no_sighup(tmp_path):
-    hv = sim_host(tmp_path)
-    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
-    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
-    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
-    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
-                .format(POLICY_SCRIPT))
+    hv, g = host_with_guest_3(tmp_path), 3
+    fake = dom0_tree(tmp_path)
     fake.irq(80, "vif{}.0-q0-tx".format(g), allowed="0-1")
     hups = []
     dom0 = Dom0Proc(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(tmp_path / "run"),

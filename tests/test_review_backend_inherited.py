@@ -4,7 +4,7 @@ never handed back: opting out, --no-backend-affinity and the RPM's --hand-back l
 pinned to one node's dom0 vCPUs for the rest of the process's life."""
 import os
 
-from test_backend_affinity import FakeProc, sim_host, N1  # noqa: F401 (fixtures' helpers)
+from test_backend_affinity import dom0_tree, host_with_guest_3
 
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.backend_pins import BackendJournal
@@ -17,13 +17,8 @@ def allowed_list(fake, rel):
 
 
 def test_a_thread_started_after_alignment_is_handed_back_too(tmp_path):
-    hv = sim_host(tmp_path)                      # dom0 vCPU 0 on node 0, vCPU 1 on node 1
-    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
-    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
-    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="hvm")
-    assert g == 3
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
+    hv = host_with_guest_3(tmp_path, dtype="hvm")
+    fake = dom0_tree(tmp_path, irqbalance=False)
     fake.thread(310, "qemu-dm-3", allowed="0-1")                 # guest 3's device model
     fake.thread(311, "qemu-dm-3", allowed="0-1", pid=310)
     calls = []

@@ -8,9 +8,9 @@ the hypervisor's refusals only)."""
 import errno
 import signal
 
-from test_backend_affinity import FakeProc, sim_host, N1  # noqa: F401
+from test_backend_affinity import dom0_tree, host_with_guest_3
 
-from xapi_numa.backends.dom0 import POLICY_SCRIPT, Dom0Proc
+from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.ops.backend_alignment import LOOK_EVERY
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.db import Database
@@ -24,15 +24,8 @@ class RefusingDom0(Dom0Proc):
 
 
 def test_a_refused_irq_does_not_keep_irqbalance_rescanning(tmp_path):
-    hv = sim_host(tmp_path)
-    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
-    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
-    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
-    assert g == 3
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
-    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
-                .format(POLICY_SCRIPT))
+    hv = host_with_guest_3(tmp_path)
+    fake = dom0_tree(tmp_path)
     fake.irq(80, "vif3.0-q0-tx", allowed="0-1")
     hups = []
     dom0 = RefusingDom0(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(tmp_path / "run"),

@@ -20,9 +20,9 @@ import os
 import signal
 import subprocess
 
-from test_backend_affinity import REPO, FakeProc, sim_host, N1  # noqa: F401
+from test_backend_affinity import REPO, dom0_tree, host_with_guest_3, sim_host
 
-from xapi_numa.backends.dom0 import POLICY_SCRIPT, Dom0Proc
+from xapi_numa.backends.dom0 import Dom0Proc
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.db import Database
 
@@ -66,15 +66,8 @@ class IrqbalanceModel:
 
 
 def test_a_ban_made_right_after_an_irqbalance_rescan_still_reaches_irqbalance(tmp_path):
-    hv = sim_host(tmp_path)
-    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
-    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
-    g = hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh")
-    assert g == 3
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
-    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
-                .format(POLICY_SCRIPT))
+    hv = host_with_guest_3(tmp_path)
+    fake = dom0_tree(tmp_path)
     fake.irq(9, "acpi", allowed="0-1")
     run_dir = str(tmp_path / "run")
     model = IrqbalanceModel(fake, os.path.join(run_dir, "irqbalance-banned-irqs"))
@@ -104,14 +97,8 @@ def test_a_ban_made_right_after_an_irqbalance_rescan_still_reaches_irqbalance(tm
 def test_an_irq_banned_yet_moved_again_signals_irqbalance_again(tmp_path):
     """Whatever swallowed the SIGHUPs, an IRQ on our ban list that someone moved (irqbalance
     balancing it still) is moved back and irqbalance signalled again, at each look."""
-    hv = sim_host(tmp_path)
-    hv.create("a", 1, 256 << 20, soft=N1, dtype="pvh")
-    hv.create("b", 1, 256 << 20, soft=N1, dtype="pvh")
-    assert hv.create("g", 1, 256 << 20, soft=N1, dtype="pvh") == 3
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
-    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
-                .format(POLICY_SCRIPT))
+    hv = host_with_guest_3(tmp_path)
+    fake = dom0_tree(tmp_path)
     fake.irq(80, "vif3.0-q0-tx", allowed="0-1")
     hups = []
     dom0 = Dom0Proc(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(tmp_path / "run"),
@@ -132,10 +119,7 @@ def test_a_ban_list_left_by_the_run_before_is_signalled_again_after_a_start(tmp_
     """A daemon restarted just after a change of the list (its SIGHUP perhaps dropped) sends
     irqbalance one more 25 s after it starts; with no list, none."""
     hv = sim_host(tmp_path)
-    fake = FakeProc(tmp_path / "dom0")
-    fake.thread(1, "systemd", allowed="0-1")
-    fake.thread(600, "irqbalance", cmdline="/usr/sbin/irqbalance\0--foreground\0--policyscript={}\0"
-                .format(POLICY_SCRIPT))
+    fake = dom0_tree(tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "irqbalance-banned-irqs").write_text("80\n")

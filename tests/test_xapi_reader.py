@@ -14,7 +14,7 @@ import threading
 import time
 import types
 
-from test_daemon import swapped_host
+from test_daemon import place_then_plain_start, swapped_host
 
 from xapi_numa import daemon
 from xapi_numa.ops import xapi_link
@@ -117,16 +117,8 @@ def test_a_wedged_lookup_of_a_new_domain_holds_up_no_cycle(pool, tmp_path, monke
     """Auto-settle looked a new domain's VM up in the cycle: with xapi wedged on
     VM.get_by_uuid, the cycle waited.  Now the reader's thread looks it up, the cycle
     goes on, and the VM is settled (in the cycle) once xapi answers."""
-    from xapi_numa.plugin.functions import Context, place
-
     server, session = pool
-    host = session.xenapi.host.get_all()[0]
-    ref, uuid = server.add_vm("web", 2, 1 << 30)
-    for key, value in server.plugin_env(host).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
-    place(Context(session._session), {"vm": uuid})
-    session.xenapi.VM.start_on(ref, host, False, False)  # a plain start: xapi-numad settles it
+    host, ref, uuid, _ = place_then_plain_start(pool, monkeypatch)  # xapi-numad settles it
     sim = server.sims[host]
     worker = Worker()
     rt, closer = daemon_on(tmp_path, monkeypatch, server, worker, sim, sim.path,

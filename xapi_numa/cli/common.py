@@ -65,17 +65,6 @@ def typed(text: Optional[str]) -> Optional[str]:
     return None if text is None else as_typed(text)
 
 
-def text_arg(text: str, field: str) -> str:
-    """:func:`typed`, refused naming ``field`` if it is still not text (bytes that are not
-    UTF-8): the state database, as xapi, holds text only."""
-    value = typed(text) or ""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(field, "{} is not UTF-8 text".format(ascii(text)), "a name or key in UTF-8") from None
-    return value
-
-
 # what XML 1.0, and so XML-RPC and every name xapi holds, can carry
 NOT_IN_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 

@@ -75,7 +75,7 @@ def cmd_reservations(args) -> int:
 def cmd_release(args) -> int:
     # the key place gave it: a VM's UUID as place --vm reads it, or an adhoc- key as printed
     key = args.vm.strip()
-    key = common.text_arg(key, "VM")
+    key = common.xapi_name(key, "VM")
     if not key.startswith("adhoc-"):
         try:
             key = parse_uuid(key, "VM")

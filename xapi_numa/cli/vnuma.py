@@ -130,7 +130,7 @@ def cmd_vnuma(args) -> int:
     topo = hv.topology()
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
     # a reservation is keyed by the VM's UUID
-    vm = target.uuid if target is not None else common.text_arg(args.vm, "VM")
+    vm = target.uuid if target is not None else common.xapi_name(args.vm, "VM")
     free = free_for_plan(hv, target.domid if target is not None else None, common.ledger(args), vm)
     landed = _landed(hv, target) if target is not None else {}
     if args.split is not None:

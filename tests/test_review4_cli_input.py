@@ -41,3 +41,15 @@ def test_a_name_that_is_not_utf8_is_refused_or_not_found_never_an_internal_error
     err = capsys.readouterr().err
     assert code in (1, 2) and "internal error" not in err, (code, err)
     assert _files(host) == before
+
+
+# ``move-memory --lock-fd`` past a C int: Review 4 (hostile input): ``move-memory --lock-fd`` takes any number of up to 40 digits, and one past a C int reached ``os.fstat``: ``internal error: OverflowError``, exit 70, where a smaller bad descriptor is refused naming the flag (exit 2).
+def test_a_lock_fd_beyond_a_c_int_is_refused_naming_the_flag(host, capsys):
+    """``--lock-fd 2147483647`` is refused (exit 2, "not an open descriptor"); one more was
+    ``internal error: OverflowError: Python int too large to convert to C int``, exit 70."""
+    capsys.readouterr()
+    assert main(["move-memory", "a", "--to", "1", "--no-xapi", "--lock-fd", "2147483647"]) == 2
+    capsys.readouterr()
+    code = main(["move-memory", "a", "--to", "1", "--no-xapi", "--lock-fd", "2147483648"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--lock-fd" in err and "internal error" not in err, (code, err)
