@@ -78,7 +78,7 @@ def test_sim_lifecycle(host, capsys):
       "--distances", "11,21;21,10"], "--distances: "),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "--memory: 100G does not fit: "),
     (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
-    (["sim", "unpause", "{host}", "Domain-0"], "domain 0 cannot pause or unpause itself"),
+    (["sim", "unpause", "{host}", "Domain-0"], "VM: dom0 cannot be unpaused (allowed: a guest's domid, name or UUID)"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "10,21"], "distances"),
     (["sim", "init", "{host}", "--nodes", "64", "--cpus-per-node", "512", "--memory-per-node", "1G"],
@@ -271,6 +271,10 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--nodes", ""], "--nodes: '' has an empty entry"),
     (["--nodes", "0,nearest"], "--nodes: '0,nearest': 'nearest' is a policy's word"),
     (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "\u0661\u0660\u0660"], "--hole-start:"),
+    # the typed address is echoed as typed, not as the layout's hex
+    (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "12345"],
+     "--hole-start: '12345' (allowed: a 4 KiB-aligned address above 0, at most 0x100000000"),
+    (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "0x200000000"], "--hole-start: '0x200000000' (allowed"),
     (["--nodes", "1", "--type", "pvh", "--apply"], "VM: domain {domid} (g) has already run"),
     (["--nodes", "1", "--apply"], "--type: hvm, but domain g is pvh"),
     (["--nodes", "1", "--type", "pvh", "--apply", "--memory", "1G"], "--memory: 1G, but domain g has a maximum of 512M"),
@@ -381,10 +385,14 @@ def test_top_json_without_once_is_one_document_per_line(host, capsys, monkeypatc
 
 
 def test_the_simulated_dom0_cannot_pause_itself_as_on_xen(host, capsys):
-    capsys.readouterr()
-    assert main(["sim", "pause", host, "0"]) != 0
-    assert "domain 0 cannot pause or unpause itself" in capsys.readouterr().err
     from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.errors import HypervisorError
+    with pytest.raises(HypervisorError, match="domain 0 cannot pause or unpause itself"):
+        SimHypervisor(host).pause(0)
+    # the CLI refuses it as it refuses destroying dom0: a bad argument (exit 2), not a failed hypercall
+    capsys.readouterr()
+    assert main(["sim", "pause", host, "0"]) == 2
+    assert "VM: dom0 cannot be paused (allowed: a guest's domid, name or UUID)" in capsys.readouterr().err
     assert not next(d for d in SimHypervisor(host).domains() if d.domid == 0).paused
 
 

@@ -86,11 +86,14 @@ def cmd_sim_create(args) -> int:
     return 0
 
 
+_DONE = {"pause": "paused", "unpause": "unpaused", "destroy": "destroyed"}
+
+
 def cmd_sim_control(args) -> int:
     sim = SimHypervisor(args.path)
     domid = domain_by_name_or_id(sim, args.name).domid  # a name typed in UTF-8 on an ASCII locale too
-    if domid == 0 and args.action == "destroy":  # Xen refuses it (EPERM): "not privileged" would mislead
-        raise InvalidArgument("VM", "dom0 cannot be destroyed", "a guest's domid, name or UUID")
+    if domid == 0:  # Xen refuses it (EPERM, EINVAL): "not privileged" or "invalid argument" would mislead
+        raise InvalidArgument("VM", "dom0 cannot be {}".format(_DONE[args.action]), "a guest's domid, name or UUID")
     {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)
     return 0
 

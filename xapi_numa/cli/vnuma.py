@@ -164,7 +164,12 @@ def _hole_start(args) -> int:
     if not HEX_OR_DECIMAL.fullmatch(text):
         raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
                               "a byte address in ASCII hex or decimal, e.g. 0xf0000000")
-    return int(text, 0 if text[:2] in ("0x", "0X") else 10)
+    address = int(text, 0 if text[:2] in ("0x", "0X") else 10)
+    # checked here, not only by the layout, so that the message shows what was typed, not its hex
+    if address % 4096 or not 0 < address <= vnuma.FOUR_GiB:
+        raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
+                              "a 4 KiB-aligned address above 0, at most 0x100000000 (4 GiB), e.g. 0xf0000000")
+    return address
 
 
 def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int]) -> None:
