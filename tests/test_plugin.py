@@ -66,7 +66,10 @@ def test_policy_round_trip_and_validation(ctx):
     before = session.xenapi.VM.get_other_config(ref)
     for args, field in [({"vm": uuid, "mode": "loose"}, "mode"), ({"vm": uuid, "mode": "strict", "nodes": "7"}, "nodes"),
                         ({"vm": "not-a-uuid", "mode": "strict"}, "vm"), ({"vm": uuid}, "mode"),
-                        ({"vm": uuid, "mode": "strict", "colour": "red"}, "colour")]:
+                        ({"vm": uuid, "mode": "strict", "colour": "red"}, "colour"),
+                        # given empty: refused, not taken for the default (best_effort, fallback)
+                        ({"vm": uuid, "mode": ""}, "mode"), ({"vm": uuid, "mode": "strict", "on_exhaust": " "},
+                                                              "on_exhaust")]:
         details = err(run(server, host, sid, "set_policy", args))
         assert details[:2] == ["NUMA_INVALID_ARGUMENT", field] and "allowed" in details[2]
     assert session.xenapi.VM.get_other_config(ref) == before  # nothing changed on failure
@@ -79,6 +82,8 @@ def test_place_settle_release(ctx):
     ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": "0,1,2,3,4,5,6,7", "weight": "512"})
     what_if = ok(run(server, host, sid, "place", {"vcpus": "2", "memory": "1G"}))
     assert len(what_if["nodes"]) == 1 and what_if["reserved"] is False
+    details = err(run(server, host, sid, "place", {"vcpus": "2", "memory": "1G", "mode": ""}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "mode"] and "is empty" in details[2], details
     placed = ok(run(server, host, sid, "place", {"vm": uuid}))
     assert placed["reserved"] and len(placed["nodes"]) == 1
     node = placed["nodes"][0]

@@ -8,6 +8,7 @@ from typing import AbstractSet, Dict
 
 from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.numbers import shown, shown_digits
+from xapi_numa.core.policy import MODES, ON_EXHAUST, Policy
 from xapi_numa.errors import InvalidArgument
 
 MAX_ARG = 1024
@@ -47,3 +48,13 @@ def int_arg(args: Dict[str, str], key: str, low: int, high: int) -> int:
     if len(digits) > len(str(high)) or not low <= int(digits) <= high:
         raise InvalidArgument(key, "{} is out of range".format(shown_digits(digits)), "{}..{}".format(low, high))
     return int(digits)
+
+
+def policy_arg(args: Dict[str, str]) -> Policy:
+    """mode, nodes and on_exhaust as a Policy.  A mode or on_exhaust given empty is
+    refused: Policy.parse reads "" as unset (an emptied other-config key), but a caller
+    who typed ``mode=`` meant something, and best_effort is a guess."""
+    for key, allowed in (("mode", MODES), ("on_exhaust", ON_EXHAUST)):
+        if key in args and not args[key].strip():
+            raise InvalidArgument(key, "{} is empty".format(shown(args[key])), ", ".join(allowed))
+    return Policy.parse(args.get("mode"), args.get("nodes"), args.get("on_exhaust"))

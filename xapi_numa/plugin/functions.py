@@ -18,13 +18,13 @@ from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.placement import Request
-from xapi_numa.core.policy import Policy, stored_or_default
+from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, queries, reserve, runtime, settle as settling,
                            start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
-from xapi_numa.plugin.args import bool_arg, check_args, int_arg, uuid_arg
+from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
 
@@ -126,7 +126,7 @@ def vcpus(ctx: Context, args: Dict[str, str]) -> list:
 def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm", "mode"}, {"nodes", "on_exhaust"})
     uuid = uuid_arg(args)
-    policy = Policy.parse(args["mode"], args.get("nodes"), args.get("on_exhaust"))
+    policy = policy_arg(args)
     nr_nodes = len(ctx.hv.topology().nodes)
     for node in policy.nodes:
         if node >= nr_nodes:
@@ -160,7 +160,7 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
     request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory"),
-                      Policy.parse(args.get("mode"), args.get("nodes"), args.get("on_exhaust")))
+                      policy_arg(args))
     return dict(start_placement.place_what_if(ctx.hv, ctx.ledger, request), vm=None)
 
 
