@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import cpuset
-from xapi_numa.core.numbers import decimal_number, parse_decimal, plain
+from xapi_numa.core.host import parse_uuid
+from xapi_numa.core.numbers import decimal_number, parse_decimal, plain, whole_number
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.core.memory_move import RATE_MAX, RATE_MIN, format_rate, parse_node, parse_rate
+from xapi_numa.plugin.args import bool_arg, int_arg
 
 HOST = Topology.uniform(2, 4, 1 << 30)
 SYNTAX = list("0123456789-,;^:. \tkKmMgGtTpPiIbB") + ["node:", "nodes:", "all", "none", "nearest", "^all"]
@@ -157,8 +159,29 @@ def test_every_parser_refuses_each_non_ascii_digit(digit):
 
 def test_a_rate_is_read_as_checked_on_every_python():
     """Python 3.6's float() strips less than str.strip(): "5\\x1f" once passed the check and
-    then crashed the conversion there."""
-    assert parse_rate("5\x1f") == 5 * (1 << 20) and parse_rate(" 12.5 ") == 12.5 * (1 << 20)
+    then crashed the conversion there.  Only ASCII spaces are stripped now, so it is refused."""
+    assert parse_rate(" 12.5\t") == 12.5 * (1 << 20)
+    with pytest.raises(InvalidArgument):
+        parse_rate("5\x1f")
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", "\x1f", "\x85"])
+def test_only_ascii_spaces_surround_a_number(space):
+    """The digits must be ASCII, and so must the spaces around them: str.strip() took a
+    no-break or em space, so '\\u20034' passed as 4 where '\\u0664' was refused."""
+    parsers = (lambda t: HOST.parse_cpus(t), lambda t: HOST.parse_nodes(t), lambda t: Policy.parse("strict", t),
+               lambda t: Policy.parse(t), parse_node, parse_rate, lambda t: parse_uuid(t),
+               lambda t: int_arg({"n": t}, "n", 0, 9), lambda t: bool_arg({"b": t}, "b"))
+    values = ("1", "1", "1", "strict", "1", "1", "01234567-89ab-cdef-0123-456789abcdef", "1", "true")
+    for parse, value in zip(parsers, values):
+        assert parse(" {}\t".format(value)) is not None  # ASCII spaces are fine
+        for typed in (space + value, value + space):
+            with pytest.raises(InvalidArgument):
+                parse(typed)
+    for parse in (whole_number, decimal_number):
+        assert parse(" 1\n") == 1
+        with pytest.raises(ValueError):
+            parse(space + "1")
 
 
 @pytest.mark.parametrize("typed, shown", [("123456789", "123456789"), ("100000000000000000000", "1e+20"),

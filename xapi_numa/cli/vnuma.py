@@ -160,7 +160,7 @@ def _hole_start(args) -> int:
     """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type."""
     if args.hole_start is None:
         return vnuma.LOWMEM_END[args.type]
-    text = args.hole_start.strip()
+    text = numbers.trim(args.hole_start)
     if not HEX_OR_DECIMAL.fullmatch(text):
         raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
                               "a byte address in ASCII hex or decimal, e.g. 0xf0000000")

@@ -19,7 +19,7 @@ Node lists (``parse_nodes``) use the same grammar over node ids, without the
 import re
 from typing import AbstractSet, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
-from xapi_numa.core.numbers import is_decimal, shown, shown_digits
+from xapi_numa.core.numbers import is_decimal, shown, shown_digits, trim
 from xapi_numa.errors import InvalidArgument
 
 def within(cpus: FrozenSet[int], bound: Optional[AbstractSet[int]]) -> FrozenSet[int]:
@@ -86,8 +86,8 @@ def parse_cpus(
     if not isinstance(text, str):
         raise InvalidArgument(field, f"expected a CPU list, got {type(text).__name__}", CPU_SYNTAX)
     result: set = set()
-    tokens = [t.strip() for t in text.split(",")]
-    if text.strip() == "none":
+    tokens = [trim(t) for t in text.split(",")]
+    if trim(text) == "none":
         return frozenset()
     if not any(tokens):
         raise InvalidArgument(field, "empty CPU list", CPU_SYNTAX)

@@ -11,7 +11,7 @@ from typing import FrozenSet, Iterable, Tuple
 
 import attrs
 
-from xapi_numa.core.numbers import is_decimal, shown
+from xapi_numa.core.numbers import is_decimal, shown, trim
 from xapi_numa.errors import InvalidArgument, UnknownVM
 
 DOMAIN_TYPES = ("pv", "pvh", "hvm")
@@ -99,7 +99,7 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 def parse_uuid(text: str, field: str = "vm") -> str:
     """A VM's UUID as xapi spells it (lower case), from what was typed."""
-    value = text.strip().lower()
+    value = trim(text).lower()
     if not UUID_RE.match(value):
         raise InvalidArgument(field, "{} is not a UUID".format(shown(text)),
                               "a UUID like 01234567-89ab-cdef-0123-456789abcdef")

@@ -209,7 +209,7 @@ def found_running(domid: int, backed: int) -> str:
 def parse_node(text: str, field: str = "to") -> int:
     """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
     allowed = "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1)
-    value = text.strip() if isinstance(text, str) else text
+    value = numbers.trim(text) if isinstance(text, str) else text
     prefixed = isinstance(value, str) and value.startswith(("nodes:", "node:"))
     number = value.split(":", 1)[1] if prefixed else value
     if prefixed and not numbers.is_decimal(number):  # quote what was typed, prefix and all
@@ -232,13 +232,13 @@ def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
     """MiB/s as typed (``200``, ``12.5``) -> bytes/s (None: unpaced beyond the duty cycle)."""
     if text is None:
         return None
-    plain = text.strip()
+    plain = numbers.trim(text)
     whole, dot, fraction = plain.partition(".")
     if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
             or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
         raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
-    value = float(plain)  # what was checked (Python 3.6's float() strips less than str.strip())
+    value = float(plain)  # what was checked
     if not RATE_MIN <= value <= RATE_MAX:
-        raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(text.strip())),
+        raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(plain)),
                               RATE_ALLOWED)
     return value * (1 << 20)

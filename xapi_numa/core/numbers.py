@@ -21,6 +21,16 @@ MAX_DIGITS = 40
 SHOWN = 24  # characters of a bad value quoted back in an error
 
 
+ASCII_SPACE = " \t\n\r\f\v"
+
+
+def trim(text: str) -> str:
+    """``text`` without ASCII spaces around it.  ``str.strip()`` also takes Unicode
+    spaces (no-break, em), which would let ``'\u20034'`` pass as ``4`` while the
+    digits themselves must be ASCII."""
+    return text.strip(ASCII_SPACE)
+
+
 def is_decimal(text: object) -> bool:
     """True for a non-empty string of ASCII digits and nothing else."""
     return isinstance(text, str) and _DIGITS.fullmatch(text) is not None
@@ -56,7 +66,7 @@ def parse_decimal(text: object, field: str, allowed: str, maximum: Optional[int]
 def whole_number(text: str) -> int:
     """For command-line flags: ``[0-9]+`` only (``int()`` takes other scripts' digits
     too); a ValueError, which argparse reports naming the flag."""
-    text = text.strip()
+    text = trim(text)
     if not is_decimal(text) or len(text) > MAX_DIGITS:
         raise ValueError(text)
     return int(text)
@@ -64,10 +74,10 @@ def whole_number(text: str) -> int:
 
 def decimal_number(text: str) -> float:
     """For command-line flags: ``[0-9]+`` with an optional ``.[0-9]+`` (ASCII only)."""
-    whole, dot, fraction = text.strip().partition(".")
+    whole, dot, fraction = trim(text).partition(".")
     if not is_decimal(whole) or (dot and not is_decimal(fraction)) or len(whole) > MAX_DIGITS:
         raise ValueError(text)
-    return float(text.strip())
+    return float(trim(text))
 
 
 def plain(value: float) -> str:

@@ -23,7 +23,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 import attrs
 
-from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
+from xapi_numa.core.numbers import is_decimal, parse_decimal, shown, trim
 from xapi_numa.errors import InvalidArgument, NumaError
 
 MODES = ("any", "best_effort", "preferred", "strict")
@@ -41,7 +41,7 @@ def _node_id(text: str) -> int:
 
 
 def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
-    tokens = [t.strip() for t in text.split(",")]
+    tokens = [trim(t) for t in text.split(",")]
     if any(t == "" for t in tokens):
         raise InvalidArgument("nodes", "{} has an empty entry".format(shown(text)), NODES_SYNTAX)
     nearest = tokens[-1] == "nearest"
@@ -98,21 +98,21 @@ class Policy:
               on_exhaust: Optional[str] = None) -> "Policy":
         """Validate the three strings; unset fields take their defaults."""
         m = (mode if mode not in (None, "") else "best_effort")
-        if not isinstance(m, str) or m.strip() not in MODES:
+        if not isinstance(m, str) or trim(m) not in MODES:
             raise InvalidArgument("mode", f"unknown mode {mode!r}", ", ".join(MODES))
-        m = m.strip()
+        m = trim(m)
         e = (on_exhaust if on_exhaust not in (None, "") else "fallback")
-        if not isinstance(e, str) or e.strip() not in ON_EXHAUST:
+        if not isinstance(e, str) or trim(e) not in ON_EXHAUST:
             raise InvalidArgument("on_exhaust", f"unknown value {on_exhaust!r}", ", ".join(ON_EXHAUST))
-        e = e.strip()
+        e = trim(e)
         node_list: Tuple[int, ...] = ()
         nearest = False
-        if nodes is not None and str(nodes).strip() != "":
+        if nodes is not None and trim(str(nodes)) != "":
             if not isinstance(nodes, str):
                 raise InvalidArgument("nodes", f"expected a string, got {type(nodes).__name__}", NODES_SYNTAX)
             if len(nodes) > 512:
                 raise InvalidArgument("nodes", "value is too long", NODES_SYNTAX)
-            node_list, nearest = _parse_node_list(nodes.strip())
+            node_list, nearest = _parse_node_list(trim(nodes))
         if m == "any" and (node_list or nearest):
             raise InvalidArgument("nodes", "mode 'any' takes no node list (Xen chooses)",
                                   "leave nodes empty, or use best_effort, preferred or strict")

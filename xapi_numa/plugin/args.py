@@ -7,7 +7,7 @@ import re
 from typing import AbstractSet, Dict
 
 from xapi_numa.core.host import parse_uuid
-from xapi_numa.core.numbers import shown, shown_digits
+from xapi_numa.core.numbers import shown, shown_digits, trim
 from xapi_numa.core.policy import MODES, ON_EXHAUST, Policy
 from xapi_numa.errors import InvalidArgument
 
@@ -33,14 +33,14 @@ def uuid_arg(args: Dict[str, str], key: str = "vm") -> str:
 def bool_arg(args: Dict[str, str], key: str, default: bool = False) -> bool:
     if key not in args:
         return default
-    value = args[key].strip().lower()
+    value = trim(args[key]).lower()
     if value not in ("true", "false"):
         raise InvalidArgument(key, "{!r}".format(args[key]), "true, false")
     return value == "true"
 
 
 def int_arg(args: Dict[str, str], key: str, low: int, high: int) -> int:
-    text = args[key].strip()
+    text = trim(args[key])
     # ASCII digits only: int() would take other scripts' digits too
     if not re.match(r"^[0-9]+$", text):
         raise InvalidArgument(key, "{} is not an integer".format(shown(args[key])), "{}..{}".format(low, high))
@@ -55,6 +55,6 @@ def policy_arg(args: Dict[str, str]) -> Policy:
     refused: Policy.parse reads "" as unset (an emptied other-config key), but a caller
     who typed ``mode=`` meant something, and best_effort is a guess."""
     for key, allowed in (("mode", MODES), ("on_exhaust", ON_EXHAUST)):
-        if key in args and not args[key].strip():
+        if key in args and not trim(args[key]):
             raise InvalidArgument(key, "{} is empty".format(shown(args[key])), ", ".join(allowed))
     return Policy.parse(args.get("mode"), args.get("nodes"), args.get("on_exhaust"))
