@@ -584,6 +584,15 @@ def test_backends_command(tmp_path):
         assert r.returncode != 0 and "Traceback" not in r.stderr and field in r.stderr
 
 
+def test_backends_of_a_vm_not_there_changes_nothing(tmp_path):
+    """The simulated dom0 tree is made at the first look: a VM that is not there made it."""
+    sim_host(tmp_path)
+    before = sorted(os.listdir(str(tmp_path)))
+    r = cli("--backend", "sim:" + str(tmp_path / "host"), "backends", "nosuch")
+    assert r.returncode == 1 and "no such VM or domain: nosuch" in r.stderr
+    assert sorted(os.listdir(str(tmp_path))) == before
+
+
 def test_parse_cpu_list():
     assert parse_cpu_list("0-2,5\n") == frozenset({0, 1, 2, 5}) and parse_cpu_list("") == frozenset()
 

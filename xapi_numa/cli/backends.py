@@ -12,14 +12,16 @@ def cmd_backends(args) -> int:
         raise InvalidArgument("--pool", "backend work is per host (it lives in each host's dom0)",
                               "xapi-numa backends on the host itself")
     hv = common.hypervisor(args)
-    dom0 = backend_alignment.dom0_for(backend_spec(args.backend), hv)
-    if dom0 is None:
-        raise BackendUnavailable("this machine is not dom0 of a Xen host (no /proc/xen): "
-                                 "backend threads can only be read there")
+    # the VM first: a simulated host's dom0 tree is made at its first look, and a VM
+    # that is not there must change nothing
     if args.vm is not None:
         domain = domain_by_name_or_id(hv, args.vm)
         if domain.domid == 0:
             raise InvalidArgument("VM", "dom0 has no backends of its own", "a guest's domid, name or UUID")
+    dom0 = backend_alignment.dom0_for(backend_spec(args.backend), hv)
+    if dom0 is None:
+        raise BackendUnavailable("this machine is not dom0 of a Xen host (no /proc/xen): "
+                                 "backend threads can only be read there")
     report = backend_alignment.report(observe.take(hv), dom0, None if args.vm is None else str(domain.domid))
     common.emit(args, report, render_report)
     return 0
