@@ -416,6 +416,19 @@ def test_a_stop_restores_every_pin_past_the_write_budget(tmp_path):
     assert all(v.hard == topo.all_cpus for d in sim.domains() if d.domid for v in sim.vcpus(d.domid))
 
 
+def test_hand_back_where_the_daemon_never_ran_makes_no_state(tmp_path):
+    """The package's removal runs --hand-back even where xapi-numad never ran: it made the
+    state folder and an empty database there (/var/lib/xapi-numa on a host)."""
+    path = str(tmp_path / "h.json")
+    subprocess.run([sys.executable, "-m", "xapi_numa.cli", "sim", "init", path, "--nodes", "2", "--cpus-per-node",
+                    "2", "--memory-per-node", "4G"], check=True, stdout=subprocess.PIPE)
+    ledger = tmp_path / "state" / "xapi-numa.db"
+    done = subprocess.run([XAPI_NUMAD, "--backend", "sim:" + path, "--no-xapi", "--hand-back", "--ledger",
+                           str(ledger)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert done.returncode == 0 and "nothing to hand back" in done.stderr, done.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_hand_back_puts_guests_backend_work_back_and_runs_no_cycle(tmp_path):
     """The package's removal stops the daemon (which restores its temporary pins) and then
     runs --hand-back: netback/blkback threads and IRQs left on one node's dom0 vCPUs would
