@@ -53,3 +53,25 @@ def test_a_lock_fd_beyond_a_c_int_is_refused_naming_the_flag(host, capsys):
     code = main(["move-memory", "a", "--to", "1", "--no-xapi", "--lock-fd", "2147483648"])
     err = capsys.readouterr().err
     assert code == 2 and "--lock-fd" in err and "internal error" not in err, (code, err)
+
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize("argv", [
+    ["vcpus", LONG],                                          # no such VM or domain: <5000 characters>
+    ["memory", LONG],                                         # argparse: unrecognized arguments: <5000>
+    ["place", "--vcpus", "1", "--memory", "1G", "--mode", LONG],
+    ["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "64M", "--load", LONG],
+])
+def test_a_long_value_is_quoted_by_its_start_not_in_full(host, capsys, argv):
+    """An error repeats at most a few hundred characters of what was typed, and says how long it was."""
+    capsys.readouterr()
+    try:
+        code = main([a.replace("{host}", host) for a in argv])
+    except SystemExit as done:  # argparse's refusals exit from inside main
+        code = done.code
+    err = capsys.readouterr().err
+    assert code == 2 or code == 1, err
+    assert len(err) < 1000 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "characters cut]" in err, err

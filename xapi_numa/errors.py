@@ -11,6 +11,20 @@ import errno as _errno
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 
+# Longest user-supplied text an error repeats: a 100 kB name or argument is quoted as
+# its start and its length, not in full (a terminal, a log line, xapi's task record).
+MAX_ECHO = 200
+
+
+def cut(text: str, limit: int = MAX_ECHO) -> str:
+    """``text``, or, when it is longer than ``limit``, its start and its end with how much
+    was left out between them (the end often says what is wrong: "... is not a number")."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[:limit * 2 // 3], text[len(text) - limit // 3:]
+    return "{}...[{} characters cut]...{}".format(head, len(text) - len(head) - len(tail), tail)
+
+
 class NumaError(Exception):
     """Base class: a failure with a stable code and a human message."""
 
@@ -32,6 +46,7 @@ class InvalidArgument(NumaError):
     code = "NUMA_INVALID_ARGUMENT"
 
     def __init__(self, field: str, message: str, allowed: Optional[str] = None) -> None:
+        field, message = cut(field), cut(message, 2 * MAX_ECHO)  # the message may quote what was typed
         text = f"{field}: {message}"
         if allowed:
             text += f" (allowed: {allowed})"
@@ -58,6 +73,7 @@ class UnknownVM(NumaError):
     code = "NUMA_UNKNOWN_VM"
 
     def __init__(self, vm: str) -> None:
+        vm = cut(vm)
         super().__init__(f"no such VM or domain: {vm}", (vm,))
 
 

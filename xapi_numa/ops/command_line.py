@@ -7,12 +7,15 @@ quietly acted on this host, ``--backend ""`` opened Xen, ``--ledger ""`` the
 default database."""
 import argparse
 
+from xapi_numa.errors import MAX_ECHO, cut
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but its own errors name the field like ours do (exit 2, one line)."""
 
     def error(self, message: str) -> None:
-        self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, message, self.prog))
+        # argparse quotes what was typed ("unrecognized arguments: ..."): never a page of it
+        self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, cut(message, 2 * MAX_ECHO), self.prog))
 
 
 def given(text: str) -> str:
