@@ -89,9 +89,14 @@ val topology : handle -> topology
 (** Two readings, one after the other: nodes (distances and memory), then CPUs.
     They are not one snapshot: a CPU or node brought on- or offline between
     them shows in one and not the other (a CPU whose node has no row in
-    [distances] is in no [node_cpus]). *)
+    [distances] is in no [node_cpus]).  There is always at least one node:
+    Xen reports node 0 on every host (one without NUMA is one node), so an
+    answer of none raises [Error (EIO, _)] -- nothing to place on, not an
+    empty host. *)
 
 val node_memory : handle -> node_memory array
+(** One entry per node, at least one: raises [Error (EIO, _)] where the host
+    reports none, as {!topology} does. *)
 
 (** {1 Domains and vCPUs} *)
 

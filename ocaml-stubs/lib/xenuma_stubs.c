@@ -269,7 +269,10 @@ CAMLprim value stub_xenuma_physinfo(value handle)
     CAMLreturn(r);
 }
 
-/* (size, free) per node in bytes, and the distance matrix. */
+/* (size, free) per node in bytes, and the distance matrix: at least one node.
+ * Xen always reports node 0 (a host without NUMA is one node), so an answer of
+ * none is an error, raised here for every caller (node_memory, topology), not
+ * arrays a placement would index. */
 CAMLprim value stub_xenuma_numainfo(value handle)
 {
     CAMLparam1(handle);
@@ -284,8 +287,10 @@ CAMLprim value stub_xenuma_numainfo(value handle)
     rc = xn_numainfo(h, &n, size, free_bytes, dist);
     call_end(handle);
     check(rc, "xn_numainfo");
-    mem = caml_alloc_tuple(n ? n : 1);
-    dists = caml_alloc_tuple(n ? n : 1);
+    if (n == 0)
+        raise_error(-EIO, "xn_numainfo: the host reported no NUMA node");
+    mem = caml_alloc_tuple(n);
+    dists = caml_alloc_tuple(n);
     for (i = 0; i < n; i++) {
         node = caml_alloc_tuple(2);
         Store_field(node, 0, caml_copy_int64((int64_t)size[i]));

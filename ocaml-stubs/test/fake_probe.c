@@ -64,6 +64,31 @@ CAMLprim value fake_used_after_close(value unit)
     return Val_int(p ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : -1);
 }
 
+/* While set, xc_numainfo answers that the host has no node (Xen never does:
+ * every host has node 0), as a broken hypervisor or a fake might. */
+static int numainfo_no_nodes;
+
+CAMLprim value fake_numainfo_no_nodes(value on)
+{
+    numainfo_no_nodes = Bool_val(on);
+    return Val_unit;
+}
+
+/* This executable's xc_numainfo, which libxenuma's calls bind to: the loaded
+ * libxenctrl's, or a count of 0 while numainfo_no_nodes is set. */
+int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, uint32_t *distance)
+{
+    static int (*next)(xc_interface *, unsigned *, xc_meminfo_t *, uint32_t *);
+
+    if (numainfo_no_nodes) {
+        *max_nodes = 0;
+        return 0;
+    }
+    if (!next)
+        *(void **)&next = dlsym(RTLD_NEXT, "xc_numainfo");
+    return next ? next(xch, max_nodes, meminfo, distance) : -1;
+}
+
 /* --- the fake guest (domid 1: fake_xenctrl.c's guest-memory model) --------------------- */
 
 static void *fake_sym(const char *name)

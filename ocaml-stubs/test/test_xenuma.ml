@@ -31,6 +31,8 @@ external fake_run_pending : unit -> unit = "fake_run_pending"
 
 external fake_signal_at_max_cpus : int -> unit = "fake_signal_at_max_cpus"
 
+external fake_numainfo_no_nodes : bool -> unit = "fake_numainfo_no_nodes"
+
 external fake_release_physinfo_with_signal : int -> int -> unit = "fake_release_physinfo_with_signal"
 
 let passed = ref 0
@@ -59,6 +61,14 @@ let failing spec f =
   Unix.putenv "FAKE_XC_FAIL" spec ;
   Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_FAIL" "") f
 
+(* Does f () hold in a child process?  For a check whose failure may be a
+   crash (a stub handing OCaml a malformed value): false then, not the end of
+   the run.  The child leaves by _exit, flushing nothing of the parent's. *)
+let in_child f =
+  match Unix.fork () with
+  | 0 -> Unix._exit (match f () with true -> 0 | false | (exception _) -> 1)
+  | pid -> (match snd (Unix.waitpid [] pid) with Unix.WEXITED 0 -> true | _ -> false)
+
 (* f raises Error (EINVAL, _), as every argument out of its range must. *)
 let refused name f = check name (match raised f with Some (Unix.EINVAL, _) -> true | _ -> false)
 
@@ -83,6 +93,15 @@ let test_queries h =
   Unix.putenv "FAKE_XC_OFFLINE_NODE" "" ;
   check "an offline node has no memory (not XEN_INVALID_MEM_SZ as bytes)"
     (offline.(1).size = 0L && offline.(1).free = 0L && offline.(0).size > 0L) ;
+  (* Xen always reports node 0; an answer of no node is an error, not arrays
+     whose one entry is no (size, free) pair at all *)
+  let no_node f =
+    in_child (fun () ->
+        fake_numainfo_no_nodes true ;
+        match raised f with Some (Unix.EIO, ctx) -> contains ctx "no NUMA node" | _ -> false)
+  in
+  check "a host reporting no node: node_memory raises EIO" (no_node (fun () -> Xenuma.node_memory h)) ;
+  check "a host reporting no node: topology raises EIO" (no_node (fun () -> Xenuma.topology h)) ;
   let p = Xenuma.physinfo h in
   check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
   let doms = Xenuma.domains h in
