@@ -289,7 +289,10 @@ val set_vnuma :
     vnode, each with one entry per vnode.  An inconsistent layout (a ragged
     or non-square [vdistance], an index out of range, a vnode without memory
     or vCPU, ranges unaligned, overlapping or out of order, a negative entry)
-    raises [Error (EINVAL, _)] before any hypercall. *)
+    raises [Error (EINVAL, _)] before any hypercall.  [ranges],
+    [vcpu_to_vnode] or [vnode_to_pnode] with 2{^32} entries or more (more than
+    libxenuma's uint32_t counts hold) raises [Invalid_argument] naming that
+    argument, before anything is done. *)
 
 type vnuma_layout = {
     ranges : vmemrange array  (** ascending, as Xen holds them *)

@@ -16,7 +16,8 @@
  *    decide about (ENOSYS/EOPNOTSUPP for a call the hypervisor lacks);
  *  - every OCaml int is range-checked into its C type (u32_of_int), never
  *    cast: a cast wraps, and a wrapped domid, node or timeout names another
- *    domain, another node or a pause of weeks;
+ *    domain, another node or a pause of weeks; an array's length handed to C
+ *    as a count likewise (count_arg), raising Invalid_argument;
  *  - nothing is acquired (memory, the in-flight count) and no state changed
  *    before the last point that can raise: argument checks and handle_of
  *    come first, and the lock is released by enter_blocking, which runs no
@@ -112,6 +113,23 @@ static uint32_t u32_arg(value v, uint32_t max, const char *what)
         raise_error(-EINVAL, context);
     }
     return out;
+}
+
+/* The length of `array` as a count for libxenuma, which takes uint32_t, or
+ * Invalid_argument "<what>: <n> entries, ...".  Never cut to its low 32 bits:
+ * 2^32 + 1 ranges would be taken for 1 and the rest read into a buffer sized
+ * for that one.  Invalid_argument, not Error (EINVAL): no host or layout makes
+ * such a length right, it is the caller's bug (as Array.make's is). */
+static uint32_t count_arg(value array, const char *what)
+{
+    mlsize_t n = Wosize_val(array);
+    char msg[160];
+
+    if (n > U32_MAX) {
+        snprintf(msg, sizeof(msg), "%s: %lu entries, more than %u", what, (unsigned long)n, U32_MAX);
+        caml_invalid_argument(msg);
+    }
+    return (uint32_t)n;
 }
 
 /* A path handed to C is cut at its first NUL: one holding a NUL names another file. */
@@ -1012,10 +1030,12 @@ CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, va
 {
     CAMLparam4(handle, domid, ranges, layout);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_domain_setvnuma: domid");
+    uint32_t nr_ranges = count_arg(ranges, "Xenuma.set_vnuma: ranges");
+    uint32_t nr_vcpus = count_arg(Field(layout, 1), "Xenuma.set_vnuma: vcpu_to_vnode");
+    uint32_t nr_vnodes = count_arg(Field(layout, 2), "Xenuma.set_vnuma: vnode_to_pnode");
     xn_handle *h = handle_of(&handle);
     /* read after handle_of, which may move them */
     value dist = Field(layout, 0), v2n = Field(layout, 1), n2p = Field(layout, 2);
-    uint32_t nr_ranges = Wosize_val(ranges), nr_vnodes = Wosize_val(n2p), nr_vcpus = Wosize_val(v2n);
     struct xn_vmemrange *r = calloc(nr_ranges ? nr_ranges : 1, sizeof(*r));
     uint32_t *cdist = calloc((size_t)nr_vnodes * nr_vnodes + 1, sizeof(*cdist));
     uint32_t *cv2n = calloc(nr_vcpus + 1, sizeof(*cv2n)), *cn2p = calloc(nr_vnodes + 1, sizeof(*cn2p));

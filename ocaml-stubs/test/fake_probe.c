@@ -7,9 +7,13 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <caml/alloc.h>
+#include <caml/custom.h>
+#include <caml/fail.h>
+#include <caml/gc.h>
 #include <caml/memory.h>
 #include <caml/mlvalues.h>
 #include <caml/signals.h>
@@ -144,6 +148,82 @@ CAMLprim value fake_live_mappings(value unit)
     long *p = fake_sym("fake_fmem_live_mappings");
     (void)unit;
     return Val_long(p ? *p : -1);
+}
+
+/* --- arrays longer than a uint32_t counts ---------------------------------------------- */
+
+/* Arrays of 2^32 entries and more, for set_vnuma's counts (uint32_t in
+ * libxenuma), without the 32 GiB such an array takes: blocks outside the OCaml
+ * heap (black, as the runtime wants those), in a page of their own, whose
+ * header claims the length.  Only the first entries are there; a stub that
+ * reads past them reads past the page.  Never unmapped: a test makes a few. */
+static value *oob_page(void)
+{
+    value *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (page == MAP_FAILED)
+        caml_failwith("fake_probe: mmap");
+    return page;
+}
+
+/* A block at *at of `wosize` words as its header says, `here` of them in the
+ * page; *at moves past those. */
+static value oob_block(value **at, tag_t tag, uintnat wosize, uintnat here)
+{
+    value *hp = *at;
+
+    hp[0] = (value)Make_header(wosize, tag, Caml_black);
+    *at = hp + 1 + here;
+    return (value)(hp + 1);
+}
+
+/* An int array of `n` entries: the page's worth of them are 0. */
+CAMLprim value fake_long_ints(value n)
+{
+    value *page = oob_page(), *at = page, a;
+    uintnat here = 4096 / sizeof(value) - 1, i;
+
+    a = oob_block(&at, 0, (uintnat)Long_val(n), here);
+    for (i = 0; i < here; i++)
+        Field(a, i) = Val_int(0);
+    return a;
+}
+
+/* A boxed int64 at *at, with the ops of `like` (a real one). */
+static value oob_int64(value **at, value like, int64_t x)
+{
+    value v = oob_block(at, Custom_tag, 2, 2);
+
+    Field(v, 0) = (value)Custom_ops_val(like);
+    *(int64_t *)Data_custom_val(v) = x;
+    return v;
+}
+
+/* A vmemrange at *at: {start; stop; vnode}. */
+static value oob_range(value **at, value like, int64_t start, int64_t stop)
+{
+    value r = oob_block(at, 0, 3, 3);
+
+    Field(r, 0) = oob_int64(at, like, start);
+    Field(r, 1) = oob_int64(at, like, stop);
+    Field(r, 2) = Val_int(0);
+    return r;
+}
+
+/* A vmemrange array of `n` entries: the first {0; 256 MiB; vnode 0}, the second
+ * starting at -1, so that a stub reading on past a count cut to 1 stops there
+ * (EINVAL) instead of running off the page. */
+CAMLprim value fake_long_ranges(value n)
+{
+    CAMLparam1(n);
+    CAMLlocal1(like);
+    value *page = oob_page(), *at = page, a;
+
+    like = caml_copy_int64(0);
+    a = oob_block(&at, 0, (uintnat)Long_val(n), 2);
+    Field(a, 0) = oob_range(&at, like, 0, 256 << 20);
+    Field(a, 1) = oob_range(&at, like, -1, 0);
+    CAMLreturn(a);
 }
 
 /* --- signals ---------------------------------------------------------------------------- */

@@ -33,6 +33,10 @@ external fake_signal_at_max_cpus : int -> unit = "fake_signal_at_max_cpus"
 
 external fake_numainfo_no_nodes : bool -> unit = "fake_numainfo_no_nodes"
 
+external fake_long_ints : int -> int array = "fake_long_ints"
+
+external fake_long_ranges : int -> Xenuma.vmemrange array = "fake_long_ranges"
+
 external fake_release_physinfo_with_signal : int -> int -> unit = "fake_release_physinfo_with_signal"
 
 let passed = ref 0
@@ -229,6 +233,30 @@ let test_vnuma h =
   refused "vnuma: a negative vnode in a range" (fun () ->
       Xenuma.set_vnuma h ~domid:1 ~ranges:[|{(ranges.(0)) with vnode= -1}|] ~vdistance:[|[|10|]|]
         ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|]) ;
+  (* a count libxenuma's uint32_t cannot hold is refused naming its argument,
+     not cut to its low 32 bits (2^32 + 1 ranges taken for 1); the arrays are
+     fakes outside the heap, their length only in their header *)
+  let too_long entries what f =
+    check
+      (Printf.sprintf "vnuma: %s entries in %s: Invalid_argument naming it" entries what)
+      (match f () with
+      | () -> false
+      | exception Invalid_argument msg -> contains msg what
+      | exception _ -> false)
+  in
+  let beyond = (1 lsl 32) + 1 in
+  too_long "2^32 + 1" "ranges" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges:(fake_long_ranges beyond) ~vdistance:[|[|10|]|]
+        ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|]) ;
+  too_long "2^32" "ranges" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges:(fake_long_ranges (1 lsl 32)) ~vdistance:[|[|10|]|]
+        ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|]) ;
+  too_long "2^32 + 2" "vcpu_to_vnode" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges:one ~vdistance:[|[|10|]|] ~vcpu_to_vnode:(fake_long_ints (beyond + 1))
+        ~vnode_to_pnode:[|0|]) ;
+  too_long "2^32 + 1" "vnode_to_pnode" (fun () ->
+      Xenuma.set_vnuma h ~domid:1 ~ranges:one ~vdistance:[|[|10|]|] ~vcpu_to_vnode:[|0; 0|]
+        ~vnode_to_pnode:(fake_long_ints beyond)) ;
   check "vnuma: none of the refused layouts reached Xen"
     (match Xenuma.vnuma h ~domid:1 with Some l -> l.vdistance = [|[|10|]|] | None -> false) ;
   check "vnuma: no such domain"
