@@ -21,7 +21,11 @@
  *  - nothing is acquired (memory, the in-flight count) and no state changed
  *    before the last point that can raise: argument checks and handle_of
  *    come first, and the lock is released by enter_blocking, which runs no
- *    signal handler (one may raise).
+ *    signal handler (one may raise);
+ *  - every OCaml allocation may raise (Out_of_memory), so C memory still held
+ *    while an answer is built belongs to a custom block made before it
+ *    (owned_new), whose finaliser frees it if a raise skips the stub's free,
+ *    and an interface is opened only once its block exists.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -233,14 +237,17 @@ CAMLprim value stub_xenuma_open(value unit)
     xn_handle *h = NULL;
     int rc;
 
+    /* the block before the interface: an allocation that raised after xn_open
+     * would lose it, while a block left empty (NULL) is only garbage */
+    result = caml_alloc_custom(&handle_ops, sizeof(struct handle_box), 0, 1);
+    Box(result)->h = NULL;
+    Box(result)->in_flight = 0;
+    Box(result)->closing = 0;
     caml_enter_blocking_section(); /* it may run a handler that raises: nothing is held yet */
     rc = xn_open(&h);
     caml_leave_blocking_section();
     check(rc, "xn_open: opening the Xen control interface");
-    result = caml_alloc_custom(&handle_ops, sizeof(struct handle_box), 0, 1);
-    Box(result)->h = h;
-    Box(result)->in_flight = 0;
-    Box(result)->closing = 0;
+    Box(result)->h = h; /* through the root: the block may have moved meanwhile */
     CAMLreturn(result);
 }
 
@@ -259,6 +266,63 @@ CAMLprim value stub_xenuma_close(value handle)
     xn_close(h);
     caml_leave_blocking_section();
     CAMLreturn(Val_unit);
+}
+
+/* --- C memory an answer is built from ---------------------------------------------------- */
+
+/* Building an answer allocates on the OCaml heap, and any allocation may raise
+ * Out_of_memory out of the stub, past the free() that follows it.  So C memory
+ * still held while the answer is built belongs to a custom block, a CAMLlocal
+ * of the stub made before that memory (owned_new): the finaliser frees what
+ * such a raise left behind, and the stub frees it at once when the answer is
+ * built (owned_free).  The block may move while the runtime lock is released:
+ * memory allocated out there is handed to it after the lock is back, through
+ * the stub's root, before the next OCaml allocation. */
+#define OWNED_MAX 3
+
+struct owned {
+    void *p[OWNED_MAX];
+};
+
+#define Owned(v) ((struct owned *)Data_custom_val(v))
+
+static void owned_finalize(value v)
+{
+    int i;
+
+    for (i = 0; i < OWNED_MAX; i++)
+        free(Owned(v)->p[i]);
+}
+
+static struct custom_operations owned_ops = {
+    .identifier = "xapi-numa.xenuma.owned",
+    .finalize = owned_finalize,
+    .compare = custom_compare_default,
+    .hash = custom_hash_default,
+    .serialize = custom_serialize_default,
+    .deserialize = custom_deserialize_default,
+    .compare_ext = custom_compare_ext_default,
+    .fixed_length = NULL,
+};
+
+/* An owner of nothing yet.  It allocates, so it may raise: made before the memory it is to own. */
+static value owned_new(void)
+{
+    value v = caml_alloc_custom(&owned_ops, sizeof(struct owned), 0, 1);
+
+    memset(Owned(v), 0, sizeof(struct owned));
+    return v;
+}
+
+/* Free what `v` owns now: the finaliser then finds nothing. */
+static void owned_free(value v)
+{
+    int i;
+
+    for (i = 0; i < OWNED_MAX; i++) {
+        free(Owned(v)->p[i]);
+        Owned(v)->p[i] = NULL;
+    }
 }
 
 /* --- host ------------------------------------------------------------------------------- */
@@ -330,23 +394,28 @@ CAMLprim value stub_xenuma_numainfo(value handle)
 CAMLprim value stub_xenuma_cputopo(value handle)
 {
     CAMLparam1(handle);
-    CAMLlocal2(result, cpu);
+    CAMLlocal3(result, cpu, owner);
     xn_handle *h = handle_of(&handle);
-    uint32_t *core = malloc(MAX_CPUS * sizeof(uint32_t)), *socket = malloc(MAX_CPUS * sizeof(uint32_t)),
-             *node = malloc(MAX_CPUS * sizeof(uint32_t));
+    uint32_t *core, *socket, *node;
     unsigned int n = MAX_CPUS, i;
-    int rc = core && socket && node ? 0 : -ENOMEM;
+    int rc;
 
+    owner = owned_new();
+    core = Owned(owner)->p[0] = malloc(MAX_CPUS * sizeof(uint32_t));
+    socket = Owned(owner)->p[1] = malloc(MAX_CPUS * sizeof(uint32_t));
+    node = Owned(owner)->p[2] = malloc(MAX_CPUS * sizeof(uint32_t));
+    rc = core && socket && node ? 0 : -ENOMEM;
     if (rc == 0) {
         call_begin(handle);
         rc = xn_cputopo(h, &n, core, socket, node);
         call_end(handle);
     }
-    if (rc < 0) {
-        free(core); free(socket); free(node);
-        raise_error(rc, "xn_cputopo");
+    if (rc < 0 || n == 0) {
+        owned_free(owner);
+        check(rc, "xn_cputopo");
+        CAMLreturn(Atom(0));
     }
-    result = caml_alloc_tuple(n ? n : 1);
+    result = caml_alloc_tuple(n);
     for (i = 0; i < n; i++) {
         cpu = caml_alloc_tuple(3);
         Store_field(cpu, 0, Val_int(core[i] == ~0u ? -1 : (int)core[i]));
@@ -354,9 +423,7 @@ CAMLprim value stub_xenuma_cputopo(value handle)
         Store_field(cpu, 2, Val_int(node[i] == ~0u ? -1 : (int)node[i]));
         Store_field(result, i, cpu);
     }
-    free(core); free(socket); free(node);
-    if (n == 0)
-        CAMLreturn(Atom(0));
+    owned_free(owner);
     CAMLreturn(result);
 }
 
@@ -365,13 +432,14 @@ CAMLprim value stub_xenuma_cputopo(value handle)
 CAMLprim value stub_xenuma_domains(value handle)
 {
     CAMLparam1(handle);
-    CAMLlocal3(result, dom, uuid);
+    CAMLlocal4(result, dom, uuid, owner);
     xn_handle *h = handle_of(&handle);
     enum { CHUNK = 256 };
     struct xn_domain *all = NULL;
     uint32_t next = 0;
     int total = 0, got, i;
 
+    owner = owned_new();
     /* one call in flight for every chunk: a [close] meanwhile takes effect after the last */
     call_begin(handle);
     for (;;) {
@@ -390,11 +458,13 @@ CAMLprim value stub_xenuma_domains(value handle)
         next = all[total - 1].domid + 1;
     }
     call_end(handle);
-    if (got < 0) {
-        free(all);
-        raise_error(got, "xn_domains");
+    Owned(owner)->p[0] = all; /* grown outside the lock: handed over before any allocation */
+    if (got < 0 || total == 0) {
+        owned_free(owner);
+        check(got, "xn_domains");
+        CAMLreturn(Atom(0));
     }
-    result = caml_alloc_tuple(total ? (mlsize_t)total : 1);
+    result = caml_alloc_tuple((mlsize_t)total);
     for (i = 0; i < total; i++) {
         uuid = caml_alloc_string(16);
         memcpy((char *)Bytes_val(uuid), all[i].handle, 16);
@@ -410,9 +480,7 @@ CAMLprim value stub_xenuma_domains(value handle)
         Store_field(dom, 8, uuid);
         Store_field(result, i, dom);
     }
-    free(all);
-    if (total == 0)
-        CAMLreturn(Atom(0));
+    owned_free(owner);
     CAMLreturn(result);
 }
 
@@ -524,7 +592,7 @@ static int bits_fit(struct bits *b, int bytes, uint32_t count)
 CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
 {
     CAMLparam3(handle, domid, vcpu);
-    CAMLlocal3(r, hard_v, soft_v);
+    CAMLlocal4(r, hard_v, soft_v, owner);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_vcpu_get_affinity: domid");
     uint32_t v = u32_arg(vcpu, VCPU_MAX, "xn_vcpu_get_affinity: vcpu");
     xn_handle *h = handle_of(&handle);
@@ -532,7 +600,8 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     uint8_t *hard, *soft;
 
     check(bytes, "xn_cpumap_bytes");
-    hard = calloc(2, (size_t)bytes);
+    owner = owned_new();
+    hard = Owned(owner)->p[0] = calloc(2, (size_t)bytes);
     if (!hard)
         raise_error(-ENOMEM, "xn_vcpu_get_affinity");
     soft = hard + bytes;
@@ -540,12 +609,12 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     rc = xn_vcpu_get_affinity(h, d, v, hard, soft);
     call_end(handle);
     if (rc < 0) {
-        free(hard);
+        owned_free(owner);
         raise_error(rc, "xn_vcpu_get_affinity");
     }
     hard_v = bools_of_map(hard, bytes);
     soft_v = bools_of_map(soft, bytes);
-    free(hard);
+    owned_free(owner);
     r = caml_alloc_tuple(2);
     Store_field(r, 0, hard_v);
     Store_field(r, 1, soft_v);
@@ -595,25 +664,26 @@ CAMLprim value stub_xenuma_set_vcpu_affinity(value handle, value domid, value vc
 CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
 {
     CAMLparam2(handle, domid);
-    CAMLlocal1(r);
+    CAMLlocal2(r, owner);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_node_affinity_get: domid");
     xn_handle *h = handle_of(&handle);
     int bytes = xn_nodemap_bytes(h), rc;
     uint8_t *map;
 
     check(bytes, "xn_nodemap_bytes");
-    map = calloc(1, (size_t)bytes);
+    owner = owned_new();
+    map = Owned(owner)->p[0] = calloc(1, (size_t)bytes);
     if (!map)
         raise_error(-ENOMEM, "xn_node_affinity_get");
     call_begin(handle);
     rc = xn_node_affinity_get(h, d, map);
     call_end(handle);
     if (rc < 0) {
-        free(map);
+        owned_free(owner);
         raise_error(rc, "xn_node_affinity_get");
     }
     r = bools_of_map(map, bytes);
-    free(map);
+    owned_free(owner);
     CAMLreturn(r);
 }
 
@@ -729,25 +799,27 @@ CAMLprim value stub_xenuma_node_pages_native(value handle, value domid, value nr
 CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
 {
     CAMLparam2(handle, timeout_ms);
-    CAMLlocal1(r);
+    CAMLlocal2(r, owner);
     unsigned int t = u32_arg(timeout_ms, DUMP_TIMEOUT_MAX_MS, "xn_udump_capture: timeout_ms");
     xn_handle *h = handle_of(&handle);
     size_t len = DUMP_BYTES;
-    char *buf = malloc(len);
+    char *buf;
     int rc;
 
+    owner = owned_new();
+    buf = Owned(owner)->p[0] = malloc(len);
     if (!buf)
         raise_error(-ENOMEM, "xn_udump_capture");
     call_begin(handle);
     rc = xn_udump_capture(h, buf, &len, t);
     call_end(handle);
     if (rc < 0) {
-        free(buf);
+        owned_free(owner);
         raise_error(rc, rc == -EAGAIN ? "xn_udump_capture: debug key 'u' printed nothing in time"
                                       : "xn_udump_capture: debug key 'u'");
     }
     r = caml_alloc_initialized_string(len, buf);
-    free(buf);
+    owned_free(owner);
     CAMLreturn(r);
 }
 
@@ -818,7 +890,7 @@ CAMLprim value stub_xenuma_mig_check(value handle, value domid)
 CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, value record_opt)
 {
     CAMLparam4(handle, domid, probe_ms, record_opt);
-    CAMLlocal3(r, classes, stats_v);
+    CAMLlocal4(r, classes, stats_v, owner);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_mig_scan: domid");
     uint32_t probe = u32_arg(probe_ms, XN_MIG_PROBE_MAX_MS, "xn_mig_scan: probe_ms");
     xn_handle *h;
@@ -834,6 +906,8 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
     if (Is_block(record_opt))
         path_arg(Field(record_opt, 0), "xn_mig_scan: a record path holding a NUL");
     h = handle_of(&handle);
+    owner = owned_new();
+    /* record is freed before any allocation: no owner needed */
     if (Is_block(record_opt) && !(record = strdup(String_val(Field(record_opt, 0)))))
         raise_error(-ENOMEM, "xn_mig_scan");
     call_begin(handle);
@@ -844,14 +918,15 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
         rc = cls ? xn_mig_scan(h, d, nr, cls, probe, record, &stats) : -ENOMEM;
     }
     call_end(handle);
+    Owned(owner)->p[0] = cls; /* allocated outside the lock: handed over before any allocation */
     free(record);
     if (rc < 0) {
-        free(cls);
+        owned_free(owner);
         raise_error(rc, rc == -EPROTOTYPE ? "xn_mig_scan: a PV guest" : "xn_mig_scan");
     }
     classes = caml_alloc_string(nr);
     memcpy((char *)Bytes_val(classes), cls, nr);
-    free(cls);
+    owned_free(owner);
     stats_v = caml_alloc_tuple(5);
     Store_field(stats_v, 0, caml_copy_int64((int64_t)stats.typed));
     Store_field(stats_v, 1, caml_copy_int64((int64_t)stats.busy_grants));
@@ -1129,19 +1204,24 @@ CAMLprim value stub_xenuma_get_vnuma(value handle, value domid)
 {
     CAMLparam2(handle, domid);
     CAMLlocal5(result, layout, ranges, dists, range);
-    CAMLlocal1(v2n);
+    CAMLlocal2(v2n, owner);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_domain_getvnuma: domid"), i;
     xn_handle *h = handle_of(&handle);
     struct vnuma_read v;
     int rc;
 
+    owner = owned_new();
     call_begin(handle);
     rc = vnuma_read(h, d, &v);
     call_end(handle);
     if (rc == -EOPNOTSUPP)
         CAMLreturn(Val_int(0)); /* None: Xen answers EOPNOTSUPP for a domain without a layout */
     check(rc, rc == -EAGAIN ? "xn_domain_getvnuma: the layout kept changing while it was read"
-                            : "xn_domain_getvnuma");
+                            : "xn_domain_getvnuma"); /* v's arrays are freed on failure */
+    /* read outside the lock: handed over before any allocation */
+    Owned(owner)->p[0] = v.ranges;
+    Owned(owner)->p[1] = v.vdistance;
+    Owned(owner)->p[2] = v.vcpu_to_vnode;
     ranges = v.nr_ranges ? caml_alloc_tuple(v.nr_ranges) : Atom(0);
     for (i = 0; i < v.nr_ranges; i++) {
         range = caml_alloc_tuple(3);
@@ -1154,7 +1234,7 @@ CAMLprim value stub_xenuma_get_vnuma(value handle, value domid)
     for (i = 0; i < v.nr_vnodes; i++)
         Store_field(dists, i, ints_of_u32(v.vdistance + (size_t)i * v.nr_vnodes, v.nr_vnodes));
     v2n = ints_of_u32(v.vcpu_to_vnode, v.nr_vcpus);
-    vnuma_read_free(&v);
+    owned_free(owner);
     layout = caml_alloc_tuple(3);
     Store_field(layout, 0, ranges);
     Store_field(layout, 1, dists);
