@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,6 +548,47 @@ static int bits_of_bools(value a, struct bits *b)
     return 0;
 }
 
+/* The sizes of libxc's CPU and node maps, in bytes.  libxc keeps them
+ * (xc_get_max_cpus, xc_get_max_nodes) in statics of its own, filled by a
+ * physinfo hypercall at the first call: so the first asker makes a hypercall,
+ * which may block (it runs outside the runtime lock, as every call into Xen),
+ * and those statics are written without synchronisation.  The stubs ask libxc
+ * once, under map_sizes_lock, so that a second asker waits for that answer
+ * instead of writing libxc's static at the same time; the answer is published
+ * here (release) and read (acquire) by every later call, so libxc's static is
+ * written before any stub call reads it (the affinity calls read it through
+ * libxc's map allocators, and ask here first).  A failure is not kept: the
+ * next call asks again.  Outside the runtime lock; no OCaml value touched. */
+static pthread_mutex_t map_sizes_lock = PTHREAD_MUTEX_INITIALIZER;
+static int cpumap_size, nodemap_size; /* 0 until known */
+
+static int map_bytes(xn_handle *h, int *known, int (*ask)(xn_handle *))
+{
+    int bytes = __atomic_load_n(known, __ATOMIC_ACQUIRE);
+
+    if (bytes > 0)
+        return bytes;
+    pthread_mutex_lock(&map_sizes_lock);
+    bytes = __atomic_load_n(known, __ATOMIC_ACQUIRE); /* another asker may have been first */
+    if (bytes <= 0) {
+        bytes = ask(h);
+        if (bytes > 0)
+            __atomic_store_n(known, bytes, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&map_sizes_lock);
+    return bytes;
+}
+
+static int cpumap_bytes(xn_handle *h)
+{
+    return map_bytes(h, &cpumap_size, xn_cpumap_bytes);
+}
+
+static int nodemap_bytes(xn_handle *h)
+{
+    return map_bytes(h, &nodemap_size, xn_nodemap_bytes);
+}
+
 /* Outside the runtime lock: libxc's CPU map size and how many CPUs the host
  * has: max_cpu_id + 1, hotplug CPUs included (Xen sets them in an unpinned
  * vCPU's hard map).  The map is whole bytes, so it has room for entries past
@@ -558,7 +600,7 @@ static int host_cpu_map(xn_handle *h, int *bytes, uint32_t *count)
     struct xn_physinfo p;
     int rc;
 
-    *bytes = xn_cpumap_bytes(h);
+    *bytes = cpumap_bytes(h);
     if (*bytes < 0)
         return *bytes;
     if ((rc = xn_physinfo(h, &p)) < 0)
@@ -589,6 +631,25 @@ static int bits_fit(struct bits *b, int bytes, uint32_t count)
     return 0;
 }
 
+/* Outside the runtime lock: the map size (*bytes, negative if that failed),
+ * then the hard and soft maps, one after the other in *maps (NULL, and
+ * nothing held, on failure). */
+static int vcpu_affinity_read(xn_handle *h, uint32_t domid, uint32_t vcpu, int *bytes, uint8_t **maps)
+{
+    int rc;
+
+    *maps = NULL;
+    if ((*bytes = cpumap_bytes(h)) < 0)
+        return *bytes;
+    if (!(*maps = calloc(2, (size_t)*bytes)))
+        return -ENOMEM;
+    if ((rc = xn_vcpu_get_affinity(h, domid, vcpu, *maps, *maps + *bytes)) < 0) {
+        free(*maps);
+        *maps = NULL;
+    }
+    return rc;
+}
+
 CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
 {
     CAMLparam3(handle, domid, vcpu);
@@ -596,24 +657,17 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_vcpu_get_affinity: domid");
     uint32_t v = u32_arg(vcpu, VCPU_MAX, "xn_vcpu_get_affinity: vcpu");
     xn_handle *h = handle_of(&handle);
-    int bytes = xn_cpumap_bytes(h), rc;
-    uint8_t *hard, *soft;
+    int bytes = 0, rc;
+    uint8_t *maps;
 
-    check(bytes, "xn_cpumap_bytes");
     owner = owned_new();
-    hard = Owned(owner)->p[0] = calloc(2, (size_t)bytes);
-    if (!hard)
-        raise_error(-ENOMEM, "xn_vcpu_get_affinity");
-    soft = hard + bytes;
     call_begin(handle);
-    rc = xn_vcpu_get_affinity(h, d, v, hard, soft);
+    rc = vcpu_affinity_read(h, d, v, &bytes, &maps);
     call_end(handle);
-    if (rc < 0) {
-        owned_free(owner);
-        raise_error(rc, "xn_vcpu_get_affinity");
-    }
-    hard_v = bools_of_map(hard, bytes);
-    soft_v = bools_of_map(soft, bytes);
+    Owned(owner)->p[0] = maps; /* allocated outside the lock: handed over before any allocation */
+    check(rc, bytes < 0 ? "xn_cpumap_bytes" : "xn_vcpu_get_affinity");
+    hard_v = bools_of_map(maps, bytes);
+    soft_v = bools_of_map(maps + bytes, bytes);
     owned_free(owner);
     r = caml_alloc_tuple(2);
     Store_field(r, 0, hard_v);
@@ -661,27 +715,39 @@ CAMLprim value stub_xenuma_set_vcpu_affinity(value handle, value domid, value vc
     CAMLreturn(Val_unit);
 }
 
+/* Outside the runtime lock: the map size (*bytes, negative if that failed),
+ * then the map in *map (NULL, and nothing held, on failure). */
+static int node_affinity_read(xn_handle *h, uint32_t domid, int *bytes, uint8_t **map)
+{
+    int rc;
+
+    *map = NULL;
+    if ((*bytes = nodemap_bytes(h)) < 0)
+        return *bytes;
+    if (!(*map = calloc(1, (size_t)*bytes)))
+        return -ENOMEM;
+    if ((rc = xn_node_affinity_get(h, domid, *map)) < 0) {
+        free(*map);
+        *map = NULL;
+    }
+    return rc;
+}
+
 CAMLprim value stub_xenuma_node_affinity(value handle, value domid)
 {
     CAMLparam2(handle, domid);
     CAMLlocal2(r, owner);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_node_affinity_get: domid");
     xn_handle *h = handle_of(&handle);
-    int bytes = xn_nodemap_bytes(h), rc;
+    int bytes = 0, rc;
     uint8_t *map;
 
-    check(bytes, "xn_nodemap_bytes");
     owner = owned_new();
-    map = Owned(owner)->p[0] = calloc(1, (size_t)bytes);
-    if (!map)
-        raise_error(-ENOMEM, "xn_node_affinity_get");
     call_begin(handle);
-    rc = xn_node_affinity_get(h, d, map);
+    rc = node_affinity_read(h, d, &bytes, &map);
     call_end(handle);
-    if (rc < 0) {
-        owned_free(owner);
-        raise_error(rc, "xn_node_affinity_get");
-    }
+    Owned(owner)->p[0] = map; /* allocated outside the lock: handed over before any allocation */
+    check(rc, bytes < 0 ? "xn_nodemap_bytes" : "xn_node_affinity_get");
     r = bools_of_map(map, bytes);
     owned_free(owner);
     CAMLreturn(r);
@@ -706,7 +772,7 @@ static int every_node(const struct bits *b, int bytes)
  * max_node_id + 1, which Xen 4.17 reports as 64 whatever the host has. */
 static int node_affinity_set_checked(xn_handle *h, uint32_t domid, struct bits *nodes)
 {
-    int bytes = xn_nodemap_bytes(h), rc;
+    int bytes = nodemap_bytes(h), rc;
     uint32_t i;
 
     if (bytes < 0)

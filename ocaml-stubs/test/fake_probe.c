@@ -82,15 +82,75 @@ CAMLprim value fake_numainfo_no_nodes(value on)
  * libxenctrl's, or a count of 0 while numainfo_no_nodes is set. */
 int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, uint32_t *distance)
 {
-    static int (*next)(xc_interface *, unsigned *, xc_meminfo_t *, uint32_t *);
+    int (*next)(xc_interface *, unsigned *, xc_meminfo_t *, uint32_t *);
 
     if (numainfo_no_nodes) {
         *max_nodes = 0;
         return 0;
     }
-    if (!next)
-        *(void **)&next = dlsym(RTLD_NEXT, "xc_numainfo");
+    *(void **)&next = dlsym(RTLD_NEXT, "xc_numainfo"); /* at every call: threads may call at once */
     return next ? next(xch, max_nodes, meminfo, distance) : -1;
+}
+
+/* --- the map sizes --------------------------------------------------------------------- */
+
+/* While set, xc_get_max_cpus and xc_get_max_nodes wait inside the library, as
+ * libxc's first call of each waits for its physinfo hypercall -- up to 2 s, so
+ * that a stub holding the runtime lock there holds up the test, not ends it. */
+static int hold_map_sizes, map_sizes_held, map_size_calls;
+
+CAMLprim value fake_hold_map_sizes(value on)
+{
+    __atomic_store_n(&hold_map_sizes, Bool_val(on), __ATOMIC_SEQ_CST);
+    return Val_unit;
+}
+
+/* Calls waiting there now. */
+CAMLprim value fake_map_sizes_held(value unit)
+{
+    (void)unit;
+    return Val_int(__atomic_load_n(&map_sizes_held, __ATOMIC_SEQ_CST));
+}
+
+/* Calls of xc_get_max_cpus and xc_get_max_nodes so far. */
+CAMLprim value fake_map_size_calls(value unit)
+{
+    (void)unit;
+    return Val_int(__atomic_load_n(&map_size_calls, __ATOMIC_SEQ_CST));
+}
+
+static void map_size_asked(void)
+{
+    int waited;
+
+    __atomic_add_fetch(&map_size_calls, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&hold_map_sizes, __ATOMIC_SEQ_CST))
+        return;
+    __atomic_add_fetch(&map_sizes_held, 1, __ATOMIC_SEQ_CST);
+    for (waited = 0; waited < 2000 && __atomic_load_n(&hold_map_sizes, __ATOMIC_SEQ_CST); waited++)
+        usleep(1000);
+    __atomic_sub_fetch(&map_sizes_held, 1, __ATOMIC_SEQ_CST);
+}
+
+/* This executable's xc_get_max_cpus and xc_get_max_nodes, which libxenuma's
+ * calls bind to: counted (and held), then the loaded libxenctrl's.  Looked up
+ * at every call: threads may call at once. */
+int xc_get_max_cpus(xc_interface *xch)
+{
+    int (*next)(xc_interface *);
+
+    map_size_asked();
+    *(void **)&next = dlsym(RTLD_NEXT, "xc_get_max_cpus");
+    return next ? next(xch) : -1;
+}
+
+int xc_get_max_nodes(xc_interface *xch)
+{
+    int (*next)(xc_interface *);
+
+    map_size_asked();
+    *(void **)&next = dlsym(RTLD_NEXT, "xc_get_max_nodes");
+    return next ? next(xch) : -1;
 }
 
 /* --- the fake guest (domid 1: fake_xenctrl.c's guest-memory model) --------------------- */
@@ -238,31 +298,34 @@ CAMLprim value fake_signal_pending(value signo)
     return Val_unit;
 }
 
-/* The signal xc_get_max_cpus makes pending at its next call (0: none). */
-static int signal_at_max_cpus;
+/* The signal strdup makes pending at its next call (0: none). */
+static int signal_at_strdup;
 
-/* Arm it: an OCaml stub that asks the map size with the runtime lock held
- * (vcpu_affinity) then meets the signal between its last poll and the release
- * of the lock, where no OCaml code runs that could handle it first. */
-CAMLprim value fake_signal_at_max_cpus(value signo)
+/* Arm it: an OCaml stub that copies a path with the runtime lock held
+ * (recover's record) then meets the signal between its last poll and the
+ * release of the lock, where no OCaml code runs that could handle it first. */
+CAMLprim value fake_signal_at_strdup(value signo)
 {
-    signal_at_max_cpus = caml_convert_signal_number(Int_val(signo));
+    signal_at_strdup = caml_convert_signal_number(Int_val(signo));
     return Val_unit;
 }
 
-/* This executable's xc_get_max_cpus, which libxenuma's calls bind to: the
- * loaded libxenctrl's (the fake's, found next), after the armed signal. */
-int xc_get_max_cpus(xc_interface *xch)
+/* This executable's strdup, which the stubs' calls bind to: libc's, after the
+ * armed signal.  Written out rather than reached through dlsym, which may
+ * itself copy a string. */
+char *strdup(const char *s)
 {
-    static int (*next)(xc_interface *);
-    int signo = signal_at_max_cpus;
+    int signo = signal_at_strdup;
+    size_t n = strlen(s) + 1;
+    char *copy;
 
-    if (!next)
-        *(void **)&next = dlsym(RTLD_NEXT, "xc_get_max_cpus");
-    signal_at_max_cpus = 0;
+    signal_at_strdup = 0;
     if (signo)
         raise(signo);
-    return next ? next(xch) : -1;
+    copy = malloc(n);
+    if (copy)
+        memcpy(copy, s, n);
+    return copy;
 }
 
 /* Run what is pending (the handler of a signal made pending above). */

@@ -29,7 +29,13 @@ external fake_signal_pending : int -> unit = "fake_signal_pending"
 
 external fake_run_pending : unit -> unit = "fake_run_pending"
 
-external fake_signal_at_max_cpus : int -> unit = "fake_signal_at_max_cpus"
+external fake_signal_at_strdup : int -> unit = "fake_signal_at_strdup"
+
+external fake_hold_map_sizes : bool -> unit = "fake_hold_map_sizes"
+
+external fake_map_sizes_held : unit -> int = "fake_map_sizes_held"
+
+external fake_map_size_calls : unit -> int = "fake_map_size_calls"
 
 external fake_numainfo_no_nodes : bool -> unit = "fake_numainfo_no_nodes"
 
@@ -135,6 +141,38 @@ let test_queries h =
   Xenuma.unpause h ~domid:1 ;
   check "unpause twice is refused, as Xen does"
     (match raised (fun () -> Xenuma.unpause h ~domid:1) with Some (Unix.EINVAL, _) -> true | _ -> false)
+
+(* The CPU and node map sizes come from libxc's xc_get_max_cpus and
+   xc_get_max_nodes, which ask Xen (physinfo) at their first call and keep the
+   answer in a static of their own, unsynchronised.  Run first, before any
+   other call needs a size: the first caller must release the runtime lock over
+   that hypercall as every other call does (a thread held there must not stop
+   the others), and a second thread asking meanwhile must wait for that answer,
+   not ask libxc at the same time. *)
+let test_map_sizes h =
+  let first what ask =
+    let calls = fake_map_size_calls () and answers = ref 0 in
+    let caller () = ask () ; incr answers in
+    fake_hold_map_sizes true ;
+    let t1 = Thread.create caller () in
+    let waited = ref 0 in
+    while fake_map_sizes_held () = 0 && !waited < 3000 do Thread.delay 0.001 ; incr waited done ;
+    check ("map sizes: the first " ^ what ^ " asks Xen with the runtime lock released")
+      (fake_map_sizes_held () = 1) ;
+    let t2 = Thread.create caller () in
+    Thread.delay 0.05 ;
+    fake_hold_map_sizes false ;
+    Thread.join t1 ;
+    Thread.join t2 ;
+    check ("map sizes: ... a second " ^ what ^ " meanwhile waits for that answer (libxc asked once)")
+      (!answers = 2 && fake_map_size_calls () - calls = 1)
+  in
+  first "vcpu_affinity" (fun () -> ignore (Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0)) ;
+  first "node_affinity" (fun () -> ignore (Xenuma.node_affinity h ~domid:1)) ;
+  let calls = fake_map_size_calls () in
+  ignore (Xenuma.vcpu_affinity h ~domid:1 ~vcpu:1) ;
+  ignore (Xenuma.node_affinity h ~domid:1) ;
+  check "map sizes: kept, not asked again" (fake_map_size_calls () = calls)
 
 let test_dump () =
   let text =
@@ -465,14 +503,15 @@ let test_signals () =
   check "signal: the handle still works" (match Xenuma.physinfo h with p -> p.nr_cpus = 4) ;
   Xenuma.close h ;
   check "signal: close closes it" (fake_open_handles () = before) ;
-  (* the signal comes inside the stub (xc_get_max_cpus, under the runtime lock),
-     past any poll of OCaml code: the call ends normally, the handler runs after *)
+  (* the signal comes inside the stub (the copy of recover's record path, under
+     the runtime lock), past any poll of OCaml code: the call ends normally, the
+     handler runs after *)
   let h = Xenuma.open_ () in
   let completed =
-    match fake_signal_at_max_cpus Sys.sigusr1 ; Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0 with
-    | hard, _ ->
+    match fake_signal_at_strdup Sys.sigusr1 ; Xenuma.recover h ~record:"/nonexistent/xenuma.batch" with
+    | r ->
         (try fake_run_pending () with Interrupted -> ()) ;
-        Array.length hard = 8
+        r = Xenuma.Nothing_to_do
     | exception Interrupted -> false
   in
   check "signal: one met inside a call waits for its end" (completed && !handled = 2) ;
@@ -570,6 +609,7 @@ let () =
   let mode = if Array.length Sys.argv > 1 then Sys.argv.(1) else "stock" in
   check "the fake libxenctrl is loaded" (fake_open_handles () >= 0) ;
   let h = Xenuma.open_ () in
+  test_map_sizes h ;
   test_queries h ;
   test_dump () ;
   test_errors h ;
