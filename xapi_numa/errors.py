@@ -132,6 +132,11 @@ class StateError(NumaError):
     code = "NUMA_STATE_ERROR"
 
 
+class DamagedRow(StateError):
+    """A row of the state database that does not hold what xapi-numa wrote there (edited by
+    hand, or damaged): its message names the database, the table, the row and the column."""
+
+
 class VmBusy(NumaError):
     """Another caller is placing, releasing or setting the policy of this VM right now, or
     its build holds its reservation as claims."""

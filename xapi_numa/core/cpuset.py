@@ -143,19 +143,21 @@ _ID_RANGE = re.compile(r"[0-9]+(-[0-9]+)?")
 
 
 def parse_ids(stored: str, maximum: Optional[int] = None) -> FrozenSet[int]:
-    """:func:`format_ids`' text back to ids: what we wrote ourselves (a journal's), so
-    trusted; a user's text goes through :func:`parse_cpus` or :func:`parse_nodes`.
-    ``maximum``: the highest id taken (ValueError above it), for text handed over
-    between processes, which a hand could have typed."""
+    """:func:`format_ids`' text back to ids; a user's text goes through :func:`parse_cpus`
+    or :func:`parse_nodes`.  ``maximum``: the highest id taken (ValueError above it, before
+    any range is expanded), for text a hand could have typed: a journal's row in the state
+    database, text handed over between processes."""
     out = set()
     for part in stored.split(","):
         if part:
             first, _, last = part.partition("-")
             if maximum is not None and not _ID_RANGE.fullmatch(part):  # (int() takes other scripts' digits)
                 raise ValueError("{!r} is not an id or a range of ids".format(part))
-            low, high = int(first), int(last or first)
-            if maximum is not None and max(low, high) > maximum:
+            # (the digits counted before int(): a million of them would take it seconds)
+            if maximum is not None and (max(len(first.lstrip("0")), len(last.lstrip("0"))) > len(str(maximum))
+                                        or max(int(first), int(last or first)) > maximum):
                 raise ValueError("{} is above {}".format(part, maximum))
+            low, high = int(first), int(last or first)
             out.update(range(low, high + 1))
     return frozenset(out)
 

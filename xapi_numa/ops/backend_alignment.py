@@ -44,7 +44,7 @@ class BackendAlignment:
     def __init__(self, dom0: Dom0Proc, db: Database, logger: logging.Logger,
                  opted_out: Callable[[str], bool] = lambda uuid: False, look_every: float = LOOK_EVERY) -> None:
         self.dom0 = dom0
-        self.journal = BackendJournal(db)
+        self.journal = BackendJournal(db, logger)
         self.logger = logger
         self.opted_out = opted_out
         self.look_every = look_every

@@ -99,7 +99,7 @@ class Runtime:
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
-        self.pins = PinJournal(db)
+        self.pins = PinJournal(db, logger)
         self.moves = MoveJournal(db)
         self.home_tally = HomeTally(db)
         self.ledger = Ledger(db=db)
@@ -191,7 +191,7 @@ class Runtime:
 
     # --- one cycle -------------------------------------------------------------------------------------
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
-        pins = self.pins.entries()
+        pins = self.pins.entries(snap.topology.nr_cpus)
         self.forget_the_gone(snap)
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
         demand = cpu_demand.demand(snap, self.demand)
@@ -239,7 +239,8 @@ class Runtime:
                 for d in snap.domains if d.domid != 0 and d.domid in snap.vcpus}))
             if self.stopping():
                 return {"host_clock": snap.time, "stopping": True}
-            pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
+            # ours when snap was taken: one undone below is still in it
+            pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)}
             outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
             for o in outcomes:
                 if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
@@ -267,7 +268,7 @@ class Runtime:
         """``pinned_in_snap``: pins of ours when ``snap`` was taken; one undone since is still
         in it, and is no admin's pin (taken for one, its VM would not be moved this period)."""
         self.last_rebalance = snap.time
-        ours = {(p.uuid, p.vcpu) for p in self.pins.entries()} | set(pinned_in_snap)
+        ours = {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)} | set(pinned_in_snap)
         decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours,
                                           room=room_pages(self.hv, self.ledger), max_writes=self.settings.max_writes)
         self.last_decision = decision
@@ -318,7 +319,7 @@ class Runtime:
                     self.hv.sleep(self.settings.rebalance_period)
                 snap = self.snapshot()
                 decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages,
-                                                  {(p.uuid, p.vcpu) for p in self.pins.entries()},
+                                                  {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)},
                                                   record=False, room=room_pages(self.hv, self.ledger),
                                                   max_writes=self.settings.max_writes)
         finally:
@@ -332,7 +333,7 @@ class Runtime:
         snap = attrs.evolve(observe.take(self.hv, None, with_pages=True), guest_cpus=self.guest_cpus())
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
-        pins = self.pins.entries()
+        pins = self.pins.entries(snap.topology.nr_cpus)
         excluded = self.excluded(snap)
         actions = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
         actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
@@ -341,7 +342,7 @@ class Runtime:
 
     def restore_all_pins(self, why: str) -> int:
         """Undo every temporary pin of ours still in place (daemon start and stop); how many (``pins_left``: not)."""
-        pins = self.pins.entries()
+        pins = self.pins.entries(self.hv.topology().nr_cpus)
         self.pins_left = len(pins)
         if not pins:
             return 0

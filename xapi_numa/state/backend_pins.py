@@ -6,10 +6,12 @@ daemon knows what is its own to hand back, and touches nothing else.  A
 thread is named by tid, comm and start time, an IRQ by number and action
 name: a reused tid or IRQ number never matches an entry.
 """
-from typing import List
+import logging
+from typing import List, Optional
 
-from xapi_numa.core.backend_affinity import Owned
+from xapi_numa.core.backend_affinity import IRQ, THREAD, Owned
 from xapi_numa.state.db import Database
+from xapi_numa.state.rows import INTEGER, TEXT, LeftOut, Table, one_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS backend_affinity (
@@ -23,9 +25,14 @@ CREATE TABLE IF NOT EXISTS backend_affinity (
 """
 
 
+BACKEND_AFFINITY = Table("backend_affinity", ("kind", "ident"), {"kind": one_of(THREAD, IRQ), "ident": INTEGER,
+                                                                  "uuid": TEXT, "name": TEXT, "starttime": INTEGER})
+
+
 class BackendJournal:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, logger: Optional[logging.Logger] = None) -> None:
         self.db = db
+        self.left_out = LeftOut(logger)  # read in the daemon's every cycle, and by --hand-back
         with self.db.write() as conn:
             conn.execute(SCHEMA)
 
@@ -36,10 +43,11 @@ class BackendJournal:
                                                     entry.starttime))
 
     def entries(self) -> List[Owned]:
+        """What is ours to hand back; a damaged row is left out."""
         with self.db.read() as conn:
-            rows = conn.execute("SELECT uuid, kind, ident, name, starttime FROM backend_affinity "
-                                "ORDER BY uuid, kind, ident").fetchall()
-        return [Owned(uuid, kind, int(ident), name, int(start)) for uuid, kind, ident, name, start in rows]
+            rows = BACKEND_AFFINITY.rows(self.db, conn, ("uuid", "kind", "ident", "name", "starttime"),
+                                         "ORDER BY uuid, kind, ident", left_out=self.left_out)
+        return [Owned(*row) for row in rows]
 
     def drop(self, kind: str, ident: int) -> None:
         with self.db.write() as conn:

@@ -32,6 +32,7 @@ SCHEMA_VERSION = 9
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 BUSY_TIMEOUT_S = 60.0  # how long a transaction waits for another process's write lock
+AFRESH = "stop xapi-numad, then move the database and its -wal and -shm files aside to start afresh"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -260,8 +261,7 @@ class Database:
         hint = ("the disk holding it may be full or read-only" if not damaged and ("disk" in text or "readonly" in text
                                                                                     or "full" in text)
                 else "another process holds it locked; try again" if "locked" in text
-                else "if it is damaged: stop xapi-numad, then move it and its -wal and -shm files aside to start "
-                     "afresh")
+                else "if it is damaged: " + AFRESH)
         return StateError("state database {}: cannot {}: {} ({})".format(self.path, what, err, hint))
 
     def set_busy_timeout(self, seconds: float) -> None:

@@ -16,8 +16,21 @@ from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
 from xapi_numa.state.db import Database
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of
 
 MAX_AGE = 5.0  # seconds: five daemon cycles at the default period
+HOME_TALLY = Table("home_tally", ("domid", "node"), {"domid": INTEGER, "uuid": TEXT, "node": INTEGER, "vcpus": INTEGER})
+
+
+def _node_counts(data: object) -> bool:
+    """[[node, vCPUs homed there alone], ...], as :meth:`HomeTally.publish` writes it."""
+    return isinstance(data, list) and all(isinstance(pair, list) and len(pair) == 2
+                                          and all(type(n) is int for n in pair) for pair in data)
+
+
+HOME_TALLY_TIME = Table("home_tally_time", ("id",), {
+    "id": INTEGER, "at": NUMBER, "summed": TEXT,
+    "totals": json_of("a JSON list of [node, vCPUs] pairs of integers", _node_counts)})
 
 Homes = Dict[int, Tuple[str, Dict[int, int]]]  # domid -> (its uuid, {node: vCPUs homed on it alone})
 
@@ -66,31 +79,27 @@ class HomeTally:
         fingerprint = live.fingerprint(skip)  # (no UUID formatted)
         vcpus = [0] * nodes
         with self.db.read() as db:
-            if not self._fresh(db, now, max_age):
+            at = HOME_TALLY_TIME.rows(self.db, db, ("at",), "WHERE id = 0")
+            if not at or not now - max_age <= at[0][0] <= now + 1.0:  # (a clock stepped back: not to be trusted)
                 return None
-            summed, totals = db.execute("SELECT summed, totals FROM home_tally_time WHERE id = 0").fetchone()
+            summed, totals = HOME_TALLY_TIME.rows(self.db, db, ("summed", "totals"), "WHERE id = 0")[0]
             if summed == fingerprint:  # the very domains it summed: its sums are the answer
-                for node, count in json.loads(totals):
+                for node, count in totals:
                     if 0 <= node < nodes:
                         vcpus[node] = count
                 return vcpus, []
-            for node, count in db.execute("SELECT node, SUM(vcpus) FROM home_tally WHERE node >= 0 GROUP BY node"):
+            for node, count in HOME_TALLY.sums(self.db, db, "node", "vcpus", "WHERE node >= 0").items():
                 if node < nodes:
                     vcpus[node] = count
-            named = set(db.execute("SELECT domid, uuid FROM home_tally GROUP BY domid").fetchall())
+            named = set(HOME_TALLY.rows(self.db, db, ("domid", "uuid"), "GROUP BY domid"))
             listed = set(live.items())  # (each UUID formatted once, here only)
             gone = named - listed  # stopped since, or their domid reused
             gone.update((domid, live[domid]) for domid in skip if (domid, live.get(domid)) in named)
             for domid, _ in gone:
-                for node, count in db.execute("SELECT node, vcpus FROM home_tally WHERE domid = ? AND node >= 0",
-                                              (domid,)):
+                for node, count in HOME_TALLY.rows(self.db, db, ("node", "vcpus"), "WHERE domid = ? AND node >= 0",
+                                                   (domid,)):
                     if node < nodes:
                         vcpus[node] -= count
         unread = sorted(domid for domid, _ in listed - named if domid not in skip)
         return vcpus, unread
-
-    @staticmethod
-    def _fresh(db, now: float, max_age: float) -> bool:
-        at = db.execute("SELECT at FROM home_tally_time WHERE id = 0").fetchone()
-        return at is not None and now - max_age <= at[0] <= now + 1.0  # a clock stepped back: not to be trusted
 

@@ -10,10 +10,16 @@ from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional
 
 import attrs
 
-from xapi_numa.core.cpuset import format_ids, parse_ids
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, cpu_lists
 
 KEEP = 1000  # rows kept: enough for the hold-down and the counters
+HOME_MOVE = Table("home_move", ("rowid",), {
+    "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
+    "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER})
+HOME_MOVE_INTENT = Table("home_move_intent", ("uuid",), {"uuid": TEXT, "domid": INTEGER, "from_node": INTEGER,
+                                                         "to_node": INTEGER, "vnode": INTEGER})
 
 
 @attrs.frozen
@@ -84,19 +90,17 @@ class HomeMoves:
             for uuid in uuids:
                 db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
 
-    def unwritten(self) -> Dict[str, Intent]:
-        """uuid -> the home move noted and not yet known whole."""
+    def unwritten(self, nr_cpus: int) -> Dict[str, Intent]:
+        """uuid -> the home move noted and not yet known whole (its CPUs below ``nr_cpus``, the host's)."""
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, domid, from_node, to_node, vnode, soft_before "
-                              "FROM home_move_intent").fetchall()
-        return {uuid: Intent(domid, a, b, None if v < 0 else v,
-                             {int(c): parse_ids(t) for c, t in json.loads(before or "{}").items()})
-                for uuid, domid, a, b, v, before in rows}
+            rows = HOME_MOVE_INTENT.rows(self.db, db, ("uuid", "domid", "from_node", "to_node", "vnode", "soft_before"),
+                                         kinds={"soft_before": cpu_lists(nr_cpus)})
+        return {uuid: Intent(domid, a, b, None if v < 0 else v, before) for uuid, domid, a, b, v, before in rows}
 
     def recent(self) -> List[HomeMove]:
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
-                              "followed_pages FROM home_move ORDER BY rowid").fetchall()
+            rows = HOME_MOVE.rows(self.db, db, ("uuid", "moved_at", "from_node", "to_node", "kind", "reason",
+                                                "followed_domid", "followed_pages"), "ORDER BY rowid")
         return [HomeMove(*row) for row in rows]
 
     def latest(self, now: Optional[float] = None) -> Dict[str, HomeMove]:

@@ -27,12 +27,19 @@ from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.moves import MoveJournal
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, one_of
 
 DEFAULT_TTL = 300.0
 IN_LIST = 500  # VMs per "IN (...)" query
 MAX_TTL = 24 * 3600.0
 
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
+
+RESERVATION = Table("reservation", ("vm",), {"vm": TEXT, "created": NUMBER, "expires": NUMBER,
+                                             "claimed": one_of(0, 1), "owner": TEXT})
+RESERVATION_NODE = Table("reservation_node", ("vm", "node"), {"vm": TEXT, "node": INTEGER, "bytes": INTEGER,
+                                                              "initial": INTEGER})
+RESERVATION_TOTAL = Table("reservation_total", ("node",), {"node": INTEGER, "bytes": INTEGER})
 
 
 class Ledger:
@@ -48,14 +55,12 @@ class Ledger:
         self.db.close()
 
     # --- queries ------------------------------------------------------------------------------
-    @staticmethod
-    def _outstanding_in(db, now: float, exclude: Optional[str] = None) -> Dict[int, int]:
+    def _outstanding_in(self, db, now: float, exclude: Optional[str] = None) -> Dict[int, int]:
         """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.db.TRIGGERS`)
         less the leases expired but not yet dropped and ``exclude``'s, read by index."""
-        totals = dict(db.execute("SELECT node, bytes FROM reservation_total").fetchall())
-        for node, gone in db.execute(
-                "SELECT node, SUM(bytes) FROM reservation_node WHERE vm IN "
-                "(SELECT vm FROM reservation WHERE expires <= ? OR vm = ?) GROUP BY node", (now, exclude)):
+        totals = dict(RESERVATION_TOTAL.rows(self.db, db, ("node", "bytes")))
+        not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE expires <= ? OR vm = ?)"
+        for node, gone in RESERVATION_NODE.sums(self.db, db, "node", "bytes", not_counted, (now, exclude)).items():
             totals[node] = totals.get(node, 0) - gone
         return {node: total for node, total in totals.items() if total}
 
@@ -84,22 +89,23 @@ class Ledger:
             return (self._outstanding_in(db, now, exclude),
                     [r for r in self._reservations_in(db, now, of) if r.vm != exclude])
 
-    @staticmethod
-    def _reservations_in(db, now: float, of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
-        rows = db.execute("SELECT vm, created, expires, claimed, owner FROM reservation "
-                          "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,)).fetchall()
+    def _reservations_in(self, db, now: float,
+                         of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
+        rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner"),
+                                "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,))
+        columns = ("vm", "node", "bytes", "initial")
         if of is None:
-            nodes = db.execute("SELECT vm, node, bytes, initial FROM reservation_node").fetchall()
+            nodes = RESERVATION_NODE.rows(self.db, db, columns)
         else:
             wanted = of([row[0] for row in rows])
             rows, nodes = [row for row in rows if row[0] in wanted], []
             for i in range(0, len(rows), IN_LIST):  # (SQLite before 3.32 takes at most 999 parameters)
                 vms = [row[0] for row in rows[i:i + IN_LIST]]
-                nodes += db.execute("SELECT vm, node, bytes, initial FROM reservation_node WHERE vm IN ({})".format(
-                    ",".join("?" * len(vms))), vms).fetchall()
+                nodes += RESERVATION_NODE.rows(self.db, db, columns, "WHERE vm IN ({})".format(
+                    ",".join("?" * len(vms))), vms)
         outstanding: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
         initial: Dict[str, Dict[int, int]] = {vm: {} for vm, *_ in rows}
-        for vm, node, nbytes, first in nodes:  # (INTEGER columns: ints already)
+        for vm, node, nbytes, first in nodes:
             if vm in outstanding:  # (rows of expired reservations are not wanted)
                 outstanding[vm][node] = nbytes
                 initial[vm][node] = first

@@ -18,8 +18,22 @@ from xapi_numa.core.host import DomainInfo
 from xapi_numa.errors import InvalidArgument, NotMovable
 from xapi_numa.state.db import Database
 from xapi_numa.state.locks import FileLock, vm_lock
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of, one_of
 
 RUNNING, DONE, FAILED, STOPPED, INTERRUPTED = "running", "done", "failed", "stopped", "interrupted"
+PAGE_COUNTS = ("planned_pages", "moved_pages", "fallback_pages")  # what the readers of a report count with
+
+
+def _a_report(data: object) -> bool:
+    return isinstance(data, dict) and all(type(data.get(k, 0)) is int and data.get(k, 0) >= 0 for k in PAGE_COUNTS)
+
+
+MEMORY_MOVE = Table("memory_move", ("uuid",), {
+    "uuid": TEXT, "domid": INTEGER, "pid": INTEGER, "state": one_of(RUNNING, DONE, FAILED, STOPPED, INTERRUPTED),
+    "target": INTEGER, "started": NUMBER, "updated": NUMBER,
+    "report": json_of("a JSON object (the move's report; {}, where given, whole numbers)".format(
+        ", ".join(PAGE_COUNTS)), _a_report)})
+RECORD = ("uuid", "domid", "pid", "state", "target", "report", "started", "updated")  # a MoveRecord's columns
 
 
 @attrs.frozen
@@ -75,7 +89,7 @@ class MoveJournal:
                 return lock
             now = self.db.clock()
             with self.db.write() as db:
-                row = db.execute("SELECT pid, state FROM memory_move WHERE uuid = ?", (d.uuid,)).fetchone()
+                row = next(iter(MEMORY_MOVE.rows(self.db, db, ("pid", "state"), "WHERE uuid = ?", (d.uuid,))), None)
                 if row and row[1] == RUNNING and not inherited:  # a dead mover (we hold its lock now)
                     # its batch record may hold the guest's pages: never claim over it
                     raise NotMovable(d.uuid, "its last mover (process {}) died; recover first "
@@ -115,12 +129,11 @@ class MoveJournal:
         planned less moved.  In a write transaction, it reads in that one."""
         left: Dict[int, int] = {}
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, target, report FROM memory_move WHERE state = ?", (RUNNING,)).fetchall()
+            rows = MEMORY_MOVE.rows(self.db, db, ("uuid", "target", "report"), "WHERE state = ?", (RUNNING,))
         for uuid, target, report in rows:
             if uuid != exclude:
-                data = json.loads(report)
-                more = max(0, int(data.get("planned_pages", 0)) - int(data.get("moved_pages", 0)))
-                left[int(target)] = left.get(int(target), 0) + more
+                more = max(0, report.get("planned_pages", 0) - report.get("moved_pages", 0))
+                left[target] = left.get(target, 0) + more
         return left
 
     def hand_over(self, uuid: str, pid: int) -> None:
@@ -149,26 +162,28 @@ class MoveJournal:
 
     def _select(self, where: str, args: tuple) -> List[MoveRecord]:
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, domid, pid, state, target, report, started, updated "
-                              "FROM memory_move " + where + " ORDER BY started", args).fetchall()
-        return [MoveRecord(r[0], int(r[1]), int(r[2]), r[3], int(r[4]), json.loads(r[5]), r[6], r[7]) for r in rows]
+            rows = MEMORY_MOVE.rows(self.db, db, RECORD, where + " ORDER BY started", args)
+        return [MoveRecord(*row) for row in rows]
 
     def status(self, uuid: str) -> Optional[MoveRecord]:
         return next(iter(self._select("WHERE uuid = ?", (uuid,))), None)
 
     def moving(self) -> List[str]:
-        """UUIDs of the VMs whose memory a live or dead mover is (or was) moving."""
+        """UUIDs of the VMs whose memory a live or dead mover is (or was) moving.  xapi-numad
+        reads them before homing in every cycle: a row whose UUID cannot be read (it names no
+        VM to leave alone) is passed over here, not to stop homing for good; every other
+        reader refuses it (a move's recovery, in the daemon's every cycle, which logs it)."""
         with self.db.read() as db:
-            return [r[0] for r in db.execute("SELECT uuid FROM memory_move WHERE state = ? ORDER BY started",
-                                             (RUNNING,)).fetchall()]
+            return [uuid for uuid, in MEMORY_MOVE.rows(self.db, db, ("uuid",), "WHERE state = ? ORDER BY started",
+                                                       (RUNNING,), left_out=lambda err: None)]
 
     def forget_ended(self, alive: Iterable[str], older_than: float) -> int:
         """Drop the ended moves of VMs that no longer run here, last changed before
         ``older_than`` (journal clock): one row per VM ever moved, read every cycle."""
         keep = set(alive)
         with self.db.write() as db:
-            gone = [u for u, in db.execute("SELECT uuid FROM memory_move WHERE state != ? AND updated < ?",
-                                           (RUNNING, older_than)).fetchall() if u not in keep]
+            gone = [u for u, in MEMORY_MOVE.rows(self.db, db, ("uuid",), "WHERE state != ? AND updated < ?",
+                                                 (RUNNING, older_than)) if u not in keep]
             for uuid in gone:
                 db.execute("DELETE FROM memory_move WHERE uuid = ? AND state != ?", (uuid, RUNNING))
         return len(gone)

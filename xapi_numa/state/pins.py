@@ -1,16 +1,21 @@
 """The pin journal: xapi-numad's temporary hard pins, written before each pin is
 made and removed after it is undone, so that a daemon killed in between finds
 them at its next start and puts the original affinity back."""
-from typing import List
+import logging
+from typing import List, Optional
 
-from xapi_numa.core.cpuset import format_ids, parse_ids
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.state.db import Database
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, LeftOut, Table, cpu_list
+
+TEMP_PIN = Table("temp_pin", ("uuid", "vcpu"), {"uuid": TEXT, "vcpu": INTEGER, "domid": INTEGER, "pinned_at": NUMBER})
 
 
 class PinJournal:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, logger: Optional[logging.Logger] = None) -> None:
         self.db = db
+        self.left_out = LeftOut(logger)  # read at the daemon's start and in its every cycle
 
     def record(self, pin: PinRecord) -> None:
         with self.db.write() as db:
@@ -18,12 +23,14 @@ class PinJournal:
                        "VALUES (?, ?, ?, ?, ?, ?)", (pin.uuid, pin.vcpu, pin.domid, format_ids(pin.original_hard),
                                                      pin.pinned_at, format_ids(pin.pinned_to)))
 
-    def entries(self) -> List[PinRecord]:
+    def entries(self, nr_cpus: int) -> List[PinRecord]:
+        """The pins journalled, of CPUs below ``nr_cpus`` (the host's): a damaged row is left out."""
+        cpus = cpu_list(nr_cpus)
         with self.db.read() as db:
-            rows = db.execute("SELECT uuid, vcpu, domid, pinned_to, original_hard, pinned_at FROM temp_pin "
-                              "ORDER BY uuid, vcpu").fetchall()
-        return [PinRecord(uuid, int(vcpu), int(domid), parse_ids(pinned_to), parse_ids(original),
-                          float(at)) for uuid, vcpu, domid, pinned_to, original, at in rows]
+            rows = TEMP_PIN.rows(self.db, db, ("uuid", "vcpu", "domid", "pinned_to", "original_hard", "pinned_at"),
+                                 "ORDER BY uuid, vcpu", kinds={"pinned_to": cpus, "original_hard": cpus},
+                                 left_out=self.left_out)
+        return [PinRecord(*row) for row in rows]
 
     def drop(self, uuid: str, vcpu: int) -> None:
         with self.db.write() as db:

@@ -1,0 +1,169 @@
+"""Rows read back from the state database, each column as the type xapi-numa wrote it.
+
+SQLite keeps a column's declared type as an affinity only: an INTEGER column takes
+'soon', a TEXT one a blob, and root can edit the file by hand (sqlite3), or a disk
+damage it.  Every reader in :mod:`xapi_numa.state` decodes its rows here, so that a
+value that is not what we wrote is a :class:`~xapi_numa.errors.DamagedRow` naming
+the database, the table, the row's key, the column and what was expected, and
+saying what to do: never a TypeError or a JSON error further on ("internal error"),
+nor a CPU list of a billion ids expanded (a CPU list is bounded by the host's CPUs
+before it is read, as a user's is).
+"""
+import json
+import logging
+import math
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
+
+from xapi_numa.core.cpuset import parse_ids
+from xapi_numa.core.numbers import is_decimal
+from xapi_numa.errors import DamagedRow
+from xapi_numa.state.db import AFRESH, Database
+
+SHOWN = 60  # characters of a value, or of a key, quoted in an error
+UNREADABLE = (ValueError, TypeError, RecursionError)  # (RecursionError: JSON nested too deeply)
+
+
+class Kind:
+    """What a column holds: ``read`` gives its value, or raises one of :data:`UNREADABLE`;
+    ``expected`` says, in an error, what it should have held."""
+
+    def __init__(self, expected: str, read: Callable[[object], object]) -> None:
+        self.expected = expected
+        self.read = read
+
+
+def _typed(kind: type) -> Callable[[object], object]:
+    def read(value: object) -> object:
+        if type(value) is not kind:  # (exactly: a bool is no integer of ours)
+            raise TypeError(value)
+        return value
+    return read
+
+
+def _number(value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise TypeError(value)
+    return float(value)  # type: ignore[arg-type]
+
+
+INTEGER = Kind("an integer", _typed(int))
+NUMBER = Kind("a finite number", _number)
+TEXT = Kind("text", _typed(str))
+
+
+def one_of(*values: object) -> Kind:
+    """One of ``values`` (all of one type)."""
+    def read(value: object) -> object:
+        if type(value) is not type(values[0]) or value not in values:
+            raise ValueError(value)
+        return value
+    return Kind("one of {}".format(", ".join(map(str, values))), read)
+
+
+def json_of(expected: str, fits: Callable[[object], bool]) -> Kind:
+    """JSON text of a value that ``fits``."""
+    def read(value: object) -> object:
+        data = json.loads(TEXT.read(value))  # type: ignore[arg-type]
+        if not fits(data):
+            raise ValueError(value)
+        return data
+    return Kind(expected, read)
+
+
+def _cpus(text: object, nr_cpus: int) -> object:
+    return parse_ids(TEXT.read(text), nr_cpus - 1)  # type: ignore[arg-type]
+
+
+def cpu_list(nr_cpus: int) -> Kind:
+    """A CPU list as :func:`~xapi_numa.core.cpuset.format_ids` wrote it, of the host's CPUs only."""
+    return Kind("a CPU list of ids 0..{} (this host's CPUs), e.g. 0-3,6".format(nr_cpus - 1),
+                lambda value: _cpus(value, nr_cpus))
+
+
+def cpu_lists(nr_cpus: int) -> Kind:
+    """A JSON object of vCPU -> CPU list (of the host's CPUs only); "" reads as none."""
+    def read(value: object) -> object:
+        data = json.loads(TEXT.read(value) or "{}")  # type: ignore[arg-type]
+        if not isinstance(data, dict) or not all(is_decimal(v) and len(v) <= 6 for v in data):
+            raise ValueError(value)
+        return {int(v): _cpus(cpus, nr_cpus) for v, cpus in data.items()}
+    return Kind('a JSON object of vCPU -> CPU list of ids 0..{} (this host\'s CPUs), e.g. {{"0": "0-3"}}'.format(
+        nr_cpus - 1), read)
+
+
+def _shown(value: object) -> str:
+    quoted = repr(value)
+    return quoted if len(quoted) <= SHOWN else quoted[:SHOWN - 4] + "...'"
+
+
+def damaged(db: Database, table: str, key: str, column: str, expected: str, value: object) -> DamagedRow:
+    return DamagedRow("state database {}: table {}, row {}: column {} holds {}, expected {} (with xapi-numad "
+                      "stopped, correct or delete that row with sqlite3; or {})".format(
+                          db.path, table, key, column, _shown(value), expected, AFRESH))
+
+
+class Table:
+    """A table's columns and the kinds they hold, and the columns that name a row (its key)."""
+
+    def __init__(self, name: str, key: Sequence[str], kinds: Mapping[str, Kind]) -> None:
+        self.name, self.key, self.kinds = name, tuple(key), dict(kinds)
+
+    def rows(self, db: Database, conn, columns: Sequence[str], rest: str = "", args: Sequence[object] = (),
+             kinds: Optional[Mapping[str, Kind]] = None,
+             left_out: Optional[Callable[[DamagedRow], None]] = None) -> List[tuple]:
+        """``SELECT columns FROM table rest`` on ``conn`` (a transaction of ``db``), each row
+        decoded.  A damaged row raises, or with ``left_out``, is handed to it and left out.
+        ``kinds``: those known only now (a CPU list's bound: the host's CPUs)."""
+        names = [c for c in self.key if c not in columns] + list(columns)  # its key, to name a damaged row
+        known = dict(self.kinds, **(kinds or {}))
+        reads = [known[c].read for c in names]
+        first, out = len(names) - len(columns), []
+        for row in conn.execute("SELECT {} FROM {} {}".format(", ".join(names), self.name, rest), args):
+            try:
+                out.append(tuple([read(value) for read, value in zip(reads, row)][first:]))
+            except UNREADABLE:
+                err = self._damaged(db, names, known, row)
+                if left_out is None:
+                    raise err from None
+                left_out(err)
+        return out
+
+    def _damaged(self, db: Database, names: List[str], kinds: Mapping[str, Kind], row: tuple) -> DamagedRow:
+        """The error of the first column of ``row`` that cannot be read."""
+        key = ", ".join("{}={}".format(c, _shown(row[names.index(c)])) for c in self.key)
+        for column, value in zip(names, row):
+            try:
+                kinds[column].read(value)
+            except UNREADABLE:
+                return damaged(db, self.name, key, column, kinds[column].expected, value)
+        raise AssertionError("row {} of {} read at the second try".format(key, self.name))
+
+    def sums(self, db: Database, conn, group: str, column: str, where: str = "",
+             args: Sequence[object] = ()) -> Dict[int, int]:
+        """``SELECT group, SUM(column) FROM table where GROUP BY group``, summed by SQLite.  A
+        group or a sum that is no integer comes of a row that holds none there: only then are
+        the rows read, to name that one."""
+        sums = conn.execute("SELECT {0}, SUM({1}) FROM {2} {3} GROUP BY {0}".format(
+            group, column, self.name, where), args).fetchall()
+        if all(type(g) is int and type(s) is int for g, s in sums):
+            return dict(sums)
+        self.rows(db, conn, (group, column), "WHERE typeof({}) != 'integer' OR typeof({}) != 'integer'".format(
+            group, column))  # (raises: the kinds of both are INTEGER)
+        raise damaged(db, self.name, "(every row)", "SUM({})".format(column), "integers", sums)
+
+
+class LeftOut:
+    """For a journal whose only use is to undo our own changes (temporary pins, dom0 backend
+    affinity).  xapi-numad reads it at its start and in every cycle: refusing a damaged row
+    would stop it for good, over a row it could not act on anyway.  Such a row is left out,
+    said once per process as a warning naming it; it stays in the database for an admin."""
+
+    said: Set[str] = set()  # (shared: once per process)
+
+    def __init__(self, logger: Optional[logging.Logger] = None) -> None:
+        self.logger = logger or logging.getLogger("xapi-numa")
+
+    def __call__(self, err: DamagedRow) -> None:
+        if err.message not in LeftOut.said:
+            LeftOut.said.add(err.message)
+            self.logger.warning("damaged row left out: %s", err.message)
