@@ -165,9 +165,9 @@ def hand_back(rt: runtime.Runtime) -> bool:
         return restored
     # no pages per node: on stock Xen a snapshot with them presses debug key 'u'
     outcomes = rt.executor.apply(rt.backends.plan(observe.take(rt.hv), enabled=False))
-    left = rt.backends.journal.entries()
+    left = len(rt.backends.journal.entries()) + rt.backends.journal.left_out.count  # (damaged rows stay)
     log_event(LOG, logging.INFO if not left else logging.ERROR, "backend work handed back",
-              done=sum(1 for o in outcomes if o.status == "done"), left=len(left))
+              done=sum(1 for o in outcomes if o.status == "done"), left=left)
     return restored and not left
 
 

@@ -343,7 +343,7 @@ class Runtime:
     def restore_all_pins(self, why: str) -> int:
         """Undo every temporary pin of ours still in place (daemon start and stop); how many (``pins_left``: not)."""
         pins = self.pins.entries(self.hv.topology().nr_cpus)
-        self.pins_left = len(pins)
+        self.pins_left = len(pins) + self.pins.left_out.count  # (a damaged row, left out, stays)
         if not pins:
             return 0
         outcomes, actions = [], list(homing.restore_all(observe.take(self.hv), pins))  # type: List[Outcome], list
@@ -354,7 +354,7 @@ class Runtime:
             outcomes, actions = outcomes + done, [o.action for o in batch if o.status == DEFERRED] if done else []
         restored = sum(1 for o in outcomes if o.status == DONE and o.action.domid is not None)
         not_done = len([o for o in outcomes if o.status != DONE])
-        left = self.pins_left = not_done + len(pins) - len(outcomes)  # refused, and of VMs not read (kept)
+        left = self.pins_left = not_done + len(pins) - len(outcomes) + self.pins.left_out.count  # refused, not read
         log_event(self.logger, logging.INFO if not left else logging.WARNING, "temporary pins restored",
                   why=why, restored=restored, forgotten=len(outcomes) - restored - not_done, left=left)
         return restored

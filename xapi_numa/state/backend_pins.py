@@ -46,7 +46,7 @@ class BackendJournal:
         """What is ours to hand back; a damaged row is left out."""
         with self.db.read() as conn:
             rows = BACKEND_AFFINITY.rows(self.db, conn, ("uuid", "kind", "ident", "name", "starttime"),
-                                         "ORDER BY uuid, kind, ident", left_out=self.left_out)
+                                         "ORDER BY uuid, kind, ident", left_out=self.left_out.reading())
         return [Owned(*row) for row in rows]
 
     def drop(self, kind: str, ident: int) -> None:

@@ -29,7 +29,7 @@ class PinJournal:
         with self.db.read() as db:
             rows = TEMP_PIN.rows(self.db, db, ("uuid", "vcpu", "domid", "pinned_to", "original_hard", "pinned_at"),
                                  "ORDER BY uuid, vcpu", kinds={"pinned_to": cpus, "original_hard": cpus},
-                                 left_out=self.left_out)
+                                 left_out=self.left_out.reading())
         return [PinRecord(*row) for row in rows]
 
     def drop(self, uuid: str, vcpu: int) -> None:

@@ -156,14 +156,22 @@ class LeftOut:
     """For a journal whose only use is to undo our own changes (temporary pins, dom0 backend
     affinity).  xapi-numad reads it at its start and in every cycle: refusing a damaged row
     would stop it for good, over a row it could not act on anyway.  Such a row is left out,
-    said once per process as a warning naming it; it stays in the database for an admin."""
-
-    said: Set[str] = set()  # (shared: once per process)
+    said once per journal (the daemon keeps one for its life) as a warning naming it; it
+    stays in the database for an admin, and ``count`` says how many the last read left out
+    (a stop or a hand-back that leaves them has not put everything back)."""
 
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self.logger = logger or logging.getLogger("xapi-numa")
+        self.said: Set[str] = set()
+        self.count = 0
+
+    def reading(self) -> "LeftOut":
+        """This, its count at 0 for a new read."""
+        self.count = 0
+        return self
 
     def __call__(self, err: DamagedRow) -> None:
-        if err.message not in LeftOut.said:
-            LeftOut.said.add(err.message)
+        self.count += 1
+        if err.message not in self.said:
+            self.said.add(err.message)
             self.logger.warning("damaged row left out: %s", err.message)
