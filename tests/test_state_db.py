@@ -30,6 +30,16 @@ def test_a_missing_directory_is_refused_and_named(tmp_path):
     assert not os.path.exists(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.parametrize("under", [("a-file",), ("a-file", "sub")])
+def test_a_path_under_a_file_is_called_that_not_a_missing_directory(tmp_path, under):
+    """A --ledger under a regular file was called a directory that does not exist ("create it")."""
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StateError) as err:
+        Database(str(tmp_path.joinpath(*under) / "l.db"))
+    assert "{} is not a directory".format(tmp_path / "a-file") in err.value.message, err.value.message
+    assert "create it" not in err.value.message and (tmp_path / "a-file").read_text() == "x"
+
+
 def test_a_file_that_is_not_a_database_is_a_clear_state_error(tmp_path):
     path = tmp_path / "l.db"
     path.write_bytes(b"this is not sqlite" * 100)

@@ -151,6 +151,17 @@ def _identity(path: str) -> Optional[Tuple[int, int]]:
     return st.st_dev, st.st_ino
 
 
+def _why_no_directory(directory: str) -> str:
+    """Why the database's ``directory`` cannot hold it, and what to do."""
+    at = directory
+    while not os.path.lexists(at) and os.path.dirname(at) != at:  # the nearest part of it that is there
+        at = os.path.dirname(at)
+    if os.path.lexists(at) and not os.path.isdir(at):  # (a file there: "create it" would not help)
+        return "{} is not a directory (set $XAPI_NUMA_LEDGER / --ledger to a path in one)".format(at)
+    return "directory {} does not exist (create it, or set $XAPI_NUMA_LEDGER / --ledger to another path)".format(
+        directory)
+
+
 class Database:
     """One connection to the host's state database (not shared between threads)."""
 
@@ -168,9 +179,7 @@ class Database:
         if os.path.isdir(directory):
             return
         if self.path != os.path.abspath(DEFAULT_PATH):
-            raise StateError("cannot open the state database {}: directory {} does not exist "
-                             "(create it, or set $XAPI_NUMA_LEDGER / --ledger to another path)"
-                             .format(self.path, directory))
+            raise StateError("cannot open the state database {}: {}".format(self.path, _why_no_directory(directory)))
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as err:
