@@ -100,7 +100,7 @@ def test_a_starts_read_of_the_domains_agrees_with_the_full_list(sim):
 
 def test_a_simulated_host_file_whose_domain_uuid_is_no_uuid_is_refused_clearly(sim):
     """Before 2026-12-04 the Python API took any text as a domain's UUID; Xen keeps 16
-    bytes.  Such a file is refused naming the domain (placement crashed on it), and a UUID
+    bytes.  Such a file is refused naming the field (placement crashed on it), and a UUID
     in upper case reads back in lower case, as Xen gives it."""
     import json
 
@@ -118,5 +118,5 @@ def test_a_simulated_host_file_whose_domain_uuid_is_no_uuid_is_refused_clearly(s
 
     with pytest.raises(NumaError) as err:  # (the store reports it as a damaged file, with the reason)
         SimHypervisor(sim.path).domains()
-    assert "domain 1 (web) has the UUID 'web-01', which is no UUID" in err.value.message
+    assert "host.domains[1].uuid must be a UUID, not 'web-01'" in err.value.message
     assert "sim init PATH --force" in err.value.message
