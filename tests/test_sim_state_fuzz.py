@@ -254,3 +254,39 @@ def test_the_reviews_examples_are_one_line_from_the_cli(bases, tmp_path, capsys,
         assert err == "xapi-numa: error: simulated host {} is damaged: {}\n".format(path, says)
     with open(path, "rb") as f:
         assert f.read() == before
+
+
+# --- the simulated dom0's own file (PATH.dom0/sim-backend.json) ---------------------------------
+def dom0_uses(hv: SimHypervisor, path: str) -> List[Callable[[], Any]]:
+    """What `backends` and xapi-numad's backend alignment do to the simulated dom0."""
+    from xapi_numa.backends.sim.dom0_tree import open_sim_dom0
+    dom0 = open_sim_dom0(hv, path)  # (syncs the tree from the host)
+    return [dom0.tasks, dom0.irqs, lambda: dom0.tree.backend_load_by_node({0: 0, 1: 1}),
+            lambda: [dom0.set_irq(q.irq, q.name, frozenset({1})) for q in dom0.irqs()],
+            lambda: hv.run(0.2), dom0.sync, dom0.tasks]
+
+
+def test_a_damaged_dom0_file_is_refused_clearly_never_a_crash(tmp_path):
+    """Its 'threads' as 5 ended in 'internal error: AttributeError' (backends, exit 70)."""
+    path = str(tmp_path / "host.json")
+    build_host(path, "credit2")
+    hv = SimHypervisor(path)
+    for call in dom0_uses(hv, path):
+        call()
+    dom0_file = os.path.join(path + ".dom0", "sim-backend.json")
+    with open(dom0_file) as f:
+        base = json.load(f)
+    found: Dict[str, list] = {}
+    for where, how in [(p, h) for (_, p, h) in plan_mutations({"dom0": base}, SEED, 300)]:
+        write_mutated(dom0_file, base, where, how)
+        try:
+            for call in dom0_uses(hv, path):
+                call()
+        except StateError as err:
+            if not err.message.startswith("simulated dom0 {} is damaged: dom0".format(dom0_file)):
+                found.setdefault("unclear: " + err.message, []).append((where, how))
+        except NumaError:
+            pass
+        except Exception as err:  # noqa: BLE001 - what a user would see as "internal error"
+            found.setdefault(crash_site(err), []).append((where, how))
+    assert not found, "\n".join("{} ({} mutations, e.g. {})".format(k, len(v), v[0]) for k, v in sorted(found.items()))

@@ -21,15 +21,40 @@ dom0 vCPU, hence which node, carries it is reported by
 import json
 import os
 import zlib
-from typing import Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from xapi_numa.backends.dom0 import PF_KTHREAD, Dom0Proc, parse_cpu_list
-from xapi_numa.core.cpuset import format_ids
+from xapi_numa.backends.sim.state_shape import (
+    COUNT, CPU, Context, Damaged, Kind, ListOf, MapOf, Number, Record, Row, Shape, Where, check, found)
+from xapi_numa.core.cpuset import format_ids, parse_ids
+from xapi_numa.errors import StateError
 
 BACKEND_SHARE = 0.1         # backend CPU seconds per guest CPU second (disk and network I/O)
 DOM0_OWN = ((1, "systemd"), (412, "sshd"), (977, "xenstored"))
 DOM0_OWN_IRQS = ((9, "acpi"), (24, "xenbus"), (25, "hvc_console"))
 STATE_FILE = "sim-backend.json"
+
+
+# The tree's own state, as _save writes it: checked at every read, so that a hand edit is
+# one line naming the field, never a Python error in the middle of a sync.
+class _CpuList(Shape):
+    """A CPU list of dom0's vCPUs (the IRQ counts are indexed by it)."""
+
+    def check(self, value: Any, where: Where, ctx: Context) -> None:
+        try:
+            parse_ids(value, ctx["cpus"] - 1)
+        except (TypeError, ValueError, AttributeError):
+            raise Damaged("{} must be a CPU list of dom0's vCPUs 0..{} such as 0-1, not {}".format(
+                where, ctx["cpus"] - 1, found(value))) from None
+
+
+_ALLOWED = _CpuList()
+_THREAD = Record([("comm", Kind(str)), ("start", COUNT), ("allowed", _ALLOWED), ("ticks", COUNT), ("cpu", CPU),
+                  ("domid", COUNT)], [("per_cpu", MapOf(COUNT, "a dom0 vCPU"))])
+_IRQ = Record([("name", Kind(str)), ("allowed", _ALLOWED), ("counts", ListOf(COUNT, per="cpus")),
+               ("domid", COUNT)])
+_TREE = Record([("threads", MapOf(_THREAD, "a thread id")), ("irqs", MapOf(_IRQ, "an IRQ")),
+                ("guest_cpu", MapOf(Row([("uuid", Kind(str)), ("CPU seconds", Number(0))]), "a domid"))])
 
 
 def tree_root(state_path: str) -> str:
@@ -71,11 +96,18 @@ class Dom0Tree:
             f.write(text)
 
     def _state(self) -> dict:
+        path = os.path.join(self.root, STATE_FILE)
         try:
-            with open(os.path.join(self.root, STATE_FILE)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, ValueError):  # not made yet, or cut short: the tree is made again from the host
             return {"threads": {}, "irqs": {}, "guest_cpu": {}}
+        try:
+            check(_TREE, state, "dom0", Context(state, {"cpus": lambda ctx: self.ncpus}))
+        except Damaged as err:
+            raise StateError("simulated dom0 {} is damaged: {} (delete {} to make it again)".format(
+                path, err, self.root)) from None
+        return state
 
     def _save(self, state: dict) -> None:
         os.makedirs(self.root, exist_ok=True)

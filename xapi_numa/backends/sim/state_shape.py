@@ -12,6 +12,7 @@ for a file that does not fit again, to name the first thing wrong.
 import math
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+from xapi_numa.core.numbers import is_decimal
 from xapi_numa.errors import InvalidArgument
 
 
@@ -302,6 +303,22 @@ class Row(Shape):
             raise Damaged(f"{where} has {len(value)} fields, not {wanted}")
         for i, ((name, shape), item) in enumerate(zip(self.fields, value)):
             shape.check(item, where and f"{where}[{i}] ({name})", ctx)
+
+
+class MapOf(Shape):
+    """An object whose keys are decimal ids (``key`` says which: a thread, an IRQ), each
+    holding a value of ``item``."""
+
+    def __init__(self, item: Shape, key: str) -> None:
+        self.item, self.key = item, key
+
+    def check(self, value: Any, where: Where, ctx: Context) -> None:
+        if type(value) is not dict:
+            raise Damaged(f"{where} must be an object, not {type_name(value)}")
+        for k, item in value.items():
+            if not is_decimal(k) or len(k) > 9:
+                raise Damaged(f"{where} has the key {found(k)}, not {self.key} (decimal digits)")
+            self.item.check(item, where and f"{where}[{k}]", ctx)
 
 
 # --- shapes both the host's and the schedulers' tables use ---------------------------------------
