@@ -235,3 +235,26 @@ def test_a_change_the_next_read_would_refuse_is_never_written(tmp_path):
         sim.set_vcpu_affinity(domid, 0, soft=frozenset())
     assert "refusing to write" in err.value.message and open(path).read() == before
     assert sim.domains()  # still readable
+
+
+def test_the_file_is_checked_again_only_when_its_text_changed(tmp_path, monkeypatch):
+    """The check took a third of `make demo`: a run of calls re-read the same text. Text another
+    process changed (here, damaged) is checked again by the same store."""
+    from xapi_numa.backends.sim import store as store_module
+    path = str(tmp_path / "h.json")
+    hv = SimHypervisor.init(path, Topology.uniform(2, 2, 1 << 30), "credit2", seed=1)
+    checks = []
+    real = store_module.check_shape
+    monkeypatch.setattr(store_module, "check_shape", lambda data: (checks.append(1), real(data)))
+    for _ in range(5):
+        hv.domains()  # reads of the text the init wrote (by a store of its own)
+    assert len(checks) == 1
+    hv.create("g", 1, 64 << 20)  # a write is checked once
+    hv.domains()
+    assert len(checks) == 2
+    data = json.load(open(path))
+    data["tick"] = "soon"  # another process's (hand's) change
+    with open(path, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(StateError, match="host.tick must be an integer"):
+        hv.domains()
