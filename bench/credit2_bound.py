@@ -74,8 +74,7 @@ def one_run(path: str, seed: int, extra: Set[Key]) -> Tuple[int, int, Set[Key], 
         if cycle and now <= LAST_EVENT:
             daemon.cycle()
         elif cycle and now < DEADLINE:
-            held_before = {(d.domid, p.vcpu) for p in daemon.pins.entries(sim.topology().nr_cpus)
-                           for d in sim.domains() if d.uuid == p.uuid}
+            held_before = {(d.domid, p.vcpu) for p in daemon.pins.entries() for d in sim.domains() if d.uuid == p.uuid}
             want = dict(_displaced(sim, domids.values(), topo))
             if not pinned:  # the first cycle after the last event: the oracle's set too
                 softs = {(domid, v.vcpu): v.soft for domid in domids.values() for v in sim.vcpus(domid)}
@@ -89,7 +88,7 @@ def one_run(path: str, seed: int, extra: Set[Key]) -> Tuple[int, int, Set[Key], 
             worst = max(worst, len(now_out))
             if now >= DEADLINE - 1e-9:
                 seen |= {k for k, _ in now_out}
-    return 2 * len(pinned) + len(daemon.pins.entries(sim.topology().nr_cpus)), len(pinned), seen, worst
+    return 2 * len(pinned) + len(daemon.pins.entries()), len(pinned), seen, worst
 
 
 def bound(seed: int, tmp: str) -> Tuple[int, int, int, bool]:

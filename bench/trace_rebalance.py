@@ -60,7 +60,7 @@ class HomingLog:
     def sample(self, rt: Runtime, snap, names: Dict[int, str], dt: float) -> None:
         topo = snap.topology
         running = snap.running_on()
-        pinned = homing.pinned_keys(snap, rt.pins.entries(rt.hv.topology().nr_cpus))
+        pinned = homing.pinned_keys(snap, rt.pins.entries())
         excluded = rt.excluded(snap)
         displaced = {(v.domid, v.vcpu) for v in homing.displaced(snap)}
         has_room = homing._room_checker(snap)
@@ -157,9 +157,9 @@ def trace(arm: str, name: str, seed: int, tmp: str) -> Tuple[List[Row], List[str
                     - prev[0]["node_wait"][n] - bench.CYCLE * scenarios.CPUS_PER_NODE) for n in range(scenarios.NODES)]
         prev[0] = now
         log.sample(rt, observe.take(s, s.clock()), names, bench.CYCLE)
-        before = rt.pins.entries(rt.hv.topology().nr_cpus)
+        before = rt.pins.entries()
         rt.cycle()
-        log.after(before, rt.pins.entries(rt.hv.topology().nr_cpus), s.clock(), uuid_names)
+        log.after(before, rt.pins.entries(), s.clock(), uuid_names)
         rows.append((t, totals, over))
         decision, seen[0] = (rt.last_decision if rt.last_decision is not seen[0] else None), rt.last_decision
         if decision is not None and decision.note.startswith("moving"):

@@ -49,7 +49,7 @@ def make_daemon(sim, path, policy_of=None, settler=None, **settings):
 
 
 def pins(d):
-    return PinJournal(d.db).entries(d.hv.topology().nr_cpus)
+    return PinJournal(d.db).entries()
 
 
 def outside(sim, domid):
@@ -410,9 +410,9 @@ def test_a_stop_restores_every_pin_past_the_write_budget(tmp_path):
         pins += [PinTemporarily(domid, uuid, v, home, topo.all_cpus, "displaced") for v in range(8)]
     Executor(sim, db).apply(pins)
     rt = Runtime(sim, db, Settings())
-    assert rt.settings.max_writes < len(pins) == len(PinJournal(db).entries(topo.nr_cpus))
+    assert rt.settings.max_writes < len(pins) == len(PinJournal(db).entries())
     assert restore_at_stop(rt) is True
-    assert PinJournal(db).entries(topo.nr_cpus) == []
+    assert PinJournal(db).entries() == []
     assert all(v.hard == topo.all_cpus for d in sim.domains() if d.domid for v in sim.vcpus(d.domid))
 
 

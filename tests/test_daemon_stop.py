@@ -35,7 +35,7 @@ def pinned_host(tmp_path, vms=4):
         uuid = next(d.uuid for d in sim.domains() if d.domid == domid)
         pins += [PinTemporarily(domid, uuid, v, home, topo.all_cpus, "displaced") for v in range(2)]
     Executor(sim, db).apply(pins)
-    assert len(PinJournal(db).entries(topo.nr_cpus)) == 2 * vms
+    assert len(PinJournal(db).entries()) == 2 * vms
     return sim, db, topo
 
 
@@ -57,7 +57,7 @@ def test_a_full_disk_at_stop_still_restores_every_pin(tmp_path, monkeypatch):
     monkeypatch.undo()
     # the entries left behind no longer match the affinity: the next start forgets them, touching nothing
     Runtime(sim, db, Settings()).restore_all_pins("start")
-    assert PinJournal(db).entries(topo.nr_cpus) == [] and all_unpinned(sim, topo)
+    assert PinJournal(db).entries() == [] and all_unpinned(sim, topo)
 
 
 def test_a_stop_with_the_database_locked_restores_every_pin_in_time(tmp_path):

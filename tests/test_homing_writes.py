@@ -42,11 +42,11 @@ def test_a_pin_and_its_undo_are_one_hard_only_write_each(tmp_path):
     pin = executor.apply([PinTemporarily(5, "uuid-5", 2, NODE0, ALL, "displaced")])
     assert [o.status for o in pin] == [DONE]
     assert hv.calls == [(5, 2, NODE0, None)]  # soft None: the adapter passes only the hard flag
-    assert [(p.vcpu, p.pinned_to) for p in PinJournal(db).entries(len(ALL))] == [(2, NODE0)]
+    assert [(p.vcpu, p.pinned_to) for p in PinJournal(db).entries()] == [(2, NODE0)]
     undo = executor.apply([RestorePin(5, "uuid-5", 2, ALL, "home")])
     assert [o.status for o in undo] == [DONE]
     assert hv.calls[1:] == [(5, 2, ALL, None)]
-    assert executor.writes == 2 and PinJournal(db).entries(len(ALL)) == []
+    assert executor.writes == 2 and PinJournal(db).entries() == []
 
 
 def test_forgetting_a_pin_of_a_gone_vm_writes_nothing(tmp_path):

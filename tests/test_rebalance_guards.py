@@ -652,7 +652,7 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
             sim.run(1.0)
             Runtime(sim, Database(str(tmp_path / "l.db")), Settings()).cycle()
     sim.set_vcpu_affinity = real
-    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten(topo.nr_cpus)
+    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten()
     again = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
     again.restore_all_pins("start")
     for _ in range(60):
@@ -662,7 +662,7 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
         if d.domid:
             homes = {v.soft for v in sim.vcpus(d.domid)}
             assert len(homes) == 1 and topo.nodes_of_cpus(next(iter(homes))) == sim.node_affinity(d.domid), d.name
-    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten(topo.nr_cpus) == {}
+    assert HomeMoves(Database(str(tmp_path / "l.db"))).unwritten() == {}
 
 
 def test_a_home_move_cut_short_by_a_failing_cycle_is_mended_by_the_same_process(tmp_path):
@@ -683,7 +683,7 @@ def test_a_home_move_cut_short_by_a_failing_cycle_is_mended_by_the_same_process(
     for d in sim.domains():
         if d.domid:
             assert len({v.soft for v in sim.vcpus(d.domid)}) == 1, d.name
-    assert HomeMoves(rt.db).unwritten(topo.nr_cpus) == {}
+    assert HomeMoves(rt.db).unwritten() == {}
 
 
 def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
@@ -709,7 +709,7 @@ def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
         sim.run(1.0)
         assert again.cycle() is not None  # (a failing period raises)
     assert {v.soft for v in sim.vcpus(split[0].domid)} == {part} and sim.node_affinity(split[0].domid) == {0}
-    assert HomeMoves(again.db).unwritten(topo.nr_cpus) == {}
+    assert HomeMoves(again.db).unwritten() == {}
 
 
 def test_a_vms_home_never_moves_to_a_node_outside_the_hosts_guest_mask(tmp_path):

@@ -170,7 +170,7 @@ def test_sigterm_restores_every_temporary_pin_and_a_second_daemon_is_refused(tmp
         init = subprocess.run([cli, "sim", "init", path, "--force", "--nodes", "2", "--cpus-per-node", "2",
                                "--memory-per-node", "1G"], capture_output=True, text=True, timeout=60)
         assert init.returncode != 0 and "xapi-numad runs for the simulated host" in init.stderr, init.stderr
-        assert "Traceback" not in init.stderr and journal.entries(sim.topology().nr_cpus)
+        assert "Traceback" not in init.stderr and journal.entries()
     finally:
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=30)
@@ -180,7 +180,7 @@ def test_sigterm_restores_every_temporary_pin_and_a_second_daemon_is_refused(tmp
     assert events[-1]["event"] == "stopped", events
     stop = [e for e in events if e["event"] == "temporary pins restored" and e["why"] == "stop"]
     assert stop and stop[0]["restored"] >= 1 and stop[0]["left"] == 0, events
-    assert journal.entries(sim.topology().nr_cpus) == []
+    assert journal.entries() == []
     assert all(v.hard == sim.topology().all_cpus for d in (a, c) for v in sim.vcpus(d))
 
 
@@ -310,7 +310,7 @@ def test_xapi_answering_with_errors_fails_no_cycle_and_temporary_pins_still_go(t
         for _ in range(40):
             sim.run(1.0)
             rt.cycle()  # raised XapiError at every cycle before
-    assert rt.pins.entries(rt.hv.topology().nr_cpus) == [] and sim.vcpus(a)[0].hard == all_hard
+    assert rt.pins.entries() == [] and sim.vcpus(a)[0].hard == all_hard
     assert len(reads) <= 7  # 1, 2, 4, ... s apart, not several per cycle
     assert len([r for r in caplog.records if "refused the VMs' records" in r.getMessage()]) == 1
 
@@ -333,7 +333,7 @@ def test_a_stop_restores_pins_of_a_domain_the_executor_was_backing_off_from(tmp_
     rt.executor.apply([SetNodeAffinity(a, uuid, frozenset([1]), "a rebalancer write")])
     sim.set_node_affinity = real
     assert daemon.restore_at_stop(rt)
-    assert rt.pins.entries(rt.hv.topology().nr_cpus) == [] and sim.vcpus(a)[0].hard == all_hard
+    assert rt.pins.entries() == [] and sim.vcpus(a)[0].hard == all_hard
 
 
 def test_a_vm_not_read_in_a_page_scan_keeps_its_last_reading(tmp_path):
@@ -420,7 +420,7 @@ def pinned_then_unreadable(tmp_path):
     rt = Runtime(view, Database(str(tmp_path / "l.db")), Settings(threshold=0.0))
     rt.cycle()
     uuid = next(d.uuid for d in sim.domains() if d.domid == a)
-    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries(rt.hv.topology().nr_cpus))  # homing pinned A's vCPU
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # homing pinned A's vCPU
     return sim, a, uuid, view, rt
 
 
@@ -433,13 +433,13 @@ def test_a_vm_whose_vcpus_cannot_be_read_for_a_cycle_is_not_taken_for_gone(tmp_p
     view.failing = True
     sim.run(1.0)
     rt.cycle()
-    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries(rt.hv.topology().nr_cpus))  # kept, not forgotten
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # kept, not forgotten
     assert uuid in {u for u, _ in rt.rebalancer.unit_demand}  # its demand history too
     view.failing = False
     for _ in range(4):
         sim.run(1.0)
         rt.cycle()
-    assert not any(p.uuid == uuid for p in PinJournal(rt.db).entries(rt.hv.topology().nr_cpus))  # undone once home
+    assert not any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # undone once home
     assert all(v.hard == sim.topology().all_cpus for v in sim.vcpus(a))
 
 
@@ -447,10 +447,10 @@ def test_at_stop_the_pins_of_a_vm_not_read_are_kept_for_the_next_start(tmp_path)
     sim, a, uuid, view, rt = pinned_then_unreadable(tmp_path)
     view.failing = True
     rt.restore_all_pins("stop")
-    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries(rt.hv.topology().nr_cpus))  # not forgotten as "gone"
+    assert any(p.uuid == uuid for p in PinJournal(rt.db).entries())  # not forgotten as "gone"
     view.failing = False
     rt.restore_all_pins("start")
-    assert PinJournal(rt.db).entries(rt.hv.topology().nr_cpus) == []
+    assert PinJournal(rt.db).entries() == []
     assert all(v.hard == sim.topology().all_cpus for v in sim.vcpus(a))
 
 

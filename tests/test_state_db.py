@@ -210,6 +210,6 @@ def test_a_schema_4_ledger_gets_the_home_move_notes_columns(tmp_path):
     old.commit()
     old.close()
     homes = HomeMoves(Database(path))
-    assert homes.unwritten(8)["vm-1"].vnode is None and homes.unwritten(8)["vm-1"].soft_before == {}
+    assert homes.unwritten()["vm-1"].vnode is None and homes.unwritten()["vm-1"].soft_before == {}
     homes.intend("vm-2", 4, 1, 0, 2, {0: frozenset({0, 1})})
-    assert homes.unwritten(8)["vm-2"].vnode == 2 and homes.unwritten(8)["vm-2"].soft_before == {0: frozenset({0, 1})}
+    assert homes.unwritten()["vm-2"].vnode == 2 and homes.unwritten()["vm-2"].soft_before == {0: frozenset({0, 1})}

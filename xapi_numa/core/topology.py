@@ -236,10 +236,6 @@ class Topology:
         return self._all_cpus
 
     @property
-    def nr_cpus(self) -> int:
-        return len(self.cpu_node)
-
-    @property
     def node_cpus(self) -> Dict[int, FrozenSet[int]]:
         return {n.id: n.cpus for n in self.nodes}
 

@@ -351,9 +351,9 @@ class Rebalancer:
         """Home moves noted and not known whole, that this process is not mending: left by a
         process killed between their writes, or by a cycle that failed before the executor
         said how they went (:meth:`.part_moves.PartMoves.left_unwritten`)."""
-        moving, mending = set(self.moves.moving()), self.part_moves.mending
-        noted = self.homes.unwritten(snap.topology.nr_cpus)
-        whole = [uuid for uuid, intent in sorted(noted.items()) if uuid not in mending
+        moving = set(self.moves.moving())
+        mending = self.part_moves.mending
+        whole = [uuid for uuid, intent in sorted(self.homes.unwritten().items()) if uuid not in mending
                  and not self.part_moves.left_unwritten(snap, uuid, intent, self.layout(uuid), uuid in moving)]
         self.homes.written(whole)
 

@@ -191,7 +191,7 @@ class Runtime:
 
     # --- one cycle -------------------------------------------------------------------------------------
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:
-        pins = self.pins.entries(snap.topology.nr_cpus)
+        pins = self.pins.entries()
         self.forget_the_gone(snap)
         self.displaced_since = homing.displaced_since(snap, self.displaced_since)
         demand = cpu_demand.demand(snap, self.demand)
@@ -239,8 +239,7 @@ class Runtime:
                 for d in snap.domains if d.domid != 0 and d.domid in snap.vcpus}))
             if self.stopping():
                 return {"host_clock": snap.time, "stopping": True}
-            # ours when snap was taken: one undone below is still in it
-            pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)}
+            pinned_in_snap = {(p.uuid, p.vcpu) for p in self.pins.entries()}  # undone below, still in snap
             outcomes = self.executor.apply(self.plan(snap, self._fixup_now))
             for o in outcomes:
                 if o.status == DONE and isinstance(o.action, RestorePin) and o.action.domid is not None:
@@ -268,7 +267,7 @@ class Runtime:
         """``pinned_in_snap``: pins of ours when ``snap`` was taken; one undone since is still
         in it, and is no admin's pin (taken for one, its VM would not be moved this period)."""
         self.last_rebalance = snap.time
-        ours = {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)} | set(pinned_in_snap)
+        ours = {(p.uuid, p.vcpu) for p in self.pins.entries()} | set(pinned_in_snap)
         decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours,
                                           room=room_pages(self.hv, self.ledger), max_writes=self.settings.max_writes)
         self.last_decision = decision
@@ -319,7 +318,7 @@ class Runtime:
                     self.hv.sleep(self.settings.rebalance_period)
                 snap = self.snapshot()
                 decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages,
-                                                  {(p.uuid, p.vcpu) for p in self.pins.entries(snap.topology.nr_cpus)},
+                                                  {(p.uuid, p.vcpu) for p in self.pins.entries()},
                                                   record=False, room=room_pages(self.hv, self.ledger),
                                                   max_writes=self.settings.max_writes)
         finally:
@@ -333,7 +332,7 @@ class Runtime:
         snap = attrs.evolve(observe.take(self.hv, None, with_pages=True), guest_cpus=self.guest_cpus())
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
-        pins = self.pins.entries(snap.topology.nr_cpus)
+        pins = self.pins.entries()
         excluded = self.excluded(snap)
         actions = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
         actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
@@ -342,7 +341,7 @@ class Runtime:
 
     def restore_all_pins(self, why: str) -> int:
         """Undo every temporary pin of ours still in place (daemon start and stop); how many (``pins_left``: not)."""
-        pins = self.pins.entries(self.hv.topology().nr_cpus)
+        pins = self.pins.entries()
         self.pins_left = len(pins) + self.pins.left_out.count  # (a damaged row, left out, stays)
         if not pins:
             return 0

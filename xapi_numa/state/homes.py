@@ -12,14 +12,15 @@ import attrs
 
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
-from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, cpu_lists
+from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
 
 KEEP = 1000  # rows kept: enough for the hold-down and the counters
 HOME_MOVE = Table("home_move", ("rowid",), {
     "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
     "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER})
 HOME_MOVE_INTENT = Table("home_move_intent", ("uuid",), {"uuid": TEXT, "domid": INTEGER, "from_node": INTEGER,
-                                                         "to_node": INTEGER, "vnode": INTEGER})
+                                                         "to_node": INTEGER, "vnode": INTEGER,
+                                                         "soft_before": CPU_LISTS})
 
 
 @attrs.frozen
@@ -90,11 +91,10 @@ class HomeMoves:
             for uuid in uuids:
                 db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
 
-    def unwritten(self, nr_cpus: int) -> Dict[str, Intent]:
-        """uuid -> the home move noted and not yet known whole (its CPUs below ``nr_cpus``, the host's)."""
+    def unwritten(self) -> Dict[str, Intent]:
+        """uuid -> the home move noted and not yet known whole."""
         with self.db.read() as db:
-            rows = HOME_MOVE_INTENT.rows(self.db, db, ("uuid", "domid", "from_node", "to_node", "vnode", "soft_before"),
-                                         kinds={"soft_before": cpu_lists(nr_cpus)})
+            rows = HOME_MOVE_INTENT.rows(self.db, db, ("uuid", "domid", "from_node", "to_node", "vnode", "soft_before"))
         return {uuid: Intent(domid, a, b, None if v < 0 else v, before) for uuid, domid, a, b, v, before in rows}
 
     def recent(self) -> List[HomeMove]:

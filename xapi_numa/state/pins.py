@@ -7,9 +7,10 @@ from typing import List, Optional
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.homing import PinRecord
 from xapi_numa.state.db import Database
-from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, LeftOut, Table, cpu_list
+from xapi_numa.state.rows import CPU_LIST, INTEGER, NUMBER, TEXT, LeftOut, Table
 
-TEMP_PIN = Table("temp_pin", ("uuid", "vcpu"), {"uuid": TEXT, "vcpu": INTEGER, "domid": INTEGER, "pinned_at": NUMBER})
+TEMP_PIN = Table("temp_pin", ("uuid", "vcpu"), {"uuid": TEXT, "vcpu": INTEGER, "domid": INTEGER, "pinned_at": NUMBER,
+                                                 "pinned_to": CPU_LIST, "original_hard": CPU_LIST})
 
 
 class PinJournal:
@@ -23,13 +24,11 @@ class PinJournal:
                        "VALUES (?, ?, ?, ?, ?, ?)", (pin.uuid, pin.vcpu, pin.domid, format_ids(pin.original_hard),
                                                      pin.pinned_at, format_ids(pin.pinned_to)))
 
-    def entries(self, nr_cpus: int) -> List[PinRecord]:
-        """The pins journalled, of CPUs below ``nr_cpus`` (the host's): a damaged row is left out."""
-        cpus = cpu_list(nr_cpus)
+    def entries(self) -> List[PinRecord]:
+        """The pins journalled: a damaged row is left out."""
         with self.db.read() as db:
             rows = TEMP_PIN.rows(self.db, db, ("uuid", "vcpu", "domid", "pinned_to", "original_hard", "pinned_at"),
-                                 "ORDER BY uuid, vcpu", kinds={"pinned_to": cpus, "original_hard": cpus},
-                                 left_out=self.left_out.reading())
+                                 "ORDER BY uuid, vcpu", left_out=self.left_out.reading())
         return [PinRecord(*row) for row in rows]
 
     def drop(self, uuid: str, vcpu: int) -> None:
