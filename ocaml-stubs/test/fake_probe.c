@@ -249,6 +249,20 @@ CAMLprim value fake_long_ints(value n)
     return a;
 }
 
+/* Review 5: an int array of `n` entries whose first `k` (k < 511) are 0 and whose
+ * entry k is -1: a stub that checks the entries one by one stops there (EINVAL)
+ * after writing k of them, so it never reads past the page. */
+CAMLprim value fake_long_ints_bad_at(value n, value k)
+{
+    value *page = oob_page(), *at = page, a;
+    uintnat here = 4096 / sizeof(value) - 1, i;
+
+    a = oob_block(&at, 0, (uintnat)Long_val(n), here);
+    for (i = 0; i < here; i++)
+        Field(a, i) = Val_int(i < (uintnat)Long_val(k) ? 0 : -1);
+    return a;
+}
+
 /* A boxed int64 at *at, with the ops of `like` (a real one). */
 static value oob_int64(value **at, value like, int64_t x)
 {

@@ -43,6 +43,8 @@ external fake_long_ints : int -> int array = "fake_long_ints"
 
 external fake_long_ranges : int -> Xenuma.vmemrange array = "fake_long_ranges"
 
+external fake_long_ints_bad_at : int -> int -> int array = "fake_long_ints_bad_at"
+
 external fake_release_physinfo_with_signal : int -> int -> unit = "fake_release_physinfo_with_signal"
 
 let passed = ref 0
@@ -295,6 +297,36 @@ let test_vnuma h =
   too_long "2^32 + 1" "vnode_to_pnode" (fun () ->
       Xenuma.set_vnuma h ~domid:1 ~ranges:one ~vdistance:[|[|10|]|] ~vcpu_to_vnode:[|0; 0|]
         ~vnode_to_pnode:(fake_long_ints beyond)) ;
+  (* Review 5: 2^32 - 1 entries pass count_arg (only "more than" U32_MAX is refused),
+     and the stub sizes vcpu_to_vnode's copy as calloc(nr_vcpus + 1): a uint32_t sum
+     that wraps to 0, so the entries are written past a buffer of none (the heap
+     overrun count_arg was added to prevent).  The fake's entry 400 is -1, so a stub
+     checking them stops there: Invalid_argument or Error, never a crash.  Run in a
+     child: a corrupted heap aborts it. *)
+  check "vnuma: 2^32 - 1 entries in vcpu_to_vnode: refused without writing past a buffer"
+    (match Unix.fork () with
+    | 0 ->
+        let code =
+          match
+            Xenuma.set_vnuma h ~domid:1 ~ranges:one ~vdistance:[|[|10|]|]
+              ~vcpu_to_vnode:(fake_long_ints_bad_at ((1 lsl 32) - 1) 400) ~vnode_to_pnode:[|0|]
+          with
+          | () -> 1
+          | exception Invalid_argument _ -> 0
+          | exception Xenuma.Error _ -> 0
+          | exception _ -> 1
+        in
+        (* the heap after the call: a malloc/free round that glibc checks *)
+        let b = Bytes.create 100_000 in
+        ignore (Bytes.length b) ;
+        Gc.compact () ;
+        Unix._exit code
+    | pid -> (
+        match Unix.waitpid [] pid with
+        | _, Unix.WEXITED 0 -> true
+        | _, Unix.WEXITED c -> Printf.printf "  (child exited %d)\n%!" c ; false
+        | _, Unix.WSIGNALED s -> Printf.printf "  (child killed by signal %d)\n%!" s ; false
+        | _, Unix.WSTOPPED _ -> false)) ;
   check "vnuma: none of the refused layouts reached Xen"
     (match Xenuma.vnuma h ~domid:1 with Some l -> l.vdistance = [|[|10|]|] | None -> false) ;
   check "vnuma: no such domain"
