@@ -203,8 +203,10 @@ def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> boo
             rt.db.set_busy_timeout(db_wait)
         rt.restore_all_pins("stop")
         if rt.pins_left:  # refused, or VMs not read: the journal keeps them for the next start
-            log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them",
-                      left=rt.pins_left)
+            damaged = rt.pins.left_out.count  # (left out of every read: no start restores them)
+            log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them" if not damaged
+                      else "temporary pins left at stop: the next start restores those it can read, not the "
+                           "damaged rows warned of (mend or delete them)", left=rt.pins_left, damaged=damaged)
         return not rt.pins_left
     except (NumaError, OSError) as err:
         log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
@@ -218,6 +220,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler.setFormatter(JsonFormatter())
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
+    try:
+        return _run(args)
+    finally:  # the logger is the process's: a second main() (tests, an embedding) must not log twice
+        LOG.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     problem = check_ranges(args)
     if problem:
         print("xapi-numad: error: " + problem, file=sys.stderr)

@@ -31,7 +31,7 @@ from typing import Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 import attrs
 
 from xapi_numa.core.host import UUID_RE
-from xapi_numa.core.numbers import shown
+from xapi_numa.core.numbers import shown, trim
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
 # the pool's credentials and checks, re-exported: callers reach the XenAPI layer through this module
@@ -223,7 +223,7 @@ def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:
     """(VM ref, uuid) for what a user typed: a UUID, in any case (xapi spells it in lower case), or a unique name."""
     if not ref.strip():
         raise InvalidArgument("vm", "{} is blank".format(shown(ref)), "a UUID or a unique name")
-    uuid = ref.strip().lower() if UUID_RE.match(ref.strip().lower()) else ref
+    uuid = trim(ref).lower() if UUID_RE.match(trim(ref).lower()) else ref
     with contextlib.suppress(UnknownVM):
         return vm_ref(session, uuid), uuid
     vms = call(session.xenapi.VM.get_by_name_label, ref)

@@ -17,7 +17,7 @@ from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_policy, move_recovery, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
-from xapi_numa.core.numbers import shown, whole_number
+from xapi_numa.core.numbers import shown, trim, whole_number
 from xapi_numa.ops.command_line import given
 
 
@@ -199,7 +199,7 @@ def _moves_of(rows: list, vm: str, hv) -> list:
         uuid = domain_by_name_or_id(hv, vm).uuid
         return [r for r in rows if r["uuid"] == uuid]
     except UnknownVM:
-        gone = [r for r in rows if vm.strip().lower() == r["uuid"].lower() or vm in (r["report"].get("vm"),
+        gone = [r for r in rows if trim(vm).lower() == r["uuid"].lower() or vm in (r["report"].get("vm"),
                                                                                      str(r["domid"]))]
         if gone:
             return gone

@@ -9,7 +9,7 @@ from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.core.numbers import decimal_number, plain, trim, whole_number
 from xapi_numa.ops.command_line import given
 
 
@@ -74,7 +74,7 @@ def cmd_reservations(args) -> int:
 
 def cmd_release(args) -> int:
     # the key place gave it: a VM's UUID as place --vm reads it, or an adhoc- key as printed
-    key = args.vm.strip()
+    key = trim(args.vm)
     key = common.xapi_name(key, "VM")
     if not key.startswith("adhoc-"):
         try:

@@ -17,6 +17,7 @@ from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.numbers import trim
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import parse_size
@@ -247,7 +248,7 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     store = bool_arg(args, "store")
     vm = xapi.vm_ref(ctx.session, uuid)
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, xapi.vm_record(ctx.session, vm), uuid,
-                               args.get("mode", "follow").strip(), half,
+                               trim(args.get("mode", "follow")), half,
                                xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
     if store:
         vnuma_xapi.store_plan(ctx.session, vm, plan)
