@@ -1179,7 +1179,9 @@ CAMLprim value stub_xenuma_set_vnuma(value handle, value domid, value ranges, va
     value dist = Field(layout, 0), v2n = Field(layout, 1), n2p = Field(layout, 2);
     struct xn_vmemrange *r = calloc(nr_ranges ? nr_ranges : 1, sizeof(*r));
     uint32_t *cdist = calloc((size_t)nr_vnodes * nr_vnodes + 1, sizeof(*cdist));
-    uint32_t *cv2n = calloc(nr_vcpus + 1, sizeof(*cv2n)), *cn2p = calloc(nr_vnodes + 1, sizeof(*cn2p));
+    /* (size_t) before + 1: a count of 2^32 - 1, which count_arg lets through, would wrap to 0 */
+    uint32_t *cv2n = calloc((size_t)nr_vcpus + 1, sizeof(*cv2n)), *cn2p = calloc((size_t)nr_vnodes + 1,
+                                                                                    sizeof(*cn2p));
     int rc = 0;
 
     if (!r || !cdist || !cv2n || !cn2p)
@@ -1246,9 +1248,9 @@ static int vnuma_read(xn_handle *h, uint32_t domid, struct vnuma_read *v)
     for (tries = 0; tries < VNUMA_TRIES; tries++) {
         vnuma_read_free(v);
         /* room for the counts of the last answer (+1: calloc(0) may be NULL) */
-        v->ranges = calloc(v->nr_ranges + 1, sizeof(*v->ranges));
+        v->ranges = calloc((size_t)v->nr_ranges + 1, sizeof(*v->ranges));
         v->vdistance = calloc((size_t)v->nr_vnodes * v->nr_vnodes + 1, sizeof(*v->vdistance));
-        v->vcpu_to_vnode = calloc(v->nr_vcpus + 1, sizeof(*v->vcpu_to_vnode));
+        v->vcpu_to_vnode = calloc((size_t)v->nr_vcpus + 1, sizeof(*v->vcpu_to_vnode));
         if (!v->ranges || !v->vdistance || !v->vcpu_to_vnode) {
             rc = -ENOMEM;
             break;
