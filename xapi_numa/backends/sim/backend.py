@@ -19,6 +19,7 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
 from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
+from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
@@ -54,6 +55,7 @@ class SimHypervisor(Hypervisor):
         for suffix in (".ledger.db", ".ledger.db-wal", ".ledger.db-shm", ".ledger.db-journal"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(store.path + suffix)
+        forget_dom0_tree(store.path)  # nor the old dom0's backend threads and IRQs, for its vCPUs
         return cls(path)
 
     def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,

@@ -20,6 +20,7 @@ dom0 vCPU, hence which node, carries it is reported by
 """
 import json
 import os
+import shutil
 import zlib
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
@@ -59,6 +60,14 @@ _TREE = Record([("threads", MapOf(_THREAD, "a thread id")), ("irqs", MapOf(_IRQ,
 
 def tree_root(state_path: str) -> str:
     return state_path + ".dom0"
+
+
+def forget_dom0_tree(state_path: str) -> None:
+    """Remove the simulated dom0 of the host at ``state_path`` (one being made again), only
+    if it is ours: a directory of that name without our record is left alone."""
+    root = tree_root(state_path)
+    if os.path.isfile(os.path.join(root, STATE_FILE)) and not os.path.islink(root):
+        shutil.rmtree(root)
 
 
 def _guest_threads(domid: int, dtype: str) -> List[Tuple[int, str]]:

@@ -169,7 +169,9 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     # (a backend's grant copy into it during the pause would otherwise be lost)
     asked = list(gfns)
     granted_now = set(granted_gfns(d))
-    kept = [g for g in gfns if g not in granted_now]
+    # a gfn with no frame (a dead mover's, before its recovery) has nothing to move: left
+    # out too, and counted with the granted ones, as the C counts an XTAB gfn
+    kept = [g for g in gfns if g not in granted_now and node_before(g) != UNBACKED]
     granted, gfns = len(gfns) - len(kept), kept
     # and what looks like a page Xen maps at the pause (a vcpu_info, an event-channel page) stays too
     mapped_now = set(xen_mapped(d))
@@ -202,7 +204,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     if fault == "die-after-release":
         # the mover dies here: the guest stays paused with these gfns unbacked,
         # their contents in the batch record (the real one is a file on tmpfs)
-        d.pause_count += 1
+        host.pause(d.domid)  # (the pause the mover keeps: its vCPUs leave their pCPUs, as on Xen)
         d.record = list(released)
         d.gfn_runs = runs
         for s_, e_ in pagemove.spans(released):
@@ -240,12 +242,12 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         stage, error, lost = "copy-back", errno.EFAULT, len(released)
     if lost:
         # the contents are not all back: the guest stays paused, the batch record keeps them
-        d.pause_count += 1
+        host.pause(d.domid)
         d.record = list(released)
     elif fault == "unpause":
         # the unpause failed three times: the record is kept, saying only the unpause is left
         stage, error = ("unpause", errno.ENOMEM) if not error else (stage, error)
-        d.pause_count += 1
+        host.pause(d.domid)
         d.record = []
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
     return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
