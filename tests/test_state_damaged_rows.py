@@ -116,11 +116,11 @@ def intents(host):
 
 
 def tally_rows(host):
-    HomeTally(_db(host, MADE)).count(LiveDomains.of({host.domid: OTHER}), 2)  # a start: another domain than summed
+    return HomeTally(_db(host, MADE)).count(LiveDomains.of({host.domid: OTHER}), 2)  # a start: other domains
 
 
 def tally_sums(host):
-    HomeTally(_db(host, MADE)).count(LiveDomains.of({host.domid: UUID}), 2)  # a start: the very domains summed
+    return HomeTally(_db(host, MADE)).count(LiveDomains.of({host.domid: UUID}), 2)  # a start: the domains summed
 
 
 LIVE, N = "WHERE vm = 'vm-live'", "garbage"  # (N: what an INTEGER or REAL column takes as text)
@@ -140,11 +140,13 @@ SPOILED = [
     (intents, "home_move_intent", "", [("uuid", BLOB), ("domid", N), ("from_node", N), ("to_node", N),
                                        ("vnode", N), ("soft_before", "not json"),
                                        ("soft_before", '{"0": "' + WIDE + '"}')]),
-    (tally_rows, "home_tally", "", [("domid", N), ("uuid", BLOB), ("node", N), ("vcpus", N)]),
-    (tally_sums, "home_tally_time", "", [("at", N), ("summed", BLOB), ("totals", "not json"),
-                                         ("totals", '[["0", 2]]')]),
 ]
 REFUSED = [(table, column, value, where, read) for read, table, where, values in SPOILED for column, value in values]
+# the vCPU-home tally only saves a start reading the hypervisor: a damaged one is not used
+TALLY = [(table, column, value, read) for read, table, values in [
+    (tally_rows, "home_tally", [("domid", N), ("uuid", BLOB), ("node", N), ("vcpus", N)]),
+    (tally_sums, "home_tally_time", [("at", N), ("summed", BLOB), ("totals", "not json"), ("totals", '[["0", 2]]')]),
+] for column, value in values]
 
 
 @pytest.mark.parametrize("table,column,value,where,read", REFUSED,
@@ -159,6 +161,21 @@ def test_a_damaged_row_is_a_clear_state_error_naming_it(host, table, column, val
     assert "column {} ".format(column) in message and "expected" in message, message
     assert re.search(r", row \w+=", message) and "sqlite3" in message, message  # which row, and what to do
     assert host.dump() == before  # nothing changed
+
+
+@pytest.mark.parametrize("table,column,value,read", TALLY,
+                         ids=["{}.{}={!r}".format(c[0], c[1], c[2]) for c in TALLY])
+def test_a_damaged_home_tally_refuses_no_start(host, caplog, table, column, value, read):
+    """It refused every VM start ("state database ...: table home_tally ..."): the start now
+    reads the hypervisor, as for a tally gone stale, and a warning names the row."""
+    assert read(host) is not None  # fresh and whole: used
+    host.spoil(table, column, value)
+    before = host.dump()
+    with caplog.at_level(logging.WARNING):
+        assert read(host) is None
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "tally is not used" in said and "table {},".format(table) in said and column in said, said
+    assert host.dump() == before
 
 
 def pins_read_at_start(host):

@@ -12,12 +12,15 @@ set long), is read from the hypervisor as before.  A count a few seconds old
 only weighs a choice; the memory a start needs is always read now.
 """
 import json
+import logging
 from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
 from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
+from xapi_numa.errors import DamagedRow
 from xapi_numa.state.db import Database
 from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of
 
+LOG = logging.getLogger("xapi-numa")
 MAX_AGE = 5.0  # seconds: five daemon cycles at the default period
 HOME_TALLY = Table("home_tally", ("domid", "node"), {"domid": INTEGER, "uuid": TEXT, "node": INTEGER, "vcpus": INTEGER})
 
@@ -72,9 +75,19 @@ class HomeTally:
         ``live`` (domid -> UUID, read just now) that the tally names with the same UUID,
         and the domids of ``live`` it does not name (started since the daemon's cycle, or
         a domid now another VM's), for the caller to read; ``skip``: domids counted in
-        neither.  None if the tally is not fresh.  SQLite sums the rows, so only the
-        domains that came or went since the cycle cost Python work (a start on a host of
-        a thousand domains)."""
+        neither.  None if the tally is not fresh, or is damaged: it only saves the caller
+        reading the hypervisor, and no VM start is refused over it (a warning names the
+        row; the daemon's next change of the counts writes them all again).  SQLite sums
+        the rows, so only the domains that came or went since the cycle cost Python work
+        (a start on a host of a thousand domains)."""
+        try:
+            return self._count(live, nodes, skip, max_age)
+        except DamagedRow as err:
+            LOG.warning("the vCPU-home tally is not used (read from the hypervisor instead): %s", err.message)
+            return None
+
+    def _count(self, live: LiveDomains, nodes: int, skip: Collection[int],
+               max_age: float) -> Optional[Tuple[List[int], List[int]]]:
         now = self.db.clock()
         fingerprint = live.fingerprint(skip)  # (no UUID formatted)
         vcpus = [0] * nodes
