@@ -18,7 +18,7 @@ from typing import Collection, Dict, List, Mapping, Optional, Tuple
 from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
 from xapi_numa.errors import DamagedRow
 from xapi_numa.state.db import Database
-from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, UNREADABLE, Table, json_of
 
 LOG = logging.getLogger("xapi-numa")
 MAX_AGE = 5.0  # seconds: five daemon cycles at the default period
@@ -38,6 +38,23 @@ HOME_TALLY_TIME = Table("home_tally_time", ("id",), {
 Homes = Dict[int, Tuple[str, Dict[int, int]]]  # domid -> (its uuid, {node: vCPUs homed on it alone})
 
 
+def _damaged(db) -> bool:
+    """Whether a row of the tally holds what :meth:`HomeTally.publish` never writes: a
+    check SQLite makes by each value's type (one pass, no Python per row), and the one
+    time row read as a start reads it."""
+    if db.execute("SELECT 1 FROM home_tally WHERE typeof(domid) != 'integer' OR typeof(node) != 'integer' "
+                  "OR typeof(vcpus) != 'integer' OR typeof(uuid) != 'text' LIMIT 1").fetchone():
+        return True
+    row = db.execute("SELECT at, summed, totals FROM home_tally_time WHERE id = 0").fetchone()
+    if row is None:
+        return True
+    try:
+        NUMBER.read(row[0]), TEXT.read(row[1]), HOME_TALLY_TIME.kinds["totals"].read(row[2])
+    except UNREADABLE:
+        return True
+    return False
+
+
 class HomeTally:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -50,7 +67,8 @@ class HomeTally:
         domains reads one row."""
         homes = {domid: (uuid, {int(n): int(c) for n, c in counts.items()}) for domid, (uuid, counts) in homes.items()}
         with self.db.write() as db:
-            if homes != self._written:
+            # a damaged tally (a hand, a disk) is written again whole: a start would not use it
+            if homes != self._written or _damaged(db):
                 db.execute("DELETE FROM home_tally")
                 # one row per node a domain has vCPUs homed on alone; one with node -1 for none
                 db.executemany("INSERT INTO home_tally (domid, uuid, node, vcpus) VALUES (?, ?, ?, ?)",
@@ -77,7 +95,7 @@ class HomeTally:
         a domid now another VM's), for the caller to read; ``skip``: domids counted in
         neither.  None if the tally is not fresh, or is damaged: it only saves the caller
         reading the hypervisor, and no VM start is refused over it (a warning names the
-        row; the daemon's next change of the counts writes them all again).  SQLite sums
+        row; the daemon's next cycle writes it all again).  SQLite sums
         the rows, so only the domains that came or went since the cycle cost Python work
         (a start on a host of a thousand domains)."""
         try:

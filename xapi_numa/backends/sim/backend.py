@@ -55,7 +55,8 @@ class SimHypervisor(Hypervisor):
         for suffix in (".ledger.db", ".ledger.db-wal", ".ledger.db-shm", ".ledger.db-journal"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(store.path + suffix)
-        forget_dom0_tree(store.path)  # nor the old dom0's backend threads and IRQs, for its vCPUs
+        for reached_as in sorted({path, store.path}):  # (the tree is beside the path as given)
+            forget_dom0_tree(reached_as)  # nor the old dom0's backend threads and IRQs, for its vCPUs
         return cls(path)
 
     def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,

@@ -67,7 +67,11 @@ def forget_dom0_tree(state_path: str) -> None:
     if it is ours: a directory of that name without our record is left alone."""
     root = tree_root(state_path)
     if os.path.isfile(os.path.join(root, STATE_FILE)) and not os.path.islink(root):
-        shutil.rmtree(root)
+        try:
+            shutil.rmtree(root)
+        except OSError as err:
+            raise StateError("the new host is made, but the replaced host's simulated dom0 {} cannot be removed "
+                             "({}): remove it by hand".format(root, err.strerror or err)) from None
 
 
 def _guest_threads(domid: int, dtype: str) -> List[Tuple[int, str]]:

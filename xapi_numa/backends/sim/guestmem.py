@@ -159,6 +159,9 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         raise HypervisorError(errno.EINVAL, "gfns must be ascending and unique")
     if not 0 <= node < len(host.free):
         raise HypervisorError(errno.EINVAL, f"no node {node}")
+    if d.record is not None:  # xn_mig_move publishes its record first: EEXIST while a dead mover's awaits
+        raise HypervisorError(errno.EEXIST, f"moving memory of domain {d.domid}: a batch record a dead mover "
+                                            f"left awaits recovery (xapi-numa memory-moves --recover)")
     runs = d.gfn_runs if d.gfn_runs is not None else derive_runs(
         [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
     node_before = node_lookup(runs)  # the runs are repainted only after the release loop
@@ -169,9 +172,7 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     # (a backend's grant copy into it during the pause would otherwise be lost)
     asked = list(gfns)
     granted_now = set(granted_gfns(d))
-    # a gfn with no frame (a dead mover's, before its recovery) has nothing to move: left
-    # out too, and counted with the granted ones, as the C counts an XTAB gfn
-    kept = [g for g in gfns if g not in granted_now and node_before(g) != UNBACKED]
+    kept = [g for g in gfns if g not in granted_now]
     granted, gfns = len(gfns) - len(kept), kept
     # and what looks like a page Xen maps at the pause (a vcpu_info, an event-channel page) stays too
     mapped_now = set(xen_mapped(d))
