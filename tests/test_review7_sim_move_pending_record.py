@@ -62,3 +62,17 @@ def test_recovery_after_a_second_batch_restores_the_dead_movers_gfns(tmp_path, f
         unbacked = [g for g in FIRST + SECOND if look(g) == UNBACKED]
         assert not unbacked, "{} gfns left with no frame and no record".format(len(unbacked))
         assert d.pause_count == 0
+
+
+def test_a_dead_movers_record_no_journal_row_names_is_recovered_by_the_sweep(tmp_path, capsys):
+    """Recovery's sweep for records no journal row names (a foreground scan killed in its
+    probe pause) found none on the simulator, whose batch_records() was the port's default:
+    `memory-moves --recover` recovered nothing and the guest stayed paused."""
+    from xapi_numa.cli.main import main
+    hv, domid = _host(tmp_path)
+    hv.move_pages(domid, FIRST, 1, fault="die-after-release")  # no journal row: the port called directly
+    assert hv.batch_records() == [domid]
+    assert main(["--backend", "sim:" + str(tmp_path / "host.json"), "memory-moves", "--recover", "--ledger",
+                 str(tmp_path / "l.db")]) == 0
+    assert "recovered: " in capsys.readouterr().out
+    assert hv.batch_records() == [] and not next(d for d in hv.domains() if d.domid == domid).paused

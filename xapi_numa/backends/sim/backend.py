@@ -255,6 +255,12 @@ class SimHypervisor(Hypervisor):
         with self.store.transaction() as host:
             return guestmem.move(host, host.domain(domid), list(gfns), node, verify_chunk, allow_fallback, fault)
 
+    def batch_records(self) -> List[int]:
+        """A simulated batch record is in its domain's state: a mover there is never mid-batch
+        (a batch is one transaction), so every record found is a dead or failed mover's."""
+        with self.store.snapshot() as host:
+            return sorted(domid for domid, d in host.domains.items() if d.record is not None)
+
     def recover_move(self, domid: int) -> Optional[str]:
         with self.store.transaction() as host:
             if domid not in host.domains:
