@@ -81,3 +81,10 @@ def pool(tmp_path):
     session.xenapi.login_with_password("root", "xenroot", "2.21", "tests")
     yield server, session
     server.stop()
+
+
+@pytest.fixture
+def ctx(pool):
+    """The pool's server and session, its first host (where plugins are called) and the session id."""
+    server, session = pool
+    return server, session, session.xenapi.host.get_all()[0], session._session

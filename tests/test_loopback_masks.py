@@ -26,12 +26,6 @@ def test_the_mask_is_read_as_xapi_reads_it():
         _vcpu_affinity("0,1;2", "0,1", 2, 8)
 
 
-@pytest.fixture
-def ctx(pool):
-    server, session = pool
-    return server, session, session.xenapi.host.get_all()[0], session._session
-
-
 def test_a_malformed_mask_boots_unpinned_as_in_xapi(ctx):
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("odd", 2, 256 << 20, vcpus_params={"mask": "0,1;two"})

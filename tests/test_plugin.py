@@ -39,13 +39,6 @@ def err(result):
     return result["ErrorDescription"]
 
 
-@pytest.fixture
-def ctx(pool):
-    server, session = pool
-    host = session.xenapi.host.get_all()[0]
-    return server, session, host, session._session
-
-
 def test_host_topology(ctx):
     server, session, host, sid = ctx
     topo = ok(run(server, host, sid, "host_topology", {}))

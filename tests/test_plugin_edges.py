@@ -10,12 +10,6 @@ import subprocess
 import time
 
 
-@pytest.fixture
-def ctx(pool):
-    server, session = pool
-    return server, session, session.xenapi.host.get_all()[0], session._session
-
-
 def control_domain(server, host):
     """xapi's VM record for a host's dom0: a UUID of its own, not Xen's all-zero handle."""
     ref, uuid = server.add_vm("Control domain on host: " + server.hosts[host]["name_label"], 1, 256 << 20,

@@ -46,6 +46,19 @@ def _rows(db_path, table):
         raw.close()
 
 
+def _daemon_after(paths, capsys, written_before):
+    """xapi-numad for 2 cycles on the host of 8 CPUs now, over a database ``written_before``
+    (when the host had 16); its exit code and log."""
+    sim_path, db_path = paths
+    db = Database(db_path)
+    written_before(db)
+    db.close()
+    SimHypervisor.init(sim_path, NOW, "credit", 1, dom0_vcpus=1, dom0_memory=128 << 20)
+    code = daemon.main(["--backend", "sim:" + sim_path, "--cycles", "2", "--period", "0.05", "--no-xapi",
+                        "--ledger", db_path])
+    return code, capsys.readouterr().err
+
+
 def test_a_pin_journalled_when_the_host_had_more_cpus_is_still_read(paths):
     """The pin journal's own row, its original hard affinity all of the host's 16 CPUs of
     then, read on the host of 8 CPUs now: it must still be read (its VM's pin undone), not
@@ -63,16 +76,10 @@ def test_xapi_numad_forgets_the_pin_of_a_gone_vm_written_when_the_host_had_more_
     """A daemon killed with a pin in force; the host comes back with 8 CPUs of 16 and the VM
     is gone.  a787cb1: "temporary pins restored", forgotten 1, the row dropped, exit 0.
     HEAD: the row is left out as damaged, stays for ever, every stop exits 1."""
-    sim_path, db_path = paths
-    db = Database(db_path)
-    PinJournal(db).record(PinRecord(UUID, 0, 5, frozenset({0}), BEFORE.all_cpus, 1.0))
-    db.close()
-    SimHypervisor.init(sim_path, NOW, "credit", 1, dom0_vcpus=1, dom0_memory=128 << 20)
-    code = daemon.main(["--backend", "sim:" + sim_path, "--cycles", "2", "--period", "0.05", "--no-xapi",
-                        "--ledger", db_path])
-    err = capsys.readouterr().err
+    code, err = _daemon_after(paths, capsys, lambda db: PinJournal(db).record(
+        PinRecord(UUID, 0, 5, frozenset({0}), BEFORE.all_cpus, 1.0)))
     assert code == 0 and "damaged row" not in err and "pins left at stop" not in err, err
-    assert _rows(db_path, "temp_pin") == []
+    assert _rows(paths[1], "temp_pin") == []
 
 
 def test_a_home_move_noted_when_the_host_had_more_cpus_does_not_fail_every_rebalance(paths, capsys):
@@ -80,13 +87,7 @@ def test_a_home_move_noted_when_the_host_had_more_cpus_does_not_fail_every_rebal
     daemon killed before it was known whole; the host comes back with 8 CPUs and the VM is
     gone.  a787cb1: the note is dropped.  HEAD: every rebalance fails ("cycle failed",
     DamagedRow), for as long as the row stays."""
-    sim_path, db_path = paths
-    db = Database(db_path)
-    HomeMoves(db).intend(UUID, 5, 0, 1, None, {0: BEFORE.all_cpus})
-    db.close()
-    SimHypervisor.init(sim_path, NOW, "credit", 1, dom0_vcpus=1, dom0_memory=128 << 20)
-    code = daemon.main(["--backend", "sim:" + sim_path, "--cycles", "2", "--period", "0.05", "--no-xapi",
-                        "--ledger", db_path])
-    err = capsys.readouterr().err
+    code, err = _daemon_after(paths, capsys, lambda db: HomeMoves(db).intend(UUID, 5, 0, 1, None,
+                                                                              {0: BEFORE.all_cpus}))
     assert code == 0 and "cycle failed" not in err and "home_move_intent" not in err, err
-    assert _rows(db_path, "home_move_intent") == []
+    assert _rows(paths[1], "home_move_intent") == []

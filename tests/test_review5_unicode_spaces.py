@@ -54,13 +54,6 @@ def test_release_refuses_a_uuid_with_unicode_spaces_as_place_does(sim, space):
     assert UUID in _cli(sim, "reservations").stdout  # nothing released
 
 
-@pytest.fixture
-def ctx(pool):
-    server, session = pool
-    host = session.xenapi.host.get_all()[0]
-    return server, session, host, session._session
-
-
 def test_the_pools_vm_lookup_refuses_a_uuid_with_an_em_space(ctx):
     server, session, _, _ = ctx
     _, uuid = server.add_vm("db", 2, 1 << 30)

@@ -16,13 +16,6 @@ G = 1 << 30
 XAPI_NUMA = os.path.join(os.path.dirname(sys.executable), "xapi-numa")
 
 
-@pytest.fixture
-def ctx(pool):
-    server, session = pool
-    host = session.xenapi.host.get_all()[0]
-    return server, session, host, session._session
-
-
 def without_meta(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in ("vm", "stored", "key")}
 

@@ -242,11 +242,12 @@ def _run(args: argparse.Namespace) -> int:
         hv = open_hypervisor(spec)
         hv.topology()  # a host that is not there is said so before anything is made
         lock = instance_lock.acquire(spec)
-        if args.hand_back and not os.path.exists(db_path_for(args, spec)):
+        db_path = db_path_for(args, spec)
+        if args.hand_back and not os.path.exists(db_path):
             # every move of ours is journalled there first: no database, nothing to give back
             # (and a hand-back must not make the state folder on a host where we never ran)
             log_event(LOG, logging.INFO, "nothing to hand back: no state database (xapi-numad never ran here)",
-                      path=db_path_for(args, spec))
+                      path=db_path)
             os.close(lock)
             return 0
         rt, reader = build_runtime(args, spec, hv, stopping=lambda: stop["now"])

@@ -287,17 +287,21 @@ struct owned {
 
 #define Owned(v) ((struct owned *)Data_custom_val(v))
 
-static void owned_finalize(value v)
+/* Free what `v` owns, and empty it: the stub calls it once its answer is built, the GC
+ * (its finaliser) for what a raise left, or for nothing. */
+static void owned_free(value v)
 {
     int i;
 
-    for (i = 0; i < OWNED_MAX; i++)
+    for (i = 0; i < OWNED_MAX; i++) {
         free(Owned(v)->p[i]);
+        Owned(v)->p[i] = NULL;
+    }
 }
 
 static struct custom_operations owned_ops = {
     .identifier = "xapi-numa.xenuma.owned",
-    .finalize = owned_finalize,
+    .finalize = owned_free,
     .compare = custom_compare_default,
     .hash = custom_hash_default,
     .serialize = custom_serialize_default,
@@ -315,16 +319,6 @@ static value owned_new(void)
     return v;
 }
 
-/* Free what `v` owns now: the finaliser then finds nothing. */
-static void owned_free(value v)
-{
-    int i;
-
-    for (i = 0; i < OWNED_MAX; i++) {
-        free(Owned(v)->p[i]);
-        Owned(v)->p[i] = NULL;
-    }
-}
 
 /* --- host ------------------------------------------------------------------------------- */
 

@@ -36,10 +36,10 @@ def is_decimal(text: object) -> bool:
     return isinstance(text, str) and _DIGITS.fullmatch(text) is not None
 
 
-def shown(text: object) -> str:
-    """A bad value, quoted and cut short, for an error message."""
+def shown(text: object, limit: int = SHOWN) -> str:
+    """A bad value, quoted and cut short (to ``limit`` characters), for an error message."""
     quoted = repr(text)
-    return quoted if len(quoted) <= SHOWN else quoted[:SHOWN - 4] + "...'"
+    return quoted if len(quoted) <= limit else quoted[:limit - 4] + "...'"
 
 
 def shown_digits(digits: str) -> str:

@@ -18,7 +18,7 @@ from typing import Collection, Dict, List, Mapping, Optional, Tuple
 from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
 from xapi_numa.errors import DamagedRow
 from xapi_numa.state.db import Database
-from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, UNREADABLE, Table, json_of
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of
 
 LOG = logging.getLogger("xapi-numa")
 MAX_AGE = 5.0  # seconds: five daemon cycles at the default period
@@ -38,23 +38,6 @@ HOME_TALLY_TIME = Table("home_tally_time", ("id",), {
 Homes = Dict[int, Tuple[str, Dict[int, int]]]  # domid -> (its uuid, {node: vCPUs homed on it alone})
 
 
-def _damaged(db) -> bool:
-    """Whether a row of the tally holds what :meth:`HomeTally.publish` never writes: a
-    check SQLite makes by each value's type (one pass, no Python per row), and the one
-    time row read as a start reads it."""
-    if db.execute("SELECT 1 FROM home_tally WHERE typeof(domid) != 'integer' OR typeof(node) != 'integer' "
-                  "OR typeof(vcpus) != 'integer' OR typeof(uuid) != 'text' LIMIT 1").fetchone():
-        return True
-    row = db.execute("SELECT at, summed, totals FROM home_tally_time WHERE id = 0").fetchone()
-    if row is None:
-        return True
-    try:
-        NUMBER.read(row[0]), TEXT.read(row[1]), HOME_TALLY_TIME.kinds["totals"].read(row[2])
-    except UNREADABLE:
-        return True
-    return False
-
-
 class HomeTally:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -68,7 +51,7 @@ class HomeTally:
         homes = {domid: (uuid, {int(n): int(c) for n, c in counts.items()}) for domid, (uuid, counts) in homes.items()}
         with self.db.write() as db:
             # a damaged tally (a hand, a disk) is written again whole: a start would not use it
-            if homes != self._written or _damaged(db):
+            if homes != self._written or self._damaged(db):
                 db.execute("DELETE FROM home_tally")
                 # one row per node a domain has vCPUs homed on alone; one with node -1 for none
                 db.executemany("INSERT INTO home_tally (domid, uuid, node, vcpus) VALUES (?, ?, ?, ?)",
@@ -86,6 +69,18 @@ class HomeTally:
             else:
                 db.execute("UPDATE home_tally_time SET at = ? WHERE id = 0", (self.db.clock(),))
         self._written = homes
+
+    def _damaged(self, conn) -> bool:
+        """Whether the tally holds what :meth:`publish` never writes: its rows checked by SQLite
+        by each value's type (one pass, no Python per row: a cycle's cost), its one time row
+        read as a start reads it."""
+        if conn.execute("SELECT 1 FROM home_tally WHERE typeof(domid) != 'integer' OR typeof(node) != 'integer' "
+                        "OR typeof(vcpus) != 'integer' OR typeof(uuid) != 'text' LIMIT 1").fetchone():
+            return True
+        try:
+            return not HOME_TALLY_TIME.rows(self.db, conn, ("at", "summed", "totals"), "WHERE id = 0")
+        except DamagedRow:
+            return True
 
     def count(self, live: LiveDomains, nodes: int, skip: Collection[int] = (0,),
               max_age: float = MAX_AGE) -> Optional[Tuple[List[int], List[int]]]:

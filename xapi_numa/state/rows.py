@@ -12,10 +12,12 @@ before it is read, as a user's is).
 import json
 import logging
 import math
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+import attrs
 
 from xapi_numa.core.cpuset import parse_ids
-from xapi_numa.core.numbers import is_decimal
+from xapi_numa.core.numbers import is_decimal, shown
 from xapi_numa.errors import DamagedRow
 from xapi_numa.state.db import AFRESH, Database
 
@@ -23,13 +25,13 @@ SHOWN = 60  # characters of a value, or of a key, quoted in an error
 UNREADABLE = (ValueError, TypeError, RecursionError)  # (RecursionError: JSON nested too deeply)
 
 
+@attrs.frozen
 class Kind:
     """What a column holds: ``read`` gives its value, or raises one of :data:`UNREADABLE`;
     ``expected`` says, in an error, what it should have held."""
 
-    def __init__(self, expected: str, read: Callable[[object], object]) -> None:
-        self.expected = expected
-        self.read = read
+    expected: str
+    read: Callable[[object], object]
 
 
 def _typed(kind: type) -> Callable[[object], object]:
@@ -94,22 +96,19 @@ def _cpu_lists(value: object) -> object:
 CPU_LISTS = Kind('a JSON object of vCPU -> CPU list of ids 0..{}, e.g. {{"0": "0-3"}}'.format(MAX_CPU), _cpu_lists)
 
 
-def _shown(value: object) -> str:
-    quoted = repr(value)
-    return quoted if len(quoted) <= SHOWN else quoted[:SHOWN - 4] + "...'"
-
-
 def damaged(db: Database, table: str, key: str, column: str, expected: str, value: object) -> DamagedRow:
     return DamagedRow("state database {}: table {}, row {}: column {} holds {}, expected {} (with xapi-numad "
                       "stopped, correct or delete that row with sqlite3; or {})".format(
-                          db.path, table, key, column, _shown(value), expected, AFRESH))
+                          db.path, table, key, column, shown(value, SHOWN), expected, AFRESH))
 
 
+@attrs.frozen
 class Table:
     """A table's columns and the kinds they hold, and the columns that name a row (its key)."""
 
-    def __init__(self, name: str, key: Sequence[str], kinds: Mapping[str, Kind]) -> None:
-        self.name, self.key, self.kinds = name, tuple(key), dict(kinds)
+    name: str
+    key: Tuple[str, ...] = attrs.field(converter=tuple)
+    kinds: Mapping[str, Kind] = attrs.field(converter=dict)
 
     def rows(self, db: Database, conn, columns: Sequence[str], rest: str = "", args: Sequence[object] = (),
              left_out: Optional[Callable[[DamagedRow], None]] = None) -> List[tuple]:
@@ -130,7 +129,7 @@ class Table:
 
     def _damaged(self, db: Database, names: List[str], row: tuple) -> DamagedRow:
         """The error of the first column of ``row`` that cannot be read."""
-        key = ", ".join("{}={}".format(c, _shown(row[names.index(c)])) for c in self.key)
+        key = ", ".join("{}={}".format(c, shown(row[names.index(c)], SHOWN)) for c in self.key)
         for column, value in zip(names, row):
             try:
                 self.kinds[column].read(value)
