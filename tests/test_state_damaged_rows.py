@@ -35,6 +35,7 @@ G = 1 << 30
 UUID = "aaaaaaaa-0000-4000-8000-000000000001"
 OTHER = "bbbbbbbb-0000-4000-8000-000000000002"
 BLOB = b"\xff\x00"  # a TEXT column takes anything but a blob as text
+NOT_UTF8 = b'{"0": "0-3\xff"}'  # text, but no UTF-8 (Python's sqlite3 refused the whole query, naming no row)
 WIDE = "0-100000"   # a CPU list past any host's (Xen has at most 4096; modest: read whole, it still ends)
 MADE, LATER = 1000.0, 1100.0  # when the rows were written; when the ledger is read (one lease expired)
 
@@ -66,12 +67,15 @@ class Host:
         raw = sqlite3.connect(self.db_path)
         if (table, column) == ("reservation_node", "node"):  # its trigger refuses: reservation_total's node is a rowid
             raw.execute("DROP TRIGGER reservation_total_update")
-        raw.execute("UPDATE {} SET {} = ? {}".format(table, column, where), (value,))
+        # (bytes that are no UTF-8 are stored as text, as a hand or a damaged disk may leave them)
+        placeholder = "CAST(? AS TEXT)" if value == NOT_UTF8 else "?"
+        raw.execute("UPDATE {} SET {} = {} {}".format(table, column, placeholder, where), (value,))
         raw.commit()
         raw.close()
 
     def dump(self) -> list:
         raw = sqlite3.connect(self.db_path)
+        raw.text_factory = lambda data: data.decode("utf-8", "surrogateescape")  # (NOT_UTF8 too)
         try:
             return list(raw.iterdump())
         finally:
@@ -129,6 +133,7 @@ SPOILED = [
     (reservations, "reservation", LIVE, [("vm", BLOB), ("created", N), ("expires", "soon"), ("claimed", N),
                                          ("owner", BLOB)]),
     (reservations, "reservation_node", LIVE, [("vm", BLOB), ("node", N), ("bytes", N), ("initial", N)]),
+    (outstanding, "reservation", LIVE, [("expires", "soon"), ("expires", BLOB)]),  # (would never expire)
     (outstanding, "reservation_node", "WHERE vm = 'vm-expired'", [("bytes", N)]),  # summed by SQLite
     (outstanding, "reservation_total", "WHERE node = 0", [("bytes", N)]),  # (its node is a rowid: an integer)
     (move_rows, "memory_move", "", [("uuid", BLOB), ("domid", N), ("pid", N), ("state", "bogus"), ("target", N),
@@ -141,6 +146,13 @@ SPOILED = [
                                        ("vnode", N), ("soft_before", "not json"),
                                        ("soft_before", '{"0": "' + WIDE + '"}')]),
 ]
+# every text column a refusing reader reads, holding text that is no UTF-8
+SPOILED += [(read, table, where, [(column, NOT_UTF8) for column in columns]) for read, table, where, columns in [
+    (reservations, "reservation", LIVE, ["vm", "owner"]),
+    (move_rows, "memory_move", "", ["uuid", "report"]),
+    (home_moves, "home_move", "", ["uuid", "kind", "reason"]),
+    (intents, "home_move_intent", "", ["soft_before"]),
+]]
 REFUSED = [(table, column, value, where, read) for read, table, where, values in SPOILED for column, value in values]
 # the vCPU-home tally only saves a start reading the hypervisor: a damaged one is not used
 TALLY = [(table, column, value, read) for read, table, values in [
@@ -178,6 +190,17 @@ def test_a_damaged_home_tally_refuses_no_start(host, caplog, table, column, valu
     assert host.dump() == before
 
 
+def test_a_start_that_retries_warns_of_a_damaged_tally_once(host, caplog):
+    """A start plans again when another took the room first (up to 8 tries), with one tally:
+    it warned once per try."""
+    host.spoil("home_tally_time", "totals", "not json")
+    tally = HomeTally(_db(host, MADE))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert tally.count(LiveDomains.of({host.domid: UUID}), 2) is None
+    assert len([r for r in caplog.records if "tally is not used" in r.getMessage()]) == 1
+
+
 def pins_read_at_start(host):
     return Runtime(host.sim, _db(host), Settings()).restore_all_pins("start")  # xapi-numad's start
 
@@ -196,6 +219,8 @@ LEFT_OUT = [(table, column, value, read) for read, table, values in [
     (pins_read_by_a_dry_run, "temp_pin", [("pinned_to", WIDE), ("pinned_at", N)]),
     (backend_entries, "backend_affinity", [("kind", "bogus"), ("ident", N), ("uuid", BLOB), ("name", BLOB),
                                            ("starttime", N)]),
+    (pins_read_at_start, "temp_pin", [("uuid", NOT_UTF8), ("original_hard", NOT_UTF8)]),
+    (backend_entries, "backend_affinity", [("name", NOT_UTF8)]),
 ] for column, value in values]
 
 

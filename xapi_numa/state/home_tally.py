@@ -13,7 +13,7 @@ only weighs a choice; the memory a start needs is always read now.
 """
 import json
 import logging
-from typing import Collection, Dict, List, Mapping, Optional, Tuple
+from typing import Collection, Dict, List, Mapping, Optional, Set, Tuple
 
 from xapi_numa.core.live_domains import LiveDomains, fingerprint_of
 from xapi_numa.errors import DamagedRow
@@ -42,6 +42,7 @@ class HomeTally:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._written: Optional[Homes] = None  # what this process wrote last
+        self._said: Set[str] = set()  # damage warned of (a start's retries share one tally: once)
 
     def publish(self, homes: Mapping[int, Tuple[str, Mapping[int, int]]]) -> None:
         """The counts of every guest domain now (replacing the last ones): the rows only
@@ -96,7 +97,9 @@ class HomeTally:
         try:
             return self._count(live, nodes, skip, max_age)
         except DamagedRow as err:
-            LOG.warning("the vCPU-home tally is not used (read from the hypervisor instead): %s", err.message)
+            if err.message not in self._said:
+                self._said.add(err.message)
+                LOG.warning("the vCPU-home tally is not used (read from the hypervisor instead): %s", err.message)
             return None
 
     def _count(self, live: LiveDomains, nodes: int, skip: Collection[int],

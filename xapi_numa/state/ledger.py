@@ -19,6 +19,7 @@ process on the host:
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
+import math
 import time
 from typing import Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
@@ -58,6 +59,9 @@ class Ledger:
     def _outstanding_in(self, db, now: float, exclude: Optional[str] = None) -> Dict[int, int]:
         """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.db.TRIGGERS`)
         less the leases expired but not yet dropped and ``exclude``'s, read by index."""
+        # SQLite orders any text or blob after every number, so a lease whose expiry is one would
+        # never expire here: such rows sort past infinity, found by the expiry's index, and refused.
+        RESERVATION.rows(self.db, db, ("expires",), "WHERE expires > ?", (math.inf,))
         totals = dict(RESERVATION_TOTAL.rows(self.db, db, ("node", "bytes")))
         not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE expires <= ? OR vm = ?)"
         for node, gone in RESERVATION_NODE.sums(self.db, db, "node", "bytes", not_counted, (now, exclude)).items():

@@ -12,6 +12,7 @@ before it is read, as a user's is).
 import json
 import logging
 import math
+import sqlite3
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
@@ -96,6 +97,31 @@ def _cpu_lists(value: object) -> object:
 CPU_LISTS = Kind('a JSON object of vCPU -> CPU list of ids 0..{}, e.g. {{"0": "0-3"}}'.format(MAX_CPU), _cpu_lists)
 
 
+def _undecoded(data: bytes) -> object:
+    """Text as ``str``, or, where it is no UTF-8, its bytes (which no text kind reads)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _fetched(conn, sql: str, args: Sequence[object]) -> List[tuple]:
+    """The rows of ``sql``.  Python's sqlite3 refuses text that is no UTF-8 for the whole query,
+    naming neither the table nor the row: such a query is read again with that text as bytes,
+    so that the row holding it is named (the default reader stays for every other query: it
+    is the fast one)."""
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as err:
+        if "decode" not in str(err):
+            raise
+    conn.text_factory = _undecoded
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.text_factory = str
+
+
 def damaged(db: Database, table: str, key: str, column: str, expected: str, value: object) -> DamagedRow:
     return DamagedRow("state database {}: table {}, row {}: column {} holds {}, expected {} (with xapi-numad "
                       "stopped, correct or delete that row with sqlite3; or {})".format(
@@ -117,7 +143,7 @@ class Table:
         names = [c for c in self.key if c not in columns] + list(columns)  # its key, to name a damaged row
         reads = [self.kinds[c].read for c in names]
         first, out = len(names) - len(columns), []
-        for row in conn.execute("SELECT {} FROM {} {}".format(", ".join(names), self.name, rest), args):
+        for row in _fetched(conn, "SELECT {} FROM {} {}".format(", ".join(names), self.name, rest), args):
             try:
                 out.append(tuple([read(value) for read, value in zip(reads, row)][first:]))
             except UNREADABLE:
