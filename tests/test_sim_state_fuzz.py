@@ -26,6 +26,7 @@ from xapi_numa.errors import NumaError, StateError
 from xapi_numa.ops import queries
 
 MiB = 1 << 20
+OTHER_CPU = "__another_cpu__"  # a hard affinity of one CPU, not the vCPU's processor
 INF = "__1e400__"  # written as the JSON number 1e400, which Python reads as inf
 HUGE = 1 << 70
 MUTATIONS = ("string", "float", "huge", "negative", "zero", "plus-one", "minus-one", "null", "list", "dict",
@@ -233,6 +234,12 @@ def test_a_damaged_state_file_is_refused_clearly_never_a_crash(bases, tmp_path):
     (("sched", "rqs", 1, "load_last"), "5", "host.sched.rqs[1].load_last must be an integer, not a string"),
     (("domains", 1, "wait_ticks"), INF, "host.domains[1].wait_ticks must be an integer, not inf"),
     (("domains", 1, "vnuma"), 0, "host.domains[1].vnuma must be an object, not an integer"),
+    # what the model asserts at every step, and loaded silently: pages out of thin air, a vCPU
+    # queued outside its hard affinity
+    (("free", 0), 1, "host.free[0] (1) and the domains' node_pages[0] ({used}) must add up to node 0's "
+                     "262144 pages, not {sum}"),
+    (("domains", 1, "vcpus", 0, 1), OTHER_CPU, "host.domains[1].vcpus[0][3] (processor) must be a CPU of its "
+                                                "hard affinity ({other}), not {processor}"),
 ])
 def test_the_reviews_examples_are_one_line_from_the_cli(bases, tmp_path, capsys, where, value, says):
     """Each was "internal error" (exit 70): now the state error's exit 1, the file and the
@@ -242,11 +249,15 @@ def test_the_reviews_examples_are_one_line_from_the_cli(bases, tmp_path, capsys,
     node = data
     for key in where[:-1]:
         node = node[key]
-    node[where[-1]] = value
+    processor = data["domains"][1]["vcpus"][0][3]
+    other = (processor + 1) % 4
+    node[where[-1]] = 1 << other if value == OTHER_CPU else value
     with open(path, "w") as f:
         f.write(json.dumps(data).replace('"{}"'.format(INF), "1e400"))
     with open(path, "rb") as f:
         before = f.read()
+    used = sum(d["node_pages"][0] for d in data["domains"])
+    says = says.format(used=used, sum=used + 1, processor=processor, other=other)
     for argv in (["sim", "run", path, "--seconds", "1"], ["--backend", "sim:" + path, "topology", "--json"],
                  ["--backend", "sim:" + path, "move-memory", "a", "--to", "1", "--dry-run", "--no-xapi"]):
         assert main(argv) == 1

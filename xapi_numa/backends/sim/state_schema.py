@@ -13,11 +13,13 @@ from typing import Any, Dict, List, Tuple
 
 from xapi_numa.backends.sim.credit2 import runqueue_layout
 from xapi_numa.backends.sim.loads import LoadProfile
+from xapi_numa.backends.sim.masks import has, iter_bits
 from xapi_numa.backends.sim.model import STATE_VERSION
 from xapi_numa.backends.sim.state_sched import check_scheduler
 from xapi_numa.backends.sim.state_shape import (
     BOOL, COUNT, CPU, NODE, SINCE, Context, Damaged, Int, Kind, ListOf, Mask, Maybe, Number, OneOf, Parsed, Record,
     Row, check, last, type_name)
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.host import DOMAIN_TYPES
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import InvalidArgument
@@ -112,6 +114,11 @@ def _check_host(data: dict, ctx: Context) -> None:
     if seen and data["next_domid"] <= max(seen):
         raise Damaged(f"host.next_domid must be more than every domain's domid ({max(seen)}), "
                       f"not {data['next_domid']}")
+    for n, size in enumerate(ctx["node_pages"]):  # (the model asserts it at every step: the allocator's books)
+        used = sum(d["node_pages"][n] for d in data["domains"])
+        if data["free"][n] + used != size:
+            raise Damaged(f"host.free[{n}] ({data['free'][n]}) and the domains' node_pages[{n}] ({used}) must add "
+                          f"up to node {n}'s {size} pages, not {data['free'][n] + used}")
 
 
 def _within(pages: List[int], sizes: List[int], where: str) -> None:
@@ -130,6 +137,9 @@ def _check_domain(d: dict, where: str, ctx: Context) -> None:
     for j, v in enumerate(d["vcpus"]):
         if v[0] != j:
             raise Damaged(f"{where}.vcpus[{j}][0] (id) must be {j}, its place in the list, not {v[0]}")
+        if not has(v[1], v[3]):  # (Xen never runs, nor queues, a vCPU outside its hard affinity)
+            raise Damaged(f"{where}.vcpus[{j}][3] (processor) must be a CPU of its hard affinity "
+                          f"({format_ids(iter_bits(v[1]))}), not {v[3]}")
     stale = [0] * nodes
     for node, pages in d.get("stale", []):
         stale[node] += pages
