@@ -301,3 +301,17 @@ def test_a_damaged_dom0_file_is_refused_clearly_never_a_crash(tmp_path):
         except Exception as err:  # noqa: BLE001 - what a user would see as "internal error"
             found.setdefault(crash_site(err), []).append((where, how))
     assert not found, "\n".join("{} ({} mutations, e.g. {})".format(k, len(v), v[0]) for k, v in sorted(found.items()))
+
+
+def test_a_soft_affinity_of_no_cpu_is_kept_as_xen_keeps_it(tmp_path):
+    """Xen 4.17 takes an empty soft affinity (vcpu_set_soft_affinity checks nothing; only the
+    hard one must meet the pool's online CPUs): the model took it too, and then refused to
+    write its own state ("the change would damage it")."""
+    path = str(tmp_path / "h.json")
+    hv = SimHypervisor.init(path, Topology.uniform(2, 2, 1 << 30), "credit2", 1, dom0_vcpus=1,
+                            dom0_memory=64 * MiB)
+    a = hv.create("a", 2, 32 * MiB, load="busy")
+    hv.set_vcpu_affinity(a, 0, soft=frozenset())
+    hv.run(0.2)
+    assert [sorted(v.soft) for v in hv.vcpus(a)][0] == []
+    assert exercise(path) is None

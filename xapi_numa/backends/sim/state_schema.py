@@ -35,7 +35,7 @@ TOPOLOGY = Record([("memory_size", ListOf(COUNT, least=1)), ("cpu_to_node", List
                    ("cpu_to_core", ListOf(COUNT)), ("cpu_to_socket", ListOf(COUNT)),
                    ("distances", ListOf(ListOf(Int())))])
 # Vcpu.to_list (the last two, CPU time and credit2's last load update, came later)
-VCPU = Row([("id", COUNT), ("hard", Mask()), ("soft", Mask()), ("processor", CPU), ("running", BOOL),
+VCPU = Row([("id", COUNT), ("hard", Mask()), ("soft", Mask(empty=True)), ("processor", CPU), ("running", BOOL),
             ("queued", BOOL), ("credit", Int()), ("pri", Int()), ("migrating", BOOL), ("avgload", COUNT),
             ("rqd", RQ_INDEX), ("migrate_rqd", RQ_INDEX), ("tickled_cpu", Int(-1, last("cpus"), "-1 or a CPU")),
             ("phase", COUNT), ("outside_since", SINCE), ("cpu_ticks", COUNT), ("load_last", SINCE)], optional=2)
