@@ -17,7 +17,7 @@ from typing import Dict, List
 from xapi_numa.backends import xapi
 from xapi_numa import errors
 from xapi_numa.core.numbers import shown
-from xapi_numa.errors import NotRunning, NumaError
+from xapi_numa.errors import InvalidArgument, NotRunning, NumaError
 from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS, Context
 
@@ -96,6 +96,11 @@ def respond(argv: List[str]) -> str:
                                            "expected one argument: an XML-RPC methodCall"])
         try:
             method, session_id, args = proto.parse_call(call_text(argv[1]))
+        except proto.RepeatedArgument as err:
+            if err.method not in FUNCTIONS:
+                return run_function(err.method, "", {})  # an unknown fn is said as ever
+            return proto.failure_response(errors.failure_details(InvalidArgument(
+                err.key, "given more than once ({} times)".format(err.count), "each argument once")))
         except proto.BadCall as err:
             return proto.failure_response([proto.PLUGIN_FAILURE, "bad call", str(err)])
         return run_function(method, session_id, args)

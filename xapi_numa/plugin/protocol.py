@@ -8,7 +8,9 @@ session reference and a string->string map.  The plugin writes one XML-RPC
 ``{"Status": "Failure", "ErrorDescription": [code, param, ...]}``.
 """
 
+import xml.etree.ElementTree as ElementTree
 import xmlrpc.client
+from collections import Counter
 from typing import Dict, List, Tuple
 
 UNKNOWN_FUNCTION = "UNKNOWN_XENAPI_PLUGIN_FUNCTION"
@@ -17,6 +19,15 @@ PLUGIN_FAILURE = "XENAPI_PLUGIN_FAILURE"
 
 class BadCall(Exception):
     """argv[1] is not a plugin call xapi would make."""
+
+
+class RepeatedArgument(Exception):
+    """An argument given twice (``xe ... args:vm=A args:vm=B``): xapi passes every pair
+    on, as members of one struct, and a dict would keep only the last."""
+
+    def __init__(self, method: str, key: str, count: int) -> None:
+        super().__init__(key)
+        self.method, self.key, self.count = method, key, count
 
 
 def parse_call(text: str) -> Tuple[str, str, Dict[str, str]]:
@@ -32,7 +43,19 @@ def parse_call(text: str) -> Tuple[str, str, Dict[str, str]]:
     args = params[1]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in args.items()):
         raise BadCall("args must map strings to strings")
+    repeated = _repeated_names(text)
+    if repeated:
+        raise RepeatedArgument(method, *repeated[0])
     return method, params[0], dict(args)
+
+
+def _repeated_names(text: str) -> List[Tuple[str, int]]:
+    """(name, times) of each member name the args struct has more than once, in order
+    (read again from the document: xmlrpc's loads has already kept the last of each)."""
+    param = ElementTree.fromstring(text).findall("params/param")[1]
+    names = [member.findtext("name", "") for member in param.findall("value/struct/member")]
+    counts = Counter(names)
+    return [(name, counts[name]) for name in sorted(set(names), key=names.index) if counts[name] > 1]
 
 
 def build_call(function: str, session: str, args: Dict[str, str]) -> str:
