@@ -60,3 +60,37 @@ def test_an_argument_given_twice_is_refused_not_the_last_one_taken(ctx):
     # an unknown function is said as ever, repeated arguments or not
     assert err(run_as_xapi(server, host, "nosuch", sid, [("vm", uuid_a), ("vm", uuid_b)]))[:2] == [
         "UNKNOWN_XENAPI_PLUGIN_FUNCTION", "nosuch"]
+
+
+def test_a_map_write_given_up_is_xapis_map_duplicate_key_with_xapis_four_parameters():
+    """When other writers keep re-adding a key, _set_map_key gives up with MAP_DUPLICATE_KEY.
+    xapi's datamodel gives that error four parameters (type, param_name, uuid, key:
+    datamodel_errors.ml, raised as [tbl; fld; ref; key] by exnHelper.ml); ours carried a
+    fifth, a sentence, so the plugin's ErrorDescription had six entries where every
+    MAP_DUPLICATE_KEY from xapi has five.  The sentence belongs in the message."""
+    import XenAPI
+
+    from xapi_numa.backends import xapi
+
+    class VM:
+        @staticmethod
+        def get_other_config(vm):
+            return {}
+
+        @staticmethod
+        def add_to_other_config(vm, key, value):  # another writer always got there first
+            raise XenAPI.Failure(["MAP_DUPLICATE_KEY", "VM", "other_config", vm, key])
+
+    class Session:
+        class xenapi:
+            pass
+
+    Session.xenapi.VM = VM
+    try:
+        xapi.set_other_config(Session, "OpaqueRef:vm", "numa_mode", "strict")
+    except xapi.XapiError as err:
+        assert err.code == "MAP_DUPLICATE_KEY"
+        assert list(err.params) == ["VM", "other_config", "OpaqueRef:vm", "numa_mode"], err.params
+        assert "gave up after" in err.message
+    else:
+        raise AssertionError("no MAP_DUPLICATE_KEY")

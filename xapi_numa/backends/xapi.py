@@ -267,8 +267,10 @@ def _set_map_key(session, vm: str, field: str, key: str, value: Optional[str]) -
             if err.code != MAP_DUPLICATE_KEY:
                 raise
         _backoff(attempt)
-    raise XapiError([MAP_DUPLICATE_KEY, "VM", field, vm, key,
-                     "other writers kept changing this key; gave up after {} tries".format(MAP_RETRIES)])
+    # xapi's four parameters (type, param_name, uuid, key), the reason in the message only
+    raise XapiError([MAP_DUPLICATE_KEY, "VM", field, vm, key],
+                    "xapi refused: MAP_DUPLICATE_KEY VM {} {} {}: other writers kept changing this key; gave up after "
+                    "{} tries".format(field, vm, key, MAP_RETRIES))
 
 
 def set_other_config(session, vm: str, key: str, value: Optional[str]) -> None:

@@ -30,7 +30,10 @@ class XapiError(NumaError):
 
     code = "XENAPI_ERROR"
 
-    def __init__(self, details) -> None:
+    def __init__(self, details, message=None) -> None:
+        """``message``: what to say instead of the parameters, for a failure of xapi's code
+        that we raise ourselves (its parameters stay exactly xapi's)."""
         details = [str(d) for d in details] or ["INTERNAL_ERROR"]
-        super().__init__(failure_message(details) or "xapi refused: {}".format(" ".join(details)), details[1:])
+        super().__init__(message or failure_message(details) or "xapi refused: {}".format(" ".join(details)),
+                         details[1:])
         self.code = details[0]
