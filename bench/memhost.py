@@ -83,6 +83,10 @@ class FakeLibxenuma:
             FFI.memmove(out, table, 4 * self.cpus)
         return 0
 
+    def xn_physinfo(self, handle, info) -> int:
+        info.nr_cpus, info.max_cpu_id, info.nr_nodes = self.cpus, self.cpus - 1, self.nodes
+        return 0
+
     def xn_domains(self, handle, first, count, out) -> int:
         start = bisect.bisect_left(self.domids, first)
         got = max(0, min(count, len(self.domids) - start))
@@ -122,7 +126,9 @@ class MemHost(Hypervisor):
         return Capabilities("credit2", False, {"claims": "native", "node_claims": "unavailable"})
 
     def topology(self) -> Topology:
-        self.hypercalls += 4  # xc_numainfo, xc_cputopoinfo: each twice (libxenuma asks the size first)
+        # xc_numainfo, xc_cputopoinfo: each twice (libxenuma asks the size first); xc_physinfo and
+        # xc_sched_id (xn_physinfo: the online CPU count)
+        self.hypercalls += 6
         return xen_topology.topology(FFI, self.lib(), None, _check)[0]
 
     def node_memory(self) -> List[NodeMemory]:

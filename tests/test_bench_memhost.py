@@ -49,9 +49,10 @@ def test_the_hypercalls_counted_for_a_topology_read_are_those_libxenuma_makes():
         return len(re.findall(r"\b{}\(".format(xc), body))
 
     numainfo, cputopo = calls("xn_numainfo", "xc_numainfo"), calls("xn_cputopo", "xc_cputopoinfo")
-    assert numainfo >= 1 and cputopo >= 1
+    physinfo = calls("xn_physinfo", "xc_physinfo") + calls("xn_physinfo", "xc_sched_id")  # the online CPU count
+    assert numainfo >= 1 and cputopo >= 1 and physinfo >= 1
     hv = MemHost(Topology.uniform(2, 2, 1 << 30), [1 << 29] * 2)
-    for read, made in ((hv.topology, numainfo + cputopo), (hv.node_memory, numainfo)):
+    for read, made in ((hv.topology, numainfo + cputopo + physinfo), (hv.node_memory, numainfo)):
         before = hv.hypercalls
         read()
         assert hv.hypercalls - before == made, read.__name__

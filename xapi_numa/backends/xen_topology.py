@@ -45,6 +45,14 @@ def topology(ffi, lib, handle, check) -> Tuple[Topology, FrozenSet[int]]:
     check(lib.xn_cputopo(handle, n, core, socket, node), "xc_cputopoinfo")
     nodes = ffi.unpack(node, n[0])
     m = online_prefix(nodes, len(sizes))
+    # cputopoinfo gives a node to every *present* CPU up to the last online one: a parked
+    # one (smt=0, xen-hptool cpu-offline) among them has its node too.  physinfo's nr_cpus
+    # is the online count: more CPUs with a node than that are offline ones in the middle.
+    info = ffi.new("struct xn_physinfo *")
+    check(lib.xn_physinfo(handle, info), "xc_physinfo")
+    if m > info.nr_cpus:
+        raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range ({} of CPUs 0-{} are "
+                                             "parked: smt=0 or xen-hptool cpu-offline)".format(m - info.nr_cpus, m - 1))
     return Topology.from_arrays(nodes[:m], distances, sizes, frees, cpu_to_core=ffi.unpack(core, m),
                                 cpu_to_socket=ffi.unpack(socket, m)), frozenset(range(m))
 
