@@ -175,8 +175,9 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
     got = on_target ? populate(b, small, nsmall, 0, exact) : 0;
     b->res->moved += got;
     /* Anywhere will do.  If the domain is at its maximum (frames that were not
-     * freed still count against it), raise it once by what is missing; past a
-     * gfn Xen will not back even so, go on with the next (the one stays lost). */
+     * freed still count against it), raise it once by what is missing, and try
+     * the target again first: it may have had room all along; past a gfn Xen
+     * will not back even so, go on with the next (the one stays lost). */
     at = got;
     while (at < nsmall) {
         got = populate(b, small + at, nsmall - at, 0, 0);
@@ -186,8 +187,12 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
             break;
         if (!raised) {
             raised = 1;
-            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at)) > 0)
+            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at)) > 0) {
                 b->res->raised_max += (uint64_t)rc;
+                got = on_target ? populate(b, small + at, nsmall - at, 0, exact) : 0;
+                b->res->moved += got;
+                at += got;
+            }
             continue;
         }
         lost++;

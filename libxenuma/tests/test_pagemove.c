@@ -199,6 +199,8 @@ static void test_move_stuck_frame(xn_handle *h)
     CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == -EBUSY);
     CHECK(res.stage == XN_MIG_STAGE_VERIFY && res.not_freed == 1 && res.stuck_first == 16 && res.stuck_count == 16);
     CHECK(res.released == 32 && res.lost == 0 && res.moved + res.fallback == 32);
+    /* the node had room: the frame not freed held the domain at its maximum, not the node */
+    CHECK(res.fallback == 0 && on_node(gfns, 32, 1) == 32);
     CHECK(contents_intact(gfns, 64));
     CHECK(gfn_frame(1, 130) != held); /* the guest's gfn has a new frame; the old one is still held */
     CHECK(pause_count(1) == 0 && *live_mappings == 0 && !exists(record));
