@@ -168,8 +168,8 @@ class Table:
         """``SELECT group, SUM(column) FROM table where GROUP BY group``, summed by SQLite.  A
         group or a sum that is no integer comes of a row that holds none there: only then are
         the rows read, to name that one."""
-        sums = conn.execute("SELECT {0}, SUM({1}) FROM {2} {3} GROUP BY {0}".format(
-            group, column, self.name, where), args).fetchall()
+        sums = _fetched(conn, "SELECT {0}, SUM({1}) FROM {2} {3} GROUP BY {0}".format(
+            group, column, self.name, where), args)  # (a group of text that is no UTF-8: bytes, no int)
         if all(type(g) is int and type(s) is int for g, s in sums):
             return dict(sums)
         self.rows(db, conn, (group, column), "WHERE typeof({}) != 'integer' OR typeof({}) != 'integer'".format(

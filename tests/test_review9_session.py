@@ -1,0 +1,30 @@
+"""Review 9: defects found in the changes a1b2ead..HEAD (each test failed before its fix)."""
+import logging
+
+import pytest
+
+from xapi_numa.core.live_domains import LiveDomains
+from xapi_numa.errors import StateError
+from xapi_numa.state.home_tally import HomeTally
+from tests.test_state_damaged_rows import MADE, NOT_UTF8, OTHER, _db, host, outstanding  # noqa: F401 (fixture)
+
+__all__ = ["host"]
+
+
+def test_a_tally_node_that_is_no_utf8_refuses_no_start(host, caplog):
+    """Table.sums read its query with Python's sqlite3 default: a home_tally node holding text
+    that is no UTF-8 raised sqlite3.OperationalError out of count() ("internal error" on every
+    start) where a damaged tally is to be left unused with a warning naming the row."""
+    host.spoil("home_tally", "node", NOT_UTF8)
+    with caplog.at_level(logging.WARNING):
+        assert HomeTally(_db(host, MADE)).count(LiveDomains.of({host.domid: OTHER}), 2) is None
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "tally is not used" in said and "table home_tally," in said and "column node" in said, said
+
+
+def test_a_reservation_node_that_is_no_utf8_is_named(host):
+    """The ledger's sums of leases expired: the same, for reservation_node's node."""
+    host.spoil("reservation_node", "node", NOT_UTF8, "WHERE vm = 'vm-expired'")
+    with pytest.raises(StateError) as err:
+        outstanding(host)
+    assert "table reservation_node," in err.value.message and "column node" in err.value.message, err.value.message
