@@ -28,3 +28,14 @@ def test_a_reservation_node_that_is_no_utf8_is_named(host):
     with pytest.raises(StateError) as err:
         outstanding(host)
     assert "table reservation_node," in err.value.message and "column node" in err.value.message, err.value.message
+
+
+def test_a_lease_that_expires_at_infinity_is_refused_in_the_sums(host):
+    """The expiry check looked for rows past infinity ("expires > inf"): a lease whose expiry
+    is infinity itself (sqlite3: UPDATE reservation SET expires = 9e999) never expires either,
+    and was counted for ever in the nodes' reserved sums (topology, top, the host report),
+    while `reservations`, place and starts refuse it (expected a finite number)."""
+    host.spoil("reservation", "expires", float("inf"), "WHERE vm = 'vm-live'")
+    with pytest.raises(StateError) as err:
+        outstanding(host)
+    assert "table reservation," in err.value.message and "column expires" in err.value.message, err.value.message

@@ -60,8 +60,9 @@ class Ledger:
         """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.db.TRIGGERS`)
         less the leases expired but not yet dropped and ``exclude``'s, read by index."""
         # SQLite orders any text or blob after every number, so a lease whose expiry is one would
-        # never expire here: such rows sort past infinity, found by the expiry's index, and refused.
-        RESERVATION.rows(self.db, db, ("expires",), "WHERE expires > ?", (math.inf,))
+        # never expire here, nor one of infinity: such rows sort at or past infinity, found by the
+        # expiry's index, and refused.
+        RESERVATION.rows(self.db, db, ("expires",), "WHERE expires >= ?", (math.inf,))
         totals = dict(RESERVATION_TOTAL.rows(self.db, db, ("node", "bytes")))
         not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE expires <= ? OR vm = ?)"
         for node, gone in RESERVATION_NODE.sums(self.db, db, "node", "bytes", not_counted, (now, exclude)).items():
