@@ -39,3 +39,17 @@ def test_a_lease_that_expires_at_infinity_is_refused_in_the_sums(host):
     with pytest.raises(StateError) as err:
         outstanding(host)
     assert "table reservation," in err.value.message and "column expires" in err.value.message, err.value.message
+
+
+def test_the_repeated_argument_check_reads_any_call_xmlrpc_reads():
+    """The check looked for the args at methodCall/params/param[2]/value/struct, where xmlrpc's
+    own reader takes a value wherever it stands (it has no use for <param>): a call that it
+    read whole made the check raise IndexError, answered as the plugin crashing (a traceback
+    logged as an error) instead of the call's own answer, or the repeated argument's."""
+    from xapi_numa.plugin.boundary import respond
+    from xapi_numa.plugin.protocol import parse_call
+    bare = ("<methodCall><methodName>host_topology</methodName><params><value><string>s</string></value>"
+            "<value><struct><member><name>a</name><value>1</value></member>{}</struct></value></params></methodCall>")
+    assert parse_call(bare.format(""))[2] == {"a": "1"}
+    twice = respond(["numa", bare.format("<member><name>a</name><value>2</value></member>")])
+    assert "IndexError" not in twice and "NUMA_INVALID_ARGUMENT" in twice, twice

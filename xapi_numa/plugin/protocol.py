@@ -51,9 +51,10 @@ def parse_call(text: str) -> Tuple[str, str, Dict[str, str]]:
 
 def _repeated_names(text: str) -> List[Tuple[str, int]]:
     """(name, times) of each member name the args struct has more than once, in order
-    (read again from the document: xmlrpc's loads has already kept the last of each)."""
-    param = ElementTree.fromstring(text).findall("params/param")[1]
-    names = [member.findtext("name", "") for member in param.findall("value/struct/member")]
+    (read again from the document: xmlrpc's loads has already kept the last of each).  The
+    args are the call's only struct (the session and every value are strings), and are
+    found wherever loads found them: it reads a value with or without a <param> around it."""
+    names = [member.findtext("name", "") for member in ElementTree.fromstring(text).iter("member")]
     counts = Counter(names)
     return [(name, counts[name]) for name in sorted(set(names), key=names.index) if counts[name] > 1]
 
