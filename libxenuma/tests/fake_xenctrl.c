@@ -367,12 +367,23 @@ static unsigned int hotplug_cpus(void)
     return v > 4 ? 4 : v;
 }
 
+/* FAKE_XC_PARKED_CPUS=N (at most CPUS - 1): N of the CPUs parked, as smt=0 or xen-hptool
+ * cpu-offline leave them: still present, so cputopoinfo gives each its node, but not in
+ * physinfo's count of online CPUs. */
+static unsigned int parked_cpus(void)
+{
+    const char *n = getenv("FAKE_XC_PARKED_CPUS");
+    unsigned int v = n ? (unsigned int)atoi(n) : 0;
+
+    return v > CPUS - 1 ? CPUS - 1 : v;
+}
+
 int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
 {
     hold_and_check(xch);
     FAIL_IF_ASKED();
     memset(info, 0, sizeof(*info));
-    info->nr_cpus = CPUS;
+    info->nr_cpus = CPUS - parked_cpus();
     info->max_cpu_id = CPUS - 1 + hotplug_cpus();
     info->nr_nodes = NODES;
     info->max_node_id = 63; /* Xen 4.17: MAX_NUMNODES - 1, whatever the host has (sysctl.c) */

@@ -92,7 +92,10 @@ val topology : handle -> topology
     [distances] is in no [node_cpus]).  There is always at least one node:
     Xen reports node 0 on every host (one without NUMA is one node), so an
     answer of none raises [Error (EIO, _)] -- nothing to place on, not an
-    empty host. *)
+    empty host.  Xen gives a parked CPU (a host booted with smt=0, a CPU taken
+    offline by xen-hptool) its node as it does an online one: where more CPUs
+    have a node than physinfo counts online, it raises [Error (EOPNOTSUPP, _)]
+    rather than offer parked CPUs for placement. *)
 
 val node_memory : handle -> node_memory array
 (** One entry per node, at least one: raises [Error (EIO, _)] where the host

@@ -114,6 +114,11 @@ let test_queries h =
   in
   check "a host reporting no node: node_memory raises EIO" (no_node (fun () -> Xenuma.node_memory h)) ;
   check "a host reporting no node: topology raises EIO" (no_node (fun () -> Xenuma.topology h)) ;
+  Unix.putenv "FAKE_XC_PARKED_CPUS" "2" ;
+  let parked = raised (fun () -> Xenuma.topology h) in
+  Unix.putenv "FAKE_XC_PARKED_CPUS" "" ;
+  check "parked CPUs (smt=0): topology refuses, never offers them as online"
+    (match parked with Some (Unix.EOPNOTSUPP, ctx) -> contains ctx "parked" | _ -> false) ;
   let p = Xenuma.physinfo h in
   check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
   let doms = Xenuma.domains h in
