@@ -252,11 +252,11 @@ print("hotplug: hard", sorted(wide.vcpus(1)[0].hard), "topology", sorted(wide.to
 del os.environ["FAKE_XC_HOTPLUG_CPUS"]
 # 2 of the 4 CPUs parked (smt=0): Xen still gives each its node; the online count tells them apart
 os.environ["FAKE_XC_PARKED_CPUS"] = "2"
-try:
-    print("parked:", sorted(hv.topology().all_cpus))
-except HypervisorError as err:
-    print("parked refused", err.errno_name)
-del os.environ["FAKE_XC_PARKED_CPUS"]
+parked = hv.topology()
+print("parked:", sorted(parked.all_cpus), parked.node_cpus == {0: {0}, 1: {2}}, sorted(hv.vcpus(1)[0].hard))
+os.environ["FAKE_XC_POOLLESS_CPU"] = "0"  # CPU 0 online, in no pool: online all the same
+print("parked, one in no pool:", sorted(hv.topology().all_cpus))
+del os.environ["FAKE_XC_PARKED_CPUS"], os.environ["FAKE_XC_POOLLESS_CPU"]
 # Xen's node 0 offline: node 1 is not our node 0 (claims, affinities and moves would go to the wrong node)
 os.environ["FAKE_XC_OFFLINE_NODE"] = "0"
 try:
@@ -294,5 +294,6 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "types: ['pv', 'pvh'] ['pv', 'hvm'] ['pv', 'pvh']" in proc.stdout, proc.stdout
     assert "xenstore reads unnamed: [] named: True ['/local/domain/1/name']" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout
-    assert "parked refused ENOTSUP" in proc.stdout, proc.stdout
+    assert "parked: [0, 2] True [0, 2]" in proc.stdout, proc.stdout
+    assert "parked, one in no pool: [0, 2]" in proc.stdout, proc.stdout
     assert "gap refused ENOTSUP node ids with gaps (online nodes 1)" in proc.stdout, proc.stdout

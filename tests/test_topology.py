@@ -155,7 +155,7 @@ def test_placement_and_the_boot_pin_agree_on_the_cpus_near_memory_only_nodes():
 
 def test_a_cpu_on_a_node_that_is_no_integer_is_refused_naming_it():
     """A node id of another type (1.0, True) ended in StopIteration, not a refusal."""
-    for bad in (1.0, True, None, 5, -1):
+    for bad in (1.0, True, None, 5, -2):  # (-1 is OFFLINE: a CPU not online)
         with pytest.raises(InvalidArgument) as err:
             Topology.from_arrays([0, bad], [[10, 20], [20, 10]], [1, 1])
         assert err.value.field == "cpus" and "CPU 1 is on node" in err.value.message
@@ -165,8 +165,12 @@ def test_a_cpu_on_a_node_that_is_no_integer_is_refused_naming_it():
 from hypothesis import given, strategies as st  # noqa: E402
 
 from xapi_numa.core.topology import Node, _nodes_match_cpus, cpus_by_node  # noqa: E402
-from xapi_numa.backends.xen_topology import online_prefix  # noqa: E402
-from xapi_numa.errors import HypervisorError  # noqa: E402
+from xapi_numa.backends.xen_topology import absent_marked  # noqa: E402
+from xapi_numa.core.placement import NodeLoads, Planner, Request  # noqa: E402
+from xapi_numa.core.policy import Policy  # noqa: E402
+from xapi_numa.core.topology import OFFLINE  # noqa: E402
+
+G = 1 << 30
 
 
 def _regrouped(nodes, cpu_node):
@@ -193,9 +197,53 @@ def test_a_float_node_in_the_cpu_table_is_refused():
     assert not _nodes_match_cpus([Node(0, {0}), Node(1, {1})], [0, 1.0])
 
 
-def test_online_cpus_are_a_prefix():
-    assert online_prefix([0, 1, 1, 0], 2) == 4
-    assert online_prefix([0, 1, 0xFFFFFFFF, 0xFFFFFFFF], 2) == 2
-    assert online_prefix([], 2) == 0
-    with pytest.raises(HypervisorError):
-        online_prefix([0, 0xFFFFFFFF, 1], 2)
+def test_absent_cpus_are_marked_offline():
+    assert absent_marked([0, 1, 1, 0], 2) == [0, 1, 1, 0]
+    assert absent_marked([0, 1, 0xFFFFFFFF, 0xFFFFFFFF], 2) == [0, 1, OFFLINE, OFFLINE]
+    assert absent_marked([0, 0xFFFFFFFF, 1], 2) == [0, OFFLINE, 1]  # (a gap was refused: ENOTSUP)
+    assert absent_marked([], 2) == []
+
+
+# --- CPUs that are not online among those that are (smt=0, xen-hptool cpu-offline, hotplug slots) ---
+def _parked() -> Topology:
+    """2 nodes of 2 cores x 2 threads, booted with smt=0: each core's second thread parked."""
+    o = OFFLINE
+    return Topology.from_arrays([0, o, 0, o, 1, o, 1, o], [[10, 20], [20, 10]], [4 * G, 4 * G],
+                                cpu_to_core=[0, 0, 1, 1, 0, 0, 1, 1], cpu_to_socket=[0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_a_cpu_not_online_is_on_no_node_and_in_no_set():
+    topo = _parked()
+    assert topo.all_cpus == {0, 2, 4, 6}
+    assert topo.node_cpus == {0: {0, 2}, 1: {4, 6}}
+    assert topo.cores_per_node() == [2, 2]  # (its online cores: a parked thread is no core more)
+    assert topo.parse_cpus("all") == {0, 2, 4, 6} and topo.parse_cpus("node:1") == {4, 6}
+    assert topo.format_cpus({0, 2, 4, 6}) == "all" and topo.nodes_of_cpus({2, 4}) == {0, 1}
+    with pytest.raises(InvalidArgument) as err:
+        topo.node_of(1)
+    assert err.value.field == "cpu" and "0,2,4,6" in err.value.message
+    with pytest.raises(InvalidArgument):
+        topo.parse_cpus("1")
+    assert topo.cpus_near({1}) == {4, 6}
+
+
+def test_a_placement_on_a_host_with_parked_cpus_never_names_one():
+    topo = _parked()
+    placed = Planner(topo).place(NodeLoads([4 * G, 3 * G], [0, 0], [0, 0]),
+                                 Request(2, 6 * G, Policy.parse("best_effort")))
+    assert placed.soft <= topo.all_cpus and placed.soft == {0, 2, 4, 6}
+
+
+def test_nodes_listing_a_cpu_not_online_are_refused():
+    with pytest.raises(InvalidArgument) as err:
+        Topology([Node(0, {0, 1})], [[10]], [0, OFFLINE], [0, 0], [0, 0])
+    assert err.value.field == "cpus"
+
+
+@given(st.lists(st.integers(-1, 2), max_size=9))
+def test_the_online_cpus_are_the_nodes_cpus(cpu_node):
+    topo = Topology.from_arrays(cpu_node, [[10, 20, 20], [20, 10, 20], [20, 20, 10]], [G, G, G])
+    assert topo.all_cpus == {c for c, n in enumerate(cpu_node) if n != OFFLINE}
+    assert frozenset().union(*topo.node_cpus.values()) == topo.all_cpus
+    assert sum(map(len, topo.node_cpus.values())) == len(topo.all_cpus)
+    assert all(topo.node_of(c) == n for c, n in enumerate(cpu_node) if n != OFFLINE)

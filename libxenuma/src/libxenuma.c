@@ -620,6 +620,22 @@ out:
     return rc;
 }
 
+int xn_cpupool_free_cpus(xn_handle *h, uint8_t *cpumap)
+{
+    xc_cpumap_t map;
+    int bytes = xn_cpumap_bytes(h);
+
+    if (bytes < 0)
+        return bytes;
+    errno = 0;
+    map = xc_cpupool_freeinfo(h->xch);
+    if (!map)
+        return errno ? neg_errno() : -EIO;
+    memcpy(cpumap, map, (size_t)bytes);
+    free(map);
+    return 0;
+}
+
 int xn_cpupool_next(xn_handle *h, uint32_t first_pool, uint32_t *pool_id, uint8_t *cpumap)
 {
     xc_cpupoolinfo_t *info;

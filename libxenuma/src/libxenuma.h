@@ -279,4 +279,9 @@ int xn_domain_getvnuma(xn_handle *h, uint32_t domid, uint32_t *nr_vnodes, uint32
  * on the CPUs of its pool, whatever their affinity says. */
 int xn_cpupool_next(xn_handle *h, uint32_t first_pool, uint32_t *pool_id, uint8_t *cpumap);
 
+/* The online CPUs in no pool, in cpumap (xn_cpumap_bytes() bytes).  With the pools'
+ * CPUs they are the online ones: a parked CPU (smt=0, xen-hptool cpu-offline), which
+ * Xen's cputopoinfo still gives its node, is in neither. */
+int xn_cpupool_free_cpus(xn_handle *h, uint8_t *cpumap);
+
 #endif

@@ -367,15 +367,30 @@ static unsigned int hotplug_cpus(void)
     return v > 4 ? 4 : v;
 }
 
-/* FAKE_XC_PARKED_CPUS=N (at most CPUS - 1): N of the CPUs parked, as smt=0 or xen-hptool
- * cpu-offline leave them: still present, so cputopoinfo gives each its node, but not in
- * physinfo's count of online CPUs. */
+/* FAKE_XC_PARKED_CPUS=N (at most 2): the second thread of the first N cores parked (CPU 1,
+ * then CPU 3), as smt=0 or xen-hptool cpu-offline leave them: still present, so
+ * cputopoinfo gives each its node (up to the last online CPU), but in no CPU pool, not
+ * free, and not in physinfo's count of online CPUs. */
 static unsigned int parked_cpus(void)
 {
     const char *n = getenv("FAKE_XC_PARKED_CPUS");
     unsigned int v = n ? (unsigned int)atoi(n) : 0;
 
-    return v > CPUS - 1 ? CPUS - 1 : v;
+    return v > 2 ? 2 : v;
+}
+
+static uint8_t parked_map(void)
+{
+    return parked_cpus() >= 2 ? 0x0a : parked_cpus() == 1 ? 0x02 : 0;
+}
+
+/* FAKE_XC_POOLLESS_CPU=k: CPU k online but taken out of Pool-0 (xl cpupool-cpu-remove):
+ * in the free map, in no pool. */
+static uint8_t poolless_map(void)
+{
+    const char *k = getenv("FAKE_XC_POOLLESS_CPU");
+
+    return k && *k ? (uint8_t)(1u << (atoi(k) & 3)) : 0;
 }
 
 int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
@@ -429,8 +444,9 @@ int xc_cputopoinfo(xc_interface *xch, unsigned *max_cpus, xc_cputopo_t *cputopo)
     unsigned i;
     (void)xch;
     FAIL_IF_ASKED();
-    *max_cpus = CPUS;
-    for (i = 0; cputopo && i < CPUS; i++) {
+    /* as Xen: up to the last online CPU (a parked CPU 3 is not listed, a parked CPU 1 is) */
+    *max_cpus = parked_map() & 0x08 ? CPUS - 1 : CPUS;
+    for (i = 0; cputopo && i < *max_cpus; i++) {
         cputopo[i].core = i % 2;
         cputopo[i].socket = i / 2;
         cputopo[i].node = i / 2;
@@ -1063,8 +1079,20 @@ xc_cpupoolinfo_t *xc_cpupool_getinfo(xc_interface *xch, uint32_t poolid)
         free(info);
         return NULL;
     }
-    info->cpumap[0] = 0x0f;
+    info->cpumap[0] = (uint8_t)(0x0f & ~parked_map() & ~poolless_map());
     return info;
+}
+
+xc_cpumap_t xc_cpupool_freeinfo(xc_interface *xch)
+{
+    xc_cpumap_t map;
+    (void)xch;
+    if (failing(__func__))
+        return NULL;
+    map = calloc(1, 64);
+    if (map)
+        map[0] = poolless_map();
+    return map;
 }
 
 void xc_cpupool_infofree(xc_interface *xch, xc_cpupoolinfo_t *info)

@@ -100,8 +100,14 @@ class XenHypervisor(Hypervisor):
         return self.physinfo().outstanding_pages << PAGE_SHIFT  # Xen's outstanding_claims: every domain's
 
     def topology(self) -> Topology:
-        topo, self._online = xen_topology.topology(ffi, lib, self._h, _check)
+        topo, self._online = xen_topology.topology(ffi, lib, self._h, _check, self._online_cpus)
         return topo
+
+    def _online_cpus(self) -> FrozenSet[int]:
+        """Every pool's CPUs and the free ones: the online CPUs (a parked one is in neither)."""
+        cpumap = ffi.new("uint8_t[]", self._cpumap_bytes)
+        _check(lib.xn_cpupool_free_cpus(self._h, cpumap), "xc_cpupool_freeinfo")
+        return frozenset().union(self._maps.read(_raw(cpumap, self._cpumap_bytes)), *self.cpupools().values())
 
     def node_memory(self) -> List[NodeMemory]:
         sizes, frees, _ = xen_topology.numainfo(ffi, lib, self._h, _check)

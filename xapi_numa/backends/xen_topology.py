@@ -2,15 +2,16 @@
 
 Part of the Xen adapter (:mod:`xapi_numa.backends.xen` calls these with its
 libxenuma binding and handle).  What this module owns: the buffers of the two
-calls, which nodes and CPUs count (valid nodes and online CPUs, their ids
-without gaps: our node n is Xen's node n in every call), and the arrays turned
-into a :class:`Topology`.  Every start reads the topology, so the arrays are
+calls, which nodes and CPUs count (valid nodes, their ids without gaps: our
+node n is Xen's node n in every call; online CPUs, by Xen's ids: a parked or
+absent CPU among them is :data:`~xapi_numa.core.topology.OFFLINE`), and the
+arrays turned into a :class:`Topology`.  Every start reads the topology, so the arrays are
 copied out in C-speed passes (``ffi.unpack``), never an element at a time.
 """
 import errno
-from typing import FrozenSet, List, Tuple
+from typing import Callable, FrozenSet, List, Tuple
 
-from xapi_numa.core.topology import Topology
+from xapi_numa.core.topology import OFFLINE, Topology
 from xapi_numa.errors import HypervisorError
 
 NODES_MAX = 256
@@ -36,33 +37,33 @@ def numainfo(ffi, lib, handle, check) -> Tuple[List[int], List[int], List[List[i
     return sizes[:k], frees[:k], [distances[a * count:a * count + k] for a in range(k)]
 
 
-def topology(ffi, lib, handle, check) -> Tuple[Topology, FrozenSet[int]]:
-    """The host's topology, and its online CPUs."""
+def topology(ffi, lib, handle, check,
+             online_cpus: Callable[[], FrozenSet[int]]) -> Tuple[Topology, FrozenSet[int]]:
+    """The host's topology, and its online CPUs.  ``online_cpus`` reads which CPUs are
+    online (every pool's and the free ones), asked only where some listed CPU is not."""
     sizes, frees, distances = numainfo(ffi, lib, handle, check)
     n = ffi.new("unsigned int *", CPUS_MAX)
     core, socket, node = ffi.new("uint32_t[]", CPUS_MAX), ffi.new("uint32_t[]", CPUS_MAX), \
         ffi.new("uint32_t[]", CPUS_MAX)
     check(lib.xn_cputopo(handle, n, core, socket, node), "xc_cputopoinfo")
-    nodes = ffi.unpack(node, n[0])
-    m = online_prefix(nodes, len(sizes))
-    # cputopoinfo gives a node to every *present* CPU up to the last online one: a parked
-    # one (smt=0, xen-hptool cpu-offline) among them has its node too.  physinfo's nr_cpus
-    # is the online count: more CPUs with a node than that are offline ones in the middle.
+    count = n[0]
+    cpu_nodes = absent_marked(ffi.unpack(node, count), len(sizes))
+    # cputopoinfo lists the CPUs up to the last online one and gives every *present* one its
+    # node: a parked one (smt=0, xen-hptool cpu-offline) among them too.  physinfo counts the
+    # online ones: only where more are listed are the online ones read, to tell them apart.
     info = ffi.new("struct xn_physinfo *")
     check(lib.xn_physinfo(handle, info), "xc_physinfo")
-    if m > info.nr_cpus:
-        raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range ({} of CPUs 0-{} are "
-                                             "parked: smt=0 or xen-hptool cpu-offline)".format(m - info.nr_cpus, m - 1))
-    return Topology.from_arrays(nodes[:m], distances, sizes, frees, cpu_to_core=ffi.unpack(core, m),
-                                cpu_to_socket=ffi.unpack(socket, m)), frozenset(range(m))
+    if count - cpu_nodes.count(OFFLINE) > info.nr_cpus:
+        online = online_cpus()
+        cpu_nodes = [n if cpu in online else OFFLINE for cpu, n in enumerate(cpu_nodes)]
+    topo = Topology.from_arrays(cpu_nodes, distances, sizes, frees, cpu_to_core=ffi.unpack(core, count),
+                                cpu_to_socket=ffi.unpack(socket, count))
+    return topo, topo.all_cpus
 
 
-def online_prefix(cpu_nodes: List[int], nodes: int) -> int:
-    """How many CPUs are online: they must be CPUs 0..m-1 (an offline CPU's node is ~0).
-    Every CPU online is checked in one C-speed pass; the walk runs only when one is not."""
+def absent_marked(cpu_nodes: List[int], nodes: int) -> List[int]:
+    """Each listed CPU's node, :data:`OFFLINE` for a CPU that is not there (a hotplug
+    slot: its node is ~0) -- in one C-speed pass where every one is there."""
     if not cpu_nodes or max(cpu_nodes) < nodes:
-        return len(cpu_nodes)
-    online = [cpu for cpu, on in enumerate(cpu_nodes) if on < nodes]
-    if online != list(range(len(online))):
-        raise HypervisorError(errno.ENOTSUP, "offline CPUs in the middle of the CPU range")
-    return len(online)
+        return cpu_nodes
+    return [n if n < nodes else OFFLINE for n in cpu_nodes]

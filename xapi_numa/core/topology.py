@@ -23,6 +23,9 @@ from xapi_numa.errors import InvalidArgument
 
 LOCAL_DISTANCE = 10
 UNREACHABLE_DISTANCE = 0xFF
+# the node of a CPU that is not online: parked (a host booted with smt=0, xen-hptool
+# cpu-offline) or not there (a hotplug slot) among the online ones; on no node, in no set
+OFFLINE = -1
 
 
 @attrs.frozen
@@ -82,7 +85,7 @@ def _nodes_match_cpus(nodes: Sequence[Node], cpu_node: Sequence[int]) -> bool:
     CPU a node lists is in the table on that node, and they list as many CPUs as the table
     has (so none twice and none left out).  C-speed passes, no regrouping: every start
     builds a topology."""
-    total = len(cpu_node)
+    total = len(cpu_node) - cpu_node.count(OFFLINE)
     if not set(map(type, cpu_node)) <= {int}:
         return False
     if not all(set(map(type, n.cpus)) <= {int} for n in nodes):  # (0.0 in a set equals 0: the slow, exact way)
@@ -91,7 +94,7 @@ def _nodes_match_cpus(nodes: Sequence[Node], cpu_node: Sequence[int]) -> bool:
     if sum(len(n.cpus) for n in nodes) != total:
         return False
     for n in nodes:
-        if n.cpus and (max(n.cpus) >= total or min(n.cpus) < 0
+        if n.cpus and (max(n.cpus) >= len(cpu_node) or min(n.cpus) < 0
                        or set(operator.itemgetter(*n.cpus)(cpu_node) if len(n.cpus) > 1
                               else [cpu_node[next(iter(n.cpus))]]) != {n.id}):
             return False
@@ -104,8 +107,10 @@ def cpus_by_node(cpu_node: Sequence[int]) -> Optional[Dict[int, FrozenSet[int]]]
     if not set(map(type, cpu_node)) <= {int}:
         return None
     node_of = cpu_node.__getitem__
-    return {node: frozenset(cpus)
-            for node, cpus in itertools.groupby(sorted(range(len(cpu_node)), key=node_of), key=node_of)}
+    grouped = {node: frozenset(cpus)
+               for node, cpus in itertools.groupby(sorted(range(len(cpu_node)), key=node_of), key=node_of)}
+    grouped.pop(OFFLINE, None)
+    return grouped
 
 
 # ``xl info -n`` rows.  Explicit ASCII classes: \d would read other scripts' digits.
@@ -176,7 +181,8 @@ class Topology:
     """Nodes, CPUs and distances of one host (validated, immutable).
 
     CPU ``i`` is on node ``cpu_node[i]``, core ``cpu_core[i]`` and socket
-    ``cpu_socket[i]``; :attr:`cpus` gives the same as records, made on first
+    ``cpu_socket[i]``; a CPU that is not online has node :data:`OFFLINE` and is in no
+    node's CPUs, nor in :attr:`all_cpus` (Xen's ids are kept: a parked CPU leaves a gap); :attr:`cpus` gives the same as records, made on first
     use (a start reads the topology and asks for none: on a host of 256 CPUs
     making them was a tenth of its decision)."""
 
@@ -190,7 +196,8 @@ class Topology:
     _cpus: Optional[Tuple[CpuInfo, ...]] = attrs.field(init=False, eq=False, repr=False, default=None)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_all_cpus", frozenset(range(len(self.cpu_node))))
+        object.__setattr__(self, "_all_cpus", frozenset(range(len(self.cpu_node))) if OFFLINE not in self.cpu_node
+                           else frozenset(c for c, n in enumerate(self.cpu_node) if n != OFFLINE))
         if not self.nodes:
             raise InvalidArgument("nodes", "a host has at least one node")
         ids = [n.id for n in self.nodes]
@@ -205,6 +212,8 @@ class Topology:
     def _refuse_cpus(self) -> None:
         """Say which CPU the nodes and the per-CPU table disagree on."""
         for cpu, node in enumerate(self.cpu_node):
+            if node == OFFLINE and not any(cpu in n.cpus for n in self.nodes):
+                continue
             if not 0 <= node < len(self.nodes):
                 raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
             if cpu not in self.nodes[node].cpus:
@@ -241,8 +250,8 @@ class Topology:
 
     def node_of(self, cpu: int) -> int:
         """CPU ``cpu``'s node; a CPU the host does not have is refused (an index would wrap or fail)."""
-        if not 0 <= cpu < len(self.cpu_node):
-            raise InvalidArgument("cpu", str(cpu), "0..{}".format(len(self.cpu_node) - 1))
+        if not 0 <= cpu < len(self.cpu_node) or self.cpu_node[cpu] == OFFLINE:
+            raise InvalidArgument("cpu", str(cpu), "an online CPU: {}".format(cpuset.format_ids(self._all_cpus)))
         return self.cpu_node[cpu]
 
     def _node(self, node: int) -> Node:
@@ -314,7 +323,8 @@ class Topology:
         sockets = cpu_to_socket if cpu_to_socket is not None else cpu_to_node
         by_node = cpus_by_node(cpu_to_node)
         if by_node is None or set(by_node) - set(range(nr_nodes)):
-            cpu, node = next((c, n) for c, n in enumerate(cpu_to_node) if type(n) is not int or not 0 <= n < nr_nodes)
+            cpu, node = next((c, n) for c, n in enumerate(cpu_to_node)
+                             if type(n) is not int or not (0 <= n < nr_nodes or n == OFFLINE))
             raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
         nodes = [Node(n, by_node.get(n, frozenset()), memory_size[n], free[n]) for n in range(nr_nodes)]
         return cls(nodes, distances, cpu_to_node, cores, sockets)

@@ -35,7 +35,8 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
             for n in topo.nodes
         ],
         "distances": [list(r) for r in topo.distances],
-        "cpus": [{"cpu": c.id, "core": c.core, "socket": c.socket, "node": c.node} for c in topo.cpus],
+        "cpus": [{"cpu": c.id, "core": c.core, "socket": c.socket, "node": c.node} for c in topo.cpus
+                 if c.id in topo.all_cpus],  # (the online ones: a parked CPU is on no node for us)
     }
 
 

@@ -10,7 +10,7 @@ import errno
 import os
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.core.cpuset import ids_of, mask_of
+from xapi_numa.core.cpuset import format_ids, ids_of, mask_of
 from xapi_numa.errors import HypervisorError, InvalidArgument
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
@@ -41,6 +41,10 @@ class SimHypervisor(Hypervisor):
     @classmethod
     def init(cls, path: str, topology: Topology, scheduler: str = "credit2", seed: int = 0,
              dom0_vcpus: int = 4, dom0_memory: Optional[int] = None, force: bool = False) -> "SimHypervisor":
+        offline = frozenset(range(len(topology.cpu_node))) - topology.all_cpus
+        if offline:  # (the model's CPUs are 0..N-1, every one online: the state file says so)
+            raise InvalidArgument("topology", "CPUs {} are not online".format(format_ids(offline)),
+                                  "a simulated host with every CPU online")
         host = Host(topology, scheduler, seed)
         total = topology.memory_total()
         if dom0_memory is None:
