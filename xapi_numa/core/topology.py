@@ -26,6 +26,7 @@ UNREACHABLE_DISTANCE = 0xFF
 # the node of a CPU that is not online: parked (a host booted with smt=0, xen-hptool
 # cpu-offline) or not there (a hotplug slot) among the online ones; on no node, in no set
 OFFLINE = -1
+_DISTANCES = bytes(range(LOCAL_DISTANCE, UNREACHABLE_DISTANCE))  # what a SLIT entry may be (off the diagonal)
 
 
 @attrs.frozen
@@ -55,8 +56,14 @@ def _distances_fine(n: int, distances: Sequence[Sequence[int]]) -> bool:
     if len(distances) != n or any(len(row) != n for row in distances):
         return False
     flat = list(itertools.chain.from_iterable(distances))
-    return (set(map(type, flat)) <= {int} and flat[::n + 1] == [LOCAL_DISTANCE] * n
-            and flat.count(LOCAL_DISTANCE) == n and min(flat) >= LOCAL_DISTANCE and max(flat) < UNREACHABLE_DISTANCE)
+    if not set(map(type, flat)) <= {int}:
+        return False
+    try:
+        raw = bytes(flat)  # (every one 0..255, as bytes: then the passes below are C's byte loops)
+    except ValueError:
+        return False
+    return (raw[::n + 1] == bytes([LOCAL_DISTANCE]) * n and raw.count(LOCAL_DISTANCE) == n
+            and not raw.translate(None, _DISTANCES))
 
 
 def _validate_distances(n: int, distances: Sequence[Sequence[int]]) -> None:
@@ -88,17 +95,17 @@ def _nodes_match_cpus(nodes: Sequence[Node], cpu_node: Sequence[int]) -> bool:
     total = len(cpu_node) - cpu_node.count(OFFLINE)
     if not set(map(type, cpu_node)) <= {int}:
         return False
-    if not all(set(map(type, n.cpus)) <= {int} for n in nodes):  # (0.0 in a set equals 0: the slow, exact way)
+    listed = list(itertools.chain.from_iterable(n.cpus for n in nodes))  # every node's CPUs, node by node
+    if not set(map(type, listed)) <= {int}:  # (0.0 in a set equals 0: the slow, exact way)
         on = cpus_by_node(cpu_node) or {}
         return not set(on) - {n.id for n in nodes} and all(n.cpus == on.get(n.id, frozenset()) for n in nodes)
-    if sum(len(n.cpus) for n in nodes) != total:
+    if len(listed) != total:
         return False
-    for n in nodes:
-        if n.cpus and (max(n.cpus) >= len(cpu_node) or min(n.cpus) < 0
-                       or set(operator.itemgetter(*n.cpus)(cpu_node) if len(n.cpus) > 1
-                              else [cpu_node[next(iter(n.cpus))]]) != {n.id}):
-            return False
-    return True
+    if listed and (max(listed) >= len(cpu_node) or min(listed) < 0):
+        return False
+    # the table's node of each CPU listed, against the node that lists it
+    return list(map(cpu_node.__getitem__, listed)) == list(itertools.chain.from_iterable(
+        itertools.repeat(n.id, len(n.cpus)) for n in nodes))
 
 
 def cpus_by_node(cpu_node: Sequence[int]) -> Optional[Dict[int, FrozenSet[int]]]:
@@ -281,7 +288,8 @@ class Topology:
         cpus = self.cpus_of_nodes(ids)
         with_cpus = [n.id for n in self.nodes if n.cpus]
         if allowed is not None:
-            with_cpus = [m for m in with_cpus if m in set(allowed)] or with_cpus
+            allowed = set(allowed)  # (once, not per node)
+            with_cpus = [m for m in with_cpus if m in allowed] or with_cpus
         if cpus or not ids or not with_cpus:
             return cpus
         nearest = min(self.distance(ids[0], m) for m in with_cpus)
