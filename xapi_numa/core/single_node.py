@@ -191,7 +191,9 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   state feature picks them out, and the trace's lifetimes are exponential,
   so a VM's age says nothing of when it stops.
 """
+import itertools
 import math
+import operator
 from typing import List, Sequence, Tuple
 
 
@@ -218,7 +220,7 @@ def fragmentation(free_total: int, biggest_hole: int) -> float:
 
 
 def _moments(values: Sequence[float]) -> Tuple[float, float]:
-    return sum(values), sum(v * v for v in values)
+    return sum(values), sum(map(operator.mul, values, values))
 
 
 def _cv_after(s1: float, s2: float, n: int, old: float, add: float) -> float:
@@ -240,34 +242,41 @@ def cv(values: Sequence[float]) -> float:
 
 def used_memory(avail: Sequence[int], sizes: Sequence[int]) -> List[int]:
     """Bytes in use per node (size less available; never below zero)."""
-    return [max(sizes[i], avail[i]) - avail[i] for i in range(len(avail))]
+    return list(map(operator.sub, map(max, sizes[:len(avail)], avail), avail))
 
 
 def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], cores: Sequence[int],
             vcpus: int, need: int, sizes: Sequence[int], hole_rule: bool = False) -> int:
     n = len(avail)
     used = used_memory(avail, sizes)
-    load = [vcpus_on[i] / cores[i] for i in range(n)]
+    load = list(map(operator.truediv, vcpus_on[:n], cores[:n]))
     mem1, mem2 = _moments(used)
     cpu1, cpu2 = _moments(load)
     scale = float(max(max(sizes), max(avail), 1))
     free_after = sum(avail) - need
-    # the biggest hole elsewhere: the largest free memory, or the second
-    # largest when the candidate is the node that has the largest
-    order = sorted(range(n), key=lambda i: -avail[i])
-    first, second = order[0], (avail[order[1]] if n > 1 else 0)
-    best_key, best = None, fits[0]
+    # the biggest hole elsewhere: the largest free memory (on the lowest such node), or the
+    # second largest when the candidate is that node
+    first = max(range(n), key=avail.__getitem__)
+    second = max(itertools.chain(avail[:first], avail[first + 1:])) if n > 1 else 0
+    # _cv_after's arithmetic, operation for operation, inline (a start scores every node that
+    # fits): the memory's sum after the VM is the same for every candidate
+    mem_mean, need2 = (mem1 + need) / n, need * need
+    best_score, best = None, fits[0]
     for i in fits:
         hole = max(avail[i] - need, second if i == first else avail[first])
-        memory_cv = _cv_after(mem1, mem2, n, used[i], need)
-        cpu_cv = _cv_after(cpu1, cpu2, n, load[i], vcpus / cores[i])
+        memory_cv = 0.0 if mem_mean <= 0 else \
+            math.sqrt(max((mem2 + (2 * used[i] * need + need2)) / n - mem_mean * mem_mean, 0.0)) / mem_mean
+        add = vcpus / cores[i]
+        cpu_mean = (cpu1 + add) / n
+        cpu_cv = 0.0 if cpu_mean <= 0 else \
+            math.sqrt(max((cpu2 + (2 * load[i] * add + add * add)) / n - cpu_mean * cpu_mean, 0.0)) / cpu_mean
         if hole_rule:
             score = memory_cv + cpu_cv - HOLE_WEIGHT * hole / scale
         else:
-            score = memory_cv + CPU_WEIGHT * cpu_cv + FRAG_WEIGHT * fragmentation(free_after, hole)
-        key = (score, i)
-        if best_key is None or key < best_key:
-            best_key, best = key, i
+            score = memory_cv + CPU_WEIGHT * cpu_cv + FRAG_WEIGHT * (
+                math.log(free_after / hole) if free_after > 0 and hole > 0 else 0.0)  # fragmentation()
+        if best_score is None or score < best_score or (score == best_score and i < best):  # (score, node) lowest
+            best_score, best = score, i
     return best
 
 
