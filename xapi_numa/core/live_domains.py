@@ -15,7 +15,7 @@ import itertools
 import operator
 import struct
 import uuid as uuidlib
-from typing import Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
+from typing import Collection, Iterable, Iterator, Mapping, Optional, Sequence, Set
 
 HANDLE = 16  # bytes of a domain handle (a UUID)
 SIEVE_FROM = 8  # UUIDs looked for at once from which a set of the handles is quicker than searching
@@ -145,11 +145,11 @@ class LiveDomains(Mapping):
         equal lists (:func:`fingerprint_of`), and different, but by a digest's chance,
         for different ones."""
         cuts = sorted(i for i in map(self._position, set(skip)) if i is not None)
-        ids: List[Sequence[int]] = []
-        handles: List[bytes] = []
-        start = 0
-        for i in cuts + [len(self._domids)]:
-            ids.append(self._domids[start:i])
-            handles.append(self._handles[HANDLE * start:HANDLE * i])
-            start = i + 1
-        return _digest(_packed(list(itertools.chain.from_iterable(ids))), b"".join(handles))
+        spans = list(zip([0] + [i + 1 for i in cuts], cuts + [len(self._domids)]))
+        digest = hashlib.sha256()  # (as _digest: the domids, then the handles; fed a span at a time, not copied)
+        for start, end in spans:
+            digest.update(_packed(self._domids[start:end]))
+        handles = memoryview(self._handles)
+        for start, end in spans:
+            digest.update(handles[HANDLE * start:HANDLE * end])
+        return digest.hexdigest()

@@ -15,7 +15,7 @@ from xapi_numa.core.units import format_size
 
 
 def _int_tuple(values) -> Tuple[int, ...]:
-    return tuple(int(v) for v in values)
+    return tuple(map(int, values))
 
 
 @attrs.frozen
