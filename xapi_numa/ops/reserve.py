@@ -90,8 +90,12 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     tally = HomeTally(ledger.db) if ledger is not None else None
     if ledger is None or dry_run:
         uuids = hv.domain_uuids()  # one read for both: nothing changes in a dry run
-        reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids) if ledger is not None else {}
-        loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids)
+        if ledger is None:
+            loads = node_loads(hv, {}, planner.topology, uuids=uuids)
+        else:
+            with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
+                reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids)
+                loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids)
         return planner.place(loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
