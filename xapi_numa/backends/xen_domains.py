@@ -59,7 +59,8 @@ def uuids(ffi, lib, handle, check: Check) -> LiveDomains:
     while True:
         got = check(lib.xn_domains(handle, first, BATCH, batch), "xc_domain_getinfolist")
         ids, flags, raw = _columns(ffi, batch, got)
-        gone = [i for i, f in enumerate(flags) if f & dying] if any(map(dying.__and__, flags)) else []  # (seldom)
+        # (seldom: the few distinct flag words are looked at first)
+        gone = [i for i, f in enumerate(flags) if f & dying] if any(f & dying for f in set(flags)) else []
         for i in reversed(gone):
             del ids[i]
             raw = raw[:HANDLE * i] + raw[HANDLE * (i + 1):]

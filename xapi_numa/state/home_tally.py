@@ -28,7 +28,7 @@ HOME_TALLY = Table("home_tally", ("domid", "node"), {"domid": INTEGER, "uuid": T
 def _node_counts(data: object) -> bool:
     """[[node, vCPUs homed there alone], ...], as :meth:`HomeTally.publish` writes it."""
     return isinstance(data, list) and all(isinstance(pair, list) and len(pair) == 2
-                                          and all(type(n) is int for n in pair) for pair in data)
+                                          and type(pair[0]) is int and type(pair[1]) is int for pair in data)
 
 
 HOME_TALLY_TIME = Table("home_tally_time", ("id",), {
