@@ -24,7 +24,9 @@ def numainfo(ffi, lib, handle, check) -> Tuple[List[int], List[int], List[List[i
     """Each valid node's memory size and free memory (bytes), and their SLIT distances."""
     n = ffi.new("unsigned int *", NODES_MAX)
     size, free = ffi.new("uint64_t[]", NODES_MAX), ffi.new("uint64_t[]", NODES_MAX)
-    dist = ffi.new("uint32_t[]", NODES_MAX * NODES_MAX)
+    # room for the largest host, not cleared first (256 KiB, twice a start): xn_numainfo writes the
+    # count x count entries read below, and refuses (ENOSPC) a host that would not fit
+    dist = ffi.new_allocator(should_clear_after_alloc=False)("uint32_t[]", NODES_MAX * NODES_MAX)
     check(lib.xn_numainfo(handle, n, size, free, dist), "xc_numainfo")
     count = n[0]
     sizes, frees, distances = ffi.unpack(size, count), ffi.unpack(free, count), ffi.unpack(dist, count * count)
@@ -43,8 +45,8 @@ def topology(ffi, lib, handle, check,
     online (every pool's and the free ones), asked only where some listed CPU is not."""
     sizes, frees, distances = numainfo(ffi, lib, handle, check)
     n = ffi.new("unsigned int *", CPUS_MAX)
-    core, socket, node = ffi.new("uint32_t[]", CPUS_MAX), ffi.new("uint32_t[]", CPUS_MAX), \
-        ffi.new("uint32_t[]", CPUS_MAX)
+    new = ffi.new_allocator(should_clear_after_alloc=False)  # (xn_cputopo writes the entries read below)
+    core, socket, node = new("uint32_t[]", CPUS_MAX), new("uint32_t[]", CPUS_MAX), new("uint32_t[]", CPUS_MAX)
     check(lib.xn_cputopo(handle, n, core, socket, node), "xc_cputopoinfo")
     count = n[0]
     cpu_nodes = absent_marked(ffi.unpack(node, count), len(sizes))
