@@ -247,3 +247,18 @@ def test_the_online_cpus_are_the_nodes_cpus(cpu_node):
     assert frozenset().union(*topo.node_cpus.values()) == topo.all_cpus
     assert sum(map(len, topo.node_cpus.values())) == len(topo.all_cpus)
     assert all(topo.node_of(c) == n for c, n in enumerate(cpu_node) if n != OFFLINE)
+
+
+def test_nodes_grouped_by_from_arrays_are_checked_again_once_changed():
+    """from_arrays's nodes match its table by construction and are not checked again; an
+    evolve with other CPU sets, another table, or a grouping that is not theirs, is."""
+    import attrs
+    t = Topology.from_arrays([0, 0, 1, 1], [[10, 20], [20, 10]], [1 << 30] * 2)
+    assert t.with_free({0: 5}).nodes[0].memory_free == 5  # (the same sets: nothing to check)
+    swapped = [attrs.evolve(t.nodes[0], cpus=t.nodes[1].cpus), attrs.evolve(t.nodes[1], cpus=t.nodes[0].cpus)]
+    with pytest.raises(InvalidArgument):
+        attrs.evolve(t, nodes=swapped)
+    with pytest.raises(InvalidArgument):
+        attrs.evolve(t, cpu_node=(1, 1, 0, 0))
+    with pytest.raises(InvalidArgument):
+        Topology(swapped, t.distances, t.cpu_node, t.cpu_core, t.cpu_socket, grouped=t._grouped)

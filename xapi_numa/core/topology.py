@@ -201,6 +201,11 @@ class Topology:
     # derived once: asked for every vCPU of every domain when a start counts homes
     _all_cpus: FrozenSet[int] = attrs.field(init=False, eq=False, repr=False)
     _cpus: Optional[Tuple[CpuInfo, ...]] = attrs.field(init=False, eq=False, repr=False, default=None)
+    # (the per-CPU table, the nodes' CPU sets) when from_arrays grouped these very sets from this
+    # very table: the nodes then match the table by construction and are not checked again (a
+    # start builds a topology); other sets or another table (a hand's, an evolve's) are checked
+    _grouped: Optional[Tuple[Tuple[int, ...], Tuple[FrozenSet[int], ...]]] = attrs.field(
+        default=None, kw_only=True, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_all_cpus", frozenset(range(len(self.cpu_node))) if OFFLINE not in self.cpu_node
@@ -213,8 +218,16 @@ class Topology:
         if not len(self.cpu_core) == len(self.cpu_socket) == len(self.cpu_node):
             raise InvalidArgument("cpus", "per-CPU arrays differ in length")
         _validate_distances(len(self.nodes), self.distances)
-        if not _nodes_match_cpus(self.nodes, self.cpu_node):
+        if not self._grouped_here() and not _nodes_match_cpus(self.nodes, self.cpu_node):
             self._refuse_cpus()
+
+    def _grouped_here(self) -> bool:
+        """Whether the nodes' CPU sets are, object for object, those grouped from this table."""
+        if self._grouped is None:
+            return False
+        table, sets = self._grouped
+        return table is self.cpu_node and len(sets) == len(self.nodes) and all(
+            map(operator.is_, sets, [n.cpus for n in self.nodes]))
 
     def _refuse_cpus(self) -> None:
         """Say which CPU the nodes and the per-CPU table disagree on."""
@@ -334,8 +347,10 @@ class Topology:
             cpu, node = next((c, n) for c, n in enumerate(cpu_to_node)
                              if type(n) is not int or not (0 <= n < nr_nodes or n == OFFLINE))
             raise InvalidArgument("cpus", f"CPU {cpu} is on node {node}, which does not exist")
-        nodes = [Node(n, by_node.get(n, frozenset()), memory_size[n], free[n]) for n in range(nr_nodes)]
-        return cls(nodes, distances, cpu_to_node, cores, sockets)
+        sets = tuple(by_node.get(n, frozenset()) for n in range(nr_nodes))
+        nodes = [Node(n, sets[n], memory_size[n], free[n]) for n in range(nr_nodes)]
+        table = tuple(cpu_to_node)  # (the one the topology keeps: its converter leaves a tuple as it is)
+        return cls(nodes, distances, table, cores, sockets, grouped=(table, sets))
 
     @classmethod
     def of_cpus(cls, nodes: Sequence[Node], distances: Sequence[Sequence[int]],
