@@ -299,11 +299,13 @@ class Topology:
         boot pin, settling and the fix-up."""
         ids = sorted(nodes)
         cpus = self.cpus_of_nodes(ids)
+        if cpus or not ids:  # (the usual case: nothing to look for)
+            return cpus
         with_cpus = [n.id for n in self.nodes if n.cpus]
         if allowed is not None:
             allowed = set(allowed)  # (once, not per node)
             with_cpus = [m for m in with_cpus if m in allowed] or with_cpus
-        if cpus or not ids or not with_cpus:
+        if not with_cpus:
             return cpus
         nearest = min(self.distance(ids[0], m) for m in with_cpus)
         return self.cpus_of_nodes(m for m in with_cpus if self.distance(ids[0], m) == nearest)
