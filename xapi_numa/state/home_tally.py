@@ -108,10 +108,10 @@ class HomeTally:
         fingerprint = live.fingerprint(skip)  # (no UUID formatted)
         vcpus = [0] * nodes
         with self.db.read() as db:
-            at = HOME_TALLY_TIME.rows(self.db, db, ("at",), "WHERE id = 0")
-            if not at or not now - max_age <= at[0][0] <= now + 1.0:  # (a clock stepped back: not to be trusted)
+            row = HOME_TALLY_TIME.rows(self.db, db, ("at", "summed", "totals"), "WHERE id = 0")  # (one read)
+            if not row or not now - max_age <= row[0][0] <= now + 1.0:  # (a clock stepped back: not to be trusted)
                 return None
-            summed, totals = HOME_TALLY_TIME.rows(self.db, db, ("summed", "totals"), "WHERE id = 0")[0]
+            _, summed, totals = row[0]
             if summed == fingerprint:  # the very domains it summed: its sums are the answer
                 for node, count in totals:
                     if 0 <= node < nodes:
