@@ -2,9 +2,9 @@
 
 A :class:`Topology` owns: the nodes (id, CPUs, memory size and free memory
 when read), the SLIT distance matrix, and for every CPU its core, socket and
-node.  It validates itself on construction and offers the lookups the
+node (a CPU not online is on none: :data:`OFFLINE`).  It validates itself on construction and offers the lookups the
 planners need.  Builders read raw arrays (what libxc returns) or the text of
-``xl info -n``; the user's syntax for CPU and node sets goes through
+``xl info -n`` (its rows read by :mod:`xl_info`); the user's syntax for CPU and node sets goes through
 :mod:`cpuset`, bounded by this host's ids, and ``--distances`` through
 :func:`parse_distances`.
 """
@@ -12,13 +12,13 @@ planners need.  Builders read raw arrays (what libxc returns) or the text of
 import collections
 import itertools
 import operator
-import re
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from xapi_numa.core import cpuset
 from xapi_numa.core.numbers import parse_decimal, shown
+from xapi_numa.core.xl_info import XL_FIELD, xl_info_rows
 from xapi_numa.errors import InvalidArgument
 
 LOCAL_DISTANCE = 10
@@ -120,52 +120,7 @@ def cpus_by_node(cpu_node: Sequence[int]) -> Optional[Dict[int, FrozenSet[int]]]
     return grouped
 
 
-# ``xl info -n`` rows.  Explicit ASCII classes: \d would read other scripts' digits.
-_XL_SECTION = re.compile(r"[a-z_]+[ \t]+:.*|device topology.*")
-_XL_CPU_ROW = re.compile(r"([0-9]+):[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)")
-_XL_NODE_ROW = re.compile(r"([0-9]+):[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9,]+)")
-_XL_HEADERS = ("cpu:", "node:")
-XL_FIELD = "xl info -n"
-# Larger than any id, count or MiB figure a host reports; bounds hostile text.
-_XL_MAX = (1 << 48) - 1
 DISTANCES_SYNTAX = 'rows of comma-separated distances separated by ";", e.g. "10,21;21,10"'
-
-
-def _xl_number(text: str) -> int:
-    return parse_decimal(text, XL_FIELD, "the output of xl info -n", maximum=_XL_MAX)
-
-
-def _xl_info_rows(text: str) -> Tuple[List[Tuple[int, ...]], List[Tuple[int, int, int, List[int]]]]:
-    """The cpu_topology and numa_info rows; a malformed row in either section is refused, not skipped."""
-    if not isinstance(text, str):
-        raise InvalidArgument(XL_FIELD, "expected text, got {}".format(type(text).__name__))
-    cpu_rows: List[Tuple[int, ...]] = []
-    node_rows: List[Tuple[int, int, int, List[int]]] = []
-    section = None
-    for line in text.splitlines():
-        stripped = line.strip(" \t")
-        if stripped.startswith("cpu_topology"):
-            section = "cpu"
-        elif stripped.startswith("numa_info"):
-            section = "numa"
-        elif _XL_SECTION.fullmatch(stripped):
-            section = None
-        elif section is None or not stripped or stripped.startswith(_XL_HEADERS):
-            continue
-        elif section == "cpu":
-            cpu_rows.append(tuple(_xl_number(x) for x in _xl_row(_XL_CPU_ROW, stripped).groups()))
-        else:
-            m = _xl_row(_XL_NODE_ROW, stripped)
-            dists = [_xl_number(d) for d in m.group(4).split(",")]
-            node_rows.append((_xl_number(m.group(1)), _xl_number(m.group(2)), _xl_number(m.group(3)), dists))
-    return cpu_rows, node_rows
-
-
-def _xl_row(pattern, line: str):
-    m = pattern.fullmatch(line)
-    if m is None:
-        raise InvalidArgument(XL_FIELD, "unexpected line {}".format(shown(line)))
-    return m
 
 
 def parse_distances(text: str, nr_nodes: int, field: str = "--distances") -> List[List[int]]:
@@ -378,7 +333,7 @@ class Topology:
     @classmethod
     def from_xl_info(cls, text: str) -> "Topology":
         """Build from the text of ``xl info -n`` (memory there is in MiB)."""
-        cpu_rows, node_rows = _xl_info_rows(text)
+        cpu_rows, node_rows = xl_info_rows(text)
         if not cpu_rows or not node_rows:
             raise InvalidArgument("xl info -n", "no cpu_topology or numa_info section found")
         cpu_rows.sort()
