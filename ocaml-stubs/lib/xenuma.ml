@@ -63,24 +63,30 @@ let node_memory h =
   let _, mem, _ = numainfo_raw h in
   Array.map memory_of mem
 
-(* cputopoinfo gives a node to every present CPU, so a parked one (smt=0, xen-hptool
-   cpu-offline) reads as online; physinfo counts only the online ones *)
-let refuse_parked h cpu_to_node =
+external online_cpus_raw : handle -> bool array = "stub_xenuma_online_cpus"
+
+let online_cpus h =
+  let online = online_cpus_raw h in
+  List.filter (fun cpu -> online.(cpu)) (List.init (Array.length online) Fun.id)
+
+(* cputopoinfo lists the CPUs up to the last online one and gives every present one
+   its node, a parked one (smt=0, xen-hptool cpu-offline) too; physinfo counts only
+   the online ones.  Only where more CPUs have a node than that are the online ones
+   read (every pool's and the free ones), and the others marked offline. *)
+let parked_marked h cpu_to_node =
   let with_node = Array.fold_left (fun k node -> if node >= 0 then k + 1 else k) 0 cpu_to_node in
-  let online = (physinfo h).nr_cpus in
-  if with_node > online then
-    raise
-      (Error
-         ( Unix.EOPNOTSUPP
-         , Printf.sprintf
-             "topology: %d CPUs have a node but only %d are online: parked CPUs (smt=0 or \
-              xen-hptool cpu-offline) cannot be told apart from online ones"
-             with_node online ))
+  if with_node <= (physinfo h).nr_cpus then cpu_to_node
+  else
+    let online = online_cpus_raw h in
+    Array.mapi
+      (fun cpu node -> if cpu < Array.length online && online.(cpu) then node else -1)
+      cpu_to_node
 
 let topology h =
   let n, mem, distances = numainfo_raw h in
-  let cpu_to_node = Array.map (fun (_, _, node) -> node) (cputopo_raw h) in
-  refuse_parked h cpu_to_node ;
+  let cpu_to_node =
+    parked_marked h (Array.map (fun (_, _, node) -> node) (cputopo_raw h))
+  in
   let node_cpus = Array.make n [] in
   for cpu = Array.length cpu_to_node - 1 downto 0 do
     let node = cpu_to_node.(cpu) in

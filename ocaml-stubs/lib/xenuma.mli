@@ -86,16 +86,24 @@ type topology = {
 }
 
 val topology : handle -> topology
-(** Two readings, one after the other: nodes (distances and memory), then CPUs.
-    They are not one snapshot: a CPU or node brought on- or offline between
-    them shows in one and not the other (a CPU whose node has no row in
-    [distances] is in no [node_cpus]).  There is always at least one node:
-    Xen reports node 0 on every host (one without NUMA is one node), so an
-    answer of none raises [Error (EIO, _)] -- nothing to place on, not an
-    empty host.  Xen gives a parked CPU (a host booted with smt=0, a CPU taken
-    offline by xen-hptool) its node as it does an online one: where more CPUs
-    have a node than physinfo counts online, it raises [Error (EOPNOTSUPP, _)]
-    rather than offer parked CPUs for placement. *)
+(** Readings one after the other: nodes (distances and memory), then CPUs, then
+    physinfo's count of online CPUs.  They are not one snapshot: a CPU or node
+    brought on- or offline between them shows in one and not the other (a CPU
+    whose node has no row in [distances] is in no [node_cpus]).  There is always
+    at least one node: Xen reports node 0 on every host (one without NUMA is one
+    node), so an answer of none raises [Error (EIO, _)] -- nothing to place on,
+    not an empty host.  Xen gives a parked CPU (a host booted with smt=0, a CPU
+    taken offline by xen-hptool) its node as it does an online one: where more
+    CPUs have a node than physinfo counts online, the online CPUs are read as
+    {!online_cpus} reads them, and every other CPU is offline here: [-1] in
+    [cpu_to_node], in no [node_cpus], not counted in [node_cores].  Where
+    physinfo counts them all, the CPU pools are not read. *)
+
+val online_cpus : handle -> int list
+(** The online CPUs, ascending: those of every CPU pool and those in none (the
+    free ones, e.g. taken out of Pool-0 by [xl cpupool-cpu-remove]).  A parked
+    CPU is in neither.  One call per pool and one for the free CPUs, one after
+    the other: not one snapshot. *)
 
 val node_memory : handle -> node_memory array
 (** One entry per node, at least one: raises [Error (EIO, _)] where the host

@@ -385,7 +385,9 @@ CAMLprim value stub_xenuma_numainfo(value handle)
     CAMLreturn(result);
 }
 
-/* Per CPU (core, socket, node); -1 for an offline CPU. */
+/* Per CPU (core, socket, node); -1 for an offline CPU.  A parked CPU (smt=0,
+ * xen-hptool cpu-offline) has its node here as an online one does: xenuma.ml's
+ * topology tells them apart (stub_xenuma_online_cpus). */
 CAMLprim value stub_xenuma_cputopo(value handle)
 {
     CAMLparam1(handle);
@@ -666,6 +668,64 @@ CAMLprim value stub_xenuma_vcpu_affinity(value handle, value domid, value vcpu)
     r = caml_alloc_tuple(2);
     Store_field(r, 0, hard_v);
     Store_field(r, 1, soft_v);
+    CAMLreturn(r);
+}
+
+/* Outside the runtime lock: the map size (*bytes, negative if that failed),
+ * then the online CPUs in *map: the free ones and those of every CPU pool,
+ * read from pool 0 on until -ENOENT (NULL, and nothing held, on failure;
+ * *what names the call that failed).  A parked CPU is in neither. */
+static int online_cpus_read(xn_handle *h, int *bytes, uint8_t **map, const char **what)
+{
+    uint8_t *pool_map;
+    uint32_t first = 0, pool = 0;
+    int rc, i;
+
+    *map = NULL;
+    *what = "xn_cpumap_bytes";
+    if ((*bytes = cpumap_bytes(h)) < 0)
+        return *bytes;
+    *what = "xn_cpupool_free_cpus";
+    if (!(*map = calloc(2, (size_t)*bytes))) /* the answer, then one pool's map */
+        return -ENOMEM;
+    pool_map = *map + *bytes;
+    if ((rc = xn_cpupool_free_cpus(h, *map)) == 0) {
+        *what = "xn_cpupool_next";
+        while ((rc = xn_cpupool_next(h, first, &pool, pool_map)) == 0) {
+            for (i = 0; i < *bytes; i++)
+                (*map)[i] |= pool_map[i];
+            if (pool == U32_MAX)
+                break; /* no id after it: pool + 1 would wrap to 0 and read the pools again */
+            first = pool + 1;
+        }
+        if (rc == -ENOENT) /* past the last pool */
+            rc = 0;
+    }
+    if (rc < 0) {
+        free(*map);
+        *map = NULL;
+    }
+    return rc;
+}
+
+/* The online CPUs as a bool array (one entry per CPU the map holds). */
+CAMLprim value stub_xenuma_online_cpus(value handle)
+{
+    CAMLparam1(handle);
+    CAMLlocal2(r, owner);
+    xn_handle *h = handle_of(&handle);
+    const char *what = "xn_cpupool_free_cpus";
+    int bytes = 0, rc;
+    uint8_t *map;
+
+    owner = owned_new();
+    call_begin(handle);
+    rc = online_cpus_read(h, &bytes, &map, &what);
+    call_end(handle);
+    Owned(owner)->p[0] = map; /* allocated outside the lock: handed over before any allocation */
+    check(rc, what);
+    r = bools_of_map(map, bytes);
+    owned_free(owner);
     CAMLreturn(r);
 }
 

@@ -114,11 +114,35 @@ let test_queries h =
   in
   check "a host reporting no node: node_memory raises EIO" (no_node (fun () -> Xenuma.node_memory h)) ;
   check "a host reporting no node: topology raises EIO" (no_node (fun () -> Xenuma.topology h)) ;
-  Unix.putenv "FAKE_XC_PARKED_CPUS" "2" ;
-  let parked = raised (fun () -> Xenuma.topology h) in
-  Unix.putenv "FAKE_XC_PARKED_CPUS" "" ;
-  check "parked CPUs (smt=0): topology refuses, never offers them as online"
-    (match parked with Some (Unix.EOPNOTSUPP, ctx) -> contains ctx "parked" | _ -> false) ;
+  (* CPUs 1 and 3 parked (smt=0): cputopoinfo gives CPU 1 its node and lists
+     no CPU 3; physinfo counts 2 online; Pool-0 holds CPUs 0 and 2 *)
+  let with_env vars f =
+    List.iter (fun (k, v) -> Unix.putenv k v) vars ;
+    Fun.protect ~finally:(fun () -> List.iter (fun (k, _) -> Unix.putenv k "") vars) f
+  in
+  let parked_as_offline what vars =
+    let t = with_env vars (fun () -> Xenuma.topology h) in
+    check (what ^ ": cpu_to_node") (t.cpu_to_node = [|0; -1; 1|]) ;
+    check (what ^ ": node_cpus") (t.node_cpus = [|[0]; [2]|]) ;
+    check (what ^ ": node_cores") (t.node_cores = [|1; 1|])
+  in
+  parked_as_offline "parked CPUs (smt=0) are offline" [("FAKE_XC_PARKED_CPUS", "2")] ;
+  parked_as_offline "parked CPUs, CPU 0 in no pool (free): still online"
+    [("FAKE_XC_PARKED_CPUS", "2"); ("FAKE_XC_POOLLESS_CPU", "0")] ;
+  check "online_cpus: every pool's" (Xenuma.online_cpus h = [0; 1; 2; 3]) ;
+  check "online_cpus: a free CPU is online"
+    (with_env [("FAKE_XC_POOLLESS_CPU", "0")] (fun () -> Xenuma.online_cpus h) = [0; 1; 2; 3]) ;
+  check "online_cpus: parked CPUs are not"
+    (with_env [("FAKE_XC_PARKED_CPUS", "2")] (fun () -> Xenuma.online_cpus h) = [0; 2]) ;
+  check "no parked CPU: topology reads no pool (the free-CPU read failing is not seen)"
+    (failing "xc_cpupool_freeinfo=EPERM" (fun () -> (Xenuma.topology h).cpu_to_node) = [|0; 0; 1; 1|]) ;
+  check "parked CPUs and the free-CPU read failing: raised, not a guess"
+    (match
+       with_env [("FAKE_XC_PARKED_CPUS", "2")] (fun () ->
+           failing "xc_cpupool_freeinfo=EPERM" (fun () -> raised (fun () -> Xenuma.topology h)))
+     with
+    | Some (Unix.EPERM, ctx) -> contains ctx "xn_cpupool_free_cpus"
+    | _ -> false) ;
   let p = Xenuma.physinfo h in
   check "physinfo" (p.nr_cpus = 4 && p.nr_nodes = 2 && p.sched_id = 6) ;
   let doms = Xenuma.domains h in
@@ -640,7 +664,29 @@ let test_no_leak () =
   let grown = fake_heap_in_use () - heap in
   Printf.printf "10000 rounds: %d handles open, C heap grew by %d bytes\n" (fake_open_handles ()) grown ;
   check "every handle closed (finalisers included)" (fake_open_handles () = 0) ;
-  check "C heap flat over 10,000 rounds" (abs grown < 16384)
+  check "C heap flat over 10,000 rounds" (abs grown < 16384) ;
+  (* topology on a host with parked CPUs (the online CPUs read from the pools),
+     and that read failing: each variable set once, outside the rounds measured
+     (putenv keeps every string it is given) *)
+  let h = Xenuma.open_ () in
+  let flat name vars f =
+    List.iter (fun (k, v) -> Unix.putenv k v) vars ;
+    for _ = 1 to 200 do f () done ;
+    Gc.compact () ;
+    let heap = fake_heap_in_use () in
+    for _ = 1 to 10_000 do f () done ;
+    Gc.compact () ;
+    let grown = fake_heap_in_use () - heap in
+    List.iter (fun (k, _) -> Unix.putenv k "") vars ;
+    Printf.printf "10000 rounds, %s: C heap grew by %d bytes\n" name grown ;
+    check ("C heap flat over 10,000 rounds: " ^ name) (abs grown < 16384)
+  in
+  flat "parked CPUs" [("FAKE_XC_PARKED_CPUS", "2")] (fun () ->
+      ignore (Xenuma.topology h) ;
+      ignore (Xenuma.online_cpus h)) ;
+  flat "the free-CPU read failing" [("FAKE_XC_PARKED_CPUS", "2"); ("FAKE_XC_FAIL", "xc_cpupool_freeinfo=EPERM")]
+    (fun () -> ignore (raised (fun () -> Xenuma.topology h))) ;
+  Xenuma.close h
 
 let () =
   let mode = if Array.length Sys.argv > 1 then Sys.argv.(1) else "stock" in
