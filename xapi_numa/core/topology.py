@@ -2,9 +2,10 @@
 
 A :class:`Topology` owns: the nodes (id, CPUs, memory size and free memory
 when read), the SLIT distance matrix, and for every CPU its core, socket and
-node (a CPU not online is on none: :data:`OFFLINE`).  It validates itself on construction and offers the lookups the
-planners need.  Builders read raw arrays (what libxc returns) or the text of
-``xl info -n`` (its rows read by :mod:`xl_info`); the user's syntax for CPU and node sets goes through
+node (a CPU not online is on none: :data:`OFFLINE`).  It validates itself on
+construction and offers the lookups the planners need.  Builders read raw
+arrays (what libxc returns) or the text of ``xl info -n`` (its rows read by
+:mod:`xl_info`); the user's syntax for CPU and node sets goes through
 :mod:`cpuset`, bounded by this host's ids, and ``--distances`` through
 :func:`parse_distances`.
 """
@@ -144,9 +145,10 @@ class Topology:
 
     CPU ``i`` is on node ``cpu_node[i]``, core ``cpu_core[i]`` and socket
     ``cpu_socket[i]``; a CPU that is not online has node :data:`OFFLINE` and is in no
-    node's CPUs, nor in :attr:`all_cpus` (Xen's ids are kept: a parked CPU leaves a gap); :attr:`cpus` gives the same as records, made on first
-    use (a start reads the topology and asks for none: on a host of 256 CPUs
-    making them was a tenth of its decision)."""
+    node's CPUs, nor in :attr:`all_cpus` (Xen's ids are kept: a parked CPU leaves a
+    gap).  :attr:`cpus` gives the same as records, made on first use (a start reads
+    the topology and asks for none: on a host of 256 CPUs making them was a tenth of
+    its decision)."""
 
     nodes: Tuple[Node, ...] = attrs.field(converter=tuple)
     distances: Tuple[Tuple[int, ...], ...] = attrs.field(converter=lambda m: tuple(tuple(r) for r in m))
