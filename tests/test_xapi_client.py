@@ -81,12 +81,14 @@ def test_plugin_answers_session_invalid_as_xapi_runs_it(pool):
     server, session = pool
     host = session.xenapi.host.get_all()[0]
     _, uuid = server.add_vm("vm", 2, 1 << 30)
-    call = proto.build_call("get_policy", "OpaqueRef:" + str(uuidlib.uuid4()), {"vm": uuid})
+    bogus = "OpaqueRef:" + str(uuidlib.uuid4())
+    call = proto.build_call("get_policy", bogus, {"vm": uuid})
     done = subprocess.run([PLUGIN, call], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=120, env=server.plugin_env(host))
     result = proto.parse_response(done.stdout)
     assert result["Status"] == "Failure", result
-    assert result["ErrorDescription"][0] == "SESSION_INVALID", result
+    # xapi's parameter is the session's handle (it was the client's fault text, 'You must log in')
+    assert result["ErrorDescription"] == ["SESSION_INVALID", bogus], result
 
 
 def test_a_logged_in_session_survives_expiry(pool):

@@ -24,9 +24,13 @@ from xapi_numa.plugin.functions import FUNCTIONS, Context
 LOG = logging.getLogger("xapi-numa.plugin")
 
 
-def failure_details(err: NumaError) -> List[str]:
+def failure_details(err: NumaError, session_id: str = "") -> List[str]:
     """A failure as xapi's response carries it: xapi's own pass through with their
-    codes, ours as :func:`xapi_numa.errors.failure_details` lays them out."""
+    codes, ours as :func:`xapi_numa.errors.failure_details` lays them out.  A session
+    xapi refused is named as xapi names it, by its handle (the XenAPI client hides the
+    refusal of a session it did not log in, behind a fault whose text is all we have)."""
+    if isinstance(err, xapi.XapiError) and err.code == xapi.SESSION_INVALID and session_id:
+        return [err.code, session_id]
     if isinstance(err, xapi.XapiError):
         return [err.code] + list(err.params)
     return errors.failure_details(err)
@@ -45,7 +49,7 @@ def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
         if isinstance(err, NotRunning):  # no domain here: say where xapi has it running, if elsewhere
             err = ctx.located(err)
         LOG.info("%s failed: %s", method, err.message)
-        return proto.failure_response(failure_details(err))
+        return proto.failure_response(failure_details(err, session_id))
     except Exception as err:  # a bug: say so to xapi, keep the traceback for the logs
         LOG.error("%s crashed:\n%s", method, traceback.format_exc())
         return proto.failure_response([proto.PLUGIN_FAILURE, method, type(err).__name__, str(err)])
