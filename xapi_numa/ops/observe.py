@@ -20,6 +20,9 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
     """The host now.  ``with_pages``: pages per node of every guest; ``pages_of``:
     of these domids only."""
     now = hv.clock() if now is None else now
+    # first: the vCPU maps are read against it (the Xen adapter cuts them to the CPUs online as
+    # of its last topology read; read after them, a CPU offline since would be in a map and on no node)
+    topology = hv.topology()
     domains = tuple(hv.domains())
     wanted = None if pages_of is None else set(pages_of)
     vcpus: Dict[int, Tuple[VcpuInfo, ...]] = {}
@@ -34,7 +37,7 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
             if d.domid not in vcpus and not gone(err):
                 unread[d.uuid] = d.domid  # there, but not read: not to be taken for gone
             continue  # gone during the read, or its pages not known this time
-    return HostSnapshot(hv.topology(), now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
+    return HostSnapshot(topology, now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
                         hv.capabilities().scheduler, hv.cpupools(), unread)
 
 

@@ -1,0 +1,127 @@
+"""Review 10: hosts with CPUs that are not online among online ones, end to end.
+
+The Xen adapter (``backends/xen.py``) is driven over a stand-in for the libxenuma
+binding that answers as Xen 4.17 does (no Xen, no compiler: the module's own cffi
+``ffi`` makes the buffers): a CPU taken offline (xen-hptool cpu-offline) keeps its
+node in cputopoinfo, leaves physinfo's online count and every pool, and Xen leaves
+every vCPU affinity map as it was (a map is cut to the online CPUs by the reader).
+"""
+import errno
+
+import pytest
+
+xen = pytest.importorskip("xapi_numa.backends.xen")
+
+from xapi_numa.core import locality  # noqa: E402
+from xapi_numa.ops import observe  # noqa: E402
+
+ffi = xen.ffi
+ALL = 0xFF  # an unpinned vCPU's map as Xen holds it: every bit (xl's "all", cpumask_all)
+
+
+class TwoNodeHost:
+    """2 nodes x 2 CPUs (CPUs 0,1 on node 0; 2,3 on node 1), dom0 (1 vCPU) and guest
+    domain 1 (1 vCPU, soft affinity node 0: CPUs 0,1).  ``parked``: CPUs offline."""
+
+    XN_DOM_DYING, XN_DOM_HVM, XN_DOM_PAUSED, XN_DOM_PVH = 0x1, 0x2, 0x8, 0x200
+
+    def __init__(self):
+        self.parked = set()
+        self.maps = {(0, 0): [ALL, ALL], (1, 0): [ALL, 0x03]}  # (domid, vcpu) -> [hard, soft]
+
+    def _online(self):
+        return [c for c in range(4) if c not in self.parked]
+
+    def xn_open(self, out):
+        out[0] = ffi.cast("xn_handle *", 1)
+        return 0
+
+    def xn_close(self, h):
+        pass
+
+    def xn_cpumap_bytes(self, h):
+        return 1
+
+    def xn_nodemap_bytes(self, h):
+        return 1
+
+    def xn_numainfo(self, h, n, size, free, dist):
+        n[0] = 2
+        for i in range(2):
+            size[i], free[i] = 8 << 30, 4 << 30
+        dist[0], dist[1], dist[2], dist[3] = 10, 20, 20, 10
+        return 0
+
+    def xn_cputopo(self, h, n, core, socket, node):
+        n[0] = 4  # up to the last online CPU; a parked one keeps its node (cpu_present)
+        for cpu in range(4):
+            core[cpu], socket[cpu], node[cpu] = cpu % 2, cpu // 2, cpu // 2
+        return 0
+
+    def xn_physinfo(self, h, info):
+        info.nr_cpus, info.max_cpu_id, info.nr_nodes, info.max_node_id = len(self._online()), 3, 2, 63
+        info.sched_id = 6
+        return 0
+
+    def xn_cpupool_free_cpus(self, h, cpumap):
+        cpumap[0] = 0
+        return 0
+
+    def xn_cpupool_next(self, h, first, pool_id, cpumap):
+        if first > 0:
+            return -errno.ENOENT
+        pool_id[0], cpumap[0] = 0, sum(1 << c for c in self._online())
+        return 0
+
+    def xn_domains(self, h, first, count, out):
+        got = 0
+        for domid in (0, 1):
+            if domid >= first and got < count:
+                r = out[got]
+                r.domid, r.flags, r.tot_pages, r.max_pages, r.outstanding_pages = domid, 0, 256, 256, 0
+                r.nr_online_vcpus, r.max_vcpu_id, r.cpupool = 1, 0, 0
+                r.handle = list(bytes([domid + 1]) * 16)
+                got += 1
+        return got
+
+    def xn_vcpu_info(self, h, domid, vcpu, info):
+        info.online, info.blocked, info.running, info.cpu, info.cpu_time_ns = 1, 0, 1, 2 * domid, 0
+        return 0
+
+    def xn_vcpu_get_affinity(self, h, domid, vcpu, hard, soft):
+        hard[0], soft[0] = self.maps[(domid, vcpu)]
+        return 0
+
+    def xn_vcpu_set_affinity(self, h, domid, vcpu, hard, soft):
+        if hard != ffi.NULL:
+            self.maps[(domid, vcpu)][0] = hard[0]
+        if soft != ffi.NULL:
+            self.maps[(domid, vcpu)][1] = soft[0]
+        return 0
+
+    def xn_features(self, h, out):
+        out.node_pages, out.node_claims, out.claims = 0, 0, 2
+
+
+@pytest.fixture
+def host(monkeypatch):
+    stand_in = TwoNodeHost()
+    monkeypatch.setattr(xen, "lib", stand_in)
+    return stand_in
+
+
+def test_a_cycle_after_a_cpu_goes_offline_reads_the_masks_against_the_topology_it_holds(host):
+    """The daemon's snapshot reads every vCPU (maps cut to the online CPUs the adapter
+    knows) and then the topology: the maps were cut to the CPUs online at the *last*
+    cycle.  CPU 1 taken offline between two cycles: the guest's soft map {0,1} was kept
+    whole against a topology where CPU 1 is on no node, and its home (publish-homes,
+    backend alignment, the rebalancer) raised InvalidArgument for CPU 1."""
+    hv = xen.XenHypervisor()
+    observe.take(hv)  # a cycle, every CPU online
+    host.parked.add(1)  # xen-hptool cpu-offline 1
+    snap = observe.take(hv)  # the next cycle
+    assert 1 not in snap.topology.all_cpus
+    guest = snap.vcpus[1][0]
+    assert guest.soft <= snap.topology.all_cpus and guest.hard <= snap.topology.all_cpus
+    assert locality.home_nodes(snap.vcpus[1], snap.topology) == {0}
+
