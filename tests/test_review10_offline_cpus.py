@@ -12,7 +12,8 @@ import pytest
 
 xen = pytest.importorskip("xapi_numa.backends.xen")
 
-from xapi_numa.core import locality  # noqa: E402
+from xapi_numa.core import locality, settling  # noqa: E402
+from xapi_numa.core.policy import Policy  # noqa: E402
 from xapi_numa.ops import observe  # noqa: E402
 
 ffi = xen.ffi
@@ -125,3 +126,23 @@ def test_a_cycle_after_a_cpu_goes_offline_reads_the_masks_against_the_topology_i
     assert guest.soft <= snap.topology.all_cpus and guest.hard <= snap.topology.all_cpus
     assert locality.home_nodes(snap.vcpus[1], snap.topology) == {0}
 
+
+def test_an_unpinned_vcpu_settled_while_a_cpu_is_parked_may_run_on_it_once_online(host):
+    """Settling a best_effort VM writes hard affinity "every CPU" (topo.all_cpus).  Written
+    as the online CPUs' bits, Xen keeps it so: once the parked CPU is online again
+    (xen-hptool cpu-online) the VM may never run there, and every planner takes its hard
+    affinity, narrower than the host, for an admin's pin (homing, the rebalancer and the
+    fix-up leave the VM alone for good).  xl writes "all" as every bit; so must we."""
+    hv = xen.XenHypervisor()
+    host.parked.add(1)
+    topo = hv.topology()
+    vcpus = hv.vcpus(1)
+    plan = settling.plan(hv.domain(1), vcpus, topo, Policy.from_other_config({}), frozenset({0}), {}, None)
+    assert plan.hard == topo.all_cpus == {0, 2, 3}  # not pinned: every CPU online now
+    for a in plan.actions:
+        hv.set_vcpu_affinity(a.domid, a.vcpu, hard=a.hard, soft=a.soft)
+    host.parked.discard(1)  # xen-hptool cpu-online 1
+    snap = observe.take(hv)
+    guest = snap.vcpus[1][0]
+    assert 1 in guest.hard  # the CPU back online is the VM's too
+    assert guest.hard >= snap.unpinned  # nobody's pin: homing and the rebalancer may act on it

@@ -183,6 +183,10 @@ class XenHypervisor(Hypervisor):
             if not 0 <= c < self._cpumap_bytes * 8:
                 raise HypervisorError(errno.EINVAL, f"CPU {c} is beyond this host's CPUs")
             buf[c // 8] |= 1 << (c % 8)
+        if self._online is not None and cpus >= self._online:
+            # every online CPU is no pin: written as Xen's own "all" (every bit, as xl writes it), so
+            # that a CPU online later (xen-hptool cpu-online, a hotplug) is the vCPU's too
+            ffi.buffer(buf)[:] = b"\xff" * self._cpumap_bytes
         return buf
 
     def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[FrozenSet[int]] = None,
