@@ -146,3 +146,24 @@ def test_an_unpinned_vcpu_settled_while_a_cpu_is_parked_may_run_on_it_once_onlin
     guest = snap.vcpus[1][0]
     assert 1 in guest.hard  # the CPU back online is the VM's too
     assert guest.hard >= snap.unpinned  # nobody's pin: homing and the rebalancer may act on it
+
+
+def test_a_cpu_online_during_a_snapshot_is_in_no_pool_of_it_before_its_topology_has_it(host):
+    """A snapshot reads the topology, every domain's vCPUs (on a host of many VMs, many
+    thousand hypercalls), then the CPU pools.  A parked CPU brought online meanwhile
+    (xen-hptool cpu-online: Xen puts it in Pool-0) was in the snapshot's pool while its
+    topology has it on no node: the rebalancer's VM loads (``nodes_of_cpus`` of the VM's
+    pool, ops/rebalancing.py) raised InvalidArgument and that period decided nothing."""
+    hv = xen.XenHypervisor()
+    host.parked.add(1)
+    observe.take(hv)
+    read_vcpu = host.xn_vcpu_info
+
+    def online_meanwhile(h, domid, vcpu, info):
+        host.parked.discard(1)  # xen-hptool cpu-online 1, while the vCPUs are read
+        return read_vcpu(h, domid, vcpu, info)
+
+    host.xn_vcpu_info = online_meanwhile
+    snap = observe.take(hv)
+    assert 1 not in snap.topology.all_cpus  # read before: still parked then
+    assert snap.topology.nodes_of_cpus(snap.pool_cpus(1)) == {0, 1}  # as the rebalancer asks

@@ -37,8 +37,11 @@ def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
             if d.domid not in vcpus and not gone(err):
                 unread[d.uuid] = d.domid  # there, but not read: not to be taken for gone
             continue  # gone during the read, or its pages not known this time
+    # the pools read last: a CPU online since the topology was read (xen-hptool cpu-online) is on no node of it
+    online = topology.all_cpus
+    pools = {pool: cpus if cpus <= online else cpus & online for pool, cpus in hv.cpupools().items()}
     return HostSnapshot(topology, now, tuple(d for d in domains if d.domid in vcpus), vcpus, pages,
-                        hv.capabilities().scheduler, hv.cpupools(), unread)
+                        hv.capabilities().scheduler, pools, unread)
 
 
 def gone(err: NumaError) -> bool:
