@@ -49,7 +49,8 @@ def render_vcpus(rows: Sequence[dict]) -> str:
     hosts = any("host" in r for r in rows)  # a pool's rows: which host each is on
     return table((["host"] if hosts else []) + ["domid", "name", "vcpu", "cpu", "node", "state", "hard", "soft",
                                                 "outside-soft"],
-                 [([r["host"]] if hosts else []) + [r["domid"], r["name"], r["vcpu"], r["cpu"], r["node"],
+                 [([r["host"]] if hosts else []) + [r["domid"], r["name"], r["vcpu"], r["cpu"],
+                                                    "?" if r["node"] is None else r["node"],
                                                     r["state"], r["hard"], r["soft"],
                                                     "yes" if r["outside_soft"] else ""] for r in rows])
 

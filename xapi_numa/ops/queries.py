@@ -56,7 +56,8 @@ def vcpu_rows(hv: Hypervisor, domids: Optional[Sequence[int]] = None) -> List[di
             rows.append({
                 "domid": domid, "name": d.name if d else "", "uuid": d.uuid if d else "",
                 "vcpu": v.vcpu, "cpu": v.cpu,
-                "node": topo.node_of(v.cpu), "state": v.state,
+                # (None: a CPU online since the topology was read, xen-hptool cpu-online: on no node of it)
+                "node": topo.node_of(v.cpu) if v.cpu in topo.all_cpus else None, "state": v.state,
                 "hard": topo.format_cpus(v.hard), "soft": topo.format_cpus(v.soft),
                 "outside_soft": locality.outside_soft(v, topo),
             })
@@ -119,7 +120,7 @@ def top_report(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
     for d in sorted(snap.domains, key=lambda d: d.domid):
         vcpus = snap.vcpus[d.domid]
         for v in vcpus:
-            if v.state == "running":
+            if v.state == "running" and v.cpu in topo.all_cpus:  # (not a CPU online since the topology was read)
                 busy[topo.node_of(v.cpu)] += 1
         if d.domid == 0:
             continue
