@@ -199,3 +199,20 @@ def test_top_survives_a_vcpu_on_a_cpu_online_since_its_topology_was_read(host):
     hv.topology()
     rows = {(r["domid"], r["vcpu"]): r for r in queries.vcpu_rows(hv)}
     assert rows[(1, 0)]["cpu"] == 1 and rows[(1, 0)]["node"] is None
+
+
+def test_a_pool_of_the_last_id_ends_the_pool_walk(host):
+    """The walk asks for the pool after each one (id + 1): after a pool of id 2^32 - 1 that
+    overflowed the call's uint32_t (cffi's OverflowError, an internal error); the OCaml stub
+    stops there, and so does the adapter now."""
+    last = (1 << 32) - 1
+
+    def pools(h, first, pool_id, cpumap):
+        if first > last:
+            raise AssertionError("asked for a pool past the last id")
+        pool_id[0] = 0 if first == 0 else last
+        cpumap[0] = 0b0011 if first == 0 else 0b1100
+        return 0
+
+    host.xn_cpupool_next = pools
+    assert xen.XenHypervisor().cpupools() == {0: {0, 1}, last: {2, 3}}

@@ -285,6 +285,8 @@ class XenHypervisor(Hypervisor):
                 return out
             _check(rc, "xc_cpupool_getinfo")
             out[pool_id[0]] = self._maps.read(_raw(cpumap, self._cpumap_bytes))
+            if pool_id[0] == 0xFFFFFFFF:  # no id after it (id + 1 does not fit the call's uint32_t)
+                return out
             first = pool_id[0] + 1
 
     def clock(self) -> float:
