@@ -367,6 +367,16 @@ static unsigned int hotplug_cpus(void)
     return v > 4 ? 4 : v;
 }
 
+/* FAKE_XC_SMT=1: two threads per core, one core per socket (CPUs 0 and 1 core 0 of socket
+ * 0, CPUs 2 and 3 core 0 of socket 1), as a host with hyperthreading; otherwise every CPU
+ * is a core of its own. */
+static int smt(void)
+{
+    const char *v = getenv("FAKE_XC_SMT");
+
+    return v && *v == '1';
+}
+
 /* FAKE_XC_PARKED_CPUS=N (at most 2): the second thread of the first N cores parked (CPU 1,
  * then CPU 3), as smt=0 or xen-hptool cpu-offline leave them: still present, so
  * cputopoinfo gives each its node (up to the last online CPU), but in no CPU pool, not
@@ -402,8 +412,8 @@ int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
     info->max_cpu_id = CPUS - 1 + hotplug_cpus();
     info->nr_nodes = NODES;
     info->max_node_id = 63; /* Xen 4.17: MAX_NUMNODES - 1, whatever the host has (sysctl.c) */
-    info->threads_per_core = 1;
-    info->cores_per_socket = 2;
+    info->threads_per_core = smt() ? 2 : 1;
+    info->cores_per_socket = smt() ? 1 : 2;
     info->total_pages = NODES * PAGES_PER_NODE;
     info->free_pages = PAGES_PER_NODE;
     return 0;
@@ -447,7 +457,7 @@ int xc_cputopoinfo(xc_interface *xch, unsigned *max_cpus, xc_cputopo_t *cputopo)
     /* as Xen: up to the last online CPU (a parked CPU 3 is not listed, a parked CPU 1 is) */
     *max_cpus = parked_map() & 0x08 ? CPUS - 1 : CPUS;
     for (i = 0; cputopo && i < *max_cpus; i++) {
-        cputopo[i].core = i % 2;
+        cputopo[i].core = smt() ? 0 : i % 2;
         cputopo[i].socket = i / 2;
         cputopo[i].node = i / 2;
     }

@@ -82,11 +82,16 @@ let parked_marked h cpu_to_node =
       (fun cpu node -> if cpu < Array.length online && online.(cpu) then node else -1)
       cpu_to_node
 
+(* A node's physical cores: the distinct (socket, core) of its online CPUs, so the two
+   threads of a core count once (xenopsd's node_cores, the Python adapter's cores_per_node). *)
+let cores_of topo cpus =
+  List.length
+    (List.sort_uniq compare (List.map (fun cpu -> let core, socket, _ = topo.(cpu) in (socket, core)) cpus))
+
 let topology h =
   let n, mem, distances = numainfo_raw h in
-  let cpu_to_node =
-    parked_marked h (Array.map (fun (_, _, node) -> node) (cputopo_raw h))
-  in
+  let topo = cputopo_raw h in
+  let cpu_to_node = parked_marked h (Array.map (fun (_, _, node) -> node) topo) in
   let node_cpus = Array.make n [] in
   for cpu = Array.length cpu_to_node - 1 downto 0 do
     let node = cpu_to_node.(cpu) in
@@ -94,7 +99,7 @@ let topology h =
   done ;
   { distances
   ; cpu_to_node
-  ; node_cores= Array.map List.length node_cpus
+  ; node_cores= Array.map (cores_of topo) node_cpus
   ; node_cpus
   ; memory= Array.map memory_of mem }
 

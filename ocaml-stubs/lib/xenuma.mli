@@ -80,7 +80,10 @@ type node_memory = {size: int64; free: int64; claimed: int64}
 type topology = {
     distances: int array array  (** SLIT, [distances.(a).(b)], 10 on the diagonal *)
   ; cpu_to_node: int array  (** per CPU; -1 for an offline CPU *)
-  ; node_cores: int array  (** online CPUs per node *)
+  ; node_cores: int array
+        (** physical cores per node: the distinct (socket, core) of its online CPUs, the
+            two threads of a core counted once (xenopsd's [node_cores], the Python
+            adapter's [cores_per_node]); its CPUs are [List.length node_cpus.(n)] *)
   ; node_cpus: int list array  (** the CPUs of each node, ascending *)
   ; memory: node_memory array
 }

@@ -129,6 +129,13 @@ let test_queries h =
   parked_as_offline "parked CPUs (smt=0) are offline" [("FAKE_XC_PARKED_CPUS", "2")] ;
   parked_as_offline "parked CPUs, CPU 0 in no pool (free): still online"
     [("FAKE_XC_PARKED_CPUS", "2"); ("FAKE_XC_POOLLESS_CPU", "0")] ;
+  (* node_cores is what xenopsd's NUMA.make ~node_cores and the Python adapter's
+     cores_per_node mean: physical cores, a core's two threads counted once *)
+  check "node_cores: physical cores, not CPUs (SMT: CPUs 0 and 1 one core, 2 and 3 another)"
+    (with_env [("FAKE_XC_SMT", "1")] (fun () -> (Xenuma.topology h).node_cores) = [|1; 1|]) ;
+  check "node_cores: SMT with the second threads parked (smt=0): still one core per node"
+    (with_env [("FAKE_XC_SMT", "1"); ("FAKE_XC_PARKED_CPUS", "2")] (fun () -> (Xenuma.topology h).node_cores)
+    = [|1; 1|]) ;
   check "online_cpus: every pool's" (Xenuma.online_cpus h = [0; 1; 2; 3]) ;
   check "online_cpus: a free CPU is online"
     (with_env [("FAKE_XC_POOLLESS_CPU", "0")] (fun () -> Xenuma.online_cpus h) = [0; 1; 2; 3]) ;
