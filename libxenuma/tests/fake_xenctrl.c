@@ -496,6 +496,12 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
         info[n].max_pages = d == 0 ? 65536 : M->max_pages;
         info[n].nr_online_vcpus = 2;
         info[n].max_vcpu_id = 1;
+        /* FAKE_XC_NO_VCPUS=1: domain 1 has no vCPU yet, as getdomaininfo says of a domain
+         * whose vCPUs are not created: XEN_INVALID_MAX_VCPU_ID */
+        if (d == 1 && getenv("FAKE_XC_NO_VCPUS") && *getenv("FAKE_XC_NO_VCPUS") == '1') {
+            info[n].nr_online_vcpus = 0;
+            info[n].max_vcpu_id = XEN_INVALID_MAX_VCPU_ID;
+        }
         info[n].handle[15] = (uint8_t)d;
     }
     return (int)n;

@@ -122,6 +122,8 @@ type domain = {
   ; domain_outstanding_pages: int64
   ; online_vcpus: int
   ; max_vcpu_id: int
+        (** the highest vCPU id; -1 for a domain with no vCPU yet (Xen's
+            XEN_INVALID_MAX_VCPU_ID), so [for v = 0 to max_vcpu_id] visits none *)
   ; cpupool: int
   ; uuid: string  (** 16 raw bytes *)
 }

@@ -472,7 +472,8 @@ CAMLprim value stub_xenuma_domains(value handle)
         Store_field(dom, 3, caml_copy_int64((int64_t)all[i].max_pages));
         Store_field(dom, 4, caml_copy_int64((int64_t)all[i].outstanding_pages));
         Store_field(dom, 5, Val_int(all[i].nr_online_vcpus));
-        Store_field(dom, 6, Val_int(all[i].max_vcpu_id));
+        /* XEN_INVALID_MAX_VCPU_ID (~0U): no vCPU yet; -1, so that 0 .. max_vcpu_id is empty */
+        Store_field(dom, 6, Val_int(all[i].max_vcpu_id == ~0u ? -1 : (intnat)all[i].max_vcpu_id));
         Store_field(dom, 7, Val_int(all[i].cpupool));
         Store_field(dom, 8, uuid);
         Store_field(result, i, dom);

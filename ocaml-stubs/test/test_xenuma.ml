@@ -156,6 +156,11 @@ let test_queries h =
   check "domains" (Array.length doms = 2 && Xenuma.is_hvm doms.(1) && not (Xenuma.is_hvm doms.(0))) ;
   check "pvh" (Xenuma.is_pvh doms.(1) && not (Xenuma.is_pvh doms.(0))) ;
   check "uuid" (Xenuma.uuid_string doms.(1) = "00000000-0000-0000-0000-000000000001") ;
+  (* a domain without vCPUs (getdomaininfo's XEN_INVALID_MAX_VCPU_ID, ~0U): no vCPU id,
+     as the Python adapter reads it (no vCPUs), not vCPU 4294967295 *)
+  check "domains: a domain with no vCPU has max_vcpu_id -1"
+    (let d = with_env [("FAKE_XC_NO_VCPUS", "1")] (fun () -> (Xenuma.domains h).(1)) in
+     d.max_vcpu_id = -1 && d.online_vcpus = 0) ;
   let v = Xenuma.vcpu_info h ~domid:1 ~vcpu:1 in
   check "vcpu cpu_time" (v.cpu_time_ns = 3_000_000_000L && v.cpu = 3 && v.online) ;
   let soft = [|false; false; true; true|] in
