@@ -661,11 +661,21 @@ int xc_domain_unpause(xc_interface *xch, uint32_t domid)
     return 0;
 }
 
+/* As Xen's XENMEM_claim_pages (xen/common/memory.c), which answers EINVAL, not ESRCH,
+ * for a domain that does not exist. */
+static int claim_bad_domain(uint32_t domid)
+{
+    if (!bad_domain(domid))
+        return 0;
+    errno = EINVAL;
+    return 1;
+}
+
 int xc_domain_claim_pages(xc_interface *xch, uint32_t domid, unsigned long nr_pages)
 {
     (void)xch; (void)nr_pages;
     FAIL_IF_ASKED();
-    return bad_domain(domid) ? -1 : 0;
+    return claim_bad_domain(domid) ? -1 : 0;
 }
 
 /*
@@ -987,7 +997,7 @@ int xc_domain_claim_pages_node(xc_interface *xch, uint32_t domid, unsigned int n
     (void)xch;
     fake_xc_patched_calls++;
     FAIL_IF_ASKED();
-    if (bad_domain(domid))
+    if (claim_bad_domain(domid))
         return -1;
     if (node >= NODES) {
         errno = EINVAL;

@@ -191,8 +191,11 @@ val claim : handle -> domid:int -> ?node:int -> int64 -> unit outcome
     one node where the hypervisor has per-node claims ([Error (ENOSYS, _)]
     otherwise), host-wide without [node] (no node number means host-wide).
     Raises [Error (ENOMEM, _)] when there is not that much memory free (on
-    that node), [Error (EINVAL, _)] for a node the host lacks or negative
-    [pages]. *)
+    that node), [Error (ESRCH, _)] for no such domain (Xen's claim answers
+    EINVAL there: the stub then asks whether the domain exists),
+    [Error (EINVAL, _)] for a node the host lacks, negative [pages], or a
+    claim Xen refuses (not above the domain's current pages, or above its
+    maximum). *)
 
 val node_pages : handle -> domid:int -> nr_nodes:int -> int64 array outcome
 (** Pages of the domain on each node, with the patched query;

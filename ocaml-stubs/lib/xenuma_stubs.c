@@ -873,6 +873,33 @@ CAMLprim value stub_xenuma_pause(value handle, value domid, value pause)
     CAMLreturn(Val_unit);
 }
 
+/* Outside the runtime lock: the claim, and what its EINVAL meant (*what).  Xen's
+ * XENMEM_claim_pages answers EINVAL for a domain that does not exist, as for a claim
+ * it refuses (not above the domain's current pages, or above its maximum), and
+ * xn_claim for a node the host lacks: a missing domain is ESRCH here, as every other
+ * call (and the Python adapter's claim) says it. */
+static int claim_explained(xn_handle *h, uint32_t domid, uint32_t node, uint64_t pages, const char **what)
+{
+    struct xn_domain found;
+    int rc = xn_claim(h, domid, node, pages), n;
+
+    *what = rc == -ENOMEM ? "xn_claim: not that much memory free"
+            : node == ~0u ? "xn_claim (host-wide)" : "xn_claim (per node)";
+    if (rc != -EINVAL)
+        return rc;
+    if (node != ~0u && xn_node_check(h, node) == -EINVAL) {
+        *what = "xn_claim: not a node of the host's";
+        return rc;
+    }
+    n = xn_domains(h, domid, 1, &found); /* the first domain from domid on */
+    if (n == 0 || (n == 1 && found.domid != domid)) {
+        *what = "xn_claim: no such domain";
+        return -ESRCH;
+    }
+    *what = "xn_claim: Xen refused the claim (it must exceed the domain's current pages and not its maximum)";
+    return rc;
+}
+
 /* node_opt: None for a host-wide claim (xn_claim's ~0u, which no node reaches: NODE_MAX). */
 CAMLprim value stub_xenuma_claim(value handle, value domid, value node_opt, value pages)
 {
@@ -880,6 +907,7 @@ CAMLprim value stub_xenuma_claim(value handle, value domid, value node_opt, valu
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_claim: domid");
     uint32_t n = Is_block(node_opt) ? u32_arg(Field(node_opt, 0), NODE_MAX, "xn_claim: node") : ~0u;
     int64_t nr = Int64_val(pages);
+    const char *what = "xn_claim";
     xn_handle *h;
     int rc;
 
@@ -887,11 +915,9 @@ CAMLprim value stub_xenuma_claim(value handle, value domid, value node_opt, valu
         raise_error(-EINVAL, "xn_claim: a negative number of pages");
     h = handle_of(&handle);
     call_begin(handle);
-    rc = xn_claim(h, d, n, (uint64_t)nr);
+    rc = claim_explained(h, d, n, (uint64_t)nr, &what);
     call_end(handle);
-    check(rc, rc == -ENOMEM ? "xn_claim: not that much memory free"
-              : rc == -EINVAL && n != ~0u ? "xn_claim: not a node of the host's"
-              : n == ~0u ? "xn_claim (host-wide)" : "xn_claim (per node)");
+    check(rc, what);
     CAMLreturn(Val_unit);
 }
 

@@ -257,6 +257,12 @@ let test_errors h =
     (match raised (fun () -> Xenuma.movable_check h ~domid:0) with
     | Some (Unix.EPROTOTYPE, ctx) -> contains ctx "PV guest"
     | _ -> false) ;
+  (* Xen's claim answers EINVAL for a domain that does not exist: said as ESRCH, as
+     every other call (and the Python adapter's claim) says it, not as a bad node *)
+  check "claim: no such domain is ESRCH (host-wide)"
+    (match raised (fun () -> Xenuma.claim h ~domid:7 100L) with
+    | Some (Unix.ESRCH, ctx) -> contains ctx "no such domain"
+    | _ -> false) ;
   check "closed handle"
     (let h' = Xenuma.open_ () in
      Xenuma.close h' ;
@@ -403,6 +409,15 @@ let test_patched h =
   check "EOPNOTSUPP from the patched call: a result, said as missing (ENOSYS)"
     (failing "xc_domain_numa_get_node_pages=EOPNOTSUPP" (fun () ->
          match Xenuma.node_pages h ~domid:1 ~nr_nodes:2 with Error (Unix.ENOSYS, _) -> true | _ -> false)) ;
+  check "claim: no such domain is ESRCH (on a node of the host's)"
+    (match raised (fun () -> Xenuma.claim h ~domid:7 ~node:1 100L) with
+    | Some (Unix.ESRCH, ctx) -> contains ctx "no such domain"
+    | _ -> false) ;
+  check "EINVAL from Xen's per-node claim on a node of the host's is not said to be a bad node"
+    (failing "xc_domain_claim_pages_node=EINVAL" (fun () ->
+         match raised (fun () -> Xenuma.claim h ~domid:1 ~node:1 1L) with
+         | Some (Unix.EINVAL, ctx) -> not (contains ctx "not a node") && contains ctx "refused"
+         | _ -> false)) ;
   check "EPERM from the patched claim is raised"
     (failing "xc_domain_claim_pages_node=EPERM" (fun () ->
          match raised (fun () -> Xenuma.claim h ~domid:1 ~node:0 1L) with
