@@ -18,9 +18,15 @@
     has done anything, the handle as usable as before.  A signal that comes
     during the call is handled after it ({!close} runs none: it closes).
 
-    The types drop into xenopsd's [Topology.NUMA.make ~distances ~cpu_to_node]
-    and [Softaffinity.plan]: distances as [int array array], [cpu_to_node]
-    as [int array], per-node memory as [{size; free; claimed}]. *)
+    The types are those of xenopsd's [Topology.NUMA.make ~distances ~cpu_to_node
+    ~node_cores] and [Softaffinity.plan]: distances as [int array array],
+    [cpu_to_node] as [int array], [node_cores] as physical cores, per-node
+    memory as [{size; free; claimed}].  One thing does not drop in: on a host
+    with a CPU that is not online among those that are (smt=0, xen-hptool
+    cpu-offline, an empty hotplug slot) [cpu_to_node] has [-1] for it, and
+    NUMA.make indexes [distances] by every entry (Invalid_argument); such a
+    CPU must reach NUMA.make under some node and be masked out afterwards
+    (NUMA.apply_mask with {!online_cpus}), or be left out by the caller. *)
 
 (** {1 Errors} *)
 
