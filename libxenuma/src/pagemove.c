@@ -416,12 +416,14 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     int rc, urc, still_paused = 0;
 
     memset(res, 0, sizeof(*res));
-    if (n == 0)
-        return 0;
     if (!record_path)
         return res->error = -EINVAL;
+    /* before the empty batch's early return: a node the host lacks is refused
+     * whatever the batch holds, as libxenuma.h promises */
     if ((rc = xn_node_check(h, node)))
         return res->error = rc;
+    if (n == 0)
+        return 0;
     for (i = 1; i < n; i++)
         if (gfns[i] <= gfns[i - 1])
             return res->error = -EINVAL; /* ascending and unique: superpage runs depend on it */

@@ -495,6 +495,10 @@ static void test_copy_back_fails(xn_handle *h)
     guest_reset();
     CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, NULL, &res) == -EINVAL);
     CHECK(res.released == 0 && res.stage == XN_MIG_STAGE_NONE && pause_count(1) == 0 && contents_intact(gfns, 40));
+    /* an empty batch moves nothing, but a node the host lacks (or no record) is still refused */
+    CHECK(xn_mig_move(h, 1, gfns, 0, 1, 0, 0, record, &res) == 0 && pause_count(1) == 0);
+    CHECK(xn_mig_move(h, 1, gfns, 0, 7, 0, 0, record, &res) == -EINVAL && res.error == -EINVAL);
+    CHECK(xn_mig_move(h, 1, gfns, 0, 1, 0, 0, NULL, &res) == -EINVAL);
 }
 
 /* An admin unpauses a guest its mover left paused (it looks stuck), and the
