@@ -373,7 +373,7 @@ class Rebalancer:
                 self.part_moves.made_in_part(vm, m, before, now)  # its note stays until mended
                 continue
             self.homes.written([vm.uuid])
-            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason))
+            self.homes.record(HomeMove(vm.uuid, now, vm.home, to, best.kind, reason), self.settings.hold_down)
             if vm.vnode is None:  # a vnode's memory moved with it
                 steps += self.following.start(vm, to)
         return steps

@@ -14,7 +14,7 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
 
-KEEP = 1000  # rows kept: enough for the hold-down and the counters
+KEEP = 1000  # rows kept beyond those still holding a VM down (``keep_for``): for the counters
 HOME_MOVE = Table("home_move", ("rowid",), {
     "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
     "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER})
@@ -55,13 +55,17 @@ class HomeMoves:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, move: HomeMove) -> None:
+    def record(self, move: HomeMove, keep_for: float = 0.0) -> None:
+        """Log a move; the last :data:`KEEP` rows stay, and every row of the last ``keep_for``
+        seconds (the rebalancer's hold-down) whatever their number: up to 8 rows a period
+        (4 swaps), a hold-down's rows can outnumber KEEP, and a VM whose row went was moved
+        again within it."""
         with self.db.write() as db:
             db.execute("DELETE FROM home_move WHERE moved_at > ?", (move.moved_at,))  # an earlier boot's
             db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
                        "followed_pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attrs.astuple(move))
-            db.execute("DELETE FROM home_move WHERE rowid NOT IN "
-                       "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (KEEP,))
+            db.execute("DELETE FROM home_move WHERE moved_at < ? AND rowid NOT IN "
+                       "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (move.moved_at - keep_for, KEEP))
 
     def followed(self, uuid: str, domid: int, pages: int) -> None:
         """A memory-following step of domain ``domid`` took ``pages`` more pages to the
