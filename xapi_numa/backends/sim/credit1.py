@@ -7,7 +7,8 @@ FIFO within a priority.  What matters for NUMA, and is modelled here:
   wakes an idle pCPU in its soft, else hard, affinity to come and steal it;
 * a pCPU whose best local candidate is OVER (or that would idle) steals a
   *queued*, never a running, vCPU from a peer: soft-affine work first, then
-  hard-affine, scanning its own node first (``csched_load_balance``);
+  hard-affine, scanning its own node first, each node from the pCPU after the
+  one the host last stole from there (``csched_load_balance``, ``balance_bias``);
 * every tick a running vCPU is re-evaluated (``csched_unit_acct``) but may
   only move to an *idle* pCPU (soft affinity first);
 * credits: 10 per ms burnt while running, shared out every 30 ms among the
@@ -22,7 +23,7 @@ parked state.
 from typing import List, Optional
 
 from xapi_numa.backends.sim.resched import Rescheduling
-from xapi_numa.backends.sim.masks import bit, cycle, has, soft_effective
+from xapi_numa.backends.sim.masks import bit, cycle, first, has, soft_effective
 
 PRI_BOOST, PRI_UNDER, PRI_OVER, PRI_IDLE = 0, -1, -2, -64
 CREDITS_PER_TICK = 100
@@ -44,7 +45,9 @@ class Credit1(Rescheduling):
         self.resched = 0
         self.queued = 0  # pCPUs whose run queue is not empty
         self.last_tickle = 0
-        self.balance_bias = [[0] * len(host.node_mask) for _ in range(n)]
+        # csched_private's balance_bias: one per node, shared by every stealing pCPU;
+        # init_pdata sets it to the node's first pCPU
+        self.balance_bias = [first(m) if m else 0 for m in host.node_mask]
 
     # --- helpers ---------------------------------------------------------------
     def current(self, cpu: int):
@@ -237,13 +240,13 @@ class Credit1(Rescheduling):
                 workers = busy & host.node_mask[node]
                 if not workers:
                     continue
-                start = cycle(self.balance_bias[cpu][node], workers)
+                start = cycle(self.balance_bias[node], workers)
                 peer = start
                 while True:
                     if self.runq[peer] and self.curr[peer] is not None:
                         v = self._steal(peer, cpu, pri, step)
                         if v is not None:
-                            self.balance_bias[cpu][node] = peer
+                            self.balance_bias[node] = peer
                             return v
                     peer = cycle(peer, workers)
                     if peer == start:
@@ -319,7 +322,7 @@ class Credit1(Rescheduling):
             "slice_end": self.slice_end,
             "idlers": self.idlers,
             "last_tickle": self.last_tickle,
-            "balance_bias": self.balance_bias,
+            "node_bias": self.balance_bias,
         }
 
     @classmethod
@@ -335,5 +338,6 @@ class Credit1(Rescheduling):
         s.slice_end = list(data["slice_end"])
         s.idlers = data["idlers"]
         s.last_tickle = data["last_tickle"]
-        s.balance_bias = [list(b) for b in data["balance_bias"]]
+        if "node_bias" in data:  # files before it kept a bias per pCPU, which Xen has not: start afresh
+            s.balance_bias = list(data["node_bias"])
         return s
