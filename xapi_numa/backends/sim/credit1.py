@@ -109,6 +109,12 @@ class Credit1(Rescheduling):
                 break
         return cpu
 
+    def _res_pick(self, v) -> int:
+        """csched_res_pick: the pick, noting that the vCPU's next wake is no real wake-up
+        (CSCHED_FLAG_UNIT_MIGRATING), even if it comes long after (the vCPU asleep)."""
+        v.picked = True
+        return self._pick_cpu(v)
+
     # --- scheduler hooks -------------------------------------------------------------
     def insert(self, v) -> None:
         """csched_unit_insert: a new vCPU gets a pCPU from the pick logic."""
@@ -116,7 +122,7 @@ class Credit1(Rescheduling):
         v.credit = 0
         if not has(v.hard, v.processor):
             v.processor = cycle(v.processor, v.hard)
-        v.processor = self._pick_cpu(v)
+        v.processor = self._res_pick(v)
 
     def remove(self, v) -> None:
         self.sleep(v)
@@ -135,9 +141,10 @@ class Credit1(Rescheduling):
         elif v.queued:
             self._runq_remove(v.processor, v)
 
-    def wake(self, v, migrating: bool = False) -> None:
+    def wake(self, v) -> None:
         if v.running or v.queued:
             return
+        migrating, v.picked = v.picked, False  # csched_unit_wake's test_and_clear_bit
         if v.pri == PRI_UNDER and not migrating:
             v.pri = PRI_BOOST  # wakers are boosted until they burn credit
         self._runq_insert(v.processor, v)
@@ -156,9 +163,9 @@ class Credit1(Rescheduling):
             self._runq_remove(v.processor, v)
         if not has(v.hard, v.processor):
             v.processor = cycle(v.processor, v.hard)
-        v.processor = self._pick_cpu(v)
+        v.processor = self._res_pick(v)
         if was_queued:
-            self.wake(v, migrating=True)
+            self.wake(v)
 
     # --- __runq_tickle -------------------------------------------------------------
     def _tickle(self, new) -> None:
@@ -200,7 +207,7 @@ class Credit1(Rescheduling):
             if cur.migrating:
                 cur.migrating = False
                 if host.runnable(cur):
-                    cur.processor = self._pick_cpu(cur)
+                    cur.processor = self._pick_cpu(cur)  # csched_res_pick, its flag spent on the wake below
                     if cur.processor == cpu:
                         self._runq_insert(cpu, cur)
                     else:

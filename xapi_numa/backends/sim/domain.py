@@ -13,7 +13,7 @@ class Vcpu:
 
     __slots__ = ("dom", "id", "hard", "soft", "processor", "running", "queued", "credit", "pri",
                  "migrating", "avgload", "rqd", "migrate_rqd", "tickled_cpu", "phase", "outside_since",
-                 "cpu_ticks", "load_last")
+                 "cpu_ticks", "load_last", "picked")
 
     def __init__(self, dom: "Domain", vid: int, hard: int, soft: int, phase: int = 0) -> None:
         self.dom = dom
@@ -34,6 +34,7 @@ class Vcpu:
         self.outside_since = -1
         self.cpu_ticks = 0  # ticks this vCPU has run (its CPU time)
         self.load_last = -1  # credit2: the tick its avgload was last updated at (-1: not known)
+        self.picked = False  # credit1: CSCHED_FLAG_UNIT_MIGRATING (a pick ran; no boost on the next wake)
 
     @property
     def key(self):
@@ -42,7 +43,7 @@ class Vcpu:
     def to_list(self) -> list:
         return [self.id, self.hard, self.soft, self.processor, self.running, self.queued, self.credit,
                 self.pri, self.migrating, self.avgload, self.rqd, self.migrate_rqd, self.tickled_cpu,
-                self.phase, self.outside_since, self.cpu_ticks, self.load_last]
+                self.phase, self.outside_since, self.cpu_ticks, self.load_last, self.picked]
 
     @classmethod
     def from_list(cls, dom: "Domain", data: list) -> "Vcpu":
@@ -51,6 +52,7 @@ class Vcpu:
          v.migrate_rqd, v.tickled_cpu, v.phase, v.outside_since) = data[3:15]
         v.cpu_ticks = data[15] if len(data) > 15 else 0  # files written before CPU time was counted
         v.load_last = data[16] if len(data) > 16 else -1  # before credit2 updated loads lazily
+        v.picked = data[17] if len(data) > 17 else False  # before credit1 kept its pick flag
         return v
 
 

@@ -34,11 +34,11 @@ RQ_INDEX = Int(-1, last("rqs"), "-1 or a run queue")  # credit has none: -1 ther
 TOPOLOGY = Record([("memory_size", ListOf(COUNT, least=1)), ("cpu_to_node", ListOf(NODE, least=1)),
                    ("cpu_to_core", ListOf(COUNT)), ("cpu_to_socket", ListOf(COUNT)),
                    ("distances", ListOf(ListOf(Int())))])
-# Vcpu.to_list (the last two, CPU time and credit2's last load update, came later)
+# Vcpu.to_list (the last three, CPU time, credit2's last load update and credit1's pick flag, came later)
 VCPU = Row([("id", COUNT), ("hard", Mask()), ("soft", Mask(empty=True)), ("processor", CPU), ("running", BOOL),
             ("queued", BOOL), ("credit", Int()), ("pri", Int()), ("migrating", BOOL), ("avgload", COUNT),
             ("rqd", RQ_INDEX), ("migrate_rqd", RQ_INDEX), ("tickled_cpu", Int(-1, last("cpus"), "-1 or a CPU")),
-            ("phase", COUNT), ("outside_since", SINCE), ("cpu_ticks", COUNT), ("load_last", SINCE)], optional=2)
+            ("phase", COUNT), ("outside_since", SINCE), ("cpu_ticks", COUNT), ("load_last", SINCE), ("picked", BOOL)], optional=3)
 VNODE = Record([("vnode", COUNT), ("pnode", Maybe(NODE)), ("memory", COUNT), ("vcpus", ListOf(COUNT)),
                 ("vdistances", ListOf(COUNT)), ("ranges", ListOf(Row([("start", COUNT), ("end", COUNT)])))])
 DOMAIN = Record(
