@@ -2,6 +2,8 @@
 
 What it models (xen/common/page_alloc.c, get_free_buddy):
 * an explicit node is tried first; with ``exact`` nothing else is tried;
+  without, each extent it has no room for goes to the first node with room in
+  ``next_node`` order from it through the affinity, then the other nodes;
 * otherwise each allocation (one extent) starts at the node after the
   domain's ``last_alloc_node`` within its node affinity and goes to the first
   node there with room, which becomes ``last_alloc_node`` (alloc_heap_pages):
@@ -76,6 +78,20 @@ def distribute(
                 continue
             if exact:
                 break
+            # get_free_buddy: every extent starts at the named node again, then goes on with
+            # next_node() through the affinity (from its first node if the named one is not in
+            # it), then the other nodes: the overflow fills node after node, no round robin
+            order = _rotate_after(affinity, node) if node in affinity else sorted(affinity)
+            order += [n for n in range(len(budget)) if n not in affinity]
+            spill = next((n for n in order if budget[n] >= size), None)
+            if spill is not None:
+                take(spill, min(budget[spill] - budget[spill] % size, remaining - remaining % size) or size)
+                last = spill
+                continue
+            if size > 1:
+                extent = 1
+                continue
+            break
         alive = [n for n in _rotate_after(affinity, last) if budget[n] >= size]
         if alive:
             # Round robin over the nodes with room: a whole cycle gives each one
