@@ -11,19 +11,22 @@ FIFO within a priority.  What matters for NUMA, and is modelled here:
   one the host last stole from there (``csched_load_balance``, ``balance_bias``);
 * every tick a running vCPU is re-evaluated (``csched_unit_acct``) but may
   only move to an *idle* pCPU (soft affinity first);
+* a pick (``_csched_cpu_pick``) takes an idle pCPU of the affinity, and moves on
+  to a core with more idle threads, or a socket with more than twice the idle
+  pCPUs, than the one it has;
 * credits: 10 per ms burnt while running, shared out every 30 ms among the
   active domains, then among their active vCPUs; 30 ms time slices.
 
 Hence the stuck state of the seed report: a vCPU outside its soft affinity
 that runs alone on its pCPU is never pulled back while no pCPU idles.
-Not modelled: SMT sibling idleness, weights and caps, ratelimiting, the
+Not modelled: SMT sibling idleness when tickling and stealing, weights and caps, ratelimiting, the
 parked state.
 """
 
 from typing import List, Optional
 
 from xapi_numa.backends.sim.resched import Rescheduling
-from xapi_numa.backends.sim.masks import bit, cycle, first, has, soft_effective
+from xapi_numa.backends.sim.masks import bit, count, cycle, first, has, soft_effective
 
 PRI_BOOST, PRI_UNDER, PRI_OVER, PRI_IDLE = 0, -1, -2, -64
 CREDITS_PER_TICK = 100
@@ -48,6 +51,11 @@ class Credit1(Rescheduling):
         # csched_private's balance_bias: one per node, shared by every stealing pCPU;
         # init_pdata sets it to the node's first pCPU
         self.balance_bias = [first(m) if m else 0 for m in host.node_mask]
+        # _csched_cpu_pick's groups: cpu_sibling_mask (threads of a core), cpu_core_mask (a socket)
+        cpus = host.topology.cpus
+        self.siblings = [sum(bit(o.id) for o in cpus if (o.socket, o.core) == (c.socket, c.core)) for c in cpus]
+        self.socket = [sum(bit(o.id) for o in cpus if o.socket == c.socket) for c in cpus]
+        self.idle_bias = [n - 1] * n  # csched_pcpu's idle_bias: nr_cpu_ids - 1 at first
 
     # --- helpers ---------------------------------------------------------------
     def current(self, cpu: int):
@@ -88,10 +96,11 @@ class Credit1(Rescheduling):
         self.resched |= mask
 
     # --- pCPU choice (_csched_cpu_pick) ------------------------------------------
-    def _pick_cpu(self, v) -> int:
+    def _pick_cpu(self, v, commit: bool = False) -> int:
         online = self.host.online
         cur = v.processor
         cpu = cur
+        biased = -1
         for step in (SOFT, HARD):
             if step == SOFT and not self._has_soft(v):
                 continue
@@ -99,21 +108,42 @@ class Credit1(Rescheduling):
             if step == SOFT and not cpus:
                 continue
             cpu = cur if has(cpus, cur) else cycle(cur, cpus)
-            idlers = self.idlers
+            idlers = self.idlers & online
             if cpu == cur and not self.runq[cur] and self.curr[cur] in (None, v):
                 idlers |= bit(cur)
             candidates = cpus & idlers
             if candidates and not has(candidates, cpu):
                 cpu = cycle(cpu, candidates)
+            cpu, biased = self._idlest_group(cpu, candidates & ~bit(cpu), idlers, biased)
             if has(idlers, cpu):
                 break
+        if commit and biased >= 0:
+            self.idle_bias[biased] = cpu
         return cpu
+
+    def _idlest_group(self, cpu: int, cpus: int, idlers: int, biased: int):
+        """_csched_cpu_pick's walk over the other idle candidates: move to one whose core
+        has more idle threads, or whose socket has more than twice the idle pCPUs."""
+        while cpus:
+            nxt = cycle(cpu, cpus)
+            if has(self.socket[cpu], nxt):
+                factor, group = 1, self.siblings
+            else:
+                factor, group = 2, self.socket
+            cpu_idlers, nxt_idlers = idlers & group[cpu], idlers & group[nxt]
+            if count(cpu_idlers) * factor < count(nxt_idlers):
+                biased = nxt
+                cpu = cycle(self.idle_bias[nxt], nxt_idlers & cpus)
+                cpus &= ~self.siblings[cpu]
+            else:
+                cpus &= ~nxt_idlers
+        return cpu, biased
 
     def _res_pick(self, v) -> int:
         """csched_res_pick: the pick, noting that the vCPU's next wake is no real wake-up
         (CSCHED_FLAG_UNIT_MIGRATING), even if it comes long after (the vCPU asleep)."""
         v.picked = True
-        return self._pick_cpu(v)
+        return self._pick_cpu(v, commit=True)
 
     # --- scheduler hooks -------------------------------------------------------------
     def insert(self, v) -> None:
@@ -207,7 +237,7 @@ class Credit1(Rescheduling):
             if cur.migrating:
                 cur.migrating = False
                 if host.runnable(cur):
-                    cur.processor = self._pick_cpu(cur)  # csched_res_pick, its flag spent on the wake below
+                    cur.processor = self._pick_cpu(cur, commit=True)  # csched_res_pick, its flag spent on the wake below
                     if cur.processor == cpu:
                         self._runq_insert(cpu, cur)
                     else:
@@ -330,6 +360,7 @@ class Credit1(Rescheduling):
             "idlers": self.idlers,
             "last_tickle": self.last_tickle,
             "node_bias": self.balance_bias,
+            "idle_bias": self.idle_bias,
         }
 
     @classmethod
@@ -347,4 +378,6 @@ class Credit1(Rescheduling):
         s.last_tickle = data["last_tickle"]
         if "node_bias" in data:  # files before it kept a bias per pCPU, which Xen has not: start afresh
             s.balance_bias = list(data["node_bias"])
+        if "idle_bias" in data:
+            s.idle_bias = list(data["idle_bias"])
         return s

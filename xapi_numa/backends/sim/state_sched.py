@@ -32,7 +32,7 @@ CREDIT1 = Record([("curr", CURR), ("runq", ListOf(ListOf(KEY), per="cpus")), ("s
                   ("idlers", Mask(empty=True)), ("last_tickle", CPU)],
                  # the stealing bias: per node, as Xen keeps it ("balance_bias", per pCPU and
                  # node, in files written before; read no more)
-                 [("node_bias", ListOf(CPU, per="nodes")),
+                 [("node_bias", ListOf(CPU, per="nodes")), ("idle_bias", ListOf(CPU, per="cpus")),
                   ("balance_bias", ListOf(ListOf(CPU, per="nodes"), per="cpus"))])
 RUN_QUEUE = Record([("svc", ListOf(KEY)), ("runq", ListOf(KEY)), ("b_avgload", COUNT), ("pick_bias", CPU),
                     ("idle", Mask(empty=True)), ("tickled", Mask(empty=True))],
