@@ -20,7 +20,8 @@ def check_args(args: Dict[str, str], required: AbstractSet[str], optional: Abstr
         if key not in required and key not in optional:
             raise InvalidArgument(key, "unknown argument", ", ".join(allowed) or "no arguments")
         if len(value) > MAX_ARG:
-            raise InvalidArgument(key, "value is longer than {} characters".format(MAX_ARG))
+            raise InvalidArgument(key, "value is longer than {} characters".format(MAX_ARG),
+                                  "at most {} characters".format(MAX_ARG))
     for key in sorted(required):
         if key not in args:
             raise InvalidArgument(key, "missing argument", ", ".join(allowed))
