@@ -235,7 +235,7 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
             # starts off its memory until the build claims it (settle or reconcile
             # drop it after; if the start fails, it lapses with its lease)
             return {"vm": uuid, "released": False, "reservation": "kept: the VM is starting",
-                    "boot_pin": "kept"}
+                    "boot_pin": "kept", "running_on": None}  # (null while starting, as elsewhere)
         had = upkeep.release_asked(hv, ledger, uuid)  # (starting elsewhere: this host's is for nothing)
         if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
             return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
