@@ -97,7 +97,7 @@ def publish_once(hv, out: rrdd.PluginFile, tally: metrics.NonaffineTally, names:
 def run(args: argparse.Namespace, stop: dict) -> int:
     if args.once and not args.file:
         raise InvalidArgument("--once", "needs --file PATH", "--once --file PATH")
-    metrics.check_names(args.names)  # before touching the host
+    metrics.check_names(args.names, "--names")  # before touching the host
     hv = open_hypervisor(args.backend)
     stamp = stamp_for(args)
     tally = metrics.NonaffineTally()

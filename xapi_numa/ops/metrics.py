@@ -130,10 +130,10 @@ def _xenserver_sources(owner: str, pages: Mapping[int, int], node_ids: List[int]
     return out
 
 
-def check_names(names: str) -> str:
-    """``names`` if it is one of NAME_CHOICES, else InvalidArgument."""
+def check_names(names: str, field: str = "names") -> str:
+    """``names`` if it is one of NAME_CHOICES, else InvalidArgument naming ``field``."""
     if names not in NAME_CHOICES:
-        raise InvalidArgument("names", "unknown choice {!r}".format(names), ", ".join(NAME_CHOICES))
+        raise InvalidArgument(field, "unknown choice {!r}".format(names), ", ".join(NAME_CHOICES))
     return names
 
 
