@@ -300,7 +300,7 @@ class Host:
         if not name.strip() or name.isdigit():
             raise InvalidArgument("name", f"{name!r}", "a non-empty name that is not all digits (those are domids)")
         if any(d.name == name for d in self.domains.values()):
-            raise InvalidArgument("name", f"a domain called {name!r} already exists")
+            raise InvalidArgument("name", f"a domain called {name!r} already exists", "a name no other domain has")
         try:  # Xen keeps a handle's 16 bytes: its UUID reads back in lower case, and nothing else is one
             uuid = None if uuid is None else str(uuidlib.UUID(uuid))
         except ValueError:
