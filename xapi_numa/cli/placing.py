@@ -3,12 +3,13 @@ import time
 
 from xapi_numa.cli import common, render
 from xapi_numa.core.host import parse_uuid
-from xapi_numa.core.placement import Request
+from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ops.start_placement import describe
 from xapi_numa.core.numbers import decimal_number, plain, trim, whole_number
 from xapi_numa.ops.command_line import given
 
@@ -30,12 +31,11 @@ def cmd_place(args) -> int:
     if domids and not args.dry_run:  # as the plugin: its memory is built, a reservation would only hold more
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
                               "a VM with no domain on this host, or --dry-run")
+    planner = Planner(hv.topology())
     with common.flag_names(common.POLICY_FLAGS):
-        placement, reservation, _ = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
-                                                      args.dry_run)
-    out = placement.to_dict(hv.topology())
-    # "reserved" as the plugin's place answers it; "reservation": what was reserved, in full
-    out.update(reserved=reservation is not None, reservation=reservation.to_dict() if reservation else None)
+        placement, reservation, loads = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
+                                                          args.dry_run, planner=planner)
+    out = describe(planner, placement, reservation, loads, vm=vm)  # the fields the plugin's place answers
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
 

@@ -266,7 +266,9 @@ def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] 
     topo = planner.topology
     available = loads.available()
     result = placement.to_dict(topo)
-    result.update(vm=vm, reserved=reservation is not None,
+    # the reservation as `reservations` lists it, but for the owner token (the placing call's own)
+    shown = {k: v for k, v in reservation.to_dict().items() if k != "owner"} if reservation else None
+    result.update(vm=vm, reserved=reservation is not None, reservation=shown,
                   max_distance=max(topo.distance(a, b) for a in placement.nodes for b in placement.nodes),
                   # what the chosen nodes still have after other starts' reservations and this VM
                   headroom=sum(available[n] - placement.bytes_per_node.get(n, 0) for n in placement.nodes))
