@@ -223,7 +223,9 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
     row = journal.status(uuid)
     if row is None:
         xapi.vm_ref(ctx.session, uuid)
-        return {"vm": uuid, "state": "none"}
+        # its moves are in the journal of the host it runs on: name that host (as release does)
+        elsewhere = ctx.located(NotRunning(uuid)).host_uuid
+        return {"vm": uuid, "state": "none", "running_on": elsewhere or None}
     return dict(row.report, vm=uuid, state=row.state, to=row.to, pid=row.pid, updated=row.updated,
                 recovered=recovered)
 
