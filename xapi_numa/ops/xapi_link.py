@@ -40,7 +40,7 @@ class VmRecords:
     """What one read of xapi said of the VMs (their ``other_config``) and of this host's
     guest mask.  Replaced whole at each read: a reader in another thread sees one read,
     never half of one.  A VM not listed (started since, or xapi away since before it
-    started) has the default policy and is opted out of rebalancing."""
+    started) has the default policy and is opted out of rebalancing and of backend alignment."""
     policies: Dict[str, Policy] = attrs.Factory(dict)
     errors: Dict[str, str] = attrs.Factory(dict)  # uuid -> why its stored policy cannot be read
     opted_out: Dict[str, bool] = attrs.Factory(dict)
@@ -53,6 +53,12 @@ class VmRecords:
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         return self.opted_out.get(uuid, True)
+
+    def backend_affinity_off(self, uuid: str) -> bool:
+        """Off by ``numa_backend_affinity``, or not known: a VM not listed (started since the
+        last read, or xapi away since we started) may have opted out, and aligning it until
+        the next read would pin its backend work against the admin's word."""
+        return uuid in self.backend_off or uuid not in self.opted_out
 
 
 class XapiLink:
@@ -223,7 +229,7 @@ class XapiLink:
     def backend_affinity_off(self, uuid: str) -> bool:
         """Has the VM opted out of backend alignment (``numa_backend_affinity=false``)?"""
         self.refresh()
-        return uuid in self.records.backend_off
+        return self.records.backend_affinity_off(uuid)
 
 
 def vm_view(link) -> dict:

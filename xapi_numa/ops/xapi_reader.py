@@ -80,7 +80,7 @@ class XapiReader:
         return self.records().rebalance_opted_out(uuid)
 
     def backend_affinity_off(self, uuid: str) -> bool:
-        return uuid in self.records().backend_off
+        return self.records().backend_affinity_off(uuid)
 
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
         return self.records().guest_cpus
