@@ -18,22 +18,28 @@ over its vCPUs (the simulated schedulers load a domain's vCPUs alike: which
 dom0 vCPU, hence which node, carries it is reported by
 :func:`backend_load_by_node`, not scheduled).
 """
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
 import zlib
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
 
 from xapi_numa.backends.dom0 import PF_KTHREAD, Dom0Proc, parse_cpu_list
 from xapi_numa.backends.sim.state_shape import (
     COUNT, CPU, Context, Damaged, Kind, ListOf, MapOf, Number, Record, Row, Shape, Where, check, found)
 from xapi_numa.core.cpuset import format_ids, parse_ids
-from xapi_numa.errors import StateError
+from xapi_numa.errors import HypervisorError, StateError
 
 BACKEND_SHARE = 0.1         # backend CPU seconds per guest CPU second (disk and network I/O)
 DOM0_OWN = ((1, "systemd"), (412, "sshd"), (977, "xenstored"))
 DOM0_OWN_IRQS = ((9, "acpi"), (24, "xenbus"), (25, "hvc_console"))
 STATE_FILE = "sim-backend.json"
+# held while the tree is read, changed and written: xapi-numad and `xapi-numa backends` (or two
+# commands) use one simulated dom0 at once, and without it one lost the other's writes
+LOCK_FILE = "sim-backend.lock"
 
 
 # The tree's own state, as _save writes it: checked at every read, so that a hand edit is
@@ -102,11 +108,26 @@ class Dom0Tree:
         self.ncpus = ncpus
 
     # --- files -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The tree to ourselves (an exclusive flock; not re-entrant: never nested)."""
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(os.path.join(self.root, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def _write(self, rel: str, text: str) -> None:
+        """Replaced whole (a reader in another process never sees a file cut short); the
+        temporary file is beside the tree, not in a /proc/<tid> that may be removed."""
         path = os.path.join(self.proc, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
+        tmp = os.path.join(self.root, "write.tmp")
+        with open(tmp, "w") as f:
             f.write(text)
+        os.replace(tmp, path)
 
     def _state(self) -> dict:
         path = os.path.join(self.root, STATE_FILE)
@@ -144,21 +165,28 @@ class Dom0Tree:
 
     def set_affinity(self, tid: int, cpus: FrozenSet[int]) -> None:
         """What sched_setaffinity does to the tree (the simulated dom0's setter)."""
-        state = self._state()
-        entry = state["threads"].get(str(tid))
-        if entry is None:
-            raise ProcessLookupError(tid)
-        if not cpus or max(cpus) >= self.ncpus:
-            raise OSError(22, "Invalid argument")
-        entry["allowed"] = format_ids(cpus)
-        self._save(state)
-        self._render(state)
+        with self.locked():
+            state = self._state()
+            entry = state["threads"].get(str(tid))
+            if entry is None:
+                raise ProcessLookupError(tid)
+            if not cpus or max(cpus) >= self.ncpus:
+                raise OSError(22, "Invalid argument")
+            entry["allowed"] = format_ids(cpus)
+            self._save(state)
+            self._render(state)
 
     # --- the tree from the host ----------------------------------------------------------------
     def sync(self, guests: Mapping[int, Tuple[str, str, float]]) -> None:
         """Make the tree hold the backend work of these guests (domid -> (uuid, type, CPU
-        seconds run)), charging each guest's threads their share of its CPU time since."""
+        seconds run)), charging each guest's threads their share of its CPU time since;
+        what was written to /proc/irq/N/smp_affinity_list is taken in first."""
+        with self.locked():
+            self._sync(guests)
+
+    def _sync(self, guests: Mapping[int, Tuple[str, str, float]]) -> None:
         state = self._state()
+        self._fold_irq_allowed(state)
         everyone = format_ids(range(self.ncpus))
         for tid, comm in DOM0_OWN:
             state["threads"].setdefault(str(tid), {"comm": comm, "start": 1, "allowed": everyone, "ticks": 0,
@@ -254,15 +282,19 @@ class Dom0Tree:
         self._write("irq/default_smp_affinity", "{:x}\n".format((1 << self.ncpus) - 1))
 
     def read_irq_allowed(self) -> None:
-        """Fold what was written to /proc/irq/N/smp_affinity_list back into the state."""
+        """Fold what was written to /proc/irq/N/smp_affinity_list back into the state (the
+        caller holds :meth:`locked`)."""
         state = self._state()
+        self._fold_irq_allowed(state)
+        self._save(state)
+
+    def _fold_irq_allowed(self, state: dict) -> None:
         for irq, q in state["irqs"].items():
             try:
                 with open(os.path.join(self.proc, "irq", irq, "smp_affinity_list")) as f:
                     q["allowed"] = f.read().strip() or q["allowed"]
             except FileNotFoundError:
                 pass
-        self._save(state)
 
     def backend_load_by_node(self, node_of_vcpu: Mapping[int, int]) -> Dict[int, float]:
         """Backend CPU seconds charged on each node's dom0 vCPUs since the tree was made."""
@@ -285,9 +317,15 @@ class SimDom0(Dom0Proc):
         self.sync()  # the tree exists from the start, whatever is read first
 
     def sync(self) -> None:
-        self.tree.read_irq_allowed()
-        guests = {d.domid: (d.uuid, d.type, sum(v.cpu_time for v in self.hv.vcpus(d.domid)))
-                  for d in self.hv.domains() if d.domid != 0}
+        guests = {}
+        for d in self.hv.domains():
+            if d.domid == 0:
+                continue
+            try:
+                guests[d.domid] = (d.uuid, d.type, sum(v.cpu_time for v in self.hv.vcpus(d.domid)))
+            except HypervisorError as err:
+                if err.errno != errno.ESRCH:
+                    raise  # (destroyed since the list, by another process: gone, as at the next sync)
         self.tree.sync(guests)
         self._load_dom0()
 
@@ -302,9 +340,10 @@ class SimDom0(Dom0Proc):
         return super().tasks(domids)
 
     def set_irq(self, irq: int, name: str, cpus: FrozenSet[int]) -> bool:
-        changed = super().set_irq(irq, name, cpus)
-        if changed:
-            self.tree.read_irq_allowed()
+        with self.tree.locked():  # (a sync removing the IRQ meanwhile would find its file written again)
+            changed = super().set_irq(irq, name, cpus)
+            if changed:
+                self.tree.read_irq_allowed()
         return changed
 
 
