@@ -32,7 +32,9 @@ def claimed(tmp_path):
     clock = Clock()
     ledger = Ledger(str(tmp_path / "l.db"), clock)
     ledger.reserve(UUID, {1: 2 * G}, TTL, lambda: {m.node: m.claimable for m in sim.node_memory()})
-    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=UUID, auto_numa=False)
+    domid = sim.create_shell("vm", 1, 2 * G, uuid=UUID)  # as xenopsd builds: empty, its maximum set
+    with sim.store.transaction() as host:
+        host.allocate(host.domain(domid), G >> 12, node=1, exact=True)  # 1G of it landed
     assert reconcile(sim, ledger) == {UUID: "claimed"}
     assert claims(sim) == [0, G]
     return sim, ledger, clock, domid

@@ -81,6 +81,15 @@ def reserved(tmp_path):
     return sim, ledger, UUID
 
 
+def half_built(sim, uuid):
+    """A 2G domain being built, as xenopsd builds it (created empty, its maximum set), 1G of
+    it landed on node 1: Xen takes a claim up to the domain's maximum only."""
+    domid = sim.create_shell("vm", 1, 2 * G, uuid=uuid)
+    with sim.store.transaction() as host:
+        host.allocate(host.domain(domid), G >> 12, node=1, exact=True)
+    return domid
+
+
 def reconcile(hv, ledger):
     """What reconciling did, per VM (through the executor, as the daemon and place do)."""
     return upkeep.reservation_changes(upkeep.reconcile(hv, ledger, Executor(hv, ledger.db)))
@@ -89,7 +98,7 @@ def reconcile(hv, ledger):
 def test_reconcile_shrinks_claims_and_drops(reserved):
     sim, ledger, uuid = reserved
     assert reconcile(sim, ledger) == {}  # no domain yet: nothing to do
-    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    domid = half_built(sim, uuid)
     # the simulated hypervisor has per-node claims: the rest becomes a claim
     assert reconcile(sim, ledger) == {uuid: "claimed"}
     assert ledger.outstanding(node=1) == {1: 0} and ledger.outstanding() == {}  # (nodes with bytes only)
@@ -115,7 +124,7 @@ class NoClaims:
 
 def test_reconcile_without_node_claims_shrinks(reserved):
     sim, ledger, uuid = reserved
-    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    half_built(sim, uuid)
     assert reconcile(NoClaims(sim), ledger) == {uuid: "shrunk"}
     assert ledger.outstanding() == {1: G}  # 1G of the 2G has landed
 
@@ -193,7 +202,7 @@ def test_a_claimed_reservation_is_neither_replaced_nor_released_by_hand(reserved
     the build ends: a second reserve or a release by hand must leave it, say why, and
     change nothing; reconcile still ends it."""
     sim, ledger, uuid = reserved
-    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    domid = half_built(sim, uuid)
     assert reconcile(sim, ledger) == {uuid: "claimed"}
     before = ledger.reservations()
     free = lambda: {m.node: m.claimable for m in sim.node_memory()}  # noqa: E731
@@ -215,7 +224,7 @@ def test_a_claimed_reservation_whose_domain_is_gone_is_replaced(reserved):
     """A VM whose build was claimed and whose domain has gone since starts again:
     reconcile (which place runs first) drops the row, so the new reserve goes in."""
     sim, ledger, uuid = reserved
-    domid = sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    domid = half_built(sim, uuid)
     assert reconcile(sim, ledger) == {uuid: "claimed"}
     sim.destroy(domid)
     assert reconcile(sim, ledger) == {uuid: "domain gone: released"}
@@ -230,7 +239,7 @@ def test_a_claim_racing_a_settle_never_leaves_claims_without_a_row(reserved):
     does not take the row once it is claimed."""
     from xapi_numa.core import reservation
     sim, ledger, uuid = reserved
-    sim.create("vm", 1, G, hard=frozenset({2, 3}), paused=True, uuid=uuid, auto_numa=False)
+    half_built(sim, uuid)
     claim = upkeep.plan_reconcile(sim, ledger.reservations())
     dom = next(d for d in sim.domains() if d.uuid == uuid)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, True)
@@ -238,7 +247,7 @@ def test_a_claim_racing_a_settle_never_leaves_claims_without_a_row(reserved):
     outcomes = Executor(sim, ledger.db).apply(claim)
     assert [o.status for o in outcomes] == ["gone"]
     assert upkeep.reservation_changes(outcomes) == {uuid: "claim not made: the reservation went meanwhile: "
-                                                          "claims cancelled"}
+                                                          "claim cancelled"}
     assert ledger.reservations() == [] and all(m.claimed == 0 for m in sim.node_memory())
     # the other order: the claim first, then the release planned before it
     ledger.reserve(uuid, {1: 2 * G}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})

@@ -223,7 +223,8 @@ R = reservation.Reservation("uuid-1", 0.0, 100.0, False, {1: 2 * G}, {1: 2 * G})
 @pytest.mark.parametrize("case, domain, pages, node_claims, expected", [
     ("not built yet", None, {}, True, []),
     ("built: released", dom(1, paused=False), {1: {1: 1000}}, True, [act.ReleaseReservation]),
-    ("domain exists, per-node claims: claim the rest", dom(1, paused=True), {1: {1: (G >> 12)}}, True,
+    ("domain exists, per-node claims: claim the rest", attrs.evolve(dom(1, paused=True), max_memory=2 * G),
+     {1: {1: (G >> 12)}}, True,
      [act.ClaimReservation]),
     ("domain exists, no node claims: shrink", dom(1, paused=True), {1: {1: (G >> 12)}}, False,
      [act.ShrinkReservation]),

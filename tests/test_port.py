@@ -48,7 +48,7 @@ def test_affinity_round_trip_and_node_pages(sim):
 
 
 def test_claims_visible_and_released(sim):
-    domid = sim.create("g", 1, 64 << 20, paused=True)
+    domid = sim.create_shell("g", 1, 64 << 20)  # a claim is for a domain still to be built
     sim.claim(domid, 1000, node=1)
     assert [m.claimed for m in sim.node_memory()] == [0, 1000 << 12]
     assert [d.claimed for d in sim.domains() if d.domid == domid] == [1000 << 12]

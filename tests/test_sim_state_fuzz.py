@@ -44,7 +44,8 @@ def build_host(path: str, scheduler: str) -> None:
     hv.create("c", 1, 16 * MiB, dtype="hvm", load="diurnal:1s:0.1:0.9:at=200ms", paused=True)
     plan = vnuma.plan_follow(hv.topology(), vnuma.GuestSpec("pvh", 2, 32 * MiB), [0, 1])
     hv.set_vnuma(a, plan, vnuma.memory_ranges(plan))
-    hv.claim(3, 100, 1)
+    shell = hv.create_shell("d", 1, 16 * MiB, dtype="hvm")  # a claim is on a domain still to be built
+    hv.claim(shell, 100, 1)
     hv.run(0.5)
     hv.hold(b, 0x105)  # a frame a backend holds: its move leaves a stale old frame
     hv.grant(b, 0x120)

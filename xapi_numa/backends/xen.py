@@ -224,8 +224,9 @@ class XenHypervisor(Hypervisor):
         if rc == -errno.EINVAL:
             # XENMEM_claim_pages answers EINVAL, not ESRCH, for a missing domain (Xen 4.17): tell them apart
             self._max_vcpu(domid)
-            raise HypervisorError(errno.EINVAL, what + " (the claim must exceed the domain's current pages "
-                                  "and not exceed its maximum)")
+            raise HypervisorError(errno.EINVAL, what + " (Xen takes one claim per domain, cancelled by a "
+                                  "claim of 0, and the domain's total as its argument: more than its current "
+                                  "pages, at most its maximum)")
         _check(rc, what)
 
     # --- pages per node ---------------------------------------------------------------

@@ -92,14 +92,19 @@ class ShrinkReservation:
 
 @attrs.frozen
 class ClaimReservation:
-    """Turn a reservation into hypervisor claims (pages per node) for the built
-    domain: all nodes or none; the reservation then counts nothing itself."""
+    """Turn a reservation into the domain's claim for the pages its build still needs
+    (``pages_per_node``); the reservation then counts nothing itself.  Xen keeps one
+    claim per domain, on one node or host-wide, and takes the domain's total as its
+    argument: ``domain_pages`` (what the domain had when planned) plus what is still
+    needed, never above ``max_pages``."""
 
     vm: str
     domid: int
     pages_per_node: Mapping[int, int]
     reason: str = ""
-    created: Optional[float] = None  # that very reservation (gone meanwhile: the claims are cancelled)
+    created: Optional[float] = None  # that very reservation (gone meanwhile: the claim is cancelled)
+    domain_pages: int = 0
+    max_pages: Optional[int] = None
 
 
 @attrs.frozen

@@ -58,11 +58,25 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed:
             remaining = {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
-            out.append(ClaimReservation(r.vm, d.domid, {n: p for n, p in remaining.items() if p}, "domain exists",
-                                        r.created))
+            out.append(ClaimReservation(r.vm, d.domid, within_max(remaining, d), "domain exists", r.created,
+                                        d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
             out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
                                          "pages landed"))
+    return out
+
+
+def within_max(remaining: Mapping[int, int], d: DomainInfo) -> Dict[int, int]:
+    """The pages per node still to come that the domain can still take: Xen refuses a claim
+    that would take it past its maximum (the rest of a reservation, the build's overhead
+    outside the domain's pages, is no claim of the domain's), cut from the highest node."""
+    room = max(0, (d.max_memory - d.memory) >> PAGE_SHIFT)
+    out: Dict[int, int] = {}
+    for node in sorted(remaining):
+        take = min(remaining[node], room)
+        room -= take
+        if take:
+            out[node] = take
     return out
 
 

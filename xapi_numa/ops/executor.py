@@ -193,30 +193,32 @@ class Executor:
         return Outcome(a, DONE, a.reason)
 
     def _ClaimReservation(self, a: act.ClaimReservation) -> Outcome:
-        """Per-node claims, all or none; where the hypervisor has none (ENOSYS/EOPNOTSUPP),
-        one host-wide claim of the total, as XenServer's toolstack does."""
-        done: List[Optional[int]] = []
+        """One claim, as Xen keeps one per domain: on the reservation's node where it has a
+        single one, host-wide where it has several or where the hypervisor has no node claims
+        (ENOSYS/EOPNOTSUPP), as XenServer's toolstack does.  Xen's argument is the domain's
+        total (it stakes that less the pages the domain has)."""
+        total = a.domain_pages + sum(a.pages_per_node.values())
+        if a.max_pages is not None:
+            total = min(total, a.max_pages)
+        nodes = [n for n, p in a.pages_per_node.items() if p]
+        node = nodes[0] if len(nodes) == 1 else None
         try:
-            try:
-                for node, pages in sorted(a.pages_per_node.items()):
-                    self.hv.claim(a.domid, pages, node)
-                    done.append(node)
-            except HypervisorError as err:
-                if err.errno not in FALLBACK_CLAIM_ERRNOS:
-                    raise
-                self._cancel_claims(a.domid, done)
-                done = []
-                self.hv.claim(a.domid, sum(a.pages_per_node.values()), None)
-                done.append(None)
+            if total > a.domain_pages:  # (nothing left to claim: the reservation is done with all the same)
+                try:
+                    self.hv.claim(a.domid, total, node)
+                except HypervisorError as err:
+                    if node is None or err.errno not in FALLBACK_CLAIM_ERRNOS:
+                        raise
+                    node = None
+                    self.hv.claim(a.domid, total, None)
         except HypervisorError as err:
-            self._cancel_claims(a.domid, done)
             if err.errno == errno.ESRCH:
                 return Outcome(a, GONE, "the domain is gone")
             return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
         if not self.ledger.mark_claimed(a.vm, a.created):
-            self._cancel_claims(a.domid, done)  # settled or released meanwhile: nothing would cancel them
-            return Outcome(a, GONE, "the reservation went meanwhile: claims cancelled")
-        return Outcome(a, DONE, "host-wide claim" if done == [None] else "per-node claims")
+            self._cancel_claims(a.domid, [node])  # settled or released meanwhile: nothing would cancel it
+            return Outcome(a, GONE, "the reservation went meanwhile: claim cancelled")
+        return Outcome(a, DONE, "host-wide claim" if node is None else "claim on node {}".format(node))
 
     def _cancel_claims(self, domid: int, nodes) -> None:
         for node in nodes:

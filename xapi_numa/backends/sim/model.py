@@ -245,33 +245,34 @@ class Host:
         return got
 
     def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
-        """Claim pages: host-wide like xc_domain_claim_pages, or on one node."""
+        """Claim pages as ``domain_set_outstanding_pages`` does, host-wide like
+        xc_domain_claim_pages or on one node (XenServer's): one claim per domain, its
+        argument the domain's total (the claim is that less the pages it has), 0 cancels
+        the domain's claim whichever node it is on."""
         d = self.domain(domid)
         if pages < 0:
             raise HypervisorError(errno.EINVAL, "negative claim")
-        host_claims, node_claims = self._claimed_by_others(d)
-        if node is None:
-            if pages == 0:
-                d.claim = 0
-                return
-            if d.claim:  # domain_set_outstanding_pages: one claim at a time, cancel (0) first
-                raise HypervisorError(errno.EINVAL, f"domain {domid} already has a claim of {d.claim} pages")
-            if pages <= d.tot_pages or pages > d.max_pages:
-                raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
-                                      f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
-            want = pages - d.tot_pages
-            if want > sum(self.free) - host_claims - sum(node_claims):
-                raise HypervisorError(errno.ENOMEM, f"claim of {want} pages")
-            d.claim = want
-            return
-        if not 0 <= node < len(self.free):
+        if node is not None and not 0 <= node < len(self.free):
             raise HypervisorError(errno.EINVAL, f"node {node} does not exist")
         if pages == 0:
-            d.node_claims.pop(node, None)
+            d.claim, d.node_claims = 0, {}
             return
-        if pages > self.free[node] - node_claims[node]:
-            raise HypervisorError(errno.ENOMEM, f"claim of {pages} pages on node {node}")
-        d.node_claims[node] = pages
+        if d.claim or d.node_claims:  # one claim at a time, cancel (0) first
+            raise HypervisorError(errno.EINVAL, f"domain {domid} already has a claim of "
+                                  f"{d.claim + sum(d.node_claims.values())} pages")
+        if pages <= d.tot_pages or pages > d.max_pages:
+            raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
+                                  f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
+        want = pages - d.tot_pages
+        host_claims, node_claims = self._claimed_by_others(d)
+        if want > sum(self.free) - host_claims - sum(node_claims):
+            raise HypervisorError(errno.ENOMEM, f"claim of {want} pages")
+        if node is None:
+            d.claim = want
+            return
+        if want > self.free[node] - node_claims[node]:
+            raise HypervisorError(errno.ENOMEM, f"claim of {want} pages on node {node}")
+        d.node_claims = {node: want}
 
     def outstanding(self) -> List[int]:
         """Pages claimed per node (host-wide claims are not on any node)."""

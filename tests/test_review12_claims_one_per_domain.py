@@ -1,0 +1,57 @@
+"""Xen keeps one claim per domain (host-wide or on one node) and takes the domain's
+total as its argument (it stakes ``pages - tot_pages``).  A reservation on two nodes
+was turned into two node claims, the second refused (EINVAL): the build went on
+unclaimed while others' were claimed; and a build already under way was claimed only
+its remaining pages as a total, so Xen staked that less what had landed (or refused)."""
+from xapi_numa.core import reservation
+from xapi_numa.ops.executor import DONE, Executor
+from xapi_numa.state.ledger import Ledger
+from tests.review12_claims_model import PAGE, XenClaims
+
+VM = "11111111-2222-4333-8444-555555555555"
+
+
+def _reserve(ledger, nodes):
+    ledger.reserve(VM, {n: p * PAGE for n, p in nodes.items()}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    return ledger.reservation(VM)
+
+
+def _reconcile(hv, ledger, domid):
+    r = ledger.reservation(VM)
+    d = hv.info(domid)
+    pages = {domid: {}}
+    return reservation.plan_reconcile([r], {VM: d}, pages, True)
+
+
+def test_a_reservation_on_two_nodes_is_one_host_wide_claim(tmp_path):
+    hv = XenClaims([100000, 100000])
+    hv.add(5, VM)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    _reserve(ledger, {0: 3000, 1: 2000})
+    out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
+    assert [o.status for o in out] == [DONE], out
+    assert hv.dom[5]["claim"] == 5000 and hv.dom[5]["node"] is None
+    assert ledger.reservation(VM).claimed
+
+
+def test_a_single_node_reservation_is_a_node_claim_of_the_whole(tmp_path):
+    hv = XenClaims([100000, 100000])
+    hv.add(5, VM)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    _reserve(ledger, {1: 4000})
+    out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
+    assert [o.status for o in out] == [DONE], out
+    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (4000, 1)
+
+
+def test_a_build_under_way_is_claimed_what_it_still_needs(tmp_path):
+    hv = XenClaims([100000, 100000])
+    hv.add(5, VM)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    _reserve(ledger, {1: 4000})
+    hv.populate(5, 1, 1500)  # the build began before reconcile ran
+    r = ledger.reservation(VM)
+    actions = reservation.plan_reconcile([r], {VM: hv.info(5)}, {5: {1: 1500}}, True)
+    out = Executor(hv, ledger.db).apply(actions)
+    assert [o.status for o in out] == [DONE], out
+    assert hv.dom[5]["claim"] == 2500  # 4000 reserved, 1500 landed
