@@ -109,7 +109,8 @@ class ClaimReservation:
 
 @attrs.frozen
 class CancelClaims:
-    """Cancel a domain's outstanding claims on these nodes (its build is over)."""
+    """Cancel a domain's claim (its build is over): one host-wide claim of 0, which ends
+    the domain's one claim wherever it is (``nodes``: where the reservation was)."""
 
     domid: int
     uuid: str

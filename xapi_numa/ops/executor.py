@@ -216,19 +216,21 @@ class Executor:
                 return Outcome(a, GONE, "the domain is gone")
             return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
         if not self.ledger.mark_claimed(a.vm, a.created):
-            self._cancel_claims(a.domid, [node])  # settled or released meanwhile: nothing would cancel it
+            self._cancel_claims(a.domid)  # settled or released meanwhile: nothing would cancel it
             return Outcome(a, GONE, "the reservation went meanwhile: claim cancelled")
         return Outcome(a, DONE, "host-wide claim" if node is None else "claim on node {}".format(node))
 
-    def _cancel_claims(self, domid: int, nodes) -> None:
-        for node in nodes:
-            try:
-                self.hv.claim(domid, 0, node)
-            except HypervisorError:
-                pass  # the domain may be gone: its claims went with it
+    def _cancel_claims(self, domid: int) -> None:
+        """Cancel the domain's claim: Xen keeps one per domain, and a claim of 0 cancels it
+        whatever node it is on.  Host-wide, so that a claim made host-wide where node claims
+        are missing (the hypervisor answers ENOSYS/EOPNOTSUPP on a node) is cancelled too."""
+        try:
+            self.hv.claim(domid, 0, None)
+        except HypervisorError:
+            pass  # the domain may be gone: its claim went with it
 
     def _CancelClaims(self, a: act.CancelClaims) -> Outcome:
-        self._cancel_claims(a.domid, sorted(a.nodes))
+        self._cancel_claims(a.domid)
         return Outcome(a, DONE, a.reason)
 
     def _MoveMemory(self, a: act.MoveMemory) -> Outcome:

@@ -1,0 +1,29 @@
+"""Where the patched library is there but the hypervisor answers ENOSYS to a node claim,
+the build is claimed host-wide (XenServer's fallback).  Its leftover was then
+"cancelled" by a claim of 0 *on each node*, which the same hypervisor answers ENOSYS
+(ignored): the host-wide claim stayed outstanding after the build, kept from every
+other domain until this one died.  Xen's claim of 0 cancels the domain's one claim
+whatever node it is on: one host-wide cancel does it everywhere."""
+from xapi_numa.core import reservation
+from xapi_numa.ops.executor import DONE, Executor
+from xapi_numa.state.ledger import Ledger
+from tests.review12_claims_model import PAGE, XenClaims
+
+VM = "11111111-2222-4333-8444-555555555555"
+
+
+def test_a_fallback_host_wide_claim_is_cancelled_when_the_build_ends(tmp_path):
+    hv = XenClaims([100000, 100000], node_claims=False)
+    hv.add(5, VM)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    ledger.reserve(VM, {1: 4000 * PAGE}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    ex = Executor(hv, ledger.db)
+    claim = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5)}, {5: {}}, True)
+    assert [(o.status, o.detail) for o in ex.apply(claim)] == [(DONE, "host-wide claim")]
+    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (4000, None)
+    hv.populate(5, 1, 3000)  # the guest came up with less than was reserved for it
+    end = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5, paused=False)}, {5: {1: 3000}},
+                                     True)
+    assert all(o.status == DONE for o in ex.apply(end))
+    assert ledger.reservations() == []
+    assert hv.dom[5]["claim"] == 0, "the host-wide claim's leftover is still outstanding"
