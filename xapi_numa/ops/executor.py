@@ -202,6 +202,7 @@ class Executor:
             total = min(total, a.max_pages)
         nodes = [n for n, p in a.pages_per_node.items() if p]
         node = nodes[0] if len(nodes) == 1 else None
+        adopted = False
         try:
             if total > a.domain_pages:  # (nothing left to claim: the reservation is done with all the same)
                 try:
@@ -214,11 +215,25 @@ class Executor:
         except HypervisorError as err:
             if err.errno == errno.ESRCH:
                 return Outcome(a, GONE, "the domain is gone")
-            return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
+            if not (err.errno == errno.EINVAL and self._has_claim(a.domid)):
+                return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
+            # Xen's one claim per domain is there already (a process killed before it wrote
+            # the ledger, or the toolstack's own): it is the build's; the row ends it with the build
+            adopted = True
         if not self.ledger.mark_claimed(a.vm, a.created):
+            if adopted:  # (not made here: left to whoever made it)
+                return Outcome(a, GONE, "the reservation went meanwhile")
             self._cancel_claims(a.domid)  # settled or released meanwhile: nothing would cancel it
             return Outcome(a, GONE, "the reservation went meanwhile: claim cancelled")
-        return Outcome(a, DONE, "host-wide claim" if node is None else "claim on node {}".format(node))
+        return Outcome(a, DONE, "the domain's claim, there already" if adopted else "host-wide claim"
+                       if node is None else "claim on node {}".format(node))
+
+    def _has_claim(self, domid: int) -> bool:
+        try:
+            found = self.hv.domain(domid, named=False)
+        except NumaError:
+            return False
+        return found is not None and found.claimed > 0
 
     def _cancel_claims(self, domid: int) -> None:
         """Cancel the domain's claim: Xen keeps one per domain, and a claim of 0 cancels it
