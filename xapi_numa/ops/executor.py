@@ -41,6 +41,10 @@ from xapi_numa.state.pins import PinJournal
 DONE, WOULD, REFUSED, GONE, DEFERRED = "done", "would", "refused", "gone", "deferred"
 MAX_BACKOFF_S = 300.0
 FALLBACK_CLAIM_ERRNOS = (errno.ENOSYS, errno.EOPNOTSUPP)
+# a node claim refused for these is made host-wide instead: no node claims here, or the node's
+# memory taken meanwhile (xenopsd, domain.ml, claims globally after a failed node claim too): a
+# build left without any claim would run beside claimed ones
+NODE_CLAIM_FALLBACK_ERRNOS = FALLBACK_CLAIM_ERRNOS + (errno.ENOMEM,)
 
 
 @attrs.frozen
@@ -194,8 +198,9 @@ class Executor:
 
     def _ClaimReservation(self, a: act.ClaimReservation) -> Outcome:
         """One claim, as Xen keeps one per domain: on the reservation's node where it has a
-        single one, host-wide where it has several or where the hypervisor has no node claims
-        (ENOSYS/EOPNOTSUPP), as XenServer's toolstack does.  Xen's argument is the domain's
+        single one, host-wide where it has several or where the node claim is refused for want
+        of node claims (ENOSYS/EOPNOTSUPP) or of memory there (ENOMEM), as XenServer's
+        toolstack does.  Xen's argument is the domain's
         total (it stakes that less the pages the domain has)."""
         total = a.domain_pages + sum(a.pages_per_node.values())
         if a.max_pages is not None:
@@ -208,7 +213,7 @@ class Executor:
                 try:
                     self.hv.claim(a.domid, total, node)
                 except HypervisorError as err:
-                    if node is None or err.errno not in FALLBACK_CLAIM_ERRNOS:
+                    if node is None or err.errno not in NODE_CLAIM_FALLBACK_ERRNOS:
                         raise
                     node = None
                     self.hv.claim(a.domid, total, None)
