@@ -55,3 +55,20 @@ def test_a_build_under_way_is_claimed_what_it_still_needs(tmp_path):
     out = Executor(hv, ledger.db).apply(actions)
     assert [o.status for o in out] == [DONE], out
     assert hv.dom[5]["claim"] == 2500  # 4000 reserved, 1500 landed
+
+
+def test_a_domain_whose_maximum_is_not_set_yet_keeps_its_reservation(tmp_path):
+    """Xen gives a new domain a maximum of 0 until the toolstack sets it (XEN_DOMCTL_max_mem):
+    nothing can be claimed then, and the row must go on counting its memory (it was marked
+    claimed with no claim made, leaving the build's memory to any other start)."""
+    hv = XenClaims([100000, 100000])
+    hv.add(5, VM, max_pages=0)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    _reserve(ledger, {1: 4000})
+    Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
+    r = ledger.reservation(VM)
+    assert not r.claimed and sum(r.nodes.values()) == 4000 * PAGE and hv.dom[5]["claim"] == 0
+    hv.dom[5]["max"] = 8000  # the toolstack sets it: now the build's claim is made
+    out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
+    assert [o.status for o in out] == [DONE], out
+    assert ledger.reservation(VM).claimed and (hv.dom[5]["claim"], hv.dom[5]["node"]) == (4000, 1)

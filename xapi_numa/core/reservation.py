@@ -56,14 +56,21 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
-        elif node_claims and not r.claimed:
-            remaining = {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
-            out.append(ClaimReservation(r.vm, d.domid, within_max(remaining, d), "domain exists", r.created,
-                                        d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
+        elif node_claims and not r.claimed and d.max_memory > 0:
+            out.append(ClaimReservation(r.vm, d.domid, within_max(_remaining(r, landed), d), "domain exists",
+                                        r.created, d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
+            # (also a domain whose maximum is not set yet: Xen has it 0 from the domain's creation
+            # until the toolstack sets it, and no claim fits under it; claimed now, the row would
+            # count nothing while the build's memory is not claimed)
             out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
                                          "pages landed"))
     return out
+
+
+def _remaining(r: Reservation, landed: Mapping[int, int]) -> Dict[int, int]:
+    """Pages per node still to come for ``r`` (``landed``: bytes per node)."""
+    return {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
 
 
 def within_max(remaining: Mapping[int, int], d: DomainInfo) -> Dict[int, int]:
