@@ -8,17 +8,19 @@ half of a split host.  ``--xl`` prints the lines for xl.cfg.  ``--store`` (with
 ``other_config`` (:mod:`xapi_numa.ops.vnuma_xapi`).
 """
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from xapi_numa.cli import common, render
+from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import locality, numbers, vnuma
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import whole_number
+from xapi_numa.core.vnode_units import layout_affinity_actions
 from xapi_numa.core.units import PAGE_SHIFT, SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.command_line import given as given_text
+from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.vnuma_xapi import free_for_plan
@@ -76,9 +78,12 @@ def _check_landed(plan: vnuma.VnumaPlan, landed: Dict[int, int], d: DomainInfo) 
 
 
 def _render(plan: dict) -> str:
-    return render.table(["vnode", "pnode", "memory", "vcpus", "vdistances"],
-                        [[v["vnode"], v["pnode"], format_size(v["memory"]), ",".join(map(str, v["vcpus"])),
-                          ",".join(map(str, v["vdistances"]))] for v in plan["vnodes"]])
+    table = render.table(["vnode", "pnode", "memory", "vcpus", "vdistances"],
+                         [[v["vnode"], v["pnode"], format_size(v["memory"]), ",".join(map(str, v["vcpus"])),
+                           ",".join(map(str, v["vdistances"]))] for v in plan["vnodes"]])
+    if "affinity" not in plan:
+        return table
+    return table + "\nlayout set; each vnode's vCPUs' soft affinity on its pnode: {}".format(plan["affinity"])
 
 
 def _store(args) -> int:
@@ -150,9 +155,10 @@ def cmd_vnuma(args) -> int:
     if args.xl:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0
+    out = dict(plan.to_dict(), vm=args.vm)
     if target is not None:
-        _apply(args, hv, target, plan, landed)
-    common.emit(args, dict(plan.to_dict(), vm=args.vm), _render)
+        out["affinity"] = _apply(args, hv, target, plan, landed)  # each vnode's vCPUs' soft affinity
+    common.emit(args, out, _render)
     return 0
 
 
@@ -172,9 +178,10 @@ def _hole_start(args) -> int:
     return address
 
 
-def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int]) -> None:
+def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int]) -> str:
     """Set the layout on the built, not yet started domain ``d`` (what a domain builder
-    such as xenopsd would do before the first unpause)."""
+    such as xenopsd would do before the first unpause), and each vnode's vCPUs' soft
+    affinity on its pnode (as libxl does for a ``vnuma=`` guest): "set", or "partly refused"."""
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
         raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
     # Xen's maximum is the toolstack's target plus slack (libxl: 1 MiB, and video RAM for HVM)
@@ -193,8 +200,24 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
         raise InvalidArgument("VM", "domain {} ({}) has already run".format(d.domid, d.name),
                               "a built domain that has not run yet (xl create -p; xenopsd before unpause)")
     _check_landed(plan, landed, d)
+    usable = _guest_mask(args)  # (before anything is set: xapi's failure then changes nothing)
     with common.flag_names({"hole": "--hole-start"}):
         hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
+    outcomes = Executor(hv).apply(layout_affinity_actions(d.domid, d.uuid, plan, hv.topology(),
+                                                          "its vNUMA layout was set", usable))
+    return "set" if all(o.status == DONE for o in outcomes) else "partly refused"
+
+
+def _guest_mask(args) -> Optional[FrozenSet[int]]:
+    """The host's guest mask (``guest_VCPUs_params:mask``), read from xapi as ``rebalance
+    --dry-run`` reads it: None with ``--no-xapi``, on a simulated host, or where xapi says none."""
+    link = rebalance.daemon_view(args)[0]
+    if link is None:
+        return None
+    try:
+        return link.host_guest_cpus()
+    finally:
+        link.close()
 
 
 def register(sub) -> None:
@@ -222,6 +245,7 @@ def register(sub) -> None:
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
     q.add_argument("--host", type=given_text,
                    help="with --store, for a halted VM: plan on this host (default: placement's best)")
+    rebalance.add_no_xapi(q)  # (--apply: the soft affinity it sets keeps to the host's guest mask)
     common.add_json(q)
     common.add_ledger(q)
     q.set_defaults(func=cmd_vnuma)

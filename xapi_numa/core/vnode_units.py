@@ -17,7 +17,8 @@ where guests may run, as the rebalancer's targets) and what the rebalancer's mov
 vnode is (:func:`vnode_move_actions`):
 the vnode's vCPUs' soft affinity, the domain's node affinity (the pnodes its
 vnodes will live on), then its memory through the page mover, ranges and all,
-whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`).
+whose last step records the new map (:mod:`xapi_numa.ops.vnode_move`); and the affinity a layout just set gives its vCPUs
+(:func:`layout_affinity_actions`).
 """
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
@@ -26,7 +27,7 @@ import attrs
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnuma import VNode, VnumaLayout
+from xapi_numa.core.vnuma import VNode, VnumaLayout, VnumaPlan
 from xapi_numa.errors import InvalidArgument, VnodeSplit
 
 
@@ -149,3 +150,19 @@ def vnode_move_actions(domid: int, uuid: str, layout: VnumaLayout, vnode: int, t
         raise InvalidArgument("vnode", "a layout with a vnode of unknown pnode", "a layout with every pnode")
     return (vnode_home_actions(domid, uuid, layout, vnode, to, topo, reason, usable)
             + [MoveMemory(domid, uuid, to, rate=rate, reason=reason, vnode=vnode)])
+
+
+def layout_affinity_actions(domid: int, uuid: str, plan: VnumaPlan, topo: Topology, reason: str,
+                            usable: Optional[FrozenSet[int]] = None) -> List[object]:
+    """A layout set on a domain about to run: each vnode's vCPUs' soft affinity on its
+    pnode (its CPUs guests may use, ``usable``: the host's guest mask, if any), as libxl's
+    ``set_vnuma_affinity`` does for a ``vnuma=`` guest, and the domain's node affinity on
+    its pnodes; hard affinity is the admin's.  Without it a vCPU of vnode 1 runs anywhere
+    (and the affinity fix-up leaves a soft affinity of every CPU alone), while the guest
+    takes it for one of vnode 1's."""
+    out: List[object] = []
+    for v in plan.vnodes:
+        cpus = within(topo.cpus_near([v.pnode]), usable)
+        out += [SetAffinity(domid, uuid, c, soft=cpus, reason=reason) for c in v.vcpus]
+    out.append(SetNodeAffinity(domid, uuid, frozenset(plan.pnodes), reason))
+    return out
