@@ -225,7 +225,13 @@ class Executor:
             # Xen's one claim per domain is there already (a process killed before it wrote
             # the ledger, or the toolstack's own): it is the build's; the row ends it with the build
             adopted = True
-        if not self.ledger.mark_claimed(a.vm, a.created):
+        try:
+            marked = self.ledger.mark_claimed(a.vm, a.created)
+        except NumaError:
+            if not adopted:  # (the row stays unclaimed: nothing would ever cancel the claim made here)
+                self._cancel_claims(a.domid)
+            raise
+        if not marked:
             if adopted:  # (not made here: left to whoever made it)
                 return Outcome(a, GONE, "the reservation went meanwhile")
             self._cancel_claims(a.domid)  # settled or released meanwhile: nothing would cancel it
