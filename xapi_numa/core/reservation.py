@@ -57,7 +57,7 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed and d.max_memory > 0:
-            out.append(ClaimReservation(r.vm, d.domid, within_max(_remaining(r, landed), d), "domain exists",
+            out.append(ClaimReservation(r.vm, d.domid, within_max(_remaining(r, landed), d, sum(r.initial.values())), "domain exists",
                                         r.created, d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
             # (also a domain whose maximum is not set yet: Xen has it 0 from the domain's creation
@@ -73,11 +73,14 @@ def _remaining(r: Reservation, landed: Mapping[int, int]) -> Dict[int, int]:
     return {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
 
 
-def within_max(remaining: Mapping[int, int], d: DomainInfo) -> Dict[int, int]:
+def within_max(remaining: Mapping[int, int], d: DomainInfo, reserved: Optional[int] = None) -> Dict[int, int]:
     """The pages per node still to come that the domain can still take: Xen refuses a claim
     that would take it past its maximum (the rest of a reservation, the build's overhead
-    outside the domain's pages, is no claim of the domain's), cut from the highest node."""
-    room = max(0, (d.max_memory - d.memory) >> PAGE_SHIFT)
+    outside the domain's pages, is no claim of the domain's), cut from the highest node;
+    and no more than ``reserved`` (bytes) less what the domain has, wherever its pages
+    landed (those spilled off the reserved nodes are not still to come)."""
+    cap = d.max_memory if reserved is None else min(d.max_memory, reserved)
+    room = max(0, (cap - d.memory) >> PAGE_SHIFT)
     out: Dict[int, int] = {}
     for node in sorted(remaining):
         take = min(remaining[node], room)
