@@ -57,8 +57,9 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed and d.max_memory > 0:
-            out.append(ClaimReservation(r.vm, d.domid, within_max(_remaining(r, landed), d, sum(r.initial.values())), "domain exists",
-                                        r.created, d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
+            still = within_max(_remaining(r, landed), d, sum(r.initial.values()))
+            out.append(ClaimReservation(r.vm, d.domid, still, "domain exists", r.created, d.memory >> PAGE_SHIFT,
+                                        d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
             # (also a domain whose maximum is not set yet: Xen has it 0 from the domain's creation
             # until the toolstack sets it, and no claim fits under it; claimed now, the row would
