@@ -26,22 +26,24 @@ def _reconcile(hv, ledger, domid):
 def test_a_reservation_on_two_nodes_is_one_host_wide_claim(tmp_path):
     hv = XenClaims([100000, 100000])
     hv.add(5, VM)
+    hv.populate(5, 1, 1)  # the build has begun (claims wait for it: a builder's own claim comes first)
     ledger = Ledger(str(tmp_path / "l.db"))
     _reserve(ledger, {0: 3000, 1: 2000})
     out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
     assert [o.status for o in out] == [DONE], out
-    assert hv.dom[5]["claim"] == 5000 and hv.dom[5]["node"] is None
+    assert hv.dom[5]["claim"] == 4999 and hv.dom[5]["node"] is None
     assert ledger.reservation(VM).claimed
 
 
 def test_a_single_node_reservation_is_a_node_claim_of_the_whole(tmp_path):
     hv = XenClaims([100000, 100000])
     hv.add(5, VM)
+    hv.populate(5, 1, 1)  # the build has begun (claims wait for it: a builder's own claim comes first)
     ledger = Ledger(str(tmp_path / "l.db"))
     _reserve(ledger, {1: 4000})
     out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
     assert [o.status for o in out] == [DONE], out
-    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (4000, 1)
+    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, 1)  # its total: 4000 (1 landed)
 
 
 def test_a_build_under_way_is_claimed_what_it_still_needs(tmp_path):
@@ -68,7 +70,8 @@ def test_a_domain_whose_maximum_is_not_set_yet_keeps_its_reservation(tmp_path):
     Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
     r = ledger.reservation(VM)
     assert not r.claimed and sum(r.nodes.values()) == 4000 * PAGE and hv.dom[5]["claim"] == 0
-    hv.dom[5]["max"] = 8000  # the toolstack sets it: now the build's claim is made
+    hv.dom[5]["max"] = 8000  # the toolstack sets it, and the build begins: now its claim is made
+    hv.populate(5, 1, 1)
     out = Executor(hv, ledger.db).apply(_reconcile(hv, ledger, 5))
     assert [o.status for o in out] == [DONE], out
-    assert ledger.reservation(VM).claimed and (hv.dom[5]["claim"], hv.dom[5]["node"]) == (4000, 1)
+    assert ledger.reservation(VM).claimed and (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, 1)

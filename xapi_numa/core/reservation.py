@@ -56,14 +56,16 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
-        elif node_claims and not r.claimed and d.max_memory > 0:
+        elif node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
             still = within_max(_remaining(r, landed), d, sum(r.initial.values()))
             out.append(ClaimReservation(r.vm, d.domid, still, "domain exists", r.created, d.memory >> PAGE_SHIFT,
                                         d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
-            # (also a domain whose maximum is not set yet: Xen has it 0 from the domain's creation
-            # until the toolstack sets it, and no claim fits under it; claimed now, the row would
-            # count nothing while the build's memory is not claimed)
+            # (also a domain with no page yet: Xen keeps one claim per domain, and a builder that
+            # claims for itself (libxl's meminit, xl's default claim_mode) does so before its first
+            # page and fails the build if refused, so ours waits for the build to begin and then
+            # finds its claim, taken as the build's; and a domain whose maximum is not set yet:
+            # Xen has it 0 until the toolstack sets it, and no claim fits under it)
             out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
                                          "pages landed"))
     return out
