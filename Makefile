@@ -109,9 +109,16 @@ xen-test-hvm: native
 # A xapi host that is not a XenServer/XCP-ng dom0 (a source build of xapi): the package, the xapi
 # plugin and the daemon's unit (not the metrics unit, nor the irqbalance script: the RPM has those).
 # On a XenServer/XCP-ng dom0 it refuses: install the RPM there.
+# Where the host's xapi already gives Python a XenAPI module (a source build installs a bare
+# XenAPI.py, which pip does not see as installed), PyPI's is not installed over it: the
+# package goes in without dependencies, and these (setup.py's install_requires less XenAPI) first.
+HOST_DEPS := 'attrs>=22.2' 'cffi>=1.15'
 install:
 	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): pip would put PyPI's XenAPI over dom0's own; install the RPM instead (make rpm, then rpm -Uvh build/rpm/xapi-numa-*.rpm)"; exit 1; fi
-	$(PYTHON) -m pip install .
+	@if xenapi=$$($(PYTHON) -c 'import XenAPI; print(XenAPI.__file__)' 2>/dev/null); then \
+	    echo "keeping this host's XenAPI ($$xenapi): PyPI's is not installed"; \
+	    $(PYTHON) -m pip install $(HOST_DEPS) && $(PYTHON) -m pip install --no-deps .; \
+	else $(PYTHON) -m pip install .; fi
 	install -D -m 0755 plugins/numa $(DESTDIR)/etc/xapi.d/plugins/numa
 	install -D -m 0644 packaging/xapi-numad.service $(DESTDIR)/etc/systemd/system/xapi-numad.service
 
