@@ -119,8 +119,16 @@ install:
 	    echo "keeping this host's XenAPI ($$xenapi): PyPI's is not installed"; \
 	    $(PYTHON) -m pip install $(HOST_DEPS) && $(PYTHON) -m pip install --no-deps .; \
 	else $(PYTHON) -m pip install .; fi
-	install -D -m 0755 plugins/numa $(DESTDIR)/etc/xapi.d/plugins/numa
-	install -D -m 0644 packaging/xapi-numad.service $(DESTDIR)/etc/systemd/system/xapi-numad.service
+	@# the plugin runs on the Python pip installed into, and the unit names the daemon where pip put it
+	@exe=$$($(PYTHON) -c 'import sys; print(sys.executable)') && \
+	scripts=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))') && \
+	{ [ -x "$$scripts/xapi-numad" ] || { echo "make install: pip put no xapi-numad in $$scripts"; exit 1; }; } && \
+	mkdir -p $(DESTDIR)/etc/xapi.d/plugins $(DESTDIR)/etc/systemd/system && \
+	sed "1s|^#!.*|#!$$exe|" plugins/numa > $(DESTDIR)/etc/xapi.d/plugins/numa && \
+	chmod 0755 $(DESTDIR)/etc/xapi.d/plugins/numa && \
+	sed "s|/usr/local/bin/|$$scripts/|" packaging/xapi-numad.service > $(DESTDIR)/etc/systemd/system/xapi-numad.service && \
+	chmod 0644 $(DESTDIR)/etc/systemd/system/xapi-numad.service && \
+	echo "installed $(DESTDIR)/etc/xapi.d/plugins/numa (on $$exe) and $(DESTDIR)/etc/systemd/system/xapi-numad.service ($$scripts/xapi-numad)"
 
 clean:
 	rm -rf $(VENV) $(VENV36) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*
