@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
@@ -88,32 +88,38 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
 
 
 class FailureLog:
-    """Cycle failures, logged without flooding: the first of a kind at once, the same
-    again at most every ``every`` seconds (with how many there were), and the first
-    good cycle after them."""
+    """Cycle failures, logged without flooding: a failure at once, the same again at most
+    every ``every`` seconds (with how many there were), good cycles in between or not (a
+    failure every other cycle was two lines a second), and the first good cycle after
+    failures logged since the last such line."""
 
     def __init__(self, every: float = 60.0) -> None:
         self.every = every
-        self.message: Optional[str] = None
-        self.count = 0
-        self.logged_at = 0.0
-        self.since_logged = 0
+        self.message: Optional[str] = None  # the last failure
+        self.count = 0                      # failures since "cycles work again" was last said
+        self._said: Dict[str, Tuple[float, int]] = {}  # failure -> (logged at, not logged since)
+        self._unsaid_recovery = False       # a failure was logged since "cycles work again"
 
     def failed(self, message: str, now: float) -> None:
         self.count += 1
-        if message != self.message or now - self.logged_at >= self.every:
-            fields = {"error": message}
-            if message == self.message:
-                fields.update(repeated=self.since_logged + 1, failures=self.count)
-            log_event(LOG, logging.WARNING, "cycle failed", **fields)
-            self.message, self.logged_at, self.since_logged = message, now, 0
-        else:
-            self.since_logged += 1
+        self.message = message
+        said = self._said.get(message)
+        if said is not None and now - said[0] < self.every:
+            self._said[message] = (said[0], said[1] + 1)
+            return
+        fields = {"error": message}
+        if said is not None:
+            fields.update(repeated=said[1] + 1, failures=self.count)
+        log_event(LOG, logging.WARNING, "cycle failed", **fields)
+        # the others logged over a minute ago go (a message with a number in it is new at each cycle)
+        self._said = {m: v for m, v in self._said.items() if now - v[0] < self.every}
+        self._said[message] = (now, 0)
+        self._unsaid_recovery = True
 
     def succeeded(self) -> None:
-        if self.count:
+        if self._unsaid_recovery:
             log_event(LOG, logging.INFO, "cycles work again", failures=self.count, last_error=self.message)
-        self.message, self.count, self.since_logged = None, 0, 0
+            self.count, self._unsaid_recovery = 0, False
 
 
 def db_path_for(args: argparse.Namespace, spec: str) -> str:
