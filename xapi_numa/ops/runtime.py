@@ -39,6 +39,7 @@ from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.left_alone import LeftAlone
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
+from xapi_numa.ops.step_log import StepLog
 from xapi_numa.ops.reserve import room_pages
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
@@ -117,7 +118,8 @@ class Runtime:
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
         self.pages_of_domid: Dict[str, int] = {}    # uuid -> the domain those pages were read from
         self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
-        self._failing: Set[str] = set()            # upkeep steps whose failure is already logged
+        self.upkeep_log = StepLog(logger)
+        self._failing = self.upkeep_log.failing      # upkeep steps failing now
 
     @property
     def writes(self) -> int:
@@ -379,20 +381,16 @@ class Runtime:
         return len(notes)
 
     def _step(self, name: str, step: Callable[[], None], at_stop: bool = False) -> None:
-        """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures are logged once."""
+        """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures logged by :mod:`.step_log`."""
         if self.stopping() and not at_stop:
             return
         try:
             step()
         except Exception as err:  # noqa: BLE001 - the daemon must outlive xapi, a full disk, a bug
-            message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)
-            self._note_once(name, logging.WARNING, "upkeep step failed", step=name, error=message)
+            self.upkeep_log.failed(name, err.message if isinstance(err, NumaError) else "{}: {}".format(
+                type(err).__name__, err))
             return
-        if name in self._failing:
-            self._failing.discard(name)
-            log_event(self.logger, logging.INFO, "upkeep step works again", step=name)
+        self.upkeep_log.worked(name)
 
     def _note_once(self, key: str, level: int, event: str, **fields) -> None:
-        if key not in self._failing:
-            self._failing.add(key)
-            log_event(self.logger, level, event, **fields)
+        self.upkeep_log.note_once(key, level, event, **fields)
