@@ -14,7 +14,8 @@ What this module guarantees beyond SQLite:
   (that switch does not wait on the busy timeout);
 * every transaction checks that the path still names the file it has open:
   if someone deleted or replaced it, the connection is reopened, so two
-  processes never go on with two different ledgers;
+  processes never go on with two different ledgers, and the undo journals of
+  the file it had (:data:`CARRIED`) are written into the new one;
 * every SQLite failure becomes a :class:`~xapi_numa.errors.StateError` that
   names the file and what to do.
 """
@@ -33,6 +34,11 @@ OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 BUSY_TIMEOUT_S = 60.0  # how long a transaction waits for another process's write lock
 AFRESH = "stop xapi-numad, then move the database and its -wal and -shm files aside to start afresh"
+# What a process that finds its file deleted or replaced writes into the new one: the undo
+# journals of what it did to the world (temporary pins, backend threads' and IRQs' affinity,
+# soft affinity noted before a home move) and the home-move log (the hold-down).  Not the
+# reservations or memory moves: the room they count may have been promised anew meanwhile.
+CARRIED = ("temp_pin", "backend_affinity", "home_move_intent", "home_move")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -287,11 +293,36 @@ class Database:
 
     # --- transactions ----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
-        """The connection, reopened if the path no longer names the file we have open."""
-        if self._db is None or _identity(self.path) != self._identity:
+        """The connection, reopened if the path no longer names the file we have open; the
+        undo journals of the file we had go with us (:data:`CARRIED`)."""
+        if self._db is None:
+            self._open()
+        elif _identity(self.path) != self._identity:
+            kept = _journal_rows(self._db)  # (the old file is still open: deleted, not gone)
             self.close()
             self._open()
+            self._carry_over(kept)
         return self._db
+
+    def _carry_over(self, kept) -> None:
+        """Write the old file's journal rows into the new one (the rows another process
+        wrote there meanwhile win): a pin or backend affinity we made is still in the world,
+        and nothing would undo it once its row were gone."""
+        if not kept:
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for table, create, columns, rows in kept:
+                db.execute(create if "IF NOT EXISTS" in create else create.replace("TABLE ", "TABLE IF NOT EXISTS ", 1))
+                have = {row[1] for row in db.execute("PRAGMA table_info({})".format(table))}
+                picks = [i for i, c in enumerate(columns) if c in have]
+                db.executemany("INSERT OR IGNORE INTO {} ({}) VALUES ({})".format(table, ", ".join(
+                    columns[i] for i in picks), ", ".join("?" * len(picks))), [tuple(r[i] for i in picks) for r in rows])
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            _end(db, "ROLLBACK")
+            raise self._failure("carry the undo journals into the new file", err) from None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -336,6 +367,25 @@ class Database:
             _end(db, "COMMIT")
             raise
         _end(db, "COMMIT")
+
+
+def _journal_rows(db: sqlite3.Connection) -> list:
+    """The undo journals' rows of an open file (its path deleted or replaced): per table of
+    :data:`CARRIED` that it has, (name, CREATE statement, columns, rows).  Best effort: a
+    table that cannot be read is left behind, as the whole file was."""
+    out = []
+    for table in CARRIED:
+        try:
+            found = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
+            if found is None:
+                continue
+            columns = [row[1] for row in db.execute("PRAGMA table_info({})".format(table))]
+            rows = db.execute("SELECT {} FROM {}".format(", ".join(columns), table)).fetchall()
+        except sqlite3.Error:
+            continue
+        if rows:
+            out.append((table, found[0], columns, rows))
+    return out
 
 
 def _end(db: sqlite3.Connection, how: str) -> None:
