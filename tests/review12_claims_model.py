@@ -7,9 +7,11 @@ Only what the executor's claim paths call is here."""
 import errno
 import time
 
+from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo, NodeMemory
 from xapi_numa.errors import HypervisorError
 from xapi_numa.ports.hypervisor import Capabilities
+from xapi_numa.state.ledger import Ledger
 
 PAGE = 4096
 
@@ -74,3 +76,26 @@ class XenClaims:
 
     def capabilities(self):
         return Capabilities("credit2", True, {"node_claims": "native"})
+
+
+VM = "11111111-2222-4333-8444-555555555555"
+DOMID = 5
+
+
+def reserved_build(tmp_path, reserved, free=(100000, 100000), begun=True, node_claims=True, **domain):
+    """Domain 5 of ``VM`` being built on a host with ``free`` pages per node, and the VM's
+    reservation of ``reserved`` pages per node: (hv, ledger).  ``begun``: one page has
+    landed on node 1 (the builder began: a claim of ours may be made); ``domain``: as
+    :meth:`XenClaims.add` takes it."""
+    hv = XenClaims(list(free), node_claims)
+    hv.add(DOMID, VM, **domain)
+    if begun:
+        hv.populate(DOMID, 1, 1)
+    ledger = Ledger(str(tmp_path / "l.db"))
+    ledger.reserve(VM, {n: p * PAGE for n, p in reserved.items()}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    return hv, ledger
+
+
+def reconcile(hv, ledger, landed, paused=True):
+    """Reconcile's plan for the VM's reservation, its domain's pages per node ``landed``."""
+    return reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(DOMID, paused)}, {DOMID: landed}, True)

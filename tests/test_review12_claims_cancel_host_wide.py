@@ -4,27 +4,18 @@ the build is claimed host-wide (XenServer's fallback).  Its leftover was then
 (ignored): the host-wide claim stayed outstanding after the build, kept from every
 other domain until this one died.  Xen's claim of 0 cancels the domain's one claim
 whatever node it is on: one host-wide cancel does it everywhere."""
-from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
-from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import PAGE, XenClaims
-
-VM = "11111111-2222-4333-8444-555555555555"
+from tests.review12_claims_model import reconcile, reserved_build
 
 
 def test_a_fallback_host_wide_claim_is_cancelled_when_the_build_ends(tmp_path):
-    hv = XenClaims([100000, 100000], node_claims=False)
-    hv.add(5, VM)
-    hv.populate(5, 1, 1)  # the build has begun (claims wait for it: a builder's own claim comes first)
-    ledger = Ledger(str(tmp_path / "l.db"))
-    ledger.reserve(VM, {1: 4000 * PAGE}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    hv, ledger = reserved_build(tmp_path, {1: 4000}, node_claims=False)
     ex = Executor(hv, ledger.db)
-    claim = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5)}, {5: {}}, True)
+    claim = reconcile(hv, ledger, {})
     assert [(o.status, o.detail) for o in ex.apply(claim)] == [(DONE, "host-wide claim")]
     assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, None)  # its total: 4000 (1 landed)
     hv.populate(5, 1, 3000)  # the guest came up with less than was reserved for it
-    end = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5, paused=False)}, {5: {1: 3000}},
-                                     True)
+    end = reconcile(hv, ledger, {1: 3000}, paused=False)
     assert all(o.status == DONE for o in ex.apply(end))
     assert ledger.reservations() == []
     assert hv.dom[5]["claim"] == 0, "the host-wide claim's leftover is still outstanding"

@@ -5,28 +5,19 @@ counting its bytes beside the claim (twice), expired with its lease, and nothing
 cancelled the claim's leftover when the build ended: memory kept from every other
 domain until this one died.  A claim the domain already has is its build's claim: the
 row is marked claimed, so that the end of the build cancels it."""
-from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
-from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import PAGE, XenClaims
-
-VM = "11111111-2222-4333-8444-555555555555"
+from tests.review12_claims_model import VM, reconcile, reserved_build
 
 
 def test_a_claim_whose_ledger_write_was_lost_is_taken_as_the_builds(tmp_path):
-    hv = XenClaims([100000, 100000])
-    hv.add(5, VM)
-    hv.populate(5, 1, 1)  # the build has begun (claims wait for it: a builder's own claim comes first)
-    ledger = Ledger(str(tmp_path / "l.db"))
-    ledger.reserve(VM, {1: 4000 * PAGE}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    hv, ledger = reserved_build(tmp_path, {1: 4000})
     hv.claim(5, 4000, 1)  # the killed process's claim: it died before mark_claimed
     ex = Executor(hv, ledger.db)
-    again = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5)}, {5: {}}, True)
+    again = reconcile(hv, ledger, {})
     assert [o.status for o in ex.apply(again)] == [DONE]
     assert ledger.reservation(VM).claimed and ledger.outstanding() == {}  # not counted twice
     assert hv.dom[5]["claim"] == 3999  # its total: 4000 (1 landed)
     hv.populate(5, 1, 3000)
-    end = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5, paused=False)}, {5: {1: 3000}},
-                                     True)
+    end = reconcile(hv, ledger, {1: 3000}, paused=False)
     ex.apply(end)
     assert ledger.reservations() == [] and hv.dom[5]["claim"] == 0

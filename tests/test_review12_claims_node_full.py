@@ -3,23 +3,15 @@ reservation and the claim: the node claim is refused (ENOMEM) and the build went
 with no claim at all, beside builds that have theirs -- the mix the issue forbids.
 xenopsd then claims host-wide (domain.ml: a failed node claim falls to the global one);
 so does this now, the build keeping Xen's protection of its total."""
-from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
-from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import PAGE, XenClaims
-
-VM = "11111111-2222-4333-8444-555555555555"
+from tests.review12_claims_model import VM, reconcile, reserved_build
 
 
 def test_a_node_claim_refused_for_want_of_memory_falls_back_to_a_host_wide_one(tmp_path):
-    hv = XenClaims([100000, 100000])
-    hv.add(5, VM)
-    hv.populate(5, 1, 1)  # the build has begun (claims wait for it: a builder's own claim comes first)
-    ledger = Ledger(str(tmp_path / "l.db"))
-    ledger.reserve(VM, {1: 4000 * PAGE}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    hv, ledger = reserved_build(tmp_path, {1: 4000})
     hv.free[1] = 1000  # taken meanwhile by an allocation with no claim
     out = Executor(hv, ledger.db).apply(
-        reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5)}, {5: {}}, True))
+        reconcile(hv, ledger, {}))
     assert [(o.status, o.detail) for o in out] == [(DONE, "host-wide claim")]
     assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, None)  # its total: 4000 (1 landed)
     assert ledger.reservation(VM).claimed

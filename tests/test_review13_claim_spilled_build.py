@@ -6,19 +6,13 @@ Xen staked more than the build will ever take (kept from every other start until
 build ends), the dry run counted it too, and on a tight host the claim was refused."""
 from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
-from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import PAGE, XenClaims
-
-VM = "11111111-2222-4333-8444-555555555555"
+from tests.review12_claims_model import PAGE, VM, reconcile, reserved_build
 
 
 def _spilled(tmp_path, free):
-    hv = XenClaims(free)
-    hv.add(5, VM)
-    ledger = Ledger(str(tmp_path / "l.db"))
-    ledger.reserve(VM, {0: 4000 * PAGE}, 300.0, lambda: {0: 1 << 40, 1: 1 << 40})
+    hv, ledger = reserved_build(tmp_path, {0: 4000}, free=free, begun=False)
     hv.populate(5, 1, 1000)  # landed on node 1, not the reserved node 0
-    actions = reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(5)}, {5: {1: 1000}}, True)
+    actions = reconcile(hv, ledger, {1: 1000})
     return hv, ledger, actions
 
 

@@ -13,9 +13,7 @@ import sys
 import xmlrpc.client
 
 import pytest
-from conftest import missing
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from make_install import make_install, make_venv
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="make install runs on the build machine's Python")
 
@@ -23,20 +21,9 @@ pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="make install 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("make-install")
-    venv = tmp / "venv"
-    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
-    if made.returncode:
-        missing("cannot make a virtualenv: " + made.stdout[-500:])
-    python = str(venv / "bin" / "python")
-    env = dict(os.environ, XAPI_NUMA_NO_NATIVE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run(["make", "-C", ROOT, "install", "PYTHON=" + python, "DESTDIR=" + str(tmp / "dest"),
-                           "XENSOURCE_INVENTORY=" + str(tmp / "no-inventory")], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
-    if proc.returncode and re.search(r"(?i)(connection|network|resolve|No matching distribution)", proc.stdout):
-        missing("pip cannot reach its index: " + proc.stdout[-500:])
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return python, venv, tmp / "dest"
+    python = make_venv(tmp)
+    make_install(python, tmp)
+    return python, tmp / "venv", tmp / "dest"
 
 
 def test_unit_runs_the_daemon_pip_installed(installed):

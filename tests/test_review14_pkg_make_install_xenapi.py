@@ -12,37 +12,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import missing
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_XENAPI = "HOST_XENAPI = True  # the xapi host's own module\n"
+from make_install import ROOT, make_install, make_venv
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="make install runs on the build machine's Python")
 
 
-def make_host_venv(tmp_path):
-    venv = tmp_path / "venv"
-    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
-    if made.returncode:
-        missing("cannot make a virtualenv: " + made.stdout[-500:])
-    python = str(venv / "bin" / "python")
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
-    with open(os.path.join(purelib, "XenAPI.py"), "w") as f:
-        f.write(HOST_XENAPI)
-    return python
-
-
 def test_make_install_keeps_the_hosts_own_xenapi(tmp_path):
-    python = make_host_venv(tmp_path)
-    env = dict(os.environ, XAPI_NUMA_NO_NATIVE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run(["make", "-C", ROOT, "install", "PYTHON=" + python, "DESTDIR=" + str(tmp_path / "dest"),
-                           "XENSOURCE_INVENTORY=" + str(tmp_path / "no-inventory")], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
-    if proc.returncode and re.search(r"(?i)(connection|network|resolve|No matching distribution)", proc.stdout):
-        missing("pip cannot reach its index: " + proc.stdout[-500:])
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    python = make_venv(tmp_path, host_xenapi=True)
+    make_install(python, tmp_path)
     probe = ("import XenAPI, attr, xapi_numa\n"
              "print(getattr(XenAPI, 'HOST_XENAPI', False), XenAPI.__file__)")
     out = subprocess.run([python, "-c", probe], cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE,

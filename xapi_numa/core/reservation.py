@@ -54,39 +54,33 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         if d is None or d.domid not in pages:
             continue  # not built yet; expiry takes care of VMs that never start
         landed = {n: p << PAGE_SHIFT for n, p in pages[d.domid].items()}
+        to_come = {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()}  # bytes per node
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
-            still = within_max(_remaining(r, landed), d, sum(r.initial.values()))
-            out.append(ClaimReservation(r.vm, d.domid, still, "domain exists", r.created, d.memory >> PAGE_SHIFT,
-                                        d.max_memory >> PAGE_SHIFT))
+            out.append(ClaimReservation(r.vm, d.domid, claimable(to_come, d, sum(r.initial.values())),
+                                        "domain exists", r.created, d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
             # (also a domain with no page yet: Xen keeps one claim per domain, and a builder that
             # claims for itself (libxl's meminit, xl's default claim_mode) does so before its first
             # page and fails the build if refused, so ours waits for the build to begin and then
             # finds its claim, taken as the build's; and a domain whose maximum is not set yet:
             # Xen has it 0 until the toolstack sets it, and no claim fits under it)
-            out.append(ShrinkReservation(r.vm, {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()},
-                                         "pages landed"))
+            out.append(ShrinkReservation(r.vm, to_come, "pages landed"))
     return out
 
 
-def _remaining(r: Reservation, landed: Mapping[int, int]) -> Dict[int, int]:
-    """Pages per node still to come for ``r`` (``landed``: bytes per node)."""
-    return {n: max(0, b - landed.get(n, 0)) >> PAGE_SHIFT for n, b in r.initial.items()}
-
-
-def within_max(remaining: Mapping[int, int], d: DomainInfo, reserved: Optional[int] = None) -> Dict[int, int]:
-    """The pages per node still to come that the domain can still take: Xen refuses a claim
-    that would take it past its maximum (the rest of a reservation, the build's overhead
-    outside the domain's pages, is no claim of the domain's), cut from the highest node;
-    and no more than ``reserved`` (bytes) less what the domain has, wherever its pages
-    landed (those spilled off the reserved nodes are not still to come)."""
-    cap = d.max_memory if reserved is None else min(d.max_memory, reserved)
+def claimable(to_come: Mapping[int, int], d: DomainInfo, reserved: int) -> Dict[int, int]:
+    """The pages per node still to come (``to_come``: bytes) that the domain can still take:
+    Xen refuses a claim that would take it past its maximum (the rest of a reservation, the
+    build's overhead outside the domain's pages, is no claim of the domain's), cut from the
+    highest node; and no more than ``reserved`` (bytes) less what the domain has, wherever
+    its pages landed (those spilled off the reserved nodes are not still to come)."""
+    cap = min(d.max_memory, reserved)
     room = max(0, (cap - d.memory) >> PAGE_SHIFT)
     out: Dict[int, int] = {}
-    for node in sorted(remaining):
-        take = min(remaining[node], room)
+    for node in sorted(to_come):
+        take = min(to_come[node] >> PAGE_SHIFT, room)
         room -= take
         if take:
             out[node] = take
