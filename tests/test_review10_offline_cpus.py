@@ -54,6 +54,14 @@ class TwoNodeHost:
         dist[0], dist[1], dist[2], dist[3] = 10, 20, 20, 10
         return 0
 
+    def xn_xen_commandline(self, h, buf, length):
+        buf[0:1] = b"\0"
+        return 0
+
+    def xn_node_free_below(self, h, node, width, out):
+        out[0] = 0  # nothing free in the DMA zone
+        return 0
+
     def xn_cputopo(self, h, n, core, socket, node):
         n[0] = 4  # up to the last online CPU; a parked one keeps its node (cpu_present)
         for cpu in range(4):

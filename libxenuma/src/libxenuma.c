@@ -344,6 +344,31 @@ int xn_node_check(xn_handle *h, uint32_t node)
     return online < 0 ? online : online ? 0 : -EINVAL;
 }
 
+int xn_node_free_below(xn_handle *h, uint32_t node, unsigned int max_width, uint64_t *bytes)
+{
+    int rc = xn_node_check(h, node);
+
+    if (rc)
+        return rc;
+    if (max_width == 0 || max_width > 64)
+        return -EINVAL;  /* 0 would mean every zone to Xen, not none */
+    return xc_availheap(h->xch, 0, (int)max_width, (int)node, bytes) ? neg_errno() : 0;
+}
+
+int xn_xen_commandline(xn_handle *h, char *buf, size_t len)
+{
+    xen_commandline_t line;
+
+    if (len < sizeof(line))
+        return -ENOSPC;
+    memset(line, 0, sizeof(line));
+    if (xc_version(h->xch, XENVER_commandline, &line) < 0)
+        return neg_errno();
+    memcpy(buf, line, sizeof(line));
+    buf[sizeof(line) - 1] = '\0';  /* Xen's copy is NUL-terminated by safe_strcpy; a shorter one is kept */
+    return 0;
+}
+
 int xn_claim(xn_handle *h, uint32_t domid, uint32_t node, uint64_t nr_pages)
 {
     if (node != ~0u) {

@@ -102,6 +102,16 @@ int xn_unpause(xn_handle *h, uint32_t domid);
  * memory flags carry a node in 8 bits, so 64 and up were never the host's.) */
 int xn_node_check(xn_handle *h, uint32_t node);
 
+/* Free bytes on `node` in the heap zones below address 2^max_width
+ * (xc_availheap).  With Xen's DMA width, the memory its allocator gives a
+ * domain only once no node has any other left (alloc_domheap_pages' second
+ * pass): a node-affine build spills to other nodes first.  A node not the
+ * host's: -EINVAL. */
+int xn_node_free_below(xn_handle *h, uint32_t node, unsigned int max_width, uint64_t *bytes);
+/* Xen's command line (XENVER_commandline), NUL-terminated in buf (len bytes,
+ * at least 1024: the hypercall's size; -ENOSPC below that). */
+int xn_xen_commandline(xn_handle *h, char *buf, size_t len);
+
 /* Host-wide claim of nr_pages (0 cancels) or, where the hypervisor has it,
  * a claim on one node (node = ~0u for host-wide; another node not the
  * host's: -EINVAL). */

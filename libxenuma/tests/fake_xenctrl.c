@@ -449,6 +449,36 @@ int xc_numainfo(xc_interface *xch, unsigned *max_nodes, xc_meminfo_t *meminfo, u
     return 0;
 }
 
+/* Node 0's memory below 2^26 (64 MiB: 16384 pages) is free, as a DMA zone
+ * would be; none elsewhere.  Xen's zones: max_width 0 means every zone. */
+int xc_availheap(xc_interface *xch, int min_width, int max_width, int node, uint64_t *bytes)
+{
+    uint64_t low = 16384ull << 12;
+    (void)xch;
+    (void)min_width;
+    FAIL_IF_ASKED();
+    if (max_width == 0 || max_width > 40)
+        *bytes = node < 0 ? 3 * low : node == 0 ? 2 * low : low;
+    else
+        *bytes = node <= 0 && max_width >= 26 ? low : 0;
+    return 0;
+}
+
+/* XENVER_commandline: FAKE_XC_CMDLINE, else a typical XenServer line */
+int xc_version(xc_interface *xch, int cmd, void *arg)
+{
+    const char *line = getenv("FAKE_XC_CMDLINE");
+    (void)xch;
+    FAIL_IF_ASKED();
+    if (cmd != XENVER_commandline) {
+        errno = ENOSYS;
+        return -1;
+    }
+    memset(arg, 0, sizeof(xen_commandline_t));
+    strncpy(arg, line ? line : "dom0_mem=2048M,max:2048M watchdog ucode=scan", sizeof(xen_commandline_t) - 1);
+    return 0;
+}
+
 int xc_cputopoinfo(xc_interface *xch, unsigned *max_cpus, xc_cputopo_t *cputopo)
 {
     unsigned i;

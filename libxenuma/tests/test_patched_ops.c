@@ -24,6 +24,25 @@ static unsigned long fake_counter(const char *name)
     return p ? *p : (unsigned long)-1;
 }
 
+/* The DMA zone's free memory and the command line it depends on */
+static void dma_zone_calls(xn_handle *h)
+{
+    uint64_t bytes = 1;
+    char line[1024], small[16];
+
+    CHECK(xn_node_free_below(h, 0, 32, &bytes) == 0 && bytes == 16384ull << 12);
+    CHECK(xn_node_free_below(h, 1, 32, &bytes) == 0 && bytes == 0);
+    /* a width of 0 would be every zone to Xen; a node the host lacks is refused */
+    CHECK(xn_node_free_below(h, 0, 0, &bytes) == -EINVAL);
+    CHECK(xn_node_free_below(h, 2, 32, &bytes) == -EINVAL);
+    CHECK(xn_xen_commandline(h, line, sizeof(line)) == 0 && strstr(line, "dom0_mem=") == line);
+    CHECK(xn_xen_commandline(h, small, sizeof(small)) == -ENOSPC);
+    setenv("FAKE_XC_FAIL", "xc_availheap=EPERM,xc_version=EACCES", 1);
+    CHECK(xn_node_free_below(h, 0, 32, &bytes) == -EPERM);
+    CHECK(xn_xen_commandline(h, line, sizeof(line)) == -EACCES);
+    unsetenv("FAKE_XC_FAIL");
+}
+
 static void common_calls(xn_handle *h)
 {
     struct xn_vcpu v;
@@ -34,6 +53,7 @@ static void common_calls(xn_handle *h)
     CHECK(xn_numainfo(h, &nodes, size, free_bytes, dist) == 0 && nodes == 2 && dist[1] == 20);
     CHECK(xn_vcpu_info(h, 1, 1, &v) == 0 && v.cpu_time_ns == 3000000000ull && v.cpu == 3);
     CHECK(xn_claim(h, 1, ~0u, 100) == 0); /* host-wide: stock everywhere */
+    dma_zone_calls(h);
 }
 
 /* vNUMA: set a layout, read it back through the sizing call Xen answers ENOBUFS */

@@ -21,6 +21,7 @@ from xapi_numa.backends.xen_topology import INVALID_U32
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
+from xapi_numa.core import dma_zone
 from xapi_numa.core.cpuset import BitmapReader
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.live_domains import LiveDomains
@@ -42,6 +43,7 @@ STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5:
 NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 DUMP_BUFFER = 4 << 20
+_UNREAD = object()  # the DMA width, before the first read of node memory
 
 
 def _check(rc: int, what: str) -> int:
@@ -86,6 +88,7 @@ class XenHypervisor(Hypervisor):
         self._dump_time = 0.0
         self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
         self._xenstore = XenstoreReader()
+        self._dma_width: object = _UNREAD
 
     # --- host -------------------------------------------------------------------------
     def physinfo(self):
@@ -111,8 +114,20 @@ class XenHypervisor(Hypervisor):
 
     def node_memory(self) -> List[NodeMemory]:
         sizes, frees, _ = xen_topology.numainfo(ffi, lib, self._h, _check)
+        width = self._dma_width_bits(sizes)
+        low = xen_topology.dma_free(ffi, lib, self._h, _check, width, len(sizes)) if width else [0] * len(sizes)
         # Stock Xen has no per-node claims: nothing is claimed on a node.
-        return [NodeMemory(i, sizes[i], frees[i], 0) for i in range(len(sizes))]
+        return [NodeMemory(i, sizes[i], frees[i], 0, min(low[i], frees[i])) for i in range(len(sizes))]
+
+    def _dma_width_bits(self, sizes: Sequence[int]) -> Optional[int]:
+        """Xen's DMA width: set once at boot (``end_boot_allocator``), so read once."""
+        if self._dma_width is _UNREAD:
+            try:
+                commandline = xen_topology.xen_commandline(ffi, lib, self._h, _check)
+            except HypervisorError:
+                commandline = ""  # refused (an XSM policy): Xen's default, as without dma_bits=
+            self._dma_width = dma_zone.dma_width(commandline, sizes)
+        return self._dma_width
 
     # --- domains ------------------------------------------------------------------------
     def domains(self) -> List[DomainInfo]:

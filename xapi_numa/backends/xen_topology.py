@@ -1,4 +1,5 @@
-"""Xen's NUMA and CPU topology, read through libxenuma's ``xn_numainfo`` and ``xn_cputopo``.
+"""Xen's NUMA and CPU topology, read through libxenuma's ``xn_numainfo`` and ``xn_cputopo``,
+and the free memory of its DMA zone (``xn_node_free_below``).
 
 Part of the Xen adapter (:mod:`xapi_numa.backends.xen` calls these with its
 libxenuma binding and handle).  What this module owns: the buffers of the two
@@ -18,6 +19,7 @@ NODES_MAX = 256
 CPUS_MAX = 4096
 INVALID_U32 = 0xFFFFFFFF
 INVALID_U64 = 0xFFFFFFFF  # XEN_INVALID_MEM_SZ is ~0U, widened
+COMMANDLINE_BYTES = 1024  # xen_commandline_t
 
 
 def numainfo(ffi, lib, handle, check) -> Tuple[List[int], List[int], List[List[int]]]:
@@ -37,6 +39,23 @@ def numainfo(ffi, lib, handle, check) -> Tuple[List[int], List[int], List[List[i
             ",".join(map(str, valid))))
     k = len(valid)
     return sizes[:k], frees[:k], [distances[a * count:a * count + k] for a in range(k)]
+
+
+def dma_free(ffi, lib, handle, check, width: int, nodes: int) -> List[int]:
+    """Each node's free bytes below 2^``width`` (the DMA zone at Xen's DMA width)."""
+    out = ffi.new("uint64_t *")
+    found = []
+    for node in range(nodes):
+        check(lib.xn_node_free_below(handle, node, width, out), "xc_availheap")
+        found.append(out[0])
+    return found
+
+
+def xen_commandline(ffi, lib, handle, check) -> str:
+    """Xen's own command line (XENVER_commandline)."""
+    buf = ffi.new("char[]", COMMANDLINE_BYTES)
+    check(lib.xn_xen_commandline(handle, buf, COMMANDLINE_BYTES), "xc_version(XENVER_commandline)")
+    return ffi.string(buf).decode("utf-8", "replace")
 
 
 def topology(ffi, lib, handle, check,

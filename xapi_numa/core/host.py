@@ -19,17 +19,21 @@ DOMAIN_TYPES = ("pv", "pvh", "hvm")
 
 @attrs.frozen
 class NodeMemory:
-    """Memory of one node: size, free, and outstanding claims (bytes)."""
+    """Memory of one node: size, free, outstanding claims, and the part of the free
+    memory in Xen's DMA zone (bytes; :mod:`xapi_numa.core.dma_zone`)."""
 
     node: int
     size: int
     free: int
     claimed: int = 0
+    dma_free: int = 0
 
     @property
     def claimable(self) -> int:
-        """Free memory not promised to anyone by an outstanding claim."""
-        return max(0, self.free - self.claimed)
+        """Free memory a VM placed here can have: not promised to anyone by an
+        outstanding claim, and not in the DMA zone (Xen gives a build that memory
+        only once every node is out of the rest: it spills to other nodes first)."""
+        return max(0, self.free - self.dma_free - self.claimed)
 
 
 @attrs.frozen

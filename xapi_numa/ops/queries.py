@@ -30,6 +30,7 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int]) -> dict:
         "nodes": [
             {"id": n.id, "cpus": format_ids(n.cpus), "memory_total": memory[n.id].size,
              "memory_free": memory[n.id].free, "memory_claimed": memory[n.id].claimed,
+             "memory_dma_free": memory[n.id].dma_free,
              "memory_reserved": reserved.get(n.id, 0),
              "memory_claimable": claimable[n.id]}
             for n in topo.nodes

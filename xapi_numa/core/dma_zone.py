@@ -1,0 +1,69 @@
+"""Xen's DMA zone: the free memory its allocator gives a domain last.  Pure.
+
+On an x86 host with more than one node, Xen 4.17 keeps the memory below a
+"DMA width" for allocations that need low addresses (dom0's bounce buffers,
+devices that cannot reach high memory).  ``alloc_domheap_pages`` first looks
+in every zone above that width, on the domain's nodes and then on the others,
+and takes memory below it only when that finds nothing: a build with node
+affinity spills to other nodes before it gets the DMA zone of its own.  So
+memory below the width is free but is no room for a VM placed on its node.
+
+The width (``end_boot_allocator``) is ``dma_bits=`` from Xen's command line,
+else, on more than one node, ``arch_get_dma_bitsize``'s: a quarter of the
+first node with memory below 4 GiB, rounded up to a power of two, at most
+32 bits.  What this module owns: that rule, read from the command line and
+the nodes' spanned sizes (``xc_numainfo``'s ``memsize``).
+"""
+import re
+from typing import Optional, Sequence
+
+PAGE_SHIFT = 12
+MAX_WIDTH = 32  # arch_get_dma_bitsize caps the default at 4 GiB
+# x86's zones end at PADDR_BITS (52): a width at or above it leaves no zone above, so
+# alloc_domheap_pages makes no first pass and nothing is kept back
+NO_ZONE_ABOVE = 52
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
+
+
+def dma_width(commandline: str, node_sizes: Sequence[int]) -> Optional[int]:
+    """Xen's DMA width in bits, or None where it keeps no DMA zone (one node and no
+    ``dma_bits=``, or a width above every zone).  ``node_sizes``: each node's
+    spanned bytes, node 0 first.
+
+    The default assumes that the first node with memory starts at address 0, as
+    on every x86 host (its low memory holds the BIOS and the boot loader)."""
+    given = commandline_dma_bits(commandline)
+    if given:
+        return given if given < NO_ZONE_ABOVE else None
+    if len(node_sizes) < 2:
+        return None  # arch_want_default_dmazone: more than one online node
+    spanned = next((size >> PAGE_SHIFT for size in node_sizes if size > 0), 0)
+    if spanned == 0:
+        return None
+    return min(max(spanned // 4 - 1, 0).bit_length() + PAGE_SHIFT, MAX_WIDTH)
+
+
+def commandline_dma_bits(commandline: str) -> int:
+    """The last ``dma_bits=`` of Xen's own command line, parsed as Xen's
+    ``parse_params`` does (options split at spaces only, the name compared
+    exactly, a ``no-`` prefix dropped, the number's leading digits taken even
+    where text follows); 0, which means the default, where there is none."""
+    value = 0
+    for word in commandline.split(" -- ")[0].split(" "):
+        name, equals, text = word.partition("=")
+        if equals and (name[3:] if name.startswith("no-") else name) == "dma_bits":
+            value = _strtoull_prefix(text)
+    return value
+
+
+def _strtoull_prefix(text: str) -> int:
+    """``simple_strtoll(text, &end, 0)``: the leading decimal, 0x hex or 0 octal
+    number (0 where there is none); what follows it is ignored, as Xen assigns
+    the value before it complains about the rest."""
+    found = _NUMBER.match(text)
+    if found is None:
+        return 0
+    digits = found.group(0)
+    if digits[:2].lower() == "0x":
+        return int(digits[2:], 16)
+    return int(digits, 8) if digits.startswith("0") else int(digits, 10)
