@@ -21,6 +21,14 @@ def fully_repicked(outcomes: List[Outcome]) -> Set[Tuple[str, int]]:
     return {(o.action.uuid, o.action.domid) for o in repicks if o.status == DONE} - short
 
 
+def homes_moved(outcomes: List[Outcome]) -> bool:
+    """Did the cycle write a guest's soft or node affinity (the fix-up)?  The snapshot it
+    looked at no longer says where that guest is homed."""
+    kinds = ("SetNodeAffinity", "SetAffinity")
+    return any(o.status == DONE and type(o.action).__name__ in kinds and o.action.domid != 0
+               and getattr(o.action, "soft", True) is not None for o in outcomes)
+
+
 def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:
     """One log line per kind of change the cycle made."""
     backends = [o.action for o in outcomes if o.status == DONE and type(o.action).__name__ in (

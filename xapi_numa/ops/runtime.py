@@ -253,7 +253,8 @@ class Runtime:
                 self.backends.heard(outcomes, snap.time)
             locality.count_outside(((d.uuid, snap.vcpus.get(d.domid, ())) for d in snap.domains if d.domid != 0),
                                    snap.topology, self.outside)  # per VM: how much of its time it runs away
-            if self._rebalance_due(snap.time) and not self.stopping():
+            # a home the fix-up moved is not in ``snap``: the rebalancer looks at the next cycle's
+            if self._rebalance_due(snap.time) and not self.stopping() and not cycle_log.homes_moved(outcomes):
                 outcomes += self.rebalance(snap, pinned_in_snap)
         finally:
             # whatever failed above, a guest a dead mover left paused is still unpaused
