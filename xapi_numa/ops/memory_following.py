@@ -55,6 +55,12 @@ class MemoryFollowing:
         self._starved.pop(vm.uuid, None)
         return self._step(attrs.evolve(vm, home=to), 0)
 
+    def first_steps(self, candidates) -> List[object]:
+        """The first steps :meth:`start` gives the moves of ``candidates`` once their writes are
+        made (the same period), nothing noted: what a dry run shows beside those writes."""
+        return [step for c in candidates for vm, to in c.moves if vm.vnode is None and not vm.memory_stays
+                for step in self._step(attrs.evolve(vm, home=to), 0)]
+
     def forget_all_but(self, alive: Mapping[str, int]) -> None:
         """Keep only the entries of domains still running (uuid -> domid): a VM rebooted is
         a new domain, its memory built afresh and its gfns not the ones skipped so far."""

@@ -71,8 +71,7 @@ class Rebalancer:
                  opted_out: Optional[Callable[[str], bool]] = None,
                  read_layout: Optional[Callable[[int], Optional[VnumaLayout]]] = None,
                  move_blockers: Optional[Callable[[int], List[str]]] = None) -> None:
-        self.settings = settings
-        self.move_blockers = move_blockers  # Hypervisor.move_blockers (None: every memory can move)
+        self.settings, self.move_blockers = settings, move_blockers  # (Hypervisor.move_blockers; None: all can move)
         self.homes = HomeMoves(db)
         self.moves = MoveJournal(db)
         self.policy_of = policy_of or (lambda uuid: Policy())
@@ -328,6 +327,7 @@ class Rebalancer:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, note)
         self.following.drop(self.left_alone)
         actions += self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
+        actions += [] if record else self.following.first_steps(assessment.chosen)  # as applied() starts them
         return Decision(assessment, tuple(actions), streak, note)
 
     def _move_homes(self, best: rebalance.Candidate, snap: HostSnapshot, now: float,
