@@ -25,7 +25,7 @@ class TwoNodeHost:
     """2 nodes x 2 CPUs (CPUs 0,1 on node 0; 2,3 on node 1), dom0 (1 vCPU) and guest
     domain 1 (1 vCPU, soft affinity node 0: CPUs 0,1).  ``parked``: CPUs offline."""
 
-    XN_DOM_DYING, XN_DOM_HVM, XN_DOM_PAUSED, XN_DOM_PVH = 0x1, 0x2, 0x8, 0x200
+    XN_DOM_DYING, XN_DOM_HVM, XN_DOM_SHUTDOWN, XN_DOM_PAUSED, XN_DOM_PVH = 0x1, 0x2, 0x4, 0x8, 0x200
 
     def __init__(self):
         self.parked = set()

@@ -174,7 +174,9 @@ class XenHypervisor(Hypervisor):
         max_id = record.max_vcpu_id
         if max_id == INVALID_U32:
             return []
-        paused = bool(record.flags & lib.XN_DOM_PAUSED)
+        # a shut-down domain's vCPUs are paused for the shutdown (neither running nor blocked, and no
+        # controller's pause: XEN_DOMINF_paused unset) until it is destroyed: they want no CPU
+        paused = bool(record.flags & (lib.XN_DOM_PAUSED | lib.XN_DOM_SHUTDOWN))
         # An affinity map is as wide as Xen's possible CPUs (hotplug ones included), and an
         # unpinned vCPU's has all of them set: only online CPUs are ones it runs on, and
         # the only ones the topology (and everything planned from it) knows.
