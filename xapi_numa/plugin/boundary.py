@@ -96,8 +96,7 @@ def respond(argv: List[str]) -> str:
     """The methodResponse for one plugin run's argv; never raises."""
     try:
         if len(argv) != 2:
-            return proto.failure_response([proto.PLUGIN_FAILURE, "usage",
-                                           "expected one argument: an XML-RPC methodCall"])
+            return proto.failure_response(proto.plugin_failure("usage", "expected one argument: an XML-RPC methodCall"))
         try:
             method, session_id, args = proto.parse_call(call_text(argv[1]))
         except proto.RepeatedArgument as err:
@@ -106,7 +105,7 @@ def respond(argv: List[str]) -> str:
             return proto.failure_response(errors.failure_details(InvalidArgument(
                 err.key, "given more than once ({} times)".format(err.count), "each argument once")))
         except proto.BadCall as err:
-            return proto.failure_response([proto.PLUGIN_FAILURE, "bad call", str(err)])
+            return proto.failure_response(proto.plugin_failure("bad call", str(err)))
         return run_function(method, session_id, args)
     except Exception as err:  # the last resort: xapi must still get a response
         LOG.error("plugin crashed:\n%s", traceback.format_exc())

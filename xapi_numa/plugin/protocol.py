@@ -59,6 +59,13 @@ def _repeated_names(text: str) -> List[Tuple[str, int]]:
     return [(name, counts[name]) for name in sorted(set(names), key=names.index) if counts[name] > 1]
 
 
+def plugin_failure(status: str, message: str) -> List[str]:
+    """A failure of the plugin itself (not of one of its functions) as xapi lays out
+    XENAPI_PLUGIN_FAILURE: three parameters (status, stdout, stderr), which ``xe`` prints
+    by name; the message stands where xapi puts the plugin's output, no stderr is quoted."""
+    return [PLUGIN_FAILURE, status, message, ""]
+
+
 def build_call(function: str, session: str, args: Dict[str, str]) -> str:
     """The methodCall xapi sends (used by the loopback server and tests)."""
     return xmlrpc.client.dumps((session, args), function, allow_none=False)
