@@ -11,9 +11,10 @@ sees the real cost of remote memory).  Two modes:
 
 Every configuration Xen 4.17 cannot honour is refused here, before anything
 starts, each with its own error: PV guests (Xen has no PV vNUMA), populate-on-
-demand (dynamic-min below static-max: libxl refuses vNUMA with PoD), more vnodes
-than vCPUs, vnodes that do not fit their pnode's free memory, and a NUMA policy
-that contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
+demand (dynamic-min below static-max: libxl refuses vNUMA with PoD), more than
+32 vnodes (Xen keeps the distance table in one page), more vnodes than vCPUs,
+vnodes that do not fit their pnode's free memory, and a NUMA policy that
+contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
 a pure function of the plan, and so does :class:`VnumaLayout`: the layout a
 domain has (what the hypervisor port reads back), with its guest-physical ranges.
 """
@@ -32,6 +33,8 @@ MiB = 1 << 20
 ALIGN = 2 * MiB
 PAGE = 4096
 MAX_VCPUS = 4096  # as the placement engine's requests
+# Xen 4.17 keeps a domain's vnode distances in one page (vnuma_alloc, XSA-77): 32 x 32 x 4 bytes
+MAX_VNODES = 32
 MODES = ("follow", "split")
 VNUMA_TYPES = ("hvm", "pvh")
 # Halves are found by trying every equal cut up to this many nodes; above it
@@ -184,6 +187,9 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
         raise InvalidArgument("nodes", "{}: each pnode once, at least one".format(",".join(map(str, pnodes)) or "none"),
                               "distinct node ids")
     k = len(pnodes)
+    if k > MAX_VNODES:
+        raise InvalidArgument("vnodes", f"{k} vnodes: Xen 4.17 refuses more than {MAX_VNODES} (the distance table "
+                                        "must fit one page)", f"at most {MAX_VNODES} vnodes (fewer nodes)")
     if k > guest.vcpus:
         raise InvalidArgument("vnodes", f"{k} vnodes but only {guest.vcpus} vCPU(s): every vnode needs a vCPU",
                               f"at most {guest.vcpus} vnodes (or more vCPUs)")

@@ -16,7 +16,7 @@ from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hyper
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
+from xapi_numa.core.vnuma import MAX_VNODES, MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
 from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
@@ -286,7 +286,8 @@ class SimHypervisor(Hypervisor):
             vcpus = sorted(c for v in plan.vnodes for c in v.vcpus)
             pnodes_known = all(0 <= p < len(host.free) for p in plan.pnodes)
             covered = {r.vnode for r in ranges} == {v.index for v in plan.vnodes}
-            if vcpus != list(range(len(d.vcpus))) or not pnodes_known or not covered or not plan.vnodes:
+            if vcpus != list(range(len(d.vcpus))) or not pnodes_known or not covered or not plan.vnodes \
+                    or len(plan.vnodes) > MAX_VNODES:
                 raise HypervisorError(errno.EINVAL, f"setting the vNUMA layout of domain {domid}")
             d.vnuma = layout_of(plan, ranges).to_dict()
 
