@@ -106,6 +106,7 @@ class BackendState:
     enabled: bool = True                     # the host-wide switch
     irqs_allowed: bool = True                # False when irqbalance would fight us
     default_irq_cpus: Optional[FrozenSet[int]] = None  # /proc/irq/default_smp_affinity (None: all)
+    layout_lost: bool = False  # dom0's vCPUs read, and not pinned one node each, for a while: hand back
 
 
 def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
@@ -224,7 +225,11 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
             continue
         why = "backend affinity is off for this VM" if o.uuid in state.opted_out else "backend affinity is off"
         if not state.layout.usable and state.enabled and o.uuid not in state.opted_out:
-            continue  # a layout we cannot read this cycle is no reason to undo anything
+            if not state.layout_lost:
+                continue  # a layout unusable for a moment (dom0 being re-pinned) is no reason to undo anything
+            # lastingly not pinned one node each: a dom0 vCPU no longer stands for a node, and
+            # kept, the work would stay confined to it (its IRQs banned from irqbalance)
+            why = "dom0's vCPUs have not been pinned one node each for a while"
         out.append(RestoreBackendAffinity(o.uuid, o.kind, o.ident, o.name, o.starttime, cpus, reason=why))
     return out + _inherited_too(snap, state, out, threads_default)
 

@@ -34,6 +34,9 @@ REFUSED_RETRY_MAX = 3600.0
 # irqbalance (1.0.7 as upstream) drops a SIGHUP in the first 10 s iteration after it starts or
 # rescans, which a new IRQ makes it do: a change of our ban list is signalled again this late
 IRQBALANCE_REMIND_S = 25.0
+# dom0's vCPUs found not pinned one node each for this long (not a re-pinning under way): the
+# work aligned by the old layout is handed back, as a dom0 vCPU no longer stands for a node
+LAYOUT_LOST_AFTER = 60.0
 DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
                "(see the README's 'dom0 and the PV backends')")
 
@@ -54,6 +57,7 @@ class BackendAlignment:
         self._banned_seen: Optional[FrozenSet[int]] = None  # the ban list as last read
         self._remind_at: Optional[float] = None  # when irqbalance is sent SIGHUP again
         self._irq_written: Dict[Tuple[int, str], FrozenSet[int]] = {}  # IRQ -> the CPUs we last wrote
+        self._unusable_since: Optional[float] = None  # since when dom0's vCPUs, read, are not pinned per node
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -73,7 +77,18 @@ class BackendAlignment:
         self._note_once("irqbalance", conflict)
         return BackendState(layout, self.dom0.tasks(guests), self.dom0.irqs(guests), tuple(self.journal.entries()),
                             frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
-                            enabled, conflict is None, self.dom0.default_irq_cpus())
+                            enabled, conflict is None, self.dom0.default_irq_cpus(), self._layout_lost(snap, layout))
+
+    def _layout_lost(self, snap: HostSnapshot, layout: Dom0Layout) -> bool:
+        """dom0's vCPUs read and not pinned one node each for LAYOUT_LOST_AFTER seconds (dom0's
+        vCPUs not read at all say nothing of its layout, and do not count)."""
+        if layout.usable or not layout.online:
+            if layout.usable:
+                self._unusable_since = None
+            return False
+        if self._unusable_since is None:
+            self._unusable_since = snap.time
+        return snap.time - self._unusable_since >= LAYOUT_LOST_AFTER
 
     def _due(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool) -> bool:
         """Reading dom0's backend work walks every process in its /proc (about 4 ms a cycle
