@@ -145,6 +145,11 @@ def cmd_vnuma(args) -> int:
             plan = vnuma.plan_split(topo, guest, args.split, free)
     elif target is not None and args.nodes is None:
         # the domain is built: its memory is where it is, and the vnodes follow that
+        if not landed:
+            raise InvalidArgument("VM", "domain {} ({}) has no node holding a meaningful share of its memory (not "
+                                        "built yet, or spread thin over many nodes): there is nothing for the "
+                                        "vnodes to follow".format(target.domid, target.name),
+                                  "--nodes naming the pnodes, one vnode each")
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
             plan = vnuma.plan_follow(topo, guest, list(landed), free, landed)
     else:
