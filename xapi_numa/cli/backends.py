@@ -22,7 +22,7 @@ def cmd_backends(args) -> int:
     if dom0 is None:
         raise BackendUnavailable("this machine is not dom0 of a Xen host (no /proc/xen): "
                                  "backend threads can only be read there")
-    report = backend_alignment.report(observe.take(hv), dom0, None if args.vm is None else str(domain.domid))
+    report = backend_alignment.report(observe.take(hv), dom0, None if args.vm is None else domain.domid)
     common.emit(args, report, render_report)
     return 0
 

@@ -189,11 +189,12 @@ def dom0_for(spec: str, hv: Hypervisor) -> Optional[Dom0Proc]:
     return None
 
 
-def report(snap: HostSnapshot, dom0: Dom0Proc, vm: Optional[str] = None) -> dict:
-    """Each guest's backend work: home nodes, the dom0 vCPUs it belongs on, its threads
-    and IRQs with where they may run and where they ran."""
+def report(snap: HostSnapshot, dom0: Dom0Proc, domid: Optional[int] = None) -> dict:
+    """Each guest's backend work (of domain ``domid`` only, if given: resolved by the caller,
+    as a name may be another domain's domid): home nodes, the dom0 vCPUs it belongs on, its
+    threads and IRQs with where they may run and where they ran."""
     layout = backend_affinity.read_layout(snap.vcpus.get(0, ()), snap.topology)
-    guests = [d for d in snap.domains if d.domid != 0 and (vm is None or vm in (str(d.domid), d.name, d.uuid))]
+    guests = [d for d in snap.domains if d.domid != 0 and (domid is None or d.domid == domid)]
     domids = [d.domid for d in guests]
     tasks, irqs = dom0.tasks(domids), dom0.irqs(domids)
     rows = []
