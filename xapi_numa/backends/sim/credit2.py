@@ -147,6 +147,7 @@ class Credit2(Rescheduling):
                 self.rq_of[cpu] = rq.id
         self.curr: List[Optional[object]] = [None] * len(host.cpu_node)
         self.resched = 0
+        self._leaving = None  # the vCPU _schedule took off its pCPU, until its context_saved
 
     def current(self, cpu: int):
         return self.curr[cpu]
@@ -366,39 +367,14 @@ class Credit2(Rescheduling):
         if scurr is not None:
             moving = scurr.migrate_rqd >= 0 or scurr.migrating
             if moving or not host.runnable(scurr):
-                # csched2_context_saved's update_load: the run queue's while it still counts it;
-                # a vCPU being moved, its own before migrate() carries it (the model moves it
-                # now, Xen after this schedule, whose balance_load may update it first)
+                # the run queue's load while it still counts the vCPU (its count changes now)
                 self._update_runq_load(rq)
-                if moving:
-                    self._update_svc_load(scurr, 1)
+                saved = scurr
             self.curr[cpu] = None
             scurr.running = False
-            if scurr.migrate_rqd >= 0:
-                target = self.rqs[scurr.migrate_rqd]
-                scurr.migrate_rqd = -1
-                self._deassign(scurr)
-                self._assign(scurr, target)
-                scurr.processor = cycle(target.pick_bias, scurr.hard & target.cpus)
-                target.pick_bias = scurr.processor
-                if host.runnable(scurr):
-                    self._update_runq_load(target)  # csched2_unit_wake's (its own: no time passed)
-                    self._runq_insert(scurr)
-                    self._tickle(scurr)
+            if saved is not None:
                 scurr = None
-            elif scurr.migrating:
-                scurr.migrating = False
-                if not has(scurr.hard, scurr.processor):
-                    scurr.processor = cycle(scurr.processor, scurr.hard)
-                target_cpu = self._pick(scurr)
-                self._move_to(scurr, target_cpu)
-                if host.runnable(scurr):
-                    self._update_runq_load(self.rqs[scurr.rqd])
-                    self._runq_insert(scurr)
-                    self._tickle(scurr)
-                scurr = None
-            elif not host.runnable(scurr):
-                saved, scurr = scurr, None
+        self._leaving = saved
         snext = self._candidate(rq, scurr, cpu)
         # the head of the run queue once snext leaves it (Xen puts scurr back after the switch)
         head = next((v for v in rq.runq if v is not snext), None)
@@ -408,8 +384,7 @@ class Credit2(Rescheduling):
         if snext is None:
             rq.idle |= bit(cpu)
             self._update_runq_load(rq)  # "make sure avgload gets updated periodically"
-            if saved is not None:
-                self._update_svc_load(saved, 1)
+            self._context_saved(saved)
             return
         if snext.queued:
             self._runq_remove(snext)
@@ -431,8 +406,35 @@ class Credit2(Rescheduling):
         snext.tickled_cpu = -1
         if migrated:
             snext.credit += MIGRATE_COMPENSATION
-        if saved is not None:  # csched2_context_saved comes after this schedule's balance_load
-            self._update_svc_load(saved, 1)
+        self._context_saved(saved)  # after this schedule's choice and balance_load, as in Xen
+
+    def _context_saved(self, v) -> None:
+        """csched2_context_saved for a vCPU that left its pCPU for good (its own load), then
+        vcpu_migrate_finish for one being moved: the re-pick, the move and the wake come
+        once the pCPU it left has chosen its next vCPU (or idles, and so is an idler the
+        woken vCPU may be tickled to)."""
+        self._leaving = None
+        if v is None:
+            return
+        self._update_svc_load(v, 1)
+        if v.migrate_rqd >= 0:  # res_pick honours the balancer's request first
+            target = self.rqs[v.migrate_rqd]
+            v.migrate_rqd, v.migrating = -1, False
+            self._deassign(v)
+            self._assign(v, target)
+            v.processor = cycle(target.pick_bias, v.hard & target.cpus)
+            target.pick_bias = v.processor
+        elif v.migrating:
+            v.migrating = False
+            if not has(v.hard, v.processor):
+                v.processor = cycle(v.processor, v.hard)
+            self._move_to(v, self._pick(v))
+        else:
+            return
+        if self.host.runnable(v):  # vcpu_wake on the new pCPU: csched2_unit_wake
+            self._update_runq_load(self.rqs[v.rqd])
+            self._runq_insert(v)
+            self._tickle(v)
 
     def _candidate(self, rq: RunQueue, scurr, cpu: int):
         online = self.host.online
@@ -533,7 +535,7 @@ class Credit2(Rescheduling):
             self._migrate(best_pull, lrq)
 
     def _migrate(self, v, target: RunQueue) -> None:
-        if v.running:
+        if v.running or v is self._leaving:  # CSFLAG_scheduled: a request, honoured on context_saved
             v.migrate_rqd = target.id
             self.resched |= bit(v.processor)
             return
