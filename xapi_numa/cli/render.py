@@ -1,4 +1,5 @@
 """Tables for people: the query rows of :mod:`xapi_numa.ops.queries` as text."""
+import sys
 import time
 from typing import Sequence
 
@@ -8,11 +9,17 @@ from xapi_numa.core.units import format_size
 def cell(value: object) -> str:
     """A value as one table cell: characters that are not printable (newlines, tabs, escape
     codes, line separators, bidi overrides) are shown escaped as Python writes them (``\\n``,
-    ``\\x1b``), so a domain name cannot split a row, shift its columns or drive the terminal."""
+    ``\\x1b``), so a domain name cannot split a row, shift its columns or drive the terminal.
+    Characters standard output cannot encode (an ASCII locale) are escaped here too, not
+    by the stream: a table measures its columns on the text as it will be written."""
     text = str(value)
-    if text.isprintable():
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # a stream naming no codec Python knows: written as it is
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def clock_time(when: float) -> str:
