@@ -9,6 +9,7 @@ import time
 from xapi_numa.backends.open import backend_spec, sim_path
 from xapi_numa.cli import common, render
 from xapi_numa.core import actions as act
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
 from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
@@ -59,28 +60,31 @@ def cmd_rebalance(args) -> int:
                  actions=[act.describe(a) for a in decision.actions], home_moves=rt.rebalancer.counts(),
                  demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
                  xapi=xapi_state(link))
-    common.emit(args, value, _render)
+    topo = hv.topology()
+    common.emit(args, value, lambda v: _render(v, topo))
     return 0
 
 
-def _render(value: dict) -> str:
+def _render(value: dict, topo) -> str:
     lines = [] if value["xapi"] == "consulted" else ["xapi: " + value["xapi"]]
     lines += ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
                                                         for n, l in value["loads"].items()),
              "decision: " + render.cell(value["decision"])]  # it names VMs: their names shown escaped
     if value["actions"]:
         lines.append(render.table(["action", "vm", "what"],
-                                  [[a["action"], a.get("uuid", ""), _what(a)] for a in value["actions"]]))
+                                  [[a["action"], a.get("uuid", ""), _what(a, topo)] for a in value["actions"]]))
     if value["home_moves"]:
         lines.append("home moves so far: " + ", ".join("{} {}".format(n, k) for k, n in value["home_moves"].items()))
     return "\n".join(lines)
 
 
-def _what(a: dict) -> str:
+def _what(a: dict, topo) -> str:
+    """An action in words, its CPUs and nodes in Xen's syntax (as homing --dry-run shows them)."""
     if a["action"] == "SetNodeAffinity":
-        return "node affinity {}".format(a["nodes"])
+        return "node affinity {}".format("automatic" if a["nodes"] is None else format_ids(a["nodes"]))
     if a["action"] == "SetAffinity":
-        return "vCPU {} soft affinity {} CPUs".format(a["vcpu"], len(a["soft"] or []))
+        return "vCPU {} {}".format(a["vcpu"], ", ".join("{} affinity {}".format(kind, topo.format_cpus(a[kind]))
+                                                         for kind in ("hard", "soft") if a.get(kind) is not None))
     if a["action"] == "MoveMemory" and a.get("vnode") is not None:
         return "move vnode {} whole to pnode {}".format(a["vnode"], a["to"])
     if a["action"] == "MoveMemory":
