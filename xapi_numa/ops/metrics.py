@@ -29,7 +29,7 @@ there (xcp-rrdd keys data sources by VM and name: two plugins must not both
 send one).  The running total behind the derive is carried between samples in
 a :class:`NonaffineTally` value owned by the caller.
 """
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -96,34 +96,40 @@ def advance_tally(tally: NonaffineTally, snap: HostSnapshot) -> NonaffineTally:
 
 
 def vm_sources(snap: HostSnapshot, tally: NonaffineTally, with_xenserver_names: bool) -> List[DataSource]:
-    """Every data source of every guest in the snapshot (tally already advanced to it)."""
+    """Every data source of every guest in the snapshot (tally already advanced to it).  A
+    guest whose pages per node are not known (stock Xen: not scanned yet, or a host too big
+    to scan) still has the sources that come from its vCPUs."""
     out = []
     node_ids = [n.id for n in snap.topology.nodes]
     for d in snap.domains:
-        if d.domid == 0 or d.domid not in snap.pages:
+        if d.domid == 0:
             continue
         owner = "vm " + d.uuid
-        pages = snap.pages[d.domid]
+        pages = snap.pages.get(d.domid)
         vcpus = snap.vcpus.get(d.domid, ())
-        homes = locality.home_nodes(vcpus, snap.topology)
         if with_xenserver_names:
             out += _xenserver_sources(owner, pages, node_ids, tally.seconds.get(d.uuid, 0.0))
-        out.append(DataSource("numa_local_share", owner, locality.local_share(pages, homes), "float",
-                              units="(fraction)", maximum=1.0,
-                              description="Share of the VM's memory on the nodes its vCPUs call home"))
+        if pages is not None:
+            homes = locality.home_nodes(vcpus, snap.topology)
+            out.append(DataSource("numa_local_share", owner, locality.local_share(pages, homes), "float",
+                                  units="(fraction)", maximum=1.0,
+                                  description="Share of the VM's memory on the nodes its vCPUs call home"))
         out.append(DataSource("numa_vcpus_outside_soft", owner,
                               sum(1 for v in vcpus if locality.outside_soft(v, snap.topology)), "int64",
                               units="count", description="vCPUs running or queued outside their soft affinity"))
     return out
 
 
-def _xenserver_sources(owner: str, pages: Mapping[int, int], node_ids: List[int],
+def _xenserver_sources(owner: str, pages: Optional[Mapping[int, int]], node_ids: List[int],
                        nonaffine: float) -> List[DataSource]:
-    out = [DataSource("memory_numa_node_{}".format(n), owner, pages.get(n, 0) << PAGE_SHIFT, "int64",
-                      units="B", description="Memory from NUMA node {} used by VM".format(n))
-           for n in node_ids]
-    out.append(DataSource("numa_nodes", owner, nodes_used(pages), "int64", units="count",
-                          description="Number of NUMA nodes used by VM"))
+    """XenServer 9's names; the page-based ones only where ``pages`` is known."""
+    out = []
+    if pages is not None:
+        out += [DataSource("memory_numa_node_{}".format(n), owner, pages.get(n, 0) << PAGE_SHIFT, "int64",
+                           units="B", description="Memory from NUMA node {} used by VM".format(n))
+                for n in node_ids]
+        out.append(DataSource("numa_nodes", owner, nodes_used(pages), "int64", units="count",
+                              description="Number of NUMA nodes used by VM"))
     out.append(DataSource("numa_node_nonaffine_vcpus", owner, nonaffine, "float", type="derive",
                           units="(fraction)", maximum=1.0,
                           description="Fraction of vCPU time running outside of vCPU soft-affinity"))
