@@ -141,6 +141,17 @@ def compile_for_python36(python_dir: str) -> bool:
     return True
 
 
+def normalise_modes(payload: str) -> None:
+    """Folders and programs 0755, every other file 0644: the spec takes modes as staged,
+    and unzipping, compiling and copying leave them as the build machine's umask makes
+    them (under umask 0002 or 0000, a lib/python root runs from would be writable by others)."""
+    for dirpath, dirnames, filenames in os.walk(payload):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            os.chmod(path, 0o755 if os.stat(path).st_mode & 0o111 else 0o644)
+
+
 def stage(payload: str, libdir: str, wheels: list) -> None:
     private = payload + PREFIX
     python_dir = os.path.join(private, "lib", "python")
@@ -172,6 +183,7 @@ def stage(payload: str, libdir: str, wheels: list) -> None:
         text = open(os.path.join(HERE, unit), encoding="utf-8").read()
         # the unit in the tree names pip's /usr/local/bin; the RPM's launchers are in /usr/bin
         write(payload + UNIT_DIR + "/" + unit, text.replace("/usr/local/bin/", "/usr/bin/"), 0o644)
+    normalise_modes(payload)
 
 
 def build(payload: str, out: str) -> str:
