@@ -98,13 +98,28 @@ def write(path: str, text: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
+def pins() -> list:
+    """(name, version) of each line of ``dom0-requirements.txt``."""
+    text = open(os.path.join(HERE, "dom0-requirements.txt"), encoding="utf-8").read()
+    return re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)
+
+
 def fetch_wheels(cache: str, python: str) -> list:
-    """The pinned dom0 wheels (hash-checked by pip), downloaded once into ``cache``."""
+    """The pinned dom0 wheels (hash-checked by pip), downloaded once into ``cache``: only
+    those, not a wheel an earlier pin left there."""
     os.makedirs(cache, exist_ok=True)
     subprocess.check_call([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                            "--no-deps", "--require-hashes", "-d", cache, "-r",
                            os.path.join(HERE, "dom0-requirements.txt")] + WHEEL_TARGET)
-    return sorted(glob.glob(os.path.join(cache, "*.whl")))
+    wheels = []
+    for name, ver in pins():
+        # a wheel's file name spells the project with "_" for "-" and ".", case as published
+        prefix = "{}-{}-".format(re.sub(r"[-_.]+", "_", name), ver).lower()
+        found = [w for w in glob.glob(os.path.join(cache, "*.whl")) if os.path.basename(w).lower().startswith(prefix)]
+        if len(found) != 1:
+            raise SystemExit("build_rpm: expected one wheel of {}=={} in {}, found {}".format(name, ver, cache, found))
+        wheels += found
+    return wheels
 
 
 def copy_package(dest: str) -> None:
