@@ -17,6 +17,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 SRC="$HERE/libxenuma/src"
 GLIBC_MAX=2.17
 TARGET="x86_64-linux-gnu.$GLIBC_MAX"
+XENCTRL_WANT=libxenctrl.so.4.17
 XENLIBDIR=${XENLIBDIR:-/usr/lib/x86_64-linux-gnu}
 
 command -v dpkg >/dev/null || { echo "dom0-lib: needs Debian's libxen-dev (dpkg not found)" >&2; exit 1; }
@@ -60,4 +61,11 @@ if [ "$(printf '%s\n%s\n' "$NEWEST" "$GLIBC_MAX" | sort -V | tail -n 1)" != "$GL
     echo "dom0-lib: $OUT/libxenuma.so needs GLIBC_$NEWEST, newer than GLIBC_$GLIBC_MAX" >&2
     exit 1
 fi
-echo "dom0-lib: $OUT/libxenuma.so (newest symbol version GLIBC_$NEWEST)"
+# Linked against Xen 4.17's libxenctrl, whose soname names the Xen release and which the RPM
+# then requires: another libxen-dev (Debian 13 has 4.20) makes an RPM every dom0 refuses.
+XENCTRL=$(objdump -p "$OUT/libxenuma.so" | sed -n 's/^ *NEEDED *\(libxenctrl\.so\..*\)$/\1/p')
+if [ "$XENCTRL" != "$XENCTRL_WANT" ]; then
+    echo "dom0-lib: $OUT/libxenuma.so needs ${XENCTRL:-no libxenctrl}, not $XENCTRL_WANT (XenServer 8.4, XCP-ng 8.3): build with Debian 12's libxen-dev (Xen 4.17)" >&2
+    exit 1
+fi
+echo "dom0-lib: $OUT/libxenuma.so (newest symbol version GLIBC_$NEWEST, $XENCTRL)"
