@@ -716,6 +716,9 @@ int xc_domain_claim_pages(xc_interface *xch, uint32_t domid, unsigned long nr_pa
  * starts with N bytes already in the ring, an older dump of other figures
  * among them, served as Xen serves an incremental read (from *pindex, index 0
  * being the oldest byte): a reader must skip them all, however many.
+ * FAKE_XC_CONSOLE=overrun: the key's dump was larger than Xen's console ring
+ * (conring_size, 16 KiB by default), so the reader gets only its tail: the
+ * domains' lines without the header before them.
  */
 static const char udump_text[] =
     "(XEN) 'u' pressed -> dumping numa info (now = 1234)\n"
@@ -765,8 +768,11 @@ int xc_readconsolering(xc_interface *xch, char *buffer, unsigned int *pnr_chars,
         }
     }
     if (udump_pending && want >= sizeof(udump_text) - 1) {
-        memcpy(buffer, udump_text, sizeof(udump_text) - 1);
-        n = sizeof(udump_text) - 1;
+        const char *text = udump_text;
+        if (mode && strcmp(mode, "overrun") == 0)
+            text = strstr(udump_text, "(XEN) Domain 0"); /* the head overwritten before it was read */
+        n = (unsigned int)strlen(text);
+        memcpy(buffer, text, n);
         udump_pending = 0;
     }
     if (mode && strcmp(mode, "flood") == 0)

@@ -212,12 +212,17 @@ val capture_dump : ?timeout_ms:int -> handle -> string
 (** Fires debug key 'u' and returns only the console output it produced,
     waiting up to [timeout_ms] (default 2000; 0 to 600000) for it to end.
     The dump walks every page of every domain under a lock: call it rarely.
-    Raises [Error (EAGAIN, _)] when the key produced nothing in that time. *)
+    Raises [Error (EAGAIN, _)] when the key produced nothing in that time, or
+    when what it produced lacks the dump's header: a dump larger than Xen's
+    console ring (conring_size on Xen's command line, 16 KiB by default) has
+    lost its head before it could be read, so no domain's count in it can be
+    trusted to be there. *)
 
 val node_pages_of_dump : string -> domid:int -> nr_nodes:int -> int64 array * int64
 (** Pure: (pages per node, total) of one domain in a capture.  Raises
-    [Error (ENOENT, _)] if the domain is not in it, [Error (EAGAIN, _)] if
-    the dump is truncated. *)
+    [Error (ENOENT, _)] if the domain is not in it (or the text holds no
+    dump header, which a {!capture_dump} text always does), [Error (EAGAIN, _)]
+    if the dump is truncated. *)
 
 (** {1 Moving memory between nodes (PVH/HVM guests)} *)
 

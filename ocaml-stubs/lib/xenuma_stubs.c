@@ -48,6 +48,7 @@
 #define MAX_NODES 64u
 #define MAX_CPUS 4096u
 #define DUMP_BYTES (4u << 20)
+#define UDUMP_HEADER "Memory location of each domain:" /* the line before the domains' in debug key 'u''s dump */
 
 /* --- errors ----------------------------------------------------------------------------- */
 
@@ -960,10 +961,18 @@ CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
     call_begin(handle);
     rc = xn_udump_capture(h, buf, &len, t);
     call_end(handle);
+    /* Xen prints the dump within the key's hypercall: one larger than its console
+     * ring has lost its head (the header and first domains) before any read, and
+     * what is left would read as a dump without the domains asked about. */
+    if (rc == 0 && !memmem(buf, len, UDUMP_HEADER, sizeof(UDUMP_HEADER) - 1))
+        rc = -ENODATA;
     if (rc < 0) {
         owned_free(owner);
-        raise_error(rc, rc == -EAGAIN ? "xn_udump_capture: debug key 'u' printed nothing in time"
-                                      : "xn_udump_capture: debug key 'u'");
+        raise_error(rc == -ENODATA ? -EAGAIN : rc,
+                    rc == -EAGAIN    ? "xn_udump_capture: debug key 'u' printed nothing in time"
+                    : rc == -ENODATA ? "xn_udump_capture: debug key 'u''s dump lost its head (larger than "
+                                       "Xen's console ring: conring_size)"
+                                     : "xn_udump_capture: debug key 'u'");
     }
     r = caml_alloc_initialized_string(len, buf);
     owned_free(owner);
