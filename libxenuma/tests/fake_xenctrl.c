@@ -503,6 +503,15 @@ static uint32_t fake_emulation(const char *kind)
     return XEN_X86_EMU_LAPIC;
 }
 
+/* FAKE_XC_CLAIM_HELD=N: domain 1 holds a claim of N pages (getdomaininfo's
+ * outstanding_pages), and Xen keeps one claim per domain: a further one, host-wide
+ * or on a node, answers EINVAL (domain_set_outstanding_pages) until a claim of 0. */
+static unsigned long claim_held(void)
+{
+    const char *held = getenv("FAKE_XC_CLAIM_HELD");
+    return held && *held ? strtoul(held, NULL, 10) : 0;
+}
+
 int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int max_domains,
                           xc_domaininfo_t *info)
 {
@@ -532,6 +541,7 @@ int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, unsigned int
             info[n].nr_online_vcpus = 0;
             info[n].max_vcpu_id = XEN_INVALID_MAX_VCPU_ID;
         }
+        info[n].outstanding_pages = d == 1 ? claim_held() : 0;
         info[n].handle[15] = (uint8_t)d;
     }
     return (int)n;
@@ -701,11 +711,22 @@ static int claim_bad_domain(uint32_t domid)
     return 1;
 }
 
+/* Xen's refusal of a second claim while one is held (see claim_held). */
+static int claim_refused(uint32_t domid, unsigned long nr_pages)
+{
+    if (claim_bad_domain(domid))
+        return 1;
+    if (domid != 1 || nr_pages == 0 || claim_held() == 0)
+        return 0;
+    errno = EINVAL;
+    return 1;
+}
+
 int xc_domain_claim_pages(xc_interface *xch, uint32_t domid, unsigned long nr_pages)
 {
-    (void)xch; (void)nr_pages;
+    (void)xch;
     FAIL_IF_ASKED();
-    return claim_bad_domain(domid) ? -1 : 0;
+    return claim_refused(domid, nr_pages) ? -1 : 0;
 }
 
 /*
@@ -1033,7 +1054,7 @@ int xc_domain_claim_pages_node(xc_interface *xch, uint32_t domid, unsigned int n
     (void)xch;
     fake_xc_patched_calls++;
     FAIL_IF_ASKED();
-    if (claim_bad_domain(domid))
+    if (claim_refused(domid, nr_pages))
         return -1;
     if (node >= NODES) {
         errno = EINVAL;

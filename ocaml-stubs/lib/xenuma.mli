@@ -200,8 +200,10 @@ val claim : handle -> domid:int -> ?node:int -> int64 -> unit outcome
     that node), [Error (ESRCH, _)] for no such domain (Xen's claim answers
     EINVAL there: the stub then asks whether the domain exists),
     [Error (EINVAL, _)] for a node the host lacks, negative [pages], or a
-    claim Xen refuses (not above the domain's current pages, or above its
-    maximum). *)
+    claim Xen refuses: one while the domain holds a claim already (Xen keeps
+    one per domain, host-wide or on a node: claim 0 first to replace it; the
+    context says so), one not above the domain's current pages, or above its
+    maximum. *)
 
 val node_pages : handle -> domid:int -> nr_nodes:int -> int64 array outcome
 (** Pages of the domain on each node, with the patched query;

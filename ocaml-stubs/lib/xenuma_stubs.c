@@ -876,7 +876,7 @@ CAMLprim value stub_xenuma_pause(value handle, value domid, value pause)
 
 /* Outside the runtime lock: the claim, and what its EINVAL meant (*what).  Xen's
  * XENMEM_claim_pages answers EINVAL for a domain that does not exist, as for a claim
- * it refuses (not above the domain's current pages, or above its maximum), and
+ * it refuses (one held already, not above the domain's current pages, or above its maximum), and
  * xn_claim for a node the host lacks: a missing domain is ESRCH here, as every other
  * call (and the Python adapter's claim) says it. */
 static int claim_explained(xn_handle *h, uint32_t domid, uint32_t node, uint64_t pages, const char **what)
@@ -897,7 +897,10 @@ static int claim_explained(xn_handle *h, uint32_t domid, uint32_t node, uint64_t
         *what = "xn_claim: no such domain";
         return -ESRCH;
     }
-    *what = "xn_claim: Xen refused the claim (it must exceed the domain's current pages and not its maximum)";
+    if (n == 1 && found.outstanding_pages > 0) /* Xen takes one claim per domain */
+        *what = "xn_claim: the domain holds a claim already (Xen keeps one per domain: a claim of 0 cancels it)";
+    else
+        *what = "xn_claim: Xen refused the claim (it must exceed the domain's current pages and not its maximum)";
     return rc;
 }
 

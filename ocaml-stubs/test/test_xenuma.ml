@@ -257,6 +257,15 @@ let test_errors h =
     (match raised (fun () -> Xenuma.movable_check h ~domid:0) with
     | Some (Unix.EPROTOTYPE, ctx) -> contains ctx "PV guest"
     | _ -> false) ;
+  (* Xen keeps one claim per domain: a second, while the first is held, is EINVAL;
+     the error must say so (cancel with a claim of 0), not blame the claim's size *)
+  let held = Unix.putenv "FAKE_XC_CLAIM_HELD" "4096" ; raised (fun () -> Xenuma.claim h ~domid:1 8192L) in
+  Unix.putenv "FAKE_XC_CLAIM_HELD" "" ;
+  check "claim: a second claim while one is held says so"
+    (match held with Some (Unix.EINVAL, ctx) -> contains ctx "holds a claim" | _ -> false) ;
+  check "claim: ... cancelling it (a claim of 0) is taken"
+    (Unix.putenv "FAKE_XC_CLAIM_HELD" "4096" ;
+     Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_CLAIM_HELD" "") (fun () -> Xenuma.claim h ~domid:1 0L = Ok ())) ;
   (* Xen's claim answers EINVAL for a domain that does not exist: said as ESRCH, as
      every other call (and the Python adapter's claim) says it, not as a bad node *)
   check "claim: no such domain is ESRCH (host-wide)"
