@@ -79,9 +79,14 @@ type physinfo = {
 val physinfo : handle -> physinfo
 
 type node_memory = {size: int64; free: int64; claimed: int64}
-(** Bytes.  [claimed] is 0 where the hypervisor does not report per-node
-    claims (stock Xen).  A node id Xen reports as offline (XEN_INVALID_MEM_SZ)
-    has [size] and [free] 0, so no placement ever picks it. *)
+(** Bytes.  [claimed] is always 0: this binding reads Xen's numainfo, which
+    has no per-node claims, also on a XenServer hypervisor that takes them
+    ({!features}' [node_claims] [`Native]), where xenopsd's
+    [HostNuma.numa_get_meminfo] reads them through XenServer's own sysctl.
+    There, [free] still counts memory other domains' node claims hold: a
+    placement must subtract those itself, or find out from the claim's
+    [ENOMEM].  A node id Xen reports as offline (XEN_INVALID_MEM_SZ) has
+    [size] and [free] 0, so no placement ever picks it. *)
 
 type topology = {
     distances: int array array  (** SLIT, [distances.(a).(b)], 10 on the diagonal *)
