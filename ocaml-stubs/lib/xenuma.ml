@@ -4,6 +4,18 @@ exception Error of Unix.error * string
 
 let () = Callback.register_exception "Xenuma.Error" (Error (Unix.E2BIG, ""))
 
+(* The errno an Error carries, as a number (Unix.error has no such function) *)
+external errno_of_error : Unix.error -> int = "stub_xenuma_errno_of_error"
+
+(* Printexc's own printer shows a Unix.error by its constructor's index
+   ("Error(12, ...)" for EINVAL, errno 22), and xenopsd logs, and fails a VM
+   start with, Printexc.to_string of what a placement raised. *)
+let () =
+  Printexc.register_printer (function
+    | Error (e, ctx) ->
+        Some (Printf.sprintf "Xenuma.Error(errno %d: %s, %S)" (errno_of_error e) (Unix.error_message e) ctx)
+    | _ -> None)
+
 type error = Unix.error * string
 
 type +'a outcome = ('a, error) result

@@ -79,6 +79,13 @@ value stub_xenuma_unix_error(value code)
     CAMLreturn(unix_error_of_code(Int_val(code)));
 }
 
+/* Unix.error -> its errno (EUNKNOWNERR n: n), for the exception's printer */
+value stub_xenuma_errno_of_error(value error)
+{
+    CAMLparam1(error);
+    CAMLreturn(Val_int(code_of_unix_error(error)));
+}
+
 static void check(int rc, const char *context)
 {
     if (rc < 0)

@@ -272,6 +272,17 @@ let test_errors h =
     (match raised (fun () -> Xenuma.claim h ~domid:7 100L) with
     | Some (Unix.ESRCH, ctx) -> contains ctx "no such domain"
     | _ -> false) ;
+  (* xenopsd logs what a placement raised with Printexc.to_string (log_reraise), and
+     puts that text in the VM start's failure: the errno must read as one, not as
+     Unix.error's constructor index ("Xenuma.Error(12, ...)" for EINVAL, errno 22) *)
+  let shown = match raised (fun () -> Xenuma.claim h ~domid:7 100L) with
+    | Some (e, ctx) -> Printexc.to_string (Xenuma.Error (e, ctx))
+    | None -> ""
+  in
+  check "Printexc.to_string names the errno and says what failed"
+    (contains shown "errno 3" && contains shown (Unix.error_message Unix.ESRCH) && contains shown "no such domain") ;
+  check "Printexc.to_string: an errno Unix has no name for keeps its number"
+    (contains (Printexc.to_string (Xenuma.Error (Unix.EUNKNOWNERR 121, "x"))) "121") ;
   check "closed handle"
     (let h' = Xenuma.open_ () in
      Xenuma.close h' ;
