@@ -70,14 +70,16 @@ def follow_memory(vm: VmLoad, settings: Settings, already_moved: int = 0, chunk_
     """The next page move that brings the VM's memory home, or None once enough is local.
 
     The mover takes movable gfns in order and cannot tell which are on the target
-    already: ``already_moved`` gfns are skipped (moved before), and the count is
-    scaled up by the share of the rest that is elsewhere."""
+    already: ``already_moved`` gfns are skipped (moved before, so on the target), and
+    the count is scaled up by the share of the gfns after them that is elsewhere
+    (not of all of them: that share is smaller, and a last step moved everything)."""
     if vm.home is None or vm.memory_stays or vm.vnode is not None or vm.local_share(vm.home) >= settings.local_enough:
         return None
     total = sum(vm.pages.values())
+    rest = max(total - already_moved, 1)  # the gfns the mover still walks
     deficit = pages_to_move(vm, vm.home, max(settings.local_enough, settings.follow_target))
-    elsewhere = 1.0 - vm.local_share(vm.home)
-    pages = min(total, int(math.ceil(deficit / max(elsewhere, 1e-6))))
+    elsewhere = min(1.0, (total - vm.pages.get(vm.home, 0)) / rest)
+    pages = min(rest, int(math.ceil(deficit / max(elsewhere, 1e-6))))
     if chunk_pages is not None:
         pages = min(pages, chunk_pages)
     if room is not None:  # never into memory others need (claims, reservations for starts)
