@@ -79,6 +79,11 @@ class BackendAlignment:
                             frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
                             enabled, conflict is None, self.dom0.default_irq_cpus(), self._layout_lost(snap, layout))
 
+    @property
+    def refused_writes(self) -> Set[Tuple[str, int]]:
+        """(kind, tid or IRQ) of the writes dom0 refused that wait to be tried again."""
+        return {(kind, ident) for kind, ident, _ in self._refused}
+
     def _layout_lost(self, snap: HostSnapshot, layout: Dom0Layout) -> bool:
         """dom0's vCPUs read and not pinned one node each for LAYOUT_LOST_AFTER seconds (dom0's
         vCPUs not read at all say nothing of its layout, and do not count)."""

@@ -110,6 +110,15 @@ class Executor:
         stop puts temporary pins back once, now, or never (an RPM removal stops for good)."""
         self._backoff.clear()
 
+    def forget_gone(self, domids: Set[int], dom0_refused: Optional[Set[Tuple[str, int]]] = None) -> None:
+        """Forget the refusals of domains no longer there (``domids``: those that are, read or
+        not), and of dom0's threads and IRQs not in ``dom0_refused`` (None: keep them): a
+        daemon sees thousands of domains come and go, and once Xen's domids wrap a new domain
+        must neither wait out a gone one's back-off nor have its own refusals go unlogged."""
+        self._backoff = {d: v for d, v in self._backoff.items() if d in domids}
+        self._reported = {k for k in self._reported if (k[0] in domids if k[0] != "dom0" else
+                                                        dom0_refused is None or k[1:] in dom0_refused)}
+
     def _apply_one(self, action) -> Outcome:
         handler = getattr(self, "_" + type(action).__name__)
         return handler(action)

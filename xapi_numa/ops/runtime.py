@@ -190,6 +190,8 @@ class Runtime:
         self.demand_rose_at = {d: t for d, t in self.demand_rose_at.items() if d in domids.values()}
         self.bounced_vms &= alive
         self.outside = {u: counts for u, counts in self.outside.items() if u in alive}
+        dom0_refused = None if self.backends is None else self.backends.refused_writes
+        self.executor.forget_gone(set(domids.values()), dom0_refused)
 
     # --- one cycle -------------------------------------------------------------------------------------
     def plan(self, snap: HostSnapshot, fresh_pages: bool) -> List[object]:

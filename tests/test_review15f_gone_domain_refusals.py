@@ -1,0 +1,57 @@
+"""xapi-numad's executor remembered, per domid, the back-off after a refused write and that
+the refusal was logged, until a write to that domid succeeded: a domain refused and then
+destroyed stayed remembered for the daemon's life (one entry per such domain, months of
+them), and once Xen's domids wrapped (at 32752) a new domain given that domid had its first
+writes deferred for the old one's back-off and its own refusals never logged."""
+import logging
+
+from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.core.actions import SetAffinity
+from xapi_numa.core.topology import Topology
+from xapi_numa.ops import runtime
+from xapi_numa.ops.executor import DEFERRED, REFUSED
+from xapi_numa.state.db import Database
+
+NO_CPU = frozenset({99})  # a CPU the host does not have: Xen refuses it (EINVAL)
+
+
+def _setup(tmp_path):
+    path = str(tmp_path / "host.json")
+    hv = SimHypervisor.init(path, Topology.uniform(2, 2, 1 << 30), "credit2", 1, dom0_vcpus=1,
+                            dom0_memory=64 << 20)
+    logger = logging.getLogger("test-review15f-refusals")
+    return hv, runtime.Runtime(hv, Database(path + ".ledger.db"), logger=logger)
+
+
+def _refused_write(rt, hv, domid):
+    uuid = hv.domain(domid).uuid
+    return rt.executor.apply([SetAffinity(domid, uuid, 0, hard=NO_CPU, reason="test")])[0]
+
+
+def test_a_domain_given_a_gone_ones_domid_is_not_held_back_or_silenced_by_its_refusals(tmp_path, caplog):
+    hv, rt = _setup(tmp_path)
+    old = hv.create("old", 1, 32 << 20, load="idle")
+    assert _refused_write(rt, hv, old).status == REFUSED
+    hv.destroy(old)
+    rt.cycle()  # the daemon sees it gone
+    with hv.store.transaction() as host:
+        host.next_domid = old  # Xen's domids wrapped: the next domain gets the old one's domid
+    new = hv.create("new", 1, 32 << 20, load="idle")
+    assert new == old
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="test-review15f-refusals"):
+        outcome = _refused_write(rt, hv, new)
+    assert outcome.status != DEFERRED, "a new domain's write waited out a gone domain's back-off"
+    assert outcome.status == REFUSED
+    assert any("hypervisor refused" in r.getMessage() for r in caplog.records), \
+        "the new domain's refusal was not logged: the gone domain's was"
+
+
+def test_refusals_of_domains_gone_are_not_kept_for_the_daemons_life(tmp_path):
+    hv, rt = _setup(tmp_path)
+    for i in range(20):
+        domid = hv.create("vm{}".format(i), 1, 32 << 20, load="idle")
+        _refused_write(rt, hv, domid)
+        hv.destroy(domid)
+        rt.cycle()
+    assert not rt.executor._backoff and not rt.executor._reported
