@@ -55,3 +55,36 @@ def test_refusals_of_domains_gone_are_not_kept_for_the_daemons_life(tmp_path):
         hv.destroy(domid)
         rt.cycle()
     assert not rt.executor._backoff and not rt.executor._reported
+
+
+def test_a_refused_irq_number_reused_by_another_guest_is_logged_again(tmp_path, caplog):
+    """dom0's kernel reuses IRQ numbers: a refusal of the gone guest's IRQ silenced the new one's."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_backend_affinity import N1, dom0_tree, host_with_guest_3
+    from test_review_irq_refused import RefusingDom0
+    from xapi_numa.ops.backend_alignment import LOOK_EVERY
+
+    hv = host_with_guest_3(tmp_path)
+    fake = dom0_tree(tmp_path)
+    fake.irq(80, "vif3.0-q0-tx", allowed="0-1")
+    dom0 = RefusingDom0(fake.root, set_affinity=lambda tid, cpus: None, run_dir=str(tmp_path / "run"),
+                        clock_ticks=100, signaller=lambda pid, sig: None)
+    rt = runtime.Runtime(hv, Database(str(tmp_path / "l.db")), runtime.Settings(rebalancing=False), dom0=dom0)
+    with caplog.at_level(logging.WARNING, logger="xapi-numad"):
+        rt.cycle()
+    assert any("dom0 refused" in r.getMessage() for r in caplog.records)
+    hv.destroy(3)
+    fake.irqs = []
+    fake.irq(81, "unrelated")  # (rewrites /proc/interrupts without IRQ 80)
+    hv.run(LOOK_EVERY + 0.5)
+    rt.cycle()
+    assert hv.create("h", 1, 256 << 20, soft=N1, dtype="pvh") == 4
+    fake.irq(80, "vif4.0-q0-tx", allowed="0-1")  # the kernel gives the new guest's queue the same IRQ
+    caplog.clear()
+    hv.run(LOOK_EVERY + 0.5)
+    with caplog.at_level(logging.WARNING, logger="xapi-numad"):
+        rt.cycle()
+    assert any("dom0 refused" in r.getMessage() and "vif4" in str(getattr(r, "fields", "")) for r in caplog.records), \
+        "the new guest's refused IRQ was not logged: the gone guest's refusal of the same number was"
