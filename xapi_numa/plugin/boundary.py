@@ -10,6 +10,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import traceback
 from typing import Dict, List
@@ -22,6 +23,8 @@ from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS, Context
 
 LOG = logging.getLogger("xapi-numa.plugin")
+# what XML 1.0's Char production leaves out (tab, newline and carriage return are in it)
+NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def failure_details(err: NumaError, session_id: str = "") -> List[str]:
@@ -87,8 +90,10 @@ def call_text(arg) -> str:
 def write_response(document: str) -> None:
     """The one methodResponse, as ASCII bytes: characters beyond ASCII (a VM's name in
     an error) as XML character references, which any XML parser reads back; stdout's
-    own encoding is ASCII under the locale xapi gives a plugin."""
-    sys.stdout.buffer.write(document.encode("ascii", "xmlcharrefreplace"))
+    own encoding is ASCII under the locale xapi gives a plugin.  Characters XML 1.0
+    forbids even as references (control characters, lone surrogates from an argv
+    that was not UTF-8) become U+FFFD: xapi's parser refuses the whole reply over one."""
+    sys.stdout.buffer.write(NOT_XML_CHARS.sub("\ufffd", document).encode("ascii", "xmlcharrefreplace"))
     sys.stdout.buffer.flush()
 
 
