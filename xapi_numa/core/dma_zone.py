@@ -47,11 +47,12 @@ def commandline_dma_bits(commandline: str) -> int:
     """The last ``dma_bits=`` of Xen's own command line, parsed as Xen's
     ``parse_params`` does (options split at spaces only, the name compared
     exactly, a ``no-`` prefix dropped, the number's leading digits taken even
-    where text follows); 0, which means the default, where there is none."""
+    where text follows, a bare ``dma_bits`` read as the empty value: 0); 0, which
+    means the default, where there is none."""
     value = 0
     for word in commandline.split(" -- ")[0].split(" "):
-        name, equals, text = word.partition("=")
-        if equals and (name[3:] if name.startswith("no-") else name) == "dma_bits":
+        name, _, text = word.partition("=")
+        if (name[3:] if name.startswith("no-") else name) == "dma_bits":
             value = _strtoull_prefix(text)
     return value
 
