@@ -60,10 +60,11 @@ def test_the_width_is_a_bit_count_xen_could_have(sizes, line):
     assert width is None or 1 <= width < dma_zone.NO_ZONE_ABOVE
 
 
-def test_claimable_leaves_out_the_dma_zone():
+def test_a_nodes_room_leaves_out_the_dma_zone_its_claimable_memory_does_not():
     node = NodeMemory(0, 8 * GiB, 3 * GiB, claimed=1 * GiB, dma_free=512 * MiB)
-    assert node.claimable == 3 * GiB - 1 * GiB - 512 * MiB
-    assert NodeMemory(0, 8 * GiB, 256 * MiB, dma_free=512 * MiB).claimable == 0
+    assert node.claimable == 3 * GiB - 1 * GiB  # Xen gives it, last
+    assert node.room == 3 * GiB - 1 * GiB - 512 * MiB  # a node-affine build gets it from this node
+    assert NodeMemory(0, 8 * GiB, 256 * MiB, dma_free=512 * MiB).room == 0
 
 
 xen = pytest.importorskip("xapi_numa.backends.xen")
@@ -124,7 +125,8 @@ def test_the_xen_adapter_reports_the_dma_zone_and_leaves_it_out_of_the_room(dma_
     memory = hv.node_memory()
     assert [m.free for m in memory] == [1 * GiB, 1 * GiB]
     assert [m.dma_free for m in memory] == [300 * MiB, 0]
-    assert [m.claimable for m in memory] == [1 * GiB - 300 * MiB, 1 * GiB]
+    assert [m.room for m in memory] == [1 * GiB - 300 * MiB, 1 * GiB]
+    assert [m.claimable for m in memory] == [1 * GiB, 1 * GiB]
     assert set(dma_host.widths) == {29}  # 2 GiB nodes: a quarter is 512 MiB
     hv.node_memory()
     assert dma_host.lines_read == 1  # the width is set at boot: read once
@@ -151,7 +153,7 @@ def test_a_refused_command_line_read_falls_back_to_xens_default(monkeypatch):
     assert set(stand_in.widths) == {29}
 
 
-def test_what_a_start_may_reserve_leaves_out_node_0s_dma_zone(dma_host, monkeypatch):
+def test_the_room_a_start_is_placed_by_leaves_out_node_0s_dma_zone(dma_host, monkeypatch):
     from xapi_numa.ops import observe
 
     def physinfo(h, info):
@@ -159,7 +161,9 @@ def test_what_a_start_may_reserve_leaves_out_node_0s_dma_zone(dma_host, monkeypa
         return 0
 
     monkeypatch.setattr(dma_host, "xn_physinfo", physinfo, raising=False)
-    assert observe.claimable(xen.XenHypervisor()) == {0: 1 * GiB - 300 * MiB, 1: 1 * GiB}
+    hv = xen.XenHypervisor()
+    assert observe.claimable(hv, dma=False) == {0: 1 * GiB - 300 * MiB, 1: 1 * GiB}
+    assert observe.claimable(hv) == {0: 1 * GiB, 1: 1 * GiB}  # what the ledger may promise
 
 
 def test_the_topology_table_says_where_free_memory_is_dma():
@@ -172,3 +176,50 @@ def test_the_topology_table_says_where_free_memory_is_dma():
               "distances": [[10, 20], [20, 10]], "scheduler": "credit2", "features": {}}
     text = render_topology(report)
     assert "DMA zone" in text and "node 0 300" in text and "node 1" not in text.split("DMA zone")[1]
+
+
+# --- placement: the room first, the DMA zones only where nothing else fits ---------------------
+from xapi_numa.core.placement import NodeLoads, Planner, Request  # noqa: E402
+from xapi_numa.core.policy import Policy  # noqa: E402
+from xapi_numa.core.topology import Topology  # noqa: E402
+from xapi_numa.errors import NoCapacity  # noqa: E402
+from xapi_numa.ops import reserve  # noqa: E402
+
+PLANNER = Planner(Topology.uniform(2, 8, 16 * GiB))
+
+
+def test_a_vm_that_fits_node_0_only_with_its_dma_zone_goes_to_node_1():
+    """Node 0: 1 GiB of room and 3 GiB of DMA zone, few vCPUs; node 1: 3 GiB, busy.  Counted
+    as room, the DMA zone made node 0 the choice, and Xen put the VM's memory on node 1."""
+    loads = NodeLoads([1 * GiB, 3 * GiB], [0, 0], [0, 14], dma=[3 * GiB, 0])
+    request = Request(2, 2 * GiB)
+    assert PLANNER.place(loads.with_dma(), request).nodes == (0,)  # what counting it as room chose
+    assert reserve.place(PLANNER, loads, request).nodes == (1,)
+
+
+def test_a_vm_the_host_holds_only_with_the_dma_zone_is_still_placed():
+    """Xen builds it (the zone once every node is out of the rest), so it is not refused
+    (review 15m: NUMA_NO_CAPACITY for a start Xen would build)."""
+    loads = NodeLoads([1 * GiB, 1 * GiB], [0, 0], [0, 0], dma=[3 * GiB, 0])
+    placed = reserve.place(PLANNER, loads, Request(2, 3 * GiB))
+    assert sum(placed.bytes_per_node.values()) > 3 * GiB
+    with pytest.raises(NoCapacity):
+        PLANNER.place(loads, Request(2, 3 * GiB))
+
+
+@pytest.mark.parametrize("policy, free", [(Policy("strict", (0,)), 1 * GiB),
+                                          (Policy("preferred", (0,), on_exhaust="fail"), 8 * GiB)])
+def test_but_not_for_a_vm_whose_memory_must_stay_on_its_nodes(policy, free):
+    """Xen spills a build off its nodes before it gives it their DMA zone: a strict VM
+    the host holds only so, or one that must not leave node 0, is refused."""
+    loads = NodeLoads([1 * GiB, free], [0, 0], [0, 0], dma=[3 * GiB, 0])
+    with pytest.raises(NoCapacity):
+        reserve.place(PLANNER, loads, Request(2, 3 * GiB, policy))
+    assert PLANNER.place(loads.with_dma(), Request(2, 3 * GiB, policy)).nodes == (0,)
+
+
+def test_loads_without_dma_zones_place_as_before():
+    loads = NodeLoads([1 * GiB, 1 * GiB], [0, 0], [0, 0])
+    assert loads.with_dma() == loads
+    with pytest.raises(NoCapacity):
+        reserve.place(PLANNER, loads, Request(2, 3 * GiB))

@@ -50,8 +50,8 @@ def render_topology(report: dict) -> str:
         offers += "\nclaimed host-wide: {} (on no node; it bounds every node's claimable)".format(
             format_size(host_wide))
     dma = [(n["id"], n.get("memory_dma_free", 0)) for n in report["nodes"] if n.get("memory_dma_free")]
-    if dma:  # free, but not room: Xen gives a build that memory once every node is out of the rest
-        offers += "\nDMA zone (free, left out of claimable: Xen gives it to a VM last): {}".format(
+    if dma:  # claimable, but Xen gives a build that memory once every node is out of the rest
+        offers += "\nin Xen's DMA zone (claimable, but given to a VM only once every node is out of the rest): {}".format(
             ", ".join("node {} {}".format(node, format_size(size)) for node, size in dma))
     return nodes + "\n\n" + dist + "\n\n" + offers
 

@@ -30,10 +30,16 @@ class NodeMemory:
 
     @property
     def claimable(self) -> int:
-        """Free memory a VM placed here can have: not promised to anyone by an
-        outstanding claim, and not in the DMA zone (Xen gives a build that memory
-        only once every node is out of the rest: it spills to other nodes first)."""
-        return max(0, self.free - self.dma_free - self.claimed)
+        """Free memory not promised to anyone by an outstanding claim: what Xen can
+        give, the DMA zone included (last, see :attr:`room`)."""
+        return max(0, self.free - self.claimed)
+
+    @property
+    def room(self) -> int:
+        """What a build with node affinity here gets from this node: claimable memory
+        less the DMA zone, which Xen gives it only once every node is out of the rest
+        (it spills to the other nodes first)."""
+        return max(0, self.claimable - self.dma_free)
 
 
 @attrs.frozen

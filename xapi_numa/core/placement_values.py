@@ -24,16 +24,23 @@ class NodeLoads:
 
     ``free``: bytes free (less the hypervisor's outstanding claims);
     ``reserved``: bytes other starts have reserved in the ledger;
-    ``vcpus``: vCPUs already homed on the node (soft/hard affinity).
+    ``vcpus``: vCPUs already homed on the node (soft/hard affinity);
+    ``dma``: bytes free in Xen's DMA zone beyond ``free`` (none, or one entry per
+    node): Xen gives them to a build only once every node is out of the rest.
     """
 
     free: Tuple[int, ...] = attrs.field(converter=_int_tuple)
     reserved: Tuple[int, ...] = attrs.field(converter=_int_tuple)
     vcpus: Tuple[int, ...] = attrs.field(converter=_int_tuple)
+    dma: Tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
 
     def __attrs_post_init__(self) -> None:
-        if not len(self.free) == len(self.reserved) == len(self.vcpus):
-            raise InvalidArgument("loads", "free, reserved and vcpus need one entry per node each")
+        if not len(self.free) == len(self.reserved) == len(self.vcpus) or len(self.dma) not in (0, len(self.free)):
+            raise InvalidArgument("loads", "free, reserved, vcpus (and dma, if any) need one entry per node each")
+
+    def with_dma(self) -> "NodeLoads":
+        """The same loads with the DMA zone counted as free (Xen's last resort)."""
+        return attrs.evolve(self, free=map(int.__add__, self.free, self.dma or [0] * len(self.free)), dma=())
 
     @classmethod
     def of(cls, free: Sequence[int], reserved: Optional[Sequence[int]] = None,

@@ -155,7 +155,7 @@ def _require_room(d: DomainInfo, to: int, pages: int, need: int, free_pages: int
 
 def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
     """Pages node ``to`` can take: ``room`` as the caller counted it, else its claimable memory."""
-    return hv.node_memory()[to].claimable // pagemove.PAGE if room is None else room
+    return hv.node_memory()[to].room // pagemove.PAGE if room is None else room
 
 
 def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,

@@ -62,14 +62,23 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
     return max(0, hv.claims_outstanding() - sum(m.claimed for m in memory))
 
 
-def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
+def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma: bool = True) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it and less
     what ``reserved`` (bytes per node) holds there, and never more than the whole host
-    has left after all of them (:func:`claimable_total`, which bounds their sum too)."""
+    has left after all of them (:func:`claimable_total`, which bounds their sum too).
+    Without ``dma``, a node's DMA zone is left out (:attr:`NodeMemory.room`: what a
+    build with node affinity there gets from it before Xen spills it elsewhere)."""
+    return claimable_split(hv, reserved)[0 if dma else 1]
+
+
+def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None
+                    ) -> Tuple[Dict[int, int], Dict[int, int]]:
+    """:func:`claimable` with and without the DMA zones, from one read of node memory."""
     reserved = reserved or {}
     memory = hv.node_memory()
     overall = claimable_total(hv, memory) - sum(reserved.values())
-    return {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
+    with_dma = {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
+    return with_dma, {m.node: max(0, min(m.room - reserved.get(m.node, 0), overall)) for m in memory}
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:

@@ -53,11 +53,29 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
         for node, count in homes.items():
             if 0 <= node < len(vcpus):
                 vcpus[node] += count
-    free = observe.claimable(hv)  # a host-wide claim bounds every node
+    # a host-wide claim bounds every node; a node's DMA zone is apart (Xen's last resort)
+    with_dma, free = observe.claimable_split(hv)
     for node, pages in (moving or {}).items():
-        if node in free:
+        if node in free:  # (into the room first: a mover asks for its node's memory above the zone first)
+            with_dma[node] = max(0, with_dma[node] - (pages << PAGE_SHIFT))
             free[node] = max(0, free[node] - (pages << PAGE_SHIFT))
-    return NodeLoads([free[n] for n in sorted(free)], [reserved.get(n, 0) for n in sorted(free)], vcpus)
+    nodes = sorted(free)
+    return NodeLoads([free[n] for n in nodes], [reserved.get(n, 0) for n in nodes], vcpus,
+                     [with_dma[n] - free[n] for n in nodes])
+
+
+def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
+    """The planner's choice on the nodes' room; where none has room enough, on their
+    room and DMA zones, which Xen gives a build once every node is out of the rest --
+    but not for a ``strict`` VM or one whose policy says ``on_exhaust=fail``: Xen
+    would spill its memory off its nodes before it touched theirs."""
+    try:
+        return planner.place(loads, request)
+    except NoCapacity:
+        policy = request.policy
+        if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
+            raise
+        return planner.place(loads.with_dma(), request)
 
 
 def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = None) -> Dict[int, int]:
@@ -72,7 +90,9 @@ def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = Non
     is on no node, but Xen keeps it from every allocation, so no node has more room than
     the whole host has left after it."""
     # reservations as a reconcile would leave them: memory a started VM's build took counts once
-    free = observe.claimable(hv, upkeep.outstanding_after_reconcile(hv, ledger))
+    # not into a DMA zone: Xen would give a mover's exact-node request that memory only once
+    # its node is out of the rest, and leaves it for what needs low addresses
+    free = observe.claimable(hv, upkeep.outstanding_after_reconcile(hv, ledger), dma=False)
     room = {n: b >> PAGE_SHIFT for n, b in free.items()}
     # a mover still running brings the rest of its pages yet (the host as a whole: each page moved frees one)
     for node, left in MoveJournal(ledger.db).pending(exclude_move).items():
@@ -96,7 +116,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
                 reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids)
                 loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids)
-        return planner.place(loads, request), None, loads
+        return place(planner, loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
@@ -104,7 +124,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     for _ in range(ATTEMPTS):
         loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
                            tally=tally)
-        placement = planner.place(loads, request)
+        placement = place(planner, loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])
         except NoCapacity as err:
@@ -126,7 +146,7 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger))
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
-    return planner.place(attrs.evolve(loads, free=free), request)
+    return place(planner, attrs.evolve(loads, free=free), request)
 
 
 def _moving(ledger: Optional[Ledger]) -> Dict[int, int]:

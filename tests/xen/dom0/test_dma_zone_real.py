@@ -26,20 +26,20 @@ def test_node_memory_reports_the_dma_zone_only_on_node_0(hv):
     memory = hv.node_memory()
     assert 0 < memory[0].dma_free <= min(memory[0].free, 512 * MiB)
     assert memory[1].dma_free == 0  # node 1 starts at 2 GiB, above the width
-    assert memory[0].claimable == memory[0].free - memory[0].dma_free - memory[0].claimed
+    assert memory[0].room == memory[0].free - memory[0].dma_free - memory[0].claimed
 
 
 def test_a_build_on_node_0_spills_to_node_1_before_it_takes_the_dma_zone(hv, guests):
-    """A guest of node 0's claimable memory plus 64 MiB, hard-pinned to node 0 (libxl gives
-    it node affinity {0}): the 64 MiB goes to node 1 although node 0 has it free, below
-    512 MiB.  Counted as room, as placement did, that memory said the guest fits node 0."""
+    """A guest of node 0's room plus 64 MiB, hard-pinned to node 0 (libxl gives it node
+    affinity {0}): the 64 MiB goes to node 1 although node 0 has it free, below 512 MiB.
+    Counted as room, as placement did, that memory said the guest fits node 0."""
     before = hv.node_memory()
     if before[0].dma_free < 96 * MiB:
         pytest.fail(f"node 0 has only {before[0].dma_free >> 20} MiB free in its DMA zone: "
                     "the test host is not the one this test was written for")
     extra = 64
-    size = (before[0].claimable >> 20) + extra
-    assert before[1].claimable >= (extra + 64) * MiB, "node 1 has no room for the spill"
+    size = (before[0].room >> 20) + extra
+    assert before[1].room >= (extra + 64) * MiB, "node 1 has no room for the spill"
     domid = guests("dma-spill", memory=size, vcpus=1, cpus="node:0")
     pages = hv.node_pages(domid)
     on_node_1 = pages.get(1, 0) << 12
