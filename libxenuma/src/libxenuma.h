@@ -182,7 +182,7 @@ struct xn_mig_result {
     uint64_t not_freed;    /* frames a release did not free: something still references them */
     uint64_t stuck_first;  /* index in the batch of the chunk holding them ... */
     uint64_t stuck_count;  /* ... and its length */
-    uint64_t raised_max;   /* pages added to max_pages to back every gfn again */
+    uint64_t raised_max;   /* pages max_pages was raised by to back every gfn again (then set back) */
     uint64_t pause_ns;     /* how long the domain was paused */
     int32_t stage;         /* XN_MIG_STAGE_* reached (DONE on success) */
     int32_t error;         /* -errno of the failure, 0 */

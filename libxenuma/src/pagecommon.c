@@ -71,7 +71,7 @@ int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32
     return 0;
 }
 
-int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages)
+int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_max *max)
 {
     xc_domaininfo_t info;
     uint64_t short_by;
@@ -84,7 +84,26 @@ int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages)
     short_by = info.tot_pages + pages - info.max_pages;
     if (xc_domain_setmaxmem(xch, domid, ((info.max_pages + short_by) * XN_PAGE_SIZE) >> 10))
         return xn_errno_rc();
+    if (!max->raised)
+        max->was = info.max_pages;
+    max->raised = info.max_pages + short_by;
     return short_by > INT32_MAX ? INT32_MAX : (int)short_by;
+}
+
+int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max)
+{
+    xc_domaininfo_t info;
+    int rc;
+
+    if (!max->raised)
+        return 0;
+    rc = xn_domain_info(xch, domid, &info);
+    /* the toolstack set another meanwhile (squeezed rebalancing): that one stands */
+    if (rc == 0 && info.max_pages == max->raised &&
+        xc_domain_setmaxmem(xch, domid, (max->was * XN_PAGE_SIZE) >> 10))
+        rc = xn_errno_rc();
+    max->raised = 0;
+    return rc;
 }
 
 int xn_give_back_pause(xc_interface *xch, uint32_t domid, struct xn_rec *rec, uint32_t held)

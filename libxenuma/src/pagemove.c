@@ -154,6 +154,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
     uint32_t nsp = 0, nsmall = 0, i, got, at, lost = 0;
     xen_pfn_t *small = b->scratch;
     xen_pfn_t *sp = b->runs;
+    struct xn_max max = { 0, 0 };
     int raised = 0, rc;
 
     xn_superpage_runs(b->gfns, released, b->is_super);
@@ -175,7 +176,8 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
     got = on_target ? populate(b, small, nsmall, 0, exact) : 0;
     b->res->moved += got;
     /* Anywhere will do.  If the domain is at its maximum (frames that were not
-     * freed still count against it), raise it once by what is missing, and try
+     * freed still count against it), raise it once by what is missing (for this
+     * batch only: given back below), and try
      * the target again first: it may have had room all along; past a gfn Xen
      * will not back even so, go on with the next (the one stays lost). */
     at = got;
@@ -187,7 +189,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
             break;
         if (!raised) {
             raised = 1;
-            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at)) > 0) {
+            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at, &max)) > 0) {
                 b->res->raised_max += (uint64_t)rc;
                 got = on_target ? populate(b, small + at, nsmall - at, 0, exact) : 0;
                 b->res->moved += got;
@@ -198,6 +200,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
         lost++;
         at++;
     }
+    xn_give_back_max(b->xch, b->domid, &max); /* the toolstack's, not ours to keep raised */
     return lost;
 }
 

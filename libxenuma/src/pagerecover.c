@@ -94,22 +94,24 @@ static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, ui
 /* Back count gfns again, on any node.  Frames a release did not free (something
  * still referenced them) still count against the domain's maximum, so when it is
  * reached it is raised by what is missing and the rest tried again, as the mover
- * itself does: otherwise the guest would stay paused, short of those gfns, for
+ * itself does (and given back once they are backed): otherwise the guest would stay paused, short of those gfns, for
  * every recovery to come. */
 static void back_again(xc_interface *xch, uint32_t domid, xen_pfn_t *missing, uint32_t count,
                        struct xn_mig_result *res)
 {
+    struct xn_max max = { 0, 0 };
     uint32_t done = 0;
     int attempt;
 
     for (attempt = 0; done < count && attempt < 2; attempt++) {
         int got, raised;
-        if (attempt && (raised = xn_raise_max(xch, domid, count - done)) > 0)
+        if (attempt && (raised = xn_raise_max(xch, domid, count - done, &max)) > 0)
             res->raised_max += (uint64_t)raised;
         got = xc_domain_populate_physmap(xch, domid, (unsigned long)(count - done), 0, 0, missing + done);
         if (got > 0)
             done += (uint32_t)got;
     }
+    xn_give_back_max(xch, domid, &max); /* the toolstack's value again, as the mover leaves it */
     res->fallback = done;
     res->lost = count - done;
 }

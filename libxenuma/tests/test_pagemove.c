@@ -785,6 +785,61 @@ static void test_a_gfn_xen_will_not_back_loses_only_itself(xn_handle *h)
     settled(h);
 }
 
+static uint64_t max_pages(xn_handle *h)
+{
+    xc_domaininfo_t info;
+    memset(&info, 0, sizeof(info));
+    return xn_domain_info(xn_xch(h), 1, &info) == 0 ? info.max_pages : 0;
+}
+
+/* max_pages is the toolstack's: squeezed caps a guest whose balloon driver is
+ * still on its way down at its target, below its page count (Xen allows that:
+ * no allocation until the count is under it), and caches what it set.  A batch
+ * must raise it to back every released gfn again (and a frame the release could
+ * not free still counts), but gives it back afterwards: a mover left the cap
+ * raised to the guest's count for good, so its balloon could take back memory
+ * squeezed had given to others. */
+static void test_a_raised_maximum_is_given_back(xn_handle *h)
+{
+    static uint64_t gfns[512];
+    struct xn_mig_result res;
+    uint64_t before, cap;
+    long held;
+
+    guest_reset();
+    fill_range(gfns, 512, 512);
+    before = tot_pages(h);
+    cap = before - 100;
+    CHECK(xc_domain_setmaxmem(xn_xch(h), 1, cap * 4) == 0 && max_pages(h) == cap);
+    CHECK(xn_mig_move(h, 1, gfns, 512, 1, 16, 0, record, &res) == 0 && res.stage == XN_MIG_STAGE_DONE);
+    CHECK(res.raised_max == 100 && res.moved == 512 && on_node(gfns, 512, 1) == 512 && contents_intact(gfns, 512));
+    CHECK(tot_pages(h) == before && max_pages(h) == cap);
+    settled(h);
+
+    /* a frame the release could not free: the maximum raised for it goes back too */
+    guest_reset();
+    fill_range(gfns, 100, 64);
+    cap = max_pages(h);
+    held = gfn_frame(1, 130);
+    frame_get(held);
+    CHECK(xn_mig_move(h, 1, gfns, 64, 1, 16, 0, record, &res) == -EBUSY && res.raised_max == 1);
+    CHECK(contents_intact(gfns, 64) && max_pages(h) == cap);
+    frame_put(held);
+    CHECK(tot_pages(h) == cap && frames_in_use() == (long)tot_pages(h));
+
+    /* recovery raises it to back a dead mover's gfns, and gives back what it raised */
+    guest_reset();
+    fill_range(gfns, 700, 40);
+    held = gfn_frame(1, 710);
+    frame_get(held);
+    mover_dies_after_release(h, gfns, 40);
+    cap = max_pages(h);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0 && res.raised_max >= 1);
+    CHECK(contents_intact(gfns, 40) && max_pages(h) == cap);
+    frame_put(held);
+    settled(h);
+}
+
 /* Arguments that would pause the guest with nothing able to give the pause
  * back, pause it for weeks, or name another node than meant are refused
  * before anything happens.  Xen's memory flags hold a node in 8 bits: node
@@ -897,6 +952,7 @@ int main(void)
         test_move_gfn_given_back_and_taken_again_before_the_pause(h);
         test_a_failed_unpause_is_left_to_recovery(h);
         test_a_gfn_xen_will_not_back_loses_only_itself(h);
+        test_a_raised_maximum_is_given_back(h);
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);

@@ -96,7 +96,7 @@ class BatchResult:
     superpages: int     # 2 MiB extents populated on the target
     not_freed: int      # old frames something still references
     stuck_gfns: Tuple[int, ...]  # the chunk that held them
-    raised_max: int     # pages added to max_pages so every gfn got a frame back
+    raised_max: int     # pages max_pages was raised by so every gfn got a frame back (then set back)
     pause: float        # seconds the domain was paused
     stage: str          # how far it got: "done" on success
     error: int = 0      # errno of the failure
