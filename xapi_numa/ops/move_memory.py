@@ -34,9 +34,10 @@ from xapi_numa.ops import reserve
 from xapi_numa.ops.affinity_follow import follow_memory
 from xapi_numa.ops.background_mover import start_background
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
+from xapi_numa.ops.move_refusals import refuse_unmovable
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
-from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
+from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import DONE, FAILED, RUNNING, STOPPED, MoveJournal, MoverLock
@@ -72,26 +73,6 @@ class Plan:
                 "vnode": self.vnode, "already_there": self.already_there}
 
 
-def _check_domain(hv: Hypervisor, d: DomainInfo) -> None:
-    if d.domid == 0:
-        raise NotMovable(d.uuid, "dom0's memory is not moved by this tool", d.name)
-    if d.type == "pv":
-        raise NotMovable(d.uuid, "it is a PV guest (its page tables hold machine frame numbers); "
-                                 "only PVH guests can have their memory moved (HVM guests with a device "
-                                 "model are refused too, see the README's \"HVM guests\")", d.name)
-    blockers = hv.move_blockers(d.domid)
-    if DEVICE_MODEL_BLOCKER in blockers:
-        # Xen 4.17 flags the map cache for invalidation only when a vCPU next runs, and
-        # QEMU 7.2 keeps its locked (DMA, virtio ring) mappings through an invalidate:
-        # device writes to released frames would be lost, and dom0 cannot prevent it.
-        raise NotMovable(d.uuid, "it is an HVM guest with a device model (QEMU) whose map cache keeps "
-                                 "guest frames mapped; Xen invalidates that cache only after the guest "
-                                 "resumes and QEMU keeps in-flight DMA mappings through it, so device "
-                                 "writes to released frames could be lost (PVH guests can be moved)", d.name)
-    if blockers:
-        raise NotMovable(d.uuid, f"it has {', '.join(blockers)}: device DMA mappings would go stale", d.name)
-
-
 def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
           batch: int = pagemove.DEFAULT_BATCH, probe_ms: int = 0, allow_fallback: bool = False,
           vnode: Optional[int] = None, skip: int = 0, room: Optional[int] = None,
@@ -124,7 +105,7 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         raise InvalidArgument("allow_fallback", "a vnode lands whole on one pnode, never partly elsewhere",
                               "no fallback with a vnode")
     d = domain_by_name_or_id(hv, vm)
-    _check_domain(hv, d)
+    refuse_unmovable(hv, d)
     layout = hv.vnuma(d.domid)
     check_vnodes(layout, d.name, to, vnode)  # NUMA_VNODE_SPLIT before anything moves
     check_target(topo, to, guest_cpus)  # a vnode's or the whole VM's: only where its vCPUs may follow

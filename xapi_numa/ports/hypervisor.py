@@ -23,7 +23,7 @@ from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan
 FEATURE_LEVELS = ("native", "fallback", "unavailable")
 
 # A move blocker both backends report for a guest with an emulating device model
-# (QEMU's map cache keeps guest frames mapped; see ops.move_memory._check_domain).
+# (QEMU's map cache keeps guest frames mapped; see ops.move_refusals.refuse_unmovable).
 DEVICE_MODEL_BLOCKER = "an emulating device model"
 
 
