@@ -4,6 +4,8 @@ Without it a VM planned to fill a node spills its last pages to another node,
 and a reservation under-counts what the build takes.
 """
 
+from typing import Optional
+
 import attrs
 
 from xapi_numa.core.units import PAGE_SHIFT
@@ -41,18 +43,36 @@ class BuildOverhead:
             if not isinstance(value, int) or not 0 <= value <= 1 << 20:
                 raise InvalidArgument(field, f"{value!r}", "0..1048576 pages")
 
-    def bytes_for(self, vcpus: int, memory: int) -> int:
+    def bytes_for(self, vcpus: int, memory: int, given: Optional[int] = None) -> int:
+        """``given``: the VM's own figure (:func:`xapi_model`), which this model then stands aside for."""
+        if given is not None:
+            return given
         pages = self.fixed_pages + self.pages_per_vcpu * vcpus + self.pages_per_mib * (memory // MIB)
         return pages << PAGE_SHIFT
 
-    def on_nodes(self, vcpus: int, memory: int, chosen: int, nodes: int) -> int:
+    def on_nodes(self, vcpus: int, memory: int, chosen: int, nodes: int, given: Optional[int] = None) -> int:
         """Bytes of the overhead that land on ``chosen`` of the host's ``nodes`` nodes
         (with CPUs) that a placement chose: their share of the round, or all of it."""
-        total = self.bytes_for(vcpus, memory)
+        total = self.bytes_for(vcpus, memory, given)
         if not self.before_affinity or nodes <= 1:
             return total
         pages = total >> PAGE_SHIFT
         return -(-pages * min(chosen, nodes) // nodes) << PAGE_SHIFT  # rounded up: never short
+
+
+def xapi_model(static_max: int, vcpus: int, shadow_multiplier: float = 1.0, domain_type: str = "hvm") -> int:
+    """Bytes of a VM's build overhead as xenopsd sizes it (xapi's memory model,
+    ``overhead_mib``): on the static maximum, whatever the VM balloons to; the shadow/HAP
+    pool (per vCPU 256 pages, per MiB one p2m and one shadow page, in whole MiB) times
+    the VM's ``HVM_shadow_multiplier`` (1 for a PV guest, as xenopsd builds one), Xen's
+    38 pages per vCPU, 1 MiB internal (not for PV) and 1 MiB external extra, and for
+    PV-in-PVH the shim's memory."""
+    static_mib = -(-static_max // MIB)
+    multiplier = 1.0 if domain_type == "pv" else shadow_multiplier
+    shadow = max(1, int(-(-(256 * vcpus + 2 * static_mib) // 256) * multiplier))  # xapi truncates the product
+    internal = 0 if domain_type == "pv" else 1
+    shim = 23 + static_mib // 90 if domain_type == "pv_in_pvh" else 0
+    return (internal + 1 + shadow + -(-38 * vcpus // 256) + shim) * MIB
 
 
 NO_OVERHEAD = BuildOverhead(0, 0, 0)

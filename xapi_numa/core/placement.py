@@ -124,7 +124,7 @@ class Planner:
         """Bytes the build puts on ``nodes`` chosen nodes: the guest's memory plus their
         part of the build overhead (all of it, or their share of a round of every node
         with CPUs: :class:`BuildOverhead`)."""
-        return request.memory + self.overhead.on_nodes(request.vcpus, request.memory, nodes, self.cpu_nodes)
+        return request.memory + self.overhead.on_nodes(request.vcpus, request.memory, nodes, self.cpu_nodes, request.overhead)
 
     def _cpus_for(self, request: Request) -> List[int]:
         """What counts against vCPUs: physical cores for best_effort, threads otherwise."""
@@ -357,7 +357,7 @@ class Planner:
         every node with CPUs before the VM's affinity is set (``BuildOverhead``): each
         other node that has room for its share is reserved that share, and the chosen
         node the rest, so that the reservation covers the whole build."""
-        total = self.overhead.bytes_for(request.vcpus, request.memory)
+        total = self.overhead.bytes_for(request.vcpus, request.memory, request.overhead)
         share = self.need(request) - request.memory
         others = [i for i in range(self.n) if i != node and self.pcpus[i] and avail[i] >= share] if share < total \
             else []

@@ -65,6 +65,9 @@ class Request:
     # The nodes an admin's CPU mask reaches (xapi's VCPUs_params:mask): a hard bound on
     # where the engine may put the VM, the policy otherwise unchanged.  None: every node.
     within: Optional[FrozenSet[int]] = attrs.field(default=None, converter=attrs.converters.optional(frozenset))
+    # Bytes the build takes beyond ``memory``, when the VM's own record says (its static
+    # maximum, shadow multiplier and type: core.overhead.xapi_model); None: the planner's model.
+    overhead: Optional[int] = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
@@ -72,6 +75,8 @@ class Request:
         if not isinstance(self.memory, int) or not 1 <= self.memory <= 1 << 50:
             shown = format_size(self.memory) if isinstance(self.memory, int) and self.memory > 0 else repr(self.memory)
             raise InvalidArgument("memory", shown + " for one VM", "1 byte .. 1P")
+        if self.overhead is not None and (not isinstance(self.overhead, int) or not 0 <= self.overhead <= 1 << 50):
+            raise InvalidArgument("overhead", f"{self.overhead!r}", "0 .. 1P bytes")
         if self.within is not None and (not self.within or min(self.within) < 0):
             raise InvalidArgument("within", "{} (the nodes a CPU mask reaches)".format(sorted(self.within) or "none"),
                                   "one node id or more, from 0")

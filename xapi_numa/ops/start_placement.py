@@ -18,6 +18,7 @@ from typing import Callable, FrozenSet, Iterator, Optional
 
 from xapi_numa.backends import xapi, xapi_owner_key, xapi_time
 from xapi_numa.core.cpuset import format_ids, within
+from xapi_numa.core.overhead import xapi_model
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
@@ -104,8 +105,24 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
                 "a host mask that meets the VM's CPUs 0..{}".format(max(topo.all_cpus)))
         cpus = host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus)
     within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
-    return Request(int(record["VCPUs_max"]), int(record["memory_static_max"]), policy,
-                   translated=record.get("domain_type", "hvm") != "pv", within=within)
+    vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
+    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static
+    # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
+    memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
+    overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
+    return Request(vcpus, memory, policy, translated=dtype != "pv", within=within, overhead=overhead)
+
+
+def shadow_multiplier(record: dict) -> float:
+    """The VM's ``HVM_shadow_multiplier`` (xapi's default 1.0 where the record has none)."""
+    value = record.get("HVM_shadow_multiplier", 1.0)
+    try:
+        multiplier = float(value)
+    except (TypeError, ValueError):
+        multiplier = math.nan
+    if not (math.isfinite(multiplier) and 1.0 <= multiplier <= 1000.0):  # xapi refuses below 1.0
+        raise InvalidArgument("HVM_shadow_multiplier", repr(value), "a number from 1.0 (xapi's default)")
+    return multiplier
 
 
 def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,
