@@ -166,6 +166,11 @@ def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
     if record["power_state"] != "Halted":
         raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
                               "a Halted VM, or dry_run=true")
+    starting = sorted(STARTING_OPERATIONS & set(record.get("current_operations", {}).values()))
+    if starting:  # (still Halted while xapi builds it) the build uses this VM's reservation and pin
+        raise VmBusy("VM {} is being started by xapi ({}): its build uses the reservation and boot pin it has; "
+                     "place it again once the start has failed or the VM has stopped".format(uuid, starting[0]),
+                     ("vm", uuid))
     return record
 
 
