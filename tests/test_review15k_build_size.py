@@ -79,3 +79,19 @@ def test_an_unreadable_multiplier_is_refused_naming_the_field():
     with pytest.raises(InvalidArgument) as err:
         request_for(record(4, 8 * GIB, multiplier="nan"), topo)
     assert "HVM_shadow_multiplier" in str(err.value.params) + err.value.message
+
+
+def test_through_the_plugin_a_ballooned_vm_is_placed_and_started_on_one_node(ctx):
+    """The loopback's 2-node hosts have 4 GiB a node: a VM of static max 6 GiB and dynamic
+    max 2 GiB (xenopsd builds 2 GiB) was refused a single node (sized on 6 GiB)."""
+    from test_plugin import ok, run
+
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("ballooned", 2, 6 * GIB, dynamic_max=2 * GIB, other_config={"numa_on_exhaust": "fail",
+                                                                                            "numa_nodes": "1"})
+    placed = ok(run(server, host, sid, "place", {"vm": uuid}))
+    assert placed["nodes"] == [1]
+    assert 2 * GIB + xapi_overhead(6 * GIB, 2, 1.0, "hvm") <= placed["reservation"]["total"] <= 2 * GIB + 80 * MIB
+    session.xenapi.VM.start_on(ref, host, False, False)
+    settled = ok(run(server, host, sid, "settle", {"vm": uuid}))
+    assert settled["memory_nodes"] == [1]

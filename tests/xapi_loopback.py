@@ -223,18 +223,22 @@ class LoopbackXapi:
         return host
 
     def add_vm(self, name: str, vcpus: int, memory: int, other_config: Optional[dict] = None,
-               vcpus_params: Optional[dict] = None, domain_type: str = "hvm") -> Tuple[str, str]:
-        """Create a halted VM (what a template install does); returns (ref, uuid)."""
+               vcpus_params: Optional[dict] = None, domain_type: str = "hvm",
+               dynamic_max: Optional[int] = None, shadow_multiplier: float = 1.0) -> Tuple[str, str]:
+        """Create a halted VM (what a template install does); returns (ref, uuid).
+        ``memory``: its static maximum; ``dynamic_max``: its balloon's top (``memory``)."""
         ref, uuid, mref = _ref(), str(uuidlib.uuid4()), _ref()
+        dynamic = memory if dynamic_max is None else dynamic_max
         with self.lock:
             self.metrics[mref] = {"uuid": str(uuidlib.uuid4()), "memory_actual": "0", "VCPUs_number": "0",
                                   "VCPUs_CPU": {}, "VCPUs_params": {}, "state": [], "other_config": {}}
             self.vms[ref] = {"uuid": uuid, "name_label": name, "name_description": "", "power_state": "Halted",
                              "is_a_template": False, "is_control_domain": False, "VCPUs_max": str(vcpus),
                              "VCPUs_at_startup": str(vcpus), "VCPUs_params": dict(vcpus_params or {}),
-                             "memory_static_max": str(memory), "memory_dynamic_max": str(memory),
-                             "memory_dynamic_min": str(memory), "memory_static_min": str(memory),
-                             "memory_target": str(memory), "other_config": dict(other_config or {}),
+                             "memory_static_max": str(memory), "memory_dynamic_max": str(dynamic),
+                             "memory_dynamic_min": str(dynamic), "memory_static_min": str(dynamic),
+                             "memory_target": str(dynamic), "HVM_shadow_multiplier": float(shadow_multiplier),
+                             "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
                              "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": [],
                              "scheduled_to_be_resident_on": NULL}
@@ -463,7 +467,8 @@ class LoopbackXapi:
             record["scheduled_to_be_resident_on"] = host
             mask = record["VCPUs_params"].get("mask")
             host_mask = h["guest_VCPUs_params"].get("mask")  # xapi narrows every guest's mask to it
-            vcpus, memory = int(record["VCPUs_max"]), int(record["memory_static_max"])
+            # xenopsd builds the target, at most the dynamic maximum (the balloon above it stays empty)
+            vcpus, memory = int(record["VCPUs_max"]), int(record["memory_dynamic_max"])
             uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
         try:
             per_vcpu = _vcpu_affinity(mask, host_mask, vcpus, len(self.sims[host].topology().cpus))
