@@ -420,3 +420,32 @@ def test_a_refused_guest_mask_read_is_no_answer_not_no_mask(monkeypatch):
         guest_cpus_of(object(), "host")
     monkeypatch.setattr(xapi, "host_guest_cpus", unreadable)
     assert guest_cpus_of(object(), "host") is None
+
+
+def test_auto_settle_leaves_a_domain_migrating_in_to_the_host_xapi_says_it_runs_on(one, monkeypatch, tmp_path):
+    """A live migration into this host makes the domain here while xapi still says the VM
+    runs on the source: settled then, its pin keys went, and a migration that failed left
+    the VM hard-pinned over there with nothing to settle it (review 15k).  It is settled
+    once xapi says it is this host's."""
+    server, session, host, sid = one
+    others = [h for h in session.xenapi.host.get_all() if h != host]
+    if not others:
+        pytest.skip("the loopback pool has one host")
+    inventory = tmp_path / "xensource-inventory"
+    inventory.write_text("INSTALLATION_UUID='{}'\n".format(session.xenapi.host.get_uuid(host)))
+    monkeypatch.setenv("XAPI_NUMA_INVENTORY", str(inventory))
+    now = [0.0]
+    settler = _settler(server, host, session, lambda: now[0])
+    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    domid = server.sims[host].create("vm", 2, 512 << 20, uuid=uuid, auto_numa=False)
+    with server.lock:  # running, as xapi says, on the other host: the migration's source
+        record = next(r for r in server.vms.values() if r["uuid"] == uuid)
+        record.update(power_state="Running", resident_on=others[0], domid="7")
+    assert settler() == []
+    assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
+    with server.lock:  # the migration done: this host's
+        record.update(resident_on=host, domid=str(domid))
+    now[0] += 100.0
+    assert settler() == [uuid]
+    assert "numa_placed_nodes" not in session.xenapi.VM.get_other_config(ref)

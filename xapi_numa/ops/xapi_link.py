@@ -379,13 +379,22 @@ class ReadNow:
 
 
 def placed_state(session, uuid: str) -> str:
-    """What auto-settle does with a domain here: "settle" (its VM runs with a boot pin
-    from ``place``), "later" (its VM is not running yet, e.g. still starting) or
-    "done" (not pinned, or not a VM xapi knows)."""
+    """What auto-settle does with a domain here: "settle" (its VM runs here with a boot
+    pin from ``place``), "later" (its VM is not running yet, e.g. still starting, or
+    xapi says it runs on another host: migrating in) or "done" (not pinned, or not a
+    VM xapi knows)."""
     try:
         record = xapi.vm_record(session, xapi.vm_ref(session, uuid))
     except UnknownVM:
         return "done"  # a domain xapi did not make (xl), or a VM destroyed since
     if record["power_state"] != "Running":
         return "later"
-    return "settle" if xapi.PLACED_KEY in record["other_config"] else "done"
+    if xapi.PLACED_KEY not in record["other_config"]:
+        return "done"
+    here = local_host_uuid()
+    if here is not None and record.get("resident_on") != xapi.call(session.xenapi.host.get_by_uuid, here):
+        # xapi says it runs on another host: a live migration into this one, whose domain is
+        # here before xapi moves the VM (settled now, a failed migration would leave the VM
+        # pinned over there); once it is this host's, it is settled here
+        return "later"
+    return "settle"
