@@ -63,10 +63,12 @@ the very lag it is evening out).  So under credit2:
   home (pinning the lagging VM whole on a bounce cost 56 more writes on a seed).
 
 The cost is writes: two per vCPU of the VMs held, one per re-pick.  Measured
-(bench_daemon, seeds 1-5): home within 0.5-1.9 s of the seed scenario's last
-pause, at 2.8, 2.0, 2.5, 2.3, 2.7 writes per displaced vCPU (5.3, 2.9, 4.0,
-4.0, 4.7 holding both VMs whole).  Why 2 looks out of reach, and what else was
-tried: ``docs/credit2-homing.md``.
+(bench_daemon, seeds 1-5, on the model that moves a running vCPU once its pCPU
+has chosen the next, as Xen 4.17 does): home 2.8, 0.5, 0.8, 1.8, 1.8 s after the
+seed scenario's last pause, at 3.0, 2.5, 2.1, 2.5, 2.4 writes per displaced
+vCPU; on seeds 6-13 0.5-1.9 s at 1.7-2.5 (holding both VMs whole: 0.5 s at
+4.0-5.1).  Why 2 looks out of reach, and what else was tried:
+``docs/credit2-homing.md``.
 
 VMs the caller excludes (policy ``any``, ``strict`` or unreadable, a memory move
 in flight: ``ops.left_alone``) and vCPUs the admin hard-pinned (hard affinity
