@@ -5,8 +5,8 @@ it (the host's local socket, or ``$XAPI_NUMA_XENAPI_URL`` in tests); the CLI
 logs into a pool master with a URL and credentials from flags, the
 environment, or a file only its owner can read (:mod:`xapi_credentials`).
 Every call has a deadline (:mod:`rpc_transport`): CALL_TIMEOUT, or
-LONG_CALL_TIMEOUT for ``VM.start_on`` and a host's plugin; a wedged xapi is
-then unreachable, as one that is down.
+LONG_CALL_TIMEOUT for ``VM.start_on`` and a host's plugin (QUERY_TIMEOUT for a
+plugin query); a wedged xapi is then unreachable, as one that is down.
 
 Per-VM state lives in ``VM.other_config``: the policy (``numa_mode``,
 ``numa_nodes``, ``numa_on_exhaust``) and, between ``place`` and ``settle``,
@@ -54,6 +54,9 @@ LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a do
 # must not hang a command, the plugin or xapi-numad), and for the calls that take long.
 CALL_TIMEOUT = 60.0
 LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed), a host's plugin
+# A host's plugin asked a query (a dry run, its topology): longer than the plugin's own
+# xapi deadline (CALL_TIMEOUT), so that a failure of its own arrives before ours
+QUERY_TIMEOUT = 120.0
 LOGOUT_TIMEOUT = 5.0  # a logout is best effort: it must not add a whole deadline to a failure
 
 
@@ -296,8 +299,12 @@ def enabled_hosts(session) -> Dict[str, dict]:
     return {ref: rec for ref, rec in records.items() if rec.get("enabled")}
 
 
-def call_plugin(session, host: str, fn: str, args: Dict[str, str]) -> str:
-    return call_long(session, session.xenapi.host.call_plugin, host, "numa", fn, args)
+def call_plugin(session, host: str, fn: str, args: Dict[str, str], query: bool = False) -> str:
+    """``fn`` of the numa plugin on ``host``; it waits up to LONG_CALL_TIMEOUT, or for a
+    ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a plugin no deadline, so a
+    member whose plugin hangs would hold the call for ever."""
+    with patience(session, QUERY_TIMEOUT if query else LONG_CALL_TIMEOUT):
+        return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 
 __all__ = ["MASK_FIELD", "host_known", "MASK_SYNTAX", "OTHER_CONFIG_KEYS", "PLACED_HOST_KEY", "PLACED_KEY", "SAVED_MASK_KEY", "XapiError", "VcpuMask", "call", "login", "logout",

@@ -30,8 +30,9 @@ from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan
 
 MAX_ATTEMPTS = 6
+HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer a query in time; the master did
 # the host, not the VM, is the problem: pass it over
-HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
+HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
                     "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",
                     # the master could not forward the call to the member (message_forwarding.ml)
                     "CANNOT_CONTACT_HOST", "HOST_HAS_NO_MANAGEMENT_IP",
@@ -42,6 +43,21 @@ HOST_UNAVAILABLE = ("XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFL
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
     """A numa plugin call on ``host``, its JSON result decoded."""
     return json.loads(xapi.call_plugin(session, host, fn, args))
+
+
+def host_query(session, host: str, fn: str, args: Dict[str, str]):
+    """:func:`plugin_result` of a query (it changes nothing) that waits QUERY_TIMEOUT.
+
+    xapi gives a plugin no deadline: a member whose plugin hangs holds the master's
+    forwarded call open.  If the master still answers, the silence is that host's:
+    a XapiError HOST_TIMEOUT, passed over like a host that is down.  If the master does
+    not answer either, it is the one wedged: XapiTimeout, the whole command's failure."""
+    try:
+        return json.loads(xapi.call_plugin(session, host, fn, args, query=True))
+    except xapi.XapiTimeout:
+        name = xapi.call(session.xenapi.host.get_name_label, host)  # read by the master alone
+    raise xapi.XapiError([HOST_TIMEOUT, "host {} did not answer {} within {:g} s (the pool master did)".format(
+        shown(name), fn, xapi.QUERY_TIMEOUT)])
 
 
 def fit_key(placement: dict, host_record: dict) -> tuple:
@@ -97,7 +113,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             continue
         try:
             xapi.call(session.xenapi.VM.assert_can_boot_here, vm, ref)
-            placement = plugin_result(session, ref, "place", {"vm": uuid, "dry_run": "true"})
+            placement = host_query(session, ref, "place", {"vm": uuid, "dry_run": "true"})
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":
                 refusals.append("{}: {}".format(label, " ".join(err.params[:1])))
@@ -263,7 +279,7 @@ def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[st
     out: Dict[str, dict] = {}
     for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
         try:
-            out[rec["uuid"]] = {"name_label": rec["name_label"], "answer": plugin_result(session, ref, fn, args or {})}
+            out[rec["uuid"]] = {"name_label": rec["name_label"], "answer": host_query(session, ref, fn, args or {})}
         except xapi.XapiError as err:
             if err.code == xapi.SESSION_INVALID or (err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE):
                 raise
