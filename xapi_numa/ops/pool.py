@@ -270,14 +270,16 @@ def _stored_plan_of(record: dict) -> Optional[dict]:
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
-    """Each enabled host's answer, keyed by the host's UUID (xapi does not keep names
-    unique): ``{"name_label": ..., "answer": ...}``.  A host that cannot answer (no
+    """Each host's answer, keyed by the host's UUID (xapi does not keep names
+    unique): ``{"name_label": ..., "answer": ...}``.  A disabled host too: it still runs
+    its VMs, and xapi forwards a plugin call to it.  A host that cannot answer (no
     plugin yet, down, unreachable from the master: any xapi failure about that one
     member) gets ``{"name_label": ..., "error": [code, ...]}`` rather than failing the
     whole pool's query.  An expired session, or the plugin refusing the call itself
     (every host would), fails it."""
     out: Dict[str, dict] = {}
-    for ref, rec in sorted(xapi.enabled_hosts(session).items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
+    records = xapi.call(session.xenapi.host.get_all_records)
+    for ref, rec in sorted(records.items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
         try:
             out[rec["uuid"]] = {"name_label": rec["name_label"], "answer": host_query(session, ref, fn, args or {})}
         except xapi.XapiError as err:
