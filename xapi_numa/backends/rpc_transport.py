@@ -31,6 +31,16 @@ class _Deadline:
 
     timeout = 60.0
 
+    def single_request(self, host, handler, request_body, verbose=False):
+        """xmlrpc.client closes a kept-alive connection after an Exception only: after a
+        Ctrl-C (KeyboardInterrupt) it kept it with a request sent and its answer unread,
+        and the next call on it (the logout on the way out) failed without being sent."""
+        try:
+            return super().single_request(host, handler, request_body, verbose)
+        except BaseException:
+            self.close()
+            raise
+
     def _timed(self, connection: http.client.HTTPConnection) -> http.client.HTTPConnection:
         connection.timeout = self.timeout  # the next connect() uses it
         if connection.sock is not None:
