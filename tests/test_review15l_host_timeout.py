@@ -71,3 +71,16 @@ def test_a_wedged_master_still_fails_the_query(hung):
     server.wedged.add("*")
     with pytest.raises(xapi.XapiTimeout):
         returns(lambda: pool_ops.per_host(session, "host_topology"))
+
+
+def test_vm_placement_of_a_vm_on_a_hung_member_says_so_in_time(hung):
+    """vm-placement of a running VM asks its host's plugin two queries: each waited the
+    30 minutes of a real place, then failed as if the master were wedged."""
+    server, session, hang = hung
+    hosts = list(server.hosts)
+    ref, uuid = server.add_vm("web", 2, G)
+    session.xenapi.VM.start_on(ref, hosts[2], False, False)
+    hang(hosts[2])
+    with pytest.raises(xapi.XapiError) as err:
+        returns(lambda: pool_ops.vm_placement(session, uuid))
+    assert err.value.code == "NUMA_HOST_TIMEOUT" and "host2" in err.value.message

@@ -245,8 +245,8 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
         return {"vm": uuid, "state": record["power_state"],
                 "host": xapi.call(session.xenapi.host.get_name_label, host),
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host),
-                "memory": plugin_result(session, host, "vm_memory", {"vm": uuid}),
-                "vcpus": plugin_result(session, host, "vcpus", {"vm": uuid}),
+                "memory": host_query(session, host, "vm_memory", {"vm": uuid}),
+                "vcpus": host_query(session, host, "vcpus", {"vm": uuid}),
                 **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(record)}
     left_out: List[str] = []
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host),
