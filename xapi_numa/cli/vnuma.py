@@ -30,6 +30,8 @@ from xapi_numa.ops.vnuma_xapi import free_for_plan
 FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_dynamic_min="--dynamic-min",
              memory="--memory", vcpus="--vcpus", half="--split")
 MAX_MEMORY_SLACK = 64 << 20
+# xenopsd's video RAM when VM.platform has no videoram key (xapi_xenops builder_of_vm), cirrus or std
+DEFAULT_VIDEO_MIB = 4
 HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 
@@ -83,7 +85,9 @@ def _render(plan: dict) -> str:
                            ",".join(map(str, v["vdistances"]))] for v in plan["vnodes"]])
     if "affinity" not in plan:
         return table
-    return table + "\nlayout set; each vnode's vCPUs' soft affinity on its pnode: {}".format(plan["affinity"])
+    video = " (vnode 0's ranges without {} of video RAM)".format(format_size(plan["video_ram"])) \
+        if plan["video_ram"] else ""
+    return table + "\nlayout set{}; each vnode's vCPUs' soft affinity on its pnode: {}".format(video, plan["affinity"])
 
 
 def _store(args) -> int:
@@ -95,7 +99,8 @@ def _store(args) -> int:
                                       ("--dynamic-min", args.dynamic_min), ("--type", args.type),
                                       ("--nodes", args.nodes is not None), ("--mode", args.mode),
                                       ("--policy-nodes", args.policy_nodes), ("--on-exhaust", args.on_exhaust),
-                                      ("--xl", args.xl), ("--apply", args.apply), ("--hole-start", args.hole_start))
+                                      ("--xl", args.xl), ("--apply", args.apply), ("--hole-start", args.hole_start),
+                                      ("--videoram", args.videoram is not None))
              if value]
     if given:  # never quietly ignored: the stored plan would not be what was asked for
         raise InvalidArgument(given[0], "not with --store (the VM's record and policy say what it is; its host "
@@ -127,6 +132,9 @@ def cmd_vnuma(args) -> int:
     if args.hole_start is not None and not args.apply:
         raise InvalidArgument("--hole-start", "only with --apply (where the domain's RAM below 4 GiB ends)",
                               "--apply --hole-start ADDRESS")
+    if args.videoram is not None and not args.apply:
+        raise InvalidArgument("--videoram", "only with --apply (it places the ranges, not the vnodes)",
+                              "--apply --videoram MIB")
     args.type = args.type or "hvm"
     guest = _guest(args)
     with common.flag_names(FLAGS):
@@ -162,7 +170,8 @@ def cmd_vnuma(args) -> int:
         return 0
     out = dict(plan.to_dict(), vm=args.vm)
     if target is not None:
-        out["affinity"] = _apply(args, hv, target, plan, landed)  # each vnode's vCPUs' soft affinity
+        out["video_ram"] = _video_ram(args)
+        out["affinity"] = _apply(args, hv, target, plan, landed, out["video_ram"])  # vCPUs' soft affinity
     common.emit(args, out, _render)
     return 0
 
@@ -183,13 +192,26 @@ def _hole_start(args) -> int:
     return address
 
 
-def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int]) -> str:
+def _video_ram(args) -> int:
+    """Bytes of the guest's static max that are video RAM, not guest RAM: --videoram,
+    else xenopsd's default for HVM.  Nothing the hypervisor holds says it: both
+    toolstacks set the maximum to static max plus 1 MiB, and QEMU has populated the
+    video RAM before the domain is unpaused."""
+    if args.type != "hvm":
+        if args.videoram:
+            raise InvalidArgument("--videoram", "{} MiB, but a {} guest has no emulated VGA and no video RAM".format(
+                args.videoram, args.type), "0, or no --videoram")
+        return 0
+    return (DEFAULT_VIDEO_MIB if args.videoram is None else args.videoram) * vnuma.MiB
+
+
+def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int], video: int) -> str:
     """Set the layout on the built, not yet started domain ``d`` (what a domain builder
     such as xenopsd would do before the first unpause), and each vnode's vCPUs' soft
     affinity on its pnode (as libxl does for a ``vnuma=`` guest): "set", or "partly refused"."""
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
         raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
-    # Xen's maximum is the toolstack's target plus slack (libxl: 1 MiB, and video RAM for HVM)
+    # Xen's maximum is static max plus slack (xenopsd and libxl: 1 MiB; video RAM is inside static max)
     memory = sum(v.memory for v in plan.vnodes)
     if not 0 <= d.max_memory - memory <= MAX_MEMORY_SLACK:
         raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {}".format(
@@ -206,8 +228,8 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
                               "a built domain that has not run yet (xl create -p; xenopsd before unpause)")
     _check_landed(plan, landed, d)
     usable = _guest_mask(args)  # (before anything is set: xapi's failure then changes nothing)
-    with common.flag_names({"hole": "--hole-start"}):
-        hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB))
+    with common.flag_names({"hole": "--hole-start", "video": "--videoram"}):
+        hv.set_vnuma(d.domid, plan, vnuma.memory_ranges(plan, hole, vnuma.FOUR_GiB, video))
     outcomes = Executor(hv).apply(layout_affinity_actions(d.domid, d.uuid, plan, hv.topology(),
                                                           "its vNUMA layout was set", usable))
     return "set" if all(o.status == DONE for o in outcomes) else "partly refused"
@@ -245,6 +267,10 @@ def register(sub) -> None:
     q.add_argument("--hole-start", dest="hole_start", type=given_text,
                    help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end; "
                         "default as libxl builds it: 0xf0000000 for hvm, 0xfc000000 for pvh)")
+    q.add_argument("--videoram", type=whole_number,
+                   help="with --apply: an HVM guest's video RAM in MiB (xapi's platform:videoram, at least 16 with "
+                        "a vGPU; xl's videoram=): part of --memory but not guest RAM, so vnode 0's ranges leave it "
+                        "out, as libxl does (default {}, xenopsd's; none for pvh)".format(DEFAULT_VIDEO_MIB))
     q.add_argument("--store", action="store_true",
                    help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")

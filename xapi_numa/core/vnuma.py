@@ -268,18 +268,24 @@ class MemRange:
     vnode: int
 
 
-def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = FOUR_GiB) -> Tuple[MemRange, ...]:
+def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = FOUR_GiB,
+                  video: int = 0) -> Tuple[MemRange, ...]:
     """The vnodes laid out over the guest's RAM in vnode order, as a domain builder
     places it: from 0 up to the MMIO hole, then on from the hole's end; a vnode
     that straddles the hole gets two ranges.  ``hole_start`` is the builder's
-    low-memory end (page-aligned); the default is a guest without a hole below 4 GiB."""
+    low-memory end (page-aligned); the default is a guest without a hole below 4 GiB.
+    ``video``: an HVM guest's video RAM, counted in its static max (the vnodes) but no
+    RAM of the guest (QEMU maps it behind the VGA BAR); libxl takes it from vnode 0."""
     if hole_start % 4096 or hole_end % 4096 or not 0 < hole_start <= hole_end:
         raise InvalidArgument("hole", f"{hole_start:#x}-{hole_end:#x}",
                               "page-aligned, 0 < start <= end, e.g. 0xf0000000-0x100000000")
+    if video % PAGE or not 0 <= video < plan.vnodes[0].memory:
+        raise InvalidArgument("video", f"{video} bytes of video RAM with vnode 0 of {plan.vnodes[0].memory} bytes",
+                              "whole 4 KiB pages, less than vnode 0's memory (libxl's rule)")
     out: List[MemRange] = []
     at = 0
     for v in plan.vnodes:
-        left = v.memory
+        left = v.memory - (video if v.index == 0 else 0)
         while left:
             if at == hole_start:
                 at = hole_end
