@@ -64,11 +64,12 @@ def xapi_model(static_max: int, vcpus: int, shadow_multiplier: float = 1.0, doma
     """Bytes of a VM's build overhead as xenopsd sizes it (xapi's memory model,
     ``overhead_mib``): on the static maximum, whatever the VM balloons to; the shadow/HAP
     pool (per vCPU 256 pages, per MiB one p2m and one shadow page, in whole MiB) times
-    the VM's ``HVM_shadow_multiplier`` (1 for a PV guest, as xenopsd builds one), Xen's
-    38 pages per vCPU, 1 MiB internal (not for PV) and 1 MiB external extra, and for
-    PV-in-PVH the shim's memory."""
+    the VM's ``HVM_shadow_multiplier`` for an HVM guest only (xenopsd sizes and builds
+    PV, PVH and PV-in-PVH guests' pools at 1.0, whatever the VM says), Xen's 38 pages
+    per vCPU, 1 MiB internal (not for PV) and 1 MiB external extra, and for PV-in-PVH
+    the shim's memory."""
     static_mib = -(-static_max // MIB)
-    multiplier = 1.0 if domain_type == "pv" else shadow_multiplier
+    multiplier = 1.0 if domain_type in ("pv", "pvh", "pv_in_pvh") else shadow_multiplier  # (unspecified: as HVM)
     shadow = max(1, int(-(-(256 * vcpus + 2 * static_mib) // 256) * multiplier))  # xapi truncates the product
     internal = 0 if domain_type == "pv" else 1
     shim = 23 + static_mib // 90 if domain_type == "pv_in_pvh" else 0
