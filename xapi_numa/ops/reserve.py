@@ -75,7 +75,26 @@ def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
         policy = request.policy
         if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
             raise
-        return planner.place(loads.with_dma(), request)
+        return _as_xen_fills(loads, planner.place(loads.with_dma(), request))
+
+
+def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
+    """The placement's memory where Xen puts it: the build gets no page of a DMA zone
+    while any node has room above it (its nodes first, then the others in order:
+    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones."""
+    need = sum(b for _, b in placement.memory)
+    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]
+    zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
+    order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
+    take = [0] * len(room)
+    for pool in (room, zone):
+        for n in order:
+            got = min(pool[n], need)
+            take[n], need = take[n] + got, need - got
+    take[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
+    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b),
+                        reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "
+                                                  "room is taken: that room is reserved first")
 
 
 def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = None) -> Dict[int, int]:
