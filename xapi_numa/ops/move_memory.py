@@ -81,7 +81,7 @@ def check(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     at once); returns the domain.  Memory goes only to a node with CPUs in the host's
     guest mask (``guest_cpus``).  A vNUMA guest's memory moves only as whole vnodes
     (``vnode``), or to the node every vnode already lives on.  ``room``: pages node ``to`` can take
-    (``reserve.room_pages``: not what starting VMs reserved), else its claimable memory."""
+    (``reserve.room_pages``: not what starting VMs reserved), else its room (claimable, DMA zone aside)."""
     return _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip, room, guest_cpus)[0]
 
 
@@ -135,7 +135,7 @@ def _require_room(d: DomainInfo, to: int, pages: int, need: int, free_pages: int
 
 
 def _room(hv: Hypervisor, to: int, room: Optional[int]) -> int:
-    """Pages node ``to`` can take: ``room`` as the caller counted it, else its claimable memory."""
+    """Pages node ``to`` can take: ``room`` as the caller counted it, else its room (DMA zone aside)."""
     return hv.node_memory()[to].room // pagemove.PAGE if room is None else room
 
 
