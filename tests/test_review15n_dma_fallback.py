@@ -42,3 +42,14 @@ def test_the_reservation_covers_other_nodes_only_as_far_as_needed():
     per_node = placed.bytes_per_node
     assert placed.nodes == (0,)
     assert per_node[0] == 1 * GIB and 2 * GIB < per_node[1] < 4 * GIB
+
+
+def test_such_a_placement_says_it_is_a_fallback_and_never_shows_negative_headroom():
+    """Its memory goes beyond its nodes: pool tools rank it below a host that holds the VM
+    on its chosen nodes (a fallback), and `place`'s headroom said -1 GiB (review 15n)."""
+    from xapi_numa.ops.start_placement import describe
+
+    loads = NodeLoads([1 * GIB, 1 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
+    placed = reserve.place(PLANNER, loads, Request(2, 3 * GIB))
+    assert placed.fallback
+    assert describe(PLANNER, placed, None, loads)["headroom"] >= 0

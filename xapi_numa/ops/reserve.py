@@ -92,7 +92,8 @@ def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
             got = min(pool[n], need)
             take[n], need = take[n] + got, need - got
     take[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
-    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b),
+    # a fallback: its memory goes beyond the nodes chosen for it (pool tools rank it so)
+    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b), fallback=True,
                         reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "
                                                   "room is taken: that room is reserved first")
 

@@ -293,7 +293,7 @@ def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] 
     result.update(vm=vm, reserved=reservation is not None, reservation=shown,
                   max_distance=max(topo.distance(a, b) for a in placement.nodes for b in placement.nodes),
                   # what the chosen nodes still have after other starts' reservations and this VM
-                  headroom=sum(available[n] - placement.bytes_per_node.get(n, 0) for n in placement.nodes))
+                  headroom=sum(max(0, available[n] - placement.bytes_per_node.get(n, 0)) for n in placement.nodes))
     return result
 
 
