@@ -33,6 +33,9 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
 
     The file (``~/.config/xapi-numa/credentials`` by default) holds ``url=``,
     ``username=`` and ``password=`` lines and must be readable by its owner only.
+    Where it names a pool (``url=``), its user and password are used for that pool
+    only: a ``--pool`` naming another gets neither (a password is not sent to
+    whatever URL is typed).
     """
     values = {"url": url or os.environ.get("XAPI_NUMA_POOL_URL"),
               "username": username or os.environ.get("XAPI_NUMA_POOL_USER"),
@@ -40,17 +43,31 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     if password_file:
         values["password"] = _read_private(password_file, "--password-file").strip()
     path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
+    other_pool = None
     if not all(values.values()) and os.path.exists(path):
+        saved = {}
         for line in _read_private(path, "credentials file").splitlines():
             key, sep, value = line.partition("=")
-            if sep and key.strip() in values and not values[key.strip()]:
-                values[key.strip()] = value.strip()
+            if sep and key.strip() in values:
+                saved[key.strip()] = value.strip()
+        if values["url"] and saved.get("url") and not _same_pool(values["url"], saved["url"]):
+            # the file's user and password are for its own pool: never sent to another URL
+            other_pool = saved["url"]
+            saved = {}
+        values.update({k: v for k, v in saved.items() if not values[k]})
     missing = [k for k, v in values.items() if not v]
     if missing:
-        raise InvalidArgument("--pool", "no {} for the pool".format(", ".join(missing)),
-                              "--pool URL --user NAME --password-file FILE, $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, "
-                              "or ~/.config/xapi-numa/credentials")
+        why = "no {} for the pool".format(", ".join(missing))
+        if other_pool:
+            why += " (the credentials file's are for {}, not {})".format(shown(other_pool), shown(values["url"]))
+        raise InvalidArgument("--pool", why, "--pool URL --user NAME --password-file FILE, "
+                              "$XAPI_NUMA_POOL_URL/_USER/_PASSWORD, or ~/.config/xapi-numa/credentials")
     return Credentials(values["url"], values["username"], values["password"])
+
+
+def _same_pool(a: str, b: str) -> bool:
+    """Do two pool URLs name the same master (case of scheme and host, a trailing slash aside)?"""
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
 
 
 def _read_private(path: str, what: str) -> str:
