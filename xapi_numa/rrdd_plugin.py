@@ -22,6 +22,7 @@ a look at what would be published).
 """
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -32,11 +33,14 @@ import attrs
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
-from xapi_numa.core.numbers import plain
+from xapi_numa.core.numbers import plain, shown
 from xapi_numa.ops import metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
 
 PLUGIN_UID = "xapi-numa"
+# xcp-rrdd joins the uid to its shared-memory directory unchecked: a '/' or '..' in it
+# would put the file elsewhere (and its removal at exit with it)
+UID_SHAPE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 LEAD_TIME = 0.5  # seconds before xcp-rrdd's reading that the file is written, beyond the snapshot's time
 MAX_LEAD = 3.0   # (a reading is every 5 s)
 RETRY = 5.0      # seconds to wait after a failed cycle
@@ -59,6 +63,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="the file's timestamp: a double (xcp-rrdd from xen-api v24.40), whole seconds "
                         "(older), or as the installed xcp-rrdd package reads it (auto)")
     args = p.parse_args(argv)
+    if not UID_SHAPE.fullmatch(args.uid):  # xcp-rrdd makes its file's path of it
+        p.error("--uid: {} (allowed: letters, digits, '.', '_' and '-', not starting with '.', "
+                "at most 64)".format(shown(args.uid)))
     for name, value, low, high in page_scans.argument_ranges(args):
         if not low <= value <= high:
             p.error("{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high)))
