@@ -45,6 +45,9 @@ def test_the_default_width_follows_arch_get_dma_bitsize(sizes, width):
     ("dma_bits", 32),
     ("console=vga -- dma_bits=30", 32),  # after --: dom0's, not Xen's
     ("dma_bits=52", None),              # no zone above it: nothing kept back
+    ("dma_bits=-1", None),              # simple_strtoll's -1 into an unsigned int: no zone
+    ("dma_bits=-0", 32),
+    ("dma_bits=30 dma_bits=8589934592", 30),  # above 32 bits: refused (EOVERFLOW), 30 stands
 ])
 def test_dma_bits_on_the_command_line(line, width):
     assert dma_zone.dma_width(line, [256 * GiB, 256 * GiB]) == width

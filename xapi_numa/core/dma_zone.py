@@ -53,18 +53,29 @@ def commandline_dma_bits(commandline: str) -> int:
     for word in commandline.split(" -- ")[0].split(" "):
         name, _, text = word.partition("=")
         if (name[3:] if name.startswith("no-") else name) == "dma_bits":
-            value = _strtoull_prefix(text)
+            value = _as_unsigned_int(_strtoll_prefix(text), value)
     return value
 
 
-def _strtoull_prefix(text: str) -> int:
-    """``simple_strtoll(text, &end, 0)``: the leading decimal, 0x hex or 0 octal
-    number (0 where there is none); what follows it is ignored, as Xen assigns
-    the value before it complains about the rest."""
-    found = _NUMBER.match(text)
+def _strtoll_prefix(text: str) -> int:
+    """``simple_strtoll(text, &end, 0)``: an optional '-', then the leading decimal, 0x
+    hex or 0 octal number (0 where there is none); what follows it is ignored, as Xen
+    assigns the value before it complains about the rest."""
+    sign = -1 if text.startswith("-") else 1
+    found = _NUMBER.match(text[1:] if sign < 0 else text)
     if found is None:
         return 0
     digits = found.group(0)
     if digits[:2].lower() == "0x":
-        return int(digits[2:], 16)
-    return int(digits, 8) if digits.startswith("0") else int(digits, 10)
+        return sign * int(digits[2:], 16)
+    return sign * (int(digits, 8) if digits.startswith("0") else int(digits, 10))
+
+
+def _as_unsigned_int(value: int, before: int) -> int:
+    """``assign_integer_param`` into an ``unsigned int``: the value as 64 bits, refused
+    (the parameter keeps ``before``) between 2^32 and -2^31, else its low 32 bits (so
+    ``dma_bits=-1`` is a width above every zone: no DMA zone)."""
+    wide = value % (1 << 64)
+    if (1 << 32) - 1 < wide < (1 << 64) - (1 << 31):
+        return before
+    return wide & 0xFFFFFFFF
