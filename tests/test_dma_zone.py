@@ -71,35 +71,23 @@ def test_a_nodes_room_leaves_out_the_dma_zone_its_claimable_memory_does_not():
 
 
 xen = pytest.importorskip("xapi_numa.backends.xen")
-ffi = xen.ffi
+
+from test_review10_offline_cpus import TwoNodeHost  # noqa: E402
 
 
-class DmaHost:
+class DmaHost(TwoNodeHost):
     """2 nodes of 2 GiB, each with 1 GiB free; node 0 has 300 MiB of it below the DMA width."""
 
     def __init__(self, commandline="dom0_mem=1024M,max:1024M"):
+        super().__init__()
         self.commandline = commandline
         self.lines_read = 0
         self.widths = []
 
-    def xn_open(self, out):
-        out[0] = ffi.cast("xn_handle *", 1)
-        return 0
-
-    def xn_close(self, h):
-        pass
-
-    def xn_cpumap_bytes(self, h):
-        return 1
-
-    def xn_nodemap_bytes(self, h):
-        return 1
-
     def xn_numainfo(self, h, n, size, free, dist):
-        n[0] = 2
+        super().xn_numainfo(h, n, size, free, dist)
         for i in range(2):
             size[i], free[i] = 2 * GiB, 1 * GiB
-        dist[0], dist[1], dist[2], dist[3] = 10, 20, 20, 10
         return 0
 
     def xn_xen_commandline(self, h, buf, length):
@@ -156,14 +144,9 @@ def test_a_refused_command_line_read_falls_back_to_xens_default(monkeypatch):
     assert set(stand_in.widths) == {29}
 
 
-def test_the_room_a_start_is_placed_by_leaves_out_node_0s_dma_zone(dma_host, monkeypatch):
+def test_the_room_a_start_is_placed_by_leaves_out_node_0s_dma_zone(dma_host):
     from xapi_numa.ops import observe
 
-    def physinfo(h, info):
-        info.nr_cpus, info.nr_nodes, info.outstanding_pages, info.sched_id = 4, 2, 0, 6
-        return 0
-
-    monkeypatch.setattr(dma_host, "xn_physinfo", physinfo, raising=False)
     hv = xen.XenHypervisor()
     assert observe.claimable(hv, dma=False) == {0: 1 * GiB - 300 * MiB, 1: 1 * GiB}
     assert observe.claimable(hv) == {0: 1 * GiB, 1: 1 * GiB}  # what the ledger may promise
@@ -186,7 +169,6 @@ from xapi_numa.core.placement import NodeLoads, Planner, Request  # noqa: E402
 from xapi_numa.core.policy import Policy  # noqa: E402
 from xapi_numa.core.topology import Topology  # noqa: E402
 from xapi_numa.errors import NoCapacity  # noqa: E402
-from xapi_numa.ops import reserve  # noqa: E402
 
 PLANNER = Planner(Topology.uniform(2, 8, 16 * GiB))
 
@@ -197,14 +179,14 @@ def test_a_vm_that_fits_node_0_only_with_its_dma_zone_goes_to_node_1():
     loads = NodeLoads([1 * GiB, 3 * GiB], [0, 0], [0, 14], dma=[3 * GiB, 0])
     request = Request(2, 2 * GiB)
     assert PLANNER.place(loads.with_dma(), request).nodes == (0,)  # what counting it as room chose
-    assert reserve.place(PLANNER, loads, request).nodes == (1,)
+    assert dma_zone.place(PLANNER, loads, request).nodes == (1,)
 
 
 def test_a_vm_the_host_holds_only_with_the_dma_zone_is_still_placed():
     """Xen builds it (the zone once every node is out of the rest), so it is not refused
     (review 15m: NUMA_NO_CAPACITY for a start Xen would build)."""
     loads = NodeLoads([1 * GiB, 1 * GiB], [0, 0], [0, 0], dma=[3 * GiB, 0])
-    placed = reserve.place(PLANNER, loads, Request(2, 3 * GiB))
+    placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GiB))
     assert sum(placed.bytes_per_node.values()) > 3 * GiB
     with pytest.raises(NoCapacity):
         PLANNER.place(loads, Request(2, 3 * GiB))
@@ -217,7 +199,7 @@ def test_but_not_for_a_vm_whose_memory_must_stay_on_its_nodes(policy, free):
     the host holds only so, or one that must not leave node 0, is refused."""
     loads = NodeLoads([1 * GiB, free], [0, 0], [0, 0], dma=[3 * GiB, 0])
     with pytest.raises(NoCapacity):
-        reserve.place(PLANNER, loads, Request(2, 3 * GiB, policy))
+        dma_zone.place(PLANNER, loads, Request(2, 3 * GiB, policy))
     assert PLANNER.place(loads.with_dma(), Request(2, 3 * GiB, policy)).nodes == (0,)
 
 
@@ -225,4 +207,4 @@ def test_loads_without_dma_zones_place_as_before():
     loads = NodeLoads([1 * GiB, 1 * GiB], [0, 0], [0, 0])
     assert loads.with_dma() == loads
     with pytest.raises(NoCapacity):
-        reserve.place(PLANNER, loads, Request(2, 3 * GiB))
+        dma_zone.place(PLANNER, loads, Request(2, 3 * GiB))

@@ -6,23 +6,9 @@ lost in freed frames), and repopulating ate the build's claim.  xapi-numad leave
 a domain to its toolstack; every mover now refuses it, before anything changes."""
 import pytest
 
-from xapi_numa.backends.sim.backend import SimHypervisor
-from xapi_numa.core.topology import Topology
+from test_hvm_moves import M, _state, sim  # noqa: F401 (sim: the simulated host, a fixture)
 from xapi_numa.errors import NotMovable
 from xapi_numa.ops import move_memory
-
-M = 1 << 20
-
-
-@pytest.fixture
-def sim(tmp_path):
-    return SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 4, 2 << 30), "credit2", 1,
-                              dom0_vcpus=1, dom0_memory=128 << 20)
-
-
-def _state(sim, domid):
-    d = next(d for d in sim.domains() if d.domid == domid)
-    return sim.node_pages(domid), sim.node_affinity(domid), [v.soft for v in sim.vcpus(domid)], d.paused
 
 
 def test_a_domain_never_run_is_refused(sim):

@@ -1,4 +1,4 @@
-"""Review 15n: where a VM fits the host only with a DMA zone, ``reserve.place`` reserved
+"""Review 15n: where a VM fits the host only with a DMA zone, ``dma_zone.place`` reserved
 its memory on the chosen node, zone included.  Xen gives that build no DMA page before
 every node is out of the rest (alloc_domheap_pages tries above the zone on the node
 affinity's nodes, then on every other node, and only then the zone): the build takes
@@ -7,7 +7,7 @@ were then placed on memory this build takes (and its own reservation stayed
 outstanding on the chosen node for memory that never lands there)."""
 from xapi_numa.core.placement import NodeLoads, Planner, Request
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops import reserve
+from xapi_numa.core import dma_zone
 
 GIB, MIB = 1 << 30, 1 << 20
 PLANNER = Planner(Topology.uniform(2, 8, 16 * GIB))
@@ -16,7 +16,7 @@ PLANNER = Planner(Topology.uniform(2, 8, 16 * GIB))
 def test_the_reservation_takes_every_nodes_room_before_a_dma_zone():
     # node 0: 1 GiB of room and a 3 GiB zone; node 1: 2 GiB of room; the VM needs about 3 GiB
     loads = NodeLoads([1 * GIB, 2 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
-    placed = reserve.place(PLANNER, loads, Request(2, 3 * GIB))
+    placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB))
     per_node = placed.bytes_per_node
     total = sum(per_node.values())
     assert total > 3 * GIB  # the whole build, as before
@@ -26,10 +26,10 @@ def test_the_reservation_takes_every_nodes_room_before_a_dma_zone():
 
 def test_a_second_start_is_not_placed_on_room_the_first_build_takes():
     loads = NodeLoads([1 * GIB, 2 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
-    first = reserve.place(PLANNER, loads, Request(2, 3 * GIB))
+    first = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB))
     reserved = [first.bytes_per_node.get(n, 0) for n in (0, 1)]
     after = NodeLoads(loads.free, reserved, loads.vcpus, dma=loads.dma)
-    second = reserve.place(PLANNER, after, Request(1, 512 * MIB))
+    second = dma_zone.place(PLANNER, after, Request(1, 512 * MIB))
     # node 1's room is the first build's: the second one can only have node 0's zone
     assert second.bytes_per_node.get(1, 0) == 0
 
@@ -38,7 +38,7 @@ def test_the_reservation_covers_other_nodes_only_as_far_as_needed():
     # a CPU mask keeps the choice on node 0, whose room and zone hold the VM; Xen still
     # spills to node 1's room (4 GiB) first, and never reaches the zone
     loads = NodeLoads([1 * GIB, 4 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
-    placed = reserve.place(PLANNER, loads, Request(2, 3 * GIB, within=frozenset({0})))
+    placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB, within=frozenset({0})))
     per_node = placed.bytes_per_node
     assert placed.nodes == (0,)
     assert per_node[0] == 1 * GIB and 2 * GIB < per_node[1] < 4 * GIB
@@ -50,6 +50,6 @@ def test_such_a_placement_says_it_is_a_fallback_and_never_shows_negative_headroo
     from xapi_numa.ops.start_placement import describe
 
     loads = NodeLoads([1 * GIB, 1 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
-    placed = reserve.place(PLANNER, loads, Request(2, 3 * GIB))
+    placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB))
     assert placed.fallback
     assert describe(PLANNER, placed, None, loads)["headroom"] >= 0

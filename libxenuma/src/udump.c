@@ -106,7 +106,7 @@ int xn_udump_parse(const char *buf, size_t len, uint32_t domid, unsigned int nr_
         p = nl ? nl + 1 : end;
     }
     if (!start)
-        return -ENOENT;
+        return -ENODATA; /* no dump: nothing, or a dump the console ring lost the head of */
 
     for (unsigned int i = 0; i < nr_nodes; i++)
         pages[i] = 0;

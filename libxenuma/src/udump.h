@@ -18,7 +18,9 @@
  * is complete once `nr_nodes` Node lines (ids 0..nr_nodes-1) have been read.
  *
  * Returns 0 and fills pages[0..nr_nodes) and *total;
- *   -ENOENT  no dump header, or the domain is not in the dump;
+ *   -ENODATA no dump header (a dump larger than Xen's console ring loses its
+ *            head, the header and the first domains, before it can be read);
+ *   -ENOENT  the domain is not in the dump;
  *   -EAGAIN  the dump is truncated (the block ends before all nodes);
  *   -EINVAL  bad arguments or a malformed Node line.
  */

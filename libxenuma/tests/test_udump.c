@@ -99,7 +99,7 @@ static void test_truncated(void)
         "(XEN) Domain 2 (total: 1):\n";
     CHECK(parse(next_domain_too_soon, 1, 2, pages, &total) == -EAGAIN);
     const char *header_lost = "(XEN)     Node 0: 0\n(XEN)     Node 1: 5\n";
-    CHECK(parse(header_lost, 1, 2, pages, &total) == -ENOENT);
+    CHECK(parse(header_lost, 1, 2, pages, &total) == -ENODATA);
 }
 
 static void test_bad_input(void)

@@ -227,9 +227,9 @@ val capture_dump : ?timeout_ms:int -> handle -> string
 
 val node_pages_of_dump : string -> domid:int -> nr_nodes:int -> int64 array * int64
 (** Pure: (pages per node, total) of one domain in a capture.  Raises
-    [Error (ENOENT, _)] if the domain is not in it (or the text holds no
-    dump header, which a {!capture_dump} text always does), [Error (EAGAIN, _)]
-    if the dump is truncated. *)
+    [Error (ENOENT, _)] if the domain is not in it, [Error (ENODATA, _)] if the
+    text holds no dump header (a {!capture_dump} text always does),
+    [Error (EAGAIN, _)] if the dump is truncated. *)
 
 (** {1 Moving memory between nodes (PVH/HVM guests)} *)
 

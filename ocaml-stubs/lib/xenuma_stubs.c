@@ -48,7 +48,6 @@
 #define MAX_NODES 64u
 #define MAX_CPUS 4096u
 #define DUMP_BYTES (4u << 20)
-#define UDUMP_HEADER "Memory location of each domain:" /* the line before the domains' in debug key 'u''s dump */
 
 /* --- errors ----------------------------------------------------------------------------- */
 
@@ -973,9 +972,13 @@ CAMLprim value stub_xenuma_udump_capture(value handle, value timeout_ms)
     call_end(handle);
     /* Xen prints the dump within the key's hypercall: one larger than its console
      * ring has lost its head (the header and first domains) before any read, and
-     * what is left would read as a dump without the domains asked about. */
-    if (rc == 0 && !memmem(buf, len, UDUMP_HEADER, sizeof(UDUMP_HEADER) - 1))
-        rc = -ENODATA;
+     * what is left would read as a dump without the domains asked about.  The
+     * parser says so (ENODATA); dom0 is in every dump, so it is the one asked for. */
+    if (rc == 0) {
+        uint64_t node0, total;
+        if (xn_udump_parse(buf, len, 0, 1, &node0, &total) == -ENODATA)
+            rc = -ENODATA;
+    }
     if (rc < 0) {
         owned_free(owner);
         raise_error(rc == -ENODATA ? -EAGAIN : rc,

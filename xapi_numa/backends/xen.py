@@ -43,7 +43,6 @@ STAGES = {0: "none", 1: "copy-out", 2: "release", 3: "verify", 4: "populate", 5:
 NOT_MOVABLE = {errno.EPROTOTYPE: "is a PV guest", errno.EOPNOTSUPP: "booted with populate-on-demand (below max)"}
 FAULTS = {"after-release": 0x100, "die-after-release": 0x200, "copy-back": 0x800}  # test hooks
 DUMP_BUFFER = 4 << 20
-UDUMP_HEADER = b"Memory location of each domain:"  # the line before the domains' in the dump
 _UNREAD = object()  # the DMA width, before the first read of node memory
 
 
@@ -279,9 +278,9 @@ class XenHypervisor(Hypervisor):
                 self._max_vcpu(domid)  # raises ESRCH for a domain that does not exist
             if rc not in (-errno.EAGAIN, -errno.ENOENT):
                 break
-        if rc == -errno.ENOENT and UDUMP_HEADER not in text:
-            # Xen prints the dump within the key's hypercall: one larger than its console ring
-            # has lost its head (the header, the first domains) before anything could read it
+        if rc == -errno.ENODATA:
+            # no dump header: Xen prints the dump within the key's hypercall, and one larger than
+            # its console ring has lost its head (the header, the first domains) before any read
             raise HypervisorError(errno.EAGAIN, f"pages per node of domain {domid}: debug key 'u''s dump is "
                                   "larger than Xen's console ring and lost its head (raise conring_size= "
                                   "on Xen's command line)")

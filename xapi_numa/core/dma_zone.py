@@ -12,10 +12,16 @@ The width (``end_boot_allocator``) is ``dma_bits=`` from Xen's command line,
 else, on more than one node, ``arch_get_dma_bitsize``'s: a quarter of the
 first node with memory below 4 GiB, rounded up to a power of two, at most
 32 bits.  What this module owns: that rule, read from the command line and
-the nodes' spanned sizes (``xc_numainfo``'s ``memsize``).
+the nodes' spanned sizes (``xc_numainfo``'s ``memsize``), and how placement
+counts the zones (:func:`place`: a last resort, reserved where Xen fills it).
 """
 import re
 from typing import Optional, Sequence
+
+import attrs
+
+from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
+from xapi_numa.errors import NoCapacity
 
 PAGE_SHIFT = 12
 MAX_WIDTH = 32  # arch_get_dma_bitsize caps the default at 4 GiB
@@ -79,3 +85,37 @@ def _as_unsigned_int(value: int, before: int) -> int:
     if (1 << 32) - 1 < wide < (1 << 64) - (1 << 31):
         return before
     return wide & 0xFFFFFFFF
+
+
+def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
+    """The planner's choice on the nodes' room; where none has room enough, on their
+    room and DMA zones, which Xen gives a build once every node is out of the rest --
+    but not for a ``strict`` VM or one whose policy says ``on_exhaust=fail``: Xen
+    would spill its memory off its nodes before it touched theirs."""
+    try:
+        return planner.place(loads, request)
+    except NoCapacity:
+        policy = request.policy
+        if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
+            raise
+        return _as_xen_fills(loads, planner.place(loads.with_dma(), request))
+
+
+def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
+    """The placement's memory where Xen puts it: the build gets no page of a DMA zone
+    while any node has room above it (its nodes first, then the others in order:
+    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones."""
+    need = sum(b for _, b in placement.memory)
+    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]
+    zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
+    order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
+    take = [0] * len(room)
+    for pool in (room, zone):
+        for n in order:
+            got = min(pool[n], need)
+            take[n], need = take[n] + got, need - got
+    take[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
+    # a fallback: its memory goes beyond the nodes chosen for it (pool tools rank it so)
+    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b), fallback=True,
+                        reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "
+                                                  "room is taken: that room is reserved first")

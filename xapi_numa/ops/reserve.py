@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core import dma_zone
 from xapi_numa.core.actions import Reserve
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
@@ -64,40 +65,6 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
                      [with_dma[n] - free[n] for n in nodes])
 
 
-def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
-    """The planner's choice on the nodes' room; where none has room enough, on their
-    room and DMA zones, which Xen gives a build once every node is out of the rest --
-    but not for a ``strict`` VM or one whose policy says ``on_exhaust=fail``: Xen
-    would spill its memory off its nodes before it touched theirs."""
-    try:
-        return planner.place(loads, request)
-    except NoCapacity:
-        policy = request.policy
-        if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
-            raise
-        return _as_xen_fills(loads, planner.place(loads.with_dma(), request))
-
-
-def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
-    """The placement's memory where Xen puts it: the build gets no page of a DMA zone
-    while any node has room above it (its nodes first, then the others in order:
-    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones."""
-    need = sum(b for _, b in placement.memory)
-    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]
-    zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
-    order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
-    take = [0] * len(room)
-    for pool in (room, zone):
-        for n in order:
-            got = min(pool[n], need)
-            take[n], need = take[n] + got, need - got
-    take[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
-    # a fallback: its memory goes beyond the nodes chosen for it (pool tools rank it so)
-    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b), fallback=True,
-                        reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "
-                                                  "room is taken: that room is reserved first")
-
-
 def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = None) -> Dict[int, int]:
     """Pages each node can take for memory we move there: free less the hypervisor's
     claims, what starts have reserved in the ledger (a page move must never take the
@@ -136,7 +103,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
                 reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids)
                 loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids)
-        return place(planner, loads, request), None, loads
+        return dma_zone.place(planner, loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
@@ -144,7 +111,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     for _ in range(ATTEMPTS):
         loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
                            tally=tally)
-        placement = place(planner, loads, request)
+        placement = dma_zone.place(planner, loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])
         except NoCapacity as err:
@@ -166,7 +133,7 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger))
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
-    return place(planner, attrs.evolve(loads, free=free), request)
+    return dma_zone.place(planner, attrs.evolve(loads, free=free), request)
 
 
 def _moving(ledger: Optional[Ledger]) -> Dict[int, int]:
