@@ -71,8 +71,15 @@ def kinds(actions):
     # a thread started by one we moved has its mask (Linux copies it): written once, to be journalled
     ("already aligned, not ours: the thread taken in hand, the IRQ left", {1: N1}, [task(1, 500, frozenset({1}))],
      [irq(1, 90, frozenset({1}))], {}, [("SetThreadAffinity", 500, [1])]),
-    ("home over both nodes: both dom0 vCPUs", {1: ALL}, [task(1, 500, frozenset({1}))], [], {},
-     [("SetThreadAffinity", 500, [0, 1])]),
+    ("home over both nodes: both dom0 vCPUs", {1: ALL}, [task(1, 500, frozenset({1}))], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)}, [("SetThreadAffinity", 500, [0, 1])]),
+    # an admin's taskset is theirs: neither dom0's default nor a mask of ours, so never overwritten
+    ("a thread someone else pinned: left alone", {1: N1}, [task(1, 500, frozenset({0}))], [], {}, []),
+    ("the same with its home on both nodes: still left alone", {1: ALL}, [task(1, 500, frozenset({1}))], [], {}, []),
+    # born to a thread we held, with its mask, before the guest's home moved: ours to align
+    ("a sibling of a thread we hold, on another node's dom0 vCPUs: aligned", {1: N1},
+     [task(1, 500, frozenset({1})), task(1, 501, frozenset({0}))], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)}, [("SetThreadAffinity", 501, [1])]),
     ("dom0's own and an unknown domain's work is never planned", {1: N1},
      [task(0, 10), task(7, 700)], [irq(0, 9), irq(7, 91)], {}, []),
     ("irqbalance in the way: threads only", {1: N1}, [task(1, 500)], [irq(1, 90)], {"irqs_allowed": False},

@@ -15,8 +15,9 @@ provided every dom0 vCPU is pinned to one node.  This module owns:
   we changed once a guest opts out or the feature is switched off.
 
 Only work attributed to a running guest (by the domid in its name) is ever
-touched; dom0's own threads and IRQs, and those of guests that opted out,
-never appear in a plan.
+touched; dom0's own threads and IRQs, those of guests that opted out, and a
+guest's thread whose mask someone else set (neither dom0's default nor one of
+ours) never appear in a plan.
 """
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -166,8 +167,12 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
     targets = {domid: target_vcpus(snap, state.layout, domid) for domid in managed}
     actions: List[object] = []
     owned_threads = {(o.ident, o.name, o.starttime) for o in state.owned if o.kind == THREAD}
+    guests_in_hand = {o.uuid for o in state.owned if o.kind == THREAD}
     for t in state.tasks:
         cpus = targets.get(t.domid)
+        if cpus and (t.tid, t.name, t.starttime) not in owned_threads and not _ours_to_take(
+                t, cpus, state.layout, managed[t.domid] in guests_in_hand):
+            continue  # pinned by someone else (an admin's taskset): theirs, left as they set it
         if cpus and t.allowed != cpus:
             actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
                                              reason="{} of domain {} to dom0 vCPUs of its home".format(
@@ -188,6 +193,19 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
                                               reason="IRQ of domain {} to dom0 vCPUs of its home".format(q.domid)))
     actions += _hand_back(snap, state, managed, targets)
     return actions
+
+
+def _ours_to_take(task: BackendTask, target: FrozenSet[int], layout: Dom0Layout, in_hand: bool) -> bool:
+    """May a thread we never wrote be aligned?  Only if its mask is dom0's default (every
+    online dom0 vCPU, or more: Linux counts offline possible CPUs too), or one we would have
+    given it: its home's dom0 vCPUs, or, for a guest whose threads we already hold, the dom0
+    vCPUs of some nodes (born to a thread we moved, with its mask, before its home moved).
+    Any other mask was set by someone else on purpose, and overwriting it would undo that."""
+    online = layout.online or layout.all_vcpus
+    if task.allowed >= online or task.allowed == target:
+        return True
+    return in_hand and bool(task.allowed) and task.allowed == layout.vcpus_on(
+        frozenset(n for v, n in layout.node_of_vcpu.items() if v in task.allowed))
 
 
 def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str],
