@@ -347,6 +347,36 @@ def test_xen_adapter_sizes_with_the_enobufs_answer_and_asks_again():
         attrs.evolve(v, pnode=None) for v in two.vnodes)
 
 
+class FakeSetvnuma:
+    """Stands for libxenuma's xn_domain_setvnuma: records the vCPU -> vnode array it got."""
+
+    def __init__(self):
+        self.calls = []
+
+    def xn_domain_setvnuma(self, handle, domid, nr_vnodes, nr_ranges, ranges, nr_vcpus, dist, v2n, n2p):
+        self.calls.append([v2n[i] for i in range(nr_vcpus)])
+        return 0
+
+
+@pytest.mark.parametrize("broken", [
+    lambda v: [attrs.evolve(v[0], distances=(10,)), v[1]],           # a short row: C reads past it
+    lambda v: [v[0], attrs.evolve(v[1], vcpus=(0,))],                 # vCPU 0 twice, vCPU 1 in none
+    lambda v: [v[1], v[0]],                                           # out of order
+    lambda v: [v[0], attrs.evolve(v[1], pnode=None)],                 # no pnode
+], ids=["short distances", "a vCPU twice", "vnodes out of order", "no pnode"])
+def test_the_xen_adapter_refuses_a_plan_the_c_library_would_misread(broken):
+    from xapi_numa.backends import xen_vnuma
+
+    native, good = libxenuma(), layout([0, 1], [128, 64])
+    fake = FakeSetvnuma()
+    xen_vnuma.write(native.ffi, fake, None, 5, good.as_plan(), good.ranges)
+    assert fake.calls == [[0, 1]]
+    bad = vnuma.VnumaPlan("follow", tuple(broken(list(good.vnodes))), {})
+    with pytest.raises(InvalidArgument) as err:
+        xen_vnuma.write(native.ffi, fake, None, 5, bad, good.ranges)
+    assert err.value.field == "vnuma plan" and fake.calls == [[0, 1]]
+
+
 def test_a_library_without_getvnuma_is_an_error_never_no_layout():
     from xapi_numa.backends import xen_vnuma
     from xapi_numa.errors import HypervisorError

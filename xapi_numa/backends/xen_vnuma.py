@@ -15,7 +15,7 @@ import re
 from typing import Callable, Dict, List, Optional, Sequence
 
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_arrays
-from xapi_numa.errors import HypervisorError, NumaError
+from xapi_numa.errors import HypervisorError, InvalidArgument, NumaError
 
 SIZING_TRIES = 4
 _HEADER = b"Memory location of each domain:"
@@ -24,6 +24,8 @@ _VNODE = re.compile(rb"^\s*(\d+): pnode\s+(\d+|\?\?\?),")
 
 
 def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
+    """Set ``plan`` with ``ranges``; a plan the C library would misread is refused first."""
+    _check_shape(plan)
     cranges = ffi.new("struct xn_vmemrange[]", [(r.start, r.end, r.vnode) for r in ranges] or 1)
     dist = ffi.new("uint32_t[]", [d for v in plan.vnodes for d in v.distances])
     vcpus = sorted((c, v.index) for v in plan.vnodes for c in v.vcpus)
@@ -32,6 +34,23 @@ def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRan
     rc = lib.xn_domain_setvnuma(handle, domid, len(plan.vnodes), len(ranges), cranges, len(vcpus), dist, v2n, n2p)
     if rc < 0:
         raise HypervisorError(-rc, f"setting the vNUMA layout of domain {domid}")
+
+
+def _check_shape(plan: VnumaPlan) -> None:
+    """The C library takes bare arrays: nr_vnodes squared distances (a short row would be
+    read past its end), one vnode per vCPU 0..n-1 (a vCPU listed twice, or none, would
+    shift every later vCPU onto another vnode), a pnode per vnode."""
+    k = len(plan.vnodes)
+    vcpus = sorted(c for v in plan.vnodes for c in v.vcpus)
+    problems = [f"vnode {v.index} has {len(v.distances)} distances" for v in plan.vnodes if len(v.distances) != k]
+    problems += [f"vnode at position {i} is numbered {v.index}" for i, v in enumerate(plan.vnodes) if v.index != i]
+    problems += [f"vnode {v.index} has no pnode" for v in plan.vnodes if not isinstance(v.pnode, int)]
+    if vcpus != list(range(len(vcpus))):
+        problems.append(f"its vCPUs are {vcpus}")
+    if problems:
+        raise InvalidArgument("vnuma plan", "; ".join(problems),
+                              f"vnodes 0..{k - 1} in order, {k} distances each, a pnode each, "
+                              "vCPUs 0..n-1 each in one vnode")
 
 
 def read(ffi, lib, handle, domid: int, dump: Callable[[bool], bytes]) -> Optional[VnumaLayout]:
