@@ -10,7 +10,7 @@ import pytest
 from test_plugin import err, ok, run
 
 from xapi_numa.core import vnuma
-from xapi_numa.ops.vnuma_xapi import VNUMA_KEY, guest_of, stored_plan
+from xapi_numa.ops.vnuma_xapi import VNUMA_KEY, guest_of, stored_plan, video_ram_of
 
 G = 1 << 30
 XAPI_NUMA = os.path.join(os.path.dirname(sys.executable), "xapi-numa")
@@ -192,6 +192,34 @@ def test_a_plan_made_for_other_figures_says_it_is_stale():
     assert "stale" not in stored_plan({VNUMA_KEY: text}, 4, 2 * G)
     stale = stored_plan({VNUMA_KEY: text}, 8, 3 * G)["stale"]
     assert "planned for 4 vCPUs and {} bytes".format(2 * G) in stale and "plan again" in stale
+
+
+@pytest.mark.parametrize("record, mib", [
+    ({"domain_type": "hvm"}, 4),                                          # no key: xapi's default
+    ({"domain_type": "hvm", "platform": {"videoram": "8"}}, 8),
+    ({"domain_type": "hvm", "platform": {"videoram": "0x10"}}, 16),       # int_of_string reads hex
+    ({"domain_type": "hvm", "platform": {"videoram": "8 MiB"}}, 4),       # not a number: the default
+    ({"domain_type": "hvm", "platform": {"videoram": "8"}, "VGPUs": ["OpaqueRef:v"]}, 16),  # a vGPU: 16 at least
+    ({"domain_type": "hvm", "platform": {"videoram": "-3"}}, 0),
+    ({"domain_type": "pvh", "platform": {"videoram": "8"}}, 0),           # no emulated VGA
+])
+def test_video_ram_is_worked_out_as_xapi_does(record, mib):
+    assert video_ram_of(record) == mib << 20
+
+
+def test_the_stored_plan_carries_the_video_ram_and_goes_stale_with_it(ctx):
+    """A builder laying out the stored plan's ranges needs the video RAM (inside vnode 0's
+    memory, no guest RAM): it was not stored, so the layout could not be rebuilt."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("vga", 2, 2 * G, platform={"videoram": "16"})
+    stored = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert stored["video_ram"] == 16 << 20
+    other = session.xenapi.VM.get_other_config(ref)
+    assert json.loads(other[VNUMA_KEY])["video_ram"] == 16 << 20
+    assert "stale" not in stored_plan(other, 2, 2 * G, 16 << 20)
+    assert "planned for {} bytes of video RAM".format(16 << 20) in stored_plan(other, 2, 2 * G, 8 << 20)["stale"]
+    old = json.dumps({k: v for k, v in json.loads(other[VNUMA_KEY]).items() if k != "video_ram"})
+    assert "stale" not in stored_plan({VNUMA_KEY: old}, 2, 2 * G, 8 << 20)  # stored before: not judged on it
 
 
 def vnuma_topology():

@@ -224,7 +224,8 @@ class LoopbackXapi:
 
     def add_vm(self, name: str, vcpus: int, memory: int, other_config: Optional[dict] = None,
                vcpus_params: Optional[dict] = None, domain_type: str = "hvm",
-               dynamic_max: Optional[int] = None, shadow_multiplier: float = 1.0) -> Tuple[str, str]:
+               dynamic_max: Optional[int] = None, shadow_multiplier: float = 1.0,
+               platform: Optional[dict] = None) -> Tuple[str, str]:
         """Create a halted VM (what a template install does); returns (ref, uuid).
         ``memory``: its static maximum; ``dynamic_max``: its balloon's top (``memory``)."""
         ref, uuid, mref = _ref(), str(uuidlib.uuid4()), _ref()
@@ -241,6 +242,7 @@ class LoopbackXapi:
                              "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
                              "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": [],
+                             "platform": dict(platform or {}),
                              "scheduled_to_be_resident_on": NULL}
         return ref, uuid
 

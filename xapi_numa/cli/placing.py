@@ -143,6 +143,9 @@ def _render_vnuma(result: dict) -> str:
             lines.append("{}:\n".format(title) + render.table(["vnode", "pnode", "memory", "vcpus"], [
                 [v["vnode"], "?" if v["pnode"] is None else v["pnode"], format_size(v["memory"]),
                  ",".join(map(str, v["vcpus"]))] for v in plan["vnodes"]]))
+            if plan.get("video_ram"):
+                lines.append("(vnode 0's memory includes {} of video RAM, which is not guest RAM)".format(
+                    format_size(plan["video_ram"])))
     return "".join("\n" + line for line in lines)
 
 

@@ -23,15 +23,13 @@ from xapi_numa.ops.command_line import given as given_text
 from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.ops.vnuma_xapi import free_for_plan
+from xapi_numa.ops.vnuma_xapi import DEFAULT_VIDEO_MIB, free_for_plan
 
 
 # the core's names for what this command's flags set
 FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_dynamic_min="--dynamic-min",
              memory="--memory", vcpus="--vcpus", half="--split")
 MAX_MEMORY_SLACK = 64 << 20
-# xenopsd's video RAM when VM.platform has no videoram key (xapi_xenops builder_of_vm), cirrus or std
-DEFAULT_VIDEO_MIB = 4
 HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 

@@ -15,16 +15,13 @@ from typing import AbstractSet, FrozenSet, Iterable, Iterator, Tuple, Union
 import attrs
 
 from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
+from xapi_numa.core.ocaml_int import OCAML_INT
 from xapi_numa.errors import InvalidArgument
 
 MASK_FIELD = "VCPUs_params:mask"
 MASK_SYNTAX = ("comma-separated CPU numbers for every vCPU (0,1,2), or one such list per vCPU separated by "
                "';' (0,1;2,3; vCPUs past the last list take the first); no ranges, spaces or empty entries")
 MAX_CPU_ID = 65535  # beyond any Xen build's NR_CPUS
-# What OCaml's int_of_string also reads (signs, 0x/0o/0b/0u prefixes, '_' separators):
-# xapi would pin to such a CPU, but we read decimal only, so it is refused, saying why.
-_OCAML_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|0[bB][01][01_]*"
-                        r"|(?:0[uU])?[0-9][0-9_]*)")
 
 
 @attrs.frozen
@@ -81,7 +78,7 @@ def parse_mask(text: str, field: str = MASK_FIELD) -> VcpuMask:
         cpus = entry.split(",")
         bad = next((c for c in cpus if not is_decimal(c)), None)
         if bad is not None:
-            why = ("xapi-numa reads decimal CPU numbers only" if _OCAML_INT.fullmatch(bad)
+            why = ("xapi-numa reads decimal CPU numbers only" if OCAML_INT.fullmatch(bad)
                    else "xapi ignores a mask with such an entry and boots the VM unpinned")
             raise InvalidArgument(field, "{}: {} is not a CPU number ({})".format(shown(text), shown(bad), why),
                                   MASK_SYNTAX)

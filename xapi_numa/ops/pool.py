@@ -27,7 +27,7 @@ from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin
-from xapi_numa.ops.vnuma_xapi import stored_plan
+from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_of
 
 MAX_ATTEMPTS = 6
 HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer a query in time; the master did
@@ -266,7 +266,16 @@ def _stored_policy_of(record: dict) -> dict:
 
 def _stored_plan_of(record: dict) -> Optional[dict]:
     """The VM's stored vNUMA plan, checked against its vCPUs and memory now."""
-    return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]))
+    return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]),
+                       _video_ram_or_none(record))
+
+
+def _video_ram_or_none(record: dict) -> Optional[int]:
+    """The VM's video RAM now, None where its domain_type is not one xapi-numa knows."""
+    try:
+        return video_ram_of(record)
+    except InvalidArgument:
+        return None
 
 
 def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, dict]:

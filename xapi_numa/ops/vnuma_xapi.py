@@ -17,6 +17,7 @@ from typing import Dict, FrozenSet, Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import vnuma
+from xapi_numa.core.ocaml_int import ocaml_int
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
@@ -29,17 +30,40 @@ from xapi_numa.state.ledger import Ledger
 VNUMA_KEY = "numa_vnuma"
 # xapi's domain_type enum -> what the planner calls the guest (pv_in_pvh runs a PV kernel)
 DOMAIN_TYPES = {"hvm": "hvm", "pvh": "pvh", "pv": "pv", "pv_in_pvh": "pv"}
+# xapi's video RAM for an HVM guest (Xapi_xenops.builder_of_vm): platform:videoram in MiB,
+# read with int_of_string, this when the key is missing or not a number; at least
+# VGPU_VIDEO_MIB with a vGPU
+DEFAULT_VIDEO_MIB = 4
+VGPU_VIDEO_MIB = 16
 
 
-def guest_of(record: dict) -> vnuma.GuestSpec:
-    """The planner's view of a VM, from its xapi record."""
+def guest_type_of(record: dict) -> str:
+    """hvm, pvh or pv: what the planner calls the VM's guest type."""
     dtype = record.get("domain_type", "unspecified")
     if dtype == "unspecified":  # older records: HVM_boot_policy says which
         dtype = "hvm" if record.get("HVM_boot_policy") else "pv"
     if dtype not in DOMAIN_TYPES:
         raise InvalidArgument("domain_type", f"{dtype!r}", ", ".join(sorted(DOMAIN_TYPES)))
-    return vnuma.GuestSpec(DOMAIN_TYPES[dtype], int(record["VCPUs_max"]), int(record["memory_static_max"]),
+    return DOMAIN_TYPES[dtype]
+
+
+def guest_of(record: dict) -> vnuma.GuestSpec:
+    """The planner's view of a VM, from its xapi record."""
+    return vnuma.GuestSpec(guest_type_of(record), int(record["VCPUs_max"]), int(record["memory_static_max"]),
                            int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
+
+
+def video_ram_of(record: dict) -> int:
+    """Bytes of the VM's static max that xenopsd gives an HVM guest's emulated VGA, as
+    xapi works them out: part of vnode 0 but no guest RAM, so a builder laying out the
+    stored plan's ranges needs them (0 for a PVH guest, which has no emulated VGA)."""
+    if guest_type_of(record) != "hvm":
+        return 0
+    mib = ocaml_int(record.get("platform", {}).get("videoram", ""))
+    mib = DEFAULT_VIDEO_MIB if mib is None else mib
+    if record.get("VGPUs"):
+        mib = max(mib, VGPU_VIDEO_MIB)
+    return max(mib, 0) * vnuma.MiB  # a negative value is no video RAM to leave out
 
 
 def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger] = None,
@@ -85,15 +109,22 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
-def store_plan(session, vm: str, plan: vnuma.VnumaPlan) -> None:
-    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan.to_dict(), sort_keys=True, separators=(",", ":")))
+def plan_record(plan: vnuma.VnumaPlan, record: dict) -> dict:
+    """The plan as answered and stored: its vnodes, and the video RAM vnode 0 holds."""
+    return dict(plan.to_dict(), video_ram=video_ram_of(record))
+
+
+def store_plan(session, vm: str, plan: vnuma.VnumaPlan, record: dict) -> None:
+    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan_record(plan, record), sort_keys=True,
+                                                             separators=(",", ":")))
 
 
 def stored_plan(other_config: Dict[str, str], vcpus: Optional[int] = None,
-                memory: Optional[int] = None) -> Optional[dict]:
+                memory: Optional[int] = None, video_ram: Optional[int] = None) -> Optional[dict]:
     """The stored plan, None if there is none; a value that is not a plan (hand-edited,
-    say) is shown as such.  With the VM's ``vcpus`` and ``memory`` (static max), a plan
-    made for other figures says so in ``stale``: it would no longer fit the VM."""
+    say) is shown as such.  With the VM's ``vcpus``, ``memory`` (static max) and
+    ``video_ram``, a plan made for other figures says so in ``stale``: it would no longer
+    fit the VM (a plan stored before 2026-12-05 has no video RAM, and is not judged on it)."""
     text = other_config.get(VNUMA_KEY)
     if text is None:
         return None
@@ -108,6 +139,9 @@ def stored_plan(other_config: Dict[str, str], vcpus: Optional[int] = None,
     if (vcpus is not None and planned_vcpus != vcpus) or (memory is not None and planned_memory != memory):
         value = dict(value, stale="planned for {} vCPUs and {} bytes; the VM now has {} and {}: plan again "
                                   "(xapi-numa vnuma VM --store)".format(planned_vcpus, planned_memory, vcpus, memory))
+    elif video_ram is not None and _is_int(value.get("video_ram")) and value["video_ram"] != video_ram:
+        value = dict(value, stale="planned for {} bytes of video RAM; the VM now has {}: plan again "
+                                  "(xapi-numa vnuma VM --store)".format(value["video_ram"], video_ram))
     return value
 
 

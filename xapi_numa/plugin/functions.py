@@ -249,12 +249,12 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     half = int_arg(args, "half", 0, 1) if "half" in args else None
     store = bool_arg(args, "store")
     vm = xapi.vm_ref(ctx.session, uuid)
-    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, xapi.vm_record(ctx.session, vm), uuid,
-                               trim(args.get("mode", "follow")), half,
+    record = xapi.vm_record(ctx.session, vm)
+    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, record, uuid, trim(args.get("mode", "follow")), half,
                                xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
     if store:
-        vnuma_xapi.store_plan(ctx.session, vm, plan)
-    return dict(plan.to_dict(), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
+        vnuma_xapi.store_plan(ctx.session, vm, plan, record)
+    return dict(vnuma_xapi.plan_record(plan, record), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
 
 
 FUNCTIONS: Dict[str, Callable[[Context, Dict[str, str]], object]] = {

@@ -1,0 +1,22 @@
+"""Numbers as xapi reads them from string maps: OCaml's int_of_string (core/ocaml_int)."""
+import pytest
+
+from xapi_numa.core.ocaml_int import ocaml_int
+
+MAX = (1 << 62) - 1
+
+
+@pytest.mark.parametrize("text, value", [
+    ("4", 4), ("+7", 7), ("-5", -5), ("1_000", 1000), ("0x10", 16), ("0X1f", 31), ("0o17", 15), ("0b101", 5),
+    ("0u12", 12), (str(MAX), MAX), ("-" + str(MAX + 1), -MAX - 1),
+    ("0x7fffffffffffffff", -1), ("0x4000000000000000", -MAX - 1), ("-0x4000000000000000", -MAX - 1),
+    ("-0x1", -1),
+])
+def test_what_ocaml_reads(text, value):
+    assert ocaml_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["", " 4", "4 ", "x", "1.5", "0x", "_1", "--1", str(MAX + 1),
+                                  "0x8000000000000000", "1" * 200, "\u0664"])
+def test_what_ocaml_refuses(text):
+    assert ocaml_int(text) is None
