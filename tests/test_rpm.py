@@ -219,22 +219,30 @@ def spec_scriptlet(name: str) -> str:
     return re.split(r"\n%[a-z]+\n", "\n" + body, 1)[0]
 
 
-@pytest.mark.parametrize("scriptlet, arg, systemd_runs, calls", [
-    ("post", 1, False, ["enable xapi-numad.service xapi-numa-rrdd.service"]),  # an installer's chroot
-    ("post", 1, True, ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload",
-                       "start xapi-numad.service xapi-numa-rrdd.service"]),
-    # an upgrade re-links an enabled metrics plugin (wanted by xcp-rrdd since 2026-12-05)
-    ("post", 2, True, ["daemon-reload", "try-restart xapi-numad.service xapi-numa-rrdd.service",
-                       "is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]),
-    ("post", 2, False, ["is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]),
-    ("preun", 0, False, ["xapi-numad --hand-back --no-xapi", "disable xapi-numad.service xapi-numa-rrdd.service"]),
-    ("preun", 0, True, ["stop xapi-numad.service xapi-numa-rrdd.service", "xapi-numad --hand-back --no-xapi",
-                        "disable xapi-numad.service xapi-numa-rrdd.service"]),
-    ("preun", 1, True, []),
+START = "start xapi-numad.service xapi-numa-rrdd.service"
+RESTART = "try-restart xapi-numad.service xapi-numa-rrdd.service"
+RELINK = ["is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]
+
+
+@pytest.mark.parametrize("steps, systemd_runs, calls", [
+    ([("post", 1), ("posttrans", 0)], False, ["enable xapi-numad.service xapi-numa-rrdd.service"]),  # a chroot
+    ([("post", 1), ("posttrans", 0)], True, ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload",
+                                             START]),
+    # an upgrade: the new %post, the old %preun and %postun, the new %posttrans; it restarts
+    # only at the end, and re-links an enabled metrics plugin (wanted by xcp-rrdd since 2026-12-05)
+    ([("post", 2), ("preun", 1), ("postun", 1), ("posttrans", 0)], True, RELINK + ["daemon-reload", RESTART]),
+    ([("post", 2), ("preun", 1), ("postun", 1), ("posttrans", 0)], False, RELINK),
+    ([("preun", 0)], False, ["xapi-numad --hand-back --no-xapi", "disable xapi-numad.service xapi-numa-rrdd.service"]),
+    ([("preun", 0)], True, ["stop xapi-numad.service xapi-numa-rrdd.service", "xapi-numad --hand-back --no-xapi",
+                            "disable xapi-numad.service xapi-numa-rrdd.service"]),
+    ([("preun", 1)], True, []),
+    ([("postun", 0)], True, ["daemon-reload"]),
+    ([("postun", 1)], True, []),
 ])
-def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, scriptlet, arg, systemd_runs, calls):
+def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, steps, systemd_runs, calls):
     """Installed where systemd is not running (a host installer's supplemental pack, an
-    image build, rpm --root) the units were never enabled: nothing ran at any boot."""
+    image build, rpm --root) the units were never enabled: nothing ran at any boot.  The
+    scriptlets run here in rpm's order (tests/test_pkg_rpm_upgrade.py runs them in rpm)."""
     if shutil.which("sh") is None:
         pytest.skip("no sh")
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
@@ -247,12 +255,15 @@ def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, s
     run_dir = tmp_path / "run-systemd-system"
     if systemd_runs:
         run_dir.mkdir()
-    script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir)).replace(
-        "/usr/bin/xapi-numad", str(bin_dir / "xapi-numad"))
     env = dict(os.environ, PATH="{}:{}".format(bin_dir, os.environ.get("PATH", "")))
-    done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, timeout=30)
-    assert done.returncode == 0
+    for scriptlet, arg in steps:
+        script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir)).replace(
+            "/usr/bin/xapi-numad", str(bin_dir / "xapi-numad")).replace(
+            "%{xn_services_todo}", str(tmp_path / "services-todo")).replace("%{xn_prefix}", str(tmp_path / "prefix"))
+        done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, timeout=30)
+        assert done.returncode == 0
     assert (log.read_text().splitlines() if log.exists() else []) == calls
+    assert not (tmp_path / "services-todo").exists()
 
 
 @pytest.fixture
