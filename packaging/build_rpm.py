@@ -2,7 +2,7 @@
 
 Everything of ours lives under one directory, ``/opt/xapi-numa``:
 
-* ``lib/python``: the ``xapi_numa`` package (source only) and its private
+* ``lib/python``: the ``xapi_numa`` package (the files git tracks) and its private
   dependencies pinned for dom0's CPython 3.6 (``dom0-requirements.txt``: attrs,
   cffi with its compiled ``_cffi_backend`` for cp36, pycparser), never in
   dom0's site-packages, and never ``XenAPI`` (dom0 ships its own ``XenAPI.py``);
@@ -15,7 +15,8 @@ Outside it, only small launchers (``/usr/bin/xapi-numa``, ``xapi-numad``,
 on ``sys.path`` and run on dom0's ``/usr/bin/python3``, and the systemd units.
 
 Usage: ``python packaging/build_rpm.py --lib build/dom0 --out build/rpm``; prints
-the RPM's path.  Runs on the build machine's Python (any 3.x); needs rpmbuild.
+the RPM's path.  Runs on the build machine's Python (any 3.x), in a git checkout;
+needs rpmbuild and git.
 """
 import argparse
 import glob
@@ -122,10 +123,41 @@ def fetch_wheels(cache: str, python: str) -> list:
     return wheels
 
 
-def copy_package(dest: str) -> None:
-    """The xapi_numa sources: no bytecode, no API-mode module built for this machine's Python."""
-    shutil.copytree(os.path.join(ROOT, "xapi_numa"), os.path.join(dest, "xapi_numa"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+def git_output(root: str, args: list) -> str:
+    """What ``git -C root ARGS`` prints; SystemExit naming ``root`` where that is no checkout."""
+    try:
+        done = subprocess.run(["git", "-C", root] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+    except OSError as err:
+        raise SystemExit("build_rpm: git cannot run ({}): the RPM carries only the files git tracks "
+                         "under xapi_numa/".format(err.strerror or err)) from None
+    if done.returncode:
+        raise SystemExit("build_rpm: {} is not a git checkout ({}): the RPM carries only the files git tracks "
+                         "under xapi_numa/; build from a clone".format(root, done.stderr.strip() or "git failed"))
+    return done.stdout
+
+
+def tracked_package_files(root: str) -> list:
+    """The files of ``xapi_numa`` that git tracks in the checkout at ``root`` (paths from
+    ``root``), as its working tree has them: not an editor's backup, a scratch module never
+    added, bytecode, or an API-mode module built for this machine's Python.  A tracked file
+    deleted in the working tree is left out, as it is from what runs here."""
+    top = git_output(root, ["rev-parse", "--show-toplevel"]).strip()
+    if os.path.realpath(top) != os.path.realpath(root):  # a tree unpacked inside another checkout
+        raise SystemExit("build_rpm: {} is not a git checkout (it lies inside {}): the RPM carries only the "
+                         "files git tracks under xapi_numa/; build from a clone".format(root, top))
+    names = [n for n in git_output(root, ["ls-files", "-z", "--", "xapi_numa"]).split("\0") if n]
+    files = [n for n in names if os.path.isfile(os.path.join(root, n))]
+    if "xapi_numa/__init__.py" not in files:
+        raise SystemExit("build_rpm: git tracks no xapi_numa/__init__.py in {}".format(root))
+    return files
+
+
+def copy_package(dest: str, root: str = ROOT) -> None:
+    """The xapi_numa files git tracks, into ``dest``."""
+    for name in tracked_package_files(root):
+        os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
+        shutil.copy2(os.path.join(root, name), os.path.join(dest, name))
 
 
 def find_python36():
@@ -251,6 +283,7 @@ def main(argv=None) -> int:
     if shutil.which("rpmbuild") is None:
         print("build_rpm: rpmbuild not found (Debian: apt-get install rpm)", file=sys.stderr)
         return 1
+    tracked_package_files(ROOT)  # outside a checkout: refused before anything is downloaded
     payload = os.path.join(args.out, "payload")
     shutil.rmtree(payload, ignore_errors=True)
     try:
