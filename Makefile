@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test test-py36 bench xen-test xen-test-dom0 xen-test-daemon xen-test-hvm native native-test ocaml ocaml-test install clean rpm dom0-lib
+.PHONY: all demo test test-py36 bench xen-test xen-test-dom0 xen-test-daemon xen-test-hvm native native-test ocaml ocaml-test install uninstall clean rpm dom0-lib
 
 all: test
 
@@ -113,6 +113,18 @@ xen-test-hvm: native
 # XenAPI.py, which pip does not see as installed), PyPI's is not installed over it: the
 # package goes in without dependencies, and these (setup.py's install_requires less XenAPI) first.
 HOST_DEPS := 'attrs>=22.2' 'cffi>=1.15'
+# What install writes, and uninstall removes only where it is that file.  In a recipe after
+# $(PYTHON_PATHS): $$exe is the Python's interpreter, $$scripts where pip puts its launchers.
+INSTALLED_PLUGIN = $(DESTDIR)/etc/xapi.d/plugins/numa
+INSTALLED_UNIT = $(DESTDIR)/etc/systemd/system/xapi-numad.service
+PYTHON_PATHS = exe=$$($(PYTHON) -c 'import sys; print(sys.executable)') && \
+	scripts=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+# where this Python imports xapi_numa from, if that is not its site-packages (pip install -e)
+export WHERE_FROM = import os, sysconfig, xapi_numa; \
+	d = os.path.dirname(os.path.dirname(os.path.realpath(xapi_numa.__file__))); \
+	print("" if d in {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")} else d)
+PLUGIN_TEXT = sed "1s|^\#!.*|\#!$$exe|" plugins/numa
+UNIT_TEXT = sed "s|/usr/local/bin/|$$scripts/|" packaging/xapi-numad.service
 install:
 	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): pip would put PyPI's XenAPI over dom0's own; install the RPM instead (make rpm, then rpm -Uvh build/rpm/xapi-numa-*.rpm)"; exit 1; fi
 	@if xenapi=$$($(PYTHON) -c 'import XenAPI; print(XenAPI.__file__)' 2>/dev/null); then \
@@ -120,15 +132,41 @@ install:
 	    $(PYTHON) -m pip install $(HOST_DEPS) && $(PYTHON) -m pip install --no-deps .; \
 	else $(PYTHON) -m pip install .; fi
 	@# the plugin runs on the Python pip installed into, and the unit names the daemon where pip put it
-	@exe=$$($(PYTHON) -c 'import sys; print(sys.executable)') && \
-	scripts=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))') && \
+	@$(PYTHON_PATHS) && \
 	{ [ -x "$$scripts/xapi-numad" ] || { echo "make install: pip put no xapi-numad in $$scripts"; exit 1; }; } && \
 	mkdir -p $(DESTDIR)/etc/xapi.d/plugins $(DESTDIR)/etc/systemd/system && \
-	sed "1s|^#!.*|#!$$exe|" plugins/numa > $(DESTDIR)/etc/xapi.d/plugins/numa && \
-	chmod 0755 $(DESTDIR)/etc/xapi.d/plugins/numa && \
-	sed "s|/usr/local/bin/|$$scripts/|" packaging/xapi-numad.service > $(DESTDIR)/etc/systemd/system/xapi-numad.service && \
-	chmod 0644 $(DESTDIR)/etc/systemd/system/xapi-numad.service && \
-	echo "installed $(DESTDIR)/etc/xapi.d/plugins/numa (on $$exe) and $(DESTDIR)/etc/systemd/system/xapi-numad.service ($$scripts/xapi-numad)"
+	$(PLUGIN_TEXT) > $(INSTALLED_PLUGIN) && chmod 0755 $(INSTALLED_PLUGIN) && \
+	$(UNIT_TEXT) > $(INSTALLED_UNIT) && chmod 0644 $(INSTALLED_UNIT) && \
+	echo "installed $(INSTALLED_PLUGIN) (on $$exe) and $(INSTALLED_UNIT) ($$scripts/xapi-numad)"
+
+# Undoes `make install` (give it the same PYTHON and DESTDIR): pip's xapi-numa (its modules
+# and launchers), the plugin and the daemon's unit.  The dependencies stay: they may have
+# been there before, or be used by others.  It refuses, changing nothing, where a plugin or
+# unit is not the file `make install` writes for this Python, where this Python imports the
+# package from elsewhere than its site-packages (pip install -e), and where the daemon's
+# unit is running or enabled (stop it first: the RPM's removal stops it and hands back
+# dom0's backend work).
+uninstall:
+	@if [ -e $(XENSOURCE_INVENTORY) ]; then echo "this is a XenServer/XCP-ng dom0 ($(XENSOURCE_INVENTORY)): xapi-numa comes from its RPM here: rpm -e xapi-numa"; exit 1; fi
+	@$(PYTHON_PATHS) && \
+	for file in $(INSTALLED_PLUGIN) $(INSTALLED_UNIT); do \
+	    case $$file in *.service) text() { $(UNIT_TEXT); } ;; *) text() { $(PLUGIN_TEXT); } ;; esac; \
+	    if [ -e "$$file" ] && ! text | cmp -s - "$$file"; then \
+	        echo "make uninstall: $$file is not the file make install writes for $$exe: not ours to remove (nothing was removed)"; exit 1; fi; \
+	done && \
+	where=$$(cd / && PYTHONPATH= $(PYTHON) -c "$$WHERE_FROM" 2>/dev/null); \
+	if [ -n "$$where" ]; then \
+	    echo "make uninstall: $$exe runs xapi_numa from $$where, not from its site-packages (pip install -e?): make install did not put it there (nothing was removed)"; exit 1; fi; \
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && \
+	    { systemctl is-active --quiet xapi-numad.service || systemctl is-enabled --quiet xapi-numad.service; } 2>/dev/null; then \
+	    echo "make uninstall: xapi-numad.service is running or enabled: systemctl disable xapi-numad; systemctl stop xapi-numad; $$scripts/xapi-numad --hand-back (puts dom0's backend threads and IRQs back); then make uninstall again (nothing was removed)"; exit 1; fi; \
+	if $(PYTHON) -m pip show -q xapi-numa >/dev/null 2>&1; then $(PYTHON) -m pip uninstall -y -q xapi-numa || exit 1; \
+	    echo "removed xapi-numa from $$exe (its launchers in $$scripts with it)"; fi; \
+	for file in $(INSTALLED_PLUGIN) $(INSTALLED_UNIT); do \
+	    if [ -e "$$file" ]; then rm -f "$$file" && echo "removed $$file" || exit 1; fi; \
+	done; \
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload 2>/dev/null || :; fi; \
+	echo "kept: its dependencies (attrs, cffi, pycparser; XenAPI where pip installed it), which others may use"
 
 clean:
 	rm -rf $(VENV) $(VENV36) build *.egg-info .pytest_cache .hypothesis xapi_numa/_libxenuma*
