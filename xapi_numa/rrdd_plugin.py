@@ -11,6 +11,10 @@ before as the last snapshot took, and half a second more.  A file made anew
 A failed cycle is logged and retried next time: the process outlives xcp-rrdd
 or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
+One copy per host talks to xcp-rrdd: it holds the host's ``xapi-numa-rrdd`` lock
+(:mod:`xapi_numa.ops.instance_lock`, as xapi-numad holds its own), and a second copy
+exits 1 saying which one runs.
+
 Pages per node: where Xen answers natively, read at every reading; on stock
 Xen (debug key 'u', which walks every page under a lock) as xapi-numad reads
 them, at most once per ``--page-scan-interval`` and never on a host above
@@ -31,12 +35,13 @@ from typing import List, Optional, Tuple
 import attrs
 
 from xapi_numa.backends import rrdd
-from xapi_numa.backends.open import open_hypervisor
+from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
 from xapi_numa.core.numbers import plain, shown
-from xapi_numa.ops import metrics, page_scans
+from xapi_numa.ops import instance_lock, metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
 
+PROGRAM = "xapi-numa-rrdd"  # its lock's name, and its systemd unit's
 PLUGIN_UID = "xapi-numa"
 # xcp-rrdd joins the uid to its shared-memory directory unchecked: a '/' or '..' in it
 # would put the file elsewhere (and its removal at exit with it)
@@ -105,7 +110,21 @@ def run(args: argparse.Namespace, stop: dict) -> int:
     if args.once and not args.file:
         raise InvalidArgument("--once", "needs --file PATH", "--once --file PATH")
     metrics.check_names(args.names, "--names")  # before touching the host
-    hv = open_hypervisor(args.backend)
+    spec = backend_spec(args.backend)
+    hv = open_hypervisor(spec)
+    # One copy talks to xcp-rrdd: a second would register the same uid and write the same
+    # file, and at its exit deregister it and remove the file under the first.  (--file
+    # writes where it is told, without xcp-rrdd: a look beside the running service.)
+    lock = None if args.file else instance_lock.acquire(spec, PROGRAM)
+    try:
+        return publish(args, stop, hv)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def publish(args: argparse.Namespace, stop: dict, hv) -> int:
+    """Write a reading before each of xcp-rrdd's (or to --file) until stopped."""
     stamp = stamp_for(args)
     tally = metrics.NonaffineTally()
     readings = page_scans.PageReadings(page_scans.limits_of(args))

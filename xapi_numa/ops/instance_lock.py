@@ -1,9 +1,11 @@
-"""One xapi-numad per host: the lock it holds for its life, and whether one holds it.
+"""One copy per host of a long-running program (xapi-numad, xapi-numa-rrdd): the lock it
+holds for its life, and whether one holds it.
 
-The lock is a ``flock`` on a file: under ``/run/xapi-numa`` for the real host
-(``XAPI_NUMA_RUN_DIR`` overrides it), beside the state file for a simulated
-host (reached through symlinks: one host, one lock).  The kernel drops it with
-the process, so a daemon killed by SIGKILL never leaves a stale lock behind.
+The lock is a ``flock`` on a file named after the program: under ``/run/xapi-numa``
+for the real host (``XAPI_NUMA_RUN_DIR`` overrides it), beside the state file for a
+simulated host (reached through symlinks: one host, one lock).  The kernel drops it
+with the process, so a copy killed by SIGKILL never leaves a stale lock behind.  Each
+program's systemd unit is named after it, which the refusal points to.
 """
 import errno
 import fcntl
@@ -15,6 +17,7 @@ from xapi_numa.backends.open import sim_path
 from xapi_numa.errors import StateError
 
 RUN_DIR = "/run/xapi-numa"
+DAEMON = "xapi-numad"
 
 
 def real_sim_path(spec: str) -> Optional[str]:
@@ -23,33 +26,34 @@ def real_sim_path(spec: str) -> Optional[str]:
     return os.path.realpath(path) if path else path
 
 
-def lock_path(spec: str) -> str:
+def lock_path(spec: str, program: str = DAEMON) -> str:
     path = real_sim_path(spec)
     if path:
-        return path + ".xapi-numad.lock"
-    return os.path.join(os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), "xapi-numad.lock")
+        return "{}.{}.lock".format(path, program)
+    return os.path.join(os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR), program + ".lock")
 
 
-def acquire(spec: str) -> int:
-    """Hold the host's daemon lock for the life of the process; refuse a second daemon."""
-    path = lock_path(spec)
+def acquire(spec: str, program: str = DAEMON) -> int:
+    """Hold the host's lock of ``program`` for the life of the process; refuse a second copy."""
+    path = lock_path(spec, program)
     try:
         if not real_sim_path(spec):  # /run/xapi-numa; a simulated host's lock goes beside its (existing) file
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
-        raise StateError("cannot open the daemon lock {}: {}".format(path, err.strerror)) from None
+        raise StateError("cannot open the {} lock {}: {}".format(program, path, err.strerror)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             pid = _holder_pid(fd)
             os.close(fd)
-            # systemd runs the host's daemon; one for a simulated host is someone's own process
-            how = "systemctl stop xapi-numad" if not real_sim_path(spec) else \
+            # systemd runs the host's copy (its unit is named after it); one for a simulated
+            # host is someone's own process
+            how = "systemctl stop " + program if not real_sim_path(spec) else \
                 "kill {}".format(pid) if pid else "stop that process"
-            raise StateError("another xapi-numad{} already runs for this host (it holds {}); stop it first ({})".format(
-                " (pid {})".format(pid) if pid else "", path, how)) from None
+            raise StateError("another {}{} already runs for this host (it holds {}); stop it first ({})".format(
+                program, " (pid {})".format(pid) if pid else "", path, how)) from None
         os.close(fd)
         raise StateError("cannot lock {}: {}".format(path, err.strerror)) from None
     os.ftruncate(fd, 0)
@@ -66,13 +70,13 @@ def _holder_pid(fd: int) -> Optional[int]:
     return int(text) if re.fullmatch(r"[0-9]{1,10}", text) else None
 
 
-def holder(spec: str) -> Optional[str]:
-    """The lock's path if a daemon holds it now, else None (the lock is left as found)."""
-    path = lock_path(spec)
+def holder(spec: str, program: str = DAEMON) -> Optional[str]:
+    """The lock's path if a copy of ``program`` holds it now, else None (the lock is left as found)."""
+    path = lock_path(spec, program)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None  # never taken here: no daemon ever ran for this host
+        return None  # never taken here: no copy ever ran for this host
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
