@@ -13,7 +13,8 @@ or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
 One copy per host talks to xcp-rrdd: it holds the host's ``xapi-numa-rrdd`` lock
 (:mod:`xapi_numa.ops.instance_lock`, as xapi-numad holds its own), and a second copy
-exits 1 saying which one runs.
+exits 1 saying which one runs.  Which timestamp xcp-rrdd reads is asked of rpm once,
+at start.
 
 Pages per node: where Xen answers natively, read at every reading; on stock
 Xen (debug key 'u', which walks every page under a lock) as xapi-numad reads
@@ -125,6 +126,10 @@ def run(args: argparse.Namespace, stop: dict) -> int:
 
 def publish(args: argparse.Namespace, stop: dict, hv) -> int:
     """Write a reading before each of xcp-rrdd's (or to --file) until stopped."""
+    # Read once per process: its unit is PartOf xcp-rrdd, so a restarted (or updated and
+    # restarted) xcp-rrdd restarts this process too; rpm -q at every retry while xcp-rrdd
+    # is away cost two rpm runs every 5 s, and could read a package newer than the
+    # xcp-rrdd still running.
     stamp = stamp_for(args)
     tally = metrics.NonaffineTally()
     readings = page_scans.PageReadings(page_scans.limits_of(args))
@@ -147,9 +152,7 @@ def publish(args: argparse.Namespace, stop: dict, hv) -> int:
                         out = made  # (a first snapshot that failed is taken again, before any registration)
                     if remap:
                         # a registration (an earlier run's, or before the file was made anew) maps an older
-                        # file, and register keeps it: deregister first, until that works; and ask again
-                        # which timestamp xcp-rrdd reads (an update may have restarted it)
-                        stamp = stamp_for(args)
+                        # file, and register keeps it: deregister first, until that works
                         client.deregister(args.uid)
                         remap = False
                     wait = client.register(args.uid)
