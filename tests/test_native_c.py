@@ -229,6 +229,26 @@ while not os.path.exists(os.path.join(run, "move-1.probe")):
 still, told = finish_kept_batch(hv, next(d for d in hv.domains() if d.domid == 1), "batch failed")
 os.waitpid(pid, 0)
 print("beside a scan:", kept.stage, "still paused", still, "records", os.listdir(run))
+# a mover killed between raising max_pages (the toolstack had capped it) and giving it back:
+# recovery sets the toolstack's value again, from the batch record, and says so
+import ctypes
+xc = ctypes.CDLL("libxenctrl.so.4.17")
+def max_pages_of_1():
+    return next(d for d in hv.domains() if d.domid == 1).max_memory // 4096
+toolstack_max = max_pages_of_1()
+cap = next(d for d in hv.domains() if d.domid == 1).memory // 4096 - 100
+xc.xc_domain_setmaxmem(None, 1, ctypes.c_uint64(cap * 4))
+many = [g for g, c in enumerate(hv.memory_map(1).classes) if c == 0][:512]
+pid = os.fork()
+if pid == 0:
+    os.environ["FAKE_XC_DIE_AFTER_RAISE"] = "1"
+    hv.move_pages(1, many, 1)
+    os._exit(0)
+os.waitpid(pid, 0)
+raised = max_pages_of_1()
+note = hv.recover_move(1) or ""
+print("raise a dead mover left:", raised > cap, max_pages_of_1() == cap, "set back to the toolstack's" in note)
+xc.xc_domain_setmaxmem(None, 1, ctypes.c_uint64(toolstack_max * 4))
 # a start's read of the domains: UUIDs without names, one record at a time
 import uuid as uuidlib
 listed = hv.domains()
@@ -291,6 +311,7 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
     assert "uuids agree: True True True None" in proc.stdout, proc.stdout
+    assert "raise a dead mover left: True True True" in proc.stdout, proc.stdout
     assert "types: ['pv', 'pvh'] ['pv', 'hvm'] ['pv', 'pvh']" in proc.stdout, proc.stdout
     assert "xenstore reads unnamed: [] named: True ['/local/domain/1/name']" in proc.stdout, proc.stdout
     assert "hotplug: hard [0, 1, 2, 3] topology [0, 1, 2, 3]" in proc.stdout, proc.stdout

@@ -15,10 +15,13 @@
 
 #define REC_PAGE 4096u
 
-/* Where a record of this version keeps its gfns: version 3 had no run clock. */
+/* Where a record of this version keeps its gfns: version 3 had no run clock,
+ * version 4 no raise of max_pages. */
 static size_t gfns_offset(uint32_t version)
 {
-    return version == 3u ? offsetof(struct xn_rec_header, run_ns) : offsetof(struct xn_rec_header, gfns);
+    if (version == 3u)
+        return offsetof(struct xn_rec_header, run_ns);
+    return version == 4u ? offsetof(struct xn_rec_header, max_was) : offsetof(struct xn_rec_header, gfns);
 }
 
 static size_t header_bytes(uint32_t version, uint32_t n)
@@ -86,6 +89,23 @@ void xn_rec_set_run_clock(struct xn_rec *r, uint64_t run_ns)
 uint64_t xn_rec_run_clock(const struct xn_rec *r)
 {
     return r->hdr->version >= 4u ? __atomic_load_n(&r->hdr->run_ns, __ATOMIC_ACQUIRE) : XN_REC_NO_RUN_CLOCK;
+}
+
+void xn_rec_set_max(struct xn_rec *r, uint64_t was, uint64_t set)
+{
+    if (!r || !r->hdr || r->hdr->version < 5u)
+        return;
+    __atomic_store_n(&r->hdr->max_was, was, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->hdr->max_set, set, __ATOMIC_RELEASE); /* after the value it gives back to */
+}
+
+int xn_rec_max(const struct xn_rec *r, uint64_t *was, uint64_t *set)
+{
+    if (r->hdr->version < 5u)
+        return 0;
+    *set = __atomic_load_n(&r->hdr->max_set, __ATOMIC_ACQUIRE);
+    *was = __atomic_load_n(&r->hdr->max_was, __ATOMIC_ACQUIRE);
+    return 1;
 }
 
 uint8_t *xn_rec_data(const struct xn_rec *r)
@@ -249,6 +269,7 @@ int xn_rec_create(struct xn_rec *r, const char *path, uint32_t kind, uint32_t do
     r->size = size;
     h->version = XN_REC_VERSION;
     h->run_ns = XN_REC_NO_RUN_CLOCK;
+    h->max_was = h->max_set = 0;
     h->kind = kind;
     h->domid = domid;
     memcpy(h->handle, handle, XN_REC_HANDLE_BYTES);

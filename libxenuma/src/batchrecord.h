@@ -31,9 +31,13 @@
 /* 3: the domain's handle, so a reused domid is never taken for it.
  * 4: the domain's run clock at our pause (run_ns), so recovery can tell
  *    whether the guest ran since -- whether our pause is still in force.
- * Version 3 records (left on tmpfs across an upgrade) are still read and
- * recovered: they have no run clock, which means the version 3 rule. */
-#define XN_REC_VERSION 4u
+ * 5: the domain's max_pages before a raise in force (max_was, max_set), so
+ *    recovery after a mover killed inside its raise gives the toolstack's
+ *    value back.
+ * Version 3 and 4 records (left on tmpfs across an upgrade) are still read and
+ * recovered: version 3 has no run clock, which means the version 3 rule, and
+ * neither says whether a raise of max_pages was in force. */
+#define XN_REC_VERSION 5u
 #define XN_REC_VERSION_OLDEST 3u
 #define XN_REC_HANDLE_BYTES 16 /* xen_domain_handle_t: the domain's uuid */
 
@@ -79,6 +83,13 @@ struct xn_rec_header {
      * so that our pause was given back by someone.  XN_REC_NO_RUN_CLOCK until
      * stored (and for every version 3 record). */
     uint64_t run_ns;
+    /* Version 5 on: a raise of the domain's max_pages in force (the mover's or a
+     * recoverer's, stored before the hypercall that makes it, cleared once it is
+     * given back): the toolstack's value before it (max_was) and the one set
+     * (max_set; 0: no raise in force).  Recovery sets max_was again only while
+     * the domain's max_pages is still max_set: another value is the toolstack's
+     * since (a balloon target change), and stands. */
+    uint64_t max_was, max_set;
     uint64_t gfns[];
 };
 
@@ -113,6 +124,12 @@ uint32_t xn_rec_state(const struct xn_rec *r);
  * state that says PAUSED); XN_REC_NO_RUN_CLOCK when there is none. */
 void xn_rec_set_run_clock(struct xn_rec *r, uint64_t run_ns);
 uint64_t xn_rec_run_clock(const struct xn_rec *r);
+/* A raise of max_pages in force (set 0: none), stored before the raise is made
+ * and cleared once it is given back; no-ops on a record older than version 5. */
+void xn_rec_set_max(struct xn_rec *r, uint64_t was, uint64_t set);
+/* The raise in force: 1 (*was, *set filled; *set 0: none), 0 for a record
+ * from before raises were recorded (version 3 or 4: unknown). */
+int xn_rec_max(const struct xn_rec *r, uint64_t *was, uint64_t *set);
 /* The saved contents of a batch record (n pages). */
 uint8_t *xn_rec_data(const struct xn_rec *r);
 /* Remove the record (still holding its lock), then unmap and close. */

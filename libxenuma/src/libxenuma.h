@@ -191,6 +191,12 @@ struct xn_mig_result {
     uint64_t recognised;   /* gfns left where they were: at the pause their contents
                               were a page Xen keeps mapped (a vcpu_info, an event-channel page)
                               that the scan had not seen as one */
+    uint64_t max_restored; /* xn_mig_recover: the toolstack's max_pages (pages), set again from
+                              a raise a dead mover (or recoverer) left in force; 0: none was */
+    uint32_t max_unknown;  /* xn_mig_recover: 1 when the record predates raises being recorded
+                              (version 3 or 4) and its batch was past the copy, where one may
+                              have been in force: max_pages is left as it is */
+    uint32_t reserved;
 };
 
 #define XN_MIG_ALLOW_FALLBACK 0x1       /* target short: put the rest anywhere, not an error */

@@ -71,10 +71,10 @@ int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32
     return 0;
 }
 
-int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_max *max)
+int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_max *max, struct xn_rec *rec)
 {
     xc_domaininfo_t info;
-    uint64_t short_by;
+    uint64_t short_by, was;
     int rc = xn_domain_info(xch, domid, &info);
 
     if (rc)
@@ -82,15 +82,21 @@ int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_ma
     if (info.tot_pages + pages <= info.max_pages)
         return 0; /* there was room: what failed was not the maximum */
     short_by = info.tot_pages + pages - info.max_pages;
-    if (xc_domain_setmaxmem(xch, domid, ((info.max_pages + short_by) * XN_PAGE_SIZE) >> 10))
-        return xn_errno_rc();
-    if (!max->raised)
-        max->was = info.max_pages;
+    was = max->raised ? max->was : info.max_pages;
+    /* recorded first: killed after the hypercall, recovery finds the value to give back
+     * (killed before it, the maximum is not the one recorded, and recovery leaves it) */
+    xn_rec_set_max(rec, was, info.max_pages + short_by);
+    if (xc_domain_setmaxmem(xch, domid, ((info.max_pages + short_by) * XN_PAGE_SIZE) >> 10)) {
+        rc = xn_errno_rc();
+        xn_rec_set_max(rec, max->was, max->raised); /* the raise in force before, if any */
+        return rc;
+    }
+    max->was = was;
     max->raised = info.max_pages + short_by;
     return short_by > INT32_MAX ? INT32_MAX : (int)short_by;
 }
 
-int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max)
+int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max, struct xn_rec *rec)
 {
     xc_domaininfo_t info;
     int rc;
@@ -102,6 +108,9 @@ int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max)
     if (rc == 0 && info.max_pages == max->raised &&
         xc_domain_setmaxmem(xch, domid, (max->was * XN_PAGE_SIZE) >> 10))
         rc = xn_errno_rc();
+    /* (killed before this, recovery sets the same value again, or finds another and leaves it) */
+    if (rc == 0 || rc == -ESRCH)
+        xn_rec_set_max(rec, 0, 0);
     max->raised = 0;
     return rc;
 }

@@ -148,7 +148,8 @@ static uint32_t populate(struct xn_batch *b, xen_pfn_t *list, uint32_t count, un
  * contents must live), and the result says so.  Returns the gfns still
  * unbacked (0 unless something is badly wrong).
  */
-static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node, int on_target)
+static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node, int on_target,
+                           struct xn_rec *rec)
 {
     unsigned int exact = on_target ? XENMEMF_exact_node(node) : 0;
     uint32_t nsp = 0, nsmall = 0, i, got, at, lost = 0;
@@ -189,7 +190,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
             break;
         if (!raised) {
             raised = 1;
-            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at, &max)) > 0) {
+            if ((rc = xn_raise_max(b->xch, b->domid, nsmall - at, &max, rec)) > 0) {
                 b->res->raised_max += (uint64_t)rc;
                 got = on_target ? populate(b, small + at, nsmall - at, 0, exact) : 0;
                 b->res->moved += got;
@@ -200,7 +201,7 @@ static uint32_t repopulate(struct xn_batch *b, uint32_t released, uint32_t node,
         lost++;
         at++;
     }
-    xn_give_back_max(b->xch, b->domid, &max); /* the toolstack's, not ours to keep raised */
+    xn_give_back_max(b->xch, b->domid, &max, rec); /* the toolstack's, not ours to keep raised */
     return lost;
 }
 
@@ -370,7 +371,7 @@ static void swap_frames(struct xn_batch *b, uint32_t node, uint32_t verify_chunk
     /* A stuck frame does not stop this batch's released gfns from going to
      * the target; any other failure sends them anywhere. */
     to_target = res->error == 0 || res->stage == XN_MIG_STAGE_VERIFY;
-    res->lost = repopulate(b, released, node, to_target);
+    res->lost = repopulate(b, released, node, to_target, rec);
     if (to_target && res->fallback && res->error == 0 && !(flags & XN_MIG_ALLOW_FALLBACK)) {
         res->error = -ENOMEM; /* the target ran short; the rest went elsewhere */
         res->stage = XN_MIG_STAGE_POPULATE;

@@ -42,6 +42,7 @@ XN_INTERNAL int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **gfn
 
 /* The p2m types of gfns[0..n) into types[] (XEN_DOMCTL_PFINFO_*): 0 or -errno. */
 XN_INTERNAL int xn_type_gfns(xc_interface *xch, uint32_t domid, const uint64_t *gfns, uint32_t n, xen_pfn_t *types);
+struct xn_rec;
 /* A raise of the domain's max_pages to be given back: the toolstack's value before
  * the first raise (was) and the one set by the last (raised; 0: none). */
 struct xn_max {
@@ -50,14 +51,15 @@ struct xn_max {
 /* Make room under the domain's max_pages for `pages` more (frames a release could
  * not free still count against it, and the toolstack may have capped it below the
  * domain's count, as squeezed does while a balloon driver shrinks the guest):
- * raises it by the shortfall only, noting it in *max; returns the pages added
- * (0: there was room) or -errno. */
-XN_INTERNAL int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_max *max);
+ * raises it by the shortfall only, noting it in *max and, before the raise is
+ * made, in the batch record (rec: NULL or no file for none), so that recovery
+ * after a kill gives it back; returns the pages added (0: there was room) or -errno. */
+XN_INTERNAL int xn_raise_max(xc_interface *xch, uint32_t domid, uint64_t pages, struct xn_max *max,
+                             struct xn_rec *rec);
 /* Once every gfn is backed: max_pages back to the toolstack's value (Xen lets it
  * stay below the count: only allocations wait), unless the toolstack has set
- * another since.  0 or -errno. */
-XN_INTERNAL int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max);
-struct xn_rec;
+ * another since; the record then says no raise is in force.  0 or -errno. */
+XN_INTERNAL int xn_give_back_max(xc_interface *xch, uint32_t domid, struct xn_max *max, struct xn_rec *rec);
 /* Give back a pause we took, exactly once, with the record (if any) following:
  * UNPAUSING around the call, UNPAUSED once it is done.  A failed unpause did not
  * happen, so it is tried again; if it still fails the record goes back to

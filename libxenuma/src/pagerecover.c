@@ -40,6 +40,12 @@
  *
  * A version 3 record (no run clock, from before an upgrade) is recovered by
  * the old rule: the paused flag alone.
+ *
+ * A raise of the domain's max_pages in force when the mover died (it raises
+ * it inside the pause window when frames a release did not free, or the
+ * toolstack's cap, leave no room to back every gfn) is in a version 5
+ * record: it is given back first, as the mover would have (see
+ * give_back_recorded_max).
  */
 #define _GNU_SOURCE
 #include "libxenuma.h"
@@ -96,22 +102,23 @@ static int restore_missing_only(struct xn_batch *b, const xen_pfn_t *missing, ui
  * reached it is raised by what is missing and the rest tried again, as the mover
  * itself does (and given back once they are backed): otherwise the guest would stay paused, short of those gfns, for
  * every recovery to come. */
-static void back_again(xc_interface *xch, uint32_t domid, xen_pfn_t *missing, uint32_t count,
+static void back_again(xc_interface *xch, struct xn_rec *rec, xen_pfn_t *missing, uint32_t count,
                        struct xn_mig_result *res)
 {
+    uint32_t domid = rec->hdr->domid;
     struct xn_max max = { 0, 0 };
     uint32_t done = 0;
     int attempt;
 
     for (attempt = 0; done < count && attempt < 2; attempt++) {
         int got, raised;
-        if (attempt && (raised = xn_raise_max(xch, domid, count - done, &max)) > 0)
+        if (attempt && (raised = xn_raise_max(xch, domid, count - done, &max, rec)) > 0)
             res->raised_max += (uint64_t)raised;
         got = xc_domain_populate_physmap(xch, domid, (unsigned long)(count - done), 0, 0, missing + done);
         if (got > 0)
             done += (uint32_t)got;
     }
-    xn_give_back_max(xch, domid, &max); /* the toolstack's value again, as the mover leaves it */
+    xn_give_back_max(xch, domid, &max, rec); /* the toolstack's value again, as the mover leaves it */
     res->fallback = done;
     res->lost = count - done;
 }
@@ -134,7 +141,7 @@ static int restore_batch(xc_interface *xch, struct xn_rec *rec, struct xn_mig_re
     }
     rc = find_unbacked(xch, rec, types, missing);
     if (rc > 0)
-        back_again(xch, hdr->domid, missing, (uint32_t)rc, res);
+        back_again(xch, rec, missing, (uint32_t)rc, res);
     if (rc >= 0 && res->lost)
         rc = -ENOMEM;
     else if (rc >= 0)
@@ -146,6 +153,29 @@ out:
     free(missing);
     free(b.scratch);
     return rc;
+}
+
+/* A raise of max_pages the mover (or an earlier recoverer) was killed inside is
+ * given back: the toolstack's value again, unless the maximum is no longer the
+ * one we set (the toolstack has set its own since: it stands).  A record from
+ * before raises were recorded cannot say; past its copy one may be in force,
+ * and the caller is told (max_unknown).  A failure to set it leaves the raise
+ * (it never stops the guest's recovery). */
+static void give_back_recorded_max(xc_interface *xch, struct xn_rec *rec, const xc_domaininfo_t *info,
+                                   struct xn_mig_result *res)
+{
+    struct xn_max max = { 0, 0 };
+    int ours;
+
+    if (!xn_rec_max(rec, &max.was, &max.raised)) {
+        res->max_unknown = xn_rec_state(rec) == XN_REC_COPIED;
+        return;
+    }
+    if (!max.raised)
+        return;
+    ours = info->max_pages == max.raised;
+    if (xn_give_back_max(xch, rec->hdr->domid, &max, rec) == 0 && ours)
+        res->max_restored = max.was;
 }
 
 /* Is the pause the record says we took still ours to give back?  See the
@@ -195,6 +225,7 @@ int xn_mig_recover(xn_handle *h, const char *record_path, struct xn_mig_result *
         xn_rec_close(&rec);
         return rc;
     }
+    give_back_recorded_max(xch, &rec, &info, res);
     action = xn_rec_action(rec.hdr->kind, xn_rec_state(&rec));
     switch (action) {
     case XN_RECOVER_RESTORE:

@@ -1040,6 +1040,10 @@ int xc_domain_setmaxmem(xc_interface *xch, uint32_t domid, uint64_t max_memkb)
     if (bad_domain(domid))
         return -1;
     model();
+    if (domid == 1 && getenv("FAKE_XC_DIE_AFTER_RAISE") && (max_memkb >> 2) > M->max_pages) {
+        M->max_pages = max_memkb >> 2;
+        _exit(97); /* a caller killed right after raising the maximum (the model is shared memory) */
+    }
     if (domid == 1)
         M->max_pages = max_memkb >> 2;
     return 0;

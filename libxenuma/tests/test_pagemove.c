@@ -840,6 +840,86 @@ static void test_a_raised_maximum_is_given_back(xn_handle *h)
     settled(h);
 }
 
+/* A mover of gfns[0..n) to node 1 dies right after raising max_pages (the guest paused). */
+static void mover_dies_after_raise(xn_handle *h, const uint64_t *gfns, uint32_t n)
+{
+    struct xn_mig_result res;
+    int status = 0;
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        setenv("FAKE_XC_DIE_AFTER_RAISE", "1", 1);
+        xn_mig_move(h, 1, gfns, n, 1, 16, 0, record, &res);
+        _exit(1); /* not reached: the fake's raise exits with 97 */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 97);
+}
+
+/* The mover is killed between raising max_pages (the toolstack had capped it below
+ * the guest's count) and giving it back: recovery sets the toolstack's value again,
+ * from the record -- but a value the toolstack set since (a balloon target change)
+ * stands.  It stayed raised for good before the record kept it. */
+static void test_a_raise_a_dead_mover_left_is_given_back(xn_handle *h)
+{
+    static uint64_t gfns[512];
+    struct xn_mig_result res;
+    uint64_t cap;
+
+    guest_reset();
+    fill_range(gfns, 512, 512);
+    cap = tot_pages(h) - 100;
+    CHECK(xc_domain_setmaxmem(xn_xch(h), 1, cap * 4) == 0 && max_pages(h) == cap);
+    mover_dies_after_raise(h, gfns, 512);
+    CHECK(pause_count(1) == 1 && exists(record) && max_pages(h) > cap);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0 && res.max_restored == cap && !res.max_unknown);
+    CHECK(max_pages(h) == cap && contents_intact(gfns, 512));
+    settled(h);
+
+    /* the toolstack set its own maximum meanwhile: that one stands */
+    guest_reset();
+    fill_range(gfns, 512, 512);
+    cap = tot_pages(h) - 100;
+    CHECK(xc_domain_setmaxmem(xn_xch(h), 1, cap * 4) == 0);
+    mover_dies_after_raise(h, gfns, 512);
+    CHECK(xc_domain_setmaxmem(xn_xch(h), 1, (tot_pages(h) + 1000) * 4) == 0);
+    cap = max_pages(h);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0 && res.max_restored == 0);
+    CHECK(max_pages(h) == cap && contents_intact(gfns, 512));
+    settled(h);
+}
+
+/* A version 4 record (before an upgrade: no raise recorded) left past its copy cannot say
+ * whether max_pages was raised: recovered all the same, max_pages left, and the caller told. */
+static void test_a_version_4_record_says_its_maximum_is_unknown(xn_handle *h)
+{
+    static uint64_t gfns[40];
+    struct xn_mig_result res;
+    struct xn_rec_header *hdr;
+    size_t size;
+    uint64_t max;
+    int fd;
+
+    guest_reset();
+    fill_range(gfns, 400, 40);
+    CHECK(xn_mig_move(h, 1, gfns, 40, 1, 0, XN_MIG_FAULT_COPY_BACK, record, &res) == -EFAULT);
+    size = xn_rec_bytes(XN_REC_KIND_BATCH, 40);
+    fd = open(record, O_RDWR);
+    hdr = fd < 0 ? MAP_FAILED : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(hdr != MAP_FAILED);
+    if (hdr == MAP_FAILED)
+        return;
+    memmove(&hdr->max_was, hdr->gfns, 40 * sizeof(uint64_t)); /* where version 4 kept them */
+    hdr->version = 4;
+    munmap(hdr, size);
+    close(fd);
+    max = max_pages(h);
+    CHECK(xn_mig_recover(h, record, &res) == 1 && res.lost == 0 && res.max_unknown == 1 && res.max_restored == 0);
+    CHECK(contents_intact(gfns, 40) && max_pages(h) == max);
+    settled(h);
+}
+
 /* Arguments that would pause the guest with nothing able to give the pause
  * back, pause it for weeks, or name another node than meant are refused
  * before anything happens.  Xen's memory flags hold a node in 8 bits: node
@@ -953,6 +1033,8 @@ int main(void)
         test_a_failed_unpause_is_left_to_recovery(h);
         test_a_gfn_xen_will_not_back_loses_only_itself(h);
         test_a_raised_maximum_is_given_back(h);
+        test_a_raise_a_dead_mover_left_is_given_back(h);
+        test_a_version_4_record_says_its_maximum_is_unknown(h);
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);

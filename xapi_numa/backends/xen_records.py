@@ -91,7 +91,19 @@ def recover(ffi, lib, handle, domid: int, path: str) -> Optional[str]:
         raise HypervisorError(-rc, f"recovering an interrupted page move of domain {domid} (record kept at {path})")
     if rc == lib.XN_MIG_RECOVERED_GONE:
         return f"domain {domid} no longer exists: removed the batch record its mover left"
-    if rc == lib.XN_MIG_RECOVERED_RUNNING:
-        return found_running(domid, res.fallback)
-    return None if rc == 0 else (f"domain {domid}: finished a page-move batch its mover left paused "
-                                 f"({res.fallback} released pages backed again, contents restored) and unpaused it")
+    notes = [found_running(domid, res.fallback) if rc == lib.XN_MIG_RECOVERED_RUNNING else None if rc == 0 else (
+        f"domain {domid}: finished a page-move batch its mover left paused ({res.fallback} released pages backed "
+        f"again, contents restored) and unpaused it")]
+    return "; ".join(n for n in notes + [max_pages_note(domid, res.max_restored, res.max_unknown)] if n) or None
+
+
+def max_pages_note(domid: int, restored: int, unknown: int) -> Optional[str]:
+    """What recovery did with a raise of max_pages the dead mover left (None: there was none)."""
+    if restored:
+        return f"domain {domid}: max_pages set back to the toolstack's {restored} pages (its mover died with it raised)"
+    if unknown:
+        # a record from before raises were recorded: if the mover died inside one, nothing says the old value
+        return (f"domain {domid}: its batch record is from an older version, which did not record a raise of "
+                f"max_pages: if its mover died with max_pages raised, it stays raised (xl list shows it) until "
+                f"the toolstack next sets the VM's memory")
+    return None
