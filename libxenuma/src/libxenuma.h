@@ -187,7 +187,7 @@ struct xn_mig_result {
     int32_t stage;         /* XN_MIG_STAGE_* reached (DONE on success) */
     int32_t error;         /* -errno of the failure, 0 */
     uint64_t granted;      /* gfns left where they were: granted to another domain at the pause,
-                              or given back by the guest since they were mapped */
+                              or given back by the guest since the scan (no longer populated) */
     uint64_t recognised;   /* gfns left where they were: at the pause their contents
                               were a page Xen keeps mapped (a vcpu_info, an event-channel page)
                               that the scan had not seen as one */
@@ -209,7 +209,8 @@ struct xn_mig_result {
  * Move gfns[0..n) (ascending, from xn_mig_scan's XN_GFN_RAM) to `node`, in
  * one pause window: leave out those the guest grants to another domain by
  * then (res->granted: a backend may copy into them while the guest is
- * paused, and that copy would be lost) or gave back since, and those that look by
+ * paused, and that copy would be lost) or gave back since the scan (a balloon
+ * driver: Xen types them not populated; counted in res->granted too), and those that look by
  * then like a page Xen keeps mapped (res->recognised), copy out, release in chunks of
  * verify_chunk pages checking each was really freed (stopping at the first that was not),
  * repopulate (order 9 for whole aligned runs), copy back, unpause.  Signals

@@ -405,6 +405,46 @@ static int must_stay_paused(const struct xn_mig_result *res, const struct xn_rec
     return res->lost && rec->hdr;
 }
 
+/*
+ * Map the batch (read-only) before the pause.  A gfn the guest gave back since
+ * the scan (a balloon driver) has no frame, and Xen refuses to map it (-EINVAL
+ * from the p2m lookup): the whole map fails.  Only when it does, the batch is
+ * typed, and the gfns Xen says are no longer populated (XTAB, as the pause
+ * check below tells a gfn given back) are left out -- into live[] with where
+ * each was in the caller's list (live_at[]), the record rewritten to hold only
+ * those (still OPEN: nothing done to the domain) -- and the rest mapped again.
+ * Any other failure, or one with no such gfn, is returned as it was.
+ * *given_back: how many were left out.  With every gfn given back, nothing is
+ * mapped (b->n is 0).  0 or -errno.
+ */
+static int map_less_given_back(struct xn_batch *b, struct xn_rec *rec, uint64_t *live, uint32_t *live_at,
+                               uint32_t *given_back, uint8_t **mapped)
+{
+    xen_pfn_t *types = b->scratch; /* free until the pause */
+    uint32_t i, m = 0;
+    int rc = xn_batch_map(b, b->gfns, b->n, PROT_READ, mapped);
+
+    *given_back = 0;
+    if (rc == 0 || xn_type_gfns(b->xch, b->domid, b->gfns, b->n, types))
+        return rc;
+    for (i = 0; i < b->n; i++)
+        if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) != XEN_DOMCTL_PFINFO_XTAB) {
+            live[m] = b->gfns[i];
+            live_at[m++] = i;
+        }
+    if (m == b->n)
+        return rc; /* every gfn is there: the failure is another */
+    *given_back = b->n - m;
+    b->gfns = live;
+    b->n = m;
+    if (rec->hdr) {
+        memcpy(rec->gfns, live, (size_t)m * sizeof(*live));
+        __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
+        b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
+    }
+    return m ? xn_batch_map(b, b->gfns, m, PROT_READ, mapped) : 0;
+}
+
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *res)
 {
@@ -412,11 +452,11 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     struct xn_rec rec = { .fd = -1 };
     xc_domaininfo_t info;
     uint8_t *mapped = NULL;
-    uint64_t *kept = NULL;
-    uint32_t *index = NULL;
+    uint64_t *kept = NULL, *live = NULL;
+    uint32_t *index = NULL, *live_at = NULL;
     sigset_t old;
     uint64_t paused_at, pages_at_map, pages_now;
-    uint32_t i;
+    uint32_t i, given_back = 0, mapped_n;
     int rc, urc, still_paused = 0;
 
     memset(res, 0, sizeof(*res));
@@ -441,7 +481,9 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         goto out;
     kept = malloc((size_t)n * sizeof(*kept));
     index = malloc((size_t)n * sizeof(*index));
-    if (!kept || !index) {
+    live = malloc((size_t)n * sizeof(*live));
+    live_at = malloc((size_t)n * sizeof(*live_at));
+    if (!kept || !index || !live || !live_at) {
         rc = -ENOMEM;
         goto out;
     }
@@ -452,10 +494,16 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
      * the slow parts of a copy, and need not happen with the guest paused:
      * touch the buffer for writing and map the guest's frames first. */
     memset(b.copy, 0, (size_t)n * XN_PAGE_SIZE);
-    if ((rc = xn_batch_map(&b, b.gfns, n, PROT_READ, &mapped)))
+    if ((rc = map_less_given_back(&b, &rec, live, live_at, &given_back, &mapped)))
         goto out;
+    mapped_n = b.n;
+    if (!mapped_n) {
+        res->granted = given_back;
+        res->stage = XN_MIG_STAGE_DONE; /* every gfn given back: nothing to move, nothing paused */
+        goto out;
+    }
     if ((rc = tot_pages(&b, &pages_at_map))) {
-        xenforeignmemory_unmap(b.fmem, mapped, n);
+        xenforeignmemory_unmap(b.fmem, mapped, mapped_n);
         goto out;
     }
 
@@ -467,7 +515,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         rc = xn_errno_rc();
         xn_rec_set_state(&rec, XN_REC_UNPAUSED); /* nothing taken, nothing to give back */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        xenforeignmemory_unmap(b.fmem, mapped, n);
+        xenforeignmemory_unmap(b.fmem, mapped, mapped_n);
         goto out;
     }
     paused_at = xn_now_ns();
@@ -483,7 +531,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
             res->stage = XN_MIG_STAGE_UNPAUSE;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        xenforeignmemory_unmap(b.fmem, mapped, n);
+        xenforeignmemory_unmap(b.fmem, mapped, mapped_n);
         goto out;
     }
     xn_rec_set_state(&rec, XN_REC_PAUSED);
@@ -491,6 +539,7 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
 
     res->stage = XN_MIG_STAGE_COPY_OUT;
     res->error = leave_out_unmovable(&b, &rec, kept, index);
+    res->granted += given_back; /* (leave_out_unmovable counts those of the mapped batch) */
     /* A gfn the guest gave back and took again since the mapping (a balloon
      * driver) is on a new frame, while the mapping still shows the old one,
      * which it alone kept alive.  Xen tells dom0 nothing of that, but the take
@@ -502,11 +551,11 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         if (pages_now != pages_at_map)
             res->error = xn_batch_copy(&b, b.n, 0);
         else
-            copy_out(&b, mapped, n, index);
+            copy_out(&b, mapped, mapped_n, index);
     }
     /* Unmap before anything is released: dom0's own mapping would keep the
      * old frames alive. */
-    xenforeignmemory_unmap(b.fmem, mapped, n);
+    xenforeignmemory_unmap(b.fmem, mapped, mapped_n);
     if (res->error == 0 && b.n) {
         xn_rec_set_state(&rec, XN_REC_COPIED);
         swap_frames(&b, node, verify_chunk, flags, &rec);
@@ -519,6 +568,10 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
         /* the stuck chunk, as indexes into the caller's list (spanning any gfn left out) */
         uint64_t last = index[res->stuck_first + res->stuck_count - 1];
         res->stuck_first = index[res->stuck_first];
+        if (given_back) { /* indexes into the mapped batch: into the caller's list */
+            last = live_at[last];
+            res->stuck_first = live_at[res->stuck_first];
+        }
         res->stuck_count = last - res->stuck_first + 1;
     }
 
@@ -555,6 +608,8 @@ out:
         res->error = rc; /* failed before the pause (stage NONE): the header's promise */
     free(kept);
     free(index);
+    free(live);
+    free(live_at);
     batch_free(&b, &rec);
     if (rec.hdr && (must_stay_paused(res, &rec) || still_paused))
         xn_rec_close(&rec); /* kept, and no longer locked: a dead mover's record to recovery */

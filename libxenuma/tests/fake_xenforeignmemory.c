@@ -61,6 +61,10 @@ void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot
         errno = EINVAL;
         return NULL;
     }
+    if (getenv("FAKE_FMEM_MAP_FAILS")) { /* a map refused for another reason than a missing frame */
+        errno = EIO;
+        return NULL;
+    }
     m = malloc(sizeof(*m) + pages * sizeof(long));
     if (!m)
         return NULL;

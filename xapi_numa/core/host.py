@@ -100,7 +100,7 @@ class BatchResult:
     pause: float        # seconds the domain was paused
     stage: str          # how far it got: "done" on success
     error: int = 0      # errno of the failure
-    granted: int = 0    # gfns left where they were: granted to another domain by the pause
+    granted: int = 0    # gfns left where they were: granted to another domain by the pause, or given back since the scan
     recognised: int = 0  # gfns left where they were: a page Xen maps (vcpu_info, event channels) by then
 
 

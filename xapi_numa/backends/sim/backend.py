@@ -109,6 +109,12 @@ class SimHypervisor(Hypervisor):
         with self.store.transaction() as host:
             host.domain(domid).granted.append(gfn)
 
+    def give_back(self, domid: int, gfn: int) -> None:
+        """The guest's balloon driver gives this gfn back to Xen (its frame is freed, the gfn
+        no longer populated): a move planned before leaves it out."""
+        with self.store.transaction() as host:
+            guestmem.give_back(host, host.domain(domid), gfn)
+
     def release_hold(self, domid: int, gfn: int) -> None:
         with self.store.transaction() as host:
             guestmem.release_hold(host, host.domain(domid), gfn)

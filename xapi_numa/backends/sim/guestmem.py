@@ -86,6 +86,53 @@ def paint(runs: List[List[int]], start: int, end: int, node: int) -> List[List[i
     return out
 
 
+def current_runs(d) -> List[List[int]]:
+    """The domain's gfn layout: as a move or a give-back left it, else as Xen's allocator laid it out."""
+    if d.gfn_runs is not None:
+        return d.gfn_runs
+    return derive_runs([p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
+
+
+def gfn_top(d) -> int:
+    """One past the highest gfn of the guest's RAM: where its layout ends (a gfn given back, or
+    released by a dead mover, leaves a hole below it, as on Xen), else its frames' count."""
+    if d.gfn_runs:
+        return d.gfn_runs[-1][0] + d.gfn_runs[-1][1]
+    return d.tot_pages - sum(n for _, n in d.stale)
+
+
+def _populated(runs: List[List[int]], gfns: Sequence[int]) -> List[int]:
+    """Those of ``gfns`` (ascending) the layout holds: a gfn given back since has no run."""
+    starts = [r[0] for r in runs]
+    out = []
+    for g in gfns:
+        i = bisect.bisect_right(starts, g) - 1
+        if i >= 0 and g < runs[i][0] + runs[i][1]:
+            out.append(g)
+    return out
+
+
+def give_back(host, d, gfn: int) -> None:
+    """The guest's balloon driver gives ``gfn`` back to Xen: its frame is freed and the gfn is
+    no longer populated (Xen will not map it; its p2m type is a hole)."""
+    runs = current_runs(d)
+    node = node_lookup(runs)(gfn)
+    if node == UNBACKED:
+        raise HypervisorError(errno.EINVAL, f"gfn {gfn:#x} is not populated")
+    out: List[List[int]] = []
+    for s_, c, n in runs:
+        if s_ <= gfn < s_ + c:
+            if gfn > s_:
+                out.append([s_, gfn - s_, n])
+            if gfn + 1 < s_ + c:
+                out.append([gfn + 1, s_ + c - gfn - 1, n])
+        else:
+            out.append([s_, c, n])
+    d.gfn_runs = out
+    d.node_pages[node] -= 1
+    host.free[node] += 1
+
+
 def granted_gfns(d) -> List[int]:
     """Frames the guest grants to another domain now: its rings, and any granted since."""
     return list(range(GRANT_BASE, GRANT_BASE + GRANT_PAGES)) + d.granted
@@ -93,7 +140,7 @@ def granted_gfns(d) -> List[int]:
 
 def special_gfns(d) -> Dict[int, int]:
     """gfn -> class of the frames the mover must leave alone (those it can see)."""
-    top = d.tot_pages - sum(n for _, n in d.stale)
+    top = gfn_top(d)
     special: Dict[int, int] = {}
     for i in range(MAGIC_PAGES):
         special[top - 1 - i] = MAGIC
@@ -107,15 +154,17 @@ def special_gfns(d) -> Dict[int, int]:
 
 def xen_mapped(d) -> List[int]:
     """Frames Xen keeps mapped: they are never freed while the domain lives."""
-    top = d.tot_pages - sum(n for _, n in d.stale)
+    top = gfn_top(d)
     gfns = [VCPU_INFO_BASE + 8 * v.id for v in d.vcpus] + [CONTROL_BASE + v.id for v in d.vcpus] + [EVENT_ARRAY]
     return [g for g in gfns if g < top]
 
 
 def memory_map(host, d, probe_ms: int = 0) -> MemoryMap:
     _refuse_pv(d)
-    top = d.tot_pages - sum(n for _, n in d.stale)
-    classes = bytearray(top)
+    top = gfn_top(d)
+    classes = bytearray([pagemove.NOT_RAM]) * top  # a gfn given back is a hole, as Xen types it
+    for first, count, _node in current_runs(d):
+        classes[first:first + count] = bytes(min(count, top - first))
     for gfn, cls in special_gfns(d).items():
         classes[gfn] = cls
     for v in d.vcpus:
@@ -162,18 +211,21 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     if d.record is not None:  # xn_mig_move publishes its record first: EEXIST while a dead mover's awaits
         raise HypervisorError(errno.EEXIST, f"moving memory of domain {d.domid}: a batch record a dead mover "
                                             f"left awaits recovery (xapi-numa memory-moves --recover)")
-    runs = d.gfn_runs if d.gfn_runs is not None else derive_runs(
-        [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
+    runs = current_runs(d)
     node_before = node_lookup(runs)  # the runs are repainted only after the release loop
-    for g in (gfns[0], gfns[-1]) if gfns else ():
-        node_before(g)
+    asked = list(gfns)
+    # a gfn the guest gave back since the scan (a balloon driver) is not populated: Xen will
+    # not map it, and libxenuma leaves it out, counted with the granted ones; the rest moves
+    gfns = _populated(runs, gfns)
+    given_back = len(asked) - len(gfns)
+    if asked and not gfns:  # nothing left to move: no pause either
+        return BatchResult(0, 0, 0, 0, 0, 0, (), 0, 0.0, "done", 0, given_back, 0)
     pinned = set(d.held)  # what Xen maps is left out below, before any release
     # inside the pause nothing new is granted: what is granted by then stays where it is
     # (a backend's grant copy into it during the pause would otherwise be lost)
-    asked = list(gfns)
     granted_now = set(granted_gfns(d))
     kept = [g for g in gfns if g not in granted_now]
-    granted, gfns = len(gfns) - len(kept), kept
+    granted, gfns = len(gfns) - len(kept) + given_back, kept
     # and what looks like a page Xen maps at the pause (a vcpu_info, an event-channel page) stays too
     mapped_now = set(xen_mapped(d))
     kept = [g for g in gfns if g not in mapped_now]
