@@ -378,6 +378,10 @@ class LoopbackXapi:
             vm = self._vm(self_ref)
             return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vm.items()}
 
+    def VM_get_current_operations(self, session_id, self_ref):
+        with self.lock:
+            return dict(self._vm(self_ref)["current_operations"])
+
     def VM_get_by_uuid(self, session_id, uuid):
         with self.lock:
             for ref, vm in self.vms.items():

@@ -14,7 +14,7 @@ from xapi_numa.core.cpuset import parse_ids
 from xapi_numa.core.vcpu_mask import MAX_CPU_ID
 from xapi_numa.core.units import SIZE_SYNTAX, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
-from xapi_numa.ops import move_memory, move_policy, move_recovery, reserve
+from xapi_numa.ops import move_memory, move_policy, move_recovery, move_refusals, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
 from xapi_numa.core.numbers import shown, trim, whole_number
@@ -161,9 +161,14 @@ def cmd_move_memory(args) -> int:
         common.emit(args, dict(plan.to_dict(), xapi=xapi), _saying_xapi(render_plan))
         return 0
     show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
+    # xapi is asked before each batch whether a live migration or suspend of the VM has started
+    # since (the plugin refused one at the start; a move lasts minutes): none without xapi
+    link = rebalance.local_link(args)
     try:
         report = move_memory.run(hv, db, plan, rate, args.verify_chunk, args.allow_fallback, show, lock=lock,
-                                 follow_affinity=not args.keep_affinity)
+                                 follow_affinity=not args.keep_affinity,
+                                 still_movable=None if link is None else move_refusals.xapi_watch(
+                                     link.use, plan.domain.uuid, clock=hv.clock))
     except NumaError as err:
         if show:
             sys.stderr.write("\n")
@@ -171,6 +176,9 @@ def cmd_move_memory(args) -> int:
             common.print_json(json.loads(err.params[2]))
             return 1
         raise
+    finally:
+        if link is not None:
+            link.close()
     if show:
         sys.stderr.write("\n")
     common.emit(args, dict(report, xapi=xapi), _saying_xapi(render_summary))

@@ -25,9 +25,15 @@ def daemon_view(args) -> tuple:
     """xapi-numad's own view of the VMs, for a dry run of what it would do: their policies,
     opt-outs and the host's guest mask, from xapi (a simulated host has a xapi only in
     tests, which name it): (the link or None, Runtime's keyword arguments)."""
-    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
-    link = None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
+    link = local_link(args)
     return link, {} if link is None else vm_view(link)
+
+
+def local_link(args):
+    """A link to this host's xapi, or None: on a simulated host (a xapi only in tests, which
+    name it) and with ``--no-xapi``."""
+    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
+    return None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
 
 
 def xapi_state(link, unreachable: str = UNREACHABLE) -> str:

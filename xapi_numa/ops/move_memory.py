@@ -222,8 +222,14 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
         progress: Optional[Progress] = None, fault: Optional[str] = None, fault_batch: int = 0,
         lock: Optional[MoverLock] = None,
         sleep: Optional[Callable[[float], None]] = None, clock: Callable[[], float] = time.monotonic,
-        follow_affinity: bool = True) -> dict:
+        follow_affinity: bool = True, still_movable: Optional[Callable[[], Optional[str]]] = None) -> dict:
     """Move the planned batches; returns the report (also kept in the journal).
+
+    ``still_movable`` is asked before each batch: a reason it gives (xapi started a live
+    migration or a suspend of the VM since the move began, see
+    :func:`xapi_numa.ops.move_refusals.xapi_watch`) stops the move there, as stopped, with
+    that reason; no batch is then in flight (each gives back its pause, its raise of
+    max_pages and its batch record before it returns).
 
     Afterwards the VM's node and soft affinity follow its memory, unless
     ``follow_affinity`` is off (the rebalancer chose the home first; the memory
@@ -245,7 +251,7 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
     lock = journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), lock=lock)
     try:
         return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
-                            fault_batch, sleep, clock, follow_affinity)
+                            fault_batch, sleep, clock, follow_affinity, still_movable)
     finally:
         lock.release()
 
@@ -253,12 +259,17 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
 def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTally, base: dict,
                  rate: Optional[float], verify_chunk: int, allow_fallback: bool, progress: Optional[Progress],
                  fault: Optional[str], fault_batch: int, sleep: Callable[[float], None],
-                 clock: Callable[[], float], follow_affinity: bool) -> dict:
+                 clock: Callable[[], float], follow_affinity: bool,
+                 still_movable: Optional[Callable[[], Optional[str]]] = None) -> dict:
     d = plan.domain
     started = clock()
     state, error, stuck, kept_paused = DONE, None, (), False
     try:
         for i, batch in enumerate(plan.batches):
+            why = still_movable() if still_movable else None
+            if why:  # (the scan and the pacing take long: the VM's state may have changed since the claim)
+                state, error = STOPPED, f"stopped before batch {i + 1} of {len(plan.batches)}: {why}"
+                break
             result = hv.move_pages(d.domid, batch, plan.target, verify_chunk, allow_fallback,
                                    fault if i == fault_batch else None)
             tally.add(result)

@@ -1,9 +1,61 @@
 """The domains whose memory a page move refuses, before anything is read or changed:
 dom0, PV guests, guests with a device model or passthrough, and a domain its toolstack
-is still building or restoring (:func:`xapi_numa.ops.move_memory.check` asks)."""
+is still building or restoring (:func:`xapi_numa.ops.move_memory.check` asks); and xapi's
+operations on a VM during which its memory must not move, refused at the start (the
+plugin) and watched for between batches (a background mover, :func:`xapi_watch`)."""
+import time
+from typing import Callable, List, Optional, TypeVar
+
+from xapi_numa.backends import xapi
 from xapi_numa.core.host import DomainInfo
-from xapi_numa.errors import NotMovable
+from xapi_numa.errors import NotMovable, UnknownVM
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Hypervisor
+
+# xapi's operations (vm_operations) during which the VM's memory must not be moved: it
+# is being copied away, or ballooned (frames the mover released could be taken), or the
+# domain is going away
+BUSY_OPERATIONS = {"migrate_send", "pool_migrate", "suspend", "checkpoint", "snapshot_with_quiesce",
+                   "changing_memory_live", "awaiting_memory_live", "changing_dynamic_range",
+                   "changing_memory_limits", "clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot",
+                   "shutdown", "destroy"}
+T = TypeVar("T")
+WATCH_EVERY_S = 1.0
+
+
+def busy_with(current_operations: dict) -> List[str]:
+    """Those of a VM's current operations (its record's ``current_operations``) that forbid a move."""
+    return sorted(BUSY_OPERATIONS & set(current_operations.values()))
+
+
+def busy_reason(busy: List[str]) -> str:
+    return "xapi is running {} on it".format(", ".join(busy))
+
+
+def xapi_watch(use: Callable[[Callable[[object], T]], Optional[T]], uuid: str, every: float = WATCH_EVERY_S,
+               clock: Callable[[], float] = time.monotonic) -> Callable[[], Optional[str]]:
+    """What a mover asks between batches: why it must stop now (xapi started one of those
+    operations on the VM since the move began: a live migration or a suspend copies its
+    memory away), or None.  xapi is asked at most once every ``every`` seconds (batches
+    follow each other within milliseconds; a migration's copy takes far longer than that).
+    ``use``: a XapiLink's (None while xapi cannot be reached: the batches go on, as a move
+    started without xapi does).  A VM xapi no longer knows, or a call it refuses, is not a
+    reason: a domain going away is the hypervisor's to report (its batch fails)."""
+    asked = [None]  # type: List[Optional[float]]  # when xapi was last asked (one watch per move)
+
+    def read(session) -> List[str]:
+        return busy_with(xapi.call(session.xenapi.VM.get_current_operations, xapi.vm_ref(session, uuid)))
+
+    def why() -> Optional[str]:
+        now = clock()
+        if asked[0] is not None and now - asked[0] < every:
+            return None
+        asked[0] = now
+        try:
+            busy = use(read)
+        except (UnknownVM, xapi.XapiError):
+            return None
+        return busy_reason(busy) if busy else None
+    return why
 
 
 def refuse_unmovable(hv: Hypervisor, d: DomainInfo) -> None:

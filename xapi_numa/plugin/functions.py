@@ -22,20 +22,13 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
-from xapi_numa.ops import (move_memory, move_policy, move_recovery, queries, reserve, runtime, settle as settling,
-                           start_placement, vnuma_xapi)
+from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, queries, reserve, runtime,
+                           settle as settling, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
 
-# xapi's operations (vm_operations) during which the VM's memory must not be moved: it
-# is being copied away, or ballooned (frames the mover released could be taken), or the
-# domain is going away
-BUSY_OPERATIONS = {"migrate_send", "pool_migrate", "suspend", "checkpoint", "snapshot_with_quiesce",
-                   "changing_memory_live", "awaiting_memory_live", "changing_dynamic_range",
-                   "changing_memory_limits", "clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot",
-                   "shutdown", "destroy"}
 
 
 class Context:
@@ -193,9 +186,9 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     vnode = int_arg(args, "vnode", 0, 63) if "vnode" in args else None
     dom = ctx.domain_of(uuid)
     record = xapi.vm_record(ctx.session, xapi.vm_ref(ctx.session, uuid))
-    busy = sorted(BUSY_OPERATIONS & set(record.get("current_operations", {}).values()))
-    if busy:
-        raise NotMovable(uuid, "xapi is running {} on it".format(", ".join(busy)), dom.name)
+    busy = move_refusals.busy_with(record.get("current_operations", {}))
+    if busy:  # (its background mover watches for them between batches too)
+        raise NotMovable(uuid, move_refusals.busy_reason(busy), dom.name)
     if record.get("attached_PCIs") or record.get("VGPUs"):
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale",
                          dom.name)
