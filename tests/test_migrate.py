@@ -476,10 +476,9 @@ def test_simulated_recovery_short_of_frames_keeps_the_guest_paused_as_xen_does(s
     result = sim.move_pages(domid, batch, 1, fault="die-after-release")
     assert result.stage == "died" and _paused(sim, domid)
     hog = sim.create("hog", 1, 1 << 20, soft=frozenset({0}), load="idle")  # placeholder VM, resized below
-    with sim.store.transaction() as host:  # every free frame taken by another domain
+    with sim.store.transaction() as host:  # every free frame taken by another domain, DMA zones included
         for n, free in enumerate(host.free):
-            host.domain(hog).node_pages[n] += free
-            host.free[n] = 0
+            host.charge(host.domain(hog), n, free, host.zone_free[n])
     from xapi_numa.errors import HypervisorError
     with pytest.raises(HypervisorError) as info:
         sim.recover_move(domid)

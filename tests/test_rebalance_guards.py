@@ -643,7 +643,7 @@ def test_a_home_move_cut_short_by_a_kill_is_mended_by_the_next_process(tmp_path)
             rt.cycle()
     sim.set_vcpu_affinity = real
     split = [d.name for d in sim.domains() if d.domid and len({v.soft for v in sim.vcpus(d.domid)}) > 1]
-    assert split == ["busy0"]
+    assert split == ["busy2"]  # (node 0's DMA zone sent part of its memory to node 1: the move's candidate)
     # the next process is killed too, at its first mending write: the note stays for the third
     sim.set_vcpu_affinity = lambda domid, vcpu, hard=None, soft=None: (_ for _ in ()).throw(Killed()) \
         if soft == n0 else real(domid, vcpu, hard=hard, soft=soft)
@@ -700,7 +700,7 @@ def test_a_quiet_host_mends_a_vm_whose_home_was_part_of_a_node(tmp_path):
             rt.cycle()
     sim.set_vcpu_affinity = real
     split = [d for d in sim.domains() if d.domid and len({v.soft for v in sim.vcpus(d.domid)}) > 1]
-    assert [d.name for d in split] == ["busy0"]
+    assert [d.name for d in split] == ["busy2"]  # (partly on node 1 already: node 0's DMA zone)
     for d in sim.domains():
         if d.domid:
             sim.set_load(d.domid, "idle")

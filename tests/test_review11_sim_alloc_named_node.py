@@ -18,9 +18,10 @@ PAGES_PER_GIB = GIB >> 12
 
 
 def _host_with_node0_nearly_full():
+    """Node 0 left 1024 pages above Xen's DMA width (its zone, below it, is taken last)."""
     host = Host(Topology.uniform(3, 2, GIB), scheduler="credit2", seed=5)
-    host.create_domain("filler", 1, PAGES_PER_GIB - 1024, node_affinity=0b001, dtype="hvm")
-    assert host.free[0] == 1024
+    host.create_domain("filler", 1, PAGES_PER_GIB - host.zone_size[0] - 1024, node_affinity=0b001, dtype="hvm")
+    assert host.free[0] - host.zone_free[0] == 1024 and host.zone_free[0] == host.zone_size[0] > 0
     return host
 
 

@@ -54,7 +54,9 @@ def cmd_sim_init(args) -> int:
     if held is not None:  # a new host would delete the database under the daemon running for the old one
         raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
                          "replacing the host".format(args.path, held))
-    SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force)
+    with common.flag_names({"dma_bits": "--dma-bits"}):
+        SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force,
+                           args.dma_bits)
     print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
         args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))
     return 0
@@ -149,6 +151,9 @@ def register(sub) -> None:
     s.add_argument("--dom0-vcpus", type=whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
     s.add_argument("--dom0-memory", type=given, help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
                                          "default min(1G, 10%% of the host)")
+    s.add_argument("--dma-bits", type=whole_number,
+                   help="dma_bits= on the host's Xen command line, 12..52 (52: no DMA zone); default none: Xen's "
+                        "default DMA width (a quarter of node 0, at most 32 bits) on a host of more than one node")
     s.add_argument("--force", action="store_true", help="replace an existing state file")
     s.set_defaults(func=cmd_sim_init)
 

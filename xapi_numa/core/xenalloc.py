@@ -11,13 +11,15 @@ What it models (xen/common/page_alloc.c, get_free_buddy):
 * when no node of the affinity has room, the other nodes are tried in
   ascending order;
 * outstanding claims: free memory promised to other domains' claims is not
-  available; a domain's own claim is used up as it allocates.
+  available; a domain's own claim is used up as it allocates;
+* the DMA zone (alloc_domheap_pages): memory below Xen's DMA width is looked
+  for, in the same node order, only when no node has the extent above it.
 Extents are 2 MiB for translated guests (HVM/PVH: superpages) and single
 pages for PV guests (libxc populates PV memory with order-0 extents); once
 no node has a whole extent left the rest goes page by page.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from xapi_numa.errors import NoCapacity
 
@@ -52,73 +54,76 @@ def distribute(
     extent: int,
     node: Optional[int] = None,
     exact: bool = False,
+    zone: Optional[List[int]] = None,
 ) -> (Dict[int, int], int):
     """Decide where ``pages`` go; mutate ``free``; return (per node, last node).
 
+    ``zone``: of each node's ``free`` pages, those below Xen's DMA width (mutated as
+    they are taken).  alloc_domheap_pages looks for each extent above that width on
+    every node first, and in the zones only when none has one (then in the same node
+    order): a build spills off its nodes before it gets their DMA zone.
+
     Raises NoCapacity (changing nothing) when they do not fit.
     """
-    budget = list(free)
+    low = list(zone) if zone is not None else [0] * len(free)
+    pools = ([f - z for f, z in zip(free, low)], low)  # above the width, then below it
     got: Dict[int, int] = {}
     remaining = pages
     last = last_alloc_node
-
-    def take(n: int, count: int) -> None:
-        nonlocal remaining
-        budget[n] -= count
-        got[n] = got.get(n, 0) + count
-        remaining -= count
-
     while remaining > 0:
         size = extent if remaining >= extent else 1
-        if node is not None:
-            # An explicit node: all from there when possible.
-            if budget[node] >= size:
-                take(node, min(remaining - remaining % size, budget[node] - budget[node] % size) or size)
-                last = node
-                continue
-            if exact:
-                break
-            # get_free_buddy: every extent starts at the named node again, then goes on with
-            # next_node() through the affinity (from its first node if the named one is not in
-            # it), then the other nodes: the overflow fills node after node, no round robin
-            order = _rotate_after(affinity, node) if node in affinity else sorted(affinity)
-            order += [n for n in range(len(budget)) if n not in affinity]
-            spill = next((n for n in order if budget[n] >= size), None)
-            if spill is not None:
-                take(spill, min(budget[spill] - budget[spill] % size, remaining - remaining % size) or size)
-                last = spill
-                continue
-            if size > 1:
-                extent = 1
+        pool, takes = pools[0], _next_takes(pools[0], size, remaining, affinity, last, node, exact)
+        if not takes:  # no node has the extent above the width: the second pass, zones included
+            pool, takes = pools[1], _next_takes(pools[1], size, remaining, affinity, last, node, exact)
+        if not takes:
+            if size > 1 and not (node is not None and exact):
+                extent = 1  # no node has a whole superpage: go page by page
                 continue
             break
-        alive = [n for n in _rotate_after(affinity, last) if budget[n] >= size]
-        if alive:
-            # Round robin over the nodes with room: a whole cycle gives each one
-            # extent and ends at the last of them.  Take whole cycles at once.
-            cycles = min(min(budget[n] // size for n in alive), (remaining // size) // len(alive))
-            if cycles > 0:
-                for n in alive:
-                    take(n, cycles * size)
-                last = alive[-1]
-                continue
-            take(alive[0], size)  # the first node with room after the last one that gave
-            last = alive[0]
-            continue
-        others = [n for n in range(len(budget)) if n not in affinity and budget[n] >= size]
-        if others:
-            n = others[0]
-            count = min(budget[n] - budget[n] % size, remaining - remaining % size) or size
-            take(n, count)
-            last = n  # the next extent starts after it again (cycle_node within the affinity)
-            continue
-        if size > 1:
-            extent = 1  # no node has a whole superpage: go page by page
-            continue
-        break
+        for n, count in takes:
+            pool[n] -= count
+            got[n] = got.get(n, 0) + count
+            remaining -= count
+        last = takes[-1][0]
     if remaining > 0:
         where = f"node {node}" if node is not None and exact else "the host"
         raise NoCapacity(f"not enough free memory on {where} for {pages} pages "
                          f"({pages - remaining} would fit)", ("memory", str(pages)))
-    free[:] = budget
+    free[:] = [a + b for a, b in zip(*pools)]
+    if zone is not None:
+        zone[:] = pools[1]
     return got, last
+
+
+def _next_takes(pool: List[int], size: int, remaining: int, affinity: Sequence[int], last: int,
+                node: Optional[int], exact: bool) -> List[Tuple[int, int]]:
+    """The next extents get_free_buddy finds in ``pool`` (one zone range on every node):
+    [(node, pages)], the last of them the new ``last_alloc_node``; none where no node
+    there has an extent of ``size``."""
+    def whole(n: int) -> int:  # as much of the rest as the node has in whole extents
+        return min(pool[n] - pool[n] % size, remaining - remaining % size) or size
+
+    if node is not None:
+        # An explicit node: all from there when possible.
+        if pool[node] >= size:
+            return [(node, whole(node))]
+        if exact:
+            return []
+        # get_free_buddy: every extent starts at the named node again, then goes on with
+        # next_node() through the affinity (from its first node if the named one is not in
+        # it), then the other nodes: the overflow fills node after node, no round robin
+        order = _rotate_after(affinity, node) if node in affinity else sorted(affinity)
+        order += [n for n in range(len(pool)) if n not in affinity]
+        spill = next((n for n in order if pool[n] >= size), None)
+        return [] if spill is None else [(spill, whole(spill))]
+    alive = [n for n in _rotate_after(affinity, last) if pool[n] >= size]
+    if alive:
+        # Round robin over the nodes with room: a whole cycle gives each one
+        # extent and ends at the last of them.  Take whole cycles at once.
+        cycles = min(min(pool[n] // size for n in alive), (remaining // size) // len(alive))
+        if cycles > 0:
+            return [(n, cycles * size) for n in alive]
+        return [(alive[0], size)]  # the first node with room after the last one that gave
+    # the next extent starts after it again (cycle_node within the affinity)
+    others = [n for n in range(len(pool)) if n not in affinity and pool[n] >= size]
+    return [(others[0], whole(others[0]))] if others else []

@@ -10,6 +10,7 @@ import errno
 import os
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
+from xapi_numa.core import dma_zone
 from xapi_numa.core.cpuset import format_ids, ids_of, mask_of
 from xapi_numa.errors import HypervisorError, InvalidArgument
 from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hypervisor
@@ -28,6 +29,8 @@ from xapi_numa.backends.sim.toolstack import xl_create
 # xl create reads a guest's memory= as a whole number of MiB, so 1 MiB is the least it can
 # ask for; below that a size would round to a page or two, a domain no toolstack builds
 MIN_GUEST_MEMORY = 1 << 20
+# dma_bits= a simulated host boots with: from a zone of one page to none (x86's zones end at 52 bits)
+DMA_BITS = (PAGE_SHIFT, dma_zone.NO_ZONE_ABOVE)
 
 
 class SimHypervisor(Hypervisor):
@@ -40,16 +43,22 @@ class SimHypervisor(Hypervisor):
     # --- the simulator's own controls ---------------------------------------------
     @classmethod
     def init(cls, path: str, topology: Topology, scheduler: str = "credit2", seed: int = 0,
-             dom0_vcpus: int = 4, dom0_memory: Optional[int] = None, force: bool = False) -> "SimHypervisor":
+             dom0_vcpus: int = 4, dom0_memory: Optional[int] = None, force: bool = False,
+             dma_bits: Optional[int] = None) -> "SimHypervisor":
+        """A new host, booted as Xen with dom0's size and (where given) ``dma_bits=`` on its
+        command line: without it, Xen's default DMA width (see :mod:`.heap`)."""
+        if dma_bits is not None and not DMA_BITS[0] <= dma_bits <= DMA_BITS[1]:
+            raise InvalidArgument("dma_bits", str(dma_bits), "{}..{} (Xen's DMA width in bits; {}: no DMA zone)".format(
+                DMA_BITS[0], DMA_BITS[1], DMA_BITS[1]))
         offline = frozenset(range(len(topology.cpu_node))) - topology.all_cpus
         if offline:  # (the model's CPUs are 0..N-1, every one online: the state file says so)
             raise InvalidArgument("topology", "CPUs {} are not online".format(format_ids(offline)),
                                   "a simulated host with every CPU online")
-        host = Host(topology, scheduler, seed)
         total = topology.memory_total()
         if dom0_memory is None:
             dom0_memory = min(1 << 30, total // 10)
         dom0_vcpus = max(1, min(dom0_vcpus, len(topology.cpus)))
+        host = Host(topology, scheduler, seed, _xen_commandline(dom0_memory, dom0_vcpus, dma_bits))
         host.create_domain("Domain-0", dom0_vcpus, max(1, bytes_to_pages(dom0_memory)), load="idle",
                            dtype="pv", uuid="00000000-0000-0000-0000-000000000000")
         store = SimStore(path)
@@ -182,8 +191,10 @@ class SimHypervisor(Hypervisor):
     def node_memory(self) -> List[NodeMemory]:
         with self.store.snapshot() as host:
             claimed = host.outstanding()
-            return [NodeMemory(n, size << PAGE_SHIFT, free << PAGE_SHIFT, claimed[n] << PAGE_SHIFT)
-                    for n, (size, free) in enumerate(zip(host.size, host.free))]
+            # as the Xen adapter reports it: each node's free memory below Xen's DMA width
+            return [NodeMemory(n, size << PAGE_SHIFT, free << PAGE_SHIFT, claimed[n] << PAGE_SHIFT,
+                               min(low, free) << PAGE_SHIFT)
+                    for n, (size, free, low) in enumerate(zip(host.size, host.free, host.zone_free))]
 
     def domains(self) -> List[DomainInfo]:
         with self.store.snapshot() as host:
@@ -301,6 +312,13 @@ class SimHypervisor(Hypervisor):
         with self.store.snapshot() as host:
             d = host.domain(domid)
             return None if d.vnuma is None else layout_from_dict(d.vnuma)
+
+def _xen_commandline(dom0_memory: int, dom0_vcpus: int, dma_bits: Optional[int]) -> str:
+    """Xen's own command line for a host booted so (dom0's options as a XenServer host has them)."""
+    kib = bytes_to_pages(dom0_memory) << (PAGE_SHIFT - 10)
+    words = ["dom0_mem={0}K,max:{0}K".format(kib), "dom0_max_vcpus={}".format(dom0_vcpus)]
+    return " ".join(words + ([] if dma_bits is None else ["dma_bits={}".format(dma_bits)]))
+
 
 def _perf_of(d) -> dict:
     cpu_ticks = d.cpu_ticks

@@ -67,6 +67,7 @@ class Domain:
         self.type = dtype
         self.max_pages = max_pages
         self.node_pages = [0] * nr_nodes
+        self.dma_pages = [0] * nr_nodes  # of node_pages, those below Xen's DMA width (see heap)
         self.claim = 0  # host-wide outstanding claim (pages)
         self.node_claims: Dict[int, int] = {}
         self.node_affinity: Optional[int] = None  # node mask; None = automatic
@@ -107,7 +108,8 @@ class Domain:
 
     def to_dict(self) -> dict:
         return {"domid": self.domid, "name": self.name, "uuid": self.uuid, "type": self.type,
-                "max_pages": self.max_pages, "node_pages": self.node_pages, "claim": self.claim,
+                "max_pages": self.max_pages, "node_pages": self.node_pages, "dma_pages": self.dma_pages,
+                "claim": self.claim,
                 "node_claims": {str(k): v for k, v in self.node_claims.items()},
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
                 "pause_count": self.pause_count, "load": str(self.load),
@@ -122,6 +124,8 @@ class Domain:
         d = cls(data["domid"], data["name"], data["uuid"], data["type"], data["max_pages"],
                 len(data["node_pages"]), LoadProfile.parse(data["load"]))
         d.node_pages = list(data["node_pages"])
+        if "dma_pages" in data:  # (a file written before the DMA zone: the host works them out)
+            d.dma_pages = list(data["dma_pages"])
         d.claim = data["claim"]
         d.node_claims = {int(k): v for k, v in data["node_claims"].items()}
         d.node_affinity = data["node_affinity"]

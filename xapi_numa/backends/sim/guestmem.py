@@ -178,9 +178,10 @@ def _refuse_pv(d) -> None:
         raise HypervisorError(errno.EPROTOTYPE, f"domain {d.domid} is a PV guest: its memory cannot be moved")
 
 
-def _take(host, node: int, count: int) -> Dict[int, int]:
-    """Frames from ``node`` (an exact-node populate: as many as it has)."""
-    got = min(count, host.free[node])
+def _take(host, d, node: int, count: int) -> Dict[int, int]:
+    """Frames from ``node`` for ``d`` (an exact-node populate: as many as it has, its DMA
+    zone last), charged to it."""
+    got = host.take_exact(d, node, count)
     return {node: got} if got else {}
 
 
@@ -188,15 +189,19 @@ def _take_anywhere(host, d, count: int) -> Dict[int, int]:
     """Frames for ``d`` with no node named (libxenuma's fallback and recovery populate
     order-0 extents with no flags): Xen's get_free_buddy, round robin over the domain's
     node affinity after its last allocation's node, then the other nodes in ascending
-    order, the other domains' claims left alone; as many as fit.  (Not the nearest
-    node: distance plays no part in it.)"""
+    order, the other domains' claims left alone, the DMA zones last; as many as fit,
+    charged to ``d``.  (Not the nearest node: distance plays no part in it.)"""
     host_claims, node_claims = host._claimed_by_others(d)
     budget = [max(0, f - c) for f, c in zip(host.free, node_claims)]
     count = min(count, sum(budget) - host_claims)
     if count <= 0:
         return {}
     affinity = [n for n in range(len(host.free)) if host.effective_node_affinity(d) >> n & 1]
-    got, d.last_alloc_node = allocator.distribute(count, budget, affinity, d.last_alloc_node, 1)
+    zone = host.zone_budget(budget)
+    zone_before = list(zone)
+    got, d.last_alloc_node = allocator.distribute(count, budget, affinity, d.last_alloc_node, 1, zone=zone)
+    for n, pages in got.items():
+        host.charge(d, n, pages, zone_before[n] - zone[n])
     return got
 
 
@@ -240,13 +245,11 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         part = gfns[at:at + chunk]
         for g in part:
             old = node_before(g)
-            d.node_pages[old] -= 1
             if g in pinned:
                 not_freed += 1
-                d.stale.append([old, 1])
-                d.node_pages[old] += 1  # the old frame stays the domain's until its user lets go
+                d.stale.append([old, 1])  # the old frame stays the domain's until its user lets go
             else:
-                host.free[old] += 1
+                host.release(d, old, 1)
         released.extend(part)
         if not_freed:
             # named in the caller's list, as the C names it: the span, any gfn left out within it included
@@ -267,15 +270,13 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     to_target = error == 0 or stage == "verify"
     moved = fallback = superpages = 0
 
-    def back(gs: List[int], n: int) -> None:
+    def back(gs: List[int], n: int) -> None:  # (their frames are charged to d already)
         nonlocal runs
-        host.free[n] -= len(gs)
-        d.node_pages[n] += len(gs)
         for s, e in pagemove.spans(gs):
             runs = paint(runs, s, e, n)
 
     if to_target:
-        moved = _take(host, node, len(released)).get(node, 0)
+        moved = _take(host, d, node, len(released)).get(node, 0)
         back(released[:moved], node)
         superpages = pagemove.whole_runs(released[:moved])
     rest = released[moved:]
@@ -320,8 +321,6 @@ def recover(host, d) -> Optional[str]:
     backed = 0
     for n, count in _take_anywhere(host, d, len(missing)).items():
         part = missing[backed:backed + count]
-        host.free[n] -= len(part)
-        d.node_pages[n] += len(part)
         for s_, e_ in pagemove.spans(part):
             runs = paint(runs, s_, e_, n)
         backed += count
@@ -344,5 +343,4 @@ def release_hold(host, d, gfn: int) -> None:
         d.held.remove(gfn)
     if d.stale:
         node, count = d.stale.pop(0)
-        d.node_pages[node] -= count
-        host.free[node] += count
+        host.release(d, node, count)

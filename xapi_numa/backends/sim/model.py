@@ -5,7 +5,7 @@ their vCPUs and memory, the scheduler, and simulated time (ticks of 10 ms).
 Every tick it also counts, per :mod:`.perf`, each vCPU's CPU time, each
 domain's work done and remote share, and each node's run and wait time.
 Its methods are the hypervisor's operations with Xen's semantics (creating
-a domain allocates its memory through :mod:`xapi_numa.xenalloc`; pausing puts vCPUs
+a domain allocates its memory through :mod:`.heap`; pausing puts vCPUs
 to sleep in the scheduler; changing affinity re-picks a pCPU, like
 ``vcpu_set_affinity``).  It is deterministic for a given seed.
 """
@@ -16,12 +16,12 @@ import uuid as uuidlib
 from typing import Dict, Iterator, List, Optional
 
 from xapi_numa.core.host import DOMAIN_TYPES, find_domain
-from xapi_numa.errors import HypervisorError, InvalidArgument, NoCapacity
+from xapi_numa.errors import HypervisorError, InvalidArgument
 from xapi_numa.core.topology import Topology
-from xapi_numa.core import xenalloc as allocator
 from xapi_numa.backends.sim.loads import TICK_MS, LoadProfile
 from xapi_numa.backends.sim.masks import cycle, has, iter_bits, soft_effective
 from xapi_numa.backends.sim.domain import Domain, Vcpu
+from xapi_numa.backends.sim.heap import Heap
 
 STATE_VERSION = 1
 
@@ -36,10 +36,11 @@ def scheduler_class(name: str):
     return table[name]
 
 
-class Host:
-    """The simulated hypervisor: state plus Xen's operations on it."""
+class Host(Heap):
+    """The simulated hypervisor: state plus Xen's operations on it (its memory: :class:`Heap`)."""
 
-    def __init__(self, topology: Topology, scheduler: str = "credit2", seed: int = 0) -> None:
+    def __init__(self, topology: Topology, scheduler: str = "credit2", seed: int = 0,
+                 commandline: str = "") -> None:
         self.topology = topology
         self.seed = seed
         self.tick = 0
@@ -54,6 +55,7 @@ class Host:
         self.node_run_ticks = [0] * len(topology.nodes)   # vCPU-ticks run on each node's pCPUs
         self.node_wait_ticks = [0] * len(topology.nodes)  # vCPU-ticks runnable but waiting there
         self.sched = scheduler_class(scheduler)(self)
+        self.set_dma_zone(commandline)  # Xen's own command line: as a boot without dma_bits= by default
 
     # --- time ------------------------------------------------------------------
     @property
@@ -210,78 +212,6 @@ class Host:
         # Xen adapter sends all 64 bits for it).
         d.node_affinity = nodes
 
-    # --- memory ------------------------------------------------------------------
-    def _claimed_by_others(self, d: Domain):
-        host = sum(o.claim for o in self.domains.values() if o is not d)
-        per_node = [0] * len(self.free)
-        for o in self.domains.values():
-            if o is not d:
-                for n, p in o.node_claims.items():
-                    per_node[n] += p
-        return host, per_node
-
-    def allocate(self, d: Domain, pages: int, node: Optional[int] = None, exact: bool = False) -> Dict[int, int]:
-        """Populate ``pages`` of ``d``'s memory as Xen's allocator would."""
-        if d.tot_pages + pages > d.max_pages:
-            raise HypervisorError(errno.ENOMEM, f"domain {d.domid} would exceed its maximum memory")
-        host_claims, node_claims = self._claimed_by_others(d)
-        budget = [max(0, f - c) for f, c in zip(self.free, node_claims)]
-        usable = sum(self.free) - host_claims - sum(node_claims)
-        if pages > usable:
-            raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
-                             "after other domains' claims", ("memory", str(pages)))
-        affinity = list(iter_bits(self.effective_node_affinity(d)))
-        extent = allocator.SUPERPAGE if d.type in ("hvm", "pvh") else 1
-        got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node, extent,
-                                                      node, exact)
-        for n, p in got.items():
-            self.free[n] -= p
-            d.node_pages[n] += p
-            if n in d.node_claims:
-                d.node_claims[n] = max(0, d.node_claims[n] - p)
-                if d.node_claims[n] == 0:
-                    del d.node_claims[n]
-        d.claim = max(0, d.claim - pages)
-        return got
-
-    def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
-        """Claim pages as ``domain_set_outstanding_pages`` does, host-wide like
-        xc_domain_claim_pages or on one node (XenServer's): one claim per domain, its
-        argument the domain's total (the claim is that less the pages it has), 0 cancels
-        the domain's claim whichever node it is on."""
-        d = self.domain(domid)
-        if pages < 0:
-            raise HypervisorError(errno.EINVAL, "negative claim")
-        if node is not None and not 0 <= node < len(self.free):
-            raise HypervisorError(errno.EINVAL, f"node {node} does not exist")
-        if pages == 0:
-            d.claim, d.node_claims = 0, {}
-            return
-        if d.claim or d.node_claims:  # one claim at a time, cancel (0) first
-            raise HypervisorError(errno.EINVAL, f"domain {domid} already has a claim of "
-                                  f"{d.claim + sum(d.node_claims.values())} pages")
-        if pages <= d.tot_pages or pages > d.max_pages:
-            raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
-                                  f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
-        want = pages - d.tot_pages
-        host_claims, node_claims = self._claimed_by_others(d)
-        if want > sum(self.free) - host_claims - sum(node_claims):
-            raise HypervisorError(errno.ENOMEM, f"claim of {want} pages")
-        if node is None:
-            d.claim = want
-            return
-        if want > self.free[node] - node_claims[node]:
-            raise HypervisorError(errno.ENOMEM, f"claim of {want} pages on node {node}")
-        d.node_claims = {node: want}
-
-    def outstanding(self) -> List[int]:
-        """Pages claimed per node (host-wide claims are not on any node)."""
-        per_node = [0] * len(self.free)
-        for d in self.domains.values():
-            for n, p in d.node_claims.items():
-                per_node[n] += p
-        return per_node
-
     # --- domain lifecycle --------------------------------------------------------
     def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
                       soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
@@ -356,8 +286,8 @@ class Host:
         self.pause(domid)  # domain_kill pauses the domain before tearing it down
         for v in d.vcpus:
             self.sched.remove(v)
-        for n, p in enumerate(d.node_pages):
-            self.free[n] += p
+        for n, p in enumerate(list(d.node_pages)):
+            self.release(d, n, p)
         del self.domains[domid]
 
     def pause(self, domid: int) -> None:
@@ -384,6 +314,9 @@ class Host:
             used = sum(d.node_pages[n] for d in self.domains.values())
             assert self.free[n] >= 0, f"node {n} free < 0"
             assert used + self.free[n] == size, f"node {n}: pages not conserved"
+            zone_used = sum(d.dma_pages[n] for d in self.domains.values())
+            assert zone_used + self.zone_free[n] == self.zone_size[n], f"node {n}: DMA zone pages not conserved"
+            assert all(d.dma_pages[n] <= d.node_pages[n] for d in self.domains.values()), f"node {n}: zone pages"
         seen = {}
         for cpu in range(len(self.cpu_node)):
             v = self.sched.current(cpu)

@@ -4,6 +4,7 @@ import random
 import uuid as uuidlib
 
 from xapi_numa.backends.sim.domain import Domain
+from xapi_numa.backends.sim.heap import assumed_dma_pages, zone_pages
 from xapi_numa.backends.sim.model import STATE_VERSION, Host, scheduler_class
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import InvalidArgument
@@ -21,6 +22,7 @@ def host_to_dict(self: Host) -> dict:
             "memory_size": [n.memory_size for n in topo.nodes],
             "distances": [list(r) for r in topo.distances],
         },
+        "xen_commandline": self.commandline,
         "scheduler": self.sched.name,
         "seed": self.seed,
         "tick": self.tick,
@@ -61,6 +63,10 @@ def host_from_dict(data: dict) -> Host:
         d = Domain.from_dict(dd)
         d.uuid = _handle_text(d)
         host.domains[d.domid] = d
+    if any("dma_pages" not in dd for dd in data["domains"]):  # written before the DMA zone
+        assumed_dma_pages(host.domains.values(), host.size, zone_pages(data.get("xen_commandline", ""), host.size))
+    # a file from before the simulator had a Xen command line: booted as by default (no dma_bits=)
+    host.set_dma_zone(data.get("xen_commandline", ""))
     host.sched = scheduler_class(data["scheduler"]).from_dict(host, data["sched"])
     return host
 

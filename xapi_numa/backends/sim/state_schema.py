@@ -12,6 +12,7 @@ import uuid
 from typing import Any, Dict, List, Tuple
 
 from xapi_numa.backends.sim.credit2 import runqueue_layout
+from xapi_numa.backends.sim.heap import zone_pages
 from xapi_numa.backends.sim.loads import LoadProfile
 from xapi_numa.backends.sim.masks import has, iter_bits
 from xapi_numa.backends.sim.model import STATE_VERSION
@@ -48,7 +49,7 @@ DOMAIN = Record(
      ("last_alloc_node", Int(-1, last("nodes"), "-1 or a node")), ("pause_count", COUNT),
      ("load", Parsed(LoadProfile.parse, "a load profile")), ("vcpus", ListOf(VCPU, least=1))],
     # fields files written before them lack (guest memory, the performance model, vNUMA)
-    [("passthrough", BOOL),
+    [("passthrough", BOOL), ("dma_pages", ListOf(COUNT, per="nodes")),
      ("gfn_runs", Maybe(ListOf(Row([("first gfn", COUNT), ("count", Int(1)),
                                     ("node", Int(-1, last("nodes"), "-1 (unbacked) or a node"))])))),
      ("held", ListOf(COUNT)), ("granted", ListOf(COUNT)), ("stale", ListOf(Row([("node", NODE), ("pages", COUNT)]))),
@@ -60,7 +61,8 @@ HOST = Record(
      ("rng", Row([("version", Int(3, 3)), ("state", ListOf(Int(0, (1 << 32) - 1), per="rng_words")),
                   ("gauss_next", Maybe(Number()))])),
      ("domains", ListOf(DOMAIN)), ("sched", Kind(dict))],
-    [("node_run_ticks", ListOf(COUNT, per="nodes")), ("node_wait_ticks", ListOf(COUNT, per="nodes"))])
+    [("node_run_ticks", ListOf(COUNT, per="nodes")), ("node_wait_ticks", ListOf(COUNT, per="nodes")),
+     ("xen_commandline", Kind(str))])
 
 # what bounds depend on, each derived once its source is checked (see the order above)
 FACTS = {
@@ -69,6 +71,7 @@ FACTS = {
     "cpus": lambda ctx: len(ctx.data["topology"]["cpu_to_node"]),
     "node_pages": lambda ctx: [size >> 12 for size in ctx.data["topology"]["memory_size"]],
     "tick": lambda ctx: ctx.data["tick"],
+    "zone_pages": lambda ctx: zone_pages(ctx.data.get("xen_commandline", ""), ctx["node_pages"]),
     "rng_words": lambda ctx: RNG_WORDS,
     "rqs": lambda ctx: len(runqueue_layout(ctx["topology"])) if ctx.data["scheduler"] == "credit2" else 0,
     "vcpus": lambda ctx: {(d["domid"], j): (f"host.domains[{i}].vcpus[{j}]", v)
@@ -119,6 +122,23 @@ def _check_host(data: dict, ctx: Context) -> None:
         if data["free"][n] + used != size:
             raise Damaged(f"host.free[{n}] ({data['free'][n]}) and the domains' node_pages[{n}] ({used}) must add "
                           f"up to node {n}'s {size} pages, not {data['free'][n] + used}")
+    if all("dma_pages" in d for d in data["domains"]):  # (else worked out on loading: a file from before)
+        _check_zone(data["domains"], ctx)
+
+
+def _check_zone(domains: List[dict], ctx: Context) -> None:
+    """The domains' pages below the DMA width fit each node's zone, the rest above it."""
+    for n, (size, zone) in enumerate(zip(ctx["node_pages"], ctx["zone_pages"])):
+        for i, d in enumerate(domains):
+            if d["dma_pages"][n] > d["node_pages"][n]:
+                raise Damaged(f"host.domains[{i}].dma_pages[{n}] ({d['dma_pages'][n]}) must be at most its "
+                              f"node_pages[{n}] ({d['node_pages'][n]})")
+        low = sum(d["dma_pages"][n] for d in domains)
+        high = sum(d["node_pages"][n] for d in domains) - low
+        if low > zone or high > size - zone:
+            raise Damaged(f"the domains hold {low} pages of node {n} below Xen's DMA width and {high} above it, "
+                          f"where the node has {zone} and {size - zone} (host.xen_commandline, host.domains[*]"
+                          f".dma_pages[{n}])")
 
 
 def _within(pages: List[int], sizes: List[int], where: str) -> None:
