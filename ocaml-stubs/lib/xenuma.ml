@@ -75,6 +75,12 @@ let node_memory h =
   let _, mem, _ = numainfo_raw h in
   Array.map memory_of mem
 
+external node_free_below_raw : handle -> int -> int -> int64 = "stub_xenuma_node_free_below"
+
+let node_free_below h ~node ~width = node_free_below_raw h node width
+
+external xen_commandline : handle -> string = "stub_xenuma_xen_commandline"
+
 external online_cpus_raw : handle -> bool array = "stub_xenuma_online_cpus"
 
 let online_cpus h =
@@ -157,6 +163,9 @@ external set_vcpu_affinity_raw :
   = "stub_xenuma_set_vcpu_affinity"
 
 let set_vcpu_affinity h ~domid ~vcpu ?hard ?soft () =
+  (* neither map: libxenuma would do nothing and say it was done *)
+  if hard = None && soft = None then
+    invalid_arg "Xenuma.set_vcpu_affinity: ?hard, ?soft: neither map given (at least one is needed)" ;
   set_vcpu_affinity_raw h domid vcpu hard soft
 
 external node_affinity_raw : handle -> int -> bool array = "stub_xenuma_node_affinity"

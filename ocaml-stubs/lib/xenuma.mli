@@ -123,6 +123,24 @@ val node_memory : handle -> node_memory array
 (** One entry per node, at least one: raises [Error (EIO, _)] where the host
     reports none, as {!topology} does. *)
 
+val node_free_below : handle -> node:int -> width:int -> int64
+(** Bytes free on [node] below 2{^[width]} (xc_availheap), as the Python
+    adapter reads Xen's DMA zone: at Xen's DMA width, memory Xen gives an
+    ordinary allocation only once every node is out of the rest, so a build
+    with node affinity to [node] spills to other nodes before it gets any:
+    free, but no room for a VM placed there.  The width is [dma_bits=] on
+    {!xen_commandline}, else (on a host of more than one node) a quarter of
+    the first node with memory, rounded up to a power of two, at most 32
+    (xapi_numa/core/dma_zone.py has the rule as Xen parses it); a host of
+    one node without [dma_bits=], or a width of 52 or more, has no zone.
+    [width] 1 to 64 and a node the host has (as numainfo reports them), else
+    [Error (EINVAL, _)] and no zone is read. *)
+
+val xen_commandline : handle -> string
+(** Xen's own command line (XENVER_commandline; up to 1023 bytes), where
+    [dma_bits=] is set.  [Error (EPERM | EACCES, _)] where an XSM policy
+    refuses it: Xen's default width applies then, as without [dma_bits=]. *)
+
 (** {1 Domains and vCPUs} *)
 
 type domain = {
@@ -166,10 +184,12 @@ val vcpu_affinity : handle -> domid:int -> vcpu:int -> bool array * bool array
 
 val set_vcpu_affinity :
   handle -> domid:int -> vcpu:int -> ?hard:bool array -> ?soft:bool array -> unit -> unit
-(** Sets those given.  A CPU the host cannot have (at or past its highest CPU
-    id + 1, hotplug CPUs included: {!vcpu_affinity}'s arrays run on to a
-    whole byte) raises [Error (EINVAL, _)] before the hypercall, as does a
-    map Xen refuses (no CPU of the domain's pool). *)
+(** Sets those given; neither raises [Invalid_argument] naming them (a call
+    that would set nothing is the caller's bug, not a success).  A CPU the
+    host cannot have (at or past its highest CPU id + 1, hotplug CPUs
+    included: {!vcpu_affinity}'s arrays run on to a whole byte) raises
+    [Error (EINVAL, _)] before the hypercall, as does a map Xen refuses (no
+    CPU of the domain's pool). *)
 
 val node_affinity : handle -> domid:int -> bool array
 
@@ -297,7 +317,8 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle 
     it; when the unpause itself fails ([stage] unpause) [record] is kept for
     {!recover} to give the pause back.  A refusal before any pause is
     raised: [Error (EINVAL, _)] (a node the host lacks, gfns not ascending
-    or negative), [Error (EPROTOTYPE | EOPNOTSUPP | ESRCH, _)] as
+    or negative, a gfn not populated in the domain: the context says which,
+    naming the gfn where it can), [Error (EPROTOTYPE | EOPNOTSUPP | ESRCH, _)] as
     {!movable_check}, [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
 

@@ -392,6 +392,41 @@ CAMLprim value stub_xenuma_numainfo(value handle)
     CAMLreturn(result);
 }
 
+/* Bytes free on a node below 2^width (xc_availheap): at Xen's DMA width, the
+ * node's free memory in the DMA zone, which Xen gives an ordinary allocation
+ * only once every node is out of the rest.  width 1 to 64 (0 would be every
+ * zone to Xen: refused by libxenuma, as is a node the host lacks). */
+CAMLprim value stub_xenuma_node_free_below(value handle, value node, value width)
+{
+    CAMLparam3(handle, node, width);
+    uint32_t n = u32_arg(node, NODE_MAX, "xn_node_free_below: node");
+    uint32_t w = u32_arg(width, 64, "xn_node_free_below: width");
+    xn_handle *h = handle_of(&handle);
+    uint64_t bytes = 0;
+    int rc;
+
+    call_begin(handle);
+    rc = xn_node_free_below(h, n, w, &bytes);
+    call_end(handle);
+    check(rc, rc == -EINVAL ? "xn_node_free_below: not a node of the host's, or width 0" : "xn_node_free_below");
+    CAMLreturn(caml_copy_int64((int64_t)bytes));
+}
+
+/* Xen's own command line (XENVER_commandline): where dma_bits= is read from. */
+CAMLprim value stub_xenuma_xen_commandline(value handle)
+{
+    CAMLparam1(handle);
+    xn_handle *h = handle_of(&handle);
+    char line[1024]; /* xen_commandline_t */
+    int rc;
+
+    call_begin(handle);
+    rc = xn_xen_commandline(h, line, sizeof(line));
+    call_end(handle);
+    check(rc, "xn_xen_commandline");
+    CAMLreturn(caml_copy_string(line));
+}
+
 /* Per CPU (core, socket, node); -1 for an offline CPU.  A parked CPU (smt=0,
  * xen-hptool cpu-offline) has its node here as an online one does: xenuma.ml's
  * topology tells them apart (stub_xenuma_online_cpus). */
@@ -1127,6 +1162,49 @@ static value result_record(const struct xn_mig_result *res)
     CAMLreturn(r);
 }
 
+/* Outside the runtime lock: the move, and what an EINVAL before any pause meant
+ * (written to what).  xn_mig_move answers EINVAL for gfns out of order, for a node
+ * the host lacks, and for a gfn the guest does not have (Xen will not map it):
+ * told apart here, so that the last is not read as one of the others. */
+static int move_explained(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
+                          uint32_t chunk, uint32_t flags, const char *record, struct xn_mig_result *res,
+                          char *what, size_t len)
+{
+    uint64_t max_gfn = 0;
+    uint32_t i;
+    int rc = xn_mig_move(h, domid, gfns, n, node, chunk, flags, record, res);
+
+    snprintf(what, len, "xn_mig_move");
+    if (rc != -EINVAL || res->stage != XN_MIG_STAGE_NONE)
+        return rc;
+    for (i = 1; i < n; i++)
+        if (gfns[i] <= gfns[i - 1]) {
+            snprintf(what, len, "xn_mig_move: gfns not ascending and unique (gfn %llu after %llu)",
+                     (unsigned long long)gfns[i], (unsigned long long)gfns[i - 1]);
+            return rc;
+        }
+    if (xn_node_check(h, node) == -EINVAL) {
+        snprintf(what, len, "xn_mig_move: node %u is not a node of the host's", node);
+        return rc;
+    }
+    if (n == 0) /* (nothing else refused an empty batch) */
+        return rc;
+    if (xn_mig_max_gfn(h, domid, &max_gfn) == 0 && gfns[n - 1] > max_gfn) {
+        for (i = 0; gfns[i] <= max_gfn; i++) /* the first gfn past the guest's highest (ascending) */
+            ;
+        snprintf(what, len, "xn_mig_move: gfn %llu is not populated in domain %u (its highest gfn is %llu)",
+                 (unsigned long long)gfns[i], domid, (unsigned long long)max_gfn);
+        return rc;
+    }
+    if (n == 1)
+        snprintf(what, len, "xn_mig_move: gfn %llu is not populated in domain %u", (unsigned long long)gfns[0],
+                 domid);
+    else
+        snprintf(what, len, "xn_mig_move: a gfn of the batch (gfns %llu to %llu) is not populated in domain %u",
+                 (unsigned long long)gfns[0], (unsigned long long)gfns[n - 1], domid);
+    return rc;
+}
+
 /* Returns the result record; a failure inside the window is in it (error
  * and stage), a refusal before any pause is raised. */
 CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns, value node, value verify_chunk,
@@ -1143,6 +1221,7 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     uint64_t *list;
     char *record;
     struct xn_mig_result res;
+    char what[160];
     int rc;
 
     if (n > U32_MAX)
@@ -1162,15 +1241,14 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     for (i = 0; i < n; i++)
         list[i] = (uint64_t)Long_val(Field(gfns, i));
     call_begin(handle);
-    rc = xn_mig_move(h, d, list, (uint32_t)n, to, chunk, fl, record, &res);
+    rc = move_explained(h, d, list, (uint32_t)n, to, chunk, fl, record, &res, what, sizeof(what));
     call_end(handle);
     free(list);
     free(record);
     if (rc < 0 && res.stage == XN_MIG_STAGE_NONE)
         raise_error(rc, rc == -EBUSY ? "xn_mig_move: a live mover holds the batch record"
                         : rc == -EEXIST ? "xn_mig_move: a dead mover's batch record awaits recovery"
-                        : rc == -EINVAL ? "xn_mig_move: gfns not ascending, or not a node of the host's"
-                        : "xn_mig_move");
+                        : what);
     CAMLreturn(result_record(&res));
 }
 

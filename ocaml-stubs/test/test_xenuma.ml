@@ -512,6 +512,50 @@ let intact gfns = Array.for_all fake_gfn_intact gfns
 let settled record =
   fake_pause_count () = 0 && fake_live_mappings () = 0 && not (Sys.file_exists record)
 
+(* Xen's DMA zone, read as the Python adapter reads it: the fake has node 0's memory
+   below 2^26 (64 MiB) free, none elsewhere, and a XenServer command line. *)
+let test_dma_zone h =
+  let low = Int64.shift_left 16384L 12 in
+  check "node_free_below: node 0's free memory below 2^26" (Xenuma.node_free_below h ~node:0 ~width:26 = low) ;
+  check "node_free_below: the same below a wider width" (Xenuma.node_free_below h ~node:0 ~width:32 = low) ;
+  check "node_free_below: none below a narrower one" (Xenuma.node_free_below h ~node:0 ~width:25 = 0L) ;
+  check "node_free_below: none on node 1" (Xenuma.node_free_below h ~node:1 ~width:32 = 0L) ;
+  refused "node_free_below: width 0 (every zone, to Xen)" (fun () -> Xenuma.node_free_below h ~node:0 ~width:0) ;
+  refused "node_free_below: width 65" (fun () -> Xenuma.node_free_below h ~node:0 ~width:65) ;
+  refused "node_free_below: width 2^32 + 26 is refused, not width 26" (fun () ->
+      Xenuma.node_free_below h ~node:0 ~width:((1 lsl 32) + 26)) ;
+  refused "node_free_below: node 2, which the host lacks" (fun () -> Xenuma.node_free_below h ~node:2 ~width:26) ;
+  refused "node_free_below: node -1" (fun () -> Xenuma.node_free_below h ~node:(-1) ~width:26) ;
+  check "node_free_below: a refused read is raised"
+    (match failing "xc_availheap=EPERM" (fun () -> raised (fun () -> Xenuma.node_free_below h ~node:0 ~width:26)) with
+    | Some (Unix.EPERM, ctx) -> contains ctx "xn_node_free_below"
+    | _ -> false) ;
+  check "xen_commandline: Xen's own" (Xenuma.xen_commandline h = "dom0_mem=2048M,max:2048M watchdog ucode=scan") ;
+  let with_line line f =
+    Unix.putenv "FAKE_XC_CMDLINE" line ;
+    Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_CMDLINE" "") f
+  in
+  check "xen_commandline: dma_bits= on it"
+    (with_line "console=com1 dma_bits=30" (fun () -> Xenuma.xen_commandline h) = "console=com1 dma_bits=30") ;
+  check "xen_commandline: at most 1023 bytes (xen_commandline_t)"
+    (with_line (String.make 2000 'x') (fun () -> Xenuma.xen_commandline h) = String.make 1023 'x') ;
+  check "xen_commandline: refused (an XSM policy) is raised"
+    (match failing "xc_version=EACCES" (fun () -> raised (fun () -> Xenuma.xen_commandline h)) with
+    | Some (Unix.EACCES, ctx) -> contains ctx "xn_xen_commandline"
+    | _ -> false)
+
+(* Neither map: libxenuma does nothing and answers 0, so the call looked done. *)
+let test_affinity_needs_a_map h =
+  check "set_vcpu_affinity: neither map is refused, naming both"
+    (match Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 () with
+    | () -> false
+    | exception Invalid_argument msg -> contains msg "?hard" && contains msg "?soft"
+    | exception _ -> false) ;
+  let hard, soft = Xenuma.vcpu_affinity h ~domid:1 ~vcpu:0 in
+  Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~soft () ;
+  Xenuma.set_vcpu_affinity h ~domid:1 ~vcpu:0 ~hard () ;
+  check "set_vcpu_affinity: one map is enough" true
+
 (* Moves over the fake's guest memory (fake_xenforeignmemory.c maps its frames):
    frames 0..4095 are node 0's, 4096..8191 node 1's; the guest starts on node 0. *)
 let test_move h =
@@ -543,6 +587,23 @@ let test_move h =
       Xenuma.move ~record h ~domid:65537 ~gfns ~node:1) ;
   refused "move: a negative gfn" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|-1; 0|] ~node:1) ;
   refused "move: gfns not ascending" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|2; 1|] ~node:1) ;
+  (* each EINVAL said as what it is: a gfn the guest does not have was "gfns not
+     ascending, or not a node of the host's" *)
+  let said name f words =
+    check name
+      (match raised f with Some (Unix.EINVAL, ctx) -> List.for_all (contains ctx) words | _ -> false)
+  in
+  said "move: gfns not ascending, said so" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|2; 1|] ~node:1)
+    ["not ascending"; "gfn 1 after 2"] ;
+  said "move: node 2, said so" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:2) ["node 2"; "not a node"] ;
+  said "move: a gfn past the guest's highest is not populated in it"
+    (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|100; 99999; 100000|] ~node:1)
+    ["gfn 99999 is not populated in domain 1"; "its highest gfn is"] ;
+  said "move: a gfn in a hole is not populated in it" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|5000|] ~node:1)
+    ["gfn 5000 is not populated in domain 1"] ;
+  said "move: a batch with a gfn in a hole: one of its gfns is not populated"
+    (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:[|100; 5000|] ~node:1)
+    ["gfns 100 to 5000"; "not populated in domain 1"] ;
   refused "move: a record path holding a NUL" (fun () ->
       Xenuma.move ~record:(record ^ "\000x") h ~domid:1 ~gfns ~node:1) ;
   check "move: nothing refused moved a page or paused the guest" (all_on 0 gfns && settled record)
@@ -751,6 +812,8 @@ let () =
   let h = Xenuma.open_ () in
   test_map_sizes h ;
   test_queries h ;
+  test_dma_zone h ;
+  test_affinity_needs_a_map h ;
   test_dump () ;
   test_errors h ;
   test_vnuma h ;
