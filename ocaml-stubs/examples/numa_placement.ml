@@ -36,47 +36,60 @@ let cpus_of (t : Xenuma.topology) nodes =
 let claim h ~domid ?node pages =
   try Xenuma.claim h ~domid ?node pages with Xenuma.Error ((Unix.ENOMEM as e), ctx) -> Error (e, ctx)
 
+let usage () =
+  prerr_endline "usage: numa_placement DOMID MEMORY_MIB [--dry-run]" ;
+  exit 2
+
+let fail fmt = Printf.ksprintf (fun msg -> prerr_endline ("numa_placement: " ^ msg) ; exit 1) fmt
+
+(* The domain, looked for before anything is planned or claimed: one that does not
+   exist is said as such (Xen's answer to a claim on it would be the first sign). *)
+let domain_of h domid =
+  match List.find_opt (fun (x : Xenuma.domain) -> x.domid = domid) (Array.to_list (Xenuma.domains h)) with
+  | Some d -> d
+  | None -> fail "no domain %d on this host" domid
+
+let place h ~domid ~mib ~dry_run =
+  let d = domain_of h domid in
+  let t = Xenuma.topology h in
+  match plan t ~bytes:(Int64.mul (Int64.of_int mib) 1048576L) with
+  | None -> fail "no set of nodes has %d MiB free" mib
+  | Some nodes ->
+      Printf.printf "plan: nodes %s\n" (String.concat "," (List.map string_of_int nodes)) ;
+      if not dry_run then (
+        (* one node: claim there if this Xen can (and the node has the memory);
+           else a host-wide claim *)
+        let claimed =
+          match nodes with
+          | [node] -> (
+              match claim h ~domid ~node (pages_of_mib mib) with
+              | Ok () -> Printf.sprintf "on node %d" node
+              | Error _ -> (
+                  match claim h ~domid (pages_of_mib mib) with
+                  | Ok () -> "host-wide (no per-node claim to be had here)"
+                  | Error (e, _) -> "none: " ^ Unix.error_message e))
+          | _ -> (
+              match claim h ~domid (pages_of_mib mib) with
+              | Ok () -> "host-wide"
+              | Error (e, _) -> "none: " ^ Unix.error_message e)
+        in
+        Printf.printf "claim: %s\n" claimed ;
+        let soft = cpus_of t nodes in
+        for vcpu = 0 to d.max_vcpu_id do
+          Xenuma.set_vcpu_affinity h ~domid ~vcpu ~soft ()
+        done ;
+        Xenuma.set_node_affinity h ~domid (Array.init (Array.length t.distances) (fun n -> List.mem n nodes)) ;
+        Printf.printf "affinity: soft on CPUs of nodes %s, node affinity set\n"
+          (String.concat "," (List.map string_of_int nodes)))
+
 let () =
   match Array.to_list Sys.argv with
-  | _ :: domid :: mib :: rest ->
-      let domid = int_of_string domid and mib = int_of_string mib in
-      let dry_run = List.mem "--dry-run" rest in
-      Xenuma.with_handle (fun h ->
-          let t = Xenuma.topology h in
-          match plan t ~bytes:(Int64.mul (Int64.of_int mib) 1048576L) with
-          | None ->
-              Printf.eprintf "no set of nodes has %d MiB free\n" mib ;
-              exit 1
-          | Some nodes ->
-              Printf.printf "plan: nodes %s\n" (String.concat "," (List.map string_of_int nodes)) ;
-              if not dry_run then (
-                (* one node: claim there if this Xen can (and the node has the memory);
-                   else a host-wide claim *)
-                let claimed =
-                  match nodes with
-                  | [node] -> (
-                      match claim h ~domid ~node (pages_of_mib mib) with
-                      | Ok () -> Printf.sprintf "on node %d" node
-                      | Error _ -> (
-                          match claim h ~domid (pages_of_mib mib) with
-                          | Ok () -> "host-wide (no per-node claim to be had here)"
-                          | Error (e, _) -> "none: " ^ Unix.error_message e))
-                  | _ -> (
-                      match claim h ~domid (pages_of_mib mib) with
-                      | Ok () -> "host-wide"
-                      | Error (e, _) -> "none: " ^ Unix.error_message e)
-                in
-                Printf.printf "claim: %s\n" claimed ;
-                let soft = cpus_of t nodes in
-                let domains = Array.to_list (Xenuma.domains h) in
-                let d = List.find (fun (x : Xenuma.domain) -> x.domid = domid) domains in
-                for vcpu = 0 to d.max_vcpu_id do
-                  Xenuma.set_vcpu_affinity h ~domid ~vcpu ~soft ()
-                done ;
-                Xenuma.set_node_affinity h ~domid
-                  (Array.init (Array.length t.distances) (fun n -> List.mem n nodes)) ;
-                Printf.printf "affinity: soft on CPUs of nodes %s, node affinity set\n"
-                  (String.concat "," (List.map string_of_int nodes))))
-  | _ ->
-      prerr_endline "usage: numa_placement DOMID MEMORY_MIB [--dry-run]" ;
-      exit 2
+  | _ :: domid :: mib :: rest when List.for_all (fun a -> a = "--dry-run") rest -> (
+      match (int_of_string_opt domid, int_of_string_opt mib) with
+      | Some domid, Some mib when domid >= 0 && mib > 0 -> (
+          try Xenuma.with_handle (fun h -> place h ~domid ~mib ~dry_run:(rest <> []))
+          with Xenuma.Error (e, ctx) ->
+            (* the domain gone meanwhile (ESRCH), a refused call: said, not a backtrace *)
+            fail "%s: %s" ctx (Unix.error_message e))
+      | _ -> usage ())
+  | _ -> usage ()
