@@ -41,7 +41,7 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
               "username": username or os.environ.get("XAPI_NUMA_POOL_USER"),
               "password": os.environ.get("XAPI_NUMA_POOL_PASSWORD")}
     if password_file:
-        values["password"] = _read_private(password_file, "--password-file").strip()
+        values["password"] = _without_line_end(_read_private(password_file, "--password-file"))
     path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
     other_pool = None
     if not all(values.values()) and os.path.exists(path):
@@ -65,6 +65,15 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     return Credentials(values["url"], values["username"], values["password"])
 
 
+def _without_line_end(text: str) -> str:
+    """A password file's text less the one line end an editor or ``echo`` adds; spaces
+    are the password's own (one may begin or end with them)."""
+    for end in ("\r\n", "\n"):
+        if text.endswith(end):
+            return text[:-len(end)]
+    return text
+
+
 def _same_pool(a: str, b: str) -> bool:
     """Do two pool URLs name the same master (case of scheme and host, a trailing slash aside)?"""
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
@@ -78,7 +87,7 @@ def _read_private(path: str, what: str) -> str:
             raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", newline="") as f:  # as written: a '\r' may be a password's own
             return f.read(1 << 16)
     except OSError as err:
         raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
