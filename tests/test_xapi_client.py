@@ -404,7 +404,7 @@ def test_a_pool_member_given_for_the_master_logs_in_at_the_master(monkeypatch):
     """xapi answers a login on a pool member with HOST_IS_SLAVE and the master's address."""
     tried = []
 
-    def login_once(creds, ca_file=None, insecure=False):
+    def login_once(creds, ca_file=None, insecure=False, sessions=None):
         tried.append(creds.url)
         if len(tried) == 1:
             raise xapi.XapiError(["HOST_IS_SLAVE", "192.0.2.10"])
@@ -414,7 +414,7 @@ def test_a_pool_member_given_for_the_master_logs_in_at_the_master(monkeypatch):
     assert xapi.login(creds) == "session at https://192.0.2.10:8443/"
     tried.clear()
 
-    def master_down(creds, ca_file=None, insecure=False):
+    def master_down(creds, ca_file=None, insecure=False, sessions=None):
         tried.append(creds.url)
         if len(tried) == 1:
             raise xapi.XapiError(["HOST_IS_SLAVE", "fd00::1"])

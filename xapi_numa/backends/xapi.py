@@ -26,7 +26,7 @@ import ssl
 import time
 import urllib.parse
 import xmlrpc.client
-from typing import Callable, Dict, FrozenSet, Iterator, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import attrs
 
@@ -130,15 +130,45 @@ def plugin_session(session_id: str):
     return session
 
 
-def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
-    """A session with the pool master; log it out with :func:`logout` in a ``finally``.
+# Marks a session object we log in ourselves: :func:`logout` ends those only (never the one
+# xapi hands a plugin), and ends one whose login an interrupt cut short once its ref arrived.
+OURS = "_xapi_numa_logs_out"
+
+
+@contextlib.contextmanager
+def pool_session(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False) -> Iterator[object]:
+    """A session with the pool master, logged out whatever happens, Ctrl-C included.
+
+    Each session object is held here before its login is sent, so an interrupt anywhere
+    after the client has the session's ref (even before :func:`login` returns) still ends
+    it.  What cannot be ended is a session xapi made whose answer had not arrived when the
+    interrupt came: its ref never reached us; xapi expires it.  After a call that timed out
+    (the master is wedged) no logout is tried: it would wait for the master again."""
+    tried: List[object] = []
+    wedged = False
+    try:
+        yield login(creds, ca_file, insecure, tried)
+    except XapiTimeout:
+        wedged = True
+        raise
+    finally:
+        if not wedged:
+            for session in tried:
+                logout(session)  # never raises: logging out must not hide the command's outcome
+
+
+def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False,
+          tried: Optional[List[object]] = None):
+    """A session with the pool master; log it out with :func:`logout` in a ``finally``, or
+    use :func:`pool_session`.  ``tried``: each session object is added to it before its
+    login is sent (for a caller that logs them out whatever happens).
 
     Given a pool member instead, xapi answers HOST_IS_SLAVE with the master's address:
     the login is tried once there, over the same scheme and port, trusting the same
     certificate authority (with --ca-file, the master's certificate must cover that
     address)."""
     try:
-        return _login_once(creds, ca_file, insecure)
+        return _login_once(creds, ca_file, insecure, tried)
     except XapiError as err:
         if err.code != "HOST_IS_SLAVE" or not err.params:
             raise
@@ -149,13 +179,14 @@ def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = Fa
         netloc += ":{}".format(parts.port)
     moved = parts._replace(netloc=netloc)
     try:
-        return _login_once(attrs.evolve(creds, url=urllib.parse.urlunsplit(moved)), ca_file, insecure)
+        return _login_once(attrs.evolve(creds, url=urllib.parse.urlunsplit(moved)), ca_file, insecure, tried)
     except NumaError as err:
         raise NumaError("{} is a pool member; its master is at {}, and logging in there failed: {}".format(
             parts.hostname, master, err.message)) from None
 
 
-def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False):
+def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = False,
+                tried: Optional[List[object]] = None):
     XenAPI = _xenapi()
     parts = check_pool_url(creds.url, insecure)
     if parts.scheme == "https":
@@ -165,9 +196,10 @@ def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: boo
     else:
         transport = HttpTransport(CALL_TIMEOUT)
     session = XenAPI.Session(creds.url, transport=transport)
+    if tried is not None:
+        tried.append(session)
     try:
-        with _xapi_errors():
-            session.xenapi.login_with_password(creds.username, creds.password, "2.20", "xapi-numa")
+        log_in(session, creds.username, creds.password, "2.20", "xapi-numa")
     except ssl.SSLError as err:
         raise NumaError("TLS with the pool master at {} failed: {} (give its certificate with --ca-file)".format(
             parts.hostname, getattr(err, "reason", None) or err)) from None
@@ -176,15 +208,34 @@ def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: boo
     return session
 
 
+def log_in(session, username: str, password: str, version: str, originator: str) -> None:
+    """Log ``session`` (not logged in) in, as ours: :func:`logout` will end it.
+
+    An interrupt (Ctrl-C) that comes once the client holds the session's ref, before this
+    returns, logs it out at once: the caller never gets it to log out."""
+    session.__dict__[OURS] = True  # (a ServerProxy answers any other attribute with a method)
+    try:
+        with _xapi_errors():
+            session.xenapi.login_with_password(username, password, version, originator)
+    except BaseException:
+        logout(session)  # a no-op unless the ref arrived
+        raise
+
+
 def logout(session) -> None:
-    """Log out a session from :func:`login`; never raises (it runs in ``finally`` blocks).
+    """Log out a session we logged in (:func:`log_in`); never raises (it runs in ``finally`` blocks).
 
     A session we did not log in ourselves (the one xapi hands a plugin) is left alone.
+    The client's own logout needs its whole login recorded; an interrupt can come
+    between its storing the ref and the rest, so the ref alone is used here.
     """
-    if session is None or not getattr(session, "last_login_method", None):
+    if session is None or not getattr(session, "__dict__", {}).get(OURS):
+        return
+    ref, session._session, session.last_login_method = session._session, None, None  # never logged in again
+    if not ref:
         return
     with contextlib.suppress(Exception), deadline(session, LOGOUT_TIMEOUT):  # never hides the outcome
-        session.xenapi.session.logout()
+        getattr(session, "session.logout")(ref)
 
 
 # --- VM records -------------------------------------------------------------------------------

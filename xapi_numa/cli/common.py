@@ -103,19 +103,12 @@ def ledger(args) -> Ledger:
 
 @contextlib.contextmanager
 def pool_session(args) -> Iterator[object]:
-    """A session with the pool master, logged out whatever happens."""
+    """A session with the pool master, logged out whatever happens (Ctrl-C during the login too)."""
     from xapi_numa.backends import xapi
 
-    session = xapi.login(xapi.credentials(args.pool, args.user, args.password_file), args.ca_file, args.insecure)
-    try:
+    with xapi.pool_session(xapi.credentials(args.pool, args.user, args.password_file), args.ca_file,
+                           args.insecure) as session:
         yield session
-    except xapi.XapiTimeout:
-        raise  # the master is wedged: a logout would wait for it again (its session expires there)
-    except BaseException:
-        xapi.logout(session)  # never raises: logging out must not hide the command's outcome
-        raise
-    else:
-        xapi.logout(session)
 
 
 def add_json(parser) -> None:

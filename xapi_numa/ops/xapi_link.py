@@ -287,8 +287,8 @@ def local_login(timeout: Optional[float] = None, socket_path: str = xapi.LOCAL_S
     """A session with the local xapi (or $XAPI_NUMA_XENAPI_URL in tests); each call
     waits up to ``timeout`` seconds (DAEMON_CALL_TIMEOUT)."""
     session = xapi.local_session(DAEMON_CALL_TIMEOUT if timeout is None else timeout, socket_path)
-    session.xenapi.login_with_password(os.environ.get("XAPI_NUMA_POOL_USER", "root"),
-                                       os.environ.get("XAPI_NUMA_POOL_PASSWORD", ""), "2.21", "xapi-numad")
+    xapi.log_in(session, os.environ.get("XAPI_NUMA_POOL_USER", "root"), os.environ.get("XAPI_NUMA_POOL_PASSWORD", ""),
+                "2.21", "xapi-numad")
     return session
 
 
