@@ -38,8 +38,8 @@ from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_m
 from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url,  # noqa: F401
                                                  credentials, tls_context)
 from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, patience
-from xapi_numa.backends.xapi_errors import (NO_ANSWER, XapiError, XapiTimeout,  # noqa: F401 - callers use
-                                            no_answer)                        # xapi.XapiError, xapi.XapiTimeout
+from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, LoginRefused, XapiError,  # noqa: F401
+                                            XapiTimeout, no_answer)  # callers use xapi.XapiError, ...
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
@@ -199,7 +199,7 @@ def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: boo
     if tried is not None:
         tried.append(session)
     try:
-        log_in(session, creds.username, creds.password, "2.20", "xapi-numa")
+        log_in(session, creds.username, creds.password, "2.20", "xapi-numa", "the pool master at " + parts.hostname)
     except ssl.SSLError as err:
         raise NumaError("TLS with the pool master at {} failed: {} (give its certificate with --ca-file)".format(
             parts.hostname, getattr(err, "reason", None) or err)) from None
@@ -208,8 +208,10 @@ def _login_once(creds: Credentials, ca_file: Optional[str] = None, insecure: boo
     return session
 
 
-def log_in(session, username: str, password: str, version: str, originator: str) -> None:
-    """Log ``session`` (not logged in) in, as ours: :func:`logout` will end it.
+def log_in(session, username: str, password: str, version: str, originator: str, where: str) -> None:
+    """Log ``session`` (not logged in) in, as ours: :func:`logout` will end it.  xapi
+    refusing the user or password is :class:`LoginRefused`, naming ``username`` and
+    ``where`` (the pool master at HOST, the local xapi).
 
     An interrupt (Ctrl-C) that comes once the client holds the session's ref, before this
     returns, logs it out at once: the caller never gets it to log out."""
@@ -217,6 +219,10 @@ def log_in(session, username: str, password: str, version: str, originator: str)
     try:
         with _xapi_errors():
             session.xenapi.login_with_password(username, password, version, originator)
+    except XapiError as err:
+        if err.code in LOGIN_REFUSALS:
+            raise LoginRefused(err.xenapi_failure(), username, where) from None
+        raise
     except BaseException:
         logout(session)  # a no-op unless the ref arrived
         raise

@@ -1,12 +1,13 @@
 """XenAPI failures as values: :class:`XapiError` carries xapi's ErrorDescription, with
 the human message of a numa plugin's own failure (:func:`xapi_numa.errors.failure_message`)
-rather than its raw parameters.  :data:`NO_ANSWER`: what the XML-RPC client raises when xapi
+rather than its raw parameters; :class:`LoginRefused`, xapi refusing a login (a wrong
+password is no xapi that is away).  :data:`NO_ANSWER`: what the XML-RPC client raises when xapi
 gave no usable answer, which callers treat as xapi unreachable (a ConnectionError)."""
 import http.client
 import xml.parsers.expat
 import xmlrpc.client
 
-from xapi_numa.errors import NumaError, failure_message
+from xapi_numa.errors import NumaError, cut, failure_message
 
 # an HTTP-level failure (a proxy's 502 while xapi restarts), or an answer that broke off (xapi
 # killed mid-answer by xe-toolstack-restart: http.client's IncompleteRead, the parser's ExpatError)
@@ -37,3 +38,23 @@ class XapiError(NumaError):
         super().__init__(message or failure_message(details) or "xapi refused: {}".format(" ".join(details)),
                          details[1:])
         self.code = details[0]
+
+
+# xapi's refusals of a login: the user name or password (or, for an external user, its
+# subject) is not accepted; its parameters are the user name and xapi's reason
+LOGIN_REFUSALS = {"SESSION_AUTHENTICATION_FAILED": "user name or password not accepted",
+                  "SESSION_AUTHORIZATION_FAILED": "the user may not log in (no role for it)"}
+
+
+class LoginRefused(XapiError):
+    """xapi refused the login: not unreachable, and refused again until an admin changes the
+    credentials (or the user's role).  Says whose login, where; never the password."""
+
+    def __init__(self, details, username: str, where: str) -> None:
+        details = [str(d) for d in details]
+        said = details[2] if len(details) > 2 else ""
+        super().__init__(details, "{} refused the login of user {!r}: {} ({}{})".format(
+            cut(where), cut(username), LOGIN_REFUSALS.get(details[0], "refused"), details[0],
+            ": " + cut(said) if said else ""))
+        self.username = username
+        self.where = where

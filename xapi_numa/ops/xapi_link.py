@@ -12,7 +12,6 @@ answer to give).  xapi-numad reads through it from a thread of its own
 (:mod:`.xapi_reader`), so that its cycle never waits on xapi for a read.
 """
 import logging
-import os
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar
 
 import attrs
@@ -22,6 +21,7 @@ from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.core.policy import Policy, stored_or_default
 from xapi_numa.errors import NumaError, UnknownVM
 from xapi_numa.ops.executor import log_event
+from xapi_numa.ops.local_xapi import DAEMON_CALL_TIMEOUT, local_login, xapi_address  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 POLICY_REFRESH_S = 30.0
@@ -122,10 +122,18 @@ class XapiLink:
         xapi.logout(session)
 
     def _down(self, now: float, err: Exception) -> None:
-        self._delay = longer(self._delay)
+        # a refused login is refused again until an admin changes something: the longest wait at
+        # once (each try is one more failed login in xapi's log), said as what it is
+        refused = isinstance(err, xapi.LoginRefused)
+        self._delay = MAX_BACKOFF_S if refused else longer(self._delay)
         self._retry_at = now + self._delay
-        if not self._down_logged:
-            self._down_logged = True
+        if self._down_logged:
+            return
+        self._down_logged = True
+        if refused:
+            log_event(self._logger, logging.WARNING, "xapi refused the login: running without it",
+                      error=err.message, user=err.username, xapi=xapi_address(), retry_in=self._delay)
+        else:
             log_event(self._logger, logging.WARNING, "xapi unreachable: running without it",
                       error="{}: {}".format(type(err).__name__, err), xapi=xapi_address(), retry_in=self._delay)
 
@@ -271,25 +279,6 @@ def unreadable_switches(records: dict) -> Dict[Tuple[str, str], str]:
     return {(r["uuid"], key): r.get("other_config", {})[key] for r in records.values()
             for key in (REBALANCE_KEY, BACKEND_AFFINITY_KEY)
             if r.get("other_config", {}).get(key, "").strip().lower() not in SWITCH_ON + SWITCH_OFF}
-
-
-# Seconds xapi-numad waits for one xapi call.  Its reads wait in a thread of their own
-# (ops/xapi_reader), not in its cycle; a settle (made in the cycle) can wait this long.
-DAEMON_CALL_TIMEOUT = 20.0
-
-
-def xapi_address() -> str:
-    """Where :func:`local_login` goes, for a log line that says what was unreachable."""
-    return os.environ.get("XAPI_NUMA_XENAPI_URL") or "unix:" + xapi.LOCAL_SOCKET
-
-
-def local_login(timeout: Optional[float] = None, socket_path: str = xapi.LOCAL_SOCKET) -> object:
-    """A session with the local xapi (or $XAPI_NUMA_XENAPI_URL in tests); each call
-    waits up to ``timeout`` seconds (DAEMON_CALL_TIMEOUT)."""
-    session = xapi.local_session(DAEMON_CALL_TIMEOUT if timeout is None else timeout, socket_path)
-    xapi.log_in(session, os.environ.get("XAPI_NUMA_POOL_USER", "root"), os.environ.get("XAPI_NUMA_POOL_PASSWORD", ""),
-                "2.21", "xapi-numad")
-    return session
 
 
 class PlacedSettler:
