@@ -137,7 +137,14 @@ def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
 def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
-    return dict(xapi.get_policy(ctx.session, xapi.vm_ref(ctx.session, uuid)).to_dict(), vm=uuid)
+    try:
+        policy = xapi.get_policy(ctx.session, xapi.vm_ref(ctx.session, uuid))
+    except InvalidArgument as err:
+        if not err.field.startswith("other_config:"):
+            raise
+        # a damaged stored value, not the caller's argument: say whose, for the admin to fix there
+        raise InvalidArgument(err.field, "{}, stored in VM {}".format(err.detail, uuid), err.allowed) from None
+    return dict(policy.to_dict(), vm=uuid)
 
 
 def place(ctx: Context, args: Dict[str, str]) -> dict:
