@@ -23,19 +23,26 @@ def sim_path(spec: str) -> Optional[str]:
     return spec[4:] if spec.startswith("sim:") else None
 
 
+def checked_spec(explicit: Optional[str] = None) -> str:
+    """:func:`backend_spec`, refused (InvalidArgument, field ``backend``) unless it names a
+    backend: ``xen``, or ``sim:`` with a path."""
+    spec = backend_spec(explicit)
+    if spec == "sim:":
+        raise InvalidArgument("backend", "sim: needs a path", BACKEND_SYNTAX)
+    if spec != "xen" and sim_path(spec) is None:
+        raise InvalidArgument("backend", "unknown backend {!r}".format(spec), BACKEND_SYNTAX)
+    return spec
+
+
 def open_hypervisor(spec: Optional[str] = None) -> Hypervisor:
     """Open the backend named by ``spec`` (see :func:`backend_spec`)."""
-    spec = backend_spec(spec)
+    spec = checked_spec(spec)
     path = sim_path(spec)
     if path is not None:
-        if not path:
-            raise InvalidArgument("backend", "sim: needs a path", BACKEND_SYNTAX)
         from xapi_numa.backends.sim.backend import SimHypervisor
 
         return SimHypervisor(path)
-    if spec == "xen":
-        return _open_xen()
-    raise InvalidArgument("backend", "unknown backend {!r}".format(spec), BACKEND_SYNTAX)
+    return _open_xen()
 
 
 def _open_xen() -> Hypervisor:

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Iterator, Mapping, Optional
 
-from xapi_numa.backends.open import backend_spec, open_hypervisor, sim_path
+from xapi_numa.backends.open import BACKEND_SYNTAX, backend_spec, checked_spec, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.core import numbers
 from xapi_numa.errors import InvalidArgument, NumaError
@@ -80,11 +80,35 @@ def xapi_name(text: Optional[str], field: str) -> Optional[str]:
     return text
 
 
+def backend_field(args) -> str:
+    """What named the backend, for an error: the flag, or the environment variable."""
+    return "--backend" if args.backend or not os.environ.get("XAPI_NUMA_BACKEND") else "$XAPI_NUMA_BACKEND"
+
+
+def check_backend(args) -> None:
+    """Refuse, as bad input (naming --backend and what it takes), a backend that is none, and
+    a ``sim:PATH`` whose PATH holds no simulated host: nothing there, a directory, a special
+    file.  (A file there that is damaged is the state's failure, said when it is read.)"""
+    with flag_names({"backend": backend_field(args)}):
+        path = sim_path(checked_spec(args.backend))
+    if not path:
+        return
+    why = ("no simulated host at {}: create one with 'xapi-numa sim init {} ...'".format(path, path)
+           if not os.path.exists(path) else "{}: it is a directory, not a simulated host".format(path)
+           if os.path.isdir(path) else "{}: it is a special file, not a simulated host".format(path)
+           if not os.path.isfile(path) else None)
+    if why:
+        raise InvalidArgument(backend_field(args), why, BACKEND_SYNTAX)
+
+
 def hypervisor(args) -> Hypervisor:
-    return open_hypervisor(args.backend)
+    check_backend(args)
+    with flag_names({"backend": backend_field(args)}):
+        return open_hypervisor(args.backend)
 
 
 def ledger_path(args) -> str:
+    check_backend(args)  # a command that needs only the ledger refuses a bad backend all the same
     explicit = getattr(args, "ledger", None)  # never blank: the flag's type refuses it
     if explicit:
         return explicit
