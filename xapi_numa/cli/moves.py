@@ -17,7 +17,7 @@ from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_policy, move_recovery, move_refusals, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.state.moves import MoveJournal
-from xapi_numa.core.numbers import shown, trim, whole_number
+from xapi_numa.core.numbers import shown, signed_whole_number, trim, whole_number
 from xapi_numa.ops.command_line import given
 
 
@@ -228,7 +228,7 @@ def register(sub) -> None:
     q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,
                    help="pause the guest this long first to find frames Xen writes while it is paused "
                         "(default 0: layout recognition only)")
-    q.add_argument("--verify-chunk", dest="verify_chunk", type=whole_number, default=16,
+    q.add_argument("--verify-chunk", dest="verify_chunk", type=signed_whole_number, default=16,
                    help="check that freed frames really were freed every this many pages (default 16)")
     q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
                    help="if the target node runs short, put the rest anywhere instead of failing")

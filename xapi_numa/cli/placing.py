@@ -10,7 +10,7 @@ from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.start_placement import describe
-from xapi_numa.core.numbers import decimal_number, plain, trim, whole_number
+from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
 
@@ -167,14 +167,14 @@ def _render_vm_placement(vm: str, result: dict) -> str:
 
 def register(sub) -> None:
     q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
-    q.add_argument("--vcpus", type=whole_number, required=True)
+    q.add_argument("--vcpus", type=signed_whole_number, required=True)
     q.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; one VM: at most 1P")
     q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
     q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
     q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
-    q.add_argument("--ttl", type=decimal_number, default=300.0, help="seconds before an unused reservation expires")
+    q.add_argument("--ttl", type=signed_decimal_number, default=300.0, help="seconds before an unused reservation expires")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
     common.add_ledger(q)
     common.add_json(q)

@@ -10,7 +10,7 @@ from xapi_numa.core import locality, numbers
 from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.rebalancing import Rebalancer
-from xapi_numa.core.numbers import decimal_number, plain
+from xapi_numa.core.numbers import plain, signed_decimal_number
 
 
 def cmd_topology(args) -> int:
@@ -193,7 +193,7 @@ def register(sub) -> None:
     q = sub.add_parser("top", help="live view: per node busy CPUs and memory, per VM locality")
     q.add_argument("--once", action="store_true", help="print once and exit (with --json: one document; "
                                                        "without --once, one compact document per line)")
-    q.add_argument("--interval", type=decimal_number, default=2.0, help="seconds between refreshes (default 2)")
+    q.add_argument("--interval", type=signed_decimal_number, default=2.0, help="seconds between refreshes (default 2)")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_top)

@@ -11,7 +11,7 @@ from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
-from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, whole_number
 
 SCHEDULERS = ("credit", "credit2")
 
@@ -141,14 +141,14 @@ def register(sub) -> None:
     sim.required = True
     s = sim.add_parser("init", help="create a simulated host at PATH")
     s.add_argument("path")
-    s.add_argument("--nodes", type=whole_number, required=True)
-    s.add_argument("--cpus-per-node", type=whole_number, required=True)
+    s.add_argument("--nodes", type=signed_whole_number, required=True)
+    s.add_argument("--cpus-per-node", type=signed_whole_number, required=True)
     s.add_argument("--memory-per-node", required=True,
                    help="each node's memory, 64M .. 64T (K, M, G or T, binary units: e.g. 4G, 512M, 1.5G)")
     s.add_argument("--distances", type=given, help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
     s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
     s.add_argument("--seed", type=whole_number, default=0)
-    s.add_argument("--dom0-vcpus", type=whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
+    s.add_argument("--dom0-vcpus", type=signed_whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
     s.add_argument("--dom0-memory", type=given, help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
                                          "default min(1G, 10%% of the host)")
     s.add_argument("--dma-bits", type=whole_number,
@@ -160,7 +160,7 @@ def register(sub) -> None:
     s = sim.add_parser("create", help="create a guest (as xl create would)")
     s.add_argument("path")
     s.add_argument("name", help="the new domain's name: unique, not all digits, not another domain's UUID")
-    s.add_argument("--vcpus", type=whole_number, required=True)
+    s.add_argument("--vcpus", type=signed_whole_number, required=True)
     s.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; at least 1M (xl's memory= counts MiB)")
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
     s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
@@ -179,5 +179,5 @@ def register(sub) -> None:
 
     s = sim.add_parser("run", help="advance simulated time")
     s.add_argument("path")
-    s.add_argument("--seconds", type=decimal_number, required=True)
+    s.add_argument("--seconds", type=signed_decimal_number, required=True)
     s.set_defaults(func=cmd_sim_run)

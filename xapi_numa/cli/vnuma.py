@@ -15,7 +15,7 @@ from xapi_numa.core import locality, numbers, vnuma
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
-from xapi_numa.core.numbers import whole_number
+from xapi_numa.core.numbers import signed_whole_number, whole_number
 from xapi_numa.core.vnode_units import layout_affinity_actions
 from xapi_numa.core.units import PAGE_SHIFT, SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
@@ -248,14 +248,14 @@ def _guest_mask(args) -> Optional[FrozenSet[int]]:
 def register(sub) -> None:
     q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
-    q.add_argument("--vcpus", type=whole_number, help="the VM's vCPUs (needed unless --store)")
+    q.add_argument("--vcpus", type=signed_whole_number, help="the VM's vCPUs (needed unless --store)")
     q.add_argument("--memory", help="static-max (needed unless --store); " + SIZE_SYNTAX)
     q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
     q.add_argument("--type", type=given_text, help="hvm (default) or pvh; pv is refused")
     q.add_argument("--nodes", help="the pnodes, one vnode each, in order: 1,0, 0-1 or nodes:0-1 "
                                    "(default: where placement puts it)")
-    q.add_argument("--split", type=whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")
+    q.add_argument("--split", type=signed_whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")
     q.add_argument("--mode", type=given_text, help="the VM's NUMA policy mode (must agree with the vnode map)")
     q.add_argument("--policy-nodes", dest="policy_nodes", help="the VM's NUMA policy node list")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given_text, help="fallback (default) or fail")

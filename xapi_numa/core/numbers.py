@@ -10,10 +10,11 @@ value is also bounded before it is converted, so a 400-digit number is a clear
 """
 
 import re
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 from xapi_numa.errors import InvalidArgument
 
+T = TypeVar("T")
 _DIGITS = re.compile(r"[0-9]+")
 # Longer than any id or size we read; keeps int() of hostile input cheap and
 # under Python 3.11's 4300-digit conversion limit.
@@ -80,6 +81,22 @@ def decimal_number(text: str) -> float:
     return float(trim(text))
 
 
+def _signed(read: Callable[[str], T]) -> Callable[[str], T]:
+    """``read`` that also takes a leading minus sign: the type of a flag whose command
+    checks its range, so that a negative value gets that one message (the range allowed),
+    not the type's "0 or more" first."""
+    def signed(text: str) -> T:
+        text = trim(text)
+        if text.startswith("-"):
+            return -read(text[1:])  # type: ignore[operator]
+        return read(text)
+    return signed
+
+
+signed_whole_number = _signed(whole_number)
+signed_decimal_number = _signed(decimal_number)
+
+
 def plain(value: float) -> str:
     """A number read by :func:`whole_number` or :func:`decimal_number`, written back for
     an error message: digits as typed up to 16 of them (``{:g}`` would show 123456789
@@ -91,3 +108,5 @@ def plain(value: float) -> str:
 
 whole_number.__name__ = "whole number (0 or more, ASCII digits)"
 decimal_number.__name__ = "number (0 or more, ASCII digits, e.g. 1.5)"
+signed_whole_number.__name__ = "whole number (ASCII digits)"
+signed_decimal_number.__name__ = "number (ASCII digits, e.g. 1.5)"
