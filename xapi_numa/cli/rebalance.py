@@ -2,9 +2,13 @@
 
 The same code path as xapi-numad's, with the same view of which VMs it may move:
 their policies and opt-outs and the host's guest mask, read from xapi (a simulated host, or ``--no-xapi``,
-has none: the output says so)."""
+has none: the output says so).  It creates and changes nothing: not even the state database, where
+there is none yet."""
+import contextlib
 import os
+import tempfile
 import time
+from typing import Iterator, Tuple
 
 from xapi_numa.backends.open import backend_spec, sim_path
 from xapi_numa.cli import common, render
@@ -13,10 +17,12 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
 from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
+from xapi_numa.state.db import DEFAULT_PATH, Database
 from xapi_numa.core.numbers import whole_number
 
 
 UNREACHABLE = "unreachable: every VM is left alone, as xapi-numad leaves them while xapi is away"
+NO_DATABASE = "no state database yet: no home moved so far, none held down (the dry run creates none)"
 NOT_CONSULTED = ("not consulted (a simulated host, or --no-xapi): the VMs' policies and opt-outs, and the "
                  "host's guest mask, are left out")
 
@@ -48,6 +54,24 @@ def add_no_xapi(q) -> None:
                         "(as xapi-numad --no-xapi)")
 
 
+@contextlib.contextmanager
+def dry_run_database(args) -> Iterator[Tuple[Database, bool]]:
+    """The state database a dry run reads, and whether there is one: where there is none
+    yet (xapi-numad has never run here: no home moved, nothing held down), an empty one
+    in a directory of its own, removed after, so that the dry run creates nothing."""
+    path = common.ledger_path(args)
+    default = os.path.abspath(path) == os.path.abspath(DEFAULT_PATH)
+    if os.path.lexists(path) or not (default or os.path.isdir(os.path.dirname(os.path.abspath(path)))):
+        yield common.ledger(args).db, True  # (a directory that is not there: refused, naming it)
+        return
+    with tempfile.TemporaryDirectory(prefix="xapi-numa-dry-run-") as tmp:
+        db = Database(os.path.join(tmp, "ledger.db"))
+        try:
+            yield db, False
+        finally:
+            db.close()
+
+
 def cmd_rebalance(args) -> int:
     if not args.dry_run:
         raise InvalidArgument("--dry-run", "rebalancing is done by xapi-numad; this command only shows its plan",
@@ -57,15 +81,17 @@ def cmd_rebalance(args) -> int:
     hv = common.hypervisor(args)
     link, kw = daemon_view(args)
     try:
-        rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(fixup_every=0), **kw)
-        decision = rt.rebalance_dry_run(args.samples)
+        with dry_run_database(args) as (db, present):
+            rt = runtime.Runtime(hv, db, runtime.Settings(fixup_every=0), **kw)
+            decision = rt.rebalance_dry_run(args.samples)
+            home_moves = rt.rebalancer.counts()
     finally:
         if link is not None:
             link.close()
     value = dict(decision.assessment.to_dict(), decision=decision.note,
-                 actions=[act.describe(a) for a in decision.actions], home_moves=rt.rebalancer.counts(),
+                 actions=[act.describe(a) for a in decision.actions], home_moves=home_moves,
                  demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
-                 xapi=xapi_state(link))
+                 xapi=xapi_state(link), state_database="read" if present else NO_DATABASE)
     topo = hv.topology()
     common.emit(args, value, lambda v: _render(v, topo))
     return 0
@@ -73,6 +99,7 @@ def cmd_rebalance(args) -> int:
 
 def _render(value: dict, topo) -> str:
     lines = [] if value["xapi"] == "consulted" else ["xapi: " + value["xapi"]]
+    lines += [] if value["state_database"] == "read" else ["state database: " + value["state_database"]]
     lines += ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
                                                         for n, l in value["loads"].items()),
              "decision: " + render.cell(value["decision"])]  # it names VMs: their names shown escaped

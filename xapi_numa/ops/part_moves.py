@@ -11,7 +11,7 @@ longer the rebalancer's (its policy, an admin's pin, an opt-out: not ours to
 write), for each vCPU whose soft affinity someone else changed since, and
 after ``GIVE_UP`` seconds of refusals.
 """
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from xapi_numa.core import rebalance, rebalance_moves
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
@@ -87,6 +87,16 @@ class PartMoves:
     @property
     def mending(self) -> Set[str]:
         return set(self._writes)
+
+    def take_unwritten(self, snap: HostSnapshot, unwritten: Mapping[str, Intent], moving: Set[str],
+                       layout_of: Callable[[str], Optional[VnumaLayout]]) -> List[str]:
+        """Home moves noted and not known whole (``unwritten``: the notes), that this process is
+        not mending yet: left by a process killed between their writes, or by a cycle that failed
+        before the executor said how they went (:meth:`left_unwritten`); ``moving``: VMs a mover
+        runs for.  Returns the VMs found whole, whose notes go."""
+        mending = self.mending
+        return [uuid for uuid, intent in sorted(unwritten.items()) if uuid not in mending
+                and not self.left_unwritten(snap, uuid, intent, layout_of(uuid), uuid in moving)]
 
     def left_unwritten(self, snap: HostSnapshot, uuid: str, intent: Intent,
                        layout: Optional[VnumaLayout], mover_runs: bool) -> bool:

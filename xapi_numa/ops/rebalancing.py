@@ -287,8 +287,10 @@ class Rebalancer:
         self.refresh_layouts(snap)
         self.observe_demand(snap)
         vms, capacity = self.loads(snap, pages, excluded, now, our_pins), pools.guest_capacity(snap)
+        # a home move a process left half made is mended first: a dry run shows it, leaving the note
+        whole = self.part_moves.take_unwritten(snap, self.homes.unwritten(), set(self.moves.moving()), self.layout)
         if record:
-            self._mend_unwritten(snap)
+            self.homes.written(whole)
         mending = self.part_moves.mending
         undo = self.part_moves.due(snap, self.left_alone, {d.uuid for d in snap.domains if d.domid in excluded})
         if record:
@@ -310,7 +312,10 @@ class Rebalancer:
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)
+        names = {d.uuid: d.name for d in snap.domains}
         note = "; ".join([c.explain({}).split("; +")[0] for c in back] + [assessment.reason] + [
+            "mending a home move made only in part: " + ", ".join(sorted(names.get(u, u) for u in {
+                a.uuid for a in undo}))] * bool(undo) + [
             "no home moves: {} domain(s) not read this period".format(len(snap.unread))] * bool(snap.unread))
         # the imbalance must be sustained; the move made is the best one at that moment
         streak = self._streak + 1 if assessment.best is not None or assessment.deferred is not None else 0
@@ -346,16 +351,6 @@ class Rebalancer:
                 self._pending.append((vm, to, best, reason, now, was))
                 self.homes.intend(vm.uuid, vm.domid, vm.home, to, vm.vnode, was[0])
         return out
-
-    def _mend_unwritten(self, snap: HostSnapshot) -> None:
-        """Home moves noted and not known whole, that this process is not mending: left by a
-        process killed between their writes, or by a cycle that failed before the executor
-        said how they went (:meth:`.part_moves.PartMoves.left_unwritten`)."""
-        moving = set(self.moves.moving())
-        mending = self.part_moves.mending
-        whole = [uuid for uuid, intent in sorted(self.homes.unwritten().items()) if uuid not in mending
-                 and not self.part_moves.left_unwritten(snap, uuid, intent, self.layout(uuid), uuid in moving)]
-        self.homes.written(whole)
 
     def _confirm(self, outcomes) -> List[object]:
         """A move counts (the home-move log, its hold-down, memory following) only once every write
