@@ -152,7 +152,7 @@ class XenHypervisor(Hypervisor):
         return DomainInfo(
             d.domid, self._names.get(d.domid, "domain-{}".format(d.domid)), d.uuid, d.nr_online_vcpus,
             d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT, bool(d.flags & lib.XN_DOM_PAUSED),
-            domain_type(d.flags), d.outstanding_pages << PAGE_SHIFT, d.cpupool)
+            domain_type(d.flags), d.outstanding_pages << PAGE_SHIFT, d.cpupool, bool(d.flags & lib.XN_DOM_SHUTDOWN))
 
     def _name(self, domid: int) -> Optional[str]:
         """The domain's name from xenstore, or None if it cannot be read now (never

@@ -56,6 +56,7 @@ class DomainInfo:
     type: str = "pv"
     claimed: int = 0  # bytes still outstanding on this domain's claim
     cpupool: int = 0  # its vCPUs run only on this CPU pool's pCPUs
+    shutdown: bool = False  # shut down (a poweroff, a crash being handled), not yet destroyed: its vCPUs never run again
 
 
 @attrs.frozen

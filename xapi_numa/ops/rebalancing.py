@@ -281,6 +281,9 @@ class Rebalancer:
         affinity writes the executor makes at most (moves that do not fit wait: half a
         move would leave a VM's vCPUs homed on two nodes)."""
         now = snap.time
+        # a domain shut down, not yet destroyed, is left as one a mover holds: never moved (as the
+        # idle VM a busy one trades homes with, least of all), nor its memory following (kept for later)
+        excluded = set(excluded) | {d.domid for d in snap.domains if d.shutdown}
         self._pending = []  # a batch the executor never reported on (it raised) counts as not made
         self.following.begin_period(chunk_pages, room)
         self.following.resume(snap)
