@@ -20,7 +20,7 @@ import attrs
 
 from xapi_numa.core import locality, rebalance, rebalance_moves
 from xapi_numa.core.snapshot import HostSnapshot
-from xapi_numa.state.homes import HomeMoves
+from xapi_numa.state.homes import HAND, HomeMoves
 from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING, MoveJournal
 
 
@@ -139,7 +139,7 @@ class MemoryFollowing:
         self._resumed = True
         for uuid, move in self.homes.latest(snap.time).items():
             d = next((x for x in snap.domains if x.uuid == uuid), None)
-            if d is None or uuid in self.followed:
+            if d is None or uuid in self.followed or move.kind == HAND:  # (a move by hand: no memory follows)
                 continue
             if locality.home_nodes(snap.vcpus.get(d.domid, ()), snap.topology) == {move.to_node}:
                 self.followed[uuid] = (move.to_node, move.followed_pages if move.followed_domid == d.domid else 0)

@@ -31,7 +31,7 @@ from xapi_numa.core.vnode_units import check_move as check_vnodes, check_target
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
 from xapi_numa.ops import reserve
-from xapi_numa.ops.affinity_follow import follow_memory
+from xapi_numa.ops.affinity_follow import follow_memory, hold_down_hand_move, home_before
 from xapi_numa.ops.background_mover import start_background
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
 from xapi_numa.ops.move_refusals import refuse_unmovable
@@ -250,8 +250,13 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
             "already_there": plan.already_there}
     lock = journal.begin(d, plan.target, dict(base, state=RUNNING, **tally.summary()), lock=lock)
     try:
-        return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
-                            fault_batch, sleep, clock, follow_affinity, still_movable)
+        home = home_before(hv, d) if follow_affinity else None
+        try:
+            return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
+                                fault_batch, sleep, clock, follow_affinity, still_movable)
+        finally:
+            if home is not None and (tally.released or plan.already_there):  # its home followed the memory
+                hold_down_hand_move(hv, db, d, home, plan.target, plan.vnode)
     finally:
         lock.release()
 

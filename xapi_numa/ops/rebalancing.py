@@ -37,7 +37,7 @@ from xapi_numa.core.vnode_units import vnode_move_actions
 from xapi_numa.core.vnuma import VnumaLayout
 from xapi_numa.errors import NumaError
 from xapi_numa.state.db import Database
-from xapi_numa.state.homes import HomeMove, HomeMoves
+from xapi_numa.state.homes import HAND, HomeMove, HomeMoves
 from xapi_numa.ops import part_moves
 from xapi_numa.ops.executor import DONE, REFUSED
 from xapi_numa.ops.part_moves import PartMoves
@@ -395,4 +395,4 @@ class Rebalancer:
         return steps
 
     def counts(self) -> Dict[str, int]:
-        return self.homes.counts()
+        return {kind: n for kind, n in self.homes.counts().items() if kind != HAND}  # (ours, not moves by hand)

@@ -14,6 +14,7 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
 
+HAND = "by hand"  # the kind of a home move an admin made (a page move whose affinity followed), not the rebalancer
 KEEP = 1000  # rows kept beyond those still holding a VM down (``keep_for``): for the counters
 HOME_MOVE = Table("home_move", ("rowid",), {
     "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
