@@ -86,14 +86,14 @@ advance runs 4.6 % of its CPU time remote and gets 1.20x static placement's
 work (as hard affinity: none remote, 1.21x); the rebalancer 1.20x
 (``bench/trace_rebalance.py`` says where the work goes).
 """
-import heapq
 import math
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from xapi_numa.core.demand_window import Window
-from xapi_numa.core.rebalance_choice import homed_vcpus, preference, raises_exposure
+from xapi_numa.core.rebalance_choice import homed_vcpus, preference, raises_exposure  # noqa: F401 (tests read it here)
+from xapi_numa.core.rebalance_swaps import MoveSet, promising
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
@@ -298,7 +298,6 @@ def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, sett
     return Candidate(kind, tuple(moves), gain, pages, gain / (1.0 + pages * PAGE / float(1 << 30)))
 
 
-MoveSet = Tuple[str, Tuple[Tuple[VmLoad, int], ...]]  # (kind, ((VM, new home), ...))
 # Swaps weighed exactly per look: pairs grow with the square of the VMs (tens of
 # thousands on a host with a few hundred), and weighing one walks the window
 SWAPS_WEIGHED = 256
@@ -319,42 +318,24 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     movers = [vm for vm in vms if vm.home in known]
     if not swaps:
         return [("balance", ((vm, to),)) for vm in movers for to in nodes if _eligible(vm, to)]
+    # (a swap's two homes differ, so each VM is eligible for the other's home when it is movable and
+    # that node allowed to it: _eligible, its fields read once per VM rather than once per pair)
+    units = [(vm, vm.home, vm.demand, vm.uuid, vm.allowed) for vm in movers if vm.movable and not vm.memory_stays]
     out: List[MoveSet] = []
-    for v in movers:
-        for w in movers:
-            if v.home == w.home or v.demand <= w.demand or v.memory_stays or w.memory_stays or v.uuid == w.uuid:
-                continue
-            if _eligible(v, w.home) and _eligible(w, v.home):
-                out.append(("swap", ((v, w.home), (w, v.home))))
+    for v, v_home, v_demand, v_uuid, v_allowed in units:
+        out += [("swap", ((v, w_home), (w, v_home))) for w, w_home, w_demand, w_uuid, w_allowed in units
+                if v_home != w_home and not v_demand <= w_demand and v_uuid != w_uuid
+                and (v_allowed is None or w_home in v_allowed) and (w_allowed is None or v_home in w_allowed)]
     return out
 
 
 def _promising(moves: Sequence[MoveSet], demand: Mapping[int, float], topo: Topology, homed: Mapping[int, int],
                window: Window, settings: Settings, room: Optional[Mapping[int, int]],
                max_writes: Optional[int]) -> List[MoveSet]:
-    """Of the swaps that fit (room on the targets, the writes of a cycle), the
-    :data:`SWAPS_WEIGHED` the choice (:func:`.rebalance_choice.preference`) would rank first, were each
-    one's gain the two VMs' difference in mean demand over the window (the gain itself
-    clips each node's series at its capacity: this ranks, it does not decide)."""
-    pages: Dict[Tuple[int, int], int] = {}
-    mean: Dict[int, float] = {}
-
-    def cost(vm: VmLoad, to: int) -> int:
-        if (id(vm), to) not in pages:
-            pages[id(vm), to] = pages_to_move(vm, to, settings.local_enough)
-            mean.setdefault(id(vm), sum(window.samples(vm)) / window.k)
-        return pages[id(vm), to]
-
-    def fits(move: MoveSet) -> bool:
-        return all(cost(vm, to) <= (room.get(to, 0) if room is not None else cost(vm, to)) for vm, to in move[1]) \
-            and (max_writes is None or sum(len(vm.vcpus) + 1 for vm, _ in move[1]) <= max_writes)
-
-    def rank(move: MoveSet) -> Tuple:
-        (v, to_v), (w, to_w) = move[1]
-        moved = cost(v, to_v) + cost(w, to_w)
-        return preference(move[1], (mean[id(v)] - mean[id(w)]) / (1.0 + moved * PAGE / float(1 << 30)), demand,
-                           window.capacity, topo, homed)
-    return heapq.nlargest(SWAPS_WEIGHED, [m for m in moves if fits(m)], key=rank)
+    """Of the swaps that fit, the :data:`SWAPS_WEIGHED` the choice would rank first
+    (:func:`.rebalance_swaps.promising`)."""
+    return promising(moves, SWAPS_WEIGHED, lambda vm, to: pages_to_move(vm, to, settings.local_enough), demand,
+                     topo, homed, window, room, max_writes)
 
 
 def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float], window: Window,
@@ -367,7 +348,8 @@ def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float]
     capacity = window.capacity
     hot = {n for n, s in window.series.items() if s and max(s) > capacity[n]}
     # no node it touches was ever over capacity: it cannot deliver more
-    moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
+    if not hot.issuperset(capacity):  # (every home and target is one of these nodes: all hot, none goes)
+        moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
     if len(moves) > SWAPS_WEIGHED and moves[0][0] == "swap":
         moves = _promising(moves, demand, topo, homed, window, settings, room, max_writes)
     for kind, pairs in moves:
