@@ -14,17 +14,21 @@ OCAML_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*
                        r"|(?:0[uU])?[0-9][0-9_]*)")
 _BASES = {"x": 16, "o": 8, "b": 2, "u": 10}
 _MAX = (1 << 62) - 1  # OCaml's max_int on 64-bit hosts
-_LONGEST = 80  # more characters than any 63-bit number takes, '_'s aside: not converted
+_DIGITS = 64  # more significant digits than any value below 2^64 has, in any base: overflows
 
 
 def ocaml_int(text: str) -> Optional[int]:
     """``int_of_string text``, or None where OCaml raises ``Failure``."""
-    if len(text) > _LONGEST or not OCAML_INT.fullmatch(text):
+    if not OCAML_INT.fullmatch(text):
         return None
     negative = text.startswith("-")
     body = text.lstrip("+-")
     prefix = body[1].lower() if len(body) > 1 and body[0] == "0" and body[1].isalpha() else ""
-    value = int((body[2:] if prefix else body).replace("_", ""), _BASES.get(prefix, 10))
+    # no length limit in OCaml: '_'s and leading zeros cost nothing, only the value counts
+    digits = (body[2:] if prefix else body).replace("_", "").lstrip("0") or "0"
+    if len(digits) > _DIGITS:
+        return None
+    value = int(digits, _BASES.get(prefix, 10))
     if not prefix:  # plain decimal is signed: min_int .. max_int
         return None if value > _MAX + negative else (-value if negative else value)
     if value > 2 * _MAX + 1:  # 0x, 0o, 0b, 0u: any 63-bit pattern, the sign applied after
