@@ -458,3 +458,20 @@ def test_the_cli_reads_the_guest_mask_from_xapi_for_a_vnode_move(pool):
     done = subprocess.run(base + ["--no-xapi"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert hv.vnuma(domid).pnodes == (0, 0)
+
+
+@pytest.mark.parametrize("broken", [
+    lambda v: [attrs.evolve(v[0], distances=(10,)), v[1]],
+    lambda v: [v[1], v[0]],
+    lambda v: [v[0], attrs.evolve(v[1], pnode=None)],
+], ids=["short distances", "vnodes out of order", "no pnode"])
+def test_the_simulator_refuses_what_the_xen_adapter_refuses(sim, broken):
+    """The simulator took a short distance row and vnodes out of order (kept as given), and
+    a vnode with no pnode was a TypeError traceback: it now refuses them as the adapter does."""
+    hv, domid = sim
+    good = set_two_vnodes(hv, domid)
+    before = hv.vnuma(domid)
+    bad = vnuma.VnumaPlan("follow", tuple(broken(list(good.vnodes))), {})
+    with pytest.raises(InvalidArgument) as err:
+        hv.set_vnuma(domid, bad, vnuma.memory_ranges(good))
+    assert err.value.field == "vnuma plan" and hv.vnuma(domid) == before

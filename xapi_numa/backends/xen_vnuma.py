@@ -25,7 +25,7 @@ _VNODE = re.compile(rb"^\s*(\d+): pnode\s+(\d+|\?\?\?),")
 
 def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
     """Set ``plan`` with ``ranges``; a plan the C library would misread is refused first."""
-    _check_shape(plan)
+    check_plan_shape(plan)
     cranges = ffi.new("struct xn_vmemrange[]", [(r.start, r.end, r.vnode) for r in ranges] or 1)
     dist = ffi.new("uint32_t[]", [d for v in plan.vnodes for d in v.distances])
     vcpus = sorted((c, v.index) for v in plan.vnodes for c in v.vcpus)
@@ -36,7 +36,7 @@ def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRan
         raise HypervisorError(-rc, f"setting the vNUMA layout of domain {domid}")
 
 
-def _check_shape(plan: VnumaPlan) -> None:
+def check_plan_shape(plan: VnumaPlan) -> None:
     """The C library takes bare arrays: nr_vnodes squared distances (a short row would be
     read past its end), one vnode per vCPU 0..n-1 (a vCPU listed twice, or none, would
     shift every later vCPU onto another vnode), a pnode per vnode."""

@@ -25,6 +25,7 @@ from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
 from xapi_numa.backends.sim.toolstack import xl_create
+from xapi_numa.backends.xen_vnuma import check_plan_shape
 
 # xl create reads a guest's memory= as a whole number of MiB, so 1 MiB is the least it can
 # ask for; below that a size would round to a page or two, a domain no toolstack builds
@@ -297,7 +298,9 @@ class SimHypervisor(Hypervisor):
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         """Checked as Xen's XEN_DOMCTL_setvnumainfo checks it (EINVAL otherwise), and kept
-        for :meth:`vnuma`; as on Xen, a later call replaces the layout."""
+        for :meth:`vnuma`; as on Xen, a later call replaces the layout.  A plan the Xen adapter
+        refuses before the hypercall (arrays libxenuma would misread) is refused alike."""
+        check_plan_shape(plan)
         with self.store.transaction() as host:
             d = host.domain(domid)
             vcpus = sorted(c for v in plan.vnodes for c in v.vcpus)
