@@ -199,12 +199,31 @@ def test_a_plan_made_for_other_figures_says_it_is_stale():
     ({"domain_type": "hvm", "platform": {"videoram": "8"}}, 8),
     ({"domain_type": "hvm", "platform": {"videoram": "0x10"}}, 16),       # int_of_string reads hex
     ({"domain_type": "hvm", "platform": {"videoram": "8 MiB"}}, 4),       # not a number: the default
-    ({"domain_type": "hvm", "platform": {"videoram": "8"}, "VGPUs": ["OpaqueRef:v"]}, 16),  # a vGPU: 16 at least
     ({"domain_type": "hvm", "platform": {"videoram": "-3"}}, 0),
     ({"domain_type": "pvh", "platform": {"videoram": "8"}}, 0),           # no emulated VGA
 ])
 def test_video_ram_is_worked_out_as_xapi_does(record, mib):
-    assert video_ram_of(record) == mib << 20
+    assert video_ram_of(record, vgpu=False) == mib << 20
+
+
+def test_a_vgpu_makes_it_16_mib_at_least():
+    assert video_ram_of({"domain_type": "hvm", "platform": {"videoram": "8"}}, vgpu=True) == 16 << 20
+    assert video_ram_of({"domain_type": "hvm", "platform": {"videoram": "32"}}, vgpu=True) == 32 << 20
+
+
+@pytest.mark.parametrize("implementations, mib", [
+    ([], 4), (["passthrough"], 4), (["nvidia"], 16), (["passthrough", "gvt_g"], 16), (["mxgpu"], 16)])
+def test_a_gpu_passed_through_as_a_vgpu_is_no_vgpu_video(ctx, implementations, mib):
+    """xapi's builder_of_vm raises the video RAM to 16 MiB for a vGPU as vgpus_of_vm lists
+    them, which leaves out a VGPU whose type's implementation is passthrough (a whole GPU,
+    handled as a PCI device): such a VM keeps its 4 MiB (was stored and judged as 16)."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("gpu", 2, 2 * G)
+    for implementation in implementations:
+        server.add_vgpu(ref, implementation)
+    stored = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert stored["video_ram"] == mib << 20
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY])["video_ram"] == mib << 20
 
 
 def test_the_stored_plan_carries_the_video_ram_and_goes_stale_with_it(ctx):
@@ -283,3 +302,20 @@ def test_the_fields_read_are_xapis():
             "other_config"} <= fields
     types = {v["name"] for e in vm["enums"] if e["name"] == "domain_type" for v in e["values"]}
     assert types == set(DOMAIN_TYPES) | {"unspecified"}
+
+
+def test_vm_placement_judges_the_video_ram_by_the_vgpus_xapi_counts(pool, tmp_path):
+    """A GPU passed through as a VGPU leaves the video RAM at 4 MiB, so the plan stored for it
+    is not out of date; a vGPU that cannot be read (removed meanwhile) leaves the plan unjudged
+    on it, and vm-placement still answers."""
+    server, session = pool
+    ref, uuid = server.add_vm("gpu", 2, 1 * G)
+    vgpu = server.add_vgpu(ref, "passthrough")
+    assert cli(server, tmp_path, "vnuma", "gpu", "--store").returncode == 0
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY])["video_ram"] == 4 << 20
+    shown = cli(server, tmp_path, "vm-placement", "gpu", "--json")
+    assert shown.returncode == 0 and "stale" not in json.loads(shown.stdout)["vnuma_plan"], shown.stdout
+    with server.lock:
+        server.vgpus["OpaqueRef:gone"] = server.vgpus.pop(vgpu)  # the VM's ref now names no VGPU
+    shown = cli(server, tmp_path, "vm-placement", "gpu", "--json")
+    assert shown.returncode == 0 and "stale" not in json.loads(shown.stdout)["vnuma_plan"], shown.stderr

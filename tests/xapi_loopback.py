@@ -126,6 +126,7 @@ class LoopbackXapi:
         self.vms: Dict[str, dict] = {}
         self.calls: Counter = Counter()  # XenAPI calls served, by method (what a client costs xapi)
         self.metrics: Dict[str, dict] = {}
+        self.vgpus: Dict[str, str] = {}  # VGPU ref -> its VGPU_type's implementation
         for i, (name, topo) in enumerate(hosts):
             ref = _ref()
             path = os.path.join(workdir, f"{name}.json")
@@ -245,6 +246,27 @@ class LoopbackXapi:
                              "platform": dict(platform or {}),
                              "scheduled_to_be_resident_on": NULL}
         return ref, uuid
+
+    def add_vgpu(self, vm: str, implementation: str) -> str:
+        """A vGPU of a type with this implementation (passthrough, nvidia, gvt_g, mxgpu) on ``vm``."""
+        ref = _ref()
+        with self.lock:
+            self.vgpus[ref] = implementation
+            self.vms[vm]["VGPUs"] = self.vms[vm]["VGPUs"] + [ref]
+        return ref
+
+    def VGPU_get_type(self, session_id, self_ref):
+        with self.lock:
+            if self_ref not in self.vgpus:
+                raise Failure("HANDLE_INVALID", "VGPU", self_ref)
+            return "type:" + self_ref
+
+    def VGPU_type_get_implementation(self, session_id, self_ref):
+        with self.lock:
+            vgpu = self_ref[len("type:"):]
+            if not self_ref.startswith("type:") or vgpu not in self.vgpus:
+                raise Failure("HANDLE_INVALID", "VGPU_type", self_ref)
+            return self.vgpus[vgpu]
 
     def plugin_env(self, host: str) -> dict:
         """What xapi gives a plugin (forkhelpers: PATH alone, no locale), with the test's

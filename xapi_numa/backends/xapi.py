@@ -297,6 +297,17 @@ def vm_record(session, vm: str) -> dict:
     return call(session.xenapi.VM.get_record, vm)
 
 
+def builds_with_vgpu(session, record: dict) -> bool:
+    """Does xapi build this VM's video as a vGPU's (``Xapi_xenops``: ``vgpus_of_vm`` is not
+    empty)?  A VGPU whose type's implementation is ``passthrough`` is a whole GPU passed
+    through, handled as a PCI device, and does not count."""
+    for vgpu in record.get("VGPUs", ()):
+        if call(session.xenapi.VGPU_type.get_implementation, call(session.xenapi.VGPU.get_type, vgpu)) \
+                != "passthrough":
+            return True
+    return False
+
+
 # --- one key of a VM map field ----------------------------------------------------------------------
 def _backoff(attempt: int) -> None:
     """A short random pause so that two writers retrying the same key stop colliding."""

@@ -27,7 +27,7 @@ from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin
-from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_of
+from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_in
 
 MAX_ATTEMPTS = 6
 HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer a query in time; the master did
@@ -247,13 +247,13 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host),
                 "memory": host_query(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": host_query(session, host, "vcpus", {"vm": uuid}),
-                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(record)}
+                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(session, record)}
     left_out: List[str] = []
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host),
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host), **placement}
                for _, host, placement in candidates(session, uuid, left_out=left_out)]
     return {"vm": uuid, "state": record["power_state"], "options": options, "left_out": left_out,
-            "vnuma_plan": _stored_plan_of(record)}
+            "vnuma_plan": _stored_plan_of(session, record)}
 
 
 def _stored_policy_of(record: dict) -> dict:
@@ -264,17 +264,22 @@ def _stored_policy_of(record: dict) -> dict:
     return {"policy": None if error else dict(policy.to_dict(), vm=record["uuid"]), "policy_error": error}
 
 
-def _stored_plan_of(record: dict) -> Optional[dict]:
+def _stored_plan_of(session, record: dict) -> Optional[dict]:
     """The VM's stored vNUMA plan, checked against its vCPUs and memory now."""
     return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]),
-                       _video_ram_or_none(record))
+                       _video_ram_or_none(session, record))
 
 
-def _video_ram_or_none(record: dict) -> Optional[int]:
-    """The VM's video RAM now, None where its domain_type is not one xapi-numa knows."""
+def _video_ram_or_none(session, record: dict) -> Optional[int]:
+    """The VM's video RAM now, None where its domain_type is not one xapi-numa knows or
+    its vGPUs could not be read (one removed meanwhile): the plan is then not judged on it."""
     try:
-        return video_ram_of(record)
+        return video_ram_in(session, record)
     except InvalidArgument:
+        return None
+    except xapi.XapiError as err:
+        if err.code == xapi.SESSION_INVALID:
+            raise
         return None
 
 

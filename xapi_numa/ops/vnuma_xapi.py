@@ -53,17 +53,23 @@ def guest_of(record: dict) -> vnuma.GuestSpec:
                            int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
 
 
-def video_ram_of(record: dict) -> int:
+def video_ram_of(record: dict, vgpu: bool) -> int:
     """Bytes of the VM's static max that xenopsd gives an HVM guest's emulated VGA, as
     xapi works them out: part of vnode 0 but no guest RAM, so a builder laying out the
-    stored plan's ranges needs them (0 for a PVH guest, which has no emulated VGA)."""
+    stored plan's ranges needs them (0 for a PVH guest, which has no emulated VGA).
+    ``vgpu``: xapi builds it with a vGPU (:func:`xapi_numa.backends.xapi.builds_with_vgpu`)."""
     if guest_type_of(record) != "hvm":
         return 0
     mib = ocaml_int(record.get("platform", {}).get("videoram", ""))
     mib = DEFAULT_VIDEO_MIB if mib is None else mib
-    if record.get("VGPUs"):
+    if vgpu:
         mib = max(mib, VGPU_VIDEO_MIB)
     return max(mib, 0) * vnuma.MiB  # a negative value is no video RAM to leave out
+
+
+def video_ram_in(session, record: dict) -> int:
+    """:func:`video_ram_of` the VM, asking xapi about its vGPUs' types."""
+    return video_ram_of(record, xapi.builds_with_vgpu(session, record))
 
 
 def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger] = None,
@@ -109,13 +115,13 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
-def plan_record(plan: vnuma.VnumaPlan, record: dict) -> dict:
+def plan_record(plan: vnuma.VnumaPlan, video_ram: int) -> dict:
     """The plan as answered and stored: its vnodes, and the video RAM vnode 0 holds."""
-    return dict(plan.to_dict(), video_ram=video_ram_of(record))
+    return dict(plan.to_dict(), video_ram=video_ram)
 
 
-def store_plan(session, vm: str, plan: vnuma.VnumaPlan, record: dict) -> None:
-    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan_record(plan, record), sort_keys=True,
+def store_plan(session, vm: str, plan: vnuma.VnumaPlan, video_ram: int) -> None:
+    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan_record(plan, video_ram), sort_keys=True,
                                                              separators=(",", ":")))
 
 

@@ -252,9 +252,10 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     record = xapi.vm_record(ctx.session, vm)
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, record, uuid, trim(args.get("mode", "follow")), half,
                                xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
+    video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:
-        vnuma_xapi.store_plan(ctx.session, vm, plan, record)
-    return dict(vnuma_xapi.plan_record(plan, record), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
+        vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram)
+    return dict(vnuma_xapi.plan_record(plan, video_ram), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
 
 
 FUNCTIONS: Dict[str, Callable[[Context, Dict[str, str]], object]] = {
