@@ -200,12 +200,15 @@ def _ours_to_take(task: BackendTask, target: FrozenSet[int], layout: Dom0Layout,
     online dom0 vCPU, or more: Linux counts offline possible CPUs too), or one we would have
     given it: its home's dom0 vCPUs, or, for a guest whose threads we already hold, the dom0
     vCPUs of some nodes (born to a thread we moved, with its mask, before its home moved).
-    Any other mask was set by someone else on purpose, and overwriting it would undo that."""
+    A mask is judged by its online vCPUs: Linux keeps a dom0 vCPU gone offline in the masks
+    we gave.  Any other mask was set by someone else on purpose, and overwriting it would
+    undo that."""
     online = layout.online or layout.all_vcpus
-    if task.allowed >= online or task.allowed == target:
+    mask = task.allowed & online
+    if task.allowed >= online or mask == target:
         return True
-    return in_hand and bool(task.allowed) and task.allowed == layout.vcpus_on(
-        frozenset(n for v, n in layout.node_of_vcpu.items() if v in task.allowed))
+    return in_hand and bool(mask) and mask == layout.vcpus_on(
+        frozenset(n for v, n in layout.node_of_vcpu.items() if v in mask))
 
 
 def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str],
