@@ -319,3 +319,16 @@ def test_vm_placement_judges_the_video_ram_by_the_vgpus_xapi_counts(pool, tmp_pa
         server.vgpus["OpaqueRef:gone"] = server.vgpus.pop(vgpu)  # the VM's ref now names no VGPU
     shown = cli(server, tmp_path, "vm-placement", "gpu", "--json")
     assert shown.returncode == 0 and "stale" not in json.loads(shown.stdout)["vnuma_plan"], shown.stderr
+
+
+@pytest.mark.parametrize("video_ram", ['"lots"', "[1]", "-5", "1.5", "true"])
+def test_a_hand_edited_video_ram_is_shown_as_no_plan_never_a_traceback(pool, tmp_path, video_ram):
+    """vm-placement rendered any truthy video_ram with format_size: a string or a list was a
+    TypeError traceback."""
+    server, session = pool
+    plan = '{"vnodes":[{"vnode":0,"pnode":0,"memory":1073741824,"vcpus":[0,1]}],"video_ram":%s}' % video_ram
+    server.add_vm("app", 2, 1 * G, other_config={VNUMA_KEY: plan})
+    shown = cli(server, tmp_path, "vm-placement", "app")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "holds no vNUMA plan" in shown.stdout, shown.stdout
+    assert stored_plan({VNUMA_KEY: plan})["error"].endswith("holds no vNUMA plan")

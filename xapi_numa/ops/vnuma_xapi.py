@@ -159,6 +159,8 @@ def _is_plan(value: object) -> bool:
     """Has ``value`` the shape of :meth:`VnumaPlan.to_dict` (what ``vm-placement`` shows)?"""
     if not isinstance(value, dict) or not isinstance(value.get("vnodes"), list) or not value["vnodes"]:
         return False
+    if "video_ram" in value and not (_is_int(value["video_ram"]) and value["video_ram"] >= 0):
+        return False  # (a plan stored before 2026-12-05 has none)
     for v in value["vnodes"]:
         if not (isinstance(v, dict) and _is_int(v.get("vnode")) and _is_int(v.get("memory"))
                 and (v.get("pnode") is None or _is_int(v.get("pnode")))
