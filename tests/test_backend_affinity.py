@@ -76,10 +76,11 @@ def kinds(actions):
     # an admin's taskset is theirs: neither dom0's default nor a mask of ours, so never overwritten
     ("a thread someone else pinned: left alone", {1: N1}, [task(1, 500, frozenset({0}))], [], {}, []),
     ("the same with its home on both nodes: still left alone", {1: ALL}, [task(1, 500, frozenset({1}))], [], {}, []),
-    # born to a thread we held, with its mask, before the guest's home moved: ours to align
-    ("a sibling of a thread we hold, on another node's dom0 vCPUs: aligned", {1: N1},
-     [task(1, 500, frozenset({1})), task(1, 501, frozenset({0}))], [],
-     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77),)}, [("SetThreadAffinity", 501, [1])]),
+    # born to a thread we hold, with its mask; the guest's home moved since: both ours to align
+    ("a sibling of a thread we hold, with its mask from an older home: aligned", {1: N1},
+     [task(1, 500, frozenset({0})), task(1, 501, frozenset({0}))], [],
+     {"owned": (ba.Owned("uuid-1", "thread", 500, "vif1.0-q0-guest", 77, cpus=frozenset({0})),)},
+     [("SetThreadAffinity", 500, [1]), ("SetThreadAffinity", 501, [1])]),
     ("dom0's own and an unknown domain's work is never planned", {1: N1},
      [task(0, 10), task(7, 700)], [irq(0, 9), irq(7, 91)], {}, []),
     ("irqbalance in the way: threads only", {1: N1}, [task(1, 500)], [irq(1, 90)], {"irqs_allowed": False},
@@ -708,18 +709,44 @@ def qemu(tid, allowed):
 HELD = (ba.Owned("uuid-1", "thread", 500, "qemu-dm-1", 77),)
 
 
-@pytest.mark.xfail(strict=True, reason="review: the journal does not record the mask we wrote, so an admin's "
-                                       "taskset on a thread we hold cannot be told from our write under an "
-                                       "older dom0 layout (a vCPU since back online); not fixed")
+# journalled with the mask we gave it: node 0's dom0 vCPUs (its home was node 0 then)
+HELD_WITH_MASK = (ba.Owned("uuid-1", "thread", 500, "qemu-dm-1", 77, cpus=frozenset({0, 1})),)
+
+
 def test_an_admins_taskset_on_a_thread_we_hold_is_left_as_they_set_it():
     """We aligned qemu's thread (journalled); the admin then pinned it to one dom0 vCPU of its
-    home: that mask is none of ours (a node's dom0 vCPUs, or every one), yet it is overwritten
-    at the next look, every 10 s (the README says an admin's taskset is left as it is)."""
+    home: not the mask we gave it, so it is theirs: forgotten (never undone by a hand-back),
+    not overwritten at the next look as it was."""
     s = snap_two_each({1: N1})
-    assert kinds(ba.plan(s, state(s, tasks=(qemu(500, frozenset({2})),), owned=HELD))) == []
-    # one of ours, as the home moved: still aligned
-    assert kinds(ba.plan(s, state(s, tasks=(qemu(500, frozenset({0, 1})),), owned=HELD))) == [
+    assert kinds(ba.plan(s, state(s, tasks=(qemu(500, frozenset({2})),), owned=HELD_WITH_MASK))) == [
+        ("ForgetBackendAffinity", 500, None)]
+    # the mask we gave it, as the home moved: still aligned
+    assert kinds(ba.plan(s, state(s, tasks=(qemu(500, frozenset({0, 1})),), owned=HELD_WITH_MASK))) == [
         ("SetThreadAffinity", 500, [2, 3])]
+    # an entry from before masks were journalled: judged as before (ours)
+    assert kinds(ba.plan(s, state(s, tasks=(qemu(500, frozenset({2})),), owned=HELD))) == [
+        ("SetThreadAffinity", 500, [2, 3])]
+
+
+def test_a_taskset_to_a_whole_nodes_dom0_vcpus_on_a_guest_we_hold_is_the_admins():
+    """The guest's netback thread is ours; the admin pins its qemu (never ours) to node 0's dom0
+    vCPUs: with one rule for 'some nodes' dom0 vCPUs' it was taken for ours and overwritten."""
+    s = snap_two_each({1: N1})
+    tasks = (qemu(500, frozenset({2, 3})), qemu(501, frozenset({0, 1})))
+    held = (ba.Owned("uuid-1", "thread", 500, "qemu-dm-1", 77, cpus=frozenset({2, 3})),)
+    assert kinds(ba.plan(s, state(s, tasks=tasks, owned=held))) == []
+
+
+def test_the_journal_keeps_the_mask_we_gave_and_reads_older_entries(tmp_path):
+    db = Database(str(tmp_path / "l.db"))
+    with db.write() as conn:  # a journal as written before masks were kept
+        conn.execute("CREATE TABLE backend_affinity (kind TEXT NOT NULL, ident INTEGER NOT NULL, uuid TEXT NOT NULL, "
+                     "name TEXT NOT NULL, starttime INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, ident))")
+        conn.execute("INSERT INTO backend_affinity VALUES ('thread', 500, 'uuid-1', 'qemu-dm-1', 77)")
+    journal = BackendJournal(db)
+    assert [o.cpus for o in journal.entries()] == [None]
+    journal.record(ba.Owned("uuid-1", "thread", 501, "qemu-dm-1", 78, cpus=frozenset({2, 3})))
+    assert [o.cpus for o in journal.entries()] == [None, frozenset({2, 3})]
 
 
 def test_a_sibling_with_our_mask_from_before_a_dom0_vcpu_went_offline_is_still_ours():
@@ -732,8 +759,6 @@ def test_a_sibling_with_our_mask_from_before_a_dom0_vcpu_went_offline_is_still_o
         ("SetThreadAffinity", 500, [2]), ("SetThreadAffinity", 501, [2])]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a mask of ours given under a smaller dom0 layout is judged by "
-                                       "today's; the journal does not record the mask we wrote; not fixed")
 def test_a_sibling_with_our_mask_from_before_a_dom0_vcpu_came_back_online_is_still_ours():
     """vCPU 3 was offline when we aligned qemu's thread to {2}; a thread it started since has {2}.
     vCPU 3 is back: the thread we hold goes to {2,3}, the sibling stays on {2} for good."""

@@ -36,3 +36,25 @@ def test_a_thread_started_after_alignment_is_handed_back_too(tmp_path):
     assert allowed_list(fake, "310/status") == "0-1" and allowed_list(fake, "311/status") == "0-1"
     assert allowed_list(fake, "312/status") == "0-1", \
         "thread 312 of guest 3's qemu is left pinned to node 1's dom0 vCPU after the hand-back"
+
+
+def test_an_admins_taskset_after_ours_is_theirs_for_good(tmp_path):
+    """The daemon aligned guest 3's qemu; the admin then pinned one of its threads with taskset.
+    It used to be overwritten at the next look, and handed back to dom0's default later."""
+    hv = host_with_guest_3(tmp_path, dtype="hvm")
+    fake = dom0_tree(tmp_path, irqbalance=False)
+    fake.thread(310, "qemu-dm-3", allowed="0-1")
+    fake.thread(311, "qemu-dm-3", allowed="0-1", pid=310)
+    dom0 = fake.dom0([])
+    db = Database(str(tmp_path / "l.db"))
+    Runtime(hv, db, Settings(rebalancing=False), dom0=dom0).cycle()
+    assert allowed_list(fake, "311/status") == "1"
+    assert {o.ident: o.cpus for o in BackendJournal(db).entries()} == {310: frozenset({1}), 311: frozenset({1})}
+
+    fake.thread(311, "qemu-dm-3", allowed="0", pid=310)  # taskset -p -c 0 311 (same thread, same start)
+    Runtime(hv, db, Settings(rebalancing=False), dom0=dom0).cycle()  # a new look
+    assert allowed_list(fake, "311/status") == "0"
+    assert [o.ident for o in BackendJournal(db).entries()] == [310]  # theirs now
+
+    Runtime(hv, db, Settings(rebalancing=False, backend_affinity=False), dom0=dom0).cycle()
+    assert allowed_list(fake, "310/status") == "0-1" and allowed_list(fake, "311/status") == "0"

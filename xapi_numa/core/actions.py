@@ -175,9 +175,22 @@ class RestoreBackendAffinity:
     reason: str = ""
 
 
+@attrs.frozen
+class ForgetBackendAffinity:
+    """Drop our journal entry for a thread whose mask someone else set since ours: it is
+    theirs, and no hand-back may overwrite it.  Nothing is written to dom0."""
+
+    uuid: str
+    kind: str  # "thread"
+    ident: int
+    name: str
+    starttime: int
+    reason: str = ""
+
+
 Action = Union[SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity, Reserve, ReleaseReservation,
                ShrinkReservation, ClaimReservation, CancelClaims, MoveMemory, SetThreadAffinity,
-               SetIrqAffinity, RestoreBackendAffinity]
+               SetIrqAffinity, RestoreBackendAffinity, ForgetBackendAffinity]
 
 # Actions that change a vCPU's or a domain's affinity: the daemon's write budget counts these.
 AFFINITY_WRITES = (SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity)

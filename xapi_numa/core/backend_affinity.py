@@ -23,7 +23,8 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tupl
 
 import attrs
 
-from xapi_numa.core.actions import RestoreBackendAffinity, SetAffinity, SetIrqAffinity, SetThreadAffinity
+from xapi_numa.core.actions import (ForgetBackendAffinity, RestoreBackendAffinity, SetAffinity, SetIrqAffinity,
+                                    SetThreadAffinity)
 from xapi_numa.core.locality import home_nodes
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.core.topology import Topology
@@ -93,6 +94,9 @@ class Owned:
     ident: int    # tid or irq number
     name: str
     starttime: int = 0
+    # the dom0 vCPUs we gave it (None: not recorded, an entry older than 2026-12-05); not part
+    # of which thread or IRQ the entry names
+    cpus: Optional[FrozenSet[int]] = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -166,18 +170,28 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
     managed = _guests(snap, state)
     targets = {domid: target_vcpus(snap, state.layout, domid) for domid in managed}
     actions: List[object] = []
-    owned_threads = {(o.ident, o.name, o.starttime) for o in state.owned if o.kind == THREAD}
-    guests_in_hand = {o.uuid for o in state.owned if o.kind == THREAD}
+    held = {(o.ident, o.name, o.starttime): o for o in state.owned if o.kind == THREAD}
+    online = state.layout.online or state.layout.all_vcpus
+    ours = _our_masks(state, held, online)
     for t in state.tasks:
         cpus = targets.get(t.domid)
-        if cpus and (t.tid, t.name, t.starttime) not in owned_threads and not _ours_to_take(
-                t, cpus, state.layout, managed[t.domid] in guests_in_hand):
+        if not cpus:
+            continue
+        entry = held.get((t.tid, t.name, t.starttime))
+        if entry is not None and entry.cpus is not None and t.allowed & online != entry.cpus & online:
+            # not the mask we gave it: someone set theirs since (an admin's taskset).  Theirs
+            # from now on: forgotten, so that neither this look nor a hand-back undoes it
+            actions.append(ForgetBackendAffinity(entry.uuid, THREAD, t.tid, t.name, t.starttime,
+                                                 reason="{} of domain {}: its mask was set by someone else since "
+                                                        "ours; left as they set it".format(t.kind, t.domid)))
+            continue
+        if entry is None and not _ours_to_take(t, cpus, online, ours.get(managed[t.domid], frozenset())):
             continue  # pinned by someone else (an admin's taskset): theirs, left as they set it
-        if cpus and t.allowed != cpus:
+        if t.allowed != cpus:
             actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
                                              reason="{} of domain {} to dom0 vCPUs of its home".format(
                                                  t.kind, t.domid)))
-        elif cpus and (t.tid, t.name, t.starttime) not in owned_threads:
+        elif entry is None:
             # already there, not by a write of ours: a thread started since by one we moved
             # (Linux gives it its creator's mask).  Written again so that it is journalled,
             # and handed back with the others; never journalled, it stayed on one node for good
@@ -195,20 +209,33 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
     return actions
 
 
-def _ours_to_take(task: BackendTask, target: FrozenSet[int], layout: Dom0Layout, in_hand: bool) -> bool:
+def _our_masks(state: BackendState, held: Mapping[Tuple[int, str, int], Owned],
+               online: FrozenSet[int]) -> Dict[str, FrozenSet[FrozenSet[int]]]:
+    """uuid -> the masks (their online vCPUs) of the guest's threads we hold: the ones we gave
+    them, and the ones they have now (an entry older than 2026-12-05 does not say which it got)."""
+    out: Dict[str, Set[FrozenSet[int]]] = {}
+    for o in held.values():
+        if o.cpus is not None:
+            out.setdefault(o.uuid, set()).add(o.cpus & online)
+    for t in state.tasks:
+        o = held.get((t.tid, t.name, t.starttime))
+        if o is not None:
+            out.setdefault(o.uuid, set()).add(t.allowed & online)
+    return {uuid: frozenset(masks) for uuid, masks in out.items()}
+
+
+def _ours_to_take(task: BackendTask, target: FrozenSet[int], online: FrozenSet[int],
+                  ours: FrozenSet[FrozenSet[int]]) -> bool:
     """May a thread we never wrote be aligned?  Only if its mask is dom0's default (every
-    online dom0 vCPU, or more: Linux counts offline possible CPUs too), or one we would have
-    given it: its home's dom0 vCPUs, or, for a guest whose threads we already hold, the dom0
-    vCPUs of some nodes (born to a thread we moved, with its mask, before its home moved).
+    online dom0 vCPU, or more: Linux counts offline possible CPUs too), or one of ours: its
+    home's dom0 vCPUs, or a mask a thread of the same guest that we hold got from us or has
+    (a thread born to one we moved has its mask: the plan is made before this look's writes,
+    so a home that moved since still finds the old mask on the thread that passed it on).
     A mask is judged by its online vCPUs: Linux keeps a dom0 vCPU gone offline in the masks
     we gave.  Any other mask was set by someone else on purpose, and overwriting it would
     undo that."""
-    online = layout.online or layout.all_vcpus
     mask = task.allowed & online
-    if task.allowed >= online or mask == target:
-        return True
-    return in_hand and bool(mask) and mask == layout.vcpus_on(
-        frozenset(n for v, n in layout.node_of_vcpu.items() if v in mask))
+    return task.allowed >= online or mask == target or mask in ours
 
 
 def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, str],

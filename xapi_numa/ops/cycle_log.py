@@ -32,7 +32,7 @@ def homes_moved(outcomes: List[Outcome]) -> bool:
 def log_changes(logger: logging.Logger, outcomes: List[Outcome]) -> None:
     """One log line per kind of change the cycle made."""
     backends = [o.action for o in outcomes if o.status == DONE and type(o.action).__name__ in (
-        "SetThreadAffinity", "SetIrqAffinity", "RestoreBackendAffinity")]
+        "SetThreadAffinity", "SetIrqAffinity", "RestoreBackendAffinity", "ForgetBackendAffinity")]
     if backends:
         log_event(logger, logging.INFO, "backend work placed", count=len(backends),
                   changes=sorted({a.reason for a in backends}))

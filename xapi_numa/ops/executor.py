@@ -299,7 +299,8 @@ class Executor:
         if self.dom0 is None:
             return Outcome(action, REFUSED, "this executor does not reach dom0")
         earlier = self._journalled(key)
-        self.backend_journal.record(Owned(action.uuid, key[0], key[1], action.name, getattr(action, "starttime", 0)))
+        self.backend_journal.record(Owned(action.uuid, key[0], key[1], action.name, getattr(action, "starttime", 0),
+                                          cpus=action.cpus))
         try:
             changed = write(earlier is not None)
         except OSError as err:
@@ -333,6 +334,14 @@ class Executor:
                 self.dom0.unban_irq(a.irq)
             return moved
         return self._dom0_write(a, (IRQ, a.irq), write)
+
+    def _ForgetBackendAffinity(self, a: act.ForgetBackendAffinity) -> Outcome:
+        if self.backend_journal is None:
+            return Outcome(a, REFUSED, "this executor does not reach dom0")
+        entry = self._journalled((a.kind, a.ident))
+        if entry is not None and entry == Owned(a.uuid, a.kind, a.ident, a.name, a.starttime):
+            self.backend_journal.drop(a.kind, a.ident)
+        return Outcome(a, DONE, a.reason)
 
     def _RestoreBackendAffinity(self, a: act.RestoreBackendAffinity) -> Outcome:
         if self.dom0 is None:
