@@ -295,7 +295,9 @@ type move_result = {
   ; stage: stage
   ; error: Unix.error option
   ; granted: int64
-        (** gfns left where they were: granted to another domain by the pause *)
+        (** gfns left where they were: granted to another domain by the pause, or
+            not populated in the domain (given back by its balloon driver since
+            the caller's scan, or never there) *)
   ; recognised: int64
         (** gfns left where they were: by the pause their contents were a page Xen
             keeps mapped (a vcpu_info, an event-channel page) the scan had not seen *)
@@ -317,7 +319,7 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle 
     it; when the unpause itself fails ([stage] unpause) [record] is kept for
     {!recover} to give the pause back.  A refusal before any pause is
     raised: [Error (EINVAL, _)] (a node the host lacks, gfns not ascending
-    or negative, a gfn not populated in the domain: the context says which,
+    or negative, a map Xen refused for another reason: the context says which,
     naming the gfn where it can), [Error (EPROTOTYPE | EOPNOTSUPP | ESRCH, _)] as
     {!movable_check}, [Error (EBUSY, _)] (a live mover holds [record]),
     [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
