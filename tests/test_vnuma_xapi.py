@@ -52,12 +52,15 @@ def test_a_running_vm_plans_as_it_would_halted(ctx):
 
 
 def test_a_follow_plan_lays_memory_out_where_placement_found_room(ctx):
-    """3 vCPUs and 6G on 2x4G nodes: placement puts 3G on each; the vnodes' memory
-    followed their vCPUs (4G and 2G) and the plan was refused for want of room."""
+    """3 vCPUs and 6G on 2x4G nodes: placement puts about 3G on each (node 0 a little
+    less: Xen's DMA zone there is given last); the vnodes' memory followed their vCPUs
+    (4G and 2G) and the plan was refused for want of room."""
     server, session, host, sid = ctx
     ref, uuid = server.add_vm("odd", 3, 6 * G)
     plan = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))
-    assert [(v["pnode"], v["memory"]) for v in plan["vnodes"]] == [(0, 3 * G), (1, 3 * G)]
+    laid = [(v["pnode"], v["memory"]) for v in plan["vnodes"]]
+    assert [p for p, _ in laid] == [0, 1] and sum(m for _, m in laid) == 6 * G
+    assert all(2.5 * G < m < 3.5 * G for _, m in laid), laid
     assert sorted(c for v in plan["vnodes"] for c in v["vcpus"]) == [0, 1, 2]
 
 

@@ -68,6 +68,10 @@ class Reserve:
     ttl: float
     owner: str = ""  # a token: only its owner may release this reservation
     reason: str = ""
+    # checked against the nodes' DMA zones too: only a placement that fits nowhere else takes
+    # them (Xen gives them last); any other is checked against the room above them, or a start
+    # racing it could be promised a zone its build would never get, and spill
+    zones: bool = False
 
 
 @attrs.frozen

@@ -101,6 +101,13 @@ def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
         return _as_xen_fills(loads, planner.place(loads.with_dma(), request))
 
 
+def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
+    """Does the placement put more on some node than its room above the DMA zone (less what
+    is reserved there)?  Only :func:`place`'s fallback does."""
+    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]
+    return any(b > room[n] for n, b in placement.memory)
+
+
 def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
     """The placement's memory where Xen puts it: the build gets no page of a DMA zone
     while any node has room above it (its nodes first, then the others in order:

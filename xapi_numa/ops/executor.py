@@ -189,11 +189,9 @@ class Executor:
         return self._guarded(a, a.domid, "node-affinity", lambda: self.hv.set_node_affinity(a.domid, a.nodes))
 
     # --- reservations and claims ----------------------------------------------------------------------
-    def _free_now(self) -> Dict[int, int]:
-        return observe.claimable(self.hv)
-
     def _Reserve(self, a: act.Reserve) -> Outcome:
-        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl, self._free_now, a.owner,
+        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl,
+                                          lambda: observe.claimable(self.hv, dma=a.zones), a.owner,
                                           lambda: observe.claimable_total(self.hv))
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 

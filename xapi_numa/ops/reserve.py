@@ -113,7 +113,8 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
                            tally=tally)
         placement = dma_zone.place(planner, loads, request)
         try:
-            executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner)])
+            executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner,
+                                    zones=dma_zone.takes_zones(loads, placement))])
         except NoCapacity as err:
             last = err  # another start got there first: plan again with fresh numbers
             upkeep.reconcile(hv, ledger, executor)
