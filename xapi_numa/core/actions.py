@@ -97,10 +97,11 @@ class ShrinkReservation:
 @attrs.frozen
 class ClaimReservation:
     """Turn a reservation into the domain's claim for the pages its build still needs
-    (``pages_per_node``); the reservation then counts nothing itself.  Xen keeps one
-    claim per domain, on one node or host-wide, and takes the domain's total as its
-    argument: ``domain_pages`` (what the domain had when planned) plus what is still
-    needed, never above ``max_pages``."""
+    (``pages_per_node``); the reservation then counts only what the claim cannot hold
+    (``unclaimed``, bytes per node: the build's overhead above the domain's maximum).
+    Xen keeps one claim per domain, on one node or host-wide, and takes the domain's
+    total as its argument: ``domain_pages`` (what the domain had when planned) plus what
+    is still needed, never above ``max_pages``."""
 
     vm: str
     domid: int
@@ -109,6 +110,7 @@ class ClaimReservation:
     created: Optional[float] = None  # that very reservation (gone meanwhile: the claim is cancelled)
     domain_pages: int = 0
     max_pages: Optional[int] = None
+    unclaimed: Mapping[int, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -7,7 +7,8 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
 * the build is over (the domain runs, or all its memory is there): release it
   (and cancel claims made for it);
 * where the hypervisor has per-node claims, turn it into claims as soon as
-  the domain exists (the hypervisor then protects the memory);
+  the domain exists (the hypervisor then protects the memory; the reservation
+  keeps what no claim can hold, the build's overhead above the domain's maximum);
 * otherwise shrink it by what has landed on each node.
 
 A claimed reservation is how the claim gets cancelled when the build ends, so
@@ -58,8 +59,10 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
         elif node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
-            out.append(ClaimReservation(r.vm, d.domid, claimable(to_come, d, sum(r.initial.values())),
-                                        "domain exists", r.created, d.memory >> PAGE_SHIFT, d.max_memory >> PAGE_SHIFT))
+            claim = claimable(to_come, d, sum(r.initial.values()))
+            out.append(ClaimReservation(r.vm, d.domid, claim, "domain exists", r.created, d.memory >> PAGE_SHIFT,
+                                        d.max_memory >> PAGE_SHIFT,
+                                        unclaimable(to_come, claim, d, sum(r.initial.values()))))
         elif not r.claimed:
             # (also a domain with no page yet: Xen keeps one claim per domain, and a builder that
             # claims for itself (libxl's meminit, xl's default claim_mode) does so before its first
@@ -82,6 +85,24 @@ def claimable(to_come: Mapping[int, int], d: DomainInfo, reserved: int) -> Dict[
     for node in sorted(to_come):
         take = min(to_come[node] >> PAGE_SHIFT, room)
         room -= take
+        if take:
+            out[node] = take
+    return out
+
+
+def unclaimable(to_come: Mapping[int, int], claim: Mapping[int, int], d: DomainInfo,
+                reserved: int) -> Dict[int, int]:
+    """Bytes per node the build still needs that ``claim`` (pages per node) cannot hold: the
+    part of the reservation above the domain's maximum (the shadow/HAP pool, per-vCPU
+    memory: Xen charges none of it to the domain's pages, so no claim of the domain's
+    holds it).  The ledger keeps counting it until the build is over.  At most what the
+    build still needs (``reserved`` less what the domain has, wherever it landed) less the
+    claim, taken from the highest node (where :func:`claimable` left it)."""
+    left = max(0, reserved - d.memory - (sum(claim.values()) << PAGE_SHIFT))
+    out: Dict[int, int] = {}
+    for node in sorted(to_come, reverse=True):
+        take = min(max(0, to_come[node] - (claim.get(node, 0) << PAGE_SHIFT)), left)
+        left -= take
         if take:
             out[node] = take
     return out
@@ -112,11 +133,16 @@ def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] =
                 now: Optional[float] = None) -> Dict[int, int]:
     """Bytes reserved per node, as they would be after ``actions`` (a dry run's view).
 
-    A reservation about to become a claim still counts, as the claim's bytes: the
-    free figures a dry run reads do not have that claim taken off yet."""
+    A reservation about to become a claim still counts, as the claim's bytes and what
+    the claim cannot hold: the free figures a dry run reads do not have that claim
+    taken off yet."""
     released = {a.vm for a in actions if isinstance(a, ReleaseReservation)}
     shrunk = {a.vm: a.outstanding for a in actions if isinstance(a, ShrinkReservation)}
     to_claim = {a.vm: claim_bytes(a) for a in actions if isinstance(a, ClaimReservation)}
+    for a in actions:
+        if isinstance(a, ClaimReservation):
+            for node, nbytes in a.unclaimed.items():
+                to_claim[a.vm][node] = to_claim[a.vm].get(node, 0) + nbytes
     totals: Dict[int, int] = {}
     for r in reservations:
         if r.vm in released or (now is not None and r.expires <= now and not r.claimed):

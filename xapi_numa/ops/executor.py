@@ -233,7 +233,7 @@ class Executor:
             # the ledger, or the toolstack's own): it is the build's; the row ends it with the build
             adopted = True
         try:
-            marked = self.ledger.mark_claimed(a.vm, a.created)
+            marked = self.ledger.mark_claimed(a.vm, a.created, a.unclaimed)
         except NumaError:
             if not adopted:  # (the row stays unclaimed: nothing would ever cancel the claim made here)
                 self._cancel_claims(a.domid)

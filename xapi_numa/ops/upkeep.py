@@ -56,8 +56,8 @@ def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optiona
     (what a dry run counts); without ``exclude``'s own reservation.  ``uuids``: the
     live domains, read just now (domid -> UUID)."""
     live = hv.domain_uuids() if uuids is None else uuids
-    # only a reservation whose VM has a domain can be changed by a reconcile, but for a claimed
-    # one whose domain is gone, which holds nothing (its bytes went to the claim)
+    # only a reservation whose VM has a domain can be changed by a reconcile, or a claimed one
+    # (released once its domain is gone, with what its claim could not hold)
     now = ledger.clock()
     totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now)
     as_read = reservation.outstanding(building, (), now)

@@ -15,7 +15,7 @@ process on the host:
   half-way).  A claimed reservation does not: it is what cancels the claim
   when the build ends, so only reconcile (build over, domain gone) and settle
   end it, and a release by hand or a second reserve is refused.
-* ``shrink`` and ``mark_claimed`` are how reconciling with the build
+* ``shrink`` and ``mark_claimed`` (which keeps only what the claim cannot hold) are how reconciling with the build
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
@@ -84,7 +84,8 @@ class Ledger:
     def totals_and_reservations_of(self, of: Callable[[List[str]], Collection[str]], exclude: Optional[str] = None,
                                    now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
         """In one read: :meth:`outstanding` (without ``exclude``'s), and the reservations of
-        the VMs that ``of``, given every VM with a reservation, names, but ``exclude``'s.  A
+        the VMs that ``of``, given every VM with a reservation, names, and the claimed ones,
+        but ``exclude``'s.  A
         start's dry run names those with a live domain: the reservations whose builds have
         begun, the only ones a reconcile changes, are read whole, and SQLite sums the others
         (a reservation lists every node).  ``now``: the instant expiry is judged at (the
@@ -102,8 +103,10 @@ class Ledger:
         if of is None:
             nodes = RESERVATION_NODE.rows(self.db, db, columns)
         else:
+            # and every claimed one: a reconcile ends it once its domain is gone, and it counts
+            # what its claim cannot hold until then
             wanted = of([row[0] for row in rows])
-            rows, nodes = [row for row in rows if row[0] in wanted], []
+            rows, nodes = [row for row in rows if row[0] in wanted or row[3]], []
             for i in range(0, len(rows), IN_LIST):  # (SQLite before 3.32 takes at most 999 parameters)
                 vms = [row[0] for row in rows[i:i + IN_LIST]]
                 nodes += RESERVATION_NODE.rows(self.db, db, columns, "WHERE vm IN ({})".format(
@@ -218,14 +221,20 @@ class Ledger:
                 db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
                            (max(0, int(nbytes)), vm, int(node)))
 
-    def mark_claimed(self, vm: str, created: Optional[float] = None) -> bool:
-        """The hypervisor now protects the memory: stop counting it here.  With ``created``,
-        only that very reservation.  False if there is none (gone meanwhile)."""
+    def mark_claimed(self, vm: str, created: Optional[float] = None,
+                     unclaimed: Optional[Mapping[int, int]] = None) -> bool:
+        """The hypervisor now protects the memory: stop counting it here, but for
+        ``unclaimed`` (bytes per node the claim cannot hold: the build's overhead above the
+        domain's maximum, counted until the build is over).  With ``created``, only that
+        very reservation.  False if there is none (gone meanwhile)."""
         query, params = "UPDATE reservation SET claimed = 1 WHERE vm = ?", [vm]
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
+        kept = {int(n): max(0, int(b)) for n, b in (unclaimed or {}).items()}
         with self.db.write() as db:
             if db.execute(query, params).rowcount == 0:
                 return False
-            db.execute("UPDATE reservation_node SET bytes = 0 WHERE vm = ?", (vm,))
+            for (node,) in db.execute("SELECT node FROM reservation_node WHERE vm = ?", (vm,)).fetchall():
+                db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
+                           (kept.get(node, 0), vm, node))
         return True
