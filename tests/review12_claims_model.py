@@ -99,3 +99,22 @@ def reserved_build(tmp_path, reserved, free=(100000, 100000), begun=True, node_c
 def reconcile(hv, ledger, landed, paused=True):
     """Reconcile's plan for the VM's reservation, its domain's pages per node ``landed``."""
     return reservation.plan_reconcile([ledger.reservation(VM)], {VM: hv.info(DOMID, paused)}, {DOMID: landed}, True)
+
+
+class Killed(BaseException):
+    """The process dies (SIGKILL: nothing after this point runs)."""
+
+
+class DiesAfterClaiming:
+    """The hypervisor as a process sees it that is killed right after its claim call."""
+
+    def __init__(self, hv):
+        self.hv = hv
+
+    def __getattr__(self, name):
+        return getattr(self.hv, name)
+
+    def claim(self, domid, pages, node=None):
+        self.hv.claim(domid, pages, node)
+        if pages:
+            raise Killed()

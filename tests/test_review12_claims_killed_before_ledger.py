@@ -4,14 +4,19 @@ claim, which Xen refuses (EINVAL: one claim per domain), every cycle; the row ke
 counting its bytes beside the claim (twice), expired with its lease, and nothing
 cancelled the claim's leftover when the build ended: memory kept from every other
 domain until this one died.  A claim the domain already has is its build's claim: the
-row is marked claimed, so that the end of the build cancels it."""
+row is marked claimed, so that the end of the build cancels it (the killed process noted
+in the row, before its claim call, that the claim is ours)."""
+import pytest
+
 from xapi_numa.ops.executor import DONE, Executor
-from tests.review12_claims_model import VM, reconcile, reserved_build
+from tests.review12_claims_model import VM, DiesAfterClaiming, Killed, reconcile, reserved_build
 
 
 def test_a_claim_whose_ledger_write_was_lost_is_taken_as_the_builds(tmp_path):
     hv, ledger = reserved_build(tmp_path, {1: 4000})
-    hv.claim(5, 4000, 1)  # the killed process's claim: it died before mark_claimed
+    with pytest.raises(Killed):  # the killed process's claim: it died before mark_claimed
+        Executor(DiesAfterClaiming(hv), ledger.db).apply(reconcile(hv, ledger, {}))
+    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, 1)
     ex = Executor(hv, ledger.db)
     again = reconcile(hv, ledger, {})
     assert [o.status for o in ex.apply(again)] == [DONE]

@@ -11,7 +11,9 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
   keeps what no claim can hold, the build's overhead above the domain's maximum);
 * otherwise shrink it by what has landed on each node.
 
-A claimed reservation is how the claim gets cancelled when the build ends, so
+A claimed reservation is how the claim gets cancelled when the build ends (if we made
+it: the ledger notes that before the claim call; a toolstack's own claim, taken as the
+build's, is left to the toolstack), so
 it never expires with its lease (the ledger keeps it): it goes when the build
 is over, or with its domain (the hypervisor drops a domain's claims with it).
 """
@@ -33,6 +35,7 @@ class Reservation:
     nodes: Mapping[int, int]                              # outstanding bytes per node
     initial: Mapping[int, int] = attrs.field(factory=dict)  # bytes per node when reserved
     owner: str = ""                                       # who made it (a token: only the owner releases it)
+    claim_ours: bool = False                              # the domain's claim is (or may be) one we made
 
     def to_dict(self) -> dict:
         return {"vm": self.vm, "created": self.created, "expires": self.expires, "claimed": self.claimed,
@@ -115,8 +118,11 @@ def build_over(r: Reservation, d: DomainInfo) -> bool:
 
 def ended(r: Reservation, d: DomainInfo, node_claims: bool, reason: str) -> List[object]:
     """That very reservation released, as it was seen (claimed or not), and a claimed
-    one's leftover claims on the domain cancelled with it."""
-    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), reason)] if node_claims and r.claimed else []
+    one's leftover claim on the domain cancelled with it if we made that claim: one the
+    toolstack made for itself, taken as the build's, is the toolstack's to end (it may
+    still be building past what we reserved)."""
+    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), reason)] \
+        if node_claims and r.claimed and r.claim_ours else []
     return [ReleaseReservation(r.vm, r.created, reason, r.claimed)] + cancel
 
 

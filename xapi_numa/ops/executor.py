@@ -214,9 +214,14 @@ class Executor:
             total = min(total, a.max_pages)
         nodes = [n for n, p in a.pages_per_node.items() if p]
         node = nodes[0] if len(nodes) == 1 else None
-        adopted = False
+        # Xen's one claim per domain there already (the toolstack's own, made before its first
+        # page, or ours, made by a process killed before it wrote the ledger): the build's, and
+        # ours only if the ledger says so
+        adopted = self._has_claim(a.domid)
+        if not adopted and total > a.domain_pages and not self.ledger.note_claim_ours(a.vm, a.created):
+            return Outcome(a, GONE, "the reservation went meanwhile")
         try:
-            if total > a.domain_pages:  # (nothing left to claim: the reservation is done with all the same)
+            if total > a.domain_pages and not adopted:  # (nothing left to claim: done with all the same)
                 try:
                     self.hv.claim(a.domid, total, node)
                 except HypervisorError as err:
@@ -229,9 +234,7 @@ class Executor:
                 return Outcome(a, GONE, "the domain is gone")
             if not (err.errno == errno.EINVAL and self._has_claim(a.domid)):
                 return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
-            # Xen's one claim per domain is there already (a process killed before it wrote
-            # the ledger, or the toolstack's own): it is the build's; the row ends it with the build
-            adopted = True
+            adopted = True  # (made since we looked: the build's all the same)
         try:
             marked = self.ledger.mark_claimed(a.vm, a.created, a.unclaimed)
         except NumaError:

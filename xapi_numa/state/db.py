@@ -1,4 +1,4 @@
-"""The host's state database: one SQLite file, its schema, and its transactions.
+"""The host's state database: one SQLite file, its schema (:mod:`.schema`), and its transactions.
 
 Every xapi-numa process on a host (plugin calls, the CLI, xapi-numad, page
 movers) shares ``/var/lib/xapi-numa/ledger.db`` (or ``$XAPI_NUMA_LEDGER``).
@@ -27,9 +27,9 @@ import time
 from typing import Callable, Iterator, Optional, Tuple
 
 from xapi_numa.errors import StateError
+from xapi_numa.state.schema import SCHEMA_VERSION, create_or_upgrade
 
 DEFAULT_PATH = "/var/lib/xapi-numa/ledger.db"
-SCHEMA_VERSION = 9
 OPEN_ATTEMPTS = 50
 OPEN_RETRY_S = 0.05
 BUSY_TIMEOUT_S = 60.0  # how long a transaction waits for another process's write lock
@@ -39,110 +39,6 @@ AFRESH = "stop xapi-numad, then move the database and its -wal and -shm files as
 # soft affinity noted before a home move) and the home-move log (the hold-down).  Not the
 # reservations or memory moves: the room they count may have been promised anew meanwhile.
 CARRIED = ("temp_pin", "backend_affinity", "home_move_intent", "home_move")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS reservation (
-    vm       TEXT PRIMARY KEY,
-    created  REAL NOT NULL,
-    expires  REAL NOT NULL,
-    claimed  INTEGER NOT NULL DEFAULT 0,
-    owner    TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS reservation_node (
-    vm       TEXT NOT NULL REFERENCES reservation(vm) ON DELETE CASCADE,
-    node     INTEGER NOT NULL,
-    bytes    INTEGER NOT NULL CHECK (bytes >= 0),
-    initial  INTEGER NOT NULL,
-    PRIMARY KEY (vm, node)
-);
-CREATE TABLE IF NOT EXISTS reservation_total (
-    node     INTEGER PRIMARY KEY,
-    bytes    INTEGER NOT NULL   -- the sum of reservation_node.bytes on the node (expired leases too)
-);
-CREATE INDEX IF NOT EXISTS reservation_expiry ON reservation (expires);
-CREATE TABLE IF NOT EXISTS temp_pin (
-    uuid          TEXT NOT NULL,
-    vcpu          INTEGER NOT NULL,
-    domid         INTEGER NOT NULL,
-    original_hard TEXT NOT NULL,
-    pinned_at     REAL NOT NULL,
-    pinned_to     TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (uuid, vcpu)
-);
-CREATE TABLE IF NOT EXISTS home_move (
-    uuid      TEXT NOT NULL,
-    moved_at  REAL NOT NULL,
-    from_node INTEGER NOT NULL,
-    to_node   INTEGER NOT NULL,
-    kind      TEXT NOT NULL,
-    reason    TEXT NOT NULL DEFAULT '',
-    followed_domid INTEGER NOT NULL DEFAULT -1,
-    followed_pages INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS home_move_intent (
-    uuid      TEXT PRIMARY KEY,
-    domid     INTEGER NOT NULL,
-    from_node INTEGER NOT NULL,
-    to_node   INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS home_tally (
-    domid     INTEGER NOT NULL,
-    uuid      TEXT NOT NULL,
-    node      INTEGER NOT NULL,   -- -1: the domain has no vCPU homed on one node alone
-    vcpus     INTEGER NOT NULL,
-    PRIMARY KEY (domid, node)
-);
-CREATE TABLE IF NOT EXISTS home_tally_time (
-    id        INTEGER PRIMARY KEY CHECK (id = 0),
-    at        REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS memory_move (
-    uuid      TEXT PRIMARY KEY,
-    domid     INTEGER NOT NULL,
-    pid       INTEGER NOT NULL,
-    state     TEXT NOT NULL,
-    target    INTEGER NOT NULL,
-    report    TEXT NOT NULL DEFAULT '{}',
-    started   REAL NOT NULL,
-    updated   REAL NOT NULL
-);
-"""
-
-# The reserved bytes per node, kept by SQLite itself as reservation_node changes,
-# whichever code (or version of it) changes it: a start reads 16 rows, not a row
-# per reservation and node (a sum over a boot storm's ledger took most of a
-# millisecond).  A deleted reservation takes its rows with it here too, so that
-# the sum never counts an orphan, even on a connection without foreign keys.
-TRIGGERS = (
-    """CREATE TRIGGER IF NOT EXISTS reservation_total_insert AFTER INSERT ON reservation_node BEGIN
-        INSERT OR IGNORE INTO reservation_total (node, bytes) VALUES (NEW.node, 0);
-        UPDATE reservation_total SET bytes = bytes + NEW.bytes WHERE node = NEW.node;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS reservation_total_delete AFTER DELETE ON reservation_node BEGIN
-        UPDATE reservation_total SET bytes = bytes - OLD.bytes WHERE node = OLD.node;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS reservation_total_update AFTER UPDATE OF node, bytes ON reservation_node BEGIN
-        UPDATE reservation_total SET bytes = bytes - OLD.bytes WHERE node = OLD.node;
-        INSERT OR IGNORE INTO reservation_total (node, bytes) VALUES (NEW.node, 0);
-        UPDATE reservation_total SET bytes = bytes + NEW.bytes WHERE node = NEW.node;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS reservation_rows_delete AFTER DELETE ON reservation BEGIN
-        DELETE FROM reservation_node WHERE vm = OLD.vm;
-    END""",
-)
-
-# Columns added since the first schema: (table, column, declaration).
-ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
-                 ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
-                 ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
-                 ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
-                 ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
-                 ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
-                 # the domains the sums are over, as schema 8 listed them ("-" since, which matches no list)
-                 ("home_tally_time", "domids", "TEXT NOT NULL DEFAULT ''"),
-                 ("home_tally_time", "uuids", "TEXT NOT NULL DEFAULT ''"),
-                 ("home_tally_time", "totals", "TEXT NOT NULL DEFAULT '[]'"),  # [[node, vCPUs homed there]]
-                 ("home_tally_time", "summed", "TEXT NOT NULL DEFAULT ''"))  # their LiveDomains.fingerprint
 
 
 def default_path() -> str:
@@ -244,26 +140,7 @@ class Database:
             return
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            for table, column, declaration in ADDED_COLUMNS:
-                columns = {row[1] for row in db.execute("PRAGMA table_info({})".format(table))}
-                if column not in columns:
-                    db.execute("ALTER TABLE {} ADD COLUMN {} {}".format(table, column, declaration))
-            if db.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='reservation_total_insert'"
-                          ).fetchone() is None:  # (a database older than the totals: summed once, here)
-                db.execute("DELETE FROM reservation_node WHERE vm NOT IN (SELECT vm FROM reservation)")
-                db.execute("DELETE FROM reservation_total")
-                db.execute("INSERT INTO reservation_total (node, bytes) "
-                           "SELECT node, SUM(bytes) FROM reservation_node GROUP BY node")
-            for trigger in TRIGGERS:
-                db.execute(trigger)
-            # moves journalled by a version that called them "migrations"
-            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='migration'").fetchone():
-                db.execute("INSERT OR IGNORE INTO memory_move SELECT uuid, domid, pid, state, target, report, "
-                           "started, updated FROM migration")
-                db.execute("DROP TABLE migration")
+            create_or_upgrade(db)
             db.execute("PRAGMA user_version={}".format(SCHEMA_VERSION))
             db.execute("COMMIT")
         except BaseException:

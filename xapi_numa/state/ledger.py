@@ -15,7 +15,8 @@ process on the host:
   half-way).  A claimed reservation does not: it is what cancels the claim
   when the build ends, so only reconcile (build over, domain gone) and settle
   end it, and a release by hand or a second reserve is refused.
-* ``shrink`` and ``mark_claimed`` (which keeps only what the claim cannot hold) are how reconciling with the build
+* ``shrink``, ``note_claim_ours`` and ``mark_claimed`` (which keeps only what the claim
+  cannot hold) are how reconciling with the build
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
@@ -37,7 +38,8 @@ MAX_TTL = 24 * 3600.0
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
 
 RESERVATION = Table("reservation", ("vm",), {"vm": TEXT, "created": NUMBER, "expires": NUMBER,
-                                             "claimed": one_of(0, 1), "owner": TEXT})
+                                             "claimed": one_of(0, 1), "owner": TEXT,
+                                             "claim_ours": one_of(0, 1)})
 RESERVATION_NODE = Table("reservation_node", ("vm", "node"), {"vm": TEXT, "node": INTEGER, "bytes": INTEGER,
                                                               "initial": INTEGER})
 RESERVATION_TOTAL = Table("reservation_total", ("node",), {"node": INTEGER, "bytes": INTEGER})
@@ -57,7 +59,7 @@ class Ledger:
 
     # --- queries ------------------------------------------------------------------------------
     def _outstanding_in(self, db, now: float, exclude: Optional[str] = None) -> Dict[int, int]:
-        """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.db.TRIGGERS`)
+        """Nodes with bytes reserved: SQLite's running sums (:data:`~xapi_numa.state.schema.TRIGGERS`)
         less the leases expired but not yet dropped and ``exclude``'s, read by index."""
         # SQLite orders any text or blob after every number, so a lease whose expiry is one would
         # never expire here, nor one of infinity: such rows sort at or past infinity, found by the
@@ -97,7 +99,7 @@ class Ledger:
 
     def _reservations_in(self, db, now: float,
                          of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
-        rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner"),
+        rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner", "claim_ours"),
                                 "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,))
         columns = ("vm", "node", "bytes", "initial")
         if of is None:
@@ -117,7 +119,8 @@ class Ledger:
             if vm in outstanding:  # (rows of expired reservations are not wanted)
                 outstanding[vm][node] = nbytes
                 initial[vm][node] = first
-        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner) for vm, c, e, cl, owner in rows]
+        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner, bool(ours))
+                for vm, c, e, cl, owner, ours in rows]
 
     def reservation(self, vm: str) -> Optional[Reservation]:
         return next((r for r in self.reservations() if r.vm == vm), None)
@@ -221,12 +224,24 @@ class Ledger:
                 db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
                            (max(0, int(nbytes)), vm, int(node)))
 
+    def note_claim_ours(self, vm: str, created: Optional[float] = None) -> bool:
+        """Before our claim call: the domain's claim will be ours (to cancel at the build's
+        end), written first so that a process killed right after the call leaves that known.
+        With ``created``, only that very reservation.  False if there is none (gone
+        meanwhile: no claim is to be made for it)."""
+        query, params = "UPDATE reservation SET claim_ours = 1 WHERE vm = ?", [vm]
+        if created is not None:
+            query, params = query + " AND created = ?", params + [created]
+        with self.db.write() as db:
+            return db.execute(query, params).rowcount > 0
+
     def mark_claimed(self, vm: str, created: Optional[float] = None,
                      unclaimed: Optional[Mapping[int, int]] = None) -> bool:
         """The hypervisor now protects the memory: stop counting it here, but for
         ``unclaimed`` (bytes per node the claim cannot hold: the build's overhead above the
         domain's maximum, counted until the build is over).  With ``created``, only that
-        very reservation.  False if there is none (gone meanwhile)."""
+        very reservation.  False if there is none (gone meanwhile).  Whether the claim is
+        ours is :meth:`note_claim_ours`'s to say."""
         query, params = "UPDATE reservation SET claimed = 1 WHERE vm = ?", [vm]
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
