@@ -10,6 +10,7 @@ marked the row claimed) leaves a row that says so, and the build's end cancels t
 claim instead of leaving it in Xen until the domain dies."""
 import pytest
 
+from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
 from tests.review12_claims_model import VM, DiesAfterClaiming, Killed, reconcile, reserved_build
 
@@ -29,6 +30,17 @@ def test_the_toolstacks_own_claim_is_left_to_it_when_our_reservation_is_done(tmp
     assert (5, 0, None) not in hv.calls
 
 
+def test_a_claim_whose_process_died_before_its_ledger_write_is_cancelled_at_the_builds_end(tmp_path):
+    hv, ledger = reserved_build(tmp_path, {1: 4000})
+    with pytest.raises(Killed):
+        Executor(DiesAfterClaiming(hv), ledger.db).apply(reconcile(hv, ledger, {1: 1}))
+    assert (hv.dom[5]["claim"], hv.dom[5]["node"]) == (3999, 1) and not ledger.reservation(VM).claimed
+    hv.populate(5, 1, 3000)  # the build ends (runs) before the next reconcile
+    Executor(hv, ledger.db).apply(reconcile(hv, ledger, {1: 3001}, paused=False))
+    assert ledger.reservations() == []
+    assert hv.dom[5]["claim"] == 0  # the leftover claim was ours: cancelled, not kept till the domain dies
+
+
 def test_a_claim_whose_process_died_is_ours_when_the_next_reconcile_takes_it(tmp_path):
     hv, ledger = reserved_build(tmp_path, {1: 4000})
     with pytest.raises(Killed):
@@ -42,7 +54,7 @@ def test_a_claim_whose_process_died_is_ours_when_the_next_reconcile_takes_it(tmp
 
 
 class ReleasedDuringTheClaim:
-    """A settle releases the (unclaimed) row while our claim call is in Xen."""
+    """Another process's reconcile ends the (unclaimed) row while our claim call is in Xen."""
 
     def __init__(self, hv, ledger):
         self.hv, self.ledger = hv, ledger
@@ -53,7 +65,7 @@ class ReleasedDuringTheClaim:
     def claim(self, domid, pages, node=None):
         self.hv.claim(domid, pages, node)
         if pages:
-            assert self.ledger.release(VM)
+            assert self.ledger.release(VM, created=self.ledger.reservation(VM).created, claimed=False)
 
 
 def test_a_claim_whose_row_went_during_the_call_cancels_itself(tmp_path):
@@ -85,3 +97,39 @@ def test_a_ledger_claimed_before_the_owner_was_noted_cancels_those_claims_as_it_
     assert {r.vm: (r.claimed, r.claim_ours) for r in ledger.reservations()} == {
         VM: (True, True), "unclaimed": (False, False)}
     assert ledger.db._connection().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_row_whose_claim_call_was_made_outlives_its_lease_until_the_build_ends(tmp_path):
+    """The process killed after its claim call, and no reconcile within the lease (the
+    daemon stopped): the row must not expire, or nothing would cancel the claim."""
+    from xapi_numa.state.ledger import Ledger
+    hv, ledger = reserved_build(tmp_path, {1: 4000})
+    with pytest.raises(Killed):
+        Executor(DiesAfterClaiming(hv), ledger.db).apply(reconcile(hv, ledger, {1: 1}))
+    clock = Clock()
+    clock.now = ledger.reservation(VM).expires + 3600.0
+    late = Ledger(str(tmp_path / "l.db"), clock)
+    assert late.expire() == 0 and late.reservation(VM) is not None
+    hv.populate(5, 1, 3000)
+    Executor(hv, late.db).apply(reconcile(hv, late, {1: 3001}, paused=False))
+    assert late.reservations() == [] and hv.dom[5]["claim"] == 0
+
+
+def test_a_row_whose_claim_call_was_made_goes_with_its_domain(tmp_path):
+    hv, ledger = reserved_build(tmp_path, {1: 4000})
+    with pytest.raises(Killed):
+        Executor(DiesAfterClaiming(hv), ledger.db).apply(reconcile(hv, ledger, {1: 1}))
+    del hv.dom[5]  # the build failed: its claim went with the domain
+    r = ledger.reservation(VM)
+    actions = reservation.plan_reconcile([r], {}, {}, True)
+    assert [type(a).__name__ for a in actions] == ["ReleaseReservation"]
+    Executor(hv, ledger.db).apply(actions)
+    assert ledger.reservations() == []

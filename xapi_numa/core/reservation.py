@@ -11,9 +11,10 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
   keeps what no claim can hold, the build's overhead above the domain's maximum);
 * otherwise shrink it by what has landed on each node.
 
-A claimed reservation is how the claim gets cancelled when the build ends (if we made
-it: the ledger notes that before the claim call; a toolstack's own claim, taken as the
-build's, is left to the toolstack), so
+A claimed reservation, or one whose claim call was made (the ledger notes that the
+claim is ours before the call, so a process killed right after it leaves the row
+saying so), is how the claim gets cancelled when the build ends (a toolstack's own
+claim, taken as the build's, is left to the toolstack), so
 it never expires with its lease (the ledger keeps it): it goes when the build
 is over, or with its domain (the hypervisor drops a domain's claims with it).
 """
@@ -52,8 +53,8 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
     out: List[object] = []
     for r in reservations:
         d = domains.get(r.vm)
-        if d is None and r.claimed:
-            out.append(ReleaseReservation(r.vm, r.created, "domain gone", True))  # its claims went with it
+        if d is None and (r.claimed or r.claim_ours):
+            out.append(ReleaseReservation(r.vm, r.created, "domain gone", r.claimed))  # its claims went with it
             continue
         if d is None or d.domid not in pages:
             continue  # not built yet; expiry takes care of VMs that never start
@@ -117,12 +118,12 @@ def build_over(r: Reservation, d: DomainInfo) -> bool:
 
 
 def ended(r: Reservation, d: DomainInfo, node_claims: bool, reason: str) -> List[object]:
-    """That very reservation released, as it was seen (claimed or not), and a claimed
-    one's leftover claim on the domain cancelled with it if we made that claim: one the
-    toolstack made for itself, taken as the build's, is the toolstack's to end (it may
-    still be building past what we reserved)."""
-    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), reason)] \
-        if node_claims and r.claimed and r.claim_ours else []
+    """That very reservation released, as it was seen (claimed or not), and the leftover
+    claim on the domain cancelled with it if we made that claim: one the toolstack made
+    for itself, taken as the build's, is the toolstack's to end (it may still be building
+    past what we reserved).  A row not marked claimed may have ours too: its process was
+    killed right after the claim call (the row says so, written before the call)."""
+    cancel = [CancelClaims(d.domid, r.vm, frozenset(r.initial), reason)] if r.claim_ours else []
     return [ReleaseReservation(r.vm, r.created, reason, r.claimed)] + cancel
 
 
@@ -130,7 +131,7 @@ def plan_settled_release(r: Optional[Reservation], d: DomainInfo, node_claims: b
     """Settling a started VM ends its reservation.  A claimed one goes only once the
     build is over; before that it stays for reconcile (the claims still protect the
     memory the build is taking)."""
-    if r is None or (r.claimed and not build_over(r, d)):
+    if r is None or ((r.claimed or r.claim_ours) and not build_over(r, d)):
         return []
     return ended(r, d, node_claims, "settled")
 
@@ -151,7 +152,7 @@ def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] =
                 to_claim[a.vm][node] = to_claim[a.vm].get(node, 0) + nbytes
     totals: Dict[int, int] = {}
     for r in reservations:
-        if r.vm in released or (now is not None and r.expires <= now and not r.claimed):
+        if r.vm in released or (now is not None and r.expires <= now and not (r.claimed or r.claim_ours)):
             continue
         held = to_claim.get(r.vm, shrunk.get(r.vm, r.nodes))
         for node, nbytes in held.items():

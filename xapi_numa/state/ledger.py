@@ -66,7 +66,8 @@ class Ledger:
         # expiry's index, and refused.
         RESERVATION.rows(self.db, db, ("expires",), "WHERE expires >= ?", (math.inf,))
         totals = dict(RESERVATION_TOTAL.rows(self.db, db, ("node", "bytes")))
-        not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE expires <= ? OR vm = ?)"
+        # (a row whose claim call was made outlives its lease, and counts: see _expire_in)
+        not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE (expires <= ? AND claim_ours = 0) OR vm = ?)"
         for node, gone in RESERVATION_NODE.sums(self.db, db, "node", "bytes", not_counted, (now, exclude)).items():
             totals[node] = totals.get(node, 0) - gone
         return {node: total for node, total in totals.items() if total}
@@ -100,7 +101,7 @@ class Ledger:
     def _reservations_in(self, db, now: float,
                          of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
         rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner", "claim_ours"),
-                                "WHERE expires > ? OR claimed = 1 ORDER BY created", (now,))
+                                "WHERE expires > ? OR claimed = 1 OR claim_ours = 1 ORDER BY created", (now,))
         columns = ("vm", "node", "bytes", "initial")
         if of is None:
             nodes = RESERVATION_NODE.rows(self.db, db, columns)
@@ -193,7 +194,9 @@ class Ledger:
 
     @staticmethod
     def _refuse_if_claimed(db, vm: str, what: str) -> None:
-        if db.execute("SELECT 1 FROM reservation WHERE vm = ? AND claimed = 1", (vm,)).fetchone():
+        # (a row whose claim call was made may hold a claim too: its process was killed after it)
+        if db.execute("SELECT 1 FROM reservation WHERE vm = ? AND (claimed = 1 OR claim_ours = 1)",
+                      (vm,)).fetchone():
             raise VmBusy("the reservation of {} is held as claims by its build, so it cannot be {}: "
                          "xapi-numad ends it (and cancels the claims) when the build is over or the domain "
                          "is gone".format(vm, what), (vm,))
@@ -211,7 +214,9 @@ class Ledger:
         # than the TTL), with nothing left to cancel them.  Reconcile ends it when the
         # build is over or the domain is gone (its claims with it).  Not a lease renewed
         # by reconcile: that lapses too whenever reconcile runs late (daemon stopped).
-        return db.execute("DELETE FROM reservation WHERE expires <= ? AND claimed = 0", (now,)).rowcount
+        # So does one whose claim call was made (its process killed before it marked the row).
+        return db.execute("DELETE FROM reservation WHERE expires <= ? AND claimed = 0 AND claim_ours = 0",
+                          (now,)).rowcount
 
     def expire(self) -> int:
         with self.db.write() as db:
