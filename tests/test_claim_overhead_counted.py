@@ -55,3 +55,30 @@ def test_a_dry_run_drops_the_overhead_of_a_build_whose_domain_is_gone(tmp_path):
     assert not any(upkeep.outstanding_after_reconcile(sim, ledger).values())
     upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
     assert ledger.outstanding() == {}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_overhead_counts_past_the_lease_under_the_toolstacks_own_claim(tmp_path):
+    """A claimed row outlives its lease (it ends with the build); what it holds counts as
+    long as it is there, whoever made the claim."""
+    clock = Clock()
+    sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 2, 4 * G), "credit", 1,
+                             dom0_vcpus=1, dom0_memory=64 << 20)
+    ledger = Ledger(str(tmp_path / "l.db"), clock)
+    ledger.reserve(UUID, {1: 2 * G + 64 * M}, 60, lambda: {m.node: m.claimable for m in sim.node_memory()})
+    domid = sim.create_shell("vm", 1, 2 * G, uuid=UUID)
+    sim.claim(domid, 2 * G >> 12, 1)  # the toolstack's claim, before its first page
+    with sim.store.transaction() as host:
+        host.allocate(host.domain(domid), G >> 12, node=1, exact=True)
+    upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
+    r = ledger.reservation(UUID)
+    assert r.claimed and not r.claim_ours and ledger.outstanding() == {1: 64 * M}
+    clock.now = r.expires + 3600.0  # a build slower than the lease (or started paused)
+    assert ledger.expire() == 0 and ledger.outstanding() == {1: 64 * M}

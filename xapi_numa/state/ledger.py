@@ -66,8 +66,10 @@ class Ledger:
         # expiry's index, and refused.
         RESERVATION.rows(self.db, db, ("expires",), "WHERE expires >= ?", (math.inf,))
         totals = dict(RESERVATION_TOTAL.rows(self.db, db, ("node", "bytes")))
-        # (a row whose claim call was made outlives its lease, and counts: see _expire_in)
-        not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE (expires <= ? AND claim_ours = 0) OR vm = ?)"
+        # (a claimed row, or one whose claim call was made, outlives its lease, and counts what
+        # it holds: see _expire_in)
+        not_counted = "WHERE vm IN (SELECT vm FROM reservation WHERE (expires <= ? AND claimed = 0 " \
+            "AND claim_ours = 0) OR vm = ?)"
         for node, gone in RESERVATION_NODE.sums(self.db, db, "node", "bytes", not_counted, (now, exclude)).items():
             totals[node] = totals.get(node, 0) - gone
         return {node: total for node, total in totals.items() if total}
