@@ -116,7 +116,9 @@ class XenHypervisor(Hypervisor):
         sizes, frees, _ = xen_topology.numainfo(ffi, lib, self._h, _check)
         width = self._dma_width_bits(sizes)
         low = xen_topology.dma_free(ffi, lib, self._h, _check, width, len(sizes)) if width else [0] * len(sizes)
-        # Stock Xen has no per-node claims: nothing is claimed on a node.
+        # Nothing here reads claims per node (stock Xen has none; XenServer's patched Xen takes
+        # them, but numainfo has no field for them): a node claim counts as host-wide, and
+        # callers add those the ledger made (Capabilities.node_claims_read is False).
         return [NodeMemory(i, sizes[i], frees[i], 0, min(low[i], frees[i])) for i in range(len(sizes))]
 
     def _dma_width_bits(self, sizes: Sequence[int]) -> Optional[int]:

@@ -28,7 +28,8 @@ def cmd_topology(args) -> int:
                 print("== {}: did not answer ({})\n".format(label, render.cell(why)) if why else "== {} ({})\n{}\n"
                       .format(label, entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
         return nobody_answered(reports)
-    report = queries.topology_report(common.hypervisor(args), common.ledger(args).outstanding())
+    hv, ledger = common.hypervisor(args), common.ledger(args)
+    report = queries.topology_report(hv, ledger.outstanding(), observe.known_node_claims(hv, ledger))
     common.emit(args, report, render.render_topology)
     return 0
 

@@ -190,9 +190,15 @@ class Executor:
 
     # --- reservations and claims ----------------------------------------------------------------------
     def _Reserve(self, a: act.Reserve) -> Outcome:
+        known: List[Dict[int, int]] = []  # the node claims we made, read once inside the ledger's transaction
+
+        def node_claims() -> Dict[int, int]:
+            if not known:
+                known.append(observe.known_node_claims(self.hv, self.ledger))
+            return known[0]
         reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl,
-                                          lambda: observe.claimable(self.hv, dma=a.zones), a.owner,
-                                          lambda: observe.claimable_total(self.hv))
+                                          lambda: observe.claimable(self.hv, dma=a.zones, known=node_claims()), a.owner,
+                                          lambda: observe.claimable_total(self.hv, known=node_claims()))
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 
     def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:
@@ -218,7 +224,8 @@ class Executor:
         # page, or ours, made by a process killed before it wrote the ledger): the build's, and
         # ours only if the ledger says so
         adopted = self._has_claim(a.domid)
-        if not adopted and total > a.domain_pages and not self.ledger.note_claim_ours(a.vm, a.created):
+        if not adopted and total > a.domain_pages and \
+                not self.ledger.note_claim_ours(a.vm, a.created, a.domid, node):
             return Outcome(a, GONE, "the reservation went meanwhile")
         try:
             if total > a.domain_pages and not adopted:  # (nothing left to claim: done with all the same)
@@ -236,7 +243,9 @@ class Executor:
                 return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
             adopted = True  # (made since we looked: the build's all the same)
         try:
-            marked = self.ledger.mark_claimed(a.vm, a.created, a.unclaimed)
+            made = not adopted and total > a.domain_pages
+            marked = self.ledger.mark_claimed(a.vm, a.created, a.unclaimed,
+                                              (-1 if node is None else node) if made else None)
         except NumaError:
             if not adopted:  # (the row stays unclaimed: nothing would ever cancel the claim made here)
                 self._cancel_claims(a.domid)

@@ -7,12 +7,15 @@ it were gone.  Nothing here decides anything.
 """
 import errno
 import os
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
 
 from xapi_numa.errors import HypervisorError, NumaError, UnknownVM
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.state.ledger import Ledger
 
 
 def take(hv: Hypervisor, now: Optional[float] = None, with_pages: bool = False,
@@ -49,11 +52,40 @@ def gone(err: NumaError) -> bool:
     return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
 
 
-def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = None) -> int:
+def known_node_claims(hv: Hypervisor, ledger: Optional[Ledger]) -> Dict[int, int]:
+    """Bytes claimed per node by the claims the ledger says we made on one node, where the
+    hypervisor does not read claims per node (XenServer's patched Xen: the Xen adapter
+    reports them as host-wide): what is left of each such claim (the domain's record says;
+    Xen keeps one claim per domain), on its node.  Nothing where the hypervisor reads them."""
+    caps = hv.capabilities()
+    if ledger is None or not caps.node_claims or caps.node_claims_read:
+        return {}
+    out: Dict[int, int] = {}
+    for vm, domid, node in ledger.node_claims_made():
+        try:
+            d = hv.domain(domid, named=False)
+        except NumaError:
+            continue
+        if d is not None and d.uuid == vm and d.claimed > 0:  # (not another domain by that domid now)
+            out[node] = out.get(node, 0) + d.claimed
+    return out
+
+
+def on_their_nodes(memory: Sequence[NodeMemory], known: Optional[Mapping[int, int]]) -> List[NodeMemory]:
+    """``memory`` with the ``known`` node claims (bytes per node) counted on their nodes
+    where it says less is claimed there (a node claim it reports as host-wide)."""
+    if not known:
+        return list(memory)
+    return [attrs.evolve(m, claimed=max(m.claimed, known.get(m.node, 0))) for m in memory]
+
+
+def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = None,
+                    known: Optional[Mapping[int, int]] = None) -> int:
     """Bytes the whole host can give new allocations, after every claim: those on nodes,
     and host-wide ones (stock Xen's, and the fallback where per-node ones are missing),
-    which are on no node but which Xen keeps from every allocation."""
-    memory = hv.node_memory() if memory is None else memory
+    which are on no node but which Xen keeps from every allocation.  ``known``: node
+    claims the hypervisor does not place on their nodes (:func:`known_node_claims`)."""
+    memory = on_their_nodes(hv.node_memory() if memory is None else memory, known)
     return max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
 
 
@@ -62,20 +94,22 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
     return max(0, hv.claims_outstanding() - sum(m.claimed for m in memory))
 
 
-def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma: bool = True) -> Dict[int, int]:
+def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma: bool = True,
+              known: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it and less
     what ``reserved`` (bytes per node) holds there, and never more than the whole host
     has left after all of them (:func:`claimable_total`, which bounds their sum too).
     Without ``dma``, a node's DMA zone is left out (:attr:`NodeMemory.room`: what a
-    build with node affinity there gets from it before Xen spills it elsewhere)."""
-    return claimable_split(hv, reserved)[0 if dma else 1]
+    build with node affinity there gets from it before Xen spills it elsewhere).
+    ``known``: as :func:`claimable_total` takes it."""
+    return claimable_split(hv, reserved, known)[0 if dma else 1]
 
 
-def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None
-                    ) -> Tuple[Dict[int, int], Dict[int, int]]:
+def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
+                    known: Optional[Mapping[int, int]] = None) -> Tuple[Dict[int, int], Dict[int, int]]:
     """:func:`claimable` with and without the DMA zones, from one read of node memory."""
     reserved = reserved or {}
-    memory = hv.node_memory()
+    memory = on_their_nodes(hv.node_memory(), known)
     overall = claimable_total(hv, memory) - sum(reserved.values())
     with_dma = {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
     return with_dma, {m.node: max(0, min(m.room - reserved.get(m.node, 0), overall)) for m in memory}

@@ -22,8 +22,8 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
-from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, queries, reserve, runtime,
-                           settle as settling, start_placement, vnuma_xapi)
+from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, queries, reserve,
+                           runtime, settle as settling, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.ledger import Ledger
@@ -100,7 +100,8 @@ class Context:
 
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, set())
-    report = queries.topology_report(ctx.hv, ctx.ledger.outstanding())
+    report = queries.topology_report(ctx.hv, ctx.ledger.outstanding(),
+                                     observe.known_node_claims(ctx.hv, ctx.ledger))
     del report["cpus"]
     return report
 

@@ -35,6 +35,10 @@ class Capabilities:
     node_claims: bool             # claims on one node (XenServer's patched Xen), not only host-wide
     features: Mapping[str, str]   # per primitive: native, fallback or unavailable (for reports)
     modelled_time: bool = False   # the host keeps its own time (the simulator)
+    # node_memory() says what is claimed on each node; where not (XenServer's patched Xen as
+    # libxenuma reads it: no per-node read of claims), node claims count as host-wide there
+    # and callers add those the ledger knows it made (ops.observe.known_node_claims)
+    node_claims_read: bool = False
 
 
 class Hypervisor(abc.ABC):

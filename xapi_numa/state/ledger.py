@@ -39,7 +39,8 @@ __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
 
 RESERVATION = Table("reservation", ("vm",), {"vm": TEXT, "created": NUMBER, "expires": NUMBER,
                                              "claimed": one_of(0, 1), "owner": TEXT,
-                                             "claim_ours": one_of(0, 1)})
+                                             "claim_ours": one_of(0, 1), "claim_domid": INTEGER,
+                                             "claim_node": INTEGER})
 RESERVATION_NODE = Table("reservation_node", ("vm", "node"), {"vm": TEXT, "node": INTEGER, "bytes": INTEGER,
                                                               "initial": INTEGER})
 RESERVATION_TOTAL = Table("reservation_total", ("node",), {"node": INTEGER, "bytes": INTEGER})
@@ -231,25 +232,37 @@ class Ledger:
                 db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
                            (max(0, int(nbytes)), vm, int(node)))
 
-    def note_claim_ours(self, vm: str, created: Optional[float] = None) -> bool:
+    def note_claim_ours(self, vm: str, created: Optional[float] = None, domid: int = -1,
+                        node: Optional[int] = None) -> bool:
         """Before our claim call: the domain's claim will be ours (to cancel at the build's
-        end), written first so that a process killed right after the call leaves that known.
-        With ``created``, only that very reservation.  False if there is none (gone
-        meanwhile: no claim is to be made for it)."""
-        query, params = "UPDATE reservation SET claim_ours = 1 WHERE vm = ?", [vm]
+        end), for domain ``domid`` on ``node`` (None: host-wide), written first so that a
+        process killed right after the call leaves that known.  With ``created``, only that
+        very reservation.  False if there is none (gone meanwhile: no claim is to be made)."""
+        query = "UPDATE reservation SET claim_ours = 1, claim_domid = ?, claim_node = ? WHERE vm = ?"
+        params = [int(domid), -1 if node is None else int(node), vm]
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
         with self.db.write() as db:
             return db.execute(query, params).rowcount > 0
 
+    def node_claims_made(self) -> List[Tuple[str, int, int]]:
+        """(VM, domid, node) of each claim we made on one node (or may have: the process was
+        killed after its claim call), for :func:`xapi_numa.ops.observe.known_node_claims`."""
+        with self.db.read() as db:
+            return RESERVATION.rows(self.db, db, ("vm", "claim_domid", "claim_node"),
+                                    "WHERE claim_ours = 1 AND claim_node >= 0 AND claim_domid >= 0")
+
     def mark_claimed(self, vm: str, created: Optional[float] = None,
-                     unclaimed: Optional[Mapping[int, int]] = None) -> bool:
+                     unclaimed: Optional[Mapping[int, int]] = None, node: Optional[int] = None) -> bool:
         """The hypervisor now protects the memory: stop counting it here, but for
         ``unclaimed`` (bytes per node the claim cannot hold: the build's overhead above the
         domain's maximum, counted until the build is over).  With ``created``, only that
         very reservation.  False if there is none (gone meanwhile).  Whether the claim is
-        ours is :meth:`note_claim_ours`'s to say."""
+        ours is :meth:`note_claim_ours`'s to say; ``node``: where our claim call put it at
+        last (-1: host-wide, where the node claim was refused), if we made it."""
         query, params = "UPDATE reservation SET claimed = 1 WHERE vm = ?", [vm]
+        if node is not None:
+            query, params = query.replace(" WHERE", ", claim_node = ? WHERE"), [int(node)] + params
         if created is not None:
             query, params = query + " AND created = ?", params + [created]
         kept = {int(n): max(0, int(b)) for n, b in (unclaimed or {}).items()}

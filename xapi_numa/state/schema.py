@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 10), and how a file
+"""The state database's schema: its tables and triggers (schema 11), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS reservation (
     expires  REAL NOT NULL,
     claimed  INTEGER NOT NULL DEFAULT 0,
     owner    TEXT NOT NULL DEFAULT '',
-    claim_ours INTEGER NOT NULL DEFAULT 0  -- the domain's claim is (or may be) one we made: ours to cancel
+    claim_ours INTEGER NOT NULL DEFAULT 0,  -- the domain's claim is (or may be) one we made: ours to cancel
+    claim_domid INTEGER NOT NULL DEFAULT -1,  -- the domain we claimed for
+    claim_node INTEGER NOT NULL DEFAULT -1   -- the node we claimed on (-1: host-wide, or not ours)
 );
 CREATE TABLE IF NOT EXISTS reservation_node (
     vm       TEXT NOT NULL REFERENCES reservation(vm) ON DELETE CASCADE,
@@ -100,6 +102,8 @@ TRIGGERS = (
 # Columns added since the first schema: (table, column, declaration).
 ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("reservation", "claim_ours", "INTEGER NOT NULL DEFAULT 0"),
+                 ("reservation", "claim_domid", "INTEGER NOT NULL DEFAULT -1"),
+                 ("reservation", "claim_node", "INTEGER NOT NULL DEFAULT -1"),
                  ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list

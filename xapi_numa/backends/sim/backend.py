@@ -254,7 +254,7 @@ class SimHypervisor(Hypervisor):
         # claims included (stock Xen 4.17 has host-wide claims only).
         features = {"topology": "native", "vcpu_affinity": "native", "node_affinity": "native",
                     "node_pages": "native", "claims": "native", "node_claims": "native"}
-        return Capabilities(self.scheduler(), True, features, modelled_time=True)
+        return Capabilities(self.scheduler(), True, features, modelled_time=True, node_claims_read=True)
 
     def cpupools(self) -> Dict[int, FrozenSet[int]]:
         """The simulated host has one pool, Pool-0, with every pCPU."""
