@@ -46,6 +46,9 @@ def test_every_method_exists_with_its_parameters(model):
         assert len(ours) == len(theirs), f"{method}: {ours} vs {theirs}"
         # names match, but for Python's reserved 'self' which the datamodel uses for the object
         assert [o.replace("self_ref", "self") for o in ours] == theirs, f"{method}: {ours} vs {theirs}"
+        # each parameter's annotation is its datamodel type: what the server reads it as
+        wire = [p.annotation for p in list(inspect.signature(impl).parameters.values())[1:]]
+        assert wire == [p["type"] for p in message["params"]], f"{method}: {wire}"
 
 
 def test_record_fields_exist(model, pool):

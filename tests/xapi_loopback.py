@@ -5,7 +5,12 @@ the real ``XenAPI`` client.  It speaks XenAPI's XML-RPC: sessions, result
 structs ``{"Status": ..., "Value"/"ErrorDescription": ...}``, opaque refs,
 string-encoded integers.  It offers the pool/host/VM/VM_metrics calls
 xapi-numa uses, with the names, parameters, record fields and error names of
-xapi's datamodel (checked against ``shared/xenapi.json`` by a test).
+xapi's datamodel (checked against ``shared/xenapi.json`` by a test).  A call's
+parameters are read as xapi's generated dispatcher reads them: their number
+(``MESSAGE_PARAMETER_COUNT_MISMATCH`` [method, taken, given], the session not
+counted), each as its datamodel type (each method's annotations; another type is
+an ``INTERNAL_ERROR``), then the session (``SESSION_INVALID``); an unknown method
+with a parameter has it checked as a session before ``MESSAGE_METHOD_UNKNOWN``.
 
 ``VM.start_on`` builds the domain on that host's simulated hypervisor and
 honours ``VCPUs_params["mask"]`` as xapi and xenopsd do (one list for every
@@ -15,6 +20,7 @@ xapi does: a subprocess given one methodCall in argv[1], whose stdout must be
 one methodResponse; otherwise ``XENAPI_PLUGIN_FAILURE``.
 """
 
+import inspect
 import os
 import re
 import subprocess
@@ -108,6 +114,19 @@ def _vcpu_affinity(mask: Optional[str], host_mask: Optional[str], vcpus: int, pc
     return out
 
 
+def _wire_type_holds(wire: str, value) -> bool:
+    """Does an XML-RPC value read as datamodel type ``wire`` (a string in xenapi.json)?
+    As xapi's unmarshallers: a string or a ref only from a string (never a number, a
+    boolean or a nil), a bool only from a boolean, a string map's values only strings."""
+    if wire == "bool":
+        return isinstance(value, bool)
+    if wire == "string" or wire.endswith(" ref"):
+        return isinstance(value, str)
+    if wire == "(string -> string) map":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    raise AssertionError("the loopback has no unmarshaller for " + wire)
+
+
 class LoopbackXapi:
     """A pool of simulated hosts; start() serves it on 127.0.0.1."""
 
@@ -180,23 +199,52 @@ class LoopbackXapi:
             return {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", f"{type(err).__name__}: {err}"]}
 
     def _call(self, method: str, params: tuple):
-        if method == "session.login_with_password":
-            return self.session_login_with_password(*params)
         impl = getattr(self, method.replace(".", "_"), None)
+        if method == "session.login_with_password":  # never wedged, not counted
+            return impl(*self._unmarshal(method, impl, params))
         self.calls[method] += 1  # counted as it arrives, answered or not
         if method in self.wedged or "*" in self.wedged:
             self._unwedged.wait()
         if method in self.delays:
             self._unwedged.wait(self.delays[method])
         if impl is None or method.startswith("_") or "." not in method:
+            # xapi takes a first parameter for a session and checks it (the call may be an
+            # extension's), then finds no extension of that name
+            if params:
+                self._check_session(params[0])
             raise Failure("MESSAGE_METHOD_UNKNOWN", method)
-        expected = impl.__code__.co_argcount - 1  # minus self
-        if len(params) != expected:
-            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, str(expected), str(len(params)))
+        args = self._unmarshal(method, impl, params)
+        self._check_session(args[0])  # after the parameters are read, as xapi's dispatcher does
+        return impl(*args)
+
+    @staticmethod
+    def _unmarshal(method: str, impl, params: tuple) -> tuple:
+        """The parameters as xapi's generated dispatcher reads them: their number (not
+        counting the session: a MESSAGE_PARAMETER_COUNT_MISMATCH names the method, the
+        number it takes and the number given), then each as its datamodel type; a value
+        of another type fails the call (the unmarshaller's Failure, an INTERNAL_ERROR).
+        A parameter with a default (the login's version and originator) may be left out,
+        and parameters past it are ignored."""
+        wire = list(inspect.signature(impl).parameters.values())
+        required = [p for p in wire if p.default is inspect.Parameter.empty]
+        session = 1 if wire and wire[0].annotation == "session ref" else 0
+        if len(params) < len(required) or (len(required) == len(wire) and len(params) != len(wire)):
+            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, str(len(required) - session),
+                          str(len(params) - session))
+        params = tuple(params[:len(wire)]) + tuple(p.default for p in wire[len(params):])
+        for p, value in zip(wire, params):
+            if not _wire_type_holds(p.annotation, value):
+                raise Failure("INTERNAL_ERROR", "Failure: {}: expected {} for {}, got {} {!r}".format(
+                    method, p.annotation, p.name, type(value).__name__, value))
+        return params
+
+    def _check_session(self, session_id) -> None:
         with self.lock:
-            if params[0] not in self.sessions:
-                raise Failure("SESSION_INVALID", str(params[0]))
-        return impl(*params)
+            if not isinstance(session_id, str):
+                raise Failure("INTERNAL_ERROR", "Failure: expected a session ref, got {} {!r}".format(
+                    type(session_id).__name__, session_id))
+            if session_id not in self.sessions:
+                raise Failure("SESSION_INVALID", session_id)
 
     @classmethod
     def methods(cls) -> List[str]:
@@ -282,7 +330,8 @@ class LoopbackXapi:
         return env
 
     # --- session -------------------------------------------------------------------------------
-    def session_login_with_password(self, uname, pwd, version, originator):
+    def session_login_with_password(self, uname: "string", pwd: "string", version: "string" = "1.0",
+                                    originator: "string" = ""):
         if uname != self.username or pwd != self.password:
             raise Failure("SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure")
         ref = _ref()
@@ -290,77 +339,79 @@ class LoopbackXapi:
             self.sessions[ref] = uname
         return ref
 
-    def session_logout(self, session_id):
+    def session_logout(self, session_id: "session ref"):
         with self.lock:
             self.sessions.pop(session_id, None)
         return ""
 
     # --- pool ------------------------------------------------------------------------------------
-    def pool_get_all(self, session_id):
+    def pool_get_all(self, session_id: "session ref"):
         return [self.pool_ref]
 
-    def pool_get_master(self, session_id, self_ref):
+    def pool_get_master(self, session_id: "session ref", self_ref: "pool ref"):
         if self_ref != self.pool_ref:
             raise Failure("HANDLE_INVALID", "pool", self_ref)
         return self.master
 
-    def pool_get_record(self, session_id, self_ref):
+    def pool_get_record(self, session_id: "session ref", self_ref: "pool ref"):
         if self_ref != self.pool_ref:
             raise Failure("HANDLE_INVALID", "pool", self_ref)
         return {"uuid": self.pool_uuid, "name_label": "loopback", "name_description": "", "master": self.master,
                 "other_config": {}}
 
     # --- host ---------------------------------------------------------------------------------------
-    def host_get_all(self, session_id):
+    def host_get_all(self, session_id: "session ref"):
         return list(self.hosts)
 
-    def host_get_all_records(self, session_id):
+    def host_get_all_records(self, session_id: "session ref"):
         with self.lock:
             return {ref: dict(h) for ref, h in self.hosts.items()}
 
-    def host_get_record(self, session_id, self_ref):
+    def host_get_record(self, session_id: "session ref", self_ref: "host ref"):
         with self.lock:
             return dict(self._host(self_ref))
 
-    def host_get_by_uuid(self, session_id, uuid):
+    def host_get_by_uuid(self, session_id: "session ref", uuid: "string"):
         for ref, h in self.hosts.items():
             if h["uuid"] == uuid:
                 return ref
         raise Failure("UUID_INVALID", "host", uuid)
 
-    def host_get_name_label(self, session_id, self_ref):
+    def host_get_name_label(self, session_id: "session ref", self_ref: "host ref"):
         return self._host(self_ref)["name_label"]
 
-    def host_get_guest_VCPUs_params(self, session_id, self_ref):
+    def host_get_guest_VCPUs_params(self, session_id: "session ref", self_ref: "host ref"):
         return dict(self._host(self_ref)["guest_VCPUs_params"])
 
-    def host_set_guest_VCPUs_params(self, session_id, self_ref, value):
+    def host_set_guest_VCPUs_params(self, session_id: "session ref", self_ref: "host ref",
+                                    value: "(string -> string) map"):
         with self.lock:
             self._host(self_ref)["guest_VCPUs_params"] = dict(value)
         return ""
 
-    def host_set_name_label(self, session_id, self_ref, value):
+    def host_set_name_label(self, session_id: "session ref", self_ref: "host ref", value: "string"):
         with self.lock:
             self._host(self_ref)["name_label"] = value
         return ""
 
-    def host_get_servertime(self, session_id, host):
+    def host_get_servertime(self, session_id: "session ref", host: "host ref"):
         """That host's clock, as xapi answers it (whole seconds, UTC); ``clock_skew[ref]``
         sets a host's clock off by that many seconds."""
         self._host(host)
         now = time.time() + self.clock_skew.get(host, 0.0)
         return xmlrpc.client.DateTime(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime(now)))
 
-    def host_get_uuid(self, session_id, self_ref):
+    def host_get_uuid(self, session_id: "session ref", self_ref: "host ref"):
         return self._host(self_ref)["uuid"]
 
-    def host_get_API_version_major(self, session_id, self_ref):
+    def host_get_API_version_major(self, session_id: "session ref", self_ref: "host ref"):
         return self._host(self_ref)["API_version_major"]
 
-    def host_get_API_version_minor(self, session_id, self_ref):
+    def host_get_API_version_minor(self, session_id: "session ref", self_ref: "host ref"):
         return self._host(self_ref)["API_version_minor"]
 
-    def host_call_plugin(self, session_id, host, plugin, fn, args):
+    def host_call_plugin(self, session_id: "session ref", host: "host ref", plugin: "string", fn: "string",
+                         args: "(string -> string) map"):
         self._host(host)
         path = os.path.join(self.plugin_dir, plugin)
         if "/" in plugin or not os.access(path, os.X_OK) or host in self.without_plugin:
@@ -387,50 +438,50 @@ class LoopbackXapi:
         return result["Value"]
 
     # --- VM ------------------------------------------------------------------------------------------
-    def VM_get_all(self, session_id):
+    def VM_get_all(self, session_id: "session ref"):
         with self.lock:
             return list(self.vms)
 
-    def VM_get_all_records(self, session_id):
+    def VM_get_all_records(self, session_id: "session ref"):
         with self.lock:
             return {ref: dict(vm) for ref, vm in self.vms.items()}
 
-    def VM_get_record(self, session_id, self_ref):
+    def VM_get_record(self, session_id: "session ref", self_ref: "VM ref"):
         with self.lock:
             vm = self._vm(self_ref)
             return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vm.items()}
 
-    def VM_get_current_operations(self, session_id, self_ref):
+    def VM_get_current_operations(self, session_id: "session ref", self_ref: "VM ref"):
         with self.lock:
             return dict(self._vm(self_ref)["current_operations"])
 
-    def VM_get_by_uuid(self, session_id, uuid):
+    def VM_get_by_uuid(self, session_id: "session ref", uuid: "string"):
         with self.lock:
             for ref, vm in self.vms.items():
                 if vm["uuid"] == uuid:
                     return ref
         raise Failure("UUID_INVALID", "VM", uuid)
 
-    def VM_get_by_name_label(self, session_id, label):
+    def VM_get_by_name_label(self, session_id: "session ref", label: "string"):
         with self.lock:
             return [ref for ref, vm in self.vms.items() if vm["name_label"] == label]
 
-    def VM_get_uuid(self, session_id, self_ref):
+    def VM_get_uuid(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["uuid"]
 
-    def VM_get_power_state(self, session_id, self_ref):
+    def VM_get_power_state(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["power_state"]
 
-    def VM_get_resident_on(self, session_id, self_ref):
+    def VM_get_resident_on(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["resident_on"]
 
-    def VM_get_domid(self, session_id, self_ref):
+    def VM_get_domid(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["domid"]
 
-    def VM_get_is_control_domain(self, session_id, self_ref):
+    def VM_get_is_control_domain(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["is_control_domain"]
 
-    def VM_get_metrics(self, session_id, self_ref):
+    def VM_get_metrics(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["metrics"]
 
     def _map_get(self, ref, field):
@@ -450,25 +501,25 @@ class LoopbackXapi:
             self._vm(ref)[field].pop(key, None)
         return ""
 
-    def VM_get_other_config(self, session_id, self_ref):
+    def VM_get_other_config(self, session_id: "session ref", self_ref: "VM ref"):
         return self._map_get(self_ref, "other_config")
 
-    def VM_add_to_other_config(self, session_id, self_ref, key, value):
+    def VM_add_to_other_config(self, session_id: "session ref", self_ref: "VM ref", key: "string", value: "string"):
         return self._map_add(self_ref, "other_config", key, value)
 
-    def VM_remove_from_other_config(self, session_id, self_ref, key):
+    def VM_remove_from_other_config(self, session_id: "session ref", self_ref: "VM ref", key: "string"):
         return self._map_remove(self_ref, "other_config", key)
 
-    def VM_get_VCPUs_params(self, session_id, self_ref):
+    def VM_get_VCPUs_params(self, session_id: "session ref", self_ref: "VM ref"):
         return self._map_get(self_ref, "VCPUs_params")
 
-    def VM_add_to_VCPUs_params(self, session_id, self_ref, key, value):
+    def VM_add_to_VCPUs_params(self, session_id: "session ref", self_ref: "VM ref", key: "string", value: "string"):
         return self._map_add(self_ref, "VCPUs_params", key, value)
 
-    def VM_remove_from_VCPUs_params(self, session_id, self_ref, key):
+    def VM_remove_from_VCPUs_params(self, session_id: "session ref", self_ref: "VM ref", key: "string"):
         return self._map_remove(self_ref, "VCPUs_params", key)
 
-    def VM_assert_can_boot_here(self, session_id, self_ref, host):
+    def VM_assert_can_boot_here(self, session_id: "session ref", self_ref: "VM ref", host: "host ref"):
         with self.lock:
             self._vm(self_ref)
             if not self._host(host)["enabled"]:
@@ -477,7 +528,8 @@ class LoopbackXapi:
                 raise Failure(*self.boot_refusals[(self_ref, host)])
         return ""
 
-    def VM_start_on(self, session_id, vm, host, start_paused, force):
+    def VM_start_on(self, session_id: "session ref", vm: "VM ref", host: "host ref", start_paused: "bool",
+                    force: "bool"):
         with self.lock:
             record = self._vm(vm)
             h = self._host(host)
@@ -524,7 +576,7 @@ class LoopbackXapi:
             self.metrics[record["metrics"]].update(VCPUs_number=str(vcpus), memory_actual=str(memory))
         return ""
 
-    def VM_hard_shutdown(self, session_id, vm):
+    def VM_hard_shutdown(self, session_id: "session ref", vm: "VM ref"):
         with self.lock:
             record = self._vm(vm)
             if record["power_state"] not in ("Running", "Paused"):
@@ -536,7 +588,7 @@ class LoopbackXapi:
             self.hosts[host]["resident_VMs"].remove(vm)
         return ""
 
-    def VM_metrics_get_record(self, session_id, self_ref):
+    def VM_metrics_get_record(self, session_id: "session ref", self_ref: "VM_metrics ref"):
         with self.lock:
             m = self.metrics.get(self_ref)
             if m is None:
