@@ -15,14 +15,16 @@ with a parameter has it checked as a session before ``MESSAGE_METHOD_UNKNOWN``.
 ``VM.start_on`` builds the domain on that host's simulated hypervisor and
 honours ``VCPUs_params["mask"]`` as xapi and xenopsd do (one list for every
 vCPU or one per vCPU, narrowed to the host's guest mask, ignored whole if any
-piece is not a number; each vCPU's hard affinity, so memory follows them).  ``host.call_plugin`` runs the plugin exactly as
-xapi does: a subprocess given one methodCall in argv[1], whose stdout must be
-one methodResponse; otherwise ``XENAPI_PLUGIN_FAILURE``.
+piece is not a number; each vCPU's hard affinity, so memory follows them).
+``host.call_plugin`` runs the plugin as xapi does: a subprocess given xapi's
+methodCall in argv[1] and an empty stdin, its stdout read as xapi reads it
+(:mod:`xapi_plugin_wire`), its stderr ignored unless it failed.
 """
 
 import inspect
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -34,7 +36,7 @@ from socketserver import ThreadingMixIn
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from xapi_numa.plugin import protocol as proto
+import xapi_plugin_wire as wire
 from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
@@ -51,6 +53,18 @@ class Failure(Exception):
     def __init__(self, *details: str) -> None:
         super().__init__(details)
         self.details = [str(d) for d in details]
+
+
+def _text(output: Optional[bytes]) -> str:
+    """A plugin's output as the string xapi passes on (its bytes, as UTF-8 here)."""
+    return (output or b"").decode("utf-8", "replace")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "SIG({})".format(number)
 
 
 def _ref() -> str:
@@ -412,30 +426,31 @@ class LoopbackXapi:
 
     def host_call_plugin(self, session_id: "session ref", host: "host ref", plugin: "string", fn: "string",
                          args: "(string -> string) map"):
+        """As xapi_plugins.ml: the plugin gets xapi's methodCall in argv[1], stdin from
+        /dev/null and no deadline (PLUGIN_TIMEOUT here is the tests' own guard); a plugin
+        killed or exiting non-zero is XENAPI_PLUGIN_FAILURE [status, stdout, stderr],
+        whatever it wrote; otherwise stdout is read as xapi reads it
+        (:mod:`xapi_plugin_wire`) and stderr is ignored."""
         self._host(host)
         path = os.path.join(self.plugin_dir, plugin)
         if "/" in plugin or not os.access(path, os.X_OK) or host in self.without_plugin:
             raise Failure("XENAPI_MISSING_PLUGIN", plugin)
-        call = proto.build_call(fn, session_id, {str(k): str(v) for k, v in args.items()})
+        call = wire.method_call(fn, session_id, args)
         with self.lock:
             self.plugin_calls += 1
         try:
-            done = subprocess.run([path, call], capture_output=True, text=True, timeout=PLUGIN_TIMEOUT,
-                                  env=self.plugin_env(host))
+            done = subprocess.run([path, call], stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=PLUGIN_TIMEOUT, env=self.plugin_env(host))
         except subprocess.TimeoutExpired as err:
-            raise Failure("XENAPI_PLUGIN_FAILURE", "timeout", err.stdout or "", err.stderr or "") from None
+            raise Failure("XENAPI_PLUGIN_FAILURE", "timeout", _text(err.stdout), _text(err.stderr)) from None
+        stdout, stderr = _text(done.stdout), _text(done.stderr)
         if done.returncode != 0:
-            status = f"signal: {-done.returncode}" if done.returncode < 0 else "non-zero exit"
-            raise Failure("XENAPI_PLUGIN_FAILURE", status, done.stdout, done.stderr)
+            status = "non-zero exit" if done.returncode > 0 else "signal: " + _signal_name(-done.returncode)
+            raise Failure("XENAPI_PLUGIN_FAILURE", status, stdout, stderr)
         try:
-            result = proto.parse_response(done.stdout)
-        except Exception:
-            raise Failure("XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", done.stdout, done.stderr) from None
-        if result["Status"] == "Failure":
-            raise Failure(*result.get("ErrorDescription", ["XENAPI_PLUGIN_FAILURE"]))
-        if not isinstance(result.get("Value"), str):
-            raise Failure("XENAPI_PLUGIN_FAILURE", "unexpected XMLRPC result", done.stdout, done.stderr)
-        return result["Value"]
+            return wire.read_output(done.stdout, stdout)
+        except wire.PluginAnswer as answer:
+            raise Failure(*answer.details) from None
 
     # --- VM ------------------------------------------------------------------------------------------
     def VM_get_all(self, session_id: "session ref"):
