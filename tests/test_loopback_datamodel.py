@@ -122,3 +122,61 @@ def test_start_on_honours_the_mask_as_xenopsd(pool):
     assert {v.hard for v in sim.vcpus(domid)} == {frozenset({4, 5, 6, 7})}
     session.xenapi.VM.hard_shutdown(ref)
     assert session.xenapi.VM.get_power_state(ref) == "Halted"
+
+
+def _holds(model, wire, value) -> bool:
+    """Does an XML-RPC value hold datamodel type ``wire`` as xapi sends it (ints as
+    decimal strings, refs as OpaqueRef strings, enums by their datamodel spelling)?"""
+    import xmlrpc.client
+
+    enums = {e["name"]: {v["name"] for v in e["values"]} for c in model.values() for e in c.get("enums", [])}
+    mapping = re.match(r"^\((.+?) -> (.+)\) map$", wire)
+    if mapping:
+        key, val = mapping.groups()
+        return isinstance(value, dict) and all(_holds(model, key, k) and _holds(model, val, v)
+                                               for k, v in value.items())
+    if wire.endswith(" set"):
+        return isinstance(value, list) and all(_holds(model, wire[:-4], v) for v in value)
+    if wire.endswith(" ref"):
+        return isinstance(value, str) and value.startswith("OpaqueRef:")
+    if wire.startswith("enum "):
+        return isinstance(value, str) and value in enums[wire[5:]]
+    return {"string": lambda: isinstance(value, str),
+            "int": lambda: isinstance(value, str) and re.match(r"^-?[0-9]+$", value) is not None,
+            "float": lambda: isinstance(value, float),
+            "bool": lambda: isinstance(value, bool),
+            "datetime": lambda: isinstance(value, xmlrpc.client.DateTime)}[wire]()
+
+
+def test_record_values_have_their_datamodel_types(model, pool):
+    server, session = pool
+    server.add_vm("vm", 2, 1 << 30, other_config={"k": "v"}, vcpus_params={"mask": "0,1"})
+    pv, _ = server.add_vm("pv", 1, 1 << 30, domain_type="pv")
+    session.xenapi.VM.start_on(pv, session.xenapi.host.get_all()[0], False, False)
+    records = [("VM", r) for r in session.xenapi.VM.get_all_records().values()]
+    records += [("host", r) for r in session.xenapi.host.get_all_records().values()]
+    records += [("pool", session.xenapi.pool.get_record(session.xenapi.pool.get_all()[0]))]
+    records += [("VM_metrics", session.xenapi.VM_metrics.get_record(r["metrics"]))
+                for cls, r in records if cls == "VM"]
+    for cls, record in records:
+        types = {f["name"]: f["type"] for f in model[cls]["fields"]}
+        for field, value in record.items():
+            assert _holds(model, types[field], value), f"{cls}.{field}: {value!r} is not a {types[field]}"
+
+
+def test_records_have_the_fields_xapi_numa_reads(model, pool):
+    """Every field of a VM or host record the product reads is in the loopback's records
+    (xapi's records have every field: a missing one would be read as its default)."""
+    server, session = pool
+    vm, _ = server.add_vm("vm", 2, 1 << 30)
+    read = {"VM": {"HVM_boot_policy", "is_a_snapshot", "is_a_template", "is_control_domain", "domain_type",
+                   "HVM_shadow_multiplier", "VCPUs_max", "VCPUs_params", "VGPUs", "attached_PCIs",
+                   "current_operations", "domid", "memory_dynamic_max", "memory_dynamic_min", "memory_static_max",
+                   "name_label", "other_config", "platform", "power_state", "resident_on",
+                   "scheduled_to_be_resident_on", "uuid"},
+            "host": {"enabled", "name_label", "uuid", "resident_VMs"}}
+    record = {"VM": session.xenapi.VM.get_record(vm), "host": session.xenapi.host.get_record(
+        session.xenapi.host.get_all()[0])}
+    for cls, fields in read.items():
+        assert fields <= {f["name"] for f in model[cls]["fields"]}, cls
+        assert fields <= set(record[cls]), f"{cls}: {fields - set(record[cls])} missing"

@@ -297,7 +297,8 @@ class LoopbackXapi:
             self.metrics[mref] = {"uuid": str(uuidlib.uuid4()), "memory_actual": "0", "VCPUs_number": "0",
                                   "VCPUs_CPU": {}, "VCPUs_params": {}, "state": [], "other_config": {}}
             self.vms[ref] = {"uuid": uuid, "name_label": name, "name_description": "", "power_state": "Halted",
-                             "is_a_template": False, "is_control_domain": False, "VCPUs_max": str(vcpus),
+                             "is_a_template": False, "is_a_snapshot": False, "is_control_domain": False,
+                             "HVM_boot_policy": "BIOS order" if domain_type == "hvm" else "", "VCPUs_max": str(vcpus),
                              "VCPUs_at_startup": str(vcpus), "VCPUs_params": dict(vcpus_params or {}),
                              "memory_static_max": str(memory), "memory_dynamic_max": str(dynamic),
                              "memory_dynamic_min": str(dynamic), "memory_static_min": str(dynamic),
