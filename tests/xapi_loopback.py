@@ -213,33 +213,36 @@ class LoopbackXapi:
             return {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", f"{type(err).__name__}: {err}"]}
 
     def _call(self, method: str, params: tuple):
+        # the parameters are the class's method's (its annotations are the datamodel's
+        # types); the call goes to the instance's, which a test may have replaced
+        spec = getattr(type(self), method.replace(".", "_"), None)
         impl = getattr(self, method.replace(".", "_"), None)
         if method == "session.login_with_password":  # never wedged, not counted
-            return impl(*self._unmarshal(method, impl, params))
+            return impl(*self._unmarshal(method, spec, params))
         self.calls[method] += 1  # counted as it arrives, answered or not
         if method in self.wedged or "*" in self.wedged:
             self._unwedged.wait()
         if method in self.delays:
             self._unwedged.wait(self.delays[method])
-        if impl is None or method.startswith("_") or "." not in method:
+        if spec is None or method.startswith("_") or "." not in method:
             # xapi takes a first parameter for a session and checks it (the call may be an
             # extension's), then finds no extension of that name
             if params:
                 self._check_session(params[0])
             raise Failure("MESSAGE_METHOD_UNKNOWN", method)
-        args = self._unmarshal(method, impl, params)
+        args = self._unmarshal(method, spec, params)
         self._check_session(args[0])  # after the parameters are read, as xapi's dispatcher does
         return impl(*args)
 
     @staticmethod
-    def _unmarshal(method: str, impl, params: tuple) -> tuple:
+    def _unmarshal(method: str, spec, params: tuple) -> tuple:
         """The parameters as xapi's generated dispatcher reads them: their number (not
         counting the session: a MESSAGE_PARAMETER_COUNT_MISMATCH names the method, the
         number it takes and the number given), then each as its datamodel type; a value
         of another type fails the call (the unmarshaller's Failure, an INTERNAL_ERROR).
         A parameter with a default (the login's version and originator) may be left out,
         and parameters past it are ignored."""
-        wire = list(inspect.signature(impl).parameters.values())
+        wire = list(inspect.signature(spec).parameters.values())[1:]  # (not self)
         required = [p for p in wire if p.default is inspect.Parameter.empty]
         session = 1 if wire and wire[0].annotation == "session ref" else 0
         if len(params) < len(required) or (len(required) == len(wire) and len(params) != len(wire)):
