@@ -73,3 +73,25 @@ def test_an_unknown_method_checks_the_session_first(pool):
     assert _failure(getattr(proxy, "VM.no_such_call")("OpaqueRef:gone")) == ["SESSION_INVALID", "OpaqueRef:gone"]
     assert _failure(getattr(proxy, "VM.no_such_call")(session._session)) == ["MESSAGE_METHOD_UNKNOWN", "VM.no_such_call"]
     assert _failure(getattr(proxy, "VM.no_such_call")()) == ["MESSAGE_METHOD_UNKNOWN", "VM.no_such_call"]
+
+
+def test_a_vm_the_host_cannot_hold_cannot_boot_there(pool):
+    """As xapi's assert_can_boot_here (and VM.start_on, which asserts it): the host's free
+    memory for the VM's dynamic minimum, then its pCPUs for VCPUs_max."""
+    import XenAPI
+
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    free = sum(m.free for m in server.sims[host].node_memory())
+    big, _ = server.add_vm("big", 2, free + (1 << 20))
+    wide, _ = server.add_vm("wide", 9, 1 << 30)
+    unrestricted, _ = server.add_vm("unrestricted", 9, 1 << 30, platform={"vcpu-unrestricted": "true"})
+    for call in (session.xenapi.VM.assert_can_boot_here, lambda vm, h: session.xenapi.VM.start_on(vm, h, False, False)):
+        with pytest.raises(XenAPI.Failure) as err:
+            call(big, host)
+        assert err.value.details == ["HOST_NOT_ENOUGH_FREE_MEMORY", str(free + (1 << 20)), str(free)]
+        with pytest.raises(XenAPI.Failure) as err:
+            call(wide, host)
+        assert err.value.details == ["HOST_NOT_ENOUGH_PCPUS", "9", "8"]
+    session.xenapi.VM.assert_can_boot_here(unrestricted, host)
+    assert all(session.xenapi.VM.get_power_state(vm) == "Halted" for vm in (big, wide))

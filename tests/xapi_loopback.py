@@ -538,13 +538,28 @@ class LoopbackXapi:
     def VM_remove_from_VCPUs_params(self, session_id: "session ref", self_ref: "VM ref", key: "string"):
         return self._map_remove(self_ref, "VCPUs_params", key)
 
+    def _assert_can_boot_here(self, vm: str, host: str) -> None:
+        """xapi's checks (xapi_vm_helpers.ml, ``assert_can_boot_here``), in its order: the
+        host enabled, what tests refuse (a local SR elsewhere, a missing network), then
+        the host's free memory for the VM's dynamic minimum (HOST_NOT_ENOUGH_FREE_MEMORY
+        [needed, free]; the loopback counts no overhead) and its pCPUs for VCPUs_max
+        (HOST_NOT_ENOUGH_PCPUS [vcpus, pcpus], unless platform:vcpu-unrestricted)."""
+        record, h = self._vm(vm), self._host(host)
+        if not h["enabled"]:
+            raise Failure("HOST_DISABLED", host)
+        if (vm, host) in self.boot_refusals:
+            raise Failure(*self.boot_refusals[(vm, host)])
+        needed = int(record["memory_dynamic_min"])
+        free = sum(m.free for m in self.sims[host].node_memory())
+        if free < needed:
+            raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", str(needed), str(free))
+        vcpus, pcpus = int(record["VCPUs_max"]), len(self.sims[host].topology().cpus)
+        if vcpus > pcpus and record["platform"].get("vcpu-unrestricted", "").lower() not in ("true", "1"):
+            raise Failure("HOST_NOT_ENOUGH_PCPUS", str(vcpus), str(pcpus))
+
     def VM_assert_can_boot_here(self, session_id: "session ref", self_ref: "VM ref", host: "host ref"):
         with self.lock:
-            self._vm(self_ref)
-            if not self._host(host)["enabled"]:
-                raise Failure("HOST_DISABLED", host)
-            if (self_ref, host) in self.boot_refusals:
-                raise Failure(*self.boot_refusals[(self_ref, host)])
+            self._assert_can_boot_here(self_ref, host)
         return ""
 
     def VM_start_on(self, session_id: "session ref", vm: "VM ref", host: "host ref", start_paused: "bool",
@@ -554,10 +569,7 @@ class LoopbackXapi:
             h = self._host(host)
             if record["power_state"] != "Halted":
                 raise Failure("VM_BAD_POWER_STATE", vm, "halted", record["power_state"].lower())
-            if not h["enabled"]:
-                raise Failure("HOST_DISABLED", host)
-            if (vm, host) in self.boot_refusals:  # xapi asserts it again at the start
-                raise Failure(*self.boot_refusals[(vm, host)])
+            self._assert_can_boot_here(vm, host)  # xapi asserts it again at the start
             if record["current_operations"]:  # xapi refuses a second start while one runs
                 task, op = next(iter(record["current_operations"].items()))
                 raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, task)
