@@ -38,6 +38,9 @@ HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILUR
                     "CANNOT_CONTACT_HOST", "HOST_HAS_NO_MANAGEMENT_IP",
                     # the host's plugin answers, but cannot read its hypervisor or its state
                     "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR")
+# xapi's own capacity checks (assert_can_boot_here, and VM.start_on which asserts it):
+# the host lacks the memory or the pCPUs, before its plugin is asked: no room, as NUMA_NO_CAPACITY
+XAPI_NO_ROOM = ("HOST_NOT_ENOUGH_FREE_MEMORY", "HOST_NOT_ENOUGH_PCPUS")
 
 
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
@@ -118,6 +121,9 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             if err.code == "NUMA_NO_CAPACITY":
                 refusals.append("{}: {}".format(label, " ".join(err.params[:1])))
                 continue
+            if err.code in XAPI_NO_ROOM:
+                refusals.append("{}: {}".format(label, " ".join([err.code, *err.params[:2]])))
+                continue
             if err.code == "NUMA_INVALID_ARGUMENT":
                 # about this host (a node or CPU it lacks: hosts differ) or about the VM
                 # (a bad policy: every host says the same); the next host may take it
@@ -185,6 +191,9 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
             _release_quietly(session, host, uuid)  # the reservation and the boot pin, not left behind
             if not isinstance(err, xapi.XapiError):
                 raise
+            if err.code in XAPI_NO_ROOM:  # filled up since the dry run: ranked again, as NUMA_NO_CAPACITY
+                tried.append(record["name_label"])
+                continue
             refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
             tried.append(record["name_label"])
             continue
