@@ -95,3 +95,18 @@ def test_a_vm_the_host_cannot_hold_cannot_boot_there(pool):
         assert err.value.details == ["HOST_NOT_ENOUGH_PCPUS", "9", "8"]
     session.xenapi.VM.assert_can_boot_here(unrestricted, host)
     assert all(session.xenapi.VM.get_power_state(vm) == "Halted" for vm in (big, wide))
+
+
+def test_every_host_has_its_control_domain_record(pool):
+    """As in xapi: VM.get_all_records lists each host's dom0, running there as domain 0,
+    with a UUID of its own (the host's inventory's CONTROL_DOMAIN_UUID)."""
+    server, session = pool
+    records = session.xenapi.VM.get_all_records()
+    dom0s = {r["resident_on"]: (ref, r) for ref, r in records.items() if r["is_control_domain"]}
+    assert sorted(dom0s) == sorted(session.xenapi.host.get_all())
+    for host, (ref, record) in dom0s.items():
+        assert (record["power_state"], record["domid"]) == ("Running", "0")
+        assert record["name_label"] == "Control domain on host: " + session.xenapi.host.get_name_label(host)
+        assert ref in session.xenapi.host.get_record(host)["resident_VMs"]
+        with open(server.inventories[host]) as f:
+            assert "CONTROL_DOMAIN_UUID='{}'".format(record["uuid"]) in f.read()

@@ -12,10 +12,8 @@ import time
 
 def control_domain(server, host):
     """xapi's VM record for a host's dom0: a UUID of its own, not Xen's all-zero handle."""
-    ref, uuid = server.add_vm("Control domain on host: " + server.hosts[host]["name_label"], 1, 256 << 20,
-                              domain_type="pv")
-    server.vms[ref].update(is_control_domain=True, power_state="Running", resident_on=host, domid="0")
-    return ref, uuid
+    ref = server.control_domains[host]
+    return ref, server.vms[ref]["uuid"]
 
 
 def test_this_hosts_control_domain_by_its_xapi_uuid_is_dom0_for_queries_and_refused_for_settle(ctx, tmp_path):

@@ -157,6 +157,7 @@ class LoopbackXapi:
         self.ledgers: Dict[str, str] = {}
         self.inventories: Dict[str, str] = {}
         self.vms: Dict[str, dict] = {}
+        self.control_domains: Dict[str, str] = {}  # host ref -> its dom0's VM ref
         self.calls: Counter = Counter()  # XenAPI calls served, by method (what a client costs xapi)
         self.metrics: Dict[str, dict] = {}
         self.vgpus: Dict[str, str] = {}  # VGPU ref -> its VGPU_type's implementation
@@ -168,13 +169,16 @@ class LoopbackXapi:
             self.ledgers[ref] = path + ".ledger.db"
             host_uuid = str(uuidlib.uuid4())
             self.inventories[ref] = path + ".inventory"  # as /etc/xensource-inventory names a dom0's host
+            dom0_uuid = str(uuidlib.uuid4())  # xapi's VM UUID for this host's dom0 (not Xen's all-zero handle)
             with open(self.inventories[ref], "w") as f:
-                f.write("PRIMARY_DISK='/dev/sda'\nINSTALLATION_UUID='{}'\nBUILD_NUMBER='loopback'\n".format(host_uuid))
+                f.write("PRIMARY_DISK='/dev/sda'\nINSTALLATION_UUID='{}'\nCONTROL_DOMAIN_UUID='{}'\n"
+                        "BUILD_NUMBER='loopback'\n".format(host_uuid, dom0_uuid))
             self.hosts[ref] = {"uuid": host_uuid, "name_label": name, "name_description": "",
                                "enabled": True, "address": "127.0.0.1", "hostname": name,
                                "API_version_major": "2", "API_version_minor": "21", "other_config": {},
                                "guest_VCPUs_params": {},
                                "resident_VMs": []}
+            self._add_control_domain(ref, dom0_uuid)
         self.master = next(iter(self.hosts))
         self.clock_skew: Dict[str, float] = {}  # host ref -> seconds its clock is off (host.get_servertime)
         # tests' levers: hosts that lack the numa plugin (a rollout half done), and hosts a VM
@@ -321,18 +325,30 @@ class LoopbackXapi:
             self.vms[vm]["VGPUs"] = self.vms[vm]["VGPUs"] + [ref]
         return ref
 
-    def VGPU_get_type(self, session_id, self_ref):
+    def VGPU_get_type(self, session_id: "session ref", self_ref: "VGPU ref"):
         with self.lock:
             if self_ref not in self.vgpus:
                 raise Failure("HANDLE_INVALID", "VGPU", self_ref)
             return "type:" + self_ref
 
-    def VGPU_type_get_implementation(self, session_id, self_ref):
+    def VGPU_type_get_implementation(self, session_id: "session ref", self_ref: "VGPU_type ref"):
         with self.lock:
             vgpu = self_ref[len("type:"):]
             if not self_ref.startswith("type:") or vgpu not in self.vgpus:
                 raise Failure("HANDLE_INVALID", "VGPU_type", self_ref)
             return self.vgpus[vgpu]
+
+    def _add_control_domain(self, host: str, uuid: str) -> None:
+        """Each host's dom0 has a VM record, as in xapi: running there as domain 0, listed by
+        VM.get_all_records and the host's resident_VMs (self.control_domains[host])."""
+        ref, _ = self.add_vm("Control domain on host: " + self.hosts[host]["name_label"], 1, 256 << 20,
+                             domain_type="pv", other_config={"is_system_domain": "true"})
+        record = self.vms[ref]
+        record.update(uuid=uuid, is_control_domain=True, power_state="Running", resident_on=host, affinity=host,
+                      domid="0")
+        self.metrics[record["metrics"]].update(VCPUs_number="1", memory_actual=str(256 << 20))
+        self.hosts[host]["resident_VMs"].append(ref)
+        self.control_domains[host] = ref
 
     def plugin_env(self, host: str) -> dict:
         """What xapi gives a plugin (forkhelpers: PATH alone, no locale), with the test's
