@@ -1,23 +1,15 @@
 """A hand move of a strict VM's memory stays on its nodes (ops/move_policy.py), through the
 plugin as xapi runs it and through the CLI (found by review: the VM ended up hard-pinned on
 node 1 with all its memory on node 0, and nothing would ever bring either back)."""
-import os
-import subprocess
 import time
 
-from conftest import PLUGIN_DIR
-
 from xapi_numa.cli.main import main
-from xapi_numa.plugin import protocol as proto
-
-PLUGIN = os.path.join(PLUGIN_DIR, "numa")
 
 
 def run(server, host, session, fn, args):
-    done = subprocess.run([PLUGIN, proto.build_call(fn, session, args)], capture_output=True, text=True,
-                          timeout=120, env=server.plugin_env(host))
-    assert done.returncode == 0, done.stderr
-    return proto.parse_response(done.stdout)
+    from test_plugin import run as run_as_xapi
+
+    return run_as_xapi(server, host, session, fn, args)
 
 
 def test_a_strict_vms_memory_is_not_moved_off_its_nodes_by_hand(pool, monkeypatch, capsys):

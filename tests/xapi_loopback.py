@@ -455,12 +455,19 @@ class LoopbackXapi:
         path = os.path.join(self.plugin_dir, plugin)
         if "/" in plugin or not os.access(path, os.X_OK) or host in self.without_plugin:
             raise Failure("XENAPI_MISSING_PLUGIN", plugin)
-        call = wire.method_call(fn, session_id, args)
         with self.lock:
             self.plugin_calls += 1
+        return self.run_plugin(host, session_id, fn, args, path)
+
+    def run_plugin(self, host: str, session_id: str, fn: str, args: Dict[str, str],
+                   path: Optional[str] = None) -> str:
+        """Run a plugin (the numa plugin unless ``path``) for ``host`` as xapi does; its
+        result string, or Failure as xapi would answer (tests call this to run the
+        plugin alone, with no XenAPI call around it)."""
+        call = wire.method_call(fn, session_id, args)
         try:
-            done = subprocess.run([path, call], stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=PLUGIN_TIMEOUT, env=self.plugin_env(host))
+            done = subprocess.run([path or os.path.join(self.plugin_dir, "numa"), call], stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=PLUGIN_TIMEOUT, env=self.plugin_env(host))
         except subprocess.TimeoutExpired as err:
             raise Failure("XENAPI_PLUGIN_FAILURE", "timeout", _text(err.stdout), _text(err.stderr)) from None
         stdout, stderr = _text(done.stdout), _text(done.stderr)
