@@ -46,7 +46,7 @@ PLUGIN_TIMEOUT = 120
 # xapi's generic errors (Api_errors), raised by any call: not listed per message in the datamodel.
 GENERIC_ERRORS = {"HANDLE_INVALID", "SESSION_INVALID", "MAP_DUPLICATE_KEY", "UUID_INVALID",
                   "MESSAGE_METHOD_UNKNOWN", "MESSAGE_PARAMETER_COUNT_MISMATCH", "XENAPI_PLUGIN_FAILURE",
-                  "XENAPI_MISSING_PLUGIN", "INTERNAL_ERROR"}
+                  "XENAPI_MISSING_PLUGIN", "INTERNAL_ERROR", "HOST_OFFLINE"}
 
 
 class Failure(Exception):
@@ -184,6 +184,9 @@ class LoopbackXapi:
         # tests' levers: hosts that lack the numa plugin (a rollout half done), and hosts a VM
         # cannot boot on (xapi's assert_can_boot_here: a local SR elsewhere, a missing network)
         self.without_plugin: Set[str] = set()
+        # hosts that are down (xapi no longer hears their heartbeat): a call forwarded there
+        # is HOST_OFFLINE [host], and no VM can boot there (HOST_NOT_LIVE, no parameters)
+        self.offline: Set[str] = set()
         self.boot_refusals: Dict[Tuple[str, str], List[str]] = {}  # (vm ref, host ref) -> failure
         # a wedged xapi: calls of these methods ("*": every one but a login) get no answer
         # until unwedged (or the server stops); delays: seconds before a method answers
@@ -338,6 +341,13 @@ class LoopbackXapi:
                 raise Failure("HANDLE_INVALID", "VGPU_type", self_ref)
             return self.vgpus[vgpu]
 
+    def _forwarded_to(self, host: str) -> None:
+        """A call xapi's master forwards to ``host`` (message_forwarding.ml): HOST_OFFLINE
+        if that host is down, unless it is the master itself."""
+        self._host(host)
+        if host in self.offline and host != self.master:
+            raise Failure("HOST_OFFLINE", host)
+
     def _add_control_domain(self, host: str, uuid: str) -> None:
         """Each host's dom0 has a VM record, as in xapi: running there as domain 0, listed by
         VM.get_all_records and the host's resident_VMs (self.control_domains[host])."""
@@ -451,7 +461,7 @@ class LoopbackXapi:
         killed or exiting non-zero is XENAPI_PLUGIN_FAILURE [status, stdout, stderr],
         whatever it wrote; otherwise stdout is read as xapi reads it
         (:mod:`xapi_plugin_wire`) and stderr is ignored."""
-        self._host(host)
+        self._forwarded_to(host)
         path = os.path.join(self.plugin_dir, plugin)
         if "/" in plugin or not os.access(path, os.X_OK) or host in self.without_plugin:
             raise Failure("XENAPI_MISSING_PLUGIN", plugin)
@@ -563,11 +573,13 @@ class LoopbackXapi:
 
     def _assert_can_boot_here(self, vm: str, host: str) -> None:
         """xapi's checks (xapi_vm_helpers.ml, ``assert_can_boot_here``), in its order: the
-        host enabled, what tests refuse (a local SR elsewhere, a missing network), then
+        host live, the host enabled, what tests refuse (a local SR elsewhere, a missing network), then
         the host's free memory for the VM's dynamic minimum (HOST_NOT_ENOUGH_FREE_MEMORY
         [needed, free]; the loopback counts no overhead) and its pCPUs for VCPUs_max
         (HOST_NOT_ENOUGH_PCPUS [vcpus, pcpus], unless platform:vcpu-unrestricted)."""
         record, h = self._vm(vm), self._host(host)
+        if host in self.offline:
+            raise Failure("HOST_NOT_LIVE")
         if not h["enabled"]:
             raise Failure("HOST_DISABLED", host)
         if (vm, host) in self.boot_refusals:
