@@ -240,6 +240,8 @@ class Executor:
             if err.errno == errno.ESRCH:
                 return Outcome(a, GONE, "the domain is gone")
             if not (err.errno == errno.EINVAL and self._has_claim(a.domid)):
+                if not self._has_claim(a.domid):  # (none made: the note would hold the row for good)
+                    self.ledger.forget_claim_ours(a.vm, a.created)
                 return Outcome(a, REFUSED, "claim refused, reservation kept: " + err.message)
             adopted = True  # (made since we looked: the build's all the same)
         try:

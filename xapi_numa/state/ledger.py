@@ -245,6 +245,16 @@ class Ledger:
         with self.db.write() as db:
             return db.execute(query, params).rowcount > 0
 
+    def forget_claim_ours(self, vm: str, created: Optional[float] = None) -> None:
+        """Our claim call was refused and the domain has no claim: undo
+        :meth:`note_claim_ours`, so that the unclaimed row expires with its lease again."""
+        query, params = ("UPDATE reservation SET claim_ours = 0, claim_domid = -1, claim_node = -1 "
+                         "WHERE vm = ? AND claimed = 0"), [vm]
+        if created is not None:
+            query, params = query + " AND created = ?", params + [created]
+        with self.db.write() as db:
+            db.execute(query, params)
+
     def node_claims_made(self) -> List[Tuple[str, int, int]]:
         """(VM, domid, node) of each claim we made on one node (or may have: the process was
         killed after its claim call), for :func:`xapi_numa.ops.observe.known_node_claims`."""
