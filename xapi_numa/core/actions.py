@@ -98,7 +98,9 @@ class ShrinkReservation:
 class ClaimReservation:
     """Turn a reservation into the domain's claim for the pages its build still needs
     (``pages_per_node``); the reservation then counts only what the claim cannot hold
-    (``unclaimed``, bytes per node: the build's overhead above the domain's maximum).
+    (``unclaimed``, bytes per node; reconcile leaves it empty: the build's overhead above
+    the domain's maximum is allocated before the domain's first page, so it is out of
+    the free memory by the time a claim is made, and counting it too counted it twice).
     Xen keeps one claim per domain, on one node or host-wide, and takes the domain's
     total as its argument: ``domain_pages`` (what the domain had when planned) plus what
     is still needed, never above ``max_pages``."""

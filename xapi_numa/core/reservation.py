@@ -7,8 +7,10 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
 * the build is over (the domain runs, or all its memory is there): release it
   (and cancel claims made for it);
 * where the hypervisor has per-node claims, turn it into claims as soon as
-  the domain exists (the hypervisor then protects the memory; the reservation
-  keeps what no claim can hold, the build's overhead above the domain's maximum);
+  the domain has a page (the hypervisor then protects the memory; the build's
+  overhead above the domain's maximum, which no claim of the domain's holds, is out
+  of the free memory by then: xenopsd's build_pre and libxl's build_pre allocate
+  the shadow/HAP pool, and Xen the per-vCPU memory, before the first guest page);
 * otherwise shrink it by what has landed on each node.
 
 A claimed reservation, or one whose claim call was made (the ledger notes that the
@@ -65,8 +67,7 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         elif node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
             claim = claimable(to_come, d, sum(r.initial.values()))
             out.append(ClaimReservation(r.vm, d.domid, claim, "domain exists", r.created, d.memory >> PAGE_SHIFT,
-                                        d.max_memory >> PAGE_SHIFT,
-                                        unclaimable(to_come, claim, d, sum(r.initial.values()))))
+                                        d.max_memory >> PAGE_SHIFT))
         elif not r.claimed:
             # (also a domain with no page yet: Xen keeps one claim per domain, and a builder that
             # claims for itself (libxl's meminit, xl's default claim_mode) does so before its first
@@ -89,24 +90,6 @@ def claimable(to_come: Mapping[int, int], d: DomainInfo, reserved: int) -> Dict[
     for node in sorted(to_come):
         take = min(to_come[node] >> PAGE_SHIFT, room)
         room -= take
-        if take:
-            out[node] = take
-    return out
-
-
-def unclaimable(to_come: Mapping[int, int], claim: Mapping[int, int], d: DomainInfo,
-                reserved: int) -> Dict[int, int]:
-    """Bytes per node the build still needs that ``claim`` (pages per node) cannot hold: the
-    part of the reservation above the domain's maximum (the shadow/HAP pool, per-vCPU
-    memory: Xen charges none of it to the domain's pages, so no claim of the domain's
-    holds it).  The ledger keeps counting it until the build is over.  At most what the
-    build still needs (``reserved`` less what the domain has, wherever it landed) less the
-    claim, taken from the highest node (where :func:`claimable` left it)."""
-    left = max(0, reserved - d.memory - (sum(claim.values()) << PAGE_SHIFT))
-    out: Dict[int, int] = {}
-    for node in sorted(to_come, reverse=True):
-        take = min(max(0, to_come[node] - (claim.get(node, 0) << PAGE_SHIFT)), left)
-        left -= take
         if take:
             out[node] = take
     return out
