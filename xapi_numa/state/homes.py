@@ -4,7 +4,8 @@ again within minutes) and what ``top`` counts (moves by kind).
 
 Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
 row stamped later than now is from an earlier boot: it holds nothing down, and
-the next record drops it.  Rows are kept in the order they were written."""
+a record stamped more than :data:`SAME_BOOT_SLACK` earlier drops it.  Rows are
+kept in the order they were written."""
 import json
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional
 
@@ -15,6 +16,10 @@ from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
 
 HAND = "by hand"  # the kind of a home move an admin made (a page move whose affinity followed), not the rebalancer
+# How much later than a row being written a row of this boot can be stamped: writers stamp
+# before they write (xapi-numad its period's snapshot time, recorded once the period's writes
+# and memory-follow steps are made; move-memory by hand, another process, in between)
+SAME_BOOT_SLACK = 600.0
 KEEP = 1000  # rows kept beyond those still holding a VM down (``keep_for``): for the counters
 HOME_MOVE = Table("home_move", ("rowid",), {
     "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
@@ -62,7 +67,8 @@ class HomeMoves:
         (4 swaps), a hold-down's rows can outnumber KEEP, and a VM whose row went was moved
         again within it."""
         with self.db.write() as db:
-            db.execute("DELETE FROM home_move WHERE moved_at > ?", (move.moved_at,))  # an earlier boot's
+            db.execute("DELETE FROM home_move WHERE moved_at > ?",  # an earlier boot's
+                       (move.moved_at + SAME_BOOT_SLACK,))
             db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
                        "followed_pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attrs.astuple(move))
             db.execute("DELETE FROM home_move WHERE moved_at < ? AND rowid NOT IN "
