@@ -219,12 +219,10 @@ def log_in(session, username: str, password: str, version: str, originator: str,
     try:
         with _xapi_errors():
             session.xenapi.login_with_password(username, password, version, originator)
-    except XapiError as err:
-        if err.code in LOGIN_REFUSALS:
+    except BaseException as err:
+        logout(session)  # a no-op unless the ref arrived (an older client reads more after it: a refusal there)
+        if isinstance(err, XapiError) and err.code in LOGIN_REFUSALS:
             raise LoginRefused(err.xenapi_failure(), username, where) from None
-        raise
-    except BaseException:
-        logout(session)  # a no-op unless the ref arrived
         raise
 
 
