@@ -23,6 +23,10 @@ HEADER = "libxenuma.h"
 LIBDIR_ENV = "XAPI_NUMA_LIBDIR"
 # cffi's cdef takes `#define NAME <literal>` lines but no include guards or includes.
 SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
+# Struct fields this package reads that an older libxenuma lacks: a pair (library and its
+# header) from before them loads and lays out calls right, but the adapter dies reading one
+# (after a recovery has already removed its batch record), so such a pair is refused here.
+REQUIRED_FIELDS = {"struct xn_mig_result": ("granted", "recognised", "max_restored", "max_unknown")}
 
 
 class NotBuilt(ImportError):
@@ -60,6 +64,15 @@ def find(dirs: Sequence[str]) -> Optional[Tuple[str, str]]:
     return None
 
 
+def missing_fields(ffi) -> List[Tuple[str, str]]:
+    """(struct, field) of REQUIRED_FIELDS the declarations lack."""
+    out = []
+    for struct, fields in sorted(REQUIRED_FIELDS.items()):
+        have = {name for name, _ in (ffi.typeof(struct).fields or ())}
+        out += [(struct, f) for f in fields if f not in have]
+    return out
+
+
 def load(dirs: Optional[Sequence[str]] = None):
     """Open libxenuma in ABI mode: (ffi, lib), shaped like the API-mode module's pair."""
     dirs = list(default_dirs() if dirs is None else dirs)
@@ -76,6 +89,11 @@ def load(dirs: Optional[Sequence[str]] = None):
         text = f.read()
     ffi = FFI()
     ffi.cdef(declarations(text))
+    lacking = missing_fields(ffi)
+    if lacking:
+        raise ImportError("{} (with {}) is older than this xapi-numa: {} lacks {}; install the library of "
+                          "the same release".format(lib_path, header_path, lacking[0][0], ", ".join(
+                              f for _, f in lacking))) from None
     try:
         lib = ffi.dlopen(lib_path)
     except OSError as err:  # a missing libxenctrl.so.4.17 lands here: say which file and why
