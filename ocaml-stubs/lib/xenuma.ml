@@ -261,6 +261,8 @@ type raw_result = {
   ; r_errno: int
   ; r_granted: int64
   ; r_recognised: int64
+  ; r_max_restored: int64
+  ; r_max_unknown: bool
 }
 
 type move_result = {
@@ -278,6 +280,8 @@ type move_result = {
   ; error: Unix.error option
   ; granted: int64
   ; recognised: int64
+  ; max_restored: int64
+  ; max_unknown: bool
 }
 
 (* errno numbers the results carry, as Unix.error: the same mapping as Error's *)
@@ -309,7 +313,9 @@ let result_of_raw r =
   ; stage= stage_of_int r.r_stage
   ; error= error_of_errno r.r_errno
   ; granted= r.r_granted
-  ; recognised= r.r_recognised }
+  ; recognised= r.r_recognised
+  ; max_restored= r.r_max_restored
+  ; max_unknown= r.r_max_unknown }
 
 external mig_move : handle -> int -> int array -> int -> int -> int -> string -> raw_result
   = "stub_xenuma_mig_move_bytecode" "stub_xenuma_mig_move_native"

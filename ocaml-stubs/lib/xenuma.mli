@@ -301,6 +301,13 @@ type move_result = {
   ; recognised: int64
         (** gfns left where they were: by the pause their contents were a page Xen
             keeps mapped (a vcpu_info, an event-channel page) the scan had not seen *)
+  ; max_restored: int64
+        (** {!recover}: the toolstack's max_pages (pages), set again from a raise a
+            dead mover (or recoverer) left in force; 0: none was (0 from {!move}) *)
+  ; max_unknown: bool
+        (** {!recover}: the record is from before raises were recorded (batch record
+            version 3 or 4) and its batch was past the copy, where one may have been in
+            force: max_pages is left as it is (false from {!move}) *)
 }
 
 val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle -> domid:int ->

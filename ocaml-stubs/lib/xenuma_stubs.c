@@ -1152,13 +1152,17 @@ static value result_record(const struct xn_mig_result *res)
                                   res->pause_ns };
     int i;
 
-    r = caml_alloc_tuple(14);
+    r = caml_alloc_tuple(16);
     for (i = 0; i < 10; i++)
         Store_field(r, i, caml_copy_int64((int64_t)counts[i]));
     Store_field(r, 10, Val_int(res->stage));
     Store_field(r, 11, Val_int(res->error < 0 ? -res->error : res->error));
     Store_field(r, 12, caml_copy_int64((int64_t)res->granted));
     Store_field(r, 13, caml_copy_int64((int64_t)res->recognised));
+    /* xn_mig_recover: a raise of max_pages a dead mover left, set back (or one an older
+     * record cannot say of) */
+    Store_field(r, 14, caml_copy_int64((int64_t)res->max_restored));
+    Store_field(r, 15, Val_bool(res->max_unknown != 0));
     CAMLreturn(r);
 }
 

@@ -369,3 +369,36 @@ CAMLprim value fake_release_physinfo_with_signal(value signo, value open_then)
     caml_leave_blocking_section();
     return Val_unit;
 }
+
+/* Domain 1's max_pages now. */
+CAMLprim value fake_max_pages(value unit)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xc_domaininfo_t info;
+    long max = -1;
+
+    (void)unit;
+    if (xch && xc_domain_getinfolist(xch, 1, 1, &info) == 1)
+        max = (long)info.max_pages;
+    if (xch)
+        xc_interface_close(xch);
+    return Val_long(max);
+}
+
+/* The toolstack caps domain 1's max_pages `below` pages under its page count (as squeezed
+ * does while its balloon driver is on its way down); returns the cap (-1: not done). */
+CAMLprim value fake_cap_max(value below)
+{
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xc_domaininfo_t info;
+    long cap = -1;
+
+    if (xch && xc_domain_getinfolist(xch, 1, 1, &info) == 1) {
+        cap = (long)info.tot_pages - Long_val(below);
+        if (xc_domain_setmaxmem(xch, 1, (uint64_t)cap * 4))
+            cap = -1;
+    }
+    if (xch)
+        xc_interface_close(xch);
+    return Val_long(cap);
+}

@@ -39,6 +39,10 @@ external fake_map_size_calls : unit -> int = "fake_map_size_calls"
 
 external fake_numainfo_no_nodes : bool -> unit = "fake_numainfo_no_nodes"
 
+external fake_max_pages : unit -> int = "fake_max_pages"
+
+external fake_cap_max : int -> int = "fake_cap_max"
+
 external fake_long_ints : int -> int array = "fake_long_ints"
 
 external fake_long_ranges : int -> Xenuma.vmemrange array = "fake_long_ranges"
@@ -665,6 +669,28 @@ let test_recover h =
     | Some (Unix.EINVAL, _) -> true
     | _ -> false)
 
+(* A mover killed between raising max_pages (the toolstack had capped it below the
+   guest's count) and giving it back: recover sets the toolstack's value again from
+   the batch record, and the result says so (max_restored), as xn_mig_recover does. *)
+let test_recover_a_raise h =
+  let record = record () in
+  fake_guest_reset () ;
+  let gfns = Array.init 512 (fun i -> 512 + i) in
+  let cap = fake_cap_max 100 in
+  ( match Unix.fork () with
+  | 0 ->
+      Unix.putenv "FAKE_XC_DIE_AFTER_RAISE" "1" ;
+      (try ignore (Xenuma.move ~record h ~domid:1 ~gfns ~node:1) with _ -> ()) ;
+      Unix._exit 1
+  | pid -> ignore (Unix.waitpid [] pid) ) ;
+  check "recover a raise: the dead mover left max_pages raised" (cap > 0 && fake_max_pages () > cap) ;
+  check "recover a raise: the toolstack's max_pages set back, and said"
+    (match Xenuma.recover h ~record with
+    | Xenuma.Unpaused r -> r.lost = 0L && r.max_restored = Int64.of_int cap && not r.max_unknown
+    | _ -> false) ;
+  check "recover a raise: max_pages is the toolstack's, the guest settled"
+    (fake_max_pages () = cap && settled record && intact gfns)
+
 exception Interrupted
 
 let handled = ref 0
@@ -826,6 +852,7 @@ let () =
   test_move h ;
   test_scan_probe h ;
   test_recover h ;
+  test_recover_a_raise h ;
   if mode = "patched" then test_patched h else test_stock h ;
   Xenuma.close h ;
   test_close_during_a_call () ;
