@@ -412,7 +412,8 @@ static int must_stay_paused(const struct xn_mig_result *res, const struct xn_rec
  * typed, and the gfns Xen says are no longer populated (XTAB, as the pause
  * check below tells a gfn given back) are left out -- into live[] with where
  * each was in the caller's list (live_at[]), the record rewritten to hold only
- * those (still OPEN: nothing done to the domain) -- and the rest mapped again.
+ * those (still OPEN: nothing done to the domain) -- and the rest mapped again, as
+ * often as more were given back meanwhile.
  * Any other failure, or one with no such gfn, is returned as it was.
  * *given_back: how many were left out.  With every gfn given back, nothing is
  * mapped (b->n is 0).  0 or -errno.
@@ -421,28 +422,34 @@ static int map_less_given_back(struct xn_batch *b, struct xn_rec *rec, uint64_t 
                                uint32_t *given_back, uint8_t **mapped)
 {
     xen_pfn_t *types = b->scratch; /* free until the pause */
-    uint32_t i, m = 0;
-    int rc = xn_batch_map(b, b->gfns, b->n, PROT_READ, mapped);
+    uint32_t i, m;
+    int rc;
 
     *given_back = 0;
-    if (rc == 0 || xn_type_gfns(b->xch, b->domid, b->gfns, b->n, types))
-        return rc;
-    for (i = 0; i < b->n; i++)
-        if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) != XEN_DOMCTL_PFINFO_XTAB) {
-            live[m] = b->gfns[i];
-            live_at[m++] = i;
+    /* A balloon driver gives gfns back over seconds (squeezed lowering its target needs no
+     * xapi operation): more may go before the map is tried again.  Each round leaves out at
+     * least one gfn, so there are at most n of them. */
+    while (b->n && (rc = xn_batch_map(b, b->gfns, b->n, PROT_READ, mapped))) {
+        int first = b->gfns != live;
+        if (xn_type_gfns(b->xch, b->domid, b->gfns, b->n, types))
+            return rc;
+        for (i = 0, m = 0; i < b->n; i++) /* (in place after the first round: m <= i) */
+            if ((types[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) != XEN_DOMCTL_PFINFO_XTAB) {
+                live_at[m] = first ? i : live_at[i];
+                live[m++] = b->gfns[i];
+            }
+        if (m == b->n)
+            return rc; /* every gfn is there: the failure is another */
+        *given_back += b->n - m;
+        b->gfns = live;
+        b->n = m;
+        if (rec->hdr) {
+            memcpy(rec->gfns, live, (size_t)m * sizeof(*live));
+            __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
+            b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
         }
-    if (m == b->n)
-        return rc; /* every gfn is there: the failure is another */
-    *given_back = b->n - m;
-    b->gfns = live;
-    b->n = m;
-    if (rec->hdr) {
-        memcpy(rec->gfns, live, (size_t)m * sizeof(*live));
-        __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
-        b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
     }
-    return m ? xn_batch_map(b, b->gfns, m, PROT_READ, mapped) : 0;
+    return 0;
 }
 
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,

@@ -25,6 +25,8 @@ long fake_xc_gfn_frame(uint32_t domid, uint64_t gfn);
 void fake_xc_frame_get(long mfn);
 void fake_xc_frame_put(long mfn);
 const uint8_t *fake_xc_grant_table(void);
+int xc_domain_decrease_reservation(void *xch, uint32_t domid, unsigned long nr_extents, unsigned int extent_order,
+                                   xen_pfn_t *extent_start);
 
 #define PAGE 4096ul
 
@@ -51,6 +53,35 @@ int xenforeignmemory_close(xenforeignmemory_handle *fmem)
     return 0;
 }
 
+/* FAKE_FMEM_GIVE_BACK_AT_MAP="g1,g2,...": the guest's balloon driver gives back the next
+ * gfn of the list at each map of domain 1 (one per call, until the list is used up), just
+ * before the map reads the p2m: a balloon driver busy while the mover maps its batch. */
+static void give_back_at_map(uint32_t dom)
+{
+    static char last[256];
+    static size_t used;
+    const char *list = getenv("FAKE_FMEM_GIVE_BACK_AT_MAP");
+    const char *at;
+    xen_pfn_t gfn;
+    size_t k;
+
+    if (!list || dom != 1)
+        return;
+    if (strncmp(list, last, sizeof(last) - 1)) { /* a new list: from its start */
+        strncpy(last, list, sizeof(last) - 1);
+        used = 0;
+    }
+    for (at = list, k = 0; *at && k < used; k++) {
+        at = strchr(at, ',');
+        at = at ? at + 1 : "";
+    }
+    if (!*at)
+        return;
+    used++;
+    gfn = strtoull(at, NULL, 0);
+    xc_domain_decrease_reservation(NULL, 1, 1, 0, &gfn);
+}
+
 void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot, size_t pages,
                            const xen_pfn_t arr[], int err[])
 {
@@ -65,6 +96,7 @@ void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot
         errno = EIO;
         return NULL;
     }
+    give_back_at_map(dom);
     m = malloc(sizeof(*m) + pages * sizeof(long));
     if (!m)
         return NULL;

@@ -1027,6 +1027,30 @@ static void test_an_offline_node_is_refused(void)
     unsetenv("FAKE_XC_FAIL");
 }
 
+
+/* The balloon driver goes on giving gfns back while the batch is mapped again (squeezed
+ * lowering its target: no xapi operation says so): each gfn given back before its map is
+ * left out, however many rounds that takes, and the rest moves -- a second one stopped the
+ * move (the map was tried again only once). */
+static void test_gfns_given_back_while_the_batch_is_mapped_again(xn_handle *h)
+{
+    static uint64_t many[64];
+    struct xn_mig_result res;
+    int rc;
+
+    guest_reset();
+    fill_range(many, 100, 64);
+    setenv("FAKE_FMEM_GIVE_BACK_AT_MAP", "110,120,130", 1);
+    rc = xn_mig_move(h, 1, many, 64, 1, 16, 0, record, &res);
+    unsetenv("FAKE_FMEM_GIVE_BACK_AT_MAP");
+    CHECK(rc == 0 && res.error == 0 && res.stage == XN_MIG_STAGE_DONE && res.granted == 3);
+    CHECK(res.moved == 61 && res.lost == 0 && on_node(many, 10, 1) == 10);
+    CHECK(gfn_frame(1, 110) < 0 && gfn_frame(1, 120) < 0 && gfn_frame(1, 130) < 0);
+    CHECK(contents_intact(many, 10) && contents_intact(many + 11, 9) && contents_intact(many + 21, 9) &&
+          contents_intact(many + 31, 33));
+    settled(h);
+}
+
 int main(void)
 {
     xn_handle *h = NULL;
@@ -1067,6 +1091,7 @@ int main(void)
         test_a_raised_maximum_is_given_back(h);
         test_a_raise_a_dead_mover_left_is_given_back(h);
         test_a_version_4_record_says_its_maximum_is_unknown(h);
+        test_gfns_given_back_while_the_batch_is_mapped_again(h);
         test_a_failed_unpause_after_a_failure_still_says_unpause(h);
         test_an_unpause_by_someone_else_inside_the_window_is_an_error(h);
         test_bad_arguments_are_refused_before_any_pause(h);
