@@ -129,8 +129,7 @@ def give_back(host, d, gfn: int) -> None:
         else:
             out.append([s_, c, n])
     d.gfn_runs = out
-    d.node_pages[node] -= 1
-    host.free[node] += 1
+    host.release(d, node, 1)  # (the DMA zone's books too)
 
 
 def granted_gfns(d) -> List[int]:
