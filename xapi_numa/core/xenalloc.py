@@ -76,8 +76,10 @@ def distribute(
         if not takes:  # no node has the extent above the width: the second pass, zones included
             pool, takes = pools[1], _next_takes(pools[1], size, remaining, affinity, last, node, exact)
         if not takes:
-            if size > 1 and not (node is not None and exact):
-                extent = 1  # no node has a whole superpage: go page by page
+            if size > 1:
+                # no node has a whole superpage (an exact node: that node, either pass): libxc
+                # goes page by page, with the same flags (an exact node's zone pages then too)
+                extent = 1
                 continue
             break
         for n, count in takes:
