@@ -16,6 +16,16 @@ from xapi_numa.state.ledger import Ledger
 PAGE = 4096
 
 
+class Clock:
+    """The ledger's clock, moved by hand (``clock.now += 3600``): leases lapse on cue."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 class XenClaims:
     def __init__(self, free_pages, node_claims=True):
         self.free = list(free_pages)          # pages free per node

@@ -13,17 +13,9 @@ never "over": the domain's pages never reach a reservation that includes the ove
 for good, since fe99982 (a claimed row past its lease goes on counting)."""
 from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import DOMID, PAGE, VM, XenClaims, reconcile
+from tests.review12_claims_model import Clock, DOMID, PAGE, VM, XenClaims, reconcile
 
 OVERHEAD = 300  # pages: the pool and per-vCPU memory
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def _claimed_with_the_pool_taken(tmp_path):

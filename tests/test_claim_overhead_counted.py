@@ -11,6 +11,7 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.state.ledger import Ledger
+from tests.review12_claims_model import Clock
 
 G = 1 << 30
 M = 1 << 20
@@ -57,14 +58,6 @@ def test_a_dry_run_drops_the_overhead_of_a_build_whose_domain_is_gone(tmp_path):
     assert not any(upkeep.outstanding_after_reconcile(sim, ledger).values())
     upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
     assert ledger.outstanding() == {}
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_row_claimed_under_the_toolstacks_own_claim_outlives_its_lease_holding_nothing(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from xapi_numa.core import reservation
 from xapi_numa.ops.executor import DONE, Executor
-from tests.review12_claims_model import VM, DiesAfterClaiming, Killed, reconcile, reserved_build
+from tests.review12_claims_model import Clock, DiesAfterClaiming, Killed, VM, reconcile, reserved_build
 
 
 def test_the_toolstacks_own_claim_is_left_to_it_when_our_reservation_is_done(tmp_path):
@@ -97,14 +97,6 @@ def test_a_ledger_claimed_before_the_owner_was_noted_cancels_those_claims_as_it_
     assert {r.vm: (r.claimed, r.claim_ours) for r in ledger.reservations()} == {
         VM: (True, True), "unclaimed": (False, False)}
     assert ledger.db._connection().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_row_whose_claim_call_was_made_outlives_its_lease_until_the_build_ends(tmp_path):

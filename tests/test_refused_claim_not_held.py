@@ -11,15 +11,7 @@ import errno
 from xapi_numa.errors import HypervisorError
 from xapi_numa.ops.executor import REFUSED, Executor
 from xapi_numa.state.ledger import Ledger
-from tests.review12_claims_model import DOMID, PAGE, VM, XenClaims, reconcile
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.review12_claims_model import Clock, DOMID, PAGE, VM, XenClaims, reconcile
 
 
 def _refused(tmp_path):

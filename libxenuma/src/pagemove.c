@@ -257,6 +257,19 @@ static void recognise_xen_mapped(struct xn_batch *b, const uint8_t *mapped)
         b->xen_maps[i] = xn_page_layout(mapped + (size_t)i * XN_PAGE_SIZE) != XN_LAYOUT_PLAIN;
 }
 
+/* The batch is now gfns[0..m) (a subset of it, in order); the record, if any, is
+ * rewritten to hold only those, its contents following the shorter header. */
+static void narrow_batch(struct xn_batch *b, struct xn_rec *rec, uint64_t *gfns, uint32_t m)
+{
+    b->gfns = gfns;
+    b->n = m;
+    if (rec->hdr) {
+        memmove(rec->gfns, gfns, (size_t)m * sizeof(*gfns));
+        __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
+        b->copy = xn_rec_data(rec);
+    }
+}
+
 /*
  * With the domain paused, nothing new can be granted or given back: leave out
  * of the batch every gfn granted now, and every gfn the guest gave back (a
@@ -300,15 +313,8 @@ static int leave_out_unmovable(struct xn_batch *b, struct xn_rec *rec, uint64_t 
     free(granted);
     b->res->recognised = recognised;
     b->res->granted = b->n - m - recognised;
-    if (m == b->n)
-        return 0;
-    b->gfns = kept;
-    b->n = m;
-    if (rec->hdr) {
-        memcpy(rec->gfns, kept, (size_t)m * sizeof(*kept));
-        __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
-        b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
-    }
+    if (m != b->n)
+        narrow_batch(b, rec, kept, m);
     return 0;
 }
 
@@ -441,13 +447,7 @@ static int map_less_given_back(struct xn_batch *b, struct xn_rec *rec, uint64_t 
         if (m == b->n)
             return rc; /* every gfn is there: the failure is another */
         *given_back += b->n - m;
-        b->gfns = live;
-        b->n = m;
-        if (rec->hdr) {
-            memcpy(rec->gfns, live, (size_t)m * sizeof(*live));
-            __atomic_store_n(&rec->hdr->n, m, __ATOMIC_RELEASE);
-            b->copy = xn_rec_data(rec); /* the contents follow the (shorter) header */
-        }
+        narrow_batch(b, rec, live, m);
     }
     return 0;
 }

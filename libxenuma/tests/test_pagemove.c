@@ -404,8 +404,11 @@ static void test_move_leaves_out_a_page_xen_maps_since_the_scan(xn_handle *h)
     settled(h);
 }
 
-/* A mover of gfns[0..n) to node 1 dies right after its release (the guest paused). */
-static void mover_dies_after_release(xn_handle *h, const uint64_t *gfns, uint32_t n)
+/* A mover of gfns[0..n) to node 1 (verify_chunk, flags) dies in a child as a hook makes it:
+ * the library's fault flag or the fake's environment variable (env, or NULL), the hook
+ * exiting with code. */
+static void mover_dies(xn_handle *h, const uint64_t *gfns, uint32_t n, uint32_t verify_chunk, uint32_t flags,
+                       const char *env, int code)
 {
     struct xn_mig_result res;
     int status = 0;
@@ -414,10 +417,18 @@ static void mover_dies_after_release(xn_handle *h, const uint64_t *gfns, uint32_
     fflush(NULL);
     pid = fork();
     if (pid == 0) {
-        xn_mig_move(h, 1, gfns, n, 1, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, record, &res);
-        _exit(1); /* not reached: the hook exits with 99 */
+        if (env)
+            setenv(env, "1", 1);
+        xn_mig_move(h, 1, gfns, n, 1, verify_chunk, flags, record, &res);
+        _exit(1); /* not reached: the hook exits with code */
     }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 99);
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == code);
+}
+
+/* A mover of gfns[0..n) to node 1 dies right after its release (the guest paused). */
+static void mover_dies_after_release(xn_handle *h, const uint64_t *gfns, uint32_t n)
+{
+    mover_dies(h, gfns, n, 0, XN_MIG_FAULT_DIE_AFTER_RELEASE, NULL, 99);
 }
 
 /* The mover dies with gfns released and the guest paused: recovery backs
@@ -875,18 +886,7 @@ static void test_a_raised_maximum_is_given_back(xn_handle *h)
 /* A mover of gfns[0..n) to node 1 dies right after raising max_pages (the guest paused). */
 static void mover_dies_after_raise(xn_handle *h, const uint64_t *gfns, uint32_t n)
 {
-    struct xn_mig_result res;
-    int status = 0;
-    pid_t pid;
-
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        setenv("FAKE_XC_DIE_AFTER_RAISE", "1", 1);
-        xn_mig_move(h, 1, gfns, n, 1, 16, 0, record, &res);
-        _exit(1); /* not reached: the fake's raise exits with 97 */
-    }
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 97);
+    mover_dies(h, gfns, n, 16, 0, "FAKE_XC_DIE_AFTER_RAISE", 97);
 }
 
 /* The mover is killed between raising max_pages (the toolstack had capped it below
