@@ -9,7 +9,8 @@ follows its memory the same way; settling a started VM uses the same rule for
 
 Never for ``strict`` VMs, VMs whose stored policy cannot be read, or admin hard
 pins (the caller excludes them: ``ops.left_alone``), and the fix-up only acts on
-VMs whose soft affinity means something.  The soft affinity stays inside the host's
+VMs whose soft affinity means something, never on a domain shut down and not yet
+destroyed (its vCPUs do not run while it is: nothing to point anywhere).  The soft affinity stays inside the host's
 guest mask (``guest_VCPUs_params:mask``) where that leaves the nodes any CPU, as the
 rebalancer's home moves write it.
 """
@@ -64,7 +65,7 @@ def plan(snap: HostSnapshot, excluded: Iterable[int] = ()) -> List[object]:
     topo = snap.topology
     out: List[object] = []
     for d in snap.domains:
-        if d.domid == 0 or d.domid in excluded or d.domid not in snap.pages:
+        if d.domid == 0 or d.domid in excluded or d.shutdown or d.domid not in snap.pages:
             continue
         vs = snap.vcpus.get(d.domid, ())
         if not vs or not all(soft_is_narrow(v, topo) and v.hard >= snap.unpinned for v in vs):

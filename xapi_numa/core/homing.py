@@ -71,8 +71,11 @@ vCPU; on seeds 6-13 0.5-1.9 s at 1.7-2.5 (holding both VMs whole: 0.5 s at
 ``docs/credit2-homing.md``.
 
 VMs the caller excludes (policy ``any``, ``strict`` or unreadable, a memory move
-in flight: ``ops.left_alone``) and vCPUs the admin hard-pinned (hard affinity
-narrower than the host and not a pin of ours) are left alone.  A pin is undone only while the vCPU's
+in flight: ``ops.left_alone``), domains shut down and not yet destroyed, and vCPUs
+the admin hard-pinned (hard affinity narrower than the host and not a pin of ours)
+are left alone.  A pin of ours on a domain that shuts down is still undone as any
+other (our own write undone; a domain destroyed meanwhile makes it ``gone``, and
+one no longer listed has its record forgotten).  A pin is undone only while the vCPU's
 hard affinity is still our pin: if the admin set another one meanwhile, the
 record is dropped and the admin's choice stays.
 """
@@ -161,7 +164,8 @@ def plan(snap: HostSnapshot, since: Mapping[VcpuKey, float], threshold: float,
     (:class:`SetAffinity`, their own hard affinity), unless the VM is in ``repicked``
     (re-picked a moment ago: left to the balancer).  See the module's docstring.
     """
-    excluded = set(excluded)
+    # a domain shut down, not yet destroyed, is no VM to bring home (nor a partner held with one)
+    excluded = set(excluded) | {d.domid for d in snap.domains if d.shutdown}
     pinned = set(pinned)
     all_cpus = snap.topology.all_cpus
     running = snap.running_on()
