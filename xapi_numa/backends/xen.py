@@ -16,7 +16,7 @@ import time
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
-from xapi_numa.backends import xen_domains as domain_records, xen_records as records, xen_topology, xen_vnuma
+from xapi_numa.backends import boot, xen_domains as domain_records, xen_records as records, xen_topology, xen_vnuma
 from xapi_numa.backends.xen_topology import INVALID_U32
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
@@ -317,6 +317,8 @@ class XenHypervisor(Hypervisor):
 
     def clock(self) -> float:
         return time.monotonic()
+
+    boot_id = staticmethod(boot.boot_id)  # clock() is dom0's monotonic clock: it starts again with dom0's boot
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

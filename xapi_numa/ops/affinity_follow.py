@@ -50,4 +50,4 @@ def hold_down_hand_move(hv: Hypervisor, db: Database, d: DomainInfo, home: int, 
     rebalancer's hold-down reads that log, so it does not move the VM back in its next
     period (as after a move of its own)."""
     what = "its memory moved by hand to node {}".format(to) + ("" if vnode is None else " (vnode {})".format(vnode))
-    HomeMoves(db).record(HomeMove(d.uuid, hv.clock(), home, to, HAND, what), Settings().hold_down)
+    HomeMoves(db, hv.boot_id()).record(HomeMove(d.uuid, hv.clock(), home, to, HAND, what), Settings().hold_down)

@@ -70,9 +70,9 @@ class Rebalancer:
                  policy_of: Optional[Callable[[str], Policy]] = None,
                  opted_out: Optional[Callable[[str], bool]] = None,
                  read_layout: Optional[Callable[[int], Optional[VnumaLayout]]] = None,
-                 move_blockers: Optional[Callable[[int], List[str]]] = None) -> None:
+                 move_blockers: Optional[Callable[[int], List[str]]] = None, boot: str = "") -> None:
         self.settings, self.move_blockers = settings, move_blockers  # (Hypervisor.move_blockers; None: all can move)
-        self.homes = HomeMoves(db)
+        self.homes = HomeMoves(db, boot)  # (boot: Hypervisor.boot_id, the boot its clock's stamps are of)
         self.moves = MoveJournal(db)
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.opted_out = opted_out or (lambda uuid: False)

@@ -96,7 +96,7 @@ class Runtime:
         # a host with modelled time moves memory in this process, one period's worth per step
         self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
         self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma,
-                                     move_blockers=hv.move_blockers)
+                                     move_blockers=hv.move_blockers, boot=hv.boot_id())
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]

@@ -52,6 +52,12 @@ class Hypervisor(abc.ABC):
     def clock(self) -> float:
         """Seconds on the host's clock (monotonic)."""
 
+    def boot_id(self) -> str:
+        """What tells this run of :meth:`clock` from an earlier one (the clock starts again
+        at every boot): times stamped under another boot id are an earlier boot's, whatever
+        their value.  "" where the host cannot say (then only the stamps themselves tell)."""
+        return ""
+
     @abc.abstractmethod
     def sleep(self, seconds: float) -> None:
         """Wait on the host's clock (a simulated host models the wait instead)."""

@@ -2,12 +2,16 @@
 where to where and why.  It is what the hold-down reads (a VM is not moved
 again within minutes) and what ``top`` counts (moves by kind).
 
-Times are the host clock's (monotonic on Xen: it restarts at every boot), so a
-row stamped later than now is from an earlier boot: it holds nothing down, and
-a record stamped more than :data:`SAME_BOOT_SLACK` earlier drops it.  Rows are
-kept in the order they were written."""
+Times are the host clock's (monotonic on Xen: it restarts at every boot).  Each
+row says which boot it was stamped in (``Hypervisor.boot_id``, where the host
+says): a row of another boot holds nothing down, whatever its stamp, and the
+next record drops it.  A row that does not say (written before rows did, or by
+a host that cannot) is told by its stamp, as before: stamped later than now, it
+is an earlier boot's and holds nothing down, and a record stamped more than
+:data:`SAME_BOOT_SLACK` earlier drops it.  Rows are kept in the order they were
+written."""
 import json
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -16,14 +20,15 @@ from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
 
 HAND = "by hand"  # the kind of a home move an admin made (a page move whose affinity followed), not the rebalancer
-# How much later than a row being written a row of this boot can be stamped: writers stamp
+# How much later than a row being written a row of this boot can be stamped (rows whose boot is
+# not known; a stale one stamped less far ahead of a new boot's clock stays until its boot is told): writers stamp
 # before they write (xapi-numad its period's snapshot time, recorded once the period's writes
 # and memory-follow steps are made; move-memory by hand, another process, in between)
 SAME_BOOT_SLACK = 600.0
 KEEP = 1000  # rows kept beyond those still holding a VM down (``keep_for``): for the counters
 HOME_MOVE = Table("home_move", ("rowid",), {
     "rowid": INTEGER, "uuid": TEXT, "moved_at": NUMBER, "from_node": INTEGER, "to_node": INTEGER, "kind": TEXT,
-    "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER})
+    "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER, "boot": TEXT})
 HOME_MOVE_INTENT = Table("home_move_intent", ("uuid",), {"uuid": TEXT, "domid": INTEGER, "from_node": INTEGER,
                                                          "to_node": INTEGER, "vnode": INTEGER,
                                                          "soft_before": CPU_LISTS})
@@ -58,8 +63,9 @@ class HomeMove:
 
 
 class HomeMoves:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, boot: str = "") -> None:
+        """``boot``: the boot id of the clock the moves are stamped with ("": not known)."""
+        self.db, self.boot = db, boot
 
     def record(self, move: HomeMove, keep_for: float = 0.0) -> None:
         """Log a move; the last :data:`KEEP` rows stay, and every row of the last ``keep_for``
@@ -67,10 +73,11 @@ class HomeMoves:
         (4 swaps), a hold-down's rows can outnumber KEEP, and a VM whose row went was moved
         again within it."""
         with self.db.write() as db:
-            db.execute("DELETE FROM home_move WHERE moved_at > ?",  # an earlier boot's
-                       (move.moved_at + SAME_BOOT_SLACK,))
+            # an earlier boot's rows: by their boot id where both say one, else by their stamp
+            db.execute("DELETE FROM home_move WHERE CASE WHEN boot != '' AND ? != '' THEN boot != ? "
+                       "ELSE moved_at > ? END", (self.boot, self.boot, move.moved_at + SAME_BOOT_SLACK))
             db.execute("INSERT INTO home_move (uuid, moved_at, from_node, to_node, kind, reason, followed_domid, "
-                       "followed_pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attrs.astuple(move))
+                       "followed_pages, boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", attrs.astuple(move) + (self.boot,))
             db.execute("DELETE FROM home_move WHERE moved_at < ? AND rowid NOT IN "
                        "(SELECT rowid FROM home_move ORDER BY rowid DESC LIMIT ?)", (move.moved_at - keep_for, KEEP))
 
@@ -109,17 +116,21 @@ class HomeMoves:
         return {uuid: Intent(domid, a, b, None if v < 0 else v, before) for uuid, domid, a, b, v, before in rows}
 
     def recent(self) -> List[HomeMove]:
+        return [m for m, _ in self._rows()]
+
+    def _rows(self) -> List[Tuple[HomeMove, str]]:
+        """Every row, in the order written, with the boot it was stamped in."""
         with self.db.read() as db:
             rows = HOME_MOVE.rows(self.db, db, ("uuid", "moved_at", "from_node", "to_node", "kind", "reason",
-                                                "followed_domid", "followed_pages"), "ORDER BY rowid")
-        return [HomeMove(*row) for row in rows]
+                                                "followed_domid", "followed_pages", "boot"), "ORDER BY rowid")
+        return [(HomeMove(*row[:-1]), row[-1]) for row in rows]
 
     def latest(self, now: Optional[float] = None) -> Dict[str, HomeMove]:
-        """Each VM's last home move; with ``now``, of this boot only (moves stamped later
-        come from an earlier boot's clock)."""
+        """Each VM's last home move; with ``now``, of this boot only (a row of another boot
+        id, or stamped later than now: an earlier boot's clock)."""
         out: Dict[str, HomeMove] = {}
-        for m in self.recent():  # in the order written: the last one wins
-            if now is None or m.moved_at <= now:
+        for m, boot in self._rows():  # in the order written: the last one wins
+            if now is None or (m.moved_at <= now and not (boot and self.boot and boot != self.boot)):
                 out[m.uuid] = m
         return out
 

@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 11), and how a file
+"""The state database's schema: its tables and triggers (schema 12), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS home_move (
     kind      TEXT NOT NULL,
     reason    TEXT NOT NULL DEFAULT '',
     followed_domid INTEGER NOT NULL DEFAULT -1,
-    followed_pages INTEGER NOT NULL DEFAULT 0
+    followed_pages INTEGER NOT NULL DEFAULT 0,
+    boot      TEXT NOT NULL DEFAULT ''   -- the boot id its clock was read under ('': not known)
 );
 CREATE TABLE IF NOT EXISTS home_move_intent (
     uuid      TEXT PRIMARY KEY,
@@ -109,6 +110,7 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
+                 ("home_move", "boot", "TEXT NOT NULL DEFAULT ''"),  # rows written before: '', as unknown
                  # the domains the sums are over, as schema 8 listed them ("-" since, which matches no list)
                  ("home_tally_time", "domids", "TEXT NOT NULL DEFAULT ''"),
                  ("home_tally_time", "uuids", "TEXT NOT NULL DEFAULT ''"),
