@@ -112,6 +112,9 @@ class BackendState:
     irqs_allowed: bool = True                # False when irqbalance would fight us
     default_irq_cpus: Optional[FrozenSet[int]] = None  # /proc/irq/default_smp_affinity (None: all)
     layout_lost: bool = False  # dom0's vCPUs read, and not pinned one node each, for a while: hand back
+    # (uuid, mask) of the threads the last look's writes moved: the mask each had before, which a
+    # thread born between that look's read and the write to its creator has (Linux: the creator's)
+    moved_from: Tuple[Tuple[str, FrozenSet[int]], ...] = ()
 
 
 def read_layout(dom0_vcpus: Sequence, topo: Topology) -> Dom0Layout:
@@ -212,8 +215,12 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
 def _our_masks(state: BackendState, held: Mapping[Tuple[int, str, int], Owned],
                online: FrozenSet[int]) -> Dict[str, FrozenSet[FrozenSet[int]]]:
     """uuid -> the masks (their online vCPUs) of the guest's threads we hold: the ones we gave
-    them, and the ones they have now (an entry older than 2026-12-05 does not say which it got)."""
+    them, and the ones they have now (an entry older than 2026-12-05 does not say which it got);
+    and the ones the last look's writes moved its threads off (``moved_from``: dom0's default
+    or a mask of ours, as only such threads are written)."""
     out: Dict[str, Set[FrozenSet[int]]] = {}
+    for uuid, mask in state.moved_from:
+        out.setdefault(uuid, set()).add(mask & online)
     for o in held.values():
         if o.cpus is not None:
             out.setdefault(o.uuid, set()).add(o.cpus & online)
@@ -230,7 +237,9 @@ def _ours_to_take(task: BackendTask, target: FrozenSet[int], online: FrozenSet[i
     online dom0 vCPU, or more: Linux counts offline possible CPUs too), or one of ours: its
     home's dom0 vCPUs, or a mask a thread of the same guest that we hold got from us or has
     (a thread born to one we moved has its mask: the plan is made before this look's writes,
-    so a home that moved since still finds the old mask on the thread that passed it on).
+    so a home that moved since still finds the old mask on the thread that passed it on; one
+    born between the last look's read and its write to its creator has the mask that write
+    moved the creator off, counted for the next look only: ``BackendState.moved_from``).
     A mask is judged by its online vCPUs: Linux keeps a dom0 vCPU gone offline in the masks
     we gave.  Any other mask was set by someone else on purpose, and overwriting it would
     undo that."""
