@@ -206,6 +206,18 @@ def found_running(domid: int, backed: int) -> str:
             f"contents; the others keep what the guest wrote (the saved copy is older): check the guest")
 
 
+def max_pages_note(domid: int, restored: int, unknown: int) -> Optional[str]:
+    """What recovery did with a raise of max_pages the dead mover left (None: there was none)."""
+    if restored:
+        return f"domain {domid}: max_pages set back to the toolstack's {restored} pages (its mover died with it raised)"
+    if unknown:
+        # a record from before raises were recorded: if the mover died inside one, nothing says the old value
+        return (f"domain {domid}: its batch record is from an older version, which did not record a raise of "
+                f"max_pages: if its mover died with max_pages raised, it stays raised (xl list shows it) until "
+                f"the toolstack next sets the VM's memory")
+    return None
+
+
 def parse_node(text: str, field: str = "to") -> int:
     """One node, in Xen's syntax: ``1``, ``node:1`` or ``nodes:1`` (ASCII digits only)."""
     allowed = "one node, 0..{0} as 1, node:1 or nodes:1".format(MAX_NODES - 1)

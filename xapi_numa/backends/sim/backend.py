@@ -108,6 +108,15 @@ class SimHypervisor(Hypervisor):
             host.unpause(domid)
             return got
 
+    def set_max_memory(self, domid: int, memory: int) -> None:
+        """The toolstack sets the domain's maximum, as xc_domain_setmaxmem (squeezed caps a guest
+        whose balloon driver is to give memory back): below the pages it has too, as Xen allows;
+        no new frame is then given to it beyond the maximum."""
+        if memory < 0:
+            raise InvalidArgument("memory", f"{memory} bytes", "0 or more bytes")
+        with self.store.transaction() as host:
+            host.domain(domid).max_pages = memory >> PAGE_SHIFT
+
     def hold(self, domid: int, gfn: int) -> None:
         """A backend maps this guest frame (it cannot be freed while held)."""
         with self.store.transaction() as host:

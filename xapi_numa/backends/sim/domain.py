@@ -83,6 +83,8 @@ class Domain:
         self.granted: List[int] = []  # frames the guest granted since it booted (beyond its rings)
         self.stale: List[List[int]] = []
         self.record: Optional[List[int]] = None  # a dead mover's batch: released gfns awaiting recovery
+        # a raise of max_pages in force, as its batch record keeps it: [the toolstack's, the one set]
+        self.max_raise: Optional[List[int]] = None
         self.vnuma: Optional[dict] = None  # the vNUMA layout set on it (VnumaLayout.to_dict), if any
         # the performance model (see perf): work done in ticks of local-memory CPU,
         # and the remote share of memory summed over the ticks its vCPUs ran
@@ -115,7 +117,7 @@ class Domain:
                 "pause_count": self.pause_count, "load": str(self.load),
                 "vcpus": [v.to_list() for v in self.vcpus], "passthrough": self.passthrough,
                 "gfn_runs": self.gfn_runs, "held": self.held, "granted": self.granted, "stale": self.stale,
-                "record": self.record,
+                "record": self.record, "max_raise": self.max_raise,
                 "work_ticks": self.work_ticks, "remote_ticks": self.remote_ticks, "wait_ticks": self.wait_ticks,
                 "vnuma": self.vnuma}
 
@@ -138,6 +140,7 @@ class Domain:
         d.granted = list(data.get("granted", []))
         d.stale = [list(x) for x in data.get("stale", [])]
         d.record = data.get("record")
+        d.max_raise = data.get("max_raise")  # (files written before max_pages raises were modelled: none)
         d.work_ticks = float(data.get("work_ticks", 0.0))
         d.remote_ticks = float(data.get("remote_ticks", 0.0))
         d.wait_ticks = int(data.get("wait_ticks", 0))

@@ -21,6 +21,7 @@ import bisect
 import errno
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from xapi_numa.backends.sim.heap import below_max, give_back_max, raise_max
 from xapi_numa.core import xenalloc as allocator
 from xapi_numa.errors import HypervisorError
 from xapi_numa.core.host import BatchResult, MemoryMap
@@ -188,11 +189,11 @@ def _take_anywhere(host, d, count: int) -> Dict[int, int]:
     """Frames for ``d`` with no node named (libxenuma's fallback and recovery populate
     order-0 extents with no flags): Xen's get_free_buddy, round robin over the domain's
     node affinity after its last allocation's node, then the other nodes in ascending
-    order, the other domains' claims left alone, the DMA zones last; as many as fit,
-    charged to ``d``.  (Not the nearest node: distance plays no part in it.)"""
+    order, the other domains' claims left alone, the DMA zones last; as many as fit
+    (and its max_pages allows), charged to ``d``.  (Not the nearest node: distance plays no part in it.)"""
     host_claims, node_claims = host._claimed_by_others(d)
     budget = [max(0, f - c) for f, c in zip(host.free, node_claims)]
-    count = min(count, sum(budget) - host_claims)
+    count = min(count, sum(budget) - host_claims, below_max(d, count))
     if count <= 0:
         return {}
     affinity = [n for n in range(len(host.free)) if host.effective_node_affinity(d) >> n & 1]
@@ -257,38 +258,38 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
     if fault == "after-release" and not error:
         stage, error = "populate", errno.EIO
     if fault == "die-after-release":
-        # the mover dies here: the guest stays paused with these gfns unbacked,
-        # their contents in the batch record (the real one is a file on tmpfs)
-        host.pause(d.domid)  # (the pause the mover keeps: its vCPUs leave their pCPUs, as on Xen)
-        d.record = list(released)
-        d.gfn_runs = runs
-        for s_, e_ in pagemove.spans(released):
-            d.gfn_runs = paint(d.gfn_runs, s_, e_, UNBACKED)
-        return BatchResult(len(released), 0, 0, len(released), 0, not_freed, stuck, 0, 0.0, "died", errno.EINTR,
-                           granted, recognised)
+        return _died(host, d, runs, released, released, not_freed, stuck, granted, recognised)
     to_target = error == 0 or stage == "verify"
-    moved = fallback = superpages = 0
 
-    def back(gs: List[int], n: int) -> None:  # (their frames are charged to d already)
+    def back(gs: List[int], on: Optional[int]) -> int:  # how many of gs (the first ones) got a frame
         nonlocal runs
-        for s, e in pagemove.spans(gs):
-            runs = paint(runs, s, e, n)
-
-    if to_target:
-        moved = _take(host, d, node, len(released)).get(node, 0)
-        back(released[:moved], node)
-        superpages = pagemove.whole_runs(released[:moved])
-    rest = released[moved:]
-    if rest:
         at = 0
-        for n, count in _take_anywhere(host, d, len(rest)).items():
-            back(rest[at:at + count], n)
+        got = _take(host, d, on, len(gs)) if on is not None else _take_anywhere(host, d, len(gs))
+        for n, count in got.items():
+            for s, e in pagemove.spans(gs[at:at + count]):
+                runs = paint(runs, s, e, n)
             at += count
-        fallback = at
-        if to_target and not error and not allow_fallback:
-            stage, error = "populate", errno.ENOMEM
-    lost = len(released) - moved - fallback
-    for s_, e_ in pagemove.spans(released[moved + fallback:]):
+        return at
+
+    moved = back(released, node) if to_target else 0
+    superpages = pagemove.whole_runs(released[:moved])
+    fallback = back(released[moved:], None)
+    at, raised = moved + fallback, 0
+    if at < len(released):
+        # at its maximum (frames not freed count against it, or the toolstack capped it
+        # below its pages): raised once by what is missing, the target tried again first
+        raised = raise_max(d, len(released) - at)
+        if raised and fault == "die-after-raise":  # killed inside the raise: the record keeps it
+            return _died(host, d, runs, released, released[at:], not_freed, stuck, granted, recognised, raised)
+        more = back(released[at:], node) if raised and to_target else 0
+        moved, at = moved + more, at + more
+        more = back(released[at:], None)
+        fallback, at = fallback + more, at + more
+        give_back_max(d)  # the toolstack's value, not ours to keep raised
+    if moved < len(released) and to_target and not error and not allow_fallback:
+        stage, error = "populate", errno.ENOMEM
+    lost = len(released) - at
+    for s_, e_ in pagemove.spans(released[at:]):
         runs = paint(runs, s_, e_, UNBACKED)  # no frame anywhere for these
     d.gfn_runs = runs
     if fault == "copy-back" and released and not lost:
@@ -303,26 +304,46 @@ def move(host, d, gfns: Sequence[int], node: int, verify_chunk: int, allow_fallb
         host.pause(d.domid)
         d.record = []
     pause = pagemove.estimated_pause(len(gfns), superpages, chunk)
-    return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, 0, pause, stage, error,
+    return BatchResult(len(released), moved, fallback, lost, superpages, not_freed, stuck, raised, pause, stage,
+                       error, granted, recognised)
+
+
+def _died(host, d, runs: List[List[int]], released: List[int], unbacked: List[int], not_freed: int,
+          stuck: Tuple[int, ...], granted: int, recognised: int, raised: int = 0) -> BatchResult:
+    """The mover dies here: the guest stays paused with ``unbacked`` (of the released gfns)
+    without a frame, their contents in the batch record (the real one is a file on tmpfs),
+    with the raise of max_pages in force, if any."""
+    host.pause(d.domid)  # (the pause the mover keeps: its vCPUs leave their pCPUs, as on Xen)
+    d.record = list(released)
+    for s_, e_ in pagemove.spans(unbacked):
+        runs = paint(runs, s_, e_, UNBACKED)
+    d.gfn_runs = runs
+    return BatchResult(len(released), 0, 0, len(unbacked), 0, not_freed, stuck, raised, 0.0, "died", errno.EINTR,
                        granted, recognised)
 
 
 def recover(host, d) -> Optional[str]:
-    """What xn_mig_recover does: back the released gfns that have no frame again
-    (anywhere), put the saved contents back, unpause (the pause is given back
+    """What xn_mig_recover does: give back a raise of max_pages the mover died inside
+    (the toolstack's value again, unless it has set its own since), back the released gfns
+    that have no frame again (anywhere; raising max_pages for them if it is reached, and
+    giving that back), put the saved contents back, unpause (the pause is given back
     once: a domain someone else unpaused is left running).  Short of frames,
     the record is kept and the guest stays paused (ENOMEM)."""
     if d.record is None:
         return None
+    max_note = pagemove.max_pages_note(d.domid, give_back_max(d), 0)
     runs = d.gfn_runs
     node_now = node_lookup(runs or [])  # a record with no runs: nothing to look up
     missing = [g for g in d.record if node_now(g) == UNBACKED]
     backed = 0
-    for n, count in _take_anywhere(host, d, len(missing)).items():
-        part = missing[backed:backed + count]
-        for s_, e_ in pagemove.spans(part):
-            runs = paint(runs, s_, e_, n)
-        backed += count
+    for attempt in range(2):
+        if attempt and (backed == len(missing) or not raise_max(d, len(missing) - backed)):
+            break
+        for n, count in _take_anywhere(host, d, len(missing) - backed).items():
+            for s_, e_ in pagemove.spans(missing[backed:backed + count]):
+                runs = paint(runs, s_, e_, n)
+            backed += count
+    give_back_max(d)  # (the toolstack's value again, as the mover leaves it)
     d.gfn_runs = runs
     if backed < len(missing):
         raise HypervisorError(errno.ENOMEM, f"recovering the page-move batch of domain {d.domid}: "
@@ -330,10 +351,11 @@ def recover(host, d) -> Optional[str]:
     restored = len(d.record)
     d.record = None
     if not d.pause_count:  # someone gave back our pause already: the saved copy is older than the guest
-        return pagemove.found_running(d.domid, backed)
+        return "; ".join(n for n in (pagemove.found_running(d.domid, backed), max_note) if n)
     host.unpause(d.domid)
-    return (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} released pages "
-            f"backed again, the contents of {restored} restored) and unpaused it")
+    return "; ".join(n for n in (f"domain {d.domid}: finished a page-move batch its mover left paused ({backed} "
+                                 f"released pages backed again, the contents of {restored} restored) and unpaused "
+                                 f"it", max_note) if n)
 
 
 def release_hold(host, d, gfn: int) -> None:

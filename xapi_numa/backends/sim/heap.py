@@ -49,6 +49,39 @@ def assumed_dma_pages(domains: Iterable[Domain], node_pages: Sequence[int], zone
             beyond -= d.dma_pages[n]
 
 
+def below_max(d: Domain, pages: int) -> int:
+    """Of ``pages`` new frames, those ``d``'s max_pages lets it have: Xen's assign_pages
+    refuses a frame beyond it (a populate_physmap stops there, having done the rest)."""
+    return max(0, min(pages, d.max_pages - d.tot_pages))
+
+
+def raise_max(d: Domain, pages: int) -> int:
+    """A mover's (or a recoverer's) raise of ``d``'s max_pages by what ``pages`` more frames
+    lack (xn_raise_max); by how much (0: there was room, the maximum was not what failed).
+    The raise is recorded first (the batch record's max_was, max_set: the toolstack's value
+    stays the one before the first raise), then made."""
+    short_by = d.tot_pages + pages - d.max_pages
+    if short_by <= 0:
+        return 0
+    d.max_raise = [d.max_raise[0] if d.max_raise else d.max_pages, d.max_pages + short_by]
+    d.max_pages += short_by
+    return short_by
+
+
+def give_back_max(d: Domain) -> int:
+    """The toolstack's max_pages again after a raise (xn_give_back_max), unless it set its own
+    since (the maximum is no longer the one raised to: that stands); the record's raise is
+    cleared either way.  The value given back (0: none was)."""
+    if d.max_raise is None:
+        return 0
+    was, raised = d.max_raise
+    d.max_raise = None
+    if d.max_pages != raised:
+        return 0
+    d.max_pages = was
+    return was
+
+
 class Heap:
     """Free pages per node (``free``; ``zone_free`` of them below the DMA width), claims and
     allocation for the :class:`~xapi_numa.backends.sim.model.Host` that inherits it."""
@@ -89,8 +122,8 @@ class Heap:
 
     def take_exact(self, d: Domain, node: int, pages: int) -> int:
         """As many of ``pages`` frames as ``node`` has (an exact-node populate: above the
-        DMA width first, then in its zone) charged to ``d``; how many."""
-        got = min(pages, self.free[node])
+        DMA width first, then in its zone) and ``d``'s maximum allows, charged to ``d``; how many."""
+        got = min(pages, self.free[node], below_max(d, pages))
         self.charge(d, node, got, max(0, got - (self.free[node] - self.zone_free[node])))
         return got
 

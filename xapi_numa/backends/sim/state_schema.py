@@ -53,7 +53,8 @@ DOMAIN = Record(
      ("gfn_runs", Maybe(ListOf(Row([("first gfn", COUNT), ("count", Int(1)),
                                     ("node", Int(-1, last("nodes"), "-1 (unbacked) or a node"))])))),
      ("held", ListOf(COUNT)), ("granted", ListOf(COUNT)), ("stale", ListOf(Row([("node", NODE), ("pages", COUNT)]))),
-     ("record", Maybe(ListOf(COUNT))), ("work_ticks", Number(0)), ("remote_ticks", Number(0)),
+     ("record", Maybe(ListOf(COUNT))), ("max_raise", Maybe(Row([("was", COUNT), ("set", Int(1))]))),
+     ("work_ticks", Number(0)), ("remote_ticks", Number(0)),
      ("wait_ticks", COUNT), ("vnuma", Maybe(Record([("vnodes", ListOf(VNODE, least=1))])))])
 HOST = Record(
     [("scheduler", OneOf("credit", "credit2")), ("seed", Int()), ("tick", COUNT),
