@@ -149,8 +149,8 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
     # the settle itself writes hv and the ledger (SQLite: this thread's connection): in the cycle
     settler = PlacedSettler(reader, lambda session, uuid: settle(hv, session, ledger, uuid),
                             lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG, lookups=reader)
-    return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0,
-                           backend_opt_out=reader.backend_affinity_off, stopping=stopping, **vm_view(reader)), reader
+    return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0, backend_opt_out=reader.backend_affinity_off,
+                           stopping=stopping, xapi_use=reader.use, **vm_view(reader)), reader
 
 
 def pin_dom0(rt: runtime.Runtime) -> None:

@@ -34,7 +34,7 @@ from xapi_numa.ops import reserve
 from xapi_numa.ops.affinity_follow import follow_memory, hold_down_hand_move, home_before
 from xapi_numa.ops.background_mover import start_background
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
-from xapi_numa.ops.move_refusals import refuse_unmovable
+from xapi_numa.ops.move_refusals import refuse_unmovable, xapi_watch
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -362,9 +362,11 @@ def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
                            keep_affinity=True, vnode=action.vnode)
 
 
-def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
+def move_now(hv: Hypervisor, db: Database, action: MoveMemory,
+             xapi_use: Optional[Callable[[Callable[[object], object]], object]] = None) -> int:
     """Carry out a planned :class:`MoveMemory` in this process (a host with modelled
-    time: its pacing is modelled, so the step is as long as the plan says)."""
+    time: its pacing is modelled, so the step is as long as the plan says).  xapi is asked
+    between batches, as a background mover asks it (``xapi_use``: a link's ``use``; None: no xapi)."""
     journal = MoveJournal(db)
     recover(hv, journal)
     d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
@@ -373,7 +375,8 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     max_bytes = None if action.max_pages is None else action.max_pages * pagemove.PAGE
     # as start_for's background mover: the room checked at the claim, and no spill elsewhere
     plan, lock = claim(hv, Ledger(db=db), str(d.domid), action.to, max_bytes, skip=action.skip, vnode=action.vnode)
-    run(hv, db, plan, action.rate, follow_affinity=False, lock=lock)
+    run(hv, db, plan, action.rate, follow_affinity=False, lock=lock,
+        still_movable=None if xapi_use is None else xapi_watch(xapi_use, d.uuid, clock=hv.clock))
     return os.getpid()
 
 

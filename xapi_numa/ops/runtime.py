@@ -23,6 +23,7 @@ once per ``page_scan_interval`` seconds, never on a host with more than
 ``page_scan_max_memory`` bytes; between scans the last reading stands (our
 own page moves, the only other change, report where pages went).
 """
+import functools
 import logging
 from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
@@ -78,8 +79,10 @@ class Runtime:
                  dom0=None, backend_opt_out: Callable[[str], bool] = lambda uuid: False,
                  guest_cpus: Callable[[], Optional[FrozenSet[int]]] = lambda: None,
                  stopping: Callable[[], bool] = lambda: False,
-                 policy_error: Callable[[str], Optional[str]] = lambda uuid: None) -> None:
-        """``policy_error``: why a VM's stored policy cannot be read (None: it can); such a VM is left alone."""
+                 policy_error: Callable[[str], Optional[str]] = lambda uuid: None,
+                 xapi_use: Optional[Callable[[Callable[[object], object]], object]] = None) -> None:
+        """``policy_error``: why a VM's stored policy cannot be read (None: it can); such a VM is left alone.
+        ``xapi_use``: xapi (a link's ``use``), asked between batches by a move made here (a simulated host)."""
         self.hv, self.db, self.settings = hv, db, settings
         self.stopping = stopping  # a stop was asked (SIGTERM): the rest of a cycle is skipped
         # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
@@ -87,12 +90,11 @@ class Runtime:
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.left_alone = LeftAlone(self.policy_of, policy_error, logger)
         self.guest_cpus = guest_cpus  # the host's guest mask, where xapi says (see HostSnapshot.unpinned)
-        self.settler = settler
-        self.logger = logger
+        self.settler, self.logger = settler, logger
         modelled = hv.capabilities().modelled_time
-        self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes,
-                                 start_mover=move_memory.move_now if modelled else move_memory.start_for,
-                                 dom0=dom0)
+        self.executor = Executor(hv, db, logger, dry_run=dry_run, max_writes=settings.max_writes, dom0=dom0,
+                                 start_mover=functools.partial(move_memory.move_now, xapi_use=xapi_use) if modelled
+                                 else move_memory.start_for)
         # a host with modelled time moves memory in this process, one period's worth per step
         self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
         self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma,
@@ -112,9 +114,8 @@ class Runtime:
         self.demand_rose_at: Dict[int, float] = {}  # domid -> when its demand last rose a lot (credit2: it lags)
         # (uuid, domid) -> when its displaced vCPUs were all re-picked (a VM started again is a new domain)
         self.repicked_at: Dict[Tuple[str, int], float] = {}
-        self.cycles = 0
+        self.cycles, self._fixup_now = 0, False
         self.last_page_scan: Optional[float] = None
-        self._fixup_now = False
         self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
         self.pages_of_domid: Dict[str, int] = {}    # uuid -> the domain those pages were read from
         self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
