@@ -91,10 +91,22 @@ uint64_t xn_rec_run_clock(const struct xn_rec *r)
     return r->hdr->version >= 4u ? __atomic_load_n(&r->hdr->run_ns, __ATOMIC_ACQUIRE) : XN_REC_NO_RUN_CLOCK;
 }
 
+/* max_set says whether a raise is in force, and recovery reads max_was only when it
+ * does: so a raise stores its max_was first and then its max_set, and a clearing
+ * (set 0) its max_set first.  Killed between the two, the record says what it said
+ * before or what it was to say, never the max_set of one with the max_was of the
+ * other (a cleared raise once left the raised value with a max_was of 0).  A raise
+ * made over one in force keeps its max_was (the toolstack's, xn_raise_max), so its
+ * first store changes nothing. */
 void xn_rec_set_max(struct xn_rec *r, uint64_t was, uint64_t set)
 {
     if (!r || !r->hdr || r->hdr->version < 5u)
         return;
+    if (set == 0) {
+        __atomic_store_n(&r->hdr->max_set, 0, __ATOMIC_RELEASE); /* no raise in force from here */
+        __atomic_store_n(&r->hdr->max_was, was, __ATOMIC_RELEASE);
+        return;
+    }
     __atomic_store_n(&r->hdr->max_was, was, __ATOMIC_RELEASE);
     __atomic_store_n(&r->hdr->max_set, set, __ATOMIC_RELEASE); /* after the value it gives back to */
 }

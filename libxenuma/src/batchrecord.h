@@ -125,7 +125,8 @@ uint32_t xn_rec_state(const struct xn_rec *r);
 void xn_rec_set_run_clock(struct xn_rec *r, uint64_t run_ns);
 uint64_t xn_rec_run_clock(const struct xn_rec *r);
 /* A raise of max_pages in force (set 0: none), stored before the raise is made
- * and cleared once it is given back; no-ops on a record older than version 5. */
+ * and cleared once it is given back; no-ops on a record older than version 5.
+ * A kill between its two stores leaves the old pair or the new one (see the .c). */
 void xn_rec_set_max(struct xn_rec *r, uint64_t was, uint64_t set);
 /* The raise in force: 1 (*was, *set filled; *set 0: none), 0 for a record
  * from before raises were recorded (version 3 or 4: unknown). */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -256,6 +258,83 @@ static void test_threads_racing_for_one_path(void)
     CHECK(wrong == 0);
 }
 
+/* A mover killed between the two stores of xn_rec_set_max must leave a record
+ * that says what it said before or what the call was to say, never the max_set
+ * of one with the max_was of the other.  The child makes its header read-only,
+ * so the first store of the pair faults; the handler makes that one store
+ * (through a second, writable mapping of the file) and the child dies there. */
+static uint8_t *alias;                 /* the child's writable mapping of the header */
+static const uint8_t *header;          /* its record's own mapping */
+static uint64_t storing_was, storing_set; /* what the call it dies in stores */
+
+static void die_after_one_store(int sig, siginfo_t *si, void *ctx)
+{
+    size_t at = (size_t)((const uint8_t *)si->si_addr - header);
+
+    (void)sig;
+    (void)ctx;
+    if (at == offsetof(struct xn_rec_header, max_was))
+        *(volatile uint64_t *)(alias + at) = storing_was;
+    else if (at == offsetof(struct xn_rec_header, max_set))
+        *(volatile uint64_t *)(alias + at) = storing_set;
+    else
+        _exit(6); /* a store this test does not know */
+    _exit(0);
+}
+
+/* The raise a record says is in force once its mover, with (was0, set0) recorded,
+ * died inside xn_rec_set_max(was1, set1) after its first store. */
+static void killed_between_stores(uint64_t was0, uint64_t set0, uint64_t was1, uint64_t set1, uint64_t *was,
+                                  uint64_t *set)
+{
+    struct xn_rec r;
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        struct sigaction sa;
+        int fd;
+        if (xn_rec_create(&r, path, XN_REC_KIND_BATCH, 9, handle, gfns, 3))
+            _exit(3);
+        xn_rec_set_max(&r, was0, set0);
+        fd = open(path, O_RDWR);
+        alias = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (alias == MAP_FAILED)
+            _exit(4);
+        header = (const uint8_t *)r.hdr;
+        storing_was = was1;
+        storing_set = set1;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = die_after_one_store;
+        sa.sa_flags = SA_SIGINFO;
+        if (sigaction(SIGSEGV, &sa, NULL) || mprotect(r.hdr, 4096, PROT_READ))
+            _exit(5);
+        xn_rec_set_max(&r, was1, set1);
+        _exit(7); /* it stored nothing */
+    }
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    *was = *set = UINT64_MAX;
+    CHECK(xn_rec_open_dead(&r, path) == 1);
+    CHECK(xn_rec_max(&r, was, set) == 1);
+    xn_rec_remove(&r);
+}
+
+static void test_killed_between_the_stores_of_a_raise(void)
+{
+    uint64_t was, set;
+
+    /* cleared once given back: no raise in force (the raised value with a max_was of 0
+     * would have recovery set the maximum to 0 were the toolstack's equal to it) */
+    killed_between_stores(1000, 1100, 0, 0, &was, &set);
+    CHECK(set == 0);
+    /* recorded before the raise is made: none yet, or the whole of it */
+    killed_between_stores(0, 0, 1000, 1100, &was, &set);
+    CHECK(set == 0 || (was == 1000 && set == 1100));
+    /* raised again (the toolstack's value stays): either raise, with it */
+    killed_between_stores(1000, 1100, 1000, 1200, &was, &set);
+    CHECK(was == 1000 && (set == 1100 || set == 1200));
+}
+
 int main(void)
 {
     strcpy(dir, "/tmp/xn-rec-XXXXXX");
@@ -268,6 +347,7 @@ int main(void)
     test_not_ours();
     test_no_room();
     test_threads_racing_for_one_path();
+    test_killed_between_the_stores_of_a_raise();
     unlink(path);
     rmdir(dir);
     printf("%d passed, %d failed\n", passed, failed);
