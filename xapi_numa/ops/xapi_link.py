@@ -74,7 +74,8 @@ class XapiLink:
         self.reached = False  # has a call through this link been answered?
         self._retry_at = 0.0
         self._delay = 0.0
-        self._down_logged = False
+        self._down_said: Optional[str] = None  # what the log last said of an outage: "unreachable", "refused"
+        self.refusal: Optional[str] = None  # why xapi refused the last login (it names the user and where)
         self.records = VmRecords()  # as last read (replaced whole)
         self._switch_errors: Dict[Tuple[str, str], str] = {}  # (uuid, key) -> a value neither on nor off
         self._records_retry: Tuple[float, float] = (0.0, 0.0)  # after xapi refused them: (when, back-off)
@@ -106,9 +107,9 @@ class XapiLink:
         self.reached = True
         # back once a call works, not at a login: one xapi lets through before failing every
         # call was logged in again every second, and said gone and back each time
-        if self._down_logged:
+        if self._down_said:
             log_event(self._logger, logging.INFO, "xapi reachable again")
-        self._delay, self._down_logged = 0.0, False
+        self._delay, self._down_said, self.refusal = 0.0, None, None
         return result
 
     @property
@@ -127,9 +128,11 @@ class XapiLink:
         refused = isinstance(err, xapi.LoginRefused)
         self._delay = MAX_BACKOFF_S if refused else longer(self._delay)
         self._retry_at = now + self._delay
-        if self._down_logged:
-            return
-        self._down_logged = True
+        self.refusal = err.message if refused else None
+        said = "refused" if refused else "unreachable"
+        if self._down_said == said:
+            return  # once per outage, and again when it changes: xapi back, refusing the login
+        self._down_said = said
         if refused:
             log_event(self._logger, logging.WARNING, "xapi refused the login: running without it",
                       error=err.message, user=err.username, xapi=xapi_address(), retry_in=self._delay)
