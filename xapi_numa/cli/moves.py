@@ -120,7 +120,7 @@ def _xapi_view(args, hv, to: int) -> Tuple[Optional[FrozenSet[int]], str]:
             dom = None  # the move says why, in its own words
         if dom is not None:
             move_policy.refuse_a_strict_move(hv, dom, link.policy_of(dom.uuid), to)
-        return mask, "consulted" if link.reached else UNREACHABLE
+        return mask, "consulted" if link.reached else rebalance.not_reached(link, UNREACHABLE)
     finally:
         link.close()
 
@@ -129,7 +129,7 @@ def _saying_xapi(render_value):
     """``render_value`` with a first line on xapi when it was not consulted."""
     def render_it(value: dict) -> str:
         text = render_value(value)
-        return text if value["xapi"] == "consulted" else "xapi: {}\n{}".format(value["xapi"], text)
+        return text if value["xapi"] == "consulted" else "xapi: {}\n{}".format(render.cell(value["xapi"]), text)
     return render_it
 
 

@@ -159,7 +159,7 @@ def cmd_homing(args) -> int:
                            "actions": rows, "xapi": xapi})
         return 0
     if xapi != "consulted":
-        print("xapi: " + xapi)
+        print("xapi: " + render.cell(xapi))
     if not rows:
         print("nothing to do: no vCPU is both outside its soft affinity and fixable now")
     else:

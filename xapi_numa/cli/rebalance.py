@@ -45,7 +45,16 @@ def local_link(args):
 def xapi_state(link, unreachable: str = UNREACHABLE) -> str:
     """What a dry run says of xapi: not consulted, consulted, or ``unreachable`` (with what
     xapi-numad does without it)."""
-    return NOT_CONSULTED if link is None else "consulted" if link.read else unreachable
+    return NOT_CONSULTED if link is None else "consulted" if link.read else not_reached(link, unreachable)
+
+
+def not_reached(link, unreachable: str) -> str:
+    """What to say of a xapi the dry run did not read: ``unreachable`` (with what xapi-numad
+    does without it), or, where xapi refused the login (a wrong password is no xapi that is
+    away), that refusal, naming the user and where, with the same consequence."""
+    if link.refusal is None:
+        return unreachable
+    return "login refused: {}; {}".format(link.refusal, unreachable.partition(": ")[2])
 
 
 def add_no_xapi(q) -> None:
@@ -98,7 +107,7 @@ def cmd_rebalance(args) -> int:
 
 
 def _render(value: dict, topo) -> str:
-    lines = [] if value["xapi"] == "consulted" else ["xapi: " + value["xapi"]]
+    lines = [] if value["xapi"] == "consulted" else ["xapi: " + render.cell(value["xapi"])]
     lines += [] if value["state_database"] == "read" else ["state database: " + value["state_database"]]
     lines += ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
                                                         for n, l in value["loads"].items()),
