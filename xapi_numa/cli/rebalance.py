@@ -18,7 +18,7 @@ from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
 from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
 from xapi_numa.state.db import DEFAULT_PATH, Database
-from xapi_numa.core.numbers import whole_number
+from xapi_numa.core.numbers import signed_whole_number
 
 
 UNREACHABLE = "unreachable: every VM is left alone, as xapi-numad leaves them while xapi is away"
@@ -137,7 +137,7 @@ def _what(a: dict, topo) -> str:
 def register(sub) -> None:
     q = sub.add_parser("rebalance", help="what the rebalancer would do now (home moves, memory that follows)")
     q.add_argument("--dry-run", action="store_true", help="show the decision (the only mode)")
-    q.add_argument("--samples", type=whole_number, default=3,
+    q.add_argument("--samples", type=signed_whole_number, default=3,
                    help="looks at the host's CPU demand, one rebalance period apart (default 3)")
     add_no_xapi(q)
     common.add_ledger(q)
