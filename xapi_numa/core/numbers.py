@@ -88,6 +88,8 @@ def _signed(read: Callable[[str], T]) -> Callable[[str], T]:
     def signed(text: str) -> T:
         text = trim(text)
         if text.startswith("-"):
+            if text[1:2] in ("", *ASCII_SPACE):  # "- 5" is no number: the sign belongs to the digits
+                raise ValueError(text)
             return -read(text[1:])  # type: ignore[operator]
         return read(text)
     return signed
