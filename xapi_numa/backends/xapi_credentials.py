@@ -32,7 +32,8 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     """From flags, then $XAPI_NUMA_POOL_URL/_USER/_PASSWORD, then a credentials file.
 
     The file (``~/.config/xapi-numa/credentials`` by default) holds ``url=``,
-    ``username=`` and ``password=`` lines and must be readable by its owner only.
+    ``username=`` and ``password=`` lines (the password: the rest of its line, spaces
+    included) and must be readable by its owner only.
     Where it names a pool (``url=``), its user and password are used for that pool
     only: a ``--pool`` naming another gets neither (a password is not sent to
     whatever URL is typed).
@@ -45,11 +46,7 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
     other_pool = None
     if not all(values.values()) and os.path.exists(path):
-        saved = {}
-        for line in _read_private(path, "credentials file").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() in values:
-                saved[key.strip()] = value.strip()
+        saved = _saved(_read_private(path, "credentials file"), values)
         if values["url"] and saved.get("url") and not _same_pool(values["url"], saved["url"]):
             # the file's user and password are for its own pool: never sent to another URL
             other_pool = saved["url"]
@@ -63,6 +60,20 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
         raise InvalidArgument("--pool", why, "--pool URL --user NAME --password-file FILE, "
                               "$XAPI_NUMA_POOL_URL/_USER/_PASSWORD, or ~/.config/xapi-numa/credentials")
     return Credentials(values["url"], values["username"], values["password"])
+
+
+def _saved(text: str, keys) -> dict:
+    """The ``key=value`` lines of a credentials file, for ``keys``.  A password is all of
+    its line after ``password=`` less the line end (``\n``, or ``\r\n``), spaces and a
+    ``\r`` inside included, as --password-file reads its file; the URL and user name
+    have no spaces of their own (those around them go)."""
+    saved = {}
+    for line in text.split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in keys:
+            saved[key.strip()] = value if key.strip() == "password" else value.strip()
+    return saved
 
 
 def _without_line_end(text: str) -> str:
