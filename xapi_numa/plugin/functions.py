@@ -10,8 +10,9 @@ Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
 ``$XAPI_NUMA_LEDGER`` (state database), ``$XAPI_NUMA_XENAPI_URL`` (xapi),
 ``$XAPI_NUMA_INVENTORY`` (the file naming this host, see :mod:`..backends.inventory`).
 """
+import contextlib
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterator
 
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
@@ -135,16 +136,24 @@ def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
     return dict(policy.to_dict(), vm=uuid)
 
 
-def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
-    check_args(args, {"vm"})
-    uuid = uuid_arg(args)
+@contextlib.contextmanager
+def stored_in(uuid: str) -> Iterator[None]:
+    """A damaged value of VM ``uuid``'s other_config (its stored policy), named with the VM:
+    not the caller's argument, and in xapi's task list, or a log of many calls, nothing
+    else says which VM holds the value to fix."""
     try:
-        policy = xapi.get_policy(ctx.session, xapi.vm_ref(ctx.session, uuid))
+        yield
     except InvalidArgument as err:
         if not err.field.startswith("other_config:"):
             raise
-        # a damaged stored value, not the caller's argument: say whose, for the admin to fix there
         raise InvalidArgument(err.field, "{}, stored in VM {}".format(err.detail, uuid), err.allowed) from None
+
+
+def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
+    check_args(args, {"vm"})
+    uuid = uuid_arg(args)
+    with stored_in(uuid):
+        policy = xapi.get_policy(ctx.session, xapi.vm_ref(ctx.session, uuid))
     return dict(policy.to_dict(), vm=uuid)
 
 
@@ -156,8 +165,10 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
                                                         "memory= (with mode, nodes, on_exhaust) for a what-if")
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run"})
-        return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), bool_arg(args, "dry_run"),
-                                        host_uuid=ctx.host_uuid)
+        uuid = uuid_arg(args)
+        with stored_in(uuid):
+            return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid, bool_arg(args, "dry_run"),
+                                            host_uuid=ctx.host_uuid)
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
