@@ -8,7 +8,10 @@ Everything of ours lives under one directory, ``/opt/xapi-numa``:
   dom0's site-packages, and never ``XenAPI`` (dom0 ships its own ``XenAPI.py``);
 * ``lib/libxenuma.so`` and the ``libxenuma.h`` it was built from (``make dom0-lib``),
   opened by :mod:`xapi_numa.backends.libxenuma_abi`;
-* ``libexec/numa``: the xapi plugin's body (``plugins/numa``).
+* ``libexec/numa``: the xapi plugin's body (``plugins/numa``), which the plugin's
+  launcher runs with ``runpy`` on dom0's Python: not a program of its own (its ``#!``
+  line is a comment there, the file not executable; run alone, it would not find
+  ``lib/python``).
 
 Outside it, only small launchers (``/usr/bin/xapi-numa``, ``xapi-numad``,
 ``xapi-numa-rrdd``, ``/etc/xapi.d/plugins/numa``) that put ``lib/python`` first
@@ -55,6 +58,16 @@ ENTRY_BODY = "from {module} import {func}\n\nsys.exit({func}())"
 PLUGIN_BODY = ("import runpy\n\n"
                "# the plugin's own body answers xapi even when the package cannot be imported\n"
                "runpy.run_path(os.path.join(PRIVATE, \"libexec\", \"numa\"), run_name=\"__main__\")")
+
+
+def plugin_body() -> str:
+    """``plugins/numa`` as the RPM ships it in libexec: its ``#!`` line (``make install``'s,
+    rewritten there to the installing Python) a comment, the lines numbered as in the tree."""
+    text = open(os.path.join(ROOT, "plugins", "numa"), encoding="utf-8").read()
+    first, sep, rest = text.partition("\n")
+    if first.startswith("#!"):
+        first = "# run by {} (runpy, on dom0's /usr/bin/python3), not as a program".format(PLUGIN)
+    return first + sep + rest
 
 
 def version() -> str:
@@ -217,8 +230,7 @@ def stage(payload: str, libdir: str, wheels: list) -> None:
         if not os.path.isfile(src):
             raise SystemExit("build_rpm: {} missing: run make dom0-lib".format(src))
         shutil.copy2(src, os.path.join(private, "lib", name))
-    os.makedirs(os.path.join(private, "libexec"))
-    shutil.copy2(os.path.join(ROOT, "plugins", "numa"), os.path.join(private, "libexec", "numa"))
+    write(os.path.join(private, "libexec", "numa"), plugin_body(), 0o644)
     # irqbalance's policy script, for the IRQs xapi-numad aligns (see backends/dom0.py)
     shutil.copy2(os.path.join(HERE, "irqbalance-policy"), os.path.join(private, "libexec", "irqbalance-policy"))
     os.chmod(os.path.join(private, "libexec", "irqbalance-policy"), 0o755)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="the RPM build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {"/usr/bin/xapi-numa", "/usr/bin/xapi-numad", "/usr/bin/xapi-numa-rrdd", "/etc/xapi.d/plugins/numa",
-            "/opt/xapi-numa/libexec/numa", "/opt/xapi-numa/libexec/irqbalance-policy",
+            "/opt/xapi-numa/libexec/irqbalance-policy",
             "/opt/xapi-numa/lib/libxenuma.so"}
 
 
