@@ -3,6 +3,7 @@ import os
 import sys
 
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.cli import common
 from xapi_numa.ops import instance_lock
 from xapi_numa.ops.command_line import given
@@ -12,6 +13,7 @@ from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, whole_number
+from xapi_numa.state.locks import held_vm_locks
 
 SCHEDULERS = ("credit", "credit2")
 
@@ -50,16 +52,34 @@ def cmd_sim_init(args) -> int:
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
         raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
                               "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
-    held = instance_lock.holder("sim:" + args.path) if os.path.exists(args.path) else None
-    if held is not None:  # a new host would delete the database under the daemon running for the old one
-        raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
-                         "replacing the host".format(args.path, held))
+    if os.path.exists(args.path):
+        _refuse_while_in_use(args.path)
     with common.flag_names({"dma_bits": "--dma-bits"}):
         SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force,
                            args.dma_bits)
     print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
         args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))
     return 0
+
+
+def _refuse_while_in_use(path: str) -> None:
+    """A new host at ``path`` deletes the state database beside it: not under xapi-numad
+    running for the old one, nor under a page mover or a place of one of its VMs (each
+    holds its VM's lock beside that database until it ends).  A mover's next batch would
+    move the pages of whatever domain of the new host has its domid, and its journal
+    would go to the deleted database.  (xapi-numa-rrdd only reads the host.)"""
+    held = instance_lock.holder("sim:" + path)
+    if held is not None:
+        raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
+                         "replacing the host".format(path, held))
+    database = SimStore(path).path + ".ledger.db"
+    busy = held_vm_locks(database)
+    if busy:
+        name = busy[0]
+        kind, _, vm = name[:-len(".lock")].partition("-")
+        what = {"move": "a memory move", "place": "a place"}.get(kind, "a " + kind)
+        raise StateError("{} of VM {} runs on the simulated host {} (it holds {}): let it end, or stop it, "
+                         "before replacing the host".format(what, vm, path, database + ".locks/" + name))
 
 
 def cmd_sim_create(args) -> int:

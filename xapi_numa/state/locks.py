@@ -9,7 +9,7 @@ would let two processes hold "the" lock.
 import errno
 import fcntl
 import os
-from typing import Optional
+from typing import List, Optional
 
 from xapi_numa.errors import StateError
 
@@ -95,3 +95,15 @@ def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
     except OSError as err:
         raise StateError("cannot create {}: {}".format(directory, err.strerror)) from None
     return FileLock(os.path.join(directory, "{}-{}.lock".format(kind, uuid)))
+
+
+def held_vm_locks(db_path: str) -> List[str]:
+    """The names (``move-UUID.lock``, ``place-UUID.lock``) of the per-VM locks beside the
+    state database ``db_path`` that a live process holds now; each is left as found."""
+    directory = db_path + ".locks"
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:  # none yet: no VM was ever moved or placed with this database
+        return []
+    return [name for name in names if name.endswith(".lock") and os.path.isfile(os.path.join(directory, name))
+            and FileLock(os.path.join(directory, name)).held_by_someone()]
