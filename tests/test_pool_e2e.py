@@ -260,5 +260,5 @@ def test_a_hosts_refusal_is_shown_as_its_message_and_a_bad_argument_exits_2(pool
     proc = subprocess.run([XAPI_NUMA, "--insecure", "--pool", server.url, "--user", "root", "--password-file",
                            str(secret), "vm-start", uuid], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == ("xapi-numa: error: other_config:numa_nodes: node 5 does not exist on this host "
-                                   "(allowed: nodes 0..1)")
+    assert proc.stderr.strip() == ("xapi-numa: error: other_config:numa_nodes: node 5 does not exist on this host, "
+                                   "stored in VM {} (allowed: nodes 0..1)".format(uuid))
