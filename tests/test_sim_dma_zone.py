@@ -153,7 +153,7 @@ def test_sim_init_takes_dma_bits(tmp_path, capsys):
     assert [m.dma_free for m in SimHypervisor(path).node_memory()] == [1 * GiB, 0]
 
 
-@pytest.mark.parametrize("value", ["5", "53"])
+@pytest.mark.parametrize("value", ["5", "53", "-1"])
 def test_sim_init_refuses_a_dma_width_xen_would_not_keep_and_writes_nothing(tmp_path, capsys, value):
     path = str(tmp_path / "host.json")
     assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "2G",

@@ -171,7 +171,7 @@ def register(sub) -> None:
     s.add_argument("--dom0-vcpus", type=signed_whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
     s.add_argument("--dom0-memory", type=given, help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
                                          "default min(1G, 10%% of the host)")
-    s.add_argument("--dma-bits", type=whole_number,
+    s.add_argument("--dma-bits", type=signed_whole_number,
                    help="dma_bits= on the host's Xen command line, 12..52 (52: no DMA zone); default none: Xen's "
                         "default DMA width (a quarter of node 0, at most 32 bits) on a host of more than one node")
     s.add_argument("--force", action="store_true", help="replace an existing state file")
