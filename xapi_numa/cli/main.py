@@ -19,6 +19,7 @@ from typing import List, Optional
 from xapi_numa import __version__
 from xapi_numa.backends.open import BACKEND_SYNTAX
 from xapi_numa.cli import backends, common, moves, placing, queries, rebalance, render, sim, vnuma
+from xapi_numa.cli.log_lines import warnings_said
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.command_line import Parser, given
 
@@ -97,7 +98,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     try:
         check_pool_use(args)
-        code = args.func(args)
+        with warnings_said():
+            code = args.func(args)
         sys.stdout.flush()  # written now, while a failure can still be said
         return code
     except NumaError as err:
