@@ -51,10 +51,13 @@ def xapi_state(link, unreachable: str = UNREACHABLE) -> str:
 def not_reached(link, unreachable: str) -> str:
     """What to say of a xapi the dry run did not read: ``unreachable`` (with what xapi-numad
     does without it), or, where xapi refused the login (a wrong password is no xapi that is
-    away), that refusal, naming the user and where, with the same consequence."""
-    if link.refusal is None:
-        return unreachable
-    return "login refused: {}; {}".format(link.refusal, unreachable.partition(": ")[2])
+    away), that refusal, naming the user and where, with the same consequence; or, logged in,
+    xapi's refusal of the VMs' records (a pool member whose master is gone, say)."""
+    if link.refusal is not None:
+        return "login refused: {}; {}".format(link.refusal, unreachable.partition(": ")[2])
+    if link.records_refusal is not None:
+        return "VM records refused: {}; {}".format(link.records_refusal, unreachable.partition(": ")[2])
+    return unreachable
 
 
 def add_no_xapi(q) -> None:

@@ -76,6 +76,7 @@ class XapiLink:
         self._delay = 0.0
         self._down_said: Optional[str] = None  # what the log last said of an outage: "unreachable", "refused"
         self.refusal: Optional[str] = None  # why xapi refused the last login (it names the user and where)
+        self.records_refusal: Optional[str] = None  # why xapi refused the last read of the VMs' records
         self.records = VmRecords()  # as last read (replaced whole)
         self._switch_errors: Dict[Tuple[str, str], str] = {}  # (uuid, key) -> a value neither on nor off
         self._records_retry: Tuple[float, float] = (0.0, 0.0)  # after xapi refused them: (when, back-off)
@@ -194,8 +195,11 @@ class XapiLink:
                 log_event(self._logger, logging.WARNING, "xapi refused the VMs' records: keeping the last ones",
                           error=err.message, retry_in=delay)
             self._records_retry = (now + delay, delay)
+            self.records_refusal = err.message
             return None
         self._records_retry = (0.0, 0.0)
+        if records is not None:
+            self.records_refusal = None
         return records
 
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
