@@ -235,6 +235,11 @@ class Executor:
                     if node is None or err.errno not in NODE_CLAIM_FALLBACK_ERRNOS:
                         raise
                     node = None
+                    # the row says host-wide before the claim is: killed after it, the claim
+                    # must not be counted on the node it was refused on (what Xen keeps from
+                    # every node would be lost where that node has less free than it holds)
+                    if not self.ledger.note_claim_ours(a.vm, a.created, a.domid, None):
+                        return Outcome(a, GONE, "the reservation went meanwhile")
                     self.hv.claim(a.domid, total, None)
         except HypervisorError as err:
             if err.errno == errno.ESRCH:
