@@ -226,8 +226,8 @@ R = reservation.Reservation("uuid-1", 0.0, 100.0, False, {1: 2 * G}, {1: 2 * G})
     ("domain exists, per-node claims: claim the rest", attrs.evolve(dom(1, paused=True), max_memory=2 * G),
      {1: {1: (G >> 12)}}, True,
      [act.ClaimReservation]),
-    ("domain exists, no node claims: shrink", dom(1, paused=True), {1: {1: (G >> 12)}}, False,
-     [act.ShrinkReservation]),
+    ("domain exists, no node claims: shrink", attrs.evolve(dom(1, paused=True), max_memory=2 * G),
+     {1: {1: (G >> 12)}}, False, [act.ShrinkReservation]),
 ])
 def test_reconcile(case, domain, pages, node_claims, expected):
     domains = {domain.uuid: domain} if domain else {}

@@ -11,7 +11,8 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
   overhead above the domain's maximum, which no claim of the domain's holds, is out
   of the free memory by then: xenopsd's build_pre and libxl's build_pre allocate
   the shadow/HAP pool, and Xen the per-vCPU memory, before the first guest page);
-* otherwise shrink it by what has landed on each node.
+* otherwise shrink it by what has landed on each node (and, once the domain has a
+  page, by the overhead: out of the free memory by then, as above).
 
 A claimed reservation, or one whose claim call was made (the ledger notes that the
 claim is ours before the call, so a process killed right after it leaves the row
@@ -74,8 +75,26 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             # page and fails the build if refused, so ours waits for the build to begin and then
             # finds its claim, taken as the build's; and a domain whose maximum is not set yet:
             # Xen has it 0 until the toolstack sets it, and no claim fits under it)
-            out.append(ShrinkReservation(r.vm, to_come, "pages landed"))
+            out.append(ShrinkReservation(r.vm, guest_to_come(to_come, d, r.initial), "pages landed"))
     return out
+
+
+def guest_to_come(to_come: Mapping[int, int], d: DomainInfo, initial: Mapping[int, int]) -> Dict[int, int]:
+    """What a reservation that shrinks (no claim) still holds per node: ``to_come`` (bytes),
+    less the build's overhead once the domain has a page.  Both toolstacks allocate the
+    overhead before the first guest page, out of the free memory and in no page of the
+    domain's, so it is gone from the free figures by then: counted here too, it was counted
+    twice until the lease ended.  The overhead is what the reservation holds beyond the
+    domain's maximum (a maximum set above the guest's memory leaves less of it to take
+    off: never too much); the planner puts an even share of it on each reserved node (its
+    round of every node, or its part of a stripe; the chosen node of a round has what the
+    others' shares, rounded up, leave it: one page less than the even share, at most, for
+    each other node), taken off each as whole pages, rounded down."""
+    reserved, nodes = sum(initial.values()), len(initial)
+    if d.memory <= 0 or d.max_memory <= 0 or reserved <= d.max_memory or not nodes:
+        return dict(to_come)  # (no page yet: the overhead may be still to come too)
+    share = max(0, ((reserved - d.max_memory) >> PAGE_SHIFT) // nodes - (nodes - 1)) << PAGE_SHIFT
+    return {node: max(0, nbytes - share) for node, nbytes in to_come.items()}
 
 
 def claimable(to_come: Mapping[int, int], d: DomainInfo, reserved: int) -> Dict[int, int]:
