@@ -57,6 +57,10 @@ LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed), a hos
 # A host's plugin asked a query (a dry run, its topology): longer than the plugin's own
 # xapi deadline (CALL_TIMEOUT), so that a failure of its own arrives before ours
 QUERY_TIMEOUT = 120.0
+# A host's plugin asked to place or release a VM: quick, its own waits all bounded (the VM's
+# place lock there, start_placement.PLACE_LOCK_WAIT; each xapi call, CALL_TIMEOUT; the state
+# database, BUSY_TIMEOUT_S), so a hung member must not hold a start for LONG_CALL_TIMEOUT
+PLACE_TIMEOUT = 300.0
 LOGOUT_TIMEOUT = 5.0  # a logout is best effort: it must not add a whole deadline to a failure
 
 
@@ -365,11 +369,14 @@ def enabled_hosts(session) -> Dict[str, dict]:
     return {ref: rec for ref, rec in records.items() if rec.get("enabled")}
 
 
-def call_plugin(session, host: str, fn: str, args: Dict[str, str], query: bool = False) -> str:
-    """``fn`` of the numa plugin on ``host``; it waits up to LONG_CALL_TIMEOUT, or for a
-    ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a plugin no deadline, so a
-    member whose plugin hangs would hold the call for ever."""
-    with patience(session, QUERY_TIMEOUT if query else LONG_CALL_TIMEOUT):
+def call_plugin(session, host: str, fn: str, args: Dict[str, str], query: bool = False,
+                timeout: Optional[float] = None) -> str:
+    """``fn`` of the numa plugin on ``host``; it waits up to ``timeout`` seconds, by default
+    LONG_CALL_TIMEOUT, or for a ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a
+    plugin no deadline, so a member whose plugin hangs would hold the call for ever."""
+    if timeout is None:
+        timeout = QUERY_TIMEOUT if query else LONG_CALL_TIMEOUT
+    with patience(session, timeout):
         return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 

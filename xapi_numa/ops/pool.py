@@ -44,23 +44,32 @@ XAPI_NO_ROOM = ("HOST_NOT_ENOUGH_FREE_MEMORY", "HOST_NOT_ENOUGH_PCPUS")
 
 
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
-    """A numa plugin call on ``host``, its JSON result decoded."""
+    """A numa plugin call on ``host``, its JSON result decoded.  A place or release waits
+    PLACE_TIMEOUT (:func:`host_call`): it waits for little on the host, and a hung member
+    held a start for LONG_CALL_TIMEOUT, then failed it as if the master were wedged."""
+    if fn in ("place", "release"):
+        return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT)
     return json.loads(xapi.call_plugin(session, host, fn, args))
 
 
 def host_query(session, host: str, fn: str, args: Dict[str, str]):
-    """:func:`plugin_result` of a query (it changes nothing) that waits QUERY_TIMEOUT.
+    """:func:`host_call` of a query (it changes nothing): it waits QUERY_TIMEOUT."""
+    return host_call(session, host, fn, args, xapi.QUERY_TIMEOUT)
+
+
+def host_call(session, host: str, fn: str, args: Dict[str, str], seconds: float):
+    """:func:`plugin_result` that waits ``seconds`` for the host's answer.
 
     xapi gives a plugin no deadline: a member whose plugin hangs holds the master's
     forwarded call open.  If the master still answers, the silence is that host's:
     a XapiError HOST_TIMEOUT, passed over like a host that is down.  If the master does
     not answer either, it is the one wedged: XapiTimeout, the whole command's failure."""
     try:
-        return json.loads(xapi.call_plugin(session, host, fn, args, query=True))
+        return json.loads(xapi.call_plugin(session, host, fn, args, timeout=seconds))
     except xapi.XapiTimeout:
         name = xapi.call(session.xenapi.host.get_name_label, host)  # read by the master alone
     raise xapi.XapiError([HOST_TIMEOUT, "host {} did not answer {} within {:g} s (the pool master did)".format(
-        shown(name), fn, xapi.QUERY_TIMEOUT)])
+        shown(name), fn, seconds)])
 
 
 def fit_key(placement: dict, host_record: dict) -> tuple:

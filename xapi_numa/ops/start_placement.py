@@ -38,6 +38,10 @@ OWNER_KEY = "numa_place_owner"  # other_config: the token of whoever is placing 
 # A place or release takes seconds: an owner token older than this was left by a
 # caller that died (killed mid-place), and the next caller takes the VM over.
 OWNER_TTL = 120.0
+# How long a place, a release or a policy change waits for another one of the same VM on
+# this host (they take seconds): one held longer is stuck (a hung hypervisor or xapi call),
+# and the caller is told so in time, not after its own deadline (a pool's PLACE_TIMEOUT)
+PLACE_LOCK_WAIT = 60.0
 
 
 def admin_mask(record: dict) -> Optional[VcpuMask]:
@@ -226,7 +230,12 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     the pool master's (``clock(session)``), never this host's: a member whose
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
-    with vm_lock(ledger.path, "place", uuid):
+    lock = vm_lock(ledger.path, "place", uuid)
+    if not lock.acquire_within(PLACE_LOCK_WAIT):
+        raise VmBusy("VM {}: waited {:g} s for the place lock {} (another place, release or policy change of it "
+                     "on this host holds it, stuck); try again later".format(uuid, PLACE_LOCK_WAIT, lock.path),
+                     ("vm", uuid, "place lock"))
+    try:
         owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
                                            stale=lambda holder: owner_token_stale(holder, clock(session))):
@@ -237,6 +246,8 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
             yield owner
         finally:
             xapi_owner_key.release_other_config_key(session, vm, OWNER_KEY, owner)
+    finally:
+        lock.release()
 
 
 def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str],

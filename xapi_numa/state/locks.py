@@ -9,9 +9,12 @@ would let two processes hold "the" lock.
 import errno
 import fcntl
 import os
+import time
 from typing import List, Optional
 
 from xapi_numa.errors import StateError
+
+POLL_S = 0.05  # how often a bounded wait tries the lock again
 
 
 class FileLock:
@@ -43,6 +46,17 @@ class FileLock:
         fd = self._open()
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.fd = fd
+
+    def acquire_within(self, seconds: float, poll: float = POLL_S) -> bool:
+        """Wait for it ``seconds`` at most (its holder may be stuck: in a hung hypervisor
+        call, say); False if it is still held by then."""
+        deadline = time.monotonic() + seconds
+        while not self.try_acquire():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll, left))
+        return True
 
     def held_by_someone(self) -> bool:
         if self.try_acquire():
