@@ -126,6 +126,13 @@ class BackendUnavailable(NumaError):
     code = "NUMA_BACKEND_UNAVAILABLE"
 
 
+class XapiUnreachable(NumaError):
+    """xapi did not answer a call the plugin made back to it (wedged, overloaded, or
+    restarting under ``xe-toolstack-restart``): a fault of the moment, not of our code."""
+
+    code = "NUMA_XAPI_UNREACHABLE"
+
+
 class StateError(NumaError):
     """A stored state file (simulator, ledger) is missing or unreadable."""
 

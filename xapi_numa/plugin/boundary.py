@@ -18,7 +18,7 @@ from typing import Dict, List
 from xapi_numa.backends import xapi
 from xapi_numa import errors
 from xapi_numa.core.numbers import shown
-from xapi_numa.errors import InvalidArgument, NotRunning, NumaError
+from xapi_numa.errors import InvalidArgument, NotRunning, NumaError, XapiUnreachable
 from xapi_numa.plugin import protocol as proto
 from xapi_numa.plugin.functions import FUNCTIONS, Context
 
@@ -53,6 +53,11 @@ def run_function(method: str, session_id: str, args: Dict[str, str]) -> str:
             err = ctx.located(err)
         LOG.info("%s failed: %s", method, err.message)
         return proto.failure_response(failure_details(err, session_id))
+    except ConnectionError as err:  # xapi's answer to our own call did not come (XapiTimeout among them)
+        said = XapiUnreachable("no answer from xapi to the plugin's call during {}: {}: {}".format(
+            method, type(err).__name__, err))
+        LOG.info("%s failed: %s", method, said.message)
+        return proto.failure_response(failure_details(said))
     except Exception as err:  # a bug: say so to xapi, keep the traceback for the logs
         LOG.error("%s crashed:\n%s", method, traceback.format_exc())
         return proto.failure_response([proto.PLUGIN_FAILURE, method, type(err).__name__, str(err)])
