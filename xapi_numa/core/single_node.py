@@ -84,6 +84,16 @@ Why ``scored``, and what it does not meet (measured, not assumed):
     against 21 on seed 7 and 10-13 distance misses on 4 nodes (none today);
     it stripes the VMs that gain most from locality over every node.
 
+  Measured on 2026-12-05 (evening), not kept: a VM that no node holds now but
+  whose vCPUs fit one node's cores homed on the node of its set with the most
+  free memory alone, its memory filling that node first and the rest spilling
+  as Xen's allocator takes it, instead of striped over the set: the split VM's
+  local share rises and one bigger hole is left (seeds 1-6: split 51, distance
+  0, memory 54, vCPU 27 = 132 misses against 69/22/27/0 = 118; on 2-node hosts
+  only 67/0/39/16 = 122; with FRAG_WEIGHT 0.05 or 0 and CPU_WEIGHT 0.75 or 1,
+  149 and 161).  It buys splits and distance with memory and vCPU balance, as
+  every other rule above does.
+
   Seed 7 before 2026-12-04: 8/4/10/0 = 22 (the same rule, so the same figures as before).
   Since free memory below a whole 2 MiB extent no longer counts as room for
   an HVM/PVH build (placement.py; Xen takes such an extent from another
