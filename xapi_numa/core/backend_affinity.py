@@ -161,10 +161,12 @@ def target_vcpus(snap: HostSnapshot, layout: Dom0Layout, domid: int) -> FrozenSe
 
 
 def _guests(snap: HostSnapshot, state: BackendState) -> Dict[int, str]:
-    """domid -> uuid of the guests whose backend work we manage."""
+    """domid -> uuid of the guests whose backend work we manage (not one shut down and not
+    yet destroyed: its work is about to go, or, resumed, stays where it was)."""
     if not state.enabled or not state.layout.usable:
         return {}
-    return {d.domid: d.uuid for d in snap.domains if d.domid != 0 and d.uuid not in state.opted_out}
+    return {d.domid: d.uuid for d in snap.domains
+            if d.domid != 0 and d.uuid not in state.opted_out and not d.shutdown}
 
 
 def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
@@ -256,7 +258,8 @@ def _hand_back(snap: HostSnapshot, state: BackendState, managed: Mapping[int, st
     is gone is only forgotten."""
     running = {d.uuid for d in snap.domains}
     managed_uuids = set(managed.values())
-    unread = set(snap.unread)  # not read this time, not gone: what we changed for them stays as it is
+    # not read this time, or shut down and not yet destroyed (it may resume): what we changed stays as it is
+    unread = set(snap.unread) | {d.uuid for d in snap.domains if d.shutdown}
     # a managed guest homed where dom0 has no vCPU has no better place than dom0's default:
     # kept, its work would stay pinned to its old home, and its IRQs banned from irqbalance
     placed_uuids = {uuid for domid, uuid in managed.items() if targets[domid]}
