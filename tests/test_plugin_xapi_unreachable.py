@@ -25,3 +25,24 @@ def test_no_answer_from_xapi_is_said_as_such_not_as_a_crash(monkeypatch, caplog,
     assert code == "NUMA_XAPI_UNREACHABLE", result
     assert "no answer from xapi" in message and "during place" in message and type(fault).__name__ in message
     assert "crashed" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_xapi_socket_that_is_not_there_is_xapi_unreachable_not_a_crash(tmp_path, monkeypatch, caplog):
+    """xapi removes its socket while it restarts: connecting to it then is ENOENT, which is
+    no ConnectionError; the call was answered as a crash (FileNotFoundError)."""
+    from xapi_numa.backends import rpc_transport
+
+    missing = str(tmp_path / "xapi")  # no socket there
+    transport = rpc_transport.UnixTransport(missing, 5.0)
+    with pytest.raises(ConnectionRefusedError) as refused:
+        transport.make_connection("localhost").connect()
+    assert missing in str(refused.value)
+
+    def get_policy(ctx, args):
+        rpc_transport.UnixTransport(missing, 5.0).make_connection("localhost").connect()
+
+    monkeypatch.setitem(boundary.FUNCTIONS, "get_policy", get_policy)
+    with caplog.at_level(logging.INFO, logger="xapi-numa.plugin"):
+        result = proto.parse_response(boundary.run_function("get_policy", "OpaqueRef:x", {}))
+    assert result["ErrorDescription"][0] == "NUMA_XAPI_UNREACHABLE", result
+    assert "Traceback" not in caplog.text

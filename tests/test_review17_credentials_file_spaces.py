@@ -35,3 +35,16 @@ def test_the_url_and_user_lose_the_spaces_around_them(tmp_path):
     path = saved(tmp_path, " url = https://pool.example \r\nusername= root\t\r\npassword=x\r\n")
     got = credentials(config=path)
     assert (got.url, got.username, got.password) == ("https://pool.example", "root", "x")
+
+
+@pytest.mark.parametrize("line, password", [
+    ("password = secret\n", "secret"),  # written spaced: the space after '=' matches the one before
+    ("password =  secret \n", " secret "),  # only that one space goes
+    ("password\t=\tsecret\n", "secret"),
+    ("password= secret\n", " secret"),  # not spaced before '=': every space is the password's
+])
+def test_a_spaced_password_line_loses_the_one_space_after_the_equals_sign(tmp_path, line, password):
+    """rA's review: ``password = secret``, as the url and user lines may be written, sent
+    " secret" and the login was refused."""
+    path = saved(tmp_path, "url = https://pool.example\nusername = root\n" + line)
+    assert credentials(config=path).password == password

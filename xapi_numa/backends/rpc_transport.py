@@ -58,6 +58,12 @@ class _UnixConnection(http.client.HTTPConnection):
         try:
             sock.settimeout(self.timeout)
             sock.connect(self._path)
+        except FileNotFoundError as err:
+            sock.close()
+            # the socket is gone while its daemon restarts (xapi removes and makes it again):
+            # the same as a daemon not listening, not a missing file of ours
+            raise ConnectionRefusedError(err.errno, "nothing listens at {}: {}".format(
+                self._path, err.strerror)) from None
         except BaseException:
             sock.close()
             raise

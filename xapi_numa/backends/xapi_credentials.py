@@ -65,14 +65,19 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
 def _saved(text: str, keys) -> dict:
     """The ``key=value`` lines of a credentials file, for ``keys``.  A password is all of
     its line after ``password=`` less the line end (``\n``, or ``\r\n``), spaces and a
-    ``\r`` inside included, as --password-file reads its file; the URL and user name
-    have no spaces of their own (those around them go)."""
+    ``\r`` inside included, as --password-file reads its file; written spaced,
+    ``password = secret``, the one space after ``=`` goes too (it matches the one
+    before).  The URL and user name have no spaces of their own (those around them go)."""
     saved = {}
     for line in text.split("\n"):
         line = line[:-1] if line.endswith("\r") else line
         key, sep, value = line.partition("=")
         if sep and key.strip() in keys:
-            saved[key.strip()] = value if key.strip() == "password" else value.strip()
+            if key.strip() != "password":
+                value = value.strip()
+            elif key[-1:] in (" ", "\t") and value[:1] in (" ", "\t"):
+                value = value[1:]
+            saved[key.strip()] = value
     return saved
 
 

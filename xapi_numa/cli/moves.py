@@ -120,7 +120,9 @@ def _xapi_view(args, hv, to: int) -> Tuple[Optional[FrozenSet[int]], str]:
             dom = None  # the move says why, in its own words
         if dom is not None:
             move_policy.refuse_a_strict_move(hv, dom, link.policy_of(dom.uuid), to)
-        return mask, "consulted" if link.reached else rebalance.not_reached(link, UNREACHABLE)
+        # reached is not enough: the mask may have been read and the VMs' records refused
+        consulted = link.reached and link.records_refusal is None
+        return mask, "consulted" if consulted else rebalance.not_reached(link, UNREACHABLE)
     finally:
         link.close()
 

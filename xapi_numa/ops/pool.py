@@ -37,7 +37,9 @@ HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILUR
                     # the master could not forward the call to the member (message_forwarding.ml)
                     "CANNOT_CONTACT_HOST", "HOST_HAS_NO_MANAGEMENT_IP",
                     # the host's plugin answers, but cannot read its hypervisor or its state
-                    "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR")
+                    "NUMA_BACKEND_UNAVAILABLE", "NUMA_HYPERVISOR_ERROR", "NUMA_STATE_ERROR",
+                    # its own xapi did not answer the plugin's call back to it
+                    "NUMA_XAPI_UNREACHABLE")
 # xapi's own capacity checks (assert_can_boot_here, and VM.start_on which asserts it):
 # the host lacks the memory or the pCPUs, before its plugin is asked: no room, as NUMA_NO_CAPACITY
 XAPI_NO_ROOM = ("HOST_NOT_ENOUGH_FREE_MEMORY", "HOST_NOT_ENOUGH_PCPUS")
