@@ -5,8 +5,8 @@ it (the host's local socket, or ``$XAPI_NUMA_XENAPI_URL`` in tests); the CLI
 logs into a pool master with a URL and credentials from flags, the
 environment, or a file only its owner can read (:mod:`xapi_credentials`).
 Every call has a deadline (:mod:`rpc_transport`): CALL_TIMEOUT, or
-LONG_CALL_TIMEOUT for ``VM.start_on`` and a host's plugin (QUERY_TIMEOUT for a
-plugin query); a wedged xapi is then unreachable, as one that is down.
+LONG_CALL_TIMEOUT for ``VM.start_on``, PLACE_TIMEOUT for a host's plugin (QUERY_TIMEOUT
+for a plugin query); a wedged xapi is then unreachable, as one that is down.
 
 Per-VM state lives in ``VM.other_config``: the policy (``numa_mode``,
 ``numa_nodes``, ``numa_on_exhaust``) and, between ``place`` and ``settle``,
@@ -53,13 +53,14 @@ LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a do
 # Seconds a call waits for xapi's answer before xapi counts as unreachable (a wedged xapi
 # must not hang a command, the plugin or xapi-numad), and for the calls that take long.
 CALL_TIMEOUT = 60.0
-LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed), a host's plugin
+LONG_CALL_TIMEOUT = 1800.0  # VM.start_on (a big VM's memory is scrubbed)
 # A host's plugin asked a query (a dry run, its topology): longer than the plugin's own
 # xapi deadline (CALL_TIMEOUT), so that a failure of its own arrives before ours
 QUERY_TIMEOUT = 120.0
-# A host's plugin asked to place or release a VM: quick, its own waits all bounded (the VM's
-# place lock there, start_placement.PLACE_LOCK_WAIT; each xapi call, CALL_TIMEOUT; the state
-# database, BUSY_TIMEOUT_S), so a hung member must not hold a start for LONG_CALL_TIMEOUT
+# A host's plugin asked to change something (place, release, settle, vnuma_plan): quick, its
+# own waits all bounded (the VM's place lock there, start_placement.PLACE_LOCK_WAIT; each xapi
+# call, CALL_TIMEOUT; the state database, BUSY_TIMEOUT_S), so a hung member must not hold a
+# start or a command for LONG_CALL_TIMEOUT, which is VM.start_on's alone
 PLACE_TIMEOUT = 300.0
 LOGOUT_TIMEOUT = 5.0  # a logout is best effort: it must not add a whole deadline to a failure
 
@@ -372,10 +373,11 @@ def enabled_hosts(session) -> Dict[str, dict]:
 def call_plugin(session, host: str, fn: str, args: Dict[str, str], query: bool = False,
                 timeout: Optional[float] = None) -> str:
     """``fn`` of the numa plugin on ``host``; it waits up to ``timeout`` seconds, by default
-    LONG_CALL_TIMEOUT, or for a ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a
-    plugin no deadline, so a member whose plugin hangs would hold the call for ever."""
+    PLACE_TIMEOUT, or for a ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a plugin
+    no deadline, so a member whose plugin hangs would hold the call for ever (never
+    LONG_CALL_TIMEOUT: no plugin function waits for a VM's build)."""
     if timeout is None:
-        timeout = QUERY_TIMEOUT if query else LONG_CALL_TIMEOUT
+        timeout = QUERY_TIMEOUT if query else PLACE_TIMEOUT
     with patience(session, timeout):
         return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 

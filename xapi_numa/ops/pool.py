@@ -30,7 +30,7 @@ from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_in
 
 MAX_ATTEMPTS = 6
-HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer a query in time; the master did
+HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer in time; the master did
 # the host, not the VM, is the problem: pass it over
 HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
                     "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",
@@ -46,12 +46,11 @@ XAPI_NO_ROOM = ("HOST_NOT_ENOUGH_FREE_MEMORY", "HOST_NOT_ENOUGH_PCPUS")
 
 
 def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
-    """A numa plugin call on ``host``, its JSON result decoded.  A place or release waits
-    PLACE_TIMEOUT (:func:`host_call`): it waits for little on the host, and a hung member
-    held a start for LONG_CALL_TIMEOUT, then failed it as if the master were wedged."""
-    if fn in ("place", "release"):
-        return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT)
-    return json.loads(xapi.call_plugin(session, host, fn, args))
+    """A numa plugin call on ``host`` (place, release, settle, vnuma_plan), its JSON result
+    decoded; it waits PLACE_TIMEOUT (:func:`host_call`).  None of them waits for much on the
+    host: a hung member held a start (and its settle) or a vNUMA plan for LONG_CALL_TIMEOUT,
+    the 30 minutes of a VM.start_on, then failed it as if the master were wedged."""
+    return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT)
 
 
 def host_query(session, host: str, fn: str, args: Dict[str, str]):
