@@ -77,3 +77,15 @@ def test_a_maximum_above_the_reservation_takes_nothing_off(tmp_path):
     hv.dom[DOMID]["max"] = 8000
     _shrink(hv, ledger, {1: 1000})
     assert ledger.outstanding() == {1: (3000 + OVERHEAD) * PAGE}
+
+
+def test_a_toolstack_claim_before_the_first_page_says_the_overhead_is_out(tmp_path):
+    """Stock Xen: the toolstack claims the guest's pages host-wide (libxl's meminit,
+    xenopsd's NUMA step) after it allocated the overhead and before the first page.  The
+    row was left whole there (no page yet), so the overhead was counted twice, out of the
+    free figures and in the ledger, from that claim to the first page."""
+    _, hv, ledger = _building(tmp_path, {1: 4000 + OVERHEAD}, 0)
+    hv.claim(DOMID, 4000, None)  # the toolstack's claim: no page of the domain's yet
+    dry_run = _shrink(hv, ledger, {})
+    assert ledger.outstanding() == {1: 4000 * PAGE}  # the guest's pages, nothing more
+    assert dry_run == {1: 4000 * PAGE}

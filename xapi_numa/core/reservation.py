@@ -12,7 +12,7 @@ As the domain's pages land, :func:`plan_reconcile` says what to do with it:
   of the free memory by then: xenopsd's build_pre and libxl's build_pre allocate
   the shadow/HAP pool, and Xen the per-vCPU memory, before the first guest page);
 * otherwise shrink it by what has landed on each node (and, once the domain has a
-  page, by the overhead: out of the free memory by then, as above).
+  page or a claim, by the overhead: out of the free memory by then, as above).
 
 A claimed reservation, or one whose claim call was made (the ledger notes that the
 claim is ours before the call, so a process killed right after it leaves the row
@@ -89,10 +89,17 @@ def guest_to_come(to_come: Mapping[int, int], d: DomainInfo, initial: Mapping[in
     off: never too much); the planner puts an even share of it on each reserved node (its
     round of every node, or its part of a stripe; the chosen node of a round has what the
     others' shares, rounded up, leave it: one page less than the even share, at most, for
-    each other node), taken off each as whole pages, rounded down."""
+    each other node), taken off each as whole pages, rounded down.
+
+    A domain with no page yet but a claim has its overhead allocated too: the claim is the
+    toolstack's (ours are made after the first page), and both make it after the overhead
+    (xenopsd's build_pre sizes the pool, then its NUMA step claims; libxl's meminit claims
+    after build_pre set the pool), just before the guest's first page: counted here too,
+    the overhead was counted twice between that claim and the first page."""
     reserved, nodes = sum(initial.values()), len(initial)
-    if d.memory <= 0 or d.max_memory <= 0 or reserved <= d.max_memory or not nodes:
-        return dict(to_come)  # (no page yet: the overhead may be still to come too)
+    begun = d.memory > 0 or d.claimed > 0  # (neither: the overhead may be still to come too)
+    if not begun or d.max_memory <= 0 or reserved <= d.max_memory or not nodes:
+        return dict(to_come)
     share = max(0, ((reserved - d.max_memory) >> PAGE_SHIFT) // nodes - (nodes - 1)) << PAGE_SHIFT
     return {node: max(0, nbytes - share) for node, nbytes in to_come.items()}
 
