@@ -485,6 +485,7 @@ def test_release_after_a_failed_build_whose_reservation_became_claims(host, caps
     sim = SimHypervisor(host)
     ledger = Ledger(host + ".ledger.db")
     domid = sim.create("vm", 1, 256 << 20, uuid=VM1, paused=True, auto_numa=False)
+    sim.set_max_memory(domid, 512 << 20)  # the build half way: at its maximum it would be over
     assert upkeep.reservation_changes(upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))) == {VM1: "claimed"}
     sim.destroy(domid)
     capsys.readouterr()

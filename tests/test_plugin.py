@@ -594,6 +594,7 @@ def test_release_after_a_build_that_failed_once_its_reservation_became_claims(ct
     ok(run(server, host, sid, "place", {"vm": uuid}))
     sim, ledger = server.sims[host], Ledger(server.ledgers[host])
     domid = sim.create("vm", 2, 512 << 20, uuid=uuid, paused=True, auto_numa=False)  # the build, half way
+    sim.set_max_memory(domid, 1 << 30)  # (at its maximum it would be over: released, not claimed)
     assert upkeep.reservation_changes(upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))) == {uuid: "claimed"}
     sim.destroy(domid)  # the start fails: xapi tears the domain down, the VM is Halted again
     assert ok(run(server, host, sid, "release", {"vm": uuid})) == {"vm": uuid, "released": False,

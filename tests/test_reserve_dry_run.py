@@ -19,7 +19,8 @@ UUID = "11111111-2222-4333-8444-555555555555"
 def building(tmp_path):
     """2 nodes x 8G; a paused 2G domain on node 0 with 2G reserved for it on node 1."""
     sim = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 4, 8 * G), "credit2", 1)
-    sim.create("g", 2, 2 * G, soft=frozenset(range(4)), paused=True, uuid=UUID)
+    domid = sim.create("g", 2, 2 * G, soft=frozenset(range(4)), paused=True, uuid=UUID)
+    sim.set_max_memory(domid, 3 * G)  # still building (at its maximum its build would be over)
     ledger = Ledger(str(tmp_path / "l.db"))
     placement, reservation, _ = place_and_reserve(sim, ledger, Request(2, 2 * G), UUID)
     assert placement.nodes == (1,) and reservation is not None and not reservation.claimed

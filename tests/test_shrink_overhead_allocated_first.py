@@ -14,11 +14,11 @@ from tests.review12_claims_model import Clock, DOMID, PAGE, VM, XenClaims
 OVERHEAD = 300  # pages: the pool and per-vCPU memory
 
 
-def _shrink(hv, ledger, landed, paused=True):
+def _shrink(hv, ledger, landed, paused=True, planned="ShrinkReservation"):
     """Reconcile's plan (no node claims) applied; what its dry run counted."""
     rows = ledger.reservations()
     plan = reservation.plan_reconcile(rows, {VM: hv.info(DOMID, paused)}, {DOMID: landed}, False)
-    assert [type(a).__name__ for a in plan] == ["ShrinkReservation"]
+    assert [type(a).__name__ for a in plan] == [planned]
     Executor(hv, ledger.db).apply(plan)
     return reservation.outstanding(rows, plan)
 
@@ -47,7 +47,8 @@ def test_a_shrunk_row_does_not_count_the_overhead_already_allocated(tmp_path):
 
 def test_a_vm_started_paused_holds_nothing_once_its_pages_are_there(tmp_path):
     clock, hv, ledger = _building(tmp_path, {1: 4000 + OVERHEAD}, 4000)
-    _shrink(hv, ledger, {1: 4000})  # every page there; the VM stays paused (start_paused)
+    # every page there; the VM stays paused (start_paused): its build is over (test_paused_build_over)
+    _shrink(hv, ledger, {1: 4000}, planned="ReleaseReservation")
     assert ledger.outstanding() == {}
     clock.now += 299.0  # (not only once its lease ends)
     assert ledger.outstanding() == {}

@@ -122,8 +122,17 @@ def claimable(to_come: Mapping[int, int], d: DomainInfo, reserved: int) -> Dict[
 
 
 def build_over(r: Reservation, d: DomainInfo) -> bool:
-    """The domain runs, or all the memory reserved for it is there."""
-    return (not d.paused) or d.memory >= sum(r.initial.values())
+    """The domain runs, or all the memory reserved for it that can still come is there:
+    the reservation, or the domain's maximum where that is less.  The reservation holds
+    the build's overhead too, which is in no page of the domain's (allocated before its
+    first page), and Xen gives a domain no page past its maximum: a VM started paused,
+    all its guest memory there, never had pages as many as its reservation, so its row
+    (holding nothing by then) stayed until its lease ended, or for good once claimed.
+    A maximum not set yet (0) is no bound."""
+    whole = sum(r.initial.values())
+    if d.max_memory > 0:
+        whole = min(whole, d.max_memory)
+    return (not d.paused) or d.memory >= whole
 
 
 def ended(r: Reservation, d: DomainInfo, node_claims: bool, reason: str) -> List[object]:
