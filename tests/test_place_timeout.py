@@ -11,13 +11,11 @@
   with no bound: behind a holder stuck in a hung call it never answered.  It now waits
   PLACE_LOCK_WAIT, then refuses with NUMA_VM_BUSY naming the lock.
 """
-import threading
 import time
-import types
 
 import pytest
 
-from xapi_loopback import LoopbackXapi
+from hung_calls import pool_with_a_hang, within
 from xapi_numa.backends import xapi
 from xapi_numa.errors import VmBusy
 from xapi_numa.ops import pool as pool_ops
@@ -26,48 +24,15 @@ from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.locks import vm_lock
 
 G = 1 << 30
-GUARD = 20.0  # seconds past which a call counts as hung (the deadlines here are 1 s)
-
-
-def within(fn, seconds=GUARD):
-    """``fn()``'s result or exception, from a thread; fails the test if it takes ``seconds``."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed back to the test
-            box["error"] = err
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "the call hung: it has no deadline"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 @pytest.fixture
 def hangs_after_its_dry_run(pool, monkeypatch):
     """The pool with short deadlines (a place's 1 s), a session, and a way to make one host's
     plugin answer its dry run and then hang (every other call to it)."""
-    server, _ = pool
-    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 1.0)
-    monkeypatch.setattr(xapi, "QUERY_TIMEOUT", 2.0)
-    monkeypatch.setattr(xapi, "PLACE_TIMEOUT", 1.0, raising=False)
-    monkeypatch.setattr(xapi, "LONG_CALL_TIMEOUT", 25.0)  # (VM.start_on)
-    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
-    release = threading.Event()
-    real = LoopbackXapi.host_call_plugin
-
-    def hang(host_ref):
-        def call_plugin(self, session_id, host, plugin, fn, args):
-            if host == host_ref and not args.get("dry_run"):
-                release.wait(40)
-            return real(self, session_id, host, plugin, fn, args)
-        monkeypatch.setattr(server, "host_call_plugin", types.MethodType(call_plugin, server))
-    yield server, session, hang
-    release.set()
+    with pool_with_a_hang(pool, monkeypatch) as (server, session, hang):
+        yield server, session, lambda host_ref: hang(lambda host, fn, args: host == host_ref
+                                                     and not args.get("dry_run"))
 
 
 def test_vm_start_passes_over_a_host_whose_place_hangs(hangs_after_its_dry_run):

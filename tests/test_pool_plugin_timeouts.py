@@ -7,13 +7,9 @@ minutes, then reported the master as wedged) and ``vnuma_plan`` (``xapi-numa --p
 vnuma VM``).  Neither waits for a build on the host.  They now wait PLACE_TIMEOUT, and a
 host that does not answer in time while the master does is NUMA_HOST_TIMEOUT.
 """
-import threading
-import types
-
 import pytest
 
-from test_place_timeout import within
-from xapi_loopback import LoopbackXapi
+from hung_calls import pool_with_a_hang, within
 from xapi_numa.backends import xapi
 from xapi_numa.ops import pool as pool_ops
 from xapi_numa.ops.vnuma_pool import pool_plan
@@ -25,23 +21,8 @@ G = 1 << 30
 def hangs_on(pool, monkeypatch):
     """The pool with short deadlines (a plugin call's 1 s; VM.start_on's 25 s, past the
     guard), a session, and a way to make the plugin hang in one function (on every host)."""
-    server, _ = pool
-    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 1.0)
-    monkeypatch.setattr(xapi, "QUERY_TIMEOUT", 2.0)
-    monkeypatch.setattr(xapi, "PLACE_TIMEOUT", 1.0)
-    monkeypatch.setattr(xapi, "LONG_CALL_TIMEOUT", 25.0)  # (VM.start_on)
-    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
-    release = threading.Event()
-    real = LoopbackXapi.host_call_plugin
-
-    def hang(hung_fn):
-        def call_plugin(self, session_id, host, plugin, fn, args):
-            if fn == hung_fn:
-                release.wait(40)
-            return real(self, session_id, host, plugin, fn, args)
-        monkeypatch.setattr(server, "host_call_plugin", types.MethodType(call_plugin, server))
-    yield server, session, hang
-    release.set()
+    with pool_with_a_hang(pool, monkeypatch) as (server, session, hang):
+        yield server, session, lambda hung_fn: hang(lambda host, fn, args: fn == hung_fn)
 
 
 def test_vm_start_reports_a_settle_that_hangs_in_time(hangs_on):

@@ -8,14 +8,11 @@ XapiError) escaped ``per_host`` and ``candidates``: `topology --pool` / `vcpus -
 lost every other host's answer, and `vm-start` failed instead of passing the host over
 as its docstring promises ("dead or timing out is passed over").
 """
-import threading
 import time
-import types
 
 import pytest
 
-from test_xapi_timeouts import returns
-from xapi_loopback import LoopbackXapi
+from hung_calls import pool_with_a_hang, within
 from xapi_numa.backends import xapi
 from xapi_numa.ops import pool as pool_ops
 
@@ -25,22 +22,8 @@ G = 1 << 30
 @pytest.fixture
 def hung(pool, monkeypatch):
     """The pool with short deadlines, a session of ours, and a way to hang one host's plugin."""
-    server, _ = pool
-    monkeypatch.setattr(xapi, "CALL_TIMEOUT", 1.0)
-    monkeypatch.setattr(xapi, "QUERY_TIMEOUT", 2.0, raising=False)
-    monkeypatch.setattr(xapi, "LONG_CALL_TIMEOUT", 25.0)  # a real place or settle may take long
-    session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
-    release = threading.Event()
-    real = LoopbackXapi.host_call_plugin
-
-    def hang(host_ref):
-        def call_plugin(self, session_id, host, plugin, fn, args):
-            if host == host_ref:
-                release.wait(40)
-            return real(self, session_id, host, plugin, fn, args)
-        monkeypatch.setattr(server, "host_call_plugin", types.MethodType(call_plugin, server))
-    yield server, session, hang
-    release.set()
+    with pool_with_a_hang(pool, monkeypatch) as (server, session, hang):
+        yield server, session, lambda host_ref: hang(lambda host, fn, args: host == host_ref)
 
 
 def test_a_hung_member_is_marked_and_the_others_answer(hung):
@@ -48,7 +31,7 @@ def test_a_hung_member_is_marked_and_the_others_answer(hung):
     hosts = list(server.hosts)
     hang(hosts[1])
     began = time.monotonic()
-    answers = returns(lambda: pool_ops.per_host(session, "host_topology"))
+    answers = within(lambda: pool_ops.per_host(session, "host_topology"))
     assert time.monotonic() - began < 20
     failed = {uuid: pool_ops.failed_host(entry) for uuid, entry in answers.items()}
     assert failed[server.hosts[hosts[0]]["uuid"]] is None and failed[server.hosts[hosts[2]]["uuid"]] is None
@@ -61,7 +44,7 @@ def test_vm_start_passes_over_a_hung_member(hung):
     hosts = list(server.hosts)
     hang(hosts[0])  # the first asked
     ref, uuid = server.add_vm("web", 2, G)
-    started = returns(lambda: pool_ops.vm_start(session, uuid))
+    started = within(lambda: pool_ops.vm_start(session, uuid))
     assert started["host_uuid"] != server.hosts[hosts[0]]["uuid"]
     assert session.xenapi.VM.get_power_state(ref) == "Running"
 
@@ -70,7 +53,7 @@ def test_a_wedged_master_still_fails_the_query(hung):
     server, session, _ = hung
     server.wedged.add("*")
     with pytest.raises(xapi.XapiTimeout):
-        returns(lambda: pool_ops.per_host(session, "host_topology"))
+        within(lambda: pool_ops.per_host(session, "host_topology"))
 
 
 def test_vm_placement_of_a_vm_on_a_hung_member_says_so_in_time(hung):
@@ -82,5 +65,5 @@ def test_vm_placement_of_a_vm_on_a_hung_member_says_so_in_time(hung):
     session.xenapi.VM.start_on(ref, hosts[2], False, False)
     hang(hosts[2])
     with pytest.raises(xapi.XapiError) as err:
-        returns(lambda: pool_ops.vm_placement(session, uuid))
+        within(lambda: pool_ops.vm_placement(session, uuid))
     assert err.value.code == "NUMA_HOST_TIMEOUT" and "host2" in err.value.message

@@ -19,6 +19,13 @@ SECRET = "not-the-password-42"
 def refusing(pool, tmp_path, monkeypatch):
     """A simulated host whose dry runs log in to the loopback xapi with a wrong password."""
     server, _ = pool
+    dry_run_host(server, tmp_path, monkeypatch, SECRET)
+    return server
+
+
+def dry_run_host(server, tmp_path, monkeypatch, password: str) -> None:
+    """A simulated host with one busy VM, ``a``, whose dry runs read the loopback xapi
+    ``server`` as root with ``password``."""
     path = str(tmp_path / "host.json")
     assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G"]) == 0
     assert main(["sim", "create", path, "a", "--vcpus", "2", "--memory", "512M", "--soft", "node:0",
@@ -27,8 +34,7 @@ def refusing(pool, tmp_path, monkeypatch):
     monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
     monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
     monkeypatch.setenv("XAPI_NUMA_POOL_USER", "root")
-    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", SECRET)
-    return server
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", password)
 
 
 COMMANDS = [["rebalance", "--dry-run"], ["homing", "--dry-run"], ["move-memory", "a", "--to", "1", "--dry-run"]]

@@ -8,15 +8,9 @@ import os
 
 import pytest
 
+from test_review17_minus_space import host  # noqa: F401 (a fixture: a simulated host)
+
 from xapi_numa.cli.main import main
-
-
-@pytest.fixture
-def host(tmp_path, monkeypatch):
-    monkeypatch.setenv("XAPI_NUMA_LEDGER", str(tmp_path / "ledger.db"))
-    path = str(tmp_path / "host.json")
-    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G"]) == 0
-    return path
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "31"])

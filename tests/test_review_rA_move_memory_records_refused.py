@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from test_review17_dry_run_login_refused import dry_run_host
 from xapi_loopback import Failure
 from xapi_numa.cli.main import main
 
@@ -14,15 +15,7 @@ from xapi_numa.cli.main import main
 @pytest.fixture
 def records_refused(pool, tmp_path, monkeypatch):
     server, _ = pool
-    path = str(tmp_path / "host.json")
-    assert main(["sim", "init", path, "--nodes", "2", "--cpus-per-node", "4", "--memory-per-node", "2G"]) == 0
-    assert main(["sim", "create", path, "a", "--vcpus", "2", "--memory", "512M", "--soft", "node:0",
-                 "--load", "busy", "--type", "pvh"]) == 0
-    monkeypatch.setenv("XAPI_NUMA_BACKEND", "sim:" + path)
-    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
-    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
-    monkeypatch.setenv("XAPI_NUMA_POOL_USER", "root")
-    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
+    dry_run_host(server, tmp_path, monkeypatch, "xenroot")
 
     def refused(session_id):
         raise Failure("HOST_IS_SLAVE", "192.0.2.1")

@@ -13,31 +13,12 @@ import xmlrpc.client
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from hung_calls import GUARD, within
 from test_rrdd import UnixHTTPServer
 
 from xapi_numa.backends import rpc_transport, xapi
 from xapi_numa.cli.main import main
 from xapi_numa.ops.xapi_link import XapiLink, local_login
-
-GUARD = 60.0  # seconds past which a call counts as hung (the deadlines here are under 1 s)
-
-
-def returns(fn):
-    """``fn()``'s result or exception, from a thread; fails the test if it hangs."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed back to the test
-            box["error"] = err
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(GUARD)
-    assert not thread.is_alive(), "the call hung: it has no deadline"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def unix_xapi(path, wedged):
@@ -80,16 +61,16 @@ def unix_socket(tmp_path, monkeypatch):
 
 def test_the_local_socket_answers_as_xapi_local_does(unix_socket):
     path, _ = unix_socket
-    session = returns(lambda: local_login(timeout=0.5, socket_path=path))
+    session = within(lambda: local_login(timeout=0.5, socket_path=path))
     assert xapi.call(session.xenapi.VM.get_all) == ["OpaqueRef:vm"]
 
 
 def test_a_wedged_local_socket_is_a_connection_error_not_a_hang(unix_socket):
     path, wedged = unix_socket
-    session = returns(lambda: local_login(timeout=0.3, socket_path=path))
+    session = within(lambda: local_login(timeout=0.3, socket_path=path))
     wedged.set()
     with pytest.raises(ConnectionError, match="did not answer in time"):
-        returns(lambda: xapi.call(session.xenapi.VM.get_all))
+        within(lambda: xapi.call(session.xenapi.VM.get_all))
 
 
 def test_xapi_numad_backs_off_from_a_wedged_xapi_and_comes_back(pool, monkeypatch, caplog):
@@ -100,11 +81,11 @@ def test_xapi_numad_backs_off_from_a_wedged_xapi_and_comes_back(pool, monkeypatc
     link = XapiLink(lambda: local_login(timeout=0.3), lambda: now[0])
     server.wedged.add("*")
     with caplog.at_level(logging.WARNING):
-        assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
+        assert within(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
     assert any("unreachable" in r.getMessage() for r in caplog.records)
     server.wedged.clear()
     now[0] += 3600.0  # past any back-off
-    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
+    assert within(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
 
 
 def test_the_cli_says_no_answer_from_a_wedged_master(pool, tmp_path, monkeypatch, capsys):
@@ -114,7 +95,7 @@ def test_the_cli_says_no_answer_from_a_wedged_master(pool, tmp_path, monkeypatch
     secret.write_text("xenroot\n")
     secret.chmod(0o600)
     server.wedged.add("*")
-    code = returns(lambda: main(["--insecure", "--pool", server.url, "--user", "root", "--password-file",
+    code = within(lambda: main(["--insecure", "--pool", server.url, "--user", "root", "--password-file",
                                  str(secret), "topology"]))
     err = capsys.readouterr().err
     assert code == 1 and "no answer from xapi" in err and "did not answer in time" in err, err
@@ -129,8 +110,8 @@ def test_a_long_call_waits_longer_and_the_deadline_comes_back(pool, monkeypatch)
     session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
     server.delays["VM.get_all"] = 1.0
     with pytest.raises(ConnectionError):
-        returns(lambda: xapi.call(session.xenapi.VM.get_all))
-    assert returns(lambda: xapi.call_long(session, session.xenapi.VM.get_all)) is not None
+        within(lambda: xapi.call(session.xenapi.VM.get_all))
+    assert within(lambda: xapi.call_long(session, session.xenapi.VM.get_all)) is not None
     assert rpc_transport.transport_of(session).timeout == 0.3
 
 
@@ -175,9 +156,9 @@ def test_xapi_numad_does_not_log_out_over_a_wedged_xapi(pool, monkeypatch):
     monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", server.url)
     monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", server.password)
     link = XapiLink(lambda: local_login(timeout=0.3), lambda: 0.0)
-    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
+    assert within(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is not None
     server.wedged.add("*")
-    assert returns(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
+    assert within(lambda: link.use(lambda s: xapi.call(s.xenapi.VM.get_all))) is None
     assert server.calls["session.logout"] == 0
 
 
@@ -189,7 +170,7 @@ def test_a_logout_waits_at_most_its_own_short_deadline(pool, monkeypatch):
     monkeypatch.setattr(xapi, "LOGOUT_TIMEOUT", 0.3)
     session = xapi.login(xapi.Credentials(server.url, "root", "xenroot"), insecure=True)
     server.wedged.add("session.logout")
-    returns(lambda: xapi.logout(session))
+    within(lambda: xapi.logout(session))
     assert server.calls["session.logout"] == 1
     assert rpc_transport.transport_of(session).timeout == 3 * GUARD
 
@@ -210,7 +191,7 @@ def test_a_start_xapi_does_not_answer_keeps_its_placement(pool, monkeypatch):
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
     server.delays["VM.start_on"] = 2.0  # xapi is slow (a big VM's scrub), not dead
     with pytest.raises(NumaError, match="may still be starting there"):
-        returns(lambda: pool_ops.vm_start(session, uuid))
+        within(lambda: pool_ops.vm_start(session, uuid))
     assert "numa_placed_nodes" in session.xenapi.VM.get_other_config(ref)
     for _ in range(300):  # xapi finishes the start it was given
         if session.xenapi.VM.get_power_state(ref) == "Running":
