@@ -112,6 +112,12 @@ def _drop_own(session, vm: str, config: Dict[str, str], present: List[Tuple[int,
             xapi.call(session.xenapi.VM.remove_from_other_config, vm, name)
 
 
+def holds_other_config_key(session, vm: str, key: str, token: str) -> bool:
+    """Does ``token`` still own the VM (its generation on top)?  A caller slow past its
+    lease may have been taken over meanwhile: its key was removed as a dead caller's."""
+    return owner_of(xapi.call(session.xenapi.VM.get_other_config, vm), key) == token
+
+
 def release_other_config_key(session, vm: str, key: str, token: str) -> bool:
     """Let go: remove every generation of ``key`` that holds ``token``; True if one did.
     Only the holder removes its key while it owns the VM (an admin editing it by

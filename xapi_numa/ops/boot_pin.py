@@ -8,7 +8,7 @@ to the chosen nodes' CPUs and keeps any mask the admin had set aside in
 start that did not happen on the host that placed it, puts the admin's mask
 back.
 """
-from typing import FrozenSet, Iterable, Optional, Union
+from typing import Callable, FrozenSet, Iterable, Optional, Union
 
 import attr
 
@@ -19,12 +19,18 @@ from xapi_numa.errors import InvalidArgument
 
 
 PIN_KEYS = (xapi.SAVED_MASK_KEY, xapi.PLACED_KEY, xapi.PLACED_HOST_KEY)
+Guard = Callable[[], None]  # called before each write: raises if the caller may no longer write
+
+
+def _unguarded() -> None:
+    pass
 
 
 def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Union[VcpuMask, Iterable[int]],
-             host_uuid: Optional[str] = None) -> None:
+             host_uuid: Optional[str] = None, guard: Guard = _unguarded) -> None:
     """Boot-time hard pin in VCPUs_params["mask"], keeping the admin's own mask aside;
-    ``host_uuid`` (this host) is recorded so that only this host's release undoes it."""
+    ``host_uuid`` (this host) is recorded so that only this host's release undoes it;
+    ``guard`` is called before each write."""
     other = record["other_config"]
     # A second place keeps the first one's saved mask; one saved beside no pin key is
     # what a pin or a restore cut short left, while the current mask is the admin's.
@@ -32,11 +38,12 @@ def pin_boot(session, vm: str, record: dict, nodes: Iterable[int], cpus: Union[V
     if saved is None:
         saved = record["VCPUs_params"].get("mask", xapi.NO_SAVED_MASK)
     write_pin_keys(session, vm, {xapi.SAVED_MASK_KEY: saved, xapi.PLACED_KEY: ",".join(map(str, nodes)),
-                                 xapi.PLACED_HOST_KEY: host_uuid})  # None removes an older place's
+                                 xapi.PLACED_HOST_KEY: host_uuid}, guard)  # None removes an older place's
+    guard()
     xapi.set_vcpus_param(session, vm, "mask", xapi.format_mask(cpus))
 
 
-def write_pin_keys(session, vm: str, values: dict) -> None:
+def write_pin_keys(session, vm: str, values: dict, guard: Guard = _unguarded) -> None:
     """Give the pin's other_config keys ``values`` (a key absent or None is removed).
 
     The order keeps one rule whenever a write is cut short: while the pin key is
@@ -44,9 +51,11 @@ def write_pin_keys(session, vm: str, values: dict) -> None:
     can always be undone exactly."""
     for key in PIN_KEYS:
         if values.get(key) is not None:
+            guard()
             xapi.set_other_config(session, vm, key, values[key])
     for key in reversed(PIN_KEYS):
         if values.get(key) is None:
+            guard()
             xapi.set_other_config(session, vm, key, None)
 
 
@@ -98,10 +107,10 @@ def admin_mask(record: dict) -> Optional[VcpuMask]:
     return _readable(admin_mask_text(record))
 
 
-def restore_boot(session, vm: str, record: Optional[dict] = None) -> Restored:
+def restore_boot(session, vm: str, record: Optional[dict] = None, guard: Guard = _unguarded) -> Restored:
     """Undo :func:`pin_boot`: the admin's mask goes back exactly as it was, whatever it
     says, then the pin keys go (the saved mask last).  ``record``: the VM's record, if
-    the caller has just read it.
+    the caller has just read it; ``guard`` is called before each write.
 
     A saved mask beside no pin key is what a pin or a restore cut short left: the
     mask is already the admin's.  A pin key beside no saved mask (an older
@@ -113,7 +122,8 @@ def restore_boot(session, vm: str, record: Optional[dict] = None) -> Restored:
     pinned = xapi.PLACED_KEY in other
     admin = admin_mask(record)  # read first: nothing may fail after the restore
     if pinned and saved is not None:
+        guard()
         xapi.set_vcpus_param(session, vm, "mask", None if saved == xapi.NO_SAVED_MASK else saved)
     if any(key in other for key in PIN_KEYS):
-        write_pin_keys(session, vm, {})
+        write_pin_keys(session, vm, {}, guard)
     return Restored(admin, pinned)

@@ -6,12 +6,16 @@ callers placing (or releasing) the same VM at once are serialised by a per-VM
 lock on this host and by the VM's owner key across hosts, and each
 reservation carries its caller's owner token: a caller whose later step fails
 releases only its own reservation, never one another caller made meanwhile.
+A caller slow past its hold on the VM (OWNER_TTL) may be taken over as a dead
+one: it checks that it still holds the VM before each write to its record and
+before reserving, and once taken over writes nothing more (:func:`still_owning`).
 
 The admin's own hard affinity (``VCPUs_params:mask``) bounds the placement:
 only nodes it reaches are candidates, the boot pin stays inside it, and a VM
 whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 """
 import contextlib
+import functools
 import math
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
@@ -143,18 +147,21 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
+        held = functools.partial(still_owning, session, vm, uuid, owner)
         # Read again while holding the VM: a caller that held it before us (a release, a
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
         request = request_for(record, planner.topology, host_cpus)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
+        held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
             boot_pin.pin_boot(session, vm, record, placement.nodes,
-                              boot_mask(record, planner.topology, placement.nodes, host_cpus), host_uuid)
+                              boot_mask(record, planner.topology, placement.nodes, host_cpus), host_uuid, held)
+            held()  # taken over while the last write was under way: this place is not the one that counts
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
-            _put_back(session, vm, record)
+            _put_back(session, vm, record, held)
             raise
     return describe(planner, placement, reservation, loads, vm=uuid)
 
@@ -188,13 +195,15 @@ def _not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[
                      "force=true if that host is down".format(uuid, placer), ("vm", uuid, placer))
 
 
-def _put_back(session, vm: str, record: dict) -> None:
+def _put_back(session, vm: str, record: dict, held: boot_pin.Guard) -> None:
     """A pin written in part (xapi refused a later write) must not stay: the VM's mask
-    and pin keys go back to what this place found (an earlier place's pin included).
+    and pin keys go back to what this place found (an earlier place's pin included),
+    unless another caller took the VM over (``held`` raises): they are its now.
     Best effort: the first failure is the one the caller reports."""
     try:
+        held()
         xapi.set_vcpus_param(session, vm, "mask", record.get("VCPUs_params", {}).get("mask"))
-        boot_pin.write_pin_keys(session, vm, record.get("other_config", {}))
+        boot_pin.write_pin_keys(session, vm, record.get("other_config", {}), held)
     except NumaError:
         pass
 
@@ -216,6 +225,17 @@ def owner_token_stale(token: str, now: float) -> bool:
     # a time that never comes (nan, inf) or lies further ahead than any caller's
     # (a clock far ahead, or a hand edit) would hold the VM for good
     return not sep or not math.isfinite(end) or end < now or end > now + 2 * OWNER_TTL
+
+
+def still_owning(session, vm: str, uuid: str, owner: str) -> None:
+    """Refuse to go on unless ``owner`` still holds the VM.  A caller slow past
+    OWNER_TTL (hung xapi calls) counts as dead: another may take the VM over and
+    change it, and from then on this one must write nothing more to it.  (xapi has
+    no conditional write: one already under way when the VM is taken over still lands.)"""
+    if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner):
+        raise VmBusy("VM {}: another caller (a place, release or policy change) took it over while this one ran "
+                     "past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
+                     "given back".format(uuid, OWNER_TTL), ("vm", uuid, "taken over"))
 
 
 @contextlib.contextmanager
@@ -259,7 +279,7 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     pin goes with) and the answer names that host, unless the host has left the
     pool (ejected or reinstalled: nothing else could ever undo it) or ``force``."""
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
-    with owning(ledger, session, vm, uuid):
+    with owning(ledger, session, vm, uuid) as owner:
         record = xapi.vm_record(session, vm)
         placer = boot_pin.placing_host(record["other_config"])
         starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
@@ -281,7 +301,8 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
             where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
             return {"vm": uuid, "released": had, "boot_pin": "kept",
                     "running_on": xapi.call(session.xenapi.host.get_uuid, where) if where else None}
-        pinned = boot_pin.restore_boot(session, vm, record).pinned
+        pinned = boot_pin.restore_boot(session, vm, record, functools.partial(still_owning, session, vm, uuid,
+                                                                               owner)).pinned
     return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 
 
