@@ -57,4 +57,3 @@ def warnings_said() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
-
