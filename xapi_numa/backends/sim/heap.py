@@ -198,4 +198,3 @@ class Heap:
             for n, p in d.node_claims.items():
                 per_node[n] += p
         return per_node
-
