@@ -2,7 +2,7 @@
 it raised for good.  The batch record now keeps the toolstack's value (libxenuma's
 record version 5, tested over the fake libxenctrl in test_native_c.py); what recovery
 says of it is the Xen adapter's, tested here without Xen."""
-from xapi_numa.backends.xen_records import max_pages_note
+from xapi_numa.core.memory_move import max_pages_note
 
 
 def test_a_raise_given_back_is_said_with_the_toolstacks_value():

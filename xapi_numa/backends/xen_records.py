@@ -18,7 +18,7 @@ import re
 import time
 from typing import List, Optional
 
-from xapi_numa.core.memory_move import found_running, max_pages_note  # noqa: F401 - max_pages_note re-exported
+from xapi_numa.core.memory_move import found_running, max_pages_note
 from xapi_numa.errors import HypervisorError
 
 RUN_DIR = "/run/xapi-numa"  # tmpfs (XAPI_NUMA_RUN_DIR overrides it)

@@ -118,7 +118,7 @@ def ledger_path(args) -> str:
     # a simulated host keeps its state database beside its state file, once there is one
     store = SimStore(path)
     store.require()
-    return store.path + ".ledger.db"  # beside the file a symlinked path reaches: one host, one database
+    return store.ledger_path
 
 
 def ledger(args) -> Ledger:

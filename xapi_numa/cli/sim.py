@@ -72,14 +72,12 @@ def _refuse_while_in_use(path: str) -> None:
     if held is not None:
         raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
                          "replacing the host".format(path, held))
-    database = SimStore(path).path + ".ledger.db"
-    busy = held_vm_locks(database)
+    busy = held_vm_locks(SimStore(path).ledger_path)
     if busy:
-        name = busy[0]
-        kind, _, vm = name[:-len(".lock")].partition("-")
+        kind, vm, lock = busy[0]
         what = {"move": "a memory move", "place": "a place"}.get(kind, "a " + kind)
         raise StateError("{} of VM {} runs on the simulated host {} (it holds {}): let it end, or stop it, "
-                         "before replacing the host".format(what, vm, path, database + ".locks/" + name))
+                         "before replacing the host".format(what, vm, path, lock))
 
 
 def cmd_sim_create(args) -> int:

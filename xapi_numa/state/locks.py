@@ -10,7 +10,7 @@ import errno
 import fcntl
 import os
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from xapi_numa.errors import StateError
 
@@ -102,22 +102,30 @@ class FileLock:
         self.release()
 
 
+LOCK_SUFFIX = ".lock"
+
+
 def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
     directory = db_path + ".locks"
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as err:
         raise StateError("cannot create {}: {}".format(directory, err.strerror)) from None
-    return FileLock(os.path.join(directory, "{}-{}.lock".format(kind, uuid)))
+    return FileLock(os.path.join(directory, "{}-{}{}".format(kind, uuid, LOCK_SUFFIX)))
 
 
-def held_vm_locks(db_path: str) -> List[str]:
-    """The names (``move-UUID.lock``, ``place-UUID.lock``) of the per-VM locks beside the
-    state database ``db_path`` that a live process holds now; each is left as found."""
+def held_vm_locks(db_path: str) -> List[Tuple[str, str, str]]:
+    """The per-VM locks (:func:`vm_lock`) beside the state database ``db_path`` that a live
+    process holds now, as (kind, VM UUID, the lock's path); each is left as found."""
     directory = db_path + ".locks"
     try:
         names = sorted(os.listdir(directory))
     except OSError:  # none yet: no VM was ever moved or placed with this database
         return []
-    return [name for name in names if name.endswith(".lock") and os.path.isfile(os.path.join(directory, name))
-            and FileLock(os.path.join(directory, name)).held_by_someone()]
+    held = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.endswith(LOCK_SUFFIX) and os.path.isfile(path) and FileLock(path).held_by_someone():
+            kind, _, uuid = name[:-len(LOCK_SUFFIX)].partition("-")
+            held.append((kind, uuid, path))
+    return held

@@ -33,6 +33,9 @@ class SimStore:
         # the file a symlink names: one host, one lock, whichever path reaches it
         self.path = os.path.realpath(path)
         self.lock_path = self.path + ".lock"
+        # the state database of this host (reservations, moves, pins), beside the file a
+        # symlinked path reaches: one host, one database
+        self.ledger_path = self.path + ".ledger.db"
         # the text this store last checked (read or wrote): read again unchanged, as a run of
         # calls on one host reads it, it is not checked again (the check took a third of `demo`)
         self._checked: Optional[str] = None
