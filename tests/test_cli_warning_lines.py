@@ -40,6 +40,8 @@ def test_a_dry_run_says_an_unreachable_xapi_as_one_warning_line_with_its_details
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("xapi-numa: warning: xapi unreachable: running without it ("), lines
     assert "xapi=" + env["XAPI_NUMA_XENAPI_URL"] in lines[0] and "not-said-anywhere" not in out.stderr
+    # a command tries once: xapi-numad's next login ("retry_in") is no detail of it (a review)
+    assert "retry_in" not in lines[0], lines
 
 
 def test_a_warning_line_quotes_details_that_would_read_ambiguously():
@@ -48,3 +50,5 @@ def test_a_warning_line_quotes_details_that_would_read_ambiguously():
     assert warning_line("x", {"why": "no room, node 1", "empty": ""}) == \
         "xapi-numa: warning: x (empty='', why='no room, node 1')"
     assert warning_line("nothing more", {}) == "xapi-numa: warning: nothing more"
+    assert warning_line("xapi refused the login: running without it", {"user": "root", "retry_in": 60.0}) == \
+        "xapi-numa: warning: xapi refused the login: running without it (user=root)"

@@ -7,6 +7,9 @@ Python's last-resort handler printed the bare event name ("xapi unreachable:
 running without it") with no program name and without the details that say
 what it is about.  Here such a warning is one line on standard error, as the
 command's own errors are: ``xapi-numa: warning: EVENT (field=value, ...)``.
+The details that only mean something to a daemon are left out: a command
+tries once, so "retry_in" (xapi-numad's next login) would promise a retry
+that never comes.
 """
 import contextlib
 import logging
@@ -14,6 +17,7 @@ import sys
 from typing import Iterator, Mapping
 
 LOGGERS = ("xapi-numa", "xapi-numad")  # the loggers of the modules a command runs (not the plugin's)
+DAEMON_ONLY = frozenset({"retry_in"})  # fields of an event that describe xapi-numad's next step
 
 
 def _detail(value: object) -> str:
@@ -23,7 +27,7 @@ def _detail(value: object) -> str:
 
 def warning_line(event: str, fields: Mapping[str, object]) -> str:
     """One warning as a command says it."""
-    details = ", ".join("{}={}".format(k, _detail(v)) for k, v in sorted(fields.items()))
+    details = ", ".join("{}={}".format(k, _detail(v)) for k, v in sorted(fields.items()) if k not in DAEMON_ONLY)
     return "xapi-numa: warning: {}{}".format(event, " ({})".format(details) if details else "")
 
 
