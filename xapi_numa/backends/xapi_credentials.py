@@ -43,10 +43,13 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
               "password": os.environ.get("XAPI_NUMA_POOL_PASSWORD")}
     if password_file:
         values["password"] = _without_line_end(_read_private(password_file, "--password-file"))
+        if not values["password"]:  # (else another source's password would be used, unsaid)
+            raise InvalidArgument("--password-file", "{} is empty".format(shown(password_file)),
+                                  "a file holding the password")
     path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
     other_pool = None
     if not all(values.values()) and os.path.exists(path):
-        saved = _saved(_read_private(path, "credentials file"), values)
+        saved = _saved(_read_private(path, "credentials file"), values, path)
         if values["url"] and saved.get("url") and not _same_pool(values["url"], saved["url"]):
             # the file's user and password are for its own pool: never sent to another URL
             other_pool = saved["url"]
@@ -62,22 +65,29 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     return Credentials(values["url"], values["username"], values["password"])
 
 
-def _saved(text: str, keys) -> dict:
-    """The ``key=value`` lines of a credentials file, for ``keys``.  A password is all of
+def _saved(text: str, keys, path: str = "") -> dict:
+    """The ``key=value`` lines of a credentials file, for ``keys``; blank lines and ``#``
+    comments aside, any other line is refused, naming it (a mistyped ``user=`` would
+    otherwise be dropped and reported as no user name at all).  A password is all of
     its line after ``password=`` less the line end (``\n``, or ``\r\n``), spaces and a
     ``\r`` inside included, as --password-file reads its file; written spaced,
     ``password = secret``, the one space after ``=`` goes too (it matches the one
     before).  The URL and user name have no spaces of their own (those around them go)."""
     saved = {}
-    for line in text.split("\n"):
+    for number, line in enumerate(text.split("\n"), 1):
         line = line[:-1] if line.endswith("\r") else line
         key, sep, value = line.partition("=")
-        if sep and key.strip() in keys:
-            if key.strip() != "password":
-                value = value.strip()
-            elif key[-1:] in (" ", "\t") and value[:1] in (" ", "\t"):
-                value = value[1:]
-            saved[key.strip()] = value
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not sep or key.strip() not in keys:  # (never the line itself: it may be a password)
+            what = "no key=value" if not sep else "unknown key {}".format(shown(key.strip()))
+            raise InvalidArgument("credentials file", "{} line {}: {}".format(shown(path), number, what),
+                                  "url=, username=, password=")
+        if key.strip() != "password":
+            value = value.strip()
+        elif key[-1:] in (" ", "\t") and value[:1] in (" ", "\t"):
+            value = value[1:]
+        saved[key.strip()] = value
     return saved
 
 
@@ -103,7 +113,8 @@ def _read_private(path: str, what: str) -> str:
             raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
-        with open(path, encoding="utf-8", newline="") as f:  # as written: a '\r' may be a password's own
+        # as written: a '\r' may be a password's own; an editor's byte order mark is not
+        with open(path, encoding="utf-8-sig", newline="") as f:
             return f.read(1 << 16)
     except OSError as err:
         raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
