@@ -30,7 +30,7 @@ from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login, vm_vie
 from xapi_numa.ops.xapi_reader import XapiReader
 from xapi_numa.state.db import Database, default_path
 from xapi_numa.state.ledger import Ledger
-from xapi_numa.core.numbers import decimal_number, plain, whole_number
+from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number
 
 LOG = runtime.LOG
 # seconds a stopping daemon waits for another process's lock on the state database: systemd's
@@ -51,12 +51,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--backend", type=given, help="xen or sim:PATH (default: $XAPI_NUMA_BACKEND, else xen); on a simulated "
                                       "host the daemon does not advance simulated time: run `xapi-numa sim run` "
                                       "beside it (or see `xapi-numa demo`)")
-    ap.add_argument("--period", type=decimal_number, default=1.0, help="seconds between cycles (default 1)")
-    ap.add_argument("--threshold", type=decimal_number, default=1.0,
+    ap.add_argument("--period", type=signed_decimal_number, default=1.0, help="seconds between cycles (default 1)")
+    ap.add_argument("--threshold", type=signed_decimal_number, default=1.0,
                     help="seconds a vCPU must be displaced before it is brought home (default 1)")
     ap.add_argument("--ledger", type=given, help="state database (default: $XAPI_NUMA_LEDGER; with sim:PATH, PATH.ledger.db; "
                                      "else /var/lib/xapi-numa/ledger.db)")
-    ap.add_argument("--cycles", type=whole_number, default=0, help="stop after this many cycles (default: run until SIGTERM)")
+    ap.add_argument("--cycles", type=signed_whole_number, default=0, help="stop after this many cycles (default: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="run without xapi (no policies, no auto-settle)")
     ap.add_argument("--no-backend-affinity", dest="backend_affinity", action="store_false",
                     help="leave guests' backend threads and IRQs in dom0 alone (and hand back ours)")

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import attrs
 
-from xapi_numa.core.numbers import decimal_number, whole_number
+from xapi_numa.core.numbers import signed_decimal_number, signed_whole_number
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -31,11 +31,11 @@ class ScanLimits:
 def add_arguments(parser: argparse.ArgumentParser, between: str = "") -> None:
     """``--page-scan-interval`` and ``--page-scan-max-memory`` (GiB), for every process
     that scans; ``between``: what it does between scans, for the help."""
-    parser.add_argument("--page-scan-interval", dest="page_scan_interval", type=decimal_number,
+    parser.add_argument("--page-scan-interval", dest="page_scan_interval", type=signed_decimal_number,
                         default=DEFAULT_INTERVAL,
                         help="on stock Xen, seconds between reads of pages per node through debug key 'u' "
                              "(default 600{})".format("; " + between if between else ""))
-    parser.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=whole_number,
+    parser.add_argument("--page-scan-max-memory", dest="page_scan_max_memory", type=signed_whole_number,
                         default=DEFAULT_MAX_MEMORY >> 30,
                         help="on stock Xen, never use debug key 'u' on a host with more GiB than this "
                              "(default 1024)")
