@@ -535,7 +535,7 @@ def test_the_room_for_a_move_counts_a_started_vms_build_once(tmp_path, capsys, m
     ("xapi_numa.cli.main", ["--backend", " ", "topology"], "--backend"),  # opened Xen
     ("xapi_numa.cli.main", ["memory-moves", "--ledger", ""], "--ledger"),
     ("xapi_numa.daemon", ["--ledger", ""], "--ledger"),  # the default database
-    ("xapi_numa.daemon", ["--period", "-1"], "--period"),  # seven lines of usage
+    ("xapi_numa.daemon", ["--period", "1x"], "--period"),  # seven lines of usage
     ("xapi_numa.rrdd_plugin", ["--file", ""], "--file"),
 ])
 def test_a_blank_or_bad_flag_is_one_line_naming_it_in_every_entry_point(module, argv, flag, tmp_path):
