@@ -95,6 +95,19 @@ class ShrinkReservation:
 
 
 @attrs.frozen
+class RenewLease:
+    """A reservation whose domain is still being built, and grew since the last look,
+    keeps its lease: until ``expires`` (never shortened), its domain then having had
+    ``seen_pages``.  Only that very reservation (``created``)."""
+
+    vm: str
+    created: float
+    expires: float
+    seen_pages: int
+    reason: str = ""
+
+
+@attrs.frozen
 class ClaimReservation:
     """Turn a reservation into the domain's claim for the pages its build still needs
     (``pages_per_node``); the reservation then counts only what the claim cannot hold
@@ -197,7 +210,7 @@ class ForgetBackendAffinity:
 
 
 Action = Union[SetAffinity, PinTemporarily, RestorePin, SetNodeAffinity, Reserve, ReleaseReservation,
-               ShrinkReservation, ClaimReservation, CancelClaims, MoveMemory, SetThreadAffinity,
+               ShrinkReservation, RenewLease, ClaimReservation, CancelClaims, MoveMemory, SetThreadAffinity,
                SetIrqAffinity, RestoreBackendAffinity, ForgetBackendAffinity]
 
 # Actions that change a vCPU's or a domain's affinity: the daemon's write budget counts these.

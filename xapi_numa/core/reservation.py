@@ -20,15 +20,34 @@ saying so), is how the claim gets cancelled when the build ends (a toolstack's o
 claim, taken as the build's, is left to the toolstack), so
 it never expires with its lease (the ledger keeps it): it goes when the build
 is over, or with its domain (the hypervisor drops a domain's claims with it).
+
+The lease and a slow build.  An unclaimed reservation (stock Xen has no per-node
+claims, so its rows only shrink) ends with its lease, which is made for a build's
+usual length.  A large VM populated slowly, or a slow host, may still be building
+when it runs out: dropped then, the row stopped counting memory the domain was about
+to take, and a start placed meanwhile was promised it.  So a row whose domain exists,
+whose build is not over (:func:`build_over`) and whose pages grew since the last look
+(``seen_pages``: what the domain had when its lease was last renewed) keeps its lease:
+:func:`plan_reconcile`, given the clock, renews it to a whole lease from now, never
+later than :data:`BUILD_LEASE_MAX` after the place (nor the lease itself, if longer).
+A build that stops growing (stuck, or its toolstack gone) lapses one lease after its
+last growth, as any lease does, and one that grows for ever holds memory no longer
+than the cap.  Only reconcile renews (xapi-numad's every cycle, every ``place``): a
+lease already run out is never brought back, so with xapi-numad stopped and no
+place made, leases end as they always did.
 """
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import attrs
 
-from xapi_numa.core.actions import (CancelClaims, ClaimReservation, ReleaseReservation, ShrinkReservation)
+from xapi_numa.core.actions import (CancelClaims, ClaimReservation, ReleaseReservation, RenewLease,
+                                    ShrinkReservation)
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.units import PAGE_SHIFT
 
+# The longest a build that keeps growing keeps its reservation, from the place (seconds):
+# a VM of terabytes populated at a few hundred MiB/s takes most of an hour
+BUILD_LEASE_MAX = 3600.0
 
 @attrs.frozen
 class Reservation:
@@ -40,6 +59,12 @@ class Reservation:
     initial: Mapping[int, int] = attrs.field(factory=dict)  # bytes per node when reserved
     owner: str = ""                                       # who made it (a token: only the owner releases it)
     claim_ours: bool = False                              # the domain's claim is (or may be) one we made
+    lease: float = 0.0                                    # the lease's length as placed (0: expires - created)
+    seen_pages: int = 0                                   # the domain's pages when the lease was last renewed
+
+    @property
+    def ttl(self) -> float:
+        return self.lease if self.lease > 0 else self.expires - self.created
 
     def to_dict(self) -> dict:
         return {"vm": self.vm, "created": self.created, "expires": self.expires, "claimed": self.claimed,
@@ -48,11 +73,13 @@ class Reservation:
 
 
 def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, DomainInfo],
-                   pages: Mapping[int, Mapping[int, int]], node_claims: bool) -> List[object]:
+                   pages: Mapping[int, Mapping[int, int]], node_claims: bool,
+                   now: Optional[float] = None) -> List[object]:
     """Actions that bring reservations in line with the domains being built.
 
     ``domains`` by UUID; ``pages`` per domid (a domain missing there is skipped:
-    it went away during the read)."""
+    it went away during the read).  ``now``: the ledger's clock, for the leases of
+    builds still growing (:func:`renewed`; None: none renewed)."""
     out: List[object] = []
     for r in reservations:
         d = domains.get(r.vm)
@@ -65,7 +92,8 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
         to_come = {n: max(0, b - landed.get(n, 0)) for n, b in r.initial.items()}  # bytes per node
         if build_over(r, d):
             out += ended(r, d, node_claims, "built")
-        elif node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
+            continue
+        if node_claims and not r.claimed and d.memory > 0 and d.max_memory > 0:
             claim = claimable(to_come, d, sum(r.initial.values()))
             out.append(ClaimReservation(r.vm, d.domid, claim, "domain exists", r.created, d.memory >> PAGE_SHIFT,
                                         d.max_memory >> PAGE_SHIFT))
@@ -76,7 +104,23 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             # finds its claim, taken as the build's; and a domain whose maximum is not set yet:
             # Xen has it 0 until the toolstack sets it, and no claim fits under it)
             out.append(ShrinkReservation(r.vm, guest_to_come(to_come, d, r.initial), "pages landed"))
+        out += renewed(r, d, now)  # (after the claim: a refused one leaves the row unclaimed, its lease kept)
     return out
+
+
+def renewed(r: Reservation, d: DomainInfo, now: Optional[float]) -> List[object]:
+    """The lease of a row whose build is not over (the caller's to check) renewed if its
+    domain grew since the last renewal: a whole lease from ``now``, capped at
+    :data:`BUILD_LEASE_MAX` (or the lease, if longer) after the place (or after ``now``,
+    should the clock have been stepped back past the place).  Not a claimed row's, nor
+    one whose claim call was made: those outlive their lease anyway."""
+    seen = d.memory >> PAGE_SHIFT
+    if now is None or r.claimed or r.claim_ours or seen <= r.seen_pages or r.expires <= now:
+        return []
+    until = min(now + r.ttl, min(r.created, now) + max(r.ttl, BUILD_LEASE_MAX))
+    if until <= r.expires:
+        return []
+    return [RenewLease(r.vm, r.created, until, seen, "still being built")]
 
 
 def guest_to_come(to_come: Mapping[int, int], d: DomainInfo, initial: Mapping[int, int]) -> Dict[int, int]:

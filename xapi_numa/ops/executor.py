@@ -209,6 +209,10 @@ class Executor:
         self.ledger.shrink(a.vm, a.outstanding)
         return Outcome(a, DONE, a.reason)
 
+    def _RenewLease(self, a: act.RenewLease) -> Outcome:
+        renewed = self.ledger.renew(a.vm, a.created, a.expires, a.seen_pages)
+        return Outcome(a, DONE if renewed else GONE, "{}: until {:.0f}".format(a.reason, a.expires))
+
     def _ClaimReservation(self, a: act.ClaimReservation) -> Outcome:
         """One claim, as Xen keeps one per domain: on the reservation's node where it has a
         single one, host-wide where it has several or where the node claim is refused for want

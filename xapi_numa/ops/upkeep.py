@@ -13,9 +13,10 @@ from xapi_numa.state.ledger import Ledger
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
-                   uuids: Optional[LiveDomains] = None) -> List[object]:
+                   uuids: Optional[LiveDomains] = None, now: Optional[float] = None) -> List[object]:
     """Read the domains of the reserved VMs (found in ``uuids``, the live domains read
-    just now, or read here) and ask the pure planner what to do.  Only the reserved VMs'
+    just now, or read here) and ask the pure planner what to do (``now``: the ledger's
+    clock, to renew the leases of builds still growing).  Only the reserved VMs'
     records are read: on a host of a thousand domains a start makes this read for a few
     of them."""
     if not reservations:
@@ -35,11 +36,11 @@ def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservatio
             pages[domid] = hv.node_pages(domid)
         except NumaError:
             continue  # the domain went away between the two reads
-    return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims)
+    return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims, now)
 
 
 def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcome]:
-    return executor.apply(plan_reconcile(hv, ledger.reservations()))
+    return executor.apply(plan_reconcile(hv, ledger.reservations(), now=ledger.clock()))
 
 
 def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
@@ -74,7 +75,7 @@ def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:
         vm = getattr(o.action, "vm", None) or getattr(o.action, "uuid", "")
         kind = type(o.action).__name__
         text = {"ReleaseReservation": "{}: released".format(getattr(o.action, "reason", "")),
-                "ClaimReservation": "claimed", "ShrinkReservation": "shrunk",
+                "ClaimReservation": "claimed", "ShrinkReservation": "shrunk", "RenewLease": "lease renewed",
                 "CancelClaims": "claims cancelled"}.get(kind, kind)
         if o.status != "done":
             text = "{}: {}".format(text, o.status) if kind != "ClaimReservation" else \

@@ -12,11 +12,12 @@ process on the host:
   each other beyond that one transaction (no global boot lock).
 * ``release(vm)`` drops it (only the owner's, when an owner token is given);
   leases expire after their TTL (a VM that never started, a process killed
-  half-way).  A claimed reservation does not: it is what cancels the claim
+  half-way), unless renewed while the VM's domain is still growing (see
+  :mod:`xapi_numa.core.reservation`).  A claimed reservation does not: it is what cancels the claim
   when the build ends, so only reconcile (build over, domain gone) and settle
   end it, and a release by hand or a second reserve is refused.
-* ``shrink``, ``note_claim_ours`` and ``mark_claimed`` (which keeps only what the claim
-  cannot hold) are how reconciling with the build
+* ``shrink``, ``renew`` (the lease of a build still growing), ``note_claim_ours`` and
+  ``mark_claimed`` (which keeps only what the claim cannot hold) are how reconciling with the build
   (:func:`xapi_numa.core.reservation.plan_reconcile`, applied by the executor)
   changes a reservation.  The ledger itself never touches the hypervisor.
 """
@@ -40,7 +41,7 @@ __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
 RESERVATION = Table("reservation", ("vm",), {"vm": TEXT, "created": NUMBER, "expires": NUMBER,
                                              "claimed": one_of(0, 1), "owner": TEXT,
                                              "claim_ours": one_of(0, 1), "claim_domid": INTEGER,
-                                             "claim_node": INTEGER})
+                                             "claim_node": INTEGER, "lease": NUMBER, "seen_pages": INTEGER})
 RESERVATION_NODE = Table("reservation_node", ("vm", "node"), {"vm": TEXT, "node": INTEGER, "bytes": INTEGER,
                                                               "initial": INTEGER})
 RESERVATION_TOTAL = Table("reservation_total", ("node",), {"node": INTEGER, "bytes": INTEGER})
@@ -103,7 +104,8 @@ class Ledger:
 
     def _reservations_in(self, db, now: float,
                          of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
-        rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner", "claim_ours"),
+        rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner", "claim_ours", "lease",
+                                              "seen_pages"),
                                 "WHERE expires > ? OR claimed = 1 OR claim_ours = 1 ORDER BY created", (now,))
         columns = ("vm", "node", "bytes", "initial")
         if of is None:
@@ -123,8 +125,8 @@ class Ledger:
             if vm in outstanding:  # (rows of expired reservations are not wanted)
                 outstanding[vm][node] = nbytes
                 initial[vm][node] = first
-        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner, bool(ours))
-                for vm, c, e, cl, owner, ours in rows]
+        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner, bool(ours), lease, seen)
+                for vm, c, e, cl, owner, ours, lease, seen in rows]
 
     def reservation(self, vm: str) -> Optional[Reservation]:
         return next((r for r in self.reservations() if r.vm == vm), None)
@@ -168,11 +170,11 @@ class Ledger:
                                  "requested".format(format_size(max(total, 0)), format_size(sum(wanted.values()))),
                                  ("host", str(sum(wanted.values())), str(max(total, 0))))
             db.execute("DELETE FROM reservation WHERE vm = ?", (vm,))
-            db.execute("INSERT INTO reservation (vm, created, expires, owner) VALUES (?, ?, ?, ?)",
-                       (vm, now, now + ttl, owner))
+            db.execute("INSERT INTO reservation (vm, created, expires, owner, lease) VALUES (?, ?, ?, ?, ?)",
+                       (vm, now, now + ttl, owner, ttl))
             db.executemany("INSERT INTO reservation_node (vm, node, bytes, initial) VALUES (?, ?, ?, ?)",
                            [(vm, n, b, b) for n, b in sorted(wanted.items())])
-        return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner)
+        return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner, lease=ttl)
 
     def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None,
                 claimed: Optional[bool] = None) -> bool:
@@ -209,9 +211,11 @@ class Ledger:
         # Leases are stamped by the wall clock (humans read them; every process shares it).
         # A lease made "in the future" means the clock was stepped back: it keeps its TTL
         # from now at most, never the size of the step.  (A step forward expires leases
-        # early: nothing a wall clock can tell.)
-        db.execute("UPDATE reservation SET expires = ? + (expires - created) "
-                   "WHERE created > ? AND expires > ? + (expires - created)", (now, now, now))
+        # early: nothing a wall clock can tell.)  The TTL is the lease as placed: one renewed
+        # (a build still growing) runs further than that past its creation.
+        ttl = "(CASE WHEN lease > 0 THEN lease ELSE expires - created END)"  # (0: a row an older version wrote)
+        db.execute("UPDATE reservation SET expires = ? + {0} WHERE created > ? AND expires > ? + {0}".format(ttl),
+                   (now, now, now))
         # A claimed reservation stays past its lease: dropping it would leave the domain's
         # per-node claims in the hypervisor for good (a VM started paused, a build slower
         # than the TTL), with nothing left to cancel them.  Reconcile ends it when the
@@ -220,6 +224,15 @@ class Ledger:
         # So does one whose claim call was made (its process killed before it marked the row).
         return db.execute("DELETE FROM reservation WHERE expires <= ? AND claimed = 0 AND claim_ours = 0",
                           (now,)).rowcount
+
+    def renew(self, vm: str, created: float, expires: float, seen_pages: int) -> bool:
+        """Extend that very reservation's lease to ``expires`` (never shortened), its domain
+        having had ``seen_pages`` (:func:`xapi_numa.core.reservation.renewed`).  A lease that
+        ran out meanwhile is not brought back: False, as for a row that is gone."""
+        with self.db.write() as db:
+            return db.execute("UPDATE reservation SET expires = MAX(expires, ?), seen_pages = ? "
+                              "WHERE vm = ? AND created = ? AND (expires > ? OR claimed = 1 OR claim_ours = 1)",
+                              (float(expires), int(seen_pages), vm, created, self.clock())).rowcount > 0
 
     def expire(self) -> int:
         with self.db.write() as db:

@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 12), and how a file
+"""The state database's schema: its tables and triggers (schema 13), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -14,7 +14,9 @@ CREATE TABLE IF NOT EXISTS reservation (
     owner    TEXT NOT NULL DEFAULT '',
     claim_ours INTEGER NOT NULL DEFAULT 0,  -- the domain's claim is (or may be) one we made: ours to cancel
     claim_domid INTEGER NOT NULL DEFAULT -1,  -- the domain we claimed for
-    claim_node INTEGER NOT NULL DEFAULT -1   -- the node we claimed on (-1: host-wide, or not ours)
+    claim_node INTEGER NOT NULL DEFAULT -1,  -- the node we claimed on (-1: host-wide, or not ours)
+    lease    REAL NOT NULL DEFAULT 0,        -- the lease's length as placed (renewed by that much)
+    seen_pages INTEGER NOT NULL DEFAULT 0    -- the domain's pages when its lease was last renewed
 );
 CREATE TABLE IF NOT EXISTS reservation_node (
     vm       TEXT NOT NULL REFERENCES reservation(vm) ON DELETE CASCADE,
@@ -105,6 +107,8 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("reservation", "claim_ours", "INTEGER NOT NULL DEFAULT 0"),
                  ("reservation", "claim_domid", "INTEGER NOT NULL DEFAULT -1"),
                  ("reservation", "claim_node", "INTEGER NOT NULL DEFAULT -1"),
+                 ("reservation", "lease", "REAL NOT NULL DEFAULT 0"),  # schema 13: leases of growing builds renewed
+                 ("reservation", "seen_pages", "INTEGER NOT NULL DEFAULT 0"),
                  ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
@@ -130,6 +134,8 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE {} ADD COLUMN {} {}".format(table, column, declaration))
             if column == "claim_ours":  # a build claimed before: its end cancels the claim, as it did
                 db.execute("UPDATE reservation SET claim_ours = claimed")
+            if column == "lease":  # a row made before: its lease as placed
+                db.execute("UPDATE reservation SET lease = expires - created")
     if db.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='reservation_total_insert'"
                   ).fetchone() is None:  # (a database older than the totals: summed once, here)
         db.execute("DELETE FROM reservation_node WHERE vm NOT IN (SELECT vm FROM reservation)")
