@@ -167,6 +167,9 @@ class SetThreadAffinity:
     starttime: int
     cpus: FrozenSet[int]
     reason: str = ""
+    # the mask it had when the plan read it, if this write moves it off that: journalled with
+    # the write, as a thread born to it meanwhile has it (Linux: its creator's)
+    moved_from: Optional[FrozenSet[int]] = None
 
 
 @attrs.frozen

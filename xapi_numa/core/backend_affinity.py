@@ -113,7 +113,8 @@ class BackendState:
     default_irq_cpus: Optional[FrozenSet[int]] = None  # /proc/irq/default_smp_affinity (None: all)
     layout_lost: bool = False  # dom0's vCPUs read, and not pinned one node each, for a while: hand back
     # (uuid, mask) of the threads the last look's writes moved: the mask each had before, which a
-    # thread born between that look's read and the write to its creator has (Linux: the creator's)
+    # thread born between that look's read and the write to its creator has (Linux: the creator's);
+    # journalled with each write, so that a restart before the next look keeps them (state.backend_pins)
     moved_from: Tuple[Tuple[str, FrozenSet[int]], ...] = ()
 
 
@@ -195,7 +196,7 @@ def plan(snap: HostSnapshot, state: BackendState) -> List[object]:
         if t.allowed != cpus:
             actions.append(SetThreadAffinity(t.domid, managed[t.domid], t.tid, t.name, t.starttime, cpus,
                                              reason="{} of domain {} to dom0 vCPUs of its home".format(
-                                                 t.kind, t.domid)))
+                                                 t.kind, t.domid), moved_from=t.allowed))
         elif entry is None:
             # already there, not by a write of ours: a thread started since by one we moved
             # (Linux gives it its creator's mask).  Written again so that it is journalled,

@@ -58,8 +58,7 @@ class BackendAlignment:
         self._remind_at: Optional[float] = None  # when irqbalance is sent SIGHUP again
         self._irq_written: Dict[Tuple[int, str], FrozenSet[int]] = {}  # IRQ -> the CPUs we last wrote
         self._unusable_since: Optional[float] = None  # since when dom0's vCPUs, read, are not pinned per node
-        self._masks_read: Dict[Tuple[int, str, int], FrozenSet[int]] = {}  # thread -> its mask at the last look
-        self._moved_from: Set[Tuple[str, FrozenSet[int]]] = set()  # (uuid, mask) our writes moved threads off
+        self._moved_read: Optional[int] = None  # the last journalled moved-from mask this look counted
 
     def _note_once(self, key: str, message: Optional[str]) -> None:
         """Log a reason once while it holds, and once more when it stops holding."""
@@ -71,16 +70,20 @@ class BackendAlignment:
             log_event(self.logger, logging.INFO, "backend alignment limit lifted", what=key)
 
     def state(self, snap: HostSnapshot, layout: Dom0Layout, enabled: bool = True) -> BackendState:
+        """What the planner looks at: dom0's backend work read now, our journal, and the masks
+        the last look's writes moved threads off (journalled with them, so that they count
+        after a restart too: :mod:`xapi_numa.state.backend_pins`)."""
         self._note_once("layout", "; ".join(layout.problems) + "; " + DOM0_RECIPE if layout.problems else None)
         self._note_once("uncovered", _uncovered(layout) if layout.uncovered else None)
         # a guest not read this time is not gone: its work is read too, so that it stays put
         guests = [d.domid for d in snap.domains if d.domid != 0] + sorted(snap.unread.values())
         conflict = self.dom0.irqbalance_conflict()
         self._note_once("irqbalance", conflict)
+        moved_from, self._moved_read = self.journal.moved_from()
         return BackendState(layout, self.dom0.tasks(guests), self.dom0.irqs(guests), tuple(self.journal.entries()),
                             frozenset(d.uuid for d in snap.domains if d.domid != 0 and self.opted_out(d.uuid)),
                             enabled, conflict is None, self.dom0.default_irq_cpus(), self._layout_lost(snap, layout),
-                            tuple(self._moved_from))
+                            moved_from)
 
     @property
     def refused_writes(self) -> Set[Tuple[str, int]]:
@@ -127,9 +130,6 @@ class BackendAlignment:
             self._note_once("read", "cannot read dom0's backend work: {}".format(getattr(err, "message", err)))
             return []
         self._note_once("read", None)
-        # the masks the last look's writes moved threads off count for this look only (see heard)
-        self._moved_from = set()
-        self._masks_read = {(t.tid, t.name, t.starttime): t.allowed for t in state.tasks}
         present = {(THREAD, t.tid, t.name) for t in state.tasks} | {(IRQ, q.irq, q.name) for q in state.irqs}
         self._refused = {k: v for k, v in self._refused.items() if k in present}
         self._irq_written = {k: v for k, v in self._irq_written.items() if (IRQ,) + k in present}
@@ -161,17 +161,21 @@ class BackendAlignment:
 
     def heard(self, outcomes: List[Outcome], now: float) -> None:
         """What the executor did with this cycle's writes: one dom0 refused waits a back-off
-        (REFUSED_RETRY_S doubling to REFUSED_RETRY_MAX) before it is tried again.  A thread
-        moved leaves its mask as read to the next look (a thread it started between that read
-        and the write has it: Linux gives a new thread its creator's mask)."""
+        (REFUSED_RETRY_S doubling to REFUSED_RETRY_MAX) before it is tried again.  The masks
+        the last look's writes moved threads off count for the look that read them only:
+        dropped now that its own writes are made, each journalled with the mask it moved a
+        thread off, for the next look (a thread its creator started between this look's read
+        and the write has that mask: Linux gives a new thread its creator's)."""
+        if self._moved_read is not None:
+            try:
+                self.journal.forget_moved_from(self._moved_read)
+                self._moved_read = None
+            except NumaError:
+                pass  # (kept: counted at the next look once more, or dropped once too old)
         for o in outcomes:
             key = _write_of(o.action)
             if key is None:
                 continue
-            if o.status == DONE and isinstance(o.action, SetThreadAffinity):
-                was = self._masks_read.get((o.action.tid, o.action.name, o.action.starttime))
-                if was is not None and was != o.action.cpus:
-                    self._moved_from.add((o.action.uuid, was))
             if o.status == DONE and isinstance(o.action, SetIrqAffinity):
                 self._irq_written[(o.action.irq, o.action.name)] = o.action.cpus
             if o.status == REFUSED:

@@ -321,7 +321,7 @@ class Executor:
             return Outcome(action, REFUSED, "this executor does not reach dom0")
         earlier = self._journalled(key)
         self.backend_journal.record(Owned(action.uuid, key[0], key[1], action.name, getattr(action, "starttime", 0),
-                                          cpus=action.cpus))
+                                          cpus=action.cpus), getattr(action, "moved_from", None))
         try:
             changed = write(earlier is not None)
         except OSError as err:
