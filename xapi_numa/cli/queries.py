@@ -29,7 +29,8 @@ def cmd_topology(args) -> int:
                       .format(label, entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
         return nobody_answered(reports)
     hv, ledger = common.hypervisor(args), common.ledger(args)
-    report = queries.topology_report(hv, ledger.outstanding(), observe.known_node_claims(hv, ledger))
+    report = queries.topology_report(hv, ledger.outstanding(), observe.known_node_claims(hv, ledger),
+                                     observe.claims_overlap(hv, ledger))
     common.emit(args, report, render.render_topology)
     return 0
 

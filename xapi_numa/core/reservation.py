@@ -36,7 +36,7 @@ than the cap.  Only reconcile renews (xapi-numad's every cycle, every ``place``)
 lease already run out is never brought back, so with xapi-numad stopped and no
 place made, leases end as they always did.
 """
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -205,6 +205,37 @@ def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] =
     A reservation about to become a claim still counts, as the claim's bytes and what
     the claim cannot hold: the free figures a dry run reads do not have that claim
     taken off yet."""
+    totals: Dict[int, int] = {}
+    for _, held in _held_after(reservations, actions, now):
+        for node, nbytes in held.items():
+            totals[node] = totals.get(node, 0) + nbytes
+    return totals
+
+
+def claims_overlap(reservations: Iterable[Reservation], domains: Mapping[str, DomainInfo],
+                   actions: Sequence[object] = (), now: Optional[float] = None) -> int:
+    """Bytes of the reservations (as after ``actions``) that their domains' own claims hold
+    back too: a toolstack claims its domain's guest pages (xenopsd's NUMA step, libxl's
+    meminit) while the row, not marked claimed, still holds what is to come.  Where that
+    claim is host-wide (stock Xen's, and how the Xen adapter reads every claim not ours),
+    Xen takes it off the host's total (``outstanding_pages``) but off no node's free
+    memory: the row alone keeps its nodes' pages, but the host's total counted those pages
+    twice, once as the claim and once as the row, and is to count them once (the more of
+    the two).  ``domains`` by UUID: a reserved VM with no domain there has no claim.  A row
+    whose claim is ours (marked claimed: it keeps only what the claim cannot hold; or whose
+    claim call was made) is not counted: that claim may be on a node."""
+    rows = [r for r in reservations if not (r.claimed or r.claim_ours)]
+    overlap = 0
+    for vm, held in _held_after(rows, actions, now):
+        d = domains.get(vm)
+        if d is not None and d.claimed > 0:
+            overlap += min(d.claimed, sum(held.values()))
+    return overlap
+
+
+def _held_after(reservations: Iterable[Reservation], actions: Sequence[object],
+                now: Optional[float]) -> List[Tuple[str, Mapping[int, int]]]:
+    """(VM, bytes per node its reservation holds after ``actions``) of those still held."""
     released = {a.vm for a in actions if isinstance(a, ReleaseReservation)}
     shrunk = {a.vm: a.outstanding for a in actions if isinstance(a, ShrinkReservation)}
     to_claim = {a.vm: claim_bytes(a) for a in actions if isinstance(a, ClaimReservation)}
@@ -212,14 +243,12 @@ def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] =
         if isinstance(a, ClaimReservation):
             for node, nbytes in a.unclaimed.items():
                 to_claim[a.vm][node] = to_claim[a.vm].get(node, 0) + nbytes
-    totals: Dict[int, int] = {}
+    out: List[Tuple[str, Mapping[int, int]]] = []
     for r in reservations:
         if r.vm in released or (now is not None and r.expires <= now and not (r.claimed or r.claim_ours)):
             continue
-        held = to_claim.get(r.vm, shrunk.get(r.vm, r.nodes))
-        for node, nbytes in held.items():
-            totals[node] = totals.get(node, 0) + nbytes
-    return totals
+        out.append((r.vm, to_claim.get(r.vm, shrunk.get(r.vm, r.nodes))))
+    return out
 
 
 def claim_bytes(claim: ClaimReservation) -> Dict[int, int]:

@@ -190,15 +190,19 @@ class Executor:
 
     # --- reservations and claims ----------------------------------------------------------------------
     def _Reserve(self, a: act.Reserve) -> Outcome:
-        known: List[Dict[int, int]] = []  # the node claims we made, read once inside the ledger's transaction
+        # read once inside the ledger's transaction: the node claims we made, and what the other
+        # rows hold that their domains' host-wide claims hold too (counted once in the host's total)
+        seen: List[Tuple[Dict[int, int], int]] = []
 
-        def node_claims() -> Dict[int, int]:
-            if not known:
-                known.append(observe.known_node_claims(self.hv, self.ledger))
-            return known[0]
-        reservation = self.ledger.reserve(a.vm, a.bytes_per_node, a.ttl,
-                                          lambda: observe.claimable(self.hv, dma=a.zones, known=node_claims()), a.owner,
-                                          lambda: observe.claimable_total(self.hv, known=node_claims()))
+        def claims() -> Tuple[Dict[int, int], int]:
+            if not seen:
+                seen.append((observe.known_node_claims(self.hv, self.ledger),
+                             observe.claims_overlap(self.hv, self.ledger, exclude=a.vm)))
+            return seen[0]
+        reservation = self.ledger.reserve(
+            a.vm, a.bytes_per_node, a.ttl,
+            lambda: observe.claimable(self.hv, dma=a.zones, known=claims()[0], overlap=claims()[1]), a.owner,
+            lambda: observe.claimable_total(self.hv, known=claims()[0], overlap=claims()[1]))
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 
     def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:

@@ -12,7 +12,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import attrs
 
 from xapi_numa.errors import HypervisorError, NumaError, UnknownVM
+from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
+from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -79,14 +81,53 @@ def on_their_nodes(memory: Sequence[NodeMemory], known: Optional[Mapping[int, in
     return [attrs.evolve(m, claimed=max(m.claimed, known.get(m.node, 0))) for m in memory]
 
 
+def reserved_domains(hv: Hypervisor, reservations: Iterable[reservation.Reservation],
+                     uuids: Optional[LiveDomains] = None) -> Dict[str, DomainInfo]:
+    """The domains of the reserved VMs, by UUID (found in ``uuids``, the live domains read
+    just now, or read here): only theirs are read, a few on a host of a thousand."""
+    live = hv.domain_uuids() if uuids is None else uuids
+    out: Dict[str, DomainInfo] = {}
+    for r in reservations:
+        domid = live.domid_of(r.vm)  # (of two domains with its UUID, the one being built)
+        if domid is None:
+            continue
+        d = hv.domain(domid, named=False)
+        if d is not None and d.uuid == r.vm:  # (not gone since the list, its domid another's now)
+            out[r.vm] = d
+    return out
+
+
+def claims_overlap(hv: Hypervisor, ledger: Optional[Ledger],
+                   reservations: Optional[Sequence[reservation.Reservation]] = None,
+                   domains: Optional[Mapping[str, DomainInfo]] = None, actions: Sequence[object] = (),
+                   now: Optional[float] = None, exclude: Optional[str] = None) -> int:
+    """Bytes the ledger's reservations (``reservations``, as after ``actions``; all of
+    ``ledger``'s by default) hold that their domains' own host-wide claims hold back too
+    (:func:`xapi_numa.core.reservation.claims_overlap`): what the host's total is to count
+    once, not as both.  ``domains``: theirs by UUID, if read already; ``exclude``: a VM whose
+    row is not counted (placed again: the caller leaves its row out).  Nothing where the
+    hypervisor reads claims per node: a toolstack's claim may be on a node there, counted on it."""
+    caps = hv.capabilities()
+    if ledger is None or (caps.node_claims and caps.node_claims_read):
+        return 0
+    rows = [r for r in (ledger.reservations() if reservations is None else reservations)
+            if not (r.claimed or r.claim_ours) and r.vm != exclude]
+    if not rows:
+        return 0
+    domains = reserved_domains(hv, rows) if domains is None else domains
+    return reservation.claims_overlap(rows, domains, actions, now)
+
+
 def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = None,
-                    known: Optional[Mapping[int, int]] = None) -> int:
+                    known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> int:
     """Bytes the whole host can give new allocations, after every claim: those on nodes,
     and host-wide ones (stock Xen's, and the fallback where per-node ones are missing),
     which are on no node but which Xen keeps from every allocation.  ``known``: node
-    claims the hypervisor does not place on their nodes (:func:`known_node_claims`)."""
+    claims the hypervisor does not place on their nodes (:func:`known_node_claims`);
+    ``overlap``: bytes of host-wide claims that reservations hold too (:func:`claims_overlap`),
+    left to the reservations, which the caller takes off."""
     memory = on_their_nodes(hv.node_memory() if memory is None else memory, known)
-    return max(0, sum(m.claimable for m in memory) - host_wide_claims(hv, memory))
+    return max(0, sum(m.claimable for m in memory) - max(0, host_wide_claims(hv, memory) - overlap))
 
 
 def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
@@ -95,22 +136,23 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
 
 
 def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma: bool = True,
-              known: Optional[Mapping[int, int]] = None) -> Dict[int, int]:
+              known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it and less
     what ``reserved`` (bytes per node) holds there, and never more than the whole host
     has left after all of them (:func:`claimable_total`, which bounds their sum too).
     Without ``dma``, a node's DMA zone is left out (:attr:`NodeMemory.room`: what a
     build with node affinity there gets from it before Xen spills it elsewhere).
-    ``known``: as :func:`claimable_total` takes it."""
-    return claimable_split(hv, reserved, known)[0 if dma else 1]
+    ``known``, ``overlap``: as :func:`claimable_total` takes them."""
+    return claimable_split(hv, reserved, known, overlap)[0 if dma else 1]
 
 
 def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
-                    known: Optional[Mapping[int, int]] = None) -> Tuple[Dict[int, int], Dict[int, int]]:
+                    known: Optional[Mapping[int, int]] = None,
+                    overlap: int = 0) -> Tuple[Dict[int, int], Dict[int, int]]:
     """:func:`claimable` with and without the DMA zones, from one read of node memory."""
     reserved = reserved or {}
     memory = on_their_nodes(hv.node_memory(), known)
-    overall = claimable_total(hv, memory) - sum(reserved.values())
+    overall = claimable_total(hv, memory, overlap=overlap) - sum(reserved.values())
     with_dma = {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
     return with_dma, {m.node: max(0, min(m.room - reserved.get(m.node, 0), overall)) for m in memory}
 

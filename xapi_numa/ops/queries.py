@@ -14,15 +14,17 @@ from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
 
 
-def topology_report(hv: Hypervisor, reserved: Mapping[int, int], known: Optional[Mapping[int, int]] = None) -> dict:
+def topology_report(hv: Hypervisor, reserved: Mapping[int, int], known: Optional[Mapping[int, int]] = None,
+                    overlap: int = 0) -> dict:
     """Nodes, distances and CPUs, and what this Xen offers: its scheduler and the
     features the host's paths depend on (per-node claims, the node-page query).
     ``reserved``: the ledger's outstanding bytes per node, left out of what is claimable;
-    ``known``: node claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`)."""
+    ``known``: node claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
+    ``overlap``: bytes of ``reserved`` host-wide claims hold too (:func:`observe.claims_overlap`)."""
     topo = hv.topology()
     listed = observe.on_their_nodes(hv.node_memory(), known)
     memory = {m.node: m for m in listed}
-    claimable = observe.claimable(hv, reserved, known=known)  # a host-wide claim (stock Xen's) bounds every node
+    claimable = observe.claimable(hv, reserved, known=known, overlap=overlap)  # a host-wide claim (stock Xen's) bounds every node
     caps = hv.capabilities()
     return {
         "scheduler": caps.scheduler,

@@ -35,13 +35,14 @@ ATTEMPTS = 8
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
                tally: Optional[HomeTally] = None, uuids: Optional[LiveDomains] = None,
-               known: Optional[Mapping[int, int]] = None) -> NodeLoads:
+               known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
     counts (:mod:`xapi_numa.state.home_tally`), used while fresh for the domains it
     names; ``uuids``: the live domains (domid -> UUID), read just now; ``known``: node
-    claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`)."""
+    claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
+    ``overlap``: bytes of ``reserved`` that host-wide claims hold too (:func:`observe.claims_overlap`)."""
     topology = topology or hv.topology()
     live = hv.domain_uuids() if uuids is None else uuids
     skip = (0, leave_out)
@@ -57,7 +58,7 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
             if 0 <= node < len(vcpus):
                 vcpus[node] += count
     # a host-wide claim bounds every node; a node's DMA zone is apart (Xen's last resort)
-    with_dma, free = observe.claimable_split(hv, known=known)
+    with_dma, free = observe.claimable_split(hv, known=known, overlap=overlap)
     for node, pages in (moving or {}).items():
         if node in free:  # (into the room first: a mover asks for its node's memory above the zone first)
             with_dma[node] = max(0, with_dma[node] - (pages << PAGE_SHIFT))
@@ -81,8 +82,8 @@ def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = Non
     # reservations as a reconcile would leave them: memory a started VM's build took counts once
     # not into a DMA zone: Xen would give a mover's exact-node request that memory only once
     # its node is out of the rest, and leaves it for what needs low addresses
-    free = observe.claimable(hv, upkeep.outstanding_after_reconcile(hv, ledger), dma=False,
-                             known=observe.known_node_claims(hv, ledger))
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger)
+    free = observe.claimable(hv, reserved, dma=False, known=observe.known_node_claims(hv, ledger), overlap=overlap)
     room = {n: b >> PAGE_SHIFT for n, b in free.items()}
     # a mover still running brings the rest of its pages yet (the host as a whole: each page moved frees one)
     for node, left in MoveJournal(ledger.db).pending(exclude_move).items():
@@ -104,9 +105,9 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
             loads = node_loads(hv, {}, planner.topology, uuids=uuids)
         else:
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
-                reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm, uuids)
+                reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids)
                 loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids,
-                                   known=observe.known_node_claims(hv, ledger))
+                                   known=observe.known_node_claims(hv, ledger), overlap=overlap)
         return dma_zone.place(planner, loads, request), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
@@ -114,7 +115,8 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     last: Optional[NoCapacity] = None
     for _ in range(ATTEMPTS):
         loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
-                           tally=tally, known=observe.known_node_claims(hv, ledger))
+                           tally=tally, known=observe.known_node_claims(hv, ledger),
+                           overlap=observe.claims_overlap(hv, ledger, exclude=key))
         placement = dma_zone.place(planner, loads, request)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner,
@@ -134,9 +136,9 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     free and its vCPUs are not counted where they are homed (the plan is for a start
     after it stops, when both are back)."""
     planner = planner or Planner(hv.topology())
-    reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else {}
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm) if ledger is not None else ({}, 0)
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger),
-                       known=observe.known_node_claims(hv, ledger))
+                       known=observe.known_node_claims(hv, ledger), overlap=overlap)
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
     return dma_zone.place(planner, attrs.evolve(loads, free=free), request)

@@ -1,39 +1,33 @@
 """Keeping the state in line with the host: reservations follow the builds, dead
 page movers are recovered, expired leases go.  Used by xapi-numad every cycle and
 by every ``place`` before it plans."""
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.errors import NumaError
+from xapi_numa.ops import observe
 from xapi_numa.ops.executor import Executor, Outcome
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
-                   uuids: Optional[LiveDomains] = None, now: Optional[float] = None) -> List[object]:
+                   uuids: Optional[LiveDomains] = None,
+                   domains: Optional[Mapping[str, DomainInfo]] = None, now: Optional[float] = None) -> List[object]:
     """Read the domains of the reserved VMs (found in ``uuids``, the live domains read
-    just now, or read here) and ask the pure planner what to do (``now``: the ledger's
-    clock, to renew the leases of builds still growing).  Only the reserved VMs'
-    records are read: on a host of a thousand domains a start makes this read for a few
-    of them."""
+    just now, or read here; ``domains``: theirs, read already) and ask the pure planner
+    what to do (``now``: the ledger's clock, to renew the leases of builds still
+    growing).  Only the reserved VMs' records are read: on a host of a thousand domains
+    a start makes this read for a few of them."""
     if not reservations:
         return []
-    live = hv.domain_uuids() if uuids is None else uuids
-    domains: Dict[str, DomainInfo] = {}
+    domains = observe.reserved_domains(hv, reservations, uuids) if domains is None else domains
     pages: Dict[int, Mapping[int, int]] = {}
-    for r in reservations:
-        domid = live.domid_of(r.vm)  # (of two domains with its UUID, the one being built)
-        if domid is None:
-            continue
-        d = hv.domain(domid, named=False)
-        if d is None or d.uuid != r.vm:
-            continue  # gone since the list (its domid perhaps another domain's now)
-        domains[r.vm] = d
+    for d in domains.values():
         try:
-            pages[domid] = hv.node_pages(domid)
+            pages[d.domid] = hv.node_pages(d.domid)
         except NumaError:
             continue  # the domain went away between the two reads
     return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims, now)
@@ -56,16 +50,26 @@ def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optiona
     """Reserved bytes per node as a reconcile would leave them, changing nothing
     (what a dry run counts); without ``exclude``'s own reservation.  ``uuids``: the
     live domains, read just now (domid -> UUID)."""
+    return held_after_reconcile(hv, ledger, exclude, uuids)[0]
+
+
+def held_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
+                         uuids: Optional[LiveDomains] = None) -> Tuple[Dict[int, int], int]:
+    """:func:`outstanding_after_reconcile`, and the bytes of it that the reserved domains'
+    own host-wide claims hold back too (:func:`observe.claims_overlap`), as a reconcile
+    would leave the reservations: what the host's total is to count once."""
     live = hv.domain_uuids() if uuids is None else uuids
     # only a reservation whose VM has a domain can be changed by a reconcile, or a claimed one
     # (released once its domain is gone, with what its claim could not hold)
     now = ledger.clock()
     totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now)
+    domains = observe.reserved_domains(hv, building, live)
+    plan = plan_reconcile(hv, building, live, domains)
     as_read = reservation.outstanding(building, (), now)
-    after = reservation.outstanding(building, plan_reconcile(hv, building, live), now)
+    after = reservation.outstanding(building, plan, now)
     for node in set(as_read) | set(after):
         totals[node] = totals.get(node, 0) - as_read.get(node, 0) + after.get(node, 0)
-    return totals
+    return totals, observe.claims_overlap(hv, ledger, building, domains, plan, now)
 
 
 def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:

@@ -78,9 +78,10 @@ def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger]
     ``ledger`` (``vm``'s own reservation aside: placed again, it replaces it); a built or
     running domain ``domid`` counts its own memory as free (the plan lays out memory it
     already has)."""
-    reserved = upkeep.outstanding_after_reconcile(hv, ledger, vm) if ledger is not None else None
-    # a host-wide claim bounds every node; node claims the hypervisor reports host-wide are put on their nodes
-    free = observe.claimable(hv, reserved, known=observe.known_node_claims(hv, ledger))
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm) if ledger is not None else (None, 0)
+    # a host-wide claim bounds every node (what a row holds too counted once); node claims the
+    # hypervisor reports host-wide are put on their nodes
+    free = observe.claimable(hv, reserved, known=observe.known_node_claims(hv, ledger), overlap=overlap)
     if domid is not None:
         for node, pages in hv.node_pages(domid).items():
             free[node] = free.get(node, 0) + (pages << PAGE_SHIFT)

@@ -102,7 +102,8 @@ class Context:
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, set())
     report = queries.topology_report(ctx.hv, ctx.ledger.outstanding(),
-                                     observe.known_node_claims(ctx.hv, ctx.ledger))
+                                     observe.known_node_claims(ctx.hv, ctx.ledger),
+                                     observe.claims_overlap(ctx.hv, ctx.ledger))
     del report["cpus"]
     return report
 
