@@ -1,6 +1,8 @@
 """``xapi-numa sim ...`` and ``xapi-numa demo``: scripting the simulated host."""
+import contextlib
 import os
 import sys
+from typing import Iterator, List, Set
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.store import SimStore
@@ -13,7 +15,7 @@ from xapi_numa.core.topology import Topology, parse_distances
 from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, whole_number
-from xapi_numa.state.locks import held_vm_locks
+from xapi_numa.state.locks import FileLock, take_vm_locks
 
 SCHEDULERS = ("credit", "credit2")
 
@@ -52,32 +54,64 @@ def cmd_sim_init(args) -> int:
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
         raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
                               "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
-    if os.path.exists(args.path):
-        _refuse_while_in_use(args.path)
-    with common.flag_names({"dma_bits": "--dma-bits"}):
-        SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force,
-                           args.dma_bits)
+    with _held_for_replacement(args.path, args.force):
+        with common.flag_names({"dma_bits": "--dma-bits"}):
+            SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force,
+                               args.dma_bits)
     print("simulated host at {}: {} nodes x {} pCPUs, {} per node, scheduler {}".format(
         args.path, args.nodes, args.cpus_per_node, args.memory_per_node, args.scheduler))
     return 0
 
 
-def _refuse_while_in_use(path: str) -> None:
+@contextlib.contextmanager
+def _held_for_replacement(path: str, force: bool) -> Iterator[None]:
     """A new host at ``path`` deletes the state database beside it: not under xapi-numad
     running for the old one, nor under a page mover or a place of one of its VMs (each
     holds its VM's lock beside that database until it ends).  A mover's next batch would
     move the pages of whatever domain of the new host has its domid, and its journal
-    would go to the deleted database.  (xapi-numa-rrdd only reads the host.)"""
+    would go to the deleted database.  (xapi-numa-rrdd only reads the host.)  From the
+    check to the end of the replacement this process holds xapi-numad's lock and every
+    VM lock of the old host's VMs, so that none of them can start in between."""
+    store = SimStore(path)
+    store.refuse_unless_replaceable(force)  # (nothing made beside a path that is refused)
+    if not os.path.exists(path):
+        yield
+        return
     held = instance_lock.holder("sim:" + path)
     if held is not None:
         raise StateError("xapi-numad runs for the simulated host {} (it holds {}): stop it before "
                          "replacing the host".format(path, held))
-    busy = held_vm_locks(SimStore(path).ledger_path)
-    if busy:
-        kind, vm, lock = busy[0]
-        what = {"move": "a memory move", "place": "a place"}.get(kind, "a " + kind)
-        raise StateError("{} of VM {} runs on the simulated host {} (it holds {}): let it end, or stop it, "
-                         "before replacing the host".format(what, vm, path, lock))
+    daemon = instance_lock.acquire("sim:" + path)  # (one that started since the check is refused here)
+    taken: List[FileLock] = []
+    try:
+        seen: Set[str] = set()
+        uuids = _vm_uuids(store)
+        while True:  # until no VM was made since the last read: each new one's locks taken too
+            seen |= uuids
+            taken, busy = take_vm_locks(store.ledger_path, uuids, taken)
+            if busy:
+                kind, vm, lock = busy[0]
+                what = {"move": "a memory move", "place": "a place"}.get(kind, "a " + kind)
+                raise StateError("{} of VM {} runs on the simulated host {} (it holds {}): let it end, or stop "
+                                 "it, before replacing the host".format(what, vm, path, lock))
+            uuids = _vm_uuids(store) - seen
+            if not uuids:
+                break
+        yield
+    finally:
+        for lock in taken:
+            lock.release()
+        os.close(daemon)
+
+
+def _vm_uuids(store: SimStore) -> Set[str]:
+    """The UUIDs of the domains of the host in ``store``: none where it cannot be read
+    (a damaged file replaced by --force: nothing works on that host)."""
+    try:
+        with store.snapshot() as host:
+            return {d.uuid for d in host.domains.values()}
+    except StateError:
+        return set()
 
 
 def cmd_sim_create(args) -> int:

@@ -32,7 +32,7 @@ from xapi_numa.ops import boot_pin, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
-from xapi_numa.state.locks import vm_lock
+from xapi_numa.state.locks import PLACE, vm_lock
 
 
 # xapi's operations during which the VM is being built from its VCPUs_params: the pin
@@ -250,7 +250,7 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     the pool master's (``clock(session)``), never this host's: a member whose
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
-    lock = vm_lock(ledger.path, "place", uuid)
+    lock = vm_lock(ledger.path, PLACE, uuid)
     if not lock.acquire_within(PLACE_LOCK_WAIT):
         raise VmBusy("VM {}: waited {:g} s for the place lock {} (another place, release or policy change of it "
                      "on this host holds it, stuck); try again later".format(uuid, PLACE_LOCK_WAIT, lock.path),

@@ -1,4 +1,6 @@
-"""Per-VM advisory locks beside the state database (``<db>.locks/KIND-UUID.lock``).
+"""Per-VM advisory locks beside the state database (``<db>.locks/KIND-UUID.lock``, beside
+the file the database's path reaches: one database, one lock directory, however a
+process names it: ``--ledger``, ``$XAPI_NUMA_LEDGER``, a symlink).
 
 An ``flock`` on an open file: the kernel releases it when the process dies,
 however it dies, so a lock says "a live process is doing this" without any pid
@@ -10,7 +12,7 @@ import errno
 import fcntl
 import os
 import time
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from xapi_numa.errors import StateError
 
@@ -103,10 +105,19 @@ class FileLock:
 
 
 LOCK_SUFFIX = ".lock"
+MOVE = "move"    # a page mover's, from its claim to its exit
+PLACE = "place"  # a place's or release's, while it changes the VM
+KINDS = (MOVE, PLACE)
+
+
+def lock_directory(db_path: str) -> str:
+    """Where the per-VM locks of the state database ``db_path`` are: beside the file it
+    reaches through symlinks, so that every process using that database finds them."""
+    return os.path.realpath(db_path) + ".locks"
 
 
 def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
-    directory = db_path + ".locks"
+    directory = lock_directory(db_path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as err:
@@ -117,15 +128,48 @@ def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
 def held_vm_locks(db_path: str) -> List[Tuple[str, str, str]]:
     """The per-VM locks (:func:`vm_lock`) beside the state database ``db_path`` that a live
     process holds now, as (kind, VM UUID, the lock's path); each is left as found."""
-    directory = db_path + ".locks"
+    held = []
+    for kind, uuid, path in _lock_files(db_path):
+        if FileLock(path).held_by_someone():
+            held.append((kind, uuid, path))
+    return held
+
+
+def _lock_files(db_path: str) -> List[Tuple[str, str, str]]:
+    """(kind, VM UUID, path) of each per-VM lock file beside ``db_path``."""
+    directory = lock_directory(db_path)
     try:
         names = sorted(os.listdir(directory))
     except OSError:  # none yet: no VM was ever moved or placed with this database
         return []
-    held = []
+    out = []
     for name in names:
         path = os.path.join(directory, name)
-        if name.endswith(LOCK_SUFFIX) and os.path.isfile(path) and FileLock(path).held_by_someone():
+        if name.endswith(LOCK_SUFFIX) and os.path.isfile(path):
             kind, _, uuid = name[:-len(LOCK_SUFFIX)].partition("-")
-            held.append((kind, uuid, path))
-    return held
+            out.append((kind, uuid, path))
+    return out
+
+
+def take_vm_locks(db_path: str, uuids: Iterable[str],
+                  taken: Optional[List[FileLock]] = None) -> Tuple[List[FileLock], List[Tuple[str, str, str]]]:
+    """Take for this process every per-VM lock beside ``db_path`` (each lock file there,
+    and each kind of lock of each VM of ``uuids``, made if need be), so that no mover or
+    place of those VMs can start until they are released: (the locks taken, added to
+    ``taken``; those a live process holds, as :func:`held_vm_locks` lists them).  The
+    caller releases the taken ones (all of them, if any was busy)."""
+    taken = [] if taken is None else taken
+    mine = {lock.path for lock in taken}
+    wanted = [(kind, uuid, path) for kind, uuid, path in _lock_files(db_path)]
+    wanted += [(kind, uuid, vm_lock(db_path, kind, uuid).path) for uuid in sorted(set(uuids)) for kind in KINDS]
+    busy = []
+    for kind, uuid, path in wanted:
+        if path in mine:
+            continue
+        lock = FileLock(path)
+        if lock.try_acquire():
+            taken.append(lock)
+            mine.add(path)
+        else:
+            busy.append((kind, uuid, path))
+    return taken, busy

@@ -17,7 +17,7 @@ import attrs
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.errors import InvalidArgument, NotMovable
 from xapi_numa.state.db import Database
-from xapi_numa.state.locks import FileLock, vm_lock
+from xapi_numa.state.locks import MOVE, FileLock, vm_lock
 from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of, one_of
 
 RUNNING, DONE, FAILED, STOPPED, INTERRUPTED = "running", "done", "failed", "stopped", "interrupted"
@@ -60,7 +60,7 @@ class MoveJournal:
         self.db = db
 
     def lock_for(self, uuid: str) -> MoverLock:
-        return vm_lock(self.db.path, "move", uuid)
+        return vm_lock(self.db.path, MOVE, uuid)
 
     def mover_alive(self, uuid: str) -> bool:
         return self.lock_for(uuid).held_by_someone()

@@ -70,11 +70,15 @@ def tree_root(state_path: str) -> str:
 
 def forget_dom0_tree(state_path: str) -> None:
     """Remove the simulated dom0 of the host at ``state_path`` (one being made again), only
-    if it is ours: a directory of that name without our record is left alone."""
+    if it is ours: a directory of that name without our record is left alone.  Under the
+    tree's lock, as every writer of it: a process syncing the tree meanwhile (a command
+    reading dom0's threads) finishes first, rather than writing files into it while it
+    goes, which then stayed with the old host's threads or made the removal fail."""
     root = tree_root(state_path)
     if os.path.isfile(os.path.join(root, STATE_FILE)) and not os.path.islink(root):
         try:
-            shutil.rmtree(root)
+            with Dom0Tree(root, 0).locked():
+                shutil.rmtree(root)
         except OSError as err:
             raise StateError("the new host is made, but the replaced host's simulated dom0 {} cannot be removed "
                              "({}): remove it by hand".format(root, err.strerror or err)) from None

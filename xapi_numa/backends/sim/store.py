@@ -153,12 +153,17 @@ class SimStore:
             raise StateError(f"{self.path} is not a regular file (a device, FIFO or socket): not a simulated "
                              f"host's state (choose another path)")
 
-    def create(self, host: Host, overwrite: bool = False) -> None:
+    def refuse_unless_replaceable(self, overwrite: bool) -> None:
+        """Refuse to make a host here, before anything is made beside the path: a special
+        file, one that exists (unless ``overwrite``), or another program's file."""
         self._refuse_special()
-        if os.path.exists(self.path) and not overwrite:  # (before the lock: nothing made beside another file)
+        if os.path.exists(self.path) and not overwrite:
             raise StateError(f"{self.path} already exists (use --force to replace it)")
         if os.path.exists(self.path) and overwrite and not self._looks_simulated():
             raise StateError(f"{self.path} is not a simulated host's state: not replaced (choose another path)")
+
+    def create(self, host: Host, overwrite: bool = False) -> None:
+        self.refuse_unless_replaceable(overwrite)  # (before the lock: nothing made beside another file)
         with self._locked(fcntl.LOCK_EX):
             if os.path.exists(self.path) and not overwrite:
                 raise StateError(f"{self.path} already exists (use --force to replace it)")
