@@ -58,3 +58,11 @@ def test_every_plugin_call_but_a_query_waits_place_timeout(hangs_on, monkeypatch
     host = list(server.hosts)[0]
     with pytest.raises(xapi.XapiTimeout):
         within(lambda: xapi.call_plugin(session, host, "host_topology", {}))
+
+
+def test_call_plugin_takes_no_query_flag_only_a_deadline():
+    """Its ``query=`` (QUERY_TIMEOUT when true) had no caller left: the pool passes every
+    call's deadline (``pool.host_query``, ``pool.plugin_result``).  Gone, a caller cannot
+    believe it picks a deadline that nothing tests."""
+    import inspect
+    assert list(inspect.signature(xapi.call_plugin).parameters) == ["session", "host", "fn", "args", "timeout"]

@@ -17,12 +17,12 @@ def sick_member(pool, monkeypatch, request):
     real = pool_ops.xapi.call_plugin
     calls = []
 
-    def call_plugin(session, host, fn, args, query=False, timeout=None):
+    def call_plugin(session, host, fn, args, timeout=None):
         calls.append((host, fn, dict(args)))
         if host == sick and fn != "release":
             raise XapiError([request.param, "no answer from xapi to the plugin's call during {}: XapiTimeout: "
                                             "xapi gave no answer within 60 s".format(fn)])
-        return real(session, host, fn, args, query=query, timeout=timeout)
+        return real(session, host, fn, args, timeout=timeout)
 
     monkeypatch.setattr(pool_ops.xapi, "call_plugin", call_plugin)
     return server, session, sick, calls
@@ -49,11 +49,11 @@ def test_a_start_whose_place_got_no_answer_from_xapi_releases_it_and_goes_on(poo
     real = pool_ops.xapi.call_plugin
     calls = []
 
-    def call_plugin(session, host, fn, args, query=False, timeout=None):
+    def call_plugin(session, host, fn, args, timeout=None):
         calls.append((host, fn))
         if host == first and fn == "place" and args.get("dry_run") != "true":
             raise XapiError([code, "no answer from xapi to the plugin's call during place: XapiTimeout: x"])
-        return real(session, host, fn, args, query=query, timeout=timeout)
+        return real(session, host, fn, args, timeout=timeout)
 
     monkeypatch.setattr(pool_ops.xapi, "call_plugin", call_plugin)
     started = pool_ops.vm_start(session, uuid)

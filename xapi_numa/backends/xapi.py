@@ -370,14 +370,13 @@ def enabled_hosts(session) -> Dict[str, dict]:
     return {ref: rec for ref, rec in records.items() if rec.get("enabled")}
 
 
-def call_plugin(session, host: str, fn: str, args: Dict[str, str], query: bool = False,
-                timeout: Optional[float] = None) -> str:
+def call_plugin(session, host: str, fn: str, args: Dict[str, str], timeout: Optional[float] = None) -> str:
     """``fn`` of the numa plugin on ``host``; it waits up to ``timeout`` seconds, by default
-    PLACE_TIMEOUT, or for a ``query`` (nothing changed) QUERY_TIMEOUT: xapi gives a plugin
-    no deadline, so a member whose plugin hangs would hold the call for ever (never
-    LONG_CALL_TIMEOUT: no plugin function waits for a VM's build)."""
+    PLACE_TIMEOUT (the pool's calls say theirs: QUERY_TIMEOUT for a query, ``pool.host_query``):
+    xapi gives a plugin no deadline, so a member whose plugin hangs would hold the call for
+    ever (never LONG_CALL_TIMEOUT: no plugin function waits for a VM's build)."""
     if timeout is None:
-        timeout = QUERY_TIMEOUT if query else PLACE_TIMEOUT
+        timeout = PLACE_TIMEOUT
     with patience(session, timeout):
         return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
