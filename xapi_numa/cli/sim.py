@@ -71,11 +71,13 @@ def _held_for_replacement(path: str, force: bool) -> Iterator[None]:
     move the pages of whatever domain of the new host has its domid, and its journal
     would go to the deleted database.  (xapi-numa-rrdd only reads the host.)  From the
     check to the end of the replacement this process holds xapi-numad's lock and every
-    VM lock of the old host's VMs, so that none of them can start in between."""
+    VM lock of the old host's VMs, so that none of them can start in between.  The same
+    holds where the host's file is gone but its database is still there: a daemon of the
+    old host may still hold that database open."""
     store = SimStore(path)
     store.refuse_unless_replaceable(force)  # (nothing made beside a path that is refused)
-    if not os.path.exists(path):
-        yield
+    if not os.path.exists(path) and not any(map(os.path.exists, store.ledger_files())):
+        yield  # nothing to replace: no host, and no database a process could be using
         return
     held = instance_lock.holder("sim:" + path)
     if held is not None:

@@ -66,9 +66,9 @@ class SimHypervisor(Hypervisor):
         store.create(host, overwrite=force)
         # a new host starts with no state: a database left beside the path by the host
         # it replaces would hold that host's reservations, moves and pins
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for beside in store.ledger_files():
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(store.ledger_path + suffix)
+                os.unlink(beside)
         for reached_as in sorted({path, store.path}):  # (the tree is beside the path as given)
             forget_dom0_tree(reached_as)  # nor the old dom0's backend threads and IRQs, for its vCPUs
         return cls(path)

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import tempfile
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from xapi_numa.errors import NumaError, StateError
 from xapi_numa.backends.sim.model import Host
@@ -157,10 +157,21 @@ class SimStore:
         """Refuse to make a host here, before anything is made beside the path: a special
         file, one that exists (unless ``overwrite``), or another program's file."""
         self._refuse_special()
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise StateError(f"{self.path}: its folder {folder} does not exist (create it, or choose another path)")
+        for beside in self.ledger_files():  # (deleted for the new host: a directory there would stop it half made)
+            if os.path.isdir(beside):
+                raise StateError(f"{beside} is a directory where the host's state database goes: not replaced "
+                                 f"(move it away, or choose another path)")
         if os.path.exists(self.path) and not overwrite:
             raise StateError(f"{self.path} already exists (use --force to replace it)")
         if os.path.exists(self.path) and overwrite and not self._looks_simulated():
             raise StateError(f"{self.path} is not a simulated host's state: not replaced (choose another path)")
+
+    def ledger_files(self) -> List[str]:
+        """The state database beside the host and SQLite's files of it (a new host deletes them)."""
+        return [self.ledger_path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
 
     def create(self, host: Host, overwrite: bool = False) -> None:
         self.refuse_unless_replaceable(overwrite)  # (before the lock: nothing made beside another file)
