@@ -34,7 +34,7 @@ from xapi_numa.ops import reserve
 from xapi_numa.ops.affinity_follow import follow_memory, hold_down_hand_move, home_before
 from xapi_numa.ops.background_mover import start_background
 from xapi_numa.ops.move_recovery import finish_kept_batch, recover
-from xapi_numa.ops.move_refusals import refuse_unmovable, xapi_watch
+from xapi_numa.ops.move_refusals import another_domain, refuse_unmovable, xapi_watch
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.vnode_move import after_vnode_move, check_vnode_move, vnode_gfns
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -271,7 +271,7 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
     state, error, stuck, kept_paused = DONE, None, (), False
     try:
         for i, batch in enumerate(plan.batches):
-            why = still_movable() if still_movable else None
+            why = another_domain(hv, d) or (still_movable() if still_movable else None)
             if why:  # (the scan and the pacing take long: the VM's state may have changed since the claim)
                 state, error = STOPPED, f"stopped before batch {i + 1} of {len(plan.batches)}: {why}"
                 break

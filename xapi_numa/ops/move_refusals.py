@@ -2,7 +2,8 @@
 dom0, PV guests, guests with a device model or passthrough, and a domain its toolstack
 is still building or restoring (:func:`xapi_numa.ops.move_memory.check` asks); and xapi's
 operations on a VM during which its memory must not move, refused at the start (the
-plugin) and watched for between batches (a background mover, :func:`xapi_watch`)."""
+plugin) and watched for between batches (a background mover, :func:`xapi_watch`); and a
+domid that names another VM's domain by the next batch (:func:`another_domain`)."""
 import time
 from typing import Callable, List, Optional, TypeVar
 
@@ -90,3 +91,15 @@ def _check_built(hv: Hypervisor, d: DomainInfo) -> None:
     if d.paused and not any(v.cpu_time > 0 for v in hv.vcpus(d.domid)) and d.domid not in hv.batch_records():
         raise NotMovable(d.uuid, "it has not run yet: its toolstack may still be building or restoring it "
                                  "(start it first)", d.name)
+
+
+def another_domain(hv: Hypervisor, d: DomainInfo) -> Optional[str]:
+    """Why the next batch must not go, if the move's domid now names another VM's domain
+    (the VM's went and its domid was given again: Xen's domids wrap, and a simulated host
+    replaced by ``sim init --force`` numbers from 1 again).  Batches move pages by domid:
+    without this, they would go on with the new domain's pages.  A domain simply gone is
+    the batch's own error (no such domain), as before."""
+    now = hv.domain(d.domid, named=False)
+    if now is None or now.uuid == d.uuid:
+        return None
+    return "domain {} is no longer VM {}'s (it is VM {}'s now)".format(d.domid, d.uuid, now.uuid)
