@@ -233,15 +233,15 @@ def still_owning(session, vm: str, uuid: str, owner: str) -> None:
     change it, and from then on this one must write nothing more to it.  (xapi has
     no conditional write: one already under way when the VM is taken over still lands.)"""
     if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner):
-        raise VmBusy("VM {}: another caller (a place, release or policy change) took it over while this one ran "
-                     "past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
+        raise VmBusy("VM {}: another caller (a place, release, settle or policy change) took it over while this "
+                     "one ran past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
                      "given back".format(uuid, OWNER_TTL), ("vm", uuid, "taken over"))
 
 
 @contextlib.contextmanager
 def owning(ledger: Ledger, session, vm: str, uuid: str,
            clock: Callable[[object], float] = xapi_time.pool_time) -> Iterator[str]:
-    """Hold the VM for a place, a release or a policy change; yields the owner token.
+    """Hold the VM for a place, a release, a settle or a policy change; yields the owner token.
 
     On this host a per-VM lock serialises them; across hosts, whoever holds the
     VM's owner key in other_config is changing it, and the others refuse cleanly
@@ -252,14 +252,14 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     take a live caller's key for a dead one's, or write one that others do."""
     lock = vm_lock(ledger.path, PLACE, uuid)
     if not lock.acquire_within(PLACE_LOCK_WAIT):
-        raise VmBusy("VM {}: waited {:g} s for the place lock {} (another place, release or policy change of it "
-                     "on this host holds it, stuck); try again later".format(uuid, PLACE_LOCK_WAIT, lock.path),
+        raise VmBusy("VM {}: waited {:g} s for the place lock {} (another place, release, settle or policy change "
+                     "of it on this host holds it, stuck); try again later".format(uuid, PLACE_LOCK_WAIT, lock.path),
                      ("vm", uuid, "place lock"))
     try:
         owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
                                            stale=lambda holder: owner_token_stale(holder, clock(session))):
-            raise VmBusy("VM {} is being placed, released or given a policy by another caller right now; try "
+            raise VmBusy("VM {} is being placed, released, settled or given a policy by another caller right now; try "
                          "again (a caller that died is passed over after {:.0f} s)".format(uuid, OWNER_TTL),
                          ("vm", uuid))
         try:
