@@ -1,15 +1,17 @@
-"""Settle holds the VM (its owner key) as place and release do.
+"""Settle and set_policy hold the VM (its owner key) as place and release do.
 
 * settle read the VM's record and reservation, then undid the boot pin, holding
   nothing: a VM that stopped meanwhile and was placed again had its new pin wiped
   (and the new reservation released) by the settle of its old domain.  Now settle
   holds the VM: the new place waits for it (or is refused), and a settle slow past
   its hold writes nothing more once another caller took the VM over.
+* set_policy held the key but never checked it again: slow past its hold and taken
+  over, it still wrote the policy under the new owner.
 """
 import pytest
 
 from test_place_takeover import _take_over
-from xapi_numa.backends import xapi
+from xapi_numa.backends import xapi, xapi_owner_key
 from xapi_numa.core import reservation, settling
 from xapi_numa.errors import NumaError, VmBusy
 from xapi_numa.ops import start_placement
@@ -100,3 +102,30 @@ def test_a_settle_slow_past_its_hold_leaves_the_pin_of_the_caller_that_took_the_
     assert err.value.params == ("vm", uuid, "taken over")
     assert _pin(session, ref) == NEW_PIN and session.xenapi.VM.get_VCPUs_params(ref) == {"mask": "4,5,6,7"}
     assert start_placement.OWNER_KEY + ".1" in session.xenapi.VM.get_other_config(ref)  # the new owner's, kept
+
+
+def test_set_policy_taken_over_before_it_writes_writes_nothing(running_on_x, monkeypatch):
+    """set_policy holds the VM, then is slow past its hold: a place takes the VM over."""
+    server, session, ledger, ref, uuid, call = running_on_x
+    monkeypatch.setattr(start_placement, "OWNER_TTL", -5.0)
+    real = xapi_owner_key.claim_other_config_key
+
+    def takeover_after_the_claim(*args, **kwargs):
+        owns = real(*args, **kwargs)
+        _take_over(session, ref)
+        return owns
+    monkeypatch.setattr(xapi_owner_key, "claim_other_config_key", takeover_after_the_claim)
+    with pytest.raises(VmBusy) as err:
+        call("set_policy", {"vm": uuid, "mode": "strict", "nodes": "1"})
+    assert err.value.params == ("vm", uuid, "taken over")
+    config = session.xenapi.VM.get_other_config(ref)
+    assert not {"numa_mode", "numa_nodes", "numa_on_exhaust"} & set(config)
+    assert start_placement.OWNER_KEY + ".1" in config
+
+
+def test_set_policy_still_stores_the_policy_while_it_holds_the_vm(running_on_x):
+    server, session, ledger, ref, uuid, call = running_on_x
+    assert call("set_policy", {"vm": uuid, "mode": "strict", "nodes": "1"})["mode"] == "strict"
+    config = session.xenapi.VM.get_other_config(ref)
+    assert config["numa_mode"] == "strict" and config["numa_nodes"] == "1"
+    assert not [k for k in config if k.startswith(start_placement.OWNER_KEY)]

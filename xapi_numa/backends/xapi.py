@@ -359,8 +359,11 @@ def get_policy(session, vm: str) -> Policy:
     return Policy.from_other_config(call(session.xenapi.VM.get_other_config, vm))
 
 
-def store_policy(session, vm: str, policy: Policy) -> None:
+def store_policy(session, vm: str, policy: Policy, guard: Callable[[], None] = lambda: None) -> None:
+    """Write the policy's keys; ``guard`` is called before each write (it raises once the
+    caller may no longer write: another caller took the VM over)."""
     for key, value in policy.to_other_config().items():
+        guard()
         set_other_config(session, vm, key, value or None)
 
 

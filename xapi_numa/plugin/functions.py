@@ -11,6 +11,7 @@ Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
 ``$XAPI_NUMA_INVENTORY`` (the file naming this host, see :mod:`..backends.inventory`).
 """
 import contextlib
+import functools
 import time
 from typing import Callable, Dict, Iterator
 
@@ -132,8 +133,10 @@ def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
     vm = xapi.vm_ref(ctx.session, uuid)
     if xapi.call(ctx.session.xenapi.VM.get_is_control_domain, vm):
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
-    with start_placement.owning(ctx.ledger, ctx.session, vm, uuid):  # its three keys, not a mix of two callers'
-        xapi.store_policy(ctx.session, vm, policy)
+    with start_placement.owning(ctx.ledger, ctx.session, vm, uuid) as owner:  # its keys, not a mix of two callers'
+        # checked before each write, as place does: slow past its hold and taken over, it writes nothing more
+        xapi.store_policy(ctx.session, vm, policy,
+                          functools.partial(start_placement.still_owning, ctx.session, vm, uuid, owner))
     return dict(policy.to_dict(), vm=uuid)
 
 
