@@ -151,6 +151,15 @@ class VmBusy(NumaError):
     code = "NUMA_VM_BUSY"
 
 
+class HostTimeout(NumaError):
+    """A host's part of a pool operation did not end in time: its plugin did not answer
+    within the pool's deadline (the pool master did), or its ``place`` ran past its own
+    budget and stopped, having undone itself, before that deadline.  The pool passes
+    the host over."""
+
+    code = "NUMA_HOST_TIMEOUT"
+
+
 class NotMovable(NumaError):
     """This VM's memory cannot (or must not now) be moved between nodes."""
 

@@ -60,7 +60,8 @@ QUERY_TIMEOUT = 120.0
 # A host's plugin asked to change something (place, release, settle, vnuma_plan): quick, its
 # own waits all bounded (the VM's place lock there, start_placement.PLACE_LOCK_WAIT; each xapi
 # call, CALL_TIMEOUT; the state database, BUSY_TIMEOUT_S), so a hung member must not hold a
-# start or a command for LONG_CALL_TIMEOUT, which is VM.start_on's alone
+# start or a command for LONG_CALL_TIMEOUT, which is VM.start_on's alone.  Those waits can add
+# up past it: a place stops itself at start_placement.PLACE_BUDGET, well before it
 PLACE_TIMEOUT = 300.0
 LOGOUT_TIMEOUT = 5.0  # a logout is best effort: it must not add a whole deadline to a failure
 

@@ -25,12 +25,14 @@ from typing import Dict, List, Optional, Tuple
 from xapi_numa.backends import xapi
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
-from xapi_numa.errors import InvalidArgument, NoCapacity, NoHost, NumaError
+from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin
 from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_in
 
 MAX_ATTEMPTS = 6
-HOST_TIMEOUT = "NUMA_HOST_TIMEOUT"  # a host's plugin did not answer in time; the master did
+# a host's plugin did not answer in time (the master did), or its place ran past its own budget
+# (start_placement.PLACE_BUDGET, below PLACE_TIMEOUT) and undid itself
+HOST_TIMEOUT = HostTimeout.code
 # the host, not the VM, is the problem: pass it over
 HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE", "HOST_OFFLINE", "HOST_NOT_LIVE",
                     "HOST_STILL_BOOTING", "HOST_DISABLED", "HOST_UNKNOWN_TO_MASTER", "HOST_IN_EMERGENCY_MODE",

@@ -9,6 +9,9 @@ releases only its own reservation, never one another caller made meanwhile.
 A caller slow past its hold on the VM (OWNER_TTL) may be taken over as a dead
 one: it checks that it still holds the VM before each write to its record and
 before reserving, and once taken over writes nothing more (:func:`still_owning`).
+A place also has a budget of its own (PLACE_BUDGET, from its start), checked at
+the same points: past it, it writes nothing more, gives back its reservation,
+puts back what it wrote and fails with ``NUMA_HOST_TIMEOUT`` (:func:`in_budget`).
 
 The admin's own hard affinity (``VCPUs_params:mask``) bounds the placement:
 only nodes it reaches are candidates, the boot pin stays inside it, and a VM
@@ -17,6 +20,7 @@ whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
 import contextlib
 import functools
 import math
+import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
@@ -27,7 +31,7 @@ from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
-from xapi_numa.errors import InvalidArgument, NumaError, VmBusy
+from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -46,6 +50,15 @@ OWNER_TTL = 120.0
 # this host (they take seconds): one held longer is stuck (a hung hypervisor or xapi call),
 # and the caller is told so in time, not after its own deadline (a pool's PLACE_TIMEOUT)
 PLACE_LOCK_WAIT = 60.0
+# A place's whole budget, from its start on this host's clock (xapi runs each plugin call in
+# a process of its own, and no deadline reaches it).  A pool start waits xapi.PLACE_TIMEOUT for
+# the answer, then passes the host over; its release of the VM there is refused while the place
+# still holds it, so a place that went on would leave its pin and reservation for nothing.  Past
+# its budget a place writes nothing more, gives back its reservation and puts back what it wrote.
+# Above PLACE_LOCK_WAIT (a place behind a stuck one is refused first, naming the lock); at most
+# OWNER_TTL (a place never outlives its hold); below PLACE_TIMEOUT by more than one xapi write
+# under way at the deadline (xapi.CALL_TIMEOUT) and the put back of the pin.
+PLACE_BUDGET = 100.0
 
 
 def admin_mask(record: dict) -> Optional[VcpuMask]:
@@ -137,6 +150,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
              host_uuid: Optional[str] = None) -> dict:
     """Reserve for a start here and pin the boot; ``host_uuid`` (this host) goes into
     the VM's record with the pin, so that only this host's ``release`` undoes it."""
+    deadline = time.monotonic() + PLACE_BUDGET
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
     host_cpus = xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
@@ -147,7 +161,11 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
-        held = functools.partial(still_owning, session, vm, uuid, owner)
+        owned = functools.partial(still_owning, session, vm, uuid, owner)
+
+        def held() -> None:  # checked before reserving and before each write to the VM's record
+            in_budget(uuid, deadline)
+            owned()
         # Read again while holding the VM: a caller that held it before us (a release, a
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
@@ -158,10 +176,10 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         try:
             boot_pin.pin_boot(session, vm, record, placement.nodes,
                               boot_mask(record, planner.topology, placement.nodes, host_cpus), host_uuid, held)
-            held()  # taken over while the last write was under way: this place is not the one that counts
+            held()  # taken over (or out of time) during the last write: this place is not the one that counts
         except BaseException:
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
-            _put_back(session, vm, record, held)
+            _put_back(session, vm, record, owned)  # (past the budget too: what it wrote is its own to undo)
             raise
     return describe(planner, placement, reservation, loads, vm=uuid)
 
@@ -225,6 +243,15 @@ def owner_token_stale(token: str, now: float) -> bool:
     # a time that never comes (nan, inf) or lies further ahead than any caller's
     # (a clock far ahead, or a hand edit) would hold the VM for good
     return not sep or not math.isfinite(end) or end < now or end > now + 2 * OWNER_TTL
+
+
+def in_budget(uuid: str, deadline: float) -> None:
+    """Refuse to go on past a place's ``deadline`` (``time.monotonic``: PLACE_BUDGET from its start)."""
+    if time.monotonic() > deadline:
+        raise HostTimeout("VM {}: its place on this host ran past its {:g} s budget (slow xapi or hypervisor calls "
+                          "here), so it stopped before a pool start stops waiting for it: it wrote nothing more, "
+                          "gave back what it reserved here and put the VM's mask and pin keys back as it found "
+                          "them; try again, or another host".format(uuid, PLACE_BUDGET), ("vm", uuid, "place budget"))
 
 
 def still_owning(session, vm: str, uuid: str, owner: str) -> None:
