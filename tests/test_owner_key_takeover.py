@@ -122,6 +122,11 @@ def _race(seed: int):
                 held = [k for k, v in config.map.items() if v == "token-" + name]
             if not held:
                 overlaps.append("{}'s key was taken while it owned the VM".format(name))
+            # and its own check before each write (still_owning) says so too, whatever key a caller
+            # with an old read has put above its own meanwhile
+            if not xapi_owner_key.holds_other_config_key(session, "vm", KEY, "token-" + name,
+                                                         stale=lambda t: t == STALE):
+                overlaps.append("{} was told it had been taken over while it owned the VM".format(name))
             with guard:
                 holding.discard(name)
             xapi_owner_key.release_other_config_key(session, "vm", KEY, "token-" + name)

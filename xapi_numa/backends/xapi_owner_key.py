@@ -112,10 +112,24 @@ def _drop_own(session, vm: str, config: Dict[str, str], present: List[Tuple[int,
             xapi.call(session.xenapi.VM.remove_from_other_config, vm, name)
 
 
-def holds_other_config_key(session, vm: str, key: str, token: str) -> bool:
-    """Does ``token`` still own the VM (its generation on top)?  A caller slow past its
-    lease may have been taken over meanwhile: its key was removed as a dead caller's."""
-    return owner_of(xapi.call(session.xenapi.VM.get_other_config, vm), key) == token
+def holds_other_config_key(session, vm: str, key: str, token: str,
+                           stale: Optional[Callable[[str], bool]] = None) -> bool:
+    """Does ``token`` still own the VM?  A caller slow past its lease may have been taken
+    over meanwhile: its key is then removed, or about to be, as a dead caller's.
+
+    Its key on top: it does.  Its key gone: it does not.  Its key there with one above
+    it: either a takeover (whose winner judged ``token`` stale, and removes it next) or
+    a caller whose read was too old, which finds ``token`` live below it and drops its
+    own key (:func:`claim_other_config_key`).  ``stale`` tells the two apart: while
+    ``token`` is not stale no takeover can have happened.  Without it, a key above
+    counts as a takeover."""
+    config = xapi.call(session.xenapi.VM.get_other_config, vm)
+    present = generations(config, key)
+    if not any(config[name] == token for _, name in present):
+        return False
+    if config[present[-1][1]] == token:
+        return True
+    return stale is not None and not stale(token)
 
 
 def release_other_config_key(session, vm: str, key: str, token: str) -> bool:

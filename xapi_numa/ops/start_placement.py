@@ -259,7 +259,9 @@ def still_owning(session, vm: str, uuid: str, owner: str) -> None:
     OWNER_TTL (hung xapi calls) counts as dead: another may take the VM over and
     change it, and from then on this one must write nothing more to it.  (xapi has
     no conditional write: one already under way when the VM is taken over still lands.)"""
-    if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner):
+    # (a key above ours is a takeover only once ours is stale: else a caller with an old read)
+    stale = lambda token: owner_token_stale(token, xapi_time.pool_time(session))  # noqa: E731
+    if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner, stale=stale):
         raise VmBusy("VM {}: another caller (a place, release, settle or policy change) took it over while this "
                      "one ran past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
                      "given back".format(uuid, OWNER_TTL), ("vm", uuid, "taken over"))
