@@ -32,7 +32,7 @@ def within(fn: Callable[[], object], seconds: float = GUARD) -> object:
 @contextlib.contextmanager
 def pool_with_a_hang(pool, monkeypatch) -> Iterator[tuple]:
     """The loopback pool with short deadlines (a call's 1 s, a host query's 2 s, a host's
-    place, settle or plan 1 s; VM.start_on's 25 s, past the guard), a session, and
+    place, settle or plan 1 s; VM.start_on's 25 s), a session, and
     ``hang(when)``: from then on a plugin call for which ``when(host_ref, fn, args)`` holds
     waits (until the test ends) before it is answered."""
     server, _ = pool

@@ -19,8 +19,7 @@ G = 1 << 30
 
 @pytest.fixture
 def hangs_on(pool, monkeypatch):
-    """The pool with short deadlines (a plugin call's 1 s; VM.start_on's 25 s, past the
-    guard), a session, and a way to make the plugin hang in one function (on every host)."""
+    """The pool with short deadlines (a plugin call's 1 s; VM.start_on's 25 s), a session, and a way to make the plugin hang in one function (on every host)."""
     with pool_with_a_hang(pool, monkeypatch) as (server, session, hang):
         yield server, session, lambda hung_fn: hang(lambda host, fn, args: fn == hung_fn)
 
@@ -56,8 +55,10 @@ def test_every_plugin_call_but_a_query_waits_place_timeout(hangs_on, monkeypatch
     server, session, hang = hangs_on
     hang("host_topology")
     host = list(server.hosts)[0]
+    # a guard under VM.start_on's deadline (25 s here), far above PLACE_TIMEOUT's (1 s): a call
+    # that waited the former would fail it (under the 60 s default guard it passed either way)
     with pytest.raises(xapi.XapiTimeout):
-        within(lambda: xapi.call_plugin(session, host, "host_topology", {}))
+        within(lambda: xapi.call_plugin(session, host, "host_topology", {}), seconds=10.0)
 
 
 def test_call_plugin_takes_no_query_flag_only_a_deadline():
