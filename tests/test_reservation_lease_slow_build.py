@@ -21,6 +21,7 @@ from xapi_numa.errors import NoCapacity
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.state.ledger import Ledger
+from test_ledger import NoClaims
 
 G = 1 << 30
 M = 1 << 20
@@ -38,19 +39,6 @@ class Clock:
         return self.now
 
 
-class StockXen:
-    """The simulated host as stock Xen shows it: claims host-wide only."""
-
-    def __init__(self, sim):
-        self.sim = sim
-
-    def __getattr__(self, name):
-        return getattr(self.sim, name)
-
-    def capabilities(self):
-        return attrs.evolve(self.sim.capabilities(), node_claims=False)
-
-
 @pytest.fixture
 def slow_build(tmp_path):
     """A 2G VM placed on node 1 (4G), its domain created empty as xenopsd does."""
@@ -60,7 +48,7 @@ def slow_build(tmp_path):
     ledger = Ledger(str(tmp_path / "l.db"), clock)
     ledger.reserve(UUID, {1: 2 * G}, TTL, lambda: free(sim))
     domid = sim.create_shell("vm", 1, 2 * G, uuid=UUID)
-    return StockXen(sim), ledger, clock, domid
+    return NoClaims(sim), ledger, clock, domid
 
 
 def free(hv):

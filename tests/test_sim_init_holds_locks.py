@@ -25,17 +25,7 @@ from xapi_numa.state.db import Database
 from xapi_numa.state.locks import vm_lock
 from xapi_numa.state.moves import MoveJournal
 
-INIT = ["--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G"]
-
-
-@pytest.fixture
-def host(tmp_path, monkeypatch):
-    monkeypatch.delenv("XAPI_NUMA_LEDGER", raising=False)
-    path = str(tmp_path / "host.json")
-    assert main(["sim", "init", path] + INIT) == 0
-    assert main(["sim", "create", path, "g", "--vcpus", "1", "--memory", "256M", "--type", "pvh"]) == 0
-    uuid = next(d.uuid for d in SimHypervisor(path).domains() if d.name == "g")
-    return path, uuid
+from test_review17_sim_init_under_a_mover import INIT, host  # noqa: F401 (a fixture: a host with a guest g)
 
 
 def test_nothing_can_start_on_the_old_host_while_it_is_replaced(host, monkeypatch):
