@@ -21,6 +21,7 @@ from xapi_numa.errors import NoCapacity
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.state.ledger import Ledger
+from test_claim_expiry import Clock
 from test_ledger import NoClaims
 
 G = 1 << 30
@@ -29,14 +30,6 @@ UUID = "11111111-2222-4333-8444-555555555555"
 TTL = 60.0
 STEP = 128 * M  # what lands between two of xapi-numad's looks
 LOOK = 20.0     # seconds between them
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
