@@ -1,7 +1,9 @@
 """A page mover stops when its domid names another VM's domain by the next batch (a
-review, rB).  Batches move pages by domid: a mover working on a simulated host that
+review, rB), and then leaves that domain's affinity alone (review rC).  Batches move pages by domid: a mover working on a simulated host that
 ``sim init --force`` replaced (its domids start again at 1), or on Xen after the domid
 was given again, went on with the new domain's pages."""
+import json
+
 import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
@@ -32,8 +34,12 @@ def test_a_mover_stops_at_a_domid_that_is_another_vms_now(tmp_path):
         if not replaced:  # after the first batch: a new host, whose first guest gets the same domid
             new = _host(path)
             replaced["uuid"] = "11111111-2222-4333-8444-555555555555"  # (the same seed would give the same UUID)
-            replaced["domid"] = new.create("other", 2, 64 * MiB, hard=frozenset({0, 1}), dtype="pvh", load="busy",
-                                           uuid=replaced["uuid"])
+            replaced["domid"] = new.create("other", 2, 64 * MiB, hard=frozenset({0, 1, 2, 3}), dtype="pvh",
+                                           load="busy", uuid=replaced["uuid"])
+            # an admin's affinity of its own, which is not where its memory is (node 0)
+            for vcpu in (0, 1):
+                new.set_vcpu_affinity(replaced["domid"], vcpu, soft=frozenset({2, 3}))
+            new.set_node_affinity(replaced["domid"], frozenset({1}))
 
     with pytest.raises(MoveStopped) as stopped:
         move_memory.run(hv, ledger.db, plan, progress=replace_the_host, lock=lock, sleep=lambda s: None)
@@ -43,3 +49,9 @@ def test_a_mover_stops_at_a_domid_that_is_another_vms_now(tmp_path):
         in stopped.value.message
     assert STOPPED in str(stopped.value.params)
     assert hv.node_pages(domid).get(1, 0) == 0  # none of the new domain's pages moved
+    # nor did its affinity "follow the memory" the stopped move had moved (review rC: it was
+    # rewritten to node 0, and the report gave the new VM's affinity as the moved VM's)
+    assert hv.node_affinity(domid) == frozenset({1})
+    assert all(v.soft == frozenset({2, 3}) for v in hv.vcpus(domid))
+    report = json.loads(stopped.value.params[2])
+    assert "is no longer VM" in report["affinity"]["skipped"], report

@@ -79,10 +79,9 @@ def _saved(text: str, keys, path: str = "") -> dict:
         key, sep, value = line.partition("=")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        if not sep or key.strip() not in keys:  # (never the line itself: it may be a password)
-            what = "no key=value" if not sep else "unknown key {}".format(shown(key.strip()))
-            raise InvalidArgument("credentials file", "{} line {}: {}".format(shown(path), number, what),
-                                  "url=, username=, password=")
+        if not sep or key.strip() not in keys:  # (nothing of the line: a password may be all of it, '=' too)
+            raise InvalidArgument("credentials file", "{} line {}: not a url=, username= or password= line".format(
+                shown(path, 4096), number), "url=, username=, password=, blank lines and # comments")
         if key.strip() != "password":
             value = value.strip()
         elif key[-1:] in (" ", "\t") and value[:1] in (" ", "\t"):

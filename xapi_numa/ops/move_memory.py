@@ -255,7 +255,7 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
             return _run_batches(hv, journal, plan, tally, base, rate, verify_chunk, allow_fallback, progress, fault,
                                 fault_batch, sleep, clock, follow_affinity, still_movable)
         finally:
-            if home is not None and (tally.released or plan.already_there):  # its home followed the memory
+            if home is not None and (tally.released or plan.already_there) and not another_domain(hv, d):  # followed
                 hold_down_hand_move(hv, db, d, home, plan.target, plan.vnode)
     finally:
         lock.release()
@@ -303,7 +303,10 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
         report["error"] = error
     if stuck:
         report["stuck_gfns"] = pagemove.ranges(stuck)
-    if plan.vnode is not None and plan.layout is not None:
+    foreign = another_domain(hv, d)  # its domid is another VM's now: nothing of it follows (review rC)
+    if foreign:
+        report["affinity"] = {"skipped": foreign}
+    elif plan.vnode is not None and plan.layout is not None:
         note = after_vnode_move(hv, d, plan.layout, plan.vnode, plan.target, state == DONE, tally, report, journal.db,
                                 follow_affinity, plan.guest_cpus)
         state, error = (FAILED if note and state == DONE else state), note or error
