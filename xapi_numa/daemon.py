@@ -147,7 +147,8 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
     reader = XapiReader(XapiLink(local_login, time.monotonic, LOG), time.monotonic, LOG)
     ledger = Ledger(db=db)
     # the settle itself writes hv and the ledger (SQLite: this thread's connection): in the cycle
-    settler = PlacedSettler(reader, lambda session, uuid: settle(hv, session, ledger, uuid),
+    # (without waiting for a place of the VM: the cycle must not stall; the settler looks again later)
+    settler = PlacedSettler(reader, lambda session, uuid: settle(hv, session, ledger, uuid, lock_wait=0.0),
                             lambda: [(d.uuid, d.domid) for d in hv.domains()], time.monotonic, LOG, lookups=reader)
     return runtime.Runtime(hv, db, settings, settler=settler, dom0=dom0, backend_opt_out=reader.backend_affinity_off,
                            stopping=stopping, xapi_use=reader.use, **vm_view(reader)), reader

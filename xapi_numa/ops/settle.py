@@ -36,8 +36,11 @@ def _domain(hv: Hypervisor, uuid: str):
     return next((d for d in hv.domains() if d.uuid == uuid), None)
 
 
-def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None) -> dict:
-    """``host_uuid``: this host's, to tell its control domain from another host's."""
+def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None,
+           lock_wait: Optional[float] = None) -> dict:
+    """``host_uuid``: this host's, to tell its control domain from another host's;
+    ``lock_wait``: how long to wait for a place, release or other settle of the VM on
+    this host (:func:`owning`; by default its PLACE_LOCK_WAIT)."""
     dom = _domain(hv, uuid)
     vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
     if (dom is not None and dom.domid == 0) or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
@@ -46,7 +49,7 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Option
         raise InvalidArgument("vm", "{} is {} control domain (dom0)".format(uuid, whose), "a guest VM")
     if dom is None:
         raise NotRunning(uuid)
-    with owning(ledger, session, vm, uuid) as owner:
+    with owning(ledger, session, vm, uuid, lock_wait=lock_wait) as owner:
         return _settle_held(hv, session, ledger, uuid, vm, functools.partial(still_owning, session, vm, uuid, owner))
 
 

@@ -269,8 +269,11 @@ def still_owning(session, vm: str, uuid: str, owner: str) -> None:
 
 @contextlib.contextmanager
 def owning(ledger: Ledger, session, vm: str, uuid: str,
-           clock: Callable[[object], float] = xapi_time.pool_time) -> Iterator[str]:
+           clock: Callable[[object], float] = xapi_time.pool_time, lock_wait: Optional[float] = None) -> Iterator[str]:
     """Hold the VM for a place, a release, a settle or a policy change; yields the owner token.
+    ``lock_wait``: how long to wait for this host's lock of the VM (PLACE_LOCK_WAIT by
+    default; xapi-numad's auto-settle waits none: its cycle must not stall behind a place,
+    it looks again later).
 
     On this host a per-VM lock serialises them; across hosts, whoever holds the
     VM's owner key in other_config is changing it, and the others refuse cleanly
@@ -280,10 +283,12 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
     lock = vm_lock(ledger.path, PLACE, uuid)
-    if not lock.acquire_within(PLACE_LOCK_WAIT):
-        raise VmBusy("VM {}: waited {:g} s for the place lock {} (another place, release, settle or policy change "
-                     "of it on this host holds it, stuck); try again later".format(uuid, PLACE_LOCK_WAIT, lock.path),
-                     ("vm", uuid, "place lock"))
+    lock_wait = PLACE_LOCK_WAIT if lock_wait is None else lock_wait
+    if not lock.acquire_within(lock_wait):
+        waited = "waited {:g} s for".format(lock_wait) if lock_wait > 0 else "did not wait for"
+        raise VmBusy("VM {}: {} the place lock {} (another place, release, settle or policy change of it on this "
+                     "host holds it{}); try again later".format(uuid, waited, lock.path, ", stuck" if lock_wait > 0
+                                                                else ""), ("vm", uuid, "place lock"))
     try:
         owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
