@@ -185,6 +185,34 @@ def test_wait_console_stops_when_the_guest_dies_and_says_so_on_its_first_line(mo
     assert looked[-1] == "B"
 
 
+def test_a_wait_for_an_hvm_guests_output_stops_when_the_guest_has_shut_down(tmp_path, monkeypatch):
+    """Seen in a CI emulation: the HVM guest triple-faulted (QEMU's TCG; ``on_crash =
+    "preserve"`` keeps the domain, shut down) after its first memcheck pass, and every
+    test after it waited its whole guard (300 s x 4 for the disk check, 150 s x 4 per
+    health check) until dom0's own 2400 s limit, before the harness could rerun the suite."""
+    workload = tmp_path / "workload.log"
+    workload.write_text("memcheck: pass 2 ok\n")
+    monkeypatch.setattr(xenlib, "LOOK_EVERY", 0.0)
+    monkeypatch.setattr(xenlib.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(xenlib, "death_said", lambda domid: "(XEN) d1v0 Triple fault - invoking HVM shutdown action 1")
+    domains = [type("D", (), {"domid": 1, "shutdown": False, "paused": False})()]
+    hv = type("Hv", (), {"domains": lambda self: domains})()
+    looks = []
+
+    def alive():
+        looks.append(1)
+        if len(looks) == 3:  # the guest dies while the test waits
+            domains[0].shutdown = True
+        return xenlib.running_domain(hv, 1)
+    with pytest.raises(AssertionError) as err:
+        xenlib.wait_file(str(workload), r"diskcheck: pass 3 ok", timeout=3600, alive=alive)
+    assert len(looks) == 3  # at once, not after the hour-long guard
+    assert str(err.value) == ("domain 1 has shut down (the guest died); Xen's console says: "
+                              "(XEN) d1v0 Triple fault - invoking HVM shutdown action 1")
+    domains[0].shutdown = False
+    assert xenlib.wait_file(str(workload), r"memcheck: pass (\d+)", timeout=1, alive=alive).group(1) == "2"
+
+
 def test_only_xl_saying_the_domain_does_not_exist_counts_as_gone(monkeypatch):
     import subprocess
     answers = [subprocess.CompletedProcess([], 1, "", "Can't get domid of domain name 'm', maybe this domain "

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import time
+from typing import Callable, Optional
 
 GUEST_KERNEL = "/opt/guest/vmlinux"
 GUEST_INITRD = "/opt/guest/initrd.cpio"
@@ -45,9 +46,23 @@ def live_domain(hv, domid: int):
     for d in hv.domains():
         if d.domid == domid:
             return d
+    raise AssertionError(f"domain {domid} is gone; Xen's console says: {death_said(domid)}")
+
+
+def death_said(domid: int) -> str:
     said = [line.strip() for line in xl("dmesg").splitlines()
             if any(w in line for w in DEATH_WORDS) and re.search(rf"\b(d|Dom|Domain ){domid}(v|\b)", line)]
-    raise AssertionError(f"domain {domid} is gone; Xen's console says: {' / '.join(said[-3:]) or 'nothing of it'}")
+    return " / ".join(said[-3:]) or "nothing of it"
+
+
+def running_domain(hv, domid: int):
+    """:func:`live_domain`, and an AssertionError too for a domain that has shut down (a
+    crash kept by ``on_crash = "preserve"``, as an HVM guest's triple fault is): a wait
+    for its output would otherwise last its whole hang guard, the next one as long."""
+    d = live_domain(hv, domid)
+    if d.shutdown:
+        raise AssertionError(f"domain {domid} has shut down ({GUEST_DIED}); Xen's console says: {death_said(domid)}")
+    return d
 
 
 def create_guest(name: str, paused: bool = True, memory: int = 128, maxmem: int = 0, vcpus: int = 2,
@@ -271,15 +286,21 @@ def read_file(path: str) -> str:
         return ""
 
 
-def wait_file(path: str, pattern: str, timeout: float, after: int = 0) -> re.Match:
+def wait_file(path: str, pattern: str, timeout: float, after: int = 0,
+              alive: Optional[Callable[[], object]] = None) -> re.Match:
     """Wait until the file (from offset ``after``) matches ``pattern``; ``timeout`` is a
-    hang guard, stretched (patient)."""
+    hang guard, stretched (patient).  ``alive`` is called every LOOK_EVERY seconds and
+    raises once the guest writing the file has died (:func:`running_domain`)."""
     timeout = patient(timeout)
     deadline = time.monotonic() + timeout
+    look = time.monotonic() + LOOK_EVERY
     while True:
         m = re.search(pattern, read_file(path)[after:])
         if m:
             return m
+        if alive is not None and time.monotonic() >= look:
+            look = time.monotonic() + LOOK_EVERY
+            alive()
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never showed /{pattern}/ in {timeout:.0f} s; tail:\n{read_file(path)[-1500:]}")
         time.sleep(1)

@@ -16,7 +16,8 @@ import sys
 import time
 
 from conftest import GUEST, SERIAL, WORKLOAD, note
-from xenlib import GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, live_domain, patient, read_file, wait_file
+from xenlib import (GUEST_KERNEL, MEMCHECK_INITRD, debug_key_dump, patient, read_file, running_domain,
+                    wait_file)
 
 TOLERANCE = 0.05
 
@@ -44,13 +45,17 @@ def assert_not_corrupt() -> None:
 def assert_healthy(hv, domid: int) -> None:
     """Not paused, memory and disk never corrupt, memory still making progress (the
     disk check's progress is test_disk_io_through_qemu_checks_out's business)."""
-    assert not live_domain(hv, domid).paused
+    assert not running_domain(hv, domid).paused
     mem = memcheck_pass()
     before = vcpu_times(hv, domid)
     # A hang guard, stretched for a loaded host (memcheck's pass takes seconds when idle)
     deadline = time.monotonic() + patient(150)
+    look = time.monotonic()
     while memcheck_pass() <= mem:
         assert_not_corrupt()
+        if time.monotonic() >= look:  # a guest that died fails at once, not after the whole guard
+            running_domain(hv, domid)
+            look = time.monotonic() + 5
         if time.monotonic() >= deadline:
             lines = read_file(WORKLOAD).strip().splitlines()
             raise AssertionError(
@@ -77,7 +82,7 @@ def test_hvm_guest_boots_and_where_its_console_goes(booted):
 
 def test_disk_io_through_qemu_checks_out(booted, hv):
     # (it stalled while the guest's lines went to the emulated serial port: README, "HVM guests")
-    wait_file(WORKLOAD, r"diskcheck: pass 3 ok", timeout=300)
+    wait_file(WORKLOAD, r"diskcheck: pass 3 ok", timeout=300, alive=lambda: running_domain(hv, booted["domid"]))
     assert "diskcheck: /dev/sda present" in read_file(WORKLOAD)
     assert_healthy(hv, booted["domid"])
 
@@ -98,9 +103,9 @@ def test_memory_lands_where_the_plan_says(booted, hv):
     assert all(abs(pages.get(n, 0) - dump.get(n, 0)) <= 64 for n in set(pages) | set(dump)), (pages, dump)
 
 
-def test_guest_sees_the_planned_vnuma_nodes(booted):
+def test_guest_sees_the_planned_vnuma_nodes(booted, hv):
     assert booted["plan"] is not None, f"xl refused the vNUMA layout: {booted['vnuma_error']}"
-    wait_file(WORKLOAD, r"numa: done", timeout=60)
+    wait_file(WORKLOAD, r"numa: done", timeout=60, alive=lambda: running_domain(hv, booted["domid"]))
     seen = {int(m.group(1)): (m.group(2), int(m.group(3)))
             for m in re.finditer(r"numa: node(\d+) cpus=(\S*) memkb=(\d+)", read_file(WORKLOAD))}
     note(f"HVM guest's NUMA view: {seen}")
