@@ -62,6 +62,12 @@ class NoCapacity(NumaError):
     code = "NUMA_NO_CAPACITY"
 
 
+class RoomReserved(NoCapacity):
+    """No room now, for the time being: the memory Xen's allocator would give the VM first
+    is reserved for starts whose builds are under way (Xen cannot see reservations).
+    Once those builds are done the VM may fit; a start waits for them a while."""
+
+
 class NoHost(NumaError):
     """No host of the pool can start the VM, for reasons other than memory (xapi refuses
     it there, the host is down, the plugin is not installed there)."""

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import attrs
 
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
-from xapi_numa.errors import NoCapacity
+from xapi_numa.errors import NoCapacity, RoomReserved
 
 PAGE_SHIFT = 12
 MAX_WIDTH = 32  # arch_get_dma_bitsize caps the default at 4 GiB
@@ -111,17 +111,30 @@ def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
 def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
     """The placement's memory where Xen puts it: the build gets no page of a DMA zone
     while any node has room above it (its nodes first, then the others in order:
-    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones."""
+    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones.
+
+    That room is Xen's own view of it: free memory above the zone, reservations
+    included, since Xen cannot see them.  Where it takes memory reserved for another
+    start whose build has not landed yet, the build would take that start's memory
+    (which then spills off its nodes): :class:`RoomReserved` instead, until those builds
+    are done (seen as a spill in a boot storm on a host full above its DMA zones)."""
     need = sum(b for _, b in placement.memory)
-    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]
+    room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]  # what no start holds
     zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
     order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
-    take = [0] * len(room)
-    for pool in (room, zone):
+    above, below = [0] * len(room), [0] * len(room)
+    for pool, take in ((list(loads.free), above), (list(loads.dma), below)):  # (Xen's view: no reservation)
         for n in order:
-            got = min(pool[n], need)
+            got = min(max(0, pool[n]), need)
             take[n], need = take[n] + got, need - got
-    take[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
+    below[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
+    held = [n for n in order if above[n] > room[n] or below[n] > zone[n]]
+    if held:
+        raise RoomReserved("the memory Xen would give this VM first (above the DMA zone on node {}) is reserved "
+                           "for starts whose builds are under way, and Xen cannot see reservations: it would take "
+                           "theirs; try again once they are built".format(",".join(map(str, held))),
+                           ("memory", str(need)))
+    take = [a + b for a, b in zip(above, below)]
     # a fallback: its memory goes beyond the nodes chosen for it (pool tools rank it so)
     return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b), fallback=True,
                         reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "

@@ -8,6 +8,7 @@ memory in between, it plans again with fresh numbers (optimistic concurrency;
 nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
+import time
 import uuid as uuidlib
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -21,7 +22,7 @@ from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.errors import NoCapacity, NumaError
+from xapi_numa.errors import NoCapacity, NumaError, RoomReserved
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -30,6 +31,11 @@ from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
 from xapi_numa.state.moves import MoveJournal
 
 ATTEMPTS = 8
+# How long a start whose only room is a DMA zone waits for builds under way to land (the
+# memory Xen would give it first is theirs: core/dma_zone), looking every BUILDS_POLL s;
+# well within a place's budget (ops/start_placement.PLACE_BUDGET)
+BUILDS_WAIT = 20.0
+BUILDS_POLL = 0.25
 
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
@@ -113,11 +119,20 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
     last: Optional[NoCapacity] = None
-    for _ in range(ATTEMPTS):
+    waiting_until, attempt = time.monotonic() + BUILDS_WAIT, 0
+    while attempt < ATTEMPTS:
         loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
                            tally=tally, known=observe.known_node_claims(hv, ledger),
                            overlap=observe.claims_overlap(hv, ledger, exclude=key))
-        placement = dma_zone.place(planner, loads, request)
+        try:
+            placement = dma_zone.place(planner, loads, request)
+        except RoomReserved:
+            if time.monotonic() >= waiting_until:
+                raise
+            time.sleep(BUILDS_POLL)  # the builds under way land (or fail) meanwhile
+            upkeep.reconcile(hv, ledger, executor)
+            continue
+        attempt += 1
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner,
                                     zones=dma_zone.takes_zones(loads, placement))])
