@@ -49,6 +49,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 # a VM of terabytes populated at a few hundred MiB/s takes most of an hour
 BUILD_LEASE_MAX = 3600.0
 
+
 @attrs.frozen
 class Reservation:
     vm: str
