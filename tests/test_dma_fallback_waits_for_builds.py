@@ -70,3 +70,18 @@ def test_past_its_wait_such_a_start_is_refused_and_reserves_nothing(full_above_t
     assert err.value.code == "NUMA_NO_CAPACITY" and "builds are under way" in err.value.message
     assert clock[0] >= reserve.BUILDS_WAIT
     assert [r.vm for r in ledger.reservations()] == [A]
+
+
+def test_a_dry_run_answers_as_once_the_builds_under_way_have_landed(full_above_the_zone, monkeypatch):
+    """A dry run (a pool ranking its hosts, ``place dry_run=true``, a vNUMA plan) gives the
+    placement the start will get once the builds under way have landed, rather than refuse:
+    refused there, a pool start passed the host over and never reached the place that
+    waits (review rD)."""
+    hv, ledger, topo = full_above_the_zone
+    reserve.place_and_reserve(hv, ledger, Request(1, 200 * MiB), A)  # (not built yet)
+    dry, _, _ = reserve.place_and_reserve(hv, ledger, Request(1, 200 * MiB), B, dry_run=True)
+    assert dry.fallback and set(dry.bytes_per_node) == {0, 1}, dry
+    assert dry.bytes_per_node[1] <= 56 * MiB  # node 1's room that A does not hold, then node 0's zone
+    monkeypatch.setattr(reserve, "BUILDS_WAIT", 0.0)
+    with pytest.raises(RoomReserved):  # while the start itself waits for A's build (here: no time)
+        reserve.place_and_reserve(hv, ledger, Request(1, 200 * MiB), B)

@@ -87,18 +87,21 @@ def _as_unsigned_int(value: int, before: int) -> int:
     return wide & 0xFFFFFFFF
 
 
-def place(planner: Planner, loads: NodeLoads, request: Request) -> Placement:
+def place(planner: Planner, loads: NodeLoads, request: Request, builds_landed: bool = False) -> Placement:
     """The planner's choice on the nodes' room; where none has room enough, on their
     room and DMA zones, which Xen gives a build once every node is out of the rest --
     but not for a ``strict`` VM or one whose policy says ``on_exhaust=fail``: Xen
-    would spill its memory off its nodes before it touched theirs."""
+    would spill its memory off its nodes before it touched theirs.
+    ``builds_landed``: plan as the host will be once the builds under way have landed
+    (a dry run's answer, which ranks hosts and plans vNUMA layouts: the start itself
+    waits for those builds, :class:`RoomReserved`), not refuse for them now."""
     try:
         return planner.place(loads, request)
     except NoCapacity:
         policy = request.policy
         if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
             raise
-        return _as_xen_fills(loads, planner.place(loads.with_dma(), request))
+        return _as_xen_fills(loads, planner.place(loads.with_dma(), request), builds_landed)
 
 
 def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
@@ -108,7 +111,7 @@ def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
     return any(b > room[n] for n, b in placement.memory)
 
 
-def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
+def _as_xen_fills(loads: NodeLoads, placement: Placement, builds_landed: bool = False) -> Placement:
     """The placement's memory where Xen puts it: the build gets no page of a DMA zone
     while any node has room above it (its nodes first, then the others in order:
     ``get_free_buddy``), so its nodes' room, every other node's room, then the zones.
@@ -123,12 +126,14 @@ def _as_xen_fills(loads: NodeLoads, placement: Placement) -> Placement:
     zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
     order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
     above, below = [0] * len(room), [0] * len(room)
-    for pool, take in ((list(loads.free), above), (list(loads.dma), below)):  # (Xen's view: no reservation)
+    # Xen's view: free memory, reservations included (or, the builds under way landed, what no start holds)
+    pools = (room, zone) if builds_landed else (list(loads.free), list(loads.dma))
+    for pool, take in zip(pools, (above, below)):
         for n in order:
             got = min(max(0, pool[n]), need)
             take[n], need = take[n] + got, need - got
     below[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
-    held = [n for n in order if above[n] > room[n] or below[n] > zone[n]]
+    held = [] if builds_landed else [n for n in order if above[n] > room[n] or below[n] > zone[n]]
     if held:
         raise RoomReserved("the memory Xen would give this VM first (above the DMA zone on node {}) is reserved "
                            "for starts whose builds are under way, and Xen cannot see reservations: it would take "

@@ -114,7 +114,8 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
                 reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids)
                 loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids,
                                    known=observe.known_node_claims(hv, ledger), overlap=overlap)
-        return dma_zone.place(planner, loads, request), None, loads
+        # (as once the builds under way have landed: the start itself waits for them)
+        return dma_zone.place(planner, loads, request, builds_landed=True), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
@@ -156,7 +157,7 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
                        known=observe.known_node_claims(hv, ledger), overlap=overlap)
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
-    return dma_zone.place(planner, attrs.evolve(loads, free=free), request)
+    return dma_zone.place(planner, attrs.evolve(loads, free=free), request, builds_landed=True)
 
 
 def _moving(ledger: Optional[Ledger]) -> Dict[int, int]:
