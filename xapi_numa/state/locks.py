@@ -125,16 +125,6 @@ def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
     return FileLock(os.path.join(directory, "{}-{}{}".format(kind, uuid, LOCK_SUFFIX)))
 
 
-def held_vm_locks(db_path: str) -> List[Tuple[str, str, str]]:
-    """The per-VM locks (:func:`vm_lock`) beside the state database ``db_path`` that a live
-    process holds now, as (kind, VM UUID, the lock's path); each is left as found."""
-    held = []
-    for kind, uuid, path in _lock_files(db_path):
-        if FileLock(path).held_by_someone():
-            held.append((kind, uuid, path))
-    return held
-
-
 def _lock_files(db_path: str) -> List[Tuple[str, str, str]]:
     """(kind, VM UUID, path) of each per-VM lock file beside ``db_path``."""
     directory = lock_directory(db_path)
@@ -156,7 +146,7 @@ def take_vm_locks(db_path: str, uuids: Iterable[str],
     """Take for this process every per-VM lock beside ``db_path`` (each lock file there,
     and each kind of lock of each VM of ``uuids``, made if need be), so that no mover or
     place of those VMs can start until they are released: (the locks taken, added to
-    ``taken``; those a live process holds, as :func:`held_vm_locks` lists them).  The
+    ``taken``; those a live process holds, as (kind, VM UUID, the lock's path)).  The
     caller releases the taken ones (all of them, if any was busy)."""
     taken = [] if taken is None else taken
     mine = {lock.path for lock in taken}
