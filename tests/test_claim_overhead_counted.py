@@ -48,14 +48,14 @@ def test_a_dry_run_counts_the_claim_to_be_made(tmp_path):
     reservations = ledger.reservations()
     actions = upkeep.plan_reconcile(sim, reservations)
     assert reservation.outstanding(reservations, actions) == {1: G}
-    assert upkeep.outstanding_after_reconcile(sim, ledger) == {1: G}
+    assert upkeep.held_after_reconcile(sim, ledger)[0] == {1: G}
 
 
 def test_a_dry_run_drops_the_overhead_of_a_build_whose_domain_is_gone(tmp_path):
     sim, ledger, domid = _half_built_with_overhead(tmp_path)
     upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
     sim.destroy(domid)  # the build failed: a reconcile releases the row, the overhead with it
-    assert not any(upkeep.outstanding_after_reconcile(sim, ledger).values())
+    assert not any(upkeep.held_after_reconcile(sim, ledger)[0].values())
     upkeep.reconcile(sim, ledger, Executor(sim, ledger.db))
     assert ledger.outstanding() == {}
 

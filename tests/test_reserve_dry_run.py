@@ -133,5 +133,5 @@ def test_a_dry_runs_reserved_bytes_are_the_whole_ledgers_reconciled(tmp_path, se
     exclude = rng.choice([None, vms[0]])
     current = [r for r in ledger.reservations() if r.vm != exclude]
     whole = outstanding(current, upkeep.plan_reconcile(sim, current), ledger.clock())
-    got = upkeep.outstanding_after_reconcile(sim, ledger, exclude)
+    got = upkeep.held_after_reconcile(sim, ledger, exclude)[0]
     assert {n: b for n, b in got.items() if b} == {n: b for n, b in whole.items() if b}

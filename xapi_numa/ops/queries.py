@@ -24,7 +24,8 @@ def topology_report(hv: Hypervisor, reserved: Mapping[int, int], known: Optional
     topo = hv.topology()
     listed = observe.on_their_nodes(hv.node_memory(), known)
     memory = {m.node: m for m in listed}
-    claimable = observe.claimable(hv, reserved, known=known, overlap=overlap)  # a host-wide claim (stock Xen's) bounds every node
+    # a host-wide claim (stock Xen's) bounds every node
+    claimable = observe.claimable(hv, reserved, known=known, overlap=overlap)
     caps = hv.capabilities()
     return {
         "scheduler": caps.scheduler,

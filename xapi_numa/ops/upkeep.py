@@ -45,19 +45,13 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
     return ledger.release(vm)
 
 
-def outstanding_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
-                                uuids: Optional[LiveDomains] = None) -> Dict[int, int]:
-    """Reserved bytes per node as a reconcile would leave them, changing nothing
-    (what a dry run counts); without ``exclude``'s own reservation.  ``uuids``: the
-    live domains, read just now (domid -> UUID)."""
-    return held_after_reconcile(hv, ledger, exclude, uuids)[0]
-
-
 def held_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
                          uuids: Optional[LiveDomains] = None) -> Tuple[Dict[int, int], int]:
-    """:func:`outstanding_after_reconcile`, and the bytes of it that the reserved domains'
-    own host-wide claims hold back too (:func:`observe.claims_overlap`), as a reconcile
-    would leave the reservations: what the host's total is to count once."""
+    """Reserved bytes per node as a reconcile would leave them, changing nothing (what a
+    dry run counts), without ``exclude``'s own reservation; and the bytes of them that the
+    reserved domains' own host-wide claims hold back too (:func:`observe.claims_overlap`):
+    what the host's total is to count once.  ``uuids``: the live domains, read just now
+    (domid -> UUID)."""
     live = hv.domain_uuids() if uuids is None else uuids
     # only a reservation whose VM has a domain can be changed by a reconcile, or a claimed one
     # (released once its domain is gone, with what its claim could not hold)
