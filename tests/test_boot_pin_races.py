@@ -174,6 +174,35 @@ def test_a_failing_settle_is_said_once_and_tried_again_later(one, caplog):
     assert [r.getMessage() for r in caplog.records].count("settle failed") == 1
 
 
+def test_a_settle_behind_a_busy_vm_is_no_warning(one, caplog):
+    """xapi-numad's auto-settle takes the VM only if no other caller holds it (a pool start's
+    own settle, say): found busy, it looks again later, and says so at info level, not as a
+    failure an admin is warned of."""
+    from xapi_numa.errors import VmBusy
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
+
+    server, session, host, sid = one
+    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
+    ok(run(server, host, sid, "place", {"vm": uuid}))
+    session.xenapi.VM.start_on(ref, host, False, False)
+    sim, now, tries = server.sims[host], [0.0], []
+
+    def settle_one(s, u):
+        tries.append(u)
+        if len(tries) < 2:
+            raise VmBusy("VM {}: did not wait for the place lock".format(u), ("vm", u, "place lock"))
+        return {}
+    settler = PlacedSettler(XapiLink(lambda: session, lambda: now[0]), settle_one,
+                            lambda: [(d.uuid, d.domid) for d in sim.domains()], lambda: now[0])
+    caplog.set_level(logging.INFO, logger="xapi-numad")
+    assert settler() == []
+    now[0] += 1.0
+    assert settler() == [uuid] and len(tries) == 2
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.INFO, "settle deferred: the VM is busy") in said
+    assert not [m for level, m in said if level >= logging.WARNING], said
+
+
 def test_release_of_a_placed_vm_that_already_runs_keeps_the_pin_for_settle(one):
     """The start happened: undoing the pin in xapi's record left the domain pinned to the
     boot nodes with nothing that would ever settle it."""

@@ -19,7 +19,7 @@ import attrs
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.core.policy import Policy, stored_or_default
-from xapi_numa.errors import NumaError, UnknownVM
+from xapi_numa.errors import NumaError, UnknownVM, VmBusy
 from xapi_numa.ops.executor import log_event
 from xapi_numa.ops.local_xapi import DAEMON_CALL_TIMEOUT, local_login, xapi_address  # noqa: F401 - re-exported
 
@@ -336,7 +336,11 @@ class PlacedSettler:
                     return settled
             except Exception as err:  # noqa: BLE001 - one VM's failure, whatever it is, holds up no other
                 if dom not in self._later:  # said once, not at every retry
-                    log_event(self._logger, logging.WARNING, "settle failed", vm=dom[0],
+                    # another caller holding the VM (a pool start's own settle, a release) is no
+                    # failure: the settle waits for it, and an admin is not warned
+                    busy = isinstance(err, VmBusy)
+                    log_event(self._logger, logging.INFO if busy else logging.WARNING,
+                              "settle deferred: the VM is busy" if busy else "settle failed", vm=dom[0],
                               error=getattr(err, "message", None) or "{}: {}".format(type(err).__name__, err))
                 self._again(dom, now)
                 continue
