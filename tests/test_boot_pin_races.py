@@ -148,23 +148,35 @@ def test_auto_settle_reads_only_the_records_of_new_domains_and_waits_for_a_start
     assert server.calls["VM.get_all_records"] == 0
 
 
-def test_a_failing_settle_is_said_once_and_tried_again_later(one, caplog):
-    from xapi_numa.errors import StateError
-    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
-
-    server, session, host, sid = one
+def _placed_and_started(server, session, host, sid):
+    """A VM placed and started on ``host``: its UUID."""
     ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
     ok(run(server, host, sid, "place", {"vm": uuid}))
     session.xenapi.VM.start_on(ref, host, False, False)
-    sim, now, tries = server.sims[host], [0.0], []
+    return uuid
+
+
+def _failing_settler(server, session, host, now, failures: int, error):
+    """An auto-settler whose settle raises ``error`` ``failures`` times, then succeeds; and its tries."""
+    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
+
+    sim, tries = server.sims[host], []
 
     def settle_one(s, u):
         tries.append(u)
-        if len(tries) < 3:
-            raise StateError("cannot write the state database")
+        if len(tries) <= failures:
+            raise error
         return {}
-    settler = PlacedSettler(XapiLink(lambda: session, lambda: now[0]), settle_one,
-                            lambda: [(d.uuid, d.domid) for d in sim.domains()], lambda: now[0])
+    return PlacedSettler(XapiLink(lambda: session, lambda: now[0]), settle_one,
+                         lambda: [(d.uuid, d.domid) for d in sim.domains()], lambda: now[0]), tries
+
+
+def test_a_failing_settle_is_said_once_and_tried_again_later(one, caplog):
+    from xapi_numa.errors import StateError
+
+    server, session, host, sid = one
+    uuid, now = _placed_and_started(server, session, host, sid), [0.0]
+    settler, tries = _failing_settler(server, session, host, now, 2, StateError("cannot write the state database"))
     caplog.set_level(logging.INFO, logger="xapi-numad")
     assert settler() == [] and settler() == []  # the second is before its back-off
     now[0] += 1.0
@@ -179,21 +191,11 @@ def test_a_settle_behind_a_busy_vm_is_no_warning(one, caplog):
     own settle, say): found busy, it looks again later, and says so at info level, not as a
     failure an admin is warned of."""
     from xapi_numa.errors import VmBusy
-    from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink
 
     server, session, host, sid = one
-    ref, uuid = server.add_vm("vm", 2, 512 << 20, domain_type="pvh")
-    ok(run(server, host, sid, "place", {"vm": uuid}))
-    session.xenapi.VM.start_on(ref, host, False, False)
-    sim, now, tries = server.sims[host], [0.0], []
-
-    def settle_one(s, u):
-        tries.append(u)
-        if len(tries) < 2:
-            raise VmBusy("VM {}: did not wait for the place lock".format(u), ("vm", u, "place lock"))
-        return {}
-    settler = PlacedSettler(XapiLink(lambda: session, lambda: now[0]), settle_one,
-                            lambda: [(d.uuid, d.domid) for d in sim.domains()], lambda: now[0])
+    uuid, now = _placed_and_started(server, session, host, sid), [0.0]
+    busy = VmBusy("VM {}: did not wait for the place lock".format(uuid), ("vm", uuid, "place lock"))
+    settler, tries = _failing_settler(server, session, host, now, 1, busy)
     caplog.set_level(logging.INFO, logger="xapi-numad")
     assert settler() == []
     now[0] += 1.0
