@@ -97,6 +97,9 @@ def test_sim_lifecycle(host, capsys):
     (["--backend", "sim:{host}", "vcpus", ""], "VM: '' is blank (allowed: a domid, name or UUID)"),
     (["--backend", "sim:{host}", "memory-moves", " "], "VM: ' ' is blank"),
     (["--backend", "sim:{host}", "memory-moves", "nosuch"], "no such VM or domain: nosuch"),
+    # an unknown VM: the field, and what may be given instead
+    (["--backend", "sim:{host}", "vcpus", "nosuch"],
+     "vm: no such VM or domain: nosuch (allowed: the domid, name or UUID of a domain on this host)"),
     (["--backend", "sim:{host}", "reservations", "--ledger", ""], "argument --ledger: blank"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
     (["--backend", "xen", "topology"], "Xen"),

@@ -78,7 +78,10 @@ def test_policy_round_trip_and_validation(ctx):
         assert details[:2] == ["NUMA_INVALID_ARGUMENT", field] and "allowed" in details[2]
     assert session.xenapi.VM.get_other_config(ref) == before  # nothing changed on failure
     details = err(run(server, host, sid, "get_policy", {"vm": "01234567-89ab-cdef-0123-456789abcdef"}))
-    assert details == ["NUMA_UNKNOWN_VM", "01234567-89ab-cdef-0123-456789abcdef"]
+    # the message names the field and what may be given instead
+    assert details == ["NUMA_UNKNOWN_VM", "01234567-89ab-cdef-0123-456789abcdef",
+                       "vm: no such VM or domain: 01234567-89ab-cdef-0123-456789abcdef (allowed: the UUID of a VM of "
+                       "this pool (xe vm-list))"]
 
 
 def test_place_settle_release(ctx):

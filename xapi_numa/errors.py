@@ -75,12 +75,20 @@ class NoHost(NumaError):
     code = "NUMA_NO_HOST"
 
 
+# What a user may give where a domain on this host is meant
+A_DOMAIN_HERE = "the domid, name or UUID of a domain on this host"
+
+
 class UnknownVM(NumaError):
+    """No VM or domain is what the user named; the message says what may be given instead
+    (the failure's params: what was named, and the message)."""
+
     code = "NUMA_UNKNOWN_VM"
 
-    def __init__(self, vm: str) -> None:
+    def __init__(self, vm: str, allowed: str = A_DOMAIN_HERE) -> None:
         vm = cut(vm)
-        super().__init__(f"no such VM or domain: {vm}", (vm,))
+        message = f"vm: no such VM or domain: {vm} (allowed: {allowed})"
+        super().__init__(message, (vm, message))
 
 
 class NotRunning(NumaError):
@@ -220,8 +228,8 @@ def failure_message(details: Sequence[str]) -> Optional[str]:
         return None
     if code == "NUMA_INVALID_ARGUMENT" and len(params) >= 2:
         return params[1]  # [field, "field: message (allowed: ...)"]
-    if code == "NUMA_UNKNOWN_VM":
-        return "no such VM or domain: {}".format(params[0])
+    if code == "NUMA_UNKNOWN_VM":  # [vm, message]; an older host's: [vm]
+        return params[1] if len(params) >= 2 else "no such VM or domain: {}".format(params[0])
     if code == "NUMA_NOT_RUNNING":
         return params[2] if len(params) >= 3 else "VM {} is not running".format(params[0])
     if code == "NUMA_NOT_MOVABLE" and len(params) >= 2:  # [uuid, reason] or [uuid, reason, name]

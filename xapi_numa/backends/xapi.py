@@ -50,6 +50,7 @@ SESSION_INVALID = "SESSION_INVALID"
 MAP_DUPLICATE_KEY = "MAP_DUPLICATE_KEY"
 MAP_RETRIES = 8
 LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0
+A_VM = "a VM's UUID or unique name (xe vm-list)"  # what a user may give where a VM of the pool is meant
 # Seconds a call waits for xapi's answer before xapi counts as unreachable (a wedged xapi
 # must not hang a command, the plugin or xapi-numad), and for the calls that take long.
 CALL_TIMEOUT = 60.0
@@ -254,7 +255,7 @@ def vm_ref(session, uuid: str) -> str:
         return call(session.xenapi.VM.get_by_uuid, uuid)
     except XapiError as err:
         if err.code in ("UUID_INVALID", "HANDLE_INVALID"):
-            raise UnknownVM(uuid) from None
+            raise UnknownVM(uuid, "the UUID of a VM of this pool (xe vm-list)") from None
         raise
 
 
@@ -286,14 +287,14 @@ def host_guest_cpus(session, host_uuid: str) -> Optional[FrozenSet[int]]:
 def vm_ref_by_name_or_uuid(session, ref: str) -> Tuple[str, str]:
     """(VM ref, uuid) for what a user typed: a UUID, in any case (xapi spells it in lower case), or a unique name."""
     if not ref.strip():
-        raise InvalidArgument("vm", "{} is blank".format(shown(ref)), "a UUID or a unique name")
+        raise InvalidArgument("vm", "{} is blank".format(shown(ref)), A_VM)
     uuid = trim(ref).lower() if UUID_RE.match(trim(ref).lower()) else ref
     with contextlib.suppress(UnknownVM):
         return vm_ref(session, uuid), uuid
     vms = call(session.xenapi.VM.get_by_name_label, ref)
     if len(vms) != 1:
-        raise UnknownVM(ref) if not vms else InvalidArgument("vm", "{} VMs are called {}".format(len(vms), shown(ref)),
-                                                              "a UUID or a unique name")
+        raise UnknownVM(ref, A_VM) if not vms else InvalidArgument(
+            "vm", "{} VMs are called {}".format(len(vms), shown(ref)), A_VM)
     return vms[0], call(session.xenapi.VM.get_uuid, vms[0])
 
 

@@ -58,7 +58,7 @@ def cmd_vcpus(args) -> int:
             raise NumaError("no VM or domain {} on the hosts that answered; {} did not answer".format(
                 render.cell(args.domain), ", ".join(map(render.cell, silent))))
         if args.domain is not None and not rows:
-            raise UnknownVM(args.domain)
+            raise UnknownVM(args.domain, "the domid, name or UUID of a domain on a host of the pool")
         common.emit(args, rows, render.render_vcpus)
         return nobody_answered(per)
     else:
