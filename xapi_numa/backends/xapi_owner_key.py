@@ -25,6 +25,10 @@ and the claim made afresh, as before generations (the one place the
 remove-and-add race is left).  A caller of an older xapi-numa in the same pool knows
 generation 0 only: after a takeover (a caller died) it can hold the VM beside
 this one's, until the pool runs one version.
+
+Which token is stale is the caller's to say (``stale``): a place's, release's,
+settle's or policy change's is once its time is up, or at once, on the host its
+holder ran on, when that process is gone (:mod:`xapi_numa.core.owner_token`).
 """
 from typing import Callable, Dict, List, Optional, Tuple
 

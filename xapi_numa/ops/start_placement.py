@@ -6,9 +6,13 @@ callers placing (or releasing) the same VM at once are serialised by a per-VM
 lock on this host and by the VM's owner key across hosts, and each
 reservation carries its caller's owner token: a caller whose later step fails
 releases only its own reservation, never one another caller made meanwhile.
-A caller slow past its hold on the VM (OWNER_TTL) may be taken over as a dead
-one: it checks that it still holds the VM before each write to its record and
-before reserving, and once taken over writes nothing more (:func:`still_owning`).
+The owner token names the process holding the VM (:mod:`xapi_numa.core.owner_token`):
+a caller that died (killed mid-place) is passed over at once by a caller on its
+host, which sees its process gone, and by one on another host once its hold
+(OWNER_TTL, on the pool master's clock) is up.  A caller alive but slow past its
+hold may be taken over as a dead one wherever the next caller runs: it checks
+that it still holds the VM before each write to its record and before
+reserving, and once taken over writes nothing more (:func:`still_owning`).
 A place also has a budget of its own (PLACE_BUDGET, from its start), checked at
 the same points: past it, it writes nothing more, gives back its reservation,
 puts back what it wrote and fails with ``NUMA_HOST_TIMEOUT`` (:func:`in_budget`).
@@ -24,9 +28,11 @@ import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
-from xapi_numa.backends import xapi, xapi_owner_key, xapi_time
+from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
+from xapi_numa.core import owner_token as owner_tokens
 from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.overhead import xapi_model
+from xapi_numa.core.owner_token import Holder
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
@@ -44,7 +50,8 @@ from xapi_numa.state.locks import PLACE, vm_lock
 STARTING_OPERATIONS = {"start", "start_on", "resume", "resume_on"}
 OWNER_KEY = "numa_place_owner"  # other_config: the token of whoever is placing the VM now
 # A place or release takes seconds: an owner token older than this was left by a
-# caller that died (killed mid-place), and the next caller takes the VM over.
+# caller that died (killed mid-place), or one hung, and the next caller takes the VM over
+# (on the host of one that died, it does at once: it sees the process gone).
 OWNER_TTL = 120.0
 # How long a place, a release or a policy change waits for another one of the same VM on
 # this host (they take seconds): one held longer is stuck (a hung hypervisor or xapi call),
@@ -226,23 +233,18 @@ def _put_back(session, vm: str, record: dict, held: boot_pin.Guard) -> None:
         pass
 
 
-def owner_token(now: float) -> str:
-    """A caller's owner token: unique, with the time after which it counts as left by a
-    caller that died."""
-    return "{}/{:.0f}".format(uuidlib.uuid4(), now + OWNER_TTL)
+def owner_token(now: float, identify: Callable[[], Optional[Holder]] = process_identity.this_process) -> str:
+    """A caller's owner token (:mod:`xapi_numa.core.owner_token`): unique, naming the
+    process that holds it (``identify``), with the time after which it counts as left
+    by a caller that died."""
+    return owner_tokens.make(str(uuidlib.uuid4()), now + OWNER_TTL, identify())
 
 
-def owner_token_stale(token: str, now: float) -> bool:
-    """Was ``token`` left by a caller that died?  One without a readable time (an older
-    version's, or set by hand) counts as such too: nothing would ever remove it."""
-    _, sep, expires = token.rpartition("/")
-    try:
-        end = float(expires)
-    except ValueError:
-        return True
-    # a time that never comes (nan, inf) or lies further ahead than any caller's
-    # (a clock far ahead, or a hand edit) would hold the VM for good
-    return not sep or not math.isfinite(end) or end < now or end > now + 2 * OWNER_TTL
+def owner_token_stale(token: str, now: float, gone: owner_tokens.Gone = process_identity.gone) -> bool:
+    """Was ``token`` left by a caller that died?  Its time is up (one without a readable
+    time, an older version's or set by hand, counts as such too: nothing would ever
+    remove it), or it names a process of this machine's boot that is gone (``gone``)."""
+    return owner_tokens.stale(token, now, OWNER_TTL, gone)
 
 
 def in_budget(uuid: str, deadline: float) -> None:
@@ -254,13 +256,14 @@ def in_budget(uuid: str, deadline: float) -> None:
                           "them; try again, or another host".format(uuid, PLACE_BUDGET), ("vm", uuid, "place budget"))
 
 
-def still_owning(session, vm: str, uuid: str, owner: str) -> None:
+def still_owning(session, vm: str, uuid: str, owner: str, gone: owner_tokens.Gone = process_identity.gone) -> None:
     """Refuse to go on unless ``owner`` still holds the VM.  A caller slow past
     OWNER_TTL (hung xapi calls) counts as dead: another may take the VM over and
     change it, and from then on this one must write nothing more to it.  (xapi has
-    no conditional write: one already under way when the VM is taken over still lands.)"""
+    no conditional write: one already under way when the VM is taken over still lands.)
+    ``gone``: as for :func:`owner_token_stale` (this process, which holds ``owner``, is not)."""
     # (a key above ours is a takeover only once ours is stale: else a caller with an old read)
-    stale = lambda token: owner_token_stale(token, xapi_time.pool_time(session))  # noqa: E731
+    stale = lambda token: owner_token_stale(token, xapi_time.pool_time(session), gone)  # noqa: E731
     if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner, stale=stale):
         raise VmBusy("VM {}: another caller (a place, release, settle or policy change) took it over while this "
                      "one ran past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
@@ -269,7 +272,8 @@ def still_owning(session, vm: str, uuid: str, owner: str) -> None:
 
 @contextlib.contextmanager
 def owning(ledger: Ledger, session, vm: str, uuid: str,
-           clock: Callable[[object], float] = xapi_time.pool_time, lock_wait: Optional[float] = None) -> Iterator[str]:
+           clock: Callable[[object], float] = xapi_time.pool_time, lock_wait: Optional[float] = None,
+           gone: owner_tokens.Gone = process_identity.gone) -> Iterator[str]:
     """Hold the VM for a place, a release, a settle or a policy change; yields the owner token.
     ``lock_wait``: how long to wait for this host's lock of the VM (PLACE_LOCK_WAIT by
     default; xapi-numad's auto-settle waits none: its cycle must not stall behind a place,
@@ -278,7 +282,9 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     On this host a per-VM lock serialises them; across hosts, whoever holds the
     VM's owner key in other_config is changing it, and the others refuse cleanly
     (so a release never wipes a pin another host's place is writing).  A key
-    left by a caller that died is taken over once its time is up.  Its time is
+    left by a caller that died is taken over once its time is up, or at once by
+    a caller on the dead one's host, which sees its process gone (``gone``; the
+    token names the process: :mod:`xapi_numa.core.owner_token`).  Its time is
     the pool master's (``clock(session)``), never this host's: a member whose
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
@@ -292,10 +298,10 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     try:
         owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
-                                           stale=lambda holder: owner_token_stale(holder, clock(session))):
+                                           stale=lambda holder: owner_token_stale(holder, clock(session), gone)):
             raise VmBusy("VM {} is being placed, released, settled or given a policy by another caller right now; try "
-                         "again (a caller that died is passed over after {:.0f} s)".format(uuid, OWNER_TTL),
-                         ("vm", uuid))
+                         "again (a caller that died is passed over at once on its own host, and from another host "
+                         "once its {:.0f} s hold is up)".format(uuid, OWNER_TTL), ("vm", uuid))
         try:
             yield owner
         finally:

@@ -1,0 +1,73 @@
+"""This machine's processes as holders of an owner token (:mod:`xapi_numa.core.owner_token`):
+who the caller is, and whether a holder's process is gone.
+
+A process is its machine's boot id (:mod:`.boot`), its pid and its start time
+(field 22 of ``/proc/<pid>/stat``): a pid used again later belongs to a process
+that started at another time.  A holder is gone only when it is of this boot
+and ``/proc`` has no such process (no pid, or one that started at another
+time).  Whatever cannot be told for sure (another boot id, this boot's id
+unreadable, ``/proc`` unreadable) is not gone: the token then goes by its time.
+The readers are arguments, so that tests can stand in for ``/proc``.
+"""
+import os
+from typing import Callable, Optional
+
+from xapi_numa.backends import boot
+from xapi_numa.core.numbers import is_decimal
+from xapi_numa.core.owner_token import Holder
+
+STAT_PATH = "/proc/{}/stat"
+START_FIELD = 22  # starttime, in stat(5)'s numbering (comm is field 2)
+
+Reader = Callable[[str], Optional[str]]  # a file's text; None if it is not there; OSError if it cannot tell
+BootId = Callable[[], str]  # this boot's id, "" if unknown (:func:`.boot.boot_id`)
+
+
+def read_proc(path: str) -> Optional[str]:
+    """A ``/proc`` file's text, or None if it is not there (its process is gone); any
+    other failure (no procfs, no permission) raises OSError: it says nothing of the process."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):  # (ESRCH: it went while we read)
+        return None
+
+
+def start_time(stat: str) -> Optional[int]:
+    """The start time in a ``/proc/<pid>/stat`` text, or None if it has none.  The
+    fields are read after the last ``)``: comm, in parentheses, may hold spaces and ``)``."""
+    _, paren, rest = stat.rpartition(")")
+    fields = rest.split()  # fields 3 (state) onwards
+    index = START_FIELD - 3
+    if not paren or len(fields) <= index or not is_decimal(fields[index]):
+        return None
+    return int(fields[index])
+
+
+def this_process(read: Reader = read_proc, this_boot: BootId = boot.boot_id,
+                 pid: Optional[int] = None) -> Optional[Holder]:
+    """The calling process (or ``pid``) as a token's holder; None if it cannot be read
+    (its token then names no holder and goes by its time alone)."""
+    pid = os.getpid() if pid is None else pid
+    boot_id = this_boot()
+    try:
+        stat = read(STAT_PATH.format(pid))
+    except OSError:
+        return None
+    start = start_time(stat) if stat is not None else None
+    return Holder(boot_id, pid, start) if boot_id and start is not None else None
+
+
+def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot_id) -> bool:
+    """Is ``holder``'s process known to be gone?  Only for a holder of this boot."""
+    boot_id = this_boot()
+    if not boot_id or holder.boot_id != boot_id:
+        return False  # another machine's, or this one's before a reboot: its time says
+    try:
+        stat = read(STAT_PATH.format(holder.pid))
+    except OSError:
+        return False
+    if stat is None:
+        return True
+    start = start_time(stat)
+    return start is not None and start != holder.start
