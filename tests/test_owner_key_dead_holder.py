@@ -173,6 +173,14 @@ def _proc(files: dict):
     return read
 
 
+def _signal0(answer):
+    """A stand-in for os.kill(pid, 0) that raises ``answer`` (or returns, for None)."""
+    def signal0(pid):
+        if answer is not None:
+            raise answer
+    return signal0
+
+
 def test_gone_reads_the_start_time_after_the_last_parenthesis_and_tells_only_what_it_knows():
     me = tokens.Holder(OTHER_BOOT, 42, 9000)
     this_boot = lambda: OTHER_BOOT  # noqa: E731
@@ -180,7 +188,10 @@ def test_gone_reads_the_start_time_after_the_last_parenthesis_and_tells_only_wha
     assert process_identity.start_time(STAT.format(42, 7, 9000)) == 9000  # comm "a) b (c", field 22
     assert process_identity.this_process(_proc({stat: STAT.format(42, 7, 9000)}), this_boot, pid=42) == me
     assert not process_identity.gone(me, _proc({stat: STAT.format(42, 7, 9000)}), this_boot)  # alive
-    assert process_identity.gone(me, _proc({}), this_boot)  # no such pid
+    assert process_identity.gone(me, _proc({}), this_boot, _signal0(ProcessLookupError(3, "no such process")))
+    # absent from /proc but there for the kernel: /proc with hidepid hides another user's process
+    assert not process_identity.gone(me, _proc({}), this_boot, _signal0(PermissionError(1, "not permitted")))
+    assert not process_identity.gone(me, _proc({}), this_boot, _signal0(None))
     assert process_identity.gone(me, _proc({stat: STAT.format(42, 7, 9001)}), this_boot)  # pid used again
     assert not process_identity.gone(me, _proc({stat: PermissionError(13, "denied")}), this_boot)  # cannot tell
     assert not process_identity.gone(me, _proc({stat: "42 (garbled"}), this_boot)

@@ -21,6 +21,20 @@ START_FIELD = 22  # starttime, in stat(5)'s numbering (comm is field 2)
 
 Reader = Callable[[str], Optional[str]]  # a file's text; None if it is not there; OSError if it cannot tell
 BootId = Callable[[], str]  # this boot's id, "" if unknown (:func:`.boot.boot_id`)
+Signal0 = Callable[[int], None]  # os.kill(pid, 0): ProcessLookupError if no process has that pid
+
+
+def no_such_pid(pid: int, signal0: Signal0 = lambda pid: os.kill(pid, 0)) -> bool:
+    """True only when the kernel says no process has ``pid`` (ESRCH).  ``/proc`` mounted with
+    ``hidepid`` hides other users' processes from a caller that is not root: absent there, one
+    may still run, and a signal 0 sees it (it answers EPERM for another user's)."""
+    try:
+        signal0(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def read_proc(path: str) -> Optional[str]:
@@ -58,7 +72,8 @@ def this_process(read: Reader = read_proc, this_boot: BootId = boot.boot_id,
     return Holder(boot_id, pid, start) if boot_id and start is not None else None
 
 
-def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot_id) -> bool:
+def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot_id,
+         signal0: Signal0 = lambda pid: os.kill(pid, 0)) -> bool:
     """Is ``holder``'s process known to be gone?  Only for a holder of this boot."""
     boot_id = this_boot()
     if not boot_id or holder.boot_id != boot_id:
@@ -68,6 +83,6 @@ def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot
     except OSError:
         return False
     if stat is None:
-        return True
+        return no_such_pid(holder.pid, signal0)
     start = start_time(stat)
     return start is not None and start != holder.start
