@@ -155,6 +155,7 @@ def test_password_file_not_utf8_and_readable_by_others(tmp_path):
     with pytest.raises(InvalidArgument) as err:
         xapi.credentials("https://master", "root", str(secret))
     assert "readable by others" in err.value.message
+    assert repr(str(secret)) in err.value.message  # the whole path: the admin must find the file to chmod it
 
 
 # --- HTTPS with --ca-file (item 17) ----------------------------------------------------------------------

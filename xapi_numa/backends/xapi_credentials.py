@@ -14,7 +14,7 @@ from typing import Optional
 
 import attrs
 
-from xapi_numa.core.numbers import shown
+from xapi_numa.core.numbers import shown, shown_path
 from xapi_numa.errors import InvalidArgument
 
 POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
@@ -44,7 +44,7 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     if password_file:
         values["password"] = _without_line_end(_read_private(password_file, "--password-file"))
         if not values["password"]:  # (else another source's password would be used, unsaid)
-            raise InvalidArgument("--password-file", "{} is empty".format(shown(password_file)),
+            raise InvalidArgument("--password-file", "{} is empty".format(shown_path(password_file)),
                                   "a file holding the password")
     path = config or os.path.expanduser("~/.config/xapi-numa/credentials")
     other_pool = None
@@ -81,7 +81,7 @@ def _saved(text: str, keys, path: str = "") -> dict:
             continue
         if not sep or key.strip() not in keys:  # (nothing of the line: a password may be all of it, '=' too)
             raise InvalidArgument("credentials file", "{} line {}: not a url=, username= or password= line".format(
-                shown(path, 4096), number), "url=, username=, password=, blank lines and # comments")
+                shown_path(path), number), "url=, username=, password=, blank lines and # comments")
         if key.strip() != "password":
             value = value.strip()
         elif key[-1:] in (" ", "\t") and value[:1] in (" ", "\t"):
@@ -109,16 +109,16 @@ def _read_private(path: str, what: str) -> str:
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidArgument(what, "{} is not a regular file".format(shown(path)), "a file holding the secret")
+            raise InvalidArgument(what, "{} is not a regular file".format(shown_path(path)), "a file holding the secret")
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InvalidArgument(what, "{} is readable by others".format(shown(path)), "chmod 600 the file")
+            raise InvalidArgument(what, "{} is readable by others".format(shown_path(path)), "chmod 600 the file")
         # as written: a '\r' may be a password's own; an editor's byte order mark is not
         with open(path, encoding="utf-8-sig", newline="") as f:
             return f.read(1 << 16)
     except OSError as err:
-        raise InvalidArgument(what, "cannot read {}: {}".format(shown(path), err.strerror or err)) from None
+        raise InvalidArgument(what, "cannot read {}: {}".format(shown_path(path), err.strerror or err)) from None
     except UnicodeDecodeError:
-        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown(path))) from None
+        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown_path(path))) from None
 
 
 def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:
@@ -152,10 +152,10 @@ def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SS
     if ca_file is None:
         return ssl.create_default_context()
     if not os.path.isfile(ca_file):
-        raise InvalidArgument("--ca-file", "{} is not a file".format(shown(ca_file)),
+        raise InvalidArgument("--ca-file", "{} is not a file".format(shown_path(ca_file)),
                               "a PEM file holding the pool master's certificate")
     try:
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-        raise InvalidArgument("--ca-file", "cannot load {}: {}".format(shown(ca_file), err),
+        raise InvalidArgument("--ca-file", "cannot load {}: {}".format(shown_path(ca_file), err),
                               "a PEM file holding the pool master's certificate") from None

@@ -43,6 +43,14 @@ def shown(text: object, limit: int = SHOWN) -> str:
     return quoted if len(quoted) <= limit else quoted[:limit - 4] + "...'"
 
 
+PATH_SHOWN = 4096  # a path (PATH_MAX) is the admin's own: said whole, so that they find the file
+
+
+def shown_path(path: object) -> str:
+    """A path quoted for an error message, whole (:func:`shown` would cut it short)."""
+    return shown(path, PATH_SHOWN)
+
+
 def shown_digits(digits: str) -> str:
     """A (valid but too long) run of digits, unquoted and cut short."""
     return digits if len(digits) <= SHOWN else digits[:SHOWN - 3] + "..."
