@@ -335,3 +335,24 @@ def test_a_hand_edited_video_ram_is_shown_as_no_plan_never_a_traceback(pool, tmp
     assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
     assert "holds no vNUMA plan" in shown.stdout, shown.stdout
     assert stored_plan({VNUMA_KEY: plan})["error"].endswith("holds no vNUMA plan")
+
+
+def test_a_plan_made_on_another_hosts_nodes_is_out_of_date_where_the_vm_runs(pool, tmp_path):
+    """The plan's pnodes are the nodes of the host it was made on: for a VM running on
+    another host, vm-placement says the plan is out of date (it named no host before)."""
+    server, session = pool
+    ref, uuid = server.add_vm("app", 2, 1 * G)
+    first, second = sorted(session.xenapi.host.get_all(), key=session.xenapi.host.get_name_label)[:2]
+    done = cli(server, tmp_path, "vnuma", "app", "--store", "--host", session.xenapi.host.get_name_label(first))
+    assert done.returncode == 0, done.stderr
+    planned_on = session.xenapi.host.get_uuid(first)
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY])["planned_on"] == planned_on
+    session.xenapi.VM.start_on(ref, second, False, False)
+    shown = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)["vnuma_plan"]
+    assert "planned on the nodes of host {}; the VM runs on host {}".format(
+        planned_on, session.xenapi.host.get_uuid(second)) in shown["stale"]
+    assert "out of date: planned on the nodes of host" in cli(server, tmp_path, "vm-placement", "app").stdout
+    session.xenapi.VM.hard_shutdown(ref)
+    session.xenapi.VM.start_on(ref, first, False, False)
+    shown = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)["vnuma_plan"]
+    assert "stale" not in shown, shown

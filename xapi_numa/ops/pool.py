@@ -268,7 +268,7 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host),
                 "memory": host_query(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": host_query(session, host, "vcpus", {"vm": uuid}),
-                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(session, record)}
+                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(session, record, host)}
     left_out: List[str] = []
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host),
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host), **placement}
@@ -285,10 +285,12 @@ def _stored_policy_of(record: dict) -> dict:
     return {"policy": None if error else dict(policy.to_dict(), vm=record["uuid"]), "policy_error": error}
 
 
-def _stored_plan_of(session, record: dict) -> Optional[dict]:
-    """The VM's stored vNUMA plan, checked against its vCPUs and memory now."""
+def _stored_plan_of(session, record: dict, running_on: Optional[str] = None) -> Optional[dict]:
+    """The VM's stored vNUMA plan, checked against its vCPUs and memory now, and, for a VM
+    running on host ``running_on`` (a ref), against the host it was planned on."""
+    host_uuid = xapi.call(session.xenapi.host.get_uuid, running_on) if running_on else None
     return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]),
-                       _video_ram_or_none(session, record))
+                       _video_ram_or_none(session, record), host_uuid)
 
 
 def _video_ram_or_none(session, record: dict) -> Optional[int]:

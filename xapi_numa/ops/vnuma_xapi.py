@@ -117,22 +117,26 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
-def plan_record(plan: vnuma.VnumaPlan, video_ram: int) -> dict:
-    """The plan as answered and stored: its vnodes, and the video RAM vnode 0 holds."""
-    return dict(plan.to_dict(), video_ram=video_ram)
+def plan_record(plan: vnuma.VnumaPlan, video_ram: int, host: Optional[str] = None) -> dict:
+    """The plan as answered and stored: its vnodes, the video RAM vnode 0 holds, and the
+    UUID of the host whose nodes its pnodes are (if known)."""
+    return dict(plan.to_dict(), video_ram=video_ram, **({"planned_on": host} if host else {}))
 
 
-def store_plan(session, vm: str, plan: vnuma.VnumaPlan, video_ram: int) -> None:
-    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan_record(plan, video_ram), sort_keys=True,
+def store_plan(session, vm: str, plan: vnuma.VnumaPlan, video_ram: int, host: Optional[str] = None) -> None:
+    xapi.set_other_config(session, vm, VNUMA_KEY, json.dumps(plan_record(plan, video_ram, host), sort_keys=True,
                                                              separators=(",", ":")))
 
 
 def stored_plan(other_config: Dict[str, str], vcpus: Optional[int] = None,
-                memory: Optional[int] = None, video_ram: Optional[int] = None) -> Optional[dict]:
+                memory: Optional[int] = None, video_ram: Optional[int] = None,
+                running_on: Optional[str] = None) -> Optional[dict]:
     """The stored plan, None if there is none; a value that is not a plan (hand-edited,
     say) is shown as such.  With the VM's ``vcpus``, ``memory`` (static max) and
     ``video_ram``, a plan made for other figures says so in ``stale``: it would no longer
-    fit the VM (a plan stored before 2026-12-05 has no video RAM, and is not judged on it)."""
+    fit the VM (a plan stored before 2026-12-05 has no video RAM, and is not judged on it).
+    ``running_on``: the UUID of the host the VM runs on; a plan made on another host's nodes
+    says so in ``stale`` too (a plan stored before 2026-12-06 names no host)."""
     text = other_config.get(VNUMA_KEY)
     if text is None:
         return None
@@ -150,6 +154,9 @@ def stored_plan(other_config: Dict[str, str], vcpus: Optional[int] = None,
     elif video_ram is not None and _is_int(value.get("video_ram")) and value["video_ram"] != video_ram:
         value = dict(value, stale="planned for {} bytes of video RAM; the VM now has {}: plan again "
                                   "(xapi-numa vnuma VM --store)".format(value["video_ram"], video_ram))
+    elif running_on is not None and value.get("planned_on") not in (None, running_on):
+        value = dict(value, stale="planned on the nodes of host {}; the VM runs on host {}: plan again there "
+                                  "(xapi-numa vnuma VM --store)".format(value["planned_on"], running_on))
     return value
 
 
@@ -163,6 +170,8 @@ def _is_plan(value: object) -> bool:
         return False
     if "video_ram" in value and not (_is_int(value["video_ram"]) and value["video_ram"] >= 0):
         return False  # (a plan stored before 2026-12-05 has none)
+    if "planned_on" in value and not isinstance(value["planned_on"], str):
+        return False  # (nor one stored before 2026-12-06 a host)
     for v in value["vnodes"]:
         if not (isinstance(v, dict) and _is_int(v.get("vnode")) and _is_int(v.get("memory"))
                 and (v.get("pnode") is None or _is_int(v.get("pnode")))

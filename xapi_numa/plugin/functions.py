@@ -270,8 +270,9 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
                                xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
     video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:
-        vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram)
-    return dict(vnuma_xapi.plan_record(plan, video_ram), vm=uuid, stored=store, key=vnuma_xapi.VNUMA_KEY)
+        vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram, ctx.host_uuid)
+    return dict(vnuma_xapi.plan_record(plan, video_ram, ctx.host_uuid), vm=uuid, stored=store,
+                key=vnuma_xapi.VNUMA_KEY)
 
 
 FUNCTIONS: Dict[str, Callable[[Context, Dict[str, str]], object]] = {
