@@ -34,6 +34,7 @@ def test_node_lists(nodes, parsed, nearest):
     (("strict", "1,,2", None), "nodes", "empty entry"),
     (("strict", "99", None), "nodes", "node 99"),
     (("any", "1", None), "nodes", "mode 'any' takes no node list"),
+    (("any", None, "fail"), "on_exhaust", "mode 'any' places nothing, so no node runs out"),
 ])
 def test_errors_name_field_and_allowed_values(args, field, fragment):
     with pytest.raises(InvalidArgument) as err:

@@ -116,6 +116,9 @@ class Policy:
         if m == "any" and (node_list or nearest):
             raise InvalidArgument("nodes", "mode 'any' takes no node list (Xen chooses)",
                                   "leave nodes empty, or use best_effort, preferred or strict")
+        if m == "any" and e == "fail":  # (nothing is placed, so nothing runs out: fail would never be acted on)
+            raise InvalidArgument("on_exhaust", "mode 'any' places nothing, so no node runs out (Xen chooses)",
+                                  "leave on_exhaust empty or fallback, or use best_effort, preferred or strict")
         return cls(m, node_list, nearest, e)
 
     @classmethod
