@@ -31,6 +31,8 @@ def test_node_lists(nodes, parsed, nearest):
     (("strict", "nearest,1", None), "nodes", "must come last"),
     (("strict", "a", None), "nodes", "bad entry 'a'"),
     (("strict", "3-1", None), "nodes", "bad range"),
+    (("strict", "0-", None), "nodes", "bad entry '0-' in '0-' (a range needs both ends, A-B)"),
+    (("strict", "x", None), "nodes", "(node ids are ASCII digits)"),
     (("strict", "1,,2", None), "nodes", "empty entry"),
     (("strict", "99", None), "nodes", "node 99"),
     (("any", "1", None), "nodes", "mode 'any' takes no node list"),

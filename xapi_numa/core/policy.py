@@ -55,8 +55,9 @@ def _parse_node_list(text: str) -> Tuple[Tuple[int, ...], bool]:
         t = t[len("nodes:"):] if t.startswith("nodes:") else t[len("node:"):] if t.startswith("node:") else t
         first, sep, second = t.partition("-")
         if not is_decimal(first) or (sep and not is_decimal(second)):
-            raise InvalidArgument("nodes", "bad entry {} in {} (ASCII digits only)".format(shown(t), shown(text)),
-                                  NODES_SYNTAX)
+            why = "a range needs both ends, A-B" if sep and (not first or not second) else \
+                "node ids are ASCII digits"
+            raise InvalidArgument("nodes", "bad entry {} in {} ({})".format(shown(t), shown(text), why), NODES_SYNTAX)
         low = _node_id(first)
         high = _node_id(second) if sep else low
         if high < low:
