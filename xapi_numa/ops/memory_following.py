@@ -158,3 +158,11 @@ class MemoryFollowing:
         """VMs whose home we moved and keep: their memory following it, or staying where it
         is by design (the affinity fix-up must not point them back at their memory)."""
         return set(self.followed) | set(self.homed_fixed)
+
+    def held_domains(self, snap: HostSnapshot) -> Set[int]:
+        """The domids in ``snap`` of :meth:`held_homes`, resumed from the home-move log first
+        (:meth:`resume`: once per process, it writes nothing): what a daemon just started, or
+        a dry run in a process of its own, knows of them is what the log says."""
+        self.resume(snap)
+        held = self.held_homes()
+        return {d.domid for d in snap.domains if d.uuid in held}

@@ -221,16 +221,16 @@ class Runtime:
         self.bounced_vms |= {p.uuid for p in pins_made if p.domid in for_good and isinstance(p, PinTemporarily)}
         actions += pins_made
         if fresh_pages:
-            # VMs whose memory is following a home the rebalancer moved are not pulled back (with
-            # the rebalancer off, nothing would ever let them go: the fix-up decides)
-            held = set()
-            if self.settings.rebalancing:
-                self.rebalancer.following.resume(snap)
-                held = {d.domid for d in snap.domains if d.uuid in self.rebalancer.following.held_homes()}
-            actions += affinity_fixup.plan(snap, excluded | held)
+            actions += self.fixup(snap, excluded)
         if self.backends is not None:  # a home the rebalancer moves is followed in the next cycle
             actions += self.backends.plan(snap, self.settings.backend_affinity)
         return actions
+
+    def fixup(self, snap: HostSnapshot, excluded: Set[int]) -> List[object]:
+        """The affinity fix-up of a cycle and of its dry run (:meth:`what_now`): VMs whose memory follows a home
+        the rebalancer moved are not pulled back (rebalancer off: nothing would let them go, the fix-up decides)."""
+        held = self.rebalancer.following.held_domains(snap) if self.settings.rebalancing else set()
+        return affinity_fixup.plan(snap, excluded | held)
 
     def cycle(self) -> dict:
         """One cycle; once a stop is asked, all but mover recovery is skipped (a write may wait 60 s)."""
@@ -334,7 +334,7 @@ class Runtime:
                                                             .format(sustain) if waits else ""))
 
     def what_now(self) -> List[Outcome]:
-        """What a cycle would do now, with no threshold (dry runs), with the cycle's guest mask."""
+        """A cycle's plan now, nothing applied: no threshold nor credit2's waits (README), the cycle's fix-up."""
         snap = attrs.evolve(observe.take(self.hv, None, with_pages=True), guest_cpus=self.guest_cpus())
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
@@ -342,7 +342,7 @@ class Runtime:
         excluded = self.excluded(snap)
         actions = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
         actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
-        actions += affinity_fixup.plan(snap, excluded)
+        actions += self.fixup(snap, excluded)
         return Executor(self.hv, self.db, self.logger, dry_run=True).apply(actions)
 
     def restore_all_pins(self, why: str) -> int:
