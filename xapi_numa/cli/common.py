@@ -14,7 +14,7 @@ from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops.command_line import given
 from xapi_numa.ops.observe import as_typed
 from xapi_numa.ports.hypervisor import Hypervisor
-from xapi_numa.state.db import default_path
+from xapi_numa.state.db import default_path, open_to_read
 from xapi_numa.state.ledger import Ledger
 
 
@@ -122,7 +122,14 @@ def ledger_path(args) -> str:
 
 
 def ledger(args) -> Ledger:
+    """The state database for a command that changes it: made where there is none yet."""
     return Ledger(ledger_path(args))
+
+
+def ledger_to_read(args) -> Ledger:
+    """The state database for a query or a dry run: never made; where there is none yet, an
+    empty one in memory (:func:`~xapi_numa.state.db.open_to_read`)."""
+    return Ledger(db=open_to_read(ledger_path(args)))
 
 
 @contextlib.contextmanager

@@ -136,7 +136,7 @@ def _saying_xapi(render_value):
 
 
 def cmd_move_memory(args) -> int:
-    ledger = common.ledger(args)
+    ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
     db = ledger.db
     # started in the background (--lock-fd): the parent claimed the VM and handed us its lock, which
     # move_memory.claim verifies before anything is read or moved; a refusal after that reaches the
@@ -188,7 +188,7 @@ def cmd_move_memory(args) -> int:
 
 
 def cmd_memory_moves(args) -> int:
-    journal = MoveJournal(common.ledger(args).db)
+    journal = MoveJournal(common.ledger_to_read(args).db)  # (--recover: a dead mover's row, if there is one)
     notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
     rows = [r.to_dict() for r in journal.rows()]
     if args.vm is not None:

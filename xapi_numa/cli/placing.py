@@ -32,9 +32,10 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
                               "a VM with no domain on this host, or --dry-run")
     planner = Planner(hv.topology())
+    ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
     with common.flag_names(common.POLICY_FLAGS):
-        placement, reservation, loads = place_and_reserve(hv, common.ledger(args), request, vm, args.ttl,
-                                                          args.dry_run, planner=planner)
+        placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
+                                                          planner=planner)
     out = describe(planner, placement, reservation, loads, vm=vm)  # the fields the plugin's place answers
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
@@ -64,7 +65,7 @@ def _expires_in(r: dict) -> str:
 
 
 def cmd_reservations(args) -> int:
-    rows = [r.to_dict() for r in common.ledger(args).reservations()]
+    rows = [r.to_dict() for r in common.ledger_to_read(args).reservations()]
     common.emit(args, rows, lambda rows: render.table(
         ["vm", "nodes", "total", "expires in", "claimed"],
         [[r["vm"], ", ".join("{}:{}".format(n, format_size(b)) for n, b in r["nodes"].items()),

@@ -28,7 +28,7 @@ def cmd_topology(args) -> int:
                 print("== {}: did not answer ({})\n".format(label, render.cell(why)) if why else "== {} ({})\n{}\n"
                       .format(label, entry["answer"]["scheduler"], render.render_topology(entry["answer"])))
         return nobody_answered(reports)
-    hv, ledger = common.hypervisor(args), common.ledger(args)
+    hv, ledger = common.hypervisor(args), common.ledger_to_read(args)
     report = queries.topology_report(hv, ledger.outstanding(), observe.known_node_claims(hv, ledger),
                                      observe.claims_overlap(hv, ledger))
     common.emit(args, report, render.render_topology)
@@ -95,7 +95,7 @@ def cmd_top(args) -> int:
     if not 0.1 <= args.interval <= 3600:
         raise InvalidArgument("--interval", plain(args.interval), "0.1..3600 seconds")
     hv = common.hypervisor(args)
-    ledger = common.ledger(args)
+    ledger = common.ledger_to_read(args)
     tracker = Rebalancer(ledger.db)  # CPU demand and the time outside soft affinity, over the refreshes
     outside: dict = {}
     started, refreshes = time.monotonic(), 0
@@ -144,7 +144,7 @@ def cmd_homing(args) -> int:
     hv = common.hypervisor(args)
     link, kw = rebalance.daemon_view(args)
     try:
-        rt = runtime.Runtime(hv, common.ledger(args).db, runtime.Settings(scheduler=args.scheduler), **kw)
+        rt = runtime.Runtime(hv, common.ledger_to_read(args).db, runtime.Settings(scheduler=args.scheduler), **kw)
         outcomes = rt.what_now()
     finally:
         if link is not None:

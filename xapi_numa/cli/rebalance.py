@@ -3,12 +3,9 @@
 The same code path as xapi-numad's, with the same view of which VMs it may move:
 their policies and opt-outs and the host's guest mask, read from xapi (a simulated host, or ``--no-xapi``,
 has none: the output says so).  It creates and changes nothing: not even the state database, where
-there is none yet."""
-import contextlib
+there is none yet (it reads an empty one, as every query does: :func:`common.ledger_to_read`)."""
 import os
-import tempfile
 import time
-from typing import Iterator, Tuple
 
 from xapi_numa.backends.open import backend_spec, sim_path
 from xapi_numa.cli import common, render
@@ -17,7 +14,6 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
 from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
-from xapi_numa.state.db import DEFAULT_PATH, Database
 from xapi_numa.core.numbers import signed_whole_number
 
 
@@ -66,24 +62,6 @@ def add_no_xapi(q) -> None:
                         "(as xapi-numad --no-xapi)")
 
 
-@contextlib.contextmanager
-def dry_run_database(args) -> Iterator[Tuple[Database, bool]]:
-    """The state database a dry run reads, and whether there is one: where there is none
-    yet (xapi-numad has never run here: no home moved, nothing held down), an empty one
-    in a directory of its own, removed after, so that the dry run creates nothing."""
-    path = common.ledger_path(args)
-    default = os.path.abspath(path) == os.path.abspath(DEFAULT_PATH)
-    if os.path.lexists(path) or not (default or os.path.isdir(os.path.dirname(os.path.abspath(path)))):
-        yield common.ledger(args).db, True  # (a directory that is not there: refused, naming it)
-        return
-    with tempfile.TemporaryDirectory(prefix="xapi-numa-dry-run-") as tmp:
-        db = Database(os.path.join(tmp, "ledger.db"))
-        try:
-            yield db, False
-        finally:
-            db.close()
-
-
 def cmd_rebalance(args) -> int:
     if not args.dry_run:
         raise InvalidArgument("--dry-run", "rebalancing is done by xapi-numad; this command only shows its plan",
@@ -93,17 +71,17 @@ def cmd_rebalance(args) -> int:
     hv = common.hypervisor(args)
     link, kw = daemon_view(args)
     try:
-        with dry_run_database(args) as (db, present):
-            rt = runtime.Runtime(hv, db, runtime.Settings(fixup_every=0), **kw)
-            decision = rt.rebalance_dry_run(args.samples)
-            home_moves = rt.rebalancer.counts()
+        db = common.ledger_to_read(args).db  # (none yet: xapi-numad never ran here, no home moved, none held down)
+        rt = runtime.Runtime(hv, db, runtime.Settings(fixup_every=0), **kw)
+        decision = rt.rebalance_dry_run(args.samples)
+        home_moves = rt.rebalancer.counts()
     finally:
         if link is not None:
             link.close()
     value = dict(decision.assessment.to_dict(), decision=decision.note,
                  actions=[act.describe(a) for a in decision.actions], home_moves=home_moves,
                  demand={uuid: round(d, 3) for uuid, d in sorted(rt.rebalancer.demand.items())},
-                 xapi=xapi_state(link), state_database="read" if present else NO_DATABASE)
+                 xapi=xapi_state(link), state_database=NO_DATABASE if db.in_memory else "read")
     topo = hv.topology()
     common.emit(args, value, lambda v: _render(v, topo))
     return 0

@@ -24,6 +24,7 @@ from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.vnuma_xapi import DEFAULT_VIDEO_MIB, free_for_plan
+from xapi_numa.state.ledger import Ledger
 
 
 # the core's names for what this command's flags set
@@ -46,7 +47,7 @@ def _guest(args) -> vnuma.GuestSpec:
     return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
 
 
-def _pnodes(args, hv, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optional[Dict[int, int]]]:
+def _pnodes(args, hv, ledger: Ledger, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optional[Dict[int, int]]]:
     """The pnodes to follow: given, or where a placement dry run puts the VM (and the
     bytes it puts on each)."""
     if args.nodes is not None:
@@ -55,7 +56,7 @@ def _pnodes(args, hv, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optio
         topo.parse_nodes(",".join(map(str, order)), "--nodes")  # unknown ids named with the allowed range
         return list(order), None
     request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
-    placement, _, _ = place_and_reserve(hv, common.ledger(args), request, vm, dry_run=True)
+    placement, _, _ = place_and_reserve(hv, ledger, request, vm, dry_run=True)
     return list(placement.nodes), placement.bytes_per_node
 
 
@@ -142,7 +143,9 @@ def cmd_vnuma(args) -> int:
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
     # a reservation is keyed by the VM's UUID
     vm = target.uuid if target is not None else common.xapi_name(args.vm, "VM")
-    free = free_for_plan(hv, target.domid if target is not None else None, common.ledger(args), vm)
+    # the plan reads the reservations and writes none (--apply changes the domain only): never makes the database
+    ledger = common.ledger_to_read(args)
+    free = free_for_plan(hv, target.domid if target is not None else None, ledger, vm)
     landed = _landed(hv, target) if target is not None else {}
     if args.split is not None:
         if args.nodes is not None:
@@ -160,7 +163,7 @@ def cmd_vnuma(args) -> int:
             plan = vnuma.plan_follow(topo, guest, list(landed), free, landed)
     else:
         with common.flag_names(FLAGS):  # the policy's nodes are --policy-nodes
-            pnodes, placed = _pnodes(args, hv, guest, vm)
+            pnodes, placed = _pnodes(args, hv, ledger, guest, vm)
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
             plan = vnuma.plan_follow(topo, guest, pnodes, free, placed)
     if args.xl:

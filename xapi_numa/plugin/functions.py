@@ -28,6 +28,7 @@ from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusal
                            runtime, settle as settling, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
+from xapi_numa.state.db import open_to_read
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
 
@@ -38,7 +39,7 @@ class Context:
 
     def __init__(self, session_id: str, session=None, hv=None) -> None:
         self.session_id = session_id
-        self._session, self._hv, self._ledger = session, hv, None
+        self._session, self._hv, self._ledger, self._ledger_to_read = session, hv, None, None
 
     @property
     def hv(self):
@@ -48,9 +49,20 @@ class Context:
 
     @property
     def ledger(self) -> Ledger:
+        """The state database for a call that changes it: made where there is none yet."""
         if self._ledger is None:
             self._ledger = Ledger()
         return self._ledger
+
+    @property
+    def ledger_to_read(self) -> Ledger:
+        """The state database for a query or a dry run: never made; where there is none yet
+        (xapi-numad never ran here), an empty one in memory (:func:`open_to_read`)."""
+        if self._ledger is not None:
+            return self._ledger
+        if self._ledger_to_read is None:
+            self._ledger_to_read = Ledger(db=open_to_read())
+        return self._ledger_to_read
 
     @property
     def session(self):
@@ -102,9 +114,9 @@ class Context:
 
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, set())
-    report = queries.topology_report(ctx.hv, ctx.ledger.outstanding(),
-                                     observe.known_node_claims(ctx.hv, ctx.ledger),
-                                     observe.claims_overlap(ctx.hv, ctx.ledger))
+    ledger = ctx.ledger_to_read
+    report = queries.topology_report(ctx.hv, ledger.outstanding(), observe.known_node_claims(ctx.hv, ledger),
+                                     observe.claims_overlap(ctx.hv, ledger))
     del report["cpus"]
     return report
 
@@ -169,16 +181,16 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
                                                         "memory= (with mode, nodes, on_exhaust) for a what-if")
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run"})
-        uuid = uuid_arg(args)
+        uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
         with stored_in(uuid):
-            return start_placement.place_vm(ctx.hv, ctx.ledger, ctx.session, uuid, bool_arg(args, "dry_run"),
-                                            host_uuid=ctx.host_uuid)
+            return start_placement.place_vm(ctx.hv, ctx.ledger_to_read if dry_run else ctx.ledger, ctx.session, uuid,
+                                            dry_run, host_uuid=ctx.host_uuid)
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
     request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory"),
                       policy_arg(args))
-    return dict(start_placement.place_what_if(ctx.hv, ctx.ledger, request), vm=None)
+    return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request), vm=None)
 
 
 def settle(ctx: Context, args: Dict[str, str]) -> dict:
@@ -234,7 +246,7 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
     """Progress or outcome of the last memory move of a VM on this host."""
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
-    journal = MoveJournal(ctx.ledger.db)
+    journal = MoveJournal(ctx.ledger_to_read.db)  # (no database: no move was ever made here, none to recover)
     recovered = move_recovery.recover(ctx.hv, journal)
     row = journal.status(uuid)
     if row is None:
@@ -253,7 +265,7 @@ def homing(ctx: Context, args: Dict[str, str]) -> dict:
     failure is the answer (with no VM's policy read, every VM would look ``best_effort``)."""
     check_args(args, set())
     view = vm_view(XapiLink(lambda: ctx.session, time.monotonic, raises=True))
-    outcomes = runtime.Runtime(ctx.hv, ctx.ledger.db, **view).what_now()
+    outcomes = runtime.Runtime(ctx.hv, ctx.ledger_to_read.db, **view).what_now()
     return {"scheduler": ctx.hv.capabilities().scheduler, "actions": [o.to_dict() for o in outcomes]}
 
 
@@ -266,7 +278,7 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     store = bool_arg(args, "store")
     vm = xapi.vm_ref(ctx.session, uuid)
     record = xapi.vm_record(ctx.session, vm)
-    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger, record, uuid, trim(args.get("mode", "follow")), half,
+    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, trim(args.get("mode", "follow")), half,
                                xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
     video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:

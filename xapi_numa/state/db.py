@@ -17,7 +17,9 @@ What this module guarantees beyond SQLite:
   processes never go on with two different ledgers, and the undo journals of
   the file it had (:data:`CARRIED`) are written into the new one;
 * every SQLite failure becomes a :class:`~xapi_numa.errors.StateError` that
-  names the file and what to do.
+  names the file and what to do;
+* a query or a dry run (:func:`open_to_read`) creates nothing: where there is no
+  file yet, it reads an empty database in memory, not one it made on disk.
 """
 import contextlib
 import errno
@@ -64,12 +66,29 @@ def _why_no_directory(directory: str) -> str:
         directory)
 
 
-class Database:
-    """One connection to the host's state database (not shared between threads)."""
+def open_to_read(path: Optional[str] = None, clock: Callable[[], float] = time.time) -> "Database":
+    """The state database for a query or a dry run, which must create nothing.  Where the file
+    is there: opened as every process opens it (an older schema brought up to date, as
+    xapi-numad's own first open would).  Where it is not (xapi-numad never ran, nothing was
+    placed or moved here): an empty database in memory standing for it (``in_memory``), so the
+    answer is that of an empty one and neither the file nor its directory is made.  A path
+    given in a directory that is not there is refused, naming it, as by every open."""
+    full = os.path.abspath(path or default_path())
+    absent = not os.path.lexists(full) and (full == os.path.abspath(DEFAULT_PATH)
+                                            or os.path.isdir(os.path.dirname(full)))
+    return Database(full, clock, in_memory=absent)
 
-    def __init__(self, path: Optional[str] = None, clock: Callable[[], float] = time.time) -> None:
+
+class Database:
+    """One connection to the host's state database (not shared between threads); with
+    ``in_memory``, an empty one in memory standing for the file at ``path``, which is not
+    there (:func:`open_to_read`): what is written to it goes nowhere."""
+
+    def __init__(self, path: Optional[str] = None, clock: Callable[[], float] = time.time,
+                 in_memory: bool = False) -> None:
         self.path = os.path.abspath(path or default_path())
         self.clock = clock
+        self.in_memory = in_memory
         self._db: Optional[sqlite3.Connection] = None
         self._identity: Optional[Tuple[int, int]] = None
         self.busy_timeout = BUSY_TIMEOUT_S
@@ -107,6 +126,9 @@ class Database:
             raise StateError("cannot open the state database {}: {}".format(self.path, err.strerror)) from None
 
     def _open(self) -> None:
+        if self.in_memory:
+            self._open_in_memory()
+            return
         self._prepare_directory()
         self._create_private()
         last: Optional[Exception] = None
@@ -130,6 +152,15 @@ class Database:
             self._db, self._identity = db, _identity(self.path)
             return
         raise self._failure("set up", last or sqlite3.OperationalError("busy"))
+
+    def _open_in_memory(self) -> None:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            self._setup(db)  # (the same schema: every query reads it as an empty file)
+        except sqlite3.Error as err:
+            db.close()
+            raise self._failure("set up", err) from None
+        self._db = db
 
     @staticmethod
     def _setup(db: sqlite3.Connection) -> None:
@@ -174,7 +205,7 @@ class Database:
         undo journals of the file we had go with us (:data:`CARRIED`)."""
         if self._db is None:
             self._open()
-        elif _identity(self.path) != self._identity:
+        elif not self.in_memory and _identity(self.path) != self._identity:
             kept = _journal_rows(self._db)  # (the old file is still open: deleted, not gone)
             self.close()
             self._open()
