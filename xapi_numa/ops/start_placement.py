@@ -17,9 +17,11 @@ A place also has a budget of its own (PLACE_BUDGET, from its start), checked at
 the same points: past it, it writes nothing more, gives back its reservation,
 puts back what it wrote and fails with ``NUMA_HOST_TIMEOUT`` (:func:`in_budget`).
 
-The admin's own hard affinity (``VCPUs_params:mask``) bounds the placement:
-only nodes it reaches are candidates, the boot pin stays inside it, and a VM
-whose mask leaves no room is refused with ``NUMA_NO_CAPACITY``.
+The admin's own hard affinity (``VCPUs_params:mask``) and the host's guest mask
+(``guest_VCPUs_params:mask``) bound the placement (:mod:`.place_request`), a
+what-if's too (:func:`place_what_if`): only nodes they reach are candidates, the
+boot pin stays inside them, and a VM whose masks leave no room is refused with
+``NUMA_NO_CAPACITY``.
 """
 import contextlib
 import functools
@@ -30,15 +32,14 @@ from typing import Callable, FrozenSet, Iterator, Optional
 
 from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
 from xapi_numa.core import owner_token as owner_tokens
-from xapi_numa.core.cpuset import format_ids, within
-from xapi_numa.core.overhead import xapi_model
+from xapi_numa.core.cpuset import within
 from xapi_numa.core.owner_token import Holder
 from xapi_numa.core.placement import Planner, Request
-from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, upkeep
+from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -68,15 +69,6 @@ PLACE_LOCK_WAIT = 60.0
 PLACE_BUDGET = 100.0
 
 
-def admin_mask(record: dict) -> Optional[VcpuMask]:
-    """The admin's own mask (:func:`boot_pin.admin_mask_text`), or None; one that cannot
-    be read is refused, naming it, rather than placed around."""
-    mask = boot_pin.admin_mask_text(record)
-    if not mask or mask == xapi.NO_SAVED_MASK:
-        return None
-    return xapi.parse_mask(mask)
-
-
 def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet[int]] = None) -> VcpuMask:
     """The boot pin: each vCPU on the chosen nodes' CPUs its own admin mask allows
     (the mask's CPUs there if its own has none there, as settling does); without an
@@ -89,70 +81,6 @@ def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet
     return VcpuMask([own & chosen or mask.cpus & chosen or chosen for own in mask.masks])
 
 
-def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
-    """The CPUs the admin's mask allows (the union over vCPUs), or None for no mask."""
-    mask = admin_mask(record)
-    if mask is None:
-        return None
-    cpus = mask.cpus & topo.all_cpus
-    if not cpus:
-        raise InvalidArgument("VCPUs_params:mask", "{!r} names no CPU of this host".format(xapi.format_mask(mask)),
-                              "CPUs 0..{}".format(max(topo.all_cpus)))
-    return cpus
-
-
-def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology) -> Optional[FrozenSet[int]]:
-    """The nodes the admin's mask reaches, as a hard bound for the engine (None when it
-    reaches every node).  The policy itself is kept as it is; only a node list it binds
-    (``strict``, or ``on_exhaust=fail``) with none of its nodes in reach is refused: the
-    mask never stands in for the admin's own list."""
-    if allowed_nodes >= frozenset(n.id for n in topo.nodes):
-        return None
-    binding = policy.nodes and (policy.mode == "strict" or policy.on_exhaust == "fail")
-    if binding and not any(node in allowed_nodes for node in policy.nodes):
-        raise InvalidArgument("VCPUs_params:mask", "it reaches nodes {} only, none of the policy's nodes {} "
-                              "({} {})".format(format_ids(allowed_nodes), ",".join(map(str, policy.nodes)),
-                                               policy.mode, "on_exhaust=" + policy.on_exhaust),
-                              "a mask that reaches a node of other_config:numa_nodes, or another policy")
-    return allowed_nodes
-
-
-def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
-    """What to place for the VM: its size, policy, and the nodes its mask and the host's
-    guest mask (``host_cpus``) let its vCPUs reach."""
-    policy = Policy.from_other_config(record["other_config"])
-    for node in policy.nodes:  # the stored key is what the admin must fix (hosts of a pool may differ)
-        if node >= len(topo.nodes):
-            raise InvalidArgument("other_config:numa_nodes", "node {} does not exist on this host".format(node),
-                                  "nodes 0..{}".format(len(topo.nodes) - 1))
-    cpus = admin_cpus(record, topo)
-    if host_cpus is not None:
-        if not host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus):
-            raise InvalidArgument(xapi.HOST_MASK_FIELD, "{} leaves this VM no CPU (its own mask: {})".format(
-                format_ids(host_cpus), format_ids(cpus) if cpus is not None else "none"),
-                "a host mask that meets the VM's CPUs 0..{}".format(max(topo.all_cpus)))
-        cpus = host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus)
-    within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
-    vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
-    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static
-    # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
-    memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
-    overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
-    return Request(vcpus, memory, policy, translated=dtype != "pv", within=within, overhead=overhead)
-
-
-def shadow_multiplier(record: dict) -> float:
-    """The VM's ``HVM_shadow_multiplier`` (xapi's default 1.0 where the record has none)."""
-    value = record.get("HVM_shadow_multiplier", 1.0)
-    try:
-        multiplier = float(value)
-    except (TypeError, ValueError):
-        multiplier = math.nan
-    if not (math.isfinite(multiplier) and 1.0 <= multiplier <= 1000.0):  # xapi refuses below 1.0
-        raise InvalidArgument("HVM_shadow_multiplier", repr(value), "a number from 1.0 (xapi's default)")
-    return multiplier
-
-
 def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,
              host_uuid: Optional[str] = None) -> dict:
     """Reserve for a start here and pin the boot; ``host_uuid`` (this host) goes into
@@ -160,7 +88,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     deadline = time.monotonic() + PLACE_BUDGET
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
-    host_cpus = xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
+    host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
     request = request_for(record, planner.topology, host_cpus)
@@ -369,8 +297,13 @@ def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] 
     return result
 
 
-def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request) -> dict:
+def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request, session=None,
+                  host_uuid: Optional[str] = None) -> dict:
+    """Where a VM of ``request``'s size and policy would go on this host, reserving nothing:
+    inside this host's (``host_uuid``'s) guest mask, read and applied as :func:`place_vm`
+    does, so that a what-if answers (or is refused) as a VM's dry run would."""
     planner = Planner(hv.topology())
+    request = sized_request(request, planner.topology, host_mask(session, host_uuid))
     return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner))
 
 

@@ -23,7 +23,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
-from xapi_numa.ops.start_placement import request_for
+from xapi_numa.ops.place_request import request_for
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 

@@ -175,7 +175,8 @@ def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
 
 def place(ctx: Context, args: Dict[str, str]) -> dict:
     """A placement for a VM about to start here: reserve, and pin the boot to it;
-    or, with vcpus and memory, a what-if placement that reserves nothing."""
+    or, with vcpus and memory, a what-if placement that reserves nothing (inside this
+    host's guest mask, read and applied as for a VM)."""
     if not {"vm", "vcpus", "memory"} & set(args):
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
                                                         "memory= (with mode, nodes, on_exhaust) for a what-if")
@@ -190,7 +191,9 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
     request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory"),
                       policy_arg(args))
-    return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request), vm=None)
+    host = ctx.host_uuid
+    return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None,
+                                              host), vm=None)
 
 
 def settle(ctx: Context, args: Dict[str, str]) -> dict:

@@ -1,0 +1,133 @@
+"""What a ``place`` asks the engine: the VM's size and policy, and the nodes its vCPUs may reach.
+
+Two masks bound those nodes.  The admin's own hard affinity (``VCPUs_params:mask``)
+bounds one VM; the host's guest mask (``guest_VCPUs_params:mask``), which xapi
+intersects with every VM's mask at a start there, bounds every VM started on the
+host.  Only nodes they reach are candidates, and the policy decides inside them
+(:mod:`xapi_numa.core.placement`).  A VM's ``place`` (dry run or not) and the plugin's
+what-if ``place`` (a size and policy, no VM) read the host's mask with :func:`host_mask`
+and apply it with :func:`reach`, so that each answers what the other would: a mask
+that leaves no room is ``NUMA_NO_CAPACITY``; one that leaves no CPU, or cannot be
+read, or keeps out every node of a binding list, an invalid argument naming it.
+"""
+import math
+from typing import FrozenSet, Optional
+
+import attrs
+
+from xapi_numa.backends import xapi
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.overhead import xapi_model
+from xapi_numa.core.placement import Request
+from xapi_numa.core.policy import Policy
+from xapi_numa.core.topology import Topology
+from xapi_numa.core.vcpu_mask import VcpuMask
+from xapi_numa.errors import InvalidArgument
+from xapi_numa.ops import boot_pin
+
+ADMIN_MASK_FIELD = "VCPUs_params:mask"
+
+
+def host_mask(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
+    """Host ``host_uuid``'s guest mask as every place reads it (None: no host named, as off
+    a dom0, or it has none, or one xapi itself reads as none); one that cannot be read is
+    refused, naming it (:func:`xapi.host_guest_cpus`), rather than placed around."""
+    return xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
+
+
+def admin_mask(record: dict) -> Optional[VcpuMask]:
+    """The admin's own mask (:func:`boot_pin.admin_mask_text`), or None; one that cannot
+    be read is refused, naming it, rather than placed around."""
+    mask = boot_pin.admin_mask_text(record)
+    if not mask or mask == xapi.NO_SAVED_MASK:
+        return None
+    return xapi.parse_mask(mask)
+
+
+def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
+    """The CPUs the admin's mask allows (the union over vCPUs), or None for no mask."""
+    mask = admin_mask(record)
+    if mask is None:
+        return None
+    cpus = mask.cpus & topo.all_cpus
+    if not cpus:
+        raise InvalidArgument(ADMIN_MASK_FIELD, "{!r} names no CPU of this host".format(xapi.format_mask(mask)),
+                              "CPUs 0..{}".format(max(topo.all_cpus)))
+    return cpus
+
+
+def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology, field: str = ADMIN_MASK_FIELD,
+               nodes_field: str = "other_config:numa_nodes") -> Optional[FrozenSet[int]]:
+    """The nodes a mask (``field``) reaches, as a hard bound for the engine (None when it
+    reaches every node).  The policy itself is kept as it is; only a node list it binds
+    (``strict``, or ``on_exhaust=fail``; set by ``nodes_field``) with none of its nodes
+    in reach is refused: the mask never stands in for the admin's own list."""
+    if allowed_nodes >= frozenset(n.id for n in topo.nodes):
+        return None
+    binding = policy.nodes and (policy.mode == "strict" or policy.on_exhaust == "fail")
+    if binding and not any(node in allowed_nodes for node in policy.nodes):
+        raise InvalidArgument(field, "it reaches nodes {} only, none of the policy's nodes {} ({} {})".format(
+            format_ids(allowed_nodes), ",".join(map(str, policy.nodes)), policy.mode,
+            "on_exhaust=" + policy.on_exhaust),
+            "a mask that reaches a node of {}, or another policy".format(nodes_field))
+    return allowed_nodes
+
+
+def reach(policy: Policy, topo: Topology, cpus: Optional[FrozenSet[int]], host_cpus: Optional[FrozenSet[int]],
+          nodes_field: str = "other_config:numa_nodes") -> Optional[FrozenSet[int]]:
+    """The nodes the VM's vCPUs may reach (None: every node): its own mask's CPUs (``cpus``,
+    None for no mask), inside the host's guest mask (``host_cpus``, None for none).  Each
+    mask that keeps a binding node list (``nodes_field``) wholly out is refused, naming it."""
+    within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
+    if host_cpus is None:
+        return within
+    left = host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus)
+    if not left:
+        raise InvalidArgument(xapi.HOST_MASK_FIELD, "{} leaves this VM no CPU (its own mask: {})".format(
+            format_ids(host_cpus), format_ids(cpus) if cpus is not None else "none"),
+            "a host mask that meets the VM's CPUs 0..{}".format(max(topo.all_cpus)))
+    return mask_bound(policy, topo.nodes_of_cpus(left), topo, xapi.HOST_MASK_FIELD, nodes_field)
+
+
+def check_nodes(policy: Policy, topo: Topology, field: str) -> None:
+    """Every node the policy lists (set by ``field``) is one of this host's."""
+    for node in policy.nodes:  # (hosts of a pool may differ)
+        if node >= len(topo.nodes):
+            raise InvalidArgument(field, "node {} does not exist on this host".format(node),
+                                  "nodes 0..{}".format(len(topo.nodes) - 1))
+
+
+def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
+    """What to place for the VM: its size, policy, and the nodes its mask and the host's
+    guest mask (``host_cpus``) let its vCPUs reach."""
+    policy = Policy.from_other_config(record["other_config"])
+    check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
+    within = reach(policy, topo, admin_cpus(record, topo), host_cpus)
+    vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
+    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static
+    # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
+    memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
+    overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
+    return Request(vcpus, memory, policy, translated=dtype != "pv", within=within, overhead=overhead)
+
+
+def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],
+                  nodes_field: str = "nodes") -> Request:
+    """A request given by size and policy, with no VM record (the plugin's what-if),
+    bounded by the host's guest mask (``host_cpus``) as a VM's is, with no
+    mask of its own (its ``within`` gives way); ``nodes_field``: the argument that set
+    the policy's nodes, which a refusal names."""
+    check_nodes(request.policy, topo, nodes_field)
+    return attrs.evolve(request, within=reach(request.policy, topo, None, host_cpus, nodes_field))
+
+
+def shadow_multiplier(record: dict) -> float:
+    """The VM's ``HVM_shadow_multiplier`` (xapi's default 1.0 where the record has none)."""
+    value = record.get("HVM_shadow_multiplier", 1.0)
+    try:
+        multiplier = float(value)
+    except (TypeError, ValueError):
+        multiplier = math.nan
+    if not (math.isfinite(multiplier) and 1.0 <= multiplier <= 1000.0):  # xapi refuses below 1.0
+        raise InvalidArgument("HVM_shadow_multiplier", repr(value), "a number from 1.0 (xapi's default)")
+    return multiplier
