@@ -3,10 +3,14 @@
 or not, keeps to (review 19): with the mask on node 0's CPUs a what-if said node 1, soft
 4-7, where the VM's dry run said node 0, soft 0-3.  Both now read and apply it the same
 way: the same nodes and masks, the same refusals (a mask that leaves no room, or no CPU,
-or that cannot be read), and nothing reserved."""
+or that cannot be read), and nothing reserved.  ``xapi-numa place`` reads it from this
+host's xapi as the other local commands do (not with ``--no-xapi``), and says so."""
+import json
+
 import pytest
 from test_plugin import err, ok, run
 
+from xapi_numa.cli.main import main
 from xapi_numa.core.cpuset import parse_ids
 
 HOST_MASK = "host guest_VCPUs_params:mask"
@@ -89,3 +93,49 @@ def test_a_binding_node_list_the_guest_mask_keeps_out_is_refused_naming_the_host
         assert "a node of other_config:numa_nodes" in details[2], details
     assert session.xenapi.VM.get_VCPUs_params(ref) == {} and nothing_reserved(server, host, sid)
 
+
+def cli_env(server, host, monkeypatch) -> None:
+    """The CLI on this host: its simulator, state database and xapi, as the plugin has them."""
+    for key, value in server.plugin_env(host).items():
+        if key.startswith("XAPI_NUMA_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XAPI_NUMA_POOL_PASSWORD", "xenroot")
+
+
+def test_the_cli_place_keeps_to_the_hosts_guest_mask_read_from_its_xapi(ctx, monkeypatch, capsys):
+    """``xapi-numa place`` reserves on this host for real: it read no xapi and put a VM on
+    nodes its vCPUs could not use.  It reads the mask as move-memory does (--no-xapi: not)."""
+    server, session, host, sid = ctx
+    cli_env(server, host, monkeypatch)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "0,1,2,3"})
+    place = ["place", "--vcpus", "2", "--memory", "1G", "--json"]
+    capsys.readouterr()
+    assert main(place + ["--dry-run", "--no-xapi"]) == 0
+    unbounded = json.loads(capsys.readouterr().out)
+    assert unbounded["nodes"] == [1] and unbounded["xapi"].startswith("not consulted"), unbounded
+    assert main(place + ["--dry-run"]) == 0
+    what_if = json.loads(capsys.readouterr().out)
+    assert what_if["nodes"] == [0] and what_if["soft"] == "0-3" and what_if["xapi"] == "consulted", what_if
+    assert main(place) == 0
+    placed = json.loads(capsys.readouterr().out)
+    assert placed["reserved"] and list(placed["reservation"]["nodes"]) == ["0"], placed
+    assert main(["place", "--vcpus", "2", "--memory", "1G", "--dry-run"]) == 0  # text: no xapi line when consulted
+    assert capsys.readouterr().out.startswith("nodes:    0")
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi that is not there
+    assert main(["place", "--vcpus", "2", "--memory", "1G", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("xapi:     unreachable")
+
+
+def test_the_cli_place_refuses_what_the_plugins_place_refuses(ctx, monkeypatch, capsys):
+    server, session, host, sid = ctx
+    cli_env(server, host, monkeypatch)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "0,x"})
+    capsys.readouterr()
+    assert main(["place", "--vcpus", "2", "--memory", "1G"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and HOST_MASK in out.err and "allowed" in out.err and "Traceback" not in out.err, out
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "0,1,2,3"})
+    assert main(["place", "--vcpus", "2", "--memory", "1G", "--mode", "strict", "--nodes", "1"]) == 2
+    out = capsys.readouterr()
+    assert HOST_MASK in out.err and "a node of --nodes" in out.err, out
+    assert main(["reservations", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []

@@ -1,7 +1,9 @@
 """``xapi-numa place | reservations | release | vm-start | vm-placement``: deciding where VMs go."""
 import time
+from typing import FrozenSet, Optional, Tuple
 
-from xapi_numa.cli import common, render
+from xapi_numa.backends.inventory import local_host_uuid
+from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
@@ -9,9 +11,30 @@ from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ops.place_request import host_mask, sized_request
 from xapi_numa.ops.start_placement import describe
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
+
+PLACE_NOT_CONSULTED = ("not consulted (a simulated host, --no-xapi, or no xapi inventory naming this host): "
+                       "the host's guest mask is left out")
+PLACE_UNREACHABLE = "unreachable: the placement keeps to no guest mask"
+
+
+def _guest_mask(args) -> Tuple[Optional[FrozenSet[int]], str]:
+    """This host's guest mask (``guest_VCPUs_params:mask``), read from its xapi as the
+    plugin's place reads it (one that cannot be read is refused), reached as move-memory
+    reaches it; and what to say of xapi: not consulted, consulted, or unreachable (the
+    place then keeps to no mask, as xapi-numad goes on without xapi)."""
+    host = local_host_uuid()
+    link = rebalance.local_link(args) if host is not None else None
+    if link is None:
+        return None, PLACE_NOT_CONSULTED
+    try:
+        mask = link.use(lambda session: host_mask(session, host))
+        return mask, "consulted" if link.reached else rebalance.not_reached(link, PLACE_UNREACHABLE)
+    finally:
+        link.close()
 
 
 def cmd_place(args) -> int:
@@ -32,18 +55,22 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
                               "a VM with no domain on this host, or --dry-run")
     planner = Planner(hv.topology())
+    guest_cpus, xapi_said = _guest_mask(args)  # (a refusal: before anything is reserved)
     ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
     with common.flag_names(common.POLICY_FLAGS):
+        request = sized_request(request, planner.topology, guest_cpus, "--nodes")  # as the plugin's what-if
         placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
                                                           planner=planner)
-    out = describe(planner, placement, reservation, loads, vm=vm)  # the fields the plugin's place answers
+    # the fields the plugin's place answers, and whether the host's guest mask was read (as move-memory says)
+    out = dict(describe(planner, placement, reservation, loads, vm=vm), xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
 
 
 def _render_placement(placement, out: dict, reservation) -> str:
-    lines = ["nodes:    " + ",".join(map(str, placement.nodes)) + ("  (fallback)" if placement.fallback else ""),
-             "memory:   " + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in placement.memory)]
+    lines = [] if out["xapi"] == "consulted" else ["xapi:     " + render.cell(out["xapi"])]
+    lines += ["nodes:    " + ",".join(map(str, placement.nodes)) + ("  (fallback)" if placement.fallback else ""),
+              "memory:   " + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in placement.memory)]
     if placement.hard is not None:
         lines.append("hard:     {}".format(out["hard"]))
     if placement.soft is not None:
@@ -167,7 +194,8 @@ def _render_vm_placement(vm: str, result: dict) -> str:
 
 
 def register(sub) -> None:
-    q = sub.add_parser("place", help="decide where a VM goes and reserve its memory")
+    q = sub.add_parser("place", help="decide where a VM goes and reserve its memory (inside the host's guest mask, "
+                                     "read from this host's xapi)")
     q.add_argument("--vcpus", type=signed_whole_number, required=True)
     q.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; one VM: at most 1P")
     q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
@@ -175,8 +203,11 @@ def register(sub) -> None:
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
     q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
     q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
-    q.add_argument("--ttl", type=signed_decimal_number, default=300.0, help="seconds before an unused reservation expires")
+    q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
+                   help="seconds before an unused reservation expires")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
+    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
+                   help="do not ask xapi for the host's guest mask (the placement then keeps to none)")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_place)

@@ -4,11 +4,12 @@ Two masks bound those nodes.  The admin's own hard affinity (``VCPUs_params:mask
 bounds one VM; the host's guest mask (``guest_VCPUs_params:mask``), which xapi
 intersects with every VM's mask at a start there, bounds every VM started on the
 host.  Only nodes they reach are candidates, and the policy decides inside them
-(:mod:`xapi_numa.core.placement`).  A VM's ``place`` (dry run or not) and the plugin's
-what-if ``place`` (a size and policy, no VM) read the host's mask with :func:`host_mask`
-and apply it with :func:`reach`, so that each answers what the other would: a mask
-that leaves no room is ``NUMA_NO_CAPACITY``; one that leaves no CPU, or cannot be
-read, or keeps out every node of a binding list, an invalid argument naming it.
+(:mod:`xapi_numa.core.placement`).  A VM's ``place`` (dry run or not), the plugin's
+what-if ``place`` (a size and policy, no VM) and ``xapi-numa place`` read the host's
+mask with :func:`host_mask` and apply it with :func:`reach`, so that each answers what
+the others would: a mask that leaves no room is ``NUMA_NO_CAPACITY``; one that leaves
+no CPU, or cannot be read, or keeps out every node of a binding list, an invalid
+argument naming it.
 """
 import math
 from typing import FrozenSet, Optional
@@ -113,8 +114,8 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],
                   nodes_field: str = "nodes") -> Request:
-    """A request given by size and policy, with no VM record (the plugin's what-if),
-    bounded by the host's guest mask (``host_cpus``) as a VM's is, with no
+    """A request given by size and policy, with no VM record (the plugin's what-if, the
+    CLI's place), bounded by the host's guest mask (``host_cpus``) as a VM's is, with no
     mask of its own (its ``within`` gives way); ``nodes_field``: the argument that set
     the policy's nodes, which a refusal names."""
     check_nodes(request.policy, topo, nodes_field)
