@@ -56,7 +56,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="seconds a vCPU must be displaced before it is brought home (default 1)")
     ap.add_argument("--ledger", type=given, help="state database (default: $XAPI_NUMA_LEDGER; with sim:PATH, PATH.ledger.db; "
                                      "else /var/lib/xapi-numa/ledger.db)")
-    ap.add_argument("--cycles", type=signed_whole_number, default=0, help="stop after this many cycles (default 0: run until SIGTERM)")
+    ap.add_argument("--cycles", type=signed_whole_number, default=0,
+                    help="stop after this many cycles (default 0: run until SIGTERM)")
     ap.add_argument("--no-xapi", action="store_true", help="run without xapi (no policies, no auto-settle)")
     ap.add_argument("--no-backend-affinity", dest="backend_affinity", action="store_false",
                     help="leave guests' backend threads and IRQs in dom0 alone (and hand back ours)")

@@ -109,7 +109,8 @@ def _read_private(path: str, what: str) -> str:
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidArgument(what, "{} is not a regular file".format(shown_path(path)), "a file holding the secret")
+            raise InvalidArgument(what, "{} is not a regular file".format(shown_path(path)),
+                                  "a file holding the secret")
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InvalidArgument(what, "{} is readable by others".format(shown_path(path)), "chmod 600 the file")
         # as written: a '\r' may be a password's own; an editor's byte order mark is not
