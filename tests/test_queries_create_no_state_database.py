@@ -170,3 +170,17 @@ def test_an_empty_database_in_memory_takes_writes_and_leaves_no_file(tmp_path):
     assert os.listdir(str(tmp_path)) == []
     Database(path).close()
     assert not state_db.open_to_read(path).in_memory
+
+
+def test_release_where_nothing_was_ever_reserved_makes_no_database(made, capsys):
+    """It says there is no reservation, as with an empty database, and leaves nothing behind."""
+    bare = made("bare")
+    before = sorted(os.listdir(os.path.dirname(bare)))
+    capsys.readouterr()
+    assert main(["--backend", "sim:" + bare, "release", VM1]) == 1
+    assert "no reservation for " + VM1 in capsys.readouterr().err
+    assert sorted(os.listdir(os.path.dirname(bare))) == before
+    # with a database, the release is made there as before
+    _answer(capsys, bare, ["place", "--vcpus", "1", "--memory", "256M", "--vm", VM1, "--json"])
+    assert main(["--backend", "sim:" + bare, "release", VM1]) == 0
+    assert json.loads(_answer(capsys, bare, ["reservations", "--json"])) == []

@@ -110,7 +110,7 @@ def cmd_release(args) -> int:
         except InvalidArgument as err:  # the keys allowed are the two kinds place gives
             raise InvalidArgument("VM", err.detail, "a VM's UUID, or the adhoc-... key place printed "
                                   "(xapi-numa reservations lists them)") from None
-    ledger = common.ledger(args)
+    ledger = common.ledger_to_read(args)  # (none yet: nothing was ever reserved, and none is made to say so)
     listed = any(r.vm == key for r in ledger.reservations())
     if not upkeep.release_asked(common.hypervisor(args), ledger, key):
         raise NumaError("no reservation for {}{}".format(args.vm, (
