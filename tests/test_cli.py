@@ -97,6 +97,9 @@ def test_sim_lifecycle(host, capsys):
     (["--backend", "sim:{host}", "vcpus", ""], "VM: '' is blank (allowed: a domid, name or UUID)"),
     (["--backend", "sim:{host}", "memory-moves", " "], "VM: ' ' is blank"),
     (["--backend", "sim:{host}", "memory-moves", "nosuch"], "no such VM or domain: nosuch"),
+    # a node as typed in Xen's syntax is quoted as typed
+    (["--backend", "sim:{host}", "vnuma", "x", "--vcpus", "2", "--memory", "1G", "--nodes", "node:9"],
+     "--nodes: node 9 in 'node:9' does not exist on this host"),
     # an unknown VM: the field, and what may be given instead
     (["--backend", "sim:{host}", "vcpus", "nosuch"],
      "vm: no such VM or domain: nosuch (allowed: the domid, name or UUID of a domain on this host)"),

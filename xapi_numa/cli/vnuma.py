@@ -12,6 +12,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import locality, numbers, vnuma
+from xapi_numa.core.cpuset import check_known
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
@@ -53,7 +54,7 @@ def _pnodes(args, hv, ledger: Ledger, guest: vnuma.GuestSpec, vm: str) -> Tuple[
     if args.nodes is not None:
         topo = hv.topology()
         order = parse_ordered_nodes(args.nodes, "--nodes")
-        topo.parse_nodes(",".join(map(str, order)), "--nodes")  # unknown ids named with the allowed range
+        check_known(order, topo.node_ids, "--nodes", args.nodes, "node")  # named with the host's range, as typed
         return list(order), None
     request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
     placement, _, _ = place_and_reserve(hv, ledger, request, vm, dry_run=True)

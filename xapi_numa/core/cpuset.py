@@ -66,7 +66,8 @@ def _parse_range(token: str, known: AbstractSet[int], field: str, text: str, wha
     return low, high
 
 
-def _check_known(ids: Iterable[int], known: AbstractSet[int], field: str, text: str, what: str) -> None:
+def check_known(ids: Iterable[int], known: AbstractSet[int], field: str, text: str, what: str) -> None:
+    """Refuse ids the host does not have, quoting ``text``, the list as the user typed it."""
     missing = sorted(set(ids) - set(known))
     if missing:
         raise InvalidArgument(
@@ -113,10 +114,10 @@ def parse_cpus(
             raise InvalidArgument(field, err.detail, err.allowed or CPU_SYNTAX) from None
         ids = range(low, high + 1)  # bounded by the host's largest id
         if is_nodes:
-            _check_known(ids, node_cpus.keys(), field, text, "node")
+            check_known(ids, node_cpus.keys(), field, text, "node")
             cpus = set().union(*(node_cpus[n] for n in ids))
         else:
-            _check_known(ids, all_cpus, field, text, "CPU")
+            check_known(ids, all_cpus, field, text, "CPU")
             cpus = set(ids)
         if negate:
             result -= cpus
