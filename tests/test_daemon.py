@@ -360,7 +360,7 @@ def test_pins_that_cannot_be_restored_at_stop_are_said_so_in_the_log(caplog):
 
 
 @pytest.mark.parametrize("flag, value, allowed", [("--page-scan-max-memory", "1048577", "0..1048576"),
-                                                  ("--cycles", "2147483649", "0..2147483648"),
+                                                  ("--cycles", "2147483649", "0..2147483648; 0: until SIGTERM"),
                                                   ("--period", "0.01", "0.05..3600")])
 def test_a_range_error_states_the_limits_exactly(flag, value, allowed):
     from xapi_numa import daemon

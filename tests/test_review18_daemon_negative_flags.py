@@ -6,7 +6,7 @@ import pytest
 
 from xapi_numa import daemon, rrdd_plugin
 
-RANGES = {"--period": "0.05..3600", "--threshold": "0..3600", "--cycles": "0..2147483648",
+RANGES = {"--period": "0.05..3600", "--threshold": "0..3600", "--cycles": "0..2147483648; 0: until SIGTERM",
           "--page-scan-interval": "1..604800", "--page-scan-max-memory": "0..1048576"}
 
 

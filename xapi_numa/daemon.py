@@ -80,7 +80,8 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
     for name, value, low, high in (("--period", args.period, 0.05, 3600), ("--threshold", args.threshold, 0, 3600),
                                    *page_scans.argument_ranges(args), ("--cycles", args.cycles, 0, 1 << 31)):
         if not low <= value <= high:
-            return "{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high))
+            until = "; 0: until SIGTERM" if name == "--cycles" else ""
+            return "{}: {} (allowed: {}..{}{})".format(name, plain(value), plain(low), plain(high), until)
     if args.pin_dom0 and not args.backend_affinity:
         # the per-node layout is for backend alignment alone: pinned for nothing, dom0 would stay pinned
         return "--pin-dom0: not with --no-backend-affinity (dom0's per-node layout serves backend alignment) " \
