@@ -62,7 +62,8 @@ def cmd_place(args) -> int:
         placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
                                                           planner=planner)
     # the fields the plugin's place answers, and whether the host's guest mask was read (as move-memory says)
-    out = dict(describe(planner, placement, reservation, loads, vm=vm), xapi=xapi_said)
+    out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=None, vm=vm),
+               xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
 

@@ -12,12 +12,12 @@ no CPU, or cannot be read, or keeps out every node of a binding list, an invalid
 argument naming it.
 """
 import math
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Iterable, Optional
 
 import attrs
 
 from xapi_numa.backends import xapi
-from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.cpuset import format_ids, within
 from xapi_numa.core.overhead import xapi_model
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
@@ -55,6 +55,20 @@ def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
         raise InvalidArgument(ADMIN_MASK_FIELD, "{!r} names no CPU of this host".format(xapi.format_mask(mask)),
                               "CPUs 0..{}".format(max(topo.all_cpus)))
     return cpus
+
+
+def vcpu_cpus(topo: Topology, nodes: Iterable[int], host_cpus: Optional[FrozenSet[int]],
+              mask: Optional[VcpuMask]) -> VcpuMask:
+    """The CPUs each vCPU of a VM placed on ``nodes`` may use: the nodes' CPUs
+    (:meth:`Topology.cpus_near`) inside the host's guest mask (``host_cpus``, None for
+    none; xapi narrows every VM's mask to it at a start), and inside each vCPU's own
+    admin mask (``mask``, None for none) there, or the mask's CPUs there if the vCPU's
+    own has none there (as settling does), or the nodes' CPUs if neither leaves any.
+    The one rule for the boot pin place writes and the CPUs its answer names."""
+    chosen = within(topo.cpus_near(nodes), host_cpus)
+    if mask is None:
+        return VcpuMask([chosen])
+    return VcpuMask([own & chosen or mask.cpus & chosen or chosen for own in mask.masks])
 
 
 def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology, field: str = ADMIN_MASK_FIELD,

@@ -30,16 +30,17 @@ import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
+import attrs
+
 from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
 from xapi_numa.core import owner_token as owner_tokens
-from xapi_numa.core.cpuset import within
 from xapi_numa.core.owner_token import Holder
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, upkeep
-from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request
+from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request, vcpu_cpus
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -73,12 +74,9 @@ def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet
     """The boot pin: each vCPU on the chosen nodes' CPUs its own admin mask allows
     (the mask's CPUs there if its own has none there, as settling does); without an
     admin mask, every vCPU on the chosen nodes.  Within the host's guest mask, if it
-    has one (xapi narrows the pin to it at the start: the pin says what the VM gets)."""
-    chosen = within(topo.cpus_near(nodes), host_cpus)
-    mask = admin_mask(record)
-    if mask is None:
-        return VcpuMask([chosen])
-    return VcpuMask([own & chosen or mask.cpus & chosen or chosen for own in mask.masks])
+    has one (xapi narrows the pin to it at the start: the pin says what the VM gets).
+    (:func:`~xapi_numa.ops.place_request.vcpu_cpus`, which the answer's CPUs come from too.)"""
+    return vcpu_cpus(topo, nodes, host_cpus, admin_mask(record))
 
 
 def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,
@@ -94,7 +92,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     request = request_for(record, planner.topology, host_cpus)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
-                        vm=uuid)
+                        host_cpus=host_cpus, mask=admin_mask(record), vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
@@ -116,7 +114,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
             _put_back(session, vm, record, owned)  # (past the budget too: what it wrote is its own to undo)
             raise
-    return describe(planner, placement, reservation, loads, vm=uuid)
+    return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record), vm=uuid)
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
@@ -284,10 +282,20 @@ def _starting_here(session, record: dict, host_uuid: Optional[str]) -> bool:
     return xapi.call(session.xenapi.host.get_uuid, scheduled).lower() == host_uuid.lower()
 
 
-def describe(planner: Planner, placement, reservation, loads, vm: Optional[str] = None) -> dict:
+def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Optional[FrozenSet[int]],
+             mask: Optional[VcpuMask], vm: Optional[str] = None) -> dict:
+    """A place's answer.  Its ``soft`` (or, for a strict policy, ``hard``) CPUs are those the
+    VM's vCPUs get on the chosen nodes, as the boot pin written for them
+    (:func:`~xapi_numa.ops.place_request.vcpu_cpus`): inside the host's guest mask
+    (``host_cpus``, None for none) and the VM's own mask (``mask``, None for none or no
+    VM), never a whole node's CPUs that guests there cannot use.  Where the vCPUs' own
+    masks differ, the answer names their union (every CPU some vCPU may use, as settling
+    reports its hard affinity); the VM's ``VCPUs_params:mask`` has each vCPU's."""
     topo = planner.topology
     available = loads.available()
-    result = placement.to_dict(topo)
+    cpus = vcpu_cpus(topo, placement.nodes, host_cpus, mask).cpus
+    result = attrs.evolve(placement, soft=cpus if placement.soft is not None else None,
+                          hard=cpus if placement.hard is not None else None).to_dict(topo)
     # the reservation as `reservations` lists it, but for the owner token (the placing call's own)
     shown = {k: v for k, v in reservation.to_dict().items() if k != "owner"} if reservation else None
     result.update(vm=vm, reserved=reservation is not None, reservation=shown,
@@ -303,7 +311,9 @@ def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request, session=None
     inside this host's (``host_uuid``'s) guest mask, read and applied as :func:`place_vm`
     does, so that a what-if answers (or is refused) as a VM's dry run would."""
     planner = Planner(hv.topology())
-    request = sized_request(request, planner.topology, host_mask(session, host_uuid))
-    return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner))
+    host_cpus = host_mask(session, host_uuid)
+    request = sized_request(request, planner.topology, host_cpus)
+    return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner),
+                    host_cpus=host_cpus, mask=None)
 
 
