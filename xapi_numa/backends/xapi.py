@@ -71,7 +71,9 @@ def _xenapi():
     try:
         import XenAPI  # type: ignore[import-not-found]  # dom0's own XenAPI.py on a host
     except ImportError:
-        raise NumaError("the XenAPI Python package is not installed (pip install XenAPI)") from None
+        # (never pip's on a dom0: its own comes with xapi, and pip's would shadow it)
+        raise NumaError("the XenAPI Python module is missing: in a dom0 it comes with xapi (its package is not "
+                        "installed or is broken); off a host, pip install XenAPI") from None
     return XenAPI
 
 
