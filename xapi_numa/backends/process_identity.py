@@ -24,7 +24,12 @@ BootId = Callable[[], str]  # this boot's id, "" if unknown (:func:`.boot.boot_i
 Signal0 = Callable[[int], None]  # os.kill(pid, 0): ProcessLookupError if no process has that pid
 
 
-def no_such_pid(pid: int, signal0: Signal0 = lambda pid: os.kill(pid, 0)) -> bool:
+def signal_0(pid: int) -> None:
+    """Ask the kernel whether ``pid`` is a process (it sends nothing)."""
+    os.kill(pid, 0)
+
+
+def no_such_pid(pid: int, signal0: Signal0 = signal_0) -> bool:
     """True only when the kernel says no process has ``pid`` (ESRCH).  ``/proc`` mounted with
     ``hidepid`` hides other users' processes from a caller that is not root: absent there, one
     may still run, and a signal 0 sees it (it answers EPERM for another user's)."""
@@ -73,7 +78,7 @@ def this_process(read: Reader = read_proc, this_boot: BootId = boot.boot_id,
 
 
 def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot_id,
-         signal0: Signal0 = lambda pid: os.kill(pid, 0)) -> bool:
+         signal0: Signal0 = signal_0) -> bool:
     """Is ``holder``'s process known to be gone?  Only for a holder of this boot."""
     boot_id = this_boot()
     if not boot_id or holder.boot_id != boot_id:

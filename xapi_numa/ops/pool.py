@@ -263,12 +263,12 @@ def vm_placement(session, vm_name_or_uuid: str) -> dict:
     record = xapi.vm_record(session, vm)
     if record["power_state"] in ("Running", "Paused"):
         host = record["resident_on"]
+        host_uuid = xapi.call(session.xenapi.host.get_uuid, host)
         return {"vm": uuid, "state": record["power_state"],
-                "host": xapi.call(session.xenapi.host.get_name_label, host),
-                "host_uuid": xapi.call(session.xenapi.host.get_uuid, host),
+                "host": xapi.call(session.xenapi.host.get_name_label, host), "host_uuid": host_uuid,
                 "memory": host_query(session, host, "vm_memory", {"vm": uuid}),
                 "vcpus": host_query(session, host, "vcpus", {"vm": uuid}),
-                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(session, record, host)}
+                **_stored_policy_of(record), "vnuma_plan": _stored_plan_of(session, record, host_uuid)}
     left_out: List[str] = []
     options = [{"host": xapi.call(session.xenapi.host.get_name_label, host),
                 "host_uuid": xapi.call(session.xenapi.host.get_uuid, host), **placement}
@@ -287,10 +287,9 @@ def _stored_policy_of(record: dict) -> dict:
 
 def _stored_plan_of(session, record: dict, running_on: Optional[str] = None) -> Optional[dict]:
     """The VM's stored vNUMA plan, checked against its vCPUs and memory now, and, for a VM
-    running on host ``running_on`` (a ref), against the host it was planned on."""
-    host_uuid = xapi.call(session.xenapi.host.get_uuid, running_on) if running_on else None
+    running on the host of UUID ``running_on``, against the host it was planned on."""
     return stored_plan(record["other_config"], int(record["VCPUs_max"]), int(record["memory_static_max"]),
-                       _video_ram_or_none(session, record), host_uuid)
+                       _video_ram_or_none(session, record), running_on)
 
 
 def _video_ram_or_none(session, record: dict) -> Optional[int]:

@@ -24,8 +24,8 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
-from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, queries, reserve,
-                           runtime, settle as settling, start_placement, vnuma_xapi)
+from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
+                           reserve, runtime, settle as settling, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.db import open_to_read
@@ -137,11 +137,7 @@ def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm", "mode"}, {"nodes", "on_exhaust"})
     uuid = uuid_arg(args)
     policy = policy_arg(args)
-    nr_nodes = len(ctx.hv.topology().nodes)
-    for node in policy.nodes:
-        if node >= nr_nodes:
-            raise InvalidArgument("nodes", "node {} does not exist on this host".format(node),
-                                  "nodes 0..{}".format(nr_nodes - 1))
+    place_request.check_nodes(policy, ctx.hv.topology(), "nodes")
     vm = xapi.vm_ref(ctx.session, uuid)
     if xapi.call(ctx.session.xenapi.VM.get_is_control_domain, vm):
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
