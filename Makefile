@@ -79,25 +79,36 @@ build/libxenuma.so: $(LIBXENUMA_SRC) $(wildcard libxenuma/src/*.h)
 
 # The same C once for every Xen 4.17 dom0 (glibc 2.17, zig cc, only Xen's headers), loaded
 # through cffi's ABI mode: build/dom0/libxenuma.so and the libxenuma.h it was built from.
-ZIGLANG := ziglang==0.17.1
-dom0-lib: $(STAMP)
-	@$(BIN)/python -m ziglang version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet --disable-pip-version-check '$(ZIGLANG)'
+# A file with what it is made of, so that a second make rpm or make xen-test with nothing
+# changed builds nothing: the C files and headers, the list of C files, the script (which
+# holds the zig pin: a new zig rebuilds) and libxen-dev (reinstalled or upgraded: its file
+# list is rewritten).  dom0-lib.sh puts the library in place only once it passed its checks.
+# `make dom0-lib` is the same, by name.
+DOM0_LIB := build/dom0/libxenuma.so
+ZIG_VERSION := $(shell sed -n 's/^ZIG_VERSION=//p' packaging/dom0-lib.sh)
+DOM0_LIB_INPUTS := $(LIBXENUMA_SRC) $(wildcard libxenuma/src/*.h) libxenuma/SOURCES packaging/dom0-lib.sh \
+	$(wildcard /var/lib/dpkg/info/libxen-dev.list /var/lib/dpkg/info/libxen-dev:*.list)
+dom0-lib: $(DOM0_LIB)
+
+$(DOM0_LIB): $(DOM0_LIB_INPUTS) | $(STAMP)
+	@[ "$$($(BIN)/python -m ziglang version 2>/dev/null)" = "$(ZIG_VERSION)" ] || \
+	    $(BIN)/python -m pip install --quiet --disable-pip-version-check 'ziglang==$(ZIG_VERSION)'
 	sh packaging/dom0-lib.sh build/dom0 $(BIN)/python
 
 # Present on every XenServer / XCP-ng dom0: there `make install` refuses and points to the RPM.
 XENSOURCE_INVENTORY ?= /etc/xensource-inventory
 
 # An x86_64 RPM for XenServer 8.4 / XCP-ng 8.3 / XenServer 9 dom0s (needs rpmbuild: Debian's rpm).
-rpm: dom0-lib
+rpm: $(DOM0_LIB) | $(STAMP)
 	$(BIN)/python packaging/build_rpm.py --lib build/dom0 --out build/rpm
 
 # Real Xen 4.17 under QEMU, the suites run in dom0 (root needed): the native layer and
 # page moves on 2 nodes, then xapi-numad on 3 nodes; each under credit2 and credit1.
 # The dom0 suite also runs build/dom0/libxenuma.so (dom0-lib, the RPM's very file) on stock Xen.
-xen-test: native dom0-lib
+xen-test: native $(DOM0_LIB)
 	$(BIN)/python tests/xen/harness.py --suite all
 
-xen-test-dom0: native dom0-lib
+xen-test-dom0: native $(DOM0_LIB)
 	$(BIN)/python tests/xen/harness.py --suite dom0
 
 xen-test-daemon: native

@@ -37,6 +37,9 @@ PREFIX = "/opt/xapi-numa"
 UNIT_DIR = "/usr/lib/systemd/system"
 PLUGIN = "/etc/xapi.d/plugins/numa"
 UNITS = ("xapi-numad.service", "xapi-numa-rrdd.service")
+TMPFILES_DIR = "/usr/lib/tmpfiles.d"
+STATE_DIR = "/var/lib/xapi-numa"
+RUN_DIR = "/run/xapi-numa"
 # What dom0's CPython 3.6 needs from a wheel: its tags, for pip download.
 WHEEL_TARGET = ["--python-version", "36", "--implementation", "cp", "--abi", "cp36m",
                 "--platform", "manylinux2014_x86_64", "--only-binary=:all:"]
@@ -76,21 +79,28 @@ def version() -> str:
 
 
 def release() -> str:
-    """The RPM's Release: commits so far and the commit (``262.g5188950``), so that every
-    build of a later commit upgrades an earlier one (``rpm -U`` refuses the same
-    version-release, and its scriptlets never run); a tree with changes not committed gets
-    ``.dirty`` and the build's UTC time after it (a rebuild after an edit upgrades too);
-    ``0.local`` outside a git checkout."""
+    """The RPM's Release: the commit's committer time (UTC) and the commit
+    (``20261206044632.g5188950``), so that a build of a later commit upgrades an earlier one
+    (``rpm -U`` refuses the same version-release, and its scriptlets never run).  The time
+    is the commit's own, which a shallow clone (``git clone --depth 1``, as CI makes) has
+    too: a count of commits is the history the clone happens to hold, lower there than in a
+    full clone of the same commit, and ``rpm -U`` then refused the full clone's RPM
+    over it.  (Every release this gives is above the commit counts used before: an
+    upgrade from those works.)  A tree with changes not committed gets ``.dirty`` and the
+    build's UTC time after it (a rebuild after an edit upgrades too); ``0.local`` outside
+    a git checkout."""
     import time
     try:
-        count, sha, changes = (subprocess.run(["git", "-C", ROOT] + args, stdout=subprocess.PIPE,
+        stamp, sha, changes = (subprocess.run(["git", "-C", ROOT] + args, stdout=subprocess.PIPE,
                                               stderr=subprocess.DEVNULL, universal_newlines=True,
                                               check=True).stdout.strip()
-                               for args in (["rev-list", "--count", "HEAD"], ["rev-parse", "--short", "HEAD"],
+                               for args in (["log", "-1", "--format=%ct", "HEAD"], ["rev-parse", "--short", "HEAD"],
                                             ["status", "--porcelain", "--untracked-files=no"]))
-    except (OSError, subprocess.CalledProcessError):
+        committed = time.strftime("%Y%m%d%H%M%S", time.gmtime(int(stamp)))
+    except (OSError, ValueError, subprocess.CalledProcessError):
         return "0.local"
-    return "{}.g{}".format(count, sha) + (".dirty" + time.strftime("%Y%m%d%H%M%S", time.gmtime()) if changes else "")
+    return "{}.g{}".format(committed, sha) + (".dirty" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+                                              if changes else "")
 
 
 def console_scripts() -> dict:
@@ -242,19 +252,48 @@ def stage(payload: str, libdir: str, wheels: list) -> None:
         text = open(os.path.join(HERE, unit), encoding="utf-8").read()
         # the unit in the tree names pip's /usr/local/bin; the RPM's launchers are in /usr/bin
         write(payload + UNIT_DIR + "/" + unit, text.replace("/usr/local/bin/", "/usr/bin/"), 0o644)
+    write(payload + TMPFILES_DIR + "/xapi-numa.conf",
+          open(os.path.join(HERE, "xapi-numa.tmpfiles"), encoding="utf-8").read(), 0o644)
+    for folder in (STATE_DIR, RUN_DIR):  # the spec gives them their mode (0700)
+        os.makedirs(payload + folder)
     normalise_modes(payload)
+
+
+LICENSE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+def license_list(payload: str) -> list:
+    """The %files lines that mark each bundled distribution's license files %license (in
+    place, under our directory).  SystemExit where a bundled distribution brought none:
+    the RPM would carry its code without its license."""
+    python_dir = payload + PREFIX + "/lib/python"
+    lines = []
+    for dist_info in sorted(glob.glob(os.path.join(python_dir, "*.dist-info"))):
+        found = sorted(os.path.join(dirpath, name) for dirpath, _, names in os.walk(dist_info) for name in names
+                       if name.upper().startswith(LICENSE_NAMES))
+        if not found:
+            raise SystemExit("build_rpm: {} has no license file: the RPM must carry it".format(
+                os.path.basename(dist_info)))
+        lines += ["%license " + path[len(payload):] for path in found]
+    return lines
 
 
 def build(payload: str, out: str) -> str:
     top = os.path.abspath(os.path.join(out, "rpmbuild"))
     shutil.rmtree(top, ignore_errors=True)
+    os.makedirs(top)
+    licenses = license_list(payload)
     defines = {
         "_topdir": top, "payload": os.path.abspath(payload), "xn_version": version(), "xn_release": release(),
-        "xn_prefix": PREFIX, "xn_unitdir": UNIT_DIR,
+        "xn_prefix": PREFIX, "xn_unitdir": UNIT_DIR, "xn_tmpfilesdir": TMPFILES_DIR,
         # nothing outside our files: no /usr/lib/.build-id links, no stripping or bytecode
         # (dom0's 3.6 writes no __pycache__ it was not given; ours would be for this Python)
         "_build_id_links": "none", "debug_package": "%{nil}", "__os_install_post": "%{nil}",
     }
+    if licenses:  # (rpmbuild refuses an empty list: a build with no wheels, as tests make)
+        defines["xn_licenses"] = os.path.join(top, "licenses.files")
+        with open(defines["xn_licenses"], "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in licenses))
     cmd = ["rpmbuild", "-bb", "--target", "x86_64"]
     for key, value in defines.items():
         cmd += ["--define", "{} {}".format(key, value)]

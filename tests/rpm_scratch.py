@@ -18,6 +18,14 @@ APPLETS = ("sh", "mkdir", "rm", "cat", "echo", "test", "[", "rmdir")
 SYSTEMCTL = """#!/bin/sh
 if [ -e "{watch}" ]; then seen=" [{watch} present]"; else seen=""; fi
 echo "systemctl $*$seen" >> /calls
+{fails}"""
+# what a systemctl that fails says (two lines: a warning of ours must be one)
+FAILS = """echo "Failed to $1 unit: Access denied" >&2
+echo "See system logs and 'systemctl status' for details." >&2
+exit 1
+"""
+TMPFILES = """#!/bin/sh
+echo "systemd-tmpfiles $*" >> /calls
 """
 
 
@@ -57,8 +65,9 @@ def build(out, release: str, extra_files=()) -> str:
     return module.build(payload, str(out))
 
 
-def scratch_root(tmp, watch: str = "/nothing", systemd_runs: bool = True):
-    """A root for ``rpm --root`` whose scriptlets run (busybox) and whose systemctl records."""
+def scratch_root(tmp, watch: str = "/nothing", systemd_runs: bool = True, systemctl_fails: bool = False):
+    """A root for ``rpm --root`` whose scriptlets run (busybox) and whose systemctl records
+    (and then fails, where ``systemctl_fails``)."""
     if os.geteuid() != 0:
         missing("rpm --root runs scriptlets chrooted: needs root")
     busybox = shutil.which("busybox")
@@ -70,8 +79,11 @@ def scratch_root(tmp, watch: str = "/nothing", systemd_runs: bool = True):
     shutil.copy2(busybox, str(root / "bin" / "busybox"))
     for applet in APPLETS:
         os.symlink("busybox", str(root / "bin" / applet))
-    (root / "usr" / "bin" / "systemctl").write_text(SYSTEMCTL.format(watch=watch))
-    (root / "usr" / "bin" / "systemctl").chmod(0o755)
+    systemctl = SYSTEMCTL.format(watch=watch, fails=FAILS if systemctl_fails else "")
+    (root / "usr" / "bin" / "systemctl").write_text(systemctl)
+    (root / "usr" / "bin" / "systemd-tmpfiles").write_text(TMPFILES)
+    for name in ("systemctl", "systemd-tmpfiles"):
+        (root / "usr" / "bin" / name).chmod(0o755)
     if systemd_runs:
         (root / "run" / "systemd" / "system").mkdir(parents=True)
     subprocess.run(["rpm", "--root", str(root), "--initdb"], check=True)

@@ -77,3 +77,17 @@ def test_outside_systemd_an_install_enables_and_starts_nothing(builds, tmp_path)
     rpm_scratch.rpm(root, "-i", new)
     done = rpm_scratch.calls(root)
     assert done == ["systemctl enable " + UNITS], done
+
+
+def test_a_systemctl_that_fails_is_a_warning_and_the_install_and_erase_go_on(builds, tmp_path):
+    """A failed enable, start, stop or disable was silent: rpm said nothing, and the admin
+    learnt at the next boot that the daemon never ran.  Each is now one line on rpm's
+    stderr, and the transaction still succeeds (rpm_scratch.rpm checks its exit status)."""
+    _, new = builds
+    root = rpm_scratch.scratch_root(tmp_path, systemctl_fails=True)
+    said = rpm_scratch.rpm(root, "-i", new).splitlines() + rpm_scratch.rpm(root, "-e", "xapi-numa").splitlines()
+    warned = [line.split("'")[1] for line in said if line.startswith("xapi-numa: warning: 'systemctl ")]
+    assert warned == ["systemctl enable " + UNITS, "systemctl daemon-reload", "systemctl start " + UNITS,
+                      "systemctl stop " + UNITS, "systemctl disable " + UNITS, "systemctl daemon-reload"], said
+    assert not [line for line in said if "See system logs" in line], "one line per failure: {}".format(said)
+    assert not (root / "opt" / "xapi-numa").exists()

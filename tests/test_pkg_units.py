@@ -41,3 +41,61 @@ def test_the_daemons_flags_come_from_an_optional_file_of_the_admins():
         args = daemon.parse_args(argv[1:-1] + extra)
         assert daemon.check_ranges(args) is None
         assert args.period == 1.0 and args.rebalance == (extra == [])
+
+
+# --- a daemon that keeps failing, and a stop that left pins (packager's review) ----------------
+
+SYSTEMD_219_DEFAULTS = {"StartLimitInterval": 10, "StartLimitBurst": 5}  # (DefaultStartLimit* of 219)
+
+
+def starts_before_refused(service: configparser.SectionProxy, horizon: float = 86400.0):
+    """How many starts systemd 219 makes of a service whose every start fails at once,
+    restarted RestartSec later (Restart=on-failure), before its start limit refuses one;
+    None if it is still restarting after ``horizon`` seconds.  systemd 219 reads the limit
+    in [Service] only, and counts starts in a window that opens at the first start after
+    the last window ran out (its ratelimit_test)."""
+    interval = float(service.get("StartLimitInterval", SYSTEMD_219_DEFAULTS["StartLimitInterval"]))
+    burst = int(service.get("StartLimitBurst", SYSTEMD_219_DEFAULTS["StartLimitBurst"]))
+    restart_sec = float(service["RestartSec"])
+    begin, count, now, starts = None, 0, 0.0, 0
+    while now < horizon:
+        if begin is None or begin + interval < now:
+            begin, count = now, 0
+        if count >= burst:
+            return starts
+        count += 1
+        starts += 1
+        now += restart_sec
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(TOOLSTACK))
+def test_a_daemon_that_keeps_failing_stops_being_retried_and_the_unit_shows_failed(name):
+    parsed = unit(name)
+    service = parsed["Service"]
+    assert service["Restart"] == "on-failure"
+    # where systemd 219 (CentOS 7, a XenServer 8 dom0) reads them; in [Unit] it ignores them
+    assert "StartLimitInterval" in service and "StartLimitBurst" in service, name
+    assert not [key for key in parsed["Unit"] if key.startswith("StartLimit")], name
+    starts = starts_before_refused(service)
+    assert starts is not None, "{}: a failing start is retried every {} s for ever".format(name, service["RestartSec"])
+    assert 3 <= starts <= 10, (name, starts)
+
+
+def test_bad_flags_are_not_retried():
+    """Flags the daemon refuses (exit 2, a bad /etc/sysconfig/xapi-numad) do not mend by themselves."""
+    service = unit("xapi-numad.service")["Service"]
+    assert service.get("RestartPreventExitStatus", "").split() == ["2"]
+    assert daemon.main(["--period", "0"]) == 2
+
+
+def test_a_stop_that_left_pins_is_a_stop_with_its_own_status_not_a_failed_unit():
+    """A SIGTERM whose restores could not all be made (the journal keeps them for the next start)
+    exited 1, as a start that fails does: the unit ended "failed" after every such stop (rpm -e,
+    a reboot).  It exits EXIT_PINS_LEFT, which the unit counts a success (inactive, not failed,
+    no restart) and systemctl status still shows; 1 and 2 stay failures."""
+    service = unit("xapi-numad.service")["Service"]
+    success = service.get("SuccessExitStatus", "").split()
+    assert success == [str(daemon.EXIT_PINS_LEFT)]
+    assert daemon.EXIT_PINS_LEFT not in (0, 1, 2)
+    assert not unit("xapi-numa-rrdd.service")["Service"].get("SuccessExitStatus"), "its stop always exits 0"

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import xmlrpc.client
 
 import pytest
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.skipif(sys.version_info < (3, 7), reason="the RPM build
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "opt/xapi-numa"
 OUTSIDE_PREFIX = {"etc/xapi.d/plugins/numa", "usr/bin/xapi-numa", "usr/bin/xapi-numad", "usr/bin/xapi-numa-rrdd",
-                  "usr/lib/systemd/system/xapi-numad.service", "usr/lib/systemd/system/xapi-numa-rrdd.service"}
+                  "usr/lib/systemd/system/xapi-numad.service", "usr/lib/systemd/system/xapi-numa-rrdd.service",
+                  "usr/lib/tmpfiles.d/xapi-numa.conf", "var/lib/xapi-numa", "run/xapi-numa"}
 GLIBC_MAX = (2, 17)
 
 
@@ -170,15 +172,17 @@ def rpm_query(*args):
 
 def test_each_commit_builds_a_release_that_upgrades_the_last(rpm_file):
     """Every RPM was xapi-numa-0.1.0-1: ``rpm -U`` of a later build said it was already
-    installed, so no upgrade (and no restart scriptlet) could happen."""
+    installed, so no upgrade (and no restart scriptlet) could happen.  The release is the
+    commit's committer time (tests/test_pkg_rpm_release.py: the same from a shallow clone)."""
     release = rpm_query("-qp", "--queryformat", "%{RELEASE}", rpm_file)
-    count = subprocess.run(["git", "-C", ROOT, "rev-list", "--count", "HEAD"], stdout=subprocess.PIPE,
+    stamp = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%ct", "HEAD"], stdout=subprocess.PIPE,
                            universal_newlines=True).stdout.strip()
-    if not count:
+    if not stamp:
         assert release == "0.local"
         return
-    # rpm compares the count first; an edited tree's build is newer than its commit's
-    assert re.fullmatch(re.escape(count) + r"\.g[0-9a-f]{7,}(\.dirty[0-9]{14})?", release), release
+    committed = time.strftime("%Y%m%d%H%M%S", time.gmtime(int(stamp)))
+    # rpm compares the time first; an edited tree's build is newer than its commit's
+    assert re.fullmatch(committed + r"\.g[0-9a-f]{7,}(\.dirty[0-9]{14})?", release), release
 
 
 def test_payload_is_ours_only_and_has_no_xenapi(rpm_file):
@@ -193,6 +197,18 @@ def test_payload_is_ours_only_and_has_no_xenapi(rpm_file):
         assert PREFIX + "/" + needed in files, needed
     assert [f for f in files if re.search(r"_cffi_backend\.cpython-36m-x86_64-linux-gnu\.so$", f)]
     assert not [f for f in files if "_libxenuma" in f], "no API-mode module built for the build machine's Python"
+
+
+def test_the_bundled_distributions_licenses_are_named_and_shipped(rpm_file):
+    """PyPI's attrs, cffi and pycparser as the RPM bundles them: each license file their
+    wheels carry is marked %license, and License: names their licenses."""
+    license_tag = rpm_query("-qp", "--queryformat", "%{LICENSE}", rpm_file)
+    assert license_tag == "LGPL-2.1-only AND MIT AND BSD-3-Clause", license_tag
+    listed = rpm_query("-qp", "--queryformat", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", rpm_file).splitlines()
+    marked = sorted(path for flags, path in (line.split(" ", 1) for line in listed) if "l" in flags)
+    lib = "/" + PREFIX + "/lib/python/"
+    assert marked == [lib + "attrs-22.2.0.dist-info/LICENSE", lib + "cffi-1.15.1.dist-info/LICENSE",
+                      lib + "pycparser-2.21.dist-info/LICENSE"], marked
 
 
 def test_requirements_name_xen_and_old_glibc_only(rpm_file):
@@ -215,24 +231,30 @@ def test_scripts_enable_and_stop_the_daemon(rpm_file):
 
 
 def spec_scriptlet(name: str) -> str:
-    """The body of scriptlet ``%name`` of the spec."""
+    """The body of scriptlet ``%name`` of the spec, with the spec's own shell macros
+    (``%define xn_... \\`` lines) expanded as rpmbuild expands them."""
     text = open(os.path.join(ROOT, "packaging", "xapi-numa.spec")).read()
     body = text.split("\n%{}\n".format(name), 1)[1]
-    return re.split(r"\n%[a-z]+\n", "\n" + body, 1)[0]
+    body = re.split(r"\n%[a-z]+\n", "\n" + body, 1)[0]
+    for macro, definition in re.findall(r"^%define (xn_\w+) ((?:.*\\\n)*.*)$", text, re.M):
+        body = body.replace("%{" + macro + "}", definition.replace("\\\n", "\n").replace("%%", "%"))
+    return body
 
 
 START = "start xapi-numad.service xapi-numa-rrdd.service"
 RESTART = "try-restart xapi-numad.service xapi-numa-rrdd.service"
 RELINK = ["is-enabled --quiet xapi-numa-rrdd.service", "reenable xapi-numa-rrdd.service"]
+TMPFILES = "systemd-tmpfiles --create /usr/lib/tmpfiles.d/xapi-numa.conf"
 
 
 @pytest.mark.parametrize("steps, systemd_runs, calls", [
     ([("post", 1), ("posttrans", 0)], False, ["enable xapi-numad.service xapi-numa-rrdd.service"]),  # a chroot
-    ([("post", 1), ("posttrans", 0)], True, ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload",
-                                             START]),
+    ([("post", 1), ("posttrans", 0)], True, ["enable xapi-numad.service xapi-numa-rrdd.service", TMPFILES,
+                                             "daemon-reload", START]),
     # an upgrade: the new %post, the old %preun and %postun, the new %posttrans; it restarts
     # only at the end, and re-links an enabled metrics plugin (wanted by xcp-rrdd since 2026-12-05)
-    ([("post", 2), ("preun", 1), ("postun", 1), ("posttrans", 0)], True, RELINK + ["daemon-reload", RESTART]),
+    ([("post", 2), ("preun", 1), ("postun", 1), ("posttrans", 0)], True,
+     RELINK + [TMPFILES, "daemon-reload", RESTART]),
     ([("post", 2), ("preun", 1), ("postun", 1), ("posttrans", 0)], False, RELINK),
     ([("preun", 0)], False, ["xapi-numad --hand-back --no-xapi", "disable xapi-numad.service xapi-numa-rrdd.service"]),
     ([("preun", 0)], True, ["stop xapi-numad.service xapi-numa-rrdd.service", "xapi-numad --hand-back --no-xapi",
@@ -245,27 +267,63 @@ def test_scriptlets_enable_offline_and_start_only_where_systemd_runs(tmp_path, s
     """Installed where systemd is not running (a host installer's supplemental pack, an
     image build, rpm --root) the units were never enabled: nothing ran at any boot.  The
     scriptlets run here in rpm's order (tests/test_pkg_rpm_upgrade.py runs them in rpm)."""
+    done, _ = run_scriptlets(tmp_path, steps, systemd_runs)
+    assert done == calls
+
+
+SYSTEMCTL_FAILS = "echo \"Failed to $1 unit: Access denied\" >&2; echo 'See system logs' >&2; exit 1\n"
+
+
+def run_scriptlets(tmp_path, steps, systemd_runs, systemctl_fails=False):
+    """The spec's scriptlets run in order with a recording systemctl (failing, with two
+    lines of complaint, where ``systemctl_fails``): what was called, and their stderr."""
     if shutil.which("sh") is None:
         pytest.skip("no sh")
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
-    (bin_dir / "systemctl").write_text("#!/bin/sh\necho \"$*\" >> {}\n".format(log))
-    (bin_dir / "systemctl").chmod(0o755)
+    fails = SYSTEMCTL_FAILS if systemctl_fails else ""
+    (bin_dir / "systemctl").write_text("#!/bin/sh\necho \"$*\" >> {}\n{}".format(log, fails))
+    (bin_dir / "systemd-tmpfiles").write_text("#!/bin/sh\necho \"systemd-tmpfiles $*\" >> {}\n".format(log))
     # the removal hands back dom0's backend work: a daemon that fails (no Xen here) must not stop it
     (bin_dir / "xapi-numad").write_text("#!/bin/sh\necho \"xapi-numad $*\" >> {}\nexit 1\n".format(log))
-    (bin_dir / "xapi-numad").chmod(0o755)
+    for name in ("systemctl", "systemd-tmpfiles", "xapi-numad"):
+        (bin_dir / name).chmod(0o755)
     run_dir = tmp_path / "run-systemd-system"
     if systemd_runs:
         run_dir.mkdir()
     env = dict(os.environ, PATH="{}:{}".format(bin_dir, os.environ.get("PATH", "")))
+    errors = []
     for scriptlet, arg in steps:
         script = spec_scriptlet(scriptlet).replace("/run/systemd/system", str(run_dir)).replace(
             "/usr/bin/xapi-numad", str(bin_dir / "xapi-numad")).replace(
-            "%{xn_services_todo}", str(tmp_path / "services-todo")).replace("%{xn_prefix}", str(tmp_path / "prefix"))
-        done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, timeout=30)
-        assert done.returncode == 0
-    assert (log.read_text().splitlines() if log.exists() else []) == calls
+            "%{xn_services_todo}", str(tmp_path / "services-todo")).replace(
+            "%{xn_prefix}", str(tmp_path / "prefix")).replace("%{xn_tmpfilesdir}", "/usr/lib/tmpfiles.d")
+        done = subprocess.run(["sh", "-e", "-c", script, "scriptlet", str(arg)], env=env, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=30)
+        assert done.returncode == 0, "a failure in %{} failed the RPM transaction: {}".format(scriptlet, done.stderr)
+        errors += done.stderr.splitlines()
     assert not (tmp_path / "services-todo").exists()
+    return (log.read_text().splitlines() if log.exists() else []), errors
+
+
+@pytest.mark.parametrize("steps, failing", [
+    ([("post", 1), ("posttrans", 0)], ["enable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload", START]),
+    ([("preun", 0), ("postun", 0)], ["stop xapi-numad.service xapi-numa-rrdd.service",
+                                     "disable xapi-numad.service xapi-numa-rrdd.service", "daemon-reload"]),
+])
+def test_a_step_that_fails_in_a_scriptlet_is_one_warning_line_and_the_transaction_goes_on(tmp_path, steps, failing):
+    """An enable (or start, stop, disable, reload) that failed was silent (``>/dev/null 2>&1
+    || :``): the admin learnt only at the next boot that nothing ran.  Each failure is one
+    line on stderr naming the command, systemctl's first line and what to run."""
+    _, errors = run_scriptlets(tmp_path, steps, systemd_runs=True, systemctl_fails=True)
+    ours = [line for line in errors if "xapi-numad --hand-back failed" not in line]
+    assert len(ours) == len(failing), errors
+    for line, command in zip(ours, failing):
+        verb = command.split()[0]
+        assert line.startswith("xapi-numa: warning: 'systemctl {}' failed (exit 1: Failed to {} unit: Access denied); "
+                               .format(command, verb)), line
+        assert "run systemctl " + verb in line, line
+    assert not [line for line in errors if "See system logs" in line], "more than one line per failure"
 
 
 @pytest.fixture

@@ -295,7 +295,7 @@ def test_xapi_numad_keeps_working_over_damaged_rows(host, capsys):
     code = daemon.main(["--backend", "sim:" + host.path, "--cycles", "3", "--period", "0.05", "--no-xapi",
                         "--ledger", host.db_path])
     err = capsys.readouterr().err
-    assert code == 1 and "temporary pins left at stop" in err, err
+    assert code == daemon.EXIT_PINS_LEFT and "temporary pins left at stop" in err, err
     assert "table temp_pin, row uuid='{}', vcpu=0: column pinned_to holds 'garbage'".format(UUID) in err, err
     assert "table memory_move, row uuid='{}': column report holds".format(UUID) in err, err
     assert '"event": "stopped"' in err and "Traceback" not in err, err

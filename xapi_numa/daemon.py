@@ -36,6 +36,11 @@ LOG = runtime.LOG
 # seconds a stopping daemon waits for another process's lock on the state database: systemd's
 # TimeoutStopSec (90) must cover a wait of a cycle's (60) and the restores
 STOP_DB_WAIT_S = 5.0
+# exit status of a stop that could not put every temporary pin back (the journal keeps them,
+# the next start restores them; the error line says which): EX_TEMPFAIL, a status of its own
+# so that the unit can count it a stop (SuccessExitStatus=75, not "failed") while a start that
+# fails (1) and bad flags (2) stay failures, and systemctl status still shows it
+EXIT_PINS_LEFT = 75
 
 
 class JsonFormatter(logging.Formatter):
@@ -277,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
                 reader.close()  # its thread stops; one in a call to a wedged xapi is not waited for
         log_event(LOG, logging.INFO, "stopped", cycles=rt.cycles, writes=rt.writes)
         os.close(lock)
-        return 0 if restored else 1
+        return 0 if restored else EXIT_PINS_LEFT
     except NumaError as err:
         print("xapi-numad: error: {}".format(err.message), file=sys.stderr)
         return 1
