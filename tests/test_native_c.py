@@ -162,11 +162,19 @@ print("after recover: paused", next(d for d in hv.domains() if d.domid == 1).pau
       "notes", len(notes))
 # a scan's probe pause beside a running move: each under its own record (they shared one,
 # and the scan made the move fail EBUSY)
+# The move starts once the scan's first pass over the paused guest is over: a frame the
+# scan still maps cannot be freed (that move would rightly say "verify", a frame stuck);
+# the pass maps the guest's RAM 1024 pages at a time (pagescan.c's SCAN_CHUNK).
+import ctypes
+unmaps = ctypes.CDLL("libxenctrl.so.4.17").fake_xc_paused_unmaps
+unmaps.restype = ctypes.c_uint32
+passes = -(-sum(1 for c in hv.memory_map(1).classes if c == 0) // 1024)
+before = unmaps()
 pid = os.fork()
 if pid == 0:
-    hv.memory_map(1, probe_ms=3000)
+    hv.memory_map(1, probe_ms=8000)
     os._exit(0)
-while not next(d for d in hv.domains() if d.domid == 1).paused:
+while unmaps() - before < passes:
     time.sleep(0.05)
 beside = hv.move_pages(1, ram, 1)
 os.waitpid(pid, 0)
@@ -231,7 +239,6 @@ os.waitpid(pid, 0)
 print("beside a scan:", kept.stage, "still paused", still, "records", os.listdir(run))
 # a mover killed between raising max_pages (the toolstack had capped it) and giving it back:
 # recovery sets the toolstack's value again, from the batch record, and says so
-import ctypes
 xc = ctypes.CDLL("libxenctrl.so.4.17")
 def max_pages_of_1():
     return next(d for d in hv.domains() if d.domid == 1).max_memory // 4096

@@ -91,6 +91,7 @@ struct model {
     uint8_t gnttab[4096];             /* its one shared grant frame (v1: 512 entries) */
     int backend_copies;               /* a backend grant-copies into every granted frame ... */
     uint32_t backend_copied;          /* ... at the next release (counted) */
+    uint32_t paused_unmaps;           /* dom0 mappings of domid 1 undone while it was paused */
 };
 
 static struct model *M;
@@ -245,6 +246,21 @@ void fake_xc_set_node_room(unsigned int node, uint32_t frames)
 {
     model();
     M->node_room[node] = frames;
+}
+
+/* fake_xenforeignmemory.c tells each unmap of domid 1's frames: a test waits on the count
+ * to know a scan's pass over a paused guest is over (no frame of it still mapped). */
+void fake_xc_note_unmap(uint32_t domid)
+{
+    model();
+    if (domid == 1 && M->pause[1])
+        M->paused_unmaps++;
+}
+
+uint32_t fake_xc_paused_unmaps(void)
+{
+    model();
+    return M->paused_unmaps;
 }
 
 int fake_xc_pause_count(uint32_t domid)

@@ -24,6 +24,7 @@ int fake_xc_machine_fd(void);
 long fake_xc_gfn_frame(uint32_t domid, uint64_t gfn);
 void fake_xc_frame_get(long mfn);
 void fake_xc_frame_put(long mfn);
+void fake_xc_note_unmap(uint32_t domid);
 const uint8_t *fake_xc_grant_table(void);
 int xc_domain_decrease_reservation(void *xch, uint32_t domid, unsigned long nr_extents, unsigned int extent_order,
                                    xen_pfn_t *extent_start);
@@ -34,6 +35,7 @@ struct mapping {
     struct mapping *next;
     uint8_t *addr;
     size_t pages;
+    uint32_t dom;
     long frames[];   /* -1 where nothing was mapped */
 };
 
@@ -106,6 +108,7 @@ void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot
         return NULL;
     }
     m->pages = pages;
+    m->dom = dom;
     for (i = 0; i < pages; i++) {
         long mfn = fake_xc_gfn_frame(dom, arr[i]);
         m->frames[i] = -1;
@@ -140,6 +143,7 @@ int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pag
     for (i = 0; i < pages; i++)
         if (m->frames[i] >= 0)
             fake_xc_frame_put(m->frames[i]);
+    fake_xc_note_unmap(m->dom);
     free(m);
     fake_fmem_live_mappings--;
     return 0;
