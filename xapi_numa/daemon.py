@@ -199,7 +199,10 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
                 log_event(LOG, logging.INFO, "cycle", **stats)
         except Exception as err:  # noqa: BLE001 - one bad cycle must not end the daemon
             message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)
-            failures.failed(message, time.monotonic())
+            if rt.db.refused is None:  # (that one is said once, as the daemon stops on it)
+                failures.failed(message, time.monotonic())
+        if rt.db.refused is not None:  # replaced by a newer version's file: no cycle can work, nor a stop's restore
+            raise rt.db.refused
         if cycles and rt.cycles >= cycles:
             break
         # sleep in small steps so that SIGTERM ends us promptly

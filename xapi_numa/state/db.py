@@ -18,6 +18,8 @@ What this module guarantees beyond SQLite:
   the file it had (:data:`CARRIED`) are written into the new one;
 * every SQLite failure becomes a :class:`~xapi_numa.errors.StateError` that
   names the file and what to do;
+* a file of a newer schema than this code's (a downgrade) is refused, unread and
+  unchanged, with a StateError naming both versions and what the admin can do;
 * a query or a dry run (:func:`open_to_read`) creates nothing: where there is no
   file yet, it reads an empty database in memory, not one it made on disk.
 """
@@ -91,6 +93,9 @@ class Database:
         self.in_memory = in_memory
         self._db: Optional[sqlite3.Connection] = None
         self._identity: Optional[Tuple[int, int]] = None
+        # set while the file is of a newer schema than this code's (refused at each open):
+        # xapi-numad stops on it rather than fail every cycle
+        self.refused: Optional[StateError] = None
         self.busy_timeout = BUSY_TIMEOUT_S
         self._open()
 
@@ -139,6 +144,9 @@ class Database:
                 raise self._failure("open", err) from None
             try:
                 self._setup(db)
+            except StateError:  # (a file of a newer schema: said, and left as it is)
+                db.close()
+                raise
             except sqlite3.OperationalError as err:
                 db.close()
                 last = err
@@ -162,21 +170,42 @@ class Database:
             raise self._failure("set up", err) from None
         self._db = db
 
-    @staticmethod
-    def _setup(db: sqlite3.Connection) -> None:
+    def _setup(self, db: sqlite3.Connection) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`; one of a newer schema is refused before
+        anything is written to it (not even its journal mode)."""
+        self._check_schema(db.execute("PRAGMA user_version").fetchone()[0])
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             return
         db.execute("BEGIN IMMEDIATE")
         try:
-            create_or_upgrade(db)
-            db.execute("PRAGMA user_version={}".format(SCHEMA_VERSION))
+            # read again under the write lock: another process may have set it up meanwhile,
+            # perhaps a newer version, whose number written over would hide its schema from it
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            self._check_schema(found)
+            if found < SCHEMA_VERSION:
+                create_or_upgrade(db)
+                db.execute("PRAGMA user_version={}".format(SCHEMA_VERSION))
             db.execute("COMMIT")
         except BaseException:
             _end(db, "ROLLBACK")  # (SQLite may have ended it: the error to report is the first)
             raise
+
+    def _check_schema(self, found: int) -> None:
+        """Refuse a file of a schema newer than this code's (:attr:`refused` says so after)."""
+        if found <= SCHEMA_VERSION:
+            self.refused = None
+            return
+        self.refused = StateError(
+            "state database {}: its schema is version {}, newer than version {} that this xapi-numa knows "
+            "(a newer xapi-numa wrote it: was the package downgraded?); nothing in it was read or changed. "
+            "Upgrade xapi-numa again, or {} (what it holds is then lost: the reservations of VM starts under "
+            "way, the journals that undo xapi-numad's temporary pins and dom0 backend affinity, which stay as "
+            "they are, the home-move log and the memory-move records)".format(self.path, found, SCHEMA_VERSION,
+                                                                               AFRESH))
+        raise self.refused
 
     def _failure(self, what: str, err: Exception) -> StateError:
         text = str(err)
