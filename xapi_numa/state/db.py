@@ -40,9 +40,11 @@ BUSY_TIMEOUT_S = 60.0  # how long a transaction waits for another process's writ
 AFRESH = "stop xapi-numad, then move the database and its -wal and -shm files aside to start afresh"
 # What a process that finds its file deleted or replaced writes into the new one: the undo
 # journals of what it did to the world (temporary pins, backend threads' and IRQs' affinity,
-# soft affinity noted before a home move) and the home-move log (the hold-down).  Not the
-# reservations or memory moves: the room they count may have been promised anew meanwhile.
-CARRIED = ("temp_pin", "backend_affinity", "home_move_intent", "home_move")
+# soft affinity noted before a home move), the masks its backend writes moved threads off
+# (the next look counts a thread still on one as its own, not an admin's) and the home-move
+# log (the hold-down).  Not the reservations or memory moves: the room they count may have
+# been promised anew meanwhile.
+CARRIED = ("temp_pin", "backend_affinity", "backend_moved_from", "home_move_intent", "home_move")
 
 
 def default_path() -> str:
