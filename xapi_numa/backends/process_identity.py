@@ -5,8 +5,10 @@ A process is its machine's boot id (:mod:`.boot`), its pid and its start time
 (field 22 of ``/proc/<pid>/stat``): a pid used again later belongs to a process
 that started at another time.  A holder is gone only when it is of this boot
 and ``/proc`` has no such process (no pid, or one that started at another
-time).  Whatever cannot be told for sure (another boot id, this boot's id
-unreadable, ``/proc`` unreadable) is not gone: the token then goes by its time.
+time), or has it only as a zombie with no thread left running (exited, not yet
+reaped by its parent: it has run its last instruction, whenever it is reaped).
+Whatever cannot be told for sure (another boot id, this boot's id unreadable,
+``/proc`` unreadable) is not gone: the token then goes by its time.
 The readers are arguments, so that tests can stand in for ``/proc``.
 """
 import os
@@ -17,7 +19,10 @@ from xapi_numa.core.numbers import is_decimal
 from xapi_numa.core.owner_token import Holder
 
 STAT_PATH = "/proc/{}/stat"
-START_FIELD = 22  # starttime, in stat(5)'s numbering (comm is field 2)
+STATE_FIELD = 3  # state, in stat(5)'s numbering (comm is field 2)
+THREADS_FIELD = 20  # num_threads
+START_FIELD = 22  # starttime
+EXITED = ("Z", "X")  # zombie, dead
 
 Reader = Callable[[str], Optional[str]]  # a file's text; None if it is not there; OSError if it cannot tell
 BootId = Callable[[], str]  # this boot's id, "" if unknown (:func:`.boot.boot_id`)
@@ -52,15 +57,30 @@ def read_proc(path: str) -> Optional[str]:
         return None
 
 
-def start_time(stat: str) -> Optional[int]:
-    """The start time in a ``/proc/<pid>/stat`` text, or None if it has none.  The
-    fields are read after the last ``)``: comm, in parentheses, may hold spaces and ``)``."""
+def _field(stat: str, number: int) -> Optional[str]:
+    """Field ``number`` (stat(5)'s numbering, from 3) of a ``/proc/<pid>/stat`` text, or None if
+    it has none.  The fields are read after the last ``)``: comm, in parentheses, may hold
+    spaces and ``)``."""
     _, paren, rest = stat.rpartition(")")
     fields = rest.split()  # fields 3 (state) onwards
-    index = START_FIELD - 3
-    if not paren or len(fields) <= index or not is_decimal(fields[index]):
-        return None
-    return int(fields[index])
+    index = number - STATE_FIELD
+    return fields[index] if paren and len(fields) > index else None
+
+
+def start_time(stat: str) -> Optional[int]:
+    """The start time in a ``/proc/<pid>/stat`` text, or None if it has none."""
+    value = _field(stat, START_FIELD)
+    return int(value) if value is not None and is_decimal(value) else None
+
+
+def exited(stat: str) -> bool:
+    """Has the process of a ``/proc/<pid>/stat`` text run its last instruction: dead, or a
+    zombie with no thread left running?  A leader thread that ended before the others shows as
+    a zombie too, while they run: its process counts more than one thread then."""
+    state, threads = _field(stat, STATE_FIELD), _field(stat, THREADS_FIELD)
+    if state == "X":
+        return True
+    return state == "Z" and threads is not None and is_decimal(threads) and int(threads) <= 1
 
 
 def this_process(read: Reader = read_proc, this_boot: BootId = boot.boot_id,
@@ -90,4 +110,4 @@ def gone(holder: Holder, read: Reader = read_proc, this_boot: BootId = boot.boot
     if stat is None:
         return no_such_pid(holder.pid, signal0)
     start = start_time(stat)
-    return start is not None and start != holder.start
+    return start is not None and (start != holder.start or exited(stat))
