@@ -6,7 +6,7 @@
 import argparse
 import json
 import sys
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import memory_move as pagemove
@@ -80,6 +80,8 @@ def render_plan(d: dict) -> str:
              "target:   node {} can take {} pages".format(d["to"], d["target_free_pages"])
              + ("; only vnode {}'s pages, whole".format(d["vnode"]) if d.get("vnode") is not None else ""),
              "skip set:" + ("" if d["skipped"] else "  nothing")]
+    # (a move recovers first; the plan is of the memory as it is now)
+    lines[:0] = ["recovery: " + render.cell(note) for note in d.get("recovery_pending", ())]
     for reason, gfns in sorted(d["skipped_gfns"].items()):
         lines.append("  {:<10} {:>6}  {}   ({})".format(reason, d["skipped"][reason], gfns,
                                                        pagemove.SKIP_EXPLAINED[reason]))
@@ -148,7 +150,10 @@ def cmd_move_memory(args) -> int:
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
     guest_cpus, xapi = _xapi_view(args, hv, to)
-    if args.lock_fd is None:
+    pending = []
+    if args.dry_run:  # changes nothing: says what the move's recovery would do first
+        pending = move_recovery.pending(hv, MoveJournal(db))
+    elif args.lock_fd is None:
         move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
     lock = None
     with common.flag_names(MOVE_FLAGS):
@@ -160,7 +165,7 @@ def cmd_move_memory(args) -> int:
             plan, lock = move_memory.claim(hv, ledger, args.vm, to, max_bytes, args.batch, args.probe_ms,
                                            args.allow_fallback, args.skip, args.vnode, args.lock_fd, guest_cpus)
     if args.dry_run:
-        common.emit(args, dict(plan.to_dict(), xapi=xapi), _saying_xapi(render_plan))
+        common.emit(args, dict(plan.to_dict(), xapi=xapi, recovery_pending=pending), _saying_xapi(render_plan))
         return 0
     show = None if args.json or not sys.stderr.isatty() else _progress_bar(sys.stderr)
     # xapi is asked before each batch whether a live migration or suspend of the VM has started
@@ -189,17 +194,29 @@ def cmd_move_memory(args) -> int:
 
 def cmd_memory_moves(args) -> int:
     journal = MoveJournal(common.ledger_to_read(args).db)  # (--recover: a dead mover's row, if there is one)
+    # only --recover recovers; the listing says what recovery would do
     notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
+    pending = [] if args.recover else _pending(args, journal)
     rows = [r.to_dict() for r in journal.rows()]
     if args.vm is not None:
         rows = _moves_of(rows, args.vm, common.hypervisor(args))
-    value = {"moves": rows, "migrations": rows, "recovered": notes}  # "migrations": the first version's key
-    common.emit(args, value, lambda v: "\n".join(["recovered: " + n for n in notes] + [render.table(
+    value = {"moves": rows, "migrations": rows, "recovered": notes,  # "migrations": the first version's key
+             "recovery_pending": pending}
+    said = ["recovered: " + n for n in notes] + ["recovery: " + n for n in pending]
+    common.emit(args, value, lambda v: "\n".join([render.cell(n) for n in said] + [render.table(
         ["vm", "to", "state", "moved", "planned", "max pause", "error"],
         [[r["report"].get("vm", r["uuid"]), str(r["to"]), r["state"], str(r["report"].get("moved_pages", 0)),
           str(r["report"].get("planned_pages", 0)), "{} ms".format(r["report"].get("pause_max_ms", 0)),
           r["report"].get("error", "")] for r in rows])]))
     return 0
+
+
+def _pending(args, journal: MoveJournal) -> List[str]:
+    """What recovery would do (the listing reads the journal whatever the hypervisor says)."""
+    try:
+        return move_recovery.pending(common.hypervisor(args), journal)
+    except NumaError as err:
+        return ["cannot tell what recovery would do: {}".format(err.message)]
 
 
 def _moves_of(rows: list, vm: str, hv) -> list:
@@ -253,7 +270,8 @@ def register(sub) -> None:
     q = sub.add_parser("memory-moves", aliases=["migrations"], help="memory moves in progress or done")
     q.add_argument("vm", nargs="?", help="only this VM (name, domid or UUID)")
     q.add_argument("--recover", action="store_true",
-                   help="also finish what a dead mover left (done by every move anyway)")
+                   help="also finish what a dead mover left (done by every move and by xapi-numad anyway; "
+                        "without it, what is left is only listed)")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_memory_moves)

@@ -5,11 +5,11 @@ the guest's memory and plans the move (the pure planning is
 :mod:`xapi_numa.core.memory_move`); ``run`` drives the Hypervisor port batch
 by batch, paced, recording progress in the move journal
 (:mod:`xapi_numa.state.moves`).  A VM whose mover died is handed to the
-backend's ``recover_move`` (by the next move, the daemon, or the status
-query), which puts back a batch left inside its pause window from its batch
-record and unpauses the domain (:mod:`xapi_numa.ops.move_recovery`).  After a
-move the VM's node affinity and soft affinity follow its memory (the one rule
-of :mod:`xapi_numa.core.affinity_fixup`, applied by the executor).
+backend's ``recover_move`` (by the next move, the daemon or ``memory-moves
+--recover``; a dry run or a status query only says so), which puts back a
+batch left inside its pause window from its batch record and unpauses the
+domain (:mod:`xapi_numa.ops.move_recovery`).  After a move the VM's node and
+soft affinity follow its memory (:mod:`xapi_numa.core.affinity_fixup`'s rule).
 
 (xapi's "migrate" is a VM migration; this moves pages inside one host.  The CLI's
 ``migrate`` and the plugin's ``migrate_memory`` are the first version's names.)

@@ -7,9 +7,11 @@ copy back refused), when the guest must not run on missing or zeroed memory.
 Either way the backend's ``recover_move`` backs what is unbacked, writes the
 saved contents back from the record and unpauses the domain.  This module
 decides when: :func:`recover` for movers that are gone (run by the next move,
-xapi-numad's upkeep and the status query), then for any batch record no journal
-row led to (a foreground scan killed in its probe pause, a VM restarted under a
-new domid), and :func:`finish_kept_batch` at once, by the mover whose batch it was.
+xapi-numad's upkeep and ``memory-moves --recover``), then for any batch record no
+journal row led to (a foreground scan killed in its probe pause, a VM restarted
+under a new domid), and :func:`finish_kept_batch` at once, by the mover whose
+batch it was.  A dry run and a status query change nothing: :func:`pending` says
+what recovery would do, and who does it.
 """
 import errno
 from typing import List, Tuple
@@ -20,6 +22,40 @@ from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.moves import INTERRUPTED, RUNNING, MoveJournal, MoveRecord
 
 BUSY_TRIES, BUSY_WAIT_S = 50, 0.2  # another recovery of the same record: a move's is well under 10 s
+WHO_RECOVERS = "recovery pending: `xapi-numa memory-moves --recover` or xapi-numad's next cycle does it"
+
+
+def pending(hv: Hypervisor, journal: MoveJournal) -> List[str]:
+    """What :func:`recover` would do now, doing none of it (for a dry run and a status
+    query): a running row whose mover is gone, and a batch record no live mover's row
+    accounts for.  The guest, its batch record and the journal are left as they are."""
+    notes: List[str] = []
+    records = set(hv.batch_records())
+    domains = {d.uuid: d for d in hv.domains()}
+    for row in journal.rows():
+        if row.state != RUNNING:
+            continue
+        d = domains.get(row.uuid)
+        domid = row.domid if d is None else d.domid
+        if journal.mover_alive(row.uuid):
+            records.discard(domid)  # its mover's own batch, in flight
+            continue
+        name = row.report.get("vm") or row.uuid
+        if d is None:
+            what = "VM {} no longer runs here".format(name)
+        elif domid in records:
+            what = "domain {} ({}) {} with its batch record".format(domid, name, "stays paused" if d.paused else "runs")
+        else:
+            what = "its journal row still says running (a new move of {} is refused until then)".format(name)
+        error = row.report.get("error")
+        notes.append("the mover of VM {} (process {}) died{}; {}; {}".format(
+            name, row.pid, " after: {}".format(error) if error else "", what, WHO_RECOVERS))
+        records.discard(domid)
+    for domid in sorted(records):
+        notes.append("domain {} has a page-move batch record no live mover's journal row accounts for (a mover "
+                     "or a --probe-ms scan killed in its pause window, or a scan pausing it now); {}".format(
+                         domid, WHO_RECOVERS))
+    return notes
 
 
 def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:

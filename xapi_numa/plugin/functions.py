@@ -246,7 +246,6 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     journal = MoveJournal(ctx.ledger_to_read.db)  # (no database: no move was ever made here, none to recover)
-    recovered = move_recovery.recover(ctx.hv, journal)
     row = journal.status(uuid)
     if row is None:
         xapi.vm_ref(ctx.session, uuid)
@@ -254,7 +253,7 @@ def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
         elsewhere = ctx.located(NotRunning(uuid)).host_uuid
         return {"vm": uuid, "state": "none", "running_on": elsewhere or None}
     return dict(row.report, vm=uuid, state=row.state, to=row.to, pid=row.pid, updated=row.updated,
-                recovered=recovered)
+                recovery_pending=move_recovery.pending(ctx.hv, journal))  # a query: what recovery would do
 
 
 def homing(ctx: Context, args: Dict[str, str]) -> dict:
