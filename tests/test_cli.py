@@ -76,7 +76,8 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "1G", "--load", "spiky"], "--load: unknown"),
     (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "11,21;21,10"], "--distances: "),
-    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"], "--memory: 100G does not fit: "),
+    (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"],
+     "--memory: '100G' is too large: more than 3.6G (allowed: 1M .. 3.6G (the host's free memory after "),
     (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
     (["sim", "unpause", "{host}", "Domain-0"], "VM: dom0 cannot be unpaused (allowed: a guest's domid, name or UUID)"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
@@ -84,9 +85,10 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "init", "{host}", "--nodes", "64", "--cpus-per-node", "512", "--memory-per-node", "1G"],
      "at most 4096 pCPUs"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1024P"],
-     "--memory-per-node: 1024P (allowed: 64M .. 64T)"),
+     "--memory-per-node: '1024P' is too large: more than 64T (allowed: 64M .. 64T (one node), as "),
     (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
-      "--dom0-memory", "2G"], "--dom0-memory: 2G (allowed: 64M .. half the host (1G))"),
+      "--dom0-memory", "2G"],
+     "--dom0-memory: '2G' is too large: more than 1G (allowed: 64M .. 1G (half the host), as "),
     (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--dom0-vcpus", "100"], "--dom0-vcpus: 100 (allowed: 1..4"),
     (["sim", "create", "{host}", "", "--vcpus", "1", "--memory", "64M"], "name: ''"),
@@ -168,7 +170,8 @@ def test_place_reserve_list_release(host, capsys, monkeypatch):
      "node 0 has"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "-1"], "--ttl"),
     (["place", "--vcpus", "1", "--memory", "1G", "--ttl", "123456789"], "--ttl: 123456789 (allowed"),
-    (["place", "--vcpus", "1", "--memory", "2P"], "--memory: 2048T for one VM (allowed: 1 byte .. 1P)"),
+    (["place", "--vcpus", "1", "--memory", "2P"],
+     "--memory: '2P' is too large: more than 1P (allowed: 1B .. 1P (one VM)"),
 ])
 def test_place_errors(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")
@@ -268,7 +271,7 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
 @pytest.mark.parametrize("argv, fragment", [
     (["--xl", "--json"], "--xl: not with --json"),
     (["--xl", "--apply"], "--xl: not with --apply"),
-    (["--dynamic-min", "4G"], "--dynamic-min: 4G is above --memory (512M)"),
+    (["--dynamic-min", "4G"], "--dynamic-min: '4G' is too large: more than 512M (allowed: 512M .. 512M (--memory: "),
     (["--mode", "strict", "--policy-nodes", "x"], "--policy-nodes: bad entry 'x'"),
     (["--split", "2"], "--split: 2 is no half of a split host (allowed: 0 or 1)"),
     (["--nodes", "0,0"], "--nodes: node 0 is listed twice in '0,0'"),

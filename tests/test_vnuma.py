@@ -263,7 +263,7 @@ def test_libxenuma_checks_a_layout_before_any_hypercall():
 
 
 @pytest.mark.parametrize("guest, field, allowed", [
-    (vnuma.GuestSpec("hvm", 2, 4 * MiB + 1), "memory", "a multiple of 4 KiB"),
+    (vnuma.GuestSpec("hvm", 2, 4 * MiB + 1), "memory", "(one VM, in whole 4K pages)"),
     (vnuma.GuestSpec("hvm", 100000, 4 * GiB), "vcpus", "1..4096"),
 ])
 def test_a_guest_vnuma_cannot_lay_out_is_refused_by_name(guest, field, allowed):

@@ -12,7 +12,7 @@ from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.cpuset import parse_ids
 from xapi_numa.core.vcpu_mask import MAX_CPU_ID
-from xapi_numa.core.units import SIZE_SYNTAX, parse_size
+from xapi_numa.core.units import parse_size
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 from xapi_numa.ops import move_memory, move_policy, move_recovery, move_refusals, reserve
 from xapi_numa.ops.observe import domain_by_name_or_id
@@ -146,7 +146,7 @@ def cmd_move_memory(args) -> int:
     to = pagemove.parse_node(args.to, "--to")
     if not 1 <= args.verify_chunk <= 8192:
         raise InvalidArgument("--verify-chunk", "{}".format(args.verify_chunk), "1..8192 pages")
-    max_bytes = parse_size(args.max, "--max") if args.max else None
+    max_bytes = parse_size(args.max, "--max", pagemove.MOVE_MAX) if args.max else None
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
     guest_cpus, xapi = _xapi_view(args, hv, to)
@@ -241,7 +241,8 @@ def register(sub) -> None:
     q.add_argument("--to", required=True,
                    help="target node: 1 or node:1; only a node with CPUs in the host's guest mask "
                         "(guest_VCPUs_params:mask, from xapi), the vCPUs' soft affinity then inside it")
-    q.add_argument("--max", type=given, help="move at most this much ({}); default all".format(SIZE_SYNTAX))
+    q.add_argument("--max", type=given,
+                   help="move at most this much ({}); default all".format(pagemove.MOVE_MAX.allowed))
     q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
     q.add_argument("--rate", type=given, help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
     q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,

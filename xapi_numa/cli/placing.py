@@ -7,7 +7,7 @@ from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
-from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.core.units import VM_MEMORY, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
@@ -40,9 +40,7 @@ def _guest_mask(args) -> Tuple[Optional[FrozenSet[int]], str]:
 def cmd_place(args) -> int:
     if not 1 <= args.vcpus <= 4096:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
-    memory = parse_size(args.memory, "--memory")
-    if memory < 1:
-        raise InvalidArgument("--memory", "must be more than 0", SIZE_SYNTAX)
+    memory = parse_size(args.memory, "--memory", VM_MEMORY)
     if not 0 < args.ttl <= 86400:
         raise InvalidArgument("--ttl", plain(args.ttl), "more than 0, at most 86400 seconds")
     with common.flag_names(dict(common.POLICY_FLAGS, memory="--memory", vcpus="--vcpus")):
@@ -198,7 +196,7 @@ def register(sub) -> None:
     q = sub.add_parser("place", help="decide where a VM goes and reserve its memory (inside the host's guest mask, "
                                      "read from this host's xapi)")
     q.add_argument("--vcpus", type=signed_whole_number, required=True)
-    q.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; one VM: at most 1P")
+    q.add_argument("--memory", required=True, help=VM_MEMORY.allowed)
     q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")

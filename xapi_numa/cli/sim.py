@@ -12,7 +12,7 @@ from xapi_numa.ops.command_line import given
 from xapi_numa.ops.observe import as_typed, domain_by_name_or_id
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
-from xapi_numa.core.units import SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.core.units import SIZE_FORMS, SizeRange, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, whole_number
 from xapi_numa.state.locks import FileLock, take_vm_locks
@@ -21,7 +21,7 @@ SCHEDULERS = ("credit", "credit2")
 
 
 MAX_PCPUS = 4096  # Xen's NR_CPUS at most
-MAX_NODE_MEMORY = 64 << 40  # 64T per node: beyond any host built
+NODE_MEMORY = SizeRange(64 << 20, 64 << 40, "one node")  # 64T: beyond any host built
 
 
 def cmd_sim_init(args) -> int:
@@ -37,18 +37,12 @@ def cmd_sim_init(args) -> int:
         raise InvalidArgument("--cpus-per-node", "{} nodes x {} pCPUs is {} pCPUs".format(
             args.nodes, args.cpus_per_node, args.nodes * args.cpus_per_node),
             "at most {} pCPUs in all (Xen's NR_CPUS)".format(MAX_PCPUS))
-    memory = parse_size(args.memory_per_node, "--memory-per-node")
-    if not 64 << 20 <= memory <= MAX_NODE_MEMORY:
-        raise InvalidArgument("--memory-per-node", "{}".format(args.memory_per_node),
-                              "64M .. {}".format(format_size(MAX_NODE_MEMORY)))
+    memory = parse_size(args.memory_per_node, "--memory-per-node", NODE_MEMORY)
     with common.flag_names({"distances": "--distances"}):
         distances = parse_distances(args.distances, args.nodes, "--distances") if args.distances else None
         topo = Topology.uniform(args.nodes, args.cpus_per_node, memory, distances)
-    dom0_memory = parse_size(args.dom0_memory, "--dom0-memory") if args.dom0_memory else None
-    total = memory * args.nodes
-    if dom0_memory is not None and not 64 << 20 <= dom0_memory <= total // 2:
-        raise InvalidArgument("--dom0-memory", "{}".format(args.dom0_memory),
-                              "64M .. half the host ({})".format(format_size(total // 2)))
+    dom0_sizes = SizeRange(64 << 20, memory * args.nodes // 2, "half the host")
+    dom0_memory = parse_size(args.dom0_memory, "--dom0-memory", dom0_sizes) if args.dom0_memory else None
     if args.dom0_vcpus is None:  # the default: 4, or every pCPU of a smaller host
         args.dom0_vcpus = min(4, len(topo.cpus))
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
@@ -127,17 +121,16 @@ def cmd_sim_create(args) -> int:
             raise InvalidArgument(flag, "{!r} leaves no CPU".format(text), "a non-empty CPU list")
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
-    memory = parse_size(args.memory, "--memory")
+    sizes = sim.guest_memory()
+    memory = parse_size(args.memory, "--memory", sizes)
     try:
         with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):
             domid = sim.create(as_typed(args.name), args.vcpus, memory, hard, soft, args.load, args.type, args.paused,
                                passthrough=args.passthrough)
     except NoCapacity:
         # the allocator counts pages; the user typed a size
-        free = sum(n.claimable for n in sim.node_memory())
         raise InvalidArgument("--memory", "{} does not fit: {} is free after other domains' claims".format(
-            args.memory, format_size(free)), "at most {}, less the build's own overhead".format(
-                format_size(free))) from None
+            args.memory, format_size(sizes.high)), sizes.allowed) from None
     print(domid)
     return 0
 
@@ -198,13 +191,13 @@ def register(sub) -> None:
     s.add_argument("--nodes", type=signed_whole_number, required=True)
     s.add_argument("--cpus-per-node", type=signed_whole_number, required=True)
     s.add_argument("--memory-per-node", required=True,
-                   help="each node's memory, 64M .. 64T (K, M, G or T, binary units: e.g. 4G, 512M, 1.5G)")
+                   help="each node's memory: " + NODE_MEMORY.allowed)
     s.add_argument("--distances", type=given, help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
     s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
     s.add_argument("--seed", type=whole_number, default=0)
     s.add_argument("--dom0-vcpus", type=signed_whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
-    s.add_argument("--dom0-memory", type=given, help="dom0's memory, at most half the host's (K, M, G or T, e.g. 2G); "
-                                         "default min(1G, 10%% of the host)")
+    s.add_argument("--dom0-memory", type=given, help="dom0's memory: 64M .. half the host's, as " + SIZE_FORMS
+                   + "; default min(1G, 10%% of the host)")
     s.add_argument("--dma-bits", type=signed_whole_number,
                    help="dma_bits= on the host's Xen command line, 12..52 (52: no DMA zone); default none: Xen's "
                         "default DMA width (a quarter of node 0, at most 32 bits) on a host of more than one node")
@@ -215,7 +208,8 @@ def register(sub) -> None:
     s.add_argument("path")
     s.add_argument("name", help="the new domain's name: unique, not all digits, not another domain's UUID")
     s.add_argument("--vcpus", type=signed_whole_number, required=True)
-    s.add_argument("--memory", required=True, help=SIZE_SYNTAX + "; at least 1M (xl's memory= counts MiB)")
+    s.add_argument("--memory", required=True, help="1M (xl's memory= counts MiB) .. the host's free memory "
+                                                   "after other domains' claims, as " + SIZE_FORMS)
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
     s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
     # argparse formats help with %: a literal % must be doubled

@@ -18,7 +18,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import signed_whole_number, whole_number
 from xapi_numa.core.vnode_units import layout_affinity_actions
-from xapi_numa.core.units import PAGE_SHIFT, SIZE_SYNTAX, format_size, parse_size
+from xapi_numa.core.units import PAGE_SHIFT, SizeRange, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.command_line import given as given_text
 from xapi_numa.ops.executor import DONE, Executor
@@ -38,14 +38,17 @@ HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 def _guest(args) -> vnuma.GuestSpec:
     if not 1 <= args.vcpus <= 4096:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
-    memory = parse_size(args.memory, "--memory")
-    dynamic_min = parse_size(args.dynamic_min, "--dynamic-min") if args.dynamic_min else None
-    if dynamic_min is not None and dynamic_min > memory:
-        raise InvalidArgument("--dynamic-min", "{} is above --memory ({})".format(
-            format_size(dynamic_min), format_size(memory)), "at most --memory (static-max)")
+    memory = parse_size(args.memory, "--memory", vnuma.VNUMA_MEMORY)
+    dynamic_min = parse_size(args.dynamic_min, "--dynamic-min", dynamic_min_sizes(memory)) if args.dynamic_min else None
     with common.flag_names(FLAGS):
         policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
     return vnuma.GuestSpec(args.type, args.vcpus, memory, dynamic_min, policy)
+
+
+def dynamic_min_sizes(memory: int) -> SizeRange:
+    """--dynamic-min: --memory itself (the one value vNUMA takes)."""
+    return SizeRange(memory, memory, "--memory: below it the guest would start with populate-on-demand, "
+                                     "which Xen refuses with vNUMA")
 
 
 def _pnodes(args, hv, ledger: Ledger, guest: vnuma.GuestSpec, vm: str) -> Tuple[List[int], Optional[Dict[int, int]]]:
@@ -253,7 +256,7 @@ def register(sub) -> None:
     q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
     q.add_argument("--vcpus", type=signed_whole_number, help="the VM's vCPUs (needed unless --store)")
-    q.add_argument("--memory", help="static-max (needed unless --store); " + SIZE_SYNTAX)
+    q.add_argument("--memory", help="static-max (needed unless --store): " + vnuma.VNUMA_MEMORY.allowed)
     q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
     q.add_argument("--type", type=given_text, help="hvm (default) or pvh; pv is refused")

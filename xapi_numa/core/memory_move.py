@@ -17,7 +17,7 @@ import attrs
 from xapi_numa.core import numbers
 from xapi_numa.core.host import BatchResult, MemoryMap
 from xapi_numa.core.policy import MAX_NODES
-from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.units import MAX_SIZE, PAGE_SHIFT, SizeRange
 from xapi_numa.errors import InvalidArgument
 
 # The classes of libxenuma's xn_mig_scan, one byte per gfn (XN_GFN_* in libxenuma.h).
@@ -37,6 +37,7 @@ DEFAULT_BATCH = 512
 MAX_BATCH = 8192
 DEFAULT_VERIFY_CHUNK = 16
 PAGE = 1 << PAGE_SHIFT
+MOVE_MAX = SizeRange(PAGE, MAX_SIZE)  # what a move's --max (the plugin's max) takes: a page at least
 
 
 def _gfns_of(classes: bytes, code: int) -> List[int]:

@@ -11,7 +11,7 @@ import attrs
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.units import format_size
+from xapi_numa.core.units import MAX_VM_MEMORY, VM_MEMORY, format_size
 
 
 def _int_tuple(values) -> Tuple[int, ...]:
@@ -72,10 +72,11 @@ class Request:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
             raise InvalidArgument("vcpus", f"{self.vcpus!r}", "1..4096")
-        if not isinstance(self.memory, int) or not 1 <= self.memory <= 1 << 50:
-            shown = format_size(self.memory) if isinstance(self.memory, int) and self.memory > 0 else repr(self.memory)
-            raise InvalidArgument("memory", shown + " for one VM", "1 byte .. 1P")
-        if self.overhead is not None and (not isinstance(self.overhead, int) or not 0 <= self.overhead <= 1 << 50):
+        if not isinstance(self.memory, int):
+            raise InvalidArgument("memory", repr(self.memory), VM_MEMORY.allowed)
+        VM_MEMORY.check(self.memory, "memory", format_size(self.memory) if self.memory > 0 else repr(self.memory))
+        if self.overhead is not None and (not isinstance(self.overhead, int)
+                                          or not 0 <= self.overhead <= MAX_VM_MEMORY):
             raise InvalidArgument("overhead", f"{self.overhead!r}", "0 .. 1P bytes")
         if self.within is not None and (not self.within or min(self.within) < 0):
             raise InvalidArgument("within", "{} (the nodes a CPU mask reaches)".format(sorted(self.within) or "none"),

@@ -4,9 +4,13 @@ Sizes are read exactly, in integers: a fraction is kept as numerator and
 power of ten, never as a float, so ``1.5G`` is exact and ``0.1G`` (not a whole
 number of bytes) is refused rather than rounded.  Digits are ASCII only (see
 :mod:`xapi_numa.core.numbers`) and sizes are bounded before any arithmetic.
+Each size field has one range (:class:`SizeRange`), stated the same way in every
+refusal of that field.
 """
 
 import re
+
+import attrs
 
 from xapi_numa.core.numbers import is_decimal, parse_decimal, shown
 from xapi_numa.errors import InvalidArgument
@@ -22,30 +26,7 @@ MAX_SIZE = 1 << 60  # 1 EiB: far beyond any host, small enough for every C field
 # With factors up to 2**50, a fraction with more than 50 significant decimals can
 # never come to whole bytes (10**d must divide fraction * 2**50), so stop there.
 _MAX_FRACTION_DIGITS = 50
-
-SIZE_SYNTAX = "a number of bytes or a number with K, M, G, T or P (binary units), e.g. 4G, 512M, 1.5G; at most 1024P"
-
-
-def parse_size(text: str, field: str = "size") -> int:
-    """Parse a size in bytes; suffixes are binary (K=1024), as in xe and xl."""
-    match = _SIZE_RE.fullmatch(text) if isinstance(text, str) else None
-    if not match:
-        raise InvalidArgument(field, "{} is not a size".format(shown(text)), SIZE_SYNTAX)
-    whole, fraction, unit = match.group(1, 2, 3)
-    factor = _FACTOR[(unit or "").lower()]
-    fraction = (fraction or "").rstrip("0")
-    if len(fraction) > _MAX_FRACTION_DIGITS:
-        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), SIZE_SYNTAX)
-    # bound the whole part first: never multiply a 400-digit number
-    number = parse_decimal(whole, field, SIZE_SYNTAX, maximum=MAX_SIZE, what="size")
-    scale = 10 ** len(fraction)
-    numerator = (number * scale + (int(fraction) if is_decimal(fraction) else 0)) * factor
-    if numerator % scale:
-        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), SIZE_SYNTAX)
-    value = numerator // scale
-    if value > MAX_SIZE:
-        raise InvalidArgument(field, "size {} is too large".format(shown(text)), SIZE_SYNTAX)
-    return value
+_UNITS = (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10))
 
 
 def format_size(nbytes: int) -> str:
@@ -61,7 +42,57 @@ def format_size(nbytes: int) -> str:
     return f"{nbytes}B"
 
 
-_UNITS = (("T", 40), ("G", 30), ("M", 20), ("K", 10))
+SIZE_FORMS = "a number of bytes or a number with K, M, G, T or P (binary units), e.g. 4G, 512M, 1.5G"
+
+
+@attrs.frozen
+class SizeRange:
+    """The sizes one field takes.  Every refusal of that field, and its help, states
+    them as :attr:`allowed` says them: one limit per field, said one way."""
+
+    low: int = 0
+    high: int = MAX_SIZE
+    why: str = ""  # what the bounds are, e.g. "one VM"
+
+    @property
+    def allowed(self) -> str:
+        return "{} .. {}{}, as {}".format(format_size(self.low), format_size(self.high),
+                                          " ({})".format(self.why) if self.why else "", SIZE_FORMS)
+
+    def check(self, value: int, field: str, shown_as: str) -> int:
+        """``value`` (typed as ``shown_as``) if it is in range, else InvalidArgument."""
+        if value < self.low:
+            raise InvalidArgument(field, "{} is less than {}".format(shown_as, format_size(self.low)), self.allowed)
+        if value > self.high:
+            raise InvalidArgument(field, "{} is too large: more than {}".format(shown_as, format_size(self.high)),
+                                  self.allowed)
+        return value
+
+
+ANY_SIZE = SizeRange()
+MAX_VM_MEMORY = 1 << 50  # 1P: a VM's memory (static-max) at most
+VM_MEMORY = SizeRange(1, MAX_VM_MEMORY, "one VM")
+
+
+def parse_size(text: str, field: str = "size", sizes: SizeRange = ANY_SIZE) -> int:
+    """Parse a size in bytes; suffixes are binary (K=1024), as in xe and xl.  ``sizes``:
+    the field's range, named in every refusal (a syntax error included)."""
+    allowed = sizes.allowed
+    match = _SIZE_RE.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        raise InvalidArgument(field, "{} is not a size".format(shown(text)), allowed)
+    whole, fraction, unit = match.group(1, 2, 3)
+    factor = _FACTOR[(unit or "").lower()]
+    fraction = (fraction or "").rstrip("0")
+    if len(fraction) > _MAX_FRACTION_DIGITS:
+        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), allowed)
+    # bound the whole part first: never multiply a 400-digit number
+    number = parse_decimal(whole, field, allowed, maximum=MAX_SIZE, what="size")
+    scale = 10 ** len(fraction)
+    numerator = (number * scale + (int(fraction) if is_decimal(fraction) else 0)) * factor
+    if numerator % scale:
+        raise InvalidArgument(field, "{} is not a whole number of bytes".format(shown(text)), allowed)
+    return sizes.check(numerator // scale, field, shown(text))
 
 
 def bytes_to_pages(nbytes: int) -> int:

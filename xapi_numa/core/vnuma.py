@@ -25,6 +25,7 @@ import attrs
 
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.units import MAX_VM_MEMORY, SizeRange
 from xapi_numa.errors import InvalidArgument, NoCapacity
 
 MiB = 1 << 20
@@ -33,6 +34,7 @@ MiB = 1 << 20
 ALIGN = 2 * MiB
 PAGE = 4096
 MAX_VCPUS = 4096  # as the placement engine's requests
+VNUMA_MEMORY = SizeRange(ALIGN, MAX_VM_MEMORY, "one VM, in whole 4K pages")  # its static-max
 # Xen 4.17 keeps a domain's vnode distances in one page (vnuma_alloc, XSA-77): 32 x 32 x 4 bytes
 MAX_VNODES = 32
 MODES = ("follow", "split")
@@ -105,11 +107,10 @@ def check_guest(guest: GuestSpec) -> None:
         raise InvalidArgument("type", f"unknown guest type {guest.type!r}", ", ".join(VNUMA_TYPES))
     if not 1 <= guest.vcpus <= MAX_VCPUS:
         raise InvalidArgument("vcpus", f"{guest.vcpus}", f"1..{MAX_VCPUS}")
-    if guest.memory < ALIGN:
-        raise InvalidArgument("memory", f"{guest.memory} bytes", "2 MiB or more")
+    VNUMA_MEMORY.check(guest.memory, "memory", f"{guest.memory} bytes")
     if guest.memory % PAGE:
         raise InvalidArgument("memory", f"{guest.memory} bytes is not a whole number of 4 KiB pages",
-                              "a multiple of 4 KiB, e.g. 4G, 512M")
+                              VNUMA_MEMORY.allowed)
     if guest.dynamic_min is not None and guest.dynamic_min < guest.memory:
         raise InvalidArgument("memory_dynamic_min",
                               f"{guest.dynamic_min} bytes is below memory_static_max {guest.memory}: the guest "

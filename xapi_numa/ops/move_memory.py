@@ -97,8 +97,8 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
         raise InvalidArgument("to", f"no node {to} on this host", f"0..{nodes - 1}")
     if not 1 <= batch <= pagemove.MAX_BATCH:
         raise InvalidArgument("batch", f"{batch} pages", f"1..{pagemove.MAX_BATCH}")
-    if max_bytes is not None and max_bytes < pagemove.PAGE:
-        raise InvalidArgument("max", f"{max_bytes} bytes is less than one page", "4K or more, e.g. 512M, 2G")
+    if max_bytes is not None:
+        pagemove.MOVE_MAX.check(max_bytes, "max", format_size(max_bytes))
     if not 0 <= probe_ms <= 60000:
         raise InvalidArgument("probe", f"{probe_ms} ms", "0..60000")
     if vnode is not None and allow_fallback:

@@ -22,7 +22,7 @@ from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.numbers import trim
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
-from xapi_numa.core.units import parse_size
+from xapi_numa.core.units import VM_MEMORY, parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
                            reserve, runtime, settle as settling, start_placement, vnuma_xapi)
@@ -185,7 +185,7 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
-    request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory"),
+    request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory", VM_MEMORY),
                       policy_arg(args))
     host = ctx.host_uuid
     return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None,
@@ -215,7 +215,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     nodes = len(ctx.hv.topology().nodes)
     if to >= nodes:
         raise InvalidArgument("to", "no node {} on this host".format(to), "0..{}".format(nodes - 1))
-    max_bytes = parse_size(args["max"], "max") if "max" in args else None
+    max_bytes = parse_size(args["max"], "max", pagemove.MOVE_MAX) if "max" in args else None
     rate = pagemove.parse_rate(args.get("rate"), "rate")
     vnode = int_arg(args, "vnode", 0, 63) if "vnode" in args else None
     dom = ctx.domain_of(uuid)

@@ -18,7 +18,7 @@ from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, 
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MAX_VNODES, MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
-from xapi_numa.core.units import PAGE_SHIFT, bytes_to_pages, format_size
+from xapi_numa.core.units import PAGE_SHIFT, SizeRange, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
 from xapi_numa.backends.sim.model import Host
@@ -78,10 +78,9 @@ class SimHypervisor(Hypervisor):
                paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True,
                passthrough: bool = False) -> int:
         """Create a guest as ``xl create`` would (libxl placement when no affinity)."""
-        if memory < MIN_GUEST_MEMORY:
-            free = sum(n.claimable for n in self.node_memory())
+        if memory < MIN_GUEST_MEMORY:  # (more than the host can give: NoCapacity, from the build)
             raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(MIN_GUEST_MEMORY)}",
-                                  f"{format_size(MIN_GUEST_MEMORY)} .. {format_size(free)}, the host's free memory")
+                                  self.guest_memory().allowed)
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
             hard_mask = mask_of(hard) if hard is not None else None
@@ -90,6 +89,12 @@ class SimHypervisor(Hypervisor):
             d = xl_create(host, name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid, auto_numa)
             d.passthrough = passthrough
             return d.domid
+
+    def guest_memory(self) -> SizeRange:
+        """The memory :meth:`create` can give a guest now: from the least xl's memory= can
+        say to the host's free memory after other domains' claims."""
+        free = sum(n.claimable for n in self.node_memory())
+        return SizeRange(MIN_GUEST_MEMORY, free, "the host's free memory after other domains' claims")
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
                      load: str = "idle", dtype: str = "pv") -> int:
