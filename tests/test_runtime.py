@@ -233,21 +233,21 @@ def test_a_reading_taken_while_our_mover_works_does_not_replace_the_model(tmp_pa
     rt = Runtime(host, Database(str(tmp_path / "l.db")), Settings(page_scan_interval=10.0))
     rt.cycle()
     d = next(x for x in sim.domains() if x.domid == a)
-    read_before = dict(rt.pages[d.uuid])
+    read_before = dict(rt.readings.pages[d.uuid])
     assert read_before.get(1, 0) == 0
     journal = MoveJournal(rt.db)
     lock = journal.begin(d, 1, {"state": RUNNING})  # our mover, taking A's memory to node 1
-    rt._account_move(MoveMemory(a, d.uuid, 1))
-    model = dict(rt.pages[d.uuid])
+    rt.readings.account_move(MoveMemory(a, d.uuid, 1))
+    model = dict(rt.readings.pages[d.uuid])
     assert model.get(1) == sum(read_before.values())
     sim.run(11.0)
     rt.cycle()  # a scan while it moves: Xen still has the pages on node 0
-    assert host.scans >= 4 and rt.pages[d.uuid] == model
+    assert host.scans >= 4 and rt.readings.pages[d.uuid] == model
     journal.finish(d.uuid, DONE, {"state": DONE})
     lock.release()
     sim.run(11.0)
     rt.cycle()  # the first scan after the move is believed again
-    assert rt.pages[d.uuid] == dict(sim.node_pages(a))
+    assert rt.readings.pages[d.uuid] == dict(sim.node_pages(a))
 
 
 class FakeSession:
@@ -351,26 +351,26 @@ def test_a_vm_not_read_in_a_page_scan_keeps_its_last_reading(tmp_path):
     uuid = next(d.uuid for d in sim.domains() if d.domid == a)
     sim.run(1.0)
     rt.cycle()
-    before = dict(rt.pages[uuid])
+    before = dict(rt.readings.pages[uuid])
     real = sim.vcpus
     sim.vcpus = lambda domid: (_ for _ in ()).throw(HypervisorError(errno.EIO, "vcpus")) if domid == a \
         else real(domid)
-    scans = rt.last_page_scan
-    while rt.last_page_scan == scans:  # up to the next scan, busy0 unreadable through it
+    scans = rt.readings.last_scan
+    while rt.readings.last_scan == scans:  # up to the next scan, busy0 unreadable through it
         sim.run(1.0)
         rt.cycle()
     sim.vcpus = real
-    assert rt.pages.get(uuid) == before and rt.pages_of_domid.get(uuid) == a
+    assert rt.readings.pages.get(uuid) == before and rt.readings.of_domid.get(uuid) == a
     # its pages (not its vCPUs) unreadable in the scan: the same
     real_pages = sim.node_pages
     sim.node_pages = lambda domid: (_ for _ in ()).throw(HypervisorError(errno.EIO, "pages")) if domid == a \
         else real_pages(domid)
-    scans = rt.last_page_scan
-    while rt.last_page_scan == scans:
+    scans = rt.readings.last_scan
+    while rt.readings.last_scan == scans:
         sim.run(1.0)
         rt.cycle()
     sim.node_pages = real_pages
-    assert rt.pages.get(uuid) == before and rt.pages_of_domid.get(uuid) == a
+    assert rt.readings.pages.get(uuid) == before and rt.readings.of_domid.get(uuid) == a
 
 
 def test_the_daemon_logs_its_xapi_session_out_when_it_stops(pool, tmp_path, monkeypatch):
@@ -496,7 +496,7 @@ def test_a_vm_started_again_is_not_judged_on_its_last_domains_pages(tmp_path):
     rt = Runtime(sim, Database(str(tmp_path / "l.db")), Settings())
     sim.run(1.0)
     rt.cycle()
-    assert rt.pages[uuid].get(1) == (2 << 30) >> 12  # read: all on node 1
+    assert rt.readings.pages[uuid].get(1) == (2 << 30) >> 12  # read: all on node 1
     sim.destroy(a)
     a = sim.create("A", 2, 2 << 30, dtype="pvh", soft=n0, load="busy", uuid=uuid)
     built_on_1 = sim.node_pages(a).get(1, 0)  # (what node 0's DMA zone sent there at the build)
@@ -505,7 +505,7 @@ def test_a_vm_started_again_is_not_judged_on_its_last_domains_pages(tmp_path):
     for _ in range(30):
         sim.run(1.0)
         rt.cycle()
-    assert uuid not in rt.pages  # unread until the next scan
+    assert uuid not in rt.readings.pages  # unread until the next scan
     assert [m for m in HomeMoves(rt.db).recent() if m.uuid == uuid] == []
     assert sim.node_pages(a).get(1, 0) == built_on_1  # none of it moved there
 

@@ -16,12 +16,8 @@ benchmarks and ``--dry-run`` queries share:
    with the builds, settle VMs started after ``place``, each step on its own
    (one failing does not stop the others; its failure is logged once).
 
-Pages per node: read every ``fixup_every`` cycles where the hypervisor answers
-natively.  On stock Xen they come from debug key ``u``, which walks every page
-of every domain under a lock (it can trip the watchdog on a big host): at most
-once per ``page_scan_interval`` seconds, never on a host with more than
-``page_scan_max_memory`` bytes; between scans the last reading stands (our
-own page moves, the only other change, report where pages went).
+Pages per node, when they are read and what stands between reads, are
+:mod:`.page_readings`'.
 """
 import functools
 import logging
@@ -29,7 +25,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
-from xapi_numa.core import affinity_fixup, homing, locality, rebalance, rebalance_moves
+from xapi_numa.core import affinity_fixup, homing, locality, rebalance
 from xapi_numa.core import demand as cpu_demand
 from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetNodeAffinity
 from xapi_numa.core.policy import Policy
@@ -39,6 +35,7 @@ from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, page_s
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.left_alone import LeftAlone
+from xapi_numa.ops.page_readings import PageReadings
 from xapi_numa.ops.rebalancing import Decision, Rebalancer
 from xapi_numa.ops.step_log import StepLog
 from xapi_numa.ops.reserve import room_pages
@@ -115,12 +112,10 @@ class Runtime:
         # (uuid, domid) -> when its displaced vCPUs were all re-picked (a VM started again is a new domain)
         self.repicked_at: Dict[Tuple[str, int], float] = {}
         self.cycles, self._fixup_now = 0, False
-        self.last_page_scan: Optional[float] = None
-        self.pages: Dict[str, Dict[int, int]] = {}  # uuid -> pages per node, as last read
-        self.pages_of_domid: Dict[str, int] = {}    # uuid -> the domain those pages were read from
         self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
         self.upkeep_log = StepLog(logger)
         self._failing = self.upkeep_log.failing      # upkeep steps failing now
+        self.readings = PageReadings(hv, self.moves, self._note_once)  # pages per node, as last read
 
     @property
     def writes(self) -> int:
@@ -128,23 +123,8 @@ class Runtime:
 
     # --- what to read ------------------------------------------------------------------------------
     def _pages_due(self, now: float) -> bool:
-        if page_scans.native(self.hv):  # (or modelled): cheap
-            return self.settings.fixup_every > 0 and self.cycles % self.settings.fixup_every == 1
         limits = page_scans.ScanLimits(self.settings.page_scan_interval, self.settings.page_scan_max_memory)
-        if page_scans.too_big(self.hv, limits):
-            self._note_once("page-scan-off", logging.INFO, "pages per node are not scanned on this host",
-                            reason="debug key 'u' on a host this large could trip the watchdog",
-                            limit=self.settings.page_scan_max_memory)
-        return page_scans.scan_due(self.hv, limits, self.last_page_scan, now)
-
-    def _modelled_while_moving(self, read: Dict[str, Dict[int, int]]) -> Dict[str, Dict[int, int]]:
-        """A rare 'u' reading taken while a mover works on the VM is out of date the moment
-        the mover ends, and would stand until the next scan (by default 10 minutes): the
-        rebalancer once started a second memory-follow step on memory already local
-        from such a reading.  For those VMs the model (where the move puts the pages,
-        :meth:`_account_move`) stays."""
-        moving = set(self.moves.moving())
-        return {uuid: self.pages[uuid] for uuid in read if uuid in moving and uuid in self.pages}
+        return self.readings.due(now, self.cycles, self.settings.fixup_every, limits)
 
     def _rebalance_due(self, now: float) -> bool:
         return self.settings.rebalancing and (self.last_rebalance is None
@@ -158,16 +138,7 @@ class Runtime:
         snap = attrs.evolve(observe.take(self.hv, now, with_pages=with_pages), guest_cpus=self.guest_cpus())
         self._fixup_now, self.alive = fixup_due, {d.uuid for d in snap.domains} | set(snap.unread)
         if with_pages:
-            self.last_page_scan = now
-            uuids = {d.domid: d.uuid for d in snap.domains}
-            read = {uuids[domid]: dict(p) for domid, p in snap.pages.items()}
-            if not native_pages:
-                read.update(self._modelled_while_moving(read))
-            domids = {d.uuid: d.domid for d in snap.domains}
-            for uuid in set(self.pages) - set(read):  # not read this time (its vCPUs or pages), not gone: kept
-                if uuid in snap.unread or domids.get(uuid, -1) == self.pages_of_domid.get(uuid):
-                    read[uuid], domids[uuid] = self.pages[uuid], self.pages_of_domid.get(uuid)
-            self.pages, self.pages_of_domid = read, {u: d for u, d in domids.items() if d is not None}
+            self.readings.take(snap, now, native_pages)
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
         return snap
@@ -185,7 +156,7 @@ class Runtime:
         # a VM started again since its pages were read (stock Xen reads them rarely) is unread:
         # its last domain's pages said where this one's are not, and a move was judged on them
         domids = dict({d.uuid: d.domid for d in snap.domains}, **snap.unread)
-        self.pages = {u: p for u, p in self.pages.items() if domids.get(u) == self.pages_of_domid.get(u)}
+        self.readings.forget_restarted(domids)
         self.restored_at = {u: t for u, t in self.restored_at.items() if u in alive}
         self.repicked_at = {k: t for k, t in self.repicked_at.items() if domids.get(k[0]) == k[1]}
         self.demand_rose_at = {d: t for d, t in self.demand_rose_at.items() if d in domids.values()}
@@ -213,8 +184,10 @@ class Runtime:
                                 homing.pinned_keys(snap, pins), bounced,
                                 settling=cpu_demand.is_settling(snap, self.demand_changed_at),
                                 lagging={d for d, t in self.demand_rose_at.items() if cpu_demand.is_settling(snap, t)},
-                                repicked={d.domid for d in snap.domains if snap.time  # its stragglers: Xen's
-                                          - self.repicked_at.get((d.uuid, d.domid), -1e9) < self.settings.bounce_window})
+                                # re-picked within bounce_window: its stragglers are left to Xen's balancer
+                                repicked={d.domid for d in snap.domains
+                                          if snap.time - self.repicked_at.get((d.uuid, d.domid), -1e9)
+                                          < self.settings.bounce_window})
         # a VM pinned again because it bounced while demand stood still is held longer
         # (homing.holds_longer): the unevenness that pushed it out lasts
         for_good = homing.pushed_out_for_good(snap, bounced, self.restored_at, self.demand_changed_at)
@@ -274,7 +247,7 @@ class Runtime:
         in it, and is no admin's pin (taken for one, its VM would not be moved this period)."""
         self.last_rebalance = snap.time
         ours = {(p.uuid, p.vcpu) for p in self.pins.entries()} | set(pinned_in_snap)
-        decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages, ours,
+        decision = self.rebalancer.decide(snap, self.readings.pages, self.excluded(snap), self.chunk_pages, ours,
                                           room=room_pages(self.hv, self.ledger), max_writes=self.settings.max_writes)
         self.last_decision = decision
         if not decision.actions:
@@ -291,7 +264,7 @@ class Runtime:
                       status=o.status, detail=o.detail, reason=o.action.reason)
             if o.status == DONE and o.action.vnode is None:
                 self.rebalancer.following.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
-                self._account_move(o.action)
+                self.readings.account_move(o.action)
             elif o.action.vnode is None:
                 self.rebalancer.following.refused(o.action.uuid, snap.time)
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
@@ -300,13 +273,6 @@ class Runtime:
                       reason=decision.note, loads=decision.assessment.to_dict()["loads"],
                       status=[o.status for o in homes])
         return outcomes
-
-    def _account_move(self, move: MoveMemory) -> None:
-        """Our own page moves are the other thing that changes where a VM's pages are:
-        where pages are read rarely (debug key 'u'), keep the model up to date."""
-        if self.hv.capabilities().features.get("node_pages") != "fallback" or move.uuid not in self.pages:
-            return
-        self.pages[move.uuid] = rebalance_moves.pages_after(self.pages[move.uuid], move.to, move.max_pages)
 
     def outside_share(self, uuid: str) -> float:
         outside, total = self.outside.get(uuid, (0.0, 0.0))
@@ -323,7 +289,7 @@ class Runtime:
                 if i:
                     self.hv.sleep(self.settings.rebalance_period)
                 snap = self.snapshot()
-                decision = self.rebalancer.decide(snap, self.pages, self.excluded(snap), self.chunk_pages,
+                decision = self.rebalancer.decide(snap, self.readings.pages, self.excluded(snap), self.chunk_pages,
                                                   {(p.uuid, p.vcpu) for p in self.pins.entries()},
                                                   record=False, room=room_pages(self.hv, self.ledger),
                                                   max_writes=self.settings.max_writes)
