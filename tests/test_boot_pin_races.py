@@ -436,10 +436,11 @@ def test_an_on_off_key_that_is_neither_counts_as_off_and_is_said_once(one, monke
 
 def test_a_refused_guest_mask_read_is_no_answer_not_no_mask(monkeypatch):
     """guest_cpus_of took xapi refusing the read for "no mask", so a move by hand went
-    anywhere; a mask xapi itself would not read still narrows nothing."""
+    anywhere; a mask that cannot be read was "no mask" too (review 21): both reach the
+    caller of the one reader, host_mask."""
     from xapi_numa.backends import xapi
     from xapi_numa.errors import InvalidArgument
-    from xapi_numa.ops.xapi_link import guest_cpus_of
+    from xapi_numa.ops.place_request import host_mask
 
     def refused(session, host_uuid):
         raise xapi.XapiError(["INTERNAL_ERROR", "database busy"])
@@ -448,9 +449,10 @@ def test_a_refused_guest_mask_read_is_no_answer_not_no_mask(monkeypatch):
         raise InvalidArgument("guest_VCPUs_params:mask", "'x'", "CPU ids")
     monkeypatch.setattr(xapi, "host_guest_cpus", refused)
     with pytest.raises(xapi.XapiError):
-        guest_cpus_of(object(), "host")
+        host_mask(object(), "host")
     monkeypatch.setattr(xapi, "host_guest_cpus", unreadable)
-    assert guest_cpus_of(object(), "host") is None
+    with pytest.raises(InvalidArgument):
+        host_mask(object(), "host")
 
 
 def test_auto_settle_leaves_a_domain_migrating_in_to_the_host_xapi_says_it_runs_on(one, monkeypatch, tmp_path):

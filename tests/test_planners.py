@@ -200,7 +200,8 @@ def test_follow_sets_node_affinity_and_soft_affinity():
 @pytest.mark.parametrize("mode, placed, pages, admin, nodes, hard, soft, fixed_up", [
     ("best_effort", {1}, {1: 100}, None, {1}, ALL, N1, False),
     ("best_effort", {1}, {0: 100}, None, {0}, ALL, N0, True),         # the memory decides
-    ("best_effort", {1}, {1: 100}, {4, 5}, {1}, {4, 5}, N1, False),   # the admin's mask comes back
+    # the admin's mask comes back, and the soft affinity keeps to it (as the boot pin and place's answer)
+    ("best_effort", {1}, {1: 100}, {4, 5}, {1}, {4, 5}, {4, 5}, False),
     ("strict", {1}, {0: 100}, None, {1}, N1, None, False),
     ("any", {1}, {1: 100}, None, {1}, ALL, ALL, False),
     # a placed node this host lacks and memory on no node in a meaningful share: the
@@ -338,3 +339,50 @@ def test_an_admin_mask_bounds_the_nodes_and_never_replaces_the_policy(other_conf
     request = request_for(_vm_record(other_config, mask), topo)
     assert request.within == (frozenset(within) if within is not None else None)
     assert request.policy == Policy.from_other_config(other_config)
+
+
+@pytest.mark.parametrize("own, host, said", [
+    ("4,5", None, "nodes 1 (those the VM's own mask (VCPUs_params:mask) reaches) have"),
+    (None, frozenset({4, 5}), "nodes 1 (those the host's guest mask (guest_VCPUs_params:mask) reaches) have"),
+    ("4;5", frozenset(range(2, 12)), "nodes 1 (those the VM's own mask (VCPUs_params:mask) reaches) have"),
+    # each alone reaches nodes 0 and 1 of 3: both narrowed them
+    ("0,4", frozenset(range(0, 8)), "nodes 0-1 (those the VM's own mask (VCPUs_params:mask) and the host's guest "
+                                    "mask (guest_VCPUs_params:mask) reach) have"),
+    # each alone reaches every node; only together do they leave node 1 alone: both are named
+    ("0,4,8", frozenset({1, 4, 9}), "nodes 1 (those the VM's own mask (VCPUs_params:mask) and the host's guest "
+                                    "mask (guest_VCPUs_params:mask) reach) have"),
+])
+def test_a_refusal_for_room_names_the_masks_that_narrowed_the_nodes(own, host, said):
+    """It said "(the CPU mask's)" where the host's guest mask alone had narrowed the nodes."""
+    from xapi_numa.core.placement import NodeLoads, Planner
+    from xapi_numa.errors import NoCapacity
+    from xapi_numa.ops.place_request import request_for
+    topo = Topology.uniform(3, 4, 8 * G)
+    record = dict(_vm_record({}, own), memory_static_max=str(20 * G))  # more than two nodes hold
+    request = request_for(record, topo, host)
+    with pytest.raises(NoCapacity) as err:
+        Planner(topo).place(NodeLoads([8 * G] * 3, [0] * 3, [0] * 3), request)
+    assert said in str(err.value), str(err.value)
+
+
+def test_settling_and_the_boot_pin_give_a_vcpu_the_same_cpus_and_keep_to_the_host_mask():
+    """Settling narrowed only its hard affinity to the host's guest mask (soft stayed on the
+    nodes' CPUs, some kept from guests), and applied the masks in the other order: a vCPU
+    whose own mask has no CPU in the host mask kept its own CPU (outside the host mask),
+    where the boot pin gave it the host mask's CPUs on the nodes."""
+    from xapi_numa.ops.place_request import vcpu_cpus
+    host = frozenset({5, 6, 7})  # CPU 4 (node 1) and node 0 are kept from guests
+    mask = VcpuMask([{4}, {5, 6}])
+    vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]
+    pin = vcpu_cpus(TOPO, [1], host, mask)
+    assert [pin.for_vcpu(v) for v in (0, 1)] == [frozenset({5, 6})] * 2  # vCPU 0: the mask's CPUs in the host's
+    strict = settling.plan(dom(1), vs, TOPO, Policy.parse("strict", "1"), frozenset({1}), {1: 100}, mask, host)
+    assert [a.hard for a in strict.actions] == [pin.for_vcpu(0), pin.for_vcpu(1)]
+    loose = settling.plan(dom(1), vs, TOPO, Policy.parse("best_effort"), frozenset({1}), {1: 100}, mask, host)
+    assert [a.soft for a in loose.actions] == [pin.for_vcpu(0), pin.for_vcpu(1)]  # inside the host mask
+    whole = vcpu_cpus(TOPO, TOPO.node_ids, host, mask)
+    assert [a.hard for a in loose.actions] == [whole.for_vcpu(0), whole.for_vcpu(1)] == [frozenset({5, 6})] * 2
+    unmasked = settling.plan(dom(1), vs, TOPO, Policy.parse("best_effort"), frozenset({1}), {1: 100}, None, host)
+    assert all(a.soft == host and a.hard == host for a in unmasked.actions)
+    anywhere = settling.plan(dom(1), vs, TOPO, Policy.parse("any"), frozenset({1}), {1: 100}, None, host)
+    assert all(a.soft == host and a.hard == host for a in anywhere.actions)

@@ -53,7 +53,8 @@ def test_a_what_if_inside_part_of_a_node_goes_where_a_vms_dry_run_goes(ctx):
 
 
 @pytest.mark.parametrize("mask, code, said", [
-    ("0,1,2,3", "NUMA_NO_CAPACITY", "(the CPU mask's)"),  # node 0 alone is too small for 4 GiB and more
+    # node 0 alone is too small for 4 GiB and more; the mask named is the host's (it said "the CPU mask's")
+    ("0,1,2,3", "NUMA_NO_CAPACITY", "nodes 0 (those the host's guest mask (guest_VCPUs_params:mask) reaches) have"),
     ("64,65", "NUMA_INVALID_ARGUMENT", "leaves this VM no CPU"),  # no CPU of this host
     ("0,x", "NUMA_INVALID_ARGUMENT", "is not a CPU number"),  # a mask that cannot be read
 ])

@@ -2,6 +2,7 @@
 import time
 from typing import FrozenSet, Optional, Tuple
 
+from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core.host import parse_uuid
@@ -11,7 +12,7 @@ from xapi_numa.core.units import VM_MEMORY, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.ops.place_request import host_mask, sized_request
+from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_placement import describe
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
@@ -21,18 +22,23 @@ PLACE_NOT_CONSULTED = ("not consulted (a simulated host, --no-xapi, or no xapi i
 PLACE_UNREACHABLE = "unreachable: the placement keeps to no guest mask"
 
 
-def _guest_mask(args) -> Tuple[Optional[FrozenSet[int]], str]:
-    """This host's guest mask (``guest_VCPUs_params:mask``), read from its xapi as the
-    plugin's place reads it (one that cannot be read is refused), reached as move-memory
-    reaches it; and what to say of xapi: not consulted, consulted, or unreachable (the
-    place then keeps to no mask, as xapi-numad goes on without xapi)."""
+def _xapi_view(args, vm: Optional[str]) -> Tuple[Optional[FrozenSet[int]], Optional[dict], str]:
+    """This host's guest mask (``guest_VCPUs_params:mask``) and, for ``--vm``, that VM's
+    record (its own ``VCPUs_params:mask`` bounds the place, as the plugin's), read from
+    this host's xapi as the plugin's place reads them (a mask that cannot be read, or a VM
+    xapi does not know, is refused), reached as move-memory reaches it; and what to say
+    of xapi: not consulted, consulted, or unreachable (the place then keeps to no mask,
+    as xapi-numad goes on without xapi)."""
     host = local_host_uuid()
     link = rebalance.local_link(args) if host is not None else None
     if link is None:
-        return None, PLACE_NOT_CONSULTED
+        return None, None, PLACE_NOT_CONSULTED
     try:
-        mask = link.use(lambda session: host_mask(session, host))
-        return mask, "consulted" if link.reached else rebalance.not_reached(link, PLACE_UNREACHABLE)
+        got = link.use(lambda session: (host_mask(session, host), None if vm is None else xapi.vm_record(
+            session, xapi.vm_ref(session, vm))))
+        if got is None:
+            return None, None, rebalance.not_reached(link, PLACE_UNREACHABLE)
+        return got[0], got[1], "consulted"
     finally:
         link.close()
 
@@ -53,14 +59,16 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
                               "a VM with no domain on this host, or --dry-run")
     planner = Planner(hv.topology())
-    guest_cpus, xapi_said = _guest_mask(args)  # (a refusal: before anything is reserved)
+    guest_cpus, record, xapi_said = _xapi_view(args, vm)  # (a refusal: before anything is reserved)
     ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
     with common.flag_names(common.POLICY_FLAGS):
-        request = sized_request(request, planner.topology, guest_cpus, "--nodes")  # as the plugin's what-if
+        # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM)
+        request = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
         placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
                                                           planner=planner)
-    # the fields the plugin's place answers, and whether the host's guest mask was read (as move-memory says)
-    out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=None, vm=vm),
+    # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
+    mask = admin_mask(record) if record is not None else None
+    out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=mask, vm=vm),
                xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
@@ -201,7 +209,8 @@ def register(sub) -> None:
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
     q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
-    q.add_argument("--vm", help="the VM the reservation is for (UUID); default: a new ad-hoc key")
+    q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "
+                                "bounds the place as the plugin's); default: a new ad-hoc key")
     q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
                    help="seconds before an unused reservation expires")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")

@@ -169,12 +169,13 @@ class Planner:
                                     f"fits on node {best} alone ({left} left there after it)")
         total = sum(avail)
         if total < need:
-            where = "the host has" if within is None else f"nodes {format_ids(within)} (the CPU mask's) have"
+            where = "the host has" if within is None else \
+                f"nodes {format_ids(within)} (those {request.within_said}) have"
             raise NoCapacity(f"{where} {format_size(total)} available after reservations; "
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
-            over = "all nodes" if within is None else f"the nodes its CPU mask reaches ({format_ids(within)})"
+            over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"
             return self._result(nodes, avail, request, need, False,
                                 f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
@@ -193,7 +194,7 @@ class Planner:
         if within is None or not policy.nodes or any(node in within for node in policy.nodes):
             return True
         if policy.mode == "strict" or policy.on_exhaust == "fail":
-            raise InvalidArgument("within", f"the CPU mask reaches nodes {format_ids(within)} only, none of the "
+            raise InvalidArgument("within", f"{request.within_said} nodes {format_ids(within)} only, none of the "
                                   f"policy's nodes {','.join(map(str, policy.nodes))}",
                                   "a mask that reaches a listed node, or another policy")
         return False

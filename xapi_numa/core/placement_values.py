@@ -65,6 +65,8 @@ class Request:
     # The nodes an admin's CPU mask reaches (xapi's VCPUs_params:mask): a hard bound on
     # where the engine may put the VM, the policy otherwise unchanged.  None: every node.
     within: Optional[FrozenSet[int]] = attrs.field(default=None, converter=attrs.converters.optional(frozenset))
+    # The masks that narrowed ``within`` to it, as messages name them (ops.place_request); none: a CPU mask
+    within_by: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
     # Bytes the build takes beyond ``memory``, when the VM's own record says (its static
     # maximum, shadow multiplier and type: core.overhead.xapi_model); None: the planner's model.
     overhead: Optional[int] = None
@@ -81,6 +83,12 @@ class Request:
         if self.within is not None and (not self.within or min(self.within) < 0):
             raise InvalidArgument("within", "{} (the nodes a CPU mask reaches)".format(sorted(self.within) or "none"),
                                   "one node id or more, from 0")
+
+    @property
+    def within_said(self) -> str:
+        """Which mask(s) reach ``within``, with the verb: "the host's guest mask (...) reaches"."""
+        by = " and ".join(self.within_by) or "its CPU mask"
+        return by + (" reach" if len(self.within_by) > 1 else " reaches")
 
 
 @attrs.frozen

@@ -5,34 +5,44 @@ bounds one VM; the host's guest mask (``guest_VCPUs_params:mask``), which xapi
 intersects with every VM's mask at a start there, bounds every VM started on the
 host.  Only nodes they reach are candidates, and the policy decides inside them
 (:mod:`xapi_numa.core.placement`).  A VM's ``place`` (dry run or not), the plugin's
-what-if ``place`` (a size and policy, no VM) and ``xapi-numa place`` read the host's
-mask with :func:`host_mask` and apply it with :func:`reach`, so that each answers what
-the others would: a mask that leaves no room is ``NUMA_NO_CAPACITY``; one that leaves
-no CPU, or cannot be read, or keeps out every node of a binding list, an invalid
-argument naming it.
+what-if ``place`` (a size and policy, no VM) and ``xapi-numa place`` (with ``--vm``, that
+VM's own mask too) build their requests here (:func:`request_for`, :func:`sized_request`),
+so that each answers what the others would: a mask that leaves no room is
+``NUMA_NO_CAPACITY``, naming the mask(s) that narrowed the nodes; one that leaves no
+CPU, or cannot be read, or keeps out every node of a binding list, an invalid argument
+naming it.
+
+:func:`host_mask` is the one reader of the host's guest mask, for every command and
+for xapi-numad (settle, move-memory, vNUMA, homing): one that cannot be read is
+refused by each command, and leaves every VM alone in xapi-numad's cycles
+(:mod:`.left_alone`), never read as no mask.
 """
 import math
-from typing import FrozenSet, Iterable, Optional
+from typing import FrozenSet, Optional, Tuple
 
 import attrs
 
 from xapi_numa.backends import xapi
-from xapi_numa.core.cpuset import format_ids, within
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.overhead import xapi_model
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vcpu_cpus import vcpu_cpus  # noqa: F401 - the boot pin's and settling's one rule
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import boot_pin
 
 ADMIN_MASK_FIELD = "VCPUs_params:mask"
+MASK_OWN = "the VM's own mask (VCPUs_params:mask)"  # as a refusal names the masks that narrowed the nodes
+MASK_HOST = "the host's guest mask (guest_VCPUs_params:mask)"
 
 
 def host_mask(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
-    """Host ``host_uuid``'s guest mask as every place reads it (None: no host named, as off
-    a dom0, or it has none, or one xapi itself reads as none); one that cannot be read is
-    refused, naming it (:func:`xapi.host_guest_cpus`), rather than placed around."""
+    """Host ``host_uuid``'s guest mask as everything here reads it (None: no host named, as
+    off a dom0, or it has none, or one xapi itself reads as none); one that cannot be read
+    raises InvalidArgument naming it and the syntax (:func:`xapi.host_guest_cpus`): never
+    taken for no mask.  xapi refusing the read (XapiError) reaches the caller too."""
     return xapi.host_guest_cpus(session, host_uuid) if host_uuid else None
 
 
@@ -57,20 +67,6 @@ def admin_cpus(record: dict, topo: Topology) -> Optional[FrozenSet[int]]:
     return cpus
 
 
-def vcpu_cpus(topo: Topology, nodes: Iterable[int], host_cpus: Optional[FrozenSet[int]],
-              mask: Optional[VcpuMask]) -> VcpuMask:
-    """The CPUs each vCPU of a VM placed on ``nodes`` may use: the nodes' CPUs
-    (:meth:`Topology.cpus_near`) inside the host's guest mask (``host_cpus``, None for
-    none; xapi narrows every VM's mask to it at a start), and inside each vCPU's own
-    admin mask (``mask``, None for none) there, or the mask's CPUs there if the vCPU's
-    own has none there (as settling does), or the nodes' CPUs if neither leaves any.
-    The one rule for the boot pin place writes and the CPUs its answer names."""
-    chosen = within(topo.cpus_near(nodes), host_cpus)
-    if mask is None:
-        return VcpuMask([chosen])
-    return VcpuMask([own & chosen or mask.cpus & chosen or chosen for own in mask.masks])
-
-
 def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology, field: str = ADMIN_MASK_FIELD,
                nodes_field: str = "other_config:numa_nodes") -> Optional[FrozenSet[int]]:
     """The nodes a mask (``field``) reaches, as a hard bound for the engine (None when it
@@ -93,7 +89,7 @@ def reach(policy: Policy, topo: Topology, cpus: Optional[FrozenSet[int]], host_c
     """The nodes the VM's vCPUs may reach (None: every node): its own mask's CPUs (``cpus``,
     None for no mask), inside the host's guest mask (``host_cpus``, None for none).  Each
     mask that keeps a binding node list (``nodes_field``) wholly out is refused, naming it."""
-    within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo) if cpus is not None else None
+    within = mask_bound(policy, topo.nodes_of_cpus(cpus), topo, nodes_field=nodes_field) if cpus is not None else None
     if host_cpus is None:
         return within
     left = host_cpus & topo.all_cpus & (cpus if cpus is not None else topo.all_cpus)
@@ -112,28 +108,49 @@ def check_nodes(policy: Policy, topo: Topology, field: str) -> None:
                                   "nodes 0..{}".format(len(topo.nodes) - 1))
 
 
+def narrowed_by(topo: Topology, cpus: Optional[FrozenSet[int]],
+                host_cpus: Optional[FrozenSet[int]]) -> Tuple[str, ...]:
+    """Which masks narrow the nodes :func:`reach` gives (MASK_OWN for the VM's ``cpus``,
+    MASK_HOST for ``host_cpus``): each that alone reaches fewer nodes than the host has,
+    or both where only together they do."""
+    given = [(name, mask) for name, mask in ((MASK_OWN, cpus), (MASK_HOST, host_cpus)) if mask is not None]
+    alone = tuple(name for name, mask in given if topo.nodes_of_cpus(mask & topo.all_cpus) < topo.node_ids)
+    return alone or tuple(name for name, _ in given)
+
+
+def bounds(policy: Policy, topo: Topology, cpus: Optional[FrozenSet[int]], host_cpus: Optional[FrozenSet[int]],
+           nodes_field: str) -> dict:
+    """A request's ``within`` (the nodes its vCPUs may reach: :func:`reach`) and
+    ``within_by`` (the masks that narrowed them: :func:`narrowed_by`, which a refusal for
+    room names), as :class:`Request`'s keyword arguments."""
+    within = reach(policy, topo, cpus, host_cpus, nodes_field)
+    return dict(within=within, within_by=() if within is None else narrowed_by(topo, cpus, host_cpus))
+
+
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach."""
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
-    within = reach(policy, topo, admin_cpus(record, topo), host_cpus)
+    bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
     vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
     # xenopsd builds the domain with at most its dynamic maximum (the balloon below static
     # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
     memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
-    return Request(vcpus, memory, policy, translated=dtype != "pv", within=within, overhead=overhead)
+    return Request(vcpus, memory, policy, translated=dtype != "pv", overhead=overhead, **bound)
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],
-                  nodes_field: str = "nodes") -> Request:
-    """A request given by size and policy, with no VM record (the plugin's what-if, the
-    CLI's place), bounded by the host's guest mask (``host_cpus``) as a VM's is, with no
-    mask of its own (its ``within`` gives way); ``nodes_field``: the argument that set
-    the policy's nodes, which a refusal names."""
+                  nodes_field: str = "nodes", record: Optional[dict] = None) -> Request:
+    """A request given by size and policy (the plugin's what-if, the CLI's place), bounded
+    as a VM's is (:func:`request_for`): by the host's guest mask (``host_cpus``) and by
+    the VM's own mask, read from its ``record`` (None: no VM, no mask of its own; the
+    request's ``within`` gives way); ``nodes_field``: the argument that set the policy's
+    nodes, which a refusal names."""
     check_nodes(request.policy, topo, nodes_field)
-    return attrs.evolve(request, within=reach(request.policy, topo, None, host_cpus, nodes_field))
+    cpus = admin_cpus(record, topo) if record is not None else None
+    return attrs.evolve(request, **bounds(request.policy, topo, cpus, host_cpus, nodes_field))
 
 
 def shadow_multiplier(record: dict) -> float:

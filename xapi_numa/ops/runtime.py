@@ -31,7 +31,7 @@ from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetNo
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.snapshot import HostSnapshot
 from xapi_numa.errors import NumaError
-from xapi_numa.ops import cycle_log, move_memory, move_recovery, observe, page_scans, upkeep
+from xapi_numa.ops import cycle_log, dry_runs, move_memory, move_recovery, observe, page_scans, upkeep
 from xapi_numa.ops.backend_alignment import BackendAlignment
 from xapi_numa.ops.executor import DEFERRED, DONE, Executor, Outcome, log_event
 from xapi_numa.ops.left_alone import LeftAlone
@@ -130,18 +130,28 @@ class Runtime:
         return self.settings.rebalancing and (self.last_rebalance is None
                                             or now - self.last_rebalance >= self.settings.rebalance_period - 1e-9)
 
-    def snapshot(self) -> HostSnapshot:
+    def snapshot(self, refuse: bool = False) -> HostSnapshot:
         now = self.hv.clock()
         native_pages = self.hv.capabilities().features.get("node_pages") != "fallback"
         fixup_due = self._pages_due(now)
         with_pages = fixup_due or (native_pages and self._rebalance_due(now))
-        snap = attrs.evolve(observe.take(self.hv, now, with_pages=with_pages), guest_cpus=self.guest_cpus())
+        snap = self.masked(observe.take(self.hv, now, with_pages=with_pages), refuse)
         self._fixup_now, self.alive = fixup_due, {d.uuid for d in snap.domains} | set(snap.unread)
         if with_pages:
             self.readings.take(snap, now, native_pages)
         if self.settings.scheduler:
             snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
         return snap
+
+    def masked(self, snap: HostSnapshot, refuse: bool) -> HostSnapshot:
+        """``snap`` with the host's guest mask; one that cannot be read leaves every VM alone
+        (:mod:`.left_alone`), never placed as if there were none; a dry run's (``refuse``) is refused."""
+        try:
+            return attrs.evolve(snap, guest_cpus=self.guest_cpus())
+        except NumaError as err:
+            if refuse:
+                raise
+            return attrs.evolve(snap, guest_mask_error=err.message)
 
     # --- who is left alone --------------------------------------------------------------------------
     def excluded(self, snap: HostSnapshot) -> Set[int]:
@@ -279,37 +289,10 @@ class Runtime:
         return outside / total if total else 0.0
 
     def rebalance_dry_run(self, samples: int = 3) -> Decision:
-        """What the rebalancer would decide now: its demand is measured over ``samples``
-        looks, ``rebalance_period`` apart (on the host's clock), and nothing is changed."""
-        decision = None
-        executor, self.executor = self.executor, Executor(self.hv, self.db, self.logger, dry_run=True)
-        sustain = self.rebalancer.settings.sustain
-        try:
-            for i in range(max(1, samples)):
-                if i:
-                    self.hv.sleep(self.settings.rebalance_period)
-                snap = self.snapshot()
-                decision = self.rebalancer.decide(snap, self.readings.pages, self.excluded(snap), self.chunk_pages,
-                                                  {(p.uuid, p.vcpu) for p in self.pins.entries()},
-                                                  record=False, room=room_pages(self.hv, self.ledger),
-                                                  max_writes=self.settings.max_writes)
-        finally:
-            self.executor = executor
-        waits = decision.assessment.best is not None and decision.streak < sustain
-        return attrs.evolve(decision, note=decision.note + (" (the daemon acts once this has stood for {} periods)"
-                                                            .format(sustain) if waits else ""))
+        return dry_runs.rebalance_dry_run(self, samples)
 
     def what_now(self) -> List[Outcome]:
-        """A cycle's plan now, nothing applied: no threshold nor credit2's waits (README), the cycle's fix-up."""
-        snap = attrs.evolve(observe.take(self.hv, None, with_pages=True), guest_cpus=self.guest_cpus())
-        if self.settings.scheduler:
-            snap = attrs.evolve(snap, scheduler=self.settings.scheduler)
-        pins = self.pins.entries()
-        excluded = self.excluded(snap)
-        actions = list(homing.plan_restores(snap, pins, self.settings.pin_timeout))
-        actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
-        actions += self.fixup(snap, excluded)
-        return Executor(self.hv, self.db, self.logger, dry_run=True).apply(actions)
+        return dry_runs.what_now(self)
 
     def restore_all_pins(self, why: str) -> int:
         """Undo every temporary pin of ours still in place (daemon start and stop); how many (``pins_left``: not)."""

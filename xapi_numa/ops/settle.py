@@ -17,6 +17,7 @@ from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import InvalidArgument, NotRunning
 from xapi_numa.ops.boot_pin import admin_mask, placed_nodes, restore_boot
 from xapi_numa.ops.executor import DONE, Executor
+from xapi_numa.ops.place_request import host_mask
 from xapi_numa.ops.start_placement import owning, still_owning
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -65,8 +66,8 @@ def _settle_held(hv: Hypervisor, session, ledger: Ledger, uuid: str, vm: str, he
     pages = hv.node_pages(dom.domid)
     # xapi narrowed the vCPUs to the host's guest mask at the start: settling keeps them in it
     resident = record.get("resident_on", "OpaqueRef:NULL")
-    host_cpus = xapi.host_guest_cpus(session, xapi.call(session.xenapi.host.get_uuid, resident)) \
-        if resident != "OpaqueRef:NULL" else None
+    host_cpus = host_mask(session, xapi.call(session.xenapi.host.get_uuid, resident)) \
+        if resident != "OpaqueRef:NULL" else None  # one that cannot be read is refused: the VM stays boot-pinned
     plan = settling.plan(dom, hv.vcpus(dom.domid), topo, policy, placed_nodes(other), pages, admin_mask(record),
                          host_cpus)
     release = reservation.plan_settled_release(ledger.reservation(uuid), dom, hv.capabilities().node_claims)

@@ -21,6 +21,7 @@ from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.core.policy import Policy, stored_or_default
 from xapi_numa.errors import NumaError, UnknownVM, VmBusy
 from xapi_numa.ops.executor import log_event
+from xapi_numa.ops.place_request import host_mask
 from xapi_numa.ops.local_xapi import DAEMON_CALL_TIMEOUT, local_login, xapi_address  # noqa: F401 - re-exported
 
 T = TypeVar("T")
@@ -46,10 +47,17 @@ class VmRecords:
     opted_out: Dict[str, bool] = attrs.Factory(dict)
     backend_off: FrozenSet[str] = frozenset()  # VMs with other_config:numa_backend_affinity=false
     guest_cpus: Optional[FrozenSet[int]] = None  # this host's guest_VCPUs_params:mask
+    guest_mask_error: Optional[NumaError] = None  # why that mask cannot be read now (guest_cpus: the last read)
     read_at: Optional[float] = None  # when (the link's clock); None: never read
 
     def policy_of(self, uuid: str) -> Policy:
         return self.policies.get(uuid, Policy())
+
+    def host_guest_cpus(self) -> Optional[FrozenSet[int]]:
+        """The host's guest mask; one that cannot be read raises why (never taken for none)."""
+        if self.guest_mask_error is not None:
+            raise self.guest_mask_error
+        return self.guest_cpus
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         return self.opted_out.get(uuid, True)
@@ -167,9 +175,9 @@ class XapiLink:
                        for r in records.values()},
             backend_off=frozenset(r["uuid"] for r in records.values()
                                   if _off(r.get("other_config", {}), BACKEND_AFFINITY_KEY)),
-            guest_cpus=self.records.guest_cpus, read_at=now)
+            guest_cpus=self.records.guest_cpus, guest_mask_error=self.records.guest_mask_error, read_at=now)
         self._say_unreadable_switches(records)
-        self.records = attrs.evolve(self.records, guest_cpus=self._read_guest_mask(self.records.guest_cpus))
+        self.records = self._read_guest_mask(self.records)
 
     def _say_unreadable_switches(self, records: dict) -> None:
         """Log each unreadable on/off key once (again if its value changes)."""
@@ -204,27 +212,33 @@ class XapiLink:
 
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
         """This host's guest mask (``guest_VCPUs_params:mask``), read with the records: a
-        VM settled inside it is not pinned by an admin."""
+        VM settled inside it is not pinned by an admin.  One that cannot be read raises
+        InvalidArgument (xapi-numad then leaves every VM alone: :mod:`.left_alone`)."""
         self.refresh()  # with the records, at most every 30 s
-        return self.records.guest_cpus
+        return self.records.host_guest_cpus()
 
     def host_guest_cpus(self) -> Optional[FrozenSet[int]]:
-        """This host's guest mask read now, alone (no VM record is read); None while xapi is away."""
+        """This host's guest mask read now, alone (no VM record is read); None while xapi is
+        away; one that cannot be read is refused (:func:`.place_request.host_mask`)."""
         return self.use(self._read_guest_cpus)
 
     @staticmethod
     def _read_guest_cpus(session) -> Optional[FrozenSet[int]]:
-        return guest_cpus_of(session, local_host_uuid())
+        return host_mask(session, local_host_uuid())
 
-    def _read_guest_mask(self, last: Optional[FrozenSet[int]]) -> Optional[FrozenSet[int]]:
-        """Read it again; a read that fails (xapi gone or refusing since the records came)
-        keeps ``last``: dropped, every VM settled inside it looked pinned by its admin
-        until the next read, 30 s later."""
+    def _read_guest_mask(self, last: VmRecords) -> VmRecords:
+        """Read it again; a read that fails (xapi gone or refusing since the records came) keeps
+        ``last``'s (dropped, every VM settled inside it looked pinned by its admin for 30 s).
+        One that cannot be read is kept as the error (raised for a link that ``raises``)."""
         try:
             got = self.use(lambda session: (self._read_guest_cpus(session),))
         except xapi.XapiError:  # (SESSION_INVALID is use's: the link is down)
             got = None
-        return last if got is None else got[0]
+        except NumaError as err:  # (InvalidArgument, naming the field and the syntax)
+            if self._raises:
+                raise
+            return attrs.evolve(last, guest_mask_error=err)
+        return last if got is None else attrs.evolve(last, guest_cpus=got[0], guest_mask_error=None)
 
     def rebalance_opted_out(self, uuid: str) -> bool:
         """``other_config:numa_rebalance=false`` keeps the rebalancer away from a VM, and
@@ -255,20 +269,6 @@ def vm_view(link) -> dict:
     runs (the CLI's, the plugin's) see the same."""
     return dict(policy_of=link.policy_of, policy_error=link.policy_error, opted_out=link.rebalance_opted_out,
                 guest_cpus=link.guest_cpus)
-
-
-def guest_cpus_of(session, host_uuid: Optional[str]) -> Optional[FrozenSet[int]]:
-    """Host ``host_uuid``'s guest mask (``guest_VCPUs_params:mask``), or None: it has none,
-    no host is named, or xapi itself would not read it (it narrows nothing).  xapi refusing
-    the read (XapiError) is no answer, not "no mask": it reaches the caller."""
-    if host_uuid is None:
-        return None
-    try:
-        return xapi.host_guest_cpus(session, host_uuid)
-    except xapi.XapiError:
-        raise
-    except NumaError:
-        return None
 
 
 SWITCH_ON, SWITCH_OFF = ("", "true", "1", "yes", "on"), ("false", "0", "no", "off")

@@ -83,7 +83,7 @@ class XapiReader:
         return self.records().backend_affinity_off(uuid)
 
     def guest_cpus(self) -> Optional[FrozenSet[int]]:
-        return self.records().guest_cpus
+        return self.records().host_guest_cpus()  # (raises why it cannot be read)
 
     # --- auto-settle's lookups (PlacedSettler's ``lookups``) --------------------------------------
     def keep(self, due: List[Dom]) -> None:

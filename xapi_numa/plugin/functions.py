@@ -26,7 +26,7 @@ from xapi_numa.core.units import VM_MEMORY, parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
                            reserve, runtime, settle as settling, start_placement, vnuma_xapi)
-from xapi_numa.ops.xapi_link import XapiLink, guest_cpus_of, vm_view
+from xapi_numa.ops.xapi_link import XapiLink, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.db import open_to_read
 from xapi_numa.state.ledger import Ledger
@@ -231,7 +231,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask
     # (as xapi-numad's moves), and their soft affinity stays inside it
-    guest_cpus = guest_cpus_of(ctx.session, ctx.host_uuid)
+    guest_cpus = place_request.host_mask(ctx.session, ctx.host_uuid)  # one that cannot be read: refused, nothing moved
     # the scan and the plan are the mover's; the room leaves what starting VMs reserved
     move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode,
                       room=reserve.room_pages(ctx.hv, ctx.ledger, exclude_move=dom.uuid)[to], guest_cpus=guest_cpus)
@@ -277,7 +277,7 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     vm = xapi.vm_ref(ctx.session, uuid)
     record = xapi.vm_record(ctx.session, vm)
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, trim(args.get("mode", "follow")), half,
-                               xapi.host_guest_cpus(ctx.session, ctx.host_uuid) if ctx.host_uuid else None)
+                               place_request.host_mask(ctx.session, ctx.host_uuid))
     video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:
         vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram, ctx.host_uuid)
