@@ -82,10 +82,25 @@ def _columns(ffi, batch, got: int) -> Tuple[List[int], List[int], bytes]:
     at = {name: ffi.offsetof("struct xn_domain", name) for name in ("domid", "flags", "handle")}
     if size % WORD or any(offset % WORD for offset in at.values()):  # (not with libxenuma.h's layout)
         raise ValueError("struct xn_domain is not made of 4-byte words")
-    words = memoryview(ffi.buffer(batch, got * size)).cast("I")
+    memory = memoryview(ffi.buffer(batch, got * size))
+    words = memory.cast("I")
     step = size // WORD
+    return (words[at["domid"] // WORD::step].tolist(), words[at["flags"] // WORD::step].tolist(),
+            _handles(memory, got, size, at["handle"]))
+
+
+def _handles(memory: memoryview, got: int, size: int, offset: int) -> bytes:
+    """The ``got`` handles at ``offset`` in records of ``size`` bytes, end to end: copied a
+    column of 8-byte words at a time where the layout lets the records be read as such
+    (half the passes), else of 4-byte words."""
     raw = bytearray(HANDLE * got)
-    into = memoryview(raw).cast("I")
-    for k in range(HANDLE // WORD):  # the handle's k-th word of every record, into its place (no copy between)
-        into[k::HANDLE // WORD] = words[at["handle"] // WORD + k::step]
-    return words[at["domid"] // WORD::step].tolist(), words[at["flags"] // WORD::step].tolist(), bytes(raw)
+    for width, kind in ((8, "Q"), (WORD, "I")):
+        base = offset % width  # (the words read start there: the handle's first is one of them)
+        length = (len(memory) - base) // width * width
+        if size % width or (got and (got - 1) * size + offset + HANDLE > base + length):
+            continue
+        words, into, per = memory[base:base + length].cast(kind), memoryview(raw).cast(kind), HANDLE // width
+        for k in range(per):  # the handle's k-th word of every record, into its place (no copy between)
+            into[k::per] = words[(offset - base) // width + k::size // width]
+        break
+    return bytes(raw)

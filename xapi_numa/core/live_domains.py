@@ -15,11 +15,11 @@ import itertools
 import operator
 import struct
 import uuid as uuidlib
-from typing import Collection, Iterable, Iterator, Mapping, Optional, Sequence, Set
+from typing import Collection, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
 
 HANDLE = 16  # bytes of a domain handle (a UUID)
-SIEVE_FROM = 8  # UUIDs looked for at once from which a set of the handles is quicker than searching
-_FIRST_HALF = struct.Struct("=Q")  # a handle's first 8 bytes, as memoryview.cast("Q") reads them
+SIEVE_FROM = 8  # UUIDs looked for at once from which sieving the list is quicker than searching it per UUID
+SIEVE_BYTES = 4  # leading bytes of a handle the sieve compares
 
 
 def uuid_text(handle: bytes) -> str:
@@ -127,18 +127,43 @@ class LiveDomains(Mapping):
 
     def alive(self, uuids: Iterable[str]) -> Set[str]:
         """Those of ``uuids`` that a live domain has (each one :meth:`domid_of` finds).  For
-        many (a boot storm's reservations), a set of the handles' first halves sieves them
-        first: one pass over the list instead of a search of it per UUID."""
+        many (a boot storm's reservations), the list is sieved in C-speed passes first
+        (:meth:`_sieved`): only the few handles that pass are compared whole, instead of a
+        search of the list per UUID."""
         uuids = list(uuids)
         if len(uuids) < SIEVE_FROM:
             return {u for u in uuids if self.domid_of(u) is not None}
-        firsts = frozenset(memoryview(self._handles).cast("Q")[::HANDLE // 8])
-        found = set()
+        wanted: Dict[bytes, List[str]] = {}
         for u in uuids:
             raw = handle_of(u)
-            if raw is not None and _FIRST_HALF.unpack_from(raw)[0] in firsts and self.domid_of(u) is not None:
-                found.add(u)
+            if raw is not None:
+                wanted.setdefault(raw, []).append(u)
+        found: Set[str] = set()
+        handles = self._handles
+        for i in self._sieved(wanted):
+            found.update(wanted.get(handles[HANDLE * i:HANDLE * (i + 1)], ()))
         return found
+
+    def _sieved(self, wanted: Collection[bytes]) -> Iterator[int]:
+        """The positions of the listed handles whose first :data:`SIEVE_BYTES` bytes are each,
+        byte by byte, one that some handle of ``wanted`` has there: every position where a
+        handle of ``wanted`` is, and few others (about one in 4000 for 32 wanted).  Each
+        byte column of the list is marked through a table (``bytes.translate``) and the
+        marks are and-ed as one integer: no Python work per listed domain."""
+        count = len(self._domids)
+        marks = -1
+        for k in range(SIEVE_BYTES):
+            table = bytearray(256)
+            for raw in wanted:
+                table[raw[k]] = 1
+            marks &= int.from_bytes(self._handles[k::HANDLE].translate(table), "little")
+        if marks <= 0:
+            return
+        passed = marks.to_bytes(count, "little")
+        i = passed.find(1)
+        while i >= 0:
+            yield i
+            i = passed.find(1, i + 1)
 
     def fingerprint(self, skip: Collection[int] = ()) -> str:
         """A digest of the domids and their handles, but those of ``skip``: equal for

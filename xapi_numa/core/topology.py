@@ -10,7 +10,7 @@ arrays (what libxc returns) or the text of ``xl info -n`` (its rows read by
 :func:`parse_distances`.
 """
 
-import collections
+import bisect
 import itertools
 import operator
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -111,12 +111,23 @@ def _nodes_match_cpus(nodes: Sequence[Node], cpu_node: Sequence[int]) -> bool:
 
 def cpus_by_node(cpu_node: Sequence[int]) -> Optional[Dict[int, FrozenSet[int]]]:
     """Node -> its CPUs, from each CPU's node; None if a node is no integer.  Sorted and
-    grouped in C (a start reads the topology; a loop over the CPUs was a third of it)."""
+    grouped in C (a start reads the topology; a loop over the CPUs was a third of it); a
+    table already in node order (each node's CPUs numbered together) is cut where each
+    node's CPUs end, without sorting."""
     if not set(map(type, cpu_node)) <= {int}:
         return None
-    node_of = cpu_node.__getitem__
-    grouped = {node: frozenset(cpus)
-               for node, cpus in itertools.groupby(sorted(range(len(cpu_node)), key=node_of), key=node_of)}
+    table = list(cpu_node)
+    grouped: Dict[int, FrozenSet[int]] = {}
+    if table == sorted(table):
+        start = 0
+        for node in sorted(set(table)):
+            end = bisect.bisect_right(table, node, start)
+            grouped[node] = frozenset(range(start, end))
+            start = end
+    else:
+        node_of = table.__getitem__
+        grouped = {node: frozenset(cpus)
+                   for node, cpus in itertools.groupby(sorted(range(len(table)), key=node_of), key=node_of)}
     grouped.pop(OFFLINE, None)
     return grouped
 
@@ -208,9 +219,10 @@ class Topology:
 
     def cores_per_node(self) -> List[int]:
         """Physical cores of each node: its CPUs' distinct (socket, core) (0 for memory only)."""
-        per_node = collections.Counter(map(operator.itemgetter(0), set(zip(self.cpu_node, self.cpu_socket,
-                                                                            self.cpu_core))))
-        return [per_node[n.id] for n in self.nodes]
+        per_node: Dict[int, int] = {}
+        for node, _, _ in set(zip(self.cpu_node, self.cpu_socket, self.cpu_core)):  # (no Counter: every start asks)
+            per_node[node] = per_node.get(node, 0) + 1
+        return [per_node.get(n.id, 0) for n in self.nodes]
 
     # --- lookups -----------------------------------------------------------
     @property

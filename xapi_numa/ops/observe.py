@@ -153,8 +153,13 @@ def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None
     reserved = reserved or {}
     memory = on_their_nodes(hv.node_memory(), known)
     overall = claimable_total(hv, memory, overlap=overlap) - sum(reserved.values())
-    with_dma = {m.node: max(0, min(m.claimable - reserved.get(m.node, 0), overall)) for m in memory}
-    return with_dma, {m.node: max(0, min(m.room - reserved.get(m.node, 0), overall)) for m in memory}
+    with_dma: Dict[int, int] = {}
+    room: Dict[int, int] = {}
+    for m in memory:  # (:attr:`NodeMemory.room` from the claimable figure worked out once: every start asks)
+        claimable, held = m.claimable, reserved.get(m.node, 0)
+        with_dma[m.node] = max(0, min(claimable - held, overall))
+        room[m.node] = max(0, min(max(0, claimable - m.dma_free) - held, overall))
+    return with_dma, room
 
 
 def domain_by_name_or_id(hv: Hypervisor, ref: str) -> DomainInfo:
