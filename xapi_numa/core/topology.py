@@ -11,6 +11,7 @@ arrays (what libxc returns) or the text of ``xl info -n`` (its rows read by
 """
 
 import bisect
+import collections
 import itertools
 import operator
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -219,10 +220,9 @@ class Topology:
 
     def cores_per_node(self) -> List[int]:
         """Physical cores of each node: its CPUs' distinct (socket, core) (0 for memory only)."""
-        per_node: Dict[int, int] = {}
-        for node, _, _ in set(zip(self.cpu_node, self.cpu_socket, self.cpu_core)):  # (no Counter: every start asks)
-            per_node[node] = per_node.get(node, 0) + 1
-        return [per_node.get(n.id, 0) for n in self.nodes]
+        per_node = collections.Counter(map(operator.itemgetter(0), set(zip(self.cpu_node, self.cpu_socket,
+                                                                            self.cpu_core))))
+        return [per_node[n.id] for n in self.nodes]
 
     # --- lookups -----------------------------------------------------------
     @property
