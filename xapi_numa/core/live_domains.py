@@ -147,7 +147,7 @@ class LiveDomains(Mapping):
     def _sieved(self, wanted: Collection[bytes]) -> Iterator[int]:
         """The positions of the listed handles whose first :data:`SIEVE_BYTES` bytes are each,
         byte by byte, one that some handle of ``wanted`` has there: every position where a
-        handle of ``wanted`` is, and few others (about one in 4000 for 32 wanted).  Each
+        handle of ``wanted`` is, and few others (for 32 random UUIDs, about one in 4000).  Each
         byte column of the list is marked through a table (``bytes.translate``) and the
         marks are and-ed as one integer: no Python work per listed domain."""
         count = len(self._domids)
