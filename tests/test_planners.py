@@ -370,7 +370,7 @@ def test_settling_and_the_boot_pin_give_a_vcpu_the_same_cpus_and_keep_to_the_hos
     nodes' CPUs, some kept from guests), and applied the masks in the other order: a vCPU
     whose own mask has no CPU in the host mask kept its own CPU (outside the host mask),
     where the boot pin gave it the host mask's CPUs on the nodes."""
-    from xapi_numa.ops.place_request import vcpu_cpus
+    from xapi_numa.core.vcpu_cpus import vcpu_cpus
     host = frozenset({5, 6, 7})  # CPU 4 (node 1) and node 0 are kept from guests
     mask = VcpuMask([{4}, {5, 6}])
     vs = [vcpu(1, 0, 4, N1), vcpu(1, 1, 5, N1)]

@@ -28,7 +28,6 @@ from xapi_numa.core.overhead import xapi_model
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vcpu_cpus import vcpu_cpus  # noqa: F401 - the boot pin's and settling's one rule
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import boot_pin

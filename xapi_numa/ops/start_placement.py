@@ -37,10 +37,11 @@ from xapi_numa.core import owner_token as owner_tokens
 from xapi_numa.core.owner_token import Holder
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, upkeep
-from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request, vcpu_cpus
+from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -75,7 +76,7 @@ def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet
     (the mask's CPUs there if its own has none there, as settling does); without an
     admin mask, every vCPU on the chosen nodes.  Within the host's guest mask, if it
     has one (xapi narrows the pin to it at the start: the pin says what the VM gets).
-    (:func:`~xapi_numa.ops.place_request.vcpu_cpus`, which the answer's CPUs come from too.)"""
+    (:func:`~xapi_numa.core.vcpu_cpus.vcpu_cpus`, which the answer's CPUs come from too.)"""
     return vcpu_cpus(topo, nodes, host_cpus, admin_mask(record))
 
 
@@ -286,7 +287,7 @@ def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Opti
              mask: Optional[VcpuMask], vm: Optional[str] = None) -> dict:
     """A place's answer.  Its ``soft`` (or, for a strict policy, ``hard``) CPUs are those the
     VM's vCPUs get on the chosen nodes, as the boot pin written for them
-    (:func:`~xapi_numa.ops.place_request.vcpu_cpus`): inside the host's guest mask
+    (:func:`~xapi_numa.core.vcpu_cpus.vcpu_cpus`): inside the host's guest mask
     (``host_cpus``, None for none) and the VM's own mask (``mask``, None for none or no
     VM), never a whole node's CPUs that guests there cannot use.  Where the vCPUs' own
     masks differ, the answer names their union (every CPU some vCPU may use, as settling
