@@ -155,10 +155,10 @@ def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None
     overall = claimable_total(hv, memory, overlap=overlap) - sum(reserved.values())
     with_dma: Dict[int, int] = {}
     room: Dict[int, int] = {}
-    for m in memory:  # (:attr:`NodeMemory.room` from the claimable figure worked out once: every start asks)
-        claimable, held = m.claimable, reserved.get(m.node, 0)
-        with_dma[m.node] = max(0, min(claimable - held, overall))
-        room[m.node] = max(0, min(max(0, claimable - m.dma_free) - held, overall))
+    for m in memory:
+        held = reserved.get(m.node, 0)
+        with_dma[m.node] = max(0, min(m.claimable - held, overall))
+        room[m.node] = max(0, min(m.room - held, overall))
     return with_dma, room
 
 
