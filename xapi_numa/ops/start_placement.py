@@ -25,7 +25,6 @@ boot pin stays inside them, and a VM whose masks leave no room is refused with
 """
 import contextlib
 import functools
-import math
 import time
 import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional

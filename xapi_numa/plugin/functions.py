@@ -23,7 +23,7 @@ from xapi_numa.core.numbers import trim
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import VM_MEMORY, parse_size
-from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning, NumaError
+from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
                            reserve, runtime, settle as settling, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, vm_view
