@@ -29,7 +29,7 @@ class HostSnapshot:
     # xapi is not asked: every guest's hard affinity stays inside it, settled ones included
     guest_cpus: Optional[FrozenSet[int]] = None
     # why that mask cannot be read now (None: it can): every VM is then left alone, never
-    # placed as if the host had no mask (ops.left_alone); guest_cpus is then the last read
+    # placed as if the host had no mask (ops.left_alone); guest_cpus is then None
     guest_mask_error: Optional[str] = None
 
     @property
