@@ -74,3 +74,46 @@ def test_hindsight_weighs_the_memory_cv_and_the_splits_of_its_window(first_node)
     assert make(1.0, 2).decide(state, small).home == (first_node,)
     # the same window with splits not weighed goes back to levelling memory
     assert make(0.0, 2).decide(state, small).home == (other,)
+
+
+def _make_room_state():
+    """A 2-node host of the benchmark: a 60 and an 8 GiB VM homed on node 0, a 70 GiB one on
+    node 1, so a 64 GiB VM fits neither node's free memory."""
+    from quality.make_room import MakeRoom
+    from quality.policies import Decision
+    from quality.replay import HostState, land
+    from quality.trace import GIB, Vm, hosts
+
+    host = next(h for h in hosts() if h.name == "2n-reg-nosmt")
+    state = HostState(2)
+    overhead = MakeRoom(host.topology(), 0).planner.overhead
+    for vm, node in ((Vm(0, 8, 60 * GIB), 0), (Vm(1, 2, 8 * GIB), 0), (Vm(2, 8, 70 * GIB), 1)):
+        assert land(state, vm, Decision((node,)), overhead)
+    return host, state, Vm(3, 8, 64 * GIB)
+
+
+def test_make_room_moves_the_smallest_vm_that_frees_enough_and_builds_on_one_node():
+    from quality.make_room import MakeRoom
+    from quality.policies import Ours
+    from xapi_numa.core.units import PAGE_SHIFT
+
+    host, state, big = _make_room_state()
+    assert len(Ours(host.topology(), "scored").decide(state, big).home) == 2  # split without a move
+    free_before = sum(state.free)
+    policy = MakeRoom(host.topology(), 1 / 16)
+    assert policy.decide(state, big).home == (0,)
+    # the 8 GiB VM went home to node 1, whole; nothing else moved, no page lost
+    assert state.vms[1].home == (1,) and 0 not in state.vms[1].pages
+    assert state.vms[0].home == (0,) and state.vms[2].home == (1,)
+    assert policy.moved_vms == 1 and sum(state.free) == free_before
+    assert state.free[0] << PAGE_SHIFT >= big.memory
+
+
+def test_make_room_moves_nothing_beyond_its_cap():
+    from quality.make_room import MakeRoom
+
+    host, state, big = _make_room_state()
+    free_before = list(state.free)
+    policy = MakeRoom(host.topology(), 1 / 64)  # 2 GiB: node 0 lacks more than that
+    assert len(policy.decide(state, big).home) == 2
+    assert policy.moved_vms == 0 and state.free == free_before

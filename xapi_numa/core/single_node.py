@@ -200,6 +200,20 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   each other both ways (66 to the fuller node, 52 to the emptier one): no
   state feature picks them out, and the trace's lifetimes are exponential,
   so a VM's age says nothing of when it stops.
+
+  Measured on 2026-12-06, not kept: making room with the page mover, which
+  the baselines lack (``bench/quality/make_room.py``): where the rule would
+  split a VM that fits one node, move whole VMs homed on the node that needs
+  the fewest pages moved to the other nodes with most free memory, at most
+  1/16 or 1/8 of a node per start, and build the VM there.  With
+  FRAG_WEIGHT 0 (balance first, the moves keep the holes), seeds 1-6:
+  16/6/29/15 = 66 and 2/0/36/20 = 58 misses against ``scored``'s 69/22/27/0
+  = 118, moving 25 and 39 VMs (158 and 362 GiB) per 1500 starts on average;
+  seed 7 at 1/16: 0/0/6/2 = 8 against 21.  Splits and distance are met
+  nearly everywhere; memory and vCPU balance are missed more often, since a
+  hole made for one VM is imbalance until it is filled.  It is also a cost
+  no score shows: the start waits for the moves (8 GiB is some 6 s at the
+  mover's modelled 1.4 GiB/s) and other guests' pages are moved for it.
 """
 import itertools
 import math
