@@ -209,7 +209,8 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   FRAG_WEIGHT 0 (balance first, the moves keep the holes), seeds 1-6:
   16/6/29/15 = 66 and 2/0/36/20 = 58 misses against ``scored``'s 69/22/27/0
   = 118, moving 25 and 39 VMs (158 and 362 GiB) per 1500 starts on average;
-  seed 7 at 1/16: 0/0/6/2 = 8 against 21.  Splits and distance are met
+  seed 7 at 1/16: 0/0/6/2 = 8 against 21 (1/16 with FRAG_WEIGHT 0.15,
+  seeds 1-6: 5/4/46/8 = 63).  Splits and distance are met
   nearly everywhere; memory and vCPU balance are missed more often, since a
   hole made for one VM is imbalance until it is filled.  It is also a cost
   no score shows: the start waits for the moves (8 GiB is some 6 s at the
