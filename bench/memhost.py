@@ -13,6 +13,7 @@ be read as "xapi-numa's Python work, plus that many hypercalls".  Only the
 reads a placement needs are implemented; anything else raises.
 """
 import bisect
+import collections
 import errno
 import os
 import time
@@ -108,6 +109,7 @@ class MemHost(Hypervisor):
         self.online = frozenset(range(len(self.cpu_to_node)))
         self.records: Dict[int, tuple] = {}  # domid -> (handle, vcpus as (cpu, hard map, soft map), bytes)
         self.hypercalls = 0
+        self.reads: Dict[str, int] = collections.Counter()  # port method -> calls made of it
         self.maps = BitmapReader()  # the Xen adapter's decoding of Xen's bit maps
         self._lib: Optional[FakeLibxenuma] = None
         self.building: Dict[int, Dict[int, int]] = {}  # domid -> pages landed per node, of builds under way
@@ -123,9 +125,11 @@ class MemHost(Hypervisor):
 
     # --- the reads a placement makes ----------------------------------------------------
     def capabilities(self) -> Capabilities:
+        self.reads['capabilities'] += 1
         return Capabilities("credit2", False, {"claims": "native", "node_claims": "unavailable"})
 
     def topology(self) -> Topology:
+        self.reads['topology'] += 1
         # xc_numainfo, xc_cputopoinfo: each twice (libxenuma asks the size first); xc_physinfo and
         # xc_sched_id (xn_physinfo: the online CPU count)
         self.hypercalls += 6
@@ -136,6 +140,7 @@ class MemHost(Hypervisor):
         raise AssertionError("every CPU of the bench's host is online: the pools are never read")
 
     def node_memory(self) -> List[NodeMemory]:
+        self.reads['node_memory'] += 1
         self.hypercalls += 2  # xc_numainfo, twice (the size, then the tables)
         sizes, frees, _ = xen_topology.numainfo(FFI, self.lib(), None, _check)
         return [NodeMemory(i, s, f, 0) for i, (s, f) in enumerate(zip(sizes, frees))]
@@ -146,14 +151,17 @@ class MemHost(Hypervisor):
         return self._lib
 
     def domains(self) -> List[DomainInfo]:
+        self.reads['domains'] += 1
         self.hypercalls += len(self.records) // xen_domains.BATCH + 1  # xc_domain_getinfolist, a batch at a time
         return [self._info(domid) for domid in self.records]  # (and a xenstore read per name, once per process)
 
     def domain_uuids(self) -> LiveDomains:
+        self.reads['domain_uuids'] += 1
         self.hypercalls += len(self.records) // xen_domains.BATCH + 1
         return xen_domains.uuids(FFI, self.lib(), None, _check)
 
     def domain(self, domid: int, named: bool = True) -> Optional[DomainInfo]:
+        self.reads['domain'] += 1
         self.hypercalls += 1
         return self._info(domid) if domid in self.records else None
 
@@ -164,10 +172,12 @@ class MemHost(Hypervisor):
                           domid in self.building, "hvm", 0, 0)
 
     def claims_outstanding(self) -> int:
+        self.reads['claims_outstanding'] += 1
         self.hypercalls += 1  # xc_physinfo's outstanding_pages
         return 0  # nothing claimed: the reservations are not built yet
 
     def vcpus(self, domid: int) -> List[VcpuInfo]:
+        self.reads['vcpus'] += 1
         if domid not in self.records:
             raise HypervisorError(errno.ESRCH, "no such domain {}".format(domid))
         _, vcpus, _ = self.records[domid]
@@ -179,6 +189,7 @@ class MemHost(Hypervisor):
     def node_pages(self, domid: int) -> Dict[int, int]:
         """Asked of the domains still being built only (a start reconciles their reservations):
         one hypercall, as XenServer 9's node-page query (stock Xen's debug-key dump costs far more)."""
+        self.reads['node_pages'] += 1
         if domid not in self.building:
             raise HypervisorError(errno.ESRCH, "no such domain being built: {}".format(domid))
         self.hypercalls += 1
@@ -188,6 +199,7 @@ class MemHost(Hypervisor):
         return time.monotonic()
 
     def cpupools(self) -> Dict[int, FrozenSet[int]]:
+        self.reads['cpupools'] += 1
         return {0: self.online}
 
     # --- not needed for a placement --------------------------------------------------------

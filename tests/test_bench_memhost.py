@@ -59,3 +59,22 @@ def test_the_hypercalls_counted_for_a_topology_read_are_those_libxenuma_makes():
         before = hv.hypercalls
         read()
         assert hv.hypercalls - before == made, read.__name__
+
+
+def test_a_dry_run_reads_each_fact_of_the_hypervisor_once(tmp_path):
+    """One decision, one read of each: the capabilities (read three times before, by the
+    reconcile's view, the node claims and the claims' overlap), the topology, the free
+    memory, the claims, the domain list; one record and one page count per build under way;
+    no vCPU with the daemon's tally fresh."""
+    from xapi_numa.core.locality import single_homes
+    from xapi_numa.state.home_tally import HomeTally
+
+    ledger = Ledger(str(tmp_path / "l.db"))
+    topo, planner, hv, loads, running = bench_placement.build_host(4, random.Random(4), ledger)
+    HomeTally(ledger.db).publish({d.domid: (d.uuid, single_homes(hv.vcpus(d.domid), topo)) for d in hv.domains()})
+    for vm in ("next", ledger.reservations()[-1].vm):  # a new VM; one placed again (its own row left out)
+        hv.reads.clear()
+        place_and_reserve(hv, ledger, Request(2, 4 << 30), vm, 60, True)
+        assert dict(hv.reads) == {"capabilities": 1, "topology": 1, "node_memory": 1, "claims_outstanding": 1,
+                                  "domain_uuids": 1, "domain": bench_placement.BUILDING,
+                                  "node_pages": bench_placement.BUILDING}, vm

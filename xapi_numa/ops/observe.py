@@ -16,7 +16,7 @@ from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo, NodeMemory, VcpuInfo, find_domain
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.snapshot import HostSnapshot
-from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
 from xapi_numa.state.ledger import Ledger
 
 
@@ -54,12 +54,14 @@ def gone(err: NumaError) -> bool:
     return isinstance(err, HypervisorError) and err.errno == errno.ESRCH
 
 
-def known_node_claims(hv: Hypervisor, ledger: Optional[Ledger]) -> Dict[int, int]:
+def known_node_claims(hv: Hypervisor, ledger: Optional[Ledger],
+                      caps: Optional[Capabilities] = None) -> Dict[int, int]:
     """Bytes claimed per node by the claims the ledger says we made on one node, where the
     hypervisor does not read claims per node (XenServer's patched Xen: the Xen adapter
     reports them as host-wide): what is left of each such claim (the domain's record says;
-    Xen keeps one claim per domain), on its node.  Nothing where the hypervisor reads them."""
-    caps = hv.capabilities()
+    Xen keeps one claim per domain), on its node.  Nothing where the hypervisor reads them.
+    ``caps``: the hypervisor's capabilities, read already (else read here)."""
+    caps = hv.capabilities() if caps is None else caps
     if ledger is None or not caps.node_claims or caps.node_claims_read:
         return {}
     out: Dict[int, int] = {}
@@ -100,14 +102,16 @@ def reserved_domains(hv: Hypervisor, reservations: Iterable[reservation.Reservat
 def claims_overlap(hv: Hypervisor, ledger: Optional[Ledger],
                    reservations: Optional[Sequence[reservation.Reservation]] = None,
                    domains: Optional[Mapping[str, DomainInfo]] = None, actions: Sequence[object] = (),
-                   now: Optional[float] = None, exclude: Optional[str] = None) -> int:
+                   now: Optional[float] = None, exclude: Optional[str] = None,
+                   caps: Optional[Capabilities] = None) -> int:
     """Bytes the ledger's reservations (``reservations``, as after ``actions``; all of
     ``ledger``'s by default) hold that their domains' own host-wide claims hold back too
     (:func:`xapi_numa.core.reservation.claims_overlap`): what the host's total is to count
     once, not as both.  ``domains``: theirs by UUID, if read already; ``exclude``: a VM whose
     row is not counted (placed again: the caller leaves its row out).  Nothing where the
-    hypervisor reads claims per node: a toolstack's claim may be on a node there, counted on it."""
-    caps = hv.capabilities()
+    hypervisor reads claims per node: a toolstack's claim may be on a node there, counted on it.
+    ``caps``: the hypervisor's capabilities, read already (else read here)."""
+    caps = hv.capabilities() if caps is None else caps
     if ledger is None or (caps.node_claims and caps.node_claims_read):
         return 0
     rows = [r for r in (ledger.reservations() if reservations is None else reservations)

@@ -110,10 +110,11 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
         if ledger is None:
             loads = node_loads(hv, {}, planner.topology, uuids=uuids)
         else:
+            caps = hv.capabilities()  # (one read for the reconcile's view, the node claims and the overlap)
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
-                reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids)
+                reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids, caps)
                 loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids,
-                                   known=observe.known_node_claims(hv, ledger), overlap=overlap)
+                                   known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
         # (as once the builds under way have landed: the start itself waits for them)
         return dma_zone.place(planner, loads, request, builds_landed=True), None, loads
     executor = Executor(hv, ledger.db)
@@ -122,9 +123,10 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     last: Optional[NoCapacity] = None
     waiting_until, attempt = time.monotonic() + BUILDS_WAIT, 0
     while attempt < ATTEMPTS:
+        caps = hv.capabilities()
         loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
-                           tally=tally, known=observe.known_node_claims(hv, ledger),
-                           overlap=observe.claims_overlap(hv, ledger, exclude=key))
+                           tally=tally, known=observe.known_node_claims(hv, ledger, caps),
+                           overlap=observe.claims_overlap(hv, ledger, exclude=key, caps=caps))
         try:
             placement = dma_zone.place(planner, loads, request)
         except RoomReserved:
@@ -152,9 +154,10 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     free and its vCPUs are not counted where they are homed (the plan is for a start
     after it stops, when both are back)."""
     planner = planner or Planner(hv.topology())
-    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm) if ledger is not None else ({}, 0)
+    caps = hv.capabilities()
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps) if ledger is not None else ({}, 0)
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger),
-                       known=observe.known_node_claims(hv, ledger), overlap=overlap)
+                       known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
     return dma_zone.place(planner, attrs.evolve(loads, free=free), request, builds_landed=True)

@@ -9,18 +9,20 @@ from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import observe
 from xapi_numa.ops.executor import Executor, Outcome
-from xapi_numa.ports.hypervisor import Hypervisor
+from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
 from xapi_numa.state.ledger import Ledger
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
                    uuids: Optional[LiveDomains] = None,
-                   domains: Optional[Mapping[str, DomainInfo]] = None, now: Optional[float] = None) -> List[object]:
+                   domains: Optional[Mapping[str, DomainInfo]] = None, now: Optional[float] = None,
+                   caps: Optional[Capabilities] = None) -> List[object]:
     """Read the domains of the reserved VMs (found in ``uuids``, the live domains read
     just now, or read here; ``domains``: theirs, read already) and ask the pure planner
     what to do (``now``: the ledger's clock, to renew the leases of builds still
-    growing).  Only the reserved VMs' records are read: on a host of a thousand domains
-    a start makes this read for a few of them."""
+    growing; ``caps``: the hypervisor's capabilities, read already).  Only the reserved
+    VMs' records are read: on a host of a thousand domains a start makes this read for a
+    few of them."""
     if not reservations:
         return []
     domains = observe.reserved_domains(hv, reservations, uuids) if domains is None else domains
@@ -30,7 +32,8 @@ def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservatio
             pages[d.domid] = hv.node_pages(d.domid)
         except NumaError:
             continue  # the domain went away between the two reads
-    return reservation.plan_reconcile(reservations, domains, pages, hv.capabilities().node_claims, now)
+    caps = hv.capabilities() if caps is None else caps
+    return reservation.plan_reconcile(reservations, domains, pages, caps.node_claims, now)
 
 
 def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcome]:
@@ -46,24 +49,27 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
 
 
 def held_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
-                         uuids: Optional[LiveDomains] = None) -> Tuple[Dict[int, int], int]:
+                         uuids: Optional[LiveDomains] = None,
+                         caps: Optional[Capabilities] = None) -> Tuple[Dict[int, int], int]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing (what a
     dry run counts), without ``exclude``'s own reservation; and the bytes of them that the
     reserved domains' own host-wide claims hold back too (:func:`observe.claims_overlap`):
     what the host's total is to count once.  ``uuids``: the live domains, read just now
-    (domid -> UUID)."""
+    (domid -> UUID); ``caps``: the hypervisor's capabilities, read already (else read here,
+    once)."""
     live = hv.domain_uuids() if uuids is None else uuids
+    caps = hv.capabilities() if caps is None else caps
     # only a reservation whose VM has a domain can be changed by a reconcile, or a claimed one
     # (released once its domain is gone, with what its claim could not hold)
     now = ledger.clock()
     totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now)
     domains = observe.reserved_domains(hv, building, live)
-    plan = plan_reconcile(hv, building, live, domains)
+    plan = plan_reconcile(hv, building, live, domains, caps=caps)
     as_read = reservation.outstanding(building, (), now)
     after = reservation.outstanding(building, plan, now)
     for node in set(as_read) | set(after):
         totals[node] = totals.get(node, 0) - as_read.get(node, 0) + after.get(node, 0)
-    return totals, observe.claims_overlap(hv, ledger, building, domains, plan, now)
+    return totals, observe.claims_overlap(hv, ledger, building, domains, plan, now, caps=caps)
 
 
 def reservation_changes(outcomes: Sequence[Outcome]) -> Dict[str, str]:
