@@ -33,32 +33,87 @@ def test_a_dry_run_on_the_memory_host_counts_its_domains_and_reservations(tmp_pa
     assert bench_placement.against(2.0, 1.0) == (2.0, "slower") and bench_placement.against(1.0, 4.0) == (4.0, "faster")
 
 
-def test_the_hypercalls_counted_for_a_topology_read_are_those_libxenuma_makes():
-    """libxenuma asks Xen for each table's size first and then for the table: xc_numainfo
-    and xc_cputopoinfo twice each (two sysctls), where the host counted one of each, so the
-    figure printed beside a decision had 3 of its 11 hypercalls missing."""
+def _libxenuma_hypercalls(function: str) -> int:
+    """Hypercalls libxenuma's ``function`` makes, read from its source: its libxc calls (a table's
+    size is asked first: numainfo and cputopo twice), or the patched node-page query it calls
+    (through the handle's pointer, or through xn_node_pages_native: the features' probe)."""
     import re
-
-    from memhost import MemHost
-
-    from xapi_numa.core.topology import Topology
 
     with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "libxenuma", "src", "libxenuma.c")) as f:
-        source = f.read()
+        body = re.search(r"\n(?:int|void) {}\(.*?\n}}\n".format(function), f.read(), re.S).group(0)
+    body = body[body.index("{"):]  # (not the declaration's own name)
+    return len(re.findall(r"\bxc_\w+\(|patched\.node_pages\(|\bxn_node_pages_native\(", body))
 
-    def calls(function: str, xc: str) -> int:
-        body = re.search(r"\nint {}\(.*?\n}}\n".format(function), source, re.S).group(0)
-        return len(re.findall(r"\b{}\(".format(xc), body))
 
-    numainfo, cputopo = calls("xn_numainfo", "xc_numainfo"), calls("xn_cputopo", "xc_cputopoinfo")
-    physinfo = calls("xn_physinfo", "xc_physinfo") + calls("xn_physinfo", "xc_sched_id")  # the online CPU count
-    assert numainfo >= 1 and cputopo >= 1 and physinfo >= 1
-    hv = MemHost(Topology.uniform(2, 2, 1 << 30), [1 << 29] * 2)
-    for read, made in ((hv.topology, numainfo + cputopo + physinfo), (hv.node_memory, numainfo)):
-        before = hv.hypercalls
-        read()
-        assert hv.hypercalls - before == made, read.__name__
+def test_the_hypercalls_counted_per_libxenuma_call_are_those_libxenuma_makes():
+    """libxenuma asks Xen for each table's size first and then for the table: xc_numainfo
+    and xc_cputopoinfo twice each, where the host counted one of each; the features probe the
+    node-page query; physinfo asks the scheduler too."""
+    from memhost import XN_HYPERCALLS
+
+    assert {call: _libxenuma_hypercalls(call) for call in XN_HYPERCALLS} == XN_HYPERCALLS
+
+
+def test_each_read_counts_the_libxenuma_calls_the_xen_adapter_makes_for_it(monkeypatch):
+    """The real adapter (backends/xen.py) run over the same tables, its libxenuma calls named:
+    the host's count for each read is made of the same calls.  The host counted no call for the
+    capabilities (the adapter makes two), one for a build's pages (two: the node count first) and
+    none for the DMA zone's free memory (one per node, after Xen's command line once)."""
+    from memhost import FFI, FakeLibxenuma, MemHost
+
+    from xapi_numa.backends import xen
+    from xapi_numa.core.cpuset import BitmapReader
+    from xapi_numa.core.topology import Topology
+
+    hv = MemHost(Topology.uniform(4, 2, 1 << 32), [1 << 31] * 4)
+    hv.add_domain(7, "0f4c1f8a-3c39-4f57-9d3a-3b0f1c2d4e5f", 1 << 30, [frozenset({0})], [frozenset({0})],
+                  building={0: 100, 1: 20})
+    named = []
+
+    class Recorded(FakeLibxenuma):
+        """libxenuma for the adapter itself, over the host's tables, each call named."""
+        XN_DOM_HVM, XN_DOM_PVH, XN_DOM_PAUSED, XN_DOM_SHUTDOWN = 0x2, 0x200, 0x8, 0x4
+
+        def __init__(self) -> None:
+            super().__init__(hv)
+            self.made = named.append
+
+        def xn_features(self, handle, out) -> None:
+            self.made("xn_features")
+            out.node_pages, out.claims, out.node_claims = 2, 2, 0
+
+        def xn_node_pages_native(self, handle, domid, nodes, pages) -> int:
+            self.made("xn_node_pages_native")
+            return nodes
+
+        def xn_xen_commandline(self, handle, buf, size) -> int:
+            self.made("xn_xen_commandline")
+            return 0
+
+        def xn_node_free_below(self, handle, node, width, out) -> int:
+            self.made("xn_node_free_below")
+            out[0] = 0
+            return 0
+
+    adapter = xen.XenHypervisor.__new__(xen.XenHypervisor)  # (no Xen to open: the library is the fake)
+    adapter._h, adapter._maps, adapter._online, adapter._names = None, BitmapReader(), None, {}
+    adapter._dma_width, adapter._cpumap_bytes = xen._UNREAD, hv.nbytes
+    monkeypatch.setattr(xen, "ffi", FFI)
+    monkeypatch.setattr(xen, "lib", Recorded())
+    reads = [("capabilities", ()), ("claims_outstanding", ()), ("topology", ()), ("node_memory", ()),
+             ("node_memory", ()), ("domain_uuids", ()), ("domain", (7, False)), ("node_pages", (7,))]
+    nodes_read = False  # libxenuma reads the online nodes at its first xn_node_free_below (one more hypercall)
+    for read, args in reads:
+        del named[:]
+        before, calls = hv.hypercalls, len(hv.calls)
+        getattr(adapter, read)(*args)
+        getattr(hv, read)(*args)
+        assert hv.calls[calls:] == named and named, read
+        first = "xn_node_free_below" in named and not nodes_read
+        nodes_read = nodes_read or first
+        assert hv.hypercalls - before == sum(map(_libxenuma_hypercalls, named)) + first, read
+    assert nodes_read
 
 
 def test_a_dry_run_reads_each_fact_of_the_hypervisor_once(tmp_path):
