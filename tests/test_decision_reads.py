@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from xapi_numa.backends import xen_domains
 from xapi_numa.backends.sim.backend import SimHypervisor
-from xapi_numa.core.live_domains import LiveDomains, SIEVE_FROM
+from xapi_numa.core.live_domains import LiveDomains, SIEVE_FROM, handle_of, handles_of
 from xapi_numa.core.placement import Request
 from xapi_numa.core.topology import OFFLINE, Topology, cpus_by_node
 from xapi_numa.errors import DamagedRow
@@ -88,6 +88,55 @@ def test_alive_sieves_uuids_that_share_a_live_ones_first_bytes_and_finds_the_liv
             near.append(str(uuidlib.UUID(bytes=raw[:keep] + bytes(b ^ 0xFF for b in raw[keep:]))))
     asked = near + list(live.values())[::10] + ["not a uuid"]
     assert domains.alive(asked) == set(list(live.values())[::10])
+    assert domains.alive(asked) == {u for u in asked if domains.domid_of(u) is not None}
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+@st.composite
+def uuid_like(draw):
+    """A UUID's text in the usual form (either case), or one with a character changed (a space,
+    which ``fromhex`` skips, a dash, a non-hex digit or letter, a non-ASCII digit), or cut or
+    grown, or another form ``uuid.UUID`` reads, or no UUID at all."""
+    text = str(uuidlib.UUID(int=draw(st.integers(0, (1 << 128) - 1))))
+    text = "".join(draw(st.sampled_from([c, c.upper()])) if c.isalpha() else c for c in text)
+    kind = draw(st.integers(0, 6))
+    if kind == 1:
+        at = draw(st.integers(0, 35))
+        text = text[:at] + draw(st.sampled_from([" ", "-", "g", "\u0661", "\t", "0"])) + text[at + 1:]
+    elif kind == 2:
+        text = text[:draw(st.integers(0, 35))]
+    elif kind == 3:
+        text = text + draw(st.sampled_from(["0", " ", "-"]))
+    elif kind == 4:
+        form = draw(st.sampled_from(["{%s}", "urn:uuid:%s", "%s"]))
+        text = form % text.replace("-", draw(st.sampled_from(["", "-"])))
+    elif kind == 5:
+        text = draw(st.text(max_size=40))
+    return text
+
+
+@given(st.lists(uuid_like(), max_size=40))
+def test_the_handles_read_all_at_once_are_each_ones_handle_or_none_is_given(uuids):
+    together = handles_of(uuids)
+    one_by_one = [handle_of(u) for u in uuids]
+    if together is not None:
+        assert together == b"".join(one_by_one)
+    usual = [len(u) == 36 and all(u[at] == "-" for at in (8, 13, 18, 23))
+             and all(c in _HEX for i, c in enumerate(u) if i not in (8, 13, 18, 23)) for u in uuids]
+    assert (together is not None) == all(usual)  # (none given only where one is not in the usual form)
+
+
+@given(st.lists(uuid_like(), max_size=40), st.integers(0, 2 ** 32 - 1))
+def test_alive_is_those_that_domid_of_finds_whatever_the_texts(asked, seed):
+    rng = random.Random(seed)
+    live = {d: str(uuidlib.UUID(int=rng.getrandbits(128))) for d in range(1, 60)}
+    for u in asked:  # some of the texts asked for are live domains' UUIDs
+        raw = handle_of(u)
+        if raw is not None and rng.random() < 0.5:
+            live[rng.randrange(60, 200)] = str(uuidlib.UUID(bytes=raw))
+    domains = LiveDomains.of(live)
     assert domains.alive(asked) == {u for u in asked if domains.domid_of(u) is not None}
 
 
