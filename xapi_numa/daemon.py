@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends.open import backend_spec, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
-from xapi_numa.errors import NumaError
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.errors import NumaError, StateError
 from xapi_numa.ops import instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
@@ -201,7 +202,7 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
             message = err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err)
             if rt.db.refused is None:  # (that one is said once, as the daemon stops on it)
                 failures.failed(message, time.monotonic())
-        if rt.db.refused is not None:  # replaced by a newer version's file: no cycle can work, nor a stop's restore
+        if rt.db.refused is not None:  # replaced by a newer version's file: no cycle can work (_run stops on it)
             raise rt.db.refused
         if cycles and rt.cycles >= cycles:
             break
@@ -219,7 +220,13 @@ def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> boo
         if db_wait is not None:
             rt.db.set_busy_timeout(db_wait)
         rt.restore_all_pins("stop")
-        if rt.pins_left:  # refused, or VMs not read: the journal keeps them for the next start
+        if rt.pins_left and rt.db.refused is not None:  # their journal is in memory only: no start reads it
+            log_event(LOG, logging.ERROR, "temporary pins left at stop, and their journal is lost with this "
+                      "process (the state database was refused): put their hard affinity back by hand "
+                      "(xl vcpu-pin DOMAIN VCPU HARD)", left=rt.pins_left,
+                      pins=[{"vm": p.uuid, "domid": p.domid, "vcpu": p.vcpu, "hard": format_ids(p.original_hard)}
+                            for p in rt.pins.entries()])
+        elif rt.pins_left:  # refused, or VMs not read: the journal keeps them for the next start
             damaged = rt.pins.left_out.count  # (left out of every read: no start restores them)
             log_event(LOG, logging.ERROR, "temporary pins left at stop: the next start restores them" if not damaged
                       else "temporary pins left at stop: the next start restores those it can read, not the "
@@ -229,6 +236,15 @@ def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> boo
         log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
                   error=err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err))
         return False
+
+
+def stop_on_refusal(rt: runtime.Runtime) -> None:
+    """The state database's path names a file of a newer schema now (:attr:`Database.refused`):
+    no cycle can work, and its journal cannot be read, so the temporary pins of ours the
+    file we had recorded are put back now, from its rows kept in memory
+    (:meth:`Database.keep_in_memory`); those that cannot be are logged, for the admin."""
+    rt.db.keep_in_memory()
+    restore_at_stop(rt, STOP_DB_WAIT_S)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -278,7 +294,12 @@ def _run(args: argparse.Namespace) -> int:
                 pin_dom0(rt)
             log_event(LOG, logging.INFO, "started", backend=spec,
                       scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
-            run_loop(rt, args.period, args.cycles, stop)
+            try:
+                run_loop(rt, args.period, args.cycles, stop)
+            except StateError as err:
+                if err is rt.db.refused:  # (said as it stops: exit 1)
+                    stop_on_refusal(rt)
+                raise
             restored = restore_at_stop(rt, STOP_DB_WAIT_S)
         finally:
             if reader is not None:

@@ -334,12 +334,18 @@ class Runtime:
         return len(notes)
 
     def _step(self, name: str, step: Callable[[], None], at_stop: bool = False) -> None:
-        """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures logged by :mod:`.step_log`."""
+        """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures logged by :mod:`.step_log`.
+        A state database refused as of a newer schema (:attr:`Database.refused`) ends the cycle instead: no step
+        can work, and the daemon stops on it, saying it once."""
+        if self.db.refused is not None:
+            raise self.db.refused
         if self.stopping() and not at_stop:
             return
         try:
             step()
         except Exception as err:  # noqa: BLE001 - the daemon must outlive xapi, a full disk, a bug
+            if self.db.refused is not None:
+                raise self.db.refused from None
             self.upkeep_log.failed(name, err.message if isinstance(err, NumaError) else "{}: {}".format(
                 type(err).__name__, err))
             return

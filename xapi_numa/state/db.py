@@ -98,6 +98,9 @@ class Database:
         # set while the file is of a newer schema than this code's (refused at each open):
         # xapi-numad stops on it rather than fail every cycle
         self.refused: Optional[StateError] = None
+        # the undo journals' rows of the file this connection had, not yet written into the one the
+        # path names now (its reopen failed, or was refused): see _journal_rows
+        self._uncarried: list = []
         self.busy_timeout = BUSY_TIMEOUT_S
         self._open()
 
@@ -233,15 +236,29 @@ class Database:
     # --- transactions ----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         """The connection, reopened if the path no longer names the file we have open; the
-        undo journals of the file we had go with us (:data:`CARRIED`)."""
+        undo journals of the file we had go with us (:data:`CARRIED`), kept until they are
+        written into the new file (a reopen that fails or is refused keeps them for the next)."""
+        if self._db is not None and not self.in_memory and _identity(self.path) != self._identity:
+            self._uncarried += _journal_rows(self._db)  # (the old file is still open: deleted, not gone)
+            self.close()
         if self._db is None:
             self._open()
-        elif not self.in_memory and _identity(self.path) != self._identity:
-            kept = _journal_rows(self._db)  # (the old file is still open: deleted, not gone)
-            self.close()
-            self._open()
-            self._carry_over(kept)
+        if self._uncarried:
+            self._carry_over(self._uncarried)
+            self._uncarried = []
         return self._db
+
+    def keep_in_memory(self) -> None:
+        """Go on with an empty database in memory holding the undo journals' rows of the file
+        this connection had before its reopen was refused (:attr:`refused`, which stays set):
+        what xapi-numad, stopping on that refusal, restores its temporary pins from (the new
+        file's journal is not readable by this code).  Nothing written from now on reaches a file."""
+        refused, kept = self.refused, self._uncarried
+        self.close()
+        self.in_memory, self._uncarried = True, []
+        self._open_in_memory()
+        self.refused = refused
+        self._carry_over(kept)
 
     def _carry_over(self, kept) -> None:
         """Write the old file's journal rows into the new one (the rows another process
