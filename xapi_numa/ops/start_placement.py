@@ -214,7 +214,7 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     the pool master's (``clock(session)``), never this host's: a member whose
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
-    lock = vm_lock(ledger.path, PLACE, uuid)
+    lock = vm_lock(ledger.path, PLACE, uuid, create=not ledger.db.in_memory)
     lock_wait = PLACE_LOCK_WAIT if lock_wait is None else lock_wait
     if not lock.acquire_within(lock_wait):
         waited = "waited {:g} s for".format(lock_wait) if lock_wait > 0 else "did not wait for"

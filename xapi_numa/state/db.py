@@ -225,8 +225,12 @@ class Database:
         """Wait at most this long for another process's write lock from now on (a stopping
         daemon has little time left: systemd's stop timeout)."""
         self.busy_timeout = seconds
-        if self._db is not None:
+        if self._db is None:
+            return
+        try:
             self._db.execute("PRAGMA busy_timeout = {:d}".format(int(seconds * 1000)))
+        except sqlite3.Error as err:
+            raise self._failure("set how long it waits for another process's lock", err) from None
 
     def close(self) -> None:
         if self._db is not None:

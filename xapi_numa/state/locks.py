@@ -19,16 +19,41 @@ from xapi_numa.errors import StateError
 POLL_S = 0.05  # how often a bounded wait tries the lock again
 
 
+def _failure(what: str, path: str, err: OSError) -> StateError:
+    """Why ``what`` failed on the lock file ``path`` (``err``), and what to do."""
+    code = err.errno
+    if code in (errno.EACCES, errno.EPERM):
+        hint = "run it as root, or let this user write {}".format(os.path.dirname(path))
+    elif code == errno.EROFS:
+        hint = "its file system is read-only: remount it read-write, or set $XAPI_NUMA_LEDGER / --ledger elsewhere"
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        hint = "the disk holding it is full: free some space"
+    elif code == errno.EISDIR:
+        hint = "a directory is in its place: move it aside (xapi-numa makes the lock file again)"
+    elif code == errno.ENOLCK:
+        hint = "the kernel has no lock to give: too many held, or a file system without flock (use a local one)"
+    else:
+        hint = "check {} and the file system holding it".format(os.path.dirname(path))
+    return StateError("cannot {} {}: {} ({})".format(what, path, err.strerror or err, hint))
+
+
 class FileLock:
-    def __init__(self, path: str, fd: Optional[int] = None) -> None:
+    """``create`` False: the lock file is never made (nor its directory, by :func:`vm_lock`):
+    one that is not there is held by nobody, and cannot be taken."""
+
+    def __init__(self, path: str, fd: Optional[int] = None, create: bool = True) -> None:
         self.path = path
         self.fd = fd
+        self.create = create
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return os.open(self.path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if self.create else 0), 0o600)
         except OSError as err:
-            raise StateError("cannot open the lock {}: {}".format(self.path, err.strerror)) from None
+            if not self.create and err.errno == errno.ENOENT:
+                raise StateError("cannot take the lock {}: there is none, and none is made beside a state database "
+                                 "that is not there (a query's, read in memory)".format(self.path)) from None
+            raise _failure("open the lock", self.path, err) from None
 
     def try_acquire(self) -> bool:
         """Take it if nobody holds it; False if a live process does."""
@@ -39,14 +64,20 @@ class FileLock:
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return False
-            raise StateError("cannot lock {}: {}".format(self.path, err.strerror)) from None
+            raise _failure("lock", self.path, err) from None
         self.fd = fd
         return True
 
     def acquire(self) -> None:
         """Wait for it (for short critical sections only)."""
         fd = self._open()
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException as err:
+            os.close(fd)
+            if isinstance(err, OSError):
+                raise _failure("lock", self.path, err) from None
+            raise
         self.fd = fd
 
     def acquire_within(self, seconds: float, poll: float = POLL_S) -> bool:
@@ -61,6 +92,8 @@ class FileLock:
         return True
 
     def held_by_someone(self) -> bool:
+        if not self.create and not os.path.lexists(self.path):
+            return False  # (never made: nobody ever took it)
         if self.try_acquire():
             self.release()
             return False
@@ -116,13 +149,18 @@ def lock_directory(db_path: str) -> str:
     return os.path.realpath(db_path) + ".locks"
 
 
-def vm_lock(db_path: str, kind: str, uuid: str) -> FileLock:
+def vm_lock(db_path: str, kind: str, uuid: str, create: bool = True) -> FileLock:
+    """The ``kind`` lock of VM ``uuid`` beside the state database ``db_path``.  ``create``
+    False, for a database in memory standing for a file that is not there
+    (:func:`~xapi_numa.state.db.open_to_read`): the same path, but neither the directory
+    nor the file is made (none there: nobody holds the lock; a query makes no state)."""
     directory = lock_directory(db_path)
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as err:
-        raise StateError("cannot create {}: {}".format(directory, err.strerror)) from None
-    return FileLock(os.path.join(directory, "{}-{}{}".format(kind, uuid, LOCK_SUFFIX)))
+    if create:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise _failure("create the lock directory", directory, err) from None
+    return FileLock(os.path.join(directory, "{}-{}{}".format(kind, uuid, LOCK_SUFFIX)), create=create)
 
 
 def _lock_files(db_path: str) -> List[Tuple[str, str, str]]:

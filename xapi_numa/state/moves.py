@@ -60,7 +60,7 @@ class MoveJournal:
         self.db = db
 
     def lock_for(self, uuid: str) -> MoverLock:
-        return vm_lock(self.db.path, MOVE, uuid)
+        return vm_lock(self.db.path, MOVE, uuid, create=not self.db.in_memory)  # (in memory: no file, none made)
 
     def mover_alive(self, uuid: str) -> bool:
         return self.lock_for(uuid).held_by_someone()
