@@ -22,6 +22,7 @@ from xapi_numa.cli.main import main as cli_main
 from xapi_numa.core.actions import PinTemporarily
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import HypervisorError, StateError
+from xapi_numa.ops import move_memory
 from xapi_numa.ops.executor import Executor
 from xapi_numa.ops.runtime import Runtime, Settings
 from xapi_numa.state.ledger import Ledger
@@ -199,3 +200,28 @@ def test_a_page_mover_meeting_a_newer_file_mid_move_stops_after_the_batch_under_
     d = next(x for x in sim.domains() if x.domid == domid)
     assert len(batches) == 1 and not d.paused and sim.batch_records() == []
     assert batches[0].moved > 0 and sim.node_pages(domid)[1] == batches[0].moved
+
+
+def test_a_batch_that_kept_the_guest_paused_is_recovered_though_the_journal_is_refused(tmp_path, monkeypatch):
+    """The batch's unpause failed (its record kept, the guest paused) just as the file was
+    replaced: the journal write after the batch was refused before the batch's outcome was
+    looked at, and the guest stayed paused with no journal row to lead a recovery to it."""
+    sim, domid = _guest(tmp_path)
+    path = str(tmp_path / "l.db")
+    ledger = Ledger(path)
+    newer = str(tmp_path / "newer.db")
+    _newer_file(newer)
+    plan, lock = move_memory.claim(sim, ledger, str(domid), 1)
+    real = SimHypervisor.move_pages
+
+    def move_then_replace(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        _replace(newer, path)
+        return out
+
+    monkeypatch.setattr(SimHypervisor, "move_pages", move_then_replace)
+    with pytest.raises(StateError) as refused:
+        move_memory.run(sim, ledger.db, plan, 1e12, lock=lock, fault="unpause", fault_batch=0)
+    _says_what_to_do(refused.value.message, path)
+    d = next(x for x in sim.domains() if x.domid == domid)
+    assert not d.paused and sim.batch_records() == []

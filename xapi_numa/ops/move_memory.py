@@ -279,15 +279,15 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
                                    fault if i == fault_batch else None)
             tally.add(result)
             tally.elapsed = clock() - started
-            journal.progress(d.uuid, dict(base, state=RUNNING, **tally.summary()))
             if progress:
                 progress(tally)
-            if result.error or result.lost:
+            if result.error or result.lost:  # before any journal write, which may fail: a kept pause is recovered
                 state, stuck = FAILED, result.stuck_gfns
                 error = _explain(result, plan.target)
                 if result.lost or result.stage == "unpause":  # the batch record was kept: recovery's turn
                     kept_paused, error = finish_kept_batch(hv, d, error)
                 break
+            journal.progress(d.uuid, dict(base, state=RUNNING, **tally.summary()))
             if i + 1 < len(plan.batches):
                 sleep(pagemove.pacing_gap(result.pause, len(batch), rate))
     except KeyboardInterrupt:
