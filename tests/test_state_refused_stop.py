@@ -225,3 +225,29 @@ def test_a_batch_that_kept_the_guest_paused_is_recovered_though_the_journal_is_r
     _says_what_to_do(refused.value.message, path)
     d = next(x for x in sim.domains() if x.domid == domid)
     assert not d.paused and sim.batch_records() == []
+
+
+def test_a_file_replaced_just_before_the_stop_still_has_every_pin_put_back(tmp_path, monkeypatch, capsys):
+    """The last cycle ran on the file it had; the stop's restore is the first to meet the newer
+    one: it said "the next start restores them" and exited 75, though no start could."""
+    sim, db, topo = pinned_host(tmp_path)
+    Runtime(sim, db, Settings()).restore_all_pins("setup")
+    db.close()
+    path = str(tmp_path / "l.db")
+    newer = str(tmp_path / "newer.db")
+    _newer_file(newer)
+    real_cycle = Runtime.cycle
+
+    def cycle_then_pin_and_replace(rt):
+        out = real_cycle(rt)
+        assert _pin_every_vcpu(sim, rt.db, topo) == 8
+        _replace(newer, path)
+        return out
+
+    monkeypatch.setattr(Runtime, "cycle", cycle_then_pin_and_replace)
+    code = daemon.main(["--backend", "sim:" + sim.path, "--no-xapi", "--ledger", path, "--cycles", "1"])
+    lines = capsys.readouterr()[1].splitlines()
+    assert code == 1 and lines[-1].startswith("xapi-numad: error: ") and "Traceback" not in "\n".join(lines)
+    _says_what_to_do(lines[-1], path)
+    assert all_unpinned(sim, topo)
+    assert not [e for e in _events(lines) if "next start" in e["event"]], lines

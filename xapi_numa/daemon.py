@@ -215,7 +215,11 @@ def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> boo
     """Put every temporary pin back before exiting; if that cannot be done now (the
     host or the state database unreadable), say so in the log: the journal keeps
     them, and the next start restores them.  ``db_wait``: seconds to wait for another
-    process's lock on the state database from now on (a stop has little time left)."""
+    process's lock on the state database from now on (a stop has little time left).
+    A state database refused as of a newer schema (its path names a newer version's file
+    now): the pins are put back from the journal rows of the file it had, kept in memory
+    (:meth:`Database.keep_in_memory`); those that cannot be are logged for the admin, as
+    no later start can read their journal."""
     try:
         if db_wait is not None:
             rt.db.set_busy_timeout(db_wait)
@@ -233,18 +237,12 @@ def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> boo
                            "damaged rows warned of (mend or delete them)", left=rt.pins_left, damaged=damaged)
         return not rt.pins_left
     except (NumaError, OSError) as err:
+        if err is rt.db.refused and not rt.db.in_memory:  # a newer version's file now: from the rows of the one it had
+            rt.db.keep_in_memory()
+            return restore_at_stop(rt)
         log_event(LOG, logging.ERROR, "temporary pins not restored at stop: the next start restores them",
                   error=err.message if isinstance(err, NumaError) else "{}: {}".format(type(err).__name__, err))
         return False
-
-
-def stop_on_refusal(rt: runtime.Runtime) -> None:
-    """The state database's path names a file of a newer schema now (:attr:`Database.refused`):
-    no cycle can work, and its journal cannot be read, so the temporary pins of ours the
-    file we had recorded are put back now, from its rows kept in memory
-    (:meth:`Database.keep_in_memory`); those that cannot be are logged, for the admin."""
-    rt.db.keep_in_memory()
-    restore_at_stop(rt, STOP_DB_WAIT_S)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -297,10 +295,12 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 run_loop(rt, args.period, args.cycles, stop)
             except StateError as err:
-                if err is rt.db.refused:  # (said as it stops: exit 1)
-                    stop_on_refusal(rt)
-                raise
+                if err is not rt.db.refused:
+                    raise
+            # refused (a newer version's file, met in the loop or now): from the rows of the file it had
             restored = restore_at_stop(rt, STOP_DB_WAIT_S)
+            if rt.db.refused is not None:
+                raise rt.db.refused  # (said as it stops: exit 1)
         finally:
             if reader is not None:
                 reader.close()  # its thread stops; one in a call to a wedged xapi is not waited for
