@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 
 import attrs
@@ -350,6 +351,8 @@ def test_pins_that_cannot_be_restored_at_stop_are_said_so_in_the_log(caplog):
     from xapi_numa.errors import StateError
 
     class Unreadable:
+        db = types.SimpleNamespace(refused=None, in_memory=False)  # (a database not refused: see test_state_refused_stop)
+
         def restore_all_pins(self, why):
             raise StateError("cannot read the state database")
 
