@@ -12,7 +12,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import locality, numbers, vnuma
-from xapi_numa.core.cpuset import check_known
+from xapi_numa.core.cpuset import check_known, format_ids
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
@@ -84,7 +84,7 @@ def _check_landed(plan: vnuma.VnumaPlan, landed: Dict[int, int], d: DomainInfo) 
 
 def _render(plan: dict) -> str:
     table = render.table(["vnode", "pnode", "memory", "vcpus", "vdistances"],
-                         [[v["vnode"], v["pnode"], format_size(v["memory"]), ",".join(map(str, v["vcpus"])),
+                         [[v["vnode"], v["pnode"], format_size(v["memory"]), format_ids(v["vcpus"]),
                            ",".join(map(str, v["vdistances"]))] for v in plan["vnodes"]])
     if "affinity" not in plan:
         return table
@@ -121,6 +121,9 @@ def _store(args) -> int:
 
 def cmd_vnuma(args) -> int:
     args.vm, args.host = common.typed(args.vm), common.typed(args.host)
+    if not args.vm.strip():  # as every other command's VM: a plan for no one is no plan
+        raise InvalidArgument("VM", "{!r} is blank".format(args.vm),
+                              "the VM's name (with --apply its domid, name or UUID; with --store its UUID or name)")
     if args.store:
         return _store(args)
     for flag, given in (("--pool", args.pool), ("--host", args.host)):
