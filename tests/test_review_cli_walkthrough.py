@@ -1,7 +1,11 @@
 """What a first walk through the README's commands on the simulated host found: a
 backend xapi-numad cannot use is a refused flag (exit 2, named as xapi-numa names it),
-vnuma refuses a blank VM name as every other command does, and its table writes vCPU
-lists in Xen's syntax."""
+vnuma refuses a blank VM name as every other command does, its table writes vCPU
+lists in Xen's syntax, and every argument's --help says what it takes: a number the
+flag's type refuses is answered "see --help", so the help must give the range."""
+import argparse
+import re
+
 import pytest
 
 from xapi_numa import daemon
@@ -66,3 +70,69 @@ def test_the_vnuma_table_writes_each_vnodes_vcpus_in_xens_syntax(sim_host, capsy
     assert [(r[1], r[3]) for r in rows[1:]] == [("1", "0-3"), ("0", "4-7")]
     assert main(["vnuma", "db", "--vcpus", "8", "--memory", "2G", "--nodes", "1,0", "--xl"]) == 0
     assert '"vcpus=0-3"' in capsys.readouterr().out
+
+
+def parsers(parser, name="xapi-numa"):
+    """(command, parser) of xapi-numa and every command and sim command under it."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from parsers(sub, name + " " + sub_name)
+
+
+def test_every_argument_of_every_command_has_a_help_text():
+    """place --vcpus, release's VM, sim init --nodes/--cpus-per-node/--scheduler/--seed, sim
+    create --vcpus/--type, sim run --seconds and every sim command's PATH had none."""
+    from xapi_numa.cli.main import build_parser
+
+    bare = ["{} {}".format(name, "/".join(a.option_strings) or a.dest)
+            for name, parser in parsers(build_parser()) for a in parser._actions
+            if not isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction))
+            and a.help != argparse.SUPPRESS and not (a.help or "").strip()]
+    assert bare == []
+
+
+def help_of(command, flag):
+    from xapi_numa.cli.main import build_parser
+
+    found = dict(parsers(build_parser()))["xapi-numa " + command]
+    return next(a.help for a in found._actions if flag in a.option_strings) % {}
+
+
+OUT_OF_RANGE = [
+    ("place", "--vcpus", "0", ["--memory", "1G", "--dry-run"]),
+    ("place", "--ttl", "0", ["--vcpus", "1", "--memory", "1G"]),
+    ("top", "--interval", "0", ["--once"]),
+    ("rebalance", "--samples", "0", ["--dry-run"]),
+    ("move-memory", "--batch", "0", ["g", "--to", "1", "--dry-run"]),
+    ("move-memory", "--probe-ms", "60001", ["g", "--to", "1", "--dry-run"]),
+    ("move-memory", "--verify-chunk", "0", ["g", "--to", "1", "--dry-run"]),
+    ("move-memory", "--rate", "0", ["g", "--to", "1", "--dry-run"]),
+    ("vnuma", "--vcpus", "0", ["v", "--memory", "1G"]),
+    ("sim init", "--nodes", "0", ["{new}", "--cpus-per-node", "1", "--memory-per-node", "1G"]),
+    ("sim init", "--cpus-per-node", "0", ["{new}", "--nodes", "1", "--memory-per-node", "1G"]),
+    ("sim create", "--vcpus", "0", ["{host}", "x", "--memory", "64M"]),
+    ("sim run", "--seconds", "0", ["{host}"]),
+]
+
+
+@pytest.mark.parametrize("command, flag, value, rest", OUT_OF_RANGE)
+def test_a_range_in_an_error_is_the_range_in_the_flags_help(command, flag, value, rest, sim_host, tmp_path,
+                                                            capsys):
+    """The error of an out-of-range value names the range; the help of the flag (where a
+    value its type refuses, such as '١', is sent) gives the same numbers."""
+    from xapi_numa.cli.main import main
+
+    assert main(["sim", "create", sim_host, "g", "--vcpus", "1", "--memory", "64M", "--type", "pvh"]) == 0
+    capsys.readouterr()
+    before = files_of(tmp_path)
+    argv = command.split() + [flag, value] + [a.format(host=sim_host, new=str(tmp_path / "new.json")) for a in rest]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: {}: ".format(flag)) and len(err.splitlines()) == 1, err
+    assert files_of(tmp_path) == before
+    allowed = re.search(r"\(allowed: (.*)\)$", err.strip()).group(1)
+    number = r"\d+(?:\.\d+)?"
+    bounds = re.findall(number, allowed)[:2]  # (what follows may be examples)
+    assert len(bounds) == 2 and set(bounds) <= set(re.findall(number, help_of(command, flag))), (allowed, err)

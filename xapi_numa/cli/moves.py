@@ -239,17 +239,19 @@ def register(sub) -> None:
                             "(PV and HVM guests are refused)")
     q.add_argument("vm", help="domid, name or UUID")
     q.add_argument("--to", required=True,
-                   help="target node: 1 or node:1; only a node with CPUs in the host's guest mask "
+                   help="target node: 1, node:1 or nodes:1; only a node with CPUs in the host's guest mask "
                         "(guest_VCPUs_params:mask, from xapi), the vCPUs' soft affinity then inside it")
     q.add_argument("--max", type=given,
                    help="move at most this much ({}); default all".format(pagemove.MOVE_MAX.allowed))
-    q.add_argument("--batch", type=whole_number, default=512, help="pages per pause window (default 512: whole 2 MiB runs)")
-    q.add_argument("--rate", type=given, help="average MiB/s at most (default: unpaced beyond a 50%% duty cycle)")
+    q.add_argument("--batch", type=whole_number, default=512,
+                   help="pages per pause window: 1..8192 (default 512: whole 2 MiB runs)")
+    q.add_argument("--rate", type=given,
+                   help="average MiB/s at most: 0.1..1048576 (default: unpaced beyond a 50%% duty cycle)")
     q.add_argument("--probe-ms", dest="probe_ms", type=whole_number, default=0,
-                   help="pause the guest this long first to find frames Xen writes while it is paused "
-                        "(default 0: layout recognition only)")
+                   help="pause the guest this long first to find frames Xen writes while it is paused: "
+                        "0..60000 (default 0: layout recognition only)")
     q.add_argument("--verify-chunk", dest="verify_chunk", type=signed_whole_number, default=16,
-                   help="check that freed frames really were freed every this many pages (default 16)")
+                   help="check that freed frames really were freed every this many pages: 1..8192 (default 16)")
     q.add_argument("--allow-fallback", dest="allow_fallback", action="store_true",
                    help="if the target node runs short, put the rest anywhere instead of failing")
     q.add_argument("--dry-run", action="store_true", help="print the skip set and the plan; move nothing")

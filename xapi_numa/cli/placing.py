@@ -203,7 +203,7 @@ def _render_vm_placement(vm: str, result: dict) -> str:
 def register(sub) -> None:
     q = sub.add_parser("place", help="decide where a VM goes and reserve its memory (inside the host's guest mask, "
                                      "read from this host's xapi)")
-    q.add_argument("--vcpus", type=signed_whole_number, required=True)
+    q.add_argument("--vcpus", type=signed_whole_number, required=True, help="the VM's vCPUs: 1..4096")
     q.add_argument("--memory", required=True, help=VM_MEMORY.allowed)
     q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
     q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
@@ -212,7 +212,7 @@ def register(sub) -> None:
     q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "
                                 "bounds the place as the plugin's); default: a new ad-hoc key")
     q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
-                   help="seconds before an unused reservation expires")
+                   help="seconds before an unused reservation expires: more than 0, at most 86400 (default 300)")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
     q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
                    help="do not ask xapi for the host's guest mask (the placement then keeps to none)")
@@ -238,6 +238,6 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_reservations)
 
     q = sub.add_parser("release", help="drop a VM's reservation")
-    q.add_argument("vm")
+    q.add_argument("vm", help="the VM's UUID, or the adhoc-... key place printed (reservations lists them)")
     common.add_ledger(q)
     q.set_defaults(func=cmd_release)

@@ -195,7 +195,8 @@ def register(sub) -> None:
     q = sub.add_parser("top", help="live view: per node busy CPUs and memory, per VM locality")
     q.add_argument("--once", action="store_true", help="print once and exit (with --json: one document; "
                                                        "without --once, one compact document per line)")
-    q.add_argument("--interval", type=signed_decimal_number, default=2.0, help="seconds between refreshes (default 2)")
+    q.add_argument("--interval", type=signed_decimal_number, default=2.0,
+                   help="seconds between refreshes: 0.1..3600 (default 2)")
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_top)

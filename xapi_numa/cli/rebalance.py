@@ -119,7 +119,7 @@ def register(sub) -> None:
     q = sub.add_parser("rebalance", help="what the rebalancer would do now (home moves, memory that follows)")
     q.add_argument("--dry-run", action="store_true", help="show the decision (the only mode)")
     q.add_argument("--samples", type=signed_whole_number, default=3,
-                   help="looks at the host's CPU demand, one rebalance period apart (default 3)")
+                   help="looks at the host's CPU demand, one rebalance period apart: 1..30 (default 3)")
     add_no_xapi(q)
     common.add_ledger(q)
     common.add_json(q)

@@ -21,6 +21,7 @@ SCHEDULERS = ("credit", "credit2")
 
 
 MAX_PCPUS = 4096  # Xen's NR_CPUS at most
+STATE_FILE = "the simulated host's state file (as in --backend sim:PATH)"
 NODE_MEMORY = SizeRange(64 << 20, 64 << 40, "one node")  # 64T: beyond any host built
 
 
@@ -178,7 +179,7 @@ def cmd_demo(args) -> int:
 def register(sub) -> None:
     q = sub.add_parser("demo", help="the seed scenario on a simulated 2 x 28 pCPU host")
     q.add_argument("--seed", type=whole_number, default=1, help="simulation seed (default 1)")
-    q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2")
+    q.add_argument("--schedulers", default="credit,credit2", help="comma-separated: credit, credit2 (default both)")
     q.add_argument("--plot", default="xapi-numa-demo.svg",
                    help="where to write the rebalancing chart (default xapi-numa-demo.svg; none: skip that part)")
     q.set_defaults(func=cmd_demo)
@@ -187,14 +188,15 @@ def register(sub) -> None:
                                                                                     metavar="SIMCOMMAND")
     sim.required = True
     s = sim.add_parser("init", help="create a simulated host at PATH")
-    s.add_argument("path")
-    s.add_argument("--nodes", type=signed_whole_number, required=True)
-    s.add_argument("--cpus-per-node", type=signed_whole_number, required=True)
+    s.add_argument("path", help=STATE_FILE)
+    s.add_argument("--nodes", type=signed_whole_number, required=True, help="NUMA nodes: 1..64")
+    s.add_argument("--cpus-per-node", type=signed_whole_number, required=True,
+                   help="pCPUs on each node: 1..512, at most {} in all".format(MAX_PCPUS))
     s.add_argument("--memory-per-node", required=True,
                    help="each node's memory: " + NODE_MEMORY.allowed)
     s.add_argument("--distances", type=given, help='SLIT rows, e.g. "10,21;21,10" (default 10 local, 20 remote)')
-    s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2")
-    s.add_argument("--seed", type=whole_number, default=0)
+    s.add_argument("--scheduler", choices=SCHEDULERS, default="credit2", help="Xen's scheduler (default credit2)")
+    s.add_argument("--seed", type=whole_number, default=0, help="simulation seed, 0 or more (default 0)")
     s.add_argument("--dom0-vcpus", type=signed_whole_number, help="dom0's vCPUs (default 4, at most the host's pCPUs)")
     s.add_argument("--dom0-memory", type=given, help="dom0's memory: 64M .. half the host's, as " + SIZE_FORMS
                    + "; default min(1G, 10%% of the host)")
@@ -205,27 +207,28 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_sim_init)
 
     s = sim.add_parser("create", help="create a guest (as xl create would)")
-    s.add_argument("path")
+    s.add_argument("path", help=STATE_FILE)
     s.add_argument("name", help="the new domain's name: unique, not all digits, not another domain's UUID")
-    s.add_argument("--vcpus", type=signed_whole_number, required=True)
+    s.add_argument("--vcpus", type=signed_whole_number, required=True, help="the guest's vCPUs: 1..512")
     s.add_argument("--memory", required=True, help="1M (xl's memory= counts MiB) .. the host's free memory "
                                                    "after other domains' claims, as " + SIZE_FORMS)
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")
     s.add_argument("--hard", help="hard affinity, Xen CPU-list syntax")
     # argparse formats help with %: a literal % must be doubled
-    s.add_argument("--load", default="busy", help=LOAD_SYNTAX.replace("%", "%%"))
-    s.add_argument("--type", choices=("pv", "pvh", "hvm"), default="pv")
+    s.add_argument("--load", default="busy", help=LOAD_SYNTAX.replace("%", "%%") + " (default busy)")
+    s.add_argument("--type", choices=("pv", "pvh", "hvm"), default="pv", help="guest type (default pv, as xl's)")
     s.add_argument("--paused", action="store_true", help="leave the new domain paused (xl create -p)")
     s.add_argument("--passthrough", action="store_true", help="the guest has a PCI device passed through")
     s.set_defaults(func=cmd_sim_create)
 
     for action in ("pause", "unpause", "destroy"):
         s = sim.add_parser(action, help="{} a domain".format(action))
-        s.add_argument("path")
+        s.add_argument("path", help=STATE_FILE)
         s.add_argument("name", help="name, domid or UUID")
         s.set_defaults(func=cmd_sim_control, action=action)
 
     s = sim.add_parser("run", help="advance simulated time")
-    s.add_argument("path")
-    s.add_argument("--seconds", type=signed_decimal_number, required=True)
+    s.add_argument("path", help=STATE_FILE)
+    s.add_argument("--seconds", type=signed_decimal_number, required=True,
+                   help="simulated seconds to run: more than 0, at most 86400")
     s.set_defaults(func=cmd_sim_run)

@@ -258,7 +258,7 @@ def _guest_mask(args) -> Optional[FrozenSet[int]]:
 def register(sub) -> None:
     q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
-    q.add_argument("--vcpus", type=signed_whole_number, help="the VM's vCPUs (needed unless --store)")
+    q.add_argument("--vcpus", type=signed_whole_number, help="the VM's vCPUs: 1..4096 (needed unless --store)")
     q.add_argument("--memory", help="static-max (needed unless --store): " + vnuma.VNUMA_MEMORY.allowed)
     q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
