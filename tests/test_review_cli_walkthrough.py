@@ -136,3 +136,43 @@ def test_a_range_in_an_error_is_the_range_in_the_flags_help(command, flag, value
     number = r"\d+(?:\.\d+)?"
     bounds = re.findall(number, allowed)[:2]  # (what follows may be examples)
     assert len(bounds) == 2 and set(bounds) <= set(re.findall(number, help_of(command, flag))), (allowed, err)
+
+
+def command_line_section():
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    return text.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_exit_statuses_are_documented_and_are_what_xapi_numa_returns(sim_host, tmp_path, monkeypatch, capsys):
+    """The Command line section said nothing of exit statuses (a script needs to tell a
+    refused input from a failed command); each one it names is what main returns."""
+    from xapi_numa.cli import queries
+    from xapi_numa.cli.main import main
+
+    section = " ".join(command_line_section().split())
+    for said in ("The exit status says which: 0 done; 2 the input was refused", "; 1 the command could not do it",
+                 "; 3 `vm-start` started the VM but could not settle it", "; 70 an internal error",
+                 "; 130 interrupted (Ctrl-C)"):
+        assert said in section
+    capsys.readouterr()
+    assert main(["topology"]) == 0
+    assert main(["place", "--vcpus", "0", "--memory", "1G", "--dry-run"]) == 2
+    assert main(["vcpus", "no-such-vm"]) == 1
+    assert main(["place", "--vcpus", "1", "--memory", "1000G", "--dry-run"]) == 1
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(queries, "cmd_topology", broken)
+    capsys.readouterr()
+    assert main(["topology"]) == 70
+    assert capsys.readouterr().err.startswith("xapi-numa: internal error: RuntimeError: a bug")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(queries, "cmd_topology", interrupted)
+    assert main(["topology"]) == 130
