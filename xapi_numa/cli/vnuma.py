@@ -121,11 +121,11 @@ def _store(args) -> int:
 
 def cmd_vnuma(args) -> int:
     args.vm, args.host = common.typed(args.vm), common.typed(args.host)
+    if args.store:
+        return _store(args)  # (a blank VM refused as vm-placement's is)
     if not args.vm.strip():  # as every other command's VM: a plan for no one is no plan
         raise InvalidArgument("VM", "{!r} is blank".format(args.vm),
-                              "the VM's name (with --apply its domid, name or UUID; with --store its UUID or name)")
-    if args.store:
-        return _store(args)
+                              "the VM's name (with --apply its domid, name or UUID)")
     for flag, given in (("--pool", args.pool), ("--host", args.host)):
         if given:  # not quietly ignored: without --store the plan is made on this host
             raise InvalidArgument(flag, "only with --store (a plan through the pool)", "--store " + flag)
