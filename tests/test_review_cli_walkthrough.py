@@ -176,3 +176,21 @@ def test_the_exit_statuses_are_documented_and_are_what_xapi_numa_returns(sim_hos
 
     monkeypatch.setattr(queries, "cmd_topology", interrupted)
     assert main(["topology"]) == 130
+
+
+@pytest.mark.parametrize("field", ["--rate", "rate"])
+@pytest.mark.parametrize("typed", ["-5", "-0.5", " -200 "])
+def test_a_negative_rate_is_out_of_range_not_a_non_number(field, typed):
+    """move-memory --rate -5 (and the plugin's rate=-5) said "'-5' is not a number"; every
+    other number flag says a negative value is out of its range."""
+    from xapi_numa.core import memory_move
+    from xapi_numa.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as refused:
+        memory_move.parse_rate(typed, field)
+    assert refused.value.message == "{}: {} MiB/s is out of range (allowed: {})".format(
+        field, typed.strip(), memory_move.RATE_ALLOWED)
+    for junk in ("-", "--5", "- 5", "-x"):
+        with pytest.raises(InvalidArgument) as refused:
+            memory_move.parse_rate(junk, field)
+        assert "is not a number" in refused.value.message

@@ -246,12 +246,13 @@ def parse_rate(text: Optional[str], field: str = "rate") -> Optional[float]:
     if text is None:
         return None
     plain = numbers.trim(text)
-    whole, dot, fraction = plain.partition(".")
+    negative = plain.startswith("-")  # a number all the same: out of range, said as any other
+    whole, dot, fraction = plain[negative:].partition(".")
     if not numbers.is_decimal(whole) or (dot and not numbers.is_decimal(fraction)) \
             or len(whole) > numbers.MAX_DIGITS or len(fraction) > numbers.MAX_DIGITS:
         raise InvalidArgument(field, "{} is not a number".format(numbers.shown(text)), RATE_ALLOWED)
     value = float(plain)  # what was checked
-    if not RATE_MIN <= value <= RATE_MAX:
+    if negative or not RATE_MIN <= value <= RATE_MAX:
         raise InvalidArgument(field, "{} MiB/s is out of range".format(numbers.shown_digits(plain)),
                               RATE_ALLOWED)
     return value * (1 << 20)
