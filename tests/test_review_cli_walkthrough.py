@@ -39,7 +39,8 @@ def sim_host(tmp_path, monkeypatch):
 
 
 def files_of(folder):
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    """The files a command could change (a lock folder made beside the database holds no state)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
 
 @pytest.mark.parametrize("blank", ["", "  "])
@@ -194,3 +195,30 @@ def test_a_negative_rate_is_out_of_range_not_a_non_number(field, typed):
         with pytest.raises(InvalidArgument) as refused:
             memory_move.parse_rate(junk, field)
         assert "is not a number" in refused.value.message
+
+
+REFUSED_FIRST = [
+    (["move-memory", "g", "--to", "5"], 2), (["move-memory", "g", "--to", "1", "--rate", "0"], 2),
+    (["move-memory", "g", "--to", "1", "--batch", "0"], 2), (["move-memory", "nosuch", "--to", "1"], 1),
+    (["move-memory", "g", "--to", "1", "--vnode", "3"], 2), (["move-memory", "v", "--to", "1"], 1),
+    (["place", "--vcpus", "1", "--memory", "64M", "--nodes", "7"], 2),
+]
+
+
+@pytest.mark.parametrize("argv, code", REFUSED_FIRST)
+def test_a_refused_first_move_or_place_makes_no_state_database(argv, code, sim_host, tmp_path, capsys):
+    """README: every refusal changes nothing, and the state database (with /var/lib/xapi-numa)
+    is made by the first command that changes the state. A move-memory refused for a typo in
+    --to, an unknown VM or a PV guest, or a place refused for its --nodes, made it all the same."""
+    from xapi_numa.cli.main import main
+
+    assert main(["sim", "create", sim_host, "g", "--vcpus", "1", "--memory", "64M", "--type", "pvh"]) == 0
+    assert main(["sim", "create", sim_host, "v", "--vcpus", "1", "--memory", "64M", "--type", "pv"]) == 0
+    capsys.readouterr()
+    before = files_of(tmp_path)
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: ") and len(err.splitlines()) == 1, err
+    assert files_of(tmp_path) == before and not (tmp_path / "host.json.ledger.db").exists()
+    assert main(["move-memory", "g", "--to", "1", "--max", "8M"]) == 0  # a move that runs makes it
+    assert (tmp_path / "host.json.ledger.db").exists()

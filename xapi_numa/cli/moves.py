@@ -5,6 +5,7 @@
 """
 import argparse
 import json
+import os
 import sys
 from typing import FrozenSet, List, Optional, Tuple
 
@@ -138,8 +139,6 @@ def _saying_xapi(render_value):
 
 
 def cmd_move_memory(args) -> int:
-    ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
-    db = ledger.db
     # started in the background (--lock-fd): the parent claimed the VM and handed us its lock, which
     # move_memory.claim verifies before anything is read or moved; a refusal after that reaches the
     # journal (a background mover's only listener), one before it changes nothing
@@ -150,6 +149,14 @@ def cmd_move_memory(args) -> int:
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
     guest_cpus, xapi = _xapi_view(args, hv, to)
+    if not args.dry_run and args.lock_fd is None and not os.path.exists(common.ledger_path(args)):
+        # the host's first move: a refusal makes no state database (no reservation, no move to count
+        # there yet: the room is the node's own); the claim checks all again under the VM's lock
+        with common.flag_names(MOVE_FLAGS):
+            move_memory.check(hv, args.vm, to, max_bytes, args.batch, args.probe_ms, args.allow_fallback,
+                              args.vnode, args.skip, guest_cpus=guest_cpus)
+    ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
+    db = ledger.db
     pending = []
     if args.dry_run:  # changes nothing: says what the move's recovery would do first
         pending = move_recovery.pending(hv, MoveJournal(db))

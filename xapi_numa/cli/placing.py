@@ -60,10 +60,12 @@ def cmd_place(args) -> int:
                               "a VM with no domain on this host, or --dry-run")
     planner = Planner(hv.topology())
     guest_cpus, record, xapi_said = _xapi_view(args, vm)  # (a refusal: before anything is reserved)
+    with common.flag_names(common.POLICY_FLAGS):
+        # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM): a refused
+        # --nodes before the state database is opened (made, where there is none yet)
+        request = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
     ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
     with common.flag_names(common.POLICY_FLAGS):
-        # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM)
-        request = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
         placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
                                                           planner=planner)
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
