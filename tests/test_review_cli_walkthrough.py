@@ -4,6 +4,7 @@ vnuma refuses a blank VM name as every other command does, its table writes vCPU
 lists in Xen's syntax, and every argument's --help says what it takes: a number the
 flag's type refuses is answered "see --help", so the help must give the range."""
 import argparse
+import json
 import re
 
 import pytest
@@ -195,6 +196,32 @@ def test_a_negative_rate_is_out_of_range_not_a_non_number(field, typed):
         with pytest.raises(InvalidArgument) as refused:
             memory_move.parse_rate(junk, field)
         assert "is not a number" in refused.value.message
+
+
+def test_the_readmes_hvm_refusal_is_what_migrate_prints(sim_host, tmp_path, capsys):
+    """The README quoted "the memory of VM hvm cannot be moved: ..."; the line names the
+    VM's UUID after its name (errors.NotMovable), on the simulator as on Xen."""
+    import os
+    from xapi_numa.cli.main import main
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        readme = " ".join(f.read().split())
+    quoted = re.search(r'`xapi-numa migrate hvm --to node:0` answers "(.*?); \.\.\." and exits (\d+),', readme)
+    assert quoted, "the README's HVM example is gone"
+    assert main(["sim", "create", sim_host, "hvm", "--vcpus", "2", "--memory", "256M", "--type", "hvm"]) == 0
+    out = capsys.readouterr().out
+    before = files_of(tmp_path)
+    code = main(["migrate", "hvm", "--to", "node:0"])
+    err = capsys.readouterr().err
+    uuid = [d["uuid"] for d in json.loads(run_json(main, capsys, ["vcpus", out.strip(), "--json"]))][0]
+    assert code == int(quoted.group(2))
+    assert err.startswith("xapi-numa: error: " + quoted.group(1).replace("(UUID)", "({})".format(uuid))), err
+    assert files_of(tmp_path) == before
+
+
+def run_json(main, capsys, argv):
+    assert main(argv) == 0
+    return capsys.readouterr().out
 
 
 REFUSED_FIRST = [
