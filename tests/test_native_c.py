@@ -203,16 +203,21 @@ still, told = finish_kept_batch(hv, next(d for d in hv.domains() if d.domid == 1
 os.waitpid(pid, 0)
 print("kept batch:", kept.stage, "still paused", still, "paused", next(d for d in hv.domains() if d.domid == 1).paused,
       "records", os.listdir(run))
-# a record its writer was killed writing (unlocked, old) is swept; one being written is not
-old_tmp, live_tmp = os.path.join(run, "move-7.batch.new.1.1.0"), os.path.join(run, "move-7.batch.new.2.2.0")
+# a record its writer was killed writing (old, its process gone) is swept by recovery, never by a
+# listing; one its writer (alive: this process) is still writing is not, even old and unlocked
+dead = os.fork()
+if dead == 0:
+    os._exit(0)
+os.waitpid(dead, 0)
+old_tmp = os.path.join(run, "move-7.batch.new.{0}.{0}.0".format(dead))
+live_tmp = os.path.join(run, "move-7.batch.new.{0}.{0}.9".format(os.getpid()))
 for name in (old_tmp, live_tmp):
     with open(name, "wb") as f:
         f.truncate(1 << 20)
     os.utime(name, (time.time() - 3600, time.time() - 3600))
-held = os.open(live_tmp, os.O_RDONLY)
-fcntl.flock(held, fcntl.LOCK_EX)
-print("swept:", hv.batch_records(), sorted(os.listdir(run)))
-os.close(held)
+listed = (hv.batch_records(), len(os.listdir(run)))
+swept = recover(hv, MoveJournal(Database(os.path.join(tempfile.mkdtemp(), "state.db"))))
+print("listed:", listed, "swept:", [os.path.basename(live_tmp)] == os.listdir(run), len(swept))
 os.unlink(live_tmp)
 # a record this version cannot read: named, with what to do
 with open(os.path.join(run, "move-1.batch"), "wb") as f:
@@ -319,7 +324,7 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "move beside a probe: done 8 records [] paused False" in proc.stdout, proc.stdout
     assert "node 256 refused EINVAL" in proc.stdout, proc.stdout
     assert "kept batch: copy-back still paused False paused False records []" in proc.stdout, proc.stdout
-    assert "swept: [] ['move-7.batch.new.2.2.0']" in proc.stdout, proc.stdout
+    assert "listed: ([], 2) swept: True 1" in proc.stdout, proc.stdout
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout
     assert "beside a scan: copy-back still paused False records []" in proc.stdout, proc.stdout
     assert "uuids agree: True True True None" in proc.stdout, proc.stdout

@@ -339,7 +339,7 @@ class XenHypervisor(Hypervisor):
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window
-        probe = records.record_path(domid, "probe")
+        probe = (records.writable_record_path if probe_ms else records.record_path)(domid, "probe")
         rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, probe.encode() if probe_ms else ffi.NULL, stats)
         if rc < 0 and probe_ms and os.path.exists(probe):
             records.recover(ffi, lib, self._h, domid, probe)  # its unpause failed: the record gives it back
@@ -353,7 +353,7 @@ class XenHypervisor(Hypervisor):
         flags = (lib.XN_MIG_ALLOW_FALLBACK if allow_fallback else 0) | (FAULTS[fault] if fault else 0)
         arr = ffi.new("uint64_t[]", list(gfns))
         res = ffi.new("struct xn_mig_result *")
-        record = records.record_path(domid).encode()
+        record = records.writable_record_path(domid).encode()
         rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
         if rc < 0 and res.stage == 0:  # refused or failed before any pause: nothing moved
             self._check_movable(domid)  # a PV or PoD guest's refusal, said as such
@@ -367,8 +367,8 @@ class XenHypervisor(Hypervisor):
                            res.raised_max, res.pause_ns / 1e9, STAGES.get(res.stage, str(res.stage)), -res.error,
                            res.granted, res.recognised)
 
-    def batch_records(self) -> List[int]:
-        return records.domids_with_records()
+    batch_records = staticmethod(records.domids_with_records)  # a read: creates and removes nothing
+    sweep_batch_records = staticmethod(records.sweep_unfinished_records)  # recovery's alone
 
     def recover_move(self, domid: int) -> Optional[str]:
         return records.recover_all(ffi, lib, self._h, domid)

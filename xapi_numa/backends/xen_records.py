@@ -6,10 +6,11 @@ it holds a domain paused (``xn_mig_move``; the format and its rules are
 libxenuma's ``batchrecord.h``), a memory scan its probe pause's record beside
 it under a name of its own, so that a scan beside a running move disturbs
 neither.  What this module owns: where the records live and what they are
-called; which domains have one; the sweep of a record whose writer was killed
-before it was linked under its name (a full-size file on tmpfs, dom0's memory,
-nothing else would remove); and recovery through ``xn_mig_recover``, with
-errors that name the record and say what to do.
+called; which domains have one (a read: it creates and removes nothing, for dry
+runs and status queries); the sweep, by recovery alone, of a record whose writer
+was killed before it was linked under its name (a full-size file on tmpfs,
+dom0's memory, nothing else would remove); and recovery through
+``xn_mig_recover``, with errors that name the record and say what to do.
 """
 import errno
 import fcntl
@@ -23,42 +24,97 @@ from xapi_numa.errors import HypervisorError
 
 RUN_DIR = "/run/xapi-numa"  # tmpfs (XAPI_NUMA_RUN_DIR overrides it)
 RECORD_NAME = re.compile(r"move-([0-9]{1,10})\.(batch|probe)")
-RECORD_BEING_WRITTEN = re.compile(r"move-[0-9]{1,10}\.(batch|probe)\.new\.[0-9]+\.[0-9]+\.[0-9]+")
+# libxenuma's temporary name: <record>.new.<writer's pid>.<its thread id>.<a count of that process's>
+RECORD_BEING_WRITTEN = re.compile(r"move-[0-9]{1,10}\.(batch|probe)\.new\.([0-9]+)\.[0-9]+\.[0-9]+")
 WRITER_GONE_S = 60.0  # a record takes well under a second to write and link
 
 
+def run_dir() -> str:
+    return os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
+
+
 def record_path(domid: int, kind: str = "batch") -> str:
-    directory = os.environ.get("XAPI_NUMA_RUN_DIR", RUN_DIR)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return os.path.join(directory, f"move-{domid}.{kind}")
+    """Where the record of ``domid`` is (or would be); creates nothing (a writer makes
+    the directory first: :func:`writable_record_path`)."""
+    return os.path.join(run_dir(), f"move-{domid}.{kind}")
+
+
+def writable_record_path(domid: int, kind: str = "batch") -> str:
+    """:func:`record_path`, its directory made if need be: for a mover or a probe about to write."""
+    os.makedirs(run_dir(), mode=0o700, exist_ok=True)
+    return record_path(domid, kind)
+
+
+def _names() -> List[str]:
+    try:
+        return os.listdir(run_dir())
+    except FileNotFoundError:  # no mover or probe ever wrote one since dom0 booted
+        return []
 
 
 def domids_with_records() -> List[int]:
-    """The domains a record names (sweeping those whose writer was killed writing them)."""
-    directory = os.path.dirname(record_path(0))
-    names = os.listdir(directory)
-    for name in names:
-        if RECORD_BEING_WRITTEN.fullmatch(name):
-            sweep_unfinished(os.path.join(directory, name))
-    return sorted({int(m.group(1)) for m in map(RECORD_NAME.fullmatch, names) if m})
+    """The domains a record names: a read, which creates and removes nothing (a record
+    being written is its writer's business, one whose writer died recovery's:
+    :func:`sweep_unfinished_records`)."""
+    return sorted({int(m.group(1)) for m in map(RECORD_NAME.fullmatch, _names()) if m})
 
 
-def sweep_unfinished(path: str) -> None:
-    """Remove a record its writer was killed writing: its writer holds its lock while it
-    lives.  Only one old enough is even locked to look: a writer takes its lock just
-    after creating the file, and a sweep holding it at that instant made the writer's
-    own lock fail (EWOULDBLOCK), and its batch with it (seen on real Xen)."""
+def sweep_unfinished_records() -> List[str]:
+    """Remove each record its writer was killed writing (recovery's sweep, never a query's);
+    what was removed, for logs."""
+    directory = run_dir()
+    swept = []
+    for name in _names():
+        m = RECORD_BEING_WRITTEN.fullmatch(name)
+        if m and sweep_unfinished(os.path.join(directory, name), int(m.group(2))):
+            swept.append("removed {}: its writer (process {}) died before it was finished".format(
+                name, m.group(2)))
+    return swept
+
+
+def _process_lives(pid: int) -> bool:
+    if pid <= 0:
+        return True  # no process of ours: leave its file alone
     try:
-        if time.time() - os.stat(path).st_mtime <= WRITER_GONE_S:
-            return
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists (another user's)
+        return True
+    return True
+
+
+def sweep_unfinished(path: str, writer: int) -> bool:
+    """Remove a record process ``writer`` (its name says which) was killed writing; True if
+    removed.  A record is written by the process its name names, from its creation to its
+    link under the record's own name: while that process lives the file is left alone,
+    whatever its age, and it is never locked (a lock held at the instant its writer locks
+    it, just after creating it, failed the writer's batch: seen on real Xen).  Once that
+    process is gone the file is opened, and only a file old enough (WRITER_GONE_S) is even
+    locked, so that a new process that got the dead one's pid, thread id and count, and
+    so the same name, is not disturbed either: it unlinks the old file and creates its own
+    (whose inode the check after the lock tells from ours).  The one window left, that new
+    process replacing the file between that check and the unlink, needs the pid to come
+    round again in those microseconds; it would fail that writer's batch before any pause,
+    never a guest's memory."""
+    if _process_lives(writer):
+        return False
+    try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return
+        return False
     try:
+        mine = os.fstat(fd)
+        if time.time() - mine.st_mtime <= WRITER_GONE_S:
+            return False
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            return False
         os.unlink(path)
+        return True
     except OSError:
-        pass  # its writer lives (or it went meanwhile)
+        return False  # a process holds it (one that inherited it), or it went meanwhile
     finally:
         os.close(fd)
 

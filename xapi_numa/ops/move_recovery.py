@@ -85,8 +85,9 @@ def recover(hv: Hypervisor, journal: MoveJournal) -> List[str]:
 def _recover_unjournalled(hv: Hypervisor) -> List[str]:
     """Batch records no journal row led to: a foreground scan killed in its probe pause
     (it writes no row before the move), or a record left under a domid its VM no longer
-    has.  The backend leaves a live mover's record alone (EBUSY)."""
-    done = []
+    has.  The backend leaves a live mover's record alone (EBUSY).  First, what a writer
+    killed while writing a record left (a query only lists records: this is recovery's)."""
+    done = hv.sweep_batch_records()
     for domid in hv.batch_records():
         try:
             note = hv.recover_move(domid)

@@ -146,7 +146,14 @@ class Hypervisor(abc.ABC):
     def batch_records(self) -> List[int]:
         """Domids that have a page-move batch record (a move's or a probe's pause window),
         whether its mover lives or died: recovery's sweep for the ones no journal row
-        names (a foreground scan killed in its probe).  None by default."""
+        names (a foreground scan killed in its probe).  None by default.  A read: it creates
+        and removes nothing (dry runs and status queries call it)."""
+        return []
+
+    def sweep_batch_records(self) -> List[str]:
+        """Remove what a writer killed while writing a batch record left (never a record a
+        live process is writing); recovery's alone.  What was removed, for logs; nothing by
+        default (a backend whose records are never half written)."""
         return []
 
     @abc.abstractmethod
