@@ -7,16 +7,43 @@ however it dies, so a lock says "a live process is doing this" without any pid
 check (pids are reused).  A child can inherit one (it shares the open file).
 Lock files are never deleted: unlinking a lock file others may be opening
 would let two processes hold "the" lock.
+
+Whether a lock is held is asked without taking it (:meth:`FileLock.held_by_someone`):
+taking it for an instant, as a probe did, made a mover that tried at that instant
+fail (its lock "held by another").  Linux cannot test an ``flock`` without taking
+it, so a holder also takes an open-file-description lock (``F_OFD_SETLK``) on the
+same open file, which lives and dies with it (inherited alike, dropped alike), and
+which ``F_OFD_GETLK`` tests without taking anything.
 """
 import errno
 import fcntl
 import os
+import struct
 import time
 from typing import Iterable, List, Optional, Tuple
 
 from xapi_numa.errors import StateError
 
 POLL_S = 0.05  # how often a bounded wait tries the lock again
+F_OFD_GETLK, F_OFD_SETLK = 36, 37  # Linux's (fcntl.h); Python's fcntl names them from 3.9 only
+WHOLE_FILE = "hhqqi4x"  # struct flock on Linux x86-64 and arm64: type, whence, start, len (0: to the end), pid
+
+
+def _ofd(fd: int, command: int) -> int:
+    """An open-file-description write lock on the whole file: taken (F_OFD_SETLK) or
+    tested (F_OFD_GETLK: the type of a lock held elsewhere, F_UNLCK if none)."""
+    answer = fcntl.fcntl(fd, command, struct.pack(WHOLE_FILE, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    return struct.unpack(WHOLE_FILE, answer)[0]
+
+
+def _mark_held(fd: int) -> None:
+    """Beside the flock just taken through ``fd``, what :meth:`FileLock.held_by_someone` tests.
+    A kernel without such locks (before Linux 3.15) refuses it: the test then probes the flock."""
+    try:
+        _ofd(fd, F_OFD_SETLK)
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise StateError("cannot mark a lock taken through descriptor {}: {}".format(fd, err.strerror)) from None
 
 
 def _failure(what: str, path: str, err: OSError) -> StateError:
@@ -65,8 +92,16 @@ class FileLock:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return False
             raise _failure("lock", self.path, err) from None
+        self._mark(fd)
         self.fd = fd
         return True
+
+    def _mark(self, fd: int) -> None:
+        try:
+            _mark_held(fd)
+        except StateError:
+            os.close(fd)
+            raise
 
     def acquire(self) -> None:
         """Wait for it (for short critical sections only)."""
@@ -78,6 +113,7 @@ class FileLock:
             if isinstance(err, OSError):
                 raise _failure("lock", self.path, err) from None
             raise
+        self._mark(fd)
         self.fd = fd
 
     def acquire_within(self, seconds: float, poll: float = POLL_S) -> bool:
@@ -92,9 +128,22 @@ class FileLock:
         return True
 
     def held_by_someone(self) -> bool:
-        if not self.create and not os.path.lexists(self.path):
-            return False  # (never made: nobody ever took it)
-        if self.try_acquire():
+        """Whether a live process holds it, asked without taking it: a process taking it at
+        this very instant is never refused because of the question.  Creates nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # never made: nobody ever took it
+        except OSError as err:
+            raise _failure("open the lock", self.path, err) from None
+        try:
+            return _ofd(fd, F_OFD_GETLK) != fcntl.F_UNLCK
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise _failure("test the lock", self.path, err) from None
+        finally:
+            os.close(fd)
+        if self.try_acquire():  # no such locks here (Linux before 3.15): the flock itself, for an instant
             self.release()
             return False
         return True
@@ -119,6 +168,10 @@ class FileLock:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return "another process holds the lock {}".format(self.path)
             return "cannot lock {} through it ({})".format(self.path, err.strerror)
+        try:
+            _mark_held(fd)  # (held through it already, if its parent took it: the same open file)
+        except StateError as err:
+            return err.message
         return None
 
     def release(self) -> None:
