@@ -174,6 +174,13 @@ class HostTimeout(NumaError):
     code = "NUMA_HOST_TIMEOUT"
 
 
+class StartTimeout(NumaError):
+    """A pool ``vm-start`` ran past its overall deadline (``--deadline``): the step that ran
+    into it is named; what it placed was released, unless VM.start_on was under way."""
+
+    code = "NUMA_START_TIMEOUT"
+
+
 class NotMovable(NumaError):
     """This VM's memory cannot (or must not now) be moved between nodes."""
 

@@ -13,6 +13,7 @@ from xapi_numa.errors import InvalidArgument, NumaError
 from xapi_numa.ops import upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
+from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
 from xapi_numa.ops.start_placement import describe
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
@@ -131,14 +132,18 @@ def cmd_release(args) -> int:
 # vm-start's exit status when the VM started but settling it failed (it runs boot-pinned
 # until xapi-numad settles it): not 0, and not 1 or 2, which say it did not start
 STARTED_NOT_SETTLED = 3
+MAX_START_DEADLINE = 86400  # seconds: a day
 
 
 def cmd_vm_start(args) -> int:
     from xapi_numa.ops.pool import vm_start
 
     args.vm, args.host = common.xapi_name(args.vm, "VM"), common.xapi_name(args.host, "--host")
+    if not 0 < args.deadline <= MAX_START_DEADLINE:
+        raise InvalidArgument("--deadline", plain(args.deadline), "more than 0, at most {} seconds (default {:g})".format(
+            MAX_START_DEADLINE, START_DEADLINE))
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
-        result = vm_start(session, args.vm, args.host)
+        result = vm_start(session, args.vm, args.host, args.deadline)
     common.emit(args, result, lambda r: _render_vm_start(args.vm, r))
     return STARTED_NOT_SETTLED if result["settle_error"] else 0
 
@@ -226,6 +231,10 @@ def register(sub) -> None:
                                         "but settling it failed; xapi-numad settles it)")
     q.add_argument("vm", help="VM UUID or unique name")
     q.add_argument("--host", type=given, help="start on this host (name or UUID) only")
+    q.add_argument("--deadline", type=signed_decimal_number, default=START_DEADLINE, metavar="SECONDS",
+                   help="give up after this long overall (default %(default)g: VM.start_on's 1800 s and 600 to "
+                        "choose and place): NUMA_START_TIMEOUT names the step that ran into it; a place made by "
+                        "then is released, unless VM.start_on was under way")
     common.add_json(q)
     q.set_defaults(func=cmd_vm_start)
 

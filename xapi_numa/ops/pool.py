@@ -17,7 +17,12 @@ A host is a candidate only if xapi says the VM can boot there
 plugin answers; a host without the plugin (mid-rollout), dead or timing out
 is passed over with its reason, never the end of the pool's start.  A
 ``VM.start_on`` that xapi refuses on the chosen host moves on to the next.
+
+The whole start has one deadline (``deadline``, :mod:`start_deadline`): every call waits
+the shorter of its own deadline and what is left, and the start fails with
+NUMA_START_TIMEOUT, naming the step that ran into it, once nothing is left.
 """
+import contextlib
 
 import json
 from typing import Dict, List, Optional, Tuple
@@ -27,6 +32,7 @@ from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin
+from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE, StartDeadline, waiting
 from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_in
 
 MAX_ATTEMPTS = 6
@@ -109,15 +115,23 @@ def host_label(record: dict, records: Dict[str, dict]) -> str:
     return "{} ({})".format(record["name_label"], record["uuid"]) if shared else record["name_label"]
 
 
+def _within(budget: Optional[StartDeadline], session, step: str):
+    """Plain XenAPI calls of ``step``: within what is left of ``budget``, if there is one."""
+    return contextlib.ExitStack() if budget is None else budget.within(session, xapi.CALL_TIMEOUT, step)
+
+
 def candidates(session, uuid: str, only_host: Optional[str] = None,
                passed_over: Optional[Dict[str, str]] = None,
-               left_out: Optional[List[str]] = None) -> List[Tuple[tuple, str, dict]]:
+               left_out: Optional[List[str]] = None,
+               budget: Optional[StartDeadline] = None) -> List[Tuple[tuple, str, dict]]:
     """(fit, host ref, dry-run placement) for every enabled host that can take the VM, best
     first.  ``passed_over``: host refs to leave out, with why (a start refused there).
-    ``left_out``: gets "host: why" for each host that could not take it or did not answer."""
-    everyone = xapi.enabled_hosts(session)
-    hosts = everyone if only_host is None else dict([host_named(session, only_host)])
-    vm = xapi.vm_ref(session, uuid)
+    ``left_out``: gets "host: why" for each host that could not take it or did not answer.
+    ``budget``: the deadline of the start asking (StartTimeout once it is gone)."""
+    with _within(budget, session, "listing the pool's hosts"):
+        everyone = xapi.enabled_hosts(session)
+        hosts = everyone if only_host is None else dict([host_named(session, only_host)])
+        vm = xapi.vm_ref(session, uuid)
     found, refusals, capacity_only = [], [], True
     invalid: List[xapi.XapiError] = []
     for ref, record in sorted(hosts.items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
@@ -127,8 +141,11 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             capacity_only = False
             continue
         try:
-            xapi.call(session.xenapi.VM.assert_can_boot_here, vm, ref)
-            placement = host_query(session, ref, "place", {"vm": uuid, "dry_run": "true"})
+            with _within(budget, session, "VM.assert_can_boot_here on host {}".format(label)):
+                xapi.call(session.xenapi.VM.assert_can_boot_here, vm, ref)
+            wait = xapi.QUERY_TIMEOUT if budget is None else budget.wait(
+                xapi.QUERY_TIMEOUT, "the dry-run place on host {}".format(label))
+            placement = host_call(session, ref, "place", {"vm": uuid, "dry_run": "true"}, wait)
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":
                 refusals.append("{}: {}".format(label, " ".join(err.params[:1])))
@@ -151,6 +168,8 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
         found.append((fit_key(placement, record), ref, placement))
     if left_out is not None:
         left_out.extend(refusals)
+    if budget is not None and budget.left() <= 0:  # (the last host's answer cut short by it)
+        raise budget.timeout()
     if not found:
         if invalid and len(invalid) == len(refusals) and all(e.params == invalid[0].params for e in invalid):
             raise invalid[0]  # every host refused the VM for the same reason: it is the VM's
@@ -159,60 +178,82 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
     return sorted(found, key=lambda c: c[0])
 
 
-def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> dict:
-    vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
-    state = xapi.call(session.xenapi.VM.get_power_state, vm)
+def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
+             deadline: float = START_DEADLINE) -> dict:
+    """Start the VM on the pool's host with the best NUMA fit (see the module), all of it
+    within ``deadline`` seconds: StartTimeout (NUMA_START_TIMEOUT) names the step that ran
+    into it; a place made by then is released (within UNDO_S more), except once
+    VM.start_on is under way (the VM may still be starting: its placement is kept)."""
+    budget = StartDeadline(vm_name_or_uuid, deadline)
+    with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
+        vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
+        state = xapi.call(session.xenapi.VM.get_power_state, vm)
     if state != "Halted":  # refused before any host is asked or anything released, in the command's words
         raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(
             shown(vm_name_or_uuid), uuid, state), "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
-    _release_earlier_place(session, vm, uuid)
+    _release_earlier_place(session, vm, uuid, budget)
     tried: List[str] = []
     refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again
     for attempt in range(MAX_ATTEMPTS):
-        ranked = candidates(session, uuid, only_host, refused)
+        ranked = candidates(session, uuid, only_host, refused, budget=budget)
         fit, host, _ = ranked[0]
-        record = xapi.call(session.xenapi.host.get_record, host)
+        with budget.within(session, xapi.CALL_TIMEOUT, "reading the chosen host"):
+            record = xapi.call(session.xenapi.host.get_record, host)
+        name = record["name_label"]
+        wait = budget.wait(xapi.PLACE_TIMEOUT, "the place on host {}".format(name))
         try:
-            placement = plugin_result(session, host, "place", {"vm": uuid})
+            placement = host_call(session, host, "place", {"vm": uuid}, wait)
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
-                tried.append(record["name_label"])
+                tried.append(name)
                 continue
             if err.code in HOST_UNAVAILABLE:  # gone (or its plugin broke) since its dry run: as a refused start
-                _release_quietly(session, host, uuid)  # a plugin killed after reserving leaves its pin
+                # a plugin killed after reserving leaves its pin
+                _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
                 refused[host] = "place failed: " + " ".join([err.code, *err.params[:2]])
-                tried.append(record["name_label"])
+                tried.append(name)
                 continue
             raise
         except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
-            _release_quietly(session, host, uuid)
+            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
             raise
         # Concurrent starts may have taken the room the dry run saw: if this
         # placement is now worse than what the dry run promised (more nodes,
         # farther, a fallback), give it back and rank the hosts again.
         if (fit_key(placement, record)[:3] > fit[:3] and attempt < MAX_ATTEMPTS - 1
                 and (len(ranked) > 1 or attempt == 0)):
-            plugin_result(session, host, "release", {"vm": uuid})
-            tried.append(record["name_label"])
+            host_call(session, host, "release", {"vm": uuid}, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            tried.append(name)
             continue
         try:
-            xapi.call_long(session, session.xenapi.VM.start_on, vm, host, False, False)
+            wait = budget.wait(xapi.LONG_CALL_TIMEOUT, "VM.start_on on host {}".format(name))
+        except BaseException:  # nothing left for the start itself: the place is undone
+            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            raise
+        try:
+            with waiting(session, wait):
+                xapi.call(session.xenapi.VM.start_on, vm, host, False, False)
         except ConnectionError as err:
+            if budget.left() <= 0:
+                raise budget.timeout("the VM may still be starting there, and its placement there is kept "
+                                     "(xapi-numad settles it once it runs; if it did not start, the next "
+                                     "vm-start places it afresh)") from None
             raise _start_unanswered(err, record, uuid) from None
         except BaseException as err:
-            _release_quietly(session, host, uuid)  # the reservation and the boot pin, not left behind
+            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))  # reservation and pin
             if not isinstance(err, xapi.XapiError):
                 raise
             if err.code in XAPI_NO_ROOM:  # filled up since the dry run: ranked again, as NUMA_NO_CAPACITY
-                tried.append(record["name_label"])
+                tried.append(name)
                 continue
             refused[host] = "VM.start_on refused: " + " ".join([err.code, *err.params[:2]])
-            tried.append(record["name_label"])
+            tried.append(name)
             continue
-        result = {"vm": uuid, "host": record["name_label"], "host_uuid": record["uuid"], "placement": placement,
+        result = {"vm": uuid, "host": name, "host_uuid": record["uuid"], "placement": placement,
                   "settled": None, "settle_error": None, "attempts": attempt + 1}
         try:
-            result["settled"] = plugin_result(session, host, "settle", {"vm": uuid})
+            wait = budget.wait(xapi.PLACE_TIMEOUT, "the settle on host {}".format(name))
+            result["settled"] = host_call(session, host, "settle", {"vm": uuid}, wait)
         except Exception as err:  # noqa: BLE001 - the VM runs: a settle that failed is no failed start
             result["settle_error"] = _settle_error(err, record, placement)
         return result
@@ -225,7 +266,8 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None) -> 
 def _settle_error(err: Exception, record: dict, placement: dict) -> dict:
     """What :func:`vm_start` answers when the VM started but ``settle`` failed: it runs,
     boot-pinned, with its ``numa_placed_*`` keys, which is what xapi-numad looks for."""
-    error = [err.code, *err.params] if isinstance(err, xapi.XapiError) else [type(err).__name__, str(err)]
+    error = [err.code, *err.params] if isinstance(err, xapi.XapiError) else (
+        [err.code, err.message] if isinstance(err, NumaError) else [type(err).__name__, str(err)])
     return {"error": error, "message": "the VM is running on {}, still boot-pinned to nodes {}; settling it failed "
             "({}); xapi-numad on that host settles it on its next look".format(
                 record["name_label"], ",".join(map(str, placement["nodes"])), " ".join(error[:2]))}
@@ -239,22 +281,26 @@ def _start_unanswered(err: Exception, record: dict, uuid: str) -> NumaError:
                      "the next vm-start places it afresh)".format(uuid, record["name_label"], err))
 
 
-def _release_quietly(session, host: str, uuid: str) -> None:
+def _release_quietly(session, host: str, uuid: str, seconds: Optional[float] = None) -> None:
     """Undo a place on ``host`` (its reservation and the boot pin) after a start that did
-    not happen; best effort, the original failure is the one reported."""
+    not happen, waiting ``seconds`` (PLACE_TIMEOUT); best effort, the original failure is
+    the one reported."""
     try:
-        plugin_result(session, host, "release", {"vm": uuid})
+        host_call(session, host, "release", {"vm": uuid}, xapi.PLACE_TIMEOUT if seconds is None else seconds)
     except Exception:  # noqa: BLE001 - a broken connection too: the original failure is the news
         pass
 
 
-def _release_earlier_place(session, vm: str, uuid: str) -> None:
+def _release_earlier_place(session, vm: str, uuid: str, budget: StartDeadline) -> None:
     """A ``place`` made earlier (by hand, or a start that failed and could not release)
     holds its host's reservation and pins the VM there: this start places it afresh, so
     that one goes first, on its own host (a place elsewhere would be refused)."""
-    placer = boot_pin.placing_host(xapi.call(session.xenapi.VM.get_other_config, vm))
-    if placer is not None and xapi.host_known(session, placer):
-        _release_quietly(session, xapi.call(session.xenapi.host.get_by_uuid, placer), uuid)
+    with budget.within(session, xapi.CALL_TIMEOUT, "looking for an earlier place of the VM"):
+        placer = boot_pin.placing_host(xapi.call(session.xenapi.VM.get_other_config, vm))
+        host = xapi.call(session.xenapi.host.get_by_uuid, placer) if placer is not None and xapi.host_known(
+            session, placer) else None
+    if host is not None:
+        _release_quietly(session, host, uuid, budget.wait(xapi.PLACE_TIMEOUT, "releasing an earlier place"))
 
 
 def vm_placement(session, vm_name_or_uuid: str) -> dict:
