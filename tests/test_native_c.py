@@ -184,6 +184,15 @@ try:
     hv.move_pages(1, ram, 256)
 except HypervisorError as err:
     print("node 256 refused", err.errno_name)
+# a batch names the VM whose domain it must be, checked once the batch is mapped: another's
+# (the fake's handle of domain 1 ends in 01) is refused before any pause, nothing moved
+try:
+    hv.move_pages(1, ram, 1, uuid="00000000-0000-0000-0000-0000000000ff")
+except HypervisorError as err:
+    print("another VM's domain:", err.errno_name, "no longer VM" in err.message, os.listdir(run),
+          next(d for d in hv.domains() if d.domid == 1).paused)
+mine = next(d for d in hv.domains() if d.domid == 1).uuid
+print("its own domain:", mine.endswith("01"), hv.move_pages(1, ram, 1, uuid=mine).stage)
 # a batch kept paused (its copy back failed) while another recovery holds its record:
 # the mover waits for it instead of reporting the guest still paused
 import fcntl
@@ -323,6 +332,8 @@ def test_the_python_binding_over_the_fake(patched_ops_binary, tmp_path):
     assert "after recover: paused False records [] notes 1" in proc.stdout, proc.stdout
     assert "move beside a probe: done 8 records [] paused False" in proc.stdout, proc.stdout
     assert "node 256 refused EINVAL" in proc.stdout, proc.stdout
+    assert "another VM's domain: ESTALE True [] False" in proc.stdout, proc.stdout
+    assert "its own domain: True done" in proc.stdout, proc.stdout
     assert "kept batch: copy-back still paused False paused False records []" in proc.stdout, proc.stdout
     assert "listed: ([], 2) swept: True 1" in proc.stdout, proc.stdout
     assert "unreadable record: EPROTO True" in proc.stdout and "move beside it: EEXIST True" in proc.stdout

@@ -232,6 +232,13 @@ struct xn_mig_result {
  */
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *out);
+/* xn_mig_move of the domain whose handle (xl's UUID, 16 bytes) is `handle`: -ESTALE
+ * before any pause, nothing moved, if domid is another domain's now (destroyed and its
+ * domid given again since the caller looked), -ESRCH if it is dying.  Checked once the
+ * batch is mapped: the mapping holds the domain's pages, and with them its domid. */
+int xn_mig_move_as(xn_handle *h, uint32_t domid, const uint8_t *handle, const uint64_t *gfns, uint32_t n,
+                   uint32_t node, uint32_t verify_chunk, uint32_t flags, const char *record_path,
+                   struct xn_mig_result *out);
 /* After a mover died: back released gfns (any node), copy the saved contents
  * back, give back its pause -- never twice, and never someone else's: a record
  * saying the unpause was done, or may have been done while the domain is no

@@ -452,8 +452,28 @@ static int map_less_given_back(struct xn_batch *b, struct xn_rec *rec, uint64_t 
     return 0;
 }
 
+/* Is domid still the domain whose handle is `handle` (and not dying)? */
+static int same_domain(xc_interface *xch, uint32_t domid, const uint8_t *handle)
+{
+    xc_domaininfo_t info;
+    int rc = xn_domain_info(xch, domid, &info);
+
+    if (rc)
+        return rc;
+    if (info.flags & XEN_DOMINF_dying)
+        return -ESRCH;
+    return memcmp(info.handle, handle, sizeof(info.handle)) ? -ESTALE : 0;
+}
+
 int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
                 uint32_t verify_chunk, uint32_t flags, const char *record_path, struct xn_mig_result *res)
+{
+    return xn_mig_move_as(h, domid, NULL, gfns, n, node, verify_chunk, flags, record_path, res);
+}
+
+int xn_mig_move_as(xn_handle *h, uint32_t domid, const uint8_t *handle, const uint64_t *gfns, uint32_t n,
+                   uint32_t node, uint32_t verify_chunk, uint32_t flags, const char *record_path,
+                   struct xn_mig_result *res)
 {
     struct xn_batch b = { .xch = xn_xch(h), .domid = domid, .gfns = gfns, .n = n, .res = res };
     struct xn_rec rec = { .fd = -1 };
@@ -507,6 +527,20 @@ int xn_mig_move(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, 
     if (!mapped_n) {
         res->granted = given_back;
         res->stage = XN_MIG_STAGE_DONE; /* every gfn given back: nothing to move, nothing paused */
+        goto out;
+    }
+    /* The caller checked that domid is its domain, then called us: a domain destroyed and its
+     * domid given to another in between would have that one's pages moved.  Checked again
+     * now, as late as it can be and still be sure: our mapping holds references to the
+     * domain's pages, and a destroyed domain whose pages are held stays, dying, under its
+     * domid, which no new domain gets until the unmap.  What is left is the stretch from the
+     * unmap (before the frames are swapped) to the unpause: the domain is paused by us then,
+     * so it cannot shut itself down or reboot; only the toolstack destroying the paused
+     * domain and handing its domid to a new one inside that stretch (Xen gives domids out
+     * in increasing order) would reach the new one, and the batch record's handle says so
+     * to recovery. */
+    if (handle && (rc = same_domain(b.xch, domid, handle))) {
+        xenforeignmemory_unmap(b.fmem, mapped, mapped_n);
         goto out;
     }
     if ((rc = tot_pages(&b, &pages_at_map))) {

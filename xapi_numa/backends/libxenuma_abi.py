@@ -27,6 +27,7 @@ SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
 # header) from before them loads and lays out calls right, but the adapter dies reading one
 # (after a recovery has already removed its batch record), so such a pair is refused here.
 REQUIRED_FIELDS = {"struct xn_mig_result": ("granted", "recognised", "max_restored", "max_unknown")}
+REQUIRED_FUNCTIONS = ("xn_mig_move_as",)  # (a move that checks the domain's handle once it holds the domain)
 
 
 class NotBuilt(ImportError):
@@ -89,7 +90,7 @@ def load(dirs: Optional[Sequence[str]] = None):
         text = f.read()
     ffi = FFI()
     ffi.cdef(declarations(text))
-    lacking = missing_fields(ffi)
+    lacking = missing_fields(ffi) + [("its header", f) for f in REQUIRED_FUNCTIONS if f + "(" not in text]
     if lacking:
         raise ImportError("{} (with {}) is older than this xapi-numa: {} lacks {}; install the library of "
                           "the same release".format(lib_path, header_path, lacking[0][0], ", ".join(

@@ -116,9 +116,8 @@ class XenHypervisor(Hypervisor):
         sizes, frees, _ = xen_topology.numainfo(ffi, lib, self._h, _check)
         width = self._dma_width_bits(sizes)
         low = xen_topology.dma_free(ffi, lib, self._h, _check, width, len(sizes)) if width else [0] * len(sizes)
-        # Nothing here reads claims per node (stock Xen has none; XenServer's patched Xen takes
-        # them, but numainfo has no field for them): a node claim counts as host-wide, and
-        # callers add those the ledger made (Capabilities.node_claims_read is False).
+        # Nothing here reads claims per node (stock Xen has none; XenServer's patched Xen takes them, but numainfo
+        # has no field for them): a node claim counts as host-wide, callers add the ledger's (node_claims_read False).
         return [NodeMemory(i, sizes[i], frees[i], 0, min(low[i], frees[i])) for i in range(len(sizes))]
 
     def _dma_width_bits(self, sizes: Sequence[int]) -> Optional[int]:
@@ -349,13 +348,14 @@ class XenHypervisor(Hypervisor):
         return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants, phases)
 
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
-                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+                   allow_fallback: bool = False, fault: Optional[str] = None,
+                   uuid: Optional[str] = None) -> BatchResult:
         flags = (lib.XN_MIG_ALLOW_FALLBACK if allow_fallback else 0) | (FAULTS[fault] if fault else 0)
-        arr = ffi.new("uint64_t[]", list(gfns))
-        res = ffi.new("struct xn_mig_result *")
-        record = records.writable_record_path(domid).encode()
-        rc = lib.xn_mig_move(self._h, domid, arr, len(gfns), node, verify_chunk, flags, record, res)
+        arr, res = ffi.new("uint64_t[]", list(gfns)), ffi.new("struct xn_mig_result *")
+        record, handle = records.writable_record_path(domid).encode(), records.handle(ffi, uuid)
+        rc = lib.xn_mig_move_as(self._h, domid, handle, arr, len(gfns), node, verify_chunk, flags, record, res)
         if rc < 0 and res.stage == 0:  # refused or failed before any pause: nothing moved
+            records.refuse_another(rc, domid, uuid)  # its domid is another domain's now
             self._check_movable(domid)  # a PV or PoD guest's refusal, said as such
             if rc == -errno.EEXIST:
                 raise HypervisorError(errno.EEXIST, f"moving memory of domain {domid}: a batch record a dead mover "

@@ -10,7 +10,9 @@ called; which domains have one (a read: it creates and removes nothing, for dry
 runs and status queries); the sweep, by recovery alone, of a record whose writer
 was killed before it was linked under its name (a full-size file on tmpfs,
 dom0's memory, nothing else would remove); and recovery through
-``xn_mig_recover``, with errors that name the record and say what to do.
+``xn_mig_recover``, with errors that name the record and say what to do.  Also
+how a move names the domain it expects (its handle) and says that a domid became
+another domain's before the batch began.
 """
 import errno
 import fcntl
@@ -117,6 +119,18 @@ def sweep_unfinished(path: str, writer: int) -> bool:
         return False  # a process holds it (one that inherited it), or it went meanwhile
     finally:
         os.close(fd)
+
+
+def handle(ffi, uuid: Optional[str]):
+    """A domain's handle (xl's UUID, 16 bytes) for ``xn_mig_move_as``; NULL: no check."""
+    return ffi.NULL if uuid is None else ffi.new("uint8_t[16]", bytes.fromhex(uuid.replace("-", "")))
+
+
+def refuse_another(rc: int, domid: int, uuid: Optional[str]) -> None:
+    """``xn_mig_move_as`` refused ``domid`` as no longer VM ``uuid``'s domain (ESTALE)."""
+    if uuid is not None and rc == -errno.ESTALE:
+        raise HypervisorError(errno.ESTALE, f"moving memory of domain {domid}: it is no longer VM {uuid}'s (that "
+                                            f"domain was destroyed and its domid given again): nothing moved")
 
 
 def recover_all(ffi, lib, handle, domid: int) -> Optional[str]:

@@ -275,8 +275,8 @@ def _run_batches(hv: Hypervisor, journal: MoveJournal, plan: Plan, tally: MoveTa
             if why:  # (the scan and the pacing take long: the VM's state may have changed since the claim)
                 state, error = STOPPED, f"stopped before batch {i + 1} of {len(plan.batches)}: {why}"
                 break
-            result = hv.move_pages(d.domid, batch, plan.target, verify_chunk, allow_fallback,
-                                   fault if i == fault_batch else None)
+            result = hv.move_pages(d.domid, batch, plan.target, verify_chunk, allow_fallback,  # the backend checks
+                                   fault if i == fault_batch else None, uuid=d.uuid)  # d.uuid again (ESTALE)
             tally.add(result)
             tally.elapsed = clock() - started
             if progress:

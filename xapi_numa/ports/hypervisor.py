@@ -131,8 +131,12 @@ class Hypervisor(abc.ABC):
 
     @abc.abstractmethod
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
-                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
-        """Move one batch of gfns (ascending) to ``node`` in one pause window."""
+                   allow_fallback: bool = False, fault: Optional[str] = None,
+                   uuid: Optional[str] = None) -> BatchResult:
+        """Move one batch of gfns (ascending) to ``node`` in one pause window.  ``uuid``: the
+        VM whose domain ``domid`` must still be, checked by the backend while it holds the
+        domain, after the caller's own look (HypervisorError ESTALE, nothing moved, if the
+        domain was destroyed and its domid given to another since)."""
 
     @abc.abstractmethod
     def move_blockers(self, domid: int) -> List[str]:

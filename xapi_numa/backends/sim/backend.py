@@ -287,9 +287,15 @@ class SimHypervisor(Hypervisor):
             return guestmem.memory_map(host, host.domain(domid), probe_ms)
 
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
-                   allow_fallback: bool = False, fault: Optional[str] = None) -> BatchResult:
+                   allow_fallback: bool = False, fault: Optional[str] = None,
+                   uuid: Optional[str] = None) -> BatchResult:
+        """A batch is one transaction: the domain checked in it is the one whose pages move."""
         with self.store.transaction() as host:
-            return guestmem.move(host, host.domain(domid), list(gfns), node, verify_chunk, allow_fallback, fault)
+            d = host.domain(domid)
+            if uuid is not None and d.uuid != uuid:
+                raise HypervisorError(errno.ESTALE, f"moving memory of domain {domid}: it is no longer VM {uuid}'s "
+                                                    f"(VM {d.uuid}'s now): nothing moved")
+            return guestmem.move(host, d, list(gfns), node, verify_chunk, allow_fallback, fault)
 
     def batch_records(self) -> List[int]:
         """A simulated batch record is in its domain's state: a mover there is never mid-batch
