@@ -21,8 +21,6 @@ from xapi_numa.ops import move_recovery
 from xapi_numa.state.db import Database
 from xapi_numa.state.moves import MoveJournal
 
-HOUR_AGO = time.time() - 3600
-
 
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):

@@ -252,8 +252,8 @@ def test_a_pool_start_interrupted_after_place_leaves_neither_pin_nor_reservation
     ref, uuid = server.add_vm("vm", 2, 1 << 30, vcpus_params={"mask": ADMIN})
     real_result, real_call = pool.plugin_result, xapi.call
 
-    def interrupted_place(session_, host_, fn, args):
-        answer = real_result(session_, host_, fn, args)
+    def interrupted_place(session_, host_, fn, args, *seconds):
+        answer = real_result(session_, host_, fn, args, *seconds)
         if fn == "place" and args.get("dry_run") is None:
             raise KeyboardInterrupt  # the host placed it; the answer never arrived
         return answer

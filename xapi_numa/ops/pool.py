@@ -53,12 +53,12 @@ HOST_UNAVAILABLE = (HOST_TIMEOUT, "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILUR
 XAPI_NO_ROOM = ("HOST_NOT_ENOUGH_FREE_MEMORY", "HOST_NOT_ENOUGH_PCPUS")
 
 
-def plugin_result(session, host: str, fn: str, args: Dict[str, str]):
+def plugin_result(session, host: str, fn: str, args: Dict[str, str], seconds: Optional[float] = None):
     """A numa plugin call on ``host`` (place, release, settle, vnuma_plan), its JSON result
-    decoded; it waits PLACE_TIMEOUT (:func:`host_call`).  None of them waits for much on the
+    decoded; it waits ``seconds``, by default PLACE_TIMEOUT (:func:`host_call`).  None of them waits for much on the
     host: a hung member held a start (and its settle) or a vNUMA plan for LONG_CALL_TIMEOUT,
     the 30 minutes of a VM.start_on, then failed it as if the master were wedged."""
-    return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT)
+    return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT if seconds is None else seconds)
 
 
 def host_query(session, host: str, fn: str, args: Dict[str, str]):
@@ -202,7 +202,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
         name = record["name_label"]
         wait = budget.wait(xapi.PLACE_TIMEOUT, "the place on host {}".format(name))
         try:
-            placement = host_call(session, host, "place", {"vm": uuid}, wait)
+            placement = plugin_result(session, host, "place", {"vm": uuid}, wait)
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
                 tried.append(name)
@@ -222,7 +222,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
         # farther, a fallback), give it back and rank the hosts again.
         if (fit_key(placement, record)[:3] > fit[:3] and attempt < MAX_ATTEMPTS - 1
                 and (len(ranked) > 1 or attempt == 0)):
-            host_call(session, host, "release", {"vm": uuid}, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            plugin_result(session, host, "release", {"vm": uuid}, budget.undo_wait(xapi.PLACE_TIMEOUT))
             tried.append(name)
             continue
         try:
@@ -253,7 +253,7 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
                   "settled": None, "settle_error": None, "attempts": attempt + 1}
         try:
             wait = budget.wait(xapi.PLACE_TIMEOUT, "the settle on host {}".format(name))
-            result["settled"] = host_call(session, host, "settle", {"vm": uuid}, wait)
+            result["settled"] = plugin_result(session, host, "settle", {"vm": uuid}, wait)
         except Exception as err:  # noqa: BLE001 - the VM runs: a settle that failed is no failed start
             result["settle_error"] = _settle_error(err, record, placement)
         return result
@@ -286,7 +286,7 @@ def _release_quietly(session, host: str, uuid: str, seconds: Optional[float] = N
     not happen, waiting ``seconds`` (PLACE_TIMEOUT); best effort, the original failure is
     the one reported."""
     try:
-        host_call(session, host, "release", {"vm": uuid}, xapi.PLACE_TIMEOUT if seconds is None else seconds)
+        plugin_result(session, host, "release", {"vm": uuid}, seconds)
     except Exception:  # noqa: BLE001 - a broken connection too: the original failure is the news
         pass
 
