@@ -58,6 +58,10 @@ def test_beside_an_in_memory_database_a_lock_other_processes_hold_is_still_seen(
 def test_a_journal_on_a_file_still_makes_its_lock_directory(tmp_path):
     journal = MoveJournal(Database(str(tmp_path / "l.db")))
     assert journal.mover_alive(UUID) is False
+    assert os.path.isdir(str(tmp_path / "l.db.locks"))
+    # (the liveness question itself makes no lock file: only a mover taking the lock does)
+    assert not os.path.exists(str(tmp_path / "l.db.locks" / "move-{}.lock".format(UUID)))
+    assert journal.lock_for(UUID).try_acquire()
     assert os.path.isfile(str(tmp_path / "l.db.locks" / "move-{}.lock".format(UUID)))
 
 
