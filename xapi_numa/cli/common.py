@@ -126,6 +126,13 @@ def ledger(args) -> Ledger:
     return Ledger(ledger_path(args))
 
 
+def first_change(args) -> bool:
+    """Is there no state database yet, which a command changing the state would make?  It
+    checks first on an empty one in memory: a refusal there leaves none behind (and never
+    deletes one, which another process may have made meanwhile)."""
+    return not os.path.lexists(ledger_path(args))
+
+
 def ledger_to_read(args) -> Ledger:
     """The state database for a query or a dry run: never made; where there is none yet, an
     empty one in memory (:func:`~xapi_numa.state.db.open_to_read`)."""

@@ -5,7 +5,6 @@
 """
 import argparse
 import json
-import os
 import sys
 from typing import FrozenSet, List, Optional, Tuple
 
@@ -149,7 +148,7 @@ def cmd_move_memory(args) -> int:
     rate = pagemove.parse_rate(args.rate, "--rate")
     hv = common.hypervisor(args)
     guest_cpus, xapi = _xapi_view(args, hv, to)
-    if not args.dry_run and args.lock_fd is None and not os.path.exists(common.ledger_path(args)):
+    if not args.dry_run and args.lock_fd is None and common.first_change(args):
         # the host's first move: a refusal makes no state database (no reservation, no move to count
         # there yet: the room is the node's own); the claim checks all again under the VM's lock
         with common.flag_names(MOVE_FLAGS):

@@ -117,6 +117,18 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record), vm=uuid)
 
 
+def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None) -> None:
+    """Raise what :func:`place_vm` would refuse before it reserves (the VM's state, another
+    host's place, no room), on ``ledger`` (the empty one in memory of a host with no state
+    database yet: a refusal there makes none), reserving nothing."""
+    planner = Planner(hv.topology())
+    host_cpus = host_mask(session, host_uuid)
+    record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
+    request = request_for(record, planner.topology, host_cpus)
+    _not_placed_elsewhere(session, record, uuid, host_uuid)
+    place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
+
+
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
     """The record, if ``place`` may reserve for this VM's start (any VM for a dry run)."""
     if dry_run:

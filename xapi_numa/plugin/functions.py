@@ -64,6 +64,11 @@ class Context:
             self._ledger_to_read = Ledger(db=open_to_read())
         return self._ledger_to_read
 
+    def first_change(self) -> bool:
+        """Is there no state database yet (this call would make it)?  A call that changes the
+        state checks first on the empty one in memory, so that a refusal leaves none behind."""
+        return self._ledger is None and self.ledger_to_read.db.in_memory
+
     @property
     def session(self):
         if self._session is None:
@@ -180,6 +185,8 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
         check_args(args, {"vm"}, {"dry_run"})
         uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
         with stored_in(uuid):
+            if not dry_run and ctx.first_change():  # refused (no room, its state): no database made for it
+                start_placement.check_place(ctx.hv, ctx.ledger_to_read, ctx.session, uuid, ctx.host_uuid)
             return start_placement.place_vm(ctx.hv, ctx.ledger_to_read if dry_run else ctx.ledger, ctx.session, uuid,
                                             dry_run, host_uuid=ctx.host_uuid)
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
@@ -227,6 +234,10 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
         raise NotMovable(uuid, "it has PCI devices or vGPUs passed through: device DMA mappings would go stale",
                          dom.name)
     move_policy.refuse_a_strict_move(ctx.hv, dom, stored_or_default(record.get("other_config", {}))[0], to)
+    if ctx.first_change():  # the host's first move: one refused (no room, a bad vnode) makes no database
+        move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode, room=reserve.room_pages(
+            ctx.hv, ctx.ledger_to_read, exclude_move=dom.uuid)[to], guest_cpus=place_request.host_mask(
+            ctx.session, ctx.host_uuid))
     journal = MoveJournal(ctx.ledger.db)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask

@@ -1,0 +1,65 @@
+"""A second walk through the CLI on the simulated host: refusals leave nothing behind (no
+state database where there was none), exit statuses and field names agree for the same
+kind of input, and commands that change something say what they did."""
+import os
+
+import pytest
+
+from test_review_cli_walkthrough import files_of, sim_host  # noqa: F401 - the fixture
+
+
+@pytest.mark.parametrize("argv", [
+    ["place", "--vcpus", "1", "--memory", "900G"],
+    ["place", "--vcpus", "1", "--memory", "900G", "--vm", "0b2a7e6e-0000-4000-8000-000000000001", "--json"],
+    ["place", "--vcpus", "2", "--memory", "9G", "--nodes", "0", "--on-exhaust", "fail"],
+])
+def test_a_place_refused_for_room_makes_no_state_database(argv, sim_host, tmp_path, capsys):
+    """README: every refusal changes nothing.  A first place refused for lack of room made
+    host.json.ledger.db all the same (it reserves inside a transaction of it)."""
+    from xapi_numa.cli.main import main
+
+    capsys.readouterr()
+    before = files_of(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: ") and len(err.splitlines()) == 1, err
+    assert files_of(tmp_path) == before and not os.path.exists(sim_host + ".ledger.db")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("host.json.ledger")] == []
+    assert main(["place", "--vcpus", "1", "--memory", "1G"]) == 0  # one that fits makes it, as before
+    assert os.path.exists(sim_host + ".ledger.db")
+
+
+def _made_there(ledger: str) -> list:
+    return [n for n in os.listdir(os.path.dirname(ledger)) if n.startswith(os.path.basename(ledger))]
+
+
+def test_the_plugins_place_refused_makes_no_state_database(ctx):
+    """The plugin's place of a VM too big for the host, or of a running VM, made the host's
+    state database before refusing."""
+    from test_plugin import err, ok, run
+
+    server, session, host, sid = ctx
+    ledger = server.ledgers[host]
+    _, big = server.add_vm("big", 2, 900 << 30, domain_type="pvh")
+    assert err(run(server, host, sid, "place", {"vm": big}))[0] == "NUMA_NO_CAPACITY"
+    ref, running = server.add_vm("up", 1, 256 << 20, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    assert err(run(server, host, sid, "place", {"vm": running}))[:2] == ["NUMA_INVALID_ARGUMENT", "vm"]
+    assert _made_there(ledger) == []
+    _, fits = server.add_vm("fits", 1, 256 << 20, domain_type="pvh")
+    assert ok(run(server, host, sid, "place", {"vm": fits}))["reserved"] is True
+    assert os.path.exists(ledger)
+
+
+def test_the_plugins_move_memory_refused_makes_no_state_database(ctx):
+    """A move refused by the host's guest mask (read after the database was opened) made it."""
+    from test_plugin import err, run
+
+    server, session, host, sid = ctx
+    ledger = server.ledgers[host]
+    ref, uuid = server.add_vm("whole", 2, 256 << 20, domain_type="pvh")
+    session.xenapi.VM.start_on(ref, host, False, False)
+    session.xenapi.host.set_guest_VCPUs_params(host, {"mask": "4,5,6,7"})  # node 1's CPUs
+    details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "to"], details
+    assert _made_there(ledger) == []
