@@ -104,7 +104,7 @@ def test_sim_lifecycle(host, capsys):
      "--nodes: node 9 in 'node:9' does not exist on this host"),
     # an unknown VM: the field, and what may be given instead
     (["--backend", "sim:{host}", "vcpus", "nosuch"],
-     "vm: no such VM or domain: nosuch (allowed: the domid, name or UUID of a domain on this host)"),
+     "VM: no such VM or domain: nosuch (allowed: the domid, name or UUID of a domain on this host)"),
     (["--backend", "sim:{host}", "reservations", "--ledger", ""], "argument --ledger: blank"),
     (["--backend", "bogus", "topology"], "backend: unknown backend 'bogus'"),
     (["--backend", "xen", "topology"], "Xen"),

@@ -248,7 +248,7 @@ def test_a_path_that_is_not_a_simulated_host_gets_nothing_beside_it_and_is_never
     assert "not JSON" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # no passwd.lock
     assert main(["sim", "init", str(other), "--force", "--nodes", "2", "--cpus-per-node", "2",
-                 "--memory-per-node", "1G"]) == 1
+                 "--memory-per-node", "1G"]) == 2  # refused input (PATH)
     assert "not a simulated host" in capsys.readouterr().err
     assert other.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
 

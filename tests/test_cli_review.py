@@ -102,7 +102,7 @@ def test_a_blank_vm_through_the_pool_is_refused_as_on_the_host(pool, tmp_path, c
     argv = [command[0], " "] + command[1:]
     assert pool_cli(server, tmp_path, *argv) == 2
     err = capsys.readouterr().err
-    assert "vm: ' ' is blank" in err and len(err.splitlines()) == 1, err
+    assert "VM: ' ' is blank" in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("value, said", [("99999999999999", "99999999999999 is out of range"),

@@ -25,7 +25,7 @@ def test_a_refused_init_over_another_file_makes_no_lock_beside_it(tmp_path, caps
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     capsys.readouterr()
-    assert main(["sim", "init", str(notes)] + INIT) == 1
+    assert main(["sim", "init", str(notes)] + INIT) == 2  # refused input: the README's exit statuses
     assert "already exists" in capsys.readouterr().err
     assert notes.read_text() == "my notes\n"
     assert sorted(os.listdir(str(tmp_path))) == ["notes.txt"]  # was also notes.txt.lock

@@ -63,3 +63,41 @@ def test_the_plugins_move_memory_refused_makes_no_state_database(ctx):
     details = err(run(server, host, sid, "move_memory", {"vm": uuid, "to": "0"}))
     assert details[:2] == ["NUMA_INVALID_ARGUMENT", "to"], details
     assert _made_there(ledger) == []
+
+
+@pytest.mark.parametrize("command", [["vcpus"], ["memory-moves"], ["move-memory", "{vm}", "--to", "1"],
+                                     ["backends"], ["sim", "pause", "{host}"]])
+def test_a_blank_and_an_unknown_vm_are_named_alike(command, sim_host, capsys):
+    """A blank VM said "VM: '' is blank" (exit 2, refused input), an unknown one "vm: no such
+    VM or domain" (exit 1: the name may be right and the VM gone): the field is the same one."""
+    from xapi_numa.cli.main import main
+
+    for vm, code, said in [("", 2, "VM: '' is blank (allowed: "), ("nosuch", 1, "VM: no such VM or domain: nosuch")]:
+        argv = [a.format(vm=vm, host=sim_host) for a in command]
+        if "{vm}" not in command:
+            argv.append(vm)
+        capsys.readouterr()
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert err.startswith("xapi-numa: error: " + said) and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "existing"])
+def test_sim_init_refuses_a_path_it_cannot_use_as_input(kind, tmp_path, capsys):
+    """sim init on a FIFO exited 1, on a directory 2, on an existing host without --force 1:
+    each is a PATH no host can be made at without another value (exit 2, naming PATH)."""
+    from xapi_numa.cli.main import main
+
+    path = tmp_path / "h.json"
+    if kind == "fifo":
+        os.mkfifo(str(path))
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        assert main(["sim", "init", str(path), "--nodes", "1", "--cpus-per-node", "1", "--memory-per-node", "1G"]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["sim", "init", str(path), "--nodes", "2", "--cpus-per-node", "1", "--memory-per-node", "1G"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xapi-numa: error: PATH: {}".format(path)) and "(allowed: " in err, err
+    assert len(err.splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == before

@@ -83,6 +83,15 @@ class ClosedOutput:
         pass
 
 
+def said(err: NumaError) -> str:
+    """The error's line as this command names its fields: the VM is ``VM`` (as its usage
+    writes it) whether it is blank or unknown here, or a host's plugin refused its ``vm``
+    argument (the plugin's own failures keep ``vm``, which callers match)."""
+    if err.message.startswith("vm: ") and err.code in ("NUMA_UNKNOWN_VM", "NUMA_INVALID_ARGUMENT"):
+        return "VM: " + err.message[len("vm: "):]
+    return err.message
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     if sys.stdout is None:  # started with it closed (>&-): said as any output that cannot be written
         sys.stdout = ClosedOutput()
@@ -103,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.flush()  # written now, while a failure can still be said
         return code
     except NumaError as err:
-        print("xapi-numa: error: {}".format(render.cell(err.message)), file=sys.stderr)  # names come escaped
+        print("xapi-numa: error: {}".format(render.cell(said(err))), file=sys.stderr)  # names come escaped
         # a host's plugin refusing an argument is the same mistake as this command refusing it
         return 2 if isinstance(err, InvalidArgument) or err.code == "NUMA_INVALID_ARGUMENT" else 1
     except KeyboardInterrupt:

@@ -49,6 +49,11 @@ def cmd_sim_init(args) -> int:
     if not 1 <= args.dom0_vcpus <= min(512, len(topo.cpus)):
         raise InvalidArgument("--dom0-vcpus", "{}".format(args.dom0_vcpus),
                               "1..{} (the host's pCPUs)".format(min(512, len(topo.cpus))))
+    try:  # a PATH no host can be made at is refused input (exit 2), as a directory there is
+        SimStore(args.path).refuse_unless_replaceable(args.force)
+    except StateError as err:
+        raise InvalidArgument("PATH", err.message, "a new file's path in an existing folder, or a simulated "
+                                                   "host's with --force") from None
     with _held_for_replacement(args.path, args.force):
         with common.flag_names({"dma_bits": "--dma-bits"}):
             SimHypervisor.init(args.path, topo, args.scheduler, args.seed, args.dom0_vcpus, dom0_memory, args.force,
