@@ -101,3 +101,26 @@ def test_sim_init_refuses_a_path_it_cannot_use_as_input(kind, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("xapi-numa: error: PATH: {}".format(path)) and "(allowed: " in err, err
     assert len(err.splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("skip", ["99999999999999999999999999", "16385"])
+def test_move_memory_refuses_a_skip_beyond_the_vms_pages(skip, sim_host, tmp_path, capsys):
+    """--skip 99999999999999999999999999 was taken: 0 pages moved and a "done" row in the
+    journal.  At most the VM's pages (64M at its maximum: 16384), refused naming --skip."""
+    from xapi_numa.cli.main import main
+
+    assert main(["sim", "create", sim_host, "g", "--vcpus", "1", "--memory", "64M", "--type", "pvh"]) == 0
+    assert main(["move-memory", "g", "--to", "1", "--max", "4M"]) == 0  # (a database, a journal row)
+    capsys.readouterr()
+    assert main(["memory-moves", "g", "--json"]) == 0
+    journal = capsys.readouterr().out
+    before = files_of(tmp_path)
+    for extra in ([], ["--dry-run"]):
+        assert main(["move-memory", "g", "--to", "0", "--skip", skip] + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("xapi-numa: error: --skip: {} pages (allowed: 0..16384 ".format(skip)), err
+        assert len(err.splitlines()) == 1
+    assert main(["memory-moves", "g", "--json"]) == 0
+    assert capsys.readouterr().out == journal
+    assert files_of(tmp_path).keys() == before.keys()
+    assert main(["move-memory", "g", "--to", "0", "--skip", "16384", "--dry-run"]) == 0

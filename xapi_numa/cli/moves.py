@@ -265,7 +265,8 @@ def register(sub) -> None:
     q.add_argument("--keep-affinity", dest="keep_affinity", action="store_true",
                    help="leave node and soft affinity as they are afterwards (default: they follow the memory)")
     q.add_argument("--skip", type=whole_number, default=0,
-                   help="leave the first N movable pages alone (moved by an earlier step); default 0")
+                   help="leave the first N movable pages alone (moved by an earlier step): 0 up to the VM's pages at "
+                        "its maximum memory; default 0")
     q.add_argument("--vnode", type=whole_number,
                    help="a vNUMA VM: move exactly this vnode, whole (its memory ranges and its vCPUs), and record "
                         "its new pnode; a vNUMA VM's memory moves no other way")

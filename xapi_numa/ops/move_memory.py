@@ -27,9 +27,10 @@ from xapi_numa.core.actions import MoveMemory
 from xapi_numa.core.host import DomainInfo, MemoryMap
 from xapi_numa.core.units import format_size
 from xapi_numa.core.memory_move import MoveTally
+from xapi_numa.core.move_bounds import check_arguments, check_skip
 from xapi_numa.core.vnode_units import check_move as check_vnodes, check_target
 from xapi_numa.core.vnuma import VnumaLayout
-from xapi_numa.errors import HypervisorError, InvalidArgument, MoveStopped, NoCapacity, NotMovable, NumaError
+from xapi_numa.errors import HypervisorError, MoveStopped, NoCapacity, NotMovable, NumaError
 from xapi_numa.ops import reserve
 from xapi_numa.ops.affinity_follow import follow_memory, hold_down_hand_move, home_before
 from xapi_numa.ops.background_mover import start_background
@@ -92,19 +93,9 @@ def _checked(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int], batch: 
     """(the domain, its vNUMA layout, the pages that are elsewhere and need room: None with a fallback,
     the pages to move)."""
     topo = hv.topology()
-    nodes = len(topo.nodes)
-    if not 0 <= to < nodes:
-        raise InvalidArgument("to", f"no node {to} on this host", f"0..{nodes - 1}")
-    if not 1 <= batch <= pagemove.MAX_BATCH:
-        raise InvalidArgument("batch", f"{batch} pages", f"1..{pagemove.MAX_BATCH}")
-    if max_bytes is not None:
-        pagemove.MOVE_MAX.check(max_bytes, "max", format_size(max_bytes))
-    if not 0 <= probe_ms <= 60000:
-        raise InvalidArgument("probe", f"{probe_ms} ms", "0..60000")
-    if vnode is not None and allow_fallback:
-        raise InvalidArgument("allow_fallback", "a vnode lands whole on one pnode, never partly elsewhere",
-                              "no fallback with a vnode")
+    check_arguments(len(topo.nodes), to, batch, max_bytes, probe_ms, allow_fallback, vnode)
     d = domain_by_name_or_id(hv, vm)
+    check_skip(skip, max(d.memory, d.max_memory) // pagemove.PAGE, d.name)
     refuse_unmovable(hv, d)
     layout = hv.vnuma(d.domid)
     check_vnodes(layout, d.name, to, vnode)  # NUMA_VNODE_SPLIT before anything moves
@@ -147,8 +138,6 @@ def prepare(hv: Hypervisor, vm: str, to: int, max_bytes: Optional[int] = None,
     pauses the guest briefly).  ``skip``: leave the first movable gfns alone (an
     earlier step of the same move took them).  ``vnode``: only that vnode's pages.
     ``checked``: what :func:`_checked` answered the caller, holding the VM's lock."""
-    if skip < 0:
-        raise InvalidArgument("skip", "{} pages".format(skip), "0 or more")
     d, layout, need, _ = checked or _checked(hv, vm, to, max_bytes, batch, probe_ms, allow_fallback, vnode, skip,
                                              room, guest_cpus)
     if need == 0 and vnode is None:  # every page is there: no scan, and no pause per batch for nothing
