@@ -124,3 +124,24 @@ def test_move_memory_refuses_a_skip_beyond_the_vms_pages(skip, sim_host, tmp_pat
     assert capsys.readouterr().out == journal
     assert files_of(tmp_path).keys() == before.keys()
     assert main(["move-memory", "g", "--to", "0", "--skip", "16384", "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("spec, detail", [("foo", "unknown backend 'foo'"), ("sim:", "sim: needs a path")])
+def test_xapi_numa_rrdd_refuses_a_backend_that_is_none_as_a_flag(spec, detail, tmp_path, capsys, monkeypatch):
+    """xapi-numa-rrdd --backend foo exited 1 naming "backend:" (its unit retried it five times);
+    xapi-numa and xapi-numad refuse it as a flag: exit 2, naming --backend or $XAPI_NUMA_BACKEND."""
+    from test_pkg_units import unit
+    from xapi_numa import rrdd_plugin
+
+    out = tmp_path / "metrics"
+    monkeypatch.delenv("XAPI_NUMA_BACKEND", raising=False)
+    for argv, field in ((["--backend", spec], "--backend"), ([], "$XAPI_NUMA_BACKEND")):
+        if not argv:
+            monkeypatch.setenv("XAPI_NUMA_BACKEND", spec)
+        with pytest.raises(SystemExit) as done:
+            rrdd_plugin.main(argv + ["--once", "--file", str(out)])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("xapi-numa-rrdd: error: {}: {} (allowed: xen, or sim:PATH".format(field, detail)), err
+        assert len(err.splitlines()) == 1 and not out.exists()
+    assert unit("xapi-numa-rrdd.service")["Service"].get("RestartPreventExitStatus", "").split() == ["2"]
