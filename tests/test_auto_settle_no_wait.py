@@ -41,6 +41,7 @@ def test_a_settle_that_may_not_wait_is_refused_at_once_while_a_place_holds_the_v
 def test_xapi_numads_auto_settle_asks_for_no_wait(tmp_path, monkeypatch, request):
     path = str(tmp_path / "h.json")
     sim = SimHypervisor.init(path, Topology.uniform(2, 2, 1 << 30), "credit2", 1, dom0_vcpus=1, dom0_memory=64 << 20)
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi named: one is read
     spec = "sim:" + path
     rt, reader = daemon.build_runtime(daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "l.db")]),
                                       spec, sim)

@@ -145,3 +145,31 @@ def test_xapi_numa_rrdd_refuses_a_backend_that_is_none_as_a_flag(spec, detail, t
         assert err.startswith("xapi-numa-rrdd: error: {}: {} (allowed: xen, or sim:PATH".format(field, detail)), err
         assert len(err.splitlines()) == 1 and not out.exists()
     assert unit("xapi-numa-rrdd.service")["Service"].get("RestartPreventExitStatus", "").split() == ["2"]
+
+
+def test_xapi_numad_consults_no_xapi_on_a_simulated_host_as_the_cli_does(tmp_path, monkeypatch):
+    """On a simulated host the CLI says xapi is "not consulted", but xapi-numad without
+    --no-xapi tried to reach this host's xapi all the same (and logged "xapi unreachable").
+    One rule for both: none on a simulated host, unless $XAPI_NUMA_XENAPI_URL names one."""
+    from xapi_numa import daemon
+    from xapi_numa.backends.sim.backend import SimHypervisor
+    from xapi_numa.core.topology import Topology
+
+    path = str(tmp_path / "h.json")
+    sim = SimHypervisor.init(path, Topology.uniform(2, 2, 1 << 30), "credit2", 1, dom0_vcpus=1, dom0_memory=64 << 20)
+    spec = "sim:" + path
+    logins = []
+    monkeypatch.setattr(daemon, "local_login", lambda: logins.append("login"))
+    monkeypatch.delenv("XAPI_NUMA_XENAPI_URL", raising=False)
+    rt, reader = daemon.build_runtime(daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "l.db")]),
+                                      spec, sim)
+    assert reader is None and rt.settler is None
+    rt.cycle()
+    assert logins == []
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # tests' loopback xapi: read
+    rt, reader = daemon.build_runtime(daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "l.db")]),
+                                      spec, sim)
+    try:
+        assert reader is not None
+    finally:
+        reader.close()

@@ -68,6 +68,7 @@ def test_xapi_numad_gives_its_readers_link_to_the_in_process_mover(request, tmp_
     session.get_all_records = lambda: {}
     monkeypatch.setenv("XAPI_NUMA_INVENTORY", str(tmp_path / "no-inventory"))  # no host uuid: no guest mask
     monkeypatch.setattr(daemon, "local_login", lambda: session)
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi named: one is read
     spec = "sim:" + hv.path
     rt, reader = daemon.build_runtime(daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "d.db")]),
                                       spec, hv)

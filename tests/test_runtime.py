@@ -520,6 +520,7 @@ def daemon_over_records(request, tmp_path, monkeypatch, sim, path, records, *arg
     session = types.SimpleNamespace(xenapi=types.SimpleNamespace(VM=types.SimpleNamespace(
         get_all_records=lambda: records)))
     monkeypatch.setattr(daemon, "local_login", lambda: session)
+    monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi named: one is read
     spec = "sim:" + path
     args = daemon.parse_args(["--backend", spec, "--ledger", str(tmp_path / "l.db")] + list(argv))
     rt, reader = daemon.build_runtime(args, spec, sim)

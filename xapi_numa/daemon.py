@@ -26,6 +26,7 @@ from xapi_numa.ops import instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
+from xapi_numa.ops.local_xapi import consulted_for
 from xapi_numa.ops.settle import settle
 from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login, vm_view
 from xapi_numa.ops.xapi_reader import XapiReader
@@ -156,7 +157,8 @@ def build_runtime(args: argparse.Namespace, spec: str, hv,
                                 page_scan_max_memory=args.page_scan_max_memory << 30, scheduler=args.scheduler,
                                 backend_affinity=args.backend_affinity, rebalancing=args.rebalance)
     dom0 = dom0_for(spec, hv)
-    if args.no_xapi or args.hand_back:  # a hand-back puts everything back: it needs nothing of xapi
+    # a hand-back puts everything back: it needs nothing of xapi; a simulated host has none (as the CLI's rule)
+    if args.no_xapi or args.hand_back or not consulted_for(spec):
         return runtime.Runtime(hv, db, settings, dom0=dom0, stopping=stopping), None
     reader = XapiReader(XapiLink(local_login, time.monotonic, LOG), time.monotonic, LOG)
     ledger = Ledger(db=db)

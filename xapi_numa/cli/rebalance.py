@@ -4,15 +4,15 @@ The same code path as xapi-numad's, with the same view of which VMs it may move:
 their policies and opt-outs and the host's guest mask, read from xapi (a simulated host, or ``--no-xapi``,
 has none: the output says so).  It creates and changes nothing: not even the state database, where
 there is none yet (it reads an empty one, as every query does: :func:`common.ledger_to_read`)."""
-import os
 import time
 
-from xapi_numa.backends.open import backend_spec, sim_path
+from xapi_numa.backends.open import backend_spec
 from xapi_numa.cli import common, render
 from xapi_numa.core import actions as act
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import runtime
+from xapi_numa.ops.local_xapi import consulted_for
 from xapi_numa.ops.xapi_link import XapiLink, local_login, vm_view
 from xapi_numa.core.numbers import signed_whole_number
 
@@ -34,8 +34,8 @@ def daemon_view(args) -> tuple:
 def local_link(args):
     """A link to this host's xapi, or None: on a simulated host (a xapi only in tests, which
     name it) and with ``--no-xapi``."""
-    simulated = sim_path(backend_spec(args.backend)) and not os.environ.get("XAPI_NUMA_XENAPI_URL")
-    return None if args.no_xapi or simulated else XapiLink(local_login, time.monotonic)
+    return None if args.no_xapi or not consulted_for(backend_spec(args.backend)) else XapiLink(local_login,
+                                                                                              time.monotonic)
 
 
 def xapi_state(link, unreachable: str = UNREACHABLE) -> str:

@@ -5,6 +5,7 @@ import os
 from typing import Optional
 
 from xapi_numa.backends import xapi
+from xapi_numa.backends.open import sim_path
 
 # Seconds xapi-numad waits for one xapi call.  Its reads wait in a thread of their own
 # (ops/xapi_reader), not in its cycle; a settle (made in the cycle) can wait this long.
@@ -14,6 +15,13 @@ DAEMON_CALL_TIMEOUT = 20.0
 def xapi_address() -> str:
     """Where :func:`local_login` goes, for a log line that says what was unreachable."""
     return os.environ.get("XAPI_NUMA_XENAPI_URL") or "unix:" + xapi.LOCAL_SOCKET
+
+
+def consulted_for(spec: str) -> bool:
+    """Is this host's xapi read for the backend ``spec``?  Not on a simulated host, which has
+    none, unless ``$XAPI_NUMA_XENAPI_URL`` names one (tests' loopback xapi): xapi-numad and the
+    CLI's commands that read xapi keep this one rule (the CLI says "not consulted")."""
+    return not sim_path(spec) or bool(os.environ.get("XAPI_NUMA_XENAPI_URL"))
 
 
 def local_login(timeout: Optional[float] = None, socket_path: str = xapi.LOCAL_SOCKET) -> object:
