@@ -173,3 +173,48 @@ def test_xapi_numad_consults_no_xapi_on_a_simulated_host_as_the_cli_does(tmp_pat
         assert reader is not None
     finally:
         reader.close()
+
+
+def test_an_unknown_flag_of_a_command_points_at_that_commands_help(capsys):
+    """`topology --bogus` said "see xapi-numa --help", whose page lists no flag of topology."""
+    from xapi_numa.cli.main import main
+
+    for argv, prog in ((["topology", "--bogus"], "xapi-numa topology"),
+                       (["sim", "run", "--bogus", "x.json"], "xapi-numa sim run"), (["--bogus"], "xapi-numa")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(prog + ": error: ") and err.strip().endswith("(see {} --help)".format(prog)), err
+        assert len(err.splitlines()) == 1
+    assert main(["topology", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_helps_say_what_their_flags_take():
+    """vnuma --no-xapi spoke of policies and opt-outs (it reads only the guest mask); place
+    --nodes gave neither the range nor the node:/nodes: forms its error and the README allow;
+    sim create --vcpus (1..512) did not say why place and vnuma take up to 4096."""
+    from test_review_cli_walkthrough import help_of
+
+    vnuma = help_of("vnuma", "--no-xapi")
+    assert "guest mask" in vnuma and "polic" not in vnuma and "opt-out" not in vnuma, vnuma
+    nodes = help_of("place", "--nodes")
+    assert all(form in nodes for form in ("node:1", "nodes:0-1", "0-1", "0 up to its last", "nearest")), nodes
+    vcpus = help_of("sim create", "--vcpus")
+    assert "1..512" in vcpus and "simulated Xen" in vcpus and "4096" in vcpus, vcpus
+
+
+def test_an_unreadable_password_file_says_what_is_allowed(tmp_path):
+    from xapi_numa.backends import xapi_credentials
+    from xapi_numa.errors import InvalidArgument
+
+    for path in (str(tmp_path / "none"), str(tmp_path / "latin1")):
+        if path.endswith("latin1"):
+            with open(path, "wb") as f:
+                f.write(b"caf\xe9\n")
+            os.chmod(path, 0o600)
+        with pytest.raises(InvalidArgument) as refused:
+            xapi_credentials._read_private(path, "--password-file")
+        assert refused.value.message.startswith("--password-file: ")
+        assert refused.value.message.endswith("(allowed: a regular file only its owner may read (chmod 600), "
+                                              "in UTF-8)"), refused.value.message

@@ -104,6 +104,10 @@ def _same_pool(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
 
 
+# what a file holding a secret must be (said where it cannot be read)
+SECRET_FILE = "a regular file only its owner may read (chmod 600), in UTF-8"
+
+
 def _read_private(path: str, what: str) -> str:
     """A regular file readable by its owner only, as text; every failure is an InvalidArgument."""
     try:
@@ -117,9 +121,10 @@ def _read_private(path: str, what: str) -> str:
         with open(path, encoding="utf-8-sig", newline="") as f:
             return f.read(1 << 16)
     except OSError as err:
-        raise InvalidArgument(what, "cannot read {}: {}".format(shown_path(path), err.strerror or err)) from None
+        raise InvalidArgument(what, "cannot read {}: {}".format(shown_path(path), err.strerror or err),
+                              SECRET_FILE) from None
     except UnicodeDecodeError:
-        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown_path(path))) from None
+        raise InvalidArgument(what, "{} is not UTF-8 text".format(shown_path(path)), SECRET_FILE) from None
 
 
 def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:

@@ -216,7 +216,8 @@ def register(sub) -> None:
     q.add_argument("--vcpus", type=signed_whole_number, required=True, help="the VM's vCPUs: 1..4096")
     q.add_argument("--memory", required=True, help=VM_MEMORY.allowed)
     q.add_argument("--mode", type=given, help="any, best_effort (default), preferred, strict")
-    q.add_argument("--nodes", help="ordered node list (1,3,0), nearest, or 2,nearest")
+    q.add_argument("--nodes", help="ordered list of this host's nodes (0 up to its last: 1,3,0, 0-1, node:1, "
+                                   "nodes:0-1), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
     q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
     q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "

@@ -56,10 +56,9 @@ def not_reached(link, unreachable: str) -> str:
     return unreachable
 
 
-def add_no_xapi(q) -> None:
-    q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
-                   help="do not ask xapi for the VMs' policies, opt-outs and the host's guest mask "
-                        "(as xapi-numad --no-xapi)")
+def add_no_xapi(q, help_text: str = "do not ask xapi for the VMs' policies, opt-outs and the host's guest mask "
+                                     "(as xapi-numad --no-xapi)") -> None:
+    q.add_argument("--no-xapi", dest="no_xapi", action="store_true", help=help_text)
 
 
 def cmd_rebalance(args) -> int:

@@ -214,7 +214,8 @@ def register(sub) -> None:
     s = sim.add_parser("create", help="create a guest (as xl create would)")
     s.add_argument("path", help=STATE_FILE)
     s.add_argument("name", help="the new domain's name: unique, not all digits, not another domain's UUID")
-    s.add_argument("--vcpus", type=signed_whole_number, required=True, help="the guest's vCPUs: 1..512")
+    s.add_argument("--vcpus", type=signed_whole_number, required=True, help="the guest's vCPUs: 1..512, the simulated "
+                   "Xen's own limit (place and vnuma plan up to 4096 for a real host)")
     s.add_argument("--memory", required=True, help="1M (xl's memory= counts MiB) .. the host's free memory "
                                                    "after other domains' claims, as " + SIZE_FORMS)
     s.add_argument("--soft", help="soft affinity, Xen CPU-list syntax (0-27, node:1, all)")

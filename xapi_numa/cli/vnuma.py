@@ -284,7 +284,9 @@ def register(sub) -> None:
                         "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
     q.add_argument("--host", type=given_text,
                    help="with --store, for a halted VM: plan on this host (default: placement's best)")
-    rebalance.add_no_xapi(q)  # (--apply: the soft affinity it sets keeps to the host's guest mask)
+    # (--apply: the soft affinity it sets keeps to the host's guest mask)
+    rebalance.add_no_xapi(q, "do not read the host's guest mask from xapi (as on a simulated host): --apply's soft "
+                             "affinity then keeps to no mask")
     common.add_json(q)
     common.add_ledger(q)
     q.set_defaults(func=cmd_vnuma)

@@ -17,6 +17,12 @@ class Parser(argparse.ArgumentParser):
         # argparse quotes what was typed ("unrecognized arguments: ..."): never a page of it
         self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, cut(message, 2 * MAX_ECHO), self.prog))
 
+    def parse_known_args(self, args=None, namespace=None):
+        known, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:  # a command's own: its --help is the one that lists its flags
+            self.error("unrecognized arguments: {}".format(" ".join(extras)))
+        return known, extras
+
 
 def given(text: str) -> str:
     """For a flag whose value is text: anything but blank (argparse names the flag)."""
