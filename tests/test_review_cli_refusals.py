@@ -218,3 +218,18 @@ def test_an_unreadable_password_file_says_what_is_allowed(tmp_path):
         assert refused.value.message.startswith("--password-file: ")
         assert refused.value.message.endswith("(allowed: a regular file only its owner may read (chmod 600), "
                                               "in UTF-8)"), refused.value.message
+
+
+def test_release_and_the_sim_controls_say_what_they_did(sim_host, capsys):
+    """release, sim pause, sim unpause and sim destroy printed nothing on success."""
+    from xapi_numa.cli.main import main
+
+    vm = "0b2a7e6e-0000-4000-8000-000000000001"
+    assert main(["place", "--vcpus", "1", "--memory", "64M", "--vm", vm]) == 0
+    assert main(["sim", "create", sim_host, "g", "--vcpus", "1", "--memory", "64M", "--type", "pvh"]) == 0
+    domid = capsys.readouterr().out.splitlines()[-1]
+    assert main(["release", vm.upper()]) == 0
+    assert capsys.readouterr().out == "released the reservation for {}\n".format(vm)
+    for action, said in (("pause", "paused"), ("unpause", "unpaused"), ("destroy", "destroyed")):
+        assert main(["sim", action, sim_host, "g"]) == 0
+        assert capsys.readouterr().out == "domain {} (g) {}\n".format(domid, said)

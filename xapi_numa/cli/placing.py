@@ -129,6 +129,7 @@ def cmd_release(args) -> int:
         raise NumaError("no reservation for {}{}".format(args.vm, (
             ": the one listed had ended (its lease over, or its build done or failed); nothing is held for it now"
             if listed else "")))
+    print("released the reservation for {}".format(render.cell(key)))
     return 0
 
 

@@ -6,7 +6,7 @@ from typing import Iterator, List, Set
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.store import SimStore
-from xapi_numa.cli import common
+from xapi_numa.cli import common, render
 from xapi_numa.ops import instance_lock
 from xapi_numa.ops.command_line import given
 from xapi_numa.ops.observe import as_typed, domain_by_name_or_id
@@ -146,10 +146,12 @@ _DONE = {"pause": "paused", "unpause": "unpaused", "destroy": "destroyed"}
 
 def cmd_sim_control(args) -> int:
     sim = SimHypervisor(args.path)
-    domid = domain_by_name_or_id(sim, args.name).domid  # a name typed in UTF-8 on an ASCII locale too
+    domain = domain_by_name_or_id(sim, args.name)  # a name typed in UTF-8 on an ASCII locale too
+    domid = domain.domid
     if domid == 0:  # Xen refuses it (EPERM, EINVAL): "not privileged" or "invalid argument" would mislead
         raise InvalidArgument("VM", "dom0 cannot be {}".format(_DONE[args.action]), "a guest's domid, name or UUID")
     {"pause": sim.pause, "unpause": sim.unpause, "destroy": sim.destroy}[args.action](domid)
+    print("domain {} ({}) {}".format(domid, render.cell(domain.name), _DONE[args.action]))
     return 0
 
 
