@@ -39,7 +39,7 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
-from xapi_numa.ops import boot_pin, upkeep
+from xapi_numa.ops import boot_pin, reserve, upkeep
 from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -118,15 +118,15 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None) -> None:
-    """Raise what :func:`place_vm` would refuse before it reserves (the VM's state, another
-    host's place, no room), on ``ledger`` (the empty one in memory of a host with no state
-    database yet: a refusal there makes none), reserving nothing."""
+    """Raise what :func:`place_vm` would refuse before it holds the VM (its state, its masks,
+    no room), on ``ledger`` (the empty one in memory of a host with no state database yet: a
+    refusal there makes none), reserving nothing: a dry run, not the place's own steps, which
+    are made (another host's place refused among them) only while it holds the VM."""
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
     record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
-    request = request_for(record, planner.topology, host_cpus)
-    _not_placed_elsewhere(session, record, uuid, host_uuid)
-    place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
+    reserve.place_and_reserve(hv, ledger, request_for(record, planner.topology, host_cpus), uuid, dry_run=True,
+                              planner=planner)
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
