@@ -44,15 +44,21 @@ def _pin_every_vcpu(sim, db, topo) -> int:
     return len(pins)
 
 
+def _host_and_a_newer_file(tmp_path):
+    """A pinned simulated host with its pins undone (the daemon's start would undo them), the
+    daemon's state database's path (``l.db``) and a newer version's file to put in its place."""
+    sim, db, topo = pinned_host(tmp_path)
+    Runtime(sim, db, Settings()).restore_all_pins("setup")
+    db.close()
+    newer = str(tmp_path / "newer.db")
+    _newer_file(newer)
+    return sim, topo, str(tmp_path / "l.db"), newer
+
+
 def _daemon_meets_a_newer_file(tmp_path, monkeypatch, capsys, pin_refused=False):
     """xapi-numad runs on ``l.db``; after its first cycle it pins every guest's vCPUs and the
     file is replaced by a newer version's.  (exit code, stderr lines, the sim, its topology)"""
-    sim, db, topo = pinned_host(tmp_path)
-    Runtime(sim, db, Settings()).restore_all_pins("setup")  # (the daemon's start would undo them)
-    db.close()
-    path = str(tmp_path / "l.db")
-    newer = str(tmp_path / "newer.db")
-    _newer_file(newer)
+    sim, topo, path, newer = _host_and_a_newer_file(tmp_path)
     real_cycle = Runtime.cycle
 
     def cycle_then_pin_and_replace(rt):
@@ -230,12 +236,7 @@ def test_a_batch_that_kept_the_guest_paused_is_recovered_though_the_journal_is_r
 def test_a_file_replaced_just_before_the_stop_still_has_every_pin_put_back(tmp_path, monkeypatch, capsys):
     """The last cycle ran on the file it had; the stop's restore is the first to meet the newer
     one: it said "the next start restores them" and exited 75, though no start could."""
-    sim, db, topo = pinned_host(tmp_path)
-    Runtime(sim, db, Settings()).restore_all_pins("setup")
-    db.close()
-    path = str(tmp_path / "l.db")
-    newer = str(tmp_path / "newer.db")
-    _newer_file(newer)
+    sim, topo, path, newer = _host_and_a_newer_file(tmp_path)
     real_cycle = Runtime.cycle
 
     def cycle_then_pin_and_replace(rt):
