@@ -65,11 +65,9 @@ def cmd_place(args) -> int:
         # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM): a refused
         # --nodes before the state database is opened (made, where there is none yet)
         request = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
-    with common.flag_names(common.POLICY_FLAGS):
         if not args.dry_run and common.first_change(args):  # refused for room: it makes no state database
             place_and_reserve(hv, common.ledger_to_read(args), request, vm, args.ttl, True, planner=planner)
-    ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
-    with common.flag_names(common.POLICY_FLAGS):
+        ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
         placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
                                                           planner=planner)
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
