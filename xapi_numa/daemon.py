@@ -18,10 +18,10 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from xapi_numa.backends.open import backend_spec, checked_spec, open_hypervisor
+from xapi_numa.backends.open import backend_spec, flag_refusal, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.core.cpuset import format_ids
-from xapi_numa.errors import InvalidArgument, NumaError, StateError
+from xapi_numa.errors import NumaError, StateError
 from xapi_numa.ops import instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
@@ -89,12 +89,9 @@ def check_ranges(args: argparse.Namespace) -> Optional[str]:
         if not low <= value <= high:
             until = "; 0: until SIGTERM" if name == "--cycles" else ""
             return "{}: {} (allowed: {}..{}{})".format(name, plain(value), plain(low), plain(high), until)
-    # a backend that is none is a refused flag too (exit 2: the unit does not retry it), named as xapi-numa names it
-    try:
-        checked_spec(args.backend)
-    except InvalidArgument as err:
-        field = "--backend" if args.backend or not os.environ.get("XAPI_NUMA_BACKEND") else "$XAPI_NUMA_BACKEND"
-        return "{}: {} (allowed: {})".format(field, err.detail, err.allowed)
+    refused = flag_refusal(args.backend)  # a backend that is none, named as xapi-numa names it
+    if refused is not None:
+        return refused
     if args.pin_dom0 and not args.backend_affinity:
         # the per-node layout is for backend alignment alone: pinned for nothing, dom0 would stay pinned
         return "--pin-dom0: not with --no-backend-affinity (dom0's per-node layout serves backend alignment) " \

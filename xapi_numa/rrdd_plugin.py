@@ -36,7 +36,7 @@ from typing import List, Optional, Tuple
 import attrs
 
 from xapi_numa.backends import rrdd
-from xapi_numa.backends.open import backend_spec, checked_spec, open_hypervisor
+from xapi_numa.backends.open import backend_spec, flag_refusal, open_hypervisor
 from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
 from xapi_numa.core.numbers import plain, shown
 from xapi_numa.ops import instance_lock, metrics, page_scans
@@ -72,11 +72,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     if not UID_SHAPE.fullmatch(args.uid):  # xcp-rrdd makes its file's path of it
         p.error("--uid: {} (allowed: letters, digits, '.', '_' and '-', not starting with '.', "
                 "at most 64)".format(shown(args.uid)))
-    try:  # a backend that is none is a refused flag (exit 2: the unit does not retry it), as xapi-numad's
-        checked_spec(args.backend)
-    except InvalidArgument as err:
-        field = "--backend" if args.backend or not os.environ.get("XAPI_NUMA_BACKEND") else "$XAPI_NUMA_BACKEND"
-        p.error("{}: {} (allowed: {})".format(field, err.detail, err.allowed))
+    refused = flag_refusal(args.backend)  # a backend that is none, as xapi-numad refuses it
+    if refused is not None:
+        p.error(refused)
     for name, value, low, high in page_scans.argument_ranges(args):
         if not low <= value <= high:
             p.error("{}: {} (allowed: {}..{})".format(name, plain(value), plain(low), plain(high)))

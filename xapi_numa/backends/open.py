@@ -34,6 +34,22 @@ def checked_spec(explicit: Optional[str] = None) -> str:
     return spec
 
 
+def named_by(explicit: Optional[str]) -> str:
+    """What named the backend, for an error: the flag, or the environment variable."""
+    return "--backend" if explicit or not os.environ.get("XAPI_NUMA_BACKEND") else "$XAPI_NUMA_BACKEND"
+
+
+def flag_refusal(explicit: Optional[str]) -> Optional[str]:
+    """The error line of a backend that names none, as a refused flag (what named it, why,
+    what is allowed: the daemons exit 2 on it, which their units do not retry); None if
+    it names one."""
+    try:
+        checked_spec(explicit)
+    except InvalidArgument as err:
+        return "{}: {} (allowed: {})".format(named_by(explicit), err.detail, err.allowed)
+    return None
+
+
 def open_hypervisor(spec: Optional[str] = None) -> Hypervisor:
     """Open the backend named by ``spec`` (see :func:`backend_spec`)."""
     spec = checked_spec(spec)

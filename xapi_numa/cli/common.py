@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Iterator, Mapping, Optional
 
-from xapi_numa.backends.open import BACKEND_SYNTAX, backend_spec, checked_spec, open_hypervisor, sim_path
+from xapi_numa.backends.open import BACKEND_SYNTAX, backend_spec, checked_spec, named_by, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.core import numbers
 from xapi_numa.errors import InvalidArgument, NumaError
@@ -80,16 +80,11 @@ def xapi_name(text: Optional[str], field: str) -> Optional[str]:
     return text
 
 
-def backend_field(args) -> str:
-    """What named the backend, for an error: the flag, or the environment variable."""
-    return "--backend" if args.backend or not os.environ.get("XAPI_NUMA_BACKEND") else "$XAPI_NUMA_BACKEND"
-
-
 def check_backend(args) -> None:
     """Refuse, as bad input (naming --backend and what it takes), a backend that is none, and
     a ``sim:PATH`` whose PATH holds no simulated host: nothing there, a directory, a special
     file.  (A file there that is damaged is the state's failure, said when it is read.)"""
-    with flag_names({"backend": backend_field(args)}):
+    with flag_names({"backend": named_by(args.backend)}):
         path = sim_path(checked_spec(args.backend))
     if not path:
         return
@@ -98,12 +93,12 @@ def check_backend(args) -> None:
            if os.path.isdir(path) else "{}: it is a special file, not a simulated host".format(path)
            if not os.path.isfile(path) else None)
     if why:
-        raise InvalidArgument(backend_field(args), why, BACKEND_SYNTAX)
+        raise InvalidArgument(named_by(args.backend), why, BACKEND_SYNTAX)
 
 
 def hypervisor(args) -> Hypervisor:
     check_backend(args)
-    with flag_names({"backend": backend_field(args)}):
+    with flag_names({"backend": named_by(args.backend)}):
         return open_hypervisor(args.backend)
 
 
