@@ -10,6 +10,7 @@ from xapi_numa.core import locality, numbers
 from xapi_numa.ops import observe, queries, runtime
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.rebalancing import Rebalancer
+from xapi_numa.core.host import refuse_blank
 from xapi_numa.core.numbers import plain, signed_decimal_number
 
 
@@ -47,8 +48,8 @@ def cmd_vcpus(args) -> int:
                 print("xapi-numa: host {} did not answer: {}".format(render.cell(labels[host]),
                                                                      render.cell(failed_host(entry))), file=sys.stderr)
         args.domain = common.typed(args.domain)
-        if args.domain is not None and not args.domain.strip():
-            raise InvalidArgument("VM", "{!r} is blank".format(args.domain), "a domid, name or UUID")
+        if args.domain is not None:
+            refuse_blank(args.domain)
         # each row names its host: "host" as people read it (the name, with the UUID where
         # two hosts share a name) and "host_uuid"
         rows = [dict(r, host=labels[host], host_uuid=host) for host, entry in per.items() if not failed_host(entry)

@@ -13,7 +13,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import locality, numbers, vnuma
 from xapi_numa.core.cpuset import check_known, format_ids
-from xapi_numa.core.host import DomainInfo
+from xapi_numa.core.host import DomainInfo, refuse_blank
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import signed_whole_number, whole_number
@@ -123,9 +123,7 @@ def cmd_vnuma(args) -> int:
     args.vm, args.host = common.typed(args.vm), common.typed(args.host)
     if args.store:
         return _store(args)  # (a blank VM refused as vm-placement's is)
-    if not args.vm.strip():  # as every other command's VM: a plan for no one is no plan
-        raise InvalidArgument("VM", "{!r} is blank".format(args.vm),
-                              "the VM's name (with --apply its domid, name or UUID)")
+    refuse_blank(args.vm, "the VM's name (with --apply its domid, name or UUID)")  # a plan for no one is no plan
     for flag, given in (("--pool", args.pool), ("--host", args.host)):
         if given:  # not quietly ignored: without --store the plan is made on this host
             raise InvalidArgument(flag, "only with --store (a plan through the pool)", "--store " + flag)

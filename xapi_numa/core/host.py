@@ -117,6 +117,12 @@ def parse_uuid(text: str, field: str = "vm") -> str:
     return value
 
 
+def refuse_blank(ref: str, allowed: str = "a domid, name or UUID") -> None:
+    """A VM named by nothing (empty, or spaces only) is refused input, in one set of words for every command."""
+    if not ref.strip():
+        raise InvalidArgument("VM", "{} is blank".format(shown(ref)), allowed)
+
+
 def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
     """The domain a user means by ``ref``: a domid, a UUID or a name.
 
@@ -124,8 +130,7 @@ def find_domain(domains: Iterable[DomainInfo], ref: str) -> DomainInfo:
     (a VM named "5" is then reached by its UUID).  xapi's name labels are not
     unique: a name two running domains share is refused, naming their domids,
     rather than one of them picked."""
-    if not ref.strip():
-        raise InvalidArgument("VM", "{} is blank".format(shown(ref)), "a domid, name or UUID")
+    refuse_blank(ref)
     domains = list(domains)
     if is_decimal(ref) and len(ref) <= 10:
         found = [d for d in domains if d.domid == int(ref)]
