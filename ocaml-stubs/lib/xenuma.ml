@@ -317,14 +317,14 @@ let result_of_raw r =
   ; max_restored= r.r_max_restored
   ; max_unknown= r.r_max_unknown }
 
-external mig_move : handle -> int -> int array -> int -> int -> int -> string -> raw_result
+external mig_move : handle -> int -> int array -> int -> int -> int -> string -> string option -> raw_result
   = "stub_xenuma_mig_move_bytecode" "stub_xenuma_mig_move_native"
 
 let allow_fallback_flag = 0x1 (* XN_MIG_ALLOW_FALLBACK *)
 
-let move ?(verify_chunk = 16) ?(allow_fallback = false) ~record h ~domid ~gfns ~node =
+let move ?(verify_chunk = 16) ?(allow_fallback = false) ?uuid ~record h ~domid ~gfns ~node =
   let flags = if allow_fallback then allow_fallback_flag else 0 in
-  result_of_raw (mig_move h domid gfns node verify_chunk flags record)
+  result_of_raw (mig_move h domid gfns node verify_chunk flags record uuid)
 
 type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
 

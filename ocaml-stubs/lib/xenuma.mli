@@ -310,7 +310,7 @@ type move_result = {
             force: max_pages is left as it is (false from {!move}) *)
 }
 
-val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle -> domid:int ->
+val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?uuid:string -> record:string -> handle -> domid:int ->
   gfns:int array -> node:int -> move_result
 (** Moves [gfns] (ascending, from {!scan}'s [Ram]) to [node] in one pause
     window (runtime lock released), under the batch record [record]: a file
@@ -329,7 +329,12 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> record:string -> handle 
     or negative, a map Xen refused for another reason: the context says which,
     naming the gfn where it can), [Error (EPROTOTYPE | EOPNOTSUPP | ESRCH, _)] as
     {!movable_check}, [Error (EBUSY, _)] (a live mover holds [record]),
-    [Error (EEXIST, _)] (a dead mover's record awaits {!recover}). *)
+    [Error (EEXIST, _)] (a dead mover's record awaits {!recover}).  With [uuid]
+    (the domain's {!domain}[.uuid], 16 raw bytes, read when its gfns were
+    scanned) the domain is checked to be that one once the mover holds it: a
+    domid given meanwhile to another domain raises [Error (EUNKNOWNERR 116
+    (ESTALE), _)] before any pause, nothing moved (as the Python adapter's
+    move does); a [uuid] of another length raises [Error (EINVAL, _)]. *)
 
 type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
 

@@ -1170,15 +1170,18 @@ static value result_record(const struct xn_mig_result *res)
  * (written to what).  xn_mig_move answers EINVAL for gfns out of order, for a node
  * the host lacks, and for a gfn the guest does not have (Xen will not map it):
  * told apart here, so that the last is not read as one of the others. */
-static int move_explained(xn_handle *h, uint32_t domid, const uint64_t *gfns, uint32_t n, uint32_t node,
-                          uint32_t chunk, uint32_t flags, const char *record, struct xn_mig_result *res,
-                          char *what, size_t len)
+static int move_explained(xn_handle *h, uint32_t domid, const uint8_t *handle, const uint64_t *gfns, uint32_t n,
+                          uint32_t node, uint32_t chunk, uint32_t flags, const char *record,
+                          struct xn_mig_result *res, char *what, size_t len)
 {
     uint64_t max_gfn = 0;
     uint32_t i;
-    int rc = xn_mig_move(h, domid, gfns, n, node, chunk, flags, record, res);
+    int rc = xn_mig_move_as(h, domid, handle, gfns, n, node, chunk, flags, record, res);
 
     snprintf(what, len, "xn_mig_move");
+    if (rc == -ESTALE) /* (stage NONE: refused before the pause) */
+        snprintf(what, len, "xn_mig_move: domain %u is no longer the one named by uuid (its domid was given "
+                 "to another domain)", domid);
     if (rc != -EINVAL || res->stage != XN_MIG_STAGE_NONE)
         return rc;
     for (i = 1; i < n; i++)
@@ -1210,12 +1213,16 @@ static int move_explained(xn_handle *h, uint32_t domid, const uint64_t *gfns, ui
 }
 
 /* Returns the result record; a failure inside the window is in it (error
- * and stage), a refusal before any pause is raised. */
+ * and stage), a refusal before any pause is raised.  uuid_opt: Some of the
+ * domain's 16-byte handle (domain.uuid), checked once the mover holds the
+ * domain, as the Python adapter's move does: between a caller's scan and its
+ * move the domain may be destroyed and its domid given to another VM, whose
+ * pages would otherwise be moved. */
 CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns, value node, value verify_chunk,
-                                           value flags, value record_path)
+                                           value flags, value record_path, value uuid_opt)
 {
     CAMLparam5(handle, domid, gfns, node, verify_chunk);
-    CAMLxparam2(flags, record_path);
+    CAMLxparam3(flags, record_path, uuid_opt);
     uint32_t d = u32_arg(domid, DOMID_MAX, "xn_mig_move: domid");
     uint32_t to = u32_arg(node, NODE_MAX, "xn_mig_move: node");
     uint32_t chunk = u32_arg(verify_chunk, U32_MAX, "xn_mig_move: verify_chunk");
@@ -1225,11 +1232,17 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     uint64_t *list;
     char *record;
     struct xn_mig_result res;
+    uint8_t uuid[16];
     char what[160];
-    int rc;
+    int rc, has_uuid = Is_block(uuid_opt);
 
     if (n > U32_MAX)
         raise_error(-EINVAL, "xn_mig_move: more than 2^32 gfns");
+    /* Xen's domain handle is 16 bytes: any other length names no domain */
+    if (has_uuid && caml_string_length(Field(uuid_opt, 0)) != sizeof(uuid))
+        raise_error(-EINVAL, "xn_mig_move: uuid is not 16 bytes (domain.uuid, raw)");
+    if (has_uuid)
+        memcpy(uuid, String_val(Field(uuid_opt, 0)), sizeof(uuid)); /* copied: read outside the lock */
     for (i = 0; i < n; i++)
         if (Long_val(Field(gfns, i)) < 0)
             raise_error(-EINVAL, "xn_mig_move: a negative gfn");
@@ -1245,7 +1258,8 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
     for (i = 0; i < n; i++)
         list[i] = (uint64_t)Long_val(Field(gfns, i));
     call_begin(handle);
-    rc = move_explained(h, d, list, (uint32_t)n, to, chunk, fl, record, &res, what, sizeof(what));
+    rc = move_explained(h, d, has_uuid ? uuid : NULL, list, (uint32_t)n, to, chunk, fl, record, &res, what,
+                        sizeof(what));
     call_end(handle);
     free(list);
     free(record);
@@ -1259,7 +1273,7 @@ CAMLprim value stub_xenuma_mig_move_native(value handle, value domid, value gfns
 CAMLprim value stub_xenuma_mig_move_bytecode(value *argv, int argn)
 {
     (void)argn;
-    return stub_xenuma_mig_move_native(argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6]);
+    return stub_xenuma_mig_move_native(argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6], argv[7]);
 }
 
 /* (outcome code, result record): 1 unpaused, 0 nothing, 2 domain gone. */

@@ -614,7 +614,19 @@ let test_move h =
     (r.moved = 1L && r.granted = 1L && all_on 0 [|100|] && settled record) ;
   refused "move: a record path holding a NUL" (fun () ->
       Xenuma.move ~record:(record ^ "\000x") h ~domid:1 ~gfns ~node:1) ;
-  check "move: nothing refused moved a page or paused the guest" (all_on 0 gfns && settled record)
+  check "move: nothing refused moved a page or paused the guest" (all_on 0 gfns && settled record) ;
+  (* the domain named by its uuid, as the Python adapter's move names it: a domid given
+     to another domain since the scan is refused (ESTALE), its pages left alone *)
+  let uuid = (List.find (fun (d : Xenuma.domain) -> d.domid = 1) (Array.to_list (Xenuma.domains h))).uuid in
+  let another = String.mapi (fun i c -> if i = 0 then Char.chr (Char.code c lxor 0xff) else c) uuid in
+  check "move: a uuid that is no longer the domid's is refused (ESTALE), nothing moved or paused"
+    (match raised (fun () -> Xenuma.move ~uuid:another ~record h ~domid:1 ~gfns ~node:1) with
+     | Some (Unix.EUNKNOWNERR 116, ctx) ->
+         contains ctx "no longer" && all_on 0 gfns && settled record
+     | _ -> false) ;
+  refused "move: a uuid not 16 bytes" (fun () -> Xenuma.move ~uuid:"abc" ~record h ~domid:1 ~gfns ~node:1) ;
+  let r = Xenuma.move ~uuid ~record h ~domid:1 ~gfns ~node:1 in
+  check "move: the domain's own uuid moves" (r.moved = 3L && all_on 1 gfns && intact gfns && settled record)
 
 (* The probe pauses the guest: only ever under a record, at most a minute. *)
 let test_scan_probe h =
