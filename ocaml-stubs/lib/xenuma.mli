@@ -61,7 +61,8 @@ val close : handle -> unit
     the handle is closed, the signal's handler runs after. *)
 
 val with_handle : (handle -> 'a) -> 'a
-(** [with_handle f] opens a handle, runs [f], closes it whatever happens. *)
+(** [with_handle f] opens a handle, runs [f], closes it whatever happens.
+    Raises what {!open_} raises, and what [f] raises. *)
 
 (** {1 Host} *)
 
@@ -77,6 +78,8 @@ type physinfo = {
 }
 
 val physinfo : handle -> physinfo
+(** The host's CPU and page counts (XEN_SYSCTL_physinfo).  Raises [Error] with
+    the hypercall's errno ([EPERM | EACCES] where an XSM policy refuses it). *)
 
 type node_memory = {size: int64; free: int64; claimed: int64}
 (** Bytes.  [claimed] is always 0: this binding reads Xen's numainfo, which
@@ -117,7 +120,8 @@ val online_cpus : handle -> int list
 (** The online CPUs, ascending: those of every CPU pool and those in none (the
     free ones, e.g. taken out of Pool-0 by [xl cpupool-cpu-remove]).  A parked
     CPU is in neither.  One call per pool and one for the free CPUs, one after
-    the other: not one snapshot. *)
+    the other: not one snapshot.  Raises [Error] with the errno of the read
+    that failed (the context names it). *)
 
 val node_memory : handle -> node_memory array
 (** One entry per node, at least one: raises [Error (EIO, _)] where the host
@@ -158,12 +162,16 @@ type domain = {
 }
 
 val domains : handle -> domain array
+(** Every domain Xen has, by ascending domid, dying ones included (see [flags]).
+    Read 256 at a time, so not one snapshot: a domain created or destroyed
+    meanwhile may be missing.  Raises [Error] with the errno of the failed
+    read ([EPERM | EACCES] without the privilege). *)
 
 val is_hvm : domain -> bool  (** HVM or PVH: translated, its memory can move *)
 
 val is_pvh : domain -> bool  (** PVH: HVM without the platform devices emulated *)
 
-val is_paused : domain -> bool
+val is_paused : domain -> bool  (** paused when listed (by a toolstack, or a mover's window) *)
 
 val uuid_string : domain -> string  (** "xxxxxxxx-xxxx-..." *)
 
@@ -180,7 +188,8 @@ val vcpu_info : handle -> domid:int -> vcpu:int -> vcpu
     for a vCPU beyond the domain's. *)
 
 val vcpu_affinity : handle -> domid:int -> vcpu:int -> bool array * bool array
-(** (hard, soft): one entry per CPU the host may have. *)
+(** (hard, soft): one entry per CPU the host may have.  Raises [Error (ESRCH, _)]
+    for no such domain, [Error (EINVAL, _)] for a vCPU beyond the domain's. *)
 
 val set_vcpu_affinity :
   handle -> domid:int -> vcpu:int -> ?hard:bool array -> ?soft:bool array -> unit -> unit
@@ -192,6 +201,9 @@ val set_vcpu_affinity :
     CPU of the domain's pool). *)
 
 val node_affinity : handle -> domid:int -> bool array
+(** Where Xen allocates the domain's memory from: one entry per node of Xen's
+    MAX_NUMNODES (every entry set: automatic placement).  Raises
+    [Error (ESRCH, _)] for no such domain. *)
 
 val set_node_affinity : handle -> domid:int -> bool array -> unit
 (** Where Xen allocates the domain's memory from now on.  A node the host
@@ -200,8 +212,15 @@ val set_node_affinity : handle -> domid:int -> bool array -> unit
     (the length of {!node_affinity}'s) is Xen's automatic placement. *)
 
 val pause : handle -> domid:int -> unit
+(** Pauses the domain until {!unpause} (Xen counts the toolstack's pauses: each
+    needs its own unpause).  Raises [Error (ESRCH, _)] for no such domain,
+    [Error (EINVAL, _)] for the caller's own domain (dom0), which Xen does not
+    let pause itself. *)
 
 val unpause : handle -> domid:int -> unit
+(** Gives back one {!pause}.  Raises [Error (EINVAL, _)] when the toolstack holds
+    no pause of the domain (Xen's count is 0), [Error (ESRCH, _)] for no such
+    domain. *)
 
 (** {1 Memory per node and claims} *)
 
@@ -215,7 +234,9 @@ type features = {
 
 val features : handle -> features
 (** What this host offers; XenServer's patched calls are looked up at run
-    time in the loaded libxenctrl, so one binary serves stock and patched Xen. *)
+    time in the loaded libxenctrl, so one binary serves stock and patched Xen.
+    Raises nothing but what every call on a handle does ({!close}'s
+    [Error (EBADF, _)]): a probe that fails reads as the fallback. *)
 
 val claim : handle -> domid:int -> ?node:int -> int64 -> unit outcome
 (** [claim h ~domid ?node pages] stakes a claim of [pages] (0 cancels), on
@@ -257,6 +278,7 @@ val node_pages_of_dump : string -> domid:int -> nr_nodes:int -> int64 array * in
 type gfn_class = Ram | Not_ram | Magic | Granted | Vcpu_info | Evtchn | Changed
 
 val gfn_class_of_char : char -> gfn_class
+(** Pure, never raises: a byte no class has (none {!scan} writes) is [Not_ram]. *)
 
 type scan_stats = {
     typed: int64
@@ -346,7 +368,9 @@ val recover : handle -> record:string -> recovered
     Raises [Error (EBUSY, _)] while its mover is alive. *)
 
 val record_busy : string -> bool
-(** Does a live mover hold this batch record? *)
+(** Does a live mover hold this batch record?  [false] for a path with no file.
+    Raises [Error (EINVAL, _)] for a path holding a NUL, [Error] with the errno
+    of the open or lock that failed otherwise ([EACCES], ...). *)
 
 type vmemrange = { start : int64; stop : int64; vnode : int }
 (** Guest-physical bytes [\[start, stop)] of one vnode. *)

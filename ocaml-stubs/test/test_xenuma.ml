@@ -187,7 +187,15 @@ let test_queries h =
   check "paused" (Xenuma.is_paused (Xenuma.domains h).(1)) ;
   Xenuma.unpause h ~domid:1 ;
   check "unpause twice is refused, as Xen does"
-    (match raised (fun () -> Xenuma.unpause h ~domid:1) with Some (Unix.EINVAL, _) -> true | _ -> false)
+    (match raised (fun () -> Xenuma.unpause h ~domid:1) with Some (Unix.EINVAL, _) -> true | _ -> false) ;
+  (* what xenuma.mli says of a domain the host does not have (domain 5 here) *)
+  let gone name f =
+    check (name ^ ": no such domain is ESRCH") (match raised f with Some (Unix.ESRCH, _) -> true | _ -> false)
+  in
+  gone "pause" (fun () -> Xenuma.pause h ~domid:5) ;
+  gone "unpause" (fun () -> Xenuma.unpause h ~domid:5) ;
+  gone "node_affinity" (fun () -> ignore (Xenuma.node_affinity h ~domid:5)) ;
+  gone "vcpu_affinity" (fun () -> ignore (Xenuma.vcpu_affinity h ~domid:5 ~vcpu:0))
 
 (* The CPU and node map sizes come from libxc's xc_get_max_cpus and
    xc_get_max_nodes, which ask Xen (physinfo) at their first call and keep the
