@@ -59,9 +59,10 @@ def test_a_vm_whose_stored_policy_cannot_be_read_is_not_the_rebalancers():
 
 
 def test_a_vnode_move_and_the_periods_follow_steps_share_the_targets_room(tmp_path):
-    """Node 1 has room for one vnode (512 MiB) and a little: the planner moved a whole vnode
-    there and, in the same period, gave a VM following its home on node 1 a step sized to
-    the whole room again (twice the room asked of node 1; the later mover refused)."""
+    """Node 1 has room for one vnode (512 MiB) and the step of a VM following its home there: the
+    planner moved a whole vnode there and, in the same period, gave the follower a step sized to
+    the whole room again (more than the room asked of node 1; the later mover refused).  The
+    follower's step takes its room first (tests/test_rebalance_follow_room.py), the vnode what is left."""
     from xapi_numa.core import vnuma
     from xapi_numa.core.actions import MoveMemory
 
@@ -76,7 +77,7 @@ def test_a_vnode_move_and_the_periods_follow_steps_share_the_targets_room(tmp_pa
     rb = Rebalancer(Database(str(tmp_path / "db")), read_layout=lambda domid: lay if domid == 5 else None)
     rb.following.followed["u-f"], rb.following._domid["u-f"] = (1, 0), 7  # f's memory follows its home, node 1
     pages = {"u-b": {0: GiB >> 12}, "u-f": {0: GiB >> 12}}
-    room = {0: 0, 1: vnode_pages + 1000}
+    room = {0: 0, 1: vnode_pages + 249037 + 1000}  # (249037: the follower's step, 95 % of its 1 GiB)
     moved = False
     for t in (2.0, 4.0, 6.0):
         vc = {5: tuple(VcpuInfo(5, i, i, "running", topo.all_cpus, n0, t) for i in range(4)),

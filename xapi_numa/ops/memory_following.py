@@ -38,6 +38,10 @@ class MemoryFollowing:
         """This period's step size (modelled time) and the room on each node its steps share."""
         self._period = (chunk_pages, None if room is None else dict(room))
 
+    def room_left(self) -> Optional[Dict[int, int]]:
+        """The room this period's steps so far leave on each node (None: unbounded)."""
+        return None if self._period[1] is None else dict(self._period[1])
+
     def taken(self, node: int, pages: int) -> None:
         """A move of this period brings ``pages`` to ``node`` at once (a whole vnode): the
         period's follow steps share what is left of its room."""

@@ -309,9 +309,11 @@ class Rebalancer:
         moving = set(gone_back)
         if max_writes is not None:
             max_writes -= len(undo) + sum(c.writes for c in back)
+        self.following.drop(self.left_alone)  # the follow steps take their room before any move is weighed on it
+        follow = self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
         assessment = rebalance_plan.plan(
             [attrs.evolve(v, home=gone_back[v.uuid], movable=False) if v.uuid in gone_back else v for v in vms],
-            snap.topology, self.settings, capacity, room, max_writes, already=len(back))
+            snap.topology, self.settings, capacity, self.following.room_left(), max_writes, already=len(back))
         actions: List[object] = list(undo)
         for c in back:
             actions += self._move_homes(c, snap, now, record)
@@ -333,8 +335,7 @@ class Rebalancer:
             note = ("moving: " if record else "would move: ") + note
         elif assessment.best is not None:
             note = "waiting ({}/{} periods): {}".format(streak, self.settings.sustain, note)
-        self.following.drop(self.left_alone)
-        actions += self.following.steps([vm for vm in vms if vm.uuid not in moving], excluded, now)
+        actions += [a for a in follow if a.uuid not in moving]  # (a VM moved again follows its new home)
         actions += [] if record else self.following.first_steps(assessment.chosen)  # as applied() starts them
         return Decision(assessment, tuple(actions), streak, note)
 
