@@ -28,11 +28,11 @@ def _snapshot(t):
     return HostSnapshot(TOPO, t, doms, vcpus)
 
 
-def _decisions(tmp_path, record):
+def _decisions(tmp_path, record, room=ROOM):
     rb = Rebalancer(Database(str(tmp_path / "db")))
     rb.following.followed["u4"], rb.following._domid["u4"] = (1, 0), 4
     pages = {"u%d" % i: {0: VM_PAGES} for i in range(1, 5)}
-    return [rb.decide(_snapshot(t), pages, set(), room={0: 0, 1: ROOM}, record=record) for t in (2.0, 4.0, 6.0)]
+    return [rb.decide(_snapshot(t), pages, set(), room={0: 0, 1: room}, record=record) for t in (2.0, 4.0, 6.0)]
 
 
 def _into_node_1(decision):
@@ -55,10 +55,5 @@ def test_the_dry_run_counts_the_follow_steps_too(tmp_path):
 
 
 def test_with_room_for_both_the_move_is_made(tmp_path):
-    global ROOM
-    saved, ROOM = ROOM, 600000
-    try:
-        decisions = _decisions(tmp_path, record=True)
-    finally:
-        ROOM = saved
+    decisions = _decisions(tmp_path, record=True, room=600000)
     assert any(d.assessment.chosen for d in decisions), [d.note for d in decisions]
