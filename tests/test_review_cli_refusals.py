@@ -233,3 +233,21 @@ def test_release_and_the_sim_controls_say_what_they_did(sim_host, capsys):
     for action, said in (("pause", "paused"), ("unpause", "unpaused"), ("destroy", "destroyed")):
         assert main(["sim", action, sim_host, "g"]) == 0
         assert capsys.readouterr().out == "domain {} (g) {}\n".format(domid, said)
+
+
+def test_an_unknown_flag_is_named_before_a_missing_command(capsys):
+    """`xapi-numa --bogus` said the COMMAND was missing (argparse asks for it first), never the flag."""
+    from xapi_numa.cli.main import main
+
+    for argv, said in ((["--bogus"], "unrecognized arguments: --bogus"),
+                       (["--bogus=3"], "unrecognized arguments: --bogus=3"),
+                       (["--insecure", "--nope"], "unrecognized arguments: --nope"),
+                       (["sim", "init", "h.json", "--bogus"], "unrecognized arguments: --bogus"),
+                       ([], "the following arguments are required: COMMAND"),
+                       (["--insecure"], "the following arguments are required: COMMAND"),
+                       (["--insec"], "the following arguments are required: COMMAND"),  # (argparse's abbreviation)
+                       (["sim", "init", "h.json", "--nodes", "-5"], "the following arguments are required: ")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.splitlines()) == 1, (argv, err)
