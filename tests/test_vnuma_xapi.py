@@ -356,3 +356,27 @@ def test_a_plan_made_on_another_hosts_nodes_is_out_of_date_where_the_vm_runs(poo
     session.xenapi.VM.start_on(ref, first, False, False)
     shown = json.loads(cli(server, tmp_path, "vm-placement", uuid, "--json").stdout)["vnuma_plan"]
     assert "stale" not in shown, shown
+
+
+@pytest.mark.parametrize("flag, kind", [("is_a_template", "template"), ("is_a_snapshot", "snapshot")])
+def test_a_plan_is_stored_only_on_a_vm_that_starts(ctx, flag, kind):
+    """xapi never starts a template or a snapshot: a plan stored there (planned on this
+    host's nodes) was only copied into its clones, as place's pin would be.  It was stored;
+    now refused as place refuses them, nothing written; shown (store=false) as a what-if."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("golden", 2, 1 * G)
+    server.vms[ref][flag] = True
+    details = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and kind in details[2], details
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+    assert ok(run(server, host, sid, "vnuma_plan", {"vm": uuid}))["stored"] is False
+
+
+def test_the_control_domain_is_refused_as_such(ctx):
+    """dom0 was refused as "PV guests cannot have vNUMA" (field type): a PVH dom0 is no
+    guest to plan either; it is named as the control domain, as set_policy does."""
+    server, session, host, sid = ctx
+    dom0 = server.control_domains[host]
+    details = err(run(server, host, sid, "vnuma_plan", {"vm": server.vms[dom0]["uuid"], "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "control domain" in details[2], details
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(dom0)

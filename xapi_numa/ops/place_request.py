@@ -126,6 +126,12 @@ def bounds(policy: Policy, topo: Topology, cpus: Optional[FrozenSet[int]], host_
     return dict(within=within, within_by=() if within is None else narrowed_by(topo, cpus, host_cpus))
 
 
+def never_starts(record: dict) -> Optional[str]:
+    """"template" or "snapshot" for a VM xapi never starts (its keys are only copied into
+    its clones), else None."""
+    return "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
+
+
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach."""

@@ -40,7 +40,7 @@ from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, reserve, upkeep
-from xapi_numa.ops.place_request import admin_mask, host_mask, request_for, sized_request
+from xapi_numa.ops.place_request import admin_mask, host_mask, never_starts, request_for, sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -133,7 +133,7 @@ def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
     """The record, if ``place`` may reserve for this VM's start (any VM for a dry run)."""
     if dry_run:
         return record
-    kind = "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
+    kind = never_starts(record)
     if kind:  # xapi never starts one: a pin would only be copied into its clones
         raise InvalidArgument("vm", "{} is a {}; place reserves for a start".format(uuid, kind),
                               "a VM that can start (place its clone), or dry_run=true")

@@ -23,7 +23,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
-from xapi_numa.ops.place_request import request_for
+from xapi_numa.ops.place_request import never_starts, request_for
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
@@ -98,6 +98,8 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     if (half is None) != (mode == "follow"):
         raise InvalidArgument("half", "a split plan needs the half (0 or 1); a follow plan takes none",
                               "half with mode=split only")
+    if record.get("is_control_domain"):  # (a PV one would be refused as PV: no guest to plan at all)
+        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
     guest = guest_of(record)
     vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
     topo = hv.topology()
@@ -115,6 +117,15 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
     else:
         placement, _, _ = place_and_reserve(hv, ledger, request, uuid, dry_run=True)
     return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
+
+
+def check_storable(record: dict, uuid: str) -> None:
+    """A plan is stored only on a VM xapi starts: one stored on a template or a snapshot
+    (planned on this host's nodes) would only be copied into its clones."""
+    kind = never_starts(record)
+    if kind:
+        raise InvalidArgument("vm", "{} is a {}; a stored plan is for a VM's start".format(uuid, kind),
+                              "a VM that can start (plan its clone), or store=false")
 
 
 def plan_record(plan: vnuma.VnumaPlan, video_ram: int, host: Optional[str] = None) -> dict:
