@@ -96,8 +96,8 @@ def test_split_plan_uses_one_half(ctx):
 
 
 @pytest.mark.parametrize("vm_kwargs, args, field", [
-    ({"domain_type": "pv"}, {}, "type"),
-    ({"domain_type": "pv_in_pvh"}, {}, "type"),
+    ({"domain_type": "pv"}, {}, "domain_type"),
+    ({"domain_type": "pv_in_pvh"}, {}, "domain_type"),
     ({}, {"mode": "stretch"}, "mode"),
     ({}, {"mode": "split"}, "half"),
     ({}, {"half": "0"}, "half"),
@@ -380,3 +380,20 @@ def test_the_control_domain_is_refused_as_such(ctx):
     details = err(run(server, host, sid, "vnuma_plan", {"vm": server.vms[dom0]["uuid"], "store": "true"}))
     assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"] and "control domain" in details[2], details
     assert VNUMA_KEY not in session.xenapi.VM.get_other_config(dom0)
+
+
+@pytest.mark.parametrize("field, value", [("VCPUs_max", "0"), ("VCPUs_max", "5000"),
+                                          ("memory_static_max", str(1 * G + 1000)), ("memory_static_max", "0"),
+                                          ("memory_static_max", str(1 << 60))])
+def test_a_refused_record_names_xapis_field(ctx, field, value):
+    """The VM's own figures refused were named by the planner's words (vcpus, memory, type:
+    no argument of vnuma_plan, no field of xapi's VM); now by the datamodel's, as
+    memory_dynamic_min and domain_type already were, and nothing is written."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("odd", 2, 1 * G)
+    server.vms[ref][field] = value
+    if field == "memory_static_max":  # (dynamic-min below it would be refused first, as populate-on-demand)
+        server.vms[ref]["memory_dynamic_min"] = value
+    details = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", field], details
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)

@@ -7,8 +7,9 @@ and read back on the other side (:func:`failure_message`, what a pool client
 shows) is decided here, in one place; the CLI prints ``message``.
 """
 
+import contextlib
 import errno as _errno
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 
 # Longest user-supplied text an error repeats: a 100 kB name or argument is quoted as
@@ -54,6 +55,18 @@ class InvalidArgument(NumaError):
         self.field = field
         self.detail = message
         self.allowed = allowed
+
+
+@contextlib.contextmanager
+def field_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise an InvalidArgument under the caller's own name for its field (a command-line
+    flag, a field of xapi's datamodel): the core names what it checks in its own words."""
+    try:
+        yield
+    except InvalidArgument as err:
+        if err.field not in names:
+            raise
+        raise InvalidArgument(names[err.field], err.detail, err.allowed) from None
 
 
 class NoCapacity(NumaError):

@@ -5,12 +5,12 @@ import json
 import os
 import re
 import sys
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Optional
 
 from xapi_numa.backends.open import BACKEND_SYNTAX, backend_spec, checked_spec, named_by, open_hypervisor, sim_path
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.core import numbers
-from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.errors import InvalidArgument, NumaError, field_names
 from xapi_numa.ops.command_line import given
 from xapi_numa.ops.observe import as_typed
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -157,12 +157,5 @@ def add_ledger(parser) -> None:
 POLICY_FLAGS = {"mode": "--mode", "nodes": "--nodes", "on_exhaust": "--on-exhaust"}
 
 
-@contextlib.contextmanager
-def flag_names(names: Mapping[str, str]) -> Iterator[None]:
-    """Re-raise the core's InvalidArgument under the command-line flag that set the field."""
-    try:
-        yield
-    except InvalidArgument as err:
-        if err.field not in names:
-            raise
-        raise InvalidArgument(names[err.field], err.detail, err.allowed) from None
+# the core's InvalidArgument re-raised under the command-line flag that set the field
+flag_names = field_names

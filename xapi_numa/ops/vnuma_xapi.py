@@ -20,7 +20,7 @@ from xapi_numa.core import vnuma
 from xapi_numa.core.ocaml_int import ocaml_int
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, field_names
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
 from xapi_numa.ops.place_request import never_starts, request_for
@@ -35,6 +35,8 @@ DOMAIN_TYPES = {"hvm": "hvm", "pvh": "pvh", "pv": "pv", "pv_in_pvh": "pv"}
 # VGPU_VIDEO_MIB with a vGPU
 DEFAULT_VIDEO_MIB = 4
 VGPU_VIDEO_MIB = 16
+# the planner's names for what it checks -> the VM's fields in xapi's datamodel that say them
+RECORD_FIELDS = {"type": "domain_type", "vcpus": "VCPUs_max", "memory": "memory_static_max"}
 
 
 def guest_type_of(record: dict) -> str:
@@ -92,7 +94,14 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
              half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None) -> vnuma.VnumaPlan:
     """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
     (a dry run: nothing reserved), or ``split`` on half ``half`` of the split host.
-    A VM running here counts its own memory as free (the plan is for its next start)."""
+    A VM running here counts its own memory as free (the plan is for its next start).
+    A figure of the VM's refused is named by its field in xapi's datamodel."""
+    with field_names(RECORD_FIELDS):
+        return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus)
+
+
+def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
+              host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
     if mode not in vnuma.MODES:
         raise InvalidArgument("mode", f"{mode!r}", ", ".join(vnuma.MODES))
     if (half is None) != (mode == "follow"):
