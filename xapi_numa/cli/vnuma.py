@@ -156,7 +156,8 @@ def cmd_vnuma(args) -> int:
         if args.nodes is not None:
             raise InvalidArgument("--nodes", "not with --split (the half decides the nodes)", "one of them")
         with common.flag_names(FLAGS):
-            plan = vnuma.plan_split(topo, guest, args.split, free)
+            # a built domain's vnodes hold the bytes its nodes hold, whichever names the nodes
+            plan = vnuma.plan_split(topo, guest, args.split, free, landed)
     elif target is not None and args.nodes is None:
         # the domain is built: its memory is where it is, and the vnodes follow that
         if not landed:
@@ -170,7 +171,7 @@ def cmd_vnuma(args) -> int:
         with common.flag_names(FLAGS):  # the policy's nodes are --policy-nodes
             pnodes, placed = _pnodes(args, hv, ledger, guest, vm)
         with common.flag_names(dict(FLAGS, nodes="--nodes")):
-            plan = vnuma.plan_follow(topo, guest, pnodes, free, placed)
+            plan = vnuma.plan_follow(topo, guest, pnodes, free, landed or placed)
     if args.xl:
         print(vnuma.xl_lines(plan, topo, hard=guest.policy.mode == "strict"))
         return 0

@@ -178,7 +178,8 @@ def split_memory(memory: int, weights: Sequence[int]) -> List[int]:
 
 
 def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
-          free: Optional[Mapping[int, int]], weights: Optional[Sequence[int]] = None) -> VnumaPlan:
+          free: Optional[Mapping[int, int]], memory: Optional[Mapping[int, int]] = None) -> VnumaPlan:
+    """``memory``: bytes per node the vnodes' memory follows, if every pnode has some (else their vCPUs)."""
     check_guest(guest)
     known = topology.node_ids
     for p in pnodes:
@@ -196,7 +197,8 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
                               f"at most {guest.vcpus} vnodes (or more vCPUs)")
     check_policy(guest.policy, pnodes)
     blocks = split_vcpus(guest.vcpus, k)
-    sizes = split_memory(guest.memory, list(weights) if weights else [len(b) for b in blocks])
+    weights = [memory.get(p, 0) for p in pnodes] if memory else []
+    sizes = split_memory(guest.memory, weights if weights and all(weights) else [len(b) for b in blocks])
     available = free if free is not None else {n.id: n.memory_free for n in topology.nodes}
     _check_fits(list(zip(pnodes, sizes)), available)
     vnodes = tuple(VNode(i, p, sizes[i], blocks[i], tuple(topology.distance(p, q) for q in pnodes))
@@ -209,8 +211,7 @@ def plan_follow(topology: Topology, guest: GuestSpec, pnodes: Sequence[int],
     """One vnode per node of the placement, in the placement's order.  ``memory``: the
     placement's bytes per node; the vnodes' memory follows it (what placement found room
     for), else the vnodes' vCPUs."""
-    weights = [memory.get(p, 0) for p in pnodes] if memory else None
-    return _plan("follow", topology, guest, list(pnodes), free, weights if weights and all(weights) else None)
+    return _plan("follow", topology, guest, list(pnodes), free, memory)
 
 
 def split_halves(topology: Topology) -> Tuple[FrozenSet[int], FrozenSet[int]]:
@@ -243,12 +244,12 @@ SPLIT_HALF_REFUSED = "{} is no half of a split host"
 
 
 def plan_split(topology: Topology, guest: GuestSpec, half: int,
-               free: Optional[Mapping[int, int]] = None) -> VnumaPlan:
-    """One vnode per node of the guest's half of a split host."""
+               free: Optional[Mapping[int, int]] = None, memory: Optional[Mapping[int, int]] = None) -> VnumaPlan:
+    """One vnode per node of the guest's half of a split host; ``memory`` as :func:`plan_follow`'s."""
     if half not in (0, 1):
         raise InvalidArgument("half", SPLIT_HALF_REFUSED.format(half), SPLIT_HALVES)
     nodes = sorted(split_halves(topology)[half])
-    return _plan("split", topology, guest, nodes, free)
+    return _plan("split", topology, guest, nodes, free, memory)
 
 
 # --- guest-physical ranges -------------------------------------------------------------------
