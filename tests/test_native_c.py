@@ -34,6 +34,26 @@ def compile_c(args: list) -> None:
     subprocess.check_call([CC, "-std=gnu11", "-O2", *WARN, *args])
 
 
+HEADER = os.path.join(SRC, "libxenuma.h")
+
+
+def release_pair(directory, hidden=()) -> str:
+    """``directory`` holding this release's libxenuma.so, as the Makefile builds it, and the
+    libxenuma.h beside it, as the ABI loader finds them; the functions named in ``hidden``
+    are kept local by a version script (a library older than its header)."""
+    os.makedirs(str(directory), exist_ok=True)
+    flags = []
+    if hidden:
+        script = os.path.join(str(directory), "older.map")
+        with open(script, "w") as f:
+            f.write("{ global: *; local: %s; };\n" % "; ".join(hidden))
+        flags = ["-Wl,--version-script=" + script]
+    compile_c(["-fPIC", "-shared", *flags, "-o", os.path.join(str(directory), "libxenuma.so"),
+               *library_sources(), "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
+    shutil.copyfile(HEADER, os.path.join(str(directory), "libxenuma.h"))
+    return str(directory)
+
+
 def run_counts(exe: str, *args: str, env: dict = None) -> tuple:
     proc = subprocess.run([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=60, env=env)

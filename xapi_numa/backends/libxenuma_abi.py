@@ -16,6 +16,7 @@ are ``ImportError`` naming every place looked at, as for a missing API-mode
 module, so :mod:`xapi_numa.backends.open` reports both the same way.
 """
 import os
+import re
 from typing import List, Optional, Sequence, Tuple
 
 LIBRARY = "libxenuma.so"
@@ -28,6 +29,9 @@ SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
 # (after a recovery has already removed its batch record), so such a pair is refused here.
 REQUIRED_FIELDS = {"struct xn_mig_result": ("granted", "recognised", "max_restored", "max_unknown")}
 REQUIRED_FUNCTIONS = ("xn_mig_move_as",)  # (a move that checks the domain's handle once it holds the domain)
+# A function declaration of libxenuma.h: it starts its line (comments and continuation lines
+# start with '/', '*' or blanks), and its name is the xn_ word before the first '('.
+FUNCTION = re.compile(r"^[A-Za-z_][\w \t*]*?\b(xn_\w+)\s*\(", re.M)
 
 
 class NotBuilt(ImportError):
@@ -39,6 +43,24 @@ def declarations(header_text: str) -> str:
     """The cffi declarations of libxenuma.h: the header less its preprocessor lines."""
     lines = header_text.splitlines()
     return "\n".join(line for line in lines if not line.startswith(SKIPPED_PREFIXES))
+
+
+def functions(header_text: str) -> List[str]:
+    """The names of the functions libxenuma.h declares."""
+    return FUNCTION.findall(declarations(header_text))
+
+
+def unexported(lib, names: Sequence[str]) -> List[str]:
+    """The names among ``names`` that the opened library does not export.  cffi's ABI mode
+    looks a function up only when it is first used, so a library older than its header
+    would load and fail on the first call (a recovery may have removed its record by then)."""
+    out = []
+    for name in names:
+        try:
+            getattr(lib, name)
+        except AttributeError:
+            out.append(name)
+    return out
 
 
 def default_dirs() -> List[str]:
@@ -99,4 +121,9 @@ def load(dirs: Optional[Sequence[str]] = None):
         lib = ffi.dlopen(lib_path)
     except OSError as err:  # a missing libxenctrl.so.4.17 lands here: say which file and why
         raise ImportError("cannot load {}: {}".format(lib_path, err)) from None
+    absent = unexported(lib, functions(text))
+    if absent:
+        raise ImportError("{} does not export {}, which {} beside it declares: the library is not the one that "
+                          "header was built with; install libxenuma.so and libxenuma.h of the same release as "
+                          "this xapi-numa".format(lib_path, ", ".join(absent), header_path))
     return ffi, lib
