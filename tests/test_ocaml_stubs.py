@@ -42,6 +42,16 @@ def test_dune_build_and_runtest(built):
     assert proc.stdout.count("10000 rounds: 0 handles open") == 2, proc.stdout
 
 
+@needs(DUNE is not None, "dune not installed (apt-get install ocaml-nox ocaml-dune ocaml-findlib)")
+def test_the_c_library_of_the_stubs_exports_its_header_functions_only(built):
+    """dllxenuma_c.so, which the stubs load: libxenuma's internal helpers stay inside it."""
+    from test_native_c import exported_functions, header_functions
+
+    proc, default = built
+    assert proc.returncode == 0, proc.stdout
+    assert exported_functions(os.path.join(default, "lib", "dllxenuma_c.so")) == header_functions()
+
+
 def run_example(built, *args):
     """examples/numa_placement.exe over the stock fake libxenctrl (domain 1 exists)."""
     proc, default = built

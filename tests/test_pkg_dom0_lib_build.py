@@ -121,3 +121,15 @@ def test_two_checkouts_in_other_places_build_the_same_bytes(tmp_path):
         "two checkouts of one commit built different libraries"
     for path in (str(first), str(second), str(tmp_path), "ziglang"):
         assert path.encode() not in one, "the library names {}".format(path)
+
+
+def test_the_dom0_library_exports_its_header_functions_only(tmp_path):
+    """The RPM's very library (zig, glibc 2.17): internal helpers (xn_granted_gfns ...) were
+    exported beside the API."""
+    from test_native_c import exported_functions, header_functions
+
+    dom0_toolchain_or_skip()
+    checkout = tmp_path / "xapi-numa"
+    copy_tree(checkout, ["libxenuma", "packaging/dom0-lib.sh"])
+    build_in(checkout, tmp_path, "one")
+    assert exported_functions(str(tmp_path / "out-one" / "libxenuma.so")) == header_functions()

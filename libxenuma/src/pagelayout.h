@@ -36,6 +36,10 @@
  */
 int xn_page_layout(const uint8_t *page);
 
+/* The rest is internal to libxenuma (not in libxenuma.h): kept out of the shared library's
+ * exports, so that no one links against what the next release may change. */
+#pragma GCC visibility push(hidden)
+
 /*
  * Grant entries in `table` (nr_entries of them, version 1 or 2): write the
  * gfn of every entry that grants access to a frame (GTF_permit_access) into
@@ -60,5 +64,7 @@ size_t xn_superpage_runs(const uint64_t *gfns, size_t n, uint8_t *is_super);
  * frame not accounted for by the drop counts as not freed.
  */
 uint64_t xn_unfreed(uint64_t before, uint64_t after, uint64_t released);
+
+#pragma GCC visibility pop
 
 #endif
