@@ -146,13 +146,19 @@ void xn_features(xn_handle *h, struct xn_features *out);
  * -EPROTOTYPE (a PV guest: its page tables hold machine frames),
  * -EOPNOTSUPP (populate-on-demand entries outstanding). */
 int xn_mig_check(xn_handle *h, uint32_t domid);
+/* How many gfns a guest whose memory can be moved (HVM or PVH) can have: Xen 4.17 gives
+ * such guests at most 48 bits of physical address (its P2M copes with no more, and it
+ * says no more in their CPUID), 2^36 pages of 4 KiB.  Callers size a byte per gfn from
+ * xn_mig_max_gfn: a highest gfn at or past this (2^64 - 1 would wrap max_gfn + 1 to 0)
+ * is refused with -E2BIG before anyone allocates for it, as is a larger nr to xn_mig_scan. */
+#define XN_MIG_GFN_LIMIT 0x1000000000
 int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn);
 struct xn_mig_scan_stats {
     uint64_t typed;        /* gfns whose type was asked (the scan stops after the last RAM) */
     uint64_t busy_grants;  /* granted frames their grantee reads or writes right now */
     uint64_t types_ns, grants_ns, layouts_ns;  /* time in each phase */
 };
-/* Classify gfns 0..nr-1 into cls[nr].  probe_ms > 0 (at most
+/* Classify gfns 0..nr-1 into cls[nr] (nr at most XN_MIG_GFN_LIMIT, else -E2BIG).  probe_ms > 0 (at most
  * XN_MIG_PROBE_MAX_MS) pauses the domain that long and also marks frames that
  * changed meanwhile; record_path is then required (else -EINVAL): a batch
  * record kept for that pause, as xn_mig_move's, so a process killed during

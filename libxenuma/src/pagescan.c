@@ -55,6 +55,8 @@ int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn)
     xen_pfn_t max = 0;
     if (xc_domain_maximum_gpfn(xn_xch(h), domid, &max) < 0)
         return xn_errno_rc();
+    if ((uint64_t)max >= XN_MIG_GFN_LIMIT)
+        return -E2BIG; /* beyond what Xen lets such a guest address: no buffer is sized by it */
     *max_gfn = max;
     return 0;
 }
@@ -333,6 +335,8 @@ int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_
     memset(stats, 0, sizeof(*stats));
     if (rc)
         return rc;
+    if (nr > XN_MIG_GFN_LIMIT)
+        return -E2BIG; /* more gfns than such a guest can have: cls[] cannot be that long */
     if (probe_ms && (!record_path || probe_ms > XN_MIG_PROBE_MAX_MS))
         return -EINVAL; /* a pause nothing could give back after a kill, or weeks long */
     if ((rc = classify_types(xch, domid, nr, cls, &stats->typed)))

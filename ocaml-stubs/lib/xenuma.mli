@@ -299,7 +299,10 @@ val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * s
     that changed meanwhile are marked [Changed].  A probe needs [record]:
     the batch record kept for that pause, so {!recover} gives it back if the
     process dies meanwhile; without one it raises [Error (EINVAL, _)] before
-    any pause.  [record] is unused without a probe. *)
+    any pause.  [record] is unused without a probe.  A highest gfn that
+    libxenctrl gives at or past 2^36 (more than Xen lets an HVM or PVH guest
+    address: 48 bits) raises [Error (E2BIG, _)] before anything is allocated
+    for it. *)
 
 type stage = None_ | Copy_out | Release | Verify | Populate | Copy_back | Unpause | Done
 

@@ -1126,7 +1126,9 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
     free(record);
     if (rc < 0) {
         owned_free(owner);
-        raise_error(rc, rc == -EPROTOTYPE ? "xn_mig_scan: a PV guest" : "xn_mig_scan");
+        raise_error(rc, rc == -EPROTOTYPE ? "xn_mig_scan: a PV guest"
+                        : rc == -E2BIG ? "xn_mig_scan: a highest gfn past what Xen lets the guest address (2^36)"
+                        : "xn_mig_scan");
     }
     classes = caml_alloc_string(nr);
     memcpy((char *)Bytes_val(classes), cls, nr);

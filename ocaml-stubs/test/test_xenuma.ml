@@ -265,6 +265,17 @@ let test_errors h =
   check "ENOMEM during a scan"
     (failing "xc_get_pfn_type_batch=ENOMEM" (fun () ->
          match raised (fun () -> Xenuma.scan h ~domid:1) with Some (Unix.ENOMEM, _) -> true | _ -> false)) ;
+  (* a highest gfn past what Xen lets the guest address: 2^64 - 1 wrapped the count of
+     gfns to 0 (an empty map), 2^40 asked for a TiB *)
+  List.iter
+    (fun top ->
+      Unix.putenv "FAKE_XC_MAX_GPFN" top ;
+      check ("scan: a highest gfn of " ^ top ^ " is refused, E2BIG")
+        (Fun.protect ~finally:(fun () -> Unix.putenv "FAKE_XC_MAX_GPFN" "") (fun () ->
+             match raised (fun () -> Xenuma.scan h ~domid:1) with
+             | Some (Unix.E2BIG, ctx) -> contains ctx "2^36"
+             | _ -> false)))
+    ["18446744073709551615"; "1099511627776"] ;
   check "PV guest not movable"
     (match raised (fun () -> Xenuma.movable_check h ~domid:0) with
     | Some (Unix.EPROTOTYPE, ctx) -> contains ctx "PV guest"

@@ -332,9 +332,7 @@ class XenHypervisor(Hypervisor):
 
     def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
         self._check_movable(domid)
-        top = ffi.new("uint64_t *")
-        _check(lib.xn_mig_max_gfn(self._h, domid, top), f"highest gfn of domain {domid}")
-        nr = top[0] + 1
+        nr = domain_records.max_gfn(ffi, lib, self._h, _check, domid) + 1
         classes = ffi.new("uint8_t[]", nr)
         stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window

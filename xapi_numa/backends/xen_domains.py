@@ -9,10 +9,12 @@ whole :class:`~xapi_numa.core.host.DomainInfo` records; a start's count of
 vCPU homes needs only which domains are alive, and their handles
 (:func:`uuids`).
 """
+import errno
 from types import SimpleNamespace
 from typing import Callable, List, Optional, Tuple
 
 from xapi_numa.core.live_domains import HANDLE, LiveDomains, uuid_text
+from xapi_numa.errors import HypervisorError
 
 # records per getinfolist call, as libxl lists domains: a host of a thousand in one hypercall
 # (and one pass of the Python that reads a batch: a start reads the list every time)
@@ -46,6 +48,20 @@ def one(ffi, lib, handle, check: Check, domid: int) -> Optional[SimpleNamespace]
     """Domain ``domid``'s record (dying or not; one hypercall), or None if there is none."""
     found = records(ffi, lib, handle, check, first=domid, limit=1)
     return found[0] if found and found[0].domid == domid else None
+
+
+def max_gfn(ffi, lib, handle, check: Check, domid: int) -> int:
+    """The domain's highest gfn, which a memory map sizes its byte per gfn by.  libxenuma
+    refuses (E2BIG) one past what Xen lets an HVM or PVH guest address, so a nonsense answer
+    (2^64 - 1 would wrap the count to 0) never sizes a buffer."""
+    top = ffi.new("uint64_t *")
+    rc = lib.xn_mig_max_gfn(handle, domid, top)
+    if rc == -errno.E2BIG:
+        raise HypervisorError(errno.E2BIG, "the highest gfn libxenctrl gives for domain {} is at or past {:#x}, more "
+                              "than Xen lets an HVM or PVH guest address (48 bits): its memory map is not read; "
+                              "check that libxenctrl is Xen's own".format(domid, lib.XN_MIG_GFN_LIMIT))
+    check(rc, "highest gfn of domain {}".format(domid))
+    return top[0]
 
 
 def uuids(ffi, lib, handle, check: Check) -> LiveDomains:
