@@ -12,6 +12,11 @@
     outside [0 .. 0x7FEF] (below DOMID_FIRST_RESERVED), a [node] or [vcpu]
     that is negative or does not fit 32 bits, a time or count outside the
     bounds its call gives raise [Error (EINVAL, _)] before anything is done.
+    An array too long for libxenuma's uint32_t counts (2{^32} entries or
+    more: {!move}'s [gfns], {!set_vnuma}'s arrays) raises [Invalid_argument]
+    naming it, also before anything is done: no host or layout makes such a
+    length right, it is the caller's bug (as [Array.make]'s is), not an
+    answer of Xen's.
 
     A call on a handle first runs the OCaml signal handlers already pending,
     so it may raise what one raises (e.g. [Sys.Break]); it does so before it
@@ -359,7 +364,8 @@ val move : ?verify_chunk:int -> ?allow_fallback:bool -> ?uuid:string -> record:s
     scanned) the domain is checked to be that one once the mover holds it: a
     domid given meanwhile to another domain raises [Error (EUNKNOWNERR 116
     (ESTALE), _)] before any pause, nothing moved (as the Python adapter's
-    move does); a [uuid] of another length raises [Error (EINVAL, _)]. *)
+    move does); a [uuid] of another length raises [Error (EINVAL, _)].
+    [gfns] with 2{^32} entries or more raises [Invalid_argument] naming it. *)
 
 type recovered = Nothing_to_do | Unpaused of move_result | Domain_gone | Found_running of move_result
 

@@ -96,6 +96,17 @@ let record_dir =
 
 let record () = Filename.concat (Lazy.force record_dir) "move-1.batch"
 
+(* f raises Invalid_argument naming [what], as an array too long for libxenuma's
+   uint32_t counts must (xenuma.mli); the arrays are fakes outside the heap, their
+   length only in their header *)
+let too_long entries what f =
+  check
+    (Printf.sprintf "%s entries in %s: Invalid_argument naming it" entries what)
+    (match f () with
+    | _ -> false
+    | exception Invalid_argument msg -> contains msg what
+    | exception _ -> false)
+
 let test_queries h =
   let t = Xenuma.topology h in
   check "distances" (t.distances = [|[|10; 20|]; [|20; 10|]|]) ;
@@ -364,16 +375,8 @@ let test_vnuma h =
       Xenuma.set_vnuma h ~domid:1 ~ranges:[|{(ranges.(0)) with vnode= -1}|] ~vdistance:[|[|10|]|]
         ~vcpu_to_vnode:[|0; 0|] ~vnode_to_pnode:[|0|]) ;
   (* a count libxenuma's uint32_t cannot hold is refused naming its argument,
-     not cut to its low 32 bits (2^32 + 1 ranges taken for 1); the arrays are
-     fakes outside the heap, their length only in their header *)
-  let too_long entries what f =
-    check
-      (Printf.sprintf "vnuma: %s entries in %s: Invalid_argument naming it" entries what)
-      (match f () with
-      | () -> false
-      | exception Invalid_argument msg -> contains msg what
-      | exception _ -> false)
-  in
+     not cut to its low 32 bits (2^32 + 1 ranges taken for 1) *)
+  let too_long entries what f = too_long ("vnuma: " ^ entries) what f in
   let beyond = (1 lsl 32) + 1 in
   too_long "2^32 + 1" "ranges" (fun () ->
       Xenuma.set_vnuma h ~domid:1 ~ranges:(fake_long_ranges beyond) ~vdistance:[|[|10|]|]
@@ -603,6 +606,10 @@ let test_move h =
   refused "move: node 2^32 + 1 is refused, not node 1" (fun () ->
       Xenuma.move ~record h ~domid:1 ~gfns ~node:((1 lsl 32) + 1)) ;
   refused "move: node 256" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:256) ;
+  (* as set_vnuma's arrays: a length no host makes right, the caller's bug (it was Error EINVAL) *)
+  too_long "move: 2^32" "gfns" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns:(fake_long_ints (1 lsl 32)) ~node:1) ;
+  too_long "move: 2^32 + 1" "gfns" (fun () ->
+      Xenuma.move ~record h ~domid:1 ~gfns:(fake_long_ints ((1 lsl 32) + 1)) ~node:1) ;
   refused "move: node -1" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:(-1)) ;
   refused "move: node 2, which the host lacks" (fun () -> Xenuma.move ~record h ~domid:1 ~gfns ~node:2) ;
   refused "move: verify_chunk -1" (fun () -> Xenuma.move ~verify_chunk:(-1) ~record h ~domid:1 ~gfns ~node:1) ;
