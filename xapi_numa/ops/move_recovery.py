@@ -25,6 +25,12 @@ BUSY_TRIES, BUSY_WAIT_S = 50, 0.2  # another recovery of the same record: a move
 WHO_RECOVERS = "recovery pending: `xapi-numa memory-moves --recover` or xapi-numad's next cycle does it"
 
 
+class Failure(str):
+    """A note of :func:`recover` saying a recovery failed: what it left (a row, a batch record)
+    stays, and the next call tries again with the same note while the cause lasts (xapi-numad,
+    calling every cycle, says it once while it lasts: :meth:`~xapi_numa.ops.runtime.Runtime.upkeep`)."""
+
+
 def pending(hv: Hypervisor, journal: MoveJournal) -> List[str]:
     """What :func:`recover` would do now, doing none of it (for a dry run and a status
     query): a running row whose mover is gone, and a batch record no live mover's row
@@ -93,7 +99,7 @@ def _recover_unjournalled(hv: Hypervisor) -> List[str]:
             note = hv.recover_move(domid)
         except NumaError as err:
             if getattr(err, "errno", None) != errno.EBUSY:
-                done.append("could not recover the batch record of domain {}: {}".format(domid, err.message))
+                done.append(Failure("could not recover the batch record of domain {}: {}".format(domid, err.message)))
             continue
         if note:
             done.append(note)
@@ -113,12 +119,14 @@ def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[
         try:
             hv.recover_move(row.domid)
         except NumaError as err:
-            done.append("could not drop the batch record of gone domain {}: {}".format(row.domid, err.message))
+            done.append(Failure("could not drop the batch record of gone domain {}: {}".format(row.domid,
+                                                                                                err.message)))
     else:  # (restarted since, its record is under the old domid: the sweep after the rows takes it)
         try:
             note = hv.recover_move(domain.domid)
         except NumaError as err:
-            done.append("could not recover domain {} ({}): {}".format(domain.domid, domain.name, err.message))
+            done.append(Failure("could not recover domain {} ({}): {}".format(domain.domid, domain.name,
+                                                                               err.message)))
             return done  # the row stays: retried by the next caller
         if note:
             done.append(note)

@@ -115,6 +115,7 @@ class Runtime:
         self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
         self.upkeep_log = StepLog(logger)
         self._failing = self.upkeep_log.failing      # upkeep steps failing now
+        self._recovery_failing: Set[str] = set()     # mover recoveries that failed last cycle (said then)
         self.readings = PageReadings(hv, self.moves, self._note_once)  # pages per node, as last read
 
     @property
@@ -328,10 +329,15 @@ class Runtime:
         return out
 
     def _recover_movers(self) -> int:
+        """Recover dead movers; what was done is said, and a failure (tried again every cycle)
+        once while it lasts: it was a line a second for as long as the guest's record stayed."""
         notes = move_recovery.recover(self.hv, self.moves)
+        failing = {note for note in notes if isinstance(note, move_recovery.Failure)}
         for note in notes:
-            log_event(self.logger, logging.WARNING, "page move recovered", what=note)
-        return len(notes)
+            if note not in self._recovery_failing:
+                log_event(self.logger, logging.WARNING, "page move recovered", what=note)
+        self._recovery_failing = failing
+        return len(notes) - len(failing)
 
     def _step(self, name: str, step: Callable[[], None], at_stop: bool = False) -> None:
         """Run one upkeep step unless a stop was asked (``at_stop``: even then); failures logged by :mod:`.step_log`.
