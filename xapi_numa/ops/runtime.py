@@ -48,6 +48,7 @@ from xapi_numa.state.pins import PinJournal
 
 LOG = logging.getLogger("xapi-numad")
 MOVES_KEPT_S = 3600.0  # an ended page move of a VM gone from this host stays in the journal this long
+LOCKS_LOOKED_AT_EVERY = 60  # cycles between looks for the lock files of VMs gone (a minute at the default period)
 
 
 @attrs.frozen
@@ -328,6 +329,8 @@ class Runtime:
         self._step("expire", lambda: out.update(expired=self.ledger.expire()))
         if self.alive is not None:  # an hour of history for `memory-moves`
             self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, self.db.clock() - MOVES_KEPT_S))
+        if self.alive is not None and self.cycles % LOCKS_LOOKED_AT_EVERY == 1:  # (a stat per lock file)
+            self._step("forget-locks", lambda: upkeep.forget_vm_locks(self.ledger, self.moves, self.alive))
         self._step("reconcile", lambda: out.update(
             reconciled=len(upkeep.reconcile(self.hv, self.ledger, self.executor))))
         if self.settler is not None:

@@ -1,7 +1,7 @@
 """Keeping the state in line with the host: reservations follow the builds, dead
-page movers are recovered, expired leases go.  Used by xapi-numad every cycle and
-by every ``place`` before it plans."""
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+page movers are recovered, expired leases go, and the lock files of VMs long gone.
+Used by xapi-numad every cycle and by every ``place`` before it plans."""
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from xapi_numa.core import reservation
 from xapi_numa.core.host import DomainInfo
@@ -10,7 +10,9 @@ from xapi_numa.errors import NumaError
 from xapi_numa.ops import observe
 from xapi_numa.ops.executor import Executor, Outcome
 from xapi_numa.ports.hypervisor import Capabilities, Hypervisor
+from xapi_numa.state import locks
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.moves import MoveJournal
 
 
 def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservation],
@@ -38,6 +40,17 @@ def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservatio
 
 def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcome]:
     return executor.apply(plan_reconcile(hv, ledger.reservations(), now=ledger.clock()))
+
+
+def forget_vm_locks(ledger: Ledger, moves: MoveJournal, alive: Iterable[str]) -> int:
+    """Remove the per-VM lock files (nobody holding them) of VMs with no domain here (``alive``:
+    the UUIDs of the last snapshot), no memory-move row and no reservation: one file per VM ever
+    placed or moved here stayed for good (thousands a day on a host starting new VMs), while the
+    rows of the same VMs went.  How many went."""
+    if ledger.db.in_memory:
+        return 0
+    keep = set(alive) | {row.uuid for row in moves.rows()} | {r.vm for r in ledger.reservations()}
+    return locks.forget_vm_locks(ledger.db.path, keep.__contains__)
 
 
 def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:

@@ -5,8 +5,11 @@ process names it: ``--ledger``, ``$XAPI_NUMA_LEDGER``, a symlink).
 An ``flock`` on an open file: the kernel releases it when the process dies,
 however it dies, so a lock says "a live process is doing this" without any pid
 check (pids are reused).  A child can inherit one (it shares the open file).
-Lock files are never deleted: unlinking a lock file others may be opening
-would let two processes hold "the" lock.
+A lock file is removed only by a process holding it (:func:`forget_vm_locks`:
+xapi-numad's upkeep, for VMs long gone: one file per VM ever placed or moved
+piled up for good), and a taker checks after its flock that the path still
+names the file it locked, else takes the file there now: one that opened the
+old file just before it went never holds "the" lock beside another process.
 
 Whether a lock is held is asked without taking it (:meth:`FileLock.held_by_someone`):
 taking it for an instant, as a probe did, made a mover that tried at that instant
@@ -20,7 +23,7 @@ import fcntl
 import os
 import struct
 import time
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from xapi_numa.errors import StateError
 
@@ -82,16 +85,37 @@ class FileLock:
                                  "that is not there (a query's, read in memory)".format(self.path)) from None
             raise _failure("open the lock", self.path, err) from None
 
+    def _named(self, fd: int) -> bool:
+        """Does the path still name the file open as ``fd``?  (Not when its holder removed it
+        between our open and our flock: :func:`forget_vm_locks`.)"""
+        try:
+            mine, now = os.fstat(fd), os.stat(self.path)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
+
+    def _locked(self, flags: int) -> Optional[int]:
+        """A descriptor of the file the path names, flock-ed with ``flags``; None if another holds it."""
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, flags)
+            except BaseException as err:
+                os.close(fd)
+                if isinstance(err, OSError) and err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return None
+                if isinstance(err, OSError):
+                    raise _failure("lock", self.path, err) from None
+                raise
+            if self._named(fd):
+                return fd
+            os.close(fd)  # removed under us: the file there now (if any) is the lock
+
     def try_acquire(self) -> bool:
         """Take it if nobody holds it; False if a live process does."""
-        fd = self._open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise _failure("lock", self.path, err) from None
+        fd = self._locked(fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fd is None:
+            return False
         self._mark(fd)
         self.fd = fd
         return True
@@ -105,14 +129,8 @@ class FileLock:
 
     def acquire(self) -> None:
         """Wait for it (for short critical sections only)."""
-        fd = self._open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException as err:
-            os.close(fd)
-            if isinstance(err, OSError):
-                raise _failure("lock", self.path, err) from None
-            raise
+        fd = self._locked(fcntl.LOCK_EX)
+        assert fd is not None  # (a blocking flock is never refused as busy)
         self._mark(fd)
         self.fd = fd
 
@@ -230,6 +248,33 @@ def _lock_files(db_path: str) -> List[Tuple[str, str, str]]:
             kind, _, uuid = name[:-len(LOCK_SUFFIX)].partition("-")
             out.append((kind, uuid, path))
     return out
+
+
+def forget_vm_locks(db_path: str, keep: Callable[[str], bool]) -> int:
+    """Remove the per-VM lock files beside ``db_path`` of the VMs ``keep`` does not name (by UUID)
+    that nobody holds, each while holding it (a taker that opened it meanwhile takes the file
+    made anew: :meth:`FileLock.try_acquire`); how many went.  A VM's lock file is made again
+    by the next place or move of it."""
+    gone = 0
+    for _, uuid, path in _lock_files(db_path):
+        if keep(uuid):
+            continue
+        lock = FileLock(path, create=False)
+        try:
+            if not lock.try_acquire():
+                continue  # held: a place or a mover of it under way
+        except StateError:
+            continue  # removed meanwhile (another upkeep, a new host)
+        try:
+            os.unlink(path)
+            gone += 1
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise _failure("remove the lock", path, err) from None
+        finally:
+            lock.release()
+    return gone
 
 
 def take_vm_locks(db_path: str, uuids: Iterable[str],
