@@ -92,7 +92,10 @@ def advance_tally(tally: NonaffineTally, snap: HostSnapshot) -> NonaffineTally:
         outside = sum(1 for v in vcpus if locality.outside_soft(v, snap.topology))
         per_vcpu = dt * outside / len(vcpus) if vcpus else 0.0
         seconds[d.uuid] = tally.seconds.get(d.uuid, 0.0) + per_vcpu
-    return NonaffineTally(seconds, snap.time)  # VMs gone since are dropped
+    # a VM whose vCPUs were not read this time is not gone: its total stays (dropped, its derive
+    # went back to 0 at its next sample, a counter reset to xcp-rrdd); VMs gone since are dropped
+    seconds.update((uuid, tally.seconds[uuid]) for uuid in snap.unread if uuid in tally.seconds)
+    return NonaffineTally(seconds, snap.time)
 
 
 def vm_sources(snap: HostSnapshot, tally: NonaffineTally, with_xenserver_names: bool) -> List[DataSource]:
