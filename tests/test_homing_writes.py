@@ -31,6 +31,9 @@ class RecordingHypervisor:
     def clock(self):
         return 100.0
 
+    def boot_id(self):
+        return ""  # (the port's default: not known)
+
     def set_vcpu_affinity(self, domid, vcpu, hard=None, soft=None):
         self.calls.append((domid, vcpu, hard, soft))
 

@@ -87,6 +87,7 @@ from xapi_numa.core.actions import PinTemporarily, RestorePin, SetAffinity
 from xapi_numa.core.demand import CREDIT2_SETTLE, is_settling
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.locality import soft_is_narrow
+from xapi_numa.core.pin_boots import of_this_boot
 from xapi_numa.core.snapshot import HostSnapshot
 
 VcpuKey = Tuple[int, int]  # (domid, vcpu)
@@ -111,6 +112,7 @@ class PinRecord:
     pinned_to: FrozenSet[int]
     original_hard: FrozenSet[int]
     pinned_at: float
+    boot: str = ""  # the host's boot id when it was made (Hypervisor.boot_id; "": not known)
 
 
 def displaced(snap: HostSnapshot) -> List[VcpuInfo]:
@@ -260,7 +262,7 @@ def _credit2_partners(due: Sequence[VcpuInfo], running: Mapping[int, VcpuInfo], 
 
 def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
                   settle: float = CREDIT2_SETTLE, demand_changed_at: Optional[float] = None,
-                  bounced_vms: Iterable[str] = ()) -> List[RestorePin]:
+                  bounced_vms: Iterable[str] = (), boot: str = "") -> List[RestorePin]:
     """Undo the pins of VMs that are home (all their pinned vCPUs) or waited too long;
     forget the pins of VMs that are gone or whose hard affinity the admin changed.
 
@@ -272,13 +274,13 @@ def plan_restores(snap: HostSnapshot, pins: Sequence[PinRecord], timeout: float,
     after their last pins were undone, see :func:`bounced`) are held while their
     home has room for every vCPU that wants it, settled or not, up to
     ``BOUNCED_HOLD_MAX`` seconds (see :func:`holds_longer`; the caller names those
-    :func:`pushed_out_for_good`).
+    :func:`pushed_out_for_good`).  ``boot``: the host's boot id now (pins of another are forgotten).
     """
+    pins, out = of_this_boot(pins, boot)
     by_vm: Dict[str, List[PinRecord]] = {}
     for p in pins:
         by_vm.setdefault(p.uuid, []).append(p)
     domains = snap.by_uuid()
-    out: List[RestorePin] = []
     unsettled = snap.scheduler == "credit2" and (
         _unsettled(snap, pins, settle) or is_settling(snap, demand_changed_at, settle))
     bounced_vms = set(bounced_vms) if snap.scheduler == "credit2" else set()
@@ -375,11 +377,11 @@ def pinned_keys(snap: HostSnapshot, pins: Sequence[PinRecord]) -> Set[VcpuKey]:
     return {(domains[p.uuid].domid, p.vcpu) for p in pins if p.uuid in domains}
 
 
-def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord]) -> List[RestorePin]:
-    """At stop or start: undo every pin of ours still in place (forget the others; those
-    of a VM not read this time are neither: kept for the next start)."""
+def restore_all(snap: HostSnapshot, pins: Sequence[PinRecord], boot: str = "") -> List[RestorePin]:
+    """At stop or start: undo every pin of ours still in place (forget the others, and those of
+    another boot than ``boot``; those of a VM not read this time are neither: kept for the next start)."""
     domains = snap.by_uuid()
-    out = []
+    pins, out = of_this_boot(pins, boot)
     for p in pins:
         d = domains.get(p.uuid)
         if d is None and p.uuid in snap.unread:

@@ -46,7 +46,7 @@ def what_now(rt) -> List[Outcome]:
         snap = attrs.evolve(snap, scheduler=rt.settings.scheduler)
     pins = rt.pins.entries()
     excluded = rt.excluded(snap)
-    actions = list(homing.plan_restores(snap, pins, rt.settings.pin_timeout))
+    actions = list(homing.plan_restores(snap, pins, rt.settings.pin_timeout, boot=rt.boot))
     actions += homing.plan(snap, {}, 0.0, excluded, homing.pinned_keys(snap, pins))
     actions += rt.fixup(snap, excluded)
     return Executor(rt.hv, rt.db, rt.logger, dry_run=True).apply(actions)

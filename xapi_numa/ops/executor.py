@@ -158,7 +158,7 @@ class Executor:
 
     def _PinTemporarily(self, a: act.PinTemporarily) -> Outcome:
         # journal first: a crash between the two steps leaves a restorable entry
-        self.pins.record(PinRecord(a.uuid, a.vcpu, a.domid, a.cpus, a.original_hard, self.clock()))
+        self.pins.record(PinRecord(a.uuid, a.vcpu, a.domid, a.cpus, a.original_hard, self.clock(), self.hv.boot_id()))
         outcome = self._affinity_write(a, a.domid, a.vcpu, "pin", hard=a.cpus)
         if outcome.status != DONE:
             self.pins.drop(a.uuid, a.vcpu)

@@ -95,8 +95,9 @@ class Runtime:
                                  else move_memory.start_for)
         # a host with modelled time moves memory in this process, one period's worth per step
         self.chunk_pages = int(settings.balance.rate * settings.rebalance_period) >> 12 if modelled else None
+        self.boot = hv.boot_id()  # (a process never outlives a boot of its host: read once)
         self.rebalancer = Rebalancer(db, settings.balance, self.policy_of, opted_out, read_layout=hv.vnuma,
-                                     move_blockers=hv.move_blockers, boot=hv.boot_id())
+                                     move_blockers=hv.move_blockers, boot=self.boot)
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.follow_refused: Set[str] = set()  # VMs whose last memory-follow step was refused (said once)
@@ -191,7 +192,7 @@ class Runtime:
         excluded = self.excluded(snap)
         actions: List[object] = list(homing.plan_restores(snap, pins, self.settings.pin_timeout,
                                                           demand_changed_at=self.demand_changed_at,
-                                                          bounced_vms=self.bounced_vms))
+                                                          bounced_vms=self.bounced_vms, boot=self.boot))
         bounced = homing.bounced(snap, self.restored_at, self.settings.bounce_window)
         pins_made = homing.plan(snap, self.displaced_since, self.settings.threshold, excluded,
                                 homing.pinned_keys(snap, pins), bounced,
@@ -308,7 +309,8 @@ class Runtime:
         self.pins_left = len(pins) + self.pins.left_out.count  # (a damaged row, left out, stays)
         if not pins:
             return 0
-        outcomes, actions = [], list(homing.restore_all(observe.take(self.hv), pins))  # type: List[Outcome], list
+        actions = list(homing.restore_all(observe.take(self.hv), pins, self.boot))
+        outcomes: List[Outcome] = []
         self.executor.forget_backoff()  # a refusal a moment ago (another write) defers no restore now
         while actions:  # all of them, a write budget at a time: a stop must not leave pins behind
             batch = self.executor.apply(actions)

@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 13), and how a file
+"""The state database's schema: its tables and triggers (schema 14), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS temp_pin (
     original_hard TEXT NOT NULL,
     pinned_at     REAL NOT NULL,
     pinned_to     TEXT NOT NULL DEFAULT '',
+    boot          TEXT NOT NULL DEFAULT '',  -- the host's boot id when pinned ('': not known)
     PRIMARY KEY (uuid, vcpu)
 );
 CREATE TABLE IF NOT EXISTS home_move (
@@ -110,6 +111,7 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("reservation", "lease", "REAL NOT NULL DEFAULT 0"),  # schema 13: leases of growing builds renewed
                  ("reservation", "seen_pages", "INTEGER NOT NULL DEFAULT 0"),
                  ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
+                 ("temp_pin", "boot", "TEXT NOT NULL DEFAULT ''"),  # schema 14: a pin of an earlier boot is forgotten
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
