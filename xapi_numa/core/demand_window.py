@@ -30,6 +30,8 @@ class Window:
         self.capacity = capacity
         self.series = node_series(vms, list(capacity), k)
         self.clipped = {n: sum(min(d, capacity[n]) for d in s) for n, s in self.series.items()}
+        # the nodes whose demand went over capacity: a move touching none of them cannot deliver more
+        self.hot = {n for n, s in self.series.items() if s and max(s) > capacity[n]}
         self._samples: Dict[int, Tuple[float, ...]] = {}
 
     def samples(self, vm) -> Tuple[float, ...]:

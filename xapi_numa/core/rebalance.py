@@ -22,10 +22,13 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
    node load, is at least ``imbalance`` [0.10] (ESXi's 10 %).
 3. **Candidates** come from one function, :func:`candidate_moves`: each
    eligible VM to each other node it may go to (``balance``), and each pair of
-   eligible VMs on two nodes trading homes (``swap``, never a PV guest), all
-   weighed together.  A constraint on what may move is a filter there only;
-   on what a move may take (room on the target, the executor's writes per
-   cycle), a filter on the weighed ones: the best that fits is chosen.
+   eligible VMs on two nodes trading homes (``swap``, never a PV guest:
+   :func:`.rebalance_swaps.may_swap`), all weighed together.  A constraint on
+   what may move is a filter there only; on what a move may take (room on the
+   target, the executor's writes per cycle), a filter on the weighed ones: the
+   best that fits is chosen.  Past :data:`SWAPS_WEIGHED` swaps, only those
+   ranked first are weighed, found without listing every swap
+   (:func:`.rebalance_swaps.weighed_swaps`).
 4. **Gain** of a candidate: the CPU the host delivers, ``min(D, C)`` summed
    over the nodes it touches, after minus before, averaged over the window of
    demand history (``C``: ``headroom`` [0.90] of the node's pCPUs; at 100 %
@@ -93,7 +96,7 @@ import attrs
 
 from xapi_numa.core.demand_window import Window
 from xapi_numa.core.rebalance_choice import homed_vcpus, preference, raises_exposure  # noqa: F401 (tests read it here)
-from xapi_numa.core.rebalance_swaps import MoveSet, promising
+from xapi_numa.core.rebalance_swaps import MoveSet, Ranker, may_go, may_swap, swappable, weighed_swaps
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
@@ -245,7 +248,7 @@ def _pv_gains(vm: VmLoad, to: int, demand: Mapping[int, float], capacity: Mappin
 
 def _eligible(vm: VmLoad, to: int) -> bool:
     """May the VM's home move to ``to`` (its old home must be one the rebalancer knows)?"""
-    return vm.movable and vm.home is not None and to != vm.home and (vm.allowed is None or to in vm.allowed)
+    return vm.movable and vm.home is not None and to != vm.home and may_go(vm, to)
 
 
 def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
@@ -264,8 +267,10 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
             imbalance, settings.imbalance))
     window = Window(vms, usable, max([len(vm.history) for vm in vms] + [1]))
     homed = homed_vcpus(vms, nodes)
-    weighed = [c for swaps in (False, True) for c in _weigh(candidate_moves(vms, nodes, swaps), topo, demand,
-                                                            window, homed, settings, room, max_writes)]
+    ranker = Ranker(window, lambda vm, to: pages_to_move(vm, to, settings.local_enough), demand, topo, homed)
+    swaps = weighed_swaps(_swap_units(vms, nodes), SWAPS_WEIGHED, ranker, window.hot, room, max_writes)
+    weighed = [c for moves in (candidate_moves(vms, nodes), swaps) for c in _weigh(moves, topo, demand, window,
+                                                                                   settings)]
     candidates = [c for c in weighed if (room is None or fits_room(c, room, settings))
                   and (max_writes is None or c.writes <= max_writes)]
     if not candidates:
@@ -303,6 +308,12 @@ def _candidate(kind: str, moves: Sequence[Tuple[VmLoad, int]], gain: float, sett
 SWAPS_WEIGHED = 256
 
 
+def _swap_units(vms: Sequence[VmLoad], nodes: Sequence[int]) -> List[VmLoad]:
+    """The VMs a swap may take (:func:`.rebalance_swaps.swappable`), homed on one of ``nodes``."""
+    known = set(nodes)
+    return [vm for vm in vms if vm.home in known and swappable(vm)]
+
+
 def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = False) -> List[MoveSet]:
     """Every move the rule may weigh, before any is weighed: with ``swaps`` false, each
     eligible VM to each other node it may go to (``"balance"``); with ``swaps`` true,
@@ -313,45 +324,26 @@ def candidate_moves(vms: Sequence[VmLoad], nodes: Sequence[int], swaps: bool = F
     exists here).
 
     The one place that says which moves exist: a constraint on what may move is a
-    filter here."""
-    known = set(nodes)
-    movers = [vm for vm in vms if vm.home in known]
+    filter here, or, for a swap, in :func:`.rebalance_swaps.may_swap`, which a look reads
+    without listing every swap (:func:`.rebalance_swaps.weighed_swaps`)."""
     if not swaps:
-        return [("balance", ((vm, to),)) for vm in movers for to in nodes if _eligible(vm, to)]
-    # (a swap's two homes differ, so each VM is eligible for the other's home when it is movable and
-    # that node allowed to it: _eligible, its fields read once per VM rather than once per pair)
-    units = [(vm, vm.home, vm.demand, vm.uuid, vm.allowed) for vm in movers if vm.movable and not vm.memory_stays]
-    out: List[MoveSet] = []
-    for v, v_home, v_demand, v_uuid, v_allowed in units:
-        out += [("swap", ((v, w_home), (w, v_home))) for w, w_home, w_demand, w_uuid, w_allowed in units
-                if v_home != w_home and not v_demand <= w_demand and v_uuid != w_uuid
-                and (v_allowed is None or w_home in v_allowed) and (w_allowed is None or v_home in w_allowed)]
-    return out
-
-
-def _promising(moves: Sequence[MoveSet], demand: Mapping[int, float], topo: Topology, homed: Mapping[int, int],
-               window: Window, settings: Settings, room: Optional[Mapping[int, int]],
-               max_writes: Optional[int]) -> List[MoveSet]:
-    """Of the swaps that fit, the :data:`SWAPS_WEIGHED` the choice would rank first
-    (:func:`.rebalance_swaps.promising`)."""
-    return promising(moves, SWAPS_WEIGHED, lambda vm, to: pages_to_move(vm, to, settings.local_enough), demand,
-                     topo, homed, window, room, max_writes)
+        known = set(nodes)
+        return [("balance", ((vm, to),)) for vm in vms if vm.home in known for to in nodes if _eligible(vm, to)]
+    units = _swap_units(vms, nodes)
+    return [("swap", ((v, w.home), (w, v.home))) for v in units for w in units if may_swap(v, w)]
 
 
 def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float], window: Window,
-           homed: Mapping[int, int], settings: Settings, room: Optional[Mapping[int, int]] = None,
-           max_writes: Optional[int] = None) -> List[Candidate]:
+           settings: Settings) -> List[Candidate]:
     """The moves that gain at least :attr:`Settings.min_gain`, with their gain and cost
-    (a PV guest's home only where that alone is a net gain).  Of more than
-    :data:`SWAPS_WEIGHED` swaps, only the most promising are weighed (:func:`_promising`)."""
+    (a PV guest's home only where that alone is a net gain).  The swaps come limited to
+    :data:`SWAPS_WEIGHED` (:func:`.rebalance_swaps.weighed_swaps`)."""
     out = []
     capacity = window.capacity
-    hot = {n for n, s in window.series.items() if s and max(s) > capacity[n]}
+    hot = window.hot
     # no node it touches was ever over capacity: it cannot deliver more
     if not hot.issuperset(capacity):  # (every home and target is one of these nodes: all hot, none goes)
         moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
-    if len(moves) > SWAPS_WEIGHED and moves[0][0] == "swap":
-        moves = _promising(moves, demand, topo, homed, window, settings, room, max_writes)
     for kind, pairs in moves:
         gain = window.gain(pairs)
         if gain < settings.min_gain:

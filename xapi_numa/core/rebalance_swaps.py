@@ -1,21 +1,34 @@
-"""Which swaps the rebalancer weighs when there are many (pure): the limit of rule 3 of :mod:`.rebalance`.
+"""Which swaps the rebalancer weighs (pure): the limit of rule 3 of :mod:`.rebalance`, reached without
+listing every swap.
 
-Swaps grow with the square of the VMs (a quarter of a million on a host of 800),
-and weighing one walks the demand window; past a limit, only the swaps the
-choice (:func:`.rebalance_choice.preference`) would rank first are weighed,
-each ranked as if its gain were the two VMs' difference in mean demand.
+Swaps grow with the square of the VMs (half a million on a host of 1000), and
+weighing one walks the demand window.  A swap is two VMs homed on two nodes
+trading homes, one of them a node whose demand went over capacity in the
+window (no other swap can deliver more), the busier first (:func:`may_swap`:
+the rule; :func:`.rebalance.candidate_moves` lists every swap by it).  Up to
+``limit`` such swaps, all are weighed; past it, only the ``limit`` swaps the
+choice (:func:`.rebalance_choice.preference`) would rank first among those
+that fit, each ranked as if its gain were the two VMs' difference in mean
+demand over the window (:class:`Ranker`).
 
-Ranking every swap in full cost most of a look (the spread of loads over every
-node, a sort key naming both VMs); the rank's first two keys (exposure, the
-score to 0.01) need only what each VM brings, computed once per VM and target,
-so they are computed for every swap and the full rank only for the swaps whose
-first two reach the limit-th best: no other can rank among the first.  The
-swaps chosen, and their order, are those of ranking every swap in full
-(``bench/bench_rebalance_scale.py``).
+Listing and ranking every pair to find those was most of a look at 500 VMs
+and more (8 s at 1000 VMs on 32 nodes), so neither is done.  The rank's
+first two keys (exposure; the score to 0.01) decide which swaps can be among
+the first: a swap whose first two keys are below the ``limit``-th best is
+not.  Per VM, its partners on each other node (of each vCPU count, so that
+exposure is one value) are read in order of mean demand; the score of every
+partner after one is at most the VM's mean less that one's over the least
+memory any of them moves (:func:`_bound`).  The partners are read
+best bound first across all VMs, and reading stops once no bound reaches the
+``limit``-th best first two keys read: every swap that can rank among the
+first has been read, and those are ranked in full.  The swaps weighed, and
+their order, are those of ranking every swap in full (``tests/test_rebalance_swaps.py``).
 """
 # (the moves are (VmLoad, new home) pairs of .rebalance, which imports this)
 import heapq
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+import itertools
+from bisect import bisect_left
+from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from xapi_numa.core.demand_window import Window
 from xapi_numa.core.rebalance_choice import preference, raises_exposure
@@ -23,51 +36,181 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SIZE
 
 MoveSet = Tuple[str, Tuple[Tuple[Any, int], ...]]  # (kind, ((VM, new home), ...))
-Unit = Tuple[int, float, Dict[int, int]]  # a VM's vCPUs, its mean demand over the window, its pages per target
+GIB = float(1 << 30)
 
 
-def promising(moves: Sequence[MoveSet], limit: int, pages_to: Callable[[Any, int], int],
-              demand: Mapping[int, float], topo: Topology, homed: Mapping[int, float], window: Window,
-              room: Optional[Mapping[int, int]], max_writes: Optional[int]) -> List[MoveSet]:
-    """Of the swaps that fit (``room``: pages each target can take; ``max_writes``: the writes
-    of a cycle), the ``limit`` ranked first, best first; ``pages_to(vm, node)``: the pages a
-    VM's move to ``node`` takes there."""
-    units: Dict[int, Unit] = {}  # id(VmLoad) -> Unit: the VmLoads of one look live as long as the look
-    unsafe: Dict[Tuple, bool] = {}  # raises_exposure depends on the homes, targets and vCPU counts alone
+def may_go(vm: Any, node: int) -> bool:
+    """Does the VM's policy allow ``node`` (a ``preferred`` list, its CPU pool)?"""
+    return vm.allowed is None or node in vm.allowed
 
-    def unit(vm: Any) -> Unit:
-        if id(vm) not in units:
-            units[id(vm)] = (len(vm.vcpus), sum(window.samples(vm)) / window.k, {})
-        return units[id(vm)]
 
-    def cost(vm: Any, to: int) -> int:
-        pages = unit(vm)[2]
-        if to not in pages:
-            pages[to] = pages_to(vm, to)
-        return pages[to]
+def swappable(vm: Any) -> bool:
+    """May the VM trade homes (its home known to the caller): movable, and its memory can follow."""
+    return vm.movable and not vm.memory_stays
 
-    def rank(move: MoveSet) -> Tuple:
+
+def may_swap(v: Any, w: Any) -> bool:
+    """Is (v to w's home, w to v's home) a swap, two :func:`swappable` VMs given: two homes, v the
+    busier, two VMs (never two vnodes of one), each node allowed to the VM going there."""
+    return (v.home != w.home and not v.demand <= w.demand and v.uuid != w.uuid
+            and may_go(v, w.home) and may_go(w, v.home))
+
+
+def _score(mean_v: float, mean_w: float, pages_v: int, pages_w: int) -> float:
+    """The rank's score of a swap: the difference in mean demand per GiB to move (plus one)."""
+    return (mean_v - mean_w) / (1.0 + (pages_v + pages_w) * PAGE_SIZE / GIB)
+
+
+class Ranker:
+    """One look's rank of swaps (:func:`.rebalance_choice.preference`, the gain taken as the two
+    VMs' difference in mean demand), with what each VM brings computed once per look."""
+
+    def __init__(self, window: Window, pages_to: Callable[[Any, int], int], demand: Mapping[int, float],
+                 topo: Topology, homed: Mapping[int, float]) -> None:
+        self.window, self.pages_to, self.demand, self.topo, self.homed = window, pages_to, demand, topo, homed
+        self._mean: Dict[int, float] = {}  # id(VmLoad): the VmLoads of one look live as long as the look
+        self._pages: Dict[Tuple[int, int], int] = {}
+        self._unsafe: Dict[Tuple, bool] = {}  # raises_exposure reads the homes, targets and vCPU counts alone
+
+    def mean(self, vm: Any) -> float:
+        if id(vm) not in self._mean:
+            self._mean[id(vm)] = sum(self.window.samples(vm)) / self.window.k
+        return self._mean[id(vm)]
+
+    def pages(self, vm: Any, to: int) -> int:
+        if (id(vm), to) not in self._pages:
+            self._pages[(id(vm), to)] = self.pages_to(vm, to)
+        return self._pages[(id(vm), to)]
+
+    def safe(self, move: MoveSet) -> bool:
         (v, to_v), (w, to_w) = move[1]
-        moved = cost(v, to_v) + cost(w, to_w)
-        return preference(move[1], (units[id(v)][1] - units[id(w)][1]) / (1.0 + moved * PAGE_SIZE / float(1 << 30)),
-                          demand, window.capacity, topo, homed)
-    fitting, keys, gib = [], [], float(1 << 30)
-    for move in moves:  # (every swap: inline, as a call per swap costs as much as the rest of it)
+        shape = (v.home, to_v, len(v.vcpus), w.home, to_w, len(w.vcpus))
+        if shape not in self._unsafe:
+            self._unsafe[shape] = raises_exposure(move[1], self.homed, self.window.capacity)
+        return not self._unsafe[shape]
+
+    def score(self, move: MoveSet) -> float:
         (v, to_v), (w, to_w) = move[1]
-        u_v, u_w = units.get(id(v)) or unit(v), units.get(id(w)) or unit(w)
-        c_v, c_w = u_v[2].get(to_v), u_w[2].get(to_w)
-        c_v = cost(v, to_v) if c_v is None else c_v
-        c_w = cost(w, to_w) if c_w is None else c_w
-        if room is not None and (c_v > room.get(to_v, 0) or c_w > room.get(to_w, 0)):
+        return _score(self.mean(v), self.mean(w), self.pages(v, to_v), self.pages(w, to_w))
+
+    def rank(self, move: MoveSet) -> Tuple:
+        return preference(move[1], self.score(move), self.demand, self.window.capacity, self.topo, self.homed)
+
+
+def touching(hot: AbstractSet[int], nodes: AbstractSet[int]) -> Callable[[int, int], bool]:
+    """Does a swap between two nodes touch one whose demand went over capacity (``hot``)?  When
+    every node did, no swap is left out."""
+    everywhere = hot.issuperset(nodes)
+    return lambda a, b: everywhere or a in hot or b in hot
+
+
+def _by_node(units: Sequence[Any]) -> Dict[int, List[Tuple[int, Any]]]:
+    out: Dict[int, List[Tuple[int, Any]]] = {}
+    for i, vm in enumerate(units):
+        out.setdefault(vm.home, []).append((i, vm))
+    return out
+
+
+def _listed(units: Sequence[Any], near: Callable[[int, int], bool]) -> Iterator[Tuple[int, int, MoveSet]]:
+    """Every swap near a hot node, with its VMs' places in ``units``, lazily: per pair of nodes,
+    each VM with the partners less busy than it (by demand, as :func:`may_swap`)."""
+    homes = _by_node(units)
+    ordered = all(vm.demand == vm.demand for vm in units)  # (a demand that is not a number cannot be sorted)
+    for a, b in itertools.permutations(homes, 2):
+        if not near(a, b):
             continue
-        if max_writes is not None and u_v[0] + 1 + u_w[0] + 1 > max_writes:
-            continue
-        shape = (v.home, to_v, u_v[0], w.home, to_w, u_w[0])
-        if shape not in unsafe:
-            unsafe[shape] = raises_exposure(move[1], homed, window.capacity)
-        fitting.append(move)  # (its score as rank() computes it, to the same float)
-        keys.append((not unsafe[shape], round((u_v[1] - u_w[1]) / (1.0 + (c_v + c_w) * PAGE_SIZE / gib), 2)))
-    if len(fitting) > limit > 0:
-        least = heapq.nlargest(limit, keys)[-1]  # the limit-th best first two keys: a swap below is not among them
-        fitting = [m for m, k in zip(fitting, keys) if k >= least]
-    return heapq.nlargest(limit, fitting, key=rank)
+        partners = sorted(((w.demand, j, w) for j, w in homes[b] if may_go(w, a)), key=lambda p: (p[0], p[1]))
+        demands = [d for d, _, _ in partners]
+        for i, v in homes[a]:
+            if may_go(v, b):
+                for _, j, w in partners[:bisect_left(demands, v.demand) if ordered else len(partners)]:
+                    if may_swap(v, w):
+                        yield i, j, ("swap", ((v, b), (w, a)))
+
+
+class _Partners:
+    """The VMs of one node that may go to one other node, of one vCPU count, fitting its room, by
+    mean demand; with the least and most pages any of them from each place on moves."""
+
+    def __init__(self, found: List[Tuple[float, int, Any]]) -> None:
+        found.sort(key=lambda p: p[0])  # (stable: equal means keep the units' order)
+        self.means = [m for m, _, _ in found]
+        self.pages = [p for _, p, _ in found]
+        self.vms = [vm for _, _, vm in found]
+        self.least, self.most = list(self.pages), list(self.pages)
+        for i in range(len(found) - 2, -1, -1):
+            self.least[i] = min(self.least[i], self.least[i + 1])
+            self.most[i] = max(self.most[i], self.most[i + 1])
+
+
+def _bound(mean: float, pages: int, partners: _Partners, i: int) -> float:
+    """The highest score of the VM's swap with any of ``partners`` from the ``i``-th on: their mean
+    demand is at least the ``i``-th's, and the memory moved at least (for a gain; at most for a
+    loss) the least (most) from there on.  Computed with the score's own float operations, each
+    monotonic, so it bounds the score as computed."""
+    gain = mean - partners.means[i]
+    return _score(mean, partners.means[i], pages, partners.least[i] if gain > 0 else partners.most[i])
+
+
+def _ranked_first(units: Sequence[Any], limit: int, ranker: Ranker, near: Callable[[int, int], bool],
+                  room: Optional[Mapping[int, int]], max_writes: Optional[int]) -> List[MoveSet]:
+    """Of the swaps near a hot node that fit, the ``limit`` ranked first, best first (see the module's
+    docstring)."""
+    homes = _by_node(units)
+
+    def fits(vm: Any, to: int) -> bool:
+        return room is None or ranker.pages(vm, to) <= room.get(to, 0)
+    lists: Dict[Tuple[int, int, int], List[Tuple[float, int, Any]]] = {}
+    for b, a in itertools.permutations(homes, 2):
+        if near(a, b):
+            for _, w in homes[b]:
+                if may_go(w, a) and fits(w, a):
+                    lists.setdefault((b, a, len(w.vcpus)), []).append((ranker.mean(w), ranker.pages(w, a), w))
+    streams, seq = [], itertools.count()
+    for (b, a, vcpus), found in lists.items():
+        partners = _Partners(found)
+        for _, v in homes[a]:
+            if may_go(v, b) and fits(v, b) and (max_writes is None or len(v.vcpus) + vcpus + 2 <= max_writes):
+                safe = ranker.safe(("swap", ((v, b), (partners.vms[0], a))))  # (one value for the whole list)
+                mean, pages = ranker.mean(v), ranker.pages(v, b)
+                streams.append((not safe, -_bound(mean, pages, partners, 0), next(seq), v, mean, pages, partners, 0))
+    heapq.heapify(streams)
+    best: List[Tuple[bool, float]] = []  # the limit best first two keys read
+    kept: List[Tuple[Tuple[bool, float], MoveSet]] = []
+    while streams:
+        unsafe, bound, _, v, mean, pages, partners, i = streams[0]
+        if len(best) == limit and (not unsafe, round(-bound, 2)) < best[0]:
+            break  # no swap left can rank among the first
+        w = partners.vms[i]
+        if may_swap(v, w):
+            move = ("swap", ((v, w.home), (w, v.home)))
+            # the rank's first two keys: no node more exposed, the score to 0.01
+            key = (not unsafe, round(_score(mean, partners.means[i], pages, partners.pages[i]), 2))
+            if len(best) < limit:
+                heapq.heappush(best, key)
+            elif key > best[0]:
+                heapq.heapreplace(best, key)
+            if key >= best[0]:
+                kept.append((key, move))
+        if i + 1 < len(partners.vms):
+            bound = -_bound(mean, pages, partners, i + 1)
+            heapq.heapreplace(streams, (unsafe, bound, next(seq), v, mean, pages, partners, i + 1))
+        else:
+            heapq.heappop(streams)
+    least = best[0] if len(best) == limit else (False, float("-inf"))
+    return heapq.nlargest(limit, [m for k, m in kept if k >= least], key=ranker.rank)
+
+
+def weighed_swaps(units: Sequence[Any], limit: int, ranker: Ranker, hot: AbstractSet[int],
+                  room: Optional[Mapping[int, int]], max_writes: Optional[int]) -> List[MoveSet]:
+    """The swaps a look weighs: of :func:`swappable` ``units`` (in the caller's order), every swap
+    near a ``hot`` node in the order :func:`.rebalance.candidate_moves` lists them when there are
+    at most ``limit``; else, of those that fit (``room``: pages each target can take;
+    ``max_writes``: the writes of a cycle), the ``limit`` ranked first, best first."""
+    if limit <= 0:
+        return []
+    near = touching(hot, set(ranker.window.capacity))
+    listed = list(itertools.islice(_listed(units, near), limit + 1))
+    if len(listed) <= limit:
+        return [move for _, _, move in sorted(listed, key=lambda found: found[:2])]
+    return _ranked_first(units, limit, ranker, near, room, max_writes)
