@@ -116,8 +116,9 @@ def test_on_any_small_host_the_swaps_weighed_are_those_of_the_reference(host):
 @settings(max_examples=100, deadline=None)
 @given(hosts(), st.integers(0, 3))
 def test_on_any_small_host_the_plan_is_that_of_the_reference(host, already):
-    """The whole period's plan (every move weighed after the ones before) with the reference in
-    place of the look's swaps: the same moves, gains and reasons."""
+    """The whole period's plan (every move weighed after the ones before, single moves too, whose
+    VMs :meth:`Window.most_away` spares) with the reference in place of the look's swaps and every
+    single move weighed: the same moves, gains and reasons."""
     vms, topo, room, max_writes, limit = host
 
     def reference(units, limit, ranker, hot, room, max_writes):  # (the swaps of the units are those of the VMs)
@@ -126,6 +127,7 @@ def test_on_any_small_host_the_plan_is_that_of_the_reference(host, already):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rebalance, "SWAPS_WEIGHED", limit)
         fast = rebalance_plan.plan(vms, topo, room=room, max_writes=max_writes, already=already)
+        mp.setattr(Window, "most_away", lambda self, vm: float("inf"))
         mp.setattr(rebalance, "weighed_swaps", reference)
         assert rebalance_plan.plan(vms, topo, room=room, max_writes=max_writes, already=already) == fast
 
@@ -146,3 +148,37 @@ def test_a_look_reads_a_small_share_of_the_swaps_on_a_large_host(monkeypatch):
     monkeypatch.setattr(rebalance_swaps, "may_swap", lambda v, w: read.append(1) or real(v, w))
     assert rebalance.assess(vms, topo).best is not None
     assert rebalance.SWAPS_WEIGHED < len(read) < 10000
+
+
+def test_a_single_move_off_a_node_never_over_capacity_is_not_weighed(monkeypatch):
+    """Its gain is at most what its home wanted beyond capacity, none: such moves were weighed,
+    each over the whole window, on every look (most of a look's single moves at 1000 VMs)."""
+    topo = Topology.uniform(3, 4, 64 << 30)
+    vms = [rebalance.VmLoad(i, "u%d" % i, "vm%d" % i, home, (0,), d, {home: 4096}, history=(d,) * 5)
+           for i, (home, d) in enumerate([(0, 2.0), (0, 2.0), (0, 1.5), (1, 0.5), (2, 0.2)])]
+    weighed = []
+    real = Window.gain
+    monkeypatch.setattr(Window, "gain", lambda self, moves: weighed.append(moves) or real(self, moves))
+    best = rebalance.assess(vms, topo).best
+    assert best is not None and best.moves[0][0].home == 0
+    singles = [moves[0][0].home for moves in weighed if len(moves) == 1]
+    assert singles and set(singles) == {0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.lists(st.floats(0, 4), min_size=4, max_size=4)), min_size=1,
+                max_size=8), st.integers(0, 2))
+def test_a_single_move_gains_no_more_than_most_away(specs, to):
+    vms = [rebalance.VmLoad(i, "u%d" % i, "vm%d" % i, home, (0,), h[-1], {home: 1}, history=tuple(h))
+           for i, (home, h) in enumerate(specs)]
+    window = Window(vms, {0: 1.8, 1: 2.7, 2: 0.9}, 4)
+    for vm in vms:
+        if to != vm.home:
+            assert window.gain([(vm, to)]) <= window.most_away(vm) + rebalance.ROUNDING
+
+
+def test_the_bound_is_tight_where_the_home_is_over_and_the_target_empty():
+    vms = [rebalance.VmLoad(1, "u1", "vm1", 0, (0,), 3.0, {0: 1}, history=(1.0, 3.0)),
+           rebalance.VmLoad(2, "u2", "vm2", 0, (0,), 1.0, {0: 1}, history=(1.0, 1.0))]
+    window = Window(vms, {0: 2.0, 1: 4.0}, 2)  # node 0: 2 then 4, over by 0 then 2; node 1 takes all of it
+    assert window.most_away(vms[0]) == pytest.approx(window.gain([(vms[0], 1)])) == pytest.approx(1.0)

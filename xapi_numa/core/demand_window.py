@@ -33,12 +33,26 @@ class Window:
         # the nodes whose demand went over capacity: a move touching none of them cannot deliver more
         self.hot = {n for n, s in self.series.items() if s and max(s) > capacity[n]}
         self._samples: Dict[int, Tuple[float, ...]] = {}
+        self._away: Dict[int, float] = {}
 
     def samples(self, vm) -> Tuple[float, ...]:
         key = id(vm)  # the VmLoads of one look live as long as the look
         if key not in self._samples:
             self._samples[key] = vm.samples(self.k)
         return self._samples[key]
+
+    def most_away(self, vm) -> float:
+        """The most a move of ``vm`` alone off its home can deliver more, per period over the window
+        (:meth:`gain` is at most this, but for float rounding): at each period, its own demand (what
+        arrives on the target), and what its home wanted beyond capacity (the rest of what leaves
+        was delivered there already).  Read once per VM, it spares weighing every target of a VM
+        whose move cannot reach the rebalancer's minimum gain."""
+        key = id(vm)
+        if key not in self._away:
+            over, c = self.series.get(vm.home), self.capacity.get(vm.home)
+            self._away[key] = 0.0 if vm.home not in self.hot else sum(
+                min(x, max(o - c, 0.0)) if x >= 0 else -x for x, o in zip(self.samples(vm), over)) / self.k
+        return self._away[key]
 
     def gain(self, moves: Sequence[Tuple[object, int]]) -> float:
         """Extra CPU delivered per period, averaged over the window."""

@@ -100,6 +100,7 @@ from xapi_numa.core.rebalance_swaps import MoveSet, Ranker, may_go, may_swap, sw
 from xapi_numa.core.topology import Topology
 
 ASSUMED_MEMORY_BOUND = 0.5  # for PV home moves: how much remote memory slows a typical guest
+ROUNDING = 1e-6  # pCPUs: far beyond what float rounding adds to a gain summed over the window, far below min_gain
 PAGE = 4096
 
 
@@ -345,6 +346,8 @@ def _weigh(moves: Sequence[MoveSet], topo: Topology, demand: Mapping[int, float]
     if not hot.issuperset(capacity):  # (every home and target is one of these nodes: all hot, none goes)
         moves = [m for m in moves if any(vm.home in hot or to in hot for vm, to in m[1])]
     for kind, pairs in moves:
+        if kind == "balance" and window.most_away(pairs[0][0]) + ROUNDING < settings.min_gain:
+            continue  # (its gain is no more, to any target)
         gain = window.gain(pairs)
         if gain < settings.min_gain:
             continue
