@@ -97,7 +97,7 @@ class Ranker:
         return preference(move[1], self.score(move), self.demand, self.window.capacity, self.topo, self.homed)
 
 
-def touching(hot: AbstractSet[int], nodes: AbstractSet[int]) -> Callable[[int, int], bool]:
+def _touching(hot: AbstractSet[int], nodes: AbstractSet[int]) -> Callable[[int, int], bool]:
     """Does a swap between two nodes touch one whose demand went over capacity (``hot``)?  When
     every node did, no swap is left out."""
     everywhere = hot.issuperset(nodes)
@@ -148,8 +148,8 @@ def _bound(mean: float, pages: int, partners: _Partners, i: int) -> float:
     demand is at least the ``i``-th's, and the memory moved at least (for a gain; at most for a
     loss) the least (most) from there on.  Computed with the score's own float operations, each
     monotonic, so it bounds the score as computed."""
-    gain = mean - partners.means[i]
-    return _score(mean, partners.means[i], pages, partners.least[i] if gain > 0 else partners.most[i])
+    ahead = mean - partners.means[i]
+    return _score(mean, partners.means[i], pages, partners.least[i] if ahead > 0 else partners.most[i])
 
 
 def _ranked_first(units: Sequence[Any], limit: int, ranker: Ranker, near: Callable[[int, int], bool],
@@ -209,7 +209,7 @@ def weighed_swaps(units: Sequence[Any], limit: int, ranker: Ranker, hot: Abstrac
     ``max_writes``: the writes of a cycle), the ``limit`` ranked first, best first."""
     if limit <= 0:
         return []
-    near = touching(hot, set(ranker.window.capacity))
+    near = _touching(hot, set(ranker.window.capacity))
     listed = list(itertools.islice(_listed(units, near), limit + 1))
     if len(listed) <= limit:
         return [move for _, _, move in sorted(listed, key=lambda found: found[:2])]
