@@ -16,3 +16,13 @@ def test_every_node_is_populated_and_the_choice_needs_its_swaps():
     assert none and all(c.kind == "balance" for c in none)
     assert any(c.kind == "swap" for c in ranked)
     assert bench._named(ranked) != bench._named(none)  # the check in run() can fail
+
+
+def test_the_large_host_is_populated_alike_and_its_choice_needs_its_swaps():
+    vms, topo = bench.host(bench.LARGE_VMS, nodes=16, pcpus=40)
+    assert len(vms) == bench.LARGE_VMS and len(topo.nodes) == 16
+    assert all(sum(1 for vm in vms if vm.home == n) == bench.LARGE_VMS // 16 for n in range(16))
+    _, none = bench.look(vms, topo, 0)
+    _, ranked = bench.look(vms, topo, 256)
+    assert none and all(c.kind == "balance" for c in none)
+    assert any(c.kind == "swap" for c in ranked) and bench._named(ranked) != bench._named(none)
