@@ -8,8 +8,9 @@ as the plugin and the CLI.  Here every connection carries a socket timeout:
 no call waits longer than ``timeout`` seconds for the next bytes of its
 answer (xapi sends an answer whole, so in practice for the answer).
 :func:`patience` lengthens it for one call known to take long
-(``VM.start_on``, a host's plugin); :func:`deadline` shortens it for a call
-that is only best effort (a logout).
+(``VM.start_on``); :func:`deadline` shortens it for a call that is only best
+effort (a logout); :func:`exactly` sets it either way, for a call with a deadline of its
+own (a host's plugin, each step of a pool start).
 
 Three transports, one rule: :class:`UnixTransport` (HTTP over a Unix socket:
 dom0's ``/var/lib/xcp/xapi``, which ``XenAPI.xapi_local()`` uses, and
@@ -133,3 +134,10 @@ def deadline(proxy, seconds: float):
     """Calls made through ``proxy`` inside the block wait at most ``seconds`` (a best-effort
     call such as a logout); a proxy without a deadline transport is left alone."""
     return _timeout_for_a_while(proxy, lambda before: min(before, seconds))
+
+
+def exactly(proxy, seconds: float):
+    """Calls made through ``proxy`` inside the block wait ``seconds``, be that longer or shorter
+    than the transport's own timeout: a call whose caller has less time left than that
+    (a pool start near its deadline) must not wait the transport's whole timeout."""
+    return _timeout_for_a_while(proxy, lambda before: seconds)

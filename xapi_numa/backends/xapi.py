@@ -37,7 +37,7 @@ from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_m
 # the pool's credentials and checks, re-exported: callers reach the XenAPI layer through this module
 from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url,  # noqa: F401
                                                  credentials, tls_context)
-from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, patience
+from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, exactly, patience
 from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, LoginRefused, XapiError,  # noqa: F401
                                             XapiTimeout, no_answer)  # callers use xapi.XapiError, ...
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
@@ -378,13 +378,14 @@ def enabled_hosts(session) -> Dict[str, dict]:
 
 
 def call_plugin(session, host: str, fn: str, args: Dict[str, str], timeout: Optional[float] = None) -> str:
-    """``fn`` of the numa plugin on ``host``; it waits up to ``timeout`` seconds, by default
-    PLACE_TIMEOUT (the pool's calls say theirs: QUERY_TIMEOUT for a query, ``pool.host_query``):
+    """``fn`` of the numa plugin on ``host``; it waits ``timeout`` seconds, by default
+    PLACE_TIMEOUT (the pool's calls say theirs: QUERY_TIMEOUT for a query, ``pool.host_query``;
+    what is left of a pool start's deadline, which may be less than the session's CALL_TIMEOUT):
     xapi gives a plugin no deadline, so a member whose plugin hangs would hold the call for
     ever (never LONG_CALL_TIMEOUT: no plugin function waits for a VM's build)."""
     if timeout is None:
         timeout = PLACE_TIMEOUT
-    with patience(session, timeout):
+    with exactly(session, timeout):
         return call(session.xenapi.host.call_plugin, host, "numa", fn, args)
 
 

@@ -13,7 +13,7 @@ import contextlib
 import time
 from typing import Callable, Iterator, Optional
 
-from xapi_numa.backends.rpc_transport import deadline as lower_to, patience
+from xapi_numa.backends.rpc_transport import exactly
 from xapi_numa.errors import InvalidArgument, StartTimeout
 
 DEFAULT_S = 2400.0  # VM.start_on's own 30 minutes (a big VM's memory is scrubbed), and 10 to choose and place
@@ -63,8 +63,5 @@ class StartDeadline:
                 raise
 
 
-@contextlib.contextmanager
-def waiting(session, seconds: float) -> Iterator[None]:
-    """Calls made through ``session`` wait exactly ``seconds`` for their answer."""
-    with patience(session, seconds), lower_to(session, seconds):
-        yield
+# calls made through a session wait exactly that many seconds for their answer
+waiting = exactly
