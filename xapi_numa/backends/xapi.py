@@ -39,7 +39,7 @@ from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, c
                                                  credentials, tls_context)
 from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, exactly, patience
 from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, LoginRefused, XapiError,  # noqa: F401
-                                            XapiTimeout, no_answer)  # callers use xapi.XapiError, ...
+                                            XapiTimeout, no_answer, not_the_hosts)  # callers: xapi.XapiError, ...
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"

@@ -1,7 +1,8 @@
 """XenAPI failures as values: :class:`XapiError` carries xapi's ErrorDescription, with
 the human message of a numa plugin's own failure (:func:`xapi_numa.errors.failure_message`)
 rather than its raw parameters; :class:`LoginRefused`, xapi refusing a login (a wrong
-password is no xapi that is away).  :data:`NO_ANSWER`: what the XML-RPC client raises when xapi
+password is no xapi that is away); :func:`not_the_hosts`, a failure that is about the VM or
+the caller, not the host a call was about.  :data:`NO_ANSWER`: what the XML-RPC client raises when xapi
 gave no usable answer, which callers treat as xapi unreachable (a ConnectionError)."""
 import http.client
 import xml.parsers.expat
@@ -58,3 +59,19 @@ class LoginRefused(XapiError):
             ": " + cut(said) if said else ""))
         self.username = username
         self.where = where
+
+
+# xapi's failures about the VM or the caller, which every host of a pool answers alike: the VM
+# gone (HANDLE_INVALID VM), started or being started by someone else meanwhile
+# (VM_BAD_POWER_STATE, OTHER_OPERATION_IN_PROGRESS on the VM), a template, the session
+# expired or its login refused again.  Passed over as one host's, they sent the start round
+# every other host and ended in an unrelated refusal, or "no host can take the VM".
+ABOUT_THE_CALLER = ("SESSION_INVALID", "VM_BAD_POWER_STATE", "VM_IS_TEMPLATE", *LOGIN_REFUSALS)
+ABOUT_AN_OBJECT = ("HANDLE_INVALID", "OTHER_OPERATION_IN_PROGRESS")  # [class, ref, ...]: the host's, or not
+
+
+def not_the_hosts(err: XapiError) -> bool:
+    """Is this xapi failure about the VM or the caller rather than the host asked?"""
+    if err.code in ABOUT_AN_OBJECT:
+        return err.params[:1] != ["host"]
+    return err.code in ABOUT_THE_CALLER

@@ -147,6 +147,8 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
                 xapi.QUERY_TIMEOUT, "the dry-run place on host {}".format(label))
             placement = host_call(session, ref, "place", {"vm": uuid, "dry_run": "true"}, wait)
         except xapi.XapiError as err:
+            if xapi.not_the_hosts(err):
+                raise
             if err.code == "NUMA_NO_CAPACITY":
                 refusals.append("{}: {}".format(label, " ".join(err.params[:1])))
                 continue
@@ -243,6 +245,10 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
             _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))  # reservation and pin
             if not isinstance(err, xapi.XapiError):
                 raise
+            if xapi.not_the_hosts(err):  # (its place there released, as for any refused start)
+                raise xapi.XapiError([err.code, *err.params], "VM.start_on of {} on {} refused: {} {} (about the "
+                                     "VM, not the host: no other host is tried)".format(
+                                         uuid, name, err.code, " ".join(err.params))) from None
             if err.code in XAPI_NO_ROOM:  # filled up since the dry run: ranked again, as NUMA_NO_CAPACITY
                 tried.append(name)
                 continue
