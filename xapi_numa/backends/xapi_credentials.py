@@ -7,6 +7,7 @@ password crossing the network in clear (:func:`check_pool_url`); TLS verifies
 the master against a given certificate or the system's (:func:`tls_context`).
 """
 import os
+import re
 import ssl
 import stat
 import urllib.parse
@@ -18,6 +19,13 @@ from xapi_numa.core.numbers import shown, shown_path
 from xapi_numa.errors import InvalidArgument
 
 POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
+# a URL's user name and password (``//user:password@``), up to the last '@' before the path
+USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def url_shown(url: str) -> str:
+    """A pool URL for a message: quoted, cut short, and never with a password typed into it."""
+    return shown(USERINFO.sub("...@", url))
 
 
 @attrs.frozen
@@ -59,7 +67,8 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
     if missing:
         why = "no {} for the pool".format(", ".join(missing))
         if other_pool:
-            why += " (the credentials file's are for {}, not {})".format(shown(other_pool), shown(values["url"]))
+            why += " (the credentials file's are for {}, not {})".format(url_shown(other_pool),
+                                                                         url_shown(values["url"]))
         raise InvalidArgument("--pool", why, "--pool URL --user NAME --password-file FILE, "
                               "$XAPI_NUMA_POOL_URL/_USER/_PASSWORD, or ~/.config/xapi-numa/credentials")
     return Credentials(values["url"], values["username"], values["password"])
@@ -138,10 +147,14 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
     # ASCII only: Python 3.6's urlsplit reads other scripts' digits as a port number
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
             c.isspace() or ord(c) > 126 or ord(c) < 32 for c in url):  # (control characters too)
-        raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(shown(url)), POOL_URL_SYNTAX)
+        raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(url_shown(url)), POOL_URL_SYNTAX)
+    if USERINFO.search(url):  # the client would send them to the master as HTTP Basic auth, and
+        # messages would show them; the login's own user and password are --user and --password-file
+        raise InvalidArgument("--pool", "{} holds a user name or password: give them with --user and "
+                              "--password-file".format(url_shown(url)), POOL_URL_SYNTAX)
     if parts.scheme == "http" and not insecure:
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
-            shown(url)), "an https:// URL, or --insecure to accept that")
+            url_shown(url)), "an https:// URL, or --insecure to accept that")
     return parts
 
 
