@@ -524,6 +524,9 @@ class LoopbackXapi:
     def VM_get_power_state(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["power_state"]
 
+    def VM_get_affinity(self, session_id: "session ref", self_ref: "VM ref"):
+        return self._vm(self_ref)["affinity"]
+
     def VM_get_resident_on(self, session_id: "session ref", self_ref: "VM ref"):
         return self._vm(self_ref)["resident_on"]
 

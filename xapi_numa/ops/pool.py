@@ -2,8 +2,8 @@
 
 ``vm_start`` asks every enabled host's ``numa`` plugin for a dry-run
 placement, picks the host with the best NUMA fit (one node over several, a
-smaller distance, no fallback, more headroom; ties go to the host running
-fewer VMs, then by name), reserves there (``place``), starts the VM there
+smaller distance, no fallback; then the VM's home server, ``VM.affinity``, the hint
+xapi's own start follows; then more headroom, the host running fewer VMs, its name), reserves there (``place``), starts the VM there
 (``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
 meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
@@ -81,10 +81,12 @@ def host_call(session, host: str, fn: str, args: Dict[str, str], seconds: float)
         shown(name), fn, seconds)])
 
 
-def fit_key(placement: dict, host_record: dict) -> tuple:
-    """Smaller is better: fewer nodes, closer, no fallback, more headroom, fewer VMs."""
-    return (len(placement["nodes"]), placement["max_distance"], placement["fallback"], -placement["headroom"],
-            len(host_record.get("resident_VMs", [])), host_record.get("name_label", ""))
+def fit_key(placement: dict, host_record: dict, home: bool = False) -> tuple:
+    """Smaller is better: fewer nodes, closer, no fallback; then ``home`` (the VM's affinity
+    host: ``xe vm-start`` would start it there, and a fit as good must not send it elsewhere),
+    more headroom, fewer VMs."""
+    return (len(placement["nodes"]), placement["max_distance"], placement["fallback"], not home,
+            -placement["headroom"], len(host_record.get("resident_VMs", [])), host_record.get("name_label", ""))
 
 
 def host_named(session, name: str) -> Tuple[str, dict]:
@@ -132,6 +134,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
         everyone = xapi.enabled_hosts(session)
         hosts = everyone if only_host is None else dict([host_named(session, only_host)])
         vm = xapi.vm_ref(session, uuid)
+        home = xapi.call(session.xenapi.VM.get_affinity, vm)  # its home server, or OpaqueRef:NULL
     found, refusals, capacity_only = [], [], True
     invalid: List[xapi.XapiError] = []
     for ref, record in sorted(hosts.items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
@@ -167,7 +170,7 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
             refusals.append("{}: {}".format(label, " ".join([err.code, *err.params[:2]])))
             capacity_only = False
             continue
-        found.append((fit_key(placement, record), ref, placement))
+        found.append((fit_key(placement, record, ref == home), ref, placement))
     if left_out is not None:
         left_out.extend(refusals)
     if budget is not None and budget.left() <= 0:  # (the last host's answer cut short by it)
