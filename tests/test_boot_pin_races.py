@@ -227,7 +227,7 @@ def test_owner_tokens_whose_time_never_comes_are_stale():
 
 
 def test_a_host_whose_plugin_cannot_open_its_hypervisor_is_passed_over(one, monkeypatch):
-    from xapi_numa.ops import pool
+    from xapi_numa.ops import pool, pool_queries
 
     server, session, host, sid = one
     real = server.plugin_env
@@ -237,7 +237,7 @@ def test_a_host_whose_plugin_cannot_open_its_hypervisor_is_passed_over(one, monk
     ref, uuid = server.add_vm("vm", 2, 1 << 30)
     started = pool.vm_start(session, uuid)
     assert started["host"] != session.xenapi.host.get_name_label(host)
-    answers = pool.per_host(session, "host_topology")
+    answers = pool_queries.per_host(session, "host_topology")
     assert answers[session.xenapi.host.get_uuid(host)]["error"][0] == "NUMA_BACKEND_UNAVAILABLE"
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from test_pool_e2e import G, cli, finish
 from xapi_loopback import Failure, LoopbackXapi
-from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool as pool_ops, pool_queries
 from xapi_numa.state.ledger import Ledger
 
 
@@ -27,8 +27,8 @@ def test_a_member_the_master_cannot_contact_is_marked_not_the_end_of_the_pool_qu
     server, session = pool
     hosts = list(server.hosts)
     unreachable(server, monkeypatch, lambda host, fn, args: host == hosts[1])
-    answers = pool_ops.per_host(session, "host_topology")
-    failed = [pool_ops.failed_host(a) for a in answers.values()]
+    answers = pool_queries.per_host(session, "host_topology")
+    failed = [pool_queries.failed_host(a) for a in answers.values()]
     assert sorted(failed, key=str) == sorted([None, None, "CANNOT_CONTACT_HOST " + hosts[1]], key=str)
     code, out, err = finish(cli(server, tmp_path, "topology"))
     assert code == 0, err
@@ -46,7 +46,7 @@ def test_an_expired_session_still_fails_the_pool_query(pool, monkeypatch):
     monkeypatch.setattr(server, "host_call_plugin", types.MethodType(call_plugin, server))
     from xapi_numa.backends.xapi import XapiError
     with pytest.raises(XapiError) as raised:
-        pool_ops.per_host(session, "host_topology")
+        pool_queries.per_host(session, "host_topology")
     assert raised.value.code == "SESSION_INVALID"
     assert real
 
@@ -58,7 +58,7 @@ def test_hosts_that_share_a_name_are_all_answered_and_told_apart(pool, tmp_path)
     hosts = list(server.hosts)
     session.xenapi.host.set_name_label(hosts[1], "host0")
     uuids = [server.hosts[h]["uuid"] for h in hosts]
-    answers = pool_ops.per_host(session, "host_topology")
+    answers = pool_queries.per_host(session, "host_topology")
     assert sorted(answers) == sorted(uuids)
     assert [answers[u]["name_label"] for u in uuids] == ["host0", "host0", "host2"]
     code, out, err = finish(cli(server, tmp_path, "topology", "--json"))

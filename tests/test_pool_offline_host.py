@@ -4,6 +4,7 @@ The pool's queries mark that one host; a start goes to another."""
 import xmlrpc.client
 
 from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool_queries
 
 G = 1 << 30
 
@@ -26,7 +27,7 @@ def test_a_member_that_is_down_is_marked_and_passed_over(pool):
     server, session = pool
     down = [h for h in server.hosts if h != server.master][0]
     server.offline.add(down)
-    answers = pool_ops.per_host(session, "host_topology")
+    answers = pool_queries.per_host(session, "host_topology")
     assert answers[server.hosts[down]["uuid"]]["error"] == ["HOST_OFFLINE", down]
     assert all("answer" in a for uuid, a in answers.items() if uuid != server.hosts[down]["uuid"])
     ref, uuid = server.add_vm("vm", 2, G)

@@ -7,6 +7,7 @@ import json
 
 from xapi_numa.cli.main import main
 from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool_queries
 
 G = 1 << 30
 
@@ -28,7 +29,7 @@ def test_a_disabled_host_and_its_vms_are_still_shown(pool, tmp_path, capsys):
     ref, uuid = server.add_vm("web", 2, G)
     session.xenapi.VM.start_on(ref, hosts[1], False, False)
     server.hosts[hosts[1]]["enabled"] = False  # xe host-disable (maintenance mode)
-    answers = pool_ops.per_host(session, "host_topology")
+    answers = pool_queries.per_host(session, "host_topology")
     assert server.hosts[hosts[1]]["uuid"] in answers
     code, out, err = run(server, tmp_path, capsys, "vcpus", "--json")
     assert code == 0, err

@@ -15,6 +15,7 @@ import pytest
 from hung_calls import pool_with_a_hang, within
 from xapi_numa.backends import xapi
 from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool_queries
 
 G = 1 << 30
 
@@ -31,9 +32,9 @@ def test_a_hung_member_is_marked_and_the_others_answer(hung):
     hosts = list(server.hosts)
     hang(hosts[1])
     began = time.monotonic()
-    answers = within(lambda: pool_ops.per_host(session, "host_topology"))
+    answers = within(lambda: pool_queries.per_host(session, "host_topology"))
     assert time.monotonic() - began < 20
-    failed = {uuid: pool_ops.failed_host(entry) for uuid, entry in answers.items()}
+    failed = {uuid: pool_queries.failed_host(entry) for uuid, entry in answers.items()}
     assert failed[server.hosts[hosts[0]]["uuid"]] is None and failed[server.hosts[hosts[2]]["uuid"]] is None
     why = failed[server.hosts[hosts[1]]["uuid"]]
     assert why.startswith("NUMA_HOST_TIMEOUT") and "did not answer" in why, why
@@ -53,7 +54,7 @@ def test_a_wedged_master_still_fails_the_query(hung):
     server, session, _ = hung
     server.wedged.add("*")
     with pytest.raises(xapi.XapiTimeout):
-        within(lambda: pool_ops.per_host(session, "host_topology"))
+        within(lambda: pool_queries.per_host(session, "host_topology"))
 
 
 def test_vm_placement_of_a_vm_on_a_hung_member_says_so_in_time(hung):

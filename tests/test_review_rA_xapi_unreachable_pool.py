@@ -6,6 +6,7 @@ import pytest
 
 from xapi_numa.backends.xapi_errors import XapiError
 from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool_queries
 
 G = 1 << 30
 
@@ -30,7 +31,7 @@ def sick_member(pool, monkeypatch, request):
 
 def test_a_pool_query_marks_the_host_whose_local_xapi_did_not_answer(sick_member):
     server, session, sick, _ = sick_member
-    answers = pool_ops.per_host(session, "host_topology")
+    answers = pool_queries.per_host(session, "host_topology")
     assert answers[server.hosts[sick]["uuid"]]["error"][0] in ("XENAPI_PLUGIN_FAILURE", "NUMA_XAPI_UNREACHABLE")
 
 

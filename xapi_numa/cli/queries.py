@@ -16,7 +16,7 @@ from xapi_numa.core.numbers import plain, signed_decimal_number
 
 def cmd_topology(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import failed_host, host_labels, per_host
+        from xapi_numa.ops.pool_queries import failed_host, host_labels, per_host
 
         with common.pool_session(args) as session:
             reports = per_host(session, "host_topology")
@@ -38,7 +38,7 @@ def cmd_topology(args) -> int:
 
 def cmd_vcpus(args) -> int:
     if args.pool:
-        from xapi_numa.ops.pool import failed_host, host_labels, per_host
+        from xapi_numa.ops.pool_queries import failed_host, host_labels, per_host
 
         with common.pool_session(args) as session:
             per = per_host(session, "vcpus")
@@ -73,7 +73,7 @@ def cmd_vcpus(args) -> int:
 def nobody_answered(per: dict) -> int:
     """A pool query's exit code: 1 when no host answered (the output holds nothing but
     their failures), else 0 (a host that did not answer is marked in the output)."""
-    from xapi_numa.ops.pool import failed_host
+    from xapi_numa.ops.pool_queries import failed_host
 
     return 1 if per and all(failed_host(answer) for answer in per.values()) else 0
 

@@ -1,4 +1,4 @@
-"""Pool-wide operations over XenAPI: NUMA-aware VM start, and per-host queries.
+"""Pool-wide operations over XenAPI: NUMA-aware VM start, and where a VM is or would go.
 
 ``vm_start`` asks every enabled host's ``numa`` plugin for a dry-run
 placement, picks the host with the best NUMA fit (one node over several, a
@@ -290,12 +290,12 @@ def _start_unanswered(err: Exception, record: dict, uuid: str) -> NumaError:
                      "the next vm-start places it afresh)".format(uuid, record["name_label"], err))
 
 
-def _release_quietly(session, host: str, uuid: str, seconds: Optional[float] = None) -> None:
-    """Undo a place on ``host`` (its reservation and the boot pin) after a start that did
-    not happen, waiting ``seconds`` (PLACE_TIMEOUT); best effort, the original failure is
-    the one reported."""
+def _release_quietly(session, host: str, uuid: str, seconds: Optional[float] = None, force: bool = False) -> None:
+    """Undo a place on ``host`` (its reservation and the boot pin; with ``force``, a pin set by
+    any host) after a start that did not happen, waiting ``seconds`` (PLACE_TIMEOUT); best
+    effort, the original failure is the one reported."""
     try:
-        plugin_result(session, host, "release", {"vm": uuid}, seconds)
+        plugin_result(session, host, "release", dict({"vm": uuid}, **({"force": "true"} if force else {})), seconds)
     except Exception:  # noqa: BLE001 - a broken connection too: the original failure is the news
         pass
 
@@ -308,8 +308,22 @@ def _release_earlier_place(session, vm: str, uuid: str, budget: StartDeadline) -
         placer = boot_pin.placing_host(xapi.call(session.xenapi.VM.get_other_config, vm))
         host = xapi.call(session.xenapi.host.get_by_uuid, placer) if placer is not None and xapi.host_known(
             session, placer) else None
-    if host is not None:
-        _release_quietly(session, host, uuid, budget.wait(xapi.PLACE_TIMEOUT, "releasing an earlier place"))
+    if host is None:
+        return
+    try:
+        plugin_result(session, host, "release", {"vm": uuid}, budget.wait(xapi.PLACE_TIMEOUT,
+                                                                          "releasing an earlier place"))
+    except xapi.XapiError as err:
+        if err.code != "HOST_OFFLINE":
+            return  # best effort: a place the pin still refuses says what is left
+        # xapi hears that host no more: its reservation is gone with it (or lapses with its
+        # lease), and its pin, refusing a place on every other host, is undone from the master
+        with budget.within(session, xapi.CALL_TIMEOUT, "finding the pool master"):
+            master = xapi.call(session.xenapi.pool.get_master, xapi.call(session.xenapi.pool.get_all)[0])
+        _release_quietly(session, master, uuid, budget.wait(xapi.PLACE_TIMEOUT, "undoing the pin of an earlier "
+                                                                                 "place on a host that is down"), True)
+    except Exception:  # noqa: BLE001 - as _release_quietly: the start goes on, and says what it meets
+        pass
 
 
 def vm_placement(session, vm_name_or_uuid: str) -> dict:
@@ -358,36 +372,3 @@ def _video_ram_or_none(session, record: dict) -> Optional[int]:
         if err.code == xapi.SESSION_INVALID:
             raise
         return None
-
-
-def per_host(session, fn: str, args: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
-    """Each host's answer, keyed by the host's UUID (xapi does not keep names
-    unique): ``{"name_label": ..., "answer": ...}``.  A disabled host too: it still runs
-    its VMs, and xapi forwards a plugin call to it.  A host that cannot answer (no
-    plugin yet, down, unreachable from the master: any xapi failure about that one
-    member) gets ``{"name_label": ..., "error": [code, ...]}`` rather than failing the
-    whole pool's query.  An expired session, or the plugin refusing the call itself
-    (every host would), fails it."""
-    out: Dict[str, dict] = {}
-    records = xapi.call(session.xenapi.host.get_all_records)
-    for ref, rec in sorted(records.items(), key=lambda kv: (kv[1]["name_label"], kv[1]["uuid"])):
-        try:
-            out[rec["uuid"]] = {"name_label": rec["name_label"], "answer": host_query(session, ref, fn, args or {})}
-        except xapi.XapiError as err:
-            if err.code == xapi.SESSION_INVALID or (err.code.startswith("NUMA_") and err.code not in HOST_UNAVAILABLE):
-                raise
-            out[rec["uuid"]] = {"name_label": rec["name_label"], "error": [err.code, *err.params]}
-    return out
-
-
-def host_labels(per: Dict[str, dict]) -> Dict[str, str]:
-    """:func:`host_label` for each host of :func:`per_host`'s answer, by UUID."""
-    records = {uuid: {"uuid": uuid, "name_label": entry["name_label"]} for uuid, entry in per.items()}
-    return {uuid: host_label(rec, records) for uuid, rec in records.items()}
-
-
-def failed_host(entry: dict) -> Optional[str]:
-    """Why a host in :func:`per_host`'s answer did not answer, or None if it did."""
-    if "error" in entry:
-        return " ".join(entry["error"])
-    return None
