@@ -3,8 +3,8 @@
 ``vm_start`` asks every enabled host's ``numa`` plugin for a dry-run
 placement, picks the host with the best NUMA fit (one node over several, a
 smaller distance, no fallback; then the VM's home server, ``VM.affinity``, the hint
-xapi's own start follows; then more headroom, the host running fewer VMs, its name), reserves there (``place``), starts the VM there
-(``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
+xapi's own start follows; then more headroom, the host running fewer VMs, its name),
+reserves there (``place``), starts the VM there (``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
 meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
 releases the reservation and restores ``VCPUs_params``, and a host that went away
@@ -16,7 +16,8 @@ A host is a candidate only if xapi says the VM can boot there
 (``VM.assert_can_boot_here``: its SRs, networks, GPUs, liveness) and its
 plugin answers; a host without the plugin (mid-rollout), dead or timing out
 is passed over with its reason, never the end of the pool's start.  A
-``VM.start_on`` that xapi refuses on the chosen host moves on to the next.
+``VM.start_on`` that xapi refuses on the chosen host moves on to the next, unless the
+failure is about the VM or the session (``xapi.not_the_hosts``: every host would say it).
 
 The whole start has one deadline (``deadline``, :mod:`start_deadline`): every call waits
 the shorter of its own deadline and what is left, and the start fails with
