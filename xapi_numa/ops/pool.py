@@ -4,8 +4,8 @@
 placement, picks the host with the best NUMA fit (one node over several, a
 smaller distance, no fallback; then the VM's home server, ``VM.affinity``, the hint
 xapi's own start follows; then more headroom, the host running fewer VMs, its name),
-reserves there (``place``), starts the VM there (``VM.start_on``) and ``settle``s it.  If concurrent starts took the room
-meanwhile (``place`` refuses, or places worse than the dry run promised) it
+reserves there (``place``), starts the VM there (``VM.start_on``) and ``settle``s it.
+If concurrent starts took the room meanwhile (``place`` refuses, or places worse than the dry run promised) it
 releases and ranks the hosts again; on any failure after ``place`` it
 releases the reservation and restores ``VCPUs_params``, and a host that went away
 between its dry run and its ``place`` is passed over like one that refused the
