@@ -71,7 +71,9 @@ class Domain:
         self.claim = 0  # host-wide outstanding claim (pages)
         self.node_claims: Dict[int, int] = {}
         self.node_affinity: Optional[int] = None  # node mask; None = automatic
-        self.last_alloc_node = -1
+        # Xen clears a new struct domain (alloc_domain_struct): its first striped extent comes from
+        # cycle_node(0), the affinity's first node after node 0 (-1, in older state files: its first)
+        self.last_alloc_node = 0
         self.pause_count = 0
         self.load = load
         self.vcpus: List[Vcpu] = []
