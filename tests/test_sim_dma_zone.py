@@ -67,7 +67,12 @@ def test_a_node0_affine_build_larger_than_node0s_room_spills_to_node1_before_the
 def test_the_zone_is_given_once_every_node_is_out_of_the_rest(sim):
     memory = sim.node_memory()
     domid = sim.create("all", 2, memory[0].room + memory[1].room + 16 * MiB, hard=node0_cpus(sim))
-    assert [m.dma_free for m in sim.node_memory()] == [DEFAULT_ZONE - 16 * MiB, 0]
+    # libxc builds in 2 MiB extents first (meminit_pv): the part of a superpage left above the
+    # zone on each node is passed over for whole ones in the zone, and only the build's last
+    # pages (less than 2 MiB, populated one by one) find those parts
+    superpage = SUPERPAGE << 12
+    beyond = 16 * MiB + sum(m.room % superpage for m in memory)
+    assert [m.dma_free for m in sim.node_memory()] == [DEFAULT_ZONE - beyond // superpage * superpage, 0]
     sim.destroy(domid)  # its zone pages go back to the zone
     assert [m.dma_free for m in sim.node_memory()] == [DEFAULT_ZONE, 0]
 

@@ -14,9 +14,9 @@ What it models (xen/common/page_alloc.c, get_free_buddy):
   available; a domain's own claim is used up as it allocates;
 * the DMA zone (alloc_domheap_pages): memory below Xen's DMA width is looked
   for, in the same node order, only when no node has the extent above it.
-Extents are 2 MiB for translated guests (HVM/PVH: superpages) and single
-pages for PV guests (libxc populates PV memory with order-0 extents); once
-no node has a whole extent left the rest goes page by page.
+A build's extents are 2 MiB (libxc's meminit_hvm and meminit_pv populate
+superpages first, then single pages); once no node has a whole extent left
+the rest goes page by page.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple

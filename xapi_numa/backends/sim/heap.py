@@ -147,7 +147,7 @@ class Heap:
             raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
                              "after other domains' claims", ("memory", str(pages)))
         affinity = list(iter_bits(self.effective_node_affinity(d)))
-        extent = allocator.SUPERPAGE if d.type in ("hvm", "pvh") else 1
+        extent = allocator.SUPERPAGE  # libxc populates 2 MiB extents first for every type (meminit_pv too)
         zone = self.zone_budget(budget)
         zone_before = list(zone)
         got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node, extent,
