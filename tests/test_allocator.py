@@ -63,8 +63,10 @@ def test_changing_affinity_afterwards_does_not_move_memory():
 def test_full_node_falls_back_to_others():
     h = host(nodes=2, gib=2)
     d = h.create_domain("g", 2, 3 * GiB_PAGES, soft=0b0011, dtype="hvm")
-    # node 0 keeps its DMA zone (a quarter of its 2 GiB, Xen's default width): node 1 gets that part too
-    assert d.node_pages[0] == 3 * GiB_PAGES // 2 and d.node_pages[1] == 3 * GiB_PAGES // 2
+    # node 0 keeps its DMA zone (a quarter of its 2 GiB, Xen's default width) and gives GiB 0 (2 MiB
+    # extents: the first GiB holds the low pages); GiBs 1 and 2 are asked as 1 GiB extents
+    # (meminit_hvm) and node 0 has only 512 MiB left above its zone: both go to node 1
+    assert d.node_pages == [GiB_PAGES, 2 * GiB_PAGES]
 
 
 def test_exact_node_fails_instead_of_falling_back():

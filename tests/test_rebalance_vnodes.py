@@ -187,10 +187,12 @@ def test_our_vnode_moves_update_the_cached_layout_a_refusal_reads_it_again(tmp_p
 # --- the daemon's cycle on the simulator ---------------------------------------------------------------
 def build_host(tmp_path):
     """2 nodes x 4 pCPUs: on node 0 a busy 4-vCPU vNUMA guest (two vnodes, both on node 0)
-    and two busy 2-vCPU guests; node 1 idle."""
+    and two busy 2-vCPU guests; node 1 idle.  A DMA zone of 512 MiB (dma_bits=29) leaves node 0
+    room for the three: with Xen's default of 1 GiB the last would be built on node 1 (its 1 GiB
+    extent, meminit_hvm)."""
     topo = Topology.uniform(2, 4, 4 * GiB, [[10, 20], [20, 10]])
     hv = SimHypervisor.init(str(tmp_path / "h.json"), topo, "credit2", 3, dom0_vcpus=1, dom0_memory=256 * MiB,
-                            force=True)
+                            force=True, dma_bits=29)
     node0 = topo.cpus_of_nodes([0])
     domid = hv.create("numa", 4, GiB, soft=node0, load="busy:mem=0.6", dtype="pvh", paused=True)
     plan = vnuma.plan_follow(topo, vnuma.GuestSpec("pvh", 4, GiB), [0, 1])

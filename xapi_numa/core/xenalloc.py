@@ -14,9 +14,12 @@ What it models (xen/common/page_alloc.c, get_free_buddy):
   available; a domain's own claim is used up as it allocates;
 * the DMA zone (alloc_domheap_pages): memory below Xen's DMA width is looked
   for, in the same node order, only when no node has the extent above it.
-A build's extents are 2 MiB (libxc's meminit_hvm and meminit_pv populate
-superpages first, then single pages); once no node has a whole extent left
-the rest goes page by page.
+A build's extents (:func:`build_extents`): libxc's meminit_pv asks 2 MiB
+extents, then single pages; meminit_hvm (HVM/PVH) asks each whole, aligned GiB
+as one 1 GiB extent first, the rest in 2 MiB extents, then single pages.  An
+extent size no node has is not asked again (free memory only shrinks during a
+build).  Free memory is taken to come in the largest buddies it can make: a
+node with F free pages has F // size whole extents of a size.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +27,35 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from xapi_numa.errors import NoCapacity
 
 SUPERPAGE = 512  # pages in a 2 MiB extent
+GIGAPAGE = 512 * SUPERPAGE  # pages in a 1 GiB extent
+# Where libxl 4.17 ends a translated guest's RAM below 4 GiB (libxl__build_hvm), in pages: HVM
+# leaves HVM_BELOW_4G_MMIO_LENGTH (256 MiB) for MMIO, PVH starts its hole at the ACPI tables
+# (ACPI_INFO_PHYSICAL_ADDRESS, 0xfc000000); the rest of the RAM starts at 4 GiB
+LOWMEM_END = {"hvm": 0xF0000, "pvh": 0xFC000}
+HIGHMEM_START = 1 << 20
+HVM_LOW_PAGES = 0x200  # an HVM guest's first 2 MiB (round the VGA hole) go page by page
+
+
+def build_extents(pages: int, dtype: str) -> List[Tuple[int, int]]:
+    """A new domain's RAM as libxc populates it with no vNUMA, in gfn order: [(pages, largest
+    extent asked)].  PV (meminit_pv): 2 MiB extents.  HVM/PVH (meminit_hvm): each 1 GiB-aligned
+    whole GiB of the RAM below the MMIO hole and from 4 GiB as a 1 GiB extent, the rest in 2 MiB
+    ones; an HVM guest's first 2 MiB page by page (the VGA hole's 32 pages, which Xen leaves
+    unpopulated, are counted as RAM here: the domain gets the pages it asked for)."""
+    if dtype not in LOWMEM_END:
+        return [(pages, SUPERPAGE)] if pages else []
+    low = min(pages, LOWMEM_END[dtype])
+    first = min(low, HVM_LOW_PAGES) if dtype == "hvm" else 0
+    out = [(first, 1)]
+    for gfn, end in ((first, low), (HIGHMEM_START, HIGHMEM_START + pages - low)):
+        while gfn < end:
+            if gfn % GIGAPAGE == 0 and end - gfn >= GIGAPAGE:  # whole GiBs, each asked as one extent
+                run, largest = (end - gfn) // GIGAPAGE * GIGAPAGE, GIGAPAGE
+            else:  # up to the next GiB boundary (or the end) in 2 MiB extents
+                run, largest = min(end, gfn - gfn % GIGAPAGE + GIGAPAGE) - gfn, SUPERPAGE
+            out.append((run, largest))
+            gfn += run
+    return [(run, largest) for run, largest in out if run]
 
 
 def _rotate_after(order: Sequence[int], last: int) -> List[int]:
@@ -65,28 +97,49 @@ def distribute(
 
     Raises NoCapacity (changing nothing) when they do not fit.
     """
+    return distribute_build([(pages, extent)], free, affinity, last_alloc_node, node, exact, zone)
+
+
+def distribute_build(
+    segments: Sequence[Tuple[int, int]],
+    free: List[int],
+    affinity: Sequence[int],
+    last_alloc_node: int,
+    node: Optional[int] = None,
+    exact: bool = False,
+    zone: Optional[List[int]] = None,
+) -> (Dict[int, int], int):
+    """:func:`distribute` for a build's ``segments`` ([(pages, largest extent)] in gfn order,
+    :func:`build_extents`): each segment's extents as large as it allows while some node has
+    them, then the next size down."""
     low = list(zone) if zone is not None else [0] * len(free)
     pools = ([f - z for f, z in zip(free, low)], low)  # above the width, then below it
     got: Dict[int, int] = {}
-    remaining = pages
+    pages = sum(count for count, _ in segments)
+    missing = set()  # extent sizes no node had (an exact node: that node)
     last = last_alloc_node
-    while remaining > 0:
-        size = extent if remaining >= extent else 1
-        pool, takes = pools[0], _next_takes(pools[0], size, remaining, affinity, last, node, exact)
-        if not takes:  # no node has the extent above the width: the second pass, zones included
-            pool, takes = pools[1], _next_takes(pools[1], size, remaining, affinity, last, node, exact)
-        if not takes:
-            if size > 1:
-                # no node has a whole superpage (an exact node: that node, either pass): libxc
-                # goes page by page, with the same flags (an exact node's zone pages then too)
-                extent = 1
-                continue
+    for count, largest in segments:
+        remaining = count
+        while remaining > 0:
+            size = next(s for s in (GIGAPAGE, SUPERPAGE, 1) if s <= min(largest, remaining) and s not in missing)
+            pool, takes = pools[0], _next_takes(pools[0], size, remaining, affinity, last, node, exact)
+            if not takes:  # no node has the extent above the width: the second pass, zones included
+                pool, takes = pools[1], _next_takes(pools[1], size, remaining, affinity, last, node, exact)
+            if not takes:
+                if size > 1:
+                    # no node has a whole extent of that size (an exact node: that node, either pass):
+                    # libxc asks the next size down, with the same flags (an exact node's zone then too)
+                    missing.add(size)
+                    continue
+                break
+            for n, taken in takes:
+                pool[n] -= taken
+                got[n] = got.get(n, 0) + taken
+                remaining -= taken
+            last = takes[-1][0]
+        if remaining > 0:
             break
-        for n, count in takes:
-            pool[n] -= count
-            got[n] = got.get(n, 0) + count
-            remaining -= count
-        last = takes[-1][0]
+    remaining = pages - sum(got.values())
     if remaining > 0:
         where = f"node {node}" if node is not None and exact else "the host"
         raise NoCapacity(f"not enough free memory on {where} for {pages} pages "

@@ -137,7 +137,8 @@ class Heap:
         return host, per_node
 
     def allocate(self, d: Domain, pages: int, node: Optional[int] = None, exact: bool = False) -> Dict[int, int]:
-        """Populate ``pages`` of ``d``'s memory as Xen's allocator would (the DMA zone last)."""
+        """Populate ``pages`` of ``d``'s memory as libxc asks it and Xen's allocator gives it (the DMA
+        zone last)."""
         if d.tot_pages + pages > d.max_pages:
             raise HypervisorError(errno.ENOMEM, f"domain {d.domid} would exceed its maximum memory")
         host_claims, node_claims = self._claimed_by_others(d)
@@ -147,11 +148,12 @@ class Heap:
             raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
                              "after other domains' claims", ("memory", str(pages)))
         affinity = list(iter_bits(self.effective_node_affinity(d)))
-        extent = allocator.SUPERPAGE  # libxc populates 2 MiB extents first for every type (meminit_pv too)
+        # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH); more pages later: 2 MiB first
+        segments = allocator.build_extents(pages, d.type) if d.tot_pages == 0 else [(pages, allocator.SUPERPAGE)]
         zone = self.zone_budget(budget)
         zone_before = list(zone)
-        got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node, extent,
-                                                      node, exact, zone)
+        got, d.last_alloc_node = allocator.distribute_build(segments, budget, affinity, d.last_alloc_node,
+                                                            node, exact, zone)
         for n, p in got.items():
             self.charge(d, n, p, zone_before[n] - zone[n])
             if n in d.node_claims:
