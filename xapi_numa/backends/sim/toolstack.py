@@ -41,9 +41,11 @@ then populates memory from them, whatever the hard affinity says) and every
 vCPU's soft affinity to all CPUs of those nodes; a given hard mask is applied
 after, leaving soft alone.  With no candidate nothing changes.
 
-Not modelled: the paging pool Xen allocates before placement (striped over
-every node, it lowers each node's free memory by about the same amount),
-cpupools, stub domains and video RAM.
+Not modelled: the paging pool of an HVM/PVH guest (libxl 4.17 sets it after
+placement and the node affinity, in ``libxl__build_pre`` through
+``libxl__arch_domain_create``: Xen takes it page by page round the chosen
+nodes before the guest's RAM, and it moves ``last_alloc_node``), cpupools,
+stub domains and video RAM.
 """
 
 from itertools import combinations
