@@ -29,6 +29,7 @@ import json
 from typing import Dict, List, Optional, Tuple
 
 from xapi_numa.backends import xapi
+from xapi_numa.backends.rpc_transport import deadline
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
@@ -67,6 +68,9 @@ def host_query(session, host: str, fn: str, args: Dict[str, str]):
     return host_call(session, host, fn, args, xapi.QUERY_TIMEOUT)
 
 
+NAME_WAIT = 5.0  # seconds, at least, for the master to name a host whose plugin did not answer
+
+
 def host_call(session, host: str, fn: str, args: Dict[str, str], seconds: float):
     """:func:`plugin_result` that waits ``seconds`` for the host's answer.
 
@@ -77,7 +81,10 @@ def host_call(session, host: str, fn: str, args: Dict[str, str], seconds: float)
     try:
         return json.loads(xapi.call_plugin(session, host, fn, args, timeout=seconds))
     except xapi.XapiTimeout:
-        name = xapi.call(session.xenapi.host.get_name_label, host)  # read by the master alone
+        # as long as the call had (a start near its deadline must not wait CALL_TIMEOUT for it), but
+        # NAME_WAIT at least: a master slow for an instant is not taken for a wedged one
+        with deadline(session, max(seconds, NAME_WAIT)):
+            name = xapi.call(session.xenapi.host.get_name_label, host)  # read by the master alone
     raise xapi.XapiError([HOST_TIMEOUT, "host {} did not answer {} within {:g} s (the pool master did)".format(
         shown(name), fn, seconds)])
 
