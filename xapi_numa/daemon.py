@@ -16,13 +16,13 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from xapi_numa.backends.open import backend_spec, flag_refusal, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.errors import NumaError, StateError
-from xapi_numa.ops import instance_lock, observe, page_scans, runtime
+from xapi_numa.ops import cycle_pace, instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
@@ -191,10 +191,11 @@ def hand_back(rt: runtime.Runtime) -> bool:
     return restored and not left
 
 
-def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> None:
-    failures = FailureLog()
+def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict,
+             clock: Callable[[], float] = time.monotonic) -> None:
+    failures, overruns = FailureLog(), cycle_pace.Overruns(LOG, period)
     while not stop["now"]:
-        started = time.monotonic()
+        started = clock()
         if stop.pop("hup", False):
             log_event(LOG, logging.INFO, "SIGHUP: nothing to reload (no configuration file); still running, "
                                          "stop with SIGTERM")
@@ -211,8 +212,11 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict) -> Non
             raise rt.db.refused
         if cycles and rt.cycles >= cycles:
             break
+        took = clock() - started
+        overruns.cycle(took, started + took)
         # sleep in small steps so that SIGTERM ends us promptly
-        while not stop["now"] and time.monotonic() - started < period:
+        rest_until = started + took + cycle_pace.rest_after(took, period)
+        while not stop["now"] and clock() < rest_until:
             time.sleep(min(0.05, period))
 
 
