@@ -19,6 +19,7 @@ EARLIER_BOOT = "pinned in an earlier boot of the host: its domain went with it"
 
 def of_this_boot(pins: Sequence[Pin], boot: str) -> Tuple[List[Pin], List[RestorePin]]:
     """(the pins made in boot ``boot``, or not known to be of another; the others, forgotten)."""
-    other = [p for p in pins if p.boot and boot and p.boot != boot]  # type: ignore[attr-defined]
-    return [p for p in pins if p not in other], [RestorePin(None, p.uuid, p.vcpu, None, EARLIER_BOOT)  # type: ignore
-                                                 for p in other]
+    def earlier(p: Pin) -> bool:
+        return bool(p.boot and boot and p.boot != boot)  # type: ignore[attr-defined]
+    return [p for p in pins if not earlier(p)], [RestorePin(None, p.uuid, p.vcpu, None, EARLIER_BOOT)  # type: ignore
+                                                 for p in pins if earlier(p)]

@@ -30,6 +30,7 @@ class MemoryFollowing:
         self.followed: Dict[str, Tuple[int, int]] = {}  # uuid -> (home it follows, pages moved so far)
         self.homed_fixed: Dict[str, int] = {}  # uuid -> the home we gave a VM whose memory stays where it is
         self._starved: Dict[str, float] = {}  # uuid -> since when its target has had no room for its memory
+        self._refused: Set[str] = set()  # VMs whose last step was refused (none started since)
         self._period: Tuple[Optional[int], Optional[Dict[int, int]]] = (None, None)  # chunk, room left
         self._resumed = False  # followed rebuilt from the home-move log (once, after a start)
         self._domid: Dict[str, int] = {}  # uuid -> the domain the entries are about (a reboot is a new one)
@@ -57,6 +58,7 @@ class MemoryFollowing:
             return []
         self.followed[vm.uuid] = (to, 0)
         self._starved.pop(vm.uuid, None)
+        self._refused.discard(vm.uuid)
         return self._step(attrs.evolve(vm, home=to), 0)
 
     def first_steps(self, candidates) -> List[object]:
@@ -77,9 +79,14 @@ class MemoryFollowing:
             for uuid in uuids & set(table):
                 del table[uuid]
 
-    def refused(self, uuid: str, now: float) -> None:
-        """A step was not made (refused): following ends if none is made for a hold-down."""
+    def refused(self, uuid: str, now: float) -> bool:
+        """A step was not made (refused): following ends if none is made for a hold-down.  True
+        if it is the first refused since the VM's last step was started (or its following
+        began): the one a log says, not each period's until the hold-down ends it."""
         self._starved.setdefault(uuid, now)
+        first = uuid not in self._refused
+        self._refused = {u for u in self._refused if u in self.followed} | {uuid}  # (followings ended: forgotten)
+        return first
 
     def steps(self, vms: List[rebalance.VmLoad], excluded: Set[int], now: float) -> List[object]:
         """Memory follows the homes we moved, until enough of it is local, or a step brought
@@ -155,6 +162,7 @@ class MemoryFollowing:
             done = self.followed[uuid][1]
             self.followed[uuid] = (to, done + pages)
             self._starved.pop(uuid, None)
+            self._refused.discard(uuid)
             if uuid in self._domid:
                 self.homes.followed(uuid, self._domid[uuid], pages)
 

@@ -100,7 +100,6 @@ class Runtime:
                                      move_blockers=hv.move_blockers, boot=self.boot)
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
-        self.follow_refused: Set[str] = set()  # VMs whose last memory-follow step was refused (said once)
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db, logger)
         self.moves = MoveJournal(db)
@@ -272,20 +271,16 @@ class Runtime:
         for o in outcomes:
             if not isinstance(o.action, MoveMemory):
                 continue
-            # a step that was not started would otherwise leave no trace: say why (a follow step
-            # refused again, tried every period until a hold-down, is not said again meanwhile)
-            if o.status == DONE or o.action.uuid not in self.follow_refused:
+            said = True
+            if o.status == DONE and o.action.vnode is None:
+                self.rebalancer.following.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
+                self.readings.account_move(o.action)
+            elif o.action.vnode is None:  # (refused again, each period until a hold-down: said once)
+                said = self.rebalancer.following.refused(o.action.uuid, snap.time)
+            if said:  # a step that was not started would otherwise leave no trace: say why
                 log_event(self.logger, logging.INFO if o.status == DONE else logging.WARNING, "memory move",
                           domid=o.action.domid, to=o.action.to, pages=o.action.max_pages, vnode=o.action.vnode,
                           status=o.status, detail=o.detail, reason=o.action.reason)
-            if o.status == DONE and o.action.vnode is None:
-                self.follow_refused.discard(o.action.uuid)
-                self.rebalancer.following.moved(o.action.uuid, o.action.to, o.action.max_pages or 0)
-                self.readings.account_move(o.action)
-            elif o.action.vnode is None:
-                self.follow_refused.add(o.action.uuid)
-                self.rebalancer.following.refused(o.action.uuid, snap.time)
-        self.follow_refused &= set(self.rebalancer.following.followed)  # its following ended: the next is said
         homes = [o for o in outcomes if isinstance(o.action, SetNodeAffinity)]
         if homes:
             log_event(self.logger, logging.INFO, "home moved", vms=[o.action.uuid for o in homes],
