@@ -115,7 +115,7 @@ def test_the_overlap_is_the_less_of_claim_and_row_and_leaves_our_claims_alone():
     def dom(uuid, domid, claimed):
         return DomainInfo(domid, uuid, uuid, 1, 0, 8 * G, True, claimed=claimed)
     domains = {"a": dom("a", 1, 3 * G), "b": dom("b", 2, 5 * G), "c": dom("c", 3, G), "d": dom("d", 4, G)}
-    assert reservation.claims_overlap(rows, domains) == 3 * G + 2 * G
+    assert reservation.claims_overlap(rows, domains).host_wide == 3 * G + 2 * G
     shrunk = [ShrinkReservation("b", {1: G // 2}, "pages landed")]
-    assert reservation.claims_overlap(rows, domains, shrunk) == 3 * G + G // 2
-    assert reservation.claims_overlap(rows, domains, now=100.0) == 0  # (leases over: no row)
+    assert reservation.claims_overlap(rows, domains, shrunk).host_wide == 3 * G + G // 2
+    assert reservation.claims_overlap(rows, domains, now=100.0) == reservation.NO_OVERLAP  # (leases over: no row)

@@ -7,7 +7,7 @@ says ``pages`` (4 KiB pages, as Xen counts); CPU and node sets are frozensets
 of ids.
 """
 import re
-from typing import FrozenSet, Iterable, Tuple
+from typing import FrozenSet, Iterable, Optional, Tuple
 
 import attrs
 
@@ -57,6 +57,9 @@ class DomainInfo:
     claimed: int = 0  # bytes still outstanding on this domain's claim
     cpupool: int = 0  # its vCPUs run only on this CPU pool's pCPUs
     shutdown: bool = False  # shut down (a poweroff, a crash being handled), not yet destroyed: its vCPUs never run again
+    # the node its claim is on, where the hypervisor says (None: no claim, a host-wide one, or a node claim
+    # not read back per node: the Xen adapter's on XenServer's patched Xen)
+    claim_node: Optional[int] = None
 
 
 @attrs.frozen

@@ -213,25 +213,52 @@ def outstanding(reservations: Iterable[Reservation], actions: Sequence[object] =
     return totals
 
 
+@attrs.frozen
+class ClaimOverlap:
+    """Bytes the reservations hold that their domains' own claims hold back too (a toolstack's,
+    for the VM a row is for), to be counted once: ``host_wide``, of claims on no node (or
+    whose node is not read), which the host's total counts; ``nodes``, of claims seen on a
+    node, per node, which that node's claimed memory counts."""
+
+    host_wide: int = 0
+    nodes: Mapping[int, int] = attrs.field(factory=dict)
+
+
+NO_OVERLAP = ClaimOverlap()
+
+
 def claims_overlap(reservations: Iterable[Reservation], domains: Mapping[str, DomainInfo],
-                   actions: Sequence[object] = (), now: Optional[float] = None) -> int:
-    """Bytes of the reservations (as after ``actions``) that their domains' own claims hold
+                   actions: Sequence[object] = (), now: Optional[float] = None,
+                   on_nodes: bool = False) -> ClaimOverlap:
+    """What the reservations (as after ``actions``) hold that their domains' own claims hold
     back too: a toolstack claims its domain's guest pages (xenopsd's NUMA step, libxl's
-    meminit) while the row, not marked claimed, still holds what is to come.  Where that
-    claim is host-wide (stock Xen's, and how the Xen adapter reads every claim not ours),
-    Xen takes it off the host's total (``outstanding_pages``) but off no node's free
-    memory: the row alone keeps its nodes' pages, but the host's total counted those pages
-    twice, once as the claim and once as the row, and is to count them once (the more of
-    the two).  ``domains`` by UUID: a reserved VM with no domain there has no claim.  A row
-    whose claim is ours (marked claimed: it keeps only what the claim cannot hold; or whose
-    claim call was made) is not counted: that claim may be on a node."""
+    meminit) while the row, not marked claimed, still holds what is to come.  The claim is
+    told from ours by the row: a row whose claim is ours (marked claimed: it keeps only what
+    the claim cannot hold; or whose claim call was made) is not counted.  The domain's
+    handle is the row's VM (``domains`` by UUID: a reserved VM with no domain there has no
+    claim), and Xen keeps one claim per domain, so any claim it has is the toolstack's for
+    that very build.
+
+    Where the hypervisor says which node the claim is on (``on_nodes``, and the domain's
+    ``claim_node``), Xen takes it off that node's free memory as the row does: the node is
+    to count the two once, the more of them, so the overlap is the less of the claim and
+    what the row holds on that node (a row striped over more nodes keeps the rest).  A claim
+    on no node (stock Xen's), or one whose node is not read (the Xen adapter on XenServer's
+    patched Xen), Xen takes off the host's total (``outstanding_pages``) but off no node's
+    free memory: the row alone keeps its nodes' pages, and the host's total is to count the
+    less of the claim and the row's whole once."""
     rows = [r for r in reservations if not (r.claimed or r.claim_ours)]
-    overlap = 0
+    host_wide = 0
+    nodes: Dict[int, int] = {}
     for vm, held in _held_after(rows, actions, now):
         d = domains.get(vm)
-        if d is not None and d.claimed > 0:
-            overlap += min(d.claimed, sum(held.values()))
-    return overlap
+        if d is None or d.claimed <= 0:
+            continue
+        if on_nodes and d.claim_node is not None:
+            nodes[d.claim_node] = nodes.get(d.claim_node, 0) + min(d.claimed, held.get(d.claim_node, 0))
+        else:
+            host_wide += min(d.claimed, sum(held.values()))
+    return ClaimOverlap(host_wide, {node: nbytes for node, nbytes in nodes.items() if nbytes})
 
 
 def _held_after(reservations: Iterable[Reservation], actions: Sequence[object],

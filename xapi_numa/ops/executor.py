@@ -30,6 +30,7 @@ import attrs
 from xapi_numa.core import actions as act
 from xapi_numa.core.backend_affinity import IRQ, THREAD, Owned
 from xapi_numa.core.homing import PinRecord
+from xapi_numa.core.reservation import ClaimOverlap
 from xapi_numa.errors import HypervisorError, NumaError
 from xapi_numa.ops import observe
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -191,10 +192,11 @@ class Executor:
     # --- reservations and claims ----------------------------------------------------------------------
     def _Reserve(self, a: act.Reserve) -> Outcome:
         # read once inside the ledger's transaction: the node claims we made, and what the other
-        # rows hold that their domains' host-wide claims hold too (counted once in the host's total)
-        seen: List[Tuple[Dict[int, int], int]] = []
+        # rows hold that their domains' own claims hold too (counted once: on the claim's node, or in
+        # the host's total)
+        seen: List[Tuple[Dict[int, int], ClaimOverlap]] = []
 
-        def claims() -> Tuple[Dict[int, int], int]:
+        def claims() -> Tuple[Dict[int, int], ClaimOverlap]:
             if not seen:
                 seen.append((observe.known_node_claims(self.hv, self.ledger),
                              observe.claims_overlap(self.hv, self.ledger, exclude=a.vm)))

@@ -103,35 +103,45 @@ def claims_overlap(hv: Hypervisor, ledger: Optional[Ledger],
                    reservations: Optional[Sequence[reservation.Reservation]] = None,
                    domains: Optional[Mapping[str, DomainInfo]] = None, actions: Sequence[object] = (),
                    now: Optional[float] = None, exclude: Optional[str] = None,
-                   caps: Optional[Capabilities] = None) -> int:
-    """Bytes the ledger's reservations (``reservations``, as after ``actions``; all of
-    ``ledger``'s by default) hold that their domains' own host-wide claims hold back too
-    (:func:`xapi_numa.core.reservation.claims_overlap`): what the host's total is to count
-    once, not as both.  ``domains``: theirs by UUID, if read already; ``exclude``: a VM whose
-    row is not counted (placed again: the caller leaves its row out).  Nothing where the
-    hypervisor reads claims per node: a toolstack's claim may be on a node there, counted on it.
-    ``caps``: the hypervisor's capabilities, read already (else read here)."""
-    caps = hv.capabilities() if caps is None else caps
-    if ledger is None or (caps.node_claims and caps.node_claims_read):
-        return 0
+                   caps: Optional[Capabilities] = None) -> reservation.ClaimOverlap:
+    """What the ledger's reservations (``reservations``, as after ``actions``; all of
+    ``ledger``'s by default) hold that their domains' own claims hold back too
+    (:func:`xapi_numa.core.reservation.claims_overlap`): to count once, not as both, on the
+    claim's node where the hypervisor reads claims per node, else in the host's total.
+    ``domains``: theirs by UUID, if read already; ``exclude``: a VM whose row is not counted
+    (placed again: the caller leaves its row out).  ``caps``: the hypervisor's capabilities,
+    read already (else read here)."""
+    if ledger is None:
+        return reservation.NO_OVERLAP
     rows = [r for r in (ledger.reservations() if reservations is None else reservations)
             if not (r.claimed or r.claim_ours) and r.vm != exclude]
     if not rows:
-        return 0
+        return reservation.NO_OVERLAP
+    caps = hv.capabilities() if caps is None else caps
     domains = reserved_domains(hv, rows) if domains is None else domains
-    return reservation.claims_overlap(rows, domains, actions, now)
+    return reservation.claims_overlap(rows, domains, actions, now, on_nodes=caps.node_claims_read)
 
 
 def claimable_total(hv: Hypervisor, memory: Optional[Sequence[NodeMemory]] = None,
-                    known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> int:
+                    known: Optional[Mapping[int, int]] = None,
+                    overlap: reservation.ClaimOverlap = reservation.NO_OVERLAP) -> int:
     """Bytes the whole host can give new allocations, after every claim: those on nodes,
     and host-wide ones (stock Xen's, and the fallback where per-node ones are missing),
     which are on no node but which Xen keeps from every allocation.  ``known``: node
     claims the hypervisor does not place on their nodes (:func:`known_node_claims`);
-    ``overlap``: bytes of host-wide claims that reservations hold too (:func:`claims_overlap`),
+    ``overlap``: what claims hold that reservations hold too (:func:`claims_overlap`),
     left to the reservations, which the caller takes off."""
     memory = on_their_nodes(hv.node_memory() if memory is None else memory, known)
-    return max(0, sum(m.claimable for m in memory) - max(0, host_wide_claims(hv, memory) - overlap))
+    host_wide = max(0, host_wide_claims(hv, memory) - overlap.host_wide)
+    return max(0, sum(m.claimable for m in counted_once(memory, overlap)) - host_wide)
+
+
+def counted_once(memory: Sequence[NodeMemory], overlap: reservation.ClaimOverlap) -> List[NodeMemory]:
+    """``memory`` with what the reservations hold of each node's claims left to them (the
+    node claims of ``overlap``: the rows are taken off by the caller)."""
+    if not overlap.nodes:
+        return list(memory)
+    return [attrs.evolve(m, claimed=max(0, m.claimed - overlap.nodes.get(m.node, 0))) for m in memory]
 
 
 def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
@@ -140,7 +150,8 @@ def host_wide_claims(hv: Hypervisor, memory: Sequence[NodeMemory]) -> int:
 
 
 def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma: bool = True,
-              known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> Dict[int, int]:
+              known: Optional[Mapping[int, int]] = None,
+              overlap: reservation.ClaimOverlap = reservation.NO_OVERLAP) -> Dict[int, int]:
     """Bytes each node can give a new allocation: free less the claims on it and less
     what ``reserved`` (bytes per node) holds there, and never more than the whole host
     has left after all of them (:func:`claimable_total`, which bounds their sum too).
@@ -152,14 +163,15 @@ def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma:
 
 def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
                     known: Optional[Mapping[int, int]] = None,
-                    overlap: int = 0) -> Tuple[Dict[int, int], Dict[int, int]]:
+                    overlap: reservation.ClaimOverlap = reservation.NO_OVERLAP
+                    ) -> Tuple[Dict[int, int], Dict[int, int]]:
     """:func:`claimable` with and without the DMA zones, from one read of node memory."""
     reserved = reserved or {}
     memory = on_their_nodes(hv.node_memory(), known)
     overall = claimable_total(hv, memory, overlap=overlap) - sum(reserved.values())
     with_dma: Dict[int, int] = {}
     room: Dict[int, int] = {}
-    for m in memory:
+    for m in counted_once(memory, overlap):
         held = reserved.get(m.node, 0)
         with_dma[m.node] = max(0, min(m.claimable - held, overall))
         room[m.node] = max(0, min(m.room - held, overall))

@@ -8,6 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from xapi_numa.core import locality
 from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.reservation import NO_OVERLAP, ClaimOverlap
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import observe
@@ -15,12 +16,12 @@ from xapi_numa.ports.hypervisor import Hypervisor
 
 
 def topology_report(hv: Hypervisor, reserved: Mapping[int, int], known: Optional[Mapping[int, int]] = None,
-                    overlap: int = 0) -> dict:
+                    overlap: ClaimOverlap = NO_OVERLAP) -> dict:
     """Nodes, distances and CPUs, and what this Xen offers: its scheduler and the
     features the host's paths depend on (per-node claims, the node-page query).
     ``reserved``: the ledger's outstanding bytes per node, left out of what is claimable;
     ``known``: node claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
-    ``overlap``: bytes of ``reserved`` host-wide claims hold too (:func:`observe.claims_overlap`)."""
+    ``overlap``: what of ``reserved`` claims hold too (:func:`observe.claims_overlap`)."""
     topo = hv.topology()
     listed = observe.on_their_nodes(hv.node_memory(), known)
     memory = {m.node: m for m in listed}

@@ -19,7 +19,7 @@ from xapi_numa.core.actions import Reserve
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
-from xapi_numa.core.reservation import Reservation
+from xapi_numa.core.reservation import NO_OVERLAP, ClaimOverlap, Reservation
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NoCapacity, NumaError, RoomReserved
@@ -41,14 +41,14 @@ BUILDS_POLL = 0.25
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
                tally: Optional[HomeTally] = None, uuids: Optional[LiveDomains] = None,
-               known: Optional[Mapping[int, int]] = None, overlap: int = 0) -> NodeLoads:
+               known: Optional[Mapping[int, int]] = None, overlap: ClaimOverlap = NO_OVERLAP) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
     counts (:mod:`xapi_numa.state.home_tally`), used while fresh for the domains it
     names; ``uuids``: the live domains (domid -> UUID), read just now; ``known``: node
     claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
-    ``overlap``: bytes of ``reserved`` that host-wide claims hold too (:func:`observe.claims_overlap`)."""
+    ``overlap``: what of ``reserved`` claims hold too (:func:`observe.claims_overlap`)."""
     topology = topology or hv.topology()
     live = hv.domain_uuids() if uuids is None else uuids
     skip = (0, leave_out)
@@ -155,7 +155,8 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     after it stops, when both are back)."""
     planner = planner or Planner(hv.topology())
     caps = hv.capabilities()
-    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps) if ledger is not None else ({}, 0)
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps) if ledger is not None \
+        else ({}, NO_OVERLAP)
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger),
                        known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
     own = hv.node_pages(domid)

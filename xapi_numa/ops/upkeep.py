@@ -63,11 +63,11 @@ def release_asked(hv: Hypervisor, ledger: Ledger, vm: str) -> bool:
 
 def held_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] = None,
                          uuids: Optional[LiveDomains] = None,
-                         caps: Optional[Capabilities] = None) -> Tuple[Dict[int, int], int]:
+                         caps: Optional[Capabilities] = None) -> Tuple[Dict[int, int], reservation.ClaimOverlap]:
     """Reserved bytes per node as a reconcile would leave them, changing nothing (what a
-    dry run counts), without ``exclude``'s own reservation; and the bytes of them that the
-    reserved domains' own host-wide claims hold back too (:func:`observe.claims_overlap`):
-    what the host's total is to count once.  ``uuids``: the live domains, read just now
+    dry run counts), without ``exclude``'s own reservation; and what of them the reserved
+    domains' own claims hold back too (:func:`observe.claims_overlap`): what the claims' nodes,
+    or the host's total, are to count once.  ``uuids``: the live domains, read just now
     (domid -> UUID); ``caps``: the hypervisor's capabilities, read already (else read here,
     once)."""
     live = hv.domain_uuids() if uuids is None else uuids

@@ -19,6 +19,7 @@ from xapi_numa.backends import xapi
 from xapi_numa.core import vnuma
 from xapi_numa.core.ocaml_int import ocaml_int
 from xapi_numa.core.policy import Policy
+from xapi_numa.core.reservation import NO_OVERLAP
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument, field_names
 from xapi_numa.ops import observe, upkeep
@@ -80,8 +81,8 @@ def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger]
     ``ledger`` (``vm``'s own reservation aside: placed again, it replaces it); a built or
     running domain ``domid`` counts its own memory as free (the plan lays out memory it
     already has)."""
-    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm) if ledger is not None else (None, 0)
-    # a host-wide claim bounds every node (what a row holds too counted once); node claims the
+    reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm) if ledger is not None else (None, NO_OVERLAP)
+    # a host-wide claim bounds every node (what a row holds of a claim counted once); node claims the
     # hypervisor reports host-wide are put on their nodes
     free = observe.claimable(hv, reserved, known=observe.known_node_claims(hv, ledger), overlap=overlap)
     if domid is not None:

@@ -359,4 +359,5 @@ def _not_self(domid: int) -> None:
 
 def _info(d) -> DomainInfo:
     return DomainInfo(d.domid, d.name, d.uuid, len(d.vcpus), d.tot_pages << PAGE_SHIFT, d.max_pages << PAGE_SHIFT,
-                      d.pause_count > 0, d.type, (d.claim + sum(d.node_claims.values())) << PAGE_SHIFT)
+                      d.pause_count > 0, d.type, (d.claim + sum(d.node_claims.values())) << PAGE_SHIFT,
+                      claim_node=next(iter(d.node_claims), None))  # (one claim per domain: on one node at most)
