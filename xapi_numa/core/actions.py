@@ -87,11 +87,13 @@ class ReleaseReservation:
 
 @attrs.frozen
 class ShrinkReservation:
-    """What is still outstanding per node, as the VM's pages land."""
+    """What is still outstanding per node, as the VM's pages land; ``created``: of that very
+    reservation (None: whichever the VM has)."""
 
     vm: str
     outstanding: Mapping[int, int]
     reason: str = ""
+    created: Optional[float] = None
 
 
 @attrs.frozen

@@ -104,7 +104,7 @@ def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, Do
             # page and fails the build if refused, so ours waits for the build to begin and then
             # finds its claim, taken as the build's; and a domain whose maximum is not set yet:
             # Xen has it 0 until the toolstack sets it, and no claim fits under it)
-            out.append(ShrinkReservation(r.vm, guest_to_come(to_come, d, r.initial), "pages landed"))
+            out.append(ShrinkReservation(r.vm, guest_to_come(to_come, d, r.initial), "pages landed", r.created))
         out += renewed(r, d, now)  # (after the claim: a refused one leaves the row unclaimed, its lease kept)
     return out
 

@@ -212,8 +212,8 @@ class Executor:
         return Outcome(a, DONE if had else GONE, a.reason)
 
     def _ShrinkReservation(self, a: act.ShrinkReservation) -> Outcome:
-        self.ledger.shrink(a.vm, a.outstanding)
-        return Outcome(a, DONE, a.reason)
+        shrunk = self.ledger.shrink(a.vm, a.outstanding, a.created)
+        return Outcome(a, DONE if shrunk else GONE, a.reason)
 
     def _RenewLease(self, a: act.RenewLease) -> Outcome:
         renewed = self.ledger.renew(a.vm, a.created, a.expires, a.seen_pages)

@@ -238,12 +238,20 @@ class Ledger:
         with self.db.write() as db:
             return self._expire_in(db, self.clock())
 
-    def shrink(self, vm: str, outstanding: Mapping[int, int]) -> None:
-        """Set what is still outstanding per node (never more than was reserved)."""
+    def shrink(self, vm: str, outstanding: Mapping[int, int], created: Optional[float] = None) -> bool:
+        """Set what is still outstanding per node (never more than was reserved).  With
+        ``created``, only on that very reservation: one placed since by another caller (the
+        VM placed again) is not the one the shrink was planned on.  False if there is none."""
+        query, params = "SELECT 1 FROM reservation WHERE vm = ?", [vm]
+        if created is not None:
+            query, params = query + " AND created = ?", params + [created]
         with self.db.write() as db:
+            if not db.execute(query, params).fetchone():
+                return False
             for node, nbytes in outstanding.items():
                 db.execute("UPDATE reservation_node SET bytes = MIN(initial, ?) WHERE vm = ? AND node = ?",
                            (max(0, int(nbytes)), vm, int(node)))
+        return True
 
     def note_claim_ours(self, vm: str, created: Optional[float] = None, domid: int = -1,
                         node: Optional[int] = None) -> bool:
