@@ -59,7 +59,11 @@ def holder_of(token: str) -> Optional[Holder]:
 def out_of_time(token: str, now: float, ttl: float) -> bool:
     """Is ``token``'s time up at ``now``?  One without a readable time counts as such,
     and so does a time that never comes (nan, inf) or lies further ahead than any
-    caller's (``2 * ttl``: a clock far ahead, or a hand edit): it would hold the VM for good."""
+    caller's (``2 * ttl``: a clock far ahead, or a hand edit): it would hold the VM for good.
+    So a judging clock stepped back (the pool master's, by NTP) never lets a key written
+    before the step hold the VM for the size of the step: at most ``2 * ttl`` from any
+    instant; a live holder's key may then be taken over, which its holder sees at its
+    next check (as one slow past its time does)."""
     _, sep, expires = token.rpartition("/")
     try:
         end = float(expires)
