@@ -73,7 +73,7 @@ def test_every_invalid_configuration_is_refused_with_its_own_error(case, which):
         bad, field = vnuma.GuestSpec(guest.type, guest.vcpus, guest.memory, guest.memory - MiB), "memory_dynamic_min"
     elif which == 2:
         assume(len(pnodes) > 1)
-        bad, field = vnuma.GuestSpec(guest.type, len(pnodes) - 1, guest.memory), "vnodes"
+        bad, field = vnuma.GuestSpec(guest.type, len(pnodes) - 1, guest.memory), "vcpus"
     elif which == 3:
         bad, field = guest, None
         free[pnodes[-1]] = guest.memory // len(pnodes) // 4
@@ -94,7 +94,7 @@ def test_each_refusal_names_its_reason():
     topo = Topology.uniform(2, 2, 4 * GiB)
     cases = [(vnuma.GuestSpec("pv", 2, GiB), "PV guests"),
              (vnuma.GuestSpec("hvm", 2, GiB, GiB // 2), "populate-on-demand"),
-             (vnuma.GuestSpec("hvm", 1, GiB), "only 1 vCPU"),
+             (vnuma.GuestSpec("hvm", 1, GiB), "2 vnodes .*every vnode needs a vCPU"),
              (vnuma.GuestSpec("hvm", 2, GiB, policy=Policy.parse("strict", "1", "fail")), "leaves out"),
              (vnuma.GuestSpec("hvm", 2, 2 * MiB), "below 2 MiB"),
              (vnuma.GuestSpec("kvm", 2, GiB), "unknown guest type")]

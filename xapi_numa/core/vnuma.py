@@ -192,9 +192,9 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
     if k > MAX_VNODES:
         raise InvalidArgument("vnodes", f"{k} vnodes: Xen 4.17 refuses more than {MAX_VNODES} (the distance table "
                                         "must fit one page)", f"at most {MAX_VNODES} vnodes (fewer nodes)")
-    if k > guest.vcpus:
-        raise InvalidArgument("vnodes", f"{k} vnodes but only {guest.vcpus} vCPU(s): every vnode needs a vCPU",
-                              f"at most {guest.vcpus} vnodes (or more vCPUs)")
+    if k > guest.vcpus:  # (named by the guest's vCPUs, which callers name as typed: --vcpus, VCPUs_max)
+        raise InvalidArgument("vcpus", "{}, but the plan has {} vnodes (nodes {}): every vnode needs a vCPU".format(
+            guest.vcpus, k, ",".join(map(str, pnodes))), f"at least {k} (or fewer nodes, at most {guest.vcpus})")
     check_policy(guest.policy, pnodes)
     blocks = split_vcpus(guest.vcpus, k)
     weights = [memory.get(p, 0) for p in pnodes] if memory else []
