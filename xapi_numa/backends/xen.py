@@ -6,17 +6,18 @@ cffi binding (``_libxenuma``) -> this adapter, which turns -errno returns into
 
 Pages per node: XenServer's patched hypercall where built in; otherwise debug key 'u'
 read back from the console ring.  That dump walks every page of every domain under a
-lock, so captures are rate-limited: one per ``dump_interval`` seconds serves all.
+lock, so captures are rate-limited: one per ``dump_interval`` seconds serves all
+(:mod:`xapi_numa.backends.xen_udump`).
 """
 
 import errno
 import os
-import threading
 import time
 from types import SimpleNamespace
 from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from xapi_numa.backends import boot, xen_domains as domain_records, xen_records as records, xen_topology, xen_vnuma
+from xapi_numa.backends.xen_udump import DumpCache
 from xapi_numa.backends.xen_topology import INVALID_U32
 from xapi_numa.backends.xenstore import XenstoreReader
 from xapi_numa.errors import BackendUnavailable, HypervisorError
@@ -82,10 +83,7 @@ class XenHypervisor(Hypervisor):
         self._maps = BitmapReader()
         self._nodemap_bytes = _check(lib.xn_nodemap_bytes(self._h), "reading the node map size")
         self._online: Optional[FrozenSet[int]] = None  # the online CPUs, as the last topology() read them
-        self._dump_interval = dump_interval
-        self._dump_lock = threading.Lock()
-        self._dump_text: Optional[bytes] = None
-        self._dump_time = 0.0
+        self._dumps = DumpCache(self._capture_dump, dump_interval)
         self._names: Dict[int, str] = {}  # domid -> name (xenstore), for domids still alive
         self._xenstore = XenstoreReader()
         self._dma_width: object = _UNREAD
@@ -248,18 +246,11 @@ class XenHypervisor(Hypervisor):
         _check(rc, what)
 
     # --- pages per node ---------------------------------------------------------------
-    def _dump(self, fresh: bool) -> bytes:
-        with self._dump_lock:
-            now = time.monotonic()
-            if fresh or self._dump_text is None or now - self._dump_time >= self._dump_interval:
-                if self._dump_text is not None and now - self._dump_time < self._dump_interval:
-                    time.sleep(self._dump_interval - (now - self._dump_time))
-                buf = ffi.new("char[]", DUMP_BUFFER)
-                length = ffi.new("size_t *", DUMP_BUFFER)
-                _check(lib.xn_udump_capture(self._h, buf, length, 2000), "debug key 'u' dump")
-                self._dump_text = ffi.buffer(buf, length[0])[:]
-                self._dump_time = time.monotonic()
-            return self._dump_text
+    def _capture_dump(self) -> bytes:
+        buf = ffi.new("char[]", DUMP_BUFFER)
+        length = ffi.new("size_t *", DUMP_BUFFER)
+        _check(lib.xn_udump_capture(self._h, buf, length, 2000), "debug key 'u' dump")
+        return ffi.buffer(buf, length[0])[:]
 
     def node_pages(self, domid: int) -> Dict[int, int]:
         nr = len(xen_topology.numainfo(ffi, lib, self._h, _check)[0])
@@ -271,7 +262,7 @@ class XenHypervisor(Hypervisor):
             _check(rc, f"pages per node of domain {domid}")
         total = ffi.new("uint64_t *")
         for attempt in range(3):
-            text = self._dump(fresh=attempt > 0)
+            text = self._dumps.text(fresh=attempt > 0)
             rc = lib.xn_udump_parse(text, len(text), domid, nr, pages, total)
             if rc == 0:
                 return {i: pages[i] for i in range(nr)}
@@ -393,6 +384,7 @@ class XenHypervisor(Hypervisor):
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         xen_vnuma.write(ffi, lib, self._h, domid, plan, ranges)
+        self._dumps.layout_set(domid)
 
     def vnuma(self, domid: int) -> Optional[VnumaLayout]:
-        return xen_vnuma.read(ffi, lib, self._h, domid, self._dump)
+        return xen_vnuma.read(ffi, lib, self._h, domid, self._dumps.for_layout(domid))

@@ -7,12 +7,15 @@ is answered ENOBUFS with the sizes -- the expected answer, which libxl 4.17
 treats as fatal (docs/vnuma.md) -- and the second fills the arrays; EAGAIN or
 another ENOBUFS means the layout was replaced in between, so we size again.
 Xen does not say which pnode backs a vnode through that call; debug key 'u'
-prints it ("  1: pnode   0, vcpus 1"), so the pnodes come from the adapter's
-rate-limited dump, None where the dump does not show them.
+prints it ("  1: pnode   0, vcpus 1" and the vnode's ranges), so the pnodes come
+from the adapter's rate-limited dump (:mod:`xapi_numa.backends.xen_udump`), taken
+only from a dump that shows the very vCPUs and ranges just read: one that shows
+another layout (the domain rebuilt on the same domid, its layout replaced since
+the capture) is taken again, and pnodes no dump agrees on stay None, never a guess.
 """
 import errno
 import re
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_arrays
 from xapi_numa.errors import HypervisorError, InvalidArgument, NumaError
@@ -20,7 +23,10 @@ from xapi_numa.errors import HypervisorError, InvalidArgument, NumaError
 SIZING_TRIES = 4
 _HEADER = b"Memory location of each domain:"
 _DOMAIN = re.compile(rb"(?:Domain |d)(\d+) \(total: \d+\):")
-_VNODE = re.compile(rb"^\s*(\d+): pnode\s+(\d+|\?\?\?),")
+_VNODE = re.compile(rb"^\s*(\d+): pnode\s+(\d+|\?\?\?), vcpus([-\d ]*)$")
+_RANGE = re.compile(rb"^\s*([0-9a-f]{16}) - ([0-9a-f]{16})$")
+# a vnode as the dump and the layout both describe it: its vCPUs and its [start, end) ranges
+Shape = Tuple[FrozenSet[int], Tuple[Tuple[int, int], ...]]
 
 
 def write(ffi, lib, handle, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
@@ -72,22 +78,30 @@ def read(ffi, lib, handle, domid: int, dump: Callable[[bool], bytes]) -> Optiona
         if rc < 0:
             raise HypervisorError(-rc, f"reading the vNUMA layout of domain {domid}")
         k = counts[0][0]
-        return layout_from_arrays([(ranges[i].start, ranges[i].end, ranges[i].vnode) for i in range(counts[1][0])],
-                                  [dist[i] for i in range(k * k)], [v2n[i] for i in range(counts[2][0])],
-                                  _pnodes(dump, domid, k))
+        spans = [(ranges[i].start, ranges[i].end, ranges[i].vnode) for i in range(counts[1][0])]
+        vcpu_vnodes = [v2n[i] for i in range(counts[2][0])]
+        return layout_from_arrays(spans, [dist[i] for i in range(k * k)], vcpu_vnodes,
+                                  _pnodes(dump, domid, _shapes(k, spans, vcpu_vnodes)))
     raise HypervisorError(errno.EAGAIN, f"reading the vNUMA layout of domain {domid} (it kept changing)")
 
 
-def _pnodes(dump: Callable[[bool], bytes], domid: int, nr_vnodes: int) -> List[Optional[int]]:
-    found: Dict[int, Optional[int]] = {}
+def _shapes(nr_vnodes: int, spans: Sequence[Tuple[int, int, int]], vcpu_vnodes: Sequence[int]) -> List[Shape]:
+    """Each vnode's vCPUs and ranges as Xen returned them."""
+    return [(frozenset(c for c, v in enumerate(vcpu_vnodes) if v == i),
+             tuple((start, end) for start, end, v in spans if v == i)) for i in range(nr_vnodes)]
+
+
+def _pnodes(dump: Callable[[bool], bytes], domid: int, shapes: List[Shape]) -> List[Optional[int]]:
+    """The pnodes of the dump that shows this very layout: the adapter's last capture, else
+    a new one (the last showed the domain's earlier layout, or none); None if none shows it."""
     for fresh in (False, True):
         try:
-            found = pnodes_from_dump(dump(fresh), domid)
+            found = vnodes_from_dump(dump(fresh), domid)
         except NumaError:  # no console access: the pnodes stay unknown
             break
-        if len(found) >= nr_vnodes:
-            break
-    return [found.get(i) for i in range(nr_vnodes)]
+        if [shape for _, shape in found] == shapes:
+            return [pnode for pnode, _ in found]
+    return [None] * len(shapes)
 
 
 def _lines(text: bytes) -> List[bytes]:
@@ -106,9 +120,15 @@ def _lines(text: bytes) -> List[bytes]:
 def pnodes_from_dump(text: bytes, domid: int) -> Dict[int, Optional[int]]:
     """vnode -> pnode of ``domid`` from the last debug key 'u' dump in ``text``
     (``???``, Xen's NUMA_NO_NODE, is None); empty if the dump does not show it."""
+    return {i: pnode for i, (pnode, _) in enumerate(vnodes_from_dump(text, domid))}
+
+
+def vnodes_from_dump(text: bytes, domid: int) -> List[Tuple[Optional[int], Shape]]:
+    """(pnode, shape) of each vnode of ``domid``, in vnode order, as the last debug key 'u'
+    dump in ``text`` prints them; empty if it shows none (or vnodes out of order)."""
     lines = _lines(text)
     starts = [i for i, line in enumerate(lines) if line.startswith(_HEADER)]
-    found: Dict[int, Optional[int]] = {}
+    found: List[Tuple[Optional[int], FrozenSet[int], List[Tuple[int, int]]]] = []
     inside = False
     for line in lines[starts[-1] + 1:] if starts else ():
         dom = _DOMAIN.match(line)
@@ -118,6 +138,20 @@ def pnodes_from_dump(text: bytes, domid: int) -> Dict[int, Optional[int]]:
             inside = int(dom.group(1)) == domid
             continue
         vnode = _VNODE.match(line) if inside else None
+        span = _RANGE.match(line) if inside and found else None
         if vnode:
-            found[int(vnode.group(1))] = None if vnode.group(2) == b"???" else int(vnode.group(2))
-    return found
+            if int(vnode.group(1)) != len(found):
+                return []
+            found.append((None if vnode.group(2) == b"???" else int(vnode.group(2)), _vcpus(vnode.group(3)), []))
+        elif span:
+            found[-1][2].append((int(span.group(1), 16), int(span.group(2), 16)))
+    return [(pnode, (vcpus, tuple(spans))) for pnode, vcpus, spans in found]
+
+
+def _vcpus(text: bytes) -> FrozenSet[int]:
+    """Xen's vCPU list of a vnode: "0-3 6 8-9"."""
+    out = set()
+    for part in text.split():
+        first, _, last = part.partition(b"-")
+        out.update(range(int(first), int(last or first) + 1))
+    return frozenset(out)
