@@ -286,7 +286,7 @@ def test_a_digit_reference_is_a_domid_and_a_shared_name_is_refused(host, capsys)
     (["--nodes", "1", "--type", "pvh", "--apply", "--hole-start", "0x200000000"], "--hole-start: '0x200000000' (allowed"),
     (["--nodes", "1", "--type", "pvh", "--apply"], "VM: domain {domid} (g) has already run"),
     (["--nodes", "1", "--apply"], "--type: hvm, but domain g is pvh"),
-    (["--nodes", "1", "--type", "pvh", "--apply", "--memory", "1G"], "--memory: 1G, but domain g has a maximum of 512M"),
+    (["--nodes", "1", "--type", "pvh", "--apply", "--memory", "1G"], "--memory: 1G, but domain g's static max is 512M"),
 ])
 def test_vnuma_refusals_name_the_flag_and_change_nothing(host, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("XAPI_NUMA_BACKEND", f"sim:{host}")

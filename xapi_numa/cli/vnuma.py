@@ -31,7 +31,15 @@ from xapi_numa.state.ledger import Ledger
 # the core's names for what this command's flags set
 FLAGS = dict(common.POLICY_FLAGS, nodes="--policy-nodes", type="--type", memory_dynamic_min="--dynamic-min",
              memory="--memory", vcpus="--vcpus", half="--split")
-MAX_MEMORY_SLACK = 64 << 20
+# What the toolstacks put on top of a vNUMA guest's static max for Xen's maximum, once built.
+# libxl 4.17: xc_domain_setmaxmem(target + LIBXL_MAXMEM_CONSTANT, 1024 KiB) in libxl__build_pre
+# (libxl__arch_extra_memory, x86), the target being the static max (libxl refuses vNUMA with PoD);
+# xenopsd: squeezed's target + xen_max_offset_mib (HVM and PVH: extra_internal_mib, 1 MiB,
+# xapi-idl memory.ml) + the memory-offset it measures once the guest balloons.  Before the first
+# unpause xenopsd leaves the maximum at squeezed's reservation instead (static max + overhead_mib:
+# shadow, per-vCPU), so a domain is checked by the static max its toolstack records
+# (Hypervisor.static_max) and by this slack only where nothing is recorded.
+TOOLSTACK_SLACK = 1 << 20
 HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 
@@ -183,6 +191,23 @@ def cmd_vnuma(args) -> int:
     return 0
 
 
+def _check_static_max(memory: int, d: DomainInfo, static_max: Optional[int]) -> None:
+    """The vnodes hold the guest's static max (video RAM included), exactly: what its toolstack
+    recorded, else Xen's maximum less the toolstacks' slack.  A byte short is RAM in no vnode."""
+    if static_max is not None and memory != static_max:
+        raise InvalidArgument("--memory", "{}, but domain {}'s static max is {} (memory/static-max, as its "
+                                          "toolstack recorded it)".format(format_size(memory), d.name,
+                                                                          format_size(static_max)),
+                              "{} exactly".format(format_size(static_max)))
+    if static_max is None and memory != d.max_memory - TOOLSTACK_SLACK:
+        raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {} in Xen and no static max "
+                                          "recorded (xenstore memory/static-max)".format(
+                                              format_size(memory), d.name, format_size(d.max_memory)),
+                              "{} exactly: its maximum less the {} libxl and xenopsd add (LIBXL_MAXMEM_CONSTANT, "
+                              "xen_max_offset_mib)".format(format_size(d.max_memory - TOOLSTACK_SLACK),
+                                                           format_size(TOOLSTACK_SLACK)))
+
+
 def _hole_start(args) -> int:
     """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type."""
     if args.hole_start is None:
@@ -201,9 +226,9 @@ def _hole_start(args) -> int:
 
 def _video_ram(args) -> int:
     """Bytes of the guest's static max that are video RAM, not guest RAM: --videoram,
-    else xenopsd's default for HVM.  Nothing the hypervisor holds says it: both
-    toolstacks set the maximum to static max plus 1 MiB, and QEMU has populated the
-    video RAM before the domain is unpaused."""
+    else xenopsd's default for HVM.  Nothing the hypervisor holds says it: Xen's maximum
+    is the static max plus the toolstack's slack (:data:`TOOLSTACK_SLACK`), and QEMU
+    has populated the video RAM before the domain is unpaused."""
     if args.type != "hvm":
         if args.videoram:
             raise InvalidArgument("--videoram", "{} MiB, but a {} guest has no emulated VGA and no video RAM".format(
@@ -218,12 +243,7 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
     affinity on its pnode (as libxl does for a ``vnuma=`` guest): "set", or "partly refused"."""
     if d.vcpus != sum(len(v.vcpus) for v in plan.vnodes):
         raise InvalidArgument("--vcpus", f"{args.vcpus}, but domain {d.name} has {d.vcpus}", str(d.vcpus))
-    # Xen's maximum is static max plus slack (xenopsd and libxl: 1 MiB; video RAM is inside static max)
-    memory = sum(v.memory for v in plan.vnodes)
-    if not 0 <= d.max_memory - memory <= MAX_MEMORY_SLACK:
-        raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {}".format(
-            format_size(memory), d.name, format_size(d.max_memory)),
-            "the domain's static-max: its maximum, less at most {}".format(format_size(MAX_MEMORY_SLACK)))
+    _check_static_max(sum(v.memory for v in plan.vnodes), d, hv.static_max(d.domid))
     # the memory below 4 GiB ends where the type's builder ends it: a wrong type, wrong ranges
     if d.type != args.type:
         raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),

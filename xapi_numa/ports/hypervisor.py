@@ -160,6 +160,12 @@ class Hypervisor(abc.ABC):
         default (a backend whose records are never half written)."""
         return []
 
+    def static_max(self, domid: int) -> Optional[int]:
+        """Bytes of the guest's static max as the toolstack that built the domain recorded it
+        (libxl and xenopsd both write it when the build is done, before the first unpause);
+        None where nothing recorded it (then only Xen's maximum says, with the toolstack's slack)."""
+        return None
+
     @abc.abstractmethod
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         """Give a domain that has not run yet its vNUMA layout (what a domain builder

@@ -331,6 +331,13 @@ class SimHypervisor(Hypervisor):
                 raise HypervisorError(errno.EINVAL, f"setting the vNUMA layout of domain {domid}")
             d.vnuma = layout_of(plan, ranges).to_dict()
 
+    def static_max(self, domid: int) -> Optional[int]:
+        """The simulator builds with no slack: a domain's maximum (the toolstack's, under a page
+        mover's raise) is its static max."""
+        with self.store.snapshot() as host:
+            d = host.domain(domid)
+            return (d.max_raise[0] if d.max_raise else d.max_pages) << PAGE_SHIFT
+
     def vnuma(self, domid: int) -> Optional[VnumaLayout]:
         with self.store.snapshot() as host:
             d = host.domain(domid)
