@@ -51,12 +51,13 @@ class VnumaHost(DumpingHost):
     """Stock Xen with vNUMA: getvnuma and setvnuma on ``layouts``; each capture prints
     ``shown`` (what the dump shows; by default the layouts Xen holds) and is counted."""
 
-    def __init__(self, layouts):
+    def __init__(self, layouts, now):
         super().__init__(b"")
-        self.layouts, self.shown, self.captures = dict(layouts), None, 0
+        self.layouts, self.shown, self.captures, self.now, self.takes = dict(layouts), None, 0, now, 0.0
 
     def xn_udump_capture(self, h, buf, length, timeout_ms):
         self.captures += 1
+        self.now[0] += self.takes  # (the walk of every page takes its time)
         self.dump = dump_of(self.layouts if self.shown is None else self.shown)
         return super().xn_udump_capture(h, buf, length, timeout_ms)
 
@@ -79,7 +80,7 @@ def host(monkeypatch):
     for module in (xen, sys.modules.get("xapi_numa.backends.xen_udump")):  # (wherever the dumps are timed)
         if module is not None:
             monkeypatch.setattr(module, "time", clock)
-    fake = VnumaHost({1: layout([0, 1], vcpus_each=2)})
+    fake = VnumaHost({1: layout([0, 1], vcpus_each=2)}, now)
     monkeypatch.setattr(xen, "lib", fake)
     return xen.XenHypervisor(dump_interval=INTERVAL), fake, now
 
@@ -113,3 +114,12 @@ def test_one_dump_serves_pages_and_a_layout_it_shows(host):
     assert hv.node_pages(1)[0] == 512 << 8
     assert hv.vnuma(1).pnodes == (0, 1) and hv.vnuma(1).pnodes == (0, 1)
     assert fake.captures == 1
+
+
+def test_a_new_dump_waits_the_interval_from_the_end_of_the_last(host):
+    hv, fake, now = host
+    fake.takes = 3.0
+    moved = hv.vnuma(1).with_pnode(0, 1)
+    hv.set_vnuma(1, moved.as_plan(), moved.ranges)
+    assert hv.vnuma(1).pnodes == (1, 1) and fake.captures == 2
+    assert now[0] == 100.0 + 3.0 + INTERVAL + 3.0  # the first dump, the rest after it, the second

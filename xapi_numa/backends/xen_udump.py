@@ -23,7 +23,7 @@ class DumpCache:
         self._interval = interval
         self._lock = threading.Lock()
         self._text: Optional[bytes] = None
-        self._started = 0.0  # when the last capture was begun
+        self._started = self._ended = 0.0  # when the last capture was begun, and when it ended
         self._written: Dict[int, float] = {}  # domid -> when this adapter last set its layout
 
     def text(self, fresh: bool = False, begun_after: Optional[float] = None) -> bytes:
@@ -31,13 +31,13 @@ class DumpCache:
         ``begun_after``), else a new one, taken no sooner than the interval allows."""
         with self._lock:
             now = time.monotonic()
-            young = self._text is not None and now - self._started < self._interval
+            young = self._text is not None and now - self._ended < self._interval  # (the rest is the dump's end)
             if fresh or not young or (begun_after is not None and self._started <= begun_after):
                 if young:
-                    time.sleep(self._interval - (now - self._started))
+                    time.sleep(self._interval - (now - self._ended))
                 started = time.monotonic()
                 self._text = self._capture()
-                self._started = started
+                self._started, self._ended = started, time.monotonic()
                 # a write before this capture is in it: nothing older needs telling apart any more
                 self._written = {d: t for d, t in self._written.items() if t >= started}
             return self._text
