@@ -200,8 +200,9 @@ def _check_static_max(memory: int, d: DomainInfo, static_max: Optional[int]) -> 
                                                                           format_size(static_max)),
                               "{} exactly".format(format_size(static_max)))
     if static_max is None and memory != d.max_memory - TOOLSTACK_SLACK:
+        # (a domain xenopsd has created but not built yet holds squeezed's whole reservation as its maximum)
         raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {} in Xen and no static max "
-                                          "recorded (xenstore memory/static-max)".format(
+                                          "recorded (xenstore memory/static-max: a build not done yet?)".format(
                                               format_size(memory), d.name, format_size(d.max_memory)),
                               "{} exactly: its maximum less the {} libxl and xenopsd add (LIBXL_MAXMEM_CONSTANT, "
                               "xen_max_offset_mib)".format(format_size(d.max_memory - TOOLSTACK_SLACK),
