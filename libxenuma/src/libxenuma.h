@@ -132,7 +132,7 @@ int xn_udump_parse(const char *buf, size_t len, uint32_t domid, unsigned int nr_
 void xn_features(xn_handle *h, struct xn_features *out);
 
 /* --- Page migration between nodes (PVH/HVM guests; stock Xen 4.17) ---------------------
- * What a gfn is, for moving (xn_mig_scan fills one byte per gfn):       */
+ * What a gfn is, for moving (a scan's map holds one byte per gfn):     */
 #define XN_GFN_RAM 0         /* ordinary RAM: may move */
 #define XN_GFN_NOT_RAM 1     /* hole, MMIO, or Xen's own (shared_info, grant frames) */
 #define XN_GFN_MAGIC 2       /* an HVM param's page: xenstore, console, ioreq, rings */
@@ -148,9 +148,9 @@ void xn_features(xn_handle *h, struct xn_features *out);
 int xn_mig_check(xn_handle *h, uint32_t domid);
 /* How many gfns a guest whose memory can be moved (HVM or PVH) can have: Xen 4.17 gives
  * such guests at most 48 bits of physical address (its P2M copes with no more, and it
- * says no more in their CPUID), 2^36 pages of 4 KiB.  Callers size a byte per gfn from
- * xn_mig_max_gfn: a highest gfn at or past this (2^64 - 1 would wrap max_gfn + 1 to 0)
- * is refused with -E2BIG before anyone allocates for it, as is a larger nr to xn_mig_scan. */
+ * says no more in their CPUID), 2^36 pages of 4 KiB.  A highest gfn at or past this (2^64 - 1
+ * would wrap max_gfn + 1 to 0) is refused with -E2BIG before anyone allocates for it, as
+ * is a larger nr to xn_mig_scan. */
 #define XN_MIG_GFN_LIMIT 0x1000000000
 int xn_mig_max_gfn(xn_handle *h, uint32_t domid, uint64_t *max_gfn);
 struct xn_mig_scan_stats {
@@ -162,10 +162,20 @@ struct xn_mig_scan_stats {
  * XN_MIG_PROBE_MAX_MS) pauses the domain that long and also marks frames that
  * changed meanwhile; record_path is then required (else -EINVAL): a batch
  * record kept for that pause, as xn_mig_move's, so a process killed during
- * the probe leaves the domain recoverable by xn_mig_recover. */
+ * the probe leaves the domain recoverable by xn_mig_recover.  Without a probe,
+ * record_path is not used (NULL or anything). */
 #define XN_MIG_PROBE_MAX_MS 60000
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
                 const char *record_path, struct xn_mig_scan_stats *stats);
+/* The same scan of the domain's gfns (0 .. xn_mig_max_gfn, -E2BIG past the bound) into a
+ * map it sizes itself, by what it classifies: the gfns typed (up to the last RAM page) and
+ * the toolstack's magic pages.  The highest gfn a guest's p2m maps (a high MMIO or foreign
+ * mapping) may lie far past its RAM, so a byte per gfn up to it could be gigabytes for a
+ * guest of a few GiB.  0: *cls (malloc'd; xn_mig_map_free frees it) holds *nr classes, and every
+ * gfn from *nr up is XN_GFN_NOT_RAM; -errno: *cls NULL, *nr 0. */
+int xn_mig_scan_map(xn_handle *h, uint32_t domid, uint32_t probe_ms, const char *record_path, uint8_t **cls,
+                    uint64_t *nr, struct xn_mig_scan_stats *stats);
+void xn_mig_map_free(uint8_t *cls);
 /* Pure: what a 4 KiB page looks like (XN_GFN_RAM, _VCPU_INFO or _EVTCHN). */
 int xn_page_layout(const uint8_t *page);
 

@@ -79,7 +79,44 @@ static const uint32_t magic_params[] = {
  */
 #define SPECIAL_SLACK 64
 
-static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *typed)
+/*
+ * The class map a scan fills: cls[0..len) classified, room for cap, grown up to
+ * limit (the guest's gfn count) only as far as the scan reaches: the highest
+ * gfn a guest's p2m maps (a high MMIO or foreign mapping) may lie far past its
+ * RAM, and a byte per gfn up to it was gigabytes of map for a guest of a few
+ * GiB.  A caller's own buffer (xn_mig_scan) comes with cap = limit.
+ */
+struct scan_map {
+    uint8_t *cls;
+    uint64_t len, cap, limit;
+    int growable;
+};
+
+#define MAP_FIRST_ROOM (1u << 20) /* bytes: 4 GiB of gfns, a small guest's whole space */
+
+/* Make cls[0..end) part of the map (end <= limit), what was not yet in it a hole. */
+static int map_reach(struct scan_map *m, uint64_t end)
+{
+    if (end <= m->len)
+        return 0;
+    if (end > m->cap) {
+        uint64_t cap = m->cap < MAP_FIRST_ROOM / 2 ? MAP_FIRST_ROOM : m->cap * 2;
+        uint8_t *grown;
+        if (cap < end)
+            cap = end;
+        if (cap > m->limit)
+            cap = m->limit;
+        if (!m->growable || cap > SIZE_MAX || !(grown = realloc(m->cls, (size_t)cap)))
+            return -ENOMEM;
+        m->cls = grown;
+        m->cap = cap;
+    }
+    memset(m->cls + m->len, XN_GFN_NOT_RAM, end - m->len);
+    m->len = end;
+    return 0;
+}
+
+static int classify_types(xc_interface *xch, uint32_t domid, struct scan_map *m, uint64_t *typed)
 {
     xen_pfn_t arr[XN_TYPE_BATCH];
     uint64_t first, ram = 0;
@@ -89,11 +126,12 @@ static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_
 
     if (rc)
         return rc;
-    memset(cls, XN_GFN_NOT_RAM, nr);
-    for (first = 0; first < nr; first += n) {
-        n = (unsigned int)(nr - first < XN_TYPE_BATCH ? nr - first : XN_TYPE_BATCH);
+    for (first = 0; first < m->limit; first += n) {
+        n = (unsigned int)(m->limit - first < XN_TYPE_BATCH ? m->limit - first : XN_TYPE_BATCH);
         if (ram > 0 && ram + SPECIAL_SLACK >= info.tot_pages)
             break;
+        if ((rc = map_reach(m, first + n)))
+            return rc;
         *typed += n;
         for (i = 0; i < n; i++)
             arr[i] = first + i;
@@ -101,36 +139,42 @@ static int classify_types(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_
             return xn_errno_rc();
         for (i = 0; i < n; i++) {
             int is_ram = (arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_NOTAB;
-            cls[first + i] = is_ram ? XN_GFN_RAM : XN_GFN_NOT_RAM;
+            m->cls[first + i] = is_ram ? XN_GFN_RAM : XN_GFN_NOT_RAM;
             ram += is_ram;
         }
     }
     return 0;
 }
 
-static void mark(uint8_t *cls, uint64_t nr, uint64_t gfn, uint8_t what)
+static void mark(struct scan_map *m, uint64_t gfn, uint8_t what)
 {
-    if (gfn < nr && cls[gfn] == XN_GFN_RAM)
-        cls[gfn] = what;
+    if (gfn < m->len && m->cls[gfn] == XN_GFN_RAM)
+        m->cls[gfn] = what;
 }
 
 /* The HVM params that name frames Xen or the toolstack's daemons map.  Those
  * past the typed range (the special pages below 4 GiB) are populated frames
- * the type scan did not reach: they are named as what they are. */
-static void classify_magic(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t typed)
+ * the type scan did not reach: the map reaches them, named as what they are
+ * (only the toolstack sets these params: the guest cannot stretch the map). */
+static int classify_magic(xc_interface *xch, uint32_t domid, struct scan_map *m, uint64_t typed)
 {
     uint64_t value, base = 0, count = 0, i;
+    int rc;
 
     for (i = 0; i < NR_MAGIC_PARAMS; i++)
-        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value && value < nr) {
-            if (value >= typed)
-                cls[value] = XN_GFN_MAGIC;
-            mark(cls, nr, value, XN_GFN_MAGIC);
+        if (xc_hvm_param_get(xch, domid, magic_params[i], &value) == 0 && value && value < m->limit) {
+            if (value >= typed) {
+                if ((rc = map_reach(m, value + 1)))
+                    return rc;
+                m->cls[value] = XN_GFN_MAGIC;
+            }
+            mark(m, value, XN_GFN_MAGIC);
         }
     if (xc_hvm_param_get(xch, domid, HVM_PARAM_IOREQ_SERVER_PFN, &base) == 0 &&
         xc_hvm_param_get(xch, domid, HVM_PARAM_NR_IOREQ_SERVER_PAGES, &count) == 0 && base)
         for (i = 0; i < count && i < 256; i++)
-            mark(cls, nr, base + i, XN_GFN_MAGIC);
+            mark(m, base + i, XN_GFN_MAGIC);
+    return 0;
 }
 
 /* Nothing Xen can answer: GNTTABOP_get_version's version is 1 or 2, and a
@@ -201,7 +245,7 @@ int xn_granted_now(xc_interface *xch, uint32_t domid, uint64_t **out, size_t *co
 }
 
 /* None of the granted frames moves. */
-static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t *cls, uint64_t *busy_out)
+static int classify_grants(xc_interface *xch, uint32_t domid, struct scan_map *m, uint64_t *busy_out)
 {
     uint64_t *gfns;
     size_t count, busy, i;
@@ -210,7 +254,7 @@ static int classify_grants(xc_interface *xch, uint32_t domid, uint64_t nr, uint8
     if (rc)
         return rc;
     for (i = 0; i < count; i++)
-        mark(cls, nr, gfns[i], XN_GFN_GRANTED);
+        mark(m, gfns[i], XN_GFN_GRANTED);
     free(gfns);
     *busy_out = busy;
     return 0;
@@ -325,31 +369,82 @@ static int probe_changes(xc_interface *xch, uint32_t domid, uint64_t nr, uint8_t
     return rc;
 }
 
+/* The scan proper, into m (its limit the guest's gfn count, checked by the callers). */
+static int scan_into(xn_handle *h, uint32_t domid, struct scan_map *m, uint32_t probe_ms, const char *record_path,
+                     struct xn_mig_scan_stats *stats)
+{
+    xc_interface *xch = xn_xch(h);
+    uint64_t t0 = xn_now_ns(), t1, t2;
+    int rc;
+
+    if ((rc = classify_types(xch, domid, m, &stats->typed)) || (rc = classify_magic(xch, domid, m, stats->typed)))
+        return rc;
+    t1 = xn_now_ns();
+    if ((rc = classify_grants(xch, domid, m, &stats->busy_grants)))
+        return rc;
+    t2 = xn_now_ns();
+    rc = probe_ms ? probe_changes(xch, domid, m->len, m->cls, probe_ms, record_path)
+                  : visit_ram(xch, domid, m->len, m->cls, NULL, 1);
+    stats->types_ns = t1 - t0;
+    stats->grants_ns = t2 - t1;
+    stats->layouts_ns = xn_now_ns() - t2;
+    return rc;
+}
+
+/* What both scans refuse before anything is read: a domain whose memory cannot move, a
+ * probe without a record (a pause nothing could give back after a kill) or weeks long. */
+static int scan_refused(xn_handle *h, uint32_t domid, uint32_t probe_ms, const char *record_path)
+{
+    int rc = xn_mig_check(h, domid);
+
+    if (rc)
+        return rc;
+    if (probe_ms && (!record_path || probe_ms > XN_MIG_PROBE_MAX_MS))
+        return -EINVAL;
+    return 0;
+}
+
 int xn_mig_scan(xn_handle *h, uint32_t domid, uint64_t nr, uint8_t *cls, uint32_t probe_ms,
                 const char *record_path, struct xn_mig_scan_stats *stats)
 {
-    xc_interface *xch = xn_xch(h);
-    int rc = xn_mig_check(h, domid);
-    uint64_t t0 = xn_now_ns(), t1, t2;
+    struct scan_map m = { .cls = cls, .cap = nr, .limit = nr };
+    int rc = scan_refused(h, domid, probe_ms, record_path);
 
     memset(stats, 0, sizeof(*stats));
     if (rc)
         return rc;
     if (nr > XN_MIG_GFN_LIMIT)
         return -E2BIG; /* more gfns than such a guest can have: cls[] cannot be that long */
-    if (probe_ms && (!record_path || probe_ms > XN_MIG_PROBE_MAX_MS))
-        return -EINVAL; /* a pause nothing could give back after a kill, or weeks long */
-    if ((rc = classify_types(xch, domid, nr, cls, &stats->typed)))
-        return rc;
-    classify_magic(xch, domid, nr, cls, stats->typed);
-    t1 = xn_now_ns();
-    if ((rc = classify_grants(xch, domid, nr, cls, &stats->busy_grants)))
-        return rc;
-    t2 = xn_now_ns();
-    rc = probe_ms ? probe_changes(xch, domid, nr, cls, probe_ms, record_path)
-                  : visit_ram(xch, domid, nr, cls, NULL, 1);
-    stats->types_ns = t1 - t0;
-    stats->grants_ns = t2 - t1;
-    stats->layouts_ns = xn_now_ns() - t2;
+    rc = scan_into(h, domid, &m, probe_ms, record_path, stats);
+    if (rc == 0)
+        memset(cls + m.len, XN_GFN_NOT_RAM, nr - m.len); /* the caller asked for all nr */
     return rc;
+}
+
+int xn_mig_scan_map(xn_handle *h, uint32_t domid, uint32_t probe_ms, const char *record_path, uint8_t **cls,
+                    uint64_t *nr, struct xn_mig_scan_stats *stats)
+{
+    struct scan_map m = { .growable = 1 };
+    uint64_t max_gfn = 0;
+    int rc = scan_refused(h, domid, probe_ms, record_path);
+
+    memset(stats, 0, sizeof(*stats));
+    *cls = NULL;
+    *nr = 0;
+    if (rc || (rc = xn_mig_max_gfn(h, domid, &max_gfn)))
+        return rc;
+    m.limit = max_gfn + 1;
+    rc = scan_into(h, domid, &m, probe_ms, record_path, stats);
+    if (rc) {
+        free(m.cls);
+        return rc;
+    }
+    *cls = m.cls;
+    *nr = m.len;
+    return 0;
+}
+
+void xn_mig_map_free(uint8_t *cls)
+{
+    free(cls);
 }

@@ -299,7 +299,10 @@ val movable_check : handle -> domid:int -> unit
     that is gone or dying. *)
 
 val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * scan_stats
-(** One byte per gfn (see {!gfn_class_of_char}).  With [probe_ms] (1 to 60000;
+(** One byte per gfn (see {!gfn_class_of_char}) from 0 as far as the scan
+    classified (the gfns typed, up to the last RAM page, and the toolstack's
+    magic pages); every gfn past them is [Not_ram].  Not sized by the highest
+    gfn, which a high MMIO or foreign mapping may put far past the RAM.  With [probe_ms] (1 to 60000;
     0, the default, for none) the domain is paused that long and the gfns
     that changed meanwhile are marked [Changed].  A probe needs [record]:
     the batch record kept for that pause, so {!recover} gives it back if the

@@ -1100,7 +1100,7 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
     xn_handle *h;
     char *record = NULL;
     struct xn_mig_scan_stats stats;
-    uint64_t max_gfn = 0, nr = 0;
+    uint64_t nr = 0;
     uint8_t *cls = NULL;
     int rc;
 
@@ -1115,14 +1115,10 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
     if (Is_block(record_opt) && !(record = strdup(String_val(Field(record_opt, 0)))))
         raise_error(-ENOMEM, "xn_mig_scan");
     call_begin(handle);
-    rc = xn_mig_max_gfn(h, d, &max_gfn);
-    if (rc == 0) {
-        nr = max_gfn + 1;
-        cls = malloc(nr);
-        rc = cls ? xn_mig_scan(h, d, nr, cls, probe, record, &stats) : -ENOMEM;
-    }
+    /* the map sized by the scan, not by the highest gfn (which may lie far past the RAM) */
+    rc = xn_mig_scan_map(h, d, probe, record, &cls, &nr, &stats);
     call_end(handle);
-    Owned(owner)->p[0] = cls; /* allocated outside the lock: handed over before any allocation */
+    Owned(owner)->p[0] = cls; /* malloc'd outside the lock: handed over before any allocation */
     free(record);
     if (rc < 0) {
         owned_free(owner);

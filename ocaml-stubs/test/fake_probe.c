@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <caml/alloc.h>
@@ -21,6 +22,16 @@
 #include <xenctrl.h>
 
 CAMLextern int caml_convert_signal_number(int); /* OCaml's signal number to the system's */
+
+/* Lower (MiB > 0) or give back (0) the soft limit on address space: a test that no
+ * allocation by the gfn count of a far highest gfn is made, whatever the kernel's overcommit. */
+CAMLprim value fake_limit_address_space(value mib)
+{
+    struct rlimit r;
+    getrlimit(RLIMIT_AS, &r);
+    r.rlim_cur = Int_val(mib) > 0 ? (rlim_t)Int_val(mib) << 20 : r.rlim_max;
+    return Val_bool(setrlimit(RLIMIT_AS, &r) == 0);
+}
 
 CAMLprim value fake_open_handles(value unit)
 {

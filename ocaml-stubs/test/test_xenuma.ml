@@ -22,6 +22,7 @@ external fake_gfn_node : int -> int = "fake_gfn_node"
 external fake_gfn_intact : int -> bool = "fake_gfn_intact"
 
 external fake_pause_count : unit -> int = "fake_pause_count"
+external fake_limit_address_space : int -> bool = "fake_limit_address_space"
 
 external fake_live_mappings : unit -> int = "fake_live_mappings"
 
@@ -590,6 +591,18 @@ let test_move h =
   let classes, _ = Xenuma.scan h ~domid:1 in
   check "scan: the guest's 2048 RAM gfns, its magic pages"
     (ram_count classes = 2048 && Xenuma.gfn_class_of_char (Bytes.get classes 32000) = Xenuma.Magic) ;
+  (* a highest gfn far past the RAM (a high MMIO mapping): the map is as long as the scan
+     classified (to the magic pages), not a byte per gfn to 2^36 (64 GiB, under a 1 GiB limit) *)
+  Unix.putenv "FAKE_XC_MAX_GPFN" "68719476735" ;
+  check "scan: a highest gfn of 2^36 - 1 sizes no map by it"
+    (Fun.protect
+       ~finally:(fun () -> Unix.putenv "FAKE_XC_MAX_GPFN" "" ; ignore (fake_limit_address_space 0))
+       (fun () ->
+         fake_limit_address_space 1024
+         &&
+         match Xenuma.scan h ~domid:1 with
+         | far, _ -> Bytes.length far = 32002 && ram_count far = 2048 && Bytes.equal far (Bytes.sub classes 0 32002)
+         | exception Xenuma.Error _ -> false)) ;
   let gfns = Array.init 100 (fun i -> 100 + i) in
   check "move: the pages start on node 0" (all_on 0 gfns) ;
   let r = Xenuma.move ~record h ~domid:1 ~gfns ~node:1 in

@@ -28,7 +28,8 @@ SKIPPED_PREFIXES = ("#ifndef", "#endif", "#include", "#define LIBXENUMA_H")
 # header) from before them loads and lays out calls right, but the adapter dies reading one
 # (after a recovery has already removed its batch record), so such a pair is refused here.
 REQUIRED_FIELDS = {"struct xn_mig_result": ("granted", "recognised", "max_restored", "max_unknown")}
-REQUIRED_FUNCTIONS = ("xn_mig_move_as",)  # (a move that checks the domain's handle once it holds the domain)
+# (a move that checks the domain's handle once it holds the domain; a scan that sizes its own map)
+REQUIRED_FUNCTIONS = ("xn_mig_move_as", "xn_mig_scan_map", "xn_mig_map_free")
 # A function declaration of libxenuma.h: it starts its line (comments and continuation lines
 # start with '/', '*' or blanks), and its name is the xn_ word before the first '('.
 FUNCTION = re.compile(r"^[A-Za-z_][\w \t*]*?\b(xn_\w+)\s*\(", re.M)

@@ -323,18 +323,16 @@ class XenHypervisor(Hypervisor):
 
     def memory_map(self, domid: int, probe_ms: int = 0) -> MemoryMap:
         self._check_movable(domid)
-        nr = domain_records.max_gfn(ffi, lib, self._h, _check, domid) + 1
-        classes = ffi.new("uint8_t[]", nr)
-        stats = ffi.new("struct xn_mig_scan_stats *")
         # the probe pauses the domain: under a batch record, as a move's pause window
         probe = (records.writable_record_path if probe_ms else records.record_path)(domid, "probe")
-        rc = lib.xn_mig_scan(self._h, domid, nr, classes, probe_ms, probe.encode() if probe_ms else ffi.NULL, stats)
+        rc, classes, stats = domain_records.memory_scan(ffi, lib, self._h, domid, probe_ms,
+                                                        probe.encode() if probe_ms else None)
         if rc < 0 and probe_ms and os.path.exists(probe):
             records.recover(ffi, lib, self._h, domid, probe)  # its unpause failed: the record gives it back
         _check(rc, f"scanning the memory of domain {domid}")
         phases = (("gfns typed", float(stats.typed)), ("types", stats.types_ns / 1e9),
                   ("grants", stats.grants_ns / 1e9), ("layouts", stats.layouts_ns / 1e9))
-        return MemoryMap(ffi.buffer(classes, nr)[:], stats.busy_grants, phases)
+        return MemoryMap(classes, stats.busy_grants, phases)
 
     def move_pages(self, domid: int, gfns: Sequence[int], node: int, verify_chunk: int = 16,
                    allow_fallback: bool = False, fault: Optional[str] = None,

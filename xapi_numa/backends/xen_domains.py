@@ -50,18 +50,24 @@ def one(ffi, lib, handle, check: Check, domid: int) -> Optional[SimpleNamespace]
     return found[0] if found and found[0].domid == domid else None
 
 
-def max_gfn(ffi, lib, handle, check: Check, domid: int) -> int:
-    """The domain's highest gfn, which a memory map sizes its byte per gfn by.  libxenuma
-    refuses (E2BIG) one past what Xen lets an HVM or PVH guest address, so a nonsense answer
-    (2^64 - 1 would wrap the count to 0) never sizes a buffer."""
-    top = ffi.new("uint64_t *")
-    rc = lib.xn_mig_max_gfn(handle, domid, top)
+def memory_scan(ffi, lib, handle, domid: int, probe_ms: int, probe: Optional[bytes]) -> Tuple[int, bytes, object]:
+    """libxenuma's scan of the domain's gfns (xn_mig_scan_map): its -errno or 0, the class of
+    each gfn as far as the scan classified (a byte each; every gfn past them is a hole), and
+    its stats.  The library sizes the map by what it classifies, not by the highest gfn,
+    which a high MMIO or foreign mapping may put far past the guest's RAM.  It refuses
+    (E2BIG) a highest gfn past what Xen lets an HVM or PVH guest address (2^64 - 1 would
+    wrap the count to 0): said here, as nothing was read or paused."""
+    cls, nr, stats = ffi.new("uint8_t **"), ffi.new("uint64_t *"), ffi.new("struct xn_mig_scan_stats *")
+    rc = lib.xn_mig_scan_map(handle, domid, probe_ms, probe if probe is not None else ffi.NULL, cls, nr, stats)
+    try:
+        classes = ffi.buffer(cls[0], nr[0])[:] if nr[0] else b""
+    finally:
+        lib.xn_mig_map_free(cls[0])
     if rc == -errno.E2BIG:
         raise HypervisorError(errno.E2BIG, "the highest gfn libxenctrl gives for domain {} is at or past {:#x}, more "
                               "than Xen lets an HVM or PVH guest address (48 bits): its memory map is not read; "
                               "check that libxenctrl is Xen's own".format(domid, lib.XN_MIG_GFN_LIMIT))
-    check(rc, "highest gfn of domain {}".format(domid))
-    return top[0]
+    return rc, classes, stats
 
 
 def uuids(ffi, lib, handle, check: Check) -> LiveDomains:

@@ -79,9 +79,9 @@ class VcpuInfo:
 class MemoryMap:
     """A guest's memory as seen for moving it between nodes.
 
-    ``classes`` holds one byte per gfn (0 .. max gfn): 0 is ordinary RAM that
-    may move; the other values say why a gfn stays (see
-    :data:`xapi_numa.pagemove.SKIP_REASONS`).
+    ``classes`` holds one byte per gfn from 0 as far as the scan classified (every
+    gfn past it stays: not RAM the scan reached): 0 is ordinary RAM that may move;
+    the other values say why a gfn stays (see :data:`xapi_numa.pagemove.SKIP_REASONS`).
     """
 
     classes: bytes
