@@ -302,12 +302,13 @@ val scan : ?probe_ms:int -> ?record:string -> handle -> domid:int -> Bytes.t * s
 (** One byte per gfn (see {!gfn_class_of_char}) from 0 as far as the scan
     classified (the gfns typed, up to the last RAM page, and the toolstack's
     magic pages); every gfn past them is [Not_ram].  Not sized by the highest
-    gfn, which a high MMIO or foreign mapping may put far past the RAM.  With [probe_ms] (1 to 60000;
-    0, the default, for none) the domain is paused that long and the gfns
+    gfn, which a high MMIO or foreign mapping may put far past the RAM.
+    With [probe_ms] (1 to 60000; 0, the default, for none) the domain is paused that long and the gfns
     that changed meanwhile are marked [Changed].  A probe needs [record]:
     the batch record kept for that pause, so {!recover} gives it back if the
     process dies meanwhile; without one it raises [Error (EINVAL, _)] before
-    any pause.  [record] is unused without a probe.  A highest gfn that
+    any pause.  [record] is unused without a probe (not checked either: a NUL
+    in it is refused only with a probe).  A highest gfn that
     libxenctrl gives at or past 2^36 (more than Xen lets an HVM or PVH guest
     address: 48 bits) raises [Error (E2BIG, _)] before anything is allocated
     for it. *)

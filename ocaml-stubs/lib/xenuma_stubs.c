@@ -1107,12 +1107,13 @@ CAMLprim value stub_xenuma_mig_scan(value handle, value domid, value probe_ms, v
     /* the probe pauses the guest: without a record a kill then would leave it paused, unknown */
     if (probe && !Is_block(record_opt))
         raise_error(-EINVAL, "xn_mig_scan: a probe needs a record");
-    if (Is_block(record_opt))
+    /* only a probe uses the record: without one it is neither checked nor handed on */
+    if (probe)
         path_arg(Field(record_opt, 0), "xn_mig_scan: a record path holding a NUL");
     h = handle_of(&handle);
     owner = owned_new();
     /* record is freed before any allocation: no owner needed */
-    if (Is_block(record_opt) && !(record = strdup(String_val(Field(record_opt, 0)))))
+    if (probe && !(record = strdup(String_val(Field(record_opt, 0)))))
         raise_error(-ENOMEM, "xn_mig_scan");
     call_begin(handle);
     /* the map sized by the scan, not by the highest gfn (which may lie far past the RAM) */

@@ -680,6 +680,15 @@ let test_scan_probe h =
     (match raised (fun () -> Xenuma.scan ~probe_ms:5 h ~domid:1) with
     | Some (Unix.EINVAL, ctx) -> contains ctx "record" && fake_pause_count () = 0
     | _ -> false) ;
+  (* the record is a probe's alone: without one it is not looked at, NUL or not *)
+  check "scan: no probe, a record holding a NUL is not used, nor refused"
+    (match Xenuma.scan ~record:"probe\000record" h ~domid:1 with
+    | classes, _ -> ram_count classes = 2048
+    | exception Xenuma.Error _ -> false) ;
+  check "scan: a probe's record holding a NUL is refused before any pause"
+    (match raised (fun () -> Xenuma.scan ~probe_ms:5 ~record:(record ^ "\000x") h ~domid:1) with
+    | Some (Unix.EINVAL, ctx) -> contains ctx "NUL" && fake_pause_count () = 0
+    | _ -> false) ;
   refused "scan: probe_ms -1" (fun () -> Xenuma.scan ~probe_ms:(-1) ~record h ~domid:1) ;
   refused "scan: probe_ms 60001" (fun () -> Xenuma.scan ~probe_ms:60_001 ~record h ~domid:1) ;
   refused "scan: probe_ms 2^32 + 5 is refused, not a 5 ms probe" (fun () ->
