@@ -39,7 +39,10 @@ def header_declarations() -> str:
 
 
 def build_archive(outdir: str) -> str:
-    """Compile our C with warnings as errors into a static archive."""
+    """Compile our C with warnings as errors into a static archive.  GNU C (as every build of
+    it: the Makefile, dom0-lib.sh, the OCaml stubs): our own C needs no extension, but Xen's
+    public headers, which xenctrl.h pulls in, refuse strict ISO C (xen/hvm/save.h: "Anonymous
+    structs/unions are a GNU extension."; xen/foreign/x86_64.h's __align8__ is FIXME)."""
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
     objects = []
     for src in sources():
