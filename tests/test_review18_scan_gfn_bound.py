@@ -5,12 +5,9 @@ three size it from xn_mig_max_gfn).  Xen 4.17 gives an HVM or PVH guest (the onl
 memory moves) at most 48 bits of physical address: xn_mig_max_gfn now refuses a highest gfn
 at or past 2^36 with E2BIG, and xn_mig_scan a count past it.  Run over the fake libxenctrl,
 told what to answer by FAKE_XC_MAX_GPFN (the OCaml side is in ocaml-stubs/test)."""
-import os
-import subprocess
-import sys
-
-from conftest import missing, needs
-from test_native_c import CC, HAVE_XEN_DEV, LIB, SRC, TESTS, build_fake_xenctrl, compile_c, library_sources
+from conftest import needs
+from fake_runs import fake_env, run_driver, run_python
+from test_native_c import CC, HAVE_XEN_DEV
 
 DRIVER = r"""
 #define main all_pagemove_tests
@@ -64,34 +61,15 @@ for top in (2 ** 64 - 1, 2 ** 40):
 """
 
 
-def fakes(tmp_path) -> dict:
-    env = dict(os.environ, LD_LIBRARY_PATH=build_fake_xenctrl(str(tmp_path / "fakes"), False))
-    for name in ("FAKE_XC_FAIL", "FAKE_XC_MAX_GPFN", "FAKE_XC_OFFLINE_NODE"):
-        env.pop(name, None)
-    return env
-
-
 @needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_the_library_refuses_a_highest_gfn_no_guest_can_have(tmp_path):
-    driver = tmp_path / "driver.c"
-    driver.write_text(DRIVER)
-    exe = str(tmp_path / "driver")
-    compile_c(["-I", SRC, "-I", TESTS, "-o", exe, str(driver), *library_sources(),
-               "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
-    proc = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          timeout=60, env=fakes(tmp_path))
+    proc = run_driver(tmp_path, DRIVER, fake_env(tmp_path))
     assert proc.returncode == 0 and proc.stdout.strip().endswith("6 passed, 0 failed"), proc.stdout + proc.stderr
 
 
 @needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_the_python_binding_says_what_is_wrong(tmp_path):
-    try:
-        import xapi_numa._libxenuma  # noqa: F401
-    except ImportError:
-        missing("the cffi module is built by setup.py build_ext")
-    env = dict(fakes(tmp_path), PYTHONPATH=os.path.dirname(LIB))
-    proc = subprocess.run([sys.executable, "-c", PY_OVER_FAKE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120, env=env, cwd=str(tmp_path))
+    proc = run_python(tmp_path, PY_OVER_FAKE, fake_env(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # (the map is as long as the scan classified: to the fake's magic pages, 32000 and 32001)
     assert "as is: 32002" in proc.stdout, proc.stdout

@@ -8,12 +8,9 @@ libxenuma's xn_mig_scan_map now sizes the map itself by what the scan classifies
 typed, which stop after the last RAM page, and the toolstack's magic pages); both bindings
 use it.  Run over the fake libxenctrl (FAKE_XC_MAX_GPFN says the highest gfn) under a limit
 on address space no 64 GiB map fits in (the OCaml side is in ocaml-stubs/test)."""
-import os
-import subprocess
-import sys
-
-from conftest import missing, needs
-from test_native_c import CC, HAVE_XEN_DEV, LIB, SRC, TESTS, build_fake_xenctrl, compile_c, library_sources
+from conftest import needs
+from fake_runs import fake_env, run_driver, run_python
+from test_native_c import CC, HAVE_XEN_DEV
 
 HIGHEST = str(2 ** 36 - 1)  # the highest gfn Xen lets an HVM or PVH guest have
 
@@ -86,35 +83,16 @@ for probe_ms in (0, 5):
 """
 
 
-def fakes(tmp_path) -> dict:
-    env = dict(os.environ, LD_LIBRARY_PATH=build_fake_xenctrl(str(tmp_path / "fakes"), False))
-    for name in ("FAKE_XC_FAIL", "FAKE_XC_OFFLINE_NODE"):
-        env.pop(name, None)
-    env["FAKE_XC_MAX_GPFN"] = HIGHEST
-    return env
-
-
 @needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_the_library_sizes_the_map_by_what_it_classifies(tmp_path):
-    driver = tmp_path / "driver.c"
-    driver.write_text(DRIVER)
-    exe = str(tmp_path / "driver")
-    compile_c(["-I", SRC, "-I", TESTS, "-o", exe, str(driver), *library_sources(),
-               "-lxenctrl", "-lxenforeignmemory", "-lxentoollog", "-ldl"])
-    proc = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          timeout=60, env=fakes(tmp_path), cwd=str(tmp_path))
+    proc = run_driver(tmp_path, DRIVER, fake_env(tmp_path, FAKE_XC_MAX_GPFN=HIGHEST))
     assert proc.returncode == 0 and proc.stdout.strip().endswith("14 passed, 0 failed"), proc.stdout + proc.stderr
 
 
 @needs(CC is not None and HAVE_XEN_DEV, "needs a C compiler and libxen-dev")
 def test_the_python_binding_reads_a_guest_with_a_far_highest_gfn(tmp_path):
-    try:
-        import xapi_numa._libxenuma  # noqa: F401
-    except ImportError:
-        missing("the cffi module is built by setup.py build_ext")
-    env = dict(fakes(tmp_path), PYTHONPATH=os.path.dirname(LIB), XAPI_NUMA_RUN_DIR=str(tmp_path / "run"))
-    proc = subprocess.run([sys.executable, "-c", PY_OVER_FAKE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120, env=env, cwd=str(tmp_path))
+    env = fake_env(tmp_path, FAKE_XC_MAX_GPFN=HIGHEST, XAPI_NUMA_RUN_DIR=str(tmp_path / "run"))
+    proc = run_python(tmp_path, PY_OVER_FAKE, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line.split(" ", 4) for line in proc.stdout.splitlines()]
     assert [line[:4] for line in lines] == [["0", "32002", "2048", repr(b"\x02\x02")],
