@@ -1,10 +1,11 @@
 """The rebalancer's window: a candidate's gain, computed once per look's shared sums,
 equals the plain sum over the window; and a look with more swaps than it weighs keeps
 the ones the choice would rank first."""
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_numa.core import rebalance
+from xapi_numa.core import rebalance, rebalance_plan
 from xapi_numa.core.demand_window import Window, node_series
 from xapi_numa.core.topology import Topology
 
@@ -75,3 +76,37 @@ def test_swaps_are_ranked_by_the_window_not_by_the_last_sample(monkeypatch):
     trimmed = rebalance.assess(vms, topo).best
     monkeypatch.setattr(rebalance, "SWAPS_WEIGHED", 10 ** 6)
     assert trimmed == rebalance.assess(vms, topo).best and trimmed.moves[0][0].name == "vm1"
+
+
+def four_moves_host():
+    """Two nodes over capacity, two idle: a plan makes four moves, each look on the homes the ones
+    before leave."""
+    topo = Topology.uniform(4, 4, 64 << 30)
+    vms = [vm(i, i % 2, [1.0 + 0.1 * (i % 3), 1.5, 1.2 + 0.05 * i], vcpus=1) for i in range(1, 13)]
+    vms += [vm(i, 2 + i % 2, [0.1, 0.2, 0.1], vcpus=1) for i in range(13, 17)]
+    return vms, topo
+
+
+def test_a_plan_builds_its_demand_window_once(monkeypatch):
+    """Each of a plan's four looks built the window again: every VM's samples read and every node's
+    series summed four times (the fourth look on a host where three moves changed four nodes)."""
+    vms, topo = four_moves_host()
+    built = []
+    real = Window.__init__
+    monkeypatch.setattr(Window, "__init__", lambda self, *a: built.append(1) or real(self, *a))
+    assert len(rebalance_plan.plan(vms, topo).chosen) == 4
+    assert len(built) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.lists(st.sampled_from([0.0, 0.3, 0.7, 1.1, 1.9]), min_size=3,
+                                                     max_size=3), st.integers(1, 3)), min_size=2, max_size=14))
+def test_a_window_moved_on_decides_as_one_built_again(specs):
+    """The plan with the window moved on from look to look: the same moves, gains and reasons as with
+    one built again for each look (the sums of the nodes a move touched, to the last bit)."""
+    topo = Topology.uniform(4, 2, 64 << 30)
+    vms = [vm(i + 1, home, hist, vcpus=n) for i, (home, hist, n) in enumerate(specs)]
+    moved_on = rebalance_plan.plan(vms, topo)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Window, "moved", lambda self, moves, now: Window(now, self.capacity, self.k), raising=False)
+        assert rebalance_plan.plan(vms, topo) == moved_on

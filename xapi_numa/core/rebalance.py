@@ -257,6 +257,15 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
            max_writes: Optional[int] = None) -> Assessment:
     """The node loads and the best move now, with the numbers behind it; ``room``: pages
     each node can take, ``max_writes``: affinity writes a move may make (None: no limit)."""
+    return look(vms, topo, settings, capacity, room, max_writes)[0]
+
+
+def look(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
+         capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
+         max_writes: Optional[int] = None, window: Optional[Window] = None) -> Tuple[Assessment, Optional[Window]]:
+    """:func:`assess`, and the demand window it judged on: ``window``, that of ``vms`` if the
+    caller has it (:meth:`.demand_window.Window.moved`), else one built here if the host is
+    imbalanced (None: balanced, none built)."""
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
     nodes = [n.id for n in topo.nodes if capacity.get(n.id)]  # a node with no pCPU for guests is no home
     usable = {n: capacity[n] * settings.headroom for n in nodes}
@@ -265,8 +274,9 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
     imbalance = max(loads.values()) - min(loads.values()) if loads else 0.0
     if imbalance < settings.imbalance:
         return Assessment(loads, imbalance, None, "balanced: node loads differ by {:.0%} (< {:.0%})".format(
-            imbalance, settings.imbalance))
-    window = Window(vms, usable, max([len(vm.history) for vm in vms] + [1]))
+            imbalance, settings.imbalance)), window
+    if window is None:
+        window = Window(vms, usable, max([len(vm.history) for vm in vms] + [1]))
     homed = homed_vcpus(vms, nodes)
     ranker = Ranker(window, lambda vm, to: pages_to_move(vm, to, settings.local_enough), demand, topo, homed)
     swaps = weighed_swaps(_swap_units(vms, nodes), SWAPS_WEIGHED, ranker, window.hot, room, max_writes)
@@ -278,9 +288,9 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
         over = max_writes is not None and any(c.writes > max_writes for c in weighed)
         return Assessment(loads, imbalance, None, "imbalanced by {:.0%}, but no eligible move gains {:.2f} "
                           "pCPUs{}".format(imbalance, settings.min_gain, " within the budget of {} writes per "
-                                           "cycle".format(max_writes) if over else ""))
+                                           "cycle".format(max_writes) if over else "")), window
     best = max(candidates, key=lambda c: preference(c.moves, c.score, demand, usable, topo, homed))
-    return Assessment(loads, imbalance, best, best.explain(loads))
+    return Assessment(loads, imbalance, best, best.explain(loads)), window
 
 
 def incoming_pages(c: Candidate, settings: Settings) -> Dict[int, int]:

@@ -10,7 +10,8 @@ hold-down is per VM), and so on, up to :attr:`~xapi_numa.core.rebalance.Settings
 moves.  Each further move must gain on its own, by the same rule, as if the
 ones before were made; nothing is moved twice.  A VM homed back to its memory
 (:func:`back_moves`) is a move of the period too: made first, it leaves the
-planner ``per_period`` less those.
+planner ``per_period`` less those.  The demand window is built once per plan, and
+moved on with each move (:meth:`.demand_window.Window.moved`).
 
 Measured (bench/bench_rebalance.py, bursty): the two overloaded nodes of a
 phase are relieved in the same period instead of 6 s apart.
@@ -19,7 +20,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
-from xapi_numa.core.rebalance import Assessment, Candidate, Settings, VmLoad, assess, incoming_pages
+from xapi_numa.core.rebalance import Assessment, Candidate, Settings, VmLoad, incoming_pages, look
 from xapi_numa.core.topology import Topology
 
 
@@ -43,7 +44,7 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     ``already``: moves this period has made before (:func:`back_moves`), counted against
     ``per_period`` (none left: no move, the best one :attr:`~.rebalance.Assessment.deferred`:
     it stood this period, and its sustain count goes on)."""
-    first = assess(vms, topo, settings, capacity, room, max_writes)
+    first, window = look(vms, topo, settings, capacity, room, max_writes)  # (its window moved on, not built again)
     if already >= settings.per_period and first.best is not None:
         return attrs.evolve(first, best=None, deferred=first.best, reason="no further move this period: its {} "
                             "moves are made; next: {}".format(settings.per_period, first.reason))
@@ -51,12 +52,13 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     current, last = list(vms), first
     while last.best is not None and already + len(more) + 1 < settings.per_period:
         current = made(current, last.best)
+        window = window.moved(last.best.moves, current)  # (a best was found on one)
         if room is not None:
             taken = incoming_pages(last.best, settings)
             room = {n: r - taken.get(n, 0) for n, r in room.items()}
         if max_writes is not None:  # what the moves before leave of it
             max_writes -= last.best.writes
-        last = assess(current, topo, settings, capacity, room, max_writes)
+        last, window = look(current, topo, settings, capacity, room, max_writes, window)
         if last.best is not None:
             more.append(last.best)
     if not more:
