@@ -7,6 +7,12 @@ move minus before, averaged.  :class:`Window` computes what every candidate
 of one look shares once (each node's series and its clipped sum, each VM's
 samples), so that weighing one candidate costs two passes over the window per
 node it touches: on a host with a few hundred VMs a look weighs thousands.
+A sample that is not a finite number >= 0 (a broken reading, a divide by a
+zero interval) would make every sum it enters NaN or inf, and a NaN compares
+false both ways: the moves chosen then depend on the VMs' order (a NaN gain
+passes the minimum, ``max`` and ``sorted`` keep whatever came first).  Such a
+sample is dropped where the planner takes the VMs in (:func:`sound_samples`),
+the one before it standing in, with a reason to log.
 A period's plan makes up to four looks, each on the homes the moves before
 leave: :meth:`Window.moved` sums again only the nodes a move touched, each
 VM's samples read once per plan (before 2026-12-07 each look read them all
@@ -14,6 +20,55 @@ again).
 """
 import copy
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+
+INF = float("inf")
+
+
+def _sound(x: float) -> bool:
+    return 0.0 <= x < INF  # (NaN compares false)
+
+
+def _stand_ins(history: Sequence[float]) -> Tuple[float, ...]:
+    """The history with each unsound sample replaced by the sound one before it (the first sound one
+    for those before any); empty if none is sound."""
+    good = [x for x in history if _sound(x)]
+    if not good:
+        return ()
+    out, last = [], good[0]
+    for x in history:
+        last = x if _sound(x) else last
+        out.append(last)
+    return tuple(out)
+
+
+def sound_samples(vms: Sequence) -> Tuple[List, Tuple[str, ...]]:
+    """The VMs (attrs values with ``demand``, ``history``, ``movable``) with every demand sample a
+    finite number >= 0: one that is not is dropped, the sample before it standing in (for the
+    demand now, the newest sound sample); a VM with none sound is taken as idle and not moved.
+    With one reason per VM changed, for the log (the same while the same samples are in the window)."""
+    out, dropped = [], []
+    for vm in vms:
+        h = vm.history
+        if _sound(vm.demand) and (not h or (min(h) >= 0.0 and sum(h) < INF)):  # (a NaN makes the sum NaN)
+            out.append(vm)
+            continue
+        bad = [x for x in h if not _sound(x)]
+        if not bad and _sound(vm.demand):  # (a sum of sound samples beyond float's range)
+            out.append(vm)
+            continue
+        history = _stand_ins(h)
+        known = bool(history) or _sound(vm.demand)
+        out.append(attrs.evolve(vm, history=history, movable=vm.movable and known,
+                                demand=vm.demand if _sound(vm.demand) else history[-1] if history else 0.0))
+        what = (["{} demand sample(s) ({})".format(len(bad), ", ".join(sorted({repr(x) for x in bad})))]
+                * bool(bad) + ["its demand now ({!r})".format(vm.demand)] * (not _sound(vm.demand)))
+        dropped.append("{} ({}): {} dropped, not a finite number >= 0; {}".format(
+            vm.label, vm.uuid, " and ".join(what),
+            "the sample before each stands in" if known else "none left: taken as idle, not moved"))
+    return out, tuple(dropped)
 
 
 def node_series(vms: Sequence, nodes: Sequence[int], k: int,

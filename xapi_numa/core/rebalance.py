@@ -94,7 +94,7 @@ from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
-from xapi_numa.core.demand_window import Window
+from xapi_numa.core.demand_window import Window, sound_samples
 from xapi_numa.core.rebalance_choice import homed_vcpus, preference, raises_exposure  # noqa: F401 (tests read it here)
 from xapi_numa.core.rebalance_swaps import MoveSet, Ranker, may_go, may_swap, swappable, weighed_swaps
 from xapi_numa.core.topology import Topology
@@ -199,6 +199,7 @@ class Assessment:
     reason: str                          # why nothing, or what the best is
     more: Tuple[Candidate, ...] = ()     # further moves, weighed with the ones before made (rebalance_plan)
     deferred: Optional[Candidate] = None  # the best move, left to the next period: this one's moves are made
+    dropped: Tuple[str, ...] = ()        # demand samples not taken, one reason per VM (demand_window.sound_samples)
 
     @property
     def chosen(self) -> Tuple[Candidate, ...]:
@@ -211,6 +212,8 @@ class Assessment:
             out.update(candidate=_candidate_dict(self.best), more=[_candidate_dict(c) for c in self.more])
         if self.deferred is not None:
             out.update(deferred=_candidate_dict(self.deferred))
+        if self.dropped:
+            out.update(dropped_samples=list(self.dropped))
         return out
 
 
@@ -256,16 +259,18 @@ def assess(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(
            capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
            max_writes: Optional[int] = None) -> Assessment:
     """The node loads and the best move now, with the numbers behind it; ``room``: pages
-    each node can take, ``max_writes``: affinity writes a move may make (None: no limit)."""
-    return look(vms, topo, settings, capacity, room, max_writes)[0]
+    each node can take, ``max_writes``: affinity writes a move may make (None: no limit).
+    A demand sample that is no finite number >= 0 is dropped first (:func:`.demand_window.sound_samples`)."""
+    vms, dropped = sound_samples(vms)
+    return attrs.evolve(look(vms, topo, settings, capacity, room, max_writes)[0], dropped=dropped)
 
 
 def look(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
          capacity: Optional[Mapping[int, float]] = None, room: Optional[Mapping[int, int]] = None,
          max_writes: Optional[int] = None, window: Optional[Window] = None) -> Tuple[Assessment, Optional[Window]]:
-    """:func:`assess`, and the demand window it judged on: ``window``, that of ``vms`` if the
-    caller has it (:meth:`.demand_window.Window.moved`), else one built here if the host is
-    imbalanced (None: balanced, none built)."""
+    """:func:`assess` of VMs whose samples are sound already, and the demand window it judged on:
+    ``window``, that of ``vms`` if the caller has it (:meth:`.demand_window.Window.moved`), else
+    one built here if the host is imbalanced (None: balanced, none built)."""
     capacity = capacity or {n.id: float(len(n.cpus)) for n in topo.nodes}
     nodes = [n.id for n in topo.nodes if capacity.get(n.id)]  # a node with no pCPU for guests is no home
     usable = {n: capacity[n] * settings.headroom for n in nodes}

@@ -10,7 +10,7 @@ import attrs
 
 from xapi_numa.core.actions import MoveMemory, SetAffinity, SetNodeAffinity
 from xapi_numa.core.cpuset import within
-from xapi_numa.core.demand_window import node_series
+from xapi_numa.core.demand_window import node_series, sound_samples
 from xapi_numa.core.rebalance import Settings, VmLoad, pages_to_move
 from xapi_numa.core.topology import Topology
 
@@ -35,7 +35,9 @@ def back_to_memory(vms: Sequence[VmLoad], homed_by_us: Mapping[str, int], capaci
     room for it there over the whole demand window (with it, that node would have stayed
     within ``headroom`` at every period: the same evidence a move away is judged on, so a
     dip between bursts brings nobody back).  Held for good, they ran with their memory
-    remote long after the load that sent them away was gone."""
+    remote long after the load that sent them away was gone.  (Samples that are no finite number >= 0
+    dropped as the plan drops them, :func:`.demand_window.sound_samples`: the plan says which.)"""
+    vms = sound_samples(vms)[0]
     k = max([len(vm.history) for vm in vms] + [1])
     series = node_series(vms, list(capacity), k)
     out = []

@@ -20,6 +20,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
+from xapi_numa.core.demand_window import sound_samples
 from xapi_numa.core.rebalance import Assessment, Candidate, Settings, VmLoad, incoming_pages, look
 from xapi_numa.core.topology import Topology
 
@@ -44,7 +45,9 @@ def plan(vms: Sequence[VmLoad], topo: Topology, settings: Settings = Settings(),
     ``already``: moves this period has made before (:func:`back_moves`), counted against
     ``per_period`` (none left: no move, the best one :attr:`~.rebalance.Assessment.deferred`:
     it stood this period, and its sustain count goes on)."""
+    vms, dropped = sound_samples(vms)  # (once: every look takes these)
     first, window = look(vms, topo, settings, capacity, room, max_writes)  # (its window moved on, not built again)
+    first = attrs.evolve(first, dropped=dropped)
     if already >= settings.per_period and first.best is not None:
         return attrs.evolve(first, best=None, deferred=first.best, reason="no further move this period: its {} "
                             "moves are made; next: {}".format(settings.per_period, first.reason))

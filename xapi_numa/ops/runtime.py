@@ -100,6 +100,7 @@ class Runtime:
                                      move_blockers=hv.move_blockers, boot=self.boot)
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
+        self.samples_dropped: Tuple[str, ...] = ()  # said when it changes (core.demand_window.sound_samples)
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db, logger)
         self.moves = MoveJournal(db)
@@ -263,6 +264,9 @@ class Runtime:
         decision = self.rebalancer.decide(snap, self.readings.pages, self.excluded(snap), self.chunk_pages, ours,
                                           room=room_pages(self.hv, self.ledger), max_writes=self.settings.max_writes)
         self.last_decision = decision
+        if decision.assessment.dropped and decision.assessment.dropped != self.samples_dropped:
+            log_event(self.logger, logging.WARNING, "demand samples dropped", vms=list(decision.assessment.dropped))
+        self.samples_dropped = decision.assessment.dropped
         if not decision.actions:
             return []
         outcomes = self.executor.apply(decision.actions)
