@@ -77,7 +77,7 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 
 Never touched: what the caller marks not movable (``strict``/``any`` VMs, admin
 hard pins, unknown policies or pages, a vNUMA layout that cannot be read, a
-domain not yet run, a move in flight, rebalancing switched off for it) and
+domain not yet run or paused, a move in flight, rebalancing switched off for it) and
 homes over several nodes; ``allowed`` limits the targets (a ``preferred``
 list, the VM's CPU pool).
 

@@ -198,7 +198,8 @@ class Rebalancer:
             vcpus = snap.vcpus.get(d.domid, ())
             eligible, allowed = self._eligibility(d.uuid, vcpus, snap.unpinned, our_pins)
             running = self._running(d, snap)
-            movable = eligible and running and d.domid not in excluded and \
+            # paused (xl pause, VM.pause): no CPU wanted now, whatever its history; our mover's pause is its move's
+            movable = eligible and running and not d.paused and d.domid not in excluded and \
                 now - last.get(d.uuid, float("-inf")) >= self.settings.hold_down
             allowed = pools.within_pool(allowed, snap, d.domid)
             fixed = self._memory_fixed(d) if running else True  # its devices are not all there yet
