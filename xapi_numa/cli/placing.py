@@ -52,7 +52,7 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--ttl", plain(args.ttl), "more than 0, at most 86400 seconds")
     with common.flag_names(dict(common.POLICY_FLAGS, memory="--memory", vcpus="--vcpus")):
         policy = Policy.parse(args.mode, args.nodes, args.on_exhaust)
-        request = Request(args.vcpus, memory, policy, translated=args.type != "pv")
+        request = Request(args.vcpus, memory, policy, dtype=args.type)
     vm = parse_uuid(args.vm, "--vm") if args.vm is not None else None
     hv = common.hypervisor(args)
     domids = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]

@@ -67,7 +67,7 @@ def _pnodes(args, hv, ledger: Ledger, guest: vnuma.GuestSpec, vm: str) -> Tuple[
         order = parse_ordered_nodes(args.nodes, "--nodes")
         check_known(order, topo.node_ids, "--nodes", args.nodes, "node")  # named with the host's range, as typed
         return list(order), None
-    request = Request(guest.vcpus, guest.memory, guest.policy, translated=guest.type != "pv")
+    request = Request(guest.vcpus, guest.memory, guest.policy, dtype=guest.type)
     placement, _, _ = place_and_reserve(hv, ledger, request, vm, dry_run=True)
     return list(placement.nodes), placement.bytes_per_node
 

@@ -47,8 +47,9 @@ Choosing nodes when the policy does not list them:
   placement says fallback).
 
 How memory spreads over several nodes is Xen's business: with an affinity
-over a set of nodes the allocator stripes extents round-robin over them
-(:mod:`xapi_numa.core.xenalloc`), and the predicted bytes per node say so.
+over a set of nodes the allocator stripes extents round-robin over them, 1 GiB
+ones first for HVM/PVH (:func:`xapi_numa.core.xenalloc.striped_holding`); the
+bytes per node are the most each can get, whichever node the round starts at.
 """
 
 import itertools
@@ -64,7 +65,7 @@ from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choo
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques, set_mean,  # noqa: F401
                                       striping_score)
-from xapi_numa.core.xenalloc import SUPERPAGE, distribute, room_for_extents
+from xapi_numa.core.xenalloc import room_for_extents, striped_holding
 
 
 class Planner:
@@ -148,8 +149,7 @@ class Planner:
         if min(avail) < 0:
             avail = [a if a > 0 else 0 for a in avail]
         avail_raw = avail  # what the single-node rule weighs; avail: what counts as room
-        if request.translated:  # or a strict VM's memory would land outside its nodes
-            avail = room_for_extents(avail, one)
+        avail = room_for_extents(avail, one)  # or a strict VM's memory would land outside its nodes
         within = request.within
         if within is not None:
             if max(within) >= n:
@@ -383,9 +383,8 @@ class Planner:
         """Placement over several nodes: predict Xen's striping over them (on one, as _single)."""
         if len(nodes) == 1 and not striped_all:  # a listed node: the overhead still goes round every node
             return self._single(nodes[0], avail, request, fallback, reason)
-        pages = (need + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
-        budget = [a >> PAGE_SHIFT for a in avail]
-        got, _ = distribute(pages, budget, sorted(nodes), -1, SUPERPAGE if request.translated else 1)
+        overhead, pages = (-(-b >> PAGE_SHIFT) for b in (need - request.memory, request.memory))
+        got = striped_holding(overhead, pages, request.dtype, [a >> PAGE_SHIFT for a in avail], sorted(nodes))
         memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
         cpus = self._cpus_near(nodes, request)
         if striped_all:

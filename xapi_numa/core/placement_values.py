@@ -12,6 +12,7 @@ from xapi_numa.errors import InvalidArgument
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import MAX_VM_MEMORY, VM_MEMORY, format_size
+from xapi_numa.core.xenalloc import BUILD_TYPES
 
 
 def _int_tuple(values) -> Tuple[int, ...]:
@@ -61,7 +62,7 @@ class Request:
     vcpus: int
     memory: int
     policy: Policy = Policy()
-    translated: bool = True  # HVM/PVH guests get 2 MiB extents
+    dtype: str = "hvm"  # how libxc lays out its RAM (pv, pvh or hvm: core.xenalloc.build_extents)
     # The nodes an admin's CPU mask reaches (xapi's VCPUs_params:mask): a hard bound on
     # where the engine may put the VM, the policy otherwise unchanged.  None: every node.
     within: Optional[FrozenSet[int]] = attrs.field(default=None, converter=attrs.converters.optional(frozenset))
@@ -80,6 +81,8 @@ class Request:
         if self.overhead is not None and (not isinstance(self.overhead, int)
                                           or not 0 <= self.overhead <= MAX_VM_MEMORY):
             raise InvalidArgument("overhead", f"{self.overhead!r}", "0 .. 1P bytes")
+        if self.dtype not in BUILD_TYPES:
+            raise InvalidArgument("type", repr(self.dtype), ", ".join(BUILD_TYPES))
         if self.within is not None and (not self.within or min(self.within) < 0):
             raise InvalidArgument("within", "{} (the nodes a CPU mask reaches)".format(sorted(self.within) or "none"),
                                   "one node id or more, from 0")

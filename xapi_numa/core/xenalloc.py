@@ -14,7 +14,8 @@ What it models (xen/common/page_alloc.c, get_free_buddy):
   available; a domain's own claim is used up as it allocates;
 * the DMA zone (alloc_domheap_pages): memory below Xen's DMA width is looked
   for, in the same node order, only when no node has the extent above it.
-A build's extents (:func:`build_extents`): libxc's meminit_pv asks 2 MiB
+A build's extents (:func:`build_extents`, laid by :func:`build`, which the simulator,
+the engine's prediction and the quality benchmark's replay all use): libxc's meminit_pv asks 2 MiB
 extents, then single pages; meminit_hvm (HVM/PVH) asks each whole, aligned GiB
 as one 1 GiB extent first, the rest in 2 MiB extents, then single pages.  An
 extent size no node has is not asked again (free memory only shrinks during a
@@ -22,7 +23,7 @@ build).  Free memory is taken to come in the largest buddies it can make: a
 node with F free pages has F // size whole extents of a size.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from xapi_numa.errors import NoCapacity
 
@@ -32,8 +33,12 @@ GIGAPAGE = 512 * SUPERPAGE  # pages in a 1 GiB extent
 # leaves HVM_BELOW_4G_MMIO_LENGTH (256 MiB) for MMIO, PVH starts its hole at the ACPI tables
 # (ACPI_INFO_PHYSICAL_ADDRESS, 0xfc000000); the rest of the RAM starts at 4 GiB
 LOWMEM_END = {"hvm": 0xF0000, "pvh": 0xFC000}
+BUILD_TYPES = ("pv", "pvh", "hvm")  # the domain types libxc builds (the keys of LOWMEM_END translated)
 HIGHMEM_START = 1 << 20
 HVM_LOW_PAGES = 0x200  # an HVM guest's first 2 MiB (round the VGA hole) go page by page
+# A new domain's last_alloc_node: Xen clears the structure (alloc_domain_struct), so its first
+# striped extent goes to the affinity's first node after node 0 (cycle_node)
+NEW_DOMAIN_LAST_NODE = 0
 
 
 def build_extents(pages: int, dtype: str) -> List[Tuple[int, int]]:
@@ -65,13 +70,16 @@ def _rotate_after(order: Sequence[int], last: int) -> List[int]:
 
 
 def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
-    """Free bytes per node as room for an HVM/PVH build of ``need`` bytes.
+    """Free bytes per node as room for a build of ``need`` bytes.
 
-    Such a build takes 2 MiB extents, and an extent goes to a node outside the
-    affinity when no node in it has a whole one left (:func:`distribute`).  A
-    node that holds the build's whole extents (the rest goes in 4 KiB pages)
-    counts all its free bytes; any other counts its whole extents only: exact
-    for one node, and on the safe side for a set of them.
+    Every build takes 2 MiB extents (PV's all, HVM/PVH's beside their 1 GiB ones), and
+    an extent goes to a node outside the affinity when no node in it has a whole one
+    left (:func:`distribute`).  A node that holds the build's whole extents (the rest
+    goes in 4 KiB pages) counts all its free bytes; any other counts its whole 2 MiB
+    extents only: exact for one node, and on the safe side for a set of them as far as
+    2 MiB extents go.  Not for 1 GiB ones: a set whose nodes have room enough but not
+    in whole GiBs sees a GiB go to a node outside it (:func:`striped_holding` holds it
+    there).
     """
     extent = SUPERPAGE * 4096  # bytes
     whole = need - need % extent
@@ -116,8 +124,61 @@ def distribute_build(
     pools = ([f - z for f, z in zip(free, low)], low)  # above the width, then below it
     got: Dict[int, int] = {}
     pages = sum(count for count, _ in segments)
-    missing = set()  # extent sizes no node had (an exact node: that node)
     last = last_alloc_node
+    for takes, _size, last in _rounds(segments, pools, affinity, last_alloc_node, node, exact):
+        for n, taken in takes:
+            got[n] = got.get(n, 0) + taken
+    remaining = pages - sum(got.values())
+    if remaining > 0:
+        where = f"node {node}" if node is not None and exact else "the host"
+        raise NoCapacity(f"not enough free memory on {where} for {pages} pages "
+                         f"({pages - remaining} would fit)", ("memory", str(pages)))
+    free[:] = [a + b for a, b in zip(*pools)]
+    if zone is not None:
+        zone[:] = pools[1]
+    return got, last
+
+
+def build(pages: int, dtype: str, free: List[int], affinity: Sequence[int],
+          last_alloc_node: int = NEW_DOMAIN_LAST_NODE, node: Optional[int] = None, exact: bool = False,
+          zone: Optional[List[int]] = None) -> (Dict[int, int], int):
+    """Where a domain's RAM lands as libxc builds it from gfn 0 (:func:`build_extents` for its
+    ``dtype``): the simulator's build, the engine's prediction of it and the quality benchmark's
+    replay all ask this.  ``last_alloc_node``: a new domain's, or the node that gave the last
+    page of what it allocated before (xenopsd's shadow/HAP pool)."""
+    return distribute_build(build_extents(pages, dtype), free, affinity, last_alloc_node, node, exact, zone)
+
+
+def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int],
+                    affinity: Sequence[int]) -> Dict[int, int]:
+    """Pages to hold on each node for a build striped over ``affinity`` (a reservation of them
+    covers what lands on every node): ``overhead`` pages page by page round it, then the most of
+    the domain's ``pages`` of RAM (:func:`build`) each node gets whichever node of the affinity
+    the round starts after.  That node is unknown: on Xen everything allocated for the domain
+    before its RAM (the shadow/HAP pool, the pages of its devices) moves ``last_alloc_node``, and
+    with 1 GiB extents it decides where whole GiBs go.  NoCapacity when the build does not fit."""
+    budget = list(free)
+    held, _ = distribute(overhead, budget, affinity, NEW_DOMAIN_LAST_NODE, 1)
+    most: Dict[int, int] = {}
+    for last in affinity:
+        got, _ = build(pages, dtype, list(budget), affinity, last)
+        for n, p in got.items():
+            most[n] = max(most.get(n, 0), p)
+    return {n: held.get(n, 0) + most.get(n, 0) for n in set(held) | set(most)}
+
+
+def build_type(domain_type: Optional[str]) -> str:
+    """How libxc lays out the RAM of a VM of xapi's ``domain_type`` (:func:`build_extents`):
+    pv_in_pvh's shim is a PVH domain; unspecified is built as HVM."""
+    return {"pv": "pv", "pvh": "pvh", "pv_in_pvh": "pvh"}.get(domain_type or "hvm", "hvm")
+
+
+def _rounds(segments: Sequence[Tuple[int, int]], pools: Tuple[List[int], List[int]], affinity: Sequence[int],
+            last: int, node: Optional[int], exact: bool) -> Iterator[Tuple[List[Tuple[int, int]], int, int]]:
+    """get_free_buddy's searches for a build's ``segments``, in gfn order, taking from ``pools``
+    (above Xen's DMA width, then below it) as they go: (takes [(node, pages)], extent size, the new
+    ``last_alloc_node``) each; they stop where nothing more fits."""
+    missing = set()  # extent sizes no node had (an exact node: that node)
     for count, largest in segments:
         remaining = count
         while remaining > 0:
@@ -131,23 +192,12 @@ def distribute_build(
                     # libxc asks the next size down, with the same flags (an exact node's zone then too)
                     missing.add(size)
                     continue
-                break
+                return
             for n, taken in takes:
                 pool[n] -= taken
-                got[n] = got.get(n, 0) + taken
                 remaining -= taken
             last = takes[-1][0]
-        if remaining > 0:
-            break
-    remaining = pages - sum(got.values())
-    if remaining > 0:
-        where = f"node {node}" if node is not None and exact else "the host"
-        raise NoCapacity(f"not enough free memory on {where} for {pages} pages "
-                         f"({pages - remaining} would fit)", ("memory", str(pages)))
-    free[:] = [a + b for a, b in zip(*pools)]
-    if zone is not None:
-        zone[:] = pools[1]
-    return got, last
+            yield takes, size, last
 
 
 def _next_takes(pool: List[int], size: int, remaining: int, affinity: Sequence[int], last: int,

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 from xapi_numa.backends.sim.loads import LoadProfile
 from xapi_numa.backends.sim.perf import CostCache
+from xapi_numa.core.xenalloc import NEW_DOMAIN_LAST_NODE
 
 
 class Vcpu:
@@ -73,7 +74,7 @@ class Domain:
         self.node_affinity: Optional[int] = None  # node mask; None = automatic
         # Xen clears a new struct domain (alloc_domain_struct): its first striped extent comes from
         # cycle_node(0), the affinity's first node after node 0 (-1, in older state files: its first)
-        self.last_alloc_node = 0
+        self.last_alloc_node = NEW_DOMAIN_LAST_NODE
         self.pause_count = 0
         self.load = load
         self.vcpus: List[Vcpu] = []

@@ -148,12 +148,14 @@ class Heap:
             raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
                              "after other domains' claims", ("memory", str(pages)))
         affinity = list(iter_bits(self.effective_node_affinity(d)))
-        # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH); more pages later: 2 MiB first
-        segments = allocator.build_extents(pages, d.type) if d.tot_pages == 0 else [(pages, allocator.SUPERPAGE)]
         zone = self.zone_budget(budget)
         zone_before = list(zone)
-        got, d.last_alloc_node = allocator.distribute_build(segments, budget, affinity, d.last_alloc_node,
-                                                            node, exact, zone)
+        if d.tot_pages == 0:  # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH)
+            got, d.last_alloc_node = allocator.build(pages, d.type, budget, affinity, d.last_alloc_node,
+                                                     node, exact, zone)
+        else:  # more pages later: 2 MiB first
+            got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node,
+                                                          allocator.SUPERPAGE, node, exact, zone)
         for n, p in got.items():
             self.charge(d, n, p, zone_before[n] - zone[n])
             if n in d.node_claims:
