@@ -49,7 +49,7 @@ class Ours:
     def decide(self, state, vm) -> Decision:
         loads = NodeLoads.of(state.free_bytes(), None, state.single_home_vcpus())
         try:
-            p = self.planner.place(loads, Request(vm.vcpus, vm.memory))
+            p = self.planner.place(loads, Request(vm.vcpus, vm.memory, dtype=vm.dtype))
         except NoCapacity:
             return REFUSED
         return Decision(tuple(p.nodes))

@@ -5,10 +5,12 @@ the order xenopsd builds a domain (``xc/domain.ml``, ``build_pre``): first the
 build overhead of xapi's memory model (the shadow/HAP pool, set before any
 vCPU affinity is applied, and Xen's own per-vCPU memory), page by page round
 the domain's initial node affinity, which is every node; then the guest's
-memory (``build_start``) in 2 MiB extents, striped over the node affinity the
-rule chose (its home nodes, all nodes without one), from an explicit node
-first when the rule names one (xenopsd's ``-mem_pnode``), spilling to other
-nodes when the affinity runs out.  xenopsd's rules read free memory between
+memory (``build_start``) as libxc builds it (:func:`xapi_numa.core.xenalloc.build`,
+the simulator's model: an HVM guest's RAM a whole GiB at a time where it can,
+the rest in 2 MiB extents), striped over the node affinity the rule chose (its
+home nodes, all nodes without one) from the node after the one that gave the
+overhead's last page, from an explicit node first when the rule names one
+(xenopsd's ``-mem_pnode``), spilling to other nodes when the affinity runs out.  xenopsd's rules read free memory between
 the two, after the overhead is gone, as its NUMA placement does; ours decides
 before the start (the plugin's ``place`` runs before ``VM.start``) and
 reserves the whole overhead on its nodes, more than lands there.  libxl
@@ -19,7 +21,9 @@ refused when the rule refuses it or Xen cannot build it.
 Until 2026-12-04 the whole build, overhead included, landed on the rule's
 choice: every xenopsd VM chosen for a node with room for its memory but not
 for the overhead as well spilled a few MiB and counted as split (4 to 13 per
-trace), though in xenopsd the overhead is allocated before it looks.
+trace), though in xenopsd the overhead is allocated before it looks.  Until
+2026-12-06 the guest's memory went in 2 MiB extents from the affinity's first
+node, whatever the overhead's round had left.
 
 Measures (per-VM ones over the starts after the warm-up, the first quarter
 of the events; imbalance averaged over the states after it; refusals over the
@@ -47,7 +51,7 @@ import attrs
 
 from xapi_numa.core.placement import BuildOverhead
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.xenalloc import SUPERPAGE, distribute
+from xapi_numa.core.xenalloc import NEW_DOMAIN_LAST_NODE, build, distribute
 from xapi_numa.errors import NoCapacity
 
 from .policies import REFUSED
@@ -146,17 +150,24 @@ def pages_of(nbytes: int) -> int:
     return (nbytes + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
 
 
+@attrs.frozen
+class Overhead:
+    pages: Dict[int, int]  # what the build's overhead took per node
+    last_node: int  # the new domain's last_alloc_node after it: its RAM's round starts after it
+
+
 def take_overhead(state: HostState, vm, overhead: BuildOverhead,
-                  affinity: Optional[Sequence[int]] = None) -> Optional[Dict[int, int]]:
+                  affinity: Optional[Sequence[int]] = None) -> Optional[Overhead]:
     """The build's overhead, page by page round ``affinity`` (every node: before any is
-    set), spilling beyond it when it is full (None, nothing taken, when the host has
-    not that much)."""
+    set) from a new domain's start, spilling beyond it when it is full (None, nothing
+    taken, when the host has not that much)."""
     try:
-        taken, _ = distribute(pages_of(overhead.bytes_for(vm.vcpus, vm.memory)), state.free,
-                              list(affinity) if affinity is not None else list(range(state.n)), -1, 1)
+        taken, last = distribute(pages_of(overhead.bytes_for(vm.vcpus, vm.memory)), state.free,
+                                 list(affinity) if affinity is not None else list(range(state.n)),
+                                 NEW_DOMAIN_LAST_NODE, 1)
     except NoCapacity:
         return None
-    return {node: p for node, p in taken.items() if p}
+    return Overhead({node: p for node, p in taken.items() if p}, last)
 
 
 def give_back(state: HostState, pages: Dict[int, int]) -> None:
@@ -164,21 +175,21 @@ def give_back(state: HostState, pages: Dict[int, int]) -> None:
         state.free[node] += p
 
 
-def land_guest(state: HostState, vm, d, pre: Dict[int, int]) -> Optional[Dict[int, int]]:
+def land_guest(state: HostState, vm, d, pre: Overhead) -> Optional[Dict[int, int]]:
     """Build ``vm``'s guest memory as decided (Xen's allocator), after the overhead
     ``pre`` taken already: its guest pages per node, or None when refused (the overhead
     given back: the domain is destroyed)."""
     if d.refused:
-        give_back(state, pre)
+        give_back(state, pre.pages)
         return None
     affinity = list(d.home) if d.home is not None else list(range(state.n))
     try:
-        landed, _ = distribute(pages_of(vm.memory), state.free, affinity, -1, SUPERPAGE, node=d.node)
+        landed, _ = build(pages_of(vm.memory), vm.dtype, state.free, affinity, pre.last_node, node=d.node)
     except NoCapacity:
-        give_back(state, pre)
+        give_back(state, pre.pages)
         return None
     landed = {node: p for node, p in landed.items() if p}
-    held = dict(pre)
+    held = dict(pre.pages)
     for node, p in landed.items():
         held[node] = held.get(node, 0) + p
     state.vms[vm.vid] = Running(held, d.home, vm.vcpus)

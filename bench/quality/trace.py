@@ -58,6 +58,7 @@ class Vm:
     vid: int
     vcpus: int
     memory: int
+    dtype: str = "hvm"  # how libxc builds its RAM (core.xenalloc.build_extents)
 
 
 @attrs.frozen
