@@ -10,8 +10,9 @@ the simulator's model: an HVM guest's RAM a whole GiB at a time where it can,
 the rest in 2 MiB extents), striped over the node affinity the rule chose (its
 home nodes, all nodes without one) from the node after the one that gave the
 overhead's last page, from an explicit node first when the rule names one
-(xenopsd's ``-mem_pnode``), spilling to other nodes when the affinity runs out.  xenopsd's rules read free memory between
-the two, after the overhead is gone, as its NUMA placement does; ours decides
+(xenopsd's ``-mem_pnode``), spilling to other nodes when the affinity runs out.
+xenopsd's rules read free memory between the two, after the overhead is gone,
+as its NUMA placement does; ours decides
 before the start (the plugin's ``place`` runs before ``VM.start``) and
 reserves the whole overhead on its nodes, more than lands there.  libxl
 places before it sizes the paging pool (``libxl__build_pre``), so there the
