@@ -88,12 +88,13 @@ def test_pacing_and_the_hardware_model():
 
 
 def test_gfn_runs_paint_and_derive():
-    runs = guestmem.derive_runs([1024, 600])
-    assert runs == [[0, 512, 0], [512, 512, 1], [1024, 512, 0], [1536, 88, 1]]
-    runs = guestmem.paint(runs, 100, 700, 1)
-    assert runs == [[0, 100, 0], [100, 924, 1], [1024, 512, 0], [1536, 88, 1]]
+    # as the build deals them: 2 MiB extents from node 1 (after a new domain's node 0), the rest page by page
+    runs = guestmem.derive_runs([1024, 600], "pvh")
+    assert runs == [[0, 512, 1], [512, 1024, 0], [1536, 88, 1]]
+    runs = guestmem.paint(runs, 100, 700, 0)
+    assert runs == [[0, 100, 1], [100, 1436, 0], [1536, 88, 1]]
     node_of = guestmem.node_lookup(runs)
-    assert node_of(99) == 0 and node_of(1600) == 1
+    assert node_of(99) == 1 and node_of(100) == 0 and node_of(1600) == 1
 
 
 # --- the simulator and the orchestration ---------------------------------------------------------

@@ -173,6 +173,30 @@ def build_type(domain_type: Optional[str]) -> str:
     return {"pv": "pv", "pvh": "pvh", "pv_in_pvh": "pvh"}.get(domain_type or "hvm", "hvm")
 
 
+def build_layout(node_pages: Sequence[int], dtype: str) -> List[Tuple[int, int, int]]:
+    """The gfn runs [(first gfn, pages, node)] of RAM that lies ``node_pages`` per node, as a
+    build of it striped it (:func:`build`: its extents round the nodes that hold it, from a new
+    domain's start), the gfns counted from 0 without the MMIO hole.  A build that spilled, or
+    memory moved since, may have had another order: this one holds the same pages per node."""
+    pools = (list(node_pages), [0] * len(node_pages))
+    holding = [n for n, p in enumerate(node_pages) if p]
+    runs: List[Tuple[int, int, int]] = []
+    gfn = 0
+    for takes, size, _last in _rounds(build_extents(sum(node_pages), dtype), pools, holding,
+                                      NEW_DOMAIN_LAST_NODE, None, False):
+        # a round robin gives each node one extent a cycle; any other take is one run on one node
+        cycles = takes[0][1] // size if len(takes) > 1 else 1
+        for _ in range(cycles):
+            for n, taken in takes:
+                count = taken // cycles
+                if runs and runs[-1][2] == n:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + count, n)
+                else:
+                    runs.append((gfn, count, n))
+                gfn += count
+    return runs
+
+
 def _rounds(segments: Sequence[Tuple[int, int]], pools: Tuple[List[int], List[int]], affinity: Sequence[int],
             last: int, node: Optional[int], exact: bool) -> Iterator[Tuple[List[Tuple[int, int]], int, int]]:
     """get_free_buddy's searches for a build's ``segments``, in gfn order, taking from ``pools``

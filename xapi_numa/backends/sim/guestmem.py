@@ -3,9 +3,10 @@
 Real Xen decides which node backs each gfn; stock Xen does not tell dom0,
 so the real mover works gfn by gfn without knowing.  The simulator keeps the
 layout as runs ``[first_gfn, count, node]`` (derived on first use the way
-Xen's allocator lays out a translated guest: 2 MiB extents round-robin over
-the nodes holding its memory) so a move here does what it does on Xen:
-released frames go back to their node, new ones come from the target.
+Xen's allocator lays out the guest's build: an HVM/PVH guest's whole GiBs
+round-robin over the nodes holding its memory a GiB at a time, the rest in 2 MiB
+extents; gfns counted without the MMIO hole) so a move here does what it does on
+Xen: released frames go back to their node, new ones come from the target.
 
 It models the frames that matter to the mover's safety: toolstack magic
 pages, granted pages, and the frames Xen keeps mapped (each vCPU's vcpu_info
@@ -34,20 +35,11 @@ MAGIC_PAGES = 4
 UNBACKED = -1  # node of a gfn released by a mover that died before backing it again
 
 
-def derive_runs(node_pages: Sequence[int]) -> List[List[int]]:
-    """The layout Xen's allocator gives a translated guest: 2 MiB extents taken
-    round-robin from the nodes that hold its memory."""
-    left = list(node_pages)
-    runs: List[List[int]] = []
-    gfn = 0
-    while any(left):
-        for n in range(len(left)):
-            take = min(pagemove.SUPERPAGE_PAGES, left[n])
-            if take:
-                _append(runs, gfn, take, n)
-                gfn += take
-                left[n] -= take
-    return runs
+def derive_runs(node_pages: Sequence[int], dtype: str) -> List[List[int]]:
+    """The layout Xen's allocator gives a guest of ``dtype`` built on the nodes that hold its
+    memory (:func:`xapi_numa.core.xenalloc.build_layout`: an HVM/PVH guest's whole GiBs dealt
+    round them a GiB at a time, the rest in 2 MiB extents)."""
+    return [[first, count, node] for first, count, node in allocator.build_layout(node_pages, dtype)]
 
 
 def _append(runs: List[List[int]], start: int, count: int, node: int) -> None:
@@ -91,7 +83,7 @@ def current_runs(d) -> List[List[int]]:
     """The domain's gfn layout: as a move or a give-back left it, else as Xen's allocator laid it out."""
     if d.gfn_runs is not None:
         return d.gfn_runs
-    return derive_runs([p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)])
+    return derive_runs([p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)], d.type)
 
 
 def gfn_top(d) -> int:
