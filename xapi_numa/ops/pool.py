@@ -9,8 +9,9 @@ If concurrent starts took the room meanwhile (``place`` refuses, or places worse
 releases and ranks the hosts again; on any failure after ``place`` it
 releases the reservation and restores ``VCPUs_params``, and a host that went away
 between its dry run and its ``place`` is passed over like one that refused the
-start.  A VM that started but could not be settled is answered as started, with
-``settled`` None and ``settle_error`` saying why (xapi-numad settles it).
+start.  A start holds the VM throughout (:mod:`start_hold`): a second start of it meanwhile is
+refused with NUMA_VM_BUSY, never undoing this one's place.  A VM that started but could not be
+settled is answered as started, with ``settled`` None and ``settle_error`` saying why (xapi-numad settles it).
 
 A host is a candidate only if xapi says the VM can boot there
 (``VM.assert_can_boot_here``: its SRs, networks, GPUs, liveness) and its
@@ -33,7 +34,7 @@ from xapi_numa.backends.rpc_transport import deadline
 from xapi_numa.core.numbers import shown
 from xapi_numa.core.policy import stored_or_default
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
-from xapi_numa.ops import boot_pin
+from xapi_numa.ops import boot_pin, start_hold
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE, StartDeadline, waiting
 from xapi_numa.ops.vnuma_xapi import stored_plan, video_ram_in
 
@@ -204,7 +205,13 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
     if state != "Halted":  # refused before any host is asked or anything released, in the command's words
         raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(
             shown(vm_name_or_uuid), uuid, state), "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
-    _release_earlier_place(session, vm, uuid, budget)
+    with start_hold.holding(session, vm, uuid, budget):  # a second start at once is refused, never undoes this one
+        _release_earlier_place(session, vm, uuid, budget)
+        return _place_and_start(session, vm, uuid, only_host, budget)
+
+
+def _place_and_start(session, vm: str, uuid: str, only_host: Optional[str], budget: StartDeadline) -> dict:
+    """:func:`vm_start`'s rounds: rank the hosts, place on the best, VM.start_on there, settle."""
     tried: List[str] = []
     refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again
     for attempt in range(MAX_ATTEMPTS):

@@ -1,0 +1,109 @@
+"""A pool start's hold of its VM: one pool ``vm-start`` of a VM at a time.
+
+A pool start releases "an earlier place" of the VM (one a failed start left behind),
+places it afresh, then asks xapi to start it there (``VM.start_on``).  Until that call
+reaches xapi (it then shows among the VM's current operations, and a release keeps the
+place), a second start of the same VM cannot tell the first one's place from one left
+behind: it released it, and the first start's VM booted without its reservation and boot
+pin.  So a pool start holds the VM from before that release until it is done, with a key
+of its own in the VM's ``other_config`` (START_KEY, claimed and let go as the owner key of
+:mod:`xapi_numa.backends.xapi_owner_key`: one caller at a time, a dead one's taken over),
+and a second start is refused with NUMA_VM_BUSY naming the holder (its machine, its
+process, until when), changing nothing.  It is not waited for: a start may take its whole
+deadline (VM.start_on alone up to 30 minutes), and the admin decides whether to wait.
+
+The token (:mod:`xapi_numa.core.owner_token`) names the holding process, and after the
+uuid its machine's name (``<uuid4>@<machine>``, for the refusal); its hold ends at the
+start's deadline and HOLD_MARGIN_S more (the undoing after the deadline), on the pool
+master's clock.  A hold left by a start that died is passed over once its time is up, or at
+once by a start on the same machine, which sees the process gone.
+"""
+import contextlib
+import re
+import socket
+import time
+import uuid as uuidlib
+from typing import Iterator, Optional
+
+from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
+from xapi_numa.core import owner_token
+from xapi_numa.core.numbers import shown
+from xapi_numa.errors import VmBusy
+from xapi_numa.ops.start_deadline import UNDO_S, StartDeadline, waiting
+
+START_KEY = "numa_start_owner"  # other_config: the token of the pool vm-start holding the VM
+HOLD_MARGIN_S = 2 * UNDO_S  # past the start's deadline: its release of a place, then of this key
+# the longest hold judged live: the CLI's longest --deadline (a day) and the margin (a token further ahead
+# than twice this is a hand edit's, stale); a longer deadline (the API's) holds the VM this long only
+MAX_HOLD_S = 86400 + HOLD_MARGIN_S
+
+
+def machine_name() -> str:
+    """This machine's name as a token carries it: no ``/`` or ``@`` (the token's separators)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "", socket.gethostname())[:64] or "unnamed"
+
+
+def start_token(now: float, seconds: float) -> str:
+    """The token of a start with a deadline of ``seconds``, begun at ``now`` (the pool master's clock)."""
+    hold = min(seconds + HOLD_MARGIN_S, MAX_HOLD_S)
+    return owner_token.make("{}@{}".format(uuidlib.uuid4(), machine_name()), now + hold,
+                            process_identity.this_process())
+
+
+def stale(token: str, now: float) -> bool:
+    """Was ``token`` left by a start that died (its time is up, or its process here is gone)?"""
+    return owner_token.stale(token, now, MAX_HOLD_S, process_identity.gone)
+
+
+@contextlib.contextmanager
+def holding(session, vm: str, uuid: str, budget: StartDeadline) -> Iterator[str]:
+    """Hold the VM for this start (yields the token), or refuse with NUMA_VM_BUSY if another
+    start holds it; let go on the way out, whatever happened (best effort: a hold not let go
+    ends with its time)."""
+    with budget.within(session, xapi.CALL_TIMEOUT, "holding the VM for its start"):
+        now = xapi_time.pool_time(session)
+        token = start_token(now, budget.seconds)
+        if not xapi_owner_key.claim_other_config_key(session, vm, START_KEY, token,
+                                                     stale=lambda held: stale(held, now)):
+            holder = xapi_owner_key.owner_of(xapi.call(session.xenapi.VM.get_other_config, vm), START_KEY)
+            raise busy(uuid, holder, now)
+    try:
+        yield token
+    finally:
+        _let_go(session, vm, token, budget)
+
+
+def _let_go(session, vm: str, token: str, budget: StartDeadline) -> None:
+    try:
+        with waiting(session, budget.undo_wait(xapi.CALL_TIMEOUT)):
+            xapi_owner_key.release_other_config_key(session, vm, START_KEY, token)
+    except Exception:  # noqa: BLE001 - the start's own outcome is the news; the hold ends with its time
+        pass
+
+
+def busy(uuid: str, holder: Optional[str], now: float) -> VmBusy:
+    """The refusal of a second start while ``holder`` (a token, None if it let go meanwhile) holds the VM."""
+    return VmBusy("VM {} is being started by another vm-start ({}): this one is refused rather than undo that "
+                  "one's place; wait for it to end; if that process is gone, try again {}, or remove "
+                  "other-config:{} by hand".format(uuid, holder_said(holder), _until(holder, now), START_KEY),
+                  ("vm", uuid, "vm-start " + holder_said(holder)))
+
+
+def holder_said(token: Optional[str]) -> str:
+    """Who holds a start token, as an admin finds it: its process and machine, or what is known of them."""
+    if token is None:
+        return "it ended a moment ago"
+    unique = token.split("/")[0]
+    machine = unique.partition("@")[2] or "an unnamed machine"
+    holder = owner_token.holder_of(token)
+    process = "process {}".format(holder.pid) if holder is not None else "a process"
+    return "{} on machine {}".format(process, shown(machine))
+
+
+def _until(token: Optional[str], now: float) -> str:
+    """When the hold of ``token`` ends, as the refusal says it."""
+    if token is None or owner_token.out_of_time(token, now, MAX_HOLD_S):
+        return "now"
+    end = float(token.rpartition("/")[2])
+    return "after {} UTC (the pool master's clock, in {:.0f} s)".format(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(end)), end - now)
