@@ -18,7 +18,7 @@ import attrs
 from xapi_numa.core.numbers import shown, shown_path
 from xapi_numa.errors import InvalidArgument
 
-POOL_URL_SYNTAX = "https://HOST[:PORT] (http:// only with --insecure)"
+POOL_URL_SYNTAX = "https://HOST[:PORT][/] (http:// only with --insecure)"
 # a URL's user name and password (``//user:password@``), up to the last '@' before the path
 USERINFO = re.compile(r"(?<=//)[^/?#]*@")
 
@@ -137,7 +137,9 @@ def _read_private(path: str, what: str) -> str:
 
 
 def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult:
-    """An http(s) URL with a host; plain http only when the caller accepts sending the password in clear."""
+    """An http(s) URL with a host and nothing after it but a ``/`` (xapi takes XML-RPC at ``/`` and ``/RPC2``,
+    which the client posts to when the URL has no path); plain http only when the caller accepts sending the
+    password in clear."""
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.port is not None and not 0 < parts.port < 65536:  # .port itself raises for a non-number
@@ -152,6 +154,10 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
         # messages would show them; the login's own user and password are --user and --password-file
         raise InvalidArgument("--pool", "{} holds a user name or password: give them with --user and "
                               "--password-file".format(url_shown(url)), POOL_URL_SYNTAX)
+    after = url[len(parts.scheme) + len("://") + len(parts.netloc):]  # (urlsplit's netloc is the text as typed)
+    if after not in ("", "/"):  # the client would post to that path, and the master answer HTTP 404
+        raise InvalidArgument("--pool", "{} has {} after the pool master's address {}: a pool URL is the address "
+                              "alone".format(url_shown(url), shown(after), shown(parts.netloc)), POOL_URL_SYNTAX)
     if parts.scheme == "http" and not insecure:
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
             url_shown(url)), "an https:// URL, or --insecure to accept that")

@@ -1,0 +1,55 @@
+"""A ``--pool`` URL with a path (or a query, or a fragment) is refused before any network call.
+
+``https://master/some/path`` passed the URL check, and the XML-RPC client posted the login to
+that path: the master answered HTTP 404, said as "cannot reach the pool master at master: xapi
+answered HTTP 404 Not Found", as if xapi were away.  A pool master's URL is its address:
+``https://HOST[:PORT]``, a trailing ``/`` accepted (xapi takes XML-RPC at ``/``); anything else
+after the address is refused naming --pool and that form, and nothing is sent."""
+import os
+import socket
+
+import pytest
+
+from xapi_numa.backends import xapi
+from xapi_numa.backends.xapi_credentials import check_pool_url
+from xapi_numa.cli.main import main
+from xapi_numa.errors import InvalidArgument
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("a network call was made: {} {}".format(args, kwargs))
+
+
+@pytest.mark.parametrize("tail", ["/some/path", "/RPC2x", "//", "/?x=1", "?x=1", "#top", "/#", "/?"])
+def test_a_pool_url_with_a_path_is_refused_naming_pool_before_any_network_call(tmp_path, capsys, monkeypatch, tail):
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    os.chmod(str(pw), 0o600)
+    monkeypatch.setattr(socket, "create_connection", _no_network)
+    monkeypatch.setattr(socket.socket, "connect", _no_network)
+    capsys.readouterr()
+    url = "https://master.example:8443" + tail
+    code = main(["--pool", url, "--user", "root", "--password-file", str(pw), "vm-start", "web"])
+    err = capsys.readouterr().err
+    assert code == 2, (code, err)
+    assert "--pool" in err and "has {!r} after the pool master's address 'master.example:8443'".format(tail) in err, err
+    assert "https://HOST[:PORT][/]" in err, err
+    assert "Traceback" not in err and "404" not in err, err
+
+
+@pytest.mark.parametrize("url", ["https://master.example", "https://master.example/", "https://[fd00::1]:8443/",
+                                 "HTTPS://Master.Example:443"])
+def test_a_pool_url_that_is_an_address_with_or_without_a_trailing_slash_is_taken(url):
+    assert check_pool_url(url).hostname in ("master.example", "fd00::1")
+
+
+def test_a_pool_url_ending_in_a_slash_logs_in(pool):
+    server, _ = pool
+    session = xapi.login(xapi.Credentials(server.url + "/", "root", "xenroot"), insecure=True)
+    try:
+        assert xapi.call(session.xenapi.pool.get_all)
+    finally:
+        xapi.logout(session)
+    with pytest.raises(InvalidArgument) as err:
+        xapi.login(xapi.Credentials(server.url + "/some/path", "root", "xenroot"), insecure=True)
+    assert err.value.field == "--pool" and "'/some/path'" in err.value.message, err.value.message
