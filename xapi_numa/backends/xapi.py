@@ -24,7 +24,6 @@ import random
 import socket
 import ssl
 import time
-import urllib.parse
 import xmlrpc.client
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
@@ -35,7 +34,7 @@ from xapi_numa.core.numbers import shown, trim
 from xapi_numa.core.policy import OTHER_CONFIG_KEYS, Policy
 from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_mask, parse_mask
 # the pool's credentials and checks, re-exported: callers reach the XenAPI layer through this module
-from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url,  # noqa: F401
+from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url, master_url,  # noqa: F401
                                                  credentials, tls_context)
 from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, exactly, patience
 from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, LoginRefused, XapiError,  # noqa: F401
@@ -183,12 +182,8 @@ def login(creds: Credentials, ca_file: Optional[str] = None, insecure: bool = Fa
             raise
         master = err.params[0]
     parts = check_pool_url(creds.url, insecure)
-    netloc = "[{}]".format(master) if ":" in master else master
-    if parts.port is not None:
-        netloc += ":{}".format(parts.port)
-    moved = parts._replace(netloc=netloc)
     try:
-        return _login_once(attrs.evolve(creds, url=urllib.parse.urlunsplit(moved)), ca_file, insecure, tried)
+        return _login_once(attrs.evolve(creds, url=master_url(parts, master)), ca_file, insecure, tried)
     except NumaError as err:
         raise NumaError("{} is a pool member; its master is at {}, and logging in there failed: {}".format(
             parts.hostname, master, err.message)) from None

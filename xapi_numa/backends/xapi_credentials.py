@@ -164,6 +164,19 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
     return parts
 
 
+def master_url(member: urllib.parse.SplitResult, master: str) -> str:
+    """The URL of the pool master at ``master``, the address a member's HOST_IS_SLAVE names
+    (an IPv6 one bare or already in brackets: bracketed once here), with the scheme, port
+    and ``/`` of the member's URL (``member``, from :func:`check_pool_url`)."""
+    host = master.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    netloc = "[{}]".format(host) if ":" in host else host
+    if member.port is not None:
+        netloc += ":{}".format(member.port)
+    return urllib.parse.urlunsplit(member._replace(netloc=netloc))
+
+
 def tls_context(ca_file: Optional[str] = None, insecure: bool = False) -> ssl.SSLContext:
     """Verify the master against ``ca_file`` (its self-signed certificate) or the system CAs.
 
