@@ -137,3 +137,32 @@ def test_a_start_that_fails_lets_go_of_the_vm(pool):
         pool_ops.vm_start(session, uuid)
     assert err.value.code in ("NUMA_NO_CAPACITY", "NUMA_NO_HOST"), err.value
     assert start_hold.START_KEY not in server.vms[ref]["other_config"]
+
+
+def test_a_start_that_read_the_vm_halted_before_another_start_ended_refuses_once_it_holds_it(pool, monkeypatch):
+    """B reads the VM Halted; A's whole start runs and lets go; then B takes the hold. B must
+    go by the state it reads while holding the VM: refused in the command's words, asking
+    no host (it dry-ran every host, then a plugin refused its place of a Running VM)."""
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G)
+    first = _second_session(server)
+    real = start_hold.holding
+
+    def after_another_start(*args):
+        monkeypatch.setattr(start_hold, "holding", real)
+        pool_ops.vm_start(first, uuid)  # A: the whole start, between B's look at the VM and its hold
+        calls.clear()
+        return real(*args)
+    calls = []
+    monkeypatch.setattr(start_hold, "holding", after_another_start)
+    plugin = server.host_call_plugin
+    monkeypatch.setattr(server, "host_call_plugin", lambda *args: calls.append(args[3]) or plugin(*args))
+    try:
+        with pytest.raises(NumaError) as err:
+            pool_ops.vm_start(session, uuid)
+    finally:
+        xapi.logout(first)
+    assert err.value.code == "NUMA_INVALID_ARGUMENT" and "is Running: vm-start starts a halted VM" in str(err.value)
+    assert calls == [], calls
+    assert server.vms[ref]["power_state"] == "Running"
+    assert start_hold.START_KEY not in server.vms[ref]["other_config"]

@@ -201,13 +201,20 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
     budget = StartDeadline(vm_name_or_uuid, deadline)
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
         vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
-        state = xapi.call(session.xenapi.VM.get_power_state, vm)
-    if state != "Halted":  # refused before any host is asked or anything released, in the command's words
-        raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(
-            shown(vm_name_or_uuid), uuid, state), "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
+    _halted(session, vm, vm_name_or_uuid, uuid, budget)  # (refused before the VM is held: nothing written)
     with start_hold.holding(session, vm, uuid, budget):  # a second start at once is refused, never undoes this one
+        _halted(session, vm, vm_name_or_uuid, uuid, budget)  # again: a start that held it may have ended meanwhile
         _release_earlier_place(session, vm, uuid, budget)
         return _place_and_start(session, vm, uuid, only_host, budget)
+
+
+def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> None:
+    """Refuse a VM that is not Halted in the command's words, before any host is asked or anything released."""
+    with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
+        state = xapi.call(session.xenapi.VM.get_power_state, vm)
+    if state != "Halted":
+        raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(shown(name), uuid, state),
+                              "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
 
 
 def _place_and_start(session, vm: str, uuid: str, only_host: Optional[str], budget: StartDeadline) -> dict:
