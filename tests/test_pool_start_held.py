@@ -166,3 +166,21 @@ def test_a_start_that_read_the_vm_halted_before_another_start_ended_refuses_once
     assert calls == [], calls
     assert server.vms[ref]["power_state"] == "Running"
     assert start_hold.START_KEY not in server.vms[ref]["other_config"]
+
+
+def test_the_cli_says_the_refusal_in_one_line_and_exits_1(pool, tmp_path, capsys):
+    from xapi_numa.cli.main import main
+
+    server, _ = pool
+    held = _token(time.time() + 600, Holder("another-boot", 4242, 77), machine="admin-box")
+    ref, uuid = server.add_vm("web", 2, G, other_config={start_hold.START_KEY: held})
+    secret = tmp_path / "password"
+    secret.write_text("xenroot\n")
+    secret.chmod(0o600)
+    capsys.readouterr()
+    code = main(["--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret), "vm-start", "web"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and "Traceback" not in err, (code, out, err)
+    assert err.count("\n") == 1, err
+    assert "is being started by another vm-start (process 4242 on machine 'admin-box')" in err, err
+    assert server.vms[ref]["other_config"] == {start_hold.START_KEY: held}
