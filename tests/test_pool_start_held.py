@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from xapi_loopback import Failure
 from xapi_numa.backends import boot, process_identity, xapi
 from xapi_numa.core import owner_token
 from xapi_numa.core.owner_token import Holder
@@ -184,3 +185,24 @@ def test_the_cli_says_the_refusal_in_one_line_and_exits_1(pool, tmp_path, capsys
     assert err.count("\n") == 1, err
     assert "is being started by another vm-start (process 4242 on machine 'admin-box')" in err, err
     assert server.vms[ref]["other_config"] == {start_hold.START_KEY: held}
+
+
+def test_a_hold_whose_claim_failed_halfway_is_let_go(pool, monkeypatch):
+    """xapi added this start's key, then failed its read back (a hiccup of the master): the start
+    fails, and its key must not stay to refuse every start of the VM until its time is up."""
+    server, session = pool
+    ref, uuid = server.add_vm("web", 2, G)
+    real, reads = server.VM_get_other_config, []
+
+    def read_back_fails(session_id, vm):
+        if start_hold.START_KEY in server.vms[vm]["other_config"]:
+            reads.append(vm)
+            if len(reads) == 1:
+                raise Failure("INTERNAL_ERROR", "database hiccup")
+        return real(session_id, vm)
+    monkeypatch.setattr(server, "VM_get_other_config", read_back_fails)
+    with pytest.raises(xapi.XapiError) as err:
+        pool_ops.vm_start(session, uuid)
+    assert err.value.code == "INTERNAL_ERROR"
+    assert start_hold.START_KEY not in server.vms[ref]["other_config"]
+    assert pool_ops.vm_start(session, uuid)["settle_error"] is None

@@ -63,8 +63,15 @@ def holding(session, vm: str, uuid: str, budget: StartDeadline) -> Iterator[str]
     with budget.within(session, xapi.CALL_TIMEOUT, "holding the VM for its start"):
         now = xapi_time.pool_time(session)
         token = start_token(now, budget.seconds)
-        if not xapi_owner_key.claim_other_config_key(session, vm, START_KEY, token,
-                                                     stale=lambda held: stale(held, now)):
+        try:
+            claimed = xapi_owner_key.claim_other_config_key(session, vm, START_KEY, token,
+                                                            stale=lambda held: stale(held, now))
+        except xapi.XapiTimeout:
+            raise  # the master is wedged: a removal would wait for it too (the hold ends with its time)
+        except BaseException:  # our key may be in, with the claim's read back failed: it must not stay
+            _let_go(session, vm, token, budget)
+            raise
+        if not claimed:
             holder = xapi_owner_key.owner_of(xapi.call(session.xenapi.VM.get_other_config, vm), START_KEY)
             raise busy(uuid, holder, now)
     try:
