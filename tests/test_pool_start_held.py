@@ -179,7 +179,8 @@ def test_the_cli_says_the_refusal_in_one_line_and_exits_1(pool, tmp_path, capsys
     secret.write_text("xenroot\n")
     secret.chmod(0o600)
     capsys.readouterr()
-    code = main(["--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret), "vm-start", "web"])
+    code = main(["--insecure", "--pool", server.url, "--user", "root", "--password-file", str(secret),
+                 "vm-start", "web"])
     out, err = capsys.readouterr()
     assert code == 1 and out == "" and "Traceback" not in err, (code, out, err)
     assert err.count("\n") == 1, err
