@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from xapi_numa.backends.open import backend_spec, flag_refusal, open_hypervisor
 from xapi_numa.core.backend_affinity import plan_dom0_pins
 from xapi_numa.core.cpuset import format_ids
-from xapi_numa.errors import NumaError, StateError
+from xapi_numa.errors import InstanceRunning, NumaError, StateError
 from xapi_numa.ops import cycle_pace, instance_lock, observe, page_scans, runtime
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
@@ -192,13 +192,17 @@ def hand_back(rt: runtime.Runtime) -> bool:
 
 
 def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict,
-             clock: Callable[[], float] = time.monotonic) -> None:
+             clock: Callable[[], float] = time.monotonic, lock: Optional[instance_lock.HeldLock] = None) -> None:
+    """Cycles until a stop, ``cycles`` of them, or a refused state database; an
+    :class:`InstanceRunning` if another xapi-numad took the host's ``lock`` from us."""
     failures, overruns = FailureLog(), cycle_pace.Overruns(LOG, period)
     while not stop["now"]:
         started = clock()
         if stop.pop("hup", False):
             log_event(LOG, logging.INFO, "SIGHUP: nothing to reload (no configuration file); still running, "
                                          "stop with SIGTERM")
+        if lock is not None:
+            keep_lock(lock, failures)
         try:
             stats = rt.cycle()
             failures.succeeded()
@@ -218,6 +222,21 @@ def run_loop(rt: runtime.Runtime, period: float, cycles: int, stop: dict,
         rest_until = started + took + cycle_pace.rest_after(took, period)
         while not stop["now"] and clock() < rest_until:
             time.sleep(min(0.05, period))
+
+
+def keep_lock(lock: instance_lock.HeldLock, failures: FailureLog) -> None:
+    """Hold the host's lock under its name: one whose file was removed or replaced is taken
+    again (said); another xapi-numad that took it meanwhile ends this one (InstanceRunning).
+    A lock file that cannot be made now is a failure like a cycle's, and the cycles go on:
+    no other copy can make it either, and the old file is still held."""
+    try:
+        if not lock.kept():
+            log_event(LOG, logging.WARNING, "instance lock taken again: its file was removed or replaced "
+                      "(no other xapi-numad had taken it)", path=lock.path)
+    except InstanceRunning:
+        raise
+    except StateError as err:
+        failures.failed(err.message, time.monotonic())
 
 
 def restore_at_stop(rt: runtime.Runtime, db_wait: Optional[float] = None) -> bool:
@@ -281,20 +300,20 @@ def _run(args: argparse.Namespace) -> int:
         spec = backend_spec(args.backend)
         hv = open_hypervisor(spec)
         hv.topology()  # a host that is not there is said so before anything is made
-        lock = instance_lock.acquire(spec)
+        lock = instance_lock.HeldLock(spec)
         db_path = db_path_for(args, spec)
         if args.hand_back and not os.path.exists(db_path):
             # every move of ours is journalled there first: no database, nothing to give back
             # (and a hand-back must not make the state folder on a host where we never ran)
             log_event(LOG, logging.INFO, "nothing to hand back: no state database (xapi-numad never ran here)",
                       path=db_path)
-            os.close(lock)
+            lock.release()
             return 0
         rt, reader = build_runtime(args, spec, hv, stopping=lambda: stop["now"])
         try:
             if args.hand_back:
                 handed = hand_back(rt)
-                os.close(lock)
+                lock.release()
                 return 0 if handed else 1
             rt.restore_all_pins("start: pins left by a previous run")
             if args.pin_dom0:
@@ -302,7 +321,13 @@ def _run(args: argparse.Namespace) -> int:
             log_event(LOG, logging.INFO, "started", backend=spec,
                       scheduler=args.scheduler or rt.hv.capabilities().scheduler, period=args.period)
             try:
-                run_loop(rt, args.period, args.cycles, stop)
+                run_loop(rt, args.period, args.cycles, stop, lock=lock)
+                keep_lock(lock, FailureLog())  # (the pins restored now must not be those of a copy started since)
+            except InstanceRunning as err:
+                # that copy restored the journal's pins at its start and owns the journal now: restored
+                # here, the pins it has made since would be undone under it
+                raise InstanceRunning(err.message + ": this one stops and leaves its temporary pins to that one "
+                                      "(the state database they share holds them)") from None
             except StateError as err:
                 if err is not rt.db.refused:
                     raise
@@ -314,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
             if reader is not None:
                 reader.close()  # its thread stops; one in a call to a wedged xapi is not waited for
         log_event(LOG, logging.INFO, "stopped", cycles=rt.cycles, writes=rt.writes)
-        os.close(lock)
+        lock.release()
         return 0 if restored else EXIT_PINS_LEFT
     except NumaError as err:
         print("xapi-numad: error: {}".format(err.message), file=sys.stderr)

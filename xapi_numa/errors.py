@@ -171,6 +171,11 @@ class DamagedRow(StateError):
     hand, or damaged): its message names the database, the table, the row and the column."""
 
 
+class InstanceRunning(StateError):
+    """Another copy of a long-running program (xapi-numad, xapi-numa-rrdd) holds the host's lock
+    of it: one refused at its start, or one whose lock file was removed and taken by another."""
+
+
 class VmBusy(NumaError):
     """Another caller is placing, releasing or setting the policy of this VM right now, or
     its build holds its reservation as claims."""

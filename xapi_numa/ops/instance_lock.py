@@ -6,6 +6,12 @@ for the real host (``XAPI_NUMA_RUN_DIR`` overrides it), beside the state file fo
 simulated host (reached through symlinks: one host, one lock).  The kernel drops it
 with the process, so a copy killed by SIGKILL never leaves a stale lock behind.  Each
 program's systemd unit is named after it, which the refusal points to.
+
+A flock is on a file, not on its name: once the file is removed (an admin's ``rm -rf
+/run/xapi-numa``, a tmpfs mounted over ``/run``) the next copy makes a new one and locks
+it beside the first, and the two undo each other's pins.  So a copy that runs for long
+looks again (:meth:`HeldLock.kept`, a stat a cycle): where the name no longer names the
+file it holds, it takes the lock again from the name, or learns that another copy has.
 """
 import errno
 import fcntl
@@ -14,7 +20,7 @@ import re
 from typing import Optional
 
 from xapi_numa.backends.open import sim_path
-from xapi_numa.errors import StateError
+from xapi_numa.errors import InstanceRunning, StateError
 
 RUN_DIR = "/run/xapi-numa"
 DAEMON = "xapi-numad"
@@ -52,13 +58,66 @@ def acquire(spec: str, program: str = DAEMON) -> int:
             # host is someone's own process
             how = "systemctl stop " + program if not real_sim_path(spec) else \
                 "kill {}".format(pid) if pid else "stop that process"
-            raise StateError("another {}{} already runs for this host (it holds {}); stop it first ({})".format(
+            raise InstanceRunning("another {}{} already runs for this host (it holds {}); stop it first ({})".format(
                 program, " (pid {})".format(pid) if pid else "", path, how)) from None
         os.close(fd)
         raise StateError("cannot lock {}: {}".format(path, err.strerror)) from None
     os.ftruncate(fd, 0)
     os.write(fd, "{}\n".format(os.getpid()).encode())
     return fd
+
+
+class HeldLock:
+    """The host's lock of ``program``, held by this process for its life (:func:`acquire`),
+    and kept held under its name (:meth:`kept`)."""
+
+    def __init__(self, spec: str, program: str = DAEMON) -> None:
+        self.spec, self.program = spec, program
+        self.path = lock_path(spec, program)
+        self.fd = acquire(spec, program)
+
+    def kept(self) -> bool:
+        """True while the lock's path names the file this process holds locked.  Where it names
+        another file or none (removed, replaced), the lock is taken again from the path (False);
+        an :class:`InstanceRunning` if another copy holds the file there now: it started since,
+        and this one is to stop.  A StateError if the path cannot be opened (the old file is
+        held on, and the next look tries again: no other copy can open it either)."""
+        if _names(self.path, self.fd):
+            return True
+        try:
+            fd = acquire(self.spec, self.program)
+        except InstanceRunning:
+            pid = _pid_at(self.path)
+            raise InstanceRunning("the {} lock {} was removed or replaced while this copy ran, and another {}{} "
+                                  "holds it now".format(self.program, self.path, self.program,
+                                                        " (pid {})".format(pid) if pid else "")) from None
+        os.close(self.fd)  # (the old file, deleted or no longer named: no copy can meet this lock on it)
+        self.fd = fd
+        return False
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _names(path: str, fd: int) -> bool:
+    """Does ``path`` name the file open as ``fd``?"""
+    try:
+        named, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _pid_at(path: str) -> Optional[int]:
+    """The pid the holder of the lock file at ``path`` wrote there, if it reads as one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _holder_pid(fd)
+    finally:
+        os.close(fd)  # (no flock was taken on it: none is dropped)
 
 
 def _holder_pid(fd: int) -> Optional[int]:
