@@ -87,7 +87,7 @@ from xapi_numa.core.actions import PinTemporarily, RestorePin, SetAffinity
 from xapi_numa.core.demand import CREDIT2_SETTLE, is_settling
 from xapi_numa.core.host import VcpuInfo
 from xapi_numa.core.locality import soft_is_narrow
-from xapi_numa.core.pin_boots import of_this_boot
+from xapi_numa.core.boots import of_this_boot
 from xapi_numa.core.snapshot import HostSnapshot
 
 VcpuKey = Tuple[int, int]  # (domid, vcpu)

@@ -42,12 +42,14 @@ import attrs
 
 from xapi_numa.core.actions import (CancelClaims, ClaimReservation, ReleaseReservation, RenewLease,
                                     ShrinkReservation)
+from xapi_numa.core.boots import of_another_boot
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.core.units import PAGE_SHIFT
 
 # The longest a build that keeps growing keeps its reservation, from the place (seconds):
 # a VM of terabytes populated at a few hundred MiB/s takes most of an hour
 BUILD_LEASE_MAX = 3600.0
+EARLIER_BOOT = "placed in an earlier boot of the host: its build and claims went with it"
 
 
 @attrs.frozen
@@ -62,6 +64,7 @@ class Reservation:
     claim_ours: bool = False                              # the domain's claim is (or may be) one we made
     lease: float = 0.0                                    # the lease's length as placed (0: expires - created)
     seen_pages: int = 0                                   # the domain's pages when the lease was last renewed
+    boot: str = ""                                        # the host's boot id when placed ("": not known)
 
     @property
     def ttl(self) -> float:
@@ -75,14 +78,19 @@ class Reservation:
 
 def plan_reconcile(reservations: Sequence[Reservation], domains: Mapping[str, DomainInfo],
                    pages: Mapping[int, Mapping[int, int]], node_claims: bool,
-                   now: Optional[float] = None) -> List[object]:
+                   now: Optional[float] = None, boot: str = "") -> List[object]:
     """Actions that bring reservations in line with the domains being built.
 
     ``domains`` by UUID; ``pages`` per domid (a domain missing there is skipped:
     it went away during the read).  ``now``: the ledger's clock, for the leases of
-    builds still growing (:func:`renewed`; None: none renewed)."""
+    builds still growing (:func:`renewed`; None: none renewed).  ``boot``: this boot of
+    the host's id (:mod:`.boots`): a reservation placed in another is released, its claims
+    gone with that boot; a domain of its VM now is another start's, not its build."""
     out: List[object] = []
     for r in reservations:
+        if of_another_boot(r.boot, boot):
+            out.append(ReleaseReservation(r.vm, r.created, EARLIER_BOOT, r.claimed))
+            continue
         d = domains.get(r.vm)
         if d is None and (r.claimed or r.claim_ours):
             out.append(ReleaseReservation(r.vm, r.created, "domain gone", r.claimed))  # its claims went with it

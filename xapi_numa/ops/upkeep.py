@@ -35,7 +35,7 @@ def plan_reconcile(hv: Hypervisor, reservations: Sequence[reservation.Reservatio
         except NumaError:
             continue  # the domain went away between the two reads
     caps = hv.capabilities() if caps is None else caps
-    return reservation.plan_reconcile(reservations, domains, pages, caps.node_claims, now)
+    return reservation.plan_reconcile(reservations, domains, pages, caps.node_claims, now, hv.boot_id())
 
 
 def reconcile(hv: Hypervisor, ledger: Ledger, executor: Executor) -> List[Outcome]:
@@ -73,9 +73,9 @@ def held_after_reconcile(hv: Hypervisor, ledger: Ledger, exclude: Optional[str] 
     live = hv.domain_uuids() if uuids is None else uuids
     caps = hv.capabilities() if caps is None else caps
     # only a reservation whose VM has a domain can be changed by a reconcile, or a claimed one
-    # (released once its domain is gone, with what its claim could not hold)
+    # (released once its domain is gone, with what its claim could not hold), or one of an earlier boot
     now = ledger.clock()
-    totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now)
+    totals, building = ledger.totals_and_reservations_of(live.alive, exclude, now, hv.boot_id())
     domains = observe.reserved_domains(hv, building, live)
     plan = plan_reconcile(hv, building, live, domains, caps=caps)
     as_read = reservation.outstanding(building, (), now)

@@ -15,6 +15,7 @@ from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.boots import of_another_boot
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LISTS, INTEGER, NUMBER, TEXT, Table
@@ -31,7 +32,7 @@ HOME_MOVE = Table("home_move", ("rowid",), {
     "reason": TEXT, "followed_domid": INTEGER, "followed_pages": INTEGER, "boot": TEXT})
 HOME_MOVE_INTENT = Table("home_move_intent", ("uuid",), {"uuid": TEXT, "domid": INTEGER, "from_node": INTEGER,
                                                          "to_node": INTEGER, "vnode": INTEGER,
-                                                         "soft_before": CPU_LISTS})
+                                                         "soft_before": CPU_LISTS, "boot": TEXT})
 
 
 @attrs.frozen
@@ -92,14 +93,18 @@ class HomeMoves:
     # A home move's writes are several hypercalls: each move is noted before them, and the
     # note stays until the VM is known whole again (all made, or what was made mended):
     # a process killed or failing in between leaves it for the next look to mend
-    # (ops.part_moves.PartMoves.left_unwritten).
+    # (ops.part_moves.PartMoves.left_unwritten).  A note says its boot: one of an earlier
+    # boot names a domain gone with it (the VM may run as that domid again, its affinity
+    # set anew), so it is mended never, and dropped by the next note (core.boots).
     def intend(self, uuid: str, domid: int, from_node: int, to_node: int, vnode: Optional[int] = None,
                soft_before: Optional[Mapping[int, FrozenSet[int]]] = None) -> None:
         before = json.dumps({str(v): format_ids(cpus) for v, cpus in sorted((soft_before or {}).items())})
         with self.db.write() as db:
-            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node, vnode, soft_before) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (uuid, domid, from_node, to_node, -1 if vnode is None else vnode,
-                                                     before))
+            db.execute("DELETE FROM home_move_intent WHERE boot != '' AND ? != '' AND boot != ?",
+                       (self.boot, self.boot))
+            db.execute("INSERT OR REPLACE INTO home_move_intent (uuid, domid, from_node, to_node, vnode, soft_before, "
+                       "boot) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (uuid, domid, from_node, to_node, -1 if vnode is None else vnode, before, self.boot))
 
     def written(self, uuids: Iterable[str]) -> None:
         uuids = list(uuids)
@@ -110,10 +115,12 @@ class HomeMoves:
                 db.execute("DELETE FROM home_move_intent WHERE uuid = ?", (uuid,))
 
     def unwritten(self) -> Dict[str, Intent]:
-        """uuid -> the home move noted and not yet known whole."""
+        """uuid -> the home move noted in this boot (or not known to be of another) and not yet known whole."""
         with self.db.read() as db:
-            rows = HOME_MOVE_INTENT.rows(self.db, db, ("uuid", "domid", "from_node", "to_node", "vnode", "soft_before"))
-        return {uuid: Intent(domid, a, b, None if v < 0 else v, before) for uuid, domid, a, b, v, before in rows}
+            rows = HOME_MOVE_INTENT.rows(self.db, db, ("uuid", "domid", "from_node", "to_node", "vnode", "soft_before",
+                                                       "boot"))
+        return {uuid: Intent(domid, a, b, None if v < 0 else v, before)
+                for uuid, domid, a, b, v, before, boot in rows if not of_another_boot(boot, self.boot)}
 
     def recent(self) -> List[HomeMove]:
         return [m for m, _ in self._rows()]

@@ -25,6 +25,7 @@ import math
 import time
 from typing import Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
+from xapi_numa.core.boots import of_another_boot
 from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
@@ -41,7 +42,8 @@ __all__ = ["DEFAULT_TTL", "MAX_TTL", "Ledger", "Reservation", "default_path"]
 RESERVATION = Table("reservation", ("vm",), {"vm": TEXT, "created": NUMBER, "expires": NUMBER,
                                              "claimed": one_of(0, 1), "owner": TEXT,
                                              "claim_ours": one_of(0, 1), "claim_domid": INTEGER,
-                                             "claim_node": INTEGER, "lease": NUMBER, "seen_pages": INTEGER})
+                                             "claim_node": INTEGER, "lease": NUMBER, "seen_pages": INTEGER,
+                                             "boot": TEXT})
 RESERVATION_NODE = Table("reservation_node", ("vm", "node"), {"vm": TEXT, "node": INTEGER, "bytes": INTEGER,
                                                               "initial": INTEGER})
 RESERVATION_TOTAL = Table("reservation_total", ("node",), {"node": INTEGER, "bytes": INTEGER})
@@ -89,32 +91,34 @@ class Ledger:
             return self._reservations_in(db, self.clock(), None)
 
     def totals_and_reservations_of(self, of: Callable[[List[str]], Collection[str]], exclude: Optional[str] = None,
-                                   now: Optional[float] = None) -> Tuple[Dict[int, int], List[Reservation]]:
+                                   now: Optional[float] = None,
+                                   boot: str = "") -> Tuple[Dict[int, int], List[Reservation]]:
         """In one read: :meth:`outstanding` (without ``exclude``'s), and the reservations of
         the VMs that ``of``, given every VM with a reservation, names, and the claimed ones,
         but ``exclude``'s.  A
         start's dry run names those with a live domain: the reservations whose builds have
         begun, the only ones a reconcile changes, are read whole, and SQLite sums the others
-        (a reservation lists every node).  ``now``: the instant expiry is judged at (the
-        clock's now by default)."""
+        (a reservation lists every node); those placed in another boot than ``boot`` too (a
+        reconcile releases them).  ``now``: the instant expiry is judged at (the clock's now
+        by default)."""
         now = self.clock() if now is None else now
         with self.db.read() as db:
             return (self._outstanding_in(db, now, exclude),
-                    [r for r in self._reservations_in(db, now, of) if r.vm != exclude])
+                    [r for r in self._reservations_in(db, now, of, boot) if r.vm != exclude])
 
-    def _reservations_in(self, db, now: float,
-                         of: Optional[Callable[[List[str]], Collection[str]]]) -> List[Reservation]:
+    def _reservations_in(self, db, now: float, of: Optional[Callable[[List[str]], Collection[str]]],
+                         boot: str = "") -> List[Reservation]:
         rows = RESERVATION.rows(self.db, db, ("vm", "created", "expires", "claimed", "owner", "claim_ours", "lease",
-                                              "seen_pages"),
+                                              "seen_pages", "boot"),
                                 "WHERE expires > ? OR claimed = 1 OR claim_ours = 1 ORDER BY created", (now,))
         columns = ("vm", "node", "bytes", "initial")
         if of is None:
             nodes = RESERVATION_NODE.rows(self.db, db, columns)
         else:
             # and every claimed one: a reconcile ends it once its domain is gone, and it counts
-            # what its claim cannot hold until then
+            # what its claim cannot hold until then; and one of another boot: a reconcile ends it
             wanted = of([row[0] for row in rows])
-            rows, nodes = [row for row in rows if row[0] in wanted or row[3]], []
+            rows, nodes = [row for row in rows if row[0] in wanted or row[3] or of_another_boot(row[8], boot)], []
             for i in range(0, len(rows), IN_LIST):  # (SQLite before 3.32 takes at most 999 parameters)
                 vms = [row[0] for row in rows[i:i + IN_LIST]]
                 nodes += RESERVATION_NODE.rows(self.db, db, columns, "WHERE vm IN ({})".format(
@@ -125,8 +129,8 @@ class Ledger:
             if vm in outstanding:  # (rows of expired reservations are not wanted)
                 outstanding[vm][node] = nbytes
                 initial[vm][node] = first
-        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner, bool(ours), lease, seen)
-                for vm, c, e, cl, owner, ours, lease, seen in rows]
+        return [Reservation(vm, c, e, bool(cl), outstanding[vm], initial[vm], owner, bool(ours), lease, seen, boot)
+                for vm, c, e, cl, owner, ours, lease, seen, boot in rows]
 
     def reservation(self, vm: str) -> Optional[Reservation]:
         return next((r for r in self.reservations() if r.vm == vm), None)
@@ -134,8 +138,9 @@ class Ledger:
     # --- changes ---------------------------------------------------------------------------------
     def reserve(self, vm: str, bytes_per_node: Mapping[int, int], ttl: float,
                 free_now: Callable[[], Mapping[int, int]], owner: str = "",
-                host_free_now: Optional[Callable[[], int]] = None) -> Reservation:
+                host_free_now: Optional[Callable[[], int]] = None, boot: str = "") -> Reservation:
         """Reserve memory for ``vm`` if every node has it free after other reservations.
+        ``boot``: the host's boot id (a reconcile in another boot releases the row).
 
         ``free_now`` (and ``host_free_now``, what the whole host has: a host-wide
         claim bounds the nodes' sum) is called inside the transaction so that the
@@ -170,11 +175,11 @@ class Ledger:
                                  "requested".format(format_size(max(total, 0)), format_size(sum(wanted.values()))),
                                  ("host", str(sum(wanted.values())), str(max(total, 0))))
             db.execute("DELETE FROM reservation WHERE vm = ?", (vm,))
-            db.execute("INSERT INTO reservation (vm, created, expires, owner, lease) VALUES (?, ?, ?, ?, ?)",
-                       (vm, now, now + ttl, owner, ttl))
+            db.execute("INSERT INTO reservation (vm, created, expires, owner, lease, boot) VALUES (?, ?, ?, ?, ?, ?)",
+                       (vm, now, now + ttl, owner, ttl, boot))
             db.executemany("INSERT INTO reservation_node (vm, node, bytes, initial) VALUES (?, ?, ?, ?)",
                            [(vm, n, b, b) for n, b in sorted(wanted.items())])
-        return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner, lease=ttl)
+        return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner, lease=ttl, boot=boot)
 
     def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None,
                 claimed: Optional[bool] = None) -> bool:

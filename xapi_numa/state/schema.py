@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 14), and how a file
+"""The state database's schema: its tables and triggers (schema 15), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS reservation (
     claim_domid INTEGER NOT NULL DEFAULT -1,  -- the domain we claimed for
     claim_node INTEGER NOT NULL DEFAULT -1,  -- the node we claimed on (-1: host-wide, or not ours)
     lease    REAL NOT NULL DEFAULT 0,        -- the lease's length as placed (renewed by that much)
-    seen_pages INTEGER NOT NULL DEFAULT 0    -- the domain's pages when its lease was last renewed
+    seen_pages INTEGER NOT NULL DEFAULT 0,   -- the domain's pages when its lease was last renewed
+    boot     TEXT NOT NULL DEFAULT ''        -- the host's boot id when placed ('': not known)
 );
 CREATE TABLE IF NOT EXISTS reservation_node (
     vm       TEXT NOT NULL REFERENCES reservation(vm) ON DELETE CASCADE,
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS home_move_intent (
     uuid      TEXT PRIMARY KEY,
     domid     INTEGER NOT NULL,
     from_node INTEGER NOT NULL,
-    to_node   INTEGER NOT NULL
+    to_node   INTEGER NOT NULL,
+    boot      TEXT NOT NULL DEFAULT ''   -- the host's boot id when noted ('': not known)
 );
 CREATE TABLE IF NOT EXISTS home_tally (
     domid     INTEGER NOT NULL,
@@ -110,10 +112,12 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("reservation", "claim_node", "INTEGER NOT NULL DEFAULT -1"),
                  ("reservation", "lease", "REAL NOT NULL DEFAULT 0"),  # schema 13: leases of growing builds renewed
                  ("reservation", "seen_pages", "INTEGER NOT NULL DEFAULT 0"),
+                 ("reservation", "boot", "TEXT NOT NULL DEFAULT ''"),  # schema 15: a start of an earlier boot goes
                  ("temp_pin", "pinned_to", "TEXT NOT NULL DEFAULT ''"),
                  ("temp_pin", "boot", "TEXT NOT NULL DEFAULT ''"),  # schema 14: a pin of an earlier boot is forgotten
                  ("home_move_intent", "vnode", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move_intent", "soft_before", "TEXT NOT NULL DEFAULT '{}'"),  # vCPU -> CPU list
+                 ("home_move_intent", "boot", "TEXT NOT NULL DEFAULT ''"),  # schema 15: as the reservation's
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
                  ("home_move", "boot", "TEXT NOT NULL DEFAULT ''"),  # rows written before: '', as unknown
