@@ -45,9 +45,12 @@ class BackendAlignment:
     """One host's backend alignment, as the daemon's cycle uses it."""
 
     def __init__(self, dom0: Dom0Proc, db: Database, logger: logging.Logger,
-                 opted_out: Callable[[str], bool] = lambda uuid: False, look_every: float = LOOK_EVERY) -> None:
+                 opted_out: Callable[[str], bool] = lambda uuid: False, look_every: float = LOOK_EVERY,
+                 host_clock: Optional[Callable[[], float]] = None, boot: str = "") -> None:
+        """``host_clock``, ``boot``: the host's clock and boot id, which tell the journal's
+        moved-from masks' age (:mod:`xapi_numa.state.backend_pins`)."""
         self.dom0 = dom0
-        self.journal = BackendJournal(db, logger)
+        self.journal = BackendJournal(db, logger, host_clock, boot)
         self.logger = logger
         self.opted_out = opted_out
         self.look_every = look_every

@@ -73,7 +73,8 @@ class Executor:
                  dom0=None) -> None:
         self.hv = hv
         self.dom0 = dom0  # a backends.dom0.Dom0Proc: where guests' backend threads and IRQs are set
-        self.backend_journal = BackendJournal(db, logger) if db is not None and dom0 is not None else None
+        self.backend_journal = BackendJournal(db, logger, hv.clock, hv.boot_id()) \
+            if db is not None and dom0 is not None else None
         self.start_mover = start_mover  # starts a background page mover; returns its pid
         self.db = db
         self.logger = logger or logging.getLogger("xapi-numa")

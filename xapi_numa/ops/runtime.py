@@ -84,7 +84,8 @@ class Runtime:
         self.hv, self.db, self.settings = hv, db, settings
         self.stopping = stopping  # a stop was asked (SIGTERM): the rest of a cycle is skipped
         # guests' backend work in dom0 (None: dom0's procfs is not reachable from here)
-        self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out)
+        self.backends = None if dom0 is None else BackendAlignment(dom0, db, logger, backend_opt_out,
+                                                                   host_clock=hv.clock, boot=hv.boot_id())
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.left_alone = LeftAlone(self.policy_of, policy_error, logger)
         self.guest_cpus = guest_cpus  # the host's guest mask, where xapi says (see HostSnapshot.unpinned)

@@ -80,6 +80,13 @@ def one_of(*values: object) -> Kind:
     return Kind("one of {}".format(", ".join(map(str, values))), read, as_read)
 
 
+def optional(kind: Kind) -> Kind:
+    """``kind``, or NULL (read as None: not known)."""
+    def read(value: object) -> object:
+        return None if value is None else kind.read(value)
+    return Kind(kind.expected + " or NULL", read)
+
+
 def json_of(expected: str, fits: Callable[[object], bool]) -> Kind:
     """JSON text of a value that ``fits``."""
     def read(value: object) -> object:
