@@ -34,6 +34,13 @@ def wait_until(condition) -> bool:
     return condition()
 
 
+def daemon_on_a_host(tmp_path):
+    """xapi-numad running on a simulated host: (the host's path, its lock's, the daemon, its first line)."""
+    path = str(tmp_path / "h.json")
+    swapped_host(path)
+    return (path, instance_lock.lock_path("sim:" + path)) + start_daemon(path)
+
+
 def stopped(proc) -> str:
     if proc.poll() is None:
         proc.kill()
@@ -41,10 +48,7 @@ def stopped(proc) -> str:
 
 
 def test_a_removed_lock_file_is_taken_again_and_a_second_daemon_is_still_refused(tmp_path):
-    path = str(tmp_path / "h.json")
-    swapped_host(path)
-    lock = instance_lock.lock_path("sim:" + path)
-    first, started = start_daemon(path)
+    path, lock, first, started = daemon_on_a_host(tmp_path)
     try:
         os.remove(lock)  # rm -rf /run/xapi-numa under the running daemon
         wait_until(lambda: os.path.exists(lock))  # (a few cycles: the daemon's next look)
@@ -60,10 +64,7 @@ def test_a_removed_lock_file_is_taken_again_and_a_second_daemon_is_still_refused
 
 
 def test_a_daemon_whose_lock_another_took_stops_and_leaves_the_pins_to_it(tmp_path):
-    path = str(tmp_path / "h.json")
-    swapped_host(path)
-    lock = instance_lock.lock_path("sim:" + path)
-    first, started = start_daemon(path)
+    path, lock, first, started = daemon_on_a_host(tmp_path)
     try:
         # another copy's lock file, put in place at once (a rename): the daemon never sees the name free
         other = os.open(lock + ".new", os.O_RDWR | os.O_CREAT, 0o600)
