@@ -77,3 +77,14 @@ def test_the_xen_adapter_reads_the_static_max_both_toolstacks_write(monkeypatch,
     hv, asked = xen.XenHypervisor(), []
     hv._xenstore = type("Store", (), {"read": lambda self, path: asked.append(path) or value})()
     assert hv.static_max(7) == expected and asked == ["/local/domain/7/memory/static-max"]
+
+
+@pytest.mark.parametrize("static, xen_max, said", [(GiB + 4096, None, "1048580K exactly"),
+                                                   (None, GiB + MiB + 4096, "1048580K exactly")])
+def test_a_static_max_of_no_whole_mib_is_said_as_it_must_be_typed(host, static, xen_max, said):
+    """xenopsd records a static max of any whole KiB: the refusal said "1.0G exactly" for 1 GiB and
+    4 KiB, a value --memory then refused again; it says one that is taken, and it is."""
+    code, err, _ = host("1G", xen_max=xen_max or GiB + MiB, static=static)
+    assert code == 2 and said in err and "1.0G" not in err, err
+    code, err, layout = host(said.split()[0], xen_max=xen_max or GiB + MiB, static=static)
+    assert code == 0 and layout is not None, err

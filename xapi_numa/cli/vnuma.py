@@ -18,7 +18,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import signed_whole_number, whole_number
 from xapi_numa.core.vnode_units import layout_affinity_actions
-from xapi_numa.core.units import PAGE_SHIFT, SizeRange, format_size, parse_size
+from xapi_numa.core.units import PAGE_SHIFT, SizeRange, exact_size, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.command_line import given as given_text
 from xapi_numa.ops.executor import DONE, Executor
@@ -196,16 +196,16 @@ def _check_static_max(memory: int, d: DomainInfo, static_max: Optional[int]) -> 
     recorded, else Xen's maximum less the toolstacks' slack.  A byte short is RAM in no vnode."""
     if static_max is not None and memory != static_max:
         raise InvalidArgument("--memory", "{}, but domain {}'s static max is {} (memory/static-max, as its "
-                                          "toolstack recorded it)".format(format_size(memory), d.name,
-                                                                          format_size(static_max)),
-                              "{} exactly".format(format_size(static_max)))
+                                          "toolstack recorded it)".format(exact_size(memory), d.name,
+                                                                          exact_size(static_max)),
+                              "{} exactly".format(exact_size(static_max)))
     if static_max is None and memory != d.max_memory - TOOLSTACK_SLACK:
         # (a domain xenopsd has created but not built yet holds squeezed's whole reservation as its maximum)
         raise InvalidArgument("--memory", "{}, but domain {} has a maximum of {} in Xen and no static max "
                                           "recorded (xenstore memory/static-max: a build not done yet?)".format(
-                                              format_size(memory), d.name, format_size(d.max_memory)),
+                                              exact_size(memory), d.name, exact_size(d.max_memory)),
                               "{} exactly: its maximum less the {} libxl and xenopsd add (LIBXL_MAXMEM_CONSTANT, "
-                              "xen_max_offset_mib)".format(format_size(d.max_memory - TOOLSTACK_SLACK),
+                              "xen_max_offset_mib)".format(exact_size(d.max_memory - TOOLSTACK_SLACK),
                                                            format_size(TOOLSTACK_SLACK)))
 
 

@@ -42,6 +42,16 @@ def format_size(nbytes: int) -> str:
     return f"{nbytes}B"
 
 
+def exact_size(nbytes: int) -> str:
+    """A size as one types it to give exactly ``nbytes`` (a refusal's one allowed value): :func:`format_size`
+    where that is exact, else in the largest unit it is whole in ("1048580K" for 1 GiB and 4 KiB, not "1.0G")."""
+    said = format_size(nbytes)
+    if "." not in said:
+        return said
+    unit, shift = next((u, s) for u, s in _UNITS + (("", 0),) if nbytes & ((1 << s) - 1) == 0)
+    return f"{nbytes >> shift}{unit or 'B'}"
+
+
 SIZE_FORMS = "a number of bytes or a number with K, M, G, T or P (binary units), e.g. 4G, 512M, 1.5G"
 
 
