@@ -207,3 +207,14 @@ def test_a_hold_whose_claim_failed_halfway_is_let_go(pool, monkeypatch):
     assert err.value.code == "INTERNAL_ERROR"
     assert start_hold.START_KEY not in server.vms[ref]["other_config"]
     assert pool_ops.vm_start(session, uuid)["settle_error"] is None
+
+
+def test_the_refusal_names_the_holding_machine_whole():
+    """A machine's name is most often its FQDN: the refusal cut it at 19 characters ('admin-laptop-of-a-v...'),
+    and machines of one domain looked alike.  Whole up to the 64 characters a token carries; a longer one
+    (a key edited by hand) is still cut."""
+    machine = "admin-laptop-of-a-very-long-name.corp.example.com"
+    said = start_hold.busy("u", _token(time.time() + 600, Holder("b", 4242, 7), machine=machine), time.time()).message
+    assert "(process 4242 on machine '{}')".format(machine) in said, said
+    said = start_hold.busy("u", _token(time.time() + 600, machine="x" * 5000), time.time()).message
+    assert len(said) < 600 and "'xxxxx" in said, said

@@ -36,11 +36,12 @@ HOLD_MARGIN_S = 2 * UNDO_S  # past the start's deadline: its release of a place,
 # the longest hold judged live: the CLI's longest --deadline (a day) and the margin (a token further ahead
 # than twice this is a hand edit's, stale); a longer deadline (the API's) holds the VM this long only
 MAX_HOLD_S = 86400 + HOLD_MARGIN_S
+MACHINE_CHARS = 64  # of a machine's name in a token (most often its FQDN: said whole, so machines are told apart)
 
 
 def machine_name() -> str:
     """This machine's name as a token carries it: no ``/`` or ``@`` (the token's separators)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "", socket.gethostname())[:64] or "unnamed"
+    return re.sub(r"[^A-Za-z0-9._-]", "", socket.gethostname())[:MACHINE_CHARS] or "unnamed"
 
 
 def start_token(now: float, seconds: float) -> str:
@@ -104,7 +105,7 @@ def holder_said(token: Optional[str]) -> str:
     machine = unique.partition("@")[2] or "an unnamed machine"
     holder = owner_token.holder_of(token)
     process = "process {}".format(holder.pid) if holder is not None else "a process"
-    return "{} on machine {}".format(process, shown(machine))
+    return "{} on machine {}".format(process, shown(machine, MACHINE_CHARS + 2))  # (its quotes)
 
 
 def _until(token: Optional[str], now: float) -> str:
