@@ -52,3 +52,14 @@ def test_a_new_domains_build_lands_as_the_simulator_builds_it():
     # 6 GiB PVH from a new domain: GiBs 0-2 to nodes 1, 0, 1, the 2 MiB part below the hole
     # even, GiBs 4-5 to 0, 1 (the figure of the module docstring)
     assert _landed(2, "pvh", 6 * GIB, (0, 1), 0) == {0: 5 * GIB // 2, 1: 7 * GIB // 2}
+
+
+def test_place_help_says_the_type_it_assumes(capsys):
+    """`xapi-numa place --help` said "--type {pv,pvh,hvm}  guest type (memory extents)": not that an
+    unsaid type is HVM, nor that --vm does not read it, while a PVH VM over two nodes is held less
+    per node than an HVM one (2.5 GiB and 3 GiB of a 5 GiB VM)."""
+    from xapi_numa.cli.main import main
+
+    assert main(["place", "--help"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "hvm (default)" in said and "not read with --vm" in said, said

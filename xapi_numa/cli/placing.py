@@ -218,7 +218,9 @@ def register(sub) -> None:
     q.add_argument("--nodes", help="ordered list of this host's nodes (0 up to its last: 1,3,0, 0-1, node:1, "
                                    "nodes:0-1), nearest, or 2,nearest")
     q.add_argument("--on-exhaust", dest="on_exhaust", type=given, help="fallback (default) or fail")
-    q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm", help="guest type (memory extents)")
+    q.add_argument("--type", choices=("pv", "pvh", "hvm"), default="hvm",
+                   help="the guest's type (xapi's domain_type; not read with --vm): hvm (default), pvh or pv; its "
+                        "build's extents decide what a VM over several nodes is held on each")
     q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "
                                 "bounds the place as the plugin's); default: a new ad-hoc key")
     q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
