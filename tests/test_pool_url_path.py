@@ -53,3 +53,13 @@ def test_a_pool_url_ending_in_a_slash_logs_in(pool):
     with pytest.raises(InvalidArgument) as err:
         xapi.login(xapi.Credentials(server.url + "/some/path", "root", "xenroot"), insecure=True)
     assert err.value.field == "--pool" and "'/some/path'" in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("url", ["https://fd00::1", "https://fd00::1/", "https://fd00::1:443", "http://fe80::1"])
+def test_an_ipv6_master_without_brackets_is_refused_saying_they_are_needed(url):
+    """IPv6 masters are taken (https://[fd00::1]); typed bare, the refusal said only "not a URL of a
+    pool master (allowed: https://HOST[:PORT][/] ...)", which an IPv6 address seems to be."""
+    with pytest.raises(InvalidArgument) as err:
+        check_pool_url(url, insecure=True)
+    said = err.value.message
+    assert err.value.field == "--pool" and "an IPv6 address goes in brackets: https://[fd00::1]" in said, said

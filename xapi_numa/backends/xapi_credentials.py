@@ -18,7 +18,8 @@ import attrs
 from xapi_numa.core.numbers import shown, shown_path
 from xapi_numa.errors import InvalidArgument
 
-POOL_URL_SYNTAX = "https://HOST[:PORT][/] (http:// only with --insecure)"
+POOL_URL_SYNTAX = ("https://HOST[:PORT][/] (an IPv6 address goes in brackets: https://[fd00::1]; "
+                   "http:// only with --insecure)")
 # a URL's user name and password (``//user:password@``), up to the last '@' before the path
 USERINFO = re.compile(r"(?<=//)[^/?#]*@")
 
