@@ -24,9 +24,18 @@ POOL_URL_SYNTAX = ("https://HOST[:PORT][/] (an IPv6 address goes in brackets: ht
 USERINFO = re.compile(r"(?<=//)[^/?#]*@")
 
 
+# a URL's query or fragment: it may carry a secret too (?password=, a session_id copied from a console URL)
+QUERY = re.compile(r"([?#]).*", re.DOTALL)
+
+
+def without_query(text: str) -> str:
+    """``text`` (a URL, or what follows its address) with its query or fragment left out: ``/x?...``."""
+    return QUERY.sub(r"\1...", text)
+
+
 def url_shown(url: str) -> str:
     """A pool URL for a message: quoted, cut short, and never with a password typed into it."""
-    return shown(USERINFO.sub("...@", url))
+    return shown(without_query(USERINFO.sub("...@", url)))
 
 
 @attrs.frozen
@@ -158,7 +167,8 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
     after = url[len(parts.scheme) + len("://") + len(parts.netloc):]  # (urlsplit's netloc is the text as typed)
     if after not in ("", "/"):  # the client would post to that path, and the master answer HTTP 404
         raise InvalidArgument("--pool", "{} has {} after the pool master's address {}: a pool URL is the address "
-                              "alone".format(url_shown(url), shown(after), shown(parts.netloc)), POOL_URL_SYNTAX)
+                              "alone".format(url_shown(url), shown(without_query(after)), shown(parts.netloc)),
+                              POOL_URL_SYNTAX)
     if parts.scheme == "http" and not insecure:
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
             url_shown(url)), "an https:// URL, or --insecure to accept that")
