@@ -218,3 +218,13 @@ def test_the_refusal_names_the_holding_machine_whole():
     assert "(process 4242 on machine '{}')".format(machine) in said, said
     said = start_hold.busy("u", _token(time.time() + 600, machine="x" * 5000), time.time()).message
     assert len(said) < 600 and "'xxxxx" in said, said
+
+
+def test_vm_start_help_says_the_start_holds_the_vm_and_how_long_a_killed_one_does(capsys):
+    """The refusal says "try again after" a time 41 minutes on (the default deadline and 60 s) for a
+    start killed elsewhere, and --deadline's help said nothing of a hold: it says it now."""
+    from xapi_numa.cli.main import main
+
+    assert main(["vm-start", "--help"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "NUMA_VM_BUSY" in said and "until its deadline and 60 s more" in said, said

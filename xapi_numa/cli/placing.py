@@ -10,7 +10,7 @@ from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import VM_MEMORY, format_size, parse_size
 from xapi_numa.errors import InvalidArgument, NumaError
-from xapi_numa.ops import upkeep
+from xapi_numa.ops import start_hold, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
@@ -239,7 +239,9 @@ def register(sub) -> None:
     q.add_argument("--deadline", type=signed_decimal_number, default=START_DEADLINE, metavar="SECONDS",
                    help="give up after this long overall (default %(default)g: VM.start_on's 1800 s and 600 to "
                         "choose and place): NUMA_START_TIMEOUT names the step that ran into it; a place made by "
-                        "then is released, unless VM.start_on was under way")
+                        "then is released, unless VM.start_on was under way. The start holds the VM meanwhile "
+                        "(another vm-start of it is refused, NUMA_VM_BUSY); one killed holds it until its deadline "
+                        "and {:g} s more, but for a vm-start on the same machine".format(start_hold.HOLD_MARGIN_S))
     common.add_json(q)
     q.set_defaults(func=cmd_vm_start)
 
