@@ -6,6 +6,7 @@ the first: the host's metrics stopped.  Like xapi-numad, the plugin holds the ho
 lock (:mod:`xapi_numa.ops.instance_lock`) while it talks to xcp-rrdd: a second copy
 refuses, naming the first, and exits 1 before any call to xcp-rrdd.
 """
+import fcntl
 import os
 import subprocess
 import time
@@ -51,3 +52,38 @@ def test_a_second_copy_refuses_and_leaves_the_first_alone(tmp_path, host):  # no
                 proc.wait()
         server.shutdown()
 
+
+
+
+def test_a_copy_whose_lock_was_removed_stops_once_another_takes_it(tmp_path, host):  # noqa: F811
+    """With its lock file removed (rm -rf /run/xapi-numa), a second copy locked a new one and ran beside the
+    first (xapi-numad looks at its lock each cycle since 2026-12-06; this plugin did not): both registered
+    the uid and wrote the file, and the first one's exit would deregister and remove them under the second.
+    The first now stops at its next reading (exit 1, naming the other), leaving the registration and file."""
+    path, _ = host
+    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
+    calls = []
+    server = fake_rrdd(sock, shm, calls)
+    args = PLUGIN + ["--backend", "sim:" + path, "--socket", sock]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    lock = os.path.realpath(path) + ".xapi-numa-rrdd.lock"
+    other = None
+    try:
+        wait_until(lambda: "Plugin.Local.register" in [m for m, _ in list(calls)], first)
+        os.unlink(lock)
+        other = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)  # the other copy's: its own file, locked
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(other, b"4242\n")
+        wait_until(lambda: first.poll() is not None)
+        assert first.poll() == 1, "the first copy runs on beside another"
+        err = first.stderr.read()
+        assert "another xapi-numa-rrdd (pid 4242) holds it now" in err and "Traceback" not in err, err
+        methods = [m for m, _ in list(calls)]  # its one deregistration is before its registration
+        assert methods.count("Plugin.Local.deregister") == 1 and os.path.exists(shm), methods
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        if other is not None:
+            os.close(other)
+        server.shutdown()

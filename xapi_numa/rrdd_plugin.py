@@ -37,7 +37,7 @@ import attrs
 
 from xapi_numa.backends import rrdd
 from xapi_numa.backends.open import backend_spec, flag_refusal, open_hypervisor
-from xapi_numa.errors import BackendUnavailable, InvalidArgument, NumaError
+from xapi_numa.errors import BackendUnavailable, InstanceRunning, InvalidArgument, NumaError
 from xapi_numa.core.numbers import plain, shown
 from xapi_numa.ops import instance_lock, metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
@@ -119,16 +119,18 @@ def run(args: argparse.Namespace, stop: dict) -> int:
     # One copy talks to xcp-rrdd: a second would register the same uid and write the same
     # file, and at its exit deregister it and remove the file under the first.  (--file
     # writes where it is told, without xcp-rrdd: a look beside the running service.)
-    lock = None if args.file else instance_lock.acquire(spec, PROGRAM)
+    lock = None if args.file else instance_lock.HeldLock(spec, PROGRAM)
     try:
-        return publish(args, stop, hv)
+        return publish(args, stop, hv, lock)
     finally:
         if lock is not None:
-            os.close(lock)
+            lock.release()
 
 
-def publish(args: argparse.Namespace, stop: dict, hv) -> int:
-    """Write a reading before each of xcp-rrdd's (or to --file) until stopped."""
+def publish(args: argparse.Namespace, stop: dict, hv, lock: Optional[instance_lock.HeldLock] = None) -> int:
+    """Write a reading before each of xcp-rrdd's (or to --file) until stopped, or until another
+    copy took the host's ``lock`` (its file removed meanwhile): InstanceRunning, the registration
+    and the file left to that copy."""
     # Read once per process: its unit is PartOf xcp-rrdd, so a restarted (or updated and
     # restarted) xcp-rrdd restarts this process too; rpm -q at every retry while xcp-rrdd
     # is away cost two rpm runs every 5 s, and could read a package newer than the
@@ -144,6 +146,7 @@ def publish(args: argparse.Namespace, stop: dict, hv) -> int:
     out = rrdd.PluginFile(args.file) if args.file else None
     lead = LEAD_TIME
     remap = True  # xcp-rrdd is to map our file afresh at the next registration
+    displaced = False  # another copy took the host's lock
     try:
         while not stop["now"]:
             try:
@@ -163,17 +166,29 @@ def publish(args: argparse.Namespace, stop: dict, hv) -> int:
                 sleep_unless_stopped((wait - lead) % rrdd.FREQUENCY_SECONDS, stop)
                 if stop["now"]:
                     break
+                keep_lock(lock)
                 started = time.monotonic()
                 tally, remade = publish_once(hv, out, tally, args.names, stamp, readings)
                 lead = min(MAX_LEAD, LEAD_TIME + time.monotonic() - started)
                 remap = remap or remade  # registered again next: xcp-rrdd maps the bigger file
+            except InstanceRunning:
+                displaced = True  # the registration and the file are that copy's now: not undone at our exit
+                raise
             except NumaError as err:  # xcp-rrdd restarting, a domain vanishing: next cycle
                 remap = remap or isinstance(err, BackendUnavailable)  # xcp-rrdd away: perhaps a new one
                 log("{} (retrying in {:.0f} s)".format(err.message, RETRY))
                 sleep_unless_stopped(RETRY, stop)
     finally:
-        cleanup(client, args.uid, out.path if out is not None else None)
+        if not displaced:
+            cleanup(client, args.uid, out.path if out is not None else None)
     return 0
+
+
+def keep_lock(lock: Optional[instance_lock.HeldLock]) -> None:
+    """Hold the host's lock under its name (as xapi-numad does each cycle): one whose file was
+    removed is taken again, and an InstanceRunning if another copy took it meanwhile."""
+    if lock is not None and not lock.kept():
+        log("the xapi-numa-rrdd lock {} was removed or replaced; taken again".format(lock.path))
 
 
 def stamp_for(args: argparse.Namespace) -> str:
