@@ -22,13 +22,19 @@ def wait_until(condition, proc=None) -> None:
         time.sleep(0.1)
 
 
-def test_a_second_copy_refuses_and_leaves_the_first_alone(tmp_path, host):  # noqa: F811
-    path, _ = host
+def _first_copy(tmp_path, path):
+    """A fake xcp-rrdd and the plugin's copy for ``path``: (shm file, calls, server, argv, process)."""
     sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
     calls = []
     server = fake_rrdd(sock, shm, calls)
     args = PLUGIN + ["--backend", "sim:" + path, "--socket", sock]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    return shm, calls, server, args, first
+
+
+def test_a_second_copy_refuses_and_leaves_the_first_alone(tmp_path, host):  # noqa: F811
+    path, _ = host
+    shm, calls, server, args, first = _first_copy(tmp_path, path)
     second = None
     try:
         wait_until(lambda: "Plugin.Local.register" in [m for m, _ in list(calls)], first)
@@ -61,11 +67,7 @@ def test_a_copy_whose_lock_was_removed_stops_once_another_takes_it(tmp_path, hos
     the uid and wrote the file, and the first one's exit would deregister and remove them under the second.
     The first now stops at its next reading (exit 1, naming the other), leaving the registration and file."""
     path, _ = host
-    sock, shm = str(tmp_path / "xcp-rrdd"), str(tmp_path / "metrics-xapi-numa")
-    calls = []
-    server = fake_rrdd(sock, shm, calls)
-    args = PLUGIN + ["--backend", "sim:" + path, "--socket", sock]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT)
+    shm, calls, server, args, first = _first_copy(tmp_path, path)
     lock = os.path.realpath(path) + ".xapi-numa-rrdd.lock"
     other = None
     try:
