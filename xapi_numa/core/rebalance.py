@@ -14,8 +14,8 @@ brackets; the caller's bookkeeping is :mod:`xapi_numa.ops.rebalancing`):
 
 1. **Demand** per VM is the CPU it wants: its vCPUs' busy share since the last
    look (a vCPU found waiting to run wants a whole pCPU), smoothed by the
-   caller (``ops.rebalancing.SMOOTHING`` = 0.5 for the newest period) and kept
-   as one value per period over the last ``ops.rebalancing.WINDOW`` = 150
+   caller (``ops.vcpu_demand.SMOOTHING`` = 0.5 for the newest period) and kept
+   as one value per period over the last ``ops.vcpu_demand.WINDOW`` = 150
    periods.  A node's *load* is the demand homed on it over its pCPUs for
    guests (those of the guests' CPU pools).
 2. Nothing is weighed unless the host's **imbalance**, largest minus smallest

@@ -1,7 +1,7 @@
 """The rebalancer's bookkeeping around the pure planner (:mod:`xapi_numa.core.rebalance`).
 
 Between periods it keeps what the planner needs to remember: each VM's smoothed CPU demand (from its
-vCPUs' CPU time, a vCPU found waiting to run counting as wanting a whole pCPU), how many consecutive
+vCPUs' CPU time, :mod:`.vcpu_demand`: a reading it cannot trust is no sample), how many consecutive
 periods the current best move has stood, when each VM's home last moved (the home-move log in the
 state database, which survives restarts), and how far each VM's memory has followed its new home.
 Every period it turns a snapshot into :class:`~xapi_numa.core.rebalance.VmLoad` values, asks the
@@ -42,11 +42,9 @@ from xapi_numa.ops import part_moves
 from xapi_numa.ops.executor import DONE, REFUSED
 from xapi_numa.ops.part_moves import PartMoves
 from xapi_numa.ops.memory_following import MemoryFollowing
+from xapi_numa.ops.vcpu_demand import DemandReadings, Unit
 from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING as MOVE_RUNNING, MoveJournal
 
-SMOOTHING = 0.5  # weight of the newest period in the demand average
-WINDOW = 150     # periods of demand history the planner judges moves on (5 minutes at 2 s)
-Unit = Tuple[str, Optional[int]]  # (VM uuid, vnode or None): what the planner moves as one
 UNREADABLE = "unreadable"         # a cached layout the hypervisor would not give: the VM is not moved
 
 
@@ -80,15 +78,21 @@ class Rebalancer:
         self.layouts: Dict[str, Tuple[int, object]] = {}  # uuid -> (domid, layout, None or UNREADABLE)
         self._unsure: Set[str] = set()  # VMs whose cached layout a mover of ours is still changing
         self._read_at: Dict[str, float] = {}  # uuid -> when its cached layout was last known right (journal clock)
-        self.unit_demand: Dict[Unit, float] = {}
-        self.history: Dict[Unit, List[float]] = {}  # unit -> smoothed demand, one value per period
-        self._cpu: Dict[Tuple[str, int], Tuple[float, float]] = {}  # (uuid, vcpu) -> (cpu_time, when)
+        self.readings = DemandReadings()  # each unit's demand, from its vCPUs' CPU time
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, rebalance.Candidate, str, float, Tuple]] = []  # unconfirmed
         self.part_moves = PartMoves()  # moves made only in part, mended in the next periods
         self.following = MemoryFollowing(settings, self.moves, self.homes)
         self.left_alone: Set[str] = set()  # VMs whose policy, pins, pool or opt-out now keep the rebalancer away
         self._blockers: Dict[str, Tuple[int, bool]] = {}  # uuid -> (domid, memory cannot move), read once
+
+    @property
+    def unit_demand(self) -> Dict[Unit, float]:
+        return self.readings.unit_demand
+
+    @property
+    def history(self) -> Dict[Unit, List[float]]:
+        return self.readings.history
 
     @property
     def demand(self) -> Dict[str, float]:
@@ -151,37 +155,10 @@ class Rebalancer:
     # --- what the planner is told ----------------------------------------------------------------------
     def observe_demand(self, snap: HostSnapshot) -> None:
         """Update every unit's smoothed demand (a VM's, or a vnode's) from its vCPUs since
-        the last look."""
-        seen: Set[Tuple[str, int]] = set()
-        units: Set[Unit] = set()
-        for d in snap.domains:
-            if d.domid == 0:
-                continue
-            unit_of = self._unit_of(d.uuid)
-            wanted: Dict[Unit, float] = {}
-            for v in snap.vcpus.get(d.domid, ()):
-                key = (d.uuid, v.vcpu)
-                seen.add(key)
-                before = self._cpu.get(key)
-                self._cpu[key] = (v.cpu_time, snap.time)
-                busy = 0.0
-                if before is not None and snap.time > before[1]:
-                    busy = min(1.0, max(0.0, (v.cpu_time - before[0]) / (snap.time - before[1])))
-                elif v.state == "running":
-                    busy = 1.0
-                unit = (d.uuid, unit_of(v.vcpu))
-                wanted[unit] = wanted.get(unit, 0.0) + (1.0 if v.state == "runnable" else busy)
-            for unit, now in sorted(wanted.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
-                units.add(unit)
-                old = self.unit_demand.get(unit)
-                self.unit_demand[unit] = now if old is None else SMOOTHING * now + (1 - SMOOTHING) * old
-                self.history.setdefault(unit, []).append(self.unit_demand[unit])
-                del self.history[unit][:-WINDOW]
+        the last look (:mod:`.vcpu_demand`: a reading it cannot trust is no sample)."""
+        self.readings.observe(snap, self._unit_of)
         unread = snap.unread  # not read this time, not gone: what is known of them is kept
-        self._cpu = {k: v for k, v in self._cpu.items() if k in seen or k[0] in unread}
         alive = {d.uuid for d in snap.domains} | set(unread)
-        self.unit_demand = {u: x for u, x in self.unit_demand.items() if u in units or u[0] in unread}
-        self.history = {u: x for u, x in self.history.items() if u in units or u[0] in unread}
         self.following.forget_all_but(dict(unread, **{d.uuid: d.domid for d in snap.domains}))
         self._blockers = {u: x for u, x in self._blockers.items() if u in alive}
 

@@ -102,6 +102,7 @@ class Runtime:
         self.last_rebalance: Optional[float] = None
         self.last_decision: Optional[Decision] = None
         self.samples_dropped: Tuple[str, ...] = ()  # said when it changes (core.demand_window.sound_samples)
+        self.readings_skipped: Set[Tuple[str, int]] = set()  # vCPUs whose last reading was none, as said
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db, logger)
         self.moves = MoveJournal(db)
@@ -268,6 +269,10 @@ class Runtime:
         if decision.assessment.dropped and decision.assessment.dropped != self.samples_dropped:
             log_event(self.logger, logging.WARNING, "demand samples dropped", vms=list(decision.assessment.dropped))
         self.samples_dropped = decision.assessment.dropped
+        skipped = self.rebalancer.readings.skipped  # (a vCPU reset is one look's; a broken counter, every look's)
+        if skipped and set(skipped) != self.readings_skipped:
+            log_event(self.logger, logging.WARNING, "demand readings skipped", vcpus=sorted(skipped.values()))
+        self.readings_skipped = set(skipped)
         if not decision.actions:
             return []
         outcomes = self.executor.apply(decision.actions)
