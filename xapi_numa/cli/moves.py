@@ -158,9 +158,9 @@ def cmd_move_memory(args) -> int:
     db = ledger.db
     pending = []
     if args.dry_run:  # changes nothing: says what the move's recovery would do first
-        pending = move_recovery.pending(hv, MoveJournal(db))
+        pending = move_recovery.pending(hv, MoveJournal.of_host(db, hv))
     elif args.lock_fd is None:
-        move_recovery.recover(hv, MoveJournal(db))  # a dead mover's batch first: before the scan and the claim
+        move_recovery.recover(hv, MoveJournal.of_host(db, hv))  # a dead mover's batch first: before the scan, the claim
     lock = None
     with common.flag_names(MOVE_FLAGS):
         if args.dry_run:  # claims nothing
@@ -199,10 +199,14 @@ def cmd_move_memory(args) -> int:
 
 
 def cmd_memory_moves(args) -> int:
-    journal = MoveJournal(common.ledger_to_read(args).db)  # (--recover: a dead mover's row, if there is one)
+    db = common.ledger_to_read(args).db  # (--recover: a dead mover's row, if there is one)
+    journal = MoveJournal(db)
     # only --recover recovers; the listing says what recovery would do
-    notes = move_recovery.recover(common.hypervisor(args), journal) if args.recover else []
-    pending = [] if args.recover else _pending(args, journal)
+    if args.recover:
+        hv = common.hypervisor(args)
+        notes, pending = move_recovery.recover(hv, MoveJournal.of_host(db, hv)), []
+    else:
+        notes, pending = [], _pending(args, db)
     rows = [r.to_dict() for r in journal.rows()]
     if args.vm is not None:
         rows = _moves_of(rows, args.vm, common.hypervisor(args))
@@ -217,10 +221,11 @@ def cmd_memory_moves(args) -> int:
     return 0
 
 
-def _pending(args, journal: MoveJournal) -> List[str]:
+def _pending(args, db) -> List[str]:
     """What recovery would do (the listing reads the journal whatever the hypervisor says)."""
     try:
-        return move_recovery.pending(common.hypervisor(args), journal)
+        hv = common.hypervisor(args)
+        return move_recovery.pending(hv, MoveJournal.of_host(db, hv))
     except NumaError as err:
         return ["cannot tell what recovery would do: {}".format(err.message)]
 

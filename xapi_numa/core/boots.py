@@ -12,7 +12,7 @@ the one the row was about.  The boot id the row was made in does
 forgotten, never acted on.  A row that does not say (made before rows did, or on a host
 that cannot say) is judged by the rest, as before.
 """
-from typing import List, Sequence, Tuple, TypeVar
+from typing import List, Optional, Sequence, Tuple, TypeVar
 
 from xapi_numa.core.actions import RestorePin
 
@@ -23,6 +23,17 @@ EARLIER_BOOT = "pinned in an earlier boot of the host: its domain went with it"
 def of_another_boot(made_in: str, boot: str) -> bool:
     """Was a row made in boot ``made_in`` made in another boot than ``boot`` (both known)?"""
     return bool(made_in and boot and made_in != boot)
+
+
+def age(wall_at: float, host_at: Optional[float], made_in: str, wall_now: float, host_now: Optional[float],
+        boot: str) -> float:
+    """How old a row stamped ``wall_at`` on the wall clock and ``host_at`` on the host's (None: not
+    known) in boot ``made_in`` is: by the host's clock (which no step of the wall clock moves) where
+    both stamps are known and the row is of boot ``boot``, else by the wall clock (all there is for
+    a row of another boot, or one stamped later than now: an earlier boot's clock had run further)."""
+    if host_now is not None and host_at is not None and not of_another_boot(made_in, boot) and host_at <= host_now:
+        return host_now - host_at
+    return wall_now - wall_at
 
 
 def of_this_boot(pins: Sequence[Pin], boot: str) -> Tuple[List[Pin], List[RestorePin]]:

@@ -177,7 +177,7 @@ def claim(hv: Hypervisor, ledger: Ledger, vm: str, to: int, max_bytes: Optional[
     the same node sees this one, or this one sees it); and only then the scan.
     ``lock_fd``: the lock a background mover inherited from its claimer (verified).
     Returns the plan and the lock, for :func:`run`; a refusal ends the row it wrote."""
-    journal = MoveJournal(ledger.db)
+    journal = MoveJournal.of_host(ledger.db, hv)
     d = domain_by_name_or_id(hv, vm)
     lock = journal.adopt(d, lock_fd) if lock_fd is not None else journal.take_lock(d)
     ours = lock_fd is not None  # the row: the claimer's, handed to us
@@ -232,7 +232,7 @@ def run(hv: Hypervisor, db: Database, plan: Plan, rate: Optional[float] = None,
     """
     # A backend with modelled time (the simulator) paces in that time, not ours.
     sleep = sleep or hv.sleep
-    journal = MoveJournal(db)
+    journal = MoveJournal.of_host(db, hv)
     d = plan.domain
     tally = MoveTally(plan.pages, len(plan.batches))
     base = {"vm": d.name, "uuid": d.uuid, "domid": d.domid, "to": plan.target, "skipped": plan.skipped,
@@ -340,7 +340,7 @@ def _explain(result, target: int) -> str:
 def start_for(hv: Hypervisor, db: Database, action: MoveMemory) -> int:
     """Claim the VM and start a background mover for a planned :class:`MoveMemory` (a
     whole vnode with ``--vnode`` when it names one: the mover records its new pnode)."""
-    journal = MoveJournal(db)
+    journal = MoveJournal.of_host(db, hv)
     recover(hv, journal)  # a dead mover's batch record first
     d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
     if d is None:
@@ -359,7 +359,7 @@ def move_now(hv: Hypervisor, db: Database, action: MoveMemory,
     """Carry out a planned :class:`MoveMemory` in this process (a host with modelled
     time: its pacing is modelled, so the step is as long as the plan says).  xapi is asked
     between batches, as a background mover asks it (``xapi_use``: a link's ``use``; None: no xapi)."""
-    journal = MoveJournal(db)
+    journal = MoveJournal.of_host(db, hv)
     recover(hv, journal)
     d = next((x for x in hv.domains() if x.uuid == action.uuid), None)
     if d is None:

@@ -47,7 +47,10 @@ def pending(hv: Hypervisor, journal: MoveJournal) -> List[str]:
             records.discard(domid)  # its mover's own batch, in flight
             continue
         name = row.report.get("vm") or row.uuid
-        if d is None:
+        if journal.of_another_boot(row):
+            what = "it was moving VM {} in an earlier boot of the host (its journal row still says running)".format(
+                name)
+        elif d is None:
             what = "VM {} no longer runs here".format(name)
         elif domid in records:
             what = "domain {} ({}) {} with its batch record".format(domid, name, "stays paused" if d.paused else "runs")
@@ -107,10 +110,26 @@ def _recover_unjournalled(hv: Hypervisor) -> List[str]:
 
 
 def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[str]:
-    done = []
     # a mover that kept its guest paused said why before it exited
     error = row.report.get("error") or "process {} died during the move".format(row.pid)
     report = dict(row.report, error=error)
+    if journal.of_another_boot(row):  # its domain and batch record went with that boot: the VM's domain now is
+        report["error"] = "{}: its mover went with an earlier boot of the host".format(error)  # another one
+        done: List[str] = []
+    else:
+        done, put_back = _recover_domain(hv, row, report)
+        if not put_back:
+            return done  # the row stays: retried by the next caller
+    if journal.finish(row.uuid, INTERRUPTED, report, only_if=(RUNNING, row.started)):
+        done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
+    return done
+
+
+def _recover_domain(hv: Hypervisor, row: MoveRecord, report: dict) -> Tuple[List[str], bool]:
+    """Put back what the dead mover of ``row`` left in its domain (``report``'s error then says
+    so): (what was done, whether the VM's running domain is whole: the row can end)."""
+    done: List[str] = []
+    error = report["error"]
     domains = hv.domains()
     domain = next((d for d in domains if d.uuid == row.uuid), None)
     if domain is None:
@@ -127,14 +146,12 @@ def _recover_row(hv: Hypervisor, journal: MoveJournal, row: MoveRecord) -> List[
         except NumaError as err:
             done.append(Failure("could not recover domain {} ({}): {}".format(domain.domid, domain.name,
                                                                                err.message)))
-            return done  # the row stays: retried by the next caller
+            return done, False
         if note:
             done.append(note)
             # the row's story ends with this recovery, not with an earlier one that failed
             report["error"] = "{}; later: {}".format(error, note)
-    if journal.finish(row.uuid, INTERRUPTED, report, only_if=(RUNNING, row.started)):
-        done.append("move of {} by process {} marked interrupted".format(row.uuid, row.pid))
-    return done
+    return done, True
 
 
 def finish_kept_batch(hv: Hypervisor, d: DomainInfo, error: str) -> Tuple[bool, str]:

@@ -20,7 +20,8 @@ layout comes from ``Hypervisor.vnuma``, which on real Xen reads the pnodes
 from debug key ``u`` (a walk of every page, rate-limited like the page scans):
 so each domain's layout is read once, when the domain is first seen running
 (a domain not yet run may still be given one), kept, updated by our own vnode
-moves, read again only when a move of ours was refused or did not finish, and
+moves, read again only when a move of ours was refused or did not finish (or
+the journal's row of the VM changed since: a vnode move another made), and
 dropped when the domain goes.  A VM whose layout cannot be read is not moved.
 Hold-down is per VM: one vnode moved holds all its vnodes for ``hold_down``.
 """
@@ -43,7 +44,7 @@ from xapi_numa.ops.executor import DONE, REFUSED
 from xapi_numa.ops.part_moves import PartMoves
 from xapi_numa.ops.memory_following import MemoryFollowing
 from xapi_numa.ops.vcpu_demand import DemandReadings, Unit
-from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING as MOVE_RUNNING, MoveJournal
+from xapi_numa.state.moves import DONE as MOVE_DONE, RUNNING as MOVE_RUNNING, MoveJournal, MoveRecord
 
 UNREADABLE = "unreadable"         # a cached layout the hypervisor would not give: the VM is not moved
 
@@ -71,13 +72,15 @@ class Rebalancer:
                  move_blockers: Optional[Callable[[int], List[str]]] = None, boot: str = "") -> None:
         self.settings, self.move_blockers = settings, move_blockers  # (Hypervisor.move_blockers; None: all can move)
         self.homes = HomeMoves(db, boot)  # (boot: Hypervisor.boot_id, the boot its clock's stamps are of)
-        self.moves = MoveJournal(db)
+        self.moves = MoveJournal(db, boot=boot)
         self.policy_of = policy_of or (lambda uuid: Policy())
         self.opted_out = opted_out or (lambda uuid: False)
         self.read_layout = read_layout  # Hypervisor.vnuma (None: no VM is taken for a vNUMA one)
         self.layouts: Dict[str, Tuple[int, object]] = {}  # uuid -> (domid, layout, None or UNREADABLE)
         self._unsure: Set[str] = set()  # VMs whose cached layout a mover of ours is still changing
-        self._read_at: Dict[str, float] = {}  # uuid -> when its cached layout was last known right (journal clock)
+        # uuid -> its memory-move row when its cached layout was last known right: a row changed since is
+        # a move another made (compared whole: by wall-clock stamps of two processes, a step back hid one)
+        self._seen: Dict[str, Optional[MoveRecord]] = {}
         self.readings = DemandReadings()  # each unit's demand, from its vCPUs' CPU time
         self._streak = 0  # consecutive periods with a move worth making
         self._pending: List[Tuple[rebalance.VmLoad, int, rebalance.Candidate, str, float, Tuple]] = []  # unconfirmed
@@ -114,10 +117,10 @@ class Rebalancer:
         domids = dict(snap.unread, **{u: d.domid for u, d in alive.items()})  # the unread are not gone
         self.layouts = {u: e for u, e in self.layouts.items() if domids.get(u) == e[0]}
         rows = {r.uuid: r for r in self.moves.rows()}
-        moving = {uuid for uuid, r in rows.items() if r.state == MOVE_RUNNING}
+        moving = {uuid for uuid, r in rows.items() if r.state == MOVE_RUNNING and not self.moves.of_another_boot(r)}
         for uuid in sorted(set(self.layouts) - self._unsure - moving):
             row = rows.get(uuid)  # a vnode move another made (the CLI, the plugin) since: read it again
-            if row is not None and row.report.get("vnode") is not None and row.updated > self._read_at.get(uuid, 0):
+            if row is not None and row.report.get("vnode") is not None and row != self._seen.get(uuid):
                 self.layouts.pop(uuid, None)
         for uuid in sorted(self._unsure - moving):  # our mover finished: keep what it did, or read again
             self._unsure.discard(uuid)
@@ -125,12 +128,12 @@ class Rebalancer:
             if row is None or row.state != MOVE_DONE:
                 self.layouts.pop(uuid, None)
             else:
-                self._read_at[uuid] = row.updated
+                self._seen[uuid] = row
         for uuid, d in alive.items():
             if uuid not in self.layouts and self.read_layout is not None and self._has_run(d, snap):
-                self._read_at[uuid] = self.moves.db.clock()
+                self._seen[uuid] = rows.get(uuid)
                 self.layouts[uuid] = (d.domid, self._read(d))
-        self._read_at = {u: t for u, t in self._read_at.items() if u in self.layouts}
+        self._seen = {u: r for u, r in self._seen.items() if u in self.layouts}
 
     @staticmethod
     def _has_run(d: DomainInfo, snap: HostSnapshot) -> bool:

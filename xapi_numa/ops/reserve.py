@@ -92,7 +92,7 @@ def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = Non
     free = observe.claimable(hv, reserved, dma=False, known=observe.known_node_claims(hv, ledger), overlap=overlap)
     room = {n: b >> PAGE_SHIFT for n, b in free.items()}
     # a mover still running brings the rest of its pages yet (the host as a whole: each page moved frees one)
-    for node, left in MoveJournal(ledger.db).pending(exclude_move).items():
+    for node, left in MoveJournal.of_host(ledger.db, hv).pending(exclude_move).items():
         if node in room:
             room[node] = max(0, room[node] - left)
     return room
@@ -113,7 +113,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
             caps = hv.capabilities()  # (one read for the reconcile's view, the node claims and the overlap)
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
                 reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids, caps)
-                loads = node_loads(hv, reserved, planner.topology, moving=_moving(ledger), tally=tally, uuids=uuids,
+                loads = node_loads(hv, reserved, planner.topology, moving=_moving(hv, ledger), tally=tally, uuids=uuids,
                                    known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
         # (as once the builds under way have landed: the start itself waits for them)
         return dma_zone.place(planner, loads, request, builds_landed=True), None, loads
@@ -124,7 +124,7 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     waiting_until, attempt = time.monotonic() + BUILDS_WAIT, 0
     while attempt < ATTEMPTS:
         caps = hv.capabilities()
-        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(ledger),
+        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(hv, ledger),
                            tally=tally, known=observe.known_node_claims(hv, ledger, caps),
                            overlap=observe.claims_overlap(hv, ledger, exclude=key, caps=caps))
         try:
@@ -157,16 +157,16 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     caps = hv.capabilities()
     reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps) if ledger is not None \
         else ({}, NO_OVERLAP)
-    loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(ledger),
+    loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(hv, ledger),
                        known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
     return dma_zone.place(planner, attrs.evolve(loads, free=free), request, builds_landed=True)
 
 
-def _moving(ledger: Optional[Ledger]) -> Dict[int, int]:
+def _moving(hv: Hypervisor, ledger: Optional[Ledger]) -> Dict[int, int]:
     """Pages per node running memory moves have yet to bring (what reserve refuses to promise)."""
-    return MoveJournal(ledger.db).pending() if ledger is not None else {}
+    return MoveJournal.of_host(ledger.db, hv).pending() if ledger is not None else {}
 
 
 def new_vm_key() -> str:

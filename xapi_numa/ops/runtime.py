@@ -105,7 +105,7 @@ class Runtime:
         self.readings_skipped: Set[Tuple[str, int]] = set()  # vCPUs whose last reading was none, as said
         self.outside: Dict[str, List[float]] = {}  # uuid -> [vCPU samples outside soft affinity, all samples]
         self.pins = PinJournal(db, logger)
-        self.moves = MoveJournal(db)
+        self.moves = MoveJournal.of_host(db, hv)
         self.home_tally = HomeTally(db)
         self.ledger = Ledger(db=db)
         self.displaced_since: Dict[Tuple[int, int], float] = {}
@@ -335,7 +335,7 @@ class Runtime:
         self._step("recover-movers", lambda: out.update(recovered=self._recover_movers()), at_stop=True)
         self._step("expire", lambda: out.update(expired=self.ledger.expire()))
         if self.alive is not None:  # an hour of history for `memory-moves`
-            self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, self.db.clock() - MOVES_KEPT_S))
+            self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, MOVES_KEPT_S))
         if self.alive is not None and self.cycles % LOCKS_LOOKED_AT_EVERY == 1:  # (a stat per lock file)
             self._step("forget-locks", lambda: upkeep.forget_vm_locks(self.ledger, self.moves, self.alive))
         self._step("reconcile", lambda: out.update(

@@ -238,7 +238,7 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
         move_memory.check(ctx.hv, str(dom.domid), to, max_bytes, vnode=vnode, room=reserve.room_pages(
             ctx.hv, ctx.ledger_to_read, exclude_move=dom.uuid)[to], guest_cpus=place_request.host_mask(
             ctx.session, ctx.host_uuid))
-    journal = MoveJournal(ctx.ledger.db)
+    journal = MoveJournal.of_host(ctx.ledger.db, ctx.hv)
     move_recovery.recover(ctx.hv, journal)  # before claiming: a dead mover's batch record must be used first
     # memory (a vnode's, or the whole VM's) goes only where its vCPUs may follow, inside the host's guest mask
     # (as xapi-numad's moves), and their soft affinity stays inside it

@@ -162,7 +162,7 @@ class Ledger:
             free = free_now()
             # pages running memory moves have yet to bring: free now, but theirs (a move counts
             # reservations the same way when it claims, so the two never promise one page twice)
-            moving = MoveJournal(self.db).pending()
+            moving = MoveJournal(self.db, boot=boot).pending()
             for node, nbytes in sorted(wanted.items()):
                 available = free.get(node, 0) - taken.get(node, 0) - (moving.get(node, 0) << PAGE_SHIFT)
                 if nbytes > available:

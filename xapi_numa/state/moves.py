@@ -7,6 +7,16 @@ per-VM lock file for its whole life, and the kernel drops it when the process
 dies, however it dies.  A row marked running whose lock nobody holds belongs
 to a dead mover: its batch record may hold guest pages, so the VM is refused
 until it has been recovered.
+
+A row says the boot of the host its move was begun in, and is stamped with the host's
+clock (dom0's monotonic one) at every update, where the journal is given them
+(:meth:`MoveJournal.of_host`).  A running row of another boot names a mover that went
+with that boot, and a domain with it: the VM may run again, even as the same domid, but
+no page of that move is still to come (:meth:`MoveJournal.pending`), nor is its VM being
+moved (:meth:`MoveJournal.moving`); its recovery only ends the row
+(:mod:`xapi_numa.ops.move_recovery`).  The hour an ended move stays
+(:meth:`MoveJournal.forget_ended`) is told by the host's clock where the row is of this
+boot (:func:`xapi_numa.core.boots.age`): by the wall clock, a step forward cut it short.
 """
 import json
 import os
@@ -14,11 +24,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
+from xapi_numa.core.boots import age, of_another_boot
 from xapi_numa.core.host import DomainInfo
 from xapi_numa.errors import InvalidArgument, NotMovable
 from xapi_numa.state.db import Database
 from xapi_numa.state.locks import MOVE, FileLock, vm_lock
-from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of, one_of
+from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, json_of, one_of, optional
 
 RUNNING, DONE, FAILED, STOPPED, INTERRUPTED = "running", "done", "failed", "stopped", "interrupted"
 PAGE_COUNTS = ("planned_pages", "moved_pages", "fallback_pages")  # what the readers of a report count with
@@ -32,8 +43,8 @@ MEMORY_MOVE = Table("memory_move", ("uuid",), {
     "uuid": TEXT, "domid": INTEGER, "pid": INTEGER, "state": one_of(RUNNING, DONE, FAILED, STOPPED, INTERRUPTED),
     "target": INTEGER, "started": NUMBER, "updated": NUMBER,
     "report": json_of("a JSON object (the move's report; {}, where given, whole numbers)".format(
-        ", ".join(PAGE_COUNTS)), _a_report)})
-RECORD = ("uuid", "domid", "pid", "state", "target", "report", "started", "updated")  # a MoveRecord's columns
+        ", ".join(PAGE_COUNTS)), _a_report), "host_updated": optional(NUMBER), "boot": TEXT})
+RECORD = ("uuid", "domid", "pid", "state", "target", "report", "started", "updated", "boot")  # a MoveRecord's columns
 
 
 @attrs.frozen
@@ -46,6 +57,7 @@ class MoveRecord:
     report: dict
     started: float
     updated: float
+    boot: str = ""  # the host's boot id when the move was begun ("": not known)
 
     def to_dict(self) -> dict:
         return {"uuid": self.uuid, "domid": self.domid, "pid": self.pid, "state": self.state, "to": self.to,
@@ -56,8 +68,22 @@ MoverLock = FileLock  # held by a VM's mover from the claim to its exit
 
 
 class MoveJournal:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, host_clock: Optional[Callable[[], float]] = None, boot: str = "") -> None:
+        """``host_clock``, ``boot``: the host's clock and boot id (None, "": not known; rows are
+        then written without them, and every row is read as of this boot)."""
+        self.db, self.host_clock, self.boot = db, host_clock, boot
+
+    @classmethod
+    def of_host(cls, db: Database, hv) -> "MoveJournal":
+        """The journal as the host ``hv`` (a Hypervisor) stamps and reads it."""
+        return cls(db, hv.clock, hv.boot_id())
+
+    def _host_now(self) -> Optional[float]:
+        return None if self.host_clock is None else self.host_clock()
+
+    def of_another_boot(self, row: MoveRecord) -> bool:
+        """Was ``row``'s move begun in another boot of the host (its mover and its domain gone with it)?"""
+        return of_another_boot(row.boot, self.boot)
 
     def lock_for(self, uuid: str) -> MoverLock:
         return vm_lock(self.db.path, MOVE, uuid, create=not self.db.in_memory)  # (in memory: no file, none made)
@@ -89,14 +115,17 @@ class MoveJournal:
                 return lock
             now = self.db.clock()
             with self.db.write() as db:
-                row = next(iter(MEMORY_MOVE.rows(self.db, db, ("pid", "state"), "WHERE uuid = ?", (d.uuid,))), None)
-                if row and row[1] == RUNNING and not inherited:  # a dead mover (we hold its lock now)
+                row = next(iter(MEMORY_MOVE.rows(self.db, db, ("pid", "state", "boot"), "WHERE uuid = ?",
+                                                 (d.uuid,))), None)
+                if row and row[1] == RUNNING and not inherited and not of_another_boot(row[2], self.boot):
+                    # a dead mover (we hold its lock now); one of an earlier boot: its batch went with it
                     # its batch record may hold the guest's pages: never claim over it
                     raise NotMovable(d.uuid, "its last mover (process {}) died; recover first "
                                              "(xapi-numa memory-moves --recover)".format(row[0]), d.name)
                 db.execute("INSERT OR REPLACE INTO memory_move (uuid, domid, pid, state, target, report, "
-                           "started, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now))
+                           "started, updated, host_updated, boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (d.uuid, d.domid, pid, RUNNING, target, json.dumps(report), now, now,
+                            self._host_now(), self.boot))
                 if room_check is not None:  # with this row written: a refusal rolls it back
                     room_check()
         except BaseException:
@@ -126,12 +155,13 @@ class MoveJournal:
 
     def pending(self, exclude: Optional[str] = None) -> Dict[int, int]:
         """Pages per node that running movers (but ``exclude``'s) have yet to bring there:
-        planned less moved.  In a write transaction, it reads in that one."""
+        planned less moved; none of a mover of another boot.  In a write transaction, it reads
+        in that one."""
         left: Dict[int, int] = {}
         with self.db.read() as db:
-            rows = MEMORY_MOVE.rows(self.db, db, ("uuid", "target", "report"), "WHERE state = ?", (RUNNING,))
-        for uuid, target, report in rows:
-            if uuid != exclude:
+            rows = MEMORY_MOVE.rows(self.db, db, ("uuid", "target", "report", "boot"), "WHERE state = ?", (RUNNING,))
+        for uuid, target, report, boot in rows:
+            if uuid != exclude and not of_another_boot(boot, self.boot):
                 more = max(0, report.get("planned_pages", 0) - report.get("moved_pages", 0))
                 left[target] = left.get(target, 0) + more
         return left
@@ -143,14 +173,14 @@ class MoveJournal:
 
     def progress(self, uuid: str, report: dict) -> None:
         with self.db.write() as db:
-            db.execute("UPDATE memory_move SET report = ?, updated = ? WHERE uuid = ?",
-                       (json.dumps(report), self.db.clock(), uuid))
+            db.execute("UPDATE memory_move SET report = ?, updated = ?, host_updated = ? WHERE uuid = ?",
+                       (json.dumps(report), self.db.clock(), self._host_now(), uuid))
 
     def finish(self, uuid: str, state: str, report: dict, only_if: Optional[Tuple[str, float]] = None) -> bool:
         """End the VM's row; with ``only_if`` (state, started), only while it is still that
         row in that state.  Whether it was changed."""
-        query = "UPDATE memory_move SET state = ?, report = ?, updated = ? WHERE uuid = ?"
-        args: tuple = (state, json.dumps(report), self.db.clock(), uuid)
+        query = "UPDATE memory_move SET state = ?, report = ?, updated = ?, host_updated = ? WHERE uuid = ?"
+        args: tuple = (state, json.dumps(report), self.db.clock(), self._host_now(), uuid)
         if only_if is not None:
             query += " AND state = ? AND started = ?"
             args += only_if
@@ -169,21 +199,25 @@ class MoveJournal:
         return next(iter(self._select("WHERE uuid = ?", (uuid,))), None)
 
     def moving(self) -> List[str]:
-        """UUIDs of the VMs whose memory a live or dead mover is (or was) moving.  xapi-numad
+        """UUIDs of the VMs whose memory a live or dead mover of this boot is (or was) moving.  xapi-numad
         reads them before homing in every cycle: a row whose UUID cannot be read (it names no
         VM to leave alone) is passed over here, not to stop homing for good; every other
         reader refuses it (a move's recovery, in the daemon's every cycle, which logs it)."""
         with self.db.read() as db:
-            return [uuid for uuid, in MEMORY_MOVE.rows(self.db, db, ("uuid",), "WHERE state = ? ORDER BY started",
-                                                       (RUNNING,), left_out=lambda err: None)]
+            rows = MEMORY_MOVE.rows(self.db, db, ("uuid", "boot"), "WHERE state = ? ORDER BY started", (RUNNING,),
+                                    left_out=lambda err: None)
+        return [uuid for uuid, boot in rows if not of_another_boot(boot, self.boot)]
 
-    def forget_ended(self, alive: Iterable[str], older_than: float) -> int:
-        """Drop the ended moves of VMs that no longer run here, last changed before
-        ``older_than`` (journal clock): one row per VM ever moved, read every cycle."""
+    def forget_ended(self, alive: Iterable[str], kept_for: float) -> int:
+        """Drop the ended moves of VMs that no longer run here, last changed more than ``kept_for``
+        seconds ago (:func:`~xapi_numa.core.boots.age`): one row per VM ever moved, read every cycle."""
         keep = set(alive)
+        wall, host = self.db.clock(), self._host_now()
         with self.db.write() as db:
-            gone = [u for u, in MEMORY_MOVE.rows(self.db, db, ("uuid",), "WHERE state != ? AND updated < ?",
-                                                 (RUNNING, older_than)) if u not in keep]
+            rows = MEMORY_MOVE.rows(self.db, db, ("uuid", "updated", "host_updated", "boot"), "WHERE state != ?",
+                                    (RUNNING,))
+            gone = [u for u, *when in rows if u not in keep and age(when[0], when[1], when[2], wall, host,
+                                                                    self.boot) > kept_for]
             for uuid in gone:
                 db.execute("DELETE FROM memory_move WHERE uuid = ? AND state != ?", (uuid, RUNNING))
         return len(gone)

@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 15), and how a file
+"""The state database's schema: its tables and triggers (schema 16), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -78,7 +78,9 @@ CREATE TABLE IF NOT EXISTS memory_move (
     target    INTEGER NOT NULL,
     report    TEXT NOT NULL DEFAULT '{}',
     started   REAL NOT NULL,
-    updated   REAL NOT NULL
+    updated   REAL NOT NULL,
+    host_updated REAL,                  -- the host's clock when updated (NULL: not known)
+    boot      TEXT NOT NULL DEFAULT ''  -- the host's boot id when begun ('': not known)
 );
 """
 
@@ -121,6 +123,8 @@ ADDED_COLUMNS = (("reservation", "owner", "TEXT NOT NULL DEFAULT ''"),
                  ("home_move", "followed_domid", "INTEGER NOT NULL DEFAULT -1"),
                  ("home_move", "followed_pages", "INTEGER NOT NULL DEFAULT 0"),
                  ("home_move", "boot", "TEXT NOT NULL DEFAULT ''"),  # rows written before: '', as unknown
+                 ("memory_move", "host_updated", "REAL"),  # schema 16: a move's age on the host's clock
+                 ("memory_move", "boot", "TEXT NOT NULL DEFAULT ''"),  # schema 16: a mover of an earlier boot
                  # the domains the sums are over, as schema 8 listed them ("-" since, which matches no list)
                  ("home_tally_time", "domids", "TEXT NOT NULL DEFAULT ''"),
                  ("home_tally_time", "uuids", "TEXT NOT NULL DEFAULT ''"),
@@ -152,6 +156,6 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         db.execute(trigger)
     # moves journalled by a version that called them "migrations"
     if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='migration'").fetchone():
-        db.execute("INSERT OR IGNORE INTO memory_move SELECT uuid, domid, pid, state, target, report, "
-                   "started, updated FROM migration")
+        db.execute("INSERT OR IGNORE INTO memory_move (uuid, domid, pid, state, target, report, started, updated) "
+                   "SELECT uuid, domid, pid, state, target, report, started, updated FROM migration")
         db.execute("DROP TABLE migration")
