@@ -12,7 +12,7 @@ import os
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops.runtime import LOCKS_LOOKED_AT_EVERY, MOVES_KEPT_S, Runtime, Settings
+from xapi_numa.ops.runtime import LOCKS_FIRST_LOOK_AFTER_S, LOCKS_LOOKED_AT_EVERY, MOVES_KEPT_S, Runtime, Settings
 from xapi_numa.state import locks
 from xapi_numa.state.db import Database
 from xapi_numa.state.moves import DONE, MoveJournal
@@ -47,6 +47,7 @@ def test_the_lock_files_of_gone_vms_go_with_their_rows(tmp_path):
     rt.cycle()  # the rows of the last hour stay, and so do their VMs' locks
     assert len(_files(db.path)) == 602
     now[0] += MOVES_KEPT_S + 1
+    sim.run(LOCKS_FIRST_LOOK_AFTER_S)  # (none go before: tests/test_review25_lock_files_after_upgrade.py)
     rt.cycle()
     while rt.cycles % LOCKS_LOOKED_AT_EVERY != 1:  # (looked at once in so many cycles)
         assert len(_files(db.path)) == 602

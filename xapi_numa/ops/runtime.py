@@ -25,6 +25,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
+from xapi_numa.backends.xapi import PLACE_TIMEOUT
 from xapi_numa.core import affinity_fixup, homing, locality, rebalance
 from xapi_numa.core import demand as cpu_demand
 from xapi_numa.core.actions import MoveMemory, PinTemporarily, RestorePin, SetNodeAffinity
@@ -49,6 +50,11 @@ from xapi_numa.state.pins import PinJournal
 LOG = logging.getLogger("xapi-numad")
 MOVES_KEPT_S = 3600.0  # an ended page move of a VM gone from this host stays in the journal this long
 LOCKS_LOOKED_AT_EVERY = 60  # cycles between looks for the lock files of VMs gone (a minute at the default period)
+# Seconds from the daemon's start (the host's clock) before the first of those looks: a place or release of an
+# older version still running from before an upgrade takes a VM's lock without checking that its path still names
+# its file, and may hold a removed one beside the new file of another caller.  The longest its caller waits for one
+# (a place stops itself at start_placement.PLACE_BUDGET, well before it; a release's every wait is bounded in it).
+LOCKS_FIRST_LOOK_AFTER_S = PLACE_TIMEOUT
 
 
 @attrs.frozen
@@ -117,6 +123,7 @@ class Runtime:
         # (uuid, domid) -> when its displaced vCPUs were all re-picked (a VM started again is a new domain)
         self.repicked_at: Dict[Tuple[str, int], float] = {}
         self.cycles, self._fixup_now = 0, False
+        self.started_at = hv.clock()  # (the host's clock: what no step of the wall clock moves)
         self.alive: Optional[Set[str]] = None        # the VMs of the last snapshot (those not read included)
         self.upkeep_log = StepLog(logger)
         self._failing = self.upkeep_log.failing      # upkeep steps failing now
@@ -336,7 +343,8 @@ class Runtime:
         self._step("expire", lambda: out.update(expired=self.ledger.expire()))
         if self.alive is not None:  # an hour of history for `memory-moves`
             self._step("forget-moves", lambda: self.moves.forget_ended(self.alive, MOVES_KEPT_S))
-        if self.alive is not None and self.cycles % LOCKS_LOOKED_AT_EVERY == 1:  # (a stat per lock file)
+        if self.alive is not None and self.cycles % LOCKS_LOOKED_AT_EVERY == 1 and \
+                self.hv.clock() - self.started_at >= LOCKS_FIRST_LOOK_AFTER_S:  # (a stat per lock file)
             self._step("forget-locks", lambda: upkeep.forget_vm_locks(self.ledger, self.moves, self.alive))
         self._step("reconcile", lambda: out.update(
             reconciled=len(upkeep.reconcile(self.hv, self.ledger, self.executor))))
