@@ -15,7 +15,7 @@ from test_rebalance_vnodes import build_host
 
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops import move_memory, reserve
+from xapi_numa.ops import move_memory, move_recovery, reserve
 from xapi_numa.ops.runtime import MOVES_KEPT_S, Runtime, Settings
 from xapi_numa.state.db import Database
 from xapi_numa.state.ledger import Ledger
@@ -122,6 +122,8 @@ def test_the_recovery_of_a_movers_row_of_an_earlier_boot_leaves_the_new_domain_a
     asked = []
     real = SimHypervisor.recover_move
     monkeypatch.setattr(SimHypervisor, "recover_move", lambda self, domid: asked.append(domid) or real(self, domid))
+    said, = move_recovery.pending(sim, MoveJournal.of_host(Database(path), sim))  # (what a dry run says)
+    assert "it was moving VM vm in an earlier boot of the host" in said, said
     Runtime(sim, Database(path), Settings(rebalancing=False)).upkeep()
     row = MoveJournal(Database(path)).status(d.uuid)
     assert row.state == "interrupted" and row.report["error"].endswith("its mover went with an earlier boot of the host")
