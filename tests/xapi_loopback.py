@@ -21,7 +21,9 @@ methodCall in argv[1] and an empty stdin, its stdout read as xapi reads it
 (:mod:`xapi_plugin_wire`), its stderr ignored unless it failed.
 """
 
+import copy
 import inspect
+import json
 import os
 import re
 import signal
@@ -42,6 +44,11 @@ from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
 
 NULL = "OpaqueRef:NULL"
+# what VM.revert puts back from the snapshot (xapi copies every field but its do_not_copy list: the
+# VM's identity, power state, where it runs and its devices)
+REVERTED = ("name_label", "name_description", "VCPUs_max", "VCPUs_at_startup", "VCPUs_params", "memory_static_max",
+            "memory_dynamic_max", "memory_dynamic_min", "memory_static_min", "memory_target",
+            "HVM_shadow_multiplier", "HVM_boot_policy", "domain_type", "platform", "other_config")
 PLUGIN_TIMEOUT = 120
 # xapi's generic errors (Api_errors), raised by any call: not listed per message in the datamodel.
 GENERIC_ERRORS = {"HANDLE_INVALID", "SESSION_INVALID", "MAP_DUPLICATE_KEY", "UUID_INVALID",
@@ -138,6 +145,8 @@ def _wire_type_holds(wire: str, value) -> bool:
         return isinstance(value, str)
     if wire == "(string -> string) map":
         return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if wire.endswith(" set"):
+        return isinstance(value, list) and all(_wire_type_holds(wire[:-len(" set")], v) for v in value)
     raise AssertionError("the loopback has no unmarshaller for " + wire)
 
 
@@ -316,16 +325,20 @@ class LoopbackXapi:
                              "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
                              "metrics": mref, "current_operations": {}, "attached_PCIs": [], "VGPUs": [],
-                             "platform": dict(platform or {}),
+                             "platform": dict(platform or {}), "snapshot_of": NULL,
                              "scheduled_to_be_resident_on": NULL}
         return ref, uuid
 
     def add_vgpu(self, vm: str, implementation: str) -> str:
         """A vGPU of a type with this implementation (passthrough, nvidia, gvt_g, mxgpu) on ``vm``."""
-        ref = _ref()
         with self.lock:
-            self.vgpus[ref] = implementation
+            ref = self._new_vgpu(implementation)
             self.vms[vm]["VGPUs"] = self.vms[vm]["VGPUs"] + [ref]
+        return ref
+
+    def _new_vgpu(self, implementation: str) -> str:
+        ref = _ref()
+        self.vgpus[ref] = implementation
         return ref
 
     def VGPU_get_type(self, session_id: "session ref", self_ref: "VGPU ref"):
@@ -655,6 +668,50 @@ class LoopbackXapi:
         with self.lock:
             record.update(power_state="Halted", resident_on=NULL, domid="-1")
             self.hosts[host]["resident_VMs"].remove(vm)
+        return ""
+
+    # --- copies (xapi_vm_clone.ml, xapi_vm_snapshot.ml): other_config goes with them whole --------
+    def VM_clone(self, session_id: "session ref", vm: "VM ref", new_name: "string"):
+        return self._copy_vm(vm, new_name, snapshot=False)
+
+    def VM_snapshot(self, session_id: "session ref", vm: "VM ref", new_name: "string",
+                    ignore_vdis: "VDI ref set"):
+        return self._copy_vm(vm, new_name, snapshot=True)
+
+    def _copy_vm(self, vm: str, name: str, snapshot: bool) -> str:
+        """A new VM of ``vm``'s record, as xapi's clone makes one (a snapshot too): its own
+        UUID, metrics and vGPUs, halted on no host, and a copy of everything else, the
+        whole other_config among it; a snapshot is a template, ``snapshot_of`` the VM,
+        and keeps what a revert puts back (``snapshot_metadata``).  A clone of a VM
+        that is not halted is refused, as xapi refuses it (a snapshot is not)."""
+        with self.lock:
+            record = self._vm(vm)
+            if not snapshot and record["power_state"] != "Halted":
+                raise Failure("VM_BAD_POWER_STATE", vm, "halted", record["power_state"].lower())
+            ref, mref, made = _ref(), _ref(), copy.deepcopy(record)
+            self.metrics[mref] = dict(copy.deepcopy(self.metrics[record["metrics"]]), uuid=str(uuidlib.uuid4()))
+            vgpus = [self._new_vgpu(self.vgpus[v]) for v in record["VGPUs"]]
+            made.update(uuid=str(uuidlib.uuid4()), name_label=name, power_state="Halted", resident_on=NULL,
+                        domid="-1", metrics=mref, current_operations={}, scheduled_to_be_resident_on=NULL,
+                        VGPUs=vgpus, attached_PCIs=[], is_a_snapshot=snapshot,
+                        is_a_template=snapshot or record["is_a_template"], snapshot_of=vm if snapshot else NULL,
+                        snapshot_metadata=json.dumps({k: record[k] for k in REVERTED}) if snapshot else "")
+            self.vms[ref] = made
+        return ref
+
+    def VM_revert(self, session_id: "session ref", snapshot: "VM ref"):
+        """The snapshot's VM gets the fields it had when the snapshot was taken (its
+        other_config among them), keeping its own UUID (xapi's revert_vm_fields).  The
+        loopback reverts a halted VM only (xapi would stop a running one first)."""
+        with self.lock:
+            snap = self._vm(snapshot)
+            if not snap["is_a_snapshot"]:
+                raise Failure("OPERATION_NOT_ALLOWED", "VM.revert of {}: not a snapshot".format(snapshot))
+            vm = snap["snapshot_of"]
+            record = self._vm(vm)
+            if record["power_state"] != "Halted":
+                raise Failure("VM_BAD_POWER_STATE", vm, "halted", record["power_state"].lower())
+            record.update(json.loads(snap["snapshot_metadata"]))
         return ""
 
     def VM_metrics_get_record(self, session_id: "session ref", self_ref: "VM_metrics ref"):

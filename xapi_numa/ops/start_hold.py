@@ -44,16 +44,19 @@ def machine_name() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "", socket.gethostname())[:MACHINE_CHARS] or "unnamed"
 
 
-def start_token(now: float, seconds: float) -> str:
-    """The token of a start with a deadline of ``seconds``, begun at ``now`` (the pool master's clock)."""
+def start_token(now: float, seconds: float, vm: Optional[str] = None) -> str:
+    """The token of a start of the VM of UUID ``vm`` with a deadline of ``seconds``, begun at
+    ``now`` (the pool master's clock)."""
     hold = min(seconds + HOLD_MARGIN_S, MAX_HOLD_S)
-    return owner_token.make("{}@{}".format(uuidlib.uuid4(), machine_name()), now + hold,
-                            process_identity.this_process())
+    return owner_token.make(str(uuidlib.uuid4()), now + hold, process_identity.this_process(), vm=vm,
+                            machine=machine_name())
 
 
-def stale(token: str, now: float) -> bool:
-    """Was ``token`` left by a start that died (its time is up, or its process here is gone)?"""
-    return owner_token.stale(token, now, MAX_HOLD_S, process_identity.gone)
+def stale(token: str, now: float, vm: Optional[str] = None) -> bool:
+    """Does ``token``, on the VM of UUID ``vm``, hold it no more: written for another VM (a
+    clone's or snapshot's copy), or left by a start that died (its time is up, or its
+    process here is gone)?"""
+    return owner_token.stale(token, now, MAX_HOLD_S, process_identity.gone, vm)
 
 
 @contextlib.contextmanager
@@ -63,10 +66,10 @@ def holding(session, vm: str, uuid: str, budget: StartDeadline) -> Iterator[str]
     ends with its time)."""
     with budget.within(session, xapi.CALL_TIMEOUT, "holding the VM for its start"):
         now = xapi_time.pool_time(session)
-        token = start_token(now, budget.seconds)
+        token = start_token(now, budget.seconds, uuid)
         try:
             claimed = xapi_owner_key.claim_other_config_key(session, vm, START_KEY, token,
-                                                            stale=lambda held: stale(held, now))
+                                                            stale=lambda held: stale(held, now, uuid))
         except xapi.XapiTimeout:
             raise  # the master is wedged: a removal would wait for it too (the hold ends with its time)
         except BaseException:  # our key may be in, with the claim's read back failed: it must not stay
@@ -101,8 +104,7 @@ def holder_said(token: Optional[str]) -> str:
     """Who holds a start token, as an admin finds it: its process and machine, or what is known of them."""
     if token is None:
         return "it ended a moment ago"
-    unique = token.split("/")[0]
-    machine = unique.partition("@")[2] or "an unnamed machine"
+    machine = owner_token.machine_of(token) or "an unnamed machine"
     holder = owner_token.holder_of(token)
     process = "process {}".format(holder.pid) if holder is not None else "a process"
     return "{} on machine {}".format(process, shown(machine, MACHINE_CHARS + 2))  # (its quotes)

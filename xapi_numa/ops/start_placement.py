@@ -171,18 +171,22 @@ def _put_back(session, vm: str, record: dict, held: boot_pin.Guard) -> None:
         pass
 
 
-def owner_token(now: float, identify: Callable[[], Optional[Holder]] = process_identity.this_process) -> str:
-    """A caller's owner token (:mod:`xapi_numa.core.owner_token`): unique, naming the
-    process that holds it (``identify``), with the time after which it counts as left
-    by a caller that died."""
-    return owner_tokens.make(str(uuidlib.uuid4()), now + OWNER_TTL, identify())
+def owner_token(now: float, identify: Callable[[], Optional[Holder]] = process_identity.this_process,
+                vm: Optional[str] = None) -> str:
+    """A caller's owner token (:mod:`xapi_numa.core.owner_token`) of the VM of UUID ``vm``:
+    unique, naming the process that holds it (``identify``), with the time after which it
+    counts as left by a caller that died."""
+    return owner_tokens.make(str(uuidlib.uuid4()), now + OWNER_TTL, identify(), vm=vm)
 
 
-def owner_token_stale(token: str, now: float, gone: owner_tokens.Gone = process_identity.gone) -> bool:
-    """Was ``token`` left by a caller that died?  Its time is up (one without a readable
-    time, an older version's or set by hand, counts as such too: nothing would ever
-    remove it), or it names a process of this machine's boot that is gone (``gone``)."""
-    return owner_tokens.stale(token, now, OWNER_TTL, gone)
+def owner_token_stale(token: str, now: float, gone: owner_tokens.Gone = process_identity.gone,
+                      vm: Optional[str] = None) -> bool:
+    """Does ``token``, on the VM of UUID ``vm``, hold it no more?  It was written for another
+    VM (copied with a clone's or a snapshot's other_config), or left by a caller that died:
+    its time is up (one without a readable time, an older version's or set by hand, counts
+    as such too: nothing would ever remove it), or it names a process of this machine's boot
+    that is gone (``gone``)."""
+    return owner_tokens.stale(token, now, OWNER_TTL, gone, vm)
 
 
 def in_budget(uuid: str, deadline: float) -> None:
@@ -201,7 +205,7 @@ def still_owning(session, vm: str, uuid: str, owner: str, gone: owner_tokens.Gon
     no conditional write: one already under way when the VM is taken over still lands.)
     ``gone``: as for :func:`owner_token_stale` (this process, which holds ``owner``, is not)."""
     # (a key above ours is a takeover only once ours is stale: else a caller with an old read)
-    stale = lambda token: owner_token_stale(token, xapi_time.pool_time(session), gone)  # noqa: E731
+    stale = lambda token: owner_token_stale(token, xapi_time.pool_time(session), gone, uuid)  # noqa: E731
     if not xapi_owner_key.holds_other_config_key(session, vm, OWNER_KEY, owner, stale=stale):
         raise VmBusy("VM {}: another caller (a place, release, settle or policy change) took it over while this "
                      "one ran past its {:.0f} s hold; this one writes nothing more to it, and what it reserved here is "
@@ -234,9 +238,9 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
                      "host holds it{}); try again later".format(uuid, waited, lock.path, ", stuck" if lock_wait > 0
                                                                 else ""), ("vm", uuid, "place lock"))
     try:
-        owner = owner_token(clock(session))  # after the wait for the lock: its time is all the caller's
+        owner = owner_token(clock(session), vm=uuid)  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
-                                           stale=lambda holder: owner_token_stale(holder, clock(session), gone)):
+                                           stale=lambda holder: owner_token_stale(holder, clock(session), gone, uuid)):
             raise VmBusy("VM {} is being placed, released, settled or given a policy by another caller right now; try "
                          "again (a caller that died is passed over at once on its own host, and from another host "
                          "once its {:.0f} s hold is up)".format(uuid, OWNER_TTL), ("vm", uuid))
