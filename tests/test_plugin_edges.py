@@ -19,7 +19,7 @@ def control_domain(server, host):
 def test_this_hosts_control_domain_by_its_xapi_uuid_is_dom0_for_queries_and_refused_for_settle(ctx, tmp_path):
     """vm_memory, vcpus and settle with dom0's xapi UUID answered NUMA_NOT_RUNNING ("is
     not running"), and vm-placement of dom0 failed as a whole."""
-    from xapi_numa.ops import pool as pool_ops
+    from xapi_numa.ops import pool_queries
 
     server, session, host, sid = ctx
     ref, uuid = control_domain(server, host)
@@ -31,7 +31,7 @@ def test_this_hosts_control_domain_by_its_xapi_uuid_is_dom0_for_queries_and_refu
         details = err(run(server, host, sid, fn, args))
         assert details[:2] == ["NUMA_INVALID_ARGUMENT", "vm"], (fn, details)
         assert "is this host's control domain (dom0) (allowed: a guest VM)" in details[2], (fn, details)
-    placed = pool_ops.vm_placement(session, uuid)
+    placed = pool_queries.vm_placement(session, uuid)
     assert placed["state"] == "Running" and placed["memory"]["domid"] == 0 and placed["vcpus"]
     code, out, err_ = finish(cli(server, tmp_path, "vm-placement", uuid))
     assert code == 0 and "(domid 0)" in out, err_

@@ -66,5 +66,5 @@ def test_vm_placement_of_a_vm_on_a_hung_member_says_so_in_time(hung):
     session.xenapi.VM.start_on(ref, hosts[2], False, False)
     hang(hosts[2])
     with pytest.raises(xapi.XapiError) as err:
-        within(lambda: pool_ops.vm_placement(session, uuid))
+        within(lambda: pool_queries.vm_placement(session, uuid))
     assert err.value.code == "NUMA_HOST_TIMEOUT" and "host2" in err.value.message

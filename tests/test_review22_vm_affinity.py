@@ -7,6 +7,7 @@ server went to whichever host had the most headroom, then the first by name (rev
 Now the home server comes right after the NUMA fit (nodes, distance, fallback): a fit as
 good goes home, a worse one there does not."""
 from xapi_numa.ops import pool as pool_ops
+from xapi_numa.ops import pool_queries
 
 G = 1 << 30
 
@@ -22,7 +23,7 @@ def test_a_vm_with_a_home_server_starts_there_when_it_fits_as_well(pool):
     ref, uuid = server.add_vm("web", 2, G)
     home = _home(server, ref, 2)
     assert [host for _, host, _ in pool_ops.candidates(session, uuid)][0] == home
-    placement = pool_ops.vm_placement(session, uuid)
+    placement = pool_queries.vm_placement(session, uuid)
     assert placement["options"][0]["host"] == server.hosts[home]["name_label"]
     started = pool_ops.vm_start(session, uuid)
     assert started["host_uuid"] == server.hosts[home]["uuid"] and server.vms[ref]["resident_on"] == home

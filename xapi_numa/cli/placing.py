@@ -164,7 +164,7 @@ def _render_vm_start(vm: str, r: dict) -> str:
 
 
 def cmd_vm_placement(args) -> int:
-    from xapi_numa.ops.pool import vm_placement
+    from xapi_numa.ops.pool_queries import vm_placement
 
     args.vm = common.xapi_name(args.vm, "VM")
     with common.pool_session(args) as session:
