@@ -59,8 +59,16 @@ def plugin_result(session, host: str, fn: str, args: Dict[str, str], seconds: Op
     """A numa plugin call on ``host`` (place, release, settle, vnuma_plan), its JSON result
     decoded; it waits ``seconds``, by default PLACE_TIMEOUT (:func:`host_call`).  None of them waits for much on the
     host: a hung member held a start (and its settle) or a vNUMA plan for LONG_CALL_TIMEOUT,
-    the 30 minutes of a VM.start_on, then failed it as if the master were wedged."""
-    return host_call(session, host, fn, args, xapi.PLACE_TIMEOUT if seconds is None else seconds)
+    the 30 minutes of a VM.start_on, then failed it as if the master were wedged.  A plugin of an
+    earlier version, refusing a start's own token (an argument it does not know: it checks no
+    start's hold), is asked again without it."""
+    seconds = xapi.PLACE_TIMEOUT if seconds is None else seconds
+    try:
+        return host_call(session, host, fn, args, seconds)
+    except xapi.XapiError as err:
+        if not start_hold.older_plugin(err, args):
+            raise
+    return host_call(session, host, fn, {k: v for k, v in args.items() if k != start_hold.START_OWNER_ARG}, seconds)
 
 
 def host_query(session, host: str, fn: str, args: Dict[str, str]):
@@ -201,10 +209,11 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
         vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
     _halted(session, vm, vm_name_or_uuid, uuid, budget)  # (refused before the VM is held: nothing written)
-    with start_hold.holding(session, vm, uuid, budget):  # a second start at once is refused, never undoes this one
+    with start_hold.holding(session, vm, uuid, budget) as token:  # a second start is refused, never undoes this one
         _halted(session, vm, vm_name_or_uuid, uuid, budget)  # again: a start that held it may have ended meanwhile
-        _release_earlier_place(session, vm, uuid, budget)
-        return _place_and_start(session, vm, uuid, only_host, budget)
+        held = start_hold.plugin_args(uuid, token)  # this start's place and release: its hold lets them through
+        _release_earlier_place(session, vm, held, budget)
+        return _place_and_start(session, vm, held, only_host, budget)
 
 
 def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> None:
@@ -216,8 +225,10 @@ def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> No
                               "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
 
 
-def _place_and_start(session, vm: str, uuid: str, only_host: Optional[str], budget: StartDeadline) -> dict:
-    """:func:`vm_start`'s rounds: rank the hosts, place on the best, VM.start_on there, settle."""
+def _place_and_start(session, vm: str, held: Dict[str, str], only_host: Optional[str], budget: StartDeadline) -> dict:
+    """:func:`vm_start`'s rounds: rank the hosts, place on the best, VM.start_on there, settle;
+    ``held``: the plugin's arguments for a place or release of the VM by this start."""
+    uuid = held["vm"]
     tried: List[str] = []
     refused: Dict[str, str] = {}  # hosts where xapi refused the start itself: not asked again
     for attempt in range(MAX_ATTEMPTS):
@@ -228,33 +239,33 @@ def _place_and_start(session, vm: str, uuid: str, only_host: Optional[str], budg
         name = record["name_label"]
         wait = budget.wait(xapi.PLACE_TIMEOUT, "the place on host {}".format(name))
         try:
-            placement = plugin_result(session, host, "place", {"vm": uuid}, wait)
+            placement = plugin_result(session, host, "place", held, wait)
         except xapi.XapiError as err:
             if err.code == "NUMA_NO_CAPACITY":  # another start took it since the dry run
                 tried.append(name)
                 continue
             if err.code in HOST_UNAVAILABLE:  # gone (or its plugin broke) since its dry run: as a refused start
                 # a plugin killed after reserving leaves its pin
-                _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
+                _release_quietly(session, host, held, budget.undo_wait(xapi.PLACE_TIMEOUT))
                 refused[host] = "place failed: " + " ".join([err.code, *err.params[:2]])
                 tried.append(name)
                 continue
             raise
         except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
-            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            _release_quietly(session, host, held, budget.undo_wait(xapi.PLACE_TIMEOUT))
             raise
         # Concurrent starts may have taken the room the dry run saw: if this
         # placement is now worse than what the dry run promised (more nodes,
         # farther, a fallback), give it back and rank the hosts again.
         if (fit_key(placement, record)[:3] > fit[:3] and attempt < MAX_ATTEMPTS - 1
                 and (len(ranked) > 1 or attempt == 0)):
-            plugin_result(session, host, "release", {"vm": uuid}, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            plugin_result(session, host, "release", held, budget.undo_wait(xapi.PLACE_TIMEOUT))
             tried.append(name)
             continue
         try:
             wait = budget.wait(xapi.LONG_CALL_TIMEOUT, "VM.start_on on host {}".format(name))
         except BaseException:  # nothing left for the start itself: the place is undone
-            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))
+            _release_quietly(session, host, held, budget.undo_wait(xapi.PLACE_TIMEOUT))
             raise
         try:
             with waiting(session, wait):
@@ -266,7 +277,7 @@ def _place_and_start(session, vm: str, uuid: str, only_host: Optional[str], budg
                                      "vm-start places it afresh)") from None
             raise _start_unanswered(err, record, uuid) from None
         except BaseException as err:
-            _release_quietly(session, host, uuid, budget.undo_wait(xapi.PLACE_TIMEOUT))  # reservation and pin
+            _release_quietly(session, host, held, budget.undo_wait(xapi.PLACE_TIMEOUT))  # reservation and pin
             if not isinstance(err, xapi.XapiError):
                 raise
             if xapi.not_the_hosts(err):  # (its place there released, as for any refused start)
@@ -311,17 +322,18 @@ def _start_unanswered(err: Exception, record: dict, uuid: str) -> NumaError:
                      "the next vm-start places it afresh)".format(uuid, record["name_label"], err))
 
 
-def _release_quietly(session, host: str, uuid: str, seconds: Optional[float] = None, force: bool = False) -> None:
+def _release_quietly(session, host: str, held: Dict[str, str], seconds: Optional[float] = None,
+                     force: bool = False) -> None:
     """Undo a place on ``host`` (its reservation and the boot pin; with ``force``, a pin set by
     any host) after a start that did not happen, waiting ``seconds`` (PLACE_TIMEOUT); best
-    effort, the original failure is the one reported."""
+    effort, the original failure is the one reported.  ``held``: the release's arguments."""
     try:
-        plugin_result(session, host, "release", dict({"vm": uuid}, **({"force": "true"} if force else {})), seconds)
+        plugin_result(session, host, "release", dict(held, **({"force": "true"} if force else {})), seconds)
     except Exception:  # noqa: BLE001 - a broken connection too: the original failure is the news
         pass
 
 
-def _release_earlier_place(session, vm: str, uuid: str, budget: StartDeadline) -> None:
+def _release_earlier_place(session, vm: str, held: Dict[str, str], budget: StartDeadline) -> None:
     """A ``place`` made earlier (by hand, or a start that failed and could not release)
     holds its host's reservation and pins the VM there: this start places it afresh, so
     that one goes first, on its own host (a place elsewhere would be refused)."""
@@ -332,8 +344,7 @@ def _release_earlier_place(session, vm: str, uuid: str, budget: StartDeadline) -
     if host is None:
         return
     try:
-        plugin_result(session, host, "release", {"vm": uuid}, budget.wait(xapi.PLACE_TIMEOUT,
-                                                                          "releasing an earlier place"))
+        plugin_result(session, host, "release", held, budget.wait(xapi.PLACE_TIMEOUT, "releasing an earlier place"))
     except xapi.XapiError as err:
         if err.code != "HOST_OFFLINE":
             return  # best effort: a place the pin still refuses says what is left
@@ -341,7 +352,7 @@ def _release_earlier_place(session, vm: str, uuid: str, budget: StartDeadline) -
         # lease), and its pin, refusing a place on every other host, is undone from the master
         with budget.within(session, xapi.CALL_TIMEOUT, "finding the pool master"):
             master = xapi.call(session.xenapi.pool.get_master, xapi.call(session.xenapi.pool.get_all)[0])
-        _release_quietly(session, master, uuid, budget.wait(xapi.PLACE_TIMEOUT, "undoing the pin of an earlier "
+        _release_quietly(session, master, held, budget.wait(xapi.PLACE_TIMEOUT, "undoing the pin of an earlier "
                                                                                  "place on a host that is down"), True)
     except Exception:  # noqa: BLE001 - as _release_quietly: the start goes on, and says what it meets
         pass

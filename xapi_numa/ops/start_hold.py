@@ -12,18 +12,25 @@ and a second start is refused with NUMA_VM_BUSY naming the holder (its machine, 
 process, until when), changing nothing.  It is not waited for: a start may take its whole
 deadline (VM.start_on alone up to 30 minutes), and the admin decides whether to wait.
 
-The token (:mod:`xapi_numa.core.owner_token`) names the holding process, and after the
-uuid its machine's name (``<uuid4>@<machine>``, for the refusal); its hold ends at the
-start's deadline and HOLD_MARGIN_S more (the undoing after the deadline), on the pool
-master's clock.  A hold left by a start that died is passed over once its time is up, or at
-once by a start on the same machine, which sees the process gone.
+The token (:mod:`xapi_numa.core.owner_token`) names the VM, the holding process, and its
+machine (``<uuid4>+<VM uuid>@<machine>``, for the refusal); its hold ends at the start's
+deadline and HOLD_MARGIN_S more (the undoing after the deadline), on the pool master's
+clock.  A hold left by a start that died is passed over once its time is up, or at once by
+a start on the same machine, which sees the process gone; one copied with the VM's
+other_config into a clone or snapshot holds nothing there.
+
+A ``place`` or ``release`` made by hand meanwhile would undo or overwrite the start's place
+(the start then builds the VM on no reservation, its memory wherever it falls): the plugin
+refuses them too (:func:`refuse_by_hand`), a release with ``force=true`` excepted.  The
+start's own calls carry its token (START_OWNER_ARG) and pass; a plugin of a version before
+this argument refuses it as unknown, and is asked again without it (:func:`older_plugin`).
 """
 import contextlib
 import re
 import socket
 import time
 import uuid as uuidlib
-from typing import Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
 from xapi_numa.core import owner_token
@@ -32,6 +39,7 @@ from xapi_numa.errors import VmBusy
 from xapi_numa.ops.start_deadline import UNDO_S, StartDeadline, waiting
 
 START_KEY = "numa_start_owner"  # other_config: the token of the pool vm-start holding the VM
+START_OWNER_ARG = "start_owner"  # place and release: the token of the pool vm-start making the call
 HOLD_MARGIN_S = 2 * UNDO_S  # past the start's deadline: its release of a place, then of this key
 # the longest hold judged live: the CLI's longest --deadline (a day) and the margin (a token further ahead
 # than twice this is a hand edit's, stale); a longer deadline (the API's) holds the VM this long only
@@ -117,3 +125,38 @@ def _until(token: Optional[str], now: float) -> str:
     end = float(token.rpartition("/")[2])
     return "after {} UTC (the pool master's clock, in {:.0f} s)".format(
         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(end)), end - now)
+
+
+def plugin_args(uuid: str, token: str) -> Dict[str, str]:
+    """A ``place`` or ``release`` of the VM by the start holding it with ``token``."""
+    return {"vm": uuid, START_OWNER_ARG: token}
+
+
+def older_plugin(err: xapi.XapiError, args: Dict[str, str]) -> bool:
+    """Did a plugin of an earlier version refuse ``args`` for START_OWNER_ARG, unknown to it?"""
+    return START_OWNER_ARG in args and err.code == "NUMA_INVALID_ARGUMENT" and list(err.params[:1]) == [START_OWNER_ARG]
+
+
+def other_start(other_config: Dict[str, str], uuid: str, now: Callable[[], float],
+                caller: Optional[str]) -> Optional[str]:
+    """The token of the pool vm-start holding the VM of UUID ``uuid``, unless it is ``caller``'s
+    (the start's own place or release) or none does; ``now()``: the pool master's clock."""
+    held = xapi_owner_key.owner_of(other_config, START_KEY)
+    if held is None or held == caller or stale(held, now(), uuid):
+        return None
+    return held
+
+
+def refuse_by_hand(uuid: str, fn: str, held: str, now: float) -> VmBusy:
+    """The refusal of a ``place`` or ``release`` (``fn``) made while another start holds the VM (``held``)."""
+    force = " (or release with force=true, which undoes that start's place: it then starts the VM on no " \
+            "reservation)" if fn == "release" else ""
+    return VmBusy("VM {} is being started by a pool vm-start ({}): a {} now would undo that start's place, and it "
+                  "would build the VM without it; this {} is refused, changing nothing; try again {}{}".format(
+                      uuid, holder_said(held), fn, fn, _until(held, now), force),
+                  ("vm", uuid, "vm-start " + holder_said(held)))
+
+
+def overridden(held: str) -> str:
+    """What a forced ``release`` answers when it undid the place of a start holding the VM (``held``)."""
+    return "overridden: a pool vm-start ({}) holds the VM; its place here is undone".format(holder_said(held))

@@ -39,7 +39,7 @@ from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
-from xapi_numa.ops import boot_pin, reserve, upkeep
+from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
 from xapi_numa.ops.place_request import admin_mask, host_mask, never_starts, request_for, sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
@@ -80,9 +80,10 @@ def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet
 
 
 def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool = False,
-             host_uuid: Optional[str] = None) -> dict:
+             host_uuid: Optional[str] = None, start_owner: Optional[str] = None) -> dict:
     """Reserve for a start here and pin the boot; ``host_uuid`` (this host) goes into
-    the VM's record with the pin, so that only this host's ``release`` undoes it."""
+    the VM's record with the pin, so that only this host's ``release`` undoes it.
+    While a pool vm-start holds the VM, only its own place (``start_owner``, its token) is made."""
     deadline = time.monotonic() + PLACE_BUDGET
     vm = xapi.vm_ref(session, uuid)
     planner = Planner(hv.topology())
@@ -102,6 +103,10 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         # Read again while holding the VM: a caller that held it before us (a release, a
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
+        starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
+                                          start_owner)
+        if starting is not None:  # a pool vm-start's, not this one's: a place now would overwrite it
+            raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
         request = request_for(record, planner.topology, host_cpus)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
@@ -253,38 +258,51 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
 
 
 def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str],
-               force: bool = False) -> dict:
+               force: bool = False, start_owner: Optional[str] = None) -> dict:
     """Undo this host's ``place`` of a VM whose start did not happen: its reservation
     here, and the boot pin if this host set it.
 
     A pin another host's ``place`` set stays (that host holds the reservation the
     pin goes with) and the answer names that host, unless the host has left the
-    pool (ejected or reinstalled: nothing else could ever undo it) or ``force``."""
+    pool (ejected or reinstalled: nothing else could ever undo it) or ``force``.
+    While a pool vm-start holds the VM, only its own release (``start_owner``, its token)
+    is made, or one with ``force``, whose answer says whose hold it overrode (``start_hold``)."""
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
     with owning(ledger, session, vm, uuid) as owner:
         record = xapi.vm_record(session, vm)
-        placer = boot_pin.placing_host(record["other_config"])
-        starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
-        if starting and _starting_here(session, record, host_uuid):
-            # xapi is building the domain here now: the reservation is what keeps other
-            # starts off its memory until the build claims it (settle or reconcile
-            # drop it after; if the start fails, it lapses with its lease)
-            return {"vm": uuid, "released": False, "reservation": "kept: the VM is starting",
-                    "boot_pin": "kept", "running_on": None}  # (null while starting, as elsewhere)
-        had = upkeep.release_asked(hv, ledger, uuid)  # (starting elsewhere: this host's is for nothing)
-        if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
-            return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
-        if (record["power_state"] in ("Running", "Paused") or starting) and \
-                boot_pin.placed_nodes(record["other_config"]):
-            # The start happened (or is under way on another host): the domain is built
-            # with the pin, which settling it (xapi-numad does, or the plugin's settle)
-            # turns into its policy's affinity.
-            # Undone here, nothing would settle it and its vCPUs would stay pinned.
-            where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
-            return {"vm": uuid, "released": had, "boot_pin": "kept",
-                    "running_on": xapi.call(session.xenapi.host.get_uuid, where) if where else None}
-        pinned = boot_pin.restore_boot(session, vm, record, functools.partial(still_owning, session, vm, uuid,
-                                                                               owner)).pinned
+        starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
+                                          start_owner)
+        if starting is not None and not force:  # a pool vm-start's place: undone, it would start on none
+            raise start_hold.refuse_by_hand(uuid, "release", starting, xapi_time.pool_time(session))
+        answer = _release_owned(hv, ledger, session, vm, uuid, record, host_uuid, force,
+                                functools.partial(still_owning, session, vm, uuid, owner))
+    return dict(answer, **({"start_hold": start_hold.overridden(starting)} if starting is not None else {}))
+
+
+def _release_owned(hv: Hypervisor, ledger: Ledger, session, vm: str, uuid: str, record: dict,
+                   host_uuid: Optional[str], force: bool, held: boot_pin.Guard) -> dict:
+    """:func:`release_vm`'s steps, once it holds the VM (``held`` raises once it no longer does)."""
+    placer = boot_pin.placing_host(record["other_config"])
+    starting = STARTING_OPERATIONS & set(record.get("current_operations", {}).values())
+    if starting and _starting_here(session, record, host_uuid):
+        # xapi is building the domain here now: the reservation is what keeps other
+        # starts off its memory until the build claims it (settle or reconcile
+        # drop it after; if the start fails, it lapses with its lease)
+        return {"vm": uuid, "released": False, "reservation": "kept: the VM is starting",
+                "boot_pin": "kept", "running_on": None}  # (null while starting, as elsewhere)
+    had = upkeep.release_asked(hv, ledger, uuid)  # (starting elsewhere: this host's is for nothing)
+    if placer is not None and placer != host_uuid and not force and xapi.host_known(session, placer):
+        return {"vm": uuid, "released": had, "boot_pin": "kept", "placed_on": placer}
+    if (record["power_state"] in ("Running", "Paused") or starting) and \
+            boot_pin.placed_nodes(record["other_config"]):
+        # The start happened (or is under way on another host): the domain is built
+        # with the pin, which settling it (xapi-numad does, or the plugin's settle)
+        # turns into its policy's affinity.
+        # Undone here, nothing would settle it and its vCPUs would stay pinned.
+        where = record["resident_on"] if record["resident_on"] != "OpaqueRef:NULL" else None
+        return {"vm": uuid, "released": had, "boot_pin": "kept",
+                "running_on": xapi.call(session.xenapi.host.get_uuid, where) if where else None}
+    pinned = boot_pin.restore_boot(session, vm, record, held).pinned
     return {"vm": uuid, "released": had, "boot_pin": "restored" if pinned else "none"}
 
 

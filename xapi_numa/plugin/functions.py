@@ -25,7 +25,7 @@ from xapi_numa.core.policy import stored_or_default
 from xapi_numa.core.units import VM_MEMORY, parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
-                           reserve, runtime, settle as settling, start_placement, vnuma_xapi)
+                           reserve, runtime, settle as settling, start_hold, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, vm_view
 from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.db import open_to_read
@@ -182,13 +182,14 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
                                                         "memory= (with mode, nodes, on_exhaust) for a what-if")
     if "vm" in args:
-        check_args(args, {"vm"}, {"dry_run"})
+        check_args(args, {"vm"}, {"dry_run", start_hold.START_OWNER_ARG})
         uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
         with stored_in(uuid):
             if not dry_run and ctx.first_change():  # refused (no room, its state): no database made for it
                 start_placement.check_place(ctx.hv, ctx.ledger_to_read, ctx.session, uuid, ctx.host_uuid)
             return start_placement.place_vm(ctx.hv, ctx.ledger_to_read if dry_run else ctx.ledger, ctx.session, uuid,
-                                            dry_run, host_uuid=ctx.host_uuid)
+                                            dry_run, host_uuid=ctx.host_uuid,
+                                            start_owner=args.get(start_hold.START_OWNER_ARG))
     check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
@@ -207,10 +208,11 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
     """Undo this host's ``place`` after a start that did not happen (see
-    :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin."""
-    check_args(args, {"vm"}, {"force"})
+    :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin, and
+    the place of a pool vm-start holding the VM.  ``start_owner``: that start's own token."""
+    check_args(args, {"vm"}, {"force", start_hold.START_OWNER_ARG})
     return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
-                                      bool_arg(args, "force"))
+                                      bool_arg(args, "force"), args.get(start_hold.START_OWNER_ARG))
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
