@@ -91,23 +91,14 @@ def test_a_vm_cloned_while_a_place_holds_the_original_is_placed_at_once(pool):
     assert _keys(server, ref, start_placement.OWNER_KEY) == []
 
 
-def test_a_revert_puts_back_a_start_hold_judged_as_a_start_that_died(pool, monkeypatch):
+def test_a_revert_puts_back_a_start_hold_judged_as_a_start_that_died(start_at_start_on, monkeypatch):
     """A snapshot taken during a start keeps its token; a revert after the start ended puts it
     back on the same VM.  Nothing tells it from a start that died: on the machine it names,
     its process gone, the next start takes it over at once; elsewhere it waits for its time."""
-    server, session = pool
-    ref, uuid = server.add_vm("web", 2, G)
-    there, go = _start_held_at_start_on(server, monkeypatch)
-    first = _second_session(server)
-    try:
-        thread, outcome = _in_thread(pool_ops.vm_start, first, uuid)
-        assert there.wait(60), outcome
-        snap = session.xenapi.VM.snapshot(ref, "during-the-start", [])
-        go.set()
-        thread.join(120)
-    finally:
-        go.set()
-        xapi.logout(first)
+    server, session, ref, finish = start_at_start_on
+    uuid = server.vms[ref]["uuid"]
+    snap = session.xenapi.VM.snapshot(ref, "during-the-start", [])
+    outcome = finish()
     assert "error" not in outcome and _keys(server, ref, start_hold.START_KEY) == [], outcome
     session.xenapi.VM.hard_shutdown(ref)
     session.xenapi.VM.revert(snap)
