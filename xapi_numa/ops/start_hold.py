@@ -149,11 +149,12 @@ def other_start(other_config: Dict[str, str], uuid: str, now: Callable[[], float
 
 def refuse_by_hand(uuid: str, fn: str, held: str, now: float) -> VmBusy:
     """The refusal of a ``place`` or ``release`` (``fn``) made while another start holds the VM (``held``)."""
-    force = " (or release with force=true, which undoes that start's place: it then starts the VM on no " \
+    force = "; or release with force=true, which undoes that start's place (it then starts the VM on no " \
             "reservation)" if fn == "release" else ""
-    return VmBusy("VM {} is being started by a pool vm-start ({}): a {} now would undo that start's place, and it "
-                  "would build the VM without it; this {} is refused, changing nothing; try again {}{}".format(
-                      uuid, holder_said(held), fn, fn, _until(held, now), force),
+    undo = "undo" if fn == "release" else "overwrite"
+    return VmBusy("VM {} is being started by a pool vm-start ({}): a {} now would {} that start's place, and it "
+                  "would build the VM without it; this {} is refused, changing nothing; try again once that start has "
+                  "ended, at the latest {}{}".format(uuid, holder_said(held), fn, undo, fn, _until(held, now), force),
                   ("vm", uuid, "vm-start " + holder_said(held)))
 
 

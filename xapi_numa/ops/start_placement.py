@@ -6,6 +6,8 @@ callers placing (or releasing) the same VM at once are serialised by a per-VM
 lock on this host and by the VM's owner key across hosts, and each
 reservation carries its caller's owner token: a caller whose later step fails
 releases only its own reservation, never one another caller made meanwhile.
+While a pool vm-start holds the VM (:mod:`.start_hold`), a place or release not its
+own is refused (a release with ``force`` goes on): it would undo that start's place.
 The owner token names the process holding the VM (:mod:`xapi_numa.core.owner_token`):
 a caller that died (killed mid-place) is passed over at once by a caller on its
 host, which sees its process gone, and by one on another host once its hold
