@@ -8,6 +8,8 @@ budget of ``SEARCH_BUDGET`` expansions runs out, which it reports); equally
 close sets are told apart by :func:`striping_score`.
 """
 
+from itertools import accumulate
+from operator import add
 from typing import Callable, Dict, List, Optional, Sequence
 
 from xapi_numa.core.single_node import FRAG_WEIGHT, cv, fragmentation, used_memory
@@ -111,7 +113,11 @@ class SubsetSearch:
             suffix_cpu[i] = suffix_cpu[i + 1] + cpus[order[i]]
         dmin = min((sym[a][b] for a in order for b in order if a != b), default=10)
         self._order, self._suffix_cap, self._suffix_cpu, self._dmin = order, suffix_cap, suffix_cpu, dmin
-        self._expand(0, [], 0, 0, 0)
+        # each node's distances to the others in search order: a set's links to every
+        # candidate (its cross sums) grow by one row per node added, never summed afresh
+        self._rows = [[sym[x][y] for y in order] for x in order]
+        self._new_pairs = [dmin * r * (r - 1) // 2 for r in range(m + 1)]
+        self._expand(0, [], 0, 0, 0, [0] * m, [0] * m)
 
     def _consider(self, chosen: List[int], pairsum: int) -> None:
         k = len(chosen)
@@ -124,19 +130,25 @@ class SubsetSearch:
         if self.best is None or key < self.best:
             self.best = key
 
-    def _bound(self, i: int, chosen: List[int], pairsum: int) -> float:
-        """Lowest mean any strict superset of ``chosen`` with nodes from order[i:] can have."""
-        sym, order, k = self.sym, self._order, len(chosen)
-        cross = sorted(sum(sym[x][c] for c in chosen) for x in order[i:])
-        lowest = float("inf")
-        added = 0
-        for r, c in enumerate(cross, 1):
-            added += c
+    def _cut(self, i: int, k: int, pairsum: int, cross: List[int], best: float) -> bool:
+        """Whether no strict superset of the ``k`` chosen nodes with nodes from order[i:]
+        can reach the mean ``best``: adding r of them adds at least the r smallest of their
+        links to the chosen (``cross``, by position in order) plus ``dmin`` per new pair.
+        The first r that could reach it ends the look (the answer is the same as the
+        lowest mean over all r would give: each mean is computed in the same integers)."""
+        new_pairs = self._new_pairs
+        r = 0
+        for added in accumulate(sorted(cross[i:])):
+            r += 1
             size = k + r
-            lowest = min(lowest, (10 * size + 2 * (pairsum + added + self._dmin * r * (r - 1) // 2)) / (size * size))
-        return lowest
+            if (10 * size + 2 * (pairsum + added + new_pairs[r])) / (size * size) <= best:
+                return False
+        return True
 
-    def _expand(self, i: int, chosen: List[int], pairsum: int, have: int, cpu: int) -> None:
+    def _expand(self, i: int, chosen: List[int], pairsum: int, have: int, cpu: int, cross: List[int],
+                row: List[int]) -> None:
+        """``cross[p] + row[p]``: the sum of order[p]'s distances to the chosen nodes (the
+        last one's row added here, past the cheap cuts: most sets expanded end at them)."""
         self.expanded += 1
         if self.expanded > SEARCH_BUDGET:
             self.exhausted = True
@@ -146,10 +158,10 @@ class SubsetSearch:
         order = self._order
         if i == len(order) or have + self._suffix_cap[i] < self.need or cpu + self._suffix_cpu[i] < self.vneed:
             return
-        if self.best is not None and chosen and self._bound(i, chosen, pairsum) > self.best[0]:
+        cross = list(map(add, cross, row))
+        if self.best is not None and chosen and self._cut(i, len(chosen), pairsum, cross, self.best[0]):
             return
-        sym = self.sym
+        rows, cap, cpus = self._rows, self.cap, self.cpus
         for j in range(i, len(order)):
             x = order[j]
-            self._expand(j + 1, chosen + [x], pairsum + sum(sym[x][c] for c in chosen),
-                         have + self.cap[x], cpu + self.cpus[x])
+            self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j])
