@@ -8,6 +8,7 @@ budget of ``SEARCH_BUDGET`` expansions runs out, which it reports); equally
 close sets are told apart by :func:`striping_score`.
 """
 
+from bisect import bisect_left
 from itertools import accumulate
 from operator import add
 from typing import Callable, Dict, List, Optional, Sequence
@@ -15,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from xapi_numa.core.single_node import FRAG_WEIGHT, cv, fragmentation, used_memory
 
 SEARCH_BUDGET = 20000  # subsets expanded per decision, at most
+SEED_AFTER = 256  # sets expanded before greedy sets are sought (most searches end before)
 
 
 def bits(mask: int):
@@ -80,6 +82,20 @@ def striping_score(avail: Sequence[int], sizes: Sequence[int], need: int) -> Cal
     return score
 
 
+def least_pair_sums(rows: Sequence[Sequence[int]]) -> List[int]:
+    """``floor[r]``: at most the sum of pairwise distances of any r of these nodes (``rows``:
+    their distances to each other).  In a set of r, each node's links to the other r - 1 are
+    at least its r - 1 shortest; a pair is two nodes' links, so the r nodes whose shortest
+    links add up least, halved, are a floor.  Unlike the shortest distance times the pairs,
+    it knows how few nodes are near each other (four to a socket: a fifth is far)."""
+    m = len(rows)
+    shortest = [list(accumulate(sorted(row[:p] + row[p + 1:]))) for p, row in enumerate(rows)]
+    floor = [0, 0]
+    for r in range(2, m + 1):
+        floor.append((sum(sorted(links[r - 2] for links in shortest)[:r]) + 1) // 2)
+    return floor
+
+
 class SubsetSearch:
     """Branch and bound for the fitting subset with the lowest mean distance.
 
@@ -87,11 +103,21 @@ class SubsetSearch:
     ``score(nodes)`` (optional; 0 without it) rates the host after the VM's
     memory is striped over the set: the placement engine's tie-break among
     sets as close as each other, computed only for a set that ties the best
-    so far on mean and node count.  A subtree is cut
-    when it cannot fit (capacity or CPUs left) or when no superset of the
-    current set can reach the best mean: adding r nodes adds at least their r
-    cheapest links to the current set plus the smallest distance for each new
-    pair among them.
+    so far on mean and node count.
+
+    Depth first, nodes in order of free memory.  A node is added to the
+    current set only if some set with it can still beat or tie the best
+    (:meth:`_limit`): a set of r more nodes needs at least the memory and CPUs
+    missing (so r is at least the fewest of the biggest nodes left that hold
+    them), adds at least the r cheapest links to the current set, and at least
+    ``least_pair_sums`` among its new nodes.  After ``SEED_AFTER`` sets without
+    an end the search takes a greedy set from each node (:meth:`_seed`) as one
+    to beat: depth first in memory order can spend its whole budget under a
+    first set that is far from the best.  Both only ever cut sets that could
+    not have won, so the answer is exact when the budget is not exhausted;
+    when it is, the sets expanded are a subsequence of those the plain search
+    (cheapest links and the shortest distance per new pair, no seed) would have
+    expanded, each with a best at least as good, so the answer is never worse.
     """
 
     def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int,
@@ -101,22 +127,28 @@ class SubsetSearch:
         self.best: Optional[tuple] = None
         self.expanded = 0
         self.exhausted = False
+        self._best_mean = (0, 1)  # the best mean as a fraction: the cuts compare it exactly
+        self._most_nodes = 0  # the most nodes a set can have and still tie the best mean
 
     def run(self, members: Sequence[int]) -> None:
-        sym, cap, cpus = self.sym, self.cap, self.cpus
+        cap, cpus = self.cap, self.cpus
         order = sorted(members, key=lambda m: (-cap[m], m))  # big nodes first: early fits, early cuts
         m = len(order)
         suffix_cap = [0] * (m + 1)
         suffix_cpu = [0] * (m + 1)
+        most_cpus = [0] * (m + 1)
         for i in range(m - 1, -1, -1):
             suffix_cap[i] = suffix_cap[i + 1] + cap[order[i]]
             suffix_cpu[i] = suffix_cpu[i + 1] + cpus[order[i]]
-        dmin = min((sym[a][b] for a in order for b in order if a != b), default=10)
-        self._order, self._suffix_cap, self._suffix_cpu, self._dmin = order, suffix_cap, suffix_cpu, dmin
+            most_cpus[i] = max(most_cpus[i + 1], cpus[order[i]])
+        self._order, self._suffix_cap, self._suffix_cpu, self._most_cpus = order, suffix_cap, suffix_cpu, most_cpus
+        self._prefix_cap = [0] + list(accumulate(cap[x] for x in order))
         # each node's distances to the others in search order: a set's links to every
         # candidate (its cross sums) grow by one row per node added, never summed afresh
-        self._rows = [[sym[x][y] for y in order] for x in order]
-        self._new_pairs = [dmin * r * (r - 1) // 2 for r in range(m + 1)]
+        self._rows = [[self.sym[x][y] for y in order] for x in order]
+        self._pair_floor = least_pair_sums(self._rows)
+        self._seeded = False
+        self._sizes_left()
         self._expand(0, [], 0, 0, 0, [0] * m, [0] * m)
 
     def _consider(self, chosen: List[int], pairsum: int) -> None:
@@ -128,22 +160,75 @@ class SubsetSearch:
         score = self.score(chosen) if self.score is not None else 0.0
         key = (mean, k, score, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
         if self.best is None or key < self.best:
+            closer = self.best is None or key[:2] != self.best[:2]
             self.best = key
+            if closer:
+                self._best_mean = (10 * k + 2 * pairsum, k * k)
+                self._sizes_left()
 
-    def _cut(self, i: int, k: int, pairsum: int, cross: List[int], best: float) -> bool:
-        """Whether no strict superset of the ``k`` chosen nodes with nodes from order[i:]
-        can reach the mean ``best``: adding r of them adds at least the r smallest of their
-        links to the chosen (``cross``, by position in order) plus ``dmin`` per new pair.
-        The first r that could reach it ends the look (the answer is the same as the
-        lowest mean over all r would give: each mean is computed in the same integers)."""
-        new_pairs = self._new_pairs
-        r = 0
-        for added in accumulate(sorted(cross[i:])):
-            r += 1
-            size = k + r
-            if (10 * size + 2 * (pairsum + added + new_pairs[r])) / (size * size) <= best:
-                return False
-        return True
+    def _sizes_left(self) -> None:
+        """The most nodes a set of this run can have and still beat the best (or tie it
+        with no more nodes), by ``least_pair_sums``."""
+        if self.best is None:
+            self._most_nodes = len(self._order)
+            return
+        floor, (num, den), best_k = self._pair_floor, self._best_mean, self.best[1]
+        self._most_nodes = max((s for s in range(1, len(self._order) + 1)
+                                if (10 * s + 2 * floor[s]) * den < num * s * s + (s <= best_k)), default=0)
+
+    def _fewest_more(self, i: int, have: int, cpu: int) -> int:
+        """The fewest nodes of order[i:] that hold the memory and CPUs missing, at least one."""
+        fewest = 1
+        if have < self.need:
+            fewest = bisect_left(self._prefix_cap, self._prefix_cap[i] + self.need - have, lo=i) - i
+        if cpu < self.vneed:
+            fewest = max(fewest, -(-(self.vneed - cpu) // self._most_cpus[i]))
+        return fewest
+
+    def _limit(self, i: int, k: int, pairsum: int, cross: List[int], have: int, cpu: int) -> Optional[int]:
+        """The largest sum of links to the ``k`` chosen nodes that a candidate of order[i:] may
+        have and still be in a set that beats or ties the best (a tie with more nodes than
+        the best loses); None when no candidate may.  With r more nodes, a candidate's
+        links add to the r - 1 cheapest others' (or to the r cheapest, when it is one)."""
+        num, den = self._best_mean
+        best_k = self.best[1]
+        ranked = sorted(cross[i:])
+        floor = self._pair_floor
+        fewest = self._fewest_more(i, have, cpu)
+        before = sum(ranked[:fewest - 1])
+        limit = None
+        for r in range(fewest, min(len(ranked), self._most_nodes - k) + 1):
+            s = k + r
+            # the s nodes' pairs may add up to (num * s * s - 10 * s * den) / (2 * den) at most (less for a tie
+            # of more nodes): what the r cheapest other links and the new nodes' own pairs leave of it
+            room = num * s * s - 10 * s * den
+            room = (room // (2 * den) if s <= best_k else -(-room // (2 * den)) - 1) - pairsum - before - floor[r]
+            if room >= ranked[r - 1] and (limit is None or room > limit):
+                limit = room
+            before += ranked[r - 1]
+        return limit
+
+    def _seed(self) -> None:
+        """A set grown greedily from each node (the nearest next, the biggest among equals)
+        until it holds the VM, each considered: sets of this run's nodes that fit, so the
+        answer can only be better for them."""
+        order, rows, cap, cpus = self._order, self._rows, self.cap, self.cpus
+        far = 1 << 62  # (the link sum of a node taken, so that it is never the nearest again)
+        for start in range(len(order)):
+            cross, chosen = list(rows[start]), [start]
+            cross[start] = far
+            pairsum, have, cpu = 0, cap[order[start]], cpus[order[start]]
+            while have < self.need or cpu < self.vneed:
+                p = min(range(len(order)), key=cross.__getitem__)
+                if cross[p] >= far:
+                    break
+                pairsum += cross[p]
+                chosen.append(p)
+                have, cpu = have + cap[order[p]], cpu + cpus[order[p]]
+                cross = list(map(add, cross, rows[p]))
+                cross[p] = far
+            else:
+                self._consider([order[p] for p in chosen], pairsum)
 
     def _expand(self, i: int, chosen: List[int], pairsum: int, have: int, cpu: int, cross: List[int],
                 row: List[int]) -> None:
@@ -153,15 +238,22 @@ class SubsetSearch:
         if self.expanded > SEARCH_BUDGET:
             self.exhausted = True
             return
+        if self.expanded == SEED_AFTER and not self._seeded:
+            self._seeded = True
+            self._seed()
         if chosen and have >= self.need and cpu >= self.vneed:
             self._consider(chosen, pairsum)
         order = self._order
         if i == len(order) or have + self._suffix_cap[i] < self.need or cpu + self._suffix_cpu[i] < self.vneed:
             return
         cross = list(map(add, cross, row))
-        if self.best is not None and chosen and self._cut(i, len(chosen), pairsum, cross, self.best[0]):
-            return
+        limit = None
+        if self.best is not None:
+            limit = self._limit(i, len(chosen), pairsum, cross, have, cpu)
+            if limit is None:
+                return
         rows, cap, cpus = self._rows, self.cap, self.cpus
         for j in range(i, len(order)):
-            x = order[j]
-            self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j])
+            if limit is None or cross[j] <= limit:
+                x = order[j]
+                self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j])
