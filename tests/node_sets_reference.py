@@ -1,22 +1,16 @@
-"""The node-set search as it was before its bound was made incremental (2026-12-07),
-kept as the reference the faster search must agree with, decision for decision,
-within the same budget (tests/test_node_set_search.py)."""
+"""The node-set search as it was until 2026-12-06, before its bound was made incremental
+and then aware of the memory a set still needs and of how few nodes are near each
+other: the reference tests/test_node_set_search.py holds the search to (the same
+decision where it ended within its budget, one as good where it did not)."""
 
-from typing import Callable, List, Optional, Sequence
+from typing import List, Sequence
 
-from xapi_numa.core.node_sets import SEARCH_BUDGET
+from xapi_numa.core.node_sets import SEARCH_BUDGET, SubsetSearch
 
 
-class ReferenceSubsetSearch:
-    """xapi_numa.core.node_sets.SubsetSearch of 2026-12-06, unchanged but for its name."""
-
-    def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int,
-                 score: Optional[Callable[[List[int]], float]] = None) -> None:
-        self.sym, self.cap, self.cpus, self.vcpus_on, self.pcpus = sym, cap, cpus, vcpus_on, pcpus
-        self.need, self.vneed, self.score = need, vneed, score
-        self.best: Optional[tuple] = None
-        self.expanded = 0
-        self.exhausted = False
+class ReferenceSubsetSearch(SubsetSearch):
+    """xapi_numa.core.node_sets.SubsetSearch of 2026-12-06: its own search and bound (its
+    construction and its sets' keys, which did not change, are the new search's)."""
 
     def run(self, members: Sequence[int]) -> None:
         sym, cap, cpus = self.sym, self.cap, self.cpus
@@ -32,14 +26,8 @@ class ReferenceSubsetSearch:
         self._expand(0, [], 0, 0, 0)
 
     def _consider(self, chosen: List[int], pairsum: int) -> None:
-        k = len(chosen)
-        mean = (10 * k + 2 * pairsum) / (k * k)
-        if self.best is not None and (mean, k) > self.best[:2]:
-            return  # the score is only worth computing for a tie or better
-        pcpus = sum(self.pcpus[x] for x in chosen) or 1
-        score = self.score(chosen) if self.score is not None else 0.0
-        key = (mean, k, score, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
-        if self.best is None or key < self.best:
+        key = self._key(chosen, pairsum)  # (unchanged: the set's key, or None when it already loses)
+        if key is not None and (self.best is None or key < self.best):
             self.best = key
 
     def _bound(self, i: int, chosen: List[int], pairsum: int) -> float:

@@ -151,18 +151,23 @@ class SubsetSearch:
         self._sizes_left()
         self._expand(0, [], 0, 0, 0, [0] * m, [0] * m)
 
-    def _consider(self, chosen: List[int], pairsum: int) -> None:
+    def _key(self, chosen: List[int], pairsum: int) -> Optional[tuple]:
+        """The set's key, or None when its mean and node count already lose to the best."""
         k = len(chosen)
         mean = (10 * k + 2 * pairsum) / (k * k)
         if self.best is not None and (mean, k) > self.best[:2]:
-            return  # the score is only worth computing for a tie or better
+            return None  # the score is only worth computing for a tie or better
         pcpus = sum(self.pcpus[x] for x in chosen) or 1
         score = self.score(chosen) if self.score is not None else 0.0
-        key = (mean, k, score, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
-        if self.best is None or key < self.best:
+        return (mean, k, score, sum(self.vcpus_on[x] for x in chosen) / pcpus, tuple(sorted(chosen)))
+
+    def _consider(self, chosen: List[int], pairsum: int) -> None:
+        key = self._key(chosen, pairsum)
+        if key is not None and (self.best is None or key < self.best):
             closer = self.best is None or key[:2] != self.best[:2]
             self.best = key
             if closer:
+                k = len(chosen)
                 self._best_mean = (10 * k + 2 * pairsum, k * k)
                 self._sizes_left()
 
