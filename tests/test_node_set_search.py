@@ -12,13 +12,16 @@ regular (sockets) and irregular distance tables: where the reference ends within
 budget, the same decision (an exact search has one answer); where it runs out, a best
 at least as good, after no more sets expanded.
 """
+import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node_sets_reference import ReferenceSubsetSearch
 from xapi_numa.core import node_sets, placement
-from xapi_numa.core.node_sets import SEARCH_BUDGET
+from xapi_numa.core.node_sets import SEARCH_BUDGET, PairFloor
 from xapi_numa.core.placement import NodeLoads, Planner, Request
 from xapi_numa.core.topology import Topology
 
@@ -110,3 +113,27 @@ def test_the_seeded_hosts_include_searches_the_reference_could_not_end(monkeypat
                if any(exhausted for *_, exhausted in searches_of(monkeypatch, ReferenceSubsetSearch,
                                                                  *seeded_host(seed))[1])]
     assert len(ran_out) >= 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 8).flatmap(lambda n: st.lists(st.integers(11, 40), min_size=n * (n - 1) // 2,
+                                                    max_size=n * (n - 1) // 2).map(lambda upper: (n, upper))),
+       st.data())
+def test_the_pair_floor_is_below_every_set_and_keeps_every_size_that_can_win(table, data):
+    n, upper = table
+    d = [[10] * n for _ in range(n)]
+    for (i, j), distance in zip(itertools.combinations(range(n), 2), upper):
+        d[i][j] = d[j][i] = distance
+    floor = PairFloor(d)
+    sets = [combo for r in range(1, n + 1) for combo in itertools.combinations(range(n), r)]
+    pairs = {combo: sum(d[a][b] for a, b in itertools.combinations(combo, 2)) for combo in sets}
+    for r in range(1, n + 1):
+        assert floor[r] <= min(pairs[combo] for combo in sets if len(combo) == r)
+    best = data.draw(st.sampled_from(sets))
+    num, den = len(best) * 10 + 2 * pairs[best], len(best) ** 2
+    most = floor.most_nodes(num, den, len(best))
+    for combo in sets:  # a set that beats the best, or ties it with no more nodes, is never too big
+        k = len(combo)
+        if (10 * k + 2 * pairs[combo]) * den < num * k * k or \
+                ((10 * k + 2 * pairs[combo]) * den == num * k * k and k <= len(best)):
+            assert k <= most

@@ -82,18 +82,43 @@ def striping_score(avail: Sequence[int], sizes: Sequence[int], need: int) -> Cal
     return score
 
 
-def least_pair_sums(rows: Sequence[Sequence[int]]) -> List[int]:
+class PairFloor:
     """``floor[r]``: at most the sum of pairwise distances of any r of these nodes (``rows``:
     their distances to each other).  In a set of r, each node's links to the other r - 1 are
     at least its r - 1 shortest; a pair is two nodes' links, so the r nodes whose shortest
     links add up least, halved, are a floor.  Unlike the shortest distance times the pairs,
-    it knows how few nodes are near each other (four to a socket: a fifth is far)."""
-    m = len(rows)
-    shortest = [list(accumulate(sorted(row[:p] + row[p + 1:]))) for p, row in enumerate(rows)]
-    floor = [0, 0]
-    for r in range(2, m + 1):
-        floor.append((sum(sorted(links[r - 2] for links in shortest)[:r]) + 1) // 2)
-    return floor
+    it knows how few nodes are near each other (four to a socket: a fifth is far).
+    Worked out for each r when first asked: most searches ask for a few small r only."""
+
+    def __init__(self, rows: Sequence[Sequence[int]]) -> None:
+        self._rows = rows
+        self._shortest: List[List[int]] = []  # each node's shortest links, added up (sorted when first asked)
+        self._twice = [0, 0]  # the floor before it is halved: the r nodes' shortest links
+
+    def twice(self, r: int) -> int:
+        if len(self._twice) <= r and not self._shortest:
+            self._shortest = [list(accumulate(sorted(row[:p] + row[p + 1:]))) for p, row in enumerate(self._rows)]
+        while len(self._twice) <= r:
+            size = len(self._twice)
+            self._twice.append(sum(sorted(links[size - 2] for links in self._shortest)[:size]))
+        return self._twice[r]
+
+    def __getitem__(self, r: int) -> int:
+        return (self.twice(r) + 1) // 2
+
+    def most_nodes(self, num: int, den: int, best_k: int) -> int:
+        """The most nodes a set can have and still beat the mean ``num / den`` (or tie it with
+        at most ``best_k`` nodes).  Each node's mean shortest link grows with r, and so the
+        average a of the r least; with every link over 10, a - (a - 10) / r, the mean the
+        floor allows (unhalved and not rounded), grows with r: a size already worse by it
+        ends the look."""
+        most = 0
+        for s in range(1, len(self._rows) + 1):
+            if (10 * s + 2 * self[s]) * den < num * s * s + (s <= best_k):
+                most = s
+            elif (10 * s + self.twice(s)) * den > num * s * s:
+                break
+        return most
 
 
 class SubsetSearch:
@@ -110,7 +135,7 @@ class SubsetSearch:
     (:meth:`_limit`): a set of r more nodes needs at least the memory and CPUs
     missing (so r is at least the fewest of the biggest nodes left that hold
     them), adds at least the r cheapest links to the current set, and at least
-    ``least_pair_sums`` among its new nodes.  After ``SEED_AFTER`` sets without
+    ``PairFloor`` among its new nodes.  After ``SEED_AFTER`` sets without
     an end the search takes a greedy set from each node (:meth:`_seed`) as one
     to beat: depth first in memory order can spend its whole budget under a
     first set that is far from the best.  Both only ever cut sets that could
@@ -134,19 +159,17 @@ class SubsetSearch:
         cap, cpus = self.cap, self.cpus
         order = sorted(members, key=lambda m: (-cap[m], m))  # big nodes first: early fits, early cuts
         m = len(order)
-        suffix_cap = [0] * (m + 1)
-        suffix_cpu = [0] * (m + 1)
-        most_cpus = [0] * (m + 1)
-        for i in range(m - 1, -1, -1):
-            suffix_cap[i] = suffix_cap[i + 1] + cap[order[i]]
-            suffix_cpu[i] = suffix_cpu[i + 1] + cpus[order[i]]
-            most_cpus[i] = max(most_cpus[i + 1], cpus[order[i]])
-        self._order, self._suffix_cap, self._suffix_cpu, self._most_cpus = order, suffix_cap, suffix_cpu, most_cpus
-        self._prefix_cap = [0] + list(accumulate(cap[x] for x in order))
+        caps, node_cpus = [cap[x] for x in order], [cpus[x] for x in order]
+        self._prefix_cap = [0] + list(accumulate(caps))
+        prefix_cpu = [0] + list(accumulate(node_cpus))
+        self._suffix_cap = [self._prefix_cap[m] - before for before in self._prefix_cap]
+        self._suffix_cpu = [prefix_cpu[m] - before for before in prefix_cpu]
+        self._most_cpus = list(accumulate(reversed(node_cpus), max))[::-1] + [0]
+        self._order = order
         # each node's distances to the others in search order: a set's links to every
         # candidate (its cross sums) grow by one row per node added, never summed afresh
-        self._rows = [[self.sym[x][y] for y in order] for x in order]
-        self._pair_floor = least_pair_sums(self._rows)
+        self._rows = [list(map(self.sym[x].__getitem__, order)) for x in order]
+        self._pair_floor = PairFloor(self._rows)
         self._seeded = False
         self._sizes_left()
         self._expand(0, [], 0, 0, 0, [0] * m, [0] * m)
@@ -173,13 +196,11 @@ class SubsetSearch:
 
     def _sizes_left(self) -> None:
         """The most nodes a set of this run can have and still beat the best (or tie it
-        with no more nodes), by ``least_pair_sums``."""
+        with no more nodes), by ``PairFloor``."""
         if self.best is None:
             self._most_nodes = len(self._order)
             return
-        floor, (num, den), best_k = self._pair_floor, self._best_mean, self.best[1]
-        self._most_nodes = max((s for s in range(1, len(self._order) + 1)
-                                if (10 * s + 2 * floor[s]) * den < num * s * s + (s <= best_k)), default=0)
+        self._most_nodes = self._pair_floor.most_nodes(*self._best_mean, self.best[1])
 
     def _fewest_more(self, i: int, have: int, cpu: int) -> int:
         """The fewest nodes of order[i:] that hold the memory and CPUs missing, at least one."""
