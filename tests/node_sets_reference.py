@@ -1,4 +1,4 @@
-"""The node-set search as it was until 2026-12-06, before its bound was made incremental
+"""The node-set search as it was before 2026-12-06, when its bound was made incremental
 and then aware of the memory a set still needs and of how few nodes are near each
 other: the reference tests/test_node_set_search.py holds the search to (the same
 decision where it ended within its budget, one as good where it did not)."""

@@ -1,6 +1,6 @@
 """core/node_sets.SubsetSearch against the search it replaced (tests/node_sets_reference.py).
 
-Until 2026-12-07 each set expanded summed its candidates' links to the chosen nodes
+Until 2026-12-06 each set expanded summed its candidates' links to the chosen nodes
 afresh and sorted them for the bound (about 70 us a set on 64 nodes, 0.38 s for a
 search that ran out of its 20 000 sets); the links now grow by one row per node added.
 And the search ran out of its budget on bench_placement's 64-node host for a VM of
