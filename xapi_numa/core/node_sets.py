@@ -4,7 +4,8 @@ The placement engine (:mod:`xapi_numa.core.placement`) finds the lowest
 maximum distance through the maximal cliques of "distance <= threshold"
 graphs, and the lowest mean distance among the subsets of the fitting
 cliques with :class:`SubsetSearch` (branch and bound, exact unless its
-budget of ``SEARCH_BUDGET`` expansions runs out, which it reports); equally
+budget of ``SEARCH_BUDGET`` expansions runs out, which it reports; among its
+bounds :class:`PairFloor`, the least pair sum any r nodes can have); equally
 close sets are told apart by :func:`striping_score`.
 """
 
