@@ -143,13 +143,12 @@ def test_a_range_in_an_error_is_the_range_in_the_flags_help(command, flag, value
 def command_line_section():
     import os
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    return text.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md"), encoding="utf-8") as f:
+        return f.read()
 
 
 def test_the_exit_statuses_are_documented_and_are_what_xapi_numa_returns(sim_host, tmp_path, monkeypatch, capsys):
-    """The Command line section said nothing of exit statuses (a script needs to tell a
+    """The command line's documentation (docs/cli.md) said nothing of exit statuses (a script needs to tell a
     refused input from a failed command); each one it names is what main returns."""
     from xapi_numa.cli import queries
     from xapi_numa.cli.main import main
@@ -204,10 +203,10 @@ def test_the_readmes_hvm_refusal_is_what_migrate_prints(sim_host, tmp_path, caps
     import os
     from xapi_numa.cli.main import main
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "hvm.md"), encoding="utf-8") as f:
         readme = " ".join(f.read().split())
     quoted = re.search(r'`xapi-numa migrate hvm --to node:0` answers "(.*?); \.\.\." and exits (\d+),', readme)
-    assert quoted, "the README's HVM example is gone"
+    assert quoted, "docs/hvm.md's example is gone"
     assert main(["sim", "create", sim_host, "hvm", "--vcpus", "2", "--memory", "256M", "--type", "hvm"]) == 0
     out = capsys.readouterr().out
     before = files_of(tmp_path)

@@ -3,7 +3,7 @@
 
 xenopsd builds domains without vNUMA today, so the stored plan is a record of
 intent: what a patched domain builder should set before the guest's ACPI tables
-are written (see the README), what an admin starting the VM through xl copies,
+are written (see docs/vnuma.md), what an admin starting the VM through xl copies,
 and what ``vm-placement`` shows next to where the VM really is.  The plan is
 one key, ``numa_vnuma`` (JSON of :meth:`VnumaPlan.to_dict`), written on its own
 like every key of ours (:func:`xapi_numa.backends.xapi.set_other_config`).
