@@ -183,6 +183,16 @@ def copy_package(dest: str, root: str = ROOT) -> None:
         shutil.copy2(os.path.join(root, name), os.path.join(dest, name))
 
 
+def copy_docs(dest: str, root: str = ROOT) -> None:
+    """README.md and the tracked docs/*.md into ``dest`` (one folder): the messages that send an
+    admin to a document name it there, /opt/xapi-numa/doc, and a dom0 has no checkout."""
+    names = ["README.md"] + [n for n in git_output(root, ["ls-files", "-z", "--", "docs"]).split("\0")
+                             if n.endswith(".md") and os.path.isfile(os.path.join(root, n))]
+    os.makedirs(dest)
+    for name in names:
+        shutil.copy2(os.path.join(root, name), os.path.join(dest, os.path.basename(name)))
+
+
 def find_python36():
     """A working CPython 3.6 on this machine (python3.6 on PATH or a pyenv install), or None."""
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
@@ -227,6 +237,7 @@ def stage(payload: str, libdir: str, wheels: list) -> None:
     python_dir = os.path.join(private, "lib", "python")
     os.makedirs(python_dir)
     copy_package(python_dir)
+    copy_docs(os.path.join(private, "doc"))
     for whl in wheels:
         with zipfile.ZipFile(whl) as z:
             z.extractall(python_dir)

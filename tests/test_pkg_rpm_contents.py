@@ -102,3 +102,19 @@ def test_systemd_tmpfiles_makes_the_run_folder_as_the_code_does():
     text = open(os.path.join(rpm_scratch.ROOT, "packaging", "xapi-numa.tmpfiles")).read()
     lines = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert lines == [["d", "/run/xapi-numa", "0700", "root", "root", "-"]]  # (os.makedirs(..., 0o700) in the code)
+
+
+def test_the_documents_the_messages_name_are_in_the_rpm(ours):
+    """Refusals and help send an admin to a document "in /opt/xapi-numa/doc" (the RPM's), and
+    a dom0 has no checkout: the RPM carried none of them, not even the README."""
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "xapi_numa")
+    named = set()
+    for folder, _, names in os.walk(package):
+        for name in names:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    named |= set(re.findall(r"([\w-]+\.md) in /opt/xapi-numa/doc", f.read()))
+    assert {"dom0-backends.md", "hvm.md", "vnuma.md"} <= named, named
+    files = set(query(ours, "[%{FILENAMES}\n]"))
+    assert {"/opt/xapi-numa/doc/" + name for name in named | {"README.md"}} <= files, sorted(
+        f for f in files if "/doc" in f)

@@ -301,7 +301,8 @@ def register(sub) -> None:
                         "out, as libxl does (default {}, xenopsd's; none for pvh)".format(DEFAULT_VIDEO_MIB))
     q.add_argument("--store", action="store_true",
                    help="with --pool: plan VM (UUID or name) from its xapi record on its host and keep the plan "
-                        "in its other_config:numa_vnuma (xenopsd does not apply it; see the README)")
+                        "in its other_config:numa_vnuma (xenopsd does not apply it; "
+                        "see vnuma.md in /opt/xapi-numa/doc)")
     q.add_argument("--host", type=given_text,
                    help="with --store, for a halted VM: plan on this host (default: placement's best)")
     # (--apply: the soft affinity it sets keeps to the host's guest mask)

@@ -38,7 +38,7 @@ IRQBALANCE_REMIND_S = 25.0
 # work aligned by the old layout is handed back, as a dom0 vCPU no longer stands for a node
 LAYOUT_LOST_AFTER = 60.0
 DOM0_RECIPE = ("boot Xen with dom0_max_vcpus=<one or more per node> dom0_vcpus_pin "
-               "(see the README's 'dom0 and the PV backends')")
+               "(see dom0-backends.md in /opt/xapi-numa/doc, docs/ in the source)")
 
 
 class BackendAlignment:

@@ -66,7 +66,7 @@ def refuse_unmovable(hv: Hypervisor, d: DomainInfo) -> None:
     if d.type == "pv":
         raise NotMovable(d.uuid, "it is a PV guest (its page tables hold machine frame numbers); "
                                  "only PVH guests can have their memory moved (HVM guests with a device "
-                                 "model are refused too, see the README's \"HVM guests\")", d.name)
+                                 "model are refused too, see hvm.md in /opt/xapi-numa/doc)", d.name)
     _check_built(hv, d)
     blockers = hv.move_blockers(d.domid)
     if DEVICE_MODEL_BLOCKER in blockers:
