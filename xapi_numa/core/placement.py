@@ -157,7 +157,7 @@ class Planner:
                                       f"nodes 0..{n - 1}")
             # outside the admin's mask is no room at all; the host's real state is still what is scored
             avail = [a if i in within else 0 for i, a in enumerate(avail)]
-        listed = self._listed(request)
+        listed = request.listed()
         share = one - request.memory
         if share < need - request.memory:  # the shares of nodes with no room for theirs go to the chosen one
             one += share * sum(1 for i in range(n) if self.pcpus[i] and avail[i] < share)
@@ -181,23 +181,6 @@ class Planner:
         if listed:
             return self._place_ordered(avail, loads.vcpus, request, need)
         return self._place_chosen(avail, loads.vcpus, request, need, one)
-
-    @staticmethod
-    def _listed(request: Request) -> bool:
-        """Whether the policy's own order decides: it lists nodes (or says nearest) and a
-        CPU mask, if any, leaves one of them.  A binding list (``strict`` or
-        ``on_exhaust=fail``) with none left is refused; a preference with none left
-        leaves the choice to the engine, inside the mask."""
-        policy, within = request.policy, request.within
-        if not (policy.nodes or policy.nearest):
-            return False
-        if within is None or not policy.nodes or any(node in within for node in policy.nodes):
-            return True
-        if policy.mode == "strict" or policy.on_exhaust == "fail":
-            raise InvalidArgument("within", f"{request.within_said} nodes {format_ids(within)} only, none of the "
-                                  f"policy's nodes {','.join(map(str, policy.nodes))}",
-                                  "a mask that reaches a listed node, or another policy")
-        return False
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
                      cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:

@@ -9,6 +9,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 import attrs
 
 from xapi_numa.errors import InvalidArgument
+from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import MAX_VM_MEMORY, VM_MEMORY, format_size
@@ -92,6 +93,22 @@ class Request:
         """Which mask(s) reach ``within``, with the verb: "the host's guest mask (...) reaches"."""
         by = " and ".join(self.within_by) or "its CPU mask"
         return by + (" reach" if len(self.within_by) > 1 else " reaches")
+
+    def listed(self) -> bool:
+        """Whether the policy's own order decides: it lists nodes (or says nearest) and a
+        CPU mask, if any, leaves one of them.  A binding list (``strict`` or
+        ``on_exhaust=fail``) with none left is refused; a preference with none left
+        leaves the choice to the engine, inside the mask."""
+        policy, within = self.policy, self.within
+        if not (policy.nodes or policy.nearest):
+            return False
+        if within is None or not policy.nodes or any(node in within for node in policy.nodes):
+            return True
+        if policy.mode == "strict" or policy.on_exhaust == "fail":
+            raise InvalidArgument("within", f"{self.within_said} nodes {format_ids(within)} only, none of the "
+                                  f"policy's nodes {','.join(map(str, policy.nodes))}",
+                                  "a mask that reaches a listed node, or another policy")
+        return False
 
 
 @attrs.frozen
