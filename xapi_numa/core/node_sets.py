@@ -6,7 +6,9 @@ graphs, and the lowest mean distance among the subsets of the fitting
 cliques with :class:`SubsetSearch` (branch and bound, exact unless its
 budget of ``SEARCH_BUDGET`` expansions runs out, which it reports; among its
 bounds :class:`PairFloor`, the least pair sum any r nodes can have); equally
-close sets are told apart by :func:`striping_score`.
+close sets are told apart by :func:`striping_score`.  A set holds a VM only
+where Xen's build over it keeps the VM's memory there
+(:class:`xapi_numa.core.set_room.BuildRoom`).
 """
 
 from bisect import bisect_left
@@ -48,6 +50,20 @@ def maximal_cliques(adjacency: Sequence[int]) -> List[int]:
 def set_mean(sym: Sequence[Sequence[int]], nodes: Sequence[int]) -> float:
     """Mean distance over all ordered pairs of ``nodes``, the diagonal included."""
     return sum(sym[a][b] for a in nodes for b in nodes) / (len(nodes) * len(nodes))
+
+
+def smallest_prefix(order: Sequence[int], avail: Sequence[int], need: int,
+                    keeps: Optional[Callable[[List[int]], bool]] = None) -> Optional[List[int]]:
+    """The first nodes of ``order`` (those with room) that have ``need`` and, given ``keeps``,
+    keep the VM's build (``BuildRoom.keeps``); None if no prefix does."""
+    have = 0
+    for i, node in enumerate(order):
+        have += avail[node]
+        if have >= need:
+            nodes = [n for n in order[:i + 1] if avail[n] > 0] or [order[0]]
+            if keeps is None or keeps(nodes):
+                return nodes
+    return None
 
 
 def striping_score(avail: Sequence[int], sizes: Sequence[int], need: int) -> Callable[[List[int]], float]:
@@ -125,7 +141,8 @@ class PairFloor:
 class SubsetSearch:
     """Branch and bound for the fitting subset with the lowest mean distance.
 
-    Sets compare by (mean, node count, score, vCPU load, node ids), where
+    Sets compare by (mean, node count, score, vCPU load, node ids) among those with the
+    capacity and, given ``keeps``, those it says keep the VM's memory on them, where
     ``score(nodes)`` (optional; 0 without it) rates the host after the VM's
     memory is striped over the set: the placement engine's tie-break among
     sets as close as each other, computed only for a set that ties the best
@@ -147,9 +164,10 @@ class SubsetSearch:
     """
 
     def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int,
-                 score: Optional[Callable[[List[int]], float]] = None) -> None:
+                 score: Optional[Callable[[List[int]], float]] = None,
+                 keeps: Optional[Callable[[List[int]], bool]] = None) -> None:
         self.sym, self.cap, self.cpus, self.vcpus_on, self.pcpus = sym, cap, cpus, vcpus_on, pcpus
-        self.need, self.vneed, self.score = need, vneed, score
+        self.need, self.vneed, self.score, self.keeps = need, vneed, score, keeps
         self.best: Optional[tuple] = None
         self.expanded = 0
         self.exhausted = False
@@ -187,7 +205,9 @@ class SubsetSearch:
 
     def _consider(self, chosen: List[int], pairsum: int) -> None:
         key = self._key(chosen, pairsum)
-        if key is not None and (self.best is None or key < self.best):
+        # the build (the dearest) only for a set that would be the best: one Xen's build lets part of
+        # the VM out of is passed over (its supersets are still tried)
+        if key is not None and (self.best is None or key < self.best) and (self.keeps is None or self.keeps(chosen)):
             closer = self.best is None or key[:2] != self.best[:2]
             self.best = key
             if closer:

@@ -50,6 +50,10 @@ How memory spreads over several nodes is Xen's business: with an affinity
 over a set of nodes the allocator stripes extents round-robin over them, 1 GiB
 ones first for HVM/PVH (:func:`xapi_numa.core.xenalloc.striped_holding`); the
 bytes per node are the most each can get, whichever node the round starts at.
+A set (or a listed prefix) holds a VM only if that build keeps all of it there
+(:class:`xapi_numa.core.set_room.BuildRoom`: a GiB none of its nodes has whole goes
+to another node); a ``strict`` VM no set keeps is refused, any other takes the
+set it would take otherwise and is held where Xen puts the rest.
 """
 
 import itertools
@@ -63,9 +67,10 @@ from xapi_numa.core.topology import LOCAL_DISTANCE, Topology
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
-from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques, set_mean,  # noqa: F401
-                                      striping_score)
-from xapi_numa.core.xenalloc import room_for_extents, striped_holding
+from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques,  # noqa: F401
+                                      set_mean, smallest_prefix, striping_score)
+from xapi_numa.core.set_room import BuildRoom
+from xapi_numa.core.xenalloc import room_for_extents
 
 
 class Planner:
@@ -173,14 +178,17 @@ class Planner:
                 f"nodes {format_ids(within)} (those {request.within_said}) have"
             raise NoCapacity(f"{where} {format_size(total)} available after reservations; "
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
+        # every node's free pages, those outside a CPU mask too: Xen's build takes from them what a set lacks
+        room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
+                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.mode == "strict")
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"
-            return self._result(nodes, avail, request, need, False,
+            return self._result(nodes, avail, request, room, False,
                                 f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
-            return self._place_ordered(avail, loads.vcpus, request, need)
-        return self._place_chosen(avail, loads.vcpus, request, need, one)
+            return self._place_ordered(avail, loads.vcpus, request, need, room)
+        return self._place_chosen(avail, loads.vcpus, request, need, one, room)
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
                      cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:
@@ -198,7 +206,7 @@ class Planner:
 
     # --- nodes chosen by the engine -------------------------------------------------------------
     def _place_chosen(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
-                      need: int, one: int) -> Placement:
+                      need: int, one: int, room: BuildRoom) -> Placement:
         """No single node with enough memory and cores: spread, or relax the CPU count.
         ``need``: the whole build; ``one``: what one node alone takes of it."""
         vcpus = request.vcpus
@@ -216,9 +224,9 @@ class Planner:
                                         f"after it); {short}, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
                 continue
-            found = self._best_set(avail, vcpus_on, request, need, relax)
+            found = self._best_set(avail, vcpus_on, request, need, relax, room)
             if found is None and relax:  # only memory-only nodes hold it: their vCPUs borrow CPUs
-                found = self._best_set(avail, vcpus_on, request, need, relax, borrow=True)
+                found = self._best_set(avail, vcpus_on, request, need, relax, room, borrow=True)
             if found is not None:
                 nodes, _, exhausted = found
                 if not relax and not any(avail[i] >= need for i in range(self.n)):
@@ -234,19 +242,21 @@ class Planner:
                     why += f"; {no_set}, so its vCPUs share"
                 if exhausted:
                     why += f"; search stopped after {SEARCH_BUDGET} sets (best found)"
-                return self._result(nodes, avail, request, need, relax, why)
+                return self._result(nodes, avail, request, room, relax, why + room.spill(nodes))
         most = max(range(self.n), key=lambda i: avail[i])
         if request.policy.on_exhaust == "fail":
             raise NoCapacity(f"no single node can hold {format_size(need)} with {vcpus} {what} (at most "
                              f"{format_size(avail[most])} on node {most}) and on_exhaust=fail forbids spreading",
                              ("node", str(need), str(avail[most])))
+        lacking = room.lacking(range(self.n), avail, need)  # (a strict VM that no set with the room keeps)
         raise NoCapacity(f"no set of nodes has {format_size(need)} available (at most {format_size(avail[most])} "
-                         f"on node {most}, {format_size(sum(avail))} on the host)",
+                         f"on node {most}, {format_size(sum(avail))} on the host{lacking})",
                          ("host", str(need), str(sum(avail))))
 
     def _best_set(self, cap: List[int], vcpus_on: Sequence[int], request: Request, need: int, relax: bool,
-                  borrow: bool = False):
-        """Lowest max distance exactly (threshold by threshold), then lowest mean:
+                  room: BuildRoom, borrow: bool = False):
+        """Lowest max distance exactly (threshold by threshold), then lowest mean, among the sets
+        Xen's build keeps the VM on (``room``; then, not strict, any with the room):
         (nodes, max distance, budget exhausted) or None.  ``borrow``: a memory-only node
         counts as having a CPU, as its vCPUs run on the nearest CPUs (cpus_near); tried
         only when no set with CPUs of its own holds the VM (the CPU nodes full)."""
@@ -254,19 +264,24 @@ class Planner:
         cpus = self._cpus_for(request)
         if borrow:
             cpus = [c or 1 for c in cpus]
-        for t in self.thresholds:
-            fitting = []
-            for clique in self.clique_members(t):
-                members = [m for m in clique if cap[m] > 0]  # nodes without memory add nothing
-                if sum(cap[m] for m in members) >= need and sum(cpus[m] for m in members) >= vneed:
-                    fitting.append(members)
-            if not fitting:
-                continue
-            search = SubsetSearch(self.sym, cap, cpus, vcpus_on, self.pcpus, need, vneed,
-                                  striping_score(cap, self.sizes, need))
-            for members in fitting:
-                search.run(members)
-            return list(search.best[-1]), t, search.exhausted
+        for keep in room.passes:
+            for t in self.thresholds:
+                fitting = []
+                for clique in self.clique_members(t):
+                    members = [m for m in clique if cap[m] > 0]  # nodes without memory add nothing
+                    if sum(cap[m] for m in members) >= need and sum(cpus[m] for m in members) >= vneed:
+                        fitting.append(members)
+                if not fitting:
+                    continue
+                # the best set with the room first: if the build keeps it, it is the best of those that do,
+                # for one check; else the search again, checking each set that would become the best
+                for keeps in (None, room.keeps) if keep else (None,):
+                    search = SubsetSearch(self.sym, cap, cpus, vcpus_on, self.pcpus, need, vneed,
+                                          striping_score(cap, self.sizes, need), keeps)
+                    for members in fitting:
+                        search.run(members)
+                    if search.best is not None and (not keep or room.keeps(search.best[-1])):
+                        return list(search.best[-1]), t, search.exhausted
         return None
 
     # --- nodes listed by the policy ---------------------------------------------------------------
@@ -289,7 +304,7 @@ class Planner:
         return request.within if request.within is not None else frozenset(range(self.n))
 
     def _place_ordered(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
-                       need: int) -> Placement:
+                       need: int, room: BuildRoom) -> Placement:
         policy = request.policy
         order = self._order(avail, vcpus_on, request, need)
         first = order[0]
@@ -301,39 +316,36 @@ class Planner:
                     if k:
                         skipped = ",".join(map(str, order[:k]))
                         why += f"; listed node{'s' if k > 1 else ''} {skipped} {'are' if k > 1 else 'is'} full"
-                    return self._result([node], avail, request, need, node != first, why)
-        prefix = self._smallest_prefix(order, avail, need)
-        if prefix is not None:
-            if prefix == [first]:
-                why = f"fits on node {first}"
-            elif len(prefix) == 1:
-                why = f"node {first} is full; the next listed node {prefix[0]} holds it"
-            else:
-                why = f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}"
-            return self._result(prefix, avail, request, need, prefix != [first], why)
+                    return self._result([node], avail, request, room, node != first, why)
         listed_free = sum(avail[n] for n in order)
-        if policy.on_exhaust == "fail":
-            which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"
-            raise NoCapacity(f"{which} {format_size(listed_free)} available; "
-                             f"the VM needs {format_size(need)} and on_exhaust=fail",
-                             ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
+        short = f"{format_size(listed_free)} available"  # (with why they do not keep it, where they do not)
         allowed = self._allowed(request)
         extended = order + [m for m in self.topology.nearest(first) if m not in order and m in allowed]
-        prefix = self._smallest_prefix(extended, avail, need)
-        assert prefix is not None  # the host as a whole has room (checked above)
-        extra = [n for n in prefix if n not in order]
-        why = (f"listed nodes {','.join(map(str, order))} are short ({format_size(listed_free)} available); "
-               f"fell back to nearest node{'s' if len(extra) > 1 else ''} {','.join(map(str, extra))}")
-        return self._result(prefix, avail, request, need, True, why)
-
-    @staticmethod
-    def _smallest_prefix(order: Sequence[int], avail: List[int], need: int) -> Optional[List[int]]:
-        have = 0
-        for i, node in enumerate(order):
-            have += avail[node]
-            if have >= need:
-                return [n for n in order[:i + 1] if avail[n] > 0] or [order[0]]
-        return None
+        for keep in room.passes:
+            prefix = smallest_prefix(order, avail, need, room.keeps if keep else None)
+            if prefix is not None:
+                if prefix == [first]:
+                    why = f"fits on node {first}"
+                elif len(prefix) == 1:
+                    why = f"node {first} is full; the next listed node {prefix[0]} holds it"
+                else:
+                    why = f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}"
+                return self._result(prefix, avail, request, room, prefix != [first], why + room.spill(prefix))
+            if policy.on_exhaust == "fail":
+                continue
+            prefix = smallest_prefix(extended, avail, need, room.keeps if keep else None)
+            if prefix is not None:
+                extra = [n for n in prefix if n not in order]
+                why = (f"listed nodes {','.join(map(str, order))} are short "
+                       f"({short}{room.lacking(order, avail, need)}); "
+                       f"fell back to nearest node{'s' if len(extra) > 1 else ''} {','.join(map(str, extra))}")
+                return self._result(prefix, avail, request, room, True, why + room.spill(prefix))
+        which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"
+        # on_exhaust=fail, or a strict VM that no allowed nodes keep (those have the room: checked above)
+        why = " and on_exhaust=fail" if policy.on_exhaust == "fail" else "" if extended == order else \
+            f"; with the nearest nodes too (nodes {format_ids(extended)}){room.lacking(extended, avail, need)}"
+        raise NoCapacity(f"{which} {short}{room.lacking(order, avail, need)}; the VM needs {format_size(need)}{why}",
+                         ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
 
     # --- the result -------------------------------------------------------------------------------
     def _single(self, node: int, avail: Sequence[int], request: Request, fallback: bool, reason: str) -> Placement:
@@ -361,13 +373,12 @@ class Planner:
         the CPU mask allows (:meth:`Topology.cpus_near`, as the boot pin and settling)."""
         return self.topology.cpus_near(nodes, self._allowed(request))
 
-    def _result(self, nodes: Sequence[int], avail: List[int], request: Request, need: int, fallback: bool,
+    def _result(self, nodes: Sequence[int], avail: List[int], request: Request, room: BuildRoom, fallback: bool,
                 reason: str, striped_all: bool = False) -> Placement:
         """Placement over several nodes: predict Xen's striping over them (on one, as _single)."""
         if len(nodes) == 1 and not striped_all:  # a listed node: the overhead still goes round every node
             return self._single(nodes[0], avail, request, fallback, reason)
-        overhead, pages = (-(-b >> PAGE_SHIFT) for b in (need - request.memory, request.memory))
-        got = striped_holding(overhead, pages, request.dtype, [a >> PAGE_SHIFT for a in avail], sorted(nodes))
+        got = room.holding(nodes)
         memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
         cpus = self._cpus_near(nodes, request)
         if striped_all:
@@ -378,5 +389,5 @@ class Planner:
         else:
             soft, hard = cpus, None
         return Placement(tuple(sorted(nodes)), memory, soft, hard, fallback, reason, request.policy,
-                         need - request.memory)
+                         self.need(request, self.cpu_nodes) - request.memory)
 

@@ -76,10 +76,10 @@ def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
     an extent goes to a node outside the affinity when no node in it has a whole one
     left (:func:`distribute`).  A node that holds the build's whole extents (the rest
     goes in 4 KiB pages) counts all its free bytes; any other counts its whole 2 MiB
-    extents only: exact for one node, and on the safe side for a set of them as far as
-    2 MiB extents go.  Not for 1 GiB ones: a set whose nodes have room enough but not
-    in whole GiBs sees a GiB go to a node outside it (:func:`striped_holding` holds it
-    there).
+    extents only.  Exact for one node: one with room for the RAM has as many whole GiBs
+    as the build asks (F // GiB >= RAM // GiB).  For a set of nodes an upper bound only:
+    one whose nodes have room enough but not in whole GiBs sees a GiB go to a node
+    outside it (:func:`striped_outside` says where).
     """
     extent = SUPERPAGE * 4096  # bytes
     whole = need - need % extent
@@ -149,22 +149,47 @@ def build(pages: int, dtype: str, free: List[int], affinity: Sequence[int],
     return distribute_build(build_extents(pages, dtype), free, affinity, last_alloc_node, node, exact, zone)
 
 
+def striped_builds(overhead: int, pages: int, dtype: str, free: Sequence[int],
+                   affinity: Sequence[int]) -> Iterator[Dict[int, int]]:
+    """A build striped over ``affinity``, as pages per node, one at a time: first ``overhead`` pages
+    page by page round it, then the domain's ``pages`` of RAM (:func:`build`) from each node of the
+    affinity the round may start after.  That node is unknown: on Xen everything allocated for the
+    domain before its RAM (the shadow/HAP pool, the pages of its devices) moves
+    ``last_alloc_node``, and with 1 GiB extents it decides where whole GiBs go.  ``free``: every
+    node's, as a GiB the affinity lacks goes to another node.  NoCapacity when it does not fit."""
+    budget = list(free)
+    held, _ = distribute(overhead, budget, affinity, NEW_DOMAIN_LAST_NODE, 1)
+    yield held
+    for last in affinity:
+        yield build(pages, dtype, list(budget), affinity, last)[0]
+
+
 def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int],
                     affinity: Sequence[int]) -> Dict[int, int]:
     """Pages to hold on each node for a build striped over ``affinity`` (a reservation of them
-    covers what lands on every node): ``overhead`` pages page by page round it, then the most of
-    the domain's ``pages`` of RAM (:func:`build`) each node gets whichever node of the affinity
-    the round starts after.  That node is unknown: on Xen everything allocated for the domain
-    before its RAM (the shadow/HAP pool, the pages of its devices) moves ``last_alloc_node``, and
-    with 1 GiB extents it decides where whole GiBs go.  NoCapacity when the build does not fit."""
-    budget = list(free)
-    held, _ = distribute(overhead, budget, affinity, NEW_DOMAIN_LAST_NODE, 1)
+    covers what lands on every node): the overhead's pages plus the most of the RAM any start of
+    the round puts there (:func:`striped_builds`)."""
+    held, *rams = striped_builds(overhead, pages, dtype, free, affinity)
     most: Dict[int, int] = {}
-    for last in affinity:
-        got, _ = build(pages, dtype, list(budget), affinity, last)
+    for got in rams:
         for n, p in got.items():
             most[n] = max(most.get(n, 0), p)
     return {n: held.get(n, 0) + most.get(n, 0) for n in set(held) | set(most)}
+
+
+def striped_outside(overhead: int, pages: int, dtype: str, free: Sequence[int],
+                    affinity: Sequence[int], first: bool = False) -> List[int]:
+    """The nodes outside ``affinity`` a build striped over it puts pages on from some start
+    (:func:`striped_builds`): where the affinity lacks an extent another node has, a 1 GiB one
+    above all (get_free_buddy tries every other node before libxc asks the next size down).
+    ``first``: those of the first start that puts any there (enough to tell whether one does)."""
+    inside = set(affinity)
+    out: set = set()
+    for got in striped_builds(overhead, pages, dtype, free, affinity):
+        out.update(n for n, p in got.items() if p and n not in inside)
+        if out and first:
+            break
+    return sorted(out)
 
 
 def build_type(domain_type: Optional[str]) -> str:

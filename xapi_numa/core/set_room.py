@@ -1,0 +1,109 @@
+"""Whether a set of nodes keeps a VM's striped build on it, and what to hold where.  Pure.
+
+A set of nodes has room for a VM when its free memory adds up to what the VM needs, but
+Xen's build does not take that memory as a sum: libxc asks an HVM/PVH guest's RAM a whole
+GiB at a time, a PV one's in 2 MiB extents, and an extent no node of the affinity has goes
+to any other node that has it before a smaller one is asked (:mod:`xapi_numa.core.xenalloc`).
+:class:`BuildRoom` answers, for the placement engine's set searches, whether the build over
+a set leaves any of the VM's memory elsewhere, and predicts per node what it puts there.
+"""
+from typing import Dict, FrozenSet, List, Sequence, Tuple
+
+from xapi_numa.core.cpuset import format_ids
+from xapi_numa.core.xenalloc import GIGAPAGE, SUPERPAGE, build_extents, striped_holding, striped_outside
+from xapi_numa.errors import NoCapacity
+
+
+class BuildRoom:
+    """A VM's build striped over a set of nodes, as Xen does it (:mod:`xapi_numa.core.xenalloc`):
+    whether it keeps the VM's memory on the set, and what to hold where.
+
+    Free memory counted in whole 2 MiB extents adds up over a set, but an HVM/PVH build asks
+    each whole GiB as one 1 GiB extent, and one that no node of the set has goes to any other
+    node that has it (nodes 0 and 1 with 1.5 GiB each: the third GiB of a 3 GiB PVH VM).
+    ``free``: pages free on every node, those outside the VM's CPU mask too (Xen takes from
+    them); ``overhead``: pages of the build beside the RAM's ``pages``.
+
+    A set is checked on a host of its own nodes only (:meth:`_alike`), which builds as the host
+    does up to the first extent that goes elsewhere: a search checks a dozen sets or more, on
+    hosts of up to 64 nodes.  The answer is remembered by that host, so the many alike sets of a
+    host of equal nodes cost one check.
+    """
+
+    def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, strict: bool) -> None:
+        self.free, self.overhead, self.pages, self.dtype = list(free), overhead, pages, dtype
+        # a strict VM's memory must stay on its nodes; any other may take a set Xen spills from
+        # when none keeps it (its memory held where it lands)
+        self.passes = (True,) if strict else (True, False)
+        self._most_first = sorted(range(len(free)), key=lambda n: -self.free[n])
+        self._seen: Dict[tuple, bool] = {}
+        # what the build asks: 1 GiB extents, 2 MiB ones, and pages taken otherwise (the overhead's too)
+        extents = build_extents(pages, dtype)
+        self._gibs = sum(count // GIGAPAGE for count, largest in extents if largest == GIGAPAGE)
+        self._sups = sum(count // SUPERPAGE for count, largest in extents if largest == SUPERPAGE)
+        self._small = overhead + sum(count % SUPERPAGE if largest == SUPERPAGE else count
+                                     for count, largest in extents if largest < GIGAPAGE)
+
+    def keeps(self, nodes: Sequence[int]) -> bool:
+        """Whether the build over ``nodes`` puts nothing on other nodes, whichever node its round starts after."""
+        free, affinity = self._alike(frozenset(nodes))
+        key = tuple(free), len(affinity)
+        if key not in self._seen and self._surely_keeps(free, affinity):
+            self._seen[key] = True
+        if key not in self._seen:
+            try:  # (a start that spills ends the check)
+                self._seen[key] = not striped_outside(self.overhead, self.pages, self.dtype, free, affinity,
+                                                      first=True)
+            except NoCapacity:  # the host lacks the room: it cannot keep it either
+                self._seen[key] = False
+        return self._seen[key]
+
+    def outside(self, nodes: Sequence[int]) -> List[int]:
+        """The other nodes the build over ``nodes`` puts memory on."""
+        return striped_outside(self.overhead, self.pages, self.dtype, self.free, sorted(nodes))
+
+    def holding(self, nodes: Sequence[int]) -> Dict[int, int]:
+        """Pages to hold on each node for the build over ``nodes``."""
+        return striped_holding(self.overhead, self.pages, self.dtype, self.free, sorted(nodes))
+
+    def lacking(self, nodes: Sequence[int], avail: Sequence[int], need: int) -> str:
+        """Why ``nodes``, with ``need`` bytes of room (``avail``), do not keep the VM: where Xen's
+        build puts the rest ("" where they lack the room, or keep it)."""
+        with_room = [n for n in nodes if avail[n] > 0]
+        outside = self.outside(with_room) if sum(avail[n] for n in nodes) >= need else []
+        return (f", not in the whole extents Xen's build takes, 1 GiB ones first: it would put part of it on "
+                f"node{'s' if len(outside) > 1 else ''} {format_ids(outside)}") if outside else ""
+
+    def spill(self, nodes: Sequence[int]) -> str:
+        """For a set the build does not keep the VM on (not strict): where the rest goes, held there."""
+        outside = [] if self.keeps(nodes) else self.outside(nodes)
+        return (f"; Xen's build puts part of it on node{'s' if len(outside) > 1 else ''} {format_ids(outside)} "
+                f"(whole extents these lack), held there") if outside else ""
+
+    def _surely_keeps(self, free: Sequence[int], affinity: Sequence[int]) -> bool:
+        """Whether the nodes ``affinity`` of ``free`` have an extent of each size whenever the build
+        asks one, however it deals them, so that none leaves them (then no build need say so).
+
+        Pages taken other than in whole extents of a size cost a node at most one extent of that
+        size more than their share: ``x`` pages leave a node of F free at least F // E - x / E - 1
+        whole ones of size E (and a GiB taken costs exactly 512 2 MiB extents).  So while the
+        nodes' whole GiBs less the GiBs and 2 MiB extents of the build in GiBs, less one a node,
+        are at least the GiBs asked, one is left for each; 2 MiB extents alike; pages while the
+        nodes have the build's pages in all."""
+        gib_pages = self._sups * SUPERPAGE + self._small
+        gibs = sum(free[n] // GIGAPAGE for n in affinity) - len(affinity) - gib_pages / GIGAPAGE
+        sups = sum(free[n] // SUPERPAGE for n in affinity) - len(affinity) - self._small / SUPERPAGE
+        return (gibs >= self._gibs and sups >= self._gibs * (GIGAPAGE // SUPERPAGE) + self._sups
+                and sum(free[n] for n in affinity) >= self.overhead + self.pages)
+
+    def _alike(self, inside: FrozenSet[int]) -> Tuple[List[int], List[int]]:
+        """A host the build over ``inside`` goes the same way on until an extent leaves it: (free pages
+        per node, the affinity).  Its nodes in the same order (the round's), a first node that is the
+        host's node 0 or holds nothing (a new domain's first extent goes to the next node), and one
+        node for all the others, with the largest extent any of them has (the first extent that leaves
+        goes to one with it: which one does not matter here)."""
+        most = next((self.free[n] for n in self._most_first if n not in inside), 0)
+        head = [self.free[0]] if 0 in inside else [0]
+        rest = [self.free[n] for n in sorted(inside - {0})]
+        affinity = list(range(0 if 0 in inside else 1, 1 + len(rest)))
+        return head + rest + [next((size for size in (GIGAPAGE, SUPERPAGE, 1) if most >= size), 0)], affinity
