@@ -27,7 +27,8 @@ class ReferenceSubsetSearch(SubsetSearch):
 
     def _consider(self, chosen: List[int], pairsum: int) -> None:
         key = self._key(chosen, pairsum)  # (unchanged: the set's key, or None when it already loses)
-        if key is not None and (self.best is None or key < self.best):
+        # (and, as since, only a set Xen's build keeps the VM on: core/set_room.py)
+        if key is not None and (self.best is None or key < self.best) and (self.keeps is None or self.keeps(chosen)):
             self.best = key
 
     def _bound(self, i: int, chosen: List[int], pairsum: int) -> float:
