@@ -668,7 +668,7 @@ def run_boots(runs: list, only: str) -> tuple:
         again = only if why[:1] == [NEVER_READY_WHY] else retry_files(run.suite, ok, why, deaths, failed)
         if again is not None:
             # A guest that Xen saw die (a triple fault, seen in a guest whose memory
-            # nothing had touched: QEMU's emulated SVM, README "Guest triple faults")
+            # nothing had touched: QEMU's emulated SVM, docs/testing.md "Guest triple faults")
             # fails every test after it: the failed files get one fresh boot, and the
             # first boot's reasons are still printed at the end.
             # A guest with an empty console after minutes (seen under load, with no death reported),

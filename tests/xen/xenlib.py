@@ -190,7 +190,7 @@ SILENT_GUEST = "printed nothing at all (an empty console)"
 # What wait_console says of a guest the emulator, not the code under test, stopped: one that
 # died or hung before anything under test had touched it (a fixture's first wait after
 # ``xl create``; a PVH guest's own crash shutdown makes Xen print nothing).  The harness
-# reruns such a boot's files (README, "Guest triple faults under QEMU").  A guest that died
+# reruns such a boot's files (docs/testing.md, "Guest triple faults under QEMU").  A guest that died
 # after the code under test acted on it (a page move) is that code's failure: GUEST_DIED
 # says so, and gets no rerun.
 GUEST_DIED = "the guest died"
@@ -219,7 +219,7 @@ def console_verdict(name: str, pattern: str, text: str, after: int, gone: bool, 
                     waited: float) -> str:
     """Why a guest never printed ``pattern`` past ``after``: the first line says how the
     guest ended and what it printed last."""
-    if not text.strip():  # the harness reruns such a boot's files (README, "a guest that printed nothing")
+    if not text.strip():  # the harness reruns such a boot's files (docs/testing.md, "a guest that printed nothing")
         return f"guest {name} {SILENT_GUEST} in {waited:.0f} s" + ("; its domain is gone" if gone else "")
     text = text[after:]
     died = gone or any(word in text for word in PANIC_WORDS)

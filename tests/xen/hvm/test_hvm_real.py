@@ -81,7 +81,7 @@ def test_hvm_guest_boots_and_where_its_console_goes(booted):
 
 
 def test_disk_io_through_qemu_checks_out(booted, hv):
-    # (it stalled while the guest's lines went to the emulated serial port: README, "HVM guests")
+    # (it stalled while the guest's lines went to the emulated serial port: docs/hvm.md)
     wait_file(WORKLOAD, r"diskcheck: pass 3 ok", timeout=300, alive=lambda: running_domain(hv, booted["domid"]))
     assert "diskcheck: /dev/sda present" in read_file(WORKLOAD)
     assert_healthy(hv, booted["domid"])
