@@ -14,12 +14,13 @@ where Xen's build over it keeps the VM's memory there
 from bisect import bisect_left
 from itertools import accumulate
 from operator import add
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from xapi_numa.core.single_node import FRAG_WEIGHT, cv, fragmentation, used_memory
 
 SEARCH_BUDGET = 20000  # subsets expanded per decision, at most
 SEED_AFTER = 256  # sets expanded before greedy sets are sought (most searches end before)
+CLIQUE_BUDGET = 20000  # steps listing a threshold's cliques before node_groups covers them otherwise
 
 
 def bits(mask: int):
@@ -29,11 +30,20 @@ def bits(mask: int):
         mask ^= low
 
 
-def maximal_cliques(adjacency: Sequence[int]) -> List[int]:
-    """All maximal cliques (as bit masks) of a graph; Bron-Kerbosch with pivot."""
+class _OverBudget(Exception):
+    pass
+
+
+def maximal_cliques(adjacency: Sequence[int], budget: Optional[int] = None) -> Optional[List[int]]:
+    """All maximal cliques (as bit masks) of a graph; Bron-Kerbosch with pivot.  None when
+    listing them takes more than ``budget`` steps (a step: one call of the recursion)."""
     out: List[int] = []
+    steps = [0]
 
     def expand(r: int, p: int, x: int) -> None:
+        steps[0] += 1
+        if budget is not None and steps[0] > budget:
+            raise _OverBudget()
         if not p and not x:
             out.append(r)
             return
@@ -43,8 +53,61 @@ def maximal_cliques(adjacency: Sequence[int]) -> List[int]:
             p &= ~(1 << v)
             x |= 1 << v
 
-    expand(0, (1 << len(adjacency)) - 1, 0)
+    try:
+        expand(0, (1 << len(adjacency)) - 1, 0)
+    except _OverBudget:
+        return None
     return out
+
+
+def node_groups(sym: Sequence[Sequence[int]], threshold: int) -> Tuple[List[List[int]], bool]:
+    """Groups of nodes that hold every set of nodes all within ``threshold`` of each other, and
+    whether every subset of a group is (then the groups are the maximal cliques of the graph
+    "distance <= threshold").  A table of many irregular distances has millions of cliques (64
+    nodes, 30 random distances: 3.3 million at one threshold, 14 s, and 29 s for all of them):
+    past ``CLIQUE_BUDGET`` steps each node with its neighbours of higher ids stands in, a group for
+    every set's lowest node, whose subsets the search must check (``SubsetSearch``'s ``within``)."""
+    n = len(sym)
+    adjacency = [sum(1 << j for j in range(n) if j != i and sym[i][j] <= threshold) for i in range(n)]
+    cliques = maximal_cliques(adjacency, CLIQUE_BUDGET)
+    if cliques is not None:
+        return [list(bits(c)) for c in cliques], True
+    return [[v] + [u for u in bits(adjacency[v]) if u > v] for v in range(n)], False
+
+
+def fitting_clique(sym: Sequence[Sequence[int]], threshold: int, cap: Sequence[int], cpus: Sequence[int],
+                   need: int, vneed: int,
+                   keeps: Optional[Callable[[List[int]], bool]] = None) -> Optional[List[int]]:
+    """Nodes all within ``threshold`` of each other that have ``need`` memory and ``vneed`` CPUs
+    between them (and, given ``keeps``, keep the VM's build), [] when none do, None when ``CLIQUE_BUDGET``
+    steps did not tell: where the groups are not cliques (``node_groups``), whether a threshold fits
+    (so that the max distance stays exact), and a set for the search to beat.
+    Depth first, big nodes first, each set once; a branch ends where all it may still add is short."""
+    order = sorted((v for v in range(len(sym)) if cap[v] > 0), key=lambda v: (-cap[v], v))
+    near = [sum(1 << q for q, u in enumerate(order) if u != v and sym[v][u] <= threshold) for v in order]
+    caps, cpu_of = [cap[v] for v in order], [cpus[v] for v in order]
+    steps = [0]
+
+    def find(chosen: List[int], left: int, have: int, cpu: int) -> Optional[List[int]]:
+        if have >= need and cpu >= vneed and (keeps is None or keeps(chosen)):
+            return chosen
+        while left:
+            steps[0] += 1
+            if steps[0] > CLIQUE_BUDGET:
+                raise _OverBudget()
+            if have + sum(caps[q] for q in bits(left)) < need or cpu + sum(cpu_of[q] for q in bits(left)) < vneed:
+                return None
+            q = (left & -left).bit_length() - 1
+            found = find(chosen + [order[q]], left & near[q], have + caps[q], cpu + cpu_of[q])
+            if found is not None:
+                return found
+            left &= ~(1 << q)
+        return None
+
+    try:
+        return find([], (1 << len(order)) - 1, 0, 0) or []
+    except _OverBudget:
+        return None
 
 
 def set_mean(sym: Sequence[Sequence[int]], nodes: Sequence[int]) -> float:
@@ -161,13 +224,19 @@ class SubsetSearch:
     when it is, the sets expanded are a subsequence of those the plain search
     (cheapest links and the shortest distance per new pair, no seed) would have
     expanded, each with a best at least as good, so the answer is never worse.
+
+    ``within``: only sets whose nodes are all that close to each other, for members that are not
+    a clique of them (``node_groups``); a node joins a set only if it is that near all of its nodes.
+    ``first``: a set of them that fits, considered before the first run (as a seed is).
     """
 
     def __init__(self, sym, cap, cpus, vcpus_on, pcpus, need: int, vneed: int,
                  score: Optional[Callable[[List[int]], float]] = None,
-                 keeps: Optional[Callable[[List[int]], bool]] = None) -> None:
+                 keeps: Optional[Callable[[List[int]], bool]] = None, within: Optional[int] = None,
+                 first: Optional[List[int]] = None) -> None:
         self.sym, self.cap, self.cpus, self.vcpus_on, self.pcpus = sym, cap, cpus, vcpus_on, pcpus
-        self.need, self.vneed, self.score, self.keeps = need, vneed, score, keeps
+        self.need, self.vneed, self.score, self.keeps, self.within = need, vneed, score, keeps, within
+        self._first = first  # a set that fits (fitting_clique's) to beat from the start, if any
         self.best: Optional[tuple] = None
         self.expanded = 0
         self.exhausted = False
@@ -189,8 +258,14 @@ class SubsetSearch:
         # candidate (its cross sums) grow by one row per node added, never summed afresh
         self._rows = [list(map(self.sym[x].__getitem__, order)) for x in order]
         self._pair_floor = PairFloor(self._rows)
+        # each node's neighbours (by search position) as a mask: all of them without ``within``
+        self._near = [-1 if self.within is None else sum(1 << q for q, d in enumerate(row) if d <= self.within)
+                      for row in self._rows]
         self._seeded = False
         self._sizes_left()
+        if self._first:
+            first, self._first = self._first, None
+            self._consider(first, sum(self.sym[a][b] for a in first for b in first if a < b))
         self._expand(0, [], 0, 0, 0, [0] * m, [0] * m)
 
     def _key(self, chosen: List[int], pairsum: int) -> Optional[tuple]:
@@ -262,8 +337,7 @@ class SubsetSearch:
         order, rows, cap, cpus = self._order, self._rows, self.cap, self.cpus
         far = 1 << 62  # (the link sum of a node taken, so that it is never the nearest again)
         for start in range(len(order)):
-            cross, chosen = list(rows[start]), [start]
-            cross[start] = far
+            cross, chosen = self._nearby(list(rows[start]), start, far), [start]
             pairsum, have, cpu = 0, cap[order[start]], cpus[order[start]]
             while have < self.need or cpu < self.vneed:
                 p = min(range(len(order)), key=cross.__getitem__)
@@ -272,15 +346,23 @@ class SubsetSearch:
                 pairsum += cross[p]
                 chosen.append(p)
                 have, cpu = have + cap[order[p]], cpu + cpus[order[p]]
-                cross = list(map(add, cross, rows[p]))
-                cross[p] = far
+                cross = self._nearby(list(map(add, cross, rows[p])), p, far)
             else:
                 self._consider([order[p] for p in chosen], pairsum)
 
+    def _nearby(self, cross: List[int], p: int, far: int) -> List[int]:
+        """``cross`` with ``far`` for p and, given ``within``, for every node not near p."""
+        near = self._near[p]
+        if near != -1:
+            cross = [c if near >> q & 1 else far for q, c in enumerate(cross)]
+        cross[p] = far
+        return cross
+
     def _expand(self, i: int, chosen: List[int], pairsum: int, have: int, cpu: int, cross: List[int],
-                row: List[int]) -> None:
+                row: List[int], allowed: int = -1) -> None:
         """``cross[p] + row[p]``: the sum of order[p]'s distances to the chosen nodes (the
-        last one's row added here, past the cheap cuts: most sets expanded end at them)."""
+        last one's row added here, past the cheap cuts: most sets expanded end at them);
+        ``allowed``: the positions near every chosen node (``within``)."""
         self.expanded += 1
         if self.expanded > SEARCH_BUDGET:
             self.exhausted = True
@@ -299,8 +381,9 @@ class SubsetSearch:
             limit = self._limit(i, len(chosen), pairsum, cross, have, cpu)
             if limit is None:
                 return
-        rows, cap, cpus = self._rows, self.cap, self.cpus
+        rows, cap, cpus, near = self._rows, self.cap, self.cpus, self._near
         for j in range(i, len(order)):
-            if limit is None or cross[j] <= limit:
+            if (limit is None or cross[j] <= limit) and allowed >> j & 1:
                 x = order[j]
-                self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j])
+                self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j],
+                             allowed & near[j])

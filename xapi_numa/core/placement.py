@@ -35,7 +35,7 @@ Choosing nodes when the policy does not list them:
 
   Both exactly, without enumerating subsets: the maximum through maximal
   cliques of "distance <= threshold" (capacity adds up, so a threshold is
-  feasible iff one of its cliques fits), the mean by branch and bound over
+  feasible iff one of its cliques fits; past a budget, ``node_groups``), the mean by branch and bound over
   the fitting cliques' subsets (:mod:`xapi_numa.core.node_sets`; a budget
   bounds very large cliques, and a placement cut by it says so).
   Ties: fewer nodes, then the set after which the host is most level and
@@ -68,7 +68,7 @@ from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques,  # noqa: F401
-                                      set_mean, smallest_prefix, striping_score)
+                                      fitting_clique, node_groups, set_mean, smallest_prefix, striping_score)
 from xapi_numa.core.set_room import BuildRoom
 from xapi_numa.core.xenalloc import room_for_extents
 
@@ -103,14 +103,13 @@ class Planner:
         self.node_cpus = [node.cpus for node in topology.nodes]
         self.thresholds = sorted(set(itertools.chain.from_iterable(self.sym)) - {LOCAL_DISTANCE})  # (off-diagonal)
         # worked out on first need: most starts fit one node, and a start's dry run is a fresh process
-        self._clique_members: Dict[int, List[List[int]]] = {}
+        self._clique_members: Dict[int, Tuple[List[List[int]], bool]] = {}
 
-    def clique_members(self, threshold: int) -> List[List[int]]:
-        """The maximal sets of nodes all within ``threshold`` of each other."""
+    def clique_members(self, threshold: int) -> Tuple[List[List[int]], bool]:
+        """Groups holding every set of nodes all within ``threshold`` of each other, and whether
+        they are its maximal cliques (else the search checks the distances: ``node_groups``)."""
         if threshold not in self._clique_members:
-            n, sym = self.n, self.sym
-            adjacency = [sum(1 << j for j in range(n) if j != i and sym[i][j] <= threshold) for i in range(n)]
-            self._clique_members[threshold] = [list(bits(c)) for c in maximal_cliques(adjacency)]
+            self._clique_members[threshold] = node_groups(self.sym, threshold)
         return self._clique_members[threshold]
 
     # --- set measures ---------------------------------------------------------------------
@@ -266,8 +265,8 @@ class Planner:
             cpus = [c or 1 for c in cpus]
         for keep in room.passes:
             for t in self.thresholds:
-                fitting = []
-                for clique in self.clique_members(t):
+                fitting, (groups, cliques) = [], self.clique_members(t)
+                for clique in groups:
                     members = [m for m in clique if cap[m] > 0]  # nodes without memory add nothing
                     if sum(cap[m] for m in members) >= need and sum(cpus[m] for m in members) >= vneed:
                         fitting.append(members)
@@ -276,11 +275,16 @@ class Planner:
                 # the best set with the room first: if the build keeps it, it is the best of those that do,
                 # for one check; else the search again, checking each set that would become the best
                 for keeps in (None, room.keeps) if keep else (None,):
+                    first = None if cliques else fitting_clique(self.sym, t, cap, cpus, need, vneed, keeps)
+                    if first == []:  # (groups that are not cliques: no set of nodes within t fits, or is kept)
+                        break
                     search = SubsetSearch(self.sym, cap, cpus, vcpus_on, self.pcpus, need, vneed,
-                                          striping_score(cap, self.sizes, need), keeps)
+                                          striping_score(cap, self.sizes, need), keeps, None if cliques else t, first)
                     for members in fitting:
                         search.run(members)
-                    if search.best is not None and (not keep or room.keeps(search.best[-1])):
+                    if search.best is None:  # (none fits: none that the build keeps either)
+                        break
+                    if not keep or room.keeps(search.best[-1]):
                         return list(search.best[-1]), t, search.exhausted
         return None
 
