@@ -52,7 +52,8 @@ import attrs
 
 from xapi_numa.core.placement import BuildOverhead
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.xenalloc import NEW_DOMAIN_LAST_NODE, build, distribute
+from xapi_numa.core import xenalloc
+from xapi_numa.core.xenalloc import build
 from xapi_numa.errors import NoCapacity
 
 from .policies import REFUSED
@@ -163,9 +164,8 @@ def take_overhead(state: HostState, vm, overhead: BuildOverhead,
     set) from a new domain's start, spilling beyond it when it is full (None, nothing
     taken, when the host has not that much)."""
     try:
-        taken, last = distribute(pages_of(overhead.bytes_for(vm.vcpus, vm.memory)), state.free,
-                                 list(affinity) if affinity is not None else list(range(state.n)),
-                                 NEW_DOMAIN_LAST_NODE, 1)
+        taken, last = xenalloc.take_overhead(pages_of(overhead.bytes_for(vm.vcpus, vm.memory)), state.free,
+                                             list(affinity) if affinity is not None else list(range(state.n)))
     except NoCapacity:
         return None
     return Overhead({node: p for node, p in taken.items() if p}, last)

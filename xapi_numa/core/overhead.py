@@ -4,7 +4,7 @@ Without it a VM planned to fill a node spills its last pages to another node,
 and a reservation under-counts what the build takes.
 """
 
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import attrs
 
@@ -49,6 +49,11 @@ class BuildOverhead:
             return given
         pages = self.fixed_pages + self.pages_per_vcpu * vcpus + self.pages_per_mib * (memory // MIB)
         return pages << PAGE_SHIFT
+
+    def round_of(self, cpu_nodes: Sequence[int]) -> Optional[List[int]]:
+        """The nodes the overhead's pages go round (xenalloc.striped_builds' ``overhead_round``):
+        ``cpu_nodes``, every node with CPUs, or None for the VM's own nodes (not before_affinity)."""
+        return list(cpu_nodes) if self.before_affinity and cpu_nodes else None
 
     def on_nodes(self, vcpus: int, memory: int, chosen: int, nodes: int, given: Optional[int] = None) -> int:
         """Bytes of the overhead that land on ``chosen`` of the host's ``nodes`` nodes

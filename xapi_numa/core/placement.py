@@ -179,7 +179,8 @@ class Planner:
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         # every node's free pages, those outside a CPU mask too: Xen's build takes from them what a set lacks
         room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
-                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.mode == "strict")
+                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.mode == "strict",
+                         self.overhead.round_of([i for i in range(n) if self.pcpus[i]]))
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"

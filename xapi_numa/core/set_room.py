@@ -7,10 +7,11 @@ to any other node that has it before a smaller one is asked (:mod:`xapi_numa.cor
 :class:`BuildRoom` answers, for the placement engine's set searches, whether the build over
 a set leaves any of the VM's memory elsewhere, and predicts per node what it puts there.
 """
-from typing import Dict, FrozenSet, List, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from xapi_numa.core.cpuset import format_ids
-from xapi_numa.core.xenalloc import GIGAPAGE, SUPERPAGE, build_extents, striped_holding, striped_outside
+from xapi_numa.core.xenalloc import (GIGAPAGE, SUPERPAGE, build_extents, striped_holding, striped_outside,
+                                     take_overhead)
 from xapi_numa.errors import NoCapacity
 
 
@@ -22,7 +23,10 @@ class BuildRoom:
     each whole GiB as one 1 GiB extent, and one that no node of the set has goes to any other
     node that has it (nodes 0 and 1 with 1.5 GiB each: the third GiB of a 3 GiB PVH VM).
     ``free``: pages free on every node, those outside the VM's CPU mask too (Xen takes from
-    them); ``overhead``: pages of the build beside the RAM's ``pages``.
+    them); ``overhead``: pages of the build beside the RAM's ``pages``, dealt page by page round
+    ``overhead_round`` before the RAM (``BuildOverhead.round_of``: xenopsd sets the shadow/HAP pool
+    before the VM's affinity, so every node with CPUs gives its share; None: round the set, as libxl
+    does), as :func:`xapi_numa.core.xenalloc.striped_builds` deals it.
 
     A set is checked on a host of its own nodes only (:meth:`_alike`), which builds as the host
     does up to the first extent that goes elsewhere: a search checks a dozen sets or more, on
@@ -30,18 +34,29 @@ class BuildRoom:
     host of equal nodes cost one check.
     """
 
-    def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, strict: bool) -> None:
+    def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, strict: bool,
+                 overhead_round: Optional[Sequence[int]] = None) -> None:
         self.free, self.overhead, self.pages, self.dtype = list(free), overhead, pages, dtype
+        self.overhead_round = overhead_round
+        # the free pages the RAM's build meets, and the overhead a set's own build still deals: a round
+        # of every node with CPUs is the same whatever the set, so it is dealt once here
+        self._ram_free, self._set_overhead = self.free, overhead
+        if overhead_round is not None:
+            self._ram_free, self._set_overhead = list(self.free), 0
+            try:
+                take_overhead(overhead, self._ram_free, overhead_round)
+            except NoCapacity:  # (the host lacks the room: no set keeps it)
+                self._ram_free = [0] * len(self.free)
         # a strict VM's memory must stay on its nodes; any other may take a set Xen spills from
         # when none keeps it (its memory held where it lands)
         self.passes = (True,) if strict else (True, False)
-        self._most_first = sorted(range(len(free)), key=lambda n: -self.free[n])
+        self._most_first = sorted(range(len(free)), key=lambda n: -self._ram_free[n])
         self._seen: Dict[tuple, bool] = {}
         # what the build asks: 1 GiB extents, 2 MiB ones, and pages taken otherwise (the overhead's too)
         extents = build_extents(pages, dtype)
         self._gibs = sum(count // GIGAPAGE for count, largest in extents if largest == GIGAPAGE)
         self._sups = sum(count // SUPERPAGE for count, largest in extents if largest == SUPERPAGE)
-        self._small = overhead + sum(count % SUPERPAGE if largest == SUPERPAGE else count
+        self._small = self._set_overhead + sum(count % SUPERPAGE if largest == SUPERPAGE else count
                                      for count, largest in extents if largest < GIGAPAGE)
 
     def keeps(self, nodes: Sequence[int]) -> bool:
@@ -52,7 +67,7 @@ class BuildRoom:
             self._seen[key] = True
         if key not in self._seen:
             try:  # (a start that spills ends the check)
-                self._seen[key] = not striped_outside(self.overhead, self.pages, self.dtype, free, affinity,
+                self._seen[key] = not striped_outside(self._set_overhead, self.pages, self.dtype, free, affinity,
                                                       first=True)
             except NoCapacity:  # the host lacks the room: it cannot keep it either
                 self._seen[key] = False
@@ -60,11 +75,12 @@ class BuildRoom:
 
     def outside(self, nodes: Sequence[int]) -> List[int]:
         """The other nodes the build over ``nodes`` puts memory on."""
-        return striped_outside(self.overhead, self.pages, self.dtype, self.free, sorted(nodes))
+        return striped_outside(self.overhead, self.pages, self.dtype, self.free, sorted(nodes),
+                               overhead_round=self.overhead_round)
 
     def holding(self, nodes: Sequence[int]) -> Dict[int, int]:
         """Pages to hold on each node for the build over ``nodes``."""
-        return striped_holding(self.overhead, self.pages, self.dtype, self.free, sorted(nodes))
+        return striped_holding(self.overhead, self.pages, self.dtype, self.free, sorted(nodes), self.overhead_round)
 
     def lacking(self, nodes: Sequence[int], avail: Sequence[int], need: int) -> str:
         """Why ``nodes``, with ``need`` bytes of room (``avail``), do not keep the VM: where Xen's
@@ -94,7 +110,7 @@ class BuildRoom:
         gibs = sum(free[n] // GIGAPAGE for n in affinity) - len(affinity) - gib_pages / GIGAPAGE
         sups = sum(free[n] // SUPERPAGE for n in affinity) - len(affinity) - self._small / SUPERPAGE
         return (gibs >= self._gibs and sups >= self._gibs * (GIGAPAGE // SUPERPAGE) + self._sups
-                and sum(free[n] for n in affinity) >= self.overhead + self.pages)
+                and sum(free[n] for n in affinity) >= self._set_overhead + self.pages)
 
     def _alike(self, inside: FrozenSet[int]) -> Tuple[List[int], List[int]]:
         """A host the build over ``inside`` goes the same way on until an extent leaves it: (free pages
@@ -102,8 +118,9 @@ class BuildRoom:
         host's node 0 or holds nothing (a new domain's first extent goes to the next node), and one
         node for all the others, with the largest extent any of them has (the first extent that leaves
         goes to one with it: which one does not matter here)."""
-        most = next((self.free[n] for n in self._most_first if n not in inside), 0)
-        head = [self.free[0]] if 0 in inside else [0]
-        rest = [self.free[n] for n in sorted(inside - {0})]
+        free = self._ram_free  # (after the overhead's round of every node with CPUs, when it goes first)
+        most = next((free[n] for n in self._most_first if n not in inside), 0)
+        head = [free[0]] if 0 in inside else [0]
+        rest = [free[n] for n in sorted(inside - {0})]
         affinity = list(range(0 if 0 in inside else 1, 1 + len(rest)))
         return head + rest + [next((size for size in (GIGAPAGE, SUPERPAGE, 1) if most >= size), 0)], affinity
