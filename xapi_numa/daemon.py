@@ -53,7 +53,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, sort_keys=True, default=str)
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def build_parser() -> Parser:
+    """The flags of ``xapi-numad`` (the documentation's test reads them here too)."""
     ap = Parser(prog="xapi-numad", description="keep running VMs NUMA-well-placed")
     ap.add_argument("--backend", type=given, help="xen or sim:PATH (default: $XAPI_NUMA_BACKEND, else xen); on a simulated "
                                       "host the daemon does not advance simulated time: run `xapi-numa sim run` "
@@ -80,7 +81,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="do not move VMs' homes and memory when load is uneven (per VM: "
                          "other_config:numa_rebalance=false)")
     page_scans.add_arguments(ap)
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def check_ranges(args: argparse.Namespace) -> Optional[str]:

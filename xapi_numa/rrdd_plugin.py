@@ -53,7 +53,8 @@ RETRY = 5.0      # seconds to wait after a failed cycle
 TICK = 0.2       # how often a sleep looks at the stop flag
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def build_parser() -> Parser:
+    """The flags of ``xapi-numa-rrdd`` (the documentation's test reads them here too)."""
     p = Parser(prog="xapi-numa-rrdd", description="Publish per-VM NUMA metrics to xcp-rrdd.")
     p.add_argument("--backend", type=given,
                    help="xen or sim:PATH for a simulated host (default: $XAPI_NUMA_BACKEND, else xen)")
@@ -68,6 +69,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--timestamp", default="auto", choices=("auto", "double", "seconds"),
                    help="the file's timestamp: a double (xcp-rrdd from xen-api v24.40), whole seconds "
                         "(older), or as the installed xcp-rrdd package reads it (auto)")
+    return p
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if not UID_SHAPE.fullmatch(args.uid):  # xcp-rrdd makes its file's path of it
         p.error("--uid: {} (allowed: letters, digits, '.', '_' and '-', not starting with '.', "
