@@ -352,14 +352,13 @@ def test_placement_properties(host, vcpus, mem, policy):
     for node, nbytes in p.memory:
         assert nbytes <= avail[node]
     assert sum(b for _, b in p.memory) >= mem + OVERHEAD.bytes_for(vcpus, mem) == mem + p.overhead
-    # outside its nodes a VM holds at most each node's share of the overhead's round (which
-    # xenopsd makes before any affinity): its guest memory stays on its nodes
-    share = OVERHEAD.on_nodes(vcpus, mem, 1, sum(1 for n in t.nodes if n.cpus))
+    # outside its nodes a VM holds at most the overhead's round (which xenopsd makes before any
+    # affinity, over every node with CPUs, for a set of nodes too; a node out of memory passes its
+    # share on): its guest memory stays on its nodes.  One that is not strict may also have part of
+    # its guest memory land off a set of several, where Xen's build spills: held there
     outside = {n: b for n, b in p.memory if n not in p.nodes}
-    if len(p.nodes) > 1 or policy.mode == "any":
-        assert not outside or policy.mode != "strict"
-    else:
-        assert all(b <= share for b in outside.values())
+    if policy.mode == "strict" or (len(p.nodes) == 1 and policy.mode != "any"):
+        assert sum(outside.values()) <= p.overhead
     if policy.mode == "strict":
         # strict never leaves its nodes: the guest's memory and vCPUs confined to them
         assert p.hard == t.cpus_of_nodes(p.nodes) and p.soft is None
@@ -603,7 +602,11 @@ def test_a_placement_never_leaves_the_mask(free_g, memory_g, within, mode):
                                                                      within=within))
     except (NoCapacity, InvalidArgument):
         return
-    assert set(p.nodes) <= within and set(dict(p.memory)) <= within
+    assert mode == "any" or set(p.nodes) <= within  # (any's nodes say where its memory lands)
+    # a strict VM's memory stays inside; another's build may spill a whole GiB past its nodes where
+    # they have the room but not in whole GiBs (Xen's get_free_buddy tries every node for an extent
+    # before libxc asks a smaller one): held where it lands, never guessed inside
+    assert mode != "strict" or set(dict(p.memory)) <= within
     for mask in (p.soft, p.hard):
         assert mask is None or planner.topology.nodes_of_cpus(mask) <= within
 
