@@ -427,7 +427,9 @@ def _check_minimal_distance(host, vcpus, mem, best_effort):
                if sum(avail[c] for c in combo) >= need and sum(cpus[c] for c in combo) >= vcpus
                and all(avail[c] > 0 for c in combo)]
     # of them those Xen's build keeps the VM on (its extents: 1 GiB ones first), if any
-    room = BuildRoom([a >> 12 for a in avail], (need - mem) >> 12, mem >> 12, request.dtype, False)
+    # (the overhead dealt as the planner deals it: round every node with CPUs, before the affinity)
+    room = BuildRoom([a >> 12 for a in avail], (need - mem) >> 12, mem >> 12, request.dtype, False,
+                     planner.overhead.round_of([i for i in range(n) if planner.pcpus[i]]))
     fitting = [combo for combo in fitting if room.keeps(combo)] or fitting
     assert fitting
     best = min((planner._distance_key(combo)[0], set_mean(planner.sym, combo)) for combo in fitting)
