@@ -186,8 +186,8 @@ def copy_package(dest: str, root: str = ROOT) -> None:
 def copy_docs(dest: str, root: str = ROOT) -> None:
     """README.md and the tracked docs/*.md into ``dest`` (one folder): the messages that send an
     admin to a document name it there, /opt/xapi-numa/doc, and a dom0 has no checkout."""
-    names = ["README.md"] + [n for n in git_output(root, ["ls-files", "-z", "--", "docs"]).split("\0")
-                             if n.endswith(".md") and os.path.isfile(os.path.join(root, n))]
+    names = [n for n in git_output(root, ["ls-files", "-z", "--", "README.md", "docs"]).split("\0")
+             if n.endswith(".md") and os.path.isfile(os.path.join(root, n))]
     os.makedirs(dest)
     for name in names:
         shutil.copy2(os.path.join(root, name), os.path.join(dest, os.path.basename(name)))
