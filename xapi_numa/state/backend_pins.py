@@ -32,7 +32,7 @@ import logging
 from typing import Callable, FrozenSet, List, Optional, Tuple
 
 from xapi_numa.core.backend_affinity import IRQ, THREAD, Owned
-from xapi_numa.core.boots import of_another_boot
+from xapi_numa.core.boots import age, of_another_boot
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.state.db import Database
 from xapi_numa.state.rows import CPU_LIST, INTEGER, NUMBER, TEXT, LeftOut, Table, one_of, optional
@@ -126,10 +126,9 @@ class BackendJournal:
         host = None if self.clock is None else self.clock()
 
         def counts(at: float, host_at: Optional[float], boot: str) -> bool:
-            if host is None or host_at is None:
-                return at >= wall - MOVED_FROM_KEPT_S
-            # (stamped later than now: of an earlier boot, whose clock had run further)
-            return not of_another_boot(boot, self.boot) and host - MOVED_FROM_KEPT_S <= host_at <= host
+            # a mask of an earlier boot named threads gone with it; else its age as core.boots tells any row's
+            return not of_another_boot(boot, self.boot) and age(at, host_at, boot, wall, host, self.boot) \
+                <= MOVED_FROM_KEPT_S
         return counts
 
     def entries(self) -> List[Owned]:
