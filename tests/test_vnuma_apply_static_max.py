@@ -68,7 +68,7 @@ def test_with_nothing_recorded_exactly_the_toolstacks_1_mib_below_the_maximum(ho
 
 
 @pytest.mark.parametrize("value, expected", [("1048576", GiB), (None, None), ("1048576 ", None), ("-1", None),
-                                             ("\u00b2", None)])
+                                             ("\u00b2", None), ("", None)])
 def test_the_xen_adapter_reads_the_static_max_both_toolstacks_write(monkeypatch, value, expected):
     xen = pytest.importorskip("xapi_numa.backends.xen")
     from test_review10_offline_cpus import TwoNodeHost

@@ -383,7 +383,7 @@ class XenHypervisor(Hypervisor):
     def static_max(self, domid: int) -> Optional[int]:
         # KiB, written by libxl__build_post and xenopsd's Domain.build_post alike (None: missing, unreadable)
         kib = self._xenstore.read("/local/domain/{}/memory/static-max".format(domid))
-        return int(kib) << 10 if kib is not None and not kib.strip("0123456789") else None
+        return int(kib) << 10 if kib and not kib.strip("0123456789") else None  # ("": an empty node)
 
     def set_vnuma(self, domid: int, plan: VnumaPlan, ranges: Sequence[MemRange]) -> None:
         xen_vnuma.write(ffi, lib, self._h, domid, plan, ranges)
