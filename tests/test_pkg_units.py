@@ -9,7 +9,9 @@ import shlex
 
 import pytest
 
+from test_daemon import swapped_host
 from xapi_numa import daemon
+from xapi_numa.ops import instance_lock
 
 PACKAGING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packaging")
 TOOLSTACK = {"xapi-numad.service": "xapi.service", "xapi-numa-rrdd.service": "xcp-rrdd.service"}
@@ -85,8 +87,27 @@ def test_a_daemon_that_keeps_failing_stops_being_retried_and_the_unit_shows_fail
 def test_bad_flags_are_not_retried():
     """Flags the daemon refuses (exit 2, a bad /etc/sysconfig/xapi-numad) do not mend by themselves."""
     service = unit("xapi-numad.service")["Service"]
-    assert service.get("RestartPreventExitStatus", "").split() == ["2"]
+    assert "2" in service.get("RestartPreventExitStatus", "").split()
     assert daemon.main(["--period", "0"]) == 2
+
+
+def test_a_copy_refused_for_another_holding_the_lock_is_not_restarted(tmp_path, capsys):
+    """A copy that found the host's lock held by another xapi-numad (one started by hand) exited 1,
+    as a start that fails does: Restart=on-failure started it again every 5 s, refused again each
+    time, until the start limit left the unit failed.  It exits EXIT_ANOTHER_COPY, which the unit
+    does not restart on and does not count a success; its stderr names the copy that holds the lock."""
+    path = str(tmp_path / "h.json")
+    swapped_host(path)
+    held = instance_lock.acquire("sim:" + path)  # the other copy (a flock: another open file conflicts)
+    try:
+        status = daemon.main(["--backend", "sim:" + path, "--no-xapi", "--cycles", "1"])
+    finally:
+        os.close(held)
+    assert "another xapi-numad (pid {}) already runs".format(os.getpid()) in capsys.readouterr().err
+    assert status == daemon.EXIT_ANOTHER_COPY and status not in (0, 1, 2, daemon.EXIT_PINS_LEFT)
+    service = unit("xapi-numad.service")["Service"]
+    assert str(status) in service.get("RestartPreventExitStatus", "").split()
+    assert str(status) not in service.get("SuccessExitStatus", "").split()  # (the unit shows failed)
 
 
 def test_a_stop_that_left_pins_is_a_stop_with_its_own_status_not_a_failed_unit():

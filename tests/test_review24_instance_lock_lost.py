@@ -3,7 +3,7 @@
 The lock is a flock on a file: once the file is removed (an admin's ``rm -rf /run/xapi-numa``,
 a tmpfs mounted over ``/run``) a second xapi-numad made a new one, locked it and ran beside the
 first, each undoing the other's pins.  The daemon now looks every cycle whether the lock's path
-still names the file it holds: it takes it again if nobody has, and stops (exit 1, saying why,
+still names the file it holds: it takes it again if nobody has, and stops (exit 73, saying why,
 its pins left to the other copy: restored, they would undo that one's) if another copy has."""
 import fcntl
 import json
@@ -13,6 +13,7 @@ import sys
 import time
 
 from test_daemon import swapped_host
+from xapi_numa import daemon
 from xapi_numa.ops import instance_lock
 
 HANG_GUARD = 15.0  # seconds: only for a daemon that would otherwise never do it
@@ -54,7 +55,8 @@ def test_a_removed_lock_file_is_taken_again_and_a_second_daemon_is_still_refused
         wait_until(lambda: os.path.exists(lock))  # (a few cycles: the daemon's next look)
         second = subprocess.run(XAPI_NUMAD + ["--backend", "sim:" + path, "--no-xapi", "--cycles", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
-        assert second.returncode == 1, "a second xapi-numad ran beside the first: " + second.stderr
+        assert second.returncode == daemon.EXIT_ANOTHER_COPY, \
+            "a second xapi-numad ran beside the first: " + second.stderr
         assert "another xapi-numad (pid {}) already runs".format(first.pid) in second.stderr, second.stderr
         assert first.poll() is None
     finally:
@@ -75,7 +77,7 @@ def test_a_daemon_whose_lock_another_took_stops_and_leaves_the_pins_to_it(tmp_pa
     finally:
         err = stopped(first)
     assert ended, "the daemon ran on beside the copy that took its lock"
-    assert first.returncode == 1, err
+    assert first.returncode == daemon.EXIT_ANOTHER_COPY, err
     said = err.splitlines()[-1]
     assert said == ("xapi-numad: error: the xapi-numad lock {} was removed or replaced while this copy ran, and "
                     "another xapi-numad (pid {}) holds it now: this one stops and leaves its temporary pins to "

@@ -139,9 +139,10 @@ def test_a_vm_started_again_is_not_taken_for_re_picked(tmp_path):
 
 
 def _daemon(path, *extra):
-    exe = os.path.join(os.path.dirname(sys.executable), "xapi-numad")
-    return subprocess.Popen([exe, "--backend", "sim:" + path, "--period", "0.1", "--threshold", "0", "--no-xapi"]
-                            + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    # this interpreter's xapi-numad (an installed script may import another checkout's)
+    argv = [sys.executable, "-m", "xapi_numa.daemon", "--backend", "sim:" + path, "--period", "0.1", "--threshold", "0"]
+    return subprocess.Popen(argv + ["--no-xapi"] + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
 
 
 def test_sigterm_restores_every_temporary_pin_and_a_second_daemon_is_refused(tmp_path):
@@ -161,7 +162,7 @@ def test_sigterm_restores_every_temporary_pin_and_a_second_daemon_is_refused(tmp
         sim.set_vcpu_affinity(a, 1, hard=TOPO_N0)
         second = _daemon(path)
         out, err = second.communicate(timeout=30)
-        assert second.returncode == 1 and "Traceback" not in err
+        assert second.returncode == daemon.EXIT_ANOTHER_COPY and "Traceback" not in err
         # who holds it, and how to stop it: a simulated host's daemon is someone's process, not systemd's
         assert "another xapi-numad (pid {}) already runs".format(first.pid) in err, err
         assert "(kill {})".format(first.pid) in err and "systemctl" not in err, err

@@ -43,6 +43,11 @@ STOP_DB_WAIT_S = 5.0
 # so that the unit can count it a stop (SuccessExitStatus=75, not "failed") while a start that
 # fails (1) and bad flags (2) stay failures, and systemctl status still shows it
 EXIT_PINS_LEFT = 75
+# exit status of a copy refused because another xapi-numad holds the host's lock (at its start, or
+# taken from it since): EX_CANTCREAT, a status of its own so that the unit does not restart it
+# (RestartPreventExitStatus=73: every restart would be refused again while that copy runs) and
+# still ends "failed" for the admin to see (the error line names the other copy's pid)
+EXIT_ANOTHER_COPY = 73
 
 
 class JsonFormatter(logging.Formatter):
@@ -348,7 +353,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if restored else EXIT_PINS_LEFT
     except NumaError as err:
         print("xapi-numad: error: {}".format(err.message), file=sys.stderr)
-        return 1
+        return EXIT_ANOTHER_COPY if isinstance(err, InstanceRunning) else 1
     except OSError as err:  # a state file or folder it may not read or write
         print("xapi-numad: error: {}: {}".format(err.filename or "I/O", err.strerror or err), file=sys.stderr)
         return 1
