@@ -90,8 +90,10 @@ def _render(value: dict, topo) -> str:
     lines = [] if value["xapi"] == "consulted" else ["xapi: " + render.cell(value["xapi"])]
     lines += [] if value["state_database"] == "read" else ["state database: " + value["state_database"]]
     lines += ["node loads (demand / pCPUs): " + ", ".join("{}: {:.2f}".format(n, l)
-                                                        for n, l in value["loads"].items()),
-             "decision: " + render.cell(value["decision"])]  # it names VMs: their names shown escaped
+                                                        for n, l in value["loads"].items())]
+    # (as the JSON's dropped_samples: one reason per VM, naming it; left out of the loads and gains above)
+    lines += ["demand samples dropped: " + render.cell(reason) for reason in value.get("dropped_samples", ())]
+    lines.append("decision: " + render.cell(value["decision"]))  # it names VMs: their names shown escaped
     if value["actions"]:
         lines.append(render.table(["action", "vm", "what"],
                                   [[a["action"], a.get("uuid", ""), _what(a, topo)] for a in value["actions"]]))
