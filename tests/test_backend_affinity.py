@@ -617,7 +617,7 @@ def test_pin_dom0_gives_an_unpinned_dom0_one_node_per_vcpu(tmp_path):
 
 def test_pin_dom0_spreads_a_dom0_that_dom0_vcpus_pin_left_on_one_node(tmp_path):
     """dom0_vcpus_pin puts a dom0 smaller than a node all on node 0: a per-node layout, yet no
-    dom0 vCPU for a guest on node 1.  --pin-dom0 (the README's remedy) did nothing, and
+    dom0 vCPU for a guest on node 1.  --pin-dom0 (docs/dom0-backends.md's remedy) did nothing, and
     nothing said why node 1's guests stayed unaligned."""
     from xapi_numa.ops import backend_alignment
     hv = SimHypervisor.init(str(tmp_path / "host"), TOPO, "credit2", seed=1, dom0_vcpus=2)

@@ -29,7 +29,7 @@ def test_topology_json(host, capsys):
     assert data["distances"] == [[10, 21], [21, 10]]
     assert data["nodes"][0]["memory_total"] == 2 << 30
     assert data["nodes"][0]["memory_free"] < 2 << 30  # dom0 took some
-    # what this Xen offers, as the README's install check reads it
+    # what this Xen offers, as docs/install.md's install check reads it
     assert data["scheduler"] == "credit" and data["features"]["node_claims"] in ("native", "fallback", "none")
 
 

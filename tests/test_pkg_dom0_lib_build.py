@@ -5,7 +5,7 @@ bytes from any checkout of a commit.
   on unchanged C.  The library is now a file with its true inputs: here a scratch tree of
   the files the rule reads gets a library newer than all of them, and ``make -n`` must
   not build it; each input made newer must.
-* The README says two checkouts of one commit build the same bytes, but zig links in
+* docs/install.md says two checkouts of one commit build the same bytes, but zig links in
   objects of its own (glibc's stat/fstat stubs) whose debug information names the
   directory the build ran in and zig's lib directory: two checkouts in other places (and
   other zig caches) built other bytes.  Here two copies of the tree in different places,

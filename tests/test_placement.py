@@ -636,7 +636,7 @@ def test_a_listed_node_reserves_the_other_nodes_share_of_the_build_overhead_too(
     list path, which puts the whole overhead on node 1 and nothing on node 0: node 0 is
     under-reserved by its share (6 MiB for 2 vCPUs / 1 GiB here), so a parallel start
     can be promised memory this build will take there, which the ledger says never happens.
-    README: 'for a VM placed on one node, that node's share of the overhead's round and
+    docs/placement-quality.md: 'for a VM placed on one node, that node's share of the overhead's round and
     the other nodes' shares on them (a placement's memory lists those too)'."""
     topo = Topology.uniform(2, 4, 4 << 30, [[10, 21], [21, 10]])
     engine = Planner(topo)

@@ -1,6 +1,6 @@
 """Queries and dry runs create no state database: where there is none, they read an empty one.
 
-Only ``rebalance --dry-run`` took care of it.  ``topology`` (the README's first check after
+Only ``rebalance --dry-run`` took care of it.  ``topology`` (docs/install.md's first check after
 an install), ``top``, ``reservations``, ``memory-moves``, ``place --dry-run``, ``homing
 --dry-run``, ``move-memory --dry-run`` and ``vnuma`` each opened the database as xapi-numad
 does, creating the file (``h.json.ledger.db`` on a simulated host; on a real one

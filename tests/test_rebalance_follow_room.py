@@ -1,6 +1,6 @@
 """A period's follow steps and its home moves share the target's room.
 
-The README: a node is a target only if its room "takes that memory (moves and follow
+docs/xapi-numad.md: a node is a target only if its room "takes that memory (moves and follow
 steps in one period share it)".  The planner was given the whole room, and the follow
 steps of VMs already following a home there were sized after it: a move was chosen
 that the room left could not take, its VM homed there with its memory left behind."""

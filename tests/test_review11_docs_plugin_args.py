@@ -1,6 +1,6 @@
 """Review 11 (docs against code): a plugin argument refused for its length names what is
 allowed, as every other refusal does (plugin/args.py: "every refusal ... naming the argument
-and what is allowed"; README: one line naming the field and what is allowed)."""
+and what is allowed"; docs/cli.md: one line naming the field and what is allowed)."""
 from test_plugin import err, run
 
 

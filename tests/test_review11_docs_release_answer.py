@@ -1,7 +1,7 @@
 """Review 11 (docs against code): release of a VM xapi is starting answers "boot_pin":
-"kept" with "running_on" (null while starting), as the README says; when xapi was
+"kept" with "running_on" (null while starting), as docs/pool.md says; when xapi was
 starting it on this host the answer had no "running_on" at all, so a client reading the
-field the README names failed on exactly the case it describes."""
+field docs/pool.md names failed on exactly the case it describes."""
 from test_plugin import ok, run
 
 

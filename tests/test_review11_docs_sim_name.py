@@ -1,5 +1,5 @@
 """Review 11 (docs against code): `sim create` refusing a name another domain has names
-the field and what is allowed, as the README's command line promises of every refusal
+the field and what is allowed, as docs/cli.md's command line promises of every refusal
 (it said only "a domain called 'A' already exists")."""
 import os
 import subprocess

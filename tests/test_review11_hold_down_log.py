@@ -2,7 +2,7 @@
 the hold-down and the counters".  It is not: the rebalancer makes up to ``per_period`` (4)
 moves a period, a swap writing one row per VM, so up to 8 rows every 2 s, 1200 in a 300 s
 hold-down.  A VM moved less than 5 minutes ago had its row trimmed by the moves made since
-and was weighed as movable again: its home moved twice within the hold-down (the README:
+and was weighed as movable again: its home moved twice within the hold-down (docs/xapi-numad.md:
 "it never moves the same VM again within 5 minutes")."""
 from xapi_numa.core import rebalance
 from xapi_numa.core.host import DomainInfo, VcpuInfo

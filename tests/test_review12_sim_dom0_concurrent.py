@@ -1,6 +1,6 @@
 """Review 12: the simulated dom0 tree (``PATH.dom0``) was read, changed and rewritten with
 no lock, so two processes using one simulated host -- xapi-numad and ``xapi-numa backends``
-(the README's way of seeing it), or two CLI calls -- broke each other: both wrote the same
+(docs/dom0-backends.md's way of seeing it), or two CLI calls -- broke each other: both wrote the same
 ``sim-backend.json.tmp`` and one's ``os.replace`` found it gone, one removed a gone guest's
 ``/proc/<tid>`` the other had just removed (FileNotFoundError out of a cycle or a command),
 and an affinity written by one was lost when the other saved the state it had read before

@@ -1,5 +1,5 @@
 """dom0's vCPUs unpinned after its guests' backend work was aligned: "dom0 vCPU 1" no
-longer means node 1, so the README's rule (a layout with a vCPU not pinned to one node
+longer means node 1, so docs/dom0-backends.md's rule (a layout with a vCPU not pinned to one node
 is not used: nothing is aligned) must hold for what was aligned before too.  The planner
 kept it, as if the layout could not be read: every guest's netback, blkback and qemu
 threads stayed confined to one dom0 vCPU and its IRQs banned from irqbalance for as long

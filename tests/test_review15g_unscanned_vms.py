@@ -1,6 +1,6 @@
 """Review 15g: on stock Xen, a VM whose pages per node have not been read (a host above
 --page-scan-max-memory, a VM started since the last debug-key scan) lost every data source,
-not only the page-based ones the README names: nothing at all was published for it."""
+not only the page-based ones docs/install.md names: nothing at all was published for it."""
 import attrs
 
 from test_rrdd import StockXen, by_owner_name, host, read_v2  # noqa: F401 (host: a fixture)

@@ -1,4 +1,4 @@
-"""Review 3: README ('The thread starts with the first cycle ... (a `--hand-back` asks
+"""Review 3: docs/xapi-numad.md ('The thread starts with the first cycle ... (a `--hand-back` asks
 nothing of xapi)') and ops/xapi_reader.py's docstring ('a ``--hand-back`` makes none, and
 asks nothing of xapi').  But daemon.hand_back plans the backends' hand-back, whose
 _due() asks the reader for each running guest's opt-out: that starts the reader thread,

@@ -1,6 +1,6 @@
 """Review 3: the 'banned, yet moved' SIGHUP (ops/backend_alignment.py plan) fires on any
 SetIrqAffinity of a banned IRQ, also when nobody moved it: the guest's home changed
-(a rebalance, a settle), so its target did.  README: the daemon signals irqbalance 'at
+(a rebalance, a settle), so its target did.  docs/dom0-backends.md: the daemon signals irqbalance 'at
 each look that finds an IRQ on the list moved off its dom0 vCPUs (it moves it back:
 irqbalance has not taken the ban)'.  Each SIGHUP makes irqbalance rescan and re-place
 every dom0 IRQ."""

@@ -1,6 +1,6 @@
 """Review 4 (hostile input): ``sim init`` on a PATH that is not a simulated host.
 
-README: "A path that names another kind of file is never replaced, even with --force,
+docs/simulator.md: "A path that names another kind of file is never replaced, even with --force,
 and gets nothing made beside it (no PATH.lock)".  Found:
 
 * ``sim init PATH`` (no --force) over an existing file that is no simulated host refuses
@@ -25,7 +25,7 @@ def test_a_refused_init_over_another_file_makes_no_lock_beside_it(tmp_path, caps
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     capsys.readouterr()
-    assert main(["sim", "init", str(notes)] + INIT) == 2  # refused input: the README's exit statuses
+    assert main(["sim", "init", str(notes)] + INIT) == 2  # refused input: docs/cli.md's exit statuses
     assert "already exists" in capsys.readouterr().err
     assert notes.read_text() == "my notes\n"
     assert sorted(os.listdir(str(tmp_path))) == ["notes.txt"]  # was also notes.txt.lock

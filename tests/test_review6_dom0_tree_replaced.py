@@ -1,6 +1,6 @@
 """Review 6: a simulated host made again with another dom0 vCPU count is refused as damaged.
 
-``sim init PATH --force`` starts a new host "with no state" (README: the ledger beside it is
+``sim init PATH --force`` starts a new host "with no state" (docs/simulator.md: the ledger beside it is
 removed) but leaves the replaced host's dom0 tree, ``PATH.dom0/sim-backend.json``
 (backends/sim/backend.py:54 removes only PATH.ledger.db*).  Since 32479e0 that record is
 checked against the new dom0's vCPU count (dom0_tree.py:106): the old host's IRQ counts

@@ -14,7 +14,7 @@ from test_review_cli_walkthrough import files_of, sim_host  # noqa: F401 - the f
     ["place", "--vcpus", "2", "--memory", "9G", "--nodes", "0", "--on-exhaust", "fail"],
 ])
 def test_a_place_refused_for_room_makes_no_state_database(argv, sim_host, tmp_path, capsys):
-    """README: every refusal changes nothing.  A first place refused for lack of room made
+    """docs/cli.md: every refusal changes nothing.  A first place refused for lack of room made
     host.json.ledger.db all the same (it reserves inside a transaction of it)."""
     from xapi_numa.cli.main import main
 
@@ -192,7 +192,7 @@ def test_an_unknown_flag_of_a_command_points_at_that_commands_help(capsys):
 
 def test_helps_say_what_their_flags_take():
     """vnuma --no-xapi spoke of policies and opt-outs (it reads only the guest mask); place
-    --nodes gave neither the range nor the node:/nodes: forms its error and the README allow;
+    --nodes gave neither the range nor the node:/nodes: forms its error and docs/cli.md allow;
     sim create --vcpus (1..512) did not say why place and vnuma take up to 4096."""
     from test_review_cli_walkthrough import help_of
 

@@ -1,4 +1,4 @@
-"""What a first walk through the README's commands on the simulated host found: a
+"""What a first walk through the commands in the docs on the simulated host found: a
 backend xapi-numad cannot use is a refused flag (exit 2, named as xapi-numa names it),
 vnuma refuses a blank VM name as every other command does, its table writes vCPU
 lists in Xen's syntax, and every argument's --help says what it takes: a number the
@@ -198,7 +198,7 @@ def test_a_negative_rate_is_out_of_range_not_a_non_number(field, typed):
 
 
 def test_the_readmes_hvm_refusal_is_what_migrate_prints(sim_host, tmp_path, capsys):
-    """The README quoted "the memory of VM hvm cannot be moved: ..."; the line names the
+    """docs/hvm.md quotes "the memory of VM hvm cannot be moved: ..."; the line names the
     VM's UUID after its name (errors.NotMovable), on the simulator as on Xen."""
     import os
     from xapi_numa.cli.main import main
@@ -233,7 +233,7 @@ REFUSED_FIRST = [
 
 @pytest.mark.parametrize("argv, code", REFUSED_FIRST)
 def test_a_refused_first_move_or_place_makes_no_state_database(argv, code, sim_host, tmp_path, capsys):
-    """README: every refusal changes nothing, and the state database (with /var/lib/xapi-numa)
+    """docs/cli.md: every refusal changes nothing; docs/placement.md: the state database (with /var/lib/xapi-numa)
     is made by the first command that changes the state. A move-memory refused for a typo in
     --to, an unknown VM or a PV guest, or a place refused for its --nodes, made it all the same."""
     from xapi_numa.cli.main import main

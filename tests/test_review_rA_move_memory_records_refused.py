@@ -1,5 +1,5 @@
 """Review: 6a8a27e says a dry run whose login xapi took but whose VMs' records it refused
-says 'VM records refused: <reason>' (README: rebalance, homing --dry-run and move-memory).
+says 'VM records refused: <reason>' (docs/xapi-numad.md: rebalance, homing --dry-run and move-memory).
 move-memory --dry-run decides on link.reached (set by any call that returned, the guest
 mask's read among them) and says "consulted" although the VM's policy it checks (a strict
 VM is not moved off its nodes) was never read: the default policy was used."""

@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _replace(newer: str, path: str) -> None:
-    """``path`` replaced by the file ``newer`` as the README says to move it: with its -wal and -shm."""
+    """``path`` replaced by the file ``newer`` as docs/placement.md says to move it: with its -wal and -shm."""
     for suffix in ("-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.unlink(path + suffix)

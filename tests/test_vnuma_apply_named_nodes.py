@@ -4,7 +4,7 @@ with 5632M on node 0 and 4608M on node 1 got vnodes of 5G each with ``--nodes 0,
 was told vnode 1 holds 5G on pnode 1, which holds 4608M of it (512M of vnode 1's range
 on node 0), while the same command without ``--nodes`` laid them as the memory is.  Now
 named nodes only order the vnodes; their memory is the bytes each node holds, as the
-README says (``--apply``: "bytes as they hold them")."""
+docs/vnuma.md says (``--apply``: "bytes as they hold them")."""
 import pytest
 from test_cli import run_json
 
