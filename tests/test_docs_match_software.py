@@ -6,6 +6,7 @@ else keeps the commands it quotes in step with the parsers.  Checked here:
 - every ``xapi-numa [--global ...] COMMAND [SUBCOMMAND] --flag`` (and ``xapi-numad``,
   ``xapi-numa-rrdd``) written at the start of a shell statement in a code block or in
   `inline code` names a command and flags its own argparse parser accepts;
+  and names each command by its own name, not an alias (``migrate`` for ``move-memory``);
 - every ``xe host-call-plugin ... plugin=numa fn=NAME args:KEY=...`` names a function of
   the plugin and keys that function's check_args takes (asked of the function itself);
 - every ``NUMA_CODE`` written exists in errors.py, and every code there is written;
@@ -122,6 +123,11 @@ def flag_of(word: str) -> Optional[str]:
     return match.group(0) if match else None
 
 
+def canonical(parser: argparse.ArgumentParser) -> str:
+    """A command's own name: argparse names a parser's prog after it, not after an alias."""
+    return parser.prog.split()[-1]
+
+
 def walk(program: str, parser: argparse.ArgumentParser, words: List[str]) -> Tuple[List[str], argparse.ArgumentParser]:
     """What is wrong in ``words`` (after the program), and the parser its last words go to:
     a flag before the command is the program's own, one after it its command's (as argparse)."""
@@ -142,6 +148,8 @@ def walk(program: str, parser: argparse.ArgumentParser, words: List[str]) -> Tup
         if unknown:
             return wrong + ["{} has no command {} (it has: {})".format(name, unknown[0], ", ".join(sorted(choices)))], \
                 parser
+        wrong += ["{} {} is an alias: write {}".format(name, n, canonical(choices[n])) for n in names
+                  if canonical(choices[n]) != n]
         rest = [problem for n in names[1:] for problem in walk(name + " " + n, choices[n], words[i + 1:])[0]]
         inner, last = walk(name + " " + names[0], choices[names[0]], words[i + 1:])
         return wrong + inner + rest, last
@@ -344,3 +352,12 @@ def test_a_lone_plugin_function_or_key_in_a_sentence_is_checked():
     assert plugin_problems("fn=release") == [] and plugin_problems("args:force=true") == []
     assert "no function relase" in plugin_problems("fn=relase")[0]
     assert "no function of the numa plugin takes forse" in plugin_problems("args:forse=true")[0]
+
+
+def test_a_command_written_by_its_alias_is_found():
+    """The docs name each command once, by its own name (docs/memory-moves.md says the aliases exist)."""
+    assert command_problems("xapi-numa move-memory vm --to node:1") == []
+    assert command_problems("xapi-numa memory-moves --json") == []
+    problems = command_problems("xapi-numa migrate vm --to node:1")
+    assert len(problems) == 1 and "migrate is an alias: write move-memory" in problems[0], problems
+    assert "migrations is an alias: write memory-moves" in command_problems("xapi-numa migrations")[0]

@@ -197,7 +197,7 @@ def test_a_negative_rate_is_out_of_range_not_a_non_number(field, typed):
         assert "is not a number" in refused.value.message
 
 
-def test_the_readmes_hvm_refusal_is_what_migrate_prints(sim_host, tmp_path, capsys):
+def test_the_docs_hvm_refusal_is_what_move_memory_prints(sim_host, tmp_path, capsys):
     """docs/hvm.md quotes "the memory of VM hvm cannot be moved: ..."; the line names the
     VM's UUID after its name (errors.NotMovable), on the simulator as on Xen."""
     import os
@@ -205,12 +205,12 @@ def test_the_readmes_hvm_refusal_is_what_migrate_prints(sim_host, tmp_path, caps
 
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "hvm.md"), encoding="utf-8") as f:
         readme = " ".join(f.read().split())
-    quoted = re.search(r'`xapi-numa migrate hvm --to node:0` answers "(.*?); \.\.\." and exits (\d+),', readme)
+    quoted = re.search(r'`xapi-numa move-memory hvm --to node:0` answers "(.*?); \.\.\." and exits (\d+),', readme)
     assert quoted, "docs/hvm.md's example is gone"
     assert main(["sim", "create", sim_host, "hvm", "--vcpus", "2", "--memory", "256M", "--type", "hvm"]) == 0
     out = capsys.readouterr().out
     before = files_of(tmp_path)
-    code = main(["migrate", "hvm", "--to", "node:0"])
+    code = main(["move-memory", "hvm", "--to", "node:0"])
     err = capsys.readouterr().err
     uuid = [d["uuid"] for d in json.loads(run_json(main, capsys, ["vcpus", out.strip(), "--json"]))][0]
     assert code == int(quoted.group(2))
