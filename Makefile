@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed
 
 all: test
 
-$(STAMP): setup.py
+# setup.py's test extra asks for the zig packaging/dom0-lib.sh pins: a new pin installs again.
+$(STAMP): setup.py packaging/dom0-lib.sh
 	@$(PYTHON) -m venv $(VENV) || { echo "cannot create a virtualenv: on Debian run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -11,7 +11,8 @@
 # and only once every check below passed: a library that failed one is never left there
 # (make would take it for built).
 # PYTHON is an interpreter with the `ziglang` package at ZIG_VERSION (make dom0-lib
-# installs it; the Makefile reads the pin from here, and rebuilds when this file changes).
+# installs it; the Makefile and setup.py's test extra read the pin from here, the one place it is
+# written, and make rebuilds when this file changes).
 set -eu
 
 # The compiler is part of what the bytes are made of: another zig builds other bytes.
