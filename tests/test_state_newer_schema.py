@@ -6,6 +6,7 @@ do, at every entry point: the CLI (exit 1), the plugin (a XenAPI failure), xapi-
 its start, and when the file it has open is replaced by such a one: it stops, exit 1)."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -187,3 +188,23 @@ def test_xapi_numad_run_says_it_and_exits_1_when_the_file_is_replaced(tmp_path, 
     assert json.loads(lines[0])["event"] == "started" and lines[-1].startswith("xapi-numad: error: "), text
     assert "Traceback" not in text
     _says_what_to_do(lines[-1], path)
+
+
+def test_install_doc_quotes_this_versions_schema(tmp_path):
+    """docs/install.md quotes what a host put back to an older version answers for this version's
+    database; it still said schema 15 (refused by a version of 14) after this version's became 16."""
+    with open(os.path.join(REPO, "docs", "install.md"), encoding="utf-8") as f:
+        text = " ".join(f.read().split())
+    quoted = re.findall(r"state database \(schema (\d+)\) was made refuses every call with `NUMA_STATE_ERROR` "
+                        r"\(\"(its schema is version (\d+), newer than version (\d+) that this xapi-numa knows)\"",
+                        text)
+    assert len(quoted) == 1, quoted
+    made, said, found, known = quoted[0]
+    assert int(made) == int(found) == SCHEMA_VERSION and int(known) == SCHEMA_VERSION - 1, quoted
+    path = str(tmp_path / "newer.db")  # the same words from the code, one version on
+    _newer_file(path)
+    with pytest.raises(StateError) as refused:
+        open_to_read(path)
+    words = said.replace("version " + found, "version {}".format(NEWER)).replace(
+        "version " + known, "version {}".format(SCHEMA_VERSION))
+    assert words in refused.value.message, (words, refused.value.message)
