@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from test_daemon import swapped_host
-from xapi_numa import daemon
+from xapi_numa import daemon, rrdd_plugin
 from xapi_numa.ops import instance_lock
 
 PACKAGING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packaging")
@@ -120,3 +120,21 @@ def test_a_stop_that_left_pins_is_a_stop_with_its_own_status_not_a_failed_unit()
     assert success == [str(daemon.EXIT_PINS_LEFT)]
     assert daemon.EXIT_PINS_LEFT not in (0, 1, 2)
     assert not unit("xapi-numa-rrdd.service")["Service"].get("SuccessExitStatus"), "its stop always exits 0"
+
+
+def test_an_rrdd_copy_refused_for_another_holding_the_lock_is_not_restarted(tmp_path, capsys):
+    """xapi-numa-rrdd refused for another copy holding its lock exited 1, which its unit's
+    Restart=on-failure retried every 10 s, refused each time, until the start limit.  It exits
+    EXIT_ANOTHER_COPY, as xapi-numad does, which its unit does not restart on."""
+    path = str(tmp_path / "h.json")
+    swapped_host(path)
+    held = instance_lock.acquire("sim:" + path, "xapi-numa-rrdd")
+    try:
+        status = rrdd_plugin.main(["--backend", "sim:" + path])
+    finally:
+        os.close(held)
+    assert "(pid {})".format(os.getpid()) in capsys.readouterr().err
+    assert status == instance_lock.EXIT_ANOTHER_COPY
+    service = unit("xapi-numa-rrdd.service")["Service"]
+    assert str(status) in service.get("RestartPreventExitStatus", "").split()
+    assert str(status) not in service.get("SuccessExitStatus", "").split()

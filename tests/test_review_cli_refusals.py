@@ -6,6 +6,7 @@ import os
 import pytest
 
 from test_review_cli_walkthrough import files_of, sim_host  # noqa: F401 - the fixture
+from xapi_numa.ops import instance_lock
 
 
 @pytest.mark.parametrize("argv", [
@@ -144,7 +145,8 @@ def test_xapi_numa_rrdd_refuses_a_backend_that_is_none_as_a_flag(spec, detail, t
         err = capsys.readouterr().err
         assert err.startswith("xapi-numa-rrdd: error: {}: {} (allowed: xen, or sim:PATH".format(field, detail)), err
         assert len(err.splitlines()) == 1 and not out.exists()
-    assert unit("xapi-numa-rrdd.service")["Service"].get("RestartPreventExitStatus", "").split() == ["2"]
+    prevented = unit("xapi-numa-rrdd.service")["Service"].get("RestartPreventExitStatus", "").split()
+    assert prevented == ["2", str(instance_lock.EXIT_ANOTHER_COPY)]
 
 
 def test_xapi_numad_consults_no_xapi_on_a_simulated_host_as_the_cli_does(tmp_path, monkeypatch):

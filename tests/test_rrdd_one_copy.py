@@ -4,12 +4,14 @@ A second copy (run by hand beside the service) registered the same uid with xcp-
 wrote the same file, and at its exit deregistered the uid and removed the file under
 the first: the host's metrics stopped.  Like xapi-numad, the plugin holds the host's
 lock (:mod:`xapi_numa.ops.instance_lock`) while it talks to xcp-rrdd: a second copy
-refuses, naming the first, and exits 1 before any call to xcp-rrdd.
+refuses, naming the first, and exits 73 (EXIT_ANOTHER_COPY) before any call to xcp-rrdd.
 """
 import fcntl
 import os
 import subprocess
 import time
+
+from xapi_numa.ops import instance_lock
 
 from test_rrdd import PLUGIN, ROOT, fake_rrdd, host  # noqa: F401 (host: the fixture)
 
@@ -44,7 +46,7 @@ def test_a_second_copy_refuses_and_leaves_the_first_alone(tmp_path, host):  # no
         # it exits, or (as it did) asks xcp-rrdd for the file's path the first one writes
         wait_until(lambda: [m for m, _ in list(calls)].count("Plugin.get_path") > 1, second)
         asked = [m for m, _ in list(calls)].count("Plugin.get_path")
-        assert second.poll() == 1 and asked == 1, "a second copy ran on ({} path requests)".format(asked)
+        assert second.poll() == instance_lock.EXIT_ANOTHER_COPY and asked == 1, "a second copy ran on ({} path requests)".format(asked)
         err = second.stderr.read()
         assert "another xapi-numa-rrdd (pid {}) already runs".format(first.pid) in err, err
         assert "Traceback" not in err and err.count("\n") == 1, err
@@ -77,7 +79,7 @@ def test_a_copy_whose_lock_was_removed_stops_once_another_takes_it(tmp_path, hos
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(other, b"4242\n")
         wait_until(lambda: first.poll() is not None)
-        assert first.poll() == 1, "the first copy runs on beside another"
+        assert first.poll() == instance_lock.EXIT_ANOTHER_COPY, "the first copy runs on beside another"
         err = first.stderr.read()
         assert "another xapi-numa-rrdd (pid 4242) holds it now" in err and "Traceback" not in err, err
         methods = [m for m, _ in list(calls)]  # its one deregistration is before its registration

@@ -26,6 +26,7 @@ from xapi_numa.ops import cycle_pace, instance_lock, observe, page_scans, runtim
 from xapi_numa.ops.command_line import Parser, given
 from xapi_numa.ops.backend_alignment import dom0_for
 from xapi_numa.ops.executor import log_event
+from xapi_numa.ops.instance_lock import EXIT_ANOTHER_COPY
 from xapi_numa.ops.local_xapi import consulted_for
 from xapi_numa.ops.settle import settle
 from xapi_numa.ops.xapi_link import PlacedSettler, XapiLink, local_login, vm_view
@@ -43,11 +44,6 @@ STOP_DB_WAIT_S = 5.0
 # so that the unit can count it a stop (SuccessExitStatus=75, not "failed") while a start that
 # fails (1) and bad flags (2) stay failures, and systemctl status still shows it
 EXIT_PINS_LEFT = 75
-# exit status of a copy refused because another xapi-numad holds the host's lock (at its start, or
-# taken from it since): EX_CANTCREAT, a status of its own so that the unit does not restart it
-# (RestartPreventExitStatus=73: every restart would be refused again while that copy runs) and
-# still ends "failed" for the admin to see (the error line names the other copy's pid)
-EXIT_ANOTHER_COPY = 73
 
 
 class JsonFormatter(logging.Formatter):

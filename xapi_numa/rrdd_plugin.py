@@ -13,7 +13,7 @@ or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
 One copy per host talks to xcp-rrdd: it holds the host's ``xapi-numa-rrdd`` lock
 (:mod:`xapi_numa.ops.instance_lock`, as xapi-numad holds its own), and a second copy
-exits 1 saying which one runs.  Which timestamp xcp-rrdd reads is asked of rpm once,
+exits 73 (``EXIT_ANOTHER_COPY``, which its unit does not restart on) saying which one runs.  Which timestamp xcp-rrdd reads is asked of rpm once,
 at start.
 
 Pages per node: where Xen answers natively, read at every reading; on stock
@@ -41,6 +41,7 @@ from xapi_numa.errors import BackendUnavailable, InstanceRunning, InvalidArgumen
 from xapi_numa.core.numbers import plain, shown
 from xapi_numa.ops import instance_lock, metrics, page_scans
 from xapi_numa.ops.command_line import Parser, given
+from xapi_numa.ops.instance_lock import EXIT_ANOTHER_COPY
 
 PROGRAM = "xapi-numa-rrdd"  # its lock's name, and its systemd unit's
 PLUGIN_UID = "xapi-numa"
@@ -229,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run(args, stop)
     except NumaError as err:
         log(err.message)
-        return 1
+        return EXIT_ANOTHER_COPY if isinstance(err, InstanceRunning) else 1
     except OSError as err:  # the --file path: a directory, no permission, ...
         log("{}: {}".format(getattr(err, "filename", None) or "I/O", err.strerror or err))
         return 1

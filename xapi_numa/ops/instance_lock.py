@@ -24,6 +24,11 @@ from xapi_numa.errors import InstanceRunning, StateError
 
 RUN_DIR = "/run/xapi-numa"
 DAEMON = "xapi-numad"
+# Exit status of a copy refused because another copy holds the host's lock (at its start, or
+# taken from it since): EX_CANTCREAT, a status of its own so that a unit does not restart it
+# (RestartPreventExitStatus=73: every restart would be refused again while that copy runs) and
+# still ends "failed" for the admin to see (the error line names the other copy's pid).
+EXIT_ANOTHER_COPY = 73
 
 
 def real_sim_path(spec: str) -> Optional[str]:
