@@ -11,7 +11,7 @@ import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from xapi_numa.cli import common, rebalance, render
-from xapi_numa.core import locality, numbers, vnuma
+from xapi_numa.core import locality, numbers, vnuma, xenalloc
 from xapi_numa.core.cpuset import check_known, format_ids
 from xapi_numa.core.host import DomainInfo, refuse_blank
 from xapi_numa.core.placement import Request
@@ -212,7 +212,7 @@ def _check_static_max(memory: int, d: DomainInfo, static_max: Optional[int]) -> 
 def _hole_start(args) -> int:
     """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type."""
     if args.hole_start is None:
-        return vnuma.LOWMEM_END[args.type]
+        return xenalloc.LOWMEM_END[args.type] << PAGE_SHIFT
     text = numbers.trim(args.hole_start)
     if not HEX_OR_DECIMAL.fullmatch(text):
         raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),

@@ -253,12 +253,7 @@ def plan_split(topology: Topology, guest: GuestSpec, half: int,
 
 
 # --- guest-physical ranges -------------------------------------------------------------------
-FOUR_GiB = 4 << 30
-# Where a domain builder ends RAM below 4 GiB by default (libxl__build_hvm, Xen 4.17).
-# With a device model (HVM) the MMIO hole starts at HVM_BELOW_4G_RAM_END; without one
-# (PVH) it starts at the lowest of the special pages, the local APIC and the ACPI
-# tables, which is the ACPI area.  A VM given a bigger MMIO hole ends lower.
-LOWMEM_END = {"hvm": 0xF0000000, "pvh": 0xFC000000}
+FOUR_GiB = 4 << 30  # (where a builder ends RAM below it by default: xenalloc.LOWMEM_END)
 
 
 @attrs.frozen
