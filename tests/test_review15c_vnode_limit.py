@@ -25,14 +25,14 @@ def test_at_most_32_vnodes_are_planned_with_a_message_naming_the_limit():
     assert len(vnuma.plan_follow(TOPO, guest(32), range(32)).vnodes) == 32
     with pytest.raises(InvalidArgument) as e:
         vnuma.plan_follow(TOPO, guest(40), range(33))
-    assert e.value.field == "vnodes" and "32" in e.value.allowed and "33" in e.value.detail
+    assert e.value.field == "nodes" and "32" in e.value.allowed and "33" in e.value.detail
 
 
 def test_a_split_half_of_more_than_32_nodes_is_refused_too():
     topo = Topology.uniform(66, 1, 4 * GiB)
     with pytest.raises(InvalidArgument) as e:
         vnuma.plan_split(topo, guest(40), 0)
-    assert e.value.field == "vnodes"
+    assert e.value.field == "half"
 
 
 def test_the_simulator_refuses_33_vnodes_as_xen_does(tmp_path):

@@ -189,9 +189,12 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
         raise InvalidArgument("nodes", "{}: each pnode once, at least one".format(",".join(map(str, pnodes)) or "none"),
                               "distinct node ids")
     k = len(pnodes)
-    if k > MAX_VNODES:
-        raise InvalidArgument("vnodes", f"{k} vnodes: Xen 4.17 refuses more than {MAX_VNODES} (the distance table "
-                                        "must fit one page)", f"at most {MAX_VNODES} vnodes (fewer nodes)")
+    if k > MAX_VNODES:  # named as the nodes were given: the node list, or the split host's half
+        raise InvalidArgument("half" if mode == "split" else "nodes", f"{k} nodes, one vnode each: Xen 4.17 gives a "
+                              f"guest at most {MAX_VNODES} vnodes (its distance table must fit one page)",
+                              f"at most {MAX_VNODES} nodes" + (
+                                  ", but this host's halves have more: no split, name the nodes" if mode == "split"
+                                  else ""))
     if k > guest.vcpus:  # (named by the guest's vCPUs, which callers name as typed: --vcpus, VCPUs_max)
         raise InvalidArgument("vcpus", "{}, but the plan has {} vnodes (nodes {}): every vnode needs a vCPU".format(
             guest.vcpus, k, ",".join(map(str, pnodes))), f"at least {k} (or fewer nodes, at most {guest.vcpus})")

@@ -126,7 +126,8 @@ def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:
         placement, _, _ = place_and_reserve(hv, ledger, request, uuid, dry_run=True)
-    return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
+    with field_names({"nodes": "vm"}):  # (placement's nodes, which the VM's record decides: no argument names them)
+        return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
 def check_storable(record: dict, uuid: str) -> None:
