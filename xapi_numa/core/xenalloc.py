@@ -19,7 +19,8 @@ the engine's prediction and the quality benchmark's replay all use): libxc's mem
 extents, then single pages; meminit_hvm (HVM/PVH) asks each whole, aligned GiB
 as one 1 GiB extent first, the rest in 2 MiB extents, then single pages.  An
 extent size no node has is not asked again (free memory only shrinks during a
-build).  Free memory is taken to come in the largest buddies it can make: a
+build).  A vNUMA guest's build (:func:`build_vnuma`) goes range by range, each from
+its vnode's pnode alone (``XENMEMF_exact_node``).  Free memory is taken to come in the largest buddies it can make: a
 node with F free pages has F // size whole extents of a size.
 """
 
@@ -37,6 +38,7 @@ LOWMEM_END = {"hvm": 0xF0000, "pvh": 0xFC000}
 BUILD_TYPES = ("pv", "pvh", "hvm")  # the domain types libxc builds (the keys of LOWMEM_END translated)
 HIGHMEM_START = 1 << 20
 HVM_LOW_PAGES = 0x200  # an HVM guest's first 2 MiB (round the VGA hole) go page by page
+VGA_HOLE_START = 0xA0  # below it libxc populates an HVM guest's pages first, before any vnode's, with no node
 # A new domain's last_alloc_node: Xen clears the structure (alloc_domain_struct), so its first
 # striped extent goes to the affinity's first node after node 0 (cycle_node)
 NEW_DOMAIN_LAST_NODE = 0
@@ -54,14 +56,23 @@ def build_extents(pages: int, dtype: str) -> List[Tuple[int, int]]:
     first = min(low, HVM_LOW_PAGES) if dtype == "hvm" else 0
     out = [(first, 1)]
     for gfn, end in ((first, low), (HIGHMEM_START, HIGHMEM_START + pages - low)):
-        while gfn < end:
-            if gfn % GIGAPAGE == 0 and end - gfn >= GIGAPAGE:  # whole GiBs, each asked as one extent
-                run, largest = (end - gfn) // GIGAPAGE * GIGAPAGE, GIGAPAGE
-            else:  # up to the next GiB boundary (or the end) in 2 MiB extents
-                run, largest = min(end, gfn - gfn % GIGAPAGE + GIGAPAGE) - gfn, SUPERPAGE
-            out.append((run, largest))
-            gfn += run
+        out += range_extents(gfn, end)
     return [(run, largest) for run, largest in out if run]
+
+
+def range_extents(gfn: int, end: int) -> List[Tuple[int, int]]:
+    """gfns [gfn, end) as meminit_hvm asks them, in gfn order: [(pages, largest extent asked)]."""
+    out = []
+    while gfn < end:
+        if gfn % GIGAPAGE == 0 and end - gfn >= GIGAPAGE:  # whole GiBs, each asked as one extent
+            run, largest = (end - gfn) // GIGAPAGE * GIGAPAGE, GIGAPAGE
+        elif gfn % SUPERPAGE:  # up to the next 2 MiB boundary page by page
+            run, largest = min(end, gfn - gfn % SUPERPAGE + SUPERPAGE) - gfn, 1
+        else:  # up to the next GiB boundary (or the end) in 2 MiB extents
+            run, largest = min(end, gfn - gfn % GIGAPAGE + GIGAPAGE) - gfn, SUPERPAGE
+        out.append((run, largest))
+        gfn += run
+    return out
 
 
 def _rotate_after(order: Sequence[int], last: int) -> List[int]:
@@ -220,17 +231,63 @@ def build_layout(node_pages: Sequence[int], dtype: str) -> List[Tuple[int, int, 
     gfn = 0
     for takes, size, _last in _rounds(build_extents(sum(node_pages), dtype), pools, holding,
                                       NEW_DOMAIN_LAST_NODE, None, False):
-        # a round robin gives each node one extent a cycle; any other take is one run on one node
-        cycles = takes[0][1] // size if len(takes) > 1 else 1
-        for _ in range(cycles):
-            for n, taken in takes:
-                count = taken // cycles
-                if runs and runs[-1][2] == n:
-                    runs[-1] = (runs[-1][0], runs[-1][1] + count, n)
-                else:
-                    runs.append((gfn, count, n))
-                gfn += count
+        gfn = _lay(runs, gfn, takes, size)
     return runs
+
+
+def _lay(runs: List[Tuple[int, int, int]], gfn: int, takes: Sequence[Tuple[int, int]], size: int) -> int:
+    """The gfn runs [(first gfn, pages, node)] one search's ``takes`` back from ``gfn`` on, added to
+    ``runs``: a round robin gives each node one extent a cycle; any other take is one run on one
+    node.  The gfn after them."""
+    cycles = takes[0][1] // size if len(takes) > 1 else 1
+    for _ in range(cycles):
+        for n, taken in takes:
+            count = taken // cycles
+            if runs and runs[-1][2] == n and runs[-1][0] + runs[-1][1] == gfn:
+                runs[-1] = (runs[-1][0], runs[-1][1] + count, n)
+            else:
+                runs.append((gfn, count, n))
+            gfn += count
+    return gfn
+
+
+def build_vnuma(ranges: Sequence[Tuple[int, int, int]], dtype: str, free: List[int], affinity: Sequence[int],
+                last_alloc_node: int, zone: Optional[List[int]] = None,
+                unplaced: int = 0) -> Tuple[Dict[int, int], int, List[Tuple[int, int, int]]]:
+    """A vNUMA guest's RAM as libxc builds it from its vmemranges (meminit_hvm, meminit_pv):
+    ``ranges`` [(first gfn, end gfn, pnode)] one by one in their order, each populated with
+    XENMEMF_exact_node(pnode): its extents (:func:`range_extents`; PV's 2 MiB ones) from that node
+    alone, the next size down where it has none, never another node.  First, for HVM, the pages
+    below the VGA hole with no node (round the affinity page by page); last ``unplaced`` pages with
+    no node, page by page, their gfns after the ranges' (QEMU's video RAM).  (Pages per node, the
+    new last_alloc_node, the gfn runs [(first gfn, pages, node)].)  NoCapacity, ``free`` and
+    ``zone`` unchanged, where a node lacks a page: a short pnode fails the build, nothing spills."""
+    steps: List[Tuple[int, List[Tuple[int, int]], Optional[int]]] = []
+    for first, end, pnode in ranges:
+        if dtype == "hvm" and first == 0 < end:
+            steps.append((0, [(min(end, VGA_HOLE_START), 1)], None))
+            first = min(end, VGA_HOLE_START)
+        steps.append((first, range_extents(first, end) if dtype in LOWMEM_END else [(end - first, SUPERPAGE)], pnode))
+    steps.append((max((end for _, end, _ in ranges), default=0), [(unplaced, 1)], None))
+    low = list(zone) if zone is not None else [0] * len(free)
+    pools = ([f - z for f, z in zip(free, low)], low)  # above the width, then below it
+    got: Dict[int, int] = {}
+    runs: List[Tuple[int, int, int]] = []
+    last = last_alloc_node
+    for gfn, segments, node in steps:
+        short = sum(count for count, _ in segments)
+        for takes, size, last in _rounds(segments, pools, affinity, last, node, node is not None):
+            gfn = _lay(runs, gfn, takes, size)
+            for n, taken in takes:
+                got[n] = got.get(n, 0) + taken
+                short -= taken
+        if short:
+            raise NoCapacity("not enough free memory on {} for a vNUMA build: {} pages short".format(
+                "the host" if node is None else f"node {node}", short), ("memory", str(short)))
+    free[:] = [a + b for a, b in zip(*pools)]
+    if zone is not None:
+        zone[:] = pools[1]
+    return got, last, runs
 
 
 def _rounds(segments: Sequence[Tuple[int, int]], pools: Tuple[List[int], List[int]], affinity: Sequence[int],

@@ -106,10 +106,18 @@ class SimHypervisor(Hypervisor):
 
     def build(self, domid: int, node: Optional[int] = None) -> Dict[int, int]:
         """Populate the rest of a shell's memory as xenguest does (from ``node`` first, as its
-        ``-mem_pnode``; the domain's own claims are used up) and unpause it; pages per node."""
+        ``-mem_pnode``; the domain's own claims are used up) and unpause it; pages per node.
+        A shell given a vNUMA layout (:meth:`set_vnuma`) is built vnode by vnode, as libxc builds
+        one (:func:`.guestmem.build_vnuma`): a pnode short of pages fails the build, changing nothing."""
         with self.store.transaction() as host:
             d = host.domain(domid)
-            got = host.allocate(d, d.max_pages - d.tot_pages, node)
+            if d.vnuma is None or d.tot_pages:
+                got = host.allocate(d, d.max_pages - d.tot_pages, node)
+            elif node is not None:
+                raise InvalidArgument("node", f"{node}, but domain {domid} has a vNUMA layout: each vnode is "
+                                              "built from its pnode", "none (the layout says where)")
+            else:
+                got = guestmem.build_vnuma(host, d)
             host.unpause(domid)
             return got
 

@@ -5,8 +5,9 @@ so the real mover works gfn by gfn without knowing.  The simulator keeps the
 layout as runs ``[first_gfn, count, node]`` (derived on first use the way
 Xen's allocator lays out the guest's build: an HVM/PVH guest's whole GiBs
 round-robin over the nodes holding its memory a GiB at a time, the rest in 2 MiB
-extents; gfns counted without the MMIO hole) so a move here does what it does on
-Xen: released frames go back to their node, new ones come from the target.
+extents; gfns counted without the MMIO hole; a vNUMA guest's, built vnode by vnode,
+kept as its build laid them: each range on its pnode, at its own gfns) so a move here
+does what it does on Xen: released frames go back to their node, new ones come from the target.
 
 It models the frames that matter to the mover's safety: toolstack magic
 pages, granted pages, and the frames Xen keeps mapped (each vCPU's vcpu_info
@@ -27,6 +28,8 @@ from xapi_numa.core import xenalloc as allocator
 from xapi_numa.errors import HypervisorError
 from xapi_numa.core.host import BatchResult, MemoryMap
 from xapi_numa.core import memory_move as pagemove
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.vnuma import layout_from_dict
 from xapi_numa.core.memory_move import EVTCHN, GRANTED, MAGIC, VCPU_INFO
 
 GRANT_BASE, GRANT_PAGES = 0x1000, 32
@@ -40,6 +43,24 @@ def derive_runs(node_pages: Sequence[int], dtype: str) -> List[List[int]]:
     memory (:func:`xapi_numa.core.xenalloc.build_layout`: an HVM/PVH guest's whole GiBs dealt
     round them a GiB at a time, the rest in 2 MiB extents)."""
     return [[first, count, node] for first, count, node in allocator.build_layout(node_pages, dtype)]
+
+
+def build_vnuma(host, d) -> Dict[int, int]:
+    """A shell given a vNUMA layout (``set_vnuma``) built as libxc builds one from its vmemranges:
+    range by range from its vnode's pnode alone (:func:`xapi_numa.core.xenalloc.build_vnuma`), its
+    gfns where the ranges put them; what of the domain's maximum the ranges leave is an HVM guest's
+    video RAM, which QEMU populates afterwards with no node.  Pages per node.  EINVAL (libxc's
+    "vNUMA memory pages mismatch") where the ranges hold more, or a PVH or PV guest's less."""
+    layout = layout_from_dict(d.vnuma)
+    ranges = [(r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT, layout.vnodes[r.vnode].pnode) for r in layout.ranges]
+    ram = sum(end - first for first, end, _ in ranges)
+    rest = d.max_pages - d.tot_pages - ram
+    if rest < 0 or (rest and d.type != "hvm"):
+        raise HypervisorError(errno.EINVAL, f"vNUMA memory pages mismatch: the ranges hold {ram} pages, domain "
+                                            f"{d.domid} is built with {d.max_pages - d.tot_pages}")
+    got, runs = host.build_vnuma(d, ranges, rest)
+    d.gfn_runs = [list(run) for run in runs]
+    return got
 
 
 def _append(runs: List[List[int]], start: int, count: int, node: int) -> None:

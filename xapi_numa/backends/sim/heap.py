@@ -16,7 +16,7 @@ build takes the zone last, so they back its last gfns, which a mover reaches las
 """
 
 import errno
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from xapi_numa.backends.sim.domain import Domain
 from xapi_numa.backends.sim.masks import iter_bits
@@ -139,6 +139,31 @@ class Heap:
     def allocate(self, d: Domain, pages: int, node: Optional[int] = None, exact: bool = False) -> Dict[int, int]:
         """Populate ``pages`` of ``d``'s memory as libxc asks it and Xen's allocator gives it (the DMA
         zone last)."""
+        def lay(budget: List[int], affinity: List[int], zone: List[int]) -> Tuple[Dict[int, int], int]:
+            if d.tot_pages == 0:  # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH)
+                return allocator.build(pages, d.type, budget, affinity, d.last_alloc_node, node, exact, zone)
+            return allocator.distribute(pages, budget, affinity, d.last_alloc_node, allocator.SUPERPAGE, node,
+                                        exact, zone)  # more pages later: 2 MiB first
+        return self._populate(d, pages, lay)
+
+    def build_vnuma(self, d: Domain, ranges: Sequence[Tuple[int, int, int]],
+                    unplaced: int) -> Tuple[Dict[int, int], List[Tuple[int, int, int]]]:
+        """Build ``d`` from its vmemranges [(first gfn, end gfn, pnode)], then ``unplaced`` pages with no
+        node (:func:`xapi_numa.core.xenalloc.build_vnuma`): (pages per node, the gfn runs)."""
+        runs: List[Tuple[int, int, int]] = []
+
+        def lay(budget: List[int], affinity: List[int], zone: List[int]) -> Tuple[Dict[int, int], int]:
+            got, last, laid = allocator.build_vnuma(ranges, d.type, budget, affinity, d.last_alloc_node, zone,
+                                                    unplaced)
+            runs.extend(laid)
+            return got, last
+        return self._populate(d, sum(end - first for first, end, _ in ranges) + unplaced, lay), runs
+
+    def _populate(self, d: Domain, pages: int, lay: Callable[[List[int], List[int], List[int]],
+                                                             Tuple[Dict[int, int], int]]) -> Dict[int, int]:
+        """``pages`` new frames for ``d`` where ``lay`` puts them, given each node's free pages after
+        other domains' claims, ``d``'s node affinity and the DMA zone's pages of those (both lists
+        changed as it takes them): charged to ``d``, its own claims used up."""
         if d.tot_pages + pages > d.max_pages:
             raise HypervisorError(errno.ENOMEM, f"domain {d.domid} would exceed its maximum memory")
         host_claims, node_claims = self._claimed_by_others(d)
@@ -150,12 +175,7 @@ class Heap:
         affinity = list(iter_bits(self.effective_node_affinity(d)))
         zone = self.zone_budget(budget)
         zone_before = list(zone)
-        if d.tot_pages == 0:  # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH)
-            got, d.last_alloc_node = allocator.build(pages, d.type, budget, affinity, d.last_alloc_node,
-                                                     node, exact, zone)
-        else:  # more pages later: 2 MiB first
-            got, d.last_alloc_node = allocator.distribute(pages, budget, affinity, d.last_alloc_node,
-                                                          allocator.SUPERPAGE, node, exact, zone)
+        got, d.last_alloc_node = lay(budget, affinity, zone)
         for n, p in got.items():
             self.charge(d, n, p, zone_before[n] - zone[n])
             if n in d.node_claims:
