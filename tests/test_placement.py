@@ -357,7 +357,7 @@ def test_placement_properties(host, vcpus, mem, policy):
     # share on): its guest memory stays on its nodes.  One that is not strict may also have part of
     # its guest memory land off a set of several, where Xen's build spills: held there
     outside = {n: b for n, b in p.memory if n not in p.nodes}
-    if policy.mode == "strict" or (len(p.nodes) == 1 and policy.mode != "any"):
+    if policy.binding or (len(p.nodes) == 1 and policy.mode != "any"):  # (binding: strict or on_exhaust=fail)
         assert sum(outside.values()) <= p.overhead
     if policy.mode == "strict":
         # strict never leaves its nodes: the guest's memory and vCPUs confined to them
@@ -528,6 +528,28 @@ def test_a_cpu_mask_keeps_the_policys_nearest_order_and_its_own_policy():
     p = planner.place(loads_of([8 * G] * 4), Request(4, 12 * G, policy, within={0, 1, 2}))
     assert p.nodes == (1, 2)  # node 2, then its nearest node in the mask
     assert p.policy == policy
+
+
+@pytest.mark.parametrize("mode", ["best_effort", "preferred", "strict"])
+def test_on_exhaust_fail_refuses_listed_nodes_whose_build_xen_would_spill_elsewhere(mode):
+    """Nodes 0 and 1 have 1.5G free each: room for a 3G PVH VM listed on them, but not in the
+    whole GiBs its build asks, so Xen puts its third GiB on node 2.  With on_exhaust=fail a
+    best_effort or preferred VM was placed on nodes 0,1 all the same, that GiB held on node 2:
+    its memory went elsewhere, which the admin's "fail" forbids, as it does a strict VM's."""
+    planner = Planner(topo([[10, 20, 20], [20, 10, 20], [20, 20, 10]], mem=8 * G), NO_OVERHEAD)
+    free = loads_of([3 * G // 2, 3 * G // 2, 8 * G])
+    with pytest.raises(NoCapacity) as err:
+        planner.place(free, Request(2, 3 * G, Policy.parse(mode, "0,1", "fail"), dtype="pvh"))
+    assert err.value.code == "NUMA_NO_CAPACITY"
+    assert "nodes 0,1 have 3G available" in err.value.message and "on node 2" in err.value.message
+    assert "on_exhaust=fail" in err.value.message
+    # with fallback it goes on to node 2, as the table says: next node in order, then the nearest others
+    p = planner.place(free, Request(2, 3 * G, Policy.parse(mode, "0,1"), dtype="pvh"))
+    assert p.nodes == (0, 1, 2) and p.fallback
+    # where the listed nodes keep the build, on_exhaust=fail places it there
+    p = planner.place(loads_of([2 * G, 2 * G, 8 * G]), Request(2, 3 * G, Policy.parse(mode, "0,1", "fail"),
+                                                                dtype="pvh"))
+    assert p.nodes == (0, 1) and set(dict(p.memory)) == {0, 1}
 
 
 def test_strict_with_fallback_spills_inside_the_mask_and_fails_only_when_the_mask_is_full():

@@ -19,7 +19,7 @@ MIB = 1 << 20
        st.integers(0, 300), st.data())
 def test_a_set_keeps_the_build_exactly_when_no_build_of_it_spills(free, memory, dtype, overhead, data):
     pages = [f >> PAGE_SHIFT for f in free]
-    room = BuildRoom(pages, overhead * 256, memory >> PAGE_SHIFT, dtype, strict=True)
+    room = BuildRoom(pages, overhead * 256, memory >> PAGE_SHIFT, dtype, binding=True)
     for _ in range(3):  # several sets of one room: what it remembers of one is right for the next
         nodes = sorted(data.draw(st.sets(st.integers(0, len(free) - 1), min_size=1)))
         try:

@@ -99,7 +99,7 @@ def place(planner: Planner, loads: NodeLoads, request: Request, builds_landed: b
         return planner.place(loads, request)
     except NoCapacity:
         policy = request.policy
-        if not any(loads.dma) or policy.mode == "strict" or policy.on_exhaust == "fail":
+        if not any(loads.dma) or policy.binding:
             raise
         return _as_xen_fills(loads, planner.place(loads.with_dma(), request), builds_landed)
 

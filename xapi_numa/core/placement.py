@@ -52,8 +52,8 @@ ones first for HVM/PVH (:func:`xapi_numa.core.xenalloc.striped_holding`); the
 bytes per node are the most each can get, whichever node the round starts at.
 A set (or a listed prefix) holds a VM only if that build keeps all of it there
 (:class:`xapi_numa.core.set_room.BuildRoom`: a GiB none of its nodes has whole goes
-to another node); a ``strict`` VM no set keeps is refused, any other takes the
-set it would take otherwise and is held where Xen puts the rest.
+to another node); a ``strict`` VM, or one with ``on_exhaust=fail``, that no set keeps is
+refused, any other takes the set it would take otherwise and is held where Xen puts the rest.
 """
 
 import itertools
@@ -179,7 +179,7 @@ class Planner:
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         # every node's free pages, those outside a CPU mask too: Xen's build takes from them what a set lacks
         room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
-                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.mode == "strict",
+                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.binding,
                          self.overhead.round_of([i for i in range(n) if self.pcpus[i]]))
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]

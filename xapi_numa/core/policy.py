@@ -135,6 +135,12 @@ class Policy:
             raise InvalidArgument("other_config:" + key, err.detail, err.allowed) from None
 
     @property
+    def binding(self) -> bool:
+        """Whether the VM's memory must not go past the nodes it is given (``strict``, or
+        ``on_exhaust=fail``): a placement whose build Xen would spill elsewhere is refused."""
+        return self.mode == "strict" or self.on_exhaust == "fail"
+
+    @property
     def nodes_text(self) -> str:
         parts = [str(n) for n in self.nodes]
         if self.nearest:

@@ -34,7 +34,7 @@ class BuildRoom:
     host of equal nodes cost one check.
     """
 
-    def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, strict: bool,
+    def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, binding: bool,
                  overhead_round: Optional[Sequence[int]] = None) -> None:
         self.free, self.overhead, self.pages, self.dtype = list(free), overhead, pages, dtype
         self.overhead_round = overhead_round
@@ -47,9 +47,9 @@ class BuildRoom:
                 take_overhead(overhead, self._ram_free, overhead_round)
             except NoCapacity:  # (the host lacks the room: no set keeps it)
                 self._ram_free = [0] * len(self.free)
-        # a strict VM's memory must stay on its nodes; any other may take a set Xen spills from
-        # when none keeps it (its memory held where it lands)
-        self.passes = (True,) if strict else (True, False)
+        # a binding VM's memory must stay on its nodes (strict, or on_exhaust=fail: Policy.binding); any
+        # other may take a set Xen spills from when none keeps it (its memory held where it lands)
+        self.passes = (True,) if binding else (True, False)
         self._most_first = sorted(range(len(free)), key=lambda n: -self._ram_free[n])
         self._seen: Dict[tuple, bool] = {}
         # what the build asks: 1 GiB extents, 2 MiB ones, and pages taken otherwise (the overhead's too)
@@ -91,7 +91,7 @@ class BuildRoom:
                 f"node{'s' if len(outside) > 1 else ''} {format_ids(outside)}") if outside else ""
 
     def spill(self, nodes: Sequence[int]) -> str:
-        """For a set the build does not keep the VM on (not strict): where the rest goes, held there."""
+        """For a set the build does not keep the VM on (not binding): where the rest goes, held there."""
         outside = [] if self.keeps(nodes) else self.outside(nodes)
         return (f"; Xen's build puts part of it on node{'s' if len(outside) > 1 else ''} {format_ids(outside)} "
                 f"(whole extents these lack), held there") if outside else ""

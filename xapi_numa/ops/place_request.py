@@ -75,7 +75,7 @@ def mask_bound(policy: Policy, allowed_nodes: FrozenSet[int], topo: Topology, fi
     in reach is refused: the mask never stands in for the admin's own list."""
     if allowed_nodes >= frozenset(n.id for n in topo.nodes):
         return None
-    binding = policy.nodes and (policy.mode == "strict" or policy.on_exhaust == "fail")
+    binding = policy.nodes and policy.binding
     if binding and not any(node in allowed_nodes for node in policy.nodes):
         raise InvalidArgument(field, "it reaches nodes {} only, none of the policy's nodes {} ({} {})".format(
             format_ids(allowed_nodes), ",".join(map(str, policy.nodes)), policy.mode,
