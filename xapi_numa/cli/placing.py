@@ -72,7 +72,8 @@ def cmd_place(args) -> int:
                                                           planner=planner)
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
     mask = admin_mask(record) if record is not None else None
-    out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=mask, vm=vm),
+    out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=mask, dtype=request.dtype,
+                        vm=vm),
                xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
@@ -81,7 +82,8 @@ def cmd_place(args) -> int:
 def _render_placement(placement, out: dict, reservation) -> str:
     lines = [] if out["xapi"] == "consulted" else ["xapi:     " + render.cell(out["xapi"])]
     lines += ["nodes:    " + ",".join(map(str, placement.nodes)) + ("  (fallback)" if placement.fallback else ""),
-              "memory:   " + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in placement.memory)]
+              "memory:   " + ", ".join("node {}: {}".format(n, format_size(b)) for n, b in placement.memory)
+              + "  ({} build)".format(out["domain_type"])]
     if placement.hard is not None:
         lines.append("hard:     {}".format(out["hard"]))
     if placement.soft is not None:

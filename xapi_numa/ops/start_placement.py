@@ -95,7 +95,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     request = request_for(record, planner.topology, host_cpus)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
-                        host_cpus=host_cpus, mask=admin_mask(record), vm=uuid)
+                        host_cpus=host_cpus, mask=admin_mask(record), dtype=request.dtype, vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
@@ -121,7 +121,8 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             ledger.release(uuid, owner=owner)  # ours only: never a reservation someone else made
             _put_back(session, vm, record, owned)  # (past the budget too: what it wrote is its own to undo)
             raise
-    return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record), vm=uuid)
+    return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record),
+                    dtype=request.dtype, vm=uuid)
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None) -> None:
@@ -319,14 +320,16 @@ def _starting_here(session, record: dict, host_uuid: Optional[str]) -> bool:
 
 
 def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Optional[FrozenSet[int]],
-             mask: Optional[VcpuMask], vm: Optional[str] = None) -> dict:
+             mask: Optional[VcpuMask], dtype: str, vm: Optional[str] = None) -> dict:
     """A place's answer.  Its ``soft`` (or, for a strict policy, ``hard``) CPUs are those the
     VM's vCPUs get on the chosen nodes, as the boot pin written for them
     (:func:`~xapi_numa.core.vcpu_cpus.vcpu_cpus`): inside the host's guest mask
     (``host_cpus``, None for none) and the VM's own mask (``mask``, None for none or no
     VM), never a whole node's CPUs that guests there cannot use.  Where the vCPUs' own
     masks differ, the answer names their union (every CPU some vCPU may use, as settling
-    reports its hard affinity); the VM's ``VCPUs_params:mask`` has each vCPU's."""
+    reports its hard affinity); the VM's ``VCPUs_params:mask`` has each vCPU's.  Its
+    ``domain_type`` is the guest type whose build the placement predicted (``dtype``, the
+    request's: pv, pvh or hvm; a pv_in_pvh VM builds as pvh)."""
     topo = planner.topology
     available = loads.available()
     cpus = vcpu_cpus(topo, placement.nodes, host_cpus, mask).cpus
@@ -334,7 +337,7 @@ def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Opti
                           hard=cpus if placement.hard is not None else None).to_dict(topo)
     # the reservation as `reservations` lists it, but for the owner token (the placing call's own)
     shown = {k: v for k, v in reservation.to_dict().items() if k != "owner"} if reservation else None
-    result.update(vm=vm, reserved=reservation is not None, reservation=shown,
+    result.update(vm=vm, domain_type=dtype, reserved=reservation is not None, reservation=shown,
                   max_distance=max(topo.distance(a, b) for a in placement.nodes for b in placement.nodes),
                   # what the chosen nodes still have after other starts' reservations and this VM
                   headroom=sum(max(0, available[n] - placement.bytes_per_node.get(n, 0)) for n in placement.nodes))
@@ -350,6 +353,6 @@ def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request, session=None
     host_cpus = host_mask(session, host_uuid)
     request = sized_request(request, planner.topology, host_cpus)
     return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner),
-                    host_cpus=host_cpus, mask=None)
+                    host_cpus=host_cpus, mask=None, dtype=request.dtype)
 
 

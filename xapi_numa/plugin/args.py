@@ -9,6 +9,7 @@ from typing import AbstractSet, Dict
 from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.numbers import shown, shown_digits, trim
 from xapi_numa.core.policy import MODES, ON_EXHAUST, Policy
+from xapi_numa.core.xenalloc import BUILD_TYPES
 from xapi_numa.errors import InvalidArgument
 
 MAX_ARG = 1024
@@ -59,3 +60,12 @@ def policy_arg(args: Dict[str, str]) -> Policy:
         if key in args and not trim(args[key]):
             raise InvalidArgument(key, "{} is empty".format(shown(args[key])), ", ".join(allowed))
     return Policy.parse(args.get("mode"), args.get("nodes"), args.get("on_exhaust"))
+
+
+def build_type_arg(args: Dict[str, str], key: str = "type") -> str:
+    """The guest type a what-if's build is predicted as (how libxc lays out its RAM: pv, pvh
+    or hvm, as ``xapi-numa place --type``); hvm where not given."""
+    value = trim(args.get(key, "hvm"))
+    if value not in BUILD_TYPES:
+        raise InvalidArgument(key, "{} is not a guest type".format(shown(args[key])), ", ".join(BUILD_TYPES))
+    return value

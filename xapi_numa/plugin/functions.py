@@ -27,7 +27,7 @@ from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
 from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
                            reserve, runtime, settle as settling, start_hold, start_placement, vnuma_xapi)
 from xapi_numa.ops.xapi_link import XapiLink, vm_view
-from xapi_numa.plugin.args import bool_arg, check_args, int_arg, policy_arg, uuid_arg
+from xapi_numa.plugin.args import bool_arg, build_type_arg, check_args, int_arg, policy_arg, uuid_arg
 from xapi_numa.state.db import open_to_read
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.moves import RUNNING, MoveJournal
@@ -177,10 +177,11 @@ def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
 def place(ctx: Context, args: Dict[str, str]) -> dict:
     """A placement for a VM about to start here: reserve, and pin the boot to it;
     or, with vcpus and memory, a what-if placement that reserves nothing (inside this
-    host's guest mask, read and applied as for a VM)."""
+    host's guest mask, read and applied as for a VM; its build predicted as of guest
+    ``type``, hvm by default, which the answer's ``domain_type`` says)."""
     if not {"vm", "vcpus", "memory"} & set(args):
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
-                                                        "memory= (with mode, nodes, on_exhaust) for a what-if")
+                                                        "memory= (with mode, nodes, on_exhaust, type) for a what-if")
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run", start_hold.START_OWNER_ARG})
         uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
@@ -190,11 +191,11 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
             return start_placement.place_vm(ctx.hv, ctx.ledger_to_read if dry_run else ctx.ledger, ctx.session, uuid,
                                             dry_run, host_uuid=ctx.host_uuid,
                                             start_owner=args.get(start_hold.START_OWNER_ARG))
-    check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust"})
+    check_args(args, {"vcpus", "memory"}, {"dry_run", "mode", "nodes", "on_exhaust", "type"})
     if not bool_arg(args, "dry_run", True):
         raise InvalidArgument("dry_run", "a what-if placement (vcpus, memory) cannot reserve", "true")
     request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory", VM_MEMORY),
-                      policy_arg(args))
+                      policy_arg(args), dtype=build_type_arg(args))
     host = ctx.host_uuid
     return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None,
                                               host), vm=None)
