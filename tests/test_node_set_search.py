@@ -96,8 +96,8 @@ def test_the_search_is_never_worse_than_the_reference_and_the_same_where_it_ende
     for ours, theirs in zip(searches, reference_searches):
         (best, expanded, exhausted, keeps), (their_best, their_expanded, their_exhaustion, their_keeps) = ours, theirs
         assert keeps == their_keeps  # (the same search: with Xen's build checked on each best, or not)
-        # (past the budget each set is still counted as it is turned away: those are no work)
-        assert min(expanded, SEARCH_BUDGET) <= min(their_expanded, SEARCH_BUDGET)
+        # (the reference still counts each set past its budget as it turns it away: those are no work)
+        assert expanded <= min(their_expanded, SEARCH_BUDGET)
         assert their_exhaustion or not exhausted
         if their_exhaustion:
             assert best <= their_best
@@ -139,3 +139,30 @@ def test_the_pair_floor_is_below_every_set_and_keeps_every_size_that_can_win(tab
         if (10 * k + 2 * pairs[combo]) * den < num * k * k or \
                 ((10 * k + 2 * pairs[combo]) * den == num * k * k and k <= len(best)):
             assert k <= most
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_expanded_counts_the_sets_expanded_not_those_turned_away_past_the_budget(monkeypatch, seed):
+    """``expanded`` went up for every call past the budget too, each turned away at once: a
+    search of budget B that ran out said it expanded more than B sets.  Now a search that
+    runs out has expanded exactly its budget's sets, and the same sets as the search without
+    a budget expanded first (its best no better)."""
+    rng = random.Random(seed)
+    n = 10
+    sym = irregular_table(rng, n, list(range(11, 41)))
+    cap, cpus = [rng.randrange(1, 9) * G for _ in range(n)], [4] * n
+
+    def search():
+        made = node_sets.SubsetSearch(sym, cap, cpus, [0] * n, cpus, sum(cap) // 2, 1)
+        made.run(range(n))
+        return made
+    whole = search()
+    assert not whole.exhausted and whole.expanded > 40
+    budget = whole.expanded // 2
+    monkeypatch.setattr(node_sets, "SEARCH_BUDGET", budget)
+    cut = search()
+    assert cut.exhausted and cut.expanded == budget
+    assert cut.best is None or cut.best >= whole.best
+    monkeypatch.setattr(node_sets, "SEARCH_BUDGET", whole.expanded)  # just enough: all of them, none turned away
+    exact = search()
+    assert not exact.exhausted and exact.expanded == whole.expanded and exact.best == whole.best

@@ -362,11 +362,12 @@ class SubsetSearch:
                 row: List[int], allowed: int = -1) -> None:
         """``cross[p] + row[p]``: the sum of order[p]'s distances to the chosen nodes (the
         last one's row added here, past the cheap cuts: most sets expanded end at them);
-        ``allowed``: the positions near every chosen node (``within``)."""
-        self.expanded += 1
-        if self.expanded > SEARCH_BUDGET:
+        ``allowed``: the positions near every chosen node (``within``); past the budget a set is
+        turned away, not counted as expanded."""
+        if self.expanded >= SEARCH_BUDGET:
             self.exhausted = True
             return
+        self.expanded += 1
         if self.expanded == SEED_AFTER and not self._seeded:
             self._seeded = True
             self._seed()
@@ -387,3 +388,5 @@ class SubsetSearch:
                 x = order[j]
                 self._expand(j + 1, chosen + [x], pairsum + cross[j], have + cap[x], cpu + cpus[x], cross, rows[j],
                              allowed & near[j])
+                if self.exhausted:  # (the other sets here would each be turned away)
+                    return
