@@ -2,14 +2,14 @@
 import time
 from typing import FrozenSet, Optional, Tuple
 
-from xapi_numa.backends import xapi
+from xapi_numa.backends import xapi, xapi_time
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core.host import parse_uuid
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.units import VM_MEMORY, format_size, parse_size
-from xapi_numa.errors import InvalidArgument, NumaError
+from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM, XapiUnreachable
 from xapi_numa.ops import start_hold, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
@@ -125,12 +125,43 @@ def cmd_release(args) -> int:
                                   "(xapi-numa reservations lists them)") from None
     ledger = common.ledger_to_read(args)  # (none yet: nothing was ever reserved, and none is made to say so)
     listed = any(r.vm == key for r in ledger.reservations())
+    starting = None if key.startswith("adhoc-") else _start_holding(args, key)
     if not upkeep.release_asked(common.hypervisor(args), ledger, key):
         raise NumaError("no reservation for {}{}".format(args.vm, (
             ": the one listed had ended (its lease over, or its build done or failed); nothing is held for it now"
             if listed else "")))
-    print("released the reservation for {}".format(render.cell(key)))
+    print("released the reservation for {}{}".format(render.cell(key), "" if starting is None else " ({})".format(
+        render.cell(start_hold.overridden(starting, "its reservation here is dropped, its boot pin kept")))))
     return 0
+
+
+def _start_holding(args, vm: str) -> Optional[str]:
+    """The token of the pool vm-start holding ``vm`` whose place this release undoes (``--force``),
+    or None; refused as the plugin's release is (:func:`start_hold.release_checked`) unless
+    ``--force``, and so is one while this host's xapi cannot be read (whether a start holds the
+    VM is then unknown).  Read from this host's xapi as place reads it: not on a simulated host,
+    nor with no inventory naming this host (none says so: no pool start can place there)."""
+    link = rebalance.local_link(args) if local_host_uuid() is not None else None
+    if link is None:
+        return None
+    try:
+        got = link.use(lambda session: (_held(session, vm, args.force),))
+    finally:
+        link.close()
+    if got is None and not args.force:
+        raise XapiUnreachable("VM {}: whether a pool vm-start holds it (other-config:{}) cannot be read from this "
+                              "host's xapi ({}); nothing was released, since a release now could undo that start's "
+                              "place; try again once xapi answers, or --force to release anyway".format(
+                                  vm, start_hold.START_KEY, rebalance.not_reached(link, "unreachable")))
+    return got[0] if got is not None else None
+
+
+def _held(session, vm: str, force: bool) -> Optional[str]:
+    try:
+        other_config = xapi.call(session.xenapi.VM.get_other_config, xapi.vm_ref(session, vm))
+    except UnknownVM:  # a VM xapi does not know: no start holds it
+        return None
+    return start_hold.release_checked(other_config, vm, lambda: xapi_time.pool_time(session), None, force, "--force")
 
 
 # vm-start's exit status when the VM started but settling it failed (it runs boot-pinned
@@ -259,5 +290,9 @@ def register(sub) -> None:
 
     q = sub.add_parser("release", help="drop a VM's reservation")
     q.add_argument("vm", help="the VM's UUID, or the adhoc-... key place printed (reservations lists them)")
+    q.add_argument("--force", action="store_true", help="release even while a pool vm-start holds the VM "
+                   "(other-config:{}, read from this host's xapi; refused otherwise, NUMA_VM_BUSY), or while "
+                   "that xapi cannot be read: the start then builds the VM on no reservation".format(
+                       start_hold.START_KEY))
     common.add_ledger(q)
-    q.set_defaults(func=cmd_release)
+    q.set_defaults(func=cmd_release, no_xapi=False)

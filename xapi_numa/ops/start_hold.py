@@ -147,10 +147,24 @@ def other_start(other_config: Dict[str, str], uuid: str, now: Callable[[], float
     return held
 
 
-def refuse_by_hand(uuid: str, fn: str, held: str, now: float) -> VmBusy:
-    """The refusal of a ``place`` or ``release`` (``fn``) made while another start holds the VM (``held``)."""
-    force = "; or release with force=true, which undoes that start's place (it then starts the VM on no " \
-            "reservation)" if fn == "release" else ""
+def release_checked(other_config: Dict[str, str], uuid: str, now: Callable[[], float], caller: Optional[str],
+                    force: bool, force_said: str = "force=true") -> Optional[str]:
+    """The one rule of a ``release`` of the VM of UUID ``uuid`` (its ``other_config`` as read) while a
+    pool vm-start holds it: refused with NUMA_VM_BUSY unless it is the start's own (``caller``, its
+    token) or ``force`` (``force_said``: how the caller's user asks for that, the plugin's
+    ``force=true`` or the CLI's ``--force``); answers the token of the start whose place it undoes
+    (None: no start holds the VM), for :func:`overridden`."""
+    starting = other_start(other_config, uuid, now, caller)
+    if starting is not None and not force:  # a pool vm-start's place: undone, it would start on none
+        raise refuse_by_hand(uuid, "release", starting, now(), force_said)
+    return starting
+
+
+def refuse_by_hand(uuid: str, fn: str, held: str, now: float, force_said: str = "force=true") -> VmBusy:
+    """The refusal of a ``place`` or ``release`` (``fn``) made while another start holds the VM (``held``);
+    ``force_said``: how a release is forced where it was asked (the plugin's ``force=true``, the CLI's ``--force``)."""
+    force = "; or release with {}, which undoes that start's place (it then starts the VM on no " \
+            "reservation)".format(force_said) if fn == "release" else ""
     undo = "undo" if fn == "release" else "overwrite"
     return VmBusy("VM {} is being started by a pool vm-start ({}): a {} now would {} that start's place, and it "
                   "would build the VM without it; this {} is refused, changing nothing; try again once that start has "
@@ -158,6 +172,7 @@ def refuse_by_hand(uuid: str, fn: str, held: str, now: float) -> VmBusy:
                   ("vm", uuid, "vm-start " + holder_said(held)))
 
 
-def overridden(held: str) -> str:
-    """What a forced ``release`` answers when it undid the place of a start holding the VM (``held``)."""
-    return "overridden: a pool vm-start ({}) holds the VM; its place here is undone".format(holder_said(held))
+def overridden(held: str, undone: str = "its place here is undone") -> str:
+    """What a forced ``release`` answers when it undid the place of a start holding the VM (``held``):
+    ``undone``, what of that place it undid."""
+    return "overridden: a pool vm-start ({}) holds the VM; {}".format(holder_said(held), undone)

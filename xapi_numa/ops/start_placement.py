@@ -273,10 +273,8 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
     with owning(ledger, session, vm, uuid) as owner:
         record = xapi.vm_record(session, vm)
-        starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
-                                          start_owner)
-        if starting is not None and not force:  # a pool vm-start's place: undone, it would start on none
-            raise start_hold.refuse_by_hand(uuid, "release", starting, xapi_time.pool_time(session))
+        starting = start_hold.release_checked(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
+                                              start_owner, force)
         answer = _release_owned(hv, ledger, session, vm, uuid, record, host_uuid, force,
                                 functools.partial(still_owning, session, vm, uuid, owner))
     return dict(answer, **({"start_hold": start_hold.overridden(starting)} if starting is not None else {}))
