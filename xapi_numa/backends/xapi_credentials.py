@@ -33,9 +33,14 @@ def without_query(text: str) -> str:
     return QUERY.sub(r"\1...", text)
 
 
+# a pool URL is the admin's own: said whole, so that two that share their first characters are told apart
+URL_SHOWN = 2048
+
+
 def url_shown(url: str) -> str:
-    """A pool URL for a message: quoted, cut short, and never with a password typed into it."""
-    return shown(without_query(USERINFO.sub("...@", url)))
+    """A pool URL, or a part of one, for a message: quoted whole (up to URL_SHOWN characters), never
+    with a password typed into it (``//...@``) nor its query or fragment (``?...``, :func:`without_query`)."""
+    return shown(without_query(USERINFO.sub("...@", url)), URL_SHOWN)
 
 
 @attrs.frozen
@@ -167,7 +172,7 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
     after = url[len(parts.scheme) + len("://") + len(parts.netloc):]  # (urlsplit's netloc is the text as typed)
     if after not in ("", "/"):  # the client would post to that path, and the master answer HTTP 404
         raise InvalidArgument("--pool", "{} has {} after the pool master's address {}: a pool URL is the address "
-                              "alone".format(url_shown(url), shown(without_query(after)), shown(parts.netloc)),
+                              "alone".format(url_shown(url), url_shown(after), url_shown(parts.netloc)),
                               POOL_URL_SYNTAX)
     if parts.scheme == "http" and not insecure:
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
