@@ -40,12 +40,18 @@ def test_the_cli_release_during_a_pool_start_is_refused_as_the_plugins_and_force
     assert "error" not in finish()  # (the admin's choice: it starts without its reservation)
 
 
-def test_the_cli_release_with_no_start_holding_the_vm_releases_as_before(pool, monkeypatch, capsys):
+def _placed_by_the_cli(pool, monkeypatch):
+    """A VM placed on the pool's first host by the CLI there (no start holds it)."""
     server, session = pool
-    ref, uuid = server.add_vm("web", 2, G)
+    uuid = server.add_vm("web", 2, G)[1]
     host = session.xenapi.host.get_all()[0]
     cli_env(server, host, monkeypatch)
     assert main(["place", "--vm", uuid, "--vcpus", "2", "--memory", "1G"]) == 0
+    return server, host, uuid
+
+
+def test_the_cli_release_with_no_start_holding_the_vm_releases_as_before(pool, monkeypatch, capsys):
+    server, host, uuid = _placed_by_the_cli(pool, monkeypatch)
     assert main(["place", "--vcpus", "1", "--memory", "1G"]) == 0  # an adhoc- key: no VM, no hold to read
     adhoc = next(vm for vm in _reserved(server, host) if vm.startswith("adhoc-"))
     capsys.readouterr()
@@ -56,11 +62,7 @@ def test_the_cli_release_with_no_start_holding_the_vm_releases_as_before(pool, m
 
 
 def test_the_cli_release_while_this_hosts_xapi_cannot_be_read_is_refused_but_for_force(pool, monkeypatch, capsys):
-    server, session = pool
-    ref, uuid = server.add_vm("web", 2, G)
-    host = session.xenapi.host.get_all()[0]
-    cli_env(server, host, monkeypatch)
-    assert main(["place", "--vm", uuid, "--vcpus", "2", "--memory", "1G"]) == 0
+    server, host, uuid = _placed_by_the_cli(pool, monkeypatch)
     monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")
     capsys.readouterr()
     assert main(["release", uuid]) == 1
