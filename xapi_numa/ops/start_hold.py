@@ -17,9 +17,7 @@ machine (``<uuid4>+<VM uuid>@<machine>``, for the refusal); its hold ends at the
 deadline and HOLD_MARGIN_S more (the undoing after the deadline), on the pool master's
 clock.  A hold left by a start that died is passed over once its time is up, or at once by
 a start on the same machine, which sees the process gone; one copied with the VM's
-other_config into a clone or snapshot holds nothing there.  One a revert puts back (from a
-snapshot taken during the start) is judged as a dead start's, but by the process that wrote
-it, which knows its start ended (:class:`_Ended`).
+other_config into a clone or snapshot holds nothing there.
 
 A ``place`` or ``release`` made by hand meanwhile would undo or overwrite the start's place
 (the start then builds the VM on no reservation, its memory wherever it falls): the plugin
@@ -31,7 +29,6 @@ this argument refuses it as unknown, and is asked again without it (:func:`older
 import contextlib
 import re
 import socket
-import threading
 import time
 import uuid as uuidlib
 from typing import Callable, Dict, Iterator, Optional
@@ -64,37 +61,11 @@ def start_token(now: float, seconds: float, vm: Optional[str] = None) -> str:
                             machine=machine_name())
 
 
-class _Ended:
-    """The tokens of this process's starts that have let go of their VM, each kept until its time is
-    surely up (twice MAX_HOLD_S on this machine's clock).  A revert of a snapshot taken during one of
-    them puts its token back on the same VM, where it names this process, alive: without this, the
-    process's next start of the VM was refused by its own ended start until that time.  (Another
-    process cannot tell: the snapshot's copy is in its read-only snapshot_metadata, which a revert
-    puts back, so it goes by the time and, on this machine, by this process's life.)"""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._until: Dict[str, float] = {}
-
-    def add(self, token: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._until = {t: end for t, end in self._until.items() if end > now}
-            self._until[token] = now + 2 * MAX_HOLD_S
-
-    def __contains__(self, token: str) -> bool:
-        with self._lock:
-            return token in self._until
-
-
-ENDED = _Ended()
-
-
 def stale(token: str, now: float, vm: Optional[str] = None) -> bool:
     """Does ``token``, on the VM of UUID ``vm``, hold it no more: written for another VM (a
     clone's or snapshot's copy), or left by a start that died (its time is up, or its
-    process here is gone), or by one of this process's that ended (put back by a revert)?"""
-    return token in ENDED or owner_token.stale(token, now, MAX_HOLD_S, process_identity.gone, vm)
+    process here is gone)?"""
+    return owner_token.stale(token, now, MAX_HOLD_S, process_identity.gone, vm)
 
 
 @contextlib.contextmanager
@@ -123,7 +94,6 @@ def holding(session, vm: str, uuid: str, budget: StartDeadline) -> Iterator[str]
 
 
 def _let_go(session, vm: str, token: str, budget: StartDeadline) -> None:
-    ENDED.add(token)  # (whether or not its removal below lands: this process holds the VM no more)
     try:
         with waiting(session, budget.undo_wait(xapi.CALL_TIMEOUT)):
             xapi_owner_key.release_other_config_key(session, vm, START_KEY, token)
