@@ -37,15 +37,14 @@ from xapi_numa.core.vcpu_mask import MASK_FIELD, MASK_SYNTAX, VcpuMask, format_m
 from xapi_numa.backends.xapi_credentials import (POOL_URL_SYNTAX, Credentials, check_pool_url, master_url,  # noqa: F401
                                                  credentials, tls_context)
 from xapi_numa.backends.rpc_transport import HttpsTransport, HttpTransport, UnixTransport, deadline, exactly, patience
-from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, LoginRefused, XapiError,  # noqa: F401
-                                            XapiTimeout, no_answer, not_the_hosts)  # callers: xapi.XapiError, ...
+from xapi_numa.backends.xapi_errors import (LOGIN_REFUSALS, NO_ANSWER, SESSION_INVALID, LoginRefused,  # noqa: F401
+                                            XapiError, XapiTimeout, no_answer, not_the_hosts)  # callers: xapi.XapiError
 from xapi_numa.errors import InvalidArgument, NumaError, UnknownVM
 
 PLACED_KEY = "numa_placed_nodes"
 PLACED_HOST_KEY = "numa_placed_host"  # the UUID of the host whose place set the boot pin
 SAVED_MASK_KEY = "numa_saved_mask"
 NO_SAVED_MASK = "-"  # the admin had no mask
-SESSION_INVALID = "SESSION_INVALID"
 MAP_DUPLICATE_KEY = "MAP_DUPLICATE_KEY"
 MAP_RETRIES = 8
 LOCAL_SOCKET = "/var/lib/xcp/xapi"  # where XenAPI.xapi_local() connects in a dom0

@@ -10,6 +10,8 @@ import xmlrpc.client
 
 from xapi_numa.errors import NumaError, cut, failure_message
 
+SESSION_INVALID = "SESSION_INVALID"
+
 # an HTTP-level failure (a proxy's 502 while xapi restarts), or an answer that broke off (xapi
 # killed mid-answer by xe-toolstack-restart: http.client's IncompleteRead, the parser's ExpatError)
 NO_ANSWER = (xmlrpc.client.ProtocolError, http.client.HTTPException, xml.parsers.expat.ExpatError)
@@ -66,7 +68,7 @@ class LoginRefused(XapiError):
 # (VM_BAD_POWER_STATE, OTHER_OPERATION_IN_PROGRESS on the VM), a template, the session
 # expired or its login refused again.  Passed over as one host's, they sent the start round
 # every other host and ended in an unrelated refusal, or "no host can take the VM".
-ABOUT_THE_CALLER = ("SESSION_INVALID", "VM_BAD_POWER_STATE", "VM_IS_TEMPLATE", *LOGIN_REFUSALS)
+ABOUT_THE_CALLER = (SESSION_INVALID, "VM_BAD_POWER_STATE", "VM_IS_TEMPLATE", *LOGIN_REFUSALS)
 ABOUT_AN_OBJECT = ("HANDLE_INVALID", "OTHER_OPERATION_IN_PROGRESS")  # [class, ref, ...]: the host's, or not
 
 

@@ -15,8 +15,8 @@ import sys
 import traceback
 from typing import Dict, List
 
-from xapi_numa.backends import xapi
 from xapi_numa import errors
+from xapi_numa.backends.xapi_errors import SESSION_INVALID, XapiError
 from xapi_numa.core.numbers import shown
 from xapi_numa.errors import InvalidArgument, NotRunning, NumaError, XapiUnreachable
 from xapi_numa.plugin import protocol as proto
@@ -32,9 +32,9 @@ def failure_details(err: NumaError, session_id: str = "") -> List[str]:
     codes, ours as :func:`xapi_numa.errors.failure_details` lays them out.  A session
     xapi refused is named as xapi names it, by its handle (the XenAPI client hides the
     refusal of a session it did not log in, behind a fault whose text is all we have)."""
-    if isinstance(err, xapi.XapiError) and err.code == xapi.SESSION_INVALID and session_id:
+    if isinstance(err, XapiError) and err.code == SESSION_INVALID and session_id:
         return [err.code, session_id]
-    if isinstance(err, xapi.XapiError):
+    if isinstance(err, XapiError):
         return [err.code] + list(err.params)
     return errors.failure_details(err)
 

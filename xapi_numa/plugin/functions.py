@@ -9,29 +9,24 @@ older names of the two page-move functions.
 Configuration for tests and odd hosts: ``$XAPI_NUMA_BACKEND`` (hypervisor),
 ``$XAPI_NUMA_LEDGER`` (state database), ``$XAPI_NUMA_XENAPI_URL`` (xapi),
 ``$XAPI_NUMA_INVENTORY`` (the file naming this host, see :mod:`..backends.inventory`).
+
+Imports: xapi runs the plugin as a new process for every call (``place`` and ``settle`` on
+every VM start), so this module imports only what checking arguments needs; each function
+imports the use cases it calls, and the context opens the hypervisor (the native binding),
+the state database (sqlite3) and the XenAPI client only when a call uses them.
 """
 import contextlib
 import functools
 import time
-from typing import Callable, Dict, Iterator
+from typing import TYPE_CHECKING, Callable, Dict, Iterator
 
-from xapi_numa.backends import xapi
-from xapi_numa.backends.inventory import local_host_uuid
-from xapi_numa.backends.open import open_hypervisor
-from xapi_numa.core import memory_move as pagemove
 from xapi_numa.core.numbers import trim
-from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import stored_or_default
-from xapi_numa.core.units import VM_MEMORY, parse_size
 from xapi_numa.errors import InvalidArgument, NotMovable, NotRunning
-from xapi_numa.ops import (move_memory, move_policy, move_recovery, move_refusals, observe, place_request, queries,
-                           reserve, runtime, settle as settling, start_hold, start_placement, vnuma_xapi)
-from xapi_numa.ops.xapi_link import XapiLink, vm_view
 from xapi_numa.plugin.args import bool_arg, build_type_arg, check_args, int_arg, policy_arg, uuid_arg
-from xapi_numa.state.db import open_to_read
-from xapi_numa.state.ledger import Ledger
-from xapi_numa.state.moves import RUNNING, MoveJournal
 
+if TYPE_CHECKING:  # for the annotations only: see "Imports" above
+    from xapi_numa.state.ledger import Ledger  # noqa: F401
 
 
 class Context:
@@ -44,23 +39,27 @@ class Context:
     @property
     def hv(self):
         if self._hv is None:
+            from xapi_numa.backends.open import open_hypervisor  # the backend (Xen: the native binding) on first use
             self._hv = open_hypervisor()
         return self._hv
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> "Ledger":
         """The state database for a call that changes it: made where there is none yet."""
         if self._ledger is None:
+            from xapi_numa.state.ledger import Ledger  # sqlite3 and the state schema on first use
             self._ledger = Ledger()
         return self._ledger
 
     @property
-    def ledger_to_read(self) -> Ledger:
+    def ledger_to_read(self) -> "Ledger":
         """The state database for a query or a dry run: never made; where there is none yet
         (xapi-numad never ran here), an empty one in memory (:func:`open_to_read`)."""
         if self._ledger is not None:
             return self._ledger
         if self._ledger_to_read is None:
+            from xapi_numa.state.db import open_to_read  # sqlite3 and the state schema on first use
+            from xapi_numa.state.ledger import Ledger
             self._ledger_to_read = Ledger(db=open_to_read())
         return self._ledger_to_read
 
@@ -72,18 +71,22 @@ class Context:
     @property
     def session(self):
         if self._session is None:
+            from xapi_numa.backends import xapi  # the XenAPI client on first use
             self._session = xapi.plugin_session(self.session_id)
         return self._session
 
     @property
     def host_uuid(self):
         """This host's UUID from xapi's inventory file (None off a dom0)."""
+        from xapi_numa.backends.inventory import local_host_uuid  # read by some calls only
         return local_host_uuid()
 
     def domain_of(self, uuid: str, query: bool = False):
         """The running domain of VM ``uuid`` on this host.  This host's control domain
         (xapi's VM for dom0 has a UUID of its own, not Xen's handle) is domid 0 for a
         ``query``; anything that would change it is refused, as set_policy does."""
+        from xapi_numa.backends import xapi  # the XenAPI client and the settling rules: for a VM with no domain here
+        from xapi_numa.ops import settle as settling
         for d in self.hv.domains():
             if d.uuid == uuid:
                 return d
@@ -102,6 +105,7 @@ class Context:
         boundary asks this of every NotRunning, whichever use case found no domain here."""
         if err.host_uuid is not None:
             return err
+        from xapi_numa.backends import xapi  # the XenAPI client: only a VM with no domain here is asked after
         try:
             vm = xapi.vm_ref(self.session, err.vm)
             state = xapi.call(self.session.xenapi.VM.get_power_state, vm)
@@ -118,6 +122,8 @@ class Context:
 
 
 def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import observe, queries
     check_args(args, set())
     ledger = ctx.ledger_to_read
     report = queries.topology_report(ctx.hv, ledger.outstanding(), observe.known_node_claims(ctx.hv, ledger),
@@ -127,18 +133,25 @@ def host_topology(ctx: Context, args: Dict[str, str]) -> dict:
 
 
 def vm_memory(ctx: Context, args: Dict[str, str]) -> dict:
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import queries
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     return dict(queries.vm_memory(ctx.hv, ctx.domain_of(uuid, query=True).domid), vm=uuid)
 
 
 def vcpus(ctx: Context, args: Dict[str, str]) -> list:
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import queries
     check_args(args, set(), {"vm"})
     domids = [ctx.domain_of(uuid_arg(args), query=True).domid] if "vm" in args else None
     return queries.vcpu_rows(ctx.hv, domids)
 
 
 def set_policy(ctx: Context, args: Dict[str, str]) -> dict:
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
+    from xapi_numa.ops import place_request, start_placement
     check_args(args, {"vm", "mode"}, {"nodes", "on_exhaust"})
     uuid = uuid_arg(args)
     policy = policy_arg(args)
@@ -167,6 +180,8 @@ def stored_in(uuid: str) -> Iterator[None]:
 
 
 def get_policy(ctx: Context, args: Dict[str, str]) -> dict:
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     with stored_in(uuid):
@@ -179,6 +194,10 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     or, with vcpus and memory, a what-if placement that reserves nothing (inside this
     host's guest mask, read and applied as for a VM; its build predicted as of guest
     ``type``, hvm by default, which the answer's ``domain_type`` says)."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.core.placement import Request
+    from xapi_numa.core.units import VM_MEMORY, parse_size
+    from xapi_numa.ops import start_hold, start_placement
     if not {"vm", "vcpus", "memory"} & set(args):
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
                                                         "memory= (with mode, nodes, on_exhaust, type) for a what-if")
@@ -203,6 +222,8 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
 
 def settle(ctx: Context, args: Dict[str, str]) -> dict:
     """After the build: the policy's affinity replaces the boot pin; follow the memory."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import settle as settling
     check_args(args, {"vm"})
     return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid_arg(args), ctx.host_uuid)
 
@@ -211,6 +232,8 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     """Undo this host's ``place`` after a start that did not happen (see
     :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin, and
     the place of a pool vm-start holding the VM.  ``start_owner``: that start's own token."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import start_hold, start_placement
     check_args(args, {"vm"}, {"force", start_hold.START_OWNER_ARG})
     return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
                                       bool_arg(args, "force"), args.get(start_hold.START_OWNER_ARG))
@@ -219,6 +242,12 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
     """Move a running VM's memory to node ``to``, in the background; returns at once.
     Refusals (PV, passthrough, a live migration, already moving, no room) come back now."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
+    from xapi_numa.core import memory_move as pagemove
+    from xapi_numa.core.units import parse_size
+    from xapi_numa.ops import move_memory, move_policy, move_recovery, move_refusals, place_request, reserve
+    from xapi_numa.state.moves import RUNNING, MoveJournal
     check_args(args, {"vm", "to"}, {"max", "rate", "vnode"})
     uuid = uuid_arg(args)
     to = pagemove.parse_node(args["to"], "to")
@@ -257,6 +286,10 @@ def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
 
 def memory_move_status(ctx: Context, args: Dict[str, str]) -> dict:
     """Progress or outcome of the last memory move of a VM on this host."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
+    from xapi_numa.ops import move_recovery
+    from xapi_numa.state.moves import MoveJournal
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
     journal = MoveJournal(ctx.ledger_to_read.db)  # (no database: no move was ever made here, none to recover)
@@ -275,6 +308,9 @@ def homing(ctx: Context, args: Dict[str, str]) -> dict:
     its view of the VMs (their policies, those it leaves alone, the host's guest mask) read
     from xapi as it reads them, over the session xapi handed us (never logged out by us); xapi's
     failure is the answer (with no VM's policy read, every VM would look ``best_effort``)."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.ops import runtime
+    from xapi_numa.ops.xapi_link import XapiLink, vm_view
     check_args(args, set())
     view = vm_view(XapiLink(lambda: ctx.session, time.monotonic, raises=True))
     outcomes = runtime.Runtime(ctx.hv, ctx.ledger_to_read.db, **view).what_now()
@@ -284,6 +320,9 @@ def homing(ctx: Context, args: Dict[str, str]) -> dict:
 def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     """The VM's vNUMA plan on this host (mode follow: where it would start now; split:
     on half 0 or 1 of the split host); with store=true also kept in its other_config."""
+    # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
+    from xapi_numa.ops import place_request, vnuma_xapi
     check_args(args, {"vm"}, {"mode", "half", "store"})
     uuid = uuid_arg(args)
     half = int_arg(args, "half", 0, 1) if "half" in args else None
