@@ -8,8 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 from conftest import PLUGIN_DIR, REPO
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xapi_numa.core.host import UUID_RE, uuid4_text
 
 # loaded by a call that uses them, never by loading the plugin: the state database (sqlite3),
 # the XenAPI client, the hypervisor port and backends (Xen: the cffi binding), the use cases
@@ -27,15 +32,36 @@ def loaded(names, present):
     return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in present))
 
 
+def modules_after(tmp_path, imports):
+    """The modules a new Python process has loaded after ``import`` of ``imports``."""
+    code = "import sys, json; import {}; print(json.dumps(sorted(sys.modules)))".format(", ".join(imports))
+    done = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), stdout=subprocess.PIPE, check=True,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    return json.loads(done.stdout.decode())
+
+
 def test_loading_the_plugin_imports_nothing_a_call_opens(tmp_path):
     """The entry module, imported as plugins/numa imports it: none of the modules a call
     opens on first use (a top-level import of one would put it on every call)."""
-    code = "import sys, json; import xapi_numa.plugin.boundary; print(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), stdout=subprocess.PIPE, check=True,
-                          env=dict(os.environ, PYTHONPATH=REPO))
-    present = json.loads(done.stdout.decode())
+    present = modules_after(tmp_path, ["xapi_numa.plugin.boundary"])
     assert "xapi_numa.plugin.functions" in present  # (what was loaded is the plugin's)
     assert loaded(FIRST_USE_ONLY, present) == []
+
+
+def test_a_vm_start_on_a_dom0_does_not_import_uuid(tmp_path):
+    """What place and settle import on a dom0 (the simulator of the tests imports more)
+    leaves out the uuid module: on dom0's Python 3.6 it loads ctypes and runs ldconfig."""
+    present = modules_after(tmp_path, ["xapi_numa.plugin.boundary", "xapi_numa.ops.start_placement",
+                                       "xapi_numa.ops.settle", "xapi_numa.state.ledger", "xapi_numa.backends.xapi",
+                                       "xapi_numa.backends.open", "xapi_numa.backends.inventory"])
+    assert "xapi_numa.ops.start_placement" in present and "uuid" not in present
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_uuid4_text_is_uuid4s(random16):
+    """The text of a random UUID as the uuid module makes it of the same bytes."""
+    made = uuid4_text(random16)
+    assert made == str(uuid.UUID(bytes=random16, version=4)) and UUID_RE.match(made)
 
 
 def recording_plugin(tmp_path, name):

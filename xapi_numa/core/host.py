@@ -120,6 +120,16 @@ def parse_uuid(text: str, field: str = "vm") -> str:
     return value
 
 
+def uuid4_text(random16: bytes) -> str:
+    """A random (version 4) UUID's text made of 16 random bytes, as ``str(uuid.uuid4())``
+    makes it of os.urandom's.  Not uuid.uuid4 itself: on Python 3.6 (dom0's) importing the
+    uuid module loads ctypes and runs ldconfig, in every plugin call that makes a token."""
+    raw = bytearray(random16)
+    raw[6], raw[8] = (raw[6] & 0x0F) | 0x40, (raw[8] & 0x3F) | 0x80  # the version, then the variant (RFC 4122)
+    text = raw.hex()
+    return "-".join((text[:8], text[8:12], text[12:16], text[16:20], text[20:]))
+
+
 def refuse_blank(ref: str, allowed: str = "a domid, name or UUID") -> None:
     """A VM named by nothing (empty, or spaces only) is refused input, in one set of words for every command."""
     if not ref.strip():

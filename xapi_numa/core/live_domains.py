@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import operator
 import struct
-import uuid as uuidlib
 from typing import Collection, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
 
 HANDLE = 16  # bytes of a domain handle (a UUID)
@@ -38,6 +37,7 @@ def handle_of(uuid: str) -> Optional[bytes]:
         except ValueError:
             return None
         return raw if len(raw) == HANDLE else None
+    import uuid as uuidlib  # only for other forms: on Python 3.6 it loads ctypes (see core.host.uuid4_text)
     try:
         return uuidlib.UUID(uuid).bytes
     except (ValueError, TypeError, AttributeError):
@@ -111,6 +111,8 @@ class LiveDomains(Mapping):
     @classmethod
     def of(cls, uuids: Mapping[int, str]) -> "LiveDomains":
         """From UUIDs' text (a host that keeps them as text: the simulator, tests)."""
+        import uuid as uuidlib  # only here and for other forms: on Python 3.6 it loads ctypes
+
         ordered = sorted(uuids)
         return cls(ordered, b"".join(uuidlib.UUID(uuids[d]).bytes for d in ordered))
 

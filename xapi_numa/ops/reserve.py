@@ -8,14 +8,15 @@ memory in between, it plans again with fresh numbers (optimistic concurrency;
 nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
+import os
 import time
-import uuid as uuidlib
 from typing import Dict, Mapping, Optional, Tuple
 
 import attrs
 
 from xapi_numa.core import dma_zone
 from xapi_numa.core.actions import Reserve
+from xapi_numa.core.host import uuid4_text
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
@@ -170,4 +171,4 @@ def _moving(hv: Hypervisor, ledger: Optional[Ledger]) -> Dict[int, int]:
 
 
 def new_vm_key() -> str:
-    return "adhoc-{}".format(uuidlib.uuid4())
+    return "adhoc-{}".format(uuid4_text(os.urandom(16)))

@@ -27,14 +27,15 @@ start's own calls carry its token (START_OWNER_ARG) and pass; a plugin of a vers
 this argument refuses it as unknown, and is asked again without it (:func:`older_plugin`).
 """
 import contextlib
+import os
 import re
 import socket
 import time
-import uuid as uuidlib
 from typing import Callable, Dict, Iterator, Optional
 
 from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
 from xapi_numa.core import owner_token
+from xapi_numa.core.host import uuid4_text
 from xapi_numa.core.numbers import shown
 from xapi_numa.errors import VmBusy
 from xapi_numa.ops.start_deadline import UNDO_S, StartDeadline, waiting
@@ -57,7 +58,7 @@ def start_token(now: float, seconds: float, vm: Optional[str] = None) -> str:
     """The token of a start of the VM of UUID ``vm`` with a deadline of ``seconds``, begun at
     ``now`` (the pool master's clock)."""
     hold = min(seconds + HOLD_MARGIN_S, MAX_HOLD_S)
-    return owner_token.make(str(uuidlib.uuid4()), now + hold, process_identity.this_process(), vm=vm,
+    return owner_token.make(uuid4_text(os.urandom(16)), now + hold, process_identity.this_process(), vm=vm,
                             machine=machine_name())
 
 

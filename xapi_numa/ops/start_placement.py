@@ -27,14 +27,15 @@ boot pin stays inside them, and a VM whose masks leave no room is refused with
 """
 import contextlib
 import functools
+import os
 import time
-import uuid as uuidlib
 from typing import Callable, FrozenSet, Iterator, Optional
 
 import attrs
 
 from xapi_numa.backends import process_identity, xapi, xapi_owner_key, xapi_time
 from xapi_numa.core import owner_token as owner_tokens
+from xapi_numa.core.host import uuid4_text
 from xapi_numa.core.owner_token import Holder
 from xapi_numa.core.placement import Planner, Request
 from xapi_numa.core.topology import Topology
@@ -184,7 +185,7 @@ def owner_token(now: float, identify: Callable[[], Optional[Holder]] = process_i
     """A caller's owner token (:mod:`xapi_numa.core.owner_token`) of the VM of UUID ``vm``:
     unique, naming the process that holds it (``identify``), with the time after which it
     counts as left by a caller that died."""
-    return owner_tokens.make(str(uuidlib.uuid4()), now + OWNER_TTL, identify(), vm=vm)
+    return owner_tokens.make(uuid4_text(os.urandom(16)), now + OWNER_TTL, identify(), vm=vm)
 
 
 def owner_token_stale(token: str, now: float, gone: owner_tokens.Gone = process_identity.gone,
