@@ -14,6 +14,7 @@ import bench_daemon  # noqa: E402
 import bench_ledger  # noqa: E402
 import bench_pagemove  # noqa: E402
 import bench_placement  # noqa: E402
+import bench_plugin  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_rebalance  # noqa: E402
 import bench_rebalance_scale  # noqa: E402
@@ -22,7 +23,7 @@ import bench_storm  # noqa: E402
 
 MODULES = [bench_sim, bench_placement, bench_quality, bench_storm, bench_ledger, bench_daemon, bench_rebalance,
            bench_rebalance_scale,
-           bench_pagemove]
+           bench_pagemove, bench_plugin]
 
 
 def main() -> int:
