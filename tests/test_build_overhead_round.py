@@ -61,3 +61,39 @@ def test_a_set_is_held_where_the_overhead_lands():
     for node in (3, 5, 6, 7):
         assert o // 8 <= held[node] // PAGE <= o // 8 + 1
     assert sum(held[n] for n in (0, 1, 2)) // PAGE >= 3 * GIB_PAGES + 3 * (o // 8)
+
+
+def tight_loads():
+    """Nodes 0-2 with a GiB and their eighth of the overhead (and 10 pages) free: the RAM's room once
+    the round has taken its share, short of the GiB and the whole overhead; node 4 two GiBs."""
+    o = overhead_pages(2, 3 * G)
+    free = [G + (o // 8 + 10) * PAGE] * 3 + [64 * M, 2 * G + 64 * M, 64 * M, 64 * M, 64 * M]
+    return free, NodeLoads.of(free, None, [0] * 8)
+
+
+def test_a_set_is_sized_for_the_overhead_that_lands_on_it_not_the_whole_of_it():
+    # xenopsd's build takes each node with CPUs its eighth of the overhead, then the RAM's three
+    # GiBs fit nodes 0-2: the planner once asked the set for the RAM and the whole overhead,
+    # found 0-2 short and spread the VM over 0-3
+    free, load = tight_loads()
+    assert builds_stay(free, [0, 1, 2], 3 * G, "pvh")
+    for mode in ("strict", "best_effort"):
+        placed = Planner(host()).place(load, Request(2, 3 * G, Policy(mode), dtype="pvh"))
+        assert placed.nodes == (0, 1, 2), mode
+        held = dict(placed.memory)
+        assert sum(held.values()) // PAGE == 3 * GIB_PAGES + overhead_pages(2, 3 * G)
+        assert all(held[n] <= f for n, f in enumerate(free))  # no node held past what it has
+
+
+def test_a_listed_prefix_is_sized_for_the_overhead_that_lands_on_it():
+    free, load = tight_loads()
+    placed = Planner(host()).place(load, Request(2, 3 * G, Policy("strict", (0, 1, 2, 3)), dtype="pvh"))
+    assert placed.nodes == (0, 1, 2)
+
+
+def test_with_the_vm_the_set_still_needs_the_whole_overhead():
+    # libxl's order (the pool after the placement): all of it lands on the set, which is then short
+    free, load = tight_loads()
+    placed = Planner(host(), BuildOverhead(before_affinity=False)).place(
+        load, Request(2, 3 * G, Policy("best_effort"), dtype="pvh"))
+    assert placed.nodes != (0, 1, 2)

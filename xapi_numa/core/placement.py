@@ -260,6 +260,7 @@ class Planner:
         (nodes, max distance, budget exhausted) or None.  ``borrow``: a memory-only node
         counts as having a CPU, as its vCPUs run on the nearest CPUs (cpus_near); tried
         only when no set with CPUs of its own holds the VM (the CPU nodes full)."""
+        cap, need = room.for_sets(cap, need)  # (what of the overhead's round lands on a set)
         vneed = 1 if relax else request.vcpus  # relaxed, a set still needs one CPU for its vCPUs
         cpus = self._cpus_for(request)
         if borrow:
@@ -312,11 +313,11 @@ class Planner:
                        need: int, room: BuildRoom) -> Placement:
         policy = request.policy
         order = self._order(avail, vcpus_on, request, need)
-        first = order[0]
+        first, (cap, set_need) = order[0], room.for_sets(avail, need)
         if policy.mode == "best_effort":
             # fewest nodes: the first listed node that holds it alone
             for k, node in enumerate(order):
-                if avail[node] >= need:
+                if cap[node] >= set_need:
                     why = f"fits on node {node}"
                     if k:
                         skipped = ",".join(map(str, order[:k]))
@@ -327,7 +328,7 @@ class Planner:
         allowed = self._allowed(request)
         extended = order + [m for m in self.topology.nearest(first) if m not in order and m in allowed]
         for keep in room.passes:
-            prefix = smallest_prefix(order, avail, need, room.keeps if keep else None)
+            prefix = smallest_prefix(order, cap, set_need, room.keeps if keep else None)
             if prefix is not None:
                 if prefix == [first]:
                     why = f"fits on node {first}"
@@ -338,7 +339,7 @@ class Planner:
                 return self._result(prefix, avail, request, room, prefix != [first], why + room.spill(prefix))
             if policy.on_exhaust == "fail":
                 continue
-            prefix = smallest_prefix(extended, avail, need, room.keeps if keep else None)
+            prefix = smallest_prefix(extended, cap, set_need, room.keeps if keep else None)
             if prefix is not None:
                 extra = [n for n in prefix if n not in order]
                 why = (f"listed nodes {','.join(map(str, order))} are short "

@@ -6,12 +6,18 @@ GiB at a time, a PV one's in 2 MiB extents, and an extent no node of the affinit
 to any other node that has it before a smaller one is asked (:mod:`xapi_numa.core.xenalloc`).
 :class:`BuildRoom` answers, for the placement engine's set searches, whether the build over
 a set leaves any of the VM's memory elsewhere, and predicts per node what it puts there.
+
+The overhead first (xen-api's domain.ml ``build_pre``: ``shadow_allocation_set`` before the hard
+vCPU map; Xen 4.17's hap_set_allocation takes the pool page by page with the domain's node
+affinity, which ``domain_update_node_aff`` made every node with CPUs of its cpupool once
+XEN_DOMCTL_max_vcpus made its vCPUs): a set holds only what of it lands there (:meth:`for_sets`).
 """
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from xapi_numa.core.cpuset import format_ids
-from xapi_numa.core.xenalloc import (GIGAPAGE, SUPERPAGE, build_extents, striped_holding, striped_outside,
-                                     take_overhead)
+from xapi_numa.core.units import PAGE_SHIFT
+from xapi_numa.core.xenalloc import (GIGAPAGE, SUPERPAGE, build_extents, room_for_extents, striped_holding,
+                                     striped_outside, take_overhead)
 from xapi_numa.errors import NoCapacity
 
 
@@ -41,10 +47,12 @@ class BuildRoom:
         # the free pages the RAM's build meets, and the overhead a set's own build still deals: a round
         # of every node with CPUs is the same whatever the set, so it is dealt once here
         self._ram_free, self._set_overhead = self.free, overhead
+        self.landed = [0] * len(self.free)  # pages of the overhead each node gives before any set's build
         if overhead_round is not None:
             self._ram_free, self._set_overhead = list(self.free), 0
             try:
                 take_overhead(overhead, self._ram_free, overhead_round)
+                self.landed = [f - r for f, r in zip(self.free, self._ram_free)]
             except NoCapacity:  # (the host lacks the room: no set keeps it)
                 self._ram_free = [0] * len(self.free)
         # a binding VM's memory must stay on its nodes (strict, or on_exhaust=fail: Policy.binding); any
@@ -58,6 +66,17 @@ class BuildRoom:
         self._sups = sum(count // SUPERPAGE for count, largest in extents if largest == SUPERPAGE)
         self._small = self._set_overhead + sum(count % SUPERPAGE if largest == SUPERPAGE else count
                                      for count, largest in extents if largest < GIGAPAGE)
+
+    def for_sets(self, avail: Sequence[int], need: int) -> Tuple[List[int], int]:
+        """Bytes per node (``avail``) and the whole build's ``need`` as a set's sum weighs them.  With
+        the overhead dealt round every node with CPUs first, a set holds only what of it lands there:
+        each node counts what its share leaves (the shares of nodes without room for theirs go on
+        round), in whole extents as :func:`room_for_extents` counts them for the RAM, and a set
+        needs the rest of the build.  Dealt round the set (libxl's): unchanged."""
+        if self.overhead_round is None:
+            return list(avail), need
+        left = room_for_extents([p << PAGE_SHIFT for p in self._ram_free], self.pages << PAGE_SHIFT)
+        return [r if a > 0 else 0 for a, r in zip(avail, left)], need - (sum(self.landed) << PAGE_SHIFT)
 
     def keeps(self, nodes: Sequence[int]) -> bool:
         """Whether the build over ``nodes`` puts nothing on other nodes, whichever node its round starts after."""
@@ -86,7 +105,8 @@ class BuildRoom:
         """Why ``nodes``, with ``need`` bytes of room (``avail``), do not keep the VM: where Xen's
         build puts the rest ("" where they lack the room, or keep it)."""
         with_room = [n for n in nodes if avail[n] > 0]
-        outside = self.outside(with_room) if sum(avail[n] for n in nodes) >= need else []
+        cap, need = self.for_sets(avail, need)
+        outside = self.outside(with_room) if sum(cap[n] for n in nodes) >= need else []
         return (f", not in the whole extents Xen's build takes, 1 GiB ones first: it would put part of it on "
                 f"node{'s' if len(outside) > 1 else ''} {format_ids(outside)}") if outside else ""
 
