@@ -144,7 +144,7 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
     # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
     memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
-    return Request(vcpus, memory, policy, dtype=build_type(dtype), overhead=overhead, **bound)
+    return Request(vcpus, memory, policy, dtype=build_type(dtype, memory < static_max), overhead=overhead, **bound)
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],
