@@ -177,10 +177,10 @@ class Planner:
                 f"nodes {format_ids(within)} (those {request.within_said}) have"
             raise NoCapacity(f"{where} {format_size(total)} available after reservations; "
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
-        # every node's free pages, those outside a CPU mask too: Xen's build takes from them what a set lacks
+        dma = [d >> PAGE_SHIFT for d in loads.dma]  # every node's free pages, zones and those outside a mask too
         room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
                          -(-request.memory >> PAGE_SHIFT), request.dtype, policy.binding,
-                         self.overhead.round_of([i for i in range(n) if self.pcpus[i]]))
+                         self.overhead.round_of([i for i in range(n) if self.pcpus[i]]), dma)  # (what a set lacks)
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"

@@ -32,7 +32,10 @@ class BuildRoom:
     them); ``overhead``: pages of the build beside the RAM's ``pages``, dealt page by page round
     ``overhead_round`` before the RAM (``BuildOverhead.round_of``: xenopsd sets the shadow/HAP pool
     before the VM's affinity, so every node with CPUs gives its share; None: round the set, as libxl
-    does), as :func:`xapi_numa.core.xenalloc.striped_builds` deals it.
+    does), as :func:`xapi_numa.core.xenalloc.striped_builds` deals it.  ``zone``: pages free below
+    Xen's DMA width on every node, beyond ``free``: alloc_domheap_pages looks there for an extent
+    only once no node has it above, so a GiB none has above comes from a zone (node 0's) before
+    libxc asks 2 MiB extents.
 
     A set is checked on a host of its own nodes only (:meth:`_alike`), which builds as the host
     does up to the first extent that goes elsewhere: a search checks a dozen sets or more, on
@@ -41,8 +44,9 @@ class BuildRoom:
     """
 
     def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, binding: bool,
-                 overhead_round: Optional[Sequence[int]] = None) -> None:
+                 overhead_round: Optional[Sequence[int]] = None, zone: Optional[Sequence[int]] = None) -> None:
         self.free, self.overhead, self.pages, self.dtype = list(free), overhead, pages, dtype
+        self.zone = list(zone) if zone and any(zone) else None
         self.overhead_round = overhead_round
         # the free pages the RAM's build meets, and the overhead a set's own build still deals: a round
         # of every node with CPUs is the same whatever the set, so it is dealt once here
@@ -80,26 +84,27 @@ class BuildRoom:
 
     def keeps(self, nodes: Sequence[int]) -> bool:
         """Whether the build over ``nodes`` puts nothing on other nodes, whichever node its round starts after."""
-        free, affinity = self._alike(frozenset(nodes))
-        key = tuple(free), len(affinity)
-        if key not in self._seen and self._surely_keeps(free, affinity):
+        free, zone, affinity = self._alike(frozenset(nodes))
+        key = tuple(free), tuple(zone or ()), len(affinity)
+        if key not in self._seen and self._surely_keeps(free, affinity):  # (above the zones: never in them)
             self._seen[key] = True
         if key not in self._seen:
             try:  # (a start that spills ends the check)
-                self._seen[key] = not striped_outside(self._set_overhead, self.pages, self.dtype, free, affinity,
-                                                      first=True)
+                self._seen[key] = not striped_outside(self._set_overhead, self.pages, self.dtype, _all(free, zone),
+                                                      affinity, first=True, zone=zone)
             except NoCapacity:  # the host lacks the room: it cannot keep it either
                 self._seen[key] = False
         return self._seen[key]
 
     def outside(self, nodes: Sequence[int]) -> List[int]:
         """The other nodes the build over ``nodes`` puts memory on."""
-        return striped_outside(self.overhead, self.pages, self.dtype, self.free, sorted(nodes),
-                               overhead_round=self.overhead_round)
+        return striped_outside(self.overhead, self.pages, self.dtype, _all(self.free, self.zone), sorted(nodes),
+                               overhead_round=self.overhead_round, zone=self.zone)
 
     def holding(self, nodes: Sequence[int]) -> Dict[int, int]:
         """Pages to hold on each node for the build over ``nodes``."""
-        return striped_holding(self.overhead, self.pages, self.dtype, self.free, sorted(nodes), self.overhead_round)
+        return striped_holding(self.overhead, self.pages, self.dtype, _all(self.free, self.zone), sorted(nodes),
+                               self.overhead_round, self.zone)
 
     def lacking(self, nodes: Sequence[int], avail: Sequence[int], need: int) -> str:
         """Why ``nodes``, with ``need`` bytes of room (``avail``), do not keep the VM: where Xen's
@@ -132,15 +137,31 @@ class BuildRoom:
         return (gibs >= self._gibs and sups >= self._gibs * (GIGAPAGE // SUPERPAGE) + self._sups
                 and sum(free[n] for n in affinity) >= self._set_overhead + self.pages)
 
-    def _alike(self, inside: FrozenSet[int]) -> Tuple[List[int], List[int]]:
+    def _alike(self, inside: FrozenSet[int]) -> Tuple[List[int], Optional[List[int]], List[int]]:
         """A host the build over ``inside`` goes the same way on until an extent leaves it: (free pages
-        per node, the affinity).  Its nodes in the same order (the round's), a first node that is the
-        host's node 0 or holds nothing (a new domain's first extent goes to the next node), and one
-        node for all the others, with the largest extent any of them has (the first extent that leaves
-        goes to one with it: which one does not matter here)."""
+        per node, those below the DMA width or None, the affinity).  Its nodes in the same order (the
+        round's), a first node that is the host's node 0 or holds nothing (a new domain's first extent
+        goes to the next node), and one node for all the others, with the largest extent any of them
+        has, above the width and below it (the first extent that leaves goes to one with it: which one
+        does not matter here)."""
         free = self._ram_free  # (after the overhead's round of every node with CPUs, when it goes first)
         most = next((free[n] for n in self._most_first if n not in inside), 0)
-        head = [free[0]] if 0 in inside else [0]
-        rest = [free[n] for n in sorted(inside - {0})]
-        affinity = list(range(0 if 0 in inside else 1, 1 + len(rest)))
-        return head + rest + [next((size for size in (GIGAPAGE, SUPERPAGE, 1) if most >= size), 0)], affinity
+        affinity = list(range(0 if 0 in inside else 1, len(inside) + (0 not in inside)))
+        alike = _alike_pages(free, inside, most)
+        if self.zone is None:
+            return alike, None, affinity
+        return alike, _alike_pages(self.zone, inside, max((z for n, z in enumerate(self.zone) if n not in inside),
+                                                         default=0)), affinity
+
+
+def _alike_pages(pages: Sequence[int], inside: FrozenSet[int], most: int) -> List[int]:
+    """``pages`` per node on :meth:`BuildRoom._alike`'s host: node 0's (or none), the set's, and the
+    largest extent ``most`` pages of the others make."""
+    head = [pages[0]] if 0 in inside else [0]
+    return head + [pages[n] for n in sorted(inside - {0})] + [
+        next((size for size in (GIGAPAGE, SUPERPAGE, 1) if most >= size), 0)]
+
+
+def _all(free: Sequence[int], zone: Optional[Sequence[int]]) -> List[int]:
+    """Every free page per node: ``free`` and, where given, the ``zone`` below the DMA width."""
+    return list(free) if zone is None else [f + z for f, z in zip(free, zone)]

@@ -171,15 +171,18 @@ def build(pages: int, dtype: str, free: List[int], affinity: Sequence[int],
     return distribute_build(build_extents(pages, dtype), free, affinity, last_alloc_node, node, exact, zone)
 
 
-def take_overhead(overhead: int, free: List[int], nodes: Sequence[int]) -> Tuple[Dict[int, int], int]:
+def take_overhead(overhead: int, free: List[int], nodes: Sequence[int],
+                  zone: Optional[List[int]] = None) -> Tuple[Dict[int, int], int]:
     """A build's ``overhead`` pages taken from ``free`` (changed) page by page round ``nodes`` from a
     new domain's start, before its RAM (the engine's check and holding, and the quality benchmark's
-    replay): (pages per node, the domain's last_alloc_node).  NoCapacity when the host lacks them."""
-    return distribute(overhead, free, nodes, NEW_DOMAIN_LAST_NODE, 1)
+    replay): (pages per node, the domain's last_alloc_node).  NoCapacity when the host lacks them.
+    ``zone``: as :func:`distribute`'s."""
+    return distribute(overhead, free, nodes, NEW_DOMAIN_LAST_NODE, 1, zone=zone)
 
 
 def striped_builds(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
-                   overhead_round: Optional[Sequence[int]] = None) -> Iterator[Dict[int, int]]:
+                   overhead_round: Optional[Sequence[int]] = None,
+                   zone: Optional[Sequence[int]] = None) -> Iterator[Dict[int, int]]:
     """A build striped over ``affinity``, as pages per node, one at a time: first ``overhead`` pages
     page by page round ``overhead_round`` (xenopsd's order: every node with CPUs, the domain's node
     affinity before the VM's is set, ``BuildOverhead.round_of``; None: the affinity, libxl's), then
@@ -187,20 +190,23 @@ def striped_builds(overhead: int, pages: int, dtype: str, free: Sequence[int], a
     after.  That node is unknown: on Xen everything allocated for the
     domain before its RAM (the shadow/HAP pool, the pages of its devices) moves
     ``last_alloc_node``, and with 1 GiB extents it decides where whole GiBs go.  ``free``: every
-    node's, as a GiB the affinity lacks goes to another node.  NoCapacity when it does not fit."""
-    budget = list(free)
-    held, _ = take_overhead(overhead, budget, affinity if overhead_round is None else overhead_round)
+    node's, as a GiB the affinity lacks goes to another node; ``zone``: of those, the pages below Xen's
+    DMA width (:func:`distribute`: a GiB none has above it comes from a zone, node 0's, before libxc asks
+    2 MiB).  NoCapacity when it does not fit."""
+    budget, below = list(free), None if zone is None else list(zone)
+    held, _ = take_overhead(overhead, budget, affinity if overhead_round is None else overhead_round, below)
     yield held
     for last in affinity:
-        yield build(pages, dtype, list(budget), affinity, last)[0]
+        yield build(pages, dtype, list(budget), affinity, last, zone=None if below is None else list(below))[0]
 
 
 def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
-                    overhead_round: Optional[Sequence[int]] = None) -> Dict[int, int]:
+                    overhead_round: Optional[Sequence[int]] = None,
+                    zone: Optional[Sequence[int]] = None) -> Dict[int, int]:
     """Pages to hold on each node for a build striped over ``affinity`` (a reservation of them
     covers what lands on every node): the overhead's pages plus the most of the RAM any start of
     the round puts there (:func:`striped_builds`)."""
-    held, *rams = striped_builds(overhead, pages, dtype, free, affinity, overhead_round)
+    held, *rams = striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone)
     most: Dict[int, int] = {}
     for got in rams:
         for n, p in got.items():
@@ -209,14 +215,15 @@ def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int], 
 
 
 def striped_outside(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
-                    first: bool = False, overhead_round: Optional[Sequence[int]] = None) -> List[int]:
+                    first: bool = False, overhead_round: Optional[Sequence[int]] = None,
+                    zone: Optional[Sequence[int]] = None) -> List[int]:
     """The nodes outside ``affinity`` a build striped over it puts pages on from some start
     (:func:`striped_builds`): where the affinity lacks an extent another node has, a 1 GiB one
     above all (get_free_buddy tries every other node before libxc asks the next size down); the
     overhead's pages count outside its own round only.
     ``first``: those of the first start that puts any there (enough to tell whether one does)."""
     out: set = set()
-    for k, got in enumerate(striped_builds(overhead, pages, dtype, free, affinity, overhead_round)):
+    for k, got in enumerate(striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone)):
         inside = set(affinity if k or overhead_round is None else overhead_round)
         out.update(n for n, p in got.items() if p and n not in inside)
         if out and first:
