@@ -244,8 +244,10 @@ def build_type(domain_type: Optional[str], pod: bool = False) -> str:
 def build_layout(node_pages: Sequence[int], dtype: str) -> List[Tuple[int, int, int]]:
     """The gfn runs [(first gfn, pages, node)] of RAM that lies ``node_pages`` per node, as a
     build of it striped it (:func:`build`: its extents round the nodes that hold it, from a new
-    domain's start), the gfns counted from 0 without the MMIO hole.  A build that spilled, or
-    memory moved since, may have had another order: this one holds the same pages per node."""
+    domain's start), at the gfns libxc gives them: an HVM/PVH guest's RAM below its type's
+    :data:`LOWMEM_END`, the rest from :data:`HIGHMEM_START` (meminit_hvm's ranges without vNUMA:
+    [0, lowmem_end) and [4 GiB, highmem_end)); a PV guest's from 0 on, no hole.  A build that
+    spilled, or memory moved since, may have had another order: this one holds the same pages per node."""
     pools = (list(node_pages), [0] * len(node_pages))
     holding = [n for n, p in enumerate(node_pages) if p]
     runs: List[Tuple[int, int, int]] = []
@@ -253,7 +255,21 @@ def build_layout(node_pages: Sequence[int], dtype: str) -> List[Tuple[int, int, 
     for takes, size, _last in _rounds(build_extents(sum(node_pages), dtype), pools, holding,
                                       NEW_DOMAIN_LAST_NODE, None, False):
         gfn = _lay(runs, gfn, takes, size)
-    return runs
+    return _round_the_hole(runs, LOWMEM_END.get(dtype))
+
+
+def _round_the_hole(runs: List[Tuple[int, int, int]], low: Optional[int]) -> List[Tuple[int, int, int]]:
+    """``runs`` numbered from 0 with no MMIO hole, put at their gfns: from ``low`` on at
+    :data:`HIGHMEM_START` (a run across ``low`` split); unchanged with no hole (None)."""
+    if low is None:
+        return runs
+    out = []
+    for first, count, node in runs:
+        below = max(0, min(count, low - first))
+        out += [(first, below, node)] if below else []
+        if count > below:
+            out.append((max(first, low) - low + HIGHMEM_START, count - below, node))
+    return out
 
 
 def _lay(runs: List[Tuple[int, int, int]], gfn: int, takes: Sequence[Tuple[int, int]], size: int) -> int:

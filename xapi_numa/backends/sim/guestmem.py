@@ -5,7 +5,8 @@ so the real mover works gfn by gfn without knowing.  The simulator keeps the
 layout as runs ``[first_gfn, count, node]`` (derived on first use the way
 Xen's allocator lays out the guest's build: an HVM/PVH guest's whole GiBs
 round-robin over the nodes holding its memory a GiB at a time, the rest in 2 MiB
-extents; gfns counted without the MMIO hole; a vNUMA guest's, built vnode by vnode,
+extents; at the gfns Xen's build gives them, an HVM/PVH guest's MMIO hole left out: RAM
+below the hole's start, the rest from 4 GiB; a vNUMA guest's, built vnode by vnode,
 kept as its build laid them: each range on its pnode, at its own gfns) so a move here
 does what it does on Xen: released frames go back to their node, new ones come from the target.
 
@@ -109,10 +110,10 @@ def current_runs(d) -> List[List[int]]:
 
 def gfn_top(d) -> int:
     """One past the highest gfn of the guest's RAM: where its layout ends (a gfn given back, or
-    released by a dead mover, leaves a hole below it, as on Xen), else its frames' count."""
-    if d.gfn_runs:
-        return d.gfn_runs[-1][0] + d.gfn_runs[-1][1]
-    return d.tot_pages - sum(n for _, n in d.stale)
+    released by a dead mover, leaves a hole below it, as on Xen; above 4 GiB for an HVM/PVH
+    guest with RAM past its MMIO hole)."""
+    runs = current_runs(d)
+    return runs[-1][0] + runs[-1][1] if runs else 0
 
 
 def _populated(runs: List[List[int]], gfns: Sequence[int]) -> List[int]:
