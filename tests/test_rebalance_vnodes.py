@@ -129,7 +129,7 @@ def test_layouts_are_read_once_per_domain_kept_and_dropped_when_it_goes(tmp_path
     a, b, pv = dom(5, "a"), dom(6, "b", vcpus=2), dom(7, "pv", vcpus=2, dtype="pv")
     for t in (2.0, 4.0, 6.0):
         rb.decide(snapshot(t, [a, b, pv]), {}, set())
-    assert sorted(reader.calls) == [5, 6]  # once each; never for a PV guest (Xen has no PV vNUMA)
+    assert sorted(reader.calls) == [5, 6, 7]  # once each, a PV guest's too (it may have one)
     assert sorted(u for u in rb.unit_demand) == [("uuid-a", 0), ("uuid-a", 1), ("uuid-b", None), ("uuid-pv", None)]
     assert rb.demand["uuid-a"] == pytest.approx(4.0)  # per VM: its vnodes summed
     rb.decide(snapshot(8.0, [b, pv]), {}, set())
@@ -145,6 +145,26 @@ def test_a_domain_not_yet_run_is_read_once_it_runs(tmp_path):
     assert reader.calls == []  # its builder may still give it a layout
     rb.decide(snapshot(4.0, [dom(5, "a")]), {}, set())
     assert reader.calls == [5] and rb.layout("uuid-a") is not None
+
+
+def test_a_pv_guests_layout_is_read_and_none_of_its_vnodes_moves(tmp_path):
+    """A PV guest can have a vNUMA layout on Xen 4.17: XEN_DOMCTL_setvnumainfo checks no guest type
+    (xen/common/domctl.c, vnuma_init), libxl builds one from ``vnuma=`` (tools/libs/light/libxl_dom.c,
+    libxl__build_pv: libxl__vnuma_build_vmemrange_pv, set_vnuma_info, then each vnode's vCPUs' soft
+    affinity on its pnode in libxl__build_post) and libxc populates each range from its pnode
+    (tools/libs/guest/xg_dom_x86.c, meminit_pv).  The rebalancer never read a PV guest's layout
+    ("Xen has no PV vNUMA") and weighed it as one VM, whose vCPUs it could all point at one node
+    (a PV guest's memory stays where it is), taking every vnode but one off its pnode.  It now reads
+    it, weighs the guest vnode by vnode, and moves none of them: a PV guest's memory cannot move, so
+    a vnode moved would be split from its memory."""
+    reader = Layouts({7: two_vnode_layout((0, 1)), 8: None})
+    rb = Rebalancer(Database(str(tmp_path / "db")), read_layout=reader)
+    snap = snapshot(100.0, [dom(7, "pv", dtype="pv"), dom(8, "plain", dtype="pv")])
+    rb.refresh_layouts(snap)
+    assert sorted(reader.calls) == [7, 8]
+    units = {(v.uuid, v.vnode): v for v in rb.loads(snap, {}, set(), 100.0)}
+    assert sorted(units) == [("uuid-plain", None), ("uuid-pv", 0), ("uuid-pv", 1)]
+    assert [(units["uuid-pv", i].home, units["uuid-pv", i].movable) for i in (0, 1)] == [(0, False), (1, False)]
 
 
 def test_an_unreadable_layout_makes_the_vm_unmovable(tmp_path):

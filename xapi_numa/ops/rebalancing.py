@@ -22,7 +22,8 @@ so each domain's layout is read once, when the domain is first seen running
 (a domain not yet run may still be given one), kept, updated by our own vnode
 moves, read again only when a move of ours was refused or did not finish (or
 the journal's row of the VM changed since: a vnode move another made), and
-dropped when the domain goes.  A VM whose layout cannot be read is not moved.
+dropped when the domain goes.  A VM whose layout cannot be read is not moved,
+nor is any vnode of a PV guest (Xen 4.17 builds PV vNUMA too; its memory cannot move).
 Hold-down is per VM: one vnode moved holds all its vnodes for ``hold_down``.
 """
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
@@ -141,8 +142,6 @@ class Rebalancer:
         return not d.paused or any(v.cpu_time > 0 for v in snap.vcpus.get(d.domid, ()))
 
     def _read(self, d: DomainInfo) -> object:
-        if d.type not in ("hvm", "pvh"):
-            return None  # Xen has no PV vNUMA
         try:
             return self.read_layout(d.domid)
         except NumaError:
@@ -186,8 +185,9 @@ class Rebalancer:
             lay = self.layout(d.uuid)
             if not eligible:
                 self.left_alone.add(d.uuid)  # nor does its memory follow a home we gave it
-            if lay is not None:  # a vnode whose memory cannot move could not keep its promise
-                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure and not fixed, allowed)
+            if lay is not None:  # a vnode whose memory cannot move (a PV guest's) could not keep its promise
+                keeps = not fixed and d.type != "pv"
+                out += self._vnode_units(d, lay, movable and d.uuid not in self._unsure and keeps, allowed)
                 continue
             if self.layouts.get(d.uuid, (0, None))[1] == UNREADABLE:
                 movable = False  # it may be a vNUMA VM whose vnodes we cannot see: never split one
