@@ -68,7 +68,7 @@ def test_every_invalid_configuration_is_refused_with_its_own_error(case, which):
     topo, guest, pnodes = case
     free = {n: 64 * GiB for n in topo.node_ids}
     if which == 0:
-        bad, field = vnuma.GuestSpec("pv", guest.vcpus, guest.memory), "type"
+        bad, field = vnuma.GuestSpec("kvm", guest.vcpus, guest.memory), "type"
     elif which == 1:
         bad, field = vnuma.GuestSpec(guest.type, guest.vcpus, guest.memory, guest.memory - MiB), "memory_dynamic_min"
     elif which == 2:
@@ -92,8 +92,7 @@ def test_every_invalid_configuration_is_refused_with_its_own_error(case, which):
 
 def test_each_refusal_names_its_reason():
     topo = Topology.uniform(2, 2, 4 * GiB)
-    cases = [(vnuma.GuestSpec("pv", 2, GiB), "PV guests"),
-             (vnuma.GuestSpec("hvm", 2, GiB, GiB // 2), "populate-on-demand"),
+    cases = [(vnuma.GuestSpec("hvm", 2, GiB, GiB // 2), "populate-on-demand"),
              (vnuma.GuestSpec("hvm", 1, GiB), "2 vnodes .*every vnode needs a vCPU"),
              (vnuma.GuestSpec("hvm", 2, GiB, policy=Policy.parse("strict", "1", "fail")), "leaves out"),
              (vnuma.GuestSpec("hvm", 2, 2 * MiB), "below 2 MiB"),
@@ -187,7 +186,8 @@ def test_cli_prints_xl_lines_and_refuses_cleanly(tmp_path):
     # without --nodes the vnodes follow a placement dry run: 1 GiB fits on one node
     out = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", "--json")
     assert out.returncode == 0 and '"pnode"' in out.stdout, out.stderr
-    for args, words in [(("--type", "pv"), "--type: PV guests"), (("--dynamic-min", "512M"), "populate-on-demand"),
+    for args, words in [(("--type", "kvm"), "--type: unknown guest type"),
+                        (("--dynamic-min", "512M"), "populate-on-demand"),
                         (("--nodes", "0,7"), "--nodes"), (("--split", "3"), "--split: 3")]:
         out = _cli(tmp_path, "vnuma", "vm1", "--vcpus", "2", "--memory", "1G", *args)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr

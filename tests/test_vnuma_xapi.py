@@ -96,7 +96,6 @@ def test_split_plan_uses_one_half(ctx):
 
 
 @pytest.mark.parametrize("vm_kwargs, args, field", [
-    ({"domain_type": "pv"}, {}, "domain_type"),
     ({"domain_type": "pv_in_pvh"}, {}, "domain_type"),
     ({}, {"mode": "stretch"}, "mode"),
     ({}, {"mode": "split"}, "half"),
@@ -396,4 +395,21 @@ def test_a_refused_record_names_xapis_field(ctx, field, value):
         server.vms[ref]["memory_dynamic_min"] = value
     details = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
     assert details[:2] == ["NUMA_INVALID_ARGUMENT", field], details
+    assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)
+
+
+def test_a_pv_vm_is_planned_and_a_pv_in_pvh_one_refused_for_its_own_reason(ctx):
+    """A PV VM was refused ("Xen 4.17 builds vNUMA only for translated guests"), but Xen holds a
+    layout for any guest (xen/common/domctl.c, vnuma_init) and libxc builds a PV guest's ranges
+    each from its pnode (tools/libs/guest/xg_dom_x86.c, meminit_pv): it is planned now, with no
+    video RAM.  A pv_in_pvh VM stays refused, for the reason that holds: Xen builds the PV shim,
+    which builds the PV guest inside it with no layout."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("legacy", 2, 2 * G, domain_type="pv")
+    stored = ok(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert sum(v["memory"] for v in stored["vnodes"]) == 2 * G and stored["video_ram"] == 0
+    assert json.loads(session.xenapi.VM.get_other_config(ref)[VNUMA_KEY]) == without_meta(stored)
+    ref, uuid = server.add_vm("shimmed", 2, 2 * G, domain_type="pv_in_pvh")
+    details = err(run(server, host, sid, "vnuma_plan", {"vm": uuid, "store": "true"}))
+    assert details[:2] == ["NUMA_INVALID_ARGUMENT", "domain_type"] and "shim" in details[2], details
     assert VNUMA_KEY not in session.xenapi.VM.get_other_config(ref)

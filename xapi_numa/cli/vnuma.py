@@ -150,7 +150,7 @@ def cmd_vnuma(args) -> int:
     args.type = args.type or "hvm"
     guest = _guest(args)
     with common.flag_names(FLAGS):
-        vnuma.check_guest(guest)  # PV and populate-on-demand refused before asking the host anything
+        vnuma.check_guest(guest)  # populate-on-demand refused before asking the host anything
     hv = common.hypervisor(args)
     topo = hv.topology()
     target = domain_by_name_or_id(hv, args.vm) if args.apply else None
@@ -210,9 +210,13 @@ def _check_static_max(memory: int, d: DomainInfo, static_max: Optional[int]) -> 
 
 
 def _hole_start(args) -> int:
-    """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type."""
+    """--hole-start, or where the builder ends RAM below 4 GiB for the VM's type (a PV guest has no hole)."""
     if args.hole_start is None:
-        return xenalloc.LOWMEM_END[args.type] << PAGE_SHIFT
+        return xenalloc.ram_end_below_4g(args.type)
+    if args.type not in xenalloc.LOWMEM_END:
+        raise InvalidArgument("--hole-start", "{}, but a {} guest has no MMIO hole: its ranges run end to end "
+                                              "from 0".format(numbers.shown(args.hole_start), args.type),
+                              "no --hole-start for a PV guest")
     text = numbers.trim(args.hole_start)
     if not HEX_OR_DECIMAL.fullmatch(text):
         raise InvalidArgument("--hole-start", numbers.shown(args.hole_start),
@@ -248,7 +252,7 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
     # the memory below 4 GiB ends where the type's builder ends it: a wrong type, wrong ranges
     if d.type != args.type:
         raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),
-                              d.type if d.type in vnuma.VNUMA_TYPES else "an HVM or PVH domain")
+                              d.type if d.type in vnuma.VNUMA_TYPES else "an HVM, PVH or PV domain")
     hole = _hole_start(args)
     # a guest's kernel reads its vNUMA layout once, at boot: a domain that has run keeps the old one
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
@@ -282,7 +286,7 @@ def register(sub) -> None:
     q.add_argument("--memory", help="static-max (needed unless --store): " + vnuma.VNUMA_MEMORY.allowed)
     q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
-    q.add_argument("--type", type=given_text, help="hvm (default) or pvh; pv is refused")
+    q.add_argument("--type", type=given_text, help="hvm (default), pvh or pv")
     q.add_argument("--nodes", help="the pnodes, one vnode each, in order: 1,0, 0-1 or nodes:0-1 "
                                    "(default: where placement puts it)")
     q.add_argument("--split", type=signed_whole_number, help="split host: the half (0 or 1) whose nodes the vnodes use")

@@ -10,8 +10,8 @@ sees the real cost of remote memory).  Two modes:
   (one cpupool each) and a guest gets one vnode per node of its half.
 
 Every configuration Xen 4.17 cannot honour is refused here, before anything
-starts, each with its own error: PV guests (Xen has no PV vNUMA), populate-on-
-demand (dynamic-min below static-max: libxl refuses vNUMA with PoD), more than
+starts, each with its own error: populate-on-demand (dynamic-min below
+static-max: libxl refuses vNUMA with PoD), more than
 32 vnodes (Xen keeps the distance table in one page), more vnodes than vCPUs,
 vnodes that do not fit their pnode's free memory, and a NUMA policy that
 contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
@@ -38,7 +38,9 @@ VNUMA_MEMORY = SizeRange(ALIGN, MAX_VM_MEMORY, "one VM, in whole 4K pages")  # i
 # Xen 4.17 keeps a domain's vnode distances in one page (vnuma_alloc, XSA-77): 32 x 32 x 4 bytes
 MAX_VNODES = 32
 MODES = ("follow", "split")
-VNUMA_TYPES = ("hvm", "pvh")
+# Xen 4.17 holds a layout for any guest (vnuma_init checks no type) and libxc builds one for each
+# (meminit_hvm, meminit_pv); a PV guest's ranges run end to end from 0 (no MMIO hole)
+VNUMA_TYPES = ("hvm", "pvh", "pv")
 # Halves are found by trying every equal cut up to this many nodes; above it
 # (no such x86 host today) the cut is by node id.
 MAX_EXHAUSTIVE_SPLIT = 16
@@ -100,9 +102,6 @@ class VnumaPlan:
 # --- validation -----------------------------------------------------------------------------
 def check_guest(guest: GuestSpec) -> None:
     """The refusals that do not depend on the host."""
-    if guest.type == "pv":
-        raise InvalidArgument("type", "PV guests cannot have vNUMA: Xen 4.17 builds vNUMA only for "
-                                      "translated guests", ", ".join(VNUMA_TYPES))
     if guest.type not in VNUMA_TYPES:
         raise InvalidArgument("type", f"unknown guest type {guest.type!r}", ", ".join(VNUMA_TYPES))
     if not 1 <= guest.vcpus <= MAX_VCPUS:
@@ -273,7 +272,8 @@ def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = F
     """The vnodes laid out over the guest's RAM in vnode order, as a domain builder
     places it: from 0 up to the MMIO hole, then on from the hole's end; a vnode
     that straddles the hole gets two ranges.  ``hole_start`` is the builder's
-    low-memory end (page-aligned); the default is a guest without a hole below 4 GiB.
+    low-memory end (page-aligned); the default is a guest without a hole below 4 GiB
+    (hole_start == hole_end: no hole, one range a vnode, as libxl lays out a PV guest's).
     ``video``: an HVM guest's video RAM, counted in its static max (the vnodes) but no
     RAM of the guest (QEMU maps it behind the VGA BAR); libxl takes it from vnode 0."""
     if hole_start % 4096 or hole_end % 4096 or not 0 < hole_start <= hole_end:
@@ -289,7 +289,7 @@ def memory_ranges(plan: VnumaPlan, hole_start: int = FOUR_GiB, hole_end: int = F
         while left:
             if at == hole_start:
                 at = hole_end
-            room = hole_start - at if at < hole_start else left
+            room = hole_start - at if at < hole_start < hole_end else left
             take = min(left, room)
             out.append(MemRange(at, at + take, v.index))
             at += take

@@ -36,6 +36,7 @@ pages, taken at domain_create round every online node (node affinity still all).
 
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NoCapacity
 
 SUPERPAGE = 512  # pages in a 2 MiB extent
@@ -52,6 +53,13 @@ VGA_HOLE_START = 0xA0  # below it libxc populates an HVM guest's pages first, be
 # A new domain's last_alloc_node: Xen clears the structure (alloc_domain_struct), so its first
 # striped extent goes to the affinity's first node after node 0 (cycle_node)
 NEW_DOMAIN_LAST_NODE = 0
+
+
+def ram_end_below_4g(dtype: str) -> int:
+    """Bytes: where a build of ``dtype`` ends its RAM below 4 GiB by default (:data:`LOWMEM_END`);
+    a PV guest's pseudo-physical map has no MMIO hole (libxl lays its vnodes end to end from 0,
+    libxl__vnuma_build_vmemrange_pv_generic): 4 GiB, its RAM running on past it."""
+    return LOWMEM_END.get(dtype, HIGHMEM_START) << PAGE_SHIFT
 
 
 def build_extents(pages: int, dtype: str) -> List[Tuple[int, int]]:

@@ -8,8 +8,9 @@ and what ``vm-placement`` shows next to where the VM really is.  The plan is
 one key, ``numa_vnuma`` (JSON of :meth:`VnumaPlan.to_dict`), written on its own
 like every key of ours (:func:`xapi_numa.backends.xapi.set_other_config`).
 
-Guest facts come from xapi's datamodel fields: ``domain_type`` (hvm, pvh; pv
-and pv_in_pvh are PV guests, refused), ``VCPUs_max``, ``memory_static_max``
+Guest facts come from xapi's datamodel fields: ``domain_type`` (hvm, pvh, pv;
+pv_in_pvh refused: its PV guest is built by the PV shim, which gives it no layout),
+``VCPUs_max``, ``memory_static_max``
 and ``memory_dynamic_min`` (below static-max: populate-on-demand, refused).
 """
 import json
@@ -51,7 +52,12 @@ def guest_type_of(record: dict) -> str:
 
 
 def guest_of(record: dict) -> vnuma.GuestSpec:
-    """The planner's view of a VM, from its xapi record."""
+    """The planner's view of a VM, from its xapi record.  A pv_in_pvh VM is refused: Xen builds
+    the PV shim (a PVH domain, the one a layout would be set on), and the shim builds the PV
+    guest inside it from its own memory with no layout (Xen 4.17's pv-shim sets none)."""
+    if record.get("domain_type") == "pv_in_pvh":
+        raise InvalidArgument("domain_type", "'pv_in_pvh': the layout would be the PV shim's, whose PV guest it "
+                                             "builds with none", "hvm, pvh or pv")
     return vnuma.GuestSpec(guest_type_of(record), int(record["VCPUs_max"]), int(record["memory_static_max"]),
                            int(record["memory_dynamic_min"]), Policy.from_other_config(record.get("other_config", {})))
 
