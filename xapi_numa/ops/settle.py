@@ -37,11 +37,9 @@ def _domain(hv: Hypervisor, uuid: str):
     return next((d for d in hv.domains() if d.uuid == uuid), None)
 
 
-def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None,
-           lock_wait: Optional[float] = None) -> dict:
-    """``host_uuid``: this host's, to tell its control domain from another host's;
-    ``lock_wait``: how long to wait for a place, release or other settle of the VM on
-    this host (:func:`owning`; by default its PLACE_LOCK_WAIT)."""
+def settleable(hv: Hypervisor, session, uuid: str, host_uuid: Optional[str] = None) -> str:
+    """The xapi reference of VM ``uuid``, if it can be settled here (a guest with a domain on this
+    host); its refusals read no state database (the plugin checks them before making one)."""
     dom = _domain(hv, uuid)
     vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
     if (dom is not None and dom.domid == 0) or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
@@ -50,6 +48,15 @@ def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Option
         raise InvalidArgument("vm", "{} is {} control domain (dom0)".format(uuid, whose), "a guest VM")
     if dom is None:
         raise NotRunning(uuid)
+    return vm
+
+
+def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None,
+           lock_wait: Optional[float] = None) -> dict:
+    """``host_uuid``: this host's, to tell its control domain from another host's;
+    ``lock_wait``: how long to wait for a place, release or other settle of the VM on
+    this host (:func:`owning`; by default its PLACE_LOCK_WAIT)."""
+    vm = settleable(hv, session, uuid, host_uuid)
     with owning(ledger, session, vm, uuid, lock_wait=lock_wait) as owner:
         return _settle_held(hv, session, ledger, uuid, vm, functools.partial(still_owning, session, vm, uuid, owner))
 

@@ -225,7 +225,10 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
     # imported per function, as every function here does (see "Imports" above)
     from xapi_numa.ops import settle as settling
     check_args(args, {"vm"})
-    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid_arg(args), ctx.host_uuid)
+    uuid = uuid_arg(args)
+    if ctx.first_change():  # refused (unknown, not running here, dom0): no database made for it
+        settling.settleable(ctx.hv, ctx.session, uuid, ctx.host_uuid)
+    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid, ctx.host_uuid)
 
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
@@ -235,8 +238,11 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     # imported per function, as every function here does (see "Imports" above)
     from xapi_numa.ops import start_hold, start_placement
     check_args(args, {"vm"}, {"force", start_hold.START_OWNER_ARG})
-    return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid_arg(args), ctx.host_uuid,
-                                      bool_arg(args, "force"), args.get(start_hold.START_OWNER_ARG))
+    uuid, force = uuid_arg(args), bool_arg(args, "force")  # (a bad one refused before the database is made)
+    if ctx.first_change():
+        xapi.vm_ref(ctx.session, uuid)  # one xapi does not know: refused, no database made for it
+    return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid, ctx.host_uuid, force,
+                                      args.get(start_hold.START_OWNER_ARG))
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
