@@ -129,8 +129,8 @@ def bounds(policy: Policy, topo: Topology, cpus: Optional[FrozenSet[int]], host_
 
 def never_starts(record: dict) -> Optional[str]:
     """"template" or "snapshot" for a VM xapi never starts (its keys are only copied into
-    its clones), else None."""
-    return "template" if record.get("is_a_template") else "snapshot" if record.get("is_a_snapshot") else None
+    its clones), else None.  A snapshot first: xapi marks one a template too."""
+    return "snapshot" if record.get("is_a_snapshot") else "template" if record.get("is_a_template") else None
 
 
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
