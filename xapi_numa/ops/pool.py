@@ -35,6 +35,7 @@ from xapi_numa.backends.rpc_transport import deadline
 from xapi_numa.core.numbers import shown
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin, start_hold
+from xapi_numa.ops.place_request import never_starts
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE, StartDeadline, waiting
 
 MAX_ATTEMPTS = 6
@@ -217,9 +218,14 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
 
 
 def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> None:
-    """Refuse a VM that is not Halted in the command's words, before any host is asked or anything released."""
+    """Refuse a VM that is not Halted, or one xapi never starts (a template or snapshot), in the
+    command's words, before any host is asked, the VM held or anything released."""
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
-        state = xapi.call(session.xenapi.VM.get_power_state, vm)
+        record = xapi.vm_record(session, vm)
+    kind, state = never_starts(record), record["power_state"]
+    if kind:
+        raise InvalidArgument("vm", "{} ({}) is a {}: xapi never starts one".format(shown(name), uuid, kind),
+                              "a VM that can start (start a clone of it: xe vm-clone, or vm-install from a template)")
     if state != "Halted":
         raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(shown(name), uuid, state),
                               "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
