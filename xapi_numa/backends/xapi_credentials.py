@@ -165,6 +165,10 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
             c.isspace() or ord(c) > 126 or ord(c) < 32 for c in url):  # (control characters too)
         raise InvalidArgument("--pool", "{} is not a URL of a pool master".format(url_shown(url)), POOL_URL_SYNTAX)
+    if not _dns_name(parts.hostname):  # the socket's IDNA encoding would raise UnicodeError
+        raise InvalidArgument("--pool", "{} has a host name no resolver takes (a label empty, as in a..b, or longer "
+                              "than 63 characters, or more than 253 characters in all)".format(url_shown(url)),
+                              POOL_URL_SYNTAX)
     if USERINFO.search(url):  # the client would send them to the master as HTTP Basic auth, and
         # messages would show them; the login's own user and password are --user and --password-file
         raise InvalidArgument("--pool", "{} holds a user name or password: give them with --user and "
@@ -178,6 +182,15 @@ def check_pool_url(url: str, insecure: bool = False) -> urllib.parse.SplitResult
         raise InvalidArgument("--pool", "{} is plain http: the password would cross the network in clear".format(
             url_shown(url)), "an https:// URL, or --insecure to accept that")
     return parts
+
+
+def _dns_name(host: str) -> bool:
+    """Is ``host`` (urlsplit's hostname: an IPv6 address unbracketed) one DNS takes: labels of
+    1..63 characters, 253 in all, a last dot allowed (RFC 1035)?"""
+    if ":" in host:
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return len(name) <= 253 and all(0 < len(label) <= 63 for label in name.split("."))
 
 
 def master_url(member: urllib.parse.SplitResult, master: str) -> str:
