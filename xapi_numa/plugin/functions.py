@@ -201,6 +201,7 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     if not {"vm", "vcpus", "memory"} & set(args):
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
                                                         "memory= (with mode, nodes, on_exhaust, type) for a what-if")
+    _one_form(args)
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run", start_hold.START_OWNER_ARG})
         uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
@@ -218,6 +219,21 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     host = ctx.host_uuid
     return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None,
                                               host), vm=None)
+
+
+WHAT_IF_ARGS = frozenset({"vcpus", "memory", "mode", "nodes", "on_exhaust", "type"})
+PLACE_FORMS = "vm (with dry_run, start_owner); or, without vm, vcpus and memory (with dry_run, mode, nodes, " \
+              "on_exhaust, type)"
+
+
+def _one_form(args: Dict[str, str]) -> None:
+    """An argument of place's other form is refused as that, not as unknown: a VM's size, type and
+    policy are its own (read from xapi), and only a pool vm-start's place of a VM carries its token."""
+    other = sorted(WHAT_IF_ARGS & set(args)) if "vm" in args else sorted({start_hold.START_OWNER_ARG} & set(args))
+    if other:
+        taken = "with vm (the VM's size, type and policy are read from xapi)" if "vm" in args else \
+            "without vm (the token of a pool vm-start placing its VM)"
+        raise InvalidArgument(other[0], "an argument not taken {}".format(taken), PLACE_FORMS)
 
 
 def settle(ctx: Context, args: Dict[str, str]) -> dict:
