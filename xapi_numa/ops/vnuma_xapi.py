@@ -107,13 +107,18 @@ def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str 
         return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus)
 
 
-def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
-              host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
+def check_mode(mode: str, half: Optional[int]) -> None:
+    """A plan's ``mode`` and ``half`` (split only), refused before the VM is read."""
     if mode not in vnuma.MODES:
-        raise InvalidArgument("mode", f"{mode!r}", ", ".join(vnuma.MODES))
+        raise InvalidArgument("mode", f"{mode!r} is not a plan mode", ", ".join(vnuma.MODES))
     if (half is None) != (mode == "follow"):
         raise InvalidArgument("half", "a split plan needs the half (0 or 1); a follow plan takes none",
                               "half with mode=split only")
+
+
+def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
+              host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
+    check_mode(mode, half)
     if record.get("is_control_domain"):  # (a PV one would be refused as PV: no guest to plan at all)
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
     guest = guest_of(record)

@@ -348,12 +348,14 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     check_args(args, {"vm"}, {"mode", "half", "store"})
     uuid = uuid_arg(args)
     half = int_arg(args, "half", 0, 1) if "half" in args else None
+    mode = trim(args.get("mode", "follow"))
+    vnuma_xapi.check_mode(mode, half)
     store = bool_arg(args, "store")
     vm = xapi.vm_ref(ctx.session, uuid)
     record = xapi.vm_record(ctx.session, vm)
     if store:
         vnuma_xapi.check_storable(record, uuid)
-    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, trim(args.get("mode", "follow")), half,
+    plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, mode, half,
                                place_request.host_mask(ctx.session, ctx.host_uuid))
     video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:
