@@ -4,12 +4,10 @@ check and failed in the socket's IDNA encoding: "xapi-numa: internal error: Unic
 encoding with 'idna' codec failed (UnicodeError: label empty or too long)", exit 70.  It is
 refused as any other bad --pool, naming the flag and what is allowed, exit 2, before any
 connection."""
-import os
-
 import pytest
 
+from test_review4_pool_url import topology_through
 from xapi_numa.backends.xapi_credentials import check_pool_url
-from xapi_numa.cli.main import main
 from xapi_numa.errors import InvalidArgument
 
 
@@ -17,12 +15,7 @@ from xapi_numa.errors import InvalidArgument
                                  "https://" + "a" * 64, "https://" + "a" * 64 + ".example:443/",
                                  "https://" + ".".join(["a" * 63] * 4) + ".example"])
 def test_a_pool_url_with_a_host_no_resolver_takes_is_refused_naming_the_flag(tmp_path, capsys, url):
-    pw = tmp_path / "pw"
-    pw.write_text("secret\n")
-    os.chmod(str(pw), 0o600)
-    capsys.readouterr()
-    code = main(["--pool", url, "--user", "root", "--password-file", str(pw), "topology"])
-    err = capsys.readouterr().err
+    code, err = topology_through(url, tmp_path, capsys)
     assert code == 2 and err.startswith("xapi-numa: error: --pool: ") and "internal error" not in err, (code, err)
     assert "host name" in err and "allowed: https://HOST" in err, err
 
