@@ -133,6 +133,13 @@ def never_starts(record: dict) -> Optional[str]:
     return "snapshot" if record.get("is_a_snapshot") else "template" if record.get("is_a_template") else None
 
 
+def not_a_control_domain(record: dict, vm: str) -> None:
+    """Refuse a control domain (dom0; ``vm``: how the caller names it): xapi never starts one, so
+    nothing places, plans or starts it (a dry run neither: it would predict a build never made)."""
+    if record.get("is_control_domain"):
+        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(vm), "a guest VM")
+
+
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach."""

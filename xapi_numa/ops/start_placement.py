@@ -43,7 +43,8 @@ from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
-from xapi_numa.ops.place_request import admin_mask, host_mask, never_starts, request_for, sized_request
+from xapi_numa.ops.place_request import admin_mask, host_mask, never_starts, not_a_control_domain, request_for, \
+    sized_request
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -139,7 +140,8 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
-    """The record, if ``place`` may reserve for this VM's start (any VM for a dry run)."""
+    """The record, if ``place`` may reserve for this VM's start (any VM but a control domain for a dry run)."""
+    not_a_control_domain(record, uuid)
     if dry_run:
         return record
     kind = never_starts(record)

@@ -25,7 +25,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument, field_names
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
-from xapi_numa.ops.place_request import never_starts, request_for
+from xapi_numa.ops.place_request import never_starts, not_a_control_domain, request_for
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
@@ -119,8 +119,7 @@ def check_mode(mode: str, half: Optional[int]) -> None:
 def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
               host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
     check_mode(mode, half)
-    if record.get("is_control_domain"):  # (a PV one would be refused as PV: no guest to plan at all)
-        raise InvalidArgument("vm", "{} is a control domain (dom0)".format(uuid), "a guest VM")
+    not_a_control_domain(record, uuid)  # (a PV one would be refused as PV: no guest to plan at all)
     guest = guest_of(record)
     vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
     topo = hv.topology()
