@@ -229,7 +229,8 @@ PLACE_FORMS = "vm (with dry_run, start_owner); or, without vm, vcpus and memory 
 def _one_form(args: Dict[str, str]) -> None:
     """An argument of place's other form is refused as that, not as unknown: a VM's size, type and
     policy are its own (read from xapi), and only a pool vm-start's place of a VM carries its token."""
-    other = sorted(WHAT_IF_ARGS & set(args)) if "vm" in args else sorted({start_hold.START_OWNER_ARG} & set(args))
+    from xapi_numa.ops.start_hold import START_OWNER_ARG  # imported per function (see "Imports" above)
+    other = sorted(WHAT_IF_ARGS & set(args)) if "vm" in args else sorted({START_OWNER_ARG} & set(args))
     if other:
         taken = "with vm (the VM's size, type and policy are read from xapi)" if "vm" in args else \
             "without vm (the token of a pool vm-start placing its VM)"
@@ -252,6 +253,7 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin, and
     the place of a pool vm-start holding the VM.  ``start_owner``: that start's own token."""
     # imported per function, as every function here does (see "Imports" above)
+    from xapi_numa.backends import xapi
     from xapi_numa.ops import start_hold, start_placement
     check_args(args, {"vm"}, {"force", start_hold.START_OWNER_ARG})
     uuid, force = uuid_arg(args), bool_arg(args, "force")  # (a bad one refused before the database is made)
