@@ -35,7 +35,7 @@ from xapi_numa.backends.rpc_transport import deadline
 from xapi_numa.core.numbers import shown
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin, start_hold
-from xapi_numa.ops.place_request import never_starts
+from xapi_numa.ops.place_request import never_starts, not_a_control_domain
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE, StartDeadline, waiting
 
 MAX_ATTEMPTS = 6
@@ -222,6 +222,7 @@ def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> No
     command's words, before any host is asked, the VM held or anything released."""
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
         record = xapi.vm_record(session, vm)
+    not_a_control_domain(record, "{} ({})".format(shown(name), uuid))  # (Running: xapi started it with the host)
     kind, state = never_starts(record), record["power_state"]
     if kind:
         raise InvalidArgument("vm", "{} ({}) is a {}: xapi never starts one".format(shown(name), uuid, kind),
