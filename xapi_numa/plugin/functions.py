@@ -205,6 +205,10 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     if "vm" in args:
         check_args(args, {"vm"}, {"dry_run", start_hold.START_OWNER_ARG})
         uuid, dry_run = uuid_arg(args), bool_arg(args, "dry_run")
+        if dry_run and start_hold.START_OWNER_ARG in args:  # a pool vm-start's dry runs carry no token
+            raise InvalidArgument(start_hold.START_OWNER_ARG, "an argument not taken with dry_run=true (a dry run "
+                                  "reserves and holds nothing: only a pool vm-start's place of its VM carries its "
+                                  "token)", "start_owner without dry_run, or dry_run=true without start_owner")
         with stored_in(uuid):
             if not dry_run and ctx.first_change():  # refused (no room, its state): no database made for it
                 start_placement.check_place(ctx.hv, ctx.ledger_to_read, ctx.session, uuid, ctx.host_uuid)
