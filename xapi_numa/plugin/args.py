@@ -37,7 +37,8 @@ def bool_arg(args: Dict[str, str], key: str, default: bool = False) -> bool:
         return default
     value = trim(args[key]).lower()
     if value not in ("true", "false"):
-        raise InvalidArgument(key, "{!r}".format(args[key]), "true, false")
+        raise InvalidArgument(key, "{} {}".format(shown(args[key]), "is not true or false" if value else "is empty"),
+                              "true, false")
     return value == "true"
 
 
