@@ -14,7 +14,7 @@ from xapi_numa.backends.xapi_credentials import credentials
     ("  secret  \n", "  secret  "),
     ("\tsecret \r\n", "\tsecret "),
     ("secret", "secret"),
-    ("secret\n\n", "secret\n"),  # one line end only: the rest is the file's
+    ("secret\n\n", "secret"),  # the first line: empty lines after it are no part of it (review 27)
     ("sec\rret\n", "sec\rret"),  # a carriage return inside stays one
 ])
 def test_only_the_trailing_line_end_goes(tmp_path, written, password):

@@ -65,7 +65,7 @@ def credentials(url: Optional[str] = None, username: Optional[str] = None, passw
               "username": username or os.environ.get("XAPI_NUMA_POOL_USER"),
               "password": os.environ.get("XAPI_NUMA_POOL_PASSWORD")}
     if password_file:
-        values["password"] = _without_line_end(_read_private(password_file, "--password-file"))
+        values["password"] = _password_line(_read_private(password_file, "--password-file"), password_file)
         if not values["password"]:  # (else another source's password would be used, unsaid)
             raise InvalidArgument("--password-file", "{} is empty".format(shown_path(password_file)),
                                   "a file holding the password")
@@ -114,13 +114,20 @@ def _saved(text: str, keys, path: str = "") -> dict:
     return saved
 
 
-def _without_line_end(text: str) -> str:
-    """A password file's text less the one line end an editor or ``echo`` adds; spaces
-    are the password's own (one may begin or end with them)."""
-    for end in ("\r\n", "\n"):
-        if text.endswith(end):
-            return text[:-len(end)]
-    return text
+def _password_line(text: str, path: str) -> str:
+    """A password file's password: its first line, less the line end an editor or ``echo`` adds
+    (``\n`` or ``\r\n``); spaces are the password's own (one may begin or end with them).
+    Empty lines may follow it; any other line is refused: xe's ``-pwf`` file holds a user name,
+    then a password, and neither the whole text nor its first line would be the password."""
+    lines = text.split("\n")
+    first = lines[0][:-1] if len(lines) > 1 and lines[0].endswith("\r") else lines[0]
+    more = [str(number) for number, line in enumerate(lines[1:], 2) if line not in ("", "\r")]
+    if more:
+        raise InvalidArgument("--password-file", "{} has text after its first line (line{} {}): a user name, then a "
+                              "password, as xe's -pwf file?".format(shown_path(path), "s" if more[1:] else "",
+                                                                      ", ".join(more)),
+                              "a file holding the password alone, on its first line (the user name goes in --user)")
+    return first
 
 
 def _same_pool(a: str, b: str) -> bool:
