@@ -160,10 +160,14 @@ def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSe
     as a VM's is (:func:`request_for`): by the host's guest mask (``host_cpus``) and by
     the VM's own mask, read from its ``record`` (None: no VM, no mask of its own; the
     request's ``within`` gives way); ``nodes_field``: the argument that set the policy's
-    nodes, which a refusal names."""
+    nodes, which a refusal names.  Its build overhead, where the request has none, is what
+    :func:`request_for` predicts for a VM of its size (as static maximum) and type at xapi's
+    default ``HVM_shadow_multiplier`` (1.0): no VM's own multiplier is read."""
     check_nodes(request.policy, topo, nodes_field)
     cpus = admin_cpus(record, topo) if record is not None else None
-    return attrs.evolve(request, **bounds(request.policy, topo, cpus, host_cpus, nodes_field))
+    overhead = request.overhead if request.overhead is not None else \
+        xapi_model(request.memory, request.vcpus, 1.0, request.dtype)
+    return attrs.evolve(request, overhead=overhead, **bounds(request.policy, topo, cpus, host_cpus, nodes_field))
 
 
 def shadow_multiplier(record: dict) -> float:
