@@ -423,23 +423,25 @@ def _check_minimal_distance(host, vcpus, mem, best_effort):
         return
     cpus = planner.cores if best_effort else planner.pcpus
     n = len(avail)
-    fitting = [combo for k in range(1, n + 1) for combo in itertools.combinations(range(n), k)
-               if sum(avail[c] for c in combo) >= need and sum(cpus[c] for c in combo) >= vcpus
-               and all(avail[c] > 0 for c in combo)]
-    # of them those Xen's build keeps the VM on (its extents: 1 GiB ones first), if any
-    # (the overhead dealt as the planner deals it: round every node with CPUs, before the affinity)
+    # the overhead dealt as the planner deals it: round every node with CPUs, before the affinity, so a
+    # set weighs each node's room less its share and needs the rest of the build (BuildRoom.for_sets)
     room = BuildRoom([a >> 12 for a in avail], (need - mem) >> 12, mem >> 12, request.dtype, False,
                      planner.overhead.round_of([i for i in range(n) if planner.pcpus[i]]))
+    cap, set_need = room.for_sets(avail, need)
+    fitting = [combo for k in range(1, n + 1) for combo in itertools.combinations(range(n), k)
+               if sum(cap[c] for c in combo) >= set_need and sum(cpus[c] for c in combo) >= vcpus
+               and all(avail[c] > 0 for c in combo)]
+    # of them those Xen's build keeps the VM on (its extents: 1 GiB ones first), if any
     fitting = [combo for combo in fitting if room.keeps(combo)] or fitting
     assert fitting
     best = min((planner._distance_key(combo)[0], set_mean(planner.sym, combo)) for combo in fitting)
     got = (planner._distance_key(p.nodes)[0], set_mean(planner.sym, p.nodes))
     assert got[0] == best[0] and abs(got[1] - best[1]) < 1e-9
-    assert sum(cpus[c] for c in p.nodes) >= vcpus and sum(avail[c] for c in p.nodes) >= need
+    assert sum(cpus[c] for c in p.nodes) >= vcpus and sum(cap[c] for c in p.nodes) >= set_need
     if len(p.nodes) > 1:
         # the tie-break among the closest sets: fewest nodes, then the lowest score
-        # (memory CV and fragmentation after the VM is striped over the set)
-        score = striping_score(avail, planner.sizes, need)
+        # (memory CV and fragmentation after the VM is striped over the set, as the set weighs them)
+        score = striping_score(cap, planner.sizes, set_need)
         tied = [list(combo) for combo in fitting
                 if len(combo) > 1 and (planner._distance_key(combo)[0], set_mean(planner.sym, combo)) == got]
         fewest = min(len(c) for c in tied)
