@@ -140,6 +140,13 @@ def not_a_control_domain(record: dict, vm: str) -> None:
         raise InvalidArgument("vm", "{} is a control domain (dom0)".format(vm), "a guest VM")
 
 
+def domain_type_of(record: dict) -> str:
+    """The VM's guest type as a place answer says it (``domain_type``: pv, pvh or hvm; a pv_in_pvh
+    VM builds as pvh), populate-on-demand or not: :func:`request_for` predicts a PoD build's RAM
+    as PV's (2 MiB extents), which makes no PV guest of an HVM one."""
+    return build_type(record.get("domain_type"))
+
+
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach."""

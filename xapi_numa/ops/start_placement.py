@@ -43,8 +43,8 @@ from xapi_numa.core.vcpu_cpus import vcpu_cpus
 from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
-from xapi_numa.ops.place_request import admin_mask, host_mask, never_starts, not_a_control_domain, request_for, \
-    sized_request
+from xapi_numa.ops.place_request import (admin_mask, domain_type_of, host_mask, never_starts, not_a_control_domain,
+                                         request_for, sized_request)
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -97,7 +97,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     request = request_for(record, planner.topology, host_cpus)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
-                        host_cpus=host_cpus, mask=admin_mask(record), dtype=request.dtype, vm=uuid)
+                        host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record), vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
@@ -124,7 +124,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             _put_back(session, vm, record, owned)  # (past the budget too: what it wrote is its own to undo)
             raise
     return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record),
-                    dtype=request.dtype, vm=uuid)
+                    dtype=domain_type_of(record), vm=uuid)
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None) -> None:
@@ -329,8 +329,9 @@ def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Opti
     VM), never a whole node's CPUs that guests there cannot use.  Where the vCPUs' own
     masks differ, the answer names their union (every CPU some vCPU may use, as settling
     reports its hard affinity); the VM's ``VCPUs_params:mask`` has each vCPU's.  Its
-    ``domain_type`` is the guest type whose build the placement predicted (``dtype``, the
-    request's: pv, pvh or hvm; a pv_in_pvh VM builds as pvh)."""
+    ``domain_type`` is the guest type whose build the placement predicted (``dtype``: pv, pvh or
+    hvm; a pv_in_pvh VM builds as pvh; a VM's own type, :func:`domain_type_of`, also where its
+    populate-on-demand build is predicted as PV's RAM)."""
     topo = planner.topology
     available = loads.available()
     cpus = vcpu_cpus(topo, placement.nodes, host_cpus, mask).cpus
