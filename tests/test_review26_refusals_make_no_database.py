@@ -6,10 +6,12 @@ unknown VM or ``force=maybe``, and a ``settle`` of a VM that is no UUID, unknown
 control domain, each answered its refusal and left ``ledger.db`` (with its -wal, -shm and
 .locks) on a host where nothing had ever been placed."""
 import os
+import time
 
 import pytest
 
 from test_plugin import err, ok, run
+from xapi_numa.ops import start_hold
 
 UNKNOWN = "01234567-89ab-cdef-0123-456789abcdef"
 
@@ -51,3 +53,24 @@ def test_an_accepted_release_still_makes_it_and_releases_there(ctx):
     assert made_there(server.ledgers[host])
     assert ok(run(server, host, sid, "place", {"vm": uuid}))["reserved"] is True
     assert ok(run(server, host, sid, "release", {"vm": uuid, "force": " TRUE "}))["released"] is True
+
+
+@pytest.mark.parametrize("fn", ["release", "place"])
+def test_a_place_or_release_refused_for_a_pool_start_holding_the_vm_makes_no_state_database(ctx, fn):
+    """NUMA_VM_BUSY (a pool vm-start holds the VM, its place made on another host) is a refusal
+    too: it was checked only inside the VM's lock, beside the database made for it."""
+    server, session, host, sid = ctx
+    ref, uuid = server.add_vm("starting", 1, 256 << 20)
+    token = start_hold.start_token(time.time(), 300, uuid)  # this live process's, as a vm-start's
+    session.xenapi.VM.add_to_other_config(ref, start_hold.START_KEY, token)
+    ledger = server.ledgers[host]
+    details = err(run(server, host, sid, fn, {"vm": uuid}))
+    assert details[0] == "NUMA_VM_BUSY" and details[2:4] == ["vm", uuid], details
+    assert made_there(ledger) == [], details
+    assert session.xenapi.VM.get_other_config(ref) == {start_hold.START_KEY: token}  # its hold untouched
+    # the start's own call, and a forced release, still go on (and make the database)
+    passed = ok(run(server, host, sid, fn, {"vm": uuid, start_hold.START_OWNER_ARG: token}))
+    assert passed["vm"] == uuid and made_there(ledger), passed
+    if fn == "release":
+        forced = ok(run(server, host, sid, fn, {"vm": uuid, "force": "true"}))
+        assert forced["start_hold"].startswith("overridden: a pool vm-start"), forced

@@ -107,10 +107,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         # Read again while holding the VM: a caller that held it before us (a release, a
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-        starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
-                                          start_owner)
-        if starting is not None:  # a pool vm-start's, not this one's: a place now would overwrite it
-            raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
+        _not_held(session, record, uuid, start_owner)
         request = request_for(record, planner.topology, host_cpus)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
@@ -127,16 +124,37 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
                     dtype=domain_type_of(record), vm=uuid)
 
 
-def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None) -> None:
-    """Raise what :func:`place_vm` would refuse before it holds the VM (its state, its masks,
-    no room), on ``ledger`` (the empty one in memory of a host with no state database yet: a
-    refusal there makes none), reserving nothing: a dry run, not the place's own steps, which
-    are made (another host's place refused among them) only while it holds the VM."""
+def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None,
+                start_owner: Optional[str] = None) -> None:
+    """Raise what :func:`place_vm` would refuse before it holds the VM (its state, a pool vm-start
+    other than ``start_owner``'s holding it, its masks, no room), on ``ledger`` (the empty one in
+    memory of a host with no state database yet: a refusal there makes none), reserving nothing:
+    a dry run, not the place's own steps, which are made (another host's place refused among
+    them) only while it holds the VM."""
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
     record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
+    _not_held(session, record, uuid, start_owner)
     reserve.place_and_reserve(hv, ledger, request_for(record, planner.topology, host_cpus), uuid, dry_run=True,
                               planner=planner)
+
+
+def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> None:
+    """Refuse a place of the VM while a pool vm-start other than ``start_owner``'s holds it: it
+    would overwrite that start's place."""
+    starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
+                                      start_owner)
+    if starting is not None:
+        raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
+
+
+def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None) -> None:
+    """Raise what :func:`release_vm` would refuse before it holds the VM (a VM xapi does not
+    know; a pool vm-start other than ``start_owner``'s holding it, unless ``force``), changing
+    nothing: for a host with no state database yet, where a refusal makes none."""
+    vm = xapi.vm_ref(session, uuid)
+    start_hold.release_checked(xapi.call(session.xenapi.VM.get_other_config, vm), uuid,
+                               lambda: xapi_time.pool_time(session), start_owner, force)
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:

@@ -211,7 +211,8 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
                                   "token)", "start_owner without dry_run, or dry_run=true without start_owner")
         with stored_in(uuid):
             if not dry_run and ctx.first_change():  # refused (no room, its state): no database made for it
-                start_placement.check_place(ctx.hv, ctx.ledger_to_read, ctx.session, uuid, ctx.host_uuid)
+                start_placement.check_place(ctx.hv, ctx.ledger_to_read, ctx.session, uuid, ctx.host_uuid,
+                                            args.get(start_hold.START_OWNER_ARG))
             return start_placement.place_vm(ctx.hv, ctx.ledger_to_read if dry_run else ctx.ledger, ctx.session, uuid,
                                             dry_run, host_uuid=ctx.host_uuid,
                                             start_owner=args.get(start_hold.START_OWNER_ARG))
@@ -257,14 +258,13 @@ def release(ctx: Context, args: Dict[str, str]) -> dict:
     :func:`start_placement.release_vm`); ``force=true`` also undoes another host's pin, and
     the place of a pool vm-start holding the VM.  ``start_owner``: that start's own token."""
     # imported per function, as every function here does (see "Imports" above)
-    from xapi_numa.backends import xapi
     from xapi_numa.ops import start_hold, start_placement
     check_args(args, {"vm"}, {"force", start_hold.START_OWNER_ARG})
     uuid, force = uuid_arg(args), bool_arg(args, "force")  # (a bad one refused before the database is made)
-    if ctx.first_change():
-        xapi.vm_ref(ctx.session, uuid)  # one xapi does not know: refused, no database made for it
-    return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid, ctx.host_uuid, force,
-                                      args.get(start_hold.START_OWNER_ARG))
+    start_owner = args.get(start_hold.START_OWNER_ARG)
+    if ctx.first_change():  # refused (unknown to xapi, a pool start holds it): no database made for it
+        start_placement.check_release(ctx.session, uuid, force, start_owner)
+    return start_placement.release_vm(ctx.hv, ctx.ledger, ctx.session, uuid, ctx.host_uuid, force, start_owner)
 
 
 def move_memory_fn(ctx: Context, args: Dict[str, str]) -> dict:
