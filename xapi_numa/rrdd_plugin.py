@@ -13,8 +13,8 @@ or xapi restarts.  SIGTERM or SIGINT: deregister, remove the file, exit 0.
 
 One copy per host talks to xcp-rrdd: it holds the host's ``xapi-numa-rrdd`` lock
 (:mod:`xapi_numa.ops.instance_lock`, as xapi-numad holds its own), and a second copy
-exits 73 (``EXIT_ANOTHER_COPY``, which its unit does not restart on) saying which one runs.  Which timestamp xcp-rrdd reads is asked of rpm once,
-at start.
+exits 73 (``EXIT_ANOTHER_COPY``, which its unit does not restart on) saying which one
+runs.  Which timestamp xcp-rrdd reads is asked of rpm once, at start.
 
 Pages per node: where Xen answers natively, read at every reading; on stock
 Xen (debug key 'u', which walks every page under a lock) as xapi-numad reads

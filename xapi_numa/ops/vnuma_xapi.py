@@ -119,9 +119,9 @@ def check_mode(mode: str, half: Optional[int]) -> None:
 def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
               host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
     check_mode(mode, half)
-    not_a_control_domain(record, uuid)  # (a PV one would be refused as PV: no guest to plan at all)
+    not_a_control_domain(record, uuid)  # (no guest to plan at all, whatever its type)
     guest = guest_of(record)
-    vnuma.check_guest(guest)  # PV and populate-on-demand refused before the host is asked anything
+    vnuma.check_guest(guest)  # populate-on-demand refused before the host is asked anything
     topo = hv.topology()
     running = next((d for d in hv.domains() if d.uuid == uuid), None)
     if running is None and record.get("power_state") in ("Running", "Paused"):
