@@ -93,6 +93,8 @@ def test_every_invalid_configuration_is_refused_with_its_own_error(case, which):
 def test_each_refusal_names_its_reason():
     topo = Topology.uniform(2, 2, 4 * GiB)
     cases = [(vnuma.GuestSpec("hvm", 2, GiB, GiB // 2), "populate-on-demand"),
+             # a PV guest has no populate-on-demand: it would start ballooned
+             (vnuma.GuestSpec("pv", 2, GiB, GiB // 2), "start ballooned, its build populating less"),
              (vnuma.GuestSpec("hvm", 1, GiB), "2 vnodes .*every vnode needs a vCPU"),
              (vnuma.GuestSpec("hvm", 2, GiB, policy=Policy.parse("strict", "1", "fail")), "leaves out"),
              (vnuma.GuestSpec("hvm", 2, 2 * MiB), "below 2 MiB"),

@@ -105,7 +105,7 @@ class XapiLink:
         try:
             result = fn(self._session)
         except (OSError, xapi.XapiError) as err:
-            if self._raises or isinstance(err, xapi.XapiError) and err.code != "SESSION_INVALID":
+            if self._raises or isinstance(err, xapi.XapiError) and err.code != xapi.SESSION_INVALID:
                 raise
             if isinstance(err, xapi.XapiTimeout):
                 self._session = None  # wedged: a logout would wait a second deadline (xapi expires it)
