@@ -78,7 +78,7 @@ def test_apply_takes_the_video_size_given(tmp_path, capsys, monkeypatch):
 def test_apply_to_a_pvh_guest_has_no_video_ram_and_refuses_one(tmp_path, capsys, monkeypatch):
     rc, out, err, layout = _apply(tmp_path, capsys, monkeypatch, "pvh")
     assert rc == 0, err
-    assert layout.ranges[0].end == 2 * GiB and layout.ranges[-1].end == vnuma.FOUR_GiB + 4 * GiB - 0xFC000000
+    assert layout.ranges[0].end == 2 * GiB and layout.ranges[-1].end == vnuma.FOUR_GiB + 4 * GiB - 0xF0000000
     rc, out, err, layout = _apply(tmp_path / "again", capsys, monkeypatch, "pvh", "--videoram", "4")
     assert rc == 2 and "--videoram" in err and "Traceback" not in err and layout is None, err
 

@@ -1,8 +1,8 @@
 """An HVM/PVH build asks each whole, aligned GiB of its RAM as one 1 GiB extent first.
 
 libxc 4.17's meminit_hvm (tools/libs/guest/xg_dom_x86.c) walks the guest's RAM in gfn order:
-below 4 GiB up to the MMIO hole libxl__build_hvm leaves (256 MiB for HVM, from 0xfc000000 for
-PVH), then from 4 GiB.  Each 1 GiB-aligned whole GiB is asked as one order-18 extent; only
+below 4 GiB up to the MMIO hole xenopsd's xenguest leaves (256 MiB, for HVM and PVH alike),
+then from 4 GiB.  Each 1 GiB-aligned whole GiB is asked as one order-18 extent; only
 where no node has one does that GiB go in 2 MiB extents, and where none has those, in 4 KiB
 pages.  An HVM guest's first 2 MiB (the low memory round the VGA hole) go page by page.  Each
 extent is one get_free_buddy search (xen/common/page_alloc.c): striping goes round the affinity
@@ -27,9 +27,9 @@ def test_the_extents_of_an_hvm_and_a_pvh_build_in_gfn_order():
     # part below the hole in 2 MiB), then 4.25 GiB from 4 GiB
     assert build_extents(8 * G, "hvm") == [(0x200, 1), (G - 0x200, SUPERPAGE), (2 * G, GIGAPAGE),
                                            (3 * G // 4, SUPERPAGE), (4 * G, GIGAPAGE), (G // 4, SUPERPAGE)]
-    # PVH: no low pages, GiB 0 whole; the RAM below 4 GiB ends at 0xfc000000
-    assert build_extents(5 * G + 7, "pvh") == [(3 * G, GIGAPAGE), (0xFC000 - 3 * G, SUPERPAGE),
-                                               (G, GIGAPAGE), (5 * G + 7 - 0xFC000 - G, SUPERPAGE)]
+    # PVH: no low pages, GiB 0 whole; the RAM below 4 GiB ends at 0xf0000000 (xenguest's pvh_setup_mem)
+    assert build_extents(5 * G + 7, "pvh") == [(3 * G, GIGAPAGE), (0xF0000 - 3 * G, SUPERPAGE),
+                                               (G, GIGAPAGE), (5 * G + 7 - 0xF0000 - G, SUPERPAGE)]
     assert build_extents(5 * G + 7, "pv") == [(5 * G + 7, SUPERPAGE)]  # meminit_pv: no 1 GiB extents
 
 

@@ -298,7 +298,7 @@ def register(sub) -> None:
                    help="also set the layout on the built, paused domain VM (for toolstacks without vNUMA)")
     q.add_argument("--hole-start", dest="hole_start", type=given_text,
                    help="with --apply: where the domain's RAM below 4 GiB ends (its builder's lowmem end; "
-                        "default as libxl builds it: 0xf0000000 for hvm, 0xfc000000 for pvh)")
+                        "default as xenopsd builds it: 0xf0000000 for hvm and pvh; xl's pvh: 0xfc000000)")
     q.add_argument("--videoram", type=whole_number,
                    help="with --apply: an HVM guest's video RAM in MiB (xapi's platform:videoram, at least 16 with "
                         "a vGPU; xl's videoram=): part of --memory but not guest RAM, so vnode 0's ranges leave it "

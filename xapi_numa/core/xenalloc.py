@@ -41,11 +41,12 @@ from xapi_numa.errors import NoCapacity
 
 SUPERPAGE = 512  # pages in a 2 MiB extent
 GIGAPAGE = 512 * SUPERPAGE  # pages in a 1 GiB extent
-# Where libxl 4.17 ends a translated guest's RAM below 4 GiB by default (libxl__build_hvm), in pages:
-# HVM, with a device model, leaves HVM_BELOW_4G_MMIO_LENGTH (256 MiB) for MMIO, PVH starts its hole at
-# the ACPI tables (ACPI_INFO_PHYSICAL_ADDRESS, 0xfc000000); the rest of the RAM starts at 4 GiB.  A VM
-# given a bigger MMIO hole ends lower.  The one copy: a vNUMA layout's default hole starts here too.
-LOWMEM_END = {"hvm": 0xF0000, "pvh": 0xFC000}
+# Where xenopsd's builder (XenServer's xenguest: hvm_build_setup_mem, pvh_setup_mem) ends a translated
+# guest's RAM below 4 GiB by default, in pages: both leave HVM_BELOW_4G_MMIO_LENGTH (256 MiB) for MMIO,
+# PVH too; the rest of the RAM starts at 4 GiB.  (libxl__build_hvm, xl's, starts a PVH guest's hole at
+# its ACPI tables, 0xfc000000.)  A VM given a bigger MMIO hole (a passed-through device, a vGPU,
+# platform:mmio_size) ends lower.  The one copy: a vNUMA layout's default hole starts here too.
+LOWMEM_END = {"hvm": 0xF0000, "pvh": 0xF0000}
 BUILD_TYPES = ("pv", "pvh", "hvm")  # the domain types libxc builds (the keys of LOWMEM_END translated)
 HIGHMEM_START = 1 << 20
 HVM_LOW_PAGES = 0x200  # an HVM guest's first 2 MiB (round the VGA hole) go page by page
