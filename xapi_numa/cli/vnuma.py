@@ -14,6 +14,7 @@ from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core import locality, numbers, vnuma, xenalloc
 from xapi_numa.core.cpuset import check_known, format_ids
 from xapi_numa.core.host import DomainInfo, refuse_blank
+from xapi_numa.core.xenopsd_build import DEFAULT_VIDEO_MIB
 from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import signed_whole_number, whole_number
@@ -24,7 +25,7 @@ from xapi_numa.ops.command_line import given as given_text
 from xapi_numa.ops.executor import DONE, Executor
 from xapi_numa.ops.observe import domain_by_name_or_id
 from xapi_numa.ops.reserve import place_and_reserve
-from xapi_numa.ops.vnuma_xapi import DEFAULT_VIDEO_MIB, free_for_plan
+from xapi_numa.ops.vnuma_xapi import free_for_plan
 from xapi_numa.state.ledger import Ledger
 
 

@@ -69,8 +69,7 @@ from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choo
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques,  # noqa: F401
                                       fitting_clique, node_groups, set_mean, smallest_prefix, striping_score)
-from xapi_numa.core.set_room import BuildRoom
-from xapi_numa.core.xenalloc import room_for_extents
+from xapi_numa.core.set_room import BuildRoom, room_for_extents
 
 
 class Planner:
@@ -179,8 +178,8 @@ class Planner:
                              f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
         dma = [d >> PAGE_SHIFT for d in loads.dma]  # every node's free pages, zones and those outside a mask too
         room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
-                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.binding,
-                         self.overhead.round_of([i for i in range(n) if self.pcpus[i]]), dma)  # (what a set lacks)
+                         -(-request.memory >> PAGE_SHIFT), request.dtype, policy.binding, self.overhead.round_of(
+                             [i for i in range(n) if self.pcpus[i]]), dma, request.video >> PAGE_SHIFT)
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"

@@ -72,6 +72,9 @@ class Request:
     # Bytes the build takes beyond ``memory``, when the VM's own record says (its static
     # maximum, shadow multiplier and type: core.overhead.xapi_model); None: the planner's model.
     overhead: Optional[int] = None
+    # Bytes of ``memory`` that are an HVM guest's video RAM: no RAM of the build (xenopsd leaves it
+    # out), QEMU populates it after, page by page (core.xenalloc.build_extents)
+    video: int = 0
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 4096:
@@ -82,6 +85,8 @@ class Request:
         if self.overhead is not None and (not isinstance(self.overhead, int)
                                           or not 0 <= self.overhead <= MAX_VM_MEMORY):
             raise InvalidArgument("overhead", f"{self.overhead!r}", "0 .. 1P bytes")
+        if not isinstance(self.video, int) or not 0 <= self.video <= self.memory:
+            raise InvalidArgument("video", f"{self.video!r}", "0 .. the VM's memory, in bytes")
         if self.dtype not in BUILD_TYPES:
             raise InvalidArgument("type", repr(self.dtype), ", ".join(BUILD_TYPES))
         if self.within is not None and (not self.within or min(self.within) < 0):

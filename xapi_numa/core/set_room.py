@@ -16,9 +16,26 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.units import PAGE_SHIFT
-from xapi_numa.core.xenalloc import (GIGAPAGE, SUPERPAGE, build_extents, room_for_extents, striped_holding,
-                                     striped_outside, take_overhead)
+from xapi_numa.core.xenalloc import (GIGAPAGE, SUPERPAGE, build_extents, striped_holding, striped_outside,
+                                     take_overhead)
 from xapi_numa.errors import NoCapacity
+
+
+def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
+    """Free bytes per node as room for a build of ``need`` bytes.
+
+    Every build takes 2 MiB extents (PV's all, HVM/PVH's beside their 1 GiB ones), and
+    an extent goes to a node outside the affinity when no node in it has a whole one
+    left (:func:`xapi_numa.core.xenalloc.distribute`).  A node that holds the build's whole extents (the rest
+    goes in 4 KiB pages) counts all its free bytes; any other counts its whole 2 MiB
+    extents only.  Exact for one node: one with room for the RAM has as many whole GiBs
+    as the build asks (F // GiB >= RAM // GiB).  For a set of nodes an upper bound only:
+    one whose nodes have room enough but not in whole GiBs sees a GiB go to a node
+    outside it (:func:`xapi_numa.core.xenalloc.striped_outside` says where).
+    """
+    extent = SUPERPAGE * 4096  # bytes
+    whole = need - need % extent
+    return [f if f - f % extent >= whole else f - f % extent for f in free_bytes]
 
 
 class BuildRoom:
@@ -35,7 +52,8 @@ class BuildRoom:
     does), as :func:`xapi_numa.core.xenalloc.striped_builds` deals it.  ``zone``: pages free below
     Xen's DMA width on every node, beyond ``free``: alloc_domheap_pages looks there for an extent
     only once no node has it above, so a GiB none has above comes from a zone (node 0's) before
-    libxc asks 2 MiB extents.
+    libxc asks 2 MiB extents.  ``video``: of ``pages``, an HVM guest's video RAM, which QEMU populates
+    page by page after the build (:func:`xapi_numa.core.xenalloc.build_extents`).
 
     A set is checked on a host of its own nodes only (:meth:`_alike`), which builds as the host
     does up to the first extent that goes elsewhere: a search checks a dozen sets or more, on
@@ -44,8 +62,9 @@ class BuildRoom:
     """
 
     def __init__(self, free: Sequence[int], overhead: int, pages: int, dtype: str, binding: bool,
-                 overhead_round: Optional[Sequence[int]] = None, zone: Optional[Sequence[int]] = None) -> None:
-        self.free, self.overhead, self.pages, self.dtype = list(free), overhead, pages, dtype
+                 overhead_round: Optional[Sequence[int]] = None, zone: Optional[Sequence[int]] = None,
+                 video: int = 0) -> None:
+        self.free, self.overhead, self.pages, self.dtype, self.video = list(free), overhead, pages, dtype, video
         self.zone = list(zone) if zone and any(zone) else None
         self.overhead_round = overhead_round
         # the free pages the RAM's build meets, and the overhead a set's own build still deals: a round
@@ -65,7 +84,7 @@ class BuildRoom:
         self._most_first = sorted(range(len(free)), key=lambda n: -self._ram_free[n])
         self._seen: Dict[tuple, bool] = {}
         # what the build asks: 1 GiB extents, 2 MiB ones, and pages taken otherwise (the overhead's too)
-        extents = build_extents(pages, dtype)
+        extents = build_extents(pages, dtype, video)
         self._gibs = sum(count // GIGAPAGE for count, largest in extents if largest == GIGAPAGE)
         self._sups = sum(count // SUPERPAGE for count, largest in extents if largest == SUPERPAGE)
         self._small = self._set_overhead + sum(count % SUPERPAGE if largest == SUPERPAGE else count
@@ -91,7 +110,7 @@ class BuildRoom:
         if key not in self._seen:
             try:  # (a start that spills ends the check)
                 self._seen[key] = not striped_outside(self._set_overhead, self.pages, self.dtype, _all(free, zone),
-                                                      affinity, first=True, zone=zone)
+                                                      affinity, first=True, zone=zone, video=self.video)
             except NoCapacity:  # the host lacks the room: it cannot keep it either
                 self._seen[key] = False
         return self._seen[key]
@@ -99,12 +118,12 @@ class BuildRoom:
     def outside(self, nodes: Sequence[int]) -> List[int]:
         """The other nodes the build over ``nodes`` puts memory on."""
         return striped_outside(self.overhead, self.pages, self.dtype, _all(self.free, self.zone), sorted(nodes),
-                               overhead_round=self.overhead_round, zone=self.zone)
+                               overhead_round=self.overhead_round, zone=self.zone, video=self.video)
 
     def holding(self, nodes: Sequence[int]) -> Dict[int, int]:
         """Pages to hold on each node for the build over ``nodes``."""
         return striped_holding(self.overhead, self.pages, self.dtype, _all(self.free, self.zone), sorted(nodes),
-                               self.overhead_round, self.zone)
+                               self.overhead_round, self.zone, self.video)
 
     def lacking(self, nodes: Sequence[int], avail: Sequence[int], need: int) -> str:
         """Why ``nodes``, with ``need`` bytes of room (``avail``), do not keep the VM: where Xen's

@@ -23,7 +23,7 @@ build).  A vNUMA guest's build (:func:`build_vnuma`) goes range by range, each f
 its vnode's pnode alone (``XENMEMF_exact_node``).  Free memory is taken to come in the largest buddies it can make: a
 node with F free pages has F // size whole extents of a size.  An HVM/PVH guest
 started below its static maximum is built with populate-on-demand: its memory
-is the PoD cache, in 2 MiB extents (:func:`build_type`).
+is the PoD cache, in 2 MiB extents (:func:`xapi_numa.core.xenopsd_build.build_type`).
 
 Checked against Xen 4.17 (stable-4.17) and not modelled, as dom0 cannot see it:
 get_free_buddy's first pass takes only scrubbed buddies of an order above 0, on
@@ -63,20 +63,23 @@ def ram_end_below_4g(dtype: str) -> int:
     return LOWMEM_END.get(dtype, HIGHMEM_START) << PAGE_SHIFT
 
 
-def build_extents(pages: int, dtype: str) -> List[Tuple[int, int]]:
-    """A new domain's RAM as libxc populates it with no vNUMA, in gfn order: [(pages, largest
+def build_extents(pages: int, dtype: str, video: int = 0) -> List[Tuple[int, int]]:
+    """A new domain's ``pages`` as libxc populates them with no vNUMA, in gfn order: [(pages, largest
     extent asked)].  PV (meminit_pv): 2 MiB extents.  HVM/PVH (meminit_hvm): each 1 GiB-aligned
     whole GiB of the RAM below the MMIO hole and from 4 GiB as a 1 GiB extent, the rest in 2 MiB
     ones; an HVM guest's first 2 MiB page by page (the VGA hole's 32 pages, which Xen leaves
-    unpopulated, are counted as RAM here: the domain gets the pages it asked for)."""
+    unpopulated, are counted as RAM here: the domain gets the pages it asked for).  ``video``: of ``pages``,
+    an HVM guest's video RAM (not in xenopsd's build_max_mib), which QEMU populates after the build page
+    by page with no node (xen_ram_alloc): the last segment."""
+    pages, tail = pages - video, [(video, 1)] if video else []
     if dtype not in LOWMEM_END:
-        return [(pages, SUPERPAGE)] if pages else []
+        return ([(pages, SUPERPAGE)] if pages else []) + tail
     low = min(pages, LOWMEM_END[dtype])
     first = min(low, HVM_LOW_PAGES) if dtype == "hvm" else 0
     out = [(first, 1)]
     for gfn, end in ((first, low), (HIGHMEM_START, HIGHMEM_START + pages - low)):
         out += range_extents(gfn, end)
-    return [(run, largest) for run, largest in out if run]
+    return [(run, largest) for run, largest in out if run] + tail
 
 
 def range_extents(gfn: int, end: int) -> List[Tuple[int, int]]:
@@ -98,23 +101,6 @@ def _rotate_after(order: Sequence[int], last: int) -> List[int]:
     """``order`` starting at the first node after ``last`` (cycle_node)."""
     after = [n for n in order if n > last]
     return after + [n for n in order if n <= last]
-
-
-def room_for_extents(free_bytes: Sequence[int], need: int) -> List[int]:
-    """Free bytes per node as room for a build of ``need`` bytes.
-
-    Every build takes 2 MiB extents (PV's all, HVM/PVH's beside their 1 GiB ones), and
-    an extent goes to a node outside the affinity when no node in it has a whole one
-    left (:func:`distribute`).  A node that holds the build's whole extents (the rest
-    goes in 4 KiB pages) counts all its free bytes; any other counts its whole 2 MiB
-    extents only.  Exact for one node: one with room for the RAM has as many whole GiBs
-    as the build asks (F // GiB >= RAM // GiB).  For a set of nodes an upper bound only:
-    one whose nodes have room enough but not in whole GiBs sees a GiB go to a node
-    outside it (:func:`striped_outside` says where).
-    """
-    extent = SUPERPAGE * 4096  # bytes
-    whole = need - need % extent
-    return [f if f - f % extent >= whole else f - f % extent for f in free_bytes]
 
 
 def distribute(
@@ -172,12 +158,12 @@ def distribute_build(
 
 def build(pages: int, dtype: str, free: List[int], affinity: Sequence[int],
           last_alloc_node: int = NEW_DOMAIN_LAST_NODE, node: Optional[int] = None, exact: bool = False,
-          zone: Optional[List[int]] = None) -> (Dict[int, int], int):
+          zone: Optional[List[int]] = None, video: int = 0) -> (Dict[int, int], int):
     """Where a domain's RAM lands as libxc builds it from gfn 0 (:func:`build_extents` for its
     ``dtype``): the simulator's build, the engine's prediction of it and the quality benchmark's
     replay all ask this.  ``last_alloc_node``: a new domain's, or the node that gave the last
-    page of what it allocated before (xenopsd's shadow/HAP pool)."""
-    return distribute_build(build_extents(pages, dtype), free, affinity, last_alloc_node, node, exact, zone)
+    page of what it allocated before (xenopsd's shadow/HAP pool); ``video``: :func:`build_extents`'."""
+    return distribute_build(build_extents(pages, dtype, video), free, affinity, last_alloc_node, node, exact, zone)
 
 
 def take_overhead(overhead: int, free: List[int], nodes: Sequence[int],
@@ -190,8 +176,8 @@ def take_overhead(overhead: int, free: List[int], nodes: Sequence[int],
 
 
 def striped_builds(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
-                   overhead_round: Optional[Sequence[int]] = None,
-                   zone: Optional[Sequence[int]] = None) -> Iterator[Dict[int, int]]:
+                   overhead_round: Optional[Sequence[int]] = None, zone: Optional[Sequence[int]] = None,
+                   video: int = 0) -> Iterator[Dict[int, int]]:
     """A build striped over ``affinity``, as pages per node, one at a time: first ``overhead`` pages
     page by page round ``overhead_round`` (xenopsd's order: every node with CPUs, the domain's node
     affinity before the VM's is set, ``BuildOverhead.round_of``; None: the affinity, libxl's), then
@@ -201,21 +187,22 @@ def striped_builds(overhead: int, pages: int, dtype: str, free: Sequence[int], a
     ``last_alloc_node``, and with 1 GiB extents it decides where whole GiBs go.  ``free``: every
     node's, as a GiB the affinity lacks goes to another node; ``zone``: of those, the pages below Xen's
     DMA width (:func:`distribute`: a GiB none has above it comes from a zone, node 0's, before libxc asks
-    2 MiB).  NoCapacity when it does not fit."""
+    2 MiB); ``video``: of ``pages``, the video RAM (:func:`build_extents`).  NoCapacity when it does not fit."""
     budget, below = list(free), None if zone is None else list(zone)
     held, _ = take_overhead(overhead, budget, affinity if overhead_round is None else overhead_round, below)
     yield held
     for last in affinity:
-        yield build(pages, dtype, list(budget), affinity, last, zone=None if below is None else list(below))[0]
+        yield build(pages, dtype, list(budget), affinity, last, zone=None if below is None else list(below),
+                    video=video)[0]
 
 
 def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
-                    overhead_round: Optional[Sequence[int]] = None,
-                    zone: Optional[Sequence[int]] = None) -> Dict[int, int]:
+                    overhead_round: Optional[Sequence[int]] = None, zone: Optional[Sequence[int]] = None,
+                    video: int = 0) -> Dict[int, int]:
     """Pages to hold on each node for a build striped over ``affinity`` (a reservation of them
     covers what lands on every node): the overhead's pages plus the most of the RAM any start of
     the round puts there (:func:`striped_builds`)."""
-    held, *rams = striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone)
+    held, *rams = striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone, video)
     most: Dict[int, int] = {}
     for got in rams:
         for n, p in got.items():
@@ -225,14 +212,14 @@ def striped_holding(overhead: int, pages: int, dtype: str, free: Sequence[int], 
 
 def striped_outside(overhead: int, pages: int, dtype: str, free: Sequence[int], affinity: Sequence[int],
                     first: bool = False, overhead_round: Optional[Sequence[int]] = None,
-                    zone: Optional[Sequence[int]] = None) -> List[int]:
+                    zone: Optional[Sequence[int]] = None, video: int = 0) -> List[int]:
     """The nodes outside ``affinity`` a build striped over it puts pages on from some start
     (:func:`striped_builds`): where the affinity lacks an extent another node has, a 1 GiB one
     above all (get_free_buddy tries every other node before libxc asks the next size down); the
     overhead's pages count outside its own round only.
     ``first``: those of the first start that puts any there (enough to tell whether one does)."""
     out: set = set()
-    for k, got in enumerate(striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone)):
+    for k, got in enumerate(striped_builds(overhead, pages, dtype, free, affinity, overhead_round, zone, video)):
         inside = set(affinity if k or overhead_round is None else overhead_round)
         out.update(n for n, p in got.items() if p and n not in inside)
         if out and first:
@@ -240,31 +227,31 @@ def striped_outside(overhead: int, pages: int, dtype: str, free: Sequence[int], 
     return sorted(out)
 
 
-def build_type(domain_type: Optional[str], pod: bool = False) -> str:
-    """How libxc lays out the RAM of a VM of xapi's ``domain_type`` (:func:`build_extents`):
-    pv_in_pvh's shim is a PVH domain; unspecified is built as HVM.  ``pod``: started below its
-    static maximum, an HVM/PVH guest is built with populate-on-demand (meminit_hvm: RAM above
-    the target), its memory the PoD cache that p2m_pod_set_cache_target fills first in 2 MiB
-    extents, then pages, with the domain's node affinity: laid out as PV's RAM."""
-    dtype = {"pv": "pv", "pvh": "pvh", "pv_in_pvh": "pvh"}.get(domain_type or "hvm", "hvm")
-    return "pv" if pod else dtype
-
-
-def build_layout(node_pages: Sequence[int], dtype: str) -> List[Tuple[int, int, int]]:
+def build_layout(node_pages: Sequence[int], dtype: str, video: int = 0) -> List[Tuple[int, int, int]]:
     """The gfn runs [(first gfn, pages, node)] of RAM that lies ``node_pages`` per node, as a
     build of it striped it (:func:`build`: its extents round the nodes that hold it, from a new
     domain's start), at the gfns libxc gives them: an HVM/PVH guest's RAM below its type's
     :data:`LOWMEM_END`, the rest from :data:`HIGHMEM_START` (meminit_hvm's ranges without vNUMA:
     [0, lowmem_end) and [4 GiB, highmem_end)); a PV guest's from 0 on, no hole.  A build that
-    spilled, or memory moved since, may have had another order: this one holds the same pages per node."""
+    spilled, or memory moved since, may have had another order: this one holds the same pages per node;
+    ``video`` of them, an HVM guest's video RAM, laid last (:func:`build_extents`) from the RAM's end."""
     pools = (list(node_pages), [0] * len(node_pages))
     holding = [n for n, p in enumerate(node_pages) if p]
     runs: List[Tuple[int, int, int]] = []
     gfn = 0
-    for takes, size, _last in _rounds(build_extents(sum(node_pages), dtype), pools, holding,
+    for takes, size, _last in _rounds(build_extents(sum(node_pages), dtype, video), pools, holding,
                                       NEW_DOMAIN_LAST_NODE, None, False):
         gfn = _lay(runs, gfn, takes, size)
-    return _round_the_hole(runs, LOWMEM_END.get(dtype))
+    ram = sum(node_pages) - video  # (the video's runs follow the RAM's, wherever the hole puts its end)
+    laid = _round_the_hole(_lay_upto(runs, ram), LOWMEM_END.get(dtype))
+    end = laid[-1][0] + laid[-1][1] if laid else 0
+    return laid + [(first - ram + end, count, node) for first, count, node in _lay_upto(runs, ram, after=True)]
+
+
+def _lay_upto(runs: List[Tuple[int, int, int]], gfn: int, after: bool = False) -> List[Tuple[int, int, int]]:
+    """Of ``runs``, the parts below ``gfn`` (``after``: from it on)."""
+    cut = [(max(f, gfn), f + c - max(f, gfn), n) if after else (f, min(c, gfn - f), n) for f, c, n in runs]
+    return [(f, c, n) for f, c, n in cut if c > 0]
 
 
 def _round_the_hole(runs: List[Tuple[int, int, int]], low: Optional[int]) -> List[Tuple[int, int, int]]:

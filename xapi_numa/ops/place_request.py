@@ -29,7 +29,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
-from xapi_numa.core.xenalloc import build_type
+from xapi_numa.core.xenopsd_build import build_type, start_memory, video_ram
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import boot_pin
 
@@ -147,18 +147,23 @@ def domain_type_of(record: dict) -> str:
     return build_type(record.get("domain_type"))
 
 
-def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
+def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
+                vgpu: bool = False) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
-    guest mask (``host_cpus``) let its vCPUs reach."""
+    guest mask (``host_cpus``) let its vCPUs reach.  ``vgpu``: xapi builds it with a vGPU
+    (its video RAM at least 16 MiB: :func:`xapi_numa.core.xenopsd_build.video_ram`)."""
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
     bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
     vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
-    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static
-    # max stays empty) and sizes the overhead on the static maximum and the VM's multiplier
-    memory = min(static_max, int(record.get("memory_dynamic_max", static_max)))
+    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static max stays
+    # empty), in MiB as it rounds them, populate-on-demand below the static maximum (core.xenopsd_build),
+    # an HVM guest's video RAM populated after the RAM; it sizes the overhead on the static maximum
+    memory, pod = start_memory(static_max, int(record.get("memory_dynamic_max", static_max)))
+    kind = build_type(("hvm" if record.get("HVM_boot_policy") else "pv") if dtype == "unspecified" else dtype)
+    video = min(memory, video_ram(kind, record.get("platform", {}).get("videoram", ""), vgpu))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
-    return Request(vcpus, memory, policy, dtype=build_type(dtype, memory < static_max), overhead=overhead, **bound)
+    return Request(vcpus, memory, policy, dtype=build_type(dtype, pod), overhead=overhead, video=video, **bound)
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],

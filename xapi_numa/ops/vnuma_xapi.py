@@ -18,7 +18,7 @@ from typing import Dict, FrozenSet, Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import vnuma
-from xapi_numa.core.ocaml_int import ocaml_int
+from xapi_numa.core.xenopsd_build import video_ram
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.reservation import NO_OVERLAP
 from xapi_numa.core.units import PAGE_SHIFT
@@ -32,11 +32,6 @@ from xapi_numa.state.ledger import Ledger
 VNUMA_KEY = "numa_vnuma"
 # xapi's domain_type enum -> what the planner calls the guest (pv_in_pvh runs a PV kernel)
 DOMAIN_TYPES = {"hvm": "hvm", "pvh": "pvh", "pv": "pv", "pv_in_pvh": "pv"}
-# xapi's video RAM for an HVM guest (Xapi_xenops.builder_of_vm): platform:videoram in MiB,
-# read with int_of_string, this when the key is missing or not a number; at least
-# VGPU_VIDEO_MIB with a vGPU
-DEFAULT_VIDEO_MIB = 4
-VGPU_VIDEO_MIB = 16
 # the planner's names for what it checks -> the VM's fields in xapi's datamodel that say them
 RECORD_FIELDS = {"type": "domain_type", "vcpus": "VCPUs_max", "memory": "memory_static_max"}
 
@@ -66,14 +61,9 @@ def video_ram_of(record: dict, vgpu: bool) -> int:
     """Bytes of the VM's static max that xenopsd gives an HVM guest's emulated VGA, as
     xapi works them out: part of vnode 0 but no guest RAM, so a builder laying out the
     stored plan's ranges needs them (0 for a PVH guest, which has no emulated VGA).
-    ``vgpu``: xapi builds it with a vGPU (:func:`xapi_numa.backends.xapi.builds_with_vgpu`)."""
-    if guest_type_of(record) != "hvm":
-        return 0
-    mib = ocaml_int(record.get("platform", {}).get("videoram", ""))
-    mib = DEFAULT_VIDEO_MIB if mib is None else mib
-    if vgpu:
-        mib = max(mib, VGPU_VIDEO_MIB)
-    return max(mib, 0) * vnuma.MiB  # a negative value is no video RAM to leave out
+    ``vgpu``: xapi builds it with a vGPU (:func:`xapi_numa.backends.xapi.builds_with_vgpu`);
+    :func:`xapi_numa.core.xenopsd_build.video_ram`."""
+    return video_ram(guest_type_of(record), record.get("platform", {}).get("videoram", ""), vgpu)
 
 
 def video_ram_in(session, record: dict) -> int:

@@ -97,12 +97,19 @@ class SimHypervisor(Hypervisor):
         return SizeRange(MIN_GUEST_MEMORY, free, "the host's free memory after other domains' claims")
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
-                     load: str = "idle", dtype: str = "pv") -> int:
+                     load: str = "idle", dtype: str = "pv", video: int = 0) -> int:
         """A paused domain with its maximum set and no memory yet, as xenopsd's domain_create
-        leaves it: claims (the port's :meth:`claim`) can be made on it before :meth:`build`."""
+        leaves it: claims (the port's :meth:`claim`) can be made on it before :meth:`build`.
+        ``video``: bytes of ``memory`` that are an HVM guest's video RAM, which xenopsd's build
+        leaves out of the RAM and QEMU populates after it, page by page."""
+        if not 0 <= video <= memory or (video and dtype != "hvm"):
+            raise InvalidArgument("video", f"{video} bytes for a {dtype} guest of {memory}",
+                                  "0, or for an HVM guest up to its memory")
         with self.store.transaction() as host:
-            return host.create_domain(name, vcpus, bytes_to_pages(memory), load=load, dtype=dtype,
-                                      paused=True, uuid=uuid, populate=False).domid
+            d = host.create_domain(name, vcpus, bytes_to_pages(memory), load=load, dtype=dtype,
+                                   paused=True, uuid=uuid, populate=False)
+            d.video = bytes_to_pages(video)
+            return d.domid
 
     def build(self, domid: int, node: Optional[int] = None) -> Dict[int, int]:
         """Populate the rest of a shell's memory as xenguest does (from ``node`` first, as its

@@ -67,6 +67,7 @@ class Domain:
         self.uuid = uuid
         self.type = dtype
         self.max_pages = max_pages
+        self.video = 0  # of max_pages, an HVM guest's video RAM: QEMU populates it after the build, page by page
         self.node_pages = [0] * nr_nodes
         self.dma_pages = [0] * nr_nodes  # of node_pages, those below Xen's DMA width (see heap)
         self.claim = 0  # host-wide outstanding claim (pages)
@@ -113,7 +114,8 @@ class Domain:
 
     def to_dict(self) -> dict:
         return {"domid": self.domid, "name": self.name, "uuid": self.uuid, "type": self.type,
-                "max_pages": self.max_pages, "node_pages": self.node_pages, "dma_pages": self.dma_pages,
+                "max_pages": self.max_pages, "video": self.video, "node_pages": self.node_pages,
+                "dma_pages": self.dma_pages,
                 "claim": self.claim,
                 "node_claims": {str(k): v for k, v in self.node_claims.items()},
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
@@ -129,6 +131,7 @@ class Domain:
         d = cls(data["domid"], data["name"], data["uuid"], data["type"], data["max_pages"],
                 len(data["node_pages"]), LoadProfile.parse(data["load"]))
         d.node_pages = list(data["node_pages"])
+        d.video = data.get("video", 0)  # (files written before video RAM was modelled: none)
         if "dma_pages" in data:  # (a file written before the DMA zone: the host works them out)
             d.dma_pages = list(data["dma_pages"])
         d.claim = data["claim"]

@@ -39,11 +39,11 @@ MAGIC_PAGES = 4
 UNBACKED = -1  # node of a gfn released by a mover that died before backing it again
 
 
-def derive_runs(node_pages: Sequence[int], dtype: str) -> List[List[int]]:
+def derive_runs(node_pages: Sequence[int], dtype: str, video: int = 0) -> List[List[int]]:
     """The layout Xen's allocator gives a guest of ``dtype`` built on the nodes that hold its
     memory (:func:`xapi_numa.core.xenalloc.build_layout`: an HVM/PVH guest's whole GiBs dealt
-    round them a GiB at a time, the rest in 2 MiB extents)."""
-    return [[first, count, node] for first, count, node in allocator.build_layout(node_pages, dtype)]
+    round them a GiB at a time, the rest in 2 MiB extents; ``video`` pages of it last)."""
+    return [[first, count, node] for first, count, node in allocator.build_layout(node_pages, dtype, video)]
 
 
 def build_vnuma(host, d) -> Dict[int, int]:
@@ -105,7 +105,8 @@ def current_runs(d) -> List[List[int]]:
     """The domain's gfn layout: as a move or a give-back left it, else as Xen's allocator laid it out."""
     if d.gfn_runs is not None:
         return d.gfn_runs
-    return derive_runs([p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)], d.type)
+    pages = [p - sum(c for n2, c in d.stale if n2 == n) for n, p in enumerate(d.node_pages)]
+    return derive_runs(pages, d.type, min(d.video, sum(pages)))
 
 
 def gfn_top(d) -> int:

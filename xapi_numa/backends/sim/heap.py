@@ -141,7 +141,8 @@ class Heap:
         zone last)."""
         def lay(budget: List[int], affinity: List[int], zone: List[int]) -> Tuple[Dict[int, int], int]:
             if d.tot_pages == 0:  # a build from gfn 0 in libxc's extents (1 GiB ones for HVM/PVH)
-                return allocator.build(pages, d.type, budget, affinity, d.last_alloc_node, node, exact, zone)
+                return allocator.build(pages, d.type, budget, affinity, d.last_alloc_node, node, exact, zone,
+                                       min(d.video, pages))  # (its video RAM last, page by page)
             return allocator.distribute(pages, budget, affinity, d.last_alloc_node, allocator.SUPERPAGE, node,
                                         exact, zone)  # more pages later: 2 MiB first
         return self._populate(d, pages, lay)

@@ -49,7 +49,7 @@ DOMAIN = Record(
      ("last_alloc_node", Int(-1, last("nodes"), "-1 or a node")), ("pause_count", COUNT),
      ("load", Parsed(LoadProfile.parse, "a load profile")), ("vcpus", ListOf(VCPU, least=1))],
     # fields files written before them lack (guest memory, the performance model, vNUMA)
-    [("passthrough", BOOL), ("dma_pages", ListOf(COUNT, per="nodes")),
+    [("passthrough", BOOL), ("video", COUNT), ("dma_pages", ListOf(COUNT, per="nodes")),
      ("gfn_runs", Maybe(ListOf(Row([("first gfn", COUNT), ("count", Int(1)),
                                     ("node", Int(-1, last("nodes"), "-1 (unbacked) or a node"))])))),
      ("held", ListOf(COUNT)), ("granted", ListOf(COUNT)), ("stale", ListOf(Row([("node", NODE), ("pages", COUNT)]))),
