@@ -27,6 +27,7 @@ from xapi_numa.errors import InvalidArgument
 
 __all__ = ["Damaged", "check_shape"]
 
+GFNS = 1 << 40  # an x86 guest's frame numbers: 52-bit physical addresses (PADDR_BITS) of 4 KiB pages
 RNG_WORDS = 625  # random.getstate(): the Mersenne Twister's 624 words and its position
 # Before 2026-12-04 a host made through the Python API could hold any text as a domain's UUID
 UUID_HINT = "a host made before 2026-12-04 may hold other text there: xapi-numa sim init PATH --force makes it again"
@@ -50,7 +51,8 @@ DOMAIN = Record(
      ("load", Parsed(LoadProfile.parse, "a load profile")), ("vcpus", ListOf(VCPU, least=1))],
     # fields files written before them lack (guest memory, the performance model, vNUMA)
     [("passthrough", BOOL), ("video", COUNT), ("dma_pages", ListOf(COUNT, per="nodes")),
-     ("gfn_runs", Maybe(ListOf(Row([("first gfn", COUNT), ("count", Int(1)),
+     ("gfn_runs", Maybe(ListOf(Row([("first gfn", Int(0, GFNS - 1, "a gfn below 2^40")),
+                                    ("count", Int(1, GFNS, "1 .. 2^40 frames")),
                                     ("node", Int(-1, last("nodes"), "-1 (unbacked) or a node"))])))),
      ("held", ListOf(COUNT)), ("granted", ListOf(COUNT)), ("stale", ListOf(Row([("node", NODE), ("pages", COUNT)]))),
      ("record", Maybe(ListOf(COUNT))), ("max_raise", Maybe(Row([("was", COUNT), ("set", Int(1))]))),
