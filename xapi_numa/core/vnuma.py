@@ -111,8 +111,7 @@ def check_guest(guest: GuestSpec) -> None:
         raise InvalidArgument("memory", f"{guest.memory} bytes is not a whole number of 4 KiB pages",
                               VNUMA_MEMORY.allowed)
     if guest.dynamic_min is not None and guest.dynamic_min < guest.memory:
-        # a PV guest has no populate-on-demand: its build populates only what it starts with, and libxc
-        # refuses vNUMA ranges (the whole static maximum) that do not add up to that
+        # (PV has no populate-on-demand: libxc refuses ranges that do not add up to what its build populates)
         why = ("would start ballooned, its build populating less than the vNUMA ranges hold, which libxc refuses"
                if guest.type == "pv" else "would start with populate-on-demand, which Xen refuses with vNUMA")
         raise InvalidArgument("memory_dynamic_min",
