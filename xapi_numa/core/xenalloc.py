@@ -51,6 +51,7 @@ BUILD_TYPES = ("pv", "pvh", "hvm")  # the domain types libxc builds (the keys of
 HIGHMEM_START = 1 << 20
 HVM_LOW_PAGES = 0x200  # an HVM guest's first 2 MiB (round the VGA hole) go page by page
 VGA_HOLE_START = 0xA0  # below it libxc populates an HVM guest's pages first, before any vnode's, with no node
+VGA_HOLE_END = 0xC0  # a vNUMA build's first range starts here: meminit_hvm leaves the hole unpopulated
 # A new domain's last_alloc_node: Xen clears the structure (alloc_domain_struct), so its first
 # striped extent goes to the affinity's first node after node 0 (cycle_node)
 NEW_DOMAIN_LAST_NODE = 0
@@ -291,7 +292,7 @@ def build_vnuma(ranges: Sequence[Tuple[int, int, int]], dtype: str, free: List[i
     ``ranges`` [(first gfn, end gfn, pnode)] one by one in their order, each populated with
     XENMEMF_exact_node(pnode): its extents (:func:`range_extents`; PV's 2 MiB ones) from that node
     alone, the next size down where it has none, never another node.  First, for HVM, the pages
-    below the VGA hole with no node (round the affinity page by page); last ``unplaced`` pages with
+    below the VGA hole with no node (round the affinity page by page), the hole left out; last ``unplaced`` pages with
     no node, page by page, their gfns after the ranges' (QEMU's video RAM).  (Pages per node, the
     new last_alloc_node, the gfn runs [(first gfn, pages, node)].)  NoCapacity, ``free`` and
     ``zone`` unchanged, where a node lacks a page: a short pnode fails the build, nothing spills."""
@@ -299,7 +300,7 @@ def build_vnuma(ranges: Sequence[Tuple[int, int, int]], dtype: str, free: List[i
     for first, end, pnode in ranges:
         if dtype == "hvm" and first == 0 < end:
             steps.append((0, [(min(end, VGA_HOLE_START), 1)], None))
-            first = min(end, VGA_HOLE_START)
+            first = min(end, VGA_HOLE_END)
         steps.append((first, range_extents(first, end) if dtype in LOWMEM_END else [(end - first, SUPERPAGE)], pnode))
     steps.append((max((end for _, end, _ in ranges), default=0), [(unplaced, 1)], None))
     low = list(zone) if zone is not None else [0] * len(free)
