@@ -67,3 +67,13 @@ def test_the_simulator_builds_a_shell_s_video_ram_after_its_ram(tmp_path):
         runs = guestmem.current_runs(d)
         assert runs[-1][0] + runs[-1][1] == 3 * G  # RAM from 0 (below the hole), then the video's pages
         assert sum(c for f, c, n in runs if f >= 3 * G - 1024) == 1024
+
+
+def test_an_unspecified_domain_type_is_built_as_its_boot_policy_says():
+    """xapi's ``domain_type`` "unspecified" (a VM from before the field) is HVM with an
+    HVM_boot_policy, else PV: the video RAM was worked out so, but the build was predicted
+    as HVM's whatever the boot policy (1 GiB extents for a PV guest's RAM)."""
+    pv = dict(record(2 * GIB, 2 * GIB, "unspecified"), HVM_boot_policy="")
+    assert (request_for(pv, host()).dtype, request_for(pv, host()).video) == ("pv", 0)
+    hvm = dict(record(2 * GIB, 2 * GIB, "unspecified"), HVM_boot_policy="BIOS order")
+    assert request_for(hvm, host()).dtype == "hvm" and request_for(hvm, host()).video == 4 * MIB

@@ -144,7 +144,8 @@ def domain_type_of(record: dict) -> str:
     """The VM's guest type as a place answer says it (``domain_type``: pv, pvh or hvm; a pv_in_pvh
     VM builds as pvh), populate-on-demand or not: :func:`request_for` predicts a PoD build's RAM
     as PV's (2 MiB extents), which makes no PV guest of an HVM one."""
-    return build_type(record.get("domain_type"))
+    dtype = record.get("domain_type")  # ("unspecified": a VM from before the field, HVM with a boot policy)
+    return build_type(("hvm" if record.get("HVM_boot_policy") else "pv") if dtype == "unspecified" else dtype)
 
 
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
@@ -160,10 +161,10 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
     # empty), in MiB as it rounds them, populate-on-demand below the static maximum (core.xenopsd_build),
     # an HVM guest's video RAM populated after the RAM; it sizes the overhead on the static maximum
     memory, pod = start_memory(static_max, int(record.get("memory_dynamic_max", static_max)))
-    kind = build_type(("hvm" if record.get("HVM_boot_policy") else "pv") if dtype == "unspecified" else dtype)
+    kind = domain_type_of(record)
     video = min(memory, video_ram(kind, record.get("platform", {}).get("videoram", ""), vgpu))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
-    return Request(vcpus, memory, policy, dtype=build_type(dtype, pod), overhead=overhead, video=video, **bound)
+    return Request(vcpus, memory, policy, dtype=build_type(kind, pod), overhead=overhead, video=video, **bound)
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],
