@@ -2,7 +2,7 @@
 import time
 from typing import FrozenSet, Optional, Tuple
 
-from xapi_numa.backends import xapi, xapi_time
+from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
 from xapi_numa.cli import common, rebalance, render
 from xapi_numa.core.host import parse_uuid
@@ -14,7 +14,7 @@ from xapi_numa.ops import start_hold, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
-from xapi_numa.ops.start_placement import describe
+from xapi_numa.ops.start_placement import check_release, describe
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
@@ -158,10 +158,9 @@ def _start_holding(args, vm: str) -> Optional[str]:
 
 def _held(session, vm: str, force: bool) -> Optional[str]:
     try:
-        other_config = xapi.call(session.xenapi.VM.get_other_config, xapi.vm_ref(session, vm))
+        return check_release(session, vm, force, force_said="--force")
     except UnknownVM:  # a VM xapi does not know: no start holds it
         return None
-    return start_hold.release_checked(other_config, vm, lambda: xapi_time.pool_time(session), None, force, "--force")
 
 
 # vm-start's exit status when the VM started but settling it failed (it runs boot-pinned

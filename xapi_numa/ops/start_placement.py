@@ -148,13 +148,16 @@ def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> N
         raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
 
 
-def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None) -> None:
+def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None,
+                  force_said: str = "force=true") -> Optional[str]:
     """Raise what :func:`release_vm` would refuse before it holds the VM (a VM xapi does not
-    know; a pool vm-start other than ``start_owner``'s holding it, unless ``force``), changing
-    nothing: for a host with no state database yet, where a refusal makes none."""
+    know; a pool vm-start other than ``start_owner``'s holding it, unless ``force``: how the
+    caller's user asks that is ``force_said``), changing nothing: for a host with no state
+    database yet, where a refusal makes none, and for the CLI's own release.  Answers the token
+    of the start whose place a forced release undoes (None: no start holds the VM)."""
     vm = xapi.vm_ref(session, uuid)
-    start_hold.release_checked(xapi.call(session.xenapi.VM.get_other_config, vm), uuid,
-                               lambda: xapi_time.pool_time(session), start_owner, force)
+    return start_hold.release_checked(xapi.call(session.xenapi.VM.get_other_config, vm), uuid,
+                                      lambda: xapi_time.pool_time(session), start_owner, force, force_said)
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
