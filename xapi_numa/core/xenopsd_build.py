@@ -54,6 +54,14 @@ def video_ram(guest_type: str, videoram: str, vgpu: bool) -> int:
     return max(mib, 0) * MiB  # a negative value is no video RAM to leave out
 
 
+def resolved_domain_type(domain_type: Optional[str], hvm_boot_policy: Optional[str]) -> Optional[str]:
+    """xapi's ``domain_type`` of a VM, its "unspecified" (a record from before the field) read as
+    xapi reads it: HVM where the VM has an ``HVM_boot_policy``, else PV."""
+    if domain_type == "unspecified":
+        return "hvm" if hvm_boot_policy else "pv"
+    return domain_type
+
+
 def build_type(domain_type: Optional[str], pod: bool = False) -> str:
     """How libxc lays out the RAM of a VM of xapi's ``domain_type`` (:func:`.xenalloc.build_extents`):
     pv_in_pvh's shim is a PVH domain; unspecified is built as HVM.  ``pod``: started below its

@@ -29,7 +29,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
-from xapi_numa.core.xenopsd_build import build_type, start_memory, video_ram
+from xapi_numa.core.xenopsd_build import build_type, resolved_domain_type, start_memory, video_ram
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops import boot_pin
 
@@ -144,8 +144,7 @@ def domain_type_of(record: dict) -> str:
     """The VM's guest type as a place answer says it (``domain_type``: pv, pvh or hvm; a pv_in_pvh
     VM builds as pvh), populate-on-demand or not: :func:`request_for` predicts a PoD build's RAM
     as PV's (2 MiB extents), which makes no PV guest of an HVM one."""
-    dtype = record.get("domain_type")  # ("unspecified": a VM from before the field, HVM with a boot policy)
-    return build_type(("hvm" if record.get("HVM_boot_policy") else "pv") if dtype == "unspecified" else dtype)
+    return build_type(resolved_domain_type(record.get("domain_type"), record.get("HVM_boot_policy")))
 
 
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,

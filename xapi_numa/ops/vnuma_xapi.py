@@ -18,7 +18,7 @@ from typing import Dict, FrozenSet, Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.core import vnuma
-from xapi_numa.core.xenopsd_build import video_ram
+from xapi_numa.core.xenopsd_build import resolved_domain_type, video_ram
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.reservation import NO_OVERLAP
 from xapi_numa.core.units import PAGE_SHIFT
@@ -38,9 +38,7 @@ RECORD_FIELDS = {"type": "domain_type", "vcpus": "VCPUs_max", "memory": "memory_
 
 def guest_type_of(record: dict) -> str:
     """hvm, pvh or pv: what the planner calls the VM's guest type."""
-    dtype = record.get("domain_type", "unspecified")
-    if dtype == "unspecified":  # older records: HVM_boot_policy says which
-        dtype = "hvm" if record.get("HVM_boot_policy") else "pv"
+    dtype = resolved_domain_type(record.get("domain_type", "unspecified"), record.get("HVM_boot_policy"))
     if dtype not in DOMAIN_TYPES:
         raise InvalidArgument("domain_type", f"{dtype!r}", ", ".join(sorted(DOMAIN_TYPES)))
     return DOMAIN_TYPES[dtype]
