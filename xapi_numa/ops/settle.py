@@ -26,7 +26,13 @@ from xapi_numa.state.ledger import Ledger
 def control_domain_here(session, vm: str, host_uuid: Optional[str]) -> bool:
     """Is ``vm`` this host's control domain?  xapi gives dom0 a VM UUID of its own (the
     inventory's CONTROL_DOMAIN_UUID), not Xen's all-zero handle: no domain matches it."""
-    if host_uuid is None or not xapi.call(session.xenapi.VM.get_is_control_domain, vm):
+    return host_uuid is not None and bool(xapi.call(session.xenapi.VM.get_is_control_domain, vm)) and \
+        _resident_here(session, vm, host_uuid)
+
+
+def _resident_here(session, vm: str, host_uuid: Optional[str]) -> bool:
+    """Does xapi say ``vm`` is resident on this host (``host_uuid``; None: not a dom0, no)?"""
+    if host_uuid is None:
         return False
     resident = xapi.call(session.xenapi.VM.get_resident_on, vm)
     return resident != "OpaqueRef:NULL" and xapi.call(session.xenapi.host.get_uuid, resident).lower() == \
@@ -39,12 +45,13 @@ def _domain(hv: Hypervisor, uuid: str):
 
 def settleable(hv: Hypervisor, session, uuid: str, host_uuid: Optional[str] = None) -> str:
     """The xapi reference of VM ``uuid``, if it can be settled here (a guest with a domain on this
-    host); its refusals read no state database (the plugin checks them before making one)."""
+    host); its refusals read no state database (the plugin checks them before making one, and
+    hands the reference to :func:`settle`, which then asks xapi none of it again)."""
     dom = _domain(hv, uuid)
     vm = xapi.vm_ref(session, uuid)  # UnknownVM if xapi does not know it
     if (dom is not None and dom.domid == 0) or xapi.call(session.xenapi.VM.get_is_control_domain, vm):
         # dom0's vCPU layout (dom0_vcpus_pin) is what backend alignment builds on
-        whose = "this host's" if dom is not None or control_domain_here(session, vm, host_uuid) else "a"
+        whose = "this host's" if dom is not None or _resident_here(session, vm, host_uuid) else "a"
         raise InvalidArgument("vm", "{} is {} control domain (dom0)".format(uuid, whose), "a guest VM")
     if dom is None:
         raise NotRunning(uuid)
@@ -52,11 +59,12 @@ def settleable(hv: Hypervisor, session, uuid: str, host_uuid: Optional[str] = No
 
 
 def settle(hv: Hypervisor, session, ledger: Ledger, uuid: str, host_uuid: Optional[str] = None,
-           lock_wait: Optional[float] = None) -> dict:
+           lock_wait: Optional[float] = None, vm: Optional[str] = None) -> dict:
     """``host_uuid``: this host's, to tell its control domain from another host's;
     ``lock_wait``: how long to wait for a place, release or other settle of the VM on
-    this host (:func:`owning`; by default its PLACE_LOCK_WAIT)."""
-    vm = settleable(hv, session, uuid, host_uuid)
+    this host (:func:`owning`; by default its PLACE_LOCK_WAIT); ``vm``: its xapi reference
+    as :func:`settleable` answered it just now (None: checked here)."""
+    vm = settleable(hv, session, uuid, host_uuid) if vm is None else vm
     with owning(ledger, session, vm, uuid, lock_wait=lock_wait) as owner:
         return _settle_held(hv, session, ledger, uuid, vm, functools.partial(still_owning, session, vm, uuid, owner))
 

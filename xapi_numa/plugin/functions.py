@@ -248,9 +248,9 @@ def settle(ctx: Context, args: Dict[str, str]) -> dict:
     from xapi_numa.ops import settle as settling
     check_args(args, {"vm"})
     uuid = uuid_arg(args)
-    if ctx.first_change():  # refused (unknown, not running here, dom0): no database made for it
-        settling.settleable(ctx.hv, ctx.session, uuid, ctx.host_uuid)
-    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid, ctx.host_uuid)
+    # refused (unknown, not running here, dom0) before ctx.ledger: no database made for it; checked once
+    vm = settling.settleable(ctx.hv, ctx.session, uuid, ctx.host_uuid)
+    return settling.settle(ctx.hv, ctx.session, ctx.ledger, uuid, ctx.host_uuid, vm=vm)
 
 
 def release(ctx: Context, args: Dict[str, str]) -> dict:
