@@ -124,12 +124,12 @@ def cmd_release(args) -> int:
             raise InvalidArgument("VM", err.detail, "a VM's UUID, or the adhoc-... key place printed "
                                   "(xapi-numa reservations lists them)") from None
     ledger = common.ledger_to_read(args)  # (none yet: nothing was ever reserved, and none is made to say so)
-    listed = any(r.vm == key for r in ledger.reservations())
+    if not any(r.vm == key for r in ledger.reservations()):  # nothing to release: no need to ask xapi
+        raise NumaError("no reservation for {}".format(args.vm))
     starting = None if key.startswith("adhoc-") else _start_holding(args, key)
     if not upkeep.release_asked(common.hypervisor(args), ledger, key):
-        raise NumaError("no reservation for {}{}".format(args.vm, (
-            ": the one listed had ended (its lease over, or its build done or failed); nothing is held for it now"
-            if listed else "")))
+        raise NumaError("no reservation for {}: the one listed had ended (its lease over, or its build done or "
+                        "failed); nothing is held for it now".format(args.vm))
     print("released the reservation for {}{}".format(render.cell(key), "" if starting is None else " ({})".format(
         render.cell(start_hold.overridden(starting, "its reservation here is dropped, its boot pin kept")))))
     return 0
