@@ -14,7 +14,7 @@ from xapi_numa.ops import start_hold, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
-from xapi_numa.ops.start_placement import check_release, describe
+from xapi_numa.ops.start_placement import describe, releasing
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
@@ -126,8 +126,10 @@ def cmd_release(args) -> int:
     ledger = common.ledger_to_read(args)  # (none yet: nothing was ever reserved, and none is made to say so)
     if not any(r.vm == key for r in ledger.reservations()):  # nothing to release: no need to ask xapi
         raise NumaError("no reservation for {}".format(args.vm))
-    starting = None if key.startswith("adhoc-") else _start_holding(args, key)
-    if not upkeep.release_asked(common.hypervisor(args), ledger, key):
+    hv = common.hypervisor(args)
+    had, starting = (upkeep.release_asked(hv, ledger, key), None) if key.startswith("adhoc-") else \
+        _release_vm(args, hv, ledger, key)
+    if not had:
         raise NumaError("no reservation for {}: the one listed had ended (its lease over, or its build done or "
                         "failed); nothing is held for it now".format(args.vm))
     print("released the reservation for {}{}".format(render.cell(key), "" if starting is None else " ({})".format(
@@ -135,32 +137,36 @@ def cmd_release(args) -> int:
     return 0
 
 
-def _start_holding(args, vm: str) -> Optional[str]:
-    """The token of the pool vm-start holding ``vm`` whose place this release undoes (``--force``),
-    or None; refused as the plugin's release is (:func:`start_hold.release_checked`) unless
-    ``--force``, and so is one while this host's xapi cannot be read (whether a start holds the
-    VM is then unknown).  Read from this host's xapi as place reads it: not on a simulated host,
-    nor with no inventory naming this host (none says so: no pool start can place there)."""
+def _release_vm(args, hv, ledger, vm: str) -> Tuple[bool, Optional[str]]:
+    """Drop ``vm``'s reservation as the plugin's release holds the VM and applies the start-hold
+    rule (:func:`start_placement.releasing`: this host's place lock, the VM's owner key, then the
+    hold read); answers whether there was one, and the token of the pool vm-start whose place this
+    undoes (``--force``) or None.  While this host's xapi cannot be read it is refused (whether a
+    start holds the VM is unknown), ``--force`` excepted.  Read from this host's xapi as place reads
+    it: not on a simulated host, nor with no inventory naming this host (no pool start places there)."""
     link = rebalance.local_link(args) if local_host_uuid() is not None else None
-    if link is None:
-        return None
-    try:
-        got = link.use(lambda session: (_held(session, vm, args.force),))
-    finally:
-        link.close()
-    if got is None and not args.force:
-        raise XapiUnreachable("VM {}: whether a pool vm-start holds it (other-config:{}) cannot be read from this "
-                              "host's xapi ({}); nothing was released, since a release now could undo that start's "
-                              "place; try again once xapi answers, or --force to release anyway".format(
-                                  vm, start_hold.START_KEY, rebalance.not_reached(link, "unreachable")))
-    return got[0] if got is not None else None
+    done = []  # (had, starting), once released: xapi may fail after it, letting the VM go
+    if link is not None:
+        try:
+            link.use(lambda session: _release_held(session, hv, ledger, vm, args.force, done))
+        finally:
+            link.close()
+        if not done and not args.force:
+            raise XapiUnreachable("VM {}: whether a pool vm-start holds it (other-config:{}) cannot be read from "
+                                  "this host's xapi ({}); nothing was released, since a release now could undo that "
+                                  "start's place; try again once xapi answers, or --force to release anyway".format(
+                                      vm, start_hold.START_KEY, rebalance.not_reached(link, "unreachable")))
+    return done[0] if done else (upkeep.release_asked(hv, ledger, vm), None)
 
 
-def _held(session, vm: str, force: bool) -> Optional[str]:
+def _release_held(session, hv, ledger, vm: str, force: bool, done: list) -> None:
     try:
-        return check_release(session, vm, force, force_said="--force")
-    except UnknownVM:  # a VM xapi does not know: no start holds it
-        return None
+        ref = xapi.vm_ref(session, vm)
+    except UnknownVM:  # a VM xapi does not know: no start holds it, nor places it
+        done.append((upkeep.release_asked(hv, ledger, vm), None))
+        return
+    with releasing(ledger, session, ref, vm, force, force_said="--force") as (_, _, starting):
+        done.append((upkeep.release_asked(hv, ledger, vm), starting))
 
 
 # vm-start's exit status when the VM started but settling it failed (it runs boot-pinned

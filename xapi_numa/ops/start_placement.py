@@ -29,7 +29,7 @@ import contextlib
 import functools
 import os
 import time
-from typing import Callable, FrozenSet, Iterator, Optional
+from typing import Callable, FrozenSet, Iterator, Optional, Tuple
 
 import attrs
 
@@ -148,16 +148,13 @@ def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> N
         raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
 
 
-def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None,
-                  force_said: str = "force=true") -> Optional[str]:
+def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None) -> None:
     """Raise what :func:`release_vm` would refuse before it holds the VM (a VM xapi does not
-    know; a pool vm-start other than ``start_owner``'s holding it, unless ``force``: how the
-    caller's user asks that is ``force_said``), changing nothing: for a host with no state
-    database yet, where a refusal makes none, and for the CLI's own release.  Answers the token
-    of the start whose place a forced release undoes (None: no start holds the VM)."""
+    know; a pool vm-start other than ``start_owner``'s holding it, unless ``force``), changing
+    nothing: for a host with no state database yet, where a refusal makes none."""
     vm = xapi.vm_ref(session, uuid)
-    return start_hold.release_checked(xapi.call(session.xenapi.VM.get_other_config, vm), uuid,
-                                      lambda: xapi_time.pool_time(session), start_owner, force, force_said)
+    start_hold.release_checked(xapi.call(session.xenapi.VM.get_other_config, vm), uuid,
+                               lambda: xapi_time.pool_time(session), start_owner, force)
 
 
 def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
@@ -295,13 +292,25 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
     While a pool vm-start holds the VM, only its own release (``start_owner``, its token)
     is made, or one with ``force``, whose answer says whose hold it overrode (``start_hold``)."""
     vm = xapi.vm_ref(session, uuid)  # a VM xapi does not know is refused before anything changes
-    with owning(ledger, session, vm, uuid) as owner:
-        record = xapi.vm_record(session, vm)
-        starting = start_hold.release_checked(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
-                                              start_owner, force)
+    with releasing(ledger, session, vm, uuid, force, start_owner) as (owner, record, starting):
         answer = _release_owned(hv, ledger, session, vm, uuid, record, host_uuid, force,
                                 functools.partial(still_owning, session, vm, uuid, owner))
     return dict(answer, **({"start_hold": start_hold.overridden(starting)} if starting is not None else {}))
+
+
+@contextlib.contextmanager
+def releasing(ledger: Ledger, session, vm: str, uuid: str, force: bool, start_owner: Optional[str] = None,
+              force_said: str = "force=true") -> Iterator[Tuple[str, dict, Optional[str]]]:
+    """Hold the VM for a release (:func:`owning`), then apply the start-hold rule to its record
+    read while holding it (:func:`start_hold.release_checked`): yields the owner token, the
+    record and the token of the start whose place a forced release undoes (None: none holds
+    it).  The plugin's release (:func:`release_vm`) and the CLI's both release through it, so a
+    pool start's place (which holds the VM too) comes before the rule's read or after the release."""
+    with owning(ledger, session, vm, uuid) as owner:
+        record = xapi.vm_record(session, vm)
+        yield owner, record, start_hold.release_checked(record["other_config"], uuid,
+                                                        lambda: xapi_time.pool_time(session), start_owner, force,
+                                                        force_said)
 
 
 def _release_owned(hv: Hypervisor, ledger: Ledger, session, vm: str, uuid: str, record: dict,
