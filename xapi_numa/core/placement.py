@@ -7,9 +7,9 @@ nodes, the bytes Xen will put on each (the build's own overhead included, so
 a reservation of them covers the whole build), the soft or hard CPU mask,
 whether a fallback was taken, and a one-line reason.
 
-A VM needs its memory plus the build's overhead (:mod:`xapi_numa.core.overhead`);
-as xenopsd builds, the overhead goes round every node before the VM's affinity
-is set, so the chosen nodes count their share of it only.
+What the chosen nodes become (the bytes on each, the build's overhead among them, and
+the CPU mask) is :mod:`xapi_numa.core.placement_result`'s; nodes a policy lists are
+placed by :mod:`xapi_numa.core.placement_listed`.
 An admin's CPU mask is a bound beside the policy (:attr:`Request.within`): nodes
 outside it count as full, and the rules below decide inside it.  A node without
 CPUs (memory only) never holds a VM alone.
@@ -46,10 +46,6 @@ Choosing nodes when the policy does not list them:
   the VM has vCPUs; when no set does, the constraint is dropped (and the
   placement says fallback).
 
-How memory spreads over several nodes is Xen's business: with an affinity
-over a set of nodes the allocator stripes extents round-robin over them, 1 GiB
-ones first for HVM/PVH (:func:`xapi_numa.core.xenalloc.striped_holding`); the
-bytes per node are the most each can get, whichever node the round starts at.
 A set (or a listed prefix) holds a VM only if that build keeps all of it there
 (:class:`xapi_numa.core.set_room.BuildRoom`: a GiB none of its nodes has whole goes
 to another node); a ``strict`` VM, or one with ``on_exhaust=fail``, that no set keeps is
@@ -58,7 +54,7 @@ refused, any other takes the set it would take otherwise and is held where Xen p
 
 import itertools
 from operator import sub
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from xapi_numa.errors import InvalidArgument, NoCapacity
 from xapi_numa.core.placement_values import NodeLoads, Placement, Request  # noqa: F401 (the engine's API)
@@ -68,16 +64,18 @@ from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques,  # noqa: F401
-                                      fitting_clique, node_groups, set_mean, smallest_prefix, striping_score)
+                                      fitting_clique, node_groups, set_mean, striping_score)
 from xapi_numa.core.set_room import BuildRoom, room_for_extents
+from xapi_numa.core.placement_result import PlacementAssembly
+from xapi_numa.core.placement_listed import place_listed
 
 
-class Planner:
+class Planner(PlacementAssembly):
     """Placement for one host topology; the per-topology work is done once.
 
     ``overhead``: what a build takes beyond the guest's RAM (counted in every
-    placement and so in every reservation); ``single_node``: the rule among
-    nodes that fit the VM alone (one of ``SINGLE_NODE_RULES``; the default was
+    placement and so in every reservation: :class:`PlacementAssembly`); ``single_node``:
+    the rule among nodes that fit the VM alone (one of ``SINGLE_NODE_RULES``; the default was
     chosen by the quality benchmark, the others are kept so that it can show
     why).
     """
@@ -86,17 +84,12 @@ class Planner:
                  single_node: str = SINGLE_NODE_RULE) -> None:
         if single_node not in SINGLE_NODE_RULES:
             raise InvalidArgument("single_node", f"unknown rule {single_node!r}", ", ".join(SINGLE_NODE_RULES))
-        self.topology = topology
-        self.overhead = overhead
+        super().__init__(topology, overhead)
         self.single_node = single_node
-        n = len(topology.nodes)
         d = topology.distances
-        self.n = n
         columns = list(zip(*d))  # a SLIT table is nearly always symmetric: then it is its own max with its transpose
         self.sym = [list(row) for row in d] if columns == list(d) else \
             [list(map(max, row, column)) for row, column in zip(d, columns)]
-        self.pcpus = [len(node.cpus) for node in topology.nodes]
-        self.cpu_nodes = sum(1 for c in self.pcpus if c)  # those the build overhead goes round
         self.cores = topology.cores_per_node()
         self.sizes = [node.memory_size for node in topology.nodes]
         self.node_cpus = [node.cpus for node in topology.nodes]
@@ -123,12 +116,6 @@ class Planner:
     def _load(self, nodes: Sequence[int], vcpus_on: Sequence[int]) -> float:
         cpus = sum(self.pcpus[x] for x in nodes) or 1
         return sum(vcpus_on[x] for x in nodes) / cpus
-
-    def need(self, request: Request, nodes: int = 1) -> int:
-        """Bytes the build puts on ``nodes`` chosen nodes: the guest's memory plus their
-        part of the build overhead (all of it, or their share of a round of every node
-        with CPUs: :class:`BuildOverhead`)."""
-        return request.memory + self.overhead.on_nodes(request.vcpus, request.memory, nodes, self.cpu_nodes, request.overhead)
 
     def _cpus_for(self, request: Request) -> List[int]:
         """What counts against vCPUs: physical cores for best_effort, threads otherwise."""
@@ -168,8 +155,8 @@ class Planner:
             best = self._best_single(avail, loads.vcpus, one, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:
                 left = format_size(avail[best] - one)
-                return self._single(best, avail, request, False,
-                                    f"fits on node {best} alone ({left} left there after it)")
+                return self.placement_on_one(best, avail, request, False,
+                                             f"fits on node {best} alone ({left} left there after it)")
         total = sum(avail)
         if total < need:
             where = "the host has" if within is None else \
@@ -183,10 +170,10 @@ class Planner:
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"
-            return self._result(nodes, avail, request, room, False,
-                                f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
+            return self.placement_on(nodes, avail, request, room, False,
+                                     f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
-            return self._place_ordered(avail, loads.vcpus, request, need, room)
+            return place_listed(self, self._order(avail, loads.vcpus, request, need), avail, request, need, room)
         return self._place_chosen(avail, loads.vcpus, request, need, one, room)
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
@@ -218,9 +205,9 @@ class Planner:
                 if best >= 0:
                     short = (f"no node that can hold it has {vcpus} {what} and on_exhaust=fail forbids spreading"
                              if request.policy.on_exhaust == "fail" else no_set)
-                    return self._single(best, avail, request, True,
-                                        f"fits on node {best} alone ({format_size(avail[best] - one)} left there "
-                                        f"after it); {short}, so its vCPUs share")
+                    return self.placement_on_one(best, avail, request, True,
+                                                 f"fits on node {best} alone ({format_size(avail[best] - one)} left "
+                                                 f"there after it); {short}, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
                 continue
             found = self._best_set(avail, vcpus_on, request, need, relax, room)
@@ -241,7 +228,7 @@ class Planner:
                     why += f"; {no_set}, so its vCPUs share"
                 if exhausted:
                     why += f"; search stopped after {SEARCH_BUDGET} sets (best found)"
-                return self._result(nodes, avail, request, room, relax, why + room.spill(nodes))
+                return self.placement_on(nodes, avail, request, room, relax, why + room.spill(nodes))
         most = max(range(self.n), key=lambda i: avail[i])
         if request.policy.on_exhaust == "fail":
             raise NoCapacity(f"no single node can hold {format_size(need)} with {vcpus} {what} (at most "
@@ -291,7 +278,7 @@ class Planner:
 
     # --- nodes listed by the policy ---------------------------------------------------------------
     def _order(self, avail: List[int], vcpus_on: Sequence[int], request: Request, need: int) -> List[int]:
-        policy, allowed = request.policy, self._allowed(request)
+        policy, allowed = request.policy, self.allowed(request)
         order = [node for node in policy.nodes if node in allowed]
         if policy.nearest:
             if order:
@@ -304,95 +291,3 @@ class Planner:
                 order = [start]
             order += [m for m in self.topology.nearest(start) if m not in order and m in allowed]
         return order
-
-    def _allowed(self, request: Request) -> FrozenSet[int]:
-        return request.within if request.within is not None else frozenset(range(self.n))
-
-    def _place_ordered(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
-                       need: int, room: BuildRoom) -> Placement:
-        policy = request.policy
-        order = self._order(avail, vcpus_on, request, need)
-        first, (cap, set_need) = order[0], room.for_sets(avail, need)
-        if policy.mode == "best_effort":
-            # fewest nodes: the first listed node that holds it alone
-            for k, node in enumerate(order):
-                if cap[node] >= set_need:
-                    why = f"fits on node {node}"
-                    if k:
-                        skipped = ",".join(map(str, order[:k]))
-                        why += f"; listed node{'s' if k > 1 else ''} {skipped} {'are' if k > 1 else 'is'} full"
-                    return self._result([node], avail, request, room, node != first, why)
-        listed_free = sum(avail[n] for n in order)
-        short = f"{format_size(listed_free)} available"  # (with why they do not keep it, where they do not)
-        allowed = self._allowed(request)
-        extended = order + [m for m in self.topology.nearest(first) if m not in order and m in allowed]
-        for keep in room.passes:
-            prefix = smallest_prefix(order, cap, set_need, room.keeps if keep else None)
-            if prefix is not None:
-                if prefix == [first]:
-                    why = f"fits on node {first}"
-                elif len(prefix) == 1:
-                    why = f"node {first} is full; the next listed node {prefix[0]} holds it"
-                else:
-                    why = f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}"
-                return self._result(prefix, avail, request, room, prefix != [first], why + room.spill(prefix))
-            if policy.on_exhaust == "fail":
-                continue
-            prefix = smallest_prefix(extended, cap, set_need, room.keeps if keep else None)
-            if prefix is not None:
-                extra = [n for n in prefix if n not in order]
-                why = (f"listed nodes {','.join(map(str, order))} are short "
-                       f"({short}{room.lacking(order, avail, need)}); "
-                       f"fell back to nearest node{'s' if len(extra) > 1 else ''} {','.join(map(str, extra))}")
-                return self._result(prefix, avail, request, room, True, why + room.spill(prefix))
-        which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"
-        # on_exhaust=fail, or a strict VM that no allowed nodes keep (those have the room: checked above)
-        why = " and on_exhaust=fail" if policy.on_exhaust == "fail" else "" if extended == order else \
-            f"; with the nearest nodes too (nodes {format_ids(extended)}){room.lacking(extended, avail, need)}"
-        raise NoCapacity(f"{which} {short}{room.lacking(order, avail, need)}; the VM needs {format_size(need)}{why}",
-                         ("nodes", ",".join(map(str, order)), str(need), str(listed_free)))
-
-    # --- the result -------------------------------------------------------------------------------
-    def _single(self, node: int, avail: Sequence[int], request: Request, fallback: bool, reason: str) -> Placement:
-        """The guest's memory on one node that has room.  The build overhead goes round
-        every node with CPUs before the VM's affinity is set (``BuildOverhead``): each
-        other node that has room for its share is reserved that share, and the chosen
-        node the rest, so that the reservation covers the whole build."""
-        total = self.overhead.bytes_for(request.vcpus, request.memory, request.overhead)
-        share = self.need(request) - request.memory
-        others = [i for i in range(self.n) if i != node and self.pcpus[i] and avail[i] >= share] if share < total \
-            else []
-        memory = {i: share for i in others}
-        memory[node] = request.memory + total - share * len(others)
-        memory = {i: -(-b >> PAGE_SHIFT) << PAGE_SHIFT for i, b in memory.items()}  # whole pages
-        cpus = self._cpus_near([node], request)
-        if request.policy.mode == "strict":
-            soft, hard = None, cpus
-        else:
-            soft, hard = cpus, None
-        return Placement((node,), tuple(sorted(memory.items())), soft, hard, fallback, reason, request.policy,
-                         total)
-
-    def _cpus_near(self, nodes: Sequence[int], request: Request) -> FrozenSet[int]:
-        """The CPUs of ``nodes``; for memory-only nodes, those of the nearest nodes with CPUs
-        the CPU mask allows (:meth:`Topology.cpus_near`, as the boot pin and settling)."""
-        return self.topology.cpus_near(nodes, self._allowed(request))
-
-    def _result(self, nodes: Sequence[int], avail: List[int], request: Request, room: BuildRoom, fallback: bool,
-                reason: str, striped_all: bool = False) -> Placement:
-        """Placement over several nodes: predict Xen's striping over them (on one, as _single)."""
-        if len(nodes) == 1 and not striped_all:  # a listed node: the overhead still goes round every node
-            return self._single(nodes[0], avail, request, fallback, reason)
-        got = room.holding(nodes)
-        memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
-        cpus = self._cpus_near(nodes, request)
-        if striped_all:
-            soft = hard = None
-            nodes = [n for n, _ in memory]
-        elif request.policy.mode == "strict":
-            soft, hard = None, cpus
-        else:
-            soft, hard = cpus, None
-        return Placement(tuple(sorted(nodes)), memory, soft, hard, fallback, reason, request.policy,
-                         self.need(request, self.cpu_nodes) - request.memory)
-
