@@ -19,6 +19,7 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy, parse_ordered_nodes
 from xapi_numa.core.numbers import signed_whole_number, whole_number
 from xapi_numa.core.vnode_units import layout_affinity_actions
+from xapi_numa.core.vnuma_guest import VNUMA_MEMORY, VNUMA_TYPES
 from xapi_numa.core.units import PAGE_SHIFT, SizeRange, exact_size, format_size, parse_size
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.ops.command_line import given as given_text
@@ -47,7 +48,7 @@ HEX_OR_DECIMAL = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 def _guest(args) -> vnuma.GuestSpec:
     if not 1 <= args.vcpus <= 4096:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..4096")
-    memory = parse_size(args.memory, "--memory", vnuma.VNUMA_MEMORY)
+    memory = parse_size(args.memory, "--memory", VNUMA_MEMORY)
     dynamic_min = parse_size(args.dynamic_min, "--dynamic-min", dynamic_min_sizes(memory)) if args.dynamic_min else None
     with common.flag_names(FLAGS):
         policy = Policy.parse(args.mode, args.policy_nodes, args.on_exhaust)
@@ -253,7 +254,7 @@ def _apply(args, hv, d: DomainInfo, plan: vnuma.VnumaPlan, landed: Dict[int, int
     # the memory below 4 GiB ends where the type's builder ends it: a wrong type, wrong ranges
     if d.type != args.type:
         raise InvalidArgument("--type", "{}, but domain {} is {}".format(args.type, d.name, d.type),
-                              d.type if d.type in vnuma.VNUMA_TYPES else "an HVM, PVH or PV domain")
+                              d.type if d.type in VNUMA_TYPES else "an HVM, PVH or PV domain")
     hole = _hole_start(args)
     # a guest's kernel reads its vNUMA layout once, at boot: a domain that has run keeps the old one
     if not d.paused or any(v.cpu_time > 0 for v in hv.vcpus(d.domid)):
@@ -284,7 +285,7 @@ def register(sub) -> None:
     q = sub.add_parser("vnuma", help="the vNUMA layout (vnodes) to start a VM with; --xl for xl.cfg")
     q.add_argument("vm", help="the VM's name (for the record; the layout is computed from the options)")
     q.add_argument("--vcpus", type=signed_whole_number, help="the VM's vCPUs: 1..4096 (needed unless --store)")
-    q.add_argument("--memory", help="static-max (needed unless --store): " + vnuma.VNUMA_MEMORY.allowed)
+    q.add_argument("--memory", help="static-max (needed unless --store): " + VNUMA_MEMORY.allowed)
     q.add_argument("--dynamic-min", dest="dynamic_min", type=given_text, help="if below --memory the VM would use "
                                                              "populate-on-demand, which vNUMA excludes")
     q.add_argument("--type", type=given_text, help="hvm (default), pvh or pv")

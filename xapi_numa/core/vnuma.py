@@ -9,52 +9,26 @@ sees the real cost of remote memory).  Two modes:
 * ``split``: the seed's split host; the host's nodes are cut into two halves
   (one cpupool each) and a guest gets one vnode per node of its half.
 
-Every configuration Xen 4.17 cannot honour is refused here, before anything
-starts, each with its own error: populate-on-demand (dynamic-min below
-static-max: libxl refuses vNUMA with PoD), more than
-32 vnodes (Xen keeps the distance table in one page), more vnodes than vCPUs,
-vnodes that do not fit their pnode's free memory, and a NUMA policy that
-contradicts the vnode map.  Rendering for xl.cfg lives here too, since it is
-a pure function of the plan, and so does :class:`VnumaLayout`: the layout a
-domain has (what the hypervisor port reads back), with its guest-physical ranges.
+Every configuration Xen 4.17 cannot honour is refused before anything starts, each
+with its own error (the guest asked for and those refusals: :mod:`xapi_numa.core.vnuma_guest`).
+Rendering for xl.cfg lives here too, since it is a pure function of the plan, and
+so does :class:`VnumaLayout`: the layout a domain has (what the hypervisor port reads
+back), with its guest-physical ranges.
 """
 import itertools
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
-from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.units import MAX_VM_MEMORY, SizeRange
-from xapi_numa.errors import InvalidArgument, NoCapacity
+from xapi_numa.core.vnuma_guest import ALIGN, PAGE, MiB, GuestSpec, check_fits, check_guest, check_nodes
+from xapi_numa.core.vnuma_guest import MAX_VNODES  # noqa: F401 (the simulated backend reads it here)
+from xapi_numa.errors import InvalidArgument
 
-MiB = 1 << 20
-# Vnode boundaries fall on 2 MiB so each vnode can be built from superpages
-# (Xen populates HVM/PVH memory in 2 MiB extents where it can).
-ALIGN = 2 * MiB
-PAGE = 4096
-MAX_VCPUS = 4096  # as the placement engine's requests
-VNUMA_MEMORY = SizeRange(ALIGN, MAX_VM_MEMORY, "one VM, in whole 4K pages")  # its static-max
-# Xen 4.17 keeps a domain's vnode distances in one page (vnuma_alloc, XSA-77): 32 x 32 x 4 bytes
-MAX_VNODES = 32
 MODES = ("follow", "split")
-# Xen 4.17 holds a layout for any guest (vnuma_init checks no type) and libxc builds one for each
-# (meminit_hvm, meminit_pv); a PV guest's ranges run end to end from 0 (no MMIO hole)
-VNUMA_TYPES = ("hvm", "pvh", "pv")
 # Halves are found by trying every equal cut up to this many nodes; above it
 # (no such x86 host today) the cut is by node id.
 MAX_EXHAUSTIVE_SPLIT = 16
-
-
-@attrs.frozen
-class GuestSpec:
-    """What the planner needs to know about the guest."""
-
-    type: str                     # pv, pvh or hvm
-    vcpus: int
-    memory: int                   # static-max, bytes: what the vnodes add up to
-    dynamic_min: Optional[int] = None  # bytes; below ``memory`` means populate-on-demand
-    policy: Policy = Policy()
 
 
 @attrs.frozen
@@ -99,53 +73,6 @@ class VnumaPlan:
                             "vdistances": list(v.distances)} for v in self.vnodes]}
 
 
-# --- validation -----------------------------------------------------------------------------
-def check_guest(guest: GuestSpec) -> None:
-    """The refusals that do not depend on the host."""
-    if guest.type not in VNUMA_TYPES:
-        raise InvalidArgument("type", f"unknown guest type {guest.type!r}", ", ".join(VNUMA_TYPES))
-    if not 1 <= guest.vcpus <= MAX_VCPUS:
-        raise InvalidArgument("vcpus", f"{guest.vcpus}", f"1..{MAX_VCPUS}")
-    VNUMA_MEMORY.check(guest.memory, "memory", f"{guest.memory} bytes")
-    if guest.memory % PAGE:
-        raise InvalidArgument("memory", f"{guest.memory} bytes is not a whole number of 4 KiB pages",
-                              VNUMA_MEMORY.allowed)
-    if guest.dynamic_min is not None and guest.dynamic_min < guest.memory:
-        # (PV has no populate-on-demand: libxc refuses ranges that do not add up to what its build populates)
-        why = ("would start ballooned, its build populating less than the vNUMA ranges hold, which libxc refuses"
-               if guest.type == "pv" else "would start with populate-on-demand, which Xen refuses with vNUMA")
-        raise InvalidArgument("memory_dynamic_min",
-                              f"{guest.dynamic_min} bytes is below memory_static_max {guest.memory}: the guest {why}",
-                              "memory_dynamic_min equal to memory_static_max")
-
-
-def check_policy(policy: Policy, pnodes: Sequence[int]) -> None:
-    """A NUMA policy must agree with the vnode map: vNUMA puts each vnode's memory on
-    its pnode, so a policy that lets Xen choose, or confines the VM elsewhere, contradicts it.
-    A node list confines only with ``on_exhaust=fail`` and no ``nearest``: otherwise placement
-    itself goes on to other nodes when the listed ones are full."""
-    if policy.mode == "any":
-        raise InvalidArgument("policy", "mode 'any' lets Xen stripe memory anywhere, but vNUMA fixes each "
-                                        "vnode's memory to its pnode", "best_effort, preferred or strict")
-    if policy.nodes and policy.on_exhaust == "fail" and not policy.nearest:
-        outside = sorted(set(pnodes) - set(policy.nodes))
-        if outside:
-            raise InvalidArgument("policy", f"the vnode map uses node(s) {outside} that the policy's node list "
-                                            f"{list(policy.nodes)} with on_exhaust=fail leaves out",
-                                  "a node list that includes every pnode of the vnode map, none, or "
-                                  "on_exhaust=fallback")
-
-
-def _check_fits(sizes: Sequence[Tuple[int, int]], free: Mapping[int, int]) -> None:
-    need: Dict[int, int] = {}
-    for pnode, size in sizes:
-        need[pnode] = need.get(pnode, 0) + size
-    for pnode in sorted(need):
-        if need[pnode] > free.get(pnode, 0):
-            raise NoCapacity(f"vnodes on node {pnode} need {need[pnode]} bytes; it has {free.get(pnode, 0)} free",
-                             ("vnuma", str(pnode), str(free.get(pnode, 0)), str(need[pnode])))
-
-
 # --- the arithmetic -------------------------------------------------------------------------------
 def split_vcpus(vcpus: int, k: int) -> List[Tuple[int, ...]]:
     """Contiguous blocks, sizes differing by at most one (the first blocks take the extra)."""
@@ -182,29 +109,12 @@ def _plan(mode: str, topology: Topology, guest: GuestSpec, pnodes: Sequence[int]
           free: Optional[Mapping[int, int]], memory: Optional[Mapping[int, int]] = None) -> VnumaPlan:
     """``memory``: bytes per node the vnodes' memory follows, if every pnode has some (else their vCPUs)."""
     check_guest(guest)
-    known = topology.node_ids
-    for p in pnodes:
-        if p not in known:
-            raise InvalidArgument("nodes", f"no node {p} on this host", f"0..{max(known)}")
-    if len(set(pnodes)) != len(pnodes) or not pnodes:
-        raise InvalidArgument("nodes", "{}: each pnode once, at least one".format(",".join(map(str, pnodes)) or "none"),
-                              "distinct node ids")
-    k = len(pnodes)
-    if k > MAX_VNODES:  # named as the nodes were given: the node list, or the split host's half
-        raise InvalidArgument("half" if mode == "split" else "nodes", f"{k} nodes, one vnode each: Xen 4.17 gives a "
-                              f"guest at most {MAX_VNODES} vnodes (its distance table must fit one page)",
-                              f"at most {MAX_VNODES} nodes" + (
-                                  ", but this host's halves have more: no split, name the nodes" if mode == "split"
-                                  else ""))
-    if k > guest.vcpus:  # (named by the guest's vCPUs, which callers name as typed: --vcpus, VCPUs_max)
-        raise InvalidArgument("vcpus", "{}, but the plan has {} vnodes (nodes {}): every vnode needs a vCPU".format(
-            guest.vcpus, k, ",".join(map(str, pnodes))), f"at least {k} (or fewer nodes, at most {guest.vcpus})")
-    check_policy(guest.policy, pnodes)
-    blocks = split_vcpus(guest.vcpus, k)
+    check_nodes(mode, topology, guest, pnodes)
+    blocks = split_vcpus(guest.vcpus, len(pnodes))
     weights = [memory.get(p, 0) for p in pnodes] if memory else []
     sizes = split_memory(guest.memory, weights if weights and all(weights) else [len(b) for b in blocks])
     available = free if free is not None else {n.id: n.memory_free for n in topology.nodes}
-    _check_fits(list(zip(pnodes, sizes)), available)
+    check_fits(list(zip(pnodes, sizes)), available)
     vnodes = tuple(VNode(i, p, sizes[i], blocks[i], tuple(topology.distance(p, q) for q in pnodes))
                    for i, p in enumerate(pnodes))
     return VnumaPlan(mode, vnodes, {p: topology.cpus_near([p]) for p in pnodes})
