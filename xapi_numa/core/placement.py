@@ -63,7 +63,7 @@ from xapi_numa.core.topology import LOCAL_DISTANCE, Topology
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
-from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, bits, maximal_cliques,  # noqa: F401
+from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, maximal_cliques,  # noqa: F401
                                       fitting_clique, node_groups, set_mean, striping_score)
 from xapi_numa.core.set_room import BuildRoom, room_for_extents
 from xapi_numa.core.placement_result import PlacementAssembly
