@@ -329,7 +329,7 @@ def _vm_record(other_config, mask):
 def test_an_admin_mask_bounds_the_nodes_and_never_replaces_the_policy(other_config, mask, within, refused):
     from xapi_numa.core.policy import Policy
     from xapi_numa.errors import InvalidArgument
-    from xapi_numa.ops.start_placement import request_for
+    from xapi_numa.ops.place_request import request_for
     topo = Topology.uniform(3, 4, 8 * G)
     if refused:
         with pytest.raises(InvalidArgument) as err:

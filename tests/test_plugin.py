@@ -574,7 +574,7 @@ def test_an_admin_mask_bounds_the_nodes_and_keeps_the_vms_own_policy():
     """The mask is a bound handed to the engine: the policy the VM has (here
     preferred 2,nearest) is still the one that decides, and the one reported."""
     from xapi_numa.core.topology import Topology
-    from xapi_numa.ops.start_placement import request_for
+    from xapi_numa.ops.place_request import request_for
 
     chain = [[10, 21, 31, 41], [21, 10, 21, 31], [31, 21, 10, 21], [41, 31, 21, 10]]
     topo = Topology.from_arrays([c // 4 for c in range(16)], chain, [8 << 30] * 4)

@@ -11,7 +11,7 @@ ones.  Until 2026-12-06 the planner judged such a VM's set as if its GiBs were a
 from xapi_numa.core import xenalloc
 from xapi_numa.core.placement import NodeLoads, Planner
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops.start_placement import request_for
+from xapi_numa.ops.place_request import request_for
 
 GIB, MIB, PAGE = 1 << 30, 1 << 20, 4096
 

@@ -11,7 +11,7 @@ import pytest
 
 from xapi_numa.core.placement import NodeLoads, Planner
 from xapi_numa.core.topology import Topology
-from xapi_numa.ops.start_placement import request_for
+from xapi_numa.ops.place_request import request_for
 
 GIB, MIB = 1 << 30, 1 << 20
 

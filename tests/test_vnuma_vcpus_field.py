@@ -38,5 +38,5 @@ def test_a_plan_from_xapis_record_names_VCPUs_max(tmp_path):
     record = {"domain_type": "hvm", "VCPUs_max": "1", "memory_static_max": str(GiB),
               "memory_dynamic_min": str(GiB), "other_config": {}, "power_state": "Halted"}
     with pytest.raises(InvalidArgument) as e:
-        plan_for(hv, Ledger(str(tmp_path / "ledger")), record, "u-1", "split", 0)
+        plan_for(hv, Ledger(str(tmp_path / "ledger")), record, "u-1", "split", 0, session=None)
     assert e.value.field == "VCPUs_max", e.value.field

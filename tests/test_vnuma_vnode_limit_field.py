@@ -44,5 +44,5 @@ def test_the_plugins_plan_names_its_own_arguments(tmp_path, mode, half, field):
     record = {"domain_type": "hvm", "VCPUs_max": "40", "memory_static_max": str(40 * GiB),
               "memory_dynamic_min": str(40 * GiB), "other_config": {}, "power_state": "Halted"}
     with pytest.raises(InvalidArgument) as e:
-        plan_for(hv, Ledger(str(tmp_path / "ledger")), record, "u-1", mode, half)
+        plan_for(hv, Ledger(str(tmp_path / "ledger")), record, "u-1", mode, half, session=None)
     assert e.value.field == field and "at most 32 nodes" in e.value.allowed, (e.value.field, e.value.allowed)

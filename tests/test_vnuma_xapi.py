@@ -308,8 +308,9 @@ def test_the_fields_read_are_xapis():
 
 def test_vm_placement_judges_the_video_ram_by_the_vgpus_xapi_counts(pool, tmp_path):
     """A GPU passed through as a VGPU leaves the video RAM at 4 MiB, so the plan stored for it
-    is not out of date; a vGPU that cannot be read (removed meanwhile) leaves the plan unjudged
-    on it, and vm-placement still answers."""
+    is not out of date; a vGPU removed since the VM's record was read is not counted (xapi's start
+    reads the VM's vGPUs afresh), and vm-placement still answers: the place dry run each host makes
+    for it asks about the vGPUs too, and failed on the one removed."""
     server, session = pool
     ref, uuid = server.add_vm("gpu", 2, 1 * G)
     vgpu = server.add_vgpu(ref, "passthrough")

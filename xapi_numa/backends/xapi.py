@@ -301,10 +301,16 @@ def vm_record(session, vm: str) -> dict:
 def builds_with_vgpu(session, record: dict) -> bool:
     """Does xapi build this VM's video as a vGPU's (``Xapi_xenops``: ``vgpus_of_vm`` is not
     empty)?  A VGPU whose type's implementation is ``passthrough`` is a whole GPU passed
-    through, handled as a PCI device, and does not count."""
+    through, handled as a PCI device, and does not count; nor does one destroyed since the
+    ``record`` was read (its handle invalid now): the start reads the VM's VGPUs afresh."""
     for vgpu in record.get("VGPUs", ()):
-        if call(session.xenapi.VGPU_type.get_implementation, call(session.xenapi.VGPU.get_type, vgpu)) \
-                != "passthrough":
+        try:
+            implementation = call(session.xenapi.VGPU_type.get_implementation, call(session.xenapi.VGPU.get_type, vgpu))
+        except XapiError as err:
+            if err.code == "HANDLE_INVALID":
+                continue
+            raise
+        if implementation != "passthrough":
             return True
     return False
 

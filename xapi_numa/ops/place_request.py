@@ -6,7 +6,7 @@ intersects with every VM's mask at a start there, bounds every VM started on the
 host.  Only nodes they reach are candidates, and the policy decides inside them
 (:mod:`xapi_numa.core.placement`).  A VM's ``place`` (dry run or not), the plugin's
 what-if ``place`` (a size and policy, no VM) and ``xapi-numa place`` (with ``--vm``, that
-VM's own mask too) build their requests here (:func:`request_for`, :func:`sized_request`),
+VM's own mask too) build their requests here (:func:`start_request`, :func:`sized_request`),
 so that each answers what the others would: a mask that leaves no room is
 ``NUMA_NO_CAPACITY``, naming the mask(s) that narrowed the nodes; one that leaves no
 CPU, or cannot be read, or keeps out every node of a binding list, an invalid argument
@@ -151,7 +151,8 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
                 vgpu: bool = False) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach.  ``vgpu``: xapi builds it with a vGPU
-    (its video RAM at least 16 MiB: :func:`xapi_numa.core.xenopsd_build.video_ram`)."""
+    (its video RAM at least 16 MiB: :func:`xapi_numa.core.xenopsd_build.video_ram`), which a
+    start's prediction asks xapi (:func:`start_request`, not this)."""
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
     bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
@@ -164,6 +165,14 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
     video = min(memory, video_ram(kind, record.get("platform", {}).get("videoram", ""), vgpu))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
     return Request(vcpus, memory, policy, dtype=build_type(kind, pod), overhead=overhead, video=video, **bound)
+
+
+def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
+    """:func:`request_for` the VM's start, xapi asked whether it builds the VM with a vGPU
+    (:func:`xapi.builds_with_vgpu`: its video RAM then at least 16 MiB, which QEMU populates
+    with the domain's node affinity as the rest).  Every prediction of a start from a VM's
+    record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
+    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record))
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],

@@ -80,7 +80,8 @@ def _stored_plan_of(session, record: dict, running_on: Optional[str] = None) -> 
 
 def _video_ram_or_none(session, record: dict) -> Optional[int]:
     """The VM's video RAM now, None where its domain_type is not one xapi-numa knows or
-    its vGPUs could not be read (one removed meanwhile): the plan is then not judged on it."""
+    xapi refused to read its vGPUs (one removed meanwhile is not counted: :func:`xapi.builds_with_vgpu`):
+    the plan is then not judged on it."""
     try:
         return video_ram_in(session, record)
     except InvalidArgument:

@@ -44,7 +44,7 @@ from xapi_numa.core.vcpu_mask import VcpuMask
 from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
 from xapi_numa.ops.place_request import (admin_mask, domain_type_of, host_mask, never_starts, not_a_control_domain,
-                                         request_for, sized_request)
+                                         sized_request, start_request)
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -94,7 +94,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-    request = request_for(record, planner.topology, host_cpus)
+    request = start_request(session, record, planner.topology, host_cpus)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record), vm=uuid)
@@ -108,7 +108,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
         _not_held(session, record, uuid, start_owner)
-        request = request_for(record, planner.topology, host_cpus)
+        request = start_request(session, record, planner.topology, host_cpus)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
@@ -135,8 +135,8 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     host_cpus = host_mask(session, host_uuid)
     record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
     _not_held(session, record, uuid, start_owner)
-    reserve.place_and_reserve(hv, ledger, request_for(record, planner.topology, host_cpus), uuid, dry_run=True,
-                              planner=planner)
+    reserve.place_and_reserve(hv, ledger, start_request(session, record, planner.topology, host_cpus), uuid,
+                              dry_run=True, planner=planner)
 
 
 def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> None:

@@ -25,7 +25,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument, field_names
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
-from xapi_numa.ops.place_request import never_starts, not_a_control_domain, request_for
+from xapi_numa.ops.place_request import never_starts, not_a_control_domain, start_request
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
@@ -86,13 +86,14 @@ def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger]
 
 
 def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str = "follow",
-             half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None) -> vnuma.VnumaPlan:
+             half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None, *, session) -> vnuma.VnumaPlan:
     """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
-    (a dry run: nothing reserved), or ``split`` on half ``half`` of the split host.
+    (a dry run: nothing reserved; ``session`` asks xapi about its vGPUs, as ``place`` does:
+    :func:`start_request`), or ``split`` on half ``half`` of the split host (asks xapi nothing).
     A VM running here counts its own memory as free (the plan is for its next start).
     A figure of the VM's refused is named by its field in xapi's datamodel."""
     with field_names(RECORD_FIELDS):
-        return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus)
+        return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus, session)
 
 
 def check_mode(mode: str, half: Optional[int]) -> None:
@@ -105,7 +106,7 @@ def check_mode(mode: str, half: Optional[int]) -> None:
 
 
 def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
-              host_cpus: Optional[FrozenSet[int]]) -> vnuma.VnumaPlan:
+              host_cpus: Optional[FrozenSet[int]], session) -> vnuma.VnumaPlan:
     check_mode(mode, half)
     not_a_control_domain(record, uuid)  # (no guest to plan at all, whatever its type)
     guest = guest_of(record)
@@ -119,7 +120,7 @@ def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str
     free = free_for_plan(hv, running.domid if running is not None else None, ledger, uuid)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
-    request = request_for(record, topo, host_cpus)  # as place would ask, the host's guest mask too
+    request = start_request(session, record, topo, host_cpus)  # as place would ask: the host's mask, the vGPU too
     if running is not None:
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:

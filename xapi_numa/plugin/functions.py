@@ -362,7 +362,7 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     if store:
         vnuma_xapi.check_storable(record, uuid)
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, mode, half,
-                               place_request.host_mask(ctx.session, ctx.host_uuid))
+                               place_request.host_mask(ctx.session, ctx.host_uuid), session=ctx.session)
     video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
     if store:
         vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram, ctx.host_uuid)
