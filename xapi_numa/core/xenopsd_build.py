@@ -36,7 +36,22 @@ def build_mib(memory: int) -> int:
 def start_memory(static_max: int, dynamic_max: int) -> Tuple[int, bool]:
     """(bytes the domain is built with, whether populate-on-demand) for a VM started at its
     dynamic maximum (at most its static maximum): the start target's MiB, PoD where they are
-    fewer than the static maximum's (for an HVM/PVH guest: :func:`build_type`)."""
+    fewer than the static maximum's (for an HVM/PVH guest: :func:`build_type`).
+
+    Why the dynamic maximum: xenopsd asks squeezed to reserve between the dynamic minimum and
+    maximum (each plus the overhead) and starts the VM at the lesser of its dynamic maximum and
+    what squeezed reserved, less the overhead (``initial_target``).  squeezed first moves every
+    ballooning domain's target towards its proportional share of the host (the new VM counted
+    in), waits for them, then reserves what is free above its own slack (9 MiB), at most the
+    maximum.  Where the host has room for every domain's dynamic maximum, the new VM's among
+    them, that is what it gets, and the prediction and reservation here are right.  Otherwise
+    it starts lower (PoD for HVM/PVH): on a host whose free memory is below its dynamic maximum
+    but enough for its minimum, and also where ballooned domains are given memory back first;
+    how much lower, and on which nodes the ballooned domains' memory is freed or taken, depend
+    on every domain's balloon range and state during the start, which no placement can know
+    before it.  So a host short of the dynamic maximum is refused for room (NUMA_NO_CAPACITY;
+    a pool vm-start passes it over) though xapi would start the VM there with less, and a start
+    squeezed gives less holds more than it builds until its reservation is released."""
     start, top = build_mib(min(static_max, dynamic_max)), build_mib(static_max)
     return start * MiB, start < top
 
