@@ -13,6 +13,7 @@ import time
 import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.core.placement import Request
 from xapi_numa.core.topology import Topology
 from xapi_numa.errors import RoomReserved
@@ -29,8 +30,10 @@ def full_above_the_zone(tmp_path):
     hv = SimHypervisor.init(str(tmp_path / "h.json"), Topology.uniform(2, 4, 2 * GiB))
     topo = hv.topology()
     room = [m.room for m in hv.node_memory()]
-    hv.create("fill-0", 1, room[0], hard=topo.cpus_of_nodes([0]), load="idle", auto_numa=False)
-    hv.create("fill-1", 1, room[1] - 256 * MiB, hard=topo.cpus_of_nodes([1]), load="idle", auto_numa=False)
+    overhead = build_overhead("pv", 1, 0, pool=False) << 12  # each filler's: Xen's per-vCPU memory, on its node
+    hv.create("fill-0", 1, room[0] - overhead, hard=topo.cpus_of_nodes([0]), load="idle", auto_numa=False)
+    hv.create("fill-1", 1, room[1] - 256 * MiB - overhead, hard=topo.cpus_of_nodes([1]), load="idle",
+              auto_numa=False)
     assert [m.room >> 20 for m in hv.node_memory()] == [0, 256]
     return hv, Ledger(str(tmp_path / "l.db")), topo
 

@@ -25,7 +25,7 @@ def _host(tmp_path):
 def _pages_conserved(hv):
     with hv.store.snapshot() as host:
         for n, size in enumerate(host.size):
-            used = [d.node_pages[n] for d in host.domains.values()]
+            used = [d.held_on(n) for d in host.domains.values()]  # (its pages and its build's overhead)
             assert min(used) >= 0 and sum(used) + host.free[n] == size
 
 

@@ -48,6 +48,6 @@ def _pages_conserved(hv):
     part; its vCPU part is left out: see test_review6_sim_mover_pause)."""
     with hv.store.snapshot() as host:
         for n, size in enumerate(host.size):
-            used = [d.node_pages[n] for d in host.domains.values()]
+            used = [d.held_on(n) for d in host.domains.values()]  # (its pages and its build's overhead)
             assert min(used) >= 0 and host.free[n] >= 0
             assert sum(used) + host.free[n] == size

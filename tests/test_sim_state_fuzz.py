@@ -237,8 +237,8 @@ def test_a_damaged_state_file_is_refused_clearly_never_a_crash(bases, tmp_path):
     (("domains", 1, "vnuma"), 0, "host.domains[1].vnuma must be an object, not an integer"),
     # what the model asserts at every step, and loaded silently: pages out of thin air, a vCPU
     # queued outside its hard affinity
-    (("free", 0), 1, "host.free[0] (1) and the domains' node_pages[0] ({used}) must add up to node 0's "
-                     "262144 pages, not {sum}"),
+    (("free", 0), 1, "host.free[0] (1) and the domains' node_pages[0] and overhead_pages[0] ({used}) must add "
+                     "up to node 0's 262144 pages, not {sum}"),
     (("domains", 1, "vcpus", 0, 1), OTHER_CPU, "host.domains[1].vcpus[0][3] (processor) must be a CPU of its "
                                                 "hard affinity ({other}), not {processor}"),
 ])
@@ -257,7 +257,7 @@ def test_the_reviews_examples_are_one_line_from_the_cli(bases, tmp_path, capsys,
         f.write(json.dumps(data).replace('"{}"'.format(INF), "1e400"))
     with open(path, "rb") as f:
         before = f.read()
-    used = sum(d["node_pages"][0] for d in data["domains"])
+    used = sum(d["node_pages"][0] + d["overhead_pages"][0] for d in data["domains"])
     says = says.format(used=used, sum=used + 1, processor=processor, other=other)
     for argv in (["sim", "run", path, "--seconds", "1"], ["--backend", "sim:" + path, "topology", "--json"],
                  ["--backend", "sim:" + path, "move-memory", "a", "--to", "1", "--dry-run", "--no-xapi"]):

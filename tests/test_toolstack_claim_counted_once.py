@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from xapi_numa.backends.sim.backend import SimHypervisor
+from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.core.actions import Reserve
 from xapi_numa.core.placement import Request
 from xapi_numa.core.topology import Topology
@@ -90,10 +91,11 @@ def test_a_dry_run_bounds_each_node_by_the_host_less_the_claim_once(tmp_path):
     less the row on node 1 once more)."""
     sim, ledger = _host(tmp_path)
     Executor(sim, ledger.db).apply([Reserve(VM, {0: 2 * G, 1: 2 * G}, 300.0)])
-    sim.create("filler", 1, sim.node_memory()[0].free - 2 * G, soft=sim.topology().cpus_of_nodes([0]), load="idle")
+    domid = sim.create_shell("vm", 1, 4 * G, uuid=VM)  # (its build's overhead is allocated with it)
+    filler = sim.node_memory()[0].free - 2 * G - (build_overhead("pv", 1, 0, pool=False) << 12)  # (and its overhead)
+    sim.create("filler", 1, filler, soft=sim.topology().cpus_of_nodes([0]), load="idle")
     free0, free1 = (m.free for m in sim.node_memory())
     assert free0 == 2 * G
-    domid = sim.create_shell("vm", 1, 4 * G, uuid=VM)
     sim.claim(domid, (4 * G) >> 12)
     loads = reserve.place_and_reserve(sim, ledger, Request(vcpus=1, memory=G), dry_run=True)[2]
     assert [f - r for f, r in zip(loads.free, loads.reserved)] == [0, free1 - 2 * G]

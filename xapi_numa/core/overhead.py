@@ -12,6 +12,7 @@ from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import InvalidArgument
 
 MIB = 1 << 20
+XEN_PAGES_PER_VCPU = 38  # of a vCPU's overhead, the memory Xen itself allocates for it (CA-423172), not the pool's
 
 
 @attrs.frozen
@@ -50,6 +51,12 @@ class BuildOverhead:
         pages = self.fixed_pages + self.pages_per_vcpu * vcpus + self.pages_per_mib * (memory // MIB)
         return pages << PAGE_SHIFT
 
+    def pages_without_pool(self, vcpus: int) -> int:
+        """Pages of the overhead a domain given no paging pool still has Xen allocate: its per-vCPU
+        memory (:data:`XEN_PAGES_PER_VCPU` of ``pages_per_vcpu``), as for a PV guest libxl builds (libxl
+        sets a pool for HVM and PVH only; xenopsd sets one, a shadow pool, for PV too)."""
+        return min(XEN_PAGES_PER_VCPU, self.pages_per_vcpu) * vcpus
+
     def round_of(self, cpu_nodes: Sequence[int]) -> Optional[List[int]]:
         """The nodes the overhead's pages go round (xenalloc.striped_builds' ``overhead_round``):
         ``cpu_nodes``, every node with CPUs, or None for the VM's own nodes (not before_affinity)."""
@@ -78,7 +85,7 @@ def xapi_model(static_max: int, vcpus: int, shadow_multiplier: float = 1.0, doma
     shadow = max(1, int(-(-(256 * vcpus + 2 * static_mib) // 256) * multiplier))  # xapi truncates the product
     internal = 0 if domain_type == "pv" else 1
     shim = 23 + static_mib // 90 if domain_type == "pv_in_pvh" else 0
-    return (internal + 1 + shadow + -(-38 * vcpus // 256) + shim) * MIB
+    return (internal + 1 + shadow + -(-XEN_PAGES_PER_VCPU * vcpus // 256) + shim) * MIB
 
 
 NO_OVERHEAD = BuildOverhead(0, 0, 0)

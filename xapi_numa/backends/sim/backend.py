@@ -21,6 +21,7 @@ from xapi_numa.core.vnuma import MAX_VNODES, MemRange, VnumaLayout, VnumaPlan, l
 from xapi_numa.core.units import PAGE_SHIFT, SizeRange, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
+from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
@@ -98,16 +99,20 @@ class SimHypervisor(Hypervisor):
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
                      load: str = "idle", dtype: str = "pv", video: int = 0) -> int:
-        """A paused domain with its maximum set and no memory yet, as xenopsd's domain_create
-        leaves it: claims (the port's :meth:`claim`) can be made on it before :meth:`build`.
+        """A paused domain with its maximum set and no memory yet, as xenopsd's domain_create and
+        build_pre leave it: its build's overhead (a shadow/HAP pool for every type, PV's too, and
+        Xen's per-vCPU memory: :func:`.heap.build_overhead`) taken round every node with CPUs, as
+        build_pre sets the pool before any affinity; claims (the port's :meth:`claim`) can be made
+        on it before :meth:`build`.
         ``video``: bytes of ``memory`` that are an HVM guest's video RAM, which xenopsd's build
         leaves out of the RAM and QEMU populates after it, page by page."""
         if not 0 <= video <= memory or (video and dtype != "hvm"):
             raise InvalidArgument("video", f"{video} bytes for a {dtype} guest of {memory}",
                                   "0, or for an HVM guest up to its memory")
         with self.store.transaction() as host:
-            d = host.create_domain(name, vcpus, bytes_to_pages(memory), load=load, dtype=dtype,
-                                   paused=True, uuid=uuid, populate=False)
+            pages = bytes_to_pages(memory)
+            d = host.create_domain(name, vcpus, pages, load=load, dtype=dtype, paused=True, uuid=uuid,
+                                   populate=False, overhead=build_overhead(dtype, vcpus, pages))
             d.video = bytes_to_pages(video)
             return d.domid
 

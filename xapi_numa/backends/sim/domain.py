@@ -70,6 +70,10 @@ class Domain:
         self.video = 0  # of max_pages, an HVM guest's video RAM: QEMU populates it after the build, page by page
         self.node_pages = [0] * nr_nodes
         self.dma_pages = [0] * nr_nodes  # of node_pages, those below Xen's DMA width (see heap)
+        # the build's overhead Xen allocates for the domain but not as its pages (the paging pool, its per-vCPU
+        # memory: MEMF_no_owner, so in neither tot_pages nor node_pages), per node, and of it below the DMA width
+        self.overhead_pages = [0] * nr_nodes
+        self.overhead_dma = [0] * nr_nodes
         self.claim = 0  # host-wide outstanding claim (pages)
         self.node_claims: Dict[int, int] = {}
         self.node_affinity: Optional[int] = None  # node mask; None = automatic
@@ -112,10 +116,18 @@ class Domain:
     def tot_pages(self) -> int:
         return sum(self.node_pages)
 
+    def held_on(self, node: int) -> int:
+        """Pages of ``node`` the domain holds: its own and its build's overhead."""
+        return self.node_pages[node] + self.overhead_pages[node]
+
+    def held_below(self, node: int) -> int:
+        """Of :meth:`held_on`, those below Xen's DMA width."""
+        return self.dma_pages[node] + self.overhead_dma[node]
+
     def to_dict(self) -> dict:
         return {"domid": self.domid, "name": self.name, "uuid": self.uuid, "type": self.type,
                 "max_pages": self.max_pages, "video": self.video, "node_pages": self.node_pages,
-                "dma_pages": self.dma_pages,
+                "dma_pages": self.dma_pages, "overhead_pages": self.overhead_pages, "overhead_dma": self.overhead_dma,
                 "claim": self.claim,
                 "node_claims": {str(k): v for k, v in self.node_claims.items()},
                 "node_affinity": self.node_affinity, "last_alloc_node": self.last_alloc_node,
@@ -134,6 +146,9 @@ class Domain:
         d.video = data.get("video", 0)  # (files written before video RAM was modelled: none)
         if "dma_pages" in data:  # (a file written before the DMA zone: the host works them out)
             d.dma_pages = list(data["dma_pages"])
+        # (files written before the build's overhead was allocated: none)
+        d.overhead_pages = list(data.get("overhead_pages", d.overhead_pages))
+        d.overhead_dma = list(data.get("overhead_dma", d.overhead_dma))
         d.claim = data["claim"]
         d.node_claims = {int(k): v for k, v in data["node_claims"].items()}
         d.node_affinity = data["node_affinity"]

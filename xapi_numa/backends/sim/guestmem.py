@@ -206,9 +206,8 @@ def _take_anywhere(host, d, count: int) -> Dict[int, int]:
     node affinity after its last allocation's node, then the other nodes in ascending
     order, the other domains' claims left alone, the DMA zones last; as many as fit
     (and its max_pages allows), charged to ``d``.  (Not the nearest node: distance plays no part in it.)"""
-    host_claims, node_claims = host._claimed_by_others(d)
-    budget = [max(0, f - c) for f, c in zip(host.free, node_claims)]
-    count = min(count, sum(budget) - host_claims, below_max(d, count))
+    budget, usable = host.room_for(d)
+    count = min(count, usable, below_max(d, count))
     if count <= 0:
         return {}
     affinity = [n for n in range(len(host.free)) if host.effective_node_affinity(d) >> n & 1]

@@ -13,6 +13,13 @@ x86 host: node 0 holds the low memory), so the zone is node 0's first pages unle
 many of its pages on a node are in the zone (``Domain.dma_pages``), and when it frees
 some of a node's pages but not all (a page move), its zone pages there go last: a
 build takes the zone last, so they back its last gfns, which a mover reaches last.
+
+A build's overhead (the paging pool a toolstack has Xen allocate, Xen's per-vCPU memory:
+:func:`build_overhead`) is taken page by page round the domain's node affinity as it is
+then (:meth:`Heap.take_overhead`).  Xen allocates it for the domain but not as the
+domain's pages (``MEMF_no_owner``: hap_set_allocation, shadow_set_allocation), so it is
+in neither its ``tot_pages`` nor the pages per node its page list gives (debug key 'u'):
+the domain holds it apart (``Domain.overhead_pages``) until it is destroyed.
 """
 
 import errno
@@ -22,6 +29,7 @@ from xapi_numa.backends.sim.domain import Domain
 from xapi_numa.backends.sim.masks import iter_bits
 from xapi_numa.core import dma_zone
 from xapi_numa.core import xenalloc as allocator
+from xapi_numa.core.overhead import BuildOverhead
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import HypervisorError, NoCapacity
 
@@ -47,6 +55,16 @@ def assumed_dma_pages(domains: Iterable[Domain], node_pages: Sequence[int], zone
         for d in newest_first:
             d.dma_pages[n] = min(d.node_pages[n], beyond)
             beyond -= d.dma_pages[n]
+
+
+def build_overhead(dtype: str, vcpus: int, max_pages: int, pool: bool = True) -> int:
+    """Pages of a guest's build overhead, sized as the planner sizes it (:class:`BuildOverhead`'s
+    model on the domain's maximum): the paging pool and Xen's per-vCPU memory; ``pool`` False, or
+    none asked for a PV guest (libxl sets none for PV): the per-vCPU memory only."""
+    model = BuildOverhead()
+    if not pool:
+        return model.pages_without_pool(vcpus)
+    return model.bytes_for(vcpus, max_pages << PAGE_SHIFT) >> PAGE_SHIFT
 
 
 def below_max(d: Domain, pages: int) -> int:
@@ -97,7 +115,7 @@ class Heap:
         domains' books: set them first)."""
         self.commandline = commandline
         self.zone_size = zone_pages(commandline, self.size)
-        used = [sum(d.dma_pages[n] for d in self.domains.values()) for n in range(len(self.size))]
+        used = [sum(d.held_below(n) for d in self.domains.values()) for n in range(len(self.size))]
         self.zone_free = [z - u for z, u in zip(self.zone_size, used)]
 
     def zone_budget(self, budget: Sequence[int]) -> List[int]:
@@ -127,14 +145,17 @@ class Heap:
         self.charge(d, node, got, max(0, got - (self.free[node] - self.zone_free[node])))
         return got
 
-    def _claimed_by_others(self, d: Domain):
-        host = sum(o.claim for o in self.domains.values() if o is not d)
+    def room_for(self, d: Optional[Domain]) -> Tuple[List[int], int]:
+        """Each node's free pages an allocation for ``d`` may take, and how many of them in all:
+        those no other domain's claim holds (None: no domain's, its own included)."""
+        host_claims = sum(o.claim for o in self.domains.values() if o is not d)
         per_node = [0] * len(self.free)
         for o in self.domains.values():
             if o is not d:
                 for n, p in o.node_claims.items():
                     per_node[n] += p
-        return host, per_node
+        budget = [max(0, f - c) for f, c in zip(self.free, per_node)]
+        return budget, sum(self.free) - host_claims - sum(per_node)
 
     def allocate(self, d: Domain, pages: int, node: Optional[int] = None, exact: bool = False) -> Dict[int, int]:
         """Populate ``pages`` of ``d``'s memory as libxc asks it and Xen's allocator gives it (the DMA
@@ -167,9 +188,7 @@ class Heap:
         changed as it takes them): charged to ``d``, its own claims used up."""
         if d.tot_pages + pages > d.max_pages:
             raise HypervisorError(errno.ENOMEM, f"domain {d.domid} would exceed its maximum memory")
-        host_claims, node_claims = self._claimed_by_others(d)
-        budget = [max(0, f - c) for f, c in zip(self.free, node_claims)]
-        usable = sum(self.free) - host_claims - sum(node_claims)
+        budget, usable = self.room_for(d)
         if pages > usable:
             raise NoCapacity(f"not enough free memory for {pages} pages: {max(usable, 0)} usable "
                              "after other domains' claims", ("memory", str(pages)))
@@ -185,6 +204,34 @@ class Heap:
                     del d.node_claims[n]
         d.claim = max(0, d.claim - pages)
         return got
+
+    def take_overhead(self, d: Domain, pages: int) -> Dict[int, int]:
+        """``pages`` of ``d``'s build overhead (:func:`build_overhead`), page by page round its node
+        affinity as it is now (:func:`xapi_numa.core.xenalloc.take_overhead`, the DMA zone last), moving
+        its last_alloc_node: held by ``d`` apart from its own pages.  From memory no claim holds, ``d``'s
+        own included (alloc_heap_pages lets only the domain's own pages use its claim).  Pages per node;
+        NoCapacity, nothing taken, when the host lacks them."""
+        budget, usable = self.room_for(None)
+        if pages > usable:
+            raise NoCapacity(f"not enough free memory for a build overhead of {pages} pages: {max(usable, 0)} "
+                             "usable after the domains' claims", ("memory", str(pages)))
+        zone = self.zone_budget(budget)
+        zone_before = list(zone)
+        nodes = list(iter_bits(self.effective_node_affinity(d)))
+        got, d.last_alloc_node = allocator.take_overhead(pages, budget, nodes, zone)
+        for n, p in got.items():
+            self.free[n] -= p
+            self.zone_free[n] -= zone_before[n] - zone[n]
+            d.overhead_pages[n] += p
+            d.overhead_dma[n] += zone_before[n] - zone[n]
+        return got
+
+    def release_overhead(self, d: Domain) -> None:
+        """``d``'s build overhead freed (the domain is destroyed)."""
+        for n, (pages, zone) in enumerate(zip(d.overhead_pages, d.overhead_dma)):
+            self.free[n] += pages
+            self.zone_free[n] += zone
+        d.overhead_pages, d.overhead_dma = [0] * len(self.free), [0] * len(self.free)
 
     def claim(self, domid: int, pages: int, node: Optional[int] = None) -> None:
         """Claim pages as ``domain_set_outstanding_pages`` does, host-wide like
@@ -206,13 +253,13 @@ class Heap:
             raise HypervisorError(errno.EINVAL, f"claim of {pages} pages must exceed the domain's "
                                   f"{d.tot_pages} and not exceed its maximum {d.max_pages}")
         want = pages - d.tot_pages
-        host_claims, node_claims = self._claimed_by_others(d)
-        if want > sum(self.free) - host_claims - sum(node_claims):
+        budget, usable = self.room_for(d)
+        if want > usable:
             raise HypervisorError(errno.ENOMEM, f"claim of {want} pages")
         if node is None:
             d.claim = want
             return
-        if want > self.free[node] - node_claims[node]:
+        if want > budget[node]:
             raise HypervisorError(errno.ENOMEM, f"claim of {want} pages on node {node}")
         d.node_claims = {node: want}
 

@@ -216,11 +216,13 @@ class Host(Heap):
     def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
                       soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
                       paused: bool = False, uuid: Optional[str] = None,
-                      node_affinity: Optional[int] = None, populate: bool = True) -> Domain:
+                      node_affinity: Optional[int] = None, populate: bool = True, overhead: int = 0) -> Domain:
         """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause.
 
         ``node_affinity`` is a node mask the toolstack sets before the memory is
         populated (libxl does after its automatic placement); None leaves it automatic.
+        ``overhead``: pages of the build's overhead (:func:`.heap.build_overhead`), taken round the
+        node affinity as it is then (:meth:`Heap.take_overhead`) before any of the memory.
         """
         if dtype not in DOMAIN_TYPES:
             raise InvalidArgument("type", f"unknown domain type {dtype!r}", ", ".join(DOMAIN_TYPES))
@@ -258,6 +260,8 @@ class Host(Heap):
         self.next_domid += 1
         if node_affinity is not None:
             self.set_node_affinity(domid, node_affinity)
+        if overhead:
+            self.take_overhead(d, overhead)
         if populate:  # else no memory yet (xenopsd's domain_create; xenguest populates it later)
             self.allocate(d, memory_pages)
         for v in d.vcpus:
@@ -288,6 +292,7 @@ class Host(Heap):
             self.sched.remove(v)
         for n, p in enumerate(list(d.node_pages)):
             self.release(d, n, p)
+        self.release_overhead(d)
         del self.domains[domid]
 
     def pause(self, domid: int) -> None:
@@ -311,12 +316,13 @@ class Host(Heap):
     def check_invariants(self) -> None:
         """Raise AssertionError if the state is impossible for Xen."""
         for n, size in enumerate(self.size):
-            used = sum(d.node_pages[n] for d in self.domains.values())
+            used = sum(d.held_on(n) for d in self.domains.values())
             assert self.free[n] >= 0, f"node {n} free < 0"
             assert used + self.free[n] == size, f"node {n}: pages not conserved"
-            zone_used = sum(d.dma_pages[n] for d in self.domains.values())
+            zone_used = sum(d.held_below(n) for d in self.domains.values())
             assert zone_used + self.zone_free[n] == self.zone_size[n], f"node {n}: DMA zone pages not conserved"
-            assert all(d.dma_pages[n] <= d.node_pages[n] for d in self.domains.values()), f"node {n}: zone pages"
+            assert all(d.dma_pages[n] <= d.node_pages[n] and d.overhead_dma[n] <= d.overhead_pages[n]
+                       for d in self.domains.values()), f"node {n}: zone pages"
         seen = {}
         for cpu in range(len(self.cpu_node)):
             v = self.sched.current(cpu)

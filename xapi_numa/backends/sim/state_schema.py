@@ -51,6 +51,7 @@ DOMAIN = Record(
      ("load", Parsed(LoadProfile.parse, "a load profile")), ("vcpus", ListOf(VCPU, least=1))],
     # fields files written before them lack (guest memory, the performance model, vNUMA)
     [("passthrough", BOOL), ("video", COUNT), ("dma_pages", ListOf(COUNT, per="nodes")),
+     ("overhead_pages", ListOf(COUNT, per="nodes")), ("overhead_dma", ListOf(COUNT, per="nodes")),
      ("gfn_runs", Maybe(ListOf(Row([("first gfn", Int(0, GFNS - 1, "a gfn below 2^40")),
                                     ("count", Int(1, GFNS, "1 .. 2^40 frames")),
                                     ("node", Int(-1, last("nodes"), "-1 (unbacked) or a node"))])))),
@@ -121,10 +122,11 @@ def _check_host(data: dict, ctx: Context) -> None:
         raise Damaged(f"host.next_domid must be more than every domain's domid ({max(seen)}), "
                       f"not {data['next_domid']}")
     for n, size in enumerate(ctx["node_pages"]):  # (the model asserts it at every step: the allocator's books)
-        used = sum(d["node_pages"][n] for d in data["domains"])
+        used = sum(_held(d, "node_pages", n) for d in data["domains"])
         if data["free"][n] + used != size:
-            raise Damaged(f"host.free[{n}] ({data['free'][n]}) and the domains' node_pages[{n}] ({used}) must add "
-                          f"up to node {n}'s {size} pages, not {data['free'][n] + used}")
+            raise Damaged(f"host.free[{n}] ({data['free'][n]}) and the domains' node_pages[{n}] and "
+                          f"overhead_pages[{n}] ({used}) must add up to node {n}'s {size} pages, "
+                          f"not {data['free'][n] + used}")
     if all("dma_pages" in d for d in data["domains"]):  # (else worked out on loading: a file from before)
         _check_zone(data["domains"], ctx)
 
@@ -133,15 +135,24 @@ def _check_zone(domains: List[dict], ctx: Context) -> None:
     """The domains' pages below the DMA width fit each node's zone, the rest above it."""
     for n, (size, zone) in enumerate(zip(ctx["node_pages"], ctx["zone_pages"])):
         for i, d in enumerate(domains):
-            if d["dma_pages"][n] > d["node_pages"][n]:
-                raise Damaged(f"host.domains[{i}].dma_pages[{n}] ({d['dma_pages'][n]}) must be at most its "
-                              f"node_pages[{n}] ({d['node_pages'][n]})")
-        low = sum(d["dma_pages"][n] for d in domains)
-        high = sum(d["node_pages"][n] for d in domains) - low
+            for low_field, field in (("dma_pages", "node_pages"), ("overhead_dma", "overhead_pages")):
+                below, held = (d[f][n] if f in d else 0 for f in (low_field, field))
+                if below > held:
+                    raise Damaged(f"host.domains[{i}].{low_field}[{n}] ({below}) must be at most its "
+                                  f"{field}[{n}] ({held})")
+        low = sum(_held(d, "dma_pages", n) for d in domains)
+        high = sum(_held(d, "node_pages", n) for d in domains) - low
         if low > zone or high > size - zone:
             raise Damaged(f"the domains hold {low} pages of node {n} below Xen's DMA width and {high} above it, "
                           f"where the node has {zone} and {size - zone} (host.xen_commandline, host.domains[*]"
-                          f".dma_pages[{n}])")
+                          f".dma_pages[{n}], .overhead_dma[{n}])")
+
+
+def _held(d: dict, field: str, n: int) -> int:
+    """Of node ``n``, the pages a domain's ``field`` (node_pages or dma_pages) says it holds, and
+    those of its build's overhead (overhead_pages, overhead_dma: none in files from before it)."""
+    apart = {"node_pages": "overhead_pages", "dma_pages": "overhead_dma"}[field]
+    return d[field][n] + (d[apart][n] if apart in d else 0)
 
 
 def _within(pages: List[int], sizes: List[int], where: str) -> None:

@@ -41,11 +41,14 @@ then populates memory from them, whatever the hard affinity says) and every
 vCPU's soft affinity to all CPUs of those nodes; a given hard mask is applied
 after, leaving soft alone.  With no candidate nothing changes.
 
-Not modelled: the paging pool of an HVM/PVH guest (libxl 4.17 sets it after
-placement and the node affinity, in ``libxl__build_pre`` through
-``libxl__arch_domain_create``: Xen takes it page by page round the chosen
-nodes before the guest's RAM, and it moves ``last_alloc_node``), cpupools,
-stub domains and video RAM.
+The build's overhead: libxl 4.17 sets an HVM/PVH guest's paging pool after placement, the
+node affinity and the vCPUs' affinity (``libxl__build_pre`` through ``libxl__arch_domain_create``;
+none for PV), so Xen takes it page by page round the chosen nodes before the guest's RAM, moving
+``last_alloc_node``; a PV guest gets Xen's per-vCPU memory only.  The simulator sizes the pool as
+the planner does (:func:`.heap.build_overhead`), not by libxl's own rule (256 pages per vCPU and
+one per MiB for HAP, what :func:`need_memkb` counts).
+
+Not modelled: cpupools, stub domains and video RAM.
 """
 
 from itertools import combinations
@@ -53,6 +56,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import attrs
 
+from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.backends.sim.masks import count, has, iter_bits
 
 MAX_NODES = 16  # libxl skips placement on bigger hosts
@@ -163,7 +167,8 @@ def placement_runs(soft: Optional[int], auto_numa: bool) -> bool:
 
 def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft: Optional[int],
               load: str, dtype: str, paused: bool, uuid: Optional[str], auto_numa: bool = True):
-    """Build a domain the way ``xl create`` does, automatic NUMA placement included."""
+    """Build a domain the way ``xl create`` does, automatic NUMA placement included, its
+    build's overhead round its nodes then (libxl sets no paging pool for PV)."""
     node_affinity = None
     if placement_runs(soft, auto_numa) and dtype in _EXTRA_KIB:
         best = best_candidate(host, need_memkb(pages, vcpus, dtype), vcpus)
@@ -173,5 +178,6 @@ def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft
             for n in best.nodes:
                 soft |= host.node_mask[n]
     return host.create_domain(name, vcpus, pages, hard, soft, load, dtype, paused, uuid,
-                              node_affinity=node_affinity)
+                              node_affinity=node_affinity,
+                              overhead=build_overhead(dtype, vcpus, pages, pool=dtype != "pv"))
 
