@@ -16,10 +16,11 @@ the nodes' spanned sizes (``xc_numainfo``'s ``memsize``), and how placement
 counts the zones (:func:`place`: a last resort, reserved where Xen fills it).
 """
 import re
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import attrs
 
+from xapi_numa.core import xenalloc
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.errors import NoCapacity, RoomReserved
 
@@ -101,7 +102,7 @@ def place(planner: Planner, loads: NodeLoads, request: Request, builds_landed: b
         policy = request.policy
         if not any(loads.dma) or policy.binding:
             raise
-        return _as_xen_fills(loads, planner.place(loads.with_dma(), request), builds_landed)
+        return _as_xen_fills(planner, request, loads, planner.place(loads.with_dma(), request), builds_landed)
 
 
 def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
@@ -111,36 +112,53 @@ def takes_zones(loads: NodeLoads, placement: Placement) -> bool:
     return any(b > room[n] for n, b in placement.memory)
 
 
-def _as_xen_fills(loads: NodeLoads, placement: Placement, builds_landed: bool = False) -> Placement:
-    """The placement's memory where Xen puts it: the build gets no page of a DMA zone
-    while any node has room above it (its nodes first, then the others in order:
-    ``get_free_buddy``), so its nodes' room, every other node's room, then the zones.
+def _as_xen_fills(planner: Planner, request: Request, loads: NodeLoads, placement: Placement,
+                  builds_landed: bool = False) -> Placement:
+    """The placement's memory where Xen puts it: its build (:mod:`xapi_numa.core.xenalloc`, as the
+    planner's own prediction: the overhead round every node with CPUs, then the RAM striped over its
+    nodes in 1 GiB, 2 MiB and 4 KiB extents) gets no extent from a DMA zone while any node has one of
+    that size above it (its nodes first, then the others: ``get_free_buddy``), but a GiB none has
+    above comes from a zone before libxc asks 2 MiB extents; held per node as the most any start of
+    the round puts there.
 
-    That room is Xen's own view of it: free memory above the zone, reservations
-    included, since Xen cannot see them.  Where it takes memory reserved for another
-    start whose build has not landed yet, the build would take that start's memory
-    (which then spills off its nodes): :class:`RoomReserved` instead, until those builds
-    are done (seen as a spill in a boot storm on a host full above its DMA zones)."""
-    need = sum(b for _, b in placement.memory)
+    Xen's view of the room is free memory, reservations included, since Xen cannot see them.  Where
+    the build takes memory reserved for another start whose build has not landed yet, it would take
+    that start's memory (which then spills off its nodes): :class:`RoomReserved` instead, until
+    those builds are done (seen as a spill in a boot storm on a host full above its DMA zones)."""
     room = [max(0, f - r) for f, r in zip(loads.free, loads.reserved)]  # what no start holds
     zone = [max(0, f + d - r) - a for f, d, r, a in zip(loads.free, loads.dma, loads.reserved, room)]
-    order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
-    above, below = [0] * len(room), [0] * len(room)
     # Xen's view: free memory, reservations included (or, the builds under way landed, what no start holds)
-    pools = (room, zone) if builds_landed else (list(loads.free), list(loads.dma))
-    for pool, take in zip(pools, (above, below)):
-        for n in order:
-            got = min(max(0, pool[n]), need)
-            take[n], need = take[n] + got, need - got
-    below[placement.nodes[0]] += need  # (none: the pass with the zones found it all)
-    held = [] if builds_landed else [n for n in order if above[n] > room[n] or below[n] > zone[n]]
+    above, below = (room, zone) if builds_landed else (list(loads.free), list(loads.dma))
+    take, low = _xen_takes(planner, request, placement, [a >> PAGE_SHIFT for a in above],
+                           [b >> PAGE_SHIFT for b in below])
+    order = list(placement.nodes) + [n for n in range(len(room)) if n not in placement.nodes]
+    held = [] if builds_landed else [n for n in order if (take[n] - low[n]) << PAGE_SHIFT > room[n]
+                                     or low[n] << PAGE_SHIFT > zone[n]]
     if held:
         raise RoomReserved("the memory Xen would give this VM first (above the DMA zone on node {}) is reserved "
                            "for starts whose builds are under way, and Xen cannot see reservations: it would take "
                            "theirs; try again once they are built".format(",".join(map(str, held))),
-                           ("memory", str(need)))
-    take = [a + b for a, b in zip(above, below)]
+                           ("memory", str(sum(take) << PAGE_SHIFT)))
     # a fallback: its memory goes beyond the nodes chosen for it (pool tools rank it so)
-    return attrs.evolve(placement, memory=tuple((n, b) for n, b in enumerate(take) if b), fallback=True,
+    return attrs.evolve(placement, memory=tuple((n, p << PAGE_SHIFT) for n, p in enumerate(take) if p), fallback=True,
                         reason=placement.reason + "; with DMA zones, which Xen gives it once every node's "
                                                   "room is taken: that room is reserved first")
+
+
+def _xen_takes(planner: Planner, request: Request, placement: Placement, above: Sequence[int],
+               below: Sequence[int]) -> Tuple[List[int], List[int]]:
+    """Pages per node the placement's build takes from ``above`` (free above the DMA width) and
+    ``below`` (the zones), the most any start of the round puts on each: (all, of them in a zone)."""
+    free, zone, nodes = [a + b for a, b in zip(above, below)], list(below), list(placement.nodes)
+    overhead_round = planner.overhead.round_of([n for n in range(len(free)) if planner.pcpus[n]])
+    got, _ = xenalloc.take_overhead(-(-placement.overhead >> PAGE_SHIFT), free,
+                                    nodes if overhead_round is None else overhead_round, zone)
+    take, low = [got.get(n, 0) for n in range(len(free))], [b - z for b, z in zip(below, zone)]
+    most, most_low = [0] * len(free), [0] * len(free)
+    for last in nodes:  # (the node the round starts after is unknown: every one of the set)
+        budget, left = list(free), list(zone)
+        ram, _ = xenalloc.build(-(-request.memory >> PAGE_SHIFT), request.dtype, budget, nodes, last, zone=left,
+                                video=request.video >> PAGE_SHIFT)
+        most = [max(m, ram.get(n, 0)) for n, m in enumerate(most)]
+        most_low = [max(m, z - y) for m, z, y in zip(most_low, zone, left)]
+    return [t + m for t, m in zip(take, most)], [t + m for t, m in zip(low, most_low)]
