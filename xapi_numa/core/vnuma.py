@@ -22,7 +22,6 @@ import attrs
 
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma_guest import ALIGN, PAGE, MiB, GuestSpec, check_fits, check_guest, check_nodes
-from xapi_numa.core.vnuma_guest import MAX_VNODES  # noqa: F401 (the simulated backend reads it here)
 from xapi_numa.errors import InvalidArgument
 
 MODES = ("follow", "split")

@@ -17,7 +17,8 @@ from xapi_numa.ports.hypervisor import DEVICE_MODEL_BLOCKER, Capabilities, Hyper
 from xapi_numa.core.host import BatchResult, DomainInfo, MemoryMap, NodeMemory, VcpuInfo
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.vnuma import MAX_VNODES, MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
+from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
+from xapi_numa.core.vnuma_guest import MAX_VNODES
 from xapi_numa.core.units import PAGE_SHIFT, SizeRange, bytes_to_pages, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
