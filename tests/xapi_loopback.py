@@ -307,11 +307,13 @@ class LoopbackXapi:
     def add_vm(self, name: str, vcpus: int, memory: int, other_config: Optional[dict] = None,
                vcpus_params: Optional[dict] = None, domain_type: str = "hvm",
                dynamic_max: Optional[int] = None, shadow_multiplier: float = 1.0,
-               platform: Optional[dict] = None) -> Tuple[str, str]:
+               platform: Optional[dict] = None, dynamic_min: Optional[int] = None) -> Tuple[str, str]:
         """Create a halted VM (what a template install does); returns (ref, uuid).
-        ``memory``: its static maximum; ``dynamic_max``: its balloon's top (``memory``)."""
+        ``memory``: its static maximum; ``dynamic_max``: its balloon's top (``memory``);
+        ``dynamic_min``: its bottom and static minimum (the top); its target is the top."""
         ref, uuid, mref = _ref(), str(uuidlib.uuid4()), _ref()
         dynamic = memory if dynamic_max is None else dynamic_max
+        bottom = dynamic if dynamic_min is None else dynamic_min
         with self.lock:
             self.metrics[mref] = {"uuid": str(uuidlib.uuid4()), "memory_actual": "0", "VCPUs_number": "0",
                                   "VCPUs_CPU": {}, "VCPUs_params": {}, "state": [], "other_config": {}}
@@ -320,7 +322,7 @@ class LoopbackXapi:
                              "HVM_boot_policy": "BIOS order" if domain_type == "hvm" else "", "VCPUs_max": str(vcpus),
                              "VCPUs_at_startup": str(vcpus), "VCPUs_params": dict(vcpus_params or {}),
                              "memory_static_max": str(memory), "memory_dynamic_max": str(dynamic),
-                             "memory_dynamic_min": str(dynamic), "memory_static_min": str(dynamic),
+                             "memory_dynamic_min": str(bottom), "memory_static_min": str(bottom),
                              "memory_target": str(dynamic), "HVM_shadow_multiplier": float(shadow_multiplier),
                              "other_config": dict(other_config or {}),
                              "resident_on": NULL, "affinity": NULL, "domid": "-1", "domain_type": domain_type,
