@@ -70,4 +70,5 @@ def test_such_a_placement_says_it_is_a_fallback_and_never_shows_negative_headroo
     loads = NodeLoads([1 * GIB, 1 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
     placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB))
     assert placed.fallback
-    assert describe(PLANNER, placed, None, loads, host_cpus=None, mask=None, dtype="hvm")["headroom"] >= 0
+    assert describe(PLANNER, placed, None, loads, host_cpus=None, mask=None, dtype="hvm",
+                    target=3 * GIB)["headroom"] >= 0

@@ -73,7 +73,7 @@ def cmd_place(args) -> int:
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
     mask = admin_mask(record) if record is not None else None
     out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=mask, dtype=request.dtype,
-                        vm=vm),
+                        target=request.memory, vm=vm),
                xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0

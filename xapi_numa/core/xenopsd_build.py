@@ -12,8 +12,8 @@ Xen 4.17 allows for PVH as for HVM (XENMEM_set_pod_target asks is_hvm_domain; li
 pod_enabled is every type but PV).  A PV guest is never PoD: meminit_pv populates its start.
 
 The start target is xenopsd's ``initial_target``: the dynamic maximum, or less where squeezed
-reserved less (down to the dynamic minimum) on a host short of free memory, which nothing here
-can know: placement plans for the dynamic maximum, as squeezed gives it where the room is.
+reserves less (down to the dynamic minimum) on a host short of free memory
+(:func:`squeezed_target`, the one rule a placement plans the start by).
 """
 from typing import Optional, Tuple
 
@@ -25,6 +25,9 @@ KiB, MiB = 1 << 10, 1 << 20
 # VGPU_VIDEO_MIB with a vGPU
 DEFAULT_VIDEO_MIB = 4
 VGPU_VIDEO_MIB = 16
+# squeezed's target_host_free_mem: the free memory it keeps above what it reserves for a start
+# (low_mem_emergency_pool + extra_mem_to_keep): 1 + 8 MiB, 64 + 8 MiB since xen-api's CA-423173 (2026)
+SQUEEZED_SLACK = (9 * MiB, 72 * MiB)
 
 
 def build_mib(memory: int) -> int:
@@ -33,27 +36,43 @@ def build_mib(memory: int) -> int:
     return -(-(memory // KiB) // KiB)
 
 
-def start_memory(static_max: int, dynamic_max: int) -> Tuple[int, bool]:
-    """(bytes the domain is built with, whether populate-on-demand) for a VM started at its
-    dynamic maximum (at most its static maximum): the start target's MiB, PoD where they are
-    fewer than the static maximum's (for an HVM/PVH guest: :func:`build_type`).
-
-    Why the dynamic maximum: xenopsd asks squeezed to reserve between the dynamic minimum and
-    maximum (each plus the overhead) and starts the VM at the lesser of its dynamic maximum and
-    what squeezed reserved, less the overhead (``initial_target``).  squeezed first moves every
-    ballooning domain's target towards its proportional share of the host (the new VM counted
-    in), waits for them, then reserves what is free above its own slack (9 MiB), at most the
-    maximum.  Where the host has room for every domain's dynamic maximum, the new VM's among
-    them, that is what it gets, and the prediction and reservation here are right.  Otherwise
-    it starts lower (PoD for HVM/PVH): on a host whose free memory is below its dynamic maximum
-    but enough for its minimum, and also where ballooned domains are given memory back first;
-    how much lower, and on which nodes the ballooned domains' memory is freed or taken, depend
-    on every domain's balloon range and state during the start, which no placement can know
-    before it.  So a host short of the dynamic maximum is refused for room (NUMA_NO_CAPACITY;
-    a pool vm-start passes it over) though xapi would start the VM there with less, and a start
-    squeezed gives less holds more than it builds until its reservation is released."""
-    start, top = build_mib(min(static_max, dynamic_max)), build_mib(static_max)
+def start_memory(static_max: int, target: int) -> Tuple[int, bool]:
+    """(bytes the domain is built with, whether populate-on-demand) for a VM started at
+    ``target`` (:func:`squeezed_target`; at most its static maximum): the start target's MiB,
+    PoD where they are fewer than the static maximum's (for an HVM/PVH guest: :func:`build_type`)."""
+    start, top = build_mib(min(static_max, target)), build_mib(static_max)
     return start * MiB, start < top
+
+
+def squeezed_target(free: int, dynamic_min: int, dynamic_max: int, overhead: int, balloons: bool) -> Optional[int]:
+    """The start target (bytes) a placement plans a VM's start for, or None where squeezed would
+    refuse the start: ``free``, the host's free memory in bytes (what other starts reserved left
+    out); the VM's dynamic range; ``overhead``, xenopsd's build overhead in bytes; ``balloons``,
+    whether a domain running on the host may balloon (else each holds what it has).
+
+    xenopsd asks squeezed to reserve between the dynamic minimum and maximum, each plus the
+    overhead, in KiB rounded up (``reserve_memory_range``), and starts the VM at the lesser of
+    its dynamic maximum and the reservation less the overhead (``initial_target``).  squeezed
+    (``free_memory_range``) first moves every ballooning domain's target towards its share of
+    the host, the new VM counted in, then reserves what is free above its slack
+    (:data:`SQUEEZED_SLACK`), at most the maximum; below the minimum it refuses the start.
+
+    With no domain that can balloon, the host's free memory is what squeezed gives: the target
+    is the most it reserves (above the lesser slack: never more built than planned), and the
+    start is refused where the greater slack leaves less than the minimum (squeezed may keep
+    that one: never a start planned that squeezed refuses).  With ballooning domains, what
+    they give up or take back first, and so what squeezed reserves, depends on every domain's
+    range and state during the start: the dynamic maximum is planned, the most the build ever
+    takes, so the build never exceeds what is held (a host short of it is refused, though xapi
+    may start the VM there with less)."""
+    if balloons:
+        return dynamic_max
+    least, most = (slack // KiB for slack in SQUEEZED_SLACK)
+    low = -(-(min(dynamic_min, dynamic_max) + overhead) // KiB)  # (xenopsd's kib_of_bytes_used)
+    high = -(-(dynamic_max + overhead) // KiB)
+    if free // KiB - most < low:
+        return None
+    return min(dynamic_max, min(free // KiB - least, high) * KiB - overhead)
 
 
 def video_ram(guest_type: str, videoram: str, vgpu: bool) -> int:

@@ -18,7 +18,7 @@ refused by each command, and leaves every VM alone in xapi-numad's cycles
 (:mod:`.left_alone`), never read as no mask.
 """
 import math
-from typing import FrozenSet, Optional, Tuple
+from typing import Callable, FrozenSet, Optional, Tuple
 
 import attrs
 
@@ -29,8 +29,10 @@ from xapi_numa.core.placement import Request
 from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vcpu_mask import VcpuMask
-from xapi_numa.core.xenopsd_build import build_type, resolved_domain_type, start_memory, video_ram
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.core.units import format_size
+from xapi_numa.core.xenopsd_build import (SQUEEZED_SLACK, build_type, resolved_domain_type, squeezed_target,
+                                          start_memory, video_ram)
+from xapi_numa.errors import InvalidArgument, NoCapacity
 from xapi_numa.ops import boot_pin
 
 ADMIN_MASK_FIELD = "VCPUs_params:mask"
@@ -148,31 +150,81 @@ def domain_type_of(record: dict) -> str:
 
 
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
-                vgpu: bool = False) -> Request:
+                vgpu: bool = False, free: Optional[int] = None, balloons: Callable[[], bool] = lambda: True) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach.  ``vgpu``: xapi builds it with a vGPU
     (its video RAM at least 16 MiB: :func:`xapi_numa.core.xenopsd_build.video_ram`), which a
-    start's prediction asks xapi (:func:`start_request`, not this)."""
+    start's prediction asks xapi (:func:`start_request`, not this).  ``free``: the host's free
+    memory (bytes), for the start target squeezed gives (:func:`start_target`; None: the dynamic
+    maximum); ``balloons``: whether a domain on the host may balloon (asked only where it counts)."""
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
     bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
     vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
-    # xenopsd builds the domain with at most its dynamic maximum (the balloon below static max stays
-    # empty), in MiB as it rounds them, populate-on-demand below the static maximum (core.xenopsd_build),
-    # an HVM guest's video RAM populated after the RAM; it sizes the overhead on the static maximum
-    memory, pod = start_memory(static_max, int(record.get("memory_dynamic_max", static_max)))
+    overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
+    # xenopsd builds the domain with its start target (the balloon above it stays empty), in MiB as it
+    # rounds them, populate-on-demand below the static maximum (core.xenopsd_build), an HVM guest's
+    # video RAM populated after the RAM; it sizes the overhead on the static maximum
+    dynamic_max = int(record.get("memory_dynamic_max", static_max))
+    target = dynamic_max if free is None else start_target(record, free, overhead, balloons)
+    memory, pod = start_memory(static_max, target)
     kind = domain_type_of(record)
     video = min(memory, video_ram(kind, record.get("platform", {}).get("videoram", ""), vgpu))
-    overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
     return Request(vcpus, memory, policy, dtype=build_type(kind, pod), overhead=overhead, video=video, **bound)
 
 
-def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None) -> Request:
+def start_target(record: dict, free: int, overhead: int, balloons: Callable[[], bool]) -> int:
+    """The start target (bytes) to plan the VM's start for on a host with ``free`` bytes free
+    (:func:`squeezed_target`: less than its dynamic maximum only where no domain there can balloon,
+    which ``balloons`` is asked only then); one squeezed would refuse (the host short of its
+    ``memory_dynamic_min``) is refused with ``NUMA_NO_CAPACITY``, naming it."""
+    dynamic_max = int(record.get("memory_dynamic_max", record["memory_static_max"]))
+    dynamic_min = int(record.get("memory_dynamic_min", dynamic_max))
+    target = squeezed_target(free, dynamic_min, dynamic_max, overhead, balloons=False)
+    if target != dynamic_max and balloons():
+        target = squeezed_target(free, dynamic_min, dynamic_max, overhead, balloons=True)
+    if target is None:
+        raise NoCapacity("VM {}: this host has {} free (less other starts' reservations), short of its "
+                         "memory_dynamic_min {} with the build's overhead {} and the {} squeezed keeps free: "
+                         "xapi would not start it here".format(
+                             record.get("uuid", "?"), format_size(free), format_size(dynamic_min),
+                             format_size(overhead), format_size(SQUEEZED_SLACK[-1])),
+                         ("memory_dynamic_min", str(dynamic_min), str(free)))
+    return target
+
+
+def balloons_on(session, host_uuid: Optional[str]) -> bool:
+    """May a domain on host ``host_uuid`` balloon, so that squeezed moves memory at a start there?
+    A VM resident there (not a control domain: squeezed leaves dom0 alone by default) whose
+    ``memory_dynamic_min``, ``memory_target`` and ``memory_dynamic_max`` are not one figure.  True
+    where no host is named (nothing tells).  xapi's records say what xenstore tells squeezed; a VM
+    being started there (not yet resident) counts once resident."""
+    if host_uuid is None:
+        return True
+    host = xapi.call(session.xenapi.host.get_by_uuid, host_uuid)
+    for vm in xapi.call(session.xenapi.host.get_record, host).get("resident_VMs", ()):
+        try:
+            record = xapi.vm_record(session, vm)
+        except xapi.XapiError as err:
+            if err.code == "HANDLE_INVALID":  # gone meanwhile
+                continue
+            raise
+        fixed = {record.get(key) for key in ("memory_dynamic_min", "memory_target", "memory_dynamic_max")}
+        if not record.get("is_control_domain") and len(fixed) > 1:
+            return True
+    return False
+
+
+def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
+                  free: Optional[int] = None, host_uuid: Optional[str] = None) -> Request:
     """:func:`request_for` the VM's start, xapi asked whether it builds the VM with a vGPU
     (:func:`xapi.builds_with_vgpu`: its video RAM then at least 16 MiB, which QEMU populates
-    with the domain's node affinity as the rest).  Every prediction of a start from a VM's
-    record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
-    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record))
+    with the domain's node affinity as the rest) and, where ``free`` (the host's free memory:
+    :func:`xapi_numa.ops.reserve.host_free`) is short of its dynamic maximum, whether a domain on
+    host ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a
+    VM's record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
+    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record), free,
+                       lambda: balloons_on(session, host_uuid))
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],

@@ -99,6 +99,22 @@ def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = Non
     return room
 
 
+def host_free(hv: Hypervisor, ledger: Optional[Ledger], vm: Optional[str] = None) -> int:
+    """Bytes the whole host has free for ``vm``'s start, as a dry run's planner counts them
+    (:func:`place_and_reserve`): Xen's free memory, its DMA zones too, less every claim, other
+    starts' reservations as a reconcile would leave them and the pages memory moves have yet to
+    bring: what squeezed sizes a start from (:func:`xapi_numa.core.xenopsd_build.squeezed_target`;
+    squeezed itself does not know the reservations, which a start planned here may not take)."""
+    if ledger is None:
+        return observe.claimable_total(hv)
+    caps = hv.capabilities()
+    with ledger.db.read():  # (one snapshot, as a dry run's)
+        reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps)
+        moving = _moving(hv, ledger)
+        total = observe.claimable_total(hv, known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
+    return max(0, total - sum(reserved.values()) - (sum(moving.values()) << PAGE_SHIFT))
+
+
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,
                       ttl: float = DEFAULT_TTL, dry_run: bool = False, planner: Optional[Planner] = None,
                       owner: str = "") -> Tuple[Placement, Optional[Reservation], NodeLoads]:

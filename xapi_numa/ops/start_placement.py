@@ -94,10 +94,12 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-    request = start_request(session, record, planner.topology, host_cpus)
+    request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
+                            host_uuid)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
-                        host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record), vm=uuid)
+                        host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
+                        target=request.memory, vm=uuid)
     with owning(ledger, session, vm, uuid) as owner:
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
@@ -108,7 +110,8 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         # place, a policy change) may have changed what the first read saw.
         record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
         _not_held(session, record, uuid, start_owner)
-        request = start_request(session, record, planner.topology, host_cpus)
+        request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
+                                host_uuid)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
@@ -121,7 +124,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             _put_back(session, vm, record, owned)  # (past the budget too: what it wrote is its own to undo)
             raise
     return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record),
-                    dtype=domain_type_of(record), vm=uuid)
+                    dtype=domain_type_of(record), target=request.memory, vm=uuid)
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None,
@@ -135,8 +138,9 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     host_cpus = host_mask(session, host_uuid)
     record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
     _not_held(session, record, uuid, start_owner)
-    reserve.place_and_reserve(hv, ledger, start_request(session, record, planner.topology, host_cpus), uuid,
-                              dry_run=True, planner=planner)
+    request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
+                            host_uuid)
+    reserve.place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
 
 
 def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> None:
@@ -351,7 +355,7 @@ def _starting_here(session, record: dict, host_uuid: Optional[str]) -> bool:
 
 
 def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Optional[FrozenSet[int]],
-             mask: Optional[VcpuMask], dtype: str, vm: Optional[str] = None) -> dict:
+             mask: Optional[VcpuMask], dtype: str, target: int, vm: Optional[str] = None) -> dict:
     """A place's answer.  Its ``soft`` (or, for a strict policy, ``hard``) CPUs are those the
     VM's vCPUs get on the chosen nodes, as the boot pin written for them
     (:func:`~xapi_numa.core.vcpu_cpus.vcpu_cpus`): inside the host's guest mask
@@ -361,7 +365,9 @@ def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Opti
     reports its hard affinity); the VM's ``VCPUs_params:mask`` has each vCPU's.  Its
     ``domain_type`` is the guest type whose build the placement predicted (``dtype``: pv, pvh or
     hvm; a pv_in_pvh VM builds as pvh; a VM's own type, :func:`domain_type_of`, also where its
-    populate-on-demand build is predicted as PV's RAM)."""
+    populate-on-demand build is predicted as PV's RAM); its ``memory_target`` the bytes the start
+    was planned with (``target``, the request's memory: for a VM its start target as xenopsd
+    builds it, :func:`.place_request.start_target`), video RAM included, the overhead not."""
     topo = planner.topology
     available = loads.available()
     cpus = vcpu_cpus(topo, placement.nodes, host_cpus, mask).cpus
@@ -369,7 +375,7 @@ def describe(planner: Planner, placement, reservation, loads, *, host_cpus: Opti
                           hard=cpus if placement.hard is not None else None).to_dict(topo)
     # the reservation as `reservations` lists it, but for the owner token (the placing call's own)
     shown = {k: v for k, v in reservation.to_dict().items() if k != "owner"} if reservation else None
-    result.update(vm=vm, domain_type=dtype, reserved=reservation is not None, reservation=shown,
+    result.update(vm=vm, domain_type=dtype, memory_target=target, reserved=reservation is not None, reservation=shown,
                   max_distance=max(topo.distance(a, b) for a in placement.nodes for b in placement.nodes),
                   # what the chosen nodes still have after other starts' reservations and this VM
                   headroom=sum(max(0, available[n] - placement.bytes_per_node.get(n, 0)) for n in placement.nodes))
@@ -385,6 +391,6 @@ def place_what_if(hv: Hypervisor, ledger: Ledger, request: Request, session=None
     host_cpus = host_mask(session, host_uuid)
     request = sized_request(request, planner.topology, host_cpus)
     return describe(planner, *place_and_reserve(hv, ledger, request, None, dry_run=True, planner=planner),
-                    host_cpus=host_cpus, mask=None, dtype=request.dtype)
+                    host_cpus=host_cpus, mask=None, dtype=request.dtype, target=request.memory)
 
 

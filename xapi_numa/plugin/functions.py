@@ -193,7 +193,10 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     """A placement for a VM about to start here: reserve, and pin the boot to it;
     or, with vcpus and memory, a what-if placement that reserves nothing (inside this
     host's guest mask, read and applied as for a VM; its build predicted as of guest
-    ``type``, hvm by default, which the answer's ``domain_type`` says)."""
+    ``type``, hvm by default, which the answer's ``domain_type`` says).  The answer's
+    ``memory_target`` is the memory the start was planned with: a VM's start target as squeezed
+    gives it on this host (below its dynamic maximum where the host is short of it and no domain
+    here balloons: ``place_request.start_target``), the what-if's ``memory``."""
     # imported per function, as every function here does (see "Imports" above)
     from xapi_numa.core.placement import Request
     from xapi_numa.core.units import VM_MEMORY, parse_size
