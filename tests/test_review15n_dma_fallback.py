@@ -65,7 +65,7 @@ def test_the_reservation_covers_other_nodes_only_as_far_as_needed():
 def test_such_a_placement_says_it_is_a_fallback_and_never_shows_negative_headroom():
     """Its memory goes beyond its nodes: pool tools rank it below a host that holds the VM
     on its chosen nodes (a fallback), and `place`'s headroom said -1 GiB (review 15n)."""
-    from xapi_numa.ops.start_placement import describe
+    from xapi_numa.ops.place_answer import describe
 
     loads = NodeLoads([1 * GIB, 1 * GIB], [0, 0], [0, 0], dma=[3 * GIB, 0])
     placed = dma_zone.place(PLANNER, loads, Request(2, 3 * GIB))

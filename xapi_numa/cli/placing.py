@@ -14,7 +14,8 @@ from xapi_numa.ops import start_hold, upkeep
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
-from xapi_numa.ops.start_placement import describe, releasing
+from xapi_numa.ops.place_answer import describe
+from xapi_numa.ops.start_placement import releasing
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 

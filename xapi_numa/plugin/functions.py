@@ -200,7 +200,7 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     # imported per function, as every function here does (see "Imports" above)
     from xapi_numa.core.placement import Request
     from xapi_numa.core.units import VM_MEMORY, parse_size
-    from xapi_numa.ops import start_hold, start_placement
+    from xapi_numa.ops import place_answer, start_hold, start_placement
     if not {"vm", "vcpus", "memory"} & set(args):
         raise InvalidArgument("vm", "missing argument", "vm=UUID for a VM about to start here, or vcpus= and "
                                                         "memory= (with mode, nodes, on_exhaust, type) for a what-if")
@@ -225,8 +225,8 @@ def place(ctx: Context, args: Dict[str, str]) -> dict:
     request = Request(int_arg(args, "vcpus", 1, 4096), parse_size(args["memory"], "memory", VM_MEMORY),
                       policy_arg(args), dtype=build_type_arg(args))
     host = ctx.host_uuid
-    return dict(start_placement.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None,
-                                              host), vm=None)
+    return dict(place_answer.place_what_if(ctx.hv, ctx.ledger_to_read, request, ctx.session if host else None, host),
+                vm=None)
 
 
 WHAT_IF_ARGS = frozenset({"vcpus", "memory", "mode", "nodes", "on_exhaust", "type"})
