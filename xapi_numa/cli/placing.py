@@ -1,6 +1,6 @@
 """``xapi-numa place | reservations | release | vm-start | vm-placement``: deciding where VMs go."""
 import time
-from typing import FrozenSet, Optional, Tuple
+from typing import Callable, FrozenSet, Optional, Tuple
 
 from xapi_numa.backends import xapi
 from xapi_numa.backends.inventory import local_host_uuid
@@ -15,7 +15,7 @@ from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
 from xapi_numa.ops.place_answer import describe
-from xapi_numa.ops.start_placement import releasing
+from xapi_numa.ops.start_placement import place_locked, placing, releasing
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
@@ -24,20 +24,23 @@ PLACE_NOT_CONSULTED = ("not consulted (a simulated host, --no-xapi, or no xapi i
 PLACE_UNREACHABLE = "unreachable: the placement keeps to no guest mask"
 
 
-def _xapi_view(args, vm: Optional[str]) -> Tuple[Optional[FrozenSet[int]], Optional[dict], str]:
+def _xapi_view(args, vm: Optional[str], held: bool) -> Tuple[Optional[FrozenSet[int]], Optional[dict], str]:
     """This host's guest mask (``guest_VCPUs_params:mask``) and, for ``--vm``, that VM's
     record (its own ``VCPUs_params:mask`` bounds the place, as the plugin's), read from
     this host's xapi as the plugin's place reads them (a mask that cannot be read, or a VM
     xapi does not know, is refused), reached as move-memory reaches it; and what to say
     of xapi: not consulted, consulted, or unreachable (the place then keeps to no mask,
-    as xapi-numad goes on without xapi)."""
+    as xapi-numad goes on without xapi; but for one that is to hold the VM, ``held``:
+    refused, since whether a pool vm-start holds the VM is then unknown)."""
     host = local_host_uuid()
-    link = rebalance.local_link(args) if host is not None else None
+    link = _local_link(args)
     if link is None:
         return None, None, PLACE_NOT_CONSULTED
     try:
         got = link.use(lambda session: (host_mask(session, host), None if vm is None else xapi.vm_record(
             session, xapi.vm_ref(session, vm))))
+        if got is None and held:
+            raise _hold_unread(vm, link, "place")
         if got is None:
             return None, None, rebalance.not_reached(link, PLACE_UNREACHABLE)
         return got[0], got[1], "consulted"
@@ -61,16 +64,24 @@ def cmd_place(args) -> int:
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
                               "a VM with no domain on this host, or --dry-run")
     planner = Planner(hv.topology())
-    guest_cpus, record, xapi_said = _xapi_view(args, vm)  # (a refusal: before anything is reserved)
+    held = vm is not None and not args.dry_run  # a VM's place holds it as the plugin's; a dry run holds nothing
+    guest_cpus, record, xapi_said = _xapi_view(args, vm, held)  # (a refusal: before anything is reserved)
     with common.flag_names(common.POLICY_FLAGS):
         # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM): a refused
         # --nodes before the state database is opened (made, where there is none yet)
-        request = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
+        sized = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
         if not args.dry_run and common.first_change(args):  # refused for room: it makes no state database
-            place_and_reserve(hv, common.ledger_to_read(args), request, vm, args.ttl, True, planner=planner)
+            place_and_reserve(hv, common.ledger_to_read(args), sized, vm, args.ttl, True, planner=planner)
         ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
-        placement, reservation, loads = place_and_reserve(hv, ledger, request, vm, args.ttl, args.dry_run,
-                                                          planner=planner)
+
+        def reserve(owner: str, read: Optional[dict]):
+            """Decide and reserve, for ``owner``, bounded by the VM's record as ``read`` (None: not read)."""
+            request_now = sized if read is record else sized_request(request, planner.topology, guest_cpus, "--nodes",
+                                                                     read)
+            return place_and_reserve(hv, ledger, request_now, vm, args.ttl, args.dry_run, planner=planner,
+                                     owner=owner) + (read,)
+        placement, reservation, loads, record = _place_held(args, ledger, vm, reserve, xapi_said == "consulted") \
+            if held else reserve("", record)
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
     mask = admin_mask(record) if record is not None else None
     out = dict(describe(planner, placement, reservation, loads, host_cpus=guest_cpus, mask=mask, dtype=request.dtype,
@@ -78,6 +89,48 @@ def cmd_place(args) -> int:
                xapi=xapi_said)
     common.emit(args, out, lambda _: _render_placement(placement, out, reservation))
     return 0
+
+
+def _place_held(args, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], consulted: bool) -> tuple:
+    """``reserve`` for ``vm`` holding it as the plugin's place does (:func:`start_placement.placing`: this
+    host's place lock, the VM's owner key, then the start-hold rule on its record read while holding
+    them, refused with NUMA_VM_BUSY as the plugin's place is); with no xapi ``consulted`` (``--no-xapi``,
+    a simulated host, no inventory naming this host), this host's place lock alone."""
+    if not consulted:
+        with place_locked(ledger, vm):
+            return reserve("", None)
+    link = _local_link(args)
+    done = []  # what reserve answered, once it did: xapi may fail after it, letting the VM go
+    try:
+        link.use(lambda session: _reserve_held(session, ledger, vm, reserve, done))
+    finally:
+        link.close()
+    if not done:
+        raise _hold_unread(vm, link, "place")
+    return done[0]
+
+
+def _reserve_held(session, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], done: list) -> None:
+    with placing(ledger, session, xapi.vm_ref(session, vm), vm) as (owner, record):
+        done.append(reserve(owner, record))
+
+
+def _local_link(args):
+    """A link to this host's xapi, as place and release read it: none on a simulated host, with
+    ``--no-xapi``, nor with no inventory naming this host (no pool start places there)."""
+    return rebalance.local_link(args) if local_host_uuid() is not None else None
+
+
+def _hold_unread(vm: str, link, fn: str) -> XapiUnreachable:
+    """The refusal of a ``place`` or ``release`` (``fn``) of ``vm`` while this host's xapi (``link``)
+    cannot be read: whether a pool vm-start holds the VM is unknown."""
+    done, undo, other = ("reserved", "overwrite", "--no-xapi to place without reading xapi (no guest mask, no VM "
+                                                  "mask, no start hold)") if fn == "place" else \
+        ("released", "undo", "--force to release anyway")
+    return XapiUnreachable("VM {}: whether a pool vm-start holds it (other-config:{}) cannot be read from this host's "
+                           "xapi ({}); nothing was {}, since a {} now could {} that start's place; try again once xapi "
+                           "answers, or {}".format(vm, start_hold.START_KEY, rebalance.not_reached(link, "unreachable"),
+                                                   done, fn, undo, other))
 
 
 def _render_placement(placement, out: dict, reservation) -> str:
@@ -145,7 +198,7 @@ def _release_vm(args, hv, ledger, vm: str) -> Tuple[bool, Optional[str]]:
     undoes (``--force``) or None.  While this host's xapi cannot be read it is refused (whether a
     start holds the VM is unknown), ``--force`` excepted.  Read from this host's xapi as place reads
     it: not on a simulated host, nor with no inventory naming this host (no pool start places there)."""
-    link = rebalance.local_link(args) if local_host_uuid() is not None else None
+    link = _local_link(args)
     done = []  # (had, starting), once released: xapi may fail after it, letting the VM go
     if link is not None:
         try:
@@ -153,10 +206,7 @@ def _release_vm(args, hv, ledger, vm: str) -> Tuple[bool, Optional[str]]:
         finally:
             link.close()
         if not done and not args.force:
-            raise XapiUnreachable("VM {}: whether a pool vm-start holds it (other-config:{}) cannot be read from "
-                                  "this host's xapi ({}); nothing was released, since a release now could undo that "
-                                  "start's place; try again once xapi answers, or --force to release anyway".format(
-                                      vm, start_hold.START_KEY, rebalance.not_reached(link, "unreachable")))
+            raise _hold_unread(vm, link, "release")
     return done[0] if done else (upkeep.release_asked(hv, ledger, vm), None)
 
 
@@ -261,12 +311,15 @@ def register(sub) -> None:
                    help="the guest's type (xapi's domain_type; not read with --vm): hvm (default), pvh or pv; its "
                         "build's extents decide what a VM over several nodes is held on each")
     q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "
-                                "bounds the place as the plugin's); default: a new ad-hoc key")
+                                "bounds the place as the plugin's; held as the plugin's place holds it, and refused, "
+                                "NUMA_VM_BUSY, while a pool vm-start holds it); default: a new ad-hoc key")
     q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
                    help="seconds before an unused reservation expires: more than 0, at most 86400 (default 300)")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
     q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
-                   help="do not ask xapi for the host's guest mask (the placement then keeps to none)")
+                   help="do not ask xapi for the host's guest mask (the placement then keeps to none), nor, with --vm, "
+                        "for the VM's mask or whether a pool vm-start holds it (other-config:{}): its place then holds "
+                        "only this host's place lock of it".format(start_hold.START_KEY))
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_place)

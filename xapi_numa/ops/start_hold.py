@@ -22,8 +22,8 @@ other_config into a clone or snapshot holds nothing there.
 A ``place`` or ``release`` made by hand meanwhile would undo or overwrite the start's place
 (the start then builds the VM on no reservation, its memory wherever it falls): the plugin
 refuses them too (:func:`refuse_by_hand`), a release with ``force=true`` excepted, and the CLI's own
-``release`` by the same rule (:func:`release_checked`, ``--force``), both holding the VM while they
-apply it (``start_placement.releasing``).  The
+``release`` and ``place --vm`` by the same rules (:func:`release_checked`, ``--force``), all holding
+the VM while they apply them (``start_placement.releasing`` and ``placing``).  The
 start's own calls carry its token (START_OWNER_ARG) and pass; a plugin of a version before
 this argument refuses it as unknown, and is asked again without it (:func:`older_plugin`).
 """

@@ -99,16 +99,13 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
                         target=request.memory, vm=uuid)
-    with owning(ledger, session, vm, uuid) as owner:
+    startable = functools.partial(_startable, uuid=uuid, dry_run=dry_run)
+    with placing(ledger, session, vm, uuid, start_owner, startable) as (owner, record):
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
         def held() -> None:  # checked before reserving and before each write to the VM's record
             in_budget(uuid, deadline)
             owned()
-        # Read again while holding the VM: a caller that held it before us (a release, a
-        # place, a policy change) may have changed what the first read saw.
-        record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-        _not_held(session, record, uuid, start_owner)
         request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
                                 host_uuid)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
@@ -124,6 +121,20 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
             raise
     return describe(planner, placement, reservation, loads, host_cpus=host_cpus, mask=admin_mask(record),
                     dtype=domain_type_of(record), target=request.memory, vm=uuid)
+
+
+@contextlib.contextmanager
+def placing(ledger: Ledger, session, vm: str, uuid: str, start_owner: Optional[str] = None,
+            startable: Callable[[dict], dict] = lambda record: record) -> Iterator[Tuple[str, dict]]:
+    """Hold the VM for a place (:func:`owning`), then read its record again (a caller that held it
+    before, a release, a place or a policy change, may have changed what an earlier read saw),
+    check it (``startable``) and refuse the place while a pool vm-start other than
+    ``start_owner``'s holds it (:func:`_not_held`); yields the owner token and the record.  The
+    plugin's place (:func:`place_vm`) and the CLI's ``place --vm`` both place through it."""
+    with owning(ledger, session, vm, uuid) as owner:
+        record = startable(xapi.vm_record(session, vm))
+        _not_held(session, record, uuid, start_owner)
+        yield owner, record
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None,
@@ -262,14 +273,7 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
     the pool master's (``clock(session)``), never this host's: a member whose
     clock is minutes off (xapi tolerates 5 before an alert) would otherwise
     take a live caller's key for a dead one's, or write one that others do."""
-    lock = vm_lock(ledger.path, PLACE, uuid, create=not ledger.db.in_memory)
-    lock_wait = PLACE_LOCK_WAIT if lock_wait is None else lock_wait
-    if not lock.acquire_within(lock_wait):
-        waited = "waited {:g} s for".format(lock_wait) if lock_wait > 0 else "did not wait for"
-        raise VmBusy("VM {}: {} the place lock {} (another place, release, settle or policy change of it on this "
-                     "host holds it{}); try again later".format(uuid, waited, lock.path, ", stuck" if lock_wait > 0
-                                                                else ""), ("vm", uuid, "place lock"))
-    try:
+    with place_locked(ledger, uuid, lock_wait):
         owner = owner_token(clock(session), vm=uuid)  # after the wait for the lock: its time is all the caller's
         if not xapi_owner_key.claim_other_config_key(session, vm, OWNER_KEY, owner,
                                            stale=lambda holder: owner_token_stale(holder, clock(session), gone, uuid)):
@@ -280,6 +284,23 @@ def owning(ledger: Ledger, session, vm: str, uuid: str,
             yield owner
         finally:
             xapi_owner_key.release_other_config_key(session, vm, OWNER_KEY, owner)
+
+
+@contextlib.contextmanager
+def place_locked(ledger: Ledger, uuid: str, lock_wait: Optional[float] = None) -> Iterator[None]:
+    """Hold this host's place lock of the VM (:func:`owning`'s first step), waiting ``lock_wait``
+    (PLACE_LOCK_WAIT by default) for it, else refused with NUMA_VM_BUSY naming it; alone, for the
+    CLI's place or release of a VM with no xapi to hold it in (none here, or one that does not
+    know the VM): a place of it on this host is made before or after it, never across it."""
+    lock = vm_lock(ledger.path, PLACE, uuid, create=not ledger.db.in_memory)
+    lock_wait = PLACE_LOCK_WAIT if lock_wait is None else lock_wait
+    if not lock.acquire_within(lock_wait):
+        waited = "waited {:g} s for".format(lock_wait) if lock_wait > 0 else "did not wait for"
+        raise VmBusy("VM {}: {} the place lock {} (another place, release, settle or policy change of it on this "
+                     "host holds it{}); try again later".format(uuid, waited, lock.path, ", stuck" if lock_wait > 0
+                                                                else ""), ("vm", uuid, "place lock"))
+    try:
+        yield
     finally:
         lock.release()
 
