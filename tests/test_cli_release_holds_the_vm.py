@@ -11,13 +11,17 @@ It also asked xapi for the hold before knowing whether there was anything to
 release: a VM with no reservation here was refused as held by a start, or while xapi could not
 be read, instead of being told there is none.
 """
+import os
 import time
+import uuid
 
-from test_cli_release_start_hold import _placed_by_the_cli, _reserved
+from test_cli_release_start_hold import G, _placed_by_the_cli, _reserved
+from test_review19_what_if_guest_mask import cli_env
 from xapi_numa.cli.main import main
 from xapi_numa.errors import NumaError
 from xapi_numa.ops import start_hold, start_placement, upkeep
 from xapi_numa.state.ledger import Ledger
+from xapi_numa.state.locks import PLACE, vm_lock
 
 
 def test_a_pool_start_placing_the_vm_during_the_cli_release_keeps_its_reservation(pool, monkeypatch, capsys):
@@ -67,3 +71,31 @@ def test_the_cli_release_of_a_vm_with_no_reservation_says_so_without_asking_xapi
     said = capsys.readouterr().err
     assert "no reservation for {}".format(uuid) in said and "cannot be read" not in said, said
     assert "vm-start" not in said and "Traceback" not in said, said
+
+
+def test_the_cli_release_with_no_xapi_to_hold_the_vm_in_holds_this_hosts_place_lock(pool, monkeypatch, capsys):
+    """Where there is no xapi to hold the VM in (one that does not know the VM; --force while this host's
+    xapi cannot be read; a simulated host), the CLI's release dropped the reservation holding nothing, even
+    while a place of the same VM held this host's place lock (the CLI's place --no-xapi, or the plugin's).
+    It now holds that lock for the drop: refused, naming it, while another holds it, changing nothing."""
+    server, session = pool
+    host = session.xenapi.host.get_all()[0]
+    cli_env(server, host, monkeypatch)
+    unknown, known = str(uuid.UUID(bytes=os.urandom(16), version=4)), server.add_vm("web", 2, G)[1]
+    for vm in (unknown, known):
+        assert main(["place", "--vm", vm, "--no-xapi", "--vcpus", "2", "--memory", "1G"]) == 0
+    monkeypatch.setattr(start_placement, "PLACE_LOCK_WAIT", 0.0)
+    for vm, how, xapi_url in ((unknown, [], None), (known, ["--force"], "http://127.0.0.1:9")):
+        if xapi_url:
+            monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", xapi_url)  # a xapi that is not there
+        lock = vm_lock(server.ledgers[host], PLACE, vm)
+        lock.acquire()  # a place of the VM under way on this host
+        try:
+            capsys.readouterr()
+            assert main(["release", vm] + how) == 1, how  # before: 0, released under that place
+            err = capsys.readouterr().err
+            assert "the place lock" in err and "try again later" in err and "Traceback" not in err, (how, err)
+            assert vm in _reserved(server, host), how
+        finally:
+            lock.release()
+        assert main(["release", vm] + how) == 0 and vm not in _reserved(server, host), how

@@ -207,17 +207,25 @@ def _release_vm(args, hv, ledger, vm: str) -> Tuple[bool, Optional[str]]:
             link.close()
         if not done and not args.force:
             raise _hold_unread(vm, link, "release")
-    return done[0] if done else (upkeep.release_asked(hv, ledger, vm), None)
+    return done[0] if done else (_release_locked(hv, ledger, vm), None)
 
 
 def _release_held(session, hv, ledger, vm: str, force: bool, done: list) -> None:
     try:
         ref = xapi.vm_ref(session, vm)
     except UnknownVM:  # a VM xapi does not know: no start holds it, nor places it
-        done.append((upkeep.release_asked(hv, ledger, vm), None))
+        done.append((_release_locked(hv, ledger, vm), None))
         return
     with releasing(ledger, session, ref, vm, force, force_said="--force") as (_, _, starting):
         done.append((upkeep.release_asked(hv, ledger, vm), starting))
+
+
+def _release_locked(hv, ledger, vm: str) -> bool:
+    """Drop ``vm``'s reservation with no xapi to hold the VM in (none read, or one that does not
+    know it), holding this host's place lock of it: a place of it here (the CLI's, or the
+    plugin's while this CLI cannot reach xapi) is made before or after, never across the drop."""
+    with place_locked(ledger, vm):
+        return upkeep.release_asked(hv, ledger, vm)
 
 
 # vm-start's exit status when the VM started but settling it failed (it runs boot-pinned
