@@ -76,10 +76,8 @@ def cmd_place(args) -> int:
 
         def reserve(owner: str, read: Optional[dict]):
             """Decide and reserve, for ``owner``, bounded by the VM's record as ``read`` (None: not read)."""
-            request_now = sized if read is record else sized_request(request, planner.topology, guest_cpus, "--nodes",
-                                                                     read)
-            return place_and_reserve(hv, ledger, request_now, vm, args.ttl, args.dry_run, planner=planner,
-                                     owner=owner) + (read,)
+            return place_and_reserve(hv, ledger, sized_request(request, planner.topology, guest_cpus, "--nodes", read),
+                                     vm, args.ttl, args.dry_run, planner=planner, owner=owner) + (read,)
         placement, reservation, loads, record = _place_held(args, ledger, vm, reserve, xapi_said == "consulted") \
             if held else reserve("", record)
     # the fields the plugin's place answers, and whether xapi was read (as move-memory says)
