@@ -215,6 +215,26 @@ Why ``scored``, and what it does not meet (measured, not assumed):
   hole made for one VM is imbalance until it is filled.  It is also a cost
   no score shows: the start waits for the moves (8 GiB is some 6 s at the
   mover's modelled 1.4 GiB/s) and other guests' pages are moved for it.
+
+  Measured on 2026-12-06 (night), ``bench/quality/variants.py``, misses
+  split/distance/memory/vCPU; ``scored`` 63/22/27/3 = 115 on seeds 1-6,
+  146/50/53/4 = 253 on seeds 8-20, 14/4/4/0 = 22 on seed 7.  Worse on seeds
+  1-6, so not run further: xenopsd's use count as the tie-break among nodes
+  within 0.002/0.005/0.01/0.02/0.05 of the lowest score (125/132/136/126/
+  160), a decayed use-count term (122-135), best fit for VMs under 1/32,
+  1/16, 1/8 of a node (200/212/229: vCPUs pile up), and the tightest fit
+  within 0.01 or 0.02 of the lowest score for VMs under 1/16 or 1/8 (126,
+  149).  Better everywhere, not kept: a split-risk term, r x the share of
+  the sizes of the VMs started so far (those that fit a node) bigger than
+  the biggest free memory on one node after the choice, with FRAG_WEIGHT
+  times m: r 0.5, m 0.5: 53/24/27/8 = 112, 112/48/56/6 = 222, 6/4/7/0 = 17;
+  over the last 100 starts only: 51/24/21/5 = 101, 121/48/50/9 = 228,
+  12/4/7/0 = 23; the last 300: 107, 229, 20; seeds 1-6 over r 0.2-1, m 0-1: 102-121 (1, 0.5: 102; then 235 and 18);
+  every r, m run on seeds 8-20, 222-246.  It buys splits with memory and
+  vCPU balance, as the rules above, but fewer misses in all.  The engine
+  keeps no history of started sizes (a start's plugin process sees the
+  host's state only), so it needs a new input; over the sizes of the VMs
+  running now instead, 113-127 on seeds 1-6.
 """
 import itertools
 import math
