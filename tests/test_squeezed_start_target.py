@@ -108,3 +108,18 @@ def test_xenopsds_kib_rounding_of_the_range():
     low = 2 * GIB + 64 * MIB + 1
     assert squeezed_target(low - 1 + KIB + MOST, 2 * GIB + 1, 4 * GIB, 64 * MIB, False) is not None
     assert squeezed_target(low - 1 + KIB + MOST - KIB, 2 * GIB + 1, 4 * GIB, 64 * MIB, False) is None
+
+
+def test_a_vm_with_no_balloon_range_reads_no_free_memory_for_its_target():
+    """xapi's default VM (dynamic minimum = maximum) starts at its maximum or not at all: its start
+    target needs no second read of the host's reservations (the placement reads them anyway)."""
+    from xapi_numa.core.topology import Topology
+    from xapi_numa.ops.place_request import request_for
+
+    def unread() -> int:
+        raise AssertionError("the host's free memory was read for a VM with no balloon range")
+
+    record = {"uuid": "fixed", "other_config": {}, "VCPUs_max": "2", "domain_type": "hvm",
+              "memory_static_max": str(4 * GIB), "memory_dynamic_max": str(4 * GIB),
+              "memory_dynamic_min": str(4 * GIB), "platform": {}}
+    assert request_for(record, Topology.uniform(2, 4, 8 * GIB), free=unread).memory == 4 * GIB

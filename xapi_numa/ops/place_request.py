@@ -150,13 +150,14 @@ def domain_type_of(record: dict) -> str:
 
 
 def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
-                vgpu: bool = False, free: Optional[int] = None, balloons: Callable[[], bool] = lambda: True) -> Request:
+                vgpu: bool = False, free: Optional[Callable[[], int]] = None,
+                balloons: Callable[[], bool] = lambda: True) -> Request:
     """What to place for the VM: its size, policy, and the nodes its mask and the host's
     guest mask (``host_cpus``) let its vCPUs reach.  ``vgpu``: xapi builds it with a vGPU
     (its video RAM at least 16 MiB: :func:`xapi_numa.core.xenopsd_build.video_ram`), which a
-    start's prediction asks xapi (:func:`start_request`, not this).  ``free``: the host's free
+    start's prediction asks xapi (:func:`start_request`, not this).  ``free``: reads the host's free
     memory (bytes), for the start target squeezed gives (:func:`start_target`; None: the dynamic
-    maximum); ``balloons``: whether a domain on the host may balloon (asked only where it counts)."""
+    maximum); ``balloons``: whether a domain on the host may balloon (each asked only where it counts)."""
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
     bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
@@ -173,13 +174,19 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
     return Request(vcpus, memory, policy, dtype=build_type(kind, pod), overhead=overhead, video=video, **bound)
 
 
-def start_target(record: dict, free: int, overhead: int, balloons: Callable[[], bool]) -> int:
-    """The start target (bytes) to plan the VM's start for on a host with ``free`` bytes free
+def start_target(record: dict, read_free: Callable[[], int], overhead: int, balloons: Callable[[], bool]) -> int:
+    """The start target (bytes) to plan the VM's start for on a host with ``read_free()`` bytes free
     (:func:`squeezed_target`: less than its dynamic maximum only where no domain there can balloon,
     which ``balloons`` is asked only then); one squeezed would refuse (the host short of its
-    ``memory_dynamic_min``) is refused with ``NUMA_NO_CAPACITY``, naming it."""
+    ``memory_dynamic_min``) is refused with ``NUMA_NO_CAPACITY``, naming it.  A VM with no balloon
+    range (dynamic minimum = maximum, xapi's default) starts at its maximum or not at all: the free
+    memory is not read for it (a second read of every reservation per start), and a host short of it
+    is refused by the placement itself."""
     dynamic_max = int(record.get("memory_dynamic_max", record["memory_static_max"]))
     dynamic_min = int(record.get("memory_dynamic_min", dynamic_max))
+    if dynamic_min >= dynamic_max:
+        return dynamic_max
+    free = read_free()
     target = squeezed_target(free, dynamic_min, dynamic_max, overhead, balloons=False)
     if target != dynamic_max and balloons():
         target = squeezed_target(free, dynamic_min, dynamic_max, overhead, balloons=True)
@@ -216,12 +223,12 @@ def balloons_on(session, host_uuid: Optional[str]) -> bool:
 
 
 def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
-                  free: Optional[int] = None, host_uuid: Optional[str] = None) -> Request:
+                  free: Optional[Callable[[], int]] = None, host_uuid: Optional[str] = None) -> Request:
     """:func:`request_for` the VM's start, xapi asked whether it builds the VM with a vGPU
     (:func:`xapi.builds_with_vgpu`: its video RAM then at least 16 MiB, which QEMU populates
-    with the domain's node affinity as the rest) and, where ``free`` (the host's free memory:
-    :func:`xapi_numa.ops.reserve.host_free`) is short of its dynamic maximum, whether a domain on
-    host ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a
+    with the domain's node affinity as the rest) and, where ``free()`` (the host's free memory:
+    :func:`xapi_numa.ops.reserve.host_free`, read only for a VM with a balloon range) is short of
+    its dynamic maximum, whether a domain on host ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a
     VM's record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
     return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record), free,
                        lambda: balloons_on(session, host_uuid))

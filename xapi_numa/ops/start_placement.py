@@ -93,8 +93,8 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
-    request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
-                            host_uuid)
+    free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
+    request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
@@ -106,8 +106,7 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         def held() -> None:  # checked before reserving and before each write to the VM's record
             in_budget(uuid, deadline)
             owned()
-        request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
-                                host_uuid)
+        request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
         _not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
@@ -148,8 +147,8 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     host_cpus = host_mask(session, host_uuid)
     record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
     _not_held(session, record, uuid, start_owner)
-    request = start_request(session, record, planner.topology, host_cpus, reserve.host_free(hv, ledger, uuid),
-                            host_uuid)
+    free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
+    request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
     reserve.place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
 
 
