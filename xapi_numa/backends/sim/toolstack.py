@@ -44,9 +44,8 @@ after, leaving soft alone.  With no candidate nothing changes.
 The build's overhead: libxl 4.17 sets an HVM/PVH guest's paging pool after placement, the
 node affinity and the vCPUs' affinity (``libxl__build_pre`` through ``libxl__arch_domain_create``;
 none for PV), so Xen takes it page by page round the chosen nodes before the guest's RAM, moving
-``last_alloc_node``; a PV guest gets Xen's per-vCPU memory only.  The simulator sizes the pool as
-the planner does (:func:`.heap.build_overhead`), not by libxl's own rule (256 pages per vCPU and
-one per MiB for HAP, what :func:`need_memkb` counts).
+``last_alloc_node``; a PV guest gets Xen's per-vCPU memory only.  The pool is libxl's own size
+(:func:`paging_kib`, what :func:`need_memkb` counts too), not the planner's model of xenopsd's.
 
 Not modelled: cpupools, stub domains and video RAM.
 """
@@ -75,11 +74,28 @@ class Candidate:
     free_memkb: int
 
 
+def paging_kib(max_kib: int, vcpus: int, dtype: str) -> int:
+    """libxl's default ``shadow_memkb`` for a guest of ``max_kib`` (libxl__get_required_paging_memory,
+    tools/libs/light/libxl_create.c, Xen RELEASE-4.17.7): 4 KiB times 256 per vCPU, plus per MiB of
+    the maximum one page for a non-PV guest's p2m and one more without HAP (a PV guest has none),
+    plus EXTRA_DEFAULT_PAGING_MEM_MB (0 on x86).  HAP is taken for HVM and PVH (libxl's default on
+    hardware that has it).  libxl asks Xen for a pool of that size for HVM and PVH only
+    (libxl__domain_set_paging_mempool_size; hap_set_allocation makes it that many pages)."""
+    hap = dtype != "pv"
+    return KIB_PER_PAGE * (256 * vcpus + ((dtype != "pv") + (not hap)) * (max_kib // 1024))
+
+
+def xl_overhead(dtype: str, vcpus: int, pages: int) -> int:
+    """Pages of the build's overhead of a guest ``xl create`` builds with ``pages`` (its maximum):
+    libxl's paging pool (:func:`paging_kib`; none for PV) and Xen's per-vCPU memory."""
+    pool = 0 if dtype == "pv" else paging_kib(pages * KIB_PER_PAGE, vcpus, dtype) // KIB_PER_PAGE
+    return pool + build_overhead(dtype, vcpus, pages, pool=False)
+
+
 def need_memkb(pages: int, vcpus: int, dtype: str) -> int:
     """Memory libxl requires free on a candidate for a guest of ``pages``."""
     target_kib = pages * KIB_PER_PAGE
-    paging_kib = 4 * (256 * vcpus + target_kib // 1024)  # one paging page per MiB, for PV and HAP alike
-    need = target_kib + paging_kib + _EXTRA_KIB[dtype]
+    need = target_kib + paging_kib(target_kib, vcpus, dtype) + _EXTRA_KIB[dtype]
     return -(-need // 2048) * 2048
 
 
@@ -179,5 +195,5 @@ def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft
                 soft |= host.node_mask[n]
     return host.create_domain(name, vcpus, pages, hard, soft, load, dtype, paused, uuid,
                               node_affinity=node_affinity,
-                              overhead=build_overhead(dtype, vcpus, pages, pool=dtype != "pv"))
+                              overhead=xl_overhead(dtype, vcpus, pages))
 
