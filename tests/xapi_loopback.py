@@ -42,6 +42,7 @@ import xapi_plugin_wire as wire
 from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
+from xapi_numa.core.xenopsd_build import video_ram
 
 NULL = "OpaqueRef:NULL"
 # what VM.revert puts back from the snapshot (xapi copies every field but its do_not_copy list: the
@@ -634,13 +635,16 @@ class LoopbackXapi:
             # xenopsd builds the target, at most the dynamic maximum (the balloon above it stays empty)
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_dynamic_max"])
             uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
+            # xapi's video_mib (platform:videoram, more with a vGPU): QEMU populates it after the build
+            video = video_ram(record["domain_type"], record["platform"].get("videoram", ""),
+                              any(self.vgpus.get(v, "passthrough") != "passthrough" for v in record["VGPUs"]))
         try:
             per_vcpu = _vcpu_affinity(mask, host_mask, vcpus, len(self.sims[host].topology().cpus))
             # xenopsd sets each vCPU's hard affinity before memory is populated, so Xen
             # allocates on the nodes of all of them together; no libxl auto placement
             hard = frozenset().union(*per_vcpu) if per_vcpu else None
             domid = self.sims[host].create(record["name_label"], vcpus, memory, hard=hard, uuid=uuid, load="idle",
-                                           dtype=dtype, paused=bool(start_paused), auto_numa=False)
+                                           dtype=dtype, paused=bool(start_paused), auto_numa=False, video=video)
             for vcpu, cpus in enumerate(per_vcpu):
                 if cpus != hard:
                     self.sims[host].set_vcpu_affinity(domid, vcpu, hard=cpus)

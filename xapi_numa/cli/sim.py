@@ -127,7 +127,7 @@ def cmd_sim_create(args) -> int:
             raise InvalidArgument(flag, "{!r} leaves no CPU".format(text), "a non-empty CPU list")
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
-    sizes = sim.guest_memory()
+    sizes = sim.guest_memory(args.type)
     memory = parse_size(args.memory, "--memory", sizes)
     try:
         with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):

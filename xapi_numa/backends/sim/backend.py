@@ -26,7 +26,7 @@ from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
-from xapi_numa.backends.sim.toolstack import xl_create
+from xapi_numa.backends.sim.toolstack import video_pages, xl_create
 from xapi_numa.backends.xen_vnuma import check_plan_shape
 
 # xl create reads a guest's memory= as a whole number of MiB, so 1 MiB is the least it can
@@ -78,25 +78,31 @@ class SimHypervisor(Hypervisor):
     def create(self, name: str, vcpus: int, memory: int, hard: Optional[FrozenSet[int]] = None,
                soft: Optional[FrozenSet[int]] = None, load: str = "busy", dtype: str = "pv",
                paused: bool = False, uuid: Optional[str] = None, auto_numa: bool = True,
-               passthrough: bool = False) -> int:
-        """Create a guest as ``xl create`` would (libxl placement when no affinity)."""
-        if memory < MIN_GUEST_MEMORY:  # (more than the host can give: NoCapacity, from the build)
-            raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(MIN_GUEST_MEMORY)}",
-                                  self.guest_memory().allowed)
+               passthrough: bool = False, video: Optional[int] = None) -> int:
+        """Create a guest as ``xl create`` would (libxl placement when no affinity).  ``video``: bytes
+        of ``memory`` that are an HVM guest's video RAM, which QEMU populates after the build, page
+        by page; None, libxl's default (:func:`.toolstack.video_pages`)."""
+        sizes = self.guest_memory(dtype, video)
+        if memory < sizes.low:  # (more than the host can give: NoCapacity, from the build)
+            raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(sizes.low)}",
+                                  sizes.allowed)
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
             hard_mask = mask_of(hard) if hard is not None else None
             soft_mask = mask_of(soft) if soft is not None else None
             # libxl's placement (toolstack.py) runs unless a soft affinity is given.
-            d = xl_create(host, name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid, auto_numa)
+            d = xl_create(host, name, vcpus, pages, hard_mask, soft_mask, load, dtype, paused, uuid, auto_numa,
+                          None if video is None else bytes_to_pages(video))
             d.passthrough = passthrough
             return d.domid
 
-    def guest_memory(self) -> SizeRange:
-        """The memory :meth:`create` can give a guest now: from the least xl's memory= can
-        say to the host's free memory after other domains' claims."""
+    def guest_memory(self, dtype: str = "pv", video: Optional[int] = None) -> SizeRange:
+        """The memory :meth:`create` can give a guest of ``dtype`` now: from the least xl's memory= can
+        say, beyond an HVM guest's video RAM (``video``, as :meth:`create` takes it), to the host's free
+        memory after other domains' claims."""
+        video = video_pages(dtype) << PAGE_SHIFT if video is None else video
         free = sum(n.claimable for n in self.node_memory())
-        return SizeRange(MIN_GUEST_MEMORY, free, "the host's free memory after other domains' claims")
+        return SizeRange(MIN_GUEST_MEMORY + video, free, "the host's free memory after other domains' claims")
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
                      load: str = "idle", dtype: str = "pv", video: int = 0) -> int:
@@ -107,14 +113,10 @@ class SimHypervisor(Hypervisor):
         on it before :meth:`build`.
         ``video``: bytes of ``memory`` that are an HVM guest's video RAM, which xenopsd's build
         leaves out of the RAM and QEMU populates after it, page by page."""
-        if not 0 <= video <= memory or (video and dtype != "hvm"):
-            raise InvalidArgument("video", f"{video} bytes for a {dtype} guest of {memory}",
-                                  "0, or for an HVM guest up to its memory")
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
-            d = host.create_domain(name, vcpus, pages, load=load, dtype=dtype, paused=True, uuid=uuid,
-                                   populate=False, overhead=build_overhead(dtype, vcpus, pages))
-            d.video = bytes_to_pages(video)
+            d = host.create_domain(name, vcpus, pages, load=load, dtype=dtype, paused=True, uuid=uuid, populate=False,
+                                   overhead=build_overhead(dtype, vcpus, pages), video=bytes_to_pages(video))
             return d.domid
 
     def build(self, domid: int, node: Optional[int] = None) -> Dict[int, int]:

@@ -216,13 +216,16 @@ class Host(Heap):
     def create_domain(self, name: str, vcpus: int, memory_pages: int, hard: Optional[int] = None,
                       soft: Optional[int] = None, load: str = "busy", dtype: str = "pv",
                       paused: bool = False, uuid: Optional[str] = None,
-                      node_affinity: Optional[int] = None, populate: bool = True, overhead: int = 0) -> Domain:
+                      node_affinity: Optional[int] = None, populate: bool = True, overhead: int = 0,
+                      video: int = 0) -> Domain:
         """Build a domain as Xen does for a toolstack: memory, vCPUs, then unpause.
 
         ``node_affinity`` is a node mask the toolstack sets before the memory is
         populated (libxl does after its automatic placement); None leaves it automatic.
         ``overhead``: pages of the build's overhead (:func:`.heap.build_overhead`), taken round the
         node affinity as it is then (:meth:`Heap.take_overhead`) before any of the memory.
+        ``video``: of ``memory_pages``, an HVM guest's video RAM, which its toolstack leaves out of the
+        build and QEMU populates after it, page by page round the node affinity (Domain.video).
         """
         if dtype not in DOMAIN_TYPES:
             raise InvalidArgument("type", f"unknown domain type {dtype!r}", ", ".join(DOMAIN_TYPES))
@@ -230,6 +233,9 @@ class Host(Heap):
             raise InvalidArgument("vcpus", f"{vcpus} vCPUs", "1..512")
         if memory_pages < 1:
             raise InvalidArgument("memory", "a domain needs some memory")
+        if not 0 <= video <= memory_pages or (video and dtype != "hvm"):
+            raise InvalidArgument("video", f"{video} pages for a {dtype} guest of {memory_pages}",
+                                  "0, or for an HVM guest up to its memory")
         if not name.strip() or name.isdigit():
             raise InvalidArgument("name", f"{name!r}", "a non-empty name that is not all digits (those are domids)")
         if any(d.name == name for d in self.domains.values()):
@@ -248,6 +254,7 @@ class Host(Heap):
         d = Domain(domid, name, uuid or str(uuidlib.UUID(int=self.rng.getrandbits(128), version=4)),
                    dtype, memory_pages, len(self.free), profile)
         d.pause_count = 1  # domains are created paused
+        d.video = video
         lo, hi = profile.phase_range()
         # Xen spreads new vCPUs: vCPU 0 anywhere, then cpumask_cycle from the previous.
         processor = self.rng.randrange(len(self.cpu_node))

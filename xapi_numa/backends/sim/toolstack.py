@@ -47,7 +47,11 @@ none for PV), so Xen takes it page by page round the chosen nodes before the gue
 ``last_alloc_node``; a PV guest gets Xen's per-vCPU memory only.  The pool is libxl's own size
 (:func:`paging_kib`, what :func:`need_memkb` counts too), not the planner's model of xenopsd's.
 
-Not modelled: cpupools, stub domains and video RAM.
+Video RAM: libxl gives an HVM guest some by default (:func:`video_pages`), builds its target less
+it (``libxl__build_hvm``) and QEMU populates it after the build, page by page with no node
+(``xen_ram_alloc``), so Xen deals each page to the next node of the domain's node affinity.
+
+Not modelled: cpupools and stub domains.
 """
 
 from itertools import combinations
@@ -62,6 +66,9 @@ MAX_NODES = 16  # libxl skips placement on bigger hosts
 KIB_PER_PAGE = 4
 U32 = 1 << 32
 _EXTRA_KIB = {"pv": 1024, "pvh": 2048, "hvm": 2048}
+# libxl's default video_memkb (libxl__domain_build_info_setdefault, libxl_create.c, 4.17): an HVM guest
+# with qemu-xen (its device model when there is no stub domain) and the default Cirrus VGA; PV and PVH none
+_VIDEO_KIB = {"hvm": 8 * 1024}
 
 
 @attrs.frozen
@@ -90,6 +97,12 @@ def xl_overhead(dtype: str, vcpus: int, pages: int) -> int:
     libxl's paging pool (:func:`paging_kib`; none for PV) and Xen's per-vCPU memory."""
     pool = 0 if dtype == "pv" else paging_kib(pages * KIB_PER_PAGE, vcpus, dtype) // KIB_PER_PAGE
     return pool + build_overhead(dtype, vcpus, pages, pool=False)
+
+
+def video_pages(dtype: str) -> int:
+    """Pages of video RAM libxl gives a guest of ``dtype`` when its config names none (xl's
+    ``videoram=``): 8 MiB for HVM (qemu-xen, Cirrus VGA), none for PV and PVH."""
+    return _VIDEO_KIB.get(dtype, 0) // KIB_PER_PAGE
 
 
 def need_memkb(pages: int, vcpus: int, dtype: str) -> int:
@@ -182,9 +195,11 @@ def placement_runs(soft: Optional[int], auto_numa: bool) -> bool:
 
 
 def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft: Optional[int],
-              load: str, dtype: str, paused: bool, uuid: Optional[str], auto_numa: bool = True):
-    """Build a domain the way ``xl create`` does, automatic NUMA placement included, its
-    build's overhead round its nodes then (libxl sets no paging pool for PV)."""
+              load: str, dtype: str, paused: bool, uuid: Optional[str], auto_numa: bool = True,
+              video: Optional[int] = None):
+    """Build a domain the way ``xl create`` does, automatic NUMA placement included, its build's
+    overhead (:func:`xl_overhead`) round its nodes then, its RAM less ``video`` pages of video RAM
+    (None: libxl's default, :func:`video_pages`) and those last, page by page."""
     node_affinity = None
     if placement_runs(soft, auto_numa) and dtype in _EXTRA_KIB:
         best = best_candidate(host, need_memkb(pages, vcpus, dtype), vcpus)
@@ -195,5 +210,6 @@ def xl_create(host, name: str, vcpus: int, pages: int, hard: Optional[int], soft
                 soft |= host.node_mask[n]
     return host.create_domain(name, vcpus, pages, hard, soft, load, dtype, paused, uuid,
                               node_affinity=node_affinity,
-                              overhead=xl_overhead(dtype, vcpus, pages))
+                              overhead=xl_overhead(dtype, vcpus, pages),
+                              video=video_pages(dtype) if video is None else video)
 
