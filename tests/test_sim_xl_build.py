@@ -18,7 +18,7 @@ from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.toolstack import xl_create
 from xapi_numa.core.topology import Topology
-from xapi_numa.errors import InvalidArgument
+from xapi_numa.errors import InvalidArgument, NoCapacity
 
 GiB, MiB, PAGE = 1 << 30, 1 << 20, 12
 XEN_PER_VCPU = 38
@@ -79,3 +79,33 @@ def test_an_hvm_guest_no_bigger_than_its_video_ram_is_refused_naming_memory(tmp_
     assert err.value.field == "memory" and "9M .. " in err.value.message
     assert hv.node_memory() == before
     hv.create("small", 1, 9 * MiB, dtype="hvm")
+
+
+@pytest.mark.parametrize("dtype,vcpus", [("pv", 1), ("pv", 4), ("hvm", 2), ("pvh", 8)])
+def test_the_largest_guest_offered_fits_with_its_build_overhead(tmp_path, dtype, vcpus):
+    hv = _hv(tmp_path)
+    high = hv.guest_memory(vcpus, dtype).high
+    with pytest.raises(NoCapacity):
+        hv.create("big", vcpus, high + (1 << PAGE), dtype=dtype)
+    hv.create("big", vcpus, high, dtype=dtype)
+
+
+def test_the_default_largest_guest_is_a_one_vcpu_pv_guests(tmp_path):
+    """As ``sim create``'s defaults: one vCPU, PV (it stated the host's free memory, which a guest
+    of that size cannot have: Xen's per-vCPU memory comes out of it too)."""
+    hv = _hv(tmp_path)
+    high = hv.guest_memory().high
+    hv.create("big", 1, high)
+    assert _free(hv) == 0
+
+
+@pytest.mark.parametrize("node", [None, 1])
+def test_the_largest_guest_offered_leaves_other_domains_claims(tmp_path, node):
+    """A claim made host-wide (xc_domain_claim_pages) is on no node: the free memory stated left it in."""
+    hv = _hv(tmp_path)
+    shell = hv.create_shell("s", 1, 2 * GiB)
+    hv.claim(shell, 2 * GiB >> PAGE, node)
+    high = hv.guest_memory(2, "hvm").high
+    with pytest.raises(NoCapacity):
+        hv.create("big", 2, high + (1 << PAGE), dtype="hvm")
+    hv.create("big", 2, high, dtype="hvm")

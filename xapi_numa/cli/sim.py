@@ -127,7 +127,7 @@ def cmd_sim_create(args) -> int:
             raise InvalidArgument(flag, "{!r} leaves no CPU".format(text), "a non-empty CPU list")
     if not 1 <= args.vcpus <= 512:
         raise InvalidArgument("--vcpus", "{}".format(args.vcpus), "1..512")
-    sizes = sim.guest_memory(args.type)
+    sizes = sim.guest_memory(args.vcpus, args.type)
     memory = parse_size(args.memory, "--memory", sizes)
     try:
         with common.flag_names({"load": "--load", "type": "--type", "memory": "--memory"}):
@@ -135,8 +135,8 @@ def cmd_sim_create(args) -> int:
                                passthrough=args.passthrough)
     except NoCapacity:
         # the allocator counts pages; the user typed a size
-        raise InvalidArgument("--memory", "{} does not fit: {} is free after other domains' claims".format(
-            args.memory, format_size(sizes.high)), sizes.allowed) from None
+        raise InvalidArgument("--memory", "{} does not fit: the most that does, with its build's overhead, "
+                              "is {}".format(args.memory, format_size(sizes.high)), sizes.allowed) from None
     print(domid)
     return 0
 

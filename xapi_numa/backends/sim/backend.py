@@ -26,7 +26,7 @@ from xapi_numa.backends.sim.heap import build_overhead
 from xapi_numa.backends.sim.model import Host
 from xapi_numa.backends.sim.store import SimStore
 from xapi_numa.backends.sim.perf import TICK_SECONDS
-from xapi_numa.backends.sim.toolstack import video_pages, xl_create
+from xapi_numa.backends.sim.toolstack import largest_guest, video_pages, xl_create
 from xapi_numa.backends.xen_vnuma import check_plan_shape
 
 # xl create reads a guest's memory= as a whole number of MiB, so 1 MiB is the least it can
@@ -82,7 +82,7 @@ class SimHypervisor(Hypervisor):
         """Create a guest as ``xl create`` would (libxl placement when no affinity).  ``video``: bytes
         of ``memory`` that are an HVM guest's video RAM, which QEMU populates after the build, page
         by page; None, libxl's default (:func:`.toolstack.video_pages`)."""
-        sizes = self.guest_memory(dtype, video)
+        sizes = self.guest_memory(vcpus, dtype, video)
         if memory < sizes.low:  # (more than the host can give: NoCapacity, from the build)
             raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(sizes.low)}",
                                   sizes.allowed)
@@ -96,13 +96,15 @@ class SimHypervisor(Hypervisor):
             d.passthrough = passthrough
             return d.domid
 
-    def guest_memory(self, dtype: str = "pv", video: Optional[int] = None) -> SizeRange:
-        """The memory :meth:`create` can give a guest of ``dtype`` now: from the least xl's memory= can
-        say, beyond an HVM guest's video RAM (``video``, as :meth:`create` takes it), to the host's free
-        memory after other domains' claims."""
+    def guest_memory(self, vcpus: int = 1, dtype: str = "pv", video: Optional[int] = None) -> SizeRange:
+        """The memory :meth:`create` can give a guest of ``vcpus`` and ``dtype`` now: from the least xl's
+        memory= can say, beyond an HVM guest's video RAM (``video``, as :meth:`create` takes it), to what
+        the host's free memory after other domains' claims holds with the build's overhead."""
         video = video_pages(dtype) << PAGE_SHIFT if video is None else video
-        free = sum(n.claimable for n in self.node_memory())
-        return SizeRange(MIN_GUEST_MEMORY + video, free, "the host's free memory after other domains' claims")
+        with self.store.snapshot() as host:
+            free = host.room_for(None)[1]  # (a host-wide claim too, which no node's claimable counts)
+        return SizeRange(MIN_GUEST_MEMORY + video, largest_guest(free, vcpus, dtype) << PAGE_SHIFT,
+                         "the host's free memory after other domains' claims, less the build's overhead")
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
                      load: str = "idle", dtype: str = "pv", video: int = 0) -> int:

@@ -105,6 +105,16 @@ def video_pages(dtype: str) -> int:
     return _VIDEO_KIB.get(dtype, 0) // KIB_PER_PAGE
 
 
+def largest_guest(usable: int, vcpus: int, dtype: str) -> int:
+    """Pages of the largest guest ``xl create`` can build from ``usable`` free pages: its memory
+    and its build's overhead (:func:`xl_overhead`, which grows with the memory) both out of them."""
+    low, high = 0, max(0, usable)
+    while low < high:  # memory + overhead only grows with the memory: the last size that fits
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if mid + xl_overhead(dtype, vcpus, mid) <= usable else (low, mid - 1)
+    return low
+
+
 def need_memkb(pages: int, vcpus: int, dtype: str) -> int:
     """Memory libxl requires free on a candidate for a guest of ``pages``."""
     target_kib = pages * KIB_PER_PAGE
