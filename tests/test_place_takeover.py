@@ -46,7 +46,7 @@ def short_deadlines(pool, monkeypatch):
     return server, session, reader  # (the pool's start, and a session of the test's own)
 
 
-@pytest.mark.parametrize("slow", ["_not_placed_elsewhere", "place_and_reserve"])
+@pytest.mark.parametrize("slow", ["not_placed_elsewhere", "place_and_reserve"])
 def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_took_the_vm(
         short_deadlines, monkeypatch, slow):
     """Host X's place stalls (before it reserves, or after) until host Y's place, asked by
@@ -71,7 +71,7 @@ def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_to
         return real_step(*args, **kwargs)
     monkeypatch.setattr(start_placement, slow, stalls)
     reserved = []
-    if slow == "_not_placed_elsewhere":  # taken over before it reserves: it reserves nothing
+    if slow == "not_placed_elsewhere":  # taken over before it reserves: it reserves nothing
         real_reserve = start_placement.place_and_reserve
         monkeypatch.setattr(start_placement, "place_and_reserve",
                             lambda *args, **kwargs: reserved.append(args) or real_reserve(*args, **kwargs))

@@ -1,4 +1,5 @@
 """``xapi-numa place | reservations | release | vm-start | vm-placement``: deciding where VMs go."""
+import functools
 import time
 from typing import Callable, FrozenSet, Optional, Tuple
 
@@ -15,7 +16,7 @@ from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
 from xapi_numa.ops.place_answer import describe
-from xapi_numa.ops.start_placement import place_locked, placing, releasing
+from xapi_numa.ops.start_placement import not_placed_elsewhere, place_locked, placing, releasing, startable
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
@@ -31,7 +32,8 @@ def _xapi_view(args, vm: Optional[str], held: bool) -> Tuple[Optional[FrozenSet[
     xapi does not know, is refused), reached as move-memory reaches it; and what to say
     of xapi: not consulted, consulted, or unreachable (the place then keeps to no mask,
     as xapi-numad goes on without xapi; but for one that is to hold the VM, ``held``:
-    refused, since whether a pool vm-start holds the VM is then unknown)."""
+    refused, since whether a pool vm-start holds the VM is then unknown).  A VM the plugin's place
+    (or its dry run) refuses for its record is refused here too (:func:`start_placement.startable`)."""
     host = local_host_uuid()
     link = _local_link(args)
     if link is None:
@@ -43,7 +45,7 @@ def _xapi_view(args, vm: Optional[str], held: bool) -> Tuple[Optional[FrozenSet[
             raise _hold_unread(vm, link, "place")
         if got is None:
             return None, None, rebalance.not_reached(link, PLACE_UNREACHABLE)
-        return got[0], got[1], "consulted"
+        return got[0], None if vm is None else startable(got[1], vm, not held), "consulted"
     finally:
         link.close()
 
@@ -91,9 +93,10 @@ def cmd_place(args) -> int:
 
 def _place_held(args, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], consulted: bool) -> tuple:
     """``reserve`` for ``vm`` holding it as the plugin's place does (:func:`start_placement.placing`: this
-    host's place lock, the VM's owner key, then the start-hold rule on its record read while holding
-    them, refused with NUMA_VM_BUSY as the plugin's place is); with no xapi ``consulted`` (``--no-xapi``,
-    a simulated host, no inventory naming this host), this host's place lock alone."""
+    host's place lock, the VM's owner key, then on its record read while holding them the place's checks,
+    :func:`start_placement.startable` and :func:`start_placement.not_placed_elsewhere`, and the start-hold
+    rule, refused as the plugin's place is); with no xapi ``consulted`` (``--no-xapi``, a simulated host,
+    no inventory naming this host), this host's place lock alone: no record read, none of those checks."""
     if not consulted:
         with place_locked(ledger, vm):
             return reserve("", None)
@@ -109,7 +112,9 @@ def _place_held(args, ledger, vm: str, reserve: Callable[[str, Optional[dict]], 
 
 
 def _reserve_held(session, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], done: list) -> None:
-    with placing(ledger, session, xapi.vm_ref(session, vm), vm) as (owner, record):
+    checked = functools.partial(startable, uuid=vm, dry_run=False)
+    with placing(ledger, session, xapi.vm_ref(session, vm), vm, startable=checked) as (owner, record):
+        not_placed_elsewhere(session, record, vm, local_host_uuid())
         done.append(reserve(owner, record))
 
 
@@ -318,14 +323,17 @@ def register(sub) -> None:
                         "build's extents decide what a VM over several nodes is held on each")
     q.add_argument("--vm", help="the VM the reservation is for (UUID; its own VCPUs_params:mask, read from xapi, "
                                 "bounds the place as the plugin's; held as the plugin's place holds it, and refused, "
-                                "NUMA_VM_BUSY, while a pool vm-start holds it); default: a new ad-hoc key")
+                                "NUMA_VM_BUSY, while a pool vm-start holds it; refused as the plugin's place is for a "
+                                "VM not halted, a template, or placed by another host); default: a new ad-hoc key")
     q.add_argument("--ttl", type=signed_decimal_number, default=300.0,
                    help="seconds before an unused reservation expires: more than 0, at most 86400 (default 300)")
     q.add_argument("--dry-run", action="store_true", help="decide only; reserve nothing")
     q.add_argument("--no-xapi", dest="no_xapi", action="store_true",
                    help="do not ask xapi for the host's guest mask (the placement then keeps to none), nor, with --vm, "
-                        "for the VM's mask or whether a pool vm-start holds it (other-config:{}): its place then holds "
-                        "only this host's place lock of it".format(start_hold.START_KEY))
+                        "for the VM's record: its mask, whether a pool vm-start holds it (other-config:{}) and the "
+                        "plugin's place's checks of it (halted, not being started by xapi, no template, snapshot or "
+                        "control domain, not placed by another host) are then left out, and its place holds only "
+                        "this host's place lock of it".format(start_hold.START_KEY))
     common.add_ledger(q)
     common.add_json(q)
     q.set_defaults(func=cmd_place)

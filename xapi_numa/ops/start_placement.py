@@ -92,22 +92,22 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
-    record = _startable(xapi.vm_record(session, vm), uuid, dry_run)
+    record = startable(xapi.vm_record(session, vm), uuid, dry_run)
     free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
     request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
     if dry_run:
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
                         target=request.memory, vm=uuid)
-    startable = functools.partial(_startable, uuid=uuid, dry_run=dry_run)
-    with placing(ledger, session, vm, uuid, start_owner, startable) as (owner, record):
+    checked = functools.partial(startable, uuid=uuid, dry_run=dry_run)
+    with placing(ledger, session, vm, uuid, start_owner, checked) as (owner, record):
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
         def held() -> None:  # checked before reserving and before each write to the VM's record
             in_budget(uuid, deadline)
             owned()
         request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
-        _not_placed_elsewhere(session, record, uuid, host_uuid)
+        not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
@@ -145,7 +145,7 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     them) only while it holds the VM."""
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
-    record = _startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
+    record = startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
     _not_held(session, record, uuid, start_owner)
     free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
     request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
@@ -170,8 +170,9 @@ def check_release(session, uuid: str, force: bool = False, start_owner: Optional
                                lambda: xapi_time.pool_time(session), start_owner, force)
 
 
-def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
-    """The record, if ``place`` may reserve for this VM's start (any VM but a control domain for a dry run)."""
+def startable(record: dict, uuid: str, dry_run: bool) -> dict:
+    """The record, if ``place`` may reserve for this VM's start (any VM but a control domain for a dry run):
+    the plugin's place and the CLI's ``place --vm`` check it."""
     not_a_control_domain(record, uuid)
     if dry_run:
         return record
@@ -190,10 +191,10 @@ def _startable(record: dict, uuid: str, dry_run: bool) -> dict:
     return record
 
 
-def _not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[str]) -> None:
+def not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[str]) -> None:
     """A VM another host of the pool placed keeps that host's reservation until it is
-    released there: a second place here would leave it behind, holding that host's
-    memory for nothing until its lease ends."""
+    released there: a second place here (``host_uuid``: this host), the plugin's or the CLI's,
+    would leave it behind, holding that host's memory for nothing until its lease ends."""
     placer = boot_pin.placing_host(record["other_config"])
     if placer is not None and placer != host_uuid and xapi.host_known(session, placer):
         raise VmBusy("VM {} is placed by host {} (its reservation is there): release it there first, or here with "
