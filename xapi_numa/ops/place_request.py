@@ -223,15 +223,17 @@ def balloons_on(session, host_uuid: Optional[str]) -> bool:
 
 
 def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
-                  free: Optional[Callable[[], int]] = None, host_uuid: Optional[str] = None) -> Request:
+                  free: Optional[Callable[[], int]] = None, host_uuid: Optional[str] = None,
+                  vgpu: Optional[bool] = None) -> Request:
     """:func:`request_for` the VM's start, xapi asked whether it builds the VM with a vGPU
     (:func:`xapi.builds_with_vgpu`: its video RAM then at least 16 MiB, which QEMU populates
-    with the domain's node affinity as the rest) and, where ``free()`` (the host's free memory:
-    :func:`xapi_numa.ops.reserve.host_free`, read only for a VM with a balloon range) is short of
-    its dynamic maximum, whether a domain on host ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a
-    VM's record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
-    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record), free,
-                       lambda: balloons_on(session, host_uuid))
+    with the domain's node affinity as the rest; ``vgpu``: that answer, where the caller read it)
+    and, where ``free()`` (the host's free memory: :func:`xapi_numa.ops.reserve.host_free`, read
+    only for a VM with a balloon range) is short of its dynamic maximum, whether a domain on host
+    ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a VM's
+    record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
+    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record) if vgpu is None else vgpu,
+                       free, lambda: balloons_on(session, host_uuid))
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],

@@ -86,14 +86,16 @@ def free_for_plan(hv: Hypervisor, domid: Optional[int], ledger: Optional[Ledger]
 
 
 def plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str = "follow",
-             half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None, *, session) -> vnuma.VnumaPlan:
+             half: Optional[int] = None, host_cpus: Optional[FrozenSet[int]] = None, *, session,
+             vgpu: Optional[bool] = None) -> vnuma.VnumaPlan:
     """The VM's vNUMA plan on this host: ``follow`` where placement would start it now
     (a dry run: nothing reserved; ``session`` asks xapi about its vGPUs, as ``place`` does:
-    :func:`start_request`), or ``split`` on half ``half`` of the split host (asks xapi nothing).
+    :func:`start_request`, unless ``vgpu`` is that answer, read by the caller), or ``split``
+    on half ``half`` of the split host (asks xapi nothing).
     A VM running here counts its own memory as free (the plan is for its next start).
     A figure of the VM's refused is named by its field in xapi's datamodel."""
     with field_names(RECORD_FIELDS):
-        return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus, session)
+        return _plan_for(hv, ledger, record, uuid, mode, half, host_cpus, session, vgpu)
 
 
 def check_mode(mode: str, half: Optional[int]) -> None:
@@ -106,7 +108,7 @@ def check_mode(mode: str, half: Optional[int]) -> None:
 
 
 def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str, half: Optional[int],
-              host_cpus: Optional[FrozenSet[int]], session) -> vnuma.VnumaPlan:
+              host_cpus: Optional[FrozenSet[int]], session, vgpu: Optional[bool]) -> vnuma.VnumaPlan:
     check_mode(mode, half)
     not_a_control_domain(record, uuid)  # (no guest to plan at all, whatever its type)
     guest = guest_of(record)
@@ -120,7 +122,7 @@ def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str
     free = free_for_plan(hv, running.domid if running is not None else None, ledger, uuid)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
-    request = start_request(session, record, topo, host_cpus)  # as place would ask: the host's mask, the vGPU too
+    request = start_request(session, record, topo, host_cpus, vgpu=vgpu)  # as place asks: the host's mask, the vGPU
     if running is not None:
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:

@@ -364,9 +364,10 @@ def vnuma_plan(ctx: Context, args: Dict[str, str]) -> dict:
     record = xapi.vm_record(ctx.session, vm)
     if store:
         vnuma_xapi.check_storable(record, uuid)
+    vgpu = xapi.builds_with_vgpu(ctx.session, record)  # read once: the follow plan's start and the video RAM
     plan = vnuma_xapi.plan_for(ctx.hv, ctx.ledger_to_read, record, uuid, mode, half,
-                               place_request.host_mask(ctx.session, ctx.host_uuid), session=ctx.session)
-    video_ram = vnuma_xapi.video_ram_in(ctx.session, record)
+                               place_request.host_mask(ctx.session, ctx.host_uuid), session=ctx.session, vgpu=vgpu)
+    video_ram = vnuma_xapi.video_ram_of(record, vgpu)
     if store:
         vnuma_xapi.store_plan(ctx.session, vm, plan, video_ram, ctx.host_uuid)
     return dict(vnuma_xapi.plan_record(plan, video_ram, ctx.host_uuid), vm=uuid, stored=store,
