@@ -12,8 +12,9 @@ counted), each as its datamodel type (each method's annotations; another type is
 an ``INTERNAL_ERROR``), then the session (``SESSION_INVALID``); an unknown method
 with a parameter has it checked as a session before ``MESSAGE_METHOD_UNKNOWN``.
 
-``VM.start_on`` builds the domain on that host's simulated hypervisor and
-honours ``VCPUs_params["mask"]`` as xapi and xenopsd do (one list for every
+``VM.start_on`` builds the domain on that host's simulated hypervisor in xenopsd's
+order (a shell with xapi's build overhead round every node with CPUs, the vCPUs'
+affinity, the RAM, the video RAM) and honours ``VCPUs_params["mask"]`` as xapi and xenopsd do (one list for every
 vCPU or one per vCPU, narrowed to the host's guest mask, ignored whole if any
 piece is not a number; each vCPU's hard affinity, so memory follows them).
 ``host.call_plugin`` runs the plugin as xapi does: a subprocess given xapi's
@@ -42,7 +43,8 @@ import xapi_plugin_wire as wire
 from xapi_numa.errors import NoCapacity, NumaError
 from xapi_numa.backends.sim.backend import SimHypervisor
 from xapi_numa.core.topology import Topology
-from xapi_numa.core.xenopsd_build import video_ram
+from xapi_numa.core.overhead import xapi_model
+from xapi_numa.core.xenopsd_build import build_type, resolved_domain_type, video_ram
 
 NULL = "OpaqueRef:NULL"
 # what VM.revert puts back from the snapshot (xapi copies every field but its do_not_copy list: the
@@ -634,26 +636,33 @@ class LoopbackXapi:
             host_mask = h["guest_VCPUs_params"].get("mask")  # xapi narrows every guest's mask to it
             # xenopsd builds the target, at most the dynamic maximum (the balloon above it stays empty)
             vcpus, memory = int(record["VCPUs_max"]), int(record["memory_dynamic_max"])
-            uuid, dtype = record["uuid"], record["domain_type"] if record["domain_type"] in ("pv", "pvh") else "hvm"
+            kind = resolved_domain_type(record["domain_type"], record["HVM_boot_policy"])
+            # its overhead as xapi's memory model sizes it (overhead_mib: the static maximum, the multiplier)
+            overhead = xapi_model(int(record["memory_static_max"]), vcpus, float(record["HVM_shadow_multiplier"]),
+                                  record["domain_type"])
             # xapi's video_mib (platform:videoram, more with a vGPU): QEMU populates it after the build
-            video = video_ram(record["domain_type"], record["platform"].get("videoram", ""),
+            video = video_ram(kind, record["platform"].get("videoram", ""),
                               any(self.vgpus.get(v, "passthrough") != "passthrough" for v in record["VGPUs"]))
+        domid = None
         try:
-            per_vcpu = _vcpu_affinity(mask, host_mask, vcpus, len(self.sims[host].topology().cpus))
-            # xenopsd sets each vCPU's hard affinity before memory is populated, so Xen
-            # allocates on the nodes of all of them together; no libxl auto placement
-            hard = frozenset().union(*per_vcpu) if per_vcpu else None
-            domid = self.sims[host].create(record["name_label"], vcpus, memory, hard=hard, uuid=uuid, load="idle",
-                                           dtype=dtype, paused=bool(start_paused), auto_numa=False, video=video)
+            sim = self.sims[host]
+            per_vcpu = _vcpu_affinity(mask, host_mask, vcpus, len(sim.topology().cpus))
+            # xenopsd's domain_create and build_pre: the overhead taken round every node with CPUs, then
+            # each vCPU's hard affinity, then xenguest builds the RAM on their nodes (no libxl placement),
+            # a pv_in_pvh VM's shim as PVH; QEMU populates the video RAM last
+            domid = sim.create_shell(record["name_label"], vcpus, memory, uuid=record["uuid"], load="idle",
+                                     dtype=build_type(kind), video=video, overhead=overhead)
             for vcpu, cpus in enumerate(per_vcpu):
-                if cpus != hard:
-                    self.sims[host].set_vcpu_affinity(domid, vcpu, hard=cpus)
+                sim.set_vcpu_affinity(domid, vcpu, hard=cpus)
+            sim.build(domid, paused=bool(start_paused))
         except NoCapacity:
+            self._destroy_unbuilt(host, domid)
             free = sum(m.free for m in self.sims[host].node_memory())
             with self.lock:
                 record.update(current_operations={}, scheduled_to_be_resident_on=NULL)
             raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", str(memory), str(free)) from None
         except (NumaError, ValueError) as err:
+            self._destroy_unbuilt(host, domid)
             with self.lock:
                 record.update(current_operations={}, scheduled_to_be_resident_on=NULL)
             raise Failure("INTERNAL_ERROR", str(err)) from None
@@ -663,6 +672,11 @@ class LoopbackXapi:
             self.hosts[host]["resident_VMs"].append(vm)
             self.metrics[record["metrics"]].update(VCPUs_number=str(vcpus), memory_actual=str(memory))
         return ""
+
+    def _destroy_unbuilt(self, host: str, domid: Optional[int]) -> None:
+        """A start that failed after its domain was created: xenopsd destroys the domain."""
+        if domid is not None:
+            self.sims[host].destroy(domid)
 
     def VM_hard_shutdown(self, session_id: "session ref", vm: "VM ref"):
         with self.lock:

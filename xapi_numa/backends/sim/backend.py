@@ -107,23 +107,27 @@ class SimHypervisor(Hypervisor):
                          "the host's free memory after other domains' claims, less the build's overhead")
 
     def create_shell(self, name: str, vcpus: int, memory: int, uuid: Optional[str] = None,
-                     load: str = "idle", dtype: str = "pv", video: int = 0) -> int:
+                     load: str = "idle", dtype: str = "pv", video: int = 0, overhead: Optional[int] = None) -> int:
         """A paused domain with its maximum set and no memory yet, as xenopsd's domain_create and
         build_pre leave it: its build's overhead (a shadow/HAP pool for every type, PV's too, and
         Xen's per-vCPU memory: :func:`.heap.build_overhead`) taken round every node with CPUs, as
         build_pre sets the pool before any affinity; claims (the port's :meth:`claim`) can be made
-        on it before :meth:`build`.
-        ``video``: bytes of ``memory`` that are an HVM guest's video RAM, which xenopsd's build
-        leaves out of the RAM and QEMU populates after it, page by page."""
+        on it before :meth:`build`.  ``video``: bytes of ``memory`` that are an HVM guest's video RAM,
+        which xenopsd's build leaves out of the RAM and QEMU populates after it, page by page.  ``overhead``:
+        bytes of the overhead as xenopsd sizes it for the VM (``core.overhead.xapi_model``); None, the planner's."""
+        if overhead is not None and overhead < 0:
+            raise InvalidArgument("overhead", f"{overhead} bytes", "0 or more bytes")
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
+            extra = build_overhead(dtype, vcpus, pages) if overhead is None else bytes_to_pages(overhead)
             d = host.create_domain(name, vcpus, pages, load=load, dtype=dtype, paused=True, uuid=uuid, populate=False,
-                                   overhead=build_overhead(dtype, vcpus, pages), video=bytes_to_pages(video))
+                                   overhead=extra, video=bytes_to_pages(video))
             return d.domid
 
-    def build(self, domid: int, node: Optional[int] = None) -> Dict[int, int]:
+    def build(self, domid: int, node: Optional[int] = None, paused: bool = False) -> Dict[int, int]:
         """Populate the rest of a shell's memory as xenguest does (from ``node`` first, as its
-        ``-mem_pnode``; the domain's own claims are used up) and unpause it; pages per node.
+        ``-mem_pnode``; the domain's own claims are used up) and unpause it unless ``paused`` (a start
+        paused); pages per node.
         A shell given a vNUMA layout (:meth:`set_vnuma`) is built vnode by vnode, as libxc builds
         one (:func:`.guestmem.build_vnuma`): a pnode short of pages fails the build, changing nothing."""
         with self.store.transaction() as host:
@@ -135,7 +139,8 @@ class SimHypervisor(Hypervisor):
                                               "built from its pnode", "none (the layout says where)")
             else:
                 got = guestmem.build_vnuma(host, d)
-            host.unpause(domid)
+            if not paused:
+                host.unpause(domid)
             return got
 
     def set_max_memory(self, domid: int, memory: int) -> None:
