@@ -77,3 +77,12 @@ def test_an_unspecified_domain_type_is_built_as_its_boot_policy_says():
     assert (request_for(pv, host()).dtype, request_for(pv, host()).video) == ("pv", 0)
     hvm = dict(record(2 * GIB, 2 * GIB, "unspecified"), HVM_boot_policy="BIOS order")
     assert request_for(hvm, host()).dtype == "hvm" and request_for(hvm, host()).video == 4 * MIB
+
+
+def test_an_unspecified_domain_type_has_the_overhead_of_the_type_its_boot_policy_says():
+    """xapi sizes a VM's overhead for its domain type (memory_check's check_domain_type refuses an
+    "unspecified" one: xapi resolves it from HVM_boot_policy first); the prediction sized it as an HVM
+    guest's whatever the boot policy, so a PV VM from before the field was held xenopsd's extra MiB."""
+    for boot, kind in (("", "pv"), ("BIOS order", "hvm")):
+        unspecified = dict(record(2 * GIB, 2 * GIB, "unspecified"), HVM_boot_policy=boot)
+        assert request_for(unspecified, host()).overhead == request_for(record(2 * GIB, 2 * GIB, kind), host()).overhead

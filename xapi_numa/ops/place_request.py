@@ -161,7 +161,9 @@ def request_for(record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]
     policy = Policy.from_other_config(record["other_config"])
     check_nodes(policy, topo, "other_config:numa_nodes")  # the stored key is what the admin must fix
     bound = bounds(policy, topo, admin_cpus(record, topo), host_cpus, "other_config:numa_nodes")
-    vcpus, static_max, dtype = int(record["VCPUs_max"]), int(record["memory_static_max"]), record.get("domain_type")
+    vcpus, static_max = int(record["VCPUs_max"]), int(record["memory_static_max"])
+    # xapi sizes the overhead for the type it resolves "unspecified" to (its memory check refuses that one)
+    dtype = resolved_domain_type(record.get("domain_type"), record.get("HVM_boot_policy"))
     overhead = xapi_model(static_max, vcpus, shadow_multiplier(record), dtype or "hvm")
     # xenopsd builds the domain with its start target (the balloon above it stays empty), in MiB as it
     # rounds them, populate-on-demand below the static maximum (core.xenopsd_build), an HVM guest's
