@@ -16,7 +16,7 @@ from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ops.place_request import admin_mask, host_mask, sized_request
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE
 from xapi_numa.ops.place_answer import describe
-from xapi_numa.ops.start_placement import not_placed_elsewhere, place_locked, placing, releasing, startable
+from xapi_numa.ops.start_placement import not_taken, place_locked, placing, releasing, startable
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, trim
 from xapi_numa.ops.command_line import given
 
@@ -72,7 +72,9 @@ def cmd_place(args) -> int:
         # bounded as the plugin bounds a VM's place (its own mask too) or its what-if (no VM): a refused
         # --nodes before the state database is opened (made, where there is none yet)
         sized = sized_request(request, planner.topology, guest_cpus, "--nodes", record)
-        if not args.dry_run and common.first_change(args):  # refused for room: it makes no state database
+        if not args.dry_run and common.first_change(args):  # refused (the VM taken, no room): no state database made
+            if held and xapi_said == "consulted":  # as the held place refuses its record, before the room
+                _check_taken(args, vm, record)
             place_and_reserve(hv, common.ledger_to_read(args), sized, vm, args.ttl, True, planner=planner)
         ledger = common.ledger_to_read(args) if args.dry_run else common.ledger(args)
 
@@ -113,9 +115,20 @@ def _place_held(args, ledger, vm: str, reserve: Callable[[str, Optional[dict]], 
 
 def _reserve_held(session, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], done: list) -> None:
     checked = functools.partial(startable, uuid=vm, dry_run=False)
-    with placing(ledger, session, xapi.vm_ref(session, vm), vm, startable=checked) as (owner, record):
-        not_placed_elsewhere(session, record, vm, local_host_uuid())
+    with placing(ledger, session, xapi.vm_ref(session, vm), vm, startable=checked, host_uuid=local_host_uuid()) \
+            as (owner, record):
         done.append(reserve(owner, record))
+
+
+def _check_taken(args, vm: str, record: dict) -> None:
+    """Refuse, as the held place would (:func:`start_placement.not_taken`), ``vm`` whose ``record`` (as read)
+    a pool vm-start holds or another host placed, holding nothing: for a first place on this host."""
+    link = _local_link(args)
+    try:
+        if link.use(lambda session: not_taken(session, record, vm, None, local_host_uuid()) or True) is None:
+            raise _hold_unread(vm, link, "place")
+    finally:
+        link.close()
 
 
 def _local_link(args):

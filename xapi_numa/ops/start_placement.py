@@ -100,14 +100,13 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
                         target=request.memory, vm=uuid)
     checked = functools.partial(startable, uuid=uuid, dry_run=dry_run)
-    with placing(ledger, session, vm, uuid, start_owner, checked) as (owner, record):
+    with placing(ledger, session, vm, uuid, start_owner, checked, host_uuid) as (owner, record):
         owned = functools.partial(still_owning, session, vm, uuid, owner)
 
         def held() -> None:  # checked before reserving and before each write to the VM's record
             in_budget(uuid, deadline)
             owned()
         request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
-        not_placed_elsewhere(session, record, uuid, host_uuid)
         held()
         placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
         try:
@@ -124,41 +123,46 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
 
 @contextlib.contextmanager
 def placing(ledger: Ledger, session, vm: str, uuid: str, start_owner: Optional[str] = None,
-            startable: Callable[[dict], dict] = lambda record: record) -> Iterator[Tuple[str, dict]]:
+            startable: Callable[[dict], dict] = lambda record: record,
+            host_uuid: Optional[str] = None) -> Iterator[Tuple[str, dict]]:
     """Hold the VM for a place (:func:`owning`), then read its record again (a caller that held it
     before, a release, a place or a policy change, may have changed what an earlier read saw),
-    check it (``startable``) and refuse the place while a pool vm-start other than
-    ``start_owner``'s holds it (:func:`_not_held`); yields the owner token and the record.  The
-    plugin's place (:func:`place_vm`) and the CLI's ``place --vm`` both place through it."""
+    check it (``startable``, then :func:`not_taken`: refused while a pool vm-start other than
+    ``start_owner``'s holds it, or another host than ``host_uuid`` placed it); yields the owner
+    token and the record.  The plugin's place (:func:`place_vm`) and the CLI's ``place --vm`` both
+    place through it."""
     with owning(ledger, session, vm, uuid) as owner:
         record = startable(xapi.vm_record(session, vm))
-        _not_held(session, record, uuid, start_owner)
+        not_taken(session, record, uuid, start_owner, host_uuid)
         yield owner, record
 
 
 def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Optional[str] = None,
                 start_owner: Optional[str] = None) -> None:
-    """Raise what :func:`place_vm` would refuse before it holds the VM (its state, a pool vm-start
-    other than ``start_owner``'s holding it, its masks, no room), on ``ledger`` (the empty one in
-    memory of a host with no state database yet: a refusal there makes none), reserving nothing:
-    a dry run, not the place's own steps, which are made (another host's place refused among
-    them) only while it holds the VM."""
+    """Raise what :func:`place_vm` would refuse (its state, its policy and masks, a pool vm-start
+    other than ``start_owner``'s holding it, another host's place of it, no room), in the same
+    order and with the same errors, on ``ledger`` (the empty one in memory of a host with no state
+    database yet: a refusal there makes none), reserving nothing and holding nothing: a dry run
+    of the place, on the record as read now."""
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
     record = startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
-    _not_held(session, record, uuid, start_owner)
     free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
     request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
+    not_taken(session, record, uuid, start_owner, host_uuid)
     reserve.place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
 
 
-def _not_held(session, record: dict, uuid: str, start_owner: Optional[str]) -> None:
-    """Refuse a place of the VM while a pool vm-start other than ``start_owner``'s holds it: it
-    would overwrite that start's place."""
+def not_taken(session, record: dict, uuid: str, start_owner: Optional[str], host_uuid: Optional[str]) -> None:
+    """Refuse a place of the VM while a pool vm-start other than ``start_owner``'s holds it (it
+    would overwrite that start's place), or one another host than ``host_uuid`` (this one) made
+    stands (:func:`not_placed_elsewhere`): :func:`placing`'s checks of the record it read while holding the VM,
+    made first by :func:`check_place` and the CLI's first place on a host (no state database yet)."""
     starting = start_hold.other_start(record["other_config"], uuid, lambda: xapi_time.pool_time(session),
                                       start_owner)
     if starting is not None:
         raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
+    not_placed_elsewhere(session, record, uuid, host_uuid)
 
 
 def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None) -> None:
