@@ -19,6 +19,7 @@ import pytest
 from test_place_timeout import within
 from xapi_loopback import LoopbackXapi
 from xapi_numa.backends import xapi
+from xapi_numa.backends.xapi_owner_key import owner_of
 from xapi_numa.errors import NumaError, VmBusy
 from xapi_numa.ops import pool as pool_ops
 from xapi_numa.ops import start_placement, upkeep
@@ -67,7 +68,7 @@ def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_to
             answer = real_step(*args, **kwargs)
             go.wait(30)
             return answer
-        if start_placement.OWNER_KEY in args[1]["other_config"]:  # the place's, holding the VM (not check_place's)
+        if owner_of(args[1]["other_config"], start_placement.OWNER_KEY):  # the place's, holding the VM (not check_place's)
             go.wait(30)
         return real_step(*args, **kwargs)
     monkeypatch.setattr(start_placement, slow, stalls)

@@ -94,11 +94,14 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = startable(xapi.vm_record(session, vm), uuid, dry_run)
     free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
-    request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
     if dry_run:
+        request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
         return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
                         host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
                         target=request.memory, vm=uuid)
+    # its policy, masks and start target refused before the hold: the vGPUs change none of them (the
+    # video RAM only), and are read once, while holding the VM (a read before it may be stale)
+    start_request(session, record, planner.topology, host_cpus, free, host_uuid, vgpu=False)
     checked = functools.partial(startable, uuid=uuid, dry_run=dry_run)
     with placing(ledger, session, vm, uuid, start_owner, checked, host_uuid) as (owner, record):
         owned = functools.partial(still_owning, session, vm, uuid, owner)
