@@ -71,7 +71,8 @@ def test_the_plugins_place_reads_each_vgpu_once_on_a_host_with_a_database(gpu_vm
 
 
 def test_a_bad_policy_is_still_refused_before_the_vm_is_held(gpu_vm):
-    """(unchanged) its policy is checked before the owner key is written, reading no vGPU for it"""
+    """Its policy is refused before the owner key is written, as before, and now reads no vGPU
+    (before: all of them, for the request built only to be refused)."""
     server, session, host, sid, ref, uuid, held, videos = gpu_vm
     Ledger(server.ledgers[host])
     server.vms[ref]["other_config"]["numa_nodes"] = "7"
