@@ -23,6 +23,12 @@ from xapi_numa.ops.command_line import given
 PLACE_NOT_CONSULTED = ("not consulted (a simulated host, --no-xapi, or no xapi inventory naming this host): "
                        "the host's guest mask is left out")
 PLACE_UNREACHABLE = "unreachable: the placement keeps to no guest mask"
+# the way out a refusal of the place's checks offers (start_placement.startable, not_placed_elsewhere),
+# in the CLI's words: its option; and the plugin's release, since the CLI's release --force drops this
+# host's reservation only and leaves another host's pin
+DRY_RUN_SAID = "--dry-run"
+FORCE_SAID = ("the plugin's release (xe host-call-plugin host-uuid=THIS_HOST plugin=numa fn=release args:vm=VM "
+              "args:force=true)")
 
 
 def _xapi_view(args, vm: Optional[str], held: bool) -> Tuple[Optional[FrozenSet[int]], Optional[dict], str]:
@@ -45,7 +51,7 @@ def _xapi_view(args, vm: Optional[str], held: bool) -> Tuple[Optional[FrozenSet[
             raise _hold_unread(vm, link, "place")
         if got is None:
             return None, None, rebalance.not_reached(link, PLACE_UNREACHABLE)
-        return got[0], None if vm is None else startable(got[1], vm, not held), "consulted"
+        return got[0], None if vm is None else startable(got[1], vm, not held, DRY_RUN_SAID), "consulted"
     finally:
         link.close()
 
@@ -64,7 +70,7 @@ def cmd_place(args) -> int:
     domids = [d.domid for d in hv.domains() if vm is not None and d.uuid == vm]
     if domids and not args.dry_run:  # as the plugin: its memory is built, a reservation would only hold more
         raise InvalidArgument("--vm", "{} has a domain here ({}): place reserves for a start".format(vm, domids[0]),
-                              "a VM with no domain on this host, or --dry-run")
+                              "a VM with no domain on this host, or " + DRY_RUN_SAID)
     planner = Planner(hv.topology())
     held = vm is not None and not args.dry_run  # a VM's place holds it as the plugin's; a dry run holds nothing
     guest_cpus, record, xapi_said = _xapi_view(args, vm, held)  # (a refusal: before anything is reserved)
@@ -114,9 +120,9 @@ def _place_held(args, ledger, vm: str, reserve: Callable[[str, Optional[dict]], 
 
 
 def _reserve_held(session, ledger, vm: str, reserve: Callable[[str, Optional[dict]], tuple], done: list) -> None:
-    checked = functools.partial(startable, uuid=vm, dry_run=False)
-    with placing(ledger, session, xapi.vm_ref(session, vm), vm, startable=checked, host_uuid=local_host_uuid()) \
-            as (owner, record):
+    checked = functools.partial(startable, uuid=vm, dry_run=False, dry_run_said=DRY_RUN_SAID)
+    with placing(ledger, session, xapi.vm_ref(session, vm), vm, startable=checked, host_uuid=local_host_uuid(),
+                 force_said=FORCE_SAID) as (owner, record):
         done.append(reserve(owner, record))
 
 
@@ -125,7 +131,8 @@ def _check_taken(args, vm: str, record: dict) -> None:
     a pool vm-start holds or another host placed, holding nothing: for a first place on this host."""
     link = _local_link(args)
     try:
-        if link.use(lambda session: not_taken(session, record, vm, None, local_host_uuid()) or True) is None:
+        if link.use(lambda session: not_taken(session, record, vm, None, local_host_uuid(), FORCE_SAID) or True) \
+                is None:
             raise _hold_unread(vm, link, "place")
     finally:
         link.close()

@@ -71,6 +71,10 @@ PLACE_LOCK_WAIT = 60.0
 # OWNER_TTL (a place never outlives its hold); below PLACE_TIMEOUT by more than one xapi write
 # under way at the deadline (xapi.CALL_TIMEOUT) and the put back of the pin.
 PLACE_BUDGET = 100.0
+# How a refusal tells the plugin's caller the way out (its arguments): a dry run, and a release that
+# undoes another host's place; the CLI passes its own words (its options) to the same functions
+DRY_RUN_SAID = "dry_run=true"
+FORCE_SAID = "force=true"
 
 
 def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet[int]] = None) -> VcpuMask:
@@ -127,16 +131,16 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
 @contextlib.contextmanager
 def placing(ledger: Ledger, session, vm: str, uuid: str, start_owner: Optional[str] = None,
             startable: Callable[[dict], dict] = lambda record: record,
-            host_uuid: Optional[str] = None) -> Iterator[Tuple[str, dict]]:
+            host_uuid: Optional[str] = None, force_said: str = FORCE_SAID) -> Iterator[Tuple[str, dict]]:
     """Hold the VM for a place (:func:`owning`), then read its record again (a caller that held it
     before, a release, a place or a policy change, may have changed what an earlier read saw),
     check it (``startable``, then :func:`not_taken`: refused while a pool vm-start other than
-    ``start_owner``'s holds it, or another host than ``host_uuid`` placed it); yields the owner
-    token and the record.  The plugin's place (:func:`place_vm`) and the CLI's ``place --vm`` both
-    place through it."""
+    ``start_owner``'s holds it, or another host than ``host_uuid`` placed it, ``force_said`` as
+    for :func:`not_placed_elsewhere`); yields the owner token and the record.  The plugin's place
+    (:func:`place_vm`) and the CLI's ``place --vm`` both place through it."""
     with owning(ledger, session, vm, uuid) as owner:
         record = startable(xapi.vm_record(session, vm))
-        not_taken(session, record, uuid, start_owner, host_uuid)
+        not_taken(session, record, uuid, start_owner, host_uuid, force_said)
         yield owner, record
 
 
@@ -156,7 +160,8 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     reserve.place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
 
 
-def not_taken(session, record: dict, uuid: str, start_owner: Optional[str], host_uuid: Optional[str]) -> None:
+def not_taken(session, record: dict, uuid: str, start_owner: Optional[str], host_uuid: Optional[str],
+              force_said: str = FORCE_SAID) -> None:
     """Refuse a place of the VM while a pool vm-start other than ``start_owner``'s holds it (it
     would overwrite that start's place), or one another host than ``host_uuid`` (this one) made
     stands (:func:`not_placed_elsewhere`): :func:`placing`'s checks of the record it read while holding the VM,
@@ -165,7 +170,7 @@ def not_taken(session, record: dict, uuid: str, start_owner: Optional[str], host
                                       start_owner)
     if starting is not None:
         raise start_hold.refuse_by_hand(uuid, "place", starting, xapi_time.pool_time(session))
-    not_placed_elsewhere(session, record, uuid, host_uuid)
+    not_placed_elsewhere(session, record, uuid, host_uuid, force_said)
 
 
 def check_release(session, uuid: str, force: bool = False, start_owner: Optional[str] = None) -> None:
@@ -177,19 +182,20 @@ def check_release(session, uuid: str, force: bool = False, start_owner: Optional
                                lambda: xapi_time.pool_time(session), start_owner, force)
 
 
-def startable(record: dict, uuid: str, dry_run: bool) -> dict:
+def startable(record: dict, uuid: str, dry_run: bool, dry_run_said: str = DRY_RUN_SAID) -> dict:
     """The record, if ``place`` may reserve for this VM's start (any VM but a control domain for a dry run):
-    the plugin's place and the CLI's ``place --vm`` check it."""
+    the plugin's place and the CLI's ``place --vm`` check it (``dry_run_said``: how the caller asks for a
+    dry run, which a refusal offers)."""
     not_a_control_domain(record, uuid)
     if dry_run:
         return record
     kind = never_starts(record)
     if kind:  # xapi never starts one: a pin would only be copied into its clones
         raise InvalidArgument("vm", "{} is a {}; place reserves for a start".format(uuid, kind),
-                              "a VM that can start (place its clone), or dry_run=true")
+                              "a VM that can start (place its clone), or " + dry_run_said)
     if record["power_state"] != "Halted":
         raise InvalidArgument("vm", "VM {} is {}; place reserves for a start".format(uuid, record["power_state"]),
-                              "a Halted VM, or dry_run=true")
+                              "a Halted VM, or " + dry_run_said)
     starting = sorted(STARTING_OPERATIONS & set(record.get("current_operations", {}).values()))
     if starting:  # (still Halted while xapi builds it) the build uses this VM's reservation and pin
         raise VmBusy("VM {} is being started by xapi ({}): its build uses the reservation and boot pin it has; "
@@ -198,14 +204,16 @@ def startable(record: dict, uuid: str, dry_run: bool) -> dict:
     return record
 
 
-def not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[str]) -> None:
+def not_placed_elsewhere(session, record: dict, uuid: str, host_uuid: Optional[str],
+                         force_said: str = FORCE_SAID) -> None:
     """A VM another host of the pool placed keeps that host's reservation until it is
     released there: a second place here (``host_uuid``: this host), the plugin's or the CLI's,
-    would leave it behind, holding that host's memory for nothing until its lease ends."""
+    would leave it behind, holding that host's memory for nothing until its lease ends.
+    ``force_said``: how the caller's user releases it here (the plugin's release argument)."""
     placer = boot_pin.placing_host(record["other_config"])
     if placer is not None and placer != host_uuid and xapi.host_known(session, placer):
         raise VmBusy("VM {} is placed by host {} (its reservation is there): release it there first, or here with "
-                     "force=true if that host is down".format(uuid, placer), ("vm", uuid, placer))
+                     "{} if that host is down".format(uuid, placer, force_said), ("vm", uuid, placer))
 
 
 def _put_back(session, vm: str, record: dict, held: boot_pin.Guard) -> None:
@@ -331,7 +339,7 @@ def release_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: Op
 
 @contextlib.contextmanager
 def releasing(ledger: Ledger, session, vm: str, uuid: str, force: bool, start_owner: Optional[str] = None,
-              force_said: str = "force=true") -> Iterator[Tuple[str, dict, Optional[str]]]:
+              force_said: str = FORCE_SAID) -> Iterator[Tuple[str, dict, Optional[str]]]:
     """Hold the VM for a release (:func:`owning`), then apply the start-hold rule to its record
     read while holding it (:func:`start_hold.release_checked`): yields the owner token, the
     record and the token of the start whose place a forced release undoes (None: none holds
