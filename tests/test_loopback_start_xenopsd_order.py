@@ -67,19 +67,29 @@ def test_a_start_paused_leaves_the_built_domain_paused(ctx):
     assert session.xenapi.VM.get_power_state(ref) == "Paused"
 
 
-def test_a_pinned_start_takes_what_the_planner_reserves_for_it(ctx):
-    """The planner's reservation for a VM pinned to node 0 covers its whole build, xapi's overhead
-    included, as the start builds it: the start took libxl's pool instead (1612 pages, not 3328)."""
+@pytest.mark.parametrize("masked_by", ["vm", "host", "both"])
+def test_a_pinned_start_takes_what_the_planner_reserves_for_it(ctx, masked_by):
+    """The planner's reservation for a VM pinned to node 0 (by its own mask, the host's guest mask or
+    both) is, node by node, what the start builds, xapi's overhead included: the start took libxl's
+    pool instead (1612 pages, not 3328); and until 2026-12-08 the planner held node 1's half of the
+    overhead (which Xen takes there before the mask is set) on node 0, as node 1 is outside the mask."""
     server, session, host, _sid = ctx
-    ref, _ = server.add_vm("planned", 2, GiB, domain_type="hvm", vcpus_params={"mask": NODE0})
+    ref, _ = server.add_vm("planned", 2, GiB, domain_type="hvm",
+                           vcpus_params={"mask": NODE0} if masked_by != "host" else {})
+    if masked_by != "vm":
+        session.xenapi.host.set_guest_VCPUs_params(host, {"mask": NODE0})
     record = session.xenapi.VM.get_record(ref)
     sim = server.sims[host]
     topo = sim.topology()
-    placement = Planner(topo).place(NodeLoads.of([m.free for m in sim.node_memory()]), request_for(record, topo))
+    host_cpus = None if masked_by == "vm" else frozenset(range(4))
+    request = request_for(record, topo, host_cpus)
+    assert request.within == {0}
+    placement = Planner(topo).place(NodeLoads.of([m.free for m in sim.node_memory()]), request)
     taken, overhead, _ram, _type, _paused = _start(server, session, host, ref)
     assert placement.overhead >> PAGE == sum(overhead)
-    assert sum(b for _, b in placement.memory) >> PAGE == sum(taken)
-    assert dict(placement.memory)[0] >> PAGE >= taken[0]  # node 0 is reserved all it gives
+    assert placement.nodes == (0,)
+    held = dict(placement.memory)
+    assert [held.get(n, 0) >> PAGE for n in range(len(taken))] == taken  # each node what it gives
 
 
 def test_a_start_short_of_memory_for_its_build_leaves_no_domain(ctx):

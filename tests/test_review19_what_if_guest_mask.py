@@ -119,7 +119,10 @@ def test_the_cli_place_keeps_to_the_hosts_guest_mask_read_from_its_xapi(ctx, mon
     assert what_if["nodes"] == [0] and what_if["soft"] == "0-3" and what_if["xapi"] == "consulted", what_if
     assert main(place) == 0
     placed = json.loads(capsys.readouterr().out)
-    assert placed["reserved"] and list(placed["reservation"]["nodes"]) == ["0"], placed
+    # the RAM on node 0; node 1, outside the mask, only the half of the build's overhead Xen takes there
+    # before the vCPUs' affinity is set (xenopsd's build_pre)
+    held = {int(n): b for n, b in placed["reservation"]["nodes"].items()}
+    assert placed["reserved"] and set(held) == {0, 1} and held[0] >= 1 << 30 > 64 * held[1] > 0, placed
     assert main(["place", "--vcpus", "2", "--memory", "1G", "--dry-run"]) == 0  # text: no xapi line when consulted
     assert capsys.readouterr().out.startswith("nodes:    0")
     monkeypatch.setenv("XAPI_NUMA_XENAPI_URL", "http://127.0.0.1:9")  # a xapi that is not there

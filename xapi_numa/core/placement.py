@@ -140,6 +140,9 @@ class Planner(PlacementAssembly):
             avail = [a if a > 0 else 0 for a in avail]
         avail_raw = avail  # what the single-node rule weighs; avail: what counts as room
         avail = room_for_extents(avail, one)  # or a strict VM's memory would land outside its nodes
+        # where the overhead's round finds room for its shares: every node, those outside the mask too
+        # (xenopsd sizes the pool before it sets the vCPUs' hard affinity)
+        reach = avail
         within = request.within
         if within is not None:
             if max(within) >= n:
@@ -150,19 +153,19 @@ class Planner(PlacementAssembly):
         listed = request.listed()
         share = one - request.memory
         if share < need - request.memory:  # the shares of nodes with no room for theirs go to the chosen one
-            one += share * sum(1 for i in range(n) if self.pcpus[i] and avail[i] < share)
+            one += share * sum(1 for i in range(n) if self.pcpus[i] and reach[i] < share)
         if policy.mode != "any" and not listed:
             best = self._best_single(avail, loads.vcpus, one, vcpus, self._cpus_for(request), score_on=avail_raw)
             if best >= 0:
                 left = format_size(avail[best] - one)
-                return self.placement_on_one(best, avail, request, False,
+                return self.placement_on_one(best, reach, request, False,
                                              f"fits on node {best} alone ({left} left there after it)")
-        total = sum(avail)
-        if total < need:
+        total, inside = sum(avail), need - self.shares_outside(request, reach)  # (what lands inside the mask)
+        if total < inside:
             where = "the host has" if within is None else \
                 f"nodes {format_ids(within)} (those {request.within_said}) have"
             raise NoCapacity(f"{where} {format_size(total)} available after reservations; "
-                             f"the VM needs {format_size(need)}", ("host", str(need), str(total)))
+                             f"the VM needs {format_size(inside)}", ("host", str(inside), str(total)))
         dma = [d >> PAGE_SHIFT for d in loads.dma]  # every node's free pages, zones and those outside a mask too
         room = BuildRoom([a >> PAGE_SHIFT for a in avail_raw], -(-(need - request.memory) >> PAGE_SHIFT),
                          -(-request.memory >> PAGE_SHIFT), request.dtype, policy.binding, self.overhead.round_of(
@@ -170,11 +173,12 @@ class Planner(PlacementAssembly):
         if policy.mode == "any":
             nodes = [i for i in range(n) if avail[i] > 0]
             over = "all nodes" if within is None else f"the nodes {request.within_said} ({format_ids(within)})"
-            return self.placement_on(nodes, avail, request, room, False,
+            return self.placement_on(nodes, reach, request, room, False,
                                      f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
-            return place_listed(self, self._order(avail, loads.vcpus, request, need), avail, request, need, room)
-        return self._place_chosen(avail, loads.vcpus, request, need, one, room)
+            return place_listed(self, self._order(avail, loads.vcpus, request, need), avail, reach, request, need,
+                                room)
+        return self._place_chosen(avail, reach, loads.vcpus, request, need, one, room)
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
                      cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:
@@ -191,10 +195,11 @@ class Planner(PlacementAssembly):
                            vcpus, need, self.sizes)
 
     # --- nodes chosen by the engine -------------------------------------------------------------
-    def _place_chosen(self, avail: List[int], vcpus_on: Sequence[int], request: Request,
+    def _place_chosen(self, avail: List[int], reach: List[int], vcpus_on: Sequence[int], request: Request,
                       need: int, one: int, room: BuildRoom) -> Placement:
         """No single node with enough memory and cores: spread, or relax the CPU count.
-        ``need``: the whole build; ``one``: what one node alone takes of it."""
+        ``need``: the whole build; ``one``: what one node alone takes of it; ``reach``: every node's
+        room for its share of the overhead (:meth:`placement_on_one`)."""
         vcpus = request.vcpus
         what = "cores" if request.policy.mode == "best_effort" else "pCPUs"
         # a node without free memory joins no set, whatever cores it has
@@ -205,7 +210,7 @@ class Planner(PlacementAssembly):
                 if best >= 0:
                     short = (f"no node that can hold it has {vcpus} {what} and on_exhaust=fail forbids spreading"
                              if request.policy.on_exhaust == "fail" else no_set)
-                    return self.placement_on_one(best, avail, request, True,
+                    return self.placement_on_one(best, reach, request, True,
                                                  f"fits on node {best} alone ({format_size(avail[best] - one)} left "
                                                  f"there after it); {short}, so its vCPUs share")
             if request.policy.on_exhaust == "fail":
@@ -228,7 +233,7 @@ class Planner(PlacementAssembly):
                     why += f"; {no_set}, so its vCPUs share"
                 if exhausted:
                     why += f"; search stopped after {SEARCH_BUDGET} sets (best found)"
-                return self.placement_on(nodes, avail, request, room, relax, why + room.spill(nodes))
+                return self.placement_on(nodes, reach, request, room, relax, why + room.spill(nodes))
         most = max(range(self.n), key=lambda i: avail[i])
         if request.policy.on_exhaust == "fail":
             raise NoCapacity(f"no single node can hold {format_size(need)} with {vcpus} {what} (at most "

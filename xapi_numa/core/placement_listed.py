@@ -19,10 +19,11 @@ from xapi_numa.core.set_room import BuildRoom
 from xapi_numa.core.placement_result import PlacementAssembly
 
 
-def place_listed(host: PlacementAssembly, order: List[int], avail: List[int], request: Request,
+def place_listed(host: PlacementAssembly, order: List[int], avail: List[int], reach: List[int], request: Request,
                  need: int, room: BuildRoom) -> Placement:
     """The placement on ``order`` (the listed nodes the CPU mask allows, then the nearest
-    ones if the policy says so); ``need``: the whole build."""
+    ones if the policy says so); ``need``: the whole build; ``reach``: every node's room for its
+    share of the overhead, outside the mask too (:meth:`PlacementAssembly.placement_on_one`)."""
     policy = request.policy
     first, (cap, set_need) = order[0], room.for_sets(avail, need)
     if policy.mode == "best_effort":
@@ -33,7 +34,7 @@ def place_listed(host: PlacementAssembly, order: List[int], avail: List[int], re
                 if k:
                     skipped = ",".join(map(str, order[:k]))
                     why += f"; listed node{'s' if k > 1 else ''} {skipped} {'are' if k > 1 else 'is'} full"
-                return host.placement_on([node], avail, request, room, node != first, why)
+                return host.placement_on([node], reach, request, room, node != first, why)
     listed_free = sum(avail[n] for n in order)
     short = f"{format_size(listed_free)} available"  # (with why they do not keep it, where they do not)
     allowed = host.allowed(request)
@@ -47,7 +48,7 @@ def place_listed(host: PlacementAssembly, order: List[int], avail: List[int], re
                 why = f"node {first} is full; the next listed node {prefix[0]} holds it"
             else:
                 why = f"node {first} is short; memory spreads over listed nodes {','.join(map(str, prefix))}"
-            return host.placement_on(prefix, avail, request, room, prefix != [first], why + room.spill(prefix))
+            return host.placement_on(prefix, reach, request, room, prefix != [first], why + room.spill(prefix))
         if policy.on_exhaust == "fail":
             continue
         prefix = smallest_prefix(extended, cap, set_need, room.keeps if keep else None)
@@ -56,7 +57,7 @@ def place_listed(host: PlacementAssembly, order: List[int], avail: List[int], re
             why = (f"listed nodes {','.join(map(str, order))} are short "
                    f"({short}{room.lacking(order, avail, need)}); "
                    f"fell back to nearest node{'s' if len(extra) > 1 else ''} {','.join(map(str, extra))}")
-            return host.placement_on(prefix, avail, request, room, True, why + room.spill(prefix))
+            return host.placement_on(prefix, reach, request, room, True, why + room.spill(prefix))
     which = f"nodes {','.join(map(str, order))} have" if len(order) > 1 else f"node {order[0]} has"
     # on_exhaust=fail, or a strict VM that no allowed nodes keep (those have the room: checked above)
     why = " and on_exhaust=fail" if policy.on_exhaust == "fail" else "" if extended == order else \

@@ -16,7 +16,7 @@ and what the build puts outside the set (:class:`xapi_numa.core.set_room.BuildRo
 is held where it lands.
 """
 
-from typing import FrozenSet, List, Sequence
+from typing import Collection, FrozenSet, List, Sequence, Tuple
 
 from xapi_numa.core.placement_values import Placement, Request
 from xapi_numa.core.topology import Topology
@@ -50,16 +50,31 @@ class PlacementAssembly:
         """The nodes the admin's CPU mask leaves the VM (all of them without one)."""
         return request.within if request.within is not None else frozenset(range(self.n))
 
-    def placement_on_one(self, node: int, avail: Sequence[int], request: Request, fallback: bool,
+    def shares_outside(self, request: Request, reach: Sequence[int]) -> int:
+        """Bytes of the overhead's round that nodes outside the VM's CPU mask hold (those with room,
+        ``reach``, for their share: :meth:`placement_on_one`), as the VM's nodes then need none of it."""
+        if request.within is None:
+            return 0
+        share, others = self._shares(request, reach, request.within)
+        return share * len(others)
+
+    def _shares(self, request: Request, reach: Sequence[int], but: Collection[int]) -> Tuple[int, List[int]]:
+        """A node's share of the overhead's round, and the nodes with CPUs not in ``but`` that have room
+        for theirs (``reach``): none when the overhead goes with the VM (not ``before_affinity``)."""
+        share = self.need(request) - request.memory
+        total = self.overhead.bytes_for(request.vcpus, request.memory, request.overhead)
+        return share, [i for i in range(self.n) if i not in but and self.pcpus[i] and reach[i] >= share] \
+            if share < total else []
+
+    def placement_on_one(self, node: int, reach: Sequence[int], request: Request, fallback: bool,
                          reason: str) -> Placement:
         """The guest's memory on one node that has room.  The build overhead goes round
-        every node with CPUs before the VM's affinity is set (``BuildOverhead``): each
-        other node that has room for its share is reserved that share, and the chosen
-        node the rest, so that the reservation covers the whole build."""
+        every node with CPUs before the VM's affinity is set (``BuildOverhead``), those outside
+        its CPU mask too: each other node that has room for its share (``reach``: every node's
+        room, the mask's outside nodes' too) is reserved that share, and the chosen node the rest,
+        so that the reservation covers the whole build, on each node what the build takes there."""
         total = self.overhead.bytes_for(request.vcpus, request.memory, request.overhead)
-        share = self.need(request) - request.memory
-        others = [i for i in range(self.n) if i != node and self.pcpus[i] and avail[i] >= share] if share < total \
-            else []
+        share, others = self._shares(request, reach, (node,))
         memory = {i: share for i in others}
         memory[node] = request.memory + total - share * len(others)
         memory = {i: -(-b >> PAGE_SHIFT) << PAGE_SHIFT for i, b in memory.items()}  # whole pages
@@ -76,11 +91,12 @@ class PlacementAssembly:
         the CPU mask allows (:meth:`Topology.cpus_near`, as the boot pin and settling)."""
         return self.topology.cpus_near(nodes, self.allowed(request))
 
-    def placement_on(self, nodes: Sequence[int], avail: List[int], request: Request, room: BuildRoom,
+    def placement_on(self, nodes: Sequence[int], reach: List[int], request: Request, room: BuildRoom,
                      fallback: bool, reason: str, striped_all: bool = False) -> Placement:
-        """Placement over several nodes: predict Xen's striping over them (on one, as placement_on_one)."""
+        """Placement over several nodes: predict Xen's striping over them (on one, as placement_on_one,
+        with ``reach``)."""
         if len(nodes) == 1 and not striped_all:  # a listed node: the overhead still goes round every node
-            return self.placement_on_one(nodes[0], avail, request, fallback, reason)
+            return self.placement_on_one(nodes[0], reach, request, fallback, reason)
         got = room.holding(nodes)
         memory = tuple(sorted((n, p << PAGE_SHIFT) for n, p in got.items() if p))
         cpus = self.cpus_near(nodes, request)
