@@ -12,7 +12,7 @@ from xapi_numa.ops.command_line import given
 from xapi_numa.ops.observe import as_typed, domain_by_name_or_id
 from xapi_numa.backends.sim.loads import LOAD_SYNTAX
 from xapi_numa.core.topology import Topology, parse_distances
-from xapi_numa.core.units import SIZE_FORMS, SizeRange, format_size, parse_size
+from xapi_numa.core.units import SIZE_FORMS, SizeRange, exact_size, parse_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, StateError
 from xapi_numa.core.numbers import plain, signed_decimal_number, signed_whole_number, whole_number
 from xapi_numa.state.locks import FileLock, take_vm_locks
@@ -136,7 +136,7 @@ def cmd_sim_create(args) -> int:
     except NoCapacity:
         # the allocator counts pages; the user typed a size
         raise InvalidArgument("--memory", "{} does not fit: the most that does, with its build's overhead, "
-                              "is {}".format(args.memory, format_size(sizes.high)), sizes.allowed) from None
+                              "is {}".format(args.memory, exact_size(sizes.high)), sizes.allowed) from None
     print(domid)
     return 0
 

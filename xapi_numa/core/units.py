@@ -58,7 +58,8 @@ SIZE_FORMS = "a number of bytes or a number with K, M, G, T or P (binary units),
 @attrs.frozen
 class SizeRange:
     """The sizes one field takes.  Every refusal of that field, and its help, states
-    them as :attr:`allowed` says them: one limit per field, said one way."""
+    them as :attr:`allowed` says them: one limit per field, said one way, and exactly
+    (:func:`exact_size`), so that the bound stated is one the field takes when typed back."""
 
     low: int = 0
     high: int = MAX_SIZE
@@ -66,15 +67,15 @@ class SizeRange:
 
     @property
     def allowed(self) -> str:
-        return "{} .. {}{}, as {}".format(format_size(self.low), format_size(self.high),
+        return "{} .. {}{}, as {}".format(exact_size(self.low), exact_size(self.high),
                                           " ({})".format(self.why) if self.why else "", SIZE_FORMS)
 
     def check(self, value: int, field: str, shown_as: str) -> int:
         """``value`` (typed as ``shown_as``) if it is in range, else InvalidArgument."""
         if value < self.low:
-            raise InvalidArgument(field, "{} is less than {}".format(shown_as, format_size(self.low)), self.allowed)
+            raise InvalidArgument(field, "{} is less than {}".format(shown_as, exact_size(self.low)), self.allowed)
         if value > self.high:
-            raise InvalidArgument(field, "{} is too large: more than {}".format(shown_as, format_size(self.high)),
+            raise InvalidArgument(field, "{} is too large: more than {}".format(shown_as, exact_size(self.high)),
                                   self.allowed)
         return value
 

@@ -19,7 +19,7 @@ from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.vnuma import MemRange, VnumaLayout, VnumaPlan, layout_from_dict, layout_of
 from xapi_numa.core.vnuma_guest import MAX_VNODES
-from xapi_numa.core.units import PAGE_SHIFT, SizeRange, bytes_to_pages, format_size
+from xapi_numa.core.units import PAGE_SHIFT, SizeRange, bytes_to_pages, exact_size, format_size
 from xapi_numa.backends.sim import guestmem
 from xapi_numa.backends.sim.dom0_tree import forget_dom0_tree
 from xapi_numa.backends.sim.heap import build_overhead
@@ -84,7 +84,7 @@ class SimHypervisor(Hypervisor):
         by page; None, libxl's default (:func:`.toolstack.video_pages`)."""
         sizes = self.guest_memory(vcpus, dtype, video)
         if memory < sizes.low:  # (more than the host can give: NoCapacity, from the build)
-            raise InvalidArgument("memory", f"{format_size(memory)} is less than {format_size(sizes.low)}",
+            raise InvalidArgument("memory", f"{format_size(memory)} is less than {exact_size(sizes.low)}",
                                   sizes.allowed)
         with self.store.transaction() as host:
             pages = bytes_to_pages(memory)
