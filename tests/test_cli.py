@@ -77,7 +77,7 @@ def test_sim_lifecycle(host, capsys):
     (["sim", "init", "{host}", "--force", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",
       "--distances", "11,21;21,10"], "--distances: "),
     (["sim", "create", "{host}", "x", "--vcpus", "1", "--memory", "100G"],
-     "--memory: '100G' is too large: more than 3774720K (allowed: 1M .. 3774720K (the host's free memory after "),
+     "--memory: '100G' is too large: more than 3686.25M (allowed: 1M .. 3686.25M (the host's free memory after "),
     (["sim", "pause", "{host}", "nobody"], "no such VM or domain: nobody"),
     (["sim", "unpause", "{host}", "Domain-0"], "VM: dom0 cannot be unpaused (allowed: a guest's domid, name or UUID)"),
     (["sim", "init", "{host}", "--nodes", "2", "--cpus-per-node", "2", "--memory-per-node", "1G",

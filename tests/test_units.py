@@ -1,7 +1,10 @@
 import pytest
 
 from xapi_numa.errors import InvalidArgument
-from xapi_numa.core.units import format_size, parse_size
+from xapi_numa.core.units import exact_size, format_size, parse_size
+
+MIB = 1 << 20
+GIB = 1 << 30
 
 
 @pytest.mark.parametrize("text, value", [
@@ -72,3 +75,16 @@ def test_suffix_grammar_is_strict(text):
                                           ("512B", 512), (" 8G ", 8 << 30), ("007M", 7 << 20)])
 def test_suffix_forms(text, value):
     assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("nbytes, said", [
+    (7372 * MIB + MIB // 2, "7372.5M"),          # a tenth would round it to 7.2G
+    (3686 * MIB + MIB // 4, "3686.25M"),
+    (GIB + 4096, "1048580K"),                    # no short decimal of M or G is exact
+    (7549380 * 1024, "7549380K"),
+    (4 * GIB, "4G"),
+    (12345, "12345B"),
+])
+def test_exact_size_is_short_and_parses_back(nbytes, said):
+    assert exact_size(nbytes) == said
+    assert parse_size(said) == nbytes

@@ -26,6 +26,8 @@ MAX_SIZE = 1 << 60  # 1 EiB: far beyond any host, small enough for every C field
 # With factors up to 2**50, a fraction with more than 50 significant decimals can
 # never come to whole bytes (10**d must divide fraction * 2**50), so stop there.
 _MAX_FRACTION_DIGITS = 50
+# the most decimal places exact_size says a size with (more are exact but unreadable)
+_EXACT_DIGITS = 3
 _UNITS = (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10))
 
 
@@ -44,12 +46,18 @@ def format_size(nbytes: int) -> str:
 
 def exact_size(nbytes: int) -> str:
     """A size as one types it to give exactly ``nbytes`` (a refusal's one allowed value): :func:`format_size`
-    where that is exact, else in the largest unit it is whole in ("1048580K" for 1 GiB and 4 KiB, not "1.0G")."""
+    where that is exact, else in the largest unit it is a decimal of at most three places in ("7372.5M"), else
+    the largest unit it is whole in ("1048580K" for 1 GiB and 4 KiB, not "1.0G")."""
     said = format_size(nbytes)
     if "." not in said:
         return said
-    unit, shift = next((u, s) for u, s in _UNITS + (("", 0),) if nbytes & ((1 << s) - 1) == 0)
-    return f"{nbytes >> shift}{unit or 'B'}"
+    for unit, shift in _UNITS:  # the largest unit it is whole in or a short decimal of ("7372.5M")
+        for digits in range(_EXACT_DIGITS + 1):
+            scaled = nbytes * 10 ** digits
+            if nbytes >= 1 << shift and scaled & ((1 << shift) - 1) == 0:
+                whole, fraction = divmod(scaled >> shift, 10 ** digits)
+                return f"{whole}.{fraction:0{digits}d}{unit}" if digits else f"{whole}{unit}"
+    return f"{nbytes}B"
 
 
 SIZE_FORMS = "a number of bytes or a number with K, M, G, T or P (binary units), e.g. 4G, 512M, 1.5G"
