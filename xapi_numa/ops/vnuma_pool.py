@@ -8,17 +8,23 @@ from typing import Optional
 
 from xapi_numa.backends import xapi
 from xapi_numa.errors import InvalidArgument, NoHost
+from xapi_numa.ops.plugin_words import NO_STORE_SAID
 from xapi_numa.ops.pool import candidates, host_named, plugin_result
+from xapi_numa.ops.vnuma_xapi import check_storable
 
 
 def pool_plan(session, vm_name_or_uuid: str, mode: str = "follow", half: Optional[int] = None,
-              host: Optional[str] = None, store: bool = False) -> dict:
+              host: Optional[str] = None, store: bool = False, no_store_said: str = NO_STORE_SAID) -> dict:
     """Plan (and with ``store`` record) a VM's vNUMA layout through the numa plugin of the
     host it runs on, the one named (by UUID, or by a name no other host has; xapi must
     say the VM can boot there), or the one placement likes best for it.  The answer
-    names the host used: ``host`` (its name) and ``host_uuid``."""
+    names the host used: ``host`` (its name) and ``host_uuid``.  A plan to store on a VM
+    xapi never starts is refused before any host is asked, offering ``no_store_said`` (how the
+    caller's user asks for a plan not stored: the plugin's words by default, the CLI's its own)."""
     vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
     record = xapi.vm_record(session, vm)
+    if store:  # (the plugin refuses it too, in its own words: its callers type its arguments)
+        check_storable(record, uuid, no_store_said)
     if record["power_state"] in ("Running", "Paused"):
         if host is not None:  # a running VM is planned where it runs, never elsewhere
             raise InvalidArgument("host", "{} is {} on its host: it is planned there".format(

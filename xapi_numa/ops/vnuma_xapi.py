@@ -26,6 +26,7 @@ from xapi_numa.errors import InvalidArgument, field_names
 from xapi_numa.ops import observe, upkeep
 from xapi_numa.ops.reserve import place_and_reserve, place_as_if_stopped
 from xapi_numa.ops.place_request import never_starts, not_a_control_domain, start_request
+from xapi_numa.ops.plugin_words import NO_STORE_SAID
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 
@@ -131,13 +132,15 @@ def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str
         return vnuma.plan_follow(topo, guest, list(placement.nodes), free, placement.bytes_per_node)
 
 
-def check_storable(record: dict, uuid: str) -> None:
+def check_storable(record: dict, uuid: str, no_store_said: str = NO_STORE_SAID) -> None:
     """A plan is stored only on a VM xapi starts: one stored on a template or a snapshot
-    (planned on this host's nodes) would only be copied into its clones."""
+    (planned on this host's nodes) would only be copied into its clones.  ``no_store_said``:
+    how the caller's user asks for a plan not stored, which the refusal offers (the plugin's
+    ``store=false`` by default; the CLI's ``vnuma --store`` passes its own words)."""
     kind = never_starts(record)
     if kind:
         raise InvalidArgument("vm", "{} is a {}; a stored plan is for a VM's start".format(uuid, kind),
-                              "a VM that can start (plan its clone), or store=false")
+                              "a VM that can start (plan its clone), or " + no_store_said)
 
 
 def plan_record(plan: vnuma.VnumaPlan, video_ram: int, host: Optional[str] = None) -> dict:
