@@ -39,6 +39,7 @@ from xapi_numa.core import owner_token
 from xapi_numa.core.host import uuid4_text
 from xapi_numa.core.numbers import shown
 from xapi_numa.errors import VmBusy
+from xapi_numa.ops.plugin_words import FORCE_SAID
 from xapi_numa.ops.start_deadline import UNDO_S, StartDeadline, waiting
 
 START_KEY = "numa_start_owner"  # other_config: the token of the pool vm-start holding the VM
@@ -151,7 +152,7 @@ def other_start(other_config: Dict[str, str], uuid: str, now: Callable[[], float
 
 
 def release_checked(other_config: Dict[str, str], uuid: str, now: Callable[[], float], caller: Optional[str],
-                    force: bool, force_said: str = "force=true") -> Optional[str]:
+                    force: bool, force_said: str = FORCE_SAID) -> Optional[str]:
     """The one rule of a ``release`` of the VM of UUID ``uuid`` (its ``other_config`` as read) while a
     pool vm-start holds it: refused with NUMA_VM_BUSY unless it is the start's own (``caller``, its
     token) or ``force`` (``force_said``: how the caller's user asks for that, the plugin's
@@ -163,7 +164,7 @@ def release_checked(other_config: Dict[str, str], uuid: str, now: Callable[[], f
     return starting
 
 
-def refuse_by_hand(uuid: str, fn: str, held: str, now: float, force_said: str = "force=true") -> VmBusy:
+def refuse_by_hand(uuid: str, fn: str, held: str, now: float, force_said: str = FORCE_SAID) -> VmBusy:
     """The refusal of a ``place`` or ``release`` (``fn``) made while another start holds the VM (``held``);
     ``force_said``: how a release is forced where it was asked (the plugin's ``force=true``, the CLI's ``--force``)."""
     force = "; or release with {}, which undoes that start's place (it then starts the VM on no " \

@@ -44,6 +44,7 @@ from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
 from xapi_numa.ops.place_answer import describe
 from xapi_numa.ops.place_request import (admin_mask, domain_type_of, host_mask, never_starts, not_a_control_domain,
                                          start_request)
+from xapi_numa.ops.plugin_words import DRY_RUN_SAID, FORCE_SAID
 from xapi_numa.ops.reserve import place_and_reserve
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
@@ -71,10 +72,6 @@ PLACE_LOCK_WAIT = 60.0
 # OWNER_TTL (a place never outlives its hold); below PLACE_TIMEOUT by more than one xapi write
 # under way at the deadline (xapi.CALL_TIMEOUT) and the put back of the pin.
 PLACE_BUDGET = 100.0
-# How a refusal tells the plugin's caller the way out (its arguments): a dry run, and a release that
-# undoes another host's place; the CLI passes its own words (its options) to the same functions
-DRY_RUN_SAID = "dry_run=true"
-FORCE_SAID = "force=true"
 
 
 def boot_mask(record: dict, topo: Topology, nodes, host_cpus: Optional[FrozenSet[int]] = None) -> VcpuMask:
