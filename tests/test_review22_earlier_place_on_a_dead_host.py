@@ -11,7 +11,7 @@ import json
 import pytest
 
 from xapi_loopback import Failure
-from xapi_numa.backends import xapi
+from xapi_numa.errors import NumaError
 from xapi_numa.ops import pool as pool_ops
 
 G = 1 << 30
@@ -45,7 +45,7 @@ def test_a_placing_host_that_is_up_but_not_answering_keeps_its_pin(pool, monkeyp
             raise Failure("XENAPI_MISSING_PLUGIN", plugin)
         return real(session_id, host, plugin, fn, args)
     monkeypatch.setattr(server, "host_call_plugin", missing)
-    with pytest.raises(xapi.XapiError) as err:
+    with pytest.raises(NumaError) as err:  # (the place's refusal, said in vm-start's words: a VmBusy of its own)
         pool_ops.vm_start(session, uuid)
     assert err.value.code == "NUMA_VM_BUSY"  # not xapi's word that it is down: its pin is not undone
     assert server.vms[ref]["other_config"]["numa_placed_host"] == server.hosts[placer]["uuid"]

@@ -25,7 +25,8 @@ PLACE_NOT_CONSULTED = ("not consulted (a simulated host, --no-xapi, or no xapi i
 PLACE_UNREACHABLE = "unreachable: the placement keeps to no guest mask"
 # the way out a refusal of the place's checks offers (start_placement.startable, not_placed_elsewhere),
 # in the CLI's words: its option; and the plugin's release, since the CLI's release --force drops this
-# host's reservation only and leaves another host's pin
+# host's reservation only and leaves another host's pin (place --vm's refusals, and vm-start's of a
+# place another host made)
 DRY_RUN_SAID = "--dry-run"
 FORCE_SAID = ("the plugin's release (xe host-call-plugin host-uuid=THIS_HOST plugin=numa fn=release args:vm=VM "
               "args:force=true)")
@@ -265,7 +266,7 @@ def cmd_vm_start(args) -> int:
         raise InvalidArgument("--deadline", plain(args.deadline), "more than 0, at most {} seconds (default {:g})".format(
             MAX_START_DEADLINE, START_DEADLINE))
     with common.pool_session(args) as session, common.flag_names({"host": "--host"}):
-        result = vm_start(session, args.vm, args.host, args.deadline)
+        result = vm_start(session, args.vm, args.host, args.deadline, FORCE_SAID)
     common.emit(args, result, lambda r: _render_vm_start(args.vm, r))
     return STARTED_NOT_SETTLED if result["settle_error"] else 0
 

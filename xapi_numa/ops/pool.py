@@ -36,6 +36,8 @@ from xapi_numa.core.numbers import shown
 from xapi_numa.errors import HostTimeout, InvalidArgument, NoCapacity, NoHost, NumaError
 from xapi_numa.ops import boot_pin, start_hold
 from xapi_numa.ops.place_request import never_starts, not_a_control_domain
+from xapi_numa.ops.plugin_words import FORCE_SAID
+from xapi_numa.ops.start_placement import not_placed_elsewhere
 from xapi_numa.ops.start_deadline import DEFAULT_S as START_DEADLINE, StartDeadline, waiting
 
 MAX_ATTEMPTS = 6
@@ -201,11 +203,13 @@ def candidates(session, uuid: str, only_host: Optional[str] = None,
 
 
 def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
-             deadline: float = START_DEADLINE) -> dict:
+             deadline: float = START_DEADLINE, force_said: str = FORCE_SAID) -> dict:
     """Start the VM on the pool's host with the best NUMA fit (see the module), all of it
     within ``deadline`` seconds: StartTimeout (NUMA_START_TIMEOUT) names the step that ran
     into it; a place made by then is released (within UNDO_S more), except once
-    VM.start_on is under way (the VM may still be starting: its placement is kept)."""
+    VM.start_on is under way (the VM may still be starting: its placement is kept).
+    ``force_said``: how the caller's user releases another host's place of the VM, which a
+    refusal of it offers (:func:`_said_here`)."""
     budget = StartDeadline(vm_name_or_uuid, deadline)
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
         vm, uuid = xapi.vm_ref_by_name_or_uuid(session, vm_name_or_uuid)
@@ -214,12 +218,12 @@ def vm_start(session, vm_name_or_uuid: str, only_host: Optional[str] = None,
         _halted(session, vm, vm_name_or_uuid, uuid, budget)  # again: a start that held it may have ended meanwhile
         held = start_hold.plugin_args(uuid, token)  # this start's place and release: its hold lets them through
         _release_earlier_place(session, vm, held, budget)
-        return _place_and_start(session, vm, held, only_host, budget)
+        return _place_and_start(session, vm, held, only_host, budget, force_said)
 
 
-def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> None:
+def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> dict:
     """Refuse a VM that is not Halted, or one xapi never starts (a template or snapshot), in the
-    command's words, before any host is asked, the VM held or anything released."""
+    command's words, before any host is asked, the VM held or anything released; the record read."""
     with budget.within(session, xapi.CALL_TIMEOUT, "reading the VM"):
         record = xapi.vm_record(session, vm)
     not_a_control_domain(record, "{} ({})".format(shown(name), uuid))  # (Running: xapi started it with the host)
@@ -230,9 +234,23 @@ def _halted(session, vm: str, name: str, uuid: str, budget: StartDeadline) -> No
     if state != "Halted":
         raise InvalidArgument("vm", "{} ({}) is {}: vm-start starts a halted VM".format(shown(name), uuid, state),
                               "a Halted VM (xapi-numa vm-placement VM shows where one runs)")
+    return record
 
 
-def _place_and_start(session, vm: str, held: Dict[str, str], only_host: Optional[str], budget: StartDeadline) -> dict:
+def _said_here(session, vm: str, uuid: str, host_uuid: str, budget: StartDeadline, force_said: str) -> None:
+    """A host's place refused the VM (NUMA_INVALID_ARGUMENT or NUMA_VM_BUSY) in its plugin's words,
+    offering its callers its arguments (``dry_run=true``, ``force=true``): the refusals of the VM's
+    state (changed since :func:`_halted`: started meanwhile by xapi's own vm-start, say) and of another
+    host's place of it (one its release there did not undo) are said in this command's words, from
+    the record read again (``force_said``: how the caller's user releases that place); returns if
+    neither refuses it now (that refusal is then the answer)."""
+    record = _halted(session, vm, budget.vm, uuid, budget)
+    with budget.within(session, xapi.CALL_TIMEOUT, "reading which host placed the VM"):
+        not_placed_elsewhere(session, record, uuid, host_uuid, force_said)
+
+
+def _place_and_start(session, vm: str, held: Dict[str, str], only_host: Optional[str], budget: StartDeadline,
+                     force_said: str) -> dict:
     """:func:`vm_start`'s rounds: rank the hosts, place on the best, VM.start_on there, settle;
     ``held``: the plugin's arguments for a place or release of the VM by this start."""
     uuid = held["vm"]
@@ -257,6 +275,8 @@ def _place_and_start(session, vm: str, held: Dict[str, str], only_host: Optional
                 refused[host] = "place failed: " + " ".join([err.code, *err.params[:2]])
                 tried.append(name)
                 continue
+            if err.code in ("NUMA_INVALID_ARGUMENT", "NUMA_VM_BUSY"):
+                _said_here(session, vm, uuid, record["uuid"], budget, force_said)
             raise
         except BaseException:  # interrupted (Ctrl-C) while the host may have placed it
             _release_quietly(session, host, held, budget.undo_wait(xapi.PLACE_TIMEOUT))
