@@ -50,14 +50,14 @@ def slow_place_on_x(pool, monkeypatch):
     for key, value in server.plugin_env(x).items():
         monkeypatch.setenv(key, value)
     box, done, stall = {}, threading.Event(), []
-    real_reserve = start_placement.place_and_reserve
+    real_reserve = start_placement.place_sized
 
     def reserve_then_stall(*args, **kwargs):
         answer = real_reserve(*args, **kwargs)
         box["reserved"] = Ledger(server.ledgers[x]).reservations()
         stall[0]()
         return answer
-    monkeypatch.setattr(start_placement, "place_and_reserve", reserve_then_stall)
+    monkeypatch.setattr(start_placement, "place_sized", reserve_then_stall)
     real_call = LoopbackXapi.host_call_plugin
 
     def call_plugin(self, session_id, host, plugin, fn, args):

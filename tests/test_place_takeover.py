@@ -47,7 +47,7 @@ def short_deadlines(pool, monkeypatch):
     return server, session, reader  # (the pool's start, and a session of the test's own)
 
 
-@pytest.mark.parametrize("slow", ["not_placed_elsewhere", "place_and_reserve"])
+@pytest.mark.parametrize("slow", ["not_placed_elsewhere", "place_sized"])
 def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_took_the_vm(
         short_deadlines, monkeypatch, slow):
     """Host X's place stalls (before it reserves, or after) until host Y's place, asked by
@@ -64,7 +64,7 @@ def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_to
     real_step = getattr(start_placement, slow)
 
     def stalls(*args, **kwargs):
-        if slow == "place_and_reserve":
+        if slow == "place_sized":
             answer = real_step(*args, **kwargs)
             go.wait(30)
             return answer
@@ -74,8 +74,8 @@ def test_a_place_slow_past_its_lease_writes_nothing_after_another_hosts_place_to
     monkeypatch.setattr(start_placement, slow, stalls)
     reserved = []
     if slow == "not_placed_elsewhere":  # taken over before it reserves: it reserves nothing
-        real_reserve = start_placement.place_and_reserve
-        monkeypatch.setattr(start_placement, "place_and_reserve",
+        real_reserve = start_placement.place_sized
+        monkeypatch.setattr(start_placement, "place_sized",
                             lambda *args, **kwargs: reserved.append(args) or real_reserve(*args, **kwargs))
 
     real_call = LoopbackXapi.host_call_plugin

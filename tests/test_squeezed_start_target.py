@@ -123,3 +123,34 @@ def test_a_vm_with_no_balloon_range_reads_no_free_memory_for_its_target():
               "memory_static_max": str(4 * GIB), "memory_dynamic_max": str(4 * GIB),
               "memory_dynamic_min": str(4 * GIB), "platform": {}}
     assert request_for(record, Topology.uniform(2, 4, 8 * GIB), free=unread).memory == 4 * GIB
+
+
+def test_a_start_racing_another_sizes_its_target_from_the_planners_own_fresh_read(ctx, tmp_path, monkeypatch):
+    """Another VM starts on this host just as the place reads it: the ledger refuses the place's
+    reservation where the memory went meanwhile, or its planner reads the host with less.  Its start
+    target must come from the planner's own read (what squeezed will find free): it was read once,
+    before the planner's reads, so the place planned the stale, larger target on a host with less,
+    and was refused (NUMA_NO_CAPACITY) though squeezed gives it the less."""
+    from xapi_numa.ops import reserve
+
+    server, session, host, _ = ctx
+    free = _filled(server, session, host, 5 * GIB)
+    hv, host_uuid, _ = _host(server, session, host)
+    dmax, dmin = free + GIB, free - 3 * GIB
+    _, uuid = server.add_vm("vm", 2, dmax, dynamic_min=dmin)
+    other, _ = server.add_vm("other", 1, GIB)
+    overhead = xapi_model(dmax, 2, 1.0, "hvm")
+    ledger = Ledger(str(tmp_path / "ledger"))
+    real, raced = reserve.node_loads, []
+
+    def racing(*args, **kwargs):  # the other VM's start lands as this place reads the host for its planner
+        if not raced:
+            raced.append(session.xenapi.VM.start_on(other, host, False, False))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(reserve, "node_loads", racing)
+    placed = start_placement.place_vm(hv, ledger, session, uuid, host_uuid=host_uuid)
+    fresh = _host(server, session, host)[2]  # (this VM's reservation is not built: no claim)
+    assert raced and fresh <= free - GIB
+    target = squeezed_target(fresh, dmin, dmax, overhead, balloons=False)
+    assert placed["memory_target"] == -(-(target // KIB) // KIB) * MIB < fresh
+    assert placed["reservation"]["total"] <= fresh

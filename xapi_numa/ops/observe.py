@@ -163,11 +163,12 @@ def claimable(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None, dma:
 
 def claimable_split(hv: Hypervisor, reserved: Optional[Mapping[int, int]] = None,
                     known: Optional[Mapping[int, int]] = None,
-                    overlap: reservation.ClaimOverlap = reservation.NO_OVERLAP
-                    ) -> Tuple[Dict[int, int], Dict[int, int]]:
-    """:func:`claimable` with and without the DMA zones, from one read of node memory."""
+                    overlap: reservation.ClaimOverlap = reservation.NO_OVERLAP,
+                    memory: Optional[Sequence[NodeMemory]] = None) -> Tuple[Dict[int, int], Dict[int, int]]:
+    """:func:`claimable` with and without the DMA zones, from one read of node memory
+    (``memory``, where the caller read it: ``hv.node_memory()``)."""
     reserved = reserved or {}
-    memory = on_their_nodes(hv.node_memory(), known)
+    memory = on_their_nodes(hv.node_memory() if memory is None else memory, known)
     overall = claimable_total(hv, memory, overlap=overlap) - sum(reserved.values())
     with_dma: Dict[int, int] = {}
     room: Dict[int, int] = {}

@@ -17,6 +17,7 @@ for xapi-numad (settle, move-memory, vNUMA, homing): one that cannot be read is
 refused by each command, and leaves every VM alone in xapi-numad's cycles
 (:mod:`.left_alone`), never read as no mask.
 """
+import functools
 import math
 from typing import Callable, FrozenSet, Optional, Tuple
 
@@ -227,15 +228,26 @@ def balloons_on(session, host_uuid: Optional[str]) -> bool:
 def start_request(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
                   free: Optional[Callable[[], int]] = None, host_uuid: Optional[str] = None,
                   vgpu: Optional[bool] = None) -> Request:
-    """:func:`request_for` the VM's start, xapi asked whether it builds the VM with a vGPU
-    (:func:`xapi.builds_with_vgpu`: its video RAM then at least 16 MiB, which QEMU populates
-    with the domain's node affinity as the rest; ``vgpu``: that answer, where the caller read it)
-    and, where ``free()`` (the host's free memory: :func:`xapi_numa.ops.reserve.host_free`, read
-    only for a VM with a balloon range) is short of its dynamic maximum, whether a domain on host
-    ``host_uuid`` may balloon (:func:`balloons_on`).  Every prediction of a start from a VM's
-    record (``place``, its dry run, a pool vm-start's, a vNUMA follow plan) is made here."""
-    return request_for(record, topo, host_cpus, xapi.builds_with_vgpu(session, record) if vgpu is None else vgpu,
-                       free, lambda: balloons_on(session, host_uuid))
+    """:func:`start_sizing` the VM's start for the host's free memory as ``free()`` reads it (None:
+    its dynamic maximum is planned)."""
+    return start_sizing(session, record, topo, host_cpus, host_uuid, vgpu)(free)
+
+
+def start_sizing(session, record: dict, topo: Topology, host_cpus: Optional[FrozenSet[int]] = None,
+                 host_uuid: Optional[str] = None,
+                 vgpu: Optional[bool] = None) -> Callable[[Optional[Callable[[], int]]], Request]:
+    """The VM's start as :func:`request_for` it, for a reader of the host's free memory (the figure
+    :func:`xapi_numa.ops.reserve.start_free` gives of the planner's own read, as
+    :func:`xapi_numa.ops.reserve.place_sized` calls it at each read, read only for a VM with a
+    balloon range): xapi asked once whether it builds the VM with a vGPU (:func:`xapi.builds_with_vgpu`:
+    its video RAM then at least 16 MiB, which QEMU populates with the domain's node affinity as the
+    rest; ``vgpu``: that answer, where the caller read it) and, where the free memory is short of its
+    dynamic maximum, once whether a domain on host ``host_uuid`` may balloon (:func:`balloons_on`).
+    Every prediction of a start from a VM's record (``place``, its dry run, a pool vm-start's, a
+    vNUMA follow plan) is made here."""
+    vgpu = xapi.builds_with_vgpu(session, record) if vgpu is None else vgpu
+    balloons = functools.lru_cache(maxsize=None)(lambda: balloons_on(session, host_uuid))
+    return lambda free: request_for(record, topo, host_cpus, vgpu, free, balloons)
 
 
 def sized_request(request: Request, topo: Topology, host_cpus: Optional[FrozenSet[int]],

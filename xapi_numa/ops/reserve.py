@@ -8,15 +8,16 @@ memory in between, it plans again with fresh numbers (optimistic concurrency;
 nobody waits on a global lock).  A dry run reserves nothing and changes
 nothing: it counts reservations as a reconcile would leave them.
 """
+import functools
 import os
 import time
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from xapi_numa.core import dma_zone
 from xapi_numa.core.actions import Reserve
-from xapi_numa.core.host import uuid4_text
+from xapi_numa.core.host import NodeMemory, uuid4_text
 from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
@@ -37,19 +38,24 @@ ATTEMPTS = 8
 # well within a place's budget (ops/start_placement.PLACE_BUDGET)
 BUILDS_WAIT = 20.0
 BUILDS_POLL = 0.25
+# A start's request for the host's free memory (a reader of it, called only where the request needs it:
+# place_request.start_sizing): what place_sized asks again at each read of the host its planner makes
+Sizing = Callable[[Callable[[], int]], Request]
 
 
 def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[Topology] = None,
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
                tally: Optional[HomeTally] = None, uuids: Optional[LiveDomains] = None,
-               known: Optional[Mapping[int, int]] = None, overlap: ClaimOverlap = NO_OVERLAP) -> NodeLoads:
+               known: Optional[Mapping[int, int]] = None, overlap: ClaimOverlap = NO_OVERLAP,
+               memory: Optional[Sequence[NodeMemory]] = None) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
     counts (:mod:`xapi_numa.state.home_tally`), used while fresh for the domains it
     names; ``uuids``: the live domains (domid -> UUID), read just now; ``known``: node
     claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
-    ``overlap``: what of ``reserved`` claims hold too (:func:`observe.claims_overlap`)."""
+    ``overlap``: what of ``reserved`` claims hold too (:func:`observe.claims_overlap`); ``memory``:
+    the node memory, where the caller read it (for :func:`start_free` too)."""
     topology = topology or hv.topology()
     live = hv.domain_uuids() if uuids is None else uuids
     skip = (0, leave_out)
@@ -65,7 +71,7 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
             if 0 <= node < len(vcpus):
                 vcpus[node] += count
     # a host-wide claim bounds every node; a node's DMA zone is apart (Xen's last resort)
-    with_dma, free = observe.claimable_split(hv, known=known, overlap=overlap)
+    with_dma, free = observe.claimable_split(hv, known=known, overlap=overlap, memory=memory)
     for node, pages in (moving or {}).items():
         if node in free:  # (into the room first: a mover asks for its node's memory above the zone first)
             with_dma[node] = max(0, with_dma[node] - (pages << PAGE_SHIFT))
@@ -101,39 +107,64 @@ def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = Non
 
 def host_free(hv: Hypervisor, ledger: Optional[Ledger], vm: Optional[str] = None) -> int:
     """Bytes the whole host has free for ``vm``'s start, as a dry run's planner counts them
-    (:func:`place_and_reserve`): Xen's free memory, its DMA zones too, less every claim, other
-    starts' reservations as a reconcile would leave them and the pages memory moves have yet to
-    bring: what squeezed sizes a start from (:func:`xapi_numa.core.xenopsd_build.squeezed_target`;
-    squeezed itself does not know the reservations, which a start planned here may not take)."""
+    (:func:`start_free` of the reads :func:`place_sized` makes), read on their own: a check before
+    the place (its start target refused before the VM is held); the place sizes its start from its
+    planner's own read."""
     if ledger is None:
-        return observe.claimable_total(hv)
+        return start_free(hv, {}, {}, None, NO_OVERLAP)
     caps = hv.capabilities()
     with ledger.db.read():  # (one snapshot, as a dry run's)
         reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps)
-        moving = _moving(hv, ledger)
-        total = observe.claimable_total(hv, known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
+        return start_free(hv, reserved, _moving(hv, ledger), observe.known_node_claims(hv, ledger, caps), overlap)
+
+
+def start_free(hv: Hypervisor, reserved: Mapping[int, int], moving: Mapping[int, int],
+               known: Optional[Mapping[int, int]], overlap: ClaimOverlap,
+               memory: Optional[Sequence[NodeMemory]] = None) -> int:
+    """Bytes the whole host has free for a start, from what a planner's read gave (``reserved``,
+    ``moving``, ``known``, ``overlap`` and ``memory``, as :func:`node_loads` takes them): Xen's free
+    memory, its DMA zones too, less every claim, other starts' reservations and the pages memory
+    moves have yet to bring: what squeezed sizes a start from
+    (:func:`xapi_numa.core.xenopsd_build.squeezed_target`; squeezed itself does not know the
+    reservations, which a start planned here may not take)."""
+    total = observe.claimable_total(hv, memory, known=known, overlap=overlap)
     return max(0, total - sum(reserved.values()) - (sum(moving.values()) << PAGE_SHIFT))
 
 
 def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request, vm: Optional[str] = None,
                       ttl: float = DEFAULT_TTL, dry_run: bool = False, planner: Optional[Planner] = None,
                       owner: str = "") -> Tuple[Placement, Optional[Reservation], NodeLoads]:
-    """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``."""
+    """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``: :func:`place_sized`
+    for a request whose size the host's free memory does not change."""
+    return place_sized(hv, ledger, lambda _free: request, vm, ttl, dry_run, planner, owner)[1:]
+
+
+def place_sized(hv: Hypervisor, ledger: Optional[Ledger], sized: Sizing, vm: Optional[str] = None,
+                ttl: float = DEFAULT_TTL, dry_run: bool = False, planner: Optional[Planner] = None,
+                owner: str = "") -> Tuple[Request, Placement, Optional[Reservation], NodeLoads]:
+    """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``; with the request
+    ``sized`` for the host's free memory as each read of the planner finds it (:func:`start_free`
+    of that read: a start target squeezed sizes from it, :mod:`.place_request`), made again with
+    the fresh numbers where another start took the memory meanwhile.  Returns the request too."""
     planner = planner or Planner(hv.topology())
     # a VM placed again (after a failed start, say) is not in its own way: its reservation is replaced
     tally = HomeTally(ledger.db) if ledger is not None else None
     if ledger is None or dry_run:
         uuids = hv.domain_uuids()  # one read for both: nothing changes in a dry run
         if ledger is None:
-            loads = node_loads(hv, {}, planner.topology, uuids=uuids)
+            reserved, moving, known, overlap, memory = {}, {}, None, NO_OVERLAP, hv.node_memory()
+            loads = node_loads(hv, reserved, planner.topology, uuids=uuids, memory=memory)
         else:
             caps = hv.capabilities()  # (one read for the reconcile's view, the node claims and the overlap)
             with ledger.db.read():  # the reservations, the moves and the tally in one transaction (one snapshot)
                 reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, uuids, caps)
-                loads = node_loads(hv, reserved, planner.topology, moving=_moving(hv, ledger), tally=tally, uuids=uuids,
-                                   known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
+                moving, known, memory = _moving(hv, ledger), observe.known_node_claims(hv, ledger, caps), \
+                    hv.node_memory()
+                loads = node_loads(hv, reserved, planner.topology, moving=moving, tally=tally, uuids=uuids,
+                                   known=known, overlap=overlap, memory=memory)
+        request = sized(functools.partial(start_free, hv, reserved, moving, known, overlap, memory))
         # (as once the builds under way have landed: the start itself waits for them)
-        return dma_zone.place(planner, loads, request, builds_landed=True), None, loads
+        return request, dma_zone.place(planner, loads, request, builds_landed=True), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
@@ -141,9 +172,12 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
     waiting_until, attempt = time.monotonic() + BUILDS_WAIT, 0
     while attempt < ATTEMPTS:
         caps = hv.capabilities()
-        loads = node_loads(hv, ledger.outstanding(exclude=key), planner.topology, moving=_moving(hv, ledger),
-                           tally=tally, known=observe.known_node_claims(hv, ledger, caps),
-                           overlap=observe.claims_overlap(hv, ledger, exclude=key, caps=caps))
+        reserved, moving, memory = ledger.outstanding(exclude=key), _moving(hv, ledger), hv.node_memory()
+        known = observe.known_node_claims(hv, ledger, caps)
+        overlap = observe.claims_overlap(hv, ledger, exclude=key, caps=caps)
+        loads = node_loads(hv, reserved, planner.topology, moving=moving, tally=tally, known=known,
+                           overlap=overlap, memory=memory)
+        request = sized(functools.partial(start_free, hv, reserved, moving, known, overlap, memory))
         try:
             placement = dma_zone.place(planner, loads, request)
         except RoomReserved:
@@ -157,10 +191,10 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner,
                                     zones=dma_zone.takes_zones(loads, placement))])
         except NoCapacity as err:
-            last = err  # another start got there first: plan again with fresh numbers
+            last = err  # another start got there first: plan again with fresh numbers (its target too)
             upkeep.reconcile(hv, ledger, executor)
             continue
-        return placement, ledger.reservation(key), loads
+        return request, placement, ledger.reservation(key), loads
     raise NoCapacity("could not reserve after {} attempts; last refusal: {}".format(
         ATTEMPTS, last.message if last else "none"), last.params if last else ())
 

@@ -43,9 +43,9 @@ from xapi_numa.errors import HostTimeout, InvalidArgument, NumaError, VmBusy
 from xapi_numa.ops import boot_pin, reserve, start_hold, upkeep
 from xapi_numa.ops.place_answer import describe
 from xapi_numa.ops.place_request import (admin_mask, domain_type_of, host_mask, never_starts, not_a_control_domain,
-                                         start_request)
+                                         start_request, start_sizing)
 from xapi_numa.ops.plugin_words import DRY_RUN_SAID, FORCE_SAID
-from xapi_numa.ops.reserve import place_and_reserve
+from xapi_numa.ops.reserve import place_sized
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.ledger import Ledger
 from xapi_numa.state.locks import PLACE, vm_lock
@@ -94,14 +94,14 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
     host_cpus = host_mask(session, host_uuid)
     # a VM that cannot be placed (its state, policy or mask) is refused before anything is written
     record = startable(xapi.vm_record(session, vm), uuid, dry_run)
-    free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
-    if dry_run:
-        request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
-        return describe(planner, *place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner),
-                        host_cpus=host_cpus, mask=admin_mask(record), dtype=domain_type_of(record),
-                        target=request.memory, vm=uuid)
+    if dry_run:  # (its start target sized from its planner's own read of the host: reserve.place_sized)
+        request, *placed = place_sized(hv, ledger, start_sizing(session, record, planner.topology, host_cpus,
+                                                                host_uuid), uuid, dry_run=True, planner=planner)
+        return describe(planner, *placed, host_cpus=host_cpus, mask=admin_mask(record),
+                        dtype=domain_type_of(record), target=request.memory, vm=uuid)
     # its policy, masks and start target refused before the hold: the vGPUs change none of them (the
     # video RAM only), and are read once, while holding the VM (a read before it may be stale)
+    free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
     start_request(session, record, planner.topology, host_cpus, free, host_uuid, vgpu=False)
     checked = functools.partial(startable, uuid=uuid, dry_run=dry_run)
     with placing(ledger, session, vm, uuid, start_owner, checked, host_uuid) as (owner, record):
@@ -110,9 +110,9 @@ def place_vm(hv: Hypervisor, ledger: Ledger, session, uuid: str, dry_run: bool =
         def held() -> None:  # checked before reserving and before each write to the VM's record
             in_budget(uuid, deadline)
             owned()
-        request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
-        held()
-        placement, reservation, loads = place_and_reserve(hv, ledger, request, uuid, planner=planner, owner=owner)
+        sizing = start_sizing(session, record, planner.topology, host_cpus, host_uuid)
+        held()  # (the start target sized again from each read of the host its planner makes: another start's meanwhile)
+        request, placement, reservation, loads = place_sized(hv, ledger, sizing, uuid, planner=planner, owner=owner)
         try:
             boot_pin.pin_boot(session, vm, record, placement.nodes,
                               boot_mask(record, planner.topology, placement.nodes, host_cpus), host_uuid, held)
@@ -151,10 +151,10 @@ def check_place(hv: Hypervisor, ledger: Ledger, session, uuid: str, host_uuid: O
     planner = Planner(hv.topology())
     host_cpus = host_mask(session, host_uuid)
     record = startable(xapi.vm_record(session, xapi.vm_ref(session, uuid)), uuid, False)
-    free = functools.partial(reserve.host_free, hv, ledger, uuid)  # (read only for a VM with a balloon range)
-    request = start_request(session, record, planner.topology, host_cpus, free, host_uuid)
+    sizing = start_sizing(session, record, planner.topology, host_cpus, host_uuid)
+    sizing(functools.partial(reserve.host_free, hv, ledger, uuid))  # (its target refused first, as place_vm's)
     not_taken(session, record, uuid, start_owner, host_uuid)
-    reserve.place_and_reserve(hv, ledger, request, uuid, dry_run=True, planner=planner)
+    reserve.place_sized(hv, ledger, sizing, uuid, dry_run=True, planner=planner)
 
 
 def not_taken(session, record: dict, uuid: str, start_owner: Optional[str], host_uuid: Optional[str],
