@@ -207,8 +207,11 @@ def balloons_on(session, host_uuid: Optional[str]) -> bool:
     """May a domain on host ``host_uuid`` balloon, so that squeezed moves memory at a start there?
     A VM resident there (not a control domain: squeezed leaves dom0 alone by default) whose
     ``memory_dynamic_min``, ``memory_target`` and ``memory_dynamic_max`` are not one figure.  True
-    where no host is named (nothing tells).  xapi's records say what xenstore tells squeezed; a VM
-    being started there (not yet resident) counts once resident."""
+    where no host is named (nothing tells).  xapi's records say what xenstore tells squeezed.  A VM
+    being started there (not yet resident) counts as none, as squeezed counts it: until the guest's
+    balloon driver writes ``feature-balloon``, squeezed's ``make_host`` takes the domain's dynamic
+    range to be its maximum and never balloons it (once resident, it counts here before its driver
+    runs: the dynamic maximum is planned, the most the build takes)."""
     if host_uuid is None:
         return True
     host = xapi.call(session.xenapi.host.get_by_uuid, host_uuid)

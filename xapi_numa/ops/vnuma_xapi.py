@@ -123,7 +123,9 @@ def _plan_for(hv: Hypervisor, ledger: Ledger, record: dict, uuid: str, mode: str
     free = free_for_plan(hv, running.domid if running is not None else None, ledger, uuid)
     if mode == "split":
         return vnuma.plan_split(topo, guest, half, free)
-    request = start_request(session, record, topo, host_cpus, vgpu=vgpu)  # as place asks: the host's mask, the vGPU
+    # as place asks: the host's mask, the vGPU; no free memory read: a VM check_guest lets through has no
+    # balloon range, so its start target is its dynamic maximum whatever the host has (place_request.start_target)
+    request = start_request(session, record, topo, host_cpus, vgpu=vgpu)
     if running is not None:
         placement = place_as_if_stopped(hv, ledger, request, uuid, running.domid)
     else:
