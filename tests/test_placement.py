@@ -14,7 +14,9 @@ from xapi_numa.core.policy import Policy
 from xapi_numa.core.topology import Topology
 
 MIB = 1 << 20
-from xapi_numa.core.single_node import CPU_WEIGHT, FRAG_WEIGHT, HOLE_WEIGHT, choose_node, fragmentation
+from xapi_numa.core.single_node import (CPU_WEIGHT, FRAG_WEIGHT, HOLE_WEIGHT, RISK_WEIGHT, SCORED_FRAG, choose_node,
+                                        fragmentation)
+from xapi_numa.core.start_sizes import StartSizes, bucket
 
 G = 1 << 30
 AMD = [[10, 16, 16, 22, 16, 22, 16, 22], [16, 10, 22, 16, 16, 22, 22, 17], [16, 22, 10, 16, 16, 16, 16, 16],
@@ -55,8 +57,9 @@ def test_single_node_levels_memory_and_vcpus_after_the_vm():
                          Request(2, 8 * G)).nodes == (0,)
 
 
-def _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need, sizes):
-    """The scored rules written out over whole vectors (statistics.pstdev), to check the O(1) ones."""
+def _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need, sizes, starts=(), this=0):
+    """The scored rules written out over whole vectors (statistics.pstdev), to check the O(1) ones;
+    ``starts``: the sizes started before (one each), ``this``: the VM's own (0: not counted)."""
     import math
     import statistics
 
@@ -70,7 +73,9 @@ def _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need, sizes):
     if rule == "hole":
         return cv(used) + cv(load) - HOLE_WEIGHT * max(left) / max(sizes)
     frag = math.log(sum(left) / max(left)) if max(left) > 0 else 0.0
-    return cv(used) + CPU_WEIGHT * cv(load) + FRAG_WEIGHT * frag
+    seen = list(starts) + ([this] if this else [])
+    risk = sum(size > max(left) for size in seen) / len(seen) if seen else 0.0
+    return cv(used) + CPU_WEIGHT * cv(load) + SCORED_FRAG * FRAG_WEIGHT * frag + RISK_WEIGHT * risk
 
 
 # per node: GiB free, vCPUs already there, physical cores (the same list length for all three)
@@ -82,15 +87,18 @@ NODE_STATES = st.integers(2, 8).flatmap(lambda n: st.tuples(
 
 @pytest.mark.parametrize("rule", ["scored", "hole"])
 @settings(max_examples=300, deadline=None)
-@given(NODE_STATES, st.integers(1, 16), st.integers(1, 30))
-def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need):
+@given(NODE_STATES, st.integers(1, 16), st.integers(1, 30), st.lists(st.integers(1, 64), max_size=6), st.booleans())
+def test_scored_rules_take_the_lowest_score(rule, nodes, vcpus, need, started, counted):
+    """With the split risk over the sizes started before (and the VM's own, when it fits a node)."""
     free, vcpus_on, cores = nodes
     sizes = [64 * G] * len(free)
     avail = [f * G for f in free]
     fits = [i for i, a in enumerate(avail) if a >= need * G]
     assume(len(fits) >= 2)
-    got = choose_node(rule, fits, avail, vcpus_on, cores, vcpus, need * G, sizes)
-    scores = {i: _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need * G, sizes) for i in fits}
+    starts, this = [bucket(s * G) for s in started], need * G if counted else 0  # (the history counts buckets)
+    got = choose_node(rule, fits, avail, vcpus_on, cores, vcpus, need * G, sizes, StartSizes.of(starts), this)
+    scores = {i: _reference_score(rule, i, avail, vcpus_on, cores, vcpus, need * G, sizes, starts, this)
+              for i in fits}
     assert got in fits and scores[got] <= min(scores.values()) + 1e-9
 
 
@@ -119,8 +127,9 @@ def test_scored_fragmentation_only_charges_the_node_with_the_biggest_hole(nodes,
     def score(i):
         used = [sizes[j] - avail[j] + (need * G if j == i else 0) for j in range(len(avail))]
         load = [(vcpus_on[j] + (vcpus if j == i else 0)) / cores[j] for j in range(len(avail))]
-        charge = math.log(biggest / max(biggest - need * G, second)) if avail[i] == biggest else 0.0
-        return cv(used) + CPU_WEIGHT * cv(load) + FRAG_WEIGHT * charge
+        left = max(biggest - need * G, second) if avail[i] == biggest else biggest
+        charge = math.log(biggest / left)
+        return cv(used) + CPU_WEIGHT * cv(load) + SCORED_FRAG * FRAG_WEIGHT * charge  # (no history: no risk)
 
     scores = {i: score(i) for i in fits}
     assert scores[got] <= min(scores.values()) + 1e-9
@@ -133,15 +142,21 @@ def test_fragmentation_is_zero_for_one_hole_and_log_k_for_k_even_ones():
     assert fragmentation(40 * G, 20 * G) < fragmentation(40 * G, 15 * G)
 
 
-def test_scored_rule_keeps_the_biggest_hole_when_levelling_costs_little():
-    """Nodes of 64G with 40/38/10G free and a 4G VM: node 0 (most room, what the old
+def test_scored_rule_keeps_the_biggest_hole_when_the_host_starts_vms_that_need_it():
+    """Nodes of 64G with 40/38/10G free and a 4G VM: node 0 (most room, what the ``hole``
     rule and worst fit take) leaves 36/38/10G, the biggest hole 38G; node 1 leaves
-    40/34/10G, nearly as level, and a 40G VM still fits one node afterwards."""
+    40/34/10G, nearly as level, and a 40G VM still fits one node afterwards.  Where the
+    host has started 40G VMs, ``scored`` keeps that hole (node 1); where it has started
+    only small ones, levelling wins (node 0)."""
     t = topo([[10, 21, 21], [21, 10, 21], [21, 21, 10]])
     loads = loads_of([40 * G, 38 * G, 10 * G])
     got = {rule: Planner(t, NO_OVERHEAD, rule).place(loads, Request(1, 4 * G)).nodes
            for rule in ("scored", "hole", "worst", "best")}
-    assert got == {"scored": (1,), "hole": (0,), "worst": (0,), "best": (2,)}
+    assert got == {"scored": (0,), "hole": (0,), "worst": (0,), "best": (2,)}
+    big = NodeLoads.of(loads.free, starts=StartSizes.of([40 * G, 4 * G, 2 * G]))
+    assert Planner(t, NO_OVERHEAD).place(big, Request(1, 4 * G)).nodes == (1,)
+    small = NodeLoads.of(loads.free, starts=StartSizes.of([4 * G, 2 * G, 8 * G]))
+    assert Planner(t, NO_OVERHEAD).place(small, Request(1, 4 * G)).nodes == (0,)
 
 
 def test_single_node_rules_differ_as_documented():

@@ -60,7 +60,7 @@ class Hindsight:
             if not ev.start:
                 stop(sim, ev.vm)
             else:
-                d = Decision((node,)) if j == 0 else self.base.decide(sim, ev.vm)
+                d = Decision((node,)) if j == 0 else self.base.decide(sim, ev.vm, record=False)
                 landed = land(sim, ev.vm, d, self.base.planner.overhead)
                 splits += landed is not None and len(landed) > 1 and fits_one_node(ev.vm, self.base.planner.overhead)
             cvs.append(memory_cv(sim))

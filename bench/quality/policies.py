@@ -13,6 +13,7 @@ import attrs
 
 from xapi_numa.core.overhead import WITH_THE_VM
 from xapi_numa.core.placement import SINGLE_NODE_RULE, NodeLoads, Planner, Request
+from xapi_numa.core.start_sizes import NO_STARTS
 from xapi_numa.errors import NoCapacity
 
 from .libxl_baseline import LibxlNUMA
@@ -38,20 +39,26 @@ REFUSED = Decision(None, None, True)
 
 class Ours:
     """Our engine with one of its single-node rules; vCPU loads as ops/reserve reads them
-    (vCPUs whose home is one node)."""
+    (vCPUs whose home is one node), and the sizes of the starts it placed that fit a node as
+    the state database keeps them (the plugin's place records each, ops/reserve)."""
 
     decides_before_build = True  # the plugin's place runs before VM.start
 
     def __init__(self, topology, rule: str) -> None:
         self.name = "ours" if rule == SINGLE_NODE_RULE else f"ours-{rule}"
         self.planner = Planner(topology, single_node=rule)
+        self.starts = NO_STARTS
 
-    def decide(self, state, vm) -> Decision:
-        loads = NodeLoads.of(state.free_bytes(), None, state.single_home_vcpus())
+    def decide(self, state, vm, record: bool = True) -> Decision:
+        """``record``: count the start in the history if placed (not in a rollout's imagined ones)."""
+        request = Request(vm.vcpus, vm.memory, dtype=vm.dtype)
+        loads = NodeLoads.of(state.free_bytes(), None, state.single_home_vcpus(), self.starts)
         try:
-            p = self.planner.place(loads, Request(vm.vcpus, vm.memory, dtype=vm.dtype))
+            p = self.planner.place(loads, request)
         except NoCapacity:
             return REFUSED
+        if record and self.planner.fits_a_node(request):
+            self.starts = self.starts.with_start(vm.memory)
         return Decision(tuple(p.nodes))
 
 

@@ -60,7 +60,7 @@ class SampledRollout:
                 vcpus, memory = self.sizes[rng.randrange(len(self.sizes))]
                 drawn = Vm(next_vid, vcpus, memory)
                 next_vid -= 1
-                landed = land(sim, drawn, self.base.decide(sim, drawn), overhead)
+                landed = land(sim, drawn, self.base.decide(sim, drawn, record=False), overhead)
                 splits += landed is not None and len(landed) > 1 and fits_one_node(drawn, overhead)
             else:
                 vids = sorted(sim.vms)

@@ -7,7 +7,8 @@ of issue 13's goals per trace, split / distance / memory (against the placing
 baselines) / vCPU.  Baselines are replayed once per seed and cached under
 ``.cache/bench/variants/``.  A spec is ``kind:p,q,w``:
 
-* ``scored``: the engine's rule (the cached ``ours`` row);
+* ``scored``: the cached ``ours`` row (the engine's rule when the cache was made);
+* ``engine``: the engine's default rule, replayed now (its split risk over the starts placed);
 * ``tol-rr:tol``: among nodes whose score is within ``tol`` of the lowest, the
   one this replay picked least so far (xenopsd's use count, never lowered);
 * ``use:w,decay``: score + ``w`` x a use count that decays by ``decay`` per pick;
@@ -17,7 +18,8 @@ baselines) / vCPU.  Baselines are replayed once per seed and cached under
 * ``risk:r,m,w``: score + ``r`` x the share of the VM sizes started so far (the
   last ``w`` starts; 0 = all) bigger than the biggest free memory on one node
   after the choice, with the fragmentation term weighted ``m`` x FRAG_WEIGHT;
-  ``riskrun:r,m``: the same over the sizes of the VMs running now.
+  ``riskrun:r,m``: the same over the sizes of the VMs running now.  ``risk:0.5,0.5`` is
+  the engine's rule since 2026-12-07 (with the starts it placed, not every one tried).
 
 Run: ``python bench/quality/variants.py 1-6 scored risk:0.5,0.5 tol-rr:0.01``
 """
@@ -73,7 +75,8 @@ class Variant:
         if self.window and len(self.recent) > self.window:
             del self.seen[bisect.bisect_left(self.seen, self.recent.pop(0))]
 
-    def __call__(self, rule, fits, avail, vcpus_on, cores, vcpus, need=0, sizes=()):
+    def __call__(self, rule, fits, avail, vcpus_on, cores, vcpus, need=0, sizes=(), *history):
+        # (``history``: the engine's own start sizes, which a variant does not read)
         cores = [c or 1 for c in cores]
         self.use = self.use or [0.0] * len(avail)
         k, p, q = self.kind, self.p, self.q
@@ -151,7 +154,8 @@ def run(spec: str, seeds: List[int]) -> None:
         base = base_rows(seed)
         for host in hosts():
             rows = base[host.name]
-            r = rows["ours"] if kind == "scored" else replay_variant(host, seed, kind, vals)
+            r = rows["ours"] if kind == "scored" else replay(host, make_trace(host, seed, 1500), Ours(
+                host.topology(), "scored")) if kind == "engine" else replay_variant(host, seed, kind, vals)
             m = misses(rows, r)
             size = host.name.split("-")[0]
             for g, goal in enumerate(GOALS):

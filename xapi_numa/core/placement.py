@@ -62,6 +62,7 @@ from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.topology import LOCAL_DISTANCE, Topology
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.core.single_node import SINGLE_NODE_RULE, SINGLE_NODE_RULES, choose_node
+from xapi_numa.core.start_sizes import NO_STARTS, StartSizes
 from xapi_numa.core.overhead import NO_OVERHEAD, BuildOverhead  # noqa: F401
 from xapi_numa.core.node_sets import (SEARCH_BUDGET, SubsetSearch, maximal_cliques,  # noqa: F401
                                       fitting_clique, node_groups, set_mean, striping_score)
@@ -117,6 +118,13 @@ class Planner(PlacementAssembly):
         cpus = sum(self.pcpus[x] for x in nodes) or 1
         return sum(vcpus_on[x] for x in nodes) / cpus
 
+    def fits_a_node(self, request: Request) -> bool:
+        """Whether the VM would fit one node of an empty host: a node with as many physical cores
+        as it has vCPUs and more memory than it has (a node of unknown size counts as big enough).
+        The starts of such VMs are the sizes the single-node rule's split risk weighs."""
+        return any(cores >= request.vcpus and (not size or request.memory < size)
+                   for cores, size in zip(self.cores, self.sizes))
+
     def _cpus_for(self, request: Request) -> List[int]:
         """What counts against vCPUs: physical cores for best_effort, threads otherwise."""
         return self.cores if request.policy.mode == "best_effort" else self.pcpus
@@ -151,11 +159,12 @@ class Planner(PlacementAssembly):
             # outside the admin's mask is no room at all; the host's real state is still what is scored
             avail = [a if i in within else 0 for i, a in enumerate(avail)]
         listed = request.listed()
+        history = (loads.starts, request.memory if self.fits_a_node(request) else 0)
         share = one - request.memory
         if share < need - request.memory:  # the shares of nodes with no room for theirs go to the chosen one
             one += share * sum(1 for i in range(n) if self.pcpus[i] and reach[i] < share)
         if policy.mode != "any" and not listed:
-            best = self._best_single(avail, loads.vcpus, one, vcpus, self._cpus_for(request), score_on=avail_raw)
+            best = self._best_single(avail, loads.vcpus, one, vcpus, self._cpus_for(request), avail_raw, history)
             if best >= 0:
                 left = format_size(avail[best] - one)
                 return self.placement_on_one(best, reach, request, False,
@@ -176,14 +185,16 @@ class Planner(PlacementAssembly):
             return self.placement_on(nodes, reach, request, room, False,
                                      f"mode any: no affinity, Xen stripes memory over {over}", striped_all=True)
         if listed:
-            return place_listed(self, self._order(avail, loads.vcpus, request, need), avail, reach, request, need,
-                                room)
-        return self._place_chosen(avail, reach, loads.vcpus, request, need, one, room)
+            return place_listed(self, self._order(avail, loads.vcpus, request, need, history), avail, reach, request,
+                                need, room)
+        return self._place_chosen(avail, reach, loads.vcpus, request, need, one, room, history)
 
     def _best_single(self, avail: List[int], vcpus_on: Sequence[int], need: int, vcpus: int,
-                     cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None) -> int:
+                     cpus: Optional[Sequence[int]], score_on: Optional[List[int]] = None,
+                     history: Tuple[StartSizes, int] = (NO_STARTS, 0)) -> int:
         """The node chosen among those that hold the VM alone (``cpus=None``: any CPU count); -1 if none.
-        ``score_on``: the free memory the rule weighs (default ``avail``, which says what fits)."""
+        ``score_on``: the free memory the rule weighs (default ``avail``, which says what fits);
+        ``history``: the host's start sizes and this VM's memory if it fits a node (else 0)."""
         # a node without CPUs (memory only) never holds a VM alone, even with the CPU count relaxed
         fits = [i for i, a in enumerate(avail) if a >= need and (cpus[i] >= vcpus if cpus is not None
                                                                   else self.pcpus[i] > 0)]
@@ -192,11 +203,11 @@ class Planner(PlacementAssembly):
         if len(fits) == 1:
             return fits[0]
         return choose_node(self.single_node, fits, avail if score_on is None else score_on, vcpus_on, self.cores,
-                           vcpus, need, self.sizes)
+                           vcpus, need, self.sizes, *history)
 
     # --- nodes chosen by the engine -------------------------------------------------------------
     def _place_chosen(self, avail: List[int], reach: List[int], vcpus_on: Sequence[int], request: Request,
-                      need: int, one: int, room: BuildRoom) -> Placement:
+                      need: int, one: int, room: BuildRoom, history: Tuple[StartSizes, int]) -> Placement:
         """No single node with enough memory and cores: spread, or relax the CPU count.
         ``need``: the whole build; ``one``: what one node alone takes of it; ``reach``: every node's
         room for its share of the overhead (:meth:`placement_on_one`)."""
@@ -206,7 +217,7 @@ class Planner(PlacementAssembly):
         no_set = f"no set of nodes with free memory has {vcpus} {what}"
         for relax in (False, True):
             if relax:
-                best = self._best_single(avail, vcpus_on, one, vcpus, None)
+                best = self._best_single(avail, vcpus_on, one, vcpus, None, history=history)
                 if best >= 0:
                     short = (f"no node that can hold it has {vcpus} {what} and on_exhaust=fail forbids spreading"
                              if request.policy.on_exhaust == "fail" else no_set)
@@ -282,7 +293,8 @@ class Planner(PlacementAssembly):
         return None
 
     # --- nodes listed by the policy ---------------------------------------------------------------
-    def _order(self, avail: List[int], vcpus_on: Sequence[int], request: Request, need: int) -> List[int]:
+    def _order(self, avail: List[int], vcpus_on: Sequence[int], request: Request, need: int,
+               history: Tuple[StartSizes, int]) -> List[int]:
         policy, allowed = request.policy, self.allowed(request)
         order = [node for node in policy.nodes if node in allowed]
         if policy.nearest:
@@ -290,7 +302,7 @@ class Planner(PlacementAssembly):
                 start = order[0]
             else:
                 # the node the single-node rule takes, or the one with CPUs and most room
-                start = self._best_single(avail, vcpus_on, need, request.vcpus, None)
+                start = self._best_single(avail, vcpus_on, need, request.vcpus, None, history=history)
                 if start < 0:
                     start = min(allowed, key=lambda i: (not self.pcpus[i], -avail[i], self._load([i], vcpus_on), i))
                 order = [start]

@@ -11,6 +11,7 @@ import attrs
 from xapi_numa.errors import InvalidArgument
 from xapi_numa.core.cpuset import format_ids
 from xapi_numa.core.policy import Policy
+from xapi_numa.core.start_sizes import NO_STARTS, StartSizes
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import MAX_VM_MEMORY, VM_MEMORY, format_size
 from xapi_numa.core.xenalloc import BUILD_TYPES
@@ -28,13 +29,16 @@ class NodeLoads:
     ``reserved``: bytes other starts have reserved in the ledger;
     ``vcpus``: vCPUs already homed on the node (soft/hard affinity);
     ``dma``: bytes free in Xen's DMA zone beyond ``free`` (none, or one entry per
-    node): Xen gives them to a build only once every node is out of the rest.
+    node): Xen gives them to a build only once every node is out of the rest;
+    ``starts``: the memory sizes of the VMs started on the host that fit a node (the
+    state database's history: what the single-node rule's split risk weighs).
     """
 
     free: Tuple[int, ...] = attrs.field(converter=_int_tuple)
     reserved: Tuple[int, ...] = attrs.field(converter=_int_tuple)
     vcpus: Tuple[int, ...] = attrs.field(converter=_int_tuple)
     dma: Tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
+    starts: StartSizes = attrs.field(default=NO_STARTS, validator=attrs.validators.instance_of(StartSizes))
 
     def __attrs_post_init__(self) -> None:
         if not len(self.free) == len(self.reserved) == len(self.vcpus) or len(self.dma) not in (0, len(self.free)):
@@ -46,9 +50,10 @@ class NodeLoads:
 
     @classmethod
     def of(cls, free: Sequence[int], reserved: Optional[Sequence[int]] = None,
-           vcpus: Optional[Sequence[int]] = None) -> "NodeLoads":
+           vcpus: Optional[Sequence[int]] = None, starts: StartSizes = NO_STARTS) -> "NodeLoads":
         n = len(free)
-        return cls(free, reserved if reserved is not None else [0] * n, vcpus if vcpus is not None else [0] * n)
+        return cls(free, reserved if reserved is not None else [0] * n, vcpus if vcpus is not None else [0] * n,
+                   starts=starts)
 
     def available(self) -> List[int]:
         """Free minus reserved per node, never below zero."""

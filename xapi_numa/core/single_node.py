@@ -241,6 +241,7 @@ import math
 import operator
 from typing import List, Sequence, Tuple
 
+from xapi_numa.core.start_sizes import NO_STARTS, StartSizes
 
 SINGLE_NODE_RULES = ("scored", "hole", "spare", "balanced", "best", "worst")
 SINGLE_NODE_RULE = "scored"
@@ -248,6 +249,11 @@ SINGLE_NODE_RULE = "scored"
 # quality benchmark (seed 7, the one it reports, was not used to choose them).
 CPU_WEIGHT = 0.75
 FRAG_WEIGHT = 0.15
+# ``scored``'s split risk: RISK_WEIGHT x the share of the starts (the host's history and this VM)
+# bigger than the biggest hole after the choice; its fragmentation term is SCORED_FRAG x FRAG_WEIGHT
+# (FRAG_WEIGHT alone weighs the tie-break among equally close node sets).  Chosen on seeds 1-6.
+RISK_WEIGHT = 0.5
+SCORED_FRAG = 0.5
 # Weight of the biggest hole left, in node sizes, in the ``hole`` rule (the
 # previous default, kept so that the benchmark shows the difference).
 HOLE_WEIGHT = 0.1
@@ -291,7 +297,8 @@ def used_memory(avail: Sequence[int], sizes: Sequence[int]) -> List[int]:
 
 
 def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], cores: Sequence[int],
-            vcpus: int, need: int, sizes: Sequence[int], hole_rule: bool = False) -> int:
+            vcpus: int, need: int, sizes: Sequence[int], hole_rule: bool = False,
+            starts: StartSizes = NO_STARTS, this: int = 0) -> int:
     n = len(avail)
     used = used_memory(avail, sizes)
     load = list(map(operator.truediv, vcpus_on[:n], cores[:n]))
@@ -306,6 +313,10 @@ def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], core
     # _cv_after's arithmetic, operation for operation, inline (a start scores every node that
     # fits): the memory's sum after the VM is the same for every candidate
     mem_mean, need2 = (mem1 + need) / n, need * need
+    # the split risk's sizes: the history and this VM (``this``: 0 when it fits no node).  With no
+    # history it is 0: another node that fits this VM is left, so no hole smaller than it is the biggest
+    total = starts.total + (this > 0)
+    frag_weight = SCORED_FRAG * FRAG_WEIGHT
     best_score, best = None, fits[0]
     for i in fits:
         hole = max(avail[i] - need, second if i == first else avail[first])
@@ -318,20 +329,24 @@ def _scored(fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int], core
         if hole_rule:
             score = memory_cv + cpu_cv - HOLE_WEIGHT * hole / scale
         else:
-            score = memory_cv + CPU_WEIGHT * cpu_cv + FRAG_WEIGHT * (
-                math.log(free_after / hole) if free_after > 0 and hole > 0 else 0.0)  # fragmentation()
+            risk = RISK_WEIGHT * ((starts.above(hole) + (this > hole)) / total) if total else 0.0
+            score = memory_cv + CPU_WEIGHT * cpu_cv + frag_weight * (
+                math.log(free_after / hole) if free_after > 0 and hole > 0 else 0.0) + risk
         if best_score is None or score < best_score or (score == best_score and i < best):  # (score, node) lowest
             best_score, best = score, i
     return best
 
 
 def choose_node(rule: str, fits: List[int], avail: Sequence[int], vcpus_on: Sequence[int],
-                cores: Sequence[int], vcpus: int, need: int = 0, sizes: Sequence[int] = ()) -> int:
+                cores: Sequence[int], vcpus: int, need: int = 0, sizes: Sequence[int] = (),
+                starts: StartSizes = NO_STARTS, this: int = 0) -> int:
     """One of ``fits`` (at least two nodes that hold the VM alone) by ``rule``.
 
     ``avail``: bytes available per node; ``vcpus_on``: vCPUs homed per node;
     ``cores``: physical cores per node; ``need``: bytes the build takes;
-    ``sizes``: each node's memory size (bytes; 0 = unknown).
+    ``sizes``: each node's memory size (bytes; 0 = unknown); ``starts``: the sizes
+    of the VMs started on the host that fit a node; ``this``: the VM's memory if
+    it fits a node (counted as one more start), else 0.
     """
     cores = [c or 1 for c in cores]  # a node of memory only is never a candidate; its load is still a value
 
@@ -339,7 +354,8 @@ def choose_node(rule: str, fits: List[int], avail: Sequence[int], vcpus_on: Sequ
         return vcpus_on[i] / cores[i]
 
     if rule in ("scored", "hole"):
-        return _scored(fits, avail, vcpus_on, cores, vcpus, need, sizes or [0] * len(avail), rule == "hole")
+        return _scored(fits, avail, vcpus_on, cores, vcpus, need, sizes or [0] * len(avail), rule == "hole",
+                       starts, this)
     if rule == "worst":
         return min(fits, key=lambda i: (-avail[i], load(i), i))
     if rule == "best":
