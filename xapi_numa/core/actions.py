@@ -72,6 +72,9 @@ class Reserve:
     # them (Xen gives them last); any other is checked against the room above them, or a start
     # racing it could be promised a zone its build would never get, and spill
     zones: bool = False
+    # the VM's memory, counted in the host's start sizes in the reservation's transaction (what the
+    # single-node rule's split risk weighs: core.start_sizes); 0: not counted (it fits no node)
+    started: int = 0
 
 
 @attrs.frozen

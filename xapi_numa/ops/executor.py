@@ -205,7 +205,8 @@ class Executor:
         reservation = self.ledger.reserve(
             a.vm, a.bytes_per_node, a.ttl,
             lambda: observe.claimable(self.hv, dma=a.zones, known=claims()[0], overlap=claims()[1]), a.owner,
-            lambda: observe.claimable_total(self.hv, known=claims()[0], overlap=claims()[1]), self.hv.boot_id())
+            lambda: observe.claimable_total(self.hv, known=claims()[0], overlap=claims()[1]), self.hv.boot_id(),
+            a.started)
         return Outcome(a, DONE, "until {:.0f}".format(reservation.expires))
 
     def _ReleaseReservation(self, a: act.ReleaseReservation) -> Outcome:

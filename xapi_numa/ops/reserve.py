@@ -1,8 +1,9 @@
 """Placing a VM that is about to start: snapshot -> decision -> reservation.
 
 Reads the world once (free memory and claims from the hypervisor, other
-starts' reservations from the ledger, vCPU homes), asks the pure placement
-engine, and has the executor reserve the result; the ledger re-checks it
+starts' reservations and the sizes of the VMs started here from the ledger,
+vCPU homes), asks the pure placement engine, and has the executor reserve the
+result, counting the VM's size with it (a dry run counts nothing); the ledger re-checks it
 against fresh free memory in its own transaction.  If another start took the
 memory in between, it plans again with fresh numbers (optimistic concurrency;
 nobody waits on a global lock).  A dry run reserves nothing and changes
@@ -22,6 +23,7 @@ from xapi_numa.core.live_domains import LiveDomains
 from xapi_numa.core.locality import single_homes
 from xapi_numa.core.placement import NodeLoads, Placement, Planner, Request
 from xapi_numa.core.reservation import NO_OVERLAP, ClaimOverlap, Reservation
+from xapi_numa.core.start_sizes import NO_STARTS, StartSizes
 from xapi_numa.core.topology import Topology
 from xapi_numa.core.units import PAGE_SHIFT
 from xapi_numa.errors import NoCapacity, NumaError, RoomReserved
@@ -30,6 +32,7 @@ from xapi_numa.ops.executor import Executor
 from xapi_numa.ports.hypervisor import Hypervisor
 from xapi_numa.state.home_tally import HomeTally
 from xapi_numa.state.ledger import DEFAULT_TTL, Ledger
+from xapi_numa.state import start_sizes
 from xapi_numa.state.moves import MoveJournal
 
 ATTEMPTS = 8
@@ -47,7 +50,7 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
                leave_out: Optional[int] = None, moving: Optional[Mapping[int, int]] = None,
                tally: Optional[HomeTally] = None, uuids: Optional[LiveDomains] = None,
                known: Optional[Mapping[int, int]] = None, overlap: ClaimOverlap = NO_OVERLAP,
-               memory: Optional[Sequence[NodeMemory]] = None) -> NodeLoads:
+               memory: Optional[Sequence[NodeMemory]] = None, starts: StartSizes = NO_STARTS) -> NodeLoads:
     """Per-node free memory (less hypervisor claims, and less the pages ``moving``, per
     node, that running memory moves have yet to bring), reservations and vCPUs homed
     there; ``leave_out``: a domain whose vCPUs are not counted; ``tally``: xapi-numad's
@@ -55,7 +58,8 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
     names; ``uuids``: the live domains (domid -> UUID), read just now; ``known``: node
     claims the hypervisor reports as host-wide (:func:`observe.known_node_claims`);
     ``overlap``: what of ``reserved`` claims hold too (:func:`observe.claims_overlap`); ``memory``:
-    the node memory, where the caller read it (for :func:`start_free` too)."""
+    the node memory, where the caller read it (for :func:`start_free` too); ``starts``: the sizes of
+    the VMs started here (:func:`xapi_numa.state.start_sizes.read`)."""
     topology = topology or hv.topology()
     live = hv.domain_uuids() if uuids is None else uuids
     skip = (0, leave_out)
@@ -78,7 +82,7 @@ def node_loads(hv: Hypervisor, reserved: Mapping[int, int], topology: Optional[T
             free[node] = max(0, free[node] - (pages << PAGE_SHIFT))
     nodes = sorted(free)
     return NodeLoads([free[n] for n in nodes], [reserved.get(n, 0) for n in nodes], vcpus,
-                     [with_dma[n] - free[n] for n in nodes])
+                     [with_dma[n] - free[n] for n in nodes], starts)
 
 
 def room_pages(hv: Hypervisor, ledger: Ledger, exclude_move: Optional[str] = None) -> Dict[int, int]:
@@ -142,7 +146,8 @@ def place_and_reserve(hv: Hypervisor, ledger: Optional[Ledger], request: Request
 def place_sized(hv: Hypervisor, ledger: Optional[Ledger], sized: Sizing, vm: Optional[str] = None,
                 ttl: float = DEFAULT_TTL, dry_run: bool = False, planner: Optional[Planner] = None,
                 owner: str = "") -> Tuple[Request, Placement, Optional[Reservation], NodeLoads]:
-    """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner``; with the request
+    """Decide where the VM goes and, unless ``dry_run``, reserve it for ``owner`` and count its
+    size in the host's start sizes (if it fits a node: :meth:`Planner.fits_a_node`); with the request
     ``sized`` for the host's free memory as each read of the planner finds it (:func:`start_free`
     of that read: a start target squeezed sizes from it, :mod:`.place_request`), made again with
     the fresh numbers where another start took the memory meanwhile.  Returns the request too."""
@@ -161,13 +166,14 @@ def place_sized(hv: Hypervisor, ledger: Optional[Ledger], sized: Sizing, vm: Opt
                 moving, known, memory = _moving(hv, ledger), observe.known_node_claims(hv, ledger, caps), \
                     hv.node_memory()
                 loads = node_loads(hv, reserved, planner.topology, moving=moving, tally=tally, uuids=uuids,
-                                   known=known, overlap=overlap, memory=memory)
+                                   known=known, overlap=overlap, memory=memory, starts=start_sizes.read(ledger.db))
         request = sized(functools.partial(start_free, hv, reserved, moving, known, overlap, memory))
         # (as once the builds under way have landed: the start itself waits for them)
         return request, dma_zone.place(planner, loads, request, builds_landed=True), None, loads
     executor = Executor(hv, ledger.db)
     upkeep.reconcile(hv, ledger, executor)  # memory already landed is not counted twice
     key = vm or new_vm_key()
+    starts = start_sizes.read(ledger.db)
     last: Optional[NoCapacity] = None
     waiting_until, attempt = time.monotonic() + BUILDS_WAIT, 0
     while attempt < ATTEMPTS:
@@ -176,7 +182,7 @@ def place_sized(hv: Hypervisor, ledger: Optional[Ledger], sized: Sizing, vm: Opt
         known = observe.known_node_claims(hv, ledger, caps)
         overlap = observe.claims_overlap(hv, ledger, exclude=key, caps=caps)
         loads = node_loads(hv, reserved, planner.topology, moving=moving, tally=tally, known=known,
-                           overlap=overlap, memory=memory)
+                           overlap=overlap, memory=memory, starts=starts)
         request = sized(functools.partial(start_free, hv, reserved, moving, known, overlap, memory))
         try:
             placement = dma_zone.place(planner, loads, request)
@@ -187,9 +193,10 @@ def place_sized(hv: Hypervisor, ledger: Optional[Ledger], sized: Sizing, vm: Opt
             upkeep.reconcile(hv, ledger, executor)
             continue
         attempt += 1
+        started = request.memory if planner.fits_a_node(request) else 0  # (the size as this read sized it)
         try:
             executor.apply([Reserve(key, placement.bytes_per_node, ttl, owner=owner,
-                                    zones=dma_zone.takes_zones(loads, placement))])
+                                    zones=dma_zone.takes_zones(loads, placement), started=started)])
         except NoCapacity as err:
             last = err  # another start got there first: plan again with fresh numbers (its target too)
             upkeep.reconcile(hv, ledger, executor)
@@ -209,7 +216,8 @@ def place_as_if_stopped(hv: Hypervisor, ledger: Optional[Ledger], request: Reque
     reserved, overlap = upkeep.held_after_reconcile(hv, ledger, vm, caps=caps) if ledger is not None \
         else ({}, NO_OVERLAP)
     loads = node_loads(hv, reserved, planner.topology, leave_out=domid, moving=_moving(hv, ledger),
-                       known=observe.known_node_claims(hv, ledger, caps), overlap=overlap)
+                       known=observe.known_node_claims(hv, ledger, caps), overlap=overlap,
+                       starts=start_sizes.read(ledger.db) if ledger is not None else NO_STARTS)
     own = hv.node_pages(domid)
     free = [f + (own.get(node, 0) << PAGE_SHIFT) for node, f in enumerate(loads.free)]
     return dma_zone.place(planner, attrs.evolve(loads, free=free), request, builds_landed=True)

@@ -30,6 +30,7 @@ from xapi_numa.core.reservation import Reservation
 from xapi_numa.core.units import PAGE_SHIFT, format_size
 from xapi_numa.errors import InvalidArgument, NoCapacity, VmBusy
 from xapi_numa.state.db import Database, default_path
+from xapi_numa.state import start_sizes
 from xapi_numa.state.moves import MoveJournal
 from xapi_numa.state.rows import INTEGER, NUMBER, TEXT, Table, one_of
 
@@ -138,9 +139,11 @@ class Ledger:
     # --- changes ---------------------------------------------------------------------------------
     def reserve(self, vm: str, bytes_per_node: Mapping[int, int], ttl: float,
                 free_now: Callable[[], Mapping[int, int]], owner: str = "",
-                host_free_now: Optional[Callable[[], int]] = None, boot: str = "") -> Reservation:
+                host_free_now: Optional[Callable[[], int]] = None, boot: str = "", started: int = 0) -> Reservation:
         """Reserve memory for ``vm`` if every node has it free after other reservations.
-        ``boot``: the host's boot id (a reconcile in another boot releases the row).
+        ``boot``: the host's boot id (a reconcile in another boot releases the row);
+        ``started``: the VM's memory, counted in the host's start sizes with the reservation
+        (:mod:`.start_sizes`; 0: not counted, the VM fits no node).
 
         ``free_now`` (and ``host_free_now``, what the whole host has: a host-wide
         claim bounds the nodes' sum) is called inside the transaction so that the
@@ -179,6 +182,8 @@ class Ledger:
                        (vm, now, now + ttl, owner, ttl, boot))
             db.executemany("INSERT INTO reservation_node (vm, node, bytes, initial) VALUES (?, ?, ?, ?)",
                            [(vm, n, b, b) for n, b in sorted(wanted.items())])
+            if started:
+                start_sizes.record(db, started)
         return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner, lease=ttl, boot=boot)
 
     def release(self, vm: str, owner: Optional[str] = None, created: Optional[float] = None,

@@ -1,9 +1,9 @@
-"""The state database's schema: its tables and triggers (schema 16), and how a file
+"""The state database's schema: its tables and triggers (schema 17), and how a file
 made by an older version becomes it (columns added since, sums made once, tables
 renamed).  :mod:`.db` applies it, once per file, in the transaction that opens it."""
 import sqlite3
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservation (
@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS memory_move (
     updated   REAL NOT NULL,
     host_updated REAL,                  -- the host's clock when updated (NULL: not known)
     boot      TEXT NOT NULL DEFAULT ''  -- the host's boot id when begun ('': not known)
+);
+CREATE TABLE IF NOT EXISTS start_size (  -- schema 17: the VMs placed here that fit a node, per size
+    size      INTEGER PRIMARY KEY,      -- bytes: a start's memory rounded up to its bucket (core.start_sizes)
+    count     INTEGER NOT NULL          -- how many such starts were placed
 );
 """
 
