@@ -9,7 +9,7 @@ rounded up: a start counts as at least as big as it was.
 """
 import bisect
 import itertools
-from typing import Iterable, Tuple
+from typing import Dict, Iterable, Tuple
 
 import attrs
 
@@ -22,21 +22,28 @@ BUCKET_BITS = 5
 
 def bucket(memory: int) -> int:
     """The size (bytes) a start of ``memory`` bytes is counted at."""
-    mib = -(-memory // MIB)
-    shift = max(mib.bit_length() - BUCKET_BITS, 0)
-    return -(-mib >> shift) << shift << 20
+    mib = (memory + MIB - 1) >> 20
+    shift = mib.bit_length() - BUCKET_BITS
+    return mib << 20 if shift <= 0 else (mib + (1 << shift) - 1) >> shift << shift << 20
 
 
 def _rows(rows) -> Tuple[Tuple[int, int], ...]:
     """(size, count) rows, merged per bucket, ascending; every size and count checked."""
-    merged = {}
+    merged: Dict[int, int] = {}
     for row in rows:
         size, count = row
-        if not isinstance(size, int) or not 0 < size <= MAX_VM_MEMORY or not isinstance(count, int) or count < 0:
+        if type(size) is not int or type(count) is not int or not 0 < size <= MAX_VM_MEMORY or count < 0:
             raise InvalidArgument("start sizes", f"{row!r}", "(size 1 .. 1P bytes, count >= 0) rows")
         if count:
-            merged[bucket(size)] = merged.get(bucket(size), 0) + count
+            size = bucket(size)
+            merged[size] = merged.get(size, 0) + count
     return tuple(sorted(merged.items()))
+
+
+def valid(row) -> bool:
+    """Whether a (size, count) row is one :class:`StartSizes` takes (a stored row may not be)."""
+    size, count = row
+    return type(size) is int and type(count) is int and 0 < size <= MAX_VM_MEMORY and count >= 0
 
 
 @attrs.frozen

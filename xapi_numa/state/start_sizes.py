@@ -4,8 +4,7 @@ transaction), read by every place, dry runs too (:mod:`xapi_numa.ops.reserve`). 
 per size bucket (:mod:`xapi_numa.core.start_sizes`): a few hundred rows at most."""
 import sqlite3
 
-from xapi_numa.core.start_sizes import StartSizes, bucket
-from xapi_numa.core.units import MAX_VM_MEMORY
+from xapi_numa.core.start_sizes import StartSizes, bucket, valid
 from xapi_numa.state.db import Database
 
 
@@ -19,7 +18,5 @@ def record(conn: sqlite3.Connection, memory: int) -> None:
 def read(db: Database) -> StartSizes:
     """The history (rows no version of this code writes, such as a hand's, are left out)."""
     with db.read() as conn:
-        rows = conn.execute("SELECT size, count FROM start_size WHERE typeof(size) = 'integer' AND "
-                            "typeof(count) = 'integer' AND size BETWEEN 1 AND ? AND count > 0",
-                            (MAX_VM_MEMORY,)).fetchall()
-    return StartSizes(rows)
+        rows = conn.execute("SELECT size, count FROM start_size").fetchall()
+    return StartSizes(filter(valid, rows))
