@@ -3,7 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xapi_numa.core import placement
 from xapi_numa.core.placement import NO_OVERHEAD, NodeLoads, Planner, Request
+from xapi_numa.core.policy import Policy
 from xapi_numa.core.single_node import choose_node
 from xapi_numa.core.start_sizes import BUCKET_BITS, NO_STARTS, StartSizes, bucket
 from xapi_numa.core.topology import Topology
@@ -91,17 +93,25 @@ def test_a_vm_fits_a_node_by_its_cores_and_memory_size():
     assert unknown.fits_a_node(Request(2, 512 * G))
 
 
-def test_the_planner_weighs_the_loads_history_and_the_vm_itself():
+def test_the_planner_weighs_the_loads_history_and_the_vm_itself(monkeypatch):
     planner = Planner(two_nodes(), NO_OVERHEAD)
     free = [40 * G, 38 * G]
     assert planner.place(NodeLoads.of(free), Request(1, 4 * G)).nodes == (0,)
     assert planner.place(NodeLoads.of(free, starts=StartSizes.of([39 * G] * 2)), Request(1, 4 * G)).nodes == (1,)
-    # the VM itself counts as one start (it fits a node): 26G and 20G free, 8G, after one 22G start and
-    # three of 1G node 0 leaves no 22G hole, at 1/5 of the starts (with the VM) against 1/4 (without)
-    starts = StartSizes.of([22 * G, G, G, G])
-    assert planner.place(NodeLoads.of([26 * G, 20 * G], starts=starts), Request(1, 8 * G)).nodes == (0,)
-    args = ("scored", [0, 1], [26 * G, 20 * G], [0, 0], [4, 4], 1, 8 * G, [64 * G] * 2, starts)
-    assert choose_node(*args, 8 * G) == 0 and choose_node(*args, 0) == 1
+    # the VM itself counts as one start when it fits a node (its memory as ``this``), else not
+    seen = []
+
+    def spy(*args):
+        seen.append(args[8:])
+        return choose_node(*args)
+
+    monkeypatch.setattr(placement, "choose_node", spy)
+    starts = StartSizes.of([30 * G, G])
+    planner.place(NodeLoads.of([36 * G, 28 * G], starts=starts), Request(1, 8 * G))
+    planner.place(NodeLoads.of([36 * G, 28 * G], starts=starts), Request(1, 8 * G, Policy(mode="strict")))
+    assert seen == [(starts, 8 * G), (starts, 8 * G)]
+    Planner(two_nodes(), NO_OVERHEAD).place(NodeLoads.of([36 * G, 28 * G], starts=starts), Request(9, 8 * G))
+    assert seen[2:] == [(starts, 0)]  # 9 vCPUs, 4 cores a node: on one node, its vCPUs sharing
     # the DMA-zone fallback keeps the history (attrs.evolve)
     loads = NodeLoads([G, G], [0, 0], [0, 0], [G, G], starts=StartSizes.of([G]))
     assert loads.with_dma().starts == loads.starts

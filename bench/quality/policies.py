@@ -39,8 +39,8 @@ REFUSED = Decision(None, None, True)
 
 class Ours:
     """Our engine with one of its single-node rules; vCPU loads as ops/reserve reads them
-    (vCPUs whose home is one node), and the sizes of the starts it placed that fit a node as
-    the state database keeps them (the plugin's place records each, ops/reserve)."""
+    (vCPUs whose home is one node), and the sizes of the starts it placed that fit a node, as
+    the state database keeps them (the plugin's place counts each it reserves, ops/reserve)."""
 
     decides_before_build = True  # the plugin's place runs before VM.start
 
@@ -57,7 +57,7 @@ class Ours:
             p = self.planner.place(loads, request)
         except NoCapacity:
             return REFUSED
-        if record and self.planner.fits_a_node(request):
+        if record and self.planner.fits_a_node(request):  # (after: the planner counts the VM itself)
             self.starts = self.starts.with_start(vm.memory)
         return Decision(tuple(p.nodes))
 

@@ -9,6 +9,7 @@ baselines) / vCPU.  Baselines are replayed once per seed and cached under
 
 * ``scored``: the cached ``ours`` row (the engine's rule when the cache was made);
 * ``engine``: the engine's default rule, replayed now (its split risk over the starts placed);
+  ``engine-tried``: the same over every start tried, refused ones too (as ``risk`` counts);
 * ``tol-rr:tol``: among nodes whose score is within ``tol`` of the lowest, the
   one this replay picked least so far (xenopsd's use count, never lowered);
 * ``use:w,decay``: score + ``w`` x a use count that decays by ``decay`` per pick;
@@ -19,7 +20,7 @@ baselines) / vCPU.  Baselines are replayed once per seed and cached under
   last ``w`` starts; 0 = all) bigger than the biggest free memory on one node
   after the choice, with the fragmentation term weighted ``m`` x FRAG_WEIGHT;
   ``riskrun:r,m``: the same over the sizes of the VMs running now.  ``risk:0.5,0.5`` is
-  the engine's rule since 2026-12-07 (with the starts it placed, not every one tried).
+  ``engine-tried`` with ``RISK_WEIGHT`` 0.5 (the same figures on seeds 1-20).
 
 Run: ``python bench/quality/variants.py 1-6 scored risk:0.5,0.5 tol-rr:0.01``
 """
@@ -128,7 +129,20 @@ def fits_a_node(vcpus: int, memory: int) -> bool:
     return vcpus <= CORES_PER_NODE and memory < NODE_MEMORY
 
 
+class EveryStartTried(Ours):
+    """The engine, with the sizes of refused starts in its history too."""
+
+    def decide(self, state, vm, record: bool = True):
+        d = super().decide(state, vm, record)
+        if record and d.refused and fits_a_node(vm.vcpus, vm.memory):
+            self.starts = self.starts.with_start(vm.memory)
+        return d
+
+
 def replay_variant(host, seed: int, kind: str, vals: List[float]) -> dict:
+    if kind in ("engine", "engine-tried"):
+        policy = (Ours if kind == "engine" else EveryStartTried)(host.topology(), "scored")
+        return replay(host, make_trace(host, seed, 1500), policy)
     v = Variant(kind, *vals)
     policy = Ours(host.topology(), "scored")
     decide = policy.decide
@@ -154,8 +168,7 @@ def run(spec: str, seeds: List[int]) -> None:
         base = base_rows(seed)
         for host in hosts():
             rows = base[host.name]
-            r = rows["ours"] if kind == "scored" else replay(host, make_trace(host, seed, 1500), Ours(
-                host.topology(), "scored")) if kind == "engine" else replay_variant(host, seed, kind, vals)
+            r = rows["ours"] if kind == "scored" else replay_variant(host, seed, kind, vals)
             m = misses(rows, r)
             size = host.name.split("-")[0]
             for g, goal in enumerate(GOALS):

@@ -21,8 +21,10 @@ Choosing nodes when the policy does not list them:
   core, so such a VM is better spread; other modes count threads).  Among the
   nodes that fit, ``SINGLE_NODE_RULE`` (:mod:`xapi_numa.core.single_node`):
   ``scored``, the node after which the host scores lowest on memory CV +
-  0.75 x vCPU-per-core CV + 0.15 x ln(free memory / biggest hole), so that
-  nodes stay level while the free memory stays in as few holes as it can.
+  0.75 x vCPU-per-core CV + 0.075 x ln(free memory / biggest hole) + 1.5 x the
+  share of the host's starts (``NodeLoads.starts``: the sizes of the VMs placed
+  here that fit a node, and this one) bigger than the biggest hole, so that
+  nodes stay level while the holes the host's VMs need stay whole.
 
   Chosen by the start/stop quality benchmark, weights tuned on other seeds
   than the one it reports; what it meets, what it misses (the goals conflict
