@@ -103,3 +103,15 @@ def test_rows_no_version_writes_are_left_out(host):
         conn.executemany("INSERT INTO start_size (size, count) VALUES (?, ?)",
                          [(G, 2), (2 * G, 0), (-5, 3), (3 * G, 1.5), (4 * G, "many"), (1 << 60, 1)])
     assert start_sizes.read(ledger.db) == StartSizes(((G, 2),))
+
+
+def test_a_start_placed_again_is_counted_once(host):
+    """A place that replaces the VM's own reservation (placed again before its start) is the same
+    start; a place after its reservation was released is another."""
+    sim, ledger = host
+    place_and_reserve(sim, ledger, Request(2, 2 * G), UUIDS[0])
+    place_and_reserve(sim, ledger, Request(2, 2 * G), UUIDS[0])
+    assert rows(ledger) == [(2 * G, 1)]
+    ledger.release(UUIDS[0])
+    place_and_reserve(sim, ledger, Request(2, 2 * G), UUIDS[0])
+    assert rows(ledger) == [(2 * G, 2)]

@@ -31,9 +31,9 @@ def _rows(rows) -> Tuple[Tuple[int, int], ...]:
     """(size, count) rows, merged per bucket, ascending; every size and count checked."""
     merged: Dict[int, int] = {}
     for row in rows:
-        size, count = row
-        if type(size) is not int or type(count) is not int or not 0 < size <= MAX_VM_MEMORY or count < 0:
+        if not valid(row):
             raise InvalidArgument("start sizes", f"{row!r}", "(size 1 .. 1P bytes, count >= 0) rows")
+        size, count = row
         if count:
             size = bucket(size)
             merged[size] = merged.get(size, 0) + count

@@ -143,7 +143,7 @@ class Ledger:
         """Reserve memory for ``vm`` if every node has it free after other reservations.
         ``boot``: the host's boot id (a reconcile in another boot releases the row);
         ``started``: the VM's memory, counted in the host's start sizes with the reservation
-        (:mod:`.start_sizes`; 0: not counted, the VM fits no node).
+        (:mod:`.start_sizes`; 0: not counted, the VM fits no node), unless it replaces the VM's own.
 
         ``free_now`` (and ``host_free_now``, what the whole host has: a host-wide
         claim bounds the nodes' sum) is called inside the transaction so that the
@@ -177,12 +177,12 @@ class Ledger:
                 raise NoCapacity("the host has {} left after host-wide claims and other reservations; {} "
                                  "requested".format(format_size(max(total, 0)), format_size(sum(wanted.values()))),
                                  ("host", str(sum(wanted.values())), str(max(total, 0))))
-            db.execute("DELETE FROM reservation WHERE vm = ?", (vm,))
+            replaced = db.execute("DELETE FROM reservation WHERE vm = ?", (vm,)).rowcount > 0
             db.execute("INSERT INTO reservation (vm, created, expires, owner, lease, boot) VALUES (?, ?, ?, ?, ?, ?)",
                        (vm, now, now + ttl, owner, ttl, boot))
             db.executemany("INSERT INTO reservation_node (vm, node, bytes, initial) VALUES (?, ?, ?, ?)",
                            [(vm, n, b, b) for n, b in sorted(wanted.items())])
-            if started:
+            if started and not replaced:  # (a start placed again, its reservation replaced, is one start)
                 start_sizes.record(db, started)
         return Reservation(vm, now, now + ttl, False, wanted, dict(wanted), owner, lease=ttl, boot=boot)
 
